@@ -1,0 +1,287 @@
+// Package store owns the persistent model of thingid: users, things, groups, the
+// relationships between them, admin API tokens and the append-only audit log.
+// It validates nothing about identities (that is internal/identity's job) and never
+// publishes events; backends live in sub-packages and must pass storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors every backend returns (wrapped with detail) so callers can use errors.Is.
+var (
+	// ErrNotFound: the addressed record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique constraint would be violated (userName, serial number,
+	// MAC address, group name, an existing relationship).
+	ErrConflict = errors.New("conflict")
+	// ErrStale: the caller's expected revision is not the stored one (optimistic concurrency).
+	ErrStale = errors.New("revision mismatch")
+	// ErrInvalidQuery: a filter or sort names an unknown field or compares it with
+	// a value of the wrong kind.
+	ErrInvalidQuery = errors.New("invalid query")
+)
+
+// Status of a user or thing.
+type Status string
+
+const (
+	StatusActive   Status = "active"
+	StatusDisabled Status = "disabled"
+)
+
+// ThingType says what kind of thing an identity is.
+type ThingType string
+
+const (
+	ThingDevice  ThingType = "device"
+	ThingService ThingType = "service"
+	ThingGateway ThingType = "gateway"
+)
+
+// Kind names the type of an identity in references and the audit log.
+type Kind string
+
+const (
+	KindUser  Kind = "user"
+	KindThing Kind = "thing"
+	KindGroup Kind = "group"
+)
+
+// Ref points at one identity.
+type Ref struct {
+	Kind Kind   `json:"kind"`
+	ID   string `json:"id"`
+}
+
+// Meta is common to every stored identity. Backends set all of it: ID (a UUID) on
+// create when empty, Revision 1 on create and +1 on every update, the times in UTC.
+type Meta struct {
+	ID       string
+	Revision int64
+	Created  time.Time
+	Modified time.Time
+}
+
+// MultiValue is one entry of a multi-valued attribute (emails, phone numbers).
+type MultiValue struct {
+	Value   string `json:"value"`
+	Type    string `json:"type,omitempty"`
+	Display string `json:"display,omitempty"`
+	Primary bool   `json:"primary,omitempty"`
+}
+
+// Name is a person's name in its parts.
+type Name struct {
+	Formatted       string `json:"formatted,omitempty"`
+	FamilyName      string `json:"familyName,omitempty"`
+	GivenName       string `json:"givenName,omitempty"`
+	MiddleName      string `json:"middleName,omitempty"`
+	HonorificPrefix string `json:"honorificPrefix,omitempty"`
+	HonorificSuffix string `json:"honorificSuffix,omitempty"`
+}
+
+// User is a person. UserName is unique case-insensitively.
+type User struct {
+	Meta
+	UserName      string
+	ExternalID    string
+	DisplayName   string
+	Name          Name
+	Emails        []MultiValue
+	PhoneNumbers  []MultiValue
+	Locale        string
+	Timezone      string
+	Status        Status
+	EmailVerified bool
+	// PasswordHash is an argon2id PHC string, empty when the user has no password.
+	PasswordHash string
+}
+
+// CertRef records a certificate issued to or registered for a thing.
+type CertRef struct {
+	// FingerprintSHA256 is the lower-case hex SHA-256 of the DER certificate.
+	FingerprintSHA256 string    `json:"fingerprintSha256"`
+	Subject           string    `json:"subject,omitempty"`
+	Issuer            string    `json:"issuer,omitempty"`
+	NotAfter          time.Time `json:"notAfter,omitzero"`
+}
+
+// Thing is a device, service or gateway. (Manufacturer, Model, SerialNumber) is
+// unique when SerialNumber is set; every MAC address is unique across all things.
+type Thing struct {
+	Meta
+	ExternalID      string
+	DisplayName     string
+	Type            ThingType
+	Manufacturer    string
+	Model           string
+	SerialNumber    string
+	FirmwareVersion string
+	Location        string
+	// MACAddresses are normalized: lower-case, colon-separated (aa:bb:cc:dd:ee:ff).
+	MACAddresses []string
+	Status       Status
+	// JWKS is the thing's public key set (RFC 7517 JSON), nil when none.
+	JWKS         json.RawMessage
+	Certificates []CertRef
+	// Attributes are free-form; values are JSON values (string, number, bool, ...).
+	Attributes map[string]any
+}
+
+// Group collects users, things and other groups. DisplayName is unique
+// case-insensitively. Members are stored as member relationships in the same
+// transaction as the group; order is not significant.
+type Group struct {
+	Meta
+	ExternalID  string
+	DisplayName string
+	Members     []Ref
+}
+
+// RelKind is the kind of a relationship between two identities.
+type RelKind string
+
+const (
+	// RelOwner: From (a user) owns To (a thing).
+	RelOwner RelKind = "owner"
+	// RelMember: From (user, thing or group) is a member of To (a group).
+	RelMember RelKind = "member"
+	// RelGuardian: From (a user) is a guardian of To (a user).
+	RelGuardian RelKind = "guardian"
+)
+
+// Relationship is a directed edge between two identities.
+type Relationship struct {
+	Kind    RelKind
+	From    Ref
+	To      Ref
+	Created time.Time
+}
+
+// RelFilter selects relationships; zero fields match anything.
+type RelFilter struct {
+	Kind RelKind
+	From *Ref
+	To   *Ref
+}
+
+// AuditRecord is one entry of the append-only audit log.
+type AuditRecord struct {
+	Seq    int64 // assigned by the store, increasing
+	Time   time.Time
+	Actor  string // "user:<id>", "admin-token:<id>", "system", "cli"
+	Action string // "user.create", "thing.update", "relationship.add", ...
+	Target Ref
+	Detail json.RawMessage // optional JSON object
+}
+
+// AuditQuery selects audit records in Seq order.
+type AuditQuery struct {
+	Target   *Ref
+	AfterSeq int64
+	Limit    int // 0: 100
+}
+
+// APIToken is an administrator API token; only a keyed hash of the secret is stored.
+type APIToken struct {
+	ID        string
+	Name      string
+	Hash      []byte // HMAC-SHA256 of the token secret, unique
+	UserID    string // the administrator the token acts for
+	Created   time.Time
+	ExpiresAt time.Time // zero: does not expire
+}
+
+// Query selects identities for List calls. Field names are the logical names listed
+// by each backend's field catalog (see Fields).
+type Query struct {
+	Filter     Expr // nil: everything
+	SortBy     string
+	Descending bool
+	Offset     int // rows to skip
+	Limit      int // 0: no rows (only the total); negative: no limit
+}
+
+// Users stores people.
+type Users interface {
+	CreateUser(ctx context.Context, u *User) error
+	GetUser(ctx context.Context, id string) (*User, error)
+	// GetUserByName looks the name up case-insensitively.
+	GetUserByName(ctx context.Context, userName string) (*User, error)
+	// UpdateUser loads the user, calls fn and stores the result with Revision+1.
+	// ifRevision 0 means "whatever is current" (the store re-runs fn on a concurrent
+	// change); otherwise a different stored revision yields ErrStale.
+	UpdateUser(ctx context.Context, id string, ifRevision int64, fn func(*User) error) (*User, error)
+	DeleteUser(ctx context.Context, id string, ifRevision int64) error
+	// ListUsers returns one page and the total number of matches.
+	ListUsers(ctx context.Context, q Query) ([]*User, int, error)
+}
+
+// Things stores devices, services and gateways.
+type Things interface {
+	CreateThing(ctx context.Context, t *Thing) error
+	// CreateThings inserts many things in one transaction; errs[i] is nil or the
+	// reason things[i] was not stored (ErrConflict). Other rows are unaffected.
+	CreateThings(ctx context.Context, things []*Thing) (errs []error, err error)
+	GetThing(ctx context.Context, id string) (*Thing, error)
+	UpdateThing(ctx context.Context, id string, ifRevision int64, fn func(*Thing) error) (*Thing, error)
+	DeleteThing(ctx context.Context, id string, ifRevision int64) error
+	ListThings(ctx context.Context, q Query) ([]*Thing, int, error)
+}
+
+// Groups stores groups and their members.
+type Groups interface {
+	CreateGroup(ctx context.Context, g *Group) error
+	GetGroup(ctx context.Context, id string) (*Group, error)
+	UpdateGroup(ctx context.Context, id string, ifRevision int64, fn func(*Group) error) (*Group, error)
+	DeleteGroup(ctx context.Context, id string, ifRevision int64) error
+	ListGroups(ctx context.Context, q Query) ([]*Group, int, error)
+}
+
+// Relationships stores edges between identities. Deleting an identity deletes its edges.
+type Relationships interface {
+	// AddRelationship fails with ErrNotFound if an end does not exist and
+	// ErrConflict if the edge exists already.
+	AddRelationship(ctx context.Context, r Relationship) error
+	// RemoveRelationship fails with ErrNotFound if the edge does not exist.
+	RemoveRelationship(ctx context.Context, r Relationship) error
+	ListRelationships(ctx context.Context, f RelFilter) ([]Relationship, error)
+}
+
+// Audit is the append-only audit log: there is no way to change or delete a record.
+type Audit interface {
+	AppendAudit(ctx context.Context, recs ...AuditRecord) error
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
+}
+
+// APITokens stores administrator API tokens.
+type APITokens interface {
+	CreateAPIToken(ctx context.Context, t *APIToken) error
+	GetAPITokenByHash(ctx context.Context, hash []byte) (*APIToken, error)
+	DeleteAPIToken(ctx context.Context, id string) error
+}
+
+// Tx is everything a caller can do inside one transaction.
+type Tx interface {
+	Users
+	Things
+	Groups
+	Relationships
+	Audit
+	APITokens
+}
+
+// Store is a backend. Calls made on the Store directly run in their own transaction.
+type Store interface {
+	Tx
+	// WithTx runs fn in one transaction, committed when fn returns nil and rolled
+	// back otherwise. fn may be re-run by the backend on serialization failure.
+	WithTx(ctx context.Context, fn func(tx Tx) error) error
+	// Ping reports whether the database answers (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
