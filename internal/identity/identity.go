@@ -1,0 +1,179 @@
+// Package identity is the only way users, things, groups and their relationships
+// change: it validates and normalizes, writes the change and its audit record in one
+// transaction, and publishes an event after commit. It never touches HTTP or SQL.
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// ValidationError names the field that is wrong and why.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// PasswordPolicy checks a new password; userInputs are words the password must not
+// be built from (user name, e-mail address). Implemented by password.Policy.
+type PasswordPolicy interface {
+	Check(pw string, userInputs ...string) error
+}
+
+// Service changes identities. It is safe for concurrent use.
+type Service struct {
+	store  store.Store
+	bus    *events.Bus
+	policy PasswordPolicy
+}
+
+// New returns a Service writing to st and publishing to bus (which may be nil).
+func New(st store.Store, bus *events.Bus, policy PasswordPolicy) *Service {
+	return &Service{store: st, bus: bus, policy: policy}
+}
+
+// HashPassword checks pw against the policy and returns its argon2id hash. To change
+// a password, set the result as PasswordHash inside an UpdateUser function.
+func (s *Service) HashPassword(pw string, u *store.User) (string, error) {
+	inputs := []string{u.UserName}
+	for _, e := range u.Emails {
+		inputs = append(inputs, e.Value)
+	}
+	if err := s.policy.Check(pw, inputs...); err != nil {
+		return "", &ValidationError{Field: "password", Reason: err.Error()}
+	}
+	return password.Hash(pw)
+}
+
+// change is one audited modification, published once the transaction committed.
+type change struct {
+	action string
+	target store.Ref
+	detail map[string]string
+}
+
+// write runs fn in a transaction, appends one audit record per change and
+// publishes the events after commit.
+func (s *Service) write(ctx context.Context, actor string, fn func(tx store.Tx) ([]change, error)) error {
+	var changes []change
+	err := s.store.WithTx(ctx, func(tx store.Tx) error {
+		var err error
+		if changes, err = fn(tx); err != nil {
+			return err
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		now := time.Now().UTC()
+		recs := make([]store.AuditRecord, len(changes))
+		for i, c := range changes {
+			recs[i] = store.AuditRecord{Time: now, Actor: actor, Action: c.action, Target: c.target}
+			if len(c.detail) > 0 {
+				recs[i].Detail, _ = json.Marshal(c.detail)
+			}
+		}
+		return tx.AppendAudit(ctx, recs...)
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		s.bus.Publish(events.Event{Type: c.action, Kind: string(c.target.Kind), ID: c.target.ID, Actor: actor, Details: c.detail})
+	}
+	return nil
+}
+
+// statusChange names the event for a status transition, or "" when there is none.
+func statusChange(kind store.Kind, before, after store.Status) string {
+	switch {
+	case before == after:
+		return ""
+	case after == store.StatusDisabled:
+		return string(kind) + ".disable"
+	default:
+		return string(kind) + ".enable"
+	}
+}
+
+// AddRelationship records an edge after checking its kinds make sense.
+func (s *Service) AddRelationship(ctx context.Context, actor string, r store.Relationship) error {
+	if err := validateRelationship(r); err != nil {
+		return err
+	}
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.AddRelationship(ctx, r); err != nil {
+			return nil, err
+		}
+		return []change{relChange("relationship.add", r)}, nil
+	})
+}
+
+// RemoveRelationship deletes an edge; removing an owner edge is how a thing is unlinked.
+func (s *Service) RemoveRelationship(ctx context.Context, actor string, r store.Relationship) error {
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.RemoveRelationship(ctx, r); err != nil {
+			return nil, err
+		}
+		return []change{relChange("relationship.remove", r)}, nil
+	})
+}
+
+// ListRelationships reads edges.
+func (s *Service) ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error) {
+	return s.store.ListRelationships(ctx, f)
+}
+
+func relChange(action string, r store.Relationship) change {
+	return change{action: action, target: r.To, detail: map[string]string{
+		"relation": string(r.Kind), "fromKind": string(r.From.Kind), "fromId": r.From.ID,
+	}}
+}
+
+func validateRelationship(r store.Relationship) error {
+	want := map[store.RelKind][2]store.Kind{
+		store.RelOwner:    {store.KindUser, store.KindThing},
+		store.RelGuardian: {store.KindUser, store.KindUser},
+	}
+	if r.From.ID == "" {
+		return invalid("from", "is required")
+	}
+	if r.To.ID == "" {
+		return invalid("to", "is required")
+	}
+	switch r.Kind {
+	case store.RelOwner, store.RelGuardian:
+		k := want[r.Kind]
+		if r.From.Kind != k[0] || r.To.Kind != k[1] {
+			return invalid("kind", "%s relates a %s to a %s", r.Kind, k[0], k[1])
+		}
+	case store.RelMember:
+		if r.To.Kind != store.KindGroup {
+			return invalid("to", "members belong to a group")
+		}
+		if !validKind(r.From.Kind) {
+			return invalid("from", "unknown kind %q", r.From.Kind)
+		}
+	default:
+		return invalid("kind", "unknown relationship %q (want owner, member or guardian)", r.Kind)
+	}
+	if r.From == r.To {
+		return invalid("to", "an identity cannot relate to itself")
+	}
+	return nil
+}
+
+func validKind(k store.Kind) bool {
+	return k == store.KindUser || k == store.KindThing || k == store.KindGroup
+}

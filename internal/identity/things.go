@@ -1,0 +1,204 @@
+package identity
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// CreateThing validates t and stores it.
+func (s *Service) CreateThing(ctx context.Context, actor string, t *store.Thing) (*store.Thing, error) {
+	if err := normalizeThing(t); err != nil {
+		return nil, err
+	}
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.CreateThing(ctx, t); err != nil {
+			return nil, err
+		}
+		return []change{{action: "thing.create", target: store.Ref{Kind: store.KindThing, ID: t.ID}}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// CreateThings is the factory path: it validates every thing and stores the valid
+// ones in one transaction. errs[i] is nil when things[i] was stored, a
+// *ValidationError or an error wrapping store.ErrConflict otherwise; err reports a
+// failure of the whole batch (nothing stored).
+func (s *Service) CreateThings(ctx context.Context, actor string, things []*store.Thing) (errs []error, err error) {
+	errs = make([]error, len(things))
+	valid := make([]*store.Thing, 0, len(things))
+	index := make([]int, 0, len(things))
+	for i, t := range things {
+		if errs[i] = normalizeThing(t); errs[i] == nil {
+			valid = append(valid, t)
+			index = append(index, i)
+		}
+	}
+	if len(valid) == 0 {
+		return errs, nil
+	}
+	err = s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		rowErrs, err := tx.CreateThings(ctx, valid)
+		if err != nil {
+			return nil, err
+		}
+		changes := make([]change, 0, len(valid))
+		for j, e := range rowErrs {
+			errs[index[j]] = e
+			if e == nil {
+				changes = append(changes, change{action: "thing.create", target: store.Ref{Kind: store.KindThing, ID: valid[j].ID}})
+			}
+		}
+		return changes, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// UpdateThing applies fn to the stored thing and validates the result.
+func (s *Service) UpdateThing(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, error) {
+	var out *store.Thing
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		var before store.Status
+		t, err := tx.UpdateThing(ctx, id, ifRevision, func(t *store.Thing) error {
+			before = t.Status
+			if err := fn(t); err != nil {
+				return err
+			}
+			return normalizeThing(t)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = t
+		ref := store.Ref{Kind: store.KindThing, ID: id}
+		changes := []change{{action: "thing.update", target: ref}}
+		if ev := statusChange(store.KindThing, before, t.Status); ev != "" {
+			changes = append(changes, change{action: ev, target: ref})
+		}
+		return changes, nil
+	})
+	return out, err
+}
+
+// DeleteThing removes a thing and its relationships.
+func (s *Service) DeleteThing(ctx context.Context, actor, id string, ifRevision int64) error {
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.DeleteThing(ctx, id, ifRevision); err != nil {
+			return nil, err
+		}
+		return []change{{action: "thing.delete", target: store.Ref{Kind: store.KindThing, ID: id}}}, nil
+	})
+}
+
+// GetThing reads one thing.
+func (s *Service) GetThing(ctx context.Context, id string) (*store.Thing, error) {
+	return s.store.GetThing(ctx, id)
+}
+
+// ListThings reads a page of things.
+func (s *Service) ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error) {
+	return s.store.ListThings(ctx, q)
+}
+
+var (
+	serialRE    = regexp.MustCompile(`^[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?$`)
+	attrNameRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+	maxAttrJSON = 16 << 10
+)
+
+func normalizeThing(t *store.Thing) error {
+	switch t.Type {
+	case "":
+		t.Type = store.ThingDevice
+	case store.ThingDevice, store.ThingService, store.ThingGateway:
+	default:
+		return invalid("thingType", "%q is not one of device, service, gateway", t.Type)
+	}
+	if t.SerialNumber != "" && !serialRE.MatchString(t.SerialNumber) {
+		return invalid("serialNumber", "must be 1 to 128 printable ASCII characters without leading or trailing space")
+	}
+	for _, f := range []struct{ name, value string }{
+		{"displayName", t.DisplayName}, {"externalId", t.ExternalID}, {"manufacturer", t.Manufacturer},
+		{"model", t.Model}, {"firmwareVersion", t.FirmwareVersion}, {"location", t.Location},
+	} {
+		if err := checkText(f.name, f.value, 0, 256); err != nil {
+			return err
+		}
+	}
+	if err := checkStatus(&t.Status); err != nil {
+		return err
+	}
+	if len(t.MACAddresses) > 16 {
+		return invalid("macAddresses", "at most 16 addresses")
+	}
+	seen := make(map[string]bool, len(t.MACAddresses))
+	macs := t.MACAddresses[:0]
+	for _, m := range t.MACAddresses {
+		n, err := NormalizeMAC(m)
+		if err != nil {
+			return invalid("macAddresses", "%v", err)
+		}
+		if !seen[n] {
+			seen[n] = true
+			macs = append(macs, n)
+		}
+	}
+	t.MACAddresses = macs
+	if err := checkJWKS(t.JWKS); err != nil {
+		return err
+	}
+	for _, c := range t.Certificates {
+		if b, err := hex.DecodeString(c.FingerprintSHA256); err != nil || len(b) != 32 || hex.EncodeToString(b) != c.FingerprintSHA256 {
+			return invalid("certificates.fingerprintSha256", "must be 64 lower-case hex digits")
+		}
+	}
+	for k := range t.Attributes {
+		if !attrNameRE.MatchString(k) {
+			return invalid("attributes", "name %q must start with a letter and hold at most 64 letters, digits, '_' or '-'", k)
+		}
+	}
+	if len(t.Attributes) > 0 {
+		b, err := json.Marshal(t.Attributes)
+		if err != nil {
+			return invalid("attributes", "values must be JSON values")
+		}
+		if len(b) > maxAttrJSON {
+			return invalid("attributes", "must be at most %d bytes as JSON", maxAttrJSON)
+		}
+	}
+	return nil
+}
+
+// checkJWKS accepts an RFC 7517 key set holding public keys only.
+func checkJWKS(raw json.RawMessage) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil || set.Keys == nil {
+		return invalid("jwks", "must be a JSON Web Key Set: an object with a \"keys\" array (RFC 7517 §5)")
+	}
+	for i, k := range set.Keys {
+		if _, ok := k["kty"].(string); !ok {
+			return invalid("jwks", "key %d has no \"kty\"", i)
+		}
+		// A private or symmetric key in a thing's public key set is a leak, never intended.
+		for _, p := range []string{"d", "p", "q", "dp", "dq", "qi", "k"} {
+			if _, ok := k[p]; ok {
+				return invalid("jwks", "key %d holds private or symmetric key material (%q); register public keys only", i, p)
+			}
+		}
+	}
+	return nil
+}

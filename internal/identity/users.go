@@ -1,0 +1,214 @@
+package identity
+
+import (
+	"context"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// CreateUser validates u, hashes pw (when not empty) after the password policy and
+// stores the user. The returned user carries the stored ID and revision.
+func (s *Service) CreateUser(ctx context.Context, actor string, u *store.User, pw string) (*store.User, error) {
+	if err := normalizeUser(u); err != nil {
+		return nil, err
+	}
+	u.PasswordHash = ""
+	if pw != "" {
+		h, err := s.HashPassword(pw, u)
+		if err != nil {
+			return nil, err
+		}
+		u.PasswordHash = h
+	}
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return nil, err
+		}
+		return []change{{action: "user.create", target: store.Ref{Kind: store.KindUser, ID: u.ID}}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// UpdateUser applies fn to the stored user and validates the result. fn may set
+// PasswordHash only to a value from HashPassword.
+func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error) {
+	var out *store.User
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		var before store.Status
+		var pwChanged bool
+		u, err := tx.UpdateUser(ctx, id, ifRevision, func(u *store.User) error {
+			before = u.Status
+			oldHash := u.PasswordHash
+			if err := fn(u); err != nil {
+				return err
+			}
+			if u.PasswordHash != oldHash && u.PasswordHash != "" && !password.WellFormed(u.PasswordHash) {
+				return invalid("password", "must be set through HashPassword")
+			}
+			pwChanged = u.PasswordHash != oldHash
+			return normalizeUser(u)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: id}
+		changes := []change{{action: "user.update", target: ref}}
+		if ev := statusChange(store.KindUser, before, u.Status); ev != "" {
+			changes = append(changes, change{action: ev, target: ref})
+		}
+		if pwChanged {
+			changes = append(changes, change{action: "user.password", target: ref})
+		}
+		return changes, nil
+	})
+	return out, err
+}
+
+// DeleteUser removes a user and every relationship it has.
+func (s *Service) DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error {
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.DeleteUser(ctx, id, ifRevision); err != nil {
+			return nil, err
+		}
+		return []change{{action: "user.delete", target: store.Ref{Kind: store.KindUser, ID: id}}}, nil
+	})
+}
+
+// GetUser reads one user.
+func (s *Service) GetUser(ctx context.Context, id string) (*store.User, error) {
+	return s.store.GetUser(ctx, id)
+}
+
+// GetUserByName reads one user by name, case-insensitively.
+func (s *Service) GetUserByName(ctx context.Context, name string) (*store.User, error) {
+	return s.store.GetUserByName(ctx, name)
+}
+
+// ListUsers reads a page of users.
+func (s *Service) ListUsers(ctx context.Context, q store.Query) ([]*store.User, int, error) {
+	return s.store.ListUsers(ctx, q)
+}
+
+var (
+	localeRE = regexp.MustCompile(`^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$`)
+	phoneRE  = regexp.MustCompile(`^\+?[0-9][0-9 ().-]{2,30}$`)
+	tzRE     = regexp.MustCompile(`^[A-Za-z_]+(?:/[A-Za-z0-9_+-]+){0,2}$`)
+)
+
+// normalizeUser validates u in place: trims names, lower-cases e-mail domains,
+// defaults the status.
+func normalizeUser(u *store.User) error {
+	u.UserName = strings.TrimSpace(u.UserName)
+	if err := checkText("userName", u.UserName, 1, 256); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name, value string
+	}{
+		{"displayName", u.DisplayName}, {"externalId", u.ExternalID},
+		{"name.formatted", u.Name.Formatted}, {"name.familyName", u.Name.FamilyName},
+		{"name.givenName", u.Name.GivenName}, {"name.middleName", u.Name.MiddleName},
+		{"name.honorificPrefix", u.Name.HonorificPrefix}, {"name.honorificSuffix", u.Name.HonorificSuffix},
+	} {
+		if err := checkText(f.name, f.value, 0, 256); err != nil {
+			return err
+		}
+	}
+	if err := checkStatus(&u.Status); err != nil {
+		return err
+	}
+	if u.Locale != "" && !localeRE.MatchString(u.Locale) {
+		return invalid("locale", "%q is not a language tag such as en-US", u.Locale)
+	}
+	if u.Timezone != "" {
+		if !tzRE.MatchString(u.Timezone) {
+			return invalid("timezone", "%q is not an IANA time zone such as Europe/Berlin", u.Timezone)
+		}
+		if _, err := time.LoadLocation(u.Timezone); err != nil {
+			return invalid("timezone", "unknown time zone %q", u.Timezone)
+		}
+	}
+	for i := range u.Emails {
+		e := &u.Emails[i]
+		addr, err := mail.ParseAddress(e.Value)
+		if err != nil || addr.Address != strings.TrimSpace(e.Value) || addr.Name != "" {
+			return invalid("emails", "%q is not an e-mail address", e.Value)
+		}
+		at := strings.LastIndexByte(addr.Address, '@')
+		e.Value = addr.Address[:at] + strings.ToLower(addr.Address[at:])
+	}
+	if err := checkMulti("emails", u.Emails); err != nil {
+		return err
+	}
+	for _, p := range u.PhoneNumbers {
+		if !phoneRE.MatchString(p.Value) {
+			return invalid("phoneNumbers", "%q is not a phone number", p.Value)
+		}
+	}
+	return checkMulti("phoneNumbers", u.PhoneNumbers)
+}
+
+func checkMulti(field string, vs []store.MultiValue) error {
+	if len(vs) > 20 {
+		return invalid(field, "at most 20 values")
+	}
+	primaries := 0
+	for _, v := range vs {
+		if v.Primary {
+			primaries++
+		}
+		if err := checkText(field+".type", v.Type, 0, 64); err != nil {
+			return err
+		}
+		if err := checkText(field+".display", v.Display, 0, 256); err != nil {
+			return err
+		}
+	}
+	if primaries > 1 {
+		return invalid(field, "only one value may be primary (RFC 7643 §2.4)")
+	}
+	return nil
+}
+
+func checkStatus(st *store.Status) error {
+	switch *st {
+	case "":
+		*st = store.StatusActive
+	case store.StatusActive, store.StatusDisabled:
+	default:
+		return invalid("status", "%q is neither active nor disabled", *st)
+	}
+	return nil
+}
+
+// checkText requires valid UTF-8 of min..max characters without control characters.
+func checkText(field, v string, minLen, maxLen int) error {
+	n := utf8.RuneCountInString(v)
+	switch {
+	case !utf8.ValidString(v):
+		return invalid(field, "is not valid UTF-8")
+	case n < minLen && minLen == 1:
+		return invalid(field, "is required")
+	case n < minLen:
+		return invalid(field, "must have at least %d characters", minLen)
+	case n > maxLen:
+		return invalid(field, "must have at most %d characters", maxLen)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
