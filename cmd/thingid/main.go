@@ -1,0 +1,141 @@
+// Command thingid is the identity platform for people and things: `thingid serve`
+// runs it; the other commands work on its data directory. This file only parses
+// flags and calls internal packages.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	_ "time/tzdata" // time zones of users validate on machines without tzdata
+
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "thingid:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	configFile string
+	home       string
+	logLevel   string
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "thingid",
+		Short:         "Identity platform for people and things",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.configFile, "config", os.Getenv("THINGID_CONFIG"), "YAML configuration file (env THINGID_CONFIG)")
+	f.StringVar(&g.home, "home", "", "data directory (overrides home / THINGID_HOME)")
+	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g))
+	return root
+}
+
+// load returns the effective, validated configuration: file, then environment,
+// then flags.
+func (g *globals) load(cmd *cobra.Command, flags map[string]string) (config.Config, error) {
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "THINGID_CONFIG=") {
+			environ = append(environ, kv)
+		}
+	}
+	cfg, err := config.Load(g.configFile, environ)
+	if err != nil {
+		return cfg, err
+	}
+	set := map[string]string{"home": g.home, "log.level": g.logLevel}
+	for k, v := range flags {
+		set[k] = v
+	}
+	for path, v := range set {
+		if v != "" {
+			if err := config.Set(&cfg, path, v); err != nil {
+				return cfg, err
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(c config.Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func newServe(g *globals) *cobra.Command {
+	var address string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the platform (HTTPS on 127.0.0.1:8443 by default)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, map[string]string{"http.address": address})
+			if err != nil {
+				return err
+			}
+			return server.Run(cmd.Context(), cfg, newLogger(cfg), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&address, "http-address", "", "host:port of the HTTPS listener (overrides http.address)")
+	return cmd
+}
+
+func newConfigCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Inspect the configuration"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "print",
+		Short: "Print the effective configuration with secrets masked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, nil)
+			if err != nil {
+				return err
+			}
+			b, err := cfg.Masked()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	})
+	return cmd
+}
+
+// open loads the configuration and opens the data directory for a CLI command.
+func (g *globals) open(cmd *cobra.Command) (*server.Platform, error) {
+	cfg, err := g.load(cmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	return server.Open(cmd.Context(), cfg)
+}

@@ -1,0 +1,173 @@
+// Package authn decides who is calling: for now the administrators of the admin
+// APIs, by HTTP Basic (password) or by an admin API token. It never issues OAuth
+// tokens and never changes identities.
+package authn
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// AdminGroup is the group whose active members are administrators.
+const AdminGroup = "administrators"
+
+// TokenPrefix starts every admin API token so that leaked tokens are recognisable
+// by secret scanners.
+const TokenPrefix = "tid_adm_"
+
+// Reader is what admin authentication reads from the store.
+type Reader interface {
+	GetUserByName(ctx context.Context, userName string) (*store.User, error)
+	GetUser(ctx context.Context, id string) (*store.User, error)
+	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
+	GetAPITokenByHash(ctx context.Context, hash []byte) (*store.APIToken, error)
+}
+
+// Admins authenticates administrators.
+type Admins struct {
+	st       Reader
+	tokenKey []byte
+
+	mu    sync.Mutex
+	cache map[[32]byte]cached // successful Basic verifications
+}
+
+type cached struct {
+	userID string
+	until  time.Time
+}
+
+// cacheFor bounds how long a verified Basic credential skips argon2id; a changed
+// password or a removed admin is noticed at the latest after this.
+const cacheFor = 30 * time.Second
+
+// NewAdmins returns an authenticator; tokenKey keys the hashes of API tokens.
+func NewAdmins(st Reader, tokenKey []byte) *Admins {
+	return &Admins{st: st, tokenKey: tokenKey, cache: map[[32]byte]cached{}}
+}
+
+// TokenHash is the keyed hash under which an API token is stored.
+func TokenHash(tokenKey []byte, token string) []byte {
+	m := hmac.New(sha256.New, tokenKey)
+	m.Write([]byte(token))
+	return m.Sum(nil)
+}
+
+// NewToken returns a fresh API token and its stored hash.
+func NewToken(tokenKey []byte) (token string, hash []byte) {
+	b := make([]byte, 32)
+	rand.Read(b)
+	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return token, TokenHash(tokenKey, token)
+}
+
+// ErrUnauthenticated: no valid administrator credentials.
+var ErrUnauthenticated = errors.New("administrator credentials required")
+
+// Authenticate returns the administrator's user ID for the request's credentials.
+func (a *Admins) Authenticate(r *http.Request) (string, error) {
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return a.token(ctx, strings.TrimSpace(h[7:]))
+	}
+	name, pw, ok := r.BasicAuth()
+	if !ok {
+		return "", ErrUnauthenticated
+	}
+	key := sha256.Sum256([]byte(name + "\x00" + pw))
+	a.mu.Lock()
+	c, hit := a.cache[key]
+	a.mu.Unlock()
+	if hit && time.Now().Before(c.until) {
+		return c.userID, nil
+	}
+	u, err := a.st.GetUserByName(ctx, name)
+	if err != nil || u.PasswordHash == "" {
+		password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
+		return "", ErrUnauthenticated
+	}
+	if ok, err := password.Verify(u.PasswordHash, pw); err != nil || !ok {
+		return "", ErrUnauthenticated
+	}
+	if err := a.isAdmin(ctx, u); err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	if len(a.cache) > 1000 {
+		clear(a.cache)
+	}
+	a.cache[key] = cached{userID: u.ID, until: time.Now().Add(cacheFor)}
+	a.mu.Unlock()
+	return u.ID, nil
+}
+
+func (a *Admins) token(ctx context.Context, token string) (string, error) {
+	if !strings.HasPrefix(token, TokenPrefix) {
+		return "", ErrUnauthenticated
+	}
+	t, err := a.st.GetAPITokenByHash(ctx, TokenHash(a.tokenKey, token))
+	if err != nil || (!t.ExpiresAt.IsZero() && time.Now().After(t.ExpiresAt)) {
+		return "", ErrUnauthenticated
+	}
+	u, err := a.st.GetUser(ctx, t.UserID)
+	if err != nil {
+		return "", ErrUnauthenticated
+	}
+	if err := a.isAdmin(ctx, u); err != nil {
+		return "", err
+	}
+	return u.ID, nil
+}
+
+// isAdmin requires an active user who is a direct member of the admin group.
+func (a *Admins) isAdmin(ctx context.Context, u *store.User) error {
+	if u.Status != store.StatusActive {
+		return ErrUnauthenticated
+	}
+	groups, _, err := a.st.ListGroups(ctx, store.Query{
+		Filter: store.And{
+			Left:  store.Compare{Field: "displayName", Op: store.OpEq, Value: AdminGroup},
+			Right: store.Compare{Field: "members", Op: store.OpEq, Value: u.ID},
+		},
+		Limit: 1,
+	})
+	if err != nil {
+		return err
+	}
+	if len(groups) == 0 {
+		return ErrUnauthenticated
+	}
+	return nil
+}
+
+type actorKey struct{}
+
+// Require wraps next so that only administrators reach it; the actor
+// ("admin:<id>") is in the request context for the audit log.
+func (a *Admins) Require(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := a.Authenticate(r)
+		if err != nil {
+			deny(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, "admin:"+id)))
+	})
+}
+
+// Actor returns the actor that Require put in the request context, or "".
+func Actor(r *http.Request) string {
+	s, _ := r.Context().Value(actorKey{}).(string)
+	return s
+}

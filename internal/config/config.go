@@ -1,0 +1,368 @@
+// Package config defines thingid's configuration: one YAML file, overridden by
+// THINGID_* environment variables and then by flags. It validates values and masks
+// secrets for printing; it never opens files other than the config file itself.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole configuration. Field tags give the YAML names; the matching
+// environment variable is THINGID_ followed by the path in upper case joined by "_"
+// (storage.postgres.dsn → THINGID_STORAGE_POSTGRES_DSN).
+type Config struct {
+	// Home is the data directory: database, keys, certificates, outbox.
+	Home    string  `json:"home"`
+	Log     Log     `json:"log"`
+	HTTP    HTTP    `json:"http"`
+	Storage Storage `json:"storage"`
+	// MasterKey (base64, 32 bytes) encrypts private keys at rest; empty: generated
+	// into $home/master.key (0600) on first start.
+	MasterKey    string       `json:"masterKey" secret:"true"`
+	Admin        Admin        `json:"admin"`
+	Passwords    Passwords    `json:"passwords"`
+	Registration Registration `json:"registration"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `json:"level"`  // debug, info, warn, error
+	Format string `json:"format"` // text or json
+}
+
+// HTTP configures the main HTTPS listener.
+type HTTP struct {
+	Address string `json:"address"`
+	// PublicURL is how clients reach the listener (links in mails, SCIM locations).
+	PublicURL string `json:"publicURL"`
+	// CertFile/KeyFile: a PEM certificate chain and key; empty: a certificate for
+	// localhost issued by the platform CA.
+	CertFile        string   `json:"certFile"`
+	KeyFile         string   `json:"keyFile"`
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+}
+
+// Duration is a time.Duration written as text ("15s", "2m") in YAML.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration written as text.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"15s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"15s\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Storage selects the database.
+type Storage struct {
+	Type     string   `json:"type"` // sqlite or postgres
+	SQLite   SQLite   `json:"sqlite"`
+	Postgres Postgres `json:"postgres"`
+}
+
+// SQLite is the embedded database.
+type SQLite struct {
+	// Path of the database file; empty: $home/thingid.db.
+	Path string `json:"path"`
+}
+
+// Postgres is the scale-out database.
+type Postgres struct {
+	DSN string `json:"dsn" secret:"true"`
+}
+
+// Admin configures the initial administrator.
+type Admin struct {
+	UserName string `json:"userName"`
+}
+
+// Passwords configures the password policy (NIST SP 800-63B).
+type Passwords struct {
+	MinLength int `json:"minLength"`
+}
+
+// Registration configures self-registration.
+type Registration struct {
+	Enabled           bool `json:"enabled"`
+	EmailVerification bool `json:"emailVerification"`
+	// AttemptsPerMinute is the per-client-IP rate of registration attempts.
+	AttemptsPerMinute int  `json:"attemptsPerMinute"`
+	SMTP              SMTP `json:"smtp"`
+	// OutboxDir receives verification mails as .eml files when no SMTP host is set;
+	// empty: $home/outbox.
+	OutboxDir string `json:"outboxDir"`
+}
+
+// SMTP is the mail relay for verification mails.
+type SMTP struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Username string `json:"username"`
+	Password string `json:"password" secret:"true"`
+	From     string `json:"from"`
+}
+
+// Default returns the configuration `thingid serve` runs with when given none.
+func Default() Config {
+	return Config{
+		Home:      "./thingid-data",
+		Log:       Log{Level: "info", Format: "text"},
+		HTTP:      HTTP{Address: "127.0.0.1:8443", ShutdownTimeout: Duration(15 * time.Second)},
+		Storage:   Storage{Type: "sqlite"},
+		Admin:     Admin{UserName: "admin"},
+		Passwords: Passwords{MinLength: 15},
+		Registration: Registration{
+			Enabled:           true,
+			AttemptsPerMinute: 10,
+			SMTP:              SMTP{Port: 587},
+		},
+	}
+}
+
+// Load reads the YAML file at path (none when empty) over the defaults, then
+// applies THINGID_* variables from environ. Unknown fields are errors.
+func Load(path string, environ []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(b, &c); err != nil {
+			return c, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// decodeStrict decodes YAML into c, rejecting unknown fields by name.
+func decodeStrict(b []byte, c *Config) error {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+		return nil // an empty file
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return explain(err)
+	}
+	return nil
+}
+
+func explain(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("field %s: want a %s, got %s", te.Field, te.Type, te.Value)
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		return fmt.Errorf("unknown field %s (see docs/configuration.md for the fields)", strings.TrimPrefix(msg, "json: unknown field "))
+	}
+	return err
+}
+
+// field is one leaf of the configuration tree.
+type field struct {
+	path   string // dotted YAML path
+	value  reflect.Value
+	secret bool
+}
+
+// leaves lists every leaf field of c in declaration order.
+func leaves(c *Config) []field {
+	var out []field
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name := prefix + strings.Split(sf.Tag.Get("json"), ",")[0]
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Struct {
+				walk(fv, name+".")
+				continue
+			}
+			out = append(out, field{path: name, value: fv, secret: sf.Tag.Get("secret") == "true"})
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+	return out
+}
+
+// EnvName is the environment variable overriding the field at a dotted path.
+func EnvName(path string) string {
+	return "THINGID_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "THINGID_") {
+			env[k] = v
+		}
+	}
+	known := map[string]bool{}
+	for _, f := range leaves(c) {
+		name := EnvName(f.path)
+		known[name] = true
+		v, ok := env[name]
+		if !ok {
+			continue
+		}
+		if err := Set(c, f.path, v); err != nil {
+			return fmt.Errorf("environment %s: %w", name, err)
+		}
+	}
+	for k := range env {
+		// THINGID_TEST_* variables configure the test suite, not the server.
+		if !known[k] && !strings.HasPrefix(k, "THINGID_TEST_") {
+			return fmt.Errorf("environment %s: no such configuration field (see docs/configuration.md)", k)
+		}
+	}
+	return nil
+}
+
+// Set assigns the textual value v to the field at a dotted path.
+func Set(c *Config, path, v string) error {
+	for _, f := range leaves(c) {
+		if f.path != path {
+			continue
+		}
+		switch f.value.Interface().(type) {
+		case string:
+			f.value.SetString(v)
+		case bool:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not true or false", path, v)
+			}
+			f.value.SetBool(b)
+		case int:
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a whole number", path, v)
+			}
+			f.value.SetInt(int64(n))
+		case Duration:
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a duration such as 15s", path, v)
+			}
+			f.value.SetInt(int64(d))
+		default:
+			return fmt.Errorf("%s: cannot be set from text", path)
+		}
+		return nil
+	}
+	return fmt.Errorf("no such configuration field %q", path)
+}
+
+// Validate checks values and fills in the defaults derived from Home.
+func (c *Config) Validate() error {
+	if c.Home == "" {
+		return fmt.Errorf("home: must name the data directory")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Address)
+	if err != nil {
+		return fmt.Errorf("http.address: %q is not host:port (%v)", c.HTTP.Address, err)
+	}
+	if c.HTTP.PublicURL == "" {
+		if host == "" || host == "0.0.0.0" || host == "::" || host == "127.0.0.1" {
+			host = "localhost"
+		}
+		c.HTTP.PublicURL = "https://" + net.JoinHostPort(host, port)
+	}
+	if u, err := url.Parse(c.HTTP.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("http.publicURL: %q must be an https URL without query or fragment", c.HTTP.PublicURL)
+	}
+	c.HTTP.PublicURL = strings.TrimSuffix(c.HTTP.PublicURL, "/")
+	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
+		return fmt.Errorf("http.certFile and http.keyFile: set both or neither")
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		return fmt.Errorf("http.shutdownTimeout: must be positive")
+	}
+	switch c.Storage.Type {
+	case "sqlite":
+		if c.Storage.SQLite.Path == "" {
+			c.Storage.SQLite.Path = filepath.Join(c.Home, "thingid.db")
+		}
+	case "postgres":
+		if c.Storage.Postgres.DSN == "" {
+			return fmt.Errorf("storage.postgres.dsn: required when storage.type is postgres")
+		}
+	default:
+		return fmt.Errorf("storage.type: %q is not sqlite or postgres", c.Storage.Type)
+	}
+	if c.Admin.UserName == "" {
+		return fmt.Errorf("admin.userName: required")
+	}
+	if c.Passwords.MinLength < 8 || c.Passwords.MinLength > 64 {
+		return fmt.Errorf("passwords.minLength: %d is outside 8..64 (NIST SP 800-63B)", c.Passwords.MinLength)
+	}
+	if c.Registration.AttemptsPerMinute < 1 {
+		return fmt.Errorf("registration.attemptsPerMinute: must be at least 1")
+	}
+	if c.Registration.OutboxDir == "" {
+		c.Registration.OutboxDir = filepath.Join(c.Home, "outbox")
+	}
+	if s := c.Registration.SMTP; s.Host != "" && (s.From == "" || s.Port < 1 || s.Port > 65535) {
+		return fmt.Errorf("registration.smtp: from and a port in 1..65535 are required with a host")
+	}
+	return nil
+}
+
+// Masked returns the configuration as YAML with secrets replaced by "******".
+func (c Config) Masked() ([]byte, error) {
+	for _, f := range leaves(&c) {
+		if f.secret && f.value.String() != "" {
+			f.value.SetString("******")
+		}
+	}
+	return yaml.Marshal(c)
+}
+
+// Fields lists every field's dotted path and environment variable, for docs and tests.
+func Fields() [][2]string {
+	c := Default()
+	var out [][2]string
+	for _, f := range leaves(&c) {
+		out = append(out, [2]string{f.path, EnvName(f.path)})
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+// Package server wires thingid's components into one running platform: it opens
+// the store, prepares keys and certificates, creates the first administrator and
+// serves the listeners until its context ends. Components never import it.
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/secrets"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/store/postgres"
+	"github.com/thingid/thingid/internal/store/sqlite"
+)
+
+// Platform is the opened state shared by `serve` and the CLI commands that work
+// on the data directory directly.
+type Platform struct {
+	Config   config.Config
+	Store    store.Store
+	Bus      *events.Bus
+	Identity *identity.Service
+	Key      secrets.Key
+}
+
+// Open prepares the data directory and opens the store. Close it when done.
+func Open(ctx context.Context, cfg config.Config) (*Platform, error) {
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.Home, err)
+	}
+	key, err := secrets.LoadOrCreate(cfg.Home, cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, cfg.Storage)
+	if err != nil {
+		return nil, err
+	}
+	bus := events.New()
+	policy := password.Policy{MinLength: cfg.Passwords.MinLength}
+	return &Platform{Config: cfg, Store: st, Bus: bus, Identity: identity.New(st, bus, policy), Key: key}, nil
+}
+
+// Close closes the store.
+func (p *Platform) Close() error { return p.Store.Close() }
+
+// TokenKey keys the stored hashes of admin API tokens; it is derived from the
+// master key so that a copy of the database alone cannot verify guesses.
+func (p *Platform) TokenKey() []byte {
+	m := hmac.New(sha256.New, p.Key[:])
+	m.Write([]byte("thingid admin api token v1"))
+	return m.Sum(nil)
+}
+
+func openStore(ctx context.Context, c config.Storage) (store.Store, error) {
+	switch c.Type {
+	case "postgres":
+		st, err := postgres.Open(ctx, c.Postgres.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL (storage.postgres.dsn): %w", err)
+		}
+		return st, nil
+	default:
+		st, err := sqlite.Open(c.SQLite.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite database %s: %w", c.SQLite.Path, err)
+		}
+		return st, nil
+	}
+}
+
+// Run serves the platform until ctx ends, then shuts down gracefully. Messages
+// meant for the operator (the first administrator's password, the URLs) go to out.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
+	p, err := Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	if err := p.bootstrapAdmin(ctx, out); err != nil {
+		return fmt.Errorf("create first administrator: %w", err)
+	}
+	tlsCert, err := p.serverCertificate()
+	if err != nil {
+		return err
+	}
+	handler, err := p.routes(log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Address)
+	if err != nil {
+		return fmt.Errorf("listen on %s (http.address): %w", cfg.HTTP.Address, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{tlsCert},
+		},
+	}
+	log.Info("thingid serving", "address", ln.Addr().String(), "publicURL", cfg.HTTP.PublicURL,
+		"storage", cfg.Storage.Type, "home", cfg.Home)
+	fmt.Fprintf(out, "thingid is serving on https://%s (public URL %s)\n", ln.Addr(), cfg.HTTP.PublicURL)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", time.Duration(cfg.HTTP.ShutdownTimeout).String())
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.HTTP.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// serverCertificate loads the configured certificate or one from the platform CA
+// for localhost and the public URL's host.
+func (p *Platform) serverCertificate() (tls.Certificate, error) {
+	if c := p.Config.HTTP; c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return cert, fmt.Errorf("http.certFile/http.keyFile: %w", err)
+		}
+		return cert, nil
+	}
+	dir := filepath.Join(p.Config.Home, "pki")
+	ca, err := pki.LoadOrCreateCA(dir, p.Key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if u, err := url.Parse(p.Config.HTTP.PublicURL); err == nil && !slices.Contains(hosts, u.Hostname()) {
+		hosts = append(hosts, u.Hostname())
+	}
+	return ca.ServerCertificate(dir, hosts, p.Key)
+}
