@@ -1,0 +1,146 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "thingid.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if c.HTTP.PublicURL != "https://localhost:8443" {
+		t.Errorf("publicURL = %q", c.HTTP.PublicURL)
+	}
+	if c.Storage.SQLite.Path != filepath.Join("thingid-data", "thingid.db") {
+		t.Errorf("sqlite path = %q", c.Storage.SQLite.Path)
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	p := writeConfig(t, `
+home: /var/lib/thingid
+http:
+  address: 127.0.0.1:9000
+  shutdownTimeout: 3s
+storage:
+  type: postgres
+  postgres:
+    dsn: postgres://u:secret@db/thingid
+`)
+	c, err := Load(p, []string{"THINGID_HTTP_ADDRESS=127.0.0.1:9001", "THINGID_REGISTRATION_ENABLED=false", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Address != "127.0.0.1:9001" || c.Home != "/var/lib/thingid" || c.Registration.Enabled {
+		t.Errorf("got %+v", c)
+	}
+	if time.Duration(c.HTTP.ShutdownTimeout) != 3*time.Second {
+		t.Errorf("shutdownTimeout = %v", c.HTTP.ShutdownTimeout)
+	}
+	out, err := c.Masked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "secret") || !strings.Contains(string(out), "******") {
+		t.Errorf("secret not masked:\n%s", out)
+	}
+	if c.Storage.Postgres.DSN != "postgres://u:secret@db/thingid" {
+		t.Errorf("masking changed the config itself: %q", c.Storage.Postgres.DSN)
+	}
+}
+
+func TestBadInputNamesTheField(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        []string
+		want       string
+	}{
+		{"unknown field", "htp:\n  address: x\n", nil, "htp"},
+		{"unknown nested field", "http:\n  adress: x\n", nil, "adress"},
+		{"wrong type", "registration:\n  attemptsPerMinute: lots\n", nil, "attemptsPerMinute"},
+		{"bad duration", "http:\n  shutdownTimeout: soon\n", nil, "duration"},
+		{"bad yaml", "http: [\n", nil, "yaml"},
+		{"unknown env", "", []string{"THINGID_NOPE=1"}, "THINGID_NOPE"},
+		{"bad env bool", "", []string{"THINGID_REGISTRATION_ENABLED=maybe"}, "registration.enabled"},
+		{"bad env int", "", []string{"THINGID_PASSWORDS_MINLENGTH=x"}, "passwords.minLength"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, tc.file), tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	cases := []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Storage.Type = "mysql" }, "storage.type"},
+		{func(c *Config) { c.Storage.Type = "postgres" }, "storage.postgres.dsn"},
+		{func(c *Config) { c.HTTP.Address = "8443" }, "http.address"},
+		{func(c *Config) { c.HTTP.PublicURL = "http://example.com" }, "http.publicURL"},
+		{func(c *Config) { c.HTTP.CertFile = "a.pem" }, "http.certFile"},
+		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{func(c *Config) { c.Passwords.MinLength = 4 }, "passwords.minLength"},
+		{func(c *Config) { c.Registration.SMTP.Host = "mail" }, "registration.smtp"},
+		{func(c *Config) { c.Home = "" }, "home"},
+	}
+	for _, tc := range cases {
+		c := Default()
+		tc.mod(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("err = %v, want mention of %q", err, tc.want)
+		}
+	}
+}
+
+// Every field must be documented, with its environment variable.
+func TestEveryFieldDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Fields() {
+		if !strings.Contains(string(doc), "`"+f[0]+"`") || !strings.Contains(string(doc), f[1]) {
+			t.Errorf("docs/configuration.md does not document %s (%s)", f[0], f[1])
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("home: x\n")
+	f.Add("http:\n  address: 127.0.0.1:1\n  shutdownTimeout: 1s\n")
+	f.Add("storage: {type: postgres, postgres: {dsn: x}}")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(body), 0o600)
+		c, err := Load(p, nil)
+		if err == nil {
+			_ = c.Validate()
+			if _, err := c.Masked(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs thingid's whole test suite on a fresh Debian machine: installs the real
+# peers the tests talk to (Chromium, PostgreSQL, curl, openssl), starts PostgreSQL
+# on loopback, then runs gofmt, go vet and go test -race on every package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+THINGID_TEST_POSTGRES_DSN="$(scripts/start-postgres.sh)"
+export THINGID_TEST_POSTGRES_DSN
+echo "test.sh: PostgreSQL at $THINGID_TEST_POSTGRES_DSN" >&2
+
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
+if [ -n "$unformatted" ]; then
+  echo "test.sh: gofmt would change: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 25m "$@" ./...
