@@ -36,7 +36,16 @@ func newAdmin(g *globals) *cobra.Command {
 			if ttl > 0 {
 				t.ExpiresAt = time.Now().Add(ttl).UTC()
 			}
-			if err := p.Store.CreateAPIToken(cmd.Context(), t); err != nil {
+			ctx := cmd.Context()
+			if err := p.Store.WithTx(ctx, func(tx store.Tx) error {
+				if err := tx.CreateAPIToken(ctx, t); err != nil {
+					return err
+				}
+				return tx.AppendAudit(ctx, store.AuditRecord{
+					Time: time.Now().UTC(), Actor: cliActor, Action: "admin-token.create",
+					Target: store.Ref{Kind: store.KindUser, ID: u.ID},
+				})
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), token)

@@ -5,8 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -65,11 +63,7 @@ func (p *Platform) Close() error { return p.Store.Close() }
 
 // TokenKey keys the stored hashes of admin API tokens; it is derived from the
 // master key so that a copy of the database alone cannot verify guesses.
-func (p *Platform) TokenKey() []byte {
-	m := hmac.New(sha256.New, p.Key[:])
-	m.Write([]byte("thingid admin api token v1"))
-	return m.Sum(nil)
-}
+func (p *Platform) TokenKey() []byte { return p.derivedKey("thingid admin api token v1") }
 
 func openStore(ctx context.Context, c config.Storage) (store.Store, error) {
 	switch c.Type {
@@ -88,15 +82,27 @@ func openStore(ctx context.Context, c config.Storage) (store.Store, error) {
 	}
 }
 
-// Run serves the platform until ctx ends, then shuts down gracefully. Messages
-// meant for the operator (the first administrator's password, the URLs) go to out.
+// Run opens the platform and serves it on cfg.HTTP.Address until ctx ends.
+// Messages meant for the operator (the first administrator's password, the
+// address) go to out.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
 	p, err := Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	ln, err := net.Listen("tcp", cfg.HTTP.Address)
+	if err != nil {
+		return fmt.Errorf("listen on %s (http.address): %w", cfg.HTTP.Address, err)
+	}
+	return p.Serve(ctx, ln, log, out)
+}
 
+// Serve creates the first administrator if needed and serves HTTPS on ln until
+// ctx ends, then shuts down gracefully.
+func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger, out io.Writer) error {
+	defer ln.Close()
+	cfg := p.Config
 	if err := p.bootstrapAdmin(ctx, out); err != nil {
 		return fmt.Errorf("create first administrator: %w", err)
 	}
@@ -107,10 +113,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer
 	handler, err := p.routes(log)
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Address)
-	if err != nil {
-		return fmt.Errorf("listen on %s (http.address): %w", cfg.HTTP.Address, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/scim"
+	"github.com/thingid/thingid/internal/selfservice"
+)
+
+// mountComponents adds SCIM (administrators only) and self-registration to mux.
+func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log *slog.Logger) error {
+	cfg := p.Config
+	scimHandler := scim.New(p.Identity, scim.Options{
+		BaseURL: cfg.HTTP.PublicURL,
+		Actor:   authn.Actor,
+		Logger:  log.With("component", "scim"),
+	})
+	mux.Handle("/scim/v2/", admins.Require(scimHandler, denySCIM))
+
+	r := cfg.Registration
+	ss := selfservice.Options{
+		Enabled:           r.Enabled,
+		Logger:            log.With("component", "selfservice"),
+		BaseURL:           cfg.HTTP.PublicURL,
+		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
+		RatePerMinute:     float64(r.AttemptsPerMinute),
+		EmailVerification: r.EmailVerification,
+		SMTP: selfservice.SMTPOptions{
+			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
+		},
+		OutboxDir: r.OutboxDir,
+	}
+	if err := ss.Validate(); err != nil {
+		return err
+	}
+	selfservice.New(p.Identity, ss).Register(mux)
+	return nil
+}
+
+// derivedKey derives a purpose-bound key from the master key, so that every node
+// sharing the master key shares it too.
+func (p *Platform) derivedKey(purpose string) []byte {
+	m := hmac.New(sha256.New, p.Key[:])
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
+
+// denySCIM answers a request without administrator credentials in SCIM's error
+// format (RFC 7644 §3.12) with the challenges the API accepts.
+func denySCIM(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Content-Type", "application/scim+json")
+	w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
+	w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
+	w.WriteHeader(http.StatusUnauthorized)
+	json.NewEncoder(w).Encode(map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:Error"},
+		"status":  "401",
+		"detail":  "administrator credentials required: HTTP Basic with an administrator's user name and password, or an admin API token as a Bearer token (thingid admin token)",
+	})
+}
