@@ -1,0 +1,200 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/store"
+)
+
+type running struct {
+	p      *Platform
+	base   string
+	client *http.Client
+	out    *bytes.Buffer
+	stop   func() error
+}
+
+func serve(t *testing.T) *running {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Home = t.TempDir()
+	cfg.Passwords.MinLength = 15
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &bytes.Buffer{}
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- p.Serve(ctx, ln, log, out) }()
+	r := &running{p: p, base: "https://" + ln.Addr().String(), out: out}
+	r.stop = func() error {
+		cancel()
+		err := <-done
+		p.Close()
+		return err
+	}
+	t.Cleanup(func() { r.stop() })
+	// The CA file appears before the server answers.
+	var ca []byte
+	for i := 0; i < 200; i++ {
+		if ca, err = os.ReadFile(filepath.Join(cfg.Home, "pki", "ca.crt")); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no platform CA written")
+	}
+	r.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	for i := 0; i < 200; i++ {
+		if resp, err := r.client.Get(r.base + "/healthz"); err == nil {
+			resp.Body.Close()
+			return r
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("server did not answer /healthz")
+	return nil
+}
+
+func (r *running) get(t *testing.T, path string, auth func(*http.Request)) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", r.base+path, nil)
+	if auth != nil {
+		auth(req)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func basic(user, pw string) func(*http.Request) {
+	return func(r *http.Request) { r.SetBasicAuth(user, pw) }
+}
+
+func bearer(tok string) func(*http.Request) {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	r := serve(t)
+	if code, body := r.get(t, "/healthz", nil); code != 200 || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	if code, body := r.get(t, "/readyz", nil); code != 200 || !strings.Contains(body, "ready") {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	if code, body := r.get(t, "/metrics", nil); code != 200 || !strings.Contains(body, `thingid_http_requests_total{code="200",method="GET",route="GET /healthz"}`) {
+		t.Errorf("/metrics: %d, no per-route request counter:\n%.2000s", code, body)
+	}
+	if err := r.stop(); err != nil {
+		t.Errorf("graceful stop: %v", err)
+	}
+}
+
+func TestAdminAuthenticationCannotBeBypassed(t *testing.T) {
+	r := serve(t)
+	ctx := context.Background()
+	pwFile, err := os.ReadFile(filepath.Join(r.p.Config.Home, AdminPasswordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPW := strings.TrimSpace(string(pwFile))
+	if !strings.Contains(r.out.String(), adminPW) {
+		t.Error("the one-time password was not shown to the operator")
+	}
+	// A second start must not create another administrator or print a password.
+	var again bytes.Buffer
+	if err := r.p.bootstrapAdmin(ctx, &again); err != nil || again.Len() != 0 {
+		t.Errorf("second bootstrap: %v %q", err, again.String())
+	}
+
+	// An ordinary user with a correct password is not an administrator.
+	if _, err := r.p.Identity.CreateUser(ctx, "test", &store.User{UserName: "mallory"}, "a long enough passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := r.p.Identity.GetUserByName(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, hash := authn.NewToken(r.p.TokenKey())
+	if err := r.p.Store.CreateAPIToken(ctx, &store.APIToken{Name: "t", Hash: hash, UserID: admin.ID}); err != nil {
+		t.Fatal(err)
+	}
+	expired, ehash := authn.NewToken(r.p.TokenKey())
+	if err := r.p.Store.CreateAPIToken(ctx, &store.APIToken{Name: "old", Hash: ehash, UserID: admin.ID, ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/scim/v2/ServiceProviderConfig"
+	for _, tc := range []struct {
+		name string
+		auth func(*http.Request)
+		want int
+	}{
+		{"none", nil, 401},
+		{"admin password", basic("admin", adminPW), 200},
+		{"admin name in other case", basic("ADMIN", adminPW), 200},
+		{"wrong password", basic("admin", adminPW+"x"), 401},
+		{"unknown user", basic("nobody", adminPW), 401},
+		{"non-admin user", basic("mallory", "a long enough passphrase"), 401},
+		{"api token", bearer(token), 200},
+		{"expired token", bearer(expired), 401},
+		{"forged token", bearer(authn.TokenPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 401},
+		{"token without prefix", bearer(strings.TrimPrefix(token, authn.TokenPrefix)), 401},
+		{"password as bearer", bearer(adminPW), 401},
+	} {
+		code, body := r.get(t, path, tc.auth)
+		if code != tc.want {
+			t.Errorf("%s: status %d, want %d (%s)", tc.name, code, tc.want, body)
+		}
+		if code == 401 && !strings.Contains(body, "urn:ietf:params:scim:api:messages:2.0:Error") {
+			t.Errorf("%s: 401 is not a SCIM error: %s", tc.name, body)
+		}
+	}
+	// Disabling the administrator ends token access at once.
+	if _, err := r.p.Identity.UpdateUser(ctx, "test", admin.ID, 0, func(u *store.User) error {
+		u.Status = store.StatusDisabled
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := r.get(t, path, bearer(token)); code != 401 {
+		t.Errorf("disabled administrator's token: %d, want 401", code)
+	}
+}
+
+func TestRegistrationIsServed(t *testing.T) {
+	r := serve(t)
+	code, body := r.get(t, "/register", nil)
+	if code != 200 || !strings.Contains(body, "<form") {
+		t.Errorf("/register: %d %.300s", code, body)
+	}
+}
