@@ -52,8 +52,10 @@ fi
 
 if ! as_pg "$bindir/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
 	echo "start-postgres: starting on 127.0.0.1:$PORT (log: $LOG)" >&2
+	# 3>&-: the server must not inherit the saved stdout, or a caller reading
+	# the DSN with $(...) would wait for the server to exit.
 	as_pg "$bindir/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
-		-o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200 -c fsync=on" >&2
+		-o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200" >&2 3>&- </dev/null
 fi
 
 psql=("$bindir/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)

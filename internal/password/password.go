@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Parameters after RFC 9106 §4, second recommended option (64 MiB, 3 passes).
@@ -37,7 +38,7 @@ func Hash(pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key := derive(pw, salt, memoryKiB, passes, lanes, keyLen)
+	key := derive(normalize(pw), salt, memoryKiB, passes, lanes, keyLen)
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, memoryKiB, passes, lanes, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
@@ -50,7 +51,7 @@ func Verify(hash, pw string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	key := derive(pw, p.salt, p.memory, p.passes, p.lanes, uint32(len(p.key)))
+	key := derive(normalize(pw), p.salt, p.memory, p.passes, p.lanes, uint32(len(p.key)))
 	return subtle.ConstantTimeCompare(key, p.key) == 1, nil
 }
 
@@ -96,6 +97,11 @@ func parse(hash string) (params, error) {
 	}
 	return p, nil
 }
+
+// normalize applies NFKC so that the same password typed on different keyboards
+// (composed or decomposed accents, full-width forms) verifies (NIST SP 800-63B
+// §3.1.1.2: normalize before hashing).
+func normalize(pw string) string { return norm.NFKC.String(pw) }
 
 func derive(pw string, salt []byte, memory, passes uint32, lanes uint8, n uint32) []byte {
 	slots <- struct{}{}

@@ -16,14 +16,12 @@ import (
 // RFC 7644 §3.12, Table 9: the scimType detail error keywords.
 const (
 	typeInvalidFilter = "invalidFilter"
-	typeTooMany       = "tooMany"
 	typeUniqueness    = "uniqueness"
 	typeMutability    = "mutability"
 	typeInvalidSyntax = "invalidSyntax"
 	typeInvalidPath   = "invalidPath"
 	typeNoTarget      = "noTarget"
 	typeInvalidValue  = "invalidValue"
-	typeInvalidVers   = "invalidVers"
 	// typeTooLarge is not in Table 9; RFC 7644 §3.7.4 only fixes status 413 for
 	// oversize requests, the keyword lets clients tell it apart programmatically.
 	typeTooLarge = "tooLarge"

@@ -88,20 +88,25 @@ func literal(v any) string {
 	case json.Number:
 		return v.String()
 	default:
-		b, _ := json.Marshal(v) // a string: cannot fail
-		return string(b)
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v) // a string: cannot fail
+		return strings.TrimSuffix(b.String(), "\n")
 	}
 }
 
 func (p presentExpr) String() string { return p.Path.String() + " pr" }
 
 func (l logicalExpr) String() string {
-	return group(l.Left) + " " + l.Op + " " + group(l.Right)
+	return l.operand(l.Left, false) + " " + l.Op + " " + l.operand(l.Right, true)
 }
 
-// group parenthesizes nested logical expressions so String parses back to the same tree.
-func group(f filter) string {
-	if _, ok := f.(logicalExpr); ok {
+// operand parenthesizes a nested logical expression only where precedence ("and"
+// binds tighter than "or") and left associativity would otherwise regroup it, so
+// that String parses back to the same tree without adding nesting depth.
+func (l logicalExpr) operand(f filter, right bool) string {
+	if c, ok := f.(logicalExpr); ok && ((c.Op == "or" && l.Op == "and") || (right && c.Op == l.Op)) {
 		return "(" + f.String() + ")"
 	}
 	return f.String()

@@ -30,6 +30,7 @@ type translator struct {
 type target struct {
 	field string // store field, relative to the element inside a value path
 	sub   string // non-empty: a sub-field of the multi-valued field (wrap in store.Any)
+	multi bool   // the field is multi-valued
 	a     *attr  // the attribute whose type governs comparisons
 	conv  func(any) (any, error)
 }
@@ -138,16 +139,16 @@ func (t translator) resolve(p attrPath) (target, error) {
 			return target{}, badFilter("attribute %q cannot be filtered", a.Name)
 		case a.Type == tComplex:
 			// RFC 7644 §3.4.2.2: a multi-valued complex attribute compares by its value.
-			return target{field: a.field, a: a.sub("value")}, nil
+			return target{field: a.field, a: a.sub("value"), multi: true}, nil
 		}
-		return target{field: a.field, a: a, conv: a.filterValue}, nil
+		return target{field: a.field, a: a, conv: a.filterValue, multi: a.Multi}, nil
 	}
 	if a.open {
 		return target{field: store.AttributePrefix + p.Sub, a: a}, nil
 	}
 	if a.Type != tComplex {
 		if a.Multi && strings.EqualFold(p.Sub, "value") && a.field != "" {
-			return target{field: a.field, a: a, conv: a.filterValue}, nil
+			return target{field: a.field, a: a, conv: a.filterValue, multi: true}, nil
 		}
 		return target{}, badFilter("%s has no sub-attribute %q", a.Name, p.Sub)
 	}
@@ -159,7 +160,7 @@ func (t translator) resolve(p attrPath) (target, error) {
 		return target{}, badFilter("attribute %q cannot be filtered", a.Name+"."+s.Name)
 	}
 	if a.Multi {
-		return target{field: a.field, sub: s.field, a: s, conv: s.filterValue}, nil
+		return target{field: a.field, sub: s.field, a: s, conv: s.filterValue, multi: true}, nil
 	}
 	return target{field: s.field, a: s, conv: s.filterValue}, nil
 }
@@ -322,8 +323,8 @@ func sortField(rt *resourceType, s string) (string, error) {
 	if err != nil {
 		return "", badValue("sortBy: %s", detail(err))
 	}
-	if tg.sub != "" || tg.a.Multi || tg.a.open {
-		return "", badValue("sortBy: %s is multi-valued or free-form; sort by a single-valued attribute", s)
+	if tg.multi {
+		return "", badValue("sortBy: %s is multi-valued; sort by a single-valued attribute", s)
 	}
 	return tg.field, nil
 }

@@ -30,7 +30,6 @@ const (
 const (
 	tString   = "string"
 	tBool     = "boolean"
-	tDecimal  = "decimal"
 	tDateTime = "dateTime"
 	tRef      = "reference"
 	tComplex  = "complex"
@@ -230,7 +229,10 @@ var groupSchema = &schema{ID: groupURN, Name: "Group", Desc: "Group (RFC 7643 §
 	{Name: "members", Type: tComplex, Multi: true, Desc: "A list of members of the Group: users, devices or groups.", field: "members", Sub: []*attr{
 		str("value", "Identifier of the member of this Group.", "value", caseExact, required),
 		{Name: "$ref", Type: tRef, RefTypes: []string{"User", "Group", "Device"}, Desc: "The URI of the member resource."},
-		str("type", "The type of the member resource.", "type", caseExact, func(a *attr) { a.Canonical = []string{"User", "Group", "Device"} }),
+		str("type", "The type of the member resource.", "type", caseExact, func(a *attr) {
+			a.Canonical = []string{"User", "Group", "Device"}
+			a.filterValue = memberTypeFilter
+		}),
 		str("display", "A human-readable name of the member.", "", ro),
 	}},
 }}

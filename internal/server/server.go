@@ -18,7 +18,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,11 +51,15 @@ func serve(t *testing.T) *running {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() { done <- p.Serve(ctx, ln, log, out) }()
 	r := &running{p: p, base: "https://" + ln.Addr().String(), out: out}
+	var once sync.Once
+	var stopErr error
 	r.stop = func() error {
-		cancel()
-		err := <-done
-		p.Close()
-		return err
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+			p.Close()
+		})
+		return stopErr
 	}
 	t.Cleanup(func() { r.stop() })
 	// The CA file appears before the server answers.

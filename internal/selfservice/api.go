@@ -1,0 +1,115 @@
+package selfservice
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// problem is an RFC 9457 problem details object; Errors extends it with one
+// entry per wrong field, as in the RFC's §3 example.
+type problem struct {
+	Type   string         `json:"type"`
+	Title  string         `json:"title"`
+	Status int            `json:"status"`
+	Detail string         `json:"detail,omitempty"`
+	Errors []fieldProblem `json:"errors,omitempty"`
+}
+
+type fieldProblem struct {
+	Field   string `json:"field"`
+	Pointer string `json:"pointer"` // RFC 6901 JSON Pointer into the request body
+	Detail  string `json:"detail"`
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string, fields ...fieldError) {
+	p := problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+	for _, f := range fields {
+		p.Errors = append(p.Errors, fieldProblem{Field: f.Field, Pointer: "/" + f.Field, Detail: f.Detail})
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func tooManyProblem(w http.ResponseWriter, _ *http.Request, retryAfter int) {
+	writeProblem(w, http.StatusTooManyRequests, "too many registration attempts from your network; retry after "+strconv.Itoa(retryAfter)+" seconds")
+}
+
+// registerJSON is POST /api/v1/register: the form as JSON, answering 201 with the
+// new user's id and userName, or problem details naming each wrong field.
+func (h *Handler) registerJSON(w http.ResponseWriter, r *http.Request) {
+	// Requiring application/json also keeps HTML forms (which cannot send it
+	// without a CORS preflight) away from this endpoint.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeProblem(w, http.StatusUnsupportedMediaType, "send the registration as a JSON object with Content-Type: application/json")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	var reg registration
+	if status, detail, fields := decodeJSON(r.Body, &reg); status != 0 {
+		writeProblem(w, status, detail, fields...)
+		return
+	}
+	u, err := h.register(r.Context(), reg)
+	if ie := (*inputError)(nil); errors.As(err, &ie) {
+		writeProblem(w, ie.status, "the registration was not accepted; see errors", ie.fields...)
+		return
+	}
+	if err != nil {
+		h.log.Error("selfservice: registration failed", "err", err)
+		writeProblem(w, http.StatusInternalServerError, "the account could not be created because of a problem on our side; try again later")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(struct {
+		ID            string `json:"id"`
+		UserName      string `json:"userName"`
+		EmailVerified bool   `json:"emailVerified"`
+	}{u.ID, u.UserName, u.EmailVerified})
+}
+
+// decodeJSON reads exactly one JSON object with no unknown member into v (all
+// of whose fields are strings). On
+// failure it returns the HTTP status and what to tell the client.
+func decodeJSON(body io.Reader, v *registration) (status int, detail string, fields []fieldError) {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.Decode(new(json.RawMessage)) != io.EOF {
+			return http.StatusBadRequest, "the body must hold exactly one JSON object", nil
+		}
+		return 0, "", nil
+	}
+	var (
+		mbe *http.MaxBytesError
+		ute *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the body must not be larger than %d bytes", mbe.Limit), nil
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, "the body is empty; send a JSON object with userName, email, displayName and password", nil
+	case errors.As(err, &ute) && ute.Field != "":
+		return http.StatusBadRequest, "the body has a member of the wrong type", []fieldError{{ute.Field, "must be a string"}}
+	case errors.As(err, &ute):
+		return http.StatusBadRequest, "the body must be a JSON object with userName, email, displayName and password", nil
+	}
+	// encoding/json reports unknown members only as text.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if n, uerr := strconv.Unquote(name); uerr == nil {
+			name = n
+		}
+		return http.StatusBadRequest, "the body has a member this API does not know", []fieldError{{name, "is not a registration field; use userName, email, displayName and password"}}
+	}
+	return http.StatusBadRequest, "the body is not valid JSON: " + err.Error(), nil
+}

@@ -1,0 +1,134 @@
+package selfservice
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// formField is one input of the registration form.
+type formField struct {
+	Name, Label, Type, Autocomplete, Hint string
+	Required                              bool
+	Value, Error, DescribedBy             string
+}
+
+// summaryItem is one line of the error summary at the top of the form.
+type summaryItem struct {
+	Field, Text string
+}
+
+type formPage struct {
+	CSRF    string
+	Fields  []formField
+	Summary []summaryItem
+}
+
+// formFields lists the inputs in order; autocomplete tokens after the HTML
+// standard let password managers fill and generate the right values.
+func formFields() []formField {
+	return []formField{
+		{Name: "userName", Label: "User name", Type: "text", Autocomplete: "username", Required: true,
+			Hint: "You sign in with it. Upper and lower case count as the same."},
+		{Name: "email", Label: "E-mail address", Type: "email", Autocomplete: "email", Required: true},
+		{Name: "displayName", Label: "Display name", Type: "text", Autocomplete: "name",
+			Hint: "How you want to be called."},
+		{Name: "password", Label: "Password", Type: "password", Autocomplete: "new-password", Required: true,
+			Hint: "Use a long passphrase of several unrelated words. Common or guessable passwords are refused."},
+		{Name: "passwordConfirm", Label: "Password again", Type: "password", Autocomplete: "new-password", Required: true},
+	}
+}
+
+func (h *Handler) showForm(w http.ResponseWriter, r *http.Request) {
+	h.renderForm(w, r, http.StatusOK, registration{}, nil, "")
+}
+
+// renderForm shows the form with what the user typed (never the password), an
+// error next to each wrong field and a summary linking to them.
+func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int, reg registration, errs []fieldError, formError string) {
+	page := formPage{CSRF: h.csrfToken(w, r), Fields: formFields()}
+	if formError != "" {
+		page.Summary = append(page.Summary, summaryItem{Text: formError})
+	}
+	values := map[string]string{"userName": reg.UserName, "email": reg.Email, "displayName": reg.DisplayName}
+	byField := map[string]string{}
+	for _, e := range errs {
+		byField[e.Field] = e.Detail
+	}
+	placed := map[string]bool{}
+	for i := range page.Fields {
+		f := &page.Fields[i]
+		f.Value = values[f.Name]
+		if f.Hint != "" {
+			f.DescribedBy = f.Name + "-hint"
+		}
+		if msg, ok := byField[f.Name]; ok {
+			f.Error = msg
+			f.DescribedBy += " " + f.Name + "-error"
+			page.Summary = append(page.Summary, summaryItem{Field: f.Name, Text: f.Label + ": " + msg})
+			placed[f.Name] = true
+		}
+	}
+	for _, e := range errs {
+		if !placed[e.Field] { // a rule on a field the form does not show
+			page.Summary = append(page.Summary, summaryItem{Text: e.Field + ": " + e.Detail})
+		}
+	}
+	h.render(w, status, h.pages.form, page)
+}
+
+func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		status, text := http.StatusBadRequest, "The form could not be read. Open the registration page again and resubmit."
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			status, text = http.StatusRequestEntityTooLarge, "The form is too large. Shorten your entries and submit it again."
+		}
+		h.render(w, status, h.pages.message, messagePage{Title: "Form not accepted", Text: text, Link: "/register"})
+		return
+	}
+	reg := registration{
+		UserName:    r.PostForm.Get("userName"),
+		Email:       r.PostForm.Get("email"),
+		DisplayName: r.PostForm.Get("displayName"),
+		Password:    r.PostForm.Get("password"),
+	}
+	if !h.csrfValid(r, r.PostForm.Get("csrf")) {
+		h.renderForm(w, r, http.StatusForbidden, reg, nil,
+			"The form expired or did not come from this site. Check your entries, enter the password again and submit.")
+		return
+	}
+	if reg.Password != "" && reg.Password != r.PostForm.Get("passwordConfirm") {
+		h.renderForm(w, r, http.StatusUnprocessableEntity, reg,
+			[]fieldError{{"passwordConfirm", "the passwords do not match; type the same password in both fields"}}, "")
+		return
+	}
+	_, err := h.register(r.Context(), reg)
+	if ie := (*inputError)(nil); errors.As(err, &ie) {
+		h.renderForm(w, r, ie.status, reg, ie.fields, "")
+		return
+	}
+	if err != nil {
+		h.log.Error("selfservice: registration failed", "err", err)
+		h.render(w, http.StatusInternalServerError, h.pages.message, messagePage{
+			Title: "Something went wrong", Text: "Your account could not be created because of a problem on our side. Please try again later.", Link: "/register"})
+		return
+	}
+	// Post/Redirect/Get: reloading the confirmation does not submit again.
+	http.Redirect(w, r, "/register/done", http.StatusSeeOther)
+}
+
+func (h *Handler) showDone(w http.ResponseWriter, _ *http.Request) {
+	h.render(w, http.StatusOK, h.pages.done, struct {
+		EmailVerification bool
+		TTL               string
+	}{h.opts.EmailVerification, formatTTL(h.opts.VerificationTTL)})
+}
+
+func (h *Handler) tooManyPage(w http.ResponseWriter, _ *http.Request, retryAfter int) {
+	h.render(w, http.StatusTooManyRequests, h.pages.message, messagePage{
+		Title: "Too many attempts",
+		Text:  "There were too many registration attempts from your network. Try again in " + strconv.Itoa(retryAfter) + " seconds.",
+		Link:  "/register",
+	})
+}

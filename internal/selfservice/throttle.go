@@ -1,0 +1,102 @@
+package selfservice
+
+import (
+	"container/list"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// throttle keeps one token bucket per client address and forgets the least
+// recently seen client when it tracks too many, so memory stays bounded however
+// many addresses an attacker uses. It is per node; DESIGN.md plans Redis for
+// counters shared between nodes.
+type throttle struct {
+	limit rate.Limit
+	burst int
+	max   int
+
+	mu      sync.Mutex
+	clients map[netip.Prefix]*list.Element // value: *client
+	lru     list.List                      // front: most recently seen
+}
+
+type client struct {
+	key     netip.Prefix
+	limiter *rate.Limiter
+}
+
+func newThrottle(perMinute float64, burst, maxClients int) *throttle {
+	if perMinute == 0 {
+		perMinute = 6
+	}
+	if burst == 0 {
+		burst = 5
+	}
+	if maxClients == 0 {
+		maxClients = 10000
+	}
+	return &throttle{limit: rate.Limit(perMinute / 60), burst: burst, max: maxClients, clients: map[netip.Prefix]*list.Element{}}
+}
+
+// allow takes a token from the client's bucket; when there is none it returns
+// how long until there will be one.
+func (t *throttle) allow(key netip.Prefix, now time.Time) (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var c *client
+	if e, ok := t.clients[key]; ok {
+		t.lru.MoveToFront(e)
+		c = e.Value.(*client)
+	} else {
+		if t.lru.Len() >= t.max {
+			oldest := t.lru.Back()
+			t.lru.Remove(oldest)
+			delete(t.clients, oldest.Value.(*client).key)
+		}
+		c = &client{key: key, limiter: rate.NewLimiter(t.limit, t.burst)}
+		t.clients[key] = t.lru.PushFront(c)
+	}
+	r := c.limiter.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// wrap refuses requests over the client's rate with tooMany.
+func (t *throttle) wrap(next http.Handler, tooMany func(w http.ResponseWriter, r *http.Request, retryAfter int)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := t.allow(clientKey(r), time.Now()); !ok {
+			// RFC 9110 §10.2.3: Retry-After in whole seconds, rounded up.
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			tooMany(w, r, secs)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientKey is the client's IPv4 address or IPv6 /64 (one subscriber usually
+// holds a whole /64). It trusts no forwarding header: behind a reverse proxy the
+// proxy's address is throttled, so put the proxy's own limits in front.
+func clientKey(r *http.Request) netip.Prefix {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Prefix{} // all unparseable peers share one bucket
+	}
+	addr := ap.Addr().Unmap()
+	bits := 32
+	if addr.Is6() {
+		bits = 64
+	}
+	p, _ := addr.Prefix(bits)
+	return p
+}

@@ -1,0 +1,112 @@
+// Package sqlite is the embedded store backend: a single SQLite file through
+// modernc.org/sqlite (pure Go). It only opens connections and classifies
+// errors; all SQL lives in sqlstore.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/store/sqlstore"
+)
+
+func init() {
+	// SQLite's lower() folds ASCII only; case-insensitive filters must agree
+	// with the unique columns that Go lower-cases.
+	sqlite.MustRegisterDeterministicScalarFunction(sqlstore.LowerFunc, 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		}
+		return args[0], nil
+	})
+}
+
+// Open opens (creating it 0600 if needed) and migrates the database file at path.
+func Open(path string) (store.Store, error) {
+	if path == "" || strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: %q: need a plain file path (the store opens it from several connections)", path)
+	}
+	// SQLite creates the -wal and -shm files with the mode of the database
+	// file, so creating it 0600 first keeps all three private.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	common := url.Values{}
+	common.Add("_pragma", "busy_timeout(10000)") // first: the others may need to wait for another process
+	common.Add("_pragma", "foreign_keys(1)")
+	common.Add("_pragma", "synchronous(FULL)") // an acknowledged write survives power loss
+	// LIKE is case-sensitive, as in PostgreSQL; case-insensitive fields are
+	// lower-cased on both sides.
+	common.Add("_pragma", "case_sensitive_like(1)")
+	common.Add("_pragma", "cache_size(-32768)") // 32 MiB per connection
+
+	w := url.Values{}
+	for k, v := range common {
+		w[k] = append([]string(nil), v...)
+	}
+	w.Add("_pragma", "journal_mode(WAL)")
+	// BEGIN IMMEDIATE takes the write lock when the transaction starts, so two
+	// writers (two processes) queue on busy_timeout instead of deadlocking
+	// when both try to upgrade a read lock.
+	w.Set("_txlock", "immediate")
+	writer, err := sql.Open("sqlite", path+"?"+w.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	// One writer connection: SQLite has one write lock per database anyway, and
+	// queueing in the pool is cheaper than spinning on SQLITE_BUSY.
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	common.Add("_pragma", "query_only(1)")
+	reader, err := sql.Open("sqlite", path+"?"+common.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	// WAL readers do not block the writer or each other.
+	n := max(4, runtime.NumCPU())
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+
+	s, err := sqlstore.Open(context.Background(), sqlstore.Config{
+		Flavor:            sqlstore.SQLite,
+		Writer:            writer,
+		Reader:            reader,
+		IsUniqueViolation: isUniqueViolation,
+	})
+	if err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
