@@ -43,8 +43,9 @@ func main() {
 	bulks := flag.Int("bulks", 10, "Bulk requests")
 	lookups := flag.Int("lookups", 2000, "filter queries by serial and by MAC")
 	pg := flag.String("postgres", "", "PostgreSQL DSN (default: SQLite in a temporary directory)")
+	preload := flag.Int("preload", 0, "devices created through the identity service before measuring, so filters run on a large table")
 	flag.Parse()
-	if err := run(*singles, *workers, *bulkSize, *bulks, *lookups, *pg); err != nil {
+	if err := run(*preload, *singles, *workers, *bulkSize, *bulks, *lookups, *pg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/scim:", err)
 		os.Exit(1)
 	}
@@ -85,7 +86,14 @@ func mac(i int) string {
 	return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
 }
 
-func run(singles, workers, bulkSize, bulks, lookups int, pg string) error {
+func thing(i int) *store.Thing {
+	return &store.Thing{
+		DisplayName: fmt.Sprintf("speaker %d", i), SerialNumber: fmt.Sprintf("SN%09d", i),
+		Manufacturer: "Acme", Model: "S1", MACAddresses: []string{mac(i)},
+	}
+}
+
+func run(preload, singles, workers, bulkSize, bulks, lookups int, pg string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	home, err := os.MkdirTemp("", "thingid-bench-scim")
@@ -138,8 +146,24 @@ func run(singles, workers, bulkSize, bulks, lookups int, pg string) error {
 		return err
 	}
 
+	if preload > 0 {
+		start := time.Now()
+		for i := 0; i < preload; i += 2000 {
+			batch := make([]*store.Thing, 0, 2000)
+			for j := i; j < min(i+2000, preload); j++ {
+				batch = append(batch, thing(j))
+			}
+			if _, err := p.Identity.CreateThings(ctx, "bench", batch); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "preloaded %d devices in %s\n", preload, time.Since(start).Round(time.Second))
+	}
+
 	// Single creates, `workers` at a time.
 	var next atomic.Int64
+	next.Store(int64(preload))
+	singles += preload
 	var failed atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -160,7 +184,7 @@ func run(singles, workers, bulkSize, bulks, lookups int, pg string) error {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	fmt.Printf("scim_single_create_%s %.0f devices/s (%d in %s, %d clients, %d failed)\n", backend, float64(singles)/el.Seconds(), singles, el.Round(time.Millisecond), workers, failed.Load())
+	fmt.Printf("scim_single_create_%s %.0f devices/s (%d in %s, %d clients, %d failed)\n", backend, float64(singles-preload)/el.Seconds(), singles-preload, el.Round(time.Millisecond), workers, failed.Load())
 
 	// Bulk creates.
 	n := singles

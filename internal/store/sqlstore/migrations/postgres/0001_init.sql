@@ -37,6 +37,9 @@ CREATE TABLE things (
 );
 CREATE UNIQUE INDEX things_serial ON things (manufacturer, model, serial_number) WHERE serial_number <> '';
 CREATE INDEX things_external_id ON things (external_id) WHERE external_id <> '';
+-- Lookups by serial alone (SCIM filter serialNumber eq) and listing in creation order.
+CREATE INDEX things_serial_number ON things (serial_number);
+CREATE INDEX things_created ON things (created, id);
 
 -- One row per MAC so that a filter by MAC is a primary-key lookup and a MAC is
 -- unique across all things.
