@@ -82,7 +82,7 @@ Rows already imported are skipped, so an interrupted import is resumed by runnin
 				if cerr := rf.Close(); cerr != nil {
 					return cerr
 				}
-				fmt.Fprintf(out, "rejected rows written to %s; fix them and import that file or the original again\n", rejectsFile)
+				fmt.Fprintf(out, "rejected rows (line and reason) written to %s; fix those lines in %s and run the same import again: rows already imported are skipped\n", rejectsFile, args[0])
 			}
 			if err != nil {
 				return fmt.Errorf("import stopped at line %d (everything before it is saved; run the same command again to resume): %w", sum.LastLine, err)

@@ -43,13 +43,18 @@ type Admins struct {
 	cache map[[32]byte]cached // successful Basic verifications
 }
 
+// cached is a verified Basic credential: the user it named and the password
+// hash it matched. A hit skips only argon2id; the user is read again on every
+// request, so a changed password, a rename or a deletion (the hash or ID no
+// longer match) and a disabled or demoted administrator (isAdmin) take effect
+// at once.
 type cached struct {
 	userID string
+	hash   string
 	until  time.Time
 }
 
-// cacheFor bounds how long a verified Basic credential skips argon2id; a changed
-// password or a removed admin is noticed at the latest after this.
+// cacheFor bounds how long a verified Basic credential skips argon2id.
 const cacheFor = 30 * time.Second
 
 // NewAdmins returns an authenticator; tokenKey keys the hashes of API tokens.
@@ -89,26 +94,28 @@ func (a *Admins) Authenticate(r *http.Request) (string, error) {
 	a.mu.Lock()
 	c, hit := a.cache[key]
 	a.mu.Unlock()
-	if hit && time.Now().Before(c.until) {
-		return c.userID, nil
-	}
 	u, err := a.st.GetUserByName(ctx, name)
 	if err != nil || u.PasswordHash == "" {
 		password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
 		return "", ErrUnauthenticated
 	}
-	if ok, err := password.Verify(u.PasswordHash, pw); err != nil || !ok {
-		return "", ErrUnauthenticated
+	if !hit || !time.Now().Before(c.until) || c.userID != u.ID || c.hash != u.PasswordHash {
+		if ok, err := password.Verify(u.PasswordHash, pw); err != nil || !ok {
+			return "", ErrUnauthenticated
+		}
+		hit = false
 	}
 	if err := a.isAdmin(ctx, u); err != nil {
 		return "", err
 	}
-	a.mu.Lock()
-	if len(a.cache) > 1000 {
-		clear(a.cache)
+	if !hit {
+		a.mu.Lock()
+		if len(a.cache) > 1000 {
+			clear(a.cache)
+		}
+		a.cache[key] = cached{userID: u.ID, hash: u.PasswordHash, until: time.Now().Add(cacheFor)}
+		a.mu.Unlock()
 	}
-	a.cache[key] = cached{userID: u.ID, until: time.Now().Add(cacheFor)}
-	a.mu.Unlock()
 	return u.ID, nil
 }
 
@@ -131,14 +138,19 @@ func (a *Admins) token(ctx context.Context, token string) (string, error) {
 }
 
 // isAdmin requires an active user who is a direct member of the admin group.
+// The member must be the user itself: ids are unique per kind only, so a thing
+// or group member sharing the user's id does not count.
 func (a *Admins) isAdmin(ctx context.Context, u *store.User) error {
 	if u.Status != store.StatusActive {
 		return ErrUnauthenticated
 	}
 	groups, _, err := a.st.ListGroups(ctx, store.Query{
 		Filter: store.And{
-			Left:  store.Compare{Field: "displayName", Op: store.OpEq, Value: AdminGroup},
-			Right: store.Compare{Field: "members", Op: store.OpEq, Value: u.ID},
+			Left: store.Compare{Field: "displayName", Op: store.OpEq, Value: AdminGroup},
+			Right: store.Any{Field: "members", Where: store.And{
+				Left:  store.Compare{Field: "value", Op: store.OpEq, Value: u.ID},
+				Right: store.Compare{Field: "type", Op: store.OpEq, Value: string(store.KindUser)},
+			}},
 		},
 		Limit: 1,
 	})

@@ -97,12 +97,12 @@ func Import(ctx context.Context, svc Things, src io.Reader, opts Options) (sum S
 		}
 	}
 	batch := make([]Row, 0, opts.BatchSize)
+	var lastRead int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return sum, fmt.Errorf("import stopped after line %d: %w", sum.LastLine, err)
 		}
 		batch = batch[:0]
-		var last int64
 		eof := false
 		for range opts.BatchSize {
 			row, err := rd.Read()
@@ -111,10 +111,10 @@ func Import(ctx context.Context, svc Things, src io.Reader, opts Options) (sum S
 				break
 			}
 			if err != nil {
-				return sum, fmt.Errorf("reading after line %d: %w", sum.LastLine, err)
+				return sum, fmt.Errorf("reading after line %d: %w", lastRead, err)
 			}
 			sum.Rows++
-			last = row.Line
+			lastRead = row.Line
 			if row.Err != nil {
 				if err := im.reject(row.Err); err != nil {
 					return sum, err
@@ -128,9 +128,7 @@ func Import(ctx context.Context, svc Things, src io.Reader, opts Options) (sum S
 		if err := im.write(context.WithoutCancel(ctx), batch); err != nil {
 			return sum, err
 		}
-		if last > 0 {
-			sum.LastLine = last
-		}
+		sum.LastLine = lastRead
 		sum.Bytes = rd.Offset()
 		if opts.Progress != nil {
 			opts.Progress(sum.Rows, sum.Bytes)
@@ -222,21 +220,31 @@ func (im *importer) resolve(ctx context.Context, rows []conflict) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	// One query per chunk of serial numbers of one manufacturer and model: the
+	// shape of the unique index (manufacturer, model, serial number).
+	groups := map[[2]string][]string{}
+	var order [][2]string
+	for _, r := range rows {
+		mm := [2]string{r.Thing.Manufacturer, r.Thing.Model}
+		if _, ok := groups[mm]; !ok {
+			order = append(order, mm)
+		}
+		groups[mm] = append(groups[mm], r.Thing.SerialNumber)
+	}
 	stored := map[identityKey]*store.Thing{}
-	for chunk := range slices.Chunk(rows, lookupChunk) {
-		serials := make([]string, len(chunk))
-		for i, r := range chunk {
-			serials[i] = r.Thing.SerialNumber
-		}
-		// Only the serial number is filtered on (it is indexed and nearly unique);
-		// manufacturer and model are matched here, whatever the backend does with
-		// empty strings.
-		found, _, err := im.svc.ListThings(ctx, store.Query{Filter: anyOf("serialNumber", serials), Limit: -1})
-		if err != nil {
-			return fmt.Errorf("lines %d to %d: looking up conflicting serial numbers: %w", chunk[0].Line, chunk[len(chunk)-1].Line, err)
-		}
-		for _, t := range found {
-			stored[keyOf(t)] = t
+	for _, mm := range order {
+		for serials := range slices.Chunk(groups[mm], lookupChunk) {
+			filter := store.And{
+				Left:  store.And{Left: eq("manufacturer", mm[0]), Right: eq("model", mm[1])},
+				Right: anyOf("serialNumber", serials),
+			}
+			found, _, err := im.svc.ListThings(ctx, store.Query{Filter: filter, Limit: -1})
+			if err != nil {
+				return fmt.Errorf("lines %d to %d: looking up conflicting serial numbers: %w", rows[0].Line, rows[len(rows)-1].Line, err)
+			}
+			for _, t := range found {
+				stored[keyOf(t)] = t
+			}
 		}
 	}
 	for _, r := range rows {
@@ -265,7 +273,7 @@ func (im *importer) resolve(ctx context.Context, rows []conflict) error {
 // macConflict names the device that already holds one of r's MAC addresses.
 func (im *importer) macConflict(ctx context.Context, r Row, storeErr error) (*RowError, error) {
 	for _, m := range r.Thing.MACAddresses {
-		q := store.Query{Filter: store.Compare{Field: "macAddresses", Op: store.OpEq, Value: m}, Limit: 1}
+		q := store.Query{Filter: eq("macAddresses", m), Limit: 1}
 		found, _, err := im.svc.ListThings(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: looking up MAC address %s: %w", r.Line, m, err)
@@ -284,10 +292,14 @@ func (im *importer) macConflict(ctx context.Context, r Row, storeErr error) (*Ro
 // SQL nesting stays shallow (SQLite allows expressions 1000 deep).
 func anyOf(field string, values []string) store.Expr {
 	if len(values) == 1 {
-		return store.Compare{Field: field, Op: store.OpEq, Value: values[0]}
+		return eq(field, values[0])
 	}
 	mid := len(values) / 2
 	return store.Or{Left: anyOf(field, values[:mid]), Right: anyOf(field, values[mid:])}
+}
+
+func eq(field, value string) store.Expr {
+	return store.Compare{Field: field, Op: store.OpEq, Value: value}
 }
 
 // sameSet compares two lists of normalized MAC addresses regardless of order.

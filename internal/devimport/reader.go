@@ -82,6 +82,13 @@ const maxLine = 1 << 20
 // opts.Model to rows that leave them empty. For CSV it reads the header and fails
 // if a column is unknown or there is no serial number column.
 func NewReader(src io.Reader, opts Options) (*Reader, error) {
+	switch opts.Format {
+	case CSV, JSONLines:
+	case "":
+		return nil, errors.New("no file format given: use a .csv, .jsonl or .ndjson file name or name the format")
+	default:
+		return nil, fmt.Errorf("unknown file format %q (want %s or %s)", opts.Format, CSV, JSONLines)
+	}
 	br := bufio.NewReaderSize(src, 64<<10)
 	var bom int64
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
@@ -89,16 +96,11 @@ func NewReader(src io.Reader, opts Options) (*Reader, error) {
 		_, _ = br.Discard(3) // cannot fail: the 3 bytes were just peeked
 	}
 	defaults := defaults{manufacturer: opts.Manufacturer, model: opts.Model}
-	switch opts.Format {
-	case CSV:
+	if opts.Format == CSV {
 		return newCSVReader(br, bom, defaults)
-	case JSONLines:
-		j := &jsonReader{br: br, offset: bom, defaults: defaults}
-		return &Reader{read: j.read, offset: func() int64 { return j.offset }}, nil
-	case "":
-		return nil, errors.New("no file format given: use a .csv, .jsonl or .ndjson file name or name the format")
 	}
-	return nil, fmt.Errorf("unknown file format %q (want %s or %s)", opts.Format, CSV, JSONLines)
+	j := &jsonReader{br: br, offset: bom, defaults: defaults}
+	return &Reader{read: j.read, offset: func() int64 { return j.offset }}, nil
 }
 
 // field is a device property a column or key maps to.
@@ -114,7 +116,6 @@ const (
 	fFirmwareVersion
 	fLocation
 	fExternalID
-	fAttributes // JSON lines only; CSV uses one attr.<name> column per attribute
 )
 
 // fields maps lower-cased column (CSV) and key (JSON) names to what they set.
@@ -223,7 +224,9 @@ type column struct {
 }
 
 func newCSVReader(br *bufio.Reader, bom int64, d defaults) (*Reader, error) {
-	cr := csv.NewReader(br)
+	c := &csvReader{defaults: d}
+	cr := csv.NewReader(&recordLimit{r: br, c: c})
+	c.cr = cr
 	cr.FieldsPerRecord = -1 // checked per row, so one short row does not stop the import
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -261,7 +264,7 @@ func newCSVReader(br *bufio.Reader, bom int64, d defaults) (*Reader, error) {
 	if !hasSerial {
 		return nil, fmt.Errorf("line %d: no serialNumber column: every device needs its serial number", hline)
 	}
-	c := &csvReader{cr: cr, cols: cols, defaults: d}
+	c.cols = cols
 	return &Reader{read: c.read, offset: func() int64 { return bom + cr.InputOffset() }}, nil
 }
 
@@ -269,17 +272,36 @@ type csvReader struct {
 	cr       *csv.Reader
 	cols     []column
 	defaults defaults
+	start    int64 // input offset where the record being read starts
+}
+
+// recordLimit fails the read that would make one CSV record longer than maxLine:
+// the csv package holds a whole record in memory, and one unbalanced quote would
+// make the rest of the file a single record.
+type recordLimit struct {
+	r    io.Reader
+	c    *csvReader
+	read int64
+}
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.read-l.c.start > maxLine {
+		return 0, fmt.Errorf("a CSV record longer than %d bytes: is a quote left open?", maxLine)
+	}
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	return n, err
 }
 
 func (c *csvReader) read() (Row, error) {
 	for {
-		before := c.cr.InputOffset()
+		c.start = c.cr.InputOffset()
 		rec, err := c.cr.Read()
 		if err == io.EOF {
 			return Row{}, io.EOF
 		}
 		var pe *csv.ParseError
-		if errors.As(err, &pe) && c.cr.InputOffset() > before {
+		if errors.As(err, &pe) && c.cr.InputOffset() > c.start {
 			// The csv package resumes after the bad record; report it and go on.
 			return Row{Line: int64(pe.StartLine), Err: &RowError{Line: int64(pe.StartLine), Reason: "malformed CSV: " + pe.Err.Error()}}, nil
 		}

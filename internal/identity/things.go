@@ -161,9 +161,12 @@ func normalizeThing(t *store.Thing) error {
 			return invalid("certificates.fingerprintSha256", "must be 64 lower-case hex digits")
 		}
 	}
-	for k := range t.Attributes {
+	for k, v := range t.Attributes {
 		if !attrNameRE.MatchString(k) {
 			return invalid("attributes", "name %q must start with a letter and hold at most 64 letters, digits, '_' or '-'", k)
+		}
+		if tooDeep(v, maxAttrDepth) {
+			return invalid("attributes", "value of %q nests arrays and objects deeper than %d levels", k, maxAttrDepth)
 		}
 	}
 	if len(t.Attributes) > 0 {
@@ -176,6 +179,37 @@ func normalizeThing(t *store.Thing) error {
 		}
 	}
 	return nil
+}
+
+// maxAttrDepth bounds the nesting of attribute values: the databases parse the
+// whole attributes document to filter or sort by any one of them, and SQLite
+// refuses JSON nested deeper than 1000 levels, so one deep value would make
+// every attributes filter over its thing fail.
+const maxAttrDepth = 32
+
+// tooDeep reports whether v nests arrays and objects more than limit levels.
+func tooDeep(v any, limit int) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		if limit == 0 {
+			return true
+		}
+		for _, e := range v {
+			if tooDeep(e, limit-1) {
+				return true
+			}
+		}
+	case []any:
+		if limit == 0 {
+			return true
+		}
+		for _, e := range v {
+			if tooDeep(e, limit-1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkJWKS accepts an RFC 7517 key set holding public keys only.

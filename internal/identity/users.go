@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -49,6 +51,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision i
 		u, err := tx.UpdateUser(ctx, id, ifRevision, func(u *store.User) error {
 			before = u.Status
 			oldHash := u.PasswordHash
+			oldEmail, oldVerified := PrimaryEmail(u), u.EmailVerified
 			if err := fn(u); err != nil {
 				return err
 			}
@@ -56,7 +59,15 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision i
 				return invalid("password", "must be set through HashPassword")
 			}
 			pwChanged = u.PasswordHash != oldHash
-			return normalizeUser(u)
+			if err := normalizeUser(u); err != nil {
+				return err
+			}
+			// EmailVerified vouches for the primary address: a new one is not
+			// verified unless the caller says so in the same change.
+			if PrimaryEmail(u) != oldEmail && u.EmailVerified == oldVerified {
+				u.EmailVerified = false
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err
@@ -90,9 +101,32 @@ func (s *Service) GetUser(ctx context.Context, id string) (*store.User, error) {
 	return s.store.GetUser(ctx, id)
 }
 
-// GetUserByName reads one user by name, case-insensitively.
+// GetUserByName reads one user by name, case-insensitively and in any
+// compatibility form of it (full-width letters).
 func (s *Service) GetUserByName(ctx context.Context, name string) (*store.User, error) {
-	return s.store.GetUserByName(ctx, name)
+	return s.store.GetUserByName(ctx, normalizeUserName(name))
+}
+
+// PrimaryEmail is the address EmailVerified is about: the e-mail marked primary,
+// else the first one, else "".
+func PrimaryEmail(u *store.User) string {
+	for _, e := range u.Emails {
+		if e.Primary {
+			return e.Value
+		}
+	}
+	if len(u.Emails) > 0 {
+		return u.Emails[0].Value
+	}
+	return ""
+}
+
+// normalizeUserName maps compatibility forms to their canonical letters (NFKC,
+// as the PRECIS username profiles of RFC 8265 do), so that "ＡＤＭＩＮ" is the
+// same name as "admin" for the store's case-insensitive uniqueness rather than
+// a look-alike second account.
+func normalizeUserName(name string) string {
+	return strings.TrimSpace(norm.NFKC.String(name))
 }
 
 // ListUsers reads a page of users.
@@ -109,9 +143,14 @@ var (
 // normalizeUser validates u in place: trims names, lower-cases e-mail domains,
 // defaults the status.
 func normalizeUser(u *store.User) error {
-	u.UserName = strings.TrimSpace(u.UserName)
+	u.UserName = normalizeUserName(u.UserName)
 	if err := checkText("userName", u.UserName, 1, 256); err != nil {
 		return err
+	}
+	for _, r := range u.UserName {
+		if !unicode.IsGraphic(r) {
+			return invalid("userName", "must not contain invisible or formatting characters such as U+%04X", r)
+		}
 	}
 	for _, f := range []struct {
 		name, value string

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/text/unicode/norm"
@@ -64,10 +65,15 @@ func WellFormed(hash string) bool {
 // Dummy verifies pw against a fixed hash so that a sign-in for an unknown user costs
 // as much as one for a known user.
 func Dummy(pw string) {
-	_, _ = Verify(dummyHash, pw)
+	_, _ = Verify(dummyHash(), pw)
 }
 
-var dummyHash, _ = Hash("thingid-dummy-password")
+// dummyHash is made on first use: hashing at init would cost every binary that
+// links this package 64 MiB and a few hundred milliseconds at start.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := Hash("thingid-dummy-password")
+	return h
+})
 
 type params struct {
 	memory    uint32

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,12 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := paramsFromQuery(r.URL.Query())
+	qv, err := queryValues(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	p, err := paramsFromQuery(qv)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -247,13 +253,28 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 // RFC 7644 §3.9 allows them on GET, POST, PUT and PATCH. It is parsed before any
 // change so that a bad parameter changes nothing.
 func (h *handler) projection(w http.ResponseWriter, r *http.Request, rt *resourceType) (*projection, bool) {
-	q := r.URL.Query()
+	q, err := queryValues(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, false
+	}
 	p, err := parseProjection(rt, q.Get("attributes"), q.Get("excludedAttributes"))
 	if err != nil {
 		h.fail(w, r, err)
 		return nil, false
 	}
 	return p, true
+}
+
+// queryValues parses the query string strictly. r.URL.Query() skips what it
+// cannot parse (a raw ";", a bad %-escape), which would turn a filter into no
+// filter at all and answer every resource instead of the matching ones.
+func queryValues(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badValue("query string: %v; escape \";\" as %%3B and \"%%\" as %%25", err)
+	}
+	return q, nil
 }
 
 func (h *handler) writeResource(w http.ResponseWriter, status int, rt *resourceType, obj map[string]any, p *projection) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -28,12 +29,11 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err = h.users.UpdateUser(r.Context(), h.opts.Actor, c.UserID, 0, func(u *store.User) error {
-		found := false
-		for _, e := range u.Emails {
-			found = found || e.Value == c.Email
-		}
+		// EmailVerified is about the primary address (identity.PrimaryEmail):
+		// a link for an address that is now only a secondary one must not
+		// vouch for the new primary.
 		switch {
-		case !found:
+		case identity.PrimaryEmail(u) != c.Email:
 			return errEmailChanged
 		case u.EmailVerified:
 			return errAlreadyVerified // nothing to write, nothing to audit

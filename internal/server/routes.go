@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/store"
 )
 
 // routes builds the handler of the main listener.
@@ -37,7 +39,7 @@ func (p *Platform) routes(log *slog.Logger) (http.Handler, error) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	admins := authn.NewAdmins(p.Store, p.TokenKey())
+	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
 	if err := p.mountComponents(mux, admins, log); err != nil {
 		return nil, err
 	}
@@ -111,4 +113,15 @@ func (m *httpMetrics) wrap(mux *http.ServeMux, log *slog.Logger) http.Handler {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", pattern),
 			slog.Int("status", sw.status), slog.Duration("duration", d), slog.String("remote", r.RemoteAddr))
 	})
+}
+
+// adminReader looks users up through the identity service, so that user names are
+// normalized exactly as they were when stored, and tokens in the store.
+type adminReader struct {
+	*identity.Service
+	tokens store.APITokens
+}
+
+func (r adminReader) GetAPITokenByHash(ctx context.Context, hash []byte) (*store.APIToken, error) {
+	return r.tokens.GetAPITokenByHash(ctx, hash)
 }

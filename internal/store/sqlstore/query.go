@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -254,6 +255,9 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		return c.leaf(e.Field, el, func(_ string, cl col, t store.FieldType) (string, error) {
 			return present(cl, t), nil
 		}, func(key string) (string, error) {
+			if err := checkText(e.Field, key); err != nil {
+				return "", err
+			}
 			return c.f.attrPresent(c.arg(key)), nil
 		}, func(f string) store.Expr { return store.Present{Field: f} })
 	case nil:
@@ -371,6 +375,9 @@ func (c *compiler) compare(name string, cl col, t store.FieldType, op store.Op, 
 		if !ok {
 			return "", invalid(name, "want a string, got %T", v)
 		}
+		if err := checkText(name, s); err != nil {
+			return "", err
+		}
 		lhs := cl.sql
 		if t == store.CIString {
 			s = strings.ToLower(s)
@@ -434,6 +441,19 @@ func (c *compiler) stringOp(lhs string, op store.Op, s string) string {
 	return c.f.binaryOrder(lhs) + " " + sqlOps[op] + " " + c.arg(s)
 }
 
+// checkText refuses text no stored value can hold and the databases disagree
+// on: SQLite's LIKE stops at a NUL (so co "\x00" would match everything) and
+// PostgreSQL rejects NUL and invalid UTF-8 in a parameter outright.
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(field, "value is not valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return invalid(field, "value contains a NUL character")
+	}
+	return nil
+}
+
 // likeEscaper makes a string match literally inside a LIKE pattern with
 // ESCAPE '\': without it "co %" would match everything.
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
@@ -446,6 +466,9 @@ func escapeLike(s string) string { return likeEscaper.Replace(s) }
 func (c *compiler) compareAttr(field, key string, op store.Op, v any) (string, error) {
 	if !validOp(op) {
 		return "", invalid(field, "unknown operator %q", op)
+	}
+	if err := checkText(field, key); err != nil {
+		return "", err
 	}
 	keyPH := c.arg(key)
 	negate := op == store.OpNe
@@ -460,6 +483,9 @@ func (c *compiler) compareAttr(field, key string, op store.Op, v any) (string, e
 		}
 		cond = "NOT (" + c.f.attrPresent(keyPH) + ")"
 	case string:
+		if err := checkText(field, v); err != nil {
+			return "", err
+		}
 		cond = c.f.attr(keyPH, jsonString, func(val string) string { return c.stringOp(val, op, v) })
 	case bool:
 		if op != store.OpEq {
@@ -529,7 +555,11 @@ func (c *compiler) orderBy(q store.Query) (string, error) {
 		return key + dir + ", x.id", nil
 	}
 	if c.k.attributes && strings.HasPrefix(lower, strings.ToLower(store.AttributePrefix)) && len(q.SortBy) > len(store.AttributePrefix) {
-		key := c.f.attrSort(c.arg(q.SortBy[len(store.AttributePrefix):]))
+		name := q.SortBy[len(store.AttributePrefix):]
+		if err := checkText(q.SortBy, name); err != nil {
+			return "", err
+		}
+		key := c.f.attrSort(c.arg(name))
 		// Absent attributes last in both directions: SQLite and PostgreSQL
 		// disagree on where NULL sorts, so make it explicit.
 		return "(" + key + " IS NULL), " + key + dir + ", x.id", nil
