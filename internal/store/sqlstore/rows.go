@@ -16,7 +16,11 @@ import (
 // Helpers shared by the identity kinds: IDs, times, the optimistic-concurrency
 // loop, deletes with their edges, and paged lists.
 
-func newID() string { return uuid.NewString() }
+// newID returns a UUIDv7 (RFC 9562): time-ordered, so that a factory batch of a
+// million things appends to the primary-key and foreign-key indexes instead of
+// splitting pages all over them, which keeps bulk inserts fast once the table
+// outgrows the page cache.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func now() time.Time { return normTime(time.Now()) }
 
