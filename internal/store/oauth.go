@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrUsed: a one-time credential (authorization code, refresh token, device code,
+// JWT ID) was presented a second time. The caller must treat it as an attack on
+// the grant it belongs to (RFC 9700 §4.14.2, RFC 6749 §10.5).
+var ErrUsed = errors.New("already used")
+
+// ClientType says whether a client can keep a secret (RFC 6749 §2.1).
+type ClientType string
+
+const (
+	ClientConfidential ClientType = "confidential"
+	ClientPublic       ClientType = "public"
+)
+
+// Client is an OAuth 2.0 client. Things are clients too: ThingID names the thing
+// a client stands for.
+type Client struct {
+	Meta
+	Name string
+	Type ClientType
+	// SecretHash is the keyed hash of the client secret; nil when the client
+	// authenticates otherwise (private_key_jwt, none, mutual TLS).
+	SecretHash []byte
+	// TokenEndpointAuthMethod per RFC 7591 §2: client_secret_basic,
+	// client_secret_post, private_key_jwt, none, tls_client_auth, ...
+	TokenEndpointAuthMethod string
+	RedirectURIs            []string
+	GrantTypes              []string
+	// Scopes the client may ask for.
+	Scopes []string
+	// JWKS holds the client's public keys for private_key_jwt (RFC 7517 JSON).
+	JWKS     json.RawMessage
+	ThingID  string
+	Disabled bool
+}
+
+// Grant is one authorization: a user (or, for client_credentials, nobody) lets a
+// client act with scopes. Every token carries its grant's ID; revoking the grant
+// ends them all.
+type Grant struct {
+	ID        string
+	UserID    string // empty for the client's own grant
+	ClientID  string
+	ThingID   string // the thing the client stands for, if any
+	Scopes    []string
+	Created   time.Time
+	LastUsed  time.Time
+	RevokedAt time.Time // zero while valid
+}
+
+// GrantFilter selects grants; zero fields match anything.
+type GrantFilter struct {
+	UserID         string
+	ClientID       string
+	ThingID        string
+	IncludeRevoked bool
+}
+
+// RefreshToken is stored under the keyed hash of its value.
+type RefreshToken struct {
+	Hash      []byte
+	GrantID   string
+	ClientID  string
+	Scopes    []string
+	Created   time.Time
+	ExpiresAt time.Time
+	// UsedAt is set when the token was rotated; presenting it again is reuse.
+	UsedAt time.Time
+	// DPoPJKT binds the token of a public client to a DPoP key (RFC 9449 §5).
+	DPoPJKT string
+}
+
+// AuthCode is an authorization code (RFC 6749 §4.1), stored under its hash.
+type AuthCode struct {
+	Hash                []byte
+	ClientID            string
+	UserID              string
+	SessionID           string
+	RedirectURI         string
+	Scopes              []string
+	Nonce               string
+	CodeChallenge       string
+	CodeChallengeMethod string
+	AuthTime            time.Time
+	ExpiresAt           time.Time
+	GrantID             string
+	UsedAt              time.Time
+}
+
+// DeviceCodeStatus is where a device authorization request stands (RFC 8628).
+type DeviceCodeStatus string
+
+const (
+	DevicePending  DeviceCodeStatus = "pending"
+	DeviceApproved DeviceCodeStatus = "approved"
+	DeviceDenied   DeviceCodeStatus = "denied"
+	DeviceUsed     DeviceCodeStatus = "used" // tokens were issued
+)
+
+// DeviceCode is a device authorization request, stored under the hash of the
+// device code; UserCode (normalized, without the dash) is unique among live codes.
+type DeviceCode struct {
+	Hash       []byte
+	UserCode   string
+	ClientID   string
+	Scopes     []string
+	Created    time.Time
+	ExpiresAt  time.Time
+	Interval   time.Duration
+	LastPolled time.Time
+	Status     DeviceCodeStatus
+	UserID     string // who approved or denied
+	GrantID    string // set on approval
+	Revision int64
+}
+
+// Session is a signed-in browser session, stored under the hash of its cookie value.
+type Session struct {
+	Hash      []byte
+	UserID    string
+	Created   time.Time
+	AuthTime  time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+	RemoteIP  string
+	UserAgent string
+}
+
+// Consent remembers that a user allowed a client some scopes.
+type Consent struct {
+	UserID   string
+	ClientID string
+	Scopes   []string
+	Created  time.Time
+}
+
+// SigningKey is a platform token-signing key; the private key is sealed with the
+// master key. Keys are published in the JWKS from Created until ExpiresAt (the
+// end of the lifetime of the last token it may have signed).
+type SigningKey struct {
+	KID       string
+	Alg       string          // ES256, EdDSA, RS256
+	Sealed    []byte          // PKCS#8, sealed
+	Public    json.RawMessage // public JWK
+	Created   time.Time
+	RetiredAt time.Time // zero while it signs new tokens
+	ExpiresAt time.Time // zero while active; after it, the key is no longer published
+}
+
+// Clients stores OAuth clients; GetClient of a missing ID is ErrNotFound.
+type Clients interface {
+	CreateClient(ctx context.Context, c *Client) error
+	GetClient(ctx context.Context, id string) (*Client, error)
+	UpdateClient(ctx context.Context, id string, ifRevision int64, fn func(*Client) error) (*Client, error)
+	DeleteClient(ctx context.Context, id string) error
+	ListClients(ctx context.Context, offset, limit int) ([]*Client, int, error)
+}
+
+// Grants stores grants. RevokeGrant also deletes the grant's refresh tokens and
+// unused authorization codes in the same transaction.
+type Grants interface {
+	CreateGrant(ctx context.Context, g *Grant) error
+	GetGrant(ctx context.Context, id string) (*Grant, error)
+	ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error)
+	RevokeGrant(ctx context.Context, id string, at time.Time) error
+	TouchGrant(ctx context.Context, id string, at time.Time) error
+}
+
+// RefreshTokens stores refresh tokens.
+type RefreshTokens interface {
+	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
+	// UseRefreshToken marks the token rotated at `at` and returns it. A token
+	// rotated before is returned with ErrUsed (so the caller can revoke its grant);
+	// an unknown, expired or revoked one is ErrNotFound.
+	UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (*RefreshToken, error)
+}
+
+// AuthCodes stores authorization codes.
+type AuthCodes interface {
+	CreateAuthCode(ctx context.Context, c *AuthCode) error
+	// UseAuthCode marks the code used and returns it; a second use returns the
+	// code with ErrUsed, an unknown or expired one ErrNotFound.
+	UseAuthCode(ctx context.Context, hash []byte, at time.Time) (*AuthCode, error)
+}
+
+// DeviceCodes stores device authorization requests.
+type DeviceCodes interface {
+	CreateDeviceCode(ctx context.Context, d *DeviceCode) error // ErrConflict on a live duplicate user code
+	GetDeviceCode(ctx context.Context, hash []byte) (*DeviceCode, error)
+	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (*DeviceCode, error)
+	// UpdateDeviceCode changes a request under optimistic concurrency (Revision).
+	UpdateDeviceCode(ctx context.Context, hash []byte, fn func(*DeviceCode) error) (*DeviceCode, error)
+}
+
+// Sessions stores browser sessions.
+type Sessions interface {
+	CreateSession(ctx context.Context, s *Session) error
+	GetSession(ctx context.Context, hash []byte) (*Session, error) // ErrNotFound when missing or expired
+	TouchSession(ctx context.Context, hash []byte, at time.Time) error
+	DeleteSession(ctx context.Context, hash []byte) error
+	ListSessions(ctx context.Context, userID string) ([]*Session, error)
+	DeleteUserSessions(ctx context.Context, userID string) error
+}
+
+// Consents stores remembered consent.
+type Consents interface {
+	PutConsent(ctx context.Context, c *Consent) error // replaces the user's consent for the client
+	GetConsent(ctx context.Context, userID, clientID string) (*Consent, error)
+	DeleteConsent(ctx context.Context, userID, clientID string) error
+}
+
+// SigningKeys stores the platform's token-signing keys.
+type SigningKeys interface {
+	CreateSigningKey(ctx context.Context, k *SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
+	// RetireSigningKey stops a key signing at `at`; it stays published until expiresAt.
+	RetireSigningKey(ctx context.Context, kid string, at, expiresAt time.Time) error
+}
+
+// Replay remembers one-time identifiers (JWT IDs of client assertions and DPoP
+// proofs) until they expire, across all nodes.
+type Replay interface {
+	// UseOnce records key until expiresAt; ErrUsed if it is recorded already.
+	UseOnce(ctx context.Context, key string, expiresAt time.Time) error
+}
+
+// Counters count failures per key (sign-in attempts per account or IP) for
+// brute-force defence across nodes.
+type Counters interface {
+	// AddFailure increments key's counter, which resets when `window` passed since
+	// its first failure, and returns the new count and when the window started.
+	AddFailure(ctx context.Context, key string, at time.Time, window time.Duration) (count int, since time.Time, err error)
+	// GetFailures returns the count within the window that started at since
+	// (zero count when none or when the window passed).
+	GetFailures(ctx context.Context, key string, at time.Time, window time.Duration) (count int, since time.Time, err error)
+	ResetFailures(ctx context.Context, key string) error
+}
+
+// OAuth is everything the authorization server stores.
+type OAuth interface {
+	Clients
+	Grants
+	RefreshTokens
+	AuthCodes
+	DeviceCodes
+	Sessions
+	Consents
+	SigningKeys
+	Replay
+	Counters
+}
