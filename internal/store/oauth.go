@@ -119,7 +119,7 @@ type DeviceCode struct {
 	Status     DeviceCodeStatus
 	UserID     string // who approved or denied
 	GrantID    string // set on approval
-	Revision int64
+	Revision   int64
 }
 
 // Session is a signed-in browser session, stored under the hash of its cookie value.
