@@ -9,10 +9,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/url"
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -89,18 +91,33 @@ func Open(path string) (store.Store, error) {
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
 
-	s, err := sqlstore.Open(context.Background(), sqlstore.Config{
-		Flavor:            sqlstore.SQLite,
-		Writer:            writer,
-		Reader:            reader,
-		IsUniqueViolation: isUniqueViolation,
-	})
+	// Two processes opening a fresh file at once can get SQLITE_BUSY without the
+	// busy handler being consulted (switching to WAL needs an exclusive lock), so
+	// opening and migrating is retried for as long as busy_timeout would wait.
+	var s store.Store
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		s, err = sqlstore.Open(context.Background(), sqlstore.Config{
+			Flavor:            sqlstore.SQLite,
+			Writer:            writer,
+			Reader:            reader,
+			IsUniqueViolation: isUniqueViolation,
+		})
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Duration(20+mathrand.IntN(80)) * time.Millisecond)
+	}
 	if err != nil {
 		writer.Close()
 		reader.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	return s, nil
+}
+
+func isBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func isUniqueViolation(err error) bool {
