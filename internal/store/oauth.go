@@ -156,6 +156,11 @@ type SigningKey struct {
 }
 
 // Clients stores OAuth clients; GetClient of a missing ID is ErrNotFound.
+// CreateClient sets Meta as for identities (the ID may be chosen: a
+// hand-registered client_id). ListClients pages in creation order; limit is as
+// in Query (0: only the total, negative: no limit). DeleteClient deletes the
+// client only: its grants are the caller's to revoke (ListGrants by ClientID,
+// then RevokeGrant, in one WithTx), so that it can publish the revocations.
 type Clients interface {
 	CreateClient(ctx context.Context, c *Client) error
 	GetClient(ctx context.Context, id string) (*Client, error)
@@ -165,7 +170,15 @@ type Clients interface {
 }
 
 // Grants stores grants. RevokeGrant also deletes the grant's refresh tokens and
-// unused authorization codes in the same transaction.
+// unused authorization codes in the same transaction; revoking again keeps the
+// first RevokedAt. GetGrant returns revoked grants too; ListGrants returns them
+// only with IncludeRevoked. TouchGrant never moves LastUsed back.
+//
+// Deleting a user or thing (DeleteUser, DeleteThing) revokes nothing: the
+// caller revokes its grants in the same transaction and publishes the
+// revocations. Grants, sessions and consents left pointing at a missing
+// identity are inert: IDs are never reused, and the authorization server
+// loads the user or thing on every use.
 type Grants interface {
 	CreateGrant(ctx context.Context, g *Grant) error
 	GetGrant(ctx context.Context, id string) (*Grant, error)
@@ -179,7 +192,8 @@ type RefreshTokens interface {
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
 	// UseRefreshToken marks the token rotated at `at` and returns it. A token
 	// rotated before is returned with ErrUsed (so the caller can revoke its grant);
-	// an unknown, expired or revoked one is ErrNotFound.
+	// an unknown, expired (at `at`; a zero ExpiresAt never expires) or revoked
+	// one is ErrNotFound. Of concurrent callers exactly one succeeds.
 	UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (*RefreshToken, error)
 }
 
@@ -187,20 +201,28 @@ type RefreshTokens interface {
 type AuthCodes interface {
 	CreateAuthCode(ctx context.Context, c *AuthCode) error
 	// UseAuthCode marks the code used and returns it; a second use returns the
-	// code with ErrUsed, an unknown or expired one ErrNotFound.
+	// code with ErrUsed (also after its grant was revoked), an unknown or
+	// expired (at `at`) one ErrNotFound, as is an unused one of a revoked grant.
+	// Of concurrent callers exactly one succeeds.
 	UseAuthCode(ctx context.Context, hash []byte, at time.Time) (*AuthCode, error)
 }
 
-// DeviceCodes stores device authorization requests.
+// DeviceCodes stores device authorization requests; an expired one is
+// ErrNotFound everywhere. Created defaults to now and Status to pending.
 type DeviceCodes interface {
 	CreateDeviceCode(ctx context.Context, d *DeviceCode) error // ErrConflict on a live duplicate user code
 	GetDeviceCode(ctx context.Context, hash []byte) (*DeviceCode, error)
+	// GetDeviceCodeByUserCode matches exactly: the caller normalizes what the user typed.
 	GetDeviceCodeByUserCode(ctx context.Context, userCode string) (*DeviceCode, error)
-	// UpdateDeviceCode changes a request under optimistic concurrency (Revision).
+	// UpdateDeviceCode changes a request under optimistic concurrency (Revision),
+	// re-running fn on a concurrent change. fn may change Scopes, Interval,
+	// LastPolled, Status, UserID and GrantID; the rest is kept.
 	UpdateDeviceCode(ctx context.Context, hash []byte, fn func(*DeviceCode) error) (*DeviceCode, error)
 }
 
-// Sessions stores browser sessions.
+// Sessions stores browser sessions. TouchSession never moves LastSeen back;
+// it, DeleteSession and GetSession are ErrNotFound for a missing session, and
+// ListSessions returns only live ones.
 type Sessions interface {
 	CreateSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, hash []byte) (*Session, error) // ErrNotFound when missing or expired
@@ -220,8 +242,10 @@ type Consents interface {
 // SigningKeys stores the platform's token-signing keys.
 type SigningKeys interface {
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
+	// ListSigningKeys returns all keys, expired ones included, oldest first.
 	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
-	// RetireSigningKey stops a key signing at `at`; it stays published until expiresAt.
+	// RetireSigningKey stops a key signing at `at`; it stays published until
+	// expiresAt. Retiring again keeps the first RetiredAt and sets ExpiresAt.
 	RetireSigningKey(ctx context.Context, kid string, at, expiresAt time.Time) error
 }
 
@@ -244,7 +268,9 @@ type Counters interface {
 	ResetFailures(ctx context.Context, key string) error
 }
 
-// OAuth is everything the authorization server stores.
+// OAuth is everything the authorization server stores. Expired rows (sessions,
+// codes, replay records, counters) are ignored, not deleted: nothing purges
+// them yet.
 type OAuth interface {
 	Clients
 	Grants

@@ -273,6 +273,7 @@ type Tx interface {
 	Relationships
 	Audit
 	APITokens
+	OAuth
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

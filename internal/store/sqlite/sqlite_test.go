@@ -31,6 +31,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
+func TestOAuthConformance(t *testing.T) {
+	storetest.OAuth(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
+}
+
 func TestFileIsPrivate(t *testing.T) {
 	_, path := open(t)
 	fi, err := os.Stat(path)
