@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Users is what registration needs of the identity service (*identity.Service).
@@ -108,9 +109,10 @@ type Handler struct {
 	key      []byte
 	throttle *throttle
 	mailer   Mailer
+	kit      ui.Kit
 	pages    pages
+	csrf     *ui.CSRF
 	baseURL  string
-	secure   bool // cookies only over HTTPS
 }
 
 // New returns a Handler creating users through users. It panics when opts fail
@@ -119,10 +121,12 @@ func New(users Users, opts Options) *Handler {
 	if err := opts.Validate(); err != nil {
 		panic(err)
 	}
-	h := &Handler{users: users, opts: opts, log: opts.Logger, key: opts.SigningKey, pages: parsePages()}
+	h := &Handler{users: users, opts: opts, log: opts.Logger, key: opts.SigningKey}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.kit = ui.Kit{AssetPrefix: assetPrefix, Log: h.log}
+	h.pages = parsePages(h.kit)
 	if h.opts.Actor == "" {
 		h.opts.Actor = "selfservice"
 	}
@@ -130,7 +134,6 @@ func New(users Users, opts Options) *Handler {
 		h.opts.VerificationTTL = 24 * time.Hour
 	}
 	h.baseURL = strings.TrimSuffix(opts.BaseURL, "/")
-	h.secure = strings.HasPrefix(h.baseURL, "https://")
 	if len(h.key) == 0 {
 		h.key = make([]byte, 32)
 		_, _ = rand.Read(h.key) // crypto/rand.Read never fails (Go 1.24+)
@@ -138,6 +141,8 @@ func New(users Users, opts Options) *Handler {
 			h.log.Warn("selfservice: no signing key configured; registration forms will fail after a restart or on another node")
 		}
 	}
+	// Cookies are Secure only over HTTPS.
+	h.csrf = ui.NewCSRF(h.key, strings.HasPrefix(h.baseURL, "https://"))
 	h.throttle = newThrottle(opts.RatePerMinute, opts.Burst, opts.TrackedClients)
 	if opts.EmailVerification {
 		if opts.SMTP.Host != "" {
@@ -157,36 +162,16 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"GET /register/done":    http.HandlerFunc(h.showDone),
 		"GET /register/verify":  h.throttle.wrap(http.HandlerFunc(h.verifyEmail), h.tooManyPage),
 		"POST /api/v1/register": h.throttle.wrap(http.HandlerFunc(h.registerJSON), tooManyProblem),
-		"GET " + assetPrefix:    assetHandler(),
+		"GET " + assetPrefix:    h.kit.Assets(),
 	}
-	cop := http.NewCrossOriginProtection()
-	if h.baseURL != "" {
-		u, _ := url.Parse(h.baseURL) // checked by Validate
-		// Behind a proxy that rewrites Host, the public origin is still ours.
-		_ = cop.AddTrustedOrigin(u.Scheme + "://" + u.Host)
-	}
-	cop.SetDenyHandler(http.HandlerFunc(h.crossOrigin))
+	// Behind a proxy that rewrites Host, the public origin is still ours.
+	cop := ui.CrossOrigin(h.baseURL, http.HandlerFunc(h.crossOrigin))
 	for pattern, handler := range routes {
 		if !h.opts.Enabled {
 			handler = http.NotFoundHandler()
 		}
-		mux.Handle(pattern, securityHeaders(cop.Handler(handler)))
+		mux.Handle(pattern, ui.SecurityHeaders(cop.Handler(handler)))
 	}
-}
-
-// securityHeaders sets what every response of ours carries (OWASP Secure Headers).
-func securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		// No script at all; styles only from our own asset file.
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		// Verification links carry a token in the query: never leak it in Referer.
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-		next.ServeHTTP(w, r)
-	})
 }
 
 // crossOrigin answers requests refused by http.CrossOriginProtection.

@@ -2,7 +2,6 @@ package selfservice
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,11 +11,8 @@ import (
 	"time"
 )
 
-// Purposes keep a MAC made for one use from being accepted for another.
-const (
-	purposeCSRF   = "thingid selfservice csrf v1"
-	purposeVerify = "thingid selfservice verify-email v1"
-)
+// purposeVerify keeps a MAC made for another use from being accepted here.
+const purposeVerify = "thingid selfservice verify-email v1"
 
 var b64 = base64.RawURLEncoding
 
@@ -28,49 +24,14 @@ func (h *Handler) mac(purpose string, data []byte) []byte {
 	return m.Sum(nil)
 }
 
-// CSRF defence in depth, behind http.CrossOriginProtection: a signed double-submit
-// token (OWASP CSRF Prevention Cheat Sheet). The cookie holds a random value; the
-// form's hidden field holds its HMAC, which a cross-site attacker can neither read
-// nor compute, and which a cookie planted by a sibling subdomain does not match.
-
-func (h *Handler) csrfCookieName() string {
-	if h.secure {
-		// The __Host- prefix pins the cookie to our host, over HTTPS, path /.
-		return "__Host-thingid-csrf"
-	}
-	return "thingid-csrf"
-}
-
-// csrfToken returns the hidden-field token for the request, setting a fresh
-// cookie when the request carries none.
+// csrfToken returns the form's hidden CSRF token (see ui.CSRF).
 func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	var seed []byte
-	if c, err := r.Cookie(h.csrfCookieName()); err == nil {
-		seed, _ = b64.DecodeString(c.Value)
-	}
-	if len(seed) != 32 {
-		seed = make([]byte, 32)
-		_, _ = rand.Read(seed)
-		http.SetCookie(w, &http.Cookie{
-			Name: h.csrfCookieName(), Value: b64.EncodeToString(seed), Path: "/",
-			HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteStrictMode,
-		})
-	}
-	return b64.EncodeToString(h.mac(purposeCSRF, seed))
+	return h.csrf.Token(w, r)
 }
 
 // csrfValid reports whether the submitted token matches the request's cookie.
 func (h *Handler) csrfValid(r *http.Request, token string) bool {
-	c, err := r.Cookie(h.csrfCookieName())
-	if err != nil {
-		return false
-	}
-	seed, err1 := b64.DecodeString(c.Value)
-	got, err2 := b64.DecodeString(token)
-	if err1 != nil || err2 != nil || len(seed) != 32 {
-		return false
-	}
-	return hmac.Equal(got, h.mac(purposeCSRF, seed))
+	return h.csrf.Valid(r, token)
 }
 
 // verifyClaims is what an e-mail verification link vouches for: this user held

@@ -1,0 +1,156 @@
+package authn
+
+import (
+	"embed"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/thingid/thingid/internal/ui"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// assetPrefix is where this component serves the ui stylesheet.
+const assetPrefix = "/assets/authn/"
+
+type pages struct {
+	signin, account, message *template.Template
+}
+
+func parsePages(kit ui.Kit) pages {
+	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
+	return pages{signin: page("signin.html"), account: page("account.html"), message: page("message.html")}
+}
+
+type messagePage struct {
+	Title, Text, Link, LinkText string
+}
+
+type signinPage struct {
+	CSRF, ReturnTo, UserName, Error, Hint string
+}
+
+func (s *Sessions) renderSignin(w http.ResponseWriter, r *http.Request, status int, p signinPage) {
+	p.CSRF = s.csrf.Token(w, r)
+	s.kit.Render(w, status, s.pages.signin, p)
+}
+
+// showSignin is GET /signin.
+func (s *Sessions) showSignin(w http.ResponseWriter, r *http.Request) {
+	s.renderSignin(w, r, http.StatusOK, signinPage{ReturnTo: safeReturnTo(r.URL.Query().Get("return_to"))})
+}
+
+// submitSignin is POST /signin: the form. Success redirects (303) to the
+// return_to path or the signed-in page.
+func (s *Sessions) submitSignin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
+	if err := r.ParseForm(); err != nil {
+		s.kit.Render(w, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
+			Text: "The form could not be read. Open the sign-in page again and resubmit.", Link: "/signin", LinkText: "Sign in"})
+		return
+	}
+	p := signinPage{UserName: r.PostForm.Get("userName"), ReturnTo: safeReturnTo(r.PostForm.Get("return_to"))}
+	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
+		// Also refuses login CSRF: signing a victim into the attacker's account.
+		p.Error = "The form expired or did not come from this site. Enter your password again and sign in."
+		s.renderSignin(w, r, http.StatusForbidden, p)
+		return
+	}
+	a := s.signIn(w, r, p.UserName, r.PostForm.Get("password"))
+	switch {
+	case a.err == nil:
+		dest := cmp(p.ReturnTo, s.opts.SignedInPath)
+		http.Redirect(w, r, dest, http.StatusSeeOther)
+	case errors.Is(a.err, errSignInFailed):
+		secs := retryAfter(w, a.retry)
+		p.Error = "The user name or password is wrong."
+		if secs > 0 {
+			p.Hint = "There were several failed attempts. Wait " + seconds(secs) + " before you try again."
+		}
+		s.renderSignin(w, r, http.StatusUnauthorized, p)
+	case errors.Is(a.err, errThrottled):
+		secs := retryAfter(w, a.retry)
+		p.Error = "There were too many sign-in attempts from your network."
+		p.Hint = "Wait " + seconds(secs) + " before you try again."
+		s.renderSignin(w, r, http.StatusTooManyRequests, p)
+	default:
+		s.log.Error("authn: sign-in failed", "err", a.err)
+		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+			Text: "You could not be signed in because of a problem on our side. Please try again later.", Link: "/signin", LinkText: "Sign in"})
+	}
+}
+
+func seconds(n int) string {
+	return (time.Duration(n) * time.Second).String()
+}
+
+// signout is POST /signout: ends the session and clears the cookie.
+func (s *Sessions) signout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
+	if err := r.ParseForm(); err != nil || !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
+		s.kit.Render(w, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
+			Text: "The sign-out form expired or did not come from this site. Open your account page and sign out from there.", Link: "/account", LinkText: "Your account"})
+		return
+	}
+	sess, err := s.end(w, r)
+	if err != nil {
+		s.log.Error("authn: sign-out failed", "err", err)
+		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+			Text: "You could not be signed out because of a problem on our side. Close the browser to end the session.", Link: "/account", LinkText: "Your account"})
+		return
+	}
+	if sess != nil {
+		s.audit(r.Context(), "user:"+sess.UserID, "session.signout", userRef(sess.UserID), map[string]string{"session": publicID(sess.Hash)})
+	}
+	s.kit.Render(w, http.StatusOK, s.pages.message, messagePage{Title: "Signed out",
+		Text: "You have signed out.", Link: "/signin", LinkText: "Sign in again"})
+}
+
+// accountRow is one session as the account page shows it.
+type accountRow struct {
+	Created, LastSeen, RemoteIP, UserAgent string
+	Current                                bool
+}
+
+// showAccount is GET /account: the signed-in page.
+func (s *Sessions) showAccount(w http.ResponseWriter, r *http.Request) {
+	sess, u, err := s.current(r)
+	if errors.Is(err, ErrNoSession) {
+		http.Redirect(w, r, "/signin?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		s.log.Error("authn: reading the session", "err", err)
+		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+			Text: "Your account could not be shown because of a problem on our side. Please try again later."})
+		return
+	}
+	list, err := s.listSessions(r, u.ID, sess.Hash)
+	if err != nil {
+		s.log.Error("authn: listing sessions", "err", err)
+	}
+	rows := make([]accountRow, len(list))
+	for i, l := range list {
+		rows[i] = accountRow{Created: l.Created.Format(time.RFC1123), LastSeen: l.LastSeen.Format(time.RFC1123),
+			RemoteIP: l.RemoteIP, UserAgent: l.UserAgent, Current: l.Current}
+	}
+	s.kit.Render(w, http.StatusOK, s.pages.account, struct {
+		UserName, CSRF string
+		Sessions       []accountRow
+	}{u.UserName, s.csrf.Token(w, r), rows})
+}
+
+// crossOrigin answers requests refused by http.CrossOriginProtection.
+func (s *Sessions) crossOrigin(w http.ResponseWriter, r *http.Request) {
+	s.log.Info("authn: cross-origin request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "secFetchSite", r.Header.Get("Sec-Fetch-Site"))
+	if len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/" {
+		writeProblem(w, http.StatusForbidden, "cross-origin requests are not accepted; call this API from a server or from our own pages")
+		return
+	}
+	s.kit.Render(w, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
+		Text: "This form can only be sent from our own pages. Open the sign-in page again and submit it from there.", Link: "/signin", LinkText: "Sign in"})
+}

@@ -1,0 +1,150 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// maxSignInBody bounds the sign-in form and JSON body.
+const maxSignInBody = 8 << 10
+
+// Outcomes of a sign-in attempt other than success.
+var (
+	// errSignInFailed is the one answer for an unknown user, a wrong password,
+	// a disabled user, a user without a password and an account that must wait:
+	// telling them apart would let anyone enumerate accounts.
+	errSignInFailed = errors.New("the user name or password is wrong")
+	// errThrottled: the client's address made too many attempts.
+	errThrottled = errors.New("too many sign-in attempts from this network")
+)
+
+// attempt is the result of checking credentials.
+type attempt struct {
+	user  *store.User
+	err   error         // nil, errSignInFailed, errThrottled or a store failure
+	retry time.Duration // when not zero, Retry-After
+}
+
+// authenticate checks a user name and password under the brute-force rules.
+// Unknown user and wrong password take the same steps, in the same order, at
+// the same cost: the counters, one user lookup, one argon2id verification and
+// one audit record.
+func (s *Sessions) authenticate(ctx context.Context, r *http.Request, name, pw string) attempt {
+	now := s.now()
+	wait, err := s.allowIP(ctx, r, now)
+	if err != nil {
+		return attempt{err: err}
+	}
+	if wait > 0 {
+		return attempt{err: errThrottled, retry: wait}
+	}
+	acct := accountKey(name)
+	if wait, err := s.accountWait(ctx, acct, now); err != nil || wait > 0 {
+		// Refused without looking at the password, whether the account exists
+		// or not; the attempt does not count as a failure.
+		return attempt{err: cmp(err, errSignInFailed), retry: wait}
+	}
+
+	u, err := s.users.GetUserByName(ctx, name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return attempt{err: fmt.Errorf("looking up the user: %w", err)}
+	}
+	ok := false
+	if u == nil || u.PasswordHash == "" {
+		password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
+	} else {
+		ok, _ = password.Verify(u.PasswordHash, pw)
+	}
+	// A locked or disabled account gets no session, and is told nothing else
+	// than a wrong password would be.
+	if ok && u.Status != store.StatusActive {
+		ok = false
+	}
+	if !ok {
+		retry, err := s.failed(ctx, acct, now)
+		var target store.Ref
+		if u != nil {
+			target = store.Ref{Kind: store.KindUser, ID: u.ID}
+		} else {
+			target = store.Ref{Kind: store.KindUser}
+		}
+		s.audit(ctx, "anonymous", "session.signin-failed", target, map[string]string{"ip": clientIP(r)})
+		if err != nil {
+			return attempt{err: fmt.Errorf("counting the failure: %w", err)}
+		}
+		return attempt{err: errSignInFailed, retry: retry}
+	}
+	if err := s.succeeded(ctx, acct); err != nil {
+		return attempt{err: fmt.Errorf("resetting the failure count: %w", err)}
+	}
+	return attempt{user: u}
+}
+
+// signIn authenticates and, on success, starts a new session.
+func (s *Sessions) signIn(w http.ResponseWriter, r *http.Request, name, pw string) attempt {
+	a := s.authenticate(r.Context(), r, name, pw)
+	if a.err != nil {
+		return a
+	}
+	sess, err := s.start(w, r, a.user)
+	if err != nil {
+		return attempt{err: err}
+	}
+	s.audit(r.Context(), "user:"+a.user.ID, "session.signin", store.Ref{Kind: store.KindUser, ID: a.user.ID},
+		map[string]string{"ip": sess.RemoteIP, "session": publicID(sess.Hash)})
+	return a
+}
+
+// audit appends one record when an Auditor is configured; a failure to audit
+// is logged, not shown to the user.
+func (s *Sessions) audit(ctx context.Context, actor, action string, target store.Ref, detail map[string]string) {
+	if s.opts.Audit == nil {
+		return
+	}
+	rec := store.AuditRecord{Time: s.now().UTC(), Actor: actor, Action: action, Target: target}
+	if detail != nil {
+		rec.Detail, _ = json.Marshal(detail)
+	}
+	if err := s.opts.Audit.AppendAudit(ctx, rec); err != nil {
+		s.log.Error("authn: appending audit record", "action", action, "err", err)
+	}
+}
+
+// safeReturnTo returns v if it is a path on this site to send the browser to
+// after sign-in, and "" otherwise (an open redirect would let a phishing link
+// borrow our sign-in page: OWASP Unvalidated Redirects and Forwards Cheat
+// Sheet). Only a path starting with exactly one "/" is accepted: "//host" and
+// "/\host" are network-path references to browsers (WHATWG URL treats "\" as
+// "/"), and browsers drop tabs and newlines, so "/\t/host" is refused too.
+func safeReturnTo(v string) string {
+	if v == "" || len(v) > 2048 || v[0] != '/' {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return ""
+		}
+	}
+	if len(v) > 1 && v[1] == '/' {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return ""
+	}
+	// Percent-encoded slashes are not slashes to a browser, but a proxy or a
+	// later redirect may decode them: refuse what decodes to a network path.
+	if p := u.Path; strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return ""
+	}
+	return v
+}
