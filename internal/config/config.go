@@ -35,6 +35,15 @@ type Config struct {
 	Admin        Admin        `json:"admin"`
 	Passwords    Passwords    `json:"passwords"`
 	Registration Registration `json:"registration"`
+	Sessions     Sessions     `json:"sessions"`
+}
+
+// Sessions configures browser sessions (OWASP Session Management).
+type Sessions struct {
+	// IdleTimeout ends a session unused for so long.
+	IdleTimeout Duration `json:"idleTimeout"`
+	// AbsoluteTimeout ends every session so long after sign-in.
+	AbsoluteTimeout Duration `json:"absoluteTimeout"`
 }
 
 // Log configures structured logging.
@@ -138,6 +147,7 @@ func Default() Config {
 			AttemptsPerMinute: 10,
 			SMTP:              SMTP{Port: 587},
 		},
+		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
 	}
 }
 
@@ -334,6 +344,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Passwords.MinLength < 8 || c.Passwords.MinLength > 64 {
 		return fmt.Errorf("passwords.minLength: %d is outside 8..64 (NIST SP 800-63B)", c.Passwords.MinLength)
+	}
+	if c.Sessions.IdleTimeout <= 0 || c.Sessions.AbsoluteTimeout < c.Sessions.IdleTimeout {
+		return fmt.Errorf("sessions.idleTimeout and sessions.absoluteTimeout: both positive, absolute at least idle")
 	}
 	if c.Registration.AttemptsPerMinute < 1 {
 		return fmt.Errorf("registration.attemptsPerMinute: must be at least 1")

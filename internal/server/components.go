@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 )
 
-// mountComponents adds SCIM (administrators only) and self-registration to mux.
+// mountComponents adds SCIM (administrators only), self-registration and
+// browser sign-in with sessions to mux.
 func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
@@ -39,6 +41,19 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log
 		return err
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
+
+	so := authn.SessionOptions{
+		Key:             p.derivedKey("thingid sessions v1"),
+		BaseURL:         cfg.HTTP.PublicURL,
+		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
+		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
+		Audit:           p.Store,
+		Logger:          log.With("component", "authn"),
+	}
+	if err := so.Validate(); err != nil {
+		return err
+	}
+	authn.NewSessions(p.Identity, p.Store, admins, so).Register(mux)
 	return nil
 }
 

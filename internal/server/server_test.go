@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,5 +202,39 @@ func TestRegistrationIsServed(t *testing.T) {
 	code, body := r.get(t, "/register", nil)
 	if code != 200 || !strings.Contains(body, "<form") {
 		t.Errorf("/register: %d %.300s", code, body)
+	}
+}
+
+// Browser sign-in is served: the first administrator signs in with the JSON API
+// and sees the session it got.
+func TestSignInIsServed(t *testing.T) {
+	r := serve(t)
+	pw, err := os.ReadFile(filepath.Join(r.p.Config.Home, AdminPasswordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := *r.client
+	c.Jar = jar
+	body := `{"userName":"admin","password":"` + strings.TrimSpace(string(pw)) + `"}`
+	req, _ := http.NewRequest("POST", r.base+"/api/v1/signin", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", r.base)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	resp, err = c.Get(r.base + "/api/v1/sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"current":true`) {
+		t.Errorf("sessions: %d %s", resp.StatusCode, b)
 	}
 }
