@@ -1,0 +1,40 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// go test -run '^$' -fuzz FuzzVerify ./internal/tokens/
+func FuzzVerify(f *testing.F) {
+	clk := newClock()
+	e := newEnv(f, &memStore{}, masterKey(), nil, clk, ES256)
+	good := e.accessToken(f, accessClaims(clk.Now()))
+	parts := strings.Split(good, ".")
+	for _, seed := range []string{
+		good, "", ".", "..", "...", "a.b.c", parts[0] + ".." + parts[2], parts[0] + "." + parts[1] + ".",
+		`{"payload":"e30","signatures":[]}`, "eyJhbGciOiJub25lIn0.e30.", strings.Repeat("a.", 100),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		// A short deadline: a made-up kid must not hold the fuzzer in the
+		// paced reload.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		c, err := e.v.Verify(ctx, raw, VerifyOptions{Audience: testAudience})
+		switch {
+		case err == nil && raw != good:
+			// Only our own signature verifies; anything else accepted must
+			// carry exactly what we signed.
+			if c.Subject != "user-1" || c.GrantID != "grant-1" {
+				t.Fatalf("accepted %q as %+v", raw, c)
+			}
+		case err != nil && !errors.As(err, new(*Error)) && !errors.Is(err, context.DeadlineExceeded):
+			t.Fatalf("%q: %v is neither a refusal nor a deadline", raw, err)
+		}
+	})
+}

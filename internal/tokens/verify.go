@@ -1,0 +1,278 @@
+package tokens
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/thingid/thingid/internal/events"
+)
+
+// MaxLeeway is the most clock skew a Verifier allows on exp, nbf and iat
+// (RFC 7519 §4.1.4: "a small leeway, usually no more than a few minutes").
+const MaxLeeway = 60 * time.Second
+
+const (
+	defaultLeeway = 30 * time.Second
+	// maxTokenSize refuses absurd inputs before any parsing; our tokens are
+	// well under 2 KiB.
+	maxTokenSize = 8 << 10
+)
+
+// accessTokenClaims are required in every access token: RFC 9068 §2.2 plus
+// gid, the grant that revocation acts on.
+var accessTokenClaims = []string{"iss", "exp", "aud", "sub", "client_id", "iat", "jti", "gid"}
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// Issuer is the exact iss expected (RFC 9068 §4 step 3).
+	Issuer string
+	// Leeway on exp, nbf and iat; default 30 s, at most MaxLeeway.
+	Leeway time.Duration
+	// Bus delivers EventGrantRevoke; nil when nothing is ever revoked (tests).
+	Bus *events.Bus
+	// Log receives malformed revocation events; nil for slog.Default().
+	Log *slog.Logger
+}
+
+// VerifyOptions are per-call expectations.
+type VerifyOptions struct {
+	// Audience is the identifier the resource server knows itself by; the
+	// token's aud must contain it (RFC 9068 §4 step 4). Required.
+	Audience string
+}
+
+// Verifier checks access tokens issued by this platform for resource servers.
+type Verifier struct {
+	keys        *Keys
+	iss         string
+	leeway      time.Duration
+	log         *slog.Logger
+	deny        denySet
+	unsubscribe func()
+}
+
+// NewVerifier returns a Verifier of the tokens signed with keys, and starts
+// following revocations on cfg.Bus until Close.
+func NewVerifier(keys *Keys, cfg VerifierConfig) (*Verifier, error) {
+	if err := checkIssuer(cfg.Issuer); err != nil {
+		return nil, err
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return nil, fmt.Errorf("tokens: leeway %s: want between 0 and %s", cfg.Leeway, MaxLeeway)
+	}
+	v := &Verifier{
+		keys:        keys,
+		iss:         cfg.Issuer,
+		leeway:      cmp.Or(cfg.Leeway, defaultLeeway),
+		log:         cmp.Or(cfg.Log, slog.Default()),
+		unsubscribe: func() {},
+	}
+	if cfg.Bus != nil {
+		v.unsubscribe = cfg.Bus.Subscribe(v.revoked)
+	}
+	return v, nil
+}
+
+// Close stops following revocations.
+func (v *Verifier) Close() { v.unsubscribe() }
+
+// revoked handles EventGrantRevoke (see its contract).
+func (v *Verifier) revoked(e events.Event) {
+	if e.Type != EventGrantRevoke || e.ID == "" {
+		return
+	}
+	until := e.Time.Add(v.keys.cfg.MaxTokenLifetime)
+	if exp, err := strconv.ParseInt(e.Details["exp"], 10, 64); err == nil {
+		until = time.Unix(exp, 0)
+	} else {
+		v.log.Warn("tokens: grant.revoke without a unix exp; refusing the grant for the longest token lifetime", "grant", e.ID, "exp", e.Details["exp"])
+	}
+	v.deny.add(e.ID, until.Add(v.leeway), v.keys.cfg.Now())
+}
+
+// Verify checks raw, an access token from a request, and returns its claims:
+// signature by a published key with that key's algorithm, typ at+jwt, iss,
+// aud, exp/nbf/iat, the required claims and that its grant is not revoked
+// (RFC 9068 §4). A refused token is an *Error; other errors are the server's
+// (the store could not be read). The caller must still enforce the sender
+// binding with CheckBinding.
+func (v *Verifier) Verify(ctx context.Context, raw string, opts VerifyOptions) (*Claims, error) {
+	if opts.Audience == "" {
+		return nil, errors.New("tokens: Verify needs the resource server's audience")
+	}
+	if len(raw) > maxTokenSize {
+		return nil, ErrMalformed.with("too long")
+	}
+	if !isCompactJWS(raw) {
+		return nil, ErrMalformed.with("not a compact JWS")
+	}
+	kp := &keyProvider{keys: v.keys}
+	now := v.keys.cfg.Now
+	parseOpts := []jwt.ParseOption{
+		jwt.WithKeyProvider(kp),
+		jwt.WithValidate(true),
+		jwt.WithClock(jwt.ClockFunc(now)),
+		jwt.WithAcceptableSkew(v.leeway),
+		jwt.WithIssuer(v.iss),
+		jwt.WithAudience(opts.Audience),
+	}
+	for _, c := range accessTokenClaims {
+		parseOpts = append(parseOpts, jwt.WithRequiredClaim(c))
+	}
+	tok, err := jwt.ParseString(raw, parseOpts...)
+	if kp.err != nil {
+		return nil, kp.err
+	}
+	if err != nil {
+		return nil, refusal(err)
+	}
+	c, err := claimsOf(tok)
+	if err != nil {
+		return nil, err
+	}
+	if v.deny.denied(c.GrantID, now()) {
+		return nil, ErrRevoked
+	}
+	return c, nil
+}
+
+// isCompactJWS checks the shape of RFC 7515 §7.1 (three base64url parts),
+// which shuts out the JSON serialization, JWE and unsigned claims.
+func isCompactJWS(raw string) bool {
+	dots := 0
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == '.':
+			dots++
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// refusal turns a jwx error into the reason the token is refused.
+func refusal(err error) error {
+	var te *Error
+	switch {
+	case errors.As(err, &te):
+		return te
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return ErrExpired
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return ErrNotYetValid
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return ErrIssuedAt
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return ErrIssuer
+	case errors.Is(err, jwt.InvalidAudienceError()):
+		return ErrAudience
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return ErrMissing.with(claimName(err))
+	case errors.Is(err, jws.VerificationError()), errors.Is(err, jws.VerifyError()):
+		return ErrSignature
+	}
+	return ErrMalformed
+}
+
+// claimName digs the claim out of jwx's `"name" not satisfied: required claim not found`.
+func claimName(err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '"'); i >= 0 {
+		if j := strings.IndexByte(msg[i+1:], '"'); j >= 0 {
+			return msg[i+1 : i+1+j]
+		}
+	}
+	return ""
+}
+
+// keyProvider picks the key for a token from the published keys by kid, with
+// the algorithm of that key. It also enforces the header rules, which only it
+// sees.
+type keyProvider struct {
+	keys *Keys
+	err  error // the store failed: not the token's fault
+}
+
+func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+	h := sig.ProtectedHeaders()
+	// We verify only tokens we issue, whose header is alg, kid and typ. This
+	// also shuts out jku, jwk, x5u and crit (RFC 8725 §3.10, RFC 7515 §4.1.11).
+	for _, name := range h.Keys() {
+		if name != jws.AlgorithmKey && name != jws.KeyIDKey && name != jws.TypeKey {
+			return ErrHeader.with(name)
+		}
+	}
+	// RFC 9068 §4 step 1, RFC 7515 §4.1.9 (media types are case-insensitive).
+	typ, _ := h.Type()
+	if !strings.EqualFold(typ, typeAccessToken) && !strings.EqualFold(typ, "application/"+typeAccessToken) {
+		return ErrType.with(fmt.Sprintf("typ %q, want %s", typ, typeAccessToken))
+	}
+	kid, _ := h.KeyID()
+	if kid == "" {
+		return ErrUnknownKey.with("no kid")
+	}
+	pk, ok, err := p.keys.lookup(ctx, kid)
+	if err != nil {
+		p.err = err
+		return err
+	}
+	if !ok {
+		return ErrUnknownKey.with(kid)
+	}
+	// RFC 8725 §3.1: the algorithm is the key's, never the header's, so
+	// none, HS256-with-the-public-key and every other substitution fail here.
+	if alg, _ := h.Algorithm(); alg != pk.alg {
+		return ErrAlgorithm.with(fmt.Sprintf("%s, but key %s is %s", alg, kid, pk.alg))
+	}
+	sink.Key(pk.alg, pk.key)
+	return nil
+}
+
+// claimsOf reads the validated token into Claims.
+func claimsOf(tok jwt.Token) (*Claims, error) {
+	c := &Claims{}
+	c.Issuer, _ = tok.Issuer()
+	c.Subject, _ = tok.Subject()
+	c.Audience, _ = tok.Audience()
+	c.IssuedAt, _ = tok.IssuedAt()
+	c.ExpiresAt, _ = tok.Expiration()
+	c.ID, _ = tok.JwtID()
+	var scope string
+	for name, dst := range map[string]*string{"client_id": &c.ClientID, "gid": &c.GrantID, "scope": &scope, "thing": &c.ThingID} {
+		if !tok.Has(name) {
+			continue // the required ones were checked by the validation
+		}
+		if err := tok.Get(name, dst); err != nil || *dst == "" {
+			return nil, ErrMalformed.with(name + " must be a non-empty string")
+		}
+	}
+	c.Scope = strings.Fields(scope)
+	if tok.Has("auth_time") {
+		var at float64
+		if err := tok.Get("auth_time", &at); err != nil {
+			return nil, ErrMalformed.with("auth_time must be a number")
+		}
+		c.AuthTime = time.Unix(int64(at), 0)
+	}
+	if tok.Has("cnf") {
+		var cnf map[string]any
+		if err := tok.Get("cnf", &cnf); err != nil {
+			return nil, ErrMalformed.with("cnf must be an object")
+		}
+		c.Confirmation = &Confirmation{}
+		c.Confirmation.X5TS256, _ = cnf["x5t#S256"].(string)
+		c.Confirmation.JKT, _ = cnf["jkt"].(string)
+	}
+	return c, nil
+}
