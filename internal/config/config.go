@@ -36,6 +36,18 @@ type Config struct {
 	Passwords    Passwords    `json:"passwords"`
 	Registration Registration `json:"registration"`
 	Sessions     Sessions     `json:"sessions"`
+	OAuth        OAuth        `json:"oauth"`
+}
+
+// OAuth configures the authorization server and its tokens.
+type OAuth struct {
+	// SigningAlgorithm of new signing keys: ES256, EdDSA or RS256.
+	SigningAlgorithm     string   `json:"signingAlgorithm"`
+	AccessTokenLifetime  Duration `json:"accessTokenLifetime"`
+	RefreshTokenLifetime Duration `json:"refreshTokenLifetime"`
+	// DeviceCodeLifetime is how long a device authorization request (RFC 8628)
+	// waits for the user.
+	DeviceCodeLifetime Duration `json:"deviceCodeLifetime"`
 }
 
 // Sessions configures browser sessions (OWASP Session Management).
@@ -148,6 +160,12 @@ func Default() Config {
 			SMTP:              SMTP{Port: 587},
 		},
 		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		OAuth: OAuth{
+			SigningAlgorithm:     "ES256",
+			AccessTokenLifetime:  Duration(10 * time.Minute),
+			RefreshTokenLifetime: Duration(30 * 24 * time.Hour),
+			DeviceCodeLifetime:   Duration(10 * time.Minute),
+		},
 	}
 }
 
@@ -347,6 +365,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.AbsoluteTimeout < c.Sessions.IdleTimeout {
 		return fmt.Errorf("sessions.idleTimeout and sessions.absoluteTimeout: both positive, absolute at least idle")
+	}
+	switch c.OAuth.SigningAlgorithm {
+	case "ES256", "EdDSA", "RS256":
+	default:
+		return fmt.Errorf("oauth.signingAlgorithm: %q is not ES256, EdDSA or RS256", c.OAuth.SigningAlgorithm)
+	}
+	if c.OAuth.AccessTokenLifetime < Duration(time.Minute) || c.OAuth.AccessTokenLifetime > Duration(24*time.Hour) {
+		return fmt.Errorf("oauth.accessTokenLifetime: must be between 1m and 24h (short-lived tokens, RFC 9700 §2.2.2)")
+	}
+	if c.OAuth.RefreshTokenLifetime < c.OAuth.AccessTokenLifetime {
+		return fmt.Errorf("oauth.refreshTokenLifetime: must be at least oauth.accessTokenLifetime")
+	}
+	if c.OAuth.DeviceCodeLifetime < Duration(time.Minute) || c.OAuth.DeviceCodeLifetime > Duration(time.Hour) {
+		return fmt.Errorf("oauth.deviceCodeLifetime: must be between 1m and 1h")
 	}
 	if c.Registration.AttemptsPerMinute < 1 {
 		return fmt.Errorf("registration.attemptsPerMinute: must be at least 1")

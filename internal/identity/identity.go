@@ -107,27 +107,57 @@ func statusChange(kind store.Kind, before, after store.Status) string {
 	}
 }
 
+// Tx is a transaction in which a caller changes identities beside records of its
+// own: the authorization server linking a device to its owner as it creates the
+// grant. Identity changes made through Tx are validated, audited and published
+// exactly as the Service's own methods do. Store is the same transaction, for
+// the caller's other records only.
+type Tx struct {
+	Store   store.Tx
+	changes []change
+}
+
 // AddRelationship records an edge after checking its kinds make sense.
-func (s *Service) AddRelationship(ctx context.Context, actor string, r store.Relationship) error {
+func (t *Tx) AddRelationship(ctx context.Context, r store.Relationship) error {
 	if err := validateRelationship(r); err != nil {
 		return err
 	}
-	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
-		if err := tx.AddRelationship(ctx, r); err != nil {
+	if err := t.Store.AddRelationship(ctx, r); err != nil {
+		return err
+	}
+	t.changes = append(t.changes, relChange("relationship.add", r))
+	return nil
+}
+
+// RemoveRelationship deletes an edge; removing an owner edge is how a thing is unlinked.
+func (t *Tx) RemoveRelationship(ctx context.Context, r store.Relationship) error {
+	if err := t.Store.RemoveRelationship(ctx, r); err != nil {
+		return err
+	}
+	t.changes = append(t.changes, relChange("relationship.remove", r))
+	return nil
+}
+
+// WithTx runs fn in one transaction, committed when fn returns nil; the events of
+// the identity changes made through the Tx are published after the commit.
+func (s *Service) WithTx(ctx context.Context, actor string, fn func(tx *Tx) error) error {
+	return s.write(ctx, actor, func(st store.Tx) ([]change, error) {
+		t := &Tx{Store: st}
+		if err := fn(t); err != nil {
 			return nil, err
 		}
-		return []change{relChange("relationship.add", r)}, nil
+		return t.changes, nil
 	})
+}
+
+// AddRelationship records an edge after checking its kinds make sense.
+func (s *Service) AddRelationship(ctx context.Context, actor string, r store.Relationship) error {
+	return s.WithTx(ctx, actor, func(tx *Tx) error { return tx.AddRelationship(ctx, r) })
 }
 
 // RemoveRelationship deletes an edge; removing an owner edge is how a thing is unlinked.
 func (s *Service) RemoveRelationship(ctx context.Context, actor string, r store.Relationship) error {
-	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
-		if err := tx.RemoveRelationship(ctx, r); err != nil {
-			return nil, err
-		}
-		return []change{relChange("relationship.remove", r)}, nil
-	})
+	return s.WithTx(ctx, actor, func(tx *Tx) error { return tx.RemoveRelationship(ctx, r) })
 }
 
 // ListRelationships reads edges.

@@ -326,3 +326,41 @@ func TestGroupValidation(t *testing.T) {
 	})
 	wantField(t, err, "members")
 }
+
+// Identity changes made in a caller's transaction are audited and published only
+// when it commits.
+func TestWithTxCommitsOrDropsIdentityChanges(t *testing.T) {
+	s, st, rec := newService(t)
+	ctx := context.Background()
+	u, _ := s.CreateUser(ctx, "test", &store.User{UserName: "carol"}, "")
+	th, _ := s.CreateThing(ctx, "test", &store.Thing{SerialNumber: "SN-T"})
+	own := store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}
+	boom := errors.New("grant failed")
+	err := s.WithTx(ctx, "user:"+u.ID, func(tx *Tx) error {
+		if err := tx.AddRelationship(ctx, own); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if rels, _ := st.ListRelationships(ctx, store.RelFilter{To: &own.To}); len(rels) != 0 {
+		t.Errorf("relationship kept after rollback: %v", rels)
+	}
+	if err := s.WithTx(ctx, "user:"+u.ID, func(tx *Tx) error {
+		return tx.AddRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: own.To, To: own.From})
+	}); err == nil {
+		t.Error("an invalid relationship passed validation inside WithTx")
+	}
+	if err := s.WithTx(ctx, "user:"+u.ID, func(tx *Tx) error { return tx.AddRelationship(ctx, own) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"user.create", "thing.create", "relationship.add"}
+	if got := rec.types(); !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	if got := auditActions(t, st); !slices.Equal(got, want) {
+		t.Errorf("audit = %v, want %v", got, want)
+	}
+}

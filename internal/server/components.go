@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,7 +16,7 @@ import (
 
 // mountComponents adds SCIM (administrators only), self-registration and
 // browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log *slog.Logger) error {
+func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admins *authn.Admins, log *slog.Logger) (cleanup func(), err error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL: cfg.HTTP.PublicURL,
@@ -38,7 +39,7 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log
 		OutboxDir: r.OutboxDir,
 	}
 	if err := ss.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
 
@@ -51,10 +52,11 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, log
 		Logger:          log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {
-		return err
+		return nil, err
 	}
-	authn.NewSessions(p.Identity, p.Store, admins, so).Register(mux)
-	return nil
+	sessions := authn.NewSessions(p.Identity, p.Store, admins, so)
+	sessions.Register(mux)
+	return p.mountOAuth(ctx, mux, sessions, admins, log)
 }
 
 // derivedKey derives a purpose-bound key from the master key, so that every node

@@ -18,7 +18,7 @@ import (
 )
 
 // routes builds the handler of the main listener.
-func (p *Platform) routes(log *slog.Logger) (http.Handler, error) {
+func (p *Platform) routes(ctx context.Context, log *slog.Logger) (h http.Handler, cleanup func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newHTTPMetrics(reg)
@@ -40,17 +40,20 @@ func (p *Platform) routes(log *slog.Logger) (http.Handler, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	if err := p.mountComponents(mux, admins, log); err != nil {
-		return nil, err
+	cleanup, err = p.mountComponents(ctx, mux, admins, log)
+	if err != nil {
+		return nil, nil, err
 	}
-	return m.wrap(mux, log), nil
+	return m.wrap(mux, log), cleanup, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	writeJSONBody(w, v)
 }
+
+func writeJSONBody(w http.ResponseWriter, v any) { json.NewEncoder(w).Encode(v) }
 
 type httpMetrics struct {
 	requests *prometheus.CounterVec

@@ -109,10 +109,11 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	handler, err := p.routes(log)
+	handler, cleanup, err := p.routes(ctx, log)
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

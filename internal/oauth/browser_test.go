@@ -1,0 +1,105 @@
+package oauth
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// newBrowser starts headless Chromium; it skips unless Chromium is installed,
+// and fails in CI where it must be.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Chromium is required in CI but %s is missing: install Debian's chromium package", chromiumPath)
+		}
+		t.Skipf("browser test skipped: %s not found (apt-get install chromium to run it)", chromiumPath)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// The httptest server's certificate is self-signed.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestBrowserPairing: a person opens verification_uri_complete, signs in,
+// confirms the code, sees which device asks and allows it; the device then
+// gets its tokens.
+func TestBrowserPairing(t *testing.T) {
+	ctx := newBrowser(t)
+	e := newEnv(t)
+	c := e.speakerClient(t)
+	d := e.startDevice(t, c.ID)
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(d.VerificationURIComplete),
+		chromedp.WaitVisible(chromedp.ID("userName")),
+	)
+	if err != nil {
+		t.Fatalf("opening the verification URI: %v", err)
+	}
+	signinURL, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || !strings.Contains(signinURL, "/signin?return_to=") {
+		t.Fatalf("not sent to sign in: %s (%v)", signinURL, err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("userName"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("user_code")),
+	)
+	if err != nil {
+		t.Fatalf("sign-in: %v", err)
+	}
+	prefilled, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("user_code")))
+	if err != nil || prefilled != d.UserCode {
+		t.Errorf("prefilled %q (%v), want %q", prefilled, err, d.UserCode)
+	}
+	if err := chromedp.Do(ctx, chromedp.Submit(chromedp.ID("user_code")), chromedp.WaitVisible(chromedp.ID("allow"))); err != nil {
+		t.Fatalf("confirming the code: %v", err)
+	}
+	consent, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Living room speaker", "Speaker-1", "SN-0001", "speaker:play"} {
+		if !strings.Contains(consent, want) {
+			t.Errorf("consent page lacks %q:\n%s", want, consent)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("allow")), chromedp.WaitVisible(chromedp.ID("message"))); err != nil {
+		t.Fatalf("allowing: %v", err)
+	}
+	done, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+	if err != nil || !strings.Contains(done, "Device connected") {
+		t.Fatalf("after Allow: %v\n%s", err, done)
+	}
+	resp, body := e.pollDevice(t, c.ID, d.DeviceCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("device token: %d %s", resp.StatusCode, body)
+	}
+}

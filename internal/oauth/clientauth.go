@@ -1,0 +1,215 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// Token endpoint authentication methods (RFC 7591 §2, RFC 7523 §2.2).
+const (
+	methodBasic         = "client_secret_basic"
+	methodPost          = "client_secret_post"
+	methodPrivateKeyJWT = "private_key_jwt"
+	methodNone          = "none"
+
+	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+const (
+	// maxAssertionLifetime bounds exp of a client assertion from now: RFC 7523
+	// §3 lets the server refuse assertions with an unreasonably far exp, and
+	// the replay record lives as long as the assertion does.
+	maxAssertionLifetime = 5 * time.Minute
+	assertionLeeway      = 30 * time.Second
+)
+
+// authenticateClient identifies the client of a token, device authorization
+// or revocation request by exactly one method (RFC 6749 §2.3: more than one
+// is invalid_request) and checks it is the method the client registered.
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Client, error) {
+	ctx := r.Context()
+	user, pass, hasBasic := r.BasicAuth()
+	if !hasBasic && r.Header.Get("Authorization") != "" {
+		return nil, ErrInvalidClient.WithDescription("unsupported Authorization scheme")
+	}
+	_, hasSecret := form["client_secret"]
+	_, hasAssertion := form["client_assertion"]
+	n := 0
+	for _, b := range []bool{hasBasic, hasSecret, hasAssertion} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, ErrInvalidRequest.WithDescription("use exactly one client authentication method (RFC 6749 §2.3)")
+	}
+	formID := form.Get("client_id")
+	switch {
+	case hasBasic:
+		// RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+		id, err1 := url.QueryUnescape(user)
+		secret, err2 := url.QueryUnescape(pass)
+		if err1 != nil || err2 != nil {
+			return nil, basicFailure("malformed Basic credentials")
+		}
+		if formID != "" && formID != id {
+			return nil, ErrInvalidRequest.WithDescription("client_id does not match the Basic credentials")
+		}
+		c, err := s.secretClient(ctx, id, secret, methodBasic)
+		if e, ok := err.(*Error); ok && e.Code == ErrInvalidClient.Code {
+			e.basic = true
+		}
+		return c, err
+	case hasSecret:
+		return s.secretClient(ctx, formID, form.Get("client_secret"), methodPost)
+	case hasAssertion:
+		if form.Get("client_assertion_type") != assertionType {
+			return nil, ErrInvalidRequest.WithDescription("client_assertion_type must be " + assertionType)
+		}
+		return s.assertionClient(ctx, formID, form.Get("client_assertion"))
+	default:
+		if formID == "" {
+			return nil, ErrInvalidClient.WithDescription("client authentication required")
+		}
+		c, err := s.loadClient(ctx, formID)
+		if err != nil {
+			return nil, err
+		}
+		if c.Type != store.ClientPublic || c.TokenEndpointAuthMethod != methodNone {
+			return nil, ErrInvalidClient.WithDescription("this client must authenticate")
+		}
+		return c, nil
+	}
+}
+
+func basicFailure(desc string) *Error {
+	e := ErrInvalidClient.WithDescription("%s", desc)
+	e.basic = true
+	return e
+}
+
+// loadClient returns an enabled client; unknown and disabled are invalid_client.
+func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, error) {
+	if id == "" {
+		return nil, ErrInvalidClient.WithDescription("client_id is required")
+	}
+	c, err := s.st.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidClient.WithDescription("client authentication failed")
+	}
+	if err != nil {
+		return nil, serverError(err)
+	}
+	if c.Disabled {
+		return nil, ErrInvalidClient.WithDescription("client is disabled")
+	}
+	return c, nil
+}
+
+func (s *Server) secretClient(ctx context.Context, id, secret, method string) (*store.Client, error) {
+	c, err := s.loadClient(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	// Same answer for a wrong secret and a wrong method: nothing to probe.
+	if c.TokenEndpointAuthMethod != method || !s.secretMatches(c, secret) {
+		return nil, ErrInvalidClient.WithDescription("client authentication failed")
+	}
+	return c, nil
+}
+
+// assertionClient checks a private_key_jwt client assertion (RFC 7523 §3,
+// §2.2): iss = sub = client_id, aud our issuer or token endpoint, a short
+// exp, a single-use jti, and a signature by one of the client's registered
+// keys with that key's own algorithm.
+func (s *Server) assertionClient(ctx context.Context, formID, raw string) (*store.Client, error) {
+	fail := ErrInvalidClient.WithDescription("client assertion refused")
+	if len(raw) > 8<<10 {
+		return nil, fail
+	}
+	unverified, err := jwt.ParseInsecure([]byte(raw))
+	if err != nil {
+		return nil, fail
+	}
+	iss, _ := unverified.Issuer()
+	if formID != "" && formID != iss {
+		return nil, ErrInvalidRequest.WithDescription("client_id does not match the assertion's issuer")
+	}
+	c, err := s.loadClient(ctx, iss)
+	if err != nil {
+		return nil, err
+	}
+	if c.TokenEndpointAuthMethod != methodPrivateKeyJWT {
+		return nil, fail
+	}
+	set, err := jwk.Parse(c.JWKS)
+	if err != nil {
+		return nil, serverError(err)
+	}
+	msg, err := jws.Parse([]byte(raw))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, fail
+	}
+	kid, _ := msg.Signatures()[0].ProtectedHeaders().KeyID()
+	now := s.now()
+	var tok jwt.Token
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if id, ok := k.KeyID(); kid != "" && ok && id != kid {
+			continue
+		}
+		alg, err := keyAlgorithm(k)
+		if err != nil {
+			continue
+		}
+		tok, err = jwt.Parse([]byte(raw),
+			jwt.WithKey(alg, k),
+			jwt.WithValidate(true),
+			jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
+			jwt.WithAcceptableSkew(assertionLeeway),
+			jwt.WithIssuer(c.ID),
+			jwt.WithSubject(c.ID),
+			jwt.WithRequiredClaim("exp"),
+			jwt.WithRequiredClaim("jti"),
+		)
+		if err == nil {
+			break
+		}
+		tok = nil
+	}
+	if tok == nil {
+		return nil, fail
+	}
+	aud, _ := tok.Audience()
+	if !slices.ContainsFunc(aud, func(a string) bool { return a == s.issuer || a == s.issuer+pathToken }) {
+		return nil, ErrInvalidClient.WithDescription("client assertion: aud must be the issuer or the token endpoint")
+	}
+	exp, _ := tok.Expiration()
+	if exp.After(now.Add(maxAssertionLifetime + assertionLeeway)) {
+		return nil, ErrInvalidClient.WithDescription("client assertion: exp is too far in the future (at most %s)", maxAssertionLifetime)
+	}
+	jti, _ := tok.JwtID()
+	if strings.TrimSpace(jti) == "" {
+		return nil, fail
+	}
+	// RFC 7523 §3 item 7: the jti is single-use while the assertion is valid.
+	err = s.st.UseOnce(ctx, "client-assertion:"+c.ID+":"+jti, exp.Add(assertionLeeway))
+	if errors.Is(err, store.ErrUsed) {
+		return nil, ErrInvalidClient.WithDescription("client assertion was used before")
+	}
+	if err != nil {
+		return nil, serverError(err)
+	}
+	return c, nil
+}

@@ -1,0 +1,77 @@
+package oauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+)
+
+func TestMetadataAdvertisesWhatWorks(t *testing.T) {
+	e := newEnv(t)
+	c := e.srv.Client()
+	var docs []map[string]any
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		resp, body := e.do(t, c, http.MethodGet, path, "", "")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, m)
+	}
+	m := docs[0]
+	iss := e.srv.URL
+	want := map[string]string{
+		"issuer": iss, "token_endpoint": iss + "/oauth2/token", "jwks_uri": iss + "/oauth2/jwks",
+		"device_authorization_endpoint": iss + "/oauth2/device_authorization", "revocation_endpoint": iss + "/oauth2/revoke",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %s", k, m[k], v)
+		}
+		if docs[1][k] != v {
+			t.Errorf("openid-configuration %s = %v, want %s", k, docs[1][k], v)
+		}
+	}
+	strs := func(k string) []string {
+		var out []string
+		for _, v := range m[k].([]any) {
+			out = append(out, v.(string))
+		}
+		return out
+	}
+	if got := strs("grant_types_supported"); !slices.Equal(got, supportedGrantTypes) {
+		t.Errorf("grant types %v", got)
+	}
+	if got := strs("token_endpoint_auth_methods_supported"); !slices.Contains(got, "private_key_jwt") || !slices.Contains(got, "none") {
+		t.Errorf("auth methods %v", got)
+	}
+	for _, alg := range strs("token_endpoint_auth_signing_alg_values_supported") {
+		if alg == "none" || alg[:2] == "HS" {
+			t.Errorf("advertises %s for client assertions", alg)
+		}
+	}
+	// No authorization endpoint yet: nothing that needs one is advertised.
+	for _, k := range []string{"authorization_endpoint", "code_challenge_methods_supported", "introspection_endpoint"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("advertises %s, which is not implemented", k)
+		}
+	}
+	if len(strs("response_types_supported")) != 0 {
+		t.Error("advertises response types without an authorization endpoint")
+	}
+	// Every advertised endpoint answers.
+	resp, _ := e.do(t, c, http.MethodGet, "/oauth2/jwks", "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("jwks: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/oauth2/token", "/oauth2/device_authorization", "/oauth2/revoke"} {
+		resp, body := e.post(t, c, p, nil)
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
+		}
+	}
+}

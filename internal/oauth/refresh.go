@@ -1,0 +1,95 @@
+package oauth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// refreshPrefix marks our refresh tokens so that leaked ones are recognisable.
+const refreshPrefix = "tir_"
+
+func (s *Server) refreshHash(token string) []byte {
+	return keyedHash(s.refreshKey, "refresh-token", token)
+}
+
+// newRefreshToken stores and returns a fresh opaque refresh token of grant g.
+func (s *Server) newRefreshToken(ctx context.Context, c *store.Client, g *store.Grant, scopes []string, now time.Time) (string, error) {
+	tok := refreshPrefix + base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	err := s.st.CreateRefreshToken(ctx, &store.RefreshToken{
+		Hash: s.refreshHash(tok), GrantID: g.ID, ClientID: c.ID, Scopes: scopes,
+		Created: now.UTC(), ExpiresAt: now.Add(s.opts.RefreshTokenLifetime).UTC(),
+	})
+	return tok, err
+}
+
+// refreshGrant is RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use
+// returns a new refresh token, and presenting a rotated one again revokes the
+// whole grant, so both the thief's and the victim's tokens die.
+func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Values) (*tokenResponse, error) {
+	raw := form.Get("refresh_token")
+	if raw == "" {
+		return nil, ErrInvalidRequest.WithDescription("refresh_token is required")
+	}
+	// Check the scope before the token is used up: a refused request must
+	// not burn it (the next, correct request would look like reuse).
+	asked, err := requestedScopes(form, c.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := s.st.UseRefreshToken(ctx, s.refreshHash(raw), s.now())
+	switch {
+	case errors.Is(err, store.ErrUsed):
+		if rerr := s.revokeGrant(ctx, "client:"+c.ID, rt.GrantID, "refresh token reuse"); rerr != nil {
+			return nil, serverError(rerr)
+		}
+		return nil, ErrInvalidGrant.WithDescription("refresh token was used before; the grant is revoked")
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrInvalidGrant.WithDescription("refresh token unknown, expired or revoked")
+	case err != nil:
+		return nil, serverError(err)
+	}
+	if rt.ClientID != c.ID {
+		// The token leaked to another client: it is burnt now, and the grant
+		// can no longer be trusted.
+		if rerr := s.revokeGrant(ctx, "client:"+c.ID, rt.GrantID, "refresh token presented by another client"); rerr != nil {
+			return nil, serverError(rerr)
+		}
+		return nil, ErrInvalidGrant.WithDescription("refresh token was not issued to this client")
+	}
+	g, err := s.st.GetGrant(ctx, rt.GrantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidGrant.WithDescription("grant revoked")
+	}
+	if err != nil {
+		return nil, serverError(err)
+	}
+	if !g.RevokedAt.IsZero() {
+		return nil, ErrInvalidGrant.WithDescription("grant revoked")
+	}
+	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
+		return nil, err
+	}
+	// RFC 6749 §6: a narrower scope may be asked for, never a wider one;
+	// what the grant lacks is left out (the response's scope says so, §3.3).
+	scopes := []string{}
+	for _, sc := range asked {
+		if slices.Contains(rt.Scopes, sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	if _, ok := form["scope"]; !ok {
+		scopes = nonNil(rt.Scopes)
+	}
+	subject := g.UserID
+	if subject == "" {
+		subject = c.ID
+	}
+	// The new refresh token keeps the original scopes (RFC 6749 §6).
+	return s.issue(ctx, c, g, subject, scopes, nonNil(rt.Scopes))
+}

@@ -1,0 +1,214 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// maxFormBody bounds the body of token, device authorization and revocation
+// requests; a client assertion is the largest legitimate parameter.
+const maxFormBody = 32 << 10
+
+// parseForm reads an application/x-www-form-urlencoded body. Every parameter
+// may appear at most once (RFC 6749 §3.2); parameters without a value count
+// as omitted (RFC 6749 §3.1).
+func parseForm(contentType string, body io.Reader) (url.Values, *Error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, ErrInvalidRequest.WithDescription("send the parameters as application/x-www-form-urlencoded")
+	}
+	b, err := io.ReadAll(io.LimitReader(body, maxFormBody+1))
+	if err != nil {
+		return nil, ErrInvalidRequest.WithDescription("the request body could not be read")
+	}
+	if len(b) > maxFormBody {
+		return nil, ErrInvalidRequest.WithDescription("the request body is too large")
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		return nil, ErrInvalidRequest.WithDescription("malformed form body")
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			return nil, ErrInvalidRequest.WithDescription("parameter %q appears more than once (RFC 6749 §3.2)", k)
+		}
+		if v[0] == "" {
+			delete(form, k)
+		}
+	}
+	return form, nil
+}
+
+// readForm checks method and query of an endpoint request and parses its form.
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		e := ErrInvalidRequest.WithDescription("use POST (RFC 6749 §3.2)")
+		e.Status = http.StatusMethodNotAllowed
+		return nil, e
+	}
+	if r.URL.RawQuery != "" {
+		// Credentials in a URL end up in logs.
+		return nil, ErrInvalidRequest.WithDescription("send parameters in the body, not the query")
+	}
+	return parseForm(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, maxFormBody+1))
+}
+
+// tokenResponse is RFC 6749 §5.1.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// serveToken is the token endpoint.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	form, ferr := readForm(w, r)
+	if ferr != nil {
+		s.writeError(w, r, ferr)
+		return
+	}
+	gt := form.Get("grant_type")
+	if gt == "" {
+		s.writeError(w, r, ErrInvalidRequest.WithDescription("grant_type is required"))
+		return
+	}
+	if !slices.Contains(supportedGrantTypes, gt) {
+		s.writeError(w, r, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt))
+		return
+	}
+	c, err := s.authenticateClient(r, form)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !slices.Contains(c.GrantTypes, gt) {
+		s.writeError(w, r, ErrUnauthorizedClient.WithDescription("the client may not use %s", gt))
+		return
+	}
+	var resp *tokenResponse
+	switch gt {
+	case GrantClientCredentials:
+		resp, err = s.clientCredentials(r.Context(), c, form)
+	case GrantDeviceCode:
+		resp, err = s.deviceCodeGrant(r.Context(), c, form)
+	case GrantRefreshToken:
+		resp, err = s.refreshGrant(r.Context(), c, form)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// requestedScopes parses the scope parameter (RFC 6749 §3.3) and checks it is
+// within allowed; no parameter means all of allowed.
+func requestedScopes(form url.Values, allowed []string) ([]string, error) {
+	raw, ok := form["scope"]
+	if !ok {
+		return slices.Clone(allowed), nil
+	}
+	var out []string
+	for _, sc := range strings.Split(raw[0], " ") {
+		if sc == "" {
+			continue
+		}
+		if !validScopeToken(sc) {
+			return nil, ErrInvalidScope.WithDescription("malformed scope")
+		}
+		if !slices.Contains(allowed, sc) {
+			return nil, ErrInvalidScope.WithDescription("scope %q is not allowed for this client", sc)
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+// clientCredentials is RFC 6749 §4.4: the client acts for itself, under its
+// own grant (one per client, so that revoking it ends all its tokens). No
+// refresh token (§4.4.3).
+func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form url.Values) (*tokenResponse, error) {
+	if c.Type != store.ClientConfidential {
+		return nil, ErrUnauthorizedClient.WithDescription("client_credentials needs a confidential client")
+	}
+	scopes, err := requestedScopes(form, c.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.activeSubjects(ctx, "", c.ThingID); err != nil {
+		return nil, thingRefusal(err)
+	}
+	g, err := s.ownGrant(ctx, c)
+	if err != nil {
+		return nil, serverError(err)
+	}
+	return s.issue(ctx, c, g, c.ID, scopes, nil)
+}
+
+// ownGrant returns the client's live own grant, creating it on first use.
+func (s *Server) ownGrant(ctx context.Context, c *store.Client) (*store.Grant, error) {
+	var g *store.Grant
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		gs, err := tx.ListGrants(ctx, store.GrantFilter{ClientID: c.ID})
+		if err != nil {
+			return err
+		}
+		for _, x := range gs {
+			if x.UserID == "" {
+				g = x
+				return nil
+			}
+		}
+		g = &store.Grant{ClientID: c.ID, ThingID: c.ThingID, Scopes: slices.Clone(c.Scopes), Created: s.now().UTC()}
+		return tx.CreateGrant(ctx, g)
+	})
+	return g, err
+}
+
+// issue signs an access token for grant g and marks the grant used;
+// refreshScopes, when not nil, asks for a new refresh token with those scopes.
+func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, subject string, scopes, refreshScopes []string) (*tokenResponse, error) {
+	now := s.now()
+	exp := now.Add(s.opts.AccessTokenLifetime)
+	at, err := s.opts.Tokens.AccessToken(tokens.Claims{
+		Subject: subject, Audience: s.opts.Audience, ClientID: c.ID, Scope: scopes,
+		IssuedAt: now, ExpiresAt: exp, GrantID: g.ID, ThingID: g.ThingID,
+	})
+	if err != nil {
+		return nil, serverError(err)
+	}
+	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.opts.AccessTokenLifetime / time.Second), Scope: strings.Join(scopes, " ")}
+	if refreshScopes != nil {
+		if resp.RefreshToken, err = s.newRefreshToken(ctx, c, g, refreshScopes, now); err != nil {
+			return nil, serverError(err)
+		}
+	}
+	if err := s.st.TouchGrant(ctx, g.ID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Warn("oauth: marking the grant used", "grant", g.ID, "err", err)
+	}
+	return resp, nil
+}
+
+// thingRefusal turns an inactive thing into invalid_client: the client
+// standing for it may not act at all.
+func thingRefusal(err error) error {
+	if errors.Is(err, ErrInvalidGrant) {
+		return ErrInvalidClient.WithDescription("the device this client stands for is disabled or deleted")
+	}
+	return err
+}
