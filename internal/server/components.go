@@ -43,6 +43,22 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
 
+	sessions, err := p.newSessions(admins, log)
+	if err != nil {
+		return nil, err
+	}
+	sessions.Register(mux)
+	srv, cleanup, err := p.newOAuth(ctx, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
+	if err != nil {
+		return nil, err
+	}
+	srv.Register(mux)
+	return cleanup, nil
+}
+
+// newSessions returns browser sessions; admins may be nil where no admin API is served.
+func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.Sessions, error) {
+	cfg := p.Config
 	so := authn.SessionOptions{
 		Key:             p.derivedKey("thingid sessions v1"),
 		BaseURL:         cfg.HTTP.PublicURL,
@@ -54,9 +70,7 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 	if err := so.Validate(); err != nil {
 		return nil, err
 	}
-	sessions := authn.NewSessions(p.Identity, p.Store, admins, so)
-	sessions.Register(mux)
-	return p.mountOAuth(ctx, mux, sessions, admins, log)
+	return authn.NewSessions(p.Identity, p.Store, admins, so), nil
 }
 
 // derivedKey derives a purpose-bound key from the master key, so that every node

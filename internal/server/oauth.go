@@ -11,9 +11,10 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// mountOAuth starts the token-signing keys and mounts the authorization server.
-// cleanup stops the keys' and the verifier's background work.
-func (p *Platform) mountOAuth(ctx context.Context, mux *http.ServeMux, sessions *authn.Sessions, admins *authn.Admins, log *slog.Logger) (cleanup func(), err error) {
+// newOAuth starts the token-signing keys and returns the authorization server;
+// admin protects its admin API. cleanup stops the keys' and the verifier's
+// background work.
+func (p *Platform) newOAuth(ctx context.Context, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (srv *oauth.Server, cleanup func(), err error) {
 	c := p.Config.OAuth
 	access := time.Duration(c.AccessTokenLifetime)
 	keys, err := tokens.NewKeys(ctx, p.Store, tokens.KeysConfig{
@@ -24,25 +25,25 @@ func (p *Platform) mountOAuth(ctx context.Context, mux *http.ServeMux, sessions 
 		Log:              log.With("component", "tokens"),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	issuer, err := tokens.NewIssuer(keys, p.Config.HTTP.PublicURL)
 	if err != nil {
 		keys.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	verifier, err := tokens.NewVerifier(keys, tokens.VerifierConfig{
 		Issuer: p.Config.HTTP.PublicURL, Bus: p.Bus, Log: log.With("component", "tokens"),
 	})
 	if err != nil {
 		keys.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	cleanup = func() {
 		verifier.Close()
 		keys.Close()
 	}
-	srv, err := oauth.New(oauth.Options{
+	srv, err = oauth.New(oauth.Options{
 		Issuer:               p.Config.HTTP.PublicURL,
 		Store:                p.Store,
 		Identities:           p.Identity,
@@ -51,7 +52,7 @@ func (p *Platform) mountOAuth(ctx context.Context, mux *http.ServeMux, sessions 
 		Verifier:             verifier,
 		Bus:                  p.Bus,
 		Sessions:             sessions,
-		Admin:                func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) },
+		Admin:                admin,
 		Actor:                authn.Actor,
 		Key:                  p.derivedKey("thingid oauth v1"),
 		IDTokenAlg:           c.SigningAlgorithm,
@@ -62,10 +63,20 @@ func (p *Platform) mountOAuth(ctx context.Context, mux *http.ServeMux, sessions 
 	})
 	if err != nil {
 		cleanup()
-		return nil, err
+		return nil, nil, err
 	}
-	srv.Register(mux)
-	return cleanup, nil
+	return srv, cleanup, nil
+}
+
+// OAuthAdmin returns the authorization server for command-line administration
+// (the client registry) on the data directory; it serves nothing.
+func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Server, func(), error) {
+	sessions, err := p.newSessions(nil, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	noHTTP := func(http.Handler) http.Handler { return http.NotFoundHandler() }
+	return p.newOAuth(ctx, sessions, noHTTP, log)
 }
 
 // denyProblem answers an admin JSON API request without administrator

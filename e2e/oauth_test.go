@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// A service registered with the CLI gets a token from the running binary through
+// golang.org/x/oauth2, found by OpenID discovery, and go-oidc verifies it against
+// the published keys.
+func TestClientCredentialsWithRealClients(t *testing.T) {
+	home, addr := t.TempDir(), freeAddr(t)
+	in := start(t, home, addr)
+	out, errOut, err := thingid(t, nil, "", "--home", home, "clients", "create", "--name", "telemetry-reader",
+		"--grant-type", "client_credentials", "--scope", "telemetry:read")
+	if err != nil {
+		t.Fatalf("clients create: %v %s", err, errOut)
+	}
+	id := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
+	if id == nil || secret == nil {
+		t.Fatalf("no client id or secret in %q", out)
+	}
+
+	_, port, _ := strings.Cut(addr, ":")
+	issuer := "https://localhost:" + port
+	ctx := oidc.ClientContext(context.Background(), in.client)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, in.client)
+	provider, err := oidc.NewProvider(ctx, issuer)
+	if err != nil {
+		t.Fatalf("OpenID discovery: %v", err)
+	}
+	cc := clientcredentials.Config{ClientID: id[1], ClientSecret: secret[1], TokenURL: provider.Endpoint().TokenURL, Scopes: []string{"telemetry:read"}}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatalf("client_credentials: %v", err)
+	}
+	v := provider.Verifier(&oidc.Config{SkipClientIDCheck: true})
+	if _, err := v.Verify(ctx, tok.AccessToken); err != nil {
+		t.Errorf("go-oidc rejects the access token: %v", err)
+	}
+	tampered := tok.AccessToken[:len(tok.AccessToken)-4] + "AAAA"
+	if _, err := v.Verify(ctx, tampered); err == nil {
+		t.Error("go-oidc accepted a tampered token")
+	}
+
+	for name, bad := range map[string]clientcredentials.Config{
+		"wrong secret":      {ClientID: id[1], ClientSecret: secret[1] + "x", TokenURL: cc.TokenURL},
+		"scope not allowed": {ClientID: id[1], ClientSecret: secret[1], TokenURL: cc.TokenURL, Scopes: []string{"admin"}},
+		"unknown client":    {ClientID: "nobody", ClientSecret: secret[1], TokenURL: cc.TokenURL},
+	} {
+		if _, err := bad.Token(ctx); err == nil {
+			t.Errorf("%s: got a token", name)
+		}
+	}
+
+	// Deleting the client from the CLI ends its grant; a new token is refused.
+	if _, errOut, err := thingid(t, nil, "", "--home", home, "clients", "delete", id[1]); err != nil {
+		t.Fatalf("clients delete: %v %s", err, errOut)
+	}
+	if _, err := cc.Token(ctx); err == nil {
+		t.Error("a deleted client still gets tokens")
+	}
+	resp, err := in.client.Get(issuer + "/oauth2/jwks")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("jwks: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
