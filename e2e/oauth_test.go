@@ -74,3 +74,68 @@ func TestClientCredentialsWithRealClients(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// SCIM accepts OAuth access tokens by scope: scim:read reads, scim:write writes.
+func TestSCIMWithScopedAccessTokens(t *testing.T) {
+	home, addr := t.TempDir(), freeAddr(t)
+	in := start(t, home, addr)
+	_, port, _ := strings.Cut(addr, ":")
+	tokenURL := "https://localhost:" + port + "/oauth2/token"
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, in.client)
+	client := func(scope string) *http.Client {
+		out, errOut, err := thingid(t, nil, "", "--home", home, "clients", "create", "--name", scope,
+			"--grant-type", "client_credentials", "--scope", scope)
+		if err != nil {
+			t.Fatalf("clients create: %v %s", err, errOut)
+		}
+		id := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)[1]
+		secret := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)[1]
+		cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: tokenURL, Scopes: []string{scope}}
+		return cc.Client(ctx)
+	}
+	reader, writer := client("scim:read"), client("scim:write")
+	base := "https://localhost:" + port + "/scim/v2"
+	newUser := func() *strings.Reader {
+		return strings.NewReader(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"svc-made-` + strings.Repeat("x", len(t.Name())%3) + `"}`)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *http.Client
+		method string
+		want   int
+	}{
+		{"read with scim:read", reader, "GET", 200},
+		{"write with scim:read", reader, "POST", 403},
+		{"write with scim:write", writer, "POST", 201},
+		{"read with scim:write", writer, "GET", 200},
+	} {
+		var req *http.Request
+		if tc.method == "GET" {
+			req, _ = http.NewRequest("GET", base+"/Users", nil)
+		} else {
+			req, _ = http.NewRequest("POST", base+"/Users", newUser())
+			req.Header.Set("Content-Type", "application/scim+json")
+		}
+		resp, err := tc.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		if tc.want == 403 && !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+			t.Errorf("%s: no insufficient_scope challenge: %q", tc.name, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	req, _ := http.NewRequest("GET", base+"/Users", nil)
+	req.Header.Set("Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+	resp, err := in.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("alg none token: %d, want 401", resp.StatusCode)
+	}
+}

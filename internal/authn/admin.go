@@ -10,13 +10,16 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // AdminGroup is the group whose active members are administrators.
@@ -38,6 +41,8 @@ type Reader interface {
 type Admins struct {
 	st       Reader
 	tokenKey []byte
+	verifier AccessTokenVerifier
+	audience string
 
 	mu    sync.Mutex
 	cache map[[32]byte]cached // successful Basic verifications
@@ -83,8 +88,8 @@ var ErrUnauthenticated = errors.New("administrator credentials required")
 // Authenticate returns the administrator's user ID for the request's credentials.
 func (a *Admins) Authenticate(r *http.Request) (string, error) {
 	ctx := r.Context()
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return a.token(ctx, strings.TrimSpace(h[7:]))
+	if raw, ok := bearer(r); ok {
+		return a.token(ctx, raw)
 	}
 	name, pw, ok := r.BasicAuth()
 	if !ok {
@@ -176,6 +181,76 @@ func (a *Admins) Require(next http.Handler, deny func(w http.ResponseWriter, r *
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, "admin:"+id)))
 	})
+}
+
+// Scopes that open admin APIs to OAuth access tokens.
+const (
+	ScopeAdmin     = "admin"      // every admin API
+	ScopeSCIMRead  = "scim:read"  // SCIM reads
+	ScopeSCIMWrite = "scim:write" // SCIM reads and writes
+)
+
+// AccessTokenVerifier checks OAuth access tokens (*tokens.Verifier).
+type AccessTokenVerifier interface {
+	Verify(ctx context.Context, raw string, opts tokens.VerifyOptions) (*tokens.Claims, error)
+}
+
+// ErrInsufficientScope: a valid access token without the scope the request needs.
+var ErrInsufficientScope = errors.New("the access token lacks the scope this request needs")
+
+// AcceptAccessTokens lets RequireScopes accept OAuth access tokens issued for
+// audience and checked by v, besides administrator credentials.
+func (a *Admins) AcceptAccessTokens(v AccessTokenVerifier, audience string) {
+	a.verifier, a.audience = v, audience
+}
+
+// RequireScopes is Require for an API that OAuth clients may call too: a bearer
+// access token must carry `admin`, or `write` (which includes reading), or `read`
+// for a safe request (GET, HEAD, or a POST to a /.search endpoint). A token that
+// acts for a user (sub is not the client itself) is accepted only while that user
+// is an administrator: consenting to a client cannot make a user an administrator.
+func (a *Admins) RequireScopes(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error), read, write string) http.Handler {
+	admin := a.Require(next, deny)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := bearer(r)
+		if !ok || a.verifier == nil || strings.HasPrefix(raw, TokenPrefix) {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		c, err := a.verifier.Verify(r.Context(), raw, tokens.VerifyOptions{Audience: a.audience})
+		if err != nil {
+			deny(w, r, fmt.Errorf("%w: %w", ErrUnauthenticated, err))
+			return
+		}
+		safe := r.Method == http.MethodGet || r.Method == http.MethodHead ||
+			(r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/.search"))
+		if !slices.Contains(c.Scope, ScopeAdmin) && !slices.Contains(c.Scope, write) && !(safe && slices.Contains(c.Scope, read)) {
+			deny(w, r, ErrInsufficientScope)
+			return
+		}
+		actor := "client:" + c.ClientID
+		if c.Subject != c.ClientID {
+			u, err := a.st.GetUser(r.Context(), c.Subject)
+			if err != nil {
+				deny(w, r, ErrUnauthenticated)
+				return
+			}
+			if err := a.isAdmin(r.Context(), u); err != nil {
+				deny(w, r, ErrInsufficientScope)
+				return
+			}
+			actor = "admin:" + u.ID + " via client:" + c.ClientID
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
 }
 
 // Actor returns the actor that Require put in the request context, or "".

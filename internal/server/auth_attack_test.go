@@ -14,9 +14,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 const scimProbe = "/scim/v2/ServiceProviderConfig"
@@ -283,5 +285,54 @@ func TestBasicLoginNormalizesUserName(t *testing.T) {
 	}
 	if code, body := r.get(t, "/scim/v2/ServiceProviderConfig", basic("\uff41\uff44\uff4d\uff49\uff4e", strings.TrimSpace(string(pw)))); code != 200 {
 		t.Errorf("full-width admin name: %d %s", code, body)
+	}
+}
+
+// A token that acts for a user opens SCIM only while that user is an
+// administrator: a user consenting to a client with scim:write gains nothing.
+func TestDelegatedAccessTokenNeedsAnAdministrator(t *testing.T) {
+	r := serve(t)
+	ctx := context.Background()
+	keys, err := tokens.NewKeys(ctx, r.p.Store, tokens.KeysConfig{MasterKey: r.p.Key, Alg: tokens.ES256, MaxTokenLifetime: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	iss, err := tokens.NewIssuer(keys, r.p.Config.HTTP.PublicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := r.p.Identity.CreateUser(ctx, "test", &store.User{UserName: "mallory2"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := r.p.Identity.GetUserByName(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(sub, client string, scope ...string) string {
+		now := time.Now()
+		tok, err := iss.AccessToken(tokens.Claims{Subject: sub, ClientID: client, Audience: []string{r.p.Config.HTTP.PublicURL},
+			Scope: scope, IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), GrantID: "g-" + sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name string
+		tok  string
+		want int
+	}{
+		{"client's own token", token("app", "app", authn.ScopeSCIMRead), 200},
+		{"for an ordinary user", token(mallory.ID, "app", authn.ScopeSCIMWrite), 403},
+		{"for an ordinary user with admin scope", token(mallory.ID, "app", authn.ScopeAdmin), 403},
+		{"for the administrator", token(admin.ID, "app", authn.ScopeSCIMRead), 200},
+		{"for a user that does not exist", token("ghost", "app", authn.ScopeSCIMRead), 401},
+		{"without a SCIM scope", token("app", "app", "openid"), 403},
+	} {
+		if code, body := r.get(t, "/scim/v2/Users", bearer(tc.tok)); code != tc.want {
+			t.Errorf("%s: %d, want %d (%s)", tc.name, code, tc.want, body)
+		}
 	}
 }

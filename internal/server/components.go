@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
@@ -23,7 +23,7 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 		Actor:   authn.Actor,
 		Logger:  log.With("component", "scim"),
 	})
-	mux.Handle("/scim/v2/", admins.Require(scimHandler, denySCIM))
+	mux.Handle("/scim/v2/", admins.RequireScopes(scimHandler, denySCIM, authn.ScopeSCIMRead, authn.ScopeSCIMWrite))
 
 	r := cfg.Registration
 	ss := selfservice.Options{
@@ -48,8 +48,14 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 		return nil, err
 	}
 	sessions.Register(mux)
-	srv, cleanup, err := p.newOAuth(ctx, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
+	tk, cleanup, err := p.newTokens(ctx, log)
 	if err != nil {
+		return nil, err
+	}
+	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL)
+	srv, err := p.newOAuth(tk, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
+	if err != nil {
+		cleanup()
 		return nil, err
 	}
 	srv.Register(mux)
@@ -81,16 +87,14 @@ func (p *Platform) derivedKey(purpose string) []byte {
 	return m.Sum(nil)
 }
 
-// denySCIM answers a request without administrator credentials in SCIM's error
-// format (RFC 7644 §3.12) with the challenges the API accepts.
+// denySCIM answers a refused SCIM request in SCIM's error format (RFC 7644 §3.12).
 func denySCIM(w http.ResponseWriter, r *http.Request, err error) {
+	status, detail := challenge(w, err)
 	w.Header().Set("Content-Type", "application/scim+json")
-	w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
-	w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
-	w.WriteHeader(http.StatusUnauthorized)
-	json.NewEncoder(w).Encode(map[string]any{
+	w.WriteHeader(status)
+	writeJSONBody(w, map[string]any{
 		"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:Error"},
-		"status":  "401",
-		"detail":  "administrator credentials required: HTTP Basic with an administrator's user name and password, or an admin API token as a Bearer token (thingid admin token)",
+		"status":  strconv.Itoa(status),
+		"detail":  detail,
 	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -11,16 +12,20 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// newOAuth starts the token-signing keys and returns the authorization server;
-// admin protects its admin API. cleanup stops the keys' and the verifier's
-// background work.
-func (p *Platform) newOAuth(ctx context.Context, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (srv *oauth.Server, cleanup func(), err error) {
+// tokenSet is the platform's signing keys with the issuer and verifier on them.
+type tokenSet struct {
+	keys     *tokens.Keys
+	issuer   *tokens.Issuer
+	verifier *tokens.Verifier
+}
+
+// newTokens loads (or creates) the signing keys; cleanup stops their background work.
+func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, func(), error) {
 	c := p.Config.OAuth
-	access := time.Duration(c.AccessTokenLifetime)
 	keys, err := tokens.NewKeys(ctx, p.Store, tokens.KeysConfig{
 		MasterKey:        p.Key,
 		Alg:              c.SigningAlgorithm,
-		MaxTokenLifetime: access,
+		MaxTokenLifetime: time.Duration(c.AccessTokenLifetime),
 		Bus:              p.Bus,
 		Log:              log.With("component", "tokens"),
 	})
@@ -39,33 +44,30 @@ func (p *Platform) newOAuth(ctx context.Context, sessions *authn.Sessions, admin
 		keys.Close()
 		return nil, nil, err
 	}
-	cleanup = func() {
-		verifier.Close()
-		keys.Close()
-	}
-	srv, err = oauth.New(oauth.Options{
+	return &tokenSet{keys, issuer, verifier}, func() { verifier.Close(); keys.Close() }, nil
+}
+
+// newOAuth returns the authorization server; admin protects its admin API.
+func (p *Platform) newOAuth(tk *tokenSet, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (*oauth.Server, error) {
+	c := p.Config.OAuth
+	return oauth.New(oauth.Options{
 		Issuer:               p.Config.HTTP.PublicURL,
 		Store:                p.Store,
 		Identities:           p.Identity,
-		Tokens:               issuer,
-		Keys:                 keys,
-		Verifier:             verifier,
+		Tokens:               tk.issuer,
+		Keys:                 tk.keys,
+		Verifier:             tk.verifier,
 		Bus:                  p.Bus,
 		Sessions:             sessions,
 		Admin:                admin,
 		Actor:                authn.Actor,
 		Key:                  p.derivedKey("thingid oauth v1"),
 		IDTokenAlg:           c.SigningAlgorithm,
-		AccessTokenLifetime:  access,
+		AccessTokenLifetime:  time.Duration(c.AccessTokenLifetime),
 		RefreshTokenLifetime: time.Duration(c.RefreshTokenLifetime),
 		DeviceCodeLifetime:   time.Duration(c.DeviceCodeLifetime),
 		Logger:               log.With("component", "oauth"),
 	})
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return srv, cleanup, nil
 }
 
 // OAuthAdmin returns the authorization server for command-line administration
@@ -75,19 +77,35 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 	if err != nil {
 		return nil, nil, err
 	}
-	noHTTP := func(http.Handler) http.Handler { return http.NotFoundHandler() }
-	return p.newOAuth(ctx, sessions, noHTTP, log)
+	tk, cleanup, err := p.newTokens(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := p.newOAuth(tk, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() }, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return srv, cleanup, nil
 }
 
-// denyProblem answers an admin JSON API request without administrator
-// credentials as an RFC 9457 problem.
-func denyProblem(w http.ResponseWriter, r *http.Request, err error) {
-	w.Header().Set("Content-Type", "application/problem+json")
+// challenge sets the status and WWW-Authenticate challenges for a refused admin
+// request: 403 insufficient_scope for a token without the scope (RFC 6750 §3.1),
+// 401 otherwise.
+func challenge(w http.ResponseWriter, err error) (status int, detail string) {
+	if errors.Is(err, authn.ErrInsufficientScope) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="thingid", error="insufficient_scope"`)
+		return http.StatusForbidden, err.Error()
+	}
 	w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
 	w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
-	w.WriteHeader(http.StatusUnauthorized)
-	writeJSONBody(w, map[string]any{
-		"type": "about:blank", "title": "Unauthorized", "status": 401,
-		"detail": "administrator credentials required: HTTP Basic or an admin API token (thingid admin token)",
-	})
+	return http.StatusUnauthorized, "administrator credentials required: HTTP Basic with an administrator's user name and password, an admin API token (thingid admin token), or an OAuth access token with the scope this API needs"
+}
+
+// denyProblem answers a refused admin JSON API request as an RFC 9457 problem.
+func denyProblem(w http.ResponseWriter, r *http.Request, err error) {
+	status, detail := challenge(w, err)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	writeJSONBody(w, map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
 }
