@@ -252,6 +252,15 @@ func (s *Sessions) User(r *http.Request) (*store.User, error) {
 	return u, err
 }
 
+// AuthTime is when the request's session signed in (OIDC auth_time, max_age).
+func (s *Sessions) AuthTime(r *http.Request) (time.Time, error) {
+	sess, _, err := s.current(r)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return sess.AuthTime, nil
+}
+
 type userKey struct{}
 
 // Require wraps next so that only signed-in users reach it; SignedIn returns

@@ -233,8 +233,14 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 	if c.Type == store.ClientPublic && slices.Contains(spec.GrantTypes, GrantClientCredentials) {
 		return nil, invalidField("grant_types", "client_credentials needs a confidential client (RFC 6749 §4.4)")
 	}
-	if slices.Contains(spec.GrantTypes, GrantRefreshToken) && !slices.Contains(spec.GrantTypes, GrantDeviceCode) {
-		return nil, invalidField("grant_types", "refresh_token needs a grant that issues refresh tokens (device_code)")
+	if slices.Contains(spec.GrantTypes, GrantRefreshToken) && !slices.Contains(spec.GrantTypes, GrantDeviceCode) && !slices.Contains(spec.GrantTypes, GrantAuthorizationCode) {
+		return nil, invalidField("grant_types", "refresh_token needs a grant that issues refresh tokens (device_code, authorization_code)")
+	}
+	if slices.Contains(spec.GrantTypes, GrantAuthorizationCode) && len(spec.RedirectURIs) == 0 {
+		return nil, invalidField("redirect_uris", "authorization_code needs at least one redirect URI")
+	}
+	if slices.Contains(spec.GrantTypes, GrantJWTBearer) && c.TokenEndpointAuthMethod != methodPrivateKeyJWT {
+		return nil, invalidField("grant_types", "jwt-bearer needs registered keys (token_endpoint_auth_method private_key_jwt)")
 	}
 	c.GrantTypes = slices.Clone(spec.GrantTypes)
 	if len(spec.Scopes) > maxListItems {

@@ -54,21 +54,23 @@ func TestMetadataAdvertisesWhatWorks(t *testing.T) {
 			t.Errorf("advertises %s for client assertions", alg)
 		}
 	}
-	// No authorization endpoint yet: nothing that needs one is advertised.
-	for _, k := range []string{"authorization_endpoint", "code_challenge_methods_supported", "introspection_endpoint"} {
-		if _, ok := m[k]; ok {
-			t.Errorf("advertises %s, which is not implemented", k)
-		}
+	// PKCE is S256 only (RFC 9700 §2.1.1), and only the code flow is offered.
+	if got := strs("code_challenge_methods_supported"); !slices.Equal(got, []string{"S256"}) {
+		t.Errorf("code challenge methods %v", got)
 	}
-	if len(strs("response_types_supported")) != 0 {
-		t.Error("advertises response types without an authorization endpoint")
+	if got := strs("response_types_supported"); !slices.Equal(got, []string{"code"}) {
+		t.Errorf("response types %v", got)
+	}
+	// Registration is advertised only when initial access tokens are configured.
+	if _, ok := m["registration_endpoint"]; ok {
+		t.Error("advertises registration without initial access tokens")
 	}
 	// Every advertised endpoint answers.
 	resp, _ := e.do(t, c, http.MethodGet, "/oauth2/jwks", "", "")
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("jwks: %d", resp.StatusCode)
 	}
-	for _, p := range []string{"/oauth2/token", "/oauth2/device_authorization", "/oauth2/revoke"} {
+	for _, p := range []string{"/oauth2/token", "/oauth2/device_authorization", "/oauth2/revoke", "/oauth2/introspect"} {
 		resp, body := e.post(t, c, p, nil)
 		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s: %d %s", p, resp.StatusCode, body)

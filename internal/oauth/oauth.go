@@ -60,6 +60,8 @@ type Identities interface {
 // there is none (*authn.Sessions implements it).
 type SignedIn interface {
 	User(r *http.Request) (*store.User, error)
+	// AuthTime is when the request's session signed in (OIDC auth_time).
+	AuthTime(r *http.Request) (time.Time, error)
 }
 
 // Options configures New. Issuer, Store, Identities, Tokens, Keys, Verifier,
@@ -94,6 +96,10 @@ type Options struct {
 	Scopes []string
 	// IDTokenAlg is advertised in the OpenID metadata; default ES256.
 	IDTokenAlg string
+	// RegistrationTokenHashes are the initial access tokens of dynamic client
+	// registration (RFC 7591 §3), as RegistrationTokenHash(Key, token); none
+	// disables /oauth2/register.
+	RegistrationTokenHashes [][]byte
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days
@@ -144,6 +150,11 @@ func New(opts Options) (*Server, error) {
 		// RFC 8628 §3.2: interval is a number of seconds on the wire.
 		return nil, errors.New("oauth: DeviceInterval must be a whole number of seconds")
 	}
+	for _, h := range opts.RegistrationTokenHashes {
+		if len(h) != sha256.Size {
+			return nil, errors.New("oauth: RegistrationTokenHashes must be RegistrationTokenHash values (32 bytes)")
+		}
+	}
 	for _, sc := range opts.Scopes {
 		if !validScopeToken(sc) {
 			return nil, fmt.Errorf("oauth: scope %q is not a valid scope token (RFC 6749 §3.3)", sc)
@@ -189,6 +200,10 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc(pathToken, s.serveToken)
 	mux.HandleFunc(pathDeviceReq, s.serveDeviceAuthorization)
 	mux.HandleFunc(pathRevoke, s.serveRevoke)
+	mux.HandleFunc(pathIntrospect, s.serveIntrospect)
+	if s.registrationEnabled() {
+		mux.HandleFunc(pathRegister, s.serveRegister)
+	}
 
 	admin := s.opts.Admin
 	mux.Handle("POST /api/v1/admin/clients", admin(http.HandlerFunc(s.apiCreateClient)))
@@ -201,7 +216,13 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+pathDevice, page(s.showDevice))
 	mux.Handle("POST "+pathDevice, page(s.submitUserCode))
 	mux.Handle("POST "+pathDevice+"/decision", page(s.submitDecision))
+	mux.Handle("GET "+pathAuthorize, ui.SecurityHeaders(http.HandlerFunc(s.serveAuthorize)))
+	// A form post from the client's site (OIDC Core §3.1.2.1): cross-origin by design.
+	mux.Handle("POST "+pathAuthorize, ui.SecurityHeaders(http.HandlerFunc(s.serveAuthorize)))
+	mux.Handle("POST "+pathAuthorizeDecision, page(s.submitAuthorizeDecision))
+	mux.HandleFunc(pathUserinfo, s.serveUserinfo)
 	mux.Handle("GET "+assetPrefix, s.kit.Assets())
+	s.registerAccount(mux) // grants.go: grants, linked devices, unlinking
 }
 
 func derive(key []byte, purpose string) []byte {

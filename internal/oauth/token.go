@@ -71,6 +71,7 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"` // OIDC Core §3.1.3.3
 }
 
 // serveToken is the token endpoint.
@@ -106,6 +107,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		resp, err = s.deviceCodeGrant(r.Context(), c, form)
 	case GrantRefreshToken:
 		resp, err = s.refreshGrant(r.Context(), c, form)
+	case GrantAuthorizationCode:
+		resp, err = s.authorizationCodeGrant(r.Context(), c, form)
+	case GrantJWTBearer:
+		resp, err = s.jwtBearerGrant(r.Context(), c, form)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -160,25 +165,43 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 	return s.issue(ctx, c, g, c.ID, scopes, nil)
 }
 
-// ownGrant returns the client's live own grant, creating it on first use.
+// ownGrant returns the client's live own grant, creating it on first use. The
+// common case is a read outside any write transaction: the token endpoint must
+// not queue on the database's writer for every client_credentials request.
 func (s *Server) ownGrant(ctx context.Context, c *store.Client) (*store.Grant, error) {
-	var g *store.Grant
-	err := s.st.WithTx(ctx, func(tx store.Tx) error {
-		gs, err := tx.ListGrants(ctx, store.GrantFilter{ClientID: c.ID})
+	find := func(r interface {
+		ListGrants(context.Context, store.GrantFilter) ([]*store.Grant, error)
+	}) (*store.Grant, error) {
+		gs, err := r.ListGrants(ctx, store.GrantFilter{ClientID: c.ID})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, x := range gs {
 			if x.UserID == "" {
-				g = x
-				return nil
+				return x, nil
 			}
+		}
+		return nil, nil
+	}
+	if g, err := find(s.st); g != nil || err != nil {
+		return g, err
+	}
+	var g *store.Grant
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		var err error
+		if g, err = find(tx); g != nil || err != nil {
+			return err
 		}
 		g = &store.Grant{ClientID: c.ID, ThingID: c.ThingID, Scopes: slices.Clone(c.Scopes), Created: s.now().UTC()}
 		return tx.CreateGrant(ctx, g)
 	})
 	return g, err
 }
+
+// touchEvery bounds how often a grant's last use is written: "last token use"
+// is shown to people, to the minute, and a write per token would make the
+// database's single writer the token endpoint's bottleneck.
+const touchEvery = time.Minute
 
 // issue signs an access token for grant g and marks the grant used;
 // refreshScopes, when not nil, asks for a new refresh token with those scopes.
@@ -198,8 +221,10 @@ func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, sub
 			return nil, serverError(err)
 		}
 	}
-	if err := s.st.TouchGrant(ctx, g.ID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Warn("oauth: marking the grant used", "grant", g.ID, "err", err)
+	if now.Sub(g.LastUsed) >= touchEvery {
+		if err := s.st.TouchGrant(ctx, g.ID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("oauth: marking the grant used", "grant", g.ID, "err", err)
+		}
 	}
 	return resp, nil
 }

@@ -1,0 +1,102 @@
+package oauth
+
+import (
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+func htmlUnescape(s string) string { return html.UnescapeString(s) }
+
+// codeFor runs the flow for alice and returns a code and its verifier.
+func (e *env) codeFor(t testing.TB, c *store.Client, scopes ...string) (string, string) {
+	t.Helper()
+	v := oauth2.GenerateVerifier()
+	b := e.browser()
+	e.signIn(t, b, "alice", alicePassword)
+	back := e.authorize(t, b, e.oauthConfig(c, scopes...).AuthCodeURL("s", oauth2.S256ChallengeOption(v)), "allow")
+	code := back.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code: %s", back)
+	}
+	return code, v
+}
+
+func codeForm(c *store.Client, code, verifier string) url.Values {
+	return url.Values{"grant_type": {GrantAuthorizationCode}, "client_id": {c.ID}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {webRedirect}}
+}
+
+func TestCodeReplayRevokesGrant(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t)
+	tok, err := func() (*oauth2.Token, error) {
+		code, v := e.codeFor(t, c, "offline_access", "speaker:play")
+		tk, err := e.oauthConfig(c).Exchange(e.ctx(), code, oauth2.VerifierOption(v))
+		if err == nil {
+			resp, body := e.tokenRequest(t, codeForm(c, code, v))
+			if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+				t.Fatalf("replay: %d %s", resp.StatusCode, body)
+			}
+		}
+		return tk, err
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.eventsOf(tokens.EventGrantRevoke)) != 1 {
+		t.Fatal("no grant.revoke event")
+	}
+	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "client_id": {c.ID}, "refresh_token": {tok.RefreshToken}})
+	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+		t.Fatalf("refresh after replay: %d %s", resp.StatusCode, body)
+	}
+	if _, err := e.verifier.Verify(e.ctx(), tok.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL}); err == nil {
+		t.Fatal("access token still valid after replay")
+	}
+}
+
+func TestCodeAttacks(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t)
+	other, _ := e.client(t, ClientSpec{Name: "other", Type: store.ClientPublic, RedirectURIs: []string{webRedirect},
+		GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"speaker:play"}})
+	cases := map[string]func(code, v string) url.Values{
+		"no verifier":    func(code, v string) url.Values { f := codeForm(c, code, v); f.Del("code_verifier"); return f },
+		"wrong verifier": func(code, v string) url.Values { return codeForm(c, code, oauth2.GenerateVerifier()) },
+		"plain verifier": func(code, v string) url.Values {
+			return codeForm(c, code, oauth2.S256ChallengeFromVerifier(v)+"aaaaaaa")
+		},
+		"other client": func(code, v string) url.Values { return codeForm(other, code, v) },
+		"other redirect": func(code, v string) url.Values {
+			f := codeForm(c, code, v)
+			f.Set("redirect_uri", "http://127.0.0.1:8400/cb")
+			return f
+		},
+		"no redirect": func(code, v string) url.Values { f := codeForm(c, code, v); f.Del("redirect_uri"); return f },
+	}
+	for name, mk := range cases {
+		code, v := e.codeFor(t, c, "speaker:play")
+		resp, body := e.tokenRequest(t, mk(code, v))
+		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
+		}
+	}
+	// A disabled user gets no tokens for a code issued before.
+	code, v := e.codeFor(t, c, "speaker:play")
+	if _, err := e.st.UpdateUser(e.ctx(), e.alice.ID, 0, func(u *store.User) error { u.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.tokenRequest(t, codeForm(c, code, v))
+	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+		t.Errorf("disabled user: %d %s", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,120 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+const pathIntrospect = "/oauth2/introspect"
+
+// introspectionAuthMethods are the client authentication methods the
+// introspection endpoint accepts: every method with a credential, never
+// none (RFC 7662 §2.1: the endpoint requires authorization).
+var introspectionAuthMethods = []string{methodBasic, methodPost, methodPrivateKeyJWT}
+
+// introspection is the RFC 7662 §2.2 response. Only Active is set for a
+// token that is not active: nothing about it may leak (§2.2).
+type introspection struct {
+	Active    bool                 `json:"active"`
+	Scope     string               `json:"scope,omitempty"`
+	ClientID  string               `json:"client_id,omitempty"`
+	Subject   string               `json:"sub,omitempty"`
+	ExpiresAt int64                `json:"exp,omitempty"`
+	IssuedAt  int64                `json:"iat,omitempty"`
+	Issuer    string               `json:"iss,omitempty"`
+	Audience  []string             `json:"aud,omitempty"`
+	ID        string               `json:"jti,omitempty"`
+	TokenType string               `json:"token_type,omitempty"`
+	Cnf       *tokens.Confirmation `json:"cnf,omitempty"`
+	GrantID   string               `json:"gid,omitempty"`
+}
+
+// serveIntrospect is RFC 7662. Any authenticated confidential client may
+// introspect: resource servers are registered as clients. Public clients
+// are refused, else anyone holding a client_id could probe tokens (§4).
+//
+// Only access tokens can be active here. Refresh tokens always answer
+// active:false: the store's only lookup of a refresh token is
+// UseRefreshToken, which rotates it, and an introspection that burnt the
+// token would make the client's next refresh look like reuse and revoke its
+// grant. Refresh tokens are meant for this server alone anyway (RFC 6749 §1.5).
+func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	form, ferr := readForm(w, r)
+	if ferr != nil {
+		s.writeError(w, r, ferr)
+		return
+	}
+	c, err := s.authenticateClient(r, form)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone {
+		// RFC 7662 §2.3: a caller that is not authorized gets 401.
+		s.writeError(w, r, ErrInvalidClient.WithDescription("introspection needs client authentication; public clients may not introspect"))
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		s.writeError(w, r, ErrInvalidRequest.WithDescription("token is required"))
+		return
+	}
+	// RFC 7662 §2.1: token_type_hint only orders the lookups, and an
+	// unknown hint is ignored; with a single lookup there is nothing to order.
+	resp, err := s.introspect(r.Context(), tok)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+var inactive = &introspection{Active: false}
+
+// introspect returns what the token says when it is an active access token:
+// valid signature and claims, grant neither revoked (asked of the store too,
+// so that a revocation on another node counts before its event arrives) nor
+// belonging to a disabled user or thing.
+func (s *Server) introspect(ctx context.Context, tok string) (*introspection, error) {
+	if strings.HasPrefix(tok, refreshPrefix) {
+		return inactive, nil
+	}
+	claims, err := s.opts.Verifier.Verify(ctx, tok, tokens.VerifyOptions{Audience: s.opts.Audience[0]})
+	if err != nil {
+		var te *tokens.Error
+		if errors.As(err, &te) {
+			return inactive, nil
+		}
+		return nil, serverError(err)
+	}
+	g, err := s.st.GetGrant(ctx, claims.GrantID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return inactive, nil
+	case err != nil:
+		return nil, serverError(err)
+	case !g.RevokedAt.IsZero():
+		return inactive, nil
+	}
+	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
+		if errors.Is(err, ErrInvalidGrant) {
+			return inactive, nil
+		}
+		return nil, err
+	}
+	resp := &introspection{
+		Active: true, Scope: strings.Join(claims.Scope, " "), ClientID: claims.ClientID, Subject: claims.Subject,
+		ExpiresAt: claims.ExpiresAt.Unix(), IssuedAt: claims.IssuedAt.Unix(), Issuer: claims.Issuer,
+		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer", Cnf: claims.Confirmation, GrantID: claims.GrantID,
+	}
+	if claims.Confirmation != nil && claims.Confirmation.JKT != "" {
+		// RFC 9449 §6.2: a DPoP-bound token is introspected as token_type DPoP.
+		resp.TokenType = "DPoP"
+	}
+	return resp, nil
+}
