@@ -59,12 +59,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// start runs `thingid serve` on home and addr and waits until /readyz answers.
-func start(t *testing.T, home, addr string) *instance {
+// start runs `thingid serve` on home and addr, with extra environment
+// variables, and waits until /readyz answers.
+func start(t *testing.T, home, addr string, env ...string) *instance {
 	t.Helper()
 	in := &instance{home: home, addr: addr, out: &bytes.Buffer{}}
 	in.cmd = exec.Command(binary, "serve", "--home", home, "--http-address", addr)
-	in.cmd.Env = append(os.Environ(), "THINGID_LOG_FORMAT=json")
+	in.cmd.Env = append(append(os.Environ(), "THINGID_LOG_FORMAT=json"), env...)
 	stdout, _ := in.cmd.StdoutPipe()
 	in.cmd.Stderr = in.out
 	if err := in.cmd.Start(); err != nil {

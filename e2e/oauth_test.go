@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
@@ -137,5 +138,47 @@ func TestSCIMWithScopedAccessTokens(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Errorf("alg none token: %d, want 401", resp.StatusCode)
+	}
+}
+
+// Dynamic client registration (RFC 7591) opens with the configured initial access
+// token only, and the registered client gets tokens.
+func TestDynamicRegistration(t *testing.T) {
+	const iat = "initial-access-token-0123456789abcdef"
+	home, addr := t.TempDir(), freeAddr(t)
+	in := start(t, home, addr, "THINGID_OAUTH_REGISTRATIONTOKEN="+iat)
+	_, port, _ := strings.Cut(addr, ":")
+	base := "https://localhost:" + port
+	register := func(token string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", base+"/oauth2/register", strings.NewReader(
+			`{"client_name":"fleet-dashboard","grant_types":["client_credentials"],"scope":"telemetry:read"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := in.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	if code, _ := register(""); code != 401 {
+		t.Errorf("without the initial access token: %d", code)
+	}
+	if code, _ := register(iat + "x"); code != 401 {
+		t.Errorf("with a wrong initial access token: %d", code)
+	}
+	code, body := register(iat)
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, body)
+	}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, in.client)
+	cc := clientcredentials.Config{ClientID: body["client_id"].(string), ClientSecret: body["client_secret"].(string),
+		TokenURL: base + "/oauth2/token", Scopes: []string{"telemetry:read"}}
+	if _, err := cc.Token(ctx); err != nil {
+		t.Errorf("registered client gets no token: %v", err)
 	}
 }

@@ -48,6 +48,9 @@ type OAuth struct {
 	// DeviceCodeLifetime is how long a device authorization request (RFC 8628)
 	// waits for the user.
 	DeviceCodeLifetime Duration `json:"deviceCodeLifetime"`
+	// RegistrationToken is the initial access token that opens dynamic client
+	// registration (RFC 7591) at /oauth2/register; empty: registration is off.
+	RegistrationToken string `json:"registrationToken" secret:"true"`
 }
 
 // Sessions configures browser sessions (OWASP Session Management).
@@ -379,6 +382,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OAuth.DeviceCodeLifetime < Duration(time.Minute) || c.OAuth.DeviceCodeLifetime > Duration(time.Hour) {
 		return fmt.Errorf("oauth.deviceCodeLifetime: must be between 1m and 1h")
+	}
+	if t := c.OAuth.RegistrationToken; t != "" && len(t) < 32 {
+		return fmt.Errorf("oauth.registrationToken: use at least 32 random characters (openssl rand -base64 32)")
 	}
 	if c.Registration.AttemptsPerMinute < 1 {
 		return fmt.Errorf("registration.attemptsPerMinute: must be at least 1")

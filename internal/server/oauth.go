@@ -50,23 +50,29 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 // newOAuth returns the authorization server; admin protects its admin API.
 func (p *Platform) newOAuth(tk *tokenSet, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (*oauth.Server, error) {
 	c := p.Config.OAuth
+	key := p.derivedKey("thingid oauth v1")
+	var registration [][]byte
+	if c.RegistrationToken != "" {
+		registration = [][]byte{oauth.RegistrationTokenHash(key, c.RegistrationToken)}
+	}
 	return oauth.New(oauth.Options{
-		Issuer:               p.Config.HTTP.PublicURL,
-		Store:                p.Store,
-		Identities:           p.Identity,
-		Tokens:               tk.issuer,
-		Keys:                 tk.keys,
-		Verifier:             tk.verifier,
-		Bus:                  p.Bus,
-		Sessions:             sessions,
-		Admin:                admin,
-		Actor:                authn.Actor,
-		Key:                  p.derivedKey("thingid oauth v1"),
-		IDTokenAlg:           c.SigningAlgorithm,
-		AccessTokenLifetime:  time.Duration(c.AccessTokenLifetime),
-		RefreshTokenLifetime: time.Duration(c.RefreshTokenLifetime),
-		DeviceCodeLifetime:   time.Duration(c.DeviceCodeLifetime),
-		Logger:               log.With("component", "oauth"),
+		Issuer:                  p.Config.HTTP.PublicURL,
+		Store:                   p.Store,
+		Identities:              p.Identity,
+		Tokens:                  tk.issuer,
+		Keys:                    tk.keys,
+		Verifier:                tk.verifier,
+		Bus:                     p.Bus,
+		Sessions:                sessions,
+		Admin:                   admin,
+		Actor:                   authn.Actor,
+		Key:                     key,
+		RegistrationTokenHashes: registration,
+		IDTokenAlg:              c.SigningAlgorithm,
+		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
+		RefreshTokenLifetime:    time.Duration(c.RefreshTokenLifetime),
+		DeviceCodeLifetime:      time.Duration(c.DeviceCodeLifetime),
+		Logger:                  log.With("component", "oauth"),
 	})
 }
 
