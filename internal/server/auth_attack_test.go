@@ -310,26 +310,50 @@ func TestDelegatedAccessTokenNeedsAnAdministrator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := func(sub, client string, scope ...string) string {
+	app := &store.Client{Name: "app", Type: store.ClientConfidential, TokenEndpointAuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}}
+	if err := r.p.Store.CreateClient(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	grant := func(sub string) *store.Grant {
+		g := &store.Grant{ClientID: app.ID, Created: time.Now()}
+		if sub != app.ID {
+			g.UserID = sub
+		}
+		if err := r.p.Store.CreateGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	tokenFor := func(g *store.Grant, sub string, scope ...string) string {
 		now := time.Now()
-		tok, err := iss.AccessToken(tokens.Claims{Subject: sub, ClientID: client, Audience: []string{r.p.Config.HTTP.PublicURL},
-			Scope: scope, IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), GrantID: "g-" + sub})
+		tok, err := iss.AccessToken(tokens.Claims{Subject: sub, ClientID: app.ID, Audience: []string{r.p.Config.HTTP.PublicURL},
+			Scope: scope, IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), GrantID: g.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
+	}
+	token := func(sub, _ string, scope ...string) string { return tokenFor(grant(sub), sub, scope...) }
+	// A grant revoked while no verifier heard of it (a restarted node) still
+	// stops its tokens: the stored grant is checked.
+	revoked := grant(app.ID)
+	revokedToken := tokenFor(revoked, app.ID, authn.ScopeSCIMRead)
+	if err := r.p.Store.RevokeGrant(ctx, revoked.ID, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string
 		tok  string
 		want int
 	}{
-		{"client's own token", token("app", "app", authn.ScopeSCIMRead), 200},
+		{"client's own token", token(app.ID, "app", authn.ScopeSCIMRead), 200},
+		{"revoked grant, no event seen", revokedToken, 401},
+		{"grant that does not exist", tokenFor(&store.Grant{ID: "nope"}, app.ID, authn.ScopeSCIMRead), 401},
 		{"for an ordinary user", token(mallory.ID, "app", authn.ScopeSCIMWrite), 403},
 		{"for an ordinary user with admin scope", token(mallory.ID, "app", authn.ScopeAdmin), 403},
 		{"for the administrator", token(admin.ID, "app", authn.ScopeSCIMRead), 200},
 		{"for a user that does not exist", token("ghost", "app", authn.ScopeSCIMRead), 401},
-		{"without a SCIM scope", token("app", "app", "openid"), 403},
+		{"without a SCIM scope", token(app.ID, "app", "openid"), 403},
 	} {
 		if code, body := r.get(t, "/scim/v2/Users", bearer(tc.tok)); code != tc.want {
 			t.Errorf("%s: %d, want %d (%s)", tc.name, code, tc.want, body)

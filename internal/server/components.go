@@ -52,7 +52,7 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 	if err != nil {
 		return nil, err
 	}
-	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL)
+	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
 	srv, err := p.newOAuth(tk, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
 	if err != nil {
 		cleanup()
