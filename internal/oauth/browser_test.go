@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -46,10 +48,10 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
-// TestBrowserPairing: a person opens verification_uri_complete, signs in,
-// confirms the code, sees which device asks and allows it; the device then
-// gets its tokens.
-func TestBrowserPairing(t *testing.T) {
+// pairInBrowser plays the person on the laptop: opens verification_uri_complete,
+// signs in as alice, confirms the prefilled code, checks that the consent page
+// says which device asks, and presses button ("allow" or "deny").
+func pairInBrowser(t *testing.T, button string) (*env, *store.Client, deviceAuthResponse) {
 	ctx := newBrowser(t)
 	e := newEnv(t)
 	c := e.speakerClient(t)
@@ -91,15 +93,34 @@ func TestBrowserPairing(t *testing.T) {
 			t.Errorf("consent page lacks %q:\n%s", want, consent)
 		}
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("allow")), chromedp.WaitVisible(chromedp.ID("message"))); err != nil {
-		t.Fatalf("allowing: %v", err)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID(button)), chromedp.WaitVisible(chromedp.ID("message"))); err != nil {
+		t.Fatalf("pressing %s: %v", button, err)
 	}
-	done, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
-	if err != nil || !strings.Contains(done, "Device connected") {
-		t.Fatalf("after Allow: %v\n%s", err, done)
-	}
+	return e, c, d
+}
+
+// TestBrowserPairing: after Allow the device gets its tokens and alice owns it.
+func TestBrowserPairing(t *testing.T) {
+	e, c, d := pairInBrowser(t, "allow")
 	resp, body := e.pollDevice(t, c.ID, d.DeviceCode)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("device token: %d %s", resp.StatusCode, body)
+	}
+	owners, err := e.st.ListRelationships(context.Background(), store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}})
+	if err != nil || len(owners) != 1 || owners[0].From.ID != e.alice.ID {
+		t.Errorf("owner relationship after Allow: %v %v", owners, err)
+	}
+}
+
+// TestBrowserPairingDenied: after Deny the device gets access_denied and no owner.
+func TestBrowserPairingDenied(t *testing.T) {
+	e, c, d := pairInBrowser(t, "deny")
+	resp, body := e.pollDevice(t, c.ID, d.DeviceCode)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "access_denied") {
+		t.Fatalf("device after Deny: %d %s", resp.StatusCode, body)
+	}
+	owners, _ := e.st.ListRelationships(context.Background(), store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}})
+	if len(owners) != 0 {
+		t.Errorf("owner relationship after Deny: %v", owners)
 	}
 }
