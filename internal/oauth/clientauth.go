@@ -5,12 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/thingid/thingid/internal/store"
@@ -153,63 +149,12 @@ func (s *Server) assertionClient(ctx context.Context, formID, raw string) (*stor
 	if c.TokenEndpointAuthMethod != methodPrivateKeyJWT {
 		return nil, fail
 	}
-	set, err := jwk.Parse(c.JWKS)
+	_, refusal, err := s.verifyAssertion(ctx, c, raw, "client-assertion", jwt.WithSubject(c.ID))
 	if err != nil {
 		return nil, serverError(err)
 	}
-	msg, err := jws.Parse([]byte(raw))
-	if err != nil || len(msg.Signatures()) != 1 {
-		return nil, fail
-	}
-	kid, _ := msg.Signatures()[0].ProtectedHeaders().KeyID()
-	now := s.now()
-	var tok jwt.Token
-	for i := range set.Len() {
-		k, _ := set.Key(i)
-		if id, ok := k.KeyID(); kid != "" && ok && id != kid {
-			continue
-		}
-		alg, err := keyAlgorithm(k)
-		if err != nil {
-			continue
-		}
-		tok, err = jwt.Parse([]byte(raw),
-			jwt.WithKey(alg, k),
-			jwt.WithValidate(true),
-			jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
-			jwt.WithAcceptableSkew(assertionLeeway),
-			jwt.WithIssuer(c.ID),
-			jwt.WithSubject(c.ID),
-			jwt.WithRequiredClaim("exp"),
-			jwt.WithRequiredClaim("jti"),
-		)
-		if err == nil {
-			break
-		}
-		tok = nil
-	}
-	if tok == nil {
-		return nil, fail
-	}
-	aud, _ := tok.Audience()
-	if !slices.ContainsFunc(aud, func(a string) bool { return a == s.issuer || a == s.issuer+pathToken }) {
-		return nil, ErrInvalidClient.WithDescription("client assertion: aud must be the issuer or the token endpoint")
-	}
-	exp, _ := tok.Expiration()
-	if exp.After(now.Add(maxAssertionLifetime + assertionLeeway)) {
-		return nil, ErrInvalidClient.WithDescription("client assertion: exp is too far in the future (at most %s)", maxAssertionLifetime)
-	}
-	jti, _ := tok.JwtID()
-	if strings.TrimSpace(jti) == "" {
-		return nil, fail
-	}
-	// RFC 7523 §3 item 7: the jti is single-use while the assertion is valid.
-	err = s.st.UseOnce(ctx, "client-assertion:"+c.ID+":"+jti, exp.Add(assertionLeeway))
-	if errors.Is(err, store.ErrUsed) {
-		return nil, ErrInvalidClient.WithDescription("client assertion was used before")
-	}
-	if err != nil {
-		return nil, serverError(err)
+	if refusal != "" {
+		return nil, ErrInvalidClient.WithDescription("client assertion %s", refusal)
 	}
 	return c, nil
 }

@@ -2,14 +2,9 @@ package oauth
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"slices"
-	"strings"
-	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/thingid/thingid/internal/store"
@@ -30,67 +25,16 @@ func (s *Server) jwtBearerGrant(ctx context.Context, c *store.Client, form url.V
 	if raw == "" {
 		return nil, ErrInvalidRequest.WithDescription("assertion is required")
 	}
-	fail := ErrInvalidGrant.WithDescription("assertion refused")
-	if len(raw) > 8<<10 || len(c.JWKS) == 0 {
-		return nil, fail
-	}
-	set, err := jwk.Parse(c.JWKS)
+	tok, refusal, err := s.verifyAssertion(ctx, c, raw, "jwt-bearer", jwt.WithRequiredClaim("sub"))
 	if err != nil {
 		return nil, serverError(err)
 	}
-	msg, err := jws.Parse([]byte(raw))
-	if err != nil || len(msg.Signatures()) != 1 {
-		return nil, fail
+	if refusal != "" {
+		return nil, ErrInvalidGrant.WithDescription("assertion %s", refusal)
 	}
-	kid, _ := msg.Signatures()[0].ProtectedHeaders().KeyID()
-	now := s.now()
-	var tok jwt.Token
-	for i := range set.Len() {
-		k, _ := set.Key(i)
-		if id, ok := k.KeyID(); kid != "" && ok && id != kid {
-			continue
-		}
-		// The key's own algorithm, never the header's: none and HS* with a
-		// public key as secret cannot match (RFC 8725 §3.1).
-		alg, err := keyAlgorithm(k)
-		if err != nil {
-			continue
-		}
-		tok, err = jwt.Parse([]byte(raw),
-			jwt.WithKey(alg, k),
-			jwt.WithValidate(true),
-			jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
-			jwt.WithAcceptableSkew(assertionLeeway),
-			jwt.WithIssuer(c.ID),
-			jwt.WithRequiredClaim("sub"),
-			jwt.WithRequiredClaim("exp"),
-			jwt.WithRequiredClaim("jti"),
-		)
-		if err == nil {
-			break
-		}
-		tok = nil
-	}
-	if tok == nil {
-		return nil, fail
-	}
-	aud, _ := tok.Audience()
-	if !slices.ContainsFunc(aud, func(a string) bool { return a == s.issuer || a == s.issuer+pathToken }) {
-		return nil, ErrInvalidGrant.WithDescription("assertion: aud must be the issuer or the token endpoint (RFC 7523 §3)")
-	}
-	exp, _ := tok.Expiration()
-	if exp.After(now.Add(maxAssertionLifetime + assertionLeeway)) {
-		return nil, ErrInvalidGrant.WithDescription("assertion: exp is too far in the future (at most %s)", maxAssertionLifetime)
-	}
-	jti, _ := tok.JwtID()
 	sub, _ := tok.Subject()
-	if strings.TrimSpace(jti) == "" || sub == "" {
-		return nil, fail
-	}
-	if err := s.st.UseOnce(ctx, "jwt-bearer:"+c.ID+":"+jti, exp.Add(assertionLeeway)); errors.Is(err, store.ErrUsed) {
-		return nil, ErrInvalidGrant.WithDescription("assertion was used before (RFC 7523 §3 item 7)")
-	} else if err != nil {
-		return nil, serverError(err)
+	if sub == "" {
+		return nil, ErrInvalidGrant.WithDescription("assertion has an empty sub")
 	}
 	if c.ThingID != "" && sub == c.ThingID {
 		if err := s.activeSubjects(ctx, "", c.ThingID); err != nil {
