@@ -2,54 +2,18 @@ package authn
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/thingid/thingid/internal/browsertest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts a headless Chromium with a fresh profile that accepts the
-// test server's certificate. Without Chromium the test is skipped, except in
-// CI (CI=true), where that is a failure.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required in CI but %s is missing: install Debian's chromium package", chromiumPath)
-		}
-		t.Skipf("browser test skipped: %s not found (apt-get install chromium to run it)", chromiumPath)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.IgnoreCertErrors, // httptest's self-signed certificate
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	// The first call starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // TestBrowserSignInAndOut: the account page sends a stranger to sign in, the
 // form brings them back signed in, and signing out ends it.
 func TestBrowserSignInAndOut(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := browsertest.New(t)
 	e := newEnv(t, testOptions())
 
 	resp, err := chromedp.RunResponse(ctx, chromedp.Navigate(e.srv.URL+"/account"))

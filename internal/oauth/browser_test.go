@@ -3,56 +3,21 @@ package oauth
 import (
 	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/thingid/thingid/internal/browsertest"
+
 	"github.com/thingid/thingid/internal/store"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts headless Chromium; it skips unless Chromium is installed,
-// and fails in CI where it must be.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required in CI but %s is missing: install Debian's chromium package", chromiumPath)
-		}
-		t.Skipf("browser test skipped: %s not found (apt-get install chromium to run it)", chromiumPath)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// The httptest server's certificate is self-signed.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // pairInBrowser plays the person on the laptop: opens verification_uri_complete,
 // signs in as alice, confirms the prefilled code, checks that the consent page
 // says which device asks, and presses button ("allow" or "deny").
 func pairInBrowser(t *testing.T, button string) (*env, *store.Client, deviceAuthResponse) {
-	ctx := newBrowser(t)
+	ctx := browsertest.New(t)
 	e := newEnv(t)
 	c := e.speakerClient(t)
 	d := e.startDevice(t, c.ID)

@@ -2,47 +2,13 @@ package selfservice
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/thingid/thingid/internal/browsertest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts a headless Chromium with a fresh profile. Without Chromium
-// the test is skipped, except in CI (CI=true), where that is a failure.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required in CI but %s is missing: install Debian's chromium package", chromiumPath)
-		}
-		t.Skipf("browser test skipped: %s not found (apt-get install chromium to run it)", chromiumPath)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	// The first call starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func fillForm(user, pw, confirm string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
@@ -55,7 +21,7 @@ func fillForm(user, pw, confirm string) chromedp.Action[chromedp.Void] {
 }
 
 func TestBrowserRegistration(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := browsertest.New(t)
 	e := newEnv(t, testOptions())
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/register"), fillForm("heidi", goodPassword, goodPassword)); err != nil {
@@ -80,7 +46,7 @@ func TestBrowserRegistration(t *testing.T) {
 }
 
 func TestBrowserWeakPasswordShownAtField(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := browsertest.New(t)
 	e := newEnv(t, testOptions())
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/register"), fillForm("ivan", "123456789012345", "123456789012345")); err != nil {
