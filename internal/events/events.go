@@ -24,27 +24,39 @@ type Bus struct {
 	mu   sync.RWMutex
 	next int
 	subs map[int]func(Event)
+	// local sees only events published on this node (Publish), never those a
+	// relay brought from another node: forwarding those again would loop.
+	local map[int]func(Event)
 }
 
 // New returns an empty bus.
-func New() *Bus { return &Bus{subs: map[int]func(Event){}} }
+func New() *Bus { return &Bus{subs: map[int]func(Event){}, local: map[int]func(Event){}} }
 
 // Subscribe registers fn for every later event and returns a function that removes it.
-func (b *Bus) Subscribe(fn func(Event)) (cancel func()) {
+func (b *Bus) Subscribe(fn func(Event)) (cancel func()) { return b.add(b.subs, fn) }
+
+// subscribeLocal registers fn for every later event published on this node.
+func (b *Bus) subscribeLocal(fn func(Event)) (cancel func()) { return b.add(b.local, fn) }
+
+func (b *Bus) add(m map[int]func(Event), fn func(Event)) (cancel func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	id := b.next
 	b.next++
-	b.subs[id] = fn
+	m[id] = fn
 	return func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		delete(b.subs, id)
+		delete(m, id)
 	}
 }
 
-// Publish delivers e to every subscriber. A nil bus drops events.
-func (b *Bus) Publish(e Event) {
+// Publish delivers e to every subscriber (and, through a Relay, to the other
+// nodes). A nil bus drops events.
+func (b *Bus) Publish(e Event) { b.publish(e, true) }
+
+// publish delivers e to every subscriber; local says e happened on this node.
+func (b *Bus) publish(e Event, local bool) {
 	if b == nil {
 		return
 	}
@@ -55,5 +67,10 @@ func (b *Bus) Publish(e Event) {
 	defer b.mu.RUnlock()
 	for _, fn := range b.subs {
 		fn(e)
+	}
+	if local {
+		for _, fn := range b.local {
+			fn(e)
+		}
 	}
 }

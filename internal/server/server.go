@@ -37,6 +37,8 @@ type Platform struct {
 	Bus      *events.Bus
 	Identity *identity.Service
 	Key      secrets.Key
+
+	relay *events.Relay // carries Bus events between nodes on PostgreSQL, or nil
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -53,12 +55,26 @@ func Open(ctx context.Context, cfg config.Config) (*Platform, error) {
 		return nil, err
 	}
 	bus := events.New()
+	var relay *events.Relay
+	if cfg.Storage.Type == "postgres" {
+		// DESIGN.md: with PostgreSQL, events reach every node within a second.
+		if relay, err = events.StartRelay(ctx, bus, cfg.Storage.Postgres.DSN, slog.Default()); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	policy := password.Policy{MinLength: cfg.Passwords.MinLength}
-	return &Platform{Config: cfg, Store: st, Bus: bus, Identity: identity.New(st, bus, policy), Key: key}, nil
+	return &Platform{Config: cfg, Store: st, Bus: bus, Identity: identity.New(st, bus, policy), Key: key, relay: relay}, nil
 }
 
-// Close closes the store.
-func (p *Platform) Close() error { return p.Store.Close() }
+// Close stops relaying events (after sending those already published) and
+// closes the store.
+func (p *Platform) Close() error {
+	if p.relay != nil {
+		p.relay.Close()
+	}
+	return p.Store.Close()
+}
 
 // TokenKey keys the stored hashes of admin API tokens; it is derived from the
 // master key so that a copy of the database alone cannot verify guesses.
@@ -114,6 +130,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer cleanup()
+	go p.purgeLoop(ctx, log)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

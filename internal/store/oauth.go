@@ -283,3 +283,10 @@ type OAuth interface {
 	Replay
 	Counters
 }
+
+// Purger deletes expired short-lived records (sessions, codes, device codes,
+// replay records, refresh tokens, old failure counters), which every reader
+// already ignores, so that they do not accumulate.
+type Purger interface {
+	PurgeExpired(ctx context.Context, before time.Time) (int64, error)
+}

@@ -282,6 +282,7 @@ type Store interface {
 	// WithTx runs fn in one transaction, committed when fn returns nil and rolled
 	// back otherwise. fn may be re-run by the backend on serialization failure.
 	WithTx(ctx context.Context, fn func(tx Tx) error) error
+	Purger
 	// Ping reports whether the database answers (readiness).
 	Ping(ctx context.Context) error
 	Close() error

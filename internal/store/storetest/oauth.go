@@ -39,6 +39,7 @@ func OAuth(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentFailures", testConcurrentFailures},
 		{"Replay", testReplay},
 		{"ConcurrentReplay", testConcurrentReplay},
+		{"PurgeExpired", testPurgeExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -838,5 +839,31 @@ func testDeleteIdentityRevokesNothing(t *testing.T, s store.Store) {
 	must(t, err)
 	if u2.ID == u.ID || len(gs) != 0 {
 		t.Fatalf("new user %s inherited %d grants", u2.ID, len(gs))
+	}
+}
+
+// testPurgeExpired: expired short-lived records go, live ones stay.
+func testPurgeExpired(t *testing.T, s store.Store) {
+	now := time.Now()
+	past, later := now.Add(-time.Minute), now.Add(time.Hour)
+	must(t, s.CreateSession(ctx(t), &store.Session{Hash: hashOf("old"), UserID: "u1", ExpiresAt: past}))
+	must(t, s.CreateSession(ctx(t), &store.Session{Hash: hashOf("live"), UserID: "u1", ExpiresAt: later}))
+	must(t, s.UseOnce(ctx(t), "purge:old", past))
+	must(t, s.UseOnce(ctx(t), "purge:live", later))
+	n, err := s.PurgeExpired(ctx(t), now)
+	must(t, err)
+	if n < 2 {
+		t.Errorf("purged %d records, want at least the expired session and replay record", n)
+	}
+	if _, err := s.GetSession(ctx(t), hashOf("live")); err != nil {
+		t.Errorf("live session purged: %v", err)
+	}
+	wantErr(t, s.UseOnce(ctx(t), "purge:live", later), store.ErrUsed)
+	// The purged record is gone for good: the key can be recorded afresh.
+	must(t, s.UseOnce(ctx(t), "purge:old", later))
+	sessions, err := s.ListSessions(ctx(t), "u1")
+	must(t, err)
+	if len(sessions) != 1 {
+		t.Errorf("%d sessions left, want the live one", len(sessions))
 	}
 }
