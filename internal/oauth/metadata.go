@@ -36,6 +36,8 @@ type Metadata struct {
 	ClaimsSupported                  []string `json:"claims_supported"`
 	// RFC 9207 §3: iss is in every authorization response.
 	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+	// RFC 9449 §5.1: the algorithms of DPoP proofs this server accepts.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // supportedGrantTypes is the set a client may be registered with.
@@ -75,6 +77,7 @@ func (s *Server) Metadata() Metadata {
 		RevocationEndpointAuthMethodsSupported: slices.Clone(authMethods),
 		SubjectTypesSupported:                  []string{"public"},
 		IDTokenSigningAlgValuesSupported:       []string{s.opts.IDTokenAlg},
+		DPoPSigningAlgValuesSupported:          slices.Clone(dpopAlgs),
 	}
 	m.IntrospectionEndpoint = s.issuer + pathIntrospect
 	m.IntrospectionEndpointAuthMethodsSupported = slices.Clone(introspectionAuthMethods)

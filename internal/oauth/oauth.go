@@ -110,6 +110,12 @@ type Options struct {
 	UserCodeAttempts int
 	UserCodeWindow   time.Duration
 
+	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 §8) at the
+	// token and UserInfo endpoints; nonces rotate every DPoPNonceRotation
+	// (default 5 min) and are derived from Key, so every node accepts them.
+	DPoPNonces        bool
+	DPoPNonceRotation time.Duration
+
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
 }
@@ -122,7 +128,7 @@ type Server struct {
 	now    func() time.Time
 	issuer string
 
-	secretKey, refreshKey, deviceKey, counterKey []byte
+	secretKey, refreshKey, deviceKey, counterKey, nonceKey []byte
 
 	kit   ui.Kit
 	csrf  *ui.CSRF
@@ -141,7 +147,7 @@ func New(opts Options) (*Server, error) {
 	case len(opts.Key) < 32:
 		return nil, errors.New("oauth: Key must have at least 32 bytes")
 	}
-	for _, d := range []time.Duration{opts.AccessTokenLifetime, opts.RefreshTokenLifetime, opts.DeviceCodeLifetime, opts.DeviceInterval, opts.UserCodeWindow} {
+	for _, d := range []time.Duration{opts.AccessTokenLifetime, opts.RefreshTokenLifetime, opts.DeviceCodeLifetime, opts.DeviceInterval, opts.UserCodeWindow, opts.DPoPNonceRotation} {
 		if d < 0 {
 			return nil, errors.New("oauth: lifetimes and intervals must be positive")
 		}
@@ -171,6 +177,10 @@ func New(opts Options) (*Server, error) {
 	opts.DeviceInterval = cmp.Or(opts.DeviceInterval, 5*time.Second)
 	opts.UserCodeAttempts = cmp.Or(opts.UserCodeAttempts, 5)
 	opts.UserCodeWindow = cmp.Or(opts.UserCodeWindow, 10*time.Minute)
+	opts.DPoPNonceRotation = cmp.Or(opts.DPoPNonceRotation, dpopNonceRotation)
+	if opts.DPoPNonceRotation < time.Second {
+		return nil, errors.New("oauth: DPoPNonceRotation must be at least a second")
+	}
 	if opts.Actor == nil {
 		opts.Actor = func(*http.Request) string { return "admin" }
 	}
@@ -181,6 +191,7 @@ func New(opts Options) (*Server, error) {
 		refreshKey: derive(opts.Key, "thingid oauth refresh token v1"),
 		deviceKey:  derive(opts.Key, "thingid oauth device code v1"),
 		counterKey: derive(opts.Key, "thingid oauth counters v1"),
+		nonceKey:   derive(opts.Key, "thingid oauth dpop nonce v1"),
 	}
 	if s.now == nil {
 		s.now = time.Now

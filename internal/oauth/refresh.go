@@ -21,10 +21,16 @@ func (s *Server) refreshHash(token string) []byte {
 // newRefreshToken stores and returns a fresh opaque refresh token of grant g.
 func (s *Server) newRefreshToken(ctx context.Context, c *store.Client, g *store.Grant, scopes []string, now time.Time) (string, error) {
 	tok := refreshPrefix + base64.RawURLEncoding.EncodeToString(randomBytes(32))
-	err := s.st.CreateRefreshToken(ctx, &store.RefreshToken{
+	rt := &store.RefreshToken{
 		Hash: s.refreshHash(tok), GrantID: g.ID, ClientID: c.ID, Scopes: scopes,
 		Created: now.UTC(), ExpiresAt: now.Add(s.opts.RefreshTokenLifetime).UTC(),
-	})
+	}
+	if c.Type == store.ClientPublic {
+		// RFC 9449 §5: a public client's refresh token is bound to its DPoP
+		// key; a confidential client's is bound by its authentication already.
+		rt.DPoPJKT = dpopJKT(ctx)
+	}
+	err := s.st.CreateRefreshToken(ctx, rt)
 	return tok, err
 }
 
@@ -61,6 +67,17 @@ func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Val
 			return nil, serverError(rerr)
 		}
 		return nil, ErrInvalidGrant.WithDescription("refresh token was not issued to this client")
+	}
+	if rt.DPoPJKT != "" && !equalJKT(rt.DPoPJKT, dpopJKT(ctx)) {
+		// RFC 9449 §5: only the holder of the bound key may refresh. The
+		// token is burnt now and the grant revoked, as for a token presented
+		// by another client: whoever sent it holds a leaked refresh token.
+		// invalid_grant, not invalid_dpop_proof: a missing proof or a valid
+		// proof by another key makes the grant, not the proof, unusable.
+		if rerr := s.revokeGrant(ctx, "client:"+c.ID, rt.GrantID, "DPoP-bound refresh token presented without its key"); rerr != nil {
+			return nil, serverError(rerr)
+		}
+		return nil, ErrInvalidGrant.WithDescription("the refresh token is bound to a DPoP key; send a proof signed with it (RFC 9449 §5)")
 	}
 	g, err := s.st.GetGrant(ctx, rt.GrantID)
 	if errors.Is(err, store.ErrNotFound) {

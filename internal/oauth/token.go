@@ -99,18 +99,24 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, ErrUnauthorizedClient.WithDescription("the client may not use %s", gt))
 		return
 	}
+	// RFC 9449 §5: a proof on any grant binds the tokens it yields (issue).
+	ctx, err := s.tokenDPoP(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var resp *tokenResponse
 	switch gt {
 	case GrantClientCredentials:
-		resp, err = s.clientCredentials(r.Context(), c, form)
+		resp, err = s.clientCredentials(ctx, c, form)
 	case GrantDeviceCode:
-		resp, err = s.deviceCodeGrant(r.Context(), c, form)
+		resp, err = s.deviceCodeGrant(ctx, c, form)
 	case GrantRefreshToken:
-		resp, err = s.refreshGrant(r.Context(), c, form)
+		resp, err = s.refreshGrant(ctx, c, form)
 	case GrantAuthorizationCode:
-		resp, err = s.authorizationCodeGrant(r.Context(), c, form)
+		resp, err = s.authorizationCodeGrant(ctx, c, form)
 	case GrantJWTBearer:
-		resp, err = s.jwtBearerGrant(r.Context(), c, form)
+		resp, err = s.jwtBearerGrant(ctx, c, form)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -208,14 +214,21 @@ const touchEvery = time.Minute
 func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, subject string, scopes, refreshScopes []string) (*tokenResponse, error) {
 	now := s.now()
 	exp := now.Add(s.opts.AccessTokenLifetime)
-	at, err := s.opts.Tokens.AccessToken(tokens.Claims{
+	claims := tokens.Claims{
 		Subject: subject, Audience: s.opts.Audience, ClientID: c.ID, Scope: scopes,
 		IssuedAt: now, ExpiresAt: exp, GrantID: g.ID, ThingID: g.ThingID,
-	})
+	}
+	tokenType := "Bearer"
+	if jkt := dpopJKT(ctx); jkt != "" {
+		// RFC 9449 §6.1, §5: bound to the proof's key, and said so.
+		claims.Confirmation = &tokens.Confirmation{JKT: jkt}
+		tokenType = "DPoP"
+	}
+	at, err := s.opts.Tokens.AccessToken(claims)
 	if err != nil {
 		return nil, serverError(err)
 	}
-	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.opts.AccessTokenLifetime / time.Second), Scope: strings.Join(scopes, " ")}
+	resp := &tokenResponse{AccessToken: at, TokenType: tokenType, ExpiresIn: int64(s.opts.AccessTokenLifetime / time.Second), Scope: strings.Join(scopes, " ")}
 	if refreshScopes != nil {
 		if resp.RefreshToken, err = s.newRefreshToken(ctx, c, g, refreshScopes, now); err != nil {
 			return nil, serverError(err)

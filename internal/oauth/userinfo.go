@@ -31,17 +31,51 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// RFC 9449 §7.1: a token sent with the DPoP scheme comes with a proof over
+	// this request and this token; only then does the proof's key count, so a
+	// DPoP-bound token sent as Bearer fails CheckBinding.
+	dpop := authScheme(r) == "dpop"
+	var jkt string
+	if dpop {
+		proof, perr := dpopProof(r)
+		if perr == nil && proof == "" {
+			perr = ErrInvalidDPoPProof.WithDescription("the DPoP scheme needs a DPoP proof")
+		}
+		if perr != nil {
+			dpopError(w, http.StatusUnauthorized, perr.Code, perr.Description)
+			return
+		}
+		if s.opts.DPoPNonces {
+			w.Header().Set("DPoP-Nonce", s.currentNonce())
+		}
+		var err error
+		jkt, err = s.verifyDPoP(ctx, proof, dpopCheck{method: r.Method, htu: s.issuer + pathUserinfo, accessToken: raw})
+		var e *Error
+		if errors.As(err, &e) {
+			dpopError(w, http.StatusUnauthorized, e.Code, e.Description)
+			return
+		}
+		if err != nil {
+			s.log.Error("oauth: userinfo", "err", err)
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+	}
 	cl, err := s.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: s.issuer})
 	if err == nil {
 		var thumb string
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			thumb = tokens.CertThumbprint(r.TLS.PeerCertificates[0])
 		}
-		err = tokens.CheckBinding(cl, thumb, "")
+		err = tokens.CheckBinding(cl, thumb, jkt)
 	}
 	var te *tokens.Error
 	if errors.As(err, &te) {
-		bearerError(w, http.StatusUnauthorized, te.Code(), te.Description())
+		if dpop || (cl != nil && cl.Confirmation != nil && cl.Confirmation.JKT != "") {
+			dpopError(w, http.StatusUnauthorized, te.Code(), te.Description())
+		} else {
+			bearerError(w, http.StatusUnauthorized, te.Code(), te.Description())
+		}
 		return
 	}
 	if err != nil {
@@ -112,13 +146,14 @@ func userClaims(u *store.User, scopes []string) map[string]any {
 	return out
 }
 
-// bearerToken finds the access token of a request; ok is false when it came
-// in more than one way (RFC 6750 §2). The query (§2.3) is not accepted.
+// bearerToken finds the access token of a request, Bearer or DPoP (RFC 9449
+// §7.1); ok is false when it came in more than one way (RFC 6750 §2). The
+// query (§2.3) is not accepted.
 func bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
 	var found []string
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
+		if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "DPoP") {
 			return "", false
 		}
 		found = append(found, strings.TrimSpace(tok))
@@ -152,4 +187,10 @@ func bearerError(w http.ResponseWriter, status int, code, desc string, extra ...
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 	}{code, desc})
+}
+
+// authScheme is the lower-cased scheme of the Authorization header.
+func authScheme(r *http.Request) string {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return strings.ToLower(scheme)
 }

@@ -1,0 +1,406 @@
+package oauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"golang.org/x/oauth2"
+)
+
+// dpopHolder is a client's DPoP key pair.
+type dpopHolder struct {
+	priv *ecdsa.PrivateKey
+	pub  jwk.Key
+	jkt  string
+}
+
+func newHolder(t testing.TB) *dpopHolder {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := pub.Thumbprint(crypto.SHA256)
+	return &dpopHolder{priv: priv, pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
+}
+
+// dpopClaimsFor are the claims of a good proof; edit changes them.
+func dpopClaimsFor(method, htu string) map[string]any {
+	return map[string]any{"jti": base64.RawURLEncoding.EncodeToString(randomBytes(12)), "htm": method, "htu": htu, "iat": time.Now().Unix()}
+}
+
+// proof signs claims with jwx, typ dpop+jwt and the public jwk in the
+// header; hdr overrides header parameters.
+func (h *dpopHolder) proof(t testing.TB, claims map[string]any, hdr ...any) string {
+	t.Helper()
+	headers := jws.NewHeaders()
+	_ = headers.Set("typ", "dpop+jwt")
+	_ = headers.Set("jwk", h.pub)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		_ = headers.Set(hdr[i].(string), hdr[i+1])
+	}
+	payload, _ := json.Marshal(claims)
+	b, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), h.priv, jws.WithProtectedHeaders(headers)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// tokenProof is a good proof for the token endpoint.
+func (e *env) tokenProof(t testing.TB, h *dpopHolder) string {
+	return h.proof(t, dpopClaimsFor(http.MethodPost, e.srv.URL+pathToken))
+}
+
+// userinfoProof is a good proof for GET /oauth2/userinfo with token at.
+func (e *env) userinfoProof(t testing.TB, h *dpopHolder, at string) string {
+	c := dpopClaimsFor(http.MethodGet, e.srv.URL+pathUserinfo)
+	c["ath"] = athOf(at)
+	return h.proof(t, c)
+}
+
+func athOf(at string) string {
+	sum := sha256.Sum256([]byte(at))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// rawJWS builds a compact JWS by hand for what jwx refuses to sign.
+func rawJWS(hdr, claims map[string]any, sign func(input string) []byte) string {
+	hb, _ := json.Marshal(hdr)
+	cb, _ := json.Marshal(claims)
+	in := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(cb)
+	return in + "." + base64.RawURLEncoding.EncodeToString(sign(in))
+}
+
+// dpopTransport adds a fresh proof to every request, as a DPoP client library would.
+type dpopTransport struct {
+	h    *dpopHolder
+	t    testing.TB
+	base http.RoundTripper
+}
+
+func (d dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	u := *r.URL
+	u.RawQuery, u.Fragment = "", ""
+	r = r.Clone(r.Context())
+	r.Header.Set("DPoP", d.h.proof(d.t, dpopClaimsFor(r.Method, u.String())))
+	return d.base.RoundTrip(r)
+}
+
+func (e *env) dpopCtx(t testing.TB, h *dpopHolder) context.Context {
+	c := *e.srv.Client()
+	c.Transport = dpopTransport{h: h, t: t, base: e.srv.Client().Transport}
+	return context.WithValue(context.Background(), oauth2.HTTPClient, &c)
+}
+
+func TestDPoPClientCredentials(t *testing.T) {
+	e := newEnv(t)
+	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
+	h := newHolder(t)
+	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, append(basic(c.ID, secret), "DPoP", e.tokenProof(t, h))...)
+	var tr tokenResponse
+	_ = json.Unmarshal([]byte(body), &tr)
+	if resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
+		t.Fatalf("DPoP token request: %d %s", resp.StatusCode, body)
+	}
+	cl, err := e.verify(tr.AccessToken)
+	if err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.jkt {
+		t.Fatalf("cnf of %+v (%v), want jkt %s", cl, err, h.jkt)
+	}
+	// Without a proof: a plain bearer token.
+	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, basic(c.ID, secret)...)
+	_ = json.Unmarshal([]byte(body), &tr)
+	if resp.StatusCode != http.StatusOK || tr.TokenType != "Bearer" {
+		t.Fatalf("bearer: %d %s", resp.StatusCode, body)
+	}
+	if m := e.s.Metadata(); len(m.DPoPSigningAlgValuesSupported) == 0 || m.DPoPSigningAlgValuesSupported[0] != "ES256" {
+		t.Fatalf("metadata: %v", m.DPoPSigningAlgValuesSupported)
+	}
+}
+
+func TestDPoPProofAttacks(t *testing.T) {
+	e := newEnv(t)
+	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
+	h, other := newHolder(t), newHolder(t)
+	htu := e.srv.URL + pathToken
+	good := func() map[string]any { return dpopClaimsFor(http.MethodPost, htu) }
+	with := func(k string, v any) map[string]any { m := good(); m[k] = v; return m }
+	pubMap := func(k jwk.Key) map[string]any {
+		b, _ := json.Marshal(k)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return m
+	}
+	privJWK, _ := jwk.Import(h.priv)
+	replayed := h.proof(t, good())
+	hsKey := []byte("a shared secret that is not a key")
+
+	cases := []struct {
+		name  string
+		proof string
+	}{
+		{"replay (first use)", replayed}, // accepted below, then refused
+		{"replay (same jti)", replayed},
+		{"wrong htm", h.proof(t, dpopClaimsFor(http.MethodGet, htu))},
+		{"htu other path", h.proof(t, with("htu", e.srv.URL+pathUserinfo))},
+		{"htu other host", h.proof(t, with("htu", "https://evil.example"+pathToken))},
+		{"htu with query", h.proof(t, with("htu", htu+"?a=b"))},
+		{"iat too old", h.proof(t, with("iat", time.Now().Add(-2*time.Minute).Unix()))},
+		{"iat in the future", h.proof(t, with("iat", time.Now().Add(time.Minute).Unix()))},
+		{"no jti", h.proof(t, with("jti", ""))},
+		{"typ missing", rawJWSBy(t, h, map[string]any{"alg": "ES256", "jwk": pubMap(h.pub)}, good())},
+		{"typ jwt", h.proof(t, good(), "typ", "JWT")},
+		{"alg none", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": pubMap(h.pub)}, good(), func(string) []byte { return nil })},
+		{"alg HS256", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": map[string]any{"kty": "oct", "k": base64.RawURLEncoding.EncodeToString(hsKey)}}, good(),
+			func(in string) []byte { m := hmac.New(sha256.New, hsKey); m.Write([]byte(in)); return m.Sum(nil) })},
+		{"private key in jwk", h.proof(t, good(), "jwk", privJWK)},
+		{"signed by another key", func() string { // other's signature, h's jwk
+			hdr := jws.NewHeaders()
+			_ = hdr.Set("typ", "dpop+jwt")
+			_ = hdr.Set("jwk", h.pub)
+			p, _ := json.Marshal(good())
+			b, err := jws.Sign(p, jws.WithKey(jwa.ES256(), other.priv, jws.WithProtectedHeaders(hdr)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}()},
+		{"not a JWS", "not.a.jws"},
+	}
+	for i, tc := range cases {
+		resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, append(basic(c.ID, secret), "DPoP", tc.proof)...)
+		if i == 0 {
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %d %s", tc.name, resp.StatusCode, body)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_dpop_proof" {
+			t.Errorf("%s: %d %s, want 400 invalid_dpop_proof", tc.name, resp.StatusCode, body)
+		}
+	}
+	// Two DPoP headers.
+	req, _ := http.NewRequest(http.MethodPost, htu, strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(c.ID, secret)
+	req.Header.Add("DPoP", h.proof(t, good()))
+	req.Header.Add("DPoP", h.proof(t, good()))
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("two DPoP headers: %d", resp.StatusCode)
+	}
+}
+
+// rawJWSBy signs a hand-made header with h's key (ES256, r||s).
+func rawJWSBy(t testing.TB, h *dpopHolder, hdr, claims map[string]any) string {
+	return rawJWS(hdr, claims, func(in string) []byte {
+		sum := sha256.Sum256([]byte(in))
+		r, s, err := ecdsa.Sign(rand.Reader, h.priv, sum[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]byte, 64)
+		r.FillBytes(out[:32])
+		s.FillBytes(out[32:])
+		return out
+	})
+}
+
+func TestDPoPUserinfoAndPublicRefresh(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t) // public: its refresh tokens are bound (RFC 9449 §5)
+	h, other := newHolder(t), newHolder(t)
+	code, v := e.codeFor(t, c, "openid", "offline_access")
+	tok, err := e.oauthConfig(c).Exchange(e.dpopCtx(t, h), code, oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "DPoP" || tok.RefreshToken == "" {
+		t.Fatalf("token %+v", tok)
+	}
+	at := tok.AccessToken
+	ui := func(header ...string) (*http.Response, string) {
+		return e.do(t, e.srv.Client(), http.MethodGet, pathUserinfo, "", "", header...)
+	}
+	resp, body := ui("Authorization", "DPoP "+at, "DPoP", e.userinfoProof(t, h, at))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, e.alice.ID) {
+		t.Fatalf("userinfo with proof: %d %s", resp.StatusCode, body)
+	}
+	refusals := []struct {
+		name   string
+		header []string
+		code   string
+	}{
+		{"bound token as Bearer", []string{"Authorization", "Bearer " + at}, "invalid_token"},
+		{"bound token as Bearer with a proof", []string{"Authorization", "Bearer " + at, "DPoP", e.userinfoProof(t, h, at)}, "invalid_token"},
+		{"DPoP scheme without proof", []string{"Authorization", "DPoP " + at}, "invalid_dpop_proof"},
+		{"proof by another key", []string{"Authorization", "DPoP " + at, "DPoP", e.userinfoProof(t, other, at)}, "invalid_token"},
+		{"ath mismatch", []string{"Authorization", "DPoP " + at, "DPoP", e.userinfoProof(t, h, at+"x")}, "invalid_dpop_proof"},
+		{"no ath", []string{"Authorization", "DPoP " + at, "DPoP", h.proof(t, dpopClaimsFor(http.MethodGet, e.srv.URL+pathUserinfo))}, "invalid_dpop_proof"},
+		{"proof for the token endpoint", []string{"Authorization", "DPoP " + at, "DPoP", func() string {
+			c := dpopClaimsFor(http.MethodGet, e.srv.URL+pathToken)
+			c["ath"] = athOf(at)
+			return h.proof(t, c)
+		}()}, "invalid_dpop_proof"},
+	}
+	for _, tc := range refusals {
+		resp, body := ui(tc.header...)
+		wa := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(wa, "DPoP ") || !strings.Contains(wa, `error="`+tc.code+`"`) {
+			t.Errorf("%s: %d %q %s", tc.name, resp.StatusCode, wa, body)
+		}
+	}
+
+	// The refresh token is bound: the right key refreshes (and the new one stays bound).
+	var tr tokenResponse
+	rt := tok.RefreshToken
+	form := url.Values{"grant_type": {GrantRefreshToken}, "client_id": {c.ID}, "refresh_token": {rt}}
+	resp, body = e.tokenRequest(t, form, "DPoP", e.tokenProof(t, h))
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
+		t.Fatalf("refresh with the key: %d %s", resp.StatusCode, body)
+	}
+	// Another key's proof: invalid_grant, and the grant is gone.
+	form.Set("refresh_token", tr.RefreshToken)
+	resp, body = e.tokenRequest(t, form, "DPoP", e.tokenProof(t, other))
+	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+		t.Fatalf("refresh with another key: %d %s", resp.StatusCode, body)
+	}
+	// A new grant; refreshing without any proof: invalid_grant too.
+	code, v = e.codeFor(t, c, "openid", "offline_access")
+	tok, err = e.oauthConfig(c).Exchange(e.dpopCtx(t, h), code, oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "client_id": {c.ID}, "refresh_token": {tok.RefreshToken}})
+	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+		t.Fatalf("refresh without proof: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestDPoPConfidentialRefreshNotBound(t *testing.T) {
+	e := newEnv(t)
+	c, secret := e.client(t, ClientSpec{Name: "speaker backend", ThingID: e.speaker.ID,
+		GrantTypes: []string{GrantDeviceCode, GrantRefreshToken}, Scopes: []string{"speaker:play", "offline_access"}})
+	h := newHolder(t)
+	d := e.startDeviceAuth(t, c.ID, secret)
+	e.approve(t, d.UserCode, e.alice, alicePassword)
+	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantDeviceCode}, "device_code": {d.DeviceCode}}, append(basic(c.ID, secret), "DPoP", e.tokenProof(t, h))...)
+	var tr tokenResponse
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" || tr.RefreshToken == "" {
+		t.Fatalf("device_code with DPoP: %d %s", resp.StatusCode, body)
+	}
+	// RFC 9449 §5: a confidential client's refresh token is not bound...
+	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.RefreshToken}}, basic(c.ID, secret)...)
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "Bearer" {
+		t.Fatalf("refresh without proof: %d %s", resp.StatusCode, body)
+	}
+	// ...but the access tokens it yields are, when a proof comes along.
+	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {tr.RefreshToken}}, append(basic(c.ID, secret), "DPoP", e.tokenProof(t, h))...)
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
+		t.Fatalf("refresh with proof: %d %s", resp.StatusCode, body)
+	}
+	if cl, err := e.verify(tr.AccessToken); err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.jkt {
+		t.Fatalf("refreshed token claims %+v %v", cl, err)
+	}
+}
+
+// startDeviceAuth starts the device flow for a confidential client.
+func (e *env) startDeviceAuth(t testing.TB, id, secret string) deviceAuthResponse {
+	t.Helper()
+	resp, body := e.post(t, e.srv.Client(), pathDeviceReq, url.Values{"scope": {"speaker:play offline_access"}}, basic(id, secret)...)
+	var d deviceAuthResponse
+	if err := json.Unmarshal([]byte(body), &d); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("device authorization: %d %s", resp.StatusCode, body)
+	}
+	return d
+}
+
+func TestDPoPNonce(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.DPoPNonces = true })
+	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
+	h := newHolder(t)
+	ask := func(proof string) (*http.Response, string) {
+		return e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, append(basic(c.ID, secret), "DPoP", proof)...)
+	}
+	resp, body := ask(e.tokenProof(t, h))
+	nonce := resp.Header.Get("DPoP-Nonce")
+	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "use_dpop_nonce" || nonce == "" {
+		t.Fatalf("first request: %d %q %s", resp.StatusCode, nonce, body)
+	}
+	withNonce := func(n string) string {
+		cl := dpopClaimsFor(http.MethodPost, e.srv.URL+pathToken)
+		cl["nonce"] = n
+		return h.proof(t, cl)
+	}
+	if resp, body := ask(withNonce(nonce)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("retry with the nonce: %d %s", resp.StatusCode, body)
+	}
+	forged := base64.RawURLEncoding.EncodeToString(make([]byte, 24))
+	if resp, body := ask(withNonce(forged)); resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "use_dpop_nonce" {
+		t.Fatalf("forged nonce: %d %s", resp.StatusCode, body)
+	}
+	// A nonce from two periods ago is stale.
+	if old := e.s.nonceAt(time.Now().Add(-2 * dpopNonceRotation)); old == nonce {
+		t.Fatal("nonces do not rotate")
+	} else if resp, body := ask(withNonce(old)); resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "use_dpop_nonce" {
+		t.Fatalf("stale nonce: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestSameHTU(t *testing.T) {
+	for _, tc := range []struct {
+		htu, want string
+		ok        bool
+	}{
+		{"https://id.example/oauth2/token", "https://id.example/oauth2/token", true},
+		{"HTTPS://ID.example:443/oauth2/token", "https://id.example/oauth2/token", true},
+		{"https://id.example/oauth2/token?x=1", "https://id.example/oauth2/token", false},
+		{"https://id.example/oauth2/token#f", "https://id.example/oauth2/token", false},
+		{"https://id.example:8443/oauth2/token", "https://id.example/oauth2/token", false},
+		{"http://id.example/oauth2/token", "https://id.example/oauth2/token", false},
+		{"https://user@id.example/oauth2/token", "https://id.example/oauth2/token", false},
+		{"/oauth2/token", "https://id.example/oauth2/token", false},
+	} {
+		if got := sameHTU(tc.htu, tc.want); got != tc.ok {
+			t.Errorf("sameHTU(%q, %q) = %v", tc.htu, tc.want, got)
+		}
+	}
+}
+
+func FuzzDPoPProof(f *testing.F) {
+	h := newHolder(f)
+	f.Add(h.proof(f, dpopClaimsFor(http.MethodPost, "https://id.example/oauth2/token")))
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, raw string) {
+		key, cl, err := parseDPoP(raw)
+		if err == nil && (key == nil || cl == nil) {
+			t.Fatal("accepted without key or claims")
+		}
+		_ = sameHTU(raw, "https://id.example/oauth2/token")
+	})
+}
