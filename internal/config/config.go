@@ -51,6 +51,9 @@ type OAuth struct {
 	// RegistrationToken is the initial access token that opens dynamic client
 	// registration (RFC 7591) at /oauth2/register; empty: registration is off.
 	RegistrationToken string `json:"registrationToken" secret:"true"`
+	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 §8), which
+	// limits how long a proof made ahead of time could be used.
+	DPoPNonces bool `json:"dpopNonces"`
 }
 
 // Sessions configures browser sessions (OWASP Session Management).

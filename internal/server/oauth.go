@@ -68,6 +68,7 @@ func (p *Platform) newOAuth(tk *tokenSet, sessions *authn.Sessions, admin func(h
 		Actor:                   authn.Actor,
 		Key:                     key,
 		RegistrationTokenHashes: registration,
+		DPoPNonces:              c.DPoPNonces,
 		IDTokenAlg:              c.SigningAlgorithm,
 		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
 		RefreshTokenLifetime:    time.Duration(c.RefreshTokenLifetime),
