@@ -263,3 +263,8 @@ func TestCurlTrustsPlatformCA(t *testing.T) {
 		t.Fatalf("metrics: %v\n%s", err, out)
 	}
 }
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
