@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/thingid/thingid/internal/atomicfile"
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -268,7 +269,7 @@ feed:
 		return err
 	}
 	// The new <serial> directories are durable before the batch is committed.
-	if err := syncDir(opt.Out); err != nil {
+	if err := atomicfile.SyncDir(opt.Out); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
 
@@ -357,15 +358,15 @@ func prepare(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, 
 		if err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(dir, "device.key"), keyPEM, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, "device.key"), keyPEM, 0o600); err != nil {
 			return err
 		}
 	}
 	// device.pem last: its presence is what a resumed run looks at.
-	if err := writeFile(filepath.Join(dir, "device.pem"), dc.ChainPEM(), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "device.pem"), dc.ChainPEM(), 0o644); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return err
 	}
 	d.fp = dc.FingerprintSHA256

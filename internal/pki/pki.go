@@ -21,6 +21,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/thingid/thingid/internal/atomicfile"
 	"github.com/thingid/thingid/internal/secrets"
 )
 
@@ -155,10 +156,10 @@ func savePair(dir, certName, keyName string, chain [][]byte, priv crypto.Signer,
 		return err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "THINGID SEALED PRIVATE KEY", Bytes: sealed})
-	if err := writeFile(filepath.Join(dir, keyName), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, keyName), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, certName), certPEM, 0o644)
+	return atomicfile.Write(filepath.Join(dir, certName), certPEM, 0o644)
 }
 
 func loadPair(dir, certName, keyName string, key secrets.Key) (*x509.Certificate, crypto.Signer, error) {
@@ -192,24 +193,4 @@ func loadPair(dir, certName, keyName string, key secrets.Key) (*x509.Certificate
 		return nil, nil, fmt.Errorf("%s: not a signing key", keyName)
 	}
 	return cert, signer, nil
-}
-
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
