@@ -103,10 +103,14 @@ func newEnv(t testing.TB, opts SessionOptions) *env {
 		opts.Audit = st
 	}
 	e.s = NewSessions(ids, sst, NewAdmins(st, testTokenKey), opts)
+	// The component's clock stands still unless a test advances it: a slow
+	// machine (argon2id under -race) must not let a back-off run out between
+	// two requests of a test.
+	base := time.Now()
 	e.s.now = func() time.Time {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return time.Now().Add(e.offset)
+		return base.Add(e.offset)
 	}
 	e.s.Register(mux)
 	return e
