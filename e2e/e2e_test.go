@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,18 +113,60 @@ func start(t *testing.T, home, addr string, env ...string) *instance {
 		t.Fatalf("/readyz: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	in.chooseAdminPassword(t)
 	return in
+}
+
+// chooseAdminPassword replaces the first administrator's one-time password by
+// adminPassword over the HTTP API, as an operator must before the admin APIs
+// accept Basic authentication. On a restart the one-time password is refused:
+// it was changed by the first start.
+func (in *instance) chooseAdminPassword(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(in.home, "admin-password.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := strings.TrimSpace(string(b))
+	jar, _ := cookiejar.New(nil)
+	c := *in.client
+	c.Jar = jar
+	post := func(path string, body any) (int, string) {
+		raw, _ := json.Marshal(body)
+		resp, err := c.Post(in.url(path), "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	code, body := post("/api/v1/signin", map[string]string{"userName": "admin", "password": once})
+	if code == http.StatusUnauthorized {
+		return
+	}
+	if code != http.StatusOK {
+		t.Fatalf("sign-in with the one-time password: %d %s", code, body)
+	}
+	if !strings.Contains(body, `"mustChangePassword":true`) {
+		return
+	}
+	if code, body := post("/api/v1/password", map[string]string{"currentPassword": once, "newPassword": in.adminPassword(t)}); code != http.StatusNoContent {
+		t.Fatalf("changing the one-time password: %d %s", code, body)
+	}
 }
 
 func (in *instance) url(path string) string { return "https://" + in.addr + path }
 
+// adminPassword is the password start chose for the first administrator,
+// derived from the one-time password so that a restart knows it.
 func (in *instance) adminPassword(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(in.home, "admin-password.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(b))
+	return strings.TrimSpace(string(b)) + " chosen by e2e"
 }
 
 // scim sends a SCIM request as the administrator and decodes the JSON answer.

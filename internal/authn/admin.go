@@ -86,6 +86,14 @@ func NewToken(tokenKey []byte) (token string, hash []byte) {
 // ErrUnauthenticated: no valid administrator credentials.
 var ErrUnauthenticated = errors.New("administrator credentials required")
 
+// errAdminMustChange refuses the right credentials of an administrator who
+// still has a one-time password: it is both ErrUnauthenticated (401 wherever
+// that is handled) and ErrPasswordChangeRequired (which says what to do).
+var errAdminMustChange = fmt.Errorf("%w: %w", ErrUnauthenticated, ErrPasswordChangeRequired)
+
+// MustChangeDetail is what a refused administrator with a one-time password is told.
+const MustChangeDetail = "password change required: this administrator still has a one-time password; sign in at /signin (or POST /api/v1/signin) and change it (POST /api/v1/password) before using the admin APIs"
+
 // Authenticate returns the administrator's user ID for the request's credentials.
 func (a *Admins) Authenticate(r *http.Request) (string, error) {
 	ctx := r.Context()
@@ -149,6 +157,10 @@ func (a *Admins) token(ctx context.Context, token string) (string, error) {
 func (a *Admins) isAdmin(ctx context.Context, u *store.User) error {
 	if u.Status != store.StatusActive {
 		return ErrUnauthenticated
+	}
+	if u.MustChangePassword {
+		// Checked after the credential: a wrong password learns nothing.
+		return errAdminMustChange
 	}
 	groups, _, err := a.st.ListGroups(ctx, store.Query{
 		Filter: store.And{

@@ -25,6 +25,9 @@ func (s *Sessions) Register(mux *http.ServeMux) {
 		"POST /signin":                 http.HandlerFunc(s.submitSignin),
 		"POST /signout":                http.HandlerFunc(s.signout),
 		"GET /account":                 http.HandlerFunc(s.showAccount),
+		"GET " + passwordPath:          http.HandlerFunc(s.showPassword),
+		"POST " + passwordPath:         http.HandlerFunc(s.submitPassword),
+		"POST /api/v1/password":        s.requireAny(http.HandlerFunc(s.passwordJSON), denySession),
 		"POST /api/v1/signin":          http.HandlerFunc(s.signinJSON),
 		"GET /api/v1/sessions":         self(s.listOwn),
 		"DELETE /api/v1/sessions/{id}": self(s.deleteOwn),
@@ -69,10 +72,19 @@ func denySession(w http.ResponseWriter, _ *http.Request, err error) {
 		writeProblem(w, http.StatusUnauthorized, "sign in first: POST /api/v1/signin, then send the session cookie")
 		return
 	}
+	if errors.Is(err, ErrPasswordChangeRequired) {
+		writeProblem(w, http.StatusForbidden, "password change required: this account signed in with a one-time password; change it with POST /api/v1/password first")
+		return
+	}
 	writeProblem(w, http.StatusInternalServerError, "the session could not be checked because of a problem on our side; try again later")
 }
 
 func denyAdmin(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, ErrPasswordChangeRequired) {
+		w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
+		writeProblem(w, http.StatusUnauthorized, MustChangeDetail)
+		return
+	}
 	if !errors.Is(err, ErrUnauthenticated) {
 		writeProblem(w, http.StatusInternalServerError, "the credentials could not be checked because of a problem on our side; try again later")
 		return
@@ -127,9 +139,12 @@ func (s *Sessions) signinJSON(w http.ResponseWriter, r *http.Request) {
 	a := s.signIn(w, r, c.UserName, c.Password)
 	switch {
 	case a.err == nil:
+		// mustChangePassword: every other API answers 403 until
+		// POST /api/v1/password succeeded.
 		writeJSON(w, http.StatusOK, struct {
-			UserID string `json:"userId"`
-		}{a.user.ID})
+			UserID             string `json:"userId"`
+			MustChangePassword bool   `json:"mustChangePassword,omitempty"`
+		}{a.user.ID, a.user.MustChangePassword})
 	case errors.Is(a.err, errSignInFailed):
 		retryAfter(w, a.retry)
 		writeProblem(w, http.StatusUnauthorized, "the user name or password is wrong")

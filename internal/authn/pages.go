@@ -18,12 +18,12 @@ var templateFS embed.FS
 const assetPrefix = "/assets/authn/"
 
 type pages struct {
-	signin, account, message *template.Template
+	signin, account, message, password *template.Template
 }
 
 func parsePages(kit ui.Kit) pages {
 	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
-	return pages{signin: page("signin.html"), account: page("account.html"), message: page("message.html")}
+	return pages{signin: page("signin.html"), account: page("account.html"), message: page("message.html"), password: page("password.html")}
 }
 
 type messagePage struct {
@@ -39,8 +39,14 @@ func (s *Sessions) renderSignin(w http.ResponseWriter, r *http.Request, status i
 	s.kit.Render(w, status, s.pages.signin, p)
 }
 
-// showSignin is GET /signin.
+// showSignin is GET /signin. A user who must change the password is sent on
+// to the password page: the pages that need a signed-in user send everyone
+// who is not fully signed in here.
 func (s *Sessions) showSignin(w http.ResponseWriter, r *http.Request) {
+	if _, u, err := s.current(r); err == nil && u.MustChangePassword {
+		http.Redirect(w, r, passwordPage(r.URL.Query().Get("return_to")), http.StatusSeeOther)
+		return
+	}
 	s.renderSignin(w, r, http.StatusOK, signinPage{ReturnTo: safeReturnTo(r.URL.Query().Get("return_to"))})
 }
 
@@ -62,6 +68,8 @@ func (s *Sessions) submitSignin(w http.ResponseWriter, r *http.Request) {
 	}
 	a := s.signIn(w, r, p.UserName, r.PostForm.Get("password"))
 	switch {
+	case a.err == nil && a.user.MustChangePassword:
+		http.Redirect(w, r, passwordPage(p.ReturnTo), http.StatusSeeOther)
 	case a.err == nil:
 		dest := cmp(p.ReturnTo, s.opts.SignedInPath)
 		http.Redirect(w, r, dest, http.StatusSeeOther)
@@ -121,6 +129,10 @@ func (s *Sessions) showAccount(w http.ResponseWriter, r *http.Request) {
 	sess, u, err := s.current(r)
 	if errors.Is(err, ErrNoSession) {
 		http.Redirect(w, r, "/signin?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	if err == nil && u.MustChangePassword {
+		http.Redirect(w, r, passwordPage(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
 	if err != nil {

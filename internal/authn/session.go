@@ -24,6 +24,10 @@ import (
 type Users interface {
 	GetUser(ctx context.Context, id string) (*store.User, error)
 	GetUserByName(ctx context.Context, userName string) (*store.User, error)
+	// HashPassword applies the password policy; UpdateUser stores the result
+	// (and clears MustChangePassword).
+	HashPassword(pw string, u *store.User) (string, error)
+	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
 }
 
 // SessionStore keeps sessions and the failure counters of brute-force defence,
@@ -246,15 +250,28 @@ func (s *Sessions) current(r *http.Request) (*store.Session, *store.User, error)
 	return sess, u, nil
 }
 
-// User returns the signed-in user of the request, or ErrNoSession.
+// confined returns current, refusing with ErrPasswordChangeRequired a user
+// who must change the password: such a session reaches only the password page,
+// the password API and sign-out.
+func (s *Sessions) confined(r *http.Request) (*store.Session, *store.User, error) {
+	sess, u, err := s.current(r)
+	if err == nil && u.MustChangePassword {
+		return nil, nil, ErrPasswordChangeRequired
+	}
+	return sess, u, err
+}
+
+// User returns the signed-in user of the request, or ErrNoSession, or
+// ErrPasswordChangeRequired (whose pages should send the browser to sign-in,
+// which sends it on to the password page).
 func (s *Sessions) User(r *http.Request) (*store.User, error) {
-	_, u, err := s.current(r)
+	_, u, err := s.confined(r)
 	return u, err
 }
 
 // AuthTime is when the request's session signed in (OIDC auth_time, max_age).
 func (s *Sessions) AuthTime(r *http.Request) (time.Time, error) {
-	sess, _, err := s.current(r)
+	sess, _, err := s.confined(r)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -264,11 +281,21 @@ func (s *Sessions) AuthTime(r *http.Request) (time.Time, error) {
 type userKey struct{}
 
 // Require wraps next so that only signed-in users reach it; SignedIn returns
-// the user inside next. deny answers everyone else (err is ErrNoSession or a
-// store failure).
+// the user inside next. deny answers everyone else (err is ErrNoSession,
+// ErrPasswordChangeRequired or a store failure).
 func (s *Sessions) Require(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error)) http.Handler {
+	return s.require(next, deny, s.confined)
+}
+
+// requireAny is Require that lets in a user who must change the password.
+func (s *Sessions) requireAny(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error)) http.Handler {
+	return s.require(next, deny, s.current)
+}
+
+func (s *Sessions) require(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error),
+	current func(*http.Request) (*store.Session, *store.User, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, u, err := s.current(r)
+		sess, u, err := current(r)
 		if err != nil {
 			deny(w, r, err)
 			return

@@ -156,6 +156,56 @@ func TestUserLifecycleIsAuditedAndPublished(t *testing.T) {
 	}
 }
 
+func TestNewPasswordClearsMustChangePassword(t *testing.T) {
+	s, st, _ := newService(t)
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, "test", &store.User{UserName: "ops", MustChangePassword: true}, "a one-time passphrase 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() *store.User {
+		t.Helper()
+		got, err := st.GetUser(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if !stored().MustChangePassword {
+		t.Fatal("MustChangePassword not kept on create")
+	}
+	hash := func(pw string) string {
+		t.Helper()
+		h, err := s.HashPassword(pw, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	steps := []struct {
+		name string
+		fn   func(*store.User)
+		want bool
+	}{
+		{"other change keeps the flag", func(u *store.User) { u.DisplayName = "Ops" }, true},
+		{"new password clears it", func(u *store.User) { u.PasswordHash = hash("the user's own passphrase") }, false},
+		{"reset that sets it keeps it", func(u *store.User) {
+			u.PasswordHash, u.MustChangePassword = hash("an administrator reset 22"), true
+		}, true},
+		{"flag cleared explicitly", func(u *store.User) { u.MustChangePassword = false }, false},
+		{"flag set without new password", func(u *store.User) { u.MustChangePassword = true }, true},
+	}
+	for _, st := range steps {
+		got, err := s.UpdateUser(ctx, "test", u.ID, 0, func(u *store.User) error { st.fn(u); return nil })
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got.MustChangePassword != st.want || stored().MustChangePassword != st.want {
+			t.Errorf("%s: MustChangePassword = %v (stored %v), want %v", st.name, got.MustChangePassword, stored().MustChangePassword, st.want)
+		}
+	}
+}
+
 func TestThingValidation(t *testing.T) {
 	s, st, _ := newService(t)
 	ctx := context.Background()

@@ -42,7 +42,8 @@ func (s *Service) CreateUser(ctx context.Context, actor string, u *store.User, p
 }
 
 // UpdateUser applies fn to the stored user and validates the result. fn may set
-// PasswordHash only to a value from HashPassword.
+// PasswordHash only to a value from HashPassword; a new PasswordHash clears
+// MustChangePassword unless fn changes that flag too.
 func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error) {
 	var out *store.User
 	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
@@ -50,7 +51,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision i
 		var pwChanged bool
 		u, err := tx.UpdateUser(ctx, id, ifRevision, func(u *store.User) error {
 			before = u.Status
-			oldHash := u.PasswordHash
+			oldHash, oldMust := u.PasswordHash, u.MustChangePassword
 			oldEmail, oldVerified := PrimaryEmail(u), u.EmailVerified
 			if err := fn(u); err != nil {
 				return err
@@ -59,6 +60,11 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision i
 				return invalid("password", "must be set through HashPassword")
 			}
 			pwChanged = u.PasswordHash != oldHash
+			// A new password ends the obligation to change it, unless the
+			// same change demands it again (an administrator's reset).
+			if pwChanged && u.MustChangePassword == oldMust {
+				u.MustChangePassword = false
+			}
 			if err := normalizeUser(u); err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -145,9 +146,14 @@ func (s *Server) accountProblem(w http.ResponseWriter, r *http.Request, err erro
 	}
 }
 
-// apiUser returns the signed-in user of an API request, or answers 401.
+// apiUser returns the signed-in user of an API request, or answers 401 (403
+// while the user must change a one-time password).
 func (s *Server) apiUser(w http.ResponseWriter, r *http.Request) (*store.User, bool) {
 	u, err := s.opts.Sessions.User(r)
+	if errors.Is(err, authn.ErrPasswordChangeRequired) {
+		writeProblem(w, http.StatusForbidden, "", "password change required: change the one-time password with POST /api/v1/password first")
+		return nil, false
+	}
 	if err != nil {
 		writeProblem(w, http.StatusUnauthorized, "", "sign in first: POST /api/v1/signin, then send the session cookie")
 		return nil, false

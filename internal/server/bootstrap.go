@@ -32,7 +32,7 @@ func (p *Platform) bootstrapAdmin(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	pw := rand.Text() // 26 base32 characters, 130 bits
-	u, err := p.Identity.CreateUser(ctx, actor, &store.User{UserName: name, DisplayName: "Administrator"}, pw)
+	u, err := p.Identity.CreateUser(ctx, actor, &store.User{UserName: name, DisplayName: "Administrator", MustChangePassword: true}, pw)
 	if errors.Is(err, store.ErrConflict) {
 		return nil // another node created it a moment ago
 	}
@@ -50,7 +50,8 @@ func (p *Platform) bootstrapAdmin(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	fmt.Fprintf(out, "\nCreated the first administrator %q with the one-time password:\n\n    %s\n\n"+
-		"It is shown only this once and kept in %s (mode 0600).\n\n", name, pw, path)
+		"It is shown only this once and kept in %s (mode 0600).\n"+
+		"Sign in at %s/signin and choose a new password: until then it opens nothing else.\n\n", name, pw, path, p.Config.HTTP.PublicURL)
 	return nil
 }
 

@@ -106,6 +106,9 @@ func challenge(w http.ResponseWriter, err error) (status int, detail string) {
 	}
 	w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
 	w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
+	if errors.Is(err, authn.ErrPasswordChangeRequired) {
+		return http.StatusUnauthorized, authn.MustChangeDetail
+	}
 	return http.StatusUnauthorized, "administrator credentials required: HTTP Basic with an administrator's user name and password, an admin API token (thingid admin token), or an OAuth access token with the scope this API needs"
 }
 

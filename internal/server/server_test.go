@@ -28,6 +28,8 @@ type running struct {
 	client *http.Client
 	out    *bytes.Buffer
 	stop   func() error
+
+	adminPW string // set by adminPassword
 }
 
 func serve(t *testing.T) *running {
@@ -102,6 +104,17 @@ func (r *running) get(t *testing.T, path string, auth func(*http.Request)) (int,
 	return resp.StatusCode, string(b)
 }
 
+func (r *running) getWith(t *testing.T, c *http.Client, path string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(r.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func basic(user, pw string) func(*http.Request) {
 	return func(r *http.Request) { r.SetBasicAuth(user, pw) }
 }
@@ -129,12 +142,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestAdminAuthenticationCannotBeBypassed(t *testing.T) {
 	r := serve(t)
 	ctx := context.Background()
-	pwFile, err := os.ReadFile(filepath.Join(r.p.Config.Home, AdminPasswordFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminPW := strings.TrimSpace(string(pwFile))
-	if !strings.Contains(r.out.String(), adminPW) {
+	oneTime := oneTimePassword(t, r)
+	if !strings.Contains(r.out.String(), oneTime) {
 		t.Error("the one-time password was not shown to the operator")
 	}
 	// A second start must not create another administrator or print a password.
@@ -160,6 +169,15 @@ func TestAdminAuthenticationCannotBeBypassed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const path = "/scim/v2/ServiceProviderConfig"
+	// The one-time password, and the administrator's tokens, open nothing
+	// until the administrator chose a password.
+	for what, auth := range map[string]func(*http.Request){"one-time password": basic("admin", oneTime), "token": bearer(token)} {
+		code, body := r.get(t, path, auth)
+		if code != 401 || !strings.Contains(body, "/signin") || !strings.Contains(body, "urn:ietf:params:scim:api:messages:2.0:Error") {
+			t.Errorf("%s before the change: %d %s, want a 401 SCIM error telling to sign in at /signin", what, code, body)
+		}
+	}
+	adminPW := adminPassword(t, r)
 	for _, tc := range []struct {
 		name string
 		auth func(*http.Request)
@@ -167,6 +185,7 @@ func TestAdminAuthenticationCannotBeBypassed(t *testing.T) {
 	}{
 		{"none", nil, 401},
 		{"admin password", basic("admin", adminPW), 200},
+		{"one-time password after the change", basic("admin", oneTime), 401},
 		{"admin name in other case", basic("ADMIN", adminPW), 200},
 		{"wrong password", basic("admin", adminPW+"x"), 401},
 		{"unknown user", basic("nobody", adminPW), 401},
@@ -209,14 +228,11 @@ func TestRegistrationIsServed(t *testing.T) {
 // and sees the session it got.
 func TestSignInIsServed(t *testing.T) {
 	r := serve(t)
-	pw, err := os.ReadFile(filepath.Join(r.p.Config.Home, AdminPasswordFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw := oneTimePassword(t, r)
 	jar, _ := cookiejar.New(nil)
 	c := *r.client
 	c.Jar = jar
-	body := `{"userName":"admin","password":"` + strings.TrimSpace(string(pw)) + `"}`
+	body := `{"userName":"admin","password":"` + pw + `"}`
 	req, _ := http.NewRequest("POST", r.base+"/api/v1/signin", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Origin", r.base)
@@ -227,6 +243,13 @@ func TestSignInIsServed(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	// The one-time password allows nothing but choosing a new one.
+	if code, body := r.getWith(t, &c, "/api/v1/sessions"); code != 403 || !strings.Contains(body, "password change required") {
+		t.Errorf("sessions before the change: %d %s, want 403", code, body)
+	}
+	if code, body := r.postWith(t, &c, "/api/v1/password", `{"currentPassword":"`+pw+`","newPassword":"`+pw+` but mine"}`); code != 204 {
+		t.Fatalf("password change: %d %s", code, body)
 	}
 	resp, err = c.Get(r.base + "/api/v1/sessions")
 	if err != nil {

@@ -99,6 +99,9 @@ type User struct {
 	EmailVerified bool
 	// PasswordHash is an argon2id PHC string, empty when the user has no password.
 	PasswordHash string
+	// MustChangePassword confines the user's sessions to changing the password
+	// (a one-time password handed out by an administrator or the bootstrap).
+	MustChangePassword bool
 }
 
 // CertRef records a certificate issued to or registered for a thing.

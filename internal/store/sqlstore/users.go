@@ -20,6 +20,9 @@ type userDoc struct {
 	Timezone      string             `json:"timezone,omitempty"`
 	EmailVerified bool               `json:"emailVerified"`
 	PasswordHash  string             `json:"passwordHash,omitempty"`
+	// MustChangePassword is absent from documents written before it existed,
+	// which reads as false: no migration needed.
+	MustChangePassword bool `json:"mustChangePassword,omitempty"`
 }
 
 const userColumns = "x.id, x.user_name, x.display_name, x.status, x.external_id, x.created, x.modified, x.revision, x.doc"
@@ -39,6 +42,7 @@ func scanUser(s scanner) (*store.User, error) {
 	}
 	u.Name, u.Emails, u.PhoneNumbers = d.Name, d.Emails, d.PhoneNumbers
 	u.Locale, u.Timezone, u.EmailVerified, u.PasswordHash = d.Locale, d.Timezone, d.EmailVerified, d.PasswordHash
+	u.MustChangePassword = d.MustChangePassword
 	return &u, nil
 }
 
@@ -46,6 +50,7 @@ func userDocOf(u *store.User) (string, error) {
 	b, err := json.Marshal(userDoc{
 		Name: u.Name, Emails: u.Emails, PhoneNumbers: u.PhoneNumbers, Locale: u.Locale,
 		Timezone: u.Timezone, EmailVerified: u.EmailVerified, PasswordHash: u.PasswordHash,
+		MustChangePassword: u.MustChangePassword,
 	})
 	return string(b), err
 }

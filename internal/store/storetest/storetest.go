@@ -71,6 +71,8 @@ func testUsers(t *testing.T, s store.Store) {
 		Timezone:      "Europe/London",
 		EmailVerified: true,
 		PasswordHash:  "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA",
+		// A one-time password: the flag must survive the round trip.
+		MustChangePassword: true,
 	}
 	before := time.Now().Add(-time.Second)
 	must(t, s.CreateUser(ctx(t), u))
@@ -95,6 +97,7 @@ func testUsers(t *testing.T, s store.Store) {
 	up, err := s.UpdateUser(ctx(t), u.ID, 1, func(u *store.User) error {
 		u.DisplayName = "Alice L."
 		u.Emails = append(u.Emails, store.MultiValue{Value: "a@home.example", Type: "home"})
+		u.MustChangePassword = false
 		u.ID, u.Revision, u.Created = "hijack", 99, time.Time{} // must be ignored
 		return nil
 	})
@@ -104,7 +107,7 @@ func testUsers(t *testing.T, s store.Store) {
 	}
 	got, err = s.GetUser(ctx(t), u.ID)
 	must(t, err)
-	if got.DisplayName != "Alice L." || len(got.Emails) != 2 || got.Revision != 2 {
+	if got.DisplayName != "Alice L." || len(got.Emails) != 2 || got.Revision != 2 || got.MustChangePassword {
 		t.Fatalf("after update: %+v", got)
 	}
 	fnErr := errors.New("refused")
