@@ -238,34 +238,24 @@ func (p *parser) expect(kind tokKind, what string) error {
 // or parses the lowest-precedence level; RFC 7644 §3.4.2.2: "and" binds tighter
 // than "or", "not" tighter than both. inValue is true inside a value path's brackets,
 // where value paths may not nest.
-func (p *parser) or(inValue bool) (filter, error) {
-	l, err := p.and(inValue)
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword("or") {
-		p.next()
-		r, err := p.and(inValue)
-		if err != nil {
-			return nil, err
-		}
-		l = logicalExpr{Op: "or", Left: l, Right: r}
-	}
-	return l, nil
-}
+func (p *parser) or(inValue bool) (filter, error) { return p.chain("or", p.and, inValue) }
 
-func (p *parser) and(inValue bool) (filter, error) {
-	l, err := p.unary(inValue)
+func (p *parser) and(inValue bool) (filter, error) { return p.chain("and", p.unary, inValue) }
+
+// chain parses operands of the next tighter level joined by the keyword op,
+// left-associative.
+func (p *parser) chain(op string, operand func(bool) (filter, error), inValue bool) (filter, error) {
+	l, err := operand(inValue)
 	if err != nil {
 		return nil, err
 	}
-	for p.keyword("and") {
+	for p.keyword(op) {
 		p.next()
-		r, err := p.unary(inValue)
+		r, err := operand(inValue)
 		if err != nil {
 			return nil, err
 		}
-		l = logicalExpr{Op: "and", Left: l, Right: r}
+		l = logicalExpr{Op: op, Left: l, Right: r}
 	}
 	return l, nil
 }
