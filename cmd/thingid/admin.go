@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/server"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -19,38 +20,35 @@ func newAdmin(g *globals) *cobra.Command {
 		Short: "Create an admin API token (shown once) for the SCIM and admin APIs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			if user == "" {
-				user = p.Config.Admin.UserName
-			}
-			u, err := p.Identity.GetUserByName(cmd.Context(), user)
-			if err != nil {
-				return explainStoreErr(err, "user "+user)
-			}
-			token, hash := authn.NewToken(p.TokenKey())
-			t := &store.APIToken{Name: name, Hash: hash, UserID: u.ID}
-			if ttl > 0 {
-				t.ExpiresAt = time.Now().Add(ttl).UTC()
-			}
-			ctx := cmd.Context()
-			if err := p.Store.WithTx(ctx, func(tx store.Tx) error {
-				if err := tx.CreateAPIToken(ctx, t); err != nil {
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				if user == "" {
+					user = p.Config.Admin.UserName
+				}
+				u, err := p.Identity.GetUserByName(cmd.Context(), user)
+				if err != nil {
+					return explainStoreErr(err, "user "+user)
+				}
+				token, hash := authn.NewToken(p.TokenKey())
+				t := &store.APIToken{Name: name, Hash: hash, UserID: u.ID}
+				if ttl > 0 {
+					t.ExpiresAt = time.Now().Add(ttl).UTC()
+				}
+				ctx := cmd.Context()
+				if err := p.Store.WithTx(ctx, func(tx store.Tx) error {
+					if err := tx.CreateAPIToken(ctx, t); err != nil {
+						return err
+					}
+					return tx.AppendAudit(ctx, store.AuditRecord{
+						Time: time.Now().UTC(), Actor: cliActor, Action: "admin-token.create",
+						Target: store.Ref{Kind: store.KindUser, ID: u.ID},
+					})
+				}); err != nil {
 					return err
 				}
-				return tx.AppendAudit(ctx, store.AuditRecord{
-					Time: time.Now().UTC(), Actor: cliActor, Action: "admin-token.create",
-					Target: store.Ref{Kind: store.KindUser, ID: u.ID},
-				})
-			}); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), token)
-			fmt.Fprintf(cmd.ErrOrStderr(), "Admin API token %q for %s (use as \"Authorization: Bearer <token>\"); it is shown only now.\n", name, u.UserName)
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), token)
+				fmt.Fprintf(cmd.ErrOrStderr(), "Admin API token %q for %s (use as \"Authorization: Bearer <token>\"); it is shown only now.\n", name, u.UserName)
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&name, "name", "cli", "a name to recognise the token by")

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingid/thingid/internal/oauth"
+	"github.com/thingid/thingid/internal/server"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -22,17 +23,14 @@ func newClients(g *globals) *cobra.Command {
 
 // withOAuth opens the data directory and the authorization server's client registry.
 func (g *globals) withOAuth(cmd *cobra.Command, fn func(*oauth.Server) error) error {
-	p, err := g.open(cmd)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	srv, cleanup, err := p.OAuthAdmin(cmd.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	return fn(srv)
+	return g.withPlatform(cmd, func(p *server.Platform) error {
+		srv, cleanup, err := p.OAuthAdmin(cmd.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return fn(srv)
+	})
 }
 
 func newClientsCreate(g *globals) *cobra.Command {

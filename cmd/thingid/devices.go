@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thingid/thingid/internal/server"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -24,43 +25,40 @@ func newDevicesList(g *globals) *cobra.Command {
 		Short: "List things, optionally by model, manufacturer or status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			var filter store.Expr
-			for field, v := range map[string]string{"model": model, "manufacturer": manufacturer, "status": status} {
-				if v == "" {
-					continue
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				var filter store.Expr
+				for field, v := range map[string]string{"model": model, "manufacturer": manufacturer, "status": status} {
+					if v == "" {
+						continue
+					}
+					c := store.Compare{Field: field, Op: store.OpEq, Value: v}
+					if filter == nil {
+						filter = c
+					} else {
+						filter = store.And{Left: filter, Right: c}
+					}
 				}
-				c := store.Compare{Field: field, Op: store.OpEq, Value: v}
-				if filter == nil {
-					filter = c
-				} else {
-					filter = store.And{Left: filter, Right: c}
+				things, total, err := p.Identity.ListThings(cmd.Context(), store.Query{
+					Filter: filter, SortBy: "serialNumber", Offset: offset, Limit: limit,
+				})
+				if err != nil {
+					return err
 				}
-			}
-			things, total, err := p.Identity.ListThings(cmd.Context(), store.Query{
-				Filter: filter, SortBy: "serialNumber", Offset: offset, Limit: limit,
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tSERIAL\tMANUFACTURER\tMODEL\tMAC\tSTATUS")
+				for _, t := range things {
+					mac := ""
+					if len(t.MACAddresses) > 0 {
+						mac = t.MACAddresses[0]
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.SerialNumber, t.Manufacturer, t.Model, mac, t.Status)
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d shown (use --offset and --limit to page)\n", len(things), total)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSERIAL\tMANUFACTURER\tMODEL\tMAC\tSTATUS")
-			for _, t := range things {
-				mac := ""
-				if len(t.MACAddresses) > 0 {
-					mac = t.MACAddresses[0]
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.SerialNumber, t.Manufacturer, t.Model, mac, t.Status)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d shown (use --offset and --limit to page)\n", len(things), total)
-			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -78,18 +76,15 @@ func newDevicesGet(g *globals) *cobra.Command {
 		Short: "Show one thing as JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			t, err := p.Identity.GetThing(cmd.Context(), args[0])
-			if err != nil {
-				return explainStoreErr(err, "thing "+args[0])
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(t)
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				t, err := p.Identity.GetThing(cmd.Context(), args[0])
+				if err != nil {
+					return explainStoreErr(err, "thing "+args[0])
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(t)
+			})
 		},
 	}
 }
@@ -100,20 +95,17 @@ func newDevicesDisable(g *globals) *cobra.Command {
 		Short: "Disable a thing: it can no longer authenticate",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			t, err := p.Identity.UpdateThing(cmd.Context(), cliActor, args[0], 0, func(t *store.Thing) error {
-				t.Status = store.StatusDisabled
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				t, err := p.Identity.UpdateThing(cmd.Context(), cliActor, args[0], 0, func(t *store.Thing) error {
+					t.Status = store.StatusDisabled
+					return nil
+				})
+				if err != nil {
+					return explainStoreErr(err, "thing "+args[0])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "disabled %s (serial %s)\n", t.ID, t.SerialNumber)
 				return nil
 			})
-			if err != nil {
-				return explainStoreErr(err, "thing "+args[0])
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "disabled %s (serial %s)\n", t.ID, t.SerialNumber)
-			return nil
 		},
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/thingid/thingid/internal/factory"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/server"
 )
 
 func newFactory(g *globals) *cobra.Command {
@@ -36,64 +37,61 @@ Devices in the manifest are done: running the same command again continues.`,
 			if opts.CSRDir == "" && opts.Count <= 0 {
 				return fmt.Errorf("--count must be at least 1 (got %d)", opts.Count)
 			}
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			dir := filepath.Join(p.Config.Home, "pki")
-			root, err := pki.LoadOrCreateCA(dir, p.Key)
-			if err != nil {
-				return err
-			}
-			ca, err := root.DeviceCA(dir, p.Key)
-			if err != nil {
-				return err
-			}
-			var bar *progressbar.ProgressBar
-			opts.Actor = cliActor
-			opts.Progress = func(done, total int) {
-				if bar == nil {
-					bar = progressbar.NewOptions(total,
-						progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-						progressbar.OptionSetDescription("issuing"),
-						progressbar.OptionShowCount(),
-						progressbar.OptionSetPredictTime(true),
-						progressbar.OptionThrottle(100_000_000),
-						progressbar.OptionClearOnFinish(),
-					)
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				dir := filepath.Join(p.Config.Home, "pki")
+				root, err := pki.LoadOrCreateCA(dir, p.Key)
+				if err != nil {
+					return err
 				}
-				bar.Set(done)
-			}
-			sum, err := factory.Issue(cmd.Context(), p.Identity, ca, opts)
-			if bar != nil {
-				bar.Finish()
-			}
-			if err != nil && sum.Issued+sum.Recovered+sum.Skipped == 0 {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			rate := 0.0
-			if s := sum.Elapsed.Seconds(); s > 0 {
-				rate = float64(sum.Issued+sum.Recovered) / s
-			}
-			fmt.Fprintf(out, "%d devices in %s (%.0f/s): %d issued, %d already done, %d recovered, %d failed\n",
-				sum.Total, sum.Elapsed.Round(1e7), rate, sum.Issued, sum.Skipped, sum.Recovered, len(sum.Failed))
-			for i, f := range sum.Failed {
-				if i == 20 {
-					fmt.Fprintf(out, "  ... and %d more\n", len(sum.Failed)-20)
-					break
+				ca, err := root.DeviceCA(dir, p.Key)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(out, "  failed %v\n", f)
-			}
-			if err != nil {
-				return fmt.Errorf("factory batch stopped (finished devices are in %s; run the same command again to continue): %w",
-					filepath.Join(opts.Out, factory.ManifestFile), err)
-			}
-			if len(sum.Failed) > 0 {
-				return errors.New("some devices failed; see above")
-			}
-			return nil
+				var bar *progressbar.ProgressBar
+				opts.Actor = cliActor
+				opts.Progress = func(done, total int) {
+					if bar == nil {
+						bar = progressbar.NewOptions(total,
+							progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+							progressbar.OptionSetDescription("issuing"),
+							progressbar.OptionShowCount(),
+							progressbar.OptionSetPredictTime(true),
+							progressbar.OptionThrottle(100_000_000),
+							progressbar.OptionClearOnFinish(),
+						)
+					}
+					bar.Set(done)
+				}
+				sum, err := factory.Issue(cmd.Context(), p.Identity, ca, opts)
+				if bar != nil {
+					bar.Finish()
+				}
+				if err != nil && sum.Issued+sum.Recovered+sum.Skipped == 0 {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				rate := 0.0
+				if s := sum.Elapsed.Seconds(); s > 0 {
+					rate = float64(sum.Issued+sum.Recovered) / s
+				}
+				fmt.Fprintf(out, "%d devices in %s (%.0f/s): %d issued, %d already done, %d recovered, %d failed\n",
+					sum.Total, sum.Elapsed.Round(1e7), rate, sum.Issued, sum.Skipped, sum.Recovered, len(sum.Failed))
+				for i, f := range sum.Failed {
+					if i == 20 {
+						fmt.Fprintf(out, "  ... and %d more\n", len(sum.Failed)-20)
+						break
+					}
+					fmt.Fprintf(out, "  failed %v\n", f)
+				}
+				if err != nil {
+					return fmt.Errorf("factory batch stopped (finished devices are in %s; run the same command again to continue): %w",
+						filepath.Join(opts.Out, factory.ManifestFile), err)
+				}
+				if len(sum.Failed) > 0 {
+					return errors.New("some devices failed; see above")
+				}
+				return nil
+			})
 		},
 	}
 	f := issue.Flags()

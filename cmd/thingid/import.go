@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingid/thingid/internal/devimport"
+	"github.com/thingid/thingid/internal/server"
 )
 
 func newDevicesImport(g *globals) *cobra.Command {
@@ -42,55 +43,52 @@ Rows already imported are skipped, so an interrupted import is resumed by runnin
 			if opts.Format, err = devimport.FormatOf(args[0]); err != nil {
 				return fmt.Errorf("%w (use --format csv or --format jsonl)", err)
 			}
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
+			return g.withPlatform(cmd, func(p *server.Platform) error {
 
-			bar := progressbar.NewOptions64(fi.Size(),
-				progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-				progressbar.OptionSetDescription("importing"),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionShowCount(),
-				progressbar.OptionSetPredictTime(true),
-				progressbar.OptionThrottle(100_000_000),
-				progressbar.OptionClearOnFinish(),
-			)
-			opts.Progress = func(_, bytes int64) { bar.Set64(bytes) }
-			sum, err := devimport.Import(cmd.Context(), p.Identity, f, opts)
-			bar.Finish()
-			defer sum.Close()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%d rows in %s (%.0f rows/s): %d created, %d already imported, %d rejected\n",
-				sum.Rows, sum.Elapsed.Round(1e7), sum.RowsPerSecond(), sum.Created, sum.Skipped, sum.Rejected)
-			for _, r := range sum.Rejects {
-				fmt.Fprintf(out, "  rejected %v\n", r)
-			}
-			if n := sum.Rejected - int64(len(sum.Rejects)); n > 0 {
-				fmt.Fprintf(out, "  ... and %d more (use --rejects FILE to get them all)\n", n)
-			}
-			if rejectsFile != "" && sum.Rejected > 0 {
-				rf, ferr := os.Create(rejectsFile)
-				if ferr != nil {
-					return ferr
+				bar := progressbar.NewOptions64(fi.Size(),
+					progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+					progressbar.OptionSetDescription("importing"),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionShowCount(),
+					progressbar.OptionSetPredictTime(true),
+					progressbar.OptionThrottle(100_000_000),
+					progressbar.OptionClearOnFinish(),
+				)
+				opts.Progress = func(_, bytes int64) { bar.Set64(bytes) }
+				sum, err := devimport.Import(cmd.Context(), p.Identity, f, opts)
+				bar.Finish()
+				defer sum.Close()
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "%d rows in %s (%.0f rows/s): %d created, %d already imported, %d rejected\n",
+					sum.Rows, sum.Elapsed.Round(1e7), sum.RowsPerSecond(), sum.Created, sum.Skipped, sum.Rejected)
+				for _, r := range sum.Rejects {
+					fmt.Fprintf(out, "  rejected %v\n", r)
 				}
-				if werr := sum.WriteRejects(rf); werr != nil {
-					rf.Close()
-					return werr
+				if n := sum.Rejected - int64(len(sum.Rejects)); n > 0 {
+					fmt.Fprintf(out, "  ... and %d more (use --rejects FILE to get them all)\n", n)
 				}
-				if cerr := rf.Close(); cerr != nil {
-					return cerr
+				if rejectsFile != "" && sum.Rejected > 0 {
+					rf, ferr := os.Create(rejectsFile)
+					if ferr != nil {
+						return ferr
+					}
+					if werr := sum.WriteRejects(rf); werr != nil {
+						rf.Close()
+						return werr
+					}
+					if cerr := rf.Close(); cerr != nil {
+						return cerr
+					}
+					fmt.Fprintf(out, "rejected rows (line and reason) written to %s; fix those lines in %s and run the same import again: rows already imported are skipped\n", rejectsFile, args[0])
 				}
-				fmt.Fprintf(out, "rejected rows (line and reason) written to %s; fix those lines in %s and run the same import again: rows already imported are skipped\n", rejectsFile, args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("import stopped at line %d (everything before it is saved; run the same command again to resume): %w", sum.LastLine, err)
-			}
-			if sum.Rejected > 0 {
-				return errors.New("some rows were rejected; see above")
-			}
-			return nil
+				if err != nil {
+					return fmt.Errorf("import stopped at line %d (everything before it is saved; run the same command again to resume): %w", sum.LastLine, err)
+				}
+				if sum.Rejected > 0 {
+					return errors.New("some rows were rejected; see above")
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -131,11 +131,17 @@ func newConfigCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// open loads the configuration and opens the data directory for a CLI command.
-func (g *globals) open(cmd *cobra.Command) (*server.Platform, error) {
+// withPlatform loads the configuration, opens the data directory for a CLI
+// command, runs fn on it and closes it.
+func (g *globals) withPlatform(cmd *cobra.Command, fn func(p *server.Platform) error) error {
 	cfg, err := g.load(cmd, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return server.Open(cmd.Context(), cfg)
+	p, err := server.Open(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return fn(p)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thingid/thingid/internal/server"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -23,32 +24,29 @@ func newUsers(g *globals) *cobra.Command {
 		Short: "Create a user; prints a generated password unless --password-stdin is given",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			pw := rand.Text()
-			if passwordStdin {
-				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if err != nil && line == "" {
-					return fmt.Errorf("--password-stdin: read the password from standard input: %w", err)
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				pw := rand.Text()
+				if passwordStdin {
+					line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+					if err != nil && line == "" {
+						return fmt.Errorf("--password-stdin: read the password from standard input: %w", err)
+					}
+					pw = strings.TrimRight(line, "\r\n")
 				}
-				pw = strings.TrimRight(line, "\r\n")
-			}
-			u := &store.User{UserName: args[0], DisplayName: displayName}
-			if email != "" {
-				u.Emails = []store.MultiValue{{Value: email, Primary: true}}
-			}
-			u, err = p.Identity.CreateUser(cmd.Context(), cliActor, u, pw)
-			if err != nil {
-				return explainStoreErr(err, "user name "+args[0])
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created user %s (id %s)\n", u.UserName, u.ID)
-			if !passwordStdin {
-				fmt.Fprintf(cmd.OutOrStdout(), "password: %s\n", pw)
-			}
-			return nil
+				u := &store.User{UserName: args[0], DisplayName: displayName}
+				if email != "" {
+					u.Emails = []store.MultiValue{{Value: email, Primary: true}}
+				}
+				u, err := p.Identity.CreateUser(cmd.Context(), cliActor, u, pw)
+				if err != nil {
+					return explainStoreErr(err, "user name "+args[0])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created user %s (id %s)\n", u.UserName, u.ID)
+				if !passwordStdin {
+					fmt.Fprintf(cmd.OutOrStdout(), "password: %s\n", pw)
+				}
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&email, "email", "", "primary e-mail address")
