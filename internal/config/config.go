@@ -37,6 +37,9 @@ type Config struct {
 	Registration Registration `json:"registration"`
 	Sessions     Sessions     `json:"sessions"`
 	OAuth        OAuth        `json:"oauth"`
+	PKI          PKI          `json:"pki"`
+	MQTT         MQTT         `json:"mqtt"`
+	Gateway      Gateway      `json:"gateway"`
 }
 
 // OAuth configures the authorization server and its tokens.
@@ -172,6 +175,9 @@ func Default() Config {
 			RefreshTokenLifetime: Duration(30 * 24 * time.Hour),
 			DeviceCodeLifetime:   Duration(10 * time.Minute),
 		},
+		PKI:     defaultPKI(),
+		MQTT:    defaultMQTT(),
+		Gateway: defaultGateway(),
 	}
 }
 
@@ -398,7 +404,13 @@ func (c *Config) Validate() error {
 	if s := c.Registration.SMTP; s.Host != "" && (s.From == "" || s.Port < 1 || s.Port > 65535) {
 		return fmt.Errorf("registration.smtp: from and a port in 1..65535 are required with a host")
 	}
-	return nil
+	if err := c.PKI.validate(c.Home); err != nil {
+		return err
+	}
+	if err := c.MQTT.validate(c.Home); err != nil {
+		return err
+	}
+	return c.Gateway.validate(c.Home)
 }
 
 // Masked returns the configuration as YAML with secrets replaced by "******".

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
@@ -10,13 +9,14 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 )
 
 // mountComponents adds SCIM (administrators only), self-registration and
 // browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admins *authn.Admins, log *slog.Logger) (cleanup func(), err error) {
+func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL: cfg.HTTP.PublicURL,
@@ -39,27 +39,23 @@ func (p *Platform) mountComponents(ctx context.Context, mux *http.ServeMux, admi
 		OutboxDir: r.OutboxDir,
 	}
 	if err := ss.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
 
 	sessions, err := p.newSessions(admins, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sessions.Register(mux)
-	tk, cleanup, err := p.newTokens(ctx, log)
-	if err != nil {
-		return nil, err
-	}
 	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
 	srv, err := p.newOAuth(tk, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
 	if err != nil {
-		cleanup()
-		return nil, err
+		return err
 	}
 	srv.Register(mux)
-	return cleanup, nil
+	p.mountPKI(mux, admins, certs, log)
+	return nil
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

@@ -13,12 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
 
 // routes builds the handler of the main listener.
-func (p *Platform) routes(ctx context.Context, log *slog.Logger) (h http.Handler, cleanup func(), err error) {
+func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, log *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newHTTPMetrics(reg)
@@ -40,11 +41,10 @@ func (p *Platform) routes(ctx context.Context, log *slog.Logger) (h http.Handler
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	cleanup, err = p.mountComponents(ctx, mux, admins, log)
-	if err != nil {
-		return nil, nil, err
+	if err := p.mountComponents(mux, admins, tk, certs, log); err != nil {
+		return nil, err
 	}
-	return m.wrap(mux, log), cleanup, nil
+	return m.wrap(mux, log), nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

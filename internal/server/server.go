@@ -125,11 +125,30 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	handler, cleanup, err := p.routes(ctx, log)
+	tk, cleanupTokens, err := p.newTokens(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer cleanupTokens()
+	certs, err := p.newCertAuth(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer certs.Close()
+	handler, err := p.routes(tk, certs, log)
+	if err != nil {
+		return err
+	}
+	stopBroker, err := p.startBroker(ctx, tk, certs, log, out)
+	if err != nil {
+		return err
+	}
+	defer stopBroker()
+	stopGateway, err := p.startGateway(ctx, tk, certs, log, out)
+	if err != nil {
+		return err
+	}
+	defer stopGateway()
 	go p.purgeLoop(ctx, log)
 	srv := &http.Server{
 		Handler:           handler,
@@ -139,6 +158,10 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{tlsCert},
+			// Mutual TLS is optional at the handshake: a thing's certificate
+			// (platform, manufacturer or self-signed) is checked by certauth
+			// in the endpoints that need one, never by the handshake alone.
+			ClientAuth: tls.RequestClientCert,
 		},
 	}
 	log.Info("thingid serving", "address", ln.Addr().String(), "publicURL", cfg.HTTP.PublicURL,
