@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs thingid's whole test suite on a fresh Debian machine: installs the real
-# peers the tests talk to (Chromium, PostgreSQL, curl, openssl), starts PostgreSQL
+# peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
+# clients, Redis, nginx), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   sudo=""

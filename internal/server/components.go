@@ -55,6 +55,7 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 	}
 	srv.Register(mux)
 	p.mountPKI(mux, admins, certs, log)
+	p.mountEST(mux, admins, certs, log)
 	return nil
 }
 
