@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thingid/thingid/internal/factory"
-	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/server"
 )
 
@@ -38,12 +37,7 @@ Devices in the manifest are done: running the same command again continues.`,
 				return fmt.Errorf("--count must be at least 1 (got %d)", opts.Count)
 			}
 			return g.withPlatform(cmd, func(p *server.Platform) error {
-				dir := filepath.Join(p.Config.Home, "pki")
-				root, err := pki.LoadOrCreateCA(dir, p.Key)
-				if err != nil {
-					return err
-				}
-				ca, err := root.DeviceCA(dir, p.Key)
+				_, ca, err := p.PKI()
 				if err != nil {
 					return err
 				}

@@ -57,6 +57,9 @@ type OAuth struct {
 	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 §8), which
 	// limits how long a proof made ahead of time could be used.
 	DPoPNonces bool `json:"dpopNonces"`
+	// ThingScopes are the scopes of the OAuth client every thing is under
+	// its own id.
+	ThingScopes []string `json:"thingScopes"`
 }
 
 // Sessions configures browser sessions (OWASP Session Management).
@@ -174,6 +177,7 @@ func Default() Config {
 			AccessTokenLifetime:  Duration(10 * time.Minute),
 			RefreshTokenLifetime: Duration(30 * 24 * time.Hour),
 			DeviceCodeLifetime:   Duration(10 * time.Minute),
+			ThingScopes:          []string{"device", "profile"},
 		},
 		PKI:     defaultPKI(),
 		MQTT:    defaultMQTT(),

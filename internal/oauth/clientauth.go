@@ -32,12 +32,20 @@ const (
 
 // authenticateClient identifies the client of a token, device authorization
 // or revocation request by exactly one method (RFC 6749 §2.3: more than one
-// is invalid_request) and checks it is the method the client registered.
+// is invalid_request) and checks it is a method the client may use.
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Client, error) {
+	c, _, err := s.clientAuth(r, form)
+	return c, err
+}
+
+// clientAuth is authenticateClient that also returns the x5t#S256 of the
+// client certificate when the client authenticated with it (RFC 8705 §2),
+// "" otherwise.
+func (s *Server) clientAuth(r *http.Request, form url.Values) (*store.Client, string, error) {
 	ctx := r.Context()
 	user, pass, hasBasic := r.BasicAuth()
 	if !hasBasic && r.Header.Get("Authorization") != "" {
-		return nil, ErrInvalidClient.WithDescription("unsupported Authorization scheme")
+		return nil, "", ErrInvalidClient.WithDescription("unsupported Authorization scheme")
 	}
 	_, hasSecret := form["client_secret"]
 	_, hasAssertion := form["client_assertion"]
@@ -48,7 +56,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 		}
 	}
 	if n > 1 {
-		return nil, ErrInvalidRequest.WithDescription("use exactly one client authentication method (RFC 6749 §2.3)")
+		return nil, "", ErrInvalidRequest.WithDescription("use exactly one client authentication method (RFC 6749 §2.3)")
 	}
 	formID := form.Get("client_id")
 	switch {
@@ -57,35 +65,47 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*store.Cl
 		id, err1 := url.QueryUnescape(user)
 		secret, err2 := url.QueryUnescape(pass)
 		if err1 != nil || err2 != nil {
-			return nil, basicFailure("malformed Basic credentials")
+			return nil, "", basicFailure("malformed Basic credentials")
 		}
 		if formID != "" && formID != id {
-			return nil, ErrInvalidRequest.WithDescription("client_id does not match the Basic credentials")
+			return nil, "", ErrInvalidRequest.WithDescription("client_id does not match the Basic credentials")
 		}
 		c, err := s.secretClient(ctx, id, secret, methodBasic)
 		if e, ok := err.(*Error); ok && e.Code == ErrInvalidClient.Code {
 			e.basic = true
 		}
-		return c, err
+		return c, "", err
 	case hasSecret:
-		return s.secretClient(ctx, formID, form.Get("client_secret"), methodPost)
+		c, err := s.secretClient(ctx, formID, form.Get("client_secret"), methodPost)
+		return c, "", err
 	case hasAssertion:
 		if form.Get("client_assertion_type") != assertionType {
-			return nil, ErrInvalidRequest.WithDescription("client_assertion_type must be " + assertionType)
+			return nil, "", ErrInvalidRequest.WithDescription("client_assertion_type must be " + assertionType)
 		}
-		return s.assertionClient(ctx, formID, form.Get("client_assertion"))
+		c, err := s.assertionClient(ctx, formID, form.Get("client_assertion"))
+		return c, "", err
 	default:
 		if formID == "" {
-			return nil, ErrInvalidClient.WithDescription("client authentication required")
+			return nil, "", ErrInvalidClient.WithDescription("client authentication required")
 		}
 		c, err := s.loadClient(ctx, formID)
 		if err != nil {
-			return nil, err
+			return nil, "", err
+		}
+		if chain := peerCertificates(r); chain != nil && (allowsMethod(c, methodTLSClientAuth) || allowsMethod(c, methodSelfSignedTLS)) {
+			x5t, err := s.certificateClient(ctx, c, chain)
+			if err != nil {
+				return nil, "", err
+			}
+			return c, x5t, nil
 		}
 		if c.Type != store.ClientPublic || c.TokenEndpointAuthMethod != methodNone {
-			return nil, ErrInvalidClient.WithDescription("this client must authenticate")
+			if allowsMethod(c, methodTLSClientAuth) || allowsMethod(c, methodSelfSignedTLS) {
+				return nil, "", ErrInvalidClient.WithDescription("this client authenticates with its certificate: connect with mutual TLS")
+			}
+			return nil, "", ErrInvalidClient.WithDescription("this client must authenticate")
 		}
-		return c, nil
+		return c, "", nil
 	}
 }
 
@@ -102,7 +122,15 @@ func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, erro
 	}
 	c, err := s.st.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrInvalidClient.WithDescription("client authentication failed")
+		// Every thing is a client under its own id (thingClient).
+		t, terr := s.opts.Identities.GetThing(ctx, id)
+		if errors.Is(terr, store.ErrNotFound) {
+			return nil, ErrInvalidClient.WithDescription("client authentication failed")
+		}
+		if terr != nil {
+			return nil, serverError(terr)
+		}
+		c, err = s.thingClient(t), nil
 	}
 	if err != nil {
 		return nil, serverError(err)
@@ -119,7 +147,7 @@ func (s *Server) secretClient(ctx context.Context, id, secret, method string) (*
 		return nil, err
 	}
 	// Same answer for a wrong secret and a wrong method: nothing to probe.
-	if c.TokenEndpointAuthMethod != method || !s.secretMatches(c, secret) {
+	if !allowsMethod(c, method) || !s.secretMatches(c, secret) {
 		return nil, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	return c, nil
@@ -146,7 +174,7 @@ func (s *Server) assertionClient(ctx context.Context, formID, raw string) (*stor
 	if err != nil {
 		return nil, err
 	}
-	if c.TokenEndpointAuthMethod != methodPrivateKeyJWT {
+	if !allowsMethod(c, methodPrivateKeyJWT) {
 		return nil, fail
 	}
 	_, refusal, err := s.verifyAssertion(ctx, c, raw, "client-assertion", jwt.WithSubject(c.ID))

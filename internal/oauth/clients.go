@@ -205,9 +205,15 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 			c.TokenEndpointAuthMethod = methodBasic
 		}
 		switch c.TokenEndpointAuthMethod {
-		case methodBasic, methodPost, methodPrivateKeyJWT:
+		case methodBasic, methodPost, methodPrivateKeyJWT, methodSelfSignedTLS:
+		case methodTLSClientAuth:
+			// The certificate must name the thing (certauth); other subjects
+			// are not matched (RFC 8705 §2.1.2 metadata is not supported).
+			if spec.ThingID == "" {
+				return nil, invalidField("thing_id", "tls_client_auth needs the thing whose certificate the client presents")
+			}
 		default:
-			return nil, invalidField("token_endpoint_auth_method", "must be one of client_secret_basic, client_secret_post, private_key_jwt for a confidential client")
+			return nil, invalidField("token_endpoint_auth_method", "must be one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, self_signed_tls_client_auth for a confidential client")
 		}
 	}
 	if len(spec.RedirectURIs) > maxListItems {
@@ -257,13 +263,13 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 		}
 	}
 	c.Scopes = slices.Clone(spec.Scopes)
-	if c.TokenEndpointAuthMethod == methodPrivateKeyJWT {
+	if c.TokenEndpointAuthMethod == methodPrivateKeyJWT || c.TokenEndpointAuthMethod == methodSelfSignedTLS {
 		if err := checkClientJWKS(spec.JWKS); err != nil {
 			return nil, invalidField("jwks", "%v", err)
 		}
 		c.JWKS = slices.Clone(spec.JWKS)
 	} else if len(spec.JWKS) > 0 {
-		return nil, invalidField("jwks", "only private_key_jwt clients register keys")
+		return nil, invalidField("jwks", "only private_key_jwt and self_signed_tls_client_auth clients register keys")
 	}
 	if spec.ThingID != "" {
 		if _, err := s.opts.Identities.GetThing(ctx, spec.ThingID); errors.Is(err, store.ErrNotFound) {
@@ -307,7 +313,7 @@ var assertionAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384
 // "alg": verification uses the key's algorithm, never the token's header.
 func checkClientJWKS(raw json.RawMessage) error {
 	if len(raw) == 0 {
-		return errors.New("private_key_jwt needs the client's public keys")
+		return errors.New("the client's public keys are required (jwks)")
 	}
 	if len(raw) > maxJWKSBytes {
 		return fmt.Errorf("at most %d bytes", maxJWKSBytes)

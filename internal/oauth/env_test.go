@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -99,6 +100,9 @@ func newEnv(t testing.TB, tweak ...func(*Options)) *env {
 
 	mux := http.NewServeMux()
 	e.srv = httptest.NewUnstartedServer(mux)
+	// Like the platform's listener: a client certificate is optional at the
+	// handshake and checked by the endpoints (RFC 8705).
+	e.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	issuer := e.srv.URL

@@ -15,7 +15,7 @@ const pathIntrospect = "/oauth2/introspect"
 // introspectionAuthMethods are the client authentication methods the
 // introspection endpoint accepts: every method with a credential, never
 // none (RFC 7662 §2.1: the endpoint requires authorization).
-var introspectionAuthMethods = []string{methodBasic, methodPost, methodPrivateKeyJWT}
+var introspectionAuthMethods = []string{methodBasic, methodPost, methodPrivateKeyJWT, methodTLSClientAuth, methodSelfSignedTLS}
 
 // introspection is the RFC 7662 §2.2 response. Only Active is set for a
 // token that is not active: nothing about it may leak (§2.2).
@@ -54,9 +54,10 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone {
-		// RFC 7662 §2.3: a caller that is not authorized gets 401.
-		s.writeError(w, r, ErrInvalidClient.WithDescription("introspection needs client authentication; public clients may not introspect"))
+	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
+		// RFC 7662 §2.3: a caller that is not authorized gets 401. Resource
+		// servers introspect; devices do not.
+		s.writeError(w, r, ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect"))
 		return
 	}
 	tok := form.Get("token")

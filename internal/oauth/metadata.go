@@ -38,6 +38,9 @@ type Metadata struct {
 	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
 	// RFC 9449 §5.1: the algorithms of DPoP proofs this server accepts.
 	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported"`
+	// RFC 8705 §3.3: access tokens are bound to the client certificate of a
+	// mutual-TLS token request.
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
 }
 
 // supportedGrantTypes is the set a client may be registered with.
@@ -54,7 +57,7 @@ func scopesSupported(configured []string) []string {
 }
 
 // authMethods are the token endpoint authentication methods (RFC 7591 §2).
-var authMethods = []string{methodBasic, methodPost, methodPrivateKeyJWT, methodNone}
+var authMethods = []string{methodBasic, methodPost, methodPrivateKeyJWT, methodTLSClientAuth, methodSelfSignedTLS, methodNone}
 
 // Metadata returns the server's metadata document.
 func (s *Server) Metadata() Metadata {
@@ -78,6 +81,7 @@ func (s *Server) Metadata() Metadata {
 		SubjectTypesSupported:                  []string{"public"},
 		IDTokenSigningAlgValuesSupported:       []string{s.opts.IDTokenAlg},
 		DPoPSigningAlgValuesSupported:          slices.Clone(dpopAlgs),
+		TLSClientCertificateBoundAccessTokens:  true,
 	}
 	m.IntrospectionEndpoint = s.issuer + pathIntrospect
 	m.IntrospectionEndpointAuthMethodsSupported = slices.Clone(introspectionAuthMethods)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +95,11 @@ type Options struct {
 	Audience []string
 	// Scopes clients may be registered with; nil allows any well-formed scope.
 	Scopes []string
+	// ThingScopes are the scopes of the client every thing is (thingClient).
+	ThingScopes []string
+	// Certificates checks the client certificates of tls_client_auth; nil
+	// accepts none (a command-line Server that serves nothing).
+	Certificates Certificates
 	// IDTokenAlg is advertised in the OpenID metadata; default ES256.
 	IDTokenAlg string
 	// RegistrationTokenHashes are the initial access tokens of dynamic client
@@ -161,7 +167,7 @@ func New(opts Options) (*Server, error) {
 			return nil, errors.New("oauth: RegistrationTokenHashes must be RegistrationTokenHash values (32 bytes)")
 		}
 	}
-	for _, sc := range opts.Scopes {
+	for _, sc := range append(slices.Clone(opts.Scopes), opts.ThingScopes...) {
 		if !validScopeToken(sc) {
 			return nil, fmt.Errorf("oauth: scope %q is not a valid scope token (RFC 6749 §3.3)", sc)
 		}
@@ -232,6 +238,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+pathAuthorize, ui.SecurityHeaders(http.HandlerFunc(s.serveAuthorize)))
 	mux.Handle("POST "+pathAuthorizeDecision, page(s.submitAuthorizeDecision))
 	mux.HandleFunc(pathUserinfo, s.serveUserinfo)
+	mux.HandleFunc("GET "+pathCallHome, s.serveCallHome)
 	mux.Handle("GET "+assetPrefix, s.kit.Assets())
 	s.registerAccount(mux) // grants.go: grants, linked devices, unlinking
 }

@@ -90,7 +90,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt))
 		return
 	}
-	c, err := s.authenticateClient(r, form)
+	c, x5t, err := s.clientAuth(r, form)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -105,6 +105,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// RFC 8705 §3: a client that authenticated with its certificate gets
+	// tokens bound to it.
+	ctx = withCertBinding(ctx, x5t)
 	var resp *tokenResponse
 	switch gt {
 	case GrantClientCredentials:
@@ -219,9 +222,16 @@ func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, sub
 		IssuedAt: now, ExpiresAt: exp, GrantID: g.ID, ThingID: g.ThingID,
 	}
 	tokenType := "Bearer"
+	if x5t := certBinding(ctx); x5t != "" {
+		// RFC 8705 §3.1; the token type stays Bearer (§3).
+		claims.Confirmation = &tokens.Confirmation{X5TS256: x5t}
+	}
 	if jkt := dpopJKT(ctx); jkt != "" {
 		// RFC 9449 §6.1, §5: bound to the proof's key, and said so.
-		claims.Confirmation = &tokens.Confirmation{JKT: jkt}
+		if claims.Confirmation == nil {
+			claims.Confirmation = &tokens.Confirmation{}
+		}
+		claims.Confirmation.JKT = jkt
 		tokenType = "DPoP"
 	}
 	at, err := s.opts.Tokens.AccessToken(claims)

@@ -48,25 +48,49 @@ var ErrUnsupportedKey = errors.New("unsupported public key")
 
 // DeviceCA is the issuing intermediate for device certificates, signed by the
 // platform root with path length 0: it issues end-entity certificates only.
-// Its methods are safe for concurrent use.
+// Set its fields before use; its methods are safe for concurrent use.
 type DeviceCA struct {
 	Cert *x509.Certificate
 	Root *x509.Certificate
-	key  crypto.Signer
+	// Lifetime is the validity of a device certificate whose caller asks for
+	// none (lifetime 0); DefaultDeviceLifetime when zero.
+	Lifetime time.Duration
+	// CRLURL, when set, is written into every device certificate as its CRL
+	// distribution point (RFC 5280 §4.2.1.13), so relying parties other than
+	// thingid (a gateway, nginx) can check revocation.
+	CRLURL string
+	key    crypto.Signer
 }
 
 // DeviceCA reads the device issuing CA from dir or creates it there, signed by
 // ca, its key sealed with key like the root's.
 func (ca *CA) DeviceCA(dir string, key secrets.Key) (*DeviceCA, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return ca.deviceCA(dir, key, Import{})
+}
+
+// deviceCA reads the device issuing CA from dir, checking it is the one imp
+// names, or creates it; the caller holds the directory lock.
+func (ca *CA) deviceCA(dir string, key secrets.Key, imp Import) (*DeviceCA, error) {
 	cert, signer, err := loadPair(dir, deviceCACertFile, deviceCAKeyFile, key)
 	if err == nil {
 		if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
 			return nil, fmt.Errorf("device CA in %s is not signed by the platform CA: %w", dir, err)
 		}
+		if err := imp.sameIssuing(cert, dir); err != nil {
+			return nil, err
+		}
 		return &DeviceCA{Cert: cert, Root: ca.Cert, key: signer}, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("device CA in %s: %w", dir, err)
+	}
+	if ca.Cert.MaxPathLenZero {
+		return nil, fmt.Errorf("platform CA %q has path length 0: it cannot have the device issuing CA under it", ca.Cert.Subject)
 	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -107,9 +131,16 @@ type DeviceCert struct {
 }
 
 // ChainPEM returns the device certificate and the issuing CA as PEM.
-func (c *DeviceCert) ChainPEM() []byte {
+func (c *DeviceCert) ChainPEM() []byte { return certsPEM(c.Chain...) }
+
+// CertificatesPEM returns the root then the issuing CA as PEM: what a relying
+// party needs to verify device certificates.
+func (d *DeviceCA) CertificatesPEM() []byte { return certsPEM(d.Root.Raw, d.Cert.Raw) }
+
+// certsPEM encodes DER certificates as PEM blocks.
+func certsPEM(ders ...[]byte) []byte {
 	var b []byte
-	for _, der := range c.Chain {
+	for _, der := range ders {
 		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
 	return b
@@ -128,7 +159,7 @@ func (c *DeviceCert) KeyPEM() ([]byte, error) {
 }
 
 // IssueDevice generates an ECDSA P-256 key for the thing and certifies it.
-// lifetime 0 means DefaultDeviceLifetime.
+// lifetime 0 means d.Lifetime.
 func (d *DeviceCA) IssueDevice(thingID, serial string, lifetime time.Duration) (*DeviceCert, error) {
 	if err := d.checkRequest(thingID, serial, lifetime); err != nil {
 		return nil, err
@@ -165,7 +196,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 // CSR's self-signature (proof that the requester holds the key) and its key
 // type. Only the key is taken from the CSR: subject, SANs and extensions are the
 // platform's, so a device cannot ask for another thing's name or for a CA
-// certificate. lifetime 0 means DefaultDeviceLifetime.
+// certificate. lifetime 0 means d.Lifetime.
 func (d *DeviceCA) SignCSR(csr *x509.CertificateRequest, thingID, serial string, lifetime time.Duration) (*DeviceCert, error) {
 	if csr == nil {
 		return nil, errors.New("CSR: missing")
@@ -218,9 +249,7 @@ func (d *DeviceCA) checkRequest(thingID, serial string, lifetime time.Duration) 
 	if lifetime < 0 {
 		return fmt.Errorf("device certificate: lifetime %v is negative", lifetime)
 	}
-	if lifetime == 0 {
-		lifetime = DefaultDeviceLifetime
-	}
+	lifetime = d.lifetime(lifetime)
 	if time.Now().Add(lifetime).After(d.Cert.NotAfter) {
 		return fmt.Errorf("device certificate: lifetime %v would outlive the device issuing CA (valid until %s)", lifetime, d.Cert.NotAfter.Format(time.DateOnly))
 	}
@@ -241,10 +270,19 @@ func isPrintableString(s string) bool {
 	return true
 }
 
-func (d *DeviceCA) issue(pub crypto.PublicKey, thingID, serial string, lifetime time.Duration) (*DeviceCert, error) {
-	if lifetime == 0 {
-		lifetime = DefaultDeviceLifetime
+// lifetime is the validity of a certificate whose caller asked for lifetime.
+func (d *DeviceCA) lifetime(lifetime time.Duration) time.Duration {
+	switch {
+	case lifetime != 0:
+		return lifetime
+	case d.Lifetime != 0:
+		return d.Lifetime
 	}
+	return DefaultDeviceLifetime
+}
+
+func (d *DeviceCA) issue(pub crypto.PublicKey, thingID, serial string, lifetime time.Duration) (*DeviceCert, error) {
+	lifetime = d.lifetime(lifetime)
 	uri, _ := url.Parse(ThingURIPrefix + thingID)
 	now := time.Now()
 	usage := x509.KeyUsageDigitalSignature
@@ -259,6 +297,9 @@ func (d *DeviceCA) issue(pub crypto.PublicKey, thingID, serial string, lifetime 
 		KeyUsage:     usage,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{uri},
+	}
+	if d.CRLURL != "" {
+		tmpl.CRLDistributionPoints = []string{d.CRLURL}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, d.Cert, pub, d.key)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/thingid/thingid/internal/secrets"
 )
 
-func newDeviceCA(t *testing.T) (*DeviceCA, string, secrets.Key) {
+func newDeviceCA(t testing.TB) (*DeviceCA, string, secrets.Key) {
 	t.Helper()
 	dir := t.TempDir()
 	key, err := secrets.LoadOrCreate(dir, "")

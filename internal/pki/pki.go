@@ -1,6 +1,7 @@
-// Package pki owns thingid's certificate authority: the platform CA and the TLS
-// server certificate of the listeners. Private keys are kept sealed with the master
-// key. It issues certificates; it does not decide who may have one.
+// Package pki owns thingid's certificate authority: the platform CA (generated
+// or imported), the device issuing CA, device certificates, CRLs and the TLS
+// server certificate of the listeners. Private keys are kept sealed with the
+// master key. It issues certificates; it does not decide who may have one.
 package pki
 
 import (
@@ -44,11 +45,22 @@ const (
 
 // LoadOrCreateCA reads the CA from dir or creates one there (ECDSA P-256).
 func LoadOrCreateCA(dir string, key secrets.Key) (*CA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	unlock, err := lockDir(dir)
+	if err != nil {
 		return nil, err
 	}
+	defer unlock()
+	return loadOrCreateRoot(dir, key, Import{})
+}
+
+// loadOrCreateRoot reads the CA from dir, checking it is the one imp names,
+// or creates one; the caller holds the directory lock.
+func loadOrCreateRoot(dir string, key secrets.Key, imp Import) (*CA, error) {
 	cert, signer, err := loadPair(dir, caCertFile, caKeyFile, key)
 	if err == nil {
+		if err := imp.sameRoot(cert, dir); err != nil {
+			return nil, err
+		}
 		return &CA{Cert: cert, key: signer}, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {

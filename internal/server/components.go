@@ -49,7 +49,7 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 	}
 	sessions.Register(mux)
 	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
-	srv, err := p.newOAuth(tk, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
+	srv, err := p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 }
 
 // newOAuth returns the authorization server; admin protects its admin API.
-func (p *Platform) newOAuth(tk *tokenSet, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (*oauth.Server, error) {
+func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (*oauth.Server, error) {
 	c := p.Config.OAuth
 	key := p.derivedKey("thingid oauth v1")
 	var registration [][]byte
@@ -69,6 +69,8 @@ func (p *Platform) newOAuth(tk *tokenSet, sessions *authn.Sessions, admin func(h
 		Key:                     key,
 		RegistrationTokenHashes: registration,
 		DPoPNonces:              c.DPoPNonces,
+		ThingScopes:             c.ThingScopes,
+		Certificates:            certs,
 		IDTokenAlg:              c.SigningAlgorithm,
 		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
 		RefreshTokenLifetime:    time.Duration(c.RefreshTokenLifetime),
@@ -88,7 +90,7 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := p.newOAuth(tk, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() }, log)
+	srv, err := p.newOAuth(tk, nil, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() }, log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

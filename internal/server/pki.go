@@ -1,19 +1,72 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"time"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/pki"
 )
+
+// PKI returns the platform CA and the device issuing CA of the data directory
+// ($home/pki), importing them from the pki.* files or creating them on first
+// use. The device CA issues with the configured lifetime and writes the CRL
+// distribution point into its certificates. Everything that issues or checks
+// platform certificates (server certificate, factory, EST, certauth) loads
+// them here, so that none creates a CA of its own before the configured one
+// is imported.
+func (p *Platform) PKI() (*pki.CA, *pki.DeviceCA, error) {
+	c := p.Config.PKI
+	root, dca, err := pki.Open(filepath.Join(p.Config.Home, "pki"), p.Key, pki.Import{
+		CertFile: c.CACertFile, KeyFile: c.CAKeyFile,
+		IssuingCertFile: c.IssuingCACertFile, IssuingKeyFile: c.IssuingCAKeyFile,
+	})
+	if err != nil {
+		if c.CACertFile != "" {
+			return nil, nil, fmt.Errorf("platform CA (pki.caCertFile, pki.caKeyFile, pki.issuingCACertFile, pki.issuingCAKeyFile): %w", err)
+		}
+		return nil, nil, fmt.Errorf("platform CA in %s: %w", filepath.Join(p.Config.Home, "pki"), err)
+	}
+	dca.Lifetime = time.Duration(c.DeviceCertLifetime)
+	dca.CRLURL = p.crlURL()
+	return root, dca, nil
+}
+
+// crlURL is where relying parties fetch the CRL.
+func (p *Platform) crlURL() string {
+	return cmp.Or(p.Config.PKI.CRLURL, p.Config.HTTP.PublicURL+certauth.PathCRL)
+}
 
 // newCertAuth returns the checker of client certificates.
 func (p *Platform) newCertAuth(ctx context.Context, log *slog.Logger) (*certauth.Checker, error) {
-	return certauth.New(ctx, certauth.Options{Store: p.Store, Identity: p.Identity, Bus: p.Bus, Log: log.With("component", "certauth")})
+	_, dca, err := p.PKI()
+	if err != nil {
+		return nil, err
+	}
+	return certauth.New(ctx, certauth.Options{
+		Store:       p.Store,
+		Identity:    p.Identity,
+		DeviceCA:    dca,
+		Bus:         p.Bus,
+		Log:         log.With("component", "certauth"),
+		CRLLifetime: time.Duration(p.Config.PKI.CRLLifetime),
+	})
+}
+
+// CertAuthAdmin returns the certificate checker for command-line
+// administration (manufacturer CAs, revocations) on the data directory; it
+// serves nothing. Close it when done.
+func (p *Platform) CertAuthAdmin(ctx context.Context, log *slog.Logger) (*certauth.Checker, error) {
+	return p.newCertAuth(ctx, log)
 }
 
 // mountPKI adds the certificate administration API and the CRL to mux.
 func (p *Platform) mountPKI(mux *http.ServeMux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
+	certs.Register(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 }

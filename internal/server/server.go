@@ -22,7 +22,6 @@ import (
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
-	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/postgres"
@@ -198,11 +197,11 @@ func (p *Platform) serverCertificate() (tls.Certificate, error) {
 		}
 		return cert, nil
 	}
-	dir := filepath.Join(p.Config.Home, "pki")
-	ca, err := pki.LoadOrCreateCA(dir, p.Key)
+	ca, _, err := p.PKI()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
+	dir := filepath.Join(p.Config.Home, "pki")
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	if u, err := url.Parse(p.Config.HTTP.PublicURL); err == nil && !slices.Contains(hosts, u.Hostname()) {
 		hosts = append(hosts, u.Hostname())

@@ -277,6 +277,7 @@ type Tx interface {
 	Audit
 	APITokens
 	OAuth
+	PKI
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

@@ -100,3 +100,7 @@ func BenchmarkCreateThings(b *testing.B) {
 	s, _ := open(b)
 	storetest.BenchmarkCreateThings(b, s, 2000)
 }
+
+func TestPKIConformance(t *testing.T) {
+	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
+}

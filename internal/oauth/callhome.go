@@ -1,0 +1,84 @@
+package oauth
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// pathCallHome is where a thing, over mutual TLS with its certificate, learns
+// how the platform sees it: whether it is paired, when to renew its
+// certificate, where to get tokens.
+const pathCallHome = "/api/v1/things/self"
+
+// renewFraction of a certificate's lifetime passes before a thing should
+// renew it (EST simplereenroll), as the SDK does by default.
+const renewFraction = 2.0 / 3
+
+// callHomeView is the answer of pathCallHome.
+type callHomeView struct {
+	ThingID      string       `json:"thing_id"`
+	DisplayName  string       `json:"display_name,omitempty"`
+	Manufacturer string       `json:"manufacturer,omitempty"`
+	Model        string       `json:"model,omitempty"`
+	SerialNumber string       `json:"serial_number,omitempty"`
+	Paired       bool         `json:"paired"`
+	PairedSince  *time.Time   `json:"paired_since,omitempty"`
+	Certificate  callHomeCert `json:"certificate"`
+	// TokenEndpoint takes client_id=<thing_id> with tls_client_auth.
+	TokenEndpoint               string `json:"token_endpoint"`
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+}
+
+type callHomeCert struct {
+	Thumbprint string    `json:"x5t#S256"`
+	NotAfter   time.Time `json:"not_after"`
+	RenewAfter time.Time `json:"renew_after"`
+}
+
+// serveCallHome answers a thing that presents its certificate.
+func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
+	chain := peerCertificates(r)
+	if chain == nil || s.opts.Certificates == nil {
+		writeProblem(w, http.StatusUnauthorized, "", "present the thing's certificate over mutual TLS")
+		return
+	}
+	ctx := r.Context()
+	id, err := s.opts.Certificates.Verify(ctx, chain)
+	if err != nil {
+		if refused(err) {
+			writeProblem(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
+			return
+		}
+		s.log.Error("oauth: checking a call-home certificate", "err", err)
+		writeProblem(w, http.StatusInternalServerError, "", "the certificate could not be checked; try again later")
+		return
+	}
+	t := id.Thing
+	to := store.Ref{Kind: store.KindThing, ID: t.ID}
+	rels, err := s.st.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &to})
+	if err != nil {
+		s.log.Error("oauth: reading a thing's owners", "thing", t.ID, "err", err)
+		writeProblem(w, http.StatusInternalServerError, "", "the thing could not be read; try again later")
+		return
+	}
+	v := callHomeView{
+		ThingID: t.ID, DisplayName: t.DisplayName, Manufacturer: t.Manufacturer, Model: t.Model, SerialNumber: t.SerialNumber,
+		Certificate: callHomeCert{Thumbprint: id.Thumbprint, NotAfter: id.Leaf.NotAfter.UTC(),
+			RenewAfter: id.Leaf.NotBefore.Add(time.Duration(float64(id.Leaf.NotAfter.Sub(id.Leaf.NotBefore)) * renewFraction)).UTC()},
+		TokenEndpoint:               s.issuer + pathToken,
+		DeviceAuthorizationEndpoint: s.issuer + pathDeviceReq,
+	}
+	for _, rel := range rels {
+		if rel.To == to && rel.From.Kind == store.KindUser {
+			since := rel.Created.UTC()
+			if !v.Paired || since.Before(*v.PairedSince) {
+				v.PairedSince = &since
+			}
+			v.Paired = true
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, v)
+}
