@@ -74,6 +74,7 @@ func TestCRL(t *testing.T) {
 	_, good := e.thing("SPK-C1")
 	_, bad := e.thing("SPK-C2")
 	_, quiet := e.thing("SPK-C3")
+	whole, wholeCert := e.thing("SPK-C4")
 
 	empty, _ := fetchCRL(t, srv, e.dca)
 	if len(empty.RevokedCertificateEntries) != 0 || empty.Number == nil ||
@@ -93,15 +94,27 @@ func TestCRL(t *testing.T) {
 	if _, err := e.c.Revoke(ctx, "test", Revocation{Fingerprint: quiet.FingerprintSHA256}); err != nil {
 		t.Fatal(err)
 	}
+	// Every certificate recorded on a thing: listed by the serial numbers
+	// recorded with them.
+	if _, err := e.c.Revoke(ctx, "test", Revocation{ThingID: whole.ID, Reason: ReasonCessationOfOperation}); err != nil {
+		t.Fatal(err)
+	}
 	crl, der := fetchCRL(t, srv, e.dca)
 	if crl.Number.Cmp(empty.Number) <= 0 {
 		t.Errorf("CRL number %v after %v", crl.Number, empty.Number)
 	}
-	if n := len(crl.RevokedCertificateEntries); n != 1 {
-		t.Fatalf("%d CRL entries, want 1", n)
+	if n := len(crl.RevokedCertificateEntries); n != 2 {
+		t.Fatalf("%d CRL entries, want 2", n)
 	}
-	if en := crl.RevokedCertificateEntries[0]; en.SerialNumber.Cmp(bad.Leaf.SerialNumber) != 0 || en.ReasonCode != int(ReasonKeyCompromise) {
-		t.Errorf("entry %v reason %d", en.SerialNumber, en.ReasonCode)
+	listed := map[string]int{}
+	for _, en := range crl.RevokedCertificateEntries {
+		listed[en.SerialNumber.Text(16)] = en.ReasonCode
+	}
+	if r, ok := listed[bad.Leaf.SerialNumber.Text(16)]; !ok || r != int(ReasonKeyCompromise) {
+		t.Errorf("revoked certificate: listed %v, reason %d", ok, r)
+	}
+	if r, ok := listed[wholeCert.Leaf.SerialNumber.Text(16)]; !ok || r != int(ReasonCessationOfOperation) {
+		t.Errorf("certificate of the revoked thing: listed %v, reason %d", ok, r)
 	}
 
 	resp, caPEM := get(t, srv, PathCACerts)

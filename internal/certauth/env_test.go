@@ -101,8 +101,7 @@ func (e *env) thing(serial string) (*store.Thing, *pki.DeviceCert) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	th, err = e.ids.AddCertificate(ctx, "test", th.ID, store.CertRef{FingerprintSHA256: dc.FingerprintSHA256,
-		Subject: dc.Leaf.Subject.String(), Issuer: dc.Leaf.Issuer.String(), NotAfter: dc.Leaf.NotAfter})
+	th, err = e.ids.AddCertificate(ctx, "test", th.ID, store.CertRefOf(dc.Leaf))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func (c *Checker) provision(ctx context.Context, ca *manufacturerCA, leaf *x509.
 		Model:        tmpl.Model,
 		SerialNumber: serial,
 		Attributes:   maps.Clone(tmpl.Attributes),
-		Certificates: []store.CertRef{certRef(leaf, fp)},
+		Certificates: []store.CertRef{store.CertRefOf(leaf)},
 	}
 	created, err := c.opts.Identity.CreateThing(ctx, provisioner(ca), t)
 	var invalid *identity.ValidationError
@@ -106,16 +106,11 @@ func (c *Checker) renew(ctx context.Context, ca *manufacturerCA, t *store.Thing,
 	if !same {
 		return nil, fmt.Errorf("%w: thing %s (%s %s %q) holds no certificate from %q", ErrWrongAuthority, t.ID, t.Manufacturer, t.Model, t.SerialNumber, issuer)
 	}
-	return c.opts.Identity.AddCertificate(ctx, provisioner(ca), t.ID, certRef(leaf, fp))
+	return c.opts.Identity.AddCertificate(ctx, provisioner(ca), t.ID, store.CertRefOf(leaf))
 }
 
 // provisioner is the actor of the changes provisioning makes.
 func provisioner(ca *manufacturerCA) string { return string(kindCA) + ":" + ca.ID }
-
-func certRef(leaf *x509.Certificate, fp [32]byte) store.CertRef {
-	return store.CertRef{FingerprintSHA256: hex.EncodeToString(fp[:]), Subject: leaf.Subject.String(),
-		Issuer: leaf.Issuer.String(), NotAfter: leaf.NotAfter.UTC()}
-}
 
 // holds reports whether t records the certificate with fingerprint fp.
 func holds(t *store.Thing, fp [32]byte) bool {

@@ -180,7 +180,10 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 		var out []*store.RevokedCert
 		for _, ref := range t.Certificates {
 			rc := base
-			rc.FingerprintSHA256, rc.Issuer, rc.NotAfter = ref.FingerprintSHA256, ref.Issuer, ref.NotAfter
+			rc.FingerprintSHA256, rc.Issuer, rc.NotAfter, rc.SerialNumber = ref.FingerprintSHA256, ref.Issuer, ref.NotAfter, ref.SerialNumber
+			if ref.Issuer == c.anchors.Load().issuing.Subject.String() {
+				rc.Authority = AuthorityPlatform // listed in the CRL by its serial number
+			}
 			out = append(out, &rc)
 		}
 		return out, nil

@@ -377,12 +377,7 @@ func prepare(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, 
 		Model:        opt.Model,
 		SerialNumber: d.serial,
 		MACAddresses: []string{randomMAC()},
-		Certificates: []store.CertRef{{
-			FingerprintSHA256: dc.FingerprintSHA256,
-			Subject:           dc.Leaf.Subject.String(),
-			Issuer:            dc.Leaf.Issuer.String(),
-			NotAfter:          dc.Leaf.NotAfter.UTC(),
-		}},
+		Certificates: []store.CertRef{store.CertRefOf(dc.Leaf)},
 	}
 	return nil
 }

@@ -6,6 +6,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -107,10 +110,20 @@ type User struct {
 // CertRef records a certificate issued to or registered for a thing.
 type CertRef struct {
 	// FingerprintSHA256 is the lower-case hex SHA-256 of the DER certificate.
-	FingerprintSHA256 string    `json:"fingerprintSha256"`
-	Subject           string    `json:"subject,omitempty"`
-	Issuer            string    `json:"issuer,omitempty"`
-	NotAfter          time.Time `json:"notAfter,omitzero"`
+	FingerprintSHA256 string `json:"fingerprintSha256"`
+	Subject           string `json:"subject,omitempty"`
+	Issuer            string `json:"issuer,omitempty"`
+	// SerialNumber is the certificate's serial number in lower-case hex, so
+	// that revoking every certificate of a thing can list them in a CRL.
+	SerialNumber string    `json:"serialNumber,omitempty"`
+	NotAfter     time.Time `json:"notAfter,omitzero"`
+}
+
+// CertRefOf records cert.
+func CertRefOf(cert *x509.Certificate) CertRef {
+	sum := sha256.Sum256(cert.Raw)
+	return CertRef{FingerprintSHA256: hex.EncodeToString(sum[:]), Subject: cert.Subject.String(), Issuer: cert.Issuer.String(),
+		SerialNumber: cert.SerialNumber.Text(16), NotAfter: cert.NotAfter.UTC()}
 }
 
 // Thing is a device, service or gateway. (Manufacturer, Model, SerialNumber) is
