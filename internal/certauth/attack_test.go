@@ -95,12 +95,21 @@ func TestVerifyRefuses(t *testing.T) {
 			if !errors.Is(err, c.want) || id != nil {
 				t.Fatalf("Verify: %v (identity %v), want %v", err, id, c.want)
 			}
+			if !Refused(err) {
+				t.Errorf("Refused(%v) is false: callers would answer 500", err)
+			}
 			t.Log(err) // what the operator reads
 		})
 	}
 	// The victim's own certificate still works: nothing above spoilt it.
 	if _, err := e.c.Verify(ctx, chain(t, victimCert)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRefusedIsNotAServerFailure(t *testing.T) {
+	if Refused(errors.New("database is locked")) || Refused(nil) {
+		t.Error("a failure of the server counted as a refusal")
 	}
 }
 

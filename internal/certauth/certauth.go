@@ -55,6 +55,22 @@ var (
 	ErrWrongAuthority = errors.New("thing was not provisioned by this certificate's issuer")
 )
 
+// refusals are the errors by which Verify refuses a certificate.
+var refusals = []error{ErrNoCertificate, ErrUnknownCA, ErrNotClientCert, ErrExpired, ErrNotYetValid, ErrRevoked,
+	ErrNoThing, ErrThingDisabled, ErrSerialMismatch, ErrWrongAuthority}
+
+// Refused tells a refusal of Verify (the client's certificate is not
+// acceptable: answer 401 or its protocol's equivalent) from a failure of the
+// server (answer 500 or 503 and log it).
+func Refused(err error) bool {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}
+
 const (
 	defaultReloadInterval = 30 * time.Second
 	defaultCRLLifetime    = 24 * time.Hour

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -47,7 +48,7 @@ func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := s.opts.Certificates.Verify(ctx, chain)
 	if err != nil {
-		if refused(err) {
+		if certauth.Refused(err) {
 			writeProblem(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
 			return
 		}

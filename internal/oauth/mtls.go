@@ -112,7 +112,7 @@ func (s *Server) certificateClient(ctx context.Context, c *store.Client, chain [
 			// certificate to the client, not just to the CA.
 			return "", ErrInvalidClient.WithDescription("the client certificate belongs to another thing than client_id")
 		case !errors.Is(err, certauth.ErrUnknownCA) || !allowsMethod(c, methodSelfSignedTLS):
-			if refused(err) {
+			if certauth.Refused(err) {
 				return "", ErrInvalidClient.WithDescription("client certificate refused: %v", err)
 			}
 			return "", serverError(err)
@@ -133,17 +133,6 @@ func (s *Server) certificateClient(ctx context.Context, c *store.Client, chain [
 		return "", ErrInvalidClient.WithDescription("the client certificate is not one of the client's registered keys")
 	}
 	return tokens.CertThumbprint(leaf), nil
-}
-
-// refused tells a certificate refusal from a failure of the server.
-func refused(err error) bool {
-	for _, e := range []error{certauth.ErrUnknownCA, certauth.ErrExpired, certauth.ErrNotYetValid, certauth.ErrRevoked,
-		certauth.ErrNoThing, certauth.ErrThingDisabled, certauth.ErrSerialMismatch} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // jwksHoldsCertificate tells whether the set registers cert: a key whose x5c
