@@ -13,7 +13,7 @@ import (
 
 func newDevices(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "devices", Short: "Manage things (devices, services, gateways) in the data directory"}
-	cmd.AddCommand(newDevicesList(g), newDevicesGet(g), newDevicesDisable(g), newDevicesImport(g))
+	cmd.AddCommand(newDevicesList(g), newDevicesGet(g), newDevicesDisable(g), newDevicesImport(g), newDevicesEnrollToken(g))
 	return cmd
 }
 

@@ -120,17 +120,9 @@ func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, erro
 	if id == "" {
 		return nil, ErrInvalidClient.WithDescription("client_id is required")
 	}
-	c, err := s.st.GetClient(ctx, id)
+	c, err := s.getClient(ctx, s.st, id)
 	if errors.Is(err, store.ErrNotFound) {
-		// Every thing is a client under its own id (thingClient).
-		t, terr := s.opts.Identities.GetThing(ctx, id)
-		if errors.Is(terr, store.ErrNotFound) {
-			return nil, ErrInvalidClient.WithDescription("client authentication failed")
-		}
-		if terr != nil {
-			return nil, serverError(terr)
-		}
-		c, err = s.thingClient(t), nil
+		return nil, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	if err != nil {
 		return nil, serverError(err)

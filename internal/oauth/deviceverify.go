@@ -158,7 +158,7 @@ func (s *Server) submitUserCode(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, err)
 		return
 	}
-	c, err := s.st.GetClient(ctx, d.ClientID)
+	c, err := s.getClient(ctx, s.st, d.ClientID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.Disabled) {
 		s.message(w, http.StatusBadRequest, "Application not available", "The application that asked is no longer registered or is disabled.")
 		return
@@ -261,7 +261,7 @@ func (s *Server) approve(ctx context.Context, u *store.User, d *store.DeviceCode
 		if cur.Status != store.DevicePending {
 			return errNotPending
 		}
-		c, err := tx.GetClient(ctx, cur.ClientID)
+		c, err := s.getClient(ctx, tx, cur.ClientID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.Disabled) {
 			return errNotApprovable
 		} else if err != nil {

@@ -75,7 +75,7 @@ func (s *Server) UserGrants(ctx context.Context, userID string, includeRevoked b
 			Created: g.Created.UTC(), LastUsed: timePtr(g.LastUsed), RevokedAt: timePtr(g.RevokedAt)}
 		c, ok := clients[g.ClientID]
 		if !ok {
-			if c, err = s.st.GetClient(ctx, g.ClientID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if c, err = s.getClient(ctx, s.st, g.ClientID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, err
 			}
 			clients[g.ClientID] = c

@@ -71,6 +71,27 @@ func thingName(t *store.Thing) string {
 	return t.ID
 }
 
+// clientReader reads clients and things: the store or a transaction.
+type clientReader interface {
+	GetClient(ctx context.Context, id string) (*store.Client, error)
+	GetThing(ctx context.Context, id string) (*store.Thing, error)
+}
+
+// getClient returns the registered client id or, when there is none, the
+// client of the thing with that id (thingClient); store.ErrNotFound when
+// neither exists. Disabled clients are returned: callers decide.
+func (s *Server) getClient(ctx context.Context, r clientReader, id string) (*store.Client, error) {
+	c, err := r.GetClient(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) {
+		return c, err
+	}
+	t, err := r.GetThing(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.thingClient(t), nil
+}
+
 // isThingClient tells the client of a thing (thingClient) from a registered one.
 func isThingClient(c *store.Client) bool { return c.ThingID != "" && c.ID == c.ThingID }
 
