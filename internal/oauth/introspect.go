@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -38,11 +39,9 @@ type introspection struct {
 // introspect: resource servers are registered as clients. Public clients
 // are refused, else anyone holding a client_id could probe tokens (§4).
 //
-// Only access tokens can be active here. Refresh tokens always answer
-// active:false: the store's only lookup of a refresh token is
-// UseRefreshToken, which rotates it, and an introspection that burnt the
-// token would make the client's next refresh look like reuse and revoke its
-// grant. Refresh tokens are meant for this server alone anyway (RFC 6749 §1.5).
+// A refresh token is active only to the client it was issued to (it is
+// meant for that client and this server alone, RFC 6749 §1.5); looking it up
+// does not rotate it.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	form, ferr := readForm(w, r)
 	if ferr != nil {
@@ -67,7 +66,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	// RFC 7662 §2.1: token_type_hint only orders the lookups, and an
 	// unknown hint is ignored; with a single lookup there is nothing to order.
-	resp, err := s.introspect(r.Context(), tok)
+	resp, err := s.introspect(r.Context(), c, tok)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -81,9 +80,9 @@ var inactive = &introspection{Active: false}
 // valid signature and claims, grant neither revoked (asked of the store too,
 // so that a revocation on another node counts before its event arrives) nor
 // belonging to a disabled user or thing.
-func (s *Server) introspect(ctx context.Context, tok string) (*introspection, error) {
+func (s *Server) introspect(ctx context.Context, caller *store.Client, tok string) (*introspection, error) {
 	if strings.HasPrefix(tok, refreshPrefix) {
-		return inactive, nil
+		return s.introspectRefresh(ctx, caller, tok)
 	}
 	claims, err := s.opts.Verifier.Verify(ctx, tok, tokens.VerifyOptions{Audience: s.opts.Audience[0]})
 	if err != nil {
@@ -116,6 +115,43 @@ func (s *Server) introspect(ctx context.Context, tok string) (*introspection, er
 	if claims.Confirmation != nil && claims.Confirmation.JKT != "" {
 		// RFC 9449 §6.2: a DPoP-bound token is introspected as token_type DPoP.
 		resp.TokenType = "DPoP"
+	}
+	return resp, nil
+}
+
+// introspectRefresh describes a refresh token to the client it was issued to
+// (RFC 7662 §2.2 lets the server tailor answers to the caller; a refresh
+// token is nobody else's business): active while it is neither rotated,
+// expired nor revoked, and its user and thing are active.
+func (s *Server) introspectRefresh(ctx context.Context, caller *store.Client, tok string) (*introspection, error) {
+	rt, err := s.st.GetRefreshToken(ctx, s.refreshHash(tok), s.now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return inactive, nil
+	case err != nil:
+		return nil, serverError(err)
+	case rt.ClientID != caller.ID || !rt.UsedAt.IsZero():
+		return inactive, nil
+	}
+	g, err := s.st.GetGrant(ctx, rt.GrantID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return inactive, nil
+	case err != nil:
+		return nil, serverError(err)
+	case !g.RevokedAt.IsZero():
+		return inactive, nil
+	}
+	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
+		if errors.Is(err, ErrInvalidGrant) {
+			return inactive, nil
+		}
+		return nil, err
+	}
+	resp := &introspection{Active: true, Scope: strings.Join(rt.Scopes, " "), ClientID: rt.ClientID, Subject: cmp.Or(g.UserID, rt.ClientID),
+		IssuedAt: rt.Created.Unix(), Issuer: s.issuer, GrantID: g.ID}
+	if !rt.ExpiresAt.IsZero() {
+		resp.ExpiresAt = rt.ExpiresAt.Unix()
 	}
 	return resp, nil
 }

@@ -198,3 +198,36 @@ func TestIntrospectRevokedToken(t *testing.T) {
 	}
 	wantInactive(t, "grant revoked in the store", e.introspected(t, tok.AccessToken, nil, basic(rsID, rsSecret)...))
 }
+
+// TestIntrospectOwnRefreshToken: a confidential client may ask about its own
+// refresh token without using it up; to anyone else it is inactive, and so is
+// a rotated one.
+func TestIntrospectOwnRefreshToken(t *testing.T) {
+	e := newEnv(t)
+	c, secret := e.client(t, ClientSpec{Name: "speaker backend", ThingID: e.speaker.ID,
+		GrantTypes: []string{GrantDeviceCode, GrantRefreshToken}, Scopes: []string{"speaker:play", "offline_access"}})
+	d := e.startDeviceAuth(t, c.ID, secret)
+	e.approve(t, d.UserCode, e.alice, alicePassword)
+	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantDeviceCode}, "device_code": {d.DeviceCode}}, basic(c.ID, secret)...)
+	var tr tokenResponse
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.RefreshToken == "" {
+		t.Fatalf("device_code: %d %s", resp.StatusCode, body)
+	}
+	m := e.introspected(t, tr.RefreshToken, nil, basic(c.ID, secret)...)
+	if m["active"] != true || m["sub"] != e.alice.ID || m["client_id"] != c.ID || m["scope"] != "speaker:play offline_access" {
+		t.Fatalf("own refresh token: %v", m)
+	}
+	rsID, rsSecret := e.resourceServer(t)
+	wantInactive(t, "another client's refresh token", e.introspected(t, tr.RefreshToken, nil, basic(rsID, rsSecret)...))
+	old := tr.RefreshToken
+	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {old}}, basic(c.ID, secret)...)
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh after introspection: %d %s", resp.StatusCode, body)
+	}
+	wantInactive(t, "rotated refresh token", e.introspected(t, old, nil, basic(c.ID, secret)...))
+	if m := e.introspected(t, tr.RefreshToken, nil, basic(c.ID, secret)...); m["active"] != true {
+		t.Fatalf("new refresh token: %v", m)
+	}
+	disable(t, e.ids, e.alice.ID)
+	wantInactive(t, "refresh token of a disabled user", e.introspected(t, tr.RefreshToken, nil, basic(c.ID, secret)...))
+}

@@ -48,7 +48,20 @@ func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Val
 	if err != nil {
 		return nil, err
 	}
-	rt, err := s.st.UseRefreshToken(ctx, s.refreshHash(raw), s.now())
+	hash := s.refreshHash(raw)
+	// RFC 9449 §5: only the holder of the bound key may refresh. Checked
+	// before the token is used, so that a request without the key (a thief's,
+	// or the client's own mistake) cannot burn it or the grant.
+	peek, err := s.st.GetRefreshToken(ctx, hash, s.now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrInvalidGrant.WithDescription("refresh token unknown, expired or revoked")
+	case err != nil:
+		return nil, serverError(err)
+	case peek.ClientID == c.ID && peek.DPoPJKT != "" && !equalJKT(peek.DPoPJKT, dpopJKT(ctx)):
+		return nil, ErrInvalidGrant.WithDescription("the refresh token is bound to a DPoP key; send a proof signed with it (RFC 9449 §5)")
+	}
+	rt, err := s.st.UseRefreshToken(ctx, hash, s.now())
 	switch {
 	case errors.Is(err, store.ErrUsed):
 		if rerr := s.revokeGrant(ctx, "client:"+c.ID, rt.GrantID, "refresh token reuse"); rerr != nil {
@@ -67,17 +80,6 @@ func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Val
 			return nil, serverError(rerr)
 		}
 		return nil, ErrInvalidGrant.WithDescription("refresh token was not issued to this client")
-	}
-	if rt.DPoPJKT != "" && !equalJKT(rt.DPoPJKT, dpopJKT(ctx)) {
-		// RFC 9449 §5: only the holder of the bound key may refresh. The
-		// token is burnt now and the grant revoked, as for a token presented
-		// by another client: whoever sent it holds a leaked refresh token.
-		// invalid_grant, not invalid_dpop_proof: a missing proof or a valid
-		// proof by another key makes the grant, not the proof, unusable.
-		if rerr := s.revokeGrant(ctx, "client:"+c.ID, rt.GrantID, "DPoP-bound refresh token presented without its key"); rerr != nil {
-			return nil, serverError(rerr)
-		}
-		return nil, ErrInvalidGrant.WithDescription("the refresh token is bound to a DPoP key; send a proof signed with it (RFC 9449 §5)")
 	}
 	g, err := s.st.GetGrant(ctx, rt.GrantID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -133,4 +135,32 @@ func TestRefreshRefusedForDisabledSubjects(t *testing.T) {
 			t.Fatalf("leaked grant not revoked: %v", err)
 		}
 	})
+}
+
+// TestBoundRefreshWithoutKeyDoesNotBurnIt: a DPoP-bound refresh token
+// presented without its key (a thief's attempt, or a client's bug) is refused
+// and stays usable by its holder; the grant survives.
+func TestBoundRefreshWithoutKeyDoesNotBurnIt(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t)
+	h, other := newHolder(t), newHolder(t)
+	code, v := e.codeFor(t, c, "openid", "offline_access")
+	tok, err := e.oauthConfig(c).Exchange(e.dpopCtx(t, h), code, oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {GrantRefreshToken}, "client_id": {c.ID}, "refresh_token": {tok.RefreshToken}}
+	for name, header := range map[string][]string{"no proof": nil, "another key": {"DPoP", e.tokenProof(t, other)}} {
+		resp, body := e.tokenRequest(t, form, header...)
+		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
+			t.Fatalf("%s: %d %s", name, resp.StatusCode, body)
+		}
+	}
+	if n := len(e.eventsOf(tokens.EventGrantRevoke)); n != 0 {
+		t.Fatalf("%d grants revoked by refusals", n)
+	}
+	resp, body := e.tokenRequest(t, form, "DPoP", e.tokenProof(t, h))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the holder's refresh after the refusals: %d %s", resp.StatusCode, body)
+	}
 }

@@ -195,6 +195,9 @@ type RefreshTokens interface {
 	// an unknown, expired (at `at`; a zero ExpiresAt never expires) or revoked
 	// one is ErrNotFound. Of concurrent callers exactly one succeeds.
 	UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (*RefreshToken, error)
+	// GetRefreshToken returns the token without using it, rotated or not;
+	// an unknown, expired (at `at`) or revoked one is ErrNotFound.
+	GetRefreshToken(ctx context.Context, hash []byte, at time.Time) (*RefreshToken, error)
 }
 
 // AuthCodes stores authorization codes.

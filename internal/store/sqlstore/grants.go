@@ -184,7 +184,7 @@ func (t *txn) UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (*
 		return nil, err
 	}
 	f := t.flavor()
-	live := "x.hash = " + t.ph(1) + " AND (x.expires_at IS NULL OR x.expires_at > " + t.ph(2) + ") AND " + notRevoked
+	live := t.liveRefresh()
 	r, err := scanRefresh(t.q.QueryRowContext(ctx, "UPDATE oauth_refresh_tokens AS x SET used_at = "+t.ph(2)+
 		" WHERE "+live+" AND x.used_at IS NULL RETURNING "+returning(refreshColumns), hash, f.timeArg(at)))
 	if err == nil {
@@ -193,15 +193,33 @@ func (t *txn) UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (*
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("use refresh token: %w", err)
 	}
-	r, err = scanRefresh(t.q.QueryRowContext(ctx, "SELECT "+refreshColumns+" FROM oauth_refresh_tokens AS x WHERE "+live,
-		hash, f.timeArg(at)))
+	r, err = t.GetRefreshToken(ctx, hash, at)
+	if err != nil {
+		return nil, err
+	}
+	return r, fmt.Errorf("refresh token of grant %s, rotated at %s: %w", r.GrantID, r.UsedAt.Format(time.RFC3339), store.ErrUsed)
+}
+
+// liveRefresh selects the refresh token of hash ($1) neither expired at $2
+// nor of a revoked grant.
+func (t *txn) liveRefresh() string {
+	return "x.hash = " + t.ph(1) + " AND (x.expires_at IS NULL OR x.expires_at > " + t.ph(2) + ") AND " + notRevoked
+}
+
+// GetRefreshToken reads a live refresh token, used or not.
+func (t *txn) GetRefreshToken(ctx context.Context, hash []byte, at time.Time) (*store.RefreshToken, error) {
+	if err := checkAt("read refresh token", at); err != nil {
+		return nil, err
+	}
+	r, err := scanRefresh(t.q.QueryRowContext(ctx, "SELECT "+refreshColumns+" FROM oauth_refresh_tokens AS x WHERE "+t.liveRefresh(),
+		hash, t.flavor().timeArg(at)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("refresh token: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("use refresh token: %w", err)
+		return nil, fmt.Errorf("read refresh token: %w", err)
 	}
-	return r, fmt.Errorf("refresh token of grant %s, rotated at %s: %w", r.GrantID, r.UsedAt.Format(time.RFC3339), store.ErrUsed)
+	return r, nil
 }
 
 const authCodeColumns = "x.hash, x.client_id, x.user_id, x.session_id, x.redirect_uri, x.scopes, x.nonce, " +

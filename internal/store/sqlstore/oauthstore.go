@@ -99,6 +99,10 @@ func (s *Store) CreateGrant(ctx context.Context, g *store.Grant) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateGrant(ctx, g) })
 }
 
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte, at time.Time) (*store.RefreshToken, error) {
+	return s.single().GetRefreshToken(ctx, hash, at)
+}
+
 func (s *Store) GetGrant(ctx context.Context, id string) (*store.Grant, error) {
 	return s.single().GetGrant(ctx, id)
 }

@@ -486,6 +486,14 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	}
 
 	at := base.Add(time.Hour)
+	// Reading does not use it up.
+	peek, err := s.GetRefreshToken(ctx(t), hashOf("rt-1"), at)
+	must(t, err)
+	if !reflect.DeepEqual(peek, rt) {
+		t.Fatalf("GetRefreshToken:\n got %+v\nwant %+v", peek, rt)
+	}
+	_, err = s.GetRefreshToken(ctx(t), hashOf("unknown"), at)
+	wantErr(t, err, store.ErrNotFound)
 	got, err := s.UseRefreshToken(ctx(t), hashOf("rt-1"), at)
 	must(t, err)
 	want := *rt
@@ -514,10 +522,19 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	_, err = s.UseRefreshToken(ctx(t), hashOf("rt-3"), base.AddDate(10, 0, 0))
 	must(t, err)
 
+	// A rotated token can still be read (to tell reuse from an unknown token).
+	if peek, err = s.GetRefreshToken(ctx(t), hashOf("rt-1"), at); err != nil || !peek.UsedAt.Equal(at) {
+		t.Fatalf("reading a rotated token: %+v %v", peek, err)
+	}
+	_, err = s.GetRefreshToken(ctx(t), hashOf("rt-2"), base.Add(time.Hour))
+	wantErr(t, err, store.ErrNotFound)
+
 	// Revoking the grant ends its tokens, used or not.
 	must(t, s.RevokeGrant(ctx(t), g.ID, at))
 	for _, h := range []string{"rt-1", "rt-3", "rt-4"} {
 		_, err = s.UseRefreshToken(ctx(t), hashOf(h), at)
+		wantErr(t, err, store.ErrNotFound)
+		_, err = s.GetRefreshToken(ctx(t), hashOf(h), at)
 		wantErr(t, err, store.ErrNotFound)
 	}
 	// A token stored for a revoked grant (a race with the revocation) is dead too.
