@@ -54,6 +54,7 @@ func startPlatform(t *testing.T, tweak func(*config.Config)) *platform {
 	cfg.Home = t.TempDir()
 	cfg.Passwords.MinLength = 15
 	cfg.HTTP.PublicURL = "https://" + ln.Addr().String()
+	cfg.MQTT.TLS.Address = "127.0.0.1:0" // tests run in parallel
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -181,6 +181,27 @@ func (a *Admins) isAdmin(ctx context.Context, u *store.User) error {
 	return nil
 }
 
+// IsAdministrator tells whether userID is an active administrator (for
+// components that learn a user from a token and grant administrators more,
+// like the MQTT broker's $SYS topics).
+func (a *Admins) IsAdministrator(ctx context.Context, userID string) (bool, error) {
+	u, err := a.st.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	switch err := a.isAdmin(ctx, u); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUnauthenticated), errors.Is(err, errAdminMustChange):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 type actorKey struct{}
 
 // Require wraps next so that only administrators reach it; the actor

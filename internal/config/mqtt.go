@@ -1,9 +1,158 @@
 package config
 
-// MQTT configures mqtt.
-type MQTT struct{}
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
 
-func defaultMQTT() MQTT { return MQTT{} }
+// MQTT configures the identity message broker (docs/broker.md).
+type MQTT struct {
+	// Enabled starts the broker with `thingid serve`.
+	Enabled bool `json:"enabled"`
+	// Audience is the aud an access token must carry for the broker.
+	Audience  string        `json:"audience"`
+	TLS       MQTTListener  `json:"tls"`
+	WebSocket MQTTWebSocket `json:"websocket"`
+	// TCP is plain MQTT, for local tools: only on a loopback address.
+	TCP MQTTListener `json:"tcp"`
+	// CertificateLogin lets a thing connect over mutual TLS with its device
+	// certificate and no token.
+	CertificateLogin bool `json:"certificateLogin"`
+	// Rules grant topics to identities; placeholders are filled per connection.
+	Rules  []MQTTRule `json:"rules"`
+	Limits MQTTLimits `json:"limits"`
+	// Dir keeps retained messages and persistent sessions; empty: $home/mqtt.
+	Dir string `json:"dir"`
+}
+
+// MQTTListener is an MQTT over TCP listener.
+type MQTTListener struct {
+	Enabled bool   `json:"enabled"`
+	Address string `json:"address"`
+	// Anonymous lets clients without credentials in, with the anonymous rules.
+	Anonymous bool `json:"anonymous"`
+}
+
+// MQTTWebSocket is the MQTT over WebSocket listener (path /mqtt).
+type MQTTWebSocket struct {
+	Enabled bool   `json:"enabled"`
+	Address string `json:"address"`
+	// TLS serves wss:// with the server certificate; plain ws:// only on loopback.
+	TLS       bool `json:"tls"`
+	Anonymous bool `json:"anonymous"`
+	// AllowedOrigins are the browser origins that may connect.
+	AllowedOrigins []string `json:"allowedOrigins"`
+}
+
+// MQTTRule grants topic filters to one kind of identity.
+type MQTTRule struct {
+	// Who: thing, service, user, admin or anonymous.
+	Who       string   `json:"who"`
+	Publish   []string `json:"publish,omitempty"`
+	Subscribe []string `json:"subscribe,omitempty"`
+}
+
+// MQTTLimits bound what one client may cost.
+type MQTTLimits struct {
+	MaxPacketSize int `json:"maxPacketSize"`
+	// Queue is the number of packets waiting to be written to one client.
+	Queue int `json:"queue"`
+	// Inflight is the number of QoS 1/2 messages kept for one client.
+	Inflight       int      `json:"inflight"`
+	SessionExpiry  Duration `json:"sessionExpiry"`
+	ConnectTimeout Duration `json:"connectTimeout"`
+}
+
+func defaultMQTT() MQTT {
+	return MQTT{
+		Enabled:   true,
+		Audience:  "urn:thingid:mqtt",
+		TLS:       MQTTListener{Enabled: true, Address: "127.0.0.1:8883"},
+		WebSocket: MQTTWebSocket{Address: "127.0.0.1:8884", TLS: true},
+		TCP:       MQTTListener{Address: "127.0.0.1:1883"},
+		Rules: []MQTTRule{
+			{Who: "thing", Publish: []string{"things/${thing.id}/#"}, Subscribe: []string{"things/${thing.id}/commands/#"}},
+			{Who: "user", Subscribe: []string{"things/${owned.thing.id}/#"}},
+			{Who: "admin", Subscribe: []string{"$SYS/#"}},
+		},
+		Limits: MQTTLimits{
+			MaxPacketSize:  256 << 10,
+			Queue:          1024,
+			Inflight:       1000,
+			SessionExpiry:  Duration(7 * 24 * time.Hour),
+			ConnectTimeout: Duration(10 * time.Second),
+		},
+	}
+}
 
 // validate checks the section; home is the data directory.
-func (c *MQTT) validate(home string) error { return nil }
+func (c *MQTT) validate(home string) error {
+	if c.Dir == "" {
+		c.Dir = filepath.Join(home, "mqtt")
+	}
+	if c.Audience == "" {
+		return fmt.Errorf("mqtt.audience: required (the aud of tokens for the broker)")
+	}
+	for _, l := range []struct {
+		name     string
+		enabled  bool
+		address  string
+		loopback bool // plain text: tokens must not cross a network
+	}{
+		{"mqtt.tls", c.TLS.Enabled, c.TLS.Address, false},
+		{"mqtt.websocket", c.WebSocket.Enabled, c.WebSocket.Address, !c.WebSocket.TLS},
+		{"mqtt.tcp", c.TCP.Enabled, c.TCP.Address, true},
+	} {
+		host, _, err := net.SplitHostPort(l.address)
+		if err != nil {
+			return fmt.Errorf("%s.address: %q is not host:port (%v)", l.name, l.address, err)
+		}
+		if l.enabled && l.loopback && !mqttLoopback(host) {
+			return fmt.Errorf("%s.address: %q: plain-text MQTT carries tokens in clear, so it listens on a loopback address only (use mqtt.tls)", l.name, l.address)
+		}
+	}
+	if c.Enabled && !c.TLS.Enabled && !c.WebSocket.Enabled && !c.TCP.Enabled {
+		return fmt.Errorf("mqtt.enabled: no listener is enabled (mqtt.tls, mqtt.websocket, mqtt.tcp)")
+	}
+	for _, o := range c.WebSocket.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("mqtt.websocket.allowedOrigins: %q is not an origin such as https://app.example.com", o)
+		}
+	}
+	for i, r := range c.Rules {
+		switch r.Who {
+		case "thing", "service", "user", "admin", "anonymous":
+		default:
+			return fmt.Errorf("mqtt.rules[%d].who: %q is not thing, service, user, admin or anonymous", i, r.Who)
+		}
+		if len(r.Publish)+len(r.Subscribe) == 0 {
+			return fmt.Errorf("mqtt.rules[%d]: grants nothing (give publish or subscribe filters)", i)
+		}
+	}
+	l := c.Limits
+	switch {
+	case l.MaxPacketSize < 1<<10 || l.MaxPacketSize > 256<<20:
+		return fmt.Errorf("mqtt.limits.maxPacketSize: %d is outside 1 KiB..256 MiB", l.MaxPacketSize)
+	case l.Queue < 8 || l.Queue > 65535:
+		return fmt.Errorf("mqtt.limits.queue: %d is outside 8..65535", l.Queue)
+	case l.Inflight < 1 || l.Inflight > 65535:
+		return fmt.Errorf("mqtt.limits.inflight: %d is outside 1..65535", l.Inflight)
+	case l.SessionExpiry < 0:
+		return fmt.Errorf("mqtt.limits.sessionExpiry: must not be negative")
+	case l.ConnectTimeout < Duration(time.Second) || l.ConnectTimeout > Duration(time.Minute):
+		return fmt.Errorf("mqtt.limits.connectTimeout: must be between 1s and 1m")
+	}
+	return nil
+}
+
+func mqttLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

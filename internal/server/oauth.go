@@ -55,8 +55,15 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 	if c.RegistrationToken != "" {
 		registration = [][]byte{oauth.RegistrationTokenHash(key, c.RegistrationToken)}
 	}
+	// The issuer comes first: introspection and revocation verify against
+	// Audience[0]. The broker is an audience of every token.
+	audience := []string{p.Config.HTTP.PublicURL}
+	if p.Config.MQTT.Enabled {
+		audience = append(audience, p.Config.MQTT.Audience)
+	}
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,
+		Audience:                audience,
 		Store:                   p.Store,
 		Identities:              p.Identity,
 		Tokens:                  tk.issuer,

@@ -13,15 +13,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
 
 // routes builds the handler of the main listener.
-func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, log *slog.Logger) (http.Handler, error) {
+// newRegistry is the Prometheus registry every component of the platform
+// registers with, served at /metrics.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// routes builds the handler of the main listener; mqtt is nil when the
+// broker is off.
+func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, error) {
 	m := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
@@ -40,9 +49,11 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, log *slog.Logge
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
 	if err := p.mountComponents(mux, admins, tk, certs, log); err != nil {
 		return nil, err
+	}
+	if mqtt != nil {
+		mux.Handle(broker.AdminPrefix, admins.Require(mqtt.AdminHandler(), denyProblem))
 	}
 	return m.wrap(mux, log), nil
 }

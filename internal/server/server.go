@@ -18,6 +18,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
@@ -134,20 +135,24 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer certs.Close()
-	handler, err := p.routes(tk, certs, log)
+	reg := newRegistry()
+	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
+	mqtt, err := p.startBroker(ctx, tk, certs, reg, admins, log, out)
 	if err != nil {
 		return err
 	}
-	stopBroker, err := p.startBroker(ctx, tk, certs, log, out)
-	if err != nil {
-		return err
+	if mqtt != nil {
+		defer mqtt.Close()
 	}
-	defer stopBroker()
 	stopGateway, err := p.startGateway(ctx, tk, certs, log, out)
 	if err != nil {
 		return err
 	}
 	defer stopGateway()
+	handler, err := p.routes(tk, certs, reg, admins, mqtt, log)
+	if err != nil {
+		return err
+	}
 	go p.purgeLoop(ctx, log)
 	srv := &http.Server{
 		Handler:           handler,

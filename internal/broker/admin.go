@@ -1,0 +1,98 @@
+package broker
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// AdminPrefix is where AdminHandler serves; mount it behind administrator
+// authentication.
+const AdminPrefix = "/api/v1/admin/mqtt/"
+
+// ClientInfo is one session as the admin API shows it.
+type ClientInfo struct {
+	ClientID      string     `json:"clientId"`
+	Identity      string     `json:"identity"` // thing:<id>, user:<id>, client:<id> or anonymous
+	Kind          string     `json:"kind"`
+	Thing         string     `json:"thing,omitempty"`
+	User          string     `json:"user,omitempty"`
+	Connected     bool       `json:"connected"`
+	Listener      string     `json:"listener,omitempty"`
+	Remote        string     `json:"remote,omitempty"`
+	Expires       *time.Time `json:"expires,omitempty"`
+	Subscriptions int        `json:"subscriptions"`
+	Queued        int        `json:"queued"` // QoS 1/2 messages awaiting acknowledgement
+}
+
+// Clients lists the sessions, connected or kept for an away client.
+func (b *Broker) Clients() []ClientInfo {
+	var out []ClientInfo
+	b.hook.sessions.Range(func(_, v any) bool {
+		s := v.(*session)
+		id := s.state.Load().id
+		ci := ClientInfo{
+			ClientID: s.cl.ID, Identity: id.principal(), Kind: id.Kind, Thing: id.Thing, User: id.user(),
+			Connected: !s.cl.Closed(), Listener: s.cl.Net.Listener, Remote: s.cl.Net.Remote,
+			Subscriptions: len(s.cl.State.Subscriptions.GetAll()), Queued: s.cl.State.Inflight.Len(),
+		}
+		if !id.Expires.IsZero() {
+			ci.Expires = &id.Expires
+		}
+		out = append(out, ci)
+		return true
+	})
+	slices.SortFunc(out, func(a, b ClientInfo) int { return strings.Compare(a.ClientID, b.ClientID) })
+	return out
+}
+
+// Disconnect ends the client's connection (MQTT 5: DISCONNECT 0x98,
+// administrative action) and discards its session; false when there is none.
+func (b *Broker) Disconnect(clientID string) bool {
+	cl, ok := b.server.Clients.Get(clientID)
+	if !ok {
+		return false
+	}
+	s := b.hook.session(cl)
+	if s == nil {
+		return false
+	}
+	b.hook.endWith(s, "administrator", packets.ErrAdministrativeAction)
+	return true
+}
+
+// AdminHandler serves GET clients (the list) and DELETE clients/{id}
+// (disconnect and discard) under AdminPrefix, with RFC 9457 problems.
+func (b *Broker) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+AdminPrefix+"clients", func(w http.ResponseWriter, r *http.Request) {
+		clients := b.Clients()
+		if clients == nil {
+			clients = []ClientInfo{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"clients": clients})
+	})
+	mux.HandleFunc("DELETE "+AdminPrefix+"clients/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !b.Disconnect(r.PathValue("id")) {
+			writeJSON(w, http.StatusNotFound, map[string]any{"type": "about:blank", "title": "Not Found", "status": http.StatusNotFound,
+				"detail": "no MQTT session with client identifier " + r.PathValue("id")})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	ct := "application/json"
+	if status >= 400 {
+		ct = "application/problem+json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

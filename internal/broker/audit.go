@@ -1,0 +1,91 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// auditLog writes denials to the audit log from its own goroutine, in
+// batches. Denials are cheap for a client to cause, so the queue is bounded:
+// when the database cannot keep up, records are dropped and counted rather
+// than slowing the broker down.
+type auditLog struct {
+	to   Auditor
+	log  *slog.Logger
+	m    *metrics
+	q    chan store.AuditRecord
+	done chan struct{}
+}
+
+const auditQueue = 4096
+
+func newAuditLog(ctx context.Context, to Auditor, log *slog.Logger, m *metrics) *auditLog {
+	a := &auditLog{to: to, log: log, m: m, q: make(chan store.AuditRecord, auditQueue), done: make(chan struct{})}
+	if to == nil {
+		close(a.done)
+		return a
+	}
+	go a.run(ctx)
+	return a
+}
+
+// deny records that id (nil before authentication) was refused action on cl.
+func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action, key, value string) {
+	if a.to == nil {
+		return
+	}
+	target := store.Ref{Kind: "mqtt-client", ID: cl.ID}
+	actor := "mqtt:" + cl.Net.Remote
+	if id != nil && id.Kind != "" {
+		actor = id.principal()
+		switch {
+		case id.Thing != "":
+			target = store.Ref{Kind: store.KindThing, ID: id.Thing}
+		case id.Kind == kindUser:
+			target = store.Ref{Kind: store.KindUser, ID: id.Subject}
+		}
+	}
+	detail, _ := json.Marshal(map[string]string{key: value, "clientId": cl.ID, "listener": cl.Net.Listener, "remote": cl.Net.Remote})
+	select {
+	case a.q <- store.AuditRecord{Time: time.Now().UTC(), Actor: actor, Action: action, Target: target, Detail: detail}:
+	default:
+		a.m.auditDropped.Inc()
+	}
+}
+
+func (a *auditLog) run(ctx context.Context) {
+	defer close(a.done)
+	for {
+		var batch []store.AuditRecord
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-a.q:
+			batch = append(batch, r)
+		}
+	fill:
+		for len(batch) < 256 {
+			select {
+			case r := <-a.q:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := a.to.AppendAudit(wctx, batch...); err != nil {
+			a.log.Warn("mqtt: audit records lost", "count", len(batch), "err", err)
+			a.m.auditDropped.Add(float64(len(batch)))
+		}
+		cancel()
+	}
+}
+
+// wait returns once the writer stopped (after its context ended).
+func (a *auditLog) wait() { <-a.done }

@@ -1,0 +1,268 @@
+// Package broker is thingid's identity message broker: MQTT 3.1.1 and 5 on
+// mochi-mqtt, where every CONNECT is authenticated with a platform token or a
+// device certificate, every PUBLISH, SUBSCRIBE and delivery is checked against
+// rules compiled for that identity, and revocations end connections at once.
+// It verifies tokens through internal/tokens and reads identities through a
+// small interface; it never imports oauth and never changes identities.
+package broker
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// AuthMethod is the MQTT 5 Authentication Method under which a client sends
+// its access token as Authentication Data, in CONNECT or in AUTH to
+// re-authenticate (MQTT 5 §4.12). Clients may instead send the token as the
+// CONNECT password; only the former can re-authenticate.
+const AuthMethod = "JWT"
+
+// TokenVerifier checks access tokens (*tokens.Verifier).
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string, opts tokens.VerifyOptions) (*tokens.Claims, error)
+}
+
+// Limits bound what one client may cost.
+type Limits struct {
+	// MaxPacketSize in bytes; larger packets end the connection (MQTT 5 0x95).
+	MaxPacketSize int
+	// Queue is the number of packets waiting to be written to one client; a
+	// message finding it full is dropped: a QoS 1 or 2 one too, so Queue
+	// should exceed Inflight. Each slot costs 8 bytes per client whether used
+	// or not (mochi's default of 8192 is 64 KiB).
+	Queue int
+	// Inflight is the number of QoS 1 and 2 messages held for one client,
+	// connected or not; beyond it new ones are dropped and counted.
+	Inflight int
+	// SessionExpiry caps how long a disconnected persistent session is kept.
+	SessionExpiry time.Duration
+	// ConnectTimeout is how long a new connection has to finish TLS and send CONNECT.
+	ConnectTimeout time.Duration
+}
+
+// Options configures Start. Listeners, Audience, Verifier, Directory and Dir
+// are required.
+type Options struct {
+	Listeners []Listener
+	// Audience is the aud a token must carry to be accepted here.
+	Audience string
+	Verifier TokenVerifier
+	// VerifyCertificate checks a client certificate chain (leaf first) and
+	// returns the active thing it identifies (certauth). Needed for
+	// CertificateLogin; tokens bound to a certificate need only the
+	// certificate's thumbprint.
+	VerifyCertificate func(ctx context.Context, chain []*x509.Certificate) (thingID string, err error)
+	// CertificateLogin lets a thing connect over mutual TLS without a token.
+	CertificateLogin bool
+	Directory        Directory
+	// IsAdministrator confirms that a user whose token carries the admin
+	// scope is an administrator; nil: such users are not.
+	IsAdministrator func(ctx context.Context, userID string) (bool, error)
+	Rules           []Rule
+	Limits          Limits
+	// Dir holds the persistence file (retained messages and sessions).
+	Dir string
+	// Bus delivers revocations and identity changes; nil: none.
+	Bus *events.Bus
+	// Audit receives denials (store.Store); nil: not recorded.
+	Audit Auditor
+	// Metrics registers the broker's metrics; nil: not registered.
+	Metrics prometheus.Registerer
+	Log     *slog.Logger
+	Now     func() time.Time // time.Now when nil
+}
+
+// Auditor appends audit records (store.Audit).
+type Auditor interface {
+	AppendAudit(ctx context.Context, recs ...store.AuditRecord) error
+}
+
+// Broker is a running broker; Close it when done.
+type Broker struct {
+	opts      Options
+	log       *slog.Logger
+	server    *mqtt.Server
+	hook      *hook
+	store     *persistence
+	listeners map[string]*netListener
+	metrics   *metrics
+	audit     *auditLog
+	resolver  *resolver
+	workers   *workers
+	stopOnce  sync.Once
+	stop      context.CancelFunc
+}
+
+// Defaults of Limits.
+const (
+	defaultMaxPacketSize  = 256 << 10
+	defaultQueue          = 1024
+	defaultInflight       = 1000
+	defaultSessionExpiry  = 7 * 24 * time.Hour
+	defaultConnectTimeout = 10 * time.Second
+)
+
+// Start opens the persistence file, restores sessions and retained
+// messages, and starts serving the listeners.
+func Start(ctx context.Context, opts Options) (*Broker, error) {
+	switch {
+	case opts.Audience == "", opts.Verifier == nil, opts.Directory == nil, opts.Dir == "":
+		return nil, errors.New("broker: Audience, Verifier, Directory and Dir are required")
+	case len(opts.Listeners) == 0:
+		return nil, errors.New("broker: no listener")
+	}
+	if err := CheckRules(opts.Rules); err != nil {
+		return nil, err
+	}
+	l := &opts.Limits
+	l.MaxPacketSize = cmp.Or(l.MaxPacketSize, defaultMaxPacketSize)
+	l.Queue = cmp.Or(l.Queue, defaultQueue)
+	l.Inflight = cmp.Or(l.Inflight, defaultInflight)
+	l.SessionExpiry = cmp.Or(l.SessionExpiry, defaultSessionExpiry)
+	l.ConnectTimeout = cmp.Or(l.ConnectTimeout, defaultConnectTimeout)
+	if l.MaxPacketSize < 64 || l.Queue < 1 || l.Inflight < 1 || l.Inflight > math.MaxUint16 || l.SessionExpiry < 0 || l.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("broker: limits out of range: %+v", *l)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := cmp.Or(opts.Log, slog.Default()).With("component", "broker")
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(l.MaxPacketSize)
+	caps.MaximumClientWritesPending = int32(l.Queue)
+	caps.MaximumInflight = uint16(l.Inflight)
+	caps.MaximumSessionExpiryInterval = uint32(min(l.SessionExpiry/time.Second, math.MaxUint32))
+
+	b := &Broker{opts: opts, log: log, listeners: map[string]*netListener{}, resolver: newResolver(opts.Directory, opts.IsAdministrator, opts.Rules), workers: newWorkers()}
+	b.metrics = newMetrics()
+	var err error
+	if b.store, err = openPersistence(opts.Dir); err != nil {
+		return nil, err
+	}
+	for _, lc := range opts.Listeners {
+		nl, err := newListener(lc, l.ConnectTimeout)
+		if err != nil {
+			b.closeListeners()
+			b.store.Stop()
+			return nil, err
+		}
+		b.listeners[lc.Name] = nl
+	}
+	b.server = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		Logger:                   log,
+		SysTopicResendInterval:   10,
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 32 << 10, // allocated only while writes queue up
+	})
+	ctx, b.stop = context.WithCancel(ctx)
+	b.audit = newAuditLog(ctx, opts.Audit, log, b.metrics)
+	b.hook = &hook{b: b, ctx: ctx}
+	// thingid's hook must be the only one answering authentication and ACL
+	// questions: mochi lets a client in if any hook says yes.
+	if err := b.server.AddHook(b.hook, nil); err != nil {
+		b.closeListeners()
+		b.store.Stop()
+		return nil, err
+	}
+	if err := b.server.AddHook(b.store, nil); err != nil {
+		b.closeListeners()
+		b.store.Stop()
+		return nil, err
+	}
+	if err := b.server.Serve(); err != nil { // restores the stored sessions; no listener yet
+		b.closeListeners()
+		b.server.Close()
+		return nil, fmt.Errorf("broker: restore sessions from %s: %w", opts.Dir, err)
+	}
+	b.hook.restore(ctx)
+	if opts.Metrics != nil {
+		if err := b.metrics.register(opts.Metrics, b.server); err != nil {
+			b.closeListeners()
+			b.server.Close()
+			return nil, err
+		}
+	}
+	b.hook.follow(ctx, opts.Bus)
+	for name, nl := range b.listeners {
+		if err := b.server.AddListener(nl); err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.server.Listeners.Serve(name, b.server.EstablishConnection)
+		log.Info("mqtt listening", "listener", name, "kind", nl.cfg.Kind, "address", nl.Address(), "tls", nl.cfg.TLS != nil, "anonymous", nl.cfg.Anonymous)
+	}
+	return b, nil
+}
+
+// quietUnlessDebug keeps mochi's log to errors unless debugging: it warns
+// about every client with a short keep-alive and every refused packet, which
+// would let any client write the server's log.
+type quietUnlessDebug struct{ slog.Handler }
+
+func (q quietUnlessDebug) Enabled(ctx context.Context, l slog.Level) bool {
+	return q.Handler.Enabled(ctx, l) && (l >= slog.LevelError || q.Handler.Enabled(ctx, slog.LevelDebug))
+}
+
+func (q quietUnlessDebug) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietUnlessDebug{q.Handler.WithAttrs(as)}
+}
+
+func (q quietUnlessDebug) WithGroup(name string) slog.Handler {
+	return quietUnlessDebug{q.Handler.WithGroup(name)}
+}
+
+func (b *Broker) closeListeners() {
+	for _, nl := range b.listeners {
+		nl.ln.Close()
+	}
+}
+
+// Addr is the bound address of the named listener ("" when there is none).
+func (b *Broker) Addr(name string) string {
+	if nl, ok := b.listeners[name]; ok {
+		return nl.Address()
+	}
+	return ""
+}
+
+// Close disconnects every client (MQTT 5: server shutting down), stops the
+// listeners and closes the persistence file.
+func (b *Broker) Close() error {
+	b.stopOnce.Do(func() {
+		// Stop accepting, then end every connection and wait for them before
+		// mochi's own Close: with clients still leaving, its listing of a
+		// listener's clients takes a read lock twice and can deadlock.
+		for _, nl := range b.listeners {
+			nl.shutdown()
+		}
+		for _, cl := range b.server.Clients.GetAll() {
+			if !cl.Closed() {
+				b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+		b.server.Listeners.ClientsWg.Wait()
+		b.stop()
+		b.hook.stopFollowing()
+		b.server.Close()
+		b.audit.wait()
+		b.workers.stop()
+	})
+	return nil
+}

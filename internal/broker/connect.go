@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// refusal is why a CONNECT (or a re-authentication) was refused: the MQTT 5
+// reason code, and a short label for metrics and the audit log.
+type refusal struct {
+	code  packets.Code
+	label string
+}
+
+func refuse(code packets.Code, label, reason string) *refusal {
+	return &refusal{code: packets.Code{Code: code.Code, Reason: reason}, label: label}
+}
+
+// v3Codes maps MQTT 5 CONNACK reason codes to MQTT 3.1.1 return codes (§3.2.2.3).
+var v3Codes = map[byte]byte{
+	packets.ErrClientIdentifierNotValid.Code: 0x02,
+	packets.ErrServerUnavailable.Code:        0x03,
+	packets.ErrBadUsernameOrPassword.Code:    0x04,
+	packets.ErrBadAuthenticationMethod.Code:  0x04,
+	packets.ErrNotAuthorized.Code:            0x05,
+}
+
+// sendConnack answers a refused CONNECT: MQTT 5 gets the reason code and a
+// reason string, MQTT 3.1.1 the nearest return code.
+func sendConnack(cl *mqtt.Client, r *refusal) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code.Code}
+	if cl.Properties.ProtocolVersion < 5 {
+		pk.ReasonCode = v3Codes[r.code.Code]
+		if pk.ReasonCode == 0 {
+			pk.ReasonCode = 0x05
+		}
+	} else {
+		pk.Properties.ReasonString = r.code.Reason
+	}
+	cl.WritePacket(pk)
+}
+
+// tokenLabels name the token refusals in metrics.
+var tokenLabels = []struct {
+	err   error
+	label string
+}{
+	{tokens.ErrExpired, "expired"}, {tokens.ErrNotYetValid, "not_yet_valid"}, {tokens.ErrIssuedAt, "issued_in_future"},
+	{tokens.ErrSignature, "signature"}, {tokens.ErrUnknownKey, "unknown_key"}, {tokens.ErrAlgorithm, "algorithm"},
+	{tokens.ErrIssuer, "issuer"}, {tokens.ErrAudience, "audience"}, {tokens.ErrRevoked, "revoked"},
+	{tokens.ErrBinding, "binding"}, {tokens.ErrType, "token_type"}, {tokens.ErrHeader, "header"}, {tokens.ErrMissing, "missing_claim"},
+}
+
+func tokenLabel(err error) string {
+	for _, t := range tokenLabels {
+		if errors.Is(err, t.err) {
+			return t.label
+		}
+	}
+	return "malformed"
+}
+
+// authenticate decides who a CONNECT is from: an access token (password, or
+// Authentication Data under AuthMethod), else a client certificate when
+// certificate login is on, else anonymous when the listener allows it.
+func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (*Identity, *refusal) {
+	lc := h.b.listeners[cl.Net.Listener].cfg
+	id := &Identity{ClientIdentifier: cl.ID, AuthMethod: pk.Properties.AuthenticationMethod}
+	raw := string(pk.Connect.Password)
+	switch id.AuthMethod {
+	case "":
+	case AuthMethod:
+		if len(pk.Properties.AuthenticationData) > 0 {
+			raw = string(pk.Properties.AuthenticationData)
+		}
+	default:
+		return nil, refuse(packets.ErrBadAuthenticationMethod, "auth_method", "authentication method "+AuthMethod+" or none (token as password)")
+	}
+	chain := peerChain(cl.Net.Conn)
+	if len(chain) > 0 {
+		sum := sha256.Sum256(chain[0].Raw)
+		id.Cert = hex.EncodeToString(sum[:])
+	}
+	switch {
+	case raw != "":
+		if r := h.fromToken(ctx, id, raw, chain); r != nil {
+			return nil, r
+		}
+	case len(chain) > 0 && h.b.opts.CertificateLogin && h.b.opts.VerifyCertificate != nil:
+		thing, err := h.b.opts.VerifyCertificate(ctx, chain)
+		if err != nil {
+			return nil, refuse(packets.ErrBadUsernameOrPassword, "certificate", "client certificate refused: "+err.Error())
+		}
+		id.Kind, id.Thing, id.Expires = kindThing, thing, chain[0].NotAfter
+	case lc.Anonymous:
+		id.Kind = kindAnonymous
+	default:
+		return nil, refuse(packets.ErrNotAuthorized, "no_credentials", "send an access token as the password")
+	}
+	if id.Kind == kindThing && cl.ID != id.Thing {
+		// No device can take another device's session.
+		return nil, refuse(packets.ErrClientIdentifierNotValid, "client_id", "a thing's client identifier must be its thing id "+id.Thing)
+	}
+	if err := h.b.resolver.resolve(ctx, id); err != nil {
+		if errors.Is(err, errInactive) {
+			return nil, refuse(packets.ErrNotAuthorized, "inactive", err.Error())
+		}
+		h.b.log.Error("mqtt: reading the identity failed", "client", cl.ID, "err", err)
+		return nil, refuse(packets.ErrServerUnavailable, "error", "identity could not be read; try again")
+	}
+	return id, nil
+}
+
+// fromToken fills id from a verified access token.
+func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []*x509.Certificate) *refusal {
+	c, err := h.b.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: h.b.opts.Audience})
+	var te *tokens.Error
+	if errors.As(err, &te) {
+		return refuse(packets.ErrBadUsernameOrPassword, tokenLabel(err), te.Description())
+	}
+	if err != nil {
+		h.b.log.Error("mqtt: verifying a token failed", "err", err)
+		return refuse(packets.ErrServerUnavailable, "error", "token could not be checked; try again")
+	}
+	thumb := ""
+	if len(chain) > 0 {
+		thumb = tokens.CertThumbprint(chain[0])
+	}
+	// DPoP (cnf.jkt) has no MQTT form: such tokens fail here, as they must.
+	if err := tokens.CheckBinding(c, thumb, ""); err != nil {
+		return refuse(packets.ErrBadUsernameOrPassword, "binding", err.Error())
+	}
+	id.Thing, id.Subject, id.Client, id.Grant = c.ThingID, c.Subject, c.ClientID, c.GrantID
+	id.Scopes, id.Expires = c.Scope, c.ExpiresAt
+	switch {
+	case c.ThingID != "":
+		id.Kind = kindThing // for itself (sub == client_id) or paired to the user sub
+	case c.Subject == c.ClientID:
+		id.Kind = kindService
+	default:
+		id.Kind = kindUser
+	}
+	return nil
+}

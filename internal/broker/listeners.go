@@ -1,0 +1,246 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Listener kinds.
+const (
+	ListenerTCP       = "tcp"       // MQTT over TCP, with TLS when Listener.TLS is set
+	ListenerWebSocket = "websocket" // MQTT over WebSocket (RFC 6455, subprotocol "mqtt"), wss when TLS is set
+)
+
+// WebSocketPath is where the WebSocket listener accepts MQTT connections.
+const WebSocketPath = "/mqtt"
+
+// Listener is one network endpoint of the broker.
+type Listener struct {
+	Name    string // names the listener in logs, metrics and the admin API ("tls", "websocket", "tcp")
+	Kind    string // ListenerTCP or ListenerWebSocket
+	Address string
+	// TLS serves TLS with this configuration; client certificates are
+	// requested, never required, and checked by the broker, not the handshake.
+	TLS *tls.Config
+	// Anonymous lets clients without credentials in, with the anonymous rules.
+	Anonymous bool
+	// AllowedOrigins are the browser origins ("https://app.example.com") a
+	// WebSocket upgrade may come from; a request with another Origin is
+	// refused (403). Clients that send no Origin (not browsers) are let in.
+	AllowedOrigins []string
+}
+
+// netListener accepts connections for mochi. Unlike mochi's own listeners
+// it gives a client a deadline to finish the TLS handshake and send CONNECT
+// (mochi sets none before CONNECT, so idle sockets would pile up), survives
+// transient Accept errors such as running out of file descriptors, and
+// refuses WebSocket upgrades from origins that are not configured.
+type netListener struct {
+	cfg     Listener
+	ln      net.Listener
+	timeout time.Duration // to finish the handshake and CONNECT
+	log     *slog.Logger
+	closed  atomic.Bool
+	http    *http.Server // WebSocket only
+}
+
+func newListener(cfg Listener, timeout time.Duration) (*netListener, error) {
+	if cfg.Kind != ListenerTCP && cfg.Kind != ListenerWebSocket {
+		return nil, fmt.Errorf("broker: listener %s: kind %q is not %s or %s", cfg.Name, cfg.Kind, ListenerTCP, ListenerWebSocket)
+	}
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.%s.address: %w", cfg.Name, err)
+	}
+	return &netListener{cfg: cfg, ln: ln, timeout: timeout}, nil
+}
+
+func (l *netListener) ID() string       { return l.cfg.Name }
+func (l *netListener) Address() string  { return l.ln.Addr().String() }
+func (l *netListener) Protocol() string { return l.cfg.Kind }
+
+// Init keeps the logger; the socket was bound by newListener so that a busy
+// port is reported with the configuration field before anything starts.
+func (l *netListener) Init(log *slog.Logger) error {
+	l.log = log
+	if l.cfg.Kind == ListenerWebSocket {
+		// Created here, not in Serve, so that Close never races with it.
+		l.http = &http.Server{
+			TLSConfig:         l.cfg.TLS,
+			ReadHeaderTimeout: l.timeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	return nil
+}
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	if l.cfg.Kind == ListenerWebSocket {
+		l.serveWebSocket(establish)
+		return
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: wait and retry, as net/http does.
+			l.log.Warn("mqtt: accept failed; retrying", "listener", l.cfg.Name, "err", err, "in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		go l.handle(conn, establish)
+	}
+}
+
+// handle runs one TCP connection until it ends.
+func (l *netListener) handle(conn net.Conn, establish listeners.EstablishFn) {
+	// Until CONNECT is accepted; mochi then sets keep-alive deadlines.
+	conn.SetDeadline(time.Now().Add(l.timeout))
+	if l.cfg.TLS != nil {
+		tc := tls.Server(conn, l.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			l.log.Debug("mqtt: TLS handshake failed", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tc
+	}
+	l.establish(conn, establish)
+}
+
+func (l *netListener) establish(conn net.Conn, establish listeners.EstablishFn) {
+	if err := establish(l.cfg.Name, conn); err != nil && !errors.Is(err, io.EOF) {
+		l.log.Debug("mqtt: connection ended", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
+	}
+}
+
+// serveWebSocket serves HTTP upgrades to MQTT over WebSocket at WebSocketPath.
+func (l *netListener) serveWebSocket(establish listeners.EstablishFn) {
+	up := &websocket.Upgrader{
+		Subprotocols:     []string{"mqtt"},
+		HandshakeTimeout: l.timeout,
+		CheckOrigin:      l.originAllowed,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+WebSocketPath, func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil) // answers 403 itself when CheckOrigin refuses
+		if err != nil {
+			return
+		}
+		raw := c.UnderlyingConn()
+		raw.SetDeadline(time.Now().Add(l.timeout))
+		l.establish(&wsConn{Conn: raw, ws: c}, establish)
+	})
+	l.http.Handler = mux
+	var err error
+	if l.cfg.TLS != nil {
+		err = l.http.ServeTLS(l.ln, "", "")
+	} else {
+		err = l.http.Serve(l.ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !l.closed.Load() {
+		l.log.Error("mqtt: WebSocket listener stopped", "listener", l.cfg.Name, "err", err)
+	}
+}
+
+// originAllowed is the Origin check of RFC 6455 §10.2 for browsers.
+func (l *netListener) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	return origin == "" || slices.Contains(l.cfg.AllowedOrigins, origin)
+}
+
+// shutdown stops accepting connections; those open are left to the broker.
+func (l *netListener) shutdown() {
+	if !l.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if l.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l.http.Shutdown(ctx) // hijacked WebSocket connections are not waited for
+		cancel()
+	}
+	l.ln.Close() // also when Serve never ran
+}
+
+// Close stops accepting; Broker.Close has ended the clients already (see there).
+func (l *netListener) Close(listeners.CloseFn) { l.shutdown() }
+
+// wsConn carries MQTT over binary WebSocket messages (MQTT 5 §6): a packet
+// may span messages and a message may hold several packets.
+type wsConn struct {
+	net.Conn // the underlying connection, for addresses, deadlines and TLS state
+	ws       *websocket.Conn
+	r        io.Reader // the message being read
+	wmu      sync.Mutex
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errors.New("mqtt over websocket: text frame (MQTT 5 §6: binary only)")
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ConnectionState exposes the TLS state of a wss connection (client certificates).
+func (c *wsConn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// peerChain returns the client certificate chain of conn, if it presented one.
+func peerChain(conn net.Conn) []*x509.Certificate {
+	cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return nil
+	}
+	return cs.ConnectionState().PeerCertificates
+}
+
+var _ listeners.Listener = (*netListener)(nil)

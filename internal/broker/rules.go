@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Who a rule applies to.
+const (
+	WhoThing     = "thing"     // a device or gateway: its own token, a token for its owner, or its certificate
+	WhoService   = "service"   // an OAuth client acting for itself (client credentials) and standing for no thing
+	WhoUser      = "user"      // an application acting for a user
+	WhoAdmin     = "admin"     // a token with the admin scope (of an administrator when it acts for a user)
+	WhoAnonymous = "anonymous" // a client without credentials on a listener that lets them in
+)
+
+// Scopes of the form mqtt:pub:<filter> and mqtt:sub:<filter> grant topics to
+// the token that carries them, with the same placeholders as rules.
+const (
+	scopePublish   = "mqtt:pub:"
+	scopeSubscribe = "mqtt:sub:"
+)
+
+// Rule grants topic filters to one kind of identity. Filters may hold the
+// placeholders ${thing.id}, ${thing.model}, ${owner.id}, ${client.id},
+// ${sub} and ${owned.thing.id} (one filter for each thing the user owns).
+type Rule struct {
+	Who       string
+	Publish   []string
+	Subscribe []string
+}
+
+// placeholders are the names a filter may hold, and whether the value is a list.
+var placeholders = map[string]bool{
+	"thing.id": false, "thing.model": false, "owner.id": false, "client.id": false, "sub": false,
+	"owned.thing.id": true,
+}
+
+// CheckRules reports the first rule that is not well-formed, naming it as
+// mqtt.rules[i] so that the error points at the configuration.
+func CheckRules(rules []Rule) error {
+	for i, r := range rules {
+		switch r.Who {
+		case WhoThing, WhoService, WhoUser, WhoAdmin, WhoAnonymous:
+		default:
+			return fmt.Errorf("mqtt.rules[%d].who: %q is not thing, service, user, admin or anonymous", i, r.Who)
+		}
+		for field, filters := range map[string][]string{"publish": r.Publish, "subscribe": r.Subscribe} {
+			for j, f := range filters {
+				if err := checkTemplate(f); err != nil {
+					return fmt.Errorf("mqtt.rules[%d].%s[%d]: %w", i, field, j, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkTemplate checks that f names only known placeholders, each as a whole
+// level, and is a valid filter once they are filled in.
+func checkTemplate(f string) error {
+	var sample strings.Builder
+	rest := f
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			sample.WriteString(rest)
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return fmt.Errorf("%q: unclosed ${", f)
+		}
+		name := rest[i+2 : i+j]
+		if _, ok := placeholders[name]; !ok {
+			return fmt.Errorf("%q: unknown placeholder ${%s} (known: ${thing.id}, ${thing.model}, ${owner.id}, ${client.id}, ${sub}, ${owned.thing.id})", f, name)
+		}
+		sample.WriteString(rest[:i])
+		sample.WriteString("x")
+		rest = rest[i+j+1:]
+	}
+	if !validFilter(sample.String()) {
+		return fmt.Errorf("%q is not a valid topic filter", f)
+	}
+	return nil
+}
+
+// expand fills the placeholders of f from values. A placeholder without a
+// value, or with a value that is not one plain level (empty, or holding '/',
+// '+', '#' or NUL), makes the filter grant nothing: an identity never gets
+// more than the rule names because of what its attributes contain.
+func expand(f string, values map[string][]string) []string {
+	out := []string{""}
+	rest := f
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil
+		}
+		vals := values[rest[i+2:i+j]]
+		var next []string
+		for _, prefix := range out {
+			for _, v := range vals {
+				if v != "" && !strings.ContainsAny(v, "/+#\x00") {
+					next = append(next, prefix+rest[:i]+v)
+				}
+			}
+		}
+		out = next
+		rest = rest[i+j+1:]
+	}
+	for i := range out {
+		out[i] += rest
+	}
+	return slices.DeleteFunc(out, func(s string) bool { return !validFilter(s) })
+}
+
+// grants are the topic filters one identity may publish to and subscribe to,
+// compiled once at CONNECT (and after the identity changed): mochi asks for
+// every delivery, so checks must not touch the store.
+type grants struct {
+	publish   []string
+	subscribe []string
+}
+
+// compile resolves the rules and the token's mqtt: scopes for id.
+func compile(rules []Rule, id *Identity) *grants {
+	values := map[string][]string{
+		"thing.id": {id.Thing}, "thing.model": {id.Model}, "owner.id": {id.Owner},
+		"client.id": {id.ClientIdentifier}, "sub": {id.Subject}, "owned.thing.id": id.Owned,
+	}
+	g := &grants{}
+	for _, r := range rules {
+		if !id.is(r.Who) {
+			continue
+		}
+		for _, f := range r.Publish {
+			g.publish = append(g.publish, expand(f, values)...)
+		}
+		for _, f := range r.Subscribe {
+			g.subscribe = append(g.subscribe, expand(f, values)...)
+		}
+	}
+	for _, s := range id.Scopes {
+		if f, ok := strings.CutPrefix(s, scopePublish); ok {
+			g.publish = append(g.publish, expand(f, values)...)
+		} else if f, ok := strings.CutPrefix(s, scopeSubscribe); ok {
+			g.subscribe = append(g.subscribe, expand(f, values)...)
+		}
+	}
+	g.publish = compact(g.publish)
+	g.subscribe = compact(g.subscribe)
+	return g
+}
+
+func compact(fs []string) []string {
+	slices.Sort(fs)
+	return slices.Compact(fs)
+}
+
+// canPublish reports whether the identity may publish to topic.
+func (g *grants) canPublish(topic string) bool { return anyCovers(g.publish, topic) }
+
+// canSubscribe reports whether the identity may subscribe to filter (or
+// receive a message on a topic name: a name is a filter without wildcards).
+func (g *grants) canSubscribe(filter string) bool {
+	f, ok := shareFilter(filter)
+	return ok && anyCovers(g.subscribe, f)
+}
+
+func anyCovers(allowed []string, f string) bool {
+	for _, a := range allowed {
+		if covers(a, f) {
+			return true
+		}
+	}
+	return false
+}

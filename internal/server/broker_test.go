@@ -1,0 +1,88 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/config"
+)
+
+// thingid serve with mqtt enabled: the broker listens with the platform's
+// server certificate and accepts the platform's tokens for its audience.
+func TestBrokerServed(t *testing.T) {
+	cfg := config.Default()
+	cfg.Home = t.TempDir()
+	cfg.MQTT.Enabled = true
+	cfg.MQTT.TLS.Address = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tk, cleanup, err := p.newTokens(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	certs, err := p.newCertAuth(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer certs.Close()
+	var out bytes.Buffer
+	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
+	b, err := p.startBroker(ctx, tk, certs, newRegistry(), admins, log, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, addr, ok := strings.Cut(strings.TrimSpace(out.String()), "mqtts://")
+	if !ok {
+		t.Fatalf("no address printed: %q", out.String())
+	}
+	things, _, err := p.BenchTokens(ctx, 1, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(cfg.Home, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel()
+	if _, err := c.Connect(cctx, &paho.Connect{ClientID: things[0].ClientID, KeepAlive: 30, CleanStart: true, Password: []byte(things[0].Token), PasswordFlag: true}); err != nil {
+		t.Fatalf("connect with a platform token: %v", err)
+	}
+	c.Disconnect(&paho.Disconnect{})
+	// Another thing's client identifier is refused.
+	conn, _ = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	c = paho.NewClient(paho.ClientConfig{Conn: conn})
+	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "someone-else", KeepAlive: 30, Password: []byte(things[0].Token), PasswordFlag: true}); err == nil {
+		t.Error("connected under another client identifier")
+	}
+}
