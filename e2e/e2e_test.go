@@ -66,8 +66,8 @@ func start(t *testing.T, home, addr string, env ...string) *instance {
 	t.Helper()
 	in := &instance{home: home, addr: addr, out: &bytes.Buffer{}}
 	in.cmd = exec.Command(binary, "serve", "--home", home, "--http-address", addr)
-	// Tests run in parallel: the broker listens on a free port of its own.
-	in.cmd.Env = append(append(os.Environ(), "THINGID_LOG_FORMAT=json", "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0"), env...)
+	// Tests run in parallel: the broker and the gateway listen on free ports of their own.
+	in.cmd.Env = append(append(os.Environ(), "THINGID_LOG_FORMAT=json", "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0", "THINGID_GATEWAY_ADDRESS=127.0.0.1:0"), env...)
 	stdout, _ := in.cmd.StdoutPipe()
 	in.cmd.Stderr = in.out
 	if err := in.cmd.Start(); err != nil {

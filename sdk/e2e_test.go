@@ -55,6 +55,7 @@ func startPlatform(t *testing.T, tweak func(*config.Config)) *platform {
 	cfg.Passwords.MinLength = 15
 	cfg.HTTP.PublicURL = "https://" + ln.Addr().String()
 	cfg.MQTT.TLS.Address = "127.0.0.1:0" // tests run in parallel
+	cfg.Gateway.Address = "127.0.0.1:0"
 	if tweak != nil {
 		tweak(&cfg)
 	}

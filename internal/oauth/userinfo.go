@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -34,9 +35,9 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	// RFC 9449 §7.1: a token sent with the DPoP scheme comes with a proof over
 	// this request and this token; only then does the proof's key count, so a
 	// DPoP-bound token sent as Bearer fails CheckBinding.
-	dpop := authScheme(r) == "dpop"
+	dpopScheme := authScheme(r) == "dpop"
 	var jkt string
-	if dpop {
+	if dpopScheme {
 		proof, perr := dpopProof(r)
 		if perr == nil && proof == "" {
 			perr = ErrInvalidDPoPProof.WithDescription("the DPoP scheme needs a DPoP proof")
@@ -49,7 +50,7 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("DPoP-Nonce", s.currentNonce())
 		}
 		var err error
-		jkt, err = s.verifyDPoP(ctx, proof, dpopCheck{method: r.Method, htu: s.issuer + pathUserinfo, accessToken: raw})
+		jkt, err = s.verifyDPoP(ctx, proof, dpop.Request{Method: r.Method, URL: s.issuer + pathUserinfo, AccessToken: raw})
 		var e *Error
 		if errors.As(err, &e) {
 			dpopError(w, http.StatusUnauthorized, e.Code, e.Description)
@@ -71,7 +72,7 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	var te *tokens.Error
 	if errors.As(err, &te) {
-		if dpop || (cl != nil && cl.Confirmation != nil && cl.Confirmation.JKT != "") {
+		if dpopScheme || (cl != nil && cl.Confirmation != nil && cl.Confirmation.JKT != "") {
 			dpopError(w, http.StatusUnauthorized, te.Code(), te.Description())
 		} else {
 			bearerError(w, http.StatusUnauthorized, te.Code(), te.Description())

@@ -2,13 +2,122 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/gateway"
 )
 
 // startGateway starts the identity gateway listener configured in gateway; stop closes it.
-func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, log *slog.Logger, out io.Writer) (stop func(), err error) {
-	return func() {}, nil
+func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
+	c := p.Config.Gateway
+	if !c.Enabled {
+		return func() {}, nil
+	}
+	log = log.With("component", "gateway")
+	proxies, err := config.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.trustedProxies: %w", err)
+	}
+	opts := gateway.Options{
+		RoutesDir:       c.Routes,
+		Audience:        c.Audience,
+		PublicURL:       c.PublicURL,
+		Verifier:        tk.verifier,
+		Issuer:          tk.issuer,
+		Bus:             p.Bus,
+		Replay:          p.Store,
+		Certificates:    certs,
+		Things:          p.Identity,
+		TokenCacheSize:  c.TokenCacheSize,
+		MaxKeys:         c.Throttle.MaxKeys,
+		TrustedProxies:  proxies,
+		ForwardAuthPath: c.ForwardAuthPath,
+		UpstreamTimeout: time.Duration(c.UpstreamTimeout),
+		Registerer:      reg, // served at /metrics of the main listener
+		Log:             log,
+	}
+	if c.TokenCacheSize == 0 {
+		opts.TokenCacheSize = -1 // 0 in the file means no cache; 0 in Options the default
+	}
+	if c.DPoPNonces {
+		opts.DPoPNonceKey = p.derivedKey("thingid gateway dpop nonce v1")
+	}
+	if in := c.Introspection; in.URL != "" {
+		opts.Introspection = &gateway.IntrospectionOptions{URL: in.URL, ClientID: in.ClientID, ClientSecret: in.ClientSecret, CacheTTL: time.Duration(in.CacheTTL)}
+	}
+	var rdb *redis.Client
+	if c.Throttle.RedisURL != "" {
+		ro, err := redis.ParseURL(c.Throttle.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("gateway.throttle.redisURL: %w", err)
+		}
+		rdb = redis.NewClient(ro)
+		opts.Redis = rdb
+	}
+	closeRedis := func() {
+		if rdb != nil {
+			rdb.Close()
+		}
+	}
+	g, err := gateway.New(opts)
+	if err != nil {
+		closeRedis()
+		return nil, err
+	}
+	cert, err := p.serverCertificate()
+	if err != nil {
+		g.Close()
+		closeRedis()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.Address)
+	if err != nil {
+		g.Close()
+		closeRedis()
+		return nil, fmt.Errorf("listen on %s (gateway.address): %w", c.Address, err)
+	}
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+			// Client certificates are optional at the handshake: the gateway
+			// checks them with certauth for the tokens bound to one (RFC 8705).
+			ClientAuth: tls.RequestClientCert,
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("gateway listener stopped", "err", err)
+		}
+	}()
+	log.Info("gateway serving", "address", ln.Addr().String(), "publicURL", c.PublicURL, "routes", c.Routes)
+	fmt.Fprintf(out, "thingid gateway is serving on https://%s (public URL %s, routes in %s)\n", ln.Addr(), c.PublicURL, c.Routes)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(p.Config.HTTP.ShutdownTimeout))
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("gateway: graceful shutdown", "err", err)
+		}
+		<-done
+		g.Close()
+		closeRedis()
+	}, nil
 }

@@ -56,10 +56,13 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		registration = [][]byte{oauth.RegistrationTokenHash(key, c.RegistrationToken)}
 	}
 	// The issuer comes first: introspection and revocation verify against
-	// Audience[0]. The broker is an audience of every token.
+	// Audience[0]. The broker and the gateway are audiences of every token.
 	audience := []string{p.Config.HTTP.PublicURL}
 	if p.Config.MQTT.Enabled {
 		audience = append(audience, p.Config.MQTT.Audience)
+	}
+	if p.Config.Gateway.Enabled {
+		audience = append(audience, p.Config.Gateway.Audience)
 	}
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,

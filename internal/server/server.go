@@ -144,7 +144,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
-	stopGateway, err := p.startGateway(ctx, tk, certs, log, out)
+	stopGateway, err := p.startGateway(ctx, tk, certs, reg, log, out)
 	if err != nil {
 		return err
 	}

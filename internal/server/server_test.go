@@ -38,6 +38,7 @@ func serve(t *testing.T) *running {
 	cfg.Home = t.TempDir()
 	cfg.Passwords.MinLength = 15
 	cfg.MQTT.TLS.Address = "127.0.0.1:0" // tests run in parallel
+	cfg.Gateway.Address = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

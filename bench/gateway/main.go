@@ -1,0 +1,453 @@
+// Command gateway measures the identity gateway against nginx on loopback:
+// wrk drives, one after the other, a direct hit on an upstream, nginx
+// proxying to it, the standard library's reverse proxy alone, the gateway
+// with the oauth2 (JWT) filter, and the gateway with oauth2 and throttle. It
+// prints requests/s under saturating load with the ratio to nginx, then p50
+// and p99 under light load with the p99 each proxy adds to the direct hit.
+//
+// The upstream is this program in a child process (-upstream), so that it
+// is the same for every run; nginx is Debian's, run as the current user
+// with a temporary prefix; the gateway runs in this process on real keys on
+// a SQLite store, with one valid access token (cached after its first
+// verification, as a client sending the same token would see). Everything
+// is plain HTTP/1.1 with keep-alive on 127.0.0.1; access logs are off in
+// nginx and the gateway alike.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/gateway"
+	"github.com/thingid/thingid/internal/secrets"
+	"github.com/thingid/thingid/internal/store/sqlite"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+var (
+	dur        = flag.Duration("d", 10*time.Second, "duration of each wrk run")
+	conns      = flag.Int("c", 64, "wrk connections of the throughput runs")
+	lightConns = flag.Int("light", 4, "wrk connections of the latency runs")
+	threads    = flag.Int("t", 2, "wrk threads")
+	rounds     = flag.Int("rounds", 1, "measure every target this many times, interleaved, and keep the best")
+	nginx      = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
+	wrk        = flag.String("wrk", "/usr/bin/wrk", "wrk binary")
+	upstream   = flag.String("upstream", "", "internal: serve the upstream on this address")
+	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway (this process) during its runs")
+	memprof    = flag.String("memprofile", "", "write an allocation profile of this process after the runs")
+	only       = flag.String("only", "", "measure only the targets whose name contains this (the ratios need nginx and direct)")
+)
+
+const (
+	issuer   = "https://id.bench.example"
+	audience = "urn:thingid:gateway"
+)
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	if *upstream != "" {
+		serveUpstream(*upstream)
+		return
+	}
+	if err := run(); err != nil {
+		log.Fatalf("gateway bench: %v", err)
+	}
+}
+
+// serveUpstream answers every request with a small body, as an API would.
+func serveUpstream(addr string) {
+	body := []byte(`{"ok":true,"temperature":21.5}` + "\n")
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	log.Fatal(http.ListenAndServe(addr, h))
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitListening(addr string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
+}
+
+type target struct {
+	name   string
+	url    string
+	header string // an extra wrk header, "" for none
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+func run() error {
+	dir, err := os.MkdirTemp("", "thingid-gateway-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	upAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	up := exec.Command(self, "-upstream", upAddr)
+	up.Stderr = os.Stderr
+	if err := up.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = up.Process.Kill(); _ = up.Wait() }()
+	if err := waitListening(upAddr); err != nil {
+		return err
+	}
+
+	nginxAddr, stopNginx, err := startNginx(dir, upAddr)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+
+	gwAddr, token, stopGateway, err := startGateway(dir, upAddr)
+	if err != nil {
+		return err
+	}
+	defer stopGateway()
+
+	bareAddr, stopBare, err := startBareProxy(upAddr)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+
+	targets := []target{
+		{"direct upstream", "http://" + upAddr + "/api/telemetry", ""},
+		{"nginx proxy", "http://" + nginxAddr + "/api/telemetry", ""},
+		{"Go ReverseProxy alone", "http://" + bareAddr + "/api/telemetry", ""},
+		{"gateway JWT", "http://" + gwAddr + "/jwt/telemetry", "Authorization: Bearer " + token},
+		{"gateway JWT+throttle", "http://" + gwAddr + "/throttled/telemetry", "Authorization: Bearer " + token},
+	}
+	for _, tg := range targets { // every target answers 200 before it is measured
+		if err := check(tg); err != nil {
+			return err
+		}
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Printf("GOMAXPROCS %d, %d CPUs, %d round(s) of %s per target, best round kept\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), *rounds, *dur)
+	// Throughput: enough connections to saturate the machine.
+	heavy, err := measureAll(targets, *threads, *conns)
+	if err != nil {
+		return err
+	}
+	// Latency: a few connections, so that p99 is the proxy's work and not queueing.
+	light, err := measureAll(targets, 1, *lightConns)
+	if err != nil {
+		return err
+	}
+	if *memprof != "" {
+		f, err := os.Create(*memprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\nthroughput: wrk -t%d -c%d -d%s\n", *threads, *conns, *dur)
+	fmt.Printf("%-22s %12s %10s %10s\n", "target", "requests/s", "vs nginx", "p99")
+	for i, tg := range targets {
+		if b := heavy[i]; b.rps > 0 {
+			fmt.Printf("%-22s %12.0f %9.2fx %10s\n", tg.name, b.rps, b.rps/heavy[1].rps, b.p99.Round(time.Microsecond))
+		}
+	}
+	fmt.Printf("\nlatency: wrk -t1 -c%d -d%s\n", *lightConns, *dur)
+	fmt.Printf("%-22s %12s %10s %10s %14s\n", "target", "requests/s", "p50", "p99", "p99 added")
+	for i, tg := range targets {
+		if b := light[i]; b.rps > 0 {
+			fmt.Printf("%-22s %12.0f %10s %10s %14s\n", tg.name, b.rps, b.p50.Round(time.Microsecond), b.p99.Round(time.Microsecond), (b.p99 - light[0].p99).Round(time.Microsecond))
+		}
+	}
+	return nil
+}
+
+// measureAll runs every target (of -only) -rounds times, interleaved, with
+// wrk's threads and connections, and keeps each target's best round.
+func measureAll(targets []target, threads, conns int) ([]result, error) {
+	best := make([]result, len(targets))
+	for r := 0; r < *rounds; r++ {
+		for i, tg := range targets {
+			if *only != "" && !strings.Contains(tg.name, *only) {
+				continue
+			}
+			res, err := measure(tg, threads, conns)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", tg.name, err)
+			}
+			if res.rps > best[i].rps {
+				best[i] = res
+			}
+		}
+	}
+	return best, nil
+}
+
+func check(tg target) error {
+	req, _ := http.NewRequest(http.MethodGet, tg.url, nil)
+	if tg.header != "" {
+		k, v, _ := strings.Cut(tg.header, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", tg.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answers %s", tg.name, resp.Status)
+	}
+	return nil
+}
+
+var (
+	rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	p50Re = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
+	p99Re = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
+	errRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// measure runs wrk against tg and reads its summary.
+func measure(tg target, threads, conns int) (result, error) {
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(), "--latency"}
+	if tg.header != "" {
+		args = append(args, "-H", tg.header)
+	}
+	out, err := exec.Command(*wrk, append(args, tg.url)...).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	s := string(out)
+	if m := errRe.FindStringSubmatch(s); m != nil {
+		return result{}, fmt.Errorf("%s requests were not answered 2xx:\n%s", m[1], s)
+	}
+	rm, p50, p99 := rpsRe.FindStringSubmatch(s), p50Re.FindStringSubmatch(s), p99Re.FindStringSubmatch(s)
+	if rm == nil || p50 == nil || p99 == nil {
+		return result{}, fmt.Errorf("cannot read wrk's output:\n%s", s)
+	}
+	rps, _ := strconv.ParseFloat(rm[1], 64)
+	return result{rps: rps, p50: wrkDuration(p50), p99: wrkDuration(p99)}, nil
+}
+
+func wrkDuration(m []string) time.Duration {
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
+	return time.Duration(v * float64(unit))
+}
+
+// nginxConf proxies to the upstream with keep-alive connections, as one
+// would configure nginx in front of an API; the workers match the CPUs.
+const nginxConf = `
+daemon off;
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    upstream api { server %[3]s; keepalive 128; }
+    server {
+        listen %[2]s;
+        location / {
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+`
+
+func startNginx(dir, upAddr string) (string, func(), error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	prefix := filepath.Join(dir, "nginx")
+	if err := os.MkdirAll(prefix, 0o700); err != nil {
+		return "", nil, err
+	}
+	conf := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, prefix, addr, upAddr)), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(*nginx, "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start nginx: %w", err)
+	}
+	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+	if err := waitListening(addr); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
+
+// startBareProxy is the standard library's reverse proxy with nothing
+// around it and the gateway's transport settings: the floor under the gateway.
+func startBareProxy(upAddr string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost, t.DisableCompression = 1024, 256, true
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: upAddr}) },
+		Transport:  t,
+		BufferPool: pool{},
+	}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// pool reuses the proxy's copy buffers, as the gateway does.
+type pool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (pool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (pool) Put(b []byte) { buffers.Put(&b) }
+
+const routes = `
+routes:
+  - name: jwt
+    match: {pathPrefix: /jwt}
+    upstream: {url: "http://%[1]s/api", stripPrefix: true}
+    filters:
+      - oauth2: {scopes: {"*": [telemetry]}}
+  - name: throttled
+    match: {pathPrefix: /throttled}
+    upstream: {url: "http://%[1]s/api", stripPrefix: true}
+    filters:
+      - oauth2: {scopes: {"*": [telemetry]}}
+      - throttle:
+          key: [thing, subject]
+          rate: {requests: 100000000, per: 1s}
+`
+
+// startGateway runs the real gateway on real keys, with the routes above.
+func startGateway(dir, upAddr string) (string, string, func(), error) {
+	ctx := context.Background()
+	st, err := sqlite.Open(filepath.Join(dir, "thingid.db"))
+	if err != nil {
+		return "", "", nil, err
+	}
+	var mk secrets.Key
+	rand.Read(mk[:])
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bus := events.New()
+	keys, err := tokens.NewKeys(ctx, st, tokens.KeysConfig{MasterKey: mk, Bus: bus, Log: quiet})
+	if err != nil {
+		return "", "", nil, err
+	}
+	iss, err := tokens.NewIssuer(keys, issuer)
+	if err != nil {
+		return "", "", nil, err
+	}
+	v, err := tokens.NewVerifier(keys, tokens.VerifierConfig{Issuer: issuer, Bus: bus, Log: quiet})
+	if err != nil {
+		return "", "", nil, err
+	}
+	tok, err := iss.AccessToken(tokens.Claims{Subject: "thing-0001", ThingID: "thing-0001", ClientID: "bench", Scope: []string{"telemetry"},
+		Audience: []string{audience}, GrantID: "grant-bench", ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		return "", "", nil, err
+	}
+	routesDir := filepath.Join(dir, "routes")
+	if err := os.MkdirAll(routesDir, 0o700); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.WriteFile(filepath.Join(routesDir, "bench.yaml"), []byte(fmt.Sprintf(routes, upAddr)), 0o600); err != nil {
+		return "", "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, err
+	}
+	g, err := gateway.New(gateway.Options{
+		RoutesDir: routesDir, Audience: audience, PublicURL: "https://" + ln.Addr().String(),
+		Verifier: v, Issuer: iss, Bus: bus, Replay: st, Log: quiet,
+	})
+	if err != nil {
+		ln.Close()
+		return "", "", nil, err
+	}
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(quiet.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("gateway: %v", err)
+		}
+	}()
+	stop := func() {
+		_ = srv.Close()
+		g.Close()
+		v.Close()
+		keys.Close()
+		st.Close()
+	}
+	return ln.Addr().String(), tok, stop, nil
+}

@@ -1,0 +1,374 @@
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/dpop"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// oauth2Filter is the OAuth 2.0 resource server (RFC 6750, RFC 9068): the
+// request must carry an access token for the gateway's audience, valid, not
+// revoked, with the route's scopes, and sent by its holder when it is
+// sender-constrained (RFC 8705 certificate, RFC 9449 DPoP key).
+type oauth2Filter struct {
+	g        *Gateway
+	audience string
+	// scopes are the scopes required per method, those of "*" included;
+	// anyScopes those of a method the route does not name.
+	scopes       map[string][]string
+	anyScopes    []string
+	forwardToken bool
+	upstream     *upstreamToken
+}
+
+type oauth2Config struct {
+	// Audience replaces the gateway's audience for this route.
+	Audience string `json:"audience"`
+	// Scopes maps a method (or "*", any method) to the scopes it needs.
+	Scopes map[string][]string `json:"scopes"`
+	// ForwardToken passes the client's Authorization and DPoP headers on.
+	ForwardToken bool `json:"forwardToken"`
+	// UpstreamToken has the gateway sign a short-lived token for the upstream.
+	UpstreamToken *struct {
+		Audience string   `json:"audience"`
+		Lifetime duration `json:"lifetime"`
+	} `json:"upstreamToken"`
+}
+
+// upstreamToken is a token the gateway signs for the upstream, in HeaderToken.
+type upstreamToken struct {
+	audience string
+	lifetime time.Duration
+}
+
+const realm = `realm="thingid"`
+
+func newOAuth2Filter(g *Gateway, _ *route, raw json.RawMessage, _ bool) (Filter, error) {
+	var c oauth2Config
+	if err := decodeConfig(raw, &c); err != nil {
+		return nil, err
+	}
+	f := &oauth2Filter{g: g, audience: g.opts.Audience, scopes: map[string][]string{}, forwardToken: c.ForwardToken}
+	if c.Audience != "" {
+		f.audience = c.Audience
+	}
+	for m, ss := range c.Scopes {
+		if m != "*" && (m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t")) {
+			return nil, fmt.Errorf("scopes: %q is not an HTTP method in upper case or *", m)
+		}
+		for _, s := range ss {
+			if !validScope(s) {
+				return nil, fmt.Errorf("scopes.%s: %q is not a scope token (RFC 6749 §3.3)", m, s)
+			}
+		}
+	}
+	f.anyScopes = slices.Clone(c.Scopes["*"])
+	for m, ss := range c.Scopes {
+		if m != "*" {
+			f.scopes[m] = append(slices.Clone(f.anyScopes), ss...)
+		}
+	}
+	if _, ok := f.scopes[http.MethodHead]; !ok && f.scopes[http.MethodGet] != nil {
+		f.scopes[http.MethodHead] = f.scopes[http.MethodGet]
+	}
+	if u := c.UpstreamToken; u != nil {
+		lt := time.Duration(u.Lifetime)
+		switch {
+		case u.Audience == "":
+			return nil, errors.New("upstreamToken.audience: required (the upstream verifies it)")
+		case u.Audience == f.audience || u.Audience == g.opts.Audience:
+			return nil, errors.New("upstreamToken.audience: must differ from the gateway's, or the upstream's token would open the gateway")
+		case g.opts.Issuer == nil:
+			return nil, errors.New("upstreamToken: this gateway has no token issuer")
+		case lt == 0:
+			lt = time.Minute
+		case lt < 10*time.Second || lt > 10*time.Minute:
+			return nil, errors.New("upstreamToken.lifetime: between 10s and 10m")
+		}
+		f.upstream = &upstreamToken{audience: u.Audience, lifetime: lt}
+	}
+	return f, nil
+}
+
+// validScope: RFC 6749 §3.3 scope-token = 1*NQCHAR.
+func validScope(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' })
+}
+
+// required is the scopes a request with method needs; HEAD has GET's
+// unless the route names HEAD.
+func (f *oauth2Filter) required(method string) []string {
+	if ss, ok := f.scopes[method]; ok {
+		return ss
+	}
+	return f.anyScopes
+}
+
+func (f *oauth2Filter) Handle(w http.ResponseWriter, r *http.Request, next http.Handler) error {
+	x := exchangeOf(r)
+	ctx := r.Context()
+	scheme, tok, err := authorization(r)
+	if err != nil {
+		return err
+	}
+	dpopScheme := scheme == "dpop"
+	if tok == "" {
+		// RFC 6750 §3.1: no error code when the request had no token.
+		return &Denial{Status: http.StatusUnauthorized, Reason: "no_token",
+			Detail:     "an access token is required: Authorization: Bearer <token> (or DPoP with a proof)",
+			Challenges: []string{"Bearer " + realm, dpop.Challenge("", "")}}
+	}
+	id, err := f.g.authenticate(ctx, tok, f.audience)
+	if err != nil {
+		return invalidToken(err, dpopScheme)
+	}
+	cl := id.claims
+	bound := cl.Confirmation != nil && cl.Confirmation.JKT != ""
+	var jkt string
+	if dpopScheme {
+		if jkt, err = f.g.checkProof(w, r, x, tok); err != nil {
+			return err
+		}
+	}
+	var thumb string
+	if cl.Confirmation != nil && cl.Confirmation.X5TS256 != "" && len(x.certs) > 0 {
+		if thumb, err = f.g.checkCertificate(ctx, x.certs); err != nil {
+			return err
+		}
+	}
+	if err := tokens.CheckBinding(cl, thumb, jkt); err != nil {
+		return invalidToken(err, dpopScheme || bound)
+	}
+	if need := f.required(r.Method); !hasAll(cl.Scope, need) {
+		desc := "the token lacks a scope this request needs: " + strings.Join(need, " ")
+		ch := "Bearer " + realm + `, error="insufficient_scope", error_description="` + quoted(desc) + `", scope="` + strings.Join(need, " ") + `"`
+		if dpopScheme || bound {
+			ch = dpop.Challenge("insufficient_scope", desc) + `, scope="` + strings.Join(need, " ") + `"`
+		}
+		return &Denial{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "insufficient_scope", Detail: desc, Challenges: []string{ch}}
+	}
+	x.id, x.keepToken = id, f.forwardToken
+	if f.upstream != nil {
+		if x.upstreamToken, err = f.g.upstreamToken(tok, cl, f.upstream); err != nil {
+			return err
+		}
+	}
+	next.ServeHTTP(w, r)
+	return nil
+}
+
+func hasAll(have, need []string) bool {
+	for _, n := range need {
+		if !slices.Contains(have, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// authorization reads the request's token: RFC 6750 §2.1 Bearer or RFC
+// 9449 §7.1 DPoP in the one Authorization header. Tokens in the query (RFC
+// 6750 §2.3) are refused, as RFC 9700 §2.5 advises; a form body is the
+// upstream's and is not read.
+func authorization(r *http.Request) (scheme, token string, err error) {
+	bad := func(desc string) (string, string, error) {
+		return "", "", &Denial{Status: http.StatusBadRequest, Code: "invalid_request", Reason: "bad_authorization", Detail: desc,
+			Challenges: []string{"Bearer " + realm + `, error="invalid_request", error_description="` + quoted(desc) + `"`}}
+	}
+	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+		return bad("send the access token in the Authorization header, not in the query")
+	}
+	vs := r.Header.Values("Authorization")
+	switch {
+	case len(vs) == 0:
+		return "", "", nil
+	case len(vs) > 1:
+		return bad("send one Authorization header")
+	}
+	s, tok, ok := strings.Cut(vs[0], " ")
+	scheme = strings.ToLower(s)
+	if scheme != "bearer" && scheme != "dpop" {
+		return "", "", &Denial{Status: http.StatusUnauthorized, Reason: "no_token",
+			Detail:     "the Authorization scheme must be Bearer or DPoP",
+			Challenges: []string{"Bearer " + realm, dpop.Challenge("", "")}}
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if !ok || !isB64Token(tok) {
+		return bad("the Authorization header is not \"" + s + " <token>\" (RFC 6750 §2.1)")
+	}
+	return scheme, tok, nil
+}
+
+// b64 marks the characters of RFC 6750 §2.1 b64token before its "=" padding.
+var b64 = func() (t [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isB64Token: RFC 6750 §2.1 b64token.
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && b64[s[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// refusedToken is a token the introspection endpoint did not vouch for.
+type refusedToken struct{ desc string }
+
+func (e *refusedToken) Error() string { return e.desc }
+
+// invalidToken turns a refusal of the token into RFC 6750 §3.1
+// invalid_token, with the DPoP challenge for DPoP requests and bound
+// tokens; other errors (the store, the introspection endpoint) pass.
+func invalidToken(err error, dpopChallenge bool) error {
+	var te *tokens.Error
+	var rt *refusedToken
+	var desc string
+	switch {
+	case errors.As(err, &te):
+		desc = te.Description()
+	case errors.As(err, &rt):
+		desc = rt.desc
+	default:
+		return err
+	}
+	ch := "Bearer " + realm + `, error="invalid_token", error_description="` + quoted(desc) + `"`
+	if dpopChallenge {
+		ch = dpop.Challenge("invalid_token", desc)
+	}
+	reason := "invalid_token"
+	if errors.Is(err, tokens.ErrBinding) {
+		reason = "binding"
+	}
+	return &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: reason, Detail: desc, Challenges: []string{ch}}
+}
+
+// authenticate returns what token says for audience: from the cache, from
+// local validation against the platform's keys, or from introspection for
+// tokens that are not the platform's JWTs.
+func (g *Gateway) authenticate(ctx context.Context, raw, audience string) (*principal, error) {
+	now := g.now()
+	k := cacheKey(audience, raw)
+	if id, ok := g.tokens.get(k, now); ok {
+		return id, nil
+	}
+	started := time.Now()
+	cl, err := g.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: audience})
+	if err == nil {
+		id := newPrincipal(cl)
+		g.tokens.put(k, id, cl.ExpiresAt, cl.GrantID, now, started)
+		return id, nil
+	}
+	if g.intro != nil && notOurs(err) {
+		return g.intro.lookup(ctx, raw, audience)
+	}
+	return nil, err
+}
+
+// notOurs: refusals meaning the token is not a JWT of this platform (opaque,
+// or signed by a key we never had), as opposed to one of ours that is bad.
+func notOurs(err error) bool {
+	return errors.Is(err, tokens.ErrMalformed) || errors.Is(err, tokens.ErrUnknownKey) ||
+		errors.Is(err, tokens.ErrHeader) || errors.Is(err, tokens.ErrType)
+}
+
+// checkProof verifies the DPoP proof of a request made with the DPoP
+// scheme (RFC 9449 §7.1) and returns the jkt of its key.
+func (g *Gateway) checkProof(w http.ResponseWriter, r *http.Request, x *exchange, tok string) (string, error) {
+	refused := func(e *dpop.Error) (string, error) {
+		return "", &Denial{Status: http.StatusUnauthorized, Code: e.Code, Reason: "dpop", Detail: e.Description,
+			Challenges: []string{dpop.Challenge(e.Code, e.Description)}}
+	}
+	proof, err := dpop.Header(r)
+	var de *dpop.Error
+	if errors.As(err, &de) {
+		return refused(de)
+	}
+	if proof == "" {
+		return refused(dpop.ErrInvalidProof.WithDescription("the DPoP scheme needs a DPoP proof header"))
+	}
+	if n := g.dpop.Nonce(); n != "" {
+		w.Header().Set("DPoP-Nonce", n)
+	}
+	jkt, err := g.dpop.Verify(r.Context(), proof, dpop.Request{Method: r.Method, URL: x.url, AccessToken: tok})
+	if errors.As(err, &de) {
+		return refused(de)
+	}
+	return jkt, err
+}
+
+// checkCertificate returns the thumbprint of the connection's client
+// certificate for the token's x5t#S256 (RFC 8705 §3 asks only that they
+// match). A certificate of a CA the platform knows is checked now as well
+// (revoked, thing disabled), so that a revocation ends its tokens at once; a
+// self-signed one (self_signed_tls_client_auth) was matched against the
+// client's keys when the token was issued and has nothing more to check.
+func (g *Gateway) checkCertificate(ctx context.Context, chain []*x509.Certificate) (string, error) {
+	if g.opts.Certificates != nil {
+		_, err := g.opts.Certificates.Verify(ctx, chain)
+		switch {
+		case err == nil, errors.Is(err, certauth.ErrUnknownCA):
+		case certauth.Refused(err):
+			desc := "client certificate refused: " + err.Error()
+			return "", &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "binding", Detail: desc,
+				Challenges: []string{"Bearer " + realm + `, error="invalid_token", error_description="` + quoted(desc) + `"`}}
+		default:
+			return "", fmt.Errorf("gateway: client certificate check: %w", err)
+		}
+	}
+	// The leaf is the certificate whose key the TLS handshake (or the
+	// trusted proxy's) proved.
+	return tokens.CertThumbprint(chain[0]), nil
+}
+
+// upstreamToken signs (or reuses, for the first half of its life) the token
+// for the route's upstream: the same subject, client, scopes, thing and
+// grant, for the upstream's audience, never outliving the client's token.
+func (g *Gateway) upstreamToken(raw string, cl *tokens.Claims, u *upstreamToken) (string, error) {
+	if cl.GrantID == "" {
+		return "", &Denial{Status: http.StatusForbidden, Code: "invalid_token", Reason: "no_grant",
+			Detail: "this route passes a token of the platform to its upstream, which needs a token with a grant (gid)"}
+	}
+	now := g.now()
+	k := cacheKey("upstream", u.audience, raw)
+	if t, ok := g.minted.get(k, now); ok {
+		return t, nil
+	}
+	exp := now.Add(u.lifetime)
+	if exp.After(cl.ExpiresAt) {
+		exp = cl.ExpiresAt
+	}
+	t, err := g.opts.Issuer.AccessToken(tokens.Claims{
+		Subject: cl.Subject, Audience: []string{u.audience}, ClientID: cl.ClientID, Scope: cl.Scope,
+		IssuedAt: now, ExpiresAt: exp, AuthTime: cl.AuthTime, GrantID: cl.GrantID, ThingID: cl.ThingID,
+	})
+	if err != nil {
+		return "", fmt.Errorf("gateway: sign the upstream token: %w", err)
+	}
+	g.minted.put(k, t, now.Add(exp.Sub(now)/2), cl.GrantID, now)
+	return t, nil
+}
+
+var _ Filter = (*oauth2Filter)(nil)
