@@ -1,7 +1,9 @@
 // Command token measures the token endpoint of the real oauth.Server (real
 // SQLite store, identity, tokens, authn sessions) in-process on 127.0.0.1,
 // over plain HTTP and TLS, with -c concurrent keep-alive clients for -d each:
-// client_credentials, refresh-token rotation and device-code polling. With
+// client_credentials, refresh-token rotation, device-code polling, DPoP-bound
+// client_credentials, and devices calling home over mutual TLS (a full TLS
+// handshake with the device certificate per token). With
 // -peer-binary it runs zitadel/oidc's example server as a subprocess and
 // measures its client_credentials rate with the same load generator.
 //
@@ -41,14 +43,17 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/sqlite"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/sdk"
 )
 
 const userPassword = "bench password for alice"
@@ -59,7 +64,7 @@ var (
 	codes      = flag.Int("codes", 64, "device codes each polling client cycles through")
 	peerBinary = flag.String("peer-binary", "", "zitadel/oidc example/server binary to compare client_credentials with")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the client_credentials runs (server and load generator share the process)")
-	only       = flag.String("only", "", "comma-separated subset of cc,refresh,poll,sign,peer")
+	only       = flag.String("only", "", "comma-separated subset of cc,refresh,poll,dpop,mtls,sign,peer")
 )
 
 func main() {
@@ -87,6 +92,14 @@ type bench struct {
 	ccID      string
 	ccSecret  string
 	deviceID  string
+	// devices are things with platform certificates, one per client, for
+	// the mutual-TLS call home.
+	devices []device
+}
+
+type device struct {
+	thingID string
+	cert    tls.Certificate
 }
 
 func run() error {
@@ -183,6 +196,41 @@ func run() error {
 			fmt.Printf("device_poll_%s_pending %d responses\ndevice_poll_%s_slow_down %d responses\n", tr.name, pending.Load(), tr.name, slow.Load())
 		}
 	}
+	if want("dpop") {
+		// Over plain HTTP only: a proof's htu must be the issuer's URL.
+		tr := b.transports()[0]
+		r := load(tr.client, *conc, *dur, func(i int) func(*http.Client) error {
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			d, _ := sdk.NewDPoP(key, nil)
+			return dpopRequest(tr.base+"/oauth2/token", b.ccID, b.ccSecret, d)
+		})
+		r.print("dpop_client_credentials_" + tr.name)
+	}
+	if want("mtls") {
+		// Every request is a new connection: a device calling home does a
+		// full handshake (no resumption) with its certificate, then asks
+		// for a token with tls_client_auth.
+		r := load(func() *http.Client { return nil }, *conc, *dur, func(i int) func(*http.Client) error {
+			dev := b.devices[i%len(b.devices)]
+			tc := b.tlsConfig.Clone()
+			tc.Certificates = []tls.Certificate{dev.cert}
+			tc.ClientSessionCache = nil
+			tc.SessionTicketsDisabled = true
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+			form := url.Values{"grant_type": {"client_credentials"}, "client_id": {dev.thingID}}
+			return func(*http.Client) error {
+				status, body, err := postForm(c, b.tlsURL+"/oauth2/token", form, "", "")
+				if err != nil {
+					return err
+				}
+				if status != http.StatusOK || !bytes.Contains(body, []byte(`"access_token"`)) {
+					return fmt.Errorf("call home: %d %s", status, body)
+				}
+				return nil
+			}
+		})
+		r.print("mtls_call_home_tls")
+	}
 	if want("peer") && *peerBinary != "" {
 		r, err := peer(*peerBinary)
 		if err != nil {
@@ -250,6 +298,16 @@ func start(ctx context.Context, dir string) (*bench, func(), error) {
 	}
 	closers = append(closers, verifier.Close)
 
+	_, dca, err := pki.Open(filepath.Join(dir, "pki"), mkey, pki.Import{})
+	if err != nil {
+		return fail(err)
+	}
+	certs, err := certauth.New(ctx, certauth.Options{Store: st, Identity: ids, DeviceCA: dca, Bus: bus, Log: quiet})
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, certs.Close)
+
 	mux := http.NewServeMux()
 	admins := authn.NewAdmins(st, tokenKey)
 	sessions := authn.NewSessions(ids, st.(authn.SessionStore), admins, authn.SessionOptions{
@@ -264,6 +322,8 @@ func start(ctx context.Context, dir string) (*bench, func(), error) {
 			})
 		},
 		Scopes:         []string{"speaker:play", "telemetry:write"},
+		ThingScopes:    []string{"telemetry:write"},
+		Certificates:   certs,
 		DeviceInterval: time.Second,
 	})
 	if err != nil {
@@ -277,7 +337,8 @@ func start(ctx context.Context, dir string) (*bench, func(), error) {
 	}
 	hs := &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0)}
 	go hs.Serve(plain)
-	go hs.Serve(tls.NewListener(tlsLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	go hs.Serve(tls.NewListener(tlsLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequestClientCert}))
 	closers = append(closers, func() { hs.Close() })
 
 	b := &bench{srv: srv, iss: iss, httpURL: issuer, tlsURL: "https://" + tlsLn.Addr().String(),
@@ -294,6 +355,19 @@ func start(ctx context.Context, dir string) (*bench, func(), error) {
 		return fail(err)
 	}
 	b.deviceID = dev.ID
+	for i := range max(*conc, 1) {
+		serial := fmt.Sprintf("BENCH-%04d", i)
+		th, err := ids.CreateThing(ctx, "bench", &store.Thing{Type: store.ThingDevice, Manufacturer: "Acme", Model: "bench",
+			SerialNumber: serial, Status: store.StatusActive})
+		if err != nil {
+			return fail(err)
+		}
+		dc, err := dca.IssueDevice(th.ID, serial, 0)
+		if err != nil {
+			return fail(err)
+		}
+		b.devices = append(b.devices, device{thingID: th.ID, cert: tls.Certificate{Certificate: dc.Chain, PrivateKey: dc.Key, Leaf: dc.Leaf}})
+	}
 	return b, shutdown, nil
 }
 
@@ -362,6 +436,34 @@ func postForm(c *http.Client, u string, form url.Values, user, pass string) (int
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
+}
+
+// dpopRequest is client_credentials with a fresh DPoP proof by d.
+func dpopRequest(tokenURL, id, secret string, d *sdk.DPoP) func(*http.Client) error {
+	body := url.Values{"grant_type": {"client_credentials"}}.Encode()
+	return func(c *http.Client) error {
+		proof, err := d.Proof(http.MethodPost, tokenURL, "", "")
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("DPoP", proof)
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"token_type":"DPoP"`)) {
+			return fmt.Errorf("DPoP client_credentials: %d %s", resp.StatusCode, b)
+		}
+		return nil
+	}
 }
 
 func ccRequest(tokenURL, id, secret string) func(*http.Client) error {

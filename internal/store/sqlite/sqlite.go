@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,10 +81,29 @@ func Open(path string) (store.Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
+	// Single-use records of short-lived proofs need not wait for the disk
+	// (sqlstore.Config.Replay); the writer's next commit makes them durable.
+	r := url.Values{}
+	for k, v := range w {
+		r[k] = append([]string(nil), v...)
+	}
+	r["_pragma"] = slices.DeleteFunc(r["_pragma"], func(p string) bool { return strings.HasPrefix(p, "synchronous(") })
+	r.Add("_pragma", "synchronous(NORMAL)")
+	replay, err := sql.Open("sqlite", path+"?"+r.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	replay.SetMaxOpenConns(1)
+	replay.SetMaxIdleConns(1)
+	replay.SetConnMaxLifetime(0)
+	replay.SetConnMaxIdleTime(0)
+
 	common.Add("_pragma", "query_only(1)")
 	reader, err := sql.Open("sqlite", path+"?"+common.Encode())
 	if err != nil {
 		writer.Close()
+		replay.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	// WAL readers do not block the writer or each other.
@@ -100,6 +120,7 @@ func Open(path string) (store.Store, error) {
 			Flavor:            sqlstore.SQLite,
 			Writer:            writer,
 			Reader:            reader,
+			Replay:            replay,
 			IsUniqueViolation: isUniqueViolation,
 		})
 		if err == nil || !isBusy(err) || time.Now().After(deadline) {
@@ -109,6 +130,7 @@ func Open(path string) (store.Store, error) {
 	}
 	if err != nil {
 		writer.Close()
+		replay.Close()
 		reader.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}

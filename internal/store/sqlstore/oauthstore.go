@@ -48,7 +48,11 @@ func (s *Store) RetireSigningKey(ctx context.Context, kid string, at, expiresAt 
 }
 
 func (s *Store) UseOnce(ctx context.Context, key string, expiresAt time.Time) error {
-	return s.withTx(ctx, func(t *txn) error { return t.UseOnce(ctx, key, expiresAt) })
+	use := func(t *txn) error { return t.UseOnce(ctx, key, expiresAt) }
+	if s.cfg.Replay != nil {
+		return s.runTx(ctx, s.cfg.Replay, nil, use)
+	}
+	return s.withTx(ctx, use)
 }
 
 func (s *Store) AddFailure(ctx context.Context, key string, at time.Time, window time.Duration) (count int, since time.Time, err error) {

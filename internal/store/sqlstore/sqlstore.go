@@ -23,6 +23,13 @@ type Config struct {
 	// Reader serves reads made outside WithTx; nil means Writer. SQLite uses a
 	// separate pool so that reads never wait for the single writer.
 	Reader *sql.DB
+	// Replay runs UseOnce calls made outside a transaction: the single-use
+	// records of DPoP proofs and client assertions, which live for minutes. SQLite
+	// gives it a connection that commits without waiting for the disk
+	// (synchronous=NORMAL in WAL mode: a crashed process loses nothing, a power
+	// failure the last commits, whose proofs are stale by the time the machine
+	// is back); nil means Writer.
+	Replay *sql.DB
 	// ReadTx are the options of read-only transactions (List calls, which count
 	// and page in one snapshot); nil for the driver's default.
 	ReadTx *sql.TxOptions
@@ -123,6 +130,9 @@ func (s *Store) Close() error {
 	err := s.cfg.Writer.Close()
 	if s.reader != s.cfg.Writer {
 		err = errors.Join(err, s.reader.Close())
+	}
+	if s.cfg.Replay != nil {
+		err = errors.Join(err, s.cfg.Replay.Close())
 	}
 	return err
 }

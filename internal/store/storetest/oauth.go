@@ -302,6 +302,14 @@ func testConcurrentReplay(t *testing.T, s store.Store) {
 	// Also when the racers take over an expired record.
 	must(t, s.UseOnce(ctx(t), "jti-expired", time.Now().Add(-time.Second)))
 	exactlyOnce(t, race(20, func(int) error { return s.UseOnce(ctx(t), "jti-expired", later) }), store.ErrUsed)
+	// A backend may record single uses made outside a transaction on a
+	// connection of their own: inside and outside see one set of records.
+	exactlyOnce(t, race(20, func(i int) error {
+		if i%2 == 0 {
+			return s.UseOnce(ctx(t), "jti-mixed", later)
+		}
+		return s.WithTx(ctx(t), func(tx store.Tx) error { return tx.UseOnce(ctx(t), "jti-mixed", later) })
+	}), store.ErrUsed)
 }
 
 func testClients(t *testing.T, s store.Store) {
