@@ -77,13 +77,15 @@ func (ts *TokenSource) fresh(now time.Time) bool {
 	return now.Before(ts.got.Add(time.Duration(float64(life) * refreshAt)))
 }
 
-// invalidate forgets tok when it is still the current token: a resource
-// refused it before its time (revoked, or the platform's keys rotated).
+// invalidate forgets tok's access token when it is still the current token:
+// a resource refused it before its time (revoked, or the platform's keys
+// rotated). The refresh token is kept: the next fetch refreshes with it, and
+// learns from the platform whether the grant still stands.
 func (ts *TokenSource) invalidate(tok *oauth2.Token) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.tok == tok {
-		ts.tok = nil
+		ts.tok = &oauth2.Token{RefreshToken: tok.RefreshToken}
 	}
 }
 
