@@ -371,7 +371,9 @@ func prepare(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, 
 	}
 	d.fp = dc.FingerprintSHA256
 	d.thing = &store.Thing{
-		Meta:         store.Meta{ID: id},
+		Meta: store.Meta{ID: id},
+		// What the owner sees on the pairing page and in "my devices".
+		DisplayName:  strings.TrimSpace(opt.Manufacturer + " " + opt.Model + " " + d.serial),
 		Type:         store.ThingDevice,
 		Manufacturer: opt.Manufacturer,
 		Model:        opt.Model,

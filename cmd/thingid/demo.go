@@ -1,0 +1,50 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/thingid/thingid/internal/demo"
+)
+
+func newDemo(g *globals) *cobra.Command {
+	var exit bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Play the smart-speaker story on a fresh platform, then leave it running to explore",
+		Long: `Start thingid in this process on a fresh data directory (--home, which must not exist
+or be empty; a temporary one by default) with its gateway and MQTT broker, put a
+demo cloud API behind the gateway, issue a factory batch of speakers, register a
+user, and walk the story one line per step: call home, pairing with the user code,
+cloud API call, MQTT telemetry, throttling, unlinking, the speaker locked out.
+
+The listeners take http.address, gateway.address and mqtt.tls.address from the
+configuration (file, THINGID_* variables, flags); a port that is taken is replaced
+by a free one. The rest of the configuration is the defaults: the demo never opens
+another data directory or database. The platform's log goes to thingid.log in the
+data directory.
+
+Without --exit the platform keeps serving after the story, with the URLs to explore,
+until Ctrl-C. With --exit the command ends after the story: status 0 only if every
+step succeeded, otherwise 1 with the step that failed.`,
+		Example: `  thingid demo
+  thingid demo --exit --home /tmp/demo`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, nil)
+			if err != nil {
+				return err
+			}
+			return demo.Run(cmd.Context(), demo.Options{
+				Home:           g.home,
+				HTTPAddress:    cfg.HTTP.Address,
+				GatewayAddress: cfg.Gateway.Address,
+				BrokerAddress:  cfg.MQTT.TLS.Address,
+				Log:            cfg.Log,
+				Exit:           exit,
+				Out:            cmd.OutOrStdout(),
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&exit, "exit", false, "end after the story: status 0 only if every step succeeded")
+	return cmd
+}

@@ -1,0 +1,437 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/thingid/thingid/internal/browsertest"
+)
+
+// revocationDeadline is the issue's "within one second of unlinking": how
+// long the test polls for the speaker's connection to close and its token
+// to be refused. A deadline on a poll, not a measurement.
+const revocationDeadline = time.Second
+
+// apiRate is the route's limit per speaker and minute.
+const apiRate = 3
+
+// storyPlatform runs `thingid serve` with the gateway and the broker on free
+// ports, the speaker's scopes including openid (so that its token could
+// read its owner's profile at userinfo until unlinked), and the cloud API
+// behind the gateway.
+type storyPlatform struct {
+	*instance
+	base, gateway, broker string // URLs
+	brokerPort            string
+	caFile                string
+	cloud                 *cloudAPI
+	// adminToken is an admin API token: checked by a keyed hash, quick
+	// enough to poll the broker's admin API with (unlike a password).
+	adminToken string
+}
+
+func startStoryPlatform(t *testing.T) *storyPlatform {
+	t.Helper()
+	home, addrs := t.TempDir(), freeAddrs(t, 3)
+	addr, brokerAddr, gatewayAddr := addrs[0], addrs[1], addrs[2]
+	_, port, _ := net.SplitHostPort(addr)
+	_, brokerPort, _ := net.SplitHostPort(brokerAddr)
+	_, gatewayPort, _ := net.SplitHostPort(gatewayAddr)
+	sp := &storyPlatform{base: "https://localhost:" + port, gateway: "https://localhost:" + gatewayPort,
+		broker: "mqtts://localhost:" + brokerPort, brokerPort: brokerPort, caFile: filepath.Join(home, "pki", "ca.crt")}
+	cfg := filepath.Join(t.TempDir(), "thingid.yaml")
+	if err := os.WriteFile(cfg, []byte("oauth:\n  thingScopes: [device, profile, openid]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sp.instance = start(t, home, addr, "THINGID_CONFIG="+cfg, "THINGID_MQTT_TLS_ADDRESS="+brokerAddr, "THINGID_GATEWAY_ADDRESS="+gatewayAddr)
+	token, errOut, err := thingid(t, nil, "", "--home", home, "admin", "token", "--name", "e2e-story")
+	if err != nil {
+		t.Fatalf("admin token: %v %s", err, errOut)
+	}
+	sp.adminToken = strings.TrimSpace(token)
+	sp.cloud = newCloudAPI(t)
+	route := fmt.Sprintf(`routes:
+  - name: acme-cloud
+    match: {pathPrefix: /v1, methods: [GET]}
+    upstream: {url: "%s"}
+    filters:
+      - oauth2:
+          scopes: {"*": [device]}
+          forwardToken: true        # the test replays the speaker's token after unlinking
+      - throttle:
+          key: [thing]
+          rate: {requests: %d, per: 1m}
+`, sp.cloud.URL, apiRate)
+	routes := filepath.Join(home, "routes")
+	if err := os.MkdirAll(routes, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Written while serving: the gateway picks the route up on its own.
+	if err := os.WriteFile(filepath.Join(routes, ".acme-cloud.yaml"), []byte(route), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(routes, ".acme-cloud.yaml"), filepath.Join(routes, "acme-cloud.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	sp.pollUntil(t, 10*time.Second, "the gateway to serve the acme-cloud route (401 without a token)", func() (bool, string) {
+		resp, err := sp.client.Get(sp.gateway + "/v1/playlists")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized, resp.Status
+	})
+	return sp
+}
+
+// pollUntil checks every 20 ms until ok, for at most timeout; state says
+// what the last check found, for the failure message.
+func (sp *storyPlatform) pollUntil(t *testing.T, timeout time.Duration, what string, ok func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, state := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s (last: %s); the log:\n%s", timeout, what, state, sp.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// service registers the manufacturer's cloud service with the CLI and gets
+// its token by client credentials.
+func (sp *storyPlatform) service(t *testing.T) (clientID, token string) {
+	t.Helper()
+	out, errOut, err := thingid(t, nil, "", "--home", sp.home, "clients", "create", "--name", "acme-telemetry",
+		"--grant-type", "client_credentials", "--scope", "mqtt:sub:things/+/telemetry")
+	if err != nil {
+		t.Fatalf("clients create: %v %s", err, errOut)
+	}
+	id := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
+	if id == nil || secret == nil {
+		t.Fatalf("no client id or secret in %q", out)
+	}
+	cc := clientcredentials.Config{ClientID: id[1], ClientSecret: secret[1], TokenURL: sp.base + "/oauth2/token", Scopes: []string{"mqtt:sub:things/+/telemetry"}}
+	tok, err := cc.Token(context.WithValue(context.Background(), oauth2.HTTPClient, sp.client))
+	if err != nil {
+		t.Fatalf("the cloud service's token: %v", err)
+	}
+	return id[1], tok.AccessToken
+}
+
+// speaker starts the simulator on device i of b, quick to call the API
+// and publish, exiting when unlinked; it keeps its refresh token in state.
+func (sp *storyPlatform) speaker(t *testing.T, b batch, i int, server string) (p *process, state string) {
+	state = filepath.Join(t.TempDir(), "speaker.json")
+	return startProcess(t, speakerBinary(t), "--server", server, "--ca", sp.caFile,
+		"--cert", b.cert(i), "--key", b.key(i), "--gateway", sp.gateway, "--broker", sp.broker,
+		"--api-interval", "100ms", "--interval", "200ms", "--state", state,
+		"--once", "--timeout", "10s", "--retry-for", "10s"), state
+}
+
+// userID looks a user up by name over SCIM.
+func (sp *storyPlatform) userID(t *testing.T, name string) string {
+	t.Helper()
+	code, body := sp.scim(t, "GET", "/Users?filter="+url.QueryEscape(`userName eq "`+name+`"`), nil)
+	res, _ := body["Resources"].([]any)
+	if code != http.StatusOK || len(res) != 1 {
+		t.Fatalf("SCIM search for %s: %d %v", name, code, body)
+	}
+	return res[0].(map[string]any)["id"].(string)
+}
+
+// owners lists the owners of a thing over SCIM.
+func (sp *storyPlatform) owners(t *testing.T, thing string) []string {
+	t.Helper()
+	code, body := sp.scim(t, "GET", "/Devices/"+thing, nil)
+	if code != http.StatusOK {
+		t.Fatalf("SCIM device %s: %d %v", thing, code, body)
+	}
+	ext, _ := body[thingExt].(map[string]any)
+	owners, _ := ext["owners"].([]any)
+	var ids []string
+	for _, o := range owners {
+		ids = append(ids, o.(map[string]any)["value"].(string))
+	}
+	return ids
+}
+
+// mqttConnected tells whether the broker's admin API lists a connected
+// client with this id.
+func (sp *storyPlatform) mqttConnected(t *testing.T, clientID string) (bool, string) {
+	req, _ := http.NewRequest("GET", sp.url("/api/v1/admin/mqtt/clients"), nil)
+	req.Header.Set("Authorization", "Bearer "+sp.adminToken)
+	resp, err := sp.client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var list struct {
+		Clients []struct {
+			ClientID  string `json:"clientId"`
+			Connected bool   `json:"connected"`
+		} `json:"clients"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &list) != nil {
+		t.Fatalf("broker admin API: %s %s", resp.Status, b)
+	}
+	for _, c := range list.Clients {
+		if c.ClientID == clientID && c.Connected {
+			return true, string(b)
+		}
+	}
+	return false, string(b)
+}
+
+// The smart-speaker story with real participants around the real binary:
+// the simulator as the speaker, Chromium as its buyer, mosquitto_sub as the
+// manufacturer's cloud service, an HTTP server as its cloud API.
+func TestSmartSpeakerStory(t *testing.T) {
+	mosquittoSub := tool(t, "mosquitto_sub", "mosquitto-clients")
+	mosquittoPub := tool(t, "mosquitto_pub", "mosquitto-clients")
+	browser := browsertest.New(t)
+	shots := newScreenshots(t)
+	sp := startStoryPlatform(t)
+
+	// Factory: one speaker with its certificate.
+	b := issueBatch(t, sp.home, 1)
+	thing := b.thing(0)
+
+	// Registration: the buyer creates an account on the manufacturer's site.
+	const name, password = "alice", "a walk along the river at dawn"
+	must(t, "registering in the browser", chromedp.Do(browser,
+		chromedp.Navigate(sp.base+"/register"),
+		chromedp.SendKeys(chromedp.ID("userName"), name),
+		chromedp.SendKeys(chromedp.ID("email"), name+"@example.com"),
+		chromedp.SendKeys(chromedp.ID("displayName"), "Alice"),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.SendKeys(chromedp.ID("passwordConfirm"), password),
+	))
+	shots.take(t, browser, "register")
+	must(t, "submitting the registration", chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("h1"))))
+	if h, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Your account has been created" {
+		t.Fatalf("after registering: %q %v", h, err)
+	}
+	shots.take(t, browser, "registered")
+	alice := sp.userID(t, name)
+
+	// The cloud service listens to every speaker's telemetry.
+	serviceID, serviceToken := sp.service(t)
+	sub := startProcess(t, mosquittoSub, "-h", "localhost", "-p", sp.brokerPort, "--cafile", sp.caFile, "-V", "mqttv5",
+		"-i", serviceID, "-u", serviceID, "-P", serviceToken, "-t", "things/+/telemetry", "-q", "1", "-v", "-C", "1", "-W", "60")
+
+	// Call home: the speaker presents its factory certificate and shows a user code.
+	spk, stateFile := sp.speaker(t, b, 0, sp.base)
+	spk.out.find(t, speakerEvent("called-home"), 0, 30*time.Second, "the speaker to call home")
+	m, _ := spk.out.find(t, userCodeLine, 0, 30*time.Second, "a user code on the speaker's display")
+	verification, userCode := m[1], m[2]
+
+	// Pairing: the buyer types the code at /device on the laptop and allows.
+	pairInBrowser(t, browser, shots, verification, name, password, userCode, b.serial(0), "allow")
+	_, paired := spk.out.find(t, speakerEvent("paired"), 0, 30*time.Second, "the speaker to get its tokens")
+	if owners := sp.owners(t, thing); !slices.Equal(owners, []string{alice}) {
+		t.Errorf("owners of the speaker after pairing: %v, want [%s]", owners, alice)
+	}
+
+	// The cloud API through the gateway: the speaker's token acts for alice,
+	// bound to its certificate, and the gateway says so to the upstream.
+	spk.out.find(t, speakerEvent("cloud-api"), paired, 30*time.Second, "the speaker's first cloud API call")
+	calls := sp.cloud.received()
+	if len(calls) == 0 || calls[0].Subject != alice || calls[0].Thing != thing || !strings.Contains(calls[0].Scope, "device") {
+		t.Fatalf("the cloud API received %+v; want subject %s, thing %s, scope device", calls, alice, thing)
+	}
+	token := calls[0].Token
+	c := claims(t, token)
+	cnf, _ := c["cnf"].(map[string]any)
+	if c["sub"] != alice || c["client_id"] != thing || cnf["x5t#S256"] != thumbprint(t, b.cert(0)) {
+		t.Errorf("the speaker's access token: sub %v client_id %v cnf %v; want %s, %s and its certificate's thumbprint", c["sub"], c["client_id"], cnf, alice, thing)
+	}
+
+	// Telemetry reaches the cloud service.
+	if err := sub.exit(t, 30*time.Second, "mosquitto_sub"); err != nil {
+		t.Fatalf("mosquitto_sub: %v\n%s", err, sub.out)
+	}
+	if got := sub.out.String(); !regexp.MustCompile(`^things/` + thing + `/telemetry \{"seq":\d+,`).MatchString(got) {
+		t.Errorf("mosquitto_sub received %q, want the speaker's telemetry", got)
+	}
+
+	// Throttling: apiRate calls pass, the next is 429.
+	_, throttled := spk.out.find(t, speakerEvent("throttled"), paired, 30*time.Second, "the gateway to throttle the speaker")
+	passed := 0
+	for _, l := range spk.out.from(paired)[:throttled-paired] {
+		if speakerEvent("cloud-api").MatchString(l) {
+			passed++
+		}
+	}
+	if passed != apiRate || len(sp.cloud.received()) != apiRate {
+		t.Errorf("%d calls passed (the cloud API saw %d) before the first 429, want %d", passed, len(sp.cloud.received()), apiRate)
+	}
+	dev := sp.deviceClient(t, b.cert(0), b.key(0))
+	status, header := get(t, dev, sp.gateway+"/v1/playlists", token)
+	if status != http.StatusTooManyRequests || header.Get("Retry-After") == "" || !strings.Contains(header.Get("RateLimit-Policy"), fmt.Sprintf("q=%d", apiRate)) {
+		t.Errorf("the speaker's token over its rate: %d %v, want 429 with Retry-After and RateLimit-Policy", status, header)
+	}
+	if connected, list := sp.mqttConnected(t, thing); !connected {
+		t.Fatalf("the speaker is not connected to the broker before unlinking: %s", list)
+	}
+
+	// The credentials the speaker holds now, to try them after unlinking.
+	state, err := os.ReadFile(stateFile)
+	var saved struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err != nil || json.Unmarshal(state, &saved) != nil || saved.RefreshToken == "" {
+		t.Fatalf("the speaker's state file: %s %v", state, err)
+	}
+	if status, _ := get(t, dev, sp.base+"/oauth2/userinfo", token); status != http.StatusOK {
+		t.Fatalf("userinfo with the speaker's token before unlinking: %d", status)
+	}
+
+	// Unlink from "my devices".
+	before := spk.out.len()
+	unlinkInBrowser(t, browser, shots, sp.base, thing)
+	unlinked := time.Now()
+
+	// Locked out within the deadline: the broker closed the connection, the
+	// gateway refuses the token.
+	within := func(what string, ok func() (bool, string)) {
+		t.Helper()
+		for {
+			done, state := ok()
+			if done {
+				return
+			}
+			if time.Since(unlinked) > revocationDeadline {
+				t.Errorf("not within %s of unlinking: %s (last: %s)", revocationDeadline, what, state)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	within("the broker closes the speaker's connection", func() (bool, string) {
+		connected, list := sp.mqttConnected(t, thing)
+		return !connected, list
+	})
+	within("the gateway refuses the speaker's token", func() (bool, string) {
+		status, header := get(t, dev, sp.gateway+"/v1/playlists", token)
+		return status == http.StatusUnauthorized && strings.Contains(header.Get("WWW-Authenticate"), "invalid_token"), fmt.Sprint(status)
+	})
+	within("the speaker sees its connection closed", func() (bool, string) {
+		for _, l := range spk.out.from(before) {
+			if speakerEvent("mqtt-disconnected").MatchString(l) {
+				return true, l
+			}
+		}
+		return false, "no mqtt-disconnected line"
+	})
+	if err := spk.exit(t, 30*time.Second, "the speaker"); err != nil {
+		t.Errorf("the speaker (--once) after unlinking: %v\n%s", err, spk.out)
+	}
+	spk.out.find(t, speakerEvent("unlinked"), before, time.Second, "the speaker to say it was unlinked")
+
+	// Nothing the speaker still holds reads alice's data any more.
+	if owners := sp.owners(t, thing); len(owners) != 0 {
+		t.Errorf("owners after unlinking: %v", owners)
+	}
+	if status, _ := get(t, dev, sp.base+"/oauth2/userinfo", token); status != http.StatusUnauthorized {
+		t.Errorf("userinfo with the old token: %d, want 401", status)
+	}
+	resp, err := dev.PostForm(sp.base+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {thing}, "refresh_token": {saved.RefreshToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid_grant") {
+		t.Errorf("refresh with the old refresh token: %s %s, want invalid_grant", resp.Status, body)
+	}
+	pub := exec.Command(mosquittoPub, "-h", "localhost", "-p", sp.brokerPort, "--cafile", sp.caFile, "--cert", b.cert(0), "--key", b.key(0),
+		"-V", "mqttv5", "-i", thing, "-u", thing, "-P", token, "-t", "things/"+thing+"/telemetry", "-m", `{"seq":0}`, "-q", "1")
+	if out, err := pub.CombinedOutput(); err == nil || !strings.Contains(string(out), "Bad User Name or Password") {
+		t.Errorf("mosquitto_pub with the old token: %v %s; want the connection refused (bad user name or password)", err, out)
+	}
+}
+
+// pairInBrowser plays the buyer at the verification URI: sign in, type the
+// code, check the consent page names the speaker, and press button.
+func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, verification, name, password, code, serial, button string) {
+	t.Helper()
+	must(t, "opening "+verification, chromedp.Do(browser, chromedp.Navigate(verification), chromedp.WaitVisible(chromedp.ID("userName"))))
+	shots.take(t, browser, "signin")
+	must(t, "signing in", chromedp.Do(browser,
+		chromedp.SendKeys(chromedp.ID("userName"), name),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("user_code")),
+	))
+	must(t, "typing the user code", chromedp.Do(browser, chromedp.SendKeys(chromedp.ID("user_code"), code)))
+	shots.take(t, browser, "user-code")
+	must(t, "sending the user code", chromedp.Do(browser, chromedp.Submit(chromedp.ID("user_code")), chromedp.WaitVisible(chromedp.ID(button))))
+	page, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("main")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{code, "Speaker-1", serial, "Acme"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the consent page does not show %q:\n%s", want, page)
+		}
+	}
+	shots.take(t, browser, "consent")
+	must(t, "pressing "+button, chromedp.Do(browser, chromedp.Click(chromedp.ID(button)), chromedp.WaitVisible(chromedp.ID("message"))))
+	shots.take(t, browser, button)
+}
+
+// unlinkInBrowser unlinks the thing on the "my devices" page.
+func unlinkInBrowser(t *testing.T, browser context.Context, shots *screenshots, base, thing string) {
+	t.Helper()
+	row := "#device-" + thing
+	must(t, "opening my devices", chromedp.Do(browser, chromedp.Navigate(base+"/account/devices"), chromedp.WaitVisible(chromedp.CSS(row))))
+	shots.take(t, browser, "my-devices")
+	must(t, "pressing Unlink", chromedp.Do(browser, chromedp.Click(chromedp.CSS(row+` button[type="submit"]`)), chromedp.WaitVisible(chromedp.ID("empty"))))
+	shots.take(t, browser, "unlinked")
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get calls url with the access token (if any) and returns the status and headers.
+func get(t *testing.T, c *http.Client, u, token string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
