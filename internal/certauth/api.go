@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -48,7 +49,7 @@ func (c *Checker) serveCRL(w http.ResponseWriter, r *http.Request) {
 	der, next, err := c.CRL(r.Context())
 	if err != nil {
 		c.opts.Log.Error("certauth: CRL", "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "", "the CRL cannot be signed now; the server log says why")
+		problem.Write(w, http.StatusServiceUnavailable, "", "the CRL cannot be signed now; the server log says why")
 		return
 	}
 	w.Header().Set("Content-Type", "application/pkix-crl") // RFC 5280 §4.2.1.13
@@ -101,11 +102,11 @@ func decodeJSON(r io.Reader, v any) error {
 // jsonBody decodes the request body into v or answers the problem.
 func jsonBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		writeProblem(w, http.StatusUnsupportedMediaType, "", "send application/json")
+		problem.Write(w, http.StatusUnsupportedMediaType, "", "send application/json")
 		return false
 	}
 	if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxBody), v); err != nil {
-		writeProblem(w, http.StatusBadRequest, "", "the body is not what this API takes: "+err.Error())
+		problem.Write(w, http.StatusBadRequest, "", "the body is not what this API takes: "+err.Error())
 		return false
 	}
 	return true
@@ -222,33 +223,17 @@ func (c *Checker) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	)
 	switch {
 	case errors.As(err, &ce):
-		writeProblem(w, http.StatusBadRequest, ce.Field, ce.Error())
+		problem.Write(w, http.StatusBadRequest, ce.Field, ce.Error())
 	case errors.As(err, &re):
-		writeProblem(w, http.StatusBadRequest, re.Field, re.Error())
+		problem.Write(w, http.StatusBadRequest, re.Field, re.Error())
 	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "", fmt.Sprintf("not found: %v", err))
+		problem.Write(w, http.StatusNotFound, "", fmt.Sprintf("not found: %v", err))
 	case errors.Is(err, store.ErrConflict):
-		writeProblem(w, http.StatusConflict, "certificate", "this CA certificate is registered already")
+		problem.Write(w, http.StatusConflict, "certificate", "this CA certificate is registered already")
 	default:
 		c.opts.Log.Error("certauth: admin API", "path", r.URL.Path, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "internal error")
+		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 	}
-}
-
-// problem is an RFC 9457 problem details object; Field names the bad input.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Field  string `json:"field,omitempty"`
-}
-
-func writeProblem(w http.ResponseWriter, status int, field, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Field: field})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/problem"
 )
 
 // serve runs c's handlers behind a real TLS server; the admin API takes the
@@ -24,7 +25,7 @@ func serve(t *testing.T, c *Checker) *httptest.Server {
 	admin := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "Bearer admin" {
-				writeProblem(w, http.StatusUnauthorized, "", "administrator credentials required")
+				problem.Write(w, http.StatusUnauthorized, "", "administrator credentials required")
 				return
 			}
 			h.ServeHTTP(w, r)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -24,29 +25,29 @@ func (s *Server) apiCreateToken(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		writeProblem(w, http.StatusRequestEntityTooLarge, "", "the body is larger than 4 KiB")
+		problem.Write(w, http.StatusRequestEntityTooLarge, "", "the body is larger than 4 KiB")
 		return
 	}
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "", "reading the body: "+err.Error())
+		problem.Write(w, http.StatusBadRequest, "", "reading the body: "+err.Error())
 		return
 	}
 	if len(body) > 0 {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-			writeProblem(w, http.StatusUnsupportedMediaType, "", "send application/json, or no body for the defaults")
+			problem.Write(w, http.StatusUnsupportedMediaType, "", "send application/json, or no body for the defaults")
 			return
 		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil || dec.More() {
-			writeProblem(w, http.StatusBadRequest, "", "the body must be a JSON object with at most \"expiresIn\" (seconds)")
+			problem.Write(w, http.StatusBadRequest, "", "the body must be a JSON object with at most \"expiresIn\" (seconds)")
 			return
 		}
 	}
 	var ttl time.Duration
 	if req.ExpiresIn != nil {
 		if *req.ExpiresIn <= 0 || *req.ExpiresIn > int64(MaxTokenLifetime/time.Second) {
-			writeProblem(w, http.StatusBadRequest, "expiresIn", lifetimeRange)
+			problem.Write(w, http.StatusBadRequest, "expiresIn", lifetimeRange)
 			return
 		}
 		ttl = time.Duration(*req.ExpiresIn) * time.Second
@@ -65,27 +66,13 @@ func (s *Server) apiCreateToken(w http.ResponseWriter, r *http.Request) {
 		if re.Field == "serialNumber" {
 			status = http.StatusConflict // the thing's state, not the request, is wrong
 		}
-		writeProblem(w, status, re.Field, re.Reason)
+		problem.Write(w, status, re.Field, re.Reason)
 	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "", "no such thing")
+		problem.Write(w, http.StatusNotFound, "", "no such thing")
 	case errors.As(err, &rf):
-		writeProblem(w, http.StatusConflict, "", rf.msg)
+		problem.Write(w, http.StatusConflict, "", rf.msg)
 	default:
 		s.log.Error("est: creating an enrollment token", "thing", r.PathValue("id"), "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "internal error")
+		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 	}
-}
-
-// writeProblem answers an RFC 9457 problem; field names the bad input.
-func writeProblem(w http.ResponseWriter, status int, field, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Type   string `json:"type"`
-		Title  string `json:"title"`
-		Status int    `json:"status"`
-		Detail string `json:"detail,omitempty"`
-		Field  string `json:"field,omitempty"`
-	}{"about:blank", http.StatusText(status), status, detail, field})
 }

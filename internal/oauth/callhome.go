@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -42,18 +43,18 @@ type callHomeCert struct {
 func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	chain := peerCertificates(r)
 	if chain == nil || s.opts.Certificates == nil {
-		writeProblem(w, http.StatusUnauthorized, "", "present the thing's certificate over mutual TLS")
+		problem.Write(w, http.StatusUnauthorized, "", "present the thing's certificate over mutual TLS")
 		return
 	}
 	ctx := r.Context()
 	id, err := s.opts.Certificates.Verify(ctx, chain)
 	if err != nil {
 		if certauth.Refused(err) {
-			writeProblem(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
+			problem.Write(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
 			return
 		}
 		s.log.Error("oauth: checking a call-home certificate", "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "the certificate could not be checked; try again later")
+		problem.Write(w, http.StatusInternalServerError, "", "the certificate could not be checked; try again later")
 		return
 	}
 	t := id.Thing
@@ -61,7 +62,7 @@ func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	rels, err := s.st.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &to})
 	if err != nil {
 		s.log.Error("oauth: reading a thing's owners", "thing", t.ID, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "the thing could not be read; try again later")
+		problem.Write(w, http.StatusInternalServerError, "", "the thing could not be read; try again later")
 		return
 	}
 	v := callHomeView{

@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -377,34 +378,18 @@ func validScopeToken(s string) bool {
 
 // --- admin JSON API ---
 
-// problem is an RFC 9457 problem details object; Field names the bad input.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Field  string `json:"field,omitempty"`
-}
-
-func writeProblem(w http.ResponseWriter, status int, field, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	writeBody(w, problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Field: field})
-}
-
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *ClientError
 	switch {
 	case errors.As(err, &ce):
-		writeProblem(w, http.StatusBadRequest, ce.Field, ce.Error())
+		problem.Write(w, http.StatusBadRequest, ce.Field, ce.Error())
 	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "", "no such client")
+		problem.Write(w, http.StatusNotFound, "", "no such client")
 	case errors.Is(err, store.ErrConflict):
-		writeProblem(w, http.StatusConflict, "", "a client with this ID exists")
+		problem.Write(w, http.StatusConflict, "", "a client with this ID exists")
 	default:
 		s.log.Error("oauth: client API", "path", r.URL.Path, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "internal error")
+		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 	}
 }
 
@@ -412,18 +397,18 @@ const maxClientBody = 64 << 10
 
 func (s *Server) apiCreateClient(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		writeProblem(w, http.StatusUnsupportedMediaType, "", "send application/json")
+		problem.Write(w, http.StatusUnsupportedMediaType, "", "send application/json")
 		return
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxClientBody))
 	dec.DisallowUnknownFields()
 	var spec ClientSpec
 	if err := dec.Decode(&spec); err != nil {
-		writeProblem(w, http.StatusBadRequest, "", "the body is not a client: "+err.Error())
+		problem.Write(w, http.StatusBadRequest, "", "the body is not a client: "+err.Error())
 		return
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeProblem(w, http.StatusBadRequest, "", "one JSON object expected")
+		problem.Write(w, http.StatusBadRequest, "", "one JSON object expected")
 		return
 	}
 	c, secret, err := s.CreateClient(r.Context(), s.opts.Actor(r), spec)
@@ -455,7 +440,7 @@ func (s *Server) apiListClients(w http.ResponseWriter, r *http.Request) {
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > maxV {
-			writeProblem(w, http.StatusBadRequest, name, fmt.Sprintf("%s must be a number from 0 to %d", name, maxV))
+			problem.Write(w, http.StatusBadRequest, name, fmt.Sprintf("%s must be a number from 0 to %d", name, maxV))
 			return 0, false
 		}
 		return n, true

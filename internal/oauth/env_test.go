@@ -21,6 +21,7 @@ import (
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/sqlite"
@@ -134,7 +135,7 @@ func newEnv(t testing.TB, tweak ...func(*Options)) *env {
 		Bus: e.bus, Sessions: sessions, Key: testKey, Logger: quiet, Actor: authn.Actor,
 		Admin: func(h http.Handler) http.Handler {
 			return admins.Require(h, func(w http.ResponseWriter, _ *http.Request, _ error) {
-				writeProblem(w, http.StatusUnauthorized, "", "administrator credentials required")
+				problem.Write(w, http.StatusUnauthorized, "", "administrator credentials required")
 			})
 		},
 		Scopes:         []string{"openid", "offline_access", "speaker:play", "speaker:admin", "telemetry:write"},

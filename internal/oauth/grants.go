@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -135,14 +136,14 @@ func (s *Server) RevokeUserGrant(ctx context.Context, actor, userID, grantID str
 func (s *Server) accountProblem(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, errNoGrant):
-		writeProblem(w, http.StatusNotFound, "id", "no active grant with this ID for this user")
+		problem.Write(w, http.StatusNotFound, "id", "no active grant with this ID for this user")
 	case errors.Is(err, errNotLinked):
-		writeProblem(w, http.StatusNotFound, "thingId", "this device is not linked to this user")
+		problem.Write(w, http.StatusNotFound, "thingId", "this device is not linked to this user")
 	case errors.Is(err, store.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "userId", "no such user")
+		problem.Write(w, http.StatusNotFound, "userId", "no such user")
 	default:
 		s.log.Error("oauth: account API", "path", r.URL.Path, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "", "internal error")
+		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 	}
 }
 
@@ -151,11 +152,11 @@ func (s *Server) accountProblem(w http.ResponseWriter, r *http.Request, err erro
 func (s *Server) apiUser(w http.ResponseWriter, r *http.Request) (*store.User, bool) {
 	u, err := s.opts.Sessions.User(r)
 	if errors.Is(err, authn.ErrPasswordChangeRequired) {
-		writeProblem(w, http.StatusForbidden, "", "password change required: change the one-time password with POST /api/v1/password first")
+		problem.Write(w, http.StatusForbidden, "", "password change required: change the one-time password with POST /api/v1/password first")
 		return nil, false
 	}
 	if err != nil {
-		writeProblem(w, http.StatusUnauthorized, "", "sign in first: POST /api/v1/signin, then send the session cookie")
+		problem.Write(w, http.StatusUnauthorized, "", "sign in first: POST /api/v1/signin, then send the session cookie")
 		return nil, false
 	}
 	return u, true
@@ -179,7 +180,7 @@ func includeRevoked(w http.ResponseWriter, r *http.Request) (bool, bool) {
 	case "true":
 		return true, true
 	default:
-		writeProblem(w, http.StatusBadRequest, "includeRevoked", "includeRevoked must be true or false")
+		problem.Write(w, http.StatusBadRequest, "includeRevoked", "includeRevoked must be true or false")
 		return false, false
 	}
 }
@@ -237,7 +238,7 @@ func (s *Server) apiAdminRevokeGrant(w http.ResponseWriter, r *http.Request) {
 
 // apiCrossOrigin answers a refused cross-site API request.
 func apiCrossOrigin(w http.ResponseWriter, _ *http.Request) {
-	writeProblem(w, http.StatusForbidden, "", "cross-origin request refused: call this API from this site or without a browser")
+	problem.Write(w, http.StatusForbidden, "", "cross-origin request refused: call this API from this site or without a browser")
 }
 
 // --- pages ---

@@ -92,20 +92,8 @@ func (s *Server) introspect(ctx context.Context, caller *store.Client, tok strin
 		}
 		return nil, serverError(err)
 	}
-	g, err := s.st.GetGrant(ctx, claims.GrantID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return inactive, nil
-	case err != nil:
-		return nil, serverError(err)
-	case !g.RevokedAt.IsZero():
-		return inactive, nil
-	}
-	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
-		if errors.Is(err, ErrInvalidGrant) {
-			return inactive, nil
-		}
-		return nil, err
+	if _, live, err := s.liveGrant(ctx, claims.GrantID); !live || err != nil {
+		return inactive, err
 	}
 	resp := &introspection{
 		Active: true, Scope: strings.Join(claims.Scope, " "), ClientID: claims.ClientID, Subject: claims.Subject,
@@ -133,20 +121,9 @@ func (s *Server) introspectRefresh(ctx context.Context, caller *store.Client, to
 	case rt.ClientID != caller.ID || !rt.UsedAt.IsZero():
 		return inactive, nil
 	}
-	g, err := s.st.GetGrant(ctx, rt.GrantID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return inactive, nil
-	case err != nil:
-		return nil, serverError(err)
-	case !g.RevokedAt.IsZero():
-		return inactive, nil
-	}
-	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
-		if errors.Is(err, ErrInvalidGrant) {
-			return inactive, nil
-		}
-		return nil, err
+	g, live, err := s.liveGrant(ctx, rt.GrantID)
+	if !live || err != nil {
+		return inactive, err
 	}
 	resp := &introspection{Active: true, Scope: strings.Join(rt.Scopes, " "), ClientID: rt.ClientID, Subject: cmp.Or(g.UserID, rt.ClientID),
 		IssuedAt: rt.Created.Unix(), Issuer: s.issuer, GrantID: g.ID}
@@ -154,4 +131,26 @@ func (s *Server) introspectRefresh(ctx context.Context, caller *store.Client, to
 		resp.ExpiresAt = rt.ExpiresAt.Unix()
 	}
 	return resp, nil
+}
+
+// liveGrant reads grant id and tells whether it still stands: not revoked
+// (asked of the store, so that a revocation on another node counts before
+// its event arrives), its user and thing active.
+func (s *Server) liveGrant(ctx context.Context, id string) (*store.Grant, bool, error) {
+	g, err := s.st.GetGrant(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, serverError(err)
+	case !g.RevokedAt.IsZero():
+		return nil, false, nil
+	}
+	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
+		if errors.Is(err, ErrInvalidGrant) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return g, true, nil
 }
