@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -88,19 +87,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		closeRedis()
 		return nil, fmt.Errorf("listen on %s (gateway.address): %w", c.Address, err)
 	}
-	srv := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
-			// Client certificates are optional at the handshake: the gateway
-			// checks them with certauth for the tokens bound to one (RFC 8705).
-			ClientAuth: tls.RequestClientCert,
-		},
-	}
+	srv := httpsServer(g, cert, log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -154,20 +154,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	go p.purgeLoop(ctx, log)
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{tlsCert},
-			// Mutual TLS is optional at the handshake: a thing's certificate
-			// (platform, manufacturer or self-signed) is checked by certauth
-			// in the endpoints that need one, never by the handshake alone.
-			ClientAuth: tls.RequestClientCert,
-		},
-	}
+	srv := httpsServer(handler, tlsCert, log)
 	log.Info("thingid serving", "address", ln.Addr().String(), "publicURL", cfg.HTTP.PublicURL,
 		"storage", cfg.Storage.Type, "home", cfg.Home)
 	fmt.Fprintf(out, "thingid is serving on https://%s (public URL %s)\n", ln.Addr(), cfg.HTTP.PublicURL)
@@ -190,6 +177,25 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// httpsServer is the configuration of thingid's HTTPS listeners (the main
+// one and the gateway's).
+func httpsServer(h http.Handler, cert tls.Certificate, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+			// Mutual TLS is optional at the handshake: a thing's certificate
+			// (platform, manufacturer or self-signed) is checked by certauth
+			// where one is needed, never by the handshake alone.
+			ClientAuth: tls.RequestClientCert,
+		},
+	}
 }
 
 // serverCertificate loads the configured certificate or one from the platform CA
