@@ -44,6 +44,7 @@ type Config struct {
 type Store struct {
 	cfg    Config
 	reader *sql.DB
+	reads  *preparedReads // single reads on reader
 }
 
 // maxTxAttempts bounds how often WithTx re-runs a transaction that failed
@@ -66,6 +67,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.reader == nil {
 		s.reader = cfg.Writer
 	}
+	s.reads = newPreparedReads(s.reader)
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -127,7 +129,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pools given in Config.
 func (s *Store) Close() error {
-	err := s.cfg.Writer.Close()
+	err := s.reads.close()
+	err = errors.Join(err, s.cfg.Writer.Close())
 	if s.reader != s.cfg.Writer {
 		err = errors.Join(err, s.reader.Close())
 	}
@@ -159,7 +162,7 @@ func (t *txn) ph(n int) string { return t.flavor().placeholder(n) }
 // The Store's own methods: writes run in their own write transaction, single
 // reads directly on the reader pool, lists in a read transaction.
 
-func (s *Store) single() *txn { return &txn{s: s, q: s.reader} }
+func (s *Store) single() *txn { return &txn{s: s, q: s.reads} }
 
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateUser(ctx, u) })
