@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -50,7 +51,7 @@ var (
 
 // authParams are the request parameters carried through sign-in and consent.
 var authParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-	"code_challenge", "code_challenge_method", "prompt", "max_age", paramAuthAfter}
+	"code_challenge", "code_challenge_method", "dpop_jkt", "prompt", "max_age", paramAuthAfter}
 
 // authRequest is a parsed authorization request.
 type authRequest struct {
@@ -60,10 +61,12 @@ type authRequest struct {
 	State, Nonce        string
 	CodeChallenge       string
 	CodeChallengeMethod string
-	Prompt              []string
-	MaxAge              time.Duration
-	HasMaxAge           bool
-	AuthAfter           string
+	// DPoPJKT binds the code to the DPoP key of that thumbprint (RFC 9449 §10).
+	DPoPJKT   string
+	Prompt    []string
+	MaxAge    time.Duration
+	HasMaxAge bool
+	AuthAfter string
 
 	// Set by validateAuthorize.
 	redirect string // the effective redirect URI
@@ -107,7 +110,7 @@ func parseAuthorizeRequest(q url.Values) (req *authRequest, pageErr, redirErr *E
 	}{
 		{"response_type", &req.ResponseType}, {"state", &req.State}, {"nonce", &req.Nonce},
 		{"code_challenge", &req.CodeChallenge}, {"code_challenge_method", &req.CodeChallengeMethod},
-		{paramAuthAfter, &req.AuthAfter},
+		{"dpop_jkt", &req.DPoPJKT}, {paramAuthAfter, &req.AuthAfter},
 	} {
 		if *p.dst, err = get(p.name); err != nil {
 			return fail(err)
@@ -143,6 +146,9 @@ func parseAuthorizeRequest(q url.Values) (req *authRequest, pageErr, redirErr *E
 	case req.CodeChallenge != "" && !validPKCEString(req.CodeChallenge):
 		return fail(ErrInvalidRequest.WithDescription("code_challenge must be 43 to 128 unreserved characters (RFC 7636 §4.2)"))
 	}
+	if req.DPoPJKT != "" && !validJKT(req.DPoPJKT) {
+		return fail(ErrInvalidRequest.WithDescription("dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (RFC 9449 §10, RFC 7638)"))
+	}
 	if p := q.Get("prompt"); p != "" {
 		for _, v := range strings.Split(p, " ") {
 			switch v {
@@ -169,6 +175,12 @@ func parseAuthorizeRequest(q url.Values) (req *authRequest, pageErr, redirErr *E
 		req.MaxAge, req.HasMaxAge = time.Duration(n)*time.Second, true
 	}
 	return req, nil, nil
+}
+
+// validJKT: an RFC 7638 SHA-256 thumbprint in unpadded base64url.
+func validJKT(v string) bool {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(v)
+	return err == nil && len(b) == sha256.Size
 }
 
 // validPKCEString: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" /
@@ -539,7 +551,7 @@ func (s *Server) newAuthCode(ctx context.Context, req *authRequest, c *store.Cli
 	code := base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	err = s.st.CreateAuthCode(ctx, &store.AuthCode{
 		Hash: s.codeHash(code), ClientID: c.ID, UserID: u.ID, RedirectURI: req.RedirectURI,
-		Scopes: req.scopes, Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: req.CodeChallengeMethod,
+		Scopes: req.scopes, Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: req.CodeChallengeMethod, DPoPJKT: req.DPoPJKT,
 		AuthTime: authTime.UTC(), ExpiresAt: now.Add(authCodeLifetime), GrantID: g.ID,
 	})
 	return code, err

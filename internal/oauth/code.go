@@ -52,6 +52,11 @@ func (s *Server) authorizationCodeGrant(ctx context.Context, c *store.Client, fo
 	if !pkceMatches(ac.CodeChallenge, ac.CodeChallengeMethod, form.Get("code_verifier")) {
 		return nil, ErrInvalidGrant.WithDescription("code_verifier missing or wrong (RFC 7636 §4.6)")
 	}
+	if ac.DPoPJKT != "" && !equalJKT(ac.DPoPJKT, dpopJKT(ctx)) {
+		// RFC 9449 §10: the code was asked for with dpop_jkt; only a proof by
+		// that key redeems it.
+		return nil, ErrInvalidGrant.WithDescription("the authorization code is bound to a DPoP key (dpop_jkt); send a DPoP proof signed with it")
+	}
 	g, err := s.st.GetGrant(ctx, ac.GrantID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !g.RevokedAt.IsZero()) {
 		return nil, ErrInvalidGrant.WithDescription("grant revoked")

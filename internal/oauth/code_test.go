@@ -1,10 +1,12 @@
 package oauth
 
 import (
+	"encoding/json"
 	"html"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -98,5 +100,46 @@ func TestCodeAttacks(t *testing.T) {
 	resp, body := e.tokenRequest(t, codeForm(c, code, v))
 	if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" {
 		t.Errorf("disabled user: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestCodeBoundByDPoPJKT: a code asked for with dpop_jkt (RFC 9449 §10) is
+// redeemed only with a DPoP proof by that key.
+func TestCodeBoundByDPoPJKT(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t)
+	h, other := newHolder(t), newHolder(t)
+	codeBoundTo := func(jkt string) (string, string) {
+		v := oauth2.GenerateVerifier()
+		b := e.browser()
+		e.signIn(t, b, "alice", alicePassword)
+		back := e.authorize(t, b, e.oauthConfig(c, "speaker:play").AuthCodeURL("s", oauth2.S256ChallengeOption(v),
+			oauth2.SetAuthURLParam("dpop_jkt", jkt)), "allow")
+		code := back.Query().Get("code")
+		if code == "" {
+			t.Fatalf("no code: %s", back)
+		}
+		return code, v
+	}
+	for name, proof := range map[string][]string{"no proof": nil, "another key": {"DPoP", e.tokenProof(t, other)}} {
+		code, v := codeBoundTo(h.jkt)
+		resp, body := e.tokenRequest(t, codeForm(c, code, v), proof...)
+		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" || !strings.Contains(body, "dpop_jkt") {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
+		}
+	}
+	code, v := codeBoundTo(h.jkt)
+	resp, body := e.tokenRequest(t, codeForm(c, code, v), "DPoP", e.tokenProof(t, h))
+	var tr tokenResponse
+	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
+		t.Fatalf("with the bound key: %d %s", resp.StatusCode, body)
+	}
+	// A malformed thumbprint is refused at the authorization endpoint.
+	b := e.browser()
+	e.signIn(t, b, "alice", alicePassword)
+	resp, _ = e.get(t, b, e.oauthConfig(c, "speaker:play").AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()),
+		oauth2.SetAuthURLParam("dpop_jkt", "not-a-thumbprint")))
+	if loc, _ := resp.Location(); loc == nil || loc.Query().Get("error") != "invalid_request" {
+		t.Errorf("malformed dpop_jkt: %d %v", resp.StatusCode, loc)
 	}
 }

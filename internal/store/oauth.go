@@ -89,10 +89,12 @@ type AuthCode struct {
 	Nonce               string
 	CodeChallenge       string
 	CodeChallengeMethod string
-	AuthTime            time.Time
-	ExpiresAt           time.Time
-	GrantID             string
-	UsedAt              time.Time
+	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10); "" for none.
+	DPoPJKT   string
+	AuthTime  time.Time
+	ExpiresAt time.Time
+	GrantID   string
+	UsedAt    time.Time
 }
 
 // DeviceCodeStatus is where a device authorization request stands (RFC 8628).

@@ -571,7 +571,7 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	code := &store.AuthCode{
 		Hash: hashOf("code-1"), ClientID: "c1", UserID: "u1", SessionID: "sess", RedirectURI: "https://app.example/cb",
 		Scopes: []string{"openid", "profile"}, Nonce: "n-0S6", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-		CodeChallengeMethod: "S256", AuthTime: base, ExpiresAt: base.Add(time.Minute), GrantID: g.ID,
+		CodeChallengeMethod: "S256", DPoPJKT: "jkt-1", AuthTime: base, ExpiresAt: base.Add(time.Minute), GrantID: g.ID,
 	}
 	must(t, s.CreateAuthCode(ctx(t), code))
 	wantErr(t, s.CreateAuthCode(ctx(t), &store.AuthCode{Hash: hashOf("code-1"), ClientID: "c1", ExpiresAt: base.Add(time.Minute)}), store.ErrConflict)
