@@ -246,6 +246,17 @@ func (c *Checker) Verify(ctx context.Context, chain []*x509.Certificate) (*Ident
 	return &Identity{Thing: t, Leaf: leaf, Thumbprint: base64.RawURLEncoding.EncodeToString(fp[:]), Authority: v.authority()}, nil
 }
 
+// Revoked tells whether the certificate with thumbprint x5t (base64url
+// SHA-256 of its DER, as Identity.Thumbprint) is revoked, for callers that
+// keep a verified identity beyond the connection (a thing's session).
+func (c *Checker) Revoked(x5t string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(x5t)
+	if err != nil || len(b) != sha256.Size {
+		return true
+	}
+	return c.revoked.has([32]byte(b))
+}
+
 // platformThing is the thing a device certificate of the platform names.
 func (c *Checker) platformThing(ctx context.Context, leaf *x509.Certificate) (*store.Thing, error) {
 	id, ok := pki.ThingID(leaf)

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -33,29 +34,30 @@ type callHomeView struct {
 	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
 }
 
+// callHomeCert is the certificate of the call; a call with a session knows
+// only its thumbprint.
 type callHomeCert struct {
 	Thumbprint string    `json:"x5t#S256"`
-	NotAfter   time.Time `json:"not_after"`
-	RenewAfter time.Time `json:"renew_after"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	RenewAfter time.Time `json:"renew_after,omitzero"`
 }
 
-// serveCallHome answers a thing that presents its certificate.
+// serveCallHome answers a thing that presents its certificate, or a
+// session it opened with it (thingsession.go).
 func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
-	chain := peerCertificates(r)
-	if chain == nil || s.opts.Certificates == nil {
-		problem.Write(w, http.StatusUnauthorized, "", "present the thing's certificate over mutual TLS")
-		return
-	}
 	ctx := r.Context()
-	id, err := s.opts.Certificates.Verify(ctx, chain)
-	if err != nil {
-		if certauth.Refused(err) {
-			problem.Write(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
+	var id *certauth.Identity
+	if raw := thingSessionOf(r); peerCertificates(r) == nil && raw != "" {
+		var err error
+		if id, err = s.thingSession(ctx, raw); err != nil {
+			s.thingRefusal(w, err)
 			return
 		}
-		s.log.Error("oauth: checking a call-home certificate", "err", err)
-		problem.Write(w, http.StatusInternalServerError, "", "the certificate could not be checked; try again later")
-		return
+	} else {
+		var ok bool
+		if id, ok = s.thingCertificate(w, r); !ok {
+			return
+		}
 	}
 	t := id.Thing
 	to := store.Ref{Kind: store.KindThing, ID: t.ID}
@@ -67,10 +69,13 @@ func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	}
 	v := callHomeView{
 		ThingID: t.ID, DisplayName: t.DisplayName, Manufacturer: t.Manufacturer, Model: t.Model, SerialNumber: t.SerialNumber,
-		Certificate: callHomeCert{Thumbprint: id.Thumbprint, NotAfter: id.Leaf.NotAfter.UTC(),
-			RenewAfter: id.Leaf.NotBefore.Add(time.Duration(float64(id.Leaf.NotAfter.Sub(id.Leaf.NotBefore)) * renewFraction)).UTC()},
+		Certificate:                 callHomeCert{Thumbprint: id.Thumbprint},
 		TokenEndpoint:               s.issuer + pathToken,
 		DeviceAuthorizationEndpoint: s.issuer + pathDeviceReq,
+	}
+	if l := id.Leaf; l != nil {
+		v.Certificate.NotAfter = l.NotAfter.UTC()
+		v.Certificate.RenewAfter = l.NotBefore.Add(time.Duration(float64(l.NotAfter.Sub(l.NotBefore)) * renewFraction)).UTC()
 	}
 	for _, rel := range rels {
 		if rel.To == to && rel.From.Kind == store.KindUser {
@@ -83,4 +88,35 @@ func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, v)
+}
+
+// thingCertificate checks the thing's certificate on the connection; on a
+// refusal it has answered w.
+func (s *Server) thingCertificate(w http.ResponseWriter, r *http.Request) (*certauth.Identity, bool) {
+	chain := peerCertificates(r)
+	if chain == nil || s.opts.Certificates == nil {
+		problem.Write(w, http.StatusUnauthorized, "", "present the thing's certificate over mutual TLS")
+		return nil, false
+	}
+	id, err := s.opts.Certificates.Verify(r.Context(), chain)
+	if err != nil {
+		s.thingRefusal(w, err)
+		return nil, false
+	}
+	return id, true
+}
+
+// thingRefusal answers a refused certificate or session with 401 and a
+// failure of the server with 500.
+func (s *Server) thingRefusal(w http.ResponseWriter, err error) {
+	switch {
+	case certauth.Refused(err):
+		problem.Write(w, http.StatusUnauthorized, "", "client certificate refused: "+err.Error())
+		return
+	case errors.Is(err, errSessionRefused):
+		problem.Write(w, http.StatusUnauthorized, "", err.Error())
+		return
+	}
+	s.log.Error("oauth: checking a thing", "err", err)
+	problem.Write(w, http.StatusInternalServerError, "", "the thing could not be checked; try again later")
 }

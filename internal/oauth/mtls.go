@@ -27,6 +27,8 @@ const (
 // thing (*certauth.Checker).
 type Certificates interface {
 	Verify(ctx context.Context, chain []*x509.Certificate) (*certauth.Identity, error)
+	// Revoked tells whether the certificate of thumbprint x5t is revoked.
+	Revoked(x5t string) bool
 }
 
 // peerCertificates is the client's certificate chain on a mutual-TLS

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,10 +35,13 @@ import (
 // mtlsEnv is env with the platform's device CA and certificate checks.
 type mtlsEnv struct {
 	*env
-	ca *pki.DeviceCA
+	ca    *pki.DeviceCA
+	certs *certauth.Checker
 }
 
-func newMTLSEnv(t *testing.T) *mtlsEnv {
+func newMTLSEnv(t testing.TB) *mtlsEnv { return newMTLSEnvWith(t) }
+
+func newMTLSEnvWith(t testing.TB, tweak ...func(*Options)) *mtlsEnv {
 	t.Helper()
 	var key secrets.Key
 	copy(key[:], testKey)
@@ -50,8 +54,10 @@ func newMTLSEnv(t *testing.T) *mtlsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(o *Options) {
-		chk, err := certauth.New(context.Background(), certauth.Options{
+	var chk *certauth.Checker
+	e := newEnv(t, append([]func(*Options){func(o *Options) {
+		var err error
+		chk, err = certauth.New(context.Background(), certauth.Options{
 			Store: o.Store, Identity: o.Identities.(*identity.Service), DeviceCA: ca, Bus: o.Bus, Log: quiet})
 		if err != nil {
 			t.Fatalf("certauth: %v", err)
@@ -59,8 +65,8 @@ func newMTLSEnv(t *testing.T) *mtlsEnv {
 		t.Cleanup(chk.Close)
 		o.Certificates = chk
 		o.ThingScopes = []string{"telemetry:write"}
-	})
-	return &mtlsEnv{env: e, ca: ca}
+	}}, tweak...)...)
+	return &mtlsEnv{env: e, ca: ca, certs: chk}
 }
 
 // deviceCert issues a platform certificate for thing.
@@ -322,4 +328,89 @@ func TestCallHome(t *testing.T) {
 			t.Errorf("%s: %d, want 401", name, code)
 		}
 	}
+}
+
+// TestThingSession: a thing opens a session with its certificate and calls
+// home with it alone; a disable or a revocation of that certificate ends
+// it at once, and a forged or expired one is refused.
+func TestThingSession(t *testing.T) {
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	e := newMTLSEnvWith(t, func(o *Options) { o.Now = func() time.Time { return *now.Load() } })
+	ctx := context.Background()
+	cert := e.deviceCert(t, e.speaker)
+	resp, body := e.post(t, e.withCert(cert), pathThingSession, nil)
+	var opened struct {
+		Session   string `json:"session"`
+		ThingID   string `json:"thing_id"`
+		ExpiresIn int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal([]byte(body), &opened); err != nil || resp.StatusCode != http.StatusCreated || opened.ThingID != e.speaker.ID || opened.ExpiresIn <= 0 {
+		t.Fatalf("opening a session: %d %s", resp.StatusCode, body)
+	}
+	if c := resp.Cookies(); len(c) != 1 || c[0].Name != thingSessionCookie || !c[0].Secure || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode {
+		t.Errorf("session cookie %+v", c)
+	}
+	call := func(session string) (int, string) {
+		resp, body := e.do(t, e.srv.Client(), http.MethodGet, pathCallHome, "", "", "Authorization", "ThingSession "+session)
+		return resp.StatusCode, body
+	}
+	if code, body := call(opened.Session); code != http.StatusOK || !strings.Contains(body, e.speaker.ID) {
+		t.Fatalf("call home with the session: %d %s", code, body)
+	}
+	if resp, _ := e.post(t, e.srv.Client(), pathThingSession, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a session without a certificate: %d", resp.StatusCode)
+	}
+	forged := opened.Session[:len(opened.Session)-2] + "AA"
+	for name, s := range map[string]string{"tampered": forged, "garbage": "tts_x.y", "empty": "tts_"} {
+		if code, _ := call(s); code != http.StatusUnauthorized {
+			t.Errorf("%s session: %d", name, code)
+		}
+	}
+	later := start.Add(time.Hour)
+	now.Store(&later)
+	if code, body := call(opened.Session); code != http.StatusUnauthorized || !strings.Contains(body, "expired") {
+		t.Errorf("expired session: %d %s", code, body)
+	}
+	now.Store(&start)
+
+	// Revoking the certificate the session was opened with ends it.
+	if _, err := e.certs.Revoke(ctx, "test", certauth.Revocation{Certificate: cert.Leaf}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(opened.Session); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		t.Errorf("session of a revoked certificate: %d %s", code, body)
+	}
+	// So does disabling the thing.
+	other, err := e.ids.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, Manufacturer: "Acme", Model: "Speaker-1",
+		SerialNumber: "SN-0003", Status: store.StatusActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body = e.post(t, e.withCert(e.deviceCert(t, other)), pathThingSession, nil)
+	_ = json.Unmarshal([]byte(body), &opened)
+	if code, _ := call(opened.Session); code != http.StatusOK {
+		t.Fatalf("second thing's session: %d", code)
+	}
+	if _, err := e.ids.UpdateThing(ctx, "test", other.ID, 0, func(th *store.Thing) error { th.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(opened.Session); code != http.StatusUnauthorized || !strings.Contains(body, "disabled") {
+		t.Errorf("session of a disabled thing: %d %s", code, body)
+	}
+}
+
+// FuzzThingSession: whatever a client sends as a session, it is refused
+// (only the server's seal opens one) and nothing panics.
+func FuzzThingSession(f *testing.F) {
+	e := newMTLSEnv(f)
+	for _, s := range []string{"", "tts_", "tts_.", "tts_e30.AAAA", "tts_eyJ0IjoieCJ9.", "tts_" + strings.Repeat("A", 2000)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if id, err := e.s.thingSession(context.Background(), raw); err == nil || id != nil {
+			t.Fatalf("session %q accepted: %+v", raw, id)
+		}
+	})
 }

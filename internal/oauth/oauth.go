@@ -134,7 +134,7 @@ type Server struct {
 	now    func() time.Time
 	issuer string
 
-	secretKey, refreshKey, deviceKey, counterKey, nonceKey []byte
+	secretKey, refreshKey, deviceKey, counterKey, nonceKey, thingSessionKey []byte
 
 	kit   ui.Kit
 	csrf  *ui.CSRF
@@ -193,11 +193,12 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, st: opts.Store, issuer: opts.Issuer,
 		log: cmp.Or(opts.Logger, slog.Default()), now: opts.Now,
-		secretKey:  derive(opts.Key, "thingid oauth client secret v1"),
-		refreshKey: derive(opts.Key, "thingid oauth refresh token v1"),
-		deviceKey:  derive(opts.Key, "thingid oauth device code v1"),
-		counterKey: derive(opts.Key, "thingid oauth counters v1"),
-		nonceKey:   derive(opts.Key, "thingid oauth dpop nonce v1"),
+		secretKey:       derive(opts.Key, "thingid oauth client secret v1"),
+		refreshKey:      derive(opts.Key, "thingid oauth refresh token v1"),
+		deviceKey:       derive(opts.Key, "thingid oauth device code v1"),
+		counterKey:      derive(opts.Key, "thingid oauth counters v1"),
+		nonceKey:        derive(opts.Key, "thingid oauth dpop nonce v1"),
+		thingSessionKey: derive(opts.Key, "thingid oauth thing session v1"),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -239,6 +240,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+pathAuthorizeDecision, page(s.submitAuthorizeDecision))
 	mux.HandleFunc(pathUserinfo, s.serveUserinfo)
 	mux.HandleFunc("GET "+pathCallHome, s.serveCallHome)
+	mux.HandleFunc("POST "+pathThingSession, s.serveThingSession)
 	mux.Handle("GET "+assetPrefix, s.kit.Assets())
 	s.registerAccount(mux) // grants.go: grants, linked devices, unlinking
 }
