@@ -257,6 +257,11 @@ func (b *Broker) Close() error {
 				b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 			}
 		}
+		// Connections still in their handshake or CONNECT are not clients
+		// yet: end them too, and wait until none is inside mochi.
+		for _, nl := range b.listeners {
+			nl.drain()
+		}
 		b.server.Listeners.ClientsWg.Wait()
 		b.stop()
 		b.hook.stopFollowing()

@@ -56,6 +56,49 @@ type netListener struct {
 	log     *slog.Logger
 	closed  atomic.Bool
 	http    *http.Server // WebSocket only
+
+	// The connections being served, so that Broker.Close can end those
+	// still in their handshake or CONNECT (not yet clients of mochi) and
+	// wait for them before mochi's own Close.
+	mu       sync.Mutex
+	draining bool
+	conns    map[net.Conn]struct{}
+	active   sync.WaitGroup
+}
+
+// track records conn as served; false (conn closed) once draining began.
+func (l *netListener) track(conn net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining {
+		conn.Close()
+		return false
+	}
+	if l.conns == nil {
+		l.conns = map[net.Conn]struct{}{}
+	}
+	l.conns[conn] = struct{}{}
+	l.active.Add(1)
+	return true
+}
+
+func (l *netListener) untrack(conn net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, conn)
+	l.mu.Unlock()
+	l.active.Done()
+}
+
+// drain closes every connection still served and waits until their
+// goroutines have returned.
+func (l *netListener) drain() {
+	l.mu.Lock()
+	l.draining = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.active.Wait()
 }
 
 func newListener(cfg Listener, timeout time.Duration) (*netListener, error) {
@@ -107,7 +150,13 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		go l.handle(conn, establish)
+		if !l.track(conn) {
+			continue
+		}
+		go func() {
+			defer l.untrack(conn)
+			l.handle(conn, establish)
+		}()
 	}
 }
 
@@ -147,6 +196,10 @@ func (l *netListener) serveWebSocket(establish listeners.EstablishFn) {
 			return
 		}
 		raw := c.UnderlyingConn()
+		if !l.track(raw) {
+			return
+		}
+		defer l.untrack(raw)
 		raw.SetDeadline(time.Now().Add(l.timeout))
 		l.establish(&wsConn{Conn: raw, ws: c}, establish)
 	})
