@@ -30,6 +30,23 @@ const (
 	assertionLeeway      = 30 * time.Second
 )
 
+// clientRequest reads the form of a client's POST and authenticates the
+// client (device authorization, revocation, introspection); false when it
+// has answered w with the error.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, *store.Client, bool) {
+	form, ferr := readForm(w, r)
+	if ferr != nil {
+		s.writeError(w, r, ferr)
+		return nil, nil, false
+	}
+	c, err := s.authenticateClient(r, form)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, nil, false
+	}
+	return form, c, true
+}
+
 // authenticateClient identifies the client of a token, device authorization
 // or revocation request by exactly one method (RFC 6749 §2.3: more than one
 // is invalid_request) and checks it is a method the client may use.

@@ -86,14 +86,8 @@ type deviceAuthResponse struct {
 // §3.1): the client authenticates as at the token endpoint (public clients
 // send client_id).
 func (s *Server) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request) {
-	form, ferr := readForm(w, r)
-	if ferr != nil {
-		s.writeError(w, r, ferr)
-		return
-	}
-	c, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.writeError(w, r, err)
+	form, c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	if !slices.Contains(c.GrantTypes, GrantDeviceCode) {

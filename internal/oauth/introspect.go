@@ -43,14 +43,8 @@ type introspection struct {
 // meant for that client and this server alone, RFC 6749 §1.5); looking it up
 // does not rotate it.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
-	form, ferr := readForm(w, r)
-	if ferr != nil {
-		s.writeError(w, r, ferr)
-		return
-	}
-	c, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.writeError(w, r, err)
+	form, c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {

@@ -14,14 +14,8 @@ import (
 // their grant, so revoking either revokes the grant: every token of it stops
 // working, on our resource servers at once through grant.revoke.
 func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
-	form, ferr := readForm(w, r)
-	if ferr != nil {
-		s.writeError(w, r, ferr)
-		return
-	}
-	c, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.writeError(w, r, err)
+	form, c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	tok := form.Get("token")
