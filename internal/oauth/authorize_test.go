@@ -250,6 +250,8 @@ func FuzzAuthorizeRequest(f *testing.F) {
 	f.Add("client_id=a&redirect_uri=https%3A%2F%2Fx&response_type=code&code_challenge=" + strings.Repeat("a", 43) + "&code_challenge_method=S256&prompt=none&max_age=5")
 	f.Add("client_id=a&client_id=b&prompt=none+login&max_age=-1")
 	f.Add("request=x&response_type=token&code_challenge_method=plain")
+	f.Add("client_id=a&response_type=code&dpop_jkt=" + strings.Repeat("A", 43))
+	f.Add("client_id=a&response_type=code&dpop_jkt=not+a+thumbprint&dpop_jkt=x")
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
@@ -260,7 +262,8 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			t.Fatal("both a page and a redirect error")
 		}
 		if pageErr == nil && redirErr == nil {
-			if req.ClientID == "" || req.ResponseType != "code" || (req.CodeChallenge != "" && (req.CodeChallengeMethod != "S256" || !validPKCEString(req.CodeChallenge))) {
+			if req.ClientID == "" || req.ResponseType != "code" || (req.CodeChallenge != "" && (req.CodeChallengeMethod != "S256" || !validPKCEString(req.CodeChallenge))) ||
+				(req.DPoPJKT != "" && !validJKT(req.DPoPJKT)) {
 				t.Fatalf("accepted %q: %+v", raw, req)
 			}
 			if req.prompt("none") && len(req.Prompt) > 1 {
