@@ -137,7 +137,7 @@ func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, erro
 	if id == "" {
 		return nil, ErrInvalidClient.WithDescription("client_id is required")
 	}
-	c, err := s.getClient(ctx, s.st, id)
+	c, err := s.cachedClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrInvalidClient.WithDescription("client authentication failed")
 	}
@@ -148,6 +148,19 @@ func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, erro
 		return nil, ErrInvalidClient.WithDescription("client is disabled")
 	}
 	return c, nil
+}
+
+// cachedClient is getClient on the store, through the token endpoint's cache.
+func (s *Server) cachedClient(ctx context.Context, id string) (*store.Client, error) {
+	k := cacheKey{clientID: id}
+	if c, ok := s.cache.get(ctx, k).(*store.Client); ok {
+		return c, nil
+	}
+	c, err := s.getClient(ctx, s.st, id)
+	if err == nil {
+		s.cache.put(ctx, k, c)
+	}
+	return c, err
 }
 
 func (s *Server) secretClient(ctx context.Context, id, secret, method string) (*store.Client, error) {

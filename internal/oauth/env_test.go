@@ -46,6 +46,7 @@ type env struct {
 	srv        *httptest.Server
 	s          *Server
 	st         store.Store
+	dbPath     string
 	ids        *identity.Service
 	bus        *events.Bus
 	keys       *tokens.Keys
@@ -61,12 +62,13 @@ type env struct {
 func newEnv(t testing.TB, tweak ...func(*Options)) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "thingid.db"))
+	dbPath := filepath.Join(t.TempDir(), "thingid.db")
+	st, err := sqlite.Open(dbPath)
 	if err != nil {
 		t.Fatalf("opening the SQLite store: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{st: st, bus: events.New()}
+	e := &env{st: st, dbPath: dbPath, bus: events.New()}
 	e.bus.Subscribe(func(ev events.Event) {
 		e.mu.Lock()
 		e.events = append(e.events, ev)

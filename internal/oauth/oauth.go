@@ -139,6 +139,7 @@ type Server struct {
 	kit   ui.Kit
 	csrf  *ui.CSRF
 	pages pages
+	cache *readCache // nil when the store has no data version
 }
 
 // New checks opts and returns the server.
@@ -199,6 +200,7 @@ func New(opts Options) (*Server, error) {
 		counterKey:      derive(opts.Key, "thingid oauth counters v1"),
 		nonceKey:        derive(opts.Key, "thingid oauth dpop nonce v1"),
 		thingSessionKey: derive(opts.Key, "thingid oauth thing session v1"),
+		cache:           newReadCache(opts.Store),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -76,6 +76,7 @@ type tokenResponse struct {
 
 // serveToken is the token endpoint.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	r = r.WithContext(s.cache.forRequest(r.Context()))
 	form, ferr := readForm(w, r)
 	if ferr != nil {
 		s.writeError(w, r, ferr)
@@ -192,7 +193,14 @@ func (s *Server) ownGrant(ctx context.Context, c *store.Client) (*store.Grant, e
 		}
 		return nil, nil
 	}
+	k := cacheKey{ownGrant: true, clientID: c.ID}
+	if g, ok := s.cache.get(ctx, k).(*store.Grant); ok {
+		return g, nil
+	}
 	if g, err := find(s.st); g != nil || err != nil {
+		if g != nil {
+			s.cache.put(ctx, k, g)
+		}
 		return g, err
 	}
 	var g *store.Grant

@@ -111,6 +111,20 @@ func Open(path string) (store.Store, error) {
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
 
+	// One connection that only ever asks PRAGMA data_version
+	// (sqlstore.Config.Changes), so that it sees every other commit.
+	changes, err := sql.Open("sqlite", path+"?"+common.Encode())
+	if err != nil {
+		writer.Close()
+		replay.Close()
+		reader.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	changes.SetMaxOpenConns(1)
+	changes.SetMaxIdleConns(1)
+	changes.SetConnMaxLifetime(0)
+	changes.SetConnMaxIdleTime(0)
+
 	// Two processes opening a fresh file at once can get SQLITE_BUSY without the
 	// busy handler being consulted (switching to WAL needs an exclusive lock), so
 	// opening and migrating is retried for as long as busy_timeout would wait.
@@ -121,6 +135,7 @@ func Open(path string) (store.Store, error) {
 			Writer:            writer,
 			Reader:            reader,
 			Replay:            replay,
+			Changes:           changes,
 			IsUniqueViolation: isUniqueViolation,
 		})
 		if err == nil || !isBusy(err) || time.Now().After(deadline) {
@@ -132,6 +147,7 @@ func Open(path string) (store.Store, error) {
 		writer.Close()
 		replay.Close()
 		reader.Close()
+		changes.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	return s, nil

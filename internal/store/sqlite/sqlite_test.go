@@ -104,3 +104,65 @@ func BenchmarkCreateThings(b *testing.B) {
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
+
+// TestDataVersion: the number changes with every commit, whoever makes it —
+// this store, another store on the same file (another process, such as the
+// CLI) or plain SQL — and only then. Caches of the token endpoint rely on it.
+func TestDataVersion(t *testing.T) {
+	s, path := open(t)
+	dv := s.(interface {
+		DataVersion(context.Context) (uint64, error)
+	})
+	ctx := t.Context()
+	version := func() uint64 {
+		t.Helper()
+		v, err := dv.DataVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v := version()
+	if _, err := s.ListGrants(ctx, store.GrantFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := version(); got != v {
+		t.Fatalf("a read changed the data version: %d → %d", v, got)
+	}
+
+	other, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	writes := []struct {
+		name  string
+		write func() error
+	}{
+		{"this store", func() error {
+			return s.AppendAudit(ctx, store.AuditRecord{Actor: "system", Action: "user.create"})
+		}},
+		{"another store on the file", func() error {
+			return other.AppendAudit(ctx, store.AuditRecord{Actor: "system", Action: "user.create"})
+		}},
+		{"plain SQL", func() error {
+			_, err := db.ExecContext(ctx, "CREATE TABLE scratch (x INTEGER)")
+			return err
+		}},
+	}
+	for _, w := range writes {
+		if err := w.write(); err != nil {
+			t.Fatalf("%s: %v", w.name, err)
+		}
+		got := version()
+		if got == v {
+			t.Fatalf("a commit by %s left the data version at %d", w.name, v)
+		}
+		v = got
+	}
+}

@@ -30,6 +30,10 @@ type Config struct {
 	// failure the last commits, whose proofs are stale by the time the machine
 	// is back); nil means Writer.
 	Replay *sql.DB
+	// Changes, when set, is a pool of one connection that DataVersion asks
+	// whether the database changed (SQLite: PRAGMA data_version); nil when the
+	// backend cannot tell.
+	Changes *sql.DB
 	// ReadTx are the options of read-only transactions (List calls, which count
 	// and page in one snapshot); nil for the driver's default.
 	ReadTx *sql.TxOptions
@@ -42,9 +46,10 @@ type Config struct {
 
 // Store implements store.Store on database/sql.
 type Store struct {
-	cfg    Config
-	reader *sql.DB
-	reads  *preparedReads // single reads on reader
+	cfg     Config
+	reader  *sql.DB
+	reads   *preparedReads // single reads on reader
+	version *dataVersion   // nil without Config.Changes
 }
 
 // maxTxAttempts bounds how often WithTx re-runs a transaction that failed
@@ -68,6 +73,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.reader = cfg.Writer
 	}
 	s.reads = newPreparedReads(s.reader)
+	if cfg.Changes != nil {
+		s.version = &dataVersion{db: cfg.Changes}
+	}
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -136,6 +144,9 @@ func (s *Store) Close() error {
 	}
 	if s.cfg.Replay != nil {
 		err = errors.Join(err, s.cfg.Replay.Close())
+	}
+	if s.version != nil {
+		err = errors.Join(err, s.version.close(), s.cfg.Changes.Close())
 	}
 	return err
 }
