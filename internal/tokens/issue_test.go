@@ -1,9 +1,20 @@
 package tokens
 
 import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thingid/thingid/internal/events"
 )
 
 func TestAccessTokenWireFormat(t *testing.T) {
@@ -93,5 +104,78 @@ func TestIssueRefusesBadClaims(t *testing.T) {
 	}
 	if _, err := NewIssuer(e.keys, "https://id.example.com/?tenant=1"); err == nil {
 		t.Error("issuer with a query accepted")
+	}
+}
+
+// TestSignaturesVerifyWithStdlib checks the signing path against the standard
+// library's verifiers, independently of jwx, for every algorithm; ES256 runs
+// long enough to produce values of R or S with leading zero bytes, which must
+// be left-padded to 32 bytes (RFC 7518 §3.4).
+func TestSignaturesVerifyWithStdlib(t *testing.T) {
+	for _, tc := range []struct {
+		alg string
+		n   int
+	}{{ES256, 1500}, {EdDSA, 50}, {RS256, 20}} {
+		t.Run(tc.alg, func(t *testing.T) {
+			clk := newClock()
+			e := newEnv(t, &memStore{}, masterKey(), events.New(), clk, tc.alg)
+			pub := e.keys.current().signing.priv.Public()
+			padded := 0
+			for i := range tc.n {
+				tok := e.accessToken(t, accessClaims(clk.Now()))
+				dot := strings.LastIndexByte(tok, '.')
+				input := []byte(tok[:dot])
+				sig, err := base64.RawURLEncoding.DecodeString(tok[dot+1:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				digest := sha256.Sum256(input)
+				ok := false
+				switch k := pub.(type) {
+				case *ecdsa.PublicKey:
+					if len(sig) != 64 {
+						t.Fatalf("ES256 signature of %d bytes", len(sig))
+					}
+					if sig[0] == 0 || sig[32] == 0 {
+						padded++
+					}
+					r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+					ok = ecdsa.Verify(k, digest[:], r, s)
+				case ed25519.PublicKey:
+					ok = ed25519.Verify(k, input, sig)
+				case *rsa.PublicKey:
+					ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig) == nil
+				default:
+					t.Fatalf("public key %T", pub)
+				}
+				if !ok {
+					t.Fatalf("token %d: signature does not verify: %s", i, tok)
+				}
+				if i < 5 {
+					if _, err := e.v.Verify(context.Background(), tok, VerifyOptions{Audience: testAudience}); err != nil {
+						t.Fatalf("jwx verifier: %v", err)
+					}
+				}
+			}
+			if tc.alg == ES256 && padded == 0 {
+				t.Fatalf("no signature in %d had a short R or S: the padding went untested", tc.n)
+			}
+		})
+	}
+}
+
+func TestFixedSizeECDSARefusesMalformed(t *testing.T) {
+	for name, der := range map[string][]byte{
+		"empty":          nil,
+		"not a sequence": {0x02, 0x01, 0x01},
+		"one integer":    {0x30, 0x03, 0x02, 0x01, 0x01},
+		"trailing data":  {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00},
+		"zero r":         {0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01},
+		"negative s":     {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0xff},
+		"r too long":     append([]byte{0x30, 0x26, 0x02, 0x21, 0x01}, append(bytes.Repeat([]byte{1}, 32), 0x02, 0x01, 0x01)...),
+	} {
+		if out, err := fixedSizeECDSA(der, 32); err == nil {
+			t.Errorf("%s: accepted as %x", name, out)
+		}
 	}
 }
