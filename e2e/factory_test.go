@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The factory CLI issues devices with certificates from the platform's device CA
@@ -118,5 +119,23 @@ func TestFactoryDeviceCallsHomeWithCurl(t *testing.T) {
 	}
 	if body := run(append(dev(rows[1]), base+"/api/v1/things/self")...); !strings.Contains(body, `"paired":false`) || !strings.Contains(body, rows[1][0]) {
 		t.Errorf("call home: %s", body)
+	}
+
+	// The CLI revokes the first device's certificate in its own process; its
+	// event reaches the running server through the database (SQLite's event
+	// log), well before the server's 30 s reload would find it.
+	if stdout, errOut, err := thingid(t, nil, "", "--home", home, "certs", "revoke", "--thing", rows[1][0], "--reason", "keyCompromise"); err != nil || !strings.Contains(stdout, "revoked") {
+		t.Fatalf("certs revoke: %v\n%s\n%s", err, stdout, errOut)
+	}
+	status := func(row []string) string {
+		return run(append(dev(row), "-o", "/dev/null", "-w", "%{http_code}", base+"/api/v1/things/self")...)
+	}
+	for deadline := time.Now().Add(5 * time.Second); status(rows[1]) != "401"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a certificate revoked by the CLI is still accepted by the running server after 5 s")
+		}
+	}
+	if got := status(rows[2]); got != "200" {
+		t.Errorf("the other device's call home after the revocation: %s", got)
 	}
 }

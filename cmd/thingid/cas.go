@@ -157,8 +157,8 @@ func newCertsRevoke(g *globals) *cobra.Command {
 		Long: `Revoke a certificate for good. With --cert the serial number is known and a certificate
 of the device issuing CA is listed in the CRL (/pki/crl) too; with --fingerprint it is
 refused by thingid only. --thing alone revokes every certificate recorded on the thing.
-A running server on PostgreSQL refuses the certificate at once; on SQLite within 30 s
-(the admin API, POST /api/v1/admin/revocations, is immediate on both).`,
+A running server on the same database refuses the certificate at once (the admin API
+is POST /api/v1/admin/revocations).`,
 		Example: `  thingid certs revoke --cert device.pem --reason keyCompromise
   thingid certs revoke --thing THING_ID --reason cessationOfOperation`,
 		Args: cobra.NoArgs,

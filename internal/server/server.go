@@ -38,7 +38,7 @@ type Platform struct {
 	Identity *identity.Service
 	Key      secrets.Key
 
-	relay *events.Relay // carries Bus events between nodes on PostgreSQL, or nil
+	relay *events.Relay // carries Bus events between the processes on the database
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -55,13 +55,18 @@ func Open(ctx context.Context, cfg config.Config) (*Platform, error) {
 		return nil, err
 	}
 	bus := events.New()
+	// DESIGN.md: events reach every process on the same database within a
+	// second — the other nodes on PostgreSQL, the serving process when a CLI
+	// command changes its SQLite file.
 	var relay *events.Relay
 	if cfg.Storage.Type == "postgres" {
-		// DESIGN.md: with PostgreSQL, events reach every node within a second.
-		if relay, err = events.StartRelay(ctx, bus, cfg.Storage.Postgres.DSN, slog.Default()); err != nil {
-			st.Close()
-			return nil, err
-		}
+		relay, err = events.StartRelay(ctx, bus, cfg.Storage.Postgres.DSN, slog.Default())
+	} else {
+		relay, err = events.StartLogRelay(ctx, bus, st.(events.EventLog), slog.Default())
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
 	}
 	policy := password.Policy{MinLength: cfg.Passwords.MinLength}
 	return &Platform{Config: cfg, Store: st, Bus: bus, Identity: identity.New(st, bus, policy), Key: key, relay: relay}, nil
@@ -70,9 +75,7 @@ func Open(ctx context.Context, cfg config.Config) (*Platform, error) {
 // Close stops relaying events (after sending those already published) and
 // closes the store.
 func (p *Platform) Close() error {
-	if p.relay != nil {
-		p.relay.Close()
-	}
+	p.relay.Close()
 	return p.Store.Close()
 }
 

@@ -304,3 +304,11 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// EventRecord is one event in SQLite's table of recent events, which carries
+// events between the processes sharing the database file (events.StartLogRelay):
+// its sequence number and the relay's payload.
+type EventRecord struct {
+	Seq     int64
+	Payload []byte
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -164,5 +165,48 @@ func TestDataVersion(t *testing.T) {
 			t.Fatalf("a commit by %s left the data version at %d", w.name, v)
 		}
 		v = got
+	}
+}
+
+// TestEventLog: appended events come back in order after a sequence number;
+// the newest number survives their purge, so a relay started after it does
+// not read old events again.
+func TestEventLog(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	type eventLog interface {
+		AppendEvents(context.Context, [][]byte) error
+		EventsAfter(context.Context, int64, int) ([]store.EventRecord, error)
+		LastEventSeq(context.Context) (int64, error)
+	}
+	el := s.(eventLog)
+	if seq, err := el.LastEventSeq(ctx); err != nil || seq != 0 {
+		t.Fatalf("empty log: %d %v", seq, err)
+	}
+	if err := el.AppendEvents(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := el.EventsAfter(ctx, 0, 2)
+	if err != nil || len(got) != 2 || string(got[0].Payload) != "a" || string(got[1].Payload) != "b" || got[0].Seq >= got[1].Seq {
+		t.Fatalf("first two: %+v %v", got, err)
+	}
+	if rest, err := el.EventsAfter(ctx, got[1].Seq, 10); err != nil || len(rest) != 1 || string(rest[0].Payload) != "c" {
+		t.Fatalf("rest: %+v %v", rest, err)
+	}
+	last, _ := el.LastEventSeq(ctx)
+	if _, err := s.PurgeExpired(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := el.EventsAfter(ctx, 0, 10); err != nil || len(left) != 0 {
+		t.Fatalf("after the purge: %+v %v", left, err)
+	}
+	if seq, err := el.LastEventSeq(ctx); err != nil || seq != last {
+		t.Fatalf("newest sequence number after the purge: %d, want %d (%v)", seq, last, err)
+	}
+	if err := el.AppendEvents(ctx, [][]byte{[]byte("d")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := el.EventsAfter(ctx, last, 10); len(got) != 1 || got[0].Seq <= last {
+		t.Fatalf("a new event after the purge: %+v", got)
 	}
 }

@@ -11,7 +11,8 @@ import (
 const failureRetention = 24 * time.Hour
 
 // PurgeExpired deletes what expired before `before`: sessions, authorization
-// codes, device codes, replay records, refresh tokens, and old failure counters.
+// codes, device codes, replay records, refresh tokens, old failure counters,
+// and on SQLite the event log's old events.
 func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	err := s.withTx(ctx, func(t *txn) error {
@@ -27,7 +28,11 @@ func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, erro
 			{"oauth_replay", "expires_at < ", before},
 			{"oauth_refresh_tokens", "expires_at IS NOT NULL AND expires_at < ", before},
 			{"oauth_failures", "since < ", before.Add(-failureRetention)},
+			{"event_log", "created < ", before.Add(-eventRetention)},
 		} {
+			if q.table == "event_log" && f != SQLite {
+				continue // SQLite's only
+			}
 			n, err := rowsAffected(t.q.ExecContext(ctx, "DELETE FROM "+q.table+" WHERE "+q.cond+t.ph(1), f.timeArg(q.at)))
 			if err != nil {
 				return fmt.Errorf("purge %s: %w", q.table, err)
