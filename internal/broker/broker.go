@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,9 +33,10 @@ import (
 // CONNECT password; only the former can re-authenticate.
 const AuthMethod = "JWT"
 
-// TokenVerifier checks access tokens (*tokens.Verifier).
+// TokenVerifier checks access tokens and ID tokens (*tokens.Verifier).
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string, opts tokens.VerifyOptions) (*tokens.Claims, error)
+	VerifyIDToken(ctx context.Context, raw string, opts tokens.IDTokenOptions) (*tokens.Claims, error)
 }
 
 // Limits bound what one client may cost.
@@ -59,9 +61,13 @@ type Limits struct {
 // are required.
 type Options struct {
 	Listeners []Listener
-	// Audience is the aud a token must carry to be accepted here.
+	// Audience is the aud an access token must carry to be accepted here.
 	Audience string
-	Verifier TokenVerifier
+	// IDTokenClients are the clients whose ID tokens are accepted as a
+	// password: the user acting through that client, with the rules for
+	// users and no scopes. Empty: ID tokens are refused.
+	IDTokenClients []string
+	Verifier       TokenVerifier
 	// VerifyCertificate checks a client certificate chain (leaf first) and
 	// returns the active thing it identifies (certauth). Needed for
 	// CertificateLogin; tokens bound to a certificate need only the
@@ -128,6 +134,9 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	if err := CheckRules(opts.Rules); err != nil {
 		return nil, err
+	}
+	if slices.Contains(opts.IDTokenClients, "") || slices.Contains(opts.IDTokenClients, opts.Audience) {
+		return nil, errors.New("broker: IDTokenClients must name clients, not be empty or the broker's audience")
 	}
 	l := &opts.Limits
 	l.MaxPacketSize = cmp.Or(l.MaxPacketSize, defaultMaxPacketSize)

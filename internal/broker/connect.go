@@ -110,7 +110,10 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		return nil, refuse(packets.ErrClientIdentifierNotValid, "client_id", "a thing's client identifier must be its thing id "+id.Thing)
 	}
 	if err := h.b.resolver.resolve(ctx, id); err != nil {
-		if errors.Is(err, errInactive) {
+		switch {
+		case errors.Is(err, errForeignGrant):
+			return nil, refuse(packets.ErrBadUsernameOrPassword, "foreign_grant", err.Error())
+		case errors.Is(err, errInactive):
 			return nil, refuse(packets.ErrNotAuthorized, "inactive", err.Error())
 		}
 		h.b.log.Error("mqtt: reading the identity failed", "client", cl.ID, "err", err)
@@ -119,9 +122,20 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	return id, nil
 }
 
-// fromToken fills id from a verified access token.
+// fromToken fills id from a verified access token or, for the clients in
+// Options.IDTokenClients, ID token.
 func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []*x509.Certificate) *refusal {
-	c, err := h.b.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: h.b.opts.Audience})
+	v := h.b.opts.Verifier
+	c, err := v.Verify(ctx, raw, tokens.VerifyOptions{Audience: h.b.opts.Audience})
+	id.IDToken = false
+	if errors.Is(err, tokens.ErrType) && len(h.b.opts.IDTokenClients) > 0 {
+		// Not an access token (typ): perhaps an ID token of a client that
+		// opted in. Its aud is that client, never the broker, so accepting
+		// ID tokens of any client would let every relying party a user
+		// signed in to replay the token here (RFC 9700 §2.3 on audiences).
+		c, err = v.VerifyIDToken(ctx, raw, tokens.IDTokenOptions{Clients: h.b.opts.IDTokenClients})
+		id.IDToken = err == nil
+	}
 	var te *tokens.Error
 	if errors.As(err, &te) {
 		return refuse(packets.ErrBadUsernameOrPassword, tokenLabel(err), te.Description())
@@ -141,6 +155,8 @@ func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []
 	id.Thing, id.Subject, id.Client, id.Grant = c.ThingID, c.Subject, c.ClientID, c.GrantID
 	id.Scopes, id.Expires = c.Scope, c.ExpiresAt
 	switch {
+	case id.IDToken:
+		id.Kind = kindUser // the user, through the client the token was issued to; no scopes
 	case c.ThingID != "":
 		id.Kind = kindThing // for itself (sub == client_id) or paired to the user sub
 	case c.Subject == c.ClientID:

@@ -35,6 +35,9 @@ type Identity struct {
 	Admin            bool      `json:"admin,omitempty"`
 	Expires          time.Time `json:"exp,omitzero"` // token (or certificate) expiry; zero for anonymous clients
 	AuthMethod       string    `json:"am,omitempty"` // MQTT 5 Authentication Method used at CONNECT
+	// IDToken: the credential was an ID token (Options.IDTokenClients), so
+	// Client is its audience and the grant must be that client's and user's.
+	IDToken bool `json:"idt,omitempty"`
 
 	// From the store.
 	Model string   `json:"model,omitempty"`
@@ -93,6 +96,9 @@ type Directory interface {
 // errInactive: the thing or user is disabled or gone, or the grant revoked.
 var errInactive = errors.New("identity is not active")
 
+// errForeignGrant: an ID token names a grant of another client or user.
+var errForeignGrant = errors.New("the token's grant belongs to another client or user")
+
 // resolver reads identities for the broker.
 type resolver struct {
 	dir Directory
@@ -126,6 +132,12 @@ func (rs *resolver) resolve(ctx context.Context, id *Identity) error {
 		}
 		if err != nil {
 			return err
+		}
+		// An access token says its client and subject itself; an ID token
+		// only names the grant, which must be of the user and the client
+		// it was issued to.
+		if id.IDToken && (g.ClientID != id.Client || g.UserID != id.Subject) {
+			return errForeignGrant
 		}
 	}
 	if id.Thing != "" {

@@ -177,7 +177,7 @@ func (h *hook) refresh(ctx context.Context, s *session) {
 	id := *cur.id
 	id.Owned = nil
 	if err := h.b.resolver.resolve(ctx, &id); err != nil {
-		if errors.Is(err, errInactive) {
+		if errors.Is(err, errInactive) || errors.Is(err, errForeignGrant) {
 			h.end(s, "inactive")
 		} else {
 			h.b.log.Error("mqtt: refreshing an identity failed; its grants stay as they were", "client", s.cl.ID, "err", err)

@@ -235,6 +235,7 @@ func FuzzRuleTemplate(f *testing.F) {
 // identity survives the round trip.
 func FuzzRecord(f *testing.F) {
 	f.Add([]byte(recordPrefix + `{"kind":"thing","thing":"t1","cid":"t1"}`))
+	f.Add([]byte(recordPrefix + `{"kind":"user","sub":"u1","client":"home-app","gid":"g1","cid":"phone","idt":true}`))
 	f.Add([]byte("alice"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		id, ok := decodeRecord(b)
@@ -242,7 +243,7 @@ func FuzzRecord(f *testing.F) {
 			return
 		}
 		again, ok := decodeRecord(encodeRecord(id))
-		if !ok || again.principal() != id.principal() {
+		if !ok || again.principal() != id.principal() || again.IDToken != id.IDToken {
 			t.Fatalf("round trip changed %+v", id)
 		}
 	})

@@ -144,3 +144,31 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestMQTTIDTokenClients(t *testing.T) {
+	p := writeConfig(t, "mqtt:\n  idTokenClients: [app-1, app-2]\n")
+	c, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || len(c.MQTT.IDTokenClients) != 2 || c.MQTT.IDTokenClients[1] != "app-2" {
+		t.Fatalf("%v %q", err, c.MQTT.IDTokenClients)
+	}
+	if _, err := Load(writeConfig(t, ""), []string{"THINGID_MQTT_IDTOKENCLIENTS=app-1"}); err == nil || !strings.Contains(err.Error(), "mqtt.idTokenClients") {
+		t.Errorf("from the environment: %v, want a refusal naming mqtt.idTokenClients", err)
+	}
+	for _, tc := range []struct {
+		clients []string
+		want    string
+	}{
+		{[]string{"app-1", ""}, "mqtt.idTokenClients[1]: empty"},
+		{[]string{"app-1", "app-1"}, "mqtt.idTokenClients[1]: \"app-1\" is listed twice"},
+		{[]string{"urn:thingid:mqtt"}, "mqtt.idTokenClients[0]: \"urn:thingid:mqtt\" is the broker's audience"},
+	} {
+		c := Default()
+		c.MQTT.IDTokenClients = tc.clients
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.clients, err, tc.want)
+		}
+	}
+}

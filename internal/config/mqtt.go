@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -14,9 +15,13 @@ type MQTT struct {
 	// Enabled starts the broker with `thingid serve`.
 	Enabled bool `json:"enabled"`
 	// Audience is the aud an access token must carry for the broker.
-	Audience  string        `json:"audience"`
-	TLS       MQTTListener  `json:"tls"`
-	WebSocket MQTTWebSocket `json:"websocket"`
+	Audience string `json:"audience"`
+	// IDTokenClients are the OAuth clients whose ID tokens the broker
+	// accepts as a password (the user acting through that client); empty:
+	// only access tokens.
+	IDTokenClients []string      `json:"idTokenClients"`
+	TLS            MQTTListener  `json:"tls"`
+	WebSocket      MQTTWebSocket `json:"websocket"`
 	// TCP is plain MQTT, for local tools: only on a loopback address.
 	TCP MQTTListener `json:"tcp"`
 	// CertificateLogin lets a thing connect over mutual TLS with its device
@@ -96,6 +101,16 @@ func (c *MQTT) validate(home string) error {
 	}
 	if c.Audience == "" {
 		return fmt.Errorf("mqtt.audience: required (the aud of tokens for the broker)")
+	}
+	for i, id := range c.IDTokenClients {
+		switch {
+		case id == "":
+			return fmt.Errorf("mqtt.idTokenClients[%d]: empty client id", i)
+		case id == c.Audience:
+			return fmt.Errorf("mqtt.idTokenClients[%d]: %q is the broker's audience, not a client", i, id)
+		case slices.Contains(c.IDTokenClients[:i], id):
+			return fmt.Errorf("mqtt.idTokenClients[%d]: %q is listed twice", i, id)
+		}
 	}
 	for _, l := range []struct {
 		name     string

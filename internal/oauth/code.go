@@ -77,10 +77,13 @@ func (s *Server) authorizationCodeGrant(ctx context.Context, c *store.Client, fo
 	}
 	if slices.Contains(ac.Scopes, "openid") {
 		now := s.now()
-		// OIDC Core §3.1.3.3, §3.1.3.6: nonce, auth_time, azp and at_hash.
+		// OIDC Core §3.1.3.3, §3.1.3.6: nonce, auth_time, azp and at_hash;
+		// gid, the grant, so that a resource server accepting the ID token
+		// (the broker, mqtt.idTokenClients) can revoke it with the grant.
 		resp.IDToken, err = s.opts.Tokens.IDToken(tokens.IDClaims{
 			Subject: ac.UserID, Audience: []string{c.ID}, IssuedAt: now, ExpiresAt: now.Add(s.opts.AccessTokenLifetime),
 			AuthTime: ac.AuthTime, Nonce: ac.Nonce, AuthorizedParty: c.ID, AccessToken: resp.AccessToken,
+			Extra: map[string]any{"gid": g.ID},
 		})
 		if err != nil {
 			return nil, serverError(err)

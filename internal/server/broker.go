@@ -55,9 +55,10 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		rules[i] = broker.Rule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe}
 	}
 	b, err := broker.Start(ctx, broker.Options{
-		Listeners: listeners,
-		Audience:  c.Audience,
-		Verifier:  tk.verifier,
+		Listeners:      listeners,
+		Audience:       c.Audience,
+		IDTokenClients: c.IDTokenClients,
+		Verifier:       tk.verifier,
 		VerifyCertificate: func(ctx context.Context, chain []*x509.Certificate) (string, error) {
 			id, err := certs.Verify(ctx, chain)
 			if err != nil {

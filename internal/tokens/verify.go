@@ -115,7 +115,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, opts VerifyOptions) (
 	if !isCompactJWS(raw) {
 		return nil, ErrMalformed.with("not a compact JWS")
 	}
-	kp := &keyProvider{keys: v.keys}
+	kp := &keyProvider{keys: v.keys, typ: typeAccessToken}
 	now := v.keys.cfg.Now
 	parseOpts := []jwt.ParseOption{
 		jwt.WithKeyProvider(kp),
@@ -201,7 +201,8 @@ func claimName(err error) string {
 // sees.
 type keyProvider struct {
 	keys *Keys
-	err  error // the store failed: not the token's fault
+	typ  string // typeAccessToken or typeIDToken: neither passes for the other (RFC 8725 §3.11)
+	err  error  // the store failed: not the token's fault
 }
 
 func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
@@ -213,10 +214,11 @@ func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.
 			return ErrHeader.with(name)
 		}
 	}
-	// RFC 9068 §4 step 1, RFC 7515 §4.1.9 (media types are case-insensitive).
+	// RFC 9068 §4 step 1, RFC 7519 §5.1, RFC 7515 §4.1.9 (media types are
+	// case-insensitive).
 	typ, _ := h.Type()
-	if !strings.EqualFold(typ, typeAccessToken) && !strings.EqualFold(typ, "application/"+typeAccessToken) {
-		return ErrType.with(fmt.Sprintf("typ %q, want %s", typ, typeAccessToken))
+	if !strings.EqualFold(typ, p.typ) && !strings.EqualFold(typ, "application/"+p.typ) {
+		return ErrType.with(fmt.Sprintf("typ %q, want %s", typ, p.typ))
 	}
 	kid, _ := h.KeyID()
 	if kid == "" {
