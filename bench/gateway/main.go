@@ -2,16 +2,19 @@
 // wrk drives, one after the other, a direct hit on an upstream, nginx
 // proxying to it, the standard library's reverse proxy alone, the gateway
 // with the oauth2 (JWT) filter, and the gateway with oauth2 and throttle. It
-// prints requests/s under saturating load with the ratio to nginx, then p50
-// and p99 under light load with the p99 each proxy adds to the direct hit.
+// prints requests/s under saturating load with the ratio to nginx and the
+// CPU time each target's own processes spent per request (from /proc), then
+// p50 and p99 under light load with the p99 each proxy adds to the direct
+// hit.
 //
 // The upstream is this program in a child process (-upstream), so that it
 // is the same for every run; nginx is Debian's, run as the current user
 // with a temporary prefix; the gateway runs in this process on real keys on
 // a SQLite store, with one valid access token (cached after its first
-// verification, as a client sending the same token would see). Everything
-// is plain HTTP/1.1 with keep-alive on 127.0.0.1; access logs are off in
-// nginx and the gateway alike.
+// verification, as a client sending the same token would see), next to the
+// bare reverse proxy: GOGC and GOMEMLIMIT apply to both and not to the
+// upstream. Everything is plain HTTP/1.1 with keep-alive on 127.0.0.1; access
+// logs are off in nginx and the gateway alike unless -accesslog is given.
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -47,7 +51,7 @@ import (
 var (
 	dur        = flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns      = flag.Int("c", 64, "wrk connections of the throughput runs")
-	lightConns = flag.Int("light", 4, "wrk connections of the latency runs")
+	lightConns = flag.Int("light", 4, "wrk connections of the latency runs (0: no latency runs)")
 	threads    = flag.Int("t", 2, "wrk threads")
 	rounds     = flag.Int("rounds", 1, "measure every target this many times, interleaved, and keep the best")
 	nginx      = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
@@ -56,6 +60,7 @@ var (
 	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway (this process) during its runs")
 	memprof    = flag.String("memprofile", "", "write an allocation profile of this process after the runs")
 	only       = flag.String("only", "", "measure only the targets whose name contains this (the ratios need nginx and direct)")
+	accessLog  = flag.String("accesslog", "", "write the gateway's access log to this file, as `thingid serve` writes it to stderr (default: off, as nginx's)")
 )
 
 const (
@@ -85,6 +90,18 @@ func serveUpstream(addr string) {
 	log.Fatal(http.ListenAndServe(addr, h))
 }
 
+// upstreamEnv is this process's environment without the garbage
+// collector's settings.
+func upstreamEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,11 +125,18 @@ type target struct {
 	name   string
 	url    string
 	header string // an extra wrk header, "" for none
+	// pids are the processes that serve the target (the proxy, or the
+	// upstream for the direct hit), whose CPU time per request is reported.
+	pids func() []int
 }
 
 type result struct {
 	rps      float64
 	p50, p99 time.Duration
+	// cpu is the CPU time the target's processes used per request: the cost
+	// of the proxy itself, where requests/s also depend on what wrk, the
+	// upstream and other processes leave it of the 2 cores.
+	cpu time.Duration
 }
 
 func run() error {
@@ -126,12 +150,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
+	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	up := exec.Command(self, "-upstream", upAddr)
+	up := exec.Command(exe, "-upstream", upAddr)
 	up.Stderr = os.Stderr
+	up.Env = upstreamEnv() // GOGC and GOMEMLIMIT tune the proxies, not the upstream every target shares
 	if err := up.Start(); err != nil {
 		return err
 	}
@@ -140,7 +165,7 @@ func run() error {
 		return err
 	}
 
-	nginxAddr, stopNginx, err := startNginx(dir, upAddr)
+	nginxAddr, nginxPid, stopNginx, err := startNginx(dir, upAddr)
 	if err != nil {
 		return err
 	}
@@ -158,12 +183,15 @@ func run() error {
 	}
 	defer stopBare()
 
+	upstreamPid := func() []int { return []int{up.Process.Pid} }
+	nginxPids := func() []int { return append(children(nginxPid), nginxPid) }
+	self := func() []int { return []int{os.Getpid()} }
 	targets := []target{
-		{"direct upstream", "http://" + upAddr + "/api/telemetry", ""},
-		{"nginx proxy", "http://" + nginxAddr + "/api/telemetry", ""},
-		{"Go ReverseProxy alone", "http://" + bareAddr + "/api/telemetry", ""},
-		{"gateway JWT", "http://" + gwAddr + "/jwt/telemetry", "Authorization: Bearer " + token},
-		{"gateway JWT+throttle", "http://" + gwAddr + "/throttled/telemetry", "Authorization: Bearer " + token},
+		{"direct upstream", "http://" + upAddr + "/api/telemetry", "", upstreamPid},
+		{"nginx proxy", "http://" + nginxAddr + "/api/telemetry", "", nginxPids},
+		{"Go ReverseProxy alone", "http://" + bareAddr + "/api/telemetry", "", self},
+		{"gateway JWT", "http://" + gwAddr + "/jwt/telemetry", "Authorization: Bearer " + token, self},
+		{"gateway JWT+throttle", "http://" + gwAddr + "/throttled/telemetry", "Authorization: Bearer " + token, self},
 	}
 	for _, tg := range targets { // every target answers 200 before it is measured
 		if err := check(tg); err != nil {
@@ -188,9 +216,11 @@ func run() error {
 		return err
 	}
 	// Latency: a few connections, so that p99 is the proxy's work and not queueing.
-	light, err := measureAll(targets, 1, *lightConns)
-	if err != nil {
-		return err
+	var light []result
+	if *lightConns > 0 {
+		if light, err = measureAll(targets, 1, *lightConns); err != nil {
+			return err
+		}
 	}
 	if *memprof != "" {
 		f, err := os.Create(*memprof)
@@ -203,11 +233,14 @@ func run() error {
 		}
 	}
 	fmt.Printf("\nthroughput: wrk -t%d -c%d -d%s\n", *threads, *conns, *dur)
-	fmt.Printf("%-22s %12s %10s %10s\n", "target", "requests/s", "vs nginx", "p99")
+	fmt.Printf("%-22s %12s %10s %10s %12s\n", "target", "requests/s", "vs nginx", "p99", "CPU/request")
 	for i, tg := range targets {
 		if b := heavy[i]; b.rps > 0 {
-			fmt.Printf("%-22s %12.0f %9.2fx %10s\n", tg.name, b.rps, b.rps/heavy[1].rps, b.p99.Round(time.Microsecond))
+			fmt.Printf("%-22s %12.0f %10s %10s %12s\n", tg.name, b.rps, ratio(b.rps, heavy[1].rps), b.p99.Round(time.Microsecond), cpuText(b.cpu))
 		}
+	}
+	if light == nil {
+		return nil
 	}
 	fmt.Printf("\nlatency: wrk -t1 -c%d -d%s\n", *lightConns, *dur)
 	fmt.Printf("%-22s %12s %10s %10s %14s\n", "target", "requests/s", "p50", "p99", "p99 added")
@@ -270,10 +303,12 @@ func measure(tg target, threads, conns int) (result, error) {
 	if tg.header != "" {
 		args = append(args, "-H", tg.header)
 	}
+	cpu0 := cpuTime(tg.pids())
 	out, err := exec.Command(*wrk, append(args, tg.url)...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
+	cpu1 := cpuTime(tg.pids())
 	s := string(out)
 	if m := errRe.FindStringSubmatch(s); m != nil {
 		return result{}, fmt.Errorf("%s requests were not answered 2xx:\n%s", m[1], s)
@@ -283,7 +318,64 @@ func measure(tg target, threads, conns int) (result, error) {
 		return result{}, fmt.Errorf("cannot read wrk's output:\n%s", s)
 	}
 	rps, _ := strconv.ParseFloat(rm[1], 64)
-	return result{rps: rps, p50: wrkDuration(p50), p99: wrkDuration(p99)}, nil
+	res := result{rps: rps, p50: wrkDuration(p50), p99: wrkDuration(p99)}
+	if cpu0 >= 0 && cpu1 >= 0 && rps > 0 {
+		res.cpu = time.Duration(float64(cpu1-cpu0) / (rps * dur.Seconds()))
+	}
+	return res, nil
+}
+
+// cpuTime is the CPU time (user and system, all threads) the processes
+// have used, from /proc; -1 where /proc cannot tell.
+func cpuTime(pids []int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		// Fields 14 and 15, utime and stime, counted after the command
+		// name, which is in parentheses and may hold spaces.
+		_, rest, _ := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return -1
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// children are the child processes of pid (nginx's workers).
+func children(pid int) []int {
+	var kids []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}
+
+// ratio is rps to nginx's, "-" when nginx was not measured (-only).
+func ratio(rps, nginx float64) string {
+	if nginx == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", rps/nginx)
+}
+
+func cpuText(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
 }
 
 func wrkDuration(m []string) time.Duration {
@@ -319,30 +411,31 @@ http {
 }
 `
 
-func startNginx(dir, upAddr string) (string, func(), error) {
+// startNginx returns nginx's address and the pid of its master process.
+func startNginx(dir, upAddr string) (string, int, func(), error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	prefix := filepath.Join(dir, "nginx")
 	if err := os.MkdirAll(prefix, 0o700); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	conf := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, prefix, addr, upAddr)), 0o600); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command(*nginx, "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start nginx: %w", err)
+		return "", 0, nil, fmt.Errorf("start nginx: %w", err)
 	}
 	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
 	if err := waitListening(addr); err != nil {
 		stop()
-		return "", nil, err
+		return "", 0, nil, err
 	}
-	return addr, stop, nil
+	return addr, cmd.Process.Pid, stop, nil
 }
 
 // startBareProxy is the standard library's reverse proxy with nothing
@@ -358,6 +451,7 @@ func startBareProxy(upAddr string) (string, func(), error) {
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: upAddr}) },
 		Transport:  t,
 		BufferPool: pool{},
+		ErrorLog:   log.New(io.Discard, "", 0), // wrk's connections closing at the end of a run
 	}
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
@@ -399,6 +493,14 @@ func startGateway(dir, upAddr string) (string, string, func(), error) {
 	var mk secrets.Key
 	rand.Read(mk[:])
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	gwLog, logFile := quiet, io.Closer(io.NopCloser(nil))
+	if *accessLog != "" {
+		f, err := os.Create(*accessLog)
+		if err != nil {
+			return "", "", nil, err
+		}
+		gwLog, logFile = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), f
+	}
 	bus := events.New()
 	keys, err := tokens.NewKeys(ctx, st, tokens.KeysConfig{MasterKey: mk, Bus: bus, Log: quiet})
 	if err != nil {
@@ -430,7 +532,7 @@ func startGateway(dir, upAddr string) (string, string, func(), error) {
 	}
 	g, err := gateway.New(gateway.Options{
 		RoutesDir: routesDir, Audience: audience, PublicURL: "https://" + ln.Addr().String(),
-		Verifier: v, Issuer: iss, Bus: bus, Replay: st, Log: quiet,
+		Verifier: v, Issuer: iss, Bus: bus, Replay: st, Log: gwLog,
 	})
 	if err != nil {
 		ln.Close()
@@ -448,6 +550,7 @@ func startGateway(dir, upAddr string) (string, string, func(), error) {
 		v.Close()
 		keys.Close()
 		st.Close()
+		logFile.Close()
 	}
 	return ln.Addr().String(), tok, stop, nil
 }

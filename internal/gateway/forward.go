@@ -60,7 +60,7 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, x *exchang
 	x.route, x.found, x.path = f.route, f, p
 	// The proxy in front knows its names (nginx server_name, Traefik rules):
 	// the forwarded origin is what DPoP proofs sign.
-	x.url = proto + "://" + host + u.EscapedPath()
+	x.origin = proto + "://" + host
 	if g.trusted(peerHost(r)) {
 		x.certs = forwardedCerts(r.Header)
 	}

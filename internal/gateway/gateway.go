@@ -272,9 +272,10 @@ func (g *Gateway) event(e events.Event) {
 type exchange struct {
 	route *route
 	found found
-	// path is the canonical path; url the request's URL as the client named
-	// it (scheme, host, escaped path), what DPoP proofs sign.
-	path, url string
+	// path is the canonical path; origin the scheme and host the client
+	// addressed, which with the request's escaped path is the URL DPoP
+	// proofs sign.
+	path, origin string
 	// id is what the access token says, once the oauth2 filter accepted it.
 	id *principal
 	// keepToken forwards the client's Authorization and DPoP headers.
@@ -287,6 +288,9 @@ type exchange struct {
 	// reason of a refusal; "" when the request passed.
 	reason   string
 	upstream time.Duration
+	// w records the status of the answer; it lives here to save an
+	// allocation per request.
+	w statusWriter
 }
 
 type exchangeKey struct{}
@@ -309,16 +313,15 @@ func (x *exchange) routeName() string {
 // ServeHTTP proxies r along its route, or answers the forward-auth endpoint.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	x := &exchange{}
+	x := &exchange{w: statusWriter{ResponseWriter: w}}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	stripIdentity(r.Header)
-	sw := &statusWriter{ResponseWriter: w}
 	if g.opts.ForwardAuthPath != "" && r.URL.Path == g.opts.ForwardAuthPath {
-		g.forwardAuth(sw, r, x)
+		g.forwardAuth(&x.w, r, x)
 	} else {
-		g.serveRoute(sw, r, x)
+		g.serveRoute(&x.w, r, x)
 	}
-	g.observe(r, x, sw.code(), time.Since(start))
+	g.observe(r, x, x.w.code(), time.Since(start))
 }
 
 func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, x *exchange) {
@@ -345,7 +348,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 	x.route, x.found, x.path = f.route, f, p
-	x.url = g.requestOrigin(r, f.route) + r.URL.EscapedPath()
+	x.origin = g.requestOrigin(r, f.route)
 	if r.TLS != nil {
 		x.certs = r.TLS.PeerCertificates
 	}

@@ -312,7 +312,7 @@ func (g *Gateway) checkProof(w http.ResponseWriter, r *http.Request, x *exchange
 	if n := g.dpop.Nonce(); n != "" {
 		w.Header().Set("DPoP-Nonce", n)
 	}
-	jkt, err := g.dpop.Verify(r.Context(), proof, dpop.Request{Method: r.Method, URL: x.url, AccessToken: tok})
+	jkt, err := g.dpop.Verify(r.Context(), proof, dpop.Request{Method: r.Method, URL: x.origin + r.URL.EscapedPath(), AccessToken: tok})
 	if errors.As(err, &de) {
 		return refused(de)
 	}

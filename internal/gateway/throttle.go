@@ -203,15 +203,15 @@ func (g *Gateway) thingModel(ctx context.Context, id string) string {
 
 func (f *throttleFilter) Handle(w http.ResponseWriter, r *http.Request, next http.Handler) error {
 	x := exchangeOf(r)
-	var key string
+	kind, key := "ip", ""
 	for _, src := range f.key {
-		if v := src.value(f.g, r, x); v != "" {
-			key = src.kind + ":" + v
+		if key = src.value(f.g, r, x); key != "" {
+			kind = src.kind
 			break
 		}
 	}
 	if key == "" {
-		key = "ip:" + f.g.clientIP(r)
+		key = f.g.clientIP(r)
 	}
 	lim, group := f.def, ""
 	if f.groupBy.kind != "" {
@@ -221,7 +221,7 @@ func (f *throttleFilter) Handle(w http.ResponseWriter, r *http.Request, next htt
 			}
 		}
 	}
-	d, err := f.g.limiter.allow(r.Context(), f.policy+"\x00"+group+"\x00"+key, lim, f.g.now())
+	d, err := f.g.limiter.allow(r.Context(), f.policy+"\x00"+group+"\x00"+kind+":"+key, lim, f.g.now())
 	if err != nil {
 		// Fail open: the counters are a protection, not the gate; a
 		// missing Redis must not take every API down.
@@ -235,8 +235,8 @@ func (f *throttleFilter) Handle(w http.ResponseWriter, r *http.Request, next htt
 	h := w.Header()
 	h["Ratelimit-Policy"] = lim.policy
 	// RateLimit: "name";r=remaining;t=seconds until the bucket is full.
-	b := make([]byte, 0, len(f.policy)+32)
-	b = append(append(append(b, '"'), f.policy...), `";r=`...)
+	var buf [128]byte // on the stack; a longer name makes append allocate
+	b := append(append(append(buf[:0], '"'), f.policy...), `";r=`...)
 	b = append(strconv.AppendInt(b, int64(d.Remaining), 10), ";t="...)
 	h["Ratelimit"] = []string{string(strconv.AppendInt(b, int64(ceilSeconds(d.Reset)), 10))}
 	if !d.Allowed {
