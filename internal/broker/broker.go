@@ -41,7 +41,9 @@ type TokenVerifier interface {
 
 // Limits bound what one client may cost.
 type Limits struct {
-	// MaxPacketSize in bytes; larger packets end the connection (MQTT 5 0x95).
+	// MaxPacketSize in bytes, announced in CONNACK (MQTT 5 Maximum Packet
+	// Size); a larger packet ends the connection. mochi 2.7.9 closes it
+	// without DISCONNECT 0x95, as it does for a malformed packet (0x81).
 	MaxPacketSize int
 	// Queue is the number of packets waiting to be written to one client; a
 	// message finding it full is dropped: a QoS 1 or 2 one too, so Queue

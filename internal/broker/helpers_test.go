@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/thingid/thingid/internal/events"
@@ -226,7 +227,10 @@ type client5 struct {
 func (e *env) connect5(conn net.Conn, cp *paho.Connect) (*client5, *paho.Connack, error) {
 	c := &client5{msgs: make(chan *paho.Publish, 1000), disconnected: make(chan *paho.Disconnect, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// paho writes from several goroutines (the pinger's PINGREQ, acks)
+		// and writes a packet in several Writes; on a tls.Conn, which has
+		// no writev, a PINGREQ can land inside a PUBLISH and corrupt it.
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.mu.Lock()
 			c.got = append(c.got, pr.Packet)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/thingid/thingid/internal/authn"
@@ -72,7 +73,9 @@ func TestBrokerServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	// paho writes a packet in several writes from more than one goroutine:
+	// over TLS the connection must be one it can lock (paho.ClientConfig.Conn).
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 	defer ccancel()
 	if _, err := c.Connect(cctx, &paho.Connect{ClientID: things[0].ClientID, KeepAlive: 30, CleanStart: true, Password: []byte(things[0].Token), PasswordFlag: true}); err != nil {
@@ -81,7 +84,7 @@ func TestBrokerServed(t *testing.T) {
 	c.Disconnect(&paho.Disconnect{})
 	// Another thing's client identifier is refused.
 	conn, _ = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
-	c = paho.NewClient(paho.ClientConfig{Conn: conn})
+	c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "someone-else", KeepAlive: 30, Password: []byte(things[0].Token), PasswordFlag: true}); err == nil {
 		t.Error("connected under another client identifier")
 	}
