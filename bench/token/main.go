@@ -65,13 +65,14 @@ var (
 	peerBinary = flag.String("peer-binary", "", "zitadel/oidc example/server binary to compare client_credentials with")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the client_credentials runs (server and load generator share the process)")
 	only       = flag.String("only", "", "comma-separated subset of cc,refresh,poll,dpop,mtls,sign,peer")
+	rounds     = flag.Int("rounds", 1, "measure client_credentials and the peer this many times, interleaved, and keep the best of each")
 )
 
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
-	if *conc < 1 || *dur <= 0 || *codes < 1 {
-		log.Fatal("token: -c, -d and -codes must be positive")
+	if *conc < 1 || *dur <= 0 || *codes < 1 || *rounds < 1 {
+		log.Fatal("token: -c, -d, -codes and -rounds must be positive")
 	}
 	if err := run(); err != nil {
 		log.Fatalf("token: %v", err)
@@ -120,28 +121,9 @@ func run() error {
 		rate := signRate(b.iss)
 		fmt.Printf("issuer_access_token_sign %.0f tokens/s\n", rate)
 	}
-	var thingidCC float64
-	if want("cc") {
-		if *cpuProfile != "" {
-			f, err := os.Create(*cpuProfile)
-			if err != nil {
-				return err
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-		}
-		for _, tr := range b.transports() {
-			r := load(tr.client, *conc, *dur, func(i int) func(*http.Client) error {
-				return ccRequest(tr.base+"/oauth2/token", b.ccID, b.ccSecret)
-			})
-			r.print("client_credentials_" + tr.name)
-			if tr.name == "http" {
-				thingidCC = r.rate
-			}
-		}
-		if *cpuProfile != "" {
-			pprof.StopCPUProfile()
+	if want("cc") || want("peer") {
+		if err := compareClientCredentials(b); err != nil {
+			return err
 		}
 	}
 	if want("refresh") {
@@ -230,18 +212,6 @@ func run() error {
 			}
 		})
 		r.print("mtls_call_home_tls")
-	}
-	if want("peer") && *peerBinary != "" {
-		r, err := peer(*peerBinary)
-		if err != nil {
-			return fmt.Errorf("peer: %w", err)
-		}
-		r.print("peer_zitadel_client_credentials_http")
-		if thingidCC > 0 && r.rate > 0 {
-			fmt.Printf("ratio_thingid_over_peer_client_credentials_http %.3f x\n", thingidCC/r.rate)
-		}
-	} else if want("peer") {
-		fmt.Println("# peer skipped: no -peer-binary given")
 	}
 	return nil
 }
@@ -701,13 +671,76 @@ func signRate(iss *tokens.Issuer) float64 {
 	return float64(n.Load()) / time.Since(t0).Seconds()
 }
 
-// peer runs zitadel/oidc's in-memory example server and measures its
-// client_credentials endpoint (service user sid1) over plain HTTP; the
-// example serves no TLS. Its sid1 gets opaque bearer tokens, not signed JWTs.
-func peer(bin string) (result, error) {
+// compareClientCredentials measures client_credentials on every transport
+// and the peer's, -rounds times interleaved (the machine's other load then
+// falls on both alike), and prints each round and the best of each.
+func compareClientCredentials(b *bench) error {
+	var measurePeer func() result
+	if want("peer") && *peerBinary != "" {
+		m, stop, err := peer(*peerBinary)
+		if err != nil {
+			return fmt.Errorf("peer: %w", err)
+		}
+		defer stop()
+		measurePeer = m
+	} else if want("peer") {
+		fmt.Println("# peer skipped: no -peer-binary given")
+	}
+	if *cpuProfile != "" && want("cc") {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	best := map[string]result{}
+	keep := func(name string, r result) {
+		if r.rate > best[name].rate {
+			best[name] = r
+		}
+	}
+	for round := 1; round <= *rounds; round++ {
+		var line []string
+		if want("cc") {
+			for _, tr := range b.transports() {
+				r := load(tr.client, *conc, *dur, func(i int) func(*http.Client) error {
+					return ccRequest(tr.base+"/oauth2/token", b.ccID, b.ccSecret)
+				})
+				keep("client_credentials_"+tr.name, r)
+				line = append(line, fmt.Sprintf("%s %.0f", tr.name, r.rate))
+			}
+		}
+		if measurePeer != nil {
+			r := measurePeer()
+			keep("peer_zitadel_client_credentials_http", r)
+			line = append(line, fmt.Sprintf("peer_http %.0f", r.rate))
+		}
+		if *rounds > 1 {
+			fmt.Printf("# round %d req/s: %s\n", round, strings.Join(line, ", "))
+		}
+	}
+	for _, name := range []string{"client_credentials_http", "client_credentials_tls", "peer_zitadel_client_credentials_http"} {
+		if r, ok := best[name]; ok {
+			r.print(name)
+		}
+	}
+	if cc, p := best["client_credentials_http"], best["peer_zitadel_client_credentials_http"]; cc.rate > 0 && p.rate > 0 {
+		fmt.Printf("ratio_thingid_over_peer_client_credentials_http %.3f x\n", cc.rate/p.rate)
+	}
+	return nil
+}
+
+// peer starts zitadel/oidc's in-memory example server and returns a
+// measurement of its client_credentials endpoint (service user sid1) over
+// plain HTTP (the example serves no TLS), and a function that stops it. Its
+// sid1 gets opaque bearer tokens, not signed JWTs.
+func peer(bin string) (func() result, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return result{}, err
+		return nil, nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -715,9 +748,9 @@ func peer(bin string) (result, error) {
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
-		return result{}, err
+		return nil, nil, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	base := fmt.Sprintf("http://localhost:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	var md struct {
@@ -733,14 +766,18 @@ func peer(bin string) (result, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return result{}, errors.New("the peer did not start within 10 s")
+			stop()
+			return nil, nil, errors.New("the peer did not start within 10 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	newClient := func() *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
 	}
-	return load(newClient, *conc, *dur, func(int) func(*http.Client) error {
-		return ccRequest(md.TokenEndpoint, "sid1", "verysecret")
-	}), nil
+	measure := func() result {
+		return load(newClient, *conc, *dur, func(int) func(*http.Client) error {
+			return ccRequest(md.TokenEndpoint, "sid1", "verysecret")
+		})
+	}
+	return measure, stop, nil
 }

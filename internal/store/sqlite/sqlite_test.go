@@ -210,3 +210,56 @@ func TestEventLog(t *testing.T) {
 		t.Fatalf("a new event after the purge: %+v", got)
 	}
 }
+
+// TestDataVersionUnderConcurrency: callers share checks, but one that asks
+// after a commit returned never gets a number from before it, however many
+// others are asking at the same time.
+func TestDataVersionUnderConcurrency(t *testing.T) {
+	s, path := open(t)
+	dv := s.(interface {
+		DataVersion(context.Context) (uint64, error)
+	})
+	other, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := t.Context()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 { // keep checks in flight all the time
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := dv.DataVersion(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		before, err := dv.DataVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.AppendAudit(ctx, store.AuditRecord{Actor: "system", Action: "user.create"}); err != nil {
+			t.Fatal(err)
+		}
+		var check sync.WaitGroup
+		for range 4 {
+			check.Go(func() {
+				if after, err := dv.DataVersion(ctx); err != nil || after == before {
+					t.Errorf("round %d: after a commit the data version is still %d (%v)", i, after, err)
+				}
+			})
+		}
+		check.Wait()
+	}
+	close(stop)
+	wg.Wait()
+}
