@@ -33,7 +33,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -41,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thingid/thingid/bench/internal/wrk"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/secrets"
@@ -55,7 +55,7 @@ var (
 	threads    = flag.Int("t", 2, "wrk threads")
 	rounds     = flag.Int("rounds", 1, "measure every target this many times, interleaved, and keep the best")
 	nginx      = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
-	wrk        = flag.String("wrk", "/usr/bin/wrk", "wrk binary")
+	wrkBin     = flag.String("wrk", "/usr/bin/wrk", "wrk binary")
 	upstream   = flag.String("upstream", "", "internal: serve the upstream on this address")
 	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway (this process) during its runs")
 	memprof    = flag.String("memprofile", "", "write an allocation profile of this process after the runs")
@@ -290,37 +290,21 @@ func check(tg target) error {
 	return nil
 }
 
-var (
-	rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	p50Re = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
-	p99Re = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
-	errRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-)
-
 // measure runs wrk against tg and reads its summary.
 func measure(tg target, threads, conns int) (result, error) {
-	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", dur.String(), "--latency"}
+	run := wrk.Run{Bin: *wrkBin, Threads: threads, Conns: conns, Duration: *dur, URL: tg.url}
 	if tg.header != "" {
-		args = append(args, "-H", tg.header)
+		run.Headers = []string{tg.header}
 	}
 	cpu0 := cpuTime(tg.pids())
-	out, err := exec.Command(*wrk, append(args, tg.url)...).CombinedOutput()
+	w, err := run.Do()
 	if err != nil {
-		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+		return result{}, err
 	}
 	cpu1 := cpuTime(tg.pids())
-	s := string(out)
-	if m := errRe.FindStringSubmatch(s); m != nil {
-		return result{}, fmt.Errorf("%s requests were not answered 2xx:\n%s", m[1], s)
-	}
-	rm, p50, p99 := rpsRe.FindStringSubmatch(s), p50Re.FindStringSubmatch(s), p99Re.FindStringSubmatch(s)
-	if rm == nil || p50 == nil || p99 == nil {
-		return result{}, fmt.Errorf("cannot read wrk's output:\n%s", s)
-	}
-	rps, _ := strconv.ParseFloat(rm[1], 64)
-	res := result{rps: rps, p50: wrkDuration(p50), p99: wrkDuration(p99)}
-	if cpu0 >= 0 && cpu1 >= 0 && rps > 0 {
-		res.cpu = time.Duration(float64(cpu1-cpu0) / (rps * dur.Seconds()))
+	res := result{rps: w.RPS, p50: w.P50, p99: w.P99}
+	if cpu0 >= 0 && cpu1 >= 0 && w.RPS > 0 {
+		res.cpu = time.Duration(float64(cpu1-cpu0) / (w.RPS * dur.Seconds()))
 	}
 	return res, nil
 }
@@ -376,12 +360,6 @@ func cpuText(d time.Duration) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
-}
-
-func wrkDuration(m []string) time.Duration {
-	v, _ := strconv.ParseFloat(m[1], 64)
-	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
-	return time.Duration(v * float64(unit))
 }
 
 // nginxConf proxies to the upstream with keep-alive connections, as one

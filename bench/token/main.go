@@ -5,7 +5,9 @@
 // client_credentials, and devices calling home over mutual TLS (a full TLS
 // handshake with the device certificate per token). With
 // -peer-binary it runs zitadel/oidc's example server as a subprocess and
-// measures its client_credentials rate with the same load generator.
+// measures its client_credentials rate with the same load generator: the Go
+// one in this process, or wrk (-wrk) as the issue measured the peer, which
+// leaves the CPU of this process to the server. -rounds interleaves both.
 //
 // Output is one "name value unit" line per figure.
 package main
@@ -19,6 +21,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -42,6 +45,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/thingid/thingid/bench/internal/wrk"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
@@ -66,6 +70,8 @@ var (
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the client_credentials runs (server and load generator share the process)")
 	only       = flag.String("only", "", "comma-separated subset of cc,refresh,poll,dpop,mtls,sign,peer")
 	rounds     = flag.Int("rounds", 1, "measure client_credentials and the peer this many times, interleaved, and keep the best of each")
+	alg        = flag.String("alg", tokens.ES256, "signing algorithm of the access tokens: ES256 (the default of thingid serve), EdDSA or RS256")
+	wrkBin     = flag.String("wrk", "", "wrk binary: drive client_credentials and the peer with wrk -t2 -c<c> instead of the Go load generator")
 )
 
 func main() {
@@ -115,7 +121,7 @@ func run() error {
 		return err
 	}
 	defer shutdown()
-	fmt.Printf("concurrency %d clients\nduration %s per-run\n", *conc, *dur)
+	fmt.Printf("concurrency %d clients\nduration %s per-run\nsigning %s\n", *conc, *dur, *alg)
 
 	if want("sign") {
 		rate := signRate(b.iss)
@@ -253,7 +259,7 @@ func start(ctx context.Context, dir string) (*bench, func(), error) {
 	tokenKey := randomKey()
 	var mkey secrets.Key
 	copy(mkey[:], randomKey())
-	keys, err := tokens.NewKeys(ctx, st, tokens.KeysConfig{MasterKey: mkey, Bus: bus, Log: quiet})
+	keys, err := tokens.NewKeys(ctx, st, tokens.KeysConfig{MasterKey: mkey, Alg: *alg, Bus: bus, Log: quiet})
 	if err != nil {
 		return fail(err)
 	}
@@ -675,14 +681,14 @@ func signRate(iss *tokens.Issuer) float64 {
 // and the peer's, -rounds times interleaved (the machine's other load then
 // falls on both alike), and prints each round and the best of each.
 func compareClientCredentials(b *bench) error {
-	var measurePeer func() result
+	peerURL := ""
 	if want("peer") && *peerBinary != "" {
-		m, stop, err := peer(*peerBinary)
+		u, stop, err := peer(*peerBinary)
 		if err != nil {
 			return fmt.Errorf("peer: %w", err)
 		}
 		defer stop()
-		measurePeer = m
+		peerURL = u
 	} else if want("peer") {
 		fmt.Println("# peer skipped: no -peer-binary given")
 	}
@@ -697,26 +703,33 @@ func compareClientCredentials(b *bench) error {
 		defer pprof.StopCPUProfile()
 	}
 	best := map[string]result{}
-	keep := func(name string, r result) {
-		if r.rate > best[name].rate {
-			best[name] = r
-		}
-	}
 	for round := 1; round <= *rounds; round++ {
 		var line []string
+		measure := func(name, tokenURL, id, secret string, client func() *http.Client) error {
+			r, err := measureCC(tokenURL, id, secret, client)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if r.rate > best[name].rate {
+				best[name] = r
+			}
+			line = append(line, fmt.Sprintf("%s %.0f", name, r.rate))
+			return nil
+		}
 		if want("cc") {
 			for _, tr := range b.transports() {
-				r := load(tr.client, *conc, *dur, func(i int) func(*http.Client) error {
-					return ccRequest(tr.base+"/oauth2/token", b.ccID, b.ccSecret)
-				})
-				keep("client_credentials_"+tr.name, r)
-				line = append(line, fmt.Sprintf("%s %.0f", tr.name, r.rate))
+				if err := measure("client_credentials_"+tr.name, tr.base+"/oauth2/token", b.ccID, b.ccSecret, tr.client); err != nil {
+					return err
+				}
 			}
 		}
-		if measurePeer != nil {
-			r := measurePeer()
-			keep("peer_zitadel_client_credentials_http", r)
-			line = append(line, fmt.Sprintf("peer_http %.0f", r.rate))
+		if peerURL != "" {
+			plain := func() *http.Client {
+				return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
+			}
+			if err := measure("peer_zitadel_client_credentials_http", peerURL, "sid1", "verysecret", plain); err != nil {
+				return err
+			}
 		}
 		if *rounds > 1 {
 			fmt.Printf("# round %d req/s: %s\n", round, strings.Join(line, ", "))
@@ -733,14 +746,32 @@ func compareClientCredentials(b *bench) error {
 	return nil
 }
 
-// peer starts zitadel/oidc's in-memory example server and returns a
-// measurement of its client_credentials endpoint (service user sid1) over
-// plain HTTP (the example serves no TLS), and a function that stops it. Its
-// sid1 gets opaque bearer tokens, not signed JWTs.
-func peer(bin string) (func() result, func(), error) {
+// measureCC loads a token endpoint with client_credentials requests of
+// client id: with wrk when -wrk names it (wrk does not check certificates),
+// else with the Go load generator and its clients.
+func measureCC(tokenURL, id, secret string, client func() *http.Client) (result, error) {
+	if *wrkBin == "" {
+		return load(client, *conc, *dur, func(int) func(*http.Client) error {
+			return ccRequest(tokenURL, id, secret)
+		}), nil
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	w, err := wrk.Run{Bin: *wrkBin, Threads: 2, Conns: *conc, Duration: *dur, URL: tokenURL,
+		Method: http.MethodPost, Body: "grant_type=client_credentials",
+		Headers: []string{"Content-Type: application/x-www-form-urlencoded", "Authorization: Basic " + basic}}.Do()
+	if err != nil {
+		return result{}, err
+	}
+	return result{rate: w.RPS, p50: w.P50, p99: w.P99}, nil
+}
+
+// peer starts zitadel/oidc's in-memory example server and returns its token
+// endpoint, plain HTTP (the example serves no TLS), and a function that stops
+// it. Its service user sid1 gets opaque bearer tokens, not signed JWTs.
+func peer(bin string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -748,7 +779,7 @@ func peer(bin string) (func() result, func(), error) {
 	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	base := fmt.Sprintf("http://localhost:%d", port)
@@ -767,17 +798,9 @@ func peer(bin string) (func() result, func(), error) {
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, nil, errors.New("the peer did not start within 10 s")
+			return "", nil, errors.New("the peer did not start within 10 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	newClient := func() *http.Client {
-		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}}
-	}
-	measure := func() result {
-		return load(newClient, *conc, *dur, func(int) func(*http.Client) error {
-			return ccRequest(md.TokenEndpoint, "sid1", "verysecret")
-		})
-	}
-	return measure, stop, nil
+	return md.TokenEndpoint, stop, nil
 }
