@@ -151,7 +151,10 @@ func (p *Platform) BenchTokens(ctx context.Context, n int, log *slog.Logger) (th
 			return gs[0].ID, nil
 		}
 		g := &store.Grant{ClientID: client}
-		return g.ID, p.Store.CreateGrant(ctx, g)
+		if err := p.Store.CreateGrant(ctx, g); err != nil {
+			return "", err
+		}
+		return g.ID, nil // assigned by CreateGrant
 	}
 	exp := time.Now().Add(time.Duration(p.Config.OAuth.AccessTokenLifetime))
 	aud := []string{p.Config.MQTT.Audience}

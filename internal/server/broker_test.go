@@ -18,6 +18,8 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // thingid serve with mqtt enabled: the broker listens with the platform's
@@ -27,6 +29,7 @@ func TestBrokerServed(t *testing.T) {
 	cfg.Home = t.TempDir()
 	cfg.MQTT.Enabled = true
 	cfg.MQTT.TLS.Address = "127.0.0.1:0"
+	cfg.MQTT.IDTokenClients = []string{"owner-app"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +85,32 @@ func TestBrokerServed(t *testing.T) {
 		t.Fatalf("connect with a platform token: %v", err)
 	}
 	c.Disconnect(&paho.Disconnect{})
+
+	// mqtt.idTokenClients reaches the broker: a user's ID token issued to
+	// owner-app, tied to the user's grant of that client, is a password.
+	u, err := p.Identity.CreateUser(ctx, "test", &store.User{UserName: "owner", Status: store.StatusActive}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &store.Grant{ClientID: "owner-app", UserID: u.ID, Created: time.Now()}
+	if err := p.Store.CreateGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	idToken, err := tk.issuer.IDToken(tokens.IDClaims{Subject: u.ID, Audience: []string{"owner-app"}, AuthorizedParty: "owner-app",
+		ExpiresAt: time.Now().Add(time.Minute), Extra: map[string]any{"gid": g.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
+	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "owner-phone", KeepAlive: 30, CleanStart: true, Password: []byte(idToken), PasswordFlag: true}); err != nil {
+		t.Fatalf("connect with an ID token of a listed client: %v", err)
+	}
+	c.Disconnect(&paho.Disconnect{})
+
 	// Another thing's client identifier is refused.
 	conn, _ = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
