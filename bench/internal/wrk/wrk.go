@@ -68,7 +68,11 @@ func (r Run) Do() (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
-	s := string(out)
+	return parse(string(out))
+}
+
+// parse reads wrk's summary (printed with --latency).
+func parse(s string) (Result, error) {
 	if m := errRe.FindStringSubmatch(s); m != nil {
 		return Result{}, fmt.Errorf("%s requests were not answered 2xx:\n%s", m[1], s)
 	}
@@ -76,7 +80,10 @@ func (r Run) Do() (Result, error) {
 	if rm == nil || p50 == nil || p99 == nil {
 		return Result{}, errors.New("cannot read wrk's output:\n" + s)
 	}
-	rps, _ := strconv.ParseFloat(rm[1], 64)
+	rps, err := strconv.ParseFloat(rm[1], 64)
+	if err != nil {
+		return Result{}, fmt.Errorf("wrk's Requests/sec: %w", err)
+	}
 	return Result{RPS: rps, P50: duration(p50), P99: duration(p99)}, nil
 }
 
