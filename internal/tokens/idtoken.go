@@ -37,30 +37,9 @@ func (v *Verifier) VerifyIDToken(ctx context.Context, raw string, opts IDTokenOp
 	if len(opts.Clients) == 0 {
 		return nil, errors.New("tokens: VerifyIDToken needs the clients whose ID tokens are accepted")
 	}
-	if len(raw) > maxTokenSize {
-		return nil, ErrMalformed.with("too long")
-	}
-	if !isCompactJWS(raw) {
-		return nil, ErrMalformed.with("not a compact JWS")
-	}
-	kp := &keyProvider{keys: v.keys, typ: typeIDToken}
-	now := v.keys.cfg.Now
-	parseOpts := []jwt.ParseOption{
-		jwt.WithKeyProvider(kp),
-		jwt.WithValidate(true),
-		jwt.WithClock(jwt.ClockFunc(now)),
-		jwt.WithAcceptableSkew(v.leeway),
-		jwt.WithIssuer(v.iss),
-	}
-	for _, c := range idTokenRequired {
-		parseOpts = append(parseOpts, jwt.WithRequiredClaim(c))
-	}
-	tok, err := jwt.ParseString(raw, parseOpts...)
-	if kp.err != nil {
-		return nil, kp.err
-	}
+	tok, err := v.parse(raw, typeIDToken, idTokenRequired)
 	if err != nil {
-		return nil, refusal(err)
+		return nil, err
 	}
 	c := &Claims{}
 	c.Issuer, _ = tok.Issuer()
@@ -89,7 +68,7 @@ func (v *Verifier) VerifyIDToken(ctx context.Context, raw string, opts IDTokenOp
 		}
 		c.AuthTime = time.Unix(int64(at), 0)
 	}
-	if v.deny.denied(c.GrantID, now()) {
+	if v.deny.denied(c.GrantID, v.keys.cfg.Now()) {
 		return nil, ErrRevoked
 	}
 	return c, nil

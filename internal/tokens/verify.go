@@ -109,37 +109,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string, opts VerifyOptions) (
 	if opts.Audience == "" {
 		return nil, errors.New("tokens: Verify needs the resource server's audience")
 	}
-	if len(raw) > maxTokenSize {
-		return nil, ErrMalformed.with("too long")
-	}
-	if !isCompactJWS(raw) {
-		return nil, ErrMalformed.with("not a compact JWS")
-	}
-	kp := &keyProvider{keys: v.keys, typ: typeAccessToken}
-	now := v.keys.cfg.Now
-	parseOpts := []jwt.ParseOption{
-		jwt.WithKeyProvider(kp),
-		jwt.WithValidate(true),
-		jwt.WithClock(jwt.ClockFunc(now)),
-		jwt.WithAcceptableSkew(v.leeway),
-		jwt.WithIssuer(v.iss),
-		jwt.WithAudience(opts.Audience),
-	}
-	for _, c := range accessTokenClaims {
-		parseOpts = append(parseOpts, jwt.WithRequiredClaim(c))
-	}
-	tok, err := jwt.ParseString(raw, parseOpts...)
-	if kp.err != nil {
-		return nil, kp.err
-	}
+	tok, err := v.parse(raw, typeAccessToken, accessTokenClaims, jwt.WithAudience(opts.Audience))
 	if err != nil {
-		return nil, refusal(err)
+		return nil, err
 	}
 	c, err := claimsOf(tok)
 	if err != nil {
 		return nil, err
 	}
-	if v.deny.denied(c.GrantID, now()) {
+	if v.deny.denied(c.GrantID, v.keys.cfg.Now()) {
 		return nil, ErrRevoked
 	}
 	return c, nil
@@ -194,6 +172,37 @@ func claimName(err error) string {
 		}
 	}
 	return ""
+}
+
+// parse checks raw's form, header (typ), signature, iss, times and required
+// claims, plus what more adds. A refused token is an *Error; an error
+// reading the keys is the server's.
+func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOption) (jwt.Token, error) {
+	if len(raw) > maxTokenSize {
+		return nil, ErrMalformed.with("too long")
+	}
+	if !isCompactJWS(raw) {
+		return nil, ErrMalformed.with("not a compact JWS")
+	}
+	kp := &keyProvider{keys: v.keys, typ: typ}
+	opts := append([]jwt.ParseOption{
+		jwt.WithKeyProvider(kp),
+		jwt.WithValidate(true),
+		jwt.WithClock(jwt.ClockFunc(v.keys.cfg.Now)),
+		jwt.WithAcceptableSkew(v.leeway),
+		jwt.WithIssuer(v.iss),
+	}, more...)
+	for _, c := range required {
+		opts = append(opts, jwt.WithRequiredClaim(c))
+	}
+	tok, err := jwt.ParseString(raw, opts...)
+	if kp.err != nil {
+		return nil, kp.err
+	}
+	if err != nil {
+		return nil, refusal(err)
+	}
+	return tok, nil
 }
 
 // keyProvider picks the key for a token from the published keys by kid, with
