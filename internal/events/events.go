@@ -16,6 +16,10 @@ type Event struct {
 	Actor   string // who did it
 	Time    time.Time
 	Details map[string]string
+	// Local events concern this process only: relays do not carry them to
+	// the others (a new identity changes nothing another process decided,
+	// and a bulk import creates a million).
+	Local bool
 }
 
 // Bus delivers every published event to every subscriber, in order, synchronously.

@@ -135,6 +135,9 @@ func encode(node string, e Event) ([]byte, error) {
 
 // enqueue runs inside Bus.Publish: it must not block, so a full queue drops.
 func (r *Relay) enqueue(e Event) {
+	if e.Local {
+		return
+	}
 	b, err := encode(r.node, e)
 	if err != nil {
 		r.log.Warn("event not sent to other nodes", "type", e.Type, "kind", e.Kind, "id", e.ID, "err", err)

@@ -51,7 +51,9 @@ func TestLogRelayCarriesEventsBetweenProcesses(t *testing.T) {
 	b.Publish(Event{Type: "grant.revoke", ID: "lr-g1"})
 	ra.await(t, "lr-g1", patience)
 
-	// Give a duplicate time to show up, then count.
+	// A local event stays in its process; give it and a duplicate time to
+	// show up, then count.
+	b.Publish(Event{Type: "thing.create", ID: "lr-local", Local: true})
 	b.Publish(Event{Type: "grant.revoke", ID: "lr-fence"})
 	ra.await(t, "lr-fence", patience)
 	if n := ra.count("thing.disable:lr-t1"); n != 1 {
@@ -59,6 +61,12 @@ func TestLogRelayCarriesEventsBetweenProcesses(t *testing.T) {
 	}
 	if n := rb.count("thing.disable:lr-t1"); n != 1 {
 		t.Errorf("the other process saw the event %d times, want 1", n)
+	}
+	if n := ra.count("thing.create:lr-local"); n != 0 {
+		t.Errorf("a local event reached another process %d times", n)
+	}
+	if n := rb.count("thing.create:lr-local"); n != 1 {
+		t.Errorf("a local event reached its own process %d times, want 1", n)
 	}
 	if n := rb.count("grant.revoke:lr-g1"); n != 1 {
 		t.Errorf("the publishing process saw its own event %d times, want 1", n)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/thingid/thingid/internal/events"
@@ -90,7 +91,10 @@ func (s *Service) write(ctx context.Context, actor string, fn func(tx store.Tx) 
 		return err
 	}
 	for _, c := range changes {
-		s.bus.Publish(events.Event{Type: c.action, Kind: string(c.target.Kind), ID: c.target.ID, Actor: actor, Details: c.detail})
+		// Creations concern no other process: nothing there can hold a
+		// token, session or connection of an identity that did not exist.
+		s.bus.Publish(events.Event{Type: c.action, Kind: string(c.target.Kind), ID: c.target.ID, Actor: actor, Details: c.detail,
+			Local: strings.HasSuffix(c.action, ".create")})
 	}
 	return nil
 }
