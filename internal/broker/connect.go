@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -73,7 +74,8 @@ func tokenLabel(err error) string {
 // certificate login is on, else anonymous when the listener allows it.
 func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (*Identity, *refusal) {
 	lc := h.b.listeners[cl.Net.Listener].cfg
-	id := &Identity{ClientIdentifier: cl.ID, AuthMethod: pk.Properties.AuthenticationMethod}
+	// Copies: mochi's strings point into the CONNECT packet (see detach).
+	id := &Identity{ClientIdentifier: strings.Clone(cl.ID), AuthMethod: strings.Clone(pk.Properties.AuthenticationMethod)}
 	raw := string(pk.Connect.Password)
 	switch id.AuthMethod {
 	case "":

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +89,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		sendConnack(cl, r)
 		return r.code
 	}
-	cl.Properties.Username = encodeRecord(id) // stored with a persistent session
+	detach(cl, id)
 	// mochi 2.7.9 mishandles a client's Receive Maximum (MQTT 5 §4.9): the
 	// messages it holds back are forgotten once sent, and its lookup of them
 	// takes a read lock twice, which deadlocks under load. Flow control is
@@ -100,6 +102,40 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.sessions.Store(cl, s)
 	h.arm(s, id.Expires)
 	return nil
+}
+
+// detach keeps nothing of the CONNECT packet for the connection's lifetime.
+// mochi decodes strings without copying, so the client identifier, the
+// MQTT 5 Authentication Method and user properties it keeps, and the will,
+// point into the packet's buffer: that held the buffer (0.7 KiB) and the
+// bearer token in it as long as the connection lasted. It also keeps a copy
+// of the Authentication Data, the token itself, which nothing reads again (a
+// re-authentication brings its own). The user name, unused as a credential,
+// becomes the identity record of a persistent session (record.go) and is
+// dropped for a clean one.
+func detach(cl *mqtt.Client, id *Identity) {
+	cl.ID = id.ClientIdentifier
+	p := &cl.Properties
+	p.Props.AuthenticationMethod = id.AuthMethod
+	p.Props.AuthenticationData = nil
+	p.Props.User = cloneUser(p.Props.User)
+	p.Username = nil
+	if durable(cl) {
+		p.Username = encodeRecord(id)
+	}
+	if atomic.LoadUint32(&p.Will.Flag) == 1 {
+		p.Will.TopicName = strings.Clone(p.Will.TopicName)
+		p.Will.Payload = bytes.Clone(p.Will.Payload)
+		p.Will.User = cloneUser(p.Will.User)
+	}
+}
+
+func cloneUser(ps []packets.UserProperty) []packets.UserProperty {
+	out := slices.Clone(ps)
+	for i, u := range out {
+		out[i] = packets.UserProperty{Key: strings.Clone(u.Key), Val: strings.Clone(u.Val)}
+	}
+	return out
 }
 
 // admit applies the checks that need the compiled grants.

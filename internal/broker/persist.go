@@ -140,8 +140,8 @@ func (p *persistence) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // update rewrites the stored record of a persistent session whose identity
 // changed (re-authentication).
 func (p *persistence) update(cl *mqtt.Client, id *Identity) {
-	cl.Properties.Username = encodeRecord(id)
 	if p.isStored(cl) {
+		cl.Properties.Username = encodeRecord(id)
 		p.Hook.OnSessionEstablished(cl, packets.Packet{})
 	}
 }
