@@ -41,13 +41,7 @@ func (v *Verifier) VerifyIDToken(ctx context.Context, raw string, opts IDTokenOp
 	if err != nil {
 		return nil, err
 	}
-	c := &Claims{}
-	c.Issuer, _ = tok.Issuer()
-	c.Subject, _ = tok.Subject()
-	c.Audience, _ = tok.Audience()
-	c.IssuedAt, _ = tok.IssuedAt()
-	c.ExpiresAt, _ = tok.Expiration()
-	c.ID, _ = tok.JwtID()
+	c := registeredClaims(tok)
 	if c.ClientID, err = idTokenClient(tok, c.Audience, opts.Clients); err != nil {
 		return nil, err
 	}

@@ -250,8 +250,8 @@ func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.
 	return nil
 }
 
-// claimsOf reads the validated token into Claims.
-func claimsOf(tok jwt.Token) (*Claims, error) {
+// registeredClaims reads the RFC 7519 §4.1 claims of a validated token.
+func registeredClaims(tok jwt.Token) *Claims {
 	c := &Claims{}
 	c.Issuer, _ = tok.Issuer()
 	c.Subject, _ = tok.Subject()
@@ -259,6 +259,12 @@ func claimsOf(tok jwt.Token) (*Claims, error) {
 	c.IssuedAt, _ = tok.IssuedAt()
 	c.ExpiresAt, _ = tok.Expiration()
 	c.ID, _ = tok.JwtID()
+	return c
+}
+
+// claimsOf reads the validated access token into Claims.
+func claimsOf(tok jwt.Token) (*Claims, error) {
+	c := registeredClaims(tok)
 	var scope string
 	for name, dst := range map[string]*string{"client_id": &c.ClientID, "gid": &c.GrantID, "scope": &scope, "thing": &c.ThingID} {
 		if !tok.Has(name) {
