@@ -1,7 +1,9 @@
 // Command gateway measures the identity gateway against nginx on loopback:
 // wrk drives, one after the other, a direct hit on an upstream, nginx
 // proxying to it, the standard library's reverse proxy alone, the gateway
-// with the oauth2 (JWT) filter, and the gateway with oauth2 and throttle. It
+// with the oauth2 (JWT) filter, the gateway with oauth2 and throttle, and
+// nginx proxying after asking the gateway's forward-auth endpoint (the same
+// oauth2 and throttle filters) with auth_request, as docs/gateway.md shows. It
 // prints requests/s under saturating load with the ratio to nginx and the
 // CPU time each target's own processes spent per request (from /proc), then
 // p50 and p99 under light load with the p99 each proxy adds to the direct
@@ -64,8 +66,9 @@ var (
 )
 
 const (
-	issuer   = "https://id.bench.example"
-	audience = "urn:thingid:gateway"
+	issuer          = "https://id.bench.example"
+	audience        = "urn:thingid:gateway"
+	forwardAuthPath = "/.thingid/forward-auth"
 )
 
 func main() {
@@ -165,17 +168,17 @@ func run() error {
 		return err
 	}
 
-	nginxAddr, nginxPid, stopNginx, err := startNginx(dir, upAddr)
-	if err != nil {
-		return err
-	}
-	defer stopNginx()
-
 	gwAddr, token, stopGateway, err := startGateway(dir, upAddr)
 	if err != nil {
 		return err
 	}
 	defer stopGateway()
+
+	nginxAddr, authAddr, nginxPid, stopNginx, err := startNginx(dir, upAddr, gwAddr)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
 
 	bareAddr, stopBare, err := startBareProxy(upAddr)
 	if err != nil {
@@ -192,6 +195,8 @@ func run() error {
 		{"Go ReverseProxy alone", "http://" + bareAddr + "/api/telemetry", "", self},
 		{"gateway JWT", "http://" + gwAddr + "/jwt/telemetry", "Authorization: Bearer " + token, self},
 		{"gateway JWT+throttle", "http://" + gwAddr + "/throttled/telemetry", "Authorization: Bearer " + token, self},
+		{"nginx + forward-auth", "http://" + authAddr + "/throttled/telemetry", "Authorization: Bearer " + token,
+			func() []int { return append(nginxPids(), os.Getpid()) }},
 	}
 	for _, tg := range targets { // every target answers 200 before it is measured
 		if err := check(tg); err != nil {
@@ -378,9 +383,35 @@ http {
     uwsgi_temp_path %[1]s/uwsgi;
     scgi_temp_path %[1]s/scgi;
     upstream api { server %[3]s; keepalive 128; }
+    upstream thingid { server %[5]s; keepalive 128; }
     server {
         listen %[2]s;
         location / {
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen %[4]s;
+        location = /_thingid_auth {
+            internal;
+            proxy_pass http://thingid%[6]s;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location / {
+            auth_request /_thingid_auth;
+            auth_request_set $thingid_subject $upstream_http_x_thingid_subject;
+            auth_request_set $thingid_thing $upstream_http_x_thingid_thing;
+            proxy_set_header X-Thingid-Subject $thingid_subject;
+            proxy_set_header X-Thingid-Thing $thingid_thing;
             proxy_pass http://api;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -390,30 +421,36 @@ http {
 `
 
 // startNginx returns nginx's address and the pid of its master process.
-func startNginx(dir, upAddr string) (string, int, func(), error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return "", 0, nil, err
+// startNginx runs nginx with two servers: a plain proxy to the upstream,
+// and one that asks the gateway's forward-auth endpoint at gwAddr first.
+func startNginx(dir, upAddr, gwAddr string) (proxyAddr, authAddr string, pid int, stop func(), err error) {
+	if proxyAddr, err = freeAddr(); err != nil {
+		return "", "", 0, nil, err
+	}
+	if authAddr, err = freeAddr(); err != nil {
+		return "", "", 0, nil, err
 	}
 	prefix := filepath.Join(dir, "nginx")
 	if err := os.MkdirAll(prefix, 0o700); err != nil {
-		return "", 0, nil, err
+		return "", "", 0, nil, err
 	}
 	conf := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, prefix, addr, upAddr)), 0o600); err != nil {
-		return "", 0, nil, err
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, prefix, proxyAddr, upAddr, authAddr, gwAddr, forwardAuthPath)), 0o600); err != nil {
+		return "", "", 0, nil, err
 	}
 	cmd := exec.Command(*nginx, "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("start nginx: %w", err)
+		return "", "", 0, nil, fmt.Errorf("start nginx: %w", err)
 	}
-	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
-	if err := waitListening(addr); err != nil {
-		stop()
-		return "", 0, nil, err
+	stop = func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
+	for _, a := range []string{proxyAddr, authAddr} {
+		if err := waitListening(a); err != nil {
+			stop()
+			return "", "", 0, nil, err
+		}
 	}
-	return addr, cmd.Process.Pid, stop, nil
+	return proxyAddr, authAddr, cmd.Process.Pid, stop, nil
 }
 
 // startBareProxy is the standard library's reverse proxy with nothing
@@ -511,6 +548,7 @@ func startGateway(dir, upAddr string) (string, string, func(), error) {
 	g, err := gateway.New(gateway.Options{
 		RoutesDir: routesDir, Audience: audience, PublicURL: "https://" + ln.Addr().String(),
 		Verifier: v, Issuer: iss, Bus: bus, Replay: st, Log: gwLog,
+		ForwardAuthPath: forwardAuthPath, TrustedProxies: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(32, 32)}},
 	})
 	if err != nil {
 		ln.Close()
