@@ -251,8 +251,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnPublishDropped runs on the publishing client's goroutine when a message
-// finds the subscriber's write queue full, and yields. Many publishers
+// OnPublishDropped runs on the publishing client's goroutine (mochi passes
+// the subscriber) when a message finds the subscriber's write queue full,
+// and yields. Many publishers
 // feeding one subscriber are as many busy reading goroutines against the
 // subscriber's one writer: without yielding, the writer got its turn so
 // seldom that nine QoS 0 messages in ten were dropped, each after the full

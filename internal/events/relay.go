@@ -155,26 +155,39 @@ func (r *Relay) enqueue(e Event) {
 	}
 }
 
-// send sends queued events until ctx ends, or Close asks to flush the queue.
+// send sends queued events until Close or the end of ctx, and then what is
+// still queued. Every send, the one under way included, runs on a context
+// that outlives ctx by flushTimeout: an interrupted CLI command's revocation
+// must still reach the servers, and an unreachable database must not hold
+// Close for longer.
 func (r *Relay) send(ctx context.Context) {
+	defer r.cancel() // stops receive
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	ending := make(chan struct{})
+	go func() {
+		select {
+		case <-r.closing:
+		case <-ctx.Done():
+		}
+		close(ending)
+		t := time.AfterFunc(flushTimeout, stop)
+		<-sctx.Done()
+		t.Stop()
+	}()
 	for {
 		select {
 		case p := <-r.queue:
-			r.sendBatch(ctx, r.drain(p))
-		case <-r.closing:
-			fctx, cancel := context.WithTimeout(ctx, flushTimeout)
-			defer cancel()
+			r.sendBatch(sctx, r.drain(p))
+		case <-ending:
 			for {
 				select {
 				case p := <-r.queue:
-					r.sendBatch(fctx, r.drain(p))
+					r.sendBatch(sctx, r.drain(p))
 				default:
-					r.cancel() // stops receive
 					return
 				}
 			}
-		case <-ctx.Done():
-			return
 		}
 	}
 }
@@ -216,7 +229,7 @@ func (r *Relay) sendBatch(ctx context.Context, payloads [][]byte) {
 func (r *Relay) deliver(payload string) {
 	var w wire
 	if err := json.Unmarshal([]byte(payload), &w); err != nil || w.Node == "" || w.Type == "" {
-		r.log.Warn("ignoring malformed event payload", "err", err, "payload", payload)
+		r.log.Warn("ignoring malformed event payload", "err", err, "payload", payload[:min(len(payload), 200)])
 		return
 	}
 	if w.Node == r.node {

@@ -32,11 +32,13 @@ type EventLog interface {
 // command's change (a disabled device, a revoked certificate) to the running
 // server at once. It runs until ctx ends or Close is called.
 func StartLogRelay(ctx context.Context, bus *Bus, log EventLog, logger *slog.Logger) (*Relay, error) {
-	seq, err := log.LastEventSeq(ctx)
+	// The version first: an event appended between the two reads is then
+	// either below seq (older than the relay) or changes the version.
+	version, err := log.DataVersion(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("events: event log: %w", err)
 	}
-	version, err := log.DataVersion(ctx)
+	seq, err := log.LastEventSeq(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("events: event log: %w", err)
 	}
@@ -96,7 +98,9 @@ func (l *logLink) poll(ctx context.Context, deliver func(string)) error {
 			return err // the version stays: read again next time
 		}
 		for _, e := range recs {
-			deliver(string(e.Payload))
+			if len(e.Payload) < maxPayload { // what no relay writes is not read either
+				deliver(string(e.Payload))
+			}
 			l.seq = e.Seq
 		}
 		if len(recs) < readBatch {

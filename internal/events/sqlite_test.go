@@ -167,3 +167,36 @@ func TestLogRelayIgnoresMalformedPayloads(t *testing.T) {
 		t.Errorf("nothing logged about the malformed payloads:\n%s", logs.String())
 	}
 }
+
+// TestLogRelayFlushesWhenItsContextEnds: a CLI command interrupted (its
+// context cancelled, as on Ctrl-C) right after its changes committed still
+// sends the events it published.
+func TestLogRelayFlushesWhenItsContextEnds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "thingid.db")
+	server := New()
+	var got atomic.Int64
+	server.Subscribe(func(e Event) {
+		if strings.HasPrefix(e.ID, "int-") {
+			got.Add(1)
+		}
+	})
+	startLogRelay(t, server, openLog(t, path))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cli := New()
+	r, err := StartLogRelay(ctx, cli, openLog(t, path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		cli.Publish(Event{Type: "thing.disable", Kind: "thing", ID: fmt.Sprintf("int-%d", i)})
+	}
+	cancel()
+	r.Close()
+	for deadline := time.Now().Add(patience); got.Load() < n && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if got.Load() != n {
+		t.Fatalf("%d of %d events published before the context ended reached the server", got.Load(), n)
+	}
+}

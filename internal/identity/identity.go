@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/thingid/thingid/internal/events"
@@ -58,6 +57,12 @@ func (s *Service) HashPassword(pw string, u *store.User) (string, error) {
 	return password.Hash(pw)
 }
 
+// localActions concern no other process, so relays do not carry them
+// (events.Event.Local): nothing there can hold a token, session or
+// connection of an identity that did not exist, and a bulk import creates a
+// million.
+var localActions = map[string]bool{"user.create": true, "group.create": true, "thing.create": true}
+
 // change is one audited modification, published once the transaction committed.
 type change struct {
 	action string
@@ -91,10 +96,8 @@ func (s *Service) write(ctx context.Context, actor string, fn func(tx store.Tx) 
 		return err
 	}
 	for _, c := range changes {
-		// Creations concern no other process: nothing there can hold a
-		// token, session or connection of an identity that did not exist.
 		s.bus.Publish(events.Event{Type: c.action, Kind: string(c.target.Kind), ID: c.target.ID, Actor: actor, Details: c.detail,
-			Local: strings.HasSuffix(c.action, ".create")})
+			Local: localActions[c.action]})
 	}
 	return nil
 }

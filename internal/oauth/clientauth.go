@@ -151,6 +151,7 @@ func (s *Server) loadClient(ctx context.Context, id string) (*store.Client, erro
 }
 
 // cachedClient is getClient on the store, through the token endpoint's cache.
+// The client it returns may be shared with concurrent requests: read only.
 func (s *Server) cachedClient(ctx context.Context, id string) (*store.Client, error) {
 	k := cacheKey{clientID: id}
 	if c, ok := s.cache.get(ctx, k).(*store.Client); ok {

@@ -80,10 +80,17 @@ func (s *Server) authorizationCodeGrant(ctx context.Context, c *store.Client, fo
 		// OIDC Core §3.1.3.3, §3.1.3.6: nonce, auth_time, azp and at_hash;
 		// gid, the grant, so that a resource server accepting the ID token
 		// (the broker, mqtt.idTokenClients) can revoke it with the grant.
+		// Not when the access token is bound to a key or certificate: the
+		// ID token would then be the bearer credential the client's binding
+		// was meant to rule out, and without gid no resource server takes it.
+		var extra map[string]any
+		if certBinding(ctx) == "" && dpopJKT(ctx) == "" {
+			extra = map[string]any{"gid": g.ID}
+		}
 		resp.IDToken, err = s.opts.Tokens.IDToken(tokens.IDClaims{
 			Subject: ac.UserID, Audience: []string{c.ID}, IssuedAt: now, ExpiresAt: now.Add(s.opts.AccessTokenLifetime),
 			AuthTime: ac.AuthTime, Nonce: ac.Nonce, AuthorizedParty: c.ID, AccessToken: resp.AccessToken,
-			Extra: map[string]any{"gid": g.ID},
+			Extra: extra,
 		})
 		if err != nil {
 			return nil, serverError(err)

@@ -143,3 +143,51 @@ func TestCodeBoundByDPoPJKT(t *testing.T) {
 		t.Errorf("malformed dpop_jkt: %d %v", resp.StatusCode, loc)
 	}
 }
+
+// TestIDTokenNamesItsGrantOnlyWhenUnbound: the ID token carries gid (which
+// lets the broker take it as a password, mqtt.idTokenClients) only when the
+// exchange's tokens are bearer tokens; with DPoP the ID token would
+// otherwise be the bearer copy of a bound credential.
+func TestIDTokenNamesItsGrantOnlyWhenUnbound(t *testing.T) {
+	e := newEnv(t)
+	c := e.webClient(t)
+	h := newHolder(t)
+	exchange := func(proof ...string) (idClaims, atClaims map[string]any) {
+		v := oauth2.GenerateVerifier()
+		b := e.browser()
+		e.signIn(t, b, "alice", alicePassword)
+		back := e.authorize(t, b, e.oauthConfig(c, "openid").AuthCodeURL("s", oauth2.S256ChallengeOption(v)), "allow")
+		resp, body := e.tokenRequest(t, codeForm(c, back.Query().Get("code"), v), proof...)
+		var tr tokenResponse
+		if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.IDToken == "" {
+			t.Fatalf("exchange: %d %s", resp.StatusCode, body)
+		}
+		return jwtPayload(t, tr.IDToken), jwtPayload(t, tr.AccessToken)
+	}
+	id, at := exchange()
+	if id["gid"] == nil || id["gid"] != at["gid"] {
+		t.Errorf("bearer exchange: ID token gid %v, access token gid %v", id["gid"], at["gid"])
+	}
+	id, at = exchange("DPoP", e.tokenProof(t, h))
+	if at["cnf"] == nil {
+		t.Fatalf("the DPoP exchange gave an unbound access token: %v", at)
+	}
+	if _, ok := id["gid"]; ok {
+		t.Errorf("DPoP exchange: the ID token names the grant %v", id["gid"])
+	}
+}
+
+// jwtPayload decodes a JWT's claims without verifying it.
+func jwtPayload(t testing.TB, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	b, err := b64.DecodeString(parts[1])
+	var m map[string]any
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		t.Fatalf("JWT payload %q: %v", parts[1], err)
+	}
+	return m
+}

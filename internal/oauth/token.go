@@ -175,7 +175,8 @@ func (s *Server) clientCredentials(ctx context.Context, c *store.Client, form ur
 	return s.issue(ctx, c, g, c.ID, scopes, nil)
 }
 
-// ownGrant returns the client's live own grant, creating it on first use. The
+// ownGrant returns the client's live own grant, creating it on first use
+// (through the token endpoint's cache: shared, read only). The
 // common case is a read outside any write transaction: the token endpoint must
 // not queue on the database's writer for every client_credentials request.
 func (s *Server) ownGrant(ctx context.Context, c *store.Client) (*store.Grant, error) {

@@ -73,23 +73,39 @@ func (d *dataVersion) get(ctx context.Context) (uint64, error) {
 	}
 }
 
-// run makes check c, then the checks callers queued meanwhile, one after
-// another, until none is waiting.
+// run makes check c, then hands the checks callers queued meanwhile to a
+// goroutine of their own: the caller that started it waits for its own
+// answer only.
 func (d *dataVersion) run(c *versionCheck) {
 	defer d.runs.Done()
-	for c != nil {
-		c.v, c.err = d.query()
-		close(c.done)
-		d.mu.Lock()
-		c, d.next = d.next, nil
-		if c != nil && d.closed {
-			c.err = errStoreClosed
-			close(c.done)
-			c = nil
-		}
-		d.running = c != nil
-		d.mu.Unlock()
+	c.v, c.err = d.safeQuery()
+	close(c.done)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := d.next
+	d.next = nil
+	if next != nil && d.closed {
+		next.err = errStoreClosed
+		close(next.done)
+		next = nil
 	}
+	d.running = next != nil
+	if next != nil {
+		d.runs.Add(1)
+		go d.run(next)
+	}
+}
+
+// safeQuery is query, with a panic turned into an error: waiters must
+// always get an answer.
+func (d *dataVersion) safeQuery() (v uint64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.closeConn()
+			v, err = 0, fmt.Errorf("data version: %v", p)
+		}
+	}()
+	return d.query()
 }
 
 func (d *dataVersion) query() (uint64, error) {
