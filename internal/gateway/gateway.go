@@ -30,6 +30,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -290,7 +291,7 @@ type exchange struct {
 	upstream time.Duration
 	// w records the status of the answer; it lives here to save an
 	// allocation per request.
-	w statusWriter
+	w httpstatus.Recorder
 }
 
 type exchangeKey struct{}
@@ -313,7 +314,7 @@ func (x *exchange) routeName() string {
 // ServeHTTP proxies r along its route, or answers the forward-auth endpoint.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	x := &exchange{w: statusWriter{ResponseWriter: w}}
+	x := &exchange{w: httpstatus.Recorder{ResponseWriter: w}}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	stripIdentity(r.Header)
 	if g.opts.ForwardAuthPath != "" && r.URL.Path == g.opts.ForwardAuthPath {
@@ -321,7 +322,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		g.serveRoute(&x.w, r, x)
 	}
-	g.observe(r, x, x.w.code(), time.Since(start))
+	g.observe(r, x, x.w.Status(), time.Since(start))
 }
 
 func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, x *exchange) {
@@ -367,36 +368,6 @@ func (g *Gateway) requestOrigin(r *http.Request, rt *route) string {
 		scheme = "http://"
 	}
 	return scheme + r.Host
-}
-
-// statusWriter records the status; Unwrap lets http.ResponseController reach
-// the connection (flushes, and the hijack of WebSocket upgrades).
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) code() int {
-	if s.status == 0 {
-		return http.StatusOK
-	}
-	return s.status
 }
 
 // observe writes the access log line and the metrics of a request.

@@ -15,6 +15,7 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -85,47 +86,24 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // wrap logs one structured line per request and records the metrics, labelled by
 // the mux pattern (never the raw path, which would make label cardinality unbounded).
 func (m *httpMetrics) wrap(mux *http.ServeMux, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpstatus.Recorder{ResponseWriter: w}
 		_, pattern := mux.Handler(r)
 		if pattern == "" {
 			pattern = "unmatched"
 		}
 		mux.ServeHTTP(sw, r)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
-		}
+		status := sw.Status()
 		d := time.Since(start)
-		m.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(sw.status)).Inc()
+		m.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(status)).Inc()
 		m.duration.WithLabelValues(pattern).Observe(d.Seconds())
 		log.LogAttrs(r.Context(), slog.LevelInfo, "http",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", pattern),
-			slog.Int("status", sw.status), slog.Duration("duration", d), slog.String("remote", r.RemoteAddr))
+			slog.Int("status", status), slog.Duration("duration", d), slog.String("remote", r.RemoteAddr))
 	})
 }
 
