@@ -24,62 +24,11 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/store/sqlite"
 )
 
 const testURL = "https://api.example.com/devices/1/telemetry"
-
-// holder is a client's DPoP key pair.
-type holder struct {
-	priv crypto.Signer
-	alg  jwa.SignatureAlgorithm
-	pub  jwk.Key
-	jkt  string
-}
-
-func newHolder(t testing.TB) *holder {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return holderOf(t, priv, jwa.ES256())
-}
-
-func holderOf(t testing.TB, priv crypto.Signer, alg jwa.SignatureAlgorithm) *holder {
-	t.Helper()
-	pub, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, _ := pub.Thumbprint(crypto.SHA256)
-	return &holder{priv: priv, alg: alg, pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
-}
-
-// claimsAt are the claims of a good proof issued at iat.
-func claimsAt(method, htu string, iat time.Time) map[string]any {
-	jti := make([]byte, 12)
-	rand.Read(jti)
-	return map[string]any{"jti": base64.RawURLEncoding.EncodeToString(jti), "htm": method, "htu": htu, "iat": iat.Unix()}
-}
-
-// proof signs claims with typ dpop+jwt and the public jwk in the header; hdr
-// overrides header parameters.
-func (h *holder) proof(t testing.TB, claims map[string]any, hdr ...any) string {
-	t.Helper()
-	headers := jws.NewHeaders()
-	_ = headers.Set("typ", "dpop+jwt")
-	_ = headers.Set("jwk", h.pub)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		_ = headers.Set(hdr[i].(string), hdr[i+1])
-	}
-	payload, _ := json.Marshal(claims)
-	b, err := jws.Sign(payload, jws.WithKey(h.alg, h.priv, jws.WithProtectedHeaders(headers)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // rawJWS builds a compact JWS by hand for what jwx refuses to sign.
 func rawJWS(hdr, claims map[string]any, sign func(input string) []byte) string {
@@ -87,11 +36,6 @@ func rawJWS(hdr, claims map[string]any, sign func(input string) []byte) string {
 	cb, _ := json.Marshal(claims)
 	in := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(cb)
 	return in + "." + base64.RawURLEncoding.EncodeToString(sign(in))
-}
-
-func athOf(at string) string {
-	sum := sha256.Sum256([]byte(at))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // clock is a settable test clock.
@@ -133,12 +77,12 @@ func TestVerifyAcceptsEveryAlgorithmFamily(t *testing.T) {
 	}
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	for _, h := range []*holder{newHolder(t), holderOf(t, p384, jwa.ES384()), holderOf(t, rsaKey, jwa.PS256()), holderOf(t, rsaKey, jwa.RS256()), holderOf(t, edKey, jwa.EdDSA())} {
-		c := claimsAt(http.MethodGet, testURL, clk.Now())
-		c["ath"] = athOf("the-token")
-		jkt, err := v.Verify(context.Background(), h.proof(t, c), Request{Method: http.MethodGet, URL: testURL + "?page=2", AccessToken: "the-token"})
-		if err != nil || jkt != h.jkt {
-			t.Errorf("%s: jkt %q, err %v; want %q", h.alg, jkt, err, h.jkt)
+	for _, h := range []*dpoptest.Holder{dpoptest.NewHolder(t), dpoptest.HolderOf(t, p384, jwa.ES384()), dpoptest.HolderOf(t, rsaKey, jwa.PS256()), dpoptest.HolderOf(t, rsaKey, jwa.RS256()), dpoptest.HolderOf(t, edKey, jwa.EdDSA())} {
+		c := dpoptest.Claims(http.MethodGet, testURL, clk.Now())
+		c["ath"] = dpoptest.ATH("the-token")
+		jkt, err := v.Verify(context.Background(), h.Proof(t, c), Request{Method: http.MethodGet, URL: testURL + "?page=2", AccessToken: "the-token"})
+		if err != nil || jkt != h.JKT {
+			t.Errorf("%s: jkt %q, err %v; want %q", h.Alg, jkt, err, h.JKT)
 		}
 	}
 }
@@ -146,9 +90,9 @@ func TestVerifyAcceptsEveryAlgorithmFamily(t *testing.T) {
 func TestVerifyRefusals(t *testing.T) {
 	v, clk := newVerifier(t)
 	ctx := context.Background()
-	h, other := newHolder(t), newHolder(t)
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
 	now := clk.Now()
-	good := func() map[string]any { return claimsAt(http.MethodPost, testURL, now) }
+	good := func() map[string]any { return dpoptest.Claims(http.MethodPost, testURL, now) }
 	with := func(k string, val any) map[string]any { m := good(); m[k] = val; return m }
 	pubMap := func(k jwk.Key) map[string]any {
 		b, _ := json.Marshal(k)
@@ -156,26 +100,26 @@ func TestVerifyRefusals(t *testing.T) {
 		_ = json.Unmarshal(b, &m)
 		return m
 	}
-	privJWK, _ := jwk.Import(h.priv)
+	privJWK, _ := jwk.Import(h.Priv)
 	hsKey := []byte("a shared secret that is not a key")
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	replayed := h.proof(t, good())
+	replayed := h.Proof(t, good())
 	if _, err := v.Verify(ctx, replayed, Request{Method: http.MethodPost, URL: testURL}); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
-	signedBy := func(signer *holder, jwkOf *holder) string {
+	signedBy := func(signer *dpoptest.Holder, jwkOf *dpoptest.Holder) string {
 		hdr := jws.NewHeaders()
 		_ = hdr.Set("typ", "dpop+jwt")
-		_ = hdr.Set("jwk", jwkOf.pub)
+		_ = hdr.Set("jwk", jwkOf.Pub)
 		p, _ := json.Marshal(good())
-		b, err := jws.Sign(p, jws.WithKey(jwa.ES256(), signer.priv, jws.WithProtectedHeaders(hdr)))
+		b, err := jws.Sign(p, jws.WithKey(jwa.ES256(), signer.Priv, jws.WithProtectedHeaders(hdr)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return string(b)
 	}
-	withATH := func(at string) map[string]any { m := good(); m["ath"] = athOf(at); return m }
+	withATH := func(at string) map[string]any { m := good(); m["ath"] = dpoptest.ATH(at); return m }
 
 	cases := []struct {
 		name  string
@@ -183,28 +127,28 @@ func TestVerifyRefusals(t *testing.T) {
 		token string // the access token the request carries
 	}{
 		{"replayed (same jti)", replayed, ""},
-		{"wrong htm", h.proof(t, claimsAt(http.MethodGet, testURL, now)), ""},
-		{"htu other path", h.proof(t, with("htu", "https://api.example.com/devices/2/telemetry")), ""},
-		{"htu other host", h.proof(t, with("htu", "https://evil.example/devices/1/telemetry")), ""},
-		{"htu other scheme", h.proof(t, with("htu", "http://api.example.com/devices/1/telemetry")), ""},
-		{"htu with query", h.proof(t, with("htu", testURL+"?a=b")), ""},
-		{"htu with fragment", h.proof(t, with("htu", testURL+"#f")), ""},
-		{"htu relative", h.proof(t, with("htu", "/devices/1/telemetry")), ""},
-		{"iat too old", h.proof(t, with("iat", now.Add(-MaxAge-time.Second).Unix())), ""},
-		{"iat in the future", h.proof(t, with("iat", now.Add(MaxSkew+time.Second).Unix())), ""},
-		{"iat a string", h.proof(t, with("iat", "now")), ""},
-		{"iat huge", h.proof(t, with("iat", 1e300)), ""},
-		{"no jti", h.proof(t, with("jti", "")), ""},
-		{"jti too long", h.proof(t, with("jti", strings.Repeat("j", 257))), ""},
-		{"no htu", h.proof(t, with("htu", "")), ""},
-		{"ath missing", h.proof(t, good()), "the-token"},
-		{"ath of another token", h.proof(t, withATH("another-token")), "the-token"},
-		{"typ missing", rawJWS(map[string]any{"alg": "ES256", "jwk": pubMap(h.pub)}, good(), func(string) []byte { return nil }), ""},
-		{"typ jwt", h.proof(t, good(), "typ", "JWT"), ""},
-		{"alg none", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": pubMap(h.pub)}, good(), func(string) []byte { return nil }), ""},
+		{"wrong htm", h.Proof(t, dpoptest.Claims(http.MethodGet, testURL, now)), ""},
+		{"htu other path", h.Proof(t, with("htu", "https://api.example.com/devices/2/telemetry")), ""},
+		{"htu other host", h.Proof(t, with("htu", "https://evil.example/devices/1/telemetry")), ""},
+		{"htu other scheme", h.Proof(t, with("htu", "http://api.example.com/devices/1/telemetry")), ""},
+		{"htu with query", h.Proof(t, with("htu", testURL+"?a=b")), ""},
+		{"htu with fragment", h.Proof(t, with("htu", testURL+"#f")), ""},
+		{"htu relative", h.Proof(t, with("htu", "/devices/1/telemetry")), ""},
+		{"iat too old", h.Proof(t, with("iat", now.Add(-MaxAge-time.Second).Unix())), ""},
+		{"iat in the future", h.Proof(t, with("iat", now.Add(MaxSkew+time.Second).Unix())), ""},
+		{"iat a string", h.Proof(t, with("iat", "now")), ""},
+		{"iat huge", h.Proof(t, with("iat", 1e300)), ""},
+		{"no jti", h.Proof(t, with("jti", "")), ""},
+		{"jti too long", h.Proof(t, with("jti", strings.Repeat("j", 257))), ""},
+		{"no htu", h.Proof(t, with("htu", "")), ""},
+		{"ath missing", h.Proof(t, good()), "the-token"},
+		{"ath of another token", h.Proof(t, withATH("another-token")), "the-token"},
+		{"typ missing", rawJWS(map[string]any{"alg": "ES256", "jwk": pubMap(h.Pub)}, good(), func(string) []byte { return nil }), ""},
+		{"typ jwt", h.Proof(t, good(), "typ", "JWT"), ""},
+		{"alg none", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": pubMap(h.Pub)}, good(), func(string) []byte { return nil }), ""},
 		{"alg HS256", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": map[string]any{"kty": "oct", "k": base64.RawURLEncoding.EncodeToString(hsKey)}}, good(),
 			func(in string) []byte { m := hmac.New(sha256.New, hsKey); m.Write([]byte(in)); return m.Sum(nil) }), ""},
-		{"alg for another curve", holderOf(t, p384, jwa.ES256()).proofOrEmpty(t, good()), ""},
+		{"alg for another curve", proofOrEmpty(dpoptest.HolderOf(t, p384, jwa.ES256()), good()), ""},
 		{"RSA key under 2048 bits", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "RS256", "jwk": map[string]any{"kty": "RSA",
 			"n": base64.RawURLEncoding.EncodeToString(small.N.Bytes()), "e": "AQAB"}}, good(), func(in string) []byte {
 			sum := sha256.Sum256([]byte(in))
@@ -214,8 +158,8 @@ func TestVerifyRefusals(t *testing.T) {
 			}
 			return sig
 		}), ""},
-		{"private key in jwk", h.proof(t, good(), "jwk", privJWK), ""},
-		{"crit header", h.proof(t, good(), "crit", []string{"exp"}), ""},
+		{"private key in jwk", h.Proof(t, good(), "jwk", privJWK), ""},
+		{"crit header", h.Proof(t, good(), "crit", []string{"exp"}), ""},
 		{"signed by another key", signedBy(other, h), ""},
 		{"no jwk", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "ES256"}, good(), func(string) []byte { return nil }), ""},
 		{"not a JWS", "not.a.jws", ""},
@@ -231,17 +175,17 @@ func TestVerifyRefusals(t *testing.T) {
 	}
 }
 
-// proofOrEmpty signs like proof but lets jwx refuse (a mismatched curve), in
+// proofOrEmpty signs like Proof but lets jwx refuse (a mismatched curve), in
 // which case the proof is hand-made with the header claiming ES256.
-func (h *holder) proofOrEmpty(t testing.TB, claims map[string]any) string {
+func proofOrEmpty(h *dpoptest.Holder, claims map[string]any) string {
 	headers := jws.NewHeaders()
 	_ = headers.Set("typ", "dpop+jwt")
-	_ = headers.Set("jwk", h.pub)
+	_ = headers.Set("jwk", h.Pub)
 	payload, _ := json.Marshal(claims)
-	if b, err := jws.Sign(payload, jws.WithKey(h.alg, h.priv, jws.WithProtectedHeaders(headers))); err == nil {
+	if b, err := jws.Sign(payload, jws.WithKey(h.Alg, h.Priv, jws.WithProtectedHeaders(headers))); err == nil {
 		return string(b)
 	}
-	b, _ := json.Marshal(h.pub)
+	b, _ := json.Marshal(h.Pub)
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	return rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": m}, claims, func(string) []byte { return make([]byte, 64) })
@@ -267,13 +211,13 @@ func TestNonces(t *testing.T) {
 	v, clk := newVerifier(t)
 	v.NonceKey = []byte("0123456789abcdef0123456789abcdef")
 	v.NonceRotation = time.Minute
-	h := newHolder(t)
+	h := dpoptest.NewHolder(t)
 	ask := func(nonce string) error {
-		c := claimsAt(http.MethodGet, testURL, clk.Now())
+		c := dpoptest.Claims(http.MethodGet, testURL, clk.Now())
 		if nonce != "" {
 			c["nonce"] = nonce
 		}
-		_, err := v.Verify(context.Background(), h.proof(t, c), Request{Method: http.MethodGet, URL: testURL})
+		_, err := v.Verify(context.Background(), h.Proof(t, c), Request{Method: http.MethodGet, URL: testURL})
 		return err
 	}
 	if err := ask(""); !errors.Is(err, ErrUseNonce) {
@@ -348,8 +292,8 @@ func TestSameHTU(t *testing.T) {
 }
 
 func FuzzDPoPProof(f *testing.F) {
-	h := newHolder(f)
-	f.Add(h.proof(f, claimsAt(http.MethodPost, "https://id.example/oauth2/token", time.Now())))
+	h := dpoptest.NewHolder(f)
+	f.Add(h.Proof(f, dpoptest.Claims(http.MethodPost, "https://id.example/oauth2/token", time.Now())))
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add("a.b.c")
 	f.Add("")

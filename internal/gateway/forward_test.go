@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -79,9 +80,9 @@ func TestForwardAuthTraefik(t *testing.T) {
 		}
 	}
 	// A DPoP proof names the URL the client used, which the proxy forwarded.
-	h := newHolder(t)
-	bound := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.jkt} })
-	proof := h.proof(t, e.clk.Now(), http.MethodGet, "https://api.example.com/telemetry/x", bound)
+	h := dpoptest.NewHolder(t)
+	bound := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.JKT} })
+	proof := proofFor(t, h, e.clk.Now(), http.MethodGet, "https://api.example.com/telemetry/x", bound)
 	if resp, body := ask(http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+bound, "DPoP", proof); resp.StatusCode != http.StatusOK {
 		t.Fatalf("DPoP through forward-auth: %d %s", resp.StatusCode, body)
 	}

@@ -2,13 +2,8 @@ package gateway
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -23,11 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -244,44 +237,16 @@ func problemOf(t testing.TB, resp *http.Response, body string) problem {
 	return p
 }
 
-// holder is a DPoP client key.
-type holder struct {
-	priv *ecdsa.PrivateKey
-	pub  jwk.Key
-	jkt  string
-}
-
-func newHolder(t testing.TB) *holder {
+// proofFor is a DPoP proof by h for method and url, bound to the access
+// token at; extra are claim name, value pairs to add or change.
+func proofFor(t testing.TB, h *dpoptest.Holder, now time.Time, method, url, at string, extra ...any) string {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, _ := pub.Thumbprint(crypto.SHA256)
-	return &holder{priv: priv, pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
-}
-
-// proof is a DPoP proof for method and url, bound to the access token at.
-func (h *holder) proof(t testing.TB, now time.Time, method, url, at string, extra ...any) string {
-	t.Helper()
-	sum := sha256.Sum256([]byte(at))
-	claims := map[string]any{"jti": rand.Text(), "htm": method, "htu": url, "iat": now.Unix(), "ath": base64.RawURLEncoding.EncodeToString(sum[:])}
+	claims := dpoptest.Claims(method, url, now)
+	claims["ath"] = dpoptest.ATH(at)
 	for i := 0; i+1 < len(extra); i += 2 {
 		claims[extra[i].(string)] = extra[i+1]
 	}
-	hdr := jws.NewHeaders()
-	_ = hdr.Set("typ", "dpop+jwt")
-	_ = hdr.Set("jwk", h.pub)
-	payload, _ := json.Marshal(claims)
-	b, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), h.priv, jws.WithProtectedHeaders(hdr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return h.Proof(t, claims)
 }
 
 // counter reads a counter or gauge of the registry with the given labels.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
@@ -325,11 +326,11 @@ func TestPathTricksAgainstRoutes(t *testing.T) {
 
 func TestDPoPBoundTokens(t *testing.T) {
 	e := newEnv(t, apiRoutes)
-	h, other := newHolder(t), newHolder(t)
-	tok := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.jkt} })
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
+	tok := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.JKT} })
 	target := e.srv.URL + "/telemetry/x"
 	now := e.clk.Now()
-	replayed := h.proof(t, now, http.MethodGet, target, tok)
+	replayed := proofFor(t, h, now, http.MethodGet, target, tok)
 	resp, body := e.do(nil, http.MethodGet, "/telemetry/x?q=1", "Authorization", "DPoP "+tok, "DPoP", replayed)
 	if resp.StatusCode != http.StatusOK || upstreamSaw(t, body).Header.Get("Dpop") != "" {
 		t.Fatalf("with its proof: %d %s", resp.StatusCode, body)
@@ -340,16 +341,16 @@ func TestDPoPBoundTokens(t *testing.T) {
 		code   string
 	}{
 		{"bound token as Bearer", []string{"Authorization", "Bearer " + tok}, "invalid_token"},
-		{"bound token as Bearer with a proof", []string{"Authorization", "Bearer " + tok, "DPoP", h.proof(t, now, http.MethodGet, target, tok)}, "invalid_token"},
+		{"bound token as Bearer with a proof", []string{"Authorization", "Bearer " + tok, "DPoP", proofFor(t, h, now, http.MethodGet, target, tok)}, "invalid_token"},
 		{"DPoP scheme without proof", []string{"Authorization", "DPoP " + tok}, "invalid_dpop_proof"},
 		{"replayed proof", []string{"Authorization", "DPoP " + tok, "DPoP", replayed}, "invalid_dpop_proof"},
-		{"proof for another URL", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now, http.MethodGet, e.srv.URL+"/telemetry/y", tok)}, "invalid_dpop_proof"},
-		{"proof for another host", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now, http.MethodGet, "https://evil.example/telemetry/x", tok)}, "invalid_dpop_proof"},
-		{"proof for another method", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now, http.MethodPost, target, tok)}, "invalid_dpop_proof"},
-		{"proof for another token", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now, http.MethodGet, target, "other")}, "invalid_dpop_proof"},
-		{"stale proof", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now.Add(-2*time.Minute), http.MethodGet, target, tok)}, "invalid_dpop_proof"},
-		{"proof by another key", []string{"Authorization", "DPoP " + tok, "DPoP", other.proof(t, now, http.MethodGet, target, tok)}, "invalid_token"},
-		{"two proofs", []string{"Authorization", "DPoP " + tok, "DPoP", h.proof(t, now, http.MethodGet, target, tok), "DPoP", h.proof(t, now, http.MethodGet, target, tok)}, "invalid_dpop_proof"},
+		{"proof for another URL", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now, http.MethodGet, e.srv.URL+"/telemetry/y", tok)}, "invalid_dpop_proof"},
+		{"proof for another host", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now, http.MethodGet, "https://evil.example/telemetry/x", tok)}, "invalid_dpop_proof"},
+		{"proof for another method", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now, http.MethodPost, target, tok)}, "invalid_dpop_proof"},
+		{"proof for another token", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now, http.MethodGet, target, "other")}, "invalid_dpop_proof"},
+		{"stale proof", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now.Add(-2*time.Minute), http.MethodGet, target, tok)}, "invalid_dpop_proof"},
+		{"proof by another key", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, other, now, http.MethodGet, target, tok)}, "invalid_token"},
+		{"two proofs", []string{"Authorization", "DPoP " + tok, "DPoP", proofFor(t, h, now, http.MethodGet, target, tok), "DPoP", proofFor(t, h, now, http.MethodGet, target, tok)}, "invalid_dpop_proof"},
 	}
 	for _, tc := range cases {
 		resp, body := e.do(nil, http.MethodGet, "/telemetry/x", tc.header...)
@@ -360,22 +361,22 @@ func TestDPoPBoundTokens(t *testing.T) {
 	}
 	// A bearer token with the DPoP scheme and a good proof is fine (RFC 9449 §7.1 allows it).
 	bearer := e.token("telemetry")
-	if resp, body := e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+bearer, "DPoP", h.proof(t, now, http.MethodGet, target, bearer)); resp.StatusCode != http.StatusOK {
+	if resp, body := e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+bearer, "DPoP", proofFor(t, h, now, http.MethodGet, target, bearer)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("bearer token with DPoP: %d %s", resp.StatusCode, body)
 	}
 }
 
 func TestDPoPNonce(t *testing.T) {
 	e := newEnv(t, apiRoutes, func(o *Options) { o.DPoPNonceKey = []byte("0123456789abcdef0123456789abcdef") })
-	h := newHolder(t)
-	tok := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.jkt} })
+	h := dpoptest.NewHolder(t)
+	tok := e.token("telemetry", func(c *tokens.Claims) { c.Confirmation = &tokens.Confirmation{JKT: h.JKT} })
 	target := e.srv.URL + "/telemetry/x"
-	resp, body := e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+tok, "DPoP", h.proof(t, e.clk.Now(), http.MethodGet, target, tok))
+	resp, body := e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+tok, "DPoP", proofFor(t, h, e.clk.Now(), http.MethodGet, target, tok))
 	nonce := resp.Header.Get("DPoP-Nonce")
 	if resp.StatusCode != http.StatusUnauthorized || nonce == "" || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="use_dpop_nonce"`) {
 		t.Fatalf("without nonce: %d %q %s", resp.StatusCode, nonce, body)
 	}
-	resp, body = e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+tok, "DPoP", h.proof(t, e.clk.Now(), http.MethodGet, target, tok, "nonce", nonce))
+	resp, body = e.do(nil, http.MethodGet, "/telemetry/x", "Authorization", "DPoP "+tok, "DPoP", proofFor(t, h, e.clk.Now(), http.MethodGet, target, tok, "nonce", nonce))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("with nonce: %d %s", resp.StatusCode, body)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -108,7 +109,7 @@ func TestCodeAttacks(t *testing.T) {
 func TestCodeBoundByDPoPJKT(t *testing.T) {
 	e := newEnv(t)
 	c := e.webClient(t)
-	h, other := newHolder(t), newHolder(t)
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
 	codeBoundTo := func(jkt string) (string, string) {
 		v := oauth2.GenerateVerifier()
 		b := e.browser()
@@ -122,13 +123,13 @@ func TestCodeBoundByDPoPJKT(t *testing.T) {
 		return code, v
 	}
 	for name, proof := range map[string][]string{"no proof": nil, "another key": {"DPoP", e.tokenProof(t, other)}} {
-		code, v := codeBoundTo(h.jkt)
+		code, v := codeBoundTo(h.JKT)
 		resp, body := e.tokenRequest(t, codeForm(c, code, v), proof...)
 		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_grant" || !strings.Contains(body, "dpop_jkt") {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
 		}
 	}
-	code, v := codeBoundTo(h.jkt)
+	code, v := codeBoundTo(h.JKT)
 	resp, body := e.tokenRequest(t, codeForm(c, code, v), "DPoP", e.tokenProof(t, h))
 	var tr tokenResponse
 	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
@@ -151,7 +152,7 @@ func TestCodeBoundByDPoPJKT(t *testing.T) {
 func TestIDTokenNamesItsGrantOnlyWhenUnbound(t *testing.T) {
 	e := newEnv(t)
 	c := e.webClient(t)
-	h := newHolder(t)
+	h := dpoptest.NewHolder(t)
 	exchange := func(proof ...string) (idClaims, atClaims map[string]any) {
 		v := oauth2.GenerateVerifier()
 		b := e.browser()

@@ -2,9 +2,7 @@ package oauth
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -22,62 +20,19 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/thingid/thingid/internal/dpop"
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 )
 
-// dpopHolder is a client's DPoP key pair.
-type dpopHolder struct {
-	priv *ecdsa.PrivateKey
-	pub  jwk.Key
-	jkt  string
-}
-
-func newHolder(t testing.TB) *dpopHolder {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, _ := pub.Thumbprint(crypto.SHA256)
-	return &dpopHolder{priv: priv, pub: pub, jkt: base64.RawURLEncoding.EncodeToString(tp)}
-}
-
-// dpopClaimsFor are the claims of a good proof; edit changes them.
-func dpopClaimsFor(method, htu string) map[string]any {
-	return map[string]any{"jti": base64.RawURLEncoding.EncodeToString(randomBytes(12)), "htm": method, "htu": htu, "iat": time.Now().Unix()}
-}
-
-// proof signs claims with jwx, typ dpop+jwt and the public jwk in the
-// header; hdr overrides header parameters.
-func (h *dpopHolder) proof(t testing.TB, claims map[string]any, hdr ...any) string {
-	t.Helper()
-	headers := jws.NewHeaders()
-	_ = headers.Set("typ", "dpop+jwt")
-	_ = headers.Set("jwk", h.pub)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		_ = headers.Set(hdr[i].(string), hdr[i+1])
-	}
-	payload, _ := json.Marshal(claims)
-	b, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), h.priv, jws.WithProtectedHeaders(headers)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // tokenProof is a good proof for the token endpoint.
-func (e *env) tokenProof(t testing.TB, h *dpopHolder) string {
-	return h.proof(t, dpopClaimsFor(http.MethodPost, e.srv.URL+pathToken))
+func (e *env) tokenProof(t testing.TB, h *dpoptest.Holder) string {
+	return h.Proof(t, dpoptest.Claims(http.MethodPost, e.srv.URL+pathToken, time.Now()))
 }
 
 // userinfoProof is a good proof for GET /oauth2/userinfo with token at.
-func (e *env) userinfoProof(t testing.TB, h *dpopHolder, at string) string {
-	c := dpopClaimsFor(http.MethodGet, e.srv.URL+pathUserinfo)
+func (e *env) userinfoProof(t testing.TB, h *dpoptest.Holder, at string) string {
+	c := dpoptest.Claims(http.MethodGet, e.srv.URL+pathUserinfo, time.Now())
 	c["ath"] = athOf(at)
-	return h.proof(t, c)
+	return h.Proof(t, c)
 }
 
 func athOf(at string) string {
@@ -95,7 +50,7 @@ func rawJWS(hdr, claims map[string]any, sign func(input string) []byte) string {
 
 // dpopTransport adds a fresh proof to every request, as a DPoP client library would.
 type dpopTransport struct {
-	h    *dpopHolder
+	h    *dpoptest.Holder
 	t    testing.TB
 	base http.RoundTripper
 }
@@ -104,11 +59,11 @@ func (d dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	u := *r.URL
 	u.RawQuery, u.Fragment = "", ""
 	r = r.Clone(r.Context())
-	r.Header.Set("DPoP", d.h.proof(d.t, dpopClaimsFor(r.Method, u.String())))
+	r.Header.Set("DPoP", d.h.Proof(d.t, dpoptest.Claims(r.Method, u.String(), time.Now())))
 	return d.base.RoundTrip(r)
 }
 
-func (e *env) dpopCtx(t testing.TB, h *dpopHolder) context.Context {
+func (e *env) dpopCtx(t testing.TB, h *dpoptest.Holder) context.Context {
 	c := *e.srv.Client()
 	c.Transport = dpopTransport{h: h, t: t, base: e.srv.Client().Transport}
 	return context.WithValue(context.Background(), oauth2.HTTPClient, &c)
@@ -117,7 +72,7 @@ func (e *env) dpopCtx(t testing.TB, h *dpopHolder) context.Context {
 func TestDPoPClientCredentials(t *testing.T) {
 	e := newEnv(t)
 	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
-	h := newHolder(t)
+	h := dpoptest.NewHolder(t)
 	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, append(basic(c.ID, secret), "DPoP", e.tokenProof(t, h))...)
 	var tr tokenResponse
 	_ = json.Unmarshal([]byte(body), &tr)
@@ -125,8 +80,8 @@ func TestDPoPClientCredentials(t *testing.T) {
 		t.Fatalf("DPoP token request: %d %s", resp.StatusCode, body)
 	}
 	cl, err := e.verify(tr.AccessToken)
-	if err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.jkt {
-		t.Fatalf("cnf of %+v (%v), want jkt %s", cl, err, h.jkt)
+	if err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.JKT {
+		t.Fatalf("cnf of %+v (%v), want jkt %s", cl, err, h.JKT)
 	}
 	// Without a proof: a plain bearer token.
 	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, basic(c.ID, secret)...)
@@ -142,9 +97,9 @@ func TestDPoPClientCredentials(t *testing.T) {
 func TestDPoPProofAttacks(t *testing.T) {
 	e := newEnv(t)
 	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
-	h, other := newHolder(t), newHolder(t)
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
 	htu := e.srv.URL + pathToken
-	good := func() map[string]any { return dpopClaimsFor(http.MethodPost, htu) }
+	good := func() map[string]any { return dpoptest.Claims(http.MethodPost, htu, time.Now()) }
 	with := func(k string, v any) map[string]any { m := good(); m[k] = v; return m }
 	pubMap := func(k jwk.Key) map[string]any {
 		b, _ := json.Marshal(k)
@@ -152,8 +107,8 @@ func TestDPoPProofAttacks(t *testing.T) {
 		_ = json.Unmarshal(b, &m)
 		return m
 	}
-	privJWK, _ := jwk.Import(h.priv)
-	replayed := h.proof(t, good())
+	privJWK, _ := jwk.Import(h.Priv)
+	replayed := h.Proof(t, good())
 	hsKey := []byte("a shared secret that is not a key")
 
 	cases := []struct {
@@ -162,25 +117,25 @@ func TestDPoPProofAttacks(t *testing.T) {
 	}{
 		{"replay (first use)", replayed}, // accepted below, then refused
 		{"replay (same jti)", replayed},
-		{"wrong htm", h.proof(t, dpopClaimsFor(http.MethodGet, htu))},
-		{"htu other path", h.proof(t, with("htu", e.srv.URL+pathUserinfo))},
-		{"htu other host", h.proof(t, with("htu", "https://evil.example"+pathToken))},
-		{"htu with query", h.proof(t, with("htu", htu+"?a=b"))},
-		{"iat too old", h.proof(t, with("iat", time.Now().Add(-2*time.Minute).Unix()))},
-		{"iat in the future", h.proof(t, with("iat", time.Now().Add(time.Minute).Unix()))},
-		{"no jti", h.proof(t, with("jti", ""))},
-		{"typ missing", rawJWSBy(t, h, map[string]any{"alg": "ES256", "jwk": pubMap(h.pub)}, good())},
-		{"typ jwt", h.proof(t, good(), "typ", "JWT")},
-		{"alg none", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": pubMap(h.pub)}, good(), func(string) []byte { return nil })},
+		{"wrong htm", h.Proof(t, dpoptest.Claims(http.MethodGet, htu, time.Now()))},
+		{"htu other path", h.Proof(t, with("htu", e.srv.URL+pathUserinfo))},
+		{"htu other host", h.Proof(t, with("htu", "https://evil.example"+pathToken))},
+		{"htu with query", h.Proof(t, with("htu", htu+"?a=b"))},
+		{"iat too old", h.Proof(t, with("iat", time.Now().Add(-2*time.Minute).Unix()))},
+		{"iat in the future", h.Proof(t, with("iat", time.Now().Add(time.Minute).Unix()))},
+		{"no jti", h.Proof(t, with("jti", ""))},
+		{"typ missing", rawJWSBy(t, h, map[string]any{"alg": "ES256", "jwk": pubMap(h.Pub)}, good())},
+		{"typ jwt", h.Proof(t, good(), "typ", "JWT")},
+		{"alg none", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": pubMap(h.Pub)}, good(), func(string) []byte { return nil })},
 		{"alg HS256", rawJWS(map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": map[string]any{"kty": "oct", "k": base64.RawURLEncoding.EncodeToString(hsKey)}}, good(),
 			func(in string) []byte { m := hmac.New(sha256.New, hsKey); m.Write([]byte(in)); return m.Sum(nil) })},
-		{"private key in jwk", h.proof(t, good(), "jwk", privJWK)},
+		{"private key in jwk", h.Proof(t, good(), "jwk", privJWK)},
 		{"signed by another key", func() string { // other's signature, h's jwk
 			hdr := jws.NewHeaders()
 			_ = hdr.Set("typ", "dpop+jwt")
-			_ = hdr.Set("jwk", h.pub)
+			_ = hdr.Set("jwk", h.Pub)
 			p, _ := json.Marshal(good())
-			b, err := jws.Sign(p, jws.WithKey(jwa.ES256(), other.priv, jws.WithProtectedHeaders(hdr)))
+			b, err := jws.Sign(p, jws.WithKey(jwa.ES256(), other.Priv, jws.WithProtectedHeaders(hdr)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,8 +159,8 @@ func TestDPoPProofAttacks(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, htu, strings.NewReader("grant_type=client_credentials"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(c.ID, secret)
-	req.Header.Add("DPoP", h.proof(t, good()))
-	req.Header.Add("DPoP", h.proof(t, good()))
+	req.Header.Add("DPoP", h.Proof(t, good()))
+	req.Header.Add("DPoP", h.Proof(t, good()))
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -217,10 +172,10 @@ func TestDPoPProofAttacks(t *testing.T) {
 }
 
 // rawJWSBy signs a hand-made header with h's key (ES256, r||s).
-func rawJWSBy(t testing.TB, h *dpopHolder, hdr, claims map[string]any) string {
+func rawJWSBy(t testing.TB, h *dpoptest.Holder, hdr, claims map[string]any) string {
 	return rawJWS(hdr, claims, func(in string) []byte {
 		sum := sha256.Sum256([]byte(in))
-		r, s, err := ecdsa.Sign(rand.Reader, h.priv, sum[:])
+		r, s, err := ecdsa.Sign(rand.Reader, h.Priv.(*ecdsa.PrivateKey), sum[:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +189,7 @@ func rawJWSBy(t testing.TB, h *dpopHolder, hdr, claims map[string]any) string {
 func TestDPoPUserinfoAndPublicRefresh(t *testing.T) {
 	e := newEnv(t)
 	c := e.webClient(t) // public: its refresh tokens are bound (RFC 9449 §5)
-	h, other := newHolder(t), newHolder(t)
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
 	code, v := e.codeFor(t, c, "openid", "offline_access")
 	tok, err := e.oauthConfig(c).Exchange(e.dpopCtx(t, h), code, oauth2.VerifierOption(v))
 	if err != nil {
@@ -261,11 +216,11 @@ func TestDPoPUserinfoAndPublicRefresh(t *testing.T) {
 		{"DPoP scheme without proof", []string{"Authorization", "DPoP " + at}, "invalid_dpop_proof"},
 		{"proof by another key", []string{"Authorization", "DPoP " + at, "DPoP", e.userinfoProof(t, other, at)}, "invalid_token"},
 		{"ath mismatch", []string{"Authorization", "DPoP " + at, "DPoP", e.userinfoProof(t, h, at+"x")}, "invalid_dpop_proof"},
-		{"no ath", []string{"Authorization", "DPoP " + at, "DPoP", h.proof(t, dpopClaimsFor(http.MethodGet, e.srv.URL+pathUserinfo))}, "invalid_dpop_proof"},
+		{"no ath", []string{"Authorization", "DPoP " + at, "DPoP", h.Proof(t, dpoptest.Claims(http.MethodGet, e.srv.URL+pathUserinfo, time.Now()))}, "invalid_dpop_proof"},
 		{"proof for the token endpoint", []string{"Authorization", "DPoP " + at, "DPoP", func() string {
-			c := dpopClaimsFor(http.MethodGet, e.srv.URL+pathToken)
+			c := dpoptest.Claims(http.MethodGet, e.srv.URL+pathToken, time.Now())
 			c["ath"] = athOf(at)
-			return h.proof(t, c)
+			return h.Proof(t, c)
 		}()}, "invalid_dpop_proof"},
 	}
 	for _, tc := range refusals {
@@ -306,7 +261,7 @@ func TestDPoPConfidentialRefreshNotBound(t *testing.T) {
 	e := newEnv(t)
 	c, secret := e.client(t, ClientSpec{Name: "speaker backend", ThingID: e.speaker.ID,
 		GrantTypes: []string{GrantDeviceCode, GrantRefreshToken}, Scopes: []string{"speaker:play", "offline_access"}})
-	h := newHolder(t)
+	h := dpoptest.NewHolder(t)
 	d := e.startDeviceAuth(t, c.ID, secret)
 	e.approve(t, d.UserCode, e.alice, alicePassword)
 	resp, body := e.tokenRequest(t, url.Values{"grant_type": {GrantDeviceCode}, "device_code": {d.DeviceCode}}, append(basic(c.ID, secret), "DPoP", e.tokenProof(t, h))...)
@@ -324,7 +279,7 @@ func TestDPoPConfidentialRefreshNotBound(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK || tr.TokenType != "DPoP" {
 		t.Fatalf("refresh with proof: %d %s", resp.StatusCode, body)
 	}
-	if cl, err := e.verify(tr.AccessToken); err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.jkt {
+	if cl, err := e.verify(tr.AccessToken); err != nil || cl.Confirmation == nil || cl.Confirmation.JKT != h.JKT {
 		t.Fatalf("refreshed token claims %+v %v", cl, err)
 	}
 }
@@ -343,7 +298,7 @@ func (e *env) startDeviceAuth(t testing.TB, id, secret string) deviceAuthRespons
 func TestDPoPNonce(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.DPoPNonces = true })
 	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
-	h := newHolder(t)
+	h := dpoptest.NewHolder(t)
 	ask := func(proof string) (*http.Response, string) {
 		return e.tokenRequest(t, url.Values{"grant_type": {GrantClientCredentials}}, append(basic(c.ID, secret), "DPoP", proof)...)
 	}
@@ -353,9 +308,9 @@ func TestDPoPNonce(t *testing.T) {
 		t.Fatalf("first request: %d %q %s", resp.StatusCode, nonce, body)
 	}
 	withNonce := func(n string) string {
-		cl := dpopClaimsFor(http.MethodPost, e.srv.URL+pathToken)
+		cl := dpoptest.Claims(http.MethodPost, e.srv.URL+pathToken, time.Now())
 		cl["nonce"] = n
-		return h.proof(t, cl)
+		return h.Proof(t, cl)
 	}
 	if resp, body := ask(withNonce(nonce)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("retry with the nonce: %d %s", resp.StatusCode, body)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -143,7 +144,7 @@ func TestRefreshRefusedForDisabledSubjects(t *testing.T) {
 func TestBoundRefreshWithoutKeyDoesNotBurnIt(t *testing.T) {
 	e := newEnv(t)
 	c := e.webClient(t)
-	h, other := newHolder(t), newHolder(t)
+	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
 	code, v := e.codeFor(t, c, "openid", "offline_access")
 	tok, err := e.oauthConfig(c).Exchange(e.dpopCtx(t, h), code, oauth2.VerifierOption(v))
 	if err != nil {
