@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,23 +13,6 @@ import (
 	"github.com/thingid/thingid/examples/internal/platformtest"
 	"github.com/thingid/thingid/sdk"
 )
-
-type output struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
 
 // thermostat is a device on the broker played by the test: its own token,
 // bound to its certificate; the setpoints it receives arrive on the channel.
@@ -98,7 +80,7 @@ func TestService(t *testing.T) {
 	id, secret := pl.Service(t, "fleet", Scopes...)
 	living, office := newThermostat(t, pl, "TH-1"), newThermostat(t, pl, "TH-2")
 
-	out := &output{}
+	out := &platformtest.Output{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -162,7 +144,7 @@ func TestServiceWrongSecret(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := run(ctx, config{server: pl.URL, roots: pl.Roots, clientID: id, clientSecret: "wrong", broker: pl.BrokerURL,
-		target: 21, resend: time.Minute, timeout: 10 * time.Second, retryFor: time.Minute}, &output{})
+		target: 21, resend: time.Minute, timeout: 10 * time.Second, retryFor: time.Minute}, &platformtest.Output{})
 	if err == nil || !strings.Contains(err.Error(), "getting the service's token") || !strings.Contains(err.Error(), "invalid_client") {
 		t.Fatalf("got %v", err)
 	}

@@ -5,31 +5,12 @@ import (
 	"encoding/json"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/thingid/thingid/examples/internal/mqttlink"
 	"github.com/thingid/thingid/examples/internal/platformtest"
 )
-
-// output is the thermostat's stdout, written by run while the test reads it.
-type output struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
 
 // The thermostat publishes the room and applies the setpoints a service
 // sends; a setpoint it cannot hold is ignored.
@@ -55,7 +36,7 @@ func TestThermostat(t *testing.T) {
 	}
 	defer svc.Close()
 
-	out := &output{}
+	out := &platformtest.Output{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -128,7 +109,7 @@ func TestThermostatStartupFailures(t *testing.T) {
 			tc.tweak(&cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := run(ctx, cfg, &output{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if err := run(ctx, cfg, &platformtest.Output{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error with %q", err, tc.want)
 			}
 		})

@@ -96,7 +96,7 @@ func Start(t testing.TB, opts Options) *Platform {
 		cancel()
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
+	out := &Output{}
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln, slog.New(slog.DiscardHandler), out) }()
 	t.Cleanup(func() {
@@ -137,7 +137,7 @@ func wait(t testing.TB, what string, ok func() bool) {
 }
 
 // printedPort is the port of the address Serve printed for a listener.
-func printedPort(t testing.TB, out *lockedBuffer, pattern string) string {
+func printedPort(t testing.TB, out *Output, pattern string) string {
 	t.Helper()
 	re := regexp.MustCompile(pattern)
 	var addr string
@@ -154,20 +154,21 @@ func printedPort(t testing.TB, out *lockedBuffer, pattern string) string {
 	return port
 }
 
-// lockedBuffer is the operator's output, written by Serve while the test reads it.
-type lockedBuffer struct {
+// Output collects what a program writes (the operator's output of Serve, an
+// example's stdout) while the test reads it.
+type Output struct {
 	mu sync.Mutex
 	b  []byte
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *Output) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.b = append(l.b, p...)
 	return len(p), nil
 }
 
-func (l *lockedBuffer) String() string {
+func (l *Output) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b)
