@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -199,4 +200,29 @@ func TestLogRelayFlushesWhenItsContextEnds(t *testing.T) {
 	if got.Load() != n {
 		t.Fatalf("%d of %d events published before the context ended reached the server", got.Load(), n)
 	}
+}
+
+// FuzzDeliver: whatever a row of the event log holds, deliver publishes at
+// most one event, never one of this node's, and does not panic.
+func FuzzDeliver(f *testing.F) {
+	good, _ := encode("other-node", Event{Type: "grant.revoke", ID: "g1", Time: time.Now()})
+	f.Add(string(good))
+	f.Add(`{"node":"me","type":"x"}`)
+	f.Add(`{"node":"","type":"x"}`)
+	f.Add(`[1,2]`)
+	f.Fuzz(func(t *testing.T, payload string) {
+		b := New()
+		r := newRelay(b, nil)
+		r.node = "me"
+		n := 0
+		b.Subscribe(func(Event) { n++ })
+		r.deliver(payload)
+		if n > 1 {
+			t.Fatalf("%d events from one payload", n)
+		}
+		var w wire
+		if json.Unmarshal([]byte(payload), &w) == nil && w.Node == "me" && n != 0 {
+			t.Fatal("this node's own event was delivered again")
+		}
+	})
 }

@@ -179,3 +179,23 @@ func TestFixedSizeECDSARefusesMalformed(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFixedSizeECDSA: any input either is refused or becomes exactly 64
+// bytes that encode back to the same R and S.
+func FuzzFixedSizeECDSA(f *testing.F) {
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02})
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		out, err := fixedSizeECDSA(der, 32)
+		if err != nil {
+			return
+		}
+		if len(out) != 64 {
+			t.Fatalf("%d bytes", len(out))
+		}
+		r, s := new(big.Int).SetBytes(out[:32]), new(big.Int).SetBytes(out[32:])
+		if r.Sign() <= 0 || s.Sign() <= 0 {
+			t.Fatalf("zero R or S accepted from %x", der)
+		}
+	})
+}
