@@ -326,18 +326,24 @@ func TestForwardAuthNeedsTrustedProxy(t *testing.T) {
 func TestForwardAuthConflictingHeaders(t *testing.T) {
 	e := newEnv(t, apiRoutes, withForwardAuth)
 	tok := e.token("telemetry")
-	for name, h := range map[string][]string{
-		"URI":    {"X-Original-Method", "GET", "X-Original-Uri", "/telemetry/x", "X-Forwarded-Uri", "/public/x"},
-		"method": {"X-Original-Method", "POST", "X-Original-Uri", "/telemetry/x", "X-Forwarded-Method", "GET"},
-		"twice":  {"X-Original-Method", "GET", "X-Original-Uri", "/telemetry/x", "X-Original-Uri", "/public/x"},
+	base := []string{"X-Forwarded-Host", "api.example.com", "X-Forwarded-Proto", "https", "Authorization", "Bearer " + tok}
+	for _, tc := range []struct {
+		name   string
+		header []string
+		named  string
+	}{
+		{"URI", []string{"X-Original-Method", "GET", "X-Original-Uri", "/telemetry/x", "X-Forwarded-Uri", "/public/x"}, "X-Forwarded-Uri: differs"},
+		{"method", []string{"X-Original-Method", "POST", "X-Original-Uri", "/telemetry/x", "X-Forwarded-Method", "GET"}, "X-Forwarded-Method: differs"},
+		{"twice", []string{"X-Original-Method", "GET", "X-Original-Uri", "/telemetry/x", "X-Original-Uri", "/public/x"}, "X-Original-Uri: sent 2 times"},
+		{"missing", []string{"X-Original-Method", "GET"}, "X-Original-Uri: missing"},
 	} {
-		resp, body := e.do(nil, http.MethodGet, forwardPath, append(h, "Authorization", "Bearer "+tok)...)
+		resp, body := e.do(nil, http.MethodGet, forwardPath, append(tc.header, base...)...)
 		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get(HeaderSubject) != "" {
-			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, body)
 			continue
 		}
-		if p := problemOf(t, resp, body); !strings.Contains(p.Detail, "X-") {
-			t.Errorf("%s: the problem does not name the header: %s", name, body)
+		if p := problemOf(t, resp, body); !strings.Contains(p.Detail, tc.named) {
+			t.Errorf("%s: the problem does not say %q: %s", tc.name, tc.named, body)
 		}
 	}
 }
