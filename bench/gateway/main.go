@@ -548,7 +548,7 @@ func startGateway(dir, upAddr string) (string, string, func(), error) {
 	g, err := gateway.New(gateway.Options{
 		RoutesDir: routesDir, Audience: audience, PublicURL: "https://" + ln.Addr().String(),
 		Verifier: v, Issuer: iss, Bus: bus, Replay: st, Log: gwLog,
-		ForwardAuthPath: forwardAuthPath, TrustedProxies: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(32, 32)}},
+		ForwardAuthPath: forwardAuthPath, ForwardAuthProxy: gateway.ProxyNginx, TrustedProxies: []*net.IPNet{{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(32, 32)}},
 	})
 	if err != nil {
 		ln.Close()

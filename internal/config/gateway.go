@@ -27,11 +27,17 @@ type Gateway struct {
 	// DPoPNonces makes DPoP proofs at the gateway carry a server nonce (RFC 9449 §8).
 	DPoPNonces bool `json:"dpopNonces"`
 	// TrustedProxies are comma-separated addresses or CIDRs of proxies (the
-	// nginx or Traefik in front) whose X-Forwarded-For is believed.
+	// nginx, Traefik, Caddy or Envoy in front) whose forwarding headers are
+	// believed; forward-auth answers only them.
 	TrustedProxies string `json:"trustedProxies"`
 	// ForwardAuthPath serves the forward-auth endpoint (nginx auth_request,
-	// Traefik ForwardAuth) on the gateway listener; empty: not served.
+	// Traefik ForwardAuth, Caddy forward_auth, Envoy ext_authz) on the
+	// gateway listener; empty: not served.
 	ForwardAuthPath string `json:"forwardAuthPath"`
+	// ForwardAuthProxy is the kind of proxy that asks forward-auth (nginx,
+	// traefik, caddy, envoy): the one header set the original request is
+	// read from.
+	ForwardAuthProxy string `json:"forwardAuthProxy"`
 	// UpstreamTimeout bounds the wait for an upstream's response headers.
 	UpstreamTimeout Duration `json:"upstreamTimeout"`
 	// TokenCacheSize is how many validated tokens are remembered (until their
@@ -63,14 +69,15 @@ type GatewayThrottle struct {
 
 func defaultGateway() Gateway {
 	return Gateway{
-		Enabled:         true,
-		Address:         "127.0.0.1:9443",
-		Audience:        "urn:thingid:gateway",
-		ForwardAuthPath: "/.thingid/forward-auth",
-		UpstreamTimeout: Duration(30 * time.Second),
-		TokenCacheSize:  65536,
-		Introspection:   GatewayIntrospection{CacheTTL: Duration(time.Minute)},
-		Throttle:        GatewayThrottle{MaxKeys: 1_000_000},
+		Enabled:          true,
+		Address:          "127.0.0.1:9443",
+		Audience:         "urn:thingid:gateway",
+		ForwardAuthPath:  "/.thingid/forward-auth",
+		ForwardAuthProxy: "nginx",
+		UpstreamTimeout:  Duration(30 * time.Second),
+		TokenCacheSize:   65536,
+		Introspection:    GatewayIntrospection{CacheTTL: Duration(time.Minute)},
+		Throttle:         GatewayThrottle{MaxKeys: 1_000_000},
 	}
 }
 
@@ -101,6 +108,11 @@ func (c *Gateway) validate(home string) error {
 	}
 	if p := c.ForwardAuthPath; p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ") || strings.Contains(p, "..")) {
 		return fmt.Errorf("gateway.forwardAuthPath: %q must be an absolute path such as /.thingid/forward-auth", p)
+	}
+	switch c.ForwardAuthProxy {
+	case "nginx", "traefik", "caddy", "envoy":
+	default:
+		return fmt.Errorf("gateway.forwardAuthProxy: %q: want nginx, traefik, caddy or envoy (the proxy that asks forward-auth)", c.ForwardAuthProxy)
 	}
 	if c.UpstreamTimeout <= 0 {
 		return fmt.Errorf("gateway.upstreamTimeout: must be positive")

@@ -1,9 +1,11 @@
 // Package gateway is thingid's identity gateway: a reverse proxy in front of
 // upstream APIs, configured by a directory of route files, that runs each
 // route's chain of filters (OAuth 2.0 resource server, throttling, headers)
-// and also answers forward-auth requests from nginx or Traefik with the same
-// filters. It verifies tokens with internal/tokens and DPoP proofs with
-// internal/dpop; it never imports oauth and never changes identities.
+// and also answers forward-auth requests from a trusted nginx, Traefik, Caddy
+// or Envoy with the same filters. Forwarding headers count only from a
+// trusted proxy (forwarded.go). It verifies tokens with internal/tokens and
+// DPoP proofs with internal/dpop; it never imports oauth and never changes
+// identities.
 package gateway
 
 import (
@@ -83,11 +85,17 @@ type Options struct {
 	// nil for counters in memory, bounded by MaxKeys (default 1,000,000).
 	Redis   redis.UniversalClient
 	MaxKeys int
-	// TrustedProxies may set X-Forwarded-For and pass client certificates to
-	// the forward-auth endpoint.
+	// TrustedProxies are the peers whose forwarding headers count (the
+	// client's address, and at forward-auth the original request and the
+	// client's certificate); every other peer's are removed on arrival, and
+	// forward-auth refuses them.
 	TrustedProxies []*net.IPNet
 	// ForwardAuthPath serves the forward-auth endpoint; "" for none.
 	ForwardAuthPath string
+	// ForwardAuthProxy is the kind of proxy that asks forward-auth: the one
+	// set of headers the original request is read from. Required with
+	// ForwardAuthPath.
+	ForwardAuthProxy ProxyKind
 	// Transport reaches the upstreams; nil for one with UpstreamTimeout
 	// (default 30 s) to the response headers.
 	Transport       http.RoundTripper
@@ -137,6 +145,8 @@ func New(opts Options) (*Gateway, error) {
 		return nil, errors.New("gateway: RoutesDir, Audience, Verifier and Replay are required")
 	case !strings.HasPrefix(opts.PublicURL, "https://") || strings.Count(opts.PublicURL, "/") != 2:
 		return nil, fmt.Errorf("gateway: PublicURL %q must be an https origin", opts.PublicURL)
+	case opts.ForwardAuthPath != "" && headerSets[opts.ForwardAuthProxy] == (headerSet{}):
+		return nil, fmt.Errorf("gateway: ForwardAuthProxy %q: want one of %v", opts.ForwardAuthProxy, ProxyKinds)
 	}
 	opts.UpstreamTimeout = cmp.Or(opts.UpstreamTimeout, 30*time.Second)
 	opts.PollInterval = cmp.Or(opts.PollInterval, time.Second)
@@ -286,6 +296,9 @@ type exchange struct {
 	// certs is the client's certificate chain: the TLS connection's, or
 	// the one a trusted proxy passed to forward-auth.
 	certs []*x509.Certificate
+	// trusted: the peer is a trusted proxy, whose forwarding headers the
+	// request kept (admit).
+	trusted bool
 	// reason of a refusal; "" when the request passed.
 	reason   string
 	upstream time.Duration
@@ -317,7 +330,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{w: httpstatus.Recorder{ResponseWriter: w}}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	stripIdentity(r.Header)
-	if g.opts.ForwardAuthPath != "" && r.URL.Path == g.opts.ForwardAuthPath {
+	g.admit(r, x)
+	if g.isForwardAuth(r) {
 		g.forwardAuth(&x.w, r, x)
 	} else {
 		g.serveRoute(&x.w, r, x)
@@ -401,11 +415,8 @@ func (g *Gateway) observe(r *http.Request, x *exchange, status int, took time.Du
 // clientIP is the address of the client: the peer, or the first address a
 // chain of trusted proxies names in X-Forwarded-For (right to left).
 func (g *Gateway) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if !g.trusted(host) {
+	host := peerHost(r)
+	if !exchangeOf(r).trusted {
 		return host
 	}
 	var hops []string
@@ -421,11 +432,6 @@ func (g *Gateway) clientIP(r *http.Request) string {
 			return h
 		}
 		host = h
-	}
-	if len(hops) == 0 {
-		if ip := strings.TrimSpace(r.Header.Get("X-Real-Ip")); net.ParseIP(ip) != nil {
-			return ip
-		}
 	}
 	return host
 }

@@ -235,6 +235,44 @@ routes:
 	}
 }
 
+// No forwarding header of an untrusted peer reaches the upstream of a
+// proxied route: an upstream that believes the gateway's must not get a
+// client's instead. A trusted proxy's pass.
+func TestUntrustedForwardingHeadersRemoved(t *testing.T) {
+	routes := `
+routes:
+  - name: api
+    match: {pathPrefix: /}
+    upstream: {url: UPSTREAM}
+    public: true
+`
+	spoof := []string{"Forwarded", "for=203.0.113.9", "X-Real-Ip", "203.0.113.9", "X-Ssl-Client-Cert", "forged",
+		"X-Forwarded-Tls-Client-Cert", "forged", "X-Forwarded-Client-Cert", "Hash=1", "X-Original-Uri", "/admin",
+		"X-Forwarded-Method", "DELETE", "X_Forwarded_Uri", "/admin", "X-Forwarded-Host", "evil.example"}
+	for _, trusted := range []bool{false, true} {
+		e := newEnv(t, routes, func(o *Options) {
+			if trusted {
+				_, n, _ := net.ParseCIDR("127.0.0.1/32")
+				o.TrustedProxies = []*net.IPNet{n}
+			}
+		})
+		_, body := e.do(nil, http.MethodGet, "/x", spoof...)
+		got := upstreamSaw(t, body).Header
+		for i := 0; i < len(spoof); i += 2 {
+			name := spoof[i]
+			if name == "X-Forwarded-Host" || name == "Forwarded" {
+				continue // httputil.ReverseProxy sets the one, removes the other
+			}
+			if kept := len(got.Values(name)) > 0 || len(got[name]) > 0; kept != trusted {
+				t.Errorf("trusted peer %v: %s kept %v: %v", trusted, name, kept, got)
+			}
+		}
+		if got.Get("X-Forwarded-Host") == "evil.example" || got.Get("Forwarded") != "" {
+			t.Errorf("trusted peer %v: the upstream got the client's X-Forwarded-Host or Forwarded: %v", trusted, got)
+		}
+	}
+}
+
 func TestNewChecksOptions(t *testing.T) {
 	e := newEnv(t, apiRoutes)
 	base := Options{RoutesDir: t.TempDir(), Audience: testAudience, PublicURL: "https://gw.example", Verifier: e.verifier, Replay: e.st}

@@ -102,8 +102,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if !rt.preserveHost {
 		out.Host = ""
 	}
-	// Rewrite starts without X-Forwarded-*: keep the chain of a trusted proxy.
-	if g.trusted(peerHost(pr.In)) {
+	// Rewrite starts without X-Forwarded-*: keep the chain of a trusted proxy
+	// (admit removed any other's).
+	if x.trusted {
 		if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
 			out.Header["X-Forwarded-For"] = v
 		}

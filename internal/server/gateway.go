@@ -30,22 +30,23 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		return nil, fmt.Errorf("gateway.trustedProxies: %w", err)
 	}
 	opts := gateway.Options{
-		RoutesDir:       c.Routes,
-		Audience:        c.Audience,
-		PublicURL:       c.PublicURL,
-		Verifier:        tk.verifier,
-		Issuer:          tk.issuer,
-		Bus:             p.Bus,
-		Replay:          p.Store,
-		Certificates:    certs,
-		Things:          p.Identity,
-		TokenCacheSize:  c.TokenCacheSize,
-		MaxKeys:         c.Throttle.MaxKeys,
-		TrustedProxies:  proxies,
-		ForwardAuthPath: c.ForwardAuthPath,
-		UpstreamTimeout: time.Duration(c.UpstreamTimeout),
-		Registerer:      reg, // served at /metrics of the main listener
-		Log:             log,
+		RoutesDir:        c.Routes,
+		Audience:         c.Audience,
+		PublicURL:        c.PublicURL,
+		Verifier:         tk.verifier,
+		Issuer:           tk.issuer,
+		Bus:              p.Bus,
+		Replay:           p.Store,
+		Certificates:     certs,
+		Things:           p.Identity,
+		TokenCacheSize:   c.TokenCacheSize,
+		MaxKeys:          c.Throttle.MaxKeys,
+		TrustedProxies:   proxies,
+		ForwardAuthPath:  c.ForwardAuthPath,
+		ForwardAuthProxy: gateway.ProxyKind(c.ForwardAuthProxy),
+		UpstreamTimeout:  time.Duration(c.UpstreamTimeout),
+		Registerer:       reg, // served at /metrics of the main listener
+		Log:              log,
 	}
 	if c.TokenCacheSize == 0 {
 		opts.TokenCacheSize = -1 // 0 in the file means no cache; 0 in Options the default
