@@ -167,6 +167,15 @@ func TestForwardAuthProxyKinds(t *testing.T) {
 			if resp, body := e.ask(k, "GET", "/public/x", same...); resp.StatusCode != http.StatusOK {
 				t.Errorf("the same request under other names too: %d %s", resp.StatusCode, body)
 			}
+			// A proxy that copies the answer's identity headers onto the
+			// request must overwrite a client's own: every one is in the
+			// answer, empty for a request without a token.
+			resp, body := e.ask(k, "GET", "/public/x", HeaderThing, "spoofed-thing", HeaderSubject, "spoofed-user")
+			for _, h := range identityHeaders {
+				if v, ok := resp.Header[h]; resp.StatusCode != http.StatusOK || !ok || strings.Join(v, "") != "" {
+					t.Errorf("public route: %s is %q (present %v) in the answer %d %s; want present and empty", h, v, ok, resp.StatusCode, body)
+				}
+			}
 		})
 	}
 }

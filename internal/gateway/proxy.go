@@ -155,10 +155,21 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// identityHeaders are every header setIdentity may write.
+var identityHeaders = []string{HeaderSubject, HeaderThing, HeaderClient, HeaderScope, HeaderToken}
+
 // authOK is the last handler of a route's chain at the forward-auth
-// endpoint: 200 with the identity headers for the proxy to pass on.
+// endpoint: 200 with the identity headers for the proxy to pass on. Every
+// identity header is in the answer, empty when the request has no such
+// identity: a proxy that copies the answer's headers onto the request (Envoy,
+// Caddy's copy_headers) then overwrites whatever the client sent under those
+// names instead of letting it through.
 func (g *Gateway) authOK(w http.ResponseWriter, r *http.Request) {
-	setIdentity(w.Header(), exchangeOf(r))
+	h := w.Header()
+	for _, k := range identityHeaders {
+		h[k] = []string{""}
+	}
+	setIdentity(h, exchangeOf(r))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
