@@ -161,8 +161,8 @@ func (ln *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, ok := addressKey(c.RemoteAddr())
-		exempt := ok && ln.p.Exempt != nil && ln.p.Exempt(key.Addr())
+		key, peer, ok := addressKey(c.RemoteAddr())
+		exempt := ok && ln.p.Exempt != nil && ln.p.Exempt(peer)
 		if why := ln.admit(key, exempt); why != "" {
 			ln.l.refuse(c, ln.p, why)
 			continue
@@ -252,37 +252,38 @@ func (l *Limiter) logRefusal(listener string, why Reason, addr net.Addr) {
 		"refused", n, "since", LogEvery.String(), "open", total, "max", l.max)
 }
 
-// BodyRefused counts a request body refused on listener.
+// bodyRefused counts a request body refused on listener.
 func (l *Limiter) bodyRefused(listener, reason string) {
 	l.bodies.WithLabelValues(listener, reason).Inc()
 }
 
 // addressKey is what a per-address cap counts: the IPv4 address, or the /64
-// of an IPv6 address (one subscriber's usual allocation). ok is false for a
-// peer that is not an IP address (a Unix socket), which all count as one.
-func addressKey(a net.Addr) (key netip.Prefix, ok bool) {
+// of an IPv6 address (one subscriber's usual allocation); peer is the
+// address itself. ok is false for a peer that is not an IP address (a Unix
+// socket), which all count as one.
+func addressKey(a net.Addr) (key netip.Prefix, peer netip.Addr, ok bool) {
 	var ap netip.AddrPort
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		ap = a.AddrPort()
 	default:
 		if a == nil {
-			return netip.Prefix{}, false
+			return netip.Prefix{}, netip.Addr{}, false
 		}
 		var err error
 		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
-			return netip.Prefix{}, false
+			return netip.Prefix{}, netip.Addr{}, false
 		}
 	}
-	ip := ap.Addr().Unmap()
+	ip := ap.Addr().Unmap().WithZone("")
 	if !ip.IsValid() {
-		return netip.Prefix{}, false
+		return netip.Prefix{}, netip.Addr{}, false
 	}
 	if ip.Is4() {
-		return netip.PrefixFrom(ip, 32), true
+		return netip.PrefixFrom(ip, 32), ip, true
 	}
-	p, _ := ip.WithZone("").Prefix(64)
-	return p, true
+	p, _ := ip.Prefix(64)
+	return p, ip, true
 }
 
 // conn releases its count once, on the first Close.

@@ -104,6 +104,9 @@ func TestAdmission(t *testing.T) {
 			step{"10.0.0.3", true, -1},
 			step{"10.0.0.4", false, -1}, // the process holds its cap
 		)},
+		"an exempt IPv6 address is the peer's, not its /64": {max: 100, perAddress: 1, exempt: "2001:db8::9", steps: []step{
+			{"2001:db8::9", true, -1}, {"2001:db8::9", true, -1}, {"2001:db8::1", false, -1},
+		}},
 		"exempt addresses have no per-address cap": {max: 100, perAddress: 1, exempt: "10.0.0.9", steps: []step{
 			{"10.0.0.9", true, -1}, {"10.0.0.9", true, -1}, {"10.0.0.9", true, -1}, {"10.0.0.1", true, -1}, {"10.0.0.1", false, -1},
 		}},
@@ -246,9 +249,12 @@ func FuzzAddressKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		key, ok := addressKey(strAddr(s))
+		key, peer, ok := addressKey(strAddr(s))
 		if !ok {
 			return
+		}
+		if !key.Contains(peer) {
+			t.Fatalf("%q: key %v does not hold the peer %v", s, key, peer)
 		}
 		if !key.IsValid() || key.Addr().Zone() != "" || (key.Addr().Is4() && key.Bits() != 32) || (key.Addr().Is6() && key.Bits() != 64) {
 			t.Fatalf("%q: key %v", s, key)
