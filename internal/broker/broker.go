@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -57,6 +58,9 @@ type Limits struct {
 	SessionExpiry time.Duration
 	// ConnectTimeout is how long a new connection has to finish TLS and send CONNECT.
 	ConnectTimeout time.Duration
+	// ConnectionsPerAddress is the most connections one client address
+	// keeps open on each listener; more are closed before TLS.
+	ConnectionsPerAddress int
 }
 
 // Options configures Start. Listeners, Audience, Verifier, Directory and Dir
@@ -91,8 +95,11 @@ type Options struct {
 	Audit Auditor
 	// Metrics registers the broker's metrics; nil: not registered.
 	Metrics prometheus.Registerer
-	Log     *slog.Logger
-	Now     func() time.Time // time.Now when nil
+	// Connections is the process's accounting of connections, which every
+	// listener accepts through; nil: the broker's own.
+	Connections *netlimit.Limiter
+	Log         *slog.Logger
+	Now         func() time.Time // time.Now when nil
 }
 
 // Auditor appends audit records (store.Audit).
@@ -123,6 +130,7 @@ const (
 	defaultInflight       = 1000
 	defaultSessionExpiry  = 7 * 24 * time.Hour
 	defaultConnectTimeout = 10 * time.Second
+	defaultPerAddress     = 1000
 )
 
 // Start opens the persistence file, restores sessions and retained
@@ -146,6 +154,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	l.Inflight = cmp.Or(l.Inflight, defaultInflight)
 	l.SessionExpiry = cmp.Or(l.SessionExpiry, defaultSessionExpiry)
 	l.ConnectTimeout = cmp.Or(l.ConnectTimeout, defaultConnectTimeout)
+	l.ConnectionsPerAddress = cmp.Or(l.ConnectionsPerAddress, defaultPerAddress)
 	if l.MaxPacketSize < 64 || l.Queue < 1 || l.Inflight < 1 || l.Inflight > math.MaxUint16 || l.SessionExpiry < 0 || l.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("broker: limits out of range: %+v", *l)
 	}
@@ -153,6 +162,12 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		opts.Now = time.Now
 	}
 	log := cmp.Or(opts.Log, slog.Default()).With("component", "broker")
+	if opts.Connections == nil {
+		var err error
+		if opts.Connections, err = netlimit.New(netlimit.Options{Log: log, Registerer: opts.Metrics}); err != nil {
+			return nil, err
+		}
+	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(l.MaxPacketSize)
@@ -167,7 +182,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	for _, lc := range opts.Listeners {
-		nl, err := newListener(lc, l.ConnectTimeout)
+		nl, err := newListener(lc, l.ConnectTimeout, opts.Connections, l.ConnectionsPerAddress)
 		if err != nil {
 			b.closeListeners()
 			b.store.Stop()

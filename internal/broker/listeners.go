@@ -17,6 +17,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/thingid/thingid/internal/netlimit"
 )
 
 // Listener kinds.
@@ -101,7 +103,11 @@ func (l *netListener) drain() {
 	l.active.Wait()
 }
 
-func newListener(cfg Listener, timeout time.Duration) (*netListener, error) {
+// newListener binds cfg's address; it accepts through conns with a cap of
+// perAddress connections for one client address. A refused MQTT client is
+// closed before TLS (an MQTT answer would need its CONNECT first); a
+// refused WebSocket client gets an HTTP 429 or 503.
+func newListener(cfg Listener, timeout time.Duration, conns *netlimit.Limiter, perAddress int) (*netListener, error) {
 	if cfg.Kind != ListenerTCP && cfg.Kind != ListenerWebSocket {
 		return nil, fmt.Errorf("broker: listener %s: kind %q is not %s or %s", cfg.Name, cfg.Kind, ListenerTCP, ListenerWebSocket)
 	}
@@ -109,7 +115,11 @@ func newListener(cfg Listener, timeout time.Duration) (*netListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mqtt.%s.address: %w", cfg.Name, err)
 	}
-	return &netListener{cfg: cfg, ln: ln, timeout: timeout}, nil
+	p := netlimit.Policy{Name: "mqtt-" + cfg.Name, PerAddress: perAddress}
+	if cfg.Kind == ListenerWebSocket {
+		p.Refuse = netlimit.HTTPRefusal(cfg.TLS)
+	}
+	return &netListener{cfg: cfg, ln: conns.Listen(ln, p), timeout: timeout}, nil
 }
 
 func (l *netListener) ID() string       { return l.cfg.Name }
@@ -125,6 +135,8 @@ func (l *netListener) Init(log *slog.Logger) error {
 		l.http = &http.Server{
 			TLSConfig:         l.cfg.TLS,
 			ReadHeaderTimeout: l.timeout,
+			MaxHeaderBytes:    16 << 10, // an upgrade request: a token at most
+			IdleTimeout:       l.timeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}

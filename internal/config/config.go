@@ -40,6 +40,15 @@ type Config struct {
 	PKI          PKI          `json:"pki"`
 	MQTT         MQTT         `json:"mqtt"`
 	Gateway      Gateway      `json:"gateway"`
+	Connections  Connections  `json:"connections"`
+}
+
+// Connections bounds the connections of all listeners together.
+type Connections struct {
+	// Max is the most connections the process keeps open; 0: the open-files
+	// limit less a quarter (at least 256) for files, the database and
+	// upstream connections. More than that is refused at start.
+	Max int `json:"max"`
 }
 
 // OAuth configures the authorization server and its tokens.
@@ -83,9 +92,94 @@ type HTTP struct {
 	PublicURL string `json:"publicURL"`
 	// CertFile/KeyFile: a PEM certificate chain and key; empty: a certificate for
 	// localhost issued by the platform CA.
-	CertFile        string   `json:"certFile"`
-	KeyFile         string   `json:"keyFile"`
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	CertFile        string     `json:"certFile"`
+	KeyFile         string     `json:"keyFile"`
+	ShutdownTimeout Duration   `json:"shutdownTimeout"`
+	Limits          HTTPLimits `json:"limits"`
+}
+
+// HTTPLimits bound what one client may hold of an HTTPS listener.
+type HTTPLimits struct {
+	// ConnectionsPerAddress is the most connections one client address (IPv6:
+	// one /64) keeps open on the listener; more are answered 429.
+	ConnectionsPerAddress int `json:"connectionsPerAddress"`
+	// ReadHeaderTimeout bounds the time to send a request's headers.
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout"`
+	// MaxHeaderBytes bounds the size of a request's headers.
+	MaxHeaderBytes int `json:"maxHeaderBytes"`
+	// IdleTimeout closes a kept-alive connection unused for so long.
+	IdleTimeout Duration `json:"idleTimeout"`
+	// BodyTimeout bounds the time to send a request's body, after its headers.
+	BodyTimeout Duration `json:"bodyTimeout"`
+	// MaxBodyBytes bounds a request body; 0: no bound of the listener's own.
+	MaxBodyBytes int `json:"maxBodyBytes"`
+	// Routes give paths limits of their own (a SCIM Bulk upload takes longer
+	// than a sign-in).
+	Routes []RouteLimits `json:"routes"`
+}
+
+// RouteLimits are the body limits of the requests to one path, or to every
+// path under it when Path ends in "/".
+type RouteLimits struct {
+	Path         string   `json:"path"`
+	BodyTimeout  Duration `json:"bodyTimeout"`
+	MaxBodyBytes int      `json:"maxBodyBytes"`
+}
+
+// validate checks the limits of the listener configured at section.
+func (l HTTPLimits) validate(section string) error {
+	switch {
+	case l.ConnectionsPerAddress < 1:
+		return fmt.Errorf("%s.connectionsPerAddress: must be at least 1", section)
+	case l.ReadHeaderTimeout < Duration(time.Second) || l.ReadHeaderTimeout > Duration(time.Minute):
+		return fmt.Errorf("%s.readHeaderTimeout: must be between 1s and 1m", section)
+	case l.MaxHeaderBytes < 4<<10 || l.MaxHeaderBytes > 1<<20:
+		return fmt.Errorf("%s.maxHeaderBytes: must be between 4096 and 1048576", section)
+	case l.IdleTimeout < Duration(time.Second) || l.IdleTimeout > Duration(time.Hour):
+		return fmt.Errorf("%s.idleTimeout: must be between 1s and 1h", section)
+	}
+	if err := checkBody(section, l.BodyTimeout, l.MaxBodyBytes); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, r := range l.Routes {
+		name := fmt.Sprintf("%s.routes[%d]", section, i)
+		switch {
+		case !strings.HasPrefix(r.Path, "/"):
+			return fmt.Errorf("%s.path: %q must start with /", name, r.Path)
+		case seen[r.Path]:
+			return fmt.Errorf("%s.path: %q is listed twice", name, r.Path)
+		}
+		seen[r.Path] = true
+		if err := checkBody(name, r.BodyTimeout, r.MaxBodyBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkBody(section string, timeout Duration, maxBytes int) error {
+	if timeout < Duration(time.Second) || timeout > Duration(time.Hour) {
+		return fmt.Errorf("%s.bodyTimeout: must be between 1s and 1h (a body is always bounded in time)", section)
+	}
+	if maxBytes < 0 {
+		return fmt.Errorf("%s.maxBodyBytes: must not be negative (0: no bound)", section)
+	}
+	return nil
+}
+
+// defaultHTTPLimits are the main listener's: bodies of up to 1 MiB within
+// 30 s, and SCIM Bulk (the factory path) up to 32 MiB within 5 minutes.
+func defaultHTTPLimits() HTTPLimits {
+	return HTTPLimits{
+		ConnectionsPerAddress: 256,
+		ReadHeaderTimeout:     Duration(10 * time.Second),
+		MaxHeaderBytes:        64 << 10,
+		IdleTimeout:           Duration(2 * time.Minute),
+		BodyTimeout:           Duration(30 * time.Second),
+		MaxBodyBytes:          1 << 20,
+		Routes:                []RouteLimits{{Path: "/scim/v2/Bulk", BodyTimeout: Duration(5 * time.Minute), MaxBodyBytes: 32 << 20}},
+	}
 }
 
 // Duration is a time.Duration written as text ("15s", "2m") in YAML.
@@ -162,7 +256,7 @@ func Default() Config {
 	return Config{
 		Home:      "./thingid-data",
 		Log:       Log{Level: "info", Format: "text"},
-		HTTP:      HTTP{Address: "127.0.0.1:8443", ShutdownTimeout: Duration(15 * time.Second)},
+		HTTP:      HTTP{Address: "127.0.0.1:8443", ShutdownTimeout: Duration(15 * time.Second), Limits: defaultHTTPLimits()},
 		Storage:   Storage{Type: "sqlite"},
 		Admin:     Admin{UserName: "admin"},
 		Passwords: Passwords{MinLength: 15},
@@ -360,6 +454,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		return fmt.Errorf("http.shutdownTimeout: must be positive")
+	}
+	if err := c.HTTP.Limits.validate("http.limits"); err != nil {
+		return err
+	}
+	if c.Connections.Max < 0 {
+		return fmt.Errorf("connections.max: must not be negative (0: from the open-files limit)")
 	}
 	switch c.Storage.Type {
 	case "sqlite":

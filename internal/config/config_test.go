@@ -105,6 +105,16 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Passwords.MinLength = 4 }, "passwords.minLength"},
 		{func(c *Config) { c.Registration.SMTP.Host = "mail" }, "registration.smtp"},
 		{func(c *Config) { c.Home = "" }, "home"},
+		{func(c *Config) { c.HTTP.Limits.BodyTimeout = 0 }, "http.limits.bodyTimeout"},
+		{func(c *Config) { c.HTTP.Limits.ConnectionsPerAddress = 0 }, "http.limits.connectionsPerAddress"},
+		{func(c *Config) { c.HTTP.Limits.MaxHeaderBytes = 100 << 20 }, "http.limits.maxHeaderBytes"},
+		{func(c *Config) {
+			c.HTTP.Limits.Routes = []RouteLimits{{Path: "scim", BodyTimeout: Duration(time.Minute)}}
+		}, "http.limits.routes[0].path"},
+		{func(c *Config) { c.HTTP.Limits.Routes = []RouteLimits{{Path: "/a"}} }, "http.limits.routes[0].bodyTimeout"},
+		{func(c *Config) { c.Gateway.Limits.MaxBodyBytes = -1 }, "gateway.limits.maxBodyBytes"},
+		{func(c *Config) { c.MQTT.Limits.ConnectionsPerAddress = 0 }, "mqtt.limits.connectionsPerAddress"},
+		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
 	}
 	for _, tc := range cases {
 		c := Default()

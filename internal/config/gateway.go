@@ -45,6 +45,9 @@ type Gateway struct {
 	TokenCacheSize int                  `json:"tokenCacheSize"`
 	Introspection  GatewayIntrospection `json:"introspection"`
 	Throttle       GatewayThrottle      `json:"throttle"`
+	// Limits bound what one client may hold of the gateway listener; the
+	// addresses of TrustedProxies have no per-address cap.
+	Limits HTTPLimits `json:"limits"`
 }
 
 // GatewayIntrospection is the RFC 7662 endpoint asked about tokens the
@@ -78,6 +81,14 @@ func defaultGateway() Gateway {
 		TokenCacheSize:   65536,
 		Introspection:    GatewayIntrospection{CacheTTL: Duration(time.Minute)},
 		Throttle:         GatewayThrottle{MaxKeys: 1_000_000},
+		// Bodies stream to the upstream, which bounds their size.
+		Limits: HTTPLimits{
+			ConnectionsPerAddress: 256,
+			ReadHeaderTimeout:     Duration(10 * time.Second),
+			MaxHeaderBytes:        64 << 10,
+			IdleTimeout:           Duration(2 * time.Minute),
+			BodyTimeout:           Duration(time.Minute),
+		},
 	}
 }
 
@@ -119,6 +130,9 @@ func (c *Gateway) validate(home string) error {
 	}
 	if c.TokenCacheSize < 0 {
 		return fmt.Errorf("gateway.tokenCacheSize: must not be negative")
+	}
+	if err := c.Limits.validate("gateway.limits"); err != nil {
+		return err
 	}
 	if in := c.Introspection; in.URL != "" {
 		u, err := url.Parse(in.URL)

@@ -70,6 +70,10 @@ type MQTTLimits struct {
 	Inflight       int      `json:"inflight"`
 	SessionExpiry  Duration `json:"sessionExpiry"`
 	ConnectTimeout Duration `json:"connectTimeout"`
+	// ConnectionsPerAddress is the most connections one client address
+	// (IPv6: one /64) keeps open on each listener; more are closed at once.
+	// Devices behind one NAT share an address.
+	ConnectionsPerAddress int `json:"connectionsPerAddress"`
 }
 
 func defaultMQTT() MQTT {
@@ -90,6 +94,8 @@ func defaultMQTT() MQTT {
 			Inflight:       1000,
 			SessionExpiry:  Duration(7 * 24 * time.Hour),
 			ConnectTimeout: Duration(10 * time.Second),
+
+			ConnectionsPerAddress: 1000,
 		},
 	}
 }
@@ -160,6 +166,8 @@ func (c *MQTT) validate(home string) error {
 		return fmt.Errorf("mqtt.limits.sessionExpiry: must not be negative")
 	case l.ConnectTimeout < Duration(time.Second) || l.ConnectTimeout > Duration(time.Minute):
 		return fmt.Errorf("mqtt.limits.connectTimeout: must be between 1s and 1m")
+	case l.ConnectionsPerAddress < 1:
+		return fmt.Errorf("mqtt.limits.connectionsPerAddress: must be at least 1")
 	}
 	return nil
 }

@@ -14,13 +14,14 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
 // startBroker starts the MQTT listeners configured in mqtt; it returns nil
 // when the broker is off. Close the broker when done.
-func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, admins *authn.Admins, log *slog.Logger, out io.Writer) (*broker.Broker, error) {
+func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, admins *authn.Admins, log *slog.Logger, out io.Writer) (*broker.Broker, error) {
 	c := p.Config.MQTT
 	if !c.Enabled {
 		return nil, nil
@@ -75,7 +76,10 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 			Inflight:       c.Limits.Inflight,
 			SessionExpiry:  time.Duration(c.Limits.SessionExpiry),
 			ConnectTimeout: time.Duration(c.Limits.ConnectTimeout),
+
+			ConnectionsPerAddress: c.Limits.ConnectionsPerAddress,
 		},
+		Connections:     conns,
 		Dir:             c.Dir,
 		Bus:             p.Bus,
 		Audit:           p.Store,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -53,7 +54,12 @@ func TestBrokerServed(t *testing.T) {
 	defer certs.Close()
 	var out bytes.Buffer
 	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	b, err := p.startBroker(ctx, tk, certs, newRegistry(), admins, log, &out)
+	reg := newRegistry()
+	conns, err := netlimit.New(netlimit.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.startBroker(ctx, tk, certs, reg, conns, admins, log, &out)
 	if err != nil {
 		t.Fatal(err)
 	}

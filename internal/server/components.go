@@ -22,6 +22,8 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 		BaseURL: cfg.HTTP.PublicURL,
 		Actor:   authn.Actor,
 		Logger:  log.With("component", "scim"),
+		// What the listener lets through is what SCIM advertises.
+		MaxPayloadSize: scimBulkPayload(cfg.HTTP.Limits),
 	})
 	mux.Handle("/scim/v2/", admins.RequireScopes(scimHandler, denySCIM, authn.ScopeSCIMRead, authn.ScopeSCIMWrite))
 

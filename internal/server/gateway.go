@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,10 +18,11 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/gateway"
+	"github.com/thingid/thingid/internal/netlimit"
 )
 
 // startGateway starts the identity gateway listener configured in gateway; stop closes it.
-func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
+func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.Gateway
 	if !c.Enabled {
 		return func() {}, nil
@@ -88,7 +91,11 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		closeRedis()
 		return nil, fmt.Errorf("listen on %s (gateway.address): %w", c.Address, err)
 	}
-	srv := httpsServer(g, cert, log)
+	srv := httpsServer("gateway", g, cert, c.Limits, conns, log)
+	// Trusted proxies carry many clients: only the process's cap counts them.
+	ln = limitListener(ln, srv, "gateway", c.Limits, conns, func(a netip.Addr) bool {
+		return slices.ContainsFunc(proxies, func(n *net.IPNet) bool { return n.Contains(a.AsSlice()) })
+	})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -22,6 +22,7 @@ import (
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -139,15 +140,21 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	defer certs.Close()
 	reg := newRegistry()
+	// One accounting of connections for every listener: no client may take
+	// the descriptors the others, and the health checks, need.
+	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg})
+	if err != nil {
+		return err
+	}
 	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	mqtt, err := p.startBroker(ctx, tk, certs, reg, admins, log, out)
+	mqtt, err := p.startBroker(ctx, tk, certs, reg, conns, admins, log, out)
 	if err != nil {
 		return err
 	}
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
-	stopGateway, err := p.startGateway(ctx, tk, certs, reg, log, out)
+	stopGateway, err := p.startGateway(ctx, tk, certs, reg, conns, log, out)
 	if err != nil {
 		return err
 	}
@@ -157,9 +164,10 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	go p.purgeLoop(ctx, log)
-	srv := httpsServer(handler, tlsCert, log)
+	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
+	ln = limitListener(ln, srv, "https", cfg.HTTP.Limits, conns, nil)
 	log.Info("thingid serving", "address", ln.Addr().String(), "publicURL", cfg.HTTP.PublicURL,
-		"storage", cfg.Storage.Type, "home", cfg.Home)
+		"storage", cfg.Storage.Type, "home", cfg.Home, "maxConnections", conns.Max())
 	fmt.Fprintf(out, "thingid is serving on https://%s (public URL %s)\n", ln.Addr(), cfg.HTTP.PublicURL)
 
 	errc := make(chan error, 1)
@@ -180,25 +188,6 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// httpsServer is the configuration of thingid's HTTPS listeners (the main
-// one and the gateway's).
-func httpsServer(h http.Handler, cert tls.Certificate, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
-			// Mutual TLS is optional at the handshake: a thing's certificate
-			// (platform, manufacturer or self-signed) is checked by certauth
-			// where one is needed, never by the handshake alone.
-			ClientAuth: tls.RequestClientCert,
-		},
-	}
 }
 
 // serverCertificate loads the configured certificate or one from the platform CA
