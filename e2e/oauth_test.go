@@ -146,12 +146,16 @@ func TestSCIMWithScopedAccessTokens(t *testing.T) {
 func TestDynamicRegistration(t *testing.T) {
 	const iat = "initial-access-token-0123456789abcdef"
 	home, addr := t.TempDir(), freeAddr(t)
-	in := start(t, home, addr, "THINGID_OAUTH_REGISTRATIONTOKEN="+iat)
+	in := start(t, home, addr, "THINGID_OAUTH_REGISTRATIONTOKEN="+iat, "THINGID_OAUTH_REGISTRATION_ALLOWEDSCOPES=openid telemetry:read")
 	_, port, _ := strings.Cut(addr, ":")
 	base := "https://localhost:" + port
-	register := func(token string) (int, map[string]any) {
+	register := func(token string, scope ...string) (int, map[string]any) {
+		sc := "telemetry:read"
+		if len(scope) > 0 {
+			sc = scope[0]
+		}
 		req, _ := http.NewRequest("POST", base+"/oauth2/register", strings.NewReader(
-			`{"client_name":"fleet-dashboard","grant_types":["client_credentials"],"scope":"telemetry:read"}`))
+			`{"client_name":"fleet-dashboard","grant_types":["client_credentials"],"scope":"`+sc+`"}`))
 		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -170,6 +174,10 @@ func TestDynamicRegistration(t *testing.T) {
 	}
 	if code, _ := register(iat + "x"); code != 401 {
 		t.Errorf("with a wrong initial access token: %d", code)
+	}
+	// Only oauth.registration.allowedScopes: no administrators.
+	if code, body := register(iat, "telemetry:read admin"); code != 400 || body["error"] != "invalid_client_metadata" {
+		t.Errorf("registering with the admin scope: %d %v", code, body)
 	}
 	code, body := register(iat)
 	if code != 201 {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,12 +64,24 @@ type OAuth struct {
 	// RegistrationToken is the initial access token that opens dynamic client
 	// registration (RFC 7591) at /oauth2/register; empty: registration is off.
 	RegistrationToken string `json:"registrationToken" secret:"true"`
+	// Registration limits what dynamic client registration may create.
+	Registration ClientRegistration `json:"registration"`
 	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 §8), which
 	// limits how long a proof made ahead of time could be used.
 	DPoPNonces bool `json:"dpopNonces"`
 	// ThingScopes are the scopes of the OAuth client every thing is under
 	// its own id.
 	ThingScopes []string `json:"thingScopes"`
+}
+
+// ClientRegistration limits dynamic client registration (RFC 7591). The
+// initial access token stays at oauth.registrationToken.
+type ClientRegistration struct {
+	// AllowedScopes are the only scopes a registered client may be given:
+	// scope tokens matched exactly, and mqtt:pub:<filter> / mqtt:sub:<filter>
+	// patterns that allow any filter they cover. Settable from the
+	// environment as a space-separated list.
+	AllowedScopes []string `json:"allowedScopes" env:"spaces"`
 }
 
 // Sessions configures browser sessions (OWASP Session Management).
@@ -272,6 +285,9 @@ func Default() Config {
 			RefreshTokenLifetime: Duration(30 * 24 * time.Hour),
 			DeviceCodeLifetime:   Duration(10 * time.Minute),
 			ThingScopes:          []string{"device", "profile"},
+			// OpenID Connect's scopes only: what they give is the user's to
+			// consent to. No admin, SCIM or MQTT scope is allowed by default.
+			Registration: ClientRegistration{AllowedScopes: []string{"openid", "profile", "email", "offline_access"}},
 		},
 		PKI:     defaultPKI(),
 		MQTT:    defaultMQTT(),
@@ -331,6 +347,8 @@ type field struct {
 	path   string // dotted YAML path
 	value  reflect.Value
 	secret bool
+	// spaces: a []string set from text as a space-separated list.
+	spaces bool
 }
 
 // leaves lists every leaf field of c in declaration order.
@@ -347,7 +365,7 @@ func leaves(c *Config) []field {
 				walk(fv, name+".")
 				continue
 			}
-			out = append(out, field{path: name, value: fv, secret: sf.Tag.Get("secret") == "true"})
+			out = append(out, field{path: name, value: fv, secret: sf.Tag.Get("secret") == "true", spaces: sf.Tag.Get("env") == "spaces"})
 		}
 	}
 	walk(reflect.ValueOf(c).Elem(), "")
@@ -394,6 +412,11 @@ func Set(c *Config, path, v string) error {
 			continue
 		}
 		switch f.value.Interface().(type) {
+		case []string:
+			if !f.spaces {
+				return fmt.Errorf("%s: cannot be set from text; set it in the configuration file", path)
+			}
+			f.value.Set(reflect.ValueOf(strings.Fields(v)))
 		case string:
 			f.value.SetString(v)
 		case bool:
@@ -499,6 +522,14 @@ func (c *Config) Validate() error {
 	if t := c.OAuth.RegistrationToken; t != "" && len(t) < 32 {
 		return fmt.Errorf("oauth.registrationToken: use at least 32 random characters (openssl rand -base64 32)")
 	}
+	for i, sc := range c.OAuth.Registration.AllowedScopes {
+		if err := checkScopeToken(sc); err != nil {
+			return fmt.Errorf("oauth.registration.allowedScopes[%d]: %w", i, err)
+		}
+		if slices.Contains(c.OAuth.Registration.AllowedScopes[:i], sc) {
+			return fmt.Errorf("oauth.registration.allowedScopes[%d]: %q is listed twice", i, sc)
+		}
+	}
 	if c.Registration.AttemptsPerMinute < 1 {
 		return fmt.Errorf("registration.attemptsPerMinute: must be at least 1")
 	}
@@ -535,4 +566,17 @@ func Fields() [][2]string {
 		out = append(out, [2]string{f.path, EnvName(f.path)})
 	}
 	return out
+}
+
+// checkScopeToken: RFC 6749 §3.3, scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func checkScopeToken(sc string) error {
+	if sc == "" {
+		return fmt.Errorf("empty scope")
+	}
+	for _, r := range sc {
+		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+			return fmt.Errorf("%q is not a scope token (RFC 6749 §3.3)", sc)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,30 @@ func TestMQTTIDTokenClients(t *testing.T) {
 		c.MQTT.IDTokenClients = tc.clients
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.clients, err, tc.want)
+		}
+	}
+}
+
+func TestRegistrationAllowedScopes(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil || !slices.Equal(c.OAuth.Registration.AllowedScopes, []string{"openid", "profile", "email", "offline_access"}) {
+		t.Fatalf("default %v %v", c.OAuth.Registration.AllowedScopes, err)
+	}
+	c, err = Load("", []string{"THINGID_OAUTH_REGISTRATION_ALLOWEDSCOPES=openid  mqtt:sub:things/+/telemetry"})
+	if err != nil || !slices.Equal(c.OAuth.Registration.AllowedScopes, []string{"openid", "mqtt:sub:things/+/telemetry"}) {
+		t.Fatalf("from the environment: %v %v", c.OAuth.Registration.AllowedScopes, err)
+	}
+	c, err = Load(writeConfig(t, "oauth:\n  registration:\n    allowedScopes: []\n"), nil)
+	if err != nil || len(c.OAuth.Registration.AllowedScopes) != 0 || c.Validate() != nil {
+		t.Fatalf("an empty list: %v %v", c.OAuth.Registration.AllowedScopes, err)
+	}
+	for _, bad := range []string{"allowedScopes: [\"a b\"]", "allowedScopes: [\"\"]", "allowedScopes: [openid, openid]", "allowedScopes: [\"a\\\"b\"]"} {
+		c, err := Load(writeConfig(t, "oauth:\n  registration:\n    "+bad+"\n"), nil)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "oauth.registration.allowedScopes[") {
+			t.Errorf("%s: %v", bad, err)
 		}
 	}
 }

@@ -113,19 +113,14 @@ func (s *Service) GetUserByName(ctx context.Context, name string) (*store.User, 
 	return s.store.GetUserByName(ctx, normalizeUserName(name))
 }
 
-// PrimaryEmail is the address EmailVerified is about: the e-mail marked primary,
-// else the first one, else "".
-func PrimaryEmail(u *store.User) string {
-	for _, e := range u.Emails {
-		if e.Primary {
-			return e.Value
-		}
-	}
-	if len(u.Emails) > 0 {
-		return u.Emails[0].Value
-	}
-	return ""
+// GetUserByVerifiedEmail reads the one user who has verified the address
+// (case-insensitively); an address held only unverified finds nobody.
+func (s *Service) GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error) {
+	return s.store.GetUserByVerifiedEmail(ctx, strings.TrimSpace(email))
 }
+
+// PrimaryEmail is the address EmailVerified is about (store.User.PrimaryEmail).
+func PrimaryEmail(u *store.User) string { return u.PrimaryEmail() }
 
 // normalizeUserName maps compatibility forms to their canonical letters (NFKC,
 // as the PRECIS username profiles of RFC 8265 do), so that "ＡＤＭＩＮ" is the

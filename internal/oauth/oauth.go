@@ -106,6 +106,12 @@ type Options struct {
 	// registration (RFC 7591 §3), as RegistrationTokenHash(Key, token); none
 	// disables /oauth2/register.
 	RegistrationTokenHashes [][]byte
+	// RegistrationScopes are the scopes a dynamically registered client may
+	// be given: scope tokens, matched exactly, and mqtt:pub:<filter> /
+	// mqtt:sub:<filter> patterns, which allow any filter they cover (MQTT 5
+	// §4.7). Nil allows none: a registration token is shared with whoever
+	// registers, so what it can mint is what the operator lists here.
+	RegistrationScopes []string
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days
@@ -167,6 +173,9 @@ func New(opts Options) (*Server, error) {
 		if len(h) != sha256.Size {
 			return nil, errors.New("oauth: RegistrationTokenHashes must be RegistrationTokenHash values (32 bytes)")
 		}
+	}
+	if err := checkRegistrationScopes(opts.RegistrationScopes); err != nil {
+		return nil, err
 	}
 	for _, sc := range append(slices.Clone(opts.Scopes), opts.ThingScopes...) {
 		if !validScopeToken(sc) {

@@ -8,9 +8,11 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -96,6 +98,10 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := s.registrationScopes(spec.Scopes); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	c, secret, err := s.CreateClient(r.Context(), actor, spec)
 	if err != nil {
 		s.writeError(w, r, registrationError(err))
@@ -158,12 +164,25 @@ func (m *registrationRequest) spec() (ClientSpec, error) {
 		return spec, ErrInvalidClientMetadata.WithDescription("client_name is required by this server")
 	}
 	if len(m.GrantTypes) == 0 {
-		// RFC 7591 §2: the default is authorization_code, which this server
-		// does not implement; say so instead of registering a useless client.
-		return spec, ErrInvalidClientMetadata.WithDescription("grant_types is required: the default authorization_code is not supported (supported: %s)", strings.Join(supportedGrantTypes, ", "))
+		// RFC 7591 §2: the default grant is authorization_code (which then
+		// needs redirect_uris, and says so).
+		spec.GrantTypes = []string{GrantAuthorizationCode}
 	}
-	if len(m.ResponseTypes) > 0 {
-		return spec, ErrInvalidClientMetadata.WithDescription("response_types: this server has no authorization endpoint; send none")
+	// RFC 7591 §2.1: response_types "code" goes with authorization_code,
+	// the only response type of /oauth2/authorize (no implicit flow, RFC 9700
+	// §2.1.2).
+	for i, rt := range m.ResponseTypes {
+		switch {
+		case rt != "code":
+			return spec, ErrInvalidClientMetadata.WithDescription("response_types[%d]: %q is not supported; the only response type is code", i, rt)
+		case !slices.Contains(spec.GrantTypes, GrantAuthorizationCode):
+			return spec, ErrInvalidClientMetadata.WithDescription("response_types: code needs the authorization_code grant in grant_types (RFC 7591 §2.1)")
+		}
+	}
+	if m.TokenEndpointAuthMethod == methodTLSClientAuth {
+		// tls_client_auth matches a thing's certificate, and only
+		// administrators bind a client to a thing.
+		return spec, ErrInvalidClientMetadata.WithDescription("token_endpoint_auth_method: tls_client_auth is for clients an administrator binds to a thing; register with self_signed_tls_client_auth, private_key_jwt or client_secret_basic")
 	}
 	if m.JWKSURI != "" {
 		return spec, ErrInvalidClientMetadata.WithDescription("jwks_uri is not supported: register the keys by value in jwks")
@@ -203,4 +222,75 @@ func registrationError(err error) error {
 		return ErrInvalidRedirectURI.WithDescription("%s", msg)
 	}
 	return ErrInvalidClientMetadata.WithDescription("%s", msg)
+}
+
+// Scopes of the form mqtt:pub:<filter> and mqtt:sub:<filter> grant MQTT topics
+// at the broker (internal/broker).
+var mqttScopePrefixes = []string{"mqtt:pub:", "mqtt:sub:"}
+
+// checkRegistrationScopes checks Options.RegistrationScopes: scope tokens, and
+// mqtt: patterns whose filter is a valid MQTT topic filter.
+func checkRegistrationScopes(allowed []string) error {
+	for i, a := range allowed {
+		if !validScopeToken(a) {
+			return fmt.Errorf("oauth: registration scope %d: %q is not a scope token (RFC 6749 §3.3)", i, a)
+		}
+		if f, ok := mqttFilter(a); ok && !topic.ValidFilter(f) {
+			return fmt.Errorf("oauth: registration scope %d: %q: %q is not an MQTT topic filter (MQTT 5 §4.7)", i, a, f)
+		}
+	}
+	return nil
+}
+
+// mqttFilter returns the topic filter of an mqtt:pub: or mqtt:sub: scope.
+func mqttFilter(scope string) (string, bool) {
+	for _, p := range mqttScopePrefixes {
+		if f, ok := strings.CutPrefix(scope, p); ok {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// registrationScopes refuses any requested scope that Options.RegistrationScopes
+// does not allow. RFC 7591 §2 lets the server register fewer scopes than
+// asked; refusing instead says so, naming the scope, rather than handing out
+// a client that silently lacks what it asked for.
+func (s *Server) registrationScopes(requested []string) error {
+	for i, sc := range requested {
+		if !registrationScopeAllowed(s.opts.RegistrationScopes, sc) {
+			return ErrInvalidClientMetadata.WithDescription("scope[%d]: %q may not be given to a dynamically registered client (allowed: %s); an administrator registers clients with other scopes", i, sc, describeScopes(s.opts.RegistrationScopes))
+		}
+	}
+	return nil
+}
+
+// registrationScopeAllowed reports whether the allow-list allows scope: an
+// equal entry, or for mqtt: scopes an entry of the same kind whose filter
+// covers the requested one, so a requested filter is never wider than an
+// allowed one ("things/+/telemetry" allows "things/t1/telemetry" but not
+// "things/#", and "#" in a request is wider than any literal level).
+// Placeholders such as ${client.id} stand for one plain level (the broker
+// expands them so), which only "+", "#" or the same placeholder covers.
+func registrationScopeAllowed(allowed []string, scope string) bool {
+	for _, a := range allowed {
+		if a == scope {
+			return true
+		}
+		for _, p := range mqttScopePrefixes {
+			af, aok := strings.CutPrefix(a, p)
+			rf, rok := strings.CutPrefix(scope, p)
+			if aok && rok && topic.ValidFilter(rf) && topic.Covers(af, rf) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func describeScopes(scopes []string) string {
+	if len(scopes) == 0 {
+		return "none"
+	}
+	return strings.Join(scopes, " ")
 }

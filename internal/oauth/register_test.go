@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -15,6 +16,7 @@ const initialAccessToken = "iat-for-the-factory-line"
 
 func withRegistration(o *Options) {
 	o.RegistrationTokenHashes = [][]byte{RegistrationTokenHash(o.Key, "an-older-token"), RegistrationTokenHash(o.Key, initialAccessToken)}
+	o.RegistrationScopes = []string{"openid", "offline_access", "telemetry:write", "speaker:play"}
 }
 
 func (e *env) register(t testing.TB, token string, metadata any) (*http.Response, map[string]any) {
@@ -126,8 +128,12 @@ func TestRegisterRefusesInvalidMetadata(t *testing.T) {
 		{"public client with client_credentials", map[string]any{"client_name": "x", "grant_types": cc, "token_endpoint_auth_method": "none"}, "invalid_client_metadata"},
 		{"unknown auth method", map[string]any{"client_name": "x", "grant_types": cc, "token_endpoint_auth_method": "tls_client_auth"}, "invalid_client_metadata"},
 		{"unsupported grant", map[string]any{"client_name": "x", "grant_types": []string{"implicit"}}, "invalid_client_metadata"},
-		{"default grant (authorization_code)", map[string]any{"client_name": "x"}, "invalid_client_metadata"},
-		{"response types", map[string]any{"client_name": "x", "grant_types": cc, "response_types": []string{"code"}}, "invalid_client_metadata"},
+		// RFC 7591 §2: the default grant is authorization_code, which needs a redirect URI.
+		{"default grant (authorization_code)", map[string]any{"client_name": "x"}, "invalid_redirect_uri"},
+		{"response type code without authorization_code", map[string]any{"client_name": "x", "grant_types": cc, "response_types": []string{"code"}}, "invalid_client_metadata"},
+		{"implicit response type", map[string]any{"client_name": "x", "redirect_uris": []string{"https://example.org/cb"}, "response_types": []string{"token"}}, "invalid_client_metadata"},
+		{"tls_client_auth", map[string]any{"client_name": "x", "grant_types": cc, "token_endpoint_auth_method": "tls_client_auth"}, "invalid_client_metadata"},
+		{"scope of the server outside the allow-list", map[string]any{"client_name": "x", "grant_types": cc, "scope": "speaker:admin"}, "invalid_client_metadata"},
 		{"unknown scope", map[string]any{"client_name": "x", "grant_types": cc, "scope": "admin:everything"}, "invalid_client_metadata"},
 		{"no name", map[string]any{"grant_types": cc}, "invalid_client_metadata"},
 		{"private_key_jwt without keys", map[string]any{"client_name": "x", "grant_types": cc, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"},
@@ -149,4 +155,107 @@ func TestRegisterRefusesInvalidMetadata(t *testing.T) {
 	if n, _, _ := e.s.ListClients(t.Context(), 0, 10); len(n) != 0 {
 		t.Fatalf("refused registrations created %d clients", len(n))
 	}
+}
+
+// An authorization-code client registers with the defaults of RFC 7591 §2
+// (grant authorization_code, response type code); the old refusal ("this
+// server has no authorization endpoint") is gone.
+func TestRegisterAuthorizationCodeClient(t *testing.T) {
+	e := newEnv(t, withRegistration)
+	resp, m := e.register(t, initialAccessToken, map[string]any{
+		"client_name": "web app", "redirect_uris": []string{"https://app.example.org/cb"}, "response_types": []string{"code"}, "scope": "openid",
+	})
+	if resp.StatusCode != http.StatusCreated || m["grant_types"].([]any)[0] != GrantAuthorizationCode {
+		t.Fatalf("register: %d %v", resp.StatusCode, m)
+	}
+}
+
+// TestAttackRegistrationScopes: a registration token gives only the scopes
+// of the allow-list, and an MQTT pattern there allows no wider filter.
+func TestAttackRegistrationScopes(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		withRegistration(o)
+		o.Scopes = nil // any scope exists, as in the served configuration
+		o.RegistrationScopes = []string{"openid", "mqtt:sub:things/+/telemetry", "mqtt:pub:things/${client.id}/events"}
+	})
+	cc := []string{"client_credentials"}
+	for _, sc := range []string{"admin", "scim:write", "mqtt:pub:#", "mqtt:sub:#", "mqtt:sub:things/#", "mqtt:pub:things/+/events", "mqtt:pub:things/x/events"} {
+		resp, m := e.register(t, initialAccessToken, map[string]any{"client_name": "x", "grant_types": cc, "scope": "openid " + sc})
+		if desc, _ := m["error_description"].(string); resp.StatusCode != http.StatusBadRequest || m["error"] != "invalid_client_metadata" || !strings.Contains(desc, `"`+sc+`"`) {
+			t.Errorf("scope %q: %d %v, want 400 invalid_client_metadata naming it", sc, resp.StatusCode, m)
+		}
+	}
+	if n, _, _ := e.s.ListClients(t.Context(), 0, 10); len(n) != 0 {
+		t.Fatalf("refused registrations created %d clients", len(n))
+	}
+	resp, m := e.register(t, initialAccessToken, map[string]any{"client_name": "x", "grant_types": cc,
+		"scope": "mqtt:sub:things/t1/telemetry mqtt:pub:things/${client.id}/events"})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("allowed scopes: %d %v", resp.StatusCode, m)
+	}
+	// Nothing configured: no scope at all.
+	none := newEnv(t, func(o *Options) { withRegistration(o); o.RegistrationScopes = nil })
+	if resp, m := none.register(t, initialAccessToken, map[string]any{"client_name": "x", "grant_types": cc, "scope": "openid"}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("empty allow-list: %d %v", resp.StatusCode, m)
+	}
+}
+
+func TestRegistrationScopeAllowed(t *testing.T) {
+	allowed := []string{"openid", "mqtt:sub:things/+/telemetry", "mqtt:sub:fleet/#", "mqtt:pub:things/${client.id}/events"}
+	for _, tc := range []struct {
+		scope string
+		want  bool
+	}{
+		{"openid", true},
+		{"openid2", false},
+		{"admin", false},
+		{"mqtt:sub:things/t1/telemetry", true},
+		{"mqtt:sub:things/+/telemetry", true},
+		{"mqtt:sub:things/#", false},               // wider
+		{"mqtt:sub:things/+/#", false},             // wider
+		{"mqtt:sub:things/+/telemetry/#", false},   // deeper
+		{"mqtt:sub:things/${sub}/telemetry", true}, // one level
+		{"mqtt:sub:fleet", true},                   // the parent of fleet/#
+		{"mqtt:sub:fleet/a/b/#", true},
+		{"mqtt:sub:#", false},
+		{"mqtt:sub:+/telemetry", false},
+		{"mqtt:pub:things/t1/telemetry", false}, // sub is not pub
+		{"mqtt:pub:things/${client.id}/events", true},
+		{"mqtt:pub:things/${sub}/events", false}, // another placeholder, another value
+		{"mqtt:pub:things/c1/events", false},     // a literal is not the placeholder
+		{"mqtt:sub:things/a#/telemetry", false},  // not a filter
+		{"mqtt:sub:", false},
+		{"mqtt:sub:$SYS/things/x/telemetry", false},
+	} {
+		if got := registrationScopeAllowed(allowed, tc.scope); got != tc.want {
+			t.Errorf("registrationScopeAllowed(%q) = %v, want %v", tc.scope, got, tc.want)
+		}
+	}
+	if err := checkRegistrationScopes([]string{"mqtt:sub:a/#/b"}); err == nil {
+		t.Error("an allow-list entry that is no topic filter was accepted")
+	}
+	if err := checkRegistrationScopes([]string{`a"b`}); err == nil {
+		t.Error("an allow-list entry that is no scope token was accepted")
+	}
+}
+
+// FuzzRegistrationScopeAllowed: an allowed mqtt: scope never reaches a topic
+// that the allow-list entry it matched does not reach.
+func FuzzRegistrationScopeAllowed(f *testing.F) {
+	f.Add("mqtt:sub:things/+/telemetry", "mqtt:sub:things/x/telemetry", "things/x/telemetry")
+	f.Add("mqtt:sub:fleet/#", "mqtt:sub:fleet", "fleet")
+	f.Add("mqtt:pub:a/${client.id}", "mqtt:pub:a/${client.id}", "a/b")
+	f.Fuzz(func(t *testing.T, allowed, requested, name string) {
+		if !registrationScopeAllowed([]string{allowed}, requested) || allowed == requested {
+			return
+		}
+		af, aok := mqttFilter(allowed)
+		rf, rok := mqttFilter(requested)
+		if !aok || !rok || allowed[:9] != requested[:9] {
+			t.Fatalf("%q allowed %q", allowed, requested)
+		}
+		if topic.ValidName(name) && topic.Covers(rf, name) && !topic.Covers(af, name) {
+			t.Fatalf("%q allowed %q, which reaches %q", allowed, requested, name)
+		}
+	})
 }

@@ -243,3 +243,66 @@ func TestAttackMailHeaderInjection(t *testing.T) {
 		t.Errorf("%d users stored, want 0", n)
 	}
 }
+
+// TestAttackClaimAnotherPersonsEmail (issue 12): with e-mail verification off,
+// carol registers with alice's address. An address is a user's only once
+// verified: carol's copy stays unverified and identifies nobody, an address
+// alice has verified cannot be registered again in any spelling, and carol's
+// own verification link cannot take it from alice.
+func TestAttackClaimAnotherPersonsEmail(t *testing.T) {
+	e := newEnv(t, testOptions()) // EmailVerification off
+	register := func(name, email string) (int, []byte) {
+		body, _ := json.Marshal(map[string]string{"userName": name, "email": email, "password": goodPassword})
+		resp, b := e.postJSON(t, string(body))
+		return resp.StatusCode, b
+	}
+	// Before alice verifies, anyone may hold the address, unverified.
+	if code, b := register("alice", "alice@example.com"); code != http.StatusCreated {
+		t.Fatalf("alice registers: %d %s", code, b)
+	}
+	if code, b := register("carol", "alice@example.com"); code != http.StatusCreated {
+		t.Fatalf("carol registers with an address nobody verified: %d %s", code, b)
+	}
+	ctx := context.Background()
+	alice, _ := e.store.GetUserByName(ctx, "alice")
+	carol, _ := e.store.GetUserByName(ctx, "carol")
+	if carol.EmailVerified || alice.EmailVerified {
+		t.Fatal("self-registration without verification stored a verified address")
+	}
+	if u, err := e.store.GetUserByVerifiedEmail(ctx, "alice@example.com"); err == nil {
+		t.Fatalf("an unverified address identifies %s", u.UserName)
+	}
+
+	// alice verifies her address with the link sent to it.
+	aliceTok := e.h.verifyToken(verifyClaims{UserID: alice.ID, Email: "alice@example.com", Expires: time.Now().Add(time.Hour).Unix()})
+	if resp, b := e.get(t, "/register/verify?token="+url.QueryEscape(aliceTok)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice verifies: %d %s", resp.StatusCode, b)
+	}
+	if u, err := e.store.GetUserByVerifiedEmail(ctx, "ALICE@example.com"); err != nil || u.ID != alice.ID {
+		t.Fatalf("alice's verified address finds %v %v", u, err)
+	}
+
+	// Nobody can register it again, in any spelling; nothing is stored.
+	before := e.userCount(t)
+	for _, addr := range []string{"alice@example.com", "Alice@Example.COM", " alice@example.com "} {
+		code, b := register("mallory", addr)
+		if code != http.StatusConflict || !strings.Contains(string(b), `"email"`) || strings.Contains(string(b), "alice\"") {
+			t.Errorf("registering with alice's verified address %q: %d %s", addr, code, b)
+		}
+	}
+	if n := e.userCount(t); n != before {
+		t.Fatalf("refused registrations stored %d users", n-before)
+	}
+
+	// carol's own link to alice's address cannot verify it for her.
+	carolTok := e.h.verifyToken(verifyClaims{UserID: carol.ID, Email: "alice@example.com", Expires: time.Now().Add(time.Hour).Unix()})
+	if resp, b := e.get(t, "/register/verify?token="+url.QueryEscape(carolTok)); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("carol's link for alice's address: %d %s", resp.StatusCode, b)
+	}
+	if u, _ := e.store.GetUser(ctx, carol.ID); u.EmailVerified {
+		t.Fatal("carol verified alice's address")
+	}
+	if u, err := e.store.GetUserByVerifiedEmail(ctx, "alice@example.com"); err != nil || u.ID != alice.ID {
+		t.Fatalf("alice's address now finds %v %v", u, err)
+	}
+}

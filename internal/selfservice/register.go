@@ -71,6 +71,15 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 	if len(missing) > 0 {
 		return nil, &inputError{http.StatusUnprocessableEntity, missing}
 	}
+	// An address is a user's only once verified, and one that somebody has
+	// verified cannot be claimed by a new account. New accounts never start
+	// verified: only the link sent to the address verifies it (verify.go).
+	switch _, err := h.users.GetUserByVerifiedEmail(ctx, reg.Email); {
+	case err == nil:
+		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("looking up the e-mail address: %w", err)
+	}
 	u := &store.User{
 		UserName:    reg.UserName,
 		DisplayName: strings.TrimSpace(reg.DisplayName),
@@ -85,6 +94,8 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 			field = ve.Field
 		}
 		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, ve.Reason}}}
+	case errors.Is(err, store.ErrEmailTaken):
+		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
 	case errors.Is(err, store.ErrConflict):
 		// User names are unique case-insensitively in the store.
 		return nil, &inputError{http.StatusConflict, []fieldError{{"userName", "this user name is taken; choose another one"}}}
@@ -102,6 +113,12 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 	}
 	return u, nil
 }
+
+// emailUnavailable is the one answer for an address someone has verified. It
+// says no more than the user-name check already must (that a name or
+// address is in use); the per-address rate limit bounds how fast anyone can
+// probe, and the address's holder is not named.
+const emailUnavailable = "this e-mail address cannot be used for a new account; use another address, or sign in to the account that has it"
 
 func (h *Handler) sendVerification(ctx context.Context, u *store.User) error {
 	email := u.Emails[0].Value

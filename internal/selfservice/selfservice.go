@@ -22,6 +22,8 @@ import (
 type Users interface {
 	CreateUser(ctx context.Context, actor string, u *store.User, password string) (*store.User, error)
 	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
+	// GetUserByVerifiedEmail finds the one user who has verified an address.
+	GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error)
 }
 
 // SMTPOptions configures the mail server verification e-mails go through.

@@ -49,6 +49,11 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		h.render(w, http.StatusNotFound, h.pages.message, messagePage{Title: "Account not found",
 			Text: "The account this link was made for no longer exists."})
+	case errors.Is(err, store.ErrEmailTaken):
+		// Another account verified the address first; this one keeps it
+		// unverified, which identifies nobody.
+		h.render(w, http.StatusConflict, h.pages.message, messagePage{Title: "Address already confirmed",
+			Text: "This e-mail address has been confirmed for another account, so it cannot be confirmed for this one. Use another address."})
 	case errors.Is(err, errEmailChanged):
 		h.render(w, http.StatusConflict, h.pages.message, messagePage{Title: "Link out of date",
 			Text: "The e-mail address of this account has changed since the link was sent. Use the link sent to the new address."})

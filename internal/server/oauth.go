@@ -78,6 +78,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		Actor:                   authn.Actor,
 		Key:                     key,
 		RegistrationTokenHashes: registration,
+		RegistrationScopes:      c.Registration.AllowedScopes,
 		DPoPNonces:              c.DPoPNonces,
 		ThingScopes:             c.ThingScopes,
 		Certificates:            certs,

@@ -32,18 +32,16 @@ type running struct {
 	adminPW string // set by adminPassword
 }
 
-func serve(t *testing.T) *running { t.Helper(); return serveWith(t, nil) }
-
-// serveWith serves the test configuration changed by mod (when not nil).
-func serveWith(t *testing.T, mod func(*config.Config)) *running {
+// serve runs the platform on the default configuration, changed by tweak.
+func serve(t *testing.T, tweak ...func(*config.Config)) *running {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Home = t.TempDir()
 	cfg.Passwords.MinLength = 15
 	cfg.MQTT.TLS.Address = "127.0.0.1:0" // tests run in parallel
 	cfg.Gateway.Address = "127.0.0.1:0"
-	if mod != nil {
-		mod(&cfg)
+	for _, f := range tweak {
+		f(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

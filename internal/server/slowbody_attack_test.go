@@ -179,7 +179,7 @@ func TestAttackSlowBodies(t *testing.T) {
 	}))
 	defer upstream.Close()
 	gatewayAddr := freePort(t)
-	r := serveWith(t, func(c *config.Config) {
+	r := serve(t, func(c *config.Config) {
 		c.HTTP.Limits.BodyTimeout = config.Duration(2 * time.Second)
 		c.Gateway.Limits.BodyTimeout = config.Duration(2 * time.Second)
 		// Connections that have not sent their request yet are held until

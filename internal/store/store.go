@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,9 @@ var (
 	// ErrConflict: a unique constraint would be violated (userName, serial number,
 	// MAC address, group name, an existing relationship).
 	ErrConflict = errors.New("conflict")
+	// ErrEmailTaken: another user holds the e-mail address verified. It is an
+	// ErrConflict too (errors.Is).
+	ErrEmailTaken = fmt.Errorf("e-mail address verified by another user: %w", ErrConflict)
 	// ErrStale: the caller's expected revision is not the stored one (optimistic concurrency).
 	ErrStale = errors.New("revision mismatch")
 	// ErrInvalidQuery: a filter or sort names an unknown field or compares it with
@@ -105,6 +110,31 @@ type User struct {
 	// MustChangePassword confines the user's sessions to changing the password
 	// (a one-time password handed out by an administrator or the bootstrap).
 	MustChangePassword bool
+}
+
+// PrimaryEmail is the address EmailVerified is about: the e-mail marked
+// primary, else the first one, else "".
+func (u *User) PrimaryEmail() string {
+	for _, e := range u.Emails {
+		if e.Primary {
+			return e.Value
+		}
+	}
+	if len(u.Emails) > 0 {
+		return u.Emails[0].Value
+	}
+	return ""
+}
+
+// VerifiedEmail is the address the user has proven to hold, lower-cased: the
+// primary address when EmailVerified, else "". At most one user holds a given
+// VerifiedEmail (backends enforce it with ErrEmailTaken); any number may hold
+// the same address unverified, which identifies none of them.
+func (u *User) VerifiedEmail() string {
+	if !u.EmailVerified {
+		return ""
+	}
+	return strings.ToLower(u.PrimaryEmail())
 }
 
 // CertRef records a certificate issued to or registered for a thing.
@@ -228,6 +258,11 @@ type Users interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	// GetUserByName looks the name up case-insensitively.
 	GetUserByName(ctx context.Context, userName string) (*User, error)
+	// GetUserByVerifiedEmail returns the one user holding the address
+	// verified (User.VerifiedEmail, case-insensitively); an address others
+	// hold only unverified is ErrNotFound. It is the only lookup by e-mail:
+	// an unverified address never identifies anybody.
+	GetUserByVerifiedEmail(ctx context.Context, email string) (*User, error)
 	// UpdateUser loads the user, calls fn and stores the result with Revision+1.
 	// ifRevision 0 means "whatever is current" (the store re-runs fn on a concurrent
 	// change); otherwise a different stored revision yields ErrStale.

@@ -187,6 +187,10 @@ func (s *Store) GetUserByName(ctx context.Context, userName string) (*store.User
 	return s.single().GetUserByName(ctx, userName)
 }
 
+func (s *Store) GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error) {
+	return s.single().GetUserByVerifiedEmail(ctx, email)
+}
+
 func (s *Store) UpdateUser(ctx context.Context, id string, ifRevision int64, fn func(*store.User) error) (u *store.User, err error) {
 	err = s.withTx(ctx, func(t *txn) error {
 		u, err = t.UpdateUser(ctx, id, ifRevision, fn)

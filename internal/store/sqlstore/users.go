@@ -69,10 +69,10 @@ func (t *txn) CreateUser(ctx context.Context, u *store.User) error {
 	// ON CONFLICT DO NOTHING instead of catching the violation: a failed
 	// statement would abort a PostgreSQL transaction the caller may continue.
 	res, err := t.q.ExecContext(ctx, `INSERT INTO users
-		(id, user_name, user_name_lower, display_name, status, external_id, created, modified, revision, doc)
-		VALUES `+t.placeholders(1, 10, 1)+` ON CONFLICT DO NOTHING`,
+		(id, user_name, user_name_lower, display_name, status, external_id, created, modified, revision, doc, verified_email)
+		VALUES `+t.placeholders(1, 11, 1)+` ON CONFLICT DO NOTHING`,
 		m.ID, u.UserName, strings.ToLower(u.UserName), u.DisplayName, string(u.Status), u.ExternalID,
-		f.timeArg(m.Created), f.timeArg(m.Modified), m.Revision, doc)
+		f.timeArg(m.Created), f.timeArg(m.Modified), m.Revision, doc, verifiedEmailArg(u))
 	if err != nil {
 		return fmt.Errorf("create user %q: %w", u.UserName, err)
 	}
@@ -84,7 +84,12 @@ func (t *txn) CreateUser(ctx context.Context, u *store.User) error {
 		} else if ok {
 			return fmt.Errorf("user id %q: %w", m.ID, store.ErrConflict)
 		}
-		return fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict)
+		if _, err := t.GetUserByName(ctx, u.UserName); err == nil {
+			return fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("email %q: %w", u.PrimaryEmail(), store.ErrEmailTaken)
 	}
 	u.Meta = m
 	return nil
@@ -114,6 +119,23 @@ func (t *txn) GetUserByName(ctx context.Context, userName string) (*store.User, 
 	return u, err
 }
 
+// verifiedEmailArg is the users.verified_email column: NULL unless verified,
+// so that the unique index covers verified addresses only.
+func verifiedEmailArg(u *store.User) any {
+	if v := u.VerifiedEmail(); v != "" {
+		return v
+	}
+	return nil
+}
+
+func (t *txn) GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error) {
+	u, err := t.getUser(ctx, "x.verified_email", strings.ToLower(email), false)
+	if errors.Is(err, sql.ErrNoRows) || email == "" {
+		return nil, fmt.Errorf("verified email %q: %w", email, store.ErrNotFound)
+	}
+	return u, err
+}
+
 func (t *txn) UpdateUser(ctx context.Context, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error) {
 	f := t.flavor()
 	return update(store.KindUser, id, ifRevision,
@@ -134,11 +156,16 @@ func (t *txn) UpdateUser(ctx context.Context, id string, ifRevision int64, fn fu
 			}
 			res, err := t.q.ExecContext(ctx, `UPDATE users SET user_name = `+t.ph(1)+`, user_name_lower = `+t.ph(2)+
 				`, display_name = `+t.ph(3)+`, status = `+t.ph(4)+`, external_id = `+t.ph(5)+`, modified = `+t.ph(6)+
-				`, revision = `+t.ph(7)+`, doc = `+t.ph(8)+` WHERE id = `+t.ph(9)+` AND revision = `+t.ph(10),
+				`, revision = `+t.ph(7)+`, doc = `+t.ph(8)+`, verified_email = `+t.ph(11)+` WHERE id = `+t.ph(9)+` AND revision = `+t.ph(10),
 				u.UserName, strings.ToLower(u.UserName), u.DisplayName, string(u.Status), u.ExternalID,
-				f.timeArg(u.Modified), u.Revision, doc, id, prev)
+				f.timeArg(u.Modified), u.Revision, doc, id, prev, verifiedEmailArg(u))
 			if err != nil {
 				if t.s.cfg.IsUniqueViolation(err) {
+					// A failed statement aborts a PostgreSQL transaction:
+					// tell the two unique keys apart by the index named.
+					if strings.Contains(err.Error(), "verified_email") {
+						return false, fmt.Errorf("email %q: %w", u.PrimaryEmail(), store.ErrEmailTaken)
+					}
 					return false, fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict)
 				}
 				return false, fmt.Errorf("update user %s: %w", id, err)

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Users", testUsers},
 		{"UserNameUnique", testUserNameUnique},
+		{"VerifiedEmailUnique", testVerifiedEmailUnique},
 		{"Things", testThings},
 		{"ThingUniqueness", testThingUniqueness},
 		{"CreateThings", testCreateThings},
@@ -138,6 +139,64 @@ func testUserNameUnique(t *testing.T, s store.Store) {
 	wantErr(t, s.CreateUser(ctx(t), &store.User{Meta: store.Meta{ID: c.ID}, UserName: "dave"}), store.ErrConflict)
 	// The failed create did not happen.
 	_, err = s.GetUserByName(ctx(t), "dave")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+// testVerifiedEmailUnique: at most one user holds an address verified
+// (case-insensitively), any number hold it unverified, and only the verified
+// holder is found by it (issue 12: an unverified address identifies nobody).
+func testVerifiedEmailUnique(t *testing.T, s store.Store) {
+	addr := func(a string) []store.MultiValue { return []store.MultiValue{{Value: a, Primary: true}} }
+	// Unverified: any number, and nobody is found by it.
+	carol := &store.User{UserName: "carol", Emails: addr("alice@example.com")}
+	must(t, s.CreateUser(ctx(t), carol))
+	must(t, s.CreateUser(ctx(t), &store.User{UserName: "mallory", Emails: addr("Alice@Example.com")}))
+	_, err := s.GetUserByVerifiedEmail(ctx(t), "alice@example.com")
+	wantErr(t, err, store.ErrNotFound)
+
+	alice := &store.User{UserName: "alice", Emails: addr("Alice@example.com"), EmailVerified: true}
+	must(t, s.CreateUser(ctx(t), alice))
+	for _, a := range []string{"alice@example.com", "ALICE@EXAMPLE.COM"} {
+		if u, err := s.GetUserByVerifiedEmail(ctx(t), a); err != nil || u.ID != alice.ID {
+			t.Fatalf("GetUserByVerifiedEmail(%q) = %v, %v; want alice", a, u, err)
+		}
+	}
+	// A second verified holder, created or updated, in any case: refused.
+	err = s.CreateUser(ctx(t), &store.User{UserName: "eve", Emails: addr("ALICE@example.com"), EmailVerified: true})
+	wantErr(t, err, store.ErrEmailTaken)
+	wantErr(t, err, store.ErrConflict)
+	_, err = s.GetUserByName(ctx(t), "eve")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.UpdateUser(ctx(t), carol.ID, 0, func(u *store.User) error { u.EmailVerified = true; return nil })
+	wantErr(t, err, store.ErrEmailTaken)
+	if u, _ := s.GetUser(ctx(t), carol.ID); u.EmailVerified || u.Revision != 1 {
+		t.Fatalf("the refused update was stored: %+v", u)
+	}
+	// The primary address is the one verified: a verified secondary one is not.
+	dave := &store.User{UserName: "dave", EmailVerified: true,
+		Emails: []store.MultiValue{{Value: "alice@example.com"}, {Value: "dave@example.com", Primary: true}}}
+	must(t, s.CreateUser(ctx(t), dave))
+	if u, err := s.GetUserByVerifiedEmail(ctx(t), "dave@example.com"); err != nil || u.ID != dave.ID {
+		t.Fatalf("dave by his verified address: %v %v", u, err)
+	}
+	// A user name conflict is still a plain conflict.
+	err = s.CreateUser(ctx(t), &store.User{UserName: "Alice", Emails: addr("other@example.com"), EmailVerified: true})
+	if !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrEmailTaken) {
+		t.Fatalf("user name conflict: %v", err)
+	}
+	// Once alice's address is no longer verified (changed or unverified), it is free.
+	_, err = s.UpdateUser(ctx(t), alice.ID, 0, func(u *store.User) error { u.Emails = addr("alice@work.example"); return nil })
+	must(t, err)
+	_, err = s.UpdateUser(ctx(t), carol.ID, 0, func(u *store.User) error { u.EmailVerified = true; return nil })
+	must(t, err)
+	if u, err := s.GetUserByVerifiedEmail(ctx(t), "alice@example.com"); err != nil || u.ID != carol.ID {
+		t.Fatalf("after alice moved: %v %v", u, err)
+	}
+	// Deleting the holder frees the address.
+	must(t, s.DeleteUser(ctx(t), carol.ID, 0))
+	_, err = s.GetUserByVerifiedEmail(ctx(t), "alice@example.com")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetUserByVerifiedEmail(ctx(t), "")
 	wantErr(t, err, store.ErrNotFound)
 }
 
