@@ -106,6 +106,9 @@ type Options struct {
 	// registration (RFC 7591 §3), as RegistrationTokenHash(Key, token); none
 	// disables /oauth2/register.
 	RegistrationTokenHashes [][]byte
+	// Extensions are extension grant types served by other packages (UMA's
+	// uma-ticket), by grant type URI.
+	Extensions map[string]ExtensionGrant
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days

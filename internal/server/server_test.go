@@ -34,6 +34,12 @@ type running struct {
 
 func serve(t *testing.T) *running {
 	t.Helper()
+	return serveWith(t, nil)
+}
+
+// serveWith is serve with before run on the opened platform before it serves.
+func serveWith(t *testing.T, before func(*Platform)) *running {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Home = t.TempDir()
 	cfg.Passwords.MinLength = 15
@@ -54,6 +60,9 @@ func serve(t *testing.T) *running {
 	out := &bytes.Buffer{}
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if before != nil {
+		before(p)
+	}
 	go func() { done <- p.Serve(ctx, ln, log, out) }()
 	r := &running{p: p, base: "https://" + ln.Addr().String(), out: out}
 	var once sync.Once

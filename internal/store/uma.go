@@ -37,8 +37,11 @@ type UMAPermission struct {
 // UMATicket is a permission ticket, stored under the keyed hash of its value:
 // single use, short-lived, bound to the resource server that asked for it.
 type UMATicket struct {
-	Hash        []byte
-	ClientID    string // the resource server
+	Hash     []byte
+	ClientID string // the resource server
+	// Requester is the client a ticket reissued by the token endpoint
+	// (need_info, request_submitted) is bound to; "" for a fresh ticket.
+	Requester   string
 	Permissions []UMAPermission
 	Created     time.Time
 	ExpiresAt   time.Time
@@ -106,8 +109,10 @@ type UMAPCT struct {
 }
 
 // UMA stores what UMA 2.0 needs. Deleting a resource deletes its shares and
-// requests; the caller revokes the grants of the RPTs those shares produced
-// first (ListUMAShareGrants), so that it can publish the revocations.
+// requests. Deleting a share keeps its grant links: the caller lists them
+// (ListUMAShareGrants) after the delete committed and revokes those grants,
+// so that an RPT issued concurrently is either linked before that list or
+// sees the share gone when its issuer checks again after its own commit.
 type UMA interface {
 	CreateUMAResource(ctx context.Context, r *UMAResource) error
 	GetUMAResource(ctx context.Context, id string) (*UMAResource, error)

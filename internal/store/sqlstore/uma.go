@@ -81,7 +81,6 @@ func (t *txn) DeleteUMAResource(ctx context.Context, id string) error {
 		return fmt.Errorf("uma resource %s: %w", id, store.ErrNotFound)
 	}
 	for _, q := range []string{
-		"DELETE FROM uma_grant_shares WHERE share_id IN (SELECT id FROM uma_shares WHERE resource_id = " + t.ph(1) + ")",
 		"DELETE FROM uma_shares WHERE resource_id = " + t.ph(1),
 		"DELETE FROM uma_requests WHERE resource_id = " + t.ph(1),
 	} {
@@ -127,13 +126,13 @@ func queryAll[T any](ctx context.Context, t *txn, q string, args []any, scan fun
 	return out, rows.Err()
 }
 
-const umaTicketColumns = "hash, client_id, permissions, created, expires_at, used_at"
+const umaTicketColumns = "hash, client_id, requester, permissions, created, expires_at, used_at"
 
 func scanUMATicket(s scanner) (*store.UMATicket, error) {
 	var x store.UMATicket
 	var perms []byte
 	var raw any
-	if err := s.Scan(&x.Hash, &x.ClientID, &raw, timeCol{&x.Created}, timeCol{&x.ExpiresAt}, timeCol{&x.UsedAt}); err != nil {
+	if err := s.Scan(&x.Hash, &x.ClientID, &x.Requester, &raw, timeCol{&x.Created}, timeCol{&x.ExpiresAt}, timeCol{&x.UsedAt}); err != nil {
 		return nil, err
 	}
 	switch v := raw.(type) {
@@ -158,8 +157,8 @@ func (t *txn) CreateUMATicket(ctx context.Context, x *store.UMATicket) error {
 	}
 	x.Created = orNow(x.Created)
 	f := t.flavor()
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_tickets ("+umaTicketColumns+") VALUES "+t.placeholders(1, 6, 1)+
-		" ON CONFLICT DO NOTHING", x.Hash, x.ClientID, string(perms), f.timeArg(x.Created), f.timeArg(x.ExpiresAt), nil))
+	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_tickets ("+umaTicketColumns+") VALUES "+t.placeholders(1, 7, 1)+
+		" ON CONFLICT DO NOTHING", x.Hash, x.ClientID, x.Requester, string(perms), f.timeArg(x.Created), f.timeArg(x.ExpiresAt), nil))
 	if err != nil {
 		return fmt.Errorf("create uma ticket: %w", err)
 	}
@@ -252,9 +251,6 @@ func (t *txn) DeleteUMAShare(ctx context.Context, id string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("uma share %s: %w", id, store.ErrNotFound)
-	}
-	if _, err := t.q.ExecContext(ctx, "DELETE FROM uma_grant_shares WHERE share_id = "+t.ph(1), id); err != nil {
-		return fmt.Errorf("delete uma share %s: %w", id, err)
 	}
 	return nil
 }

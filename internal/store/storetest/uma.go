@@ -83,12 +83,12 @@ func testUMAResources(t *testing.T, s store.Store) {
 func testUMATickets(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	perms := []store.UMAPermission{{ResourceID: "r1", Scopes: []string{"read"}}, {ResourceID: "r2", Scopes: []string{"a", "b"}}}
-	tk := &store.UMATicket{Hash: hashOf("t1"), ClientID: "rs-a", Permissions: perms, ExpiresAt: base.Add(time.Minute)}
+	tk := &store.UMATicket{Hash: hashOf("t1"), ClientID: "rs-a", Requester: "c1", Permissions: perms, ExpiresAt: base.Add(time.Minute)}
 	if err := s.CreateUMATicket(ctx, tk); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.UseUMATicket(ctx, hashOf("t1"), base)
-	if err != nil || got.ClientID != "rs-a" || len(got.Permissions) != 2 || !slices.Equal(got.Permissions[1].Scopes, []string{"a", "b"}) {
+	if err != nil || got.ClientID != "rs-a" || got.Requester != "c1" || len(got.Permissions) != 2 || !slices.Equal(got.Permissions[1].Scopes, []string{"a", "b"}) {
 		t.Fatalf("first use: %+v, %v", got, err)
 	}
 	if got, err := s.UseUMATicket(ctx, hashOf("t1"), base.Add(time.Second)); !errors.Is(err, store.ErrUsed) || got == nil || got.ClientID != "rs-a" {
@@ -152,8 +152,8 @@ func testUMAShares(t *testing.T, s store.Store) {
 	if err := s.DeleteUMAShare(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete again: %v", err)
 	}
-	if l, _ := s.ListUMAShareGrants(ctx, a.ID); len(l) != 0 {
-		t.Fatalf("links outlive the share: %v", l)
+	if l, _ := s.ListUMAShareGrants(ctx, a.ID); len(l) != 2 {
+		t.Fatalf("links must outlive the share (the caller revokes after the delete): %v", l)
 	}
 }
 

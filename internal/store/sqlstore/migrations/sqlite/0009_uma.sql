@@ -19,6 +19,7 @@ CREATE INDEX uma_resources_client ON uma_resources (client_id);
 CREATE TABLE uma_tickets (
 	hash        BLOB    NOT NULL PRIMARY KEY,
 	client_id   TEXT    NOT NULL,
+	requester   TEXT    NOT NULL DEFAULT '',
 	permissions TEXT    NOT NULL,
 	created     INTEGER NOT NULL,
 	expires_at  INTEGER NOT NULL,
