@@ -42,6 +42,7 @@ type Config struct {
 	MQTT         MQTT         `json:"mqtt"`
 	Gateway      Gateway      `json:"gateway"`
 	Connections  Connections  `json:"connections"`
+	UMA          UMA          `json:"uma"`
 }
 
 // Connections bounds the connections of all listeners together.
@@ -50,6 +51,17 @@ type Connections struct {
 	// limit less a quarter (at least 256) for files, the database and
 	// upstream connections. More than that is refused at start.
 	Max int `json:"max"`
+}
+
+// UMA configures User-Managed Access 2.0 (docs/uma.md).
+type UMA struct {
+	// TrustedResourceServers are the client ids of first-party resource
+	// servers that may use a PAT obtained with client_credentials, naming
+	// owners explicitly; every other resource server needs the owner's
+	// consent (a PAT from the authorization code flow).
+	TrustedResourceServers []string `json:"trustedResourceServers"`
+	// TicketLifetime is how long a permission ticket can be redeemed.
+	TicketLifetime Duration `json:"ticketLifetime"`
 }
 
 // OAuth configures the authorization server and its tokens.
@@ -292,6 +304,7 @@ func Default() Config {
 		PKI:     defaultPKI(),
 		MQTT:    defaultMQTT(),
 		Gateway: defaultGateway(),
+		UMA:     UMA{TicketLifetime: Duration(5 * time.Minute)},
 	}
 }
 
@@ -509,6 +522,9 @@ func (c *Config) Validate() error {
 	case "ES256", "EdDSA", "RS256":
 	default:
 		return fmt.Errorf("oauth.signingAlgorithm: %q is not ES256, EdDSA or RS256", c.OAuth.SigningAlgorithm)
+	}
+	if c.UMA.TicketLifetime < Duration(10*time.Second) || c.UMA.TicketLifetime > Duration(time.Hour) {
+		return fmt.Errorf("uma.ticketLifetime %s: want between 10s and 1h", time.Duration(c.UMA.TicketLifetime))
 	}
 	if c.OAuth.AccessTokenLifetime < Duration(time.Minute) || c.OAuth.AccessTokenLifetime > Duration(24*time.Hour) {
 		return fmt.Errorf("oauth.accessTokenLifetime: must be between 1m and 24h (short-lived tokens, RFC 9700 §2.2.2)")

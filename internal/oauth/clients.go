@@ -226,12 +226,13 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 		}
 	}
 	c.RedirectURIs = slices.Clone(spec.RedirectURIs)
+	grantTypes := s.grantTypes()
 	if len(spec.GrantTypes) == 0 {
-		return nil, invalidField("grant_types", "at least one of %s", strings.Join(supportedGrantTypes, ", "))
+		return nil, invalidField("grant_types", "at least one of %s", strings.Join(grantTypes, ", "))
 	}
 	for i, g := range spec.GrantTypes {
-		if !slices.Contains(supportedGrantTypes, g) {
-			return nil, invalidField(fmt.Sprintf("grant_types[%d]", i), "%q is not supported (supported: %s)", g, strings.Join(supportedGrantTypes, ", "))
+		if !slices.Contains(grantTypes, g) {
+			return nil, invalidField(fmt.Sprintf("grant_types[%d]", i), "%q is not supported (supported: %s)", g, strings.Join(grantTypes, ", "))
 		}
 		if slices.Contains(spec.GrantTypes[:i], g) {
 			return nil, invalidField(fmt.Sprintf("grant_types[%d]", i), "%q is listed twice", g)

@@ -74,7 +74,7 @@ func (s *Server) Metadata() Metadata {
 		RevocationEndpoint:                     s.issuer + pathRevoke,
 		ScopesSupported:                        scopesSupported(s.opts.Scopes),
 		ResponseTypesSupported:                 []string{"code"},
-		GrantTypesSupported:                    slices.Clone(supportedGrantTypes),
+		GrantTypesSupported:                    s.grantTypes(),
 		TokenEndpointAuthMethodsSupported:      slices.Clone(authMethods),
 		TokenEndpointAuthSigningAlgsSupported:  slices.Clone(assertionAlgs),
 		RevocationEndpointAuthMethodsSupported: slices.Clone(authMethods),

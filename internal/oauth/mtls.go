@@ -60,6 +60,11 @@ func (s *Server) thingClient(t *store.Thing) *store.Client {
 	if len(t.JWKS) > 0 {
 		c.GrantTypes = append(c.GrantTypes, GrantJWTBearer)
 	}
+	for gt, x := range s.opts.Extensions {
+		if x.Things {
+			c.GrantTypes = append(c.GrantTypes, gt)
+		}
+	}
 	return c
 }
 

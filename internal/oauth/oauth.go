@@ -112,6 +112,9 @@ type Options struct {
 	// §4.7). Nil allows none: a registration token is shared with whoever
 	// registers, so what it can mint is what the operator lists here.
 	RegistrationScopes []string
+	// Extensions are extension grant types served by other packages (UMA's
+	// uma-ticket), by grant type URI.
+	Extensions map[string]ExtensionGrant
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days

@@ -87,7 +87,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, ErrInvalidRequest.WithDescription("grant_type is required"))
 		return
 	}
-	if !slices.Contains(supportedGrantTypes, gt) {
+	ext, isExt := s.opts.Extensions[gt]
+	if !slices.Contains(supportedGrantTypes, gt) && !isExt {
 		s.writeError(w, r, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt))
 		return
 	}
@@ -109,6 +110,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	// RFC 8705 §3: a client that authenticated with its certificate gets
 	// tokens bound to it.
 	ctx = withCertBinding(ctx, x5t)
+	if isExt {
+		s.serveExtension(ctx, w, r, ext, c, form)
+		return
+	}
 	var resp *tokenResponse
 	switch gt {
 	case GrantClientCredentials:

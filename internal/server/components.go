@@ -10,6 +10,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 )
@@ -51,11 +52,18 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 	}
 	sessions.Register(mux)
 	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
-	srv, err := p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
+	// UMA (uma.go): its grant is served by the token endpoint.
+	var srv *oauth.Server
+	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, log)
+	if err != nil {
+		return err
+	}
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), log)
 	if err != nil {
 		return err
 	}
 	srv.Register(mux)
+	u.Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	return nil

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/uma"
 )
 
 // tokenSet is the platform's signing keys with the issuer and verifier on them.
@@ -48,25 +50,33 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 }
 
 // newOAuth returns the authorization server; admin protects its admin API.
-func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, log *slog.Logger) (*oauth.Server, error) {
+// oauthAudience is the audience of access tokens. The issuer comes first:
+// introspection and revocation verify against Audience[0]. The broker and
+// the gateway are audiences of every token.
+func oauthAudience(cfg config.Config) []string {
+	audience := []string{cfg.HTTP.PublicURL}
+	if cfg.MQTT.Enabled {
+		audience = append(audience, cfg.MQTT.Audience)
+	}
+	if cfg.Gateway.Enabled {
+		audience = append(audience, cfg.Gateway.Audience)
+	}
+	return audience
+}
+
+// newOAuth returns the authorization server; extensions are the extension
+// grants of other packages (UMA), nil for none.
+func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, extensions map[string]oauth.ExtensionGrant, log *slog.Logger) (*oauth.Server, error) {
 	c := p.Config.OAuth
 	key := p.derivedKey("thingid oauth v1")
 	var registration [][]byte
 	if c.RegistrationToken != "" {
 		registration = [][]byte{oauth.RegistrationTokenHash(key, c.RegistrationToken)}
 	}
-	// The issuer comes first: introspection and revocation verify against
-	// Audience[0]. The broker and the gateway are audiences of every token.
-	audience := []string{p.Config.HTTP.PublicURL}
-	if p.Config.MQTT.Enabled {
-		audience = append(audience, p.Config.MQTT.Audience)
-	}
-	if p.Config.Gateway.Enabled {
-		audience = append(audience, p.Config.Gateway.Audience)
-	}
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,
-		Audience:                audience,
+		Audience:                oauthAudience(p.Config),
+		Extensions:              extensions,
 		Store:                   p.Store,
 		Identities:              p.Identity,
 		Tokens:                  tk.issuer,
@@ -101,7 +111,9 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := p.newOAuth(tk, nil, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() }, log)
+	// Clients may be registered with the UMA grant here too; nothing is served.
+	srv, err := p.newOAuth(tk, nil, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() },
+		map[string]oauth.ExtensionGrant{uma.GrantType: {Things: true}}, log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

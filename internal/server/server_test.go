@@ -35,6 +35,13 @@ type running struct {
 // serve runs the platform on the default configuration, changed by tweak.
 func serve(t *testing.T, tweak ...func(*config.Config)) *running {
 	t.Helper()
+	return serveWith(t, nil, tweak...)
+}
+
+// serveWith is serve with before (when not nil) run on the opened platform
+// before it serves.
+func serveWith(t *testing.T, before func(*Platform), tweak ...func(*config.Config)) *running {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Home = t.TempDir()
 	cfg.Passwords.MinLength = 15
@@ -58,6 +65,9 @@ func serve(t *testing.T, tweak ...func(*config.Config)) *running {
 	out := &bytes.Buffer{}
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if before != nil {
+		before(p)
+	}
 	go func() { done <- p.Serve(ctx, ln, log, out) }()
 	r := &running{p: p, base: "https://" + ln.Addr().String(), out: out}
 	var once sync.Once

@@ -326,6 +326,7 @@ type Tx interface {
 	APITokens
 	OAuth
 	PKI
+	UMA
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

@@ -41,6 +41,9 @@ type Claims struct {
 	// Confirmation binds the token to a key (RFC 7800 §3.1); nil for bearer tokens.
 	Confirmation *Confirmation
 	ThingID      string // thing: the thing the client stands for
+	// Permissions is the "permissions" claim of a UMA RPT (a JSON array,
+	// UMA 2.0 Federated Authorization §5.1.1), carried as is; nil otherwise.
+	Permissions json.RawMessage
 }
 
 // Confirmation is the "cnf" claim of a sender-constrained token.
@@ -104,6 +107,8 @@ type accessTokenJSON struct {
 	Gid      string        `json:"gid"`
 	Cnf      *Confirmation `json:"cnf,omitempty"`
 	Thing    string        `json:"thing,omitempty"`
+	// Permissions: UMA 2.0 RPTs only.
+	Permissions json.RawMessage `json:"permissions,omitempty"`
 }
 
 // audience is one string when there is one audience (RFC 7519 §4.1.3).
@@ -143,13 +148,16 @@ func (is *Issuer) AccessToken(c Claims) (string, error) {
 	if c.Confirmation != nil && c.Confirmation.X5TS256 == "" && c.Confirmation.JKT == "" {
 		return "", errors.New("tokens: access token: cnf needs x5t#S256 or jkt")
 	}
+	if c.Permissions != nil && (!json.Valid(c.Permissions) || c.Permissions[0] != '[') {
+		return "", errors.New("tokens: access token: permissions must be a JSON array")
+	}
 	if c.ID == "" {
 		c.ID = rand.Text() // 128 bits (RFC 7519 §4.1.7: unique)
 	}
 	claims := accessTokenJSON{
 		Iss: is.iss, Sub: c.Subject, Aud: c.Audience, ClientID: c.ClientID,
 		Scope: strings.Join(c.Scope, " "), Iat: iat, Exp: exp, Jti: c.ID,
-		Gid: c.GrantID, Cnf: c.Confirmation, Thing: c.ThingID,
+		Gid: c.GrantID, Cnf: c.Confirmation, Thing: c.ThingID, Permissions: c.Permissions,
 	}
 	if !c.AuthTime.IsZero() {
 		claims.AuthTime = c.AuthTime.Unix()

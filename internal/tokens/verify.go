@@ -3,6 +3,7 @@ package tokens
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -290,6 +291,14 @@ func claimsOf(tok jwt.Token) (*Claims, error) {
 		c.Confirmation = &Confirmation{}
 		c.Confirmation.X5TS256, _ = cnf["x5t#S256"].(string)
 		c.Confirmation.JKT, _ = cnf["jkt"].(string)
+	}
+	if tok.Has("permissions") {
+		// UMA RPTs: kept as JSON for internal/uma to read.
+		var perms []any
+		if err := tok.Get("permissions", &perms); err != nil {
+			return nil, ErrMalformed.with("permissions must be an array")
+		}
+		c.Permissions, _ = json.Marshal(perms) // values decoded from JSON marshal back
 	}
 	return c, nil
 }

@@ -85,6 +85,10 @@ func TestOAuthConformance(t *testing.T) {
 	storetest.OAuth(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
 }
 
+func TestUMAConformance(t *testing.T) {
+	storetest.UMA(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+}
+
 // TestAuditIsAppendOnly goes around the store: even raw SQL cannot change or
 // delete an audit record.
 func TestAuditIsAppendOnly(t *testing.T) {

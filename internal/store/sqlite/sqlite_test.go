@@ -36,6 +36,10 @@ func TestOAuthConformance(t *testing.T) {
 	storetest.OAuth(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
+func TestUMAConformance(t *testing.T) {
+	storetest.UMA(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
+}
+
 func TestFileIsPrivate(t *testing.T) {
 	_, path := open(t)
 	fi, err := os.Stat(path)

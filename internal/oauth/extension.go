@@ -1,0 +1,55 @@
+package oauth
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// ExtensionGrant serves one extension grant type at the token endpoint (RFC
+// 6749 §4.5), such as UMA's uma-ticket, in a package of its own. The token
+// endpoint authenticates the client, checks it may use the grant type and
+// reads the sender binding (DPoP proof, client certificate) first;
+// confirmation is what the issued token must be bound to (nil: bearer).
+// Handle answers the status and JSON body (success or the grant's own
+// error object); an error is a server failure.
+type ExtensionGrant struct {
+	Handle func(ctx context.Context, client *store.Client, form url.Values, confirmation *tokens.Confirmation) (status int, body any, err error)
+	// Things lets the client every thing is use the grant.
+	Things bool
+}
+
+// grantTypes is what clients may be registered with: the built-in grant
+// types and the extensions.
+func (s *Server) grantTypes() []string {
+	out := slices.Clone(supportedGrantTypes)
+	for gt := range s.opts.Extensions {
+		out = append(out, gt)
+	}
+	slices.Sort(out[len(supportedGrantTypes):])
+	return out
+}
+
+// serveExtension runs an extension grant with the token request's binding.
+func (s *Server) serveExtension(ctx context.Context, w http.ResponseWriter, r *http.Request, x ExtensionGrant, c *store.Client, form url.Values) {
+	var cnf *tokens.Confirmation
+	if x5t := certBinding(ctx); x5t != "" {
+		cnf = &tokens.Confirmation{X5TS256: x5t}
+	}
+	if jkt := dpopJKT(ctx); jkt != "" {
+		if cnf == nil {
+			cnf = &tokens.Confirmation{}
+		}
+		cnf.JKT = jkt
+	}
+	status, body, err := x.Handle(ctx, c, form, cnf)
+	if err != nil {
+		s.writeError(w, r, serverError(err))
+		return
+	}
+	writeJSON(w, status, body)
+}

@@ -1,0 +1,69 @@
+-- UMA 2.0 (issue 13): resources registered through the protection API,
+-- permission tickets, owners' shares and pending requests, persisted claims
+-- tokens, and which grants (RPTs) rest on which share.
+CREATE TABLE uma_resources (
+	id          TEXT    NOT NULL PRIMARY KEY,
+	owner_id    TEXT    NOT NULL,
+	client_id   TEXT    NOT NULL,
+	name        TEXT    NOT NULL,
+	type        TEXT    NOT NULL DEFAULT '',
+	icon_uri    TEXT    NOT NULL DEFAULT '',
+	description TEXT    NOT NULL DEFAULT '',
+	scopes      JSONB   NOT NULL DEFAULT '[]',
+	created     TIMESTAMPTZ NOT NULL,
+	modified    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX uma_resources_owner ON uma_resources (owner_id);
+CREATE INDEX uma_resources_client ON uma_resources (client_id);
+
+CREATE TABLE uma_tickets (
+	hash        BYTEA   NOT NULL PRIMARY KEY,
+	client_id   TEXT    NOT NULL,
+	requester   TEXT    NOT NULL DEFAULT '',
+	permissions JSONB   NOT NULL,
+	created     TIMESTAMPTZ NOT NULL,
+	expires_at  TIMESTAMPTZ NOT NULL,
+	used_at     TIMESTAMPTZ
+);
+
+CREATE TABLE uma_shares (
+	id           TEXT    NOT NULL PRIMARY KEY,
+	resource_id  TEXT    NOT NULL,
+	owner_id     TEXT    NOT NULL,
+	grantee_kind TEXT    NOT NULL,
+	grantee_id   TEXT    NOT NULL,
+	scopes       JSONB   NOT NULL DEFAULT '[]',
+	expires_at   TIMESTAMPTZ,
+	created      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX uma_shares_resource ON uma_shares (resource_id);
+CREATE INDEX uma_shares_owner ON uma_shares (owner_id);
+CREATE INDEX uma_shares_grantee ON uma_shares (grantee_id);
+
+CREATE TABLE uma_requests (
+	id           TEXT    NOT NULL PRIMARY KEY,
+	resource_id  TEXT    NOT NULL,
+	owner_id     TEXT    NOT NULL,
+	requester_id TEXT    NOT NULL,
+	client_id    TEXT    NOT NULL,
+	scopes       JSONB   NOT NULL DEFAULT '[]',
+	status       TEXT    NOT NULL,
+	created      TIMESTAMPTZ NOT NULL,
+	decided      TIMESTAMPTZ
+);
+CREATE INDEX uma_requests_owner ON uma_requests (owner_id);
+CREATE INDEX uma_requests_requester ON uma_requests (requester_id);
+
+CREATE TABLE uma_pcts (
+	hash       BYTEA   NOT NULL PRIMARY KEY,
+	client_id  TEXT    NOT NULL,
+	user_id    TEXT    NOT NULL,
+	created    TIMESTAMPTZ NOT NULL,
+	expires_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE uma_grant_shares (
+	grant_id TEXT NOT NULL,
+	share_id TEXT NOT NULL,
+	PRIMARY KEY (share_id, grant_id)
+);

@@ -1,0 +1,207 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// UMA runs the conformance suite of store.UMA; open returns a fresh, empty
+// store for each subtest.
+func UMA(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Resources", testUMAResources},
+		{"Tickets", testUMATickets},
+		{"ConcurrentTickets", testUMAConcurrentTickets},
+		{"SharesAndGrants", testUMAShares},
+		{"Requests", testUMARequests},
+		{"PCTs", testUMAPCTs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+func testUMAResources(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := &store.UMAResource{OwnerID: "u1", ClientID: "rs-a", Name: "Playlist", Type: "playlist", IconURI: "https://x/i.png",
+		Description: "d", Scopes: []string{"read", "play"}}
+	if err := s.CreateUMAResource(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ID == "" || r.Created.IsZero() {
+		t.Fatalf("create set no ID or Created: %+v", r)
+	}
+	dup := *r
+	if err := s.CreateUMAResource(ctx, &dup); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate id: want ErrConflict, got %v", err)
+	}
+	got, err := s.GetUMAResource(ctx, r.ID)
+	if err != nil || got.Name != "Playlist" || !slices.Equal(got.Scopes, r.Scopes) || got.OwnerID != "u1" || got.ClientID != "rs-a" || got.IconURI != r.IconURI {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	got.Name, got.Scopes = "Mix", []string{"read"}
+	if err := s.UpdateUMAResource(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.GetUMAResource(ctx, r.ID); got.Name != "Mix" || !slices.Equal(got.Scopes, []string{"read"}) {
+		t.Fatalf("after update: %+v", got)
+	}
+	if err := s.CreateUMAResource(ctx, &store.UMAResource{OwnerID: "u2", ClientID: "rs-a", Name: "Other"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.ListUMAResources(ctx, store.UMAResourceFilter{OwnerID: "u1"}); err != nil || len(l) != 1 || l[0].ID != r.ID {
+		t.Fatalf("list by owner: %v, %v", l, err)
+	}
+	if l, err := s.ListUMAResources(ctx, store.UMAResourceFilter{ClientID: "rs-a"}); err != nil || len(l) != 2 {
+		t.Fatalf("list by client: %v, %v", l, err)
+	}
+	sh := &store.UMAShare{ResourceID: r.ID, OwnerID: "u1", Grantee: store.Ref{Kind: store.KindUser, ID: "u3"}, Scopes: []string{"read"}}
+	if err := s.CreateUMAShare(ctx, sh); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUMAResource(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUMAShare(ctx, sh.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("share of a deleted resource: want ErrNotFound, got %v", err)
+	}
+	if err := s.DeleteUMAResource(ctx, r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete again: want ErrNotFound, got %v", err)
+	}
+	if err := s.UpdateUMAResource(ctx, r); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update deleted: want ErrNotFound, got %v", err)
+	}
+}
+
+func testUMATickets(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	perms := []store.UMAPermission{{ResourceID: "r1", Scopes: []string{"read"}}, {ResourceID: "r2", Scopes: []string{"a", "b"}}}
+	tk := &store.UMATicket{Hash: hashOf("t1"), ClientID: "rs-a", Requester: "c1", Permissions: perms, ExpiresAt: base.Add(time.Minute)}
+	if err := s.CreateUMATicket(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UseUMATicket(ctx, hashOf("t1"), base)
+	if err != nil || got.ClientID != "rs-a" || got.Requester != "c1" || len(got.Permissions) != 2 || !slices.Equal(got.Permissions[1].Scopes, []string{"a", "b"}) {
+		t.Fatalf("first use: %+v, %v", got, err)
+	}
+	if got, err := s.UseUMATicket(ctx, hashOf("t1"), base.Add(time.Second)); !errors.Is(err, store.ErrUsed) || got == nil || got.ClientID != "rs-a" {
+		t.Fatalf("second use: want the ticket with ErrUsed, got %v, %v", got, err)
+	}
+	if _, err := s.UseUMATicket(ctx, hashOf("nope"), base); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown: want ErrNotFound, got %v", err)
+	}
+	// An expired ticket is returned (once) so that the caller can say expired_ticket.
+	if err := s.CreateUMATicket(ctx, &store.UMATicket{Hash: hashOf("t2"), ClientID: "rs-a", Permissions: perms, ExpiresAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.UseUMATicket(ctx, hashOf("t2"), base.Add(time.Hour)); err != nil || got.ExpiresAt.After(base) {
+		t.Fatalf("expired: %+v, %v", got, err)
+	}
+}
+
+func testUMAConcurrentTickets(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.CreateUMATicket(ctx, &store.UMATicket{Hash: hashOf("c"), ClientID: "rs", Permissions: []store.UMAPermission{{ResourceID: "r"}}, ExpiresAt: base.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, race(8, func(int) error { _, err := s.UseUMATicket(ctx, hashOf("c"), base); return err }), store.ErrUsed)
+}
+
+func testUMAShares(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := store.Ref{Kind: store.KindUser, ID: "u2"}
+	g := store.Ref{Kind: store.KindGroup, ID: "g1"}
+	a := &store.UMAShare{ResourceID: "r1", OwnerID: "u1", Grantee: u, Scopes: []string{"read"}, ExpiresAt: base.Add(time.Hour)}
+	b := &store.UMAShare{ResourceID: "thing:t1", OwnerID: "u1", Grantee: g, Scopes: []string{"use"}}
+	for _, x := range []*store.UMAShare{a, b} {
+		if err := s.CreateUMAShare(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetUMAShare(ctx, a.ID)
+	if err != nil || got.Grantee != u || !got.ExpiresAt.Equal(base.Add(time.Hour)) || !slices.Equal(got.Scopes, []string{"read"}) {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{Grantee: &g}); len(l) != 1 || l[0].ID != b.ID || !l[0].ExpiresAt.IsZero() {
+		t.Fatalf("by grantee: %+v", l)
+	}
+	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{OwnerID: "u1"}); len(l) != 2 {
+		t.Fatalf("by owner: %+v", l)
+	}
+	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: "r1"}); len(l) != 1 {
+		t.Fatalf("by resource: %+v", l)
+	}
+	for _, gid := range []string{"gA", "gB", "gA"} {
+		if err := s.LinkUMAGrant(ctx, gid, a.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, err := s.ListUMAShareGrants(ctx, a.ID); err != nil || !slices.Equal(l, []string{"gA", "gB"}) {
+		t.Fatalf("share grants: %v, %v", l, err)
+	}
+	if err := s.DeleteUMAShare(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUMAShare(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete again: %v", err)
+	}
+	if l, _ := s.ListUMAShareGrants(ctx, a.ID); len(l) != 2 {
+		t.Fatalf("links must outlive the share (the caller revokes after the delete): %v", l)
+	}
+}
+
+func testUMARequests(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := &store.UMARequest{ResourceID: "r1", OwnerID: "u1", RequesterID: "u2", ClientID: "c", Scopes: []string{"read"}}
+	if err := s.CreateUMARequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != store.UMAPending {
+		t.Fatalf("status %q, want pending", r.Status)
+	}
+	if l, _ := s.ListUMARequests(ctx, store.UMARequestFilter{OwnerID: "u1", Status: store.UMAPending}); len(l) != 1 {
+		t.Fatalf("pending of owner: %v", l)
+	}
+	if err := s.DecideUMARequest(ctx, r.ID, store.UMADenied, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DecideUMARequest(ctx, r.ID, store.UMAApproved, base); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("decide twice: want ErrConflict, got %v", err)
+	}
+	if err := s.DecideUMARequest(ctx, "nope", store.UMAApproved, base); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("decide unknown: %v", err)
+	}
+	got, err := s.GetUMARequest(ctx, r.ID)
+	if err != nil || got.Status != store.UMADenied || !got.Decided.Equal(base) || got.RequesterID != "u2" {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	if l, _ := s.ListUMARequests(ctx, store.UMARequestFilter{RequesterID: "u2"}); len(l) != 1 {
+		t.Fatalf("of requester: %v", l)
+	}
+	if l, _ := s.ListUMARequests(ctx, store.UMARequestFilter{OwnerID: "u1", Status: store.UMAPending}); len(l) != 0 {
+		t.Fatalf("pending after decision: %v", l)
+	}
+}
+
+func testUMAPCTs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.CreateUMAPCT(ctx, &store.UMAPCT{Hash: hashOf("p"), ClientID: "c", UserID: "u", ExpiresAt: base.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.GetUMAPCT(ctx, hashOf("p"), base); err != nil || p.UserID != "u" || p.ClientID != "c" {
+		t.Fatalf("get: %+v, %v", p, err)
+	}
+	if _, err := s.GetUMAPCT(ctx, hashOf("p"), base.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired: %v", err)
+	}
+	if n, err := s.PurgeExpired(ctx, base.Add(2*time.Hour)); err != nil || n < 1 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+}

@@ -1,0 +1,84 @@
+package uma
+
+import (
+	"strings"
+	"testing"
+)
+
+// The parsers of what clients and resource servers send must answer an
+// error, never panic, and what they accept must hold to their rules.
+
+func FuzzParseDescription(f *testing.F) {
+	for _, s := range []string{`{"name":"n","resource_scopes":["a","b"]}`, `{"resource_scopes":[]}`, `{"name":{"x":1}}`, `[[[[`, `{"icon_uri":"https://x/y"}`, `"x"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDescription(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if d.Scopes == nil || len(d.Name) > maxName {
+			t.Fatalf("accepted %q: %+v", s, d)
+		}
+		for _, sc := range d.Scopes {
+			if !ValidScope(sc) {
+				t.Fatalf("accepted scope %q", sc)
+			}
+		}
+	})
+}
+
+func FuzzParsePermissions(f *testing.F) {
+	for _, s := range []string{`{"resource_id":"r","resource_scopes":["a"]}`, `[{"resource_id":"r","resource_scopes":[]}]`, `[]`, `[{}]`, `{"resource_id":1}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ParsePermissions(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		if len(ps) == 0 || len(ps) > maxPermissions {
+			t.Fatalf("accepted %d permissions", len(ps))
+		}
+		for _, p := range ps {
+			if p.ResourceID == "" || p.Scopes == nil {
+				t.Fatalf("accepted %+v", p)
+			}
+		}
+	})
+}
+
+func FuzzParseClaimToken(f *testing.F) {
+	f.Add("a.b.c", FormatAccessToken)
+	f.Add("eyJhbGciOiJub25lIn0.e30.", FormatIDToken)
+	f.Add("", "")
+	f.Add("x", "urn:other")
+	f.Fuzz(func(t *testing.T, tok, format string) {
+		ct, err := ParseClaimToken(tok, format)
+		if err != nil || ct == nil {
+			return
+		}
+		if !compactJWS(ct.Token) || len(ct.Token) > maxClaimToken || (ct.Format != FormatIDToken && ct.Format != FormatAccessToken) {
+			t.Fatalf("accepted %q %q", tok, format)
+		}
+	})
+}
+
+func FuzzValidTicket(f *testing.F) {
+	f.Add("umt_ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	f.Add("umt_")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidTicket(s) && (len(s) != len(ticketPrefix)+26 || !strings.HasPrefix(s, ticketPrefix)) {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func TestDepth(t *testing.T) {
+	for s, want := range map[string]int{`{}`: 1, `[[1]]`: 2, `{"a":"[[[["}`: 1, `{"a":"\"[["}`: 1, `1`: 0} {
+		if got := depth([]byte(s)); got != want {
+			t.Errorf("depth(%s) = %d, want %d", s, got, want)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package uma
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+// maxPermissions bounds a permission request.
+const maxPermissions = 32
+
+// ticketPrefix marks thingid's permission tickets.
+const ticketPrefix = "umt_"
+
+// permissionRequest is one entry of a permission request (Federated
+// Authorization §4.1).
+type permissionRequest struct {
+	ResourceID string   `json:"resource_id"`
+	Scopes     []string `json:"resource_scopes"`
+}
+
+// ParsePermissions reads a permission request: one object or an array of
+// them, each with a resource_id and resource_scopes.
+func ParsePermissions(r io.Reader) ([]store.UMAPermission, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil || len(b) > maxBody {
+		return nil, badField("body", "unreadable or larger than %d bytes", maxBody)
+	}
+	var reqs []permissionRequest
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		err = readJSON(bytes.NewReader(b), &reqs)
+	} else {
+		var one permissionRequest
+		err = readJSON(bytes.NewReader(b), &one)
+		reqs = []permissionRequest{one}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 || len(reqs) > maxPermissions {
+		return nil, badField("body", "1 to %d permissions", maxPermissions)
+	}
+	out := make([]store.UMAPermission, 0, len(reqs))
+	for i, p := range reqs {
+		at := func(f string) string { return fmt.Sprintf("[%d].%s", i, f) }
+		if p.ResourceID == "" || len(p.ResourceID) > maxOwner {
+			return nil, badField(at("resource_id"), "is required (at most %d bytes)", maxOwner)
+		}
+		if p.Scopes == nil {
+			return nil, badField(at("resource_scopes"), "is required")
+		}
+		if len(p.Scopes) > maxScopes {
+			return nil, badField(at("resource_scopes"), "at most %d scopes", maxScopes)
+		}
+		for j, sc := range p.Scopes {
+			if !ValidScope(sc) {
+				return nil, badField(at(fmt.Sprintf("resource_scopes[%d]", j)), "not a scope")
+			}
+		}
+		out = append(out, store.UMAPermission{ResourceID: p.ResourceID, Scopes: dedupe(p.Scopes)})
+	}
+	return out, nil
+}
+
+func dedupe(l []string) []string {
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// servePermission is Federated Authorization §4: the resource server asks
+// for a ticket standing for the permissions a client lacks.
+func (s *Server) servePermission(w http.ResponseWriter, r *http.Request) {
+	p, err := s.protection(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	perms, err := ParsePermissions(http.MaxBytesReader(w, r.Body, maxBody+1))
+	if err != nil {
+		s.fieldProblem(w, r, err)
+		return
+	}
+	for _, pm := range perms {
+		res, err := s.resource(r.Context(), pm.ResourceID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.serves(res)) {
+			// §4.3: invalid_resource_id; another resource server's resource
+			// is refused the same way.
+			s.writeError(w, r, newError(http.StatusBadRequest, "invalid_resource_id", "no resource "+pm.ResourceID+" of this resource server"))
+			return
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		for _, sc := range pm.Scopes {
+			if !slices.Contains(res.Scopes, sc) {
+				s.writeError(w, r, newError(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("resource %s has no scope %q", pm.ResourceID, sc)))
+				return
+			}
+		}
+	}
+	ticket, err := s.newTicket(r.Context(), p.client, "", perms)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"ticket": ticket})
+}
+
+// newTicket stores a ticket for the resource server client (bound to the
+// requesting client requester when not "") and returns its value.
+func (s *Server) newTicket(ctx context.Context, client, requester string, perms []store.UMAPermission) (string, error) {
+	v := ticketPrefix + rand.Text()
+	now := s.now()
+	err := s.st.CreateUMATicket(ctx, &store.UMATicket{Hash: keyedHash(s.ticketKey, v), ClientID: client, Requester: requester,
+		Permissions: perms, Created: now, ExpiresAt: now.Add(s.opts.TicketLifetime)})
+	return v, err
+}
+
+// ValidTicket checks the shape of a ticket before any lookup.
+func ValidTicket(v string) bool {
+	rest, ok := strings.CutPrefix(v, ticketPrefix)
+	if !ok || len(rest) != 26 {
+		return false
+	}
+	for _, c := range rest {
+		if !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", c) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,502 @@
+package uma
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
+)
+
+// The owners' API under /api/v1/uma: signed-in users (session cookie),
+// cross-site requests refused as on every /api/v1 JSON endpoint. Errors are
+// RFC 9457 problem details naming the field.
+
+func (s *Server) registerSharing(mux *http.ServeMux) {
+	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		problem.Write(w, http.StatusForbidden, "", "cross-origin request refused: call this API from this site or without a browser")
+	}))
+	api := func(h func(http.ResponseWriter, *http.Request, *store.User)) http.Handler {
+		return cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, err := s.opts.Sessions.User(r)
+			if err != nil {
+				problem.Write(w, http.StatusUnauthorized, "", "sign in first: POST /api/v1/signin, then send the session cookie")
+				return
+			}
+			h(w, r, u)
+		}))
+	}
+	mux.Handle("GET /api/v1/uma/resources", api(s.apiResources))
+	mux.Handle("GET /api/v1/uma/shares", api(s.apiShares))
+	mux.Handle("POST /api/v1/uma/shares", api(s.apiCreateShare))
+	mux.Handle("DELETE /api/v1/uma/shares/{id}", api(s.apiRevokeShare))
+	mux.Handle("GET /api/v1/uma/requests", api(s.apiRequests))
+	mux.Handle("POST /api/v1/uma/requests/{id}/approve", api(s.apiApprove))
+	mux.Handle("POST /api/v1/uma/requests/{id}/deny", api(s.apiDeny))
+	mux.Handle("GET /api/v1/uma/shared-with-me", api(s.apiSharedWithMe))
+}
+
+// resourceView is a resource as the owners' API shows it.
+type resourceView struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Type        string   `json:"type,omitempty"`
+	Description string   `json:"description,omitempty"`
+	IconURI     string   `json:"icon_uri,omitempty"`
+	Scopes      []string `json:"resource_scopes"`
+	ServerID    string   `json:"resource_server,omitempty"`
+	Owner       string   `json:"owner,omitempty"`
+}
+
+func viewResource(r *store.UMAResource) resourceView {
+	return resourceView{ID: r.ID, Name: r.Name, Type: r.Type, Description: r.Description, IconURI: r.IconURI, Scopes: nonNil(r.Scopes), ServerID: r.ClientID}
+}
+
+type shareView struct {
+	ID          string     `json:"id"`
+	ResourceID  string     `json:"resource_id"`
+	Grantee     store.Ref  `json:"grantee"`
+	GranteeName string     `json:"grantee_name,omitempty"`
+	Scopes      []string   `json:"scopes"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	Created     time.Time  `json:"created"`
+}
+
+func (s *Server) viewShare(ctx context.Context, sh *store.UMAShare) shareView {
+	v := shareView{ID: sh.ID, ResourceID: sh.ResourceID, Grantee: sh.Grantee, Scopes: nonNil(sh.Scopes), Created: sh.Created}
+	if !sh.ExpiresAt.IsZero() {
+		t := sh.ExpiresAt
+		v.ExpiresAt = &t
+	}
+	switch sh.Grantee.Kind {
+	case store.KindUser:
+		if u, err := s.opts.Users.GetUser(ctx, sh.Grantee.ID); err == nil {
+			v.GranteeName = u.UserName
+		}
+	case store.KindGroup:
+		if g, err := s.st.GetGroup(ctx, sh.Grantee.ID); err == nil {
+			v.GranteeName = g.DisplayName
+		}
+	}
+	return v
+}
+
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		problem.Write(w, http.StatusBadRequest, fe.field, fe.Error())
+		return
+	}
+	var pe *problemError
+	if errors.As(err, &pe) {
+		problem.Write(w, pe.status, pe.field, pe.detail)
+		return
+	}
+	s.log.Error("uma: owners' API", "path", r.URL.Path, "err", err)
+	problem.Write(w, http.StatusInternalServerError, "", "internal error")
+}
+
+type problemError struct {
+	status        int
+	field, detail string
+}
+
+func (e *problemError) Error() string { return e.detail }
+
+func refuse(status int, field, detail string) error { return &problemError{status, field, detail} }
+
+// apiResources is GET /api/v1/uma/resources: what the user owns (registered
+// resources and owned things) with who has access.
+func (s *Server) apiResources(w http.ResponseWriter, r *http.Request, u *store.User) {
+	rs, err := s.ownedResources(r.Context(), u.ID)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	type entry struct {
+		resourceView
+		Shares []shareView `json:"shares"`
+	}
+	out := []entry{}
+	for _, x := range rs {
+		shares, err := s.st.ListUMAShares(r.Context(), store.UMAShareFilter{ResourceID: x.ID, OwnerID: u.ID})
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		e := entry{resourceView: viewResource(x), Shares: []shareView{}}
+		for _, sh := range shares {
+			e.Shares = append(e.Shares, s.viewShare(r.Context(), sh))
+		}
+		out = append(out, e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"resources": out})
+}
+
+// apiShares is GET /api/v1/uma/shares: who has what of the user's resources.
+func (s *Server) apiShares(w http.ResponseWriter, r *http.Request, u *store.User) {
+	shares, err := s.st.ListUMAShares(r.Context(), store.UMAShareFilter{OwnerID: u.ID})
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := []shareView{}
+	for _, sh := range shares {
+		out = append(out, s.viewShare(r.Context(), sh))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"shares": out})
+}
+
+// ShareRequest is the body of POST /api/v1/uma/shares: exactly one of
+// user (a user name), email (a verified e-mail address) and group (a group
+// id or display name).
+type ShareRequest struct {
+	ResourceID string     `json:"resource_id"`
+	User       string     `json:"user,omitempty"`
+	Email      string     `json:"email,omitempty"`
+	Group      string     `json:"group,omitempty"`
+	Scopes     []string   `json:"scopes"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+}
+
+// apiCreateShare is POST /api/v1/uma/shares.
+func (s *Server) apiCreateShare(w http.ResponseWriter, r *http.Request, u *store.User) {
+	var req ShareRequest
+	if err := readJSON(http.MaxBytesReader(w, r.Body, maxBody+1), &req); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	sh, err := s.share(r.Context(), u, req)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.viewShare(r.Context(), sh))
+}
+
+// ownResource loads a resource of owner; someone else's is not found.
+func (s *Server) ownResource(ctx context.Context, owner, id, field string) (*store.UMAResource, error) {
+	if id == "" {
+		return nil, refuse(http.StatusBadRequest, field, field+" is required")
+	}
+	res, err := s.resource(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && res.OwnerID != owner) {
+		return nil, refuse(http.StatusNotFound, field, "no resource with this id is yours")
+	}
+	return res, err
+}
+
+func (s *Server) share(ctx context.Context, u *store.User, req ShareRequest) (*store.UMAShare, error) {
+	res, err := s.ownResource(ctx, u.ID, req.ResourceID, "resource_id")
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Scopes) == 0 {
+		return nil, refuse(http.StatusBadRequest, "scopes", "name at least one scope of the resource: "+strings.Join(res.Scopes, ", "))
+	}
+	for i, sc := range req.Scopes {
+		if !slices.Contains(res.Scopes, sc) {
+			return nil, refuse(http.StatusBadRequest, fmt.Sprintf("scopes[%d]", i), fmt.Sprintf("the resource has no scope %q", sc))
+		}
+	}
+	var exp time.Time
+	if req.ExpiresAt != nil {
+		if exp = req.ExpiresAt.UTC(); !exp.After(s.now()) {
+			return nil, refuse(http.StatusBadRequest, "expires_at", "must be in the future")
+		}
+	}
+	grantee, err := s.grantee(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if grantee.Kind == store.KindUser && grantee.ID == u.ID {
+		return nil, refuse(http.StatusBadRequest, "user", "you own this resource already")
+	}
+	sh := &store.UMAShare{ResourceID: res.ID, OwnerID: u.ID, Grantee: grantee, Scopes: dedupe(req.Scopes), ExpiresAt: exp, Created: s.now()}
+	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.CreateUMAShare(ctx, sh); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, "user:"+u.ID, "uma.share.create", resourceRef(res.ID),
+			auditJSON(map[string]any{"share": sh.ID, "grantee": grantee, "scopes": sh.Scopes, "expiresAt": req.ExpiresAt}))
+	})
+	return sh, err
+}
+
+// grantee resolves who a share is for. A user is matched by user name or
+// by an e-mail address only when that address is verified.
+func (s *Server) grantee(ctx context.Context, req ShareRequest) (store.Ref, error) {
+	n := 0
+	for _, v := range []string{req.User, req.Email, req.Group} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return store.Ref{}, refuse(http.StatusBadRequest, "user", "name exactly one of user, email and group")
+	}
+	noUser := refuse(http.StatusNotFound, "user", "no active user with this name")
+	switch {
+	case req.User != "":
+		u, err := s.opts.Users.GetUserByName(ctx, req.User)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Status != store.StatusActive) {
+			return store.Ref{}, noUser
+		}
+		if err != nil {
+			return store.Ref{}, err
+		}
+		return store.Ref{Kind: store.KindUser, ID: u.ID}, nil
+	case req.Email != "":
+		us, _, err := s.st.ListUsers(ctx, store.Query{Limit: 2, Filter: store.And{
+			Left:  store.Compare{Field: "emails", Op: store.OpEq, Value: req.Email},
+			Right: store.Compare{Field: "emailVerified", Op: store.OpEq, Value: true},
+		}})
+		if err != nil {
+			return store.Ref{}, err
+		}
+		if len(us) != 1 || us[0].Status != store.StatusActive {
+			return store.Ref{}, refuse(http.StatusNotFound, "email", "no active user with this verified e-mail address")
+		}
+		return store.Ref{Kind: store.KindUser, ID: us[0].ID}, nil
+	default:
+		g, err := s.st.GetGroup(ctx, req.Group)
+		if errors.Is(err, store.ErrNotFound) {
+			gs, _, lerr := s.st.ListGroups(ctx, store.Query{Limit: 2, Filter: store.Compare{Field: "displayName", Op: store.OpEq, Value: req.Group}})
+			if lerr != nil {
+				return store.Ref{}, lerr
+			}
+			if len(gs) != 1 {
+				return store.Ref{}, refuse(http.StatusNotFound, "group", "no group with this id or name")
+			}
+			g, err = gs[0], nil
+		}
+		if err != nil {
+			return store.Ref{}, err
+		}
+		return store.Ref{Kind: store.KindGroup, ID: g.ID}, nil
+	}
+}
+
+// apiRevokeShare is DELETE /api/v1/uma/shares/{id}: the share goes, and
+// with it every RPT it produced, at once (grant.revoke).
+func (s *Server) apiRevokeShare(w http.ResponseWriter, r *http.Request, u *store.User) {
+	if err := s.RevokeShare(r.Context(), "user:"+u.ID, u.ID, r.PathValue("id")); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RevokeShare deletes owner's share id and revokes the RPTs resting on it.
+func (s *Server) RevokeShare(ctx context.Context, actor, owner, id string) error {
+	sh, err := s.st.GetUMAShare(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && sh.OwnerID != owner) {
+		return refuse(http.StatusNotFound, "id", "no share with this id is yours")
+	}
+	if err != nil {
+		return err
+	}
+	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteUMAShare(ctx, id); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, actor, "uma.share.revoke", resourceRef(sh.ResourceID), auditJSON(map[string]any{"share": id, "grantee": sh.Grantee}))
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse(http.StatusNotFound, "id", "no share with this id is yours")
+	}
+	if err != nil {
+		return err
+	}
+	return s.revokeShareGrants(ctx, actor, []*store.UMAShare{sh})
+}
+
+type requestView struct {
+	ID            string    `json:"id"`
+	ResourceID    string    `json:"resource_id"`
+	ResourceName  string    `json:"resource_name,omitempty"`
+	Requester     string    `json:"requester"`
+	RequesterName string    `json:"requester_name,omitempty"`
+	ClientID      string    `json:"client_id"`
+	Scopes        []string  `json:"scopes"`
+	Status        string    `json:"status"`
+	Created       time.Time `json:"created"`
+}
+
+// apiRequests is GET /api/v1/uma/requests: the pending requests for the
+// user's resources (?status=approved|denied|pending).
+func (s *Server) apiRequests(w http.ResponseWriter, r *http.Request, u *store.User) {
+	st := store.UMARequestStatus(r.URL.Query().Get("status"))
+	switch st {
+	case "":
+		st = store.UMAPending
+	case store.UMAPending, store.UMAApproved, store.UMADenied:
+	default:
+		problem.Write(w, http.StatusBadRequest, "status", "status must be pending, approved or denied")
+		return
+	}
+	reqs, err := s.st.ListUMARequests(r.Context(), store.UMARequestFilter{OwnerID: u.ID, Status: st})
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := []requestView{}
+	for _, q := range reqs {
+		v := requestView{ID: q.ID, ResourceID: q.ResourceID, Requester: q.RequesterID, ClientID: q.ClientID, Scopes: nonNil(q.Scopes), Status: string(q.Status), Created: q.Created}
+		if res, err := s.resource(r.Context(), q.ResourceID); err == nil {
+			v.ResourceName = res.Name
+		}
+		if ru, err := s.opts.Users.GetUser(r.Context(), q.RequesterID); err == nil {
+			v.RequesterName = ru.UserName
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+}
+
+// decision is the optional body of approve: narrower scopes, an end date.
+type decision struct {
+	Scopes    []string   `json:"scopes,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// pendingOf loads a pending request for one of owner's resources. The
+// requesting party cannot decide their own request: it is not theirs to see.
+func (s *Server) pendingOf(ctx context.Context, owner, id string) (*store.UMARequest, error) {
+	q, err := s.st.GetUMARequest(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && q.OwnerID != owner) {
+		return nil, refuse(http.StatusNotFound, "id", "no request with this id for your resources")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if q.RequesterID == owner {
+		return nil, refuse(http.StatusForbidden, "id", "you cannot decide your own request")
+	}
+	if q.Status != store.UMAPending {
+		return nil, refuse(http.StatusConflict, "id", "this request was decided already")
+	}
+	// The resource may have changed owner since.
+	if _, err := s.ownResource(ctx, owner, q.ResourceID, "id"); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// apiApprove is POST /api/v1/uma/requests/{id}/approve: a share for the
+// requesting party with the requested scopes (or the body's subset).
+func (s *Server) apiApprove(w http.ResponseWriter, r *http.Request, u *store.User) {
+	var d decision
+	if r.ContentLength != 0 {
+		if err := readJSON(http.MaxBytesReader(w, r.Body, maxBody+1), &d); err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+	}
+	ctx := r.Context()
+	q, err := s.pendingOf(ctx, u.ID, r.PathValue("id"))
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	scopes := q.Scopes
+	if d.Scopes != nil {
+		for i, sc := range d.Scopes {
+			if !slices.Contains(q.Scopes, sc) {
+				problem.Write(w, http.StatusBadRequest, fmt.Sprintf("scopes[%d]", i), "approve only scopes that were requested")
+				return
+			}
+		}
+		scopes = d.Scopes
+	}
+	ru, err := s.opts.Users.GetUser(ctx, q.RequesterID)
+	if err != nil {
+		s.apiError(w, r, refuse(http.StatusConflict, "id", "the requesting party no longer exists"))
+		return
+	}
+	sh, err := s.share(ctx, u, ShareRequest{ResourceID: q.ResourceID, User: ru.UserName, Scopes: scopes, ExpiresAt: d.ExpiresAt})
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	if err := s.decideRequest(ctx, u, q, store.UMAApproved); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.viewShare(ctx, sh))
+}
+
+// apiDeny is POST /api/v1/uma/requests/{id}/deny.
+func (s *Server) apiDeny(w http.ResponseWriter, r *http.Request, u *store.User) {
+	q, err := s.pendingOf(r.Context(), u.ID, r.PathValue("id"))
+	if err == nil {
+		err = s.decideRequest(r.Context(), u, q, store.UMADenied)
+	}
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) decideRequest(ctx context.Context, u *store.User, q *store.UMARequest, st store.UMARequestStatus) error {
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.DecideUMARequest(ctx, q.ID, st, s.now()); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, "user:"+u.ID, "uma.request."+string(st), resourceRef(q.ResourceID), auditJSON(map[string]any{"request": q.ID, "requester": q.RequesterID}))
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return refuse(http.StatusConflict, "id", "this request was decided already")
+	}
+	return err
+}
+
+// apiSharedWithMe is GET /api/v1/uma/shared-with-me: the live shares to the
+// user or their groups, with the resources.
+func (s *Server) apiSharedWithMe(w http.ResponseWriter, r *http.Request, u *store.User) {
+	ctx := r.Context()
+	groups, err := s.userGroups(ctx, u.ID)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	refs := []store.Ref{{Kind: store.KindUser, ID: u.ID}}
+	for _, g := range groups {
+		refs = append(refs, store.Ref{Kind: store.KindGroup, ID: g})
+	}
+	type entry struct {
+		Resource resourceView `json:"resource"`
+		shareView
+	}
+	out := []entry{}
+	now := s.now()
+	for _, ref := range refs {
+		shares, err := s.st.ListUMAShares(ctx, store.UMAShareFilter{Grantee: &ref})
+		if err != nil {
+			s.apiError(w, r, err)
+			return
+		}
+		for _, sh := range shares {
+			if !sh.ExpiresAt.IsZero() && !now.Before(sh.ExpiresAt) {
+				continue
+			}
+			res, err := s.resource(ctx, sh.ResourceID)
+			if err != nil || res.OwnerID != sh.OwnerID {
+				continue // gone, or owned by someone else now: the share counts no more
+			}
+			rv := viewResource(res)
+			if o, err := s.opts.Users.GetUser(ctx, res.OwnerID); err == nil {
+				rv.Owner = o.UserName
+			}
+			out = append(out, entry{Resource: rv, shareView: s.viewShare(ctx, sh)})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"shared": out})
+}
