@@ -10,13 +10,14 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 )
 
 // mountComponents adds SCIM (administrators only), self-registration and
 // browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL: cfg.HTTP.PublicURL,
@@ -48,11 +49,16 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 		return err
 	}
 	sessions.Register(mux)
-	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
 	srv, err := p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, log)
 	if err != nil {
 		return err
 	}
+	// SCIM shares the authorization server's DPoP proofs (one replay cache,
+	// one nonce): both are resources of this listener's origin.
+	admins.AcceptAccessTokens(authn.AccessTokens{
+		Verifier: tk.verifier, Audience: cfg.HTTP.PublicURL, Origin: cfg.HTTP.PublicURL,
+		Proofs: srv.ProofVerifier(), Grants: p.Store,
+	})
 	srv.Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
