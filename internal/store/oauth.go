@@ -37,8 +37,9 @@ type Client struct {
 	// Scopes the client may ask for.
 	Scopes []string
 	// Resources are the resource indicators (RFC 8707) the client may ask
-	// tokens for: the audiences of its access tokens. nil for a client
-	// stored before resources existed (oauth migrates those).
+	// tokens for: the audiences of its access tokens. nil for every
+	// resource of the platform (and for clients stored before resources
+	// existed, which had every one).
 	Resources []string
 	// DefaultResources are the audiences of a token whose request names
 	// no resource; a subset of Resources.

@@ -15,7 +15,7 @@ type clientDoc struct {
 	RedirectURIs []string `json:"redirectUris,omitempty"`
 	GrantTypes   []string `json:"grantTypes,omitempty"`
 	Scopes       []string `json:"scopes,omitempty"`
-	// Resources is absent for clients stored before resources existed.
+	// Resources is absent for clients registered without (every resource).
 	Resources        []string `json:"resources,omitempty"`
 	DefaultResources []string `json:"defaultResources,omitempty"`
 }
