@@ -17,7 +17,7 @@ import (
 
 func newClients(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth 2.0 clients in the data directory"}
-	cmd.AddCommand(newClientsCreate(g), newClientsList(g), newClientsDelete(g))
+	cmd.AddCommand(newClientsCreate(g), newClientsList(g), newClientsDelete(g), newClientsResources(g))
 	return cmd
 }
 
@@ -40,6 +40,7 @@ func newClientsCreate(g *globals) *cobra.Command {
 		Use:   "create",
 		Short: "Register a client; a confidential client's secret is shown only now",
 		Example: `  thingid clients create --name billing --grant-type client_credentials --scope read
+  thingid clients create --name telemetry --grant-type client_credentials --scope mqtt:pub:things/# --resource urn:thingid:mqtt
   thingid clients create --name speaker-1 --type public --grant-type urn:ietf:params:oauth:grant-type:device_code \
       --grant-type refresh_token --thing THING_ID`,
 		Args: cobra.NoArgs,
@@ -74,6 +75,8 @@ func newClientsCreate(g *globals) *cobra.Command {
 	f.StringArrayVar(&spec.GrantTypes, "grant-type", nil, "a grant type the client may use (repeat the flag)")
 	f.StringArrayVar(&spec.RedirectURIs, "redirect-uri", nil, "an exact redirect URI (repeat the flag)")
 	f.StringArrayVar(&spec.Scopes, "scope", nil, "a scope the client may ask for (repeat the flag)")
+	f.StringArrayVar(&spec.Resources, "resource", nil, "a resource (RFC 8707: the platform's public URL, mqtt.audience or gateway.audience) the client may ask tokens for (repeat the flag; default: every resource)")
+	f.StringArrayVar(&spec.DefaultResources, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; default: every --resource)")
 	f.StringVar(&spec.ThingID, "thing", "", "the thing this client stands for (device pairing links it to its owner)")
 	f.StringVar(&jwksFile, "jwks-file", "", "public keys (JWK Set) for private_key_jwt")
 	return cmd
@@ -92,9 +95,10 @@ func newClientsList(g *globals) *cobra.Command {
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "CLIENT_ID\tNAME\tTYPE\tAUTH\tGRANT TYPES\tTHING")
+				fmt.Fprintln(w, "CLIENT_ID\tNAME\tTYPE\tAUTH\tGRANT TYPES\tRESOURCES (DEFAULT)\tTHING")
 				for _, c := range cs {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Type, c.TokenEndpointAuthMethod, strings.Join(c.GrantTypes, " "), c.ThingID)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s (%s)\t%s\n", c.ID, c.Name, c.Type, c.TokenEndpointAuthMethod, strings.Join(c.GrantTypes, " "),
+						orAll(c.Resources), orAll(c.DefaultResources), c.ThingID)
 				}
 				if err := w.Flush(); err != nil {
 					return err
@@ -107,6 +111,39 @@ func newClientsList(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many")
 	cmd.Flags().IntVar(&offset, "offset", 0, "skip this many")
 	return cmd
+}
+
+func newClientsResources(g *globals) *cobra.Command {
+	var resources, defaults []string
+	cmd := &cobra.Command{
+		Use:   "resources CLIENT_ID",
+		Short: "Set the resources (RFC 8707 audiences) a client may ask tokens for, and its defaults",
+		Example: `  thingid clients resources CLIENT_ID --resource urn:thingid:gateway
+  thingid clients resources CLIENT_ID --resource https://id.example.com --resource urn:thingid:mqtt --default-resource urn:thingid:mqtt`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withOAuth(cmd, func(srv *oauth.Server) error {
+				c, err := srv.SetClientResources(cmd.Context(), cliActor, args[0], resources, defaults)
+				if err != nil {
+					return explainStoreErr(err, "client "+args[0])
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "client %s: resources %s, default %s\n", c.ID, orAll(c.Resources), orAll(c.DefaultResources))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringArrayVar(&resources, "resource", nil, "a resource the client may ask for (repeat the flag; none: every resource of the platform)")
+	cmd.Flags().StringArrayVar(&defaults, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; none: every --resource)")
+	return cmd
+}
+
+// orAll shows a client's resources; none registered means all of them
+// (of the platform, or of the client for its defaults).
+func orAll(resources []string) string {
+	if len(resources) == 0 {
+		return "all"
+	}
+	return strings.Join(resources, " ")
 }
 
 func newClientsDelete(g *globals) *cobra.Command {

@@ -17,7 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -41,9 +43,7 @@ type Reader interface {
 type Admins struct {
 	st       Reader
 	tokenKey []byte
-	verifier AccessTokenVerifier
-	audience string
-	grants   GrantReader
+	access   *AccessTokens // nil: no OAuth access tokens
 
 	mu    sync.Mutex
 	cache map[[32]byte]cached // successful Basic verifications
@@ -224,13 +224,27 @@ const (
 	ScopeSCIMWrite = "scim:write" // SCIM reads and writes
 )
 
-// AccessTokenVerifier checks OAuth access tokens (*tokens.Verifier).
+// AccessTokenVerifier checks OAuth access tokens with the evidence of their
+// presentation (*tokens.Verifier).
 type AccessTokenVerifier interface {
-	Verify(ctx context.Context, raw string, opts tokens.VerifyOptions) (*tokens.Claims, error)
+	Verify(ctx context.Context, p *tokens.Presentation, opts tokens.VerifyOptions) (*tokens.Claims, error)
 }
 
 // ErrInsufficientScope: a valid access token without the scope the request needs.
 var ErrInsufficientScope = errors.New("the access token lacks the scope this request needs")
+
+// TokenError is an OAuth access token refused at an admin API: Err wraps
+// ErrUnauthenticated and a *tokens.Error (invalid_token) or a *dpop.Error
+// (invalid_dpop_proof, use_dpop_nonce), or is ErrInsufficientScope. DPoP
+// says the answer carries the DPoP challenge (RFC 9449 §7.1) rather than
+// Bearer's.
+type TokenError struct {
+	Err  error
+	DPoP bool
+}
+
+func (e *TokenError) Error() string { return e.Err.Error() }
+func (e *TokenError) Unwrap() error { return e.Err }
 
 // GrantReader reads grants (the store), so that a token whose grant was revoked
 // is refused even by a node that restarted after the revocation event.
@@ -238,41 +252,75 @@ type GrantReader interface {
 	GetGrant(ctx context.Context, id string) (*store.Grant, error)
 }
 
-// AcceptAccessTokens lets RequireScopes accept OAuth access tokens issued for
-// audience, checked by v and by their grant in grants, besides administrator
-// credentials.
-func (a *Admins) AcceptAccessTokens(v AccessTokenVerifier, audience string, grants GrantReader) {
-	a.verifier, a.audience, a.grants = v, audience, grants
+// AccessTokens is how admin APIs accept OAuth access tokens.
+type AccessTokens struct {
+	// Verifier checks the tokens and their sender binding.
+	Verifier AccessTokenVerifier
+	// Audience is the identifier the tokens must be issued for.
+	Audience string
+	// Origin is the listener's public origin: a DPoP proof must be for
+	// Origin + the request path (RFC 9449 §4.3 item 9).
+	Origin string
+	// Proofs checks DPoP proofs (*dpop.Verifier); Nonce is its current
+	// server nonce, "" without (RFC 9449 §9).
+	Proofs interface {
+		tokens.ProofVerifier
+		Nonce() string
+	}
+	// Grants is read for every token: the stored grant is the truth.
+	Grants GrantReader
 }
 
-// RequireScopes is Require for an API that OAuth clients may call too: a bearer
-// access token must carry `admin`, or `write` (which includes reading), or `read`
-// for a safe request (GET, HEAD, or a POST to a /.search endpoint). A token that
-// acts for a user (sub is not the client itself) is accepted only while that user
-// is an administrator: consenting to a client cannot make a user an administrator.
+// AcceptAccessTokens lets RequireScopes accept OAuth access tokens, besides
+// administrator credentials.
+func (a *Admins) AcceptAccessTokens(at AccessTokens) { a.access = &at }
+
+// RequireScopes is Require for an API that OAuth clients may call too: an
+// access token, Bearer or DPoP (RFC 9449 §7.1) with its sender binding
+// satisfied, must carry `admin`, or `write` (which includes reading), or
+// `read` for a safe request (GET, HEAD, or a POST to a /.search endpoint). A
+// token that acts for a user (sub is not the client itself) is accepted only
+// while that user is an administrator: consenting to a client cannot make a
+// user an administrator. The handler it returns is marked as accepting
+// access tokens (routes.AccessTokens).
 func (a *Admins) RequireScopes(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error), read, write string) http.Handler {
 	admin := a.Require(next, deny)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := bearer(r)
-		if !ok || a.verifier == nil || strings.HasPrefix(raw, TokenPrefix) {
+	return routes.AccessTokens(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := a.access
+		if at == nil {
 			admin.ServeHTTP(w, r)
 			return
 		}
-		c, err := a.verifier.Verify(r.Context(), raw, tokens.VerifyOptions{Audience: a.audience})
+		// Malformed Authorization and other schemes (Basic) are the
+		// administrator path's to refuse or accept; so are admin API tokens.
+		p, err := tokens.FromRequest(r, at.Origin+r.URL.EscapedPath(), tokens.PeerCertificates(r))
+		if err != nil || p.Token() == "" || (p.Scheme() == tokens.SchemeBearer && strings.HasPrefix(p.Token(), TokenPrefix)) {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		if p.Scheme() == tokens.SchemeDPoP {
+			if n := at.Proofs.Nonce(); n != "" {
+				w.Header().Set("DPoP-Nonce", n)
+			}
+		}
+		c, err := at.Verifier.Verify(r.Context(), p, tokens.VerifyOptions{Audience: at.Audience, Proofs: at.Proofs})
 		if err != nil {
-			deny(w, r, fmt.Errorf("%w: %w", ErrUnauthenticated, err))
+			if errors.As(err, new(*tokens.Error)) || errors.As(err, new(*dpop.Error)) {
+				err = &TokenError{Err: fmt.Errorf("%w: %w", ErrUnauthenticated, err), DPoP: p.DPoP()}
+			}
+			deny(w, r, err)
 			return
 		}
 		// The verifier's deny set only knows revocations it saw; the grant's
 		// stored state is the truth for admin APIs, which are worth one read.
-		if g, err := a.grants.GetGrant(r.Context(), c.GrantID); err != nil || !g.RevokedAt.IsZero() {
-			deny(w, r, ErrUnauthenticated)
+		if g, err := at.Grants.GetGrant(r.Context(), c.GrantID); err != nil || !g.RevokedAt.IsZero() {
+			deny(w, r, &TokenError{Err: fmt.Errorf("%w: %w", ErrUnauthenticated, tokens.ErrRevoked), DPoP: p.DPoP()})
 			return
 		}
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead ||
 			(r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/.search"))
 		if !slices.Contains(c.Scope, ScopeAdmin) && !slices.Contains(c.Scope, write) && !(safe && slices.Contains(c.Scope, read)) {
-			deny(w, r, ErrInsufficientScope)
+			deny(w, r, &TokenError{Err: ErrInsufficientScope, DPoP: p.DPoP()})
 			return
 		}
 		actor := "client:" + c.ClientID
@@ -283,13 +331,13 @@ func (a *Admins) RequireScopes(next http.Handler, deny func(w http.ResponseWrite
 				return
 			}
 			if err := a.isAdmin(r.Context(), u); err != nil {
-				deny(w, r, ErrInsufficientScope)
+				deny(w, r, &TokenError{Err: ErrInsufficientScope, DPoP: p.DPoP()})
 				return
 			}
 			actor = "admin:" + u.ID + " via client:" + c.ClientID
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
-	})
+	}))
 }
 
 func bearer(r *http.Request) (string, bool) {

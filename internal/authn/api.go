@@ -12,13 +12,14 @@ import (
 	"sort"
 	"time"
 
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
 
 // Register mounts the sign-in pages, the session API and, when NewSessions got
 // an *Admins, the admin session API on mux.
-func (s *Sessions) Register(mux *http.ServeMux) {
+func (s *Sessions) Register(mux routes.Mux) {
 	self := func(h http.HandlerFunc) http.Handler { return s.Require(h, denySession) }
 	routes := map[string]http.Handler{
 		"GET /signin":                  http.HandlerFunc(s.showSignin),

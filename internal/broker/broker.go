@@ -34,9 +34,10 @@ import (
 // CONNECT password; only the former can re-authenticate.
 const AuthMethod = "JWT"
 
-// TokenVerifier checks access tokens and ID tokens (*tokens.Verifier).
+// TokenVerifier checks access tokens, with their sender binding, and ID
+// tokens (*tokens.Verifier).
 type TokenVerifier interface {
-	Verify(ctx context.Context, raw string, opts tokens.VerifyOptions) (*tokens.Claims, error)
+	Verify(ctx context.Context, p *tokens.Presentation, opts tokens.VerifyOptions) (*tokens.Claims, error)
 	VerifyIDToken(ctx context.Context, raw string, opts tokens.IDTokenOptions) (*tokens.Claims, error)
 }
 

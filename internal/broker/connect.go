@@ -128,7 +128,10 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 // Options.IDTokenClients, ID token.
 func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []*x509.Certificate) *refusal {
 	v := h.b.opts.Verifier
-	c, err := v.Verify(ctx, raw, tokens.VerifyOptions{Audience: h.b.opts.Audience})
+	// The certificate of the TLS connection is the evidence of a
+	// certificate-bound token (RFC 8705 §3). DPoP (cnf.jkt) has no MQTT
+	// form: such tokens are refused, as they must be.
+	c, err := v.Verify(ctx, tokens.FromConnection(raw, chain), tokens.VerifyOptions{Audience: h.b.opts.Audience})
 	id.IDToken = false
 	if errors.Is(err, tokens.ErrType) && len(h.b.opts.IDTokenClients) > 0 {
 		// Not an access token (typ): perhaps an ID token of a client that
@@ -145,14 +148,6 @@ func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []
 	if err != nil {
 		h.b.log.Error("mqtt: verifying a token failed", "err", err)
 		return refuse(packets.ErrServerUnavailable, "error", "token could not be checked; try again")
-	}
-	thumb := ""
-	if len(chain) > 0 {
-		thumb = tokens.CertThumbprint(chain[0])
-	}
-	// DPoP (cnf.jkt) has no MQTT form: such tokens fail here, as they must.
-	if err := tokens.CheckBinding(c, thumb, ""); err != nil {
-		return refuse(packets.ErrBadUsernameOrPassword, "binding", err.Error())
 	}
 	id.Thing, id.Subject, id.Client, id.Grant = c.ThingID, c.Subject, c.ClientID, c.GrantID
 	id.Scopes, id.Expires = c.Scope, c.ExpiresAt

@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -32,7 +33,7 @@ const crlMaxAge = time.Minute
 
 // Register adds the public CRL and CA certificates and the administrators'
 // API (protected by admin; actor names who acted) to mux.
-func (c *Checker) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler, actor func(*http.Request) string) {
+func (c *Checker) Register(mux routes.Mux, admin func(http.Handler) http.Handler, actor func(*http.Request) string) {
 	mux.HandleFunc("GET "+PathCRL, c.serveCRL)
 	mux.HandleFunc("GET "+PathCACerts, c.serveCACerts)
 	api := func(h func(http.ResponseWriter, *http.Request, string)) http.Handler {

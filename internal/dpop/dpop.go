@@ -1,7 +1,7 @@
 // Package dpop verifies DPoP proofs (RFC 9449 §4.3) for every part of thingid
 // that accepts them: the authorization server's token and UserInfo endpoints
 // and the resource servers (gateway). It checks a proof and returns its key's
-// thumbprint; binding that thumbprint to a token is tokens.CheckBinding's job.
+// thumbprint; binding that thumbprint to a token is the job of tokens.Presentation.
 // It knows nothing of OAuth flows, HTTP responses beyond the challenge, or the store.
 package dpop
 

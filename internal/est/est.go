@@ -16,6 +16,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -73,7 +74,7 @@ func New(opts Options) (*Server, error) {
 }
 
 // Register adds the EST endpoints and, wrapped in admin, the token API.
-func (s *Server) Register(mux *http.ServeMux, admin func(http.Handler) http.Handler) {
+func (s *Server) Register(mux routes.Mux, admin func(http.Handler) http.Handler) {
 	mux.HandleFunc("GET "+Prefix+"cacerts", s.serveCACerts)
 	mux.HandleFunc("GET "+Prefix+"csrattrs", s.serveCSRAttrs)
 	mux.Handle("POST "+Prefix+"simpleenroll", s.answer(s.enroll))

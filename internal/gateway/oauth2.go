@@ -117,49 +117,47 @@ func (f *oauth2Filter) required(method string) []string {
 func (f *oauth2Filter) Handle(w http.ResponseWriter, r *http.Request, next http.Handler) error {
 	x := exchangeOf(r)
 	ctx := r.Context()
-	scheme, tok, err := authorization(r)
+	p, err := presentation(r, x)
 	if err != nil {
 		return err
 	}
-	dpopScheme := scheme == "dpop"
-	if tok == "" {
+	if p.Token() == "" {
 		// RFC 6750 §3.1: no error code when the request had no token.
-		return &Denial{Status: http.StatusUnauthorized, Reason: "no_token",
-			Detail:     "an access token is required: Authorization: Bearer <token> (or DPoP with a proof)",
+		detail := "an access token is required: Authorization: Bearer <token> (or DPoP with a proof)"
+		if r.Header.Get("Authorization") != "" {
+			detail = "the Authorization scheme must be Bearer or DPoP"
+		}
+		return &Denial{Status: http.StatusUnauthorized, Reason: "no_token", Detail: detail,
 			Challenges: []string{"Bearer " + realm, dpop.Challenge("", "")}}
 	}
-	id, err := f.g.authenticate(ctx, tok, f.audience)
+	if p.Scheme() == tokens.SchemeDPoP {
+		if n := f.g.dpop.Nonce(); n != "" {
+			w.Header().Set("DPoP-Nonce", n)
+		}
+	}
+	id, err := f.g.authenticate(ctx, p, f.audience)
 	if err != nil {
-		return invalidToken(err, dpopScheme)
+		return refused(err, p)
 	}
 	cl := id.claims
-	bound := cl.Confirmation != nil && cl.Confirmation.JKT != ""
-	var jkt string
-	if dpopScheme {
-		if jkt, err = f.g.checkProof(w, r, x, tok); err != nil {
+	if cl.Confirmation != nil && cl.Confirmation.X5TS256 != "" {
+		// The thumbprint matched (the presentation's evidence); a
+		// certificate of a CA the platform knows must also still be good.
+		if err := f.g.checkCertificate(ctx, x.certs); err != nil {
 			return err
 		}
-	}
-	var thumb string
-	if cl.Confirmation != nil && cl.Confirmation.X5TS256 != "" && len(x.certs) > 0 {
-		if thumb, err = f.g.checkCertificate(ctx, x.certs); err != nil {
-			return err
-		}
-	}
-	if err := tokens.CheckBinding(cl, thumb, jkt); err != nil {
-		return invalidToken(err, dpopScheme || bound)
 	}
 	if need := f.required(r.Method); !hasAll(cl.Scope, need) {
 		desc := "the token lacks a scope this request needs: " + strings.Join(need, " ")
 		ch := "Bearer " + realm + `, error="insufficient_scope", error_description="` + quoted(desc) + `", scope="` + strings.Join(need, " ") + `"`
-		if dpopScheme || bound {
+		if p.DPoP() {
 			ch = dpop.Challenge("insufficient_scope", desc) + `, scope="` + strings.Join(need, " ") + `"`
 		}
 		return &Denial{Status: http.StatusForbidden, Code: "insufficient_scope", Reason: "insufficient_scope", Detail: desc, Challenges: []string{ch}}
 	}
 	x.id, x.keepToken = id, f.forwardToken
 	if f.upstream != nil {
-		if x.upstreamToken, err = f.g.upstreamToken(tok, cl, f.upstream); err != nil {
+		if x.upstreamToken, err = f.g.upstreamToken(p.Token(), cl, f.upstream); err != nil {
 			return err
 		}
 	}
@@ -176,62 +174,20 @@ func hasAll(have, need []string) bool {
 	return true
 }
 
-// authorization reads the request's token: RFC 6750 §2.1 Bearer or RFC
-// 9449 §7.1 DPoP in the one Authorization header. Tokens in the query (RFC
-// 6750 §2.3) are refused, as RFC 9700 §2.5 advises; a form body is the
-// upstream's and is not read.
-func authorization(r *http.Request) (scheme, token string, err error) {
-	bad := func(desc string) (string, string, error) {
-		return "", "", &Denial{Status: http.StatusBadRequest, Code: "invalid_request", Reason: "bad_authorization", Detail: desc,
-			Challenges: []string{"Bearer " + realm + `, error="invalid_request", error_description="` + quoted(desc) + `"`}}
+// presentation reads the request's token with its evidence: RFC 6750 §2.1
+// Bearer or RFC 9449 §7.1 DPoP in the one Authorization header, the proof
+// for the route's public origin, and the client certificate of the
+// connection or of the trusted proxy. Tokens in the query (RFC 6750 §2.3)
+// are refused, as RFC 9700 §2.5 advises; a form body is the upstream's and
+// is not read.
+func presentation(r *http.Request, x *exchange) (*tokens.Presentation, error) {
+	p, err := tokens.FromRequest(r, x.origin+r.URL.EscapedPath(), x.certs)
+	var re *tokens.RequestError
+	if errors.As(err, &re) {
+		return nil, &Denial{Status: http.StatusBadRequest, Code: "invalid_request", Reason: "bad_authorization", Detail: re.Description,
+			Challenges: []string{"Bearer " + realm + `, error="invalid_request", error_description="` + quoted(re.Description) + `"`}}
 	}
-	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
-		return bad("send the access token in the Authorization header, not in the query")
-	}
-	vs := r.Header.Values("Authorization")
-	switch {
-	case len(vs) == 0:
-		return "", "", nil
-	case len(vs) > 1:
-		return bad("send one Authorization header")
-	}
-	s, tok, ok := strings.Cut(vs[0], " ")
-	scheme = strings.ToLower(s)
-	if scheme != "bearer" && scheme != "dpop" {
-		return "", "", &Denial{Status: http.StatusUnauthorized, Reason: "no_token",
-			Detail:     "the Authorization scheme must be Bearer or DPoP",
-			Challenges: []string{"Bearer " + realm, dpop.Challenge("", "")}}
-	}
-	tok = strings.TrimLeft(tok, " ")
-	if !ok || !isB64Token(tok) {
-		return bad("the Authorization header is not \"" + s + " <token>\" (RFC 6750 §2.1)")
-	}
-	return scheme, tok, nil
-}
-
-// b64 marks the characters of RFC 6750 §2.1 b64token before its "=" padding.
-var b64 = func() (t [256]bool) {
-	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/" {
-		t[c] = true
-	}
-	return t
-}()
-
-// isB64Token: RFC 6750 §2.1 b64token.
-func isB64Token(s string) bool {
-	i := 0
-	for i < len(s) && b64[s[i]] {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for ; i < len(s); i++ {
-		if s[i] != '=' {
-			return false
-		}
-	}
-	return true
+	return p, err
 }
 
 // refusedToken is a token the introspection endpoint did not vouch for.
@@ -239,10 +195,16 @@ type refusedToken struct{ desc string }
 
 func (e *refusedToken) Error() string { return e.desc }
 
-// invalidToken turns a refusal of the token into RFC 6750 §3.1
-// invalid_token, with the DPoP challenge for DPoP requests and bound
-// tokens; other errors (the store, the introspection endpoint) pass.
-func invalidToken(err error, dpopChallenge bool) error {
+// refused turns a refusal of the token or its proof into RFC 6750 §3.1
+// invalid_token or RFC 9449 §12.2 invalid_dpop_proof / use_dpop_nonce,
+// with the DPoP challenge for DPoP requests and DPoP-bound tokens; other
+// errors (the store, the introspection endpoint) pass.
+func refused(err error, p *tokens.Presentation) error {
+	var de *dpop.Error
+	if errors.As(err, &de) {
+		return &Denial{Status: http.StatusUnauthorized, Code: de.Code, Reason: "dpop", Detail: de.Description,
+			Challenges: []string{dpop.Challenge(de.Code, de.Description)}}
+	}
 	var te *tokens.Error
 	var rt *refusedToken
 	var desc string
@@ -255,7 +217,7 @@ func invalidToken(err error, dpopChallenge bool) error {
 		return err
 	}
 	ch := "Bearer " + realm + `, error="invalid_token", error_description="` + quoted(desc) + `"`
-	if dpopChallenge {
+	if p.DPoP() {
 		ch = dpop.Challenge("invalid_token", desc)
 	}
 	reason := "invalid_token"
@@ -265,24 +227,37 @@ func invalidToken(err error, dpopChallenge bool) error {
 	return &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: reason, Detail: desc, Challenges: []string{ch}}
 }
 
-// authenticate returns what token says for audience: from the cache, from
-// local validation against the platform's keys, or from introspection for
-// tokens that are not the platform's JWTs.
-func (g *Gateway) authenticate(ctx context.Context, raw, audience string) (*principal, error) {
+// authenticate returns what p's token says for audience, its sender binding
+// confirmed against p: from the cache, from local validation against the
+// platform's keys, or from introspection for tokens that are not the
+// platform's JWTs. A cached or introspected token is confirmed for every
+// request, as Verify confirms a new one.
+func (g *Gateway) authenticate(ctx context.Context, p *tokens.Presentation, audience string) (*principal, error) {
 	now := g.now()
+	raw := p.Token()
 	k := cacheKey(audience, raw)
 	if id, ok := g.tokens.get(k, now); ok {
+		if err := p.Confirm(ctx, id.claims, g.dpop); err != nil {
+			return nil, err
+		}
 		return id, nil
 	}
 	started := time.Now()
-	cl, err := g.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: audience})
+	cl, err := g.opts.Verifier.Verify(ctx, p, tokens.VerifyOptions{Audience: audience, Proofs: g.dpop})
 	if err == nil {
 		id := newPrincipal(cl)
 		g.tokens.put(k, id, cl.ExpiresAt, cl.GrantID, now, started)
 		return id, nil
 	}
 	if g.intro != nil && notOurs(err) {
-		return g.intro.lookup(ctx, raw, audience)
+		id, err := g.intro.lookup(ctx, raw, audience)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Confirm(ctx, id.claims, g.dpop); err != nil {
+			return nil, err
+		}
+		return id, nil
 	}
 	return nil, err
 }
@@ -294,53 +269,26 @@ func notOurs(err error) bool {
 		errors.Is(err, tokens.ErrHeader) || errors.Is(err, tokens.ErrType)
 }
 
-// checkProof verifies the DPoP proof of a request made with the DPoP
-// scheme (RFC 9449 §7.1) and returns the jkt of its key.
-func (g *Gateway) checkProof(w http.ResponseWriter, r *http.Request, x *exchange, tok string) (string, error) {
-	refused := func(e *dpop.Error) (string, error) {
-		return "", &Denial{Status: http.StatusUnauthorized, Code: e.Code, Reason: "dpop", Detail: e.Description,
-			Challenges: []string{dpop.Challenge(e.Code, e.Description)}}
-	}
-	proof, err := dpop.Header(r)
-	var de *dpop.Error
-	if errors.As(err, &de) {
-		return refused(de)
-	}
-	if proof == "" {
-		return refused(dpop.ErrInvalidProof.WithDescription("the DPoP scheme needs a DPoP proof header"))
-	}
-	if n := g.dpop.Nonce(); n != "" {
-		w.Header().Set("DPoP-Nonce", n)
-	}
-	jkt, err := g.dpop.Verify(r.Context(), proof, dpop.Request{Method: r.Method, URL: x.origin + r.URL.EscapedPath(), AccessToken: tok})
-	if errors.As(err, &de) {
-		return refused(de)
-	}
-	return jkt, err
-}
-
-// checkCertificate returns the thumbprint of the connection's client
-// certificate for the token's x5t#S256 (RFC 8705 §3 asks only that they
-// match). A certificate of a CA the platform knows is checked now as well
-// (revoked, thing disabled), so that a revocation ends its tokens at once; a
-// self-signed one (self_signed_tls_client_auth) was matched against the
-// client's keys when the token was issued and has nothing more to check.
-func (g *Gateway) checkCertificate(ctx context.Context, chain []*x509.Certificate) (string, error) {
+// checkCertificate checks the client certificate a certificate-bound token
+// matched (RFC 8705 §3 asks only that they match, which the presentation
+// confirmed): a certificate of a CA the platform knows is checked now as
+// well (revoked, thing disabled), so that a revocation ends its tokens at
+// once; a self-signed one (self_signed_tls_client_auth) was matched against
+// the client's keys when the token was issued and has nothing more to check.
+func (g *Gateway) checkCertificate(ctx context.Context, chain []*x509.Certificate) error {
 	if g.opts.Certificates != nil {
 		_, err := g.opts.Certificates.Verify(ctx, chain)
 		switch {
 		case err == nil, errors.Is(err, certauth.ErrUnknownCA):
 		case certauth.Refused(err):
 			desc := "client certificate refused: " + err.Error()
-			return "", &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "binding", Detail: desc,
+			return &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: "binding", Detail: desc,
 				Challenges: []string{"Bearer " + realm + `, error="invalid_token", error_description="` + quoted(desc) + `"`}}
 		default:
-			return "", fmt.Errorf("gateway: client certificate check: %w", err)
+			return fmt.Errorf("gateway: client certificate check: %w", err)
 		}
 	}
-	// The leaf is the certificate whose key the TLS handshake (or the
-	// trusted proxy's) proved.
-	return tokens.CertThumbprint(chain[0]), nil
+	return nil
 }
 
 // upstreamToken signs (or reuses, for the first half of its life) the token

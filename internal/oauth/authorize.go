@@ -69,8 +69,9 @@ type authRequest struct {
 	AuthAfter string
 
 	// Set by validateAuthorize.
-	redirect string // the effective redirect URI
-	scopes   []string
+	redirect  string // the effective redirect URI
+	scopes    []string
+	resources []string // RFC 8707 §2.1; nil when none were named
 }
 
 func (a *authRequest) prompt(p string) bool { return slices.Contains(a.Prompt, p) }
@@ -239,6 +240,10 @@ func (s *Server) validateAuthorize(ctx context.Context, q url.Values) (*authRequ
 		return req, c, nil, serr.(*Error)
 	}
 	req.scopes = nonNil(scopes)
+	var rerr *Error
+	if req.resources, rerr = s.requestedResources(c, q[paramResource]); rerr != nil {
+		return req, c, nil, rerr
+	}
 	if slices.Contains(req.scopes, "openid") && req.RedirectURI == "" {
 		return req, c, nil, ErrInvalidRequest.WithDescription("redirect_uri is required for OpenID Connect (OIDC Core §3.1.2.1)")
 	}
@@ -358,6 +363,9 @@ func (s *Server) signinForAuthorize(w http.ResponseWriter, r *http.Request, q ur
 			back.Set(k, v)
 		}
 	}
+	for _, v := range q[paramResource] {
+		back.Add(paramResource, v)
+	}
 	ts := strconv.FormatInt(s.now().Unix(), 10)
 	back.Set(paramAuthAfter, ts+"."+s.markerMAC(ts))
 	http.Redirect(w, r, "/signin?return_to="+url.QueryEscape(pathAuthorize+"?"+back.Encode()), http.StatusSeeOther)
@@ -433,6 +441,9 @@ func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q 
 			v.Params = append(v.Params, hiddenParam{k, val})
 		}
 	}
+	for _, val := range q[paramResource] {
+		v.Params = append(v.Params, hiddenParam{paramResource, val})
+	}
 	s.kit.Render(w, http.StatusOK, authorizeConsentPage(), v)
 }
 
@@ -450,7 +461,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	q := url.Values{}
-	for _, k := range authParams {
+	for _, k := range append(slices.Clone(authParams), paramResource) {
 		if v, ok := r.PostForm[k]; ok {
 			q[k] = v
 		}
@@ -552,7 +563,7 @@ func (s *Server) newAuthCode(ctx context.Context, req *authRequest, c *store.Cli
 	err = s.st.CreateAuthCode(ctx, &store.AuthCode{
 		Hash: s.codeHash(code), ClientID: c.ID, UserID: u.ID, RedirectURI: req.RedirectURI,
 		Scopes: req.scopes, Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: req.CodeChallengeMethod, DPoPJKT: req.DPoPJKT,
-		AuthTime: authTime.UTC(), ExpiresAt: now.Add(authCodeLifetime), GrantID: g.ID,
+		Resources: req.resources, AuthTime: authTime.UTC(), ExpiresAt: now.Add(authCodeLifetime), GrantID: g.ID,
 	})
 	return code, err
 }

@@ -41,7 +41,7 @@ func (e *env) authorize(t testing.TB, b *http.Client, authURL, decision string) 
 	if resp.StatusCode == http.StatusOK && strings.Contains(page, "/oauth2/authorize/decision") {
 		form := url.Values{"decision": {decision}}
 		for _, m := range hiddenRE.FindAllStringSubmatch(page, -1) {
-			form.Set(m[1], htmlUnescape(m[2]))
+			form.Add(m[1], htmlUnescape(m[2])) // resource may repeat (RFC 8707)
 		}
 		resp, page = e.post(t, b, pathAuthorizeDecision, form)
 	}

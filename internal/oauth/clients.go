@@ -37,6 +37,12 @@ type ClientSpec struct {
 	GrantTypes              []string        `json:"grant_types"`
 	Scopes                  []string        `json:"scopes,omitempty"`
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
+	// Resources are the resource indicators (RFC 8707) the client may ask
+	// tokens for, among the platform's (Options.Audience); empty for all.
+	Resources []string `json:"resources,omitempty"`
+	// DefaultResources are the audiences of a token whose request names
+	// no resource, among Resources; empty for all of Resources.
+	DefaultResources []string `json:"default_resources,omitempty"`
 	// ThingID makes the client stand for a thing: device pairing links it
 	// to the approving user.
 	ThingID string `json:"thing_id,omitempty"`
@@ -64,6 +70,8 @@ type clientView struct {
 	RedirectURIs            []string         `json:"redirect_uris"`
 	GrantTypes              []string         `json:"grant_types"`
 	Scopes                  []string         `json:"scopes"`
+	Resources               []string         `json:"resources"`
+	DefaultResources        []string         `json:"default_resources"`
 	JWKS                    json.RawMessage  `json:"jwks,omitempty"`
 	ThingID                 string           `json:"thing_id,omitempty"`
 	Disabled                bool             `json:"disabled"`
@@ -74,6 +82,7 @@ func viewOf(c *store.Client) clientView {
 	return clientView{
 		ID: c.ID, Name: c.Name, Type: c.Type, TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes),
+		Resources: nonNil(c.Resources), DefaultResources: nonNil(c.DefaultResources),
 		JWKS: c.JWKS, ThingID: c.ThingID, Disabled: c.Disabled, Created: c.Created,
 	}
 }
@@ -265,6 +274,9 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 		}
 	}
 	c.Scopes = slices.Clone(spec.Scopes)
+	if err := s.checkClientResources(c, spec.Resources, spec.DefaultResources); err != nil {
+		return nil, err
+	}
 	if c.TokenEndpointAuthMethod == methodPrivateKeyJWT || c.TokenEndpointAuthMethod == methodSelfSignedTLS {
 		if err := checkClientJWKS(spec.JWKS); err != nil {
 			return nil, invalidField("jwks", "%v", err)

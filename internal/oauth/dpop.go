@@ -37,6 +37,11 @@ func (s *Server) dpopVerifier() *dpop.Verifier {
 	return v
 }
 
+// ProofVerifier is the verifier of the DPoP proofs sent to this server,
+// with its nonces when they are on, for the other resources of the same
+// listener (SCIM) to share: one replay cache, one nonce.
+func (s *Server) ProofVerifier() *dpop.Verifier { return s.dpopVerifier() }
+
 // dpopProof returns the request's single DPoP header, "" when there is none.
 func dpopProof(r *http.Request) (string, *Error) {
 	raw, err := dpop.Header(r)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -316,7 +317,7 @@ func (s *Server) submitRevokeGrant(w http.ResponseWriter, r *http.Request) {
 // registerAccount mounts the grant and device APIs and pages. Every route,
 // the admin ones too (administrators may use them from a browser session),
 // refuses cross-site requests.
-func (s *Server) registerAccount(mux *http.ServeMux) {
+func (s *Server) registerAccount(mux routes.Mux) {
 	apiCOP := ui.CrossOrigin(s.issuer, http.HandlerFunc(apiCrossOrigin))
 	api := func(h http.HandlerFunc) http.Handler { return apiCOP.Handler(h) }
 	admin := func(h http.HandlerFunc) http.Handler { return apiCOP.Handler(s.opts.Admin(h)) }

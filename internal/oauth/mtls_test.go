@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -121,7 +122,7 @@ func TestTLSClientAuth(t *testing.T) {
 	if tok.TokenType != "Bearer" {
 		t.Errorf("token_type %q, want Bearer (RFC 8705 §3)", tok.TokenType)
 	}
-	claims, err := e.verifier.Verify(ctx, tok.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
+	claims, err := e.verifier.Inspect(ctx, tok.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +135,10 @@ func TestTLSClientAuth(t *testing.T) {
 	if claims.Confirmation == nil || claims.Confirmation.X5TS256 != tokens.CertThumbprint(cert.Leaf) {
 		t.Fatalf("cnf %+v: want x5t#S256 of the client certificate", claims.Confirmation)
 	}
-	if err := tokens.CheckBinding(claims, "", ""); err == nil {
-		t.Error("the bound token passed without its certificate")
+	if _, err := e.verifier.Verify(ctx, tokens.FromConnection(tok.AccessToken, nil), tokens.VerifyOptions{Audience: e.srv.URL}); !errors.Is(err, tokens.ErrBinding) {
+		t.Errorf("the bound token without its certificate: %v, want a binding refusal", err)
 	}
-	if err := tokens.CheckBinding(claims, tokens.CertThumbprint(cert.Leaf), ""); err != nil {
+	if _, err := e.verifier.Verify(ctx, tokens.FromConnection(tok.AccessToken, []*x509.Certificate{cert.Leaf}), tokens.VerifyOptions{Audience: e.srv.URL}); err != nil {
 		t.Errorf("the bound token failed with its certificate: %v", err)
 	}
 	m := e.s.Metadata()
@@ -216,7 +217,7 @@ func TestSelfSignedTLSClientAuth(t *testing.T) {
 	}
 	var tr tokenResponse
 	_ = json.Unmarshal([]byte(body), &tr)
-	claims, err := e.verifier.Verify(context.Background(), tr.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
+	claims, err := e.verifier.Inspect(context.Background(), tr.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
 	if err != nil || claims.Confirmation == nil || claims.Confirmation.X5TS256 != tokens.CertThumbprint(cert.Leaf) {
 		t.Fatalf("claims %+v, %v: want bound to the self-signed certificate", claims, err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 	"github.com/thingid/thingid/internal/ui"
@@ -224,7 +225,7 @@ func New(opts Options) (*Server, error) {
 }
 
 // Register mounts every endpoint on mux.
-func (s *Server) Register(mux *http.ServeMux) {
+func (s *Server) Register(mux routes.Mux) {
 	meta := http.HandlerFunc(s.serveMetadata)
 	mux.Handle("GET /.well-known/oauth-authorization-server", meta)
 	mux.Handle("GET /.well-known/openid-configuration", meta)
@@ -252,7 +253,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	// A form post from the client's site (OIDC Core §3.1.2.1): cross-origin by design.
 	mux.Handle("POST "+pathAuthorize, ui.SecurityHeaders(http.HandlerFunc(s.serveAuthorize)))
 	mux.Handle("POST "+pathAuthorizeDecision, page(s.submitAuthorizeDecision))
-	mux.HandleFunc(pathUserinfo, s.serveUserinfo)
+	mux.Handle(pathUserinfo, routes.AccessTokens(http.HandlerFunc(s.serveUserinfo)))
 	mux.HandleFunc("GET "+pathCallHome, s.serveCallHome)
 	mux.HandleFunc("POST "+pathThingSession, s.serveThingSession)
 	mux.Handle("GET "+assetPrefix, s.kit.Assets())

@@ -42,7 +42,7 @@ func (e *env) refresh(t testing.TB, clientID, rt string, extra ...string) (*http
 }
 
 func (e *env) verify(tok string) (*tokens.Claims, error) {
-	return e.verifier.Verify(context.Background(), tok, tokens.VerifyOptions{Audience: e.srv.URL})
+	return e.verifier.Inspect(context.Background(), tok, tokens.VerifyOptions{Audience: e.srv.URL})
 }
 
 func TestRefreshRotationAndReuse(t *testing.T) {

@@ -49,6 +49,10 @@ type registrationRequest struct {
 	Scope                   *string         `json:"scope"`
 	JWKS                    json.RawMessage `json:"jwks"`
 	JWKSURI                 string          `json:"jwks_uri"`
+	// RFC 8707 resource indicators the client may ask for (issue 12 item
+	// 5); not RFC 7591 metadata, named as in the admin API.
+	Resources        []string `json:"resources"`
+	DefaultResources []string `json:"default_resources"`
 }
 
 // registrationResponse is RFC 7591 §3.2.1: the client information and the
@@ -64,6 +68,8 @@ type registrationResponse struct {
 	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method"`
 	Scope                   string          `json:"scope,omitempty"`
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
+	Resources               []string        `json:"resources"`         // RFC 8707 (issue 12 item 5)
+	DefaultResources        []string        `json:"default_resources"` // RFC 8707 (issue 12 item 5)
 }
 
 // serveRegister is the client registration endpoint of RFC 7591 §3,
@@ -111,6 +117,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		ClientID: c.ID, ClientSecret: secret, ClientIDIssuedAt: c.Created.Unix(),
 		ClientName: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: nonNil(c.GrantTypes),
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, Scope: strings.Join(c.Scopes, " "), JWKS: c.JWKS,
+		Resources: nonNil(c.Resources), DefaultResources: nonNil(c.DefaultResources),
 	}
 	if secret != "" {
 		// RFC 7591 §3.2.1: REQUIRED with a secret; 0 means it never expires.
@@ -159,6 +166,7 @@ func (m *registrationRequest) spec() (ClientSpec, error) {
 	spec := ClientSpec{
 		Name: m.ClientName, RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes,
 		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod, JWKS: m.JWKS,
+		Resources: m.Resources, DefaultResources: m.DefaultResources, // RFC 8707 (issue 12 item 5)
 	}
 	if strings.TrimSpace(m.ClientName) == "" {
 		return spec, ErrInvalidClientMetadata.WithDescription("client_name is required by this server")

@@ -67,7 +67,7 @@ func TestRegisterThenGetTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token for the registered client: %v", err)
 	}
-	claims, err := e.verifier.Verify(t.Context(), tok.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
+	claims, err := e.verifier.Inspect(t.Context(), tok.AccessToken, tokens.VerifyOptions{Audience: e.srv.URL})
 	if err != nil || claims.ClientID != id {
 		t.Fatalf("claims %+v %v", claims, err)
 	}

@@ -39,7 +39,7 @@ func parseForm(contentType string, body io.Reader) (url.Values, *Error) {
 		return nil, ErrInvalidRequest.WithDescription("malformed form body")
 	}
 	for k, v := range form {
-		if len(v) > 1 {
+		if len(v) > 1 && k != paramResource { // RFC 8707 §2: resource may repeat
 			return nil, ErrInvalidRequest.WithDescription("parameter %q appears more than once (RFC 6749 §3.2)", k)
 		}
 		if v[0] == "" {
@@ -110,10 +110,19 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	// RFC 8705 §3: a client that authenticated with its certificate gets
 	// tokens bound to it.
 	ctx = withCertBinding(ctx, x5t)
+	// An extension grant decides its own audiences (a UMA RPT is for the
+	// resource servers of its permissions).
 	if isExt {
 		s.serveExtension(ctx, w, r, ext, c, form)
 		return
 	}
+	// RFC 8707 §2: the audiences of the access token.
+	res, rerr := s.requestedResources(c, form[paramResource])
+	if rerr != nil {
+		s.writeError(w, r, rerr)
+		return
+	}
+	ctx = withResources(ctx, res)
 	var resp *tokenResponse
 	switch gt {
 	case GrantClientCredentials:
@@ -229,10 +238,19 @@ const touchEvery = time.Minute
 // issue signs an access token for grant g and marks the grant used;
 // refreshScopes, when not nil, asks for a new refresh token with those scopes.
 func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, subject string, scopes, refreshScopes []string) (*tokenResponse, error) {
+	aud := s.audience(ctx, c)
+	for _, a := range aud {
+		if !slices.Contains(s.opts.Audience, a) {
+			// The configuration changed under the client (http.publicURL,
+			// mqtt.audience, gateway.audience): say so, never sign a token
+			// no resource accepts.
+			return nil, ErrInvalidTarget.WithDescription("the client's resource %q is no longer a resource of this platform; an administrator must set its resources (thingid clients resources)", a)
+		}
+	}
 	now := s.now()
 	exp := now.Add(s.opts.AccessTokenLifetime)
 	claims := tokens.Claims{
-		Subject: subject, Audience: s.opts.Audience, ClientID: c.ID, Scope: scopes,
+		Subject: subject, Audience: aud, ClientID: c.ID, Scope: scopes,
 		IssuedAt: now, ExpiresAt: exp, GrantID: g.ID, ThingID: g.ThingID,
 	}
 	tokenType := "Bearer"

@@ -20,66 +20,39 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	raw, ok := bearerToken(w, r)
+	p, ok := s.userinfoPresentation(w, r)
 	if !ok {
-		bearerError(w, http.StatusBadRequest, "invalid_request", "send the access token once, in the Authorization header or the form body")
 		return
 	}
-	if raw == "" {
+	if p.Token() == "" {
 		// RFC 6750 §3.1: no error code when the request had no token.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="thingid"`)
+		w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
+		w.Header().Add("WWW-Authenticate", dpop.Challenge("", ""))
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
 	ctx := r.Context()
-	// RFC 9449 §7.1: a token sent with the DPoP scheme comes with a proof over
-	// this request and this token; only then does the proof's key count, so a
-	// DPoP-bound token sent as Bearer fails CheckBinding.
-	dpopScheme := authScheme(r) == "dpop"
-	var jkt string
-	if dpopScheme {
-		proof, perr := dpopProof(r)
-		if perr == nil && proof == "" {
-			perr = ErrInvalidDPoPProof.WithDescription("the DPoP scheme needs a DPoP proof")
-		}
-		if perr != nil {
-			dpopError(w, http.StatusUnauthorized, perr.Code, perr.Description)
-			return
-		}
-		if s.opts.DPoPNonces {
-			w.Header().Set("DPoP-Nonce", s.currentNonce())
-		}
-		var err error
-		jkt, err = s.verifyDPoP(ctx, proof, dpop.Request{Method: r.Method, URL: s.issuer + pathUserinfo, AccessToken: raw})
-		var e *Error
-		if errors.As(err, &e) {
-			dpopError(w, http.StatusUnauthorized, e.Code, e.Description)
-			return
-		}
-		if err != nil {
-			s.log.Error("oauth: userinfo", "err", err)
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
+	if p.Scheme() == tokens.SchemeDPoP && s.opts.DPoPNonces {
+		w.Header().Set("DPoP-Nonce", s.currentNonce())
 	}
-	cl, err := s.opts.Verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: s.issuer})
-	if err == nil {
-		var thumb string
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			thumb = tokens.CertThumbprint(r.TLS.PeerCertificates[0])
-		}
-		err = tokens.CheckBinding(cl, thumb, jkt)
-	}
+	// The verifier checks the sender binding against the request's
+	// evidence: a DPoP-bound token needs the DPoP scheme and a proof over
+	// this request and token (RFC 9449 §7.1), a certificate-bound one the
+	// certificate on this connection (RFC 8705 §3).
+	cl, err := s.opts.Verifier.Verify(ctx, p, tokens.VerifyOptions{Audience: s.issuer, Proofs: s.dpopVerifier()})
 	var te *tokens.Error
-	if errors.As(err, &te) {
-		if dpopScheme || (cl != nil && cl.Confirmation != nil && cl.Confirmation.JKT != "") {
-			dpopError(w, http.StatusUnauthorized, te.Code(), te.Description())
-		} else {
-			bearerError(w, http.StatusUnauthorized, te.Code(), te.Description())
-		}
+	var de *dpop.Error
+	switch {
+	case errors.As(err, &de):
+		dpopError(w, http.StatusUnauthorized, de.Code, de.Description)
 		return
-	}
-	if err != nil {
+	case errors.As(err, &te) && p.DPoP():
+		dpopError(w, http.StatusUnauthorized, te.Code(), te.Description())
+		return
+	case errors.As(err, &te):
+		bearerError(w, http.StatusUnauthorized, te.Code(), te.Description())
+		return
+	case err != nil:
 		s.log.Error("oauth: userinfo", "err", err)
 		w.WriteHeader(http.StatusInternalServerError)
 		return
@@ -147,34 +120,37 @@ func userClaims(u *store.User, scopes []string) map[string]any {
 	return out
 }
 
-// bearerToken finds the access token of a request, Bearer or DPoP (RFC 9449
-// §7.1); ok is false when it came in more than one way (RFC 6750 §2). The
-// query (§2.3) is not accepted.
-func bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var found []string
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, _ := strings.Cut(h, " ")
-		if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "DPoP") {
-			return "", false
-		}
-		found = append(found, strings.TrimSpace(tok))
+// userinfoPresentation reads the request's access token, in the
+// Authorization header (Bearer, or DPoP: RFC 9449 §7.1) or the form body
+// (RFC 6750 §2.2), with its evidence; it answers a malformed request itself.
+// The query (§2.3) is not accepted, nor a token sent in two ways (§2).
+func (s *Server) userinfoPresentation(w http.ResponseWriter, r *http.Request) (*tokens.Presentation, bool) {
+	chain := tokens.PeerCertificates(r)
+	p, err := tokens.FromRequest(r, s.issuer+pathUserinfo, chain)
+	var re *tokens.RequestError
+	if errors.As(err, &re) {
+		bearerError(w, http.StatusBadRequest, "invalid_request", re.Description)
+		return nil, false
+	}
+	if p.Token() == "" && r.Header.Get("Authorization") != "" {
+		bearerError(w, http.StatusBadRequest, "invalid_request", "the Authorization scheme must be Bearer or DPoP")
+		return nil, false
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		form, err := parseForm(r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, maxFormBody+1))
 		if err != nil {
-			return "", false
+			bearerError(w, http.StatusBadRequest, "invalid_request", "the form body cannot be read")
+			return nil, false
 		}
 		if v := form.Get("access_token"); v != "" {
-			found = append(found, v)
+			if p.Token() != "" {
+				bearerError(w, http.StatusBadRequest, "invalid_request", "send the access token once, in the Authorization header or the form body")
+				return nil, false
+			}
+			p = tokens.FromBody(v, chain)
 		}
 	}
-	if r.URL.Query().Has("access_token") || len(found) > 1 {
-		return "", false
-	}
-	if len(found) == 0 {
-		return "", true
-	}
-	return found[0], true
+	return p, true
 }
 
 // bearerError answers RFC 6750 §3 with the WWW-Authenticate challenge.
@@ -188,10 +164,4 @@ func bearerError(w http.ResponseWriter, status int, code, desc string, extra ...
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 	}{code, desc})
-}
-
-// authScheme is the lower-cased scheme of the Authorization header.
-func authScheme(r *http.Request) string {
-	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	return strings.ToLower(scheme)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -157,7 +158,7 @@ func New(users Users, opts Options) *Handler {
 }
 
 // Register mounts the routes on mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux routes.Mux) {
 	routes := map[string]http.Handler{
 		"GET /register":         http.HandlerFunc(h.showForm),
 		"POST /register":        h.throttle.wrap(http.HandlerFunc(h.submitForm), h.tooManyPage),

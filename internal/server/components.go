@@ -11,13 +11,15 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/oauth"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // mountComponents adds SCIM (administrators only), self-registration and
 // browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL: cfg.HTTP.PublicURL,
@@ -51,10 +53,9 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 		return err
 	}
 	sessions.Register(mux)
-	admins.AcceptAccessTokens(tk.verifier, cfg.HTTP.PublicURL, p.Store)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
-	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, log)
+	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
 	if err != nil {
 		return err
 	}
@@ -62,6 +63,12 @@ func (p *Platform) mountComponents(mux *http.ServeMux, admins *authn.Admins, tk 
 	if err != nil {
 		return err
 	}
+	// SCIM shares the authorization server's DPoP proofs (one replay cache,
+	// one nonce): both are resources of this listener's origin.
+	admins.AcceptAccessTokens(authn.AccessTokens{
+		Verifier: tk.verifier, Audience: cfg.HTTP.PublicURL, Origin: cfg.HTTP.PublicURL,
+		Proofs: srv.ProofVerifier(), Grants: p.Store,
+	})
 	srv.Register(mux)
 	u.Register(mux)
 	p.mountPKI(mux, admins, certs, log)

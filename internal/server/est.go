@@ -8,11 +8,12 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/est"
+	"github.com/thingid/thingid/internal/routes"
 )
 
 // mountEST adds certificate enrollment (RFC 7030) under /.well-known/est and
 // the enrollment-token admin API to mux.
-func (p *Platform) mountEST(mux *http.ServeMux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
+func (p *Platform) mountEST(mux routes.Mux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
 	srv, err := p.newEST(certs, log)
 	if err != nil {
 		// The rest of the platform still serves; EST says why it cannot.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/tokens"
 	"github.com/thingid/thingid/internal/uma"
@@ -123,18 +125,50 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 
 // challenge sets the status and WWW-Authenticate challenges for a refused admin
 // request: 403 insufficient_scope for a token without the scope (RFC 6750 §3.1),
-// 401 otherwise.
+// 401 otherwise, naming the error of a refused access token or DPoP proof
+// in the challenge of its scheme (RFC 6750 §3, RFC 9449 §7.1).
 func challenge(w http.ResponseWriter, err error) (status int, detail string) {
+	var te *authn.TokenError
+	isToken := errors.As(err, &te)
+	bearerOrDPoP := func(code, desc string) {
+		if isToken && te.DPoP {
+			w.Header().Add("WWW-Authenticate", dpop.Challenge(code, desc))
+			return
+		}
+		w.Header().Add("WWW-Authenticate", `Bearer realm="thingid", error="`+code+`", error_description="`+quotable(desc)+`"`)
+	}
 	if errors.Is(err, authn.ErrInsufficientScope) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="thingid", error="insufficient_scope"`)
+		bearerOrDPoP("insufficient_scope", authn.ErrInsufficientScope.Error())
 		return http.StatusForbidden, err.Error()
 	}
 	w.Header().Add("WWW-Authenticate", `Basic realm="thingid", charset="UTF-8"`)
+	var tokErr *tokens.Error
+	var proofErr *dpop.Error
+	switch {
+	case errors.As(err, &proofErr):
+		bearerOrDPoP(proofErr.Code, proofErr.Description)
+		return http.StatusUnauthorized, "the DPoP proof was refused: " + proofErr.Description
+	case errors.As(err, &tokErr):
+		bearerOrDPoP(tokErr.Code(), tokErr.Description())
+		return http.StatusUnauthorized, "the access token was refused: " + tokErr.Description()
+	}
 	w.Header().Add("WWW-Authenticate", `Bearer realm="thingid"`)
+	w.Header().Add("WWW-Authenticate", dpop.Challenge("", ""))
 	if errors.Is(err, authn.ErrPasswordChangeRequired) {
 		return http.StatusUnauthorized, authn.MustChangeDetail
 	}
-	return http.StatusUnauthorized, "administrator credentials required: HTTP Basic with an administrator's user name and password, an admin API token (thingid admin token), or an OAuth access token with the scope this API needs"
+	return http.StatusUnauthorized, "administrator credentials required: HTTP Basic with an administrator's user name and password, an admin API token (thingid admin token), or an OAuth access token with the scope this API needs (Bearer, or DPoP with a proof)"
+}
+
+// quotable keeps s inside an RFC 7230 quoted string: printable ASCII
+// without '"' and '\'.
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '\''
+		}
+		return r
+	}, s)
 }
 
 // denyProblem answers a refused admin JSON API request as an RFC 9457 problem.

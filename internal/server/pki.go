@@ -12,6 +12,7 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/routes"
 )
 
 // PKI returns the platform CA and the device issuing CA of the data directory
@@ -67,6 +68,6 @@ func (p *Platform) CertAuthAdmin(ctx context.Context, log *slog.Logger) (*certau
 }
 
 // mountPKI adds the certificate administration API and the CRL to mux.
-func (p *Platform) mountPKI(mux *http.ServeMux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
+func (p *Platform) mountPKI(mux routes.Mux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
 	certs.Register(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -34,7 +35,8 @@ func newRegistry() *prometheus.Registry {
 func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, error) {
 	m := newHTTPMetrics(reg)
 
-	mux := http.NewServeMux()
+	mux := routes.New()
+	p.table.Store(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -56,7 +58,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	if mqtt != nil {
 		mux.Handle(broker.AdminPrefix, admins.Require(mqtt.AdminHandler(), denyProblem))
 	}
-	return m.wrap(mux, log), nil
+	return m.wrap(mux.ServeMux, log), nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
@@ -24,6 +25,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/postgres"
@@ -40,6 +42,8 @@ type Platform struct {
 	Key      secrets.Key
 
 	relay *events.Relay // carries Bus events between the processes on the database
+	// table is the route table of the HTTPS listener once Serve built it.
+	table atomic.Pointer[routes.Table]
 }
 
 // Open prepares the data directory and opens the store. Close it when done.

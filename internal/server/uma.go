@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
-	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
@@ -18,13 +17,13 @@ import (
 
 // newUMA returns the UMA server; metadata is the authorization server's
 // metadata, read when the UMA configuration is served.
-func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, metadata func() any, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, metadata func() any, proofs func() tokens.ProofVerifier, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	return uma.New(uma.Options{
 		Issuer:   cfg.HTTP.PublicURL,
 		Store:    p.Store,
 		Users:    p.Identity,
-		Tokens:   &umaTokens{tk: tk, audience: cfg.HTTP.PublicURL, dpop: &dpop.Verifier{Replay: p.Store}},
+		Tokens:   &umaTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: proofs},
 		Sessions: sessions,
 		Bus:      p.Bus,
 		Key:      p.derivedKey("thingid uma v1"),
@@ -47,49 +46,33 @@ func umaExtension(u *uma.Server) map[string]oauth.ExtensionGrant {
 }
 
 // umaTokens adapts the platform's verifier and issuer to uma.Tokens. It is
-// the one place that knows the verifier's signature.
+// the one place that knows the verifier's signature; the evidence of a
+// request comes from tokens.FromRequest, as at every door.
 type umaTokens struct {
 	tk       *tokenSet
 	audience string
-	dpop     *dpop.Verifier
+	// proofs is the authorization server's DPoP verifier (one replay cache,
+	// one nonce for this listener), known once it is made.
+	proofs func() tokens.ProofVerifier
 }
 
 func (a *umaTokens) Request(r *http.Request) (*tokens.Claims, error) {
-	vs := r.Header.Values("Authorization")
-	if len(vs) == 0 {
-		return nil, uma.ErrNoToken
-	}
-	scheme, tok, ok := strings.Cut(vs[0], " ")
-	scheme = strings.ToLower(scheme)
-	if len(vs) > 1 || !ok || (scheme != "bearer" && scheme != "dpop") {
+	p, err := tokens.FromRequest(r, strings.TrimSuffix(a.audience, "/")+r.URL.EscapedPath(), tokens.PeerCertificates(r))
+	if err != nil {
 		return nil, tokens.ErrMalformed
 	}
-	c, err := a.tk.verifier.Verify(r.Context(), tok, tokens.VerifyOptions{Audience: a.audience})
-	if err != nil {
-		return nil, err
+	if p.Token() == "" {
+		return nil, uma.ErrNoToken
 	}
-	var jkt, thumb string
-	if scheme == "dpop" {
-		proof, err := dpop.Header(r)
-		if err != nil || proof == "" {
-			return nil, tokens.ErrBinding
-		}
-		u := strings.TrimSuffix(a.audience, "/") + r.URL.EscapedPath()
-		if jkt, err = a.dpop.Verify(r.Context(), proof, dpop.Request{Method: r.Method, URL: u, AccessToken: tok}); err != nil {
-			return nil, tokens.ErrBinding
-		}
-	}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		thumb = tokens.CertThumbprint(r.TLS.PeerCertificates[0])
-	}
-	if err := tokens.CheckBinding(c, thumb, jkt); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return a.tk.verifier.Verify(r.Context(), p, tokens.VerifyOptions{Audience: a.audience, Proofs: a.proofs()})
 }
 
-func (a *umaTokens) Access(ctx context.Context, raw string) (*tokens.Claims, error) {
-	return a.tk.verifier.Verify(ctx, raw, tokens.VerifyOptions{Audience: a.audience})
+func (a *umaTokens) Presented(ctx context.Context, raw string, cnf *tokens.Confirmation) (*tokens.Claims, error) {
+	return a.tk.verifier.Verify(ctx, tokens.FromProven(raw, cnf), tokens.VerifyOptions{Audience: a.audience})
+}
+
+func (a *umaTokens) Inspect(ctx context.Context, raw string) (*tokens.Claims, error) {
+	return a.tk.verifier.Inspect(ctx, raw, tokens.VerifyOptions{Audience: a.audience})
 }
 
 func (a *umaTokens) IDToken(ctx context.Context, raw, client string) (*tokens.Claims, error) {

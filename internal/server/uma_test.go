@@ -285,7 +285,7 @@ func TestUMAFlowEndToEnd(t *testing.T) {
 		"Authorization": "Bearer " + w.pat(t, w.photos)}, url.Values{"token": {rpt}}.Encode()); code != 403 {
 		t.Fatalf("photos introspected: %d %v", code, out)
 	}
-	if _, err := w.verifier.Verify(context.Background(), rpt, tokens.VerifyOptions{Audience: w.r.p.Config.HTTP.PublicURL}); err != nil {
+	if _, err := w.verifier.Verify(context.Background(), tokens.FromConnection(rpt, nil), tokens.VerifyOptions{Audience: w.r.p.Config.HTTP.PublicURL}); err != nil {
 		t.Fatalf("verifier before revocation: %v", err)
 	}
 
@@ -301,7 +301,7 @@ func TestUMAFlowEndToEnd(t *testing.T) {
 	if in := w.introspect(t, music, rpt); in["active"] != false {
 		t.Fatalf("introspection after revocation: %v", in)
 	}
-	if _, err := w.verifier.Verify(context.Background(), rpt, tokens.VerifyOptions{Audience: w.r.p.Config.HTTP.PublicURL}); !errors.Is(err, tokens.ErrRevoked) {
+	if _, err := w.verifier.Verify(context.Background(), tokens.FromConnection(rpt, nil), tokens.VerifyOptions{Audience: w.r.p.Config.HTTP.PublicURL}); !errors.Is(err, tokens.ErrRevoked) {
 		t.Fatalf("verifier after revocation: %v, want ErrRevoked", err)
 	}
 	// The audit log has the story.

@@ -36,6 +36,14 @@ type Client struct {
 	GrantTypes              []string
 	// Scopes the client may ask for.
 	Scopes []string
+	// Resources are the resource indicators (RFC 8707) the client may ask
+	// tokens for: the audiences of its access tokens. nil for every
+	// resource of the platform (and for clients stored before resources
+	// existed, which had every one).
+	Resources []string
+	// DefaultResources are the audiences of a token whose request names
+	// no resource; a subset of Resources.
+	DefaultResources []string
 	// JWKS holds the client's public keys for private_key_jwt (RFC 7517 JSON).
 	JWKS     json.RawMessage
 	ThingID  string
@@ -90,7 +98,10 @@ type AuthCode struct {
 	CodeChallenge       string
 	CodeChallengeMethod string
 	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10); "" for none.
-	DPoPJKT   string
+	DPoPJKT string
+	// Resources the authorization request named (RFC 8707 §2.1); the
+	// tokens of the code are for them. nil when it named none.
+	Resources []string
 	AuthTime  time.Time
 	ExpiresAt time.Time
 	GrantID   string

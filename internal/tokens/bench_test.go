@@ -29,8 +29,9 @@ func BenchmarkVerify(b *testing.B) {
 			e := newEnv(b, &memStore{}, masterKey(), nil, clk, alg)
 			tok := e.accessToken(b, accessClaims(clk.Now()))
 			ctx, opts := context.Background(), VerifyOptions{Audience: testAudience}
+			p := FromConnection(tok, nil)
 			for b.Loop() {
-				if _, err := e.v.Verify(ctx, tok, opts); err != nil {
+				if _, err := e.v.Verify(ctx, p, opts); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -7,14 +7,15 @@ import (
 	"encoding/base64"
 )
 
-// CheckBinding enforces the sender constraint of a verified token. A token
+// checkBinding enforces the sender constraint of a verified token. A token
 // with cnf is accepted only from the holder of the key it names: x5t#S256
 // must equal certThumbprint, the SHA-256 of the client certificate of the
 // mutual-TLS connection (RFC 8705 §3; see CertThumbprint), and jkt must equal
-// dpopJKT, the JWK thumbprint of the key of a DPoP proof the caller has
-// already validated (RFC 9449 §6.1, §7.1). A token without cnf is a bearer
-// token (RFC 6750) and needs neither. Pass "" for a binding the request lacks.
-func CheckBinding(c *Claims, certThumbprint, dpopJKT string) error {
+// dpopJKT, the JWK thumbprint of the key of a DPoP proof already validated
+// against the request (RFC 9449 §6.1, §7.1). A token without cnf is a bearer
+// token (RFC 6750) and needs neither. "" is a binding the request lacks.
+// Only Presentation.Confirm calls it, with evidence it gathered itself.
+func checkBinding(c *Claims, certThumbprint, dpopJKT string) error {
 	cnf := c.Confirmation
 	if cnf == nil {
 		return nil

@@ -25,7 +25,7 @@ func FuzzVerify(f *testing.F) {
 		// paced reload.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
-		c, err := e.v.Verify(ctx, raw, VerifyOptions{Audience: testAudience})
+		c, err := e.v.Verify(ctx, bearerOf(raw), VerifyOptions{Audience: testAudience})
 		switch {
 		case err == nil && raw != good:
 			// Only our own signature verifies; anything else accepted must

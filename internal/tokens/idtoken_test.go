@@ -102,7 +102,7 @@ func TestVerifyIDTokenRefuses(t *testing.T) {
 		})
 	}
 	// Neither kind passes for the other.
-	if _, err := e.v.Verify(context.Background(), issued, VerifyOptions{Audience: "client-1"}); !errors.Is(err, ErrType) {
+	if _, err := e.v.Verify(context.Background(), bearerOf(issued), VerifyOptions{Audience: "client-1"}); !errors.Is(err, ErrType) {
 		t.Errorf("ID token through Verify: %v", err)
 	}
 	if _, err := e.v.VerifyIDToken(context.Background(), issued, IDTokenOptions{}); err == nil || errors.As(err, new(*Error)) {

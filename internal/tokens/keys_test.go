@@ -24,7 +24,7 @@ func TestNewKeysAlgorithms(t *testing.T) {
 			if want := cmp.Or(alg, ES256); st.keys[0].Alg != want || len(st.keys) != 1 {
 				t.Fatalf("stored %d keys, alg %s; want one %s", len(st.keys), st.keys[0].Alg, want)
 			}
-			if _, err := e.v.Verify(context.Background(), e.accessToken(t, accessClaims(time.Now())), VerifyOptions{Audience: testAudience}); err != nil {
+			if _, err := e.v.Verify(context.Background(), bearerOf(e.accessToken(t, accessClaims(time.Now()))), VerifyOptions{Audience: testAudience}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -72,7 +72,7 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("JWKS lists %v, want both keys", got)
 	}
 	verify := func(tok string) error {
-		_, err := e.v.Verify(ctx, tok, VerifyOptions{Audience: testAudience})
+		_, err := e.v.Verify(ctx, bearerOf(tok), VerifyOptions{Audience: testAudience})
 		return err
 	}
 	// The old key's last token expires in an hour; until then it verifies.
@@ -132,7 +132,7 @@ func TestTwoNodesAgree(t *testing.T) {
 	}
 	tok := a.accessToken(t, accessClaims(clk.Now()))
 	for name, n := range map[string]*env{"b": b, "deaf": deaf} {
-		if _, err := n.v.Verify(ctx, tok, VerifyOptions{Audience: testAudience}); err != nil {
+		if _, err := n.v.Verify(ctx, bearerOf(tok), VerifyOptions{Audience: testAudience}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -177,7 +177,7 @@ func TestConcurrentFirstKey(t *testing.T) {
 			t.Fatalf("published %v, want both keys", n.kids())
 		}
 		for _, tok := range early {
-			if _, err := n.v.Verify(ctx, tok, VerifyOptions{Audience: testAudience}); err != nil {
+			if _, err := n.v.Verify(ctx, bearerOf(tok), VerifyOptions{Audience: testAudience}); err != nil {
 				t.Fatal(err)
 			}
 		}

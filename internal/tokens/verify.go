@@ -49,6 +49,10 @@ type VerifyOptions struct {
 	// Audience is the identifier the resource server knows itself by; the
 	// token's aud must contain it (RFC 9068 §4 step 4). Required.
 	Audience string
+	// Proofs checks the DPoP proofs of tokens presented with the DPoP
+	// scheme; without it such a presentation is a server error. Inspect
+	// does not use it.
+	Proofs ProofVerifier
 }
 
 // Verifier checks access tokens issued by this platform for resource servers.
@@ -100,13 +104,30 @@ func (v *Verifier) revoked(e events.Event) {
 	v.deny.add(e.ID, until.Add(v.leeway), v.keys.cfg.Now())
 }
 
-// Verify checks raw, an access token from a request, and returns its claims:
-// signature by a published key with that key's algorithm, typ at+jwt, iss,
-// aud, exp/nbf/iat, the required claims and that its grant is not revoked
-// (RFC 9068 §4). A refused token is an *Error; other errors are the server's
-// (the store could not be read). The caller must still enforce the sender
-// binding with CheckBinding.
-func (v *Verifier) Verify(ctx context.Context, raw string, opts VerifyOptions) (*Claims, error) {
+// Verify checks the access token of a request, presented as p, and returns
+// its claims: signature by a published key with that key's algorithm, typ
+// at+jwt, iss, aud, exp/nbf/iat, the required claims, that its grant is not
+// revoked (RFC 9068 §4), and its sender binding against p's evidence
+// (Presentation.Confirm). A refused token is an *Error, a refused DPoP proof
+// a *dpop.Error; other errors are the server's (the store could not be read).
+func (v *Verifier) Verify(ctx context.Context, p *Presentation, opts VerifyOptions) (*Claims, error) {
+	c, err := v.Inspect(ctx, p.token, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Confirm(ctx, c, opts.Proofs); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Inspect checks raw as Verify does, except its sender binding, which it
+// reports in Claims.Confirmation. It is for the authorization server's
+// introspection and revocation endpoints, where the token is the subject of
+// the request and not its credential (RFC 7662 §2.2 returns cnf for the
+// resource to check), and for tests. A resource that accepts the token as a
+// credential uses Verify.
+func (v *Verifier) Inspect(ctx context.Context, raw string, opts VerifyOptions) (*Claims, error) {
 	if opts.Audience == "" {
 		return nil, errors.New("tokens: Verify needs the resource server's audience")
 	}

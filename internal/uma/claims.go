@@ -64,7 +64,9 @@ func (s *Server) requestingParty(ctx context.Context, clientID string, cnf *toke
 	case FormatIDToken:
 		c, err = s.opts.Tokens.IDToken(ctx, ct.Token, clientID)
 	default:
-		c, err = s.opts.Tokens.Access(ctx, ct.Token)
+		// A sender-constrained claim token is refused unless this token
+		// request proved the same key or certificate.
+		c, err = s.opts.Tokens.Presented(ctx, ct.Token, cnf)
 	}
 	var te *tokens.Error
 	if errors.As(err, &te) {
@@ -79,13 +81,6 @@ func (s *Server) requestingParty(ctx context.Context, clientID string, cnf *toke
 	if ct.Format == FormatAccessToken {
 		if len(c.Permissions) > 0 {
 			return "", refused("an RPT is not a claim token; send it as rpt")
-		}
-		var x5t, jkt string
-		if cnf != nil {
-			x5t, jkt = cnf.X5TS256, cnf.JKT
-		}
-		if err := tokens.CheckBinding(c, x5t, jkt); err != nil {
-			return "", refused("it is sender-constrained: make the token request with the same key or certificate")
 		}
 	}
 	g, live, err := s.liveGrant(ctx, c.GrantID)

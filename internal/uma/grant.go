@@ -181,7 +181,7 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 	var prev []Permission
 	var grant *store.Grant
 	if raw := f.Get("rpt"); raw != "" {
-		rc, err := s.opts.Tokens.Access(ctx, raw)
+		rc, err := s.opts.Tokens.Presented(ctx, raw, req.Confirmation)
 		var te *tokens.Error
 		if errors.As(err, &te) {
 			return nil, newError(http.StatusBadRequest, "invalid_grant", "rpt: "+te.Description())

@@ -87,7 +87,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) introspect(ctx context.Context, p *pat, raw string) (*introspection, error) {
 	inactive := &introspection{Active: false}
-	c, err := s.opts.Tokens.Access(ctx, raw)
+	c, err := s.opts.Tokens.Inspect(ctx, raw)
 	if err != nil {
 		var te *tokens.Error
 		if errors.As(err, &te) {

@@ -3,6 +3,7 @@ package uma
 import (
 	"encoding/json"
 	"errors"
+	"github.com/thingid/thingid/internal/dpop"
 	"net/http"
 	"slices"
 	"strings"
@@ -76,10 +77,18 @@ func (s *Server) protection(r *http.Request) (*pat, error) {
 	realm := `Bearer realm="thingid"`
 	c, err := s.opts.Tokens.Request(r)
 	if err != nil {
+		// A PAT may be a bearer or a DPoP-bound token (RFC 9449 §7.1): the
+		// refusal challenges with both schemes.
 		var te *tokens.Error
-		if errors.As(err, &te) || errors.Is(err, ErrNoToken) {
+		var de *dpop.Error
+		switch {
+		case errors.As(err, &de):
+			e := newError(http.StatusUnauthorized, de.Code, "the DPoP proof of the PAT is refused: "+de.Description)
+			e.challenge = dpop.Challenge(de.Code, de.Description)
+			return nil, e
+		case errors.As(err, &te) || errors.Is(err, ErrNoToken):
 			e := newError(http.StatusUnauthorized, "invalid_token", "a PAT is required: an access token with scope uma_protection ("+err.Error()+")")
-			e.challenge = realm + `, error="invalid_token"`
+			e.challenge = realm + `, error="invalid_token", ` + dpop.Challenge("invalid_token", "")
 			return nil, e
 		}
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/thingid/thingid/internal/routes"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,7 +19,7 @@ import (
 // cross-site requests refused as on every /api/v1 JSON endpoint. Errors are
 // RFC 9457 problem details naming the field.
 
-func (s *Server) registerSharing(mux *http.ServeMux) {
+func (s *Server) registerSharing(mux routes.Mux) {
 	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		problem.Write(w, http.StatusForbidden, "", "cross-origin request refused: call this API from this site or without a browser")
 	}))

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/thingid/thingid/internal/routes"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -68,10 +69,14 @@ type Tokens interface {
 	// sender binding (DPoP key, client certificate) and the deny set. A
 	// refused token is a *tokens.Error; other errors are the server's.
 	Request(r *http.Request) (*tokens.Claims, error)
-	// Access verifies raw, an access token of this platform handed over in
-	// a body (a claim token, an RPT to upgrade or introspect): signature,
-	// claims, deny set; the caller enforces the binding it can.
-	Access(ctx context.Context, raw string) (*tokens.Claims, error)
+	// Presented verifies raw, an access token of this platform that the
+	// client of a token request hands over (a claim token, an RPT to
+	// upgrade): signature, claims, deny set, and its sender binding against
+	// cnf, the keys that token request proved (nil for none).
+	Presented(ctx context.Context, raw string, cnf *tokens.Confirmation) (*tokens.Claims, error)
+	// Inspect verifies raw, a token that is the subject of a request, not
+	// its credential (introspection): signature, claims, deny set, no binding.
+	Inspect(ctx context.Context, raw string) (*tokens.Claims, error)
 	// IDToken verifies raw, an ID token issued to client.
 	IDToken(ctx context.Context, raw, client string) (*tokens.Claims, error)
 	// Sign signs an access token (RFC 9068).
@@ -163,18 +168,21 @@ func New(opts Options) (*Server, error) {
 // Register mounts the discovery document, the protection API and the
 // owners' API on mux. The grant is served by the oauth token endpoint
 // (Grant).
-func (s *Server) Register(mux *http.ServeMux) {
+func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc("GET "+PathConfiguration, s.serveConfiguration)
-	mux.HandleFunc("POST "+pathResourceSet, s.createResource)
-	mux.HandleFunc("GET "+pathResourceSet, s.listResources)
-	mux.HandleFunc("GET "+pathResourceSet+"/{id}", s.readResource)
-	mux.HandleFunc("PUT "+pathResourceSet+"/{id}", s.updateResource)
-	mux.HandleFunc("DELETE "+pathResourceSet+"/{id}", s.deleteResource)
+	// The protection API accepts PATs, access tokens with their sender
+	// binding (routes.AccessTokens puts them in the route table's walk).
+	pat := func(f http.HandlerFunc) http.Handler { return routes.AccessTokens(f) }
+	mux.Handle("POST "+pathResourceSet, pat(s.createResource))
+	mux.Handle("GET "+pathResourceSet, pat(s.listResources))
+	mux.Handle("GET "+pathResourceSet+"/{id}", pat(s.readResource))
+	mux.Handle("PUT "+pathResourceSet+"/{id}", pat(s.updateResource))
+	mux.Handle("DELETE "+pathResourceSet+"/{id}", pat(s.deleteResource))
 	mux.HandleFunc(pathResourceSet+"/{id}", methodNotAllowed("GET, PUT, DELETE"))
 	mux.HandleFunc(pathResourceSet, methodNotAllowed("GET, POST"))
-	mux.HandleFunc("POST "+pathPermission, s.servePermission)
+	mux.Handle("POST "+pathPermission, pat(s.servePermission))
 	mux.HandleFunc(pathPermission, methodNotAllowed("POST"))
-	mux.HandleFunc("POST "+pathIntrospect, s.serveIntrospect)
+	mux.Handle("POST "+pathIntrospect, pat(s.serveIntrospect))
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
 	s.registerSharing(mux)
 }

@@ -15,6 +15,9 @@ type clientDoc struct {
 	RedirectURIs []string `json:"redirectUris,omitempty"`
 	GrantTypes   []string `json:"grantTypes,omitempty"`
 	Scopes       []string `json:"scopes,omitempty"`
+	// Resources is absent for clients registered without (every resource).
+	Resources        []string `json:"resources,omitempty"`
+	DefaultResources []string `json:"defaultResources,omitempty"`
 }
 
 const (
@@ -36,6 +39,7 @@ func scanClient(s scanner) (*store.Client, error) {
 		return nil, fmt.Errorf("client %s: document: %w", c.ID, err)
 	}
 	c.RedirectURIs, c.GrantTypes, c.Scopes = d.RedirectURIs, d.GrantTypes, d.Scopes
+	c.Resources, c.DefaultResources = d.Resources, d.DefaultResources
 	return &c, nil
 }
 
@@ -50,7 +54,8 @@ func (t *txn) clientArgs(c *store.Client) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := json.Marshal(clientDoc{RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes})
+	doc, err := json.Marshal(clientDoc{RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
+		Resources: c.Resources, DefaultResources: c.DefaultResources})
 	if err != nil {
 		return nil, fmt.Errorf("client %s: %w", c.ID, err)
 	}

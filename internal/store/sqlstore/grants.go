@@ -223,12 +223,12 @@ func (t *txn) GetRefreshToken(ctx context.Context, hash []byte, at time.Time) (*
 }
 
 const authCodeColumns = "x.hash, x.client_id, x.user_id, x.session_id, x.redirect_uri, x.scopes, x.nonce, " +
-	"x.code_challenge, x.code_challenge_method, x.dpop_jkt, x.auth_time, x.expires_at, x.grant_id, x.used_at"
+	"x.code_challenge, x.code_challenge_method, x.dpop_jkt, x.auth_time, x.expires_at, x.grant_id, x.used_at, x.resources"
 
 func scanAuthCode(s scanner) (*store.AuthCode, error) {
 	var c store.AuthCode
 	err := s.Scan(&c.Hash, &c.ClientID, &c.UserID, &c.SessionID, &c.RedirectURI, listCol{&c.Scopes}, &c.Nonce,
-		&c.CodeChallenge, &c.CodeChallengeMethod, &c.DPoPJKT, timeCol{&c.AuthTime}, timeCol{&c.ExpiresAt}, &c.GrantID, timeCol{&c.UsedAt})
+		&c.CodeChallenge, &c.CodeChallengeMethod, &c.DPoPJKT, timeCol{&c.AuthTime}, timeCol{&c.ExpiresAt}, &c.GrantID, timeCol{&c.UsedAt}, listCol{&c.Resources})
 	return &c, err
 }
 
@@ -247,10 +247,10 @@ func (t *txn) CreateAuthCode(ctx context.Context, c *store.AuthCode) error {
 	x.AuthTime, x.ExpiresAt, x.UsedAt = normOpt(c.AuthTime), normTime(c.ExpiresAt), normOpt(c.UsedAt)
 	f := t.flavor()
 	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO oauth_auth_codes (hash, client_id, user_id, session_id, redirect_uri, scopes, nonce, "+
-		"code_challenge, code_challenge_method, dpop_jkt, auth_time, expires_at, grant_id, used_at) VALUES "+
-		t.placeholders(1, 14, 1)+" ON CONFLICT DO NOTHING",
+		"code_challenge, code_challenge_method, dpop_jkt, auth_time, expires_at, grant_id, used_at, resources) VALUES "+
+		t.placeholders(1, 15, 1)+" ON CONFLICT DO NOTHING",
 		x.Hash, x.ClientID, x.UserID, x.SessionID, x.RedirectURI, listArg(x.Scopes), x.Nonce, x.CodeChallenge,
-		x.CodeChallengeMethod, x.DPoPJKT, f.nullTimeArg(x.AuthTime), f.timeArg(x.ExpiresAt), x.GrantID, f.nullTimeArg(x.UsedAt)))
+		x.CodeChallengeMethod, x.DPoPJKT, f.nullTimeArg(x.AuthTime), f.timeArg(x.ExpiresAt), x.GrantID, f.nullTimeArg(x.UsedAt), listArg(x.Resources)))
 	if err != nil {
 		return fmt.Errorf("create authorization code of client %s: %w", c.ClientID, err)
 	}

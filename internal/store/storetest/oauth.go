@@ -319,6 +319,8 @@ func testClients(t *testing.T, s store.Store) {
 		RedirectURIs:            []string{"https://app.example/cb", "http://127.0.0.1/cb"},
 		GrantTypes:              []string{"authorization_code", "refresh_token"},
 		Scopes:                  []string{"openid", "playlists:read"},
+		Resources:               []string{"https://id.example", "urn:thingid:mqtt"},
+		DefaultResources:        []string{"urn:thingid:mqtt"},
 		// Kept byte for byte, whitespace included.
 		JWKS:    []byte(`{"keys": [ {"kty":"EC","crv":"P-256","x":"AA","y":"BB"} ]}`),
 		ThingID: "thing-1",
@@ -338,7 +340,7 @@ func testClients(t *testing.T, s store.Store) {
 	must(t, s.CreateClient(ctx(t), pub))
 	got, err = s.GetClient(ctx(t), "cli")
 	must(t, err)
-	if !reflect.DeepEqual(got, pub) || got.SecretHash != nil || got.JWKS != nil || got.Scopes != nil {
+	if !reflect.DeepEqual(got, pub) || got.SecretHash != nil || got.JWKS != nil || got.Scopes != nil || got.Resources != nil {
 		t.Fatalf("GetClient(cli):\n got %+v\nwant %+v", got, pub)
 	}
 	wantErr(t, s.CreateClient(ctx(t), &store.Client{Meta: store.Meta{ID: "cli"}, Type: store.ClientPublic}), store.ErrConflict)
@@ -359,6 +361,7 @@ func testClients(t *testing.T, s store.Store) {
 		c.SecretHash = nil
 		c.TokenEndpointAuthMethod = "private_key_jwt"
 		c.RedirectURIs = c.RedirectURIs[:1]
+		c.Resources, c.DefaultResources = []string{"urn:thingid:gateway"}, []string{"urn:thingid:gateway"}
 		c.ID, c.Revision, c.Created = "hijack", 99, time.Time{} // must be ignored
 		return nil
 	})
@@ -368,7 +371,8 @@ func testClients(t *testing.T, s store.Store) {
 	}
 	got, err = s.GetClient(ctx(t), c.ID)
 	must(t, err)
-	if !reflect.DeepEqual(got, up) || !got.Disabled || got.SecretHash != nil || len(got.RedirectURIs) != 1 {
+	if !reflect.DeepEqual(got, up) || !got.Disabled || got.SecretHash != nil || len(got.RedirectURIs) != 1 ||
+		!reflect.DeepEqual(got.Resources, []string{"urn:thingid:gateway"}) {
 		t.Fatalf("after update:\n got %+v\nwant %+v", got, up)
 	}
 	_, err = s.UpdateClient(ctx(t), c.ID, 1, func(*store.Client) error { return nil })
@@ -572,6 +576,7 @@ func testAuthCodes(t *testing.T, s store.Store) {
 		Hash: hashOf("code-1"), ClientID: "c1", UserID: "u1", SessionID: "sess", RedirectURI: "https://app.example/cb",
 		Scopes: []string{"openid", "profile"}, Nonce: "n-0S6", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
 		CodeChallengeMethod: "S256", DPoPJKT: "jkt-1", AuthTime: base, ExpiresAt: base.Add(time.Minute), GrantID: g.ID,
+		Resources: []string{"urn:thingid:gateway", "https://api.example/"},
 	}
 	must(t, s.CreateAuthCode(ctx(t), code))
 	wantErr(t, s.CreateAuthCode(ctx(t), &store.AuthCode{Hash: hashOf("code-1"), ClientID: "c1", ExpiresAt: base.Add(time.Minute)}), store.ErrConflict)
