@@ -289,18 +289,8 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request) {
 // updateResource is Federated Authorization §3.2.3: the description is
 // replaced; the owner stays.
 func (s *Server) updateResource(w http.ResponseWriter, r *http.Request) {
-	p, err := s.protection(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.served(r, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if strings.HasPrefix(res.ID, thingPrefix) {
-		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "a thing's resource follows the thing; change the thing instead"))
+	p, res, ok := s.registered(w, r)
+	if !ok {
 		return
 	}
 	d, err := ParseDescription(http.MaxBytesReader(w, r.Body, maxBody+1))
@@ -331,18 +321,8 @@ func (s *Server) updateResource(w http.ResponseWriter, r *http.Request) {
 // deleteResource is Federated Authorization §3.2.4. The RPTs resting on
 // the resource's shares are revoked.
 func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request) {
-	p, err := s.protection(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.served(r, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if strings.HasPrefix(res.ID, thingPrefix) {
-		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "a thing's resource follows the thing"))
+	p, res, ok := s.registered(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
@@ -409,4 +389,22 @@ func (s *Server) revokeShareGrants(ctx context.Context, actor string, shares []*
 		ids = append(ids, gs...)
 	}
 	return s.revokeGrants(ctx, actor, "uma share revoked", ids)
+}
+
+// registered is the prelude of changing a resource: the PAT, the resource it
+// serves, and not a thing's (which follows the thing and is changed there).
+// It has answered the request when ok is false.
+func (s *Server) registered(w http.ResponseWriter, r *http.Request) (p *pat, res *store.UMAResource, ok bool) {
+	p, err := s.protection(r)
+	if err == nil {
+		res, err = s.served(r, p)
+	}
+	if err == nil && strings.HasPrefix(res.ID, thingPrefix) {
+		err = newError(http.StatusMethodNotAllowed, "method_not_allowed", "a thing's resource follows the thing; change or unlink the thing instead")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, nil, false
+	}
+	return p, res, true
 }
