@@ -51,6 +51,7 @@ func TestServeStartsTheGateway(t *testing.T) {
 	cfg.Home = t.TempDir()
 	cfg.Gateway.Enabled = true
 	cfg.Gateway.Address = "127.0.0.1:0"
+	cfg.MQTT.TLS.Address = "127.0.0.1:0" // tests run in parallel, and e2e plays the documents on the default ports
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

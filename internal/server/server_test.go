@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -152,6 +153,28 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	if err := r.stop(); err != nil {
 		t.Errorf("graceful stop: %v", err)
+	}
+}
+
+// A client chooses the method of its requests: unknown methods are counted
+// together, so that nobody can grow /metrics (and the process's memory)
+// with a new series per request.
+func TestAttackMetricsCardinality(t *testing.T) {
+	r := serve(t)
+	for i := range 50 {
+		req, _ := http.NewRequest(fmt.Sprintf("XMETHOD%03d", i), r.base+"/healthz", nil)
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	_, body := r.get(t, "/metrics", nil)
+	if strings.Contains(body, "XMETHOD") {
+		t.Errorf("/metrics has a series per client-chosen method:\n%.1000s", body)
+	}
+	if !strings.Contains(body, `method="OTHER"`) {
+		t.Errorf("/metrics does not count unknown methods as OTHER")
 	}
 }
 
