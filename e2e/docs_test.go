@@ -67,10 +67,36 @@ func runDoc(t *testing.T, name string, steps []docStep) {
 			t.Skipf("%s not installed: the documents' commands need it", tool)
 		}
 	}
+	waitPortsFree(t, name)
 	r := &docRun{t: t, doc: name, dir: copyProject(t)}
 	t.Cleanup(r.stopAll)
 	for i, s := range steps {
 		r.step(i, s)
+	}
+}
+
+// docPorts are the default ports the documents' commands use (the platform,
+// the broker, the gateway, the tutorial's upstream).
+var docPorts = []string{"8443", "8883", "9443", "9000"}
+
+// waitPortsFree waits until no other process listens on docPorts (a
+// previous document's servers are ending), and fails with the reason when
+// one still does after 30 s: the documents would talk to someone else's server.
+func waitPortsFree(t *testing.T, doc string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, port := range docPorts {
+		for {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+			if err == nil {
+				ln.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s uses port %s, which another process holds (%v): stop it, the documents run on the default ports", doc, port, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 }
 
