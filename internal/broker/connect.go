@@ -107,9 +107,8 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	default:
 		return nil, refuse(packets.ErrNotAuthorized, "no_credentials", "send an access token as the password")
 	}
-	if id.Kind == kindThing && cl.ID != id.Thing {
-		// No device can take another device's session.
-		return nil, refuse(packets.ErrClientIdentifierNotValid, "client_id", "a thing's client identifier must be its thing id "+id.Thing)
+	if r := h.checkClientID(ctx, cl.ID, id); r != nil {
+		return nil, r
 	}
 	if err := h.b.resolver.resolve(ctx, id); err != nil {
 		switch {

@@ -30,6 +30,9 @@ type session struct {
 	state   atomic.Pointer[sessionState]
 	revoked atomic.Bool // no more messages in or out; the session is discarded
 	gone    atomic.Bool // discarded
+	// reclaimed: the thing took its client identifier back from a connected
+	// identity; its CONNACK says Session Present 0 (reclaim).
+	reclaimed atomic.Bool
 
 	mu    sync.Mutex
 	timer *time.Timer // ends the connection when the token expires
@@ -47,7 +50,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
 		mqtt.OnSubscribed, mqtt.OnAuthPacket, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
-		mqtt.OnClientExpired, mqtt.OnPublishDropped,
+		mqtt.OnClientExpired, mqtt.OnPublishDropped, mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -145,8 +148,10 @@ func (h *hook) admit(cl *mqtt.Client, id *Identity, g *grants) *refusal {
 		return refuse(packets.ErrNotAuthorized, "will", "the will topic is not one this identity may publish to")
 	}
 	if existing, ok := h.b.server.Clients.Get(cl.ID); ok {
-		if st := h.state(existing); st != nil && st.id.principal() != id.principal() {
-			// Taking over a session inherits its subscriptions and queued messages.
+		// A thing always gets its own client identifier back (reclaim);
+		// otherwise taking over a session would inherit its subscriptions
+		// and queued messages.
+		if st := h.state(existing); st != nil && st.id.principal() != id.principal() && id.Kind != kindThing {
 			return refuse(packets.ErrClientIdentifierNotValid, "session_owner", "this client identifier's session belongs to another identity")
 		}
 	}
@@ -218,6 +223,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if old := h.session(existing); old != nil {
+		if prev := old.state.Load(); prev != nil && prev.id.principal() != st.id.principal() {
+			// Only a thing gets here with another identity's session (admit).
+			h.reclaim(h.session(cl), old)
+			return
+		}
 		old.disarm()
 		h.sessions.Delete(existing)
 	}
