@@ -204,8 +204,12 @@ func (a *Admins) IsAdministrator(ctx context.Context, userID string) (bool, erro
 
 type actorKey struct{}
 
+// fullAdminKey marks a request whose caller has every administrator power.
+type fullAdminKey struct{}
+
 // Require wraps next so that only administrators reach it; the actor
-// ("admin:<id>") is in the request context for the audit log.
+// ("admin:<id>") is in the request context for the audit log, and the caller
+// has full administrator power (FullAdmin).
 func (a *Admins) Require(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := a.Authenticate(r)
@@ -213,7 +217,8 @@ func (a *Admins) Require(next http.Handler, deny func(w http.ResponseWriter, r *
 			deny(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, "admin:"+id)))
+		ctx := context.WithValue(r.Context(), actorKey{}, "admin:"+id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, fullAdminKey{}, true)))
 	})
 }
 
@@ -281,8 +286,10 @@ func (a *Admins) AcceptAccessTokens(at AccessTokens) { a.access = &at }
 // `read` for a safe request (GET, HEAD, or a POST to a /.search endpoint). A
 // token that acts for a user (sub is not the client itself) is accepted only
 // while that user is an administrator: consenting to a client cannot make a
-// user an administrator. The handler it returns is marked as accepting
-// access tokens (routes.AccessTokens).
+// user an administrator. Only administrator credentials and tokens carrying
+// `admin` have full administrator power (FullAdmin): `write` provisions, but
+// next must keep it from making or taking over administrators. The handler
+// it returns is marked as accepting access tokens (routes.AccessTokens).
 func (a *Admins) RequireScopes(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error), read, write string) http.Handler {
 	admin := a.Require(next, deny)
 	return routes.AccessTokens(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -336,7 +343,9 @@ func (a *Admins) RequireScopes(next http.Handler, deny func(w http.ResponseWrite
 			}
 			actor = "admin:" + u.ID + " via client:" + c.ClientID
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+		ctx := context.WithValue(r.Context(), actorKey{}, actor)
+		ctx = context.WithValue(ctx, fullAdminKey{}, slices.Contains(c.Scope, ScopeAdmin))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	}))
 }
 
@@ -352,4 +361,14 @@ func bearer(r *http.Request) (string, bool) {
 func Actor(r *http.Request) string {
 	s, _ := r.Context().Value(actorKey{}).(string)
 	return s
+}
+
+// FullAdmin tells whether Require or RequireScopes let the caller in with full
+// administrator power: administrator credentials (password, admin API token)
+// or an access token with the `admin` scope. A token with only the API's
+// `write` scope is not, even one acting for an administrator: the scope is
+// what the administrator consented to delegate.
+func FullAdmin(r *http.Request) bool {
+	full, _ := r.Context().Value(fullAdminKey{}).(bool)
+	return full
 }

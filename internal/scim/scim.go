@@ -50,6 +50,10 @@ type Options struct {
 	// Actor names the authenticated caller for the audit log, e.g. "admin:<userID>".
 	// Required: New panics without it.
 	Actor func(*http.Request) string
+	// FullAdmin tells whether the caller has full administrator power
+	// (authn.FullAdmin); without it the caller cannot make or change
+	// administrators (see guarded). Required: New panics without it.
+	FullAdmin func(*http.Request) bool
 	// MaxBulkOperations caps the operations of one Bulk request (default 10000).
 	MaxBulkOperations int
 	// MaxPayloadSize caps a Bulk request body in bytes (default 32 MiB).
@@ -76,6 +80,11 @@ func New(svc Service, opts Options) http.Handler {
 	if opts.Actor == nil {
 		panic("scim: Options.Actor is required")
 	}
+	if opts.FullAdmin == nil {
+		panic("scim: Options.FullAdmin is required")
+	}
+	// Every write, Bulk included, goes through the guarded Service.
+	svc = guarded{svc}
 	if opts.MaxBulkOperations <= 0 {
 		opts.MaxBulkOperations = 10000
 	}
@@ -131,7 +140,11 @@ func (h *handler) call(r *http.Request) *call {
 		}
 		base = scheme + "://" + r.Host
 	}
-	return &call{ctx: r.Context(), actor: h.opts.Actor(r), base: base + prefix}
+	ctx := r.Context()
+	if !h.opts.FullAdmin(r) {
+		ctx = context.WithValue(ctx, limitedKey{}, true)
+	}
+	return &call{ctx: ctx, actor: h.opts.Actor(r), base: base + prefix}
 }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {

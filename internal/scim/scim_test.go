@@ -58,6 +58,9 @@ func newServer(t testing.TB, opts scim.Options) *client {
 	if opts.Actor == nil {
 		opts.Actor = func(*http.Request) string { return "admin:test" }
 	}
+	if opts.FullAdmin == nil {
+		opts.FullAdmin = func(*http.Request) bool { return true }
+	}
 	srv := httptest.NewServer(scim.New(svc, opts))
 	t.Cleanup(srv.Close)
 	return &client{t: t, base: srv.URL + "/scim/v2"}

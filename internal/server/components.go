@@ -22,9 +22,10 @@ import (
 func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
-		BaseURL: cfg.HTTP.PublicURL,
-		Actor:   authn.Actor,
-		Logger:  log.With("component", "scim"),
+		BaseURL:   cfg.HTTP.PublicURL,
+		Actor:     authn.Actor,
+		FullAdmin: authn.FullAdmin,
+		Logger:    log.With("component", "scim"),
 		// What the listener lets through is what SCIM advertises.
 		MaxPayloadSize: scimBulkPayload(cfg.HTTP.Limits),
 	})
