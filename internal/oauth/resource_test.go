@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -357,6 +358,44 @@ func TestSetClientResources(t *testing.T) {
 		var ce *ClientError
 		if !errors.As(err, &ce) || !strings.Contains(ce.Field, "resources") {
 			t.Errorf("%v: %v, want a ClientError naming the field", bad, err)
+		}
+	}
+}
+
+// jwt-bearer is like client_credentials: the token request's resources,
+// among the client's, else its defaults (here the gateway, for speaker:play).
+func TestJWTBearerResources(t *testing.T) {
+	e := newEnv(t, withPlatformResources)
+	k := newSigner(t, "k1")
+	c, _ := e.client(t, ClientSpec{Name: "backend", TokenEndpointAuthMethod: methodPrivateKeyJWT, JWKS: publicJWKS(t, k),
+		GrantTypes: []string{GrantJWTBearer}, Scopes: []string{"speaker:play"}})
+	if err := e.st.CreateGrant(context.Background(), &store.Grant{UserID: e.alice.ID, ClientID: c.ID, Scopes: []string{"speaker:play"}, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	request := func(resources ...string) (*http.Response, string) {
+		a := e.goodAssertion(c.ID)
+		a.sub = e.alice.ID
+		return e.tokenRequest(t, url.Values{"grant_type": {GrantJWTBearer}, "assertion": {sign(t, k, a)}, "resource": resources,
+			"client_assertion_type": {assertionType}, "client_assertion": {sign(t, k, e.goodAssertion(c.ID))}})
+	}
+	for _, tc := range []struct {
+		resources, want []string
+	}{
+		{nil, []string{gatewayResource}},
+		{[]string{mqttResource}, []string{mqttResource}},
+		{[]string{"https://elsewhere.example/"}, nil},
+	} {
+		resp, body := request(tc.resources...)
+		if tc.want == nil {
+			if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "invalid_target" {
+				t.Errorf("%v: %d %s, want invalid_target", tc.resources, resp.StatusCode, body)
+			}
+			continue
+		}
+		var tr tokenResponse
+		_ = json.Unmarshal([]byte(body), &tr)
+		if resp.StatusCode != http.StatusOK || !slices.Equal(audOf(t, e, tr.AccessToken), tc.want) {
+			t.Errorf("%v: %d %s, want aud %v", tc.resources, resp.StatusCode, body, tc.want)
 		}
 	}
 }
