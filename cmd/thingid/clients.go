@@ -75,8 +75,8 @@ func newClientsCreate(g *globals) *cobra.Command {
 	f.StringArrayVar(&spec.GrantTypes, "grant-type", nil, "a grant type the client may use (repeat the flag)")
 	f.StringArrayVar(&spec.RedirectURIs, "redirect-uri", nil, "an exact redirect URI (repeat the flag)")
 	f.StringArrayVar(&spec.Scopes, "scope", nil, "a scope the client may ask for (repeat the flag)")
-	f.StringArrayVar(&spec.Resources, "resource", nil, "a resource (RFC 8707: the platform's public URL, mqtt.audience or gateway.audience) the client may ask tokens for (repeat the flag; default: every resource)")
-	f.StringArrayVar(&spec.DefaultResources, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; default: every --resource)")
+	f.StringArrayVar(&spec.Resources, "resource", nil, "a resource (RFC 8707: the platform's public URL, mqtt.audience or gateway.audience) the client may ask tokens for (repeat the flag; default: every resource on request)")
+	f.StringArrayVar(&spec.DefaultResources, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; default: every --resource, or without --resource those the scopes need)")
 	f.StringVar(&spec.ThingID, "thing", "", "the thing this client stands for (device pairing links it to its owner)")
 	f.StringVar(&jwksFile, "jwks-file", "", "public keys (JWK Set) for private_key_jwt")
 	return cmd
@@ -98,7 +98,7 @@ func newClientsList(g *globals) *cobra.Command {
 				fmt.Fprintln(w, "CLIENT_ID\tNAME\tTYPE\tAUTH\tGRANT TYPES\tRESOURCES (DEFAULT)\tTHING")
 				for _, c := range cs {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s (%s)\t%s\n", c.ID, c.Name, c.Type, c.TokenEndpointAuthMethod, strings.Join(c.GrantTypes, " "),
-						orAll(c.Resources), orAll(c.DefaultResources), c.ThingID)
+						orAll(c.Resources), defaultsOf(c.Resources, c.DefaultResources), c.ThingID)
 				}
 				if err := w.Flush(); err != nil {
 					return err
@@ -127,23 +127,36 @@ func newClientsResources(g *globals) *cobra.Command {
 				if err != nil {
 					return explainStoreErr(err, "client "+args[0])
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "client %s: resources %s, default %s\n", c.ID, orAll(c.Resources), orAll(c.DefaultResources))
+				fmt.Fprintf(cmd.OutOrStdout(), "client %s: resources %s, default %s\n", c.ID, orAll(c.Resources), defaultsOf(c.Resources, c.DefaultResources))
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&resources, "resource", nil, "a resource the client may ask for (repeat the flag; none: every resource of the platform)")
-	cmd.Flags().StringArrayVar(&defaults, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; none: every --resource)")
+	cmd.Flags().StringArrayVar(&defaults, "default-resource", nil, "a resource of tokens whose request names none (repeat the flag; none: every --resource, or without --resource those the scopes need)")
 	return cmd
 }
 
-// orAll shows a client's resources; none registered means all of them
-// (of the platform, or of the client for its defaults).
+// orAll shows a client's resources; none registered means all of the
+// platform's.
 func orAll(resources []string) string {
 	if len(resources) == 0 {
 		return "all"
 	}
 	return strings.Join(resources, " ")
+}
+
+// defaultsOf shows a client's default resources: its registered defaults,
+// else all its registered resources, else those its scopes need
+// (docs/oauth.md, "Defaults of a client registered without resources").
+func defaultsOf(resources, defaults []string) string {
+	switch {
+	case len(defaults) > 0:
+		return strings.Join(defaults, " ")
+	case len(resources) > 0:
+		return "all"
+	}
+	return "by scope"
 }
 
 func newClientsDelete(g *globals) *cobra.Command {

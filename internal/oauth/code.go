@@ -57,18 +57,8 @@ func (s *Server) authorizationCodeGrant(ctx context.Context, c *store.Client, fo
 		// that key redeems it.
 		return nil, ErrInvalidGrant.WithDescription("the authorization code is bound to a DPoP key (dpop_jkt); send a DPoP proof signed with it")
 	}
-	if len(ac.Resources) > 0 {
-		// RFC 8707 §2.2: the token request may narrow the resources of the
-		// authorization request, not widen them.
-		res, _ := ctx.Value(resourcesKey{}).([]string)
-		for _, r := range res {
-			if !slices.Contains(ac.Resources, r) {
-				return nil, ErrInvalidTarget.WithDescription("resource %q was not in the authorization request", r)
-			}
-		}
-		if len(res) == 0 {
-			ctx = withResources(ctx, ac.Resources)
-		}
+	if ctx, err = withinGrant(ctx, ac.Resources, "authorization request"); err != nil {
+		return nil, err
 	}
 	g, err := s.st.GetGrant(ctx, ac.GrantID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !g.RevokedAt.IsZero()) {

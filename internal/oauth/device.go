@@ -99,6 +99,14 @@ func (s *Server) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request
 		s.writeError(w, r, err)
 		return
 	}
+	// RFC 8707 §2 (the device authorization request is an authorization
+	// request): the resources the tokens are for, checked like the token
+	// endpoint's; the token request may narrow them (§2.2).
+	resources, rerr := s.requestedResources(c, form[paramResource])
+	if rerr != nil {
+		s.writeError(w, r, rerr)
+		return
+	}
 	if c.ThingID != "" {
 		if err := s.activeSubjects(r.Context(), "", c.ThingID); err != nil {
 			s.writeError(w, r, thingRefusal(err))
@@ -108,7 +116,7 @@ func (s *Server) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request
 	deviceCode := base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	now := s.now()
 	d := &store.DeviceCode{
-		Hash: s.deviceHash(deviceCode), ClientID: c.ID, Scopes: nonNil(scopes),
+		Hash: s.deviceHash(deviceCode), ClientID: c.ID, Scopes: nonNil(scopes), Resources: resources,
 		Created: now.UTC(), ExpiresAt: now.Add(s.opts.DeviceCodeLifetime).UTC(),
 		Interval: s.opts.DeviceInterval, Status: store.DevicePending,
 	}
@@ -168,6 +176,12 @@ func (s *Server) deviceCodeGrant(ctx context.Context, c *store.Client, form url.
 		case store.DeviceUsed:
 			outcome = ErrInvalidGrant.WithDescription("device code was used before")
 		case store.DeviceApproved:
+			// RFC 8707 §2.2, checked before the code is used up: a request
+			// that widens the resources is refused and may be corrected.
+			if _, err := withinGrant(ctx, d.Resources, "device authorization request"); err != nil {
+				errors.As(err, &outcome)
+				return nil
+			}
 			d.Status = store.DeviceUsed // single use: a second exchange fails
 		}
 		return nil
@@ -192,6 +206,9 @@ func (s *Server) deviceCodeGrant(ctx context.Context, c *store.Client, form url.
 		return nil, ErrInvalidGrant.WithDescription("the grant was revoked")
 	}
 	if err := s.activeSubjects(ctx, g.UserID, g.ThingID); err != nil {
+		return nil, err
+	}
+	if ctx, err = withinGrant(ctx, d.Resources, "device authorization request"); err != nil {
 		return nil, err
 	}
 	return s.issue(ctx, c, g, g.UserID, g.Scopes, nonNil(g.Scopes))

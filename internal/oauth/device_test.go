@@ -17,9 +17,14 @@ import (
 )
 
 // startDevice asks for a device code as a public client.
-func (e *env) startDevice(t testing.TB, clientID string) deviceAuthResponse {
+// extra are more parameters, name and value.
+func (e *env) startDevice(t testing.TB, clientID string, extra ...string) deviceAuthResponse {
 	t.Helper()
-	resp, body := e.post(t, e.srv.Client(), "/oauth2/device_authorization", url.Values{"client_id": {clientID}})
+	form := url.Values{"client_id": {clientID}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Add(extra[i], extra[i+1])
+	}
+	resp, body := e.post(t, e.srv.Client(), "/oauth2/device_authorization", form)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("device authorization: %d %s", resp.StatusCode, body)
 	}

@@ -92,8 +92,15 @@ type Options struct {
 	// of client secrets, refresh tokens and device codes, the CSRF tokens of
 	// the pages and the names of throttling counters.
 	Key []byte
-	// Audience of access tokens; default the issuer.
+	// Audience are the platform's resources (RFC 8707): the issuer (its own
+	// APIs) first, then the broker's and the gateway's when they are on;
+	// default the issuer.
 	Audience []string
+	// MQTTAudience and GatewayAudience say which of Audience are the
+	// broker's and the gateway's (empty when off): a client registered
+	// without resources gets by default those its scopes need
+	// (derivedResources).
+	MQTTAudience, GatewayAudience string
 	// Scopes clients may be registered with; nil allows any well-formed scope.
 	Scopes []string
 	// ThingScopes are the scopes of the client every thing is (thingClient).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/thingid/thingid/internal/store"
@@ -18,11 +19,12 @@ func (s *Server) refreshHash(token string) []byte {
 	return keyedHash(s.refreshKey, "refresh-token", token)
 }
 
-// newRefreshToken stores and returns a fresh opaque refresh token of grant g.
-func (s *Server) newRefreshToken(ctx context.Context, c *store.Client, g *store.Grant, scopes []string, now time.Time) (string, error) {
+// newRefreshToken stores and returns a fresh opaque refresh token of grant g
+// for scopes and resources.
+func (s *Server) newRefreshToken(ctx context.Context, c *store.Client, g *store.Grant, scopes, resources []string, now time.Time) (string, error) {
 	tok := refreshPrefix + base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	rt := &store.RefreshToken{
-		Hash: s.refreshHash(tok), GrantID: g.ID, ClientID: c.ID, Scopes: scopes,
+		Hash: s.refreshHash(tok), GrantID: g.ID, ClientID: c.ID, Scopes: scopes, Resources: slices.Clone(resources),
 		Created: now.UTC(), ExpiresAt: now.Add(s.opts.RefreshTokenLifetime).UTC(),
 	}
 	if c.Type == store.ClientPublic {
@@ -60,6 +62,23 @@ func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Val
 		return nil, serverError(err)
 	case peek.ClientID == c.ID && peek.DPoPJKT != "" && !equalJKT(peek.DPoPJKT, dpopJKT(ctx)):
 		return nil, ErrInvalidGrant.WithDescription("the refresh token is bound to a DPoP key; send a proof signed with it (RFC 9449 §5)")
+	}
+	// RFC 8707 §2.2: the resources of the original grant bound the refresh's,
+	// checked before the token is used, like the scope. A token stored
+	// before resources were kept counts as a grant for the client's defaults.
+	// Resources taken from the client since (SetClientResources) are gone.
+	granted := peek.Resources
+	if len(granted) == 0 {
+		granted = s.defaultResources(c)
+	}
+	granted = slices.DeleteFunc(slices.Clone(granted), func(r string) bool { return !slices.Contains(s.clientResources(c), r) })
+	if peek.ClientID == c.ID {
+		if len(granted) == 0 {
+			return nil, ErrInvalidTarget.WithDescription("none of the grant's resources (%s) is still one the client may ask for; authorize again", strings.Join(peek.Resources, " "))
+		}
+		if ctx, err = withinGrant(ctx, granted, "original grant"); err != nil {
+			return nil, err
+		}
 	}
 	rt, err := s.st.UseRefreshToken(ctx, hash, s.now())
 	switch {

@@ -272,7 +272,13 @@ func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, sub
 	}
 	resp := &tokenResponse{AccessToken: at, TokenType: tokenType, ExpiresIn: int64(s.opts.AccessTokenLifetime / time.Second), Scope: strings.Join(scopes, " ")}
 	if refreshScopes != nil {
-		if resp.RefreshToken, err = s.newRefreshToken(ctx, c, g, refreshScopes, now); err != nil {
+		// RFC 8707 §2.2: the refresh token keeps the resources of the grant,
+		// those of its first request or else this token's.
+		granted, _ := ctx.Value(grantedKey{}).([]string)
+		if len(granted) == 0 {
+			granted = aud
+		}
+		if resp.RefreshToken, err = s.newRefreshToken(ctx, c, g, refreshScopes, granted, now); err != nil {
 			return nil, serverError(err)
 		}
 	}

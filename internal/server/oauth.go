@@ -54,7 +54,8 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 // newOAuth returns the authorization server; admin protects its admin API.
 // oauthAudience is the audience of access tokens. The issuer comes first:
 // introspection and revocation verify against Audience[0]. The broker and
-// the gateway are audiences of every token.
+// the gateway follow when they are on; which a token is for is RFC 8707's
+// resource or the client's default (oauth.Options.MQTTAudience).
 func oauthAudience(cfg config.Config) []string {
 	audience := []string{cfg.HTTP.PublicURL}
 	if cfg.MQTT.Enabled {
@@ -64,6 +65,14 @@ func oauthAudience(cfg config.Config) []string {
 		audience = append(audience, cfg.Gateway.Audience)
 	}
 	return audience
+}
+
+// onlyIf is v when on, "" otherwise.
+func onlyIf(on bool, v string) string {
+	if on {
+		return v
+	}
+	return ""
 }
 
 // newOAuth returns the authorization server; extensions are the extension
@@ -78,6 +87,8 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,
 		Audience:                oauthAudience(p.Config),
+		MQTTAudience:            onlyIf(p.Config.MQTT.Enabled, p.Config.MQTT.Audience),
+		GatewayAudience:         onlyIf(p.Config.Gateway.Enabled, p.Config.Gateway.Audience),
 		Extensions:              extensions,
 		Store:                   p.Store,
 		Identities:              p.Identity,

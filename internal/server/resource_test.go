@@ -94,8 +94,10 @@ func TestAttackTokenForTheGatewayAtSCIM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if aud := audienceOf(t, unasked); !slices.Equal(aud, []string{api, mqtt, gw}) {
-		t.Errorf("default aud of a client registered without resources: %v", aud)
+	// Without resource: only what its scope (scim:read) needs, not every
+	// resource at once (RFC 9700 §2.3; oauth.derivedResources).
+	if aud := audienceOf(t, unasked); !slices.Equal(aud, []string{api}) {
+		t.Errorf("default aud of a client registered without resources: %v, want the platform's API only", aud)
 	}
 	// Unknown, malformed and not-allowed resources: invalid_target naming it.
 	for _, bad := range []string{"https://elsewhere.example/", "relative/path", api + "#frag"} {

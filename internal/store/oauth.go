@@ -84,6 +84,10 @@ type RefreshToken struct {
 	UsedAt time.Time
 	// DPoPJKT binds the token of a public client to a DPoP key (RFC 9449 §5).
 	DPoPJKT string
+	// Resources are those of the original grant (RFC 8707 §2.2): a refresh
+	// may name some of them, and without a resource its access token is for
+	// all of them. Nil for a token stored before they were kept.
+	Resources []string
 }
 
 // AuthCode is an authorization code (RFC 6749 §4.1), stored under its hash.
@@ -132,7 +136,10 @@ type DeviceCode struct {
 	Status     DeviceCodeStatus
 	UserID     string // who approved or denied
 	GrantID    string // set on approval
-	Revision   int64
+	// Resources the device authorization request named (RFC 8707 §2);
+	// nil when it named none. Fixed at creation.
+	Resources []string
+	Revision  int64
 }
 
 // Session is a signed-in browser session, stored under the hash of its cookie value.

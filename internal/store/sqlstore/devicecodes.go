@@ -10,7 +10,7 @@ import (
 	"github.com/thingid/thingid/internal/store"
 )
 
-const deviceColumns = "hash, user_code, client_id, scopes, created, expires_at, interval_ns, last_polled, status, user_id, grant_id, revision"
+const deviceColumns = "hash, user_code, client_id, scopes, created, expires_at, interval_ns, last_polled, status, user_id, grant_id, revision, resources"
 
 func scanDevice(s scanner) (*store.DeviceCode, error) {
 	var (
@@ -18,7 +18,7 @@ func scanDevice(s scanner) (*store.DeviceCode, error) {
 		interval int64
 	)
 	err := s.Scan(&d.Hash, &d.UserCode, &d.ClientID, listCol{&d.Scopes}, timeCol{&d.Created}, timeCol{&d.ExpiresAt},
-		&interval, timeCol{&d.LastPolled}, &d.Status, &d.UserID, &d.GrantID, &d.Revision)
+		&interval, timeCol{&d.LastPolled}, &d.Status, &d.UserID, &d.GrantID, &d.Revision, listCol{&d.Resources})
 	d.Interval = time.Duration(interval)
 	return &d, err
 }
@@ -59,9 +59,9 @@ func (t *txn) CreateDeviceCode(ctx context.Context, d *store.DeviceCode) error {
 		return fmt.Errorf("create device code: %w", err)
 	}
 	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO oauth_device_codes ("+deviceColumns+") VALUES "+
-		t.placeholders(1, 12, 1)+" ON CONFLICT DO NOTHING",
+		t.placeholders(1, 13, 1)+" ON CONFLICT DO NOTHING",
 		x.Hash, x.UserCode, x.ClientID, listArg(x.Scopes), f.timeArg(x.Created), f.timeArg(x.ExpiresAt), int64(x.Interval),
-		f.nullTimeArg(x.LastPolled), string(x.Status), x.UserID, x.GrantID, x.Revision))
+		f.nullTimeArg(x.LastPolled), string(x.Status), x.UserID, x.GrantID, x.Revision, listArg(x.Resources)))
 	if err != nil {
 		return fmt.Errorf("create device code of client %s: %w", d.ClientID, err)
 	}
@@ -99,7 +99,8 @@ func (t *txn) GetDeviceCodeByUserCode(ctx context.Context, userCode string) (*st
 
 // UpdateDeviceCode is the optimistic-concurrency loop of the identity updates
 // on Revision: fn is re-run on a concurrent change. fn may change Scopes,
-// Interval, LastPolled, Status, UserID and GrantID; the rest is restored.
+// Interval, LastPolled, Status, UserID and GrantID; the rest (Resources
+// among it) is restored.
 func (t *txn) UpdateDeviceCode(ctx context.Context, hash []byte, fn func(*store.DeviceCode) error) (*store.DeviceCode, error) {
 	f := t.flavor()
 	for attempt := 1; ; attempt++ {
@@ -115,6 +116,7 @@ func (t *txn) UpdateDeviceCode(ctx context.Context, hash []byte, fn func(*store.
 			return nil, fmt.Errorf("device code: unknown Status %q", d.Status)
 		}
 		d.Hash, d.UserCode, d.ClientID, d.Created, d.ExpiresAt = prev.Hash, prev.UserCode, prev.ClientID, prev.Created, prev.ExpiresAt
+		d.Resources = prev.Resources
 		d.Revision, d.LastPolled = prev.Revision+1, normOpt(d.LastPolled)
 		n, err := rowsAffected(t.q.ExecContext(ctx, "UPDATE oauth_device_codes SET scopes = "+t.ph(1)+", interval_ns = "+t.ph(2)+
 			", last_polled = "+t.ph(3)+", status = "+t.ph(4)+", user_id = "+t.ph(5)+", grant_id = "+t.ph(6)+

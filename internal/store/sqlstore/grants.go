@@ -142,12 +142,12 @@ const notRevoked = "NOT EXISTS (SELECT 1 FROM oauth_grants AS g WHERE g.id = x.g
 // does not accept qualified names there.
 func returning(columns string) string { return strings.ReplaceAll(columns, "x.", "") }
 
-const refreshColumns = "x.hash, x.grant_id, x.client_id, x.scopes, x.created, x.expires_at, x.used_at, x.dpop_jkt"
+const refreshColumns = "x.hash, x.grant_id, x.client_id, x.scopes, x.created, x.expires_at, x.used_at, x.dpop_jkt, x.resources"
 
 func scanRefresh(s scanner) (*store.RefreshToken, error) {
 	var r store.RefreshToken
 	err := s.Scan(&r.Hash, &r.GrantID, &r.ClientID, listCol{&r.Scopes}, timeCol{&r.Created}, timeCol{&r.ExpiresAt},
-		timeCol{&r.UsedAt}, &r.DPoPJKT)
+		timeCol{&r.UsedAt}, &r.DPoPJKT, listCol{&r.Resources})
 	return &r, err
 }
 
@@ -162,10 +162,10 @@ func (t *txn) CreateRefreshToken(ctx context.Context, r *store.RefreshToken) err
 	x := *r
 	x.Created, x.ExpiresAt, x.UsedAt = orNow(r.Created), normOpt(r.ExpiresAt), normOpt(r.UsedAt)
 	f := t.flavor()
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO oauth_refresh_tokens (hash, grant_id, client_id, scopes, created, expires_at, used_at, dpop_jkt) VALUES "+
-		t.placeholders(1, 8, 1)+" ON CONFLICT DO NOTHING",
+	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO oauth_refresh_tokens (hash, grant_id, client_id, scopes, created, expires_at, used_at, dpop_jkt, resources) VALUES "+
+		t.placeholders(1, 9, 1)+" ON CONFLICT DO NOTHING",
 		x.Hash, x.GrantID, x.ClientID, listArg(x.Scopes), f.timeArg(x.Created), f.nullTimeArg(x.ExpiresAt),
-		f.nullTimeArg(x.UsedAt), x.DPoPJKT))
+		f.nullTimeArg(x.UsedAt), x.DPoPJKT, listArg(x.Resources)))
 	if err != nil {
 		return fmt.Errorf("create refresh token of grant %s: %w", r.GrantID, err)
 	}

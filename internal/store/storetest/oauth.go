@@ -489,8 +489,10 @@ func testGrants(t *testing.T, s store.Store) {
 func testRefreshTokens(t *testing.T, s store.Store) {
 	g := &store.Grant{UserID: "u1", ClientID: "c1"}
 	must(t, s.CreateGrant(ctx(t), g))
+	// Resources are those of the original grant (RFC 8707 §2.2), kept in order.
 	rt := &store.RefreshToken{Hash: hashOf("rt-1"), GrantID: g.ID, ClientID: "c1", Scopes: []string{"openid"},
-		Created: base, ExpiresAt: base.Add(24 * time.Hour), DPoPJKT: "jkt"}
+		Created: base, ExpiresAt: base.Add(24 * time.Hour), DPoPJKT: "jkt",
+		Resources: []string{"urn:thingid:gateway", "https://id.example"}}
 	must(t, s.CreateRefreshToken(ctx(t), rt))
 	wantErr(t, s.CreateRefreshToken(ctx(t), &store.RefreshToken{Hash: hashOf("rt-1"), GrantID: g.ID, ClientID: "c1"}), store.ErrConflict)
 	if err := s.CreateRefreshToken(ctx(t), &store.RefreshToken{GrantID: g.ID, ClientID: "c1"}); err == nil {
@@ -531,6 +533,10 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	wantErr(t, err, store.ErrNotFound)
 	must(t, s.CreateRefreshToken(ctx(t), &store.RefreshToken{Hash: hashOf("rt-3"), GrantID: g.ID, ClientID: "c1"}))
 	must(t, s.CreateRefreshToken(ctx(t), &store.RefreshToken{Hash: hashOf("rt-4"), GrantID: g.ID, ClientID: "c1"}))
+	// Without resources (a token stored before they were kept) reads as nil.
+	if peek, err := s.GetRefreshToken(ctx(t), hashOf("rt-4"), base); err != nil || peek.Resources != nil {
+		t.Fatalf("refresh token without resources: %+v %v, want Resources nil", peek, err)
+	}
 	_, err = s.UseRefreshToken(ctx(t), hashOf("rt-3"), base.AddDate(10, 0, 0))
 	must(t, err)
 
@@ -632,7 +638,7 @@ func testConcurrentAuthCodes(t *testing.T, s store.Store) {
 func testDeviceCodes(t *testing.T, s store.Store) {
 	later := time.Now().Add(10 * time.Minute).UTC().Truncate(time.Microsecond)
 	d := &store.DeviceCode{Hash: hashOf("dc-1"), UserCode: "WDJBMJHT", ClientID: "speaker", Scopes: []string{"play"},
-		ExpiresAt: later, Interval: 5 * time.Second}
+		ExpiresAt: later, Interval: 5 * time.Second, Resources: []string{"urn:thingid:mqtt", "https://id.example"}}
 	must(t, s.CreateDeviceCode(ctx(t), d))
 	if d.Status != store.DevicePending || d.Revision != 1 || d.Created.IsZero() {
 		t.Fatalf("defaults not set: %+v", d)
@@ -686,6 +692,7 @@ func testDeviceCodes(t *testing.T, s store.Store) {
 		d.Status, d.UserID, d.GrantID, d.LastPolled = store.DeviceApproved, "u1", "g1", polled
 		d.Interval += 5 * time.Second // RFC 8628 §3.5: slow_down
 		d.Hash, d.UserCode, d.ClientID, d.ExpiresAt, d.Revision = hashOf("other"), "HIJACKED", "evil", time.Time{}, 99
+		d.Resources = []string{"urn:thingid:gateway"} // the request's resources are part of its identity
 		return nil
 	})
 	must(t, err)
