@@ -3,11 +3,11 @@ package uma
 import (
 	"encoding/json"
 	"errors"
-	"github.com/thingid/thingid/internal/dpop"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )

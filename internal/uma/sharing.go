@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/thingid/thingid/internal/routes"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )

@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/thingid/thingid/internal/routes"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
