@@ -178,7 +178,7 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 	}
 
 	// An RPT to upgrade: the same client and requesting party, still live.
-	var prev []Permission
+	var prev []tokens.Permission
 	var grant *store.Grant
 	if raw := f.Get("rpt"); raw != "" {
 		rc, err := s.opts.Tokens.Presented(ctx, raw, req.Confirmation)
@@ -189,7 +189,7 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 		if err != nil {
 			return nil, err
 		}
-		if prev, err = ParseRPTPermissions(rc.Permissions); err != nil {
+		if prev, err = tokens.ParsePermissions(rc.Permissions); err != nil {
 			return nil, newError(http.StatusBadRequest, "invalid_grant", "rpt: not an RPT")
 		}
 		g, live, err := s.liveGrant(ctx, rc.GrantID)
@@ -241,16 +241,16 @@ type requiredClaim struct {
 // their own resources; anyone else what live shares to them or their
 // groups allow. It returns the granted permissions (scopes within what was
 // asked, exp the earliest share end) and the shares they rest on.
-func (s *Server) decide(ctx context.Context, user string, want []wanted, now time.Time) ([]Permission, []string, error) {
+func (s *Server) decide(ctx context.Context, user string, want []wanted, now time.Time) ([]tokens.Permission, []string, error) {
 	groups, err := s.userGroups(ctx, user)
 	if err != nil {
 		return nil, nil, err
 	}
-	var out []Permission
+	var out []tokens.Permission
 	var used []string
 	for _, w := range want {
 		if w.res.OwnerID == user {
-			out = append(out, Permission{ResourceID: w.res.ID, Scopes: slices.Clone(w.scopes)})
+			out = append(out, tokens.Permission{ResourceID: w.res.ID, Scopes: slices.Clone(w.scopes)})
 			continue
 		}
 		shares, err := s.st.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: w.res.ID, OwnerID: w.res.OwnerID})
@@ -280,7 +280,7 @@ func (s *Server) decide(ctx context.Context, user string, want []wanted, now tim
 			}
 		}
 		if len(scopes) > 0 {
-			p := Permission{ResourceID: w.res.ID, Scopes: scopes}
+			p := tokens.Permission{ResourceID: w.res.ID, Scopes: scopes}
 			if !exp.IsZero() {
 				p.ExpiresAt = exp.Unix()
 			}
@@ -345,7 +345,7 @@ func subset(a, b []string) bool {
 
 // issueRPT signs the RPT under a grant (the upgraded RPT's, or a new one),
 // linked to the shares it rests on, so that revoking a share revokes it.
-func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, grant *store.Grant, prev, granted []Permission, shares []string, pct string) (*GrantResponse, error) {
+func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, grant *store.Grant, prev, granted []tokens.Permission, shares []string, pct string) (*GrantResponse, error) {
 	c := req.Client
 	now := s.now()
 	exp := now.Add(s.opts.RPTLifetime)
@@ -404,9 +404,9 @@ func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, gr
 }
 
 // merge adds granted to the still-valid permissions of an upgraded RPT.
-func merge(prev, granted []Permission, now time.Time) []Permission {
-	var out []Permission
-	add := func(p Permission) {
+func merge(prev, granted []tokens.Permission, now time.Time) []tokens.Permission {
+	var out []tokens.Permission
+	add := func(p tokens.Permission) {
 		for i := range out {
 			if out[i].ResourceID == p.ResourceID {
 				for _, sc := range p.Scopes {
@@ -420,7 +420,7 @@ func merge(prev, granted []Permission, now time.Time) []Permission {
 				return
 			}
 		}
-		out = append(out, Permission{ResourceID: p.ResourceID, Scopes: slices.Clone(p.Scopes), ExpiresAt: p.ExpiresAt})
+		out = append(out, tokens.Permission{ResourceID: p.ResourceID, Scopes: slices.Clone(p.Scopes), ExpiresAt: p.ExpiresAt})
 	}
 	for _, p := range prev {
 		if p.ExpiresAt == 0 || p.ExpiresAt > now.Unix() {

@@ -2,7 +2,6 @@ package uma
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -13,18 +12,10 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// Permission is one entry of an RPT's permissions (Federated Authorization
-// §5.1.1): in the token's claim and in introspection answers.
-type Permission struct {
-	ResourceID string   `json:"resource_id"`
-	Scopes     []string `json:"resource_scopes"`
-	ExpiresAt  int64    `json:"exp,omitempty"`
-}
-
 // introspection is RFC 7662 §2.2 with UMA's permissions.
 type introspection struct {
 	Active      bool                 `json:"active"`
-	Permissions []Permission         `json:"permissions,omitempty"`
+	Permissions []tokens.Permission  `json:"permissions,omitempty"`
 	ClientID    string               `json:"client_id,omitempty"`
 	Subject     string               `json:"sub,omitempty"`
 	ExpiresAt   int64                `json:"exp,omitempty"`
@@ -33,23 +24,6 @@ type introspection struct {
 	ID          string               `json:"jti,omitempty"`
 	TokenType   string               `json:"token_type,omitempty"`
 	Cnf         *tokens.Confirmation `json:"cnf,omitempty"`
-}
-
-// ParseRPTPermissions reads the permissions claim of a verified token.
-func ParseRPTPermissions(raw json.RawMessage) ([]Permission, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("uma: no permissions claim: not an RPT")
-	}
-	var ps []Permission
-	if err := json.Unmarshal(raw, &ps); err != nil {
-		return nil, errors.New("uma: permissions claim is malformed")
-	}
-	for _, p := range ps {
-		if p.ResourceID == "" {
-			return nil, errors.New("uma: a permission without resource_id")
-		}
-	}
-	return ps, nil
 }
 
 // serveIntrospect is RFC 7662 for RPTs, as Federated Authorization §5
@@ -95,7 +69,7 @@ func (s *Server) introspect(ctx context.Context, p *pat, raw string) (*introspec
 		}
 		return nil, err
 	}
-	perms, err := ParseRPTPermissions(c.Permissions)
+	perms, err := tokens.ParsePermissions(c.Permissions)
 	if err != nil {
 		return inactive, nil
 	}
@@ -106,7 +80,7 @@ func (s *Server) introspect(ctx context.Context, p *pat, raw string) (*introspec
 		return inactive, err
 	}
 	now := s.now().Unix()
-	var mine []Permission
+	var mine []tokens.Permission
 	for _, pm := range perms {
 		if pm.ExpiresAt != 0 && pm.ExpiresAt <= now {
 			continue

@@ -93,24 +93,9 @@ func (s *Server) servePermission(w http.ResponseWriter, r *http.Request) {
 		s.fieldProblem(w, r, err)
 		return
 	}
-	for _, pm := range perms {
-		res, err := s.resource(r.Context(), pm.ResourceID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.serves(res)) {
-			// §4.3: invalid_resource_id; another resource server's resource
-			// is refused the same way.
-			s.writeError(w, r, newError(http.StatusBadRequest, "invalid_resource_id", "no resource "+pm.ResourceID+" of this resource server"))
-			return
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		for _, sc := range pm.Scopes {
-			if !slices.Contains(res.Scopes, sc) {
-				s.writeError(w, r, newError(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("resource %s has no scope %q", pm.ResourceID, sc)))
-				return
-			}
-		}
+	if err := s.checkPermissions(r.Context(), p, perms); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	ticket, err := s.newTicket(r.Context(), p.client, "", perms)
 	if err != nil {
@@ -118,6 +103,63 @@ func (s *Server) servePermission(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"ticket": ticket})
+}
+
+// checkPermissions refuses a permission request naming a resource that is
+// not the resource server's (§4.3 invalid_resource_id: another resource
+// server's resource is refused the same way as an unknown one) or a scope
+// the resource does not have (invalid_scope).
+func (s *Server) checkPermissions(ctx context.Context, p *pat, perms []store.UMAPermission) error {
+	for _, pm := range perms {
+		res, err := s.resource(ctx, pm.ResourceID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.serves(res)) {
+			return newError(http.StatusBadRequest, "invalid_resource_id", "no resource "+pm.ResourceID+" of this resource server")
+		}
+		if err != nil {
+			return err
+		}
+		for _, sc := range pm.Scopes {
+			if !slices.Contains(res.Scopes, sc) {
+				return newError(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("resource %s has no scope %q", pm.ResourceID, sc))
+			}
+		}
+	}
+	return nil
+}
+
+// Refusals of Ticket.
+var (
+	// ErrUnknownResource: the resource does not exist, or is not the
+	// resource server's.
+	ErrUnknownResource = errors.New("uma: no such resource of this resource server")
+	// ErrUnknownScope: the resource has no such scope.
+	ErrUnknownScope = errors.New("uma: the resource has no such scope")
+)
+
+// Ticket is the permission endpoint for a trusted resource server in this
+// process (the gateway's uma filter, which stands in front of it): a ticket
+// for perms, bound to resourceServer and, when requester is not "", to the
+// requesting client, which alone may redeem it. The same checks as the
+// endpoint's: ErrUnknownResource, ErrUnknownScope; and resourceServer must
+// be in Options.TrustedResourceServers, as it presents no PAT.
+func (s *Server) Ticket(ctx context.Context, resourceServer, requester string, perms []store.UMAPermission) (string, error) {
+	if !slices.Contains(s.opts.TrustedResourceServers, resourceServer) {
+		return "", fmt.Errorf("uma: %q is not a trusted resource server (uma.trustedResourceServers)", resourceServer)
+	}
+	if len(perms) == 0 || len(perms) > maxPermissions {
+		return "", fmt.Errorf("uma: 1 to %d permissions", maxPermissions)
+	}
+	err := s.checkPermissions(ctx, &pat{client: resourceServer, trusted: true}, perms)
+	var e *apiError
+	switch {
+	case errors.As(err, &e) && e.Code == "invalid_scope":
+		return "", fmt.Errorf("%w: %s", ErrUnknownScope, e.Description)
+	case errors.As(err, &e):
+		return "", fmt.Errorf("%w: %s", ErrUnknownResource, e.Description)
+	case err != nil:
+		return "", err
+	}
+	return s.newTicket(ctx, resourceServer, requester, perms)
 }
 
 // newTicket stores a ticket for the resource server client (bound to the
