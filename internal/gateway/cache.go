@@ -191,6 +191,15 @@ func (t *tokenCache) revoke(gid string) {
 type principal struct {
 	claims                        *tokens.Claims
 	subject, client, thing, scope []string
+	// perms are an RPT's permissions; nil for other tokens (and for a
+	// permissions claim that does not parse: no RPT).
+	perms []heldPermission
+}
+
+// heldPermission is one permission of an RPT, with its header values.
+type heldPermission struct {
+	tokens.Permission
+	resource, scopes []string
 }
 
 func newPrincipal(cl *tokens.Claims) *principal {
@@ -198,5 +207,25 @@ func newPrincipal(cl *tokens.Claims) *principal {
 	if cl.ThingID != "" {
 		id.thing = []string{cl.ThingID}
 	}
+	if len(cl.Permissions) > 0 {
+		ps, _ := tokens.ParsePermissions(cl.Permissions)
+		for _, p := range ps {
+			id.perms = append(id.perms, heldPermission{Permission: p, resource: []string{p.ResourceID}, scopes: []string{strings.Join(p.Scopes, " ")}})
+		}
+	}
 	return id
+}
+
+// permitted returns the RPT's permission for resource that grants every
+// scope of need and has not expired at now (unix seconds); nil when none
+// does. Permissions are not combined: the authorization server issues one
+// per resource (an upgrade merges them).
+func (id *principal) permitted(resource string, need []string, now int64) *heldPermission {
+	for i := range id.perms {
+		p := &id.perms[i]
+		if p.ResourceID == resource && (p.ExpiresAt == 0 || now < p.ExpiresAt) && hasAll(p.Scopes, need) {
+			return p
+		}
+	}
+	return nil
 }

@@ -18,15 +18,26 @@ type Filter interface {
 }
 
 // filterFactory builds a filter from its configuration in a route (nil when
-// the route names the filter without one); authenticated says whether an
-// oauth2 filter comes earlier in the chain.
+// the route names the filter without one); authenticated says whether a
+// filter that authenticates (oauth2, uma) comes earlier in the chain.
 type filterFactory func(g *Gateway, r *route, cfg json.RawMessage, authenticated bool) (Filter, error)
 
 // filterFactories are the filters routes can name.
 var filterFactories = map[string]filterFactory{
 	"oauth2":   newOAuth2Filter,
+	"uma":      newUMAFilter,
 	"throttle": newThrottleFilter,
 	"headers":  newHeadersFilter,
+}
+
+// authenticates tells the filters that make a route's caller known; a
+// route has one of them, or is public.
+func authenticates(f Filter) bool {
+	switch f.(type) {
+	case *oauth2Filter, *umaFilter:
+		return true
+	}
+	return false
 }
 
 func filterNames() []string {
@@ -80,9 +91,14 @@ type Denial struct {
 	Reason string
 	// Challenges are WWW-Authenticate values.
 	Challenges []string
+	// cause is why a token was refused (a *tokens.Error), for the filter
+	// that decides what else to answer (the uma filter's fresh ticket).
+	cause error
 }
 
 func (d *Denial) Error() string { return d.Code + ": " + d.Detail }
+
+func (d *Denial) Unwrap() error { return d.cause }
 
 // refuse answers err: a *Denial as itself, anything else as a 500 that is logged.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, err error) {

@@ -75,6 +75,8 @@ type Options struct {
 	Certificates Certificates
 	// Things reads thing models for throttling; nil: the model is unknown.
 	Things Things
+	// UMA makes the uma filter available; nil refuses routes that name it.
+	UMA *UMAOptions
 	// Introspection asks about tokens that cannot be validated locally; nil
 	// refuses them.
 	Introspection *IntrospectionOptions
@@ -128,6 +130,8 @@ type Gateway struct {
 	models  *cache[string]
 	minted  *cache[string]
 	limiter limiter
+	// umaChallenge starts every UMA challenge: scheme, realm and as_uri.
+	umaChallenge string
 	// limiterWarned is when a failure of the limiter was last logged (unix ns).
 	limiterWarned atomic.Int64
 	metrics       *metrics
@@ -163,6 +167,13 @@ func New(opts Options) (*Gateway, error) {
 			return nil, err
 		}
 		g.intro = in
+	}
+	if opts.UMA != nil {
+		ch, err := checkUMA(opts.UMA)
+		if err != nil {
+			return nil, err
+		}
+		g.umaChallenge = ch
 	}
 	g.models = newCache[string](16384)
 	g.minted = newCache[string](cmp.Or(opts.TokenCacheSize, 65536))
@@ -287,8 +298,10 @@ type exchange struct {
 	// addressed, which with the request's escaped path is the URL DPoP
 	// proofs sign.
 	path, origin string
-	// id is what the access token says, once the oauth2 filter accepted it.
-	id *principal
+	// id is what the access token says, once the oauth2 or uma filter
+	// accepted it; perm, on a uma route, the RPT's permission that did.
+	id   *principal
+	perm *heldPermission
 	// keepToken forwards the client's Authorization and DPoP headers.
 	keepToken bool
 	// upstreamToken is the signed token for the upstream, if the route wants one.

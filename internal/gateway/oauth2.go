@@ -21,12 +21,9 @@ import (
 // revoked, with the route's scopes, and sent by its holder when it is
 // sender-constrained (RFC 8705 certificate, RFC 9449 DPoP key).
 type oauth2Filter struct {
-	g        *Gateway
-	audience string
-	// scopes are the scopes required per method, those of "*" included;
-	// anyScopes those of a method the route does not name.
-	scopes       map[string][]string
-	anyScopes    []string
+	g            *Gateway
+	audience     string
+	scopes       methodScopes
 	forwardToken bool
 	upstream     *upstreamToken
 }
@@ -58,28 +55,13 @@ func newOAuth2Filter(g *Gateway, _ *route, raw json.RawMessage, _ bool) (Filter,
 	if err := decodeConfig(raw, &c); err != nil {
 		return nil, err
 	}
-	f := &oauth2Filter{g: g, audience: g.opts.Audience, scopes: map[string][]string{}, forwardToken: c.ForwardToken}
+	scopes, err := parseMethodScopes(c.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	f := &oauth2Filter{g: g, audience: g.opts.Audience, scopes: scopes, forwardToken: c.ForwardToken}
 	if c.Audience != "" {
 		f.audience = c.Audience
-	}
-	for m, ss := range c.Scopes {
-		if m != "*" && (m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t")) {
-			return nil, fmt.Errorf("scopes: %q is not an HTTP method in upper case or *", m)
-		}
-		for _, s := range ss {
-			if !validScope(s) {
-				return nil, fmt.Errorf("scopes.%s: %q is not a scope token (RFC 6749 §3.3)", m, s)
-			}
-		}
-	}
-	f.anyScopes = slices.Clone(c.Scopes["*"])
-	for m, ss := range c.Scopes {
-		if m != "*" {
-			f.scopes[m] = append(slices.Clone(f.anyScopes), ss...)
-		}
-	}
-	if _, ok := f.scopes[http.MethodHead]; !ok && f.scopes[http.MethodGet] != nil {
-		f.scopes[http.MethodHead] = f.scopes[http.MethodGet]
 	}
 	if u := c.UpstreamToken; u != nil {
 		lt := time.Duration(u.Lifetime)
@@ -100,28 +82,13 @@ func newOAuth2Filter(g *Gateway, _ *route, raw json.RawMessage, _ bool) (Filter,
 	return f, nil
 }
 
-// validScope: RFC 6749 §3.3 scope-token = 1*NQCHAR.
-func validScope(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' })
-}
-
-// required is the scopes a request with method needs; HEAD has GET's
-// unless the route names HEAD.
-func (f *oauth2Filter) required(method string) []string {
-	if ss, ok := f.scopes[method]; ok {
-		return ss
-	}
-	return f.anyScopes
-}
-
 func (f *oauth2Filter) Handle(w http.ResponseWriter, r *http.Request, next http.Handler) error {
 	x := exchangeOf(r)
-	ctx := r.Context()
-	p, err := presentation(r, x)
+	p, id, err := f.g.credential(w, r, x, f.audience)
 	if err != nil {
 		return err
 	}
-	if p.Token() == "" {
+	if id == nil {
 		// RFC 6750 §3.1: no error code when the request had no token.
 		detail := "an access token is required: Authorization: Bearer <token> (or DPoP with a proof)"
 		if r.Header.Get("Authorization") != "" {
@@ -130,24 +97,8 @@ func (f *oauth2Filter) Handle(w http.ResponseWriter, r *http.Request, next http.
 		return &Denial{Status: http.StatusUnauthorized, Reason: "no_token", Detail: detail,
 			Challenges: []string{"Bearer " + realm, dpop.Challenge("", "")}}
 	}
-	if p.Scheme() == tokens.SchemeDPoP {
-		if n := f.g.dpop.Nonce(); n != "" {
-			w.Header().Set("DPoP-Nonce", n)
-		}
-	}
-	id, err := f.g.authenticate(ctx, p, f.audience)
-	if err != nil {
-		return refused(err, p)
-	}
 	cl := id.claims
-	if cl.Confirmation != nil && cl.Confirmation.X5TS256 != "" {
-		// The thumbprint matched (the presentation's evidence); a
-		// certificate of a CA the platform knows must also still be good.
-		if err := f.g.checkCertificate(ctx, x.certs); err != nil {
-			return err
-		}
-	}
-	if need := f.required(r.Method); !hasAll(cl.Scope, need) {
+	if need := f.scopes.required(r.Method); !hasAll(cl.Scope, need) {
 		desc := "the token lacks a scope this request needs: " + strings.Join(need, " ")
 		ch := "Bearer " + realm + `, error="insufficient_scope", error_description="` + quoted(desc) + `", scope="` + strings.Join(need, " ") + `"`
 		if p.DPoP() {
@@ -163,6 +114,42 @@ func (f *oauth2Filter) Handle(w http.ResponseWriter, r *http.Request, next http.
 	}
 	next.ServeHTTP(w, r)
 	return nil
+}
+
+// credential reads and verifies the request's access token for audience:
+// the path every filter that authenticates (oauth2, uma) shares. The token
+// and its evidence come from the request (presentation); the token is
+// verified locally, or from the cache, or by introspection (authenticate),
+// with its sender binding (DPoP proof, certificate thumbprint) and the
+// revocation deny set; a certificate-bound token's certificate must still
+// be good. A request without a token gives a nil principal and no error;
+// a refused one a *Denial, which wraps the reason (tokens.ErrExpired, ...).
+func (g *Gateway) credential(w http.ResponseWriter, r *http.Request, x *exchange, audience string) (*tokens.Presentation, *principal, error) {
+	p, err := presentation(r, x)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.Token() == "" {
+		return p, nil, nil
+	}
+	if p.Scheme() == tokens.SchemeDPoP {
+		if n := g.dpop.Nonce(); n != "" {
+			w.Header().Set("DPoP-Nonce", n)
+		}
+	}
+	ctx := r.Context()
+	id, err := g.authenticate(ctx, p, audience)
+	if err != nil {
+		return p, nil, refused(err, p)
+	}
+	if cnf := id.claims.Confirmation; cnf != nil && cnf.X5TS256 != "" {
+		// The thumbprint matched (the presentation's evidence); a
+		// certificate of a CA the platform knows must also still be good.
+		if err := g.checkCertificate(ctx, x.certs); err != nil {
+			return p, nil, err
+		}
+	}
+	return p, id, nil
 }
 
 func hasAll(have, need []string) bool {
@@ -224,7 +211,7 @@ func refused(err error, p *tokens.Presentation) error {
 	if errors.Is(err, tokens.ErrBinding) {
 		reason = "binding"
 	}
-	return &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: reason, Detail: desc, Challenges: []string{ch}}
+	return &Denial{Status: http.StatusUnauthorized, Code: "invalid_token", Reason: reason, Detail: desc, Challenges: []string{ch}, cause: err}
 }
 
 // authenticate returns what p's token says for audience, its sender binding

@@ -22,6 +22,10 @@ const (
 	HeaderScope   = "X-Thingid-Scope"
 	// HeaderToken carries the short-lived token signed for the upstream.
 	HeaderToken = "X-Thingid-Token"
+	// HeaderResource and HeaderResourceScopes, on uma routes: the
+	// request's resource and the scopes the RPT grants on it.
+	HeaderResource       = "X-Thingid-Resource"
+	HeaderResourceScopes = "X-Thingid-Resource-Scopes"
 )
 
 // stripIdentity removes every header the client sent in the X-Thingid-
@@ -45,6 +49,9 @@ func setIdentity(h http.Header, x *exchange) {
 	}
 	if x.upstreamToken != "" {
 		h.Set(HeaderToken, x.upstreamToken)
+	}
+	if p := x.perm; p != nil {
+		h[HeaderResource], h[HeaderResourceScopes] = p.resource, p.scopes
 	}
 }
 
@@ -156,7 +163,7 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // identityHeaders are every header setIdentity may write.
-var identityHeaders = []string{HeaderSubject, HeaderThing, HeaderClient, HeaderScope, HeaderToken}
+var identityHeaders = []string{HeaderSubject, HeaderThing, HeaderClient, HeaderScope, HeaderToken, HeaderResource, HeaderResourceScopes}
 
 // authOK is the last handler of a route's chain at the forward-auth
 // endpoint: 200 with the identity headers for the proxy to pass on. Every

@@ -27,7 +27,8 @@ type routeSpec struct {
 	Name     string       `json:"name"`
 	Match    matchSpec    `json:"match"`
 	Upstream upstreamSpec `json:"upstream"`
-	// Public must be said out loud for a route without the oauth2 filter.
+	// Public must be said out loud for a route without the oauth2 or uma
+	// filter.
 	Public bool `json:"public"`
 	// Filters run in order; each item is a filter name, or a one-key object
 	// from the name to its configuration.
@@ -231,9 +232,9 @@ func (g *Gateway) compileRoute(s routeSpec) (*route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("filters[%d] %s: %w", i, name, err)
 		}
-		if _, ok := f.(*oauth2Filter); ok {
+		if authenticates(f) {
 			if hasAuth {
-				return nil, fmt.Errorf("filters[%d]: oauth2 appears twice", i)
+				return nil, fmt.Errorf("filters[%d]: %s: a route authenticates once (oauth2 or uma appears twice)", i, name)
 			}
 			hasAuth = true
 		}
@@ -241,9 +242,9 @@ func (g *Gateway) compileRoute(s routeSpec) (*route, error) {
 	}
 	if hasAuth == s.Public {
 		if s.Public {
-			return nil, errors.New("public: a public route cannot have the oauth2 filter")
+			return nil, errors.New("public: a public route cannot have the oauth2 or uma filter")
 		}
-		return nil, errors.New("filters: no oauth2 filter; add one, or set public: true to serve this route without a token")
+		return nil, errors.New("filters: no oauth2 or uma filter; add one, or set public: true to serve this route without a token")
 	}
 	r.metrics = g.metrics.route(r.name)
 	r.proxy = chain(g, r.filters, http.HandlerFunc(g.proxy))

@@ -146,7 +146,7 @@ func parseKeySource(s string, authenticated bool) (keySource, error) {
 		return keySource{kind: s}, nil
 	case "subject", "client", "thing", "model":
 		if !authenticated {
-			return keySource{}, fmt.Errorf("%q comes from the token: put the oauth2 filter before throttle", s)
+			return keySource{}, fmt.Errorf("%q comes from the token: put the oauth2 or uma filter before throttle", s)
 		}
 		return keySource{kind: s}, nil
 	}

@@ -15,11 +15,13 @@ import (
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/uma"
 )
 
-// mountComponents adds SCIM (administrators only), self-registration and
-// browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
+// mountComponents adds SCIM (administrators only), self-registration,
+// browser sign-in with sessions, OAuth, UMA, PKI and EST to mux; it returns
+// the UMA server, which the gateway's uma filter asks for tickets.
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -45,24 +47,24 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		OutboxDir: r.OutboxDir,
 	}
 	if err := ss.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
 
 	sessions, err := p.newSessions(admins, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sessions.Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
 	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// SCIM shares the authorization server's DPoP proofs (one replay cache,
 	// one nonce): both are resources of this listener's origin.
@@ -74,7 +76,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	u.Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
-	return nil
+	return u, nil
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

@@ -19,10 +19,13 @@ import (
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/netlimit"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/uma"
 )
 
-// startGateway starts the identity gateway listener configured in gateway; stop closes it.
-func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
+// startGateway starts the identity gateway listener configured in gateway,
+// its uma filter asking u for tickets; stop closes it.
+func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, u *uma.Server, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.Gateway
 	if !c.Enabled {
 		return func() {}, nil
@@ -48,8 +51,10 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		ForwardAuthPath:  c.ForwardAuthPath,
 		ForwardAuthProxy: gateway.ProxyKind(c.ForwardAuthProxy),
 		UpstreamTimeout:  time.Duration(c.UpstreamTimeout),
-		Registerer:       reg, // served at /metrics of the main listener
-		Log:              log,
+		// The uma filter stands in front of the trusted resource servers.
+		UMA:        &gateway.UMAOptions{Issuer: p.Config.HTTP.PublicURL, ResourceServers: p.Config.UMA.TrustedResourceServers, Tickets: umaTickets{u}},
+		Registerer: reg, // served at /metrics of the main listener
+		Log:        log,
 	}
 	if c.TokenCacheSize == 0 {
 		opts.TokenCacheSize = -1 // 0 in the file means no cache; 0 in Options the default
@@ -116,3 +121,20 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		closeRedis()
 	}, nil
 }
+
+// umaTickets adapts *uma.Server to gateway.Tickets: one permission per
+// ticket, uma's refusals as the gateway's.
+type umaTickets struct{ u *uma.Server }
+
+func (a umaTickets) Ticket(ctx context.Context, resourceServer, client, resource string, scopes []string) (string, error) {
+	t, err := a.u.Ticket(ctx, resourceServer, client, []store.UMAPermission{{ResourceID: resource, Scopes: scopes}})
+	switch {
+	case errors.Is(err, uma.ErrUnknownResource):
+		return "", fmt.Errorf("%w: %w", gateway.ErrUnknownResource, err)
+	case errors.Is(err, uma.ErrUnknownScope):
+		return "", fmt.Errorf("%w: %w", gateway.ErrUnknownScope, err)
+	}
+	return t, err
+}
+
+var _ gateway.Tickets = umaTickets{}

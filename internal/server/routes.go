@@ -19,6 +19,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/uma"
 )
 
 // routes builds the handler of the main listener.
@@ -30,9 +31,9 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// routes builds the handler of the main listener; mqtt is nil when the
-// broker is off.
-func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, error) {
+// routes builds the handler of the main listener, and returns with it the
+// UMA server; mqtt is nil when the broker is off.
+func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, *uma.Server, error) {
 	m := newHTTPMetrics(reg)
 
 	mux := routes.New()
@@ -52,13 +53,14 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	if err := p.mountComponents(mux, admins, tk, certs, log); err != nil {
-		return nil, err
+	u, err := p.mountComponents(mux, admins, tk, certs, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	if mqtt != nil {
 		mux.Handle(broker.AdminPrefix, admins.Require(mqtt.AdminHandler(), denyProblem))
 	}
-	return m.wrap(mux.ServeMux, log), nil
+	return m.wrap(mux.ServeMux, log), u, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -158,15 +158,15 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
-	stopGateway, err := p.startGateway(ctx, tk, certs, reg, conns, log, out)
+	handler, umaServer, err := p.routes(tk, certs, reg, admins, mqtt, log)
+	if err != nil {
+		return err
+	}
+	stopGateway, err := p.startGateway(ctx, tk, certs, umaServer, reg, conns, log, out)
 	if err != nil {
 		return err
 	}
 	defer stopGateway()
-	handler, err := p.routes(tk, certs, reg, admins, mqtt, log)
-	if err != nil {
-		return err
-	}
 	go p.purgeLoop(ctx, log)
 	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
 	ln = limitListener(ln, srv, "https", cfg.HTTP.Limits, conns, nil)
