@@ -43,7 +43,9 @@ type clientCreds struct{ id, secret string }
 
 const umaPW = "correct horse battery staple"
 
-func newUMAWorld(t *testing.T) *umaWorld {
+// newUMAWorld starts the world; more run before the platform serves, with
+// its clients and users made (routes files of the gateway, say).
+func newUMAWorld(t *testing.T, more ...func(*umaWorld, *Platform)) *umaWorld {
 	w := &umaWorld{}
 	ctx := context.Background()
 	w.r = serveWith(t, func(p *Platform) {
@@ -69,6 +71,9 @@ func newUMAWorld(t *testing.T) *umaWorld {
 			if *u, err = p.Identity.CreateUser(ctx, "test", &store.User{UserName: name}, umaPW); err != nil {
 				t.Fatal(err)
 			}
+		}
+		for _, f := range more {
+			f(w, p)
 		}
 	})
 	keys, err := tokens.NewKeys(ctx, w.r.p.Store, tokens.KeysConfig{MasterKey: w.r.p.Key, Alg: tokens.ES256, MaxTokenLifetime: 10 * time.Minute})
