@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // cannedUpstream answers every request at once, in memory, as the bench's
@@ -28,7 +31,9 @@ func (cannedUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // BenchmarkServeHTTP is one request through the gateway, without the
 // network, next to the standard library's reverse proxy alone: the
-// difference is the gateway's own work (go test -bench ServeHTTP -benchmem).
+// difference is the gateway's own work (go test -bench ServeHTTP -benchmem);
+// JWT (the oauth2 filter) against UMA (the uma filter with an RPT) is what
+// the uma filter costs more.
 func BenchmarkServeHTTP(b *testing.B) {
 	e := newEnv(b, `
 routes:
@@ -45,27 +50,42 @@ routes:
       - throttle:
           key: [thing, subject]
           rate: {requests: 1000000000, per: 1s}
-`, func(o *Options) { o.Transport = cannedUpstream{} })
+  - name: jwt-pattern
+    match: {pathPattern: "/jwtp/{resource}/telemetry"}
+    upstream: {url: "http://upstream.internal/api", rewrite: /telemetry}
+    filters:
+      - oauth2: {scopes: {"*": [telemetry]}}
+  - name: uma
+    match: {pathPattern: "/uma/{resource}/telemetry"}
+    upstream: {url: "http://upstream.internal/api", rewrite: /telemetry}
+    filters:
+      - uma: {resourceServer: music, resource: "{resource}", scopes: {"*": [telemetry]}}
+`, withUMA, func(o *Options) { o.Transport = cannedUpstream{} })
 	auth := "Bearer " + e.token("telemetry")
+	// An RPT of a few permissions, the one asked for last.
+	rpt := "Bearer " + e.rpt(tokens.Permission{ResourceID: "r1", Scopes: []string{"read"}}, tokens.Permission{ResourceID: "r2", Scopes: []string{"play"}},
+		tokens.Permission{ResourceID: "thermostat-7", Scopes: []string{"read", "telemetry"}, ExpiresAt: time.Now().Add(time.Hour).Unix()})
 	bare := &httputil.ReverseProxy{
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: "upstream.internal"}) },
 		Transport:  cannedUpstream{},
 		BufferPool: bufferPool{},
 	}
 	for _, c := range []struct {
-		name string
-		h    http.Handler
-		path string
+		name, auth string
+		h          http.Handler
+		path       string
 	}{
-		{"ReverseProxy alone", bare, "/api/telemetry"},
-		{"JWT", e.g, "/jwt/telemetry"},
-		{"JWT+throttle", e.g, "/throttled/telemetry"},
+		{"ReverseProxy alone", auth, bare, "/api/telemetry"},
+		{"JWT", auth, e.g, "/jwt/telemetry"},
+		{"JWT+throttle", auth, e.g, "/throttled/telemetry"},
+		{"JWT pattern", auth, e.g, "/jwtp/thermostat-7/telemetry"}, // the UMA route's match and rewrite, with oauth2
+		{"UMA", rpt, e.g, "/uma/thermostat-7/telemetry"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9443"+c.path, nil)
-				r.Header.Set("Authorization", auth)
+				r.Header.Set("Authorization", c.auth)
 				r.Header.Set("User-Agent", "bench")
 				r.Header.Set("Accept", "*/*")
 				w := httptest.NewRecorder()

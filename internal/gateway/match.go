@@ -21,6 +21,11 @@ type matcher struct {
 	// path is the exact path, or the prefix without its trailing slash ("" for "/").
 	path    string
 	pattern []patSeg
+	// lead is what every path of a pattern starts with: its literal
+	// segments before the first wildcard, each after its "/", and the "/"
+	// of that wildcard unless it is {rest...}. Checking it first spares a
+	// path that cannot match the split into segments.
+	lead    string
 	methods []string // upper case; empty: any
 }
 
@@ -63,6 +68,16 @@ func newMatcher(m matchSpec) (*matcher, error) {
 			return nil, err
 		}
 		mt.kind, mt.pattern = matchPattern, segs
+		for _, sg := range segs {
+			if sg.rest {
+				break // {rest...} may be empty: /x/{rest...} matches /x
+			}
+			mt.lead += "/"
+			if sg.name != "" {
+				break
+			}
+			mt.lead += sg.lit
+		}
 	}
 	for _, meth := range m.Methods {
 		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsFunc(meth, func(r rune) bool { return r <= ' ' || r > '~' }) {
@@ -169,6 +184,9 @@ func (m *matcher) matchPath(p string) (params map[string]string, rest string, ok
 			return nil, "", false
 		}
 		return nil, p[len(m.path):], true
+	}
+	if !strings.HasPrefix(p, m.lead) {
+		return nil, "", false
 	}
 	segs := strings.Split(p[1:], "/")
 	for i, ps := range m.pattern {

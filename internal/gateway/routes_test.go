@@ -7,8 +7,9 @@ import (
 )
 
 func TestRoutesFileErrorsNameTheField(t *testing.T) {
-	g := &Gateway{opts: Options{Audience: testAudience}, metrics: newMetrics(nil)}
+	g := &Gateway{opts: Options{Audience: testAudience, UMA: &UMAOptions{Issuer: testIssuer, ResourceServers: []string{"music"}}}, metrics: newMetrics(nil)}
 	const up = `upstream: {url: "http://u"}`
+	const pl = `match: {pathPattern: '/p/{list}/{rest...}', methods: [GET, PUT]}, ` + up
 	for _, tc := range []struct{ yaml, want string }{
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true, extra: 1}]", "unknown field \"extra\""},
 		{"routes: [{name: a, match: {pathPrefix: /, paht: /x}, " + up + ", public: true}]", "unknown field \"paht\""},
@@ -50,6 +51,20 @@ func TestRoutesFileErrorsNameTheField(t *testing.T) {
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true, filters: [{headers: {request: {set: {X-Thingid-Subject: admin}}}}]}]", "X-Thingid-"},
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true, filters: [{headers: {}}]}]", "at least one"},
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true, filters: [{headers: {request: {set: {'bad name': x}}}}]}]", "header name"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resource: '{list}', scopes: {'*': [play]}}}]}]", "route a: filters[0] uma: resourceServer: required"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: photos, resource: '{list}', scopes: {'*': [play]}}}]}]", "resourceServer: \"photos\" is not in uma.trustedResourceServers"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, scopes: {'*': [play]}}}]}]", "resource: required"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: '{id}', scopes: {'*': [play]}}}]}]", "resource: \"{id}\": {id} is not a wildcard of match.pathPattern"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: '{rest}', scopes: {'*': [play]}}}]}]", "{rest...} spans segments"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: 'x/{list', scopes: {'*': [play]}}}]}]", "resource: \"x/{list\": unbalanced"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: 'a b', scopes: {'*': [play]}}}]}]", "printable ASCII without spaces"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: '{list}', scopes: {GET: [play]}}}]}]", "scopes: no scope for PUT"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: '{list}', scopes: {GET: ['a b']}}}]}]", "scopes.GET"},
+		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", filters: [{uma: {resourceServer: music, resource: fixed, scopes: {GET: [play]}}}]}]", "\"*\" is required when match.methods"},
+		{"routes: [{name: a, " + pl + ", filters: [{uma: {resourceServer: music, resource: '{list}', scopes: {'*': [play]}, audience: x}}]}]", "unknown field \"audience\""},
+		{"routes: [{name: a, " + pl + ", filters: [oauth2, {uma: {resourceServer: music, resource: '{list}', scopes: {'*': [play]}}}]}]", "filters[1]: uma: a route authenticates once"},
+		{"routes: [{name: a, " + pl + ", public: true, filters: [{uma: {resourceServer: music, resource: '{list}', scopes: {'*': [play]}}}]}]", "public route cannot"},
+		{"routes: [{name: a, " + pl + ", filters: [{throttle: {key: [subject], rate: {requests: 1, per: 1s}}}, {uma: {resourceServer: music, resource: '{list}', scopes: {'*': [play]}}}]}]", "oauth2 or uma filter before throttle"},
 		{"routes: [\n  - name: [", "yaml"},
 	} {
 		specs, err := parseRoutes([]byte(tc.yaml))

@@ -131,17 +131,9 @@ func (f *umaFilter) Handle(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	need := f.scopes.required(r.Method)
 	_, id, err := f.g.credential(w, r, x, f.g.opts.Audience)
-	var d *Denial
 	switch {
-	case errors.As(err, &d) && (errors.Is(err, tokens.ErrExpired) || errors.Is(err, tokens.ErrRevoked)):
-		// A new RPT would do: with the refusal, a fresh ticket, bound to
-		// no client (the token that would name it is refused).
-		if t, terr := f.ticket(w, r, "", resource, need); terr == nil {
-			d.Challenges = append(d.Challenges, f.challenge(t))
-		}
-		return d
 	case err != nil:
-		return err
+		return f.refused(w, r, err, resource, need)
 	case id == nil:
 		t, err := f.ticket(w, r, "", resource, need)
 		if err != nil {
@@ -166,6 +158,19 @@ func (f *umaFilter) Handle(w http.ResponseWriter, r *http.Request, next http.Han
 	x.id, x.perm = id, held
 	next.ServeHTTP(w, r)
 	return nil
+}
+
+// refused adds to the refusal of an expired or revoked token, for which a
+// new RPT would do, a fresh ticket, bound to no client (the token that
+// would name it is refused).
+func (f *umaFilter) refused(w http.ResponseWriter, r *http.Request, err error, resource string, need []string) error {
+	var d *Denial
+	if errors.As(err, &d) && (errors.Is(err, tokens.ErrExpired) || errors.Is(err, tokens.ErrRevoked)) {
+		if t, terr := f.ticket(w, r, "", resource, need); terr == nil {
+			d.Challenges = append(d.Challenges, f.challenge(t))
+		}
+	}
+	return err
 }
 
 // ticket asks a ticket for resource and need; a refusal is the answer to give.

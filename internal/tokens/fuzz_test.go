@@ -38,3 +38,27 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// go test -run '^$' -fuzz FuzzParsePermissions ./internal/tokens/
+func FuzzParsePermissions(f *testing.F) {
+	for _, seed := range []string{
+		`[{"resource_id":"r","resource_scopes":["play"],"exp":1767225600}]`, `[]`, `[{}]`, `{}`, `null`, ``,
+		`[{"resource_id":1}]`, `[{"resource_id":"r","resource_scopes":"play"}]`, `[{"resource_id":"r","exp":1e30}]`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		ps, err := ParsePermissions([]byte(raw))
+		if err != nil {
+			if !errors.Is(err, ErrNotRPT) {
+				t.Fatalf("%q: %v", raw, err)
+			}
+			return
+		}
+		for _, p := range ps {
+			if p.ResourceID == "" {
+				t.Fatalf("%q: accepted a permission without resource_id", raw)
+			}
+		}
+	})
+}
