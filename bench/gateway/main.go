@@ -37,11 +37,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/thingid/thingid/bench/internal/loopback"
 	"github.com/thingid/thingid/bench/internal/wrk"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/gateway"
@@ -58,7 +58,7 @@ var (
 	rounds     = flag.Int("rounds", 1, "measure every target this many times, interleaved, and keep the best")
 	nginx      = flag.String("nginx", "/usr/sbin/nginx", "nginx binary")
 	wrkBin     = flag.String("wrk", "/usr/bin/wrk", "wrk binary")
-	upstream   = flag.String("upstream", "", "internal: serve the upstream on this address")
+	upstream   = flag.String(loopback.UpstreamFlag, "", "internal: serve the upstream on this address")
 	profile    = flag.String("cpuprofile", "", "write a CPU profile of the gateway (this process) during its runs")
 	memprof    = flag.String("memprofile", "", "write an allocation profile of this process after the runs")
 	only       = flag.String("only", "", "measure only the targets whose name contains this (the ratios need nginx and direct)")
@@ -75,53 +75,12 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	if *upstream != "" {
-		serveUpstream(*upstream)
+		loopback.ServeUpstream(*upstream)
 		return
 	}
 	if err := run(); err != nil {
 		log.Fatalf("gateway bench: %v", err)
 	}
-}
-
-// serveUpstream answers every request with a small body, as an API would.
-func serveUpstream(addr string) {
-	body := []byte(`{"ok":true,"temperature":21.5}` + "\n")
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	})
-	log.Fatal(http.ListenAndServe(addr, h))
-}
-
-// upstreamEnv is this process's environment without the garbage
-// collector's settings.
-func upstreamEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitListening(addr string) error {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return nil
-		}
-	}
-	return fmt.Errorf("nothing listens on %s", addr)
 }
 
 type target struct {
@@ -149,24 +108,12 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
-	upAddr, err := freeAddr()
+	up, err := loopback.StartUpstream()
 	if err != nil {
 		return err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	up := exec.Command(exe, "-upstream", upAddr)
-	up.Stderr = os.Stderr
-	up.Env = upstreamEnv() // GOGC and GOMEMLIMIT tune the proxies, not the upstream every target shares
-	if err := up.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = up.Process.Kill(); _ = up.Wait() }()
-	if err := waitListening(upAddr); err != nil {
-		return err
-	}
+	defer up.Stop()
+	upAddr := up.Addr
 
 	gwAddr, token, stopGateway, err := startGateway(dir, upAddr)
 	if err != nil {
@@ -186,8 +133,8 @@ func run() error {
 	}
 	defer stopBare()
 
-	upstreamPid := func() []int { return []int{up.Process.Pid} }
-	nginxPids := func() []int { return append(children(nginxPid), nginxPid) }
+	upstreamPid := func() []int { return []int{up.Pid()} }
+	nginxPids := func() []int { return append(loopback.Children(nginxPid), nginxPid) }
 	self := func() []int { return []int{os.Getpid()} }
 	targets := []target{
 		{"direct upstream", "http://" + upAddr + "/api/telemetry", "", upstreamPid},
@@ -301,55 +248,17 @@ func measure(tg target, threads, conns int) (result, error) {
 	if tg.header != "" {
 		run.Headers = []string{tg.header}
 	}
-	cpu0 := cpuTime(tg.pids())
+	cpu0 := loopback.CPUTime(tg.pids())
 	w, err := run.Do()
 	if err != nil {
 		return result{}, err
 	}
-	cpu1 := cpuTime(tg.pids())
+	cpu1 := loopback.CPUTime(tg.pids())
 	res := result{rps: w.RPS, p50: w.P50, p99: w.P99}
 	if cpu0 >= 0 && cpu1 >= 0 && w.RPS > 0 {
 		res.cpu = time.Duration(float64(cpu1-cpu0) / (w.RPS * dur.Seconds()))
 	}
 	return res, nil
-}
-
-// cpuTime is the CPU time (user and system, all threads) the processes
-// have used, from /proc; -1 where /proc cannot tell.
-func cpuTime(pids []int) time.Duration {
-	var ticks int64
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return -1
-		}
-		// Fields 14 and 15, utime and stime, counted after the command
-		// name, which is in parentheses and may hold spaces.
-		_, rest, _ := strings.Cut(string(b), ") ")
-		f := strings.Fields(rest)
-		if len(f) < 13 {
-			return -1
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
-}
-
-// children are the child processes of pid (nginx's workers).
-func children(pid int) []int {
-	var kids []int
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, k)
-			}
-		}
-	}
-	return kids
 }
 
 // ratio is rps to nginx's, "-" when nginx was not measured (-only).
@@ -424,10 +333,10 @@ http {
 // startNginx runs nginx with two servers: a plain proxy to the upstream,
 // and one that asks the gateway's forward-auth endpoint at gwAddr first.
 func startNginx(dir, upAddr, gwAddr string) (proxyAddr, authAddr string, pid int, stop func(), err error) {
-	if proxyAddr, err = freeAddr(); err != nil {
+	if proxyAddr, err = loopback.FreeAddr(); err != nil {
 		return "", "", 0, nil, err
 	}
-	if authAddr, err = freeAddr(); err != nil {
+	if authAddr, err = loopback.FreeAddr(); err != nil {
 		return "", "", 0, nil, err
 	}
 	prefix := filepath.Join(dir, "nginx")
@@ -445,7 +354,7 @@ func startNginx(dir, upAddr, gwAddr string) (proxyAddr, authAddr string, pid int
 	}
 	stop = func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
 	for _, a := range []string{proxyAddr, authAddr} {
-		if err := waitListening(a); err != nil {
+		if err := loopback.WaitListening(a); err != nil {
 			stop()
 			return "", "", 0, nil, err
 		}
