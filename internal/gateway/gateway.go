@@ -1,11 +1,12 @@
 // Package gateway is thingid's identity gateway: a reverse proxy in front of
 // upstream APIs, configured by a directory of route files, that runs each
-// route's chain of filters (OAuth 2.0 resource server, throttling, headers)
-// and also answers forward-auth requests from a trusted nginx, Traefik, Caddy
-// or Envoy with the same filters. Forwarding headers count only from a
-// trusted proxy (forwarded.go). It verifies tokens with internal/tokens and
-// DPoP proofs with internal/dpop; it never imports oauth and never changes
-// identities.
+// route's chain of filters (OAuth 2.0 resource server, UMA 2.0 resource
+// server, throttling, headers) and also answers forward-auth requests from a
+// trusted nginx, Traefik, Caddy or Envoy with the same filters. Forwarding
+// headers count only from a trusted proxy (forwarded.go). It verifies tokens
+// with internal/tokens and DPoP proofs with internal/dpop, and asks UMA
+// permission tickets through Tickets; it never imports oauth or uma and
+// never changes identities.
 package gateway
 
 import (

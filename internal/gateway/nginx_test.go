@@ -300,3 +300,46 @@ func TestNginxSnippetSetsEveryForwardingHeader(t *testing.T) {
 		}
 	}
 }
+
+// The documented nginx snippet sets every identity header on the request to
+// the upstream, from the answer of forward-auth (empty when the answer has
+// none): nginx passes on the client's own otherwise.
+func TestNginxSnippetSetsEveryIdentityHeader(t *testing.T) {
+	snippet := docSnippet(t, "nginx")
+	_, loc, ok := strings.Cut(snippet, "location / {")
+	if !ok {
+		t.Fatal("docs/gateway.md's nginx snippet has no location /")
+	}
+	loc, _, _ = strings.Cut(loc, "\n}")
+	set := map[string]bool{}
+	for _, line := range strings.Split(loc, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "proxy_set_header" {
+			set[http.CanonicalHeaderKey(f[1])] = true
+		}
+	}
+	for _, h := range identityHeaders {
+		if !set[h] {
+			t.Errorf("the nginx snippet of docs/gateway.md does not set %s on the upstream request: a client's own would pass", h)
+		}
+	}
+}
+
+// Behind nginx, a uma route's RPT passes and the upstream learns the
+// resource and its scopes from the gateway, never from the client.
+func TestNginxUMARoute(t *testing.T) {
+	e := newEnv(t, umaRoutes, gatewayFromNginx, withUMA)
+	n := startNginx(t, e)
+	rpt := e.rpt(tokens.Permission{ResourceID: "l1", Scopes: []string{"play"}})
+	resp, body := n.do(http.MethodGet, "/playlists/l1", "Authorization", "Bearer "+rpt, HeaderResource, "l2", HeaderResourceScopes, "edit")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("an RPT through nginx: %d %s\n%s", resp.StatusCode, body, n.errorLog())
+	}
+	if got := upstreamSaw(t, body); got.Header.Get(HeaderResource) != "l1" || got.Header.Get(HeaderResourceScopes) != "play" {
+		t.Fatalf("upstream behind nginx saw %v", got.Header)
+	}
+	// Without the permission, and no authorization server to give a
+	// ticket, nginx answers the gateway's 403.
+	if resp, body := n.do(http.MethodPut, "/playlists/l1", "Authorization", "Bearer "+rpt, HeaderResource, "l1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a PUT without the permission: %d %s", resp.StatusCode, body)
+	}
+}

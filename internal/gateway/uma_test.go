@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -190,5 +191,35 @@ func TestQuotedString(t *testing.T) {
 		if got := quotedString(in); got != want {
 			t.Errorf("quotedString(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// Every routes file docs/gateway.md shows is one the gateway loads.
+func TestDocumentedRoutesFiles(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/gateway.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "", func(o *Options) {
+		o.UMA = &UMAOptions{Issuer: testIssuer, ResourceServers: []string{"9f3c2a1e-music-service"}, Tickets: unreachable{}}
+	})
+	n := 0
+	for rest := string(doc); ; {
+		_, after, ok := strings.Cut(rest, "\n```yaml\nroutes:\n")
+		if !ok {
+			break
+		}
+		block, tail, _ := strings.Cut(after, "\n```\n")
+		specs, err := parseRoutes([]byte("routes:\n" + block))
+		if err == nil {
+			_, err = e.g.compileRoutes(specs, make([]string, len(specs)))
+		}
+		if err != nil {
+			t.Errorf("docs/gateway.md: routes file %d: %v", n+1, err)
+		}
+		n, rest = n+1, tail
+	}
+	if n < 2 {
+		t.Fatalf("docs/gateway.md shows %d routes files; want the general one and the uma one", n)
 	}
 }
