@@ -61,7 +61,7 @@ import (
 var (
 	dur      = flag.Duration("d", 10*time.Second, "duration of each wrk run, and at most of the RPT issuance")
 	clients  = flag.Int("c", 8, "concurrent clients asking RPTs")
-	nTickets = flag.Int("tickets", 4000, "tickets fetched for the RPT issuance (it stops early when they run out)")
+	nTickets = flag.Int("tickets", 6000, "tickets fetched for the RPT issuance (it stops early when they run out)")
 	conns    = flag.Int("light", 4, "wrk connections of the latency runs")
 	rounds   = flag.Int("rounds", 2, "measure every gateway target this many times, interleaved, and keep the best")
 	wrkBin   = flag.String("wrk", "/usr/bin/wrk", "wrk binary")
