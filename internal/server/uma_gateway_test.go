@@ -311,6 +311,19 @@ func TestUMAGatewayAttacks(t *testing.T) {
 		resp, body := g.call(t, "GET", "/music/playlists/"+a, "Authorization", "Bearer "+mint(now.Add(-time.Second)))
 		g.umaTicket(t, resp, body)
 	})
+	t.Run("expired RPT", func(t *testing.T) {
+		expired := g.userToken(t, g.app.id, g.bob, func(c *tokens.Claims) {
+			c.Audience, c.Scope = []string{g.r.p.Config.Gateway.Audience}, nil
+			c.IssuedAt, c.ExpiresAt = time.Now().Add(-15*time.Minute), time.Now().Add(-10*time.Minute)
+			c.Permissions, _ = json.Marshal([]tokens.Permission{{ResourceID: a, Scopes: []string{"play"}}})
+		})
+		resp, body := g.call(t, "GET", "/music/playlists/"+a, "Authorization", "Bearer "+expired)
+		if problemError(t, body) != "invalid_token" || !strings.Contains(body, "expired") {
+			t.Fatalf("expired RPT: %d %s", resp.StatusCode, body)
+		}
+		// A new RPT would do: a fresh ticket comes with the refusal.
+		g.mustRPT(t, g.app, g.umaTicket(t, resp, body))
+	})
 	t.Run("DPoP-bound RPT without its proof", func(t *testing.T) {
 		h := dpoptest.NewHolder(t)
 		resp, body := g.call(t, "GET", "/music/playlists/"+a)
