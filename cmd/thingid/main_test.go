@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,4 +48,19 @@ func execRoot(args ...string) (string, error) {
 	root.SetArgs(args)
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
+}
+
+// A wrong header row is reported as such: nothing imported, no line to
+// resume from.
+func TestImportBadHeader(t *testing.T) {
+	home := t.TempDir()
+	file := filepath.Join(t.TempDir(), "devices.csv")
+	if err := os.WriteFile(file, []byte("serial,colour\nSN-1,red\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, home, newDevices, "import", file, "--manufacturer", "Acme", "--model", "S1")
+	if err == nil || !strings.Contains(err.Error(), `unknown column "colour"`) || !strings.Contains(err.Error(), "nothing was imported: fix the header row") ||
+		strings.Contains(err.Error(), "resume") || strings.Contains(out, "rows in") {
+		t.Fatalf("%v\n%s", err, out)
+	}
 }
