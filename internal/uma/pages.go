@@ -1,7 +1,6 @@
 package uma
 
 import (
-	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -80,7 +79,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 // sharingPath is the sharing page, focused on resource when not empty. It
 // is built from our path and an escaped id only, so that a redirect to it
 // cannot point anywhere else.
-func sharingPath(resource string, done string) string {
+func sharingPath(resource, done string) string {
 	q := url.Values{}
 	if resource != "" {
 		q.Set("resource", resource)
@@ -187,7 +186,8 @@ var notices = map[string]string{
 
 // sharingPage builds the page of u, focused on focus when not empty;
 // found is false when focus is not one of u's resources.
-func (s *Server) sharingPage(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, focus string) (p *sharingPage, found bool, err error) {
+func (s *Server) sharingPage(w http.ResponseWriter, r *http.Request, u *store.User, focus string) (p *sharingPage, found bool, err error) {
+	ctx := r.Context()
 	owned, err := s.resourcesOf(ctx, u.ID)
 	if err != nil {
 		return nil, false, err
@@ -247,7 +247,7 @@ func (s *Server) showSharing(w http.ResponseWriter, r *http.Request) {
 		signinRedirect(w, r, sharingPath(focus, ""))
 		return
 	}
-	p, found, err := s.sharingPage(r.Context(), w, r, u, focus)
+	p, found, err := s.sharingPage(w, r, u, focus)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
@@ -354,7 +354,7 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, u *store.Use
 		s.pageError(w, r, err)
 		return
 	}
-	p, _, lerr := s.sharingPage(r.Context(), w, r, u, r.PostForm.Get("focus"))
+	p, _, lerr := s.sharingPage(w, r, u, r.PostForm.Get("focus"))
 	if lerr != nil {
 		s.pageError(w, r, lerr)
 		return
