@@ -1,8 +1,12 @@
 package uma
 
 import (
+	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The parsers of what clients and resource servers send must answer an
@@ -81,4 +85,37 @@ func TestDepth(t *testing.T) {
 			t.Errorf("depth(%s) = %d, want %d", s, got, want)
 		}
 	}
+}
+
+func FuzzShareForm(f *testing.F) {
+	for _, s := range []string{"kind=user&grantee=bob&scope=play&expires_at=2030-01-31", "kind=group&grantee=friends", "kind=email&grantee=a%40b&expires_at=31.01.2030",
+		"kind=robot&grantee=x", "grantee=%20", "kind=user&grantee=bob&expires_at=0000-01-01", "kind=user&grantee=bob&expires_at=9999-12-31"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		form, err := url.ParseQuery(s)
+		if err != nil {
+			return
+		}
+		req, err := shareRequestFromForm(form)
+		if err != nil {
+			var pe *problemError
+			if !errors.As(err, &pe) || pe.status != http.StatusBadRequest || formField(pe.field) == "" {
+				t.Fatalf("%q: %v is not a refusal naming an input", s, err)
+			}
+			return
+		}
+		named := 0
+		for _, v := range []string{req.User, req.Email, req.Group} {
+			if v != "" {
+				named++
+			}
+		}
+		if named != 1 || len(req.User+req.Email+req.Group) > maxGrantee {
+			t.Fatalf("%q: accepted %+v", s, req)
+		}
+		if e := req.ExpiresAt; e != nil && (e.Location() != time.UTC || e.Hour() != 23 || e.Minute() != 59 || e.Second() != 59) {
+			t.Fatalf("%q: end %v is not the end of a day, UTC", s, e)
+		}
+	})
 }

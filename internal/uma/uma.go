@@ -2,9 +2,9 @@
 // and Federated Authorization recommendations): the uma2-configuration
 // document, the protection API for resource servers (resource registration,
 // permission tickets, RPT introspection), the UMA grant that the oauth token
-// endpoint hands to it, and the owners' sharing API. It owns the UMA tables of
-// the store; it issues RPTs through Tokens and revokes them as grants (the
-// grant.revoke event). It must not authenticate clients (the oauth token
+// endpoint hands to it, and the owners' sharing API and pages. It owns the
+// UMA tables of the store; it issues RPTs through Tokens and revokes them as
+// grants (the grant.revoke event). It must not authenticate clients (the oauth token
 // endpoint does, then calls Grant), verify tokens itself (Tokens does) or
 // change identities.
 package uma
@@ -28,6 +28,7 @@ import (
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Wire identifiers.
@@ -135,6 +136,10 @@ type Server struct {
 	now               func() time.Time
 	issuer            string
 	ticketKey, pctKey []byte
+
+	kit   ui.Kit
+	csrf  *ui.CSRF
+	pages pages
 }
 
 // New checks opts and returns the server.
@@ -162,11 +167,14 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid uma csrf v1"), strings.HasPrefix(opts.Issuer, "https://"))
+	s.pages = parsePages(s.kit)
 	return s, nil
 }
 
-// Register mounts the discovery document, the protection API and the
-// owners' API on mux. The grant is served by the oauth token endpoint
+// Register mounts the discovery document, the protection API, the owners'
+// API and the owners' pages on mux. The grant is served by the oauth token endpoint
 // (Grant).
 func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc("GET "+PathConfiguration, s.serveConfiguration)
@@ -185,6 +193,7 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.Handle("POST "+pathIntrospect, pat(s.serveIntrospect))
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
 	s.registerSharing(mux)
+	s.registerPages(mux)
 }
 
 func derive(key []byte, purpose string) []byte {
