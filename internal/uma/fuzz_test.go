@@ -1,6 +1,7 @@
 package uma
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -71,6 +72,32 @@ func FuzzValidTicket(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if ValidTicket(s) && (len(s) != len(ticketPrefix)+26 || !strings.HasPrefix(s, ticketPrefix)) {
 			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func FuzzParseInteraction(f *testing.F) {
+	f.Add("client_id=c&ticket=umt_AAAAAAAAAAAAAAAAAAAAAAAAAA&claims_redirect_uri=https%3A%2F%2Fa%2Fb&state=s")
+	f.Add("client_id=c&client_id=d")
+	f.Add("ticket=t")
+	f.Add("client_id=%zz")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		req, err := parseInteraction(q)
+		if err != nil {
+			return
+		}
+		if req.ClientID == "" || len(req.ClientID) > maxInteractionClientID || len(req.Ticket) > maxInteractionParam ||
+			len(req.RedirectURI) > maxInteractionParam || len(req.State) > maxInteractionParam {
+			t.Fatalf("accepted %q: %+v", raw, req)
+		}
+		for _, p := range interactionParams {
+			if len(q[p]) > 1 {
+				t.Fatalf("accepted %s twice in %q", p, raw)
+			}
 		}
 	})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Wire identifiers.
@@ -54,7 +55,10 @@ const (
 	pathResourceSet   = "/uma/resource_set"
 	pathPermission    = "/uma/permission"
 	pathIntrospect    = "/uma/introspect"
+	pathClaims        = "/uma/claims"
 	pathSharing       = "/account/sharing"
+	// assetPrefix is where this component serves the ui stylesheet.
+	assetPrefix = "/assets/uma/"
 )
 
 // ThingScopes are the scopes of the resource every owned thing is.
@@ -135,6 +139,8 @@ type Server struct {
 	now               func() time.Time
 	issuer            string
 	ticketKey, pctKey []byte
+	kit               ui.Kit
+	csrf              *ui.CSRF
 }
 
 // New checks opts and returns the server.
@@ -147,7 +153,8 @@ func New(opts Options) (*Server, error) {
 	case opts.TicketLifetime < 0 || opts.RPTLifetime < 0 || opts.PCTLifetime < 0:
 		return nil, errors.New("uma: lifetimes must be positive")
 	}
-	if _, err := url.Parse(opts.Issuer); err != nil {
+	iss, err := url.Parse(opts.Issuer)
+	if err != nil {
 		return nil, fmt.Errorf("uma: issuer: %w", err)
 	}
 	opts.Issuer = strings.TrimSuffix(opts.Issuer, "/")
@@ -162,6 +169,8 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid uma csrf v1"), iss.Scheme == "https")
 	return s, nil
 }
 
@@ -184,6 +193,14 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc(pathPermission, methodNotAllowed("POST"))
 	mux.Handle("POST "+pathIntrospect, pat(s.serveIntrospect))
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
+	// The claims-interaction endpoint (interaction.go): pages, the decision
+	// refused cross-site.
+	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.kit.Render(w, http.StatusForbidden, claimsPage(), claimsView{Error: "Cross-site request refused."})
+	}))
+	mux.Handle("GET "+pathClaims, ui.SecurityHeaders(http.HandlerFunc(s.showInteraction)))
+	mux.Handle("POST "+pathClaims, ui.SecurityHeaders(cop.Handler(http.HandlerFunc(s.submitInteraction))))
+	mux.Handle("GET "+assetPrefix, s.kit.Assets())
 	s.registerSharing(mux)
 }
 
