@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/uma"
 )
@@ -30,8 +31,11 @@ type claimsWorld struct {
 	claimsEndpoint string
 }
 
-func newClaimsWorld(t *testing.T) *claimsWorld {
-	w := &claimsWorld{umaWorld: newUMAWorld(t), cb: "http://127.0.0.1:9/uma/back?app=1", cb2: "https://frame.example/uma/back"}
+func newClaimsWorld(t *testing.T) *claimsWorld { return newClaimsWorldWith(t) }
+
+// newClaimsWorldWith is newClaimsWorld on a configuration changed by tweak.
+func newClaimsWorldWith(t *testing.T, tweak ...func(*config.Config)) *claimsWorld {
+	w := &claimsWorld{umaWorld: newUMAWorld(t, tweak...), cb: "http://127.0.0.1:9/uma/back?app=1", cb2: "https://frame.example/uma/back"}
 	w.web = w.webClient(t, "Photo frame", w.cb, w.cb2)
 	w.web2 = w.webClient(t, "Other app", w.cb)
 	w.music = w.pat(t, w.umaWorld.music)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -43,7 +44,7 @@ type clientCreds struct{ id, secret string }
 
 const umaPW = "correct horse battery staple"
 
-func newUMAWorld(t *testing.T) *umaWorld {
+func newUMAWorld(t *testing.T, tweak ...func(*config.Config)) *umaWorld {
 	w := &umaWorld{}
 	ctx := context.Background()
 	w.r = serveWith(t, func(p *Platform) {
@@ -70,7 +71,7 @@ func newUMAWorld(t *testing.T) *umaWorld {
 				t.Fatal(err)
 			}
 		}
-	})
+	}, tweak...)
 	keys, err := tokens.NewKeys(ctx, w.r.p.Store, tokens.KeysConfig{MasterKey: w.r.p.Key, Alg: tokens.ES256, MaxTokenLifetime: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
