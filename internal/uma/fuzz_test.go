@@ -18,7 +18,7 @@ func FuzzParseDescription(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if d.Scopes == nil || len(d.Name) > maxName {
+		if len(d.Scopes) == 0 || len(d.Scopes) > maxScopes || len(d.Name) > maxName {
 			t.Fatalf("accepted %q: %+v", s, d)
 		}
 		for _, sc := range d.Scopes {
