@@ -2,7 +2,8 @@
 // and Federated Authorization recommendations): the uma2-configuration
 // document, the protection API for resource servers (resource registration,
 // permission tickets, RPT introspection), the UMA grant that the oauth token
-// endpoint hands to it, and the owners' sharing API. It owns the UMA tables of
+// endpoint hands to it with its claims-interaction endpoint, and the owners'
+// sharing API. It owns the UMA tables of
 // the store; it issues RPTs through Tokens and revokes them as grants (the
 // grant.revoke event). It must not authenticate clients (the oauth token
 // endpoint does, then calls Grant), verify tokens itself (Tokens does) or
