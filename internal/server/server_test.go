@@ -27,7 +27,7 @@ type running struct {
 	p      *Platform
 	base   string
 	client *http.Client
-	out    *bytes.Buffer
+	out    *lockedBuffer // Serve writes it while tests read it
 	stop   func() error
 
 	adminPW string // set by adminPassword
@@ -63,7 +63,7 @@ func serveWith(t *testing.T, before func(*Platform), tweak ...func(*config.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &bytes.Buffer{}
+	out := &lockedBuffer{}
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if before != nil {

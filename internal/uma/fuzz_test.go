@@ -21,7 +21,7 @@ func FuzzParseDescription(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if d.Scopes == nil || len(d.Name) > maxName {
+		if len(d.Scopes) == 0 || len(d.Scopes) > maxScopes || len(d.Name) > maxName {
 			t.Fatalf("accepted %q: %+v", s, d)
 		}
 		for _, sc := range d.Scopes {
@@ -75,6 +75,32 @@ func FuzzValidTicket(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if ValidTicket(s) && (len(s) != len(ticketPrefix)+26 || !strings.HasPrefix(s, ticketPrefix)) {
 			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func FuzzParseInteraction(f *testing.F) {
+	f.Add("client_id=c&ticket=umt_AAAAAAAAAAAAAAAAAAAAAAAAAA&claims_redirect_uri=https%3A%2F%2Fa%2Fb&state=s")
+	f.Add("client_id=c&client_id=d")
+	f.Add("ticket=t")
+	f.Add("client_id=%zz")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		req, err := parseInteraction(q)
+		if err != nil {
+			return
+		}
+		if req.ClientID == "" || len(req.ClientID) > maxInteractionClientID || len(req.Ticket) > maxInteractionParam ||
+			len(req.RedirectURI) > maxInteractionParam || len(req.State) > maxInteractionParam {
+			t.Fatalf("accepted %q: %+v", raw, req)
+		}
+		for _, p := range interactionParams {
+			if len(q[p]) > 1 {
+				t.Fatalf("accepted %s twice in %q", p, raw)
+			}
 		}
 	})
 }

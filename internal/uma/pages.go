@@ -38,12 +38,12 @@ const (
 )
 
 type pages struct {
-	sharing, shared, message *template.Template
+	sharing, shared, message, claims *template.Template
 }
 
 func parsePages(kit ui.Kit) pages {
 	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
-	return pages{sharing: page("sharing.html"), shared: page("shared.html"), message: page("message.html")}
+	return pages{sharing: page("sharing.html"), shared: page("shared.html"), message: page("message.html"), claims: page("claims.html")}
 }
 
 // registerPages mounts the pages; every route refuses cross-site requests.
