@@ -48,6 +48,7 @@ type instance struct {
 	addr   string
 	client *http.Client
 	out    *bytes.Buffer
+	trust  string // the line after "thingid is serving on": how to trust the platform CA
 }
 
 func freeAddr(t *testing.T) string {
@@ -98,6 +99,11 @@ func start(t *testing.T, home, addr string, env ...string) *instance {
 		case <-deadline:
 			t.Fatalf("thingid did not start within 30s; log:\n%s", in.out)
 		}
+	}
+	select {
+	case in.trust = <-lines:
+	case <-deadline:
+		t.Fatalf("thingid did not say how to trust its certificate; log:\n%s", in.out)
 	}
 	go func() {
 		for range lines {
@@ -294,12 +300,17 @@ func TestCurlTrustsPlatformCA(t *testing.T) {
 		t.Skip("curl not installed")
 	}
 	home, addr := t.TempDir(), freeAddr(t)
-	start(t, home, addr)
 	_, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command(curl, "-sS", "--fail", "--cacert", filepath.Join(home, "pki", "ca.crt"),
-		"https://localhost:"+port+"/healthz").CombinedOutput()
+	in := start(t, home, addr)
+	// thingid serve says which CA to trust, with a curl command that works
+	// as printed.
+	_, command, ok := strings.Cut(in.trust, "for example: ")
+	if !ok || !strings.HasPrefix(command, "curl --cacert "+filepath.Join(home, "pki", "ca.crt")+" ") {
+		t.Fatalf("thingid serve printed %q after the serving line", in.trust)
+	}
+	out, err := exec.Command("sh", "-c", command+" --fail -sS").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"ok"`) {
-		t.Fatalf("curl: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", command, err, out)
 	}
 	out, err = exec.Command(curl, "-sS", "--fail", "--cacert", filepath.Join(home, "pki", "ca.crt"),
 		"https://localhost:"+port+"/metrics").CombinedOutput()

@@ -3,8 +3,16 @@
 # peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
 # clients, Redis, nginx, jq and python3 for the documents' commands), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
+# PostgreSQL is stopped at the end when this script started it; --keep (the
+# first argument) leaves it running. Other arguments go to go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+keep=false
+if [ "${1:-}" = "--keep" ]; then
+  keep=true
+  shift
+fi
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -25,6 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+if ! $keep && ! (exec 3<>/dev/tcp/127.0.0.1/55432) 2>/dev/null; then
+  trap 'scripts/stop-postgres.sh' EXIT
+fi
 THINGID_TEST_POSTGRES_DSN="$(scripts/start-postgres.sh)"
 export THINGID_TEST_POSTGRES_DSN
 echo "test.sh: PostgreSQL at $THINGID_TEST_POSTGRES_DSN" >&2

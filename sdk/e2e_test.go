@@ -44,7 +44,9 @@ type platform struct {
 	roots *x509.CertPool
 }
 
-func startPlatform(t *testing.T, tweak func(*config.Config)) *platform {
+// before, when given, runs between opening the platform and serving it
+// (to create clients, say).
+func startPlatform(t *testing.T, tweak func(*config.Config), before ...func(*server.Platform)) *platform {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,6 +68,9 @@ func startPlatform(t *testing.T, tweak func(*config.Config)) *platform {
 	p, err := server.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(p)
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard) }()

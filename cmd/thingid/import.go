@@ -58,6 +58,9 @@ Rows already imported are skipped, so an interrupted import is resumed by runnin
 				sum, err := devimport.Import(cmd.Context(), p.Identity, f, opts)
 				bar.Finish()
 				defer sum.Close()
+				if he := (*devimport.HeaderError)(nil); errors.As(err, &he) {
+					return fmt.Errorf("%s: %w; nothing was imported: fix the header row (or the format, --format) and run the command again", args[0], err)
+				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "%d rows in %s (%.0f rows/s): %d created, %d already imported, %d rejected\n",
 					sum.Rows, sum.Elapsed.Round(1e7), sum.RowsPerSecond(), sum.Created, sum.Skipped, sum.Rejected)

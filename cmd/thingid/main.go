@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -47,8 +48,71 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.configFile, "config", os.Getenv("THINGID_CONFIG"), "YAML configuration file (env THINGID_CONFIG)")
 	f.StringVar(&g.home, "home", "", "data directory (overrides home / THINGID_HOME)")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
-	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g), newClients(g), newFactory(g), newCAs(g), newCerts(g), newBench(g), newDemo(g))
+	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g), newClients(g), newFactory(g), newCAs(g), newCerts(g), newBench(g), newDemo(g), newVersion())
+	root.Version = version()
+	root.SetVersionTemplate("thingid {{.Version}}\n")
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command that only groups others
+// (`thingid users`) fail on an argument that is none of them, as the root
+// does, instead of printing its help and exiting 0.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if cmd == cmd.Root() || !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		return fmt.Errorf("%s (run '%s --help' for its commands)", msg, cmd.CommandPath())
+	}
+}
+
+// version is the module version this binary was built from, with its VCS
+// revision when the build recorded one.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	if rev != "" && (v == "" || v == "(devel)") {
+		v = "(devel) " + rev[:min(12, len(rev))] + modified
+	}
+	return v + " " + bi.GoVersion
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print thingid's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "thingid %s\n", version())
+			return err
+		},
+	}
 }
 
 // load returns the effective, validated configuration: file, then environment,

@@ -336,6 +336,13 @@ func decodeStrict(b []byte, c *Config) error {
 	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
 		return nil // an empty file
 	}
+	var doc any
+	if err := json.Unmarshal(j, &doc); err != nil {
+		return err
+	}
+	if err := unknownField(doc, reflect.TypeFor[Config](), ""); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {

@@ -73,8 +73,11 @@ func TestBadInputNamesTheField(t *testing.T) {
 		env        []string
 		want       string
 	}{
-		{"unknown field", "htp:\n  address: x\n", nil, "htp"},
-		{"unknown nested field", "http:\n  adress: x\n", nil, "adress"},
+		{"unknown field", "htp:\n  address: x\n", nil, "unknown field htp; did you mean http?"},
+		{"unknown nested field", "http:\n  adress: x\n", nil, "unknown field http.adress; did you mean http.address?"},
+		{"unknown field in another case", "http:\n  publicurl: x\n", nil, "did you mean http.publicURL?"},
+		{"unknown field in a list", "http:\n  limits:\n    routes:\n    - path: /a\n    - pth: /b\n", nil, "unknown field http.limits.routes[1].pth; did you mean http.limits.routes[1].path?"},
+		{"unknown field nothing like another", "http:\n  zzzzzz: 1\n", nil, "unknown field http.zzzzzz (see"},
 		{"wrong type", "registration:\n  attemptsPerMinute: lots\n", nil, "attemptsPerMinute"},
 		{"bad duration", "http:\n  shutdownTimeout: soon\n", nil, "duration"},
 		{"bad yaml", "http: [\n", nil, "yaml"},

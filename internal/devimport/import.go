@@ -68,6 +68,13 @@ func (s Summary) RowsPerSecond() float64 {
 	return float64(s.Rows) / s.Elapsed.Seconds()
 }
 
+// HeaderError is an import that stopped before its first row: the file's
+// format, or its CSV header row, is wrong. Nothing was imported.
+type HeaderError struct{ Err error }
+
+func (e *HeaderError) Error() string { return e.Err.Error() }
+func (e *HeaderError) Unwrap() error { return e.Err }
+
 // Import reads devices from src and creates them through svc in batches, one
 // transaction each. Rows already imported (same manufacturer, model, serial number
 // and MAC addresses) are skipped, so re-running a file resumes it. A bad row is
@@ -88,7 +95,7 @@ func Import(ctx context.Context, svc Things, src io.Reader, opts Options) (sum S
 	}
 	rd, err := NewReader(src, opts)
 	if err != nil {
-		return sum, err
+		return sum, &HeaderError{Err: err}
 	}
 	im := &importer{svc: svc, opts: opts, sum: &sum}
 	if opts.KeepRejects {

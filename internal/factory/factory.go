@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,6 +80,24 @@ type Summary struct {
 	Elapsed time.Duration
 }
 
+// ignoreInGit writes a .gitignore that ignores everything in dir, unless
+// dir has one: a batch written inside a checkout keeps its private keys out
+// of the repository unless someone decides otherwise.
+func ignoreInGit(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, ".gitignore"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	_, err = f.WriteString("# Written by thingid factory issue: device keys must not reach a repository.\n*\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // ManifestFile is the name of the manifest in Options.Out.
 const ManifestFile = "manifest.csv"
 
@@ -129,6 +148,9 @@ func Issue(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options) (S
 	sum.Total = len(devs)
 	if err := os.MkdirAll(opt.Out, 0o700); err != nil {
 		return sum, fmt.Errorf("output directory: %w", err)
+	}
+	if err := ignoreInGit(opt.Out); err != nil {
+		return sum, err
 	}
 	m, done, err := openManifest(filepath.Join(opt.Out, ManifestFile))
 	if err != nil {

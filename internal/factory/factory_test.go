@@ -13,6 +13,7 @@ import (
 	"encoding/csv"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -296,5 +297,40 @@ func TestIssueBadInput(t *testing.T) {
 				t.Fatalf("err %v, want one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A batch written inside a git checkout stays out of the repository: git
+// sees none of its files, keys included.
+func TestIssueKeepsKeysOutOfGit(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("git is required in CI")
+		}
+		t.Skip("git not installed")
+	}
+	repo := t.TempDir()
+	if out, err := exec.Command(git, "-C", repo, "init", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v %s", err, out)
+	}
+	e := newEnv(t)
+	out := filepath.Join(repo, "batch-001")
+	if _, err := Issue(context.Background(), e.ids, e.ca, Options{Model: "SPK", Manufacturer: "Acme", Count: 2, Out: out, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	status, err := exec.Command(git, "-C", repo, "status", "--porcelain", "--untracked-files=all").CombinedOutput()
+	if err != nil || len(status) != 0 {
+		t.Fatalf("git sees the batch: %v\n%s", err, status)
+	}
+	// An operator's own .gitignore is kept.
+	own := filepath.Join(t.TempDir(), "out")
+	os.MkdirAll(own, 0o700)
+	os.WriteFile(filepath.Join(own, ".gitignore"), []byte("*.key\n"), 0o600)
+	if _, err := Issue(context.Background(), e.ids, e.ca, Options{Model: "SPK2", Manufacturer: "Acme", Count: 1, Out: own, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(own, ".gitignore")); string(b) != "*.key\n" {
+		t.Errorf("the operator's .gitignore was replaced: %q", b)
 	}
 }

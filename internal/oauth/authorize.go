@@ -435,6 +435,8 @@ func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q 
 	if ru, err := url.Parse(req.redirect); err == nil {
 		v.RedirectHost = ru.Host
 	}
+	// The decision's answer redirects to the client.
+	ui.FormTarget(w, req.redirect)
 	for _, k := range authParams {
 		// prompt and max_age were answered here; the decision does not repeat them.
 		if val := q.Get(k); val != "" && k != "prompt" && k != "max_age" {

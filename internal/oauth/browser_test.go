@@ -3,10 +3,13 @@ package oauth
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/oauth2"
 
 	"github.com/thingid/thingid/internal/browsertest"
 
@@ -87,5 +90,49 @@ func TestBrowserPairingDenied(t *testing.T) {
 	owners, _ := e.st.ListRelationships(context.Background(), store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}})
 	if len(owners) != 0 {
 		t.Errorf("owner relationship after Deny: %v", owners)
+	}
+}
+
+// TestBrowserAuthorizationCode: alice signs in and allows in Chromium, and
+// the browser lands on the client's redirect URI with the code. The consent
+// form's answer is a redirect to another site, which the page's CSP
+// form-action must name (browsers block the redirect otherwise).
+func TestBrowserAuthorizationCode(t *testing.T) {
+	ctx := browsertest.New(t)
+	got := make(chan url.Values, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.URL.Query():
+		default:
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<!doctype html><title>Acme</title><p id="done">Back at Acme</p>`))
+	}))
+	defer app.Close()
+	e := newEnv(t)
+	c, _ := e.client(t, ClientSpec{Name: "Acme web app", Type: store.ClientPublic, RedirectURIs: []string{app.URL + "/cb"},
+		GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"speaker:play"}})
+	cfg := e.oauthConfig(c, "speaker:play")
+	cfg.RedirectURL = app.URL + "/cb"
+	verifier := oauth2.GenerateVerifier()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(cfg.AuthCodeURL("st-b", oauth2.S256ChallengeOption(verifier))),
+		chromedp.WaitVisible(chromedp.ID("userName")),
+		chromedp.SendKeys(chromedp.ID("userName"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), alicePassword),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("allow")),
+		chromedp.Click(chromedp.ID("allow")),
+		chromedp.WaitVisible(chromedp.ID("done")),
+	)
+	if err != nil {
+		t.Fatalf("sign in and allow: %v", err)
+	}
+	q := <-got
+	if q.Get("state") != "st-b" || q.Get("code") == "" {
+		t.Fatalf("back at the client with %v", q)
+	}
+	if _, err := cfg.Exchange(e.ctx(), q.Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatalf("exchange: %v", err)
 	}
 }

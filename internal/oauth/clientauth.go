@@ -126,6 +126,14 @@ func (s *Server) clientAuth(r *http.Request, form url.Values) (*store.Client, st
 	}
 }
 
+// registeredMethod names how c authenticates at the token endpoint.
+func registeredMethod(c *store.Client) string {
+	if isThingClient(c) {
+		return methodTLSClientAuth
+	}
+	return c.TokenEndpointAuthMethod
+}
+
 func basicFailure(desc string) *Error {
 	e := ErrInvalidClient.WithDescription("%s", desc)
 	e.basic = true
@@ -169,8 +177,13 @@ func (s *Server) secretClient(ctx context.Context, id, secret, method string) (*
 	if err != nil {
 		return nil, err
 	}
-	// Same answer for a wrong secret and a wrong method: nothing to probe.
-	if !allowsMethod(c, method) || !s.secretMatches(c, secret) {
+	// The method a client is registered for is no secret (it is in its
+	// registration); saying it tells a developer what to fix. It is checked
+	// before the secret, so the answer says nothing about the secret.
+	if !allowsMethod(c, method) {
+		return nil, ErrInvalidClient.WithDescription("this client is registered for token_endpoint_auth_method %s, but authenticated with %s", registeredMethod(c), method)
+	}
+	if !s.secretMatches(c, secret) {
 		return nil, ErrInvalidClient.WithDescription("client authentication failed")
 	}
 	return c, nil

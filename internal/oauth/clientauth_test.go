@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,24 @@ func TestClientSecretMethods(t *testing.T) {
 			}
 		})
 	}
+	// A client that sends its secret another way than it registered learns
+	// the registered method, and the same answer with a right or a wrong
+	// secret: nothing about the secret.
+	_, right := e.tokenRequest(t, withPost(basicClient.ID, basicSecret))
+	_, wrong := e.tokenRequest(t, withPost(basicClient.ID, "wrong"))
+	if !strings.Contains(right, "registered for token_endpoint_auth_method client_secret_basic, but authenticated with client_secret_post") || right != wrong {
+		t.Errorf("wrong method: %s / %s", right, wrong)
+	}
+	_, right = e.tokenRequest(t, cc, basic(postClient.ID, postSecret)...)
+	_, wrong = e.tokenRequest(t, cc, basic(postClient.ID, "wrong")...)
+	if !strings.Contains(right, "registered for token_endpoint_auth_method client_secret_post") || right != wrong {
+		t.Errorf("wrong method (Basic): %s / %s", right, wrong)
+	}
+	_, unknown := e.tokenRequest(t, withPost("nobody", basicSecret))
+	if strings.Contains(unknown, "registered") {
+		t.Errorf("unknown client: %s", unknown)
+	}
+
 	// RFC 6749 §5.2: WWW-Authenticate when the client tried Basic.
 	resp, _ := e.tokenRequest(t, cc, basic(basicClient.ID, "wrong")...)
 	if resp.Header.Get("WWW-Authenticate") == "" {

@@ -251,7 +251,7 @@ func TestDeviceChainWithOpenSSL(t *testing.T) {
 	for name, dc := range certs {
 		leaf := filepath.Join(t.TempDir(), "device.pem")
 		os.WriteFile(leaf, dc.ChainPEM(), 0o644)
-		out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, caCertFile), "-untrusted", inter,
+		out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, CACertFile), "-untrusted", inter,
 			"-purpose", "sslclient", leaf).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), ": OK") {
 			t.Errorf("%s: openssl verify: %v\n%s", name, err, out)
@@ -265,7 +265,7 @@ func TestDeviceChainWithOpenSSL(t *testing.T) {
 	// signs only the intermediate.
 	leaf := filepath.Join(t.TempDir(), "device.pem")
 	os.WriteFile(leaf, generated.ChainPEM()[:len(pemOf(generated.Chain[0]))], 0o644)
-	if out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, caCertFile), leaf).CombinedOutput(); err == nil {
+	if out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, CACertFile), leaf).CombinedOutput(); err == nil {
 		t.Errorf("verified without the intermediate:\n%s", out)
 	}
 }

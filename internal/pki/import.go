@@ -42,7 +42,7 @@ func Open(dir string, key secrets.Key, imp Import) (*CA, *DeviceCA, error) {
 	}
 	defer unlock()
 	if imp.CertFile != "" {
-		if _, err := os.Stat(filepath.Join(dir, caCertFile)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, CACertFile)); errors.Is(err, os.ErrNotExist) {
 			if err := imp.install(dir, key); err != nil {
 				return nil, nil, err
 			}
@@ -63,7 +63,7 @@ func Open(dir string, key secrets.Key, imp Import) (*CA, *DeviceCA, error) {
 // silently keeping the old one would leave the operator believing devices
 // chain to the new one.
 func (imp Import) sameRoot(have *x509.Certificate, dir string) error {
-	return sameCert(imp.CertFile, have, filepath.Join(dir, caCertFile))
+	return sameCert(imp.CertFile, have, filepath.Join(dir, CACertFile))
 }
 
 func (imp Import) sameIssuing(have *x509.Certificate, dir string) error {
@@ -115,7 +115,7 @@ func (imp Import) install(dir string, key secrets.Key) error {
 			return err
 		}
 	}
-	return savePair(dir, caCertFile, caKeyFile, [][]byte{root.Raw}, rootKey, key)
+	return savePair(dir, CACertFile, caKeyFile, [][]byte{root.Raw}, rootKey, key)
 }
 
 // readPair reads a certificate and its private key and checks they belong

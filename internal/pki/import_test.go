@@ -225,7 +225,7 @@ func TestImportRefuses(t *testing.T) {
 			}
 			t.Log(err)
 			// Nothing half-imported is left to be picked up next time.
-			if _, err := os.Stat(filepath.Join(dir, caCertFile)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, CACertFile)); err == nil {
 				t.Errorf("a refused root was kept in %s", dir)
 			}
 		})

@@ -32,8 +32,11 @@ type CA struct {
 	key  crypto.Signer
 }
 
+// CACertFile is the platform CA's certificate (PEM) in the PKI directory:
+// what clients trust the platform's TLS certificates with.
+const CACertFile = "ca.crt"
+
 const (
-	caCertFile     = "ca.crt"
 	caKeyFile      = "ca.key.sealed"
 	serverCertFile = "server.crt"
 	serverKeyFile  = "server.key.sealed"
@@ -56,7 +59,7 @@ func LoadOrCreateCA(dir string, key secrets.Key) (*CA, error) {
 // loadOrCreateRoot reads the CA from dir, checking it is the one imp names,
 // or creates one; the caller holds the directory lock.
 func loadOrCreateRoot(dir string, key secrets.Key, imp Import) (*CA, error) {
-	cert, signer, err := loadPair(dir, caCertFile, caKeyFile, key)
+	cert, signer, err := loadPair(dir, CACertFile, caKeyFile, key)
 	if err == nil {
 		if err := imp.sameRoot(cert, dir); err != nil {
 			return nil, err
@@ -85,7 +88,7 @@ func loadOrCreateRoot(dir string, key secrets.Key, imp Import) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := savePair(dir, caCertFile, caKeyFile, [][]byte{der}, priv, key); err != nil {
+	if err := savePair(dir, CACertFile, caKeyFile, [][]byte{der}, priv, key); err != nil {
 		return nil, err
 	}
 	cert, _ = x509.ParseCertificate(der)

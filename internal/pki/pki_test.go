@@ -63,7 +63,7 @@ func TestCAAndServerCertificate(t *testing.T) {
 		}
 		t.Skip("openssl not installed; skipping the openssl verification")
 	}
-	out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, caCertFile),
+	out, err := exec.Command(openssl, "verify", "-CAfile", filepath.Join(dir, CACertFile),
 		"-verify_hostname", "localhost", "-purpose", "sslserver", filepath.Join(dir, serverCertFile)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), ": OK") {
 		t.Fatalf("openssl verify: %v\n%s", err, out)

@@ -25,6 +25,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -173,6 +174,10 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	log.Info("thingid serving", "address", ln.Addr().String(), "publicURL", cfg.HTTP.PublicURL,
 		"storage", cfg.Storage.Type, "home", cfg.Home, "maxConnections", conns.Max())
 	fmt.Fprintf(out, "thingid is serving on https://%s (public URL %s)\n", ln.Addr(), cfg.HTTP.PublicURL)
+	if cfg.HTTP.CertFile == "" {
+		ca := filepath.Join(cfg.Home, "pki", pki.CACertFile)
+		fmt.Fprintf(out, "its TLS certificates come from the platform CA %s; trust it, for example: curl --cacert %s %s/healthz\n", ca, ca, cfg.HTTP.PublicURL)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

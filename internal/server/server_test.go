@@ -27,7 +27,7 @@ type running struct {
 	p      *Platform
 	base   string
 	client *http.Client
-	out    *lockedBuffer // the operator's output, which Serve writes while tests read it
+	out    *lockedBuffer // Serve writes it while tests read it
 	stop   func() error
 
 	adminPW string // set by adminPassword

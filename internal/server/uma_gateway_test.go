@@ -57,7 +57,7 @@ func newUMAGateway(t *testing.T) *umaGateway {
 		_ = json.NewEncoder(w).Encode(map[string]string{"path": r.URL.Path, "party": r.Header.Get(gateway.HeaderSubject)})
 	}))
 	t.Cleanup(g.upstream.Close)
-	g.umaWorld = newUMAWorld(t, func(w *umaWorld, p *Platform) {
+	g.umaWorld = startUMAWorld(t, func(w *umaWorld, p *Platform) {
 		routes := strings.NewReplacer("UPSTREAM", g.upstream.URL, "MUSIC", w.music.id).Replace(umaRoutes)
 		if err := os.MkdirAll(p.Config.Gateway.Routes, 0o700); err != nil {
 			t.Fatal(err)

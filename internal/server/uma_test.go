@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -43,9 +44,14 @@ type clientCreds struct{ id, secret string }
 
 const umaPW = "correct horse battery staple"
 
-// newUMAWorld starts the world; more run before the platform serves, with
-// its clients and users made (routes files of the gateway, say).
-func newUMAWorld(t *testing.T, more ...func(*umaWorld, *Platform)) *umaWorld {
+func newUMAWorld(t *testing.T, tweak ...func(*config.Config)) *umaWorld {
+	return startUMAWorld(t, nil, tweak...)
+}
+
+// startUMAWorld starts the world; more, when not nil, runs before the
+// platform serves, with the clients and users made (to write a routes file
+// of the gateway that names them, say).
+func startUMAWorld(t *testing.T, more func(*umaWorld, *Platform), tweak ...func(*config.Config)) *umaWorld {
 	w := &umaWorld{}
 	ctx := context.Background()
 	w.r = serveWith(t, func(p *Platform) {
@@ -72,10 +78,10 @@ func newUMAWorld(t *testing.T, more ...func(*umaWorld, *Platform)) *umaWorld {
 				t.Fatal(err)
 			}
 		}
-		for _, f := range more {
-			f(w, p)
+		if more != nil {
+			more(w, p)
 		}
-	})
+	}, tweak...)
 	keys, err := tokens.NewKeys(ctx, w.r.p.Store, tokens.KeysConfig{MasterKey: w.r.p.Key, Alg: tokens.ES256, MaxTokenLifetime: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +237,9 @@ func TestUMAFlowEndToEnd(t *testing.T) {
 	// The client has no RPT: the resource server gets a ticket for it.
 	ticket := w.ticket(t, music, `[{"resource_id":`+jsonQuote(playlist)+`,"resource_scopes":["play"]}]`)
 	code, out = w.token(t, w.app, url.Values{"ticket": {ticket}})
-	if code != 403 || out["error"] != "need_info" || out["ticket"] == nil || out["required_claims"] == nil {
+	// app registered no redirect URI: it cannot send a party to the
+	// claims-interaction endpoint, so no redirect_user hint.
+	if code != 403 || out["error"] != "need_info" || out["ticket"] == nil || out["required_claims"] == nil || out["redirect_user"] != nil {
 		t.Fatalf("without claims: %d %v", code, out)
 	}
 	ticket = out["ticket"].(string)
@@ -395,6 +403,8 @@ func TestUMAAttacks(t *testing.T) {
 			Permissions: []store.UMAPermission{{ResourceID: resA, Scopes: []string{"read"}}}, ExpiresAt: time.Now().Add(-time.Second)}); err != nil {
 			t.Fatal(err)
 		}
+		// UMA 2.0 Grant §3.3.6: an expired ticket is invalid_grant (UMA 1.0's
+		// expired_ticket is not an error of the recommendation).
 		if code, out := w.token(t, w.app, url.Values{"ticket": {v}}); code != 400 || out["error"] != "invalid_grant" || !strings.Contains(out["error_description"].(string), "expired") {
 			t.Fatalf("%d %v", code, out)
 		}

@@ -40,8 +40,12 @@ type UMATicket struct {
 	Hash     []byte
 	ClientID string // the resource server
 	// Requester is the client a ticket reissued by the token endpoint
-	// (need_info, request_submitted) is bound to; "" for a fresh ticket.
-	Requester   string
+	// (need_info, request_submitted) or by the claims-interaction endpoint
+	// is bound to; "" for a fresh ticket.
+	Requester string
+	// Party is the requesting party (a user id) the claims-interaction
+	// endpoint bound to the ticket; "" when none was.
+	Party       string
 	Permissions []UMAPermission
 	Created     time.Time
 	ExpiresAt   time.Time
@@ -122,6 +126,9 @@ type UMA interface {
 	ListUMAResources(ctx context.Context, f UMAResourceFilter) ([]*UMAResource, error)
 
 	CreateUMATicket(ctx context.Context, t *UMATicket) error
+	// GetUMATicket returns the ticket, used (UsedAt set) or not, without
+	// using it; an unknown one is ErrNotFound.
+	GetUMATicket(ctx context.Context, hash []byte) (*UMATicket, error)
 	// UseUMATicket marks the ticket used and returns it, expired or not (the
 	// caller answers expired_ticket); a second use returns it with ErrUsed,
 	// an unknown one is ErrNotFound. Of concurrent callers exactly one succeeds.

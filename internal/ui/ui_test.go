@@ -46,6 +46,28 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
+// FormTarget adds a redirect target's origin to form-action, and nothing
+// for a target that could smuggle another directive or source in.
+func TestFormTarget(t *testing.T) {
+	const self = "form-action 'self';"
+	for target, want := range map[string]string{
+		"https://app.example/cb?x=1":        "form-action 'self' https://app.example;",
+		"http://127.0.0.1:8080/back":        "form-action 'self' http://127.0.0.1:8080;",
+		"javascript:alert(1)":               self,
+		"https://a.example; script-src *":   self,
+		"https://a.example%3B/x":            self,
+		"/relative":                         self,
+		"data:text/html,x":                  self,
+		"https://a.example 'unsafe-inline'": self,
+	} {
+		rec := httptest.NewRecorder()
+		SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { FormTarget(w, target) })).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if got := rec.Header().Get("Content-Security-Policy"); !strings.Contains(got, want) || strings.Count(got, ";") != 5 {
+			t.Errorf("%q: %s, want %s", target, got, want)
+		}
+	}
+}
+
 func TestCSRF(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	for _, secure := range []bool{true, false} {

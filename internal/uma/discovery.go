@@ -28,6 +28,7 @@ func (s *Server) Configuration() map[string]any {
 	m["permission_endpoint"] = s.issuer + pathPermission
 	m["resource_registration_endpoint"] = s.issuer + pathResourceSet
 	m["introspection_endpoint"] = s.issuer + pathIntrospect
+	m["claims_interaction_endpoint"] = s.issuer + pathClaims
 	m["introspection_endpoint_auth_methods_supported"] = []string{"bearer_pat"}
 	// UMA 2.0 Grant §2: no profiles beyond the recommendations themselves.
 	m["uma_profiles_supported"] = []string{}

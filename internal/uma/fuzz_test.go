@@ -1,8 +1,12 @@
 package uma
 
 import (
+	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The parsers of what clients and resource servers send must answer an
@@ -17,7 +21,7 @@ func FuzzParseDescription(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if d.Scopes == nil || len(d.Name) > maxName {
+		if len(d.Scopes) == 0 || len(d.Scopes) > maxScopes || len(d.Name) > maxName {
 			t.Fatalf("accepted %q: %+v", s, d)
 		}
 		for _, sc := range d.Scopes {
@@ -75,10 +79,69 @@ func FuzzValidTicket(f *testing.F) {
 	})
 }
 
+func FuzzParseInteraction(f *testing.F) {
+	f.Add("client_id=c&ticket=umt_AAAAAAAAAAAAAAAAAAAAAAAAAA&claims_redirect_uri=https%3A%2F%2Fa%2Fb&state=s")
+	f.Add("client_id=c&client_id=d")
+	f.Add("ticket=t")
+	f.Add("client_id=%zz")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		req, err := parseInteraction(q)
+		if err != nil {
+			return
+		}
+		if req.ClientID == "" || len(req.ClientID) > maxInteractionClientID || len(req.Ticket) > maxInteractionParam ||
+			len(req.RedirectURI) > maxInteractionParam || len(req.State) > maxInteractionParam {
+			t.Fatalf("accepted %q: %+v", raw, req)
+		}
+		for _, p := range interactionParams {
+			if len(q[p]) > 1 {
+				t.Fatalf("accepted %s twice in %q", p, raw)
+			}
+		}
+	})
+}
+
 func TestDepth(t *testing.T) {
 	for s, want := range map[string]int{`{}`: 1, `[[1]]`: 2, `{"a":"[[[["}`: 1, `{"a":"\"[["}`: 1, `1`: 0} {
 		if got := depth([]byte(s)); got != want {
 			t.Errorf("depth(%s) = %d, want %d", s, got, want)
 		}
 	}
+}
+
+func FuzzShareForm(f *testing.F) {
+	for _, s := range []string{"kind=user&grantee=bob&scope=play&expires_at=2030-01-31", "kind=group&grantee=friends", "kind=email&grantee=a%40b&expires_at=31.01.2030",
+		"kind=robot&grantee=x", "grantee=%20", "kind=user&grantee=bob&expires_at=0000-01-01", "kind=user&grantee=bob&expires_at=9999-12-31"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		form, err := url.ParseQuery(s)
+		if err != nil {
+			return
+		}
+		req, err := shareRequestFromForm(form)
+		if err != nil {
+			var pe *problemError
+			if !errors.As(err, &pe) || pe.status != http.StatusBadRequest || formField(pe.field) == "" {
+				t.Fatalf("%q: %v is not a refusal naming an input", s, err)
+			}
+			return
+		}
+		named := 0
+		for _, v := range []string{req.User, req.Email, req.Group} {
+			if v != "" {
+				named++
+			}
+		}
+		if named != 1 || len(req.User+req.Email+req.Group) > maxGrantee {
+			t.Fatalf("%q: accepted %+v", s, req)
+		}
+		if e := req.ExpiresAt; e != nil && (e.Location() != time.UTC || e.Hour() != 23 || e.Minute() != 59 || e.Second() != 59) {
+			t.Fatalf("%q: end %v is not the end of a day, UTC", s, e)
+		}
+	})
 }

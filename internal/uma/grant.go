@@ -65,13 +65,6 @@ type wanted struct {
 
 func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, error) {
 	f, c := req.Form, req.Client
-	ticket := f.Get("ticket")
-	if ticket == "" {
-		return nil, newError(http.StatusBadRequest, "invalid_request", "ticket is required (UMA 2.0 Grant §3.3.1)")
-	}
-	if !ValidTicket(ticket) {
-		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket is not one of this server's")
-	}
 	var extra []string
 	if sc := f.Get("scope"); sc != "" {
 		for _, x := range strings.Split(sc, " ") {
@@ -88,47 +81,16 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	t, err := s.st.UseUMATicket(ctx, keyedHash(s.ticketKey, ticket), now)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, newError(http.StatusBadRequest, "invalid_grant", "unknown ticket")
-	case errors.Is(err, store.ErrUsed):
-		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket was used already; tickets are single use")
-	case err != nil:
+	t, err := s.ticket(ctx, f.Get("ticket"), c.ID, true)
+	if err != nil {
 		return nil, err
-	case !now.Before(t.ExpiresAt):
-		// UMA 2.0 Grant §3.3.6: an expired ticket is invalid_grant.
-		return nil, newError(http.StatusBadRequest, "invalid_grant", "expired_ticket: the ticket expired; ask the resource server again")
-	case t.Requester != "" && t.Requester != c.ID:
-		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket was issued to another client")
 	}
+	now := s.now()
 	// What is asked: the ticket's permissions, and the scope parameter's
 	// scopes for the ticket's resources that have them (§3.3.4).
-	var want []wanted
-	for _, p := range t.Permissions {
-		res, err := s.resource(ctx, p.ResourceID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted since: nothing to grant
-		}
-		if err != nil {
-			return nil, err
-		}
-		rs := &pat{client: t.ClientID, trusted: slices.Contains(s.opts.TrustedResourceServers, t.ClientID)}
-		if strings.HasPrefix(res.ID, thingPrefix) && !rs.trusted {
-			rs.thingID = strings.TrimPrefix(res.ID, thingPrefix)
-			if t.ClientID != rs.thingID {
-				continue
-			}
-		}
-		if !rs.serves(res) {
-			continue // not the ticket's resource server's (any more)
-		}
-		scopes := slices.Clone(p.Scopes)
-		if len(scopes) == 0 {
-			scopes = slices.Clone(res.Scopes)
-		}
-		want = append(want, wanted{res: res, scopes: scopes})
+	want, err := s.ticketResources(ctx, t)
+	if err != nil {
+		return nil, err
 	}
 	for _, x := range extra {
 		found := false
@@ -148,14 +110,14 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket's resources no longer exist")
 	}
 
-	// Who asks.
-	var user, pct string
+	// Who asks: the user a pushed claim token or a pct proves, or the one
+	// the claims-interaction endpoint bound to the ticket (§3.3.3). Claims
+	// proven in this request are persisted in a new pct (§3.3.5).
+	var user string
+	persist := true
 	switch {
 	case ct != nil:
 		if user, err = s.requestingParty(ctx, c.ID, req.Confirmation, ct); err != nil {
-			return nil, err
-		}
-		if pct, err = s.newPCT(ctx, c.ID, user); err != nil {
 			return nil, err
 		}
 	case f.Get("pct") != "":
@@ -166,9 +128,14 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 		if err != nil {
 			return nil, err
 		}
-		user = p.UserID
+		user, persist = p.UserID, false
+	case t.Party != "":
+		user = t.Party
 	default:
-		return nil, s.needInfo(ctx, t, c.ID)
+		return nil, s.needInfo(ctx, t, c)
+	}
+	if t.Party != "" && user != t.Party {
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket is bound to another requesting party (claims interaction); push no claims with it, or start anew")
 	}
 	if _, active, err := s.activeUser(ctx, user); err != nil || !active {
 		if err != nil {
@@ -209,17 +176,91 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 	if len(granted) == 0 {
 		return nil, s.askOwner(ctx, t, c.ID, user, want)
 	}
+	var pct string
+	if persist {
+		if pct, err = s.newPCT(ctx, c.ID, user); err != nil {
+			return nil, err
+		}
+	}
 	return s.issueRPT(ctx, req, user, grant, prev, granted, shares, pct)
 }
 
+// ticket finds the permission ticket raw for client: used (tickets are
+// single use) when use, only read otherwise. An unknown, used, expired or
+// another client's ticket is invalid_grant (UMA 2.0 Grant §3.3.6; the
+// recommendation has no expired_ticket error: UMA 1.0 had one).
+func (s *Server) ticket(ctx context.Context, raw, client string, use bool) (*store.UMATicket, error) {
+	switch {
+	case raw == "":
+		return nil, newError(http.StatusBadRequest, "invalid_request", "ticket is required (UMA 2.0 Grant §3.3.1)")
+	case !ValidTicket(raw):
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket is not one of this server's")
+	}
+	h, now := keyedHash(s.ticketKey, raw), s.now()
+	var t *store.UMATicket
+	var err error
+	if use {
+		t, err = s.st.UseUMATicket(ctx, h, now)
+	} else if t, err = s.st.GetUMATicket(ctx, h); err == nil && !t.UsedAt.IsZero() {
+		err = store.ErrUsed
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "unknown ticket")
+	case errors.Is(err, store.ErrUsed):
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket was used already; tickets are single use")
+	case err != nil:
+		return nil, err
+	case !now.Before(t.ExpiresAt):
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket expired; ask the resource server for a new one")
+	case t.Requester != "" && t.Requester != client:
+		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket was issued to another client")
+	}
+	return t, nil
+}
+
+// ticketResources returns the ticket's resources that still exist and are
+// still its resource server's, with the scopes asked for each (all of the
+// resource's when the ticket names none).
+func (s *Server) ticketResources(ctx context.Context, t *store.UMATicket) ([]wanted, error) {
+	// The resource server that asked: trusted, or any client, which may be a
+	// thing asking for its own resource (a thing's own client has its id).
+	rs := &pat{client: t.ClientID, thingID: t.ClientID, trusted: slices.Contains(s.opts.TrustedResourceServers, t.ClientID)}
+	var want []wanted
+	for _, p := range t.Permissions {
+		res, err := s.resource(ctx, p.ResourceID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since: nothing to grant
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !rs.serves(res) {
+			continue // not the ticket's resource server's (any more)
+		}
+		scopes := slices.Clone(p.Scopes)
+		if len(scopes) == 0 {
+			scopes = slices.Clone(res.Scopes)
+		}
+		want = append(want, wanted{res: res, scopes: scopes})
+	}
+	return want, nil
+}
+
 // needInfo asks for claims that identify the requesting party (§3.3.6),
-// with a new ticket bound to this client.
-func (s *Server) needInfo(ctx context.Context, t *store.UMATicket, client string) error {
-	nt, err := s.newTicket(ctx, t.ClientID, client, t.Permissions)
+// with a new ticket bound to this client: a pushed claim token, or, for a
+// client with a registered redirect URI (where the party can come back to),
+// the party's sign-in at the claims-interaction endpoint (redirect_user).
+func (s *Server) needInfo(ctx context.Context, t *store.UMATicket, c *store.Client) error {
+	nt, err := s.newTicket(ctx, t.ClientID, c.ID, "", t.Permissions)
 	if err != nil {
 		return err
 	}
 	e := newError(http.StatusForbidden, "need_info", "push a claim token that identifies the requesting party")
+	if len(c.RedirectURIs) > 0 {
+		e.Description += ", or redirect them to the claims_interaction_endpoint"
+		e.RedirectUser = true
+	}
 	e.Ticket = nt
 	e.RequiredClaims = []requiredClaim{{
 		ClaimTokenFormat: []string{FormatIDToken, FormatAccessToken}, ClaimType: "string",
@@ -325,7 +366,9 @@ func (s *Server) askOwner(ctx context.Context, t *store.UMATicket, client, user 
 	if err != nil {
 		return err
 	}
-	nt, err := s.newTicket(ctx, t.ClientID, client, t.Permissions)
+	// The rotated ticket keeps the party the claims interaction bound: the
+	// client retries with it alone.
+	nt, err := s.newTicket(ctx, t.ClientID, client, t.Party, t.Permissions)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func (s *Server) servePermission(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ticket, err := s.newTicket(r.Context(), p.client, "", perms)
+	ticket, err := s.newTicket(r.Context(), p.client, "", "", perms)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -159,17 +159,23 @@ func (s *Server) Ticket(ctx context.Context, resourceServer, requester string, p
 	case err != nil:
 		return "", err
 	}
-	return s.newTicket(ctx, resourceServer, requester, perms)
+	return s.newTicket(ctx, resourceServer, requester, "", perms)
 }
 
 // newTicket stores a ticket for the resource server client (bound to the
-// requesting client requester when not "") and returns its value.
-func (s *Server) newTicket(ctx context.Context, client, requester string, perms []store.UMAPermission) (string, error) {
+// requesting client requester and the requesting party party when not "")
+// and returns its value.
+func (s *Server) newTicket(ctx context.Context, client, requester, party string, perms []store.UMAPermission) (string, error) {
+	v, t := s.mintTicket(client, requester, party, perms)
+	return v, s.st.CreateUMATicket(ctx, t)
+}
+
+// mintTicket returns a new ticket's value and what to store of it.
+func (s *Server) mintTicket(client, requester, party string, perms []store.UMAPermission) (string, *store.UMATicket) {
 	v := ticketPrefix + rand.Text()
 	now := s.now()
-	err := s.st.CreateUMATicket(ctx, &store.UMATicket{Hash: keyedHash(s.ticketKey, v), ClientID: client, Requester: requester,
-		Permissions: perms, Created: now, ExpiresAt: now.Add(s.opts.TicketLifetime)})
-	return v, err
+	return v, &store.UMATicket{Hash: keyedHash(s.ticketKey, v), ClientID: client, Requester: requester,
+		Party: party, Permissions: perms, Created: now, ExpiresAt: now.Add(s.opts.TicketLifetime)}
 }
 
 // ValidTicket checks the shape of a ticket before any lookup.

@@ -21,7 +21,7 @@ type apiError struct {
 	// UMA 2.0 Grant §3.3.6.
 	Ticket         string          `json:"ticket,omitempty"`
 	RequiredClaims []requiredClaim `json:"required_claims,omitempty"`
-	RedirectUser   string          `json:"redirect_user,omitempty"`
+	RedirectUser   bool            `json:"redirect_user,omitempty"`
 	Interval       int             `json:"interval,omitempty"`
 	challenge      string
 }

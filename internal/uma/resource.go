@@ -129,8 +129,9 @@ func (d *Description) check() error {
 	if d.Scopes == nil {
 		return badField("resource_scopes", "is required (Federated Authorization §3.1)")
 	}
-	if len(d.Scopes) > maxScopes {
-		return badField("resource_scopes", "at most %d scopes", maxScopes)
+	if len(d.Scopes) == 0 || len(d.Scopes) > maxScopes {
+		// A resource without scopes could never be shared.
+		return badField("resource_scopes", "1 to %d scopes", maxScopes)
 	}
 	for i, sc := range d.Scopes {
 		if !ValidScope(sc) {

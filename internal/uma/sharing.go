@@ -15,9 +15,14 @@ import (
 	"github.com/thingid/thingid/internal/ui"
 )
 
-// The owners' API under /api/v1/uma: signed-in users (session cookie),
-// cross-site requests refused as on every /api/v1 JSON endpoint. Errors are
-// RFC 9457 problem details naming the field.
+// What owners decide: sharing their resources, revoking, approving and
+// denying requests, and what requesting parties see shared with them. The
+// functions here are the one implementation; the JSON API under /api/v1/uma
+// (this file) and the pages under /account (pages.go) call them.
+//
+// The JSON API: signed-in users (session cookie), cross-site requests
+// refused as on every /api/v1 JSON endpoint. Errors are RFC 9457 problem
+// details naming the field.
 
 func (s *Server) registerSharing(mux routes.Mux) {
 	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -112,30 +117,41 @@ func (e *problemError) Error() string { return e.detail }
 
 func refuse(status int, field, detail string) error { return &problemError{status, field, detail} }
 
+// ownedResource is one of the owner's resources with who has it.
+type ownedResource struct {
+	resourceView
+	Shares []shareView `json:"shares"`
+}
+
+// resourcesOf returns what owner owns (registered resources and owned
+// things), each with its shares.
+func (s *Server) resourcesOf(ctx context.Context, owner string) ([]ownedResource, error) {
+	rs, err := s.ownedResources(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	out := []ownedResource{}
+	for _, x := range rs {
+		shares, err := s.st.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: x.ID, OwnerID: owner})
+		if err != nil {
+			return nil, err
+		}
+		e := ownedResource{resourceView: viewResource(x), Shares: []shareView{}}
+		for _, sh := range shares {
+			e.Shares = append(e.Shares, s.viewShare(ctx, sh))
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
 // apiResources is GET /api/v1/uma/resources: what the user owns (registered
 // resources and owned things) with who has access.
 func (s *Server) apiResources(w http.ResponseWriter, r *http.Request, u *store.User) {
-	rs, err := s.ownedResources(r.Context(), u.ID)
+	out, err := s.resourcesOf(r.Context(), u.ID)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
-	}
-	type entry struct {
-		resourceView
-		Shares []shareView `json:"shares"`
-	}
-	out := []entry{}
-	for _, x := range rs {
-		shares, err := s.st.ListUMAShares(r.Context(), store.UMAShareFilter{ResourceID: x.ID, OwnerID: u.ID})
-		if err != nil {
-			s.apiError(w, r, err)
-			return
-		}
-		e := entry{resourceView: viewResource(x), Shares: []shareView{}}
-		for _, sh := range shares {
-			e.Shares = append(e.Shares, s.viewShare(r.Context(), sh))
-		}
-		out = append(out, e)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"resources": out})
 }
@@ -193,7 +209,18 @@ func (s *Server) ownResource(ctx context.Context, owner, id, field string) (*sto
 	return res, err
 }
 
+// share shares one of u's resources as req says, audited.
 func (s *Server) share(ctx context.Context, u *store.User, req ShareRequest) (*store.UMAShare, error) {
+	sh, err := s.newShare(ctx, u, req)
+	if err != nil {
+		return nil, err
+	}
+	return sh, s.st.WithTx(ctx, func(tx store.Tx) error { return s.storeShare(ctx, tx, u, sh) })
+}
+
+// newShare checks req, a share of one of u's resources, and returns the
+// share it makes, not stored yet.
+func (s *Server) newShare(ctx context.Context, u *store.User, req ShareRequest) (*store.UMAShare, error) {
 	res, err := s.ownResource(ctx, u.ID, req.ResourceID, "resource_id")
 	if err != nil {
 		return nil, err
@@ -219,15 +246,20 @@ func (s *Server) share(ctx context.Context, u *store.User, req ShareRequest) (*s
 	if grantee.Kind == store.KindUser && grantee.ID == u.ID {
 		return nil, refuse(http.StatusBadRequest, "user", "you own this resource already")
 	}
-	sh := &store.UMAShare{ResourceID: res.ID, OwnerID: u.ID, Grantee: grantee, Scopes: dedupe(req.Scopes), ExpiresAt: exp, Created: s.now()}
-	err = s.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.CreateUMAShare(ctx, sh); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, "user:"+u.ID, "uma.share.create", resourceRef(res.ID),
-			auditJSON(map[string]any{"share": sh.ID, "grantee": grantee, "scopes": sh.Scopes, "expiresAt": req.ExpiresAt}))
-	})
-	return sh, err
+	return &store.UMAShare{ResourceID: res.ID, OwnerID: u.ID, Grantee: grantee, Scopes: dedupe(req.Scopes), ExpiresAt: exp, Created: s.now()}, nil
+}
+
+// storeShare stores sh, made by newShare, with its audit record in tx.
+func (s *Server) storeShare(ctx context.Context, tx store.Tx, u *store.User, sh *store.UMAShare) error {
+	if err := tx.CreateUMAShare(ctx, sh); err != nil {
+		return err
+	}
+	var exp *time.Time
+	if !sh.ExpiresAt.IsZero() {
+		exp = &sh.ExpiresAt
+	}
+	return s.audit(ctx, tx, "user:"+u.ID, "uma.share.create", resourceRef(sh.ResourceID),
+		auditJSON(map[string]any{"share": sh.ID, "grantee": sh.Grantee, "scopes": sh.Scopes, "expiresAt": exp}))
 }
 
 // grantee resolves who a share is for. A user is matched by user name or
@@ -295,6 +327,7 @@ func (s *Server) apiRevokeShare(w http.ResponseWriter, r *http.Request, u *store
 }
 
 // RevokeShare deletes owner's share id and revokes the RPTs resting on it.
+// A share of another owner is not found, as a missing one is.
 func (s *Server) RevokeShare(ctx context.Context, actor, owner, id string) error {
 	sh, err := s.st.GetUMAShare(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && sh.OwnerID != owner) {
@@ -330,6 +363,26 @@ type requestView struct {
 	Created       time.Time `json:"created"`
 }
 
+// requestsOf returns the requests in status st for owner's resources.
+func (s *Server) requestsOf(ctx context.Context, owner string, st store.UMARequestStatus) ([]requestView, error) {
+	reqs, err := s.st.ListUMARequests(ctx, store.UMARequestFilter{OwnerID: owner, Status: st})
+	if err != nil {
+		return nil, err
+	}
+	out := []requestView{}
+	for _, q := range reqs {
+		v := requestView{ID: q.ID, ResourceID: q.ResourceID, Requester: q.RequesterID, ClientID: q.ClientID, Scopes: nonNil(q.Scopes), Status: string(q.Status), Created: q.Created}
+		if res, err := s.resource(ctx, q.ResourceID); err == nil {
+			v.ResourceName = res.Name
+		}
+		if ru, err := s.opts.Users.GetUser(ctx, q.RequesterID); err == nil {
+			v.RequesterName = ru.UserName
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // apiRequests is GET /api/v1/uma/requests: the pending requests for the
 // user's resources (?status=approved|denied|pending).
 func (s *Server) apiRequests(w http.ResponseWriter, r *http.Request, u *store.User) {
@@ -342,26 +395,16 @@ func (s *Server) apiRequests(w http.ResponseWriter, r *http.Request, u *store.Us
 		problem.Write(w, http.StatusBadRequest, "status", "status must be pending, approved or denied")
 		return
 	}
-	reqs, err := s.st.ListUMARequests(r.Context(), store.UMARequestFilter{OwnerID: u.ID, Status: st})
+	out, err := s.requestsOf(r.Context(), u.ID, st)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	out := []requestView{}
-	for _, q := range reqs {
-		v := requestView{ID: q.ID, ResourceID: q.ResourceID, Requester: q.RequesterID, ClientID: q.ClientID, Scopes: nonNil(q.Scopes), Status: string(q.Status), Created: q.Created}
-		if res, err := s.resource(r.Context(), q.ResourceID); err == nil {
-			v.ResourceName = res.Name
-		}
-		if ru, err := s.opts.Users.GetUser(r.Context(), q.RequesterID); err == nil {
-			v.RequesterName = ru.UserName
-		}
-		out = append(out, v)
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
 }
 
-// decision is the optional body of approve: narrower scopes, an end date.
+// decision is what an owner approves: narrower scopes, an end date (both
+// optional).
 type decision struct {
 	Scopes    []string   `json:"scopes,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -390,8 +433,68 @@ func (s *Server) pendingOf(ctx context.Context, owner, id string) (*store.UMAReq
 	return q, nil
 }
 
-// apiApprove is POST /api/v1/uma/requests/{id}/approve: a share for the
-// requesting party with the requested scopes (or the body's subset).
+// approve decides u's pending request id: a share for the requesting party
+// with the requested scopes (or d's subset), optionally until d's date. The
+// decision and the share are stored together.
+func (s *Server) approve(ctx context.Context, u *store.User, id string, d decision) (*store.UMAShare, error) {
+	q, err := s.pendingOf(ctx, u.ID, id)
+	if err != nil {
+		return nil, err
+	}
+	scopes := q.Scopes
+	if d.Scopes != nil {
+		for i, sc := range d.Scopes {
+			if !slices.Contains(q.Scopes, sc) {
+				return nil, refuse(http.StatusBadRequest, fmt.Sprintf("scopes[%d]", i), fmt.Sprintf("%q was not requested: approve only scopes that were", sc))
+			}
+		}
+		scopes = d.Scopes
+	}
+	ru, active, err := s.activeUser(ctx, q.RequesterID)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return nil, refuse(http.StatusConflict, "id", "the requesting party is no longer an active user")
+	}
+	sh, err := s.newShare(ctx, u, ShareRequest{ResourceID: q.ResourceID, User: ru.UserName, Scopes: scopes, ExpiresAt: d.ExpiresAt})
+	if err != nil {
+		return nil, err
+	}
+	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := s.recordDecision(ctx, tx, u, q, store.UMAApproved); err != nil {
+			return err
+		}
+		return s.storeShare(ctx, tx, u, sh)
+	})
+	return sh, err
+}
+
+// deny decides u's pending request id: the requesting party's next token
+// request answers request_denied.
+func (s *Server) deny(ctx context.Context, u *store.User, id string) error {
+	q, err := s.pendingOf(ctx, u.ID, id)
+	if err != nil {
+		return err
+	}
+	return s.st.WithTx(ctx, func(tx store.Tx) error { return s.recordDecision(ctx, tx, u, q, store.UMADenied) })
+}
+
+// recordDecision records u's decision on q in tx; a request decided
+// meanwhile is a conflict.
+func (s *Server) recordDecision(ctx context.Context, tx store.Tx, u *store.User, q *store.UMARequest, st store.UMARequestStatus) error {
+	err := tx.DecideUMARequest(ctx, q.ID, st, s.now())
+	if errors.Is(err, store.ErrConflict) {
+		return refuse(http.StatusConflict, "id", "this request was decided already")
+	}
+	if err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, "user:"+u.ID, "uma.request."+string(st), resourceRef(q.ResourceID), auditJSON(map[string]any{"request": q.ID, "requester": q.RequesterID}))
+}
+
+// apiApprove is POST /api/v1/uma/requests/{id}/approve (optional body
+// decision).
 func (s *Server) apiApprove(w http.ResponseWriter, r *http.Request, u *store.User) {
 	var d decision
 	if r.ContentLength != 0 {
@@ -400,89 +503,47 @@ func (s *Server) apiApprove(w http.ResponseWriter, r *http.Request, u *store.Use
 			return
 		}
 	}
-	ctx := r.Context()
-	q, err := s.pendingOf(ctx, u.ID, r.PathValue("id"))
+	sh, err := s.approve(r.Context(), u, r.PathValue("id"), d)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	scopes := q.Scopes
-	if d.Scopes != nil {
-		for i, sc := range d.Scopes {
-			if !slices.Contains(q.Scopes, sc) {
-				problem.Write(w, http.StatusBadRequest, fmt.Sprintf("scopes[%d]", i), "approve only scopes that were requested")
-				return
-			}
-		}
-		scopes = d.Scopes
-	}
-	ru, err := s.opts.Users.GetUser(ctx, q.RequesterID)
-	if err != nil {
-		s.apiError(w, r, refuse(http.StatusConflict, "id", "the requesting party no longer exists"))
-		return
-	}
-	sh, err := s.share(ctx, u, ShareRequest{ResourceID: q.ResourceID, User: ru.UserName, Scopes: scopes, ExpiresAt: d.ExpiresAt})
-	if err != nil {
-		s.apiError(w, r, err)
-		return
-	}
-	if err := s.decideRequest(ctx, u, q, store.UMAApproved); err != nil {
-		s.apiError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.viewShare(ctx, sh))
+	writeJSON(w, http.StatusOK, s.viewShare(r.Context(), sh))
 }
 
 // apiDeny is POST /api/v1/uma/requests/{id}/deny.
 func (s *Server) apiDeny(w http.ResponseWriter, r *http.Request, u *store.User) {
-	q, err := s.pendingOf(r.Context(), u.ID, r.PathValue("id"))
-	if err == nil {
-		err = s.decideRequest(r.Context(), u, q, store.UMADenied)
-	}
-	if err != nil {
+	if err := s.deny(r.Context(), u, r.PathValue("id")); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) decideRequest(ctx context.Context, u *store.User, q *store.UMARequest, st store.UMARequestStatus) error {
-	err := s.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.DecideUMARequest(ctx, q.ID, st, s.now()); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, "user:"+u.ID, "uma.request."+string(st), resourceRef(q.ResourceID), auditJSON(map[string]any{"request": q.ID, "requester": q.RequesterID}))
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return refuse(http.StatusConflict, "id", "this request was decided already")
-	}
-	return err
+// sharedEntry is a live share to a user (or one of their groups) with its
+// resource.
+type sharedEntry struct {
+	Resource resourceView `json:"resource"`
+	shareView
 }
 
-// apiSharedWithMe is GET /api/v1/uma/shared-with-me: the live shares to the
-// user or their groups, with the resources.
-func (s *Server) apiSharedWithMe(w http.ResponseWriter, r *http.Request, u *store.User) {
-	ctx := r.Context()
-	groups, err := s.userGroups(ctx, u.ID)
+// sharedWith returns the live shares to user or their groups, with the
+// resources.
+func (s *Server) sharedWith(ctx context.Context, user string) ([]sharedEntry, error) {
+	groups, err := s.userGroups(ctx, user)
 	if err != nil {
-		s.apiError(w, r, err)
-		return
+		return nil, err
 	}
-	refs := []store.Ref{{Kind: store.KindUser, ID: u.ID}}
+	refs := []store.Ref{{Kind: store.KindUser, ID: user}}
 	for _, g := range groups {
 		refs = append(refs, store.Ref{Kind: store.KindGroup, ID: g})
 	}
-	type entry struct {
-		Resource resourceView `json:"resource"`
-		shareView
-	}
-	out := []entry{}
+	out := []sharedEntry{}
 	now := s.now()
 	for _, ref := range refs {
 		shares, err := s.st.ListUMAShares(ctx, store.UMAShareFilter{Grantee: &ref})
 		if err != nil {
-			s.apiError(w, r, err)
-			return
+			return nil, err
 		}
 		for _, sh := range shares {
 			if !sh.ExpiresAt.IsZero() && !now.Before(sh.ExpiresAt) {
@@ -496,8 +557,19 @@ func (s *Server) apiSharedWithMe(w http.ResponseWriter, r *http.Request, u *stor
 			if o, err := s.opts.Users.GetUser(ctx, res.OwnerID); err == nil {
 				rv.Owner = o.UserName
 			}
-			out = append(out, entry{Resource: rv, shareView: s.viewShare(ctx, sh)})
+			out = append(out, sharedEntry{Resource: rv, shareView: s.viewShare(ctx, sh)})
 		}
+	}
+	return out, nil
+}
+
+// apiSharedWithMe is GET /api/v1/uma/shared-with-me: the live shares to the
+// user or their groups, with the resources.
+func (s *Server) apiSharedWithMe(w http.ResponseWriter, r *http.Request, u *store.User) {
+	out, err := s.sharedWith(r.Context(), u.ID)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"shared": out})
 }

@@ -2,9 +2,10 @@
 // and Federated Authorization recommendations): the uma2-configuration
 // document, the protection API for resource servers (resource registration,
 // permission tickets, RPT introspection), the UMA grant that the oauth token
-// endpoint hands to it, and the owners' sharing API. It owns the UMA tables of
-// the store; it issues RPTs through Tokens and revokes them as grants (the
-// grant.revoke event). It must not authenticate clients (the oauth token
+// endpoint hands to it with its claims-interaction endpoint, and the owners'
+// sharing API and pages. It owns the UMA tables of the store; it issues RPTs
+// through Tokens and revokes them as grants (the grant.revoke event). It must
+// not authenticate clients (the oauth token
 // endpoint does, then calls Grant), verify tokens itself (Tokens does) or
 // change identities.
 package uma
@@ -28,6 +29,7 @@ import (
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Wire identifiers.
@@ -54,6 +56,7 @@ const (
 	pathResourceSet   = "/uma/resource_set"
 	pathPermission    = "/uma/permission"
 	pathIntrospect    = "/uma/introspect"
+	pathClaims        = "/uma/claims"
 	pathSharing       = "/account/sharing"
 )
 
@@ -135,6 +138,10 @@ type Server struct {
 	now               func() time.Time
 	issuer            string
 	ticketKey, pctKey []byte
+
+	kit   ui.Kit
+	csrf  *ui.CSRF
+	pages pages
 }
 
 // New checks opts and returns the server.
@@ -147,7 +154,8 @@ func New(opts Options) (*Server, error) {
 	case opts.TicketLifetime < 0 || opts.RPTLifetime < 0 || opts.PCTLifetime < 0:
 		return nil, errors.New("uma: lifetimes must be positive")
 	}
-	if _, err := url.Parse(opts.Issuer); err != nil {
+	iss, err := url.Parse(opts.Issuer)
+	if err != nil {
 		return nil, fmt.Errorf("uma: issuer: %w", err)
 	}
 	opts.Issuer = strings.TrimSuffix(opts.Issuer, "/")
@@ -162,11 +170,14 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid uma csrf v1"), iss.Scheme == "https")
+	s.pages = parsePages(s.kit)
 	return s, nil
 }
 
-// Register mounts the discovery document, the protection API and the
-// owners' API on mux. The grant is served by the oauth token endpoint
+// Register mounts the discovery document, the protection API, the owners'
+// API and the owners' pages on mux. The grant is served by the oauth token endpoint
 // (Grant).
 func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc("GET "+PathConfiguration, s.serveConfiguration)
@@ -184,7 +195,15 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc(pathPermission, methodNotAllowed("POST"))
 	mux.Handle("POST "+pathIntrospect, pat(s.serveIntrospect))
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
+	// The claims-interaction endpoint (interaction.go): pages, the decision
+	// refused cross-site.
+	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.kit.Render(w, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
+	}))
+	mux.Handle("GET "+pathClaims, ui.SecurityHeaders(http.HandlerFunc(s.showInteraction)))
+	mux.Handle("POST "+pathClaims, ui.SecurityHeaders(cop.Handler(http.HandlerFunc(s.submitInteraction))))
 	s.registerSharing(mux)
+	s.registerPages(mux)
 }
 
 func derive(key []byte, purpose string) []byte {

@@ -126,13 +126,13 @@ func queryAll[T any](ctx context.Context, t *txn, q string, args []any, scan fun
 	return out, rows.Err()
 }
 
-const umaTicketColumns = "hash, client_id, requester, permissions, created, expires_at, used_at"
+const umaTicketColumns = "hash, client_id, requester, party, permissions, created, expires_at, used_at"
 
 func scanUMATicket(s scanner) (*store.UMATicket, error) {
 	var x store.UMATicket
 	var perms []byte
 	var raw any
-	if err := s.Scan(&x.Hash, &x.ClientID, &x.Requester, &raw, timeCol{&x.Created}, timeCol{&x.ExpiresAt}, timeCol{&x.UsedAt}); err != nil {
+	if err := s.Scan(&x.Hash, &x.ClientID, &x.Requester, &x.Party, &raw, timeCol{&x.Created}, timeCol{&x.ExpiresAt}, timeCol{&x.UsedAt}); err != nil {
 		return nil, err
 	}
 	switch v := raw.(type) {
@@ -157,8 +157,8 @@ func (t *txn) CreateUMATicket(ctx context.Context, x *store.UMATicket) error {
 	}
 	x.Created = orNow(x.Created)
 	f := t.flavor()
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_tickets ("+umaTicketColumns+") VALUES "+t.placeholders(1, 7, 1)+
-		" ON CONFLICT DO NOTHING", x.Hash, x.ClientID, x.Requester, string(perms), f.timeArg(x.Created), f.timeArg(x.ExpiresAt), nil))
+	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_tickets ("+umaTicketColumns+") VALUES "+t.placeholders(1, 8, 1)+
+		" ON CONFLICT DO NOTHING", x.Hash, x.ClientID, x.Requester, x.Party, string(perms), f.timeArg(x.Created), f.timeArg(x.ExpiresAt), nil))
 	if err != nil {
 		return fmt.Errorf("create uma ticket: %w", err)
 	}
@@ -180,14 +180,21 @@ func (t *txn) UseUMATicket(ctx context.Context, hash []byte, at time.Time) (*sto
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("use uma ticket: %w", err)
 	}
-	x, err = scanUMATicket(t.q.QueryRowContext(ctx, "SELECT "+umaTicketColumns+" FROM uma_tickets WHERE hash = "+t.ph(1), hash))
+	if x, err = t.GetUMATicket(ctx, hash); err != nil {
+		return nil, err
+	}
+	return x, fmt.Errorf("uma ticket of client %s: %w", x.ClientID, store.ErrUsed)
+}
+
+func (t *txn) GetUMATicket(ctx context.Context, hash []byte) (*store.UMATicket, error) {
+	x, err := scanUMATicket(t.q.QueryRowContext(ctx, "SELECT "+umaTicketColumns+" FROM uma_tickets WHERE hash = "+t.ph(1), hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("uma ticket: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("use uma ticket: %w", err)
+		return nil, fmt.Errorf("get uma ticket: %w", err)
 	}
-	return x, fmt.Errorf("uma ticket of client %s: %w", x.ClientID, store.ErrUsed)
+	return x, nil
 }
 
 const umaShareColumns = "id, resource_id, owner_id, grantee_kind, grantee_id, scopes, expires_at, created"
@@ -396,6 +403,10 @@ func (s *Store) ListUMAResources(ctx context.Context, f store.UMAResourceFilter)
 
 func (s *Store) CreateUMATicket(ctx context.Context, x *store.UMATicket) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateUMATicket(ctx, x) })
+}
+
+func (s *Store) GetUMATicket(ctx context.Context, hash []byte) (*store.UMATicket, error) {
+	return s.single().GetUMATicket(ctx, hash)
 }
 
 func (s *Store) UseUMATicket(ctx context.Context, hash []byte, at time.Time) (x *store.UMATicket, err error) {

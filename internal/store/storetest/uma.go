@@ -97,12 +97,31 @@ func testUMATickets(t *testing.T, s store.Store) {
 	if _, err := s.UseUMATicket(ctx, hashOf("nope"), base); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown: want ErrNotFound, got %v", err)
 	}
-	// An expired ticket is returned (once) so that the caller can say expired_ticket.
+	// An expired ticket is returned (once) so that the caller can tell it expired.
 	if err := s.CreateUMATicket(ctx, &store.UMATicket{Hash: hashOf("t2"), ClientID: "rs-a", Permissions: perms, ExpiresAt: base}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.UseUMATicket(ctx, hashOf("t2"), base.Add(time.Hour)); err != nil || got.ExpiresAt.After(base) {
 		t.Fatalf("expired: %+v, %v", got, err)
+	}
+	// A ticket a requesting party was bound to (claims interaction); reading
+	// it does not use it.
+	if err := s.CreateUMATicket(ctx, &store.UMATicket{Hash: hashOf("t3"), ClientID: "rs-a", Requester: "c1", Party: "u1", Permissions: perms, ExpiresAt: base.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if got, err := s.GetUMATicket(ctx, hashOf("t3")); err != nil || got.Party != "u1" || got.Requester != "c1" || !got.UsedAt.IsZero() || len(got.Permissions) != 2 {
+			t.Fatalf("get: %+v, %v", got, err)
+		}
+	}
+	if got, err := s.UseUMATicket(ctx, hashOf("t3"), base); err != nil || got.Party != "u1" {
+		t.Fatalf("use a bound ticket: %+v, %v", got, err)
+	}
+	if got, err := s.GetUMATicket(ctx, hashOf("t3")); err != nil || !got.UsedAt.Equal(base) {
+		t.Fatalf("get a used ticket: %+v, %v", got, err)
+	}
+	if _, err := s.GetUMATicket(ctx, hashOf("nope")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get unknown: want ErrNotFound, got %v", err)
 	}
 }
 
