@@ -10,7 +10,9 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/oauth"
+	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
@@ -72,6 +74,12 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
+	hh, err := household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
+		Bus: p.Bus, Logger: log.With("component", "household")})
+	if err != nil {
+		return err
+	}
+	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	return nil
