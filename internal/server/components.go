@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/oauth"
@@ -80,6 +81,8 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return err
 	}
 	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
+	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
+		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	return nil

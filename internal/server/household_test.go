@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/household"
+	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -22,6 +25,8 @@ type homeWorld struct {
 	mum, emma, gran, eve  *store.User
 	speaker, eveCam       *store.Thing
 	mumC, emmaC, evec, gC *http.Client
+	// pep may call the AuthZEN API (scope authzen:evaluate); other may not.
+	pep, other clientCreds
 }
 
 func newHomeWorld(t *testing.T) *homeWorld {
@@ -52,6 +57,21 @@ func newHomeWorld(t *testing.T) *homeWorld {
 			return th
 		}
 		w.speaker, w.eveCam = thing("Kids' speaker", w.mum), thing("Eve's camera", w.eve)
+		srv, cleanup, err := p.OAuthAdmin(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cleanup()
+		for _, c := range []struct {
+			to    *clientCreds
+			scope string
+		}{{&w.pep, authzen.Scope}, {&w.other, "profile"}} {
+			cl, secret, err := srv.CreateClient(ctx, "test", oauth.ClientSpec{Name: c.scope, GrantTypes: []string{"client_credentials"}, Scopes: []string{c.scope}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			*c.to = clientCreds{cl.ID, secret}
+		}
 	})
 	u := &umaWorld{r: w.r}
 	w.mumC, w.emmaC, w.gC, w.evec = u.signin(t, "mum"), u.signin(t, "emma"), u.signin(t, "gran"), u.signin(t, "eve")
