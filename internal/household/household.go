@@ -1,8 +1,10 @@
 // Package household owns households: a group of a new kind whose guardians
 // invite members, define rooms, place their things in them and write the
 // rules internal/policy compiles; its JSON API lives under
-// /api/v1/households. It changes identities only through internal/identity,
-// decides nothing itself (internal/policy does) and serves no other door.
+// /api/v1/households. It also keeps the administrators' platform-wide Cedar
+// policy set (/api/v1/admin/policies). It changes identities only through
+// internal/identity, decides nothing itself (internal/policy does) and
+// serves no other door.
 package household
 
 import (
@@ -63,6 +65,8 @@ type Service struct {
 	// gen counts invalidations: a set compiled from a read that began
 	// before one is not cached (it may predate the change).
 	gen uint64
+	// platformRev is the stored revision of the platform set in force.
+	platformRev int64
 }
 
 // New returns the service, following the bus for as long as the bus lives.
@@ -82,6 +86,9 @@ func New(o Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if err := s.loadPlatform(context.Background()); err != nil {
+		return nil, err
+	}
 	if o.Bus != nil {
 		o.Bus.Subscribe(s.forget)
 	}
@@ -97,6 +104,8 @@ func (s *Service) forget(e events.Event) {
 	defer s.mu.Unlock()
 	s.gen++
 	switch {
+	case e.Type == EventPlatform:
+		go s.reloadPlatform()
 	case e.Kind == "household":
 		delete(s.compiled, e.ID)
 	case strings.HasSuffix(e.Type, ".create"):

@@ -203,3 +203,41 @@ func TestInvitations(t *testing.T) {
 		t.Fatalf("expired: %v", err)
 	}
 }
+
+// A platform set stored by another node reaches this one's decisions through
+// the event path.
+func TestPlatformSetFromAnotherNode(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.now = time.Date(2025, 3, 17, 10, 0, 0, 0, time.UTC)
+	if _, err := f.svc.SetRules(ctx, f.mum, f.hh, []policy.Rule{f.rule("07:00", "21:00")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("before: %+v", d)
+	}
+	src := `@reason("closed for maintenance") forbid (principal, action, resource);`
+	if err := f.st.PutPlatformPolicies(ctx, &store.PlatformPolicies{Source: src, ModifiedBy: "admin:other-node"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: EventPlatform, Kind: "policy", ID: "platform"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := f.decide(t)
+		if !d.Allowed && d.Reason == "denied: closed for maintenance" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stored set never reached the engine: %+v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A new service (a restarted node) starts with it.
+	svc, err := New(Options{Store: f.st, Identities: f.ids, Engine: policy.NewEngine(func() time.Time { return f.now }, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := svc.Decide(ctx, policy.Request{UserID: f.emma.ID, ThingID: f.speaker.ID, Action: policy.Use}); d.Allowed {
+		t.Fatalf("after a restart: %+v", d)
+	}
+}

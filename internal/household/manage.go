@@ -247,7 +247,12 @@ func (s *Service) Decline(ctx context.Context, u *store.User, invID string) erro
 		return err
 	}
 	if inv.InviteeID == u.ID {
-		return s.st.DeleteInvitation(ctx, invID)
+		return s.ids.WithTx(ctx, actor(u), func(tx *identity.Tx) error {
+			if err := tx.Store.DeleteInvitation(ctx, invID); err != nil {
+				return err
+			}
+			return audit(ctx, tx.Store, u, inv.HouseholdID, "household.invite.decline", nil)
+		})
 	}
 	err = s.write(ctx, u, inv.HouseholdID, "household.invite.withdraw", map[string]string{"invitee": inv.InviteeID}, guardians,
 		func(tx *identity.Tx) error { return tx.Store.DeleteInvitation(ctx, invID) })

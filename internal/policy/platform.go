@@ -102,8 +102,15 @@ func ParsePlatform(src []byte) (*Platform, error) {
 			continue
 		}
 		if err := validator.Policy(name, a); err != nil {
+			// The validator checks a policy once per action it may apply to;
+			// every action has the same context, so one fault is reported once.
+			seen := map[string]bool{}
 			for _, e := range flatten(err) {
-				at("%s", e.Error())
+				msg := perAction.ReplaceAllString(e.Error(), "in context")
+				if !seen[msg] {
+					seen[msg] = true
+					at("%s", msg)
+				}
 			}
 			continue
 		}
@@ -127,12 +134,18 @@ func (e *Engine) SetPlatform(src []byte) (*Platform, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.platform.Store(p)
+	e.UsePlatform(p)
 	return p, nil
 }
 
+// UsePlatform makes p, from ParsePlatform, the platform set.
+func (e *Engine) UsePlatform(p *Platform) { e.platform.Store(p) }
+
 // Platform is the platform set in force.
 func (e *Engine) Platform() *Platform { return e.platform.Load() }
+
+// perAction is the action a validator message names for a context fault.
+var perAction = regexp.MustCompile(`in context for Action::"[^"]*"`)
 
 // posRE finds "<input>:LINE:COLUMN" in cedar-go's parse errors, which carry
 // the position only in their text.

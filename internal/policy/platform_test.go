@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,11 @@ func TestPlatformRefusals(t *testing.T) {
 			var pe PolicyErrors
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v, want PolicyErrors", err)
+			}
+			for i := range pe {
+				if slices.Contains(pe[:i], pe[i]) {
+					t.Errorf("fault reported twice: %v", pe)
+				}
 			}
 			if pe[0].Line != tt.line || !strings.Contains(pe[0].Reason, tt.reason) {
 				t.Errorf("got %v, want line %d and a reason containing %q", pe, tt.line, tt.reason)

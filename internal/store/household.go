@@ -58,6 +58,15 @@ type Invitation struct {
 	ExpiresAt   time.Time
 }
 
+// PlatformPolicies is the administrators' Cedar policy set for every
+// household, as text (internal/policy parses and validates it).
+type PlatformPolicies struct {
+	Source     string
+	Revision   int64 // 1 for the first set stored, +1 for each after
+	Modified   time.Time
+	ModifiedBy string
+}
+
 // InvitationFilter selects invitations; zero fields match anything.
 type InvitationFilter struct {
 	HouseholdID string
@@ -98,6 +107,13 @@ type Households interface {
 	RemovePlacement(ctx context.Context, thingID string) error
 	GetPlacement(ctx context.Context, thingID string) (*Placement, error)
 	ListPlacements(ctx context.Context, householdID string) ([]Placement, error)
+
+	// GetPlatformPolicies returns the platform's policy set, ErrNotFound
+	// before one was stored.
+	GetPlatformPolicies(ctx context.Context) (*PlatformPolicies, error)
+	// PutPlatformPolicies stores p with the next revision, set in p;
+	// ifRevision (0: whatever is stored) as in UpdateUser, ErrStale otherwise.
+	PutPlatformPolicies(ctx context.Context, p *PlatformPolicies, ifRevision int64) error
 
 	CreateInvitation(ctx context.Context, inv *Invitation) error
 	GetInvitation(ctx context.Context, id string) (*Invitation, error)

@@ -366,7 +366,61 @@ func (t *txn) ListInvitations(ctx context.Context, f store.InvitationFilter) ([]
 	return out, rows.Err()
 }
 
+func (t *txn) GetPlatformPolicies(ctx context.Context) (*store.PlatformPolicies, error) {
+	var p store.PlatformPolicies
+	err := t.q.QueryRowContext(ctx, "SELECT source, revision, modified, modified_by FROM platform_policies WHERE id = 1").
+		Scan(&p.Source, &p.Revision, timeCol{&p.Modified}, &p.ModifiedBy)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("platform policies: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get platform policies: %w", err)
+	}
+	return &p, nil
+}
+
+func (t *txn) PutPlatformPolicies(ctx context.Context, p *store.PlatformPolicies, ifRevision int64) error {
+	var prev int64
+	switch cur, err := t.GetPlatformPolicies(ctx); {
+	case err == nil:
+		prev = cur.Revision
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if ifRevision != 0 && ifRevision != prev {
+		return fmt.Errorf("platform policies: stored revision %d, expected %d: %w", prev, ifRevision, store.ErrStale)
+	}
+	x := *p
+	x.Revision, x.Modified = prev+1, now()
+	mod := t.flavor().timeArg(x.Modified)
+	var n int64
+	var err error
+	if prev == 0 {
+		n, err = rowsAffected(t.q.ExecContext(ctx, "INSERT INTO platform_policies (id, source, revision, modified, modified_by) VALUES (1, "+
+			t.ph(1)+", "+t.ph(2)+", "+t.ph(3)+", "+t.ph(4)+") ON CONFLICT DO NOTHING", x.Source, x.Revision, mod, x.ModifiedBy))
+	} else {
+		n, err = rowsAffected(t.q.ExecContext(ctx, "UPDATE platform_policies SET source = "+t.ph(1)+", revision = "+t.ph(2)+", modified = "+t.ph(3)+
+			", modified_by = "+t.ph(4)+" WHERE id = 1 AND revision = "+t.ph(5), x.Source, x.Revision, mod, x.ModifiedBy, prev))
+	}
+	if err != nil {
+		return fmt.Errorf("put platform policies: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("platform policies: changed concurrently: %w", store.ErrStale)
+	}
+	*p = x
+	return nil
+}
+
 // The Store's own calls, each in its transaction.
+
+func (s *Store) GetPlatformPolicies(ctx context.Context) (*store.PlatformPolicies, error) {
+	return s.single().GetPlatformPolicies(ctx)
+}
+
+func (s *Store) PutPlatformPolicies(ctx context.Context, p *store.PlatformPolicies, ifRevision int64) error {
+	return s.withTx(ctx, func(t *txn) error { return t.PutPlatformPolicies(ctx, p, ifRevision) })
+}
 
 func (s *Store) CreateHousehold(ctx context.Context, h *store.Household) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateHousehold(ctx, h) })

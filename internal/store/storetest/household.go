@@ -20,6 +20,7 @@ func Households(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MembersRoomsPlacements", testHouseholdContents},
 		{"Invitations", testInvitations},
 		{"Cascades", testHouseholdCascades},
+		{"PlatformPolicies", testPlatformPolicies},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -184,5 +185,29 @@ func testHouseholdCascades(t *testing.T, s store.Store) {
 	}
 	if rs, _ := s.ListRooms(ctx, h.ID); len(rs) != 0 {
 		t.Fatalf("rooms of a deleted household: %+v", rs)
+	}
+}
+
+func testPlatformPolicies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.GetPlatformPolicies(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any: %v", err)
+	}
+	p := &store.PlatformPolicies{Source: "permit (principal, action, resource);", ModifiedBy: "admin:a"}
+	if err := s.PutPlatformPolicies(ctx, p, 1); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("expecting revision 1 of nothing: %v", err)
+	}
+	must(t, s.PutPlatformPolicies(ctx, p, 0))
+	if p.Revision != 1 || p.Modified.IsZero() {
+		t.Fatalf("first: %+v", p)
+	}
+	q := &store.PlatformPolicies{Source: "forbid (principal, action, resource);", ModifiedBy: "admin:b"}
+	must(t, s.PutPlatformPolicies(ctx, q, 1))
+	if err := s.PutPlatformPolicies(ctx, &store.PlatformPolicies{Source: "x"}, 1); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("stale: %v", err)
+	}
+	got, err := s.GetPlatformPolicies(ctx)
+	if err != nil || got.Revision != 2 || got.Source != q.Source || got.ModifiedBy != "admin:b" {
+		t.Fatalf("get: %+v, %v", got, err)
 	}
 }

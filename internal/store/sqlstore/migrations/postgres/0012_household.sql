@@ -50,3 +50,12 @@ CREATE TABLE household_invitations (
 );
 CREATE INDEX household_invitations_household ON household_invitations (household_id);
 CREATE INDEX household_invitations_invitee ON household_invitations (invitee_id);
+
+-- The administrators' Cedar policy set for every household: one row.
+CREATE TABLE platform_policies (
+	id          INTEGER     NOT NULL PRIMARY KEY CHECK (id = 1),
+	source      TEXT        NOT NULL,
+	revision    BIGINT      NOT NULL,
+	modified    TIMESTAMPTZ NOT NULL,
+	modified_by TEXT        NOT NULL
+);
