@@ -27,6 +27,7 @@ var filterFactories = map[string]filterFactory{
 	"oauth2":   newOAuth2Filter,
 	"throttle": newThrottleFilter,
 	"headers":  newHeadersFilter,
+	"policy":   newPolicyFilter,
 }
 
 func filterNames() []string {

@@ -73,6 +73,8 @@ type Options struct {
 	// Certificates verifies client certificates of mutual-TLS-bound tokens;
 	// nil refuses such tokens.
 	Certificates Certificates
+	// Decider answers the policy filter; nil refuses routes that name it.
+	Decider Decider
 	// Things reads thing models for throttling; nil: the model is unknown.
 	Things Things
 	// Introspection asks about tokens that cannot be validated locally; nil

@@ -22,7 +22,7 @@ import (
 
 // mountComponents adds SCIM (administrators only), self-registration and
 // browser sign-in with sessions to mux.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -75,11 +75,6 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
-	hh, err := household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
-		Bus: p.Bus, Logger: log.With("component", "household")})
-	if err != nil {
-		return err
-	}
 	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
@@ -87,6 +82,13 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	return nil
+}
+
+// newHouseholds returns the households and their decision engine, which
+// every door shares (the AuthZEN API, the gateway's policy filter).
+func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
+	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
+		Bus: p.Bus, Logger: log.With("component", "household")})
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

@@ -22,7 +22,7 @@ import (
 )
 
 // startGateway starts the identity gateway listener configured in gateway; stop closes it.
-func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
+func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, hh gateway.Decider, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.Gateway
 	if !c.Enabled {
 		return func() {}, nil
@@ -42,6 +42,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		Replay:           p.Store,
 		Certificates:     certs,
 		Things:           p.Identity,
+		Decider:          hh,
 		TokenCacheSize:   c.TokenCacheSize,
 		MaxKeys:          c.Throttle.MaxKeys,
 		TrustedProxies:   proxies,

@@ -15,6 +15,7 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
@@ -32,7 +33,7 @@ func newRegistry() *prometheus.Registry {
 
 // routes builds the handler of the main listener; mqtt is nil when the
 // broker is off.
-func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, error) {
+func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, hh *household.Service, mqtt *broker.Broker, log *slog.Logger) (http.Handler, error) {
 	m := newHTTPMetrics(reg)
 
 	mux := routes.New()
@@ -52,7 +53,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	if err := p.mountComponents(mux, admins, tk, certs, log); err != nil {
+	if err := p.mountComponents(mux, admins, tk, certs, hh, log); err != nil {
 		return nil, err
 	}
 	if mqtt != nil {

@@ -158,12 +158,16 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
-	stopGateway, err := p.startGateway(ctx, tk, certs, reg, conns, log, out)
+	hh, err := p.newHouseholds(log)
+	if err != nil {
+		return err
+	}
+	stopGateway, err := p.startGateway(ctx, tk, certs, reg, conns, hh, log, out)
 	if err != nil {
 		return err
 	}
 	defer stopGateway()
-	handler, err := p.routes(tk, certs, reg, admins, mqtt, log)
+	handler, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {
 		return err
 	}
