@@ -169,10 +169,9 @@ type view struct {
 	group   *store.Group
 	members []store.HouseholdMember
 	rooms   []store.Room
-	// placements whose owner still owns the thing and is still a member;
-	// the others are ignored until a guardian places the thing again.
-	placements []store.Placement
-	policy     policy.Household
+	// policy holds the things whose placer still owns them and is still a
+	// member; the others are ignored until a guardian places them again.
+	policy policy.Household
 }
 
 // role of userID in v, "" for none.
@@ -207,10 +206,11 @@ func (s *Service) load(ctx context.Context, id string) (*view, error) {
 	v.policy = policy.Household{ID: id, Zone: zone}
 	members := map[string]bool{}
 	for _, m := range v.members {
-		name := m.UserID
-		if u, err := s.ids.GetUser(ctx, m.UserID); err == nil {
-			name = displayName(u)
+		u, err := s.ids.GetUser(ctx, m.UserID)
+		if err != nil {
+			return nil, err
 		}
+		name := displayName(u)
 		members[m.UserID] = true
 		v.policy.Members = append(v.policy.Members, policy.Member{UserID: m.UserID, Name: name, Role: policy.Role(m.Role)})
 	}
@@ -236,7 +236,6 @@ func (s *Service) load(ctx context.Context, id string) (*view, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.placements = append(v.placements, p)
 		v.policy.Things = append(v.policy.Things, policy.Thing{ID: th.ID, Name: thingName(th), Model: th.Model, RoomID: p.RoomID})
 	}
 	if err := json.Unmarshal(rec.Rules, &v.policy.Rules); err != nil {

@@ -18,9 +18,8 @@ const guardiansID cedar.PolicyID = "guardians"
 // rooms and things as Cedar entities, and what a guardian reads of each
 // rule. It is immutable; a change of the household compiles a new one.
 type Set struct {
-	household string
-	zone      *time.Location
-	policies  *cedar.PolicySet
+	zone     *time.Location
+	policies *cedar.PolicySet
 	// untimed holds each allow rule without its When, to explain a refusal
 	// by the window it fell outside of.
 	untimed  *cedar.PolicySet
@@ -30,12 +29,6 @@ type Set struct {
 	names    names
 }
 
-// Household is the id of the household the set was compiled from.
-func (s *Set) Household() string { return s.household }
-
-// Zone is the household's time zone.
-func (s *Set) Zone() *time.Location { return s.zone }
-
 // Compile turns h into a Set. It checks each rule's syntax but not that what
 // it names still exists: a stored rule whose thing has left the household
 // simply matches nothing. Each compiled policy is validated against the
@@ -43,14 +36,13 @@ func (s *Set) Zone() *time.Location { return s.zone }
 func Compile(h *Household) (*Set, error) {
 	nm := namesOf(h)
 	s := &Set{
-		household: h.ID,
-		zone:      h.zone(),
-		policies:  cedar.NewPolicySet(),
-		untimed:   cedar.NewPolicySet(),
-		entities:  entitiesOf(h),
-		rules:     map[cedar.PolicyID]string{},
-		texts:     map[cedar.PolicyID]string{},
-		names:     nm,
+		zone:     h.zone(),
+		policies: cedar.NewPolicySet(),
+		untimed:  cedar.NewPolicySet(),
+		entities: entitiesOf(h),
+		rules:    map[cedar.PolicyID]string{},
+		texts:    map[cedar.PolicyID]string{},
+		names:    nm,
 	}
 	hh := uid(typeHousehold, h.ID)
 	guardians := ast.Annotation("id", types.String(guardiansID)).Permit().

@@ -62,9 +62,6 @@ func NewEngine(now func() time.Time, log *slog.Logger) *Engine {
 	return e
 }
 
-// Now is the engine's clock.
-func (e *Engine) Now() time.Time { return e.now() }
-
 // Decide answers req within the household compiled as s. A request naming
 // no user, no thing or an unknown action is a *FieldError.
 func (e *Engine) Decide(s *Set, req Request) (Decision, error) {

@@ -29,11 +29,7 @@ const (
 type Platform struct {
 	set   *cedar.PolicySet
 	texts map[cedar.PolicyID]string
-	src   []byte
 }
-
-// Source is the text the set was parsed from.
-func (p *Platform) Source() []byte { return p.src }
 
 // Len is the number of policies.
 func (p *Platform) Len() int { return len(p.texts) }
@@ -80,7 +76,7 @@ func ParsePlatform(src []byte) (*Platform, error) {
 	if len(list) > MaxPlatformPolicies {
 		return nil, PolicyErrors{{Reason: fmt.Sprintf("the policy set has %d policies, more than %d", len(list), MaxPlatformPolicies)}}
 	}
-	p := &Platform{set: cedar.NewPolicySet(), texts: map[cedar.PolicyID]string{}, src: src}
+	p := &Platform{set: cedar.NewPolicySet(), texts: map[cedar.PolicyID]string{}}
 	var errs PolicyErrors
 	for i, pol := range list {
 		pos := pol.Position()
