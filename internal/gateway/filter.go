@@ -28,6 +28,7 @@ var filterFactories = map[string]filterFactory{
 	"uma":      newUMAFilter,
 	"throttle": newThrottleFilter,
 	"headers":  newHeadersFilter,
+	"policy":   newPolicyFilter,
 }
 
 // authenticates tells the filters that make a route's caller known; a

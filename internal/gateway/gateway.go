@@ -74,6 +74,8 @@ type Options struct {
 	// Certificates verifies client certificates of mutual-TLS-bound tokens;
 	// nil refuses such tokens.
 	Certificates Certificates
+	// Decider answers the policy filter; nil refuses routes that name it.
+	Decider Decider
 	// Things reads thing models for throttling; nil: the model is unknown.
 	Things Things
 	// UMA makes the uma filter available; nil refuses routes that name it.

@@ -9,16 +9,7 @@ import (
 
 // CreateGroup validates g and stores it with its members.
 func (s *Service) CreateGroup(ctx context.Context, actor string, g *store.Group) (*store.Group, error) {
-	if err := normalizeGroup(g); err != nil {
-		return nil, err
-	}
-	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
-		if err := tx.CreateGroup(ctx, g); err != nil {
-			return nil, err
-		}
-		return []change{{action: "group.create", target: store.Ref{Kind: store.KindGroup, ID: g.ID}}}, nil
-	})
-	if err != nil {
+	if err := s.WithTx(ctx, actor, func(tx *Tx) error { return tx.CreateGroup(ctx, g) }); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -136,6 +136,19 @@ func (t *Tx) AddRelationship(ctx context.Context, r store.Relationship) error {
 	return nil
 }
 
+// CreateGroup validates g and stores it with its members (a household
+// creates its group in the transaction that stores the household).
+func (t *Tx) CreateGroup(ctx context.Context, g *store.Group) error {
+	if err := normalizeGroup(g); err != nil {
+		return err
+	}
+	if err := t.Store.CreateGroup(ctx, g); err != nil {
+		return err
+	}
+	t.changes = append(t.changes, change{action: "group.create", target: store.Ref{Kind: store.KindGroup, ID: g.ID}})
+	return nil
+}
+
 // RemoveRelationship deletes an edge; removing an owner edge is how a thing is unlinked.
 func (t *Tx) RemoveRelationship(ctx context.Context, r store.Relationship) error {
 	if err := t.Store.RemoveRelationship(ctx, r); err != nil {

@@ -69,8 +69,9 @@ type platformResources struct {
 }
 
 // issuerScopes are served by the platform's own APIs under the issuer:
-// UserInfo (OIDC Core §5.4), the admin APIs, SCIM and UMA's protection API.
-var issuerScopes = []string{"openid", "profile", "email", "address", "phone", "admin", "uma_protection"}
+// UserInfo (OIDC Core §5.4), the admin APIs, SCIM, UMA's protection API and
+// the AuthZEN decision API (authzen.Scope).
+var issuerScopes = []string{"openid", "profile", "email", "address", "phone", "admin", "uma_protection", "authzen:evaluate"}
 
 // derivedResources is the default audience of a client registered without
 // resources, from what its scopes let it do, so that a token got without

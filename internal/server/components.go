@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/oauth"
+	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
@@ -21,7 +24,7 @@ import (
 // mountComponents adds SCIM (administrators only), self-registration,
 // browser sign-in with sessions, OAuth, UMA, PKI and EST to mux; it returns
 // the UMA server, which the gateway's uma filter asks for tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -74,9 +77,20 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
+	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
+	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
+	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
+		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	return u, nil
+}
+
+// newHouseholds returns the households and their decision engine, which
+// every door shares (the AuthZEN API, the gateway's policy filter).
+func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
+	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
+		Bus: p.Bus, Logger: log.With("component", "household")})
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

@@ -24,8 +24,9 @@ import (
 )
 
 // startGateway starts the identity gateway listener configured in gateway,
-// its uma filter asking u for tickets; stop closes it.
-func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, u *uma.Server, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
+// its uma filter asking u for tickets and its policy filter asking hh; stop
+// closes it.
+func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certauth.Checker, u *uma.Server, reg prometheus.Registerer, conns *netlimit.Limiter, hh gateway.Decider, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.Gateway
 	if !c.Enabled {
 		return func() {}, nil
@@ -45,6 +46,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		Replay:           p.Store,
 		Certificates:     certs,
 		Things:           p.Identity,
+		Decider:          hh,
 		TokenCacheSize:   c.TokenCacheSize,
 		MaxKeys:          c.Throttle.MaxKeys,
 		TrustedProxies:   proxies,

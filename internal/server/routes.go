@@ -15,6 +15,7 @@ import (
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
@@ -33,7 +34,7 @@ func newRegistry() *prometheus.Registry {
 
 // routes builds the handler of the main listener, and returns with it the
 // UMA server; mqtt is nil when the broker is off.
-func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, mqtt *broker.Broker, log *slog.Logger) (http.Handler, *uma.Server, error) {
+func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus.Registry, admins *authn.Admins, hh *household.Service, mqtt *broker.Broker, log *slog.Logger) (http.Handler, *uma.Server, error) {
 	m := newHTTPMetrics(reg)
 
 	mux := routes.New()
@@ -53,7 +54,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	u, err := p.mountComponents(mux, admins, tk, certs, log)
+	u, err := p.mountComponents(mux, admins, tk, certs, hh, log)
 	if err != nil {
 		return nil, nil, err
 	}

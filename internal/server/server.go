@@ -159,11 +159,15 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
-	handler, umaServer, err := p.routes(tk, certs, reg, admins, mqtt, log)
+	hh, err := p.newHouseholds(log)
 	if err != nil {
 		return err
 	}
-	stopGateway, err := p.startGateway(ctx, tk, certs, umaServer, reg, conns, log, out)
+	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
+	if err != nil {
+		return err
+	}
+	stopGateway, err := p.startGateway(ctx, tk, certs, umaServer, reg, conns, hh, log, out)
 	if err != nil {
 		return err
 	}

@@ -57,14 +57,20 @@ type umaTokens struct {
 }
 
 func (a *umaTokens) Request(r *http.Request) (*tokens.Claims, error) {
-	p, err := tokens.FromRequest(r, strings.TrimSuffix(a.audience, "/")+r.URL.EscapedPath(), tokens.PeerCertificates(r))
+	return verifyRequest(a.tk, a.audience, a.proofs(), r, uma.ErrNoToken)
+}
+
+// verifyRequest verifies the access token of r for audience (a platform
+// API under the issuer), with its sender binding; none is errNone.
+func verifyRequest(tk *tokenSet, audience string, proofs tokens.ProofVerifier, r *http.Request, errNone error) (*tokens.Claims, error) {
+	p, err := tokens.FromRequest(r, strings.TrimSuffix(audience, "/")+r.URL.EscapedPath(), tokens.PeerCertificates(r))
 	if err != nil {
 		return nil, tokens.ErrMalformed
 	}
 	if p.Token() == "" {
-		return nil, uma.ErrNoToken
+		return nil, errNone
 	}
-	return a.tk.verifier.Verify(r.Context(), p, tokens.VerifyOptions{Audience: a.audience, Proofs: a.proofs()})
+	return tk.verifier.Verify(r.Context(), p, tokens.VerifyOptions{Audience: audience, Proofs: proofs})
 }
 
 func (a *umaTokens) Presented(ctx context.Context, raw string, cnf *tokens.Confirmation) (*tokens.Claims, error) {

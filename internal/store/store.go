@@ -327,6 +327,7 @@ type Tx interface {
 	OAuth
 	PKI
 	UMA
+	Households
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

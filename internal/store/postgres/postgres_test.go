@@ -89,6 +89,10 @@ func TestUMAConformance(t *testing.T) {
 	storetest.UMA(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
 }
 
+func TestHouseholdConformance(t *testing.T) {
+	storetest.Households(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+}
+
 // TestAuditIsAppendOnly goes around the store: even raw SQL cannot change or
 // delete an audit record.
 func TestAuditIsAppendOnly(t *testing.T) {

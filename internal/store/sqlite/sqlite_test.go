@@ -40,6 +40,10 @@ func TestUMAConformance(t *testing.T) {
 	storetest.UMA(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
+func TestHouseholdConformance(t *testing.T) {
+	storetest.Households(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
+}
+
 func TestFileIsPrivate(t *testing.T) {
 	_, path := open(t)
 	fi, err := os.Stat(path)

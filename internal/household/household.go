@@ -1,0 +1,266 @@
+// Package household owns households: a group of a new kind whose guardians
+// invite members, define rooms, place their things in them and write the
+// rules internal/policy compiles; its JSON API lives under
+// /api/v1/households. It also keeps the administrators' platform-wide Cedar
+// policy set (/api/v1/admin/policies). It changes identities only through
+// internal/identity, decides nothing itself (internal/policy does) and
+// serves no other door.
+package household
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// EventChanged is published (Kind "household", ID the household) after any
+// change of a household, so that every node drops what it compiled of it.
+const EventChanged = "household.change"
+
+// Identities is how households change and read identities
+// (*identity.Service).
+type Identities interface {
+	WithTx(ctx context.Context, actor string, fn func(tx *identity.Tx) error) error
+	GetUser(ctx context.Context, id string) (*store.User, error)
+	GetUserByName(ctx context.Context, name string) (*store.User, error)
+	GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error)
+	GetThing(ctx context.Context, id string) (*store.Thing, error)
+	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
+}
+
+// Options configures New. Store, Identities and Engine are required.
+type Options struct {
+	Store      store.Store
+	Identities Identities
+	Engine     *policy.Engine
+	// Bus carries EventChanged between nodes; nil drops it (one process).
+	Bus *events.Bus
+	// InvitationLifetime is how long an invitation waits; default 7 days.
+	InvitationLifetime time.Duration
+	Logger             *slog.Logger
+}
+
+// Service manages households and answers decisions about their things.
+type Service struct {
+	st     store.Store
+	ids    Identities
+	engine *policy.Engine
+	bus    *events.Bus
+	invite time.Duration
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	compiled map[string]*policy.Set // household id → its compiled rules
+	none     *policy.Set            // for things in no household
+	// gen counts invalidations: a set compiled from a read that began
+	// before one is not cached (it may predate the change).
+	gen uint64
+	// platformRev is the stored revision of the platform set in force.
+	platformRev int64
+}
+
+// New returns the service, following the bus for as long as the bus lives.
+func New(o Options) (*Service, error) {
+	if o.Store == nil || o.Identities == nil || o.Engine == nil {
+		return nil, errors.New("household: Store, Identities and Engine are required")
+	}
+	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
+		compiled: map[string]*policy.Set{}}
+	var err error
+	if s.none, err = policy.Compile(&policy.Household{}); err != nil {
+		return nil, err
+	}
+	if s.invite <= 0 {
+		s.invite = 7 * 24 * time.Hour
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if err := s.loadPlatform(context.Background()); err != nil {
+		return nil, err
+	}
+	if o.Bus != nil {
+		o.Bus.Subscribe(s.forget)
+	}
+	return s, nil
+}
+
+// forget drops compiled households an event may have changed: the household
+// itself, or, for a change of users, things, groups or relationships (a
+// member renamed or deleted, a thing unlinked from its owner), all of them.
+// A new identity changes no household.
+func (s *Service) forget(e events.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	switch {
+	case e.Type == EventPlatform:
+		go s.reloadPlatform()
+	case e.Kind == "household":
+		delete(s.compiled, e.ID)
+	case strings.HasSuffix(e.Type, ".create"):
+	case e.Kind == string(store.KindUser), e.Kind == string(store.KindThing), e.Kind == string(store.KindGroup),
+		strings.HasPrefix(e.Type, "relationship."):
+		clear(s.compiled)
+	}
+}
+
+// Decide answers whether a user may act on a thing: within the household
+// the thing is placed in, by its rules and the platform's. A thing in no
+// household is decided by the platform's policies alone.
+func (s *Service) Decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
+	set, err := s.setOfThing(ctx, req.ThingID)
+	if err != nil {
+		return policy.Decision{}, err
+	}
+	return s.engine.Decide(set, req)
+}
+
+// setOfThing is the compiled household thingID is placed in, or an empty
+// one (UTC, no members) when it is in none.
+func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, error) {
+	p, err := s.st.GetPlacement(ctx, thingID)
+	if errors.Is(err, store.ErrNotFound) {
+		return s.none, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.compile(ctx, p.HouseholdID)
+}
+
+// compile returns the household compiled, from the cache or the store.
+func (s *Service) compile(ctx context.Context, id string) (*policy.Set, error) {
+	s.mu.Lock()
+	set, gen := s.compiled[id], s.gen
+	s.mu.Unlock()
+	if set != nil {
+		return set, nil
+	}
+	v, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if set, err = policy.Compile(&v.policy); err != nil {
+		return nil, fmt.Errorf("household %s: compile: %w", id, err)
+	}
+	s.mu.Lock()
+	if s.gen == gen {
+		s.compiled[id] = set
+	}
+	s.mu.Unlock()
+	return set, nil
+}
+
+// view is a household as loaded from the store: the record, and what the
+// policy engine and the API show of it.
+type view struct {
+	rec     *store.Household
+	group   *store.Group
+	members []store.HouseholdMember
+	rooms   []store.Room
+	// policy holds the things whose placer still owns them and is still a
+	// member; the others are ignored until a guardian places them again.
+	policy policy.Household
+}
+
+// role of userID in v, "" for none.
+func (v *view) role(userID string) policy.Role {
+	for _, m := range v.members {
+		if m.UserID == userID {
+			return policy.Role(m.Role)
+		}
+	}
+	return ""
+}
+
+func (s *Service) load(ctx context.Context, id string) (*view, error) {
+	rec, err := s.st.GetHousehold(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &view{rec: rec}
+	if v.group, err = s.st.GetGroup(ctx, id); err != nil {
+		return nil, err
+	}
+	if v.members, err = s.st.ListHouseholdMembers(ctx, id); err != nil {
+		return nil, err
+	}
+	if v.rooms, err = s.st.ListRooms(ctx, id); err != nil {
+		return nil, err
+	}
+	zone, err := time.LoadLocation(rec.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("household %s: stored time zone %q: %w", id, rec.TimeZone, err)
+	}
+	v.policy = policy.Household{ID: id, Zone: zone}
+	members := map[string]bool{}
+	for _, m := range v.members {
+		u, err := s.ids.GetUser(ctx, m.UserID)
+		if err != nil {
+			return nil, err
+		}
+		name := displayName(u)
+		members[m.UserID] = true
+		v.policy.Members = append(v.policy.Members, policy.Member{UserID: m.UserID, Name: name, Role: policy.Role(m.Role)})
+	}
+	for _, r := range v.rooms {
+		v.policy.Rooms = append(v.policy.Rooms, policy.Room{ID: r.ID, Name: r.Name})
+	}
+	placements, err := s.st.ListPlacements(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range placements {
+		if !members[p.OwnerID] {
+			continue
+		}
+		owned, err := s.owns(ctx, p.OwnerID, p.ThingID)
+		if err != nil {
+			return nil, err
+		}
+		th, err := s.ids.GetThing(ctx, p.ThingID)
+		if !owned || errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		v.policy.Things = append(v.policy.Things, policy.Thing{ID: th.ID, Name: thingName(th), Model: th.Model, RoomID: p.RoomID})
+	}
+	if err := json.Unmarshal(rec.Rules, &v.policy.Rules); err != nil {
+		return nil, fmt.Errorf("household %s: stored rules: %w", id, err)
+	}
+	return v, nil
+}
+
+// owns reports whether userID owns thingID (the owner relationship).
+func (s *Service) owns(ctx context.Context, userID, thingID string) (bool, error) {
+	rels, err := s.ids.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner,
+		From: &store.Ref{Kind: store.KindUser, ID: userID}, To: &store.Ref{Kind: store.KindThing, ID: thingID}})
+	return len(rels) > 0, err
+}
+
+func displayName(u *store.User) string {
+	if u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return u.UserName
+}
+
+func thingName(t *store.Thing) string {
+	if t.DisplayName != "" {
+		return t.DisplayName
+	}
+	return t.ID
+}

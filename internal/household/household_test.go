@@ -1,0 +1,243 @@
+package household
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/store/sqlite"
+)
+
+type fixture struct {
+	st          store.Store
+	bus         *events.Bus
+	ids         *identity.Service
+	svc         *Service
+	now         time.Time
+	mum, emma   *store.User
+	speaker     *store.Thing
+	hh, kidRoom string
+}
+
+// newFixture is a household on a real SQLite store: mum (guardian), emma
+// (dependant), mum's speaker in the kids' room, and an engine whose clock
+// the test sets.
+func newFixture(t *testing.T) *fixture {
+	ctx := context.Background()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "thingid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{st: st, bus: events.New()}
+	f.ids = identity.New(st, f.bus, password.Policy{})
+	f.svc, err = New(Options{Store: st, Identities: f.ids, Engine: policy.NewEngine(func() time.Time { return f.now }, nil), Bus: f.bus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string) *store.User {
+		u, err := f.ids.CreateUser(ctx, "test", &store.User{UserName: name, DisplayName: strings.ToUpper(name[:1]) + name[1:]}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	f.mum, f.emma = mk("mum"), mk("emma")
+	if f.speaker, err = f.ids.CreateThing(ctx, "test", &store.Thing{DisplayName: "Speaker", Type: store.ThingDevice, Status: store.StatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ids.AddRelationship(ctx, "test", f.owner()); err != nil {
+		t.Fatal(err)
+	}
+	if f.hh, err = f.svc.Create(ctx, f.mum, "Smiths", "Europe/Berlin"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := f.svc.Invite(ctx, f.mum, f.hh, "emma", "", policy.Dependant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Accept(ctx, f.emma, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+	room, err := f.svc.AddRoom(ctx, f.mum, f.hh, "Kids' room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kidRoom = room.ID
+	if err := f.svc.Place(ctx, f.mum, f.hh, f.speaker.ID, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) owner() store.Relationship {
+	return store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: f.mum.ID}, To: store.Ref{Kind: store.KindThing, ID: f.speaker.ID}}
+}
+
+func (f *fixture) rule(start, end string) policy.Rule {
+	return policy.Rule{Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
+		Things: policy.Things{Kind: policy.InRoom, ID: f.kidRoom}, Actions: []policy.Action{policy.Use}, When: policy.When{Start: start, End: end}}
+}
+
+func (f *fixture) decide(t *testing.T) policy.Decision {
+	t.Helper()
+	d, err := f.svc.Decide(context.Background(), policy.Request{UserID: f.emma.ID, ThingID: f.speaker.ID, Action: policy.Use})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// A change of rules, through the service or announced by another node on
+// the bus, reaches the next decision.
+func TestDecisionsFollowChanges(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.now = time.Date(2025, 3, 17, 19, 30, 0, 0, time.UTC) // 20:30 in Berlin
+	if d := f.decide(t); d.Allowed || !strings.HasPrefix(d.Reason, "no rule allows Emma") {
+		t.Fatalf("no rules: %+v", d)
+	}
+	if _, err := f.svc.SetRules(ctx, f.mum, f.hh, []policy.Rule{f.rule("07:00", "21:00")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("after allowing until 21:00: %+v", d)
+	}
+	// Another node writes the rules and announces it.
+	body, _ := json.Marshal([]policy.Rule{func() policy.Rule { r := f.rule("07:00", "20:00"); r.ID = "r2"; return r }()})
+	if _, err := f.st.UpdateHousehold(ctx, f.hh, 0, func(h *store.Household) error { h.Rules = body; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: EventChanged, Kind: "household", ID: f.hh})
+	if d := f.decide(t); d.Allowed || d.Rule != "r2" || !strings.HasPrefix(d.Reason, "outside the allowed times: Emma may use the things in Kids' room from 07:00 to 20:00") {
+		t.Fatalf("after another node's change: %+v", d)
+	}
+	// So does a change of time zone: 19:30 UTC is 15:30 in New York.
+	if err := f.svc.SetTimeZone(ctx, f.mum, f.hh, "America/New_York"); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed || d.Local.Hour() != 15 {
+		t.Fatalf("in New York: %+v", d)
+	}
+}
+
+// A thing its owner unlinked, or whose owner left, is no longer the
+// household's: its rules no longer allow anything with it.
+func TestThingLeavesWithItsOwner(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.now = time.Date(2025, 3, 17, 10, 0, 0, 0, time.UTC)
+	if _, err := f.svc.SetRules(ctx, f.mum, f.hh, []policy.Rule{f.rule("07:00", "21:00")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("placed: %+v", d)
+	}
+	if err := f.ids.RemoveRelationship(ctx, "test", f.owner()); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); d.Allowed {
+		t.Fatalf("after the unlink: %+v", d)
+	}
+	if err := f.ids.AddRelationship(ctx, "test", f.owner()); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("linked again: %+v", d)
+	}
+	// Emma promoted, mum leaves: her speaker leaves with her.
+	if err := f.svc.SetRole(ctx, f.mum, f.hh, f.emma.ID, policy.Guardian); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.RemoveMember(ctx, f.mum, f.hh, f.mum.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.GetPlacement(ctx, f.speaker.ID); err == nil {
+		t.Fatal("the speaker stayed placed after its owner left")
+	}
+	if d := f.decide(t); d.Allowed {
+		t.Fatalf("after the owner left: %+v", d)
+	}
+}
+
+// Invitations: only the invitee accepts, once, before expiry.
+func TestInvitations(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	gran, err := f.ids.CreateUser(ctx, "test", &store.User{UserName: "gran"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := f.svc.Invite(ctx, f.mum, f.hh, "gran", "", policy.Guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, by := range []*store.User{f.mum, f.emma} {
+		if err := f.svc.Accept(ctx, by, inv.ID); err == nil || err.(*Error).Status != 404 {
+			t.Fatalf("accepted by %s: %v", by.UserName, err)
+		}
+	}
+	if err := f.svc.Accept(ctx, gran, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Accept(ctx, gran, inv.ID); err == nil {
+		t.Fatal("accepted twice")
+	}
+	// An unverified address identifies nobody.
+	if _, err := f.svc.Invite(ctx, f.mum, f.hh, "", "emma@example.org", policy.Guest); err == nil || err.(*Error).Field != "email" {
+		t.Fatalf("by an unverified e-mail: %v", err)
+	}
+	expired := &store.Invitation{HouseholdID: f.hh, InviteeID: gran.ID, Role: "guardian", InvitedBy: f.mum.ID, ExpiresAt: time.Now().Add(-time.Minute)}
+	if err := f.st.CreateInvitation(ctx, expired); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Accept(ctx, gran, expired.ID); err == nil || err.(*Error).Status != 410 {
+		t.Fatalf("expired: %v", err)
+	}
+}
+
+// A platform set stored by another node reaches this one's decisions through
+// the event path.
+func TestPlatformSetFromAnotherNode(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.now = time.Date(2025, 3, 17, 10, 0, 0, 0, time.UTC)
+	if _, err := f.svc.SetRules(ctx, f.mum, f.hh, []policy.Rule{f.rule("07:00", "21:00")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("before: %+v", d)
+	}
+	src := `@reason("closed for maintenance") forbid (principal, action, resource);`
+	if err := f.st.PutPlatformPolicies(ctx, &store.PlatformPolicies{Source: src, ModifiedBy: "admin:other-node"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: EventPlatform, Kind: "policy", ID: "platform"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := f.decide(t)
+		if !d.Allowed && d.Reason == "denied: closed for maintenance" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stored set never reached the engine: %+v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A new service (a restarted node) starts with it.
+	svc, err := New(Options{Store: f.st, Identities: f.ids, Engine: policy.NewEngine(func() time.Time { return f.now }, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := svc.Decide(ctx, policy.Request{UserID: f.emma.ID, ThingID: f.speaker.ID, Action: policy.Use}); d.Allowed {
+		t.Fatalf("after a restart: %+v", d)
+	}
+}
