@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	cedar "github.com/cedar-policy/cedar-go"
@@ -18,8 +19,9 @@ const guardiansID cedar.PolicyID = "guardians"
 // rooms and things as Cedar entities, and what a guardian reads of each
 // rule. It is immutable; a change of the household compiles a new one.
 type Set struct {
-	zone     *time.Location
-	policies *cedar.PolicySet
+	household string // "" for the set of things in no household
+	zone      *time.Location
+	policies  *cedar.PolicySet
 	// untimed holds each allow rule without its When, to explain a refusal
 	// by the window it fell outside of.
 	untimed  *cedar.PolicySet
@@ -27,6 +29,10 @@ type Set struct {
 	rules    map[cedar.PolicyID]string // policy → the rule's id
 	texts    map[cedar.PolicyID]string // policy → the rule as a guardian reads it
 	names    names
+	// minutes are the local minutes of the day (sorted, 0 to 1439) at which
+	// a rule's window opens or closes, or its days or dates change (0,
+	// midnight): between two of them no decision changes with the time.
+	minutes []int
 }
 
 // Compile turns h into a Set. It checks each rule's syntax but not that what
@@ -36,13 +42,14 @@ type Set struct {
 func Compile(h *Household) (*Set, error) {
 	nm := namesOf(h)
 	s := &Set{
-		zone:     h.zone(),
-		policies: cedar.NewPolicySet(),
-		untimed:  cedar.NewPolicySet(),
-		entities: entitiesOf(h),
-		rules:    map[cedar.PolicyID]string{},
-		texts:    map[cedar.PolicyID]string{},
-		names:    nm,
+		household: h.ID,
+		zone:      h.zone(),
+		policies:  cedar.NewPolicySet(),
+		untimed:   cedar.NewPolicySet(),
+		entities:  entitiesOf(h),
+		rules:     map[cedar.PolicyID]string{},
+		texts:     map[cedar.PolicyID]string{},
+		names:     nm,
 	}
 	hh := uid(typeHousehold, h.ID)
 	guardians := ast.Annotation("id", types.String(guardiansID)).Permit().
@@ -79,8 +86,23 @@ func Compile(h *Household) (*Set, error) {
 		}
 		s.rules[id] = r.ID
 		s.texts[id] = nm.describe(r)
+		s.minutes = append(s.minutes, w.boundaries()...)
 	}
+	slices.Sort(s.minutes)
+	s.minutes = slices.Compact(s.minutes)
 	return s, nil
+}
+
+// boundaries are the local minutes at which w's condition may change.
+func (w window) boundaries() []int {
+	var m []int
+	if w.start >= 0 {
+		m = append(m, w.start, w.end%(24*60))
+	}
+	if w.days != nil || w.firstDate != 0 || w.lastDate != 0 {
+		m = append(m, 0)
+	}
+	return m
 }
 
 // add validates p against the schema and adds it to ps as id.
@@ -113,15 +135,13 @@ func compileRule(household string, r *Rule, w window, timed bool) *ast.Policy {
 	case Everyone:
 		p = p.PrincipalIn(uid(typeHousehold, household))
 	}
+	// "in", not "==": a rule about use covers the MQTT actions, which the
+	// schema places in use.
 	actions := make([]types.EntityUID, len(r.Actions))
 	for i, a := range r.Actions {
 		actions[i] = uid(typeAction, string(a))
 	}
-	if len(actions) == 1 {
-		p = p.ActionEq(actions[0])
-	} else {
-		p = p.ActionInSet(actions...)
-	}
+	p = p.ActionInSet(actions...)
 	switch r.Things.Kind {
 	case OneThing:
 		p = p.ResourceEq(uid(typeThing, r.Things.ID))
@@ -208,6 +228,15 @@ func entitiesOf(h *Household) cedar.EntityMap {
 	m := cedar.EntityMap{hh: {UID: hh}}
 	for _, r := range []Role{Guardian, Dependant, Guest} {
 		m[uid(typeRole, string(r))] = cedar.Entity{UID: uid(typeRole, string(r))}
+	}
+	// The action hierarchy of the schema, which "action in" reads.
+	use := uid(typeAction, string(Use))
+	for _, a := range Actions {
+		e := cedar.Entity{UID: uid(typeAction, string(a))}
+		if a == Publish || a == Subscribe {
+			e.Parents = cedar.NewEntityUIDSet(use)
+		}
+		m[e.UID] = e
 	}
 	for _, mb := range h.Members {
 		u := uid(typeUser, mb.UserID)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 	_ "time/tzdata" // households name IANA zones; a host without zoneinfo still knows them
@@ -39,6 +40,17 @@ type Decision struct {
 	Reason string
 	// Local is the household's clock when deciding.
 	Local time.Time
+	// Household is the household the thing belongs to, whose rules took
+	// part; "" when it belongs to none and the platform's policies alone
+	// decided.
+	Household string
+	// Until is the earliest time at which the passing of time may change
+	// the decision: the next local minute at which a window of the
+	// household's rules opens or closes or a day begins (every minute when
+	// a platform policy reads the local time), or the zone's next change of
+	// offset, whichever comes first. Zero: no rule depends on the time.
+	// Changes of the rules themselves are not foreseen; they are events.
+	Until time.Time
 }
 
 // Engine decides requests against compiled households and the platform's
@@ -88,7 +100,10 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 	platform := e.platform.Load()
 	all := both{s.policies, platform.set}
 	decision, diag := cedar.Authorize(all, s.entities, cr)
-	d := Decision{Local: now}
+	d := Decision{Local: now, Until: s.until(now, platform.clocked)}
+	if _, ok := s.entities[cr.Resource]; ok {
+		d.Household = s.household
+	}
 	// Cedar skips a policy that fails to evaluate. A forbid that could not
 	// be evaluated refuses here instead: a broken deny must not open a door.
 	for _, fail := range diag.Errors {
@@ -118,6 +133,38 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 	}
 	d.Reason = fmt.Sprintf("no rule allows %s to %s %s", s.names.member(req.UserID), actionVerb(req.Action, nonEmpty(req.Scope)), s.names.thing(req.ThingID))
 	return d, nil
+}
+
+// until is the earliest time after now (in s's zone) at which a decision
+// may change with the time: the next of s.minutes on the wall clock (every
+// minute when everyMinute), or the end of the zone's current offset. Within
+// one offset the wall clock moves with the instant, so the minute is found
+// with now's offset; across a change of offset (daylight saving) the wall
+// clock jumps, and the change itself is the next time to decide again: a
+// window starting at 02:30 on the night the clocks skip from 02:00 to 03:00
+// opens at that jump.
+func (s *Set) until(now time.Time, everyMinute bool) time.Time {
+	if len(s.minutes) == 0 && !everyMinute {
+		return time.Time{}
+	}
+	cur := now.Hour()*60 + now.Minute()
+	next := cur + 1
+	if !everyMinute {
+		i, _ := slices.BinarySearch(s.minutes, next)
+		if i < len(s.minutes) {
+			next = s.minutes[i]
+		} else {
+			next = 24*60 + s.minutes[0] // tomorrow's first
+		}
+	}
+	_, offset := now.Zone()
+	y, m, d := now.Date()
+	wall := time.Date(y, m, d, 0, next, 0, 0, time.UTC) // the wall clock, read as if it were UTC
+	t := wall.Add(-time.Duration(offset) * time.Second)
+	if _, end := now.ZoneBounds(); !end.IsZero() && end.Before(t) {
+		return end
+	}
+	return t
 }
 
 func nonEmpty(s string) []string {

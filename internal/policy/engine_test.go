@@ -109,11 +109,16 @@ func TestDecide(t *testing.T) {
 		{"guest the day after", "2025-03-24 00:00 Mon", Request{UserID: "gran", ThingID: "speaker2", Action: Use}, false, "r-gran", "outside"},
 		{"friday evening", "2025-03-21 23:00 Fri", Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, true, "r-friday",
 			"guests may subscribe over MQTT to the things of model Echo 3 from 22:00 to 02:00 on Fridays"},
-		{"friday night past midnight", "2025-03-22 01:59 Sat", Request{UserID: "gran", ThingID: "speaker2", Action: Subscribe}, true, "r-friday", ""},
-		{"friday night ends", "2025-03-22 02:00 Sat", Request{UserID: "gran", ThingID: "speaker2", Action: Subscribe}, false, "r-friday", "outside"},
-		{"saturday evening is not friday", "2025-03-22 23:00 Sat", Request{UserID: "gran", ThingID: "speaker2", Action: Subscribe}, false, "r-friday", "outside"},
-		{"friday morning belongs to thursday", "2025-03-21 01:00 Fri", Request{UserID: "gran", ThingID: "speaker2", Action: Subscribe}, false, "r-friday", "outside"},
-		{"another model", "2025-03-21 23:00 Fri", Request{UserID: "gran", ThingID: "thermo", Action: Subscribe}, false, "", "no rule allows"},
+		{"friday night past midnight", "2025-03-22 01:59 Sat", Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, true, "r-friday", ""},
+		{"friday night ends", "2025-03-22 02:00 Sat", Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, false, "r-friday", "outside"},
+		{"saturday evening is not friday", "2025-03-22 23:00 Sat", Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, false, "r-friday", "outside"},
+		{"friday morning belongs to thursday", "2025-03-21 01:00 Fri", Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, false, "r-friday", "outside"},
+		{"a rule about subscribing is not about use", "2025-03-21 23:00 Fri", Request{UserID: "gran", ThingID: "speaker1", Action: Use}, false, "",
+			"no rule allows Gran to use Kids' speaker"},
+		{"use covers subscribing over MQTT", "2025-03-21 23:00 Fri", Request{UserID: "gran", ThingID: "thermo", Action: Subscribe}, true, "r-thermo",
+			"everyone may use or configure Thermostat"},
+		{"use covers publishing over MQTT", "2025-03-17 19:59 Mon", Request{UserID: "emma", ThingID: "speaker1", Action: Publish}, true, "r-emma", ""},
+		{"use's window bounds publishing over MQTT", "2025-03-17 20:00 Mon", Request{UserID: "emma", ThingID: "speaker1", Action: Publish}, false, "r-emma", "outside"},
 		{"gateway scope allowed", "2025-03-17 10:00 Mon", Request{UserID: "emma", ThingID: "speaker1", Action: Gateway, Scope: "playlists:read"}, true, "r-api",
 			"Emma may call the gateway with scope playlists:read for Kids' speaker"},
 		{"gateway scope not listed", "2025-03-17 10:00 Mon", Request{UserID: "emma", ThingID: "speaker1", Action: Gateway, Scope: "playlists:write"}, false, "", "no rule allows"},
@@ -241,5 +246,160 @@ func TestDecideRefusesMalformedRequests(t *testing.T) {
 		if !ok || fe.Field != tc.field {
 			t.Errorf("%+v: error %v, want one naming %s", tc.req, err, tc.field)
 		}
+	}
+}
+
+// A deny of use denies streaming over MQTT too; a deny of publishing over
+// MQTT leaves use alone.
+func TestUseCoversMQTT(t *testing.T) {
+	noUse := Rule{ID: "r-nouse", Effect: Deny, Who: Who{Kind: Guests}, Things: Things{Kind: OneThing, ID: "speaker1"}, Actions: []Action{Use}}
+	noPublish := Rule{ID: "r-nopub", Effect: Deny, Who: Who{Kind: OneMember, Member: "emma"}, Things: Things{Kind: AllThings}, Actions: []Action{Publish}}
+	s := compileFamily(t, fridayNight, noUse, emmaSchoolDays, noPublish)
+	loc := berlin(t)
+	friday2300 := time.Date(2025, 3, 21, 23, 0, 0, 0, loc)
+	monday1000 := time.Date(2025, 3, 17, 10, 0, 0, 0, loc)
+	for _, tc := range []struct {
+		at      time.Time
+		req     Request
+		allowed bool
+		rule    string
+	}{
+		{friday2300, Request{UserID: "gran", ThingID: "speaker1", Action: Subscribe}, false, "r-nouse"},
+		{friday2300, Request{UserID: "gran", ThingID: "speaker2", Action: Subscribe}, true, "r-friday"},
+		{monday1000, Request{UserID: "emma", ThingID: "speaker1", Action: Publish}, false, "r-nopub"},
+		{monday1000, Request{UserID: "emma", ThingID: "speaker1", Action: Subscribe}, true, "r-emma"},
+		{monday1000, Request{UserID: "emma", ThingID: "speaker1", Action: Use}, true, "r-emma"},
+	} {
+		d, err := NewEngine(func() time.Time { return tc.at }, nil).Decide(s, tc.req)
+		if err != nil || d.Allowed != tc.allowed || d.Rule != tc.rule {
+			t.Errorf("%+v: allowed=%v rule=%q err=%v, want %v %q", tc.req, d.Allowed, d.Rule, err, tc.allowed, tc.rule)
+		}
+	}
+}
+
+// Until: the next time a decision may change with the clock, on the
+// household's wall clock and across its changes of offset.
+func TestUntil(t *testing.T) {
+	loc := berlin(t)
+	utc := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	daily := func(start, end string) Rule {
+		return Rule{ID: "w", Effect: Allow, Who: Who{Kind: OneMember, Member: "emma"},
+			Things: Things{Kind: AllThings}, Actions: []Action{Use}, When: When{Start: start, End: end}}
+	}
+	clocked, err := ParsePlatform([]byte(`forbid (principal, action == Action::"pair", resource) when { context.local.minute >= 1380 };`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scoped, err := ParsePlatform([]byte(`forbid (principal, action == Action::"gateway", resource) when { context.scope == "admin" };`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		rules    []Rule
+		platform *Platform
+		now      time.Time
+		want     time.Time // zero: never
+	}{
+		{"the window closes", []Rule{emmaSchoolDays}, nil, time.Date(2025, 3, 17, 19, 59, 30, 0, loc), time.Date(2025, 3, 17, 20, 0, 0, 0, loc)},
+		{"closed: midnight changes the day", []Rule{emmaSchoolDays}, nil, time.Date(2025, 3, 17, 20, 0, 0, 0, loc), time.Date(2025, 3, 18, 0, 0, 0, 0, loc)},
+		{"before the window opens", []Rule{emmaSchoolDays}, nil, time.Date(2025, 3, 18, 0, 0, 0, 0, loc), time.Date(2025, 3, 18, 7, 0, 0, 0, loc)},
+		{"a window every day, past its end", []Rule{daily("07:00", "20:00")}, nil, time.Date(2025, 3, 17, 21, 0, 0, 0, loc), time.Date(2025, 3, 18, 7, 0, 0, 0, loc)},
+		{"across midnight", []Rule{fridayNight}, nil, time.Date(2025, 3, 21, 23, 0, 0, 0, loc), time.Date(2025, 3, 22, 0, 0, 0, 0, loc)},
+		{"after midnight", []Rule{fridayNight}, nil, time.Date(2025, 3, 22, 0, 0, 0, 0, loc), time.Date(2025, 3, 22, 2, 0, 0, 0, loc)},
+		{"a last date", []Rule{granUntilSunday}, nil, time.Date(2025, 3, 23, 23, 59, 59, 0, loc), time.Date(2025, 3, 24, 0, 0, 0, 0, loc)},
+		{"no rule with a time", []Rule{noConfigureForDependants, everyoneThermostat}, nil, time.Date(2025, 3, 17, 10, 0, 0, 0, loc), time.Time{}},
+		{"a platform policy reading the scope only", []Rule{noConfigureForDependants}, scoped, time.Date(2025, 3, 17, 10, 0, 0, 0, loc), time.Time{}},
+		{"a platform policy reading the time", []Rule{noConfigureForDependants}, clocked, time.Date(2025, 3, 17, 10, 0, 30, 0, loc), time.Date(2025, 3, 17, 10, 1, 0, 0, loc)},
+		// 30 March 2025: 02:00 CET becomes 03:00 CEST at 01:00 UTC.
+		{"a start that does not exist: the jump", []Rule{daily("02:30", "03:30")}, nil, utc("2025-03-30T00:59:00Z"), utc("2025-03-30T01:00:00Z")},
+		{"after the jump", []Rule{daily("02:30", "03:30")}, nil, utc("2025-03-30T01:00:00Z"), utc("2025-03-30T01:30:00Z")},
+		{"a window over the jump", []Rule{daily("01:00", "04:00")}, nil, utc("2025-03-30T00:30:00Z"), utc("2025-03-30T01:00:00Z")},
+		// 26 October 2025: 03:00 CEST becomes 02:00 CET at 01:00 UTC.
+		{"the hour that comes twice: first pass", []Rule{daily("02:00", "03:00")}, nil, utc("2025-10-26T00:59:30Z"), utc("2025-10-26T01:00:00Z")},
+		{"the hour that comes twice: second pass", []Rule{daily("02:00", "03:00")}, nil, utc("2025-10-26T01:00:00Z"), utc("2025-10-26T02:00:00Z")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEngine(func() time.Time { return tc.now }, nil)
+			if tc.platform != nil {
+				e.UsePlatform(tc.platform)
+			}
+			d, err := e.Decide(compileFamily(t, tc.rules...), Request{UserID: "emma", ThingID: "speaker1", Action: Use})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.Until.Equal(tc.want) {
+				t.Errorf("at %s: until %s, want %s", tc.now.In(loc), d.Until.In(loc), tc.want.In(loc))
+			}
+		})
+	}
+}
+
+// Until never promises too much: from many times around both of Berlin's
+// changes of offset and an ordinary week, no minute before Until is decided
+// otherwise than the time Until was computed at.
+func TestUntilIsSound(t *testing.T) {
+	weekendNights := Rule{ID: "r-late", Effect: Allow, Who: Who{Kind: Guests}, Things: Things{Kind: OfModel, ID: "Echo 3"},
+		Actions: []Action{Subscribe}, When: When{Days: []string{"fri", "sat"}, Start: "22:00", End: "01:30"}}
+	rules := []Rule{emmaSchoolDays, granUntilSunday, weekendNights,
+		{ID: "r-jump", Effect: Allow, Who: Who{Kind: OneMember, Member: "emma"}, Things: Things{Kind: OneThing, ID: "speaker2"},
+			Actions: []Action{Subscribe}, When: When{Start: "02:30", End: "03:30"}},
+		{ID: "r-twice", Effect: Deny, Who: Who{Kind: Guests}, Things: Things{Kind: AllThings},
+			Actions: []Action{Use}, When: When{Days: []string{"sun"}, Start: "02:15", End: "02:45"}},
+	}
+	s := compileFamily(t, rules...)
+	reqs := []Request{
+		{UserID: "emma", ThingID: "speaker1", Action: Use},
+		{UserID: "emma", ThingID: "speaker2", Action: Subscribe},
+		{UserID: "gran", ThingID: "speaker2", Action: Use},
+		{UserID: "gran", ThingID: "speaker1", Action: Subscribe},
+	}
+	c := &clock{}
+	e := NewEngine(c.now, nil)
+	for _, from := range []string{"2025-03-21T18:00:00Z", "2025-03-29T22:00:00Z", "2025-10-25T22:00:00Z"} {
+		start, _ := time.Parse(time.RFC3339, from)
+		for step := range 64 {
+			now := start.Add(time.Duration(step) * 23 * time.Minute).Add(17 * time.Second)
+			for _, req := range reqs {
+				c.t = now
+				d, err := e.Decide(s, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Until.IsZero() || !d.Until.After(now) {
+					t.Fatalf("%+v at %s: until %s", req, now, d.Until)
+				}
+				// Decisions change only where the wall clock's minute does:
+				// at whole minutes of UTC (Berlin's offsets are whole hours).
+				for m := now.Truncate(time.Minute).Add(time.Minute); m.Before(d.Until); m = m.Add(time.Minute) {
+					c.t = m
+					later, _ := e.Decide(s, req)
+					if later.Allowed != d.Allowed || later.Rule != d.Rule {
+						t.Fatalf("%+v: at %s allowed=%v (%s), until %s; but at %s allowed=%v (%s)", req,
+							d.Local.Format(time.DateTime+" MST"), d.Allowed, d.Rule, d.Until.In(d.Local.Location()).Format(time.DateTime+" MST"),
+							later.Local.Format(time.DateTime+" MST"), later.Allowed, later.Rule)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Household names the household whose rules took part, and only when the
+// thing is one of its things.
+func TestDecisionNamesTheHousehold(t *testing.T) {
+	s := compileFamily(t, emmaSchoolDays)
+	e := NewEngine(nil, nil)
+	if d, _ := e.Decide(s, Request{UserID: "mum", ThingID: "speaker1", Action: Use}); d.Household != "h1" {
+		t.Errorf("a thing of the household: %q", d.Household)
+	}
+	if d, _ := e.Decide(s, Request{UserID: "mum", ThingID: "elsewhere", Action: Use}); d.Household != "" {
+		t.Errorf("a thing not of the household: %q", d.Household)
 	}
 }

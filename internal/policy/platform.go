@@ -29,6 +29,9 @@ const (
 type Platform struct {
 	set   *cedar.PolicySet
 	texts map[cedar.PolicyID]string
+	// clocked: a policy reads the local time, in ways the engine does not
+	// analyse, so decisions may change at any minute.
+	clocked bool
 }
 
 // Len is the number of policies.
@@ -116,6 +119,7 @@ func ParsePlatform(src []byte) (*Platform, error) {
 		}
 		p.set.Add(id, pol)
 		p.texts[id] = text
+		p.clocked = p.clocked || readsLocal(a)
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -233,6 +237,26 @@ func nodeDepth(n xast.IsNode) int {
 		level = next
 	}
 	return d
+}
+
+// readsLocal reports whether p's conditions read the context other than its
+// scope (which does not change with the time).
+func readsLocal(p *xast.Policy) bool {
+	found := false
+	for _, c := range p.Conditions {
+		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
+			switch n := n.(type) {
+			case xast.NodeTypeAccess:
+				if v, ok := n.Arg.(xast.NodeTypeVariable); ok && v.Name == "context" && n.Value == "scope" {
+					return false
+				}
+			case xast.NodeTypeVariable:
+				found = found || n.Name == "context"
+			}
+			return !found
+		})
+	}
+	return found
 }
 
 func flatten(err error) []error {
