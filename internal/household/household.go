@@ -67,6 +67,7 @@ type Service struct {
 	gen uint64
 	// platformRev is the stored revision of the platform set in force.
 	platformRev int64
+	watchers    map[*func(events.Event)]struct{}
 }
 
 // New returns the service, following the bus for as long as the bus lives.
@@ -75,7 +76,7 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
 	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
-		compiled: map[string]*policy.Set{}}
+		compiled: map[string]*policy.Set{}, watchers: map[*func(events.Event)]struct{}{}}
 	var err error
 	if s.none, err = policy.Compile(&policy.Household{}); err != nil {
 		return nil, err
@@ -101,17 +102,56 @@ func New(o Options) (*Service, error) {
 // A new identity changes no household.
 func (s *Service) forget(e events.Event) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.gen++
+	applied := true
 	switch {
 	case e.Type == EventPlatform:
-		go s.reloadPlatform()
+		go s.reloadPlatform(e)
+		applied = false // reloadPlatform tells the watchers
 	case e.Kind == "household":
 		delete(s.compiled, e.ID)
 	case strings.HasSuffix(e.Type, ".create"):
+		applied = false
 	case e.Kind == string(store.KindUser), e.Kind == string(store.KindThing), e.Kind == string(store.KindGroup),
 		strings.HasPrefix(e.Type, "relationship."):
 		clear(s.compiled)
+	default:
+		applied = false
+	}
+	s.mu.Unlock()
+	if applied {
+		s.notify(e)
+	}
+}
+
+// Watch calls fn with each event that may change decisions (EventChanged,
+// EventPlatform, changes of users, things, groups and relationships) once
+// the service has applied it: the households it concerns dropped, a new
+// platform set in force. A door that caches decisions decides again there,
+// on what is current. fn runs on the bus's goroutine (or the platform
+// reload's) and must not block; stop ends the watch. Without a bus nothing
+// is watched.
+func (s *Service) Watch(fn func(events.Event)) (stop func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := &fn
+	s.watchers[key] = struct{}{}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.watchers, key)
+	}
+}
+
+func (s *Service) notify(e events.Event) {
+	s.mu.Lock()
+	fns := make([]func(events.Event), 0, len(s.watchers))
+	for fn := range s.watchers {
+		fns = append(fns, *fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(e)
 	}
 }
 

@@ -241,3 +241,68 @@ func TestPlatformSetFromAnotherNode(t *testing.T) {
 		t.Fatalf("after a restart: %+v", d)
 	}
 }
+
+// Watch tells a door of each change once the service has applied it, so
+// that a decision made from the watcher is already the new one: a rule
+// change announced by another node, a new platform set (loaded after the
+// event, off the bus), and a thing placed, named in the event.
+func TestWatchSeesAppliedChanges(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.now = time.Date(2025, 3, 17, 10, 0, 0, 0, time.UTC)
+	type seen struct {
+		e events.Event
+		d policy.Decision
+	}
+	got := make(chan seen, 10)
+	stop := f.svc.Watch(func(e events.Event) {
+		d, err := f.svc.Decide(ctx, policy.Request{UserID: f.emma.ID, ThingID: f.speaker.ID, Action: policy.Use})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- seen{e, d}
+	})
+	next := func(what string) seen {
+		t.Helper()
+		select {
+		case s := <-got:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event", what)
+			return seen{}
+		}
+	}
+	if d := f.decide(t); d.Allowed {
+		t.Fatalf("before: %+v", d)
+	}
+	body, _ := json.Marshal([]policy.Rule{func() policy.Rule { r := f.rule("07:00", "21:00"); r.ID = "r1"; return r }()})
+	if _, err := f.st.UpdateHousehold(ctx, f.hh, 0, func(h *store.Household) error { h.Rules = body; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: EventChanged, Kind: "household", ID: f.hh})
+	if s := next("rules"); s.e.ID != f.hh || !s.d.Allowed || s.d.Rule != "r1" {
+		t.Fatalf("another node's rules: %+v", s)
+	}
+	if err := f.st.PutPlatformPolicies(ctx, &store.PlatformPolicies{Source: `@reason("closed") forbid (principal, action, resource);`, ModifiedBy: "admin:other-node"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: EventPlatform, Kind: "policy", ID: "platform"})
+	if s := next("platform"); s.e.Type != EventPlatform || s.d.Allowed || s.d.Reason != "denied: closed" {
+		t.Fatalf("the platform set: %+v", s)
+	}
+	if err := f.svc.Unplace(ctx, f.mum, f.hh, f.speaker.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s := next("unplace"); s.e.Details["thing"] != f.speaker.ID || s.e.Details["action"] != "household.thing.remove" || s.d.Household != "" {
+		t.Fatalf("a thing taken out: %+v", s)
+	}
+	stop()
+	if err := f.svc.Place(ctx, f.mum, f.hh, f.speaker.ID, f.kidRoom); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("after stop: %+v", s)
+	default:
+	}
+}

@@ -56,16 +56,23 @@ func (s *Service) write(ctx context.Context, u *store.User, id, action string, d
 	if err != nil {
 		return err
 	}
-	s.changed(u, id, action)
+	s.changed(u, id, action, detail["thing"])
 	return nil
 }
 
-func (s *Service) changed(u *store.User, id, action string) {
+// changed drops what was compiled of household id and publishes
+// EventChanged; thing names the thing the change placed or took out, if
+// any, for doors that cache decisions per thing (Watch).
+func (s *Service) changed(u *store.User, id, action, thing string) {
 	s.mu.Lock()
 	s.gen++
 	delete(s.compiled, id)
 	s.mu.Unlock()
-	s.bus.Publish(events.Event{Type: EventChanged, Kind: "household", ID: id, Actor: actor(u), Details: map[string]string{"action": action}})
+	details := map[string]string{"action": action}
+	if thing != "" {
+		details["thing"] = thing
+	}
+	s.bus.Publish(events.Event{Type: EventChanged, Kind: "household", ID: id, Actor: actor(u), Details: details})
 }
 
 // requireRole checks u's role in household id, in the transaction tx.
@@ -131,7 +138,7 @@ func (s *Service) Create(ctx context.Context, u *store.User, name, zone string) 
 	if err != nil {
 		return "", err
 	}
-	s.changed(u, id, "household.create")
+	s.changed(u, id, "household.create", "")
 	return id, nil
 }
 
@@ -232,7 +239,7 @@ func (s *Service) Accept(ctx context.Context, u *store.User, invID string) error
 	if err != nil {
 		return err
 	}
-	s.changed(u, inv.HouseholdID, "household.join")
+	s.changed(u, inv.HouseholdID, "household.join", "")
 	return nil
 }
 

@@ -50,13 +50,15 @@ func (s *Service) usePlatform(p *policy.Platform, rev int64) {
 	s.engine.UsePlatform(p)
 }
 
-// reloadPlatform follows EventPlatform, off the bus's goroutine.
-func (s *Service) reloadPlatform() {
+// reloadPlatform follows EventPlatform e, off the bus's goroutine, and
+// then tells the watchers.
+func (s *Service) reloadPlatform(e events.Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.loadPlatform(ctx); err != nil {
 		s.log.Error("household: reloading the platform policy set", "err", err)
 	}
+	s.notify(e)
 }
 
 // RegisterAdmin mounts GET and PUT /api/v1/admin/policies behind admin
