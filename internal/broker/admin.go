@@ -61,7 +61,7 @@ func (b *Broker) Disconnect(clientID string) bool {
 	if s == nil {
 		return false
 	}
-	b.hook.endWith(s, "administrator", packets.ErrAdministrativeAction)
+	b.hook.endWith(s, "administrator", packets.Code{Code: packets.ErrAdministrativeAction.Code, Reason: "session ended: administrator"})
 	return true
 }
 

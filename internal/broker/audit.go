@@ -35,8 +35,9 @@ func newAuditLog(ctx context.Context, to Auditor, log *slog.Logger, m *metrics) 
 	return a
 }
 
-// deny records that id (nil before authentication) was refused action on cl.
-func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action, key, value string) {
+// deny records that id (nil before authentication) was refused action on
+// cl; kv are pairs of details (a topic, the rule that decided).
+func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...string) {
 	if a.to == nil {
 		return
 	}
@@ -51,7 +52,11 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action, key, value string
 			target = store.Ref{Kind: store.KindUser, ID: id.Subject}
 		}
 	}
-	detail, _ := json.Marshal(map[string]string{key: value, "clientId": cl.ID, "listener": cl.Net.Listener, "remote": cl.Net.Remote})
+	details := map[string]string{"clientId": cl.ID, "listener": cl.Net.Listener, "remote": cl.Net.Remote}
+	for i := 0; i+1 < len(kv); i += 2 {
+		details[kv[i]] = kv[i+1]
+	}
+	detail, _ := json.Marshal(details)
 	select {
 	case a.q <- store.AuditRecord{Time: time.Now().UTC(), Actor: actor, Action: action, Target: target, Detail: detail}:
 	default:

@@ -86,6 +86,11 @@ type Options struct {
 	// IsAdministrator confirms that a user whose token carries the admin
 	// scope is an administrator; nil: such users are not.
 	IsAdministrator func(ctx context.Context, userID string) (bool, error)
+	// Policies decide what a thing acting for a user may do (households);
+	// nil: a thing acts only for its owner, and the topic rules alone
+	// decide. With them, a member of the household a thing is placed in may
+	// act through it too, as its rules allow.
+	Policies Policies
 	Rules           []Rule
 	Limits          Limits
 	// Dir holds the persistence file (retained messages and sessions).
@@ -176,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	caps.MaximumInflight = uint16(l.Inflight)
 	caps.MaximumSessionExpiryInterval = uint32(min(l.SessionExpiry/time.Second, math.MaxUint32))
 
-	b := &Broker{opts: opts, log: log, listeners: map[string]*netListener{}, resolver: newResolver(opts.Directory, opts.IsAdministrator, opts.Rules), workers: newWorkers()}
+	b := &Broker{opts: opts, log: log, listeners: map[string]*netListener{}, resolver: newResolver(opts.Directory, opts.IsAdministrator, opts.Rules, opts.Policies != nil), workers: newWorkers()}
 	b.metrics = newMetrics()
 	var err error
 	if b.store, err = openPersistence(opts.Dir); err != nil {
@@ -226,7 +231,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 			return nil, err
 		}
 	}
-	b.hook.follow(ctx, opts.Bus)
+	b.hook.follow(ctx, opts.Bus, opts.Policies)
 	for name, nl := range b.listeners {
 		if err := b.server.AddListener(nl); err != nil {
 			b.Close()

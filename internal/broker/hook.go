@@ -34,8 +34,14 @@ type session struct {
 	// identity; its CONNACK says Session Present 0 (reclaim).
 	reclaimed atomic.Bool
 
-	mu    sync.Mutex
-	timer *time.Timer // ends the connection when the token expires
+	// policy is the policies' verdict on a thing acting for a user; nil
+	// when they do not govern the session. deciding serialises deciding it.
+	policy   atomic.Pointer[verdict]
+	deciding sync.Mutex
+
+	mu          sync.Mutex
+	timer       *time.Timer // ends the connection when the token expires
+	policyTimer *time.Timer // decides the policy verdict again when its time is up
 }
 
 // sessionState is swapped whole when the identity is refreshed or re-authenticates.
@@ -77,6 +83,7 @@ func (h *hook) state(cl *mqtt.Client) *sessionState {
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	var id *Identity
 	var g *grants
+	var v *verdict
 	var r *refusal
 	h.b.workers.run(func() {
 		ctx, cancel := context.WithTimeout(h.ctx, h.b.opts.Limits.ConnectTimeout)
@@ -84,6 +91,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if id, r = h.authenticate(ctx, cl, pk); r == nil {
 			g = compile(h.b.opts.Rules, id)
 			r = h.admit(cl, id, g)
+		}
+		if r == nil && h.governed(id) {
+			v, r = h.admitPolicy(ctx, cl, id)
 		}
 	})
 	if r != nil {
@@ -102,6 +112,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	cl.State.Inflight.ResetSendQuota(0)
 	s := &session{cl: cl}
 	s.state.Store(&sessionState{id: id, g: g})
+	if v != nil {
+		s.policy.Store(v)
+		h.armPolicy(s, v.until)
+	}
 	h.sessions.Store(cl, s)
 	h.arm(s, id.Expires)
 	return nil
@@ -164,24 +178,27 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 }
 
 // OnACLCheck answers for every PUBLISH from a client (write), and for every
-// SUBSCRIBE filter and every delivery, retained and queued ones included (read).
+// SUBSCRIBE filter and every delivery, retained and queued ones included
+// (read): by the topic rules, and for a thing acting for a user by the
+// policies' verdict, cached for the connection.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	st := h.state(cl)
-	if st == nil {
+	s := h.session(cl)
+	if s == nil || s.revoked.Load() {
 		return false
 	}
+	st := s.state.Load()
 	if !write {
-		return st.g.canSubscribe(topic)
+		return st.g.canSubscribe(topic) && h.maySubscribe(s)
 	}
 	if topic == "" {
 		return true // a topic alias: OnPublish checks the name it stands for
 	}
-	if st.g.canPublish(topic) {
-		return true
+	if !st.g.canPublish(topic) {
+		h.b.metrics.denied.WithLabelValues("publish").Inc()
+		h.b.audit.deny(st.id, cl, "mqtt.publish.deny", "topic", topic)
+		return false
 	}
-	h.b.metrics.denied.WithLabelValues("publish").Inc()
-	h.b.audit.deny(st.id, cl, "mqtt.publish.deny", "topic", topic)
-	return false
+	return h.mayPublish(s, topic)
 }
 
 // OnPublish checks the topic a topic alias stands for (MQTT 5 §3.3.2.3.4):
@@ -190,7 +207,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if !pk.Properties.TopicAliasFlag {
 		return pk, nil
 	}
-	if st := h.state(cl); st != nil && st.g.canPublish(pk.TopicName) {
+	if s := h.session(cl); s != nil && !s.revoked.Load() && s.state.Load().g.canPublish(pk.TopicName) && h.mayPublish(s, pk.TopicName) {
 		return pk, nil
 	}
 	h.b.metrics.denied.WithLabelValues("publish").Inc()
@@ -200,16 +217,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
-// OnSubscribed counts and audits the filters refused.
+// OnSubscribed counts and audits the filters refused: by the policies
+// (the first one under a verdict), or by the topic rules.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	st := h.state(cl)
+	s := h.session(cl)
 	for i, c := range codes {
-		if c == packets.ErrNotAuthorized.Code && i < len(pk.Filters) {
-			h.b.metrics.denied.WithLabelValues("subscribe").Inc()
-			if st != nil {
-				h.b.audit.deny(st.id, cl, "mqtt.subscribe.deny", "filter", pk.Filters[i].Filter)
-			}
+		if c != packets.ErrNotAuthorized.Code || i >= len(pk.Filters) || s == nil {
+			continue
 		}
+		id := s.state.Load().id
+		if h.auditSubscribe(s, id, pk.Filters[i].Filter) {
+			continue
+		}
+		h.b.metrics.denied.WithLabelValues("subscribe").Inc()
+		h.b.audit.deny(id, cl, "mqtt.subscribe.deny", "filter", pk.Filters[i].Filter)
 	}
 }
 
@@ -234,8 +255,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean {
 		return // mochi discards the old session
 	}
+	mayRead := h.maySubscribe(h.session(cl))
 	for _, m := range existing.State.Inflight.GetAll(false) {
-		if m.FixedHeader.Type == packets.Publish && !st.g.canSubscribe(m.TopicName) {
+		if m.FixedHeader.Type == packets.Publish && (!mayRead || !st.g.canSubscribe(m.TopicName)) {
 			if existing.State.Inflight.Delete(m.PacketID) {
 				atomic.AddInt64(&h.b.server.Info.Inflight, -1)
 				h.b.store.OnQosDropped(existing, m)
@@ -301,9 +323,11 @@ func (h *hook) arm(s *session, at time.Time) {
 func (s *session) disarm() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
+	for _, t := range []**time.Timer{&s.timer, &s.policyTimer} {
+		if *t != nil {
+			(*t).Stop()
+			*t = nil
+		}
 	}
 }
 

@@ -106,10 +106,13 @@ type resolver struct {
 	isAdmin func(context.Context, string) (bool, error)
 	// ownerInRules: some rule names ${owner.id}, so every thing's owner is read.
 	ownerInRules bool
+	// households: a thing may act for a user other than its owner, as the
+	// policies of the household it is placed in allow (Options.Policies).
+	households bool
 }
 
-func newResolver(dir Directory, isAdmin func(context.Context, string) (bool, error), rules []Rule) *resolver {
-	r := &resolver{dir: dir, isAdmin: isAdmin}
+func newResolver(dir Directory, isAdmin func(context.Context, string) (bool, error), rules []Rule, households bool) *resolver {
+	r := &resolver{dir: dir, isAdmin: isAdmin, households: households}
 	for _, rule := range rules {
 		for _, f := range append(slices.Clone(rule.Publish), rule.Subscribe...) {
 			r.ownerInRules = r.ownerInRules || strings.Contains(f, "${owner.id}")
@@ -224,9 +227,11 @@ func (rs *resolver) owner(ctx context.Context, id *Identity) error {
 			break
 		}
 	}
-	if u := id.user(); u != "" && u != id.Owner {
+	if u := id.user(); u != "" && u != id.Owner && !rs.households {
 		// A device paired to a user acts for that user only while the
-		// user owns it; unlinking revokes its grants too.
+		// user owns it; unlinking revokes its grants too. With households,
+		// the policies decide (only a member of the household the thing is
+		// placed in gets anywhere: allows).
 		return fmt.Errorf("%w: thing %s is no longer linked to user %s", errInactive, id.Thing, u)
 	}
 	return nil

@@ -48,6 +48,8 @@ func (h *hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	s.state.Store(&sessionState{id: id, g: compile(h.b.opts.Rules, id)})
 	h.arm(s, id.Expires)
 	h.b.store.update(cl, id)
+	// The same thing may now act for another user, or for itself.
+	h.govern(s, id)
 	return pk, cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,

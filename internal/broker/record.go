@@ -50,6 +50,9 @@ func (h *hook) restore(ctx context.Context) {
 			continue
 		}
 		s.state.Store(&sessionState{id: id, g: compile(h.b.opts.Rules, id)})
+		if h.governed(id) {
+			s.policy.Store(undecided)
+		}
 		h.sessions.Store(cl, s)
 		restored = append(restored, s)
 		inflight += int64(cl.State.Inflight.Len())

@@ -15,36 +15,48 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// eventQueue hands bus events to the broker's worker: the bus calls its
-// subscribers synchronously and must not wait for connections to close, and
-// no revocation may be dropped, so the queue is unbounded.
+// eventQueue hands events to the broker's worker: the bus (and the
+// policies' watch) call their subscribers synchronously and must not wait
+// for connections to close or be decided, and no revocation may be
+// dropped, so the queue is unbounded. It holds the work each event needs.
 type eventQueue struct {
 	mu     sync.Mutex
-	q      []events.Event
+	q      []func()
 	signal chan struct{}
-	cancel func()
+	stops  []func()
 	done   chan struct{}
 }
 
-// follow starts reacting to revocations and identity changes on bus.
-func (h *hook) follow(ctx context.Context, bus *events.Bus) {
-	if bus == nil {
+func (eq *eventQueue) push(work func()) {
+	eq.mu.Lock()
+	eq.q = append(eq.q, work)
+	eq.mu.Unlock()
+	select {
+	case eq.signal <- struct{}{}:
+	default:
+	}
+}
+
+// follow starts reacting to revocations and identity changes on bus, and
+// to the changes of policies.
+func (h *hook) follow(ctx context.Context, bus *events.Bus, policies Policies) {
+	if bus == nil && policies == nil {
 		return
 	}
 	eq := &eventQueue{signal: make(chan struct{}, 1), done: make(chan struct{})}
 	h.events = eq
-	eq.cancel = bus.Subscribe(func(e events.Event) {
-		if !relevant(e) {
-			return
-		}
-		eq.mu.Lock()
-		eq.q = append(eq.q, e)
-		eq.mu.Unlock()
-		select {
-		case eq.signal <- struct{}{}:
-		default:
-		}
-	})
+	if bus != nil {
+		eq.stops = append(eq.stops, bus.Subscribe(func(e events.Event) {
+			if relevant(e) {
+				eq.push(func() { h.handle(ctx, e) })
+			}
+		}))
+	}
+	if policies != nil {
+		eq.stops = append(eq.stops, policies.Watch(func(e events.Event) {
+			eq.push(func() { h.watchPolicies(e) })
+		}))
+	}
 	go func() {
 		defer close(eq.done)
 		for {
@@ -57,8 +69,8 @@ func (h *hook) follow(ctx context.Context, bus *events.Bus) {
 			batch := eq.q
 			eq.q = nil
 			eq.mu.Unlock()
-			for _, e := range batch {
-				h.handle(ctx, e)
+			for _, work := range batch {
+				work()
 			}
 		}
 	}()
@@ -66,7 +78,9 @@ func (h *hook) follow(ctx context.Context, bus *events.Bus) {
 
 func (h *hook) stopFollowing() {
 	if h.events != nil {
-		h.events.cancel()
+		for _, stop := range h.events.stops {
+			stop()
+		}
 		<-h.events.done
 	}
 }
@@ -132,23 +146,31 @@ func (h *hook) handle(ctx context.Context, e events.Event) {
 // end closes a revoked session's connection (MQTT 5: DISCONNECT 0x87) and
 // discards the session with its queued messages: what was meant for a
 // revoked identity is not kept for it. Its will is not published.
-func (h *hook) end(s *session, reason string) { h.endWith(s, reason, packets.ErrNotAuthorized) }
+func (h *hook) end(s *session, reason string) {
+	h.endWith(s, reason, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "session ended: " + reason})
+}
 
-// endWith is end with the DISCONNECT reason code.
-func (h *hook) endWith(s *session, reason string, code packets.Code) {
+// endWith is end with the MQTT 5 DISCONNECT reason code and string of code;
+// label names the reason in metrics and the log. An MQTT 3.1.1 connection
+// is closed without a DISCONNECT, which 3.1.1 lets only clients send.
+func (h *hook) endWith(s *session, label string, code packets.Code) {
 	if !s.revoked.CompareAndSwap(false, true) {
 		return
 	}
 	s.disarm()
-	h.b.metrics.closed.WithLabelValues(reason).Inc()
-	h.b.log.Info("mqtt: session revoked", "client", s.cl.ID, "reason", reason)
+	h.b.metrics.closed.WithLabelValues(label).Inc()
+	h.b.log.Info("mqtt: session ended", "client", s.cl.ID, "reason", label)
 	cl := s.cl
 	if cl.Closed() {
 		h.discard(s)
 		return
 	}
 	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-	h.b.server.DisconnectClient(cl, packets.Code{Code: code.Code, Reason: "session ended: " + reason})
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(code)
+	} else {
+		h.b.server.DisconnectClient(cl, code)
+	}
 	// OnDisconnect discards the session once the connection has ended.
 }
 

@@ -21,7 +21,8 @@ import (
 
 // startBroker starts the MQTT listeners configured in mqtt; it returns nil
 // when the broker is off. Close the broker when done.
-func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, admins *authn.Admins, log *slog.Logger, out io.Writer) (*broker.Broker, error) {
+func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certauth.Checker, reg prometheus.Registerer, conns *netlimit.Limiter, admins *authn.Admins,
+	hh broker.Policies, log *slog.Logger, out io.Writer) (*broker.Broker, error) {
 	c := p.Config.MQTT
 	if !c.Enabled {
 		return nil, nil
@@ -86,6 +87,7 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		Log:             log,
 		Metrics:         reg,
 		IsAdministrator: admins.IsAdministrator,
+		Policies:        hh,
 	})
 	if err != nil {
 		return nil, err

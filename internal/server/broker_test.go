@@ -59,7 +59,11 @@ func TestBrokerServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := p.startBroker(ctx, tk, certs, reg, conns, admins, log, &out)
+	hh, err := p.newHouseholds(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.startBroker(ctx, tk, certs, reg, conns, admins, hh, log, &out)
 	if err != nil {
 		t.Fatal(err)
 	}

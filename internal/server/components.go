@@ -87,7 +87,8 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 }
 
 // newHouseholds returns the households and their decision engine, which
-// every door shares (the AuthZEN API, the gateway's policy filter).
+// every door shares (the AuthZEN API, the gateway's policy filter, the
+// broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
 		Bus: p.Bus, Logger: log.With("component", "household")})

@@ -152,16 +152,16 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	mqtt, err := p.startBroker(ctx, tk, certs, reg, conns, admins, log, out)
+	hh, err := p.newHouseholds(log)
+	if err != nil {
+		return err
+	}
+	mqtt, err := p.startBroker(ctx, tk, certs, reg, conns, admins, hh, log, out)
 	if err != nil {
 		return err
 	}
 	if mqtt != nil {
 		defer mqtt.Close()
-	}
-	hh, err := p.newHouseholds(log)
-	if err != nil {
-		return err
 	}
 	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {

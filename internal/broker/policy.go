@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/policy"
+)
+
+// Policies decides what a user may do through a thing: the households'
+// rules and the platform's, on the server's clock (*household.Service).
+type Policies interface {
+	Decide(ctx context.Context, req policy.Request) (policy.Decision, error)
+	// Watch calls fn with each change once Decide answers by it; fn must
+	// not block.
+	Watch(fn func(events.Event)) (stop func())
+}
+
+// verdict is what the policies say of a connection of a thing acting for a
+// user: whether it may publish and subscribe (every topic the topic rules
+// give it, or none), decided at CONNECT and again when its time is up, when
+// a change concerns it, and after a re-authentication.
+type verdict struct {
+	publish, subscribe policy.Decision
+	// mayPublish, maySubscribe are the door's answers (allows).
+	mayPublish, maySubscribe bool
+	// until is when the clock may change the answers, on the broker's
+	// clock; zero: only a change can.
+	until time.Time
+	// audited: the first refusal of a publish, and of a subscription, under
+	// this verdict is in the audit log; the ones after it only counted.
+	auditedPublish, auditedSubscribe atomic.Bool
+}
+
+// undecided is the verdict of a session restored from disk: nothing is
+// delivered to it before the policies are asked.
+var undecided = &verdict{until: time.Unix(0, 1)}
+
+// stale reports whether the clock has reached v's end.
+func (v *verdict) stale(now time.Time) bool { return !v.until.IsZero() && !now.Before(v.until) }
+
+// allows is whether d lets a connection act: a thing of a household as its
+// rules say; a thing in no household only for its owner, and unless a
+// platform policy refuses it (a refusal by default is no refusal there: the
+// households' rules do not speak of such a thing).
+func allows(d policy.Decision, owner bool) bool {
+	switch {
+	case d.Household != "":
+		return d.Allowed
+	case !owner:
+		return false
+	}
+	return d.Allowed || d.Rule == ""
+}
+
+// governed reports whether id's connections are decided by the policies: a
+// thing acting for a user other than itself.
+func (h *hook) governed(id *Identity) bool {
+	return h.b.opts.Policies != nil && id.Kind == kindThing && id.user() != ""
+}
+
+// decide asks the policies about id's publishing and subscribing now.
+func (h *hook) decide(ctx context.Context, id *Identity) (*verdict, error) {
+	v := &verdict{}
+	owner := id.Owner == id.user()
+	for _, q := range []struct {
+		action policy.Action
+		d      *policy.Decision
+		may    *bool
+	}{{policy.Publish, &v.publish, &v.mayPublish}, {policy.Subscribe, &v.subscribe, &v.maySubscribe}} {
+		d, err := h.b.opts.Policies.Decide(ctx, policy.Request{UserID: id.user(), ThingID: id.Thing, Action: q.action})
+		if err != nil {
+			return nil, err
+		}
+		*q.d, *q.may = d, allows(d, owner)
+		if !owner && d.Household == "" {
+			q.d.Reason = "the thing is in no household of this user, who does not own it"
+		}
+		// The decider's clock and the broker's need not be one: the time
+		// the decision holds for is carried over, not the instant.
+		if !d.Until.IsZero() {
+			until := h.b.opts.Now().Add(d.Until.Sub(d.Local))
+			if v.until.IsZero() || until.Before(v.until) {
+				v.until = until
+			}
+		}
+	}
+	return v, nil
+}
+
+// refusal is the decision a refused connection reads: the subscription's,
+// unless only publishing was refused.
+func (v *verdict) refusal() policy.Decision {
+	if !v.maySubscribe {
+		return v.subscribe
+	}
+	return v.publish
+}
+
+// admitPolicy decides a CONNECT of a governed identity: it is refused
+// when it may neither publish nor subscribe, or sets a will it may not
+// publish.
+func (h *hook) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity) (*verdict, *refusal) {
+	v, err := h.decide(ctx, id)
+	if err != nil {
+		h.b.log.Error("mqtt: deciding a CONNECT by the policies failed", "client", cl.ID, "err", err)
+		return nil, refuse(packets.ErrServerUnavailable, "error", "the policies could not be asked; try again")
+	}
+	will := atomic.LoadUint32(&cl.Properties.Will.Flag) == 1
+	if !v.mayPublish && !v.maySubscribe || will && !v.mayPublish {
+		d := v.refusal()
+		if will && v.maySubscribe {
+			d = v.publish
+		}
+		h.b.audit.deny(id, cl, "mqtt.connect.deny", policyDetail(d, "reason", "policy")...)
+		return nil, refuse(packets.ErrNotAuthorized, "policy", d.Reason)
+	}
+	return v, nil
+}
+
+func policyDetail(d policy.Decision, kv ...string) []string {
+	return append(kv, "rule", d.Rule, "decision", d.Reason, "household", d.Household)
+}
+
+// ended is the verdict of a session the policies ended.
+var ended = &verdict{}
+
+// current is s's verdict, decided again first when its time is up; nil for
+// a session the policies do not govern.
+func (h *hook) current(s *session) *verdict {
+	v := s.policy.Load()
+	if v == nil || !v.stale(h.b.opts.Now()) {
+		return v
+	}
+	h.redecide(s, true)
+	if s.revoked.Load() {
+		return ended
+	}
+	return s.policy.Load()
+}
+
+// redecide asks the policies again about s's connection. A connection they
+// no longer let stream ends: when it may neither publish nor subscribe,
+// or may no longer subscribe while it holds subscriptions. Its MQTT 5
+// DISCONNECT says why: 0x87 Not authorized when the clock ended it
+// (byClock), 0x98 Administrative action when a guardian's or an
+// administrator's change did, with the decision's reason. A connection
+// that may no longer publish loses its will.
+func (h *hook) redecide(s *session, byClock bool) {
+	s.deciding.Lock()
+	defer s.deciding.Unlock()
+	old := s.policy.Load()
+	if old == nil || s.revoked.Load() {
+		return
+	}
+	if byClock && !old.stale(h.b.opts.Now()) {
+		return // decided meanwhile
+	}
+	code := packets.ErrAdministrativeAction
+	if byClock {
+		code = packets.ErrNotAuthorized
+	}
+	st := s.state.Load()
+	ctx, cancel := context.WithTimeout(h.ctx, h.b.opts.Limits.ConnectTimeout)
+	defer cancel()
+	v, err := h.decide(ctx, st.id)
+	if err != nil {
+		// Failing closed: without an answer the connection cannot go on.
+		h.b.log.Error("mqtt: deciding a connection again by the policies failed; ending it", "client", s.cl.ID, "err", err)
+		h.endWith(s, "policy_error", packets.Code{Code: packets.ErrUnspecifiedError.Code, Reason: "the policies could not be asked; reconnect"})
+		return
+	}
+	s.policy.Store(v)
+	cl := s.cl
+	if !v.mayPublish {
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	}
+	if !v.mayPublish && !v.maySubscribe || !v.maySubscribe && cl.State.Subscriptions.Len() > 0 {
+		d := v.refusal()
+		h.b.audit.deny(st.id, cl, "mqtt.policy.disconnect", policyDetail(d)...)
+		h.endWith(s, "policy", packets.Code{Code: code.Code, Reason: d.Reason})
+		return
+	}
+	h.armPolicy(s, v.until)
+}
+
+// govern puts s under the policies when id is governed, deciding it now
+// (its connection ends if they refuse), and out from under them otherwise.
+func (h *hook) govern(s *session, id *Identity) {
+	if !h.governed(id) {
+		s.policy.Store(nil)
+		h.armPolicy(s, time.Time{})
+		return
+	}
+	s.policy.CompareAndSwap(nil, undecided)
+	h.redecide(s, false)
+}
+
+// armPolicy decides s again at until (zero: never by the clock). The
+// timer's work runs on the broker's workers, so that the connections whose
+// window closes at the same minute are decided a few at a time.
+func (h *hook) armPolicy(s *session, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policyTimer != nil {
+		s.policyTimer.Stop()
+		s.policyTimer = nil
+	}
+	if until.IsZero() {
+		return
+	}
+	s.policyTimer = time.AfterFunc(until.Sub(h.b.opts.Now()), func() {
+		if h.ctx.Err() != nil {
+			return
+		}
+		h.b.workers.run(func() { h.redecide(s, true) })
+	})
+}
+
+// mayPublish checks a PUBLISH of s against its verdict (true for a session
+// the policies do not govern); the first refusal under a verdict is audited.
+func (h *hook) mayPublish(s *session, topic string) bool {
+	v := h.current(s)
+	if v == nil || v.mayPublish {
+		return true
+	}
+	if v == ended {
+		return false
+	}
+	h.b.metrics.denied.WithLabelValues("policy_publish").Inc()
+	if !v.auditedPublish.Swap(true) {
+		h.b.audit.deny(s.state.Load().id, s.cl, "mqtt.publish.deny", policyDetail(v.publish, "topic", topic)...)
+	}
+	return false
+}
+
+// maySubscribe checks a SUBSCRIBE filter of s, or a delivery to it,
+// against its verdict (true for a session the policies do not govern).
+func (h *hook) maySubscribe(s *session) bool {
+	v := h.current(s)
+	return v == nil || v.maySubscribe
+}
+
+// auditSubscribe audits the first subscription the verdict refused.
+func (h *hook) auditSubscribe(s *session, id *Identity, filter string) bool {
+	v := s.policy.Load()
+	if v == nil || v.maySubscribe {
+		return false
+	}
+	h.b.metrics.denied.WithLabelValues("policy_subscribe").Inc()
+	if !v.auditedSubscribe.Swap(true) {
+		h.b.audit.deny(id, s.cl, "mqtt.subscribe.deny", policyDetail(v.subscribe, "filter", filter)...)
+	}
+	return true
+}
+
+// watchPolicies decides again the connections a change may concern: every
+// one for the platform's policies; for a household's, those of its things
+// and of the thing it placed or took out; for a thing's or a user's (a
+// model, an owner), theirs. They are decided on the broker's workers, a few
+// at a time, and all before the next change.
+func (h *hook) watchPolicies(e events.Event) {
+	var wg sync.WaitGroup
+	h.sessions.Range(func(_, val any) bool {
+		s := val.(*session)
+		v := s.policy.Load()
+		if v == nil {
+			return true
+		}
+		id := s.state.Load().id
+		if e.Kind == "policy" || e.ID == id.Thing || e.ID == id.user() || e.Details["thing"] == id.Thing ||
+			e.ID == v.publish.Household || e.ID == v.subscribe.Household {
+			wg.Go(func() { h.b.workers.run(func() { h.redecide(s, false) }) })
+		}
+		return true
+	})
+	wg.Wait()
+}
