@@ -91,8 +91,8 @@ type Options struct {
 	// decide. With them, a member of the household a thing is placed in may
 	// act through it too, as its rules allow.
 	Policies Policies
-	Rules           []Rule
-	Limits          Limits
+	Rules    []Rule
+	Limits   Limits
 	// Dir holds the persistence file (retained messages and sessions).
 	Dir string
 	// Bus delivers revocations and identity changes; nil: none.
