@@ -1,0 +1,280 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/thingid/thingid/internal/household"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// wallClock is the real clock moved to a time the test chooses: it goes on
+// at the real pace, so that the broker's timers fire when it says.
+type wallClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *wallClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *wallClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset = time.Until(t)
+}
+
+// family is a household on the broker's own store, decided on the
+// broker's clock: mum (guardian) owns the speaker, placed in the kids'
+// room; emma is a dependant; eve is in no household.
+type family struct {
+	*env
+	svc            *household.Service
+	clk            *wallClock
+	berlin         *time.Location
+	mum, emma, eve *store.User
+	speaker        *store.Thing
+	hh, room       string
+}
+
+func newFamily(t *testing.T) *family {
+	f := &family{clk: &wallClock{}}
+	var err error
+	if f.berlin, err = time.LoadLocation("Europe/Berlin"); err != nil {
+		t.Fatal(err)
+	}
+	f.env = newEnv(t, func(o *Options) {
+		st := o.Directory.(store.Store)
+		ids := identity.New(st, o.Bus, password.Policy{})
+		svc, err := household.New(household.Options{Store: st, Identities: ids, Engine: policy.NewEngine(f.clk.now, quiet), Bus: o.Bus, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc, o.Policies, o.Now = svc, svc, f.clk.now
+	})
+	ctx := context.Background()
+	mk := func(name string) *store.User {
+		u, err := f.ids.CreateUser(ctx, "test", &store.User{UserName: name, DisplayName: strings.ToUpper(name[:1]) + name[1:], Status: store.StatusActive}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	f.mum, f.emma, f.eve = mk("mum"), mk("emma"), mk("eve")
+	if f.speaker, err = f.ids.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, DisplayName: "Kids' speaker", Model: "SPK-1", Status: store.StatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	f.own(f.mum, f.speaker)
+	if f.hh, err = f.svc.Create(ctx, f.mum, "Smiths", "Europe/Berlin"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := f.svc.Invite(ctx, f.mum, f.hh, "emma", "", policy.Dependant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Accept(ctx, f.emma, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+	room, err := f.svc.AddRoom(ctx, f.mum, f.hh, "Kids' room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.room = room.ID
+	if err := f.svc.Place(ctx, f.mum, f.hh, f.speaker.ID, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// schoolDay is the last school day before today in Berlin at hh:mm:ss: in
+// the past, so that the tokens the test signs on the real clock are valid
+// on the broker's.
+func (f *family) schoolDay(hh, mm, ss int) time.Time {
+	d := time.Now().In(f.berlin).AddDate(0, 0, -1)
+	for d.Weekday() == time.Saturday || d.Weekday() == time.Sunday {
+		d = d.AddDate(0, 0, -1)
+	}
+	return time.Date(d.Year(), d.Month(), d.Day(), hh, mm, ss, 0, f.berlin)
+}
+
+// emmaUntil8 lets emma use the things of the kids' room from 07:00 to
+// 20:00 on school days; more rules may follow.
+func (f *family) rules(t *testing.T, more ...policy.Rule) {
+	t.Helper()
+	rules := append([]policy.Rule{{ID: "emma-evenings", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
+		Things: policy.Things{Kind: policy.InRoom, ID: f.room}, Actions: []policy.Action{policy.Use},
+		When: policy.When{Days: []string{"mon", "tue", "wed", "thu", "fri"}, Start: "07:00", End: "20:00"}}}, more...)
+	if _, err := f.svc.SetRules(context.Background(), f.mum, f.hh, rules); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const emmaReason = "outside the allowed times: Emma may use the things in Kids' room from 07:00 to 20:00 on school days"
+
+// via is a token of the speaker acting for u.
+func (f *family) via(u *store.User) string {
+	return f.token(tokens.Claims{Subject: u.ID, ClientID: "client-" + f.speaker.ID, ThingID: f.speaker.ID})
+}
+
+func (f *family) service() *client5 {
+	tok := f.token(tokens.Claims{Subject: "svc", ClientID: "svc", Scope: []string{"mqtt:pub:things/+/commands/#", "mqtt:sub:things/+/telemetry"}})
+	return f.mustConnect5("svc", tok)
+}
+
+// audited waits for the broker's audit writer to record action on the
+// speaker and returns its details.
+func (f *family) audited(t *testing.T, action string) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		recs, err := f.st.ListAudit(context.Background(), store.AuditQuery{Target: &store.Ref{Kind: store.KindThing, ID: f.speaker.ID}, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Action == action {
+				var d map[string]string
+				if err := json.Unmarshal(r.Detail, &d); err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %s in the audit log", action)
+	return nil
+}
+
+func waitDisconnect(t *testing.T, c *client5, within time.Duration) *paho.Disconnect {
+	t.Helper()
+	select {
+	case d := <-c.disconnected:
+		return d
+	case <-time.After(within):
+		t.Fatal("still connected")
+		return nil
+	}
+}
+
+// A dependant's speaker streaming at 19:59:58 on a school day is
+// disconnected when the household's clock passes 20:00 (MQTT 5 DISCONNECT
+// 0x87 with the rule as its reason), not at its token's expiry; connecting
+// again is refused with the same reason; the end is audited with the rule.
+func TestPolicyEndsStreamWhenWindowCloses(t *testing.T) {
+	f := newFamily(t)
+	f.rules(t)
+	f.clk.set(f.schoolDay(19, 59, 58))
+	svc := f.service()
+	speaker := f.mustConnect5(f.speaker.ID, f.via(f.emma))
+	commands := "things/" + f.speaker.ID + "/commands/play"
+	if code := speaker.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("subscribe at 19:59:58: %#x", code)
+	}
+	if code := svc.pub(t, commands, 1, "lullaby"); code != 0 {
+		t.Fatalf("command: %#x", code)
+	}
+	speaker.expect(t, commands)
+
+	d := waitDisconnect(t, speaker, 30*time.Second)
+	if at := f.clk.now(); at.Before(f.schoolDay(20, 0, 0)) {
+		t.Errorf("disconnected at %s, before 20:00", at.In(f.berlin))
+	}
+	if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != emmaReason {
+		t.Fatalf("DISCONNECT %#x %+v, want 0x87 with %q", d.ReasonCode, d.Properties, emmaReason)
+	}
+	if code, reason := f.connackCode("tls", &paho.Connect{ClientID: f.speaker.ID, CleanStart: true, Password: []byte(f.via(f.emma)), PasswordFlag: true}); code != 0x87 || reason != emmaReason {
+		t.Fatalf("CONNECT after 20:00: %#x %q", code, reason)
+	}
+	got := f.audited(t, "mqtt.policy.disconnect")
+	if got["rule"] != "emma-evenings" || got["decision"] != emmaReason || got["household"] != f.hh {
+		t.Fatalf("audit: %v", got)
+	}
+	if got := f.audited(t, "mqtt.connect.deny"); got["rule"] != "emma-evenings" || got["reason"] != "policy" {
+		t.Fatalf("audit of the CONNECT: %v", got)
+	}
+}
+
+// A publish at 20:01 is refused on a connection that may still subscribe
+// (PUBACK 0x87 for QoS 1; QoS 0 dropped), the clock having jumped past the
+// cached decision's end; the connection stays.
+func TestPolicyRefusesPublishAfterWindow(t *testing.T) {
+	f := newFamily(t)
+	f.rules(t, policy.Rule{ID: "emma-listens", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
+		Things: policy.Things{Kind: policy.OneThing, ID: f.speaker.ID}, Actions: []policy.Action{policy.Subscribe}})
+	f.clk.set(f.schoolDay(19, 59, 0))
+	svc := f.service()
+	if code := svc.sub(t, "things/+/telemetry", 1); code != 1 {
+		t.Fatalf("service subscribe: %#x", code)
+	}
+	speaker := f.mustConnect5(f.speaker.ID, f.via(f.emma))
+	telemetry := "things/" + f.speaker.ID + "/telemetry"
+	if code := speaker.pub(t, telemetry, 1, "19:59"); code != 0 {
+		t.Fatalf("publish at 19:59: %#x", code)
+	}
+	svc.expect(t, telemetry)
+
+	f.clk.set(f.schoolDay(20, 1, 0))
+	speaker.pub(t, telemetry, 0, "20:01 qos 0")
+	if code := speaker.pub(t, telemetry, 1, "20:01"); code != 0x87 {
+		t.Fatalf("publish at 20:01: %#x, want 0x87", code)
+	}
+	// The sentinel comes from another thing, after the refused QoS 1
+	// publish was answered (so after the QoS 0 one was handled).
+	other := f.thing("T-9")
+	f.mustConnect5(other.ID, f.thingToken(other)).pub(t, "things/"+other.ID+"/telemetry", 1, "sentinel")
+	svc.expect(t, "things/"+other.ID+"/telemetry")
+	svc.mu.Lock()
+	for _, m := range svc.got {
+		if string(m.Payload) != "19:59" && m.Topic == telemetry {
+			t.Errorf("delivered after 20:00: %q", m.Payload)
+		}
+	}
+	svc.mu.Unlock()
+	select {
+	case d := <-speaker.disconnected:
+		t.Fatalf("a connection that may still subscribe was ended: %+v", d)
+	default:
+	}
+	if code := speaker.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("subscribing at 20:01: %#x", code)
+	}
+	if got := f.audited(t, "mqtt.publish.deny"); got["rule"] != "emma-evenings" || got["topic"] != telemetry || got["decision"] != emmaReason {
+		t.Fatalf("audit: %v", got)
+	}
+}
+
+// A guardian's change reaches a connected client through the event path,
+// without waiting for the clock: DISCONNECT 0x98 with the new reason.
+func TestPolicyChangeEndsStream(t *testing.T) {
+	f := newFamily(t)
+	f.rules(t)
+	f.clk.set(f.schoolDay(10, 0, 0))
+	speaker := f.mustConnect5(f.speaker.ID, f.via(f.emma))
+	if code := speaker.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("subscribe: %#x", code)
+	}
+	changed := time.Now()
+	if _, err := f.svc.SetRules(context.Background(), f.mum, f.hh, []policy.Rule{}); err != nil {
+		t.Fatal(err)
+	}
+	d := waitDisconnect(t, speaker, 10*time.Second)
+	t.Logf("the change ended the stream %v after it was stored", time.Since(changed))
+	want := "no rule allows Emma to subscribe over MQTT to Kids' speaker"
+	if d.ReasonCode != 0x98 || d.Properties == nil || d.Properties.ReasonString != want {
+		t.Fatalf("DISCONNECT %#x %+v, want 0x98 %q", d.ReasonCode, d.Properties, want)
+	}
+}
