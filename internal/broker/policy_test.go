@@ -1,14 +1,22 @@
 package broker
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/identity"
@@ -277,4 +285,105 @@ func TestPolicyChangeEndsStream(t *testing.T) {
 	if d.ReasonCode != 0x98 || d.Properties == nil || d.Properties.ReasonString != want {
 		t.Fatalf("DISCONNECT %#x %+v, want 0x98 %q", d.ReasonCode, d.Properties, want)
 	}
+}
+
+// MQTT 3.1.1 has no DISCONNECT from the server: when the window closes, a
+// 3.1.1 connection is closed without one. A raw 3.1.1 client reads every
+// packet until the end of the stream; mosquitto_sub (Debian's
+// mosquitto-clients) sees its stream end and its reconnection refused.
+func TestPolicyClosesMQTT311(t *testing.T) {
+	f := newFamily(t)
+	f.rules(t)
+	f.clk.set(f.schoolDay(19, 59, 58))
+	conn := f.dial("tcp")
+	defer conn.Close()
+	write := func(pk packets.Packet, encode func(*packets.Packet, *bytes.Buffer) error) {
+		t.Helper()
+		var buf bytes.Buffer
+		pk.ProtocolVersion = 4
+		if err := encode(&pk, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{
+		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: f.speaker.ID,
+		UsernameFlag: true, Username: []byte("device"), PasswordFlag: true, Password: []byte(f.via(f.emma)),
+	}}, (*packets.Packet).ConnectEncode)
+	write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "things/" + f.speaker.ID + "/commands/#", Qos: 1}}}, (*packets.Packet).SubscribeEncode)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	var types []byte
+	for {
+		first, err := r.ReadByte()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the 3.1.1 connection was not closed; packets %v", types)
+			}
+			break // closed by the server
+		}
+		n, mult := 0, 1
+		for {
+			b, err := r.ReadByte()
+			if err != nil {
+				t.Fatalf("a packet cut short: %v", err)
+			}
+			n += int(b&0x7f) * mult
+			if mult *= 128; b&0x80 == 0 {
+				break
+			}
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			t.Fatalf("a packet cut short: %v", err)
+		}
+		types = append(types, first>>4)
+	}
+	if !bytes.Equal(types, []byte{packets.Connack, packets.Suback}) {
+		t.Fatalf("packets from the server: %v, want CONNACK and SUBACK only (no DISCONNECT)", types)
+	}
+	if f.clk.now().Before(f.schoolDay(20, 0, 0)) {
+		t.Errorf("closed before 20:00")
+	}
+
+	t.Run("mosquitto_sub", func(t *testing.T) {
+		bin := needTool(t, "mosquitto_sub", "mosquitto-clients")
+		f.clk.set(f.schoolDay(19, 59, 58))
+		host, port, _ := net.SplitHostPort(f.b.Addr("tcp"))
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-V", "mqttv311", "-h", host, "-p", port, "-i", f.speaker.ID, "-u", "device", "-P", f.via(f.emma),
+			"-q", "1", "-t", "things/"+f.speaker.ID+"/commands/#", "-W", "30")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Its subscription is in place when the broker holds it.
+		deadline := time.Now().Add(10 * time.Second)
+		for !subscribed(f.b, f.speaker.ID) {
+			if time.Now().After(deadline) {
+				t.Fatalf("mosquitto_sub never subscribed: %s", out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		svc := f.service()
+		svc.pub(t, "things/"+f.speaker.ID+"/commands/play", 1, "lullaby")
+		err := cmd.Wait()
+		if ctx.Err() != nil {
+			t.Fatalf("mosquitto_sub still running: %s", out.String())
+		}
+		got := out.String()
+		if !strings.HasPrefix(got, "lullaby\n") || !strings.Contains(got, "not authorised") || strings.Contains(got, "Timed out") {
+			t.Fatalf("mosquitto_sub (%v):\n%s", err, got)
+		}
+	})
+}
+
+// subscribed reports whether the client holds a subscription.
+func subscribed(b *Broker, clientID string) bool {
+	cl, ok := b.server.Clients.Get(clientID)
+	return ok && cl.State.Subscriptions.Len() > 0
 }
