@@ -93,12 +93,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			r = h.admit(cl, id, g)
 		}
 		if r == nil && h.governed(id) {
-			v, r = h.admitPolicy(ctx, cl, id)
+			v, r = h.admitPolicy(ctx, cl, id, 0, "mqtt.connect.deny")
 		}
 	})
 	if r != nil {
 		h.b.metrics.authFailures.WithLabelValues(r.label).Inc()
-		h.b.audit.deny(id, cl, "mqtt.connect.deny", r.label, r.code.Reason)
+		if r.label != "policy" { // audited with its rule
+			h.b.audit.deny(id, cl, "mqtt.connect.deny", r.label, r.code.Reason)
+		}
 		sendConnack(cl, r)
 		return r.code
 	}

@@ -103,22 +103,29 @@ func (v *verdict) refusal() policy.Decision {
 	return v.publish
 }
 
-// admitPolicy decides a CONNECT of a governed identity: it is refused
-// when it may neither publish nor subscribe, or sets a will it may not
-// publish.
-func (h *hook) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity) (*verdict, *refusal) {
+// ends reports whether v ends a connection that holds subscriptions: when
+// it may neither publish nor subscribe, or may no longer subscribe while it
+// holds subscriptions.
+func (v *verdict) ends(subscriptions int) bool {
+	return !v.mayPublish && !v.maySubscribe || !v.maySubscribe && subscriptions > 0
+}
+
+// admitPolicy decides a CONNECT (or a re-authentication) of a governed
+// identity: it is refused when the verdict ends it, or when it sets a will
+// it may not publish; a refusal is audited as action.
+func (h *hook) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity, subscriptions int, action string) (*verdict, *refusal) {
 	v, err := h.decide(ctx, id)
 	if err != nil {
-		h.b.log.Error("mqtt: deciding a CONNECT by the policies failed", "client", cl.ID, "err", err)
+		h.b.log.Error("mqtt: asking the policies failed", "client", cl.ID, "err", err)
 		return nil, refuse(packets.ErrServerUnavailable, "error", "the policies could not be asked; try again")
 	}
 	will := atomic.LoadUint32(&cl.Properties.Will.Flag) == 1
-	if !v.mayPublish && !v.maySubscribe || will && !v.mayPublish {
+	if v.ends(subscriptions) || will && !v.mayPublish {
 		d := v.refusal()
-		if will && v.maySubscribe {
+		if v.maySubscribe {
 			d = v.publish
 		}
-		h.b.audit.deny(id, cl, "mqtt.connect.deny", policyDetail(d, "reason", "policy")...)
+		h.b.audit.deny(id, cl, action, policyDetail(d, "reason", "policy")...)
 		return nil, refuse(packets.ErrNotAuthorized, "policy", d.Reason)
 	}
 	return v, nil
@@ -181,25 +188,13 @@ func (h *hook) redecide(s *session, byClock bool) {
 	if !v.mayPublish {
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
-	if !v.mayPublish && !v.maySubscribe || !v.maySubscribe && cl.State.Subscriptions.Len() > 0 {
+	if v.ends(cl.State.Subscriptions.Len()) {
 		d := v.refusal()
 		h.b.audit.deny(st.id, cl, "mqtt.policy.disconnect", policyDetail(d)...)
 		h.endWith(s, "policy", packets.Code{Code: code.Code, Reason: d.Reason})
 		return
 	}
 	h.armPolicy(s, v.until)
-}
-
-// govern puts s under the policies when id is governed, deciding it now
-// (its connection ends if they refuse), and out from under them otherwise.
-func (h *hook) govern(s *session, id *Identity) {
-	if !h.governed(id) {
-		s.policy.Store(nil)
-		h.armPolicy(s, time.Time{})
-		return
-	}
-	s.policy.CompareAndSwap(nil, undecided)
-	h.redecide(s, false)
 }
 
 // armPolicy decides s again at until (zero: never by the clock). The

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
@@ -386,4 +387,151 @@ func TestPolicyClosesMQTT311(t *testing.T) {
 func subscribed(b *Broker, clientID string) bool {
 	cl, ok := b.server.Clients.Get(clientID)
 	return ok && cl.State.Subscriptions.Len() > 0
+}
+
+// Tries to get past the policy door.
+func TestPolicyAttacks(t *testing.T) {
+	f := newFamily(t)
+	f.rules(t, policy.Rule{ID: "emma-listens", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
+		Things: policy.Things{Kind: policy.OneThing, ID: f.speaker.ID}, Actions: []policy.Action{policy.Subscribe}})
+	f.clk.set(f.schoolDay(20, 1, 0)) // emma may subscribe through the speaker, not publish
+	unplaced, err := f.ids.CreateThing(context.Background(), "test", &store.Thing{Type: store.ThingDevice, DisplayName: "Mum's lamp", Status: store.StatusActive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.own(f.mum, unplaced)
+	connect := func(th *store.Thing, u *store.User, will bool) (byte, string) {
+		t.Helper()
+		tok := f.token(tokens.Claims{Subject: u.ID, ClientID: "client-" + th.ID, ThingID: th.ID})
+		cp := &paho.Connect{ClientID: th.ID, CleanStart: true, Password: []byte(tok), PasswordFlag: true}
+		if will {
+			cp.WillMessage = &paho.WillMessage{Topic: "things/" + th.ID + "/status", Payload: []byte("gone")}
+		}
+		return f.connackCode("tls", cp)
+	}
+	for _, tc := range []struct {
+		name   string
+		thing  *store.Thing
+		user   *store.User
+		will   bool
+		code   byte
+		reason string
+	}{
+		{"a stranger through a household's thing", f.speaker, f.eve, false, 0x87, "no rule allows"},
+		{"a member through a thing in no household, not hers", unplaced, f.emma, false, 0x87, "the thing is in no household of this user, who does not own it"},
+		{"a stranger through a thing in no household", unplaced, f.eve, false, 0x87, "the thing is in no household"},
+		{"a will she may not publish", f.speaker, f.emma, true, 0x87, emmaReason},
+		{"listening without a will", f.speaker, f.emma, false, 0, ""},
+		{"the owner through her thing in no household", unplaced, f.mum, false, 0, ""},
+		{"a guardian through the household's thing", f.speaker, f.mum, true, 0, ""},
+	} {
+		if code, reason := connect(tc.thing, tc.user, tc.will); code != tc.code || !strings.Contains(reason, tc.reason) {
+			t.Errorf("%s: CONNACK %#x %q, want %#x %q", tc.name, code, reason, tc.code, tc.reason)
+		}
+	}
+
+	// The speaker acting for itself is not a user's: no household rule
+	// applies to it at 20:01. Re-authenticating for emma puts it under
+	// hers: it may not publish, so its will goes.
+	c, ca, err := f.connect5(f.dial("tls"), &paho.Connect{ClientID: f.speaker.ID, CleanStart: true,
+		Properties: &paho.ConnectProperties{AuthMethod: AuthMethod, AuthData: []byte(f.thingToken(f.speaker))}})
+	if err != nil {
+		t.Fatalf("the speaker as itself: %v %+v", err, ca)
+	}
+	telemetry := "things/" + f.speaker.ID + "/telemetry"
+	if code := c.pub(t, telemetry, 1, "as itself"); code != 0 {
+		t.Fatalf("the speaker publishing as itself: %#x", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ar, err := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: AuthMethod, AuthData: []byte(f.via(f.emma))}})
+	if err != nil || !ar.Success {
+		t.Fatalf("re-authenticating for emma: %v %+v", err, ar)
+	}
+	if code := c.pub(t, telemetry, 1, "for emma"); code != 0x87 {
+		t.Fatalf("publishing for emma after re-authenticating: %#x", code)
+	}
+	// Holding a subscription, a re-authentication for someone who may not
+	// subscribe is refused and ends the connection.
+	if code := c.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("subscribing for emma: %#x", code)
+	}
+	ar, _ = c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: AuthMethod, AuthData: []byte(f.via(f.eve))}})
+	if ar == nil || ar.Success || ar.ReasonCode != 0x87 {
+		t.Fatalf("re-authenticating for a stranger: %+v", ar)
+	}
+	if d := waitDisconnect(t, c, 10*time.Second); d.ReasonCode != 0x87 {
+		t.Fatalf("DISCONNECT %#x %+v", d.ReasonCode, d.Properties)
+	}
+
+	// An administrator's platform policy ends a guardian's stream (the
+	// set is reloaded after the event, then the connections decided again),
+	// and reaches an owner's thing in no household too.
+	mum := f.mustConnect5(f.speaker.ID, f.via(f.mum))
+	if code := mum.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("mum subscribing: %#x", code)
+	}
+	if err := f.st.PutPlatformPolicies(context.Background(), &store.PlatformPolicies{ModifiedBy: "test",
+		Source: `@id("quiet") @reason("no streaming on this platform") forbid (principal, action in Action::"use", resource);`}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(events.Event{Type: household.EventPlatform, Kind: "policy", ID: "platform"})
+	if d := waitDisconnect(t, mum, 10*time.Second); d.ReasonCode != 0x98 || d.Properties.ReasonString != "denied: no streaming on this platform" {
+		t.Fatalf("DISCONNECT %#x %+v", d.ReasonCode, d.Properties)
+	}
+	if code, reason := connect(unplaced, f.mum, false); code != 0x87 || reason != "denied: no streaming on this platform" {
+		t.Fatalf("the owner under a platform forbid: %#x %q", code, reason)
+	}
+	if got := f.audited(t, "mqtt.policy.disconnect"); got["rule"] != "platform:quiet" {
+		t.Fatalf("audit: %v", got)
+	}
+}
+
+// A guardian's change on another node reaches this node's broker through
+// the PostgreSQL relay, as in production: the stream ends without waiting
+// for the clock.
+func TestPolicyChangeFromAnotherNode(t *testing.T) {
+	dsn := os.Getenv("THINGID_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests (scripts/start-postgres.sh)")
+		}
+		t.Skip("THINGID_TEST_POSTGRES_DSN not set: run export THINGID_TEST_POSTGRES_DSN=$(scripts/start-postgres.sh) to test the relay")
+	}
+	f := newFamily(t)
+	f.rules(t)
+	f.clk.set(f.schoolDay(10, 0, 0))
+	ctx := t.Context()
+	relayB, err := events.StartRelay(ctx, f.bus, dsn, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayB.Close()
+	busA := events.New()
+	relayA, err := events.StartRelay(ctx, busA, dsn, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayA.Close()
+	nodeA, err := household.New(household.Options{Store: f.st, Identities: identity.New(f.st, busA, password.Policy{}),
+		Engine: policy.NewEngine(f.clk.now, quiet), Bus: busA, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	speaker := f.mustConnect5(f.speaker.ID, f.via(f.emma))
+	if code := speaker.sub(t, "things/"+f.speaker.ID+"/commands/#", 1); code != 1 {
+		t.Fatalf("subscribe: %#x", code)
+	}
+	changed := time.Now()
+	deny := policy.Rule{ID: "grounded", Effect: policy.Deny, Who: policy.Who{Kind: policy.Dependants},
+		Things: policy.Things{Kind: policy.AllThings}, Actions: []policy.Action{policy.Use}}
+	if _, err := nodeA.SetRules(ctx, f.mum, f.hh, []policy.Rule{deny}); err != nil {
+		t.Fatal(err)
+	}
+	d := waitDisconnect(t, speaker, 10*time.Second)
+	t.Logf("node A's change ended the stream on node B %v after it was stored", time.Since(changed))
+	if want := "denied: dependants may not use every thing of the household"; d.ReasonCode != 0x98 || d.Properties.ReasonString != want {
+		t.Fatalf("DISCONNECT %#x %+v, want 0x98 %q", d.ReasonCode, d.Properties, want)
+	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -25,6 +26,7 @@ func (h *hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, packets.ErrProtocolViolation
 	}
 	id := &Identity{ClientIdentifier: old.ClientIdentifier, AuthMethod: old.AuthMethod, Cert: old.Cert}
+	var v *verdict
 	var r *refusal
 	h.b.workers.run(func() {
 		ctx, cancel := context.WithTimeout(h.ctx, h.b.opts.Limits.ConnectTimeout)
@@ -38,18 +40,28 @@ func (h *hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 				r = refuse(packets.ErrNotAuthorized, "inactive", err.Error())
 			}
 		}
+		// The same thing may now act for another user, or for itself.
+		if r == nil && h.governed(id) {
+			v, r = h.admitPolicy(ctx, cl, id, cl.State.Subscriptions.Len(), "mqtt.reauth.deny")
+		}
 	})
 	if r != nil {
 		h.b.metrics.authFailures.WithLabelValues(r.label).Inc()
-		h.b.audit.deny(old, cl, "mqtt.reauth.deny", r.label, r.code.Reason)
+		if r.label != "policy" { // audited with its rule
+			h.b.audit.deny(old, cl, "mqtt.reauth.deny", r.label, r.code.Reason)
+		}
 		// DISCONNECT has no "bad username or password" (MQTT 5 §3.14.2.1).
 		return pk, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: r.code.Reason}
 	}
 	s.state.Store(&sessionState{id: id, g: compile(h.b.opts.Rules, id)})
 	h.arm(s, id.Expires)
 	h.b.store.update(cl, id)
-	// The same thing may now act for another user, or for itself.
-	h.govern(s, id)
+	s.policy.Store(v)
+	if v != nil {
+		h.armPolicy(s, v.until)
+	} else {
+		h.armPolicy(s, time.Time{})
+	}
 	return pk, cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,
