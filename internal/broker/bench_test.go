@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/mqttload"
+	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -61,4 +62,36 @@ func BenchmarkPublishQoS0(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(r.Rate(), "msg/s")
+}
+
+// BenchmarkPublishCheck measures the broker's check of one PUBLISH (the
+// ACL hook mochi calls), for a thing acting for itself (topic rules) and
+// for a thing acting for a dependant (topic rules and the households'
+// verdict, cached for the connection).
+func BenchmarkPublishCheck(b *testing.B) {
+	f := newFamily(b)
+	f.rules(b, policy.Rule{ID: "always", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
+		Things: policy.Things{Kind: policy.InRoom, ID: f.room}, Actions: []policy.Action{policy.Publish},
+		When: policy.When{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}}})
+	f.clk.set(f.schoolDay(12, 0, 0))
+	other := f.thing("T-1")
+	f.mustConnect5(other.ID, f.thingToken(other))
+	f.mustConnect5(f.speaker.ID, f.via(f.emma))
+	for _, tc := range []struct {
+		name  string
+		thing *store.Thing
+	}{{"topic rules", other}, {"topic rules and policy", f.speaker}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cl, ok := f.b.server.Clients.Get(tc.thing.ID)
+			if !ok {
+				b.Fatal("not connected")
+			}
+			topic := "things/" + tc.thing.ID + "/telemetry"
+			for b.Loop() {
+				if !f.b.hook.OnACLCheck(cl, topic, true) {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
 }

@@ -59,7 +59,7 @@ type family struct {
 	hh, room       string
 }
 
-func newFamily(t *testing.T) *family {
+func newFamily(t testing.TB) *family {
 	f := &family{clk: &wallClock{}}
 	var err error
 	if f.berlin, err = time.LoadLocation("Europe/Berlin"); err != nil {
@@ -121,7 +121,7 @@ func (f *family) schoolDay(hh, mm, ss int) time.Time {
 
 // emmaUntil8 lets emma use the things of the kids' room from 07:00 to
 // 20:00 on school days; more rules may follow.
-func (f *family) rules(t *testing.T, more ...policy.Rule) {
+func (f *family) rules(t testing.TB, more ...policy.Rule) {
 	t.Helper()
 	rules := append([]policy.Rule{{ID: "emma-evenings", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
 		Things: policy.Things{Kind: policy.InRoom, ID: f.room}, Actions: []policy.Action{policy.Use},
