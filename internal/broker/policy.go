@@ -122,9 +122,6 @@ func (h *hook) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity, s
 	will := atomic.LoadUint32(&cl.Properties.Will.Flag) == 1
 	if v.ends(subscriptions) || will && !v.mayPublish {
 		d := v.refusal()
-		if v.maySubscribe {
-			d = v.publish
-		}
 		h.b.audit.deny(id, cl, action, policyDetail(d, "reason", "policy")...)
 		return nil, refuse(packets.ErrNotAuthorized, "policy", d.Reason)
 	}

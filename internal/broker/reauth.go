@@ -56,12 +56,15 @@ func (h *hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	s.state.Store(&sessionState{id: id, g: compile(h.b.opts.Rules, id)})
 	h.arm(s, id.Expires)
 	h.b.store.update(cl, id)
+	// After any decision under way for the identity the token replaced.
+	s.deciding.Lock()
 	s.policy.Store(v)
+	var until time.Time
 	if v != nil {
-		h.armPolicy(s, v.until)
-	} else {
-		h.armPolicy(s, time.Time{})
+		until = v.until
 	}
+	h.armPolicy(s, until)
+	s.deciding.Unlock()
 	return pk, cl.WritePacket(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Auth},
 		ReasonCode:  packets.CodeSuccess.Code,
