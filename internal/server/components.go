@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/oauth"
@@ -17,8 +18,9 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// mountComponents adds SCIM (administrators only), self-registration and
-// browser sign-in with sessions to mux.
+// mountComponents adds SCIM (administrators only), self-registration,
+// browser sign-in with sessions, OAuth, UMA, PKI, EST and the audit API
+// (administrators and support staff) to mux.
 func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
@@ -74,6 +76,17 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	u.Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
+	auditAPI, err := audit.NewAPI(audit.Options{
+		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
+		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
+		Actor:    authn.Actor,
+		ReadOnly: authn.ReadOnly,
+		Logger:   log.With("component", "audit"),
+	})
+	if err != nil {
+		return err
+	}
+	auditAPI.Register(mux)
 	return nil
 }
 
