@@ -11,6 +11,7 @@ import (
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/landing"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/scim"
@@ -19,7 +20,7 @@ import (
 )
 
 // mountComponents adds SCIM (administrators only), self-registration,
-// browser sign-in with sessions, OAuth, UMA, PKI, EST and the audit API
+// browser sign-in with sessions, the landing page, OAuth, UMA, PKI, EST and the audit API
 // (administrators and support staff) to mux.
 func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, log *slog.Logger) error {
 	cfg := p.Config
@@ -56,6 +57,8 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return err
 	}
 	sessions.Register(mux)
+	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL,
+		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
 	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
