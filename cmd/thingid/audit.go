@@ -20,11 +20,16 @@ import (
 	"github.com/thingid/thingid/internal/server"
 )
 
-// auditFlags are the filters of `thingid audit`, by the API's parameter
-// names (audit.Param*), so that both read them with audit.ParseFilter.
-var auditFlags = map[string]string{
-	audit.ParamActor: "actor", audit.ParamAction: "action", audit.ParamSubject: "subject",
-	audit.ParamSubjectKind: "subject-kind", audit.ParamSince: "since", audit.ParamUntil: "until",
+// auditFilterFlags are the filters of `thingid audit`: each flag is a query
+// parameter of the API (audit.Param*), so that both are read by
+// audit.ParseFilter.
+var auditFilterFlags = []struct{ param, flag, usage string }{
+	{audit.ParamActor, "actor", "who: admin:ID, support:ID, user:ID, client:ID, cli, system:...; ending in * a prefix"},
+	{audit.ParamAction, "action", "what: user.disable, thing.update, ...; ending in * a prefix (uma.*)"},
+	{audit.ParamSubject, "subject", "the ID of what the records are about"},
+	{audit.ParamSubjectKind, "subject-kind", "the kind of --subject: user, thing, group, grant, client, ..."},
+	{audit.ParamSince, "since", "records at or after this time (RFC 3339, or a duration back from now such as 24h)"},
+	{audit.ParamUntil, "until", "records before this time (RFC 3339, or a duration back from now)"},
 }
 
 func newAudit(g *globals) *cobra.Command {
@@ -79,15 +84,9 @@ The same filters are the query parameters of GET /api/v1/admin/audit.`,
 		},
 	}
 	fl := cmd.Flags()
-	for _, param := range []string{audit.ParamActor, audit.ParamAction, audit.ParamSubject, audit.ParamSubjectKind, audit.ParamSince, audit.ParamUntil} {
-		values[param] = new(string)
+	for _, f := range auditFilterFlags {
+		values[f.param] = fl.String(f.flag, "", f.usage)
 	}
-	fl.StringVar(values[audit.ParamActor], "actor", "", "who: admin:ID, support:ID, user:ID, client:ID, cli, system:...; ending in * a prefix")
-	fl.StringVar(values[audit.ParamAction], "action", "", "what: user.disable, thing.update, ...; ending in * a prefix (uma.*)")
-	fl.StringVar(values[audit.ParamSubject], "subject", "", "the ID of what the records are about")
-	fl.StringVar(values[audit.ParamSubjectKind], "subject-kind", "", "the kind of --subject: user, thing, group, grant, client, ...")
-	fl.StringVar(values[audit.ParamSince], "since", "", "records at or after this time (RFC 3339, or a duration back from now such as 24h)")
-	fl.StringVar(values[audit.ParamUntil], "until", "", "records before this time (RFC 3339, or a duration back from now)")
 	fl.IntVar(&limit, "limit", 50, "show the last this many matching records; 0 shows every match")
 	fl.BoolVar(&asJSON, "json", false, "one JSON object per line (the records of GET /api/v1/admin/audit) instead of a table")
 	fl.BoolVar(&follow, "follow", false, "then print records as they are appended, until Ctrl-C")
@@ -99,21 +98,23 @@ The same filters are the query parameters of GET /api/v1/admin/audit.`,
 // or --until counts back from now.
 func auditFilter(values map[string]*string, now time.Time) (audit.Filter, error) {
 	v := url.Values{}
-	for param, s := range values {
-		val := *s
-		if d, err := time.ParseDuration(val); err == nil && (param == audit.ParamSince || param == audit.ParamUntil) {
+	flagOf := map[string]string{}
+	for _, fl := range auditFilterFlags {
+		flagOf[fl.param] = "--" + fl.flag
+		val := *values[fl.param]
+		if d, err := time.ParseDuration(val); err == nil && (fl.param == audit.ParamSince || fl.param == audit.ParamUntil) {
 			if d < 0 {
-				return audit.Filter{}, fmt.Errorf("--%s %s: a duration counts back from now; give it without a minus", auditFlags[param], val)
+				return audit.Filter{}, fmt.Errorf("--%s %s: a duration counts back from now; give it without a minus", fl.flag, val)
 			}
 			val = now.Add(-d).UTC().Format(time.RFC3339Nano)
 		}
 		if val != "" {
-			v.Set(param, val)
+			v.Set(fl.param, val)
 		}
 	}
 	f, err := audit.ParseFilter(v)
 	if fe := (*audit.FieldError)(nil); errors.As(err, &fe) {
-		return f, fmt.Errorf("--%s: %s", auditFlags[fe.Field], fe.Reason)
+		return f, fmt.Errorf("%s: %s", flagOf[fe.Field], fe.Reason)
 	}
 	return f, err
 }
