@@ -104,6 +104,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Storage.Type = "postgres" }, "storage.postgres.dsn"},
 		{func(c *Config) { c.HTTP.Address = "8443" }, "http.address"},
 		{func(c *Config) { c.HTTP.PublicURL = "http://example.com" }, "http.publicURL"},
+		{func(c *Config) { c.HTTP.DocsURL = "javascript:alert(1)" }, "http.docsURL"},
+		{func(c *Config) { c.HTTP.DocsURL = "/docs" }, "http.docsURL"},
 		{func(c *Config) { c.HTTP.CertFile = "a.pem" }, "http.certFile"},
 		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{func(c *Config) { c.Passwords.MinLength = 4 }, "passwords.minLength"},
