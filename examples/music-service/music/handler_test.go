@@ -31,7 +31,7 @@ func TestServePlaylist(t *testing.T) {
 				r.Header.Set(headerResourceScopes, tc.scopes)
 			}
 			w := httptest.NewRecorder()
-			s.Handler().ServeHTTP(w, r)
+			s.handler().ServeHTTP(w, r)
 			if w.Code != tc.want || !strings.Contains(w.Body.String(), tc.says) {
 				t.Errorf("%d %s, want %d saying %q", w.Code, w.Body, tc.want, tc.says)
 			}

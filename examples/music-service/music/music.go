@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -267,11 +268,30 @@ func (s *Service) call(ctx context.Context, method, path string, body any, want 
 	return nil
 }
 
-// Handler serves GET /playlists/{id} to the gateway's uma route (see
-// RouteFile), and nothing to anyone else: the service listens where only
-// the gateway reaches it, and a request must carry the permission the
-// gateway checked, for this playlist, with the scope play.
-func (s *Service) Handler() http.Handler {
+// Serve serves the playlists on ln until ctx ends, then lets the requests
+// in flight finish for up to five seconds. ln must be where only the
+// gateway reaches the service (loopback, when both run on one host): the
+// service believes the X-Thingid-* headers it receives.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-served
+		return ctx.Err()
+	}
+}
+
+// handler serves GET /playlists/{id} to the gateway's uma route (see
+// RouteFile), and nothing to anyone else: a request must carry the
+// permission the gateway checked, for this playlist, with the scope play.
+func (s *Service) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /playlists/{id}", s.servePlaylist)
 	return mux

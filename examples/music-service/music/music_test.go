@@ -44,9 +44,15 @@ func start(t *testing.T) (*world, music.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != context.Canceled {
+			t.Errorf("the service stopped with %v", err)
+		}
+	})
 	if _, err := svc.Add(context.Background(), "bob", "Road trip", roadTrip); err != nil {
 		t.Fatal(err)
 	}
