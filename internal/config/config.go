@@ -59,7 +59,7 @@ type UMA struct {
 	// servers that may use a PAT obtained with client_credentials, naming
 	// owners explicitly; every other resource server needs the owner's
 	// consent (a PAT from the authorization code flow).
-	TrustedResourceServers []string `json:"trustedResourceServers"`
+	TrustedResourceServers []string `json:"trustedResourceServers" env:"spaces"`
 	// TicketLifetime is how long a permission ticket can be redeemed.
 	TicketLifetime Duration `json:"ticketLifetime"`
 }

@@ -189,6 +189,15 @@ func TestMQTTIDTokenClients(t *testing.T) {
 	}
 }
 
+// The variable docs/configuration.md names sets the list: a client id
+// has no spaces.
+func TestTrustedResourceServersFromEnvironment(t *testing.T) {
+	c, err := Load("", []string{"THINGID_UMA_TRUSTEDRESOURCESERVERS=01a2-music  01a2-photos"})
+	if err != nil || !slices.Equal(c.UMA.TrustedResourceServers, []string{"01a2-music", "01a2-photos"}) {
+		t.Fatalf("from the environment: %v %v", c.UMA.TrustedResourceServers, err)
+	}
+}
+
 func TestRegistrationAllowedScopes(t *testing.T) {
 	c, err := Load("", nil)
 	if err != nil || !slices.Equal(c.OAuth.Registration.AllowedScopes, []string{"openid", "profile", "email", "offline_access"}) {
