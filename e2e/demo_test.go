@@ -32,8 +32,13 @@ func TestDemoExit(t *testing.T) {
 		t.Fatalf("thingid demo --exit: %v", err)
 	}
 	steps := regexp.MustCompile(`(?m)^✓ `).FindAll(out, -1)
-	if len(steps) != 15 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
-		t.Errorf("%d steps succeeded, want 15 and no failure", len(steps))
+	if len(steps) != 22 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
+		t.Errorf("%d steps succeeded, want 22 and no failure", len(steps))
+	}
+	for _, say := range []string{`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it"} {
+		if !strings.Contains(string(out), say) {
+			t.Errorf("the demo does not say %q", say)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(home, "thingid.log")); err != nil {
 		t.Errorf("the data directory given is not kept: %v", err)

@@ -76,8 +76,9 @@ func runDoc(t *testing.T, name string, steps []docStep) {
 }
 
 // docPorts are the default ports the documents' commands use (the platform,
-// the broker, the gateway, the tutorial's upstream).
-var docPorts = []string{"8443", "8883", "9443", "9000"}
+// the broker, the gateway, the tutorial's upstreams: the cloud API and the
+// music service).
+var docPorts = []string{"8443", "8883", "9443", "9000", "9100"}
 
 // waitPortsFree waits until no other process listens on docPorts (a
 // previous document's servers are ending), and fails with the reason when

@@ -61,25 +61,24 @@ func freeAddrs(t *testing.T, n int) []string {
 }
 
 var (
-	speakerOnce sync.Once
-	speakerBin  string
-	speakerErr  error
+	examplesMu sync.Mutex
+	examples   = map[string]string{} // built programs by name
 )
 
-// speakerBinary builds examples/smart-speaker once, next to the thingid binary.
-func speakerBinary(t *testing.T) string {
+// exampleBinary builds examples/<name> once, next to the thingid binary.
+func exampleBinary(t *testing.T, name string) string {
 	t.Helper()
-	speakerOnce.Do(func() {
-		speakerBin = filepath.Join(filepath.Dir(binary), "smart-speaker")
-		out, err := exec.Command("go", "build", "-o", speakerBin, "../examples/smart-speaker").CombinedOutput()
-		if err != nil {
-			speakerErr = fmt.Errorf("building examples/smart-speaker: %v\n%s", err, out)
-		}
-	})
-	if speakerErr != nil {
-		t.Fatal(speakerErr)
+	examplesMu.Lock()
+	defer examplesMu.Unlock()
+	if bin, ok := examples[name]; ok {
+		return bin
 	}
-	return speakerBin
+	bin := filepath.Join(filepath.Dir(binary), name)
+	if out, err := exec.Command("go", "build", "-o", bin, "../examples/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("building examples/%s: %v\n%s", name, err, out)
+	}
+	examples[name] = bin
+	return bin
 }
 
 // lines collects a process's output line by line as it comes, for the test

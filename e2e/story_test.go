@@ -21,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/thingid/thingid/examples/music-service/music"
 	"github.com/thingid/thingid/internal/browsertest"
 )
 
@@ -34,14 +35,18 @@ const apiRate = 3
 
 // storyPlatform runs `thingid serve` with the gateway and the broker on free
 // ports, the speaker's scopes including openid (so that its token could
-// read its owner's profile at userinfo until unlinked), and the cloud API
-// behind the gateway.
+// read its owner's profile at userinfo until unlinked), the cloud API
+// behind the gateway, and the route of the music service (a trusted UMA
+// resource server, examples/music-service) that music starts.
 type storyPlatform struct {
 	*instance
 	base, gateway, broker string // URLs
 	brokerPort            string
 	caFile                string
 	cloud                 *cloudAPI
+	// musicAddr is where the music service listens, behind the gateway;
+	// musicID and musicSecret are its client's.
+	musicAddr, musicID, musicSecret string
 	// adminToken is an admin API token: checked by a keyed hash, quick
 	// enough to poll the broker's admin API with (unlike a password).
 	adminToken string
@@ -49,15 +54,26 @@ type storyPlatform struct {
 
 func startStoryPlatform(t *testing.T) *storyPlatform {
 	t.Helper()
-	home, addrs := t.TempDir(), freeAddrs(t, 3)
+	home, addrs := t.TempDir(), freeAddrs(t, 4)
 	addr, brokerAddr, gatewayAddr := addrs[0], addrs[1], addrs[2]
 	_, port, _ := net.SplitHostPort(addr)
 	_, brokerPort, _ := net.SplitHostPort(brokerAddr)
 	_, gatewayPort, _ := net.SplitHostPort(gatewayAddr)
 	sp := &storyPlatform{base: "https://localhost:" + port, gateway: "https://localhost:" + gatewayPort,
-		broker: "mqtts://localhost:" + brokerPort, brokerPort: brokerPort, caFile: filepath.Join(home, "pki", "ca.crt")}
+		broker: "mqtts://localhost:" + brokerPort, brokerPort: brokerPort, caFile: filepath.Join(home, "pki", "ca.crt"), musicAddr: addrs[3]}
+	// The music service is a trusted resource server: its client, its
+	// place in the configuration and its route exist before the platform
+	// starts, as an operator would set them up.
+	sp.musicID, sp.musicSecret = createClient(t, home, "music-service", "--grant-type", "client_credentials", "--scope", "uma_protection")
 	cfg := filepath.Join(t.TempDir(), "thingid.yaml")
-	if err := os.WriteFile(cfg, []byte("oauth:\n  thingScopes: [device, profile, openid]\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("oauth:\n  thingScopes: [device, profile, openid]\numa:\n  trustedResourceServers: ["+sp.musicID+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	routes := filepath.Join(home, "routes")
+	if err := os.MkdirAll(routes, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(routes, "music.yaml"), []byte(music.RouteFile("http://"+sp.musicAddr, sp.musicID)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sp.instance = start(t, home, addr, "THINGID_CONFIG="+cfg, "THINGID_MQTT_TLS_ADDRESS="+brokerAddr, "THINGID_GATEWAY_ADDRESS="+gatewayAddr)
@@ -79,10 +95,6 @@ func startStoryPlatform(t *testing.T) *storyPlatform {
           key: [thing]
           rate: {requests: %d, per: 1m}
 `, sp.cloud.URL, apiRate)
-	routes := filepath.Join(home, "routes")
-	if err := os.MkdirAll(routes, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	// Written while serving: the gateway picks the route up on its own.
 	if err := os.WriteFile(filepath.Join(routes, ".acme-cloud.yaml"), []byte(route), 0o600); err != nil {
 		t.Fatal(err)
@@ -118,36 +130,58 @@ func (sp *storyPlatform) pollUntil(t *testing.T, timeout time.Duration, what str
 	}
 }
 
+// createClient registers a client with `thingid clients create` on home.
+func createClient(t *testing.T, home, name string, args ...string) (id, secret string) {
+	t.Helper()
+	out, errOut, err := thingid(t, nil, "", append([]string{"--home", home, "clients", "create", "--name", name}, args...)...)
+	if err != nil {
+		t.Fatalf("clients create: %v %s", err, errOut)
+	}
+	idm := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)
+	secretm := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
+	if idm == nil || secretm == nil {
+		t.Fatalf("no client id or secret in %q", out)
+	}
+	return idm[1], secretm[1]
+}
+
 // service registers the manufacturer's cloud service with the CLI and gets
 // its token by client credentials.
 func (sp *storyPlatform) service(t *testing.T) (clientID, token string) {
 	t.Helper()
-	out, errOut, err := thingid(t, nil, "", "--home", sp.home, "clients", "create", "--name", "acme-telemetry",
-		"--grant-type", "client_credentials", "--scope", "mqtt:sub:things/+/telemetry")
-	if err != nil {
-		t.Fatalf("clients create: %v %s", err, errOut)
-	}
-	id := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)
-	secret := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
-	if id == nil || secret == nil {
-		t.Fatalf("no client id or secret in %q", out)
-	}
-	cc := clientcredentials.Config{ClientID: id[1], ClientSecret: secret[1], TokenURL: sp.base + "/oauth2/token", Scopes: []string{"mqtt:sub:things/+/telemetry"}}
+	id, secret := createClient(t, sp.home, "acme-telemetry", "--grant-type", "client_credentials", "--scope", "mqtt:sub:things/+/telemetry")
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: sp.base + "/oauth2/token", Scopes: []string{"mqtt:sub:things/+/telemetry"}}
 	tok, err := cc.Token(context.WithValue(context.Background(), oauth2.HTTPClient, sp.client))
 	if err != nil {
 		t.Fatalf("the cloud service's token: %v", err)
 	}
-	return id[1], tok.AccessToken
+	return id, tok.AccessToken
+}
+
+// music starts examples/music-service with one playlist (OWNER:NAME:TRACKS)
+// and returns it with the playlist's resource id.
+func (sp *storyPlatform) music(t *testing.T, playlist string) (p *process, resource string) {
+	t.Helper()
+	secretFile := filepath.Join(t.TempDir(), "music-secret")
+	if err := os.WriteFile(secretFile, []byte(sp.musicSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startProcess(t, exampleBinary(t, "music-service"), "--server", sp.base, "--ca", sp.caFile, "--client-id", sp.musicID,
+		"--client-secret-file", secretFile, "--listen", sp.musicAddr, "--playlist", playlist)
+	m, _ := p.out.find(t, regexp.MustCompile(`^playlist ".*" of \S+ is resource (\S+):`), 0, 30*time.Second, "the music service to register the playlist")
+	p.out.find(t, regexp.MustCompile(`^serving 1 playlists on`), 0, 30*time.Second, "the music service to listen")
+	return p, m[1]
 }
 
 // speaker starts the simulator on device i of b, quick to call the API
-// and publish, exiting when unlinked; it keeps its refresh token in state.
-func (sp *storyPlatform) speaker(t *testing.T, b batch, i int, server string) (p *process, state string) {
+// and publish, exiting when unlinked, with flags of its own after; it keeps
+// its refresh token in state.
+func (sp *storyPlatform) speaker(t *testing.T, b batch, i int, server string, flags ...string) (p *process, state string) {
 	state = filepath.Join(t.TempDir(), "speaker.json")
-	return startProcess(t, speakerBinary(t), "--server", server, "--ca", sp.caFile,
+	return startProcess(t, exampleBinary(t, "smart-speaker"), append([]string{"--server", server, "--ca", sp.caFile,
 		"--cert", b.cert(i), "--key", b.key(i), "--gateway", sp.gateway, "--broker", sp.broker,
 		"--api-interval", "100ms", "--interval", "200ms", "--state", state,
-		"--once", "--timeout", "10s", "--retry-for", "10s"), state
+		"--once", "--timeout", "10s", "--retry-for", "10s"}, flags...)...), state
 }
 
 // userID looks a user up by name over SCIM.
@@ -206,8 +240,10 @@ func (sp *storyPlatform) mqttConnected(t *testing.T, clientID string) (bool, str
 }
 
 // The smart-speaker story with real participants around the real binary:
-// the simulator as the speaker, Chromium as its buyer, mosquitto_sub as the
-// manufacturer's cloud service, an HTTP server as its cloud API.
+// the simulator as the speaker, Chromium as its buyer and as the buyer's
+// friend, mosquitto_sub as the manufacturer's cloud service, an HTTP server
+// as its cloud API, examples/music-service as the music service where the
+// friend keeps a playlist.
 func TestSmartSpeakerStory(t *testing.T) {
 	mosquittoSub := tool(t, "mosquitto_sub", "mosquitto-clients")
 	mosquittoPub := tool(t, "mosquitto_pub", "mosquitto-clients")
@@ -237,13 +273,25 @@ func TestSmartSpeakerStory(t *testing.T) {
 	shots.take(t, browser, "registered")
 	alice := sp.userID(t, name)
 
+	// The friend has an account, and a playlist at the music service.
+	const friend, friendPassword = "bob", "the owls are not what they seem"
+	resp, err := sp.client.Post(sp.base+"/api/v1/register", "application/json", strings.NewReader(`{"userName":"`+friend+`","email":"`+friend+`@example.com","password":"`+friendPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("registering %s: %s", friend, resp.Status)
+	}
+	musicSvc, playlist := sp.music(t, friend+":Road trip:Born to Run,Roadrunner,Thunder Road")
+
 	// The cloud service listens to every speaker's telemetry.
 	serviceID, serviceToken := sp.service(t)
 	sub := startProcess(t, mosquittoSub, "-h", "localhost", "-p", sp.brokerPort, "--cafile", sp.caFile, "-V", "mqttv5",
 		"-i", serviceID, "-u", serviceID, "-P", serviceToken, "-t", "things/+/telemetry", "-q", "1", "-v", "-C", "1", "-W", "60")
 
 	// Call home: the speaker presents its factory certificate and shows a user code.
-	spk, stateFile := sp.speaker(t, b, 0, sp.base)
+	spk, stateFile := sp.speaker(t, b, 0, sp.base, "--playlist", sp.gateway+music.PathPrefix+playlist, "--playlist-interval", "200ms")
 	spk.out.find(t, speakerEvent("called-home"), 0, 30*time.Second, "the speaker to call home")
 	m, _ := spk.out.find(t, userCodeLine, 0, 30*time.Second, "a user code on the speaker's display")
 	verification, userCode := m[1], m[2]
@@ -296,6 +344,14 @@ func TestSmartSpeakerStory(t *testing.T) {
 	if connected, list := sp.mqttConnected(t, thing); !connected {
 		t.Fatalf("the speaker is not connected to the broker before unlinking: %s", list)
 	}
+
+	// The friend's playlist: the speaker asked for it, and the friend was
+	// asked; in the browser of their own laptop they approve, the speaker
+	// plays it, they revoke, and the speaker's next request is refused.
+	shareAndRevokeInBrowser(t, sp, shots, spk, paired, friend, friendPassword, playlist, func() {
+		served := regexp.MustCompile(`^served "Road trip" of bob to ` + alice + ` \(client ` + thing + `, thing ` + thing + `\)$`)
+		musicSvc.out.find(t, served, 0, 30*time.Second, "the music service to serve the playlist to alice through the speaker")
+	})
 
 	// The credentials the speaker holds now, to try them after unlinking.
 	state, err := os.ReadFile(stateFile)
@@ -358,7 +414,7 @@ func TestSmartSpeakerStory(t *testing.T) {
 	if status, _ := get(t, dev, sp.base+"/oauth2/userinfo", token); status != http.StatusUnauthorized {
 		t.Errorf("userinfo with the old token: %d, want 401", status)
 	}
-	resp, err := dev.PostForm(sp.base+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {thing}, "refresh_token": {saved.RefreshToken}})
+	resp, err = dev.PostForm(sp.base+"/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {thing}, "refresh_token": {saved.RefreshToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,6 +457,65 @@ func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, ve
 	shots.take(t, browser, "consent")
 	must(t, "pressing "+button, chromedp.Do(browser, chromedp.Click(chromedp.ID(button)), chromedp.WaitVisible(chromedp.ID("message"))))
 	shots.take(t, browser, button)
+}
+
+// shareAndRevokeInBrowser plays the buyer's friend in a browser of their
+// own while the speaker asks for their playlist: the request is on
+// /account/sharing, the friend approves it and the speaker plays the
+// playlist (played checks what else should see it), the friend revokes the
+// share on the same page and the speaker's next request is refused.
+func shareAndRevokeInBrowser(t *testing.T, sp *storyPlatform, shots *screenshots, spk *process, paired int, name, password, playlist string, played func()) {
+	t.Helper()
+	_, asked := spk.out.find(t, speakerEvent("playlist-waiting"), paired, 30*time.Second, "the speaker to ask for the playlist")
+	browser := browsertest.New(t)
+	request := `section[data-request]`
+	resource := `section[data-resource="` + playlist + `"]`
+	// submit sends a form and returns the notice of the page it leads to.
+	submit := func(what string, actions ...chromedp.Action[chromedp.Void]) string {
+		t.Helper()
+		resp, err := chromedp.RunResponse(browser, actions...)
+		if err != nil || resp.Status != http.StatusOK {
+			t.Fatalf("%s: %v %v", what, resp, err)
+		}
+		notice, err := chromedp.Run(browser, chromedp.Text(chromedp.ID("notice")))
+		if err != nil {
+			t.Fatalf("%s: no notice: %v", what, err)
+		}
+		return notice
+	}
+
+	must(t, "opening /account/sharing", chromedp.Do(browser, chromedp.Navigate(sp.base+"/account/sharing"), chromedp.WaitVisible(chromedp.ID("userName"))))
+	must(t, "signing in as "+name, chromedp.Do(browser,
+		chromedp.SendKeys(chromedp.ID("userName"), name),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.CSS(request)),
+	))
+	if text, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(request))); err != nil || !strings.Contains(text, "alice asks for Road trip") || !strings.Contains(text, "play") {
+		t.Fatalf("the request on %s's page: %q %v", name, text, err)
+	}
+	shots.take(t, browser, "friend-request")
+	if notice := submit("approving the request", chromedp.Click(chromedp.CSS(request+` button[name="approve"]`))); !strings.HasPrefix(notice, "Request approved") {
+		t.Errorf("notice after approving: %q", notice)
+	}
+	if row, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(resource+` tr[data-share]`))); err != nil || !strings.Contains(row, "alice") || !strings.Contains(row, "play") {
+		t.Fatalf("the share on %s's page: %q %v", name, row, err)
+	}
+	shots.take(t, browser, "friend-shared")
+
+	m, playing := spk.out.find(t, speakerEvent("playlist"), asked, 30*time.Second, "the speaker to play the shared playlist")
+	if !strings.Contains(m[1], `playing "Road trip" of bob`) {
+		t.Errorf("the speaker: %s", m[1])
+	}
+	played()
+
+	if notice := submit("revoking alice's access", chromedp.Click(chromedp.CSS(resource+` button[name="revoke"]`))); !strings.HasPrefix(notice, "Access revoked.") {
+		t.Errorf("notice after revoking: %q", notice)
+	}
+	shots.take(t, browser, "friend-revoked")
+	if m, _ := spk.out.find(t, speakerEvent("playlist-waiting"), playing, 30*time.Second, "the speaker's next request to be refused"); !strings.HasPrefix(m[1], "stopped playing it") {
+		t.Errorf("the speaker after the revocation: %s", m[1])
+	}
 }
 
 // unlinkInBrowser unlinks the thing on the "my devices" page.

@@ -100,7 +100,7 @@ func explainCAErr(err error) error {
 	if errors.As(err, &ce) && flags[ce.Field] != "" {
 		return fmt.Errorf("%s: %s", flags[ce.Field], ce.Reason)
 	}
-	return explainStoreErr(err, "this CA certificate")
+	return explainStoreErr(err, "this CA certificate", "thingid cas list")
 }
 
 func newCAsList(g *globals) *cobra.Command {
@@ -183,7 +183,7 @@ is POST /api/v1/admin/revocations).`,
 					return fmt.Errorf("--%s: %s", map[string]string{"thingId": "thing", "fingerprint": "fingerprint", "reason": "reason"}[re.Field], re.Reason)
 				}
 				if err != nil {
-					return explainStoreErr(err, "thing "+r.ThingID)
+					return explainStoreErr(err, "thing "+r.ThingID, listDevices)
 				}
 				out := cmd.OutOrStdout()
 				if len(done) == 0 {

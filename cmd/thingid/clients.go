@@ -125,7 +125,7 @@ func newClientsResources(g *globals) *cobra.Command {
 			return g.withOAuth(cmd, func(srv *oauth.Server) error {
 				c, err := srv.SetClientResources(cmd.Context(), cliActor, args[0], resources, defaults)
 				if err != nil {
-					return explainStoreErr(err, "client "+args[0])
+					return explainStoreErr(err, "client "+args[0], "thingid clients list")
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "client %s: resources %s, default %s\n", c.ID, orAll(c.Resources), defaultsOf(c.Resources, c.DefaultResources))
 				return nil
@@ -167,7 +167,7 @@ func newClientsDelete(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withOAuth(cmd, func(srv *oauth.Server) error {
 				if err := srv.DeleteClient(cmd.Context(), cliActor, args[0]); err != nil {
-					return explainStoreErr(err, "client "+args[0])
+					return explainStoreErr(err, "client "+args[0], "thingid clients list")
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "deleted client %s and revoked its grants\n", args[0])
 				return nil

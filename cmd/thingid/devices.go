@@ -13,7 +13,10 @@ import (
 
 func newDevices(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "devices", Short: "Manage things (devices, services, gateways) in the data directory"}
-	cmd.AddCommand(newDevicesList(g), newDevicesGet(g), newDevicesDisable(g), newDevicesImport(g), newDevicesEnrollToken(g))
+	cmd.AddCommand(newDevicesList(g), newDevicesGet(g),
+		newDevicesSetStatus(g, store.StatusDisabled, "disable", "Disable a thing: it can no longer authenticate, and its MQTT connections end"),
+		newDevicesSetStatus(g, store.StatusActive, "enable", "Enable a disabled thing again"),
+		newDevicesDelete(g), newDevicesImport(g), newDevicesEnrollToken(g))
 	return cmd
 }
 
@@ -79,7 +82,7 @@ func newDevicesGet(g *globals) *cobra.Command {
 			return g.withPlatform(cmd, func(p *server.Platform) error {
 				t, err := p.Identity.GetThing(cmd.Context(), args[0])
 				if err != nil {
-					return explainStoreErr(err, "thing "+args[0])
+					return explainStoreErr(err, "thing "+args[0], listDevices)
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -89,21 +92,56 @@ func newDevicesGet(g *globals) *cobra.Command {
 	}
 }
 
-func newDevicesDisable(g *globals) *cobra.Command {
+// newDevicesSetStatus is `devices disable` and `devices enable`: the status
+// change SCIM makes, with its audit record and event (the running server
+// ends a disabled thing's MQTT connections; certificates and tokens check
+// the status at every use).
+func newDevicesSetStatus(g *globals, status store.Status, verb, short string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "disable ID",
-		Short: "Disable a thing: it can no longer authenticate",
+		Use:   verb + " ID",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withPlatform(cmd, func(p *server.Platform) error {
-				t, err := p.Identity.UpdateThing(cmd.Context(), cliActor, args[0], 0, func(t *store.Thing) error {
-					t.Status = store.StatusDisabled
+				ctx := cmd.Context()
+				t, err := p.Identity.GetThing(ctx, args[0])
+				if err != nil {
+					return explainStoreErr(err, "thing "+args[0], listDevices)
+				}
+				if t.Status == status {
+					fmt.Fprintf(cmd.OutOrStdout(), "thing %s (serial %s) is %s already\n", t.ID, t.SerialNumber, status)
+					return nil
+				}
+				t, err = p.Identity.UpdateThing(ctx, cliActor, args[0], 0, func(t *store.Thing) error {
+					t.Status = status
 					return nil
 				})
 				if err != nil {
-					return explainStoreErr(err, "thing "+args[0])
+					return explainStoreErr(err, "thing "+args[0], listDevices)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "disabled %s (serial %s)\n", t.ID, t.SerialNumber)
+				fmt.Fprintf(cmd.OutOrStdout(), "%sd %s (serial %s)\n", verb, t.ID, t.SerialNumber)
+				return nil
+			})
+		},
+	}
+}
+
+func newDevicesDelete(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a thing and its relationships (owners, groups); its certificates stop authenticating it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				ctx := cmd.Context()
+				t, err := p.Identity.GetThing(ctx, args[0])
+				if err != nil {
+					return explainStoreErr(err, "thing "+args[0], listDevices)
+				}
+				if err := p.Identity.DeleteThing(ctx, cliActor, t.ID, 0); err != nil {
+					return explainStoreErr(err, "thing "+args[0], listDevices)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s (serial %s)\n", t.ID, t.SerialNumber)
 				return nil
 			})
 		},

@@ -32,7 +32,7 @@ active and have a serial number, which its certificate carries.`,
 				}
 				tok, err := srv.CreateToken(cmd.Context(), cliActor, args[0], ttl)
 				if err != nil {
-					return explainStoreErr(err, "thing "+args[0])
+					return explainStoreErr(err, "thing "+args[0], listDevices)
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "token: %s\n", tok.Secret)

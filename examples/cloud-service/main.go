@@ -53,7 +53,7 @@ func main() {
 		if err := cfg.check(); err != nil {
 			return err
 		}
-		secret, err := clientSecret(secretFile)
+		secret, err := cli.ClientSecret(secretFile)
 		if err != nil {
 			return err
 		}
@@ -63,22 +63,6 @@ func main() {
 		}
 		return run(ctx, cfg, os.Stdout)
 	})
-}
-
-// clientSecret reads the secret from a file or the environment, never from
-// the command line (where every user of the machine sees it).
-func clientSecret(file string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("--client-secret-file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	if s := os.Getenv("THINGID_CLIENT_SECRET"); s != "" {
-		return s, nil
-	}
-	return "", errors.New("the client secret is missing: set THINGID_CLIENT_SECRET or --client-secret-file")
 }
 
 // parseTarget reads THING_ID=°C.

@@ -1,7 +1,8 @@
 // Command smart-speaker simulates the smart speaker of thingid's story on the
 // terminal: it calls home with its factory certificate, shows a user code on
 // its one-line display until its owner pairs it at /device, then calls the
-// manufacturer's cloud API through the identity gateway, publishes
+// manufacturer's cloud API through the identity gateway, plays the playlist
+// of --playlist when somebody shares it with its owner (UMA 2.0), publishes
 // telemetry and obeys commands over MQTT, and goes back to showing a user
 // code when its owner unlinks it (or exits, with --once).
 //
@@ -34,6 +35,8 @@ func main() {
 	flag.StringVar(&cfg.GatewayURL, "gateway", "https://localhost:9443", "the identity gateway in front of the cloud API; empty: no API calls")
 	flag.StringVar(&cfg.APIPath, "api-path", speaker.DefaultAPIPath, "the cloud API's path behind the gateway")
 	flag.DurationVar(&cfg.APIInterval, "api-interval", speaker.DefaultInterval, "time between two cloud API calls")
+	flag.StringVar(&cfg.PlaylistURL, "playlist", "", "a playlist behind the gateway's uma route that somebody may share with the owner (https://localhost:9443/music/playlists/ID); empty: none")
+	flag.DurationVar(&cfg.PlaylistInterval, "playlist-interval", speaker.DefaultInterval, "time between two requests for the playlist (while it is not shared, at least what the platform asks)")
 	flag.StringVar(&cfg.BrokerURL, "broker", "mqtts://localhost:8883", "the MQTT broker; empty: no telemetry and no commands")
 	flag.DurationVar(&cfg.TelemetryInterval, "interval", speaker.DefaultInterval, "time between two telemetry messages (and token checks)")
 	flag.StringVar(&cfg.StateFile, "state", "", "file keeping the refresh token across restarts (mode 0600); empty: pair at every start")

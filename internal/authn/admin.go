@@ -96,89 +96,130 @@ const MustChangeDetail = "password change required: this administrator still has
 
 // Authenticate returns the administrator's user ID for the request's credentials.
 func (a *Admins) Authenticate(r *http.Request) (string, error) {
-	ctx := r.Context()
-	if raw, ok := bearer(r); ok {
-		return a.token(ctx, raw)
+	u, _, err := a.authenticateIn(r, AdminGroup)
+	if err != nil {
+		return "", err
 	}
+	return u.ID, nil
+}
+
+// authenticateIn returns the user whose credentials the request carries (an
+// admin API token, or Basic) if that user is an active direct member of one
+// of groups, and the first of groups it is a member of.
+func (a *Admins) authenticateIn(r *http.Request, groups ...string) (*store.User, string, error) {
+	ctx := r.Context()
+	var u *store.User
+	var err error
+	if raw, ok := bearer(r); ok {
+		u, err = a.token(ctx, raw)
+	} else {
+		u, err = a.basic(r)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	group, err := a.inGroup(ctx, u, groups...)
+	if err != nil {
+		return nil, "", err
+	}
+	return u, group, nil
+}
+
+// basic returns the user whose name and password the request's Basic
+// credentials carry.
+func (a *Admins) basic(r *http.Request) (*store.User, error) {
 	name, pw, ok := r.BasicAuth()
 	if !ok {
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
 	key := sha256.Sum256([]byte(name + "\x00" + pw))
 	a.mu.Lock()
 	c, hit := a.cache[key]
 	a.mu.Unlock()
-	u, err := a.st.GetUserByName(ctx, name)
+	u, err := a.st.GetUserByName(r.Context(), name)
 	if err != nil || u.PasswordHash == "" {
 		password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
-	if !hit || !time.Now().Before(c.until) || c.userID != u.ID || c.hash != u.PasswordHash {
-		if ok, err := password.Verify(u.PasswordHash, pw); err != nil || !ok {
-			return "", ErrUnauthenticated
-		}
-		hit = false
+	if hit && time.Now().Before(c.until) && c.userID == u.ID && c.hash == u.PasswordHash {
+		return u, nil
 	}
-	if err := a.isAdmin(ctx, u); err != nil {
-		return "", err
+	if ok, err := password.Verify(u.PasswordHash, pw); err != nil || !ok {
+		return nil, ErrUnauthenticated
 	}
-	if !hit {
-		a.mu.Lock()
-		if len(a.cache) > 1000 {
-			clear(a.cache)
-		}
-		a.cache[key] = cached{userID: u.ID, hash: u.PasswordHash, until: time.Now().Add(cacheFor)}
-		a.mu.Unlock()
+	a.mu.Lock()
+	if len(a.cache) > 1000 {
+		clear(a.cache)
 	}
-	return u.ID, nil
+	a.cache[key] = cached{userID: u.ID, hash: u.PasswordHash, until: time.Now().Add(cacheFor)}
+	a.mu.Unlock()
+	return u, nil
 }
 
-func (a *Admins) token(ctx context.Context, token string) (string, error) {
+// token returns the user an admin API token acts for.
+func (a *Admins) token(ctx context.Context, token string) (*store.User, error) {
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
 	t, err := a.st.GetAPITokenByHash(ctx, TokenHash(a.tokenKey, token))
 	if err != nil || (!t.ExpiresAt.IsZero() && time.Now().After(t.ExpiresAt)) {
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
 	u, err := a.st.GetUser(ctx, t.UserID)
 	if err != nil {
-		return "", ErrUnauthenticated
+		return nil, ErrUnauthenticated
 	}
-	if err := a.isAdmin(ctx, u); err != nil {
-		return "", err
-	}
-	return u.ID, nil
+	return u, nil
 }
 
 // isAdmin requires an active user who is a direct member of the admin group.
-// The member must be the user itself: ids are unique per kind only, so a thing
-// or group member sharing the user's id does not count.
 func (a *Admins) isAdmin(ctx context.Context, u *store.User) error {
+	_, err := a.inGroup(ctx, u, AdminGroup)
+	return err
+}
+
+// inGroup requires an active user who is a direct member of one of groups
+// and returns the first of groups it is a member of. The member must be the
+// user itself: ids are unique per kind only, so a thing or group member
+// sharing the user's id does not count.
+func (a *Admins) inGroup(ctx context.Context, u *store.User, groups ...string) (string, error) {
 	if u.Status != store.StatusActive {
-		return ErrUnauthenticated
+		return "", ErrUnauthenticated
 	}
 	if u.MustChangePassword {
 		// Checked after the credential: a wrong password learns nothing.
-		return errAdminMustChange
+		return "", errAdminMustChange
 	}
-	groups, _, err := a.st.ListGroups(ctx, store.Query{
+	var names store.Expr
+	for _, g := range groups {
+		c := store.Compare{Field: "displayName", Op: store.OpEq, Value: g}
+		if names == nil {
+			names = c
+		} else {
+			names = store.Or{Left: names, Right: c}
+		}
+	}
+	found, _, err := a.st.ListGroups(ctx, store.Query{
 		Filter: store.And{
-			Left: store.Compare{Field: "displayName", Op: store.OpEq, Value: AdminGroup},
+			Left: names,
 			Right: store.Any{Field: "members", Where: store.And{
 				Left:  store.Compare{Field: "value", Op: store.OpEq, Value: u.ID},
 				Right: store.Compare{Field: "type", Op: store.OpEq, Value: string(store.KindUser)},
 			}},
 		},
-		Limit: 1,
+		Limit: len(groups),
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
-	if len(groups) == 0 {
-		return ErrUnauthenticated
+	for _, g := range groups {
+		for _, f := range found {
+			if strings.EqualFold(f.DisplayName, g) {
+				return g, nil
+			}
+		}
 	}
-	return nil
+	return "", ErrUnauthenticated
 }
 
 // IsAdministrator tells whether userID is an active administrator (for
@@ -220,6 +261,43 @@ func (a *Admins) Require(next http.Handler, deny func(w http.ResponseWriter, r *
 		ctx := context.WithValue(r.Context(), actorKey{}, "admin:"+id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, fullAdminKey{}, true)))
 	})
+}
+
+// SupportGroup is the group whose active members are support staff: they
+// read what the read-only admin APIs serve (RequireReader) and change
+// nothing.
+const SupportGroup = "support"
+
+type readOnlyKey struct{}
+
+// RequireReader is Require for an admin API that only reads: administrators
+// get in with full power, and so do active members of SupportGroup, read-only
+// (ReadOnly tells), with the actor "support:<id>". Credentials are those of
+// Require: Basic, or an admin API token of the user.
+func (a *Admins) RequireReader(next http.Handler, deny func(w http.ResponseWriter, r *http.Request, err error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, group, err := a.authenticateIn(r, AdminGroup, SupportGroup)
+		if err != nil {
+			deny(w, r, err)
+			return
+		}
+		ctx := r.Context()
+		if group == AdminGroup {
+			ctx = context.WithValue(ctx, actorKey{}, "admin:"+u.ID)
+			ctx = context.WithValue(ctx, fullAdminKey{}, true)
+		} else {
+			ctx = context.WithValue(ctx, actorKey{}, "support:"+u.ID)
+			ctx = context.WithValue(ctx, readOnlyKey{}, true)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// ReadOnly tells whether RequireReader let the caller in as support staff,
+// whose reads are their own record in the audit log.
+func ReadOnly(r *http.Request) bool {
+	ro, _ := r.Context().Value(readOnlyKey{}).(bool)
+	return ro
 }
 
 // Scopes that open admin APIs to OAuth access tokens.

@@ -59,7 +59,7 @@ type UMA struct {
 	// servers that may use a PAT obtained with client_credentials, naming
 	// owners explicitly; every other resource server needs the owner's
 	// consent (a PAT from the authorization code flow).
-	TrustedResourceServers []string `json:"trustedResourceServers"`
+	TrustedResourceServers []string `json:"trustedResourceServers" env:"spaces"`
 	// TicketLifetime is how long a permission ticket can be redeemed.
 	TicketLifetime Duration `json:"ticketLifetime"`
 }
@@ -117,8 +117,11 @@ type HTTP struct {
 	PublicURL string `json:"publicURL"`
 	// CertFile/KeyFile: a PEM certificate chain and key; empty: a certificate for
 	// localhost issued by the platform CA.
-	CertFile        string     `json:"certFile"`
-	KeyFile         string     `json:"keyFile"`
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// DocsURL is where the documentation link of the landing page (/)
+	// points; empty: no link.
+	DocsURL         string     `json:"docsURL"`
 	ShutdownTimeout Duration   `json:"shutdownTimeout"`
 	Limits          HTTPLimits `json:"limits"`
 }
@@ -279,9 +282,10 @@ type SMTP struct {
 // Default returns the configuration `thingid serve` runs with when given none.
 func Default() Config {
 	return Config{
-		Home:      "./thingid-data",
-		Log:       Log{Level: "info", Format: "text"},
-		HTTP:      HTTP{Address: "127.0.0.1:8443", ShutdownTimeout: Duration(15 * time.Second), Limits: defaultHTTPLimits()},
+		Home: "./thingid-data",
+		Log:  Log{Level: "info", Format: "text"},
+		HTTP: HTTP{Address: "127.0.0.1:8443", ShutdownTimeout: Duration(15 * time.Second), Limits: defaultHTTPLimits(),
+			DocsURL: "https://github.com/thingid/thingid/tree/main/docs"},
 		Storage:   Storage{Type: "sqlite"},
 		Admin:     Admin{UserName: "admin"},
 		Passwords: Passwords{MinLength: 15},
@@ -492,6 +496,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("http.publicURL: %q must be an https URL without query or fragment", c.HTTP.PublicURL)
 	}
 	c.HTTP.PublicURL = strings.TrimSuffix(c.HTTP.PublicURL, "/")
+	if u, err := url.Parse(c.HTTP.DocsURL); c.HTTP.DocsURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+		return fmt.Errorf("http.docsURL: %q must be an http or https URL, or empty for no documentation link", c.HTTP.DocsURL)
+	}
 	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
 		return fmt.Errorf("http.certFile and http.keyFile: set both or neither")
 	}

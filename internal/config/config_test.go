@@ -104,6 +104,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Storage.Type = "postgres" }, "storage.postgres.dsn"},
 		{func(c *Config) { c.HTTP.Address = "8443" }, "http.address"},
 		{func(c *Config) { c.HTTP.PublicURL = "http://example.com" }, "http.publicURL"},
+		{func(c *Config) { c.HTTP.DocsURL = "javascript:alert(1)" }, "http.docsURL"},
+		{func(c *Config) { c.HTTP.DocsURL = "/docs" }, "http.docsURL"},
 		{func(c *Config) { c.HTTP.CertFile = "a.pem" }, "http.certFile"},
 		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{func(c *Config) { c.Passwords.MinLength = 4 }, "passwords.minLength"},
@@ -184,6 +186,15 @@ func TestMQTTIDTokenClients(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.clients, err, tc.want)
 		}
+	}
+}
+
+// The variable docs/configuration.md names sets the list: a client id
+// has no spaces.
+func TestTrustedResourceServersFromEnvironment(t *testing.T) {
+	c, err := Load("", []string{"THINGID_UMA_TRUSTEDRESOURCESERVERS=01a2-music  01a2-photos"})
+	if err != nil || !slices.Equal(c.UMA.TrustedResourceServers, []string{"01a2-music", "01a2-photos"}) {
+		t.Fatalf("from the environment: %v %v", c.UMA.TrustedResourceServers, err)
 	}
 }
 

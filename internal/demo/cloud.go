@@ -99,20 +99,26 @@ routes:
 `, c.URL, apiRate)
 }
 
-// register writes the route into the gateway's routes directory and waits
-// until the gateway serves it (it reloads the directory every second): a
-// call without a token is then refused with 401 rather than 404.
+// register puts the cloud API behind the gateway.
 func (c *cloudAPI) register(ctx context.Context, pl endpoints, routesDir string) (string, error) {
+	return writeRoute(ctx, pl, routesDir, routeFile, c.route(), apiPath)
+}
+
+// writeRoute writes a routes file into the gateway's routes directory and
+// waits until the gateway serves it (it reloads the directory every
+// second): a request for probe without a token is then refused with 401
+// rather than 404. It returns the file's path.
+func writeRoute(ctx context.Context, pl endpoints, routesDir, file, content, probe string) (string, error) {
 	if err := os.MkdirAll(routesDir, 0o700); err != nil {
 		return "", err
 	}
-	path := filepath.Join(routesDir, routeFile)
-	if err := atomicfile.Write(path, []byte(c.route()), 0o600); err != nil {
+	path := filepath.Join(routesDir, file)
+	if err := atomicfile.Write(path, []byte(content), 0o600); err != nil {
 		return "", fmt.Errorf("writing the route: %w", err)
 	}
 	hc := pl.client()
 	return path, poll(ctx, stepTimeout, "the gateway to serve the route of "+path, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, pl.GatewayURL+apiPath, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, pl.GatewayURL+probe, nil)
 		if err != nil {
 			return false, err
 		}

@@ -1,10 +1,13 @@
 // Package demo plays thingid's smart-speaker story end to end on a fresh
 // platform it runs in-process (`thingid demo`): factory, registration, call
 // home, pairing, cloud API through the gateway, MQTT telemetry, throttling,
+// a friend's playlist shared with the owner and taken back (UMA 2.0),
 // unlinking and the speaker locked out. The participants (the speaker of
-// examples/smart-speaker, the user, the cloud API and service) talk to the
-// platform over its public protocols only; the factory batch and the cloud
-// service's client are made on the data directory as the command line does.
+// examples/smart-speaker, the user and the friend, the cloud API and
+// service, the music service of examples/music-service) talk to the
+// platform over its public protocols only; the factory batch and the
+// services' clients are made on the data directory as the command line
+// does.
 package demo
 
 import (
@@ -19,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/server"
 )
 
 // Options of a demo run.
@@ -59,7 +63,11 @@ func Run(ctx context.Context, opts Options) error {
 	log := newLogger(opts.Log, lf)
 
 	con.printf("thingid demo: the smart-speaker story on a fresh platform in %s\n\n", home)
-	pl, err := startPlatform(ctx, opts, log)
+	var musicClient credentials
+	pl, err := startPlatform(ctx, opts, log, func(p *server.Platform) (err error) {
+		musicClient, err = trustMusicService(ctx, p, log)
+		return err
+	})
 	if err != nil {
 		con.step(false, "platform", err.Error())
 		con.printf("\nThe platform's log is %s.\n", lf.Name())
@@ -70,7 +78,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	con.step(true, "platform", fmt.Sprintf("%s, gateway %s, MQTT broker %s; TLS from the platform CA %s", pl.URL, pl.GatewayURL, pl.BrokerURL, pl.CAFile))
 
-	s := &story{con: con, log: log, ep: pl.endpoints, platform: pl.Platform, decision: "allow"}
+	s := &story{con: con, log: log, ep: pl.endpoints, platform: pl.Platform, decision: "allow", musicClient: musicClient}
 	if err := s.walk(ctx, s.steps()); err != nil {
 		s.close()
 		pl.stop()
@@ -131,18 +139,21 @@ func (s *story) explore(pl *platform, logPath string, temporary bool) {
 	for _, l := range [][2]string{
 		{"sign in", fmt.Sprintf("%s/signin as %s, password %s", pl.URL, s.user.name, s.user.password)},
 		{"my devices", pl.URL + "/account/devices"},
+		{"shared with me", pl.URL + "/account/shared"},
+		{"the friend", fmt.Sprintf("%s/signin as %s, password %s; what they share: %s/account/sharing", pl.URL, s.bob.name, s.bob.password, pl.URL)},
 		{"apps and devices", pl.URL + "/account/grants"},
 		{"register", pl.URL + "/register"},
 		{"metrics", pl.URL + "/metrics"},
 		{"administrator", fmt.Sprintf("admin, one-time password in %s", filepath.Join(pl.Config.Home, "admin-password.txt"))},
 		{"cloud API", fmt.Sprintf("curl --cacert %s %s%s  (401 without a token)", pl.CAFile, pl.GatewayURL, apiPath)},
+		{"playlist", fmt.Sprintf("curl -i --cacert %s %s%s  (401 with a UMA permission ticket)", pl.CAFile, pl.GatewayURL, s.playlistPath())},
 		{"platform log", logPath},
 	} {
 		c.printf("  %-18s %s\n", l[0], l[1])
 	}
-	c.printf("\nPair the next speaker of the batch yourself (from a checkout of thingid):\n\n"+
-		"  go run ./examples/smart-speaker --server %s --ca %s \\\n      --cert %s --key %s \\\n      --gateway %s --broker %s\n",
-		pl.URL, pl.CAFile, next.CertFile, next.KeyFile, pl.GatewayURL, pl.BrokerURL)
+	c.printf("\nPair the next speaker of the batch yourself (from a checkout of thingid); it asks for %s's playlist, which %s may share on /account/sharing:\n\n"+
+		"  go run ./examples/smart-speaker --server %s --ca %s \\\n      --cert %s --key %s \\\n      --gateway %s --broker %s \\\n      --playlist %s%s\n",
+		friendName, friendName, pl.URL, pl.CAFile, next.CertFile, next.KeyFile, pl.GatewayURL, pl.BrokerURL, pl.GatewayURL, s.playlistPath())
 	if temporary {
 		c.printf("\nThe data directory %s is removed when the demo ends; run with --home DIR to keep one.\n", pl.Config.Home)
 	}

@@ -65,7 +65,8 @@ func TestStory(t *testing.T) {
 	if strings.Join(steps, ",") != strings.Join(want, ",") {
 		t.Errorf("steps\n%v\nwant\n%v", steps, want)
 	}
-	for _, line := range []string{"Go to https://localhost:", "after 5 calls the gateway answered 429", "401 from the gateway", "Every step succeeded."} {
+	for _, line := range []string{"Go to https://localhost:", "after 5 calls the gateway answered 429", "bob was asked (request_submitted)",
+		`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it", "401 from the gateway", "Every step succeeded."} {
 		if !strings.Contains(got, line) {
 			t.Errorf("the story does not say %q", line)
 		}
@@ -140,7 +141,7 @@ func newCast(t *testing.T) *cast {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	opts := loopbackOptions(t.TempDir(), io.Discard)
-	pl, err := startPlatform(context.Background(), opts, log)
+	pl, err := startPlatform(context.Background(), opts, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

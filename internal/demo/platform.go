@@ -65,8 +65,10 @@ func platformConfig(home, httpAddr, gatewayAddr, brokerAddr string, log config.L
 }
 
 // startPlatform runs thingid on opts.Home until stop is called, and waits
-// until it answers.
-func startPlatform(ctx context.Context, opts Options, log *slog.Logger) (*platform, error) {
+// until it answers. prepare, if not nil, runs on the opened platform before
+// it serves: what the configuration must know at start (a trusted resource
+// server) is made there.
+func startPlatform(ctx context.Context, opts Options, log *slog.Logger, prepare func(*server.Platform) error) (*platform, error) {
 	var moved []string
 	note := func(n string) {
 		if n != "" {
@@ -107,6 +109,12 @@ func startPlatform(ctx context.Context, opts Options, log *slog.Logger) (*platfo
 	if err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if prepare != nil {
+		if err := prepare(p); err != nil {
+			ln.Close()
+			return nil, errors.Join(err, p.Close())
+		}
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan struct{})

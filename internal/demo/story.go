@@ -61,16 +61,23 @@ type story struct {
 	platform *server.Platform
 	// decision is the user's answer on the consent page.
 	decision string
+	// musicClient is the music service's client, trusted by the platform.
+	musicClient credentials
 
 	cloud   *cloudAPI
 	user    *person
+	bob     *person // the user's friend, who owns a playlist
+	music   *musicService
 	service *subscriber
 	devices []device
+	request umaRequest // the speaker's request for the playlist
+	share   string     // the share that approving it made
 
 	events       *feed[speaker.Event]
 	stopSpeaker  context.CancelFunc
 	speakerDone  chan struct{}
 	paired       int // index of the paired event
+	revokedMark  int // speaker events before the share's revocation
 	unlinkedMark int // speaker events before the unlinking
 }
 
@@ -109,6 +116,8 @@ func (s *story) steps() []step {
 		{"gateway route", s.routeCloudAPI},
 		{"factory", s.factory},
 		{"registration", s.registration},
+		{"friend", s.friend},
+		{"music service", s.startMusic},
 		{"cloud service", s.cloudService},
 		{"call home", s.callHome},
 		{"pairing", s.pairing},
@@ -116,6 +125,11 @@ func (s *story) steps() []step {
 		{"cloud API", s.cloudAPICall},
 		{"telemetry", s.telemetry},
 		{"throttling", s.throttling},
+		{"playlist asked", s.playlistAsked},
+		{"shared", s.shared},
+		{"playing", s.playing},
+		{"revoked", s.revoked},
+		{"refused", s.refused},
 		{"unlink", s.unlink},
 		{"disconnected", s.disconnected},
 		{"token refused", s.tokenRefused},
@@ -131,6 +145,9 @@ func (s *story) close() {
 	}
 	if s.service != nil {
 		s.service.close()
+	}
+	if s.music != nil {
+		s.music.close()
 	}
 	if s.cloud != nil {
 		s.cloud.close()
@@ -259,6 +276,9 @@ func (s *story) callHome(ctx context.Context) (string, error) {
 		Display: func(line string) { s.con.display(line) },
 		Events:  s.events.add,
 		Logger:  s.log.With("component", "speaker"),
+	}
+	if s.music != nil {
+		cfg.PlaylistURL, cfg.PlaylistInterval = s.ep.GatewayURL+s.playlistPath(), apiInterval
 	}
 	go func() {
 		defer close(s.speakerDone)

@@ -115,6 +115,41 @@ func (p *person) unlink(ctx context.Context, thingID string) error {
 	return p.sendJSON(ctx, http.MethodDelete, "/api/v1/devices/"+url.PathEscape(thingID), nil, http.StatusNoContent, nil)
 }
 
+// umaRequest is a request for one of the person's resources, waiting for
+// their decision.
+type umaRequest struct {
+	ID            string   `json:"id"`
+	ResourceID    string   `json:"resource_id"`
+	RequesterName string   `json:"requester_name"`
+	ClientID      string   `json:"client_id"`
+	Scopes        []string `json:"scopes"`
+}
+
+// requests lists the requests waiting for the person's decision, as
+// /account/sharing shows them.
+func (p *person) requests(ctx context.Context) ([]umaRequest, error) {
+	var out struct {
+		Requests []umaRequest `json:"requests"`
+	}
+	err := p.sendJSON(ctx, http.MethodGet, "/api/v1/uma/requests", nil, http.StatusOK, &out)
+	return out.Requests, err
+}
+
+// approve approves a request with the scopes it asks for; the share it
+// made is returned.
+func (p *person) approve(ctx context.Context, requestID string) (string, error) {
+	var share struct {
+		ID string `json:"id"`
+	}
+	err := p.sendJSON(ctx, http.MethodPost, "/api/v1/uma/requests/"+url.PathEscape(requestID)+"/approve", nil, http.StatusOK, &share)
+	return share.ID, err
+}
+
+// revokeShare takes a share back.
+func (p *person) revokeShare(ctx context.Context, shareID string) error {
+	return p.sendJSON(ctx, http.MethodDelete, "/api/v1/uma/shares/"+url.PathEscape(shareID), nil, http.StatusNoContent, nil)
+}
+
 // sendJSON sends body (if any) as JSON and decodes the answer into out (if
 // any); an answer other than want is an error with the problem's detail.
 func (p *person) sendJSON(ctx context.Context, method, path string, body any, want int, out any) error {

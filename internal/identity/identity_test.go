@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/password"
@@ -203,6 +204,50 @@ func TestNewPasswordClearsMustChangePassword(t *testing.T) {
 		if got.MustChangePassword != st.want || stored().MustChangePassword != st.want {
 			t.Errorf("%s: MustChangePassword = %v (stored %v), want %v", st.name, got.MustChangePassword, stored().MustChangePassword, st.want)
 		}
+	}
+}
+
+// ResetPassword leaves a one-time password (also on a user who had one
+// already), ends every session and is audited; a password the policy refuses
+// changes nothing.
+func TestResetPassword(t *testing.T) {
+	s, st, rec := newService(t)
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, "test", &store.User{UserName: "carol"}, "carol's own passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := st.CreateSession(ctx, &store.Session{Hash: []byte{byte(i), 1, 2, 3}, UserID: u.ID, Created: time.Now(), LastSeen: time.Now(), AuthTime: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pw := range []string{"a one-time passphrase 1", "a one-time passphrase 2"} {
+		got, err := s.ResetPassword(ctx, "cli", u.ID, pw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := password.Verify(got.PasswordHash, pw); !ok || err != nil || !got.MustChangePassword {
+			t.Fatalf("after reset: verify %v %v, must change %v", ok, err, got.MustChangePassword)
+		}
+	}
+	if list, err := st.ListSessions(ctx, u.ID); err != nil || len(list) != 0 {
+		t.Fatalf("sessions after reset: %d %v", len(list), err)
+	}
+	if got := auditActions(t, st); strings.Join(got, " ") != "user.create user.password-reset session.terminate-all user.password-reset session.terminate-all" {
+		t.Fatalf("audit %v", got)
+	}
+	if !slices.Contains(rec.types(), "user.password-reset") {
+		t.Fatalf("events %v", rec.types())
+	}
+	before, _ := st.GetUser(ctx, u.ID)
+	_, err = s.ResetPassword(ctx, "cli", u.ID, "short")
+	wantField(t, err, "password")
+	if after, _ := st.GetUser(ctx, u.ID); after.Revision != before.Revision {
+		t.Fatal("a refused password changed the user")
+	}
+	if _, err := s.ResetPassword(ctx, "cli", "no-such-user", "a one-time passphrase 3"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown user: %v", err)
 	}
 }
 

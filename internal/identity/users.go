@@ -92,6 +92,40 @@ func (s *Service) UpdateUser(ctx context.Context, actor, id string, ifRevision i
 	return out, err
 }
 
+// ResetPassword gives the user the one-time password pw (checked against
+// the policy) and ends all the user's sessions, in one transaction: until the
+// user chooses a new password, signing in with pw opens only the password
+// page (MustChangePassword), and nobody stays signed in with the old one. It
+// is an administrator's answer to a forgotten or compromised password.
+func (s *Service) ResetPassword(ctx context.Context, actor, id, pw string) (*store.User, error) {
+	u, err := s.store.GetUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	// Hashed before the transaction: argon2id must not hold the write lock.
+	h, err := s.HashPassword(pw, u)
+	if err != nil {
+		return nil, err
+	}
+	var out *store.User
+	err = s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		u, err := tx.UpdateUser(ctx, id, 0, func(u *store.User) error {
+			u.PasswordHash, u.MustChangePassword = h, true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteUserSessions(ctx, id); err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: id}
+		return []change{{action: "user.password-reset", target: ref}, {action: "session.terminate-all", target: ref}}, nil
+	})
+	return out, err
+}
+
 // DeleteUser removes a user and every relationship it has.
 func (s *Service) DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error {
 	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {

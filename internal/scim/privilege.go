@@ -13,17 +13,18 @@ import (
 
 // A caller without full administrator power (an OAuth client whose token has
 // `scim:write` but not `admin`) provisions users, groups and devices, but must
-// not make anyone an administrator nor take an administrator's account over.
-// An administrator is an active user who is a direct member of a group named
-// authn.AdminGroup, and signs in with userName and password; so such a caller
-// may not:
+// not make anyone privileged nor take a privileged account over. Privileged
+// are the active direct members of a group named authn.AdminGroup
+// (administrators) or authn.SupportGroup (support staff, who read the whole
+// audit log), who sign in with userName and password; so such a caller may
+// not:
 //
-//   - create a group with that name, rename a group to or from it, change its
-//     members, or delete it;
+//   - create a group with one of those names, rename a group to or from one,
+//     change its members, or delete it;
 //   - change the userName, password or active state of a user who is a member
 //     of such a group, or delete that user.
 //
-// Everything else (other users and groups, devices, an administrator's other
+// Everything else (other users and groups, devices, a privileged user's other
 // attributes) stays open to it. The rules are enforced by guarded, the Service
 // every resource and Bulk operation writes through, so no write path can
 // forget them.
@@ -38,11 +39,17 @@ func limited(ctx context.Context) bool {
 
 func adminOnly(what string) *Error {
 	return errorf(http.StatusForbidden, typeMutability,
-		"%s needs the `admin` scope: a `scim:write` token cannot make or change administrators", what)
+		"%s needs the `admin` scope: a `scim:write` token cannot make or change administrators or support staff", what)
 }
 
-func isAdminGroupName(name string) bool {
-	return strings.EqualFold(strings.TrimSpace(name), authn.AdminGroup)
+// privilegedGroup returns the privileged group a group named name is, or "".
+func privilegedGroup(name string) string {
+	for _, g := range []string{authn.AdminGroup, authn.SupportGroup} {
+		if strings.EqualFold(strings.TrimSpace(name), g) {
+			return g
+		}
+	}
+	return ""
 }
 
 // guarded is the Service with the rules above applied to limited callers.
@@ -51,8 +58,8 @@ type guarded struct{ Service }
 var _ Service = guarded{}
 
 func (s guarded) CreateGroup(ctx context.Context, actor string, g *store.Group) (*store.Group, error) {
-	if limited(ctx) && isAdminGroupName(g.DisplayName) {
-		return nil, adminOnly("creating a group named " + authn.AdminGroup)
+	if p := privilegedGroup(g.DisplayName); limited(ctx) && p != "" {
+		return nil, adminOnly("creating a group named " + p)
 	}
 	return s.Service.CreateGroup(ctx, actor, g)
 }
@@ -68,13 +75,14 @@ func (s guarded) UpdateGroup(ctx context.Context, actor, id string, ifRevision i
 			return err
 		}
 		renamed := strings.TrimSpace(g.DisplayName) != strings.TrimSpace(name)
+		was, is := privilegedGroup(name), privilegedGroup(g.DisplayName)
 		switch {
-		case isAdminGroupName(name) && renamed:
-			return adminOnly("renaming the " + authn.AdminGroup + " group")
-		case isAdminGroupName(g.DisplayName) && renamed:
-			return adminOnly("renaming a group to " + authn.AdminGroup)
-		case isAdminGroupName(name) && !maps.Equal(members, memberSet(g.Members)):
-			return adminOnly("changing the members of the " + authn.AdminGroup + " group")
+		case was != "" && renamed:
+			return adminOnly("renaming the " + was + " group")
+		case is != "" && renamed:
+			return adminOnly("renaming a group to " + is)
+		case was != "" && !maps.Equal(members, memberSet(g.Members)):
+			return adminOnly("changing the members of the " + was + " group")
 		}
 		return nil
 	})
@@ -86,8 +94,8 @@ func (s guarded) DeleteGroup(ctx context.Context, actor, id string, ifRevision i
 		if err != nil {
 			return err
 		}
-		if isAdminGroupName(g.DisplayName) {
-			return adminOnly("deleting the " + authn.AdminGroup + " group")
+		if p := privilegedGroup(g.DisplayName); p != "" {
+			return adminOnly("deleting the " + p + " group")
 		}
 	}
 	return s.Service.DeleteGroup(ctx, actor, id, ifRevision)
@@ -97,11 +105,11 @@ func (s guarded) UpdateUser(ctx context.Context, actor, id string, ifRevision in
 	if !limited(ctx) {
 		return s.Service.UpdateUser(ctx, actor, id, ifRevision, fn)
 	}
-	admin, err := s.isAdmin(ctx, id)
+	privileged, err := s.isPrivileged(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !admin {
+	if !privileged {
 		return s.Service.UpdateUser(ctx, actor, id, ifRevision, fn)
 	}
 	return s.Service.UpdateUser(ctx, actor, id, ifRevision, func(u *store.User) error {
@@ -111,11 +119,11 @@ func (s guarded) UpdateUser(ctx context.Context, actor, id string, ifRevision in
 		}
 		switch {
 		case u.PasswordHash != before.PasswordHash || u.MustChangePassword != before.MustChangePassword:
-			return adminOnly("changing an administrator's password")
+			return adminOnly("changing the password of an administrator or support user")
 		case strings.TrimSpace(u.UserName) != before.UserName:
-			return adminOnly("changing an administrator's userName")
+			return adminOnly("changing the userName of an administrator or support user")
 		case u.Status != before.Status:
-			return adminOnly("changing whether an administrator is active")
+			return adminOnly("changing whether an administrator or support user is active")
 		}
 		return nil
 	})
@@ -123,22 +131,22 @@ func (s guarded) UpdateUser(ctx context.Context, actor, id string, ifRevision in
 
 func (s guarded) DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error {
 	if limited(ctx) {
-		admin, err := s.isAdmin(ctx, id)
+		privileged, err := s.isPrivileged(ctx, id)
 		if err != nil {
 			return err
 		}
-		if admin {
-			return adminOnly("deleting an administrator")
+		if privileged {
+			return adminOnly("deleting an administrator or support user")
 		}
 	}
 	return s.Service.DeleteUser(ctx, actor, id, ifRevision)
 }
 
-// isAdmin tells whether user id is a direct member of an administrators group,
-// active or not: a disabled administrator is one re-enabling away. It reads
-// before the update's transaction; only a full administrator can make a user
-// one meanwhile.
-func (s guarded) isAdmin(ctx context.Context, id string) (bool, error) {
+// isPrivileged tells whether user id is a direct member of a privileged
+// group, active or not: a disabled administrator is one re-enabling away. It
+// reads before the update's transaction; only a full administrator can make a
+// user one meanwhile.
+func (s guarded) isPrivileged(ctx context.Context, id string) (bool, error) {
 	gs, _, err := s.Service.ListGroups(ctx, store.Query{
 		Filter: store.Any{Field: "members", Where: store.And{
 			Left:  store.Compare{Field: "value", Op: store.OpEq, Value: id},
@@ -149,7 +157,7 @@ func (s guarded) isAdmin(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(gs, func(g *store.Group) bool { return isAdminGroupName(g.DisplayName) }), nil
+	return slices.ContainsFunc(gs, func(g *store.Group) bool { return privilegedGroup(g.DisplayName) != "" }), nil
 }
 
 func memberSet(ms []store.Ref) map[store.Ref]bool {

@@ -222,8 +222,8 @@ func TestAttackBoundTokensAtSCIM(t *testing.T) {
 func mustCert(c tls.Certificate, _ json.RawMessage) tls.Certificate { return c }
 
 // probes are the requests that reach a route pattern: its method, or GET
-// and POST for a pattern without one; wildcards filled in, and a prefix
-// pattern ("/scim/v2/") extended by one segment.
+// and POST for a pattern without one; wildcards filled in, a prefix pattern
+// ("/scim/v2/") extended by one segment, and an exact one ("/{$}") as is.
 func probes(pattern string) (methods []string, path string) {
 	method, path, ok := strings.Cut(pattern, " ")
 	if !ok {
@@ -232,12 +232,13 @@ func probes(pattern string) (methods []string, path string) {
 	if i := strings.IndexByte(path, '/'); i > 0 {
 		path = path[i:] // a host pattern: the path is what matters here
 	}
+	path, exact := strings.CutSuffix(path, "{$}") // "/{$}" is "/" exactly
 	for strings.Contains(path, "{") {
 		i := strings.IndexByte(path, '{')
 		j := strings.IndexByte(path[i:], '}')
 		path = path[:i] + "x" + path[i+j+1:]
 	}
-	if strings.HasSuffix(path, "/") {
+	if !exact && strings.HasSuffix(path, "/") {
 		path += "x"
 	}
 	if method == "" {

@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/household"
+	"github.com/thingid/thingid/internal/landing"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/routes"
@@ -22,8 +24,10 @@ import (
 )
 
 // mountComponents adds SCIM (administrators only), self-registration,
-// browser sign-in with sessions, OAuth, UMA, PKI and EST to mux; it returns
-// the UMA server, which the gateway's uma filter asks for tickets.
+// browser sign-in with sessions, the landing page, OAuth, UMA, households,
+// AuthZEN, PKI, EST and the audit API (administrators and support staff) to
+// mux; it returns the UMA server, which the gateway's uma filter asks for
+// tickets.
 func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
@@ -59,6 +63,8 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	sessions.Register(mux)
+	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL,
+		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
 	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
@@ -83,6 +89,17 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
+	auditAPI, err := audit.NewAPI(audit.Options{
+		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
+		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
+		Actor:    authn.Actor,
+		ReadOnly: authn.ReadOnly,
+		Logger:   log.With("component", "audit"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	auditAPI.Register(mux)
 	return u, nil
 }
 

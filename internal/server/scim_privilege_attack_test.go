@@ -221,3 +221,61 @@ func TestAttackSCIMWriteCannotMakeAdministrators(t *testing.T) {
 		t.Errorf("admin scope deleting an administrator: %d %v", code, m)
 	}
 }
+
+// TestAttackSCIMWriteCannotMakeSupportStaff: support staff read the whole
+// audit log, so a scim:write client can neither make anyone support staff
+// nor take a support user's account over; with the admin scope it can.
+func TestAttackSCIMWriteCannotMakeSupportStaff(t *testing.T) {
+	r := serve(t)
+	admin := basic("admin", adminPassword(t, r))
+	write := clientToken(t, r, "provisioner", authn.ScopeSCIMWrite)
+	full := clientToken(t, r, "full", authn.ScopeAdmin)
+	const groupURN, samPW = "urn:ietf:params:scim:schemas:core:2.0:Group", "sam's long support password"
+	code, m := scimCall(t, r, admin, "POST", "/Users", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
+		"userName": "sam", "password": samPW})
+	if code != 201 {
+		t.Fatalf("create sam: %d %v", code, m)
+	}
+	samID := m["id"].(string)
+	code, m = scimCall(t, r, admin, "POST", "/Users", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "eve"})
+	if code != 201 {
+		t.Fatalf("create eve: %d %v", code, m)
+	}
+	eve := map[string]any{"value": m["id"], "type": "User"}
+	code, m = scimCall(t, r, admin, "POST", "/Groups", map[string]any{"schemas": []string{groupURN}, "displayName": "support",
+		"members": []any{map[string]any{"value": samID, "type": "User"}}})
+	if code != 201 {
+		t.Fatalf("create support: %d %v", code, m)
+	}
+	supportID := m["id"].(string)
+	code, m = scimCall(t, r, write, "POST", "/Groups", map[string]any{"schemas": []string{groupURN}, "displayName": "helpdesk"})
+	if code != 201 {
+		t.Fatalf("scim:write creating an ordinary group: %d %v", code, m)
+	}
+	helpdeskID := m["id"].(string)
+
+	for _, a := range []struct {
+		name, method, path string
+		body               any
+	}{
+		{"POST a second support group", "POST", "/Groups", map[string]any{"schemas": []string{groupURN}, "displayName": " SUPPORT ", "members": []any{eve}}},
+		{"PATCH a member into support", "PATCH", "/Groups/" + supportID, patchOps(map[string]any{"op": "add", "path": "members", "value": []any{eve}})},
+		{"PATCH rename a group to support", "PATCH", "/Groups/" + helpdeskID, patchOps(map[string]any{"op": "replace", "path": "displayName", "value": "Support"})},
+		{"PATCH rename support", "PATCH", "/Groups/" + supportID, patchOps(map[string]any{"op": "replace", "path": "displayName", "value": "former support"})},
+		{"DELETE support", "DELETE", "/Groups/" + supportID, nil},
+		{"PATCH a support user's password", "PATCH", "/Users/" + samID, patchOps(map[string]any{"op": "replace", "path": "password", "value": "the attacker's own password"})},
+		{"PATCH a support user's userName", "PATCH", "/Users/" + samID, patchOps(map[string]any{"op": "replace", "path": "userName", "value": "sammy"})},
+		{"DELETE a support user", "DELETE", "/Users/" + samID, nil},
+	} {
+		code, m := scimCall(t, r, write, a.method, a.path, a.body)
+		if detail, _ := m["detail"].(string); code != 403 || !strings.Contains(detail, "support staff") {
+			t.Errorf("%s with scim:write: %d %v, want 403", a.name, code, m)
+		}
+	}
+	if code, _ := r.get(t, "/api/v1/admin/audit?limit=1", basic("sam", samPW)); code != 200 {
+		t.Errorf("sam's support access after the refused writes: %d", code)
+	}
+	if code, m := scimCall(t, r, full, "PATCH", "/Groups/"+supportID, patchOps(map[string]any{"op": "add", "path": "members", "value": []any{eve}})); code != 200 {
+		t.Errorf("the admin scope adding to support: %d %v", code, m)
+	}
+}

@@ -263,6 +263,20 @@ func TestRegistrationIsServed(t *testing.T) {
 	}
 }
 
+// The landing page is "/" exactly, under the strict CSP of every page, with
+// the configured documentation link; other unknown paths stay 404.
+func TestLandingIsServed(t *testing.T) {
+	r := serve(t, func(c *config.Config) { c.HTTP.DocsURL = "https://docs.example.com/" })
+	resp, body := r.do(t, nil, "GET", "/", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `href="/signin"`) || !strings.Contains(body, `href="https://docs.example.com/"`) ||
+		resp.Header.Get("Content-Security-Policy") != "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'" {
+		t.Fatalf("GET /: %d %v %.300s", resp.StatusCode, resp.Header, body)
+	}
+	if code, _ := r.get(t, "/no-such-page", nil); code != 404 {
+		t.Errorf("an unknown path: %d, want 404", code)
+	}
+}
+
 // Browser sign-in is served: the first administrator signs in with the JSON API
 // and sees the session it got.
 func TestSignInIsServed(t *testing.T) {

@@ -225,11 +225,28 @@ type AuditRecord struct {
 	Detail json.RawMessage // optional JSON object
 }
 
-// AuditQuery selects audit records in Seq order.
+// TextMatch selects by a text column: the value Value, or with Prefix every
+// value that starts with Value. The zero TextMatch selects everything.
+type TextMatch struct {
+	Value  string
+	Prefix bool
+}
+
+// AuditQuery selects audit records in Seq order, the order they were
+// appended in (Descending: newest first). Every condition set must hold.
 type AuditQuery struct {
-	Target   *Ref
-	AfterSeq int64
-	Limit    int // 0: 100
+	Target *Ref // records about this identity; an empty Kind matches any kind
+	Actor  TextMatch
+	Action TextMatch
+	Since  time.Time // records at or after Since; zero: no bound
+	Until  time.Time // records before Until; zero: no bound
+	// AfterSeq and BeforeSeq bound Seq exclusively (0: no bound): the
+	// keyset positions of paging, which records appended meanwhile never
+	// shift.
+	AfterSeq   int64
+	BeforeSeq  int64
+	Descending bool
+	Limit      int // 0: 100
 }
 
 // APIToken is an administrator API token; only a keyed hash of the secret is stored.
@@ -313,6 +330,9 @@ type Audit interface {
 type APITokens interface {
 	CreateAPIToken(ctx context.Context, t *APIToken) error
 	GetAPITokenByHash(ctx context.Context, hash []byte) (*APIToken, error)
+	// ListAPITokens lists the tokens of one user, or of everybody when
+	// userID is "", oldest first.
+	ListAPITokens(ctx context.Context, userID string) ([]*APIToken, error)
 	DeleteAPIToken(ctx context.Context, id string) error
 }
 

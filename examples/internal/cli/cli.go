@@ -1,5 +1,6 @@
 // Package cli holds what the example programs share around their flags:
-// reading the platform's CA file and running until Ctrl-C.
+// reading the platform's CA file and a client secret, and running until
+// Ctrl-C.
 package cli
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,6 +29,23 @@ func Roots(caFile string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("the platform's CA (--ca): %s holds no PEM certificate", caFile)
 	}
 	return pool, nil
+}
+
+// ClientSecret reads a confidential client's secret from file or, when
+// file is "", from $THINGID_CLIENT_SECRET; never from the command line,
+// where every user of the machine sees it.
+func ClientSecret(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--client-secret-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if s := os.Getenv("THINGID_CLIENT_SECRET"); s != "" {
+		return s, nil
+	}
+	return "", errors.New("the client secret is missing: set THINGID_CLIENT_SECRET or --client-secret-file")
 }
 
 // Main runs run until it returns or the program is interrupted (SIGINT,

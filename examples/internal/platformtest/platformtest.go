@@ -2,7 +2,8 @@
 // tests, with its broker and gateway on loopback ports, and plays the people
 // and the factory around a device: a device certificate from the platform's
 // device CA, an owner who signs in and approves or denies a pairing, unlinks
-// a device, an administrator who registers a cloud service. It is imported
+// a device, shares what they own and revokes it, an administrator who
+// registers a cloud service or a trusted UMA resource server. It is imported
 // only by _test files.
 package platformtest
 
@@ -43,6 +44,13 @@ type Options struct {
 	// Routes, when not empty, is a gateway routes file (YAML): the gateway
 	// starts with it.
 	Routes string
+	// UMARoutes, when not nil, registers a first-party UMA resource server
+	// before the platform starts (a confidential client with the client
+	// credentials grant and the scope uma_protection, listed in
+	// uma.trustedResourceServers: Platform.ResourceServer), and the gateway
+	// starts with the routes file UMARoutes returns for that client's id
+	// too.
+	UMARoutes func(resourceServer string) string
 	// Tweak changes the configuration before it is validated.
 	Tweak func(*config.Config)
 }
@@ -57,9 +65,14 @@ type Platform struct {
 	CAFile string
 	// BrokerURL is mqtts://localhost:port with Options.Broker.
 	BrokerURL string
-	// GatewayURL is https://localhost:port with Options.Routes.
+	// GatewayURL is https://localhost:port with Options.Routes or UMARoutes.
 	GatewayURL string
+	// ResourceServer is the trusted resource server of Options.UMARoutes.
+	ResourceServer Credentials
 }
+
+// Credentials are a confidential client's.
+type Credentials struct{ ID, Secret string }
 
 // Start runs the platform until the test ends.
 func Start(t testing.TB, opts Options) *Platform {
@@ -74,7 +87,8 @@ func Start(t testing.TB, opts Options) *Platform {
 	cfg.HTTP.PublicURL = "https://" + ln.Addr().String()
 	cfg.MQTT.Enabled = opts.Broker
 	cfg.MQTT.TLS.Address = "127.0.0.1:0"
-	cfg.Gateway.Enabled = opts.Routes != ""
+	gateway := opts.Routes != "" || opts.UMARoutes != nil
+	cfg.Gateway.Enabled = gateway
 	cfg.Gateway.Address = "127.0.0.1:0"
 	if opts.Tweak != nil {
 		opts.Tweak(&cfg)
@@ -82,19 +96,33 @@ func Start(t testing.TB, opts Options) *Platform {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if opts.Routes != "" {
-		if err := os.MkdirAll(cfg.Gateway.Routes, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(cfg.Gateway.Routes, "routes.yaml"), []byte(opts.Routes), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := server.Open(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	pl := &Platform{P: p, URL: cfg.HTTP.PublicURL, Roots: x509.NewCertPool(), CAFile: filepath.Join(cfg.Home, "pki", "ca.crt")}
+	routes := map[string]string{"routes.yaml": opts.Routes}
+	if opts.UMARoutes != nil {
+		// Trusted before Serve reads the configuration.
+		id, secret := pl.client(t, oauth.ClientSpec{Name: "resource-server", GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"uma_protection"}})
+		p.Config.UMA.TrustedResourceServers = append(p.Config.UMA.TrustedResourceServers, id)
+		pl.ResourceServer = Credentials{ID: id, Secret: secret}
+		routes["uma.yaml"] = opts.UMARoutes(id)
+	}
+	if gateway {
+		if err := os.MkdirAll(cfg.Gateway.Routes, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, file := range routes {
+			if file == "" {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(cfg.Gateway.Routes, name), []byte(file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	out := &Output{}
 	done := make(chan error, 1)
@@ -106,7 +134,6 @@ func Start(t testing.TB, opts Options) *Platform {
 		}
 		p.Close()
 	})
-	pl := &Platform{P: p, URL: cfg.HTTP.PublicURL, Roots: x509.NewCertPool(), CAFile: filepath.Join(cfg.Home, "pki", "ca.crt")}
 	wait(t, "the platform's CA file", func() bool {
 		ca, err := os.ReadFile(pl.CAFile)
 		return err == nil && pl.Roots.AppendCertsFromPEM(ca)
@@ -121,7 +148,7 @@ func Start(t testing.TB, opts Options) *Platform {
 	if opts.Broker {
 		pl.BrokerURL = "mqtts://localhost:" + printedPort(t, out, `MQTT broker \(tls\) on mqtts://(\S+)`)
 	}
-	if opts.Routes != "" {
+	if gateway {
 		pl.GatewayURL = "https://localhost:" + printedPort(t, out, `thingid gateway is serving on https://(\S+) `)
 	}
 	return pl
@@ -232,13 +259,18 @@ func (pl *Platform) User(t testing.TB, name, password string) string {
 // with scopes, as `thingid clients create` does, and returns its id and secret.
 func (pl *Platform) Service(t testing.TB, name string, scopes ...string) (id, secret string) {
 	t.Helper()
+	return pl.client(t, oauth.ClientSpec{Name: name, GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: scopes})
+}
+
+// client registers a client as `thingid clients create` does.
+func (pl *Platform) client(t testing.TB, spec oauth.ClientSpec) (id, secret string) {
+	t.Helper()
 	srv, cleanup, err := pl.P.OAuthAdmin(context.Background(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	c, secret, err := srv.CreateClient(context.Background(), "test", oauth.ClientSpec{Name: name,
-		GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: scopes})
+	c, secret, err := srv.CreateClient(context.Background(), "test", spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,6 +360,53 @@ func (p *Person) RevokeGrants(thingID string) error {
 		}
 	}
 	return nil
+}
+
+// Request is a request for one of the person's resources, waiting for
+// their decision (GET /api/v1/uma/requests).
+type Request struct {
+	ID            string   `json:"id"`
+	ResourceID    string   `json:"resource_id"`
+	RequesterName string   `json:"requester_name"`
+	ClientID      string   `json:"client_id"`
+	Scopes        []string `json:"scopes"`
+}
+
+// Requests lists the requests waiting for the person's decision.
+func (p *Person) Requests() ([]Request, error) {
+	body, err := p.send(http.MethodGet, "/api/v1/uma/requests", "", "", http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Requests []Request `json:"requests"`
+	}
+	return list.Requests, json.Unmarshal([]byte(body), &list)
+}
+
+// Approve approves a request with the scopes it asks for and returns the
+// share it made.
+func (p *Person) Approve(requestID string) (shareID string, err error) {
+	body, err := p.send(http.MethodPost, "/api/v1/uma/requests/"+url.PathEscape(requestID)+"/approve", "", "", http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	var share struct {
+		ID string `json:"id"`
+	}
+	return share.ID, json.Unmarshal([]byte(body), &share)
+}
+
+// Deny denies a request: the requesting party's next try is request_denied.
+func (p *Person) Deny(requestID string) error {
+	_, err := p.send(http.MethodPost, "/api/v1/uma/requests/"+url.PathEscape(requestID)+"/deny", "", "", http.StatusNoContent)
+	return err
+}
+
+// RevokeShare takes a share back; the RPTs it produced stop at once.
+func (p *Person) RevokeShare(shareID string) error {
+	_, err := p.send(http.MethodDelete, "/api/v1/uma/shares/"+url.PathEscape(shareID), "", "", http.StatusNoContent)
+	return err
 }
 
 func (p *Person) send(method, path, ctype, body string, want int) (string, error) {

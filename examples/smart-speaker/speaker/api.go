@@ -15,11 +15,11 @@ import (
 // maxRetryAfter bounds how long a Retry-After can make the speaker wait.
 const maxRetryAfter = time.Hour
 
-// apiResult is what one call of the cloud API came to.
+// apiResult is what one request through the gateway came to.
 type apiResult struct {
 	status     int
 	retryAfter time.Duration // with 429
-	body       []byte        // the start of it
+	body       []byte        // the first 64 KiB
 	challenge  string        // WWW-Authenticate with 401 and 403
 }
 
@@ -27,20 +27,32 @@ type apiResult struct {
 // mutual TLS: the token is bound to the certificate (RFC 8705), so the
 // connection must present it.
 func (s *speaker) callAPI(ctx context.Context, tok *oauth2.Token) (*apiResult, error) {
-	tctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
 	u := strings.TrimSuffix(s.cfg.GatewayURL, "/") + s.cfg.APIPath
-	req, err := http.NewRequestWithContext(tctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("speaker: the cloud API URL %q: %w", u, err)
-	}
-	req.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
-	resp, err := s.dev.PlatformClient().Do(req) // the device certificate, no token of its own
+	r, err := s.get(ctx, s.dev.PlatformClient(), u, tok) // the device certificate, no token of its own
 	if err != nil {
 		return nil, fmt.Errorf("calling the cloud API at %s: %w", u, err)
 	}
+	return r, nil
+}
+
+// get sends GET u with hc, over mutual TLS with the device certificate, and
+// with tok if not nil.
+func (s *speaker) get(ctx context.Context, hc *http.Client, u string, tok *oauth2.Token) (*apiResult, error) {
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(tctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tok != nil {
+		req.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	r := &apiResult{status: resp.StatusCode, body: body, challenge: resp.Header.Get("WWW-Authenticate")}
 	if resp.StatusCode == http.StatusTooManyRequests {

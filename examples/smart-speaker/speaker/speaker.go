@@ -1,9 +1,11 @@
 // Package speaker is the smart speaker of thingid's story, a device built on
 // the public sdk package: it calls home with its factory certificate, shows
 // a user code on its one-line display until its owner pairs it, then calls
-// the manufacturer's cloud API through the identity gateway, publishes
-// telemetry and obeys commands over MQTT, keeps its tokens and certificate
-// fresh, and goes back to the unpaired state when its owner unlinks it.
+// the manufacturer's cloud API through the identity gateway, plays a
+// playlist that someone shares with its owner (UMA 2.0, through the
+// gateway), publishes telemetry and obeys commands over MQTT, keeps its
+// tokens and certificate fresh, and goes back to the unpaired state when its
+// owner unlinks it.
 //
 // It is what examples/smart-speaker runs and what `thingid demo` drives;
 // like any device it knows only the platform's protocols, never its code.
@@ -15,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -52,6 +55,19 @@ type Config struct {
 	APIPath string
 	// APIInterval is the time between two API calls; 0: DefaultInterval.
 	APIInterval time.Duration
+
+	// PlaylistURL is a playlist that somebody else owns and may share with
+	// the speaker's owner, behind the gateway's uma route (such as
+	// https://localhost:9443/music/playlists/<id>): the speaker asks for it
+	// on its owner's behalf, exchanging the gateway's permission ticket for
+	// an RPT with its own token as the claim token, and plays it; empty:
+	// none.
+	PlaylistURL string
+	// PlaylistInterval is the time between two requests for the playlist,
+	// which its owner may share or take back at any time (while it is not
+	// shared, at least the interval the platform asks for); 0:
+	// DefaultInterval.
+	PlaylistInterval time.Duration
 
 	// BrokerURL is the MQTT broker, such as mqtts://localhost:8883; empty:
 	// no telemetry and no commands.
@@ -94,6 +110,9 @@ const (
 	StepPaired             Step = "paired"              // the owner allowed the pairing
 	StepCloudAPI           Step = "cloud-api"           // the cloud API answered through the gateway (Event.Status)
 	StepThrottled          Step = "throttled"           // the gateway answered 429 (Event.RetryAfter)
+	StepPlaylist           Step = "playlist"            // the shared playlist came; the speaker plays it (Event.Status, Event.Payload)
+	StepPlaylistWaiting    Step = "playlist-waiting"    // the playlist is not shared with the owner (any more): its owner has been asked (Event.Err)
+	StepPlaylistRefused    Step = "playlist-refused"    // the playlist's owner denied the request, or the gateway or the service refused it (Event.Status, Event.Err)
 	StepMQTTConnected      Step = "mqtt-connected"      // connected to the broker and subscribed to commands
 	StepTelemetry          Step = "telemetry"           // a telemetry message was published (Event.Topic, Event.Payload)
 	StepCommand            Step = "command"             // a command arrived (Event.Topic, Event.Payload; Event.Err if refused)
@@ -113,18 +132,22 @@ type Event struct {
 	Message string // what happened, in words
 
 	UserCode   *sdk.UserCode // StepUserCode
-	Status     int           // StepCloudAPI, StepThrottled: the HTTP status
+	Status     int           // StepCloudAPI, StepThrottled, StepPlaylist, StepPlaylistRefused: the HTTP status
 	RetryAfter time.Duration // StepThrottled
 	Topic      string        // StepTelemetry, StepCommand
-	Payload    []byte        // StepTelemetry, StepCommand; StepCloudAPI: the start of the body
-	Err        error         // StepCommand (refused), StepMQTTDisconnected, StepUnlinked, StepTrouble
+	Payload    []byte        // StepTelemetry, StepCommand; StepCloudAPI, StepPlaylist: the start of the body
+	Err        error         // StepCommand (refused), StepMQTTDisconnected, StepUnlinked, StepTrouble, StepPlaylistWaiting, StepPlaylistRefused
 }
 
 // ErrPairingDenied and ErrPairingExpired are the SDK's: the owner refused
-// the speaker, or nobody entered the user code in time.
+// the speaker, or nobody entered the user code in time. ErrAccessRequested
+// and ErrAccessDenied are too, in the Err of playlist events: the
+// playlist's owner has been asked to share it, or refused.
 var (
-	ErrPairingDenied  = sdk.ErrPairingDenied
-	ErrPairingExpired = sdk.ErrPairingExpired
+	ErrPairingDenied   = sdk.ErrPairingDenied
+	ErrPairingExpired  = sdk.ErrPairingExpired
+	ErrAccessRequested = sdk.ErrAccessRequested
+	ErrAccessDenied    = sdk.ErrAccessDenied
 )
 
 // Run is the speaker's life until ctx ends (it returns ctx's error), a
@@ -163,7 +186,7 @@ type speaker struct {
 	cert  *x509.Certificate // the certificate last seen, to notice renewals
 
 	// Services that stop answering, across pairings.
-	platformOut, brokerOut, apiOut outage
+	platformOut, brokerOut, apiOut, playlistOut outage
 }
 
 func newSpeaker(cfg Config) (*speaker, error) {
@@ -183,6 +206,12 @@ func newSpeaker(cfg Config) (*speaker, error) {
 	}
 	if cfg.APIInterval <= 0 {
 		cfg.APIInterval = DefaultInterval
+	}
+	if cfg.PlaylistInterval <= 0 {
+		cfg.PlaylistInterval = DefaultInterval
+	}
+	if u, err := url.Parse(cfg.PlaylistURL); cfg.PlaylistURL != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		return nil, fmt.Errorf("speaker: the playlist %q (Config.PlaylistURL, --playlist): want the https URL of a playlist behind the gateway", cfg.PlaylistURL)
 	}
 	if cfg.TelemetryInterval <= 0 {
 		cfg.TelemetryInterval = DefaultInterval
@@ -208,6 +237,7 @@ func newSpeaker(cfg Config) (*speaker, error) {
 		platformOut: outage{what: "the platform at " + cfg.Server, answered: true}, // it answered the call home
 		brokerOut:   outage{what: "the MQTT broker at " + cfg.BrokerURL},
 		apiOut:      outage{what: "the cloud API at " + cfg.GatewayURL + cfg.APIPath},
+		playlistOut: outage{what: "the playlist at " + cfg.PlaylistURL},
 	}, nil
 }
 

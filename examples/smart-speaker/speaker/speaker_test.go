@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/thingid/thingid/examples/internal/mqttlink"
 	"github.com/thingid/thingid/examples/internal/platformtest"
+	"github.com/thingid/thingid/examples/music-service/music"
 	"github.com/thingid/thingid/examples/smart-speaker/speaker"
+	"github.com/thingid/thingid/sdk"
 )
 
 const password = "correct horse battery staple"
@@ -425,5 +428,106 @@ func TestResumeAfterRestart(t *testing.T) {
 	third.await(t, speaker.StepUserCode, nil)
 	if e := third.await(t, speaker.StepPaired, nil); strings.Contains(e.Message, "resumed") {
 		t.Errorf("paired: %s", e.Message)
+	}
+}
+
+// musicWorld is a platform with the story's music service behind its
+// gateway, holding bob's playlist.
+func musicWorld(t *testing.T) (*platformtest.Platform, *music.Playlist) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := "http://" + ln.Addr().String()
+	pl := platformtest.Start(t, platformtest.Options{UMARoutes: func(rs string) string { return music.RouteFile(upstream, rs) }})
+	pl.User(t, "alice", password)
+	pl.User(t, "bob", password)
+	ctx, stop := context.WithCancel(context.Background())
+	svc, err := music.New(ctx, music.Config{Server: pl.URL, RootCAs: pl.Roots, ClientID: pl.ResourceServer.ID, ClientSecret: pl.ResourceServer.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Add(ctx, "bob", "Road trip", []string{"Born to Run", "Roadrunner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- svc.Serve(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-served })
+	return pl, p
+}
+
+// pending is bob's one pending request, from alice, for the playlist.
+func pending(t *testing.T, bob *platformtest.Person, playlist string) platformtest.Request {
+	t.Helper()
+	reqs, err := bob.Requests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 1 || reqs[0].ResourceID != playlist || reqs[0].RequesterName != "alice" || strings.Join(reqs[0].Scopes, " ") != "play" {
+		t.Fatalf("bob's pending requests: %+v, want alice's for play on %s", reqs, playlist)
+	}
+	return reqs[0]
+}
+
+// The owner's friend bob owns a playlist at the music service behind the
+// gateway: alice's speaker asks for it and bob is asked; bob approves and
+// the speaker plays it with an RPT its token got for alice; bob takes it
+// back and the speaker stops at its next request; bob denies the request
+// that follows, and the speaker is told no.
+func TestSharedPlaylist(t *testing.T) {
+	pl, playlist := musicWorld(t)
+	thing, certFile, keyFile := pl.Device(t, "Speaker", "SPK-0006", 0)
+	sp := run(t, pl, speaker.Config{CertFile: certFile, KeyFile: keyFile, TelemetryInterval: time.Hour,
+		PlaylistURL: pl.GatewayURL + music.PathPrefix + playlist.ID, PlaylistInterval: 100 * time.Millisecond}, "alice", "allow")
+	waiting := sp.await(t, speaker.StepPlaylistWaiting, nil)
+	if !errors.Is(waiting.Err, sdk.ErrAccessRequested) || strings.Contains(waiting.Message, "stopped") {
+		t.Errorf("before bob shares: %s (%v)", waiting.Message, waiting.Err)
+	}
+	bob, err := pl.SignIn("bob", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := pending(t, bob, playlist.ID)
+	if req.ClientID != thing {
+		t.Errorf("the request names client %s, want the speaker %s", req.ClientID, thing)
+	}
+	share, err := bob.Approve(req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	playing := sp.await(t, speaker.StepPlaylist, after(waiting))
+	if playing.Status != http.StatusOK || !strings.Contains(playing.Message, `"Road trip" of bob`) || !strings.Contains(string(playing.Payload), "Born to Run") {
+		t.Errorf("playing: %d %s %s", playing.Status, playing.Message, playing.Payload)
+	}
+
+	if err := bob.RevokeShare(share); err != nil {
+		t.Fatal(err)
+	}
+	stopped := sp.await(t, speaker.StepPlaylistWaiting, after(playing))
+	if !strings.HasPrefix(stopped.Message, "stopped playing it") {
+		t.Errorf("after the revocation: %s", stopped.Message)
+	}
+	if n := sp.count(speaker.StepPlaylist); n != 1 {
+		t.Errorf("%d playlist events, want 1: the speaker reports what changes, not every answer", n)
+	}
+
+	if err := bob.Deny(pending(t, bob, playlist.ID).ID); err != nil {
+		t.Fatal(err)
+	}
+	if e := sp.await(t, speaker.StepPlaylistRefused, after(stopped)); !errors.Is(e.Err, sdk.ErrAccessDenied) {
+		t.Errorf("after bob denied: %s (%v)", e.Message, e.Err)
+	}
+}
+
+// A playlist URL that is not an https URL is refused at start.
+func TestPlaylistURLRefused(t *testing.T) {
+	pl := platformtest.Start(t, platformtest.Options{})
+	_, certFile, keyFile := pl.Device(t, "Speaker", "SPK-0007", 0)
+	err := speaker.Run(context.Background(), speaker.Config{Server: pl.URL, RootCAs: pl.Roots, CertFile: certFile, KeyFile: keyFile,
+		PlaylistURL: "http://localhost:9443/music/playlists/x", Display: func(string) {}})
+	if err == nil || !strings.Contains(err.Error(), "--playlist") {
+		t.Fatalf("an http playlist URL: %v", err)
 	}
 }

@@ -24,10 +24,14 @@ type loop struct {
 	ts   *sdk.TokenSource
 	msgs chan mqttlink.Message // from the MQTT connection
 
-	conn      *mqttlink.Conn
-	backoff   time.Duration
-	reconnect *time.Timer // the next connection attempt
-	apiDue    *time.Timer // the next call of the cloud API
+	conn        *mqttlink.Conn
+	backoff     time.Duration
+	reconnect   *time.Timer // the next connection attempt
+	apiDue      *time.Timer // the next call of the cloud API
+	playlistDue *time.Timer // the next request for the shared playlist
+	uma         *http.Client
+	playing     string // the name of the shared playlist being played
+	answer      string // the last answer to the playlist request (see report)
 
 	player  player
 	started time.Time
@@ -64,19 +68,23 @@ func (o *outage) failed(err error, retryFor time.Duration) error {
 // *unlinkedError), ctx ends, or a failure it cannot get past.
 func (s *speaker) stream(ctx context.Context, ts *sdk.TokenSource) error {
 	ctx, cancel := context.WithCancel(ctx)
-	l := &loop{s: s, ctx: ctx, ts: ts, msgs: make(chan mqttlink.Message, 64),
-		player: newPlayer(), started: time.Now(), reconnect: time.NewTimer(0), apiDue: time.NewTimer(0)}
+	l := &loop{s: s, ctx: ctx, ts: ts, msgs: make(chan mqttlink.Message, 64), uma: s.dev.UMAClient(ts),
+		player: newPlayer(), started: time.Now(), reconnect: time.NewTimer(0), apiDue: time.NewTimer(0), playlistDue: time.NewTimer(0)}
 	defer func() {
 		cancel() // first: a message on its way to the loop gives up
 		l.hangUp()
 	}()
 	defer l.reconnect.Stop()
 	defer l.apiDue.Stop()
+	defer l.playlistDue.Stop()
 	if s.cfg.BrokerURL == "" {
 		l.reconnect.Stop()
 	}
 	if s.cfg.GatewayURL == "" {
 		l.apiDue.Stop()
+	}
+	if s.cfg.PlaylistURL == "" {
+		l.playlistDue.Stop()
 	}
 	tick := time.NewTicker(s.cfg.TelemetryInterval)
 	defer tick.Stop()
@@ -101,6 +109,8 @@ func (s *speaker) stream(ctx context.Context, ts *sdk.TokenSource) error {
 			}
 		case <-l.apiDue.C:
 			err = l.callAPI()
+		case <-l.playlistDue.C:
+			err = l.askPlaylist()
 		}
 		if err != nil {
 			return err

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -48,18 +51,20 @@ func (t *txn) AppendAudit(ctx context.Context, recs ...store.AuditRecord) error 
 }
 
 func (t *txn) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error) {
+	where, args, err := t.auditWhere(q)
+	if err != nil {
+		return nil, err
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	query := "SELECT seq, time, actor, action, target_kind, target_id, detail FROM audit WHERE seq > " + t.ph(1)
-	args := []any{q.AfterSeq}
-	if q.Target != nil {
-		query += " AND target_kind = " + t.ph(2) + " AND target_id = " + t.ph(3)
-		args = append(args, string(q.Target.Kind), q.Target.ID)
+	order := " ORDER BY seq"
+	if q.Descending {
+		order += " DESC"
 	}
 	args = append(args, limit)
-	rows, err := t.q.QueryContext(ctx, query+" ORDER BY seq LIMIT "+t.ph(len(args)), args...)
+	rows, err := t.q.QueryContext(ctx, "SELECT seq, time, actor, action, target_kind, target_id, detail FROM audit"+where+order+" LIMIT "+t.ph(len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
@@ -79,4 +84,99 @@ func (t *txn) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditR
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// auditWhere compiles the conditions of q to a WHERE clause (or "") and its
+// arguments: every value is a bind parameter.
+func (t *txn) auditWhere(q store.AuditQuery) (string, []any, error) {
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return t.ph(len(args))
+	}
+	f := t.flavor()
+	text := func(field, col string, m store.TextMatch) error {
+		if err := checkText(field, m.Value); err != nil {
+			return err
+		}
+		// Byte order on both databases, so that a prefix is one range of
+		// the index (migration 0014) and equality uses the same index.
+		c := f.binaryOrder(col)
+		switch {
+		case !m.Prefix && m.Value != "":
+			conds = append(conds, c+" = "+arg(m.Value))
+		case m.Prefix && m.Value != "":
+			conds = append(conds, c+" >= "+arg(m.Value))
+			if end, ok := prefixEnd(m.Value); ok {
+				conds = append(conds, c+" < "+arg(end))
+			}
+		}
+		return nil
+	}
+	if err := text("actor", "actor", q.Actor); err != nil {
+		return "", nil, err
+	}
+	if err := text("action", "action", q.Action); err != nil {
+		return "", nil, err
+	}
+	if q.Target != nil {
+		if err := checkText("target.kind", string(q.Target.Kind)); err != nil {
+			return "", nil, err
+		}
+		if err := checkText("target.id", q.Target.ID); err != nil {
+			return "", nil, err
+		}
+		if q.Target.Kind != "" {
+			conds = append(conds, "target_kind = "+arg(string(q.Target.Kind)))
+		}
+		conds = append(conds, "target_id = "+arg(q.Target.ID))
+	}
+	// Stored times are whole microseconds: a bound between two of them
+	// moves up to the next, so that time >= Since and time < Until hold
+	// exactly for the bound given.
+	if !q.Since.IsZero() {
+		conds = append(conds, "time >= "+arg(f.timeArg(ceilMicro(q.Since))))
+	}
+	if !q.Until.IsZero() {
+		conds = append(conds, "time < "+arg(f.timeArg(ceilMicro(q.Until))))
+	}
+	if q.AfterSeq > 0 {
+		conds = append(conds, "seq > "+arg(q.AfterSeq))
+	}
+	if q.BeforeSeq > 0 {
+		conds = append(conds, "seq < "+arg(q.BeforeSeq))
+	}
+	if len(conds) == 0 {
+		return "", args, nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
+}
+
+// ceilMicro rounds t up to a whole microsecond.
+func ceilMicro(t time.Time) time.Time {
+	if c := t.Truncate(time.Microsecond); !c.Equal(t) {
+		return c.Add(time.Microsecond)
+	}
+	return t
+}
+
+// prefixEnd returns the least string greater than every string that starts
+// with p, in code point (= UTF-8 byte) order: p with its last character
+// incremented, skipping the surrogates, which valid UTF-8 never holds. ok is
+// false when there is none (p is empty or only U+10FFFF).
+func prefixEnd(p string) (end string, ok bool) {
+	for p != "" {
+		r, size := utf8.DecodeLastRuneInString(p)
+		p = p[:len(p)-size]
+		if r == utf8.MaxRune {
+			continue
+		}
+		r++
+		if r >= 0xD800 && r <= 0xDFFF {
+			r = 0xE000
+		}
+		return p + string(r), true
+	}
+	return "", false
 }

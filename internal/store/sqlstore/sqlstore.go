@@ -308,6 +308,10 @@ func (s *Store) GetAPITokenByHash(ctx context.Context, hash []byte) (*store.APIT
 	return s.single().GetAPITokenByHash(ctx, hash)
 }
 
+func (s *Store) ListAPITokens(ctx context.Context, userID string) ([]*store.APIToken, error) {
+	return s.single().ListAPITokens(ctx, userID)
+}
+
 func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 	return s.withTx(ctx, func(t *txn) error { return t.DeleteAPIToken(ctx, id) })
 }

@@ -57,6 +57,27 @@ func (t *txn) GetAPITokenByHash(ctx context.Context, hash []byte) (*store.APITok
 	return &tok, nil
 }
 
+func (t *txn) ListAPITokens(ctx context.Context, userID string) ([]*store.APIToken, error) {
+	query, args := "SELECT id, name, hash, user_id, created, expires_at FROM api_tokens", []any{}
+	if userID != "" {
+		query, args = query+" WHERE user_id = "+t.ph(1), append(args, userID)
+	}
+	rows, err := t.q.QueryContext(ctx, query+" ORDER BY created, id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("list api tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.APIToken
+	for rows.Next() {
+		var tok store.APIToken
+		if err := rows.Scan(&tok.ID, &tok.Name, &tok.Hash, &tok.UserID, timeCol{&tok.Created}, timeCol{&tok.ExpiresAt}); err != nil {
+			return nil, fmt.Errorf("list api tokens: %w", err)
+		}
+		out = append(out, &tok)
+	}
+	return out, rows.Err()
+}
+
 func (t *txn) DeleteAPIToken(ctx context.Context, id string) error {
 	res, err := t.q.ExecContext(ctx, "DELETE FROM api_tokens WHERE id = "+t.ph(1), id)
 	if err != nil {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Groups", testGroups},
 		{"Relationships", testRelationships},
 		{"Audit", testAudit},
+		{"AuditQueries", testAuditQueries},
 		{"APITokens", testAPITokens},
 		{"Filters", testFilters},
 		{"SortAndPaging", testSortAndPaging},
@@ -508,6 +509,18 @@ func testAPITokens(t *testing.T, s store.Store) {
 	}
 	_, err = s.GetAPITokenByHash(ctx(t), []byte{7})
 	wantErr(t, err, store.ErrNotFound)
+	must(t, s.CreateAPIToken(ctx(t), &store.APIToken{Name: "other", Hash: []byte{8}, UserID: "someone"}))
+	list, err := s.ListAPITokens(ctx(t), "admin")
+	must(t, err)
+	if len(list) != 2 || list[0].ID != tok.ID || list[1].ID != never.ID || list[0].Name != "ci" || !list[0].ExpiresAt.Equal(tok.ExpiresAt) || !list[1].ExpiresAt.IsZero() {
+		t.Fatalf("admin's tokens: %+v", list)
+	}
+	if list, err = s.ListAPITokens(ctx(t), ""); err != nil || len(list) != 3 {
+		t.Fatalf("everybody's tokens: %d %v", len(list), err)
+	}
+	if list, err = s.ListAPITokens(ctx(t), "nobody"); err != nil || len(list) != 0 {
+		t.Fatalf("nobody's tokens: %+v %v", list, err)
+	}
 	must(t, s.DeleteAPIToken(ctx(t), tok.ID))
 	wantErr(t, s.DeleteAPIToken(ctx(t), tok.ID), store.ErrNotFound)
 	_, err = s.GetAPITokenByHash(ctx(t), []byte{1, 2, 3, 4})
