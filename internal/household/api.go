@@ -195,11 +195,18 @@ type ruleView struct {
 	Text string `json:"text"` // as a guardian reads it
 }
 
+// inviteeView is a waiting invitation as its household's guardians see it:
+// whom they named, never whether anybody holds that name.
 type inviteeView struct {
 	ID        string    `json:"id"`
-	UserID    string    `json:"userId"`
+	UserName  string    `json:"userName,omitempty"`
+	Email     string    `json:"email,omitempty"`
 	Role      string    `json:"role"`
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+func inviteeOf(inv *store.Invitation) inviteeView {
+	return inviteeView{ID: inv.ID, UserName: inv.UserName, Email: inv.Email, Role: inv.Role, ExpiresAt: inv.ExpiresAt}
 }
 
 func (s *Service) writeDetails(w http.ResponseWriter, r *http.Request, u *store.User, id string, status int) error {
@@ -241,8 +248,8 @@ func (s *Service) details(ctx context.Context, u *store.User, id string) (*detai
 		if err != nil {
 			return nil, err
 		}
-		for _, inv := range invs {
-			d.Pending = append(d.Pending, inviteeView{ID: inv.ID, UserID: inv.InviteeID, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
+		for i := range invs {
+			d.Pending = append(d.Pending, inviteeOf(&invs[i]))
 		}
 	}
 	return d, nil
@@ -278,7 +285,7 @@ func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u *store.Use
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, inviteeView{ID: inv.ID, UserID: inv.InviteeID, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
+	return writeJSON(w, http.StatusCreated, inviteeOf(inv))
 }
 
 // invitationView is an invitation as its invitee sees it.
@@ -292,7 +299,7 @@ type invitationView struct {
 }
 
 func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u *store.User) error {
-	invs, err := s.st.ListInvitations(r.Context(), store.InvitationFilter{InviteeID: u.ID})
+	invs, err := s.Invitations(r.Context(), u)
 	if err != nil {
 		return err
 	}

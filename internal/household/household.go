@@ -32,8 +32,6 @@ const EventChanged = "household.change"
 type Identities interface {
 	WithTx(ctx context.Context, actor string, fn func(tx *identity.Tx) error) error
 	GetUser(ctx context.Context, id string) (*store.User, error)
-	GetUserByName(ctx context.Context, name string) (*store.User, error)
-	GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
 	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
 }

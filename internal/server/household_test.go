@@ -223,8 +223,9 @@ func TestHouseholdBadInput(t *testing.T) {
 	w.refused(t, w.mumC, 409, "name", "POST", "/api/v1/households", `{"name":"smiths","timeZone":"UTC"}`)
 	w.refused(t, w.mumC, 409, "name", "POST", "/api/v1/households/"+hh+"/rooms", `{"name":"KIDS' ROOM"}`)
 	w.refused(t, w.mumC, 400, "name", "POST", "/api/v1/households/"+hh+"/rooms", `{"name":"a\u0000b"}`)
-	w.refused(t, w.mumC, 404, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"nobody","role":"guest"}`)
-	w.refused(t, w.mumC, 409, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"emma","role":"guest"}`)
+	w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"eve","role":"guest"}`)
+	w.refused(t, w.mumC, 409, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"EVE","role":"guest"}`)
+	w.refused(t, w.mumC, 400, "email", "POST", "/api/v1/households/"+hh+"/invitations", `{"email":"eve","role":"guest"}`)
 	w.refused(t, w.mumC, 400, "role", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"eve","role":"owner"}`)
 	w.refused(t, w.mumC, 404, "roomId", "PUT", "/api/v1/households/"+hh+"/things/"+w.speaker.ID, `{"roomId":"nope"}`)
 	for _, tc := range []struct{ rule, field string }{
@@ -238,6 +239,57 @@ func TestHouseholdBadInput(t *testing.T) {
 		w.refused(t, w.mumC, 400, tc.field, "PUT", "/api/v1/households/"+hh+"/rules", `{"rules":[`+tc.rule+`]}`)
 	}
 	w.refused(t, w.mumC, 400, "rules", "PUT", "/api/v1/households/"+hh+"/rules", `{}`)
+}
+
+// Inviting tells a guardian nothing about which accounts exist: a user
+// name or an address nobody holds (or holds unverified) is answered, and
+// shown waiting, exactly as one somebody holds.
+func TestHouseholdInvitationsRevealNoAccounts(t *testing.T) {
+	w := newHomeWorld(t)
+	hh, _ := w.family(t)
+	base := "/api/v1/households/" + hh
+	shape := func(out map[string]any) string {
+		keys := []string{}
+		for k := range out {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, ",")
+	}
+	for _, pair := range [][2]string{
+		{`{"userName":"eve","role":"guest"}`, `{"userName":"nobody-here","role":"guest"}`},
+		{`{"email":"gran@example.org","role":"guest"}`, `{"email":"ghost@example.org","role":"guest"}`},
+	} {
+		known, unknown := w.must(t, w.mumC, 201, "POST", base+"/invitations", pair[0]), w.must(t, w.mumC, 201, "POST", base+"/invitations", pair[1])
+		if shape(known) != shape(unknown) {
+			t.Errorf("a known and an unknown invitee are answered apart:\n%v\n%v", known, unknown)
+		}
+		for _, out := range []map[string]any{known, unknown} {
+			if _, ok := out["userId"]; ok {
+				t.Errorf("the answer names an account: %v", out)
+			}
+		}
+	}
+	pending := w.must(t, w.mumC, 200, "GET", base, "")["invitations"].([]any)
+	if len(pending) != 4 {
+		t.Fatalf("pending: %v", pending)
+	}
+	for _, i := range []int{0, 2} { // the known invitee, then the unknown one
+		if shape(pending[i].(map[string]any)) != shape(pending[i+1].(map[string]any)) {
+			t.Errorf("pending invitations differ in what they show: %v", pending)
+		}
+	}
+	// The invitation waits: whoever takes the name later finds it.
+	ctx := context.Background()
+	if _, err := w.r.p.Identity.CreateUser(ctx, "test", &store.User{UserName: "nobody-here"}, umaPW); err != nil {
+		t.Fatal(err)
+	}
+	late := (&umaWorld{r: w.r}).signin(t, "nobody-here")
+	invs := w.must(t, late, 200, "GET", "/api/v1/households/invitations", "")["invitations"].([]any)
+	if len(invs) != 1 || invs[0].(map[string]any)["household"] != "Smiths" {
+		t.Fatalf("the late user's invitations: %v", invs)
+	}
+	w.must(t, late, 204, "POST", "/api/v1/households/invitations/"+invs[0].(map[string]any)["id"].(string)+"/accept", "")
 }
 
 // The attacks of issue 14: a dependant editing policies or promoting
