@@ -130,6 +130,20 @@ func TestPolicyFilter(t *testing.T) {
 	if resp, body := call("POST", f.mumTok); resp.StatusCode != 200 {
 		t.Fatalf("the guardian at 20:01: %d %s", resp.StatusCode, body)
 	}
+	// Both refusals are audited with the rule that decided.
+	recs, err := e.st.ListAudit(context.Background(), store.AuditQuery{Target: &store.Ref{Kind: store.KindThing, ID: f.speaker.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited []string
+	for _, r := range recs {
+		if r.Action == "policy.deny" && r.Actor == "user:"+f.emma.ID && strings.Contains(string(r.Detail), `"door":"gateway"`) {
+			audited = append(audited, string(r.Detail))
+		}
+	}
+	if len(audited) != 2 || !strings.Contains(audited[0], `"rule":"default"`) || !strings.Contains(audited[1], `"rule":"emma"`) {
+		t.Fatalf("audited refusals: %v", audited)
+	}
 	// A guardian's change reaches the next request.
 	if _, err := f.svc.SetRules(context.Background(), f.mum, f.hh, []policy.Rule{f.window("21:00")}); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,10 @@ type Options struct {
 	Bus *events.Bus
 	// InvitationLifetime is how long an invitation waits; default 7 days.
 	InvitationLifetime time.Duration
-	Logger             *slog.Logger
+	// DenialWindow is how long identical refusals after an audited one are
+	// counted rather than written (deny.go); default one minute.
+	DenialWindow time.Duration
+	Logger       *slog.Logger
 }
 
 // Service manages households and answers decisions about their things.
@@ -56,6 +59,7 @@ type Service struct {
 	bus    *events.Bus
 	invite time.Duration
 	log    *slog.Logger
+	deny   denials
 
 	mu       sync.Mutex
 	compiled map[string]*policy.Set // household id → its compiled rules
@@ -73,13 +77,16 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
 	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
-		compiled: map[string]*policy.Set{}}
+		compiled: map[string]*policy.Set{}, deny: denials{window: o.DenialWindow, repeats: map[denialKey]int{}}}
 	var err error
 	if s.none, err = policy.Compile(&policy.Household{}); err != nil {
 		return nil, err
 	}
 	if s.invite <= 0 {
 		s.invite = 7 * 24 * time.Hour
+	}
+	if s.deny.window <= 0 {
+		s.deny.window = time.Minute
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -115,26 +122,32 @@ func (s *Service) forget(e events.Event) {
 
 // Decide answers whether a user may act on a thing: within the household
 // the thing is placed in, by its rules and the platform's. A thing in no
-// household is decided by the platform's policies alone.
+// household is decided by the platform's policies alone. Every refusal is
+// audited with the rule that decided (deny.go).
 func (s *Service) Decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
-	set, err := s.setOfThing(ctx, req.ThingID)
+	set, household, err := s.setOfThing(ctx, req.ThingID)
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	return s.engine.Decide(set, req)
+	d, err := s.engine.Decide(set, req)
+	if err == nil && !d.Allowed {
+		s.denied(ctx, req, d, household)
+	}
+	return d, err
 }
 
-// setOfThing is the compiled household thingID is placed in, or an empty
-// one (UTC, no members) when it is in none.
-func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, error) {
+// setOfThing is the compiled household thingID is placed in, with its id,
+// or an empty one (UTC, no members) and "" when it is in none.
+func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, string, error) {
 	p, err := s.st.GetPlacement(ctx, thingID)
 	if errors.Is(err, store.ErrNotFound) {
-		return s.none, nil
+		return s.none, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return s.compile(ctx, p.HouseholdID)
+	set, err := s.compile(ctx, p.HouseholdID)
+	return set, p.HouseholdID, err
 }
 
 // compile returns the household compiled, from the cache or the store.
