@@ -129,11 +129,7 @@ func (s *Service) Decide(ctx context.Context, req policy.Request) (policy.Decisi
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	d, err := s.engine.Decide(set, req)
-	if err == nil && !d.Allowed {
-		s.denied(ctx, req, d, household)
-	}
-	return d, err
+	return s.decideIn(ctx, set, household, req)
 }
 
 // setOfThing is the compiled household thingID is placed in, with its id,

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	cedar "github.com/cedar-policy/cedar-go"
@@ -18,6 +19,7 @@ const guardiansID cedar.PolicyID = "guardians"
 // rooms and things as Cedar entities, and what a guardian reads of each
 // rule. It is immutable; a change of the household compiles a new one.
 type Set struct {
+	id       string // the household's
 	zone     *time.Location
 	policies *cedar.PolicySet
 	// untimed holds each allow rule without its When, to explain a refusal
@@ -36,6 +38,7 @@ type Set struct {
 func Compile(h *Household) (*Set, error) {
 	nm := namesOf(h)
 	s := &Set{
+		id:       h.ID,
 		zone:     h.zone(),
 		policies: cedar.NewPolicySet(),
 		untimed:  cedar.NewPolicySet(),
@@ -81,6 +84,34 @@ func Compile(h *Household) (*Set, error) {
 		s.texts[id] = nm.describe(r)
 	}
 	return s, nil
+}
+
+// Holds reports whether thingID is one of the household's things.
+func (s *Set) Holds(thingID string) bool {
+	_, ok := s.entities[uid(typeThing, thingID)]
+	return ok
+}
+
+// Newcomer returns s with t among the household's things although it is in
+// none of its rooms: a thing about to be paired, which rules about every
+// thing of the household, or about t's model, speak of. s is unchanged.
+func (s *Set) Newcomer(t Thing) *Set {
+	c := *s
+	c.entities = maps.Clone(s.entities)
+	c.names.things = maps.Clone(s.names.things)
+	hh := uid(typeHousehold, s.id)
+	parents := []types.EntityUID{hh}
+	if t.Model != "" {
+		mu := uid(typeModel, t.Model)
+		if _, ok := c.entities[mu]; !ok {
+			c.entities[mu] = cedar.Entity{UID: mu}
+		}
+		parents = append(parents, mu)
+	}
+	u := uid(typeThing, t.ID)
+	c.entities[u] = cedar.Entity{UID: u, Parents: cedar.NewEntityUIDSet(parents...)}
+	c.names.things[t.ID] = t.Name
+	return &c
 }
 
 // add validates p against the schema and adds it to ps as id.

@@ -65,7 +65,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
-	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), log)
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 // newHouseholds returns the households and their decision engine, which
 // every door shares (the AuthZEN API, the gateway's policy filter).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
-	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
+	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
 		Bus: p.Bus, Logger: log.With("component", "household")})
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/events"
@@ -27,6 +28,33 @@ type homeWorld struct {
 	mumC, emmaC, evec, gC *http.Client
 	// pep may call the AuthZEN API (scope authzen:evaluate); other may not.
 	pep, other clientCreds
+	// tablet is a thing nobody owns yet; speakerApp and tabletApp are the
+	// public clients the speaker and the tablet pair with.
+	tablet                *store.Thing
+	speakerApp, tabletApp string
+	// clock is the households' clock; zero: the real time.
+	clock decisionClock
+}
+
+// decisionClock is a clock the test sets; its zero value is time.Now.
+type decisionClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *decisionClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
+
+func (c *decisionClock) set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 func newHomeWorld(t *testing.T) *homeWorld {
@@ -57,6 +85,10 @@ func newHomeWorld(t *testing.T) *homeWorld {
 			return th
 		}
 		w.speaker, w.eveCam = thing("Kids' speaker", w.mum), thing("Eve's camera", w.eve)
+		if w.tablet, err = p.Identity.CreateThing(ctx, "test", &store.Thing{DisplayName: "Tablet", Type: store.ThingDevice, Model: "Tab 9", Status: store.StatusActive}); err != nil {
+			t.Fatal(err)
+		}
+		p.decisionClock = w.clock.now
 		srv, cleanup, err := p.OAuthAdmin(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -71,6 +103,17 @@ func newHomeWorld(t *testing.T) *homeWorld {
 				t.Fatal(err)
 			}
 			*c.to = clientCreds{cl.ID, secret}
+		}
+		for _, c := range []struct {
+			to    *string
+			thing *store.Thing
+		}{{&w.speakerApp, w.speaker}, {&w.tabletApp, w.tablet}} {
+			cl, _, err := srv.CreateClient(ctx, "test", oauth.ClientSpec{Name: c.thing.DisplayName + " app", Type: store.ClientPublic, ThingID: c.thing.ID,
+				GrantTypes: []string{oauth.GrantDeviceCode, oauth.GrantRefreshToken}, Scopes: []string{"speaker:play", "offline_access"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			*c.to = cl.ID
 		}
 	})
 	u := &umaWorld{r: w.r}
