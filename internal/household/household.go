@@ -21,6 +21,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // EventChanged is published (Kind "household", ID the household) after any
@@ -60,6 +61,11 @@ type Service struct {
 	invite time.Duration
 	log    *slog.Logger
 	deny   denials
+
+	// The pages' kit, CSRF tokens and templates (pages.go), set by Register.
+	kit   ui.Kit
+	csrf  *ui.CSRF
+	pages pages
 
 	mu       sync.Mutex
 	compiled map[string]*policy.Set // household id → its compiled rules

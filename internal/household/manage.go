@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -460,25 +461,69 @@ func (s *Service) SetRules(ctx context.Context, u *store.User, id string, rules 
 	if len(rules) > policy.MaxRules {
 		return nil, refuse(http.StatusBadRequest, "rules", "at most %d rules", policy.MaxRules)
 	}
-	seen := map[string]bool{}
-	for i := range rules {
-		if rules[i].ID == "" {
-			rules[i].ID = newRuleID()
+	return s.changeRules(ctx, u, id, "household.rules", func([]policy.Rule) ([]policy.Rule, error) { return rules, nil })
+}
+
+// AddRule adds r to the household's rules (guardians), checked as SetRules
+// checks them; errors name r's inputs ("when.start"). It returns r with
+// its id.
+func (s *Service) AddRule(ctx context.Context, u *store.User, id string, r policy.Rule) (policy.Rule, error) {
+	at := -1
+	rules, err := s.changeRules(ctx, u, id, "household.rule.add", func(cur []policy.Rule) ([]policy.Rule, error) {
+		if len(cur) >= policy.MaxRules {
+			return nil, refuse(http.StatusConflict, "", "the household has %d rules, the most it may have; delete one first", len(cur))
 		}
-		if seen[rules[i].ID] {
-			return nil, refuse(http.StatusBadRequest, fmt.Sprintf("rules[%d].id", i), "%q is the id of an earlier rule", clip(rules[i].ID))
+		at = len(cur)
+		return append(slices.Clone(cur), r), nil
+	})
+	var e *Error
+	if errors.As(err, &e) && at >= 0 {
+		prefix := fmt.Sprintf("rules[%d]", at)
+		if e.Field == prefix+".id" || strings.HasPrefix(e.Field, prefix+".") {
+			e.Field = strings.TrimPrefix(e.Field, prefix+".")
 		}
-		seen[rules[i].ID] = true
 	}
-	body, err := json.Marshal(rules)
 	if err != nil {
-		return nil, err
+		return policy.Rule{}, err
 	}
-	err = s.write(ctx, u, id, "household.rules", map[string]string{"rules": fmt.Sprint(len(rules))}, guardians, func(tx *identity.Tx) error {
-		// Checked against the household as read after the role check.
+	return rules[at], nil
+}
+
+// DeleteRule deletes the rule ruleID (guardians).
+func (s *Service) DeleteRule(ctx context.Context, u *store.User, id, ruleID string) error {
+	_, err := s.changeRules(ctx, u, id, "household.rule.delete", func(cur []policy.Rule) ([]policy.Rule, error) {
+		i := slices.IndexFunc(cur, func(r policy.Rule) bool { return r.ID == ruleID })
+		if i < 0 {
+			return nil, refuse(http.StatusNotFound, "ruleId", "no rule %s in this household", clip(ruleID))
+		}
+		return slices.Delete(slices.Clone(cur), i, i+1), nil
+	})
+	return err
+}
+
+// changeRules stores change(the household's rules) after checking them
+// against the household as read after the role check, in one transaction;
+// rules without an id get one.
+func (s *Service) changeRules(ctx context.Context, u *store.User, id, action string, change func([]policy.Rule) ([]policy.Rule, error)) ([]policy.Rule, error) {
+	var rules []policy.Rule
+	detail := map[string]string{}
+	err := s.write(ctx, u, id, action, detail, guardians, func(tx *identity.Tx) error {
 		v, err := s.load(ctx, id)
 		if err != nil {
 			return err
+		}
+		if rules, err = change(v.policy.Rules); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for i := range rules {
+			if rules[i].ID == "" {
+				rules[i].ID = newRuleID()
+			}
+			if seen[rules[i].ID] {
+				return refuse(http.StatusBadRequest, fmt.Sprintf("rules[%d].id", i), "%q is the id of an earlier rule", clip(rules[i].ID))
+			}
+			seen[rules[i].ID] = true
 		}
 		if err := v.policy.CheckRules(rules); err != nil {
 			var fe *policy.FieldError
@@ -487,6 +532,11 @@ func (s *Service) SetRules(ctx context.Context, u *store.User, id string, rules 
 			}
 			return err
 		}
+		body, err := json.Marshal(rules)
+		if err != nil {
+			return err
+		}
+		detail["rules"] = fmt.Sprint(len(rules))
 		_, err = tx.Store.UpdateHousehold(ctx, id, 0, func(h *store.Household) error { h.Rules = body; return nil })
 		return err
 	})

@@ -77,7 +77,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
-	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
+	hh.Register(mux, sessions, cfg.HTTP.PublicURL, p.derivedKey("thingid household csrf v1"))
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
 		log.With("component", "authzen")).Register(mux)
