@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/url"
 	"regexp"
 	"strings"
@@ -95,11 +96,11 @@ func TestHouseholdPages(t *testing.T) {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	ask := page + "?preview=1&user=" + w.emma.ID + "&thing=" + w.speaker.ID + "&action=use"
 	w.clock.set(time.Date(2025, 3, 17, 19, 30, 0, 0, berlin))
-	if r := mum.get(ask); r.status != 200 || !strings.Contains(r.body, "<strong>Allowed.</strong> Allowed: "+words) || !strings.Contains(r.body, "Monday 2025-03-17 19:30 CET") {
+	if r := mum.get(ask); r.status != 200 || !strings.Contains(r.body, "<strong>Yes.</strong> Allowed: "+words) || !strings.Contains(r.body, "Monday 2025-03-17 19:30 CET") {
 		t.Fatalf("preview at 19:30: %d %.6000s", r.status, r.body)
 	}
 	w.clock.set(time.Date(2025, 3, 17, 20, 30, 0, 0, berlin))
-	if r := mum.get(ask); !strings.Contains(r.body, "<strong>Refused.</strong> Outside the allowed times: "+words) {
+	if r := mum.get(ask); !strings.Contains(r.body, "<strong>No.</strong> Outside the allowed times: "+words) {
 		t.Fatalf("preview at 20:30: %.6000s", r.body)
 	}
 	if r := mum.get(page + "?preview=1&user=" + w.emma.ID + "&thing=" + w.speaker.ID + "&action=fly"); r.status != 400 || !strings.Contains(r.body, `href="#preview-action"`) {
@@ -122,5 +123,102 @@ func TestHouseholdPages(t *testing.T) {
 	r = emma.post(page+"/members/"+w.emma.ID+"/remove", url.Values{"csrf": {emma.formToken(page)}})
 	if r.status != 303 || r.location != "/account/household?done=left" {
 		t.Fatalf("leave: %d %q", r.status, r.location)
+	}
+}
+
+// The attacks on the pages: a dependant changing rules or roles through
+// the forms, forms without their CSRF token or from another site, and a
+// guardian of another household naming this one's ids, directly or
+// through her own household's forms. Nothing changes.
+func TestHouseholdPagesAttacks(t *testing.T) {
+	w := newHomeWorld(t)
+	hh, room := w.family(t)
+	rules := `{"rules":[{"id":"kids","effect":"allow","who":{"kind":"member","member":"` + w.emma.ID + `"},"things":{"kind":"room","id":"` + room + `"},"actions":["use"]}]}`
+	w.must(t, w.mumC, 200, "PUT", "/api/v1/households/"+hh+"/rules", rules)
+	inv := w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"someone","role":"guardian"}`)["id"].(string)
+	before := w.must(t, w.mumC, 200, "GET", "/api/v1/households/"+hh, "")
+	u := &umaWorld{r: w.r}
+	mum, emma, eve := u.pageClient(t, "mum"), u.pageClient(t, "emma"), u.pageClient(t, "eve")
+	page := "/account/household/" + hh
+	allowAll := url.Values{"effect": {"allow"}, "who": {"dependants"}, "action": {"use", "configure", "pair"}, "things": {"all"}}
+	refused := func(p *pageClient, path string, form url.Values, status int, text string) {
+		t.Helper()
+		r := p.post(path, form)
+		if r.status != status || !strings.Contains(r.body, text) {
+			t.Errorf("POST %s %v: %d, want %d with %q: %.1500s", path, form, r.status, status, text, r.body)
+		}
+	}
+	with := func(f url.Values, csrf string) url.Values {
+		g := url.Values{"csrf": {csrf}}
+		for k, v := range f {
+			g[k] = v
+		}
+		return g
+	}
+
+	// The dependant, with her own valid token.
+	tok := emma.formToken(page)
+	const onlyGuardians = "Only the household&#39;s guardians may do this; you are a dependant."
+	refused(emma, page+"/rules", with(allowAll, tok), 403, onlyGuardians)
+	refused(emma, page+"/rules/kids/delete", with(nil, tok), 403, onlyGuardians)
+	refused(emma, page+"/members/"+w.emma.ID+"/role", with(url.Values{"role": {"guardian"}}, tok), 403, onlyGuardians)
+	refused(emma, page+"/members/"+w.mum.ID+"/role", with(url.Values{"role": {"dependant"}}, tok), 403, onlyGuardians)
+	refused(emma, page+"/members/"+w.mum.ID+"/remove", with(nil, tok), 403, onlyGuardians)
+	refused(emma, page+"/timezone", with(url.Values{"timeZone": {"UTC"}}, tok), 403, onlyGuardians)
+	refused(emma, page+"/invitations", with(url.Values{"kind": {"userName"}, "invitee": {"eve"}, "role": {"guardian"}}, tok), 403, onlyGuardians)
+	refused(emma, page+"/invitations/"+inv+"/withdraw", with(nil, tok), 403, onlyGuardians)
+	refused(emma, page+"/rooms", with(url.Values{"name": {"Den"}}, tok), 403, onlyGuardians)
+	refused(emma, page+"/rooms/"+room+"/delete", with(nil, tok), 403, onlyGuardians)
+	refused(emma, page+"/things/"+w.speaker.ID+"/remove", with(nil, tok), 403, onlyGuardians)
+
+	// The guardian's browser, made to post by another site or without the
+	// token of her session.
+	refused(mum, page+"/rules", allowAll, 403, "Form expired")
+	refused(mum, page+"/rules", with(allowAll, tok), 403, "Form expired") // emma's token, mum's cookie
+	r := mum.postFrom("https://evil.example", page+"/rules", with(allowAll, mum.formToken(page)))
+	if r.status != 403 || !strings.Contains(r.body, "Request refused") {
+		t.Errorf("cross-site: %d %.500s", r.status, r.body)
+	}
+
+	// The neighbour: a guardian, of her own household.
+	w.must(t, w.evec, 201, "POST", "/api/v1/households", `{"name":"Eve's","timeZone":"UTC"}`)
+	eves := w.must(t, w.evec, 200, "GET", "/api/v1/households", "")["households"].([]any)[0].(map[string]any)["id"].(string)
+	w.must(t, w.evec, 201, "POST", "/api/v1/households/"+eves+"/rooms", `{"name":"Hall"}`)
+	own := "/account/household/" + eves
+	tok = eve.formToken(own)
+	if r := eve.get(page); r.status != 404 || strings.Contains(r.body, "Smiths") || strings.Contains(r.body, "Emma") {
+		t.Errorf("eve reads the Smiths: %d %.500s", r.status, r.body)
+	}
+	const notFound = "Household not found"
+	refused(eve, page+"/rules", with(allowAll, tok), 404, notFound)
+	refused(eve, page+"/members/"+w.eve.ID+"/role", with(url.Values{"role": {"guardian"}}, tok), 404, notFound)
+	refused(eve, page+"/rooms/"+room+"/delete", with(nil, tok), 404, notFound)
+	refused(eve, page+"/invitations/"+inv+"/withdraw", with(nil, tok), 404, notFound)
+	// …nor through her own household's forms.
+	refused(eve, own+"/rooms/"+room+"/delete", with(nil, tok), 404, "No room")
+	refused(eve, own+"/rules/kids/delete", with(nil, tok), 404, "No rule kids")
+	refused(eve, own+"/invitations/"+inv+"/withdraw", with(nil, tok), 404, "No invitation")
+	refused(eve, own+"/things/"+w.speaker.ID+"/remove", with(nil, tok), 404, "No thing")
+	refused(eve, own+"/things", with(url.Values{"thing": {w.speaker.ID}, "room": {room}}, tok), 403, "You own no thing")
+	refused(eve, own+"/rules", with(url.Values{"effect": {"allow"}, "who": {"member:" + w.emma.ID}, "action": {"use"}, "things": {"all"}}, tok), 400, `href="#rule-who"`)
+	refused(eve, own+"/rules", with(url.Values{"effect": {"allow"}, "who": {"everyone"}, "action": {"use"}, "things": {"room:" + room}}, tok), 400, `href="#rule-things"`)
+	refused(eve, own+"/rules", with(url.Values{"effect": {"allow"}, "who": {"everyone"}, "action": {"use"}, "things": {"thing:" + w.speaker.ID}}, tok), 400, `href="#rule-things"`)
+	refused(eve, "/account/household/invitations/"+inv+"/accept", with(nil, eve.formToken("/account/household")), 404, "No invitation")
+	if r := eve.get(own + "?preview=1&user=" + w.emma.ID + "&thing=" + w.speaker.ID + "&action=use"); r.status != 404 || !strings.Contains(r.body, `href="#preview-thing"`) {
+		t.Errorf("eve previews the Smiths' speaker: %d %.1500s", r.status, r.body)
+	}
+
+	// Without a session: to the sign-in page, and back here after it.
+	anon := &pageClient{t: t, base: w.r.base, c: w.r.browser()}
+	anon.c.CheckRedirect = mum.c.CheckRedirect
+	if r := anon.get(page); r.status != 303 || r.location != "/signin?return_to="+url.QueryEscape(page) {
+		t.Errorf("anonymous: %d %q", r.status, r.location)
+	}
+
+	after := w.must(t, w.mumC, 200, "GET", "/api/v1/households/"+hh, "")
+	b1, _ := json.Marshal(before)
+	b2, _ := json.Marshal(after)
+	if string(b1) != string(b2) {
+		t.Errorf("the household changed:\n%s\n%s", b1, b2)
 	}
 }
