@@ -1,10 +1,11 @@
 // Package household owns households: a group of a new kind whose guardians
 // invite members, define rooms, place their things in them and write the
 // rules internal/policy compiles; its JSON API lives under
-// /api/v1/households. It also keeps the administrators' platform-wide Cedar
-// policy set (/api/v1/admin/policies). It changes identities only through
-// internal/identity, decides nothing itself (internal/policy does) and
-// serves no other door.
+// /api/v1/households and its pages under /account/household. It also keeps
+// the administrators' platform-wide Cedar policy set
+// (/api/v1/admin/policies), and audits every refusal any door is given. It
+// changes identities only through internal/identity, decides nothing itself
+// (internal/policy does) and serves no other door.
 package household
 
 import (
