@@ -37,13 +37,9 @@ func newFamily(t *testing.T) (*env, *family) {
     upstream: {url: "UPSTREAM"}
     filters: [oauth2, policy]
 `, func(o *Options) {
-		ids := identity.New(o.Replay.(store.Store), o.Bus, password.Policy{})
+		var ids *identity.Service
 		var err error
-		svc, err = household.New(household.Options{Store: o.Replay.(store.Store), Identities: ids, Engine: policy.NewEngine(o.Now, quiet), Bus: o.Bus, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Decider = svc
+		svc, ids = withHouseholds(t, o)
 		ctx := context.Background()
 		mk := func(name string) *store.User {
 			u, err := ids.CreateUser(ctx, "test", &store.User{UserName: name, DisplayName: strings.ToUpper(name[:1]) + name[1:]}, "")
@@ -101,6 +97,18 @@ func newFamily(t *testing.T) (*env, *family) {
 	f.thingTok = e.token("", viaSpeaker(f.speaker.ID)) // the speaker acting as itself
 	f.userTok = e.token("", func(c *tokens.Claims) { c.Subject = f.emma.ID })
 	return e, f
+}
+
+// withHouseholds gives the gateway of o a household service on its own
+// store, deciding on its clock.
+func withHouseholds(t testing.TB, o *Options) (*household.Service, *identity.Service) {
+	ids := identity.New(o.Replay.(store.Store), o.Bus, password.Policy{})
+	svc, err := household.New(household.Options{Store: o.Replay.(store.Store), Identities: ids, Engine: policy.NewEngine(o.Now, quiet), Bus: o.Bus, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Decider = svc
+	return svc, ids
 }
 
 func (f *family) window(end string) policy.Rule {

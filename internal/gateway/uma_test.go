@@ -202,6 +202,7 @@ func TestDocumentedRoutesFiles(t *testing.T) {
 	}
 	e := newEnv(t, "", func(o *Options) {
 		o.UMA = &UMAOptions{Issuer: testIssuer, ResourceServers: []string{"9f3c2a1e-music-service"}, Tickets: unreachable{}}
+		withHouseholds(t, o) // for the policy filter's example
 	})
 	n := 0
 	for rest := string(doc); ; {

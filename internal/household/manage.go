@@ -477,11 +477,8 @@ func (s *Service) AddRule(ctx context.Context, u *store.User, id string, r polic
 		return append(slices.Clone(cur), r), nil
 	})
 	var e *Error
-	if errors.As(err, &e) && at >= 0 {
-		prefix := fmt.Sprintf("rules[%d]", at)
-		if e.Field == prefix+".id" || strings.HasPrefix(e.Field, prefix+".") {
-			e.Field = strings.TrimPrefix(e.Field, prefix+".")
-		}
+	if errors.As(err, &e) && at >= 0 { // "rules[3].when.start" is r's "when.start"
+		e.Field = strings.TrimPrefix(e.Field, fmt.Sprintf("rules[%d].", at))
 	}
 	if err != nil {
 		return policy.Rule{}, err

@@ -531,16 +531,15 @@ func (s *Service) submitInvite(w http.ResponseWriter, r *http.Request, u *store.
 	id, f := r.PathValue("id"), r.PostForm
 	invitee := strings.TrimSpace(f.Get("invitee"))
 	var err error
-	switch f.Get("kind") {
-	case "userName":
+	switch kind := f.Get("kind"); {
+	case invitee == "":
+		err = refuse(http.StatusBadRequest, "kind", "enter a user name or an e-mail address")
+	case kind == "userName":
 		_, err = s.Invite(r.Context(), u, id, invitee, "", policy.Role(f.Get("role")))
-	case "email":
+	case kind == "email":
 		_, err = s.Invite(r.Context(), u, id, "", invitee, policy.Role(f.Get("role")))
 	default:
 		err = refuse(http.StatusBadRequest, "kind", "choose whether you name a user name or an e-mail address")
-	}
-	if err == nil && invitee == "" {
-		err = refuse(http.StatusBadRequest, "kind", "enter a user name or an e-mail address")
 	}
 	if err != nil {
 		s.failed(w, r, u, err, "invite", func(field string) string {
@@ -622,8 +621,10 @@ func (s *Service) submitDeleteRoom(w http.ResponseWriter, r *http.Request, u *st
 // submitPlace is POST /account/household/{id}/things: thing, room.
 func (s *Service) submitPlace(w http.ResponseWriter, r *http.Request, u *store.User) {
 	id, f := r.PathValue("id"), r.PostForm
-	err := refuse(http.StatusBadRequest, "thingId", "choose one of your things")
-	if f.Get("thing") != "" {
+	var err error
+	if f.Get("thing") == "" {
+		err = refuse(http.StatusBadRequest, "thingId", "choose one of your things")
+	} else {
 		err = s.Place(r.Context(), u, id, f.Get("thing"), f.Get("room"))
 	}
 	if err != nil {

@@ -211,6 +211,16 @@ func TestHouseholdAPI(t *testing.T) {
 	if n := len(out["members"].([]any)); n != 3 || len(out["things"].([]any)) != 1 {
 		t.Fatalf("household: %v", out)
 	}
+	// One rule added, and deleted, on its own.
+	w.refused(t, w.mumC, 400, "when.start", "POST", "/api/v1/households/"+hh+"/rules", `{"effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["configure"],"when":{"start":"8","end":"9"}}`)
+	added := w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/rules", `{"id":"no-config","effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["configure"]}`)
+	if rs := added["rules"].([]any); len(rs) != 2 || rs[1].(map[string]any)["text"] != "guests may not configure every thing of the household" {
+		t.Fatalf("after adding a rule: %v", rs)
+	}
+	w.refused(t, w.mumC, 400, "id", "POST", "/api/v1/households/"+hh+"/rules", `{"id":"no-config","effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["use"]}`)
+	w.must(t, w.mumC, 204, "DELETE", "/api/v1/households/"+hh+"/rules/no-config", "")
+	w.refused(t, w.mumC, 404, "ruleId", "DELETE", "/api/v1/households/"+hh+"/rules/no-config", "")
+	w.refused(t, w.emmaC, 403, "", "POST", "/api/v1/households/"+hh+"/rules", `{"effect":"allow","who":{"kind":"dependants"},"things":{"kind":"all"},"actions":["configure"]}`)
 	// Every member reads the household; the guardian previews decisions.
 	if out := w.must(t, w.emmaC, 200, "GET", "/api/v1/households/"+hh, ""); out["role"] != "dependant" || out["invitations"] != nil {
 		t.Fatalf("as emma: %v", out)
