@@ -34,6 +34,9 @@ const (
 	PathEvaluations   = "/access/v1/evaluations"
 )
 
+// door is how the audit record of a refusal names this API.
+const door = "authzen"
+
 // maxBody bounds a request body (AuthZEN §13.4).
 const maxBody = 256 << 10
 
@@ -116,6 +119,7 @@ func (s *Server) evaluation(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, err)
 		return
 	}
+	req.Door = door
 	d, err := s.decider.Decide(r.Context(), req)
 	if err != nil {
 		s.refuse(w, r, err)
@@ -136,6 +140,7 @@ func (s *Server) evaluations(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]response, 0, len(reqs))
 	for _, req := range reqs {
+		req.Door = door
 		d, err := s.decider.Decide(r.Context(), req)
 		var res response
 		switch {

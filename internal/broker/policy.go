@@ -74,7 +74,7 @@ func (h *hook) decide(ctx context.Context, id *Identity) (*verdict, error) {
 		d      *policy.Decision
 		may    *bool
 	}{{policy.Publish, &v.publish, &v.mayPublish}, {policy.Subscribe, &v.subscribe, &v.maySubscribe}} {
-		d, err := h.b.opts.Policies.Decide(ctx, policy.Request{UserID: id.user(), ThingID: id.Thing, Action: q.action})
+		d, err := h.b.opts.Policies.Decide(ctx, policy.Request{UserID: id.user(), ThingID: id.Thing, Action: q.action, Door: "broker"})
 		if err != nil {
 			return nil, err
 		}

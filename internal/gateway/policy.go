@@ -12,7 +12,8 @@ import (
 )
 
 // Decider answers whether a user may act on a thing (*household.Service):
-// the households' rules and the platform's, on the server's clock.
+// the households' rules and the platform's, on the server's clock. It
+// audits its refusals.
 type Decider interface {
 	Decide(ctx context.Context, req policy.Request) (policy.Decision, error)
 }
@@ -93,7 +94,7 @@ func (f *policyFilter) Handle(w http.ResponseWriter, r *http.Request, next http.
 		return &Denial{Status: http.StatusForbidden, Code: "policy_denied", Reason: "policy",
 			Detail: "the route's policy names no action for " + r.Method}
 	}
-	req := policy.Request{UserID: cl.Subject, ThingID: cl.ThingID, Action: a}
+	req := policy.Request{UserID: cl.Subject, ThingID: cl.ThingID, Action: a, Door: "gateway"}
 	if a == policy.Gateway {
 		req.Scope = f.scope
 	}
@@ -101,8 +102,7 @@ func (f *policyFilter) Handle(w http.ResponseWriter, r *http.Request, next http.
 	if err != nil {
 		return err
 	}
-	if !d.Allowed {
-		f.g.log.Info("gateway: refused by policy", "user", cl.Subject, "thing", cl.ThingID, "action", a, "rule", d.Rule, "reason", d.Reason)
+	if !d.Allowed { // the Decider audited it
 		return &Denial{Status: http.StatusForbidden, Code: "policy_denied", Reason: "policy", Detail: d.Reason}
 	}
 	next.ServeHTTP(w, r)

@@ -37,13 +37,9 @@ func newFamily(t *testing.T) (*env, *family) {
     upstream: {url: "UPSTREAM"}
     filters: [oauth2, policy]
 `, func(o *Options) {
-		ids := identity.New(o.Replay.(store.Store), o.Bus, password.Policy{})
+		var ids *identity.Service
 		var err error
-		svc, err = household.New(household.Options{Store: o.Replay.(store.Store), Identities: ids, Engine: policy.NewEngine(o.Now, quiet), Bus: o.Bus, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Decider = svc
+		svc, ids = withHouseholds(t, o)
 		ctx := context.Background()
 		mk := func(name string) *store.User {
 			u, err := ids.CreateUser(ctx, "test", &store.User{UserName: name, DisplayName: strings.ToUpper(name[:1]) + name[1:]}, "")
@@ -103,6 +99,18 @@ func newFamily(t *testing.T) (*env, *family) {
 	return e, f
 }
 
+// withHouseholds gives the gateway of o a household service on its own
+// store, deciding on its clock.
+func withHouseholds(t testing.TB, o *Options) (*household.Service, *identity.Service) {
+	ids := identity.New(o.Replay.(store.Store), o.Bus, password.Policy{})
+	svc, err := household.New(household.Options{Store: o.Replay.(store.Store), Identities: ids, Engine: policy.NewEngine(o.Now, quiet), Bus: o.Bus, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Decider = svc
+	return svc, ids
+}
+
 func (f *family) window(end string) policy.Rule {
 	return policy.Rule{ID: "emma", Effect: policy.Allow, Who: policy.Who{Kind: policy.OneMember, Member: f.emma.ID},
 		Things: policy.Things{Kind: policy.InRoom, ID: f.room}, Actions: []policy.Action{policy.Use},
@@ -129,6 +137,20 @@ func TestPolicyFilter(t *testing.T) {
 	}
 	if resp, body := call("POST", f.mumTok); resp.StatusCode != 200 {
 		t.Fatalf("the guardian at 20:01: %d %s", resp.StatusCode, body)
+	}
+	// Both refusals are audited with the rule that decided.
+	recs, err := e.st.ListAudit(context.Background(), store.AuditQuery{Target: &store.Ref{Kind: store.KindThing, ID: f.speaker.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited []string
+	for _, r := range recs {
+		if r.Action == "policy.deny" && r.Actor == "user:"+f.emma.ID && strings.Contains(string(r.Detail), `"door":"gateway"`) {
+			audited = append(audited, string(r.Detail))
+		}
+	}
+	if len(audited) != 2 || !strings.Contains(audited[0], `"rule":"default"`) || !strings.Contains(audited[1], `"rule":"emma"`) {
+		t.Fatalf("audited refusals: %v", audited)
 	}
 	// A guardian's change reaches the next request.
 	if _, err := f.svc.SetRules(context.Background(), f.mum, f.hh, []policy.Rule{f.window("21:00")}); err != nil {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -21,11 +20,6 @@ type unreachable struct{}
 
 func (unreachable) Ticket(context.Context, string, string, string, []string) (string, error) {
 	return "", errors.New("connection refused")
-}
-
-// Decide: no decision engine answers either; routes naming it still load.
-func (unreachable) Decide(context.Context, policy.Request) (policy.Decision, error) {
-	return policy.Decision{}, errors.New("connection refused")
 }
 
 const umaRoutes = `
@@ -208,7 +202,7 @@ func TestDocumentedRoutesFiles(t *testing.T) {
 	}
 	e := newEnv(t, "", func(o *Options) {
 		o.UMA = &UMAOptions{Issuer: testIssuer, ResourceServers: []string{"9f3c2a1e-music-service"}, Tickets: unreachable{}}
-		o.Decider = unreachable{}
+		withHouseholds(t, o) // for the policy filter's example
 	})
 	n := 0
 	for rest := string(doc); ; {

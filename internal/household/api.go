@@ -21,10 +21,13 @@ type SignedIn interface {
 	User(r *http.Request) (*store.User, error)
 }
 
-// Register mounts the JSON API for signed-in users (session cookie), with
-// cross-site requests refused as on every /api/v1 endpoint. Errors are RFC
-// 9457 problem details naming the field.
-func (s *Service) Register(mux routes.Mux, sessions SignedIn, baseURL string) {
+// Register mounts, for signed-in users (session cookie), the JSON API, with
+// cross-site requests refused as on every /api/v1 endpoint and errors as
+// RFC 9457 problem details naming the field, and the pages (pages.go),
+// whose CSRF tokens csrfKey keys (at least 32 bytes, the same on every
+// node).
+func (s *Service) Register(mux routes.Mux, sessions SignedIn, baseURL string, csrfKey []byte) {
+	s.registerPages(mux, sessions, baseURL, csrfKey)
 	cop := ui.CrossOrigin(baseURL, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		problem.Write(w, http.StatusForbidden, "", "cross-origin request refused: call this API from this site or without a browser")
 	}))
@@ -56,6 +59,8 @@ func (s *Service) Register(mux routes.Mux, sessions SignedIn, baseURL string) {
 	mux.Handle("PUT "+base+"/{id}/things/{thingId}", api(s.apiPlace))
 	mux.Handle("DELETE "+base+"/{id}/things/{thingId}", api(s.apiUnplace))
 	mux.Handle("PUT "+base+"/{id}/rules", api(s.apiSetRules))
+	mux.Handle("POST "+base+"/{id}/rules", api(s.apiAddRule))
+	mux.Handle("DELETE "+base+"/{id}/rules/{ruleId}", api(s.apiDeleteRule))
 	mux.Handle("POST "+base+"/{id}/decisions", api(s.apiPreview))
 }
 
@@ -127,19 +132,28 @@ type summary struct {
 }
 
 func (s *Service) apiList(w http.ResponseWriter, r *http.Request, u *store.User) error {
-	ms, err := s.st.ListMemberships(r.Context(), u.ID)
+	out, err := s.summaries(r.Context(), u)
 	if err != nil {
 		return err
 	}
+	return writeJSON(w, http.StatusOK, map[string]any{"households": out})
+}
+
+// summaries are u's households.
+func (s *Service) summaries(ctx context.Context, u *store.User) ([]summary, error) {
+	ms, err := s.st.ListMemberships(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
 	out := []summary{}
 	for _, m := range ms {
-		v, err := s.load(r.Context(), m.HouseholdID)
+		v, err := s.load(ctx, m.HouseholdID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out = append(out, summary{ID: m.HouseholdID, Name: v.group.DisplayName, Role: m.Role, TimeZone: v.rec.TimeZone})
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"households": out})
+	return out, nil
 }
 
 func (s *Service) apiCreate(w http.ResponseWriter, r *http.Request, u *store.User) error {
@@ -195,11 +209,18 @@ type ruleView struct {
 	Text string `json:"text"` // as a guardian reads it
 }
 
+// inviteeView is a waiting invitation as its household's guardians see it:
+// whom they named, never whether anybody holds that name.
 type inviteeView struct {
 	ID        string    `json:"id"`
-	UserID    string    `json:"userId"`
+	UserName  string    `json:"userName,omitempty"`
+	Email     string    `json:"email,omitempty"`
 	Role      string    `json:"role"`
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+func inviteeOf(inv *store.Invitation) inviteeView {
+	return inviteeView{ID: inv.ID, UserName: inv.UserName, Email: inv.Email, Role: inv.Role, ExpiresAt: inv.ExpiresAt}
 }
 
 func (s *Service) writeDetails(w http.ResponseWriter, r *http.Request, u *store.User, id string, status int) error {
@@ -241,8 +262,8 @@ func (s *Service) details(ctx context.Context, u *store.User, id string) (*detai
 		if err != nil {
 			return nil, err
 		}
-		for _, inv := range invs {
-			d.Pending = append(d.Pending, inviteeView{ID: inv.ID, UserID: inv.InviteeID, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
+		for i := range invs {
+			d.Pending = append(d.Pending, inviteeOf(&invs[i]))
 		}
 	}
 	return d, nil
@@ -278,7 +299,7 @@ func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u *store.Use
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, inviteeView{ID: inv.ID, UserID: inv.InviteeID, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
+	return writeJSON(w, http.StatusCreated, inviteeOf(inv))
 }
 
 // invitationView is an invitation as its invitee sees it.
@@ -292,22 +313,32 @@ type invitationView struct {
 }
 
 func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u *store.User) error {
-	invs, err := s.st.ListInvitations(r.Context(), store.InvitationFilter{InviteeID: u.ID})
+	out, err := s.invitationViews(r.Context(), u)
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"invitations": out})
+}
+
+// invitationViews are the invitations naming u, with the names of their
+// households and of who invited.
+func (s *Service) invitationViews(ctx context.Context, u *store.User) ([]invitationView, error) {
+	invs, err := s.Invitations(ctx, u)
+	if err != nil {
+		return nil, err
 	}
 	out := []invitationView{}
 	for _, inv := range invs {
 		iv := invitationView{ID: inv.ID, HouseholdID: inv.HouseholdID, Role: inv.Role, InvitedBy: inv.InvitedBy, ExpiresAt: inv.ExpiresAt}
-		if g, err := s.st.GetGroup(r.Context(), inv.HouseholdID); err == nil {
+		if g, err := s.st.GetGroup(ctx, inv.HouseholdID); err == nil {
 			iv.Household = g.DisplayName
 		}
-		if by, err := s.ids.GetUser(r.Context(), inv.InvitedBy); err == nil {
+		if by, err := s.ids.GetUser(ctx, inv.InvitedBy); err == nil {
 			iv.InvitedBy = displayName(by)
 		}
 		out = append(out, iv)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"invitations": out})
+	return out, nil
 }
 
 func (s *Service) apiAccept(w http.ResponseWriter, r *http.Request, u *store.User) error {
@@ -404,6 +435,25 @@ func (s *Service) apiSetRules(w http.ResponseWriter, r *http.Request, u *store.U
 		return err
 	}
 	return s.writeDetails(w, r, u, r.PathValue("id"), http.StatusOK)
+}
+
+func (s *Service) apiAddRule(w http.ResponseWriter, r *http.Request, u *store.User) error {
+	var in policy.Rule
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if _, err := s.AddRule(r.Context(), u, r.PathValue("id"), in); err != nil {
+		return err
+	}
+	return s.writeDetails(w, r, u, r.PathValue("id"), http.StatusCreated)
+}
+
+func (s *Service) apiDeleteRule(w http.ResponseWriter, r *http.Request, u *store.User) error {
+	if err := s.DeleteRule(r.Context(), u, r.PathValue("id"), r.PathValue("ruleId")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // decisionView is a decision as the preview answers it.

@@ -1,10 +1,11 @@
 // Package household owns households: a group of a new kind whose guardians
 // invite members, define rooms, place their things in them and write the
 // rules internal/policy compiles; its JSON API lives under
-// /api/v1/households. It also keeps the administrators' platform-wide Cedar
-// policy set (/api/v1/admin/policies). It changes identities only through
-// internal/identity, decides nothing itself (internal/policy does) and
-// serves no other door.
+// /api/v1/households and its pages under /account/household. It also keeps
+// the administrators' platform-wide Cedar policy set
+// (/api/v1/admin/policies), and audits every refusal any door is given. It
+// changes identities only through internal/identity, decides nothing itself
+// (internal/policy does) and serves no other door.
 package household
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // EventChanged is published (Kind "household", ID the household) after any
@@ -32,8 +34,6 @@ const EventChanged = "household.change"
 type Identities interface {
 	WithTx(ctx context.Context, actor string, fn func(tx *identity.Tx) error) error
 	GetUser(ctx context.Context, id string) (*store.User, error)
-	GetUserByName(ctx context.Context, name string) (*store.User, error)
-	GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
 	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
 }
@@ -47,7 +47,10 @@ type Options struct {
 	Bus *events.Bus
 	// InvitationLifetime is how long an invitation waits; default 7 days.
 	InvitationLifetime time.Duration
-	Logger             *slog.Logger
+	// DenialWindow is how long identical refusals after an audited one are
+	// counted rather than written (deny.go); default one minute.
+	DenialWindow time.Duration
+	Logger       *slog.Logger
 }
 
 // Service manages households and answers decisions about their things.
@@ -58,6 +61,12 @@ type Service struct {
 	bus    *events.Bus
 	invite time.Duration
 	log    *slog.Logger
+	deny   denials
+
+	// The pages' kit, CSRF tokens and templates (pages.go), set by Register.
+	kit   ui.Kit
+	csrf  *ui.CSRF
+	pages pages
 
 	mu       sync.Mutex
 	compiled map[string]*policy.Set // household id → its compiled rules
@@ -76,13 +85,17 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
 	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
-		compiled: map[string]*policy.Set{}, watchers: map[*func(events.Event)]struct{}{}}
+		compiled: map[string]*policy.Set{}, watchers: map[*func(events.Event)]struct{}{},
+		deny: denials{window: o.DenialWindow, repeats: map[denialKey]int{}}}
 	var err error
 	if s.none, err = policy.Compile(&policy.Household{}); err != nil {
 		return nil, err
 	}
 	if s.invite <= 0 {
 		s.invite = 7 * 24 * time.Hour
+	}
+	if s.deny.window <= 0 {
+		s.deny.window = time.Minute
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -157,26 +170,28 @@ func (s *Service) notify(e events.Event) {
 
 // Decide answers whether a user may act on a thing: within the household
 // the thing is placed in, by its rules and the platform's. A thing in no
-// household is decided by the platform's policies alone.
+// household is decided by the platform's policies alone. Every refusal is
+// audited with the rule that decided (deny.go).
 func (s *Service) Decide(ctx context.Context, req policy.Request) (policy.Decision, error) {
-	set, err := s.setOfThing(ctx, req.ThingID)
+	set, household, err := s.setOfThing(ctx, req.ThingID)
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	return s.engine.Decide(set, req)
+	return s.decideIn(ctx, set, household, req)
 }
 
-// setOfThing is the compiled household thingID is placed in, or an empty
-// one (UTC, no members) when it is in none.
-func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, error) {
+// setOfThing is the compiled household thingID is placed in, with its id,
+// or an empty one (UTC, no members) and "" when it is in none.
+func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, string, error) {
 	p, err := s.st.GetPlacement(ctx, thingID)
 	if errors.Is(err, store.ErrNotFound) {
-		return s.none, nil
+		return s.none, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return s.compile(ctx, p.HouseholdID)
+	set, err := s.compile(ctx, p.HouseholdID)
+	return set, p.HouseholdID, err
 }
 
 // compile returns the household compiled, from the cache or the store.

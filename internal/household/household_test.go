@@ -3,6 +3,7 @@ package household
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,7 +169,9 @@ func TestThingLeavesWithItsOwner(t *testing.T) {
 	}
 }
 
-// Invitations: only the invitee accepts, once, before expiry.
+// Invitations: only the invitee accepts, once, before expiry; an
+// invitation waits for a name or an address nobody holds yet, and an
+// address counts once verified.
 func TestInvitations(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -176,7 +179,7 @@ func TestInvitations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := f.svc.Invite(ctx, f.mum, f.hh, "gran", "", policy.Guest)
+	inv, err := f.svc.Invite(ctx, f.mum, f.hh, "ＧＲＡＮ", "", policy.Guest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,16 +194,78 @@ func TestInvitations(t *testing.T) {
 	if err := f.svc.Accept(ctx, gran, inv.ID); err == nil {
 		t.Fatal("accepted twice")
 	}
-	// An unverified address identifies nobody.
-	if _, err := f.svc.Invite(ctx, f.mum, f.hh, "", "emma@example.org", policy.Guest); err == nil || err.(*Error).Field != "email" {
-		t.Fatalf("by an unverified e-mail: %v", err)
+
+	// A name nobody holds: the invitation waits for whoever takes it.
+	kimInv, err := f.svc.Invite(ctx, f.mum, f.hh, "Kim", "", policy.Dependant)
+	if err != nil {
+		t.Fatal(err)
 	}
-	expired := &store.Invitation{HouseholdID: f.hh, InviteeID: gran.ID, Role: "guardian", InvitedBy: f.mum.ID, ExpiresAt: time.Now().Add(-time.Minute)}
+	if _, err := f.svc.Invite(ctx, f.mum, f.hh, "KIM", "", policy.Guest); err == nil || err.(*Error).Status != 409 || err.(*Error).Field != "userName" {
+		t.Fatalf("inviting the same name twice: %v", err)
+	}
+	kim, err := f.ids.CreateUser(ctx, "test", &store.User{UserName: "kim"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := f.svc.Invitations(ctx, kim); err != nil || len(l) != 1 || l[0].ID != kimInv.ID {
+		t.Fatalf("kim's invitations: %+v, %v", l, err)
+	}
+	if err := f.svc.Accept(ctx, kim, kimInv.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// An address counts once its holder has verified it.
+	zoe, err := f.ids.CreateUser(ctx, "test", &store.User{UserName: "zoe", Emails: []store.MultiValue{{Value: "zoe@example.org", Primary: true}}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoeInv, err := f.svc.Invite(ctx, f.mum, f.hh, "", "Zoe@Example.org", policy.Guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := f.svc.Invitations(ctx, zoe); len(l) != 0 {
+		t.Fatalf("an unverified address found invitations: %+v", l)
+	}
+	if err := f.svc.Accept(ctx, zoe, zoeInv.ID); err == nil || err.(*Error).Status != 404 {
+		t.Fatalf("accepted through an unverified address: %v", err)
+	}
+	zoe.EmailVerified = true
+	if l, _ := f.svc.Invitations(ctx, zoe); len(l) != 1 {
+		t.Fatalf("the verified address finds no invitation: %+v", l)
+	}
+	// A member already keeps the role the guardians gave.
+	emmaInv, err := f.svc.Invite(ctx, f.mum, f.hh, "emma", "", policy.Guardian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Accept(ctx, f.emma, emmaInv.ID); err == nil || err.(*Error).Status != 409 {
+		t.Fatalf("a member accepted an invitation: %v", err)
+	}
+	if err := f.svc.Decline(ctx, f.emma, emmaInv.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ name, email, field string }{
+		{"", "", "userName"}, {"a", "a@example.org", "userName"}, {"", "not an address", "email"},
+		{"", "Eve <eve@example.org>", "email"}, {"a\x00b", "", "userName"}, {strings.Repeat("n", 257), "", "userName"},
+	} {
+		if _, err := f.svc.Invite(ctx, f.mum, f.hh, bad.name, bad.email, policy.Guest); err == nil || err.(*Error).Field != bad.field {
+			t.Errorf("inviting %q %q: %v, want an error naming %s", bad.name, bad.email, err, bad.field)
+		}
+	}
+
+	expired := &store.Invitation{HouseholdID: f.hh, UserName: "gran", Role: "guardian", InvitedBy: f.mum.ID, ExpiresAt: time.Now().Add(-time.Minute)}
 	if err := f.st.CreateInvitation(ctx, expired); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.svc.Accept(ctx, gran, expired.ID); err == nil || err.(*Error).Status != 410 {
 		t.Fatalf("expired: %v", err)
+	}
+	// The next invitation clears the expired ones away.
+	if _, err := f.svc.Invite(ctx, f.mum, f.hh, "someone", "", policy.Guest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.GetInvitation(ctx, expired.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the expired invitation stayed: %v", err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/mail"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -165,53 +167,96 @@ func (s *Service) SetTimeZone(ctx context.Context, u *store.User, id, zone strin
 	})
 }
 
-// Invite asks a user, found by user name or verified e-mail address, to
-// join with role (guardians).
+// maxPending bounds the invitations waiting in one household.
+const maxPending = 100
+
+// Invite asks whoever holds a user name, or has verified an e-mail address,
+// to join with role (guardians). No account is looked up: an invitation to a
+// name nobody holds waits exactly like one to a name somebody holds, so
+// that inviting tells the guardian nothing about which accounts exist. It
+// is the invitee who finds it, under the name or address they hold when
+// they look.
 func (s *Service) Invite(ctx context.Context, u *store.User, id, userName, email string, role policy.Role) (*store.Invitation, error) {
 	if !role.Valid() {
 		return nil, refuse(http.StatusBadRequest, "role", "%q is not one of guardian, dependant, guest", clip(string(role)))
 	}
-	var invitee *store.User
-	var err error
+	inv := &store.Invitation{HouseholdID: id, Role: string(role), InvitedBy: u.ID, ExpiresAt: time.Now().Add(s.invite)}
+	field := "userName"
 	switch {
 	case (userName == "") == (email == ""):
 		return nil, refuse(http.StatusBadRequest, "userName", "name the invitee by userName or by email, not both")
 	case userName != "":
-		if invitee, err = s.ids.GetUserByName(ctx, userName); errors.Is(err, store.ErrNotFound) {
-			return nil, refuse(http.StatusNotFound, "userName", "no user is named %q", clip(userName))
+		inv.UserName = identity.NormalizeUserName(userName)
+		if inv.UserName == "" || len(inv.UserName) > 256 || !utf8.ValidString(inv.UserName) || strings.ContainsFunc(inv.UserName, isControl) {
+			return nil, refuse(http.StatusBadRequest, "userName", "a user name is 1 to 256 printable characters")
 		}
 	default:
-		// Only a verified address identifies anybody.
-		if invitee, err = s.ids.GetUserByVerifiedEmail(ctx, email); errors.Is(err, store.ErrNotFound) {
-			return nil, refuse(http.StatusNotFound, "email", "no user has verified the address %q", clip(email))
+		field = "email"
+		addr, err := mail.ParseAddress(strings.TrimSpace(email))
+		if err != nil || addr.Name != "" || addr.Address != strings.TrimSpace(email) || len(addr.Address) > 254 {
+			return nil, refuse(http.StatusBadRequest, "email", "%q is not an e-mail address", clip(email))
 		}
+		inv.Email = addr.Address
 	}
-	if err != nil {
-		return nil, err
-	}
-	inv := &store.Invitation{HouseholdID: id, InviteeID: invitee.ID, Role: string(role), InvitedBy: u.ID, ExpiresAt: time.Now().Add(s.invite)}
-	err = s.write(ctx, u, id, "household.invite", map[string]string{"invitee": invitee.ID, "role": string(role)}, guardians, func(tx *identity.Tx) error {
-		members, err := tx.Store.ListHouseholdMembers(ctx, id)
+	detail := map[string]string{field: inv.UserName + inv.Email, "role": string(role)}
+	err := s.write(ctx, u, id, "household.invite", detail, guardians, func(tx *identity.Tx) error {
+		pending, err := tx.Store.ListInvitations(ctx, store.InvitationFilter{HouseholdID: id})
 		if err != nil {
 			return err
 		}
-		for _, m := range members {
-			if m.UserID == invitee.ID {
-				return refuse(http.StatusConflict, map[bool]string{true: "userName", false: "email"}[userName != ""], "%s is a member already", clip(invitee.UserName))
+		waiting := 0
+		for _, p := range pending {
+			switch {
+			case time.Now().After(p.ExpiresAt):
+				if err := tx.Store.DeleteInvitation(ctx, p.ID); err != nil {
+					return err
+				}
+			case strings.EqualFold(p.UserName, inv.UserName) && strings.EqualFold(p.Email, inv.Email):
+				return refuse(http.StatusConflict, field, "an invitation for %s is waiting already; withdraw it to invite again", clip(inv.UserName+inv.Email))
+			default:
+				waiting++
 			}
+		}
+		if waiting >= maxPending {
+			return refuse(http.StatusConflict, field, "%d invitations are waiting already; withdraw some first", waiting)
 		}
 		return tx.Store.CreateInvitation(ctx, inv)
 	})
 	return inv, err
 }
 
-// Accept makes u a member with the invitation's role; only the invitee may,
-// before it expires.
-func (s *Service) Accept(ctx context.Context, u *store.User, invID string) error {
-	inv, err := s.st.GetInvitation(ctx, invID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && inv.InviteeID != u.ID) {
-		return refuse(http.StatusNotFound, "", "no invitation %s for you", clip(invID))
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+// invitedIs reports whether inv names u: by u's user name, or by the
+// address u has verified.
+func invitedIs(inv *store.Invitation, u *store.User) bool {
+	if inv.UserName != "" {
+		return inv.UserName == strings.ToLower(u.UserName)
 	}
+	return inv.Email == u.VerifiedEmail()
+}
+
+// invitationFor reads invitation invID when it names u; another's and a
+// missing one look alike.
+func (s *Service) invitationFor(ctx context.Context, u *store.User, invID string) (*store.Invitation, error) {
+	inv, err := s.st.GetInvitation(ctx, invID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !invitedIs(inv, u)) {
+		return nil, refuse(http.StatusNotFound, "", "no invitation %s for you", clip(invID))
+	}
+	return inv, err
+}
+
+// Invitations lists the invitations naming u, expired ones included (they
+// say so when accepted).
+func (s *Service) Invitations(ctx context.Context, u *store.User) ([]store.Invitation, error) {
+	return s.st.ListInvitations(ctx, store.InvitationFilter{UserName: u.UserName, Email: u.VerifiedEmail()})
+}
+
+// Accept makes u a member with the invitation's role; only the invitee may,
+// before it expires, and not a member already (whose role is the
+// guardians' to change).
+func (s *Service) Accept(ctx context.Context, u *store.User, invID string) error {
+	inv, err := s.invitationFor(ctx, u, invID)
 	if err != nil {
 		return err
 	}
@@ -219,6 +264,15 @@ func (s *Service) Accept(ctx context.Context, u *store.User, invID string) error
 		return refuse(http.StatusGone, "", "the invitation expired on %s; ask for a new one", inv.ExpiresAt.Format(time.RFC3339))
 	}
 	err = s.ids.WithTx(ctx, actor(u), func(tx *identity.Tx) error {
+		members, err := tx.Store.ListHouseholdMembers(ctx, inv.HouseholdID)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.UserID == u.ID {
+				return refuse(http.StatusConflict, "", "you are a member of this household already; decline the invitation")
+			}
+		}
 		// Deleting first makes a second, concurrent accept find nothing.
 		if err := tx.Store.DeleteInvitation(ctx, invID); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -229,7 +283,7 @@ func (s *Service) Accept(ctx context.Context, u *store.User, invID string) error
 		if err := tx.Store.PutHouseholdMember(ctx, &store.HouseholdMember{HouseholdID: inv.HouseholdID, UserID: u.ID, Role: inv.Role}); err != nil {
 			return err
 		}
-		err := tx.AddRelationship(ctx, store.Relationship{Kind: store.RelMember, From: store.Ref{Kind: store.KindUser, ID: u.ID},
+		err = tx.AddRelationship(ctx, store.Relationship{Kind: store.RelMember, From: store.Ref{Kind: store.KindUser, ID: u.ID},
 			To: store.Ref{Kind: store.KindGroup, ID: inv.HouseholdID}})
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
@@ -253,7 +307,7 @@ func (s *Service) Decline(ctx context.Context, u *store.User, invID string) erro
 	if err != nil {
 		return err
 	}
-	if inv.InviteeID == u.ID {
+	if invitedIs(inv, u) {
 		return s.ids.WithTx(ctx, actor(u), func(tx *identity.Tx) error {
 			if err := tx.Store.DeleteInvitation(ctx, invID); err != nil {
 				return err
@@ -261,7 +315,7 @@ func (s *Service) Decline(ctx context.Context, u *store.User, invID string) erro
 			return audit(ctx, tx.Store, u, inv.HouseholdID, "household.invite.decline", nil)
 		})
 	}
-	err = s.write(ctx, u, inv.HouseholdID, "household.invite.withdraw", map[string]string{"invitee": inv.InviteeID}, guardians,
+	err = s.write(ctx, u, inv.HouseholdID, "household.invite.withdraw", map[string]string{"invitation": inv.ID}, guardians,
 		func(tx *identity.Tx) error { return tx.Store.DeleteInvitation(ctx, invID) })
 	var e *Error
 	if errors.As(err, &e) && e.Status == http.StatusNotFound {
@@ -414,25 +468,66 @@ func (s *Service) SetRules(ctx context.Context, u *store.User, id string, rules 
 	if len(rules) > policy.MaxRules {
 		return nil, refuse(http.StatusBadRequest, "rules", "at most %d rules", policy.MaxRules)
 	}
-	seen := map[string]bool{}
-	for i := range rules {
-		if rules[i].ID == "" {
-			rules[i].ID = newRuleID()
+	return s.changeRules(ctx, u, id, "household.rules", func([]policy.Rule) ([]policy.Rule, error) { return rules, nil })
+}
+
+// AddRule adds r to the household's rules (guardians), checked as SetRules
+// checks them; errors name r's inputs ("when.start"). It returns r with
+// its id.
+func (s *Service) AddRule(ctx context.Context, u *store.User, id string, r policy.Rule) (policy.Rule, error) {
+	at := -1
+	rules, err := s.changeRules(ctx, u, id, "household.rule.add", func(cur []policy.Rule) ([]policy.Rule, error) {
+		if len(cur) >= policy.MaxRules {
+			return nil, refuse(http.StatusConflict, "", "the household has %d rules, the most it may have; delete one first", len(cur))
 		}
-		if seen[rules[i].ID] {
-			return nil, refuse(http.StatusBadRequest, fmt.Sprintf("rules[%d].id", i), "%q is the id of an earlier rule", clip(rules[i].ID))
-		}
-		seen[rules[i].ID] = true
+		at = len(cur)
+		return append(slices.Clone(cur), r), nil
+	})
+	var e *Error
+	if errors.As(err, &e) && at >= 0 { // "rules[3].when.start" is r's "when.start"
+		e.Field = strings.TrimPrefix(e.Field, fmt.Sprintf("rules[%d].", at))
 	}
-	body, err := json.Marshal(rules)
 	if err != nil {
-		return nil, err
+		return policy.Rule{}, err
 	}
-	err = s.write(ctx, u, id, "household.rules", map[string]string{"rules": fmt.Sprint(len(rules))}, guardians, func(tx *identity.Tx) error {
-		// Checked against the household as read after the role check.
+	return rules[at], nil
+}
+
+// DeleteRule deletes the rule ruleID (guardians).
+func (s *Service) DeleteRule(ctx context.Context, u *store.User, id, ruleID string) error {
+	_, err := s.changeRules(ctx, u, id, "household.rule.delete", func(cur []policy.Rule) ([]policy.Rule, error) {
+		i := slices.IndexFunc(cur, func(r policy.Rule) bool { return r.ID == ruleID })
+		if i < 0 {
+			return nil, refuse(http.StatusNotFound, "ruleId", "no rule %s in this household", clip(ruleID))
+		}
+		return slices.Delete(slices.Clone(cur), i, i+1), nil
+	})
+	return err
+}
+
+// changeRules stores change(the household's rules) after checking them
+// against the household as read after the role check, in one transaction;
+// rules without an id get one.
+func (s *Service) changeRules(ctx context.Context, u *store.User, id, action string, change func([]policy.Rule) ([]policy.Rule, error)) ([]policy.Rule, error) {
+	var rules []policy.Rule
+	detail := map[string]string{}
+	err := s.write(ctx, u, id, action, detail, guardians, func(tx *identity.Tx) error {
 		v, err := s.load(ctx, id)
 		if err != nil {
 			return err
+		}
+		if rules, err = change(v.policy.Rules); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for i := range rules {
+			if rules[i].ID == "" {
+				rules[i].ID = newRuleID()
+			}
+			if seen[rules[i].ID] {
+				return refuse(http.StatusBadRequest, fmt.Sprintf("rules[%d].id", i), "%q is the id of an earlier rule", clip(rules[i].ID))
+			}
+			seen[rules[i].ID] = true
 		}
 		if err := v.policy.CheckRules(rules); err != nil {
 			var fe *policy.FieldError
@@ -441,6 +536,11 @@ func (s *Service) SetRules(ctx context.Context, u *store.User, id string, rules 
 			}
 			return err
 		}
+		body, err := json.Marshal(rules)
+		if err != nil {
+			return err
+		}
+		detail["rules"] = fmt.Sprint(len(rules))
 		_, err = tx.Store.UpdateHousehold(ctx, id, 0, func(h *store.Household) error { h.Rules = body; return nil })
 		return err
 	})

@@ -144,7 +144,7 @@ func (s *Service) GetUser(ctx context.Context, id string) (*store.User, error) {
 // GetUserByName reads one user by name, case-insensitively and in any
 // compatibility form of it (full-width letters).
 func (s *Service) GetUserByName(ctx context.Context, name string) (*store.User, error) {
-	return s.store.GetUserByName(ctx, normalizeUserName(name))
+	return s.store.GetUserByName(ctx, NormalizeUserName(name))
 }
 
 // GetUserByVerifiedEmail reads the one user who has verified the address
@@ -156,11 +156,12 @@ func (s *Service) GetUserByVerifiedEmail(ctx context.Context, email string) (*st
 // PrimaryEmail is the address EmailVerified is about (store.User.PrimaryEmail).
 func PrimaryEmail(u *store.User) string { return u.PrimaryEmail() }
 
-// normalizeUserName maps compatibility forms to their canonical letters (NFKC,
+// NormalizeUserName maps compatibility forms to their canonical letters (NFKC,
 // as the PRECIS username profiles of RFC 8265 do), so that "ＡＤＭＩＮ" is the
 // same name as "admin" for the store's case-insensitive uniqueness rather than
-// a look-alike second account.
-func normalizeUserName(name string) string {
+// a look-alike second account. Whoever keeps a user name to compare later
+// (a household's invitation) keeps it in this form.
+func NormalizeUserName(name string) string {
 	return strings.TrimSpace(norm.NFKC.String(name))
 }
 
@@ -178,7 +179,7 @@ var (
 // normalizeUser validates u in place: trims names, lower-cases e-mail domains,
 // defaults the status.
 func normalizeUser(u *store.User) error {
-	u.UserName = normalizeUserName(u.UserName)
+	u.UserName = NormalizeUserName(u.UserName)
 	if err := checkText("userName", u.UserName, 1, 256); err != nil {
 		return err
 	}

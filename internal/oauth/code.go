@@ -70,6 +70,9 @@ func (s *Server) authorizationCodeGrant(ctx context.Context, c *store.Client, fo
 	if err := s.activeSubjects(ctx, ac.UserID, g.ThingID); err != nil {
 		return nil, err
 	}
+	if err := s.householdsAllow(ctx, g, false); err != nil {
+		return nil, err
+	}
 	var refresh []string
 	if slices.Contains(c.GrantTypes, GrantRefreshToken) && (slices.Contains(ac.Scopes, "offline_access") || c.Type == store.ClientConfidential) {
 		refresh = nonNil(ac.Scopes)

@@ -147,6 +147,9 @@ func (s *Server) deviceCodeGrant(ctx context.Context, c *store.Client, form url.
 	if code == "" {
 		return nil, ErrInvalidRequest.WithDescription("device_code is required")
 	}
+	if err := s.pairingAllowed(ctx, c, code); err != nil {
+		return nil, err
+	}
 	var outcome *Error
 	errOtherClient := errors.New("other client")
 	d, err := s.st.UpdateDeviceCode(ctx, s.deviceHash(code), func(d *store.DeviceCode) error {
@@ -212,4 +215,25 @@ func (s *Server) deviceCodeGrant(ctx context.Context, c *store.Client, form url.
 		return nil, err
 	}
 	return s.issue(ctx, c, g, g.UserID, g.Scopes, nonNil(g.Scopes))
+}
+
+// pairingAllowed asks the households about an approved device code before
+// it is used up: a refusal (the window closed since the approval) leaves it
+// to be exchanged once the rules allow, until it expires.
+func (s *Server) pairingAllowed(ctx context.Context, c *store.Client, code string) error {
+	d, err := s.st.GetDeviceCode(ctx, s.deviceHash(code))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (d.ClientID != c.ID || d.Status != store.DeviceApproved)) {
+		return nil // the exchange answers these
+	}
+	if err != nil {
+		return serverError(err)
+	}
+	g, err := s.st.GetGrant(ctx, d.GrantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return serverError(err)
+	}
+	return s.householdsAllow(ctx, g, true)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -36,7 +37,10 @@ type devicePage struct {
 type consentPage struct {
 	CSRF, UserName, UserCode, ClientName string
 	Thing                                *store.Thing
-	Scopes                               []string
+	// OwnedByOther: the thing has another owner (a household may let the
+	// user pair it; Allow does not make them its owner).
+	OwnedByOther bool
+	Scopes       []string
 }
 
 type messagePage struct {
@@ -179,6 +183,12 @@ func (s *Server) submitUserCode(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.Thing = t
+		owners, err := s.st.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: t.ID}})
+		if err != nil {
+			s.pageError(w, err)
+			return
+		}
+		p.OwnedByOther = len(owners) > 0 && !slices.ContainsFunc(owners, func(o store.Relationship) bool { return o.From.ID == u.ID })
 	}
 	s.kit.Render(w, http.StatusOK, s.pages.consent, p)
 }
@@ -224,9 +234,18 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "allow":
-		if err = s.approve(ctx, u, d); err == nil {
-			s.message(w, http.StatusOK, "Device connected", "The device can now act for you. Return to your device.")
+		var v HouseholdVerdict
+		if v, err = s.pairingVerdict(ctx, u, d); err == nil && v.Governed && !v.Allowed {
+			// The code stays pending: once a guardian changes the rules,
+			// Allow works, until the code expires.
+			s.message(w, http.StatusForbidden, "Not allowed by your household", "Your household's rules do not allow this pairing now: "+v.Reason+".")
 			return
+		}
+		if err == nil {
+			if err = s.approve(ctx, u, d, v.Held && v.Allowed); err == nil {
+				s.message(w, http.StatusOK, "Device connected", "The device can now act for you. Return to your device.")
+				return
+			}
 		}
 	default:
 		s.message(w, http.StatusBadRequest, "Form not accepted", "Choose Allow or Deny.")
@@ -245,10 +264,26 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pairingVerdict asks the households whether u may pair the thing the
+// client of d stands for (none for a client of no thing).
+func (s *Server) pairingVerdict(ctx context.Context, u *store.User, d *store.DeviceCode) (HouseholdVerdict, error) {
+	c, err := s.getClient(ctx, s.st, d.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return HouseholdVerdict{}, errNotApprovable
+	}
+	if err != nil {
+		return HouseholdVerdict{}, err
+	}
+	return s.actFor(ctx, u.ID, c.ThingID, true)
+}
+
 // approve creates the grant, makes the user the owner of the thing the client
 // stands for, and marks the request approved, in one transaction. The owner
 // link is audited and published as internal/identity does ("relationship.add").
-func (s *Server) approve(ctx context.Context, u *store.User, d *store.DeviceCode) error {
+// held says a household the user is a member of holds the thing and lets
+// them pair it: another member's thing then acts for them too, its owner
+// unchanged.
+func (s *Server) approve(ctx context.Context, u *store.User, d *store.DeviceCode, held bool) error {
 	actor := "user:" + u.ID
 	// The owner link goes through identity's transaction so that it is validated,
 	// audited and published like every identity change, and commits with the grant.
@@ -281,7 +316,7 @@ func (s *Server) approve(ctx context.Context, u *store.User, d *store.DeviceCode
 				return err
 			}
 			for _, o := range owners {
-				if o.From != rel.From {
+				if o.From != rel.From && !held {
 					return errOwnedByOther
 				}
 			}
@@ -304,8 +339,12 @@ func (s *Server) approve(ctx context.Context, u *store.User, d *store.DeviceCode
 		}); err != nil {
 			return err
 		}
-		detail, _ := json.Marshal(map[string]string{"clientId": c.ID, "userId": u.ID, "thingId": c.ThingID, "via": "device_code"})
-		return s.audit(ctx, tx, actor, "grant.create", store.Ref{Kind: "grant", ID: g.ID}, string(detail))
+		detail := map[string]string{"clientId": c.ID, "userId": u.ID, "thingId": c.ThingID, "via": "device_code"}
+		if held {
+			detail["household"] = "held" // the household's rules let a member pair it
+		}
+		raw, _ := json.Marshal(detail)
+		return s.audit(ctx, tx, actor, "grant.create", store.Ref{Kind: "grant", ID: g.ID}, string(raw))
 	})
 }
 

@@ -66,6 +66,9 @@ func (s *Server) jwtBearerGrant(ctx context.Context, c *store.Client, form url.V
 	if g == nil {
 		return nil, ErrInvalidGrant.WithDescription("the subject has not authorized this client")
 	}
+	if err := s.householdsAllow(ctx, g, false); err != nil {
+		return nil, err
+	}
 	allowed := []string{}
 	for _, sc := range c.Scopes {
 		if slices.Contains(g.Scopes, sc) {

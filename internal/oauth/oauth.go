@@ -123,6 +123,9 @@ type Options struct {
 	// Extensions are extension grant types served by other packages (UMA's
 	// uma-ticket), by grant type URI.
 	Extensions map[string]ExtensionGrant
+	// Households decide whether a thing may act for a user (pairing and
+	// tokens); nil: no household has a say.
+	Households Households
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days

@@ -80,6 +80,20 @@ func (s *Server) refreshGrant(ctx context.Context, c *store.Client, form url.Val
 			return nil, err
 		}
 	}
+	// The households' rules, before the token is used: a refusal now (the
+	// evening's window closed) keeps it for when they allow again. A
+	// rotated token is left to the reuse detection below.
+	if peek.ClientID == c.ID && peek.UsedAt.IsZero() {
+		g, err := s.st.GetGrant(ctx, peek.GrantID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, serverError(err)
+		}
+		if err == nil && g.RevokedAt.IsZero() {
+			if err := s.householdsAllow(ctx, g, false); err != nil {
+				return nil, err
+			}
+		}
+	}
 	rt, err := s.st.UseRefreshToken(ctx, hash, s.now())
 	switch {
 	case errors.Is(err, store.ErrUsed):

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -103,6 +104,34 @@ func (w window) boundaries() []int {
 		m = append(m, 0)
 	}
 	return m
+}
+
+// Holds reports whether thingID is one of the household's things.
+func (s *Set) Holds(thingID string) bool {
+	_, ok := s.entities[uid(typeThing, thingID)]
+	return ok
+}
+
+// Newcomer returns s with t among the household's things although it is in
+// none of its rooms: a thing about to be paired, which rules about every
+// thing of the household, or about t's model, speak of. s is unchanged.
+func (s *Set) Newcomer(t Thing) *Set {
+	c := *s
+	c.entities = maps.Clone(s.entities)
+	c.names.things = maps.Clone(s.names.things)
+	hh := uid(typeHousehold, s.household)
+	parents := []types.EntityUID{hh}
+	if t.Model != "" {
+		mu := uid(typeModel, t.Model)
+		if _, ok := c.entities[mu]; !ok {
+			c.entities[mu] = cedar.Entity{UID: mu}
+		}
+		parents = append(parents, mu)
+	}
+	u := uid(typeThing, t.ID)
+	c.entities[u] = cedar.Entity{UID: u, Parents: cedar.NewEntityUIDSet(parents...)}
+	c.names.things[t.ID] = t.Name
+	return &c
 }
 
 // add validates p against the schema and adds it to ps as id.

@@ -26,6 +26,10 @@ type Request struct {
 	ThingID string
 	Action  Action
 	Scope   string // the API scope, for Gateway; "" otherwise
+	// Door names the enforcement point that asks ("gateway", "authzen",
+	// "oauth", "broker") for the audit record of a refusal; it changes no
+	// decision.
+	Door string
 }
 
 // Decision is the engine's answer and why, in words a guardian reads.

@@ -403,3 +403,40 @@ func TestDecisionNamesTheHousehold(t *testing.T) {
 		t.Errorf("a thing not of the household: %q", d.Household)
 	}
 }
+
+// A thing about to be paired is decided as one of the household's things
+// in none of its rooms: rules about every thing or its model speak of it,
+// rules about a room or another thing do not.
+func TestNewcomer(t *testing.T) {
+	c := &clock{time.Date(2025, 3, 17, 10, 0, 0, 0, berlin(t))}
+	e := NewEngine(c.now, nil)
+	pairAll := Rule{ID: "r-pair", Effect: Allow, Who: Who{Kind: Dependants}, Things: Things{Kind: AllThings}, Actions: []Action{Pair}}
+	pairEcho := Rule{ID: "r-echo", Effect: Allow, Who: Who{Kind: OneMember, Member: "emma"}, Things: Things{Kind: OfModel, ID: "Echo 3"}, Actions: []Action{Pair}}
+	pairKids := Rule{ID: "r-kids", Effect: Allow, Who: Who{Kind: Dependants}, Things: Things{Kind: InRoom, ID: "kids"}, Actions: []Action{Pair}}
+	noPair := Rule{ID: "r-nopair", Effect: Deny, Who: Who{Kind: Everyone}, Things: Things{Kind: AllThings}, Actions: []Action{Pair}}
+	tablet := Thing{ID: "tablet", Name: "Emma's tablet", Model: "Tab 9"}
+	echo := Thing{ID: "echo", Name: "New speaker", Model: "Echo 3"}
+	for _, tc := range []struct {
+		name    string
+		rules   []Rule
+		thing   Thing
+		allowed bool
+		reason  string
+	}{
+		{"no rule", nil, tablet, false, "no rule allows Emma to pair Emma's tablet"},
+		{"every thing", []Rule{pairAll}, tablet, true, "allowed: dependants may pair every thing of the household"},
+		{"its model", []Rule{pairEcho}, echo, true, "allowed: Emma may pair the things of model Echo 3"},
+		{"another model", []Rule{pairEcho}, tablet, false, "no rule allows Emma to pair Emma's tablet"},
+		{"a room", []Rule{pairKids}, tablet, false, "no rule allows Emma to pair Emma's tablet"},
+		{"a deny", []Rule{pairAll, noPair}, tablet, false, "denied: everyone may not pair every thing of the household"},
+	} {
+		s := compileFamily(t, tc.rules...)
+		d, err := e.Decide(s.Newcomer(tc.thing), Request{UserID: "emma", ThingID: tc.thing.ID, Action: Pair})
+		if err != nil || d.Allowed != tc.allowed || d.Reason != tc.reason {
+			t.Errorf("%s: %+v, %v; want %v %q", tc.name, d, err, tc.allowed, tc.reason)
+		}
+		if s.Holds(tc.thing.ID) || !s.Holds("speaker1") {
+			t.Errorf("%s: the compiled household changed", tc.name)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
 // pdp is an AuthZEN client written from the Authorization API 1.0 text: it
@@ -107,6 +109,11 @@ func TestAuthZEN(t *testing.T) {
 	}
 	if ok, why := p.decide(t, evalBody(w.emma.ID, w.speaker.ID, "configure", "")); ok || why != "denied: dependants may not configure every thing of the household" {
 		t.Errorf("configure: %v %q", ok, why)
+	}
+	recs, _ := w.r.p.Store.ListAudit(context.Background(), store.AuditQuery{Target: &store.Ref{Kind: store.KindThing, ID: w.speaker.ID}})
+	if n := len(recs); n == 0 || recs[n-1].Action != "policy.deny" || recs[n-1].Actor != "user:"+w.emma.ID ||
+		!strings.Contains(string(recs[n-1].Detail), `"door":"authzen"`) || !strings.Contains(string(recs[n-1].Detail), `"rule":"no-config"`) {
+		t.Errorf("the refusal is not audited: %+v", recs)
 	}
 	if ok, why := p.decide(t, evalBody(w.mum.ID, w.speaker.ID, "configure", "")); !ok || !strings.Contains(why, "guardians") {
 		t.Errorf("guardian: %v %q", ok, why)

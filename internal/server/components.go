@@ -71,7 +71,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
-	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), log)
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
-	hh.Register(mux, sessions, cfg.HTTP.PublicURL)
+	hh.Register(mux, sessions, cfg.HTTP.PublicURL, p.derivedKey("thingid household csrf v1"))
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
 		log.With("component", "authzen")).Register(mux)
@@ -107,7 +107,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 // every door shares (the AuthZEN API, the gateway's policy filter, the
 // broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
-	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(nil, log.With("component", "policy")),
+	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
 		Bus: p.Bus, Logger: log.With("component", "household")})
 }
 

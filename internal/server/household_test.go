@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/authzen"
 	"github.com/thingid/thingid/internal/events"
@@ -27,6 +28,33 @@ type homeWorld struct {
 	mumC, emmaC, evec, gC *http.Client
 	// pep may call the AuthZEN API (scope authzen:evaluate); other may not.
 	pep, other clientCreds
+	// tablet is a thing nobody owns yet; speakerApp and tabletApp are the
+	// public clients the speaker and the tablet pair with.
+	tablet                *store.Thing
+	speakerApp, tabletApp string
+	// clock is the households' clock; zero: the real time.
+	clock decisionClock
+}
+
+// decisionClock is a clock the test sets; its zero value is time.Now.
+type decisionClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *decisionClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
+
+func (c *decisionClock) set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 func newHomeWorld(t *testing.T) *homeWorld {
@@ -57,6 +85,10 @@ func newHomeWorld(t *testing.T) *homeWorld {
 			return th
 		}
 		w.speaker, w.eveCam = thing("Kids' speaker", w.mum), thing("Eve's camera", w.eve)
+		if w.tablet, err = p.Identity.CreateThing(ctx, "test", &store.Thing{DisplayName: "Tablet", Type: store.ThingDevice, Model: "Tab 9", Status: store.StatusActive}); err != nil {
+			t.Fatal(err)
+		}
+		p.decisionClock = w.clock.now
 		srv, cleanup, err := p.OAuthAdmin(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -71,6 +103,17 @@ func newHomeWorld(t *testing.T) *homeWorld {
 				t.Fatal(err)
 			}
 			*c.to = clientCreds{cl.ID, secret}
+		}
+		for _, c := range []struct {
+			to    *string
+			thing *store.Thing
+		}{{&w.speakerApp, w.speaker}, {&w.tabletApp, w.tablet}} {
+			cl, _, err := srv.CreateClient(ctx, "test", oauth.ClientSpec{Name: c.thing.DisplayName + " app", Type: store.ClientPublic, ThingID: c.thing.ID,
+				GrantTypes: []string{oauth.GrantDeviceCode, oauth.GrantRefreshToken}, Scopes: []string{"speaker:play", "offline_access"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			*c.to = cl.ID
 		}
 	})
 	u := &umaWorld{r: w.r}
@@ -168,6 +211,16 @@ func TestHouseholdAPI(t *testing.T) {
 	if n := len(out["members"].([]any)); n != 3 || len(out["things"].([]any)) != 1 {
 		t.Fatalf("household: %v", out)
 	}
+	// One rule added, and deleted, on its own.
+	w.refused(t, w.mumC, 400, "when.start", "POST", "/api/v1/households/"+hh+"/rules", `{"effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["configure"],"when":{"start":"8","end":"9"}}`)
+	added := w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/rules", `{"id":"no-config","effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["configure"]}`)
+	if rs := added["rules"].([]any); len(rs) != 2 || rs[1].(map[string]any)["text"] != "guests may not configure every thing of the household" {
+		t.Fatalf("after adding a rule: %v", rs)
+	}
+	w.refused(t, w.mumC, 400, "id", "POST", "/api/v1/households/"+hh+"/rules", `{"id":"no-config","effect":"deny","who":{"kind":"guests"},"things":{"kind":"all"},"actions":["use"]}`)
+	w.must(t, w.mumC, 204, "DELETE", "/api/v1/households/"+hh+"/rules/no-config", "")
+	w.refused(t, w.mumC, 404, "ruleId", "DELETE", "/api/v1/households/"+hh+"/rules/no-config", "")
+	w.refused(t, w.emmaC, 403, "", "POST", "/api/v1/households/"+hh+"/rules", `{"effect":"allow","who":{"kind":"dependants"},"things":{"kind":"all"},"actions":["configure"]}`)
 	// Every member reads the household; the guardian previews decisions.
 	if out := w.must(t, w.emmaC, 200, "GET", "/api/v1/households/"+hh, ""); out["role"] != "dependant" || out["invitations"] != nil {
 		t.Fatalf("as emma: %v", out)
@@ -223,8 +276,9 @@ func TestHouseholdBadInput(t *testing.T) {
 	w.refused(t, w.mumC, 409, "name", "POST", "/api/v1/households", `{"name":"smiths","timeZone":"UTC"}`)
 	w.refused(t, w.mumC, 409, "name", "POST", "/api/v1/households/"+hh+"/rooms", `{"name":"KIDS' ROOM"}`)
 	w.refused(t, w.mumC, 400, "name", "POST", "/api/v1/households/"+hh+"/rooms", `{"name":"a\u0000b"}`)
-	w.refused(t, w.mumC, 404, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"nobody","role":"guest"}`)
-	w.refused(t, w.mumC, 409, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"emma","role":"guest"}`)
+	w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"eve","role":"guest"}`)
+	w.refused(t, w.mumC, 409, "userName", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"EVE","role":"guest"}`)
+	w.refused(t, w.mumC, 400, "email", "POST", "/api/v1/households/"+hh+"/invitations", `{"email":"eve","role":"guest"}`)
 	w.refused(t, w.mumC, 400, "role", "POST", "/api/v1/households/"+hh+"/invitations", `{"userName":"eve","role":"owner"}`)
 	w.refused(t, w.mumC, 404, "roomId", "PUT", "/api/v1/households/"+hh+"/things/"+w.speaker.ID, `{"roomId":"nope"}`)
 	for _, tc := range []struct{ rule, field string }{
@@ -238,6 +292,57 @@ func TestHouseholdBadInput(t *testing.T) {
 		w.refused(t, w.mumC, 400, tc.field, "PUT", "/api/v1/households/"+hh+"/rules", `{"rules":[`+tc.rule+`]}`)
 	}
 	w.refused(t, w.mumC, 400, "rules", "PUT", "/api/v1/households/"+hh+"/rules", `{}`)
+}
+
+// Inviting tells a guardian nothing about which accounts exist: a user
+// name or an address nobody holds (or holds unverified) is answered, and
+// shown waiting, exactly as one somebody holds.
+func TestHouseholdInvitationsRevealNoAccounts(t *testing.T) {
+	w := newHomeWorld(t)
+	hh, _ := w.family(t)
+	base := "/api/v1/households/" + hh
+	shape := func(out map[string]any) string {
+		keys := []string{}
+		for k := range out {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, ",")
+	}
+	for _, pair := range [][2]string{
+		{`{"userName":"eve","role":"guest"}`, `{"userName":"nobody-here","role":"guest"}`},
+		{`{"email":"gran@example.org","role":"guest"}`, `{"email":"ghost@example.org","role":"guest"}`},
+	} {
+		known, unknown := w.must(t, w.mumC, 201, "POST", base+"/invitations", pair[0]), w.must(t, w.mumC, 201, "POST", base+"/invitations", pair[1])
+		if shape(known) != shape(unknown) {
+			t.Errorf("a known and an unknown invitee are answered apart:\n%v\n%v", known, unknown)
+		}
+		for _, out := range []map[string]any{known, unknown} {
+			if _, ok := out["userId"]; ok {
+				t.Errorf("the answer names an account: %v", out)
+			}
+		}
+	}
+	pending := w.must(t, w.mumC, 200, "GET", base, "")["invitations"].([]any)
+	if len(pending) != 4 {
+		t.Fatalf("pending: %v", pending)
+	}
+	for _, i := range []int{0, 2} { // the known invitee, then the unknown one
+		if shape(pending[i].(map[string]any)) != shape(pending[i+1].(map[string]any)) {
+			t.Errorf("pending invitations differ in what they show: %v", pending)
+		}
+	}
+	// The invitation waits: whoever takes the name later finds it.
+	ctx := context.Background()
+	if _, err := w.r.p.Identity.CreateUser(ctx, "test", &store.User{UserName: "nobody-here"}, umaPW); err != nil {
+		t.Fatal(err)
+	}
+	late := (&umaWorld{r: w.r}).signin(t, "nobody-here")
+	invs := w.must(t, late, 200, "GET", "/api/v1/households/invitations", "")["invitations"].([]any)
+	if len(invs) != 1 || invs[0].(map[string]any)["household"] != "Smiths" {
+		t.Fatalf("the late user's invitations: %v", invs)
+	}
+	w.must(t, late, 204, "POST", "/api/v1/households/invitations/"+invs[0].(map[string]any)["id"].(string)+"/accept", "")
 }
 
 // The attacks of issue 14: a dependant editing policies or promoting

@@ -76,8 +76,9 @@ func onlyIf(on bool, v string) string {
 }
 
 // newOAuth returns the authorization server; extensions are the extension
-// grants of other packages (UMA), nil for none.
-func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, extensions map[string]oauth.ExtensionGrant, log *slog.Logger) (*oauth.Server, error) {
+// grants of other packages (UMA), nil for none; households decide whether
+// things act for users, nil where nothing is served.
+func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, extensions map[string]oauth.ExtensionGrant, households oauth.Households, log *slog.Logger) (*oauth.Server, error) {
 	c := p.Config.OAuth
 	key := p.derivedKey("thingid oauth v1")
 	var registration [][]byte
@@ -90,6 +91,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		MQTTAudience:            onlyIf(p.Config.MQTT.Enabled, p.Config.MQTT.Audience),
 		GatewayAudience:         onlyIf(p.Config.Gateway.Enabled, p.Config.Gateway.Audience),
 		Extensions:              extensions,
+		Households:              households,
 		Store:                   p.Store,
 		Identities:              p.Identity,
 		Tokens:                  tk.issuer,
@@ -126,7 +128,7 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 	}
 	// Clients may be registered with the UMA grant here too; nothing is served.
 	srv, err := p.newOAuth(tk, nil, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() },
-		map[string]oauth.ExtensionGrant{uma.GrantType: {Things: true}}, log)
+		map[string]oauth.ExtensionGrant{uma.GrantType: {Things: true}}, nil, log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -43,6 +43,9 @@ type Platform struct {
 	Key      secrets.Key
 
 	relay *events.Relay // carries Bus events between the processes on the database
+	// decisionClock is the households' clock (nil: time.Now); tests set it
+	// to decide at 19:59 and 20:01.
+	decisionClock func() time.Time
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
 }

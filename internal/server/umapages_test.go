@@ -162,10 +162,16 @@ var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // csrf is the token of the sharing page's forms.
 func (p *pageClient) csrf() string {
 	p.t.Helper()
-	r := p.get("/account/sharing")
+	return p.formToken("/account/sharing")
+}
+
+// formToken is the CSRF token of the forms of the page at path.
+func (p *pageClient) formToken(path string) string {
+	p.t.Helper()
+	r := p.get(path)
 	m := csrfField.FindStringSubmatch(r.body)
 	if r.status != 200 || m == nil {
-		p.t.Fatalf("sharing page: %d %.300s", r.status, r.body)
+		p.t.Fatalf("%s: %d %.300s", path, r.status, r.body)
 	}
 	return m[1]
 }

@@ -46,12 +46,17 @@ type Placement struct {
 	Created     time.Time
 }
 
-// Invitation asks a user to join a household with a role; the invitee
-// accepts (the membership is created then) or it expires.
+// Invitation asks someone to join a household with a role; the invitee
+// accepts (the membership is created then) or it expires. It names the
+// invitee as the guardian did, by UserName or by Email (exactly one, stored
+// lower-cased), not by account: the invitee is whoever holds that user name,
+// or has verified that address, when answering. So no account is looked up
+// when inviting, and an invitation tells nothing about which accounts exist.
 type Invitation struct {
 	ID          string
 	HouseholdID string
-	InviteeID   string
+	UserName    string
+	Email       string
 	Role        string
 	InvitedBy   string
 	Created     time.Time
@@ -68,14 +73,19 @@ type PlatformPolicies struct {
 }
 
 // InvitationFilter selects invitations; zero fields match anything.
+// UserName and Email select a user's invitations: those naming the user
+// name UserName or the address Email (compared case-insensitively; give
+// only a verified address).
 type InvitationFilter struct {
 	HouseholdID string
-	InviteeID   string
+	UserName    string
+	Email       string
 }
 
 // Households stores households. Deleting the group deletes its household,
 // and with it members, rooms, placements and invitations; deleting a user
-// or a thing deletes its memberships, invitations and placements.
+// or a thing deletes its memberships and placements (an invitation names
+// no account: it waits until it expires).
 type Households interface {
 	// CreateHousehold stores h for the existing group h.ID (ErrNotFound
 	// without it, ErrConflict when it is a household already).
@@ -115,6 +125,8 @@ type Households interface {
 	// ifRevision (0: whatever is stored) as in UpdateUser, ErrStale otherwise.
 	PutPlatformPolicies(ctx context.Context, p *PlatformPolicies, ifRevision int64) error
 
+	// CreateInvitation stores inv with its user name or address lower-cased
+	// (ErrNotFound when the household does not exist).
 	CreateInvitation(ctx context.Context, inv *Invitation) error
 	GetInvitation(ctx context.Context, id string) (*Invitation, error)
 	DeleteInvitation(ctx context.Context, id string) error

@@ -150,3 +150,42 @@ func BenchmarkCreateThings(b *testing.B) {
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
 }
+
+// TestInvitationsUpgrade takes a schema back to migration 0012's
+// invitations and opens it again: 0015 keeps the invitation.
+func TestInvitationsUpgrade(t *testing.T) {
+	d, _ := schema(t)
+	storetest.InvitationsUpgrade(t, func(t *testing.T) store.Store {
+		s, err := postgres.Open(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, func(t *testing.T, household, user string) {
+		db, err := sql.Open("pgx", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{
+			"DROP TABLE household_invitations",
+			`CREATE TABLE household_invitations (
+				id           TEXT    NOT NULL PRIMARY KEY,
+				household_id TEXT    NOT NULL REFERENCES households (id) ON DELETE CASCADE,
+				invitee_id   TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+				role         TEXT    NOT NULL,
+				invited_by   TEXT    NOT NULL,
+				created      TIMESTAMPTZ NOT NULL,
+				expires_at   TIMESTAMPTZ NOT NULL
+			)`,
+			"CREATE INDEX household_invitations_household ON household_invitations (household_id)",
+			"CREATE INDEX household_invitations_invitee ON household_invitations (invitee_id)",
+			"INSERT INTO household_invitations VALUES ('inv-1', '" + household + "', '" + user + "', 'guest', 'someone', now(), now() + interval '1 hour')",
+			"DELETE FROM schema_migrations WHERE version = 15",
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	})
+}

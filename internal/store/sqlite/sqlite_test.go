@@ -271,3 +271,42 @@ func TestDataVersionUnderConcurrency(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestInvitationsUpgrade takes a database back to migration 0012's
+// invitations and opens it again: 0015 keeps the invitation.
+func TestInvitationsUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "thingid.db")
+	storetest.InvitationsUpgrade(t, func(t *testing.T) store.Store {
+		s, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, func(t *testing.T, household, user string) {
+		db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{
+			"DROP TABLE household_invitations",
+			`CREATE TABLE household_invitations (
+				id           TEXT    NOT NULL PRIMARY KEY,
+				household_id TEXT    NOT NULL REFERENCES households (id) ON DELETE CASCADE,
+				invitee_id   TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+				role         TEXT    NOT NULL,
+				invited_by   TEXT    NOT NULL,
+				created      INTEGER NOT NULL,
+				expires_at   INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			"CREATE INDEX household_invitations_household ON household_invitations (household_id)",
+			"CREATE INDEX household_invitations_invitee ON household_invitations (invitee_id)",
+			fmt.Sprintf("INSERT INTO household_invitations VALUES ('inv-1', '%s', '%s', 'guest', 'someone', 1, %d)", household, user, time.Now().Add(time.Hour).UnixMicro()),
+			"DELETE FROM schema_migrations WHERE version = 15",
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	})
+}

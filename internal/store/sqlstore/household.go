@@ -283,30 +283,33 @@ func (t *txn) ListPlacements(ctx context.Context, householdID string) ([]store.P
 	return out, rows.Err()
 }
 
-const invitationColumns = "id, household_id, invitee_id, role, invited_by, created, expires_at"
+const invitationColumns = "id, household_id, invitee_name, invitee_email, role, invited_by, created, expires_at"
 
 func scanInvitation(s scanner) (store.Invitation, error) {
 	var i store.Invitation
-	err := s.Scan(&i.ID, &i.HouseholdID, &i.InviteeID, &i.Role, &i.InvitedBy, timeCol{&i.Created}, timeCol{&i.ExpiresAt})
+	err := s.Scan(&i.ID, &i.HouseholdID, &i.UserName, &i.Email, &i.Role, &i.InvitedBy, timeCol{&i.Created}, timeCol{&i.ExpiresAt})
 	return i, err
 }
 
 func (t *txn) CreateInvitation(ctx context.Context, inv *store.Invitation) error {
-	for table, id := range map[string]string{"households": inv.HouseholdID, "users": inv.InviteeID} {
-		if ok, err := t.exists(ctx, table, id); err != nil {
-			return err
-		} else if !ok {
-			return fmt.Errorf("invitation: %s %s: %w", strings.TrimSuffix(table, "s"), id, store.ErrNotFound)
-		}
+	if (inv.UserName == "") == (inv.Email == "") {
+		return errors.New("create invitation: name the invitee by user name or by e-mail address, one of them")
+	}
+	if ok, err := t.exists(ctx, "households", inv.HouseholdID); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("invitation: household %s: %w", inv.HouseholdID, store.ErrNotFound)
 	}
 	x := *inv
 	if x.ID == "" {
 		x.ID = newID()
 	}
+	// Lower-cased in Go, as users.user_name_lower and users.verified_email are.
+	x.UserName, x.Email = strings.ToLower(x.UserName), strings.ToLower(x.Email)
 	x.Created = orNow(inv.Created)
 	f := t.flavor()
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO household_invitations ("+invitationColumns+") VALUES "+t.placeholders(1, 7, 1)+
-		" ON CONFLICT DO NOTHING", x.ID, x.HouseholdID, x.InviteeID, x.Role, x.InvitedBy, f.timeArg(x.Created), f.timeArg(normTime(x.ExpiresAt))))
+	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO household_invitations ("+invitationColumns+") VALUES "+t.placeholders(1, 8, 1)+
+		" ON CONFLICT DO NOTHING", x.ID, x.HouseholdID, x.UserName, x.Email, x.Role, x.InvitedBy, f.timeArg(x.Created), f.timeArg(normTime(x.ExpiresAt))))
 	if err != nil {
 		return fmt.Errorf("create invitation: %w", err)
 	}
@@ -346,9 +349,10 @@ func (t *txn) ListInvitations(ctx context.Context, f store.InvitationFilter) ([]
 		args = append(args, f.HouseholdID)
 		q += " AND household_id = " + t.ph(len(args))
 	}
-	if f.InviteeID != "" {
-		args = append(args, f.InviteeID)
-		q += " AND invitee_id = " + t.ph(len(args))
+	if f.UserName != "" || f.Email != "" {
+		// "" never matches: the column holds "" for the other kind.
+		args = append(args, strings.ToLower(f.UserName), strings.ToLower(f.Email))
+		q += " AND ((invitee_name <> '' AND invitee_name = " + t.ph(len(args)-1) + ") OR (invitee_email <> '' AND invitee_email = " + t.ph(len(args)) + "))"
 	}
 	rows, err := t.q.QueryContext(ctx, q+" ORDER BY created, id", args...)
 	if err != nil {

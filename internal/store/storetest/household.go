@@ -131,30 +131,46 @@ func testHouseholdContents(t *testing.T, s store.Store) {
 
 func testInvitations(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	h, u, _ := newHousehold(t, s, "home")
+	h, _, _ := newHousehold(t, s, "home")
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	inv := &store.Invitation{HouseholdID: h.ID, InviteeID: u.ID, Role: "dependant", InvitedBy: "someone", ExpiresAt: exp}
-	must(t, s.CreateInvitation(ctx, inv))
-	if inv.ID == "" {
-		t.Fatal("no id")
+	// Nobody needs to hold the name or the address: invitations wait.
+	byName := &store.Invitation{HouseholdID: h.ID, UserName: "Émma", Role: "dependant", InvitedBy: "someone", ExpiresAt: exp}
+	must(t, s.CreateInvitation(ctx, byName))
+	if byName.ID == "" || byName.UserName != "émma" {
+		t.Fatalf("created: %+v", byName)
 	}
-	got, err := s.GetInvitation(ctx, inv.ID)
-	if err != nil || got.Role != "dependant" || !got.ExpiresAt.Equal(exp) || got.InviteeID != u.ID {
+	byMail := &store.Invitation{HouseholdID: h.ID, Email: "Gran@Example.ORG", Role: "guest", InvitedBy: "someone", ExpiresAt: exp}
+	must(t, s.CreateInvitation(ctx, byMail))
+	got, err := s.GetInvitation(ctx, byName.ID)
+	if err != nil || got.Role != "dependant" || !got.ExpiresAt.Equal(exp) || got.UserName != "émma" || got.Email != "" {
 		t.Fatalf("get: %+v, %v", got, err)
 	}
-	for _, f := range []store.InvitationFilter{{HouseholdID: h.ID}, {InviteeID: u.ID}, {HouseholdID: h.ID, InviteeID: u.ID}} {
-		if l, err := s.ListInvitations(ctx, f); err != nil || len(l) != 1 {
-			t.Fatalf("list %+v: %+v, %v", f, l, err)
+	for _, c := range []struct {
+		f    store.InvitationFilter
+		want int
+	}{
+		{store.InvitationFilter{HouseholdID: h.ID}, 2},
+		{store.InvitationFilter{UserName: "ÉMMA"}, 1},
+		{store.InvitationFilter{UserName: "émma", Email: "gran@example.org"}, 2},
+		{store.InvitationFilter{HouseholdID: h.ID, Email: "GRAN@example.org"}, 1},
+		{store.InvitationFilter{UserName: "other"}, 0},
+		{store.InvitationFilter{Email: "emma"}, 0},
+		{store.InvitationFilter{HouseholdID: "other"}, 0},
+	} {
+		if l, err := s.ListInvitations(ctx, c.f); err != nil || len(l) != c.want {
+			t.Fatalf("list %+v: %+v, %v; want %d", c.f, l, err, c.want)
 		}
 	}
-	if l, _ := s.ListInvitations(ctx, store.InvitationFilter{InviteeID: "other"}); len(l) != 0 {
-		t.Fatalf("list of another invitee: %+v", l)
+	if err := s.CreateInvitation(ctx, &store.Invitation{HouseholdID: "ghost", UserName: "x", Role: "guest", ExpiresAt: exp}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown household: %v", err)
 	}
-	if err := s.CreateInvitation(ctx, &store.Invitation{HouseholdID: h.ID, InviteeID: "ghost", Role: "guest", ExpiresAt: exp}); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown invitee: %v", err)
+	for _, bad := range []store.Invitation{{HouseholdID: h.ID, Role: "guest", ExpiresAt: exp}, {HouseholdID: h.ID, UserName: "a", Email: "a@b", Role: "guest", ExpiresAt: exp}} {
+		if err := s.CreateInvitation(ctx, &bad); err == nil {
+			t.Fatalf("an invitation naming %q and %q was stored", bad.UserName, bad.Email)
+		}
 	}
-	must(t, s.DeleteInvitation(ctx, inv.ID))
-	if err := s.DeleteInvitation(ctx, inv.ID); !errors.Is(err, store.ErrNotFound) {
+	must(t, s.DeleteInvitation(ctx, byName.ID))
+	if err := s.DeleteInvitation(ctx, byName.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }
@@ -171,13 +187,10 @@ func testHouseholdCascades(t *testing.T, s store.Store) {
 	if ps, _ := s.ListPlacements(ctx, h.ID); len(ps) != 0 {
 		t.Fatalf("placement of a deleted thing: %+v", ps)
 	}
-	must(t, s.CreateInvitation(ctx, &store.Invitation{HouseholdID: h.ID, InviteeID: u.ID, Role: "guest", ExpiresAt: time.Now().Add(time.Hour)}))
+	must(t, s.CreateInvitation(ctx, &store.Invitation{HouseholdID: h.ID, UserName: u.UserName, Role: "guest", ExpiresAt: time.Now().Add(time.Hour)}))
 	must(t, s.DeleteUser(ctx, u.ID, 0))
 	if ms, _ := s.ListHouseholdMembers(ctx, h.ID); len(ms) != 0 {
 		t.Fatalf("membership of a deleted user: %+v", ms)
-	}
-	if l, _ := s.ListInvitations(ctx, store.InvitationFilter{HouseholdID: h.ID}); len(l) != 0 {
-		t.Fatalf("invitation of a deleted user: %+v", l)
 	}
 	must(t, s.DeleteGroup(ctx, h.ID, 0))
 	if _, err := s.GetHousehold(ctx, h.ID); !errors.Is(err, store.ErrNotFound) {
@@ -185,6 +198,9 @@ func testHouseholdCascades(t *testing.T, s store.Store) {
 	}
 	if rs, _ := s.ListRooms(ctx, h.ID); len(rs) != 0 {
 		t.Fatalf("rooms of a deleted household: %+v", rs)
+	}
+	if l, _ := s.ListInvitations(ctx, store.InvitationFilter{HouseholdID: h.ID}); len(l) != 0 {
+		t.Fatalf("invitations of a deleted household: %+v", l)
 	}
 }
 
@@ -209,5 +225,23 @@ func testPlatformPolicies(t *testing.T, s store.Store) {
 	got, err := s.GetPlatformPolicies(ctx)
 	if err != nil || got.Revision != 2 || got.Source != q.Source || got.ModifiedBy != "admin:b" {
 		t.Fatalf("get: %+v, %v", got, err)
+	}
+}
+
+// InvitationsUpgrade checks migration 0015 on a backend: an invitation
+// stored for an account before it (invitee_id) names that account's user
+// name after it. open opens (and migrates) the one database of the test;
+// revert takes the database back to before 0015, with one invitation of
+// the household for the user, while no store has it open.
+func InvitationsUpgrade(t *testing.T, open func(t *testing.T) store.Store, revert func(t *testing.T, householdID, userID string)) {
+	s := open(t)
+	h, u, _ := newHousehold(t, s, "Upgrade")
+	must(t, s.Close())
+	revert(t, h.ID, u.ID)
+	s = open(t)
+	defer s.Close()
+	l, err := s.ListInvitations(t.Context(), store.InvitationFilter{UserName: "UPGRADE-parent"})
+	if err != nil || len(l) != 1 || l[0].HouseholdID != h.ID || l[0].UserName != "upgrade-parent" || l[0].Email != "" || l[0].Role != "guest" {
+		t.Fatalf("after the upgrade: %+v, %v", l, err)
 	}
 }
