@@ -206,42 +206,50 @@ type userView struct {
 	Revision           int64              `json:"revision"`
 }
 
-func newUsersGet(g *globals) *cobra.Command {
+// userCommand is a command on one user, its argument USER (see userArg):
+// run is called with the data directory open and the user found.
+func userCommand(g *globals, use, short string, run func(cmd *cobra.Command, p *server.Platform, u *store.User, arg string) error) *cobra.Command {
 	var find userFinder
 	cmd := &cobra.Command{
-		Use:   "get USER",
-		Short: "Show one user as JSON (without the password hash), with the groups it is a member of",
+		Use:   use + " USER",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withPlatform(cmd, func(p *server.Platform) error {
-				ctx := cmd.Context()
-				u, err := find(ctx, p.Identity, args[0])
+				u, err := find(cmd.Context(), p.Identity, args[0])
 				if err != nil {
 					return err
 				}
-				groups, _, err := p.Identity.ListGroups(ctx, store.Query{SortBy: "displayName", Limit: -1,
-					Filter: store.Any{Field: "members", Where: store.And{
-						Left:  store.Compare{Field: "value", Op: store.OpEq, Value: u.ID},
-						Right: store.Compare{Field: "type", Op: store.OpEq, Value: string(store.KindUser)},
-					}}})
-				if err != nil {
-					return err
-				}
-				v := userView{ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, ExternalID: u.ExternalID, Name: u.Name,
-					Emails: u.Emails, EmailVerified: u.EmailVerified, PhoneNumbers: u.PhoneNumbers, Locale: u.Locale, Timezone: u.Timezone,
-					Status: u.Status, HasPassword: u.PasswordHash != "", MustChangePassword: u.MustChangePassword, Groups: []string{},
-					Created: u.Created, Modified: u.Modified, Revision: u.Revision}
-				for _, gr := range groups {
-					v.Groups = append(v.Groups, gr.DisplayName)
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return run(cmd, p, u, args[0])
 			})
 		},
 	}
 	find = userArg(cmd)
 	return cmd
+}
+
+func newUsersGet(g *globals) *cobra.Command {
+	return userCommand(g, "get", "Show one user as JSON (without the password hash), with the groups it is a member of",
+		func(cmd *cobra.Command, p *server.Platform, u *store.User, _ string) error {
+			groups, _, err := p.Identity.ListGroups(cmd.Context(), store.Query{SortBy: "displayName", Limit: -1,
+				Filter: store.Any{Field: "members", Where: store.And{
+					Left:  store.Compare{Field: "value", Op: store.OpEq, Value: u.ID},
+					Right: store.Compare{Field: "type", Op: store.OpEq, Value: string(store.KindUser)},
+				}}})
+			if err != nil {
+				return err
+			}
+			v := userView{ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, ExternalID: u.ExternalID, Name: u.Name,
+				Emails: u.Emails, EmailVerified: u.EmailVerified, PhoneNumbers: u.PhoneNumbers, Locale: u.Locale, Timezone: u.Timezone,
+				Status: u.Status, HasPassword: u.PasswordHash != "", MustChangePassword: u.MustChangePassword, Groups: []string{},
+				Created: u.Created, Modified: u.Modified, Revision: u.Revision}
+			for _, gr := range groups {
+				v.Groups = append(v.Groups, gr.DisplayName)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		})
 }
 
 // newUsersSetStatus is `users disable` and `users enable`: the status
@@ -249,73 +257,40 @@ func newUsersGet(g *globals) *cobra.Command {
 // ends a disabled user's MQTT connections; sessions, refresh tokens and
 // admin credentials check the status at every use).
 func newUsersSetStatus(g *globals, status store.Status, verb, short string) *cobra.Command {
-	var find userFinder
-	cmd := &cobra.Command{
-		Use:   verb + " USER",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withPlatform(cmd, func(p *server.Platform) error {
-				ctx := cmd.Context()
-				u, err := find(ctx, p.Identity, args[0])
-				if err != nil {
-					return err
-				}
-				if u.Status == status {
-					fmt.Fprintf(cmd.OutOrStdout(), "user %s (id %s) is %s already\n", u.UserName, u.ID, status)
-					return nil
-				}
-				if _, err := p.Identity.UpdateUser(ctx, cliActor, u.ID, u.Revision, func(u *store.User) error {
-					u.Status = status
-					return nil
-				}); err != nil {
-					if errors.Is(err, store.ErrStale) {
-						return fmt.Errorf("user %s changed while this command ran; run it again: %w", u.UserName, err)
-					}
-					return explainStoreErr(err, "user "+args[0], listUsers)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%sd user %s (id %s)\n", verb, u.UserName, u.ID)
-				return nil
-			})
-		},
-	}
-	find = userArg(cmd)
-	return cmd
+	return userCommand(g, verb, short, func(cmd *cobra.Command, p *server.Platform, u *store.User, arg string) error {
+		if u.Status == status {
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s (id %s) is %s already\n", u.UserName, u.ID, status)
+			return nil
+		}
+		if _, err := p.Identity.UpdateUser(cmd.Context(), cliActor, u.ID, u.Revision, func(u *store.User) error {
+			u.Status = status
+			return nil
+		}); err != nil {
+			if errors.Is(err, store.ErrStale) {
+				return fmt.Errorf("user %s changed while this command ran; run it again: %w", u.UserName, err)
+			}
+			return explainStoreErr(err, "user "+arg, listUsers)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%sd user %s (id %s)\n", verb, u.UserName, u.ID)
+		return nil
+	})
 }
 
 func newUsersDelete(g *globals) *cobra.Command {
-	var find userFinder
-	cmd := &cobra.Command{
-		Use:   "delete USER",
-		Short: "Delete a user and every relationship it has (the things it owned stay, unowned)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withPlatform(cmd, func(p *server.Platform) error {
-				ctx := cmd.Context()
-				u, err := find(ctx, p.Identity, args[0])
-				if err != nil {
-					return err
-				}
-				if err := p.Identity.DeleteUser(ctx, cliActor, u.ID, 0); err != nil {
-					return explainStoreErr(err, "user "+args[0], listUsers)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted user %s (id %s)\n", u.UserName, u.ID)
-				return nil
-			})
-		},
-	}
-	find = userArg(cmd)
-	return cmd
+	return userCommand(g, "delete", "Delete a user and every relationship it has (the things it owned stay, unowned)",
+		func(cmd *cobra.Command, p *server.Platform, u *store.User, arg string) error {
+			if err := p.Identity.DeleteUser(cmd.Context(), cliActor, u.ID, 0); err != nil {
+				return explainStoreErr(err, "user "+arg, listUsers)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted user %s (id %s)\n", u.UserName, u.ID)
+			return nil
+		})
 }
 
 func newUsersResetPassword(g *globals) *cobra.Command {
-	var find userFinder
 	var passwordStdin bool
-	cmd := &cobra.Command{
-		Use:   "reset-password USER",
-		Short: "Give a user a one-time password (printed) and end the user's sessions; signing in with it asks for a new one",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	cmd := userCommand(g, "reset-password", "Give a user a one-time password (printed) and end the user's sessions; signing in with it asks for a new one",
+		func(cmd *cobra.Command, p *server.Platform, u *store.User, arg string) error {
 			pw := rand.Text()
 			if passwordStdin {
 				var err error
@@ -323,26 +298,17 @@ func newUsersResetPassword(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return g.withPlatform(cmd, func(p *server.Platform) error {
-				ctx := cmd.Context()
-				u, err := find(ctx, p.Identity, args[0])
-				if err != nil {
-					return err
-				}
-				if _, err := p.Identity.ResetPassword(ctx, cliActor, u.ID, pw); err != nil {
-					return explainStoreErr(err, "user "+args[0], listUsers)
-				}
-				out := cmd.OutOrStdout()
-				fmt.Fprintf(out, "reset the password of user %s (id %s) and ended the user's sessions\n", u.UserName, u.ID)
-				if !passwordStdin {
-					fmt.Fprintf(out, "one-time password: %s\n", pw)
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "Hand it over safely: signing in with it at %s/signin opens only the page that sets a new password.\n", p.Config.HTTP.PublicURL)
-				return nil
-			})
-		},
-	}
-	find = userArg(cmd)
+			if _, err := p.Identity.ResetPassword(cmd.Context(), cliActor, u.ID, pw); err != nil {
+				return explainStoreErr(err, "user "+arg, listUsers)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "reset the password of user %s (id %s) and ended the user's sessions\n", u.UserName, u.ID)
+			if !passwordStdin {
+				fmt.Fprintf(out, "one-time password: %s\n", pw)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Hand it over safely: signing in with it at %s/signin opens only the page that sets a new password.\n", p.Config.HTTP.PublicURL)
+			return nil
+		})
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the one-time password from the first line of standard input")
 	return cmd
 }
