@@ -269,11 +269,11 @@ func TestUMAFlowEndToEnd(t *testing.T) {
 		t.Fatalf("shared with bob: %d %v", code, out)
 	}
 
-	// A ticket reissued to app is app's alone.
+	// A ticket reissued to app is app's alone, and another client's try
+	// does not use it up.
 	if code, out := w.token(t, w.app2, url.Values{"ticket": {ticket}, "claim_token": {w.userToken(t, w.app2.id, w.bob, nil)}, "claim_token_format": {uma.FormatAccessToken}}); code != 400 || out["error"] != "invalid_grant" {
 		t.Fatalf("ticket of another client: %d %v", code, out)
 	}
-	ticket = w.ticket(t, music, `{"resource_id":`+jsonQuote(playlist)+`,"resource_scopes":["play"]}`)
 	code, out = w.token(t, w.app, url.Values{"ticket": {ticket}, "claim_token": {bobToken}, "claim_token_format": {uma.FormatAccessToken}})
 	if code != 200 || out["access_token"] == nil || out["token_type"] != "Bearer" || out["pct"] == nil {
 		t.Fatalf("RPT: %d %v", code, out)

@@ -197,6 +197,13 @@ func (s *Server) ticket(ctx context.Context, raw, client string, use bool) (*sto
 		return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket is not one of this server's")
 	}
 	h, now := keyedHash(s.ticketKey, raw), s.now()
+	if use {
+		// Another client's ticket is refused before it is used: a client
+		// that got hold of it cannot burn it for the one it was issued to.
+		if t, err := s.st.GetUMATicket(ctx, h); err == nil && t.Requester != "" && t.Requester != client {
+			return nil, newError(http.StatusBadRequest, "invalid_grant", "the ticket was issued to another client")
+		}
+	}
 	var t *store.UMATicket
 	var err error
 	if use {
