@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 func TestUMAChallenge(t *testing.T) {
@@ -81,5 +83,19 @@ func TestParseRPTAnswer(t *testing.T) {
 		if _, err := parseRPTAnswer(bad.status, []byte(bad.body), now); err == nil {
 			t.Errorf("%d %s: accepted", bad.status, bad.body)
 		}
+	}
+}
+
+// access_denied is the owner's no only while the device waits for the
+// owner; on a refresh it is the platform's rules refusing for now.
+func TestAccessDeniedMeaning(t *testing.T) {
+	c := &Client{cfg: Config{ClientID: "speaker"}}
+	denied := &oauth2.RetrieveError{ErrorCode: "access_denied", ErrorDescription: "outside the allowed times"}
+	if err := c.explainOAuth(pairingDecision, denied); !errors.Is(err, ErrPairingDenied) {
+		t.Errorf("pairing: %v", err)
+	}
+	err := c.explainOAuth("refreshing the token", denied)
+	if !errors.Is(err, ErrNotAllowedNow) || errors.Is(err, ErrPairingDenied) || !strings.Contains(err.Error(), "outside the allowed times") {
+		t.Errorf("refresh: %v", err)
 	}
 }

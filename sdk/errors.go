@@ -20,6 +20,10 @@ var (
 	// device can neither call home nor renew it; it needs a new enrollment
 	// (an enrollment token from an administrator, see Enroll).
 	ErrCertificateExpired = errors.New("sdk: the device certificate has expired; enroll the device again (Enroll with a new enrollment token)")
+	// ErrNotAllowedNow: the platform refused a token for the owner under
+	// its rules (access_denied outside the pairing), such as a household's
+	// hours for a child's speaker; the grant stands, so try again later.
+	ErrNotAllowedNow = errors.New("sdk: the platform's rules refuse this now (the owner's household rules, say); the pairing stands: try again later")
 )
 
 // explainTransport adds what to do to the TLS failures a device meets.
@@ -38,6 +42,10 @@ func explainTransport(err error) error {
 	return err
 }
 
+// pairingDecision is what explainOAuth is told while the device waits for
+// its owner: only there is access_denied the owner's no.
+const pairingDecision = "waiting for the owner"
+
 // explainOAuth turns the platform's OAuth error answers into advice.
 func (c *Client) explainOAuth(what string, err error) error {
 	var re *oauth2.RetrieveError
@@ -50,6 +58,9 @@ func (c *Client) explainOAuth(what string, err error) error {
 	}
 	switch re.ErrorCode {
 	case "access_denied":
+		if what != pairingDecision {
+			return fmt.Errorf("%w: %s", ErrNotAllowedNow, desc)
+		}
 		return fmt.Errorf("%w: %s", ErrPairingDenied, desc)
 	case "expired_token":
 		return fmt.Errorf("%w: %s", ErrPairingExpired, desc)

@@ -48,7 +48,7 @@ func (c *Client) Pair(ctx context.Context, show func(context.Context, UserCode) 
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return nil, ErrPairingExpired // the code's own deadline, not the caller's
 		}
-		return nil, c.explainOAuth("waiting for the owner", err)
+		return nil, c.explainOAuth(pairingDecision, err)
 	}
 	return c.Resume(tok), nil
 }
