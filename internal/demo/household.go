@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/audit"
+	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/sdk"
 )
 
@@ -107,7 +111,7 @@ func (s *story) household(ctx context.Context) (string, error) {
 		return "", err
 	}
 	local := time.Now().In(mustZone(tz)).Format("15:04")
-	return fmt.Sprintf("%s created the household %q with the room %q, time zone %s: it is %s there now. (The server's clock decides and no client sends a time; the demo picks the zone where it is past %s, so that the child's hours are over whenever you run it.) The gateway's %s%s has the policy filter",
+	return fmt.Sprintf("%s created the household %q with the room %q in the time zone %s, where it is %s now: the server's clock decides and no client sends a time, so the demo picks the zone where it is past %s whenever you run it; %s%s → cloud API with filters oauth2 and policy",
 		s.user.name, householdName, kidsRoomName, tz, local, windowEnd, s.ep.GatewayURL, "/kids"), nil
 }
 
@@ -270,7 +274,14 @@ func (s *story) kidsCall(ctx context.Context) (int, string, error) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, problemDetail(b), nil
+	var p struct {
+		Error string `json:"error"`
+	}
+	msg := problemDetail(b)
+	if json.Unmarshal(b, &p) == nil && p.Error != "" {
+		msg = p.Error + ": " + msg
+	}
+	return resp.StatusCode, msg, nil
 }
 
 // bedtime: the owner limits the child to 07:00–20:00; on the household's
@@ -299,10 +310,10 @@ func (s *story) kidsRefused(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if status != http.StatusForbidden {
+	if status != http.StatusForbidden || !strings.HasPrefix(body, "policy_denied: ") {
 		return "", fmt.Errorf("GET %s%s for %s after %s answered %d, want 403: %s", s.ep.GatewayURL, kidsPath, s.emma.name, windowEnd, status, body)
 	}
-	return fmt.Sprintf("the kids' speaker's GET %s%s for %s: 403 policy_denied (%s)", s.ep.GatewayURL, kidsPath, s.emma.name, body), nil
+	return fmt.Sprintf("the kids' speaker's GET %s%s for %s: 403 %s", s.ep.GatewayURL, kidsPath, s.emma.name, body), nil
 }
 
 // why: the guardian asks the household's preview why.
@@ -320,6 +331,26 @@ func (s *story) why(ctx context.Context) (string, error) {
 	if d.Allowed {
 		return "", fmt.Errorf("the preview says %s may use the kids' speaker now (%s, %s)", s.emma.name, d.Reason, d.Local)
 	}
-	return fmt.Sprintf("%s asks the household (POST /api/v1/households/%s/decisions): not allowed at %s, rule %s: %s; each refusal is in the audit log as policy.deny",
-		s.user.name, s.home, d.Local, d.Rule, d.Reason), nil
+	// The refusals of the doors, as `thingid audit --action policy.deny`
+	// reads them.
+	page, err := audit.Read(ctx, s.platform.Store, audit.Query{Filter: audit.Filter{Actor: store.TextMatch{Value: "user:" + s.emma.id},
+		Action: store.TextMatch{Value: "policy.deny"}}, OldestFirst: true, Limit: audit.MaxLimit})
+	if err != nil {
+		return "", err
+	}
+	var doors []string
+	for _, r := range page.Records {
+		var det struct {
+			Door string `json:"door"`
+			Rule string `json:"rule"`
+		}
+		if json.Unmarshal(r.Detail, &det) == nil && det.Rule == d.Rule && !slices.Contains(doors, det.Door) {
+			doors = append(doors, det.Door)
+		}
+	}
+	if !slices.Contains(doors, "gateway") || !slices.Contains(doors, "broker") {
+		return "", fmt.Errorf("the audit log's policy.deny records of %s name the rule %s at the doors %v, want the gateway and the broker", s.emma.name, d.Rule, doors)
+	}
+	return fmt.Sprintf("%s asks the household (POST /api/v1/households/%s/decisions): not allowed at %s, rule %s: %s; the audit log holds the refusals (policy.deny, rule %s) at the doors %s",
+		s.user.name, s.home, d.Local, d.Rule, d.Reason, d.Rule, strings.Join(doors, ", ")), nil
 }
