@@ -270,7 +270,11 @@ func TestSmartSpeakerStory(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("passwordConfirm"), password),
 	))
 	shots.take(t, browser, "register")
-	must(t, "submitting the registration", chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("h1"))))
+	// Submitting navigates (POST, 303, GET of the confirmation): waiting for
+	// that response, not for an h1, which the form's page has too.
+	if resp, err := chromedp.RunResponse(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`))); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("submitting the registration: %v %v", resp, err)
+	}
 	if h, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Your account has been created" {
 		t.Fatalf("after registering: %q %v", h, err)
 	}
