@@ -110,17 +110,13 @@ func (s *story) household(ctx context.Context) (string, error) {
 	if _, err := writeRoute(ctx, s.ep, s.platform.Config.Gateway.Routes, kidsRouteFile, kidsRoute(s.cloud.URL), kidsPath); err != nil {
 		return "", err
 	}
-	local := time.Now().In(mustZone(tz)).Format("15:04")
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return "", fmt.Errorf("the household's time zone: %w", err)
+	}
+	local := time.Now().In(loc).Format("15:04")
 	return fmt.Sprintf("%s created the household %q with the room %q in the time zone %s, where it is %s now: the server's clock decides and no client sends a time, so the demo picks the zone where it is past %s whenever you run it; %s%s → cloud API with filters oauth2 and policy",
 		s.user.name, householdName, kidsRoomName, tz, local, windowEnd, s.ep.GatewayURL, "/kids"), nil
-}
-
-func mustZone(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		return time.FixedZone(name, 0)
-	}
-	return l
 }
 
 // kidsSpeaker: the owner pairs the second speaker of the batch and places
