@@ -32,10 +32,12 @@ func TestDemoExit(t *testing.T) {
 		t.Fatalf("thingid demo --exit: %v", err)
 	}
 	steps := regexp.MustCompile(`(?m)^✓ `).FindAll(out, -1)
-	if len(steps) != 22 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
-		t.Errorf("%d steps succeeded, want 22 and no failure", len(steps))
+	if len(steps) != 29 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
+		t.Errorf("%d steps succeeded, want 29 and no failure", len(steps))
 	}
-	for _, say := range []string{`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it"} {
+	for _, say := range []string{`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it",
+		"the broker ended the kids' speaker's stream (MQTT 5 DISCONNECT 0x98: outside the allowed times", "403 policy_denied: outside the allowed times",
+		"the audit log holds the refusals (policy.deny, rule kids-speaker)"} {
 		if !strings.Contains(string(out), say) {
 			t.Errorf("the demo does not say %q", say)
 		}

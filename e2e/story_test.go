@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,11 +19,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/thingid/thingid/examples/music-service/music"
 	"github.com/thingid/thingid/internal/browsertest"
+	"github.com/thingid/thingid/sdk"
 )
 
 // revocationDeadline is the issue's "within one second of unlinking": how
@@ -266,7 +270,11 @@ func TestSmartSpeakerStory(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("passwordConfirm"), password),
 	))
 	shots.take(t, browser, "register")
-	must(t, "submitting the registration", chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`)), chromedp.WaitVisible(chromedp.CSS("h1"))))
+	// Submitting navigates (POST, 303, GET of the confirmation): waiting for
+	// that response, not for an h1, which the form's page has too.
+	if resp, err := chromedp.RunResponse(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`))); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("submitting the registration: %v %v", resp, err)
+	}
 	if h, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Your account has been created" {
 		t.Fatalf("after registering: %q %v", h, err)
 	}
@@ -549,4 +557,192 @@ func get(t *testing.T, c *http.Client, u, token string) (int, http.Header) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header
+}
+
+// The household story (issue 14) around the real binary: alice's household
+// on a clock past 20:00 (its time zone chosen so), the speaker in the kids'
+// room, emma invited and accepting, pairing it in Chromium and streaming
+// with paho; alice's 07:00–20:00 rule ends the stream at the broker and the
+// gateway's policy filter refuses the speaker; the preview and the audit
+// log say why.
+func TestHouseholdStory(t *testing.T) {
+	sp := startStoryPlatform(t)
+	shots := newScreenshots(t)
+	b := issueBatch(t, sp.home, 1)
+	thing := b.thing(0)
+
+	// The kids' route: the cloud API behind oauth2 and the policy filter.
+	routes := filepath.Join(sp.home, "routes")
+	route := fmt.Sprintf("routes:\n  - name: acme-kids\n    match: {pathPrefix: /kids, methods: [GET]}\n    upstream: {url: %q}\n    filters:\n      - oauth2: {scopes: {\"*\": [device]}}\n      - policy: {actions: {GET: use}}\n", sp.cloud.URL)
+	if err := os.WriteFile(filepath.Join(routes, ".kids.yaml"), []byte(route), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(routes, ".kids.yaml"), filepath.Join(routes, "kids.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	sp.pollUntil(t, 10*time.Second, "the gateway to serve the kids' route", func() (bool, string) {
+		resp, err := sp.client.Get(sp.gateway + "/kids/v1/playlists")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized, resp.Status
+	})
+
+	alice := newMember(t, sp, "alice", "a walk along the river at dawn")
+	emma := newMember(t, sp, "emma", "the owls are not what they seem")
+	tz := bedtimeZone(time.Now())
+	var h struct {
+		ID    string `json:"id"`
+		Rules []struct {
+			Text string `json:"text"`
+		} `json:"rules"`
+	}
+	alice.send(t, "POST", "/api/v1/households", map[string]string{"name": "Home", "timeZone": tz}, http.StatusCreated, &h)
+	var room struct {
+		ID string `json:"id"`
+	}
+	alice.send(t, "POST", "/api/v1/households/"+h.ID+"/rooms", map[string]string{"name": "Kids' room"}, http.StatusCreated, &room)
+
+	// The speaker's device flow through the SDK, its user in Chromium.
+	dev, err := sdk.New(sdk.Config{Server: sp.base, CertFile: b.cert(0), KeyFile: b.key(0), RootCAs: sp.client.Transport.(*http.Transport).TLSClientConfig.RootCAs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair := func(m *member) *sdk.TokenSource {
+		t.Helper()
+		codes, done := make(chan sdk.UserCode, 1), make(chan error, 1)
+		var ts *sdk.TokenSource
+		go func() {
+			var err error
+			ts, err = dev.Pair(context.Background(), func(_ context.Context, c sdk.UserCode) error { codes <- c; return nil })
+			done <- err
+		}()
+		var code sdk.UserCode
+		select {
+		case code = <-codes:
+		case err := <-done:
+			t.Fatalf("pairing for %s: %v", m.name, err)
+		}
+		pairInBrowser(t, browsertest.New(t), shots, code.VerificationURI, m.name, m.password, code.UserCode, b.serial(0), "allow")
+		if err := <-done; err != nil {
+			t.Fatalf("pairing for %s: %v", m.name, err)
+		}
+		return ts
+	}
+	pair(alice)
+	alice.send(t, "PUT", "/api/v1/households/"+h.ID+"/things/"+thing, map[string]string{"roomId": room.ID}, http.StatusOK, nil)
+
+	// emma is invited as a dependant and accepts.
+	alice.send(t, "POST", "/api/v1/households/"+h.ID+"/invitations", map[string]string{"userName": "emma", "role": "dependant"}, http.StatusCreated, nil)
+	var invs struct {
+		Invitations []struct {
+			ID string `json:"id"`
+		} `json:"invitations"`
+	}
+	emma.send(t, "GET", "/api/v1/households/invitations", nil, http.StatusOK, &invs)
+	if len(invs.Invitations) != 1 {
+		t.Fatalf("emma's invitations: %+v", invs)
+	}
+	emma.send(t, "POST", "/api/v1/households/invitations/"+invs.Invitations[0].ID+"/accept", nil, http.StatusNoContent, nil)
+
+	// For now emma may pair and use the kids' room's things at any time.
+	rule := map[string]any{"id": "kids-speaker", "effect": "allow", "who": map[string]any{"kind": "member", "member": emma.id},
+		"things": map[string]any{"kind": "room", "id": room.ID}, "actions": []string{"pair", "use"}}
+	alice.send(t, "PUT", "/api/v1/households/"+h.ID+"/rules", map[string]any{"rules": []any{rule}}, http.StatusOK, nil)
+	ts := pair(emma)
+	tok, err := ts.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := claims(t, tok.AccessToken); c["sub"] != emma.id {
+		t.Fatalf("the speaker's token after emma paired it acts for %v, want emma %s", c["sub"], emma.id)
+	}
+	devClient := sp.deviceClient(t, b.cert(0), b.key(0))
+	if status, _ := get(t, devClient, sp.gateway+"/kids/v1/playlists", tok.AccessToken); status != http.StatusOK {
+		t.Fatalf("the speaker for emma through the kids' route: %d, want 200", status)
+	}
+
+	// The speaker streams for emma (paho, MQTT 5, its certificate).
+	cert, err := tls.LoadX509KeyPair(b.cert(0), b.key(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", "localhost:"+sp.brokerPort, &tls.Config{RootCAs: sp.client.Transport.(*http.Transport).TLSClientConfig.RootCAs, Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan *paho.Disconnect, 1)
+	cl := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnServerDisconnect: func(d *paho.Disconnect) { ended <- d }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cl.Connect(ctx, &paho.Connect{ClientID: thing, KeepAlive: 30, CleanStart: true, Username: thing, UsernameFlag: true,
+		Password: []byte(tok.AccessToken), PasswordFlag: true}); err != nil {
+		t.Fatalf("the speaker's MQTT connection for emma: %v", err)
+	}
+	defer cl.Disconnect(&paho.Disconnect{})
+	if sa, err := cl.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "things/" + thing + "/commands/#", QoS: 1}}}); err != nil || sa.Reasons[0] >= 0x80 {
+		t.Fatalf("subscribing to its commands: %v %v", sa, err)
+	}
+
+	// Bedtime: 07:00–20:00, and it is 21:xx in the household.
+	rule["actions"], rule["when"] = []string{"use"}, map[string]any{"start": "07:00", "end": "20:00"}
+	alice.send(t, "PUT", "/api/v1/households/"+h.ID+"/rules", map[string]any{"rules": []any{rule}}, http.StatusOK, &h)
+	const why = "outside the allowed times: Emma may use the things in Kids' room from 07:00 to 20:00"
+	select {
+	case d := <-ended:
+		if d.ReasonCode != 0x98 || d.Properties == nil || d.Properties.ReasonString != why {
+			t.Errorf("the broker ended the stream with 0x%02X %+v, want 0x98 %q", d.ReasonCode, d.Properties, why)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the broker did not end emma's stream after the rule closed her window")
+	}
+	resp, err := devClient.Do(func() *http.Request {
+		req, _ := http.NewRequest("GET", sp.gateway+"/kids/v1/playlists", nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "policy_denied") || !strings.Contains(string(body), why) {
+		t.Errorf("the speaker for emma after 20:00: %s %s, want 403 policy_denied %q", resp.Status, body, why)
+	}
+
+	// The guardian sees why: the preview, and the audit log.
+	var d struct {
+		Allowed bool   `json:"allowed"`
+		Rule    string `json:"rule"`
+		Reason  string `json:"reason"`
+	}
+	alice.send(t, "POST", "/api/v1/households/"+h.ID+"/decisions", map[string]string{"userId": emma.id, "thingId": thing, "action": "use"}, http.StatusOK, &d)
+	if d.Allowed || d.Rule != "kids-speaker" || d.Reason != why {
+		t.Errorf("alice's preview: %+v, want refused by kids-speaker: %q", d, why)
+	}
+	req, _ := http.NewRequest("GET", sp.url("/api/v1/admin/audit?action=policy.deny&actor=user:"+emma.id), nil)
+	req.Header.Set("Authorization", "Bearer "+sp.adminToken)
+	resp, err = sp.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Records []struct {
+			Detail struct {
+				Door, Rule, Reason string
+			} `json:"detail"`
+		} `json:"records"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	doors := map[string]bool{}
+	for _, r := range page.Records {
+		if r.Detail.Rule == "kids-speaker" && r.Detail.Reason == why {
+			doors[r.Detail.Door] = true
+		}
+	}
+	if err != nil || !doors["gateway"] || !doors["broker"] {
+		t.Errorf("policy.deny records of emma: %+v %v, want the gateway's and the broker's with the rule", page, err)
+	}
 }

@@ -15,7 +15,11 @@ func newDemo(g *globals) *cobra.Command {
 or be empty; a temporary one by default) with its gateway and MQTT broker, put a
 demo cloud API behind the gateway, issue a factory batch of speakers, register a
 user, and walk the story one line per step: call home, pairing with the user code,
-cloud API call, MQTT telemetry, throttling, unlinking, the speaker locked out.
+cloud API call, MQTT telemetry, throttling, a friend's playlist shared (UMA),
+unlinking, the speaker locked out; then a household: the owner's child is invited,
+pairs the speaker in the kids' room, and outside her hours (07:00–20:00 on the
+household's clock, whose time zone the demo picks so that it is past 20:00 there)
+her stream is ended at the broker and her speaker refused at the gateway.
 
 The listeners take http.address, gateway.address and mqtt.tls.address from the
 configuration (file, THINGID_* variables, flags); a port that is taken is replaced

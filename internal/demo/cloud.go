@@ -147,13 +147,34 @@ type subscriber struct {
 // subscribe connects to the broker as clientID with token and subscribes
 // to filter; every wait is bounded by stepTimeout.
 func subscribe(ctx context.Context, pl endpoints, clientID, token, filter string) (*subscriber, error) {
+	return connectMQTT(ctx, pl, clientID, token, filter, nil)
+}
+
+// streamEnded is how a subscriber's messages end when the broker closed
+// the connection: its reason code and reason string.
+type streamEnded struct {
+	code   byte
+	reason string
+}
+
+func (e *streamEnded) Error() string {
+	return fmt.Sprintf("the broker closed the connection (reason code 0x%02X: %s)", e.code, e.reason)
+}
+
+// connectMQTT is subscribe with a client certificate (a thing's), when
+// cert is not nil.
+func connectMQTT(ctx context.Context, pl endpoints, clientID, token, filter string, cert *tls.Certificate) (*subscriber, error) {
 	u, err := url.Parse(pl.BrokerURL)
 	if err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
-	conn, err := (&tls.Dialer{Config: &tls.Config{RootCAs: pl.Roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}).DialContext(dctx, "tcp", u.Host)
+	tc := &tls.Config{RootCAs: pl.Roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	conn, err := (&tls.Dialer{Config: tc}).DialContext(dctx, "tcp", u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the broker at %s: %w", pl.BrokerURL, err)
 	}
@@ -166,7 +187,11 @@ func subscribe(ctx context.Context, pl endpoints, clientID, token, filter string
 			return true, nil
 		}},
 		OnServerDisconnect: func(d *paho.Disconnect) {
-			s.msgs.end(fmt.Errorf("the broker closed the connection (reason code 0x%02X)", d.ReasonCode))
+			e := &streamEnded{code: d.ReasonCode}
+			if d.Properties != nil {
+				e.reason = d.Properties.ReasonString
+			}
+			s.msgs.end(e)
 		},
 		OnClientError: func(err error) { s.msgs.end(err) },
 	})
@@ -177,7 +202,7 @@ func subscribe(ctx context.Context, pl endpoints, clientID, token, filter string
 		if ack != nil && ack.Properties != nil && ack.Properties.ReasonString != "" {
 			err = fmt.Errorf("%w: %s", err, ack.Properties.ReasonString)
 		}
-		return nil, fmt.Errorf("the broker at %s refused the cloud service: %w", pl.BrokerURL, err)
+		return nil, fmt.Errorf("the broker at %s refused %s: %w", pl.BrokerURL, clientID, err)
 	}
 	sub, err := s.client.Subscribe(dctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
 	if err == nil && (len(sub.Reasons) != 1 || sub.Reasons[0] >= 0x80) {
@@ -185,7 +210,7 @@ func subscribe(ctx context.Context, pl endpoints, clientID, token, filter string
 	}
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("subscribing the cloud service to %s: %w", filter, err)
+		return nil, fmt.Errorf("subscribing %s to %s: %w", clientID, filter, err)
 	}
 	return s, nil
 }

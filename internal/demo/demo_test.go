@@ -66,7 +66,9 @@ func TestStory(t *testing.T) {
 		t.Errorf("steps\n%v\nwant\n%v", steps, want)
 	}
 	for _, line := range []string{"Go to https://localhost:", "after 5 calls the gateway answered 429", "bob was asked (request_submitted)",
-		`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it", "401 from the gateway", "Every step succeeded."} {
+		`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it", "401 from the gateway",
+		"emma registered", "the broker ended the kids' speaker's stream (MQTT 5 DISCONNECT 0x98: outside the allowed times: Emma may use the things in Kids' room from 07:00 to 20:00)",
+		"403 policy_denied: outside the allowed times", "the audit log holds the refusals (policy.deny, rule kids-speaker) at the doors broker, gateway", "Every step succeeded."} {
 		if !strings.Contains(got, line) {
 			t.Errorf("the story does not say %q", line)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/thingid/thingid/internal/factory"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/server"
+	"github.com/thingid/thingid/sdk"
 )
 
 // The story's cast and pace.
@@ -72,6 +73,14 @@ type story struct {
 	devices []device
 	request umaRequest // the speaker's request for the playlist
 	share   string     // the share that approving it made
+
+	// The household: its id, the kids' room, the child, the kids' speaker
+	// (the batch's second) and its stream for the child.
+	home, kidsRoom string
+	emma           *person
+	kids           *sdk.Client
+	kidsTokens     *sdk.TokenSource
+	kidsStream     *subscriber
 
 	events       *feed[speaker.Event]
 	stopSpeaker  context.CancelFunc
@@ -134,6 +143,13 @@ func (s *story) steps() []step {
 		{"disconnected", s.disconnected},
 		{"token refused", s.tokenRefused},
 		{"unpaired", s.unpaired},
+		{"household", s.household},
+		{"kids' speaker", s.kidsSpeaker},
+		{"child", s.child},
+		{"child pairs", s.childPairs},
+		{"bedtime", s.bedtime},
+		{"kids refused", s.kidsRefused},
+		{"why", s.why},
 	}
 }
 
@@ -142,6 +158,9 @@ func (s *story) close() {
 	if s.stopSpeaker != nil {
 		s.stopSpeaker()
 		<-s.speakerDone
+	}
+	if s.kidsStream != nil {
+		s.kidsStream.close()
 	}
 	if s.service != nil {
 		s.service.close()

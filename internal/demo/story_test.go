@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -41,4 +42,20 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The household's zone puts its clock at bedtimeHour whatever the hour on
+// the server, and is one IANA knows.
+func TestBedtimeZone(t *testing.T) {
+	for h := range 24 {
+		now := time.Date(2026, 3, 29, h, 17, 0, 0, time.UTC)
+		name := bedtimeZone(now)
+		loc, err := time.LoadLocation(name)
+		if err != nil {
+			t.Fatalf("at %02d:17 UTC: %s: %v", h, name, err)
+		}
+		if got := now.In(loc).Hour(); got != bedtimeHour {
+			t.Errorf("at %02d:17 UTC, %s reads %02d:17, want %02d:17", h, name, got, bedtimeHour)
+		}
+	}
 }
