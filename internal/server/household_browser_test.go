@@ -23,34 +23,9 @@ func TestBrowserHousehold(t *testing.T) {
 	emmaTab, cancel := chromedp.NewContext(mumTab, chromedp.WithNewBrowserContext())
 	defer cancel()
 
-	signIn := func(tab context.Context, path, name string) {
-		t.Helper()
-		must(t, name+" opens "+path, chromedp.Do(tab, chromedp.Navigate(w.r.base+path), chromedp.WaitVisible(chromedp.ID("userName"))))
-		resp, err := chromedp.RunResponse(tab,
-			chromedp.SendKeys(chromedp.ID("userName"), name),
-			chromedp.SendKeys(chromedp.ID("password"), umaPW),
-			chromedp.Submit(chromedp.ID("password")))
-		if err != nil || resp.Status != 200 {
-			t.Fatalf("%s signing in: %v %v", name, resp, err)
-		}
-		if u, _ := url.Parse(resp.URL); u == nil || u.Path != path {
-			t.Fatalf("%s is on %s after signing in, want %s", name, resp.URL, path)
-		}
-	}
-	// submit runs actions that send a form and returns the notice of the
-	// page the browser lands on.
+	signIn := func(tab context.Context, path, name string) { browserSignIn(t, tab, w.r.base, path, name) }
 	submit := func(tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) string {
-		t.Helper()
-		resp, err := chromedp.RunResponse(tab, actions...)
-		if err != nil || resp.Status != 200 {
-			body, _ := chromedp.Run(tab, chromedp.Text(chromedp.CSS("main")))
-			t.Fatalf("%s: %v %v\n%s", what, resp, err, body)
-		}
-		notice, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("notice")))
-		if err != nil {
-			t.Fatalf("%s: no notice: %v", what, err)
-		}
-		return notice
+		return submitForm(t, tab, what, actions...)
 	}
 
 	signIn(mumTab, "/account/household", "mum")
@@ -149,4 +124,37 @@ func TestBrowserHousehold(t *testing.T) {
 	if err != nil || forms != 0 {
 		t.Errorf("emma sees %d of the guardians' forms (%v)", forms, err)
 	}
+}
+
+// browserSignIn signs name in on the sign-in page that path sends it to,
+// and checks the browser comes back to path.
+func browserSignIn(t *testing.T, tab context.Context, base, path, name string) {
+	t.Helper()
+	must(t, name+" opens "+path, chromedp.Do(tab, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.ID("userName"))))
+	resp, err := chromedp.RunResponse(tab,
+		chromedp.SendKeys(chromedp.ID("userName"), name),
+		chromedp.SendKeys(chromedp.ID("password"), umaPW),
+		chromedp.Submit(chromedp.ID("password")))
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("%s signing in: %v %v", name, resp, err)
+	}
+	if u, _ := url.Parse(resp.URL); u == nil || u.Path != path {
+		t.Fatalf("%s is on %s after signing in, want %s", name, resp.URL, path)
+	}
+}
+
+// submitForm runs actions that send a form and returns the notice of the
+// page the browser lands on.
+func submitForm(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) string {
+	t.Helper()
+	resp, err := chromedp.RunResponse(tab, actions...)
+	if err != nil || resp.Status != 200 {
+		body, _ := chromedp.Run(tab, chromedp.Text(chromedp.CSS("main")))
+		t.Fatalf("%s: %v %v\n%s", what, resp, err, body)
+	}
+	notice, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("notice")))
+	if err != nil {
+		t.Fatalf("%s: no notice: %v", what, err)
+	}
+	return notice
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -23,31 +22,9 @@ func TestBrowserSharing(t *testing.T) {
 	defer cancel()
 	speaker := `section[data-resource="` + w.speaker + `"] `
 
-	signIn := func(tab context.Context, path, name string) {
-		t.Helper()
-		must(t, name+" opens "+path, chromedp.Do(tab, chromedp.Navigate(w.r.base+path), chromedp.WaitVisible(chromedp.ID("userName"))))
-		resp, err := chromedp.RunResponse(tab,
-			chromedp.SendKeys(chromedp.ID("userName"), name),
-			chromedp.SendKeys(chromedp.ID("password"), umaPW),
-			chromedp.Submit(chromedp.ID("password")))
-		if err != nil || resp.Status != 200 {
-			t.Fatalf("%s signing in: %v %v", name, resp, err)
-		}
-		if u, _ := url.Parse(resp.URL); u == nil || u.Path != path {
-			t.Fatalf("%s is on %s after signing in, want %s", name, resp.URL, path)
-		}
-	}
+	signIn := func(tab context.Context, path, name string) { browserSignIn(t, tab, w.r.base, path, name) }
 	submit := func(tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) string {
-		t.Helper()
-		resp, err := chromedp.RunResponse(tab, actions...)
-		if err != nil || resp.Status != 200 {
-			t.Fatalf("%s: %v %v", what, resp, err)
-		}
-		notice, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("notice")))
-		if err != nil {
-			t.Fatalf("%s: no notice: %v", what, err)
-		}
-		return notice
+		return submitForm(t, tab, what, actions...)
 	}
 	sharedWithBob := func() string {
 		t.Helper()
