@@ -133,6 +133,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if err := p.bootstrapAdmin(ctx, out); err != nil {
 		return fmt.Errorf("create first administrator: %w", err)
 	}
+	defer p.forgetAdminPassword(ctx, log)()
 	tlsCert, err := p.serverCertificate()
 	if err != nil {
 		return err
