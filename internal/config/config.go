@@ -84,6 +84,9 @@ type OAuth struct {
 	// ThingScopes are the scopes of the OAuth client every thing is under
 	// its own id.
 	ThingScopes []string `json:"thingScopes"`
+	// ScopeDescriptions say in words what a scope lets a client do, shown on
+	// the consent pages; they replace or add to the built-in descriptions.
+	ScopeDescriptions map[string]string `json:"scopeDescriptions"`
 }
 
 // ClientRegistration limits dynamic client registration (RFC 7591). The
@@ -551,6 +554,16 @@ func (c *Config) Validate() error {
 	}
 	if t := c.OAuth.RegistrationToken; t != "" && len(t) < 32 {
 		return fmt.Errorf("oauth.registrationToken: use at least 32 random characters (openssl rand -base64 32)")
+	}
+	for sc, text := range c.OAuth.ScopeDescriptions {
+		switch {
+		case sc == "" || strings.ContainsAny(sc, " \"\\"):
+			return fmt.Errorf("oauth.scopeDescriptions: %q is not a scope name", sc)
+		case strings.TrimSpace(text) == "":
+			return fmt.Errorf("oauth.scopeDescriptions.%s: empty; say what the scope lets a client do", sc)
+		case len(text) > 200:
+			return fmt.Errorf("oauth.scopeDescriptions.%s: longer than 200 characters", sc)
+		}
 	}
 	for i, sc := range c.OAuth.Registration.AllowedScopes {
 		if err := checkScopeToken(sc); err != nil {

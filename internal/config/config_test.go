@@ -221,3 +221,24 @@ func TestRegistrationAllowedScopes(t *testing.T) {
 		}
 	}
 }
+
+func TestScopeDescriptionsValidated(t *testing.T) {
+	for text, want := range map[string]string{
+		"oauth:\n  scopeDescriptions:\n    speaker:play: Play music\n":            "",
+		"oauth:\n  scopeDescriptions:\n    speaker:play: \"  \"\n":                "oauth.scopeDescriptions.speaker:play: empty",
+		"oauth:\n  scopeDescriptions:\n    \"a b\": Two scopes\n":                 `"a b" is not a scope name`,
+		"oauth:\n  scopeDescriptions:\n    x: " + strings.Repeat("y", 201) + "\n": "longer than 200",
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, nil)
+		if err == nil {
+			err = c.Validate()
+		}
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}

@@ -426,12 +426,12 @@ type hiddenParam struct{ Name, Value string }
 
 type authorizeConsentView struct {
 	CSRF, UserName, ClientName, RedirectHost string
-	Scopes                                   []string
+	Scopes                                   []scopeView
 	Params                                   []hiddenParam
 }
 
 func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q url.Values, req *authRequest, c *store.Client, u *store.User) {
-	v := authorizeConsentView{CSRF: s.csrf.Token(w, r), UserName: u.UserName, ClientName: c.Name, Scopes: req.scopes}
+	v := authorizeConsentView{CSRF: s.csrf.Token(w, r), UserName: u.UserName, ClientName: c.Name, Scopes: s.describeScopes(req.scopes)}
 	if ru, err := url.Parse(req.redirect); err == nil {
 		v.RedirectHost = ru.Host
 	}

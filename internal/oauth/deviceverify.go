@@ -40,7 +40,7 @@ type consentPage struct {
 	// OwnedByOther: the thing has another owner (a household may let the
 	// user pair it; Allow does not make them its owner).
 	OwnedByOther bool
-	Scopes       []string
+	Scopes       []scopeView
 }
 
 type messagePage struct {
@@ -171,7 +171,7 @@ func (s *Server) submitUserCode(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, err)
 		return
 	}
-	p := consentPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(d.UserCode), ClientName: c.Name, Scopes: d.Scopes}
+	p := consentPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(d.UserCode), ClientName: c.Name, Scopes: s.describeScopes(d.Scopes)}
 	if c.ThingID != "" {
 		t, err := s.opts.Identities.GetThing(ctx, c.ThingID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && t.Status != store.StatusActive) {

@@ -105,6 +105,9 @@ type Options struct {
 	Scopes []string
 	// ThingScopes are the scopes of the client every thing is (thingClient).
 	ThingScopes []string
+	// ScopeDescriptions say in words what a scope lets a client do, on the
+	// consent pages; they replace or add to the built-in ones.
+	ScopeDescriptions map[string]string
 	// Certificates checks the client certificates of tls_client_auth; nil
 	// accepts none (a command-line Server that serves nothing).
 	Certificates Certificates

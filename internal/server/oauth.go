@@ -106,6 +106,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		RegistrationScopes:      c.Registration.AllowedScopes,
 		DPoPNonces:              c.DPoPNonces,
 		ThingScopes:             c.ThingScopes,
+		ScopeDescriptions:       c.ScopeDescriptions,
 		Certificates:            certs,
 		IDTokenAlg:              c.SigningAlgorithm,
 		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
