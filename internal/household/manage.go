@@ -69,6 +69,7 @@ func (s *Service) changed(u *store.User, id, action, thing string) {
 	s.mu.Lock()
 	s.gen++
 	delete(s.compiled, id)
+	clear(s.placed)
 	s.mu.Unlock()
 	details := map[string]string{"action": action}
 	if thing != "" {
