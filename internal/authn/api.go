@@ -26,6 +26,7 @@ func (s *Sessions) Register(mux routes.Mux) {
 		"POST /signin":                 http.HandlerFunc(s.submitSignin),
 		"POST /signout":                http.HandlerFunc(s.signout),
 		"GET /account":                 http.HandlerFunc(s.showAccount),
+		"POST /account/language":       http.HandlerFunc(s.submitLanguage),
 		"GET " + passwordPath:          http.HandlerFunc(s.showPassword),
 		"POST " + passwordPath:         http.HandlerFunc(s.submitPassword),
 		"POST /api/v1/password":        s.requireAny(http.HandlerFunc(s.passwordJSON), denySession),

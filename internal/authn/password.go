@@ -184,7 +184,7 @@ func (s *Sessions) showPassword(w http.ResponseWriter, r *http.Request) {
 func (s *Sessions) submitPassword(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
 	if err := r.ParseForm(); err != nil {
-		s.kit.Render(w, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
+		s.kit.Render(w, r, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
 			Text: "The form could not be read. Open the page again and resubmit.", Link: passwordPath, LinkText: "Change password"})
 		return
 	}
@@ -216,7 +216,7 @@ func (s *Sessions) pageUser(w http.ResponseWriter, r *http.Request) (*store.Sess
 	}
 	if err != nil {
 		s.log.Error("authn: reading the session", "err", err)
-		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
 			Text: "The page could not be shown because of a problem on our side. Please try again later."})
 		return nil, nil, false
 	}
@@ -225,5 +225,5 @@ func (s *Sessions) pageUser(w http.ResponseWriter, r *http.Request) (*store.Sess
 
 func (s *Sessions) renderPassword(w http.ResponseWriter, r *http.Request, status int, p passwordForm) {
 	p.CSRF = s.csrf.Token(w, r)
-	s.kit.Render(w, status, s.pages.password, p)
+	s.kit.Render(w, r, status, s.pages.password, p)
 }

@@ -70,6 +70,8 @@ type SessionOptions struct {
 	IPBurst             int
 	// SignedInPath is where a sign-in without return_to lands; default /account.
 	SignedInPath string
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site *ui.Site
 	// Audit receives sign-in, sign-out and termination records; nil: none.
 	Audit  Auditor
 	Logger *slog.Logger // nil: slog.Default()
@@ -149,7 +151,7 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 	// LastSeen is written at most once a minute (less often would make the
 	// idle timeout imprecise, more often would write on every request).
 	s.touchEvery = min(time.Minute, o.IdleTimeout/2)
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid sign-in csrf v1"), s.secure)
 	s.pages = parsePages(s.kit)
 	return s

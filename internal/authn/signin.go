@@ -99,6 +99,9 @@ func (s *Sessions) signIn(w http.ResponseWriter, r *http.Request, name, pw strin
 	if err != nil {
 		return attempt{err: err}
 	}
+	if a.user.Locale != "" {
+		s.opts.Site.SetLanguage(w, a.user.Locale) // the user's choice follows them to every browser
+	}
 	s.audit(r.Context(), "user:"+a.user.ID, "session.signin", store.Ref{Kind: store.KindUser, ID: a.user.ID},
 		map[string]string{"ip": sess.RemoteIP, "session": publicID(sess.Hash)})
 	return a

@@ -43,6 +43,37 @@ type Config struct {
 	Gateway      Gateway      `json:"gateway"`
 	Connections  Connections  `json:"connections"`
 	UMA          UMA          `json:"uma"`
+	UI           UI           `json:"ui"`
+}
+
+// UI is a manufacturer's brand on the pages people see, and their words.
+type UI struct {
+	// ProductName replaces "thingid" in titles and headers.
+	ProductName string `json:"productName"`
+	// LogoFile is a PNG, SVG, JPEG or WebP file (at most 256 KiB) shown in
+	// every page's header.
+	LogoFile string `json:"logoFile"`
+	// Colors of the pages: "#rrggbb".
+	Colors UIColors `json:"colors"`
+	// FooterLinks are shown at the foot of every page.
+	FooterLinks []UILink `json:"footerLinks"`
+	// Templates is a directory whose files replace built-in pages, the
+	// layout and message catalogues (docs/branding.md); checked at start.
+	Templates string `json:"templates"`
+	// DefaultLanguage of a browser that asks for none the site has.
+	DefaultLanguage string `json:"defaultLanguage"`
+}
+
+// UIColors are the pages' colours.
+type UIColors struct {
+	Accent string `json:"accent"`
+	Error  string `json:"error"`
+}
+
+// UILink is a footer link: an http(s) or mailto URL or a path on the site.
+type UILink struct {
+	Text string `json:"text"`
+	URL  string `json:"url"`
 }
 
 // Connections bounds the connections of all listeners together.

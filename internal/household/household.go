@@ -40,6 +40,8 @@ type Identities interface {
 
 // Options configures New. Store, Identities and Engine are required.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site       *ui.Site
 	Store      store.Store
 	Identities Identities
 	Engine     *policy.Engine
@@ -64,6 +66,7 @@ type Service struct {
 	deny   denials
 
 	// The pages' kit, CSRF tokens and templates (pages.go), set by Register.
+	site  *ui.Site
 	kit   ui.Kit
 	csrf  *ui.CSRF
 	pages pages
@@ -88,7 +91,7 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Identities == nil || o.Engine == nil {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
-	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
+	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger, site: o.Site,
 		compiled: map[string]*policy.Set{}, placed: map[string]string{}, watchers: map[*func(events.Event)]struct{}{},
 		deny: denials{window: o.DenialWindow, repeats: map[denialKey]int{}}}
 	var err error

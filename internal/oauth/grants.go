@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -22,16 +21,6 @@ const (
 	pathAccountGrants  = "/account/grants"
 	pathAccountDevices = "/account/devices"
 )
-
-// accountPages are the "my grants" and "my devices" pages. They are parsed
-// here rather than in parsePages so that this file owns them; the asset
-// prefix is the server's constant, the logger is the server's at render time.
-var accountPages = struct {
-	grants, devices *template.Template
-}{
-	grants:  ui.Kit{AssetPrefix: assetPrefix}.Page(templateFS, "templates/grants.html"),
-	devices: ui.Kit{AssetPrefix: assetPrefix}.Page(templateFS, "templates/devices.html"),
-}
 
 // errNoGrant: the grant does not exist, is revoked already, or is not the
 // user's. The three answer alike (404) so that grant IDs of other users
@@ -260,7 +249,7 @@ func accountSigninRedirect(w http.ResponseWriter, r *http.Request, back string) 
 func (s *Server) accountForm(w http.ResponseWriter, r *http.Request, back string) (*store.User, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.accountMessage(w, http.StatusBadRequest, back, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+		s.accountMessage(w, r, http.StatusBadRequest, back, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 		return nil, false
 	}
 	u, err := s.opts.Sessions.User(r)
@@ -269,14 +258,14 @@ func (s *Server) accountForm(w http.ResponseWriter, r *http.Request, back string
 		return nil, false
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.accountMessage(w, http.StatusForbidden, back, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
+		s.accountMessage(w, r, http.StatusForbidden, back, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
 		return nil, false
 	}
 	return u, true
 }
 
-func (s *Server) accountMessage(w http.ResponseWriter, status int, back, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: back, LinkText: "Back"})
+func (s *Server) accountMessage(w http.ResponseWriter, r *http.Request, status int, back, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: back, LinkText: "Back"})
 }
 
 func (s *Server) showGrants(w http.ResponseWriter, r *http.Request) {
@@ -287,14 +276,14 @@ func (s *Server) showGrants(w http.ResponseWriter, r *http.Request) {
 	}
 	gs, err := s.UserGrants(r.Context(), u.ID, false)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	p := grantsPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, Grants: gs}
 	if r.URL.Query().Get("done") == "revoked" {
 		p.Notice = "Access revoked."
 	}
-	s.kit.Render(w, http.StatusOK, accountPages.grants, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.grants, p)
 }
 
 func (s *Server) submitRevokeGrant(w http.ResponseWriter, r *http.Request) {
@@ -305,9 +294,9 @@ func (s *Server) submitRevokeGrant(w http.ResponseWriter, r *http.Request) {
 	err := s.RevokeUserGrant(r.Context(), "user:"+u.ID, u.ID, r.PathValue("id"))
 	switch {
 	case errors.Is(err, errNoGrant):
-		s.accountMessage(w, http.StatusNotFound, pathAccountGrants, "Access not found", "This access was revoked already or is not yours.")
+		s.accountMessage(w, r, http.StatusNotFound, pathAccountGrants, "Access not found", "This access was revoked already or is not yours.")
 	case err != nil:
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 	default:
 		// Post/Redirect/Get: a reload does not resubmit.
 		http.Redirect(w, r, pathAccountGrants+"?done=revoked", http.StatusSeeOther)

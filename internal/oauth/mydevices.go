@@ -207,14 +207,14 @@ func (s *Server) showDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	ds, err := s.LinkedDevices(r.Context(), u.ID)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	p := devicesPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, Devices: ds}
 	if r.URL.Query().Get("done") == "unlinked" {
 		p.Notice = "Device unlinked. It can no longer act for you and can be paired by a new owner."
 	}
-	s.kit.Render(w, http.StatusOK, accountPages.devices, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.devices, p)
 }
 
 func (s *Server) submitUnlink(w http.ResponseWriter, r *http.Request) {
@@ -225,9 +225,9 @@ func (s *Server) submitUnlink(w http.ResponseWriter, r *http.Request) {
 	err := s.Unlink(r.Context(), "user:"+u.ID, u.ID, r.PathValue("thingId"))
 	switch {
 	case errors.Is(err, errNotLinked):
-		s.accountMessage(w, http.StatusNotFound, pathAccountDevices, "Device not found", "This device was unlinked already or is not yours.")
+		s.accountMessage(w, r, http.StatusNotFound, pathAccountDevices, "Device not found", "This device was unlinked already or is not yours.")
 	case err != nil:
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 	default:
 		http.Redirect(w, r, pathAccountDevices+"?done=unlinked", http.StatusSeeOther)
 	}

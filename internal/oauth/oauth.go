@@ -105,6 +105,8 @@ type Options struct {
 	Scopes []string
 	// ThingScopes are the scopes of the client every thing is (thingClient).
 	ThingScopes []string
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site *ui.Site
 	// ScopeDescriptions say in words what a scope lets a client do, on the
 	// consent pages; they replace or add to the built-in ones.
 	ScopeDescriptions map[string]string
@@ -231,7 +233,7 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid oauth csrf v1"), u.Scheme == "https")
 	s.pages = parsePages(s.kit)
 	return s, nil

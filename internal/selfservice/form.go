@@ -74,7 +74,7 @@ func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int,
 			page.Summary = append(page.Summary, summaryItem{Text: e.Field + ": " + e.Detail})
 		}
 	}
-	h.render(w, status, h.pages.form, page)
+	h.render(w, r, status, h.pages.form, page)
 }
 
 func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +84,7 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			status, text = http.StatusRequestEntityTooLarge, "The form is too large. Shorten your entries and submit it again."
 		}
-		h.render(w, status, h.pages.message, messagePage{Title: "Form not accepted", Text: text, Link: "/register"})
+		h.render(w, r, status, h.pages.message, messagePage{Title: "Form not accepted", Text: text, Link: "/register"})
 		return
 	}
 	reg := registration{
@@ -110,7 +110,7 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.log.Error("selfservice: registration failed", "err", err)
-		h.render(w, http.StatusInternalServerError, h.pages.message, messagePage{
+		h.render(w, r, http.StatusInternalServerError, h.pages.message, messagePage{
 			Title: "Something went wrong", Text: "Your account could not be created because of a problem on our side. Please try again later.", Link: "/register"})
 		return
 	}
@@ -118,15 +118,15 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/register/done", http.StatusSeeOther)
 }
 
-func (h *Handler) showDone(w http.ResponseWriter, _ *http.Request) {
-	h.render(w, http.StatusOK, h.pages.done, struct {
+func (h *Handler) showDone(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, h.pages.done, struct {
 		EmailVerification bool
 		TTL               string
 	}{h.opts.EmailVerification, formatTTL(h.opts.VerificationTTL)})
 }
 
-func (h *Handler) tooManyPage(w http.ResponseWriter, _ *http.Request, retryAfter int) {
-	h.render(w, http.StatusTooManyRequests, h.pages.message, messagePage{
+func (h *Handler) tooManyPage(w http.ResponseWriter, r *http.Request, retryAfter int) {
+	h.render(w, r, http.StatusTooManyRequests, h.pages.message, messagePage{
 		Title: "Too many attempts",
 		Text:  "There were too many registration attempts from your network. Try again in " + strconv.Itoa(retryAfter) + " seconds.",
 		Link:  "/register",

@@ -38,6 +38,8 @@ type SMTPOptions struct {
 
 // Options configures self-registration. The zero value is disabled.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site *ui.Site
 	// Enabled false answers 404 on every route.
 	Enabled bool
 	// Actor is recorded in the audit log for registrations; "" means "selfservice".
@@ -128,7 +130,7 @@ func New(users Users, opts Options) *Handler {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	h.kit = ui.Kit{AssetPrefix: assetPrefix, Log: h.log}
+	h.kit = ui.Kit{AssetPrefix: assetPrefix, Log: h.log, Site: h.opts.Site}
 	h.pages = parsePages(h.kit)
 	if h.opts.Actor == "" {
 		h.opts.Actor = "selfservice"
@@ -184,7 +186,7 @@ func (h *Handler) crossOrigin(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusForbidden, "cross-origin requests are not accepted; call this API from a server or from our own pages")
 		return
 	}
-	h.render(w, http.StatusForbidden, h.pages.message, messagePage{
+	h.render(w, r, http.StatusForbidden, h.pages.message, messagePage{
 		Title: "Request refused",
 		Text:  "This form can only be sent from our own registration page. Open the page again and submit it from there.",
 		Link:  "/register",

@@ -20,6 +20,7 @@ import (
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/ui"
 	"github.com/thingid/thingid/internal/uma"
 )
 
@@ -52,6 +53,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
 		},
 		OutboxDir: r.OutboxDir,
+		Site:      p.site,
 	}
 	if err := ss.Validate(); err != nil {
 		return nil, err
@@ -63,7 +65,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	sessions.Register(mux)
-	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL,
+	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL, Site: p.site,
 		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
@@ -108,7 +110,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 // broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
-		Bus: p.Bus, Logger: log.With("component", "household")})
+		Bus: p.Bus, Logger: log.With("component", "household"), Site: p.site})
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.
@@ -120,6 +122,7 @@ func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.S
 		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
 		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
 		Audit:           p.Store,
+		Site:            p.site,
 		Logger:          log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {
@@ -145,5 +148,20 @@ func denySCIM(w http.ResponseWriter, r *http.Request, err error) {
 		"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:Error"},
 		"status":  strconv.Itoa(status),
 		"detail":  detail,
+	})
+}
+
+// newSite is the pages' brand, template overrides and languages from ui.*.
+func (p *Platform) newSite() (*ui.Site, error) {
+	c := p.Config.UI
+	links := make([]ui.Link, len(c.FooterLinks))
+	for i, l := range c.FooterLinks {
+		links[i] = ui.Link{Text: l.Text, URL: l.URL}
+	}
+	return ui.NewSite(ui.SiteOptions{
+		Brand: ui.Brand{ProductName: c.ProductName, LogoFile: c.LogoFile, Accent: c.Colors.Accent, Error: c.Colors.Error,
+			FooterLinks: links},
+		Templates:       c.Templates,
+		DefaultLanguage: c.DefaultLanguage,
 	})
 }

@@ -87,6 +87,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 	}
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,
+		Site:                    p.site,
 		Audience:                oauthAudience(p.Config),
 		MQTTAudience:            onlyIf(p.Config.MQTT.Enabled, p.Config.MQTT.Audience),
 		GatewayAudience:         onlyIf(p.Config.Gateway.Enabled, p.Config.Gateway.Audience),

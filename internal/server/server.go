@@ -31,6 +31,7 @@ import (
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/postgres"
 	"github.com/thingid/thingid/internal/store/sqlite"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Platform is the opened state shared by `serve` and the CLI commands that work
@@ -46,6 +47,9 @@ type Platform struct {
 	// decisionClock is the households' clock (nil: time.Now); tests set it
 	// to decide at 19:59 and 20:01.
 	decisionClock func() time.Time
+	// site is the pages' brand, overrides and languages once Serve made it
+	// (nil: the built-in ones).
+	site *ui.Site
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
 }
@@ -130,6 +134,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer
 func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger, out io.Writer) error {
 	defer ln.Close()
 	cfg := p.Config
+	site, err := p.newSite()
+	if err != nil {
+		return fmt.Errorf("ui: %w", err)
+	}
+	p.site = site
 	if err := p.bootstrapAdmin(ctx, out); err != nil {
 		return fmt.Errorf("create first administrator: %w", err)
 	}
@@ -170,6 +179,9 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {
 		return err
+	}
+	if err := p.site.Err(); err != nil {
+		return fmt.Errorf("ui.templates: %w", err)
 	}
 	stopGateway, err := p.startGateway(ctx, tk, certs, umaServer, reg, conns, hh, log, out)
 	if err != nil {

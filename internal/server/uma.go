@@ -21,6 +21,7 @@ func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, metadata func(
 	cfg := p.Config
 	return uma.New(uma.Options{
 		Issuer:   cfg.HTTP.PublicURL,
+		Site:     p.site,
 		Store:    p.Store,
 		Users:    p.Identity,
 		Tokens:   &umaTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: proofs},

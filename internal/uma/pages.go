@@ -4,7 +4,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,11 +37,11 @@ const (
 )
 
 type pages struct {
-	sharing, shared, message, claims *template.Template
+	sharing, shared, message, claims *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
 	return pages{sharing: page("sharing.html"), shared: page("shared.html"), message: page("message.html"), claims: page("claims.html")}
 }
 
@@ -63,17 +62,17 @@ type messagePage struct {
 	Title, Text, Link, LinkText string
 }
 
-func (s *Server) message(w http.ResponseWriter, status int, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathSharing, LinkText: "Sharing"})
+func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathSharing, LinkText: "Sharing"})
 }
 
-func (s *Server) crossOriginPage(w http.ResponseWriter, _ *http.Request) {
-	s.message(w, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
+func (s *Server) crossOriginPage(w http.ResponseWriter, r *http.Request) {
+	s.message(w, r, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
 }
 
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("uma: sharing page", "path", r.URL.Path, "err", err)
-	s.message(w, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
+	s.message(w, r, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
 }
 
 // sharingPath is the sharing page, focused on resource when not empty. It
@@ -103,7 +102,7 @@ func signinRedirect(w http.ResponseWriter, r *http.Request, back string) {
 func (s *Server) postedForm(w http.ResponseWriter, r *http.Request) (u *store.User, ok bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.message(w, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+		s.message(w, r, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 		return nil, false
 	}
 	u, err := s.opts.Sessions.User(r)
@@ -112,7 +111,7 @@ func (s *Server) postedForm(w http.ResponseWriter, r *http.Request) (u *store.Us
 		return nil, false
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.message(w, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
+		s.message(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
 		return nil, false
 	}
 	return u, true
@@ -258,7 +257,7 @@ func (s *Server) showSharing(w http.ResponseWriter, r *http.Request) {
 		status, p.Error = http.StatusNotFound, "No resource with this id is yours."
 	}
 	p.Notice = notices[r.URL.Query().Get("done")]
-	s.kit.Render(w, status, s.pages.sharing, p)
+	s.kit.Render(w, r, status, s.pages.sharing, p)
 }
 
 // submitShare is POST /account/sharing/shares: the share form of a resource.
@@ -366,7 +365,7 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, u *store.Use
 			p.Error, p.ErrorAt = fieldLabels[field]+": "+strings.TrimSuffix(pe.detail, ".")+".", pf.ID+"-"+field
 		}
 	}
-	s.kit.Render(w, pe.status, s.pages.sharing, p)
+	s.kit.Render(w, r, pe.status, s.pages.sharing, p)
 }
 
 // formField is the input of the page's forms that an error field of
@@ -485,7 +484,7 @@ func (s *Server) showShared(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.shared, struct {
+	s.kit.Render(w, r, http.StatusOK, s.pages.shared, struct {
 		UserName string
 		Shared   []sharedRow
 	}{u.UserName, rows})

@@ -102,6 +102,8 @@ type SignedIn interface {
 // Options configures New. Issuer, Store, Users, Tokens, Sessions and Key are
 // required.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site     *ui.Site
 	Issuer   string
 	Store    store.Store
 	Users    Users
@@ -170,7 +172,7 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: s.opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid uma csrf v1"), iss.Scheme == "https")
 	s.pages = parsePages(s.kit)
 	return s, nil
@@ -197,8 +199,8 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
 	// The claims-interaction endpoint (interaction.go): pages, the decision
 	// refused cross-site.
-	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.kit.Render(w, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
+	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
 	}))
 	mux.Handle("GET "+pathClaims, ui.SecurityHeaders(http.HandlerFunc(s.showInteraction)))
 	mux.Handle("POST "+pathClaims, ui.SecurityHeaders(cop.Handler(http.HandlerFunc(s.submitInteraction))))
