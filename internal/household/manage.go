@@ -146,12 +146,9 @@ func (s *Service) Create(ctx context.Context, u *store.User, name, zone string) 
 
 // loadZone accepts an IANA time zone name.
 func loadZone(zone string) (*time.Location, error) {
-	if zone == "" || zone == "Local" {
-		return nil, refuse(http.StatusBadRequest, "timeZone", "name an IANA time zone, e.g. Europe/Berlin")
-	}
-	loc, err := time.LoadLocation(zone)
+	loc, err := policy.LoadZone(zone)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "timeZone", "%q is not an IANA time zone, e.g. Europe/Berlin", clip(zone))
+		return nil, refuse(http.StatusBadRequest, "timeZone", "%v", err)
 	}
 	return loc, nil
 }
