@@ -3,6 +3,7 @@ package household
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
@@ -81,7 +82,7 @@ func (s *Service) ActFor(ctx context.Context, userID, thingID string, action pol
 func (s *Service) decideIn(ctx context.Context, set *policy.Set, household string, req policy.Request) (policy.Decision, error) {
 	d, err := s.engine.Decide(set, req)
 	if err == nil && !d.Allowed {
-		s.denied(ctx, req, d, household)
+		s.denied(ctx, store.Ref{Kind: store.KindThing, ID: req.ThingID}, req, d, household)
 	}
 	return d, err
 }
@@ -98,4 +99,20 @@ func (s *Service) roleIn(ctx context.Context, household, userID string) (policy.
 		}
 	}
 	return "", err
+}
+
+// DecideShare decides the conditions of UMA share shareID (of resourceID)
+// for its requesting party, on the engine's clock, and audits a refusal as
+// every door's: a "policy.deny" record on the resource (kind
+// "uma_resource"), door "uma", rule "share:<id>", the reason its owner
+// reads ("outside the share's times: from 07:00 to 20:00 on school days
+// (Europe/Berlin)").
+func (s *Service) DecideShare(ctx context.Context, c *policy.Conditions, party, resourceID, shareID string, scopes []string) policy.Decision {
+	d := s.engine.Within(c)
+	d.Rule = "share:" + shareID
+	if !d.Allowed {
+		req := policy.Request{UserID: party, Action: policy.Use, Scope: strings.Join(scopes, " "), Door: "uma"}
+		s.denied(ctx, store.Ref{Kind: "uma_resource", ID: resourceID}, req, d, "")
+	}
+	return d
 }

@@ -67,7 +67,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
-	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
+	u, err := p.newUMA(tk, sessions, hh, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,10 @@ type Platform struct {
 	// decisionClock is the households' clock (nil: time.Now); tests set it
 	// to decide at 19:59 and 20:01.
 	decisionClock func() time.Time
+	// clock is the clock tokens, the authorization server, UMA and the
+	// gateway read (nil: time.Now); a test sets it with decisionClock to
+	// issue an RPT at 19:59 and present it at 20:00.
+	clock func() time.Time
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
 }
