@@ -127,3 +127,51 @@ func TestUMAShareConditions(t *testing.T) {
 		t.Fatalf("introspection after the conditions changed: %v", in)
 	}
 }
+
+// Bad conditions are refused with a 400 naming the field, whatever they
+// carry; nothing is stored.
+func TestUMAShareConditionsBadInput(t *testing.T) {
+	g := newUMAGateway(t)
+	list := g.playlist(t, "Homework")
+	alice := g.signin(t, "alice")
+	for _, tc := range []struct{ conditions, field string }{
+		{`{"zone":"Mars/Olympus","start":"07:00","end":"20:00"}`, "conditions.zone"},
+		{`{"zone":"Local","start":"07:00","end":"20:00"}`, "conditions.zone"},
+		{`{"zone":"../../../etc/passwd","start":"07:00","end":"20:00"}`, "conditions.zone"},
+		{`{"zone":"Europe/Berlin\"); permit(principal, action, resource); //"}`, "conditions.zone"},
+		{`{"start":"07:00"}`, "conditions.end"},
+		{`{"start":"25:00","end":"20:00"}`, "conditions.start"},
+		{`{"start":"07:00","end":"07:00"}`, "conditions.end"},
+		{`{"start":"07:00\"; forbid(principal, action, resource);","end":"20:00"}`, "conditions.start"},
+		{`{"days":["mon","<script>alert(1)</script>"]}`, "conditions.days[1]"},
+		{`{"days":"mon"}`, "conditions.days"},
+		{`{"firstDate":"2030-03-20","lastDate":"2030-03-19"}`, "conditions.lastDate"},
+		{`{"lastDate":"next sunday"}`, "conditions.lastDate"},
+	} {
+		body := `{"resource_id":` + jsonQuote(list) + `,"user":"bob","scopes":["play"],"conditions":` + tc.conditions + `}`
+		code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", body)
+		if code != 400 || out["field"] != tc.field {
+			t.Errorf("%s: %d %v, want 400 naming %s", tc.conditions, code, out, tc.field)
+		}
+	}
+	if code, out := g.call2(t, alice, "GET", "/api/v1/uma/shares", ""); code != 200 || len(out["shares"].([]any)) != 0 {
+		t.Fatalf("a refused share was stored: %v", out)
+	}
+	// Another owner's share, or a missing one, is not found; bad conditions
+	// of one's own are refused as on creation.
+	code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", `{"resource_id":`+jsonQuote(list)+`,"user":"bob","scopes":["play"]}`)
+	if code != 201 || out["when"] != "always" {
+		t.Fatalf("share: %d %v", code, out)
+	}
+	share := out["id"].(string)
+	if code, out := g.call2(t, g.signin(t, "bob"), "PUT", "/api/v1/uma/shares/"+share+"/conditions", `{"start":"07:00","end":"20:00"}`); code != 404 {
+		t.Errorf("bob changed alice's share: %d %v", code, out)
+	}
+	if code, out := g.call2(t, alice, "PUT", "/api/v1/uma/shares/"+share+"/conditions", `{"zone":"Nowhere/Town"}`); code != 400 || out["field"] != "conditions.zone" {
+		t.Errorf("bad zone on change: %d %v", code, out)
+	}
+	// Without a zone, alice's (no household) is UTC.
+	if code, out := g.call2(t, alice, "PUT", "/api/v1/uma/shares/"+share+"/conditions", `{"days":["sat","sun"]}`); code != 200 || out["when"] != "on weekends (UTC)" {
+		t.Errorf("default zone: %d %v", code, out)
+	}
+}

@@ -21,8 +21,17 @@ import (
 // engine decides them on the server's clock (Options.Decider); no time a
 // client sends takes part.
 type Conditions struct {
-	Zone string `json:"zone,omitempty"`
-	policy.When
+	Zone      string   `json:"zone,omitempty"`
+	Days      []string `json:"days,omitempty"`
+	Start     string   `json:"start,omitempty"`
+	End       string   `json:"end,omitempty"`
+	FirstDate string   `json:"firstDate,omitempty"`
+	LastDate  string   `json:"lastDate,omitempty"`
+}
+
+// when is c without its zone, as the engine takes it.
+func (c *Conditions) when() policy.When {
+	return policy.When{Days: c.Days, Start: c.Start, End: c.End, FirstDate: c.FirstDate, LastDate: c.LastDate}
 }
 
 // Decider decides a share's conditions on the households' clock, and audits
@@ -49,14 +58,14 @@ func (s *Server) checkConditions(ctx context.Context, owner string, c *Condition
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "conditions.zone", err.Error())
 	}
-	if _, err := policy.CompileConditions(out.When, loc, "conditions"); err != nil {
+	if _, err := policy.CompileConditions(out.when(), loc, "conditions"); err != nil {
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
 			return nil, refuse(http.StatusBadRequest, fe.Field, fe.Reason)
 		}
 		return nil, err
 	}
-	if out.When.IsZero() {
+	if out.when().IsZero() {
 		return nil, nil
 	}
 	return json.Marshal(out)
@@ -107,7 +116,7 @@ func conditionsOf(sh *store.UMAShare) (*Conditions, *policy.Conditions, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("uma share %s: stored conditions: %w", sh.ID, err)
 	}
-	compiled, err := policy.CompileConditions(c.When, loc, "conditions")
+	compiled, err := policy.CompileConditions(c.when(), loc, "conditions")
 	if err != nil {
 		return nil, nil, fmt.Errorf("uma share %s: stored conditions: %w", sh.ID, err)
 	}
