@@ -31,19 +31,13 @@ type Acting struct {
 // audited, as Decide's are.
 func (s *Service) ActFor(ctx context.Context, userID, thingID string, action policy.Action) (Acting, error) {
 	req := policy.Request{UserID: userID, ThingID: thingID, Action: action, Door: "oauth"}
-	set, household, err := s.setOfThing(ctx, thingID)
+	set, household, held, err := s.heldFor(ctx, userID, thingID)
 	if err != nil {
 		return Acting{}, err
 	}
-	if household != "" && set.Holds(thingID) {
-		role, err := s.roleIn(ctx, household, userID)
-		if err != nil {
-			return Acting{}, err
-		}
-		if role != "" {
-			d, err := s.decideIn(ctx, set, household, req)
-			return Acting{Governed: true, Held: true, Decision: d}, err
-		}
+	if held {
+		d, err := s.decideIn(ctx, set, household, req)
+		return Acting{Governed: true, Held: true, Decision: d}, err
 	}
 	if action != policy.Pair {
 		return Acting{}, nil
@@ -76,6 +70,17 @@ func (s *Service) ActFor(ctx context.Context, userID, thingID string, action pol
 		out = Acting{Governed: true, Decision: d}
 	}
 	return out, nil
+}
+
+// heldFor is the household thingID is one of, compiled, and whether it
+// holds the thing for userID (they are a member of it).
+func (s *Service) heldFor(ctx context.Context, userID, thingID string) (*policy.Set, string, bool, error) {
+	set, household, err := s.setOfThing(ctx, thingID)
+	if err != nil || household == "" || !set.Holds(thingID) {
+		return set, household, false, err
+	}
+	role, err := s.roleIn(ctx, household, userID)
+	return set, household, role != "", err
 }
 
 // decideIn decides req in the compiled household, auditing a refusal.

@@ -46,6 +46,13 @@ func actor(u *store.User) string { return "user:" + u.ID }
 // the audit record of action and, after commit, publishes EventChanged.
 func (s *Service) write(ctx context.Context, u *store.User, id, action string, detail map[string]string, need []policy.Role,
 	fn func(tx *identity.Tx) error) error {
+	var before *lent
+	if releasing[action] {
+		var err error
+		if before, err = s.lentBy(ctx, id, detail["thing"]); err != nil {
+			return err
+		}
+	}
 	err := s.ids.WithTx(ctx, actor(u), func(tx *identity.Tx) error {
 		if err := requireRole(ctx, tx.Store, u, id, need); err != nil {
 			return err
@@ -59,6 +66,9 @@ func (s *Service) write(ctx context.Context, u *store.User, id, action string, d
 		return err
 	}
 	s.changed(u, id, action, detail["thing"])
+	if before != nil {
+		s.release(ctx, actor(u), before)
+	}
 	return nil
 }
 

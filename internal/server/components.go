@@ -75,6 +75,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
+	p.oauthServer.Store(srv)
 	// SCIM shares the authorization server's DPoP proofs (one replay cache,
 	// one nonce): both are resources of this listener's origin.
 	admins.AcceptAccessTokens(authn.AccessTokens{
@@ -108,7 +109,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 // broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
-		Bus: p.Bus, Logger: log.With("component", "household")})
+		Bus: p.Bus, Grants: householdGrants{p}, Logger: log.With("component", "household")})
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

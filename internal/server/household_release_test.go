@@ -22,27 +22,36 @@ func TestHouseholdReleaseRevokesGrants(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		leave func(t *testing.T, w *homeWorld, hh string)
+		kept  bool // the household still holds the thing for emma
 	}{
 		{"the thing is taken out", func(t *testing.T, w *homeWorld, hh string) {
 			w.must(t, w.mumC, 204, "DELETE", "/api/v1/households/"+hh+"/things/"+w.speaker.ID, "")
-		}},
+		}, false},
 		{"its room is deleted", func(t *testing.T, w *homeWorld, hh string) {
 			room := w.must(t, w.mumC, 200, "GET", "/api/v1/households/"+hh, "")["rooms"].([]any)[0].(map[string]any)["id"].(string)
 			w.must(t, w.mumC, 204, "DELETE", "/api/v1/households/"+hh+"/rooms/"+room, "")
-		}},
+		}, false},
 		{"its owner leaves", func(t *testing.T, w *homeWorld, hh string) {
 			w.must(t, w.mumC, 200, "PUT", "/api/v1/households/"+hh+"/members/"+w.gran.ID, `{"role":"guardian"}`)
 			w.must(t, w.mumC, 204, "DELETE", "/api/v1/households/"+hh+"/members/"+w.mum.ID, "")
-		}},
+		}, false},
 		{"the member leaves", func(t *testing.T, w *homeWorld, hh string) {
 			w.must(t, w.emmaC, 204, "DELETE", "/api/v1/households/"+hh+"/members/"+w.emma.ID, "")
-		}},
+		}, false},
+		{"the thing moves to another room (kept)", func(t *testing.T, w *homeWorld, hh string) {
+			room := w.must(t, w.mumC, 201, "POST", "/api/v1/households/"+hh+"/rooms", `{"name":"Living room"}`)["id"].(string)
+			w.must(t, w.mumC, 200, "PUT", "/api/v1/households/"+hh+"/things/"+w.speaker.ID, `{"roomId":"`+room+`"}`)
+		}, true},
+		{"another member leaves (kept)", func(t *testing.T, w *homeWorld, hh string) {
+			w.must(t, w.gC, 204, "DELETE", "/api/v1/households/"+hh+"/members/"+w.gran.ID, "")
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newHomeWorld(t)
 			hh, room := w.family(t)
 			w.must(t, w.mumC, 200, "PUT", "/api/v1/households/"+hh+"/rules", `{"rules":[{"id":"emma","effect":"allow","who":{"kind":"member","member":"`+w.emma.ID+
 				`"},"things":{"kind":"room","id":"`+room+`"},"actions":["pair","use"]}]}`)
+			_, mumGrant := w.pairFor(t, "mum")
 			emmaAT, emmaGrant := w.pairFor(t, "emma")
 			verifier := w.verifier(t)
 			aud := payload(t, emmaAT)["aud"]
@@ -55,6 +64,15 @@ func TestHouseholdReleaseRevokesGrants(t *testing.T) {
 			}
 
 			tc.leave(t, w, hh)
+			if tc.kept {
+				if _, err := verifier.Verify(ctx, tokens.FromProven(emmaAT, nil), verify); err != nil {
+					t.Fatalf("emma's speaker token after: %v", err)
+				}
+				if g, err := w.r.p.Store.GetGrant(ctx, emmaGrant); err != nil || !g.RevokedAt.IsZero() {
+					t.Fatalf("emma's grant: %+v %v", g, err)
+				}
+				return
+			}
 
 			if _, err := verifier.Verify(ctx, tokens.FromProven(emmaAT, nil), verify); err == nil || !strings.Contains(err.Error(), "revoked") {
 				t.Fatalf("emma's speaker token after: %v, want revoked", err)
@@ -64,8 +82,18 @@ func TestHouseholdReleaseRevokesGrants(t *testing.T) {
 				t.Fatalf("emma's grant: %+v %v", g, err)
 			}
 			recs, _ := w.r.p.Store.ListAudit(ctx, store.AuditQuery{Target: &store.Ref{Kind: "grant", ID: emmaGrant}, Limit: 10})
-			if len(recs) != 1 || recs[0].Action != "grant.revoke" {
-				t.Fatalf("audit of the revocation: %+v", recs)
+			revoked := ""
+			for _, r := range recs {
+				if r.Action == "grant.revoke" {
+					revoked = string(r.Detail)
+				}
+			}
+			if !strings.Contains(revoked, "the household no longer holds the device for this user") {
+				t.Fatalf("audit of the revocation: %q", revoked)
+			}
+			// The owner's own grant for her speaker stands.
+			if g, err := w.r.p.Store.GetGrant(ctx, mumGrant); err != nil || !g.RevokedAt.IsZero() {
+				t.Fatalf("mum's grant: %+v %v", g, err)
 			}
 		})
 	}
