@@ -54,21 +54,26 @@ func (s *Server) checkConditions(ctx context.Context, owner string, c *Condition
 			return nil, err
 		}
 	}
-	loc, err := policy.LoadZone(out.Zone)
+	return out.check()
+}
+
+// check is checkConditions once c names its zone.
+func (c Conditions) check() (json.RawMessage, error) {
+	loc, err := policy.LoadZone(c.Zone)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "conditions.zone", err.Error())
 	}
-	if _, err := policy.CompileConditions(out.when(), loc, "conditions"); err != nil {
+	if _, err := policy.CompileConditions(c.when(), loc, "conditions"); err != nil {
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
 			return nil, refuse(http.StatusBadRequest, fe.Field, fe.Reason)
 		}
 		return nil, err
 	}
-	if out.when().IsZero() {
+	if c.when().IsZero() {
 		return nil, nil
 	}
-	return json.Marshal(out)
+	return json.Marshal(c)
 }
 
 // defaultZone is the zone of owner's household (the first they guard, else
