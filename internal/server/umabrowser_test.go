@@ -118,4 +118,12 @@ func TestBrowserSharingConditions(t *testing.T) {
 	if err != nil || when != "from 07:00 to 20:00 on school days (Europe/Berlin)" {
 		t.Fatalf("the share's row: %q %v", when, err)
 	}
+	// bob reads the same words on what is shared with him.
+	bobTab, cancel := chromedp.NewContext(tab, chromedp.WithNewBrowserContext())
+	defer cancel()
+	browserSignIn(t, bobTab, w.r.base, "/account/shared", "bob")
+	when, err = chromedp.Run(bobTab, chromedp.Text(chromedp.CSS(`#shared td.when`)))
+	if err != nil || when != "from 07:00 to 20:00 on school days (Europe/Berlin)" {
+		t.Fatalf("bob's shared page: %q %v", when, err)
+	}
 }

@@ -476,9 +476,9 @@ func parseEndDate(v string) (*time.Time, error) {
 // --- the shared-with-me page ---
 
 type sharedRow struct {
-	Name, Owner, Via, Until string
-	Device                  bool
-	Scopes                  []string
+	Name, Owner, Via, Until, When string
+	Device                        bool
+	Scopes                        []string
 }
 
 // showShared is GET /account/shared: what others share with me.
@@ -495,7 +495,7 @@ func (s *Server) showShared(w http.ResponseWriter, r *http.Request) {
 	}
 	rows := make([]sharedRow, 0, len(entries))
 	for _, e := range entries {
-		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes,
+		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes, When: e.When,
 			Device: e.Resource.Type == ThingResourceType}
 		if e.Grantee.Kind == store.KindGroup {
 			row.Via = e.GranteeName
