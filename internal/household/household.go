@@ -47,6 +47,10 @@ type Options struct {
 	Engine     *policy.Engine
 	// Bus carries EventChanged between nodes; nil drops it (one process).
 	Bus *events.Bus
+	// Grants revokes the grants of a thing acting for a member once no
+	// household holds it for them (release.go); nil revokes none (they are
+	// refused at their next token request all the same).
+	Grants Grants
 	// InvitationLifetime is how long an invitation waits; default 7 days.
 	InvitationLifetime time.Duration
 	// DenialWindow is how long identical refusals after an audited one are
@@ -61,6 +65,7 @@ type Service struct {
 	ids    Identities
 	engine *policy.Engine
 	bus    *events.Bus
+	grants Grants
 	invite time.Duration
 	log    *slog.Logger
 	deny   denials
@@ -91,7 +96,7 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Identities == nil || o.Engine == nil {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
-	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger, site: o.Site,
+	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, grants: o.Grants, invite: o.InvitationLifetime, log: o.Logger, site: o.Site,
 		compiled: map[string]*policy.Set{}, placed: map[string]string{}, watchers: map[*func(events.Event)]struct{}{},
 		deny: denials{window: o.DenialWindow, repeats: map[denialKey]int{}}}
 	var err error

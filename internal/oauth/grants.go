@@ -97,10 +97,26 @@ func (s *Server) UserGrants(ctx context.Context, userID string, includeRevoked b
 // grant.revoke after commit. A grant of another user, a revoked or a missing
 // grant is errNoGrant.
 func (s *Server) RevokeUserGrant(ctx context.Context, actor, userID, grantID string) error {
+	if userID == "" {
+		return errNoGrant
+	}
+	return s.revokeAudited(ctx, actor, userID, grantID, "revoked by the user or an administrator")
+}
+
+// RevokeGrant revokes grant grantID, whoever's it is, for reason, as
+// RevokeUserGrant does (audited, grant.revoke published): the households'
+// way to end a thing acting for a user once no household holds it for
+// them. A revoked or missing grant is errNoGrant.
+func (s *Server) RevokeGrant(ctx context.Context, actor, grantID, reason string) error {
+	return s.revokeAudited(ctx, actor, "", grantID, reason)
+}
+
+// revokeAudited revokes grantID (of userID; "" for anyone's).
+func (s *Server) revokeAudited(ctx context.Context, actor, userID, grantID, reason string) error {
 	var at time.Time
 	err := s.st.WithTx(ctx, func(tx store.Tx) error {
 		g, err := tx.GetGrant(ctx, grantID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (userID == "" || g.UserID != userID || !g.RevokedAt.IsZero())) {
+		if errors.Is(err, store.ErrNotFound) || (err == nil && ((userID != "" && g.UserID != userID) || !g.RevokedAt.IsZero())) {
 			return errNoGrant
 		}
 		if err != nil {
@@ -110,13 +126,13 @@ func (s *Server) RevokeUserGrant(ctx context.Context, actor, userID, grantID str
 		if err := tx.RevokeGrant(ctx, g.ID, at); err != nil {
 			return err
 		}
-		detail, _ := json.Marshal(map[string]string{"userId": userID, "clientId": g.ClientID, "thingId": g.ThingID})
+		detail, _ := json.Marshal(map[string]string{"userId": g.UserID, "clientId": g.ClientID, "thingId": g.ThingID, "reason": reason})
 		return s.audit(ctx, tx, actor, "grant.revoke", store.Ref{Kind: "grant", ID: g.ID}, string(detail))
 	})
 	if err != nil {
 		return err
 	}
-	s.publishRevoke(actor, grantID, "revoked by the user or an administrator", at)
+	s.publishRevoke(actor, grantID, reason, at)
 	return nil
 }
 

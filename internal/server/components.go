@@ -69,7 +69,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
-	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
+	u, err := p.newUMA(tk, sessions, hh, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +77,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
+	p.oauthServer.Store(srv)
 	// SCIM shares the authorization server's DPoP proofs (one replay cache,
 	// one nonce): both are resources of this listener's origin.
 	admins.AcceptAccessTokens(authn.AccessTokens{
@@ -110,7 +111,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 // broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
-		Bus: p.Bus, Logger: log.With("component", "household"), Site: p.site})
+		Bus: p.Bus, Grants: householdGrants{p}, Logger: log.With("component", "household"), Site: p.site})
 }
 
 // newSessions returns browser sessions; admins may be nil where no admin API is served.

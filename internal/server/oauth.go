@@ -31,6 +31,7 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 		Alg:              c.SigningAlgorithm,
 		MaxTokenLifetime: time.Duration(c.AccessTokenLifetime),
 		Bus:              p.Bus,
+		Now:              p.clock,
 		Log:              log.With("component", "tokens"),
 	})
 	if err != nil {
@@ -93,6 +94,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		GatewayAudience:         onlyIf(p.Config.Gateway.Enabled, p.Config.Gateway.Audience),
 		Extensions:              extensions,
 		Households:              households,
+		Now:                     p.clock,
 		Store:                   p.Store,
 		Identities:              p.Identity,
 		Tokens:                  tk.issuer,

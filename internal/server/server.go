@@ -24,6 +24,7 @@ import (
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
+	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/routes"
@@ -50,6 +51,13 @@ type Platform struct {
 	// site is the pages' brand, overrides and languages once Serve made it
 	// (nil: the built-in ones).
 	site *ui.Site
+	// clock is the clock tokens, the authorization server, UMA and the
+	// gateway read (nil: time.Now); a test sets it with decisionClock to
+	// issue an RPT at 19:59 and present it at 20:00.
+	clock func() time.Time
+	// oauthServer is the authorization server once Serve made it: the
+	// households revoke grants through it (householdGrants).
+	oauthServer atomic.Pointer[oauth.Server]
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
 }

@@ -99,8 +99,8 @@ type SignedIn interface {
 	User(r *http.Request) (*store.User, error)
 }
 
-// Options configures New. Issuer, Store, Users, Tokens, Sessions and Key are
-// required.
+// Options configures New. Issuer, Store, Users, Tokens, Sessions, Decider
+// and Key are required.
 type Options struct {
 	// Site is the pages' brand and languages (nil: the built-in ones).
 	Site     *ui.Site
@@ -109,6 +109,8 @@ type Options struct {
 	Users    Users
 	Tokens   Tokens
 	Sessions SignedIn
+	// Decider decides the conditions of shares and audits their refusals.
+	Decider Decider
 	// Bus receives grant.revoke when a share is revoked; nil drops it.
 	Bus *events.Bus
 	// Key (at least 32 bytes, the same on every node) keys the stored
@@ -149,8 +151,8 @@ type Server struct {
 // New checks opts and returns the server.
 func New(opts Options) (*Server, error) {
 	switch {
-	case opts.Issuer == "", opts.Store == nil, opts.Users == nil, opts.Tokens == nil, opts.Sessions == nil:
-		return nil, errors.New("uma: Issuer, Store, Users, Tokens and Sessions are required")
+	case opts.Issuer == "", opts.Store == nil, opts.Users == nil, opts.Tokens == nil, opts.Sessions == nil, opts.Decider == nil:
+		return nil, errors.New("uma: Issuer, Store, Users, Tokens, Sessions and Decider are required")
 	case len(opts.Key) < 32:
 		return nil, errors.New("uma: Key must have at least 32 bytes")
 	case opts.TicketLifetime < 0 || opts.RPTLifetime < 0 || opts.PCTLifetime < 0:
