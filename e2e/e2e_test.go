@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -131,6 +133,9 @@ func start(t *testing.T, home, addr string, env ...string) *instance {
 func (in *instance) chooseAdminPassword(t *testing.T) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(in.home, "admin-password.txt"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return // a restart: the password was changed, and its file deleted
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
