@@ -117,7 +117,9 @@ backend broker
 	thing, dir := rows[1][0], filepath.Join(out, rows[1][1])
 	device := []string{"--interface", "127.0.0.3", "--cert", filepath.Join(dir, "device.pem"), "--key", filepath.Join(dir, "device.key")}
 	body := run(append(device, "--data-urlencode", "grant_type=client_credentials", "--data-urlencode", "client_id="+thing, base+"/oauth2/token")...)
-	var tok struct{ AccessToken string `json:"access_token"` }
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
 	if json.Unmarshal([]byte(body), &tok); tok.AccessToken == "" {
 		t.Fatalf("token over mutual TLS through HAProxy: %s", body)
 	}
