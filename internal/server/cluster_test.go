@@ -109,6 +109,12 @@ func TestNodesShareTheCAs(t *testing.T) {
 		t.Errorf("node 1 again: %v", err)
 	}
 
+	// A node with another master key cannot open them, and says why.
+	other := node(t, dsn, base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 32))))
+	if _, _, err := other.PKI(); err == nil || !strings.Contains(err.Error(), "same masterKey") {
+		t.Errorf("a node with another master key: %v", err)
+	}
+
 	// A node set up alone (its own CA, on SQLite) joining the database.
 	alone := config.Default()
 	alone.Home, alone.MasterKey = t.TempDir(), key

@@ -41,6 +41,9 @@ func (p *Platform) PKI() (*pki.CA, *pki.DeviceCA, error) {
 		}
 	}
 	root, dca, err := p.openPKI(dir)
+	if err != nil && len(stored) > 0 {
+		return nil, nil, fmt.Errorf("%w (the CAs are the database's: every node of one database needs the same masterKey)", err)
+	}
 	if err != nil || len(stored) > 0 {
 		return root, dca, err
 	}
