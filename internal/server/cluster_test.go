@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -150,4 +151,33 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Self-registration attempts are counted for every node of one database
+// together: a client spreading them over two nodes gets no more than on one
+// (burst 5 and registration.attemptsPerMinute 2: 7 in a minute).
+func TestNodesCountRegistrationAttemptsTogether(t *testing.T) {
+	dsn := postgresDSN(t)
+	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	cluster := func(c *config.Config) {
+		c.Storage.Type, c.Storage.Postgres.DSN, c.MasterKey = "postgres", dsn, key
+		c.Registration.AttemptsPerMinute = 2
+	}
+	a := serve(t, cluster)
+	b := serve(t, cluster)
+	for i := range 8 {
+		node := []*running{a, b}[i%2]
+		resp, err := node.client.Post(node.base+"/api/v1/register", "application/json", strings.NewReader("{"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusBadRequest // an attempt, counted
+		if i == 7 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("attempt %d on node %d: %d, want %d", i+1, i%2, resp.StatusCode, want)
+		}
+	}
 }
