@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // postgresDSN creates an empty schema on the test PostgreSQL, dropped when
@@ -179,5 +183,53 @@ func TestNodesCountRegistrationAttemptsTogether(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("attempt %d on node %d: %d, want %d", i+1, i%2, resp.StatusCode, want)
 		}
+	}
+}
+
+// A node that starts after a grant was revoked (and so never saw the
+// revocation's event) refuses the grant's access tokens as the others do.
+func TestNodeStartedAfterARevocationRefusesItsTokens(t *testing.T) {
+	dsn := postgresDSN(t)
+	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	quiet := slog.New(slog.DiscardHandler)
+	a := node(t, dsn, key)
+	tkA, stopA, err := a.newTokens(t.Context(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopA()
+	token := func(gid string) string {
+		tok, err := tkA.issuer.AccessToken(tokens.Claims{Subject: "c1", ClientID: "c1", GrantID: gid, Audience: []string{a.Config.HTTP.PublicURL}, ExpiresAt: time.Now().Add(5 * time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	revoked, live := &store.Grant{ClientID: "c1"}, &store.Grant{ClientID: "c1"}
+	for _, g := range []*store.Grant{revoked, live} {
+		if err := a.Store.CreateGrant(t.Context(), g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revokedToken, liveToken := token(revoked.ID), token(live.ID)
+	if err := a.Store.RevokeGrant(t.Context(), revoked.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	b := node(t, dsn, key)
+	tkB, stopB, err := b.newTokens(t.Context(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopB()
+	verify := func(tok string) error {
+		_, err := tkB.verifier.Verify(t.Context(), tokens.FromBody(tok, nil), tokens.VerifyOptions{Audience: b.Config.HTTP.PublicURL})
+		return err
+	}
+	if err := verify(revokedToken); !errors.Is(err, tokens.ErrRevoked) {
+		t.Errorf("the revoked grant's token on the node started later: %v, want ErrRevoked", err)
+	}
+	if err := verify(liveToken); err != nil {
+		t.Errorf("a live grant's token on the node started later: %v", err)
 	}
 }

@@ -7,3 +7,8 @@ CREATE TABLE pki_ca_files (
 	name    TEXT  NOT NULL PRIMARY KEY,
 	content BYTEA NOT NULL
 );
+
+-- A node that starts reads the grants revoked within the longest access
+-- token lifetime (tokens.Verifier), so that it refuses their tokens as the
+-- nodes that saw the revocation events do.
+CREATE INDEX oauth_grants_revoked ON oauth_grants (revoked_at) WHERE revoked_at IS NOT NULL;
