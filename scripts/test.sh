@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs thingid's whole test suite on a fresh Debian machine: installs the real
 # peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
-# clients, Redis, nginx, jq and python3 for the documents' commands), starts PostgreSQL
+# clients, Redis, nginx, HAProxy, jq and python3 for the documents' commands), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
 # PostgreSQL is stopped at the end when this script started it; --keep (the
 # first argument) leaves it running. Other arguments go to go test.
@@ -23,6 +23,7 @@ command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

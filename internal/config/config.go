@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -82,6 +83,38 @@ type Connections struct {
 	// limit less a quarter (at least 256) for files, the database and
 	// upstream connections. More than that is refused at start.
 	Max int `json:"max"`
+	// ProxyProtocol names the load balancers that send the PROXY protocol.
+	ProxyProtocol ProxyProtocol `json:"proxyProtocol"`
+}
+
+// ProxyProtocol configures the PROXY protocol (HAProxy's, v1 and v2) on
+// every listener.
+type ProxyProtocol struct {
+	// Trusted are the addresses and CIDRs of the load balancers in TCP mode
+	// in front of thingid: their connections must start with a PROXY
+	// header, whose client address counts (limits, logs, audit); any other
+	// peer's header is refused. Empty: no header is read.
+	Trusted []string `json:"trusted" env:"spaces"`
+}
+
+// TrustedPrefixes parses Trusted; its error names the entry.
+func (p ProxyProtocol) TrustedPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(p.Trusted))
+	for i, s := range p.Trusted {
+		pr, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("connections.proxyProtocol.trusted[%d]: %q is not an address or CIDR", i, s)
+			}
+			pr = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if pr.Addr().Is4In6() && pr.Bits() >= 96 {
+			pr = netip.PrefixFrom(pr.Addr().Unmap(), pr.Bits()-96)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
 }
 
 // UMA configures User-Managed Access 2.0 (docs/uma.md).
@@ -155,9 +188,13 @@ type HTTP struct {
 	KeyFile  string `json:"keyFile"`
 	// DocsURL is where the documentation link of the landing page (/)
 	// points; empty: no link.
-	DocsURL         string     `json:"docsURL"`
-	ShutdownTimeout Duration   `json:"shutdownTimeout"`
-	Limits          HTTPLimits `json:"limits"`
+	DocsURL         string   `json:"docsURL"`
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// DrainDelay is how long, after SIGTERM, /readyz answers 503 while
+	// every listener still serves, so that a load balancer takes the node
+	// out before it stops accepting.
+	DrainDelay Duration   `json:"drainDelay"`
+	Limits     HTTPLimits `json:"limits"`
 }
 
 // HTTPLimits bound what one client may hold of an HTTPS listener.
@@ -542,8 +579,14 @@ func (c *Config) Validate() error {
 	if err := c.HTTP.Limits.validate("http.limits"); err != nil {
 		return err
 	}
+	if c.HTTP.DrainDelay < 0 || c.HTTP.DrainDelay > Duration(5*time.Minute) {
+		return fmt.Errorf("http.drainDelay: must be between 0s and 5m")
+	}
 	if c.Connections.Max < 0 {
 		return fmt.Errorf("connections.max: must not be negative (0: from the open-files limit)")
+	}
+	if _, err := c.Connections.ProxyProtocol.TrustedPrefixes(); err != nil {
+		return err
 	}
 	switch c.Storage.Type {
 	case "sqlite":

@@ -121,12 +121,37 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Gateway.Limits.MaxBodyBytes = -1 }, "gateway.limits.maxBodyBytes"},
 		{func(c *Config) { c.MQTT.Limits.ConnectionsPerAddress = 0 }, "mqtt.limits.connectionsPerAddress"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
+		{func(c *Config) {
+			c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.0/8", "haproxy.internal"}
+		}, "connections.proxyProtocol.trusted[1]"},
+		{func(c *Config) { c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.1/33"} }, "connections.proxyProtocol.trusted[0]"},
+		{func(c *Config) { c.HTTP.DrainDelay = Duration(-time.Second) }, "http.drainDelay"},
 	}
 	for _, tc := range cases {
 		c := Default()
 		tc.mod(&c)
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want mention of %q", err, tc.want)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Load("", []string{"THINGID_CONNECTIONS_PROXYPROTOCOL_TRUSTED=10.1.2.3 10.0.0.0/8 ::ffff:192.0.2.0/120 2001:db8::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Connections.ProxyProtocol.TrustedPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.1.2.3/32", "10.0.0.0/8", "192.0.2.0/24", "2001:db8::1/128"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("[%d] = %s, want %s", i, got[i], want[i])
 		}
 	}
 }

@@ -27,6 +27,12 @@ type Users interface {
 	GetUserByVerifiedEmail(ctx context.Context, email string) (*store.User, error)
 }
 
+// Attempts counts a client's attempts in a window shared by every node
+// (store.Counters).
+type Attempts interface {
+	AddFailure(ctx context.Context, key string, at time.Time, window time.Duration) (count int, since time.Time, err error)
+}
+
 // SMTPOptions configures the mail server verification e-mails go through.
 type SMTPOptions struct {
 	Host     string // empty: write e-mails to Options.OutboxDir instead
@@ -63,6 +69,11 @@ type Options struct {
 	RatePerMinute  float64
 	Burst          int
 	TrackedClients int
+	// Attempts, when set, counts attempts in the store instead of memory, so
+	// that every node of one database counts a client's attempts together:
+	// at most Burst + RatePerMinute in any minute that starts at a client's
+	// first attempt.
+	Attempts Attempts
 	// EmailVerification sends new users a link that marks their e-mail verified.
 	EmailVerification bool
 	// VerificationTTL is how long a link stays valid; 0 means 24 hours.
@@ -149,6 +160,7 @@ func New(users Users, opts Options) *Handler {
 	// Cookies are Secure only over HTTPS.
 	h.csrf = ui.NewCSRF(h.key, strings.HasPrefix(h.baseURL, "https://"))
 	h.throttle = newThrottle(opts.RatePerMinute, opts.Burst, opts.TrackedClients)
+	h.throttle.shared, h.throttle.log = opts.Attempts, h.log
 	if opts.EmailVerification {
 		if opts.SMTP.Host != "" {
 			h.mailer = &smtpMailer{opts: opts.SMTP}

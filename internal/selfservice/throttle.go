@@ -2,6 +2,8 @@ package selfservice
 
 import (
 	"container/list"
+	"context"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/netip"
@@ -14,12 +16,14 @@ import (
 
 // throttle keeps one token bucket per client address and forgets the least
 // recently seen client when it tracks too many, so memory stays bounded however
-// many addresses an attacker uses. It is per node; DESIGN.md plans Redis for
-// counters shared between nodes.
+// many addresses an attacker uses. With shared set, it counts in the store
+// instead, so that every node of one database counts a client together.
 type throttle struct {
-	limit rate.Limit
-	burst int
-	max   int
+	limit  rate.Limit
+	burst  int
+	max    int
+	shared Attempts
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	clients map[netip.Prefix]*list.Element // value: *client
@@ -42,6 +46,24 @@ func newThrottle(perMinute float64, burst, maxClients int) *throttle {
 		maxClients = 10000
 	}
 	return &throttle{limit: rate.Limit(perMinute / 60), burst: burst, max: maxClients, clients: map[netip.Prefix]*list.Element{}}
+}
+
+// sharedWindow is the window of the attempts counted in the store.
+const sharedWindow = time.Minute
+
+// allowShared counts an attempt in the store: at most burst + the rate's
+// attempts in a minute. A store that does not answer lets the attempt
+// through (logged): registration itself needs it, and fails then.
+func (t *throttle) allowShared(ctx context.Context, key netip.Prefix, now time.Time) (bool, time.Duration) {
+	n, since, err := t.shared.AddFailure(ctx, "register:"+key.String(), now, sharedWindow)
+	if err != nil {
+		t.log.Error("selfservice: counting a registration attempt", "err", err)
+		return true, 0
+	}
+	if n > t.burst+int(math.Ceil(float64(t.limit)*60)) {
+		return false, max(time.Second, since.Add(sharedWindow).Sub(now))
+	}
+	return true, 0
 }
 
 // allow takes a token from the client's bucket; when there is none it returns
@@ -73,7 +95,13 @@ func (t *throttle) allow(key netip.Prefix, now time.Time) (bool, time.Duration) 
 // wrap refuses requests over the client's rate with tooMany.
 func (t *throttle) wrap(next http.Handler, tooMany func(w http.ResponseWriter, r *http.Request, retryAfter int)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := t.allow(clientKey(r), time.Now()); !ok {
+		allow := t.allow
+		if t.shared != nil {
+			allow = func(key netip.Prefix, now time.Time) (bool, time.Duration) {
+				return t.allowShared(r.Context(), key, now)
+			}
+		}
+		if ok, wait := allow(clientKey(r), time.Now()); !ok {
 			// RFC 9110 §10.2.3: Retry-After in whole seconds, rounded up.
 			secs := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))

@@ -48,6 +48,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		BaseURL:           cfg.HTTP.PublicURL,
 		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
 		RatePerMinute:     float64(r.AttemptsPerMinute),
+		Attempts:          p.Store, // every node of the database counts together
 		EmailVerification: r.EmailVerification,
 		SMTP: selfservice.SMTPOptions{
 			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,

@@ -49,6 +49,12 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 		keys.Close()
 		return nil, nil, err
 	}
+	// The revocations this node did not see as events (it was not running).
+	if err := verifier.LoadRevoked(ctx, p.Store); err != nil {
+		verifier.Close()
+		keys.Close()
+		return nil, nil, err
+	}
 	return &tokenSet{keys, issuer, verifier}, func() { verifier.Close(); keys.Close() }, nil
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/routes"
+	"github.com/thingid/thingid/internal/store"
 )
 
 // PKI returns the platform CA and the device issuing CA of the data directory
@@ -21,10 +23,57 @@ import (
 // distribution point into its certificates. Everything that issues or checks
 // platform certificates (server certificate, factory, EST, certauth) loads
 // them here, so that none creates a CA of its own before the configured one
-// is imported.
+// is imported. The CAs are the database's: every node of one database
+// (PostgreSQL) issues and checks with the same, kept in its own directory
+// too.
 func (p *Platform) PKI() (*pki.CA, *pki.DeviceCA, error) {
+	dir := filepath.Join(p.Config.Home, "pki")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stored, err := p.Store.GetCAFiles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	hadCA := pki.HasCA(dir)
+	if len(stored) > 0 {
+		if err := pki.WriteCAFiles(dir, stored, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	root, dca, err := p.openPKI(dir)
+	if err != nil && len(stored) > 0 {
+		return nil, nil, fmt.Errorf("%w (the CAs are the database's: every node of one database needs the same masterKey)", err)
+	}
+	if err != nil || len(stored) > 0 {
+		return root, dca, err
+	}
+	// The first node of the database stores its CAs for the others. When
+	// another stored its own meanwhile, those are every node's: this node's,
+	// if made just now, are replaced before anything is issued; if it had
+	// them before, they must be the same (the same imported CA).
+	files, err := pki.ReadCAFiles(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch err := p.Store.PutCAFiles(ctx, files); {
+	case err == nil:
+		return root, dca, nil
+	case !errors.Is(err, store.ErrConflict):
+		return nil, nil, fmt.Errorf("store the platform CA for the other nodes: %w", err)
+	}
+	if stored, err = p.Store.GetCAFiles(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := pki.WriteCAFiles(dir, stored, !hadCA); err != nil {
+		return nil, nil, err
+	}
+	return p.openPKI(dir)
+}
+
+// openPKI opens (imports, creates) the CAs kept in dir.
+func (p *Platform) openPKI(dir string) (*pki.CA, *pki.DeviceCA, error) {
 	c := p.Config.PKI
-	root, dca, err := pki.Open(filepath.Join(p.Config.Home, "pki"), p.Key, pki.Import{
+	root, dca, err := pki.Open(dir, p.Key, pki.Import{
 		CertFile: c.CACertFile, KeyFile: c.CAKeyFile,
 		IssuingCertFile: c.IssuingCACertFile, IssuingKeyFile: c.IssuingCAKeyFile,
 	})
@@ -32,7 +81,7 @@ func (p *Platform) PKI() (*pki.CA, *pki.DeviceCA, error) {
 		if c.CACertFile != "" {
 			return nil, nil, fmt.Errorf("platform CA (pki.caCertFile, pki.caKeyFile, pki.issuingCACertFile, pki.issuingCAKeyFile): %w", err)
 		}
-		return nil, nil, fmt.Errorf("platform CA in %s: %w", filepath.Join(p.Config.Home, "pki"), err)
+		return nil, nil, fmt.Errorf("platform CA in %s: %w", dir, err)
 	}
 	dca.Lifetime = time.Duration(c.DeviceCertLifetime)
 	dca.CRLURL = p.crlURL()

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,8 @@ type Platform struct {
 	oauthServer atomic.Pointer[oauth.Server]
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
+	// draining: the node was told to stop; /readyz answers 503.
+	draining atomic.Bool
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -168,7 +171,11 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	reg := newRegistry()
 	// One accounting of connections for every listener: no client may take
 	// the descriptors the others, and the health checks, need.
-	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg})
+	proxies, err := cfg.Connections.ProxyProtocol.TrustedPrefixes()
+	if err != nil {
+		return err
+	}
+	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg, Proxies: proxies})
 	if err != nil {
 		return err
 	}
@@ -195,6 +202,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if err != nil {
 		return err
 	}
+	stopGateway = sync.OnceFunc(stopGateway)
 	defer stopGateway()
 	go p.purgeLoop(ctx, log)
 	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
@@ -214,10 +222,23 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	case <-ctx.Done():
 	}
+	if err := p.drain(log, errc); err != nil {
+		return err
+	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.HTTP.ShutdownTimeout).String())
+	// Every listener stops accepting now; MQTT 5 clients are told to go
+	// elsewhere (DISCONNECT 0x8B, server shutting down) while requests in
+	// flight on the HTTPS listeners finish.
+	var stopping sync.WaitGroup
+	stopping.Go(stopGateway)
+	if mqtt != nil {
+		stopping.Go(func() { mqtt.Close() })
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.HTTP.ShutdownTimeout))
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	stopping.Wait()
+	if err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
@@ -225,6 +246,21 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// drain makes /readyz answer 503 and waits http.drainDelay, every listener
+// still serving, so that a load balancer has taken the node out before it
+// stops accepting. The HTTPS listener failing meanwhile is its error.
+func (p *Platform) drain(log *slog.Logger, errc <-chan error) error {
+	p.draining.Store(true)
+	d := time.Duration(p.Config.HTTP.DrainDelay)
+	log.Info("draining: /readyz answers 503", "drainDelay", d.String())
+	select {
+	case <-time.After(d):
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("HTTPS listener stopped while draining: %w", err)
+	}
 }
 
 // serverCertificate loads the configured certificate or one from the platform CA

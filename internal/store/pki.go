@@ -71,4 +71,11 @@ type PKI interface {
 	// Seq order. A revocation committed after the call never gets a Seq at or
 	// below the last one returned, so paging by Seq misses nothing.
 	ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) ([]*RevokedCert, error)
+	// PutCAFiles stores the files of the platform's own CAs (name →
+	// content: certificates in PEM, keys sealed with the master key), so
+	// that every node of one database issues and checks with the same CAs:
+	// all of them, or none and ErrConflict when any is stored already.
+	PutCAFiles(ctx context.Context, files map[string][]byte) error
+	// GetCAFiles returns the files PutCAFiles stored; empty when none were.
+	GetCAFiles(ctx context.Context) (map[string][]byte, error)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -178,4 +180,53 @@ func (s *Store) RevokeCert(ctx context.Context, r *store.RevokedCert) error {
 
 func (s *Store) ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) ([]*store.RevokedCert, error) {
 	return s.single().ListRevokedCerts(ctx, afterSeq, limit)
+}
+
+// PutCAFiles inserts every file or, when one is there already, none.
+func (t *txn) PutCAFiles(ctx context.Context, files map[string][]byte) error {
+	if len(files) == 0 {
+		return errors.New("CA files: none given")
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if name == "" || len(files[name]) == 0 {
+			return fmt.Errorf("CA file %q: name and content are required", name)
+		}
+		n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO pki_ca_files (name, content) VALUES ("+t.ph(1)+", "+t.ph(2)+
+			") ON CONFLICT DO NOTHING", name, files[name]))
+		if err != nil {
+			return fmt.Errorf("store CA file %s: %w", name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("CA file %s: %w", name, store.ErrConflict)
+		}
+	}
+	return nil
+}
+
+func (t *txn) GetCAFiles(ctx context.Context) (map[string][]byte, error) {
+	rows, err := t.q.QueryContext(ctx, "SELECT name, content FROM pki_ca_files")
+	if err != nil {
+		return nil, fmt.Errorf("read CA files: %w", err)
+	}
+	defer rows.Close()
+	files := map[string][]byte{}
+	for rows.Next() {
+		var (
+			name    string
+			content []byte
+		)
+		if err := rows.Scan(&name, &content); err != nil {
+			return nil, fmt.Errorf("read CA files: %w", err)
+		}
+		files[name] = content
+	}
+	return files, rows.Err()
+}
+
+func (s *Store) PutCAFiles(ctx context.Context, files map[string][]byte) error {
+	return s.withTx(ctx, func(t *txn) error { return t.PutCAFiles(ctx, files) })
+}
+
+func (s *Store) GetCAFiles(ctx context.Context) (map[string][]byte, error) {
+	return s.single().GetCAFiles(ctx)
 }

@@ -21,6 +21,8 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Revocations", testRevocations},
 		{"RevocationInTx", testRevocationInTx},
 		{"ConcurrentRevocations", testConcurrentRevocations},
+		{"CAFiles", testCAFiles},
+		{"ConcurrentCAFiles", testConcurrentCAFiles},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -166,4 +168,59 @@ func testConcurrentRevocations(t *testing.T, s store.Store) {
 	exactlyOnce(t, race(n, func(int) error {
 		return s.RevokeCert(ctx(t), &store.RevokedCert{FingerprintSHA256: fingerprint(1)})
 	}), store.ErrConflict)
+}
+
+// testCAFiles: the CA files are stored once, all of them or none.
+func testCAFiles(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if got, err := s.GetCAFiles(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("CA files of an empty store: %v, %v", got, err)
+	}
+	files := map[string][]byte{"ca.crt": []byte("-----BEGIN CERTIFICATE-----\n"), "ca.key.sealed": {0, 1, 2, 0xff}}
+	if err := s.PutCAFiles(ctx, files); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetCAFiles(ctx); err != nil || !reflect.DeepEqual(got, files) {
+		t.Fatalf("CA files: %v, %v; want %v", got, err, files)
+	}
+	// A second set, overlapping in one file, is refused whole.
+	other := map[string][]byte{"ca.crt": []byte("another"), "device-ca.crt": []byte("x")}
+	if err := s.PutCAFiles(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second set of CA files: %v, want ErrConflict", err)
+	}
+	if got, _ := s.GetCAFiles(ctx); !reflect.DeepEqual(got, files) {
+		t.Fatalf("after the refused set: %v", got)
+	}
+	for _, bad := range []map[string][]byte{nil, {"": []byte("x")}, {"a": nil}} {
+		if err := s.PutCAFiles(ctx, bad); err == nil {
+			t.Errorf("PutCAFiles(%v) accepted", bad)
+		}
+	}
+}
+
+// testConcurrentCAFiles: of nodes storing their CAs at once, one wins whole.
+func testConcurrentCAFiles(t *testing.T, s store.Store) {
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- s.PutCAFiles(t.Context(), map[string][]byte{"ca.crt": fmt.Appendf(nil, "ca %d", i), "ca.key.sealed": fmt.Appendf(nil, "key %d", i)})
+		}()
+	}
+	won := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetCAFiles(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won != 1 || len(got) != 2 || string(got["ca.crt"])[3:] != string(got["ca.key.sealed"])[4:] {
+		t.Fatalf("%d of %d won; stored %q", won, n, got)
+	}
 }
