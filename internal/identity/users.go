@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"fmt"
 	"net/mail"
 	"regexp"
 	"strings"
@@ -126,10 +127,66 @@ func (s *Service) ResetPassword(ctx context.Context, actor, id, pw string) (*sto
 	return out, err
 }
 
-// DeleteUser removes a user and every relationship it has.
+// RequestPasswordReset stores r, an e-mailed "forgot password" link of
+// r.UserID, and audits the request (the link itself is in no record).
+func (s *Service) RequestPasswordReset(ctx context.Context, actor string, r *store.PasswordReset) error {
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.CreatePasswordReset(ctx, r); err != nil {
+			return nil, err
+		}
+		return []change{{action: "user.password-reset-request", target: store.Ref{Kind: store.KindUser, ID: r.UserID}}}, nil
+	})
+}
+
+// RecoverPassword completes a reset the user asked for by e-mail: in one
+// transaction it uses the reset stored under resetHash (store.ErrNotFound
+// when it is unknown, used, expired at `at` or not userID's), gives the user
+// the password hash h (from HashPassword; the user chose it, so a one-time
+// password's obligation ends), and ends every session and every other
+// outstanding reset of the user: whoever took over the account with the old
+// password is signed out.
+func (s *Service) RecoverPassword(ctx context.Context, actor string, resetHash []byte, userID, h string, at time.Time) (*store.User, error) {
+	if !password.WellFormed(h) {
+		return nil, invalid("password", "must be set through HashPassword")
+	}
+	var out *store.User
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		r, err := tx.UsePasswordReset(ctx, resetHash, at)
+		if err != nil {
+			return nil, err
+		}
+		if r.UserID != userID {
+			return nil, fmt.Errorf("password reset of another user: %w", store.ErrNotFound)
+		}
+		u, err := tx.UpdateUser(ctx, userID, 0, func(u *store.User) error {
+			u.PasswordHash, u.MustChangePassword = h, false
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteUserSessions(ctx, userID); err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteUserPasswordResets(ctx, userID); err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: userID}
+		return []change{{action: "user.password-recover", target: ref}, {action: "session.terminate-all", target: ref}}, nil
+	})
+	return out, err
+}
+
+// DeleteUser removes a user, every relationship it has and its sessions.
 func (s *Service) DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error {
 	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
 		if err := tx.DeleteUser(ctx, id, ifRevision); err != nil {
+			return nil, err
+		}
+		// A deleted user's sessions are refused anyway (authn reads the
+		// user on every request); they go with it so nothing lingers.
+		if err := tx.DeleteUserSessions(ctx, id); err != nil {
 			return nil, err
 		}
 		return []change{{action: "user.delete", target: store.Ref{Kind: store.KindUser, ID: id}}}, nil
