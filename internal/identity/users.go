@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/mail"
 	"regexp"
@@ -124,6 +125,53 @@ func (s *Service) ResetPassword(ctx context.Context, actor, id, pw string) (*sto
 		ref := store.Ref{Kind: store.KindUser, ID: id}
 		return []change{{action: "user.password-reset", target: ref}, {action: "session.terminate-all", target: ref}}, nil
 	})
+	return out, err
+}
+
+// ErrEmailMoved: the user's primary e-mail address is no longer the one a
+// change of address started from.
+var ErrEmailMoved = errors.New("the primary e-mail address changed meanwhile")
+
+// ChangeEmail makes to the user's primary e-mail address, verified, in
+// place of from, which must still be the primary address (ErrEmailMoved
+// otherwise): the user followed the link sent to `to` for a change asked
+// while from was theirs. Changing to the address the user holds verified
+// already changes nothing. store.ErrEmailTaken when another user verified
+// `to` meanwhile.
+func (s *Service) ChangeEmail(ctx context.Context, actor, id, from, to string) (*store.User, error) {
+	var out *store.User
+	errSame := errors.New("unchanged")
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		u, err := tx.UpdateUser(ctx, id, 0, func(u *store.User) error {
+			switch primary := PrimaryEmail(u); {
+			case primary == to && u.EmailVerified:
+				return errSame
+			case primary != from:
+				return ErrEmailMoved
+			}
+			found := false
+			for i := range u.Emails {
+				if u.Emails[i].Value == from && (u.Emails[i].Primary || i == 0) {
+					u.Emails[i].Value, found = to, true
+					break
+				}
+			}
+			if !found {
+				u.Emails = append(u.Emails, store.MultiValue{Value: to, Primary: true})
+			}
+			u.EmailVerified = true
+			return normalizeUser(u)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: id}
+		return []change{{action: "user.update", target: ref}, {action: "user.email-change", target: ref}}, nil
+	})
+	if errors.Is(err, errSame) {
+		return s.store.GetUser(ctx, id)
+	}
 	return out, err
 }
 
