@@ -103,7 +103,7 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 		return nil, fmt.Errorf("creating user: %w", err)
 	}
 	h.log.Info("selfservice: user registered", "id", u.ID, "userName", u.UserName)
-	if h.mailer != nil {
+	if h.opts.EmailVerification {
 		// The user exists now: send even if the client has gone away.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
