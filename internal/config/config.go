@@ -307,7 +307,7 @@ func Default() Config {
 			SMTP:              SMTP{Port: 587},
 		},
 		SelfService: SelfService{PasswordResetLifetime: Duration(30 * time.Minute), MailsPerHour: 3},
-		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		Sessions:    Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
 		OAuth: OAuth{
 			SigningAlgorithm:     "ES256",
 			AccessTokenLifetime:  Duration(10 * time.Minute),
