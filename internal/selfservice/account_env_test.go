@@ -3,6 +3,7 @@ package selfservice
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"mime/quotedprintable"
@@ -48,10 +49,19 @@ type storeRevoker struct {
 
 func (r *storeRevoker) record(s string) { r.mu.Lock(); r.calls = append(r.calls, s); r.mu.Unlock() }
 
+// Unlink removes the owner relationship and revokes the user's grants for
+// the thing, as oauth.Server.Unlink does.
 func (r *storeRevoker) Unlink(ctx context.Context, actor, userID, thingID string) error {
 	r.record("unlink " + thingID)
-	return r.ids.RemoveRelationship(ctx, actor, store.Relationship{Kind: store.RelOwner,
-		From: store.Ref{Kind: store.KindUser, ID: userID}, To: store.Ref{Kind: store.KindThing, ID: thingID}})
+	if err := r.ids.RemoveRelationship(ctx, actor, store.Relationship{Kind: store.RelOwner,
+		From: store.Ref{Kind: store.KindUser, ID: userID}, To: store.Ref{Kind: store.KindThing, ID: thingID}}); err != nil {
+		return err
+	}
+	gs, err := r.st.ListGrants(ctx, store.GrantFilter{UserID: userID, ThingID: thingID})
+	for _, g := range gs {
+		err = errors.Join(err, r.st.RevokeGrant(ctx, g.ID, time.Now()))
+	}
+	return err
 }
 
 func (r *storeRevoker) RevokeUserGrant(ctx context.Context, _, _, grantID string) error {
