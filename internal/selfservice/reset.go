@@ -168,7 +168,7 @@ func greeting(u *store.User) string {
 // resetHash is the stored hash of a token as found in a link; a token that
 // cannot be one is errResetLink.
 func (h *Handler) resetHash(token string) ([]byte, error) {
-	tok, err := b64.DecodeString(token)
+	tok, err := decodeB64(token)
 	if err != nil || len(tok) != resetTokenBytes {
 		return nil, errResetLink
 	}

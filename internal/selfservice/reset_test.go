@@ -395,3 +395,28 @@ func TestSendPasswordReset(t *testing.T) {
 		t.Fatalf("audit %+v, want one request by the administrator", recs)
 	}
 }
+
+// FuzzLinkTokens: whatever arrives as a link's token, parsing it neither
+// panics nor accepts anything that was not made with the key: a reset token
+// is exactly 32 bytes of base64url, a signed token opens only with its MAC.
+func FuzzLinkTokens(f *testing.F) {
+	h := New(nil, Options{SigningKey: testKey})
+	good := h.sign(purposeEmail, emailClaims{UserID: "u", From: "a@example.org", To: "b@example.org", Expires: 1 << 40})
+	for _, s := range []string{"", ".", "..", good, good + "x", strings.Repeat("A", 43), "e30.", "e30." + strings.Repeat("A", 43)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		if hash, err := h.resetHash(tok); err == nil {
+			if raw, _ := b64.DecodeString(tok); len(raw) != resetTokenBytes || len(hash) != 32 {
+				t.Fatalf("reset token %q accepted", tok)
+			}
+		}
+		var c emailClaims
+		if err := h.open(purposeEmail, tok, &c); err == nil && tok != good {
+			t.Fatalf("token %q opened without being signed", tok)
+		}
+		if err := h.open(purposeVerify, tok, &c); err == nil {
+			t.Fatalf("token %q opened for another purpose", tok)
+		}
+	})
+}

@@ -71,8 +71,8 @@ func (h *Handler) sign(purpose string, claims any) string {
 // errTokenInvalid.
 func (h *Handler) open(purpose, tok string, claims any) error {
 	p, s, ok := strings.Cut(tok, ".")
-	payload, err1 := b64.DecodeString(p)
-	sig, err2 := b64.DecodeString(s)
+	payload, err1 := decodeB64(p)
+	sig, err2 := decodeB64(s)
 	if !ok || err1 != nil || err2 != nil || !hmac.Equal(sig, h.mac(purpose, payload)) {
 		return errTokenInvalid
 	}
@@ -80,4 +80,14 @@ func (h *Handler) open(purpose, tok string, claims any) error {
 		return errTokenInvalid
 	}
 	return nil
+}
+
+// decodeB64 decodes unpadded base64url in its one canonical spelling:
+// encoding/base64 skips CR and LF, and a token must have one form only.
+func decodeB64(s string) ([]byte, error) {
+	b, err := b64.DecodeString(s)
+	if err == nil && b64.EncodeToString(b) != s {
+		return nil, errTokenInvalid
+	}
+	return b, err
 }
