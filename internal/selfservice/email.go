@@ -50,16 +50,17 @@ func (h *Handler) requestEmailChange(u *store.User, to string) error {
 		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"email", "this is your confirmed address already"}}}
 	}
 	if !h.allowMail("user:"+u.ID, mailKey(to)) {
+		h.mailCount.WithLabelValues("address_change", "throttled").Inc()
 		return errTooManyMails
 	}
 	from := u.PrimaryEmail()
 	now := h.now()
 	tok := h.sign(purposeEmail, emailClaims{UserID: u.ID, From: from, To: to, Expires: now.Add(h.opts.VerificationTTL).Unix()})
 	link := h.baseURL + pathEmail + "/confirm?token=" + url.QueryEscape(tok)
-	h.background("address change", func(ctx context.Context) {
+	h.background("address_change", func(ctx context.Context) {
 		body := fmt.Sprintf("Hello %s,\n\nto make this the e-mail address of your account %q, open this link within %s:\n\n%s\n\nIf you did not ask for this, ignore this e-mail: nothing changes.\n",
 			greeting(u), u.UserName, formatTTL(h.opts.VerificationTTL), link)
-		if err := h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, "Confirm your new e-mail address", body, now)); err != nil {
+		if err := h.mail(ctx, "address_change", to, "Confirm your new e-mail address", body); err != nil {
 			h.log.Error("selfservice: mailing an address change link", "id", u.ID, "err", err)
 		}
 		if from == "" {
@@ -67,7 +68,7 @@ func (h *Handler) requestEmailChange(u *store.User, to string) error {
 		}
 		notice := fmt.Sprintf("Hello %s,\n\nsomeone signed in to your account %q asked to change its e-mail address from this one to %s. The change happens only when the link sent to the new address is opened.\n\nIf this was not you, change your password at once: %s\n",
 			greeting(u), u.UserName, to, h.baseURL+"/account/password")
-		if err := h.mailer.Send(ctx, from, composeMail(h.mailFrom(), from, "Your e-mail address is about to change", notice, now)); err != nil {
+		if err := h.mail(ctx, "address_change_notice", from, "Your e-mail address is about to change", notice); err != nil {
 			h.log.Error("selfservice: mailing an address change notice", "id", u.ID, "err", err)
 		}
 	})

@@ -130,7 +130,7 @@ func (h *Handler) sendVerification(ctx context.Context, u *store.User) error {
 	}
 	body := fmt.Sprintf("Hello %s,\n\nplease confirm the e-mail address of your new account %q by opening this link within %s:\n\n%s\n\nIf you did not create this account, ignore this e-mail.\n",
 		name, u.UserName, formatTTL(h.opts.VerificationTTL), link)
-	return h.mailer.Send(ctx, email, composeMail(h.mailFrom(), email, "Confirm your e-mail address", body, time.Now()))
+	return h.mail(ctx, "verification", email, "Confirm your e-mail address", body)
 }
 
 func (h *Handler) mailFrom() string {

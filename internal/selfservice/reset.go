@@ -45,11 +45,12 @@ var errResetLink = errors.New("the reset link is not valid")
 // background runs fn after the request has been answered, bounded by
 // maxSending: an answer that waits for nothing tells nothing by its timing.
 // When the bound is reached the e-mail is not sent (and logged).
-func (h *Handler) background(what string, fn func(ctx context.Context)) {
+func (h *Handler) background(what string, fn func(ctx context.Context)) { // what: a kind of mail
 	select {
 	case h.sending <- struct{}{}:
 	default:
 		h.log.Warn("selfservice: too many e-mails being sent; one was dropped", "what", what)
+		h.mailCount.WithLabelValues(what, "dropped").Inc()
 		return
 	}
 	h.pending.Add(1)
@@ -71,7 +72,7 @@ func mailKey(typed string) string {
 func (h *Handler) allowMail(keys ...string) bool {
 	now := h.now()
 	for _, k := range keys {
-		if ok, _ := h.mails.allow(k, now); !ok {
+		if ok, _ := h.mailBudget.allow(k, now); !ok {
 			return false
 		}
 	}
@@ -79,17 +80,18 @@ func (h *Handler) allowMail(keys ...string) bool {
 }
 
 // forgot is what a user asked for on the forgot-password page or API. It
-// returns at once; the rest happens in the background (recover).
+// returns at once; the rest happens in the background (mailReset).
 func (h *Handler) forgot(account string) {
-	h.background("password reset", func(ctx context.Context) { h.recover(ctx, account) })
+	h.background("password_reset", func(ctx context.Context) { h.mailReset(ctx, account) })
 }
 
-// recover finds the account named by what the user typed (a verified e-mail
+// mailReset finds the account named by what the user typed (a verified e-mail
 // address, or a user name) and mails it a reset link, within the e-mail
 // throttle of the typed name and of the account.
-func (h *Handler) recover(ctx context.Context, account string) {
+func (h *Handler) mailReset(ctx context.Context, account string) {
 	if !h.allowMail(mailKey(account)) {
 		h.log.Info("selfservice: password reset throttled for what was typed")
+		h.mailCount.WithLabelValues("password_reset", "throttled").Inc()
 		return
 	}
 	var u *store.User
@@ -111,6 +113,7 @@ func (h *Handler) recover(ctx context.Context, account string) {
 		return
 	case !h.allowMail("user:" + u.ID):
 		h.log.Info("selfservice: password reset throttled for the account", "id", u.ID)
+		h.mailCount.WithLabelValues("password_reset", "throttled").Inc()
 		return
 	}
 	if err := h.sendReset(ctx, "selfservice", u); err != nil && !errors.Is(err, ErrNoVerifiedEmail) {
@@ -151,7 +154,7 @@ func (h *Handler) sendReset(ctx context.Context, actor string, u *store.User) er
 	link := h.baseURL + pathReset + "?token=" + b64.EncodeToString(tok)
 	body := fmt.Sprintf("Hello %s,\n\nsomeone, probably you, asked to reset the password of your account %q. To choose a new password, open this link within %s:\n\n%s\n\nThe link works once. If you did not ask for it, ignore this e-mail: your password stays as it is.\n",
 		greeting(u), u.UserName, formatTTL(h.opts.ResetTTL), link)
-	if err := h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, "Reset your password", body, now)); err != nil {
+	if err := h.mail(ctx, "password_reset", to, "Reset your password", body); err != nil {
 		return fmt.Errorf("mailing the reset link: %w", err)
 	}
 	h.log.Info("selfservice: password reset link sent", "id", u.ID, "actor", actor)
@@ -222,10 +225,10 @@ func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) 
 	}
 	h.log.Info("selfservice: password reset", "id", u.ID)
 	if to := u.VerifiedEmail(); to != "" {
-		h.background("password changed notice", func(ctx context.Context) {
+		h.background("password_changed_notice", func(ctx context.Context) {
 			body := fmt.Sprintf("Hello %s,\n\nthe password of your account %q was just changed with a reset link, and every session of the account was ended.\n\nIf this was not you, ask for a reset link again at once:\n\n%s\n",
 				greeting(u), u.UserName, h.baseURL+pathForgot)
-			if err := h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, "Your password was changed", body, h.now())); err != nil {
+			if err := h.mail(ctx, "password_changed_notice", to, "Your password was changed", body); err != nil {
 				h.log.Error("selfservice: mailing the password change notice", "id", u.ID, "err", err)
 			}
 		})

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -419,4 +421,20 @@ func FuzzLinkTokens(f *testing.F) {
 			t.Fatalf("token %q opened for another purpose", tok)
 		}
 	})
+}
+
+// TestMailMetrics: e-mails are counted by kind and result.
+func TestMailMetrics(t *testing.T) {
+	e := newAccountEnv(t, func(o *Options) { o.MailsPerHour = 1 })
+	e.user(t, "alice", true)
+	e.forgot(t, "alice")
+	e.forgot(t, "alice")
+	e.mails(t, "")
+	for result, want := range map[string]float64{"sent": 1, "throttled": 1} {
+		var m dto.Metric
+		if err := e.h.mailCount.WithLabelValues("password_reset", result).Write(&m); err != nil || m.GetCounter().GetValue() != want {
+			got := m.GetCounter().GetValue()
+			t.Errorf("password_reset %s = %v, want %v", result, got, want)
+		}
+	}
 }

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
@@ -148,6 +150,8 @@ type Options struct {
 	OutboxDir string
 	// Now is the clock of links' expiry; nil: time.Now.
 	Now func() time.Time
+	// Metrics receives thingid_selfservice_mails_total; nil: not registered.
+	Metrics prometheus.Registerer
 }
 
 // Validate reports configuration that cannot work.
@@ -202,14 +206,16 @@ type Handler struct {
 	key      []byte
 	now      func() time.Time
 	throttle *throttle[netip.Prefix]
-	// mails throttles the e-mails asked for per account and per address
-	// or user name typed (mailKey).
-	mails   *throttle[string]
-	mailer  Mailer
-	kit     ui.Kit
-	pages   pages
-	csrf    *ui.CSRF
-	baseURL string
+	// mailBudget throttles the e-mails asked for per account and per
+	// address or user name typed (mailKey); mailCount counts e-mails by
+	// kind and result.
+	mailBudget *throttle[string]
+	mailCount  *prometheus.CounterVec
+	mailer     Mailer
+	kit        ui.Kit
+	pages      pages
+	csrf       *ui.CSRF
+	baseURL    string
 
 	// sending bounds the e-mails sent in the background; pending waits
 	// for them (tests).
@@ -256,8 +262,15 @@ func New(users Users, opts Options) *Handler {
 	// Cookies are Secure only over HTTPS.
 	h.csrf = ui.NewCSRF(h.key, strings.HasPrefix(h.baseURL, "https://"))
 	h.throttle = newThrottle[netip.Prefix](opts.RatePerMinute, opts.Burst, opts.TrackedClients)
-	h.mails = newThrottle[string](h.opts.MailsPerHour/60, int(math.Ceil(h.opts.MailsPerHour)), opts.TrackedClients)
+	h.mailBudget = newThrottle[string](h.opts.MailsPerHour/60, int(math.Ceil(h.opts.MailsPerHour)), opts.TrackedClients)
 	h.sending = make(chan struct{}, maxSending)
+	h.mailCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "thingid_selfservice_mails_total",
+		Help: "Self-service e-mails by kind (verification, password_reset, password_changed_notice, address_change, address_change_notice) and result (sent, failed, throttled, dropped).",
+	}, []string{"kind", "result"})
+	if opts.Metrics != nil {
+		opts.Metrics.MustRegister(h.mailCount)
+	}
 	switch {
 	case opts.SMTP.Host != "":
 		h.mailer = &smtpMailer{opts: opts.SMTP}
