@@ -42,10 +42,11 @@ var ErrNoVerifiedEmail = errors.New("the user has no verified e-mail address")
 // expired, damaged or another user's.
 var errResetLink = errors.New("the reset link is not valid")
 
-// background runs fn after the request has been answered, bounded by
-// maxSending: an answer that waits for nothing tells nothing by its timing.
-// When the bound is reached the e-mail is not sent (and logged).
-func (h *Handler) background(what string, fn func(ctx context.Context)) { // what: a kind of mail
+// background runs fn, which sends e-mails of the kind what (the metric's
+// label), after the request has been answered, bounded by maxSending: an
+// answer that waits for nothing tells nothing by its timing. When the bound
+// is reached the e-mail is not sent (logged and counted as dropped).
+func (h *Handler) background(what string, fn func(ctx context.Context)) {
 	select {
 	case h.sending <- struct{}{}:
 	default:
