@@ -37,6 +37,7 @@ type Config struct {
 	Admin        Admin        `json:"admin"`
 	Passwords    Passwords    `json:"passwords"`
 	Registration Registration `json:"registration"`
+	SelfService  SelfService  `json:"selfService"`
 	Sessions     Sessions     `json:"sessions"`
 	OAuth        OAuth        `json:"oauth"`
 	PKI          PKI          `json:"pki"`
@@ -341,6 +342,17 @@ type Registration struct {
 	OutboxDir string `json:"outboxDir"`
 }
 
+// SelfService configures what people do to their own accounts: password
+// recovery and e-mail address changes, whose e-mails go through
+// registration.smtp (or registration.outboxDir) like verification mails.
+type SelfService struct {
+	// PasswordResetLifetime is how long an e-mailed password reset link works.
+	PasswordResetLifetime Duration `json:"passwordResetLifetime"`
+	// MailsPerHour is how many reset and address change e-mails one account,
+	// or one user name or address asked for, is sent per hour at most.
+	MailsPerHour int `json:"mailsPerHour"`
+}
+
 // SMTP is the mail relay for verification mails.
 type SMTP struct {
 	Host     string `json:"host"`
@@ -365,7 +377,8 @@ func Default() Config {
 			AttemptsPerMinute: 10,
 			SMTP:              SMTP{Port: 587},
 		},
-		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		SelfService: SelfService{PasswordResetLifetime: Duration(30 * time.Minute), MailsPerHour: 3},
+		Sessions:    Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
 		OAuth: OAuth{
 			SigningAlgorithm:     "ES256",
 			AccessTokenLifetime:  Duration(10 * time.Minute),
@@ -655,6 +668,13 @@ func (c *Config) Validate() error {
 	}
 	if s := c.Registration.SMTP; s.Host != "" && (s.From == "" || s.Port < 1 || s.Port > 65535) {
 		return fmt.Errorf("registration.smtp: from and a port in 1..65535 are required with a host")
+	}
+	// OWASP Forgot Password Cheat Sheet: a reset link is short-lived.
+	if d := time.Duration(c.SelfService.PasswordResetLifetime); d < time.Minute || d > 24*time.Hour {
+		return fmt.Errorf("selfService.passwordResetLifetime: must be between 1m and 24h (default 30m)")
+	}
+	if c.SelfService.MailsPerHour < 1 {
+		return fmt.Errorf("selfService.mailsPerHour: must be at least 1")
 	}
 	if err := c.PKI.validate(c.Home); err != nil {
 		return err

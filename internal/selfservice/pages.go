@@ -20,12 +20,12 @@ type pages struct {
 
 func parsePages(kit ui.Kit) pages {
 	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
-	return pages{form: page("register.html"), done: page("done.html"), message: page("message.html")}
+	return pages{form: page("form.html"), done: page("done.html"), message: page("message.html")}
 }
 
 // messagePage is a page that only says something, with an optional link back.
 type messagePage struct {
-	Title, Text, Link string
+	Title, Text, Link, LinkText string
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, t *ui.Page, data any) {

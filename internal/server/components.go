@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
@@ -29,7 +32,7 @@ import (
 // AuthZEN, PKI, EST and the audit API (administrators and support staff) to
 // mux; it returns the UMA server, which the gateway's uma filter asks for
 // tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, reg prometheus.Registerer, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -42,25 +45,6 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	mux.Handle("/scim/v2/", admins.RequireScopes(scimHandler, denySCIM, authn.ScopeSCIMRead, authn.ScopeSCIMWrite))
 
 	r := cfg.Registration
-	ss := selfservice.Options{
-		Enabled:           r.Enabled,
-		Logger:            log.With("component", "selfservice"),
-		BaseURL:           cfg.HTTP.PublicURL,
-		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
-		RatePerMinute:     float64(r.AttemptsPerMinute),
-		Attempts:          p.Store, // every node of the database counts together
-		EmailVerification: r.EmailVerification,
-		SMTP: selfservice.SMTPOptions{
-			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
-		},
-		OutboxDir: r.OutboxDir,
-		Site:      p.site,
-	}
-	if err := ss.Validate(); err != nil {
-		return nil, err
-	}
-	selfservice.New(p.Identity, ss).Register(mux)
-
 	sessions, err := p.newSessions(admins, log)
 	if err != nil {
 		return nil, err
@@ -87,6 +71,27 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
+	ss := selfservice.Options{
+		Enabled:           r.Enabled,
+		Account:           &selfservice.Account{Sessions: sessions, Data: p.Store, Revoker: accountRevoker{srv, u}},
+		Logger:            log.With("component", "selfservice"),
+		BaseURL:           cfg.HTTP.PublicURL,
+		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
+		RatePerMinute:     float64(r.AttemptsPerMinute),
+		Attempts:          p.Store, // every node of the database counts together
+		EmailVerification: r.EmailVerification,
+		ResetTTL:          time.Duration(cfg.SelfService.PasswordResetLifetime),
+		MailsPerHour:      float64(cfg.SelfService.MailsPerHour),
+		SMTP: selfservice.SMTPOptions{
+			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
+		},
+		OutboxDir: r.OutboxDir,
+		Metrics:   reg,
+	}
+	if err := ss.Validate(); err != nil {
+		return nil, err
+	}
+	selfservice.New(p.Identity, ss).Register(mux)
 	hh.Register(mux, sessions, cfg.HTTP.PublicURL, p.derivedKey("thingid household csrf v1"))
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
@@ -105,6 +110,18 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	}
 	auditAPI.Register(mux)
 	return u, nil
+}
+
+// accountRevoker is what deleting an account revokes through
+// (selfservice.Revoker): the authorization server unlinks things and revokes
+// grants, UMA revokes shares with the RPTs resting on them.
+type accountRevoker struct {
+	*oauth.Server
+	shares *uma.Server
+}
+
+func (a accountRevoker) RevokeShare(ctx context.Context, actor, owner, id string) error {
+	return a.shares.RevokeShare(ctx, actor, owner, id)
 }
 
 // newHouseholds returns the households and their decision engine, which

@@ -40,6 +40,7 @@ func OAuth(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Replay", testReplay},
 		{"ConcurrentReplay", testConcurrentReplay},
 		{"PurgeExpired", testPurgeExpired},
+		{"PasswordResets", testPasswordResets},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
