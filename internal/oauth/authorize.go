@@ -485,6 +485,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 	}
 	switch r.PostForm.Get("decision") {
 	case "deny":
+		s.metrics.consent(flowAuthorize, false)
 		s.redirectError(w, r, req, ErrAccessDenied.WithDescription("the user denied the request"))
 	case "allow":
 		authTime, _, err := s.authTime(r, req.AuthAfter)
@@ -503,6 +504,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 			s.pageError(w, err)
 			return
 		}
+		s.metrics.consent(flowAuthorize, true)
 		s.finishAuthorize(w, r, req, c, u, authTime)
 	default:
 		s.authorizePage(w, ErrInvalidRequest.WithDescription("choose Allow or Deny"))

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
@@ -145,6 +147,10 @@ type Options struct {
 	DPoPNonces        bool
 	DPoPNonceRotation time.Duration
 
+	// Registerer registers the metrics (thingid_oauth_tokens_total,
+	// thingid_consent_decisions_total); nil: not registered.
+	Registerer prometheus.Registerer
+
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
 }
@@ -159,10 +165,11 @@ type Server struct {
 
 	secretKey, refreshKey, deviceKey, counterKey, nonceKey, thingSessionKey []byte
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
-	cache *readCache // nil when the store has no data version
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	cache   *readCache // nil when the store has no data version
+	metrics *metrics
 }
 
 // New checks opts and returns the server.
@@ -227,6 +234,7 @@ func New(opts Options) (*Server, error) {
 		nonceKey:        derive(opts.Key, "thingid oauth dpop nonce v1"),
 		thingSessionKey: derive(opts.Key, "thingid oauth thing session v1"),
 		cache:           newReadCache(opts.Store),
+		metrics:         newMetrics(opts.Registerer),
 	}
 	if s.now == nil {
 		s.now = time.Now
