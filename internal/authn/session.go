@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -71,8 +73,10 @@ type SessionOptions struct {
 	// SignedInPath is where a sign-in without return_to lands; default /account.
 	SignedInPath string
 	// Audit receives sign-in, sign-out and termination records; nil: none.
-	Audit  Auditor
-	Logger *slog.Logger // nil: slog.Default()
+	Audit Auditor
+	// Registerer registers thingid_signin_total; nil: not registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger // nil: slog.Default()
 }
 
 // Validate reports configuration that cannot work.
@@ -111,9 +115,10 @@ type Sessions struct {
 	cookieName          string
 	touchEvery          time.Duration
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	signins *prometheus.CounterVec
 }
 
 // NewSessions returns the sign-in component. admins authenticates the admin
@@ -152,6 +157,13 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid sign-in csrf v1"), s.secure)
 	s.pages = parsePages(s.kit)
+	s.signins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "thingid_signin_total",
+		Help: "Sign-in attempts with user name and password (page and API), by result.",
+	}, []string{"result"})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(s.signins)
+	}
 	return s
 }
 
