@@ -52,6 +52,7 @@ func TestSignInMetrics(t *testing.T) {
 	}
 	err := testutil.GatherAndCompare(reg, strings.NewReader(signinHelp+`
 thingid_signin_total{result="bad_credentials"} 5
+thingid_signin_total{result="error"} 0
 thingid_signin_total{result="locked"} 1
 thingid_signin_total{result="ok"} 1
 thingid_signin_total{result="password_change_required"} 1
@@ -77,6 +78,11 @@ func TestAttackSignInMetricsNoEnumeration(t *testing.T) {
 	}
 	err := testutil.GatherAndCompare(reg, strings.NewReader(signinHelp+`
 thingid_signin_total{result="bad_credentials"} 4
+thingid_signin_total{result="error"} 0
+thingid_signin_total{result="locked"} 0
+thingid_signin_total{result="ok"} 0
+thingid_signin_total{result="password_change_required"} 0
+thingid_signin_total{result="throttled"} 0
 `), "thingid_signin_total")
 	if err != nil {
 		t.Fatal(err)

@@ -161,6 +161,9 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 		Name: "thingid_signin_total",
 		Help: "Sign-in attempts with user name and password (page and API), by result.",
 	}, []string{"result"})
+	for _, r := range []string{resultOK, resultChangePassword, resultBadCredentials, resultLocked, resultThrottled, resultError} {
+		s.signins.WithLabelValues(r) // from zero, so that rate() sees the first
+	}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(s.signins)
 	}

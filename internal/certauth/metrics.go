@@ -22,6 +22,9 @@ func CertificateEvents(reg prometheus.Registerer) (*prometheus.CounterVec, error
 		Name: "thingid_certificates_total",
 		Help: "Device certificates the server issued, renewed and revoked, by event.",
 	}, []string{"event"})
+	for _, ev := range []string{CertIssued, CertRenewed, CertRevoked} {
+		c.WithLabelValues(ev) // from zero, so that rate() sees the first
+	}
 	if reg == nil {
 		return c, nil
 	}

@@ -60,6 +60,7 @@ func TestRevocationMetrics(t *testing.T) {
 # HELP thingid_certificates_total Device certificates the server issued, renewed and revoked, by event.
 # TYPE thingid_certificates_total counter
 thingid_certificates_total{event="issued"} 1
+thingid_certificates_total{event="renewed"} 0
 thingid_certificates_total{event="revoked"} 3
 `), "thingid_certificates_total")
 	if err != nil {

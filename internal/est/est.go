@@ -87,6 +87,11 @@ func New(opts Options) (*Server, error) {
 		Name: "thingid_est_enrollments_total",
 		Help: "EST enrollments by operation (simpleenroll, simplereenroll) and result (ok, refused, error).",
 	}, []string{"operation", "result"})
+	for _, op := range []string{opEnroll, opReenroll} {
+		for _, result := range []string{"ok", "refused", "error"} {
+			enrollments.WithLabelValues(op, result) // from zero, so that rate() sees the first
+		}
+	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(enrollments); err != nil {
 			return nil, fmt.Errorf("est: register metrics: %w", err)

@@ -55,6 +55,7 @@ thingid_certificates_total{event="revoked"} 1
 thingid_est_enrollments_total{operation="simpleenroll",result="error"} 1
 thingid_est_enrollments_total{operation="simpleenroll",result="ok"} 1
 thingid_est_enrollments_total{operation="simpleenroll",result="refused"} 1
+thingid_est_enrollments_total{operation="simplereenroll",result="error"} 0
 thingid_est_enrollments_total{operation="simplereenroll",result="ok"} 1
 thingid_est_enrollments_total{operation="simplereenroll",result="refused"} 1
 `), "thingid_certificates_total", "thingid_est_enrollments_total")

@@ -31,7 +31,9 @@ const (
 	flowDevice    = "device"
 )
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the series; those of grants (issued) and of decisions
+// start at zero, so that rate() sees the first one.
+func newMetrics(reg prometheus.Registerer, grants []string) *metrics {
 	m := &metrics{
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "thingid_oauth_tokens_total",
@@ -41,6 +43,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "thingid_consent_decisions_total",
 			Help: "Consent decisions people made, by flow (authorize, device) and decision (allow, deny).",
 		}, []string{"flow", "decision"}),
+	}
+	for _, gt := range grants {
+		m.tokens.WithLabelValues(gt, "issued")
+	}
+	for _, flow := range []string{flowAuthorize, flowDevice} {
+		m.consents.WithLabelValues(flow, "allow")
+		m.consents.WithLabelValues(flow, "deny")
 	}
 	if reg != nil {
 		reg.MustRegister(m.tokens, m.consents)

@@ -54,10 +54,14 @@ func TestTokenMetrics(t *testing.T) {
 	err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP thingid_oauth_tokens_total Token endpoint answers by grant type and result (issued, or the OAuth error code).
 # TYPE thingid_oauth_tokens_total counter
+thingid_oauth_tokens_total{grant="authorization_code",result="issued"} 0
 thingid_oauth_tokens_total{grant="client_credentials",result="invalid_client"} 1
 thingid_oauth_tokens_total{grant="client_credentials",result="invalid_scope"} 1
 thingid_oauth_tokens_total{grant="client_credentials",result="issued"} 2
+thingid_oauth_tokens_total{grant="refresh_token",result="issued"} 0
 thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:device_code",result="authorization_pending"} 1
+thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:device_code",result="issued"} 0
+thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:jwt-bearer",result="issued"} 0
 `), "thingid_oauth_tokens_total")
 	if err != nil {
 		t.Fatal(err)
@@ -92,9 +96,15 @@ func TestAttackTokenMetricsBounded(t *testing.T) {
 	err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP thingid_oauth_tokens_total Token endpoint answers by grant type and result (issued, or the OAuth error code).
 # TYPE thingid_oauth_tokens_total counter
+thingid_oauth_tokens_total{grant="authorization_code",result="issued"} 0
+thingid_oauth_tokens_total{grant="client_credentials",result="issued"} 0
 thingid_oauth_tokens_total{grant="other",result="invalid_request"} 1
 thingid_oauth_tokens_total{grant="other",result="unsupported_grant_type"} 4
+thingid_oauth_tokens_total{grant="refresh_token",result="issued"} 0
+thingid_oauth_tokens_total{grant="urn:example:odd",result="issued"} 0
 thingid_oauth_tokens_total{grant="urn:example:odd",result="other"} 1
+thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:device_code",result="issued"} 0
+thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:jwt-bearer",result="issued"} 0
 `), "thingid_oauth_tokens_total")
 	if err != nil {
 		t.Fatal(err)

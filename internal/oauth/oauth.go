@@ -234,7 +234,6 @@ func New(opts Options) (*Server, error) {
 		nonceKey:        derive(opts.Key, "thingid oauth dpop nonce v1"),
 		thingSessionKey: derive(opts.Key, "thingid oauth thing session v1"),
 		cache:           newReadCache(opts.Store),
-		metrics:         newMetrics(opts.Registerer),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -242,6 +241,7 @@ func New(opts Options) (*Server, error) {
 	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid oauth csrf v1"), u.Scheme == "https")
 	s.pages = parsePages(s.kit)
+	s.metrics = newMetrics(opts.Registerer, s.grantTypes())
 	return s, nil
 }
 

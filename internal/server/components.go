@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/authzen"
@@ -28,7 +30,7 @@ import (
 // AuthZEN, PKI, EST and the audit API (administrators and support staff) to
 // mux; it returns the UMA server, which the gateway's uma filter asks for
 // tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, reg prometheus.Registerer, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -58,7 +60,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	}
 	selfservice.New(p.Identity, ss).Register(mux)
 
-	sessions, err := p.newSessions(admins, log)
+	sessions, err := p.newSessions(admins, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +73,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
-	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, log)
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
 		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
-	p.mountEST(mux, admins, certs, log)
+	p.mountEST(mux, admins, certs, reg, log)
 	auditAPI, err := audit.NewAPI(audit.Options{
 		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
 		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
@@ -111,8 +113,9 @@ func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 		Bus: p.Bus, Logger: log.With("component", "household")})
 }
 
-// newSessions returns browser sessions; admins may be nil where no admin API is served.
-func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.Sessions, error) {
+// newSessions returns browser sessions; admins may be nil where no admin
+// API is served, reg where nothing is (the command line).
+func (p *Platform) newSessions(admins *authn.Admins, reg prometheus.Registerer, log *slog.Logger) (*authn.Sessions, error) {
 	cfg := p.Config
 	so := authn.SessionOptions{
 		Key:             p.derivedKey("thingid sessions v1"),
@@ -120,6 +123,7 @@ func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.S
 		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
 		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
 		Audit:           p.Store,
+		Registerer:      reg,
 		Logger:          log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {

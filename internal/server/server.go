@@ -143,12 +143,12 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer cleanupTokens()
-	certs, err := p.newCertAuth(ctx, log)
+	reg := newRegistry()
+	certs, err := p.newCertAuth(ctx, reg, log)
 	if err != nil {
 		return err
 	}
 	defer certs.Close()
-	reg := newRegistry()
 	// One accounting of connections for every listener: no client may take
 	// the descriptors the others, and the health checks, need.
 	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg})
