@@ -43,10 +43,10 @@ func (p *Platform) newEST(certs *certauth.Checker, reg prometheus.Registerer, lo
 		return nil, err
 	}
 	opts := est.Options{
-		CA:       ca,
-		Identity: p.Identity,
-		Audit:    p.Store,
-		TokenKey: p.derivedKey("thingid est enrollment token v1"),
+		CA:         ca,
+		Identity:   p.Identity,
+		Audit:      p.Store,
+		TokenKey:   p.derivedKey("thingid est enrollment token v1"),
 		Actor:      authn.Actor,
 		Registerer: reg,
 		Logger:     log.With("component", "est"),
