@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"slices"
 
@@ -37,6 +38,18 @@ func (s *Server) grantTypes() []string {
 // codedBody is an extension's error body; its wire error code is the
 // result thingid_oauth_tokens_total counts.
 type codedBody interface{ ErrorCode() string }
+
+// bodyCode is the error code of a successful token response (none) or of
+// an extension's refusal: what its body names, else "other".
+func bodyCode(status int, body any) string {
+	if status < http.StatusBadRequest {
+		return ""
+	}
+	if e, ok := body.(codedBody); ok {
+		return e.ErrorCode()
+	}
+	return "other"
+}
 
 // extension runs an extension grant with the token request's binding.
 func (s *Server) extension(ctx context.Context, x ExtensionGrant, c *store.Client, form url.Values) (int, any, error) {

@@ -73,14 +73,19 @@ thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:jwt-bearer",r
 // server's own; nobody grows /metrics with a series per request.
 func TestAttackTokenMetricsBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	const odd = "urn:example:odd"
+	const odd, plain = "urn:example:odd", "urn:example:plain"
 	e := newEnv(t, func(o *Options) {
 		o.Registerer = reg
-		o.Extensions = map[string]ExtensionGrant{odd: {Handle: func(context.Context, *store.Client, url.Values, *tokens.Confirmation) (int, any, error) {
-			return http.StatusBadRequest, wireError{"attacker-chosen-code"}, nil
-		}}}
+		o.Extensions = map[string]ExtensionGrant{
+			odd: {Handle: func(context.Context, *store.Client, url.Values, *tokens.Confirmation) (int, any, error) {
+				return http.StatusBadRequest, wireError{"attacker-chosen-code"}, nil
+			}},
+			plain: {Handle: func(context.Context, *store.Client, url.Values, *tokens.Confirmation) (int, any, error) {
+				return http.StatusForbidden, map[string]string{"error": "no"}, nil
+			}},
+		}
 	})
-	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials, odd}})
+	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials, odd, plain}})
 	for _, gt := range []string{"password", "x-attacker-1", "x-attacker-2", strings.Repeat("g", 500)} {
 		resp, body := e.tokenRequest(t, url.Values{"grant_type": {gt}}, basic(c.ID, secret)...)
 		if resp.StatusCode != http.StatusBadRequest || oauthError(t, body) != "unsupported_grant_type" {
@@ -93,6 +98,9 @@ func TestAttackTokenMetricsBounded(t *testing.T) {
 	if resp, body := e.tokenRequest(t, url.Values{"grant_type": {odd}}, basic(c.ID, secret)...); oauthError(t, body) != "attacker-chosen-code" {
 		t.Fatalf("extension: %d %s", resp.StatusCode, body)
 	}
+	if resp, body := e.tokenRequest(t, url.Values{"grant_type": {plain}}, basic(c.ID, secret)...); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("extension without a code: %d %s", resp.StatusCode, body)
+	}
 	err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP thingid_oauth_tokens_total Token endpoint answers by grant type and result (issued, or the OAuth error code).
 # TYPE thingid_oauth_tokens_total counter
@@ -103,6 +111,8 @@ thingid_oauth_tokens_total{grant="other",result="unsupported_grant_type"} 4
 thingid_oauth_tokens_total{grant="refresh_token",result="issued"} 0
 thingid_oauth_tokens_total{grant="urn:example:odd",result="issued"} 0
 thingid_oauth_tokens_total{grant="urn:example:odd",result="other"} 1
+thingid_oauth_tokens_total{grant="urn:example:plain",result="issued"} 0
+thingid_oauth_tokens_total{grant="urn:example:plain",result="other"} 1
 thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:device_code",result="issued"} 0
 thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:jwt-bearer",result="issued"} 0
 `), "thingid_oauth_tokens_total")

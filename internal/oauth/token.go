@@ -79,17 +79,13 @@ type tokenResponse struct {
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(s.cache.forRequest(r.Context()))
 	gt, status, body, err := s.token(w, r)
-	code := ""
 	if err != nil {
-		code = errorCode(err)
 		s.writeError(w, r, err)
-	} else {
-		if e, ok := body.(codedBody); ok && status >= 400 {
-			code = e.ErrorCode()
-		}
-		writeJSON(w, status, body)
+		s.metrics.token(s.grantLabel(gt), errorCode(err))
+		return
 	}
-	s.metrics.token(s.grantLabel(gt), code)
+	writeJSON(w, status, body)
+	s.metrics.token(s.grantLabel(gt), bodyCode(status, body))
 }
 
 // token answers a token request: the grant type asked for, and the status
