@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -73,8 +75,10 @@ type SessionOptions struct {
 	// Site is the pages' brand and languages (nil: the built-in ones).
 	Site *ui.Site
 	// Audit receives sign-in, sign-out and termination records; nil: none.
-	Audit  Auditor
-	Logger *slog.Logger // nil: slog.Default()
+	Audit Auditor
+	// Registerer registers thingid_signin_total; nil: not registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger // nil: slog.Default()
 }
 
 // Validate reports configuration that cannot work.
@@ -113,9 +117,10 @@ type Sessions struct {
 	cookieName          string
 	touchEvery          time.Duration
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	signins *prometheus.CounterVec
 }
 
 // NewSessions returns the sign-in component. admins authenticates the admin
@@ -154,6 +159,16 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid sign-in csrf v1"), s.secure)
 	s.pages = parsePages(s.kit)
+	s.signins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "thingid_signin_total",
+		Help: "Sign-in attempts with user name and password (page and API), by result.",
+	}, []string{"result"})
+	for _, r := range []string{resultOK, resultChangePassword, resultBadCredentials, resultLocked, resultThrottled, resultError} {
+		s.signins.WithLabelValues(r) // from zero, so that rate() sees the first
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(s.signins)
+	}
 	return s
 }
 

@@ -32,7 +32,22 @@ type attempt struct {
 	user  *store.User
 	err   error         // nil, errSignInFailed, errThrottled or a store failure
 	retry time.Duration // when not zero, Retry-After
+	// result labels the attempt in thingid_signin_total.
+	result string
 }
+
+// Results of thingid_signin_total. An unknown user, a wrong password, a
+// user without a password and a disabled user are all bad_credentials:
+// /metrics must not tell anyone what the sign-in page does not (that a
+// name exists, or that a guessed password of a disabled account was right).
+const (
+	resultOK             = "ok"
+	resultChangePassword = "password_change_required"
+	resultBadCredentials = "bad_credentials"
+	resultLocked         = "locked"    // the account waits after failures; the password was not checked
+	resultThrottled      = "throttled" // too many attempts from the client's network
+	resultError          = "error"     // the store failed
+)
 
 // authenticate checks a user name and password under the brute-force rules.
 // Unknown user and wrong password take the same steps, in the same order, at
@@ -42,21 +57,24 @@ func (s *Sessions) authenticate(ctx context.Context, r *http.Request, name, pw s
 	now := s.now()
 	wait, err := s.allowIP(ctx, r, now)
 	if err != nil {
-		return attempt{err: err}
+		return attempt{err: err, result: resultError}
 	}
 	if wait > 0 {
-		return attempt{err: errThrottled, retry: wait}
+		return attempt{err: errThrottled, retry: wait, result: resultThrottled}
 	}
 	acct := accountKey(name)
-	if wait, err := s.accountWait(ctx, acct, now); err != nil || wait > 0 {
+	switch wait, err := s.accountWait(ctx, acct, now); {
+	case err != nil:
+		return attempt{err: err, result: resultError}
+	case wait > 0:
 		// Refused without looking at the password, whether the account exists
 		// or not; the attempt does not count as a failure.
-		return attempt{err: cmp(err, errSignInFailed), retry: wait}
+		return attempt{err: errSignInFailed, retry: wait, result: resultLocked}
 	}
 
 	u, err := s.users.GetUserByName(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return attempt{err: fmt.Errorf("looking up the user: %w", err)}
+		return attempt{err: fmt.Errorf("looking up the user: %w", err), result: resultError}
 	}
 	ok := false
 	if u == nil || u.PasswordHash == "" {
@@ -79,31 +97,42 @@ func (s *Sessions) authenticate(ctx context.Context, r *http.Request, name, pw s
 		}
 		s.audit(ctx, "anonymous", "session.signin-failed", target, map[string]string{"ip": clientIP(r)})
 		if err != nil {
-			return attempt{err: fmt.Errorf("counting the failure: %w", err)}
+			return attempt{err: fmt.Errorf("counting the failure: %w", err), result: resultError}
 		}
-		return attempt{err: errSignInFailed, retry: retry}
+		return attempt{err: errSignInFailed, retry: retry, result: resultBadCredentials}
 	}
 	if err := s.succeeded(ctx, acct); err != nil {
-		return attempt{err: fmt.Errorf("resetting the failure count: %w", err)}
+		return attempt{err: fmt.Errorf("resetting the failure count: %w", err), result: resultError}
 	}
-	return attempt{user: u}
+	return attempt{user: u, result: resultOK}
 }
 
-// signIn authenticates and, on success, starts a new session.
+// signIn authenticates and, on success, starts a new session. The browser
+// form and the JSON API both sign in here, and every attempt is counted
+// in thingid_signin_total.
 func (s *Sessions) signIn(w http.ResponseWriter, r *http.Request, name, pw string) attempt {
 	a := s.authenticate(r.Context(), r, name, pw)
-	if a.err != nil {
-		return a
+	if a.err == nil {
+		a = s.startSession(w, r, a)
 	}
+	s.signins.WithLabelValues(a.result).Inc()
+	return a
+}
+
+// startSession starts the session of a successful attempt a.
+func (s *Sessions) startSession(w http.ResponseWriter, r *http.Request, a attempt) attempt {
 	sess, err := s.start(w, r, a.user)
 	if err != nil {
-		return attempt{err: err}
+		return attempt{err: err, result: resultError}
 	}
 	if a.user.Locale != "" {
 		s.opts.Site.SetLanguage(w, a.user.Locale) // the user's choice follows them to every browser
 	}
 	s.audit(r.Context(), "user:"+a.user.ID, "session.signin", store.Ref{Kind: store.KindUser, ID: a.user.ID},
 		map[string]string{"ip": sess.RemoteIP, "session": publicID(sess.Hash)})
+	if a.user.MustChangePassword {
+		a.result = resultChangePassword
+	}
 	return a
 }
 

@@ -333,9 +333,15 @@ func exchangeOf(r *http.Request) *exchange {
 	return x
 }
 
+// unmatched is the route of a request no route matched, in logs and in the
+// route label of metrics, as on the HTTPS listener (internal/server); no
+// route may be named so.
+const unmatched = "unmatched"
+
+// routeName names the request's route in logs and metrics.
 func (x *exchange) routeName() string {
 	if x.route == nil {
-		return ""
+		return unmatched
 	}
 	return x.route.name
 }

@@ -479,6 +479,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 	}
 	switch r.PostForm.Get("decision") {
 	case "deny":
+		s.metrics.consent(flowAuthorize, false)
 		s.redirectError(w, r, req, ErrAccessDenied.WithDescription("the user denied the request"))
 	case "allow":
 		authTime, _, err := s.authTime(r, req.AuthAfter)
@@ -497,6 +498,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 			s.pageError(w, r, err)
 			return
 		}
+		s.metrics.consent(flowAuthorize, true)
 		s.finishAuthorize(w, r, req, c, u, authTime)
 	default:
 		s.authorizePage(w, r, ErrInvalidRequest.WithDescription("choose Allow or Deny"))

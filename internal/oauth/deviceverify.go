@@ -231,6 +231,7 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 			return nil
 		})
 		if err == nil {
+			s.metrics.consent(flowDevice, false)
 			s.message(w, r, http.StatusOK, "Request denied", "The device gets no access. You can close this page.")
 			return
 		}
@@ -244,6 +245,7 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 		}
 		if err == nil {
 			if err = s.approve(ctx, u, d, v.Held && v.Allowed); err == nil {
+				s.metrics.consent(flowDevice, true)
 				s.message(w, r, http.StatusOK, "Device connected", "The device can now act for you. Return to your device.")
 				return
 			}

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
@@ -147,6 +149,10 @@ type Options struct {
 	DPoPNonces        bool
 	DPoPNonceRotation time.Duration
 
+	// Registerer registers the metrics (thingid_oauth_tokens_total,
+	// thingid_consent_decisions_total); nil: not registered.
+	Registerer prometheus.Registerer
+
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
 }
@@ -161,10 +167,11 @@ type Server struct {
 
 	secretKey, refreshKey, deviceKey, counterKey, nonceKey, thingSessionKey []byte
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
-	cache *readCache // nil when the store has no data version
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	cache   *readCache // nil when the store has no data version
+	metrics *metrics
 }
 
 // New checks opts and returns the server.
@@ -236,6 +243,7 @@ func New(opts Options) (*Server, error) {
 	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid oauth csrf v1"), u.Scheme == "https")
 	s.pages = parsePages(s.kit)
+	s.metrics = newMetrics(opts.Registerer, s.grantTypes())
 	return s, nil
 }
 

@@ -45,7 +45,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	mux.Handle("/scim/v2/", admins.RequireScopes(scimHandler, denySCIM, authn.ScopeSCIMRead, authn.ScopeSCIMWrite))
 
 	r := cfg.Registration
-	sessions, err := p.newSessions(admins, log)
+	sessions, err := p.newSessions(admins, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err != nil {
 		return nil, err
 	}
-	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, log)
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
 		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
-	p.mountEST(mux, admins, certs, log)
+	p.mountEST(mux, admins, certs, reg, log)
 	auditAPI, err := audit.NewAPI(audit.Options{
 		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
 		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
@@ -132,8 +132,9 @@ func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 		Bus: p.Bus, Grants: householdGrants{p}, Logger: log.With("component", "household"), Site: p.site})
 }
 
-// newSessions returns browser sessions; admins may be nil where no admin API is served.
-func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.Sessions, error) {
+// newSessions returns browser sessions; admins may be nil where no admin
+// API is served, reg where nothing is (the command line).
+func (p *Platform) newSessions(admins *authn.Admins, reg prometheus.Registerer, log *slog.Logger) (*authn.Sessions, error) {
 	cfg := p.Config
 	so := authn.SessionOptions{
 		Key:             p.derivedKey("thingid sessions v1"),
@@ -142,6 +143,7 @@ func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.S
 		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
 		Audit:           p.Store,
 		Site:            p.site,
+		Registerer:      reg,
 		Logger:          log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {

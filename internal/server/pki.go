@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/pki"
@@ -93,8 +95,9 @@ func (p *Platform) crlURL() string {
 	return cmp.Or(p.Config.PKI.CRLURL, p.Config.HTTP.PublicURL+certauth.PathCRL)
 }
 
-// newCertAuth returns the checker of client certificates.
-func (p *Platform) newCertAuth(ctx context.Context, log *slog.Logger) (*certauth.Checker, error) {
+// newCertAuth returns the checker of client certificates; reg (nil on the
+// command line) registers its metrics.
+func (p *Platform) newCertAuth(ctx context.Context, reg prometheus.Registerer, log *slog.Logger) (*certauth.Checker, error) {
 	_, dca, err := p.PKI()
 	if err != nil {
 		return nil, err
@@ -106,14 +109,15 @@ func (p *Platform) newCertAuth(ctx context.Context, log *slog.Logger) (*certauth
 		Bus:         p.Bus,
 		Log:         log.With("component", "certauth"),
 		CRLLifetime: time.Duration(p.Config.PKI.CRLLifetime),
+		Registerer:  reg,
 	})
 }
 
 // CertAuthAdmin returns the certificate checker for command-line
 // administration (manufacturer CAs, revocations) on the data directory; it
-// serves nothing. Close it when done.
+// serves nothing, and counts nothing in the server's metrics. Close it when done.
 func (p *Platform) CertAuthAdmin(ctx context.Context, log *slog.Logger) (*certauth.Checker, error) {
-	return p.newCertAuth(ctx, log)
+	return p.newCertAuth(ctx, nil, log)
 }
 
 // mountPKI adds the certificate administration API and the CRL to mux.

@@ -163,12 +163,12 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer cleanupTokens()
-	certs, err := p.newCertAuth(ctx, log)
+	reg := newRegistry()
+	certs, err := p.newCertAuth(ctx, reg, log)
 	if err != nil {
 		return err
 	}
 	defer certs.Close()
-	reg := newRegistry()
 	// One accounting of connections for every listener: no client may take
 	// the descriptors the others, and the health checks, need.
 	proxies, err := cfg.Connections.ProxyProtocol.TrustedPrefixes()
