@@ -87,6 +87,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		},
 		OutboxDir: r.OutboxDir,
 		Metrics:   reg,
+		Site:      p.site,
 	}
 	if err := ss.Validate(); err != nil {
 		return nil, err
