@@ -115,12 +115,14 @@ func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.Sessions, error) {
 	cfg := p.Config
 	so := authn.SessionOptions{
-		Key:             p.derivedKey("thingid sessions v1"),
-		BaseURL:         cfg.HTTP.PublicURL,
-		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
-		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
-		Audit:           p.Store,
-		Logger:          log.With("component", "authn"),
+		Key:                  p.derivedKey("thingid sessions v1"),
+		BaseURL:              cfg.HTTP.PublicURL,
+		IdleTimeout:          time.Duration(cfg.Sessions.IdleTimeout),
+		AbsoluteTimeout:      time.Duration(cfg.Sessions.AbsoluteTimeout),
+		StaffIdleTimeout:     time.Duration(cfg.Sessions.StaffIdleTimeout),
+		StaffAbsoluteTimeout: time.Duration(cfg.Sessions.StaffAbsoluteTimeout),
+		Audit:                p.Store,
+		Logger:               log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {
 		return nil, err
