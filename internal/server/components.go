@@ -11,6 +11,7 @@ import (
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/authzen"
+	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/landing"
@@ -28,7 +29,7 @@ import (
 // AuthZEN, PKI, EST and the audit API (administrators and support staff) to
 // mux; it returns the UMA server, which the gateway's uma filter asks for
 // tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, mqtt *broker.Broker, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -90,7 +91,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, log)
 	auditAPI, err := audit.NewAPI(audit.Options{
-		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
+		Store: p.Store, Key: p.derivedKey(auditCursorPurpose),
 		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
 		Actor:    authn.Actor,
 		ReadOnly: authn.ReadOnly,
@@ -100,8 +101,14 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	auditAPI.Register(mux)
+	if err := p.mountConsole(mux, sessions, admins, certs, srv, mqtt, log); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
+
+// auditCursorPurpose derives the key of the audit log's cursors.
+const auditCursorPurpose = "thingid audit cursor v1"
 
 // newHouseholds returns the households and their decision engine, which
 // every door shares (the AuthZEN API, the gateway's policy filter, the

@@ -1,0 +1,55 @@
+package console
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/thingid/thingid/internal/store"
+)
+
+type dashboardPage struct {
+	base
+	Things, Users, Paired int
+	PairedShare           string
+	Connections           int
+	BrokerOff             bool
+}
+
+// showDashboard is GET /admin: the platform's numbers.
+func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff) {
+	ctx := r.Context()
+	p := dashboardPage{base: c.base(w, r, s)}
+	var err error
+	// Limit 0: the store counts, it reads no rows.
+	if _, p.Things, err = c.opts.Identities.ListThings(ctx, store.Query{}); err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	if _, p.Users, err = c.opts.Identities.ListUsers(ctx, store.Query{}); err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	if _, p.Paired, err = c.opts.Identities.ListThings(ctx, store.Query{Filter: store.Present{Field: "owners"}}); err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	p.PairedShare = percent(p.Paired, p.Things)
+	if c.opts.Connections == nil {
+		p.BrokerOff = true
+	} else {
+		for _, cn := range c.opts.Connections.Connections() {
+			if cn.Connected {
+				p.Connections++
+			}
+		}
+	}
+	c.kit.Render(w, http.StatusOK, c.pages.dashboard, p)
+}
+
+// percent is part of whole as a whole percentage.
+func percent(part, whole int) string {
+	if whole == 0 {
+		return "–"
+	}
+	return strconv.Itoa(part*100/whole) + " %"
+}
