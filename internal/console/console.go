@@ -120,6 +120,7 @@ type Options struct {
 	Grants       Grants
 	Connections  Connections
 	Store        Store
+	History      *History // nil: a dashboard without charts
 	Logger       *slog.Logger
 	Now          func() time.Time // nil: time.Now
 }

@@ -13,6 +13,15 @@ type dashboardPage struct {
 	PairedShare           string
 	Connections           int
 	BrokerOff             bool
+	// Since the process started, from History (empty without).
+	Charts []Chart
+	Rates  []rate
+}
+
+// rate is one counter's sums over the last hour and day.
+type rate struct {
+	Title     string
+	Hour, Day float64
 }
 
 // showDashboard is GET /admin: the platform's numbers.
@@ -41,6 +50,18 @@ func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff)
 			if cn.Connected {
 				p.Connections++
 			}
+		}
+	}
+	if h := c.opts.History; h != nil {
+		now := c.opts.Now()
+		for _, s := range []struct{ name, title, label string }{
+			{SeriesTokens, "Access tokens issued", "tokens"},
+			{SeriesAuthFailures, "Authentication failures (sign-in, client authentication, MQTT login)", "failures"},
+		} {
+			day := h.PerMinute(s.name, now, historyMinutes)
+			p.Rates = append(p.Rates, rate{Title: s.title, Hour: sum(day[len(day)-60:]), Day: sum(day)})
+			p.Charts = append(p.Charts, chart(s.title+", per minute, the last hour", s.label, day[len(day)-60:]),
+				chart(s.title+", per hour, the last day", s.label, perHour(day)))
 		}
 	}
 	c.kit.Render(w, http.StatusOK, c.pages.dashboard, p)

@@ -3,6 +3,9 @@ package server
 import (
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
@@ -24,6 +27,7 @@ func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins
 		Certificates: certs,
 		Grants:       srv,
 		Store:        p.Store,
+		History:      p.history,
 		Logger:       log.With("component", "console"),
 	}
 	if mqtt != nil {
@@ -35,6 +39,49 @@ func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins
 	}
 	c.Register(mux)
 	return nil
+}
+
+// dashboardTotals reads, from the process's own metrics, the totals the
+// dashboard's history counts: access tokens issued (the token endpoint's
+// successful answers) and authentication failures (refused sign-ins and
+// client authentications, and MQTT logins).
+func dashboardTotals(g prometheus.Gatherer, log *slog.Logger) func() map[string]float64 {
+	signin := map[string]bool{"POST /signin": true, "POST /api/v1/signin": true, oauth.PathToken: true}
+	return func() map[string]float64 {
+		mfs, err := g.Gather()
+		if err != nil {
+			log.Warn("console: reading the metrics for the dashboard", "err", err)
+		}
+		var tokens, failures float64
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "thingid_http_requests_total":
+				for _, m := range mf.GetMetric() {
+					route, code := label(m, "route"), label(m, "code")
+					switch {
+					case route == oauth.PathToken && code == "200":
+						tokens += m.GetCounter().GetValue()
+					case signin[route] && code == "401":
+						failures += m.GetCounter().GetValue()
+					}
+				}
+			case "thingid_mqtt_auth_failures_total":
+				for _, m := range mf.GetMetric() {
+					failures += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return map[string]float64{console.SeriesTokens: tokens, console.SeriesAuthFailures: failures}
+	}
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // consoleCSRFPurpose derives the key of the console's CSRF tokens.

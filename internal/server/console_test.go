@@ -16,6 +16,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
@@ -470,5 +471,36 @@ func TestConsoleAuditLog(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the record is not exported: %v", rows)
+	}
+}
+
+// The dashboard counts from the store and the broker, and draws the
+// history of the process's own counters as inline SVG.
+func TestConsoleDashboard(t *testing.T) {
+	w := newConsoleWorld(t)
+	ada := w.client(t, "ada")
+	// The totals come from the metrics of the listener and the broker.
+	reg := newRegistry()
+	totals := dashboardTotals(reg, slog.New(slog.DiscardHandler))
+	m := newHTTPMetrics(reg)
+	m.requests.WithLabelValues("POST /api/v1/signin", "POST", "401").Add(2)
+	m.requests.WithLabelValues(oauth.PathToken, "POST", "200").Add(5)
+	m.requests.WithLabelValues(oauth.PathToken, "POST", "400").Add(7)
+	m.requests.WithLabelValues("GET /healthz", "GET", "200").Add(11)
+	got := totals()
+	if got[console.SeriesTokens] != 5 || got[console.SeriesAuthFailures] != 2 {
+		t.Fatalf("totals %v", got)
+	}
+	// What the sampler would observe a minute apart.
+	now := time.Now()
+	w.r.p.history.Observe(now, map[string]float64{console.SeriesTokens: 0, console.SeriesAuthFailures: 0})
+	w.r.p.history.Observe(now, map[string]float64{console.SeriesTokens: 3, console.SeriesAuthFailures: 1})
+
+	r := ada.get("/admin")
+	for _, want := range []string{"<th scope=\"row\">Things</th><td>2</td>", "<th scope=\"row\">Users</th><td>", "1 (50 %)",
+		`id="mqtt-now">0<`, "3 in the last hour, 3 in the last day", "1 in the last hour", "<svg role=\"img\"", "<rect "} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the dashboard lacks %q:\n%.4000s", want, r.body)
+		}
 	}
 }

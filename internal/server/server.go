@@ -21,6 +21,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
@@ -48,6 +49,9 @@ type Platform struct {
 	decisionClock func() time.Time
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
+	// history counts per minute what the console's dashboard draws; Serve
+	// makes it.
+	history *console.History
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -166,6 +170,8 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
+	p.history = console.NewHistory()
+	go p.history.Sample(ctx, time.Minute, dashboardTotals(reg, log))
 	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {
 		return err
