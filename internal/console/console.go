@@ -66,6 +66,7 @@ type Identities interface {
 	CreateUser(ctx context.Context, actor string, u *store.User, pw string) (*store.User, error)
 	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
 	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
+	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
 	GetGroup(ctx context.Context, id string) (*store.Group, error)
 }
 
@@ -121,6 +122,10 @@ type Options struct {
 	Connections  Connections
 	Store        Store
 	History      *History // nil: a dashboard without charts
+	Clients      Clients
+	Authorities  Authorities
+	TopicRules   []TopicRule // nil: the broker is off
+	Gateway      Gateway     // nil: the gateway is off
 	Logger       *slog.Logger
 	Now          func() time.Time // nil: time.Now
 }
@@ -139,8 +144,9 @@ func New(o Options) (*Console, error) {
 	if len(o.CSRFKey) < 32 || len(o.CursorKey) < 32 {
 		return nil, errors.New("console: the CSRF and cursor keys must have at least 32 bytes")
 	}
-	if o.Sessions == nil || o.Staff == nil || o.Identities == nil || o.Certificates == nil || o.Grants == nil || o.Store == nil {
-		return nil, errors.New("console: sessions, staff, identities, certificates, grants and store are required")
+	if o.Sessions == nil || o.Staff == nil || o.Identities == nil || o.Certificates == nil || o.Grants == nil || o.Store == nil ||
+		o.Clients == nil || o.Authorities == nil {
+		return nil, errors.New("console: sessions, staff, identities, certificates, grants, store, clients and authorities are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -159,7 +165,7 @@ func New(o Options) (*Console, error) {
 var templateFS embed.FS
 
 type pages struct {
-	message, confirm, dashboard, things, thing, users, user, audit *template.Template
+	message, confirm, dashboard, things, thing, users, user, audit, clients, platform *template.Template
 }
 
 func parsePages(kit ui.Kit) pages {
@@ -169,7 +175,7 @@ func parsePages(kit ui.Kit) pages {
 	}
 	return pages{message: page("message.html"), confirm: page("confirm.html"), dashboard: page("dashboard.html"),
 		things: page("things.html"), thing: page("thing.html"), users: page("users.html"), user: page("user.html"),
-		audit: page("audit.html")}
+		audit: page("audit.html"), clients: page("clients.html"), platform: page("platform.html")}
 }
 
 // staff is who is signed in to the console.
@@ -246,6 +252,11 @@ func (c *Console) Register(mux routes.Mux) {
 	mux.Handle("POST "+Path+"/users/{id}/grants/revoke", change("Revoke this grant", c.submitRevokeUserGrant))
 	mux.Handle("GET "+Path+"/audit", read(c.showAudit))
 	mux.Handle("GET "+Path+"/audit.csv", read(c.exportAudit))
+	mux.Handle("GET "+Path+"/clients", read(c.showClients))
+	mux.Handle("POST "+Path+"/clients", change("", c.submitCreateClient))
+	mux.Handle("POST "+Path+"/clients/{id}/secret", change("Rotate this client's secret", c.submitRotateSecret))
+	mux.Handle("POST "+Path+"/clients/{id}/delete", change("Delete this client and revoke its grants", c.submitDeleteClient))
+	mux.Handle("GET "+Path+"/platform", read(c.showPlatform))
 	mux.Handle("GET "+assetPrefix, c.kit.Assets())
 }
 
@@ -325,14 +336,15 @@ func done(w http.ResponseWriter, r *http.Request, path, notice string) {
 
 // notices are the fixed texts a redirect after a change may show.
 var notices = map[string]string{
-	"disabled":     "Disabled.",
-	"enabled":      "Enabled.",
-	"unlinked":     "Unlinked from its owner; the owner's grants for it are revoked.",
-	"revoked":      "Certificate revoked. Connections that used it are closed.",
-	"grant":        "Grant revoked. Its tokens stop working at once.",
-	"disconnected": "MQTT session ended.",
-	"created":      "User created.",
-	"sessions":     "Every session of this user ended.",
+	"disabled":      "Disabled.",
+	"enabled":       "Enabled.",
+	"unlinked":      "Unlinked from its owner; the owner's grants for it are revoked.",
+	"revoked":       "Certificate revoked. Connections that used it are closed.",
+	"grant":         "Grant revoked. Its tokens stop working at once.",
+	"disconnected":  "MQTT session ended.",
+	"created":       "User created.",
+	"sessions":      "Every session of this user ended.",
+	"clientDeleted": "Client deleted; its grants are revoked.",
 }
 
 // base is what every console page shows around its content.

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -10,8 +13,10 @@ import (
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/console"
+	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/routes"
+	"github.com/thingid/thingid/internal/store"
 )
 
 // mountConsole adds the admin console at /admin, on the services the APIs
@@ -28,10 +33,19 @@ func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins
 		Grants:       srv,
 		Store:        p.Store,
 		History:      p.history,
+		Clients:      consoleClients{srv},
+		Authorities:  certs,
 		Logger:       log.With("component", "console"),
 	}
 	if mqtt != nil {
 		o.Connections = brokerConnections{mqtt}
+		o.TopicRules = []console.TopicRule{}
+		for _, r := range p.Config.MQTT.Rules {
+			o.TopicRules = append(o.TopicRules, console.TopicRule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe})
+		}
+	}
+	if p.Config.Gateway.Enabled {
+		o.Gateway = gatewayRoutes{&p.gateway}
 	}
 	c, err := console.New(o)
 	if err != nil {
@@ -101,3 +115,53 @@ func (bc brokerConnections) Connections() []console.Connection {
 }
 
 func (bc brokerConnections) Disconnect(clientID string) bool { return bc.b.Disconnect(clientID) }
+
+// consoleClients is the authorization server's client registry as the
+// console calls it: its spec, and refusals naming the field.
+type consoleClients struct{ srv *oauth.Server }
+
+func (c consoleClients) ListClients(ctx context.Context, offset, limit int) ([]*store.Client, int, error) {
+	return c.srv.ListClients(ctx, offset, limit)
+}
+
+func (c consoleClients) CreateClient(ctx context.Context, actor string, spec console.ClientSpec) (*store.Client, string, error) {
+	cl, secret, err := c.srv.CreateClient(ctx, actor, oauth.ClientSpec{Name: spec.Name, Type: store.ClientType(spec.Type),
+		TokenEndpointAuthMethod: spec.AuthMethod, RedirectURIs: spec.RedirectURIs, GrantTypes: spec.GrantTypes, Scopes: spec.Scopes})
+	return cl, secret, fieldError(err)
+}
+
+func (c consoleClients) RotateSecret(ctx context.Context, actor, id string) (string, error) {
+	secret, err := c.srv.RotateSecret(ctx, actor, id)
+	return secret, fieldError(err)
+}
+
+func (c consoleClients) DeleteClient(ctx context.Context, actor, id string) error {
+	return c.srv.DeleteClient(ctx, actor, id)
+}
+
+// fieldError turns the authorization server's refusal of a client into the
+// console's.
+func fieldError(err error) error {
+	if ce, ok := errors.AsType[*oauth.ClientError](err); ok {
+		return &console.FieldError{Field: ce.Field, Reason: ce.Reason}
+	}
+	return err
+}
+
+// gatewayRoutes shows the routes of the gateway once it started.
+type gatewayRoutes struct {
+	g *atomic.Pointer[gateway.Gateway]
+}
+
+func (gr gatewayRoutes) Routes() ([]console.GatewayRoute, error) {
+	g := gr.g.Load()
+	if g == nil {
+		return nil, nil
+	}
+	routes, err := g.Routes()
+	out := make([]console.GatewayRoute, len(routes))
+	for i, r := range routes {
+		out[i] = console.GatewayRoute{Name: r.Name, Upstream: r.Upstream, Hosts: r.Hosts}
+	}
+	return out, err
+}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -129,6 +131,7 @@ func (w *consoleWorld) consolePosts(t *testing.T) []string {
 		}
 		path = strings.ReplaceAll(path, "/things/{id}", "/things/"+w.speaker.ID)
 		path = strings.ReplaceAll(path, "/users/{id}", "/users/"+w.nora.ID)
+		path = strings.ReplaceAll(path, "/clients/{id}", "/clients/"+w.grant.ClientID)
 		if strings.Contains(path, "{") {
 			t.Fatalf("console route %q has a path value the test does not fill in", rt.Pattern)
 		}
@@ -145,7 +148,7 @@ func (w *consoleWorld) consolePosts(t *testing.T) []string {
 func TestConsoleAccess(t *testing.T) {
 	w := newConsoleWorld(t)
 	pages := []string{"/admin", "/admin/things?serial=SN-0001", "/admin/things/" + w.speaker.ID, "/admin/users?q=o",
-		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/audit.csv"}
+		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/audit.csv", "/admin/clients", "/admin/platform"}
 
 	nora := w.client(t, "nora")
 	leaks := func(body string) bool {
@@ -246,7 +249,7 @@ var scriptTag = regexp.MustCompile(`(?i)<script|<img`)
 func TestConsoleEscapesStoredXSS(t *testing.T) {
 	w := newConsoleWorld(t)
 	ada := w.client(t, "ada")
-	for _, p := range []string{"/admin/things?model=Echo+3", "/admin/things/" + w.speaker.ID, "/admin/users?q=o",
+	for _, p := range []string{"/admin/things?model=Echo+3", "/admin/things/" + w.speaker.ID, "/admin/users?q=o", "/admin/clients",
 		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/things?owner=" + url.QueryEscape(xss)} {
 		r := ada.get(p)
 		if r.status != http.StatusOK || scriptTag.MatchString(r.body) {
@@ -502,5 +505,117 @@ func TestConsoleDashboard(t *testing.T) {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the dashboard lacks %q:\n%.4000s", want, r.body)
 		}
+	}
+}
+
+// An administrator creates a client (its secret shown once works at the
+// token endpoint), rotates the secret (the old one stops working), and
+// deletes the client; a bad client names its field.
+func TestConsoleClients(t *testing.T) {
+	w := newConsoleWorld(t)
+	ada := w.client(t, "ada")
+	csrf := ada.formToken("/admin/clients")
+	r := ada.post("/admin/clients", url.Values{"csrf": {csrf}, "name": {"Backend"}, "grantTypes": {"client_credentials"},
+		"redirectURIs": {"http://evil.example/cb"}})
+	if r.status != 400 || !strings.Contains(r.body, `id="create-error">redirect_uris`) || !strings.Contains(r.body, `value="Backend"`) {
+		t.Fatalf("a bad client: %d %.2000s", r.status, r.body)
+	}
+	r = ada.post("/admin/clients", url.Values{"csrf": {csrf}, "name": {"Backend"}, "grantTypes": {"client_credentials"}, "scopes": {"profile"}})
+	secretOf := regexp.MustCompile(`<span class="mono">([^<]+)</span>: copy the secret now[\s\S]*id="secret">([^<]+)<`)
+	m := secretOf.FindStringSubmatch(r.body)
+	if r.status != 200 || m == nil {
+		t.Fatalf("create: %d %.3000s", r.status, r.body)
+	}
+	id, secret := m[1], m[2]
+	token := func(secret string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", w.r.base+oauth.PathToken, strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secret)
+		resp, err := w.r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := token(secret); code != 200 {
+		t.Fatalf("the new client's token request: %d", code)
+	}
+	if again := ada.get("/admin/clients"); strings.Contains(again.body, secret) {
+		t.Fatal("the secret is shown again")
+	}
+	form := url.Values{"csrf": {csrf}}
+	if r := ada.post("/admin/clients/"+id+"/secret", form); r.status != 200 || !strings.Contains(r.body, `name="confirm"`) {
+		t.Fatalf("rotate without confirmation: %d", r.status)
+	}
+	form.Set("confirm", "yes")
+	r = ada.post("/admin/clients/"+id+"/secret", form)
+	m = secretOf.FindStringSubmatch(r.body)
+	if r.status != 200 || m == nil || m[2] == secret {
+		t.Fatalf("rotate: %d %.2000s", r.status, r.body)
+	}
+	if code := token(secret); code != 401 {
+		t.Errorf("the old secret after rotation: %d", code)
+	}
+	if code := token(m[2]); code != 200 {
+		t.Errorf("the rotated secret: %d", code)
+	}
+	if r := ada.post("/admin/clients/"+id+"/delete", form); r.status != 303 || r.location != "/admin/clients?done=clientDeleted" {
+		t.Fatalf("delete: %d %q", r.status, r.location)
+	}
+	if code := token(m[2]); code != 401 {
+		t.Errorf("a deleted client's token request: %d", code)
+	}
+	if r := ada.post("/admin/clients/nope/secret", form); r.status != 404 {
+		t.Errorf("rotating an unknown client: %d", r.status)
+	}
+	recs, _ := w.r.p.Store.ListAudit(context.Background(), store.AuditQuery{Target: &store.Ref{Kind: "client", ID: id}})
+	var actions []string
+	for _, rec := range recs {
+		actions = append(actions, rec.Action+" by "+rec.Actor)
+	}
+	for _, want := range []string{"client.create", "client.secret-rotate", "client.delete"} {
+		if !strings.Contains(strings.Join(actions, ","), want+" by admin:"+w.ada.ID) {
+			t.Errorf("no %s by ada: %v", want, actions)
+		}
+	}
+}
+
+// The platform page shows groups, manufacturer CAs, the broker's rules and
+// the gateway's routes, and why a broken routes file was refused.
+func TestConsolePlatform(t *testing.T) {
+	w := newConsoleWorld(t)
+	ada := w.client(t, "ada")
+	dir := w.r.p.Config.Gateway.Routes
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := "routes:\n- name: music\n  match: {pathPrefix: /music/}\n  upstream: {url: \"http://127.0.0.1:9\"}\n  public: true\n"
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := w.r.p.gateway.Load()
+	if g == nil {
+		t.Fatal("the gateway did not start")
+	}
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	r := ada.get("/admin/platform")
+	for _, want := range []string{"administrators", ">ada<", "support", ">sam<", "things/${thing.id}/#", "music", "http://127.0.0.1:9"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("the platform page lacks %q", want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("routes:\n- name: bad\n  match: {pathPrefix: /x/}\n  upstream: {url: \"ftp://nope\"}\n  colour: red\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(); err == nil {
+		t.Fatal("a broken routes file was accepted")
+	}
+	r = ada.get("/admin/platform")
+	if !strings.Contains(r.body, `id="routes-error"`) || !strings.Contains(r.body, "b.yaml") || !strings.Contains(r.body, "music") {
+		t.Errorf("the broken routes file: %.4000s", r.body)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/password"
@@ -52,6 +53,9 @@ type Platform struct {
 	// history counts per minute what the console's dashboard draws; Serve
 	// makes it.
 	history *console.History
+	// gateway is the identity gateway once Serve started it (the console
+	// shows its routes).
+	gateway atomic.Pointer[gateway.Gateway]
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
