@@ -132,3 +132,22 @@ func TestBrowserConsoleRevokesCertificate(t *testing.T) {
 	}
 	shots.Take(t, tab, "audit")
 }
+
+// TestBrowserConsoleAccessibility runs axe-core on every console page an
+// administrator sees: no serious or critical WCAG 2.1 A/AA violation.
+func TestBrowserConsoleAccessibility(t *testing.T) {
+	tab := browsertest.New(t)
+	axe := browsertest.Axe(t)
+	w := newConsoleWorld(t)
+	browserSignIn(t, tab, w.r.base, "/admin", "ada")
+	for _, page := range []string{"/admin", "/admin/things", "/admin/things?model=Echo+3", "/admin/things?mac=zz",
+		"/admin/things/" + w.speaker.ID, "/admin/users?q=o", "/admin/users/" + w.olive.ID, "/admin/audit",
+		"/admin/audit?since=yesterday", "/admin/clients", "/admin/platform"} {
+		must(t, "opening "+page, chromedp.Do(tab, chromedp.Navigate(w.r.base+page), chromedp.WaitVisible(chromedp.CSS("nav"))))
+		browsertest.CheckAccessibility(t, tab, axe, page)
+	}
+	// The confirmation page.
+	must(t, "asking to disable", chromedp.Do(tab, chromedp.Navigate(w.r.base+"/admin/things/"+w.speaker.ID),
+		chromedp.Click(chromedp.ID("toggle-status")), chromedp.WaitVisible(chromedp.ID("confirm"))))
+	browsertest.CheckAccessibility(t, tab, axe, "the confirmation page")
+}
