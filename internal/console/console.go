@@ -86,10 +86,11 @@ type Grants interface {
 	Unlink(ctx context.Context, actor, userID, thingID string) error
 }
 
-// Connection is one MQTT session of the broker.
+// Connection is one MQTT session of the broker; Thing is the id of the
+// thing it authenticated as, "" for others.
 type Connection struct {
-	ClientID, Identity, Thing, User, Listener, Remote string
-	Connected                                         bool
+	ClientID, Thing, Listener, Remote string
+	Connected                         bool
 }
 
 // Connections lists and ends MQTT sessions (the broker's admin functions).

@@ -108,8 +108,7 @@ func (bc brokerConnections) Connections() []console.Connection {
 	clients := bc.b.Clients()
 	out := make([]console.Connection, len(clients))
 	for i, c := range clients {
-		out[i] = console.Connection{ClientID: c.ClientID, Identity: c.Identity, Thing: c.Thing, User: c.User,
-			Listener: c.Listener, Remote: c.Remote, Connected: c.Connected}
+		out[i] = console.Connection{ClientID: c.ClientID, Thing: c.Thing, Listener: c.Listener, Remote: c.Remote, Connected: c.Connected}
 	}
 	return out
 }
