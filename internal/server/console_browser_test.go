@@ -43,34 +43,7 @@ func TestBrowserConsoleRevokesCertificate(t *testing.T) {
 	}, func(c *config.Config) { c.MQTT.CertificateLogin = true })
 	setAdmin(t, r, ada.ID, true)
 
-	_, dca, err := r.p.PKI()
-	must(t, "opening the device CA", err)
-	dc, err := dca.IssueDevice(speaker.ID, speaker.SerialNumber, 0)
-	must(t, "issuing the speaker's certificate", err)
-	_, err = r.p.Identity.AddCertificate(ctx, "test", speaker.ID, store.CertRefOf(dc.Leaf))
-	must(t, "recording the certificate", err)
-
-	// The speaker connects with its certificate alone.
-	_, addr, ok := strings.Cut(r.out.String(), "mqtts://")
-	if !ok {
-		t.Fatalf("no MQTT address printed: %q", r.out.String())
-	}
-	addr, _, _ = strings.Cut(addr, "\n")
-	ca, err := os.ReadFile(filepath.Join(r.p.Config.Home, "pki", "ca.crt"))
-	must(t, "reading the platform CA", err)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost",
-		Certificates: []tls.Certificate{{Certificate: dc.Chain, PrivateKey: dc.Key, Leaf: dc.Leaf}}})
-	must(t, "the speaker dialling the broker", err)
-	dropped := make(chan *paho.Disconnect, 1)
-	mqtt := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
-		OnServerDisconnect: func(d *paho.Disconnect) { dropped <- d }})
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if ack, err := mqtt.Connect(cctx, &paho.Connect{ClientID: speaker.ID, KeepAlive: 30, CleanStart: true}); err != nil || ack.ReasonCode != 0 {
-		t.Fatalf("the speaker connecting with its certificate: %+v %v", ack, err)
-	}
+	fingerprint, dropped := connectWithCertificate(t, r, speaker)
 
 	browserSignIn(t, tab, r.base, "/admin/things", "ada")
 	shots.Take(t, tab, "things")
@@ -127,10 +100,47 @@ func TestBrowserConsoleRevokesCertificate(t *testing.T) {
 		chromedp.Click(chromedp.ID("filter")),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-action="cert.revoke"]`))))
 	row, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS(`tr[data-action="cert.revoke"]`)))
-	if err != nil || !strings.Contains(row, "admin:"+ada.ID) || !strings.Contains(row, "thing:"+speaker.ID) || !strings.Contains(row, dc.FingerprintSHA256) {
+	if err != nil || !strings.Contains(row, "admin:"+ada.ID) || !strings.Contains(row, "thing:"+speaker.ID) || !strings.Contains(row, fingerprint) {
 		t.Errorf("the revocation in the audit log: %q %v", row, err)
 	}
 	shots.Take(t, tab, "audit")
+}
+
+// connectWithCertificate issues th a device certificate, records it on the
+// thing and connects th to the broker with it alone (r serves with
+// mqtt.certificateLogin); it returns the certificate's fingerprint and what
+// the broker says when it ends the connection.
+func connectWithCertificate(t *testing.T, r *running, th *store.Thing) (string, <-chan *paho.Disconnect) {
+	t.Helper()
+	ctx := context.Background()
+	_, dca, err := r.p.PKI()
+	must(t, "opening the device CA", err)
+	dc, err := dca.IssueDevice(th.ID, th.SerialNumber, 0)
+	must(t, "issuing the certificate", err)
+	_, err = r.p.Identity.AddCertificate(ctx, "test", th.ID, store.CertRefOf(dc.Leaf))
+	must(t, "recording the certificate", err)
+	_, addr, ok := strings.Cut(r.out.String(), "mqtts://")
+	if !ok {
+		t.Fatalf("no MQTT address printed: %q", r.out.String())
+	}
+	addr, _, _ = strings.Cut(addr, "\n")
+	ca, err := os.ReadFile(filepath.Join(r.p.Config.Home, "pki", "ca.crt"))
+	must(t, "reading the platform CA", err)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost",
+		Certificates: []tls.Certificate{{Certificate: dc.Chain, PrivateKey: dc.Key, Leaf: dc.Leaf}}})
+	must(t, "dialling the broker", err)
+	dropped := make(chan *paho.Disconnect, 1)
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
+		OnServerDisconnect: func(d *paho.Disconnect) { dropped <- d }})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if ack, err := c.Connect(cctx, &paho.Connect{ClientID: th.ID, KeepAlive: 30, CleanStart: true}); err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("connecting with the certificate: %+v %v", ack, err)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
+	return dc.FingerprintSHA256, dropped
 }
 
 // TestBrowserConsoleAccessibility runs axe-core on every console page an

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/store"
@@ -38,7 +39,7 @@ type consoleWorld struct {
 	fingerprint           string
 }
 
-func newConsoleWorld(t *testing.T) *consoleWorld {
+func newConsoleWorld(t *testing.T, tweak ...func(*config.Config)) *consoleWorld {
 	w := &consoleWorld{fingerprint: strings.Repeat("ab", 32)}
 	ctx := context.Background()
 	w.r = serveWith(t, func(p *Platform) {
@@ -89,7 +90,7 @@ func newConsoleWorld(t *testing.T) *consoleWorld {
 			Target: store.Ref{Kind: store.KindThing, ID: w.speaker.ID}, Detail: []byte(`{"note":"` + strings.ReplaceAll(xss, `"`, `\"`) + `"}`)}); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, tweak...)
 	setAdmin(t, w.r, w.ada.ID, true)
 	if _, err := w.r.p.Identity.CreateGroup(ctx, "test", &store.Group{DisplayName: authn.SupportGroup,
 		Members: []store.Ref{{Kind: store.KindUser, ID: w.sam.ID}}}); err != nil {
@@ -414,6 +415,17 @@ func TestConsoleUsers(t *testing.T) {
 	if r := ada.post(self, url.Values{"csrf": {ada.formToken(page)}, "confirm": {"yes"}}); r.status != 400 {
 		t.Errorf("disabling oneself: %d", r.status)
 	}
+	olive := "/admin/users/" + w.olive.ID
+	form := url.Values{"csrf": {ada.formToken(olive)}, "grant": {w.grant.ID}, "confirm": {"yes"}}
+	if r := ada.post(olive+"/grants/revoke", form); r.status != 303 || r.location != olive+"?done=grant" {
+		t.Fatalf("revoking olivia's grant: %d %q", r.status, r.location)
+	}
+	if g, _ := w.r.p.Store.GetGrant(context.Background(), w.grant.ID); g.RevokedAt.IsZero() {
+		t.Fatal("the grant is not revoked")
+	}
+	if r := ada.post("/admin/users/"+w.nora.ID+"/grants/revoke", form); r.status != 404 {
+		t.Errorf("revoking a grant through another user's page: %d", r.status)
+	}
 	if r := ada.get("/admin/users?status=maybe"); r.status != 400 || !strings.Contains(r.body, "status:") {
 		t.Errorf("a bad status: %d", r.status)
 	}
@@ -617,5 +629,34 @@ func TestConsolePlatform(t *testing.T) {
 	r = ada.get("/admin/platform")
 	if !strings.Contains(r.body, `id="routes-error"`) || !strings.Contains(r.body, "b.yaml") || !strings.Contains(r.body, "music") {
 		t.Errorf("the broken routes file: %.4000s", r.body)
+	}
+}
+
+// An administrator ends a thing's MQTT session from its page: the broker
+// closes the connection (MQTT 5: administrative action) and the console
+// records it.
+func TestConsoleDisconnect(t *testing.T) {
+	w := newConsoleWorld(t, func(c *config.Config) { c.MQTT.CertificateLogin = true })
+	_, dropped := connectWithCertificate(t, w.r, w.speaker)
+	ada := w.client(t, "ada")
+	page := "/admin/things/" + w.speaker.ID
+	if r := ada.get(page); !strings.Contains(r.body, `data-client="`+w.speaker.ID+`"`) {
+		t.Fatalf("the session is not on the page: %.4000s", r.body)
+	}
+	form := url.Values{"csrf": {ada.formToken(page)}, "client": {w.speaker.ID}, "confirm": {"yes"}}
+	if r := ada.post(page+"/disconnect", form); r.status != 303 || r.location != page+"?done=disconnected" {
+		t.Fatalf("disconnect: %d %q %.1000s", r.status, r.location, r.body)
+	}
+	select {
+	case d := <-dropped:
+		if d.ReasonCode != 0x98 {
+			t.Errorf("DISCONNECT reason %#x, want 0x98 (administrative action)", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still connected")
+	}
+	recs, err := w.r.p.Store.ListAudit(context.Background(), store.AuditQuery{Action: store.TextMatch{Value: "mqtt.disconnect"}})
+	if err != nil || len(recs) != 1 || recs[0].Actor != "admin:"+w.ada.ID || recs[0].Target.ID != w.speaker.ID {
+		t.Fatalf("audit: %+v %v", recs, err)
 	}
 }
