@@ -100,12 +100,13 @@ type Connections interface {
 }
 
 // Store is what the console reads directly (store.Store): grants, where a
-// thing is placed, the audit log (and the records of its own reads and
+// thing is placed, certificates expiring soon, the audit log (and the records of its own reads and
 // disconnects, which no service writes).
 type Store interface {
 	ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	GetClient(ctx context.Context, id string) (*store.Client, error)
 	GetPlacement(ctx context.Context, thingID string) (*store.Placement, error)
+	ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.ThingCertificate, int, error)
 	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error)
 	AppendAudit(ctx context.Context, recs ...store.AuditRecord) error
 }

@@ -3,6 +3,7 @@ package console
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -16,7 +17,23 @@ type dashboardPage struct {
 	// Since the process started, from History (empty without).
 	Charts []Chart
 	Rates  []rate
+	// Certificates recorded on things, not revoked, expiring within
+	// expiringWithin: the soonest, and how many.
+	Expiring      []expiringRow
+	ExpiringTotal int
+	ExpiringDays  int
 }
+
+type expiringRow struct {
+	Link, Thing, Fingerprint, NotAfter string
+}
+
+// expiringWithin is how soon a certificate's expiry counts as soon, and
+// expiringShown how many of them the dashboard lists.
+const (
+	expiringWithin = 30 * 24 * time.Hour
+	expiringShown  = 20
+)
 
 // rate is one counter's sums over the last hour and day.
 type rate struct {
@@ -43,6 +60,20 @@ func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff)
 		return
 	}
 	p.PairedShare = percent(p.Paired, p.Things)
+	now := c.opts.Now()
+	certs, total, err := c.opts.Store.ListExpiringCertificates(ctx, now.Add(expiringWithin), expiringShown)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	p.ExpiringTotal, p.ExpiringDays = total, int(expiringWithin/(24*time.Hour))
+	for _, ec := range certs {
+		row := expiringRow{Link: pathOf("things", ec.ThingID), Thing: ec.ThingID, Fingerprint: ec.FingerprintSHA256, NotAfter: formatTime(ec.NotAfter)}
+		if th, err := c.opts.Identities.GetThing(ctx, ec.ThingID); err == nil && th.DisplayName != "" {
+			row.Thing = th.DisplayName
+		}
+		p.Expiring = append(p.Expiring, row)
+	}
 	if c.opts.Connections == nil {
 		p.BrokerOff = true
 	} else {
@@ -53,7 +84,6 @@ func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff)
 		}
 	}
 	if h := c.opts.History; h != nil {
-		now := c.opts.Now()
 		for _, s := range []struct{ name, title, label string }{
 			{SeriesTokens, "Access tokens issued", "tokens"},
 			{SeriesAuthFailures, "Authentication failures (sign-in, client authentication, MQTT login)", "failures"},

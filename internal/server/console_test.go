@@ -513,7 +513,8 @@ func TestConsoleDashboard(t *testing.T) {
 
 	r := ada.get("/admin")
 	for _, want := range []string{"<th scope=\"row\">Things</th><td>2</td>", "<th scope=\"row\">Users</th><td>", "1 (50 %)",
-		`id="mqtt-now">0<`, "3 in the last hour, 3 in the last day", "1 in the last hour", "<svg role=\"img\"", "<rect "} {
+		`id="mqtt-now">0<`, "3 in the last hour, 3 in the last day", "1 in the last hour", "<svg role=\"img\"", "<rect ",
+		`id="expiring-summary">Recorded on things and not revoked: 1.`, w.fingerprint} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the dashboard lacks %q:\n%.4000s", want, r.body)
 		}
