@@ -270,7 +270,7 @@ func (r *docRun) browser(s docStep) {
 		if button == "" {
 			button = "allow"
 		}
-		pairInBrowser(t, browsertest.New(t), newScreenshots(t), dev.VerificationURI, s.opts["user"], s.opts["password"], dev.UserCode, "", button)
+		pairInBrowser(t, browsertest.New(t), browsertest.NewScreenshots(t), dev.VerificationURI, s.opts["user"], s.opts["password"], dev.UserCode, "", button)
 	default:
 		t.Fatalf("%s: unknown browser action %q", r.where(s), s.opts["browser"])
 	}

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -305,13 +306,22 @@ func (s *Sessions) deleteAllForAdmin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.st.DeleteUserSessions(r.Context(), id); err != nil {
+	if err := s.EndUserSessions(r.Context(), Actor(r), id); err != nil {
 		s.log.Error("authn: ending a user's sessions", "err", err)
 		writeProblem(w, http.StatusInternalServerError, "the sessions could not be ended because of a problem on our side; try again later")
 		return
 	}
-	s.audit(r.Context(), Actor(r), "session.terminate-all", userRef(id), nil)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// EndUserSessions signs the user out everywhere for actor (an administrator)
+// and audits it as session.terminate-all.
+func (s *Sessions) EndUserSessions(ctx context.Context, actor, userID string) error {
+	if err := s.st.DeleteUserSessions(ctx, userID); err != nil {
+		return err
+	}
+	s.audit(ctx, actor, "session.terminate-all", userRef(userID), nil)
+	return nil
 }
 
 // deleteOneForAdmin is DELETE /api/v1/admin/users/{userId}/sessions/{id}.

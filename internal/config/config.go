@@ -170,6 +170,10 @@ type Sessions struct {
 	IdleTimeout Duration `json:"idleTimeout"`
 	// AbsoluteTimeout ends every session so long after sign-in.
 	AbsoluteTimeout Duration `json:"absoluteTimeout"`
+	// StaffIdleTimeout and StaffAbsoluteTimeout are the shorter timeouts of
+	// administrators' and support staff's sessions (the admin console).
+	StaffIdleTimeout     Duration `json:"staffIdleTimeout"`
+	StaffAbsoluteTimeout Duration `json:"staffAbsoluteTimeout"`
 }
 
 // Log configures structured logging.
@@ -378,7 +382,8 @@ func Default() Config {
 			SMTP:              SMTP{Port: 587},
 		},
 		SelfService: SelfService{PasswordResetLifetime: Duration(30 * time.Minute), MailsPerHour: 3},
-		Sessions:    Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour),
+			StaffIdleTimeout: Duration(10 * time.Minute), StaffAbsoluteTimeout: Duration(4 * time.Hour)},
 		OAuth: OAuth{
 			SigningAlgorithm:     "ES256",
 			AccessTokenLifetime:  Duration(10 * time.Minute),
@@ -621,6 +626,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.AbsoluteTimeout < c.Sessions.IdleTimeout {
 		return fmt.Errorf("sessions.idleTimeout and sessions.absoluteTimeout: both positive, absolute at least idle")
+	}
+	if c.Sessions.StaffIdleTimeout <= 0 || c.Sessions.StaffIdleTimeout > c.Sessions.IdleTimeout {
+		return fmt.Errorf("sessions.staffIdleTimeout %s: want positive and at most sessions.idleTimeout (%s)",
+			time.Duration(c.Sessions.StaffIdleTimeout), time.Duration(c.Sessions.IdleTimeout))
+	}
+	if c.Sessions.StaffAbsoluteTimeout < c.Sessions.StaffIdleTimeout || c.Sessions.StaffAbsoluteTimeout > c.Sessions.AbsoluteTimeout {
+		return fmt.Errorf("sessions.staffAbsoluteTimeout %s: want at least sessions.staffIdleTimeout and at most sessions.absoluteTimeout (%s)",
+			time.Duration(c.Sessions.StaffAbsoluteTimeout), time.Duration(c.Sessions.AbsoluteTimeout))
 	}
 	switch c.OAuth.SigningAlgorithm {
 	case "ES256", "EdDSA", "RS256":

@@ -24,7 +24,7 @@ func (e *env) webClient(t testing.TB) *store.Client {
 
 func (e *env) oauthConfig(c *store.Client, scopes ...string) *oauth2.Config {
 	return &oauth2.Config{ClientID: c.ID, RedirectURL: webRedirect, Scopes: scopes,
-		Endpoint: oauth2.Endpoint{AuthURL: e.srv.URL + pathAuthorize, TokenURL: e.srv.URL + pathToken, AuthStyle: oauth2.AuthStyleInParams}}
+		Endpoint: oauth2.Endpoint{AuthURL: e.srv.URL + pathAuthorize, TokenURL: e.srv.URL + PathToken, AuthStyle: oauth2.AuthStyleInParams}}
 }
 
 // follow GETs u with the browser and returns the response.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,7 +26,8 @@ const (
 // errNoGrant: the grant does not exist, is revoked already, or is not the
 // user's. The three answer alike (404) so that grant IDs of other users
 // cannot be probed.
-var errNoGrant = errors.New("no such active grant of this user")
+// It is a store.ErrNotFound too, for callers outside this package.
+var errNoGrant = fmt.Errorf("no such active grant of this user: %w", store.ErrNotFound)
 
 // grantView is a grant as the JSON API and the page show it.
 type grantView struct {

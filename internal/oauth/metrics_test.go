@@ -28,7 +28,7 @@ func metricsEnv(t *testing.T) (*env, *prometheus.Registry) {
 func TestTokenMetrics(t *testing.T) {
 	e, reg := metricsEnv(t)
 	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
-	cfg := clientcredentials.Config{ClientID: c.ID, ClientSecret: secret, TokenURL: e.srv.URL + pathToken}
+	cfg := clientcredentials.Config{ClientID: c.ID, ClientSecret: secret, TokenURL: e.srv.URL + PathToken}
 	for range 2 {
 		if _, err := cfg.Token(e.ctx()); err != nil {
 			t.Fatalf("token: %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,7 +17,8 @@ import (
 
 // errNotLinked: the thing is not linked to the user (never was, or was
 // unlinked already); unlinking twice is a 404, not a silent success.
-var errNotLinked = errors.New("thing is not linked to this user")
+// It is a store.ErrNotFound too, for callers outside this package.
+var errNotLinked = fmt.Errorf("thing is not linked to this user: %w", store.ErrNotFound)
 
 // deviceView is a linked thing as the JSON API and the page show it.
 type deviceView struct {

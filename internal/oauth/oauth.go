@@ -43,7 +43,7 @@ const (
 
 // Paths of the endpoints, relative to the issuer.
 const (
-	pathToken     = "/oauth2/token"
+	PathToken     = "/oauth2/token"
 	pathDeviceReq = "/oauth2/device_authorization"
 	pathRevoke    = "/oauth2/revoke"
 	pathJWKS      = "/oauth2/jwks"
@@ -253,7 +253,7 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.Handle("GET /.well-known/oauth-authorization-server", meta)
 	mux.Handle("GET /.well-known/openid-configuration", meta)
 	mux.Handle(pathJWKS, s.opts.Keys.JWKS())
-	mux.HandleFunc(pathToken, s.serveToken)
+	mux.HandleFunc(PathToken, s.serveToken)
 	mux.HandleFunc(pathDeviceReq, s.serveDeviceAuthorization)
 	mux.HandleFunc(pathRevoke, s.serveRevoke)
 	mux.HandleFunc(pathIntrospect, s.serveIntrospect)

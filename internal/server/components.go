@@ -14,6 +14,7 @@ import (
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/authzen"
+	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/landing"
@@ -32,7 +33,7 @@ import (
 // AuthZEN, PKI, EST and the audit API (administrators and support staff) to
 // mux; it returns the UMA server, which the gateway's uma filter asks for
 // tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, reg prometheus.Registerer, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, mqtt *broker.Broker, reg prometheus.Registerer, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -100,7 +101,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	p.mountPKI(mux, admins, certs, log)
 	p.mountEST(mux, admins, certs, reg, log)
 	auditAPI, err := audit.NewAPI(audit.Options{
-		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
+		Store: p.Store, Key: p.derivedKey(auditCursorPurpose),
 		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
 		Actor:    authn.Actor,
 		ReadOnly: authn.ReadOnly,
@@ -110,6 +111,9 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	auditAPI.Register(mux)
+	if err := p.mountConsole(mux, sessions, admins, certs, srv, mqtt, log); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
 
@@ -125,6 +129,9 @@ func (a accountRevoker) RevokeShare(ctx context.Context, actor, owner, id string
 	return a.shares.RevokeShare(ctx, actor, owner, id)
 }
 
+// auditCursorPurpose derives the key of the audit log's cursors.
+const auditCursorPurpose = "thingid audit cursor v1"
+
 // newHouseholds returns the households and their decision engine, which
 // every door shares (the AuthZEN API, the gateway's policy filter, the
 // broker).
@@ -138,14 +145,16 @@ func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 func (p *Platform) newSessions(admins *authn.Admins, reg prometheus.Registerer, log *slog.Logger) (*authn.Sessions, error) {
 	cfg := p.Config
 	so := authn.SessionOptions{
-		Key:             p.derivedKey("thingid sessions v1"),
-		BaseURL:         cfg.HTTP.PublicURL,
-		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
-		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
-		Audit:           p.Store,
-		Site:            p.site,
-		Registerer:      reg,
-		Logger:          log.With("component", "authn"),
+		Key:                  p.derivedKey("thingid sessions v1"),
+		BaseURL:              cfg.HTTP.PublicURL,
+		IdleTimeout:          time.Duration(cfg.Sessions.IdleTimeout),
+		AbsoluteTimeout:      time.Duration(cfg.Sessions.AbsoluteTimeout),
+		StaffIdleTimeout:     time.Duration(cfg.Sessions.StaffIdleTimeout),
+		StaffAbsoluteTimeout: time.Duration(cfg.Sessions.StaffAbsoluteTimeout),
+		Audit:                p.Store,
+		Site:                 p.site,
+		Registerer:           reg,
+		Logger:               log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {
 		return nil, err

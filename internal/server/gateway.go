@@ -111,6 +111,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 			log.Error("gateway listener stopped", "err", err)
 		}
 	}()
+	p.gateway.Store(g)
 	log.Info("gateway serving", "address", ln.Addr().String(), "publicURL", c.PublicURL, "routes", c.Routes)
 	fmt.Fprintf(out, "thingid gateway is serving on https://%s (public URL %s, routes in %s)\n", ln.Addr(), c.PublicURL, c.Routes)
 	return func() {

@@ -58,7 +58,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	u, err := p.mountComponents(mux, admins, tk, certs, hh, reg, log)
+	u, err := p.mountComponents(mux, admins, tk, certs, hh, mqtt, reg, log)
 	if err != nil {
 		return nil, nil, err
 	}

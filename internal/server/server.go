@@ -22,7 +22,9 @@ import (
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/oauth"
@@ -63,6 +65,12 @@ type Platform struct {
 	table atomic.Pointer[routes.Table]
 	// draining: the node was told to stop; /readyz answers 503.
 	draining atomic.Bool
+	// history counts per minute what the console's dashboard draws; Serve
+	// makes it.
+	history *console.History
+	// gateway is the identity gateway once Serve started it (the console
+	// shows its routes).
+	gateway atomic.Pointer[gateway.Gateway]
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -191,6 +199,8 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
+	p.history = console.NewHistory()
+	go p.history.Sample(ctx, time.Minute, dashboardTotals(reg, log))
 	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {
 		return err

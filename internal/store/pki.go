@@ -78,4 +78,15 @@ type PKI interface {
 	PutCAFiles(ctx context.Context, files map[string][]byte) error
 	// GetCAFiles returns the files PutCAFiles stored; empty when none were.
 	GetCAFiles(ctx context.Context) (map[string][]byte, error)
+	// ListExpiringCertificates returns up to limit certificates recorded on
+	// things (Thing.Certificates, with a NotAfter) that are not revoked and
+	// expire before before, soonest first, and how many there are.
+	ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]ThingCertificate, int, error)
+}
+
+// ThingCertificate is a certificate recorded on a thing.
+type ThingCertificate struct {
+	ThingID           string
+	FingerprintSHA256 string
+	NotAfter          time.Time
 }

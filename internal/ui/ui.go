@@ -74,28 +74,37 @@ type Page struct {
 	operator map[string]*template.Template // nil: no override
 }
 
-// Page parses a page template from fsys into a copy of the base layout. The
+// Page parses a page template from fsys (with the partials it uses) into a
+// copy of the base layout. The
 // page defines "title" and "content"; it may call {{asset "style.css"}} to
 // link a file of Assets, {{t "English text" args...}} for text in the
 // reader's language, and {{brand}} for the site's Brand. It panics on a
 // broken built-in template (templates are embedded, so that is a programming
 // error caught by any test that renders the page); a broken override was
 // refused by NewSite, and is reported by Site.Err if it fails here.
-func (k Kit) Page(fsys fs.FS, file string) *Page {
+func (k Kit) Page(fsys fs.FS, file string, partials ...string) *Page {
 	s := k.site()
-	p := &Page{name: k.component() + "/" + path.Base(file), builtIn: map[string]*template.Template{}}
-	over := s.overrides != nil && exists(s.overrides, p.name)
-	overLayout := s.overrides != nil && exists(s.overrides, "layout.html")
-	if over || overLayout {
-		p.operator = map[string]*template.Template{}
+	p := &Page{name: k.override(file), builtIn: map[string]*template.Template{}}
+	files := append([]string{file}, partials...)
+	// The operator's version of each file, where the directory has one.
+	var over []string
+	if s.overrides != nil {
+		for _, f := range files {
+			if exists(s.overrides, k.override(f)) {
+				over = append(over, k.override(f))
+			}
+		}
+		if len(over) > 0 || exists(s.overrides, "layout.html") {
+			p.operator = map[string]*template.Template{}
+		}
 	}
 	for _, lang := range s.Languages() {
 		layout := template.Must(template.New("layout").Funcs(s.funcs(k.AssetPrefix, lang)).ParseFS(layoutFS, "templates/layout.html"))
-		p.builtIn[lang] = template.Must(template.Must(layout.Clone()).ParseFS(fsys, file))
+		p.builtIn[lang] = template.Must(template.Must(layout.Clone()).ParseFS(fsys, files...))
 		if p.operator == nil {
 			continue
 		}
-		t, err := k.operatorPage(layout, fsys, file, p.name, over, overLayout)
+		t, err := k.operatorPage(layout, fsys, files)
 		if err != nil {
 			s.mu.Lock()
 			s.errs = append(s.errs, err)
@@ -105,34 +114,39 @@ func (k Kit) Page(fsys fs.FS, file string) *Page {
 		}
 		p.operator[lang] = t
 	}
-	if over {
-		s.mu.Lock()
-		s.used[p.name] = true
-		s.mu.Unlock()
+	s.mu.Lock()
+	for _, name := range over {
+		s.used[name] = true
 	}
+	s.mu.Unlock()
 	return p
 }
 
-// operatorPage parses the operator's layout or page (or both) in place of
-// the built-in ones.
-func (k Kit) operatorPage(layout *template.Template, fsys fs.FS, file, name string, over, overLayout bool) (*template.Template, error) {
+// override is the name of file's replacement in the operator's directory.
+func (k Kit) override(file string) string { return k.component() + "/" + path.Base(file) }
+
+// operatorPage parses the page with the operator's layout and files in place
+// of the built-in ones where the directory has them.
+func (k Kit) operatorPage(layout *template.Template, fsys fs.FS, files []string) (*template.Template, error) {
 	s := k.site()
 	t, err := layout.Clone()
 	if err != nil {
 		return nil, err
 	}
-	if overLayout {
+	if exists(s.overrides, "layout.html") {
 		if t, err = t.ParseFS(s.overrides, "layout.html"); err != nil {
 			return nil, fmt.Errorf("template layout.html: %w", err)
 		}
 	}
-	if over {
-		t, err = t.ParseFS(s.overrides, name)
-	} else {
-		t, err = t.ParseFS(fsys, file)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", name, err)
+	for _, f := range files {
+		if name := k.override(f); exists(s.overrides, name) {
+			t, err = t.ParseFS(s.overrides, name)
+		} else {
+			t, err = t.ParseFS(fsys, f)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", k.override(f), err)
+		}
 	}
 	return t, nil
 }

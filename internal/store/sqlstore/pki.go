@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -155,6 +156,34 @@ func (t *txn) ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) (
 	return out, rows.Err()
 }
 
+func (t *txn) ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.ThingCertificate, int, error) {
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("list expiring certificates: limit %d must be positive", limit)
+	}
+	const from = " FROM thing_certificates AS c WHERE c.not_after < "
+	const live = " AND NOT EXISTS (SELECT 1 FROM pki_revoked_certs AS r WHERE r.fingerprint = c.fingerprint)"
+	b := t.flavor().timeArg(before)
+	var total int
+	if err := t.q.QueryRowContext(ctx, "SELECT count(*)"+from+t.ph(1)+live, b).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+	}
+	rows, err := t.q.QueryContext(ctx, "SELECT c.thing_id, c.fingerprint, c.not_after"+from+t.ph(1)+live+
+		" ORDER BY c.not_after, c.thing_id, c.fingerprint LIMIT "+t.ph(2), b, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ThingCertificate
+	for rows.Next() {
+		var c store.ThingCertificate
+		if err := rows.Scan(&c.ThingID, &c.FingerprintSHA256, timeCol{&c.NotAfter}); err != nil {
+			return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, total, rows.Err()
+}
+
 // The Store's own PKI methods: writes in their own write transaction, reads on
 // the reader pool.
 
@@ -229,4 +258,12 @@ func (s *Store) PutCAFiles(ctx context.Context, files map[string][]byte) error {
 
 func (s *Store) GetCAFiles(ctx context.Context) (map[string][]byte, error) {
 	return s.single().GetCAFiles(ctx)
+}
+
+func (s *Store) ListExpiringCertificates(ctx context.Context, before time.Time, limit int) (cs []store.ThingCertificate, total int, err error) {
+	err = s.read(ctx, func(t *txn) error {
+		cs, total, err = t.ListExpiringCertificates(ctx, before, limit)
+		return err
+	})
+	return cs, total, err
 }
