@@ -43,6 +43,7 @@ type Config struct {
 	Gateway      Gateway      `json:"gateway"`
 	Connections  Connections  `json:"connections"`
 	UMA          UMA          `json:"uma"`
+	LDAP         LDAP         `json:"ldap"`
 }
 
 // Connections bounds the connections of all listeners together.
@@ -312,6 +313,7 @@ func Default() Config {
 		MQTT:    defaultMQTT(),
 		Gateway: defaultGateway(),
 		UMA:     UMA{TicketLifetime: Duration(5 * time.Minute)},
+		LDAP:    defaultLDAP(),
 	}
 }
 
@@ -588,7 +590,10 @@ func (c *Config) Validate() error {
 	if err := c.MQTT.validate(c.Home); err != nil {
 		return err
 	}
-	return c.Gateway.validate(c.Home)
+	if err := c.Gateway.validate(c.Home); err != nil {
+		return err
+	}
+	return c.LDAP.validate()
 }
 
 // Masked returns the configuration as YAML with secrets replaced by "******".

@@ -121,6 +121,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Gateway.Limits.MaxBodyBytes = -1 }, "gateway.limits.maxBodyBytes"},
 		{func(c *Config) { c.MQTT.Limits.ConnectionsPerAddress = 0 }, "mqtt.limits.connectionsPerAddress"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.LDAPSAddress, c.LDAP.StartTLSAddress = true, "", "" }, "ldap.ldapsAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, "1389" }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, c.LDAP.LDAPSAddress }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.MaxMessageBytes = true, 10 }, "ldap.limits.maxMessageBytes"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.IdleTimeout = true, 0 }, "ldap.limits.idleTimeout"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.ConnectionsPerAddress = true, -1 }, "ldap.limits.connectionsPerAddress"},
 	}
 	for _, tc := range cases {
 		c := Default()
