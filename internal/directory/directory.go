@@ -15,7 +15,9 @@
 package directory
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +46,15 @@ type Options struct {
 	// for LDAPS and StartTLS.
 	TLS    *tls.Config
 	Limits Limits
+	// Store is where entries are read.
+	Store Store
+	// Passwords checks simple binds' passwords under sign-in's rules.
+	Passwords Passwords
+	// VerifyCertificate returns the id of the active thing a client
+	// certificate chain identifies (certauth), for SASL EXTERNAL.
+	VerifyCertificate func(ctx context.Context, chain []*x509.Certificate) (thingID string, err error)
+	// IsAdministrator says whether a user may read the whole directory.
+	IsAdministrator func(ctx context.Context, userID string) (bool, error)
 	// Log receives one line per refused session; nil: slog.Default().
 	Log *slog.Logger
 }
@@ -53,6 +64,9 @@ type Server struct {
 	opts Options
 	base DN
 	log  *slog.Logger
+	// ctx ends when the server closes: the operations of every session.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -70,13 +84,16 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("directory: base DN: empty")
 	case o.TLS == nil:
 		return nil, errors.New("directory: TLS is required")
+	case o.Store == nil || o.Passwords == nil || o.VerifyCertificate == nil || o.IsAdministrator == nil:
+		return nil, errors.New("directory: Store, Passwords, VerifyCertificate and IsAdministrator are required")
 	case o.Limits.MaxMessageBytes < 1024 || o.Limits.IdleTimeout <= 0 || o.Limits.ReadTimeout <= 0:
 		return nil, errors.New("directory: MaxMessageBytes must be at least 1024, IdleTimeout and ReadTimeout positive")
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Server{opts: o, base: base, log: o.Log, conns: map[net.Conn]struct{}{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{opts: o, base: base, log: o.Log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Serve accepts sessions on ln until it is closed or the server is. With
@@ -110,6 +127,7 @@ func (s *Server) Serve(ln net.Listener, ldaps bool) error {
 
 // Close ends every session and waits for them.
 func (s *Server) Close() error {
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	for c := range s.conns {

@@ -79,7 +79,7 @@ func decodeFilter(p *ber.Packet, depth int) (*filter, error) {
 			return nil, fmt.Errorf("%w: an attribute value assertion has a type and a value", errFraming)
 		}
 		var err error
-		if f.attr, err = attributeType(p.Children[0]); err != nil {
+		if f.attr, err = attributeDescription(p.Children[0]); err != nil {
 			return nil, err
 		}
 		if f.value, err = text(p.Children[1], ber.ClassUniversal, ber.TagOctetString); err != nil {
@@ -94,7 +94,7 @@ func decodeFilter(p *ber.Packet, depth int) (*filter, error) {
 			return nil, fmt.Errorf("%w: present is an attribute description", errFraming)
 		}
 		var err error
-		if f.attr, err = attributeType(p); err != nil {
+		if f.attr, err = attributeDescription(p); err != nil {
 			return nil, err
 		}
 	case filterExtensible:
@@ -110,7 +110,7 @@ func (f *filter) decodeSubstrings(p *ber.Packet) error {
 		return fmt.Errorf("%w: substrings has a type and substrings", errFraming)
 	}
 	var err error
-	if f.attr, err = attributeType(p.Children[0]); err != nil {
+	if f.attr, err = attributeDescription(p.Children[0]); err != nil {
 		return err
 	}
 	subs := p.Children[1]
@@ -182,9 +182,9 @@ func (f *filter) decodeExtensible(p *ber.Packet) error {
 	return nil
 }
 
-// attributeType decodes an AttributeDescription: the type is lower-cased
+// attributeDescription decodes an AttributeDescription: the type is lower-cased
 // (descriptors are case-insensitive, RFC 4512 §2.5), options are kept.
-func attributeType(p *ber.Packet) (string, error) {
+func attributeDescription(p *ber.Packet) (string, error) {
 	s, err := text(p, p.ClassType, p.Tag)
 	if err != nil {
 		return "", err

@@ -18,8 +18,8 @@ type session struct {
 	s    *Server
 	conn net.Conn
 	r    *bufio.Reader
-	tls  bool   // the connection is TLS (LDAPS or after StartTLS)
-	who  string // the authorization identity: "" anonymous, else "dn:…"
+	tls  bool       // the connection is TLS (LDAPS or after StartTLS)
+	who  *principal // nil: anonymous
 	log  *slog.Logger
 }
 
@@ -99,9 +99,9 @@ func (ss *session) handle(m *message) bool {
 	}
 	switch op := m.op.(type) {
 	case *bindRequest:
-		return ss.respond(m.id, ss.bind(op))
+		return ss.respond(m.id, ss.bind(ss.s.ctx, op))
 	case *searchRequest:
-		return ss.search(m.id, op)
+		return ss.search(ss.s.ctx, m.id, op)
 	case *extendedRequest:
 		return ss.extended(m.id, op)
 	case unsupportedRequest:
@@ -160,7 +160,7 @@ func (ss *session) extended(id int64, r *extendedRequest) bool {
 		if r.hasValue {
 			return ss.respond(id, extendedResponse(result{code: resultProtocolError, diagnostic: "Who am I? takes no value"}, "", nil))
 		}
-		return ss.respond(id, extendedResponse(result{code: resultSuccess}, "", []byte(ss.who)))
+		return ss.respond(id, extendedResponse(result{code: resultSuccess}, "", []byte(ss.who.authzID())))
 	}
 	return ss.respond(id, extendedResponse(result{code: resultProtocolError, diagnostic: "unknown extended operation " + r.oid}, "", nil))
 }

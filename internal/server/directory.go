@@ -9,14 +9,18 @@ import (
 	"net"
 	"time"
 
+	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/directory"
 	"github.com/thingid/thingid/internal/netlimit"
 )
 
 // startDirectory starts the LDAP listeners configured in ldap (LDAPS and
 // StartTLS, on the platform's server certificate), accepting through
-// conns; stop closes them and ends every session.
-func (p *Platform) startDirectory(conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
+// conns; passwords are checked by sign-in's code (its own Sessions on the
+// same key and store, so the counters are the same), certificates by certs.
+// stop closes the listeners and ends every session.
+func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.LDAP
 	if !c.Enabled {
 		return func() {}, nil
@@ -26,6 +30,10 @@ func (p *Platform) startDirectory(conns *netlimit.Limiter, log *slog.Logger, out
 		return nil, fmt.Errorf("ldap.baseDN: %w", err)
 	}
 	cert, err := p.serverCertificate()
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := p.newSessions(nil, log)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +51,11 @@ func (p *Platform) startDirectory(conns *netlimit.Limiter, log *slog.Logger, out
 			IdleTimeout:     time.Duration(c.Limits.IdleTimeout),
 			ReadTimeout:     time.Duration(c.Limits.ReadTimeout),
 		},
-		Log: log,
+		Store:             p.Store,
+		Passwords:         sessions,
+		VerifyCertificate: certificateThing(certs),
+		IsAdministrator:   admins.IsAdministrator,
+		Log:               log,
 	})
 	if err != nil {
 		return nil, err
