@@ -33,6 +33,10 @@ type LDAPLimits struct {
 	// ConnectionsPerAddress is the most connections one client address
 	// (IPv6: one /64) keeps open on each LDAP listener.
 	ConnectionsPerAddress int `json:"connectionsPerAddress"`
+	// SizeLimit is the most entries one search returns; TimeLimit the
+	// longest one runs. A client may ask for less, never more.
+	SizeLimit int      `json:"sizeLimit"`
+	TimeLimit Duration `json:"timeLimit"`
 }
 
 func defaultLDAP() LDAP {
@@ -45,6 +49,8 @@ func defaultLDAP() LDAP {
 			IdleTimeout:           Duration(5 * time.Minute),
 			ReadTimeout:           Duration(30 * time.Second),
 			ConnectionsPerAddress: 64,
+			SizeLimit:             1000,
+			TimeLimit:             Duration(time.Minute),
 		},
 	}
 }
@@ -78,6 +84,10 @@ func (c *LDAP) validate() error {
 		return fmt.Errorf("ldap.limits.readTimeout: at least 1s")
 	case l.ConnectionsPerAddress < 0:
 		return fmt.Errorf("ldap.limits.connectionsPerAddress: %d is negative", l.ConnectionsPerAddress)
+	case l.SizeLimit < 1:
+		return fmt.Errorf("ldap.limits.sizeLimit: at least 1")
+	case time.Duration(l.TimeLimit) < time.Second:
+		return fmt.Errorf("ldap.limits.timeLimit: at least 1s")
 	}
 	return nil
 }

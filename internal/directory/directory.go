@@ -36,6 +36,10 @@ type Limits struct {
 	// ReadTimeout is the time a client has to send the rest of a message
 	// once its first byte came, and the server to write an answer.
 	ReadTimeout time.Duration
+	// SizeLimit is the most entries one search returns, whatever the
+	// client asks; TimeLimit the longest it runs.
+	SizeLimit int
+	TimeLimit time.Duration
 }
 
 // Options configure a Server.
@@ -86,8 +90,8 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("directory: TLS is required")
 	case o.Store == nil || o.Passwords == nil || o.VerifyCertificate == nil || o.IsAdministrator == nil:
 		return nil, errors.New("directory: Store, Passwords, VerifyCertificate and IsAdministrator are required")
-	case o.Limits.MaxMessageBytes < 1024 || o.Limits.IdleTimeout <= 0 || o.Limits.ReadTimeout <= 0:
-		return nil, errors.New("directory: MaxMessageBytes must be at least 1024, IdleTimeout and ReadTimeout positive")
+	case o.Limits.MaxMessageBytes < 1024 || o.Limits.IdleTimeout <= 0 || o.Limits.ReadTimeout <= 0 || o.Limits.SizeLimit <= 0 || o.Limits.TimeLimit <= 0:
+		return nil, errors.New("directory: MaxMessageBytes must be at least 1024; IdleTimeout, ReadTimeout, SizeLimit and TimeLimit positive")
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

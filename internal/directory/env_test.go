@@ -82,7 +82,7 @@ func withAddressBurst(n int) envOption {
 }
 
 func defaultLimits() Limits {
-	return Limits{MaxMessageBytes: 64 << 10, IdleTimeout: time.Minute, ReadTimeout: 10 * time.Second}
+	return Limits{MaxMessageBytes: 64 << 10, IdleTimeout: time.Minute, ReadTimeout: 10 * time.Second, SizeLimit: 100, TimeLimit: time.Minute}
 }
 
 func newEnv(t *testing.T, opts ...envOption) *testEnv {
@@ -139,7 +139,7 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 }
 
 // seed creates the identities of the test on a fresh SQLite store.
-func (e *testEnv) seed(t *testing.T) {
+func (e *testEnv) seed(t testing.TB) {
 	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "thingid.db"))
 	if err != nil {

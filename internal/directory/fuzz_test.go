@@ -3,7 +3,13 @@ package directory
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"testing"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
 // FuzzDecodeMessage feeds the framing and the message decoder arbitrary
@@ -60,4 +66,69 @@ func FuzzParseDN(f *testing.F) {
 			t.Fatalf("%q → %q → %q", s, dn.String(), again.String())
 		}
 	})
+}
+
+// FuzzCompileFilter compiles decoded filters for every stored kind and runs
+// both conditions on a real store: the compiler must never build an
+// expression the store refuses, whatever the filter.
+func FuzzCompileFilter(f *testing.F) {
+	for _, s := range []string{
+		"(uid=alice)", "(&(mail=*@example.org)(!(cn=a*b*c)))", "(|(thingidMACAddress=aa*)(serialNumber>=A))",
+		"(createTimestamp>=20200101000000Z)", "(member=uid=alice,ou=people,dc=thingid,dc=test)",
+		"(memberOf=cn=family,ou=groups,dc=thingid,dc=test)", "(uid:caseIgnoreMatch:=x)", "(entryUUID<=z)",
+		"(objectClass=device)", "(sn~=x)", "(owner=uid=bob,ou=people,dc=thingid,dc=test)", "(telephoneNumber=*4*)",
+	} {
+		p, err := ldap.CompileFilter(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p.Bytes())
+	}
+	e := &testEnv{}
+	e.seed(f)
+	// Only the tree and the store are needed to compile.
+	srv := &Server{opts: Options{Store: e.ids}, base: mustDN(f, base)}
+	people, devices, groups := srv.kinds()
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ber.DecodePacketErr(b)
+		if err != nil {
+			return
+		}
+		flt, err := decodeFilter(p, 0)
+		if err != nil {
+			return
+		}
+		for _, k := range []*storedKind{people, devices, groups} {
+			c, err := compileFilter(ctx, k, flt)
+			if err != nil {
+				t.Fatalf("%s: %v", flt, err)
+			}
+			for _, s := range []side{c.tSide(), c.fSide()} {
+				if s.is {
+					continue
+				}
+				q := store.Query{Filter: s.e, Limit: 3}
+				switch k {
+				case people:
+					_, _, err = e.ids.ListUsers(ctx, q)
+				case devices:
+					_, _, err = e.ids.ListThings(ctx, q)
+				default:
+					_, _, err = e.ids.ListGroups(ctx, q)
+				}
+				if err != nil {
+					t.Fatalf("%s compiled to an expression the store refuses: %v", flt, err)
+				}
+			}
+		}
+	})
+}
+
+func mustDN(t testing.TB, s string) DN {
+	dn, err := ParseDN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dn
 }

@@ -5,130 +5,227 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/thingid/thingid/internal/store"
 )
 
-// search serves a SearchRequest: entries, then SearchResultDone.
+// search serves a SearchRequest: entries, then SearchResultDone. Stored
+// entries are selected by the store (the filter compiled to SQL, with the
+// principal's visibility and the scope as further conditions); the root
+// DSE, the schema and the containers are constant entries.
 func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool {
 	done := func(code resultCode, why string) bool {
 		return ss.respond(id, resultOp(opSearchDone, result{code: code, diagnostic: why}))
-	}
-	send := func(e entry) bool {
-		return ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly))
 	}
 	base, err := ParseDN(r.base)
 	if err != nil {
 		return done(resultInvalidDNSyntax, err.Error())
 	}
 	if len(base) == 0 && r.scope == scopeBase {
-		if isObjectClassPresent(r.filter) && !send(ss.rootDSE()) {
-			return false
-		}
-		return done(resultSuccess, "")
+		return ss.sendConstant(id, r, ss.rootDSE(), done)
 	}
 	if ss.who == nil {
 		// Anonymous sessions see the root DSE and nothing else.
 		return done(resultInsufficientAccessRights, "bind first: anonymous sessions read only the root DSE")
 	}
-	if r.scope != scopeBase {
-		return done(resultUnwillingToPerform, "only base-object searches are served yet (reading one entry)")
-	}
-	if !isObjectClassPresent(r.filter) {
-		return done(resultUnwillingToPerform, "only the filter (objectClass=*) is served yet")
-	}
 	if base.Equal(DN{{{Type: "cn", Value: "subschema"}}}) {
-		if !send(subschema()) {
-			return false
+		if r.scope != scopeBase {
+			return done(resultSuccess, "") // the subschema entry has no children
 		}
-		return done(resultSuccess, "")
+		return ss.sendConstant(id, r, subschema(), done)
 	}
-	e, err := ss.read(ctx, base)
+	plan, err := ss.plan(ctx, base, r.scope)
 	switch {
 	case errors.Is(err, errNoSuchObject), errors.Is(err, store.ErrNotFound):
 		// What the principal may not see does not exist for it.
 		return done(resultNoSuchObject, "")
 	case err != nil:
 		ss.log.Error("ldap: search", "base", r.base, "err", err)
-		return done(resultOther, "the directory could not read the entry; try again later")
+		return done(resultOther, "the directory could not search; try again later")
 	}
-	if !send(e) {
-		return false
+	lim := ss.s.opts.Limits
+	size := lim.SizeLimit
+	if r.sizeLimit > 0 && int(r.sizeLimit) < size {
+		size = int(r.sizeLimit)
+	}
+	wait := lim.TimeLimit
+	if r.timeLimit > 0 && time.Duration(r.timeLimit)*time.Second < wait {
+		wait = time.Duration(r.timeLimit) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	sent := 0
+	for _, step := range plan {
+		c, err := compileFilter(ctx, step.schema, r.filter)
+		if err == nil && step.query == nil {
+			if c.isT && c.constT {
+				if sent == size {
+					return done(resultSizeLimitExceeded, "")
+				}
+				if !ss.respond(id, entryOp(selectAttrs(step.constant, r.attributes), r.typesOnly)) {
+					return false
+				}
+				sent++
+			}
+			continue
+		}
+		var entries []entry
+		if err == nil {
+			entries, err = step.query(ctx, c.tSide(), size-sent+1)
+		}
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return done(resultTimeLimitExceeded, "")
+		case err != nil:
+			ss.log.Error("ldap: search", "base", r.base, "filter", r.filter.String(), "err", err)
+			return done(resultOther, "the directory could not search; try again later")
+		}
+		for _, e := range entries {
+			if sent == size {
+				return done(resultSizeLimitExceeded, "")
+			}
+			if !ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly)) {
+				return false
+			}
+			sent++
+		}
 	}
 	return done(resultSuccess, "")
 }
 
-// read returns the entry at dn when the session's principal may see it:
-// administrators see everything; a user sees itself and the things it
-// owns; a thing sees itself; everyone bound sees the base and its three
-// containers. Groups are the administrators'.
-func (ss *session) read(ctx context.Context, dn DN) (entry, error) {
-	s, who := ss.s, ss.who
-	n, err := s.locate(dn)
-	if err != nil {
-		return entry{}, err
+// sendConstant answers a base search of a constant entry.
+func (ss *session) sendConstant(id int64, r *searchRequest, e entry, done func(resultCode, string) bool) bool {
+	c, err := compileFilter(context.Background(), container{e}, r.filter)
+	if err == nil && c.isT && c.constT {
+		if !ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly)) {
+			return false
+		}
 	}
+	return done(resultSuccess, "")
+}
+
+// planStep is one part of a search: a constant entry, or a query of one
+// stored kind that returns at most max entries satisfying the filter.
+type planStep struct {
+	schema   schemaOf
+	constant entry
+	query    func(ctx context.Context, filter side, max int) ([]entry, error)
+}
+
+// plan is what a search of base with scope reads, in order.
+func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, error) {
+	s := ss.s
+	n, err := s.locate(base)
+	if err != nil {
+		return nil, err
+	}
+	people, devices, groups := s.kinds()
+	constant := func(e entry) planStep { return planStep{schema: container{e}, constant: e} }
+	kinds := map[string]planStep{
+		ouPeople:  ss.stored(people, ss.visibleUsers(), s.userList),
+		ouDevices: ss.stored(devices, ss.visibleThings(), s.thingList),
+		ouGroups:  ss.stored(groups, ss.visibleGroups(), s.groupList),
+	}
+	ous := []string{ouPeople, ouDevices, ouGroups}
 	switch n.kind {
 	case "base":
-		return s.baseEntry(), nil
+		var plan []planStep
+		if scope == scopeBase || scope == scopeSubtree {
+			plan = append(plan, constant(s.baseEntry()))
+		}
+		if scope == scopeBase {
+			return plan, nil
+		}
+		for _, ou := range ous {
+			plan = append(plan, constant(s.ouEntry(ou)))
+		}
+		if scope == scopeOne {
+			return plan, nil
+		}
+		for _, ou := range ous {
+			plan = append(plan, kinds[ou])
+		}
+		return plan, nil
 	case "ou":
-		return s.ouEntry(n.ou), nil
-	case "user":
-		u, err := s.opts.Store.GetUserByName(ctx, n.name)
-		if err != nil {
-			return entry{}, err
+		switch scope {
+		case scopeBase:
+			return []planStep{constant(s.ouEntry(n.ou))}, nil
+		case scopeSubtree:
+			return []planStep{constant(s.ouEntry(n.ou)), kinds[n.ou]}, nil
 		}
-		if !who.admin && who.userID != u.ID {
-			return entry{}, errNoSuchObject
-		}
-		return s.userEntry(ctx, u)
-	case "thing":
-		t, err := s.opts.Store.GetThing(ctx, n.name)
-		if err != nil {
-			return entry{}, err
-		}
-		if ok, err := ss.mayReadThing(ctx, t.ID); err != nil || !ok {
-			return entry{}, cmpErr(err, errNoSuchObject)
-		}
-		return s.thingEntry(ctx, t)
-	case "group":
-		if !who.admin {
-			return entry{}, errNoSuchObject
-		}
-		g, err := s.groupByName(ctx, n.name)
-		if err != nil {
-			return entry{}, err
-		}
-		return s.groupEntry(ctx, g)
+		return []planStep{kinds[n.ou]}, nil
 	}
-	return entry{}, errNoSuchObject
-}
-
-// mayReadThing: administrators, the thing itself and its owners.
-func (ss *session) mayReadThing(ctx context.Context, thingID string) (bool, error) {
-	who := ss.who
-	switch {
-	case who.admin || who.thingID == thingID:
-		return true, nil
-	case who.userID == "":
-		return false, nil
-	}
-	rels, err := ss.s.opts.Store.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner,
-		From: &store.Ref{Kind: store.KindUser, ID: who.userID}, To: &store.Ref{Kind: store.KindThing, ID: thingID}})
-	return len(rels) > 0, err
-}
-
-func cmpErr(err, def error) error {
+	// One stored entry: it must exist for the principal, whatever the
+	// filter, or the base is noSuchObject.
+	one := kinds[map[string]string{"user": ouPeople, "thing": ouDevices, "group": ouGroups}[n.kind]]
+	restrict := side{e: named(n)}
+	exists, err := one.query(ctx, restrict, 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return def
+	if len(exists) == 0 {
+		return nil, errNoSuchObject
+	}
+	if scope == scopeOne || scope == scopeChildren {
+		return nil, nil // entries have no children
+	}
+	q := one.query
+	one.query = func(ctx context.Context, filter side, max int) ([]entry, error) {
+		return q(ctx, and(restrict, filter), max)
+	}
+	return []planStep{one}, nil
 }
 
-// isObjectClassPresent reports whether f is (objectClass=*), the filter
-// clients send to read one entry.
-func isObjectClassPresent(f *filter) bool {
-	return f.kind == filterPresent && f.attr == "objectclass"
+// named is the condition that selects the one stored entry n names.
+func named(n node) store.Expr {
+	switch n.kind {
+	case "user":
+		return store.Compare{Field: "userName", Op: store.OpEq, Value: n.name}
+	case "thing":
+		return store.Compare{Field: "id", Op: store.OpEq, Value: n.name}
+	}
+	return store.Compare{Field: "displayName", Op: store.OpEq, Value: n.name}
+}
+
+// stored is the plan step of a stored kind: the filter and the principal's
+// visibility, at most max entries, in id order.
+func (ss *session) stored(k *storedKind, visible side, list func(context.Context, store.Query) ([]entry, error)) planStep {
+	return planStep{schema: k, query: func(ctx context.Context, filter side, max int) ([]entry, error) {
+		where := and(visible, filter)
+		if where.is && !where.v {
+			return nil, nil
+		}
+		return list(ctx, store.Query{Filter: where.e, SortBy: "id", Limit: max})
+	}}
+}
+
+// visibleUsers: administrators see every person, a user itself, a thing none.
+func (ss *session) visibleUsers() side {
+	switch who := ss.who; {
+	case who.admin:
+		return side{v: true, is: true}
+	case who.userID != "":
+		return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: who.userID}}
+	}
+	return side{v: false, is: true}
+}
+
+// visibleThings: administrators see every thing, a user the things it
+// owns, a thing itself.
+func (ss *session) visibleThings() side {
+	switch who := ss.who; {
+	case who.admin:
+		return side{v: true, is: true}
+	case who.userID != "":
+		return side{e: store.Compare{Field: "owners", Op: store.OpEq, Value: who.userID}}
+	}
+	return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: ss.who.thingID}}
+}
+
+// visibleGroups: groups are the administrators'.
+func (ss *session) visibleGroups() side {
+	return side{v: ss.who.admin, is: true}
 }
 
 // rootDSE is the root DSE (RFC 4512 §5.1); all its attributes but

@@ -34,6 +34,8 @@ type Store interface {
 	GetUserByName(ctx context.Context, userName string) (*store.User, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
 	GetGroup(ctx context.Context, id string) (*store.Group, error)
+	ListUsers(ctx context.Context, q store.Query) ([]*store.User, int, error)
+	ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error)
 	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
 	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
 }
@@ -281,4 +283,35 @@ func values(mv []store.MultiValue) []string {
 		out = append(out, v.Value)
 	}
 	return out
+}
+
+// userList, thingList and groupList run a query and build the entries.
+func (s *Server) userList(ctx context.Context, q store.Query) ([]entry, error) {
+	us, _, err := s.opts.Store.ListUsers(ctx, q)
+	return build(ctx, us, err, s.userEntry)
+}
+
+func (s *Server) thingList(ctx context.Context, q store.Query) ([]entry, error) {
+	ts, _, err := s.opts.Store.ListThings(ctx, q)
+	return build(ctx, ts, err, s.thingEntry)
+}
+
+func (s *Server) groupList(ctx context.Context, q store.Query) ([]entry, error) {
+	gs, _, err := s.opts.Store.ListGroups(ctx, q)
+	return build(ctx, gs, err, s.groupEntry)
+}
+
+func build[T any](ctx context.Context, items []T, err error, mk func(context.Context, T) (entry, error)) ([]entry, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(items))
+	for _, it := range items {
+		e, err := mk(ctx, it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
