@@ -132,3 +132,16 @@ func mustDN(t testing.TB, s string) DN {
 	}
 	return dn
 }
+
+// FuzzDecodePaged: the paged results control's value never panics the
+// decoder, and what it accepts has a size that is not negative.
+func FuzzDecodePaged(f *testing.F) {
+	f.Add(ldap.NewControlPaging(10).Encode().Children[1].Data.Bytes())
+	f.Add([]byte{0x30, 0x05, 0x02, 0x01, 0x05, 0x04, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePaged(control{oid: oidPagedResults, value: b, hasValue: true})
+		if err == nil && p.size < 0 {
+			t.Fatalf("size %d accepted", p.size)
+		}
+	})
+}

@@ -41,11 +41,19 @@ const (
 	oidNoticeOfDisconnection = "1.3.6.1.4.1.1466.20036"  // RFC 4511 §4.4.1
 )
 
-// envelope wraps a protocol operation into an LDAPMessage.
-func envelope(id int64, op *ber.Packet) []byte {
+// envelope wraps a protocol operation, and response controls when there
+// are any, into an LDAPMessage.
+func envelope(id int64, op *ber.Packet, controls ...*ber.Packet) []byte {
 	m := ber.NewSequence("LDAPMessage")
 	m.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, "messageID"))
 	m.AppendChild(op)
+	if len(controls) > 0 {
+		cs := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "controls")
+		for _, c := range controls {
+			cs.AppendChild(c)
+		}
+		m.AppendChild(cs)
+	}
 	return m.Bytes()
 }
 
@@ -80,6 +88,7 @@ func noticeOfDisconnection(code resultCode, why string) []byte {
 // entry is one SearchResultEntry: a DN and attributes in order.
 type entry struct {
 	dn    string
+	id    string // the stored identity's id; "" for constant entries
 	attrs []attribute
 }
 

@@ -13,8 +13,19 @@ import (
 // search serves a SearchRequest: entries, then SearchResultDone. Stored
 // entries are selected by the store (the filter compiled to SQL, with the
 // principal's visibility and the scope as further conditions); the root
-// DSE, the schema and the containers are constant entries.
-func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool {
+// DSE, the schema and the containers are constant entries. With the paged
+// results control, a page at a time.
+func (ss *session) search(ctx context.Context, id int64, r *searchRequest, controls []control) bool {
+	var page *pagedControl
+	for _, c := range controls {
+		if c.oid == oidPagedResults {
+			p, err := decodePaged(c)
+			if err != nil {
+				return ss.respond(id, resultOp(opSearchDone, result{code: resultProtocolError, diagnostic: err.Error()}))
+			}
+			page = &p
+		}
+	}
 	done := func(code resultCode, why string) bool {
 		return ss.respond(id, resultOp(opSearchDone, result{code: code, diagnostic: why}))
 	}
@@ -35,6 +46,16 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool 
 		}
 		return ss.sendConstant(id, r, subschema(), done)
 	}
+	state := &pageState{search: searchKey(r)}
+	if page != nil && page.cookie != "" {
+		var ok bool
+		if state, ok = ss.resume(page.cookie, r); !ok {
+			return done(resultUnwillingToPerform, "the paging cookie is not one this connection handed out for this search, or it was used already")
+		}
+		if page.size == 0 { // RFC 2696 §3: size 0 abandons the paged search
+			return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(""))
+		}
+	}
 	plan, err := ss.plan(ctx, base, r.scope)
 	switch {
 	case errors.Is(err, errNoSuchObject), errors.Is(err, store.ErrNotFound):
@@ -45,9 +66,14 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool 
 		return done(resultOther, "the directory could not search; try again later")
 	}
 	lim := ss.s.opts.Limits
-	size := lim.SizeLimit
-	if r.sizeLimit > 0 && int(r.sizeLimit) < size {
-		size = int(r.sizeLimit)
+	// The server's limit bounds one answer: a page, or the whole search.
+	pageSize := lim.SizeLimit
+	if page != nil && page.size > 0 && int(page.size) < pageSize {
+		pageSize = int(page.size)
+	}
+	total := int(r.sizeLimit) // the client's limit, over every page; 0: none
+	if page == nil && total > 0 && total < pageSize {
+		pageSize = total
 	}
 	wait := lim.TimeLimit
 	if r.timeLimit > 0 && time.Duration(r.timeLimit)*time.Second < wait {
@@ -55,24 +81,35 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool 
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	sent := 0
-	for _, step := range plan {
+	inPage, more := 0, false
+	send := func(e entry) bool {
+		inPage++
+		state.sent++
+		return ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly))
+	}
+steps:
+	for ; state.step < len(plan); state.step++ {
+		step := plan[state.step]
 		c, err := compileFilter(ctx, step.schema, r.filter)
 		if err == nil && step.query == nil {
 			if c.isT && c.constT {
-				if sent == size {
-					return done(resultSizeLimitExceeded, "")
+				if inPage == pageSize {
+					more = true
+					break steps
 				}
-				if !ss.respond(id, entryOp(selectAttrs(step.constant, r.attributes), r.typesOnly)) {
+				if !send(step.constant) {
 					return false
 				}
-				sent++
 			}
 			continue
 		}
+		filter := c.tSide()
+		if state.after != "" {
+			filter = and(filter, side{e: store.Compare{Field: "id", Op: store.OpGt, Value: state.after}})
+		}
 		var entries []entry
 		if err == nil {
-			entries, err = step.query(ctx, c.tSide(), size-sent+1)
+			entries, err = step.query(ctx, filter, pageSize-inPage+1)
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -82,14 +119,27 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest) bool 
 			return done(resultOther, "the directory could not search; try again later")
 		}
 		for _, e := range entries {
-			if sent == size {
+			if inPage == pageSize {
+				more = true
+				break steps
+			}
+			if total > 0 && state.sent == total {
 				return done(resultSizeLimitExceeded, "")
 			}
-			if !ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly)) {
+			if !send(e) {
 				return false
 			}
-			sent++
+			state.after = e.id
 		}
+		state.after = ""
+	}
+	switch {
+	case page != nil && more:
+		return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(ss.park(state)))
+	case page != nil:
+		return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(""))
+	case more:
+		return done(resultSizeLimitExceeded, "")
 	}
 	return done(resultSuccess, "")
 }

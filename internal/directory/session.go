@@ -20,7 +20,10 @@ type session struct {
 	r    *bufio.Reader
 	tls  bool       // the connection is TLS (LDAPS or after StartTLS)
 	who  *principal // nil: anonymous
-	log  *slog.Logger
+	// pages are the paged searches this session may continue, by cookie.
+	pages   map[string]*pageState
+	pageSeq uint64
+	log     *slog.Logger
 }
 
 func newSession(s *Server, c net.Conn, ldaps bool) *session {
@@ -78,9 +81,9 @@ func (ss *session) write(b []byte) bool {
 	return err == nil
 }
 
-// respond sends one response operation for message id.
-func (ss *session) respond(id int64, op *ber.Packet) bool {
-	return ss.write(envelope(id, op))
+// respond sends one response operation for message id, with controls.
+func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bool {
+	return ss.write(envelope(id, op, controls...))
 }
 
 // handle serves one message; false ends the session.
@@ -101,7 +104,7 @@ func (ss *session) handle(m *message) bool {
 	case *bindRequest:
 		return ss.respond(m.id, ss.bind(ss.s.ctx, op))
 	case *searchRequest:
-		return ss.search(ss.s.ctx, m.id, op)
+		return ss.search(ss.s.ctx, m.id, op, m.controls)
 	case *extendedRequest:
 		return ss.extended(m.id, op)
 	case unsupportedRequest:
@@ -128,11 +131,12 @@ func responseTag(op any) int {
 // control that the server does not know, or that is not appropriate to the
 // operation, gets unavailableCriticalExtension).
 const (
-	oidManageDsaIT = "2.16.840.1.113730.3.4.2" // RFC 3296: there are no referrals to manage
+	oidManageDsaIT  = "2.16.840.1.113730.3.4.2" // RFC 3296: there are no referrals to manage
+	oidPagedResults = "1.2.840.113556.1.4.319"  // RFC 2696
 )
 
 // supportedControls are the controls of the rootDSE's supportedControl.
-var supportedControls = []string{oidManageDsaIT}
+var supportedControls = []string{oidManageDsaIT, oidPagedResults}
 
 // unavailableCritical returns the first critical control of m that the
 // server does not apply to m's operation.
@@ -141,7 +145,7 @@ func unavailableCritical(m *message) (control, bool) {
 		if !c.critical {
 			continue
 		}
-		if _, ok := m.op.(*searchRequest); ok && c.oid == oidManageDsaIT {
+		if _, ok := m.op.(*searchRequest); ok && (c.oid == oidManageDsaIT || c.oid == oidPagedResults) {
 			continue
 		}
 		return c, true

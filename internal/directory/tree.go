@@ -157,7 +157,7 @@ func (s *Server) userEntry(ctx context.Context, u *store.User) (entry, error) {
 		return entry{}, err
 	}
 	cn := first(u.DisplayName, u.Name.Formatted, u.UserName)
-	e := entry{dn: s.userDN(u.UserName), attrs: []attribute{
+	e := entry{dn: s.userDN(u.UserName), id: u.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "person", "organizationalPerson", "inetOrgPerson"}},
 		{"uid", []string{u.UserName}},
 		{"cn", []string{cn}},
@@ -184,7 +184,7 @@ func (s *Server) thingEntry(ctx context.Context, t *store.Thing) (entry, error) 
 	if err != nil {
 		return entry{}, err
 	}
-	e := entry{dn: s.thingDN(t.ID), attrs: []attribute{
+	e := entry{dn: s.thingDN(t.ID), id: t.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "device", "thingidDevice"}},
 		{"cn", []string{t.ID}},
 		{"displayName", nonEmpty(t.DisplayName)},
@@ -216,7 +216,7 @@ func (s *Server) groupEntry(ctx context.Context, g *store.Group) (entry, error) 
 		}
 		members = append(members, dn)
 	}
-	e := entry{dn: s.groupDN(g.DisplayName), attrs: []attribute{
+	e := entry{dn: s.groupDN(g.DisplayName), id: g.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "groupOfNames"}},
 		{"cn", []string{g.DisplayName}},
 		{"member", members},
