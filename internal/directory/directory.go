@@ -24,6 +24,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Limits bound what one client may cost.
@@ -59,15 +61,19 @@ type Options struct {
 	VerifyCertificate func(ctx context.Context, chain []*x509.Certificate) (thingID string, err error)
 	// IsAdministrator says whether a user may read the whole directory.
 	IsAdministrator func(ctx context.Context, userID string) (bool, error)
-	// Log receives one line per refused session; nil: slog.Default().
+	// Log receives an access log line per operation and one per session
+	// ended for a protocol error; nil: slog.Default().
 	Log *slog.Logger
+	// Registerer registers the directory's metrics; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Server serves LDAP sessions on the listeners given to Serve.
 type Server struct {
-	opts Options
-	base DN
-	log  *slog.Logger
+	opts    Options
+	base    DN
+	log     *slog.Logger
+	metrics *metrics
 	// ctx ends when the server closes: the operations of every session.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -96,8 +102,12 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("directory: register metrics: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{opts: o, base: base, log: o.Log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{opts: o, base: base, log: o.Log, metrics: m, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Serve accepts sessions on ln until it is closed or the server is. With

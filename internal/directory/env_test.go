@@ -73,6 +73,11 @@ func withPerAddress(n int) envOption {
 	return func(_ *Options, p *netlimit.Policy, _ *authn.SessionOptions) { p.PerAddress = n }
 }
 
+// withLog sends the directory's log to l.
+func withLog(l *slog.Logger) envOption {
+	return func(o *Options, _ *netlimit.Policy, _ *authn.SessionOptions) { o.Log = l }
+}
+
 // withAddressBurst lets one address make n sign-in attempts, and about no
 // more for the rest of the test.
 func withAddressBurst(n int) envOption {

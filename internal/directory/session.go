@@ -23,6 +23,7 @@ type session struct {
 	// pages are the paged searches this session may continue, by cookie.
 	pages   map[string]*pageState
 	pageSeq uint64
+	op      operation // what the operation being answered did so far
 	log     *slog.Logger
 }
 
@@ -81,8 +82,14 @@ func (ss *session) write(b []byte) bool {
 	return err == nil
 }
 
-// respond sends one response operation for message id, with controls.
+// respond sends one response operation for message id, with controls,
+// and notes what it says for the access log.
 func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bool {
+	if op.Tag == opSearchEntry {
+		ss.op.entries++
+	} else if code, ok := op.Children[0].Value.(int64); ok {
+		ss.op.result = resultCode(code)
+	}
 	return ss.write(envelope(id, op, controls...))
 }
 
@@ -96,6 +103,8 @@ func (ss *session) handle(m *message) bool {
 		// one left to abandon.
 		return true
 	}
+	ss.op = operation{}
+	defer ss.record(m, time.Now())
 	if c, ok := unavailableCritical(m); ok {
 		return ss.respond(m.id, resultOp(responseTag(m.op), result{code: resultUnavailableCriticalExtension,
 			diagnostic: "critical control " + c.oid + " is not supported on this operation"}))

@@ -9,6 +9,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/directory"
@@ -20,7 +22,7 @@ import (
 // conns; passwords are checked by sign-in's code (its own Sessions on the
 // same key and store, so the counters are the same), certificates by certs.
 // stop closes the listeners and ends every session.
-func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
+func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins, reg prometheus.Registerer, conns *netlimit.Limiter, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.LDAP
 	if !c.Enabled {
 		return func() {}, nil
@@ -58,6 +60,7 @@ func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins,
 		VerifyCertificate: certificateThing(certs),
 		IsAdministrator:   admins.IsAdministrator,
 		Log:               log,
+		Registerer:        reg, // served at /metrics of the main listener
 	})
 	if err != nil {
 		return nil, err

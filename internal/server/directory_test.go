@@ -94,7 +94,9 @@ func TestDirectoryServed(t *testing.T) {
 		t.Errorf("ldapwhoami as the administrator: %v\n%s", err, out)
 	}
 	_, metrics := r.get(t, "/metrics", nil)
-	for _, l := range []string{`thingid_connections_open{listener="ldaps"}`, `thingid_connections_open{listener="ldap"}`} {
+	for _, l := range []string{`thingid_connections_open{listener="ldaps"}`, `thingid_connections_open{listener="ldap"}`,
+		`thingid_ldap_operations_total{op="bind",result="invalidCredentials"} 1`, `thingid_ldap_operations_total{op="bind",result="success"} `,
+		`thingid_ldap_operations_total{op="search",result="success"} 2`, `thingid_ldap_entries_returned_total 2`} {
 		if !strings.Contains(metrics, l) {
 			t.Errorf("/metrics lacks %s", l)
 		}

@@ -176,7 +176,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer stopGateway()
-	stopDirectory, err := p.startDirectory(certs, admins, conns, log, out)
+	stopDirectory, err := p.startDirectory(certs, admins, reg, conns, log, out)
 	if err != nil {
 		return err
 	}
