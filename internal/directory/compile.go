@@ -130,6 +130,7 @@ type storedKind struct {
 	s       *Server
 	classes []string
 	fields  map[string]field // by lower-case attribute name
+	catalog map[string]store.Field
 	// resolve turns a DN value of attribute attr into the store's value
 	// (an id); ok false: it names nothing that can match.
 	resolve func(ctx context.Context, attr string, dn DN) (store.Expr, bool, error)
@@ -279,7 +280,7 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		}
 		return m
 	}
-	people = &storedKind{s: s, classes: []string{"top", "person", "organizationalPerson", "inetOrgPerson"}, fields: with(map[string]field{
+	people = &storedKind{s: s, catalog: store.UserFields, classes: []string{"top", "person", "organizationalPerson", "inetOrgPerson"}, fields: with(map[string]field{
 		"uid":               {names: []string{"userName"}},
 		"cn":                {names: []string{"displayName", "name.formatted", "userName"}},
 		"sn":                {names: []string{"name.familyName", "displayName", "name.formatted", "userName"}},
@@ -290,7 +291,7 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		"preferredlanguage": {names: []string{"locale"}},
 		"memberof":          {names: []string{"groups"}, kind: dnValue},
 	}), resolve: s.resolveGroup}
-	devices = &storedKind{s: s, classes: []string{"top", "device", "thingidDevice"}, fields: with(map[string]field{
+	devices = &storedKind{s: s, catalog: store.ThingFields, classes: []string{"top", "device", "thingidDevice"}, fields: with(map[string]field{
 		"cn":                     {names: []string{"id"}},
 		"displayname":            {names: []string{"displayName"}},
 		"serialnumber":           {names: []string{"serialNumber"}},
@@ -309,7 +310,7 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		}
 		return s.resolveGroup(ctx, attr, dn)
 	}}
-	groups = &storedKind{s: s, classes: []string{"top", "groupOfNames"}, fields: with(map[string]field{
+	groups = &storedKind{s: s, catalog: store.GroupFields, classes: []string{"top", "groupOfNames"}, fields: with(map[string]field{
 		"cn":     {names: []string{"displayName"}},
 		"member": {names: []string{"members"}, kind: dnValue},
 	}), resolve: s.resolveMember}

@@ -145,3 +145,21 @@ func FuzzDecodePaged(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeSort: the sort control's value never panics the decoder, and
+// what it accepts has keys with an attribute.
+func FuzzDecodeSort(f *testing.F) {
+	f.Add([]byte{0x30, 0x0a, 0x30, 0x08, 0x04, 0x03, 'u', 'i', 'd', 0x81, 0x01, 0xff})
+	f.Add([]byte{0x30, 0x05, 0x30, 0x03, 0x04, 0x01, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := decodeSort(control{oid: oidSortRequest, value: b, hasValue: true})
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if k.attr == "" {
+				t.Fatal("a key without an attribute accepted")
+			}
+		}
+	})
+}

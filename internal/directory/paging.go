@@ -23,6 +23,7 @@ type pageState struct {
 	search string // what the cookie continues: base, scope, filter, attributes
 	step   int    // the plan step to resume
 	after  string // within a stored step, the last id sent
+	offset int    // within a stored step sorted otherwise than by id, the entries sent
 	sent   int    // entries sent in all (the client's sizeLimit counts them)
 	seq    uint64 // when it was stored, to forget the oldest
 }
@@ -66,16 +67,17 @@ func pagedResponse(cookie string) *ber.Packet {
 	return c
 }
 
-// searchKey names a search for its cookies: the same base, scope, filter
-// and attributes (RFC 2696 §3: the other fields must not change).
-func searchKey(r *searchRequest) string {
-	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t", strings.ToLower(r.base), r.scope, r.filter, strings.Join(r.attributes, ","), r.typesOnly)
+// searchKey names a search for its cookies: the same base, scope, filter,
+// attributes and sort keys (RFC 2696 §3: the other fields must not change).
+func searchKey(r *searchRequest, keys []sortKey) string {
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t\x00%v", strings.ToLower(r.base), r.scope, r.filter, strings.Join(r.attributes, ","), r.typesOnly, keys)
 }
 
-// resume returns the state a cookie names for search r, and forgets it.
-func (ss *session) resume(cookie string, r *searchRequest) (*pageState, bool) {
+// resume returns the state a cookie names for the search named key, and
+// forgets it.
+func (ss *session) resume(cookie, key string) (*pageState, bool) {
 	st, ok := ss.pages[cookie]
-	if !ok || st.search != searchKey(r) {
+	if !ok || st.search != key {
 		return nil, false
 	}
 	delete(ss.pages, cookie)

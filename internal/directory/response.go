@@ -16,6 +16,8 @@ const (
 	resultAuthMethodNotSupported       resultCode = 7
 	resultUnavailableCriticalExtension resultCode = 12
 	resultConfidentialityRequired      resultCode = 13
+	resultNoSuchAttribute              resultCode = 16
+	resultInappropriateMatching        resultCode = 18
 	resultNoSuchObject                 resultCode = 32
 	resultInvalidDNSyntax              resultCode = 34
 	resultInappropriateAuthentication  resultCode = 48

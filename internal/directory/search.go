@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
+
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -17,13 +19,21 @@ import (
 // results control, a page at a time.
 func (ss *session) search(ctx context.Context, id int64, r *searchRequest, controls []control) bool {
 	var page *pagedControl
+	var sortKeys []sortKey
+	sortCritical := false
 	for _, c := range controls {
-		if c.oid == oidPagedResults {
-			p, err := decodePaged(c)
-			if err != nil {
-				return ss.respond(id, resultOp(opSearchDone, result{code: resultProtocolError, diagnostic: err.Error()}))
-			}
+		var err error
+		switch c.oid {
+		case oidPagedResults:
+			var p pagedControl
+			p, err = decodePaged(c)
 			page = &p
+		case oidSortRequest:
+			sortKeys, err = decodeSort(c)
+			sortCritical = c.critical
+		}
+		if err != nil {
+			return ss.respond(id, resultOp(opSearchDone, result{code: resultProtocolError, diagnostic: err.Error()}))
 		}
 	}
 	done := func(code resultCode, why string) bool {
@@ -46,10 +56,10 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 		}
 		return ss.sendConstant(id, r, subschema(), done)
 	}
-	state := &pageState{search: searchKey(r)}
+	state := &pageState{search: searchKey(r, sortKeys)}
 	if page != nil && page.cookie != "" {
 		var ok bool
-		if state, ok = ss.resume(page.cookie, r); !ok {
+		if state, ok = ss.resume(page.cookie, state.search); !ok {
 			return done(resultUnwillingToPerform, "the paging cookie is not one this connection handed out for this search, or it was used already")
 		}
 		if page.size == 0 { // RFC 2696 §3: size 0 abandons the paged search
@@ -64,6 +74,19 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 	case err != nil:
 		ss.log.Error("ldap: search", "base", r.base, "err", err)
 		return done(resultOther, "the directory could not search; try again later")
+	}
+	ord := order{by: "id"}
+	var doneControls []*ber.Packet
+	if sortKeys != nil {
+		o, why := sortOrder(plan, sortKeys)
+		switch {
+		case why == resultSuccess:
+			ord = o
+			ord.offset = state.offset
+		case sortCritical:
+			return done(resultUnavailableCriticalExtension, "the directory sorts one kind of entry by one single-valued attribute")
+		}
+		doneControls = append(doneControls, sortResponse(why, ""))
 	}
 	lim := ss.s.opts.Limits
 	// The server's limit bounds one answer: a page, or the whole search.
@@ -104,12 +127,12 @@ steps:
 			continue
 		}
 		filter := c.tSide()
-		if state.after != "" {
+		if state.after != "" && ord.by == "id" {
 			filter = and(filter, side{e: store.Compare{Field: "id", Op: store.OpGt, Value: state.after}})
 		}
 		var entries []entry
 		if err == nil {
-			entries, err = step.query(ctx, filter, pageSize-inPage+1)
+			entries, err = step.query(ctx, filter, pageSize-inPage+1, ord)
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -130,18 +153,20 @@ steps:
 				return false
 			}
 			state.after = e.id
+			state.offset++
+			ord.offset++
 		}
-		state.after = ""
+		state.after, state.offset, ord.offset = "", 0, 0
 	}
 	switch {
 	case page != nil && more:
-		return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(ss.park(state)))
+		doneControls = append(doneControls, pagedResponse(ss.park(state)))
 	case page != nil:
-		return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(""))
+		doneControls = append(doneControls, pagedResponse(""))
 	case more:
-		return done(resultSizeLimitExceeded, "")
+		return ss.respond(id, resultOp(opSearchDone, result{code: resultSizeLimitExceeded}), doneControls...)
 	}
-	return done(resultSuccess, "")
+	return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), doneControls...)
 }
 
 // sendConstant answers a base search of a constant entry.
@@ -160,7 +185,7 @@ func (ss *session) sendConstant(id int64, r *searchRequest, e entry, done func(r
 type planStep struct {
 	schema   schemaOf
 	constant entry
-	query    func(ctx context.Context, filter side, max int) ([]entry, error)
+	query    func(ctx context.Context, filter side, max int, o order) ([]entry, error)
 }
 
 // plan is what a search of base with scope reads, in order.
@@ -210,7 +235,7 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 	// filter, or the base is noSuchObject.
 	one := kinds[map[string]string{"user": ouPeople, "thing": ouDevices, "group": ouGroups}[n.kind]]
 	restrict := side{e: named(n)}
-	exists, err := one.query(ctx, restrict, 1)
+	exists, err := one.query(ctx, restrict, 1, order{by: "id"})
 	if err != nil {
 		return nil, err
 	}
@@ -221,8 +246,8 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		return nil, nil // entries have no children
 	}
 	q := one.query
-	one.query = func(ctx context.Context, filter side, max int) ([]entry, error) {
-		return q(ctx, and(restrict, filter), max)
+	one.query = func(ctx context.Context, filter side, max int, o order) ([]entry, error) {
+		return q(ctx, and(restrict, filter), max, o)
 	}
 	return []planStep{one}, nil
 }
@@ -241,12 +266,12 @@ func named(n node) store.Expr {
 // stored is the plan step of a stored kind: the filter and the principal's
 // visibility, at most max entries, in id order.
 func (ss *session) stored(k *storedKind, visible side, list func(context.Context, store.Query) ([]entry, error)) planStep {
-	return planStep{schema: k, query: func(ctx context.Context, filter side, max int) ([]entry, error) {
+	return planStep{schema: k, query: func(ctx context.Context, filter side, max int, o order) ([]entry, error) {
 		where := and(visible, filter)
 		if where.is && !where.v {
 			return nil, nil
 		}
-		return list(ctx, store.Query{Filter: where.e, SortBy: "id", Limit: max})
+		return list(ctx, store.Query{Filter: where.e, SortBy: o.by, Descending: o.desc, Offset: o.offset, Limit: max})
 	}}
 }
 

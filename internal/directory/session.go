@@ -145,7 +145,7 @@ const (
 )
 
 // supportedControls are the controls of the rootDSE's supportedControl.
-var supportedControls = []string{oidManageDsaIT, oidPagedResults}
+var supportedControls = []string{oidManageDsaIT, oidPagedResults, oidSortRequest}
 
 // unavailableCritical returns the first critical control of m that the
 // server does not apply to m's operation.
@@ -154,7 +154,7 @@ func unavailableCritical(m *message) (control, bool) {
 		if !c.critical {
 			continue
 		}
-		if _, ok := m.op.(*searchRequest); ok && (c.oid == oidManageDsaIT || c.oid == oidPagedResults) {
+		if _, ok := m.op.(*searchRequest); ok && (c.oid == oidManageDsaIT || c.oid == oidPagedResults || c.oid == oidSortRequest) {
 			continue
 		}
 		return c, true
