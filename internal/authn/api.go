@@ -148,10 +148,10 @@ func (s *Sessions) signinJSON(w http.ResponseWriter, r *http.Request) {
 			UserID             string `json:"userId"`
 			MustChangePassword bool   `json:"mustChangePassword,omitempty"`
 		}{a.user.ID, a.user.MustChangePassword})
-	case errors.Is(a.err, errSignInFailed):
+	case errors.Is(a.err, ErrSignInFailed):
 		retryAfter(w, a.retry)
 		writeProblem(w, http.StatusUnauthorized, "the user name or password is wrong")
-	case errors.Is(a.err, errThrottled):
+	case errors.Is(a.err, ErrThrottled):
 		secs := retryAfter(w, a.retry)
 		writeProblem(w, http.StatusTooManyRequests, fmt.Sprintf("too many sign-in attempts from your network; retry after %d seconds", secs))
 	default:

@@ -76,14 +76,14 @@ func (s *Sessions) submitSignin(w http.ResponseWriter, r *http.Request) {
 	case a.err == nil:
 		dest := cmp(p.ReturnTo, s.opts.SignedInPath)
 		http.Redirect(w, r, dest, http.StatusSeeOther)
-	case errors.Is(a.err, errSignInFailed):
+	case errors.Is(a.err, ErrSignInFailed):
 		secs := retryAfter(w, a.retry)
 		p.Error = "The user name or password is wrong."
 		if secs > 0 {
 			p.Hint = "There were several failed attempts. Wait " + seconds(secs) + " before you try again."
 		}
 		s.renderSignin(w, r, http.StatusUnauthorized, p)
-	case errors.Is(a.err, errThrottled):
+	case errors.Is(a.err, ErrThrottled):
 		secs := retryAfter(w, a.retry)
 		p.Error = "There were too many sign-in attempts from your network."
 		p.Hint = "Wait " + seconds(secs) + " before you try again."

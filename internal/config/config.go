@@ -46,6 +46,7 @@ type Config struct {
 	Connections  Connections  `json:"connections"`
 	UMA          UMA          `json:"uma"`
 	UI           UI           `json:"ui"`
+	LDAP         LDAP         `json:"ldap"`
 }
 
 // UI is a manufacturer's brand on the pages people see, and their words.
@@ -398,6 +399,7 @@ func Default() Config {
 		MQTT:    defaultMQTT(),
 		Gateway: defaultGateway(),
 		UMA:     UMA{TicketLifetime: Duration(5 * time.Minute)},
+		LDAP:    defaultLDAP(),
 	}
 }
 
@@ -695,7 +697,10 @@ func (c *Config) Validate() error {
 	if err := c.MQTT.validate(c.Home); err != nil {
 		return err
 	}
-	return c.Gateway.validate(c.Home)
+	if err := c.Gateway.validate(c.Home); err != nil {
+		return err
+	}
+	return c.LDAP.validate()
 }
 
 // Masked returns the configuration as YAML with secrets replaced by "******".

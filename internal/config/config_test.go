@@ -126,6 +126,12 @@ func TestValidateNamesTheField(t *testing.T) {
 		}, "connections.proxyProtocol.trusted[1]"},
 		{func(c *Config) { c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.1/33"} }, "connections.proxyProtocol.trusted[0]"},
 		{func(c *Config) { c.HTTP.DrainDelay = Duration(-time.Second) }, "http.drainDelay"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.LDAPSAddress, c.LDAP.StartTLSAddress = true, "", "" }, "ldap.ldapsAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, "1389" }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, c.LDAP.LDAPSAddress }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.MaxMessageBytes = true, 10 }, "ldap.limits.maxMessageBytes"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.IdleTimeout = true, 0 }, "ldap.limits.idleTimeout"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.ConnectionsPerAddress = true, -1 }, "ldap.limits.connectionsPerAddress"},
 	}
 	for _, tc := range cases {
 		c := Default()

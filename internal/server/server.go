@@ -214,6 +214,11 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	stopGateway = sync.OnceFunc(stopGateway)
 	defer stopGateway()
+	stopDirectory, err := p.startDirectory(certs, admins, reg, conns, log, out)
+	if err != nil {
+		return err
+	}
+	defer stopDirectory()
 	go p.purgeLoop(ctx, log)
 	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
 	ln = limitListener(ln, srv, "https", cfg.HTTP.Limits, conns, nil)
