@@ -85,6 +85,16 @@ type Grants interface {
 	Unlink(ctx context.Context, actor, userID, thingID string) error
 }
 
+// PasswordResets mails a user a link to choose a new password (the
+// self-service's forgot-password mail); ErrNoVerifiedAddress when the user
+// has none.
+type PasswordResets interface {
+	SendPasswordReset(ctx context.Context, actor, userID string) error
+}
+
+// ErrNoVerifiedAddress: the user has no verified e-mail address to mail.
+var ErrNoVerifiedAddress = errors.New("the user has no verified e-mail address")
+
 // Connection is one MQTT session of the broker; Thing is the id of the
 // thing it authenticated as, "" for others.
 type Connection struct {
@@ -123,6 +133,7 @@ type Options struct {
 	Certificates Certificates
 	Grants       Grants
 	Connections  Connections
+	Resets       PasswordResets // nil: no mail is sent on a forced reset
 	Store        Store
 	History      *History // nil: a dashboard without charts
 	Clients      Clients
@@ -249,6 +260,7 @@ func (c *Console) Register(mux routes.Mux) {
 	mux.Handle("POST "+Path+"/users/{id}/disable", change("Disable this user", c.submitUserStatus(store.StatusDisabled)))
 	mux.Handle("POST "+Path+"/users/{id}/enable", change("", c.submitUserStatus(store.StatusActive)))
 	mux.Handle("POST "+Path+"/users/{id}/sessions/end", change("End every session of this user", c.submitEndSessions))
+	mux.Handle("POST "+Path+"/users/{id}/password/reset", change("Force this user to choose a new password", c.submitForceReset))
 	mux.Handle("POST "+Path+"/users/{id}/grants/revoke", change("Revoke this grant", c.submitRevokeUserGrant))
 	mux.Handle("GET "+Path+"/audit", read(c.showAudit))
 	mux.Handle("GET "+Path+"/audit.csv", read(c.exportAudit))
@@ -344,6 +356,8 @@ var notices = map[string]string{
 	"disconnected":  "MQTT session ended.",
 	"created":       "User created.",
 	"sessions":      "Every session of this user ended.",
+	"reset":         "Every session ended; the next sign-in must choose a new password. A link to choose it was mailed to the user's verified address.",
+	"resetNoMail":   "Every session ended; the next sign-in must choose a new password. No link was mailed: the user has no verified e-mail address.",
 	"clientDeleted": "Client deleted; its grants are revoked.",
 }
 

@@ -206,6 +206,38 @@ func (c *Console) submitEndSessions(w http.ResponseWriter, r *http.Request, s st
 	done(w, r, pathOf("users", id), "sessions")
 }
 
+// submitForceReset is POST .../password/reset: the user's password opens
+// nothing but the page to choose a new one (as a one-time password does),
+// every session ends, and a link to choose it is mailed to the user's
+// verified address when there is one (the forgot-password mail).
+func (c *Console) submitForceReset(w http.ResponseWriter, r *http.Request, s staff) {
+	id := r.PathValue("id")
+	if id == s.user.ID {
+		c.message(w, r, http.StatusBadRequest, "Not reset", "Change your own password on your account page.")
+		return
+	}
+	_, err := c.opts.Identities.UpdateUser(r.Context(), s.actor(), id, 0, func(u *store.User) error {
+		u.MustChangePassword = true
+		return nil
+	})
+	if c.changeFailed(w, r, err) {
+		return
+	}
+	if c.changeFailed(w, r, c.opts.Sessions.EndUserSessions(r.Context(), s.actor(), id)) {
+		return
+	}
+	notice := "resetNoMail"
+	if c.opts.Resets != nil {
+		switch err := c.opts.Resets.SendPasswordReset(r.Context(), s.actor(), id); {
+		case err == nil:
+			notice = "reset"
+		case !errors.Is(err, ErrNoVerifiedAddress):
+			c.log.Error("console: mailing a password reset", "user", id, "err", err)
+		}
+	}
+	done(w, r, pathOf("users", id), notice)
+}
+
 // submitRevokeUserGrant is POST .../grants/revoke with the grant's id.
 func (c *Console) submitRevokeUserGrant(w http.ResponseWriter, r *http.Request, s staff) {
 	id := r.PathValue("id")

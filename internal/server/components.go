@@ -93,7 +93,8 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	if err := ss.Validate(); err != nil {
 		return nil, err
 	}
-	selfservice.New(p.Identity, ss).Register(mux)
+	self := selfservice.New(p.Identity, ss)
+	self.Register(mux)
 	hh.Register(mux, sessions, cfg.HTTP.PublicURL, p.derivedKey("thingid household csrf v1"))
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
@@ -111,7 +112,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	auditAPI.Register(mux)
-	if err := p.mountConsole(mux, sessions, admins, certs, srv, mqtt, log); err != nil {
+	if err := p.mountConsole(mux, sessions, admins, certs, srv, consoleResets{self}, mqtt, log); err != nil {
 		return nil, err
 	}
 	return u, nil

@@ -16,12 +16,13 @@ import (
 	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/routes"
+	"github.com/thingid/thingid/internal/selfservice"
 	"github.com/thingid/thingid/internal/store"
 )
 
 // mountConsole adds the admin console at /admin, on the services the APIs
 // use; mqtt is nil when the broker is off.
-func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins *authn.Admins, certs *certauth.Checker, srv *oauth.Server, mqtt *broker.Broker, log *slog.Logger) error {
+func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins *authn.Admins, certs *certauth.Checker, srv *oauth.Server, resets console.PasswordResets, mqtt *broker.Broker, log *slog.Logger) error {
 	o := console.Options{
 		BaseURL:      p.Config.HTTP.PublicURL,
 		Site:         p.site,
@@ -32,6 +33,7 @@ func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins
 		Identities:   p.Identity,
 		Certificates: certs,
 		Grants:       srv,
+		Resets:       resets,
 		Store:        p.Store,
 		History:      p.history,
 		Clients:      consoleClients{srv},
@@ -164,4 +166,16 @@ func (gr gatewayRoutes) Routes() ([]console.GatewayRoute, error) {
 		out[i] = console.GatewayRoute{Name: r.Name, Upstream: r.Upstream, Hosts: r.Hosts}
 	}
 	return out, err
+}
+
+// consoleResets mails a forced reset's link through the self-service
+// (its forgot-password mail), saying so when the user has no address.
+type consoleResets struct{ h *selfservice.Handler }
+
+func (r consoleResets) SendPasswordReset(ctx context.Context, actor, userID string) error {
+	err := r.h.SendPasswordReset(ctx, actor, userID)
+	if errors.Is(err, selfservice.ErrNoVerifiedEmail) {
+		return console.ErrNoVerifiedAddress
+	}
+	return err
 }

@@ -404,6 +404,23 @@ func TestConsoleUsers(t *testing.T) {
 	if r := nora.get("/account"); r.status != http.StatusSeeOther {
 		t.Errorf("nora still signed in after her sessions were ended: %d", r.status)
 	}
+	// A forced reset: nora's password opens only the page to choose a new
+	// one, and the forgot-password link goes to her verified address if
+	// she has one.
+	form := url.Values{"csrf": {ada.formToken(page)}, "confirm": {"yes"}}
+	want := page + "?done=resetNoMail"
+	if w.nora.VerifiedEmail() != "" {
+		want = page + "?done=reset"
+	}
+	if r := ada.post(page+"/password/reset", form); r.status != 303 || r.location != want {
+		t.Fatalf("forcing a password reset: %d %q, want %q", r.status, r.location, want)
+	}
+	if u, _ := w.r.p.Identity.GetUser(context.Background(), w.nora.ID); !u.MustChangePassword {
+		t.Error("nora's password still opens everything after a forced reset")
+	}
+	if r := ada.post("/admin/users/"+w.ada.ID+"/password/reset", form); r.status != 400 {
+		t.Errorf("forcing one's own reset: %d", r.status)
+	}
 	confirmAndPost(page + "/disable")
 	if u, _ := w.r.p.Identity.GetUser(context.Background(), w.nora.ID); u.Status != store.StatusDisabled {
 		t.Error("not disabled")
@@ -416,7 +433,7 @@ func TestConsoleUsers(t *testing.T) {
 		t.Errorf("disabling oneself: %d", r.status)
 	}
 	olive := "/admin/users/" + w.olive.ID
-	form := url.Values{"csrf": {ada.formToken(olive)}, "grant": {w.grant.ID}, "confirm": {"yes"}}
+	form = url.Values{"csrf": {ada.formToken(olive)}, "grant": {w.grant.ID}, "confirm": {"yes"}}
 	if r := ada.post(olive+"/grants/revoke", form); r.status != 303 || r.location != olive+"?done=grant" {
 		t.Fatalf("revoking olivia's grant: %d %q", r.status, r.location)
 	}
