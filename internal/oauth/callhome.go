@@ -21,25 +21,25 @@ const renewFraction = 2.0 / 3
 
 // callHomeView is the answer of pathCallHome.
 type callHomeView struct {
-	ThingID      string       `json:"thing_id"`
-	DisplayName  string       `json:"display_name,omitempty"`
+	ThingID      string       `json:"thingId"`
+	DisplayName  string       `json:"displayName,omitempty"`
 	Manufacturer string       `json:"manufacturer,omitempty"`
 	Model        string       `json:"model,omitempty"`
-	SerialNumber string       `json:"serial_number,omitempty"`
+	SerialNumber string       `json:"serialNumber,omitempty"`
 	Paired       bool         `json:"paired"`
-	PairedSince  *time.Time   `json:"paired_since,omitempty"`
+	PairedSince  *time.Time   `json:"pairedSince,omitempty"`
 	Certificate  callHomeCert `json:"certificate"`
-	// TokenEndpoint takes client_id=<thing_id> with tls_client_auth.
-	TokenEndpoint               string `json:"token_endpoint"`
-	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+	// TokenEndpoint takes client_id=<thingId> with tls_client_auth.
+	TokenEndpoint               string `json:"tokenEndpoint"`
+	DeviceAuthorizationEndpoint string `json:"deviceAuthorizationEndpoint"`
 }
 
 // callHomeCert is the certificate of the call; a call with a session knows
 // only its thumbprint.
 type callHomeCert struct {
 	Thumbprint string    `json:"x5t#S256"`
-	NotAfter   time.Time `json:"not_after,omitzero"`
-	RenewAfter time.Time `json:"renew_after,omitzero"`
+	NotAfter   time.Time `json:"notAfter,omitzero"`
+	RenewAfter time.Time `json:"renewAfter,omitzero"`
 }
 
 // serveCallHome answers a thing that presents its certificate, or a

@@ -344,8 +344,8 @@ func TestThingSession(t *testing.T) {
 	resp, body := e.post(t, e.withCert(cert), pathThingSession, nil)
 	var opened struct {
 		Session   string `json:"session"`
-		ThingID   string `json:"thing_id"`
-		ExpiresIn int64  `json:"expires_in"`
+		ThingID   string `json:"thingId"`
+		ExpiresIn int64  `json:"expiresIn"`
 	}
 	if err := json.Unmarshal([]byte(body), &opened); err != nil || resp.StatusCode != http.StatusCreated || opened.ThingID != e.speaker.ID || opened.ExpiresIn <= 0 {
 		t.Fatalf("opening a session: %d %s", resp.StatusCode, body)

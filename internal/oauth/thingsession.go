@@ -56,8 +56,8 @@ func (s *Server) serveThingSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, struct {
 		Session   string `json:"session"`
-		ThingID   string `json:"thing_id"`
-		ExpiresIn int64  `json:"expires_in"`
+		ThingID   string `json:"thingId"`
+		ExpiresIn int64  `json:"expiresIn"`
 	}{session, id.Thing.ID, int64(s.opts.AccessTokenLifetime / time.Second)})
 }
 

@@ -19,9 +19,9 @@ import (
 
 // self is what the platform says of the speaker at /api/v1/things/self.
 type self struct {
-	ThingID      string `json:"thing_id"`
+	ThingID      string `json:"thingId"`
 	Model        string `json:"model"`
-	SerialNumber string `json:"serial_number"`
+	SerialNumber string `json:"serialNumber"`
 	Paired       bool   `json:"paired"`
 }
 
