@@ -15,11 +15,18 @@
 //     too large, ...); for MQTT 3.1.1 the same error means "close the
 //     connection", since a 3.1.1 server never sends DISCONNECT.
 //
+//   - topics: the subscription tree (wildcards, $share groups served in
+//     turn, No Local, Retain As Published, Subscription Identifiers, one
+//     delivery per client for overlapping subscriptions at their highest
+//     QoS), the retained store, and Grants, the allow/deny topic filters
+//     where a deny wins (a subscription reaching into a denied topic in part
+//     is granted; the delivery check refuses the denied messages). Matching
+//     walks levels without recursion under a read lock.
+//
 // Properties are one struct with a presence bitmask indexed by property
 // identifier (all identifiers are below 64), so a property's zero value and
 // its absence differ, and duplicate detection is one bit test.
 //
-// Still to come, in this order: the topic tree (subscriptions, shared
-// subscriptions, retained store), the server core (connections, sessions,
+// Still to come, in this order: the server core (connections, sessions,
 // flow control, persistence, transports), then the broker's switch-over.
 package mqtt
