@@ -89,12 +89,35 @@ func ReadHeader(r io.ByteReader) (Header, error) {
 	return h, err
 }
 
-// check applies the fixed-header rules that do not need the body: the
+// ParseHeader parses a fixed header at the start of b and returns its
+// length; io.ErrUnexpectedEOF when b holds only part of one. It is
+// ReadHeader for a connection that reads into its own buffer.
+func ParseHeader(b []byte) (Header, int, error) {
+	if len(b) == 0 {
+		return Header{}, 0, io.ErrUnexpectedEOF
+	}
+	h := Header{Type: Type(b[0] >> 4), Flags: b[0] & 0x0F}
+	for i := 0; ; i++ {
+		if 1+i >= len(b) {
+			return Header{}, 0, io.ErrUnexpectedEOF
+		}
+		done, err := varintByte(&h.Remaining, i, b[1+i])
+		if err != nil {
+			return Header{}, 0, err
+		}
+		if done {
+			return h, 2 + i, nil
+		}
+	}
+}
+
+// Check applies the fixed-header rules that do not need the body: the
 // reserved type, AUTH in 3.1.1, the flags (MQTT 5 §2.1.3: any other value
 // is malformed), and maxSize (0 for none), the Maximum Packet Size the
 // server announced (§3.2.2.3.6: a larger packet is a protocol error the
-// server answers with 0x95).
-func (h Header) check(v Version, maxSize int) error {
+// server answers with 0x95). A connection calls it before reading the
+// body, so an oversized packet costs no buffer; Decode calls it again.
+func (h Header) Check(v Version, maxSize int) error {
 	switch {
 	case h.Type == 0:
 		return malformed("packet type 0 is reserved")
@@ -124,7 +147,7 @@ func (h Header) check(v Version, maxSize int) error {
 // CONNECT packet is decoded with the version it names (DecodeConnect).
 // Decode keeps nothing of body: the caller may reuse it.
 func Decode(v Version, h Header, body []byte, maxSize int) (Packet, error) {
-	if err := h.check(v, maxSize); err != nil {
+	if err := h.Check(v, maxSize); err != nil {
 		return nil, err
 	}
 	if len(body) != h.Remaining {
@@ -172,7 +195,7 @@ func DecodeConnect(h Header, body []byte, maxSize int) (*Connect, error) {
 	if h.Type != CONNECT {
 		return nil, protocolErr("the first packet is %s, not CONNECT", h.Type) // MQTT 5 §3.1
 	}
-	if err := h.check(V5, maxSize); err != nil {
+	if err := h.Check(V5, maxSize); err != nil {
 		return nil, err
 	}
 	if len(body) != h.Remaining {

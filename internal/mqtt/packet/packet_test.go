@@ -174,9 +174,18 @@ func TestReadHeader(t *testing.T) {
 		{"empty", "", 0, io.EOF},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := ReadHeader(bufio.NewReader(bytes.NewReader(hexBody(t, tc.in))))
+			in := hexBody(t, tc.in)
+			h, err := ReadHeader(bufio.NewReader(bytes.NewReader(in)))
 			if !errors.Is(err, tc.err) || (err == nil && h.Remaining != tc.want) {
 				t.Fatalf("got %+v, %v; want %d, %v", h, err, tc.want, tc.err)
+			}
+			// ParseHeader agrees, with EOF as a partial header.
+			ph, n, perr := ParseHeader(in)
+			if tc.err == io.EOF {
+				tc.err = io.ErrUnexpectedEOF
+			}
+			if !errors.Is(perr, tc.err) || (perr == nil && (ph != h || n != len(in))) {
+				t.Fatalf("ParseHeader: %+v, %d, %v", ph, n, perr)
 			}
 		})
 	}

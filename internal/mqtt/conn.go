@@ -1,0 +1,376 @@
+package mqtt
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+)
+
+// conn is one network connection. Its memory is designed for many idle
+// clients: the reader goroutine blocks on a 16-byte array and takes a
+// pooled buffer only once bytes arrive, giving it back when no partial
+// packet is left; packets to write are encoded into a pooled buffer, and a
+// writer goroutine runs only while that buffer has something in it.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+
+	// Set at CONNECT, then read-only.
+	version    packet.Version
+	client     *Client
+	keepAlive  time.Duration
+	maxOut     int // the client's Maximum Packet Size, 0 for none
+	sendQuota  int // the client's Receive Maximum, capped by Config.Inflight
+	connected  bool
+	will       *packet.Will
+	willDelay  time.Duration
+	aliasesIn  map[uint16]string
+	normalExit bool // DISCONNECT 0x00: the will is discarded
+
+	// reading
+	small [16]byte
+	rbuf  *[]byte // pooled; nil while idle
+	roff  int     // the start of what is not consumed yet
+
+	// writing
+	wmu       sync.Mutex
+	wbuf      *[]byte // encoded packets not yet written
+	queued    int     // packets in wbuf
+	writing   bool    // a writer goroutine runs
+	closing   bool    // close once wbuf is written
+	closed    bool
+	closeOnce sync.Once
+}
+
+// serve runs the connection: the CONNECT, then each packet in turn.
+func (c *conn) serve() {
+	defer c.end()
+	if !c.connect() {
+		return
+	}
+	for {
+		h, body, err := c.next()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		p, err := packet.Decode(c.version, h, body, c.srv.cfg.MaxPacketSize)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if !c.handle(p) {
+			return
+		}
+	}
+}
+
+// readFailed ends the connection after a read error: a malformed header
+// or oversized packet gets its reason code, the rest (EOF, reset, the
+// keep-alive deadline) a plain close.
+func (c *conn) readFailed(err error) {
+	var pe *packet.Error
+	if errors.As(err, &pe) {
+		c.fail(err)
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && c.connected {
+		c.close(packet.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
+		return
+	}
+	c.closeNow()
+}
+
+// fail ends the connection for a packet error: MQTT 5 gets DISCONNECT with
+// its reason (0x81, 0x82, 0x95 ...), MQTT 3.1.1 a closed connection.
+func (c *conn) fail(err error) {
+	c.srv.log.Debug("mqtt: closing a connection", "client", c.clientID(), "err", err)
+	var pe *packet.Error
+	if !errors.As(err, &pe) {
+		pe = &packet.Error{Code: packet.UnspecifiedError, Reason: err.Error()}
+	}
+	c.close(pe.Code, pe.Reason)
+}
+
+func (c *conn) clientID() string {
+	if c.client != nil {
+		return c.client.ID
+	}
+	return ""
+}
+
+// next reads one packet: its header, and its body, valid until the next
+// call. It checks the header against the server's Maximum Packet Size
+// before it reads the body.
+func (c *conn) next() (packet.Header, []byte, error) {
+	for {
+		if c.rbuf != nil {
+			buf := (*c.rbuf)[c.roff:]
+			h, _, err := packet.ParseHeader(buf)
+			switch {
+			case err == nil:
+				v := c.version
+				if v == 0 {
+					v = packet.V5 // the CONNECT: AUTH is judged once the version is known
+				}
+				if err := h.Check(v, c.srv.cfg.MaxPacketSize); err != nil {
+					return h, nil, err
+				}
+				hl := h.Size() - h.Remaining
+				if len(buf) >= h.Size() {
+					c.roff += h.Size()
+					return h, buf[hl:h.Size()], nil
+				}
+				c.grow(h.Size())
+			case err != io.ErrUnexpectedEOF:
+				return h, nil, err
+			}
+		}
+		if err := c.fill(); err != nil {
+			return packet.Header{}, nil, err
+		}
+	}
+}
+
+// grow makes room in the read buffer for a packet of n bytes.
+func (c *conn) grow(n int) {
+	rest := (*c.rbuf)[c.roff:]
+	if c.roff == 0 && cap(*c.rbuf) >= n {
+		return
+	}
+	nb := packet.GetBuffer(max(n, 4096))
+	*nb = append(*nb, rest...)
+	packet.PutBuffer(c.rbuf)
+	c.rbuf, c.roff = nb, 0
+}
+
+// fill reads more bytes. With nothing left over it gives the buffer back
+// and blocks on the connection's small array, so that an idle connection
+// holds no buffer.
+func (c *conn) fill() error {
+	if c.keepAlive > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // §3.1.2.10
+	}
+	if c.rbuf == nil || c.roff == len(*c.rbuf) {
+		if c.rbuf != nil {
+			packet.PutBuffer(c.rbuf)
+			c.rbuf = nil
+		}
+		n, err := c.nc.Read(c.small[:])
+		if n > 0 {
+			c.rbuf, c.roff = packet.GetBuffer(4096), 0
+			*c.rbuf = append(*c.rbuf, c.small[:n]...)
+		}
+		return err
+	}
+	if c.roff > 0 && len(*c.rbuf) == cap(*c.rbuf) {
+		c.grow(cap(*c.rbuf)) // move the partial packet to the front
+	}
+	b := *c.rbuf
+	n, err := c.nc.Read(b[len(b):cap(b)])
+	*c.rbuf = b[:len(b)+n]
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// send queues p for writing; false when the connection is closing.
+func (c *conn) send(p packet.Packet) bool {
+	if c.maxOut > 0 && packet.Size(c.version, p) > c.maxOut {
+		// §3.1.2.11.4: the Reason String and User Properties may go; a
+		// packet still too large is not sent.
+		if props := propsOf(p); props != nil {
+			props.Strip()
+		}
+		if packet.Size(c.version, p) > c.maxOut {
+			return false
+		}
+	}
+	return c.enqueue(p, false)
+}
+
+func propsOf(p packet.Packet) *packet.Properties {
+	switch p := p.(type) {
+	case *packet.Ack:
+		return &p.Props
+	case *packet.SubAck:
+		return &p.Props
+	case *packet.Disconnect:
+		return &p.Props
+	case *packet.Connack:
+		return &p.Props
+	case *packet.Auth:
+		return &p.Props
+	}
+	return nil
+}
+
+// sendPublish queues a PUBLISH of m at qos (with packet identifier id for
+// QoS 1 and 2); false when it cannot go: expired, larger than the client
+// takes (§3.1.2.11.4: the server drops it), or a QoS 0 message finding the
+// queue full.
+func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs []int, dup bool) bool {
+	p := &packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
+	if c.version == packet.V5 {
+		if m.Props != nil {
+			p.Props = *m.Props
+		}
+		p.Props.SubscriptionIDs = subIDs
+		if !m.Expires.IsZero() {
+			left := time.Until(m.Expires)
+			if left <= 0 {
+				return false
+			}
+			p.Props.MessageExpiry = uint32((left + time.Second - 1) / time.Second) // §3.3.2.3.3: what is left
+		}
+	}
+	if c.maxOut > 0 && packet.Size(c.version, p) > c.maxOut {
+		return false
+	}
+	if !c.enqueue(p, qos == 0) {
+		return false
+	}
+	c.srv.Stats.Sent.Add(1)
+	return true
+}
+
+// enqueue encodes p into the write buffer and starts a writer if none
+// runs. droppable packets (QoS 0 messages) are refused when Config.Queue
+// packets are waiting already.
+func (c *conn) enqueue(p packet.Packet, droppable bool) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closing || c.closed || (droppable && c.queued >= c.srv.cfg.Queue) {
+		return false
+	}
+	if c.wbuf == nil {
+		c.wbuf = packet.GetBuffer(packet.Size(c.version, p))
+	}
+	var err error
+	if *c.wbuf, err = packet.Append(*c.wbuf, c.version, p); err != nil {
+		return false
+	}
+	c.queued++
+	if !c.writing {
+		c.writing = true
+		go c.flush()
+	}
+	return true
+}
+
+// flush writes what is queued until nothing is, then ends; it closes the
+// connection when it is closing.
+func (c *conn) flush() {
+	for {
+		c.wmu.Lock()
+		b := c.wbuf
+		c.wbuf, c.queued = nil, 0
+		if b == nil {
+			c.writing = false
+			closing := c.closing
+			c.wmu.Unlock()
+			if closing {
+				c.closeNow()
+			}
+			return
+		}
+		c.wmu.Unlock()
+		_, err := c.nc.Write(*b)
+		packet.PutBuffer(b)
+		if err != nil {
+			c.wmu.Lock()
+			c.writing = false
+			c.wmu.Unlock()
+			c.closeNow()
+			return
+		}
+	}
+}
+
+// close ends the connection: an MQTT 5 client gets DISCONNECT with code
+// and reason first (never an MQTT 3.1.1 client, §3.14: only clients send
+// it there), once what is queued is written.
+func (c *conn) close(code packet.ReasonCode, reason string) {
+	if c.version == packet.V5 && c.connected {
+		d := &packet.Disconnect{Code: code}
+		if reason != "" {
+			d.Props.ReasonString = reason
+			d.Props.Set(packet.PropReasonString)
+		}
+		c.send(d)
+	}
+	c.shutdown()
+}
+
+// shutdown closes the connection once what is queued is written.
+func (c *conn) shutdown() {
+	c.wmu.Lock()
+	c.closing = true
+	writing := c.writing
+	c.wmu.Unlock()
+	if !writing {
+		c.closeNow()
+		return
+	}
+	// A client that stops reading must not hold the writer for ever.
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+}
+
+func (c *conn) closeNow() {
+	c.closeOnce.Do(func() {
+		c.wmu.Lock()
+		c.closed = true
+		if c.wbuf != nil && !c.writing {
+			packet.PutBuffer(c.wbuf)
+			c.wbuf = nil
+		}
+		c.wmu.Unlock()
+		c.nc.Close()
+	})
+}
+
+// end runs when the reader stops: the session loses its connection, the
+// will is scheduled unless the client disconnected normally, and a session
+// without expiry ends.
+func (c *conn) end() {
+	if c.rbuf != nil {
+		packet.PutBuffer(c.rbuf)
+		c.rbuf = nil
+	}
+	c.shutdown()
+	cl := c.client
+	if cl == nil {
+		return
+	}
+	s := c.srv
+	s.Stats.Connected.Add(-1)
+	cl.mu.Lock()
+	if cl.conn != c { // taken over: the session is the new connection's
+		cl.mu.Unlock()
+		if !c.normalExit && c.will != nil {
+			s.scheduleWill(cl, c.will, c.willDelay)
+		}
+		return
+	}
+	cl.conn = nil
+	expiry := cl.expiry
+	cl.mu.Unlock()
+	if !c.normalExit && c.will != nil {
+		s.scheduleWill(cl, c.will, min(c.willDelay, expiry))
+	}
+	if expiry == 0 {
+		s.endSession(cl)
+		return
+	}
+	cl.mu.Lock()
+	if !cl.ended && cl.conn == nil {
+		cl.expiryTimer = time.AfterFunc(expiry, func() { s.expire(cl) })
+	}
+	cl.mu.Unlock()
+}
