@@ -22,7 +22,6 @@ type testAuth struct {
 	open   bool
 	grants topics.Grants
 	mu     sync.Mutex
-	asked  []string // "deliver <client> <topic>", for the one-path tests
 }
 
 func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old any) error {
@@ -43,14 +42,27 @@ func (a *testAuth) Reauthenticate(_ context.Context, c *Client, pk *packet.Auth)
 	return nil
 }
 
-func (a *testAuth) Publish(c *Client, topic string) bool { return a.grants.Name(topic) }
+func (a *testAuth) setGrants(g topics.Grants) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.grants = g
+}
 
-func (a *testAuth) Subscribe(c *Client, filter string) bool { return a.grants.Filter(filter) }
+func (a *testAuth) Publish(c *Client, topic string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.grants.Name(topic)
+}
+
+func (a *testAuth) Subscribe(c *Client, filter string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.grants.Filter(filter)
+}
 
 func (a *testAuth) Deliver(c *Client, topic string) bool {
 	a.mu.Lock()
-	a.asked = append(a.asked, "deliver "+c.ID+" "+topic)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
 	return a.grants.Name(topic)
 }
 
