@@ -115,6 +115,9 @@ func (c *conn) connect() bool {
 			p.Set(packet.PropSessionExpiry)
 		}
 	}
+	// The listener's deadline for the CONNECT ends; keep-alive deadlines
+	// are set for each read (fill).
+	c.nc.SetDeadline(time.Time{})
 	c.client = s.attach(c, cl, pk.CleanStart, expiry, ack)
 	return c.client != nil
 }

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -84,6 +85,15 @@ func newServer(t testing.TB, mod func(*Config)) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := &server{Server: s, auth: auth}
+	srv.addr = srv.listen(t, nil)
+	return srv
+}
+
+// listen serves s on a new listener on 127.0.0.1, with TLS when tc is set,
+// and returns its address.
+func (s *server) listen(t testing.TB, tc *tls.Config) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,10 +107,20 @@ func newServer(t testing.TB, mod func(*Config)) *server {
 			if err != nil {
 				return
 			}
-			nc.SetDeadline(time.Now().Add(10 * time.Second)) // until CONNECT
+			// Until CONNECT; short, so that TestKeepAlive proves the server
+			// lifts it once connected.
+			nc.SetDeadline(time.Now().Add(time.Second))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if tc != nil {
+					c := tls.Server(nc, tc)
+					if c.Handshake() != nil {
+						nc.Close()
+						return
+					}
+					nc = c
+				}
 				s.ServeConn(nc)
 			}()
 		}
@@ -110,7 +130,7 @@ func newServer(t testing.TB, mod func(*Config)) *server {
 		s.Close()
 		wg.Wait()
 	})
-	return &server{Server: s, auth: auth, addr: ln.Addr().String()}
+	return ln.Addr().String()
 }
 
 // rawClient speaks MQTT packet by packet, to test what the server sends
