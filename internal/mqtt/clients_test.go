@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // TestPahoV5 runs Eclipse paho.golang, a strict MQTT 5 client, through
