@@ -39,6 +39,7 @@ type Client struct {
 	expiry   time.Duration // how long the session outlives its connection
 	subs     map[string]topics.Subscription
 	ended    bool
+	stored   bool // the Store holds the session
 
 	// Messages to the client at QoS 1 and 2: sent and unacknowledged, by
 	// packet identifier, and waiting for the client's Receive Maximum or
@@ -138,6 +139,10 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int) {
 	}
 	cl.seq++
 	o := &outbound{msg: m, qos: qos, retain: retain, subIDs: subIDs, seq: cl.seq}
+	if !cl.persist(o) {
+		s.Stats.Dropped.Add(1)
+		return
+	}
 	if cl.conn != nil && len(cl.inflight) < cl.conn.sendQuota {
 		cl.send(o)
 		return
@@ -162,10 +167,40 @@ func (cl *Client) send(o *outbound) {
 	}
 	o.id = cl.nextID
 	cl.inflight[o.id] = o
+	if o.qos == 2 {
+		cl.persist(o) // the packet identifier, for a resend after a restart
+	}
 	if !cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, false) {
 		// Too large for the client, or expired: never sendable.
-		delete(cl.inflight, o.id)
+		cl.forget(o)
 		cl.srv.Stats.Dropped.Add(1)
+	}
+}
+
+// persist stores o for a session the Store holds; false when that failed.
+// cl.mu is held.
+func (cl *Client) persist(o *outbound) bool {
+	if !cl.stored {
+		return true
+	}
+	r := &MessageRecord{Seq: o.seq, QoS: o.qos, Retain: o.retain, SubIDs: o.subIDs, Message: o.msg, Released: o.released}
+	if o.qos == 2 {
+		r.PacketID = o.id
+	}
+	if err := cl.srv.cfg.Store.PutMessage(cl.ID, r); err != nil {
+		cl.srv.log.Error("mqtt: storing a queued message failed", "client", cl.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// forget removes o, sent, from the session and the Store. cl.mu is held.
+func (cl *Client) forget(o *outbound) {
+	delete(cl.inflight, o.id)
+	if cl.stored {
+		if err := cl.srv.cfg.Store.DeleteMessage(cl.ID, o.seq); err != nil {
+			cl.srv.log.Error("mqtt: deleting a delivered message failed", "client", cl.ID, "err", err)
+		}
 	}
 }
 
@@ -198,10 +233,10 @@ func (cl *Client) resume() {
 		case o.released:
 			cl.conn.send(&packet.Ack{Kind: packet.PUBREL, PacketID: o.id})
 		case !cl.srv.cfg.Auth.Deliver(cl, o.msg.Topic):
-			delete(cl.inflight, o.id)
+			cl.forget(o)
 			cl.srv.Stats.DeniedDeliver.Add(1)
 		case !cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, true):
-			delete(cl.inflight, o.id)
+			cl.forget(o)
 			cl.srv.Stats.Dropped.Add(1)
 		}
 	}
@@ -209,9 +244,11 @@ func (cl *Client) resume() {
 	for _, o := range cl.pending {
 		if cl.srv.cfg.Auth.Deliver(cl, o.msg.Topic) {
 			kept = append(kept, o)
-		} else {
-			cl.srv.Stats.DeniedDeliver.Add(1)
+			continue
 		}
+		cl.srv.Stats.DeniedDeliver.Add(1)
+		o.id = 0
+		cl.forget(o)
 	}
 	cl.pending = kept
 	cl.release()
@@ -235,12 +272,13 @@ func (cl *Client) acked(a *packet.Ack) {
 		return
 	case a.Kind == packet.PUBREC && a.Code < 0x80:
 		o.released = true
+		cl.persist(o)
 		if cl.conn != nil {
 			cl.conn.send(&packet.Ack{Kind: packet.PUBREL, PacketID: a.PacketID})
 		}
 		return
 	}
-	delete(cl.inflight, a.PacketID)
+	cl.forget(o)
 	cl.release()
 }
 

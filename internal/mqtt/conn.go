@@ -368,6 +368,7 @@ func (c *conn) end() {
 		s.endSession(cl)
 		return
 	}
+	s.saveSession(cl, time.Now())
 	cl.mu.Lock()
 	if !cl.ended && cl.conn == nil {
 		cl.expiryTimer = time.AfterFunc(expiry, func() { s.expire(cl) })

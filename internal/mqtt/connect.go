@@ -119,7 +119,11 @@ func (c *conn) connect() bool {
 	// are set for each read (fill).
 	c.nc.SetDeadline(time.Time{})
 	c.client = s.attach(c, cl, pk.CleanStart, expiry, ack)
-	return c.client != nil
+	if c.client == nil {
+		return false
+	}
+	s.saveSession(c.client, time.Time{})
+	return true
 }
 
 // attach makes cl's session the connection's: a new one, or the one its

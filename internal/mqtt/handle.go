@@ -218,6 +218,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 			want = append(want, sub)
 		}
 	}
+	s.saveSession(cl, time.Time{})
 	c.send(ack)
 	for _, sub := range want {
 		var ms []*Message
@@ -246,6 +247,7 @@ func (c *conn) unsubscribe(p *packet.Unsubscribe) {
 			ack.Codes[i] = packet.NoSubscriptionExisted
 		}
 	}
+	s.saveSession(cl, time.Time{})
 	c.send(ack)
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -59,7 +60,11 @@ type Config struct {
 	TopicAliasMaximum uint16
 	// ConnectTimeout bounds authenticating one CONNECT.
 	ConnectTimeout time.Duration
-	Log            *slog.Logger
+	// Store keeps persistent sessions and retained messages; nil: they
+	// live in memory only. Identity encodes session identities for it.
+	Store    Store
+	Identity IdentityCodec
+	Log      *slog.Logger
 }
 
 // Defaults of Config.
@@ -115,12 +120,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxPacketSize < 64 || cfg.MaxPacketSize > packet.MaxRemaining || cfg.Inflight < 1 || cfg.Inflight > math.MaxUint16 || cfg.Queue < 1 {
 		return nil, errors.New("mqtt: limits out of range")
 	}
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		log:      cmp.Or(cfg.Log, slog.Default()),
 		sessions: map[string]*Client{},
 		conns:    map[*conn]struct{}{},
-	}, nil
+	}
+	if cfg.Store != nil {
+		if err := s.restore(); err != nil {
+			return nil, fmt.Errorf("mqtt: restoring sessions: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // ServeConn serves one client connection until it ends; the caller has

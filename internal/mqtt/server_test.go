@@ -23,9 +23,10 @@ func (c *rawClient) subscribe(id uint16, want []packet.ReasonCode, fs ...packet.
 
 func (c *rawClient) publication() *packet.Publish {
 	c.t.Helper()
-	p, ok := c.read().(*packet.Publish)
+	got := c.read()
+	p, ok := got.(*packet.Publish)
 	if !ok {
-		c.t.Fatalf("got %+v, want PUBLISH", p)
+		c.t.Fatalf("got %T %+v, want PUBLISH", got, got)
 	}
 	return p
 }

@@ -1,9 +1,11 @@
 package mqtt
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
 // publish routes m to every subscriber (each delivery asks Auth.Deliver)
@@ -11,11 +13,7 @@ import (
 // returns the number of deliveries matched.
 func (s *Server) publish(m *Message) int {
 	if m.Retain {
-		if len(m.Payload) == 0 {
-			s.retained.Delete(m.Topic)
-		} else {
-			s.retained.Set(m.Topic, m)
-		}
+		s.retain(m)
 	}
 	ds := s.subs.Match(m.Topic, m.From, nil)
 	for _, d := range ds {
@@ -118,11 +116,132 @@ func (s *Server) endSession(cl *Client) {
 	cl.will = nil
 	subs := cl.subs
 	cl.subs, cl.inflight, cl.pending, cl.qos2 = nil, nil, nil, nil
+	stored := cl.stored
+	cl.stored = false
 	cl.mu.Unlock()
+	if stored {
+		if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+		}
+	}
 	for f := range subs {
 		s.subs.Unsubscribe(cl.ID, f)
 	}
 	if w != nil {
 		s.sendWill(cl, w)
 	}
+}
+
+// retain keeps m as its topic's retained message, or clears the topic for
+// an empty one (§3.3.1.3), in the Store too.
+func (s *Server) retain(m *Message) {
+	var err error
+	if len(m.Payload) == 0 {
+		s.retained.Delete(m.Topic)
+		if s.cfg.Store != nil {
+			err = s.cfg.Store.DeleteRetained(m.Topic)
+		}
+	} else {
+		s.retained.Set(m.Topic, m)
+		if s.cfg.Store != nil {
+			err = s.cfg.Store.PutRetained(m)
+		}
+	}
+	if err != nil {
+		s.log.Error("mqtt: storing a retained message failed", "topic", m.Topic, "err", err)
+	}
+}
+
+// saveSession writes cl's record when it outlives its connection (and a
+// Store is set), or removes it when it no longer does. away is when the
+// connection ended, zero while connected.
+func (s *Server) saveSession(cl *Client, away time.Time) {
+	if s.cfg.Store == nil {
+		return
+	}
+	cl.mu.Lock()
+	if cl.ended {
+		cl.mu.Unlock()
+		return
+	}
+	if cl.expiry == 0 {
+		stored := cl.stored
+		cl.stored = false
+		cl.mu.Unlock()
+		if stored {
+			if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
+				s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+			}
+		}
+		return
+	}
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.version), Expiry: cl.expiry, Away: away}
+	if s.cfg.Identity != nil {
+		r.Identity = s.cfg.Identity.EncodeIdentity(cl.identity)
+	}
+	for _, sub := range cl.subs {
+		r.Subscriptions = append(r.Subscriptions, sub)
+	}
+	cl.stored = true
+	cl.mu.Unlock()
+	if err := s.cfg.Store.PutSession(r); err != nil {
+		s.log.Error("mqtt: storing a session failed", "client", cl.ID, "err", err)
+	}
+}
+
+// restore loads the Store's sessions, their queued messages and the
+// retained messages; each session is away until its client returns, and
+// expires as it would have.
+func (s *Server) restore() error {
+	snap, err := s.cfg.Store.Load()
+	if err != nil {
+		return err
+	}
+	for _, m := range snap.Retained {
+		s.retained.Set(m.Topic, m)
+	}
+	now := time.Now()
+	var expired []*Client
+	for _, r := range snap.Sessions {
+		cl := &Client{ID: r.ClientID, srv: s, version: packet.Version(r.Version), expiry: r.Expiry, stored: true,
+			subs: map[string]topics.Subscription{}}
+		if s.cfg.Identity != nil && r.Identity != nil {
+			if cl.identity, err = s.cfg.Identity.DecodeIdentity(r.Identity); err != nil {
+				return fmt.Errorf("session %q: %w", r.ClientID, err)
+			}
+		}
+		for _, sub := range r.Subscriptions {
+			cl.subs[sub.Filter] = sub
+			s.subs.Subscribe(cl.ID, sub)
+		}
+		for _, m := range snap.Messages[r.ClientID] {
+			o := &outbound{msg: m.Message, qos: m.QoS, retain: m.Retain, subIDs: m.SubIDs, seq: m.Seq, id: m.PacketID, released: m.Released}
+			cl.seq = max(cl.seq, m.Seq)
+			if o.id != 0 {
+				if cl.inflight == nil {
+					cl.inflight = map[uint16]*outbound{}
+				}
+				cl.inflight[o.id] = o
+				cl.nextID = max(cl.nextID, o.id)
+			} else {
+				cl.pending = append(cl.pending, o)
+			}
+		}
+		s.sessions[cl.ID] = cl
+		s.Stats.Sessions.Add(1)
+		away := r.Away
+		if away.IsZero() {
+			away = now // connected when the process ended
+		}
+		left := r.Expiry - now.Sub(away)
+		if left <= 0 {
+			expired = append(expired, cl)
+			continue
+		}
+		cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+	}
+	for _, cl := range expired {
+		s.endSession(cl)
+	}
+	return nil
 }

@@ -1,0 +1,146 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+)
+
+// Bolt is a Store in one bbolt file. Writes go through bbolt's Batch, so
+// that concurrent publishers share one fsync.
+type Bolt struct{ db *bbolt.DB }
+
+var (
+	bucketSessions = []byte("sessions")
+	bucketMessages = []byte("messages") // client id, 0x00, sequence (big endian)
+	bucketRetained = []byte("retained")
+)
+
+// OpenBolt opens (or creates) the store file name in dir.
+func OpenBolt(dir, name string) (*Bolt, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s is locked: is another process serving this data directory?", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketSessions, bucketMessages, bucketRetained} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close closes the file.
+func (b *Bolt) Close() error { return b.db.Close() }
+
+func messageKey(clientID string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(clientID), 0), seq)
+}
+
+func (b *Bolt) put(bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, data) })
+}
+
+func (b *Bolt) PutSession(r *SessionRecord) error {
+	return b.put(bucketSessions, []byte(r.ClientID), r)
+}
+
+func (b *Bolt) DeleteSession(clientID string) error {
+	return b.db.Batch(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketSessions).Delete([]byte(clientID)); err != nil {
+			return err
+		}
+		prefix := append([]byte(clientID), 0)
+		c := tx.Bucket(bucketMessages).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (b *Bolt) PutMessage(clientID string, r *MessageRecord) error {
+	return b.put(bucketMessages, messageKey(clientID, r.Seq), r)
+}
+
+func (b *Bolt) DeleteMessage(clientID string, seq uint64) error {
+	return b.db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMessages).Delete(messageKey(clientID, seq)) })
+}
+
+func (b *Bolt) PutRetained(m *Message) error { return b.put(bucketRetained, []byte(m.Topic), m) }
+
+func (b *Bolt) DeleteRetained(topic string) error {
+	return b.db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(bucketRetained).Delete([]byte(topic)) })
+}
+
+// Load reads everything; a record that does not decode is an error naming
+// it, not a silent loss.
+func (b *Bolt) Load() (*Snapshot, error) {
+	snap := &Snapshot{Messages: map[string][]MessageRecord{}}
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var r SessionRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("session %q: %w", k, err)
+			}
+			snap.Sessions = append(snap.Sessions, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			var r MessageRecord
+			if len(k) < 9 || k[len(k)-9] != 0 {
+				return fmt.Errorf("message key %q is not a client id and a sequence", k)
+			}
+			if err := json.Unmarshal(v, &r); err != nil || r.Message == nil {
+				return fmt.Errorf("message %q: %v", k, err)
+			}
+			id := string(k[:len(k)-9])
+			snap.Messages[id] = append(snap.Messages[id], r) // keys sort by sequence
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRetained).ForEach(func(k, v []byte) error {
+			m := &Message{}
+			if err := json.Unmarshal(v, m); err != nil {
+				return fmt.Errorf("retained %q: %w", k, err)
+			}
+			snap.Retained = append(snap.Retained, m)
+			return nil
+		})
+	})
+	return snap, err
+}
+
+var _ Store = (*Bolt)(nil)

@@ -1,0 +1,62 @@
+package mqtt
+
+import (
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// Store keeps what outlives the process: persistent sessions, the QoS 1
+// and 2 messages queued for them, and retained messages. Every method is
+// durable when it returns: the server acknowledges a QoS 1 or 2 PUBLISH
+// only after the messages it queued for persistent sessions and the
+// retained message it set are stored, so a kill -9 loses none it
+// acknowledged. The records are plain values, so a cluster store can hold
+// them as well as the file of Bolt.
+type Store interface {
+	Load() (*Snapshot, error)
+	PutSession(r *SessionRecord) error
+	// DeleteSession removes the session and its messages.
+	DeleteSession(clientID string) error
+	PutMessage(clientID string, r *MessageRecord) error
+	DeleteMessage(clientID string, seq uint64) error
+	PutRetained(m *Message) error
+	DeleteRetained(topic string) error
+}
+
+// Snapshot is everything a Store holds, read at start.
+type Snapshot struct {
+	Sessions []SessionRecord
+	Messages map[string][]MessageRecord // by client identifier, in send order
+	Retained []*Message
+}
+
+// SessionRecord is a persistent session.
+type SessionRecord struct {
+	ClientID      string
+	Identity      []byte // Config.Identity's encoding of the session's identity
+	Version       byte
+	Expiry        time.Duration
+	Away          time.Time // when its connection ended; zero while connected
+	Subscriptions []topics.Subscription
+}
+
+// MessageRecord is a message queued for a session at QoS 1 or 2. For QoS 2
+// the packet identifier and PUBREC state are kept once sent, so that a
+// resend after a restart is the same message to the client (§4.3.3).
+type MessageRecord struct {
+	Seq      uint64
+	QoS      byte
+	Retain   bool
+	SubIDs   []int
+	PacketID uint16
+	Released bool
+	Message  *Message
+}
+
+// IdentityCodec turns a session's identity into bytes and back, for the
+// Store; Config.Identity.
+type IdentityCodec interface {
+	EncodeIdentity(id any) []byte
+	DecodeIdentity(b []byte) (any, error)
+}

@@ -1,0 +1,142 @@
+package mqtt
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+	"testing"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// stringIdentity stores the test's identities, which are user names.
+type stringIdentity struct{}
+
+func (stringIdentity) EncodeIdentity(id any) []byte { s, _ := id.(string); return []byte(s) }
+
+func (stringIdentity) DecodeIdentity(b []byte) (any, error) { return string(b), nil }
+
+// TestKill9KeepsAcknowledged: every QoS 1 and 2 message the server
+// acknowledged for a persistent session, and the retained message, are
+// there after the server process is killed with SIGKILL and started again
+// on the same directory.
+func TestKill9KeepsAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
+	child.Env = append(os.Environ(), "THINGID_MQTT_CHILD_DIR="+dir)
+	child.Stderr = os.Stderr
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &server{addr: strings.TrimSpace(line)}
+
+	c, _ := first.connect(t, packet.V5, "keeper", persistent(600))
+	c.subscribe(1, []packet.ReasonCode{1, 2}, sub("q1/#", 1), sub("q2/#", 2))
+	c.send(&packet.Disconnect{})
+	c.closed()
+	pub, _ := first.connect(t, packet.V5, "pub", nil)
+	const n = 20
+	for i := range n {
+		qos := byte(1 + i%2)
+		pub.send(&packet.Publish{QoS: qos, Topic: fmt.Sprintf("q%d/%d", qos, i), PacketID: uint16(i + 1), Payload: []byte("m")})
+		if a := pub.read().(*packet.Ack); a.Code != 0 {
+			t.Fatalf("message %d: %+v", i, a)
+		}
+	}
+	pub.send(&packet.Publish{QoS: 1, Retain: true, Topic: "state", PacketID: 99, Payload: []byte("on")})
+	pub.read()
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+
+	store, err := OpenBolt(dir, "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	second := newServer(t, func(c *Config) { c.Store, c.Identity = store, stringIdentity{} })
+	c, ack := second.connect(t, packet.V5, "keeper", persistent(600))
+	if !ack.SessionPresent {
+		t.Fatal("the session did not survive")
+	}
+	got := map[string]bool{}
+	for rels := 0; len(got) < n || rels < n/2; {
+		switch p := c.read().(type) {
+		case *packet.Publish:
+			got[p.Topic] = true
+			kind := packet.PUBACK
+			if p.QoS == 2 {
+				kind = packet.PUBREC
+			}
+			c.send(&packet.Ack{Kind: kind, PacketID: p.PacketID})
+		case *packet.Ack: // PUBREL
+			c.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			rels++
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d distinct messages of %d", len(got), n)
+	}
+	c.subscribe(2, []packet.ReasonCode{0}, sub("state", 0))
+	if p := c.publication(); string(p.Payload) != "on" || !p.Retain {
+		t.Fatalf("retained %+v", p)
+	}
+	eventually(t, "the acknowledged messages leave the store", func() bool {
+		snap, err := store.Load()
+		return err == nil && len(snap.Messages["keeper"]) == 0
+	})
+}
+
+// TestServeChild is the server process TestKill9KeepsAcknowledged kills.
+func TestServeChild(t *testing.T) {
+	dir := os.Getenv("THINGID_MQTT_CHILD_DIR")
+	if dir == "" {
+		t.Skip("the child process of TestKill9KeepsAcknowledged")
+	}
+	store, err := OpenBolt(dir, "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, func(c *Config) {
+		c.Store, c.Identity = store, stringIdentity{}
+		c.Log = slog.New(slog.DiscardHandler)
+	})
+	s.auth.setGrants(topics.Grants{Allow: []string{"#"}})
+	fmt.Println(s.addr)
+	select {}
+}
+
+// TestSessionExpiresFromStore: a stored session whose expiry passed while
+// the server was down is gone after the restart, its record deleted.
+func TestSessionExpiresFromStore(t *testing.T) {
+	dir := t.TempDir()
+	store, err := OpenBolt(dir, "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, r := range []SessionRecord{{ClientID: "old", Expiry: 1, Away: time.Unix(1, 0)}, {ClientID: "fresh", Expiry: 1 << 40}} {
+		if err := store.PutSession(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newServer(t, func(c *Config) { c.Store = store })
+	if s.Client("old") != nil || s.Client("fresh") == nil {
+		t.Fatalf("old %v, fresh %v", s.Client("old"), s.Client("fresh"))
+	}
+	snap, _ := store.Load()
+	if len(snap.Sessions) != 1 {
+		t.Fatalf("stored sessions %+v", snap.Sessions)
+	}
+}
