@@ -30,6 +30,11 @@ type conn struct {
 	willDelay  time.Duration
 	aliasesIn  map[uint16]string
 	normalExit bool // DISCONNECT 0x00: the will is discarded
+	// noProblemInfo: the client sent Request Problem Information 0
+	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
+	// CONNACK and DISCONNECT.
+	noProblemInfo bool
+	aliasMaxOut   uint16 // the client's Topic Alias Maximum
 
 	// reading
 	small [16]byte
@@ -37,13 +42,14 @@ type conn struct {
 	roff  int     // the start of what is not consumed yet
 
 	// writing
-	wmu       sync.Mutex
-	wbuf      *[]byte // encoded packets not yet written
-	queued    int     // packets in wbuf
-	writing   bool    // a writer goroutine runs
-	closing   bool    // close once wbuf is written
-	closed    bool
-	closeOnce sync.Once
+	wmu        sync.Mutex
+	wbuf       *[]byte // encoded packets not yet written
+	queued     int     // packets in wbuf
+	writing    bool    // a writer goroutine runs
+	closing    bool    // close once wbuf is written
+	closed     bool
+	closeOnce  sync.Once
+	aliasesOut map[string]uint16 // under wmu: aliases follow the write order
 }
 
 // serve runs the connection: the CONNECT, then each packet in turn.
@@ -182,6 +188,15 @@ func (c *conn) fill() error {
 
 // send queues p for writing; false when the connection is closing.
 func (c *conn) send(p packet.Packet) bool {
+	if c.noProblemInfo {
+		switch p.(type) {
+		case *packet.Connack, *packet.Disconnect:
+		default:
+			if props := propsOf(p); props != nil {
+				props.Strip()
+			}
+		}
+	}
 	if c.maxOut > 0 && packet.Size(c.version, p) > c.maxOut {
 		// §3.1.2.11.4: the Reason String and User Properties may go; a
 		// packet still too large is not sent.
@@ -230,7 +245,7 @@ func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs 
 			p.Props.MessageExpiry = uint32((left + time.Second - 1) / time.Second) // §3.3.2.3.3: what is left
 		}
 	}
-	if c.maxOut > 0 && packet.Size(c.version, p) > c.maxOut {
+	if c.maxOut > 0 && packet.Size(c.version, p)+aliasCost(c.aliasMaxOut) > c.maxOut {
 		return false
 	}
 	if !c.enqueue(p, qos == 0) {
@@ -248,6 +263,9 @@ func (c *conn) enqueue(p packet.Packet, droppable bool) bool {
 	defer c.wmu.Unlock()
 	if c.closing || c.closed || (droppable && c.queued >= c.srv.cfg.Queue) {
 		return false
+	}
+	if pub, ok := p.(*packet.Publish); ok && c.aliasMaxOut > 0 {
+		c.alias(pub)
 	}
 	if c.wbuf == nil {
 		c.wbuf = packet.GetBuffer(packet.Size(c.version, p))
@@ -374,4 +392,35 @@ func (c *conn) end() {
 		cl.expiryTimer = time.AfterFunc(expiry, func() { s.expire(cl) })
 	}
 	cl.mu.Unlock()
+}
+
+// aliasCost is what a Topic Alias property adds to a PUBLISH.
+func aliasCost(max uint16) int {
+	if max > 0 {
+		return 3
+	}
+	return 0
+}
+
+// alias gives p's topic an alias towards the client (§3.3.2.3.4): the
+// first PUBLISH on a topic carries it with a new alias while the client's
+// Topic Alias Maximum allows, later ones the alias alone. c.wmu is held, so
+// an alias is always written before it is used.
+func (c *conn) alias(p *packet.Publish) {
+	if a, ok := c.aliasesOut[p.Topic]; ok {
+		p.Topic = ""
+		p.Props.TopicAlias = a
+		p.Props.Set(packet.PropTopicAlias)
+		return
+	}
+	if len(c.aliasesOut) >= int(c.aliasMaxOut) {
+		return
+	}
+	if c.aliasesOut == nil {
+		c.aliasesOut = map[string]uint16{}
+	}
+	a := uint16(len(c.aliasesOut) + 1)
+	c.aliasesOut[p.Topic] = a
+	p.Props.TopicAlias = a
+	p.Props.Set(packet.PropTopicAlias)
 }

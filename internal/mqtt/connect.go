@@ -55,6 +55,8 @@ func (c *conn) connect() bool {
 	if pk.Props.Has(packet.PropReceiveMaximum) {
 		c.sendQuota = min(int(pk.Props.ReceiveMaximum), s.cfg.Inflight) // §3.1.2.11.3
 	}
+	c.noProblemInfo = pk.Props.Has(packet.PropRequestProblemInfo) && pk.Props.RequestProblemInfo == 0
+	c.aliasMaxOut = pk.Props.TopicAliasMaximum
 	if pk.Props.Has(packet.PropMaximumPacketSize) {
 		c.maxOut = int(min(pk.Props.MaximumPacketSize, math.MaxInt32))
 	}

@@ -52,6 +52,8 @@ func (c *conn) publish(p *packet.Publish) bool {
 		c.close(packet.TopicNameInvalid, "not a valid topic name")
 		return false
 	}
+	// §4.7.2: topics starting with '$' are the server's ($SYS).
+	serverTopic := p.Topic[0] == '$'
 	if p.QoS == 2 {
 		cl.mu.Lock()
 		_, replay := cl.qos2[p.PacketID]
@@ -66,7 +68,7 @@ func (c *conn) publish(p *packet.Publish) bool {
 			return false
 		}
 	}
-	if !s.cfg.Auth.Publish(cl, p.Topic) {
+	if serverTopic || !s.cfg.Auth.Publish(cl, p.Topic) {
 		s.Stats.DeniedPublish.Add(1)
 		if c.version != packet.V5 {
 			// 3.1.1 §3.3.5: no negative acknowledgement; the connection ends.

@@ -15,6 +15,11 @@ func (s *Server) publish(m *Message) int {
 	if m.Retain {
 		s.retain(m)
 	}
+	return s.routeOnly(m)
+}
+
+// routeOnly delivers m to its subscribers and returns how many matched.
+func (s *Server) routeOnly(m *Message) int {
 	ds := s.subs.Match(m.Topic, m.From, nil)
 	for _, d := range ds {
 		cl := s.Client(d.ClientID)
