@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -32,13 +33,18 @@ type Client struct {
 	ID  string
 	srv *Server
 
-	mu       sync.Mutex
-	identity any
-	version  packet.Version
-	conn     *conn         // nil while disconnected
-	expiry   time.Duration // how long the session outlives its connection
-	subs     map[string]topics.Subscription
-	ended    bool
+	// What Auth may read at any time, the session locked or not: the
+	// server asks Auth with the session's lock held.
+	identity  atomic.Pointer[any]
+	version   atomic.Uint32
+	connected atomic.Pointer[conn]
+	nsubs     atomic.Int64
+
+	mu     sync.Mutex
+	conn   *conn         // nil while disconnected; set with setConn
+	expiry time.Duration // how long the session outlives its connection
+	subs   map[string]topics.Subscription
+	ended  bool
 	stored   bool // the Store holds the session
 
 	// Messages to the client at QoS 1 and 2: sent and unacknowledged, by
@@ -70,39 +76,34 @@ type outbound struct {
 
 // Identity is what Auth set for the client.
 func (cl *Client) Identity() any {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.identity
+	if p := cl.identity.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // SetIdentity replaces the client's identity (after a re-authentication).
-func (cl *Client) SetIdentity(id any) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	cl.identity = id
-}
+func (cl *Client) SetIdentity(id any) { cl.identity.Store(&id) }
 
 // Version is the protocol version of the client's last connection.
-func (cl *Client) Version() packet.Version {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.version
-}
+func (cl *Client) Version() packet.Version { return packet.Version(cl.version.Load()) }
 
 // Conn is the client's network connection, nil while it is away: for its
 // addresses and TLS state.
 func (cl *Client) Conn() net.Conn {
-	if c := cl.connection(); c != nil {
+	if c := cl.connected.Load(); c != nil {
 		return c.nc
 	}
 	return nil
 }
 
 // Subscriptions is the number of the session's subscriptions.
-func (cl *Client) Subscriptions() int {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return len(cl.subs)
+func (cl *Client) Subscriptions() int { return int(cl.nsubs.Load()) }
+
+// setConn attaches or detaches the connection; cl.mu is held.
+func (cl *Client) setConn(c *conn) {
+	cl.conn = c
+	cl.connected.Store(c)
 }
 
 func (cl *Client) connection() *conn {

@@ -315,7 +315,10 @@ func (c *conn) flush() {
 // and reason first (never an MQTT 3.1.1 client, §3.14: only clients send
 // it there), once what is queued is written.
 func (c *conn) close(code packet.ReasonCode, reason string) {
-	if c.version == packet.V5 && c.connected {
+	c.wmu.Lock()
+	v5 := c.version == packet.V5 && c.connected
+	c.wmu.Unlock()
+	if v5 {
 		d := &packet.Disconnect{Code: code}
 		if reason != "" {
 			d.Props.ReasonString = reason
@@ -376,7 +379,7 @@ func (c *conn) end() {
 		}
 		return
 	}
-	cl.conn = nil
+	cl.setConn(nil)
 	expiry := cl.expiry
 	cl.mu.Unlock()
 	if !c.normalExit && c.will != nil {

@@ -22,7 +22,9 @@ func (c *conn) connect() bool {
 	}
 	pk, err := packet.DecodeConnect(h, body, c.srv.cfg.MaxPacketSize)
 	if pk != nil {
+		c.wmu.Lock()
 		c.version = pk.Version
+		c.wmu.Unlock()
 	}
 	if err != nil {
 		// §4.13.1: a CONNECT error may be answered with a CONNACK; 3.1.1
@@ -35,7 +37,8 @@ func (c *conn) connect() bool {
 		return false
 	}
 	s := c.srv
-	cl := &Client{ID: pk.ClientID, srv: s, version: pk.Version}
+	cl := &Client{ID: pk.ClientID, srv: s}
+	cl.version.Store(uint32(pk.Version))
 	var assigned bool
 	if cl.ID == "" {
 		if pk.Version != packet.V5 && !pk.CleanStart {
@@ -162,10 +165,14 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 	defer sess.mu.Unlock()
 	sess.stopTimersLocked() // §3.1.3.2.2: a new connection stops the will
 	sess.will = nil
-	sess.identity, sess.version, sess.expiry = cl.identity, cl.version, expiry
-	sess.conn = c
+	sess.SetIdentity(cl.Identity())
+	sess.version.Store(cl.version.Load())
+	sess.expiry = expiry
+	sess.setConn(c)
 	ack.SessionPresent = old != nil
+	c.wmu.Lock()
 	c.connected = true
+	c.wmu.Unlock()
 	s.Stats.Connected.Add(1)
 	c.send(ack)
 	if old != nil {
@@ -179,7 +186,7 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 func (s *Server) takeOver(cl *Client) {
 	cl.mu.Lock()
 	prev := cl.conn
-	cl.conn = nil
+	cl.setConn(nil)
 	cl.mu.Unlock()
 	if prev != nil {
 		prev.close(packet.SessionTakenOver, "another connection took the session over")

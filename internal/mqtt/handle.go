@@ -207,6 +207,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 				cl.subs = map[string]topics.Subscription{}
 			}
 			cl.subs[f.Filter] = sub
+			cl.nsubs.Store(int64(len(cl.subs)))
 		}
 		cl.mu.Unlock()
 		if ended {
@@ -244,6 +245,7 @@ func (c *conn) unsubscribe(p *packet.Unsubscribe) {
 	for i, f := range p.Filters {
 		cl.mu.Lock()
 		delete(cl.subs, f)
+		cl.nsubs.Store(int64(len(cl.subs)))
 		cl.mu.Unlock()
 		if !s.subs.Unsubscribe(cl.ID, f) {
 			ack.Codes[i] = packet.NoSubscriptionExisted

@@ -62,6 +62,9 @@ func (a *testAuth) Subscribe(c *Client, filter string) bool {
 }
 
 func (a *testAuth) Deliver(c *Client, topic string) bool {
+	// The broker reads the session's identity and connection here, with the
+	// session locked: these must never wait for its lock.
+	_, _, _ = c.Identity(), c.Conn(), c.Subscriptions()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.grants.Name(topic)

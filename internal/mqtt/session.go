@@ -121,6 +121,7 @@ func (s *Server) endSession(cl *Client) {
 	cl.will = nil
 	subs := cl.subs
 	cl.subs, cl.inflight, cl.pending, cl.qos2 = nil, nil, nil, nil
+	cl.nsubs.Store(0)
 	stored := cl.stored
 	cl.stored = false
 	cl.mu.Unlock()
@@ -180,9 +181,9 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 		}
 		return
 	}
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.version), Expiry: cl.expiry, Away: away}
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away}
 	if s.cfg.Identity != nil {
-		r.Identity = s.cfg.Identity.EncodeIdentity(cl.identity)
+		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
 	}
 	for _, sub := range cl.subs {
 		r.Subscriptions = append(r.Subscriptions, sub)
@@ -208,17 +209,20 @@ func (s *Server) restore() error {
 	now := time.Now()
 	var expired []*Client
 	for _, r := range snap.Sessions {
-		cl := &Client{ID: r.ClientID, srv: s, version: packet.Version(r.Version), expiry: r.Expiry, stored: true,
-			subs: map[string]topics.Subscription{}}
+		cl := &Client{ID: r.ClientID, srv: s, expiry: r.Expiry, stored: true, subs: map[string]topics.Subscription{}}
+		cl.version.Store(uint32(r.Version))
 		if s.cfg.Identity != nil && r.Identity != nil {
-			if cl.identity, err = s.cfg.Identity.DecodeIdentity(r.Identity); err != nil {
+			id, err := s.cfg.Identity.DecodeIdentity(r.Identity)
+			if err != nil {
 				return fmt.Errorf("session %q: %w", r.ClientID, err)
 			}
+			cl.SetIdentity(id)
 		}
 		for _, sub := range r.Subscriptions {
 			cl.subs[sub.Filter] = sub
 			s.subs.Subscribe(cl.ID, sub)
 		}
+		cl.nsubs.Store(int64(len(cl.subs)))
 		for _, m := range snap.Messages[r.ClientID] {
 			o := &outbound{msg: m.Message, qos: m.QoS, retain: m.Retain, subIDs: m.SubIDs, seq: m.Seq, id: m.PacketID, released: m.Released}
 			cl.seq = max(cl.seq, m.Seq)
