@@ -45,7 +45,7 @@ type Client struct {
 	expiry time.Duration // how long the session outlives its connection
 	subs   map[string]topics.Subscription
 	ended  bool
-	stored   bool // the Store holds the session
+	stored bool // the Store holds the session
 
 	// Messages to the client at QoS 1 and 2: sent and unacknowledged, by
 	// packet identifier, and waiting for the client's Receive Maximum or
@@ -129,7 +129,9 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int) {
 		return
 	}
 	if qos == 0 {
-		if cl.conn == nil || !cl.conn.sendPublish(m, 0, 0, retain, subIDs, false) {
+		if cl.conn == nil {
+			s.Stats.Dropped.Add(1)
+		} else if ok, _ := cl.conn.sendPublish(m, 0, 0, retain, subIDs, false); !ok {
 			s.Stats.Dropped.Add(1)
 		}
 		return
@@ -171,8 +173,7 @@ func (cl *Client) send(o *outbound) {
 	if o.qos == 2 {
 		cl.persist(o) // the packet identifier, for a resend after a restart
 	}
-	if !cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, false) {
-		// Too large for the client, or expired: never sendable.
+	if _, never := cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, false); never {
 		cl.forget(o)
 		cl.srv.Stats.Dropped.Add(1)
 	}
@@ -230,13 +231,16 @@ func (cl *Client) resume() {
 	}
 	slices.SortFunc(sent, func(a, b *outbound) int { return cmp.Compare(a.seq, b.seq) })
 	for _, o := range sent {
-		switch {
-		case o.released:
+		if o.released {
 			cl.conn.send(&packet.Ack{Kind: packet.PUBREL, PacketID: o.id})
-		case !cl.srv.cfg.Auth.Deliver(cl, o.msg.Topic):
+			continue
+		}
+		if !cl.srv.cfg.Auth.Deliver(cl, o.msg.Topic) {
 			cl.forget(o)
 			cl.srv.Stats.DeniedDeliver.Add(1)
-		case !cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, true):
+			continue
+		}
+		if _, never := cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, true); never {
 			cl.forget(o)
 			cl.srv.Stats.Dropped.Add(1)
 		}

@@ -227,10 +227,12 @@ func propsOf(p packet.Packet) *packet.Properties {
 }
 
 // sendPublish queues a PUBLISH of m at qos (with packet identifier id for
-// QoS 1 and 2); false when it cannot go: expired, larger than the client
-// takes (§3.1.2.11.4: the server drops it), or a QoS 0 message finding the
-// queue full.
-func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs []int, dup bool) bool {
+// QoS 1 and 2). ok is false when it was not queued: never when it can
+// never go to this client (expired, or larger than the client takes,
+// §3.1.2.11.4: the server drops it); otherwise the connection is closing,
+// or a QoS 0 message found the queue full. A QoS 1 or 2 message not queued
+// for a closing connection stays in the session, to be resent.
+func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs []int, dup bool) (ok, never bool) {
 	p := &packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
 	if c.version == packet.V5 {
 		if m.Props != nil {
@@ -240,19 +242,19 @@ func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs 
 		if !m.Expires.IsZero() {
 			left := time.Until(m.Expires)
 			if left <= 0 {
-				return false
+				return false, true
 			}
 			p.Props.MessageExpiry = uint32((left + time.Second - 1) / time.Second) // §3.3.2.3.3: what is left
 		}
 	}
 	if c.maxOut > 0 && packet.Size(c.version, p)+aliasCost(c.aliasMaxOut) > c.maxOut {
-		return false
+		return false, true
 	}
 	if !c.enqueue(p, qos == 0) {
-		return false
+		return false, false
 	}
 	c.srv.Stats.Sent.Add(1)
-	return true
+	return true, false
 }
 
 // enqueue encodes p into the write buffer and starts a writer if none

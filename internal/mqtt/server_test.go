@@ -76,7 +76,7 @@ func TestPublishQoS(t *testing.T) {
 		if _, ok := subr.read().(*packet.Ping); !ok {
 			t.Fatal("no PINGRESP")
 		}
-		if cl := s.Client("sub"); cl == nil || len(cl.inflight) != 0 {
+		if cl := s.Client("sub"); cl == nil || inflight(cl) != 0 {
 			t.Fatalf("v%d: messages left in flight", v)
 		}
 	}
@@ -203,4 +203,10 @@ func TestKeepAlive(t *testing.T) {
 	if !ack.Props.Has(packet.PropServerKeepAlive) || ack.Props.ServerKeepAlive != 60 {
 		t.Fatalf("CONNACK %+v", ack.Props)
 	}
+}
+
+func inflight(cl *Client) int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.inflight)
 }

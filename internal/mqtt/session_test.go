@@ -300,3 +300,16 @@ func TestSubscriptionOptions(t *testing.T) {
 	c.publication()
 	d.publication()
 }
+
+// TestClosingConnectionKeepsMessages: a QoS 1 message routed to a session
+// whose connection is closing (the client just sent DISCONNECT) stays in
+// the session to be resent, rather than being lost with the connection.
+func TestClosingConnectionKeepsMessages(t *testing.T) {
+	s := newServer(t, nil)
+	cl := &Client{ID: "x", srv: s.Server}
+	cl.setConn(&conn{srv: s.Server, version: packet.V5, sendQuota: 10, closing: true})
+	cl.deliver(&Message{Topic: "t", QoS: 1, Payload: []byte("m")}, 1, false, nil)
+	if n := inflight(cl); n != 1 || s.Stats.Dropped.Load() != 0 {
+		t.Fatalf("in flight %d, dropped %d", n, s.Stats.Dropped.Load())
+	}
+}
