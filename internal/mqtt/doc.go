@@ -1,32 +1,68 @@
 // Package mqtt is thingid's own MQTT 3.1.1 and 5.0 server core, written from
-// the OASIS specifications; it owns the wire and the session state, and must
-// not know thingid's identities, rules or store (the broker plugs those in).
+// the OASIS specifications; it owns the wire, the sessions and their
+// persistence, and must not know thingid's identities, rules or store: the
+// broker plugs those in through Auth, IdentityCodec and Store.
 //
-// The core is being built in steps (issue 16); what exists today:
+// # Status (issue 16)
 //
-//   - packet: the codec for every control packet of both versions. Decoding
-//     takes a fixed header read first (ReadHeader) and the packet's body, so
-//     a connection can refuse an oversized packet (Maximum Packet Size) before
-//     reading its body, and read the body into a pooled buffer: Decode copies
-//     everything it keeps and never retains the body. Encoding appends to a
-//     caller's slice, so writers encode into pooled buffers (GetBuffer).
-//     Every decoding error is an *Error carrying the MQTT 5 reason code the
-//     server answers with (0x81 malformed, 0x82 protocol error, 0x95 packet
-//     too large, ...); for MQTT 3.1.1 the same error means "close the
-//     connection", since a 3.1.1 server never sends DISCONNECT.
+// The codec (package packet), the topic tree (package topics) and this
+// server core are built and tested; internal/broker still runs on
+// mochi-mqtt. The switch-over (step 4) ports the broker onto Server.
 //
-//   - topics: the subscription tree (wildcards, $share groups served in
-//     turn, No Local, Retain As Published, Subscription Identifiers, one
-//     delivery per client for overlapping subscriptions at their highest
-//     QoS), the retained store, and Grants, the allow/deny topic filters
-//     where a deny wins (a subscription reaching into a denied topic in part
-//     is granted; the delivery check refuses the denied messages). Matching
-//     walks levels without recursion under a read lock.
+// # Design
 //
-// Properties are one struct with a presence bitmask indexed by property
-// identifier (all identifiers are below 64), so a property's zero value and
-// its absence differ, and duplicate detection is one bit test.
+// Packets. packet decodes a body after ReadHeader/ParseHeader read the
+// fixed header, so the connection checks Maximum Packet Size before it
+// reads (or allocates) a body. Decode copies everything it keeps. Every
+// error is a *packet.Error with the MQTT 5 reason code the server answers:
+// DISCONNECT with it for MQTT 5 (CONNACK before CONNECT is accepted), a
+// plain close for MQTT 3.1.1, which never gets DISCONNECT from a server.
+// Properties are one struct with a presence bitmask (Set, Has).
 //
-// Still to come, in this order: the server core (connections, sessions,
-// flow control, persistence, transports), then the broker's switch-over.
+// Connections (conn.go). One goroutine per connection, the reader: it
+// blocks on a 16-byte array while idle and takes a pooled buffer only while
+// bytes are arriving. Packets to a client are encoded at once, by whichever
+// goroutine sends them, into a pooled buffer under the connection's write
+// lock; a writer goroutine runs only while that buffer is not empty. So an
+// idle connection is one small stack and a few hundred bytes of heap.
+// Keep-alive is a read deadline of 1.5 times the keep alive, set before
+// each read; Config.MaxKeepAlive is announced as Server Keep Alive.
+//
+// Sessions (client.go, session.go). A Client is a session, connected or
+// away; Server.sessions maps client identifiers to them. Lock order:
+// Server.mu, then Client.mu, then conn.wmu. Auth is asked with Client.mu
+// held (resume), so what Auth may read of a Client is atomic and Auth must
+// never call back into the Server. Every message reaches a client through
+// Client.deliver, which asks Auth.Deliver: live, retained, will and resumed
+// messages alike (resume asks again for what was queued); topic aliases are
+// resolved before Auth.Publish. QoS 1/2 messages to a client sit in
+// inflight (sent, by packet id) or pending (beyond the client's Receive
+// Maximum or while it is away), together at most Config.Inflight; more are
+// dropped and counted in Stats.Dropped. QoS 0 messages are dropped when
+// Config.Queue packets wait to be written. Inbound QoS 2 uses the method
+// that routes on PUBLISH and remembers the packet id until PUBREL, so a
+// replay is acknowledged and not routed again; more unreleased than
+// Config.ReceiveMaximum is DISCONNECT 0x93. Overlapping subscriptions of a
+// client give one delivery at their highest QoS with every subscription
+// identifier.
+//
+// Persistence (persist.go, bolt.go). Store takes plain records (session,
+// queued message, retained message), so a cluster store can replace Bolt.
+// Messages queued for a persistent session and retained messages are
+// stored before the publisher's PUBACK/PUBREC is written: a kill -9 loses
+// no acknowledged message (TestKill9KeepsAcknowledged). A QoS 2 message's
+// packet id and PUBREC state are stored once sent, so it is resent as the
+// same message after a restart; QoS 1 messages get new ids.
+//
+// # Not yet done
+//
+//   - Listeners: ServeConn takes any net.Conn (TLS is tested). The TCP, TLS
+//     and WebSocket listeners with their Origin checks and netlimit stay in
+//     internal/broker/listeners.go and call ServeConn after the switch; its
+//     wsConn adapter then serves the core unchanged.
+//   - Enhanced authentication with more than one step (AUTH 0x18 during
+//     CONNECT): Auth.Connect decides on the CONNECT alone; re-authentication
+//     (AUTH 0x19) is supported.
+//   - Session records are rewritten whole on each SUBSCRIBE of a persistent
+//     session: fine for tens of filters, slow for thousands.
 package mqtt
