@@ -1,18 +1,15 @@
 package mqtt
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/mqtttest"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -136,123 +133,21 @@ func (s *server) listen(t testing.TB, tc *tls.Config) string {
 	return ln.Addr().String()
 }
 
-// rawClient speaks MQTT packet by packet, to test what the server sends
-// byte for byte.
-type rawClient struct {
-	t  testing.TB
-	nc net.Conn
-	r  *bufio.Reader
-	v  packet.Version
-}
-
-func (s *server) dial(t testing.TB, v packet.Version) *rawClient {
+func (s *server) dial(t testing.TB, v packet.Version) *mqtttest.Conn {
 	t.Helper()
-	nc, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawClient{t: t, nc: nc, r: bufio.NewReader(nc), v: v}
+	return mqtttest.Dial(t, s.addr, v)
 }
 
-// connect sends CONNECT with password ok and expects a CONNACK accepting it.
-func (s *server) connect(t testing.TB, v packet.Version, id string, mod func(*packet.Connect)) (*rawClient, *packet.Connack) {
+// connect connects with password ok and expects the CONNACK to accept it.
+func (s *server) connect(t testing.TB, v packet.Version, id string, mod func(*packet.Connect)) (*mqtttest.Conn, *packet.Connack) {
 	t.Helper()
 	c := s.dial(t, v)
-	pk := &packet.Connect{Version: v, CleanStart: true, ClientID: id, KeepAlive: 30,
+	pk := &packet.Connect{CleanStart: true, ClientID: id, KeepAlive: 30,
 		UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("ok")}
 	if mod != nil {
 		mod(pk)
 	}
-	c.send(pk)
-	ack, ok := c.read().(*packet.Connack)
-	if !ok || ack.Code != packet.Success {
-		t.Fatalf("CONNACK %+v", ack)
-	}
-	return c, ack
-}
-
-func (c *rawClient) send(p packet.Packet) {
-	c.t.Helper()
-	b, err := packet.Append(nil, c.v, p)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.write(b)
-}
-
-func (c *rawClient) write(b []byte) {
-	c.t.Helper()
-	if _, err := c.nc.Write(b); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// readRaw reads one packet's bytes, or fails the test after 5 s.
-func (c *rawClient) readRaw() ([]byte, error) {
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	h, err := packet.ReadHeader(c.r)
-	if err != nil {
-		return nil, err
-	}
-	body := make([]byte, h.Remaining)
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return nil, err
-	}
-	out := append([]byte{byte(h.Type)<<4 | h.Flags}, varint(h.Remaining)...)
-	return append(out, body...), nil
-}
-
-func varint(n int) []byte {
-	var b []byte
-	for {
-		c := byte(n & 0x7F)
-		n >>= 7
-		if n == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-// read reads and decodes one packet.
-func (c *rawClient) read() packet.Packet {
-	c.t.Helper()
-	b, err := c.readRaw()
-	if err != nil {
-		c.t.Fatalf("reading a packet: %v", err)
-	}
-	h, n, _ := packet.ParseHeader(b)
-	p, err := packet.Decode(c.v, h, b[n:], 0)
-	if err != nil {
-		c.t.Fatalf("decoding % x: %v", b, err)
-	}
-	return p
-}
-
-// closed expects the server to close the connection with nothing more
-// sent (EOF), as it must for MQTT 3.1.1.
-func (c *rawClient) closed() {
-	c.t.Helper()
-	b, err := c.readRaw()
-	if !errors.Is(err, io.EOF) && !isReset(err) {
-		c.t.Fatalf("got % x, %v; want the connection closed", b, err)
-	}
-}
-
-func isReset(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "connection reset")
-}
-
-// disconnected expects DISCONNECT with code, then the connection closed.
-func (c *rawClient) disconnected(code packet.ReasonCode) *packet.Disconnect {
-	c.t.Helper()
-	d, ok := c.read().(*packet.Disconnect)
-	if !ok || d.Code != code {
-		c.t.Fatalf("got %+v, want DISCONNECT %#x", d, code)
-	}
-	c.closed()
-	return d
+	return c, c.Connect(pk)
 }
 
 // eventually waits up to 5 s for cond, for what the server does after the

@@ -19,15 +19,15 @@ func TestAliasesOut(t *testing.T) {
 		pk.Props.TopicAliasMaximum = 1
 		pk.Props.Set(packet.PropTopicAliasMaximum)
 	})
-	c.subscribe(1, []packet.ReasonCode{0}, sub("a/#", 0))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("a/#", 0))
 	for _, topic := range []string{"a/long/topic", "a/long/topic", "a/other"} {
-		c.send(&packet.Publish{Topic: topic, Payload: []byte("x")})
+		c.Send(&packet.Publish{Topic: topic, Payload: []byte("x")})
 	}
 	for i, want := range []struct {
 		topic string
 		alias uint16
 	}{{"a/long/topic", 1}, {"", 1}, {"a/other", 0}} {
-		p := c.publication()
+		p := c.Publication()
 		if p.Topic != want.topic || p.Props.TopicAlias != want.alias {
 			t.Fatalf("message %d: topic %q alias %d, want %q %d", i, p.Topic, p.Props.TopicAlias, want.topic, want.alias)
 		}
@@ -47,7 +47,7 @@ func TestRequestProblemInformation(t *testing.T) {
 	out.Props.Set(packet.PropReasonString)
 	conn := s.Client("c").connection()
 	conn.send(out)
-	if a := c.read().(*packet.Ack); a.Props.Has(packet.PropReasonString) {
+	if a := c.Read().(*packet.Ack); a.Props.Has(packet.PropReasonString) {
 		t.Fatalf("%+v", a)
 	}
 }
@@ -58,16 +58,16 @@ func TestServerTopics(t *testing.T) {
 	s := newServer(t, nil)
 	s.auth.setGrants(topics.Grants{Allow: []string{"#", "$SYS/#"}})
 	c, _ := s.connect(t, packet.V5, "c", nil)
-	c.send(&packet.Publish{QoS: 1, Topic: "$SYS/broker/clients/connected", PacketID: 1, Payload: []byte("999")})
-	if a := c.read().(*packet.Ack); a.Code != packet.NotAuthorized {
+	c.Send(&packet.Publish{QoS: 1, Topic: "$SYS/broker/clients/connected", PacketID: 1, Payload: []byte("999")})
+	if a := c.Read().(*packet.Ack); a.Code != packet.NotAuthorized {
 		t.Fatalf("%+v", a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.RunSys(ctx, time.Hour)
 	eventually(t, "$SYS is published", func() bool { _, ok := s.retainedAt("$SYS/broker/clients/connected"); return ok })
-	c.subscribe(2, []packet.ReasonCode{0}, sub("$SYS/broker/clients/connected", 0))
-	if p := c.publication(); string(p.Payload) != "1" || !p.Retain {
+	c.Subscribe(2, []packet.ReasonCode{0}, sub("$SYS/broker/clients/connected", 0))
+	if p := c.Publication(); string(p.Payload) != "1" || !p.Retain {
 		t.Fatalf("%+v", p)
 	}
 }
@@ -78,17 +78,17 @@ func TestServerTopics(t *testing.T) {
 func TestSlowSubscriber(t *testing.T) {
 	s := newServer(t, func(c *Config) { c.Queue = 10 })
 	slow, _ := s.connect(t, packet.V5, "slow", nil)
-	slow.subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	slow.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
 	payload := make([]byte, 16<<10)
 	const n = 2000 // 32 MB: far more than the socket buffers take
 	go func() {
 		for i := range n {
-			pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i%60000 + 1), Payload: payload})
+			pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i%60000 + 1), Payload: payload})
 		}
 	}()
 	for range n {
-		if _, ok := pub.read().(*packet.Ack); !ok {
+		if _, ok := pub.Read().(*packet.Ack); !ok {
 			t.Fatal("not a PUBACK")
 		}
 	}
@@ -106,7 +106,7 @@ func TestManySubscriptions(t *testing.T) {
 	for i := range want {
 		fs = append(fs, sub(fmt.Sprintf("deep/%d/+/#", i), 0))
 	}
-	c.subscribe(1, want, fs...)
+	c.Subscribe(1, want, fs...)
 	if s.subs.Len() != 10_000 {
 		t.Fatalf("%d subscriptions", s.subs.Len())
 	}

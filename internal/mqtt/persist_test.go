@@ -43,20 +43,20 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	first := &server{addr: strings.TrimSpace(line)}
 
 	c, _ := first.connect(t, packet.V5, "keeper", persistent(600))
-	c.subscribe(1, []packet.ReasonCode{1, 2}, sub("q1/#", 1), sub("q2/#", 2))
-	c.send(&packet.Disconnect{})
-	c.closed()
+	c.Subscribe(1, []packet.ReasonCode{1, 2}, sub("q1/#", 1), sub("q2/#", 2))
+	c.Send(&packet.Disconnect{})
+	c.Closed()
 	pub, _ := first.connect(t, packet.V5, "pub", nil)
 	const n = 20
 	for i := range n {
 		qos := byte(1 + i%2)
-		pub.send(&packet.Publish{QoS: qos, Topic: fmt.Sprintf("q%d/%d", qos, i), PacketID: uint16(i + 1), Payload: []byte("m")})
-		if a := pub.read().(*packet.Ack); a.Code != 0 {
+		pub.Send(&packet.Publish{QoS: qos, Topic: fmt.Sprintf("q%d/%d", qos, i), PacketID: uint16(i + 1), Payload: []byte("m")})
+		if a := pub.Read().(*packet.Ack); a.Code != 0 {
 			t.Fatalf("message %d: %+v", i, a)
 		}
 	}
-	pub.send(&packet.Publish{QoS: 1, Retain: true, Topic: "state", PacketID: 99, Payload: []byte("on")})
-	pub.read()
+	pub.Send(&packet.Publish{QoS: 1, Retain: true, Topic: "state", PacketID: 99, Payload: []byte("on")})
+	pub.Read()
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
 
@@ -72,24 +72,24 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for rels := 0; len(got) < n || rels < n/2; {
-		switch p := c.read().(type) {
+		switch p := c.Read().(type) {
 		case *packet.Publish:
 			got[p.Topic] = true
 			kind := packet.PUBACK
 			if p.QoS == 2 {
 				kind = packet.PUBREC
 			}
-			c.send(&packet.Ack{Kind: kind, PacketID: p.PacketID})
+			c.Send(&packet.Ack{Kind: kind, PacketID: p.PacketID})
 		case *packet.Ack: // PUBREL
-			c.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			c.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
 			rels++
 		}
 	}
 	if len(got) != n {
 		t.Fatalf("%d distinct messages of %d", len(got), n)
 	}
-	c.subscribe(2, []packet.ReasonCode{0}, sub("state", 0))
-	if p := c.publication(); string(p.Payload) != "on" || !p.Retain {
+	c.Subscribe(2, []packet.ReasonCode{0}, sub("state", 0))
+	if p := c.Publication(); string(p.Payload) != "on" || !p.Retain {
 		t.Fatalf("retained %+v", p)
 	}
 	eventually(t, "the acknowledged messages leave the store", func() bool {

@@ -6,30 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/mqtttest"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
-func sub(f string, qos byte) packet.Subscription { return packet.Subscription{Filter: f, QoS: qos} }
-
-// subscribe subscribes c and checks the SUBACK codes.
-func (c *rawClient) subscribe(id uint16, want []packet.ReasonCode, fs ...packet.Subscription) {
-	c.t.Helper()
-	c.send(&packet.Subscribe{PacketID: id, Filters: fs})
-	a, ok := c.read().(*packet.SubAck)
-	if !ok || a.PacketID != id || !reflect.DeepEqual(a.Codes, want) {
-		c.t.Fatalf("SUBACK %+v, want codes %v", a, want)
-	}
-}
-
-func (c *rawClient) publication() *packet.Publish {
-	c.t.Helper()
-	got := c.read()
-	p, ok := got.(*packet.Publish)
-	if !ok {
-		c.t.Fatalf("got %T %+v, want PUBLISH", got, got)
-	}
-	return p
-}
+var sub = mqtttest.Sub
 
 // TestPublishQoS carries a message at each QoS both ways: QoS 1 with
 // PUBACK, QoS 2 with PUBREC, PUBREL, PUBCOMP, each side's packet
@@ -38,42 +19,42 @@ func TestPublishQoS(t *testing.T) {
 	for _, v := range []packet.Version{packet.V311, packet.V5} {
 		s := newServer(t, nil)
 		subr, _ := s.connect(t, v, "sub", nil)
-		subr.subscribe(1, []packet.ReasonCode{0, 1, 2}, sub("q0", 0), sub("q1", 1), sub("q2", 2))
+		subr.Subscribe(1, []packet.ReasonCode{0, 1, 2}, sub("q0", 0), sub("q1", 1), sub("q2", 2))
 		pub, _ := s.connect(t, v, "pub", nil)
 		for qos := range byte(3) {
 			topic := []string{"q0", "q1", "q2"}[qos]
-			pub.send(&packet.Publish{QoS: qos, Topic: topic, PacketID: 77, Payload: []byte("m")})
+			pub.Send(&packet.Publish{QoS: qos, Topic: topic, PacketID: 77, Payload: []byte("m")})
 			switch qos {
 			case 1:
-				if a := pub.read().(*packet.Ack); a.Kind != packet.PUBACK || a.PacketID != 77 || a.Code != 0 {
+				if a := pub.Read().(*packet.Ack); a.Kind != packet.PUBACK || a.PacketID != 77 || a.Code != 0 {
 					t.Fatalf("v%d: %+v", v, a)
 				}
 			case 2:
-				if a := pub.read().(*packet.Ack); a.Kind != packet.PUBREC || a.PacketID != 77 {
+				if a := pub.Read().(*packet.Ack); a.Kind != packet.PUBREC || a.PacketID != 77 {
 					t.Fatalf("v%d: %+v", v, a)
 				}
-				pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 77})
-				if a := pub.read().(*packet.Ack); a.Kind != packet.PUBCOMP || a.PacketID != 77 || a.Code != 0 {
+				pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 77})
+				if a := pub.Read().(*packet.Ack); a.Kind != packet.PUBCOMP || a.PacketID != 77 || a.Code != 0 {
 					t.Fatalf("v%d: %+v", v, a)
 				}
 			}
-			p := subr.publication()
+			p := subr.Publication()
 			if p.Topic != topic || p.QoS != qos || string(p.Payload) != "m" {
 				t.Fatalf("v%d: delivered %+v", v, p)
 			}
 			switch qos {
 			case 1:
-				subr.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+				subr.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 			case 2:
-				subr.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
-				if a := subr.read().(*packet.Ack); a.Kind != packet.PUBREL || a.PacketID != p.PacketID {
+				subr.Send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				if a := subr.Read().(*packet.Ack); a.Kind != packet.PUBREL || a.PacketID != p.PacketID {
 					t.Fatalf("v%d: %+v", v, a)
 				}
-				subr.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+				subr.Send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
 			}
 		}
-		subr.send(&packet.Ping{})
-		if _, ok := subr.read().(*packet.Ping); !ok {
+		subr.Send(&packet.Ping{})
+		if _, ok := subr.Read().(*packet.Ping); !ok {
 			t.Fatal("no PINGRESP")
 		}
 		if cl := s.Client("sub"); cl == nil || inflight(cl) != 0 {
@@ -91,23 +72,23 @@ func TestReceiveMaximum(t *testing.T) {
 		c.Props.ReceiveMaximum = 2
 		c.Props.Set(packet.PropReceiveMaximum)
 	})
-	subr.subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	subr.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
 	for i := range 5 {
-		pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte{byte('0' + i)}})
-		pub.read()
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte{byte('0' + i)}})
+		pub.Read()
 	}
-	first, second := subr.publication(), subr.publication()
+	first, second := subr.Publication(), subr.Publication()
 	if string(first.Payload) != "0" || string(second.Payload) != "1" {
 		t.Fatalf("got %q, %q", first.Payload, second.Payload)
 	}
 	// Nothing more until an acknowledgement: a PINGRESP comes first.
-	subr.send(&packet.Ping{})
-	if p, ok := subr.read().(*packet.Ping); !ok {
+	subr.Send(&packet.Ping{})
+	if p, ok := subr.Read().(*packet.Ping); !ok {
 		t.Fatalf("a third message past Receive Maximum 2: %+v", p)
 	}
-	subr.send(&packet.Ack{Kind: packet.PUBACK, PacketID: first.PacketID})
-	if p := subr.publication(); string(p.Payload) != "2" {
+	subr.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: first.PacketID})
+	if p := subr.Publication(); string(p.Payload) != "2" {
 		t.Fatalf("after one PUBACK: %q", p.Payload)
 	}
 }
@@ -118,20 +99,20 @@ func TestReceiveMaximum(t *testing.T) {
 func TestAckNoEcho(t *testing.T) {
 	s := newServer(t, nil)
 	subr, _ := s.connect(t, packet.V5, "sub", nil)
-	subr.subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	subr.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
 	p := &packet.Publish{QoS: 1, Topic: "t", PacketID: 9, Payload: []byte("x")}
 	p.Props.User = []packet.UserProperty{{Key: "trace", Value: "abc"}}
-	pub.send(p)
-	if b, _ := pub.readRaw(); !bytes.Equal(b, []byte{0x40, 0x02, 0x00, 0x09}) {
+	pub.Send(p)
+	if b, _ := pub.ReadRaw(); !bytes.Equal(b, []byte{0x40, 0x02, 0x00, 0x09}) {
 		t.Fatalf("PUBACK % x", b)
 	}
-	if got := subr.publication(); !reflect.DeepEqual(got.Props.User, p.Props.User) {
+	if got := subr.Publication(); !reflect.DeepEqual(got.Props.User, p.Props.User) {
 		t.Fatalf("user properties not passed through: %+v", got.Props.User)
 	}
 	p.Topic = "nobody"
-	pub.send(p)
-	if b, _ := pub.readRaw(); !bytes.Equal(b, []byte{0x40, 0x03, 0x00, 0x09, 0x10}) {
+	pub.Send(p)
+	if b, _ := pub.ReadRaw(); !bytes.Equal(b, []byte{0x40, 0x03, 0x00, 0x09, 0x10}) {
 		t.Fatalf("PUBACK % x", b)
 	}
 }
@@ -142,12 +123,12 @@ func TestAckNoEcho(t *testing.T) {
 func TestV311NeverDisconnect(t *testing.T) {
 	s := newServer(t, nil)
 	c, _ := s.connect(t, packet.V311, "old", nil)
-	c.send(&packet.Publish{QoS: 1, Topic: "secret/x", PacketID: 1, Payload: []byte("x")})
-	c.closed()
+	c.Send(&packet.Publish{QoS: 1, Topic: "secret/x", PacketID: 1, Payload: []byte("x")})
+	c.Closed()
 
 	c, _ = s.connect(t, packet.V311, "old", nil)
 	s.Disconnect("old", packet.NotAuthorized, "revoked", true)
-	c.closed()
+	c.Closed()
 	eventually(t, "the discarded session is gone", func() bool { return s.Client("old") == nil })
 }
 
@@ -174,14 +155,14 @@ func TestProtocolErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, func(c *Config) { c.MaxPacketSize = 512 })
 			c, _ := s.connect(t, packet.V5, "c", nil)
-			c.write(tc.raw)
-			c.disconnected(tc.code)
+			c.Write(tc.raw)
+			c.Disconnected(tc.code)
 			if tc.v5only {
 				return
 			}
 			c3, _ := s.connect(t, packet.V311, "c3", nil)
-			c3.write(tc.raw)
-			c3.closed()
+			c3.Write(tc.raw)
+			c3.Closed()
 		})
 	}
 }
@@ -194,8 +175,8 @@ func TestKeepAlive(t *testing.T) {
 	c, _ := s.connect(t, packet.V5, "k", func(c *packet.Connect) { c.KeepAlive = 1 })
 	for range 3 {
 		time.Sleep(1200 * time.Millisecond)
-		c.send(&packet.Ping{})
-		if _, ok := c.read().(*packet.Ping); !ok {
+		c.Send(&packet.Ping{})
+		if _, ok := c.Read().(*packet.Ping); !ok {
 			t.Fatal("no PINGRESP")
 		}
 	}

@@ -25,16 +25,16 @@ func TestSessionResume(t *testing.T) {
 	if ack.SessionPresent {
 		t.Fatal("session present on the first connection")
 	}
-	c.subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
-	pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("a")})
-	pub.read()
-	unacked := c.publication()
-	c.send(&packet.Disconnect{})
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("a")})
+	pub.Read()
+	unacked := c.Publication()
+	c.Send(&packet.Disconnect{})
 	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
 	for i, m := range []string{"b", "c"} {
-		pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 2), Payload: []byte(m)})
-		pub.read()
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 2), Payload: []byte(m)})
+		pub.Read()
 	}
 
 	c, ack = s.connect(t, packet.V5, "p", persistent(60))
@@ -43,27 +43,27 @@ func TestSessionResume(t *testing.T) {
 	}
 	var got []string
 	for range 3 {
-		p := c.publication()
+		p := c.Publication()
 		got = append(got, string(p.Payload))
 		if string(p.Payload) == "a" && (!p.Dup || p.PacketID != unacked.PacketID) {
 			t.Fatalf("resent %+v, want DUP with packet id %d", p, unacked.PacketID)
 		}
-		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+		c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 	}
 	if !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("got %v", got)
 	}
-	c.send(&packet.Disconnect{})
+	c.Send(&packet.Disconnect{})
 	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
-	pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 9, Payload: []byte("d")})
-	pub.read()
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 9, Payload: []byte("d")})
+	pub.Read()
 
 	c, ack = s.connect(t, packet.V5, "p", func(pk *packet.Connect) { pk.CleanStart = true })
 	if ack.SessionPresent {
 		t.Fatal("session present after a clean start")
 	}
-	c.send(&packet.Ping{})
-	if p, ok := c.read().(*packet.Ping); !ok {
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
 		t.Fatalf("the discarded session's message arrived: %+v", p)
 	}
 }
@@ -74,17 +74,17 @@ func TestSessionResume(t *testing.T) {
 func TestResumeAsksAuth(t *testing.T) {
 	s := newServer(t, nil)
 	c, _ := s.connect(t, packet.V5, "p", persistent(60))
-	c.subscribe(1, []packet.ReasonCode{1}, sub("things/#", 1))
-	c.send(&packet.Disconnect{})
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("things/#", 1))
+	c.Send(&packet.Disconnect{})
 	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
 	for i, topic := range []string{"things/a", "things/b"} {
-		pub.send(&packet.Publish{QoS: 1, Topic: topic, PacketID: uint16(i + 1), Payload: []byte("x")})
-		pub.read()
+		pub.Send(&packet.Publish{QoS: 1, Topic: topic, PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.Read()
 	}
 	s.auth.setGrants(topics.Grants{Allow: []string{"#"}, Deny: []string{"things/a"}})
 	c, _ = s.connect(t, packet.V5, "p", persistent(60))
-	if p := c.publication(); p.Topic != "things/b" {
+	if p := c.Publication(); p.Topic != "things/b" {
 		t.Fatalf("got %s; things/a is no longer allowed", p.Topic)
 	}
 }
@@ -94,21 +94,21 @@ func TestResumeAsksAuth(t *testing.T) {
 func TestTakeover(t *testing.T) {
 	s := newServer(t, nil)
 	first, _ := s.connect(t, packet.V5, "same", persistent(60))
-	first.subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	first.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
 	second, ack := s.connect(t, packet.V5, "same", persistent(60))
-	first.disconnected(packet.SessionTakenOver)
+	first.Disconnected(packet.SessionTakenOver)
 	if !ack.SessionPresent {
 		t.Fatal("the taken-over session was not present")
 	}
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
-	pub.send(&packet.Publish{Topic: "t", Payload: []byte("x")})
-	if p := second.publication(); string(p.Payload) != "x" {
+	pub.Send(&packet.Publish{Topic: "t", Payload: []byte("x")})
+	if p := second.Publication(); string(p.Payload) != "x" {
 		t.Fatalf("got %+v", p)
 	}
 
 	old, _ := s.connect(t, packet.V311, "v3", nil)
 	s.connect(t, packet.V311, "v3", nil)
-	old.closed()
+	old.Closed()
 }
 
 // TestWill: sent when the connection ends without DISCONNECT, or with
@@ -119,7 +119,7 @@ func TestWill(t *testing.T) {
 	s := newServer(t, nil)
 	s.auth.setGrants(topics.Grants{Allow: []string{"#"}})
 	watcher, _ := s.connect(t, packet.V5, "w", nil)
-	watcher.subscribe(1, []packet.ReasonCode{0, 0}, sub("will/#", 0), sub("secret/#", 0))
+	watcher.Subscribe(1, []packet.ReasonCode{0, 0}, sub("will/#", 0), sub("secret/#", 0))
 	withWill := func(topic string, delay uint32, expiry uint32) func(*packet.Connect) {
 		return func(c *packet.Connect) {
 			c.Will = &packet.Will{Topic: topic, Payload: []byte("gone " + topic)}
@@ -131,31 +131,31 @@ func TestWill(t *testing.T) {
 		}
 	}
 	a, _ := s.connect(t, packet.V5, "a", withWill("will/a", 0, 0))
-	a.nc.Close()
-	if p := watcher.publication(); p.Topic != "will/a" {
+	a.NC.Close()
+	if p := watcher.Publication(); p.Topic != "will/a" {
 		t.Fatalf("got %+v", p)
 	}
 
 	b, _ := s.connect(t, packet.V5, "b", withWill("will/b", 0, 0))
-	b.send(&packet.Disconnect{})
+	b.Send(&packet.Disconnect{})
 	c, _ := s.connect(t, packet.V5, "c", withWill("will/c", 0, 0))
-	c.send(&packet.Disconnect{Code: packet.DisconnectWithWill})
-	if p := watcher.publication(); p.Topic != "will/c" {
+	c.Send(&packet.Disconnect{Code: packet.DisconnectWithWill})
+	if p := watcher.Publication(); p.Topic != "will/c" {
 		t.Fatalf("got %+v, want will/c and not will/b", p)
 	}
 
 	d, _ := s.connect(t, packet.V5, "d", withWill("will/d", 60, 60))
-	d.nc.Close()
+	d.NC.Close()
 	eventually(t, "d is away", func() bool { return s.Client("d").Conn() == nil })
 	s.connect(t, packet.V5, "d", persistent(60)) // back before the delay: no will
 
 	s.auth.setGrants(topics.Grants{Allow: []string{"#"}, Deny: []string{"secret/#"}})
 	e, _ := s.connect(t, packet.V5, "e", withWill("secret/e", 0, 0))
-	e.nc.Close()
+	e.NC.Close()
 	eventually(t, "e is gone", func() bool { return s.Client("e") == nil })
 	f, _ := s.connect(t, packet.V5, "f", withWill("will/f", 1, 1))
-	f.nc.Close()
-	if p := watcher.publication(); p.Topic != "will/f" {
+	f.NC.Close()
+	if p := watcher.Publication(); p.Topic != "will/f" {
 		t.Fatalf("got %+v; want will/f after its delay, and neither d's nor the denied secret/e", p)
 	}
 }
@@ -166,34 +166,34 @@ func TestWill(t *testing.T) {
 func TestRetained(t *testing.T) {
 	s := newServer(t, nil)
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
-	pub.send(&packet.Publish{QoS: 1, Retain: true, Topic: "r/1", PacketID: 1, Payload: []byte("one")})
-	pub.read()
+	pub.Send(&packet.Publish{QoS: 1, Retain: true, Topic: "r/1", PacketID: 1, Payload: []byte("one")})
+	pub.Read()
 	c, _ := s.connect(t, packet.V5, "c", nil)
-	c.subscribe(1, []packet.ReasonCode{1}, sub("r/+", 1))
-	p := c.publication()
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("r/+", 1))
+	p := c.Publication()
 	if !p.Retain || string(p.Payload) != "one" || p.QoS != 1 {
 		t.Fatalf("got %+v", p)
 	}
-	c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 	// Retain Handling 1: only for a new subscription; 2: never.
-	c.subscribe(2, []packet.ReasonCode{1}, packet.Subscription{Filter: "r/+", QoS: 1, RetainHandling: 1})
-	c.subscribe(3, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/#", RetainHandling: 2})
-	c.send(&packet.Ping{})
-	if p, ok := c.read().(*packet.Ping); !ok {
+	c.Subscribe(2, []packet.ReasonCode{1}, packet.Subscription{Filter: "r/+", QoS: 1, RetainHandling: 1})
+	c.Subscribe(3, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/#", RetainHandling: 2})
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
 		t.Fatalf("a retained message against Retain Handling: %+v", p)
 	}
 	// A live message keeps RETAIN only with Retain As Published.
-	pub.send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("two")})
-	if p := c.publication(); p.Retain {
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("two")})
+	if p := c.Publication(); p.Retain {
 		t.Fatalf("without Retain As Published: %+v", p)
 	}
-	c.subscribe(4, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/1", RetainAsPublished: true, RetainHandling: 2})
-	pub.send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("three")})
-	if p := c.publication(); !p.Retain {
+	c.Subscribe(4, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/1", RetainAsPublished: true, RetainHandling: 2})
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("three")})
+	if p := c.Publication(); !p.Retain {
 		t.Fatalf("with Retain As Published: %+v", p)
 	}
-	pub.send(&packet.Publish{Retain: true, Topic: "r/1"})
-	if p := c.publication(); p.Retain && len(p.Payload) != 0 {
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1"})
+	if p := c.Publication(); p.Retain && len(p.Payload) != 0 {
 		t.Fatalf("%+v", p)
 	}
 	if s.retained.Len() != 0 {
@@ -207,31 +207,31 @@ func TestRetained(t *testing.T) {
 func TestQoS2Replay(t *testing.T) {
 	s := newServer(t, func(c *Config) { c.ReceiveMaximum = 3 })
 	c, _ := s.connect(t, packet.V5, "c", nil)
-	c.subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
 	pub, ack := s.connect(t, packet.V5, "pub", nil)
 	if ack.Props.ReceiveMaximum != 3 {
 		t.Fatalf("CONNACK %+v", ack.Props)
 	}
 	for range 3 {
-		pub.send(&packet.Publish{QoS: 2, Dup: true, Topic: "t", PacketID: 5, Payload: []byte("once")})
-		if a := pub.read().(*packet.Ack); a.Kind != packet.PUBREC || a.PacketID != 5 {
+		pub.Send(&packet.Publish{QoS: 2, Dup: true, Topic: "t", PacketID: 5, Payload: []byte("once")})
+		if a := pub.Read().(*packet.Ack); a.Kind != packet.PUBREC || a.PacketID != 5 {
 			t.Fatalf("%+v", a)
 		}
 	}
-	c.publication()
-	c.send(&packet.Ping{})
-	if p, ok := c.read().(*packet.Ping); !ok {
+	c.Publication()
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
 		t.Fatalf("delivered twice: %+v", p)
 	}
-	pub.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 5})
-	pub.read()
+	pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 5})
+	pub.Read()
 	for id := range uint16(4) {
-		pub.send(&packet.Publish{QoS: 2, Topic: "t", PacketID: 10 + id, Payload: []byte("x")})
+		pub.Send(&packet.Publish{QoS: 2, Topic: "t", PacketID: 10 + id, Payload: []byte("x")})
 		if id < 3 {
-			pub.read()
+			pub.Read()
 		}
 	}
-	pub.disconnected(packet.ReceiveMaximumExceeded)
+	pub.Disconnected(packet.ReceiveMaximumExceeded)
 }
 
 // TestInflightFull: a subscriber that acknowledges nothing holds at most
@@ -240,18 +240,18 @@ func TestQoS2Replay(t *testing.T) {
 func TestInflightFull(t *testing.T) {
 	s := newServer(t, func(c *Config) { c.Inflight = 3 })
 	c, _ := s.connect(t, packet.V5, "c", nil)
-	c.subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
 	pub, _ := s.connect(t, packet.V5, "pub", nil)
 	for i := range 10 {
-		pub.send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte("x")})
-		pub.read()
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.Read()
 	}
 	if got := s.Stats.Dropped.Load(); got != 7 {
 		t.Fatalf("dropped %d, want 7", got)
 	}
 	ids := map[uint16]bool{}
 	for range 3 {
-		ids[c.publication().PacketID] = true
+		ids[c.Publication().PacketID] = true
 	}
 	if len(ids) != 3 {
 		t.Fatalf("packet identifiers %v", ids)
@@ -269,12 +269,12 @@ func TestAliasAsksAuth(t *testing.T) {
 		p.Props.Set(packet.PropTopicAlias)
 		return p
 	}
-	c.send(withAlias("secret/x"))
-	if a := c.read().(*packet.Ack); a.Code != packet.NotAuthorized {
+	c.Send(withAlias("secret/x"))
+	if a := c.Read().(*packet.Ack); a.Code != packet.NotAuthorized {
 		t.Fatalf("%+v", a)
 	}
-	c.send(withAlias("")) // the alias still stands for secret/x
-	if a := c.read().(*packet.Ack); a.Code != packet.NotAuthorized {
+	c.Send(withAlias("")) // the alias still stands for secret/x
+	if a := c.Read().(*packet.Ack); a.Code != packet.NotAuthorized {
 		t.Fatalf("%+v", a)
 	}
 }
@@ -283,22 +283,22 @@ func TestAliasAsksAuth(t *testing.T) {
 func TestSubscriptionOptions(t *testing.T) {
 	s := newServer(t, nil)
 	c, _ := s.connect(t, packet.V5, "c", nil)
-	c.send(&packet.Subscribe{PacketID: 1, Props: packet.Properties{SubscriptionIDs: []int{42}},
+	c.Send(&packet.Subscribe{PacketID: 1, Props: packet.Properties{SubscriptionIDs: []int{42}},
 		Filters: []packet.Subscription{{Filter: "o/+", NoLocal: true}}})
-	c.read()
-	c.send(&packet.Publish{Topic: "o/x", Payload: []byte("mine")})
+	c.Read()
+	c.Send(&packet.Publish{Topic: "o/x", Payload: []byte("mine")})
 	d, _ := s.connect(t, packet.V5, "d", nil)
-	d.send(&packet.Publish{Topic: "o/x", Payload: []byte("theirs")})
-	if p := c.publication(); string(p.Payload) != "theirs" || !slices.Equal(p.Props.SubscriptionIDs, []int{42}) {
+	d.Send(&packet.Publish{Topic: "o/x", Payload: []byte("theirs")})
+	if p := c.Publication(); string(p.Payload) != "theirs" || !slices.Equal(p.Props.SubscriptionIDs, []int{42}) {
 		t.Fatalf("got %+v", p)
 	}
-	d.subscribe(1, []packet.ReasonCode{0}, sub("$share/g/s", 0))
-	c.subscribe(2, []packet.ReasonCode{0, packet.TopicFilterInvalid}, sub("$share/g/s", 0), sub("a/#/b", 0))
+	d.Subscribe(1, []packet.ReasonCode{0}, sub("$share/g/s", 0))
+	c.Subscribe(2, []packet.ReasonCode{0, packet.TopicFilterInvalid}, sub("$share/g/s", 0), sub("a/#/b", 0))
 	for range 2 {
-		c.send(&packet.Publish{Topic: "s", Payload: []byte("x")})
+		c.Send(&packet.Publish{Topic: "s", Payload: []byte("x")})
 	}
-	c.publication()
-	d.publication()
+	c.Publication()
+	d.Publication()
 }
 
 // TestClosingConnectionKeepsMessages: a QoS 1 message routed to a session
