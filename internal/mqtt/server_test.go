@@ -1,8 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
-	"reflect"
 	"testing"
 	"time"
 
@@ -63,60 +61,6 @@ func TestPublishQoS(t *testing.T) {
 	}
 }
 
-// TestReceiveMaximum is issue 16 item 1: a subscriber announcing Receive
-// Maximum 2 that acknowledges nothing gets 2 of 5 QoS 1 messages, and one
-// more for each acknowledgement (MQTT 5 §4.9).
-func TestReceiveMaximum(t *testing.T) {
-	s := newServer(t, nil)
-	subr, _ := s.connect(t, packet.V5, "slow", func(c *packet.Connect) {
-		c.Props.ReceiveMaximum = 2
-		c.Props.Set(packet.PropReceiveMaximum)
-	})
-	subr.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
-	pub, _ := s.connect(t, packet.V5, "pub", nil)
-	for i := range 5 {
-		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte{byte('0' + i)}})
-		pub.Read()
-	}
-	first, second := subr.Publication(), subr.Publication()
-	if string(first.Payload) != "0" || string(second.Payload) != "1" {
-		t.Fatalf("got %q, %q", first.Payload, second.Payload)
-	}
-	// Nothing more until an acknowledgement: a PINGRESP comes first.
-	subr.Send(&packet.Ping{})
-	if p, ok := subr.Read().(*packet.Ping); !ok {
-		t.Fatalf("a third message past Receive Maximum 2: %+v", p)
-	}
-	subr.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: first.PacketID})
-	if p := subr.Publication(); string(p.Payload) != "2" {
-		t.Fatalf("after one PUBACK: %q", p.Payload)
-	}
-}
-
-// TestAckNoEcho is issue 16 item 2: a QoS 1 PUBLISH with user properties
-// is answered 40 02 <id>, the short PUBACK without the publisher's
-// properties; with no subscriber, 0x10 and still no properties.
-func TestAckNoEcho(t *testing.T) {
-	s := newServer(t, nil)
-	subr, _ := s.connect(t, packet.V5, "sub", nil)
-	subr.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
-	pub, _ := s.connect(t, packet.V5, "pub", nil)
-	p := &packet.Publish{QoS: 1, Topic: "t", PacketID: 9, Payload: []byte("x")}
-	p.Props.User = []packet.UserProperty{{Key: "trace", Value: "abc"}}
-	pub.Send(p)
-	if b, _ := pub.ReadRaw(); !bytes.Equal(b, []byte{0x40, 0x02, 0x00, 0x09}) {
-		t.Fatalf("PUBACK % x", b)
-	}
-	if got := subr.Publication(); !reflect.DeepEqual(got.Props.User, p.Props.User) {
-		t.Fatalf("user properties not passed through: %+v", got.Props.User)
-	}
-	p.Topic = "nobody"
-	pub.Send(p)
-	if b, _ := pub.ReadRaw(); !bytes.Equal(b, []byte{0x40, 0x03, 0x00, 0x09, 0x10}) {
-		t.Fatalf("PUBACK % x", b)
-	}
-}
-
 // TestV311NeverDisconnect is issue 16 item 3: a 3.1.1 client is never
 // sent DISCONNECT: not after a refused publish, not when the server ends
 // the connection (revocation, shutdown).
@@ -167,19 +111,19 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-// TestKeepAlive: the server waits one and a half keep-alive periods
-// (§3.1.2.10), so a client pinging a little later than its keep-alive of
-// 1 s stays; and it announces its own cap as Server Keep Alive.
-func TestKeepAlive(t *testing.T) {
+// TestConformance runs the suite every MQTT server of thingid must pass.
+func TestConformance(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.MaxPacketSize = 4096 })
+	mqtttest.Run(t, mqtttest.Target{Addr: s.addr, Allowed: "conformance/t", Denied: "secret/t", MaxPacketSize: 4096,
+		Credentials: func(pk *packet.Connect) {
+			pk.UsernameFlag, pk.Username, pk.PasswordFlag, pk.Password = true, "u", true, []byte("ok")
+		}})
+}
+
+// TestServerKeepAlive: the server announces its cap on keep-alive to a
+// client asking for none or more (§3.2.2.3.14).
+func TestServerKeepAlive(t *testing.T) {
 	s := newServer(t, func(c *Config) { c.MaxKeepAlive = 60 * time.Second })
-	c, _ := s.connect(t, packet.V5, "k", func(c *packet.Connect) { c.KeepAlive = 1 })
-	for range 3 {
-		time.Sleep(1200 * time.Millisecond)
-		c.Send(&packet.Ping{})
-		if _, ok := c.Read().(*packet.Ping); !ok {
-			t.Fatal("no PINGRESP")
-		}
-	}
 	_, ack := s.connect(t, packet.V5, "k0", func(c *packet.Connect) { c.KeepAlive = 0 })
 	if !ack.Props.Has(packet.PropServerKeepAlive) || ack.Props.ServerKeepAlive != 60 {
 		t.Fatalf("CONNACK %+v", ack.Props)
