@@ -48,7 +48,7 @@ func (c *conn) connect() bool {
 		}
 		cl.ID, assigned = newClientID(), true
 	}
-	c.client = cl // for Conn() while authenticating
+	cl.connected.Store(c) // for Auth: Conn() is the candidate's connection
 	c.keepAlive = time.Duration(pk.KeepAlive) * time.Second
 	serverKeepAlive := false
 	if max := s.cfg.MaxKeepAlive; max > 0 && pk.Version == packet.V5 && (c.keepAlive == 0 || c.keepAlive > max) {

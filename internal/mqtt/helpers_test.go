@@ -20,6 +20,8 @@ type testAuth struct {
 	open   bool
 	grants topics.Grants
 	mu     sync.Mutex
+	// onConnect, when set, sees each client Connect admits.
+	onConnect func(*Client)
 }
 
 func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old any) error {
@@ -30,6 +32,9 @@ func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old
 		return &packet.Error{Code: packet.ClientIdentifierNotValid, Reason: "another identity's session"}
 	}
 	c.SetIdentity(pk.Username)
+	if a.onConnect != nil {
+		a.onConnect(c)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"net"
 	"slices"
 	"testing"
 
@@ -311,5 +312,36 @@ func TestClosingConnectionKeepsMessages(t *testing.T) {
 	cl.deliver(&Message{Topic: "t", QoS: 1, Payload: []byte("m")}, 1, false, nil)
 	if n := inflight(cl); n != 1 || s.Stats.Dropped.Load() != 0 {
 		t.Fatalf("in flight %d, dropped %d", n, s.Stats.Dropped.Load())
+	}
+}
+
+// TestRefusedWill: a client refused at CONNECT has no will: nothing it
+// sent is published.
+func TestRefusedWill(t *testing.T) {
+	s := newServer(t, nil)
+	w, _ := s.connect(t, packet.V5, "w", nil)
+	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	c := s.dial(t, packet.V5)
+	c.Send(&packet.Connect{Version: packet.V5, ClientID: "bad", CleanStart: true, PasswordFlag: true, Password: []byte("wrong"),
+		Will: &packet.Will{Topic: "will/bad", Payload: []byte("published by nobody")}})
+	if a := c.Read().(*packet.Connack); a.Code != packet.BadUserNameOrPassword {
+		t.Fatalf("%+v", a)
+	}
+	c.Closed()
+	w.Send(&packet.Ping{})
+	if got := w.Read(); got.Type() != packet.PINGRESP {
+		t.Fatalf("a refused client's will was published: %+v", got)
+	}
+}
+
+// TestConnDuringConnect: Auth sees the connection of the client it decides
+// on (the broker reads its TLS certificates there).
+func TestConnDuringConnect(t *testing.T) {
+	s := newServer(t, nil)
+	var seen net.Conn
+	s.auth.onConnect = func(c *Client) { seen = c.Conn() }
+	s.connect(t, packet.V5, "c", nil)
+	if seen == nil {
+		t.Fatal("Conn() was nil during Auth.Connect")
 	}
 }
