@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -30,6 +31,9 @@ type conn struct {
 	willDelay  time.Duration
 	aliasesIn  map[uint16]string
 	normalExit bool // DISCONNECT 0x00: the will is discarded
+	// dropWill: the server discarded the session (a revocation); its will
+	// is not published.
+	dropWill atomic.Bool
 	// noProblemInfo: the client sent Request Problem Information 0
 	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
 	// CONNACK and DISCONNECT.
@@ -373,19 +377,27 @@ func (c *conn) end() {
 	}
 	s := c.srv
 	s.Stats.Connected.Add(-1)
+	will := c.will
+	if c.normalExit || c.dropWill.Load() {
+		will = nil
+	}
 	cl.mu.Lock()
-	if cl.conn != c { // taken over: the session is the new connection's
+	if cl.conn != c {
+		// Taken over: a new connection to the session exists already, so a
+		// delayed will is not sent (§3.1.3.2.2); one without delay is, and
+		// any will once the session ended (a clean start took it over).
+		ended := cl.ended
 		cl.mu.Unlock()
-		if !c.normalExit && c.will != nil {
-			s.scheduleWill(cl, c.will, c.willDelay)
+		if will != nil && (ended || c.willDelay == 0) {
+			s.sendWill(cl, will)
 		}
 		return
 	}
 	cl.setConn(nil)
 	expiry := cl.expiry
 	cl.mu.Unlock()
-	if !c.normalExit && c.will != nil {
-		s.scheduleWill(cl, c.will, min(c.willDelay, expiry))
+	if will != nil {
+		s.scheduleWill(cl, will, min(c.willDelay, expiry))
 	}
 	if expiry == 0 {
 		s.endSession(cl)

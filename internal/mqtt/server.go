@@ -186,8 +186,9 @@ func (s *Server) Client(id string) *Client {
 }
 
 // Disconnect ends the connection of session id, if connected, with code
-// (MQTT 5 DISCONNECT; a 3.1.1 client's connection is closed) and ends the
-// session when discard is set: for revocations.
+// (MQTT 5 DISCONNECT; a 3.1.1 client's connection is closed) and, when
+// discard is set, ends the session without publishing its will: for
+// revocations.
 func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, discard bool) {
 	cl := s.Client(id)
 	if cl == nil {
@@ -200,6 +201,7 @@ func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, di
 		cl.mu.Unlock()
 	}
 	if c := cl.connection(); c != nil {
+		c.dropWill.Store(discard)
 		c.close(code, reason)
 	} else if discard {
 		s.endSession(cl)

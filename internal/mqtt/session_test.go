@@ -345,3 +345,23 @@ func TestConnDuringConnect(t *testing.T) {
 		t.Fatal("Conn() was nil during Auth.Connect")
 	}
 }
+
+// TestRevokedWill: a session the server discards (a revocation) ends
+// without its will; one it only disconnects sends it.
+func TestRevokedWill(t *testing.T) {
+	s := newServer(t, nil)
+	w, _ := s.connect(t, packet.V5, "w", nil)
+	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	withWill := func(topic string) func(*packet.Connect) {
+		return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }
+	}
+	revoked, _ := s.connect(t, packet.V5, "revoked", withWill("will/revoked"))
+	s.Disconnect("revoked", packet.NotAuthorized, "revoked", true)
+	revoked.Disconnected(packet.NotAuthorized)
+	kicked, _ := s.connect(t, packet.V5, "kicked", withWill("will/kicked"))
+	s.Disconnect("kicked", packet.AdministrativeAction, "", false)
+	kicked.Disconnected(packet.AdministrativeAction)
+	if p := w.Publication(); p.Topic != "will/kicked" {
+		t.Fatalf("got %s; want will/kicked and not will/revoked", p.Topic)
+	}
+}
