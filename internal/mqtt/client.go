@@ -129,10 +129,12 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int) {
 		return
 	}
 	if qos == 0 {
-		if cl.conn == nil {
-			s.Stats.Dropped.Add(1)
-		} else if ok, _ := cl.conn.sendPublish(m, 0, 0, retain, subIDs, false); !ok {
-			s.Stats.Dropped.Add(1)
+		// QoS 0 is not kept for a session that is away (§4.1: the server
+		// may, and does not): that is no loss to count.
+		if cl.conn != nil {
+			if ok, _ := cl.conn.sendPublish(m, 0, 0, retain, subIDs, false); !ok {
+				s.Stats.Dropped.Add(1)
+			}
 		}
 		return
 	}
