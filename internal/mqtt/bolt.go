@@ -86,8 +86,23 @@ func (b *Bolt) DeleteSession(clientID string) error {
 	})
 }
 
-func (b *Bolt) PutMessage(clientID string, r *MessageRecord) error {
-	return b.put(bucketMessages, messageKey(clientID, r.Seq), r)
+func (b *Bolt) PutMessages(ms []QueuedMessage) error {
+	data := make([][]byte, len(ms))
+	for i := range ms {
+		var err error
+		if data[i], err = json.Marshal(&ms[i].MessageRecord); err != nil {
+			return err
+		}
+	}
+	return b.db.Batch(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketMessages)
+		for i, m := range ms {
+			if err := bk.Put(messageKey(m.ClientID, m.Seq), data[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (b *Bolt) DeleteMessage(clientID string, seq uint64) error {

@@ -72,6 +72,41 @@ type outbound struct {
 	id       uint16
 	seq      uint64
 	released bool // PUBREC received: PUBREL sent, awaiting PUBCOMP
+	// unstored: waiting in pending for its batch to reach the Store; not
+	// sent before, so that no acknowledgement overtakes the write.
+	unstored bool
+}
+
+// batch gathers the messages one PUBLISH queues for stored sessions, so
+// that they reach the Store in one write before any is sent and before
+// the publisher is acknowledged.
+type batch struct {
+	recs []QueuedMessage
+	held []*Client
+	outs []*outbound
+}
+
+// commit stores the batch and lets its messages go; a failed write drops
+// them, counted, rather than acknowledging what would not survive.
+func (b *batch) commit(s *Server) {
+	if len(b.recs) == 0 {
+		return
+	}
+	err := s.cfg.Store.PutMessages(b.recs)
+	if err != nil {
+		s.log.Error("mqtt: storing queued messages failed", "messages", len(b.recs), "err", err)
+	}
+	for i, cl := range b.held {
+		o := b.outs[i]
+		cl.mu.Lock()
+		o.unstored = false
+		if err != nil {
+			cl.pending = slices.DeleteFunc(cl.pending, func(p *outbound) bool { return p == o })
+			s.Stats.Dropped.Add(1)
+		}
+		cl.release()
+		cl.mu.Unlock()
+	}
 }
 
 // Identity is what Auth set for the client.
@@ -116,7 +151,7 @@ func (cl *Client) connection() *conn {
 // (a live publish, a retained message, a will): Auth.Deliver decides, then
 // QoS 0 goes to the connection's queue and QoS 1 and 2 to the session's
 // window, held while the client's Receive Maximum is used up or it is away.
-func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int) {
+func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int, b *batch) {
 	s := cl.srv
 	if !s.cfg.Auth.Deliver(cl, m.Topic) {
 		s.Stats.DeniedDeliver.Add(1)
@@ -144,11 +179,15 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int) {
 	}
 	cl.seq++
 	o := &outbound{msg: m, qos: qos, retain: retain, subIDs: subIDs, seq: cl.seq}
-	if !cl.persist(o) {
-		s.Stats.Dropped.Add(1)
+	if cl.stored {
+		o.unstored = true
+		b.recs = append(b.recs, QueuedMessage{ClientID: cl.ID, MessageRecord: cl.record(o)})
+		b.held = append(b.held, cl)
+		b.outs = append(b.outs, o)
+		cl.pending = append(cl.pending, o)
 		return
 	}
-	if cl.conn != nil && len(cl.inflight) < cl.conn.sendQuota {
+	if cl.conn != nil && len(cl.pending) == 0 && len(cl.inflight) < cl.conn.sendQuota {
 		cl.send(o)
 		return
 	}
@@ -181,21 +220,24 @@ func (cl *Client) send(o *outbound) {
 	}
 }
 
-// persist stores o for a session the Store holds; false when that failed.
-// cl.mu is held.
-func (cl *Client) persist(o *outbound) bool {
-	if !cl.stored {
-		return true
-	}
-	r := &MessageRecord{Seq: o.seq, QoS: o.qos, Retain: o.retain, SubIDs: o.subIDs, Message: o.msg, Released: o.released}
+// record is o as the Store keeps it.
+func (cl *Client) record(o *outbound) MessageRecord {
+	r := MessageRecord{Seq: o.seq, QoS: o.qos, Retain: o.retain, SubIDs: o.subIDs, Message: o.msg, Released: o.released}
 	if o.qos == 2 {
 		r.PacketID = o.id
 	}
-	if err := cl.srv.cfg.Store.PutMessage(cl.ID, r); err != nil {
-		cl.srv.log.Error("mqtt: storing a queued message failed", "client", cl.ID, "err", err)
-		return false
+	return r
+}
+
+// persist rewrites a stored message whose state changed (a QoS 2 message
+// sent, or released). cl.mu is held.
+func (cl *Client) persist(o *outbound) {
+	if !cl.stored {
+		return
 	}
-	return true
+	if err := cl.srv.cfg.Store.PutMessages([]QueuedMessage{{ClientID: cl.ID, MessageRecord: cl.record(o)}}); err != nil {
+		cl.srv.log.Error("mqtt: storing a queued message failed", "client", cl.ID, "err", err)
+	}
 }
 
 // forget removes o, sent, from the session and the Store. cl.mu is held.
@@ -211,7 +253,7 @@ func (cl *Client) forget(o *outbound) {
 // release sends waiting messages while the client's Receive Maximum
 // allows; cl.mu is held.
 func (cl *Client) release() {
-	for cl.conn != nil && len(cl.pending) > 0 && len(cl.inflight) < cl.conn.sendQuota {
+	for cl.conn != nil && len(cl.pending) > 0 && !cl.pending[0].unstored && len(cl.inflight) < cl.conn.sendQuota {
 		o := cl.pending[0]
 		cl.pending[0] = nil
 		cl.pending = cl.pending[1:]

@@ -50,7 +50,11 @@
 // queued message, retained message), so a cluster store can replace Bolt.
 // Messages queued for a persistent session and retained messages are
 // stored before the publisher's PUBACK/PUBREC is written: a kill -9 loses
-// no acknowledged message (TestKill9KeepsAcknowledged). A QoS 2 message's
+// no acknowledged message (TestKill9KeepsAcknowledged). The deliveries of
+// one PUBLISH to stored sessions are one PutMessages (a batch), and wait
+// in pending, unsent, until it is written, so no acknowledgement from a
+// subscriber overtakes the write; Bolt's Batch shares one fsync among
+// concurrent publishers. A QoS 2 message's
 // packet id and PUBREC state are stored once sent, so it is resent as the
 // same message after a restart; QoS 1 messages get new ids.
 //

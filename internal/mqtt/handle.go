@@ -231,9 +231,11 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 		if sub.ID != 0 {
 			ids = []int{sub.ID}
 		}
+		var b batch
 		for _, m := range ms {
-			cl.deliver(m, sub.QoS, true, ids)
+			cl.deliver(m, sub.QoS, true, ids, &b)
 		}
+		b.commit(s)
 	}
 	return true
 }

@@ -18,7 +18,9 @@ type Store interface {
 	PutSession(r *SessionRecord) error
 	// DeleteSession removes the session and its messages.
 	DeleteSession(clientID string) error
-	PutMessage(clientID string, r *MessageRecord) error
+	// PutMessages stores queued messages of any sessions at once: the
+	// deliveries of one PUBLISH cost one write.
+	PutMessages(ms []QueuedMessage) error
 	DeleteMessage(clientID string, seq uint64) error
 	PutRetained(m *Message) error
 	DeleteRetained(topic string) error
@@ -39,6 +41,12 @@ type SessionRecord struct {
 	Expiry        time.Duration
 	Away          time.Time // when its connection ended; zero while connected
 	Subscriptions []topics.Subscription
+}
+
+// QueuedMessage is a MessageRecord for a session.
+type QueuedMessage struct {
+	ClientID string
+	MessageRecord
 }
 
 // MessageRecord is a message queued for a session at QoS 1 or 2. For QoS 2

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -138,5 +139,45 @@ func TestSessionExpiresFromStore(t *testing.T) {
 	snap, _ := store.Load()
 	if len(snap.Sessions) != 1 {
 		t.Fatalf("stored sessions %+v", snap.Sessions)
+	}
+}
+
+// countingStore counts the writes of queued messages.
+type countingStore struct {
+	*Bolt
+	mu     sync.Mutex
+	writes [][]QueuedMessage
+}
+
+func (c *countingStore) PutMessages(ms []QueuedMessage) error {
+	c.mu.Lock()
+	c.writes = append(c.writes, ms)
+	c.mu.Unlock()
+	return c.Bolt.PutMessages(ms)
+}
+
+// TestOneWritePerPublish: a QoS 1 message for ten persistent sessions is
+// one write to the Store, done before the PUBACK.
+func TestOneWritePerPublish(t *testing.T) {
+	bolt, err := OpenBolt(t.TempDir(), "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	store := &countingStore{Bolt: bolt}
+	s := newServer(t, func(c *Config) { c.Store = store })
+	for i := range 10 {
+		c, _ := s.connect(t, packet.V5, fmt.Sprint("p", i), persistent(600))
+		c.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+		c.Send(&packet.Disconnect{})
+		c.Closed()
+	}
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("m")})
+	pub.Read()
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.writes) != 1 || len(store.writes[0]) != 10 {
+		t.Fatalf("%d writes", len(store.writes))
 	}
 }

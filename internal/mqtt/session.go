@@ -21,14 +21,16 @@ func (s *Server) publish(m *Message) int {
 // routeOnly delivers m to its subscribers and returns how many matched.
 func (s *Server) routeOnly(m *Message) int {
 	ds := s.subs.Match(m.Topic, m.From, nil)
+	var b batch
 	for _, d := range ds {
 		cl := s.Client(d.ClientID)
 		if cl == nil {
 			continue
 		}
 		// §3.3.1.3: the RETAIN flag goes on only with Retain As Published.
-		cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs)
+		cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs, &b)
 	}
+	b.commit(s)
 	return len(ds)
 }
 

@@ -309,7 +309,7 @@ func TestClosingConnectionKeepsMessages(t *testing.T) {
 	s := newServer(t, nil)
 	cl := &Client{ID: "x", srv: s.Server}
 	cl.setConn(&conn{srv: s.Server, version: packet.V5, sendQuota: 10, closing: true})
-	cl.deliver(&Message{Topic: "t", QoS: 1, Payload: []byte("m")}, 1, false, nil)
+	cl.deliver(&Message{Topic: "t", QoS: 1, Payload: []byte("m")}, 1, false, nil, &batch{})
 	if n := inflight(cl); n != 1 || s.Stats.Dropped.Load() != 0 {
 		t.Fatalf("in flight %d, dropped %d", n, s.Stats.Dropped.Load())
 	}
