@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/thingid/thingid/internal/events"
+	thingmqtt "github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -310,7 +311,7 @@ func TestWebSocketOrigins(t *testing.T) {
 		if ws == nil {
 			continue
 		}
-		conn := &wsConn{Conn: ws.UnderlyingConn(), ws: ws}
+		conn := thingmqtt.WebSocket(ws)
 		if _, ca, err := e.connect5(conn, &paho.Connect{ClientID: th.ID, CleanStart: true, Password: []byte(e.thingToken(th)), PasswordFlag: true}); err != nil {
 			t.Errorf("MQTT over WebSocket: %v %+v", err, ca)
 		}

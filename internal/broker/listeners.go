@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	thingmqtt "github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/netlimit"
 )
 
@@ -213,7 +214,7 @@ func (l *netListener) serveWebSocket(establish listeners.EstablishFn) {
 		}
 		defer l.untrack(raw)
 		raw.SetDeadline(time.Now().Add(l.timeout))
-		l.establish(&wsConn{Conn: raw, ws: c}, establish)
+		l.establish(thingmqtt.WebSocket(c), establish)
 	})
 	l.http.Handler = mux
 	var err error
@@ -248,56 +249,6 @@ func (l *netListener) shutdown() {
 
 // Close stops accepting; Broker.Close has ended the clients already (see there).
 func (l *netListener) Close(listeners.CloseFn) { l.shutdown() }
-
-// wsConn carries MQTT over binary WebSocket messages (MQTT 5 §6): a packet
-// may span messages and a message may hold several packets.
-type wsConn struct {
-	net.Conn // the underlying connection, for addresses, deadlines and TLS state
-	ws       *websocket.Conn
-	r        io.Reader // the message being read
-	wmu      sync.Mutex
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("mqtt over websocket: text frame (MQTT 5 §6: binary only)")
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// ConnectionState exposes the TLS state of a wss connection (client certificates).
-func (c *wsConn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return tc.ConnectionState()
-	}
-	return tls.ConnectionState{}
-}
 
 // peerChain returns the client certificate chain of conn, if it presented one.
 func peerChain(conn net.Conn) []*x509.Certificate {

@@ -60,10 +60,12 @@
 //
 // # Not yet done
 //
-//   - Listeners: ServeConn takes any net.Conn (TLS is tested). The TCP, TLS
-//     and WebSocket listeners with their Origin checks and netlimit stay in
-//     internal/broker/listeners.go and call ServeConn after the switch; its
-//     wsConn adapter then serves the core unchanged.
+//   - Listeners: ServeConn takes any net.Conn: TCP, TLS (client
+//     certificates reach Auth through Client.Conn) and WebSocket (the
+//     WebSocket adapter, which the broker's listener uses already) are
+//     tested. The listeners themselves, with their Origin checks and
+//     netlimit, stay in internal/broker/listeners.go and call ServeConn
+//     after the switch.
 //   - Enhanced authentication with more than one step (AUTH 0x18 during
 //     CONNECT): Auth.Connect decides on the CONNECT alone; re-authentication
 //     (AUTH 0x19) is supported.

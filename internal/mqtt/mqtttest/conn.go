@@ -32,6 +32,11 @@ func Dial(t testing.TB, addr string, v packet.Version) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return New(t, nc, v)
+}
+
+// New speaks version v over nc, which closes with the test.
+func New(t testing.TB, nc net.Conn, v packet.Version) *Conn {
 	t.Cleanup(func() { nc.Close() })
 	return &Conn{T: t, NC: nc, V: v, r: bufio.NewReader(nc)}
 }
