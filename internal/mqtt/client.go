@@ -40,6 +40,10 @@ type Client struct {
 	connected atomic.Pointer[conn]
 	nsubs     atomic.Int64
 
+	// replace: Auth.Connect asked for the identifier's session to be ended
+	// rather than resumed (ReplaceSession).
+	replace bool
+
 	mu     sync.Mutex
 	conn   *conn         // nil while disconnected; set with setConn
 	expiry time.Duration // how long the session outlives its connection
@@ -134,6 +138,13 @@ func (cl *Client) Conn() net.Conn {
 
 // Subscriptions is the number of the session's subscriptions.
 func (cl *Client) Subscriptions() int { return int(cl.nsubs.Load()) }
+
+// ReplaceSession is for Auth.Connect: the session the client identifier
+// has is ended, not resumed, whatever Clean Start says, and the CONNACK
+// says Session Present 0. The broker uses it when a thing takes its own
+// client identifier back from another identity, which must not inherit
+// that identity's subscriptions and queued messages.
+func (cl *Client) ReplaceSession() { cl.replace = true }
 
 // setConn attaches or detaches the connection; cl.mu is held.
 func (cl *Client) setConn(c *conn) {

@@ -123,7 +123,7 @@ func (c *conn) connect() bool {
 	// The listener's deadline for the CONNECT ends; keep-alive deadlines
 	// are set for each read (fill).
 	c.nc.SetDeadline(time.Time{})
-	c.client = s.attach(c, cl, pk.CleanStart, expiry, ack)
+	c.client = s.attach(c, cl, pk.CleanStart || cl.replace, expiry, ack)
 	if c.client == nil {
 		return false
 	}

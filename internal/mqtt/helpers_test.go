@@ -20,7 +20,7 @@ type testAuth struct {
 	open   bool
 	grants topics.Grants
 	mu     sync.Mutex
-	// onConnect, when set, sees each client Connect admits.
+	// onConnect, when set (setOnConnect), sees each client Connect admits.
 	onConnect func(*Client)
 }
 
@@ -32,8 +32,11 @@ func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old
 		return &packet.Error{Code: packet.ClientIdentifierNotValid, Reason: "another identity's session"}
 	}
 	c.SetIdentity(pk.Username)
-	if a.onConnect != nil {
-		a.onConnect(c)
+	a.mu.Lock()
+	f := a.onConnect
+	a.mu.Unlock()
+	if f != nil {
+		f(c)
 	}
 	return nil
 }
@@ -43,6 +46,12 @@ func (a *testAuth) Reauthenticate(_ context.Context, c *Client, pk *packet.Auth)
 		return &packet.Error{Code: packet.NotAuthorized, Reason: "bad token"}
 	}
 	return nil
+}
+
+func (a *testAuth) setOnConnect(f func(*Client)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.onConnect = f
 }
 
 func (a *testAuth) setGrants(g topics.Grants) {

@@ -339,7 +339,7 @@ func TestRefusedWill(t *testing.T) {
 func TestConnDuringConnect(t *testing.T) {
 	s := newServer(t, nil)
 	var seen net.Conn
-	s.auth.onConnect = func(c *Client) { seen = c.Conn() }
+	s.auth.setOnConnect(func(c *Client) { seen = c.Conn() })
 	s.connect(t, packet.V5, "c", nil)
 	if seen == nil {
 		t.Fatal("Conn() was nil during Auth.Connect")
@@ -363,5 +363,19 @@ func TestRevokedWill(t *testing.T) {
 	kicked.Disconnected(packet.AdministrativeAction)
 	if p := w.Publication(); p.Topic != "will/kicked" {
 		t.Fatalf("got %s; want will/kicked and not will/revoked", p.Topic)
+	}
+}
+
+// TestReplaceSession: Auth can have a client identifier's session ended
+// rather than resumed: the new connection starts clean, Session Present 0.
+func TestReplaceSession(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "id", persistent(600))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	s.auth.setOnConnect(func(c *Client) { c.ReplaceSession() })
+	_, ack := s.connect(t, packet.V5, "id", persistent(600))
+	c.Disconnected(packet.SessionTakenOver)
+	if ack.SessionPresent || s.subs.Len() != 0 {
+		t.Fatalf("session present %v, %d subscriptions inherited", ack.SessionPresent, s.subs.Len())
 	}
 }

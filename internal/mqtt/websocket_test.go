@@ -19,11 +19,11 @@ import (
 func TestWebSocket(t *testing.T) {
 	s := newServer(t, nil)
 	var peers int
-	s.auth.onConnect = func(c *Client) {
+	s.auth.setOnConnect(func(c *Client) {
 		if cs, ok := c.Conn().(interface{ ConnectionState() tls.ConnectionState }); ok {
 			peers = len(cs.ConnectionState().PeerCertificates)
 		}
-	}
+	})
 	up := &websocket.Upgrader{Subprotocols: []string{"mqtt"}}
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
