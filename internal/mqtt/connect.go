@@ -136,49 +136,56 @@ func (c *conn) connect() bool {
 // which a clean start ends first. The CONNACK and the resent messages are
 // queued under the session's lock, so no delivery overtakes them.
 func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, ack *packet.Connack) *Client {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		c.closeNow()
-		return nil
-	}
-	old := s.sessions[cl.ID]
-	if old != nil && clean {
-		s.mu.Unlock()
-		s.takeOver(old)
-		s.endSession(old)
+	for {
 		s.mu.Lock()
-		old = s.sessions[cl.ID] // nil, unless another CONNECT raced in
+		if s.closed {
+			s.mu.Unlock()
+			c.closeNow()
+			return nil
+		}
+		old := s.sessions[cl.ID]
+		if old != nil && clean {
+			s.mu.Unlock()
+			s.takeOver(old)
+			s.endSession(old)
+			continue
+		}
+		sess := cl
+		if old != nil {
+			sess = old
+		} else {
+			s.sessions[cl.ID] = cl
+			s.Stats.Sessions.Add(1)
+		}
+		s.mu.Unlock()
+		if old != nil {
+			s.takeOver(old)
+		}
+		sess.mu.Lock()
+		if sess.ended {
+			// It expired (or was discarded) since it was looked up: start
+			// again, without it.
+			sess.mu.Unlock()
+			continue
+		}
+		sess.stopTimersLocked() // §3.1.3.2.2: a new connection stops the will
+		sess.will = nil
+		sess.SetIdentity(cl.Identity())
+		sess.version.Store(cl.version.Load())
+		sess.expiry = expiry
+		sess.setConn(c)
+		ack.SessionPresent = old != nil
+		c.wmu.Lock()
+		c.connected = true
+		c.wmu.Unlock()
+		s.Stats.Connected.Add(1)
+		c.send(ack)
+		if old != nil {
+			sess.resume()
+		}
+		sess.mu.Unlock()
+		return sess
 	}
-	sess := cl
-	if old != nil {
-		sess = old
-	} else {
-		s.sessions[cl.ID] = cl
-		s.Stats.Sessions.Add(1)
-	}
-	s.mu.Unlock()
-	if old != nil {
-		s.takeOver(old)
-	}
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	sess.stopTimersLocked() // §3.1.3.2.2: a new connection stops the will
-	sess.will = nil
-	sess.SetIdentity(cl.Identity())
-	sess.version.Store(cl.version.Load())
-	sess.expiry = expiry
-	sess.setConn(c)
-	ack.SessionPresent = old != nil
-	c.wmu.Lock()
-	c.connected = true
-	c.wmu.Unlock()
-	s.Stats.Connected.Add(1)
-	c.send(ack)
-	if old != nil {
-		sess.resume()
-	}
-	return sess
 }
 
 // takeOver ends the connection a session has, if any (§3.1.4: DISCONNECT
