@@ -237,7 +237,12 @@ func propsOf(p packet.Packet) *packet.Properties {
 // or a QoS 0 message found the queue full. A QoS 1 or 2 message not queued
 // for a closing connection stays in the session, to be resent.
 func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs []int, dup bool) (ok, never bool) {
-	p := &packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
+	p := publishes.Get().(*packet.Publish)
+	defer func() {
+		*p = packet.Publish{}
+		publishes.Put(p)
+	}()
+	*p = packet.Publish{Dup: dup, QoS: qos, Retain: retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
 	if c.version == packet.V5 {
 		if m.Props != nil {
 			p.Props = *m.Props
@@ -260,6 +265,10 @@ func (c *conn) sendPublish(m *Message, qos byte, id uint16, retain bool, subIDs 
 	c.srv.Stats.Sent.Add(1)
 	return true, false
 }
+
+// publishes are the PUBLISH packets sendPublish fills and encodes at once:
+// one per delivery would be most of a fan-out's garbage.
+var publishes = sync.Pool{New: func() any { return new(packet.Publish) }}
 
 // enqueue encodes p into the write buffer and starts a writer if none
 // runs. droppable packets (QoS 0 messages) are refused when Config.Queue
