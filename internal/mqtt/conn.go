@@ -39,6 +39,7 @@ type conn struct {
 	// CONNACK and DISCONNECT.
 	noProblemInfo bool
 	aliasMaxOut   uint16 // the client's Topic Alias Maximum
+	authing       bool   // a re-authentication awaits the client's AUTH 0x18
 
 	// reading
 	small [16]byte

@@ -90,6 +90,14 @@ func (c *conn) connect() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
 	err = s.cfg.Auth.Connect(ctx, cl, pk, oldIdentity)
+	for ch := (*Challenge)(nil); errors.As(err, &ch) && pk.Version == packet.V5; {
+		// §4.12: the exchange goes on in AUTH packets until CONNACK; the
+		// listener's deadline for the CONNECT bounds it.
+		var next *packet.Auth
+		if next, err = c.challenge(pk.Props.AuthMethod, ch.Data); err == nil {
+			err = s.cfg.Auth.Continue(ctx, cl, next)
+		}
+	}
 	cancel()
 	if err != nil {
 		var pe *packet.Error
@@ -215,4 +223,32 @@ func newClientID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return "auto-" + hex.EncodeToString(b)
+}
+
+// challenge sends AUTH 0x18 with data under method and reads the client's
+// answer, which must be AUTH 0x18 with the same method (§4.12.0).
+func (c *conn) challenge(method string, data []byte) (*packet.Auth, error) {
+	a := &packet.Auth{Code: packet.ContinueAuthentication}
+	a.Props.AuthMethod, a.Props.AuthData = method, data
+	a.Props.Set(packet.PropAuthMethod)
+	if data != nil {
+		a.Props.Set(packet.PropAuthData)
+	}
+	c.send(a)
+	h, body, err := c.next()
+	if err != nil {
+		return nil, err
+	}
+	p, err := packet.Decode(packet.V5, h, body, c.srv.cfg.MaxPacketSize)
+	if err != nil {
+		return nil, err
+	}
+	answer, ok := p.(*packet.Auth)
+	switch {
+	case !ok:
+		return nil, &packet.Error{Code: packet.ProtocolError, Reason: p.Type().String() + " during authentication"}
+	case answer.Code != packet.ContinueAuthentication || answer.Props.AuthMethod != method:
+		return nil, &packet.Error{Code: packet.ProtocolError, Reason: "AUTH without Continue authentication and the CONNECT's method"}
+	}
+	return answer, nil
 }

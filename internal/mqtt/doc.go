@@ -46,6 +46,10 @@
 // client give one delivery at their highest QoS with every subscription
 // identifier.
 //
+// Authentication. Auth.Connect decides on the CONNECT, or returns a
+// *Challenge to go on with MQTT 5 enhanced authentication (§4.12): AUTH
+// rounds answered by Auth.Continue, at CONNECT and at re-authentication.
+//
 // Persistence (persist.go, bolt.go). Store takes plain records (session,
 // queued message, retained message), so a cluster store can replace Bolt.
 // Messages queued for a persistent session and retained messages are
@@ -66,9 +70,6 @@
 //     tested. The listeners themselves, with their Origin checks and
 //     netlimit, stay in internal/broker/listeners.go and call ServeConn
 //     after the switch.
-//   - Enhanced authentication with more than one step (AUTH 0x18 during
-//     CONNECT): Auth.Connect decides on the CONNECT alone; re-authentication
-//     (AUTH 0x19) is supported.
 //   - Session records are rewritten whole on each SUBSCRIBE of a persistent
 //     session: fine for tens of filters, slow for thousands.
 package mqtt

@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/thingid/thingid/internal/broker/topic"
@@ -280,12 +282,30 @@ func (c *conn) disconnect(p *packet.Disconnect) bool {
 	return false
 }
 
-// auth handles an MQTT 5 AUTH after CONNECT: re-authentication (§4.12.1).
+// auth handles an MQTT 5 AUTH after CONNECT: re-authentication (§4.12.1),
+// in as many rounds as Auth asks for.
 func (c *conn) auth(p *packet.Auth) bool {
 	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
-	err := s.cfg.Auth.Reauthenticate(ctx, c.client, p)
+	var err error
+	switch {
+	case p.Code == packet.ReAuthenticate && !c.authing:
+		err = s.cfg.Auth.Reauthenticate(ctx, c.client, p)
+	case p.Code == packet.ContinueAuthentication && c.authing:
+		err = s.cfg.Auth.Continue(ctx, c.client, p)
+	default:
+		err = &packet.Error{Code: packet.ProtocolError, Reason: fmt.Sprintf("AUTH 0x%02x out of turn", byte(p.Code))}
+	}
 	cancel()
+	var ch *Challenge
+	if c.authing = errors.As(err, &ch); c.authing {
+		a := &packet.Auth{Code: packet.ContinueAuthentication}
+		a.Props.AuthMethod, a.Props.AuthData = p.Props.AuthMethod, ch.Data
+		a.Props.Set(packet.PropAuthMethod)
+		a.Props.Set(packet.PropAuthData)
+		c.send(a)
+		return true
+	}
 	if err != nil {
 		c.fail(err)
 		return false

@@ -24,7 +24,15 @@ type testAuth struct {
 	onConnect func(*Client)
 }
 
+// challengeMethod is the test's enhanced authentication: the server sends
+// "nonce", the client must answer "nonce:ok".
+const challengeMethod = "CHALLENGE"
+
 func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old any) error {
+	if pk.Props.AuthMethod == challengeMethod {
+		c.SetIdentity(pk.Username)
+		return &Challenge{Data: []byte("nonce")}
+	}
 	if !a.open && string(pk.Password) != "ok" {
 		return &packet.Error{Code: packet.BadUserNameOrPassword, Reason: "password is not ok"}
 	}
@@ -41,7 +49,17 @@ func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old
 	return nil
 }
 
+func (a *testAuth) Continue(_ context.Context, c *Client, pk *packet.Auth) error {
+	if string(pk.Props.AuthData) != "nonce:ok" {
+		return &packet.Error{Code: packet.NotAuthorized, Reason: "wrong answer"}
+	}
+	return nil
+}
+
 func (a *testAuth) Reauthenticate(_ context.Context, c *Client, pk *packet.Auth) error {
+	if pk.Props.AuthMethod == challengeMethod {
+		return &Challenge{Data: []byte("nonce")}
+	}
 	if string(pk.Props.AuthData) != "ok" {
 		return &packet.Error{Code: packet.NotAuthorized, Reason: "bad token"}
 	}

@@ -26,13 +26,26 @@ type Auth interface {
 	// c.Identity. old is the identity of the session c's client identifier
 	// already has (nil when none): Connect decides whether c may take it.
 	Connect(ctx context.Context, c *Client, pk *packet.Connect, old any) error
-	// Reauthenticate answers an MQTT 5 AUTH packet after CONNECT (§4.12.1);
-	// an error ends the connection with its reason code.
+	// Reauthenticate answers an MQTT 5 AUTH packet with Re-authenticate
+	// (0x19) after CONNECT (§4.12.1); an error ends the connection with its
+	// reason code.
 	Reauthenticate(ctx context.Context, c *Client, pk *packet.Auth) error
+	// Continue answers the client's AUTH (0x18) after Connect or
+	// Reauthenticate returned a *Challenge (§4.12): nil authenticates,
+	// another *Challenge asks again, any other error refuses.
+	Continue(ctx context.Context, c *Client, pk *packet.Auth) error
 	Publish(c *Client, topic string) bool
 	Subscribe(c *Client, filter string) bool
 	Deliver(c *Client, topic string) bool
 }
+
+// Challenge, returned by Auth.Connect, Reauthenticate or Continue, goes on
+// with MQTT 5 enhanced authentication (§4.12): the server sends AUTH with
+// Continue authentication (0x18) and Data, and the client's answer goes to
+// Auth.Continue.
+type Challenge struct{ Data []byte }
+
+func (*Challenge) Error() string { return "mqtt: authentication continues" }
 
 // Config configures a Server. Auth is required; zero limits take the
 // defaults below.
