@@ -226,9 +226,19 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 	s.saveSession(cl, time.Time{})
 	c.send(ack)
 	for _, sub := range want {
-		var ms []*Message
+		var ms, expired []*Message
 		inner, _ := topic.ShareFilter(sub.Filter)
-		s.retained.Match(inner, func(_ string, m *Message) { ms = append(ms, m) })
+		now := time.Now()
+		s.retained.Match(inner, func(_ string, m *Message) {
+			if !m.Expires.IsZero() && !now.Before(m.Expires) {
+				expired = append(expired, m) // §3.3.2.3.3: no longer sent, nor kept
+				return
+			}
+			ms = append(ms, m)
+		})
+		for _, m := range expired {
+			s.dropExpired(m)
+		}
 		var ids []int
 		if sub.ID != 0 {
 			ids = []int{sub.ID}

@@ -256,3 +256,14 @@ func (s *Server) restore() error {
 	}
 	return nil
 }
+
+// dropExpired removes a retained message whose expiry passed, unless a
+// newer one replaced it.
+func (s *Server) dropExpired(m *Message) {
+	if !s.retained.CompareAndDelete(m.Topic, m) || s.cfg.Store == nil {
+		return
+	}
+	if err := s.cfg.Store.DeleteRetained(m.Topic); err != nil {
+		s.log.Error("mqtt: deleting an expired retained message failed", "topic", m.Topic, "err", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
@@ -377,5 +378,49 @@ func TestReplaceSession(t *testing.T) {
 	c.Disconnected(packet.SessionTakenOver)
 	if ack.SessionPresent || s.subs.Len() != 0 {
 		t.Fatalf("session present %v, %d subscriptions inherited", ack.SessionPresent, s.subs.Len())
+	}
+}
+
+// TestShutdown: closing the server tells MQTT 5 clients why (0x8B) and
+// closes 3.1.1 connections without a word.
+func TestShutdown(t *testing.T) {
+	s := newServer(t, nil)
+	c5, _ := s.connect(t, packet.V5, "five", nil)
+	c3, _ := s.connect(t, packet.V311, "three", nil)
+	s.Close()
+	c5.Disconnected(packet.ServerShuttingDown)
+	c3.Closed()
+}
+
+// TestSessionExpiry: an away session ends when its expiry interval has
+// passed, its subscriptions with it.
+func TestSessionExpiry(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "brief", persistent(1))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	c.Send(&packet.Disconnect{})
+	c.Closed()
+	eventually(t, "the session expired", func() bool { return s.Client("brief") == nil && s.subs.Len() == 0 })
+}
+
+// TestRetainedExpiry: a retained message past its Message Expiry Interval
+// goes to no new subscriber and leaves the store (§3.3.2.3.3).
+func TestRetainedExpiry(t *testing.T) {
+	s := newServer(t, nil)
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	p := &packet.Publish{Retain: true, Topic: "r/short", Payload: []byte("soon gone")}
+	p.Props.MessageExpiry = 1
+	p.Props.Set(packet.PropMessageExpiry)
+	pub.Send(p)
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/long", Payload: []byte("kept")})
+	eventually(t, "both are retained", func() bool { return s.retained.Len() == 2 })
+	time.Sleep(1100 * time.Millisecond)
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("r/#", 0))
+	if got := c.Publication(); got.Topic != "r/long" {
+		t.Fatalf("got %s", got.Topic)
+	}
+	if s.retained.Len() != 1 {
+		t.Fatalf("%d retained", s.retained.Len())
 	}
 }

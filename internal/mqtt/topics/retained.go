@@ -8,13 +8,13 @@ import (
 // Retained holds the last retained message of each topic (MQTT 5 §3.3.1.3)
 // in a tree of levels, so a new subscription's filter walks only the
 // branches it matches. M is the server's message type.
-type Retained[M any] struct {
+type Retained[M comparable] struct {
 	mu    sync.RWMutex
 	root  rnode[M]
 	count int
 }
 
-type rnode[M any] struct {
+type rnode[M comparable] struct {
 	children map[string]*rnode[M]
 	topic    string
 	msg      M
@@ -48,6 +48,20 @@ func (r *Retained[M]) Set(topic string, m M) {
 func (r *Retained[M]) Delete(topic string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.delete(topic, nil)
+}
+
+// CompareAndDelete removes topic's retained message if it is still m (an
+// expired one, unless a newer one replaced it meanwhile).
+func (r *Retained[M]) CompareAndDelete(topic string, m M) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.delete(topic, &m)
+}
+
+// delete removes topic's message, if it is *want when want is set; r.mu is
+// held.
+func (r *Retained[M]) delete(topic string, want *M) bool {
 	levels := strings.Split(topic, "/")
 	path := []*rnode[M]{&r.root}
 	for _, level := range levels {
@@ -58,7 +72,7 @@ func (r *Retained[M]) Delete(topic string) bool {
 		path = append(path, c)
 	}
 	n := path[len(path)-1]
-	if !n.has {
+	if !n.has || (want != nil && n.msg != *want) {
 		return false
 	}
 	var zero M

@@ -233,6 +233,10 @@ func TestRetained(t *testing.T) {
 			t.Errorf("%q: got %v, want %v", tc.filter, got, tc.want)
 		}
 	}
+	if r.CompareAndDelete("a/b", "m:a/b") || !r.CompareAndDelete("a/b", "m:a/b again") {
+		t.Fatal("CompareAndDelete removed another message, or not its own")
+	}
+	r.Set("a/b", "m:a/b")
 	if r.Len() != 7 || !r.Delete("a/b") || r.Delete("a/b") || r.Delete("a/q") || r.Len() != 6 {
 		t.Fatalf("len %d after deletes", r.Len())
 	}
