@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
+
+	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
 // Bolt is a Store in one bbolt file. Writes go through bbolt's Batch, so
@@ -19,7 +22,8 @@ type Bolt struct{ db *bbolt.DB }
 
 var (
 	bucketSessions = []byte("sessions")
-	bucketMessages = []byte("messages") // client id, 0x00, sequence (big endian)
+	bucketMessages = []byte("messages")      // client id, 0x00, sequence (big endian)
+	bucketSubs     = []byte("subscriptions") // client id, 0x00, filter
 	bucketRetained = []byte("retained")
 )
 
@@ -37,7 +41,7 @@ func OpenBolt(dir, name string) (*Bolt, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketSessions, bucketMessages, bucketRetained} {
+		for _, b := range [][]byte{bucketSessions, bucketSubs, bucketMessages, bucketRetained} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -66,8 +70,43 @@ func (b *Bolt) put(bucket, key []byte, v any) error {
 	return b.db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, data) })
 }
 
-func (b *Bolt) PutSession(r *SessionRecord) error {
-	return b.put(bucketSessions, []byte(r.ClientID), r)
+func subKey(clientID, filter string) []byte {
+	return append(append([]byte(clientID), 0), filter...)
+}
+
+func (b *Bolt) PutSession(r *SessionRecord, subs []topics.Subscription) error {
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	data := make([][]byte, len(subs))
+	for i := range subs {
+		if data[i], err = json.Marshal(&subs[i]); err != nil {
+			return err
+		}
+	}
+	return b.db.Batch(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketSessions).Put([]byte(r.ClientID), rec); err != nil {
+			return err
+		}
+		for i, s := range subs {
+			if err := tx.Bucket(bucketSubs).Put(subKey(r.ClientID, s.Filter), data[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (b *Bolt) DeleteSubscriptions(clientID string, filters []string) error {
+	return b.db.Batch(func(tx *bbolt.Tx) error {
+		for _, f := range filters {
+			if err := tx.Bucket(bucketSubs).Delete(subKey(clientID, f)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (b *Bolt) DeleteSession(clientID string) error {
@@ -76,10 +115,12 @@ func (b *Bolt) DeleteSession(clientID string) error {
 			return err
 		}
 		prefix := append([]byte(clientID), 0)
-		c := tx.Bucket(bucketMessages).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return err
+		for _, bk := range [][]byte{bucketSubs, bucketMessages} {
+			c := tx.Bucket(bk).Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -118,7 +159,7 @@ func (b *Bolt) DeleteRetained(topic string) error {
 // Load reads everything; a record that does not decode is an error naming
 // it, not a silent loss.
 func (b *Bolt) Load() (*Snapshot, error) {
-	snap := &Snapshot{Messages: map[string][]MessageRecord{}}
+	snap := &Snapshot{Messages: map[string][]MessageRecord{}, Subscriptions: map[string][]topics.Subscription{}}
 	err := b.db.View(func(tx *bbolt.Tx) error {
 		err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			var r SessionRecord
@@ -126,6 +167,21 @@ func (b *Bolt) Load() (*Snapshot, error) {
 				return fmt.Errorf("session %q: %w", k, err)
 			}
 			snap.Sessions = append(snap.Sessions, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketSubs).ForEach(func(k, v []byte) error {
+			id, _, ok := bytes.Cut(k, []byte{0})
+			var s topics.Subscription
+			if !ok {
+				return fmt.Errorf("subscription key %q is not a client id and a filter", k)
+			}
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("subscription %q: %w", k, err)
+			}
+			snap.Subscriptions[string(id)] = append(snap.Subscriptions[string(id)], s)
 			return nil
 		})
 		if err != nil {

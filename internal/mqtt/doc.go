@@ -70,6 +70,4 @@
 //     tested. The listeners themselves, with their Origin checks and
 //     netlimit, stay in internal/broker/listeners.go and call ServeConn
 //     after the switch.
-//   - Session records are rewritten whole on each SUBSCRIBE of a persistent
-//     session: fine for tens of filters, slow for thousands.
 package mqtt

@@ -184,7 +184,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 	if len(p.Props.SubscriptionIDs) > 0 {
 		id = p.Props.SubscriptionIDs[0]
 	}
-	var want []topics.Subscription
+	var want, granted []topics.Subscription
 	for i, f := range p.Filters {
 		inner, shareOK := topic.ShareFilter(f.Filter)
 		shared := inner != f.Filter
@@ -216,6 +216,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 			return false
 		}
 		existed := s.subs.Subscribe(cl.ID, sub)
+		granted = append(granted, sub)
 		ack.Codes[i] = packet.ReasonCode(f.QoS)
 		// §3.3.1.3: retained messages go to a new subscription with Retain
 		// Handling 0 or 1, to a replaced one with 0 only, never to a shared one.
@@ -223,7 +224,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 			want = append(want, sub)
 		}
 	}
-	s.saveSession(cl, time.Time{})
+	s.storeSubscriptions(cl, granted, nil)
 	c.send(ack)
 	for _, sub := range want {
 		var ms, expired []*Message
@@ -265,7 +266,7 @@ func (c *conn) unsubscribe(p *packet.Unsubscribe) {
 			ack.Codes[i] = packet.NoSubscriptionExisted
 		}
 	}
-	s.saveSession(cl, time.Time{})
+	s.storeSubscriptions(cl, nil, p.Filters)
 	c.send(ack)
 }
 

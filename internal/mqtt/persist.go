@@ -15,8 +15,12 @@ import (
 // them as well as the file of Bolt.
 type Store interface {
 	Load() (*Snapshot, error)
-	PutSession(r *SessionRecord) error
-	// DeleteSession removes the session and its messages.
+	// PutSession writes a session's record; with subs, also those
+	// subscriptions (added or replaced), in the same write.
+	PutSession(r *SessionRecord, subs []topics.Subscription) error
+	// DeleteSubscriptions removes a session's subscriptions to filters.
+	DeleteSubscriptions(clientID string, filters []string) error
+	// DeleteSession removes the session, its subscriptions and messages.
 	DeleteSession(clientID string) error
 	// PutMessages stores queued messages of any sessions at once: the
 	// deliveries of one PUBLISH cost one write.
@@ -28,19 +32,20 @@ type Store interface {
 
 // Snapshot is everything a Store holds, read at start.
 type Snapshot struct {
-	Sessions []SessionRecord
-	Messages map[string][]MessageRecord // by client identifier, in send order
-	Retained []*Message
+	Sessions      []SessionRecord
+	Subscriptions map[string][]topics.Subscription // by client identifier
+	Messages      map[string][]MessageRecord       // by client identifier, in send order
+	Retained      []*Message
 }
 
-// SessionRecord is a persistent session.
+// SessionRecord is a persistent session. Its subscriptions are records of
+// their own, so that one SUBSCRIBE writes its filters, not all of them.
 type SessionRecord struct {
-	ClientID      string
-	Identity      []byte // Config.Identity's encoding of the session's identity
-	Version       byte
-	Expiry        time.Duration
-	Away          time.Time // when its connection ended; zero while connected
-	Subscriptions []topics.Subscription
+	ClientID string
+	Identity []byte // Config.Identity's encoding of the session's identity
+	Version  byte
+	Expiry   time.Duration
+	Away     time.Time // when its connection ended; zero while connected
 }
 
 // QueuedMessage is a MessageRecord for a session.

@@ -187,13 +187,41 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 	if s.cfg.Identity != nil {
 		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
 	}
-	for _, sub := range cl.subs {
-		r.Subscriptions = append(r.Subscriptions, sub)
+	var subs []topics.Subscription
+	if !cl.stored { // its subscriptions so far, once
+		for _, sub := range cl.subs {
+			subs = append(subs, sub)
+		}
 	}
 	cl.stored = true
 	cl.mu.Unlock()
-	if err := s.cfg.Store.PutSession(r); err != nil {
+	if err := s.cfg.Store.PutSession(r, subs); err != nil {
 		s.log.Error("mqtt: storing a session failed", "client", cl.ID, "err", err)
+	}
+}
+
+// storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an
+// UNSUBSCRIBE's, for a stored session.
+func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
+	cl.mu.Lock()
+	stored := cl.stored && !cl.ended
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry}
+	cl.mu.Unlock()
+	if !stored {
+		return
+	}
+	if s.cfg.Identity != nil {
+		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
+	}
+	var err error
+	if len(added) > 0 {
+		err = s.cfg.Store.PutSession(r, added)
+	}
+	if len(removed) > 0 && err == nil {
+		err = s.cfg.Store.DeleteSubscriptions(cl.ID, removed)
+	}
+	if err != nil {
+		s.log.Error("mqtt: storing subscriptions failed", "client", cl.ID, "err", err)
 	}
 }
 
@@ -220,7 +248,7 @@ func (s *Server) restore() error {
 			}
 			cl.SetIdentity(id)
 		}
-		for _, sub := range r.Subscriptions {
+		for _, sub := range snap.Subscriptions[r.ClientID] {
 			cl.subs[sub.Filter] = sub
 			s.subs.Subscribe(cl.ID, sub)
 		}
