@@ -55,19 +55,27 @@
 // Messages queued for a persistent session and retained messages are
 // stored before the publisher's PUBACK/PUBREC is written: a kill -9 loses
 // no acknowledged message (TestKill9KeepsAcknowledged). The deliveries of
-// one PUBLISH to stored sessions are one PutMessages (a batch), and wait
-// in pending, unsent, until it is written, so no acknowledgement from a
+// one PUBLISH to stored sessions are one PutMessages (a batch), and wait in
+// pending, unsent, until it is written, so no acknowledgement from a
 // subscriber overtakes the write; Bolt's Batch shares one fsync among
-// concurrent publishers. A QoS 2 message's
-// packet id and PUBREC state are stored once sent, so it is resent as the
-// same message after a restart; QoS 1 messages get new ids.
+// concurrent publishers. A QoS 2 message's packet id and PUBREC state are
+// stored once sent, so it is resent as the same message after a restart;
+// QoS 1 messages get new ids. Subscriptions are records of their own.
 //
-// # Not yet done
+// # For the switch-over (step 4)
 //
-//   - Listeners: ServeConn takes any net.Conn: TCP, TLS (client
-//     certificates reach Auth through Client.Conn) and WebSocket (the
-//     WebSocket adapter, which the broker's listener uses already) are
-//     tested. The listeners themselves, with their Origin checks and
-//     netlimit, stay in internal/broker/listeners.go and call ServeConn
-//     after the switch.
+//   - Listeners: ServeConn takes any net.Conn; TCP, TLS (client
+//     certificates reach Auth through Client.Conn) and WebSocket (WebSocket,
+//     which the broker's listener uses already) are tested. The listeners,
+//     with their Origin checks and netlimit, stay in
+//     internal/broker/listeners.go and call ServeConn.
+//   - The broker's hook becomes its Auth: OnConnect/authenticate/admit is
+//     Connect (old is the session owner's identity; a thing reclaiming its
+//     identifier calls Client.ReplaceSession), OnACLCheck is Publish,
+//     Subscribe and Deliver, OnAuthPacket is Reauthenticate; revocation is
+//     Server.Disconnect with discard, listing is Server.Each, metrics read
+//     Server.Stats, record.go is the IdentityCodec.
+//   - mochi's bbolt file (mqtt.db) has another layout: Bolt needs a file
+//     name of its own, and sessions stored by mochi are not carried over
+//     unless a converter reads them.
 package mqtt
