@@ -424,3 +424,28 @@ func TestRetainedExpiry(t *testing.T) {
 		t.Fatalf("%d retained", s.retained.Len())
 	}
 }
+
+// TestPacketIDExhaustion: with all 65,535 packet identifiers in flight to
+// a client, a new message waits; the identifier an acknowledgement frees is
+// the next one used, after the counter wraps past 0.
+func TestPacketIDExhaustion(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Inflight = 65535 })
+	cl := &Client{ID: "x", srv: s.Server}
+	// A closing connection queues nothing: the messages stay in flight.
+	cl.setConn(&conn{srv: s.Server, version: packet.V5, sendQuota: 65535, closing: true})
+	m := &Message{Topic: "t", QoS: 1}
+	for range 65535 {
+		cl.deliver(m, 1, false, nil, &batch{})
+	}
+	cl.deliver(m, 1, false, nil, &batch{}) // beyond Config.Inflight: dropped
+	if inflight(cl) != 65535 || s.Stats.Dropped.Load() != 1 {
+		t.Fatalf("in flight %d, dropped %d", inflight(cl), s.Stats.Dropped.Load())
+	}
+	cl.acked(&packet.Ack{Kind: packet.PUBACK, PacketID: 7})
+	cl.deliver(m, 1, false, nil, &batch{})
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if o := cl.inflight[7]; o == nil || o.seq != 65536 {
+		t.Fatalf("identifier 7 holds %+v, want the newest message", o)
+	}
+}
