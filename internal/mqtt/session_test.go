@@ -426,8 +426,9 @@ func TestRetainedExpiry(t *testing.T) {
 }
 
 // TestPacketIDExhaustion: with all 65,535 packet identifiers in flight to
-// a client, a new message waits; the identifier an acknowledgement frees is
-// the next one used, after the counter wraps past 0.
+// a client, one more message is dropped and counted (Config.Inflight at its
+// largest); the identifier an acknowledgement frees is the next one used,
+// after the counter wraps past 0.
 func TestPacketIDExhaustion(t *testing.T) {
 	s := newServer(t, func(c *Config) { c.Inflight = 65535 })
 	cl := &Client{ID: "x", srv: s.Server}
