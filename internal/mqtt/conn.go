@@ -48,10 +48,11 @@ type conn struct {
 
 	// writing
 	wmu        sync.Mutex
-	wbuf       *[]byte // encoded packets not yet written
-	queued     int     // packets in wbuf
-	writing    bool    // a writer goroutine runs
-	closing    bool    // close once wbuf is written
+	drained    *sync.Cond // on wmu: the writer took the buffer, or closing
+	wbuf       *[]byte    // encoded packets not yet written
+	queued     int        // packets in wbuf
+	writing    bool       // a writer goroutine runs
+	closing    bool       // close once wbuf is written
 	closed     bool
 	closeOnce  sync.Once
 	aliasesOut map[string]uint16 // under wmu: aliases follow the write order
@@ -64,6 +65,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
+		c.waitBacklog()
 		h, body, err := c.next()
 		if err != nil {
 			c.readFailed(err)
@@ -78,6 +80,18 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// waitBacklog holds the reader while more than Config.Queue packets wait
+// to be written to this client: one that sends without reading (its
+// PUBACKs pile up) is slowed through TCP instead of growing the buffer.
+// Only a connection's own reader waits here, never another client's.
+func (c *conn) waitBacklog() {
+	c.wmu.Lock()
+	for c.queued > c.srv.cfg.Queue && !c.closing && !c.closed {
+		c.drained.Wait()
+	}
+	c.wmu.Unlock()
 }
 
 // readFailed ends the connection after a read error: a malformed header
@@ -305,6 +319,7 @@ func (c *conn) flush() {
 		c.wmu.Lock()
 		b := c.wbuf
 		c.wbuf, c.queued = nil, 0
+		c.drained.Broadcast()
 		if b == nil {
 			c.writing = false
 			closing := c.closing
@@ -314,7 +329,13 @@ func (c *conn) flush() {
 			}
 			return
 		}
+		closing := c.closing
 		c.wmu.Unlock()
+		if !closing {
+			// A client that stops reading ends like one that stops sending
+			// (the reader may be held by waitBacklog meanwhile).
+			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+		}
 		_, err := c.nc.Write(*b)
 		packet.PutBuffer(b)
 		if err != nil {
@@ -325,6 +346,15 @@ func (c *conn) flush() {
 			return
 		}
 	}
+}
+
+// writeTimeout is how long one write may wait for the client to read: one
+// and a half keep-alive periods, or a minute without keep-alive.
+func (c *conn) writeTimeout() time.Duration {
+	if c.keepAlive > 0 {
+		return c.keepAlive * 3 / 2
+	}
+	return time.Minute
 }
 
 // close ends the connection: an MQTT 5 client gets DISCONNECT with code
@@ -349,6 +379,7 @@ func (c *conn) close(code packet.ReasonCode, reason string) {
 func (c *conn) shutdown() {
 	c.wmu.Lock()
 	c.closing = true
+	c.drained.Broadcast()
 	writing := c.writing
 	c.wmu.Unlock()
 	if !writing {
@@ -363,6 +394,7 @@ func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
 		c.wmu.Lock()
 		c.closed = true
+		c.drained.Broadcast()
 		if c.wbuf != nil && !c.writing {
 			packet.PutBuffer(c.wbuf)
 			c.wbuf = nil

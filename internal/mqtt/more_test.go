@@ -3,9 +3,11 @@ package mqtt
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/mqtttest"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -109,5 +111,29 @@ func TestManySubscriptions(t *testing.T) {
 	c.Subscribe(1, want, fs...)
 	if s.subs.Len() != 10_000 {
 		t.Fatalf("%d subscriptions", s.subs.Len())
+	}
+}
+
+// TestClientThatDoesNotRead: a client publishing at QoS 1 without reading
+// its PUBACKs is slowed, not buffered for: after about Queue packets wait
+// for it, the server stops reading from it. Over net.Pipe, which buffers
+// nothing, the client's writes then block.
+func TestClientThatDoesNotRead(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Queue = 10 })
+	client, server := net.Pipe()
+	go s.ServeConn(server)
+	c := mqtttest.New(t, client, packet.V5)
+	c.Connect(&packet.Connect{CleanStart: true, ClientID: "deaf", PasswordFlag: true, Password: []byte("ok")})
+	written := 0
+	for i := range 1000 {
+		b, _ := packet.Append(nil, packet.V5, &packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte("x")})
+		client.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := client.Write(b); err != nil {
+			break
+		}
+		written++
+	}
+	if written == 1000 {
+		t.Fatal("the server read 1,000 PUBLISH packets while none of their PUBACKs could be written")
 	}
 }

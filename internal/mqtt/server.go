@@ -152,6 +152,7 @@ func New(cfg Config) (*Server, error) {
 // CONNECT. It closes nc.
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc}
+	c.drained = sync.NewCond(&c.wmu)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
