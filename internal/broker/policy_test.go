@@ -385,8 +385,8 @@ func TestPolicyClosesMQTT311(t *testing.T) {
 
 // subscribed reports whether the client holds a subscription.
 func subscribed(b *Broker, clientID string) bool {
-	cl, ok := b.server.Clients.Get(clientID)
-	return ok && cl.State.Subscriptions.Len() > 0
+	cl := b.server.Client(clientID)
+	return cl != nil && cl.Subscriptions() > 0
 }
 
 // Tries to get past the policy door.

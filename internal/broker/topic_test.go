@@ -3,6 +3,8 @@ package broker
 import (
 	"strings"
 	"testing"
+
+	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
 func TestCovers(t *testing.T) {
@@ -183,7 +185,7 @@ func FuzzTopicMatcher(f *testing.F) {
 		if validTopic(topic) && covers(allowed, topic) != specMatch(allowed, topic) {
 			t.Fatalf("covers(%q, %q) = %v, the spec says otherwise", allowed, topic, covers(allowed, topic))
 		}
-		g := &grants{subscribe: []string{allowed}}
+		g := &grants{subscribe: topics.Grants{Allow: []string{allowed}}}
 		g.canSubscribe(sub) // must not panic on any filter, shared or not
 		shareFilter(sub)
 	})

@@ -136,6 +136,14 @@ func (cl *Client) Conn() net.Conn {
 	return nil
 }
 
+// Queued is the number of QoS 1 and 2 messages the session holds: sent
+// and unacknowledged, or waiting to be sent.
+func (cl *Client) Queued() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.inflight) + len(cl.pending)
+}
+
 // Subscriptions is the number of the session's subscriptions.
 func (cl *Client) Subscriptions() int { return int(cl.nsubs.Load()) }
 
@@ -185,7 +193,7 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int, b *ba
 		return
 	}
 	if len(cl.inflight)+len(cl.pending) >= s.cfg.Inflight {
-		s.Stats.Dropped.Add(1)
+		s.Stats.InflightDropped.Add(1)
 		return
 	}
 	cl.seq++

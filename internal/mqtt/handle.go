@@ -325,5 +325,6 @@ func (c *conn) auth(p *packet.Auth) bool {
 	ok.Props.AuthMethod = p.Props.AuthMethod
 	ok.Props.Set(packet.PropAuthMethod)
 	c.send(ok)
+	s.saveSession(c.client, time.Time{}) // its identity changed
 	return true
 }

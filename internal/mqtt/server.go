@@ -97,7 +97,8 @@ type Stats struct {
 	Sessions        atomic.Int64
 	Received        atomic.Int64 // PUBLISH packets from clients
 	Sent            atomic.Int64 // PUBLISH packets to clients
-	Dropped         atomic.Int64 // messages dropped for a full queue or inflight window
+	Dropped         atomic.Int64 // messages dropped for a full write queue
+	InflightDropped atomic.Int64 // QoS 1 and 2 messages dropped for a session's full window (Config.Inflight)
 	DeniedPublish   atomic.Int64
 	DeniedSubscribe atomic.Int64
 	DeniedDeliver   atomic.Int64
@@ -191,6 +192,12 @@ func (s *Server) Close() {
 		cl.stopTimers()
 	}
 }
+
+// Retained is the number of retained messages.
+func (s *Server) Retained() int { return s.retained.Len() }
+
+// Subscriptions is the number of subscriptions of every session.
+func (s *Server) Subscriptions() int { return s.subs.Len() }
 
 // Client returns the session of a client identifier, nil when there is none.
 func (s *Server) Client(id string) *Client {

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -244,7 +243,12 @@ func (s *Server) restore() error {
 		if s.cfg.Identity != nil && r.Identity != nil {
 			id, err := s.cfg.Identity.DecodeIdentity(r.Identity)
 			if err != nil {
-				return fmt.Errorf("session %q: %w", r.ClientID, err)
+				// Nothing could say who may read it: it ends, with its messages.
+				s.log.Warn("mqtt: stored session without a readable identity discarded", "client", r.ClientID, "err", err)
+				s.sessions[cl.ID] = cl
+				s.Stats.Sessions.Add(1)
+				expired = append(expired, cl)
+				continue
 			}
 			cl.SetIdentity(id)
 		}

@@ -248,7 +248,7 @@ func TestInflightFull(t *testing.T) {
 		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte("x")})
 		pub.Read()
 	}
-	if got := s.Stats.Dropped.Load(); got != 7 {
+	if got := s.Stats.InflightDropped.Load(); got != 7 {
 		t.Fatalf("dropped %d, want 7", got)
 	}
 	ids := map[uint16]bool{}
@@ -439,8 +439,8 @@ func TestPacketIDExhaustion(t *testing.T) {
 		cl.deliver(m, 1, false, nil, &batch{})
 	}
 	cl.deliver(m, 1, false, nil, &batch{}) // beyond Config.Inflight: dropped
-	if inflight(cl) != 65535 || s.Stats.Dropped.Load() != 1 {
-		t.Fatalf("in flight %d, dropped %d", inflight(cl), s.Stats.Dropped.Load())
+	if inflight(cl) != 65535 || s.Stats.InflightDropped.Load() != 1 {
+		t.Fatalf("in flight %d, dropped %d", inflight(cl), s.Stats.InflightDropped.Load())
 	}
 	cl.acked(&packet.Ack{Kind: packet.PUBACK, PacketID: 7})
 	cl.deliver(m, 1, false, nil, &batch{})

@@ -34,7 +34,7 @@ func (s *Server) publishSys(uptime time.Duration) {
 		{"$SYS/broker/sessions", s.Stats.Sessions.Load()},
 		{"$SYS/broker/messages/received", s.Stats.Received.Load()},
 		{"$SYS/broker/messages/sent", s.Stats.Sent.Load()},
-		{"$SYS/broker/messages/dropped", s.Stats.Dropped.Load()},
+		{"$SYS/broker/messages/dropped", s.Stats.Dropped.Load() + s.Stats.InflightDropped.Load()},
 		{"$SYS/broker/subscriptions/count", int64(s.subs.Len())},
 		{"$SYS/broker/retained/count", int64(s.retained.Len())},
 	} {
