@@ -95,12 +95,10 @@ func (c *conn) publish(p *packet.Publish) bool {
 		cl.qos2[p.PacketID] = struct{}{}
 		cl.mu.Unlock()
 	}
-	matched := s.publish(m)
-	code := packet.Success
-	if matched == 0 {
-		code = packet.NoMatchingSubscribers
-	}
-	c.ack(p, code)
+	s.publish(m)
+	// Never 0x10 No matching subscribers (§3.4.2.1 lets the server choose):
+	// it would tell any publisher whether someone listens on a topic.
+	c.ack(p, packet.Success)
 	return true
 }
 

@@ -8,17 +8,16 @@ import (
 )
 
 // publish routes m to every subscriber (each delivery asks Auth.Deliver)
-// and keeps or clears it as the topic's retained message (§3.3.1.3). It
-// returns the number of deliveries matched.
-func (s *Server) publish(m *Message) int {
+// and keeps or clears it as the topic's retained message (§3.3.1.3).
+func (s *Server) publish(m *Message) {
 	if m.Retain {
 		s.retain(m)
 	}
-	return s.routeOnly(m)
+	s.routeOnly(m)
 }
 
-// routeOnly delivers m to its subscribers and returns how many matched.
-func (s *Server) routeOnly(m *Message) int {
+// routeOnly delivers m to its subscribers.
+func (s *Server) routeOnly(m *Message) {
 	ds := s.subs.Match(m.Topic, m.From, nil)
 	var b batch
 	for _, d := range ds {
@@ -30,7 +29,6 @@ func (s *Server) routeOnly(m *Message) int {
 		cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs, &b)
 	}
 	b.commit(s)
-	return len(ds)
 }
 
 // scheduleWill publishes w for cl after delay (§3.1.3.2.2), unless a new
