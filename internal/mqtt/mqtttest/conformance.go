@@ -18,6 +18,10 @@ type Target struct {
 	Allowed, Denied string
 	// MaxPacketSize is the largest packet the server takes.
 	MaxPacketSize int
+	// Narrowed fills an AUTH re-authenticating (MQTT 5 §4.12.1) a client
+	// that connected with Credentials, with a credential that may no longer
+	// publish to Allowed; nil: WillRechecked is skipped.
+	Narrowed func(a *packet.Auth)
 }
 
 func (tg Target) connect(t *testing.T, v packet.Version, id string, mod func(*packet.Connect)) *Conn {
@@ -35,9 +39,10 @@ func (tg Target) connect(t *testing.T, v packet.Version, id string, mod func(*pa
 }
 
 // Run is the conformance suite for the items of issue 16 that any MQTT
-// server of thingid must get right, each with raw packets. Run against
-// today's mochi-based broker (its anonymous listener), every case fails
-// but AliasChecked, which internal/broker/hook.go patches around mochi.
+// server of thingid must get right, each with raw packets. Run against the
+// mochi-based broker thingid had before (its anonymous listener), every
+// case failed but AliasChecked, which its hook patched around mochi;
+// WillRechecked, with a token, failed there too.
 func Run(t *testing.T, tg Target) {
 	// MQTT 5 §4.9: a client's Receive Maximum bounds the QoS 1 and 2
 	// messages sent to it and not acknowledged.
@@ -122,6 +127,35 @@ func Run(t *testing.T, tg Target) {
 			if a, ok := c.Read().(*packet.Ack); !ok || a.Code != packet.NotAuthorized {
 				t.Fatalf("publish to %q through alias 1: %+v", topic, a)
 			}
+		}
+	})
+
+	// Item 5 of issue 16: a will is a publish, checked when it is sent, not
+	// only at CONNECT. A client whose re-authentication took away the right
+	// to publish its will's topic gets no will published when it leaves
+	// with DISCONNECT 0x04 (§3.14.2.1: publish the will).
+	t.Run("WillRechecked", func(t *testing.T) {
+		if tg.Narrowed == nil {
+			t.Skip("the target has no narrower credential")
+		}
+		sub := tg.connect(t, packet.V5, "conformance-will-sub", nil)
+		sub.Subscribe(1, []packet.ReasonCode{1}, Sub(tg.Allowed, 1))
+		pub := tg.connect(t, packet.V5, "conformance-will-pub", nil)
+		c := tg.connect(t, packet.V5, "conformance-will", func(pk *packet.Connect) {
+			pk.Will = &packet.Will{QoS: 1, Topic: tg.Allowed, Payload: []byte("will")}
+		})
+		a := &packet.Auth{Code: packet.ReAuthenticate}
+		tg.Narrowed(a)
+		c.Send(a)
+		if got, ok := c.Read().(*packet.Auth); !ok || got.Code != packet.Success {
+			t.Fatalf("re-authentication: %+v", got)
+		}
+		c.Send(&packet.Disconnect{Code: packet.DisconnectWithWill})
+		c.Closed()
+		pub.Send(&packet.Publish{QoS: 1, Topic: tg.Allowed, PacketID: 1, Payload: []byte("sentinel")})
+		pub.Read()
+		if p := sub.Publication(); string(p.Payload) != "sentinel" {
+			t.Fatalf("got %q on %s: the will of a client that may no longer publish there", p.Payload, p.Topic)
 		}
 	})
 }
