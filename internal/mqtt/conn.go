@@ -34,6 +34,10 @@ type conn struct {
 	// dropWill: the server discarded the session (a revocation); its will
 	// is not published.
 	dropWill atomic.Bool
+	// leftAs is the session's identity when another connection took the
+	// session over (set under the session's lock): the will is this
+	// connection's publish, checked as who it was, not as who took over.
+	leftAs any
 	// noProblemInfo: the client sent Request Problem Information 0
 	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
 	// CONNACK and DISCONNECT.
@@ -429,9 +433,12 @@ func (c *conn) end() {
 		// delayed will is not sent (§3.1.3.2.2); one without delay is, and
 		// any will once the session ended (a clean start took it over).
 		ended := cl.ended
+		as := &Client{ID: cl.ID, srv: s}
+		as.SetIdentity(c.leftAs)
+		as.version.Store(uint32(c.version))
 		cl.mu.Unlock()
 		if will != nil && (ended || c.willDelay == 0) {
-			s.sendWill(cl, will)
+			s.sendWill(as, will)
 		}
 		return
 	}

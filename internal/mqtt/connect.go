@@ -201,6 +201,9 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 func (s *Server) takeOver(cl *Client) {
 	cl.mu.Lock()
 	prev := cl.conn
+	if prev != nil {
+		prev.leftAs = cl.Identity()
+	}
 	cl.setConn(nil)
 	cl.mu.Unlock()
 	if prev != nil {
