@@ -178,7 +178,7 @@ func TestAttackTopics(t *testing.T) {
 	spy.none(t, "things/"+other.ID+"/commands/unlock")
 }
 
-// The will is published without mochi asking the ACL, so CONNECT checks it.
+// A will on a topic the identity may not publish to is refused at CONNECT.
 func TestAttackWillTopic(t *testing.T) {
 	e := newEnv(t, nil)
 	th, other := e.thing("T-100"), e.thing("T-100")

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkConnect measures authenticated CONNECTs on plain TCP (token
-// verification, the store reads and mochi's session set-up).
+// verification, the store reads and the core's session set-up).
 func BenchmarkConnect(b *testing.B) {
 	e := newEnv(b, nil)
 	things := make([]*store.Thing, 200)

@@ -129,6 +129,8 @@ func TestCheckRules(t *testing.T) {
 		{Who: WhoThing, Subscribe: []string{"a/#/b"}},
 		{Who: WhoThing, Subscribe: []string{"a/${thing.id"}},
 		{Who: WhoThing, Subscribe: []string{""}},
+		{Who: WhoThing, Deny: Deny{Publish: []string{"a/#/b"}}},
+		{Who: WhoThing, Deny: Deny{Subscribe: []string{"a/${nope}"}}},
 	} {
 		if err := CheckRules([]Rule{bad}); err == nil || !strings.Contains(err.Error(), "mqtt.rules[0]") {
 			t.Errorf("rule %+v: %v", bad, err)

@@ -6,8 +6,10 @@
 // # Status (issue 16)
 //
 // The codec (package packet), the topic tree (package topics) and this
-// server core are built and tested; internal/broker still runs on
-// mochi-mqtt. The switch-over (step 4) ports the broker onto Server.
+// server core are built and tested, and internal/broker runs on it (step
+// 4): its auth is this package's Auth and IdentityCodec, its listeners call
+// ServeConn, its sessions are in a Bolt file of their own
+// (mqtt-sessions.db; mochi's mqtt.db is not carried over).
 //
 // # Design
 //
@@ -62,20 +64,6 @@
 // stored once sent, so it is resent as the same message after a restart;
 // QoS 1 messages get new ids. Subscriptions are records of their own.
 //
-// # For the switch-over (step 4)
-//
-//   - Listeners: ServeConn takes any net.Conn; TCP, TLS (client
-//     certificates reach Auth through Client.Conn) and WebSocket (WebSocket,
-//     which the broker's listener uses already) are tested. The listeners,
-//     with their Origin checks and netlimit, stay in
-//     internal/broker/listeners.go and call ServeConn.
-//   - The broker's hook becomes its Auth: OnConnect/authenticate/admit is
-//     Connect (old is the session owner's identity; a thing reclaiming its
-//     identifier calls Client.ReplaceSession), OnACLCheck is Publish,
-//     Subscribe and Deliver, OnAuthPacket is Reauthenticate; revocation is
-//     Server.Disconnect with discard, listing is Server.Each, metrics read
-//     Server.Stats, record.go is the IdentityCodec.
-//   - mochi's bbolt file (mqtt.db) has another layout: Bolt needs a file
-//     name of its own, and sessions stored by mochi are not carried over
-//     unless a converter reads them.
+// A taken-over connection's will is checked as the identity that set it
+// (conn.leftAs), not the one that took the session over.
 package mqtt
