@@ -43,9 +43,8 @@ func (b *Broker) Clients() []ClientInfo {
 			ClientID: cl.ID, Identity: id.principal(), Kind: id.Kind, Thing: id.Thing, User: id.user(),
 			Subscriptions: cl.Subscriptions(), Queued: cl.Queued(),
 		}
-		if conn := cl.Conn(); conn != nil {
-			ci.Connected, ci.Listener, ci.Remote = true, listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
-		}
+		ci.Connected = cl.Conn() != nil
+		ci.Listener, ci.Remote = where(cl)
 		if !id.Expires.IsZero() {
 			ci.Expires = &id.Expires
 		}

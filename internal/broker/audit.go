@@ -40,10 +40,7 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...stri
 	if a.to == nil {
 		return
 	}
-	var listener, remote string
-	if conn := cl.Conn(); conn != nil {
-		listener, remote = listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
-	}
+	listener, remote := where(cl)
 	target := store.Ref{Kind: "mqtt-client", ID: cl.ID}
 	actor := "mqtt:" + remote
 	if id != nil && id.Kind != "" {
@@ -65,6 +62,18 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...stri
 	default:
 		a.m.auditDropped.Inc()
 	}
+}
+
+// where is the listener and the peer address of cl's connection, or of
+// its last one while it is away.
+func where(cl *mqtt.Client) (listener, remote string) {
+	if conn := cl.Conn(); conn != nil {
+		return listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
+	}
+	if s := sessionOf(cl); s != nil {
+		return s.listener, s.remote
+	}
+	return "", ""
 }
 
 func (a *auditLog) run(ctx context.Context) {

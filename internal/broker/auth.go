@@ -24,6 +24,10 @@ type auth struct {
 // for a persistent client that is away: the core holds it as the Client's
 // identity, and a new connection brings a new one.
 type session struct {
+	// listener and remote are where its connection came from, kept for
+	// the admin API and the audit log while the client is away.
+	listener, remote string
+
 	state   atomic.Pointer[sessionState]
 	revoked atomic.Bool // no more messages in or out; the session is discarded
 
@@ -80,13 +84,13 @@ func (h *auth) Connect(ctx context.Context, cl *mqtt.Client, pk *packet.Connect,
 	var id *Identity
 	var v *verdict
 	var r *refusal
-	var s *session
+	var s, squatter *session
 	h.b.workers.run(func() {
 		if id, r = h.authenticate(ctx, cl, pk); r != nil {
 			return
 		}
 		s = newSession(id, h.b.opts.Rules)
-		if r = h.admit(cl, pk, s, old); r == nil && h.governed(id) {
+		if squatter, r = h.admit(pk, s, old); r == nil && h.governed(id) {
 			v, r = h.admitPolicy(ctx, cl, id, pk.Will != nil, 0, "mqtt.connect.deny")
 		}
 	})
@@ -97,8 +101,16 @@ func (h *auth) Connect(ctx context.Context, cl *mqtt.Client, pk *packet.Connect,
 		}
 		return r.err
 	}
-	if prev, ok := old.(*session); ok {
+	switch prev, _ := old.(*session); {
+	case squatter != nil:
+		h.reclaim(cl, squatter, id.Thing)
+	case prev != nil && prev.revoked.Load():
+		cl.ReplaceSession() // being discarded: nothing of it is handed over
+	case prev != nil:
 		prev.disarm()
+	}
+	if conn := cl.Conn(); conn != nil {
+		s.listener, s.remote = listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
 	}
 	if v != nil {
 		s.policy.Store(v)
@@ -110,28 +122,25 @@ func (h *auth) Connect(ctx context.Context, cl *mqtt.Client, pk *packet.Connect,
 }
 
 // admit applies the checks that need the compiled grants: the will's
-// topic, and who may take the client identifier's session.
-func (h *auth) admit(cl *mqtt.Client, pk *packet.Connect, s *session, old any) *refusal {
+// topic, and who may take the client identifier's session. It returns the
+// session of another identity that a thing reclaims its identifier from,
+// ended once the CONNECT is admitted.
+func (h *auth) admit(pk *packet.Connect, s *session, old any) (*session, *refusal) {
 	st := s.state.Load()
 	if pk.Will != nil && !st.g.canPublish(pk.Will.Topic) {
-		return refuse(packet.NotAuthorized, "will", "the will topic is not one this identity may publish to")
+		return nil, refuse(packet.NotAuthorized, "will", "the will topic is not one this identity may publish to")
 	}
 	prev, ok := old.(*session)
-	if !ok || prev.revoked.Load() {
-		return nil
-	}
-	owner := prev.state.Load().id
-	if owner.principal() == st.id.principal() {
-		return nil
+	if !ok || prev.revoked.Load() || prev.state.Load().id.principal() == st.id.principal() {
+		return nil, nil
 	}
 	// A thing always gets its own client identifier back (reclaim);
 	// otherwise taking over a session would inherit its subscriptions and
 	// queued messages.
 	if st.id.Kind != kindThing {
-		return refuse(packet.ClientIdentifierNotValid, "session_owner", "this client identifier's session belongs to another identity")
+		return nil, refuse(packet.ClientIdentifierNotValid, "session_owner", "this client identifier's session belongs to another identity")
 	}
-	h.reclaim(cl, prev, st.id.Thing)
-	return nil
+	return prev, nil
 }
 
 // Publish checks a PUBLISH (the topic an alias stands for included) and a
