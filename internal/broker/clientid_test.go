@@ -121,7 +121,7 @@ func (d *preFix) GetThing(ctx context.Context, id string) (*store.Thing, error) 
 }
 
 // A session another identity made under a thing's id before the fix, away
-// (restored from mqtt.db after the upgrade) or still connected, does not
+// (restored from the session store after the upgrade) or still connected, does not
 // lock the thing out: the thing connecting discards it and starts afresh.
 func TestThingReclaimsSquattedSession(t *testing.T) {
 	for _, away := range []bool{true, false} {
