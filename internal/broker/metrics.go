@@ -24,7 +24,7 @@ func newMetrics() *metrics {
 			Name: "thingid_mqtt_auth_failures_total", Help: "MQTT CONNECTs and re-authentications refused, by reason.",
 		}, []string{"reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "thingid_mqtt_denied_total", Help: "MQTT publishes, subscriptions and queued deliveries refused by the topic rules.",
+			Name: "thingid_mqtt_denied_total", Help: "MQTT publishes, subscriptions and deliveries (live, retained, queued, resumed) refused by the topic rules and policies.",
 		}, []string{"action"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "thingid_mqtt_closed_total", Help: "MQTT connections ended by the broker: token expiry and revocations, by reason.",
