@@ -4,7 +4,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// The rules of package topic as the broker's checks use them (the core's
+// topics.Grants and the rules' validFilter).
+var (
+	validTopic  = topic.ValidName
+	shareFilter = topic.ShareFilter
+	covers      = topic.Covers
 )
 
 func TestCovers(t *testing.T) {
