@@ -66,3 +66,33 @@ func TestEnhancedAuth(t *testing.T) {
 		t.Fatalf("%+v", a)
 	}
 }
+
+// TestTakenOverWillCheckedAsItsIdentity: a connection's will is checked as
+// the identity that set it, here after a re-authentication to one that may
+// publish nothing, not as the connection that took its session over (the
+// same user, who may publish there).
+func TestTakenOverWillCheckedAsItsIdentity(t *testing.T) {
+	s := newServer(t, nil)
+	expiry := func(pk *packet.Connect) {
+		pk.Props.SessionExpiry = 60
+		pk.Props.Set(packet.PropSessionExpiry)
+	}
+	c, _ := s.connect(t, packet.V5, "w", func(pk *packet.Connect) {
+		expiry(pk)
+		pk.Will = &packet.Will{Topic: "t", Payload: []byte("will")}
+	})
+	a := &packet.Auth{Code: packet.ReAuthenticate}
+	a.Props.AuthMethod, a.Props.AuthData = "m", []byte("narrow")
+	a.Props.Set(packet.PropAuthMethod)
+	a.Props.Set(packet.PropAuthData)
+	c.Send(a)
+	if got, ok := c.Read().(*packet.Auth); !ok || got.Code != packet.Success {
+		t.Fatalf("re-authentication: %+v", got)
+	}
+	s.connect(t, packet.V5, "w", func(pk *packet.Connect) {
+		expiry(pk)
+		pk.CleanStart = false
+	})
+	c.Disconnected(packet.SessionTakenOver)
+	eventually(t, "the will refused", func() bool { return s.Stats.DeniedPublish.Load() == 1 })
+}

@@ -36,6 +36,9 @@ func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old
 	if !a.open && string(pk.Password) != "ok" {
 		return &packet.Error{Code: packet.BadUserNameOrPassword, Reason: "password is not ok"}
 	}
+	if n, ok := old.(narrowed); ok {
+		old = n.name
+	}
 	if old != nil && old != pk.Username {
 		return &packet.Error{Code: packet.ClientIdentifierNotValid, Reason: "another identity's session"}
 	}
@@ -60,11 +63,19 @@ func (a *testAuth) Reauthenticate(_ context.Context, c *Client, pk *packet.Auth)
 	if pk.Props.AuthMethod == challengeMethod {
 		return &Challenge{Data: []byte("nonce")}
 	}
-	if string(pk.Props.AuthData) != "ok" {
+	switch string(pk.Props.AuthData) {
+	case "ok":
+	case "narrow":
+		c.SetIdentity(narrowed{c.Identity().(string)})
+	default:
 		return &packet.Error{Code: packet.NotAuthorized, Reason: "bad token"}
 	}
 	return nil
 }
+
+// narrowed is the identity of a client that re-authenticated with
+// "narrow": the same user, who may publish nothing.
+type narrowed struct{ name string }
 
 func (a *testAuth) setOnConnect(f func(*Client)) {
 	a.mu.Lock()
@@ -79,6 +90,9 @@ func (a *testAuth) setGrants(g topics.Grants) {
 }
 
 func (a *testAuth) Publish(c *Client, topic string) bool {
+	if _, ok := c.Identity().(narrowed); ok {
+		return false
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.grants.Name(topic)
