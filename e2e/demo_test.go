@@ -102,7 +102,7 @@ func TestSpeakerFailsClearly(t *testing.T) {
 		browser := browsertest.New(t)
 		p, _ := sp.speaker(t, b, 2, sp.base)
 		m, _ := p.out.find(t, userCodeLine, 0, 30*time.Second, "a user code on the speaker's display")
-		pairInBrowser(t, browser, newScreenshots(t), m[1], name, password, m[2], b.serial(2), "deny")
+		pairInBrowser(t, browser, browsertest.NewScreenshots(t), m[1], name, password, m[2], b.serial(2), "deny")
 		ended(t, p, "Pairing refused", "denied")
 		if owners := sp.owners(t, b.thing(2)); len(owners) != 0 {
 			t.Errorf("owners after a denied pairing: %v", owners)

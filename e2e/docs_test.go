@@ -59,7 +59,7 @@ func runDoc(t *testing.T, name string, steps []docStep) {
 		}
 		return
 	}
-	for _, tool := range []string{"bash", "curl", "jq", "openssl", "python3", "mosquitto_sub", "mosquitto_pub"} {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl", "python3", "mosquitto_sub", "mosquitto_pub", "ldapsearch", "ldapwhoami"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s is required in CI to run the documents' commands (scripts/test.sh installs it)", tool)
@@ -77,8 +77,8 @@ func runDoc(t *testing.T, name string, steps []docStep) {
 
 // docPorts are the default ports the documents' commands use (the platform,
 // the broker, the gateway, the tutorial's upstreams: the cloud API and the
-// music service).
-var docPorts = []string{"8443", "8883", "9443", "9000", "9100"}
+// music service; the directory's LDAPS and StartTLS listeners).
+var docPorts = []string{"8443", "8883", "9443", "9000", "9100", "1636", "1389"}
 
 // waitPortsFree waits until no other process listens on docPorts (a
 // previous document's servers are ending), and fails with the reason when
@@ -270,7 +270,7 @@ func (r *docRun) browser(s docStep) {
 		if button == "" {
 			button = "allow"
 		}
-		pairInBrowser(t, browsertest.New(t), newScreenshots(t), dev.VerificationURI, s.opts["user"], s.opts["password"], dev.UserCode, "", button)
+		pairInBrowser(t, browsertest.New(t), browsertest.NewScreenshots(t), dev.VerificationURI, s.opts["user"], s.opts["password"], dev.UserCode, "", button)
 	default:
 		t.Fatalf("%s: unknown browser action %q", r.where(s), s.opts["browser"])
 	}

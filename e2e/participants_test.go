@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -22,8 +21,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // The participants of the smart-speaker story around a running thingid:
@@ -322,39 +319,4 @@ func thumbprint(t *testing.T, certFile string) string {
 	}
 	sum := sha256.Sum256(block.Bytes)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// screenshots keeps what the user saw: in $THINGID_TEST_SCREENSHOTS when
-// set (to look at them afterwards), else in the test's temporary directory.
-type screenshots struct {
-	dir string
-	n   int
-}
-
-func newScreenshots(t *testing.T) *screenshots {
-	dir := os.Getenv("THINGID_TEST_SCREENSHOTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else {
-		dir = filepath.Join(dir, t.Name())
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &screenshots{dir: dir}
-}
-
-// take saves the whole page as NN-name.png and logs its path.
-func (s *screenshots) take(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	s.n++
-	path := filepath.Join(s.dir, fmt.Sprintf("%02d-%s.png", s.n, name))
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 }

@@ -252,7 +252,7 @@ func TestSmartSpeakerStory(t *testing.T) {
 	mosquittoSub := tool(t, "mosquitto_sub", "mosquitto-clients")
 	mosquittoPub := tool(t, "mosquitto_pub", "mosquitto-clients")
 	browser := browsertest.New(t)
-	shots := newScreenshots(t)
+	shots := browsertest.NewScreenshots(t)
 	sp := startStoryPlatform(t)
 
 	// Factory: one speaker with its certificate.
@@ -269,7 +269,7 @@ func TestSmartSpeakerStory(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("password"), password),
 		chromedp.SendKeys(chromedp.ID("passwordConfirm"), password),
 	))
-	shots.take(t, browser, "register")
+	shots.Take(t, browser, "register")
 	// Submitting navigates (POST, 303, GET of the confirmation): waiting for
 	// that response, not for an h1, which the form's page has too.
 	if resp, err := chromedp.RunResponse(browser, chromedp.Click(chromedp.CSS(`button[type="submit"]`))); err != nil || resp.Status != http.StatusOK {
@@ -278,7 +278,7 @@ func TestSmartSpeakerStory(t *testing.T) {
 	if h, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("h1"))); err != nil || h != "Your account has been created" {
 		t.Fatalf("after registering: %q %v", h, err)
 	}
-	shots.take(t, browser, "registered")
+	shots.Take(t, browser, "registered")
 	alice := sp.userID(t, name)
 
 	// The friend has an account, and a playlist at the music service.
@@ -440,10 +440,10 @@ func TestSmartSpeakerStory(t *testing.T) {
 
 // pairInBrowser plays the buyer at the verification URI: sign in, type the
 // code, check the consent page names the speaker, and press button.
-func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, verification, name, password, code, serial, button string) {
+func pairInBrowser(t *testing.T, browser context.Context, shots *browsertest.Screenshots, verification, name, password, code, serial, button string) {
 	t.Helper()
 	must(t, "opening "+verification, chromedp.Do(browser, chromedp.Navigate(verification), chromedp.WaitVisible(chromedp.ID("userName"))))
-	shots.take(t, browser, "signin")
+	shots.Take(t, browser, "signin")
 	must(t, "signing in", chromedp.Do(browser,
 		chromedp.SendKeys(chromedp.ID("userName"), name),
 		chromedp.SendKeys(chromedp.ID("password"), password),
@@ -451,7 +451,7 @@ func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, ve
 		chromedp.WaitVisible(chromedp.ID("user_code")),
 	))
 	must(t, "typing the user code", chromedp.Do(browser, chromedp.SendKeys(chromedp.ID("user_code"), code)))
-	shots.take(t, browser, "user-code")
+	shots.Take(t, browser, "user-code")
 	must(t, "sending the user code", chromedp.Do(browser, chromedp.Submit(chromedp.ID("user_code")), chromedp.WaitVisible(chromedp.ID(button))))
 	page, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("main")))
 	if err != nil {
@@ -462,9 +462,9 @@ func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, ve
 			t.Errorf("the consent page does not show %q:\n%s", want, page)
 		}
 	}
-	shots.take(t, browser, "consent")
+	shots.Take(t, browser, "consent")
 	must(t, "pressing "+button, chromedp.Do(browser, chromedp.Click(chromedp.ID(button)), chromedp.WaitVisible(chromedp.ID("message"))))
-	shots.take(t, browser, button)
+	shots.Take(t, browser, button)
 }
 
 // shareAndRevokeInBrowser plays the buyer's friend in a browser of their
@@ -472,7 +472,7 @@ func pairInBrowser(t *testing.T, browser context.Context, shots *screenshots, ve
 // /account/sharing, the friend approves it and the speaker plays the
 // playlist (played checks what else should see it), the friend revokes the
 // share on the same page and the speaker's next request is refused.
-func shareAndRevokeInBrowser(t *testing.T, sp *storyPlatform, shots *screenshots, spk *process, paired int, name, password, playlist string, played func()) {
+func shareAndRevokeInBrowser(t *testing.T, sp *storyPlatform, shots *browsertest.Screenshots, spk *process, paired int, name, password, playlist string, played func()) {
 	t.Helper()
 	_, asked := spk.out.find(t, speakerEvent("playlist-waiting"), paired, 30*time.Second, "the speaker to ask for the playlist")
 	browser := browsertest.New(t)
@@ -502,14 +502,14 @@ func shareAndRevokeInBrowser(t *testing.T, sp *storyPlatform, shots *screenshots
 	if text, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(request))); err != nil || !strings.Contains(text, "alice asks for Road trip") || !strings.Contains(text, "play") {
 		t.Fatalf("the request on %s's page: %q %v", name, text, err)
 	}
-	shots.take(t, browser, "friend-request")
+	shots.Take(t, browser, "friend-request")
 	if notice := submit("approving the request", chromedp.Click(chromedp.CSS(request+` button[name="approve"]`))); !strings.HasPrefix(notice, "Request approved") {
 		t.Errorf("notice after approving: %q", notice)
 	}
 	if row, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(resource+` tr[data-share]`))); err != nil || !strings.Contains(row, "alice") || !strings.Contains(row, "play") {
 		t.Fatalf("the share on %s's page: %q %v", name, row, err)
 	}
-	shots.take(t, browser, "friend-shared")
+	shots.Take(t, browser, "friend-shared")
 
 	m, playing := spk.out.find(t, speakerEvent("playlist"), asked, 30*time.Second, "the speaker to play the shared playlist")
 	if !strings.Contains(m[1], `playing "Road trip" of bob`) {
@@ -520,20 +520,20 @@ func shareAndRevokeInBrowser(t *testing.T, sp *storyPlatform, shots *screenshots
 	if notice := submit("revoking alice's access", chromedp.Click(chromedp.CSS(resource+` button[name="revoke"]`))); !strings.HasPrefix(notice, "Access revoked.") {
 		t.Errorf("notice after revoking: %q", notice)
 	}
-	shots.take(t, browser, "friend-revoked")
+	shots.Take(t, browser, "friend-revoked")
 	if m, _ := spk.out.find(t, speakerEvent("playlist-waiting"), playing, 30*time.Second, "the speaker's next request to be refused"); !strings.HasPrefix(m[1], "stopped playing it") {
 		t.Errorf("the speaker after the revocation: %s", m[1])
 	}
 }
 
 // unlinkInBrowser unlinks the thing on the "my devices" page.
-func unlinkInBrowser(t *testing.T, browser context.Context, shots *screenshots, base, thing string) {
+func unlinkInBrowser(t *testing.T, browser context.Context, shots *browsertest.Screenshots, base, thing string) {
 	t.Helper()
 	row := "#device-" + thing
 	must(t, "opening my devices", chromedp.Do(browser, chromedp.Navigate(base+"/account/devices"), chromedp.WaitVisible(chromedp.CSS(row))))
-	shots.take(t, browser, "my-devices")
+	shots.Take(t, browser, "my-devices")
 	must(t, "pressing Unlink", chromedp.Do(browser, chromedp.Click(chromedp.CSS(row+` button[type="submit"]`)), chromedp.WaitVisible(chromedp.ID("empty"))))
-	shots.take(t, browser, "unlinked")
+	shots.Take(t, browser, "unlinked")
 }
 
 func must(t *testing.T, what string, err error) {
@@ -567,7 +567,7 @@ func get(t *testing.T, c *http.Client, u, token string) (int, http.Header) {
 // log say why.
 func TestHouseholdStory(t *testing.T) {
 	sp := startStoryPlatform(t)
-	shots := newScreenshots(t)
+	shots := browsertest.NewScreenshots(t)
 	b := issueBatch(t, sp.home, 1)
 	thing := b.thing(0)
 

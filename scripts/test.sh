@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs thingid's whole test suite on a fresh Debian machine: installs the real
 # peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
-# clients, Redis, nginx, jq and python3 for the documents' commands), starts PostgreSQL
+# clients, OpenLDAP's clients, Redis, nginx, HAProxy, jq and python3 for the documents'
+# commands, Node.js and npm for the accessibility check's axe-core), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
 # PostgreSQL is stopped at the end when this script started it; --keep (the
 # first argument) leaves it running. Other arguments go to go test.
@@ -21,10 +22,15 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# npm installs axe-core for the console's accessibility check.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   sudo=""

@@ -43,6 +43,9 @@ func newAdminToken(g *globals) *cobra.Command {
 				if err != nil {
 					return explainStoreErr(err, "user "+user, listUsers)
 				}
+				if u.MustChangePassword {
+					return fmt.Errorf("%s still has a one-time password, and the admin APIs refuse every credential of %s until it is changed: sign in at %s/signin and choose a new password, then create the token", u.UserName, u.UserName, p.Config.HTTP.PublicURL)
+				}
 				token, hash := authn.NewToken(p.TokenKey())
 				t := &store.APIToken{Name: name, Hash: hash, UserID: u.ID}
 				if ttl > 0 {

@@ -27,7 +27,13 @@ import (
 // run executes one of the commands on the data directory home.
 func run(t *testing.T, home string, mk func(*globals) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
-	cmd := mk(&globals{home: home})
+	return runGlobals(t, &globals{home: home}, mk, args...)
+}
+
+// runGlobals is run with the shared flags in g.
+func runGlobals(t *testing.T, g *globals, mk func(*globals) *cobra.Command, args ...string) (string, error) {
+	t.Helper()
+	cmd := mk(g)
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)

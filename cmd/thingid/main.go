@@ -4,8 +4,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -14,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	_ "time/tzdata" // time zones of users validate on machines without tzdata
 
 	"github.com/thingid/thingid/internal/config"
@@ -33,6 +37,7 @@ func main() {
 type globals struct {
 	configFile string
 	home       string
+	init       bool
 	logLevel   string
 }
 
@@ -47,6 +52,7 @@ func newRoot() *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&g.configFile, "config", os.Getenv("THINGID_CONFIG"), "YAML configuration file (env THINGID_CONFIG)")
 	f.StringVar(&g.home, "home", "", "data directory (overrides home / THINGID_HOME)")
+	f.BoolVar(&g.init, "init", false, "create a new platform in the --home directory if it does not exist")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
 	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g), newClients(g), newFactory(g), newCAs(g), newCerts(g), newAudit(g), newBench(g), newDemo(g), newVersion())
 	root.Version = version()
@@ -162,6 +168,9 @@ func newServe(g *globals) *cobra.Command {
 		Short: "Run the platform (HTTPS on 127.0.0.1:8443 by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkHome(cmd); err != nil {
+				return err
+			}
 			cfg, err := g.load(cmd, map[string]string{"http.address": address})
 			if err != nil {
 				return err
@@ -198,6 +207,9 @@ func newConfigCmd(g *globals) *cobra.Command {
 // withPlatform loads the configuration, opens the data directory for a CLI
 // command, runs fn on it and closes it.
 func (g *globals) withPlatform(cmd *cobra.Command, fn func(p *server.Platform) error) error {
+	if err := g.checkHome(cmd); err != nil {
+		return err
+	}
 	cfg, err := g.load(cmd, nil)
 	if err != nil {
 		return err
@@ -208,4 +220,26 @@ func (g *globals) withPlatform(cmd *cobra.Command, fn func(p *server.Platform) e
 	}
 	defer p.Close()
 	return fn(p)
+}
+
+// checkHome refuses a --home naming a directory that does not exist, unless
+// --init asks for a new platform there or the user agrees when asked on a
+// terminal: a mistyped path must not quietly start an empty platform. (The
+// default home, and one set in the configuration or THINGID_HOME, are
+// created as before.)
+func (g *globals) checkHome(cmd *cobra.Command) error {
+	if g.home == "" || g.init {
+		return nil
+	}
+	if _, err := os.Stat(g.home); !errors.Is(err, fs.ErrNotExist) {
+		return nil // there, or an error that opening it reports better
+	}
+	if in, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(in.Fd())) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s does not exist. Create a new thingid platform there? [y/N] ", g.home)
+		answer, _ := bufio.NewReader(in).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a == "y" || a == "yes" {
+			return nil
+		}
+	}
+	return fmt.Errorf("--home %s: no such directory; check the path, or add --init to create a new platform there", g.home)
 }

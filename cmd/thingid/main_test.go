@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +64,28 @@ func TestImportBadHeader(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown column "colour"`) || !strings.Contains(err.Error(), "nothing was imported: fix the header row") ||
 		strings.Contains(err.Error(), "resume") || strings.Contains(out, "rows in") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// A --home that does not exist is refused without --init (a typo must not
+// start an empty platform), and created with it.
+func TestHomeMustExistOrInit(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "thingd-data")
+	out, err := run(t, home, newUsers, "list")
+	if err == nil || !strings.Contains(err.Error(), "--init") {
+		t.Fatalf("users list on a missing --home: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(home); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the refused command created %s: %v", home, err)
+	}
+	if out, err := runGlobals(t, &globals{home: home, init: true}, newUsers, "list"); err != nil {
+		t.Fatalf("users list --init: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(home); err != nil {
+		t.Fatalf("--init did not create %s: %v", home, err)
+	}
+	// Now it exists: no --init needed.
+	if out, err := run(t, home, newUsers, "list"); err != nil {
+		t.Fatalf("users list on the new home: %v\n%s", err, out)
 	}
 }

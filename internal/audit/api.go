@@ -79,7 +79,7 @@ type list struct {
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r.URL.Query(), a.opts.Key)
+	q, err := ParseQuery(r.URL.Query(), a.opts.Key)
 	var fe *FieldError
 	if errors.As(err, &fe) {
 		problem.Write(w, http.StatusBadRequest, fe.Field, fe.Error())
@@ -100,30 +100,37 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.opts.ReadOnly(r) {
 		// Fail closed: a support read that cannot be recorded is not served.
-		if err := a.recordRead(r.Context(), a.opts.Actor(r), q, page); err != nil {
+		if err := RecordRead(r.Context(), a.opts.Store, a.opts.Now().UTC(), a.opts.Actor(r), q, page); err != nil {
 			a.fail(w, "recording a support read of the audit log", err)
 			return
 		}
 	}
-	out := list{Records: page.Records}
+	out := list{Records: page.Records, Next: NextCursor(a.opts.Key, q, page)}
 	if out.Records == nil {
 		out.Records = []Record{}
-	}
-	if q.OldestFirst || page.More {
-		out.Next = encodeCursor(a.opts.Key, q.Filter, q.OldestFirst, page.Next)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// recordRead appends the audit.read record of a support user's read: the
+// NextCursor is the cursor of the page after p, the answer to q: oldest
+// first always (a follower polls with it), newest first only while older
+// records may match; "" otherwise.
+func NextCursor(key []byte, q Query, p Page) string {
+	if q.OldestFirst || p.More {
+		return encodeCursor(key, q.Filter, q.OldestFirst, p.Next)
+	}
+	return ""
+}
+
+// RecordRead appends the audit.read record of a support user's read: the
 // filters, the position and how many records it returned, about the subject
 // the query named (so that a subject's own trail shows who looked at it). A
 // read that returned nothing but the reader's own audit.read records learned
 // nothing and is not recorded, so that a support user following the log does
 // not feed it one record per poll.
-func (a *API) recordRead(ctx context.Context, actor string, q Query, p Page) error {
+func RecordRead(ctx context.Context, st Store, now time.Time, actor string, q Query, p Page) error {
 	learned := false
 	for _, r := range p.Records {
 		if r.Action != ActionRead || r.Actor != actor {
@@ -144,11 +151,11 @@ func (a *API) recordRead(ctx context.Context, actor string, q Query, p Page) err
 	if err != nil {
 		return err
 	}
-	rec := store.AuditRecord{Time: a.opts.Now().UTC(), Actor: actor, Action: ActionRead, Detail: detail}
+	rec := store.AuditRecord{Time: now, Actor: actor, Action: ActionRead, Detail: detail}
 	if q.Subject != "" {
 		rec.Target = store.Ref{Kind: q.SubjectKind, ID: q.Subject}
 	}
-	return a.opts.Store.AppendAudit(ctx, rec)
+	return st.AppendAudit(ctx, rec)
 }
 
 func (a *API) fail(w http.ResponseWriter, what string, err error) {

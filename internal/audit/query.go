@@ -177,10 +177,10 @@ func timeParam(v url.Values, k string) (time.Time, error) {
 	return t, nil
 }
 
-// parseQuery reads a whole query (the filter, limit, order and cursor) and
+// ParseQuery reads a whole query (the filter, limit, order and cursor) and
 // refuses parameters it does not know, so that a misspelt filter is an
 // error rather than every record. key checks the cursor.
-func parseQuery(v url.Values, key []byte) (Query, error) {
+func ParseQuery(v url.Values, key []byte) (Query, error) {
 	for k := range v {
 		if !slices.Contains(params, k) {
 			return Query{}, bad(k, "unknown parameter; the parameters are %s", strings.Join(params, ", "))

@@ -33,7 +33,7 @@ func TestParseQuery(t *testing.T) {
 		{"actor=admin:a1+via+client:c1", Query{Filter: Filter{Actor: store.TextMatch{Value: "admin:a1 via client:c1"}}, Limit: DefaultLimit}},
 	} {
 		v, _ := url.ParseQuery(c.raw)
-		got, err := parseQuery(v, testKey)
+		got, err := ParseQuery(v, testKey)
 		if err != nil {
 			t.Errorf("%s: %v", c.raw, err)
 			continue
@@ -85,7 +85,7 @@ func TestParseQueryRefuses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.raw, err)
 		}
-		_, err = parseQuery(v, testKey)
+		_, err = ParseQuery(v, testKey)
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("%s: %v, want an error naming %s", c.raw, err, c.field)
@@ -100,7 +100,7 @@ func TestCursorTampering(t *testing.T) {
 	c := encodeCursor(testKey, f, false, 1234)
 	v := f.Values()
 	v.Set(ParamCursor, c)
-	q, err := parseQuery(v, testKey)
+	q, err := ParseQuery(v, testKey)
 	if err != nil || q.From != 1234 || q.OldestFirst {
 		t.Fatalf("good cursor: %+v %v", q, err)
 	}
@@ -111,7 +111,7 @@ func TestCursorTampering(t *testing.T) {
 			alt := slices.Clone(raw)
 			alt[i] = r
 			v.Set(ParamCursor, string(alt))
-			if _, err := parseQuery(v, testKey); !isField(err, ParamCursor) {
+			if _, err := ParseQuery(v, testKey); !isField(err, ParamCursor) {
 				t.Fatalf("cursor with byte %d changed to %q: %v", i, r, err)
 			}
 		}
@@ -122,18 +122,18 @@ func TestCursorTampering(t *testing.T) {
 		"another prefix": {ParamCursor: {c}, ParamAction: {"user"}},
 		"another key":    {ParamCursor: {encodeCursor([]byte("another key, another server...."), f, false, 1234)}, ParamAction: {"user.*"}},
 	} {
-		if _, err := parseQuery(v, testKey); !isField(err, ParamCursor) {
+		if _, err := ParseQuery(v, testKey); !isField(err, ParamCursor) {
 			t.Errorf("%s: %v, want the cursor refused", name, err)
 		}
 	}
 	v = f.Values()
 	v.Set(ParamCursor, c)
 	v.Set(ParamOrder, OrderOldest)
-	if _, err := parseQuery(v, testKey); !isField(err, ParamOrder) {
+	if _, err := ParseQuery(v, testKey); !isField(err, ParamOrder) {
 		t.Errorf("cursor of newest-first with order=oldest: %v", err)
 	}
 	v.Set(ParamOrder, OrderNewest)
-	if _, err := parseQuery(v, testKey); err != nil {
+	if _, err := ParseQuery(v, testKey); err != nil {
 		t.Errorf("cursor with its own order: %v", err)
 	}
 }
@@ -157,7 +157,7 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		q, err := parseQuery(v, testKey)
+		q, err := ParseQuery(v, testKey)
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
@@ -174,7 +174,7 @@ func FuzzParseQuery(f *testing.F) {
 		back := q.Filter.Values()
 		back.Set(ParamLimit, strconv.Itoa(q.Limit))
 		back.Set(ParamCursor, encodeCursor(testKey, q.Filter, q.OldestFirst, q.From+1))
-		again, err := parseQuery(back, testKey)
+		again, err := ParseQuery(back, testKey)
 		if err != nil {
 			t.Fatalf("%q: its canonical form %q is refused: %v", raw, back.Encode(), err)
 		}

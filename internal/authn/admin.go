@@ -222,6 +222,13 @@ func (a *Admins) inGroup(ctx context.Context, u *store.User, groups ...string) (
 	return "", ErrUnauthenticated
 }
 
+// MemberOf returns the first of groups whose active direct member u is (a
+// page that let u sign in asks which staff group u is in); ErrUnauthenticated
+// when none, ErrPasswordChangeRequired while u has a one-time password.
+func (a *Admins) MemberOf(ctx context.Context, u *store.User, groups ...string) (string, error) {
+	return a.inGroup(ctx, u, groups...)
+}
+
 // IsAdministrator tells whether userID is an active administrator (for
 // components that learn a user from a token and grant administrators more,
 // like the MQTT broker's $SYS topics).

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ func (s *Sessions) Register(mux routes.Mux) {
 		"POST /signin":                 http.HandlerFunc(s.submitSignin),
 		"POST /signout":                http.HandlerFunc(s.signout),
 		"GET /account":                 http.HandlerFunc(s.showAccount),
+		"POST /account/language":       http.HandlerFunc(s.submitLanguage),
 		"GET " + passwordPath:          http.HandlerFunc(s.showPassword),
 		"POST " + passwordPath:         http.HandlerFunc(s.submitPassword),
 		"POST /api/v1/password":        s.requireAny(http.HandlerFunc(s.passwordJSON), denySession),
@@ -146,10 +148,10 @@ func (s *Sessions) signinJSON(w http.ResponseWriter, r *http.Request) {
 			UserID             string `json:"userId"`
 			MustChangePassword bool   `json:"mustChangePassword,omitempty"`
 		}{a.user.ID, a.user.MustChangePassword})
-	case errors.Is(a.err, errSignInFailed):
+	case errors.Is(a.err, ErrSignInFailed):
 		retryAfter(w, a.retry)
 		writeProblem(w, http.StatusUnauthorized, "the user name or password is wrong")
-	case errors.Is(a.err, errThrottled):
+	case errors.Is(a.err, ErrThrottled):
 		secs := retryAfter(w, a.retry)
 		writeProblem(w, http.StatusTooManyRequests, fmt.Sprintf("too many sign-in attempts from your network; retry after %d seconds", secs))
 	default:
@@ -304,13 +306,22 @@ func (s *Sessions) deleteAllForAdmin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.st.DeleteUserSessions(r.Context(), id); err != nil {
+	if err := s.EndUserSessions(r.Context(), Actor(r), id); err != nil {
 		s.log.Error("authn: ending a user's sessions", "err", err)
 		writeProblem(w, http.StatusInternalServerError, "the sessions could not be ended because of a problem on our side; try again later")
 		return
 	}
-	s.audit(r.Context(), Actor(r), "session.terminate-all", userRef(id), nil)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// EndUserSessions signs the user out everywhere for actor (an administrator)
+// and audits it as session.terminate-all.
+func (s *Sessions) EndUserSessions(ctx context.Context, actor, userID string) error {
+	if err := s.st.DeleteUserSessions(ctx, userID); err != nil {
+		return err
+	}
+	s.audit(ctx, actor, "session.terminate-all", userRef(userID), nil)
+	return nil
 }
 
 // deleteOneForAdmin is DELETE /api/v1/admin/users/{userId}/sessions/{id}.

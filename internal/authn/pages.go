@@ -3,11 +3,14 @@ package authn
 import (
 	"embed"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"time"
 
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
+
+	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
 
@@ -18,11 +21,11 @@ var templateFS embed.FS
 const assetPrefix = "/assets/authn/"
 
 type pages struct {
-	signin, account, message, password *template.Template
+	signin, account, message, password *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
 	return pages{signin: page("signin.html"), account: page("account.html"), message: page("message.html"), password: page("password.html")}
 }
 
@@ -36,7 +39,7 @@ type signinPage struct {
 
 func (s *Sessions) renderSignin(w http.ResponseWriter, r *http.Request, status int, p signinPage) {
 	p.CSRF = s.csrf.Token(w, r)
-	s.kit.Render(w, status, s.pages.signin, p)
+	s.kit.Render(w, r, status, s.pages.signin, p)
 }
 
 // showSignin is GET /signin. A user who must change the password is sent on
@@ -55,7 +58,7 @@ func (s *Sessions) showSignin(w http.ResponseWriter, r *http.Request) {
 func (s *Sessions) submitSignin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
 	if err := r.ParseForm(); err != nil {
-		s.kit.Render(w, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
+		s.kit.Render(w, r, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
 			Text: "The form could not be read. Open the sign-in page again and resubmit.", Link: "/signin", LinkText: "Sign in"})
 		return
 	}
@@ -73,21 +76,21 @@ func (s *Sessions) submitSignin(w http.ResponseWriter, r *http.Request) {
 	case a.err == nil:
 		dest := cmp(p.ReturnTo, s.opts.SignedInPath)
 		http.Redirect(w, r, dest, http.StatusSeeOther)
-	case errors.Is(a.err, errSignInFailed):
+	case errors.Is(a.err, ErrSignInFailed):
 		secs := retryAfter(w, a.retry)
 		p.Error = "The user name or password is wrong."
 		if secs > 0 {
 			p.Hint = "There were several failed attempts. Wait " + seconds(secs) + " before you try again."
 		}
 		s.renderSignin(w, r, http.StatusUnauthorized, p)
-	case errors.Is(a.err, errThrottled):
+	case errors.Is(a.err, ErrThrottled):
 		secs := retryAfter(w, a.retry)
 		p.Error = "There were too many sign-in attempts from your network."
 		p.Hint = "Wait " + seconds(secs) + " before you try again."
 		s.renderSignin(w, r, http.StatusTooManyRequests, p)
 	default:
 		s.log.Error("authn: sign-in failed", "err", a.err)
-		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
 			Text: "You could not be signed in because of a problem on our side. Please try again later.", Link: "/signin", LinkText: "Sign in"})
 	}
 }
@@ -100,21 +103,21 @@ func seconds(n int) string {
 func (s *Sessions) signout(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
 	if err := r.ParseForm(); err != nil || !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.kit.Render(w, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
 			Text: "The sign-out form expired or did not come from this site. Open your account page and sign out from there.", Link: "/account", LinkText: "Your account"})
 		return
 	}
 	sess, err := s.end(w, r)
 	if err != nil {
 		s.log.Error("authn: sign-out failed", "err", err)
-		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
 			Text: "You could not be signed out because of a problem on our side. Close the browser to end the session.", Link: "/account", LinkText: "Your account"})
 		return
 	}
 	if sess != nil {
 		s.audit(r.Context(), "user:"+sess.UserID, "session.signout", userRef(sess.UserID), map[string]string{"session": publicID(sess.Hash)})
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.message, messagePage{Title: "Signed out",
+	s.kit.Render(w, r, http.StatusOK, s.pages.message, messagePage{Title: "Signed out",
 		Text: "You have signed out.", Link: "/signin", LinkText: "Sign in again"})
 }
 
@@ -137,7 +140,7 @@ func (s *Sessions) showAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Error("authn: reading the session", "err", err)
-		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
 			Text: "Your account could not be shown because of a problem on our side. Please try again later."})
 		return
 	}
@@ -150,10 +153,62 @@ func (s *Sessions) showAccount(w http.ResponseWriter, r *http.Request) {
 		rows[i] = accountRow{Created: l.Created.Format(time.RFC1123), LastSeen: l.LastSeen.Format(time.RFC1123),
 			RemoteIP: l.RemoteIP, UserAgent: l.UserAgent, Current: l.Current}
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.account, struct {
+	s.kit.Render(w, r, http.StatusOK, s.pages.account, struct {
 		UserName, CSRF string
 		Sessions       []accountRow
-	}{u.UserName, s.csrf.Token(w, r), rows})
+		Languages      []languageOption
+	}{u.UserName, s.csrf.Token(w, r), rows, s.languages(r)})
+}
+
+// languageOption is a language of the site, named in itself.
+type languageOption struct {
+	Tag, Name string
+	Current   bool
+}
+
+func (s *Sessions) languages(r *http.Request) []languageOption {
+	cur := s.opts.Site.Language(r)
+	var out []languageOption
+	for _, tag := range s.opts.Site.Languages() {
+		name := tag
+		if t, err := language.Parse(tag); err == nil {
+			if n := display.Self.Name(t); n != "" {
+				name = n
+			}
+		}
+		out = append(out, languageOption{Tag: tag, Name: name, Current: tag == cur})
+	}
+	return out
+}
+
+// submitLanguage is POST /account/language: the signed-in user's language
+// for the pages, kept in this browser and, as the user's locale, for the
+// next sign-in anywhere.
+func (s *Sessions) submitLanguage(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
+	_, u, err := s.current(r)
+	if err != nil {
+		http.Redirect(w, r, "/signin?return_to=%2Faccount", http.StatusSeeOther)
+		return
+	}
+	if r.ParseForm() != nil || !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.message, messagePage{Title: "Form not accepted",
+			Text: "The form expired or did not come from this site. Open your account page and choose again.", Link: "/account", LinkText: "Your account"})
+		return
+	}
+	lang := r.PostForm.Get("language")
+	if !s.opts.Site.SetLanguage(w, lang) {
+		s.kit.Render(w, r, http.StatusBadRequest, s.pages.message, messagePage{Title: "Language not available",
+			Text: "Choose one of the languages listed on your account page.", Link: "/account", LinkText: "Your account"})
+		return
+	}
+	if _, err := s.users.UpdateUser(r.Context(), "user:"+u.ID, u.ID, 0, func(u *store.User) error {
+		u.Locale = lang
+		return nil
+	}); err != nil {
+		s.log.Error("authn: saving the user's language", "err", err)
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
 }
 
 // crossOrigin answers requests refused by http.CrossOriginProtection.
@@ -163,6 +218,6 @@ func (s *Sessions) crossOrigin(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusForbidden, "cross-origin requests are not accepted; call this API from a server or from our own pages")
 		return
 	}
-	s.kit.Render(w, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
+	s.kit.Render(w, r, http.StatusForbidden, s.pages.message, messagePage{Title: "Request refused",
 		Text: "This form can only be sent from our own pages. Open the sign-in page again and submit it from there.", Link: "/signin", LinkText: "Sign in"})
 }

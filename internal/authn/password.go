@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
@@ -37,6 +38,47 @@ type passwordChange struct {
 	NewPassword     string `json:"newPassword"`
 }
 
+// Outcomes of Reauthenticate other than success.
+var (
+	// ErrWrongPassword: the password is not the user's.
+	ErrWrongPassword = errors.New("the password is wrong")
+	// ErrTooManyAttempts: the account had too many wrong passwords lately;
+	// nothing was checked.
+	ErrTooManyAttempts = errors.New("too many wrong passwords; wait before trying again")
+)
+
+// Reauthenticate checks that pw is the password of u, the signed-in user of
+// r, before an action that asks for it again (deleting the account). It
+// follows the rules of a password change: a wrong password counts as a
+// failed sign-in of the account, so a stolen session is no oracle for
+// guessing it. It returns ErrWrongPassword or ErrTooManyAttempts with how
+// long to wait before the next attempt, or a store failure.
+func (s *Sessions) Reauthenticate(r *http.Request, u *store.User, pw string) (time.Duration, error) {
+	ctx := r.Context()
+	now := s.now()
+	acct := accountKey(u.UserName)
+	if wait, err := s.accountWait(ctx, acct, now); err != nil {
+		return 0, err
+	} else if wait > 0 {
+		return wait, ErrTooManyAttempts
+	}
+	ok := false
+	if u.PasswordHash == "" {
+		password.Dummy(pw)
+	} else {
+		ok, _ = password.Verify(u.PasswordHash, pw)
+	}
+	if !ok {
+		retry, err := s.failed(ctx, acct, now)
+		s.audit(ctx, "user:"+u.ID, "user.password-failed", userRef(u.ID), map[string]string{"ip": clientIP(r)})
+		if err != nil {
+			return 0, err
+		}
+		return retry, ErrWrongPassword
+	}
+	return 0, s.succeeded(ctx, acct)
+}
+
 // changeFailure is a refused password change: the HTTP status, the field at
 // fault ("" when none) and what to tell the user.
 type changeFailure struct {
@@ -58,30 +100,14 @@ func (s *Sessions) changePassword(w http.ResponseWriter, r *http.Request, sess *
 	case next == "":
 		return &changeFailure{status: http.StatusBadRequest, field: "newPassword", detail: "newPassword is required"}
 	}
-	now := s.now()
-	acct := accountKey(u.UserName)
-	if wait, err := s.accountWait(ctx, acct, now); err != nil {
-		return s.changeError(err)
-	} else if wait > 0 {
-		return &changeFailure{status: http.StatusTooManyRequests, field: "currentPassword", retry: retryAfter(w, wait),
+	switch retry, err := s.Reauthenticate(r, u, current); {
+	case errors.Is(err, ErrTooManyAttempts):
+		return &changeFailure{status: http.StatusTooManyRequests, field: "currentPassword", retry: retryAfter(w, retry),
 			detail: "currentPassword: too many wrong attempts; wait before you try again"}
-	}
-	ok := false
-	if u.PasswordHash == "" {
-		password.Dummy(current)
-	} else {
-		ok, _ = password.Verify(u.PasswordHash, current)
-	}
-	if !ok {
-		retry, err := s.failed(ctx, acct, now)
-		s.audit(ctx, "user:"+u.ID, "user.password-failed", userRef(u.ID), map[string]string{"ip": clientIP(r)})
-		if err != nil {
-			return s.changeError(err)
-		}
+	case errors.Is(err, ErrWrongPassword):
 		return &changeFailure{status: http.StatusBadRequest, field: "currentPassword", retry: retryAfter(w, retry),
 			detail: "currentPassword is wrong"}
-	}
-	if err := s.succeeded(ctx, acct); err != nil {
+	case err != nil:
 		return s.changeError(err)
 	}
 	if next == current {
@@ -184,7 +210,7 @@ func (s *Sessions) showPassword(w http.ResponseWriter, r *http.Request) {
 func (s *Sessions) submitPassword(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
 	if err := r.ParseForm(); err != nil {
-		s.kit.Render(w, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
+		s.kit.Render(w, r, http.StatusBadRequest, s.pages.message, messagePage{Title: "Form not accepted",
 			Text: "The form could not be read. Open the page again and resubmit.", Link: passwordPath, LinkText: "Change password"})
 		return
 	}
@@ -216,7 +242,7 @@ func (s *Sessions) pageUser(w http.ResponseWriter, r *http.Request) (*store.Sess
 	}
 	if err != nil {
 		s.log.Error("authn: reading the session", "err", err)
-		s.kit.Render(w, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.message, messagePage{Title: "Something went wrong",
 			Text: "The page could not be shown because of a problem on our side. Please try again later."})
 		return nil, nil, false
 	}
@@ -225,5 +251,5 @@ func (s *Sessions) pageUser(w http.ResponseWriter, r *http.Request) (*store.Sess
 
 func (s *Sessions) renderPassword(w http.ResponseWriter, r *http.Request, status int, p passwordForm) {
 	p.CSRF = s.csrf.Token(w, r)
-	s.kit.Render(w, status, s.pages.password, p)
+	s.kit.Render(w, r, status, s.pages.password, p)
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -57,6 +59,12 @@ type SessionOptions struct {
 	// OWASP Session Management Cheat Sheet, "Session Expiration".
 	IdleTimeout     time.Duration
 	AbsoluteTimeout time.Duration
+	// StaffIdleTimeout and StaffAbsoluteTimeout end sooner the sessions of
+	// administrators and support staff (defaults 10 min and 4 h, at most the
+	// timeouts above): what they can see and do is worth more to whoever
+	// finds their browser open. They need the Admins of NewSessions.
+	StaffIdleTimeout     time.Duration
+	StaffAbsoluteTimeout time.Duration
 	// FreeFailures is how many failed sign-ins an account may have within
 	// FailureWindow before each further attempt waits 2^(n-FreeFailures) s, at
 	// most MaxBackoff. Defaults 5, 15 min, 15 min (NIST SP 800-63B §5.2.2).
@@ -70,9 +78,13 @@ type SessionOptions struct {
 	IPBurst             int
 	// SignedInPath is where a sign-in without return_to lands; default /account.
 	SignedInPath string
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site *ui.Site
 	// Audit receives sign-in, sign-out and termination records; nil: none.
-	Audit  Auditor
-	Logger *slog.Logger // nil: slog.Default()
+	Audit Auditor
+	// Registerer registers thingid_signin_total; nil: not registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger // nil: slog.Default()
 }
 
 // Validate reports configuration that cannot work.
@@ -86,7 +98,7 @@ func (o SessionOptions) Validate() error {
 			return fmt.Errorf("authn: base URL %q is not an absolute http(s) URL", o.BaseURL)
 		}
 	}
-	if o.IdleTimeout < 0 || o.AbsoluteTimeout < 0 || o.FreeFailures < 0 || o.FailureWindow < 0 ||
+	if o.IdleTimeout < 0 || o.AbsoluteTimeout < 0 || o.StaffIdleTimeout < 0 || o.StaffAbsoluteTimeout < 0 || o.FreeFailures < 0 || o.FailureWindow < 0 ||
 		o.MaxBackoff < 0 || o.IPAttemptsPerMinute < 0 || o.IPBurst < 0 {
 		return errors.New("authn: timeouts, failure limits and rates must not be negative")
 	}
@@ -111,9 +123,10 @@ type Sessions struct {
 	cookieName          string
 	touchEvery          time.Duration
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	signins *prometheus.CounterVec
 }
 
 // NewSessions returns the sign-in component. admins authenticates the admin
@@ -129,6 +142,8 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 	o := &s.opts
 	o.IdleTimeout = cmp(o.IdleTimeout, 30*time.Minute)
 	o.AbsoluteTimeout = cmp(o.AbsoluteTimeout, 12*time.Hour)
+	o.StaffIdleTimeout = min(cmp(o.StaffIdleTimeout, 10*time.Minute), o.IdleTimeout)
+	o.StaffAbsoluteTimeout = min(cmp(o.StaffAbsoluteTimeout, 4*time.Hour), o.AbsoluteTimeout)
 	o.FreeFailures = cmp(o.FreeFailures, 5)
 	o.FailureWindow = cmp(o.FailureWindow, 15*time.Minute)
 	o.MaxBackoff = cmp(o.MaxBackoff, 15*time.Minute)
@@ -148,10 +163,20 @@ func NewSessions(users Users, st SessionStore, admins *Admins, opts SessionOptio
 	}
 	// LastSeen is written at most once a minute (less often would make the
 	// idle timeout imprecise, more often would write on every request).
-	s.touchEvery = min(time.Minute, o.IdleTimeout/2)
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.touchEvery = min(time.Minute, o.StaffIdleTimeout/2)
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid sign-in csrf v1"), s.secure)
 	s.pages = parsePages(s.kit)
+	s.signins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "thingid_signin_total",
+		Help: "Sign-in attempts with user name and password (page and API), by result.",
+	}, []string{"result"})
+	for _, r := range []string{resultOK, resultChangePassword, resultBadCredentials, resultLocked, resultThrottled, resultError} {
+		s.signins.WithLabelValues(r) // from zero, so that rate() sees the first
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(s.signins)
+	}
 	return s
 }
 
@@ -211,6 +236,33 @@ func (s *Sessions) expired(sess *store.Session, now time.Time) bool {
 		!now.Before(last.Add(s.opts.IdleTimeout))
 }
 
+// staffExpired reports whether a session has passed the shorter timeouts of
+// administrators and support staff.
+func (s *Sessions) staffExpired(sess *store.Session, now time.Time) bool {
+	last := sess.LastSeen
+	if last.IsZero() {
+		last = sess.Created
+	}
+	return !now.Before(sess.Created.Add(s.opts.StaffAbsoluteTimeout)) || !now.Before(last.Add(s.opts.StaffIdleTimeout))
+}
+
+// staff tells whether u is an administrator or support staff. It is asked
+// only of a session past the staff timeouts, so that a normal session costs
+// no group lookup.
+func (s *Sessions) staff(ctx context.Context, u *store.User) (bool, error) {
+	if s.admins == nil {
+		return false, nil
+	}
+	_, err := s.admins.MemberOf(ctx, u, AdminGroup, SupportGroup)
+	switch {
+	case err == nil || errors.Is(err, ErrPasswordChangeRequired):
+		return true, nil
+	case errors.Is(err, ErrUnauthenticated):
+		return false, nil
+	}
+	return false, err
+}
+
 // current returns the request's session and its user. A session that has timed
 // out, or whose user was deleted or disabled, is removed and refused.
 func (s *Sessions) current(r *http.Request) (*store.Session, *store.User, error) {
@@ -240,6 +292,15 @@ func (s *Sessions) current(r *http.Request) (*store.Session, *store.User, error)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the session's user: %w", err)
+	}
+	if s.staffExpired(sess, now) {
+		switch staff, err := s.staff(ctx, u); {
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading the session's user's groups: %w", err)
+		case staff:
+			_ = s.st.DeleteSession(ctx, h)
+			return nil, nil, ErrNoSession
+		}
 	}
 	if last := sess.LastSeen; last.IsZero() || now.Sub(last) >= s.touchEvery {
 		if err := s.st.TouchSession(ctx, h, now); err != nil && !errors.Is(err, store.ErrNotFound) {

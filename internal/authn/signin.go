@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -19,44 +20,63 @@ const maxSignInBody = 8 << 10
 
 // Outcomes of a sign-in attempt other than success.
 var (
-	// errSignInFailed is the one answer for an unknown user, a wrong password,
+	// ErrSignInFailed is the one answer for an unknown user, a wrong password,
 	// a disabled user, a user without a password and an account that must wait:
 	// telling them apart would let anyone enumerate accounts.
-	errSignInFailed = errors.New("the user name or password is wrong")
-	// errThrottled: the client's address made too many attempts.
-	errThrottled = errors.New("too many sign-in attempts from this network")
+	ErrSignInFailed = errors.New("the user name or password is wrong")
+	// ErrThrottled: the client's address made too many attempts.
+	ErrThrottled = errors.New("too many sign-in attempts from this network")
 )
 
 // attempt is the result of checking credentials.
 type attempt struct {
 	user  *store.User
-	err   error         // nil, errSignInFailed, errThrottled or a store failure
+	err   error         // nil, ErrSignInFailed, ErrThrottled or a store failure
 	retry time.Duration // when not zero, Retry-After
+	// result labels the attempt in thingid_signin_total.
+	result string
 }
 
-// authenticate checks a user name and password under the brute-force rules.
-// Unknown user and wrong password take the same steps, in the same order, at
-// the same cost: the counters, one user lookup, one argon2id verification and
-// one audit record.
-func (s *Sessions) authenticate(ctx context.Context, r *http.Request, name, pw string) attempt {
+// Results of thingid_signin_total. An unknown user, a wrong password, a
+// user without a password and a disabled user are all bad_credentials:
+// /metrics must not tell anyone what the sign-in page does not (that a
+// name exists, or that a guessed password of a disabled account was right).
+const (
+	resultOK             = "ok"
+	resultChangePassword = "password_change_required"
+	resultBadCredentials = "bad_credentials"
+	resultLocked         = "locked"    // the account waits after failures; the password was not checked
+	resultThrottled      = "throttled" // too many attempts from the client's network
+	resultError          = "error"     // the store failed
+)
+
+// authenticate checks a user name and password from client under the
+// brute-force rules. Unknown user and wrong password take the same steps, in
+// the same order, at the same cost: the counters, one user lookup, one
+// argon2id verification and one audit record. door names where the attempt
+// came from in the audit record of a failure when it is not the web sign-in.
+func (s *Sessions) authenticate(ctx context.Context, client netip.Addr, door, name, pw string) attempt {
 	now := s.now()
-	wait, err := s.allowIP(ctx, r, now)
+	wait, err := s.allowIP(ctx, client, now)
 	if err != nil {
-		return attempt{err: err}
+		return attempt{err: err, result: resultError}
 	}
 	if wait > 0 {
-		return attempt{err: errThrottled, retry: wait}
+		return attempt{err: ErrThrottled, retry: wait, result: resultThrottled}
 	}
 	acct := accountKey(name)
-	if wait, err := s.accountWait(ctx, acct, now); err != nil || wait > 0 {
+	switch wait, err := s.accountWait(ctx, acct, now); {
+	case err != nil:
+		return attempt{err: err, result: resultError}
+	case wait > 0:
 		// Refused without looking at the password, whether the account exists
 		// or not; the attempt does not count as a failure.
-		return attempt{err: cmp(err, errSignInFailed), retry: wait}
+		return attempt{err: ErrSignInFailed, retry: wait, result: resultLocked}
 	}
 
 	u, err := s.users.GetUserByName(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return attempt{err: fmt.Errorf("looking up the user: %w", err)}
+		return attempt{err: fmt.Errorf("looking up the user: %w", err), result: resultError}
 	}
 	ok := false
 	if u == nil || u.PasswordHash == "" {
@@ -77,30 +97,66 @@ func (s *Sessions) authenticate(ctx context.Context, r *http.Request, name, pw s
 		} else {
 			target = store.Ref{Kind: store.KindUser}
 		}
-		s.audit(ctx, "anonymous", "session.signin-failed", target, map[string]string{"ip": clientIP(r)})
-		if err != nil {
-			return attempt{err: fmt.Errorf("counting the failure: %w", err)}
+		detail := map[string]string{"ip": addrString(client)}
+		if door != "" {
+			detail["door"] = door
 		}
-		return attempt{err: errSignInFailed, retry: retry}
+		s.audit(ctx, "anonymous", "session.signin-failed", target, detail)
+		if err != nil {
+			return attempt{err: fmt.Errorf("counting the failure: %w", err), result: resultError}
+		}
+		return attempt{err: ErrSignInFailed, retry: retry, result: resultBadCredentials}
 	}
 	if err := s.succeeded(ctx, acct); err != nil {
-		return attempt{err: fmt.Errorf("resetting the failure count: %w", err)}
+		return attempt{err: fmt.Errorf("resetting the failure count: %w", err), result: resultError}
 	}
-	return attempt{user: u}
+	return attempt{user: u, result: resultOK}
 }
 
-// signIn authenticates and, on success, starts a new session.
-func (s *Sessions) signIn(w http.ResponseWriter, r *http.Request, name, pw string) attempt {
-	a := s.authenticate(r.Context(), r, name, pw)
-	if a.err != nil {
-		return a
+// CheckPassword is the sign-in's check of a user name and password for
+// another door (LDAP's simple bind; door names it in the audit log): the same
+// counters, back-off and throttling as /signin, shared by both. It returns
+// the user, or ErrSignInFailed, ErrThrottled (with the wait),
+// ErrPasswordChangeRequired (the password was right, but it is a one-time
+// password, good only for changing it on /account/password) or a store
+// failure.
+func (s *Sessions) CheckPassword(ctx context.Context, client netip.Addr, door, name, pw string) (*store.User, time.Duration, error) {
+	a := s.authenticate(ctx, client, door, name, pw)
+	switch {
+	case a.err != nil:
+		return nil, a.retry, a.err
+	case a.user.MustChangePassword:
+		return nil, 0, ErrPasswordChangeRequired
 	}
+	return a.user, 0, nil
+}
+
+// signIn authenticates and, on success, starts a new session. The browser
+// form and the JSON API both sign in here, and every attempt is counted
+// in thingid_signin_total.
+func (s *Sessions) signIn(w http.ResponseWriter, r *http.Request, name, pw string) attempt {
+	a := s.authenticate(r.Context(), clientAddr(r), "", name, pw)
+	if a.err == nil {
+		a = s.startSession(w, r, a)
+	}
+	s.signins.WithLabelValues(a.result).Inc()
+	return a
+}
+
+// startSession starts the session of a successful attempt a.
+func (s *Sessions) startSession(w http.ResponseWriter, r *http.Request, a attempt) attempt {
 	sess, err := s.start(w, r, a.user)
 	if err != nil {
-		return attempt{err: err}
+		return attempt{err: err, result: resultError}
+	}
+	if a.user.Locale != "" {
+		s.opts.Site.SetLanguage(w, a.user.Locale) // the user's choice follows them to every browser
 	}
 	s.audit(r.Context(), "user:"+a.user.ID, "session.signin", store.Ref{Kind: store.KindUser, ID: a.user.ID},
 		map[string]string{"ip": sess.RemoteIP, "session": publicID(sess.Hash)})
+	if a.user.MustChangePassword {
+		a.result = resultChangePassword
+	}
 	return a
 }
 

@@ -103,3 +103,41 @@ func TestSignInFormRedirectsAndSignsOut(t *testing.T) {
 		t.Fatalf("audit actions %s", got)
 	}
 }
+
+// The account page's language choice: kept in this browser (cookie) and as
+// the user's locale, which the next sign-in in another browser applies; a
+// language the site does not have, or a forged form, changes nothing.
+func TestLanguageChoiceFollowsTheUser(t *testing.T) {
+	e := newEnv(t, testOptions())
+	c := e.client()
+	tok := e.formToken(t, c, "/signin")
+	if resp, page := e.postForm(t, c, "/signin", map[string][]string{"csrf": {tok}, "userName": {"alice"}, "password": {alicePassword}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d %s", resp.StatusCode, page)
+	}
+	_, body := e.request(t, c, http.MethodGet, "/account", "")
+	tok = csrfFieldRE.FindStringSubmatch(string(body))[1]
+	if !strings.Contains(string(body), `<option value="de">Deutsch</option>`) {
+		t.Fatalf("account page offers no German:\n%s", body)
+	}
+	for _, bad := range []map[string][]string{{"csrf": {tok}, "language": {"fr"}}, {"csrf": {"forged"}, "language": {"de"}}} {
+		if resp, _ := e.postForm(t, c, "/account/language", bad); resp.StatusCode < 400 {
+			t.Errorf("%v: %d", bad, resp.StatusCode)
+		}
+	}
+	if resp, page := e.postForm(t, c, "/account/language", map[string][]string{"csrf": {tok}, "language": {"de"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("choosing German: %d %s", resp.StatusCode, page)
+	}
+	if _, body := e.request(t, c, http.MethodGet, "/account", ""); !strings.Contains(string(body), "<h1>Angemeldet als alice</h1>") {
+		t.Fatalf("account page after choosing German:\n%s", body)
+	}
+	if u, err := e.s.users.GetUser(context.Background(), e.alice.ID); err != nil || u.Locale != "de" {
+		t.Fatalf("alice's locale: %v %v", u, err)
+	}
+	// Another browser, asking for English: her choice wins once she signs in.
+	c2 := e.client()
+	tok = e.formToken(t, c2, "/signin")
+	e.postForm(t, c2, "/signin", map[string][]string{"csrf": {tok}, "userName": {"alice"}, "password": {alicePassword}})
+	if _, body := e.request(t, c2, http.MethodGet, "/account", "", "Accept-Language", "en"); !strings.Contains(string(body), "Angemeldet als alice") {
+		t.Fatalf("the second browser's account page is not German:\n%s", body)
+	}
+}

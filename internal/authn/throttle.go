@@ -49,8 +49,8 @@ func accountKey(name string) string {
 // whose window started at `since`: it holds IPBurst attempts at the start and
 // gains rate·elapsed more. Attempts refused still count, so hammering only
 // pushes the next allowed attempt further out (never past the window's end).
-func (s *Sessions) allowIP(ctx context.Context, r *http.Request, now time.Time) (wait time.Duration, err error) {
-	n, since, err := s.st.AddFailure(ctx, s.counterName("ip", clientPrefix(r).String()), now, ipWindow)
+func (s *Sessions) allowIP(ctx context.Context, client netip.Addr, now time.Time) (wait time.Duration, err error) {
+	n, since, err := s.st.AddFailure(ctx, s.counterName("ip", addrPrefix(client).String()), now, ipWindow)
 	if err != nil {
 		return 0, fmt.Errorf("counting the attempt: %w", err)
 	}
@@ -128,12 +128,14 @@ func retryAfter(w http.ResponseWriter, d time.Duration) int {
 // clientPrefix is the client's IPv4 address or IPv6 /64 (one subscriber
 // usually holds a whole /64). It trusts no forwarding header: behind a reverse
 // proxy the proxy's address is throttled, so put the proxy's limits in front.
-func clientPrefix(r *http.Request) netip.Prefix {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Prefix{} // all unparseable peers share one bucket
+func clientPrefix(r *http.Request) netip.Prefix { return addrPrefix(clientAddr(r)) }
+
+// addrPrefix is what throttling counts of an address: the IPv4 address or
+// the IPv6 /64; all invalid addresses share one bucket.
+func addrPrefix(addr netip.Addr) netip.Prefix {
+	if !addr.IsValid() {
+		return netip.Prefix{}
 	}
-	addr := ap.Addr().Unmap()
 	bits := 32
 	if addr.Is6() {
 		bits = 64
@@ -142,10 +144,21 @@ func clientPrefix(r *http.Request) netip.Prefix {
 	return p
 }
 
-// clientIP is the peer address recorded with a session.
-func clientIP(r *http.Request) string {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap().String()
+// clientAddr is the request's peer address; the zero Addr when unparseable.
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
 	}
-	return ""
+	return ap.Addr().Unmap()
+}
+
+// clientIP is the peer address recorded with a session.
+func clientIP(r *http.Request) string { return addrString(clientAddr(r)) }
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

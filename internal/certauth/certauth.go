@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/pki"
@@ -91,6 +93,9 @@ type Options struct {
 	// (default 24 h); a CRL is signed anew after half of it, or at once after a
 	// revocation.
 	CRLLifetime time.Duration
+	// Registerer registers thingid_certificates_total, which counts
+	// revocations here (CertificateEvents); nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Checker verifies client certificates. It is safe for concurrent use.
@@ -105,6 +110,8 @@ type Checker struct {
 	deleted map[string]bool // manufacturer CAs deleted; guarded by caMu
 	revMu   sync.Mutex      // serializes reads of new revocations
 	lastSeq int64           // guarded by revMu
+
+	certificates *prometheus.CounterVec // thingid_certificates_total
 
 	wake        chan struct{}
 	stop        context.CancelFunc
@@ -141,7 +148,11 @@ func New(ctx context.Context, opts Options) (*Checker, error) {
 	if opts.ReloadInterval < 0 || opts.CRLLifetime < time.Minute {
 		return nil, errors.New("certauth: ReloadInterval must be positive and CRLLifetime at least a minute")
 	}
-	c := &Checker{opts: opts, deleted: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), unsubscribe: func() {}}
+	certificates, err := CertificateEvents(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("certauth: register metrics: %w", err)
+	}
+	c := &Checker{opts: opts, certificates: certificates, deleted: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), unsubscribe: func() {}}
 	c.anchors.Store(newAnchors(opts.DeviceCA, nil))
 	// Subscribe before loading, so that nothing published meanwhile is missed.
 	if opts.Bus != nil {

@@ -126,6 +126,7 @@ func (c *Checker) Revoke(ctx context.Context, actor string, r Revocation) ([]*st
 	if err != nil {
 		return nil, err
 	}
+	c.certificates.WithLabelValues(CertRevoked).Add(float64(len(done)))
 	for _, x := range done {
 		fp, _ := parseFingerprint(x.FingerprintSHA256)
 		c.revoked.add(fp) // this node refuses it even without a bus

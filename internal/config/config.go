@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Config struct {
 	Admin        Admin        `json:"admin"`
 	Passwords    Passwords    `json:"passwords"`
 	Registration Registration `json:"registration"`
+	SelfService  SelfService  `json:"selfService"`
 	Sessions     Sessions     `json:"sessions"`
 	OAuth        OAuth        `json:"oauth"`
 	PKI          PKI          `json:"pki"`
@@ -43,6 +45,38 @@ type Config struct {
 	Gateway      Gateway      `json:"gateway"`
 	Connections  Connections  `json:"connections"`
 	UMA          UMA          `json:"uma"`
+	UI           UI           `json:"ui"`
+	LDAP         LDAP         `json:"ldap"`
+}
+
+// UI is a manufacturer's brand on the pages people see, and their words.
+type UI struct {
+	// ProductName replaces "thingid" in titles and headers.
+	ProductName string `json:"productName"`
+	// LogoFile is a PNG, SVG, JPEG or WebP file (at most 256 KiB) shown in
+	// every page's header.
+	LogoFile string `json:"logoFile"`
+	// Colors of the pages: "#rrggbb".
+	Colors UIColors `json:"colors"`
+	// FooterLinks are shown at the foot of every page.
+	FooterLinks []UILink `json:"footerLinks"`
+	// Templates is a directory whose files replace built-in pages, the
+	// layout and message catalogues (docs/branding.md); checked at start.
+	Templates string `json:"templates"`
+	// DefaultLanguage of a browser that asks for none the site has.
+	DefaultLanguage string `json:"defaultLanguage"`
+}
+
+// UIColors are the pages' colours.
+type UIColors struct {
+	Accent string `json:"accent"`
+	Error  string `json:"error"`
+}
+
+// UILink is a footer link: an http(s) or mailto URL or a path on the site.
+type UILink struct {
+	Text string `json:"text"`
+	URL  string `json:"url"`
 }
 
 // Connections bounds the connections of all listeners together.
@@ -51,6 +85,38 @@ type Connections struct {
 	// limit less a quarter (at least 256) for files, the database and
 	// upstream connections. More than that is refused at start.
 	Max int `json:"max"`
+	// ProxyProtocol names the load balancers that send the PROXY protocol.
+	ProxyProtocol ProxyProtocol `json:"proxyProtocol"`
+}
+
+// ProxyProtocol configures the PROXY protocol (HAProxy's, v1 and v2) on
+// every listener.
+type ProxyProtocol struct {
+	// Trusted are the addresses and CIDRs of the load balancers in TCP mode
+	// in front of thingid: their connections must start with a PROXY
+	// header, whose client address counts (limits, logs, audit); any other
+	// peer's header is refused. Empty: no header is read.
+	Trusted []string `json:"trusted" env:"spaces"`
+}
+
+// TrustedPrefixes parses Trusted; its error names the entry.
+func (p ProxyProtocol) TrustedPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(p.Trusted))
+	for i, s := range p.Trusted {
+		pr, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("connections.proxyProtocol.trusted[%d]: %q is not an address or CIDR", i, s)
+			}
+			pr = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if pr.Addr().Is4In6() && pr.Bits() >= 96 {
+			pr = netip.PrefixFrom(pr.Addr().Unmap(), pr.Bits()-96)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
 }
 
 // UMA configures User-Managed Access 2.0 (docs/uma.md).
@@ -84,6 +150,9 @@ type OAuth struct {
 	// ThingScopes are the scopes of the OAuth client every thing is under
 	// its own id.
 	ThingScopes []string `json:"thingScopes"`
+	// ScopeDescriptions say in words what a scope lets a client do, shown on
+	// the consent pages; they replace or add to the built-in descriptions.
+	ScopeDescriptions map[string]string `json:"scopeDescriptions"`
 }
 
 // ClientRegistration limits dynamic client registration (RFC 7591). The
@@ -102,6 +171,10 @@ type Sessions struct {
 	IdleTimeout Duration `json:"idleTimeout"`
 	// AbsoluteTimeout ends every session so long after sign-in.
 	AbsoluteTimeout Duration `json:"absoluteTimeout"`
+	// StaffIdleTimeout and StaffAbsoluteTimeout are the shorter timeouts of
+	// administrators' and support staff's sessions (the admin console).
+	StaffIdleTimeout     Duration `json:"staffIdleTimeout"`
+	StaffAbsoluteTimeout Duration `json:"staffAbsoluteTimeout"`
 }
 
 // Log configures structured logging.
@@ -121,9 +194,13 @@ type HTTP struct {
 	KeyFile  string `json:"keyFile"`
 	// DocsURL is where the documentation link of the landing page (/)
 	// points; empty: no link.
-	DocsURL         string     `json:"docsURL"`
-	ShutdownTimeout Duration   `json:"shutdownTimeout"`
-	Limits          HTTPLimits `json:"limits"`
+	DocsURL         string   `json:"docsURL"`
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// DrainDelay is how long, after SIGTERM, /readyz answers 503 while
+	// every listener still serves, so that a load balancer takes the node
+	// out before it stops accepting.
+	DrainDelay Duration   `json:"drainDelay"`
+	Limits     HTTPLimits `json:"limits"`
 }
 
 // HTTPLimits bound what one client may hold of an HTTPS listener.
@@ -270,6 +347,17 @@ type Registration struct {
 	OutboxDir string `json:"outboxDir"`
 }
 
+// SelfService configures what people do to their own accounts: password
+// recovery and e-mail address changes, whose e-mails go through
+// registration.smtp (or registration.outboxDir) like verification mails.
+type SelfService struct {
+	// PasswordResetLifetime is how long an e-mailed password reset link works.
+	PasswordResetLifetime Duration `json:"passwordResetLifetime"`
+	// MailsPerHour is how many reset and address change e-mails one account,
+	// or one user name or address asked for, is sent per hour at most.
+	MailsPerHour int `json:"mailsPerHour"`
+}
+
 // SMTP is the mail relay for verification mails.
 type SMTP struct {
 	Host     string `json:"host"`
@@ -294,7 +382,9 @@ func Default() Config {
 			AttemptsPerMinute: 10,
 			SMTP:              SMTP{Port: 587},
 		},
-		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		SelfService: SelfService{PasswordResetLifetime: Duration(30 * time.Minute), MailsPerHour: 3},
+		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour),
+			StaffIdleTimeout: Duration(10 * time.Minute), StaffAbsoluteTimeout: Duration(4 * time.Hour)},
 		OAuth: OAuth{
 			SigningAlgorithm:     "ES256",
 			AccessTokenLifetime:  Duration(10 * time.Minute),
@@ -309,6 +399,7 @@ func Default() Config {
 		MQTT:    defaultMQTT(),
 		Gateway: defaultGateway(),
 		UMA:     UMA{TicketLifetime: Duration(5 * time.Minute)},
+		LDAP:    defaultLDAP(),
 	}
 }
 
@@ -508,8 +599,14 @@ func (c *Config) Validate() error {
 	if err := c.HTTP.Limits.validate("http.limits"); err != nil {
 		return err
 	}
+	if c.HTTP.DrainDelay < 0 || c.HTTP.DrainDelay > Duration(5*time.Minute) {
+		return fmt.Errorf("http.drainDelay: must be between 0s and 5m")
+	}
 	if c.Connections.Max < 0 {
 		return fmt.Errorf("connections.max: must not be negative (0: from the open-files limit)")
+	}
+	if _, err := c.Connections.ProxyProtocol.TrustedPrefixes(); err != nil {
+		return err
 	}
 	switch c.Storage.Type {
 	case "sqlite":
@@ -532,6 +629,14 @@ func (c *Config) Validate() error {
 	if c.Sessions.IdleTimeout <= 0 || c.Sessions.AbsoluteTimeout < c.Sessions.IdleTimeout {
 		return fmt.Errorf("sessions.idleTimeout and sessions.absoluteTimeout: both positive, absolute at least idle")
 	}
+	if c.Sessions.StaffIdleTimeout <= 0 || c.Sessions.StaffIdleTimeout > c.Sessions.IdleTimeout {
+		return fmt.Errorf("sessions.staffIdleTimeout %s: want positive and at most sessions.idleTimeout (%s)",
+			time.Duration(c.Sessions.StaffIdleTimeout), time.Duration(c.Sessions.IdleTimeout))
+	}
+	if c.Sessions.StaffAbsoluteTimeout < c.Sessions.StaffIdleTimeout || c.Sessions.StaffAbsoluteTimeout > c.Sessions.AbsoluteTimeout {
+		return fmt.Errorf("sessions.staffAbsoluteTimeout %s: want at least sessions.staffIdleTimeout and at most sessions.absoluteTimeout (%s)",
+			time.Duration(c.Sessions.StaffAbsoluteTimeout), time.Duration(c.Sessions.AbsoluteTimeout))
+	}
 	switch c.OAuth.SigningAlgorithm {
 	case "ES256", "EdDSA", "RS256":
 	default:
@@ -552,6 +657,16 @@ func (c *Config) Validate() error {
 	if t := c.OAuth.RegistrationToken; t != "" && len(t) < 32 {
 		return fmt.Errorf("oauth.registrationToken: use at least 32 random characters (openssl rand -base64 32)")
 	}
+	for sc, text := range c.OAuth.ScopeDescriptions {
+		switch {
+		case sc == "" || strings.ContainsAny(sc, " \"\\"):
+			return fmt.Errorf("oauth.scopeDescriptions: %q is not a scope name", sc)
+		case strings.TrimSpace(text) == "":
+			return fmt.Errorf("oauth.scopeDescriptions.%s: empty; say what the scope lets a client do", sc)
+		case len(text) > 200:
+			return fmt.Errorf("oauth.scopeDescriptions.%s: longer than 200 characters", sc)
+		}
+	}
 	for i, sc := range c.OAuth.Registration.AllowedScopes {
 		if err := checkScopeToken(sc); err != nil {
 			return fmt.Errorf("oauth.registration.allowedScopes[%d]: %w", i, err)
@@ -569,13 +684,23 @@ func (c *Config) Validate() error {
 	if s := c.Registration.SMTP; s.Host != "" && (s.From == "" || s.Port < 1 || s.Port > 65535) {
 		return fmt.Errorf("registration.smtp: from and a port in 1..65535 are required with a host")
 	}
+	// OWASP Forgot Password Cheat Sheet: a reset link is short-lived.
+	if d := time.Duration(c.SelfService.PasswordResetLifetime); d < time.Minute || d > 24*time.Hour {
+		return fmt.Errorf("selfService.passwordResetLifetime: must be between 1m and 24h (default 30m)")
+	}
+	if c.SelfService.MailsPerHour < 1 {
+		return fmt.Errorf("selfService.mailsPerHour: must be at least 1")
+	}
 	if err := c.PKI.validate(c.Home); err != nil {
 		return err
 	}
 	if err := c.MQTT.validate(c.Home); err != nil {
 		return err
 	}
-	return c.Gateway.validate(c.Home)
+	if err := c.Gateway.validate(c.Home); err != nil {
+		return err
+	}
+	return c.LDAP.validate()
 }
 
 // Masked returns the configuration as YAML with secrets replaced by "******".

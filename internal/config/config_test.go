@@ -121,12 +121,43 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Gateway.Limits.MaxBodyBytes = -1 }, "gateway.limits.maxBodyBytes"},
 		{func(c *Config) { c.MQTT.Limits.ConnectionsPerAddress = 0 }, "mqtt.limits.connectionsPerAddress"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
+		{func(c *Config) {
+			c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.0/8", "haproxy.internal"}
+		}, "connections.proxyProtocol.trusted[1]"},
+		{func(c *Config) { c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.1/33"} }, "connections.proxyProtocol.trusted[0]"},
+		{func(c *Config) { c.HTTP.DrainDelay = Duration(-time.Second) }, "http.drainDelay"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.LDAPSAddress, c.LDAP.StartTLSAddress = true, "", "" }, "ldap.ldapsAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, "1389" }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.StartTLSAddress = true, c.LDAP.LDAPSAddress }, "ldap.startTLSAddress"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.MaxMessageBytes = true, 10 }, "ldap.limits.maxMessageBytes"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.IdleTimeout = true, 0 }, "ldap.limits.idleTimeout"},
+		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.ConnectionsPerAddress = true, -1 }, "ldap.limits.connectionsPerAddress"},
 	}
 	for _, tc := range cases {
 		c := Default()
 		tc.mod(&c)
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want mention of %q", err, tc.want)
+		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Load("", []string{"THINGID_CONNECTIONS_PROXYPROTOCOL_TRUSTED=10.1.2.3 10.0.0.0/8 ::ffff:192.0.2.0/120 2001:db8::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Connections.ProxyProtocol.TrustedPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.1.2.3/32", "10.0.0.0/8", "192.0.2.0/24", "2001:db8::1/128"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("[%d] = %s, want %s", i, got[i], want[i])
 		}
 	}
 }
@@ -240,5 +271,26 @@ func TestMQTTRuleDeny(t *testing.T) {
 	}
 	if _, err := Load(writeConfig(t, "mqtt:\n  rules:\n    - who: user\n      deny: {read: [x]}\n"), nil); err == nil || !strings.Contains(err.Error(), "read") {
 		t.Errorf("an unknown deny field: %v", err)
+	}
+}
+
+func TestScopeDescriptionsValidated(t *testing.T) {
+	for text, want := range map[string]string{
+		"oauth:\n  scopeDescriptions:\n    speaker:play: Play music\n":            "",
+		"oauth:\n  scopeDescriptions:\n    speaker:play: \"  \"\n":                "oauth.scopeDescriptions.speaker:play: empty",
+		"oauth:\n  scopeDescriptions:\n    \"a b\": Two scopes\n":                 `"a b" is not a scope name`,
+		"oauth:\n  scopeDescriptions:\n    x: " + strings.Repeat("y", 201) + "\n": "longer than 200",
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, nil)
+		if err == nil {
+			err = c.Validate()
+		}
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
 	}
 }

@@ -39,16 +39,36 @@ const (
 	replayMargin = time.Hour
 )
 
+// The enrollment operations (RFC 7030 §4.2), as paths and metric labels.
+// serverkeygen (§4.4) is not served: a device's key never leaves it.
+const (
+	opEnroll   = "simpleenroll"
+	opReenroll = "simplereenroll"
+)
+
 // answer serves an enrollment operation: the certificate it issued, or its
-// refusal.
-func (s *Server) answer(op func(http.ResponseWriter, *http.Request) (*pki.DeviceCert, error)) http.Handler {
+// refusal. Each is counted: thingid_est_enrollments_total by result, and
+// an issued certificate in thingid_certificates_total (a re-enrollment as
+// renewed).
+func (s *Server) answer(operation string, op func(http.ResponseWriter, *http.Request) (*pki.DeviceCert, error)) http.Handler {
+	event := certauth.CertIssued
+	if operation == opReenroll {
+		event = certauth.CertRenewed
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		result := "ok"
 		dc, err := op(w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+		if err == nil {
+			s.certificates.WithLabelValues(event).Inc() // issued and recorded, whether or not the answer reaches the device
+			err = s.writeCert(w, r, dc)
 		}
-		s.writeCert(w, r, dc)
+		if err != nil {
+			result = "refused"
+			if s.fail(w, r, err) >= http.StatusInternalServerError {
+				result = "error"
+			}
+		}
+		s.enrollments.WithLabelValues(operation, result).Inc()
 	})
 }
 
@@ -200,16 +220,17 @@ func (s *Server) spendToken(ctx context.Context, claims *tokenClaims) func(store
 }
 
 // writeCert answers an enrollment with the certs-only response of RFC 7030
-// §4.2.3: the new certificate, then its issuing CA.
-func (s *Server) writeCert(w http.ResponseWriter, r *http.Request, dc *pki.DeviceCert) {
+// §4.2.3: the new certificate, then its issuing CA. An error is returned
+// before anything is written.
+func (s *Server) writeCert(w http.ResponseWriter, r *http.Request, dc *pki.DeviceCert) error {
 	der, err := certsOnly(dc.Chain)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.log.Info("est: certificate issued", "path", r.URL.Path, "thing", thingOf(dc.Leaf), "fingerprint", dc.FingerprintSHA256,
 		"notAfter", dc.Leaf.NotAfter)
 	writeBase64(w, certsOnlyType, der)
+	return nil
 }
 
 func thingOf(c *x509.Certificate) string {

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
@@ -46,6 +48,8 @@ type env struct {
 	est   *Server
 	certs *certauth.Checker
 	srv   *httptest.Server
+	// reg holds the metrics of est and certauth.
+	reg *prometheus.Registry
 	// thing is active with serial SN-0001.
 	thing *store.Thing
 }
@@ -74,7 +78,8 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	checker, err := certauth.New(context.Background(), certauth.Options{Store: st, Identity: ids, DeviceCA: ca, Bus: bus, Log: log})
+	reg := prometheus.NewRegistry()
+	checker, err := certauth.New(context.Background(), certauth.Options{Store: st, Identity: ids, DeviceCA: ca, Bus: bus, Log: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +87,7 @@ func newEnv(t testing.TB) *env {
 	tokenKey := make([]byte, 32)
 	rand.Read(tokenKey)
 	s, err := New(Options{CA: ca, Identity: ids, Audit: st, Certificates: checker, TokenKey: tokenKey,
-		Actor: func(*http.Request) string { return "admin:test" }, Logger: log})
+		Actor: func(*http.Request) string { return "admin:test" }, Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +105,7 @@ func newEnv(t testing.TB) *env {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequestClientCert}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	e := &env{st: st, id: ids, ca: ca, caDir: caDir, est: s, certs: checker, srv: srv}
+	e := &env{st: st, id: ids, ca: ca, caDir: caDir, est: s, certs: checker, srv: srv, reg: reg}
 	e.thing = e.newThing(t, "SN-0001")
 	return e
 }

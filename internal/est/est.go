@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/pki"
@@ -43,14 +45,21 @@ type Options struct {
 	// node must have the same (derive it from the master key).
 	TokenKey []byte
 	// Actor names the administrator of an admin API request (authn.Actor).
-	Actor  func(*http.Request) string
-	Logger *slog.Logger
+	Actor func(*http.Request) string
+	// Registerer registers thingid_est_enrollments_total and
+	// thingid_certificates_total (certauth.CertificateEvents); nil: not
+	// registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Server serves EST and the enrollment-token admin API.
 type Server struct {
 	opts Options
 	log  *slog.Logger
+	// enrollments is thingid_est_enrollments_total{operation, result},
+	// certificates thingid_certificates_total{event}.
+	enrollments, certificates *prometheus.CounterVec
 }
 
 // New checks opts and returns a Server.
@@ -70,15 +79,33 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{opts: opts, log: log}, nil
+	certificates, err := certauth.CertificateEvents(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("est: register metrics: %w", err)
+	}
+	enrollments := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "thingid_est_enrollments_total",
+		Help: "EST enrollments by operation (simpleenroll, simplereenroll) and result (ok, refused, error).",
+	}, []string{"operation", "result"})
+	for _, op := range []string{opEnroll, opReenroll} {
+		for _, result := range []string{"ok", "refused", "error"} {
+			enrollments.WithLabelValues(op, result) // from zero, so that rate() sees the first
+		}
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(enrollments); err != nil {
+			return nil, fmt.Errorf("est: register metrics: %w", err)
+		}
+	}
+	return &Server{opts: opts, log: log, enrollments: enrollments, certificates: certificates}, nil
 }
 
 // Register adds the EST endpoints and, wrapped in admin, the token API.
 func (s *Server) Register(mux routes.Mux, admin func(http.Handler) http.Handler) {
 	mux.HandleFunc("GET "+Prefix+"cacerts", s.serveCACerts)
 	mux.HandleFunc("GET "+Prefix+"csrattrs", s.serveCSRAttrs)
-	mux.Handle("POST "+Prefix+"simpleenroll", s.answer(s.enroll))
-	mux.Handle("POST "+Prefix+"simplereenroll", s.answer(s.reenroll))
+	mux.Handle("POST "+Prefix+opEnroll, s.answer(opEnroll, s.enroll))
+	mux.Handle("POST "+Prefix+opReenroll, s.answer(opReenroll, s.reenroll))
 	mux.Handle("POST /api/v1/things/{id}/enrollment-tokens", admin(http.HandlerFunc(s.apiCreateToken)))
 }
 
@@ -129,8 +156,8 @@ func unauthorized(format string, args ...any) *refusal {
 
 // fail answers an error: a refusal as it says, a certificate refusal of
 // certauth as 401 (403 for a disabled thing), anything else as a 500 that is
-// logged and not explained.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+// logged and not explained. It returns the status answered.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) int {
 	var rf *refusal
 	var re *RequestError
 	switch {
@@ -154,4 +181,5 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(rf.status)
 	fmt.Fprintln(w, rf.msg)
+	return rf.status
 }

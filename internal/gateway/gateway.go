@@ -206,6 +206,33 @@ func (g *Gateway) Close() {
 	g.unsubscribe()
 }
 
+// RouteInfo is a route in service, as people read it.
+type RouteInfo struct {
+	Name     string
+	Hosts    []string // empty: any host
+	Upstream string
+}
+
+// Routes returns the routes in service, in the order of their files, and
+// why the routes files were refused when they changed since and are
+// broken (nil otherwise): the routes in service stay until they are fixed.
+func (g *Gateway) Routes() ([]RouteInfo, error) {
+	g.reload.Lock()
+	bad := g.badErr
+	g.reload.Unlock()
+	var out []RouteInfo
+	if t := g.tbl.Load(); t != nil {
+		for _, r := range t.routes {
+			ri := RouteInfo{Name: r.name, Upstream: r.upstream.String()}
+			for _, h := range r.hosts {
+				ri.Hosts = append(ri.Hosts, string(h))
+			}
+			out = append(out, ri)
+		}
+	}
+	return out, bad
+}
+
 // Reload reads the routes directory now and swaps the routes in; in-flight
 // requests finish on the routes they started with. On error the routes in
 // service stay.
@@ -333,9 +360,15 @@ func exchangeOf(r *http.Request) *exchange {
 	return x
 }
 
+// unmatched is the route of a request no route matched, in logs and in the
+// route label of metrics, as on the HTTPS listener (internal/server); no
+// route may be named so.
+const unmatched = "unmatched"
+
+// routeName names the request's route in logs and metrics.
 func (x *exchange) routeName() string {
 	if x.route == nil {
-		return ""
+		return unmatched
 	}
 	return x.route.name
 }

@@ -154,7 +154,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`msg=gateway route=telemetry method=GET path=/telemetry/a status=200 decision=allow subject=user-alice client=client-app ip=127.0.0.1 latency=`,
 		`route=telemetry method=GET path=/telemetry/a status=401 decision=no_token subject="" client=""`,
-		`route="" method=GET path=/nowhere status=404 decision=no_route`,
+		`route=unmatched method=GET path=/nowhere status=404 decision=no_route`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("access log lacks %q:\n%s", want, out)
@@ -168,7 +168,8 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		{"thingid_gateway_requests_total", map[string]string{"route": "telemetry", "code": "200"}, 1},
 		{"thingid_gateway_requests_total", map[string]string{"route": "telemetry", "code": "401"}, 1},
 		{"thingid_gateway_denials_total", map[string]string{"route": "telemetry", "reason": "no_token"}, 1},
-		{"thingid_gateway_denials_total", map[string]string{"route": "", "reason": "no_route"}, 1},
+		{"thingid_gateway_denials_total", map[string]string{"route": "unmatched", "reason": "no_route"}, 1},
+		{"thingid_gateway_requests_total", map[string]string{"route": "unmatched", "code": "404"}, 1},
 		{"thingid_gateway_upstream_duration_seconds", map[string]string{"route": "telemetry"}, 1},
 		{"thingid_gateway_request_duration_seconds", map[string]string{"route": "telemetry"}, 2},
 	}

@@ -281,10 +281,11 @@ type entry struct {
 // table is an immutable set of routes, swapped whole on reload.
 type table struct {
 	entries []entry
+	routes  []*route // in the order of the files
 }
 
 func newTable(routes []*route) *table {
-	t := &table{}
+	t := &table{routes: routes}
 	for i, r := range routes {
 		hosts := r.hosts
 		if len(hosts) == 0 {

@@ -203,6 +203,9 @@ func (g *Gateway) compileRoute(s routeSpec) (*route, error) {
 	if !validRouteName(s.Name) {
 		return nil, errors.New("name: required; letters, digits, '.', '_' and '-' (it names metrics and RateLimit policies)")
 	}
+	if s.Name == unmatched {
+		return nil, fmt.Errorf("name: %q is reserved: it labels the requests no route matches", unmatched)
+	}
 	m, err := newMatcher(s.Match)
 	if err != nil {
 		return nil, err

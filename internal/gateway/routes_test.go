@@ -18,6 +18,7 @@ func TestRoutesFileErrorsNameTheField(t *testing.T) {
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true, filters: [oauth2]}]", "public route cannot"},
 		{"routes: [{match: {pathPrefix: /}, " + up + ", public: true}]", "route 1: name"},
 		{"routes: [{name: 'a b', match: {pathPrefix: /}, " + up + ", public: true}]", "name"},
+		{"routes: [{name: unmatched, match: {pathPrefix: /}, " + up + ", public: true}]", "name: \"unmatched\" is reserved"},
 		{"routes: [{name: a, match: {pathPrefix: /}, " + up + ", public: true}, {name: a, match: {path: /x}, " + up + ", public: true}]", "already used"},
 		{"routes: [{name: a, match: {}, " + up + ", public: true}]", "exactly one of path"},
 		{"routes: [{name: a, match: {path: /x, pathPrefix: /y}, " + up + ", public: true}]", "exactly one of path"},

@@ -3,6 +3,7 @@ package household
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
@@ -30,19 +31,13 @@ type Acting struct {
 // audited, as Decide's are.
 func (s *Service) ActFor(ctx context.Context, userID, thingID string, action policy.Action) (Acting, error) {
 	req := policy.Request{UserID: userID, ThingID: thingID, Action: action, Door: "oauth"}
-	set, household, err := s.setOfThing(ctx, thingID)
+	set, household, held, err := s.heldFor(ctx, userID, thingID)
 	if err != nil {
 		return Acting{}, err
 	}
-	if household != "" && set.Holds(thingID) {
-		role, err := s.roleIn(ctx, household, userID)
-		if err != nil {
-			return Acting{}, err
-		}
-		if role != "" {
-			d, err := s.decideIn(ctx, set, household, req)
-			return Acting{Governed: true, Held: true, Decision: d}, err
-		}
+	if held {
+		d, err := s.decideIn(ctx, set, household, req)
+		return Acting{Governed: true, Held: true, Decision: d}, err
 	}
 	if action != policy.Pair {
 		return Acting{}, nil
@@ -77,11 +72,22 @@ func (s *Service) ActFor(ctx context.Context, userID, thingID string, action pol
 	return out, nil
 }
 
+// heldFor is the household thingID is one of, compiled, and whether it
+// holds the thing for userID (they are a member of it).
+func (s *Service) heldFor(ctx context.Context, userID, thingID string) (*policy.Set, string, bool, error) {
+	set, household, err := s.setOfThing(ctx, thingID)
+	if err != nil || household == "" || !set.Holds(thingID) {
+		return set, household, false, err
+	}
+	role, err := s.roleIn(ctx, household, userID)
+	return set, household, role != "", err
+}
+
 // decideIn decides req in the compiled household, auditing a refusal.
 func (s *Service) decideIn(ctx context.Context, set *policy.Set, household string, req policy.Request) (policy.Decision, error) {
 	d, err := s.engine.Decide(set, req)
 	if err == nil && !d.Allowed {
-		s.denied(ctx, req, d, household)
+		s.denied(ctx, store.Ref{Kind: store.KindThing, ID: req.ThingID}, req, d, household)
 	}
 	return d, err
 }
@@ -98,4 +104,20 @@ func (s *Service) roleIn(ctx context.Context, household, userID string) (policy.
 		}
 	}
 	return "", err
+}
+
+// DecideShare decides the conditions of UMA share shareID (of resourceID)
+// for its requesting party, on the engine's clock, and audits a refusal as
+// every door's: a "policy.deny" record on the resource (kind
+// "uma_resource"), door "uma", rule "share:<id>", the reason its owner
+// reads ("outside the share's times: from 07:00 to 20:00 on school days
+// (Europe/Berlin)").
+func (s *Service) DecideShare(ctx context.Context, c *policy.Conditions, party, resourceID, shareID string, scopes []string) policy.Decision {
+	d := s.engine.Within(c)
+	d.Rule = "share:" + shareID
+	if !d.Allowed {
+		req := policy.Request{UserID: party, Action: policy.Use, Scope: strings.Join(scopes, " "), Door: "uma"}
+		s.denied(ctx, store.Ref{Kind: "uma_resource", ID: resourceID}, req, d, "")
+	}
+	return d
 }

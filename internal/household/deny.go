@@ -12,8 +12,9 @@ import (
 
 // Every refusal of Decide is audited here, for every door at once: one
 // record "policy.deny" whose actor is the user refused and whose target is
-// the thing, with the rule that decided and its reason as a guardian reads
-// it. A thing retrying a refused request every second would otherwise
+// the thing (or the UMA resource of a share whose conditions refused:
+// DecideShare), with the rule that decided and its reason as a guardian
+// (or the share's owner) reads it. A thing retrying a refused request every second would otherwise
 // write as fast as it retries: identical refusals (same door, user, thing,
 // action, scope, rule) within DenialWindow after a record are counted, and
 // the count is written as one more record ("repeats") when the window ends.
@@ -23,9 +24,10 @@ import (
 const maxOpenDenials = 10000
 
 type denialKey struct {
-	door, user, thing, household string
-	action                       policy.Action
-	scope, rule, reason          string
+	door, user, household string
+	target                store.Ref
+	action                policy.Action
+	scope, rule, reason   string
 }
 
 // denials counts, per refusal written in the current window, the
@@ -36,9 +38,10 @@ type denials struct {
 	repeats map[denialKey]int
 }
 
-// denied audits d, a refusal of req in household ("" for none).
-func (s *Service) denied(ctx context.Context, req policy.Request, d policy.Decision, household string) {
-	k := denialKey{door: req.Door, user: req.UserID, thing: req.ThingID, household: household, action: req.Action,
+// denied audits d, a refusal of req about target in household ("" for
+// none).
+func (s *Service) denied(ctx context.Context, target store.Ref, req policy.Request, d policy.Decision, household string) {
+	k := denialKey{door: req.Door, user: req.UserID, target: target, household: household, action: req.Action,
 		scope: req.Scope, rule: d.Rule, reason: d.Reason}
 	s.deny.mu.Lock()
 	if _, open := s.deny.repeats[k]; open {
@@ -90,12 +93,12 @@ func (s *Service) writeDenial(ctx context.Context, k denialKey, local time.Time,
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := s.st.AppendAudit(ctx, store.AuditRecord{Time: time.Now().UTC(), Actor: "user:" + k.user, Action: "policy.deny",
-		Target: store.Ref{Kind: store.KindThing, ID: k.thing}, Detail: raw})
+		Target: k.target, Detail: raw})
 	if err != nil {
-		s.log.Error("household: auditing a refusal", "user", k.user, "thing", k.thing, "rule", k.rule, "err", err)
+		s.log.Error("household: auditing a refusal", "user", k.user, "target", k.target.Kind, "id", k.target.ID, "rule", k.rule, "err", err)
 		return
 	}
 	if repeats == 0 {
-		s.log.Info("household: refused by policy", "door", k.door, "user", k.user, "thing", k.thing, "action", k.action, "rule", k.rule, "reason", k.reason)
+		s.log.Info("household: refused by policy", "door", k.door, "user", k.user, "target", k.target.Kind, "id", k.target.ID, "action", k.action, "rule", k.rule, "reason", k.reason)
 	}
 }

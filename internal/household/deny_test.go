@@ -92,3 +92,41 @@ func TestRefusalsAudited(t *testing.T) {
 		t.Fatalf("after configure and the guardian's use: %v", got)
 	}
 }
+
+// A UMA share's conditions refusing are audited like every door's
+// refusals, on the resource, with the share as the rule; a share within
+// its times is not.
+func TestShareRefusalsAudited(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	loc, err := policy.LoadZone("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := policy.CompileConditions(policy.When{Days: []string{"mon", "tue", "wed", "thu", "fri"}, Start: "07:00", End: "20:00"}, loc, "conditions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = time.Date(2025, 3, 17, 18, 59, 0, 0, time.UTC) // Monday 19:59 in Berlin
+	if d := f.svc.DecideShare(ctx, c, f.emma.ID, "playlist-1", "share-1", []string{"play"}); !d.Allowed || !d.Until.Equal(time.Date(2025, 3, 17, 19, 0, 0, 0, time.UTC)) {
+		t.Fatalf("at 19:59: %+v", d)
+	}
+	f.now = f.now.Add(2 * time.Minute)
+	d := f.svc.DecideShare(ctx, c, f.emma.ID, "playlist-1", "share-1", []string{"play"})
+	if d.Allowed || d.Rule != "share:share-1" {
+		t.Fatalf("at 20:01: %+v", d)
+	}
+	recs, err := f.st.ListAudit(ctx, store.AuditQuery{Target: &store.Ref{Kind: "uma_resource", ID: "playlist-1"}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Action != "policy.deny" || recs[0].Actor != "user:"+f.emma.ID {
+		t.Fatalf("records: %+v", recs)
+	}
+	var detail map[string]any
+	_ = json.Unmarshal(recs[0].Detail, &detail)
+	if detail["door"] != "uma" || detail["rule"] != "share:share-1" || detail["scope"] != "play" || detail["localTime"] != "2025-03-17T20:01:00+01:00" ||
+		detail["reason"] != "outside the share's times: from 07:00 to 20:00 on school days (Europe/Berlin)" {
+		t.Fatalf("detail: %v", detail)
+	}
+}

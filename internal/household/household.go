@@ -40,11 +40,17 @@ type Identities interface {
 
 // Options configures New. Store, Identities and Engine are required.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site       *ui.Site
 	Store      store.Store
 	Identities Identities
 	Engine     *policy.Engine
 	// Bus carries EventChanged between nodes; nil drops it (one process).
 	Bus *events.Bus
+	// Grants revokes the grants of a thing acting for a member once no
+	// household holds it for them (release.go); nil revokes none (they are
+	// refused at their next token request all the same).
+	Grants Grants
 	// InvitationLifetime is how long an invitation waits; default 7 days.
 	InvitationLifetime time.Duration
 	// DenialWindow is how long identical refusals after an audited one are
@@ -59,18 +65,24 @@ type Service struct {
 	ids    Identities
 	engine *policy.Engine
 	bus    *events.Bus
+	grants Grants
 	invite time.Duration
 	log    *slog.Logger
 	deny   denials
 
 	// The pages' kit, CSRF tokens and templates (pages.go), set by Register.
+	site  *ui.Site
 	kit   ui.Kit
 	csrf  *ui.CSRF
 	pages pages
 
 	mu       sync.Mutex
 	compiled map[string]*policy.Set // household id → its compiled rules
-	none     *policy.Set            // for things in no household
+	// placed remembers which household a thing is placed in ("" for none),
+	// so that a decision reads no store; dropped with every household
+	// event and every change of identities.
+	placed map[string]string
+	none   *policy.Set // for things in no household
 	// gen counts invalidations: a set compiled from a read that began
 	// before one is not cached (it may predate the change).
 	gen uint64
@@ -84,8 +96,8 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Identities == nil || o.Engine == nil {
 		return nil, errors.New("household: Store, Identities and Engine are required")
 	}
-	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, invite: o.InvitationLifetime, log: o.Logger,
-		compiled: map[string]*policy.Set{}, watchers: map[*func(events.Event)]struct{}{},
+	s := &Service{st: o.Store, ids: o.Identities, engine: o.Engine, bus: o.Bus, grants: o.Grants, invite: o.InvitationLifetime, log: o.Logger, site: o.Site,
+		compiled: map[string]*policy.Set{}, placed: map[string]string{}, watchers: map[*func(events.Event)]struct{}{},
 		deny: denials{window: o.DenialWindow, repeats: map[denialKey]int{}}}
 	var err error
 	if s.none, err = policy.Compile(&policy.Household{}); err != nil {
@@ -123,11 +135,13 @@ func (s *Service) forget(e events.Event) {
 		applied = false // reloadPlatform tells the watchers
 	case e.Kind == "household":
 		delete(s.compiled, e.ID)
+		clear(s.placed)
 	case strings.HasSuffix(e.Type, ".create"):
 		applied = false
 	case e.Kind == string(store.KindUser), e.Kind == string(store.KindThing), e.Kind == string(store.KindGroup),
 		strings.HasPrefix(e.Type, "relationship."):
 		clear(s.compiled)
+		clear(s.placed)
 	default:
 		applied = false
 	}
@@ -183,15 +197,45 @@ func (s *Service) Decide(ctx context.Context, req policy.Request) (policy.Decisi
 // setOfThing is the compiled household thingID is placed in, with its id,
 // or an empty one (UTC, no members) and "" when it is in none.
 func (s *Service) setOfThing(ctx context.Context, thingID string) (*policy.Set, string, error) {
+	id, err := s.placement(ctx, thingID)
+	if err != nil || id == "" {
+		return s.none, "", err
+	}
+	set, err := s.compile(ctx, id)
+	return set, id, err
+}
+
+// maxPlaced bounds the placements remembered; past it they are forgotten
+// and read again.
+const maxPlaced = 100_000
+
+// placement is the household thingID is placed in, or "".
+func (s *Service) placement(ctx context.Context, thingID string) (string, error) {
+	s.mu.Lock()
+	id, ok := s.placed[thingID]
+	gen := s.gen
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
 	p, err := s.st.GetPlacement(ctx, thingID)
-	if errors.Is(err, store.ErrNotFound) {
-		return s.none, "", nil
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		id = ""
+	case err != nil:
+		return "", err
+	default:
+		id = p.HouseholdID
 	}
-	if err != nil {
-		return nil, "", err
+	s.mu.Lock()
+	if s.gen == gen {
+		if len(s.placed) >= maxPlaced {
+			clear(s.placed)
+		}
+		s.placed[thingID] = id
 	}
-	set, err := s.compile(ctx, p.HouseholdID)
-	return set, p.HouseholdID, err
+	s.mu.Unlock()
+	return id, nil
 }
 
 // compile returns the household compiled, from the cache or the store.

@@ -128,6 +128,20 @@ func TestDecisionsFollowChanges(t *testing.T) {
 	if d := f.decide(t); !d.Allowed || d.Local.Hour() != 15 {
 		t.Fatalf("in New York: %+v", d)
 	}
+	// Where a thing is placed is remembered between decisions, and forgotten
+	// when it moves.
+	if err := f.svc.Unplace(ctx, f.mum, f.hh, f.speaker.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); d.Allowed || d.Household != "" {
+		t.Fatalf("taken out of the household: %+v", d)
+	}
+	if err := f.svc.Place(ctx, f.mum, f.hh, f.speaker.ID, f.kidRoom); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.decide(t); !d.Allowed {
+		t.Fatalf("placed again: %+v", d)
+	}
 }
 
 // A thing its owner unlinked, or whose owner left, is no longer the

@@ -46,6 +46,13 @@ func actor(u *store.User) string { return "user:" + u.ID }
 // the audit record of action and, after commit, publishes EventChanged.
 func (s *Service) write(ctx context.Context, u *store.User, id, action string, detail map[string]string, need []policy.Role,
 	fn func(tx *identity.Tx) error) error {
+	var before *lent
+	if releasing[action] {
+		var err error
+		if before, err = s.lentBy(ctx, id, detail["thing"]); err != nil {
+			return err
+		}
+	}
 	err := s.ids.WithTx(ctx, actor(u), func(tx *identity.Tx) error {
 		if err := requireRole(ctx, tx.Store, u, id, need); err != nil {
 			return err
@@ -59,6 +66,9 @@ func (s *Service) write(ctx context.Context, u *store.User, id, action string, d
 		return err
 	}
 	s.changed(u, id, action, detail["thing"])
+	if before != nil {
+		s.release(ctx, actor(u), before)
+	}
 	return nil
 }
 
@@ -69,6 +79,7 @@ func (s *Service) changed(u *store.User, id, action, thing string) {
 	s.mu.Lock()
 	s.gen++
 	delete(s.compiled, id)
+	clear(s.placed)
 	s.mu.Unlock()
 	details := map[string]string{"action": action}
 	if thing != "" {
@@ -146,12 +157,9 @@ func (s *Service) Create(ctx context.Context, u *store.User, name, zone string) 
 
 // loadZone accepts an IANA time zone name.
 func loadZone(zone string) (*time.Location, error) {
-	if zone == "" || zone == "Local" {
-		return nil, refuse(http.StatusBadRequest, "timeZone", "name an IANA time zone, e.g. Europe/Berlin")
-	}
-	loc, err := time.LoadLocation(zone)
+	loc, err := policy.LoadZone(zone)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "timeZone", "%q is not an IANA time zone, e.g. Europe/Berlin", clip(zone))
+		return nil, refuse(http.StatusBadRequest, "timeZone", "%v", err)
 	}
 	return loc, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -39,21 +38,21 @@ const (
 )
 
 type pages struct {
-	list, household, message *template.Template
+	list, household, message *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
 	return pages{list: page("households.html"), household: page("household.html"), message: page("message.html")}
 }
 
 // registerPages mounts the pages; every route refuses cross-site requests.
 func (s *Service) registerPages(mux routes.Mux, sessions SignedIn, baseURL string, csrfKey []byte) {
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: s.site}
 	s.csrf = ui.NewCSRF(csrfKey, strings.HasPrefix(baseURL, "https:"))
 	s.pages = parsePages(s.kit)
-	cop := ui.CrossOrigin(baseURL, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.message(w, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
+	cop := ui.CrossOrigin(baseURL, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.message(w, r, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
 	}))
 	show := func(h func(w http.ResponseWriter, r *http.Request, u *store.User)) http.Handler {
 		return ui.SecurityHeaders(cop.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -69,11 +68,11 @@ func (s *Service) registerPages(mux routes.Mux, sessions SignedIn, baseURL strin
 		return show(func(w http.ResponseWriter, r *http.Request, u *store.User) {
 			r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 			if err := r.ParseForm(); err != nil {
-				s.message(w, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+				s.message(w, r, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 				return
 			}
 			if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-				s.message(w, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
+				s.message(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
 				return
 			}
 			h(w, r, u)
@@ -103,13 +102,13 @@ type messagePage struct {
 	Title, Text, Link, LinkText string
 }
 
-func (s *Service) message(w http.ResponseWriter, status int, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathPages, LinkText: "Your households"})
+func (s *Service) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathPages, LinkText: "Your households"})
 }
 
 func (s *Service) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("household: page", "path", r.URL.Path, "err", err)
-	s.message(w, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
+	s.message(w, r, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
 }
 
 // householdPath is the page of household id ("": the list) with a notice.
@@ -257,7 +256,7 @@ func (s *Service) showList(w http.ResponseWriter, r *http.Request, u *store.User
 		return
 	}
 	p.Notice = notices[r.URL.Query().Get("done")]
-	s.kit.Render(w, http.StatusOK, s.pages.list, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.list, p)
 }
 
 // listFailed shows the list again after a refused submission.
@@ -273,7 +272,7 @@ func (s *Service) listFailed(w http.ResponseWriter, r *http.Request, u *store.Us
 		return
 	}
 	p.failed(e, name, r.PostForm, fields)
-	s.kit.Render(w, e.Status, s.pages.list, p)
+	s.kit.Render(w, r, e.Status, s.pages.list, p)
 }
 
 // submitCreate is POST /account/household: name and timeZone.
@@ -449,7 +448,7 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 	p, err := s.householdPage(w, r, u, id)
 	var e *Error
 	if errors.As(err, &e) {
-		s.message(w, e.Status, "Household not found", sentence(e.Detail))
+		s.message(w, r, e.Status, "Household not found", sentence(e.Detail))
 		return
 	}
 	if err != nil {
@@ -477,7 +476,7 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 			p.Preview = &decisionView{Allowed: d.Allowed, Rule: d.Rule, Reason: sentence(d.Reason), Local: d.Local.Format("Monday 2006-01-02 15:04 MST")}
 		}
 	}
-	s.kit.Render(w, status, s.pages.household, p)
+	s.kit.Render(w, r, status, s.pages.household, p)
 }
 
 // previewInput maps the preview's fields (as the JSON API names them) to
@@ -504,7 +503,7 @@ func (s *Service) failed(w http.ResponseWriter, r *http.Request, u *store.User, 
 	var le *Error
 	if errors.As(lerr, &le) {
 		// Not a household of the user's (any more): say only that.
-		s.message(w, le.Status, "Household not found", sentence(le.Detail))
+		s.message(w, r, le.Status, "Household not found", sentence(le.Detail))
 		return
 	}
 	if lerr != nil {
@@ -512,7 +511,7 @@ func (s *Service) failed(w http.ResponseWriter, r *http.Request, u *store.User, 
 		return
 	}
 	p.failed(e, name, r.PostForm, fields)
-	s.kit.Render(w, e.Status, s.pages.household, p)
+	s.kit.Render(w, r, e.Status, s.pages.household, p)
 }
 
 // submitTimeZone is POST /account/household/{id}/timezone.

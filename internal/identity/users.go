@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/mail"
 	"regexp"
 	"strings"
@@ -126,10 +128,113 @@ func (s *Service) ResetPassword(ctx context.Context, actor, id, pw string) (*sto
 	return out, err
 }
 
-// DeleteUser removes a user and every relationship it has.
+// ErrEmailMoved: the user's primary e-mail address is no longer the one a
+// change of address started from.
+var ErrEmailMoved = errors.New("the primary e-mail address changed meanwhile")
+
+// ChangeEmail makes to the user's primary e-mail address, verified, in
+// place of from, which must still be the primary address (ErrEmailMoved
+// otherwise): the user followed the link sent to `to` for a change asked
+// while from was theirs. Changing to the address the user holds verified
+// already changes nothing. store.ErrEmailTaken when another user verified
+// `to` meanwhile.
+func (s *Service) ChangeEmail(ctx context.Context, actor, id, from, to string) (*store.User, error) {
+	var out *store.User
+	errSame := errors.New("unchanged")
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		u, err := tx.UpdateUser(ctx, id, 0, func(u *store.User) error {
+			switch primary := PrimaryEmail(u); {
+			case primary == to && u.EmailVerified:
+				return errSame
+			case primary != from:
+				return ErrEmailMoved
+			}
+			found := false
+			for i := range u.Emails {
+				if u.Emails[i].Value == from && (u.Emails[i].Primary || i == 0) {
+					u.Emails[i].Value, found = to, true
+					break
+				}
+			}
+			if !found {
+				u.Emails = append(u.Emails, store.MultiValue{Value: to, Primary: true})
+			}
+			u.EmailVerified = true
+			return normalizeUser(u)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: id}
+		return []change{{action: "user.update", target: ref}, {action: "user.email-change", target: ref}}, nil
+	})
+	if errors.Is(err, errSame) {
+		return s.store.GetUser(ctx, id)
+	}
+	return out, err
+}
+
+// RequestPasswordReset stores r, an e-mailed "forgot password" link of
+// r.UserID, and audits the request (the link itself is in no record).
+func (s *Service) RequestPasswordReset(ctx context.Context, actor string, r *store.PasswordReset) error {
+	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		if err := tx.CreatePasswordReset(ctx, r); err != nil {
+			return nil, err
+		}
+		return []change{{action: "user.password-reset-request", target: store.Ref{Kind: store.KindUser, ID: r.UserID}}}, nil
+	})
+}
+
+// RecoverPassword completes a reset the user asked for by e-mail: in one
+// transaction it uses the reset stored under resetHash (store.ErrNotFound
+// when it is unknown, used, expired at `at` or not userID's), gives the user
+// the password hash h (from HashPassword; the user chose it, so a one-time
+// password's obligation ends), and ends every session and every other
+// outstanding reset of the user: whoever took over the account with the old
+// password is signed out.
+func (s *Service) RecoverPassword(ctx context.Context, actor string, resetHash []byte, userID, h string, at time.Time) (*store.User, error) {
+	if !password.WellFormed(h) {
+		return nil, invalid("password", "must be set through HashPassword")
+	}
+	var out *store.User
+	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		r, err := tx.UsePasswordReset(ctx, resetHash, at)
+		if err != nil {
+			return nil, err
+		}
+		if r.UserID != userID {
+			return nil, fmt.Errorf("password reset of another user: %w", store.ErrNotFound)
+		}
+		u, err := tx.UpdateUser(ctx, userID, 0, func(u *store.User) error {
+			u.PasswordHash, u.MustChangePassword = h, false
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteUserSessions(ctx, userID); err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteUserPasswordResets(ctx, userID); err != nil {
+			return nil, err
+		}
+		out = u
+		ref := store.Ref{Kind: store.KindUser, ID: userID}
+		return []change{{action: "user.password-recover", target: ref}, {action: "session.terminate-all", target: ref}}, nil
+	})
+	return out, err
+}
+
+// DeleteUser removes a user, every relationship it has and its sessions.
 func (s *Service) DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error {
 	return s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
 		if err := tx.DeleteUser(ctx, id, ifRevision); err != nil {
+			return nil, err
+		}
+		// A deleted user's sessions are refused anyway (authn reads the
+		// user on every request); they go with it so nothing lingers.
+		if err := tx.DeleteUserSessions(ctx, id); err != nil {
 			return nil, err
 		}
 		return []change{{action: "user.delete", target: store.Ref{Kind: store.KindUser, ID: id}}}, nil

@@ -7,7 +7,6 @@ package landing
 import (
 	"embed"
 	"errors"
-	"html/template"
 	"log/slog"
 	"net/http"
 
@@ -30,6 +29,8 @@ type Sessions interface {
 
 // Options configure the page.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site     *ui.Site
 	Sessions Sessions
 	// Registration: self-registration is open (registration.enabled), so
 	// the page offers it.
@@ -44,7 +45,7 @@ type Page struct {
 	opts Options
 	log  *slog.Logger
 	kit  ui.Kit
-	page *template.Template
+	page *ui.Page
 }
 
 // New returns the page.
@@ -53,7 +54,7 @@ func New(o Options) *Page {
 	if log == nil {
 		log = slog.Default()
 	}
-	kit := ui.Kit{AssetPrefix: assetPrefix, Log: log}
+	kit := ui.Kit{AssetPrefix: assetPrefix, Log: log, Site: o.Site}
 	return &Page{opts: o, log: log, kit: kit, page: kit.Page(templates, "templates/landing.html")}
 }
 
@@ -84,5 +85,5 @@ func (p *Page) serve(w http.ResponseWriter, r *http.Request) {
 		// the store to answer again.
 		p.log.Error("landing: reading the session", "err", err)
 	}
-	p.kit.Render(w, http.StatusOK, p.page, v)
+	p.kit.Render(w, r, http.StatusOK, p.page, v)
 }

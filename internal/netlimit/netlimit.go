@@ -1,11 +1,14 @@
 // Package netlimit bounds what clients can hold of the process: connections
 // per client address and in all (below the open-files limit), and the time
 // and bytes of a request body. Every listener of thingid (HTTPS, gateway,
-// MQTT) accepts through it. It knows nothing of routes' meaning or of who a
-// client is beyond its TCP peer address.
+// MQTT) accepts through it, and it is where a trusted load balancer's PROXY
+// protocol header replaces the TCP peer by the client it names. It knows
+// nothing of routes' meaning or of who a client is beyond its address.
 package netlimit
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +30,10 @@ const (
 	// ReasonTotal: the process holds its cap, or only its reserve is left
 	// and the address already holds reserveShare connections (503).
 	ReasonTotal Reason = "total"
+	// ReasonProxyHeader: a trusted proxy's connection without a valid PROXY
+	// protocol header, or a header from a peer that is not a trusted proxy
+	// (closed without an answer).
+	ReasonProxyHeader Reason = "proxy_header"
 )
 
 // Options configure a Limiter.
@@ -38,6 +45,12 @@ type Options struct {
 	Log *slog.Logger
 	// Registerer registers the metrics; nil: not registered.
 	Registerer prometheus.Registerer
+	// Proxies are the load balancers that put a PROXY protocol header (v1
+	// or v2) before their clients' bytes: a connection from one of them
+	// counts, and is seen by every listener's server, as from the client
+	// the header names, and is refused without a valid header. A header
+	// from any other peer is refused, never read.
+	Proxies []netip.Prefix
 }
 
 // LogEvery is the least time between two log lines about refusals.
@@ -53,6 +66,14 @@ const reserveShare = 4
 // never costs more than a few dozen descriptors and goroutines.
 const maxRefusing = 64
 
+// maxHeaders bounds the connections of trusted proxies whose header is
+// being read at once; the accepting goroutine waits for a slot.
+const maxHeaders = 256
+
+// headerTimeout bounds the wait for a trusted proxy's header (the
+// specification asks for at least 3 s, a TCP retransmission).
+const headerTimeout = 5 * time.Second
+
 // Limiter counts the connections of every listener of one process.
 type Limiter struct {
 	max, reserve int
@@ -61,6 +82,8 @@ type Limiter struct {
 	open         *prometheus.GaugeVec
 	bodies       *prometheus.CounterVec
 	refusing     chan struct{} // a slot per refusal being answered
+	proxies      []netip.Prefix
+	headers      chan struct{} // a slot per proxy header being read
 
 	mu         sync.Mutex
 	total      int
@@ -102,6 +125,8 @@ func New(o Options) (*Limiter, error) {
 			Help: "Request bodies refused by listener and reason (too_large, timeout).",
 		}, []string{"listener", "reason"}),
 		refusing: make(chan struct{}, maxRefusing),
+		proxies:  o.Proxies,
+		headers:  make(chan struct{}, maxHeaders),
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{l.refused, l.open, l.bodies} {
@@ -143,7 +168,18 @@ type Policy struct {
 // refused connections are answered by p.Refuse and never returned.
 func (l *Limiter) Listen(ln net.Listener, p Policy) net.Listener {
 	l.open.WithLabelValues(p.Name) // present at 0 from the start
-	return &listener{Listener: ln, l: l, p: p, perAddr: map[netip.Prefix]int{}}
+	return &listener{Listener: ln, l: l, p: p, perAddr: map[netip.Prefix]int{},
+		ready: make(chan accepted), done: make(chan struct{})}
+}
+
+// proxy says whether a is a trusted proxy's address.
+func (l *Limiter) proxy(a netip.Addr) bool {
+	for _, p := range l.proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 type listener struct {
@@ -153,23 +189,160 @@ type listener struct {
 
 	mu      sync.Mutex
 	perAddr map[netip.Prefix]int
+	reading map[net.Conn]struct{} // trusted proxies' connections whose header is being read
+
+	// With trusted proxies, one goroutine accepts and hands over through
+	// ready, so that a proxy's header is read while others are accepted.
+	start     sync.Once
+	ready     chan accepted
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+// accepted is a connection admitted, or the error of Accept.
+type accepted struct {
+	c   net.Conn
+	err error
 }
 
 func (ln *listener) Accept() (net.Conn, error) {
+	if len(ln.l.proxies) == 0 {
+		for {
+			c, err := ln.Listener.Accept()
+			if err != nil {
+				return nil, err
+			}
+			if a := ln.admitConn(c); a != nil {
+				return a, nil
+			}
+		}
+	}
+	ln.start.Do(func() { go ln.acceptLoop() })
+	select {
+	case a := <-ln.ready:
+		return a.c, a.err
+	case <-ln.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and ends the connections whose header is being read.
+func (ln *listener) Close() error {
+	ln.closeOnce.Do(func() {
+		close(ln.done)
+		ln.mu.Lock()
+		for c := range ln.reading {
+			c.Close()
+		}
+		ln.mu.Unlock()
+	})
+	return ln.Listener.Close()
+}
+
+// acceptLoop accepts until the listener is closed: a trusted proxy's
+// connection is admitted once its header is read (on a goroutine of its
+// own, at most maxHeaders at once), any other one at once.
+func (ln *listener) acceptLoop() {
 	for {
 		c, err := ln.Listener.Accept()
 		if err != nil {
-			return nil, err
-		}
-		key, peer, ok := addressKey(c.RemoteAddr())
-		exempt := ok && ln.p.Exempt != nil && ln.p.Exempt(peer)
-		if why := ln.admit(key, exempt); why != "" {
-			ln.l.refuse(c, ln.p, why)
+			// A transient error (out of descriptors) goes to the server,
+			// which waits before calling again; the loop waits with it.
+			if !ln.deliver(accepted{err: err}) || errors.Is(err, net.ErrClosed) {
+				return
+			}
 			continue
 		}
-		ln.l.open.WithLabelValues(ln.p.Name).Inc()
-		return &conn{Conn: c, release: func() { ln.release(key) }}, nil
+		if _, peer, ok := addressKey(c.RemoteAddr()); !ok || !ln.l.proxy(peer) {
+			if a := ln.admitConn(c); a != nil && !ln.deliver(accepted{c: a}) {
+				a.Close()
+			}
+			continue
+		}
+		select {
+		case ln.l.headers <- struct{}{}:
+		case <-ln.done:
+			c.Close()
+			return
+		}
+		go func() {
+			defer func() { <-ln.l.headers }()
+			if a := ln.admitProxied(c); a != nil && !ln.deliver(accepted{c: a}) {
+				a.Close()
+			}
+		}()
 	}
+}
+
+// deliver hands a to Accept; false once the listener is closed.
+func (ln *listener) deliver(a accepted) bool {
+	select {
+	case ln.ready <- a:
+		return true
+	case <-ln.done:
+		return false
+	}
+}
+
+// admitProxied reads a trusted proxy's header and admits the connection as
+// the client's it names; nil when refused (no valid header, or a cap).
+func (ln *listener) admitProxied(c net.Conn) net.Conn {
+	if !ln.reads(c, true) {
+		c.Close()
+		return nil
+	}
+	c.SetReadDeadline(time.Now().Add(headerTimeout))
+	br := bufio.NewReaderSize(c, 512)
+	h, err := readProxyHeader(br)
+	if !ln.reads(c, false) {
+		return nil // closed by Close
+	}
+	if err != nil {
+		ln.l.reject(c, ln.p.Name, err)
+		return nil
+	}
+	c.SetReadDeadline(time.Time{})
+	pc := &proxiedConn{Conn: c, buffered: br, remote: c.RemoteAddr()}
+	if !h.local {
+		pc.remote = net.TCPAddrFromAddrPort(h.src)
+	}
+	return ln.admitConn(pc)
+}
+
+// reads records that c's header is being read (or no longer is); false
+// once the listener is closed.
+func (ln *listener) reads(c net.Conn, begin bool) bool {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	select {
+	case <-ln.done:
+		return false
+	default:
+	}
+	if begin {
+		if ln.reading == nil {
+			ln.reading = map[net.Conn]struct{}{}
+		}
+		ln.reading[c] = struct{}{}
+	} else {
+		delete(ln.reading, c)
+	}
+	return true
+}
+
+// admitConn counts c against the caps of its remote address, or refuses
+// it (nil). A trusted proxy's own connections (health checks) and the
+// policy's exempt addresses have no per-address cap.
+func (ln *listener) admitConn(c net.Conn) net.Conn {
+	key, peer, ok := addressKey(c.RemoteAddr())
+	exempt := ok && (ln.l.proxy(peer) || ln.p.Exempt != nil && ln.p.Exempt(peer))
+	if why := ln.admit(key, exempt); why != "" {
+		ln.l.refuse(c, ln.p, why)
+		return nil
+	}
+	ln.l.open.WithLabelValues(ln.p.Name).Inc()
+	return &conn{Conn: c, l: ln.l, listener: ln.p.Name, checkHeader: !ok || !ln.l.proxy(peer),
+		release: func() { ln.release(key) }}
 }
 
 // admit counts a new connection from key, or says why not.
@@ -212,7 +385,7 @@ func (ln *listener) release(key netip.Prefix) {
 // at once when maxRefusing are being answered already.
 func (l *Limiter) refuse(c net.Conn, p Policy, why Reason) {
 	l.refused.WithLabelValues(p.Name, string(why)).Inc()
-	l.logRefusal(p.Name, why, c.RemoteAddr())
+	l.logRefusal(p.Name, why, c.RemoteAddr(), nil)
 	if p.Refuse == nil {
 		c.Close()
 		return
@@ -234,9 +407,17 @@ func (l *Limiter) refuse(c net.Conn, p Policy, why Reason) {
 // response, waiting for the client to close).
 const refuseTimeout = 2 * time.Second
 
+// reject counts, logs and closes a connection refused for its PROXY
+// protocol header.
+func (l *Limiter) reject(c net.Conn, listener string, err error) {
+	l.refused.WithLabelValues(listener, string(ReasonProxyHeader)).Inc()
+	l.logRefusal(listener, ReasonProxyHeader, c.RemoteAddr(), err)
+	c.Close()
+}
+
 // logRefusal logs the first refusal, then at most one line per LogEvery
-// with the number of refusals since the last line.
-func (l *Limiter) logRefusal(listener string, why Reason, addr net.Addr) {
+// with the number of refusals since the last line; err says more, if any.
+func (l *Limiter) logRefusal(listener string, why Reason, addr net.Addr, err error) {
 	l.mu.Lock()
 	now := time.Now()
 	l.suppressed++
@@ -248,8 +429,12 @@ func (l *Limiter) logRefusal(listener string, why Reason, addr net.Addr) {
 	l.suppressed, l.lastLog = 0, now
 	total := l.total
 	l.mu.Unlock()
-	l.log.Warn("connections refused", "listener", listener, "reason", string(why), "remote", addr.String(),
-		"refused", n, "since", LogEvery.String(), "open", total, "max", l.max)
+	attrs := []any{"listener", listener, "reason", string(why), "remote", addr.String(),
+		"refused", n, "since", LogEvery.String(), "open", total, "max", l.max}
+	if err != nil {
+		attrs = append(attrs, "err", err.Error())
+	}
+	l.log.Warn("connections refused", attrs...)
 }
 
 // bodyRefused counts a request body refused on listener.
@@ -286,11 +471,64 @@ func addressKey(a net.Addr) (key netip.Prefix, peer netip.Addr, ok bool) {
 	return p, ip, true
 }
 
-// conn releases its count once, on the first Close.
+// conn releases its count once, on the first Close. A connection that is
+// not a trusted proxy's is refused if it starts with a PROXY protocol
+// header: its peer claims to speak for another address and is not believed.
 type conn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+
+	l           *Limiter
+	listener    string
+	checkHeader bool // until the first Read
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.checkHeader && n > 0 {
+		c.checkHeader = false
+		if startsWithProxyHeader(p[:n]) {
+			err := headerError("sent by %s, which is not in connections.proxyProtocol.trusted", c.RemoteAddr())
+			c.l.reject(c, c.listener, err)
+			return 0, err
+		}
+	}
+	return n, err
+}
+
+// startsWithProxyHeader says whether b, the first bytes of a connection,
+// are a PROXY protocol header's.
+func startsWithProxyHeader(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("PROXY ")) || len(b) >= len(proxySig) && bytes.Equal(b[:len(proxySig)], proxySig)
+}
+
+// proxiedConn is a trusted proxy's connection after its header: its remote
+// address is the client's, and its first bytes may be buffered already.
+type proxiedConn struct {
+	net.Conn
+	buffered *bufio.Reader // nil once drained
+	remote   net.Addr
+}
+
+func (c *proxiedConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *proxiedConn) Read(p []byte) (int, error) {
+	if c.buffered != nil {
+		if c.buffered.Buffered() > 0 {
+			return c.buffered.Read(p)
+		}
+		c.buffered = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes, for HTTPRefusal's linger.
+func (c *proxiedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
 }
 
 func (c *conn) Close() error {

@@ -222,13 +222,13 @@ func TestRefusalLogIsRateLimited(t *testing.T) {
 	}
 	a := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
 	for range 1000 {
-		l.logRefusal("https", ReasonAddress, a)
+		l.logRefusal("https", ReasonAddress, a, nil)
 	}
 	if n := strings.Count(buf.String(), "connections refused"); n != 1 {
 		t.Fatalf("%d log lines for 1000 refusals, want 1:\n%s", n, buf.String())
 	}
 	l.lastLog = l.lastLog.Add(-LogEvery)
-	l.logRefusal("https", ReasonAddress, a)
+	l.logRefusal("https", ReasonAddress, a, nil)
 	if !strings.Contains(buf.String(), "refused=1000") {
 		t.Errorf("the second line does not count the suppressed refusals:\n%s", buf.String())
 	}

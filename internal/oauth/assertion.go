@@ -64,7 +64,7 @@ func (s *Server) verifyAssertion(ctx context.Context, c *store.Client, raw, purp
 		return nil, refused, nil
 	}
 	aud, _ := tok.Audience()
-	if !slices.ContainsFunc(aud, func(a string) bool { return a == s.issuer || a == s.issuer+pathToken }) {
+	if !slices.ContainsFunc(aud, func(a string) bool { return a == s.issuer || a == s.issuer+PathToken }) {
 		return nil, "aud must be the issuer or the token endpoint (RFC 7523 §3)", nil
 	}
 	exp, _ := tok.Expiration()

@@ -8,13 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/thingid/thingid/internal/store"
@@ -257,7 +255,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 		if err := r.ParseForm(); err != nil {
-			s.authorizePage(w, ErrInvalidRequest.WithDescription("the form could not be read"))
+			s.authorizePage(w, r, ErrInvalidRequest.WithDescription("the form could not be read"))
 			return
 		}
 		q = r.PostForm
@@ -265,7 +263,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	req, c, pageErr, redirErr := s.validateAuthorize(ctx, q)
 	if pageErr != nil {
-		s.authorizePage(w, pageErr)
+		s.authorizePage(w, r, pageErr)
 		return
 	}
 	if redirErr != nil {
@@ -283,7 +281,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	authTime, fresh, err := s.authTime(r, req.AuthAfter)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	// OIDC Core §3.1.2.1: prompt=login and an exceeded max_age ask for a new
@@ -300,7 +298,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !req.prompt("consent") {
 		cons, err := s.st.GetConsent(ctx, u.ID, c.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
 		if err == nil && covers(cons.Scopes, req.scopes) {
@@ -372,12 +370,12 @@ func (s *Server) signinForAuthorize(w http.ResponseWriter, r *http.Request, q ur
 }
 
 // authorizePage shows an error that must not be redirected.
-func (s *Server) authorizePage(w http.ResponseWriter, e *Error) {
+func (s *Server) authorizePage(w http.ResponseWriter, r *http.Request, e *Error) {
 	if e.Status >= 500 {
-		s.pageError(w, e.cause)
+		s.pageError(w, r, e.cause)
 		return
 	}
-	s.kit.Render(w, http.StatusBadRequest, s.pages.message, messagePage{Title: "Request refused",
+	s.kit.Render(w, r, http.StatusBadRequest, s.pages.message, messagePage{Title: "Request refused",
 		Text: "The application sent an invalid sign-in request (" + e.Description + "). Go back to the application and try again, or tell its developers."})
 }
 
@@ -397,7 +395,7 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, req *auth
 func (s *Server) redirectTo(w http.ResponseWriter, r *http.Request, req *authRequest, p url.Values) {
 	u, err := url.Parse(req.redirect)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	q := u.Query() // RFC 6749 §3.1.2: the registered query is kept
@@ -418,20 +416,16 @@ func (s *Server) redirectTo(w http.ResponseWriter, r *http.Request, req *authReq
 	http.Redirect(w, r, u.String(), status)
 }
 
-var authorizeConsentPage = sync.OnceValue(func() *template.Template {
-	return ui.Kit{AssetPrefix: assetPrefix}.Page(templateFS, "templates/authorize_consent.html")
-})
-
 type hiddenParam struct{ Name, Value string }
 
 type authorizeConsentView struct {
 	CSRF, UserName, ClientName, RedirectHost string
-	Scopes                                   []string
+	Scopes                                   []scopeView
 	Params                                   []hiddenParam
 }
 
 func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q url.Values, req *authRequest, c *store.Client, u *store.User) {
-	v := authorizeConsentView{CSRF: s.csrf.Token(w, r), UserName: u.UserName, ClientName: c.Name, Scopes: req.scopes}
+	v := authorizeConsentView{CSRF: s.csrf.Token(w, r), UserName: u.UserName, ClientName: c.Name, Scopes: s.describeScopes(req.scopes)}
 	if ru, err := url.Parse(req.redirect); err == nil {
 		v.RedirectHost = ru.Host
 	}
@@ -446,7 +440,7 @@ func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q 
 	for _, val := range q[paramResource] {
 		v.Params = append(v.Params, hiddenParam{paramResource, val})
 	}
-	s.kit.Render(w, http.StatusOK, authorizeConsentPage(), v)
+	s.kit.Render(w, r, http.StatusOK, s.pages.authorizeConsent, v)
 }
 
 // submitAuthorizeDecision is POST /oauth2/authorize/decision: Allow or Deny
@@ -454,11 +448,11 @@ func (s *Server) showAuthorizeConsent(w http.ResponseWriter, r *http.Request, q 
 func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.authorizePage(w, ErrInvalidRequest.WithDescription("the form could not be read"))
+		s.authorizePage(w, r, ErrInvalidRequest.WithDescription("the form could not be read"))
 		return
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.kit.Render(w, http.StatusForbidden, s.pages.message, messagePage{Title: "Form expired",
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.message, messagePage{Title: "Form expired",
 			Text: "The form expired or did not come from this site. Go back to the application and start again."})
 		return
 	}
@@ -471,7 +465,7 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 	ctx := r.Context()
 	req, c, pageErr, redirErr := s.validateAuthorize(ctx, q)
 	if pageErr != nil {
-		s.authorizePage(w, pageErr)
+		s.authorizePage(w, r, pageErr)
 		return
 	}
 	if redirErr != nil {
@@ -485,27 +479,29 @@ func (s *Server) submitAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 	}
 	switch r.PostForm.Get("decision") {
 	case "deny":
+		s.metrics.consent(flowAuthorize, false)
 		s.redirectError(w, r, req, ErrAccessDenied.WithDescription("the user denied the request"))
 	case "allow":
 		authTime, _, err := s.authTime(r, req.AuthAfter)
 		if err != nil {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
 		scopes := req.scopes
 		if old, err := s.st.GetConsent(ctx, u.ID, c.ID); err == nil {
 			scopes = union(old.Scopes, scopes)
 		} else if !errors.Is(err, store.ErrNotFound) {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
 		if err := s.st.PutConsent(ctx, &store.Consent{UserID: u.ID, ClientID: c.ID, Scopes: scopes, Created: s.now().UTC()}); err != nil {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
+		s.metrics.consent(flowAuthorize, true)
 		s.finishAuthorize(w, r, req, c, u, authTime)
 	default:
-		s.authorizePage(w, ErrInvalidRequest.WithDescription("choose Allow or Deny"))
+		s.authorizePage(w, r, ErrInvalidRequest.WithDescription("choose Allow or Deny"))
 	}
 }
 

@@ -24,7 +24,7 @@ func (e *env) webClient(t testing.TB) *store.Client {
 
 func (e *env) oauthConfig(c *store.Client, scopes ...string) *oauth2.Config {
 	return &oauth2.Config{ClientID: c.ID, RedirectURL: webRedirect, Scopes: scopes,
-		Endpoint: oauth2.Endpoint{AuthURL: e.srv.URL + pathAuthorize, TokenURL: e.srv.URL + pathToken, AuthStyle: oauth2.AuthStyleInParams}}
+		Endpoint: oauth2.Endpoint{AuthURL: e.srv.URL + pathAuthorize, TokenURL: e.srv.URL + PathToken, AuthStyle: oauth2.AuthStyleInParams}}
 }
 
 // follow GETs u with the browser and returns the response.
@@ -271,4 +271,38 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The consent page says in words what each scope allows (the built-in texts,
+// the operator's, and MQTT topic scopes), escaped, with the scope's name.
+func TestConsentDescribesScopes(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.ScopeDescriptions = map[string]string{"speaker:play": "Play music on <b>your</b> speakers"}
+	})
+	c := e.webClient(t)
+	cfg := e.oauthConfig(c, oidc.ScopeOpenID, "offline_access", "speaker:play")
+	b := e.browser()
+	e.signIn(t, b, "alice", alicePassword)
+	resp, page := e.get(t, b, cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("consent page: %d %s", resp.StatusCode, page)
+	}
+	for _, want := range []string{
+		"<li>Sign you in with your account <small>(<code>openid</code>)</small></li>",
+		"<li>Keep this access while you are away, until you revoke it <small>(<code>offline_access</code>)</small></li>",
+		"<li>Play music on &lt;b&gt;your&lt;/b&gt; speakers <small>(<code>speaker:play</code>)</small></li>",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("consent page lacks %s:\n%s", want, page)
+		}
+	}
+	for sc, want := range map[string]string{
+		"mqtt:pub:home/+/cmd": "Send messages on the topics home/+/cmd",
+		"mqtt:sub:home/#":     "Receive messages on the topics home/#",
+		"unknown:thing":       "unknown:thing",
+	} {
+		if got := e.s.scopeText(sc); got != want {
+			t.Errorf("scopeText(%q) = %q, want %q", sc, got, want)
+		}
+	}
 }

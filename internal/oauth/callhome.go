@@ -70,7 +70,7 @@ func (s *Server) serveCallHome(w http.ResponseWriter, r *http.Request) {
 	v := callHomeView{
 		ThingID: t.ID, DisplayName: t.DisplayName, Manufacturer: t.Manufacturer, Model: t.Model, SerialNumber: t.SerialNumber,
 		Certificate:                 callHomeCert{Thumbprint: id.Thumbprint},
-		TokenEndpoint:               s.issuer + pathToken,
+		TokenEndpoint:               s.issuer + PathToken,
 		DeviceAuthorizationEndpoint: s.issuer + pathDeviceReq,
 	}
 	if l := id.Leaf; l != nil {

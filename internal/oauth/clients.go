@@ -177,6 +177,31 @@ func (s *Server) DeleteClient(ctx context.Context, actor, id string) error {
 	return nil
 }
 
+// RotateSecret gives a client that authenticates with a secret a new one
+// (256 random bits), returned this once; the old secret stops working at
+// once. Tokens and grants issued before stay: revoke them apart when the
+// old secret leaked.
+func (s *Server) RotateSecret(ctx context.Context, actor, id string) (string, error) {
+	secret := base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		_, err := tx.UpdateClient(ctx, id, 0, func(c *store.Client) error {
+			if c.TokenEndpointAuthMethod != methodBasic && c.TokenEndpointAuthMethod != methodPost {
+				return invalidField("token_endpoint_auth_method", "the client authenticates with %s, not with a secret", c.TokenEndpointAuthMethod)
+			}
+			c.SecretHash = s.secretHash(c.ID, secret)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, actor, "client.secret-rotate", clientRef(id), "")
+	})
+	if err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
 func clientRef(id string) store.Ref { return store.Ref{Kind: "client", ID: id} }
 
 func randomBytes(n int) []byte {

@@ -150,3 +150,31 @@ func TestClientAdminAPI(t *testing.T) {
 		t.Fatalf("get after delete: %d", resp.StatusCode)
 	}
 }
+
+// A rotated secret replaces the old one at once; a client without a secret
+// has none to rotate, and the refusal names the field.
+func TestRotateSecret(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c, old := e.client(t, ClientSpec{Name: "svc", GrantTypes: []string{GrantClientCredentials}})
+	next, err := e.s.RotateSecret(ctx, "admin:test", c.ID)
+	if err != nil || next == "" || next == old {
+		t.Fatalf("rotate: %q %v", next, err)
+	}
+	stored, _ := e.st.GetClient(ctx, c.ID)
+	if e.s.secretMatches(stored, old) || !e.s.secretMatches(stored, next) {
+		t.Fatal("the old secret still matches, or the new one does not")
+	}
+	recs, _ := e.st.ListAudit(ctx, store.AuditQuery{Action: store.TextMatch{Value: "client.secret-rotate"}})
+	if len(recs) != 1 || recs[0].Actor != "admin:test" || recs[0].Target.ID != c.ID {
+		t.Fatalf("audit: %+v", recs)
+	}
+	pub, _ := e.client(t, ClientSpec{Name: "tv", Type: store.ClientPublic, GrantTypes: []string{GrantDeviceCode}})
+	_, err = e.s.RotateSecret(ctx, "admin:test", pub.ID)
+	if ce, ok := errors.AsType[*ClientError](err); !ok || ce.Field != "token_endpoint_auth_method" {
+		t.Fatalf("a public client: %v", err)
+	}
+	if _, err := e.s.RotateSecret(ctx, "admin:test", "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an unknown client: %v", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -22,12 +21,14 @@ import (
 var templateFS embed.FS
 
 type pages struct {
-	device, consent, message *template.Template
+	device, consent, message          *ui.Page
+	authorizeConsent, grants, devices *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
-	return pages{device: page("device.html"), consent: page("consent.html"), message: page("message.html")}
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
+	return pages{device: page("device.html"), consent: page("consent.html"), message: page("message.html"),
+		authorizeConsent: page("authorize_consent.html"), grants: page("grants.html"), devices: page("devices.html")}
 }
 
 type devicePage struct {
@@ -40,7 +41,7 @@ type consentPage struct {
 	// OwnedByOther: the thing has another owner (a household may let the
 	// user pair it; Allow does not make them its owner).
 	OwnedByOther bool
-	Scopes       []string
+	Scopes       []scopeView
 }
 
 type messagePage struct {
@@ -49,12 +50,12 @@ type messagePage struct {
 
 const maxPageForm = 4 << 10
 
-func (s *Server) message(w http.ResponseWriter, status int, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathDevice, LinkText: "Enter a code"})
+func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathDevice, LinkText: "Enter a code"})
 }
 
 func (s *Server) crossOrigin(w http.ResponseWriter, r *http.Request) {
-	s.message(w, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
+	s.message(w, r, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
 }
 
 // signinRedirect sends the browser to sign in and back to the device page.
@@ -78,7 +79,7 @@ func (s *Server) showDevice(w http.ResponseWriter, r *http.Request) {
 		signinRedirect(w, r, code)
 		return
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.device, devicePage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(code)})
+	s.kit.Render(w, r, http.StatusOK, s.pages.device, devicePage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(code)})
 }
 
 // pageRequest checks what every POST of the pages needs: a readable form, a
@@ -86,7 +87,7 @@ func (s *Server) showDevice(w http.ResponseWriter, r *http.Request) {
 func (s *Server) pageRequest(w http.ResponseWriter, r *http.Request) (*store.User, []string, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.message(w, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+		s.message(w, r, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 		return nil, nil, false
 	}
 	u, err := s.opts.Sessions.User(r)
@@ -95,7 +96,7 @@ func (s *Server) pageRequest(w http.ResponseWriter, r *http.Request) (*store.Use
 		return nil, nil, false
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.message(w, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Enter the code again.")
+		s.message(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Enter the code again.")
 		return nil, nil, false
 	}
 	keys := []string{s.counterName("device-user", u.ID), s.counterName("device-ip", clientPrefix(r).String())}
@@ -104,13 +105,13 @@ func (s *Server) pageRequest(w http.ResponseWriter, r *http.Request) (*store.Use
 		n, since, err := s.st.GetFailures(r.Context(), k, now, s.opts.UserCodeWindow)
 		if err != nil {
 			s.log.Error("oauth: reading user-code failures", "err", err)
-			s.message(w, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
+			s.message(w, r, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
 			return nil, nil, false
 		}
 		if n >= s.opts.UserCodeAttempts {
 			wait := since.Add(s.opts.UserCodeWindow).Sub(now)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			s.message(w, http.StatusTooManyRequests, "Too many wrong codes",
+			s.message(w, r, http.StatusTooManyRequests, "Too many wrong codes",
 				"Too many codes were wrong. Wait "+strconv.Itoa(int(wait/time.Minute)+1)+" minutes and try again with the code your device shows.")
 			return nil, nil, false
 		}
@@ -154,48 +155,48 @@ func (s *Server) submitUserCode(w http.ResponseWriter, r *http.Request) {
 	typed := r.PostForm.Get("user_code")
 	d, err := s.lookupCode(ctx, keys, typed)
 	if errors.Is(err, store.ErrNotFound) {
-		s.kit.Render(w, http.StatusBadRequest, s.pages.device, devicePage{CSRF: s.csrf.Token(w, r), UserName: u.UserName,
+		s.kit.Render(w, r, http.StatusBadRequest, s.pages.device, devicePage{CSRF: s.csrf.Token(w, r), UserName: u.UserName,
 			UserCode: typed, Error: "This code is not valid, has expired or was used already. Check the code your device shows."})
 		return
 	}
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	c, err := s.getClient(ctx, s.st, d.ClientID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.Disabled) {
-		s.message(w, http.StatusBadRequest, "Application not available", "The application that asked is no longer registered or is disabled.")
+		s.message(w, r, http.StatusBadRequest, "Application not available", "The application that asked is no longer registered or is disabled.")
 		return
 	}
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
-	p := consentPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(d.UserCode), ClientName: c.Name, Scopes: d.Scopes}
+	p := consentPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, UserCode: formatUserCode(d.UserCode), ClientName: c.Name, Scopes: s.describeScopes(d.Scopes)}
 	if c.ThingID != "" {
 		t, err := s.opts.Identities.GetThing(ctx, c.ThingID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && t.Status != store.StatusActive) {
-			s.message(w, http.StatusBadRequest, "Device not available", "This device is disabled or no longer registered.")
+			s.message(w, r, http.StatusBadRequest, "Device not available", "This device is disabled or no longer registered.")
 			return
 		}
 		if err != nil {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
 		p.Thing = t
 		owners, err := s.st.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: t.ID}})
 		if err != nil {
-			s.pageError(w, err)
+			s.pageError(w, r, err)
 			return
 		}
 		p.OwnedByOther = len(owners) > 0 && !slices.ContainsFunc(owners, func(o store.Relationship) bool { return o.From.ID == u.ID })
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.consent, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.consent, p)
 }
 
-func (s *Server) pageError(w http.ResponseWriter, err error) {
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("oauth: device page", "err", err)
-	s.message(w, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
+	s.message(w, r, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
 }
 
 var (
@@ -213,11 +214,11 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d, err := s.lookupCode(ctx, keys, r.PostForm.Get("user_code"))
 	if errors.Is(err, store.ErrNotFound) {
-		s.message(w, http.StatusBadRequest, "Code not valid", "This code is not valid, has expired or was used already. Start again on your device.")
+		s.message(w, r, http.StatusBadRequest, "Code not valid", "This code is not valid, has expired or was used already. Start again on your device.")
 		return
 	}
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	switch r.PostForm.Get("decision") {
@@ -230,7 +231,8 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 			return nil
 		})
 		if err == nil {
-			s.message(w, http.StatusOK, "Request denied", "The device gets no access. You can close this page.")
+			s.metrics.consent(flowDevice, false)
+			s.message(w, r, http.StatusOK, "Request denied", "The device gets no access. You can close this page.")
 			return
 		}
 	case "allow":
@@ -238,29 +240,30 @@ func (s *Server) submitDecision(w http.ResponseWriter, r *http.Request) {
 		if v, err = s.pairingVerdict(ctx, u, d); err == nil && v.Governed && !v.Allowed {
 			// The code stays pending: once a guardian changes the rules,
 			// Allow works, until the code expires.
-			s.message(w, http.StatusForbidden, "Not allowed by your household", "Your household's rules do not allow this pairing now: "+v.Reason+".")
+			s.message(w, r, http.StatusForbidden, "Not allowed by your household", "Your household's rules do not allow this pairing now: "+v.Reason+".")
 			return
 		}
 		if err == nil {
 			if err = s.approve(ctx, u, d, v.Held && v.Allowed); err == nil {
-				s.message(w, http.StatusOK, "Device connected", "The device can now act for you. Return to your device.")
+				s.metrics.consent(flowDevice, true)
+				s.message(w, r, http.StatusOK, "Device connected", "The device can now act for you. Return to your device.")
 				return
 			}
 		}
 	default:
-		s.message(w, http.StatusBadRequest, "Form not accepted", "Choose Allow or Deny.")
+		s.message(w, r, http.StatusBadRequest, "Form not accepted", "Choose Allow or Deny.")
 		return
 	}
 	switch {
 	case errors.Is(err, errOwnedByOther):
-		s.message(w, http.StatusConflict, "Device belongs to someone else",
+		s.message(w, r, http.StatusConflict, "Device belongs to someone else",
 			"This device is linked to another account. Its owner must unlink it (or support must) before you can connect it.")
 	case errors.Is(err, errNotPending), errors.Is(err, store.ErrNotFound):
-		s.message(w, http.StatusConflict, "Code already used", "This request was decided already or has expired. Start again on your device.")
+		s.message(w, r, http.StatusConflict, "Code already used", "This request was decided already or has expired. Start again on your device.")
 	case errors.Is(err, errNotApprovable):
-		s.message(w, http.StatusBadRequest, "Device not available", "The device or application is disabled or no longer registered.")
+		s.message(w, r, http.StatusBadRequest, "Device not available", "The device or application is disabled or no longer registered.")
 	default:
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 	}
 }
 

@@ -106,7 +106,7 @@ func (s *Server) tokenDPoP(w http.ResponseWriter, r *http.Request) (context.Cont
 	if s.opts.DPoPNonces {
 		w.Header().Set("DPoP-Nonce", s.currentNonce())
 	}
-	jkt, err := s.verifyDPoP(r.Context(), raw, dpop.Request{Method: r.Method, URL: s.issuer + pathToken})
+	jkt, err := s.verifyDPoP(r.Context(), raw, dpop.Request{Method: r.Method, URL: s.issuer + PathToken})
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {

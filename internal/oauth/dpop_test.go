@@ -25,7 +25,7 @@ import (
 
 // tokenProof is a good proof for the token endpoint.
 func (e *env) tokenProof(t testing.TB, h *dpoptest.Holder) string {
-	return h.Proof(t, dpoptest.Claims(http.MethodPost, e.srv.URL+pathToken, time.Now()))
+	return h.Proof(t, dpoptest.Claims(http.MethodPost, e.srv.URL+PathToken, time.Now()))
 }
 
 // userinfoProof is a good proof for GET /oauth2/userinfo with token at.
@@ -98,7 +98,7 @@ func TestDPoPProofAttacks(t *testing.T) {
 	e := newEnv(t)
 	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
 	h, other := dpoptest.NewHolder(t), dpoptest.NewHolder(t)
-	htu := e.srv.URL + pathToken
+	htu := e.srv.URL + PathToken
 	good := func() map[string]any { return dpoptest.Claims(http.MethodPost, htu, time.Now()) }
 	with := func(k string, v any) map[string]any { m := good(); m[k] = v; return m }
 	pubMap := func(k jwk.Key) map[string]any {
@@ -119,7 +119,7 @@ func TestDPoPProofAttacks(t *testing.T) {
 		{"replay (same jti)", replayed},
 		{"wrong htm", h.Proof(t, dpoptest.Claims(http.MethodGet, htu, time.Now()))},
 		{"htu other path", h.Proof(t, with("htu", e.srv.URL+pathUserinfo))},
-		{"htu other host", h.Proof(t, with("htu", "https://evil.example"+pathToken))},
+		{"htu other host", h.Proof(t, with("htu", "https://evil.example"+PathToken))},
 		{"htu with query", h.Proof(t, with("htu", htu+"?a=b"))},
 		{"iat too old", h.Proof(t, with("iat", time.Now().Add(-2*time.Minute).Unix()))},
 		{"iat in the future", h.Proof(t, with("iat", time.Now().Add(time.Minute).Unix()))},
@@ -218,7 +218,7 @@ func TestDPoPUserinfoAndPublicRefresh(t *testing.T) {
 		{"ath mismatch", []string{"Authorization", "DPoP " + at, "DPoP", e.userinfoProof(t, h, at+"x")}, "invalid_dpop_proof"},
 		{"no ath", []string{"Authorization", "DPoP " + at, "DPoP", h.Proof(t, dpoptest.Claims(http.MethodGet, e.srv.URL+pathUserinfo, time.Now()))}, "invalid_dpop_proof"},
 		{"proof for the token endpoint", []string{"Authorization", "DPoP " + at, "DPoP", func() string {
-			c := dpoptest.Claims(http.MethodGet, e.srv.URL+pathToken, time.Now())
+			c := dpoptest.Claims(http.MethodGet, e.srv.URL+PathToken, time.Now())
 			c["ath"] = athOf(at)
 			return h.Proof(t, c)
 		}()}, "invalid_dpop_proof"},
@@ -308,7 +308,7 @@ func TestDPoPNonce(t *testing.T) {
 		t.Fatalf("first request: %d %q %s", resp.StatusCode, nonce, body)
 	}
 	withNonce := func(n string) string {
-		cl := dpoptest.Claims(http.MethodPost, e.srv.URL+pathToken, time.Now())
+		cl := dpoptest.Claims(http.MethodPost, e.srv.URL+PathToken, time.Now())
 		cl["nonce"] = n
 		return h.Proof(t, cl)
 	}

@@ -74,6 +74,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// errorCode is the wire code writeError answers for err.
+func errorCode(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Code
+	}
+	return ErrServerError.Code
+}
+
 // writeError answers e as RFC 6749 §5.2 JSON; any other error is a 500.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := err.(*Error)

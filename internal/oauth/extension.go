@@ -16,7 +16,8 @@ import (
 // reads the sender binding (DPoP proof, client certificate) first;
 // confirmation is what the issued token must be bound to (nil: bearer).
 // Handle answers the status and JSON body (success or the grant's own
-// error object); an error is a server failure.
+// error object, which says its code through an ErrorCode() string method
+// for thingid_oauth_tokens_total); an error is a server failure.
 type ExtensionGrant struct {
 	Handle func(ctx context.Context, client *store.Client, form url.Values, confirmation *tokens.Confirmation) (status int, body any, err error)
 	// Things lets the client every thing is use the grant.
@@ -34,8 +35,24 @@ func (s *Server) grantTypes() []string {
 	return out
 }
 
-// serveExtension runs an extension grant with the token request's binding.
-func (s *Server) serveExtension(ctx context.Context, w http.ResponseWriter, r *http.Request, x ExtensionGrant, c *store.Client, form url.Values) {
+// codedBody is an extension's error body; its wire error code is the
+// result thingid_oauth_tokens_total counts.
+type codedBody interface{ ErrorCode() string }
+
+// bodyCode is the error code of a successful token response (none) or of
+// an extension's refusal: what its body names, else "other".
+func bodyCode(status int, body any) string {
+	if status < http.StatusBadRequest {
+		return ""
+	}
+	if e, ok := body.(codedBody); ok {
+		return e.ErrorCode()
+	}
+	return "other"
+}
+
+// extension runs an extension grant with the token request's binding.
+func (s *Server) extension(ctx context.Context, x ExtensionGrant, c *store.Client, form url.Values) (int, any, error) {
 	var cnf *tokens.Confirmation
 	if x5t := certBinding(ctx); x5t != "" {
 		cnf = &tokens.Confirmation{X5TS256: x5t}
@@ -48,8 +65,7 @@ func (s *Server) serveExtension(ctx context.Context, w http.ResponseWriter, r *h
 	}
 	status, body, err := x.Handle(ctx, c, form, cnf)
 	if err != nil {
-		s.writeError(w, r, serverError(err))
-		return
+		return 0, nil, serverError(err)
 	}
-	writeJSON(w, status, body)
+	return status, body, nil
 }

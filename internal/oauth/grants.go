@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,20 +23,11 @@ const (
 	pathAccountDevices = "/account/devices"
 )
 
-// accountPages are the "my grants" and "my devices" pages. They are parsed
-// here rather than in parsePages so that this file owns them; the asset
-// prefix is the server's constant, the logger is the server's at render time.
-var accountPages = struct {
-	grants, devices *template.Template
-}{
-	grants:  ui.Kit{AssetPrefix: assetPrefix}.Page(templateFS, "templates/grants.html"),
-	devices: ui.Kit{AssetPrefix: assetPrefix}.Page(templateFS, "templates/devices.html"),
-}
-
 // errNoGrant: the grant does not exist, is revoked already, or is not the
 // user's. The three answer alike (404) so that grant IDs of other users
 // cannot be probed.
-var errNoGrant = errors.New("no such active grant of this user")
+// It is a store.ErrNotFound too, for callers outside this package.
+var errNoGrant = fmt.Errorf("no such active grant of this user: %w", store.ErrNotFound)
 
 // grantView is a grant as the JSON API and the page show it.
 type grantView struct {
@@ -108,10 +99,26 @@ func (s *Server) UserGrants(ctx context.Context, userID string, includeRevoked b
 // grant.revoke after commit. A grant of another user, a revoked or a missing
 // grant is errNoGrant.
 func (s *Server) RevokeUserGrant(ctx context.Context, actor, userID, grantID string) error {
+	if userID == "" {
+		return errNoGrant
+	}
+	return s.revokeAudited(ctx, actor, userID, grantID, "revoked by the user or an administrator")
+}
+
+// RevokeGrant revokes grant grantID, whoever's it is, for reason, as
+// RevokeUserGrant does (audited, grant.revoke published): the households'
+// way to end a thing acting for a user once no household holds it for
+// them. A revoked or missing grant is errNoGrant.
+func (s *Server) RevokeGrant(ctx context.Context, actor, grantID, reason string) error {
+	return s.revokeAudited(ctx, actor, "", grantID, reason)
+}
+
+// revokeAudited revokes grantID (of userID; "" for anyone's).
+func (s *Server) revokeAudited(ctx context.Context, actor, userID, grantID, reason string) error {
 	var at time.Time
 	err := s.st.WithTx(ctx, func(tx store.Tx) error {
 		g, err := tx.GetGrant(ctx, grantID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (userID == "" || g.UserID != userID || !g.RevokedAt.IsZero())) {
+		if errors.Is(err, store.ErrNotFound) || (err == nil && ((userID != "" && g.UserID != userID) || !g.RevokedAt.IsZero())) {
 			return errNoGrant
 		}
 		if err != nil {
@@ -121,13 +128,13 @@ func (s *Server) RevokeUserGrant(ctx context.Context, actor, userID, grantID str
 		if err := tx.RevokeGrant(ctx, g.ID, at); err != nil {
 			return err
 		}
-		detail, _ := json.Marshal(map[string]string{"userId": userID, "clientId": g.ClientID, "thingId": g.ThingID})
+		detail, _ := json.Marshal(map[string]string{"userId": g.UserID, "clientId": g.ClientID, "thingId": g.ThingID, "reason": reason})
 		return s.audit(ctx, tx, actor, "grant.revoke", store.Ref{Kind: "grant", ID: g.ID}, string(detail))
 	})
 	if err != nil {
 		return err
 	}
-	s.publishRevoke(actor, grantID, "revoked by the user or an administrator", at)
+	s.publishRevoke(actor, grantID, reason, at)
 	return nil
 }
 
@@ -260,7 +267,7 @@ func accountSigninRedirect(w http.ResponseWriter, r *http.Request, back string) 
 func (s *Server) accountForm(w http.ResponseWriter, r *http.Request, back string) (*store.User, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.accountMessage(w, http.StatusBadRequest, back, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+		s.accountMessage(w, r, http.StatusBadRequest, back, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 		return nil, false
 	}
 	u, err := s.opts.Sessions.User(r)
@@ -269,14 +276,14 @@ func (s *Server) accountForm(w http.ResponseWriter, r *http.Request, back string
 		return nil, false
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.accountMessage(w, http.StatusForbidden, back, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
+		s.accountMessage(w, r, http.StatusForbidden, back, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
 		return nil, false
 	}
 	return u, true
 }
 
-func (s *Server) accountMessage(w http.ResponseWriter, status int, back, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: back, LinkText: "Back"})
+func (s *Server) accountMessage(w http.ResponseWriter, r *http.Request, status int, back, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: back, LinkText: "Back"})
 }
 
 func (s *Server) showGrants(w http.ResponseWriter, r *http.Request) {
@@ -287,14 +294,14 @@ func (s *Server) showGrants(w http.ResponseWriter, r *http.Request) {
 	}
 	gs, err := s.UserGrants(r.Context(), u.ID, false)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	p := grantsPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, Grants: gs}
 	if r.URL.Query().Get("done") == "revoked" {
 		p.Notice = "Access revoked."
 	}
-	s.kit.Render(w, http.StatusOK, accountPages.grants, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.grants, p)
 }
 
 func (s *Server) submitRevokeGrant(w http.ResponseWriter, r *http.Request) {
@@ -305,9 +312,9 @@ func (s *Server) submitRevokeGrant(w http.ResponseWriter, r *http.Request) {
 	err := s.RevokeUserGrant(r.Context(), "user:"+u.ID, u.ID, r.PathValue("id"))
 	switch {
 	case errors.Is(err, errNoGrant):
-		s.accountMessage(w, http.StatusNotFound, pathAccountGrants, "Access not found", "This access was revoked already or is not yours.")
+		s.accountMessage(w, r, http.StatusNotFound, pathAccountGrants, "Access not found", "This access was revoked already or is not yours.")
 	case err != nil:
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 	default:
 		// Post/Redirect/Get: a reload does not resubmit.
 		http.Redirect(w, r, pathAccountGrants+"?done=revoked", http.StatusSeeOther)

@@ -68,7 +68,7 @@ func (s *Server) Metadata() Metadata {
 		CodeChallengeMethodsSupported: []string{"S256"},
 		ClaimsSupported:               slices.Clone(supportedClaims),
 		AuthorizationResponseIssParameterSupported: true,
-		TokenEndpoint:                          s.issuer + pathToken,
+		TokenEndpoint:                          s.issuer + PathToken,
 		JWKSURI:                                s.issuer + pathJWKS,
 		DeviceAuthorizationEndpoint:            s.issuer + pathDeviceReq,
 		RevocationEndpoint:                     s.issuer + pathRevoke,

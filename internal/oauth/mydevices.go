@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,7 +17,8 @@ import (
 
 // errNotLinked: the thing is not linked to the user (never was, or was
 // unlinked already); unlinking twice is a 404, not a silent success.
-var errNotLinked = errors.New("thing is not linked to this user")
+// It is a store.ErrNotFound too, for callers outside this package.
+var errNotLinked = fmt.Errorf("thing is not linked to this user: %w", store.ErrNotFound)
 
 // deviceView is a linked thing as the JSON API and the page show it.
 type deviceView struct {
@@ -207,14 +209,14 @@ func (s *Server) showDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	ds, err := s.LinkedDevices(r.Context(), u.ID)
 	if err != nil {
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 		return
 	}
 	p := devicesPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, Devices: ds}
 	if r.URL.Query().Get("done") == "unlinked" {
 		p.Notice = "Device unlinked. It can no longer act for you and can be paired by a new owner."
 	}
-	s.kit.Render(w, http.StatusOK, accountPages.devices, p)
+	s.kit.Render(w, r, http.StatusOK, s.pages.devices, p)
 }
 
 func (s *Server) submitUnlink(w http.ResponseWriter, r *http.Request) {
@@ -225,9 +227,9 @@ func (s *Server) submitUnlink(w http.ResponseWriter, r *http.Request) {
 	err := s.Unlink(r.Context(), "user:"+u.ID, u.ID, r.PathValue("thingId"))
 	switch {
 	case errors.Is(err, errNotLinked):
-		s.accountMessage(w, http.StatusNotFound, pathAccountDevices, "Device not found", "This device was unlinked already or is not yours.")
+		s.accountMessage(w, r, http.StatusNotFound, pathAccountDevices, "Device not found", "This device was unlinked already or is not yours.")
 	case err != nil:
-		s.pageError(w, err)
+		s.pageError(w, r, err)
 	default:
 		http.Redirect(w, r, pathAccountDevices+"?done=unlinked", http.StatusSeeOther)
 	}

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/routes"
@@ -41,7 +43,7 @@ const (
 
 // Paths of the endpoints, relative to the issuer.
 const (
-	pathToken     = "/oauth2/token"
+	PathToken     = "/oauth2/token"
 	pathDeviceReq = "/oauth2/device_authorization"
 	pathRevoke    = "/oauth2/revoke"
 	pathJWKS      = "/oauth2/jwks"
@@ -105,6 +107,11 @@ type Options struct {
 	Scopes []string
 	// ThingScopes are the scopes of the client every thing is (thingClient).
 	ThingScopes []string
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site *ui.Site
+	// ScopeDescriptions say in words what a scope lets a client do, on the
+	// consent pages; they replace or add to the built-in ones.
+	ScopeDescriptions map[string]string
 	// Certificates checks the client certificates of tls_client_auth; nil
 	// accepts none (a command-line Server that serves nothing).
 	Certificates Certificates
@@ -142,6 +149,10 @@ type Options struct {
 	DPoPNonces        bool
 	DPoPNonceRotation time.Duration
 
+	// Registerer registers the metrics (thingid_oauth_tokens_total,
+	// thingid_consent_decisions_total); nil: not registered.
+	Registerer prometheus.Registerer
+
 	Logger *slog.Logger     // nil: slog.Default()
 	Now    func() time.Time // nil: time.Now
 }
@@ -156,10 +167,11 @@ type Server struct {
 
 	secretKey, refreshKey, deviceKey, counterKey, nonceKey, thingSessionKey []byte
 
-	kit   ui.Kit
-	csrf  *ui.CSRF
-	pages pages
-	cache *readCache // nil when the store has no data version
+	kit     ui.Kit
+	csrf    *ui.CSRF
+	pages   pages
+	cache   *readCache // nil when the store has no data version
+	metrics *metrics
 }
 
 // New checks opts and returns the server.
@@ -228,9 +240,10 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid oauth csrf v1"), u.Scheme == "https")
 	s.pages = parsePages(s.kit)
+	s.metrics = newMetrics(opts.Registerer, s.grantTypes())
 	return s, nil
 }
 
@@ -240,7 +253,7 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.Handle("GET /.well-known/oauth-authorization-server", meta)
 	mux.Handle("GET /.well-known/openid-configuration", meta)
 	mux.Handle(pathJWKS, s.opts.Keys.JWKS())
-	mux.HandleFunc(pathToken, s.serveToken)
+	mux.HandleFunc(PathToken, s.serveToken)
 	mux.HandleFunc(pathDeviceReq, s.serveDeviceAuthorization)
 	mux.HandleFunc(pathRevoke, s.serveRevoke)
 	mux.HandleFunc(pathIntrospect, s.serveIntrospect)

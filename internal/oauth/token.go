@@ -74,38 +74,46 @@ type tokenResponse struct {
 	IDToken      string `json:"id_token,omitempty"` // OIDC Core §3.1.3.3
 }
 
-// serveToken is the token endpoint.
+// serveToken is the token endpoint. Every answer is counted by grant type
+// and result (thingid_oauth_tokens_total).
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(s.cache.forRequest(r.Context()))
+	gt, status, body, err := s.token(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		s.metrics.token(s.grantLabel(gt), errorCode(err))
+		return
+	}
+	writeJSON(w, status, body)
+	s.metrics.token(s.grantLabel(gt), bodyCode(status, body))
+}
+
+// token answers a token request: the grant type asked for, and the status
+// and body of the answer or the error to answer.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) (grantType string, status int, body any, err error) {
 	form, ferr := readForm(w, r)
 	if ferr != nil {
-		s.writeError(w, r, ferr)
-		return
+		return "", 0, nil, ferr
 	}
 	gt := form.Get("grant_type")
 	if gt == "" {
-		s.writeError(w, r, ErrInvalidRequest.WithDescription("grant_type is required"))
-		return
+		return "", 0, nil, ErrInvalidRequest.WithDescription("grant_type is required")
 	}
 	ext, isExt := s.opts.Extensions[gt]
 	if !slices.Contains(supportedGrantTypes, gt) && !isExt {
-		s.writeError(w, r, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt))
-		return
+		return gt, 0, nil, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt)
 	}
 	c, x5t, err := s.clientAuth(r, form)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return gt, 0, nil, err
 	}
 	if !slices.Contains(c.GrantTypes, gt) {
-		s.writeError(w, r, ErrUnauthorizedClient.WithDescription("the client may not use %s", gt))
-		return
+		return gt, 0, nil, ErrUnauthorizedClient.WithDescription("the client may not use %s", gt)
 	}
 	// RFC 9449 §5: a proof on any grant binds the tokens it yields (issue).
 	ctx, err := s.tokenDPoP(w, r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return gt, 0, nil, err
 	}
 	// RFC 8705 §3: a client that authenticated with its certificate gets
 	// tokens bound to it.
@@ -113,14 +121,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	// An extension grant decides its own audiences (a UMA RPT is for the
 	// resource servers of its permissions).
 	if isExt {
-		s.serveExtension(ctx, w, r, ext, c, form)
-		return
+		status, body, err = s.extension(ctx, ext, c, form)
+		return gt, status, body, err
 	}
 	// RFC 8707 §2: the audiences of the access token.
 	res, rerr := s.requestedResources(c, form[paramResource])
 	if rerr != nil {
-		s.writeError(w, r, rerr)
-		return
+		return gt, 0, nil, rerr
 	}
 	ctx = withResources(ctx, res)
 	var resp *tokenResponse
@@ -137,10 +144,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		resp, err = s.jwtBearerGrant(ctx, c, form)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return gt, 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return gt, http.StatusOK, resp, nil
 }
 
 // requestedScopes parses the scope parameter (RFC 6749 §3.3) and checks it is

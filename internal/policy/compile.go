@@ -56,7 +56,7 @@ func Compile(h *Household) (*Set, error) {
 	guardians := ast.Annotation("id", types.String(guardiansID)).Permit().
 		PrincipalIn(uid(typeRole, string(Guardian))).
 		ResourceIn(hh)
-	if err := s.add(s.policies, guardiansID, guardians); err != nil {
+	if err := add(s.policies, guardiansID, guardians); err != nil {
 		return nil, err
 	}
 	s.texts[guardiansID] = "guardians may do everything with the household's things"
@@ -77,11 +77,11 @@ func Compile(h *Household) (*Set, error) {
 		if _, dup := s.rules[id]; dup {
 			return nil, fieldErr(field+".id", "%q is the id of an earlier rule", clip(r.ID))
 		}
-		if err := s.add(s.policies, id, compileRule(h.ID, r, w, true)); err != nil {
+		if err := add(s.policies, id, compileRule(h.ID, r, w, true)); err != nil {
 			return nil, err
 		}
 		if r.Effect == Allow {
-			if err := s.add(s.untimed, id, compileRule(h.ID, r, w, false)); err != nil {
+			if err := add(s.untimed, id, compileRule(h.ID, r, w, false)); err != nil {
 				return nil, err
 			}
 		}
@@ -135,7 +135,7 @@ func (s *Set) Newcomer(t Thing) *Set {
 }
 
 // add validates p against the schema and adds it to ps as id.
-func (s *Set) add(ps *cedar.PolicySet, id cedar.PolicyID, p *ast.Policy) error {
+func add(ps *cedar.PolicySet, id cedar.PolicyID, p *ast.Policy) error {
 	if err := validator.Policy(string(id), (*xast.Policy)(p)); err != nil {
 		return fmt.Errorf("policy: compiled policy %s fails the schema: %w", id, err)
 	}

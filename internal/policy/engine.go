@@ -148,17 +148,23 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 // window starting at 02:30 on the night the clocks skip from 02:00 to 03:00
 // opens at that jump.
 func (s *Set) until(now time.Time, everyMinute bool) time.Time {
-	if len(s.minutes) == 0 && !everyMinute {
+	return nextChange(now, s.minutes, everyMinute)
+}
+
+// nextChange is until for any sorted local minutes of change (Set's,
+// Conditions').
+func nextChange(now time.Time, minutes []int, everyMinute bool) time.Time {
+	if len(minutes) == 0 && !everyMinute {
 		return time.Time{}
 	}
 	cur := now.Hour()*60 + now.Minute()
 	next := cur + 1
 	if !everyMinute {
-		i, _ := slices.BinarySearch(s.minutes, next)
-		if i < len(s.minutes) {
-			next = s.minutes[i]
+		i, _ := slices.BinarySearch(minutes, next)
+		if i < len(minutes) {
+			next = minutes[i]
 		} else {
-			next = 24*60 + s.minutes[0] // tomorrow's first
+			next = 24*60 + minutes[0] // tomorrow's first
 		}
 	}
 	_, offset := now.Zone()

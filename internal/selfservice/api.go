@@ -39,22 +39,14 @@ func writeProblem(w http.ResponseWriter, status int, detail string, fields ...fi
 }
 
 func tooManyProblem(w http.ResponseWriter, _ *http.Request, retryAfter int) {
-	writeProblem(w, http.StatusTooManyRequests, "too many registration attempts from your network; retry after "+strconv.Itoa(retryAfter)+" seconds")
+	writeProblem(w, http.StatusTooManyRequests, "too many attempts from your network; retry after "+strconv.Itoa(retryAfter)+" seconds")
 }
 
 // registerJSON is POST /api/v1/register: the form as JSON, answering 201 with the
 // new user's id and userName, or problem details naming each wrong field.
 func (h *Handler) registerJSON(w http.ResponseWriter, r *http.Request) {
-	// Requiring application/json also keeps HTML forms (which cannot send it
-	// without a CORS preflight) away from this endpoint.
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeProblem(w, http.StatusUnsupportedMediaType, "send the registration as a JSON object with Content-Type: application/json")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	var reg registration
-	if status, detail, fields := decodeJSON(r.Body, &reg); status != 0 {
-		writeProblem(w, status, detail, fields...)
+	if !readJSON(w, r, &reg, "userName, email, displayName and password") {
 		return
 	}
 	u, err := h.register(r.Context(), reg)
@@ -67,20 +59,42 @@ func (h *Handler) registerJSON(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusInternalServerError, "the account could not be created because of a problem on our side; try again later")
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(struct {
+	writeJSON(w, http.StatusCreated, struct {
 		ID            string `json:"id"`
 		UserName      string `json:"userName"`
 		EmailVerified bool   `json:"emailVerified"`
 	}{u.ID, u.UserName, u.EmailVerified})
 }
 
+// readJSON reads the request's JSON body into v or answers the problem and
+// returns false. Requiring application/json also keeps HTML forms (which
+// cannot send it without a CORS preflight) away from every JSON API.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, members string) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeProblem(w, http.StatusUnsupportedMediaType, "send a JSON object with "+members+" and Content-Type: application/json")
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if status, detail, fields := decodeJSON(r.Body, v, members); status != 0 {
+		writeProblem(w, status, detail, fields...)
+		return false
+	}
+	return true
+}
+
+// writeJSON answers v with status; nothing of it may be cached.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 // decodeJSON reads exactly one JSON object with no unknown member into v (all
-// of whose fields are strings). On
-// failure it returns the HTTP status and what to tell the client.
-func decodeJSON(body io.Reader, v *registration) (status int, detail string, fields []fieldError) {
+// of whose fields are strings), whose members are named in members ("email
+// and password"). On failure it returns the HTTP status and what to tell the
+// client.
+func decodeJSON(body io.Reader, v any, members string) (status int, detail string, fields []fieldError) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -98,18 +112,18 @@ func decodeJSON(body io.Reader, v *registration) (status int, detail string, fie
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the body must not be larger than %d bytes", mbe.Limit), nil
 	case errors.Is(err, io.EOF):
-		return http.StatusBadRequest, "the body is empty; send a JSON object with userName, email, displayName and password", nil
+		return http.StatusBadRequest, "the body is empty; send a JSON object with " + members, nil
 	case errors.As(err, &ute) && ute.Field != "":
 		return http.StatusBadRequest, "the body has a member of the wrong type", []fieldError{{ute.Field, "must be a string"}}
 	case errors.As(err, &ute):
-		return http.StatusBadRequest, "the body must be a JSON object with userName, email, displayName and password", nil
+		return http.StatusBadRequest, "the body must be a JSON object with " + members, nil
 	}
 	// encoding/json reports unknown members only as text.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if n, uerr := strconv.Unquote(name); uerr == nil {
 			name = n
 		}
-		return http.StatusBadRequest, "the body has a member this API does not know", []fieldError{{name, "is not a registration field; use userName, email, displayName and password"}}
+		return http.StatusBadRequest, "the body has a member this API does not know", []fieldError{{name, "is not a member of this request; use " + members}}
 	}
 	return http.StatusBadRequest, "the body is not valid JSON: " + err.Error(), nil
 }

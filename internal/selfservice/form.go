@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // formField is one input of the registration form.
@@ -18,11 +19,25 @@ type summaryItem struct {
 	Field, Text string
 }
 
+// formPage is a page with at most one form: its title, what it says before
+// the form, the form (none without Action) and links after it.
 type formPage struct {
+	Title   string
+	Notice  string   // a success, announced politely
+	Intro   []string // paragraphs
+	List    []string // a list after them
+	Action  string   // where the form posts; "": no form
+	Submit  string   // the button's text
 	CSRF    string
+	Hidden  []hiddenField
 	Fields  []formField
 	Summary []summaryItem
+	Links   []link
 }
+
+type hiddenField struct{ Name, Value string }
+
+type link struct{ Href, Text, ID string }
 
 // formFields lists the inputs in order; autocomplete tokens after the HTML
 // standard let password managers fill and generate the right values.
@@ -43,14 +58,23 @@ func (h *Handler) showForm(w http.ResponseWriter, r *http.Request) {
 	h.renderForm(w, r, http.StatusOK, registration{}, nil, "")
 }
 
-// renderForm shows the form with what the user typed (never the password), an
-// error next to each wrong field and a summary linking to them.
+// renderForm shows the registration form with what the user typed (never
+// the password), an error next to each wrong field and a summary linking to
+// them.
 func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int, reg registration, errs []fieldError, formError string) {
-	page := formPage{CSRF: h.csrfToken(w, r), Fields: formFields()}
+	page := formPage{Title: "Create an account", Action: "/register", Submit: "Create account", Fields: formFields(),
+		Links: []link{{Href: "/signin", Text: "Sign in to an account you have"}}}
+	h.renderPage(w, r, status, page, map[string]string{"userName": reg.UserName, "email": reg.Email, "displayName": reg.DisplayName}, errs, formError)
+}
+
+// renderPage fills page's fields with values, puts each error next to its
+// field and in the summary, with formError first, and renders it with a
+// fresh CSRF token.
+func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, page formPage, values map[string]string, errs []fieldError, formError string) {
+	page.CSRF = h.csrfToken(w, r)
 	if formError != "" {
 		page.Summary = append(page.Summary, summaryItem{Text: formError})
 	}
-	values := map[string]string{"userName": reg.UserName, "email": reg.Email, "displayName": reg.DisplayName}
 	byField := map[string]string{}
 	for _, e := range errs {
 		byField[e.Field] = e.Detail
@@ -64,7 +88,7 @@ func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int,
 		}
 		if msg, ok := byField[f.Name]; ok {
 			f.Error = msg
-			f.DescribedBy += " " + f.Name + "-error"
+			f.DescribedBy = strings.TrimSpace(f.DescribedBy + " " + f.Name + "-error")
 			page.Summary = append(page.Summary, summaryItem{Field: f.Name, Text: f.Label + ": " + msg})
 			placed[f.Name] = true
 		}
@@ -74,17 +98,11 @@ func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int,
 			page.Summary = append(page.Summary, summaryItem{Text: e.Field + ": " + e.Detail})
 		}
 	}
-	h.render(w, status, h.pages.form, page)
+	h.render(w, r, status, h.pages.form, page)
 }
 
 func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if err := r.ParseForm(); err != nil {
-		status, text := http.StatusBadRequest, "The form could not be read. Open the registration page again and resubmit."
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			status, text = http.StatusRequestEntityTooLarge, "The form is too large. Shorten your entries and submit it again."
-		}
-		h.render(w, status, h.pages.message, messagePage{Title: "Form not accepted", Text: text, Link: "/register"})
+	if !h.parseForm(w, r, "/register") {
 		return
 	}
 	reg := registration{
@@ -110,7 +128,7 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.log.Error("selfservice: registration failed", "err", err)
-		h.render(w, http.StatusInternalServerError, h.pages.message, messagePage{
+		h.render(w, r, http.StatusInternalServerError, h.pages.message, messagePage{
 			Title: "Something went wrong", Text: "Your account could not be created because of a problem on our side. Please try again later.", Link: "/register"})
 		return
 	}
@@ -118,17 +136,40 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/register/done", http.StatusSeeOther)
 }
 
-func (h *Handler) showDone(w http.ResponseWriter, _ *http.Request) {
-	h.render(w, http.StatusOK, h.pages.done, struct {
+func (h *Handler) showDone(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, h.pages.done, struct {
 		EmailVerification bool
 		TTL               string
 	}{h.opts.EmailVerification, formatTTL(h.opts.VerificationTTL)})
 }
 
-func (h *Handler) tooManyPage(w http.ResponseWriter, _ *http.Request, retryAfter int) {
-	h.render(w, http.StatusTooManyRequests, h.pages.message, messagePage{
+func (h *Handler) tooManyPage(w http.ResponseWriter, r *http.Request, retryAfter int) {
+	h.render(w, r, http.StatusTooManyRequests, h.pages.message, messagePage{
 		Title: "Too many attempts",
-		Text:  "There were too many registration attempts from your network. Try again in " + strconv.Itoa(retryAfter) + " seconds.",
-		Link:  "/register",
+		Text:  "There were too many attempts from your network. Try again in " + strconv.Itoa(retryAfter) + " seconds.",
+		Link:  r.URL.Path, LinkText: "Open the page again",
 	})
+}
+
+// parseForm reads a posted form of at most maxBody bytes, or answers why not
+// with a link back to back and returns false.
+func (h *Handler) parseForm(w http.ResponseWriter, r *http.Request, back string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	err := r.ParseForm()
+	if err == nil {
+		return true
+	}
+	status, text := http.StatusBadRequest, "The form could not be read. Open the page again and resubmit."
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		status, text = http.StatusRequestEntityTooLarge, "The form is too large. Shorten your entries and submit it again."
+	}
+	h.render(w, r, status, h.pages.message, messagePage{Title: "Form not accepted", Text: text, Link: back, LinkText: "Open the page again"})
+	return false
+}
+
+// serverError logs err and says that the problem is ours.
+func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	h.log.Error("selfservice: "+what, "err", err)
+	h.render(w, r, http.StatusInternalServerError, h.pages.message, messagePage{Title: "Something went wrong",
+		Text: "This did not work because of a problem on our side. Please try again later.", Link: "/account", LinkText: "Your account"})
 }

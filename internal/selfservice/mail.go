@@ -21,6 +21,18 @@ import (
 	"time"
 )
 
+// mail composes and sends one message of a kind (the metric's label) and
+// counts it.
+func (h *Handler) mail(ctx context.Context, kind, to, subject, body string) error {
+	err := h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, subject, body, h.now()))
+	result := "sent"
+	if err != nil {
+		result = "failed"
+	}
+	h.mailCount.WithLabelValues(kind, result).Inc()
+	return err
+}
+
 // Mailer delivers one RFC 5322 message to one recipient.
 type Mailer interface {
 	Send(ctx context.Context, to string, msg []byte) error

@@ -2,7 +2,6 @@ package selfservice
 
 import (
 	"embed"
-	"html/template"
 	"net/http"
 
 	"github.com/thingid/thingid/internal/ui"
@@ -16,19 +15,19 @@ const assetPrefix = "/assets/selfservice/"
 
 // pages are the HTML templates, each rendered inside the ui layout.
 type pages struct {
-	form, done, message *template.Template
+	form, done, message *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
-	return pages{form: page("register.html"), done: page("done.html"), message: page("message.html")}
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
+	return pages{form: page("form.html"), done: page("done.html"), message: page("message.html")}
 }
 
 // messagePage is a page that only says something, with an optional link back.
 type messagePage struct {
-	Title, Text, Link string
+	Title, Text, Link, LinkText string
 }
 
-func (h *Handler) render(w http.ResponseWriter, status int, t *template.Template, data any) {
-	h.kit.Render(w, status, t, data)
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, t *ui.Page, data any) {
+	h.kit.Render(w, r, status, t, data)
 }

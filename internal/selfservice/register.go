@@ -103,7 +103,7 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 		return nil, fmt.Errorf("creating user: %w", err)
 	}
 	h.log.Info("selfservice: user registered", "id", u.ID, "userName", u.UserName)
-	if h.mailer != nil {
+	if h.opts.EmailVerification {
 		// The user exists now: send even if the client has gone away.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -130,7 +130,7 @@ func (h *Handler) sendVerification(ctx context.Context, u *store.User) error {
 	}
 	body := fmt.Sprintf("Hello %s,\n\nplease confirm the e-mail address of your new account %q by opening this link within %s:\n\n%s\n\nIf you did not create this account, ignore this e-mail.\n",
 		name, u.UserName, formatTTL(h.opts.VerificationTTL), link)
-	return h.mailer.Send(ctx, email, composeMail(h.mailFrom(), email, "Confirm your e-mail address", body, time.Now()))
+	return h.mail(ctx, "verification", email, "Confirm your e-mail address", body)
 }
 
 func (h *Handler) mailFrom() string {

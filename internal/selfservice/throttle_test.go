@@ -41,7 +41,7 @@ func TestThrottleOverHTTP(t *testing.T) {
 
 func TestThrottleBuckets(t *testing.T) {
 	now := time.Now()
-	th := newThrottle(60, 1, 3) // one per second, no burst, at most 3 clients
+	th := newThrottle[netip.Prefix](60, 1, 3) // one per second, no burst, at most 3 clients
 	a := netip.MustParsePrefix("192.0.2.1/32")
 	b := netip.MustParsePrefix("192.0.2.2/32")
 	if ok, _ := th.allow(a, now); !ok {

@@ -47,24 +47,47 @@ var (
 	errTokenExpired = errors.New("verification token expired")
 )
 
-func (h *Handler) verifyToken(c verifyClaims) string {
-	payload, _ := json.Marshal(c)
-	return b64.EncodeToString(payload) + "." + b64.EncodeToString(h.mac(purposeVerify, payload))
-}
+func (h *Handler) verifyToken(c verifyClaims) string { return h.sign(purposeVerify, c) }
 
 func (h *Handler) parseVerifyToken(tok string, now time.Time) (verifyClaims, error) {
 	var c verifyClaims
-	p, s, ok := strings.Cut(tok, ".")
-	payload, err1 := b64.DecodeString(p)
-	sig, err2 := b64.DecodeString(s)
-	if !ok || err1 != nil || err2 != nil || !hmac.Equal(sig, h.mac(purposeVerify, payload)) {
-		return c, errTokenInvalid
-	}
-	if err := json.Unmarshal(payload, &c); err != nil || c.UserID == "" || c.Email == "" {
+	if err := h.open(purposeVerify, tok, &c); err != nil || c.UserID == "" || c.Email == "" {
 		return c, errTokenInvalid
 	}
 	if now.Unix() >= c.Expires {
 		return c, errTokenExpired
 	}
 	return c, nil
+}
+
+// sign returns claims as JSON with its MAC for purpose: a link's token that
+// nobody without the key can make or change.
+func (h *Handler) sign(purpose string, claims any) string {
+	payload, _ := json.Marshal(claims)
+	return b64.EncodeToString(payload) + "." + b64.EncodeToString(h.mac(purpose, payload))
+}
+
+// open reads into claims a token that sign made for purpose, or fails with
+// errTokenInvalid.
+func (h *Handler) open(purpose, tok string, claims any) error {
+	p, s, ok := strings.Cut(tok, ".")
+	payload, err1 := decodeB64(p)
+	sig, err2 := decodeB64(s)
+	if !ok || err1 != nil || err2 != nil || !hmac.Equal(sig, h.mac(purpose, payload)) {
+		return errTokenInvalid
+	}
+	if json.Unmarshal(payload, claims) != nil {
+		return errTokenInvalid
+	}
+	return nil
+}
+
+// decodeB64 decodes unpadded base64url in its one canonical spelling:
+// encoding/base64 skips CR and LF, and a token must have one form only.
+func decodeB64(s string) ([]byte, error) {
+	b, err := b64.DecodeString(s)
+	if err == nil && b64.EncodeToString(b) != s {
+		return nil, errTokenInvalid
+	}
+	return b, err
 }

@@ -19,12 +19,12 @@ var (
 func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	c, err := h.parseVerifyToken(r.URL.Query().Get("token"), time.Now())
 	if errors.Is(err, errTokenExpired) {
-		h.render(w, http.StatusBadRequest, h.pages.message, messagePage{Title: "Link expired",
+		h.render(w, r, http.StatusBadRequest, h.pages.message, messagePage{Title: "Link expired",
 			Text: "This verification link has expired. Ask the support team of this site for a new one."})
 		return
 	}
 	if err != nil {
-		h.render(w, http.StatusBadRequest, h.pages.message, messagePage{Title: "Link not valid",
+		h.render(w, r, http.StatusBadRequest, h.pages.message, messagePage{Title: "Link not valid",
 			Text: "This verification link is not valid. Copy the whole link from the e-mail into the address bar."})
 		return
 	}
@@ -44,22 +44,22 @@ func (h *Handler) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil, errors.Is(err, errAlreadyVerified):
 		h.log.Info("selfservice: e-mail address verified", "id", c.UserID)
-		h.render(w, http.StatusOK, h.pages.message, messagePage{Title: "E-mail address verified",
+		h.render(w, r, http.StatusOK, h.pages.message, messagePage{Title: "E-mail address verified",
 			Text: "Thank you. Your e-mail address " + c.Email + " is now confirmed."})
 	case errors.Is(err, store.ErrNotFound):
-		h.render(w, http.StatusNotFound, h.pages.message, messagePage{Title: "Account not found",
+		h.render(w, r, http.StatusNotFound, h.pages.message, messagePage{Title: "Account not found",
 			Text: "The account this link was made for no longer exists."})
 	case errors.Is(err, store.ErrEmailTaken):
 		// Another account verified the address first; this one keeps it
 		// unverified, which identifies nobody.
-		h.render(w, http.StatusConflict, h.pages.message, messagePage{Title: "Address already confirmed",
+		h.render(w, r, http.StatusConflict, h.pages.message, messagePage{Title: "Address already confirmed",
 			Text: "This e-mail address has been confirmed for another account, so it cannot be confirmed for this one. Use another address."})
 	case errors.Is(err, errEmailChanged):
-		h.render(w, http.StatusConflict, h.pages.message, messagePage{Title: "Link out of date",
+		h.render(w, r, http.StatusConflict, h.pages.message, messagePage{Title: "Link out of date",
 			Text: "The e-mail address of this account has changed since the link was sent. Use the link sent to the new address."})
 	default:
 		h.log.Error("selfservice: verifying e-mail", "id", c.UserID, "err", err)
-		h.render(w, http.StatusInternalServerError, h.pages.message, messagePage{Title: "Something went wrong",
+		h.render(w, r, http.StatusInternalServerError, h.pages.message, messagePage{Title: "Something went wrong",
 			Text: "Your address could not be confirmed because of a problem on our side. Open the link again later."})
 	}
 }

@@ -4,10 +4,13 @@ package server
 // over HTTPS. Every test tries to break one rule and stays as a regression test.
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -393,5 +396,34 @@ func TestDelegatedAccessTokenNeedsAnAdministrator(t *testing.T) {
 		if code, body := r.get(t, "/scim/v2/Users", bearer(tc.tok)); code != tc.want {
 			t.Errorf("%s: %d, want %d (%s)", tc.name, code, tc.want, body)
 		}
+	}
+}
+
+// TestOneTimePasswordFileDeletedOnceChanged: the bootstrap's password file
+// lives only as long as the password in it opens anything.
+func TestOneTimePasswordFileDeletedOnceChanged(t *testing.T) {
+	r := serve(t)
+	path := filepath.Join(r.p.Config.Home, AdminPasswordFile)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the one-time password file is missing before the change: %v", err)
+	}
+	adminPassword(t, r)
+	for i := 0; ; i++ {
+		_, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("%s still exists after the password was changed (%v)", path, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A restart does not bring it back.
+	var again bytes.Buffer
+	if err := r.p.bootstrapAdmin(context.Background(), &again); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("bootstrap recreated %s: %v", path, err)
 	}
 }

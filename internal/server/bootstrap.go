@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -50,9 +53,38 @@ func (p *Platform) bootstrapAdmin(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	fmt.Fprintf(out, "\nCreated the first administrator %q with the one-time password:\n\n    %s\n\n"+
-		"It is shown only this once and kept in %s (mode 0600).\n"+
+		"It is shown only this once and kept in %s (mode 0600) until it is changed.\n"+
 		"Sign in at %s/signin and choose a new password: until then it opens nothing else.\n\n", name, pw, path, p.Config.HTTP.PublicURL)
 	return nil
+}
+
+// forgetAdminPassword deletes the first administrator's one-time password
+// file once that password has been changed (now, and whenever a password
+// change is published), so that a stale secret does not linger in the data
+// directory. Every node checks its own data directory. It returns the
+// function that stops watching.
+func (p *Platform) forgetAdminPassword(ctx context.Context, log *slog.Logger) (stop func()) {
+	check := func() {
+		path := filepath.Join(p.Config.Home, AdminPasswordFile)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		u, err := p.Identity.GetUserByName(ctx, p.Config.Admin.UserName)
+		if err != nil || u.MustChangePassword {
+			return
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("cannot delete the first administrator's one-time password file", "path", path, "err", err)
+			return
+		}
+		log.Info("deleted the first administrator's one-time password file: the password has been changed", "path", path)
+	}
+	check()
+	return p.Bus.Subscribe(func(e events.Event) {
+		if e.Type == "user.password" {
+			go check() // subscribers must return at once; this reads the store
+		}
+	})
 }
 
 // adminGroup returns the ID of the administrators group, creating it if needed.

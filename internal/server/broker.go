@@ -58,20 +58,14 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 			Deny: broker.Deny{Publish: r.Deny.Publish, Subscribe: r.Deny.Subscribe}}
 	}
 	b, err := broker.Start(ctx, broker.Options{
-		Listeners:      listeners,
-		Audience:       c.Audience,
-		IDTokenClients: c.IDTokenClients,
-		Verifier:       tk.verifier,
-		VerifyCertificate: func(ctx context.Context, chain []*x509.Certificate) (string, error) {
-			id, err := certs.Verify(ctx, chain)
-			if err != nil {
-				return "", err
-			}
-			return id.Thing.ID, nil
-		},
-		CertificateLogin: c.CertificateLogin,
-		Directory:        p.Store,
-		Rules:            rules,
+		Listeners:         listeners,
+		Audience:          c.Audience,
+		IDTokenClients:    c.IDTokenClients,
+		Verifier:          tk.verifier,
+		VerifyCertificate: certificateThing(certs),
+		CertificateLogin:  c.CertificateLogin,
+		Directory:         p.Store,
+		Rules:             rules,
 		Limits: broker.Limits{
 			MaxPacketSize:  c.Limits.MaxPacketSize,
 			Queue:          c.Limits.Queue,
@@ -105,6 +99,19 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		fmt.Fprintf(out, "MQTT broker (%s) on %s://%s%s\n", l.Name, scheme, b.Addr(l.Name), path)
 	}
 	return b, nil
+}
+
+// certificateThing is the id of the active thing a client certificate
+// chain identifies, as certs decides: how the broker and the directory
+// authenticate a thing by its certificate.
+func certificateThing(certs *certauth.Checker) func(ctx context.Context, chain []*x509.Certificate) (string, error) {
+	return func(ctx context.Context, chain []*x509.Certificate) (string, error) {
+		id, err := certs.Verify(ctx, chain)
+		if err != nil {
+			return "", err
+		}
+		return id.Thing.ID, nil
+	}
 }
 
 // BenchToken is an MQTT client identifier with the access token it connects with.

@@ -47,7 +47,7 @@ func TestBrokerServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	certs, err := p.newCertAuth(ctx, log)
+	certs, err := p.newCertAuth(ctx, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
@@ -8,9 +9,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/authzen"
+	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/landing"
@@ -20,6 +24,7 @@ import (
 	"github.com/thingid/thingid/internal/scim"
 	"github.com/thingid/thingid/internal/selfservice"
 	"github.com/thingid/thingid/internal/tokens"
+	"github.com/thingid/thingid/internal/ui"
 	"github.com/thingid/thingid/internal/uma"
 )
 
@@ -28,7 +33,7 @@ import (
 // AuthZEN, PKI, EST and the audit API (administrators and support staff) to
 // mux; it returns the UMA server, which the gateway's uma filter asks for
 // tickets.
-func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tokenSet, certs *certauth.Checker, hh *household.Service, mqtt *broker.Broker, reg prometheus.Registerer, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	scimHandler := scim.New(p.Identity, scim.Options{
 		BaseURL:   cfg.HTTP.PublicURL,
@@ -41,40 +46,24 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	mux.Handle("/scim/v2/", admins.RequireScopes(scimHandler, denySCIM, authn.ScopeSCIMRead, authn.ScopeSCIMWrite))
 
 	r := cfg.Registration
-	ss := selfservice.Options{
-		Enabled:           r.Enabled,
-		Logger:            log.With("component", "selfservice"),
-		BaseURL:           cfg.HTTP.PublicURL,
-		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
-		RatePerMinute:     float64(r.AttemptsPerMinute),
-		EmailVerification: r.EmailVerification,
-		SMTP: selfservice.SMTPOptions{
-			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
-		},
-		OutboxDir: r.OutboxDir,
-	}
-	if err := ss.Validate(); err != nil {
-		return nil, err
-	}
-	selfservice.New(p.Identity, ss).Register(mux)
-
-	sessions, err := p.newSessions(admins, log)
+	sessions, err := p.newSessions(admins, reg, log)
 	if err != nil {
 		return nil, err
 	}
 	sessions.Register(mux)
-	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL,
+	landing.New(landing.Options{Sessions: sessions, Registration: r.Enabled, DocsURL: cfg.HTTP.DocsURL, Site: p.site,
 		Logger: log.With("component", "landing")}).Register(mux)
 	// UMA (uma.go): its grant is served by the token endpoint.
 	var srv *oauth.Server
-	u, err := p.newUMA(tk, sessions, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
+	u, err := p.newUMA(tk, sessions, hh, func() any { return srv.Metadata() }, func() tokens.ProofVerifier { return srv.ProofVerifier() }, log)
 	if err != nil {
 		return nil, err
 	}
-	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, log)
+	srv, err = p.newOAuth(tk, certs, sessions, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, umaExtension(u), oauthHouseholds{hh}, reg, log)
 	if err != nil {
 		return nil, err
 	}
+	p.oauthServer.Store(srv)
 	// SCIM shares the authorization server's DPoP proofs (one replay cache,
 	// one nonce): both are resources of this listener's origin.
 	admins.AcceptAccessTokens(authn.AccessTokens{
@@ -83,14 +72,36 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
+	ss := selfservice.Options{
+		Enabled:           r.Enabled,
+		Account:           &selfservice.Account{Sessions: sessions, Data: p.Store, Revoker: accountRevoker{srv, u}},
+		Logger:            log.With("component", "selfservice"),
+		BaseURL:           cfg.HTTP.PublicURL,
+		SigningKey:        p.derivedKey("thingid selfservice signing v1"),
+		RatePerMinute:     float64(r.AttemptsPerMinute),
+		Attempts:          p.Store, // every node of the database counts together
+		EmailVerification: r.EmailVerification,
+		ResetTTL:          time.Duration(cfg.SelfService.PasswordResetLifetime),
+		MailsPerHour:      float64(cfg.SelfService.MailsPerHour),
+		SMTP: selfservice.SMTPOptions{
+			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, Password: r.SMTP.Password, From: r.SMTP.From,
+		},
+		OutboxDir: r.OutboxDir,
+		Metrics:   reg,
+		Site:      p.site,
+	}
+	if err := ss.Validate(); err != nil {
+		return nil, err
+	}
+	selfservice.New(p.Identity, ss).Register(mux)
 	hh.Register(mux, sessions, cfg.HTTP.PublicURL, p.derivedKey("thingid household csrf v1"))
 	hh.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, authn.Actor)
 	authzen.New(cfg.HTTP.PublicURL, &authzenTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: func() tokens.ProofVerifier { return srv.ProofVerifier() }}, hh,
 		log.With("component", "authzen")).Register(mux)
 	p.mountPKI(mux, admins, certs, log)
-	p.mountEST(mux, admins, certs, log)
+	p.mountEST(mux, admins, certs, reg, log)
 	auditAPI, err := audit.NewAPI(audit.Options{
-		Store: p.Store, Key: p.derivedKey("thingid audit cursor v1"),
+		Store: p.Store, Key: p.derivedKey(auditCursorPurpose),
 		Require:  func(h http.Handler) http.Handler { return admins.RequireReader(h, denyProblem) },
 		Actor:    authn.Actor,
 		ReadOnly: authn.ReadOnly,
@@ -100,27 +111,50 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 		return nil, err
 	}
 	auditAPI.Register(mux)
+	if err := p.mountConsole(mux, sessions, admins, certs, srv, mqtt, log); err != nil {
+		return nil, err
+	}
 	return u, nil
 }
+
+// accountRevoker is what deleting an account revokes through
+// (selfservice.Revoker): the authorization server unlinks things and revokes
+// grants, UMA revokes shares with the RPTs resting on them.
+type accountRevoker struct {
+	*oauth.Server
+	shares *uma.Server
+}
+
+func (a accountRevoker) RevokeShare(ctx context.Context, actor, owner, id string) error {
+	return a.shares.RevokeShare(ctx, actor, owner, id)
+}
+
+// auditCursorPurpose derives the key of the audit log's cursors.
+const auditCursorPurpose = "thingid audit cursor v1"
 
 // newHouseholds returns the households and their decision engine, which
 // every door shares (the AuthZEN API, the gateway's policy filter, the
 // broker).
 func (p *Platform) newHouseholds(log *slog.Logger) (*household.Service, error) {
 	return household.New(household.Options{Store: p.Store, Identities: p.Identity, Engine: policy.NewEngine(p.decisionClock, log.With("component", "policy")),
-		Bus: p.Bus, Logger: log.With("component", "household")})
+		Bus: p.Bus, Grants: householdGrants{p}, Logger: log.With("component", "household"), Site: p.site})
 }
 
-// newSessions returns browser sessions; admins may be nil where no admin API is served.
-func (p *Platform) newSessions(admins *authn.Admins, log *slog.Logger) (*authn.Sessions, error) {
+// newSessions returns browser sessions; admins may be nil where no admin
+// API is served, reg where nothing is (the command line).
+func (p *Platform) newSessions(admins *authn.Admins, reg prometheus.Registerer, log *slog.Logger) (*authn.Sessions, error) {
 	cfg := p.Config
 	so := authn.SessionOptions{
-		Key:             p.derivedKey("thingid sessions v1"),
-		BaseURL:         cfg.HTTP.PublicURL,
-		IdleTimeout:     time.Duration(cfg.Sessions.IdleTimeout),
-		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout),
-		Audit:           p.Store,
-		Logger:          log.With("component", "authn"),
+		Key:                  p.derivedKey("thingid sessions v1"),
+		BaseURL:              cfg.HTTP.PublicURL,
+		IdleTimeout:          time.Duration(cfg.Sessions.IdleTimeout),
+		AbsoluteTimeout:      time.Duration(cfg.Sessions.AbsoluteTimeout),
+		StaffIdleTimeout:     time.Duration(cfg.Sessions.StaffIdleTimeout),
+		StaffAbsoluteTimeout: time.Duration(cfg.Sessions.StaffAbsoluteTimeout),
+		Audit:                p.Store,
+		Site:                 p.site,
+		Registerer:           reg,
+		Logger:               log.With("component", "authn"),
 	}
 	if err := so.Validate(); err != nil {
 		return nil, err
@@ -145,5 +179,20 @@ func denySCIM(w http.ResponseWriter, r *http.Request, err error) {
 		"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:Error"},
 		"status":  strconv.Itoa(status),
 		"detail":  detail,
+	})
+}
+
+// newSite is the pages' brand, template overrides and languages from ui.*.
+func (p *Platform) newSite() (*ui.Site, error) {
+	c := p.Config.UI
+	links := make([]ui.Link, len(c.FooterLinks))
+	for i, l := range c.FooterLinks {
+		links[i] = ui.Link{Text: l.Text, URL: l.URL}
+	}
+	return ui.NewSite(ui.SiteOptions{
+		Brand: ui.Brand{ProductName: c.ProductName, LogoFile: c.LogoFile, Accent: c.Colors.Accent, Error: c.Colors.Error,
+			FooterLinks: links},
+		Templates:       c.Templates,
+		DefaultLanguage: c.DefaultLanguage,
 	})
 }

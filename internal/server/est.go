@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/est"
@@ -13,8 +15,8 @@ import (
 
 // mountEST adds certificate enrollment (RFC 7030) under /.well-known/est and
 // the enrollment-token admin API to mux.
-func (p *Platform) mountEST(mux routes.Mux, admins *authn.Admins, certs *certauth.Checker, log *slog.Logger) {
-	srv, err := p.newEST(certs, log)
+func (p *Platform) mountEST(mux routes.Mux, admins *authn.Admins, certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger) {
+	srv, err := p.newEST(certs, reg, log)
 	if err != nil {
 		// The rest of the platform still serves; EST says why it cannot.
 		log.Error("EST is unavailable", "err", err)
@@ -29,23 +31,25 @@ func (p *Platform) mountEST(mux routes.Mux, admins *authn.Admins, certs *certaut
 // EnrollmentTokens returns the EST server for command-line administration
 // (creating enrollment tokens) on the data directory; it serves nothing.
 func (p *Platform) EnrollmentTokens(log *slog.Logger) (*est.Server, error) {
-	return p.newEST(nil, log)
+	return p.newEST(nil, nil, log)
 }
 
 // newEST issues with the device CA of the data directory (Platform.PKI).
-// certs may be nil: then no client certificate is accepted.
-func (p *Platform) newEST(certs *certauth.Checker, log *slog.Logger) (*est.Server, error) {
+// certs may be nil: then no client certificate is accepted; reg (nil on
+// the command line) registers its metrics.
+func (p *Platform) newEST(certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger) (*est.Server, error) {
 	_, ca, err := p.PKI()
 	if err != nil {
 		return nil, err
 	}
 	opts := est.Options{
-		CA:       ca,
-		Identity: p.Identity,
-		Audit:    p.Store,
-		TokenKey: p.derivedKey("thingid est enrollment token v1"),
-		Actor:    authn.Actor,
-		Logger:   log.With("component", "est"),
+		CA:         ca,
+		Identity:   p.Identity,
+		Audit:      p.Store,
+		TokenKey:   p.derivedKey("thingid est enrollment token v1"),
+		Actor:      authn.Actor,
+		Registerer: reg,
+		Logger:     log.With("component", "est"),
 	}
 	if certs != nil { // a nil *Checker in the interface would look like a checker
 		opts.Certificates = certs

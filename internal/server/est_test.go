@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,39 @@ func TestESTIsServed(t *testing.T) {
 	renewed := r.estEnroll(t, &mtls, "simplereenroll", key2, leaf.Subject, nil)
 	if sdk.ThingID(renewed) != th.ID || renewed.Equal(leaf) {
 		t.Fatalf("renewed certificate names %q", sdk.ThingID(renewed))
+	}
+
+	// The administrator revokes the thing's certificates (both of them):
+	// /metrics counts the enrollments and the certificates' lives.
+	req, _ = http.NewRequest(http.MethodPost, r.base+"/api/v1/admin/revocations", strings.NewReader(`{"thingId":"`+th.ID+`"}`))
+	req.SetBasicAuth("admin", pw)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = r.client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("revocation: %d", resp.StatusCode)
+	}
+	r.wantMetrics(t,
+		`thingid_est_enrollments_total{operation="simpleenroll",result="ok"} 1`,
+		`thingid_est_enrollments_total{operation="simplereenroll",result="ok"} 1`,
+		`thingid_certificates_total{event="issued"} 1`,
+		`thingid_certificates_total{event="renewed"} 1`,
+		`thingid_certificates_total{event="revoked"} 2`)
+}
+
+// wantMetrics scrapes /metrics and checks it has each of the lines.
+func (r *running) wantMetrics(t *testing.T, lines ...string) {
+	t.Helper()
+	code, body := r.get(t, "/metrics", nil)
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, l := range lines {
+		if !slices.Contains(strings.Split(body, "\n"), l) {
+			t.Errorf("/metrics lacks %s", l)
+		}
 	}
 }
 

@@ -55,6 +55,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 		UpstreamTimeout:  time.Duration(c.UpstreamTimeout),
 		// The uma filter stands in front of the trusted resource servers.
 		UMA:        &gateway.UMAOptions{Issuer: p.Config.HTTP.PublicURL, ResourceServers: p.Config.UMA.TrustedResourceServers, Tickets: umaTickets{u}},
+		Now:        p.clock,
 		Registerer: reg, // served at /metrics of the main listener
 		Log:        log,
 	}
@@ -110,6 +111,7 @@ func (p *Platform) startGateway(ctx context.Context, tk *tokenSet, certs *certau
 			log.Error("gateway listener stopped", "err", err)
 		}
 	}()
+	p.gateway.Store(g)
 	log.Info("gateway serving", "address", ln.Addr().String(), "publicURL", c.PublicURL, "routes", c.Routes)
 	fmt.Fprintf(out, "thingid gateway is serving on https://%s (public URL %s, routes in %s)\n", ln.Addr(), c.PublicURL, c.Routes)
 	return func() {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/oauth"
@@ -22,3 +23,19 @@ func (o oauthHouseholds) ActFor(ctx context.Context, userID, thingID string, pai
 }
 
 var _ oauth.Households = oauthHouseholds{}
+
+// householdGrants adapts the authorization server's grant revocation to
+// household.Grants. The households are made before the authorization
+// server (which asks them), so the server is found when a grant is
+// revoked, once mountComponents made it.
+type householdGrants struct{ p *Platform }
+
+func (g householdGrants) RevokeGrant(ctx context.Context, actor, grantID, reason string) error {
+	srv := g.p.oauthServer.Load()
+	if srv == nil {
+		return errors.New("server: no authorization server to revoke grants through")
+	}
+	return srv.RevokeGrant(ctx, actor, grantID, reason)
+}
+
+var _ household.Grants = householdGrants{}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/dpop"
@@ -31,6 +33,7 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 		Alg:              c.SigningAlgorithm,
 		MaxTokenLifetime: time.Duration(c.AccessTokenLifetime),
 		Bus:              p.Bus,
+		Now:              p.clock,
 		Log:              log.With("component", "tokens"),
 	})
 	if err != nil {
@@ -45,6 +48,12 @@ func (p *Platform) newTokens(ctx context.Context, log *slog.Logger) (*tokenSet, 
 		Issuer: p.Config.HTTP.PublicURL, Bus: p.Bus, Log: log.With("component", "tokens"),
 	})
 	if err != nil {
+		keys.Close()
+		return nil, nil, err
+	}
+	// The revocations this node did not see as events (it was not running).
+	if err := verifier.LoadRevoked(ctx, p.Store); err != nil {
+		verifier.Close()
 		keys.Close()
 		return nil, nil, err
 	}
@@ -77,8 +86,9 @@ func onlyIf(on bool, v string) string {
 
 // newOAuth returns the authorization server; extensions are the extension
 // grants of other packages (UMA), nil for none; households decide whether
-// things act for users, nil where nothing is served.
-func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, extensions map[string]oauth.ExtensionGrant, households oauth.Households, log *slog.Logger) (*oauth.Server, error) {
+// things act for users, nil where nothing is served; reg registers the
+// metrics, nil where nothing is served.
+func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *authn.Sessions, admin func(http.Handler) http.Handler, extensions map[string]oauth.ExtensionGrant, households oauth.Households, reg prometheus.Registerer, log *slog.Logger) (*oauth.Server, error) {
 	c := p.Config.OAuth
 	key := p.derivedKey("thingid oauth v1")
 	var registration [][]byte
@@ -87,11 +97,13 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 	}
 	return oauth.New(oauth.Options{
 		Issuer:                  p.Config.HTTP.PublicURL,
+		Site:                    p.site,
 		Audience:                oauthAudience(p.Config),
 		MQTTAudience:            onlyIf(p.Config.MQTT.Enabled, p.Config.MQTT.Audience),
 		GatewayAudience:         onlyIf(p.Config.Gateway.Enabled, p.Config.Gateway.Audience),
 		Extensions:              extensions,
 		Households:              households,
+		Now:                     p.clock,
 		Store:                   p.Store,
 		Identities:              p.Identity,
 		Tokens:                  tk.issuer,
@@ -106,11 +118,13 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		RegistrationScopes:      c.Registration.AllowedScopes,
 		DPoPNonces:              c.DPoPNonces,
 		ThingScopes:             c.ThingScopes,
+		ScopeDescriptions:       c.ScopeDescriptions,
 		Certificates:            certs,
 		IDTokenAlg:              c.SigningAlgorithm,
 		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
 		RefreshTokenLifetime:    time.Duration(c.RefreshTokenLifetime),
 		DeviceCodeLifetime:      time.Duration(c.DeviceCodeLifetime),
+		Registerer:              reg,
 		Logger:                  log.With("component", "oauth"),
 	})
 }
@@ -118,7 +132,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 // OAuthAdmin returns the authorization server for command-line administration
 // (the client registry) on the data directory; it serves nothing.
 func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Server, func(), error) {
-	sessions, err := p.newSessions(nil, log)
+	sessions, err := p.newSessions(nil, nil, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -128,7 +142,7 @@ func (p *Platform) OAuthAdmin(ctx context.Context, log *slog.Logger) (*oauth.Ser
 	}
 	// Clients may be registered with the UMA grant here too; nothing is served.
 	srv, err := p.newOAuth(tk, nil, sessions, func(http.Handler) http.Handler { return http.NotFoundHandler() },
-		map[string]oauth.ExtensionGrant{uma.GrantType: {Things: true}}, nil, log)
+		map[string]oauth.ExtensionGrant{uma.GrantType: {Things: true}}, nil, nil, log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -43,6 +43,10 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if p.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "draining"})
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Store.Ping(ctx); err != nil {
@@ -54,7 +58,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	u, err := p.mountComponents(mux, admins, tk, certs, hh, log)
+	u, err := p.mountComponents(mux, admins, tk, certs, hh, mqtt, reg, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,14 +16,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/console"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/gateway"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/netlimit"
+	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/routes"
@@ -31,6 +35,7 @@ import (
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/postgres"
 	"github.com/thingid/thingid/internal/store/sqlite"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Platform is the opened state shared by `serve` and the CLI commands that work
@@ -46,8 +51,26 @@ type Platform struct {
 	// decisionClock is the households' clock (nil: time.Now); tests set it
 	// to decide at 19:59 and 20:01.
 	decisionClock func() time.Time
+	// site is the pages' brand, overrides and languages once Serve made it
+	// (nil: the built-in ones).
+	site *ui.Site
+	// clock is the clock tokens, the authorization server, UMA and the
+	// gateway read (nil: time.Now); a test sets it with decisionClock to
+	// issue an RPT at 19:59 and present it at 20:00.
+	clock func() time.Time
+	// oauthServer is the authorization server once Serve made it: the
+	// households revoke grants through it (householdGrants).
+	oauthServer atomic.Pointer[oauth.Server]
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
+	// draining: the node was told to stop; /readyz answers 503.
+	draining atomic.Bool
+	// history counts per minute what the console's dashboard draws; Serve
+	// makes it.
+	history *console.History
+	// gateway is the identity gateway once Serve started it (the console
+	// shows its routes).
+	gateway atomic.Pointer[gateway.Gateway]
 }
 
 // Open prepares the data directory and opens the store. Close it when done.
@@ -130,9 +153,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer
 func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger, out io.Writer) error {
 	defer ln.Close()
 	cfg := p.Config
+	site, err := p.newSite()
+	if err != nil {
+		return fmt.Errorf("ui: %w", err)
+	}
+	p.site = site
 	if err := p.bootstrapAdmin(ctx, out); err != nil {
 		return fmt.Errorf("create first administrator: %w", err)
 	}
+	defer p.forgetAdminPassword(ctx, log)()
 	tlsCert, err := p.serverCertificate()
 	if err != nil {
 		return err
@@ -142,15 +171,19 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer cleanupTokens()
-	certs, err := p.newCertAuth(ctx, log)
+	reg := newRegistry()
+	certs, err := p.newCertAuth(ctx, reg, log)
 	if err != nil {
 		return err
 	}
 	defer certs.Close()
-	reg := newRegistry()
 	// One accounting of connections for every listener: no client may take
 	// the descriptors the others, and the health checks, need.
-	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg})
+	proxies, err := cfg.Connections.ProxyProtocol.TrustedPrefixes()
+	if err != nil {
+		return err
+	}
+	conns, err := netlimit.New(netlimit.Options{Max: cfg.Connections.Max, Log: log.With("component", "netlimit"), Registerer: reg, Proxies: proxies})
 	if err != nil {
 		return err
 	}
@@ -166,15 +199,26 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	if mqtt != nil {
 		defer mqtt.Close()
 	}
+	p.history = console.NewHistory()
+	go p.history.Sample(ctx, time.Minute, dashboardTotals(reg, log))
 	handler, umaServer, err := p.routes(tk, certs, reg, admins, hh, mqtt, log)
 	if err != nil {
 		return err
+	}
+	if err := p.site.Err(); err != nil {
+		return fmt.Errorf("ui.templates: %w", err)
 	}
 	stopGateway, err := p.startGateway(ctx, tk, certs, umaServer, reg, conns, hh, log, out)
 	if err != nil {
 		return err
 	}
+	stopGateway = sync.OnceFunc(stopGateway)
 	defer stopGateway()
+	stopDirectory, err := p.startDirectory(certs, admins, reg, conns, log, out)
+	if err != nil {
+		return err
+	}
+	defer stopDirectory()
 	go p.purgeLoop(ctx, log)
 	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
 	ln = limitListener(ln, srv, "https", cfg.HTTP.Limits, conns, nil)
@@ -193,10 +237,23 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	case <-ctx.Done():
 	}
+	if err := p.drain(log, errc); err != nil {
+		return err
+	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.HTTP.ShutdownTimeout).String())
+	// Every listener stops accepting now; MQTT 5 clients are told to go
+	// elsewhere (DISCONNECT 0x8B, server shutting down) while requests in
+	// flight on the HTTPS listeners finish.
+	var stopping sync.WaitGroup
+	stopping.Go(stopGateway)
+	if mqtt != nil {
+		stopping.Go(func() { mqtt.Close() })
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.HTTP.ShutdownTimeout))
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	stopping.Wait()
+	if err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
@@ -204,6 +261,21 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// drain makes /readyz answer 503 and waits http.drainDelay, every listener
+// still serving, so that a load balancer has taken the node out before it
+// stops accepting. The HTTPS listener failing meanwhile is its error.
+func (p *Platform) drain(log *slog.Logger, errc <-chan error) error {
+	p.draining.Store(true)
+	d := time.Duration(p.Config.HTTP.DrainDelay)
+	log.Info("draining: /readyz answers 503", "drainDelay", d.String())
+	select {
+	case <-time.After(d):
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("HTTPS listener stopped while draining: %w", err)
+	}
 }
 
 // serverCertificate loads the configured certificate or one from the platform CA

@@ -17,14 +17,16 @@ import (
 
 // newUMA returns the UMA server; metadata is the authorization server's
 // metadata, read when the UMA configuration is served.
-func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, metadata func() any, proofs func() tokens.ProofVerifier, log *slog.Logger) (*uma.Server, error) {
+func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, decider uma.Decider, metadata func() any, proofs func() tokens.ProofVerifier, log *slog.Logger) (*uma.Server, error) {
 	cfg := p.Config
 	return uma.New(uma.Options{
 		Issuer:   cfg.HTTP.PublicURL,
+		Site:     p.site,
 		Store:    p.Store,
 		Users:    p.Identity,
 		Tokens:   &umaTokens{tk: tk, audience: cfg.HTTP.PublicURL, proofs: proofs},
 		Sessions: sessions,
+		Decider:  decider,
 		Bus:      p.Bus,
 		Key:      p.derivedKey("thingid uma v1"),
 		// RPTs pass wherever access tokens do: the same audiences.
@@ -34,6 +36,7 @@ func (p *Platform) newUMA(tk *tokenSet, sessions *authn.Sessions, metadata func(
 		TicketLifetime:         time.Duration(cfg.UMA.TicketLifetime),
 		RPTLifetime:            time.Duration(cfg.OAuth.AccessTokenLifetime),
 		Logger:                 log.With("component", "uma"),
+		Now:                    p.clock,
 	})
 }
 

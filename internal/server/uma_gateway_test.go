@@ -49,7 +49,7 @@ routes:
       - uma: {resourceServer: MUSIC, resource: "thing:{thing}", scopes: {"*": [use]}}
 `
 
-func newUMAGateway(t *testing.T) *umaGateway {
+func newUMAGateway(t *testing.T, before ...func(*Platform)) *umaGateway {
 	g := &umaGateway{seen: make(chan *http.Request, 64)}
 	g.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.seen <- r
@@ -64,6 +64,9 @@ func newUMAGateway(t *testing.T) *umaGateway {
 		}
 		if err := os.WriteFile(filepath.Join(p.Config.Gateway.Routes, "music.yaml"), []byte(routes), 0o600); err != nil {
 			t.Fatal(err)
+		}
+		for _, f := range before {
+			f(p)
 		}
 	})
 	m := regexp.MustCompile(`thingid gateway is serving on (https://\S+) `).FindStringSubmatch(g.r.out.String())

@@ -514,3 +514,31 @@ func hs256WithPublicKey(t *testing.T, w *umaWorld, payload string) string {
 	m.Write([]byte(head + "." + payload))
 	return head + "." + payload + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
+
+// TestTokenAndSignInMetricsServed: the token endpoint counts the UMA grant
+// through the extension hook like its own grants, and sign-in failures are
+// counted; /metrics serves them.
+func TestTokenAndSignInMetricsServed(t *testing.T) {
+	w := newUMAWorld(t)
+	music := w.pat(t, w.music) // golang.org/x/oauth2, client_credentials
+	code, out := w.register(t, music, `{"name":"Road trip","resource_scopes":["play"],"owner":"alice"}`)
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, out)
+	}
+	ticket := w.ticket(t, music, `[{"resource_id":`+jsonQuote(out["_id"].(string))+`,"resource_scopes":["play"]}]`)
+	if code, out := w.token(t, w.app, url.Values{"ticket": {ticket}}); out["error"] != "need_info" {
+		t.Fatalf("without claims: %d %v", code, out)
+	}
+	if code, out := w.token(t, w.app, url.Values{"ticket": {"made-up"}}); out["error"] != "invalid_grant" {
+		t.Fatalf("made-up ticket: %d %v", code, out)
+	}
+	if code, body := w.r.postWith(t, w.r.browser(), "/api/v1/signin", `{"userName":"alice","password":"not hers"}`); code != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d %s", code, body)
+	}
+	w.r.wantMetrics(t,
+		`thingid_oauth_tokens_total{grant="client_credentials",result="issued"} 1`,
+		`thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:uma-ticket",result="need_info"} 1`,
+		`thingid_oauth_tokens_total{grant="urn:ietf:params:oauth:grant-type:uma-ticket",result="invalid_grant"} 1`,
+		`thingid_signin_total{result="bad_credentials"} 1`,
+		`thingid_consent_decisions_total{decision="allow",flow="device"} 0`)
+}

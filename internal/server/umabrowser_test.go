@@ -71,3 +71,59 @@ func must(t *testing.T, what string, err error) {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
+
+// TestBrowserSharingConditions: alice shares her speaker with bob on school
+// days from 07:00 to 20:00 in Chromium, without JavaScript on the page: a
+// zone that is none is refused at the "When" inputs, which keep what she
+// entered; corrected, the share's row says when it holds.
+func TestBrowserSharingConditions(t *testing.T) {
+	tab := browsertest.New(t)
+	w := newSharingWorld(t)
+	speaker := `section[data-resource="` + w.speaker + `"] `
+	browserSignIn(t, tab, w.r.base, "/account/sharing", "alice")
+	zone, err := chromedp.Run(tab, chromedp.Value(chromedp.CSS(speaker+`input[name="zone"]`)))
+	if err != nil || zone != "UTC" {
+		t.Fatalf("the zone offered to alice, in no household: %q %v", zone, err)
+	}
+	fill := []chromedp.Action[chromedp.Void]{
+		chromedp.Click(chromedp.CSS(speaker + `input[name="kind"][value="user"]`)),
+		chromedp.SendKeys(chromedp.CSS(speaker+`input[name="grantee"]`), "bob"),
+		chromedp.Click(chromedp.CSS(speaker + `input[name="scope"][value="use"]`)),
+		chromedp.SetValue(chromedp.CSS(speaker+`input[name="zone"]`), "Europe/Nowhere"),
+		chromedp.SetValue(chromedp.CSS(speaker+`input[name="start"]`), "07:00"),
+		chromedp.SetValue(chromedp.CSS(speaker+`input[name="end"]`), "20:00"),
+	}
+	for _, d := range []string{"mon", "tue", "wed", "thu", "fri"} {
+		fill = append(fill, chromedp.Click(chromedp.CSS(speaker+`input[name="day"][value="`+d+`"]`)))
+	}
+	resp, err := chromedp.RunResponse(tab, append(fill, chromedp.Click(chromedp.CSS(speaker+`button[name="share"]`)))...)
+	if err != nil || resp.Status != 400 {
+		t.Fatalf("a zone that is none: %v %v", resp, err)
+	}
+	summary, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS(".summary")))
+	if err != nil || !strings.Contains(summary, "When:") || !strings.Contains(summary, "Europe/Nowhere") {
+		t.Fatalf("error summary: %q %v", summary, err)
+	}
+	start, err := chromedp.Run(tab, chromedp.Value(chromedp.CSS(speaker+`input[name="start"]`)))
+	if err != nil || start != "07:00" {
+		t.Fatalf("the window was not kept: %q %v", start, err)
+	}
+	notice := submitForm(t, tab, "sharing with a zone that is one",
+		chromedp.SetValue(chromedp.CSS(speaker+`input[name="zone"]`), "Europe/Berlin"),
+		chromedp.Click(chromedp.CSS(speaker+`button[name="share"]`)))
+	if notice != "Shared." {
+		t.Errorf("notice after sharing: %q", notice)
+	}
+	when, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS(speaker+`tr[data-share] td.when`)))
+	if err != nil || when != "from 07:00 to 20:00 on school days (Europe/Berlin)" {
+		t.Fatalf("the share's row: %q %v", when, err)
+	}
+	// bob reads the same words on what is shared with him.
+	bobTab, cancel := chromedp.NewContext(tab, chromedp.WithNewBrowserContext())
+	defer cancel()
+	browserSignIn(t, bobTab, w.r.base, "/account/shared", "bob")
+	when, err = chromedp.Run(bobTab, chromedp.Text(chromedp.CSS(`#shared td.when`)))
+	if err != nil || when != "from 07:00 to 20:00 on school days (Europe/Berlin)" {
+		t.Fatalf("bob's shared page: %q %v", when, err)
+	}
+}

@@ -31,6 +31,17 @@ type Compare struct {
 // Present is true when Field has a non-empty value (SCIM "pr").
 type Present struct{ Field string }
 
+// Substrings is true when Field's text starts with Initial, then holds each
+// of Any in that order, then ends with Final, none of them overlapping (the
+// substrings filter of LDAP, RFC 4511 §4.5.1.7.2); an empty part is no
+// condition. It is one pattern, so "a*b*c" is not three unrelated tests.
+type Substrings struct {
+	Field   string
+	Initial string
+	Any     []string
+	Final   string
+}
+
 // And is true when both sides are.
 type And struct{ Left, Right Expr }
 
@@ -48,9 +59,10 @@ type Any struct {
 	Where Expr
 }
 
-func (Compare) isExpr() {}
-func (Present) isExpr() {}
-func (And) isExpr()     {}
-func (Or) isExpr()      {}
-func (Not) isExpr()     {}
-func (Any) isExpr()     {}
+func (Compare) isExpr()    {}
+func (Present) isExpr()    {}
+func (Substrings) isExpr() {}
+func (And) isExpr()        {}
+func (Or) isExpr()         {}
+func (Not) isExpr()        {}
+func (Any) isExpr()        {}

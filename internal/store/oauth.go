@@ -205,6 +205,10 @@ type Grants interface {
 	ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error)
 	RevokeGrant(ctx context.Context, id string, at time.Time) error
 	TouchGrant(ctx context.Context, id string, at time.Time) error
+	// RevokedGrantsSince returns the grants revoked after since, with when
+	// (the first revocation's time): what a node that starts, and so missed
+	// the revocation events, must refuse the access tokens of.
+	RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error)
 }
 
 // RefreshTokens stores refresh tokens.

@@ -71,4 +71,22 @@ type PKI interface {
 	// Seq order. A revocation committed after the call never gets a Seq at or
 	// below the last one returned, so paging by Seq misses nothing.
 	ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) ([]*RevokedCert, error)
+	// PutCAFiles stores the files of the platform's own CAs (name →
+	// content: certificates in PEM, keys sealed with the master key), so
+	// that every node of one database issues and checks with the same CAs:
+	// all of them, or none and ErrConflict when any is stored already.
+	PutCAFiles(ctx context.Context, files map[string][]byte) error
+	// GetCAFiles returns the files PutCAFiles stored; empty when none were.
+	GetCAFiles(ctx context.Context) (map[string][]byte, error)
+	// ListExpiringCertificates returns up to limit certificates recorded on
+	// things (Thing.Certificates, with a NotAfter) that are not revoked and
+	// expire before before, soonest first, and how many there are.
+	ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]ThingCertificate, int, error)
+}
+
+// ThingCertificate is a certificate recorded on a thing.
+type ThingCertificate struct {
+	ThingID           string
+	FingerprintSHA256 string
+	NotAfter          time.Time
 }

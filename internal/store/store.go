@@ -1,5 +1,6 @@
 // Package store owns the persistent model of thingid: users, things, groups, the
-// relationships between them, admin API tokens and the append-only audit log.
+// relationships between them, admin API tokens, password resets and the
+// append-only audit log.
 // It validates nothing about identities (that is internal/identity's job) and never
 // publishes events; backends live in sub-packages and must pass storetest.
 package store
@@ -348,6 +349,7 @@ type Tx interface {
 	PKI
 	UMA
 	Households
+	PasswordResets
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -53,7 +54,9 @@ type UMATicket struct {
 }
 
 // UMAShare is an owner's decision: the grantee (a user or a group) may use
-// the resource with Scopes until ExpiresAt (zero: until revoked).
+// the resource with Scopes until ExpiresAt (zero: until revoked), at the
+// times Conditions say (structured JSON that internal/uma reads; nil: at
+// all times).
 type UMAShare struct {
 	ID         string
 	ResourceID string
@@ -61,6 +64,7 @@ type UMAShare struct {
 	Grantee    Ref // KindUser or KindGroup
 	Scopes     []string
 	ExpiresAt  time.Time
+	Conditions json.RawMessage
 	Created    time.Time
 }
 
@@ -138,6 +142,10 @@ type UMA interface {
 	GetUMAShare(ctx context.Context, id string) (*UMAShare, error)
 	ListUMAShares(ctx context.Context, f UMAShareFilter) ([]*UMAShare, error)
 	DeleteUMAShare(ctx context.Context, id string) error
+	// SetUMAShareConditions replaces the share's conditions (nil: none); an
+	// unknown share is ErrNotFound. As after a delete, the caller revokes
+	// the grants resting on the share once this committed.
+	SetUMAShareConditions(ctx context.Context, id string, conditions json.RawMessage) error
 
 	CreateUMARequest(ctx context.Context, r *UMARequest) error
 	GetUMARequest(ctx context.Context, id string) (*UMARequest, error)

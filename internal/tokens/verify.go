@@ -90,6 +90,28 @@ func NewVerifier(keys *Keys, cfg VerifierConfig) (*Verifier, error) {
 // Close stops following revocations.
 func (v *Verifier) Close() { v.unsubscribe() }
 
+// RevokedGrants lists the grants revoked lately (store.Grants).
+type RevokedGrants interface {
+	RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error)
+}
+
+// LoadRevoked refuses the tokens of every grant revoked within the longest
+// token lifetime, as the revocation events did on the nodes that saw them:
+// a node that starts missed those. Call it after NewVerifier, which follows
+// the events from then on, so that no revocation falls in between.
+func (v *Verifier) LoadRevoked(ctx context.Context, src RevokedGrants) error {
+	now, life := v.keys.cfg.Now(), v.keys.cfg.MaxTokenLifetime+v.leeway
+	revoked, err := src.RevokedGrantsSince(ctx, now.Add(-life))
+	if err != nil {
+		return fmt.Errorf("tokens: read the grants revoked lately: %w", err)
+	}
+	for gid, at := range revoked {
+		// Every token of the grant was issued before at, so expires by at + life.
+		v.deny.add(gid, at.Add(life), now)
+	}
+	return nil
+}
+
 // revoked handles EventGrantRevoke (see its contract).
 func (v *Verifier) revoked(e events.Event) {
 	if e.Type != EventGrantRevoke || e.ID == "" {

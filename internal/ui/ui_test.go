@@ -12,7 +12,7 @@ func TestPageRendersInLayoutWithAssets(t *testing.T) {
 	kit := Kit{AssetPrefix: "/assets/x/"}
 	fsys := fstest.MapFS{"p.html": {Data: []byte(`{{define "title"}}T{{end}}{{define "content"}}<p>{{.}}</p>{{end}}`)}}
 	rec := httptest.NewRecorder()
-	kit.Render(rec, http.StatusTeapot, kit.Page(fsys, "p.html"), "<b>")
+	kit.Render(rec, httptest.NewRequest("GET", "/", nil), http.StatusTeapot, kit.Page(fsys, "p.html"), "<b>")
 	body := rec.Body.String()
 	if rec.Code != http.StatusTeapot || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" || rec.Header().Get("Cache-Control") != "no-store" {
 		t.Fatalf("%d %v", rec.Code, rec.Header())
@@ -30,7 +30,7 @@ func TestPageRendersInLayoutWithAssets(t *testing.T) {
 	// A failing template is a clean 500, not half a page.
 	rec = httptest.NewRecorder()
 	bad := kit.Page(fstest.MapFS{"p.html": {Data: []byte(`{{define "title"}}{{end}}{{define "content"}}{{.Missing}}{{end}}`)}}, "p.html")
-	kit.Render(rec, http.StatusOK, bad, 42)
+	kit.Render(rec, httptest.NewRequest("GET", "/", nil), http.StatusOK, bad, 42)
 	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "<html") {
 		t.Fatalf("broken template: %d %s", rec.Code, rec.Body)
 	}

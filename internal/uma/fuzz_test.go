@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
 // The parsers of what clients and resource servers send must answer an
@@ -142,6 +144,35 @@ func FuzzShareForm(f *testing.F) {
 		}
 		if e := req.ExpiresAt; e != nil && (e.Location() != time.UTC || e.Hour() != 23 || e.Minute() != 59 || e.Second() != 59) {
 			t.Fatalf("%q: end %v is not the end of a day, UTC", s, e)
+		}
+	})
+}
+
+// FuzzConditions: an owner's conditions are refused naming a field of
+// "conditions", or stored as JSON that reads back and compiles.
+func FuzzConditions(f *testing.F) {
+	for _, s := range []string{`{"zone":"Europe/Berlin","days":["mon","fri"],"start":"22:00","end":"02:00"}`, `{"zone":"UTC"}`,
+		`{"zone":"Local","lastDate":"2030-01-01"}`, `{"zone":"UTC","start":"07:00\"); permit(principal,action,resource);//","end":"x"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var c Conditions
+		if readJSON(strings.NewReader(s), &c) != nil {
+			return
+		}
+		raw, err := c.check()
+		var pe *problemError
+		switch {
+		case errors.As(err, &pe):
+			if pe.status != http.StatusBadRequest || !strings.HasPrefix(pe.field, "conditions.") {
+				t.Fatalf("%s: refused as %d %q", s, pe.status, pe.field)
+			}
+		case err != nil:
+			t.Fatalf("%s: %v", s, err)
+		case raw != nil:
+			if _, _, err := conditionsOf(&store.UMAShare{ID: "s", Conditions: raw}); err != nil {
+				t.Fatalf("%s: stored %s does not read back: %v", s, raw, err)
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package uma
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -169,9 +170,13 @@ func (s *Server) grant(ctx context.Context, req GrantRequest) (*GrantResponse, e
 		grant = g
 	}
 
-	granted, shares, err := s.decide(ctx, user, want, now)
+	granted, shares, refusal, err := s.decide(ctx, user, want, now)
 	if err != nil {
 		return nil, err
+	}
+	if len(granted) == 0 && refusal != "" {
+		// The owner decided already: the share holds at other times.
+		return nil, newError(http.StatusForbidden, "request_denied", refusal)
 	}
 	if len(granted) == 0 {
 		return nil, s.askOwner(ctx, t, c.ID, user, want)
@@ -287,15 +292,19 @@ type requiredClaim struct {
 
 // decide applies the owners' policies: an owner may do everything with
 // their own resources; anyone else what live shares to them or their
-// groups allow. It returns the granted permissions (scopes within what was
-// asked, exp the earliest share end) and the shares they rest on.
-func (s *Server) decide(ctx context.Context, user string, want []wanted, now time.Time) ([]tokens.Permission, []string, error) {
+// groups allow, at the times the shares' conditions hold. It returns the
+// granted permissions (scopes within what was asked, exp the earliest share
+// end or moment a share's conditions may change: Decision.Until), the
+// shares they rest on, and why a share was refused by its conditions ("" if
+// none was).
+func (s *Server) decide(ctx context.Context, user string, want []wanted, now time.Time) ([]tokens.Permission, []*store.UMAShare, string, error) {
 	groups, err := s.userGroups(ctx, user)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	var out []tokens.Permission
-	var used []string
+	var used []*store.UMAShare
+	var refusal string
 	for _, w := range want {
 		if w.res.OwnerID == user {
 			out = append(out, tokens.Permission{ResourceID: w.res.ID, Scopes: slices.Clone(w.scopes)})
@@ -303,7 +312,7 @@ func (s *Server) decide(ctx context.Context, user string, want []wanted, now tim
 		}
 		shares, err := s.st.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: w.res.ID, OwnerID: w.res.OwnerID})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		var scopes []string
 		var exp time.Time
@@ -314,17 +323,34 @@ func (s *Server) decide(ctx context.Context, user string, want []wanted, now tim
 			if !(sh.Grantee.Kind == store.KindUser && sh.Grantee.ID == user) && !(sh.Grantee.Kind == store.KindGroup && slices.Contains(groups, sh.Grantee.ID)) {
 				continue
 			}
-			added := false
+			var adds []string
 			for _, sc := range sh.Scopes {
 				if slices.Contains(w.scopes, sc) && !slices.Contains(scopes, sc) {
-					scopes, added = append(scopes, sc), true
+					adds = append(adds, sc)
 				}
 			}
-			if added {
-				used = append(used, sh.ID)
-				if !sh.ExpiresAt.IsZero() && (exp.IsZero() || sh.ExpiresAt.Before(exp)) {
-					exp = sh.ExpiresAt
+			if len(adds) == 0 {
+				continue
+			}
+			end := sh.ExpiresAt
+			_, cond, err := conditionsOf(sh)
+			if err != nil {
+				return nil, nil, "", err
+			}
+			if cond != nil {
+				d := s.opts.Decider.DecideShare(ctx, cond, user, w.res.ID, sh.ID, adds)
+				if !d.Allowed {
+					refusal = d.Reason
+					continue
 				}
+				if !d.Until.IsZero() && (end.IsZero() || d.Until.Before(end)) {
+					end = d.Until
+				}
+			}
+			scopes = append(scopes, adds...)
+			used = append(used, sh)
+			if !end.IsZero() && (exp.IsZero() || end.Before(exp)) {
+				exp = end
 			}
 		}
 		if len(scopes) > 0 {
@@ -335,7 +361,7 @@ func (s *Server) decide(ctx context.Context, user string, want []wanted, now tim
 			out = append(out, p)
 		}
 	}
-	return out, used, nil
+	return out, used, refusal, nil
 }
 
 // askOwner answers a request nothing grants: request_denied when the owner
@@ -395,15 +421,20 @@ func subset(a, b []string) bool {
 
 // issueRPT signs the RPT under a grant (the upgraded RPT's, or a new one),
 // linked to the shares it rests on, so that revoking a share revokes it.
-func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, grant *store.Grant, prev, granted []tokens.Permission, shares []string, pct string) (*GrantResponse, error) {
+func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, grant *store.Grant, prev, granted []tokens.Permission, shares []*store.UMAShare, pct string) (*GrantResponse, error) {
 	c := req.Client
 	now := s.now()
 	exp := now.Add(s.opts.RPTLifetime)
 	perms := merge(prev, granted, now)
+	var last int64 // the RPT ends with its last permission
 	for i := range perms {
 		if perms[i].ExpiresAt == 0 || perms[i].ExpiresAt > exp.Unix() {
 			perms[i].ExpiresAt = exp.Unix()
 		}
+		last = max(last, perms[i].ExpiresAt)
+	}
+	if last < exp.Unix() {
+		exp = time.Unix(last, 0)
 	}
 	upgraded := len(prev) > 0
 	err := s.st.WithTx(ctx, func(tx store.Tx) error {
@@ -414,7 +445,7 @@ func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, gr
 			}
 		}
 		for _, sh := range shares {
-			if err := tx.LinkUMAGrant(ctx, grant.ID, sh); err != nil {
+			if err := tx.LinkUMAGrant(ctx, grant.ID, sh.ID); err != nil {
 				return err
 			}
 		}
@@ -424,14 +455,20 @@ func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, gr
 	if err != nil {
 		return nil, err
 	}
-	// A share revoked while we linked: its revoker listed the links before
-	// ours committed, so we revoke (see store.UMA).
+	// A share revoked, or its conditions changed, while we linked: its
+	// revoker listed the links before ours committed, so we revoke (see
+	// store.UMA).
 	for _, sh := range shares {
-		if _, err := s.st.GetUMAShare(ctx, sh); errors.Is(err, store.ErrNotFound) {
+		cur, err := s.st.GetUMAShare(ctx, sh.ID)
+		if errors.Is(err, store.ErrNotFound) {
 			_ = s.revokeGrants(ctx, "system", "uma share revoked during issuance", []string{grant.ID})
 			return nil, newError(http.StatusForbidden, "request_denied", "the share was revoked")
 		} else if err != nil {
 			return nil, err
+		}
+		if !bytes.Equal(cur.Conditions, sh.Conditions) {
+			_ = s.revokeGrants(ctx, "system", "uma share conditions changed during issuance", []string{grant.ID})
+			return nil, newError(http.StatusForbidden, "request_denied", "the share's conditions changed; ask again")
 		}
 	}
 	raw, err := json.Marshal(perms)
@@ -450,7 +487,7 @@ func (s *Server) issueRPT(ctx context.Context, req GrantRequest, user string, gr
 	if req.Confirmation != nil && req.Confirmation.JKT != "" {
 		tt = "DPoP" // RFC 9449 §5
 	}
-	return &GrantResponse{AccessToken: at, TokenType: tt, ExpiresIn: int64(s.opts.RPTLifetime / time.Second), PCT: pct, Upgraded: upgraded}, nil
+	return &GrantResponse{AccessToken: at, TokenType: tt, ExpiresIn: int64(exp.Sub(now) / time.Second), PCT: pct, Upgraded: upgraded}, nil
 }
 
 // merge adds granted to the still-valid permissions of an upgraded RPT.

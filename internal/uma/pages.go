@@ -4,7 +4,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,11 +37,11 @@ const (
 )
 
 type pages struct {
-	sharing, shared, message, claims *template.Template
+	sharing, shared, message, claims *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
-	page := func(name string) *template.Template { return kit.Page(templateFS, "templates/"+name) }
+	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name) }
 	return pages{sharing: page("sharing.html"), shared: page("shared.html"), message: page("message.html"), claims: page("claims.html")}
 }
 
@@ -63,17 +62,17 @@ type messagePage struct {
 	Title, Text, Link, LinkText string
 }
 
-func (s *Server) message(w http.ResponseWriter, status int, title, text string) {
-	s.kit.Render(w, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathSharing, LinkText: "Sharing"})
+func (s *Server) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathSharing, LinkText: "Sharing"})
 }
 
-func (s *Server) crossOriginPage(w http.ResponseWriter, _ *http.Request) {
-	s.message(w, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
+func (s *Server) crossOriginPage(w http.ResponseWriter, r *http.Request) {
+	s.message(w, r, http.StatusForbidden, "Request refused", "The form did not come from this site. Open the page again and resubmit.")
 }
 
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("uma: sharing page", "path", r.URL.Path, "err", err)
-	s.message(w, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
+	s.message(w, r, http.StatusInternalServerError, "Something went wrong", "Try again in a moment.")
 }
 
 // sharingPath is the sharing page, focused on resource when not empty. It
@@ -103,7 +102,7 @@ func signinRedirect(w http.ResponseWriter, r *http.Request, back string) {
 func (s *Server) postedForm(w http.ResponseWriter, r *http.Request) (u *store.User, ok bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 	if err := r.ParseForm(); err != nil {
-		s.message(w, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
+		s.message(w, r, http.StatusBadRequest, "Form not accepted", "The form could not be read. Open the page again and resubmit.")
 		return nil, false
 	}
 	u, err := s.opts.Sessions.User(r)
@@ -112,7 +111,7 @@ func (s *Server) postedForm(w http.ResponseWriter, r *http.Request) (u *store.Us
 		return nil, false
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.message(w, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
+		s.message(w, r, http.StatusForbidden, "Form expired", "The form expired or did not come from this site. Open the page again and resubmit.")
 		return nil, false
 	}
 	return u, true
@@ -146,6 +145,7 @@ type shareRow struct {
 	Scopes  []string
 	Until   string // empty: no end
 	Ended   bool
+	When    string // the conditions in words
 }
 
 type requestCard struct {
@@ -161,8 +161,14 @@ type pageForm struct {
 	ID                       string
 	Kind, Grantee, ExpiresAt string
 	Scopes                   []checkbox
-	Errors                   map[string]string
+	// The conditions (share forms only): zone, days, window and dates.
+	Zone, Start, End, FirstDate, LastDate string
+	Days                                  []checkbox
+	Errors                                map[string]string
 }
+
+// weekDays are the day checkboxes of the share form, as policy.When names them.
+var weekDays = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 type checkbox struct {
 	Name    string
@@ -197,6 +203,10 @@ func (s *Server) sharingPage(w http.ResponseWriter, r *http.Request, u *store.Us
 		return nil, false, err
 	}
 	p = &sharingPage{CSRF: s.csrf.Token(w, r), UserName: u.UserName, Focus: focus}
+	zone, err := s.defaultZone(ctx, u.ID)
+	if err != nil {
+		return nil, false, err
+	}
 	now := s.now()
 	clients := map[string]string{}
 	clientName := func(id string) string {
@@ -213,12 +223,12 @@ func (s *Server) sharingPage(w http.ResponseWriter, r *http.Request, u *store.Us
 			continue
 		}
 		c := resourceCard{resourceView: o.resourceView, Device: o.Type == ThingResourceType,
-			Form: pageForm{ID: fmt.Sprintf("res-%d", len(p.Resources)), Kind: kindUser, Scopes: checkboxes(o.Scopes, nil)}}
+			Form: pageForm{ID: fmt.Sprintf("res-%d", len(p.Resources)), Kind: kindUser, Scopes: checkboxes(o.Scopes, nil), Zone: zone, Days: checkboxes(weekDays, nil)}}
 		if o.ServerID != "" {
 			c.Server = clientName(o.ServerID)
 		}
 		for _, sh := range o.Shares {
-			row := shareRow{ID: sh.ID, Who: sh.GranteeName, Group: sh.Grantee.Kind == store.KindGroup, Scopes: sh.Scopes}
+			row := shareRow{ID: sh.ID, Who: sh.GranteeName, Group: sh.Grantee.Kind == store.KindGroup, Scopes: sh.Scopes, When: sh.When}
 			if row.Who == "" {
 				row.Who = sh.Grantee.ID
 			}
@@ -258,7 +268,7 @@ func (s *Server) showSharing(w http.ResponseWriter, r *http.Request) {
 		status, p.Error = http.StatusNotFound, "No resource with this id is yours."
 	}
 	p.Notice = notices[r.URL.Query().Get("done")]
-	s.kit.Render(w, status, s.pages.sharing, p)
+	s.kit.Render(w, r, status, s.pages.sharing, p)
 }
 
 // submitShare is POST /account/sharing/shares: the share form of a resource.
@@ -278,6 +288,8 @@ func (s *Server) submitShare(w http.ResponseWriter, r *http.Request) {
 				if c := &p.Resources[i]; c.ID == f.Get("resource_id") {
 					c.Form.Kind, c.Form.Grantee, c.Form.ExpiresAt = f.Get("kind"), f.Get("grantee"), f.Get("expires_at")
 					c.Form.Scopes = checkboxes(c.Scopes, f["scope"])
+					c.Form.Zone, c.Form.Start, c.Form.End = f.Get("zone"), f.Get("start"), f.Get("end")
+					c.Form.FirstDate, c.Form.LastDate, c.Form.Days = f.Get("first_date"), f.Get("last_date"), checkboxes(weekDays, f["day"])
 					return &c.Form
 				}
 			}
@@ -366,7 +378,7 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, u *store.Use
 			p.Error, p.ErrorAt = fieldLabels[field]+": "+strings.TrimSuffix(pe.detail, ".")+".", pf.ID+"-"+field
 		}
 	}
-	s.kit.Render(w, pe.status, s.pages.sharing, p)
+	s.kit.Render(w, r, pe.status, s.pages.sharing, p)
 }
 
 // formField is the input of the page's forms that an error field of
@@ -379,12 +391,14 @@ func formField(field string) string {
 		return "scopes"
 	case field == "expires_at":
 		return "expires_at"
+	case strings.HasPrefix(field, "conditions."):
+		return "conditions"
 	}
 	return ""
 }
 
 // fieldLabels name the inputs of formField in the error summary.
-var fieldLabels = map[string]string{"grantee": "With whom", "scopes": "Scopes", "expires_at": "Until"}
+var fieldLabels = map[string]string{"grantee": "With whom", "scopes": "Scopes", "expires_at": "Until", "conditions": "When"}
 
 // sentence capitalizes detail and ends it with a full stop.
 func sentence(detail string) string {
@@ -432,6 +446,11 @@ func shareRequestFromForm(f url.Values) (ShareRequest, error) {
 	default:
 		return req, refuse(http.StatusBadRequest, "kind", "choose whether you name a user, an e-mail address or a group")
 	}
+	c := Conditions{Zone: strings.TrimSpace(f.Get("zone")), Days: f["day"], Start: f.Get("start"), End: f.Get("end"),
+		FirstDate: f.Get("first_date"), LastDate: f.Get("last_date")}
+	if !c.when().IsZero() {
+		req.Conditions = &c
+	}
 	exp, err := parseEndDate(f.Get("expires_at"))
 	req.ExpiresAt = exp
 	return req, err
@@ -456,9 +475,9 @@ func parseEndDate(v string) (*time.Time, error) {
 // --- the shared-with-me page ---
 
 type sharedRow struct {
-	Name, Owner, Via, Until string
-	Device                  bool
-	Scopes                  []string
+	Name, Owner, Via, Until, When string
+	Device                        bool
+	Scopes                        []string
 }
 
 // showShared is GET /account/shared: what others share with me.
@@ -475,7 +494,7 @@ func (s *Server) showShared(w http.ResponseWriter, r *http.Request) {
 	}
 	rows := make([]sharedRow, 0, len(entries))
 	for _, e := range entries {
-		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes,
+		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes, When: e.When,
 			Device: e.Resource.Type == ThingResourceType}
 		if e.Grantee.Kind == store.KindGroup {
 			row.Via = e.GranteeName
@@ -485,7 +504,7 @@ func (s *Server) showShared(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	s.kit.Render(w, http.StatusOK, s.pages.shared, struct {
+	s.kit.Render(w, r, http.StatusOK, s.pages.shared, struct {
 		UserName string
 		Shared   []sharedRow
 	}{u.UserName, rows})

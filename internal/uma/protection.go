@@ -28,6 +28,10 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Description }
 
+// ErrorCode is the wire code; the token endpoint counts the UMA grant's
+// refusals by it (oauth.ExtensionGrant).
+func (e *apiError) ErrorCode() string { return e.Code }
+
 func newError(status int, code, desc string) *apiError {
 	return &apiError{Status: status, Code: code, Description: desc}
 }

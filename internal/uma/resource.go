@@ -343,7 +343,7 @@ func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.revokeShareGrants(ctx, actor, shares); err != nil {
+	if err := s.revokeShareGrants(ctx, actor, "uma resource deleted", shares); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -378,9 +378,9 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ids)
 }
 
-// revokeShareGrants revokes the RPTs issued on shares that were deleted
-// (after the delete committed: see store.UMA).
-func (s *Server) revokeShareGrants(ctx context.Context, actor string, shares []*store.UMAShare) error {
+// revokeShareGrants revokes the RPTs issued on shares that were deleted or
+// changed (after that committed: see store.UMA), for reason.
+func (s *Server) revokeShareGrants(ctx context.Context, actor, reason string, shares []*store.UMAShare) error {
 	var ids []string
 	for _, sh := range shares {
 		gs, err := s.st.ListUMAShareGrants(ctx, sh.ID)
@@ -389,7 +389,7 @@ func (s *Server) revokeShareGrants(ctx context.Context, actor string, shares []*
 		}
 		ids = append(ids, gs...)
 	}
-	return s.revokeGrants(ctx, actor, "uma share revoked", ids)
+	return s.revokeGrants(ctx, actor, reason, ids)
 }
 
 // registered is the prelude of changing a resource: the PAT, the resource it

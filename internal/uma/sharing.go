@@ -42,6 +42,7 @@ func (s *Server) registerSharing(mux routes.Mux) {
 	mux.Handle("GET /api/v1/uma/shares", api(s.apiShares))
 	mux.Handle("POST /api/v1/uma/shares", api(s.apiCreateShare))
 	mux.Handle("DELETE /api/v1/uma/shares/{id}", api(s.apiRevokeShare))
+	mux.Handle("PUT /api/v1/uma/shares/{id}/conditions", api(s.apiSetConditions))
 	mux.Handle("GET /api/v1/uma/requests", api(s.apiRequests))
 	mux.Handle("POST /api/v1/uma/requests/{id}/approve", api(s.apiApprove))
 	mux.Handle("POST /api/v1/uma/requests/{id}/deny", api(s.apiDeny))
@@ -65,17 +66,27 @@ func viewResource(r *store.UMAResource) resourceView {
 }
 
 type shareView struct {
-	ID          string     `json:"id"`
-	ResourceID  string     `json:"resource_id"`
-	Grantee     store.Ref  `json:"grantee"`
-	GranteeName string     `json:"grantee_name,omitempty"`
-	Scopes      []string   `json:"scopes"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	Created     time.Time  `json:"created"`
+	ID          string      `json:"id"`
+	ResourceID  string      `json:"resource_id"`
+	Grantee     store.Ref   `json:"grantee"`
+	GranteeName string      `json:"grantee_name,omitempty"`
+	Scopes      []string    `json:"scopes"`
+	ExpiresAt   *time.Time  `json:"expires_at,omitempty"`
+	Conditions  *Conditions `json:"conditions,omitempty"`
+	// When is the conditions in words ("from 07:00 to 20:00 on school days
+	// (Europe/Berlin)"), "always" without any.
+	When    string    `json:"when"`
+	Created time.Time `json:"created"`
 }
 
 func (s *Server) viewShare(ctx context.Context, sh *store.UMAShare) shareView {
-	v := shareView{ID: sh.ID, ResourceID: sh.ResourceID, Grantee: sh.Grantee, Scopes: nonNil(sh.Scopes), Created: sh.Created}
+	v := shareView{ID: sh.ID, ResourceID: sh.ResourceID, Grantee: sh.Grantee, Scopes: nonNil(sh.Scopes), Created: sh.Created, When: "always"}
+	if c, compiled, err := conditionsOf(sh); err != nil {
+		s.log.Error("uma: a share's stored conditions", "share", sh.ID, "err", err)
+		v.When = "never (its conditions cannot be read)"
+	} else if c != nil {
+		v.Conditions, v.When = c, compiled.Describe()
+	}
 	if !sh.ExpiresAt.IsZero() {
 		t := sh.ExpiresAt
 		v.ExpiresAt = &t
@@ -180,6 +191,8 @@ type ShareRequest struct {
 	Group      string     `json:"group,omitempty"`
 	Scopes     []string   `json:"scopes"`
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	// Conditions limit the share to times of the week and dates.
+	Conditions *Conditions `json:"conditions,omitempty"`
 }
 
 // apiCreateShare is POST /api/v1/uma/shares.
@@ -246,7 +259,11 @@ func (s *Server) newShare(ctx context.Context, u *store.User, req ShareRequest) 
 	if grantee.Kind == store.KindUser && grantee.ID == u.ID {
 		return nil, refuse(http.StatusBadRequest, "user", "you own this resource already")
 	}
-	return &store.UMAShare{ResourceID: res.ID, OwnerID: u.ID, Grantee: grantee, Scopes: dedupe(req.Scopes), ExpiresAt: exp, Created: s.now()}, nil
+	cond, err := s.checkConditions(ctx, u.ID, req.Conditions)
+	if err != nil {
+		return nil, err
+	}
+	return &store.UMAShare{ResourceID: res.ID, OwnerID: u.ID, Grantee: grantee, Scopes: dedupe(req.Scopes), ExpiresAt: exp, Conditions: cond, Created: s.now()}, nil
 }
 
 // storeShare stores sh, made by newShare, with its audit record in tx.
@@ -259,7 +276,7 @@ func (s *Server) storeShare(ctx context.Context, tx store.Tx, u *store.User, sh 
 		exp = &sh.ExpiresAt
 	}
 	return s.audit(ctx, tx, "user:"+u.ID, "uma.share.create", resourceRef(sh.ResourceID),
-		auditJSON(map[string]any{"share": sh.ID, "grantee": sh.Grantee, "scopes": sh.Scopes, "expiresAt": exp}))
+		auditJSON(map[string]any{"share": sh.ID, "grantee": sh.Grantee, "scopes": sh.Scopes, "expiresAt": exp, "conditions": sh.Conditions}))
 }
 
 // grantee resolves who a share is for. A user is matched by user name or
@@ -326,6 +343,23 @@ func (s *Server) apiRevokeShare(w http.ResponseWriter, r *http.Request, u *store
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// apiSetConditions is PUT /api/v1/uma/shares/{id}/conditions: the body is
+// the share's new conditions ({} for none); the RPTs resting on the share
+// are revoked at once.
+func (s *Server) apiSetConditions(w http.ResponseWriter, r *http.Request, u *store.User) {
+	var c Conditions
+	if err := readJSON(http.MaxBytesReader(w, r.Body, maxBody+1), &c); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	sh, err := s.SetConditions(r.Context(), "user:"+u.ID, u.ID, r.PathValue("id"), &c)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.viewShare(r.Context(), sh))
+}
+
 // RevokeShare deletes owner's share id and revokes the RPTs resting on it.
 // A share of another owner is not found, as a missing one is.
 func (s *Server) RevokeShare(ctx context.Context, actor, owner, id string) error {
@@ -348,7 +382,7 @@ func (s *Server) RevokeShare(ctx context.Context, actor, owner, id string) error
 	if err != nil {
 		return err
 	}
-	return s.revokeShareGrants(ctx, actor, []*store.UMAShare{sh})
+	return s.revokeShareGrants(ctx, actor, "uma share revoked", []*store.UMAShare{sh})
 }
 
 type requestView struct {

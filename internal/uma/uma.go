@@ -99,14 +99,18 @@ type SignedIn interface {
 	User(r *http.Request) (*store.User, error)
 }
 
-// Options configures New. Issuer, Store, Users, Tokens, Sessions and Key are
-// required.
+// Options configures New. Issuer, Store, Users, Tokens, Sessions, Decider
+// and Key are required.
 type Options struct {
+	// Site is the pages' brand and languages (nil: the built-in ones).
+	Site     *ui.Site
 	Issuer   string
 	Store    store.Store
 	Users    Users
 	Tokens   Tokens
 	Sessions SignedIn
+	// Decider decides the conditions of shares and audits their refusals.
+	Decider Decider
 	// Bus receives grant.revoke when a share is revoked; nil drops it.
 	Bus *events.Bus
 	// Key (at least 32 bytes, the same on every node) keys the stored
@@ -147,8 +151,8 @@ type Server struct {
 // New checks opts and returns the server.
 func New(opts Options) (*Server, error) {
 	switch {
-	case opts.Issuer == "", opts.Store == nil, opts.Users == nil, opts.Tokens == nil, opts.Sessions == nil:
-		return nil, errors.New("uma: Issuer, Store, Users, Tokens and Sessions are required")
+	case opts.Issuer == "", opts.Store == nil, opts.Users == nil, opts.Tokens == nil, opts.Sessions == nil, opts.Decider == nil:
+		return nil, errors.New("uma: Issuer, Store, Users, Tokens, Sessions and Decider are required")
 	case len(opts.Key) < 32:
 		return nil, errors.New("uma: Key must have at least 32 bytes")
 	case opts.TicketLifetime < 0 || opts.RPTLifetime < 0 || opts.PCTLifetime < 0:
@@ -170,7 +174,7 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log}
+	s.kit = ui.Kit{AssetPrefix: assetPrefix, Log: s.log, Site: s.opts.Site}
 	s.csrf = ui.NewCSRF(derive(opts.Key, "thingid uma csrf v1"), iss.Scheme == "https")
 	s.pages = parsePages(s.kit)
 	return s, nil
@@ -197,8 +201,8 @@ func (s *Server) Register(mux routes.Mux) {
 	mux.HandleFunc(pathIntrospect, methodNotAllowed("POST"))
 	// The claims-interaction endpoint (interaction.go): pages, the decision
 	// refused cross-site.
-	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.kit.Render(w, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
+	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
 	}))
 	mux.Handle("GET "+pathClaims, ui.SecurityHeaders(http.HandlerFunc(s.showInteraction)))
 	mux.Handle("POST "+pathClaims, ui.SecurityHeaders(cop.Handler(http.HandlerFunc(s.submitInteraction))))

@@ -88,6 +88,29 @@ func (t *txn) ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.Gra
 // RevokeGrant marks the grant revoked (keeping the first RevokedAt) and
 // deletes its refresh tokens and unused codes. Used codes stay, so that a
 // replayed code is still recognised as reuse (RFC 6749 §4.1.2).
+func (t *txn) RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error) {
+	if err := checkAt("revoked grants since", since); err != nil {
+		return nil, err
+	}
+	rows, err := t.q.QueryContext(ctx, "SELECT id, revoked_at FROM oauth_grants WHERE revoked_at > "+t.ph(1), t.flavor().timeArg(since))
+	if err != nil {
+		return nil, fmt.Errorf("revoked grants: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var (
+			id string
+			at time.Time
+		)
+		if err := rows.Scan(&id, timeCol{&at}); err != nil {
+			return nil, fmt.Errorf("revoked grants: %w", err)
+		}
+		out[id] = at
+	}
+	return out, rows.Err()
+}
+
 func (t *txn) RevokeGrant(ctx context.Context, id string, at time.Time) error {
 	if err := checkAt("revoke grant "+id, at); err != nil {
 		return err

@@ -115,6 +115,10 @@ func (s *Store) ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.G
 	return s.single().ListGrants(ctx, f)
 }
 
+func (s *Store) RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error) {
+	return s.single().RevokedGrantsSince(ctx, since)
+}
+
 func (s *Store) RevokeGrant(ctx context.Context, id string, at time.Time) error {
 	return s.withTx(ctx, func(t *txn) error { return t.RevokeGrant(ctx, id, at) })
 }

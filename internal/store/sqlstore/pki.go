@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -153,6 +156,34 @@ func (t *txn) ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) (
 	return out, rows.Err()
 }
 
+func (t *txn) ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.ThingCertificate, int, error) {
+	if limit <= 0 {
+		return nil, 0, fmt.Errorf("list expiring certificates: limit %d must be positive", limit)
+	}
+	const from = " FROM thing_certificates AS c WHERE c.not_after < "
+	const live = " AND NOT EXISTS (SELECT 1 FROM pki_revoked_certs AS r WHERE r.fingerprint = c.fingerprint)"
+	b := t.flavor().timeArg(before)
+	var total int
+	if err := t.q.QueryRowContext(ctx, "SELECT count(*)"+from+t.ph(1)+live, b).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+	}
+	rows, err := t.q.QueryContext(ctx, "SELECT c.thing_id, c.fingerprint, c.not_after"+from+t.ph(1)+live+
+		" ORDER BY c.not_after, c.thing_id, c.fingerprint LIMIT "+t.ph(2), b, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ThingCertificate
+	for rows.Next() {
+		var c store.ThingCertificate
+		if err := rows.Scan(&c.ThingID, &c.FingerprintSHA256, timeCol{&c.NotAfter}); err != nil {
+			return nil, 0, fmt.Errorf("list expiring certificates: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, total, rows.Err()
+}
+
 // The Store's own PKI methods: writes in their own write transaction, reads on
 // the reader pool.
 
@@ -178,4 +209,61 @@ func (s *Store) RevokeCert(ctx context.Context, r *store.RevokedCert) error {
 
 func (s *Store) ListRevokedCerts(ctx context.Context, afterSeq int64, limit int) ([]*store.RevokedCert, error) {
 	return s.single().ListRevokedCerts(ctx, afterSeq, limit)
+}
+
+// PutCAFiles inserts every file or, when one is there already, none.
+func (t *txn) PutCAFiles(ctx context.Context, files map[string][]byte) error {
+	if len(files) == 0 {
+		return errors.New("CA files: none given")
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if name == "" || len(files[name]) == 0 {
+			return fmt.Errorf("CA file %q: name and content are required", name)
+		}
+		n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO pki_ca_files (name, content) VALUES ("+t.ph(1)+", "+t.ph(2)+
+			") ON CONFLICT DO NOTHING", name, files[name]))
+		if err != nil {
+			return fmt.Errorf("store CA file %s: %w", name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("CA file %s: %w", name, store.ErrConflict)
+		}
+	}
+	return nil
+}
+
+func (t *txn) GetCAFiles(ctx context.Context) (map[string][]byte, error) {
+	rows, err := t.q.QueryContext(ctx, "SELECT name, content FROM pki_ca_files")
+	if err != nil {
+		return nil, fmt.Errorf("read CA files: %w", err)
+	}
+	defer rows.Close()
+	files := map[string][]byte{}
+	for rows.Next() {
+		var (
+			name    string
+			content []byte
+		)
+		if err := rows.Scan(&name, &content); err != nil {
+			return nil, fmt.Errorf("read CA files: %w", err)
+		}
+		files[name] = content
+	}
+	return files, rows.Err()
+}
+
+func (s *Store) PutCAFiles(ctx context.Context, files map[string][]byte) error {
+	return s.withTx(ctx, func(t *txn) error { return t.PutCAFiles(ctx, files) })
+}
+
+func (s *Store) GetCAFiles(ctx context.Context) (map[string][]byte, error) {
+	return s.single().GetCAFiles(ctx)
+}
+
+func (s *Store) ListExpiringCertificates(ctx context.Context, before time.Time, limit int) (cs []store.ThingCertificate, total int, err error) {
+	err = s.read(ctx, func(t *txn) error {
+		cs, total, err = t.ListExpiringCertificates(ctx, before, limit)
+		return err
+	})
+	return cs, total, err
 }

@@ -208,6 +208,8 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		return c.expr(*e, el)
 	case *store.Present:
 		return c.expr(*e, el)
+	case *store.Substrings:
+		return c.expr(*e, el)
 	case *store.And:
 		return c.expr(*e, el)
 	case *store.Or:
@@ -260,6 +262,36 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 			}
 			return c.f.attrPresent(c.arg(key)), nil
 		}, func(f string) store.Expr { return store.Present{Field: f} })
+	case store.Substrings:
+		pattern, err := likePattern(e)
+		if err != nil {
+			return "", err
+		}
+		return c.leaf(e.Field, el, func(name string, cl col, t store.FieldType) (string, error) {
+			lhs := cl.sql
+			switch t {
+			case store.CIString:
+				pattern = strings.ToLower(pattern)
+				if !cl.lowered {
+					lhs = c.f.lower(lhs)
+				}
+			case store.String:
+			default:
+				return "", invalid(name, "substrings apply to text only")
+			}
+			cond := lhs + " LIKE " + c.arg(pattern) + ` ESCAPE '\'`
+			if cl.nullable {
+				cond = "COALESCE(" + cond + ", FALSE)"
+			}
+			return cond, nil
+		}, func(key string) (string, error) {
+			if err := checkText(e.Field, key); err != nil {
+				return "", err
+			}
+			return c.f.attr(c.arg(key), jsonString, func(val string) string { return val + " LIKE " + c.arg(pattern) + ` ESCAPE '\'` }), nil
+		}, func(f string) store.Expr {
+			return store.Substrings{Field: f, Initial: e.Initial, Any: e.Any, Final: e.Final}
+		})
 	case nil:
 		return "", fmt.Errorf("empty filter operand: %w", store.ErrInvalidQuery)
 	}
@@ -439,6 +471,22 @@ func (c *compiler) stringOp(lhs string, op store.Op, s string) string {
 		return lhs + " = " + c.arg(s)
 	}
 	return c.f.binaryOrder(lhs) + " " + sqlOps[op] + " " + c.arg(s)
+}
+
+// likePattern is the one LIKE pattern of a substrings filter: the parts
+// escaped, joined by %, so that they must appear in order without overlap.
+func likePattern(e store.Substrings) (string, error) {
+	parts := append(append([]string{e.Initial}, e.Any...), e.Final)
+	for i, p := range parts {
+		if err := checkText(e.Field, p); err != nil {
+			return "", err
+		}
+		parts[i] = escapeLike(p)
+	}
+	if e.Initial == "" && len(e.Any) == 0 && e.Final == "" {
+		return "", invalid(e.Field, "substrings without a part")
+	}
+	return strings.Join(parts, "%"), nil
 }
 
 // checkText refuses text no stored value can hold and the databases disagree

@@ -190,7 +190,41 @@ func (t *txn) insertThings(ctx context.Context, prepare func(string) (*sql.Stmt,
 			return err
 		}
 	}
-	return t.insertMACs(ctx, prepare, withMACs)
+	if err := t.insertMACs(ctx, prepare, withMACs); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.inserted { // still: a MAC conflict took it back
+			if err := t.insertCertificates(ctx, r.meta.ID, r.th.Certificates); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// replaceCertificates makes thing_certificates hold the certificates of
+// thing id that have a NotAfter (a thing has a few: the rows are replaced).
+func (t *txn) replaceCertificates(ctx context.Context, id string, certs []store.CertRef) error {
+	if _, err := t.q.ExecContext(ctx, "DELETE FROM thing_certificates WHERE thing_id = "+t.ph(1), id); err != nil {
+		return fmt.Errorf("thing %s: certificates: %w", id, err)
+	}
+	return t.insertCertificates(ctx, id, certs)
+}
+
+// insertCertificates adds the certificates of thing id that have a NotAfter
+// to thing_certificates.
+func (t *txn) insertCertificates(ctx context.Context, id string, certs []store.CertRef) error {
+	for _, c := range certs {
+		if c.NotAfter.IsZero() || c.FingerprintSHA256 == "" {
+			continue
+		}
+		if _, err := t.q.ExecContext(ctx, "INSERT INTO thing_certificates (thing_id, fingerprint, not_after) VALUES ("+
+			t.ph(1)+", "+t.ph(2)+", "+t.ph(3)+") ON CONFLICT DO NOTHING", id, c.FingerprintSHA256, t.flavor().timeArg(c.NotAfter)); err != nil {
+			return fmt.Errorf("thing %s: certificate %s: %w", id, c.FingerprintSHA256, err)
+		}
+	}
+	return nil
 }
 
 // thingConflict names the unique constraint a thing that was not inserted hit
@@ -299,13 +333,14 @@ func (t *txn) GetThing(ctx context.Context, id string) (*store.Thing, error) {
 func (t *txn) UpdateThing(ctx context.Context, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, error) {
 	f := t.flavor()
 	var oldMACs []string
+	var oldCerts []store.CertRef
 	return update(store.KindThing, id, ifRevision,
 		func() (*store.Thing, *store.Meta, error) {
 			th, err := t.getThing(ctx, id, true)
 			if err != nil {
 				return nil, nil, err
 			}
-			oldMACs = th.MACAddresses
+			oldMACs, oldCerts = th.MACAddresses, slices.Clone(th.Certificates)
 			return th, &th.Meta, nil
 		}, fn,
 		func(th *store.Thing, prev int64) (bool, error) {
@@ -332,7 +367,13 @@ func (t *txn) UpdateThing(ctx context.Context, id string, ifRevision int64, fn f
 				return false, err
 			}
 			th.MACAddresses = r.macs
-			return true, t.replaceMACs(ctx, id, oldMACs, r.macs)
+			if err := t.replaceMACs(ctx, id, oldMACs, r.macs); err != nil {
+				return false, err
+			}
+			if slices.Equal(oldCerts, th.Certificates) {
+				return true, nil
+			}
+			return true, t.replaceCertificates(ctx, id, th.Certificates)
 		})
 }
 

@@ -197,12 +197,12 @@ func (t *txn) GetUMATicket(ctx context.Context, hash []byte) (*store.UMATicket, 
 	return x, nil
 }
 
-const umaShareColumns = "id, resource_id, owner_id, grantee_kind, grantee_id, scopes, expires_at, created"
+const umaShareColumns = "id, resource_id, owner_id, grantee_kind, grantee_id, scopes, expires_at, created, conditions"
 
 func scanUMAShare(s scanner) (*store.UMAShare, error) {
 	var x store.UMAShare
 	var kind string
-	err := s.Scan(&x.ID, &x.ResourceID, &x.OwnerID, &kind, &x.Grantee.ID, listCol{&x.Scopes}, timeCol{&x.ExpiresAt}, timeCol{&x.Created})
+	err := s.Scan(&x.ID, &x.ResourceID, &x.OwnerID, &kind, &x.Grantee.ID, listCol{&x.Scopes}, timeCol{&x.ExpiresAt}, timeCol{&x.Created}, rawCol{&x.Conditions})
 	x.Grantee.Kind = store.Kind(kind)
 	return &x, err
 }
@@ -216,10 +216,14 @@ func (t *txn) CreateUMAShare(ctx context.Context, x *store.UMAShare) error {
 		c.ID = newID()
 	}
 	c.Created, c.ExpiresAt = orNow(x.Created), normOpt(x.ExpiresAt)
+	cond, err := rawArg("uma share conditions", c.Conditions)
+	if err != nil {
+		return err
+	}
 	f := t.flavor()
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_shares ("+umaShareColumns+") VALUES "+t.placeholders(1, 8, 1)+
+	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO uma_shares ("+umaShareColumns+") VALUES "+t.placeholders(1, 9, 1)+
 		" ON CONFLICT DO NOTHING", c.ID, c.ResourceID, c.OwnerID, string(c.Grantee.Kind), c.Grantee.ID, listArg(c.Scopes),
-		f.nullTimeArg(c.ExpiresAt), f.timeArg(c.Created)))
+		f.nullTimeArg(c.ExpiresAt), f.timeArg(c.Created), cond))
 	if err != nil {
 		return fmt.Errorf("create uma share: %w", err)
 	}
@@ -249,6 +253,21 @@ func (t *txn) ListUMAShares(ctx context.Context, f store.UMAShareFilter) ([]*sto
 	q, args := t.where("SELECT "+umaShareColumns+" FROM uma_shares WHERE 1 = 1",
 		[2]string{"owner_id", f.OwnerID}, [2]string{"resource_id", f.ResourceID}, [2]string{"grantee_kind", kind}, [2]string{"grantee_id", id})
 	return queryAll(ctx, t, q+" ORDER BY created, id", args, scanUMAShare)
+}
+
+func (t *txn) SetUMAShareConditions(ctx context.Context, id string, conditions json.RawMessage) error {
+	cond, err := rawArg("uma share conditions", conditions)
+	if err != nil {
+		return err
+	}
+	n, err := rowsAffected(t.q.ExecContext(ctx, "UPDATE uma_shares SET conditions = "+t.ph(1)+" WHERE id = "+t.ph(2), cond, id))
+	if err != nil {
+		return fmt.Errorf("set uma share %s conditions: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("uma share %s: %w", id, store.ErrNotFound)
+	}
+	return nil
 }
 
 func (t *txn) DeleteUMAShare(ctx context.Context, id string) error {
@@ -434,6 +453,10 @@ func (s *Store) GetUMAShare(ctx context.Context, id string) (*store.UMAShare, er
 
 func (s *Store) ListUMAShares(ctx context.Context, f store.UMAShareFilter) ([]*store.UMAShare, error) {
 	return s.single().ListUMAShares(ctx, f)
+}
+
+func (s *Store) SetUMAShareConditions(ctx context.Context, id string, conditions json.RawMessage) error {
+	return s.withTx(ctx, func(t *txn) error { return t.SetUMAShareConditions(ctx, id, conditions) })
 }
 
 func (s *Store) DeleteUMAShare(ctx context.Context, id string) error {

@@ -15,6 +15,10 @@ func cmp(field string, op store.Op, v any) store.Expr {
 	return store.Compare{Field: field, Op: op, Value: v}
 }
 
+func subs(field, initial string, any []string, final string) store.Expr {
+	return store.Substrings{Field: field, Initial: initial, Any: any, Final: final}
+}
+
 // fixture holds the identities the filter tests query, by short name.
 type fixture struct {
 	ids   map[string]string
@@ -113,6 +117,16 @@ func testFilters(t *testing.T, s store.Store) {
 		{"name sub-attribute", store.KindUser, cmp("name.familyName", store.OpEq, "smith"), "u1"},
 		{"json string ne includes absent", store.KindUser, cmp("locale", store.OpNe, "en"), "u2 u3"},
 		{"timezone", store.KindUser, cmp("timezone", store.OpSw, "Europe/"), "u2"},
+		// Substrings: one pattern, parts in order and not overlapping.
+		{"substrings initial final", store.KindUser, subs("displayName", "al", nil, "ITH"), "u1"},
+		{"substrings any in order", store.KindUser, subs("displayName", "", []string{"lic", "smi"}, ""), "u1"},
+		{"substrings any out of order", store.KindUser, subs("displayName", "", []string{"smi", "lic"}, ""), ""},
+		{"substrings do not overlap", store.KindThing, subs("serialNumber", "A-00", nil, "001"), ""},
+		{"substrings percent is literal", store.KindUser, subs("userName", "bob", []string{"%"}, ""), "u2"},
+		{"substrings underscore is literal", store.KindUser, subs("userName", "", nil, "_"), ""},
+		{"substrings case-sensitive", store.KindThing, subs("manufacturer", "ac", nil, ""), ""},
+		{"substrings multi-valued", store.KindUser, subs("emails", "alice@", nil, ".EXAMPLE"), "u1"},
+		{"substrings attribute", store.KindThing, subs("attributes.room_tag", "a", nil, "b"), "t1 t2"},
 		// Bool.
 		{"bool eq true", store.KindUser, cmp("emailVerified", store.OpEq, true), "u1"},
 		{"bool eq false", store.KindUser, cmp("emailVerified", store.OpEq, false), "u2 u3"},

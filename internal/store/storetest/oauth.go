@@ -40,6 +40,7 @@ func OAuth(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Replay", testReplay},
 		{"ConcurrentReplay", testConcurrentReplay},
 		{"PurgeExpired", testPurgeExpired},
+		{"PasswordResets", testPasswordResets},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -465,6 +466,23 @@ func testGrants(t *testing.T, s store.Store) {
 	must(t, s.RevokeGrant(ctx(t), g1.ID, at))
 	must(t, s.RevokeGrant(ctx(t), g1.ID, at.Add(time.Hour))) // idempotent, first time kept
 	wantErr(t, s.RevokeGrant(ctx(t), "missing", at), store.ErrNotFound)
+	must(t, s.RevokeGrant(ctx(t), g3.ID, at.Add(-time.Minute)))
+	for since, want := range map[time.Time]map[string]time.Time{
+		at.Add(-time.Hour):   {g1.ID: at, g3.ID: at.Add(-time.Minute)},
+		at.Add(-time.Minute): {g1.ID: at}, // after since, not at it
+		at:                   {},
+	} {
+		got, err := s.RevokedGrantsSince(ctx(t), since)
+		must(t, err)
+		if len(got) != len(want) {
+			t.Fatalf("RevokedGrantsSince(%s) = %v, want %v", since, got, want)
+		}
+		for id, w := range want {
+			if !got[id].Equal(w) {
+				t.Fatalf("RevokedGrantsSince(%s)[%s] = %s, want %s", since, id, got[id], w)
+			}
+		}
+	}
 	got, err = s.GetGrant(ctx(t), g1.ID)
 	must(t, err)
 	if !got.RevokedAt.Equal(at) {

@@ -21,6 +21,9 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Revocations", testRevocations},
 		{"RevocationInTx", testRevocationInTx},
 		{"ConcurrentRevocations", testConcurrentRevocations},
+		{"CAFiles", testCAFiles},
+		{"ConcurrentCAFiles", testConcurrentCAFiles},
+		{"ExpiringCertificates", testExpiringCertificates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -166,4 +169,119 @@ func testConcurrentRevocations(t *testing.T, s store.Store) {
 	exactlyOnce(t, race(n, func(int) error {
 		return s.RevokeCert(ctx(t), &store.RevokedCert{FingerprintSHA256: fingerprint(1)})
 	}), store.ErrConflict)
+}
+
+// testCAFiles: the CA files are stored once, all of them or none.
+func testCAFiles(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if got, err := s.GetCAFiles(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("CA files of an empty store: %v, %v", got, err)
+	}
+	files := map[string][]byte{"ca.crt": []byte("-----BEGIN CERTIFICATE-----\n"), "ca.key.sealed": {0, 1, 2, 0xff}}
+	if err := s.PutCAFiles(ctx, files); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetCAFiles(ctx); err != nil || !reflect.DeepEqual(got, files) {
+		t.Fatalf("CA files: %v, %v; want %v", got, err, files)
+	}
+	// A second set, overlapping in one file, is refused whole.
+	other := map[string][]byte{"ca.crt": []byte("another"), "device-ca.crt": []byte("x")}
+	if err := s.PutCAFiles(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second set of CA files: %v, want ErrConflict", err)
+	}
+	if got, _ := s.GetCAFiles(ctx); !reflect.DeepEqual(got, files) {
+		t.Fatalf("after the refused set: %v", got)
+	}
+	for _, bad := range []map[string][]byte{nil, {"": []byte("x")}, {"a": nil}} {
+		if err := s.PutCAFiles(ctx, bad); err == nil {
+			t.Errorf("PutCAFiles(%v) accepted", bad)
+		}
+	}
+}
+
+// testConcurrentCAFiles: of nodes storing their CAs at once, one wins whole.
+func testConcurrentCAFiles(t *testing.T, s store.Store) {
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- s.PutCAFiles(t.Context(), map[string][]byte{"ca.crt": fmt.Appendf(nil, "ca %d", i), "ca.key.sealed": fmt.Appendf(nil, "key %d", i)})
+		}()
+	}
+	won := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetCAFiles(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won != 1 || len(got) != 2 || string(got["ca.crt"])[3:] != string(got["ca.key.sealed"])[4:] {
+		t.Fatalf("%d of %d won; stored %q", won, n, got)
+	}
+}
+
+// The certificates recorded on things are listed by when they expire, soonest
+// first, without the revoked ones, and follow the things' changes: created
+// with a thing (alone or in a batch), replaced by an update, gone with the
+// thing.
+func testExpiringCertificates(t *testing.T, s store.Store) {
+	c := ctx(t)
+	cert := func(i int, days int) store.CertRef {
+		return store.CertRef{FingerprintSHA256: fingerprint(i), NotAfter: base.Add(time.Duration(days) * 24 * time.Hour)}
+	}
+	a := &store.Thing{Type: store.ThingDevice, Status: store.StatusActive, SerialNumber: "A",
+		Certificates: []store.CertRef{cert(1, 10), cert(2, 40), {FingerprintSHA256: fingerprint(3)}}}
+	must(t, s.CreateThing(c, a))
+	b := &store.Thing{Type: store.ThingDevice, Status: store.StatusActive, SerialNumber: "B", Certificates: []store.CertRef{cert(4, 5)}}
+	none := &store.Thing{Type: store.ThingDevice, Status: store.StatusActive, SerialNumber: "C"}
+	errs, err := s.CreateThings(c, []*store.Thing{b, none})
+	must(t, err)
+	must(t, errors.Join(errs...))
+	list := func(days, limit int) ([]string, int) {
+		t.Helper()
+		cs, total, err := s.ListExpiringCertificates(c, base.Add(time.Duration(days)*24*time.Hour), limit)
+		must(t, err)
+		var out []string
+		for _, x := range cs {
+			out = append(out, x.ThingID+"/"+x.FingerprintSHA256[60:]+"@"+x.NotAfter.UTC().Format("01-02"))
+		}
+		return out, total
+	}
+	want := func(days, limit int, total int, got ...string) {
+		t.Helper()
+		l, n := list(days, limit)
+		if !reflect.DeepEqual(l, got) || n != total {
+			t.Fatalf("expiring within %d days (limit %d): %v of %d, want %v of %d", days, limit, l, n, got, total)
+		}
+	}
+	day := func(days int) string { return base.Add(time.Duration(days) * 24 * time.Hour).UTC().Format("01-02") }
+	want(30, 10, 2, b.ID+"/0004@"+day(5), a.ID+"/0001@"+day(10))
+	want(30, 1, 2, b.ID+"/0004@"+day(5))
+	want(1, 10, 0)
+	if _, _, err := s.ListExpiringCertificates(c, base, 0); err == nil {
+		t.Fatal("limit 0 accepted")
+	}
+	// Revoked: no longer expiring.
+	must(t, s.RevokeCert(c, &store.RevokedCert{FingerprintSHA256: fingerprint(4), ThingID: b.ID}))
+	want(30, 10, 1, a.ID+"/0001@"+day(10))
+	// An update replaces the thing's certificates.
+	_, err = s.UpdateThing(c, a.ID, 0, func(th *store.Thing) error {
+		th.Certificates = []store.CertRef{cert(2, 40), cert(5, 20)}
+		return nil
+	})
+	must(t, err)
+	want(30, 10, 1, a.ID+"/0005@"+day(20))
+	want(50, 10, 2, a.ID+"/0005@"+day(20), a.ID+"/0002@"+day(40))
+	// An update that leaves them changes nothing; deleting the thing takes them.
+	_, err = s.UpdateThing(c, a.ID, 0, func(th *store.Thing) error { th.DisplayName = "renamed"; return nil })
+	must(t, err)
+	want(50, 10, 2, a.ID+"/0005@"+day(20), a.ID+"/0002@"+day(40))
+	must(t, s.DeleteThing(c, a.ID, 0))
+	want(50, 10, 0)
 }

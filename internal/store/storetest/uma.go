@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -154,8 +156,41 @@ func testUMAShares(t *testing.T, s store.Store) {
 	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{OwnerID: "u1"}); len(l) != 2 {
 		t.Fatalf("by owner: %+v", l)
 	}
-	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: "r1"}); len(l) != 1 {
-		t.Fatalf("by resource: %+v", l)
+	if l, _ := s.ListUMAShares(ctx, store.UMAShareFilter{ResourceID: "r1"}); len(l) != 1 || l[0].Conditions != nil {
+		t.Fatalf("by resource, without conditions: %+v", l)
+	}
+	// Conditions: set, read back as the same JSON value (PostgreSQL's
+	// jsonb may respace it), cleared; an unknown share, or no JSON, refused.
+	cond := json.RawMessage(`{"zone":"Europe/Berlin","days":["mon","fri"],"start":"07:00","end":"20:00","lastDate":"2025-03-23"}`)
+	if err := s.SetUMAShareConditions(ctx, a.ID, cond); err != nil {
+		t.Fatal(err)
+	}
+	var want, back any
+	_ = json.Unmarshal(cond, &want)
+	if got, err := s.GetUMAShare(ctx, a.ID); err != nil || json.Unmarshal(got.Conditions, &back) != nil || !reflect.DeepEqual(want, back) {
+		t.Fatalf("conditions: %s, %v", got.Conditions, err)
+	}
+	withCond := &store.UMAShare{ResourceID: "r1", OwnerID: "u1", Grantee: g, Scopes: []string{"read"}, Conditions: cond}
+	if err := s.CreateUMAShare(ctx, withCond); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetUMAShare(ctx, withCond.ID); err != nil || len(got.Conditions) == 0 {
+		t.Fatalf("created with conditions: %+v, %v", got, err)
+	}
+	if err := s.SetUMAShareConditions(ctx, withCond.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetUMAShare(ctx, withCond.ID); got.Conditions != nil {
+		t.Fatalf("cleared conditions read %s", got.Conditions)
+	}
+	if err := s.SetUMAShareConditions(ctx, "nope", cond); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("conditions of an unknown share: %v", err)
+	}
+	if err := s.SetUMAShareConditions(ctx, a.ID, json.RawMessage(`{"zone":`)); err == nil {
+		t.Fatal("conditions that are not JSON were stored")
+	}
+	if err := s.DeleteUMAShare(ctx, withCond.ID); err != nil {
+		t.Fatal(err)
 	}
 	for _, gid := range []string{"gA", "gB", "gA"} {
 		if err := s.LinkUMAGrant(ctx, gid, a.ID); err != nil {

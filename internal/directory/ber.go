@@ -1,0 +1,160 @@
+package directory
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The framing of LDAP messages is thingid's own, before any byte reaches
+// asn1-ber: one LDAPMessage is read whole, within Limits.MaxMessageBytes,
+// and its shape (definite lengths only, nesting depth, number of elements)
+// is checked by walkBER before asn1-ber builds packets from it. asn1-ber's
+// own bounds are process-wide variables shared with every other user of
+// the module, so they are left alone.
+
+// errFraming: the byte stream is not a sequence of LDAP messages; the
+// session cannot go on (RFC 4511 §4.1.1: Notice of Disconnection, protocolError).
+var errFraming = errors.New("malformed LDAP message")
+
+// tagSequence is the universal, constructed SEQUENCE tag of an LDAPMessage.
+const tagSequence = 0x30
+
+// maxDepth bounds the nesting of one message: an LDAPMessage nests its
+// search filter five levels deep, and a filter nests at most maxFilterDepth
+// levels (two BER levels per level at worst, a substring filter).
+const maxDepth = 8 + 2*maxFilterDepth
+
+// maxElements bounds the BER elements of one message: a message of small
+// elements would otherwise cost asn1-ber a packet (about 200 bytes) per two
+// bytes read.
+const maxElements = 4096
+
+// readMessage reads one LDAPMessage (its tag, length and content) from r.
+// A message longer than max, an indefinite length (RFC 4511 §5.1 forbids it)
+// or a tag other than SEQUENCE is errFraming; a clean end of stream before
+// the first byte is io.EOF.
+func readMessage(r *bufio.Reader, max int) ([]byte, error) {
+	tag, err := r.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	if tag != tagSequence {
+		return nil, fmt.Errorf("%w: tag 0x%02x is not a SEQUENCE", errFraming, tag)
+	}
+	first, err := r.ReadByte()
+	if err != nil {
+		return nil, unexpected(err)
+	}
+	head := []byte{tag, first}
+	length := int(first)
+	if first&0x80 != 0 {
+		n := int(first & 0x7f)
+		if n == 0 {
+			return nil, fmt.Errorf("%w: indefinite length", errFraming)
+		}
+		if n > 4 {
+			return nil, fmt.Errorf("%w: length of %d bytes", errFraming, n)
+		}
+		length = 0
+		for range n {
+			b, err := r.ReadByte()
+			if err != nil {
+				return nil, unexpected(err)
+			}
+			head = append(head, b)
+			length = length<<8 | int(b)
+		}
+	}
+	if length > max-len(head) {
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d a message may have", errFraming, length+len(head), max)
+	}
+	msg := make([]byte, len(head)+length)
+	copy(msg, head)
+	if _, err := io.ReadFull(r, msg[len(head):]); err != nil {
+		return nil, unexpected(err)
+	}
+	return msg, nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// walkBER checks that b is exactly one BER element whose every length is
+// definite and fits its parent, nested at most maxDepth deep, with at most
+// maxElements elements in all. It never recurses: the depth is counted on
+// an explicit stack of the ends of open constructed elements.
+func walkBER(b []byte) error {
+	var ends [maxDepth + 1]int
+	depth, elements, pos := 0, 0, 0
+	ends[0] = len(b)
+	for {
+		for depth > 0 && pos == ends[depth] {
+			depth--
+		}
+		if pos == ends[depth] && depth == 0 {
+			if elements == 0 {
+				return fmt.Errorf("%w: empty", errFraming)
+			}
+			return nil
+		}
+		if depth == 0 && elements > 0 {
+			return fmt.Errorf("%w: bytes after the message", errFraming)
+		}
+		elements++
+		if elements > maxElements {
+			return fmt.Errorf("%w: more than %d elements", errFraming, maxElements)
+		}
+		tag, hdr, length, err := header(b[pos:ends[depth]])
+		if err != nil {
+			return err
+		}
+		pos += hdr
+		if length > ends[depth]-pos {
+			return fmt.Errorf("%w: an element longer than what contains it", errFraming)
+		}
+		if tag&0x20 == 0 { // primitive
+			pos += length
+			continue
+		}
+		if depth == maxDepth {
+			return fmt.Errorf("%w: nested more than %d deep", errFraming, maxDepth)
+		}
+		depth++
+		ends[depth] = pos + length
+	}
+}
+
+// header decodes the identifier and length octets at the start of b.
+// Multi-byte tags (tag number 31) do not occur in LDAP and are refused.
+func header(b []byte) (tag byte, n, length int, err error) {
+	if len(b) < 2 {
+		return 0, 0, 0, fmt.Errorf("%w: truncated element", errFraming)
+	}
+	tag = b[0]
+	if tag&0x1f == 0x1f {
+		return 0, 0, 0, fmt.Errorf("%w: multi-byte tag", errFraming)
+	}
+	first := b[1]
+	if first&0x80 == 0 {
+		return tag, 2, int(first), nil
+	}
+	k := int(first & 0x7f)
+	switch {
+	case k == 0:
+		return 0, 0, 0, fmt.Errorf("%w: indefinite length", errFraming)
+	case k > 4:
+		return 0, 0, 0, fmt.Errorf("%w: length of %d bytes", errFraming, k)
+	case len(b) < 2+k:
+		return 0, 0, 0, fmt.Errorf("%w: truncated length", errFraming)
+	}
+	for _, c := range b[2 : 2+k] {
+		length = length<<8 | int(c)
+	}
+	return tag, 2 + k, length, nil
+}

@@ -1,0 +1,121 @@
+package directory
+
+import (
+	ber "github.com/go-asn1-ber/asn1-ber"
+)
+
+// resultCode is an LDAPResult's resultCode (RFC 4511 §4.1.9, Appendix A).
+type resultCode int64
+
+const (
+	resultSuccess                      resultCode = 0
+	resultOperationsError              resultCode = 1
+	resultProtocolError                resultCode = 2
+	resultTimeLimitExceeded            resultCode = 3
+	resultSizeLimitExceeded            resultCode = 4
+	resultAuthMethodNotSupported       resultCode = 7
+	resultUnavailableCriticalExtension resultCode = 12
+	resultConfidentialityRequired      resultCode = 13
+	resultNoSuchAttribute              resultCode = 16
+	resultInappropriateMatching        resultCode = 18
+	resultNoSuchObject                 resultCode = 32
+	resultInvalidDNSyntax              resultCode = 34
+	resultInappropriateAuthentication  resultCode = 48
+	resultInvalidCredentials           resultCode = 49
+	resultInsufficientAccessRights     resultCode = 50
+	resultBusy                         resultCode = 51
+	resultUnavailable                  resultCode = 52
+	resultUnwillingToPerform           resultCode = 53
+	resultOther                        resultCode = 80
+)
+
+// result is an LDAPResult: the code, the matched DN and a message for people.
+type result struct {
+	code       resultCode
+	matchedDN  string
+	diagnostic string
+}
+
+// OIDs of the extended operations and unsolicited notifications served.
+const (
+	oidStartTLS              = "1.3.6.1.4.1.1466.20037"  // RFC 4511 §4.14
+	oidWhoAmI                = "1.3.6.1.4.1.4203.1.11.3" // RFC 4532
+	oidNoticeOfDisconnection = "1.3.6.1.4.1.1466.20036"  // RFC 4511 §4.4.1
+)
+
+// envelope wraps a protocol operation, and response controls when there
+// are any, into an LDAPMessage.
+func envelope(id int64, op *ber.Packet, controls ...*ber.Packet) []byte {
+	m := ber.NewSequence("LDAPMessage")
+	m.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, "messageID"))
+	m.AppendChild(op)
+	if len(controls) > 0 {
+		cs := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "controls")
+		for _, c := range controls {
+			cs.AppendChild(c)
+		}
+		m.AppendChild(cs)
+	}
+	return m.Bytes()
+}
+
+// resultOp is a response operation of tag op holding r's LDAPResult fields.
+func resultOp(op int, r result) *ber.Packet {
+	p := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ber.Tag(op), nil, "response")
+	p.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(r.code), "resultCode"))
+	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, r.matchedDN, "matchedDN"))
+	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, r.diagnostic, "diagnosticMessage"))
+	return p
+}
+
+// extendedResponse is an ExtendedResponse with a responseName (when oid is
+// not empty) and a responseValue (when value is not nil).
+func extendedResponse(r result, oid string, value []byte) *ber.Packet {
+	p := resultOp(opExtendedResponse, r)
+	if oid != "" {
+		p.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 10, oid, "responseName"))
+	}
+	if value != nil {
+		p.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 11, string(value), "responseValue"))
+	}
+	return p
+}
+
+// noticeOfDisconnection is the unsolicited notification sent before the
+// server ends a session (RFC 4511 §4.4.1).
+func noticeOfDisconnection(code resultCode, why string) []byte {
+	return envelope(0, extendedResponse(result{code: code, diagnostic: why}, oidNoticeOfDisconnection, nil))
+}
+
+// entry is one SearchResultEntry: a DN and attributes in order.
+type entry struct {
+	dn    string
+	id    string // the stored identity's id; "" for constant entries
+	attrs []attribute
+}
+
+type attribute struct {
+	name   string
+	values []string
+}
+
+// entryOp encodes e, with only the types when typesOnly.
+func entryOp(e entry, typesOnly bool) *ber.Packet {
+	p := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opSearchEntry, nil, "SearchResultEntry")
+	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, e.dn, "objectName"))
+	list := ber.NewSequence("attributes")
+	for _, a := range e.attrs {
+		pa := ber.NewSequence("PartialAttribute")
+		pa.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a.name, "type"))
+		vals := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "vals")
+		if !typesOnly {
+			for _, v := range a.values {
+				vals.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "value"))
+			}
+		}
+		pa.AppendChild(vals)
+		list.AppendChild(pa)
+	}
+	p.AppendChild(list)
+	return p
+}
