@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
 // AdminPrefix is where AdminHandler serves; mount it behind administrator
@@ -32,14 +33,18 @@ type ClientInfo struct {
 // Clients lists the sessions, connected or kept for an away client.
 func (b *Broker) Clients() []ClientInfo {
 	var out []ClientInfo
-	b.hook.sessions.Range(func(_, v any) bool {
-		s := v.(*session)
+	b.server.Each(func(cl *mqtt.Client) bool {
+		s := sessionOf(cl)
+		if s == nil {
+			return true
+		}
 		id := s.state.Load().id
 		ci := ClientInfo{
-			ClientID: s.cl.ID, Identity: id.principal(), Kind: id.Kind, Thing: id.Thing, User: id.user(),
-			Connected: !s.cl.Closed(), Listener: s.cl.Net.Listener, Remote: s.cl.Net.Remote,
-			Subscriptions: len(s.cl.State.Subscriptions.GetAll()), Queued: s.cl.State.Inflight.Len(),
+			ClientID: cl.ID, Identity: id.principal(), Kind: id.Kind, Thing: id.Thing, User: id.user(),
+			Subscriptions: cl.Subscriptions(), Queued: cl.Queued(),
 		}
+		ci.Connected = cl.Conn() != nil
+		ci.Listener, ci.Remote = where(cl)
 		if !id.Expires.IsZero() {
 			ci.Expires = &id.Expires
 		}
@@ -53,15 +58,15 @@ func (b *Broker) Clients() []ClientInfo {
 // Disconnect ends the client's connection (MQTT 5: DISCONNECT 0x98,
 // administrative action) and discards its session; false when there is none.
 func (b *Broker) Disconnect(clientID string) bool {
-	cl, ok := b.server.Clients.Get(clientID)
-	if !ok {
+	cl := b.server.Client(clientID)
+	if cl == nil {
 		return false
 	}
-	s := b.hook.session(cl)
+	s := sessionOf(cl)
 	if s == nil {
 		return false
 	}
-	b.hook.endWith(s, "administrator", packets.Code{Code: packets.ErrAdministrativeAction.Code, Reason: "session ended: administrator"})
+	b.auth.endWith(s, "administrator", packet.AdministrativeAction, "session ended: administrator", false)
 	return true
 }
 

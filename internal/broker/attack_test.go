@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/thingid/thingid/internal/events"
+	thingmqtt "github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -177,7 +178,7 @@ func TestAttackTopics(t *testing.T) {
 	spy.none(t, "things/"+other.ID+"/commands/unlock")
 }
 
-// The will is published without mochi asking the ACL, so CONNECT checks it.
+// A will on a topic the identity may not publish to is refused at CONNECT.
 func TestAttackWillTopic(t *testing.T) {
 	e := newEnv(t, nil)
 	th, other := e.thing("T-100"), e.thing("T-100")
@@ -310,7 +311,7 @@ func TestWebSocketOrigins(t *testing.T) {
 		if ws == nil {
 			continue
 		}
-		conn := &wsConn{Conn: ws.UnderlyingConn(), ws: ws}
+		conn := thingmqtt.WebSocket(ws)
 		if _, ca, err := e.connect5(conn, &paho.Connect{ClientID: th.ID, CleanStart: true, Password: []byte(e.thingToken(th)), PasswordFlag: true}); err != nil {
 			t.Errorf("MQTT over WebSocket: %v %+v", err, ca)
 		}

@@ -6,8 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -41,8 +40,9 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...stri
 	if a.to == nil {
 		return
 	}
+	listener, remote := where(cl)
 	target := store.Ref{Kind: "mqtt-client", ID: cl.ID}
-	actor := "mqtt:" + cl.Net.Remote
+	actor := "mqtt:" + remote
 	if id != nil && id.Kind != "" {
 		actor = id.principal()
 		switch {
@@ -52,7 +52,7 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...stri
 			target = store.Ref{Kind: store.KindUser, ID: id.Subject}
 		}
 	}
-	details := map[string]string{"clientId": cl.ID, "listener": cl.Net.Listener, "remote": cl.Net.Remote}
+	details := map[string]string{"clientId": cl.ID, "listener": listener, "remote": remote}
 	for i := 0; i+1 < len(kv); i += 2 {
 		details[kv[i]] = kv[i+1]
 	}
@@ -62,6 +62,18 @@ func (a *auditLog) deny(id *Identity, cl *mqtt.Client, action string, kv ...stri
 	default:
 		a.m.auditDropped.Inc()
 	}
+}
+
+// where is the listener and the peer address of cl's connection, or of
+// its last one while it is away.
+func where(cl *mqtt.Client) (listener, remote string) {
+	if conn := cl.Conn(); conn != nil {
+		return listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
+	}
+	if s := sessionOf(cl); s != nil {
+		return s.listener, s.remote
+	}
+	return "", ""
 }
 
 func (a *auditLog) run(ctx context.Context) {

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkConnect measures authenticated CONNECTs on plain TCP (token
-// verification, the store reads and mochi's session set-up).
+// verification, the store reads and the core's session set-up).
 func BenchmarkConnect(b *testing.B) {
 	e := newEnv(b, nil)
 	things := make([]*store.Thing, 200)
@@ -65,7 +65,7 @@ func BenchmarkPublishQoS0(b *testing.B) {
 }
 
 // BenchmarkPublishCheck measures the broker's check of one PUBLISH (the
-// ACL hook mochi calls), for a thing acting for itself (topic rules) and
+// Auth.Publish the core calls), for a thing acting for itself (topic rules) and
 // for a thing acting for a dependant (topic rules and the households'
 // verdict, cached for the connection).
 func BenchmarkPublishCheck(b *testing.B) {
@@ -82,13 +82,13 @@ func BenchmarkPublishCheck(b *testing.B) {
 		thing *store.Thing
 	}{{"topic rules", other}, {"topic rules and policy", f.speaker}} {
 		b.Run(tc.name, func(b *testing.B) {
-			cl, ok := f.b.server.Clients.Get(tc.thing.ID)
-			if !ok {
+			cl := f.b.server.Client(tc.thing.ID)
+			if cl == nil {
 				b.Fatal("not connected")
 			}
 			topic := "things/" + tc.thing.ID + "/telemetry"
 			for b.Loop() {
-				if !f.b.hook.OnACLCheck(cl, topic, true) {
+				if !f.b.auth.Publish(cl, topic) {
 					b.Fatal("refused")
 				}
 			}

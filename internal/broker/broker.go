@@ -1,5 +1,5 @@
 // Package broker is thingid's identity message broker: MQTT 3.1.1 and 5 on
-// mochi-mqtt, where every CONNECT is authenticated with a platform token or a
+// thingid's own core (internal/mqtt), where every CONNECT is authenticated with a platform token or a
 // device certificate, every PUBLISH, SUBSCRIBE and delivery is checked against
 // rules compiled for that identity, and revocations end connections at once.
 // It verifies tokens through internal/tokens and reads identities through a
@@ -18,11 +18,10 @@ import (
 	"sync"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
@@ -44,16 +43,14 @@ type TokenVerifier interface {
 // Limits bound what one client may cost.
 type Limits struct {
 	// MaxPacketSize in bytes, announced in CONNACK (MQTT 5 Maximum Packet
-	// Size); a larger packet ends the connection. mochi 2.7.9 closes it
-	// without DISCONNECT 0x95, as it does for a malformed packet (0x81).
+	// Size); a larger packet ends the connection (MQTT 5: DISCONNECT 0x95).
 	MaxPacketSize int
 	// Queue is the number of packets waiting to be written to one client; a
-	// message finding it full is dropped: a QoS 1 or 2 one too, so Queue
-	// should exceed Inflight. Each slot costs 8 bytes per client whether used
-	// or not (mochi's default of 8192 is 64 KiB).
+	// QoS 0 message finding it full is dropped and counted.
 	Queue int
 	// Inflight is the number of QoS 1 and 2 messages held for one client,
-	// connected or not; beyond it new ones are dropped and counted.
+	// connected or not, sent or waiting for the client's Receive Maximum;
+	// beyond it new ones are dropped and counted.
 	Inflight int
 	// SessionExpiry caps how long a disconnected persistent session is kept.
 	SessionExpiry time.Duration
@@ -118,8 +115,8 @@ type Broker struct {
 	opts      Options
 	log       *slog.Logger
 	server    *mqtt.Server
-	hook      *hook
-	store     *persistence
+	auth      *auth
+	store     *mqtt.Bolt
 	listeners map[string]*netListener
 	metrics   *metrics
 	audit     *auditLog
@@ -175,89 +172,61 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		}
 	}
 
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = uint32(l.MaxPacketSize)
-	caps.MaximumClientWritesPending = int32(l.Queue)
-	caps.MaximumInflight = uint16(l.Inflight)
-	caps.MaximumSessionExpiryInterval = uint32(min(l.SessionExpiry/time.Second, math.MaxUint32))
-
 	b := &Broker{opts: opts, log: log, listeners: map[string]*netListener{}, resolver: newResolver(opts.Directory, opts.IsAdministrator, opts.Rules, opts.Policies != nil), workers: newWorkers()}
 	b.metrics = newMetrics()
 	var err error
 	if b.store, err = openPersistence(opts.Dir); err != nil {
+		b.workers.stop()
+		return nil, err
+	}
+	fail := func(err error) (*Broker, error) {
+		b.closeListeners()
+		if b.server != nil {
+			b.server.Close()
+		}
+		b.store.Close()
+		b.workers.stop()
 		return nil, err
 	}
 	for _, lc := range opts.Listeners {
-		nl, err := newListener(lc, l.ConnectTimeout, opts.Connections, l.ConnectionsPerAddress)
+		nl, err := newListener(lc, l.ConnectTimeout, opts.Connections, l.ConnectionsPerAddress, log)
 		if err != nil {
-			b.closeListeners()
-			b.store.Stop()
-			return nil, err
+			return fail(err)
 		}
 		b.listeners[lc.Name] = nl
 	}
-	b.server = mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		Logger:                   log,
-		SysTopicResendInterval:   10,
-		ClientNetReadBufferSize:  1024,
-		ClientNetWriteBufferSize: 32 << 10, // allocated only while writes queue up
-	})
 	ctx, b.stop = context.WithCancel(ctx)
 	b.audit = newAuditLog(ctx, opts.Audit, log, b.metrics)
-	b.hook = &hook{b: b, ctx: ctx}
-	// thingid's hook must be the only one answering authentication and ACL
-	// questions: mochi lets a client in if any hook says yes.
-	if err := b.server.AddHook(b.hook, nil); err != nil {
-		b.closeListeners()
-		b.store.Stop()
-		return nil, err
+	b.auth = &auth{b: b, ctx: ctx}
+	b.server, err = mqtt.New(mqtt.Config{
+		Auth:             b.auth,
+		MaxPacketSize:    l.MaxPacketSize,
+		Inflight:         l.Inflight,
+		Queue:            l.Queue,
+		MaxSessionExpiry: l.SessionExpiry,
+		ConnectTimeout:   l.ConnectTimeout,
+		Store:            b.store,
+		Identity:         b.auth,
+		Log:              log,
+	})
+	if err != nil { // restoring the stored sessions; no listener yet
+		b.stop()
+		return fail(fmt.Errorf("broker: restore sessions from %s: %w", opts.Dir, err))
 	}
-	if err := b.server.AddHook(b.store, nil); err != nil {
-		b.closeListeners()
-		b.store.Stop()
-		return nil, err
-	}
-	if err := b.server.Serve(); err != nil { // restores the stored sessions; no listener yet
-		b.closeListeners()
-		b.server.Close()
-		return nil, fmt.Errorf("broker: restore sessions from %s: %w", opts.Dir, err)
-	}
-	b.hook.restore(ctx)
+	b.auth.restore(ctx)
 	if opts.Metrics != nil {
 		if err := b.metrics.register(opts.Metrics, b.server); err != nil {
-			b.closeListeners()
-			b.server.Close()
-			return nil, err
+			b.stop()
+			return fail(err)
 		}
 	}
-	b.hook.follow(ctx, opts.Bus, opts.Policies)
+	go b.server.RunSys(ctx, 10*time.Second)
+	b.auth.follow(ctx, opts.Bus, opts.Policies)
 	for name, nl := range b.listeners {
-		if err := b.server.AddListener(nl); err != nil {
-			b.Close()
-			return nil, err
-		}
-		b.server.Listeners.Serve(name, b.server.EstablishConnection)
+		go nl.serve(b.server.ServeConn)
 		log.Info("mqtt listening", "listener", name, "kind", nl.cfg.Kind, "address", nl.Address(), "tls", nl.cfg.TLS != nil, "anonymous", nl.cfg.Anonymous)
 	}
 	return b, nil
-}
-
-// quietUnlessDebug keeps mochi's log to errors unless debugging: it warns
-// about every client with a short keep-alive and every refused packet, which
-// would let any client write the server's log.
-type quietUnlessDebug struct{ slog.Handler }
-
-func (q quietUnlessDebug) Enabled(ctx context.Context, l slog.Level) bool {
-	return q.Handler.Enabled(ctx, l) && (l >= slog.LevelError || q.Handler.Enabled(ctx, slog.LevelDebug))
-}
-
-func (q quietUnlessDebug) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietUnlessDebug{q.Handler.WithAttrs(as)}
-}
-
-func (q quietUnlessDebug) WithGroup(name string) slog.Handler {
-	return quietUnlessDebug{q.Handler.WithGroup(name)}
 }
 
 func (b *Broker) closeListeners() {
@@ -278,28 +247,21 @@ func (b *Broker) Addr(name string) string {
 // listeners and closes the persistence file.
 func (b *Broker) Close() error {
 	b.stopOnce.Do(func() {
-		// Stop accepting, then end every connection and wait for them before
-		// mochi's own Close: with clients still leaving, its listing of a
-		// listener's clients takes a read lock twice and can deadlock.
 		for _, nl := range b.listeners {
 			nl.shutdown()
 		}
-		for _, cl := range b.server.Clients.GetAll() {
-			if !cl.Closed() {
-				b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
-			}
-		}
-		// Connections still in their handshake or CONNECT are not clients
-		// yet: end them too, and wait until none is inside mochi.
+		b.server.Close()
+		// Connections still in their TLS handshake are not the core's yet.
 		for _, nl := range b.listeners {
 			nl.drain()
 		}
-		b.server.Listeners.ClientsWg.Wait()
 		b.stop()
-		b.hook.stopFollowing()
-		b.server.Close()
+		b.auth.stopFollowing()
 		b.audit.wait()
 		b.workers.stop()
+		if err := b.store.Close(); err != nil {
+			b.log.Error("mqtt: closing the session store failed", "err", err)
+		}
 	})
 	return nil
 }

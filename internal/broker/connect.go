@@ -6,47 +6,22 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"strings"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
 // refusal is why a CONNECT (or a re-authentication) was refused: the MQTT 5
-// reason code, and a short label for metrics and the audit log.
+// reason code and reason string, and a short label for metrics and the
+// audit log.
 type refusal struct {
-	code  packets.Code
+	err   *packet.Error
 	label string
 }
 
-func refuse(code packets.Code, label, reason string) *refusal {
-	return &refusal{code: packets.Code{Code: code.Code, Reason: reason}, label: label}
-}
-
-// v3Codes maps MQTT 5 CONNACK reason codes to MQTT 3.1.1 return codes (§3.2.2.3).
-var v3Codes = map[byte]byte{
-	packets.ErrClientIdentifierNotValid.Code: 0x02,
-	packets.ErrServerUnavailable.Code:        0x03,
-	packets.ErrBadUsernameOrPassword.Code:    0x04,
-	packets.ErrBadAuthenticationMethod.Code:  0x04,
-	packets.ErrNotAuthorized.Code:            0x05,
-}
-
-// sendConnack answers a refused CONNECT: MQTT 5 gets the reason code and a
-// reason string, MQTT 3.1.1 the nearest return code.
-func sendConnack(cl *mqtt.Client, r *refusal) {
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.code.Code}
-	if cl.Properties.ProtocolVersion < 5 {
-		pk.ReasonCode = v3Codes[r.code.Code]
-		if pk.ReasonCode == 0 {
-			pk.ReasonCode = 0x05
-		}
-	} else {
-		pk.Properties.ReasonString = r.code.Reason
-	}
-	cl.WritePacket(pk)
+func refuse(code packet.ReasonCode, label, reason string) *refusal {
+	return &refusal{err: &packet.Error{Code: code, Reason: reason}, label: label}
 }
 
 // tokenLabels name the token refusals in metrics.
@@ -72,21 +47,21 @@ func tokenLabel(err error) string {
 // authenticate decides who a CONNECT is from: an access token (password, or
 // Authentication Data under AuthMethod), else a client certificate when
 // certificate login is on, else anonymous when the listener allows it.
-func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (*Identity, *refusal) {
-	lc := h.b.listeners[cl.Net.Listener].cfg
-	// Copies: mochi's strings point into the CONNECT packet (see detach).
-	id := &Identity{ClientIdentifier: strings.Clone(cl.ID), AuthMethod: strings.Clone(pk.Properties.AuthenticationMethod)}
-	raw := string(pk.Connect.Password)
+func (h *auth) authenticate(ctx context.Context, cl *mqtt.Client, pk *packet.Connect) (*Identity, *refusal) {
+	conn := cl.Conn()
+	lc := listenerOf(conn).cfg
+	id := &Identity{ClientIdentifier: cl.ID, AuthMethod: pk.Props.AuthMethod}
+	raw := string(pk.Password)
 	switch id.AuthMethod {
 	case "":
 	case AuthMethod:
-		if len(pk.Properties.AuthenticationData) > 0 {
-			raw = string(pk.Properties.AuthenticationData)
+		if len(pk.Props.AuthData) > 0 {
+			raw = string(pk.Props.AuthData)
 		}
 	default:
-		return nil, refuse(packets.ErrBadAuthenticationMethod, "auth_method", "authentication method "+AuthMethod+" or none (token as password)")
+		return nil, refuse(packet.BadAuthenticationMethod, "auth_method", "authentication method "+AuthMethod+" or none (token as password)")
 	}
-	chain := peerChain(cl.Net.Conn)
+	chain := peerChain(conn)
 	if len(chain) > 0 {
 		sum := sha256.Sum256(chain[0].Raw)
 		id.Cert = hex.EncodeToString(sum[:])
@@ -99,13 +74,13 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	case len(chain) > 0 && h.b.opts.CertificateLogin && h.b.opts.VerifyCertificate != nil:
 		thing, err := h.b.opts.VerifyCertificate(ctx, chain)
 		if err != nil {
-			return nil, refuse(packets.ErrBadUsernameOrPassword, "certificate", "client certificate refused: "+err.Error())
+			return nil, refuse(packet.BadUserNameOrPassword, "certificate", "client certificate refused: "+err.Error())
 		}
 		id.Kind, id.Thing, id.Expires = kindThing, thing, chain[0].NotAfter
 	case lc.Anonymous:
 		id.Kind = kindAnonymous
 	default:
-		return nil, refuse(packets.ErrNotAuthorized, "no_credentials", "send an access token as the password")
+		return nil, refuse(packet.NotAuthorized, "no_credentials", "send an access token as the password")
 	}
 	if r := h.checkClientID(ctx, cl.ID, id); r != nil {
 		return nil, r
@@ -113,19 +88,19 @@ func (h *hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if err := h.b.resolver.resolve(ctx, id); err != nil {
 		switch {
 		case errors.Is(err, errForeignGrant):
-			return nil, refuse(packets.ErrBadUsernameOrPassword, "foreign_grant", err.Error())
+			return nil, refuse(packet.BadUserNameOrPassword, "foreign_grant", err.Error())
 		case errors.Is(err, errInactive):
-			return nil, refuse(packets.ErrNotAuthorized, "inactive", err.Error())
+			return nil, refuse(packet.NotAuthorized, "inactive", err.Error())
 		}
 		h.b.log.Error("mqtt: reading the identity failed", "client", cl.ID, "err", err)
-		return nil, refuse(packets.ErrServerUnavailable, "error", "identity could not be read; try again")
+		return nil, refuse(packet.ServerUnavailable, "error", "identity could not be read; try again")
 	}
 	return id, nil
 }
 
 // fromToken fills id from a verified access token or, for the clients in
 // Options.IDTokenClients, ID token.
-func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []*x509.Certificate) *refusal {
+func (h *auth) fromToken(ctx context.Context, id *Identity, raw string, chain []*x509.Certificate) *refusal {
 	v := h.b.opts.Verifier
 	// The certificate of the TLS connection is the evidence of a
 	// certificate-bound token (RFC 8705 §3). DPoP (cnf.jkt) has no MQTT
@@ -142,11 +117,11 @@ func (h *hook) fromToken(ctx context.Context, id *Identity, raw string, chain []
 	}
 	var te *tokens.Error
 	if errors.As(err, &te) {
-		return refuse(packets.ErrBadUsernameOrPassword, tokenLabel(err), te.Description())
+		return refuse(packet.BadUserNameOrPassword, tokenLabel(err), te.Description())
 	}
 	if err != nil {
 		h.b.log.Error("mqtt: verifying a token failed", "err", err)
-		return refuse(packets.ErrServerUnavailable, "error", "token could not be checked; try again")
+		return refuse(packet.ServerUnavailable, "error", "token could not be checked; try again")
 	}
 	id.Thing, id.Subject, id.Client, id.Grant = c.ThingID, c.Subject, c.ClientID, c.GrantID
 	id.Scopes, id.Expires = c.Scope, c.ExpiresAt

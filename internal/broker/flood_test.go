@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +33,7 @@ func TestFloodIntoOneSubscriber(t *testing.T) {
 		pubs[i] = e.mustConnect5(things[i].ID, e.thingToken(things[i]))
 	}
 
-	dropped := atomic.LoadInt64(&e.b.server.Info.MessagesDropped)
+	dropped := e.b.server.Stats.Dropped.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -66,7 +65,7 @@ func TestFloodIntoOneSubscriber(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	dropped = atomic.LoadInt64(&e.b.server.Info.MessagesDropped) - dropped
+	dropped = e.b.server.Stats.Dropped.Load() - dropped
 	want := publishers*perPublisher - int(dropped)
 	sub.waitCount(t, want)
 

@@ -114,8 +114,10 @@ type resolver struct {
 func newResolver(dir Directory, isAdmin func(context.Context, string) (bool, error), rules []Rule, households bool) *resolver {
 	r := &resolver{dir: dir, isAdmin: isAdmin, households: households}
 	for _, rule := range rules {
-		for _, f := range append(slices.Clone(rule.Publish), rule.Subscribe...) {
-			r.ownerInRules = r.ownerInRules || strings.Contains(f, "${owner.id}")
+		for _, fs := range rule.filters() {
+			for _, f := range fs {
+				r.ownerInRules = r.ownerInRules || strings.Contains(f, "${owner.id}")
+			}
 		}
 	}
 	return r

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,8 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/netlimit"
 )
 
@@ -46,11 +45,10 @@ type Listener struct {
 	AllowedOrigins []string
 }
 
-// netListener accepts connections for mochi. Unlike mochi's own listeners
-// it gives a client a deadline to finish the TLS handshake and send CONNECT
-// (mochi sets none before CONNECT, so idle sockets would pile up), survives
-// transient Accept errors such as running out of file descriptors, and
-// refuses WebSocket upgrades from origins that are not configured.
+// netListener accepts connections for the core (mqtt.Server.ServeConn): it
+// gives a client a deadline to finish the TLS handshake and send CONNECT,
+// survives transient Accept errors such as running out of file descriptors,
+// and refuses WebSocket upgrades from origins that are not configured.
 type netListener struct {
 	cfg     Listener
 	ln      net.Listener
@@ -60,8 +58,7 @@ type netListener struct {
 	http    *http.Server // WebSocket only
 
 	// The connections being served, so that Broker.Close can end those
-	// still in their handshake or CONNECT (not yet clients of mochi) and
-	// wait for them before mochi's own Close.
+	// still in their handshake (not yet the core's) and wait for them.
 	mu       sync.Mutex
 	draining bool
 	conns    map[net.Conn]struct{}
@@ -107,7 +104,7 @@ func (l *netListener) drain() {
 // perAddress connections for one client address. A refused MQTT client is
 // closed before TLS (an MQTT answer would need its CONNECT first); a
 // refused WebSocket client gets an HTTP 429 or 503.
-func newListener(cfg Listener, timeout time.Duration, conns *netlimit.Limiter, perAddress int) (*netListener, error) {
+func newListener(cfg Listener, timeout time.Duration, conns *netlimit.Limiter, perAddress int, log *slog.Logger) (*netListener, error) {
 	if cfg.Kind != ListenerTCP && cfg.Kind != ListenerWebSocket {
 		return nil, fmt.Errorf("broker: listener %s: kind %q is not %s or %s", cfg.Name, cfg.Kind, ListenerTCP, ListenerWebSocket)
 	}
@@ -119,33 +116,26 @@ func newListener(cfg Listener, timeout time.Duration, conns *netlimit.Limiter, p
 	if cfg.Kind == ListenerWebSocket {
 		p.Refuse = netlimit.HTTPRefusal(cfg.TLS)
 	}
-	return &netListener{cfg: cfg, ln: conns.Listen(ln, p), timeout: timeout}, nil
-}
-
-func (l *netListener) ID() string       { return l.cfg.Name }
-func (l *netListener) Address() string  { return l.ln.Addr().String() }
-func (l *netListener) Protocol() string { return l.cfg.Kind }
-
-// Init keeps the logger; the socket was bound by newListener so that a busy
-// port is reported with the configuration field before anything starts.
-func (l *netListener) Init(log *slog.Logger) error {
-	l.log = log
-	if l.cfg.Kind == ListenerWebSocket {
-		// Created here, not in Serve, so that Close never races with it.
+	l := &netListener{cfg: cfg, ln: conns.Listen(ln, p), timeout: timeout, log: log}
+	if cfg.Kind == ListenerWebSocket {
 		l.http = &http.Server{
-			TLSConfig:         l.cfg.TLS,
-			ReadHeaderTimeout: l.timeout,
+			TLSConfig:         cfg.TLS,
+			ReadHeaderTimeout: timeout,
 			MaxHeaderBytes:    16 << 10, // an upgrade request: a token at most
-			IdleTimeout:       l.timeout,
+			IdleTimeout:       timeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
-	return nil
+	return l, nil
 }
 
-func (l *netListener) Serve(establish listeners.EstablishFn) {
+func (l *netListener) Address() string { return l.ln.Addr().String() }
+
+// serve accepts connections until the listener is shut down, and hands
+// each to serveConn once its TLS handshake is done.
+func (l *netListener) serve(serveConn func(net.Conn)) {
 	if l.cfg.Kind == ListenerWebSocket {
-		l.serveWebSocket(establish)
+		l.serveWebSocket(serveConn)
 		return
 	}
 	backoff := 5 * time.Millisecond
@@ -167,14 +157,14 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 		}
 		go func() {
 			defer l.untrack(conn)
-			l.handle(conn, establish)
+			l.handle(conn, serveConn)
 		}()
 	}
 }
 
 // handle runs one TCP connection until it ends.
-func (l *netListener) handle(conn net.Conn, establish listeners.EstablishFn) {
-	// Until CONNECT is accepted; mochi then sets keep-alive deadlines.
+func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
+	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
 	if l.cfg.TLS != nil {
 		tc := tls.Server(conn, l.cfg.TLS)
@@ -185,17 +175,34 @@ func (l *netListener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		}
 		conn = tc
 	}
-	l.establish(conn, establish)
+	serveConn(&listenerConn{Conn: conn, l: l})
 }
 
-func (l *netListener) establish(conn net.Conn, establish listeners.EstablishFn) {
-	if err := establish(l.cfg.Name, conn); err != nil && !errors.Is(err, io.EOF) {
-		l.log.Debug("mqtt: connection ended", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
+// listenerConn is a connection with the listener that accepted it, for the
+// listener's settings at CONNECT, the admin API and the audit log.
+type listenerConn struct {
+	net.Conn
+	l *netListener
+}
+
+// ConnectionState is the TLS state of the connection, if it has one.
+func (c *listenerConn) ConnectionState() tls.ConnectionState {
+	if cs, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return cs.ConnectionState()
 	}
+	return tls.ConnectionState{}
+}
+
+// listenerOf is the listener that accepted conn (from the core's Client.Conn).
+func listenerOf(conn net.Conn) *netListener {
+	if lc, ok := conn.(*listenerConn); ok {
+		return lc.l
+	}
+	return &netListener{}
 }
 
 // serveWebSocket serves HTTP upgrades to MQTT over WebSocket at WebSocketPath.
-func (l *netListener) serveWebSocket(establish listeners.EstablishFn) {
+func (l *netListener) serveWebSocket(serveConn func(net.Conn)) {
 	up := &websocket.Upgrader{
 		Subprotocols:     []string{"mqtt"},
 		HandshakeTimeout: l.timeout,
@@ -213,7 +220,7 @@ func (l *netListener) serveWebSocket(establish listeners.EstablishFn) {
 		}
 		defer l.untrack(raw)
 		raw.SetDeadline(time.Now().Add(l.timeout))
-		l.establish(&wsConn{Conn: raw, ws: c}, establish)
+		serveConn(&listenerConn{Conn: mqtt.WebSocket(c), l: l})
 	})
 	l.http.Handler = mux
 	var err error
@@ -246,59 +253,6 @@ func (l *netListener) shutdown() {
 	l.ln.Close() // also when Serve never ran
 }
 
-// Close stops accepting; Broker.Close has ended the clients already (see there).
-func (l *netListener) Close(listeners.CloseFn) { l.shutdown() }
-
-// wsConn carries MQTT over binary WebSocket messages (MQTT 5 §6): a packet
-// may span messages and a message may hold several packets.
-type wsConn struct {
-	net.Conn // the underlying connection, for addresses, deadlines and TLS state
-	ws       *websocket.Conn
-	r        io.Reader // the message being read
-	wmu      sync.Mutex
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				return 0, errors.New("mqtt over websocket: text frame (MQTT 5 §6: binary only)")
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// ConnectionState exposes the TLS state of a wss connection (client certificates).
-func (c *wsConn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return tc.ConnectionState()
-	}
-	return tls.ConnectionState{}
-}
-
 // peerChain returns the client certificate chain of conn, if it presented one.
 func peerChain(conn net.Conn) []*x509.Certificate {
 	cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
@@ -307,5 +261,3 @@ func peerChain(conn net.Conn) []*x509.Certificate {
 	}
 	return cs.ConnectionState().PeerCertificates
 }
-
-var _ listeners.Listener = (*netListener)(nil)

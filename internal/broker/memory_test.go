@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +15,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -76,7 +76,7 @@ func benchHeld(b *testing.B, listener string, n int) {
 		if err != nil || line != "held "+strconv.Itoa(n)+"\n" {
 			b.Fatalf("the child held %q (%v), want %d connections", line, err, n)
 		}
-		if got := atomic.LoadInt64(&e.b.server.Info.ClientsConnected); got != int64(n) {
+		if got := e.b.server.Stats.Connected.Load(); got != int64(n) {
 			b.Fatalf("%d clients connected, want %d", got, n)
 		}
 		after := settled()
@@ -165,9 +165,9 @@ func TestHoldConnections(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 }
 
-// A connection keeps nothing of its CONNECT packet: not the token sent as
-// Authentication Data, not the user name of a clean session; and what it
-// keeps (client identifier, will) is still what the client sent.
+// A connection keeps nothing of its CONNECT packet: the core copies what it
+// keeps (client identifier, will) and the session holds the identity, never
+// the token sent as Authentication Data.
 func TestConnectionKeepsNoToken(t *testing.T) {
 	e := newEnv(t, nil)
 	th := e.thing("M")
@@ -178,26 +178,24 @@ func TestConnectionKeepsNoToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, ok := e.b.server.Clients.Get(th.ID)
-	if !ok {
+	cl := e.b.server.Client(th.ID)
+	if cl == nil {
 		t.Fatal("no client")
 	}
-	p := cl.Properties
-	if cl.ID != th.ID || len(p.Props.AuthenticationData) != 0 || p.Username != nil || p.Props.AuthenticationMethod != AuthMethod ||
-		p.Will.TopicName != "things/"+th.ID+"/status" || string(p.Will.Payload) != "offline" || len(p.Props.User) != 1 || p.Props.User[0].Val != "v" {
-		t.Fatalf("the connection keeps id %q, auth data %d bytes, user name %q, method %q, will %q %q, user properties %v",
-			cl.ID, len(p.Props.AuthenticationData), p.Username, p.Props.AuthenticationMethod, p.Will.TopicName, p.Will.Payload, p.Props.User)
+	id := sessionOf(cl).state.Load().id
+	if cl.ID != th.ID || id.AuthMethod != AuthMethod || id.Thing != th.ID || bytes.Contains(e.b.auth.EncodeIdentity(cl.Identity()), []byte(tok)) {
+		t.Fatalf("the session keeps id %q, method %q, thing %q, record %q", cl.ID, id.AuthMethod, id.Thing, e.b.auth.EncodeIdentity(cl.Identity()))
 	}
 
-	// A persistent session keeps its identity record (record.go) in place of the user name.
+	// A persistent session keeps its identity record (record.go).
 	th2 := e.thing("M")
 	expiry := uint32(60)
 	if _, _, err := e.connect5(e.dial("tls"), &paho.Connect{ClientID: th2.ID, Password: []byte(e.thingToken(th2)), PasswordFlag: true,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
 		t.Fatal(err)
 	}
-	cl2, _ := e.b.server.Clients.Get(th2.ID)
-	if id, ok := decodeRecord(cl2.Properties.Username); !ok || id.Thing != th2.ID {
-		t.Fatalf("persistent session record %q", cl2.Properties.Username)
+	rec := e.b.auth.EncodeIdentity(e.b.server.Client(th2.ID).Identity())
+	if id, ok := decodeRecord(rec); !ok || id.Thing != th2.ID {
+		t.Fatalf("persistent session record %q", rec)
 	}
 }

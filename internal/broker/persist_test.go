@@ -64,8 +64,8 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 
 // Messages queued for an away session are checked again when it resumes:
 // the owner's app was unlinked from the thing meanwhile, so what the thing
-// published for it is not delivered (mochi resends queued messages without
-// asking the ACL).
+// published for it is not delivered (every resent message is a delivery,
+// checked again).
 func TestQueuedMessagesRecheckedOnResume(t *testing.T) {
 	e := newEnv(t, nil)
 	th := e.thing("T-100")

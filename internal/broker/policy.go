@@ -6,10 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/policy"
 )
 
@@ -61,12 +60,12 @@ func allows(d policy.Decision, owner bool) bool {
 
 // governed reports whether id's connections are decided by the policies: a
 // thing acting for a user other than itself.
-func (h *hook) governed(id *Identity) bool {
+func (h *auth) governed(id *Identity) bool {
 	return h.b.opts.Policies != nil && id.Kind == kindThing && id.user() != ""
 }
 
 // decide asks the policies about id's publishing and subscribing now.
-func (h *hook) decide(ctx context.Context, id *Identity) (*verdict, error) {
+func (h *auth) decide(ctx context.Context, id *Identity) (*verdict, error) {
 	v := &verdict{}
 	owner := id.Owner == id.user()
 	for _, q := range []struct {
@@ -113,17 +112,16 @@ func (v *verdict) ends(subscriptions int) bool {
 // admitPolicy decides a CONNECT (or a re-authentication) of a governed
 // identity: it is refused when the verdict ends it, or when it sets a will
 // it may not publish; a refusal is audited as action.
-func (h *hook) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity, subscriptions int, action string) (*verdict, *refusal) {
+func (h *auth) admitPolicy(ctx context.Context, cl *mqtt.Client, id *Identity, will bool, subscriptions int, action string) (*verdict, *refusal) {
 	v, err := h.decide(ctx, id)
 	if err != nil {
 		h.b.log.Error("mqtt: asking the policies failed", "client", cl.ID, "err", err)
-		return nil, refuse(packets.ErrServerUnavailable, "error", "the policies could not be asked; try again")
+		return nil, refuse(packet.ServerUnavailable, "error", "the policies could not be asked; try again")
 	}
-	will := atomic.LoadUint32(&cl.Properties.Will.Flag) == 1
 	if v.ends(subscriptions) || will && !v.mayPublish {
 		d := v.refusal()
 		h.b.audit.deny(id, cl, action, policyDetail(d, "reason", "policy")...)
-		return nil, refuse(packets.ErrNotAuthorized, "policy", d.Reason)
+		return nil, refuse(packet.NotAuthorized, "policy", d.Reason)
 	}
 	return v, nil
 }
@@ -136,27 +134,29 @@ func policyDetail(d policy.Decision, kv ...string) []string {
 var ended = &verdict{}
 
 // current is s's verdict, decided again first when its time is up; nil for
-// a session the policies do not govern.
-func (h *hook) current(s *session) *verdict {
+// a session the policies do not govern. It is asked under cl's lock, so a
+// connection the new verdict ends is ended after the answer.
+func (h *auth) current(s *session, cl *mqtt.Client) *verdict {
 	v := s.policy.Load()
 	if v == nil || !v.stale(h.b.opts.Now()) {
 		return v
 	}
-	h.redecide(s, true)
+	h.redecide(s, cl, true, true)
 	if s.revoked.Load() {
 		return ended
 	}
 	return s.policy.Load()
 }
 
-// redecide asks the policies again about s's connection. A connection they
-// no longer let stream ends: when it may neither publish nor subscribe,
-// or may no longer subscribe while it holds subscriptions. Its MQTT 5
-// DISCONNECT says why: 0x87 Not authorized when the clock ended it
+// redecide asks the policies again about s's connection (cl). A connection
+// they no longer let stream ends: when it may neither publish nor
+// subscribe, or may no longer subscribe while it holds subscriptions. Its
+// MQTT 5 DISCONNECT says why: 0x87 Not authorized when the clock ended it
 // (byClock), 0x98 Administrative action when a guardian's or an
 // administrator's change did, with the decision's reason. A connection
-// that may no longer publish loses its will.
-func (h *hook) redecide(s *session, byClock bool) {
+// that may no longer publish loses its will: it is a publish the verdict
+// refuses. async: cl's lock is held, the connection is ended afterwards.
+func (h *auth) redecide(s *session, cl *mqtt.Client, byClock, async bool) {
 	s.deciding.Lock()
 	defer s.deciding.Unlock()
 	old := s.policy.Load()
@@ -166,9 +166,9 @@ func (h *hook) redecide(s *session, byClock bool) {
 	if byClock && !old.stale(h.b.opts.Now()) {
 		return // decided meanwhile
 	}
-	code := packets.ErrAdministrativeAction
+	code := packet.AdministrativeAction
 	if byClock {
-		code = packets.ErrNotAuthorized
+		code = packet.NotAuthorized
 	}
 	st := s.state.Load()
 	ctx, cancel := context.WithTimeout(h.ctx, h.b.opts.Limits.ConnectTimeout)
@@ -176,19 +176,15 @@ func (h *hook) redecide(s *session, byClock bool) {
 	v, err := h.decide(ctx, st.id)
 	if err != nil {
 		// Failing closed: without an answer the connection cannot go on.
-		h.b.log.Error("mqtt: deciding a connection again by the policies failed; ending it", "client", s.cl.ID, "err", err)
-		h.endWith(s, "policy_error", packets.Code{Code: packets.ErrUnspecifiedError.Code, Reason: "the policies could not be asked; reconnect"})
+		h.b.log.Error("mqtt: deciding a connection again by the policies failed; ending it", "client", cl.ID, "err", err)
+		h.endWith(s, "policy_error", packet.UnspecifiedError, "the policies could not be asked; reconnect", async)
 		return
 	}
 	s.policy.Store(v)
-	cl := s.cl
-	if !v.mayPublish {
-		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-	}
-	if v.ends(cl.State.Subscriptions.Len()) {
+	if v.ends(cl.Subscriptions()) {
 		d := v.refusal()
 		h.b.audit.deny(st.id, cl, "mqtt.policy.disconnect", policyDetail(d)...)
-		h.endWith(s, "policy", packets.Code{Code: code.Code, Reason: d.Reason})
+		h.endWith(s, "policy", code, d.Reason, async)
 		return
 	}
 	h.armPolicy(s, v.until)
@@ -197,7 +193,7 @@ func (h *hook) redecide(s *session, byClock bool) {
 // armPolicy decides s again at until (zero: never by the clock). The
 // timer's work runs on the broker's workers, so that the connections whose
 // window closes at the same minute are decided a few at a time.
-func (h *hook) armPolicy(s *session, until time.Time) {
+func (h *auth) armPolicy(s *session, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.policyTimer != nil {
@@ -211,14 +207,18 @@ func (h *hook) armPolicy(s *session, until time.Time) {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.b.workers.run(func() { h.redecide(s, true) })
+		h.b.workers.run(func() {
+			if cl := h.client(s); cl != nil {
+				h.redecide(s, cl, true, false)
+			}
+		})
 	})
 }
 
 // mayPublish checks a PUBLISH of s against its verdict (true for a session
 // the policies do not govern); the first refusal under a verdict is audited.
-func (h *hook) mayPublish(s *session, topic string) bool {
-	v := h.current(s)
+func (h *auth) mayPublish(s *session, cl *mqtt.Client, topic string) bool {
+	v := h.current(s, cl)
 	if v == nil || v.mayPublish {
 		return true
 	}
@@ -227,27 +227,27 @@ func (h *hook) mayPublish(s *session, topic string) bool {
 	}
 	h.b.metrics.denied.WithLabelValues("policy_publish").Inc()
 	if !v.auditedPublish.Swap(true) {
-		h.b.audit.deny(s.state.Load().id, s.cl, "mqtt.publish.deny", policyDetail(v.publish, "topic", topic)...)
+		h.b.audit.deny(s.state.Load().id, cl, "mqtt.publish.deny", policyDetail(v.publish, "topic", topic)...)
 	}
 	return false
 }
 
 // maySubscribe checks a SUBSCRIBE filter of s, or a delivery to it,
 // against its verdict (true for a session the policies do not govern).
-func (h *hook) maySubscribe(s *session) bool {
-	v := h.current(s)
+func (h *auth) maySubscribe(s *session, cl *mqtt.Client) bool {
+	v := h.current(s, cl)
 	return v == nil || v.maySubscribe
 }
 
 // auditSubscribe audits the first subscription the verdict refused.
-func (h *hook) auditSubscribe(s *session, id *Identity, filter string) bool {
+func (h *auth) auditSubscribe(s *session, cl *mqtt.Client, id *Identity, filter string) bool {
 	v := s.policy.Load()
 	if v == nil || v.maySubscribe {
 		return false
 	}
 	h.b.metrics.denied.WithLabelValues("policy_subscribe").Inc()
 	if !v.auditedSubscribe.Swap(true) {
-		h.b.audit.deny(id, s.cl, "mqtt.subscribe.deny", policyDetail(v.subscribe, "filter", filter)...)
+		h.b.audit.deny(id, cl, "mqtt.subscribe.deny", policyDetail(v.subscribe, "filter", filter)...)
 	}
 	return true
 }
@@ -257,10 +257,13 @@ func (h *hook) auditSubscribe(s *session, id *Identity, filter string) bool {
 // and of the thing it placed or took out; for a thing's or a user's (a
 // model, an owner), theirs. They are decided on the broker's workers, a few
 // at a time, and all before the next change.
-func (h *hook) watchPolicies(e events.Event) {
+func (h *auth) watchPolicies(e events.Event) {
 	var wg sync.WaitGroup
-	h.sessions.Range(func(_, val any) bool {
-		s := val.(*session)
+	h.b.server.Each(func(cl *mqtt.Client) bool {
+		s := sessionOf(cl)
+		if s == nil {
+			return true
+		}
 		v := s.policy.Load()
 		if v == nil {
 			return true
@@ -268,7 +271,7 @@ func (h *hook) watchPolicies(e events.Event) {
 		id := s.state.Load().id
 		if e.Kind == "policy" || e.ID == id.Thing || e.ID == id.user() || e.Details["thing"] == id.Thing ||
 			e.ID == v.publish.Household || e.ID == v.subscribe.Household {
-			wg.Go(func() { h.b.workers.run(func() { h.redecide(s, false) }) })
+			wg.Go(func() { h.b.workers.run(func() { h.redecide(s, cl, false, false) }) })
 		}
 		return true
 	})

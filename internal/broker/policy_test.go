@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/store"
@@ -298,23 +298,19 @@ func TestPolicyClosesMQTT311(t *testing.T) {
 	f.clk.set(f.schoolDay(19, 59, 58))
 	conn := f.dial("tcp")
 	defer conn.Close()
-	write := func(pk packets.Packet, encode func(*packets.Packet, *bytes.Buffer) error) {
+	write := func(pk packet.Packet) {
 		t.Helper()
-		var buf bytes.Buffer
-		pk.ProtocolVersion = 4
-		if err := encode(&pk, &buf); err != nil {
+		b, err := packet.Append(nil, packet.V311, pk)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Write(buf.Bytes()); err != nil {
+		if _, err := conn.Write(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{
-		ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 60, ClientIdentifier: f.speaker.ID,
-		UsernameFlag: true, Username: []byte("device"), PasswordFlag: true, Password: []byte(f.via(f.emma)),
-	}}, (*packets.Packet).ConnectEncode)
-	write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
-		Filters: packets.Subscriptions{{Filter: "things/" + f.speaker.ID + "/commands/#", Qos: 1}}}, (*packets.Packet).SubscribeEncode)
+	write(&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: 60, ClientID: f.speaker.ID,
+		UsernameFlag: true, Username: "device", PasswordFlag: true, Password: []byte(f.via(f.emma))})
+	write(&packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: "things/" + f.speaker.ID + "/commands/#", QoS: 1}}})
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
 	var types []byte
@@ -342,7 +338,7 @@ func TestPolicyClosesMQTT311(t *testing.T) {
 		}
 		types = append(types, first>>4)
 	}
-	if !bytes.Equal(types, []byte{packets.Connack, packets.Suback}) {
+	if !bytes.Equal(types, []byte{byte(packet.CONNACK), byte(packet.SUBACK)}) {
 		t.Fatalf("packets from the server: %v, want CONNACK and SUBACK only (no DISCONNECT)", types)
 	}
 	if f.clk.now().Before(f.schoolDay(20, 0, 0)) {
@@ -385,8 +381,8 @@ func TestPolicyClosesMQTT311(t *testing.T) {
 
 // subscribed reports whether the client holds a subscription.
 func subscribed(b *Broker, clientID string) bool {
-	cl, ok := b.server.Clients.Get(clientID)
-	return ok && cl.State.Subscriptions.Len() > 0
+	cl := b.server.Client(clientID)
+	return cl != nil && cl.Subscriptions() > 0
 }
 
 // Tries to get past the policy door.

@@ -3,15 +3,16 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
-	"sync/atomic"
+
+	"github.com/thingid/thingid/internal/mqtt"
 )
 
-// A persistent session is stored by mochi's bolt hook, which keeps the
-// client's user name. thingid never uses the CONNECT user name (the token
-// is the credential), so it replaces it with the session's identity: stored
-// in the same record, it comes back with the session after a restart, and
-// messages for an away client are checked against the grants it had.
+// A persistent session is stored with its identity (the core's
+// IdentityCodec is the broker's auth): it comes back with the session after
+// a restart, and messages for an away client are checked against the
+// grants it had.
 const recordPrefix = "thingid.session.v1:"
 
 func encodeRecord(id *Identity) []byte {
@@ -31,37 +32,42 @@ func decodeRecord(b []byte) (*Identity, bool) {
 	return id, true
 }
 
-// restore attaches an identity to every session mochi read from the
-// persistence file, before any listener accepts a client. Sessions without
-// a readable identity are discarded: nothing could say who may read them.
-// The identities are then read again from the store in the background, so
-// that a thing disabled while the broker was down loses its session.
-func (h *hook) restore(ctx context.Context) {
-	info := h.b.server.Info
-	var restored []*session
-	var inflight, subs int64
-	for _, cl := range h.b.server.Clients.GetAll() {
-		s := &session{cl: cl}
-		id, ok := decodeRecord(cl.Properties.Username)
-		if !ok {
-			h.b.log.Warn("mqtt: stored session without identity discarded", "client", cl.ID)
-			s.state.Store(&sessionState{id: &Identity{}, g: &grants{}})
-			h.discard(s)
-			continue
-		}
-		s.state.Store(&sessionState{id: id, g: compile(h.b.opts.Rules, id)})
-		if h.governed(id) {
-			s.policy.Store(undecided)
-		}
-		h.sessions.Store(cl, s)
-		restored = append(restored, s)
-		inflight += int64(cl.State.Inflight.Len())
-		subs += int64(len(cl.State.Subscriptions.GetAll()))
+// EncodeIdentity is the record of a session's identity.
+func (h *auth) EncodeIdentity(v any) []byte {
+	s, _ := v.(*session)
+	if s == nil {
+		return nil
 	}
-	// mochi's $SYS counters, which are not persisted (persist.go).
-	atomic.StoreInt64(&info.Retained, int64(h.b.server.Topics.Retained.Len()))
-	atomic.StoreInt64(&info.Inflight, inflight)
-	atomic.StoreInt64(&info.Subscriptions, subs)
+	return encodeRecord(s.state.Load().id)
+}
+
+// DecodeIdentity gives a restored session its identity back; the core
+// discards a session without a readable one: nothing could say who may
+// read it. A session the policies govern delivers nothing before they are
+// asked.
+func (h *auth) DecodeIdentity(b []byte) (any, error) {
+	id, ok := decodeRecord(b)
+	if !ok {
+		return nil, errors.New("no identity record")
+	}
+	s := newSession(id, h.b.opts.Rules)
+	if h.governed(id) {
+		s.policy.Store(undecided)
+	}
+	return s, nil
+}
+
+// restore reads the identities of the restored sessions again from the
+// store, in the background, so that a thing disabled while the broker was
+// down loses its session.
+func (h *auth) restore(ctx context.Context) {
+	var restored []*session
+	h.b.server.Each(func(cl *mqtt.Client) bool {
+		if s := sessionOf(cl); s != nil {
+			restored = append(restored, s)
+		}
+		return true
+	})
 	if len(restored) == 0 {
 		return
 	}
@@ -71,7 +77,7 @@ func (h *hook) restore(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if h.session(s.cl) == s { // not resumed meanwhile
+			if h.client(s) != nil { // not resumed meanwhile
 				h.refresh(ctx, s)
 			}
 		}

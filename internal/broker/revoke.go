@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -39,7 +38,7 @@ func (eq *eventQueue) push(work func()) {
 
 // follow starts reacting to revocations and identity changes on bus, and
 // to the changes of policies.
-func (h *hook) follow(ctx context.Context, bus *events.Bus, policies Policies) {
+func (h *auth) follow(ctx context.Context, bus *events.Bus, policies Policies) {
 	if bus == nil && policies == nil {
 		return
 	}
@@ -76,7 +75,7 @@ func (h *hook) follow(ctx context.Context, bus *events.Bus, policies Policies) {
 	}()
 }
 
-func (h *hook) stopFollowing() {
+func (h *auth) stopFollowing() {
 	if h.events != nil {
 		for _, stop := range h.events.stops {
 			stop()
@@ -97,10 +96,13 @@ func relevant(e events.Event) bool {
 
 // handle applies one event to every session it concerns: revocations end
 // the connection and discard the session; changes recompile the grants.
-func (h *hook) handle(ctx context.Context, e events.Event) {
+func (h *auth) handle(ctx context.Context, e events.Event) {
 	owner := e.Details["relation"] == string(store.RelOwner) && e.Details["fromKind"] == string(store.KindUser)
-	h.sessions.Range(func(_, v any) bool {
-		s := v.(*session)
+	h.b.server.Each(func(cl *mqtt.Client) bool {
+		s := sessionOf(cl)
+		if s == nil {
+			return true
+		}
 		id := s.state.Load().id
 		switch e.Type {
 		case tokens.EventGrantRevoke:
@@ -146,53 +148,38 @@ func (h *hook) handle(ctx context.Context, e events.Event) {
 // end closes a revoked session's connection (MQTT 5: DISCONNECT 0x87) and
 // discards the session with its queued messages: what was meant for a
 // revoked identity is not kept for it. Its will is not published.
-func (h *hook) end(s *session, reason string) {
-	h.endWith(s, reason, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: "session ended: " + reason})
+func (h *auth) end(s *session, reason string) {
+	h.endWith(s, reason, packet.NotAuthorized, "session ended: "+reason, false)
 }
 
-// endWith is end with the MQTT 5 DISCONNECT reason code and string of code;
-// label names the reason in metrics and the log. An MQTT 3.1.1 connection
-// is closed without a DISCONNECT, which 3.1.1 lets only clients send.
-func (h *hook) endWith(s *session, label string, code packets.Code) {
+// endWith is end with the MQTT 5 DISCONNECT reason code and string; label
+// names the reason in metrics and the log. The core closes an MQTT 3.1.1
+// connection without a DISCONNECT, which 3.1.1 lets only clients send.
+// The session answers nothing once revoked; async (a session's lock is
+// held) ends its connection after the caller's answer.
+func (h *auth) endWith(s *session, label string, code packet.ReasonCode, reason string, async bool) {
 	if !s.revoked.CompareAndSwap(false, true) {
 		return
 	}
 	s.disarm()
+	cid := s.state.Load().id.ClientIdentifier
 	h.b.metrics.closed.WithLabelValues(label).Inc()
-	h.b.log.Info("mqtt: session ended", "client", s.cl.ID, "reason", label)
-	cl := s.cl
-	if cl.Closed() {
-		h.discard(s)
-		return
+	h.b.log.Info("mqtt: session ended", "client", cid, "reason", label)
+	discard := func() {
+		if cl := h.b.server.Client(cid); cl != nil && sessionOf(cl) == s {
+			h.b.server.Disconnect(cid, code, reason, true)
+		}
 	}
-	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-	if cl.Properties.ProtocolVersion < 5 {
-		cl.Stop(code)
+	if async {
+		go discard()
 	} else {
-		h.b.server.DisconnectClient(cl, code)
+		discard()
 	}
-	// OnDisconnect discards the session once the connection has ended.
-}
-
-// discard deletes a session: subscriptions, queued messages and its record.
-func (h *hook) discard(s *session) {
-	if !s.gone.CompareAndSwap(false, true) {
-		return
-	}
-	cl := s.cl
-	defer h.sessions.Delete(cl)
-	if cur, ok := h.b.server.Clients.Get(cl.ID); ok && cur != cl {
-		return // taken over: the client id is another session's now
-	}
-	cl.ClearInflights()
-	h.b.server.UnsubscribeClient(cl)
-	h.b.server.Clients.Delete(cl.ID)
-	h.b.store.forget(cl)
 }
 
 // refresh reads the identity again and recompiles its grants; an identity
 // that is no longer active ends.
-func (h *hook) refresh(ctx context.Context, s *session) {
+func (h *auth) refresh(ctx context.Context, s *session) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cur := s.state.Load()
@@ -202,7 +189,7 @@ func (h *hook) refresh(ctx context.Context, s *session) {
 		if errors.Is(err, errInactive) || errors.Is(err, errForeignGrant) {
 			h.end(s, "inactive")
 		} else {
-			h.b.log.Error("mqtt: refreshing an identity failed; its grants stay as they were", "client", s.cl.ID, "err", err)
+			h.b.log.Error("mqtt: refreshing an identity failed; its grants stay as they were", "client", id.ClientIdentifier, "err", err)
 		}
 		return
 	}

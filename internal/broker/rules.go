@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
 // Who a rule applies to.
@@ -22,13 +24,31 @@ const (
 	scopeSubscribe = "mqtt:sub:"
 )
 
-// Rule grants topic filters to one kind of identity. Filters may hold the
-// placeholders ${thing.id}, ${thing.model}, ${owner.id}, ${client.id},
-// ${sub} and ${owned.thing.id} (one filter for each thing the user owns).
+// Rule grants topic filters to one kind of identity, and refuses those in
+// Deny: a denied topic is refused whatever rule or scope allows it. Filters
+// may hold the placeholders ${thing.id}, ${thing.model}, ${owner.id},
+// ${client.id}, ${sub} and ${owned.thing.id} (one filter for each thing the
+// user owns); a deny filter whose placeholder has no value for an identity
+// denies it nothing, as an allow filter grants nothing.
 type Rule struct {
 	Who       string
 	Publish   []string
 	Subscribe []string
+	Deny      Deny
+}
+
+// Deny lists the topic filters a rule refuses. A denied subscription
+// filter refuses every filter it covers at SUBSCRIBE and every message on
+// a topic it matches at delivery, so things/secret is refused under an
+// allowed things/#, which may still be subscribed to.
+type Deny struct {
+	Publish   []string
+	Subscribe []string
+}
+
+// filters are all of r's filters, for checks that look at every one.
+func (r *Rule) filters() map[string][]string {
+	return map[string][]string{"publish": r.Publish, "subscribe": r.Subscribe, "deny.publish": r.Deny.Publish, "deny.subscribe": r.Deny.Subscribe}
 }
 
 // placeholders are the names a filter may hold, and whether the value is a list.
@@ -46,7 +66,7 @@ func CheckRules(rules []Rule) error {
 		default:
 			return fmt.Errorf("mqtt.rules[%d].who: %q is not thing, service, user, admin or anonymous", i, r.Who)
 		}
-		for field, filters := range map[string][]string{"publish": r.Publish, "subscribe": r.Subscribe} {
+		for field, filters := range r.filters() {
 			for j, f := range filters {
 				if err := checkTemplate(f); err != nil {
 					return fmt.Errorf("mqtt.rules[%d].%s[%d]: %w", i, field, j, err)
@@ -120,12 +140,13 @@ func expand(f string, values map[string][]string) []string {
 	return slices.DeleteFunc(out, func(s string) bool { return !validFilter(s) })
 }
 
-// grants are the topic filters one identity may publish to and subscribe to,
-// compiled once at CONNECT (and after the identity changed): mochi asks for
-// every delivery, so checks must not touch the store.
+// grants are the topic filters one identity may and may not publish to
+// and subscribe to, compiled once at CONNECT (and after the identity
+// changed): the core asks for every delivery, so checks must not touch the
+// store.
 type grants struct {
-	publish   []string
-	subscribe []string
+	publish   topics.Grants
+	subscribe topics.Grants
 }
 
 // compile resolves the rules and the token's mqtt: scopes for id.
@@ -135,26 +156,30 @@ func compile(rules []Rule, id *Identity) *grants {
 		"client.id": {id.ClientIdentifier}, "sub": {id.Subject}, "owned.thing.id": id.Owned,
 	}
 	g := &grants{}
+	add := func(to *[]string, fs []string) {
+		for _, f := range fs {
+			*to = append(*to, expand(f, values)...)
+		}
+	}
 	for _, r := range rules {
 		if !id.is(r.Who) {
 			continue
 		}
-		for _, f := range r.Publish {
-			g.publish = append(g.publish, expand(f, values)...)
-		}
-		for _, f := range r.Subscribe {
-			g.subscribe = append(g.subscribe, expand(f, values)...)
-		}
+		add(&g.publish.Allow, r.Publish)
+		add(&g.subscribe.Allow, r.Subscribe)
+		add(&g.publish.Deny, r.Deny.Publish)
+		add(&g.subscribe.Deny, r.Deny.Subscribe)
 	}
 	for _, s := range id.Scopes {
 		if f, ok := strings.CutPrefix(s, scopePublish); ok {
-			g.publish = append(g.publish, expand(f, values)...)
+			add(&g.publish.Allow, []string{f})
 		} else if f, ok := strings.CutPrefix(s, scopeSubscribe); ok {
-			g.subscribe = append(g.subscribe, expand(f, values)...)
+			add(&g.subscribe.Allow, []string{f})
 		}
 	}
-	g.publish = compact(g.publish)
-	g.subscribe = compact(g.subscribe)
+	for _, fs := range []*[]string{&g.publish.Allow, &g.publish.Deny, &g.subscribe.Allow, &g.subscribe.Deny} {
+		*fs = compact(*fs)
+	}
 	return g
 }
 
@@ -164,20 +189,10 @@ func compact(fs []string) []string {
 }
 
 // canPublish reports whether the identity may publish to topic.
-func (g *grants) canPublish(topic string) bool { return anyCovers(g.publish, topic) }
+func (g *grants) canPublish(topic string) bool { return g.publish.Name(topic) }
 
-// canSubscribe reports whether the identity may subscribe to filter (or
-// receive a message on a topic name: a name is a filter without wildcards).
-func (g *grants) canSubscribe(filter string) bool {
-	f, ok := shareFilter(filter)
-	return ok && anyCovers(g.subscribe, f)
-}
+// canSubscribe reports whether the identity may subscribe to filter.
+func (g *grants) canSubscribe(filter string) bool { return g.subscribe.Filter(filter) }
 
-func anyCovers(allowed []string, f string) bool {
-	for _, a := range allowed {
-		if covers(a, f) {
-			return true
-		}
-	}
-	return false
-}
+// canReceive reports whether the identity may receive a message on topic.
+func (g *grants) canReceive(topic string) bool { return g.subscribe.Name(topic) }

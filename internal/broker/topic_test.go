@@ -3,6 +3,17 @@ package broker
 import (
 	"strings"
 	"testing"
+
+	"github.com/thingid/thingid/internal/broker/topic"
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// The rules of package topic as the broker's checks use them (the core's
+// topics.Grants and the rules' validFilter).
+var (
+	validTopic  = topic.ValidName
+	shareFilter = topic.ShareFilter
+	covers      = topic.Covers
 )
 
 func TestCovers(t *testing.T) {
@@ -127,6 +138,8 @@ func TestCheckRules(t *testing.T) {
 		{Who: WhoThing, Subscribe: []string{"a/#/b"}},
 		{Who: WhoThing, Subscribe: []string{"a/${thing.id"}},
 		{Who: WhoThing, Subscribe: []string{""}},
+		{Who: WhoThing, Deny: Deny{Publish: []string{"a/#/b"}}},
+		{Who: WhoThing, Deny: Deny{Subscribe: []string{"a/${nope}"}}},
 	} {
 		if err := CheckRules([]Rule{bad}); err == nil || !strings.Contains(err.Error(), "mqtt.rules[0]") {
 			t.Errorf("rule %+v: %v", bad, err)
@@ -183,7 +196,7 @@ func FuzzTopicMatcher(f *testing.F) {
 		if validTopic(topic) && covers(allowed, topic) != specMatch(allowed, topic) {
 			t.Fatalf("covers(%q, %q) = %v, the spec says otherwise", allowed, topic, covers(allowed, topic))
 		}
-		g := &grants{subscribe: []string{allowed}}
+		g := &grants{subscribe: topics.Grants{Allow: []string{allowed}}}
 		g.canSubscribe(sub) // must not panic on any filter, shared or not
 		shareFilter(sub)
 	})

@@ -253,6 +253,27 @@ func TestRegistrationAllowedScopes(t *testing.T) {
 	}
 }
 
+// A rule's deny lists are read from the file; a rule may only deny, and
+// one that neither grants nor denies is refused naming it.
+func TestMQTTRuleDeny(t *testing.T) {
+	p := writeConfig(t, "mqtt:\n  rules:\n    - who: service\n      subscribe: ['things/#']\n      deny:\n        subscribe: [things/secret]\n    - who: user\n      deny: {publish: ['things/+/keys/#']}\n")
+	c, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.MQTT.Rules
+	if err := c.Validate(); err != nil || len(r) != 2 || r[0].Deny.Subscribe[0] != "things/secret" || r[1].Deny.Publish[0] != "things/+/keys/#" {
+		t.Fatalf("%v %+v", err, r)
+	}
+	c.MQTT.Rules = append(c.MQTT.Rules, MQTTRule{Who: "thing"})
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "mqtt.rules[2]") {
+		t.Errorf("a rule granting and denying nothing: %v", err)
+	}
+	if _, err := Load(writeConfig(t, "mqtt:\n  rules:\n    - who: user\n      deny: {read: [x]}\n"), nil); err == nil || !strings.Contains(err.Error(), "read") {
+		t.Errorf("an unknown deny field: %v", err)
+	}
+}
+
 func TestScopeDescriptionsValidated(t *testing.T) {
 	for text, want := range map[string]string{
 		"oauth:\n  scopeDescriptions:\n    speaker:play: Play music\n":            "",

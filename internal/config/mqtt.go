@@ -53,10 +53,19 @@ type MQTTWebSocket struct {
 	AllowedOrigins []string `json:"allowedOrigins"`
 }
 
-// MQTTRule grants topic filters to one kind of identity.
+// MQTTRule grants topic filters to one kind of identity, and refuses those
+// it denies, whatever else allows them.
 type MQTTRule struct {
 	// Who: thing, service, user, admin or anonymous.
 	Who       string   `json:"who"`
+	Publish   []string `json:"publish,omitempty"`
+	Subscribe []string `json:"subscribe,omitempty"`
+	Deny      MQTTDeny `json:"deny,omitzero"`
+}
+
+// MQTTDeny are the topic filters a rule refuses; a deny wins over every
+// allow (of any rule or mqtt: scope).
+type MQTTDeny struct {
 	Publish   []string `json:"publish,omitempty"`
 	Subscribe []string `json:"subscribe,omitempty"`
 }
@@ -150,8 +159,8 @@ func (c *MQTT) validate(home string) error {
 		default:
 			return fmt.Errorf("mqtt.rules[%d].who: %q is not thing, service, user, admin or anonymous", i, r.Who)
 		}
-		if len(r.Publish)+len(r.Subscribe) == 0 {
-			return fmt.Errorf("mqtt.rules[%d]: grants nothing (give publish or subscribe filters)", i)
+		if len(r.Publish)+len(r.Subscribe)+len(r.Deny.Publish)+len(r.Deny.Subscribe) == 0 {
+			return fmt.Errorf("mqtt.rules[%d]: grants and denies nothing (give publish, subscribe or deny filters)", i)
 		}
 	}
 	l := c.Limits

@@ -5,31 +5,40 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
-// The generator against a plain mochi broker that lets everyone in: held
+// The generator against thingid's MQTT core letting everyone in: held
 // connections, QoS 0 and QoS 1 runs with every message counted.
 func TestAgainstABroker(t *testing.T) {
-	s := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	s.AddHook(new(allowAll), nil)
-	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := s.AddListener(ln); err != nil {
+	s, err := mqtt.New(mqtt.Config{Auth: allowAll{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Serve(); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.ServeConn(nc)
+		}
+	}()
 	defer s.Close()
+	defer ln.Close()
 	cred := func(prefix string) func(int) Credential {
 		return func(i int) Credential { return Credential{ClientID: fmt.Sprintf("%s-%d", prefix, i)} }
 	}
-	target := &Target{Address: ln.Address(), Client: cred("c"), Subscriber: cred("s")}
+	target := &Target{Address: ln.Addr().String(), Client: cred("c"), Subscriber: cred("s")}
 	r := Connect(context.Background(), target, 50, 8, nil)
 	if r.Opened != 50 || r.Failed != 0 || r.Rate() <= 0 {
 		t.Fatalf("connect: %+v", r)
@@ -53,13 +62,12 @@ func TestAgainstABroker(t *testing.T) {
 	}
 }
 
-// allowAll lets every client in and everywhere (mochi's own allow hook
-// would bring in a YAML module).
-type allowAll struct{ mqtt.HookBase }
+// allowAll lets every client in and everywhere.
+type allowAll struct{}
 
-func (allowAll) ID() string { return "allow-all" }
-func (allowAll) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-func (allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-func (allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { return true }
+func (allowAll) Connect(context.Context, *mqtt.Client, *packet.Connect, any) error { return nil }
+func (allowAll) Reauthenticate(context.Context, *mqtt.Client, *packet.Auth) error  { return nil }
+func (allowAll) Continue(context.Context, *mqtt.Client, *packet.Auth) error        { return nil }
+func (allowAll) Publish(*mqtt.Client, string) bool                                 { return true }
+func (allowAll) Subscribe(*mqtt.Client, string) bool                               { return true }
+func (allowAll) Deliver(*mqtt.Client, string) bool                                 { return true }

@@ -54,7 +54,8 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 	}
 	rules := make([]broker.Rule, len(c.Rules))
 	for i, r := range c.Rules {
-		rules[i] = broker.Rule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe}
+		rules[i] = broker.Rule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe,
+			Deny: broker.Deny{Publish: r.Deny.Publish, Subscribe: r.Deny.Subscribe}}
 	}
 	b, err := broker.Start(ctx, broker.Options{
 		Listeners:         listeners,

@@ -1,0 +1,69 @@
+// Package mqtt is thingid's own MQTT 3.1.1 and 5.0 server core, written from
+// the OASIS specifications; it owns the wire, the sessions and their
+// persistence, and must not know thingid's identities, rules or store: the
+// broker plugs those in through Auth, IdentityCodec and Store.
+//
+// # Status (issue 16)
+//
+// The codec (package packet), the topic tree (package topics) and this
+// server core are built and tested, and internal/broker runs on it (step
+// 4): its auth is this package's Auth and IdentityCodec, its listeners call
+// ServeConn, its sessions are in a Bolt file of their own
+// (mqtt-sessions.db; mochi's mqtt.db is not carried over).
+//
+// # Design
+//
+// Packets. packet decodes a body after ReadHeader/ParseHeader read the
+// fixed header, so the connection checks Maximum Packet Size before it
+// reads (or allocates) a body. Decode copies everything it keeps. Every
+// error is a *packet.Error with the MQTT 5 reason code the server answers:
+// DISCONNECT with it for MQTT 5 (CONNACK before CONNECT is accepted), a
+// plain close for MQTT 3.1.1, which never gets DISCONNECT from a server.
+// Properties are one struct with a presence bitmask (Set, Has).
+//
+// Connections (conn.go). One goroutine per connection, the reader: it
+// blocks on a 16-byte array while idle and takes a pooled buffer only while
+// bytes are arriving. Packets to a client are encoded at once, by whichever
+// goroutine sends them, into a pooled buffer under the connection's write
+// lock; a writer goroutine runs only while that buffer is not empty. So an
+// idle connection is one small stack and a few hundred bytes of heap.
+// Keep-alive is a read deadline of 1.5 times the keep alive, set before
+// each read; Config.MaxKeepAlive is announced as Server Keep Alive.
+//
+// Sessions (client.go, session.go). A Client is a session, connected or
+// away; Server.sessions maps client identifiers to them. Lock order:
+// Server.mu, then Client.mu, then conn.wmu. Auth is asked with Client.mu
+// held (resume), so what Auth may read of a Client is atomic and Auth must
+// never call back into the Server. Every message reaches a client through
+// Client.deliver, which asks Auth.Deliver: live, retained, will and resumed
+// messages alike (resume asks again for what was queued); topic aliases are
+// resolved before Auth.Publish. QoS 1/2 messages to a client sit in
+// inflight (sent, by packet id) or pending (beyond the client's Receive
+// Maximum or while it is away), together at most Config.Inflight; more are
+// dropped and counted in Stats.InflightDropped. QoS 0 messages are dropped when
+// Config.Queue packets wait to be written. Inbound QoS 2 uses the method
+// that routes on PUBLISH and remembers the packet id until PUBREL, so a
+// replay is acknowledged and not routed again; more unreleased than
+// Config.ReceiveMaximum is DISCONNECT 0x93. Overlapping subscriptions of a
+// client give one delivery at their highest QoS with every subscription
+// identifier.
+//
+// Authentication. Auth.Connect decides on the CONNECT, or returns a
+// *Challenge to go on with MQTT 5 enhanced authentication (§4.12): AUTH
+// rounds answered by Auth.Continue, at CONNECT and at re-authentication.
+//
+// Persistence (persist.go, bolt.go). Store takes plain records (session,
+// queued message, retained message), so a cluster store can replace Bolt.
+// Messages queued for a persistent session and retained messages are
+// stored before the publisher's PUBACK/PUBREC is written: a kill -9 loses
+// no acknowledged message (TestKill9KeepsAcknowledged). The deliveries of
+// one PUBLISH to stored sessions are one PutMessages (a batch), and wait in
+// pending, unsent, until it is written, so no acknowledgement from a
+// subscriber overtakes the write; Bolt's Batch shares one fsync among
+// concurrent publishers. A QoS 2 message's packet id and PUBREC state are
+// stored once sent, so it is resent as the same message after a restart;
+// QoS 1 messages get new ids. Subscriptions are records of their own.
+//
+// A taken-over connection's will is checked as the identity that set it
+// (conn.leftAs), not the one that took the session over.
+package mqtt

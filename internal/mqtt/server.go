@@ -1,0 +1,230 @@
+package mqtt
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// Auth decides who a client is and what it may do. The server asks it at
+// CONNECT and AUTH, for every SUBSCRIBE filter, every PUBLISH and every
+// delivery: live, queued, resumed, retained, will or alias-resolved, all
+// through Deliver. The broker implements it with its identities and rules.
+type Auth interface {
+	// Connect admits c (its ID and Conn set, Identity nil) or refuses it
+	// with a *packet.Error whose code the CONNACK carries. It sets
+	// c.Identity. old is the identity of the session c's client identifier
+	// already has (nil when none): Connect decides whether c may take it.
+	Connect(ctx context.Context, c *Client, pk *packet.Connect, old any) error
+	// Reauthenticate answers an MQTT 5 AUTH packet with Re-authenticate
+	// (0x19) after CONNECT (§4.12.1); an error ends the connection with its
+	// reason code.
+	Reauthenticate(ctx context.Context, c *Client, pk *packet.Auth) error
+	// Continue answers the client's AUTH (0x18) after Connect or
+	// Reauthenticate returned a *Challenge (§4.12): nil authenticates,
+	// another *Challenge asks again, any other error refuses.
+	Continue(ctx context.Context, c *Client, pk *packet.Auth) error
+	Publish(c *Client, topic string) bool
+	Subscribe(c *Client, filter string) bool
+	Deliver(c *Client, topic string) bool
+}
+
+// Challenge, returned by Auth.Connect, Reauthenticate or Continue, goes on
+// with MQTT 5 enhanced authentication (§4.12): the server sends AUTH with
+// Continue authentication (0x18) and Data, and the client's answer goes to
+// Auth.Continue.
+type Challenge struct{ Data []byte }
+
+func (*Challenge) Error() string { return "mqtt: authentication continues" }
+
+// Config configures a Server. Auth is required; zero limits take the
+// defaults below.
+type Config struct {
+	Auth Auth
+	// MaxPacketSize is announced in CONNACK (MQTT 5 §3.2.2.3.6); a larger
+	// packet ends the connection (0x95).
+	MaxPacketSize int
+	// ReceiveMaximum is how many QoS 1 and 2 PUBLISH packets a client may
+	// have unacknowledged towards the server (§3.2.2.3.3); more is 0x93.
+	ReceiveMaximum uint16
+	// Inflight is the most QoS 1 and 2 messages held for one session, sent
+	// and awaiting acknowledgement or waiting for the client's Receive
+	// Maximum; more are dropped and counted.
+	Inflight int
+	// Queue is the most packets waiting to be written to one connection; a
+	// QoS 0 message finding it full is dropped and counted.
+	Queue int
+	// MaxSessionExpiry caps a session's expiry interval.
+	MaxSessionExpiry time.Duration
+	// MaxKeepAlive, when set, caps a client's keep-alive: the server sends
+	// Server Keep Alive (§3.2.2.3.14) to an MQTT 5 client asking for more.
+	MaxKeepAlive time.Duration
+	// TopicAliasMaximum is announced to MQTT 5 clients (§3.2.2.3.8).
+	TopicAliasMaximum uint16
+	// ConnectTimeout bounds authenticating one CONNECT.
+	ConnectTimeout time.Duration
+	// Store keeps persistent sessions and retained messages; nil: they
+	// live in memory only. Identity encodes session identities for it.
+	Store    Store
+	Identity IdentityCodec
+	Log      *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxPacketSize  = 256 << 10
+	DefaultReceiveMaximum = 1024
+	DefaultInflight       = 1000
+	DefaultQueue          = 1024
+	DefaultSessionExpiry  = 7 * 24 * time.Hour
+	DefaultTopicAliases   = 64
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// Stats are the server's counters, for metrics.
+type Stats struct {
+	Connected       atomic.Int64 // connections with an accepted CONNECT
+	Sessions        atomic.Int64
+	Received        atomic.Int64 // PUBLISH packets from clients
+	Sent            atomic.Int64 // PUBLISH packets to clients
+	Dropped         atomic.Int64 // messages dropped for a full write queue
+	InflightDropped atomic.Int64 // QoS 1 and 2 messages dropped for a session's full window (Config.Inflight)
+	DeniedPublish   atomic.Int64
+	DeniedSubscribe atomic.Int64
+	DeniedDeliver   atomic.Int64
+}
+
+// Server is an MQTT 3.1.1 and 5.0 server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	subs     topics.Tree
+	retained topics.Retained[*Message]
+	Stats    Stats
+
+	mu       sync.RWMutex
+	sessions map[string]*Client
+	conns    map[*conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// New returns a server; serve connections with ServeConn.
+func New(cfg Config) (*Server, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("mqtt: Config.Auth is required")
+	}
+	cfg.MaxPacketSize = cmp.Or(cfg.MaxPacketSize, DefaultMaxPacketSize)
+	cfg.ReceiveMaximum = cmp.Or(cfg.ReceiveMaximum, DefaultReceiveMaximum)
+	cfg.Inflight = cmp.Or(cfg.Inflight, DefaultInflight)
+	cfg.Queue = cmp.Or(cfg.Queue, DefaultQueue)
+	cfg.MaxSessionExpiry = cmp.Or(cfg.MaxSessionExpiry, DefaultSessionExpiry)
+	cfg.TopicAliasMaximum = cmp.Or(cfg.TopicAliasMaximum, DefaultTopicAliases)
+	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout)
+	if cfg.MaxPacketSize < 64 || cfg.MaxPacketSize > packet.MaxRemaining || cfg.Inflight < 1 || cfg.Inflight > math.MaxUint16 || cfg.Queue < 1 {
+		return nil, errors.New("mqtt: limits out of range")
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cmp.Or(cfg.Log, slog.Default()),
+		sessions: map[string]*Client{},
+		conns:    map[*conn]struct{}{},
+	}
+	if cfg.Store != nil {
+		if err := s.restore(); err != nil {
+			return nil, fmt.Errorf("mqtt: restoring sessions: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// ServeConn serves one client connection until it ends; the caller has
+// accepted it (and finished any TLS handshake) and set a deadline for the
+// CONNECT. It closes nc.
+func (s *Server) ServeConn(nc net.Conn) {
+	c := &conn{srv: s, nc: nc}
+	c.drained = sync.NewCond(&c.wmu)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	c.serve()
+}
+
+// Close ends every connection (MQTT 5: Server shutting down) and waits for
+// them; sessions end with it.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(packet.ServerShuttingDown, "the server is shutting down")
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cl := range s.sessions {
+		cl.stopTimers()
+	}
+}
+
+// Retained is the number of retained messages.
+func (s *Server) Retained() int { return s.retained.Len() }
+
+// Subscriptions is the number of subscriptions of every session.
+func (s *Server) Subscriptions() int { return s.subs.Len() }
+
+// Client returns the session of a client identifier, nil when there is none.
+func (s *Server) Client(id string) *Client {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sessions[id]
+}
+
+// Disconnect ends the connection of session id, if connected, with code
+// (MQTT 5 DISCONNECT; a 3.1.1 client's connection is closed) and, when
+// discard is set, ends the session without publishing its will: for
+// revocations.
+func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, discard bool) {
+	cl := s.Client(id)
+	if cl == nil {
+		return
+	}
+	if discard {
+		cl.mu.Lock()
+		cl.expiry = 0
+		cl.will = nil
+		cl.mu.Unlock()
+	}
+	if c := cl.connection(); c != nil {
+		c.dropWill.Store(discard)
+		c.close(code, reason)
+	} else if discard {
+		s.endSession(cl)
+	}
+}

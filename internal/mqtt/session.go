@@ -1,0 +1,299 @@
+package mqtt
+
+import (
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// publish routes m to every subscriber (each delivery asks Auth.Deliver)
+// and keeps or clears it as the topic's retained message (§3.3.1.3).
+func (s *Server) publish(m *Message) {
+	if m.Retain {
+		s.retain(m)
+	}
+	s.routeOnly(m)
+}
+
+// routeOnly delivers m to its subscribers.
+func (s *Server) routeOnly(m *Message) {
+	ds := s.subs.Match(m.Topic, m.From, nil)
+	var b batch
+	for _, d := range ds {
+		cl := s.Client(d.ClientID)
+		if cl == nil {
+			continue
+		}
+		// §3.3.1.3: the RETAIN flag goes on only with Retain As Published.
+		cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs, &b)
+	}
+	b.commit(s)
+}
+
+// scheduleWill publishes w for cl after delay (§3.1.3.2.2), unless a new
+// connection to the session comes first; the session's end sends it at
+// once.
+func (s *Server) scheduleWill(cl *Client, w *packet.Will, delay time.Duration) {
+	cl.mu.Lock()
+	if delay <= 0 || cl.ended {
+		cl.mu.Unlock()
+		s.sendWill(cl, w)
+		return
+	}
+	cl.will = w
+	if cl.willTimer != nil {
+		cl.willTimer.Stop()
+	}
+	cl.willTimer = time.AfterFunc(delay, func() {
+		cl.mu.Lock()
+		w := cl.will
+		cl.will, cl.willTimer = nil, nil
+		cl.mu.Unlock()
+		if w != nil {
+			s.sendWill(cl, w)
+		}
+	})
+	cl.mu.Unlock()
+}
+
+// sendWill publishes a will as its client's message, if Auth lets the
+// client publish to its topic now.
+func (s *Server) sendWill(cl *Client, w *packet.Will) {
+	if !s.cfg.Auth.Publish(cl, w.Topic) {
+		s.Stats.DeniedPublish.Add(1)
+		return
+	}
+	m := &Message{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain, From: cl.ID}
+	if cl.Version() == packet.V5 {
+		m.Props = messageProps(&w.Props)
+		m.Props = withoutWillDelay(m.Props)
+		if w.Props.Has(packet.PropMessageExpiry) {
+			m.Expires = time.Now().Add(time.Duration(w.Props.MessageExpiry) * time.Second)
+		}
+	}
+	s.publish(m)
+}
+
+// withoutWillDelay drops the Will Delay Interval, which is no PUBLISH
+// property.
+func withoutWillDelay(p *packet.Properties) *packet.Properties {
+	if p == nil || !p.Has(packet.PropWillDelay) {
+		return p
+	}
+	p.Clear(packet.PropWillDelay)
+	p.WillDelay = 0
+	if p.Present == 0 && len(p.User) == 0 {
+		return nil
+	}
+	return p
+}
+
+// expire ends a session whose expiry interval passed while it was away.
+func (s *Server) expire(cl *Client) {
+	cl.mu.Lock()
+	away := cl.conn == nil
+	cl.mu.Unlock()
+	if away {
+		s.endSession(cl)
+	}
+}
+
+// endSession discards a session: its subscriptions and messages go, and a
+// will still waiting is sent (§3.1.3.2.2: at the latest when the session
+// ends).
+func (s *Server) endSession(cl *Client) {
+	s.mu.Lock()
+	if s.sessions[cl.ID] == cl {
+		delete(s.sessions, cl.ID)
+		s.Stats.Sessions.Add(-1)
+	}
+	s.mu.Unlock()
+	cl.mu.Lock()
+	if cl.ended {
+		cl.mu.Unlock()
+		return
+	}
+	cl.ended = true
+	cl.stopTimersLocked()
+	w := cl.will
+	cl.will = nil
+	subs := cl.subs
+	cl.subs, cl.inflight, cl.pending, cl.qos2 = nil, nil, nil, nil
+	cl.nsubs.Store(0)
+	stored := cl.stored
+	cl.stored = false
+	cl.mu.Unlock()
+	if stored {
+		if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+		}
+	}
+	for f := range subs {
+		s.subs.Unsubscribe(cl.ID, f)
+	}
+	if w != nil {
+		s.sendWill(cl, w)
+	}
+}
+
+// retain keeps m as its topic's retained message, or clears the topic for
+// an empty one (§3.3.1.3), in the Store too.
+func (s *Server) retain(m *Message) {
+	var err error
+	if len(m.Payload) == 0 {
+		s.retained.Delete(m.Topic)
+		if s.cfg.Store != nil {
+			err = s.cfg.Store.DeleteRetained(m.Topic)
+		}
+	} else {
+		s.retained.Set(m.Topic, m)
+		if s.cfg.Store != nil {
+			err = s.cfg.Store.PutRetained(m)
+		}
+	}
+	if err != nil {
+		s.log.Error("mqtt: storing a retained message failed", "topic", m.Topic, "err", err)
+	}
+}
+
+// saveSession writes cl's record when it outlives its connection (and a
+// Store is set), or removes it when it no longer does. away is when the
+// connection ended, zero while connected.
+func (s *Server) saveSession(cl *Client, away time.Time) {
+	if s.cfg.Store == nil {
+		return
+	}
+	cl.mu.Lock()
+	if cl.ended {
+		cl.mu.Unlock()
+		return
+	}
+	if cl.expiry == 0 {
+		stored := cl.stored
+		cl.stored = false
+		cl.mu.Unlock()
+		if stored {
+			if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
+				s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+			}
+		}
+		return
+	}
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away}
+	if s.cfg.Identity != nil {
+		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
+	}
+	var subs []topics.Subscription
+	if !cl.stored { // its subscriptions so far, once
+		for _, sub := range cl.subs {
+			subs = append(subs, sub)
+		}
+	}
+	cl.stored = true
+	cl.mu.Unlock()
+	if err := s.cfg.Store.PutSession(r, subs); err != nil {
+		s.log.Error("mqtt: storing a session failed", "client", cl.ID, "err", err)
+	}
+}
+
+// storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an
+// UNSUBSCRIBE's, for a stored session.
+func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
+	cl.mu.Lock()
+	stored := cl.stored && !cl.ended
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry}
+	cl.mu.Unlock()
+	if !stored {
+		return
+	}
+	if s.cfg.Identity != nil {
+		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
+	}
+	var err error
+	if len(added) > 0 {
+		err = s.cfg.Store.PutSession(r, added)
+	}
+	if len(removed) > 0 && err == nil {
+		err = s.cfg.Store.DeleteSubscriptions(cl.ID, removed)
+	}
+	if err != nil {
+		s.log.Error("mqtt: storing subscriptions failed", "client", cl.ID, "err", err)
+	}
+}
+
+// restore loads the Store's sessions, their queued messages and the
+// retained messages; each session is away until its client returns, and
+// expires as it would have.
+func (s *Server) restore() error {
+	snap, err := s.cfg.Store.Load()
+	if err != nil {
+		return err
+	}
+	for _, m := range snap.Retained {
+		s.retained.Set(m.Topic, m)
+	}
+	now := time.Now()
+	var expired []*Client
+	for _, r := range snap.Sessions {
+		cl := &Client{ID: r.ClientID, srv: s, expiry: r.Expiry, stored: true, subs: map[string]topics.Subscription{}}
+		cl.version.Store(uint32(r.Version))
+		if s.cfg.Identity != nil && r.Identity != nil {
+			id, err := s.cfg.Identity.DecodeIdentity(r.Identity)
+			if err != nil {
+				// Nothing could say who may read it: it ends, with its messages.
+				s.log.Warn("mqtt: stored session without a readable identity discarded", "client", r.ClientID, "err", err)
+				s.sessions[cl.ID] = cl
+				s.Stats.Sessions.Add(1)
+				expired = append(expired, cl)
+				continue
+			}
+			cl.SetIdentity(id)
+		}
+		for _, sub := range snap.Subscriptions[r.ClientID] {
+			cl.subs[sub.Filter] = sub
+			s.subs.Subscribe(cl.ID, sub)
+		}
+		cl.nsubs.Store(int64(len(cl.subs)))
+		for _, m := range snap.Messages[r.ClientID] {
+			o := &outbound{msg: m.Message, qos: m.QoS, retain: m.Retain, subIDs: m.SubIDs, seq: m.Seq, id: m.PacketID, released: m.Released}
+			cl.seq = max(cl.seq, m.Seq)
+			if o.id != 0 {
+				if cl.inflight == nil {
+					cl.inflight = map[uint16]*outbound{}
+				}
+				cl.inflight[o.id] = o
+				cl.nextID = max(cl.nextID, o.id)
+			} else {
+				cl.pending = append(cl.pending, o)
+			}
+		}
+		s.sessions[cl.ID] = cl
+		s.Stats.Sessions.Add(1)
+		away := r.Away
+		if away.IsZero() {
+			away = now // connected when the process ended
+		}
+		left := r.Expiry - now.Sub(away)
+		if left <= 0 {
+			expired = append(expired, cl)
+			continue
+		}
+		cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+	}
+	for _, cl := range expired {
+		s.endSession(cl)
+	}
+	return nil
+}
+
+// dropExpired removes a retained message whose expiry passed, unless a
+// newer one replaced it.
+func (s *Server) dropExpired(m *Message) {
+	if !s.retained.CompareAndDelete(m.Topic, m) || s.cfg.Store == nil {
+		return
+	}
+	if err := s.cfg.Store.DeleteRetained(m.Topic); err != nil {
+		s.log.Error("mqtt: deleting an expired retained message failed", "topic", m.Topic, "err", err)
+	}
+}

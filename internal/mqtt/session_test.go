@@ -1,0 +1,452 @@
+package mqtt
+
+import (
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+func persistent(expiry uint32) func(*packet.Connect) {
+	return func(c *packet.Connect) {
+		c.CleanStart = false
+		c.Props.SessionExpiry = expiry
+		c.Props.Set(packet.PropSessionExpiry)
+	}
+}
+
+// TestSessionResume: a persistent session keeps its subscriptions and the
+// QoS 1 messages published while it was away, resends the one it had not
+// acknowledged with DUP set (§4.4), and a clean start discards it all.
+func TestSessionResume(t *testing.T) {
+	s := newServer(t, nil)
+	c, ack := s.connect(t, packet.V5, "p", persistent(60))
+	if ack.SessionPresent {
+		t.Fatal("session present on the first connection")
+	}
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("a")})
+	pub.Read()
+	unacked := c.Publication()
+	c.Send(&packet.Disconnect{})
+	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
+	for i, m := range []string{"b", "c"} {
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 2), Payload: []byte(m)})
+		pub.Read()
+	}
+
+	c, ack = s.connect(t, packet.V5, "p", persistent(60))
+	if !ack.SessionPresent {
+		t.Fatal("no session present")
+	}
+	var got []string
+	for range 3 {
+		p := c.Publication()
+		got = append(got, string(p.Payload))
+		if string(p.Payload) == "a" && (!p.Dup || p.PacketID != unacked.PacketID) {
+			t.Fatalf("resent %+v, want DUP with packet id %d", p, unacked.PacketID)
+		}
+		c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	if !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("got %v", got)
+	}
+	c.Send(&packet.Disconnect{})
+	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 9, Payload: []byte("d")})
+	pub.Read()
+
+	c, ack = s.connect(t, packet.V5, "p", func(pk *packet.Connect) { pk.CleanStart = true })
+	if ack.SessionPresent {
+		t.Fatal("session present after a clean start")
+	}
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
+		t.Fatalf("the discarded session's message arrived: %+v", p)
+	}
+}
+
+// TestResumeAsksAuth is part of issue 16 item 5: messages queued for a
+// session are delivered only if the identity that comes back may read
+// them, through the same Deliver check as live ones.
+func TestResumeAsksAuth(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "p", persistent(60))
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("things/#", 1))
+	c.Send(&packet.Disconnect{})
+	eventually(t, "the session is away", func() bool { return s.Client("p").Conn() == nil })
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	for i, topic := range []string{"things/a", "things/b"} {
+		pub.Send(&packet.Publish{QoS: 1, Topic: topic, PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.Read()
+	}
+	s.auth.setGrants(topics.Grants{Allow: []string{"#"}, Deny: []string{"things/a"}})
+	c, _ = s.connect(t, packet.V5, "p", persistent(60))
+	if p := c.Publication(); p.Topic != "things/b" {
+		t.Fatalf("got %s; things/a is no longer allowed", p.Topic)
+	}
+}
+
+// TestTakeover: a second connection with the client identifier takes the
+// session; the first gets DISCONNECT 0x8E (MQTT 5) or is closed (3.1.1).
+func TestTakeover(t *testing.T) {
+	s := newServer(t, nil)
+	first, _ := s.connect(t, packet.V5, "same", persistent(60))
+	first.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	second, ack := s.connect(t, packet.V5, "same", persistent(60))
+	first.Disconnected(packet.SessionTakenOver)
+	if !ack.SessionPresent {
+		t.Fatal("the taken-over session was not present")
+	}
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{Topic: "t", Payload: []byte("x")})
+	if p := second.Publication(); string(p.Payload) != "x" {
+		t.Fatalf("got %+v", p)
+	}
+
+	old, _ := s.connect(t, packet.V311, "v3", nil)
+	s.connect(t, packet.V311, "v3", nil)
+	old.Closed()
+}
+
+// TestWill: sent when the connection ends without DISCONNECT, or with
+// DISCONNECT 0x04, never after a normal DISCONNECT; with a delay, not when
+// the client is back in time (§3.1.3.2.2); and only to a topic the client
+// may publish to when it is sent (issue 16 item 5).
+func TestWill(t *testing.T) {
+	s := newServer(t, nil)
+	s.auth.setGrants(topics.Grants{Allow: []string{"#"}})
+	watcher, _ := s.connect(t, packet.V5, "w", nil)
+	watcher.Subscribe(1, []packet.ReasonCode{0, 0}, sub("will/#", 0), sub("secret/#", 0))
+	withWill := func(topic string, delay uint32, expiry uint32) func(*packet.Connect) {
+		return func(c *packet.Connect) {
+			c.Will = &packet.Will{Topic: topic, Payload: []byte("gone " + topic)}
+			if delay > 0 {
+				c.Will.Props.WillDelay = delay
+				c.Will.Props.Set(packet.PropWillDelay)
+				persistent(expiry)(c)
+			}
+		}
+	}
+	a, _ := s.connect(t, packet.V5, "a", withWill("will/a", 0, 0))
+	a.NC.Close()
+	if p := watcher.Publication(); p.Topic != "will/a" {
+		t.Fatalf("got %+v", p)
+	}
+
+	b, _ := s.connect(t, packet.V5, "b", withWill("will/b", 0, 0))
+	b.Send(&packet.Disconnect{})
+	c, _ := s.connect(t, packet.V5, "c", withWill("will/c", 0, 0))
+	c.Send(&packet.Disconnect{Code: packet.DisconnectWithWill})
+	if p := watcher.Publication(); p.Topic != "will/c" {
+		t.Fatalf("got %+v, want will/c and not will/b", p)
+	}
+
+	d, _ := s.connect(t, packet.V5, "d", withWill("will/d", 60, 60))
+	d.NC.Close()
+	eventually(t, "d is away", func() bool { return s.Client("d").Conn() == nil })
+	s.connect(t, packet.V5, "d", persistent(60)) // back before the delay: no will
+
+	s.auth.setGrants(topics.Grants{Allow: []string{"#"}, Deny: []string{"secret/#"}})
+	e, _ := s.connect(t, packet.V5, "e", withWill("secret/e", 0, 0))
+	e.NC.Close()
+	eventually(t, "e is gone", func() bool { return s.Client("e") == nil })
+	f, _ := s.connect(t, packet.V5, "f", withWill("will/f", 1, 1))
+	f.NC.Close()
+	if p := watcher.Publication(); p.Topic != "will/f" {
+		t.Fatalf("got %+v; want will/f after its delay, and neither d's nor the denied secret/e", p)
+	}
+}
+
+// TestRetained: a retained message goes to new subscriptions with RETAIN
+// set, per Retain Handling, never to a denied subscriber; an empty one
+// clears it (§3.3.1.3).
+func TestRetained(t *testing.T) {
+	s := newServer(t, nil)
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{QoS: 1, Retain: true, Topic: "r/1", PacketID: 1, Payload: []byte("one")})
+	pub.Read()
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("r/+", 1))
+	p := c.Publication()
+	if !p.Retain || string(p.Payload) != "one" || p.QoS != 1 {
+		t.Fatalf("got %+v", p)
+	}
+	c.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	// Retain Handling 1: only for a new subscription; 2: never.
+	c.Subscribe(2, []packet.ReasonCode{1}, packet.Subscription{Filter: "r/+", QoS: 1, RetainHandling: 1})
+	c.Subscribe(3, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/#", RetainHandling: 2})
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
+		t.Fatalf("a retained message against Retain Handling: %+v", p)
+	}
+	// A live message keeps RETAIN only with Retain As Published.
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("two")})
+	if p := c.Publication(); p.Retain {
+		t.Fatalf("without Retain As Published: %+v", p)
+	}
+	c.Subscribe(4, []packet.ReasonCode{0}, packet.Subscription{Filter: "r/1", RetainAsPublished: true, RetainHandling: 2})
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1", Payload: []byte("three")})
+	if p := c.Publication(); !p.Retain {
+		t.Fatalf("with Retain As Published: %+v", p)
+	}
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/1"})
+	if p := c.Publication(); p.Retain && len(p.Payload) != 0 {
+		t.Fatalf("%+v", p)
+	}
+	if s.retained.Len() != 0 {
+		t.Fatal("an empty retained message did not clear the topic")
+	}
+}
+
+// TestQoS2Replay: a QoS 2 PUBLISH repeated before PUBREL is acknowledged
+// again and delivered once (§4.3.3); more unreleased than the Receive
+// Maximum announced ends the connection with 0x93.
+func TestQoS2Replay(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.ReceiveMaximum = 3 })
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	pub, ack := s.connect(t, packet.V5, "pub", nil)
+	if ack.Props.ReceiveMaximum != 3 {
+		t.Fatalf("CONNACK %+v", ack.Props)
+	}
+	for range 3 {
+		pub.Send(&packet.Publish{QoS: 2, Dup: true, Topic: "t", PacketID: 5, Payload: []byte("once")})
+		if a := pub.Read().(*packet.Ack); a.Kind != packet.PUBREC || a.PacketID != 5 {
+			t.Fatalf("%+v", a)
+		}
+	}
+	c.Publication()
+	c.Send(&packet.Ping{})
+	if p, ok := c.Read().(*packet.Ping); !ok {
+		t.Fatalf("delivered twice: %+v", p)
+	}
+	pub.Send(&packet.Ack{Kind: packet.PUBREL, PacketID: 5})
+	pub.Read()
+	for id := range uint16(4) {
+		pub.Send(&packet.Publish{QoS: 2, Topic: "t", PacketID: 10 + id, Payload: []byte("x")})
+		if id < 3 {
+			pub.Read()
+		}
+	}
+	pub.Disconnected(packet.ReceiveMaximumExceeded)
+}
+
+// TestInflightFull: a subscriber that acknowledges nothing holds at most
+// Config.Inflight messages; the rest are dropped and counted, and the
+// publisher is never held up.
+func TestInflightFull(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Inflight = 3 })
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Subscribe(1, []packet.ReasonCode{1}, sub("t", 1))
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	for i := range 10 {
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 1), Payload: []byte("x")})
+		pub.Read()
+	}
+	if got := s.Stats.InflightDropped.Load(); got != 7 {
+		t.Fatalf("dropped %d, want 7", got)
+	}
+	ids := map[uint16]bool{}
+	for range 3 {
+		ids[c.Publication().PacketID] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("packet identifiers %v", ids)
+	}
+}
+
+// TestAliasAsksAuth is part of issue 16 item 5: a topic alias stands for
+// its topic in every check.
+func TestAliasAsksAuth(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	withAlias := func(topic string) *packet.Publish {
+		p := &packet.Publish{QoS: 1, Topic: topic, PacketID: 1, Payload: []byte("x")}
+		p.Props.TopicAlias = 1
+		p.Props.Set(packet.PropTopicAlias)
+		return p
+	}
+	c.Send(withAlias("secret/x"))
+	if a := c.Read().(*packet.Ack); a.Code != packet.NotAuthorized {
+		t.Fatalf("%+v", a)
+	}
+	c.Send(withAlias("")) // the alias still stands for secret/x
+	if a := c.Read().(*packet.Ack); a.Code != packet.NotAuthorized {
+		t.Fatalf("%+v", a)
+	}
+}
+
+// TestSubscriptionOptions: identifiers, No Local, shared groups in turn.
+func TestSubscriptionOptions(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Send(&packet.Subscribe{PacketID: 1, Props: packet.Properties{SubscriptionIDs: []int{42}},
+		Filters: []packet.Subscription{{Filter: "o/+", NoLocal: true}}})
+	c.Read()
+	c.Send(&packet.Publish{Topic: "o/x", Payload: []byte("mine")})
+	d, _ := s.connect(t, packet.V5, "d", nil)
+	d.Send(&packet.Publish{Topic: "o/x", Payload: []byte("theirs")})
+	if p := c.Publication(); string(p.Payload) != "theirs" || !slices.Equal(p.Props.SubscriptionIDs, []int{42}) {
+		t.Fatalf("got %+v", p)
+	}
+	d.Subscribe(1, []packet.ReasonCode{0}, sub("$share/g/s", 0))
+	c.Subscribe(2, []packet.ReasonCode{0, packet.TopicFilterInvalid}, sub("$share/g/s", 0), sub("a/#/b", 0))
+	for range 2 {
+		c.Send(&packet.Publish{Topic: "s", Payload: []byte("x")})
+	}
+	c.Publication()
+	d.Publication()
+}
+
+// TestClosingConnectionKeepsMessages: a QoS 1 message routed to a session
+// whose connection is closing (the client just sent DISCONNECT) stays in
+// the session to be resent, rather than being lost with the connection.
+func TestClosingConnectionKeepsMessages(t *testing.T) {
+	s := newServer(t, nil)
+	cl := &Client{ID: "x", srv: s.Server}
+	cl.setConn(&conn{srv: s.Server, version: packet.V5, sendQuota: 10, closing: true})
+	cl.deliver(&Message{Topic: "t", QoS: 1, Payload: []byte("m")}, 1, false, nil, &batch{})
+	if n := inflight(cl); n != 1 || s.Stats.Dropped.Load() != 0 {
+		t.Fatalf("in flight %d, dropped %d", n, s.Stats.Dropped.Load())
+	}
+}
+
+// TestRefusedWill: a client refused at CONNECT has no will: nothing it
+// sent is published.
+func TestRefusedWill(t *testing.T) {
+	s := newServer(t, nil)
+	w, _ := s.connect(t, packet.V5, "w", nil)
+	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	c := s.dial(t, packet.V5)
+	c.Send(&packet.Connect{Version: packet.V5, ClientID: "bad", CleanStart: true, PasswordFlag: true, Password: []byte("wrong"),
+		Will: &packet.Will{Topic: "will/bad", Payload: []byte("published by nobody")}})
+	if a := c.Read().(*packet.Connack); a.Code != packet.BadUserNameOrPassword {
+		t.Fatalf("%+v", a)
+	}
+	c.Closed()
+	w.Send(&packet.Ping{})
+	if got := w.Read(); got.Type() != packet.PINGRESP {
+		t.Fatalf("a refused client's will was published: %+v", got)
+	}
+}
+
+// TestConnDuringConnect: Auth sees the connection of the client it decides
+// on (the broker reads its TLS certificates there).
+func TestConnDuringConnect(t *testing.T) {
+	s := newServer(t, nil)
+	var seen net.Conn
+	s.auth.setOnConnect(func(c *Client) { seen = c.Conn() })
+	s.connect(t, packet.V5, "c", nil)
+	if seen == nil {
+		t.Fatal("Conn() was nil during Auth.Connect")
+	}
+}
+
+// TestRevokedWill: a session the server discards (a revocation) ends
+// without its will; one it only disconnects sends it.
+func TestRevokedWill(t *testing.T) {
+	s := newServer(t, nil)
+	w, _ := s.connect(t, packet.V5, "w", nil)
+	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	withWill := func(topic string) func(*packet.Connect) {
+		return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }
+	}
+	revoked, _ := s.connect(t, packet.V5, "revoked", withWill("will/revoked"))
+	s.Disconnect("revoked", packet.NotAuthorized, "revoked", true)
+	revoked.Disconnected(packet.NotAuthorized)
+	kicked, _ := s.connect(t, packet.V5, "kicked", withWill("will/kicked"))
+	s.Disconnect("kicked", packet.AdministrativeAction, "", false)
+	kicked.Disconnected(packet.AdministrativeAction)
+	if p := w.Publication(); p.Topic != "will/kicked" {
+		t.Fatalf("got %s; want will/kicked and not will/revoked", p.Topic)
+	}
+}
+
+// TestReplaceSession: Auth can have a client identifier's session ended
+// rather than resumed: the new connection starts clean, Session Present 0.
+func TestReplaceSession(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "id", persistent(600))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	s.auth.setOnConnect(func(c *Client) { c.ReplaceSession() })
+	_, ack := s.connect(t, packet.V5, "id", persistent(600))
+	c.Disconnected(packet.SessionTakenOver)
+	if ack.SessionPresent || s.subs.Len() != 0 {
+		t.Fatalf("session present %v, %d subscriptions inherited", ack.SessionPresent, s.subs.Len())
+	}
+}
+
+// TestShutdown: closing the server tells MQTT 5 clients why (0x8B) and
+// closes 3.1.1 connections without a word.
+func TestShutdown(t *testing.T) {
+	s := newServer(t, nil)
+	c5, _ := s.connect(t, packet.V5, "five", nil)
+	c3, _ := s.connect(t, packet.V311, "three", nil)
+	s.Close()
+	c5.Disconnected(packet.ServerShuttingDown)
+	c3.Closed()
+}
+
+// TestSessionExpiry: an away session ends when its expiry interval has
+// passed, its subscriptions with it.
+func TestSessionExpiry(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "brief", persistent(1))
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("t", 0))
+	c.Send(&packet.Disconnect{})
+	c.Closed()
+	eventually(t, "the session expired", func() bool { return s.Client("brief") == nil && s.subs.Len() == 0 })
+}
+
+// TestRetainedExpiry: a retained message past its Message Expiry Interval
+// goes to no new subscriber and leaves the store (§3.3.2.3.3).
+func TestRetainedExpiry(t *testing.T) {
+	s := newServer(t, nil)
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	p := &packet.Publish{Retain: true, Topic: "r/short", Payload: []byte("soon gone")}
+	p.Props.MessageExpiry = 1
+	p.Props.Set(packet.PropMessageExpiry)
+	pub.Send(p)
+	pub.Send(&packet.Publish{Retain: true, Topic: "r/long", Payload: []byte("kept")})
+	eventually(t, "both are retained", func() bool { return s.retained.Len() == 2 })
+	time.Sleep(1100 * time.Millisecond)
+	c, _ := s.connect(t, packet.V5, "c", nil)
+	c.Subscribe(1, []packet.ReasonCode{0}, sub("r/#", 0))
+	if got := c.Publication(); got.Topic != "r/long" {
+		t.Fatalf("got %s", got.Topic)
+	}
+	if s.retained.Len() != 1 {
+		t.Fatalf("%d retained", s.retained.Len())
+	}
+}
+
+// TestPacketIDExhaustion: with all 65,535 packet identifiers in flight to
+// a client, one more message is dropped and counted (Config.Inflight at its
+// largest); the identifier an acknowledgement frees is the next one used,
+// after the counter wraps past 0.
+func TestPacketIDExhaustion(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Inflight = 65535 })
+	cl := &Client{ID: "x", srv: s.Server}
+	// A closing connection queues nothing: the messages stay in flight.
+	cl.setConn(&conn{srv: s.Server, version: packet.V5, sendQuota: 65535, closing: true})
+	m := &Message{Topic: "t", QoS: 1}
+	for range 65535 {
+		cl.deliver(m, 1, false, nil, &batch{})
+	}
+	cl.deliver(m, 1, false, nil, &batch{}) // beyond Config.Inflight: dropped
+	if inflight(cl) != 65535 || s.Stats.InflightDropped.Load() != 1 {
+		t.Fatalf("in flight %d, dropped %d", inflight(cl), s.Stats.InflightDropped.Load())
+	}
+	cl.acked(&packet.Ack{Kind: packet.PUBACK, PacketID: 7})
+	cl.deliver(m, 1, false, nil, &batch{})
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if o := cl.inflight[7]; o == nil || o.seq != 65536 {
+		t.Fatalf("identifier 7 holds %+v, want the newest message", o)
+	}
+}
