@@ -142,7 +142,7 @@ func (o *outbox) Send(_ context.Context, to string, msg []byte) error {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	name := filepath.Join(o.dir, time.Now().UTC().Format("20060102T150405Z")+"-"+hex.EncodeToString(rnd[:])+".eml")
+	name := filepath.Join(o.dir, time.Now().UTC().Format("20060102T150405.000000000Z")+"-"+hex.EncodeToString(rnd[:])+".eml")
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)

@@ -404,8 +404,8 @@ func TestDelegatedAccessTokenNeedsAnAdministrator(t *testing.T) {
 func TestOneTimePasswordFileDeletedOnceChanged(t *testing.T) {
 	r := serve(t)
 	path := filepath.Join(r.p.Config.Home, AdminPasswordFile)
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("the one-time password file is missing before the change: %v", err)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the one-time password file before the change: %v %v, want mode 0600", fi, err)
 	}
 	adminPassword(t, r)
 	for i := 0; ; i++ {
