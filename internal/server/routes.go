@@ -63,7 +63,7 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 		return nil, nil, err
 	}
 	if mqtt != nil {
-		mux.Handle(broker.AdminPrefix, admins.Require(mqtt.AdminHandler(), denyProblem))
+		mqtt.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) })
 	}
 	return m.wrap(mux.ServeMux, log), u, nil
 }
