@@ -11,6 +11,7 @@ import (
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
+	liberrors "github.com/pb33f/libopenapi-validator/errors"
 
 	"github.com/thingid/thingid/internal/openapi"
 )
@@ -112,8 +113,9 @@ func probePath(template string) string {
 	return template
 }
 
-// TestOpenAPIAnswers checks real answers of the listener, successes and
-// problems, against the schemas of the served document.
+// TestOpenAPIAnswers sends requests an administrator and a signed-in
+// person would, and checks the request bodies and the real answers,
+// successes and problems, against the served document's schemas.
 func TestOpenAPIAnswers(t *testing.T) {
 	r := serve(t)
 	doc, err := libopenapi.NewDocument(servedDocument(t, r))
@@ -124,67 +126,107 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	admin := basic("admin", adminPassword(t, r))
-	check := func(req *http.Request, resp *http.Response, body string) {
+	pw := adminPassword(t, r)
+	admin := basic("admin", pw)
+	person := r.browser()
+
+	// call sends the request, checks it and its answer against the
+	// document, and returns the answer's body.
+	call := func(c *http.Client, method, path, body string, auth func(*http.Request), want int) string {
 		t.Helper()
-		resp.Body = io.NopCloser(strings.NewReader(body))
-		if ok, errs := v.ValidateHttpResponse(req, resp); !ok {
+		if c == nil {
+			c = r.client
+		}
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, r.base+path, rd)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if auth != nil {
+			auth(req)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s %s: %d, want %d: %.300s", method, path, resp.StatusCode, want, b)
+			return string(b)
+		}
+		// As the document names the server: the validator matches paths
+		// against it.
+		doc := func() *http.Request {
+			q := httptest.NewRequest(method, "https://localhost:8443"+path, strings.NewReader(body))
+			q.Header = req.Header.Clone()
+			return q
+		}
+		report := func(what string, errs []*liberrors.ValidationError) {
 			for _, e := range errs {
-				t.Errorf("%s %s (%d): %s: %s", req.Method, req.URL.RequestURI(), resp.StatusCode, e.Message, e.Reason)
+				t.Errorf("%s %s (%d): %s: %s: %s", method, path, want, what, e.Message, e.Reason)
 				for _, se := range e.SchemaValidationErrors {
 					t.Errorf("  %s: %s", se.FieldPath, se.Reason)
 				}
 			}
 		}
+		if body != "" && want < 300 {
+			if ok, errs := v.GetRequestBodyValidator().ValidateRequestBody(doc()); !ok {
+				report("request", errs)
+			}
+		}
+		resp.Body = io.NopCloser(strings.NewReader(string(b)))
+		if ok, errs := v.ValidateHttpResponse(doc(), resp); !ok {
+			report("answer", errs)
+		}
+		return string(b)
 	}
 
-	// A client to list, made through the API.
-	spec := `{"client_name":"Music service","redirect_uris":["https://music.example/cb"],"grant_types":["authorization_code","refresh_token"],"scopes":["openid","profile"]}`
-	req, _ := http.NewRequest("POST", r.base+"/api/v1/admin/clients", strings.NewReader(spec))
-	req.Header.Set("Content-Type", "application/json")
-	admin(req)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("creating a client: %d %s", resp.StatusCode, b)
-	}
-	check(httptest.NewRequest("POST", "https://localhost:8443/api/v1/admin/clients", nil), resp, string(b))
-	var created struct {
+	call(nil, "GET", openapi.Path, "", nil, 200)
+	call(nil, "GET", "/.well-known/uma2-configuration", "", nil, 200)
+	call(nil, "GET", "/.well-known/authzen-configuration", "", nil, 200)
+
+	// An administrator.
+	created := call(nil, "POST", "/api/v1/admin/clients",
+		`{"client_name":"Music service","redirect_uris":["https://music.example/cb"],"grant_types":["authorization_code","refresh_token"],"scopes":["openid","profile"]}`,
+		admin, 201)
+	var client struct {
 		ID string `json:"client_id"`
 	}
-	if err := json.Unmarshal(b, &created); err != nil {
-		t.Fatal(err)
-	}
+	json.Unmarshal([]byte(created), &client)
+	call(nil, "GET", "/api/v1/admin/clients", "", admin, 200)
+	call(nil, "GET", "/api/v1/admin/clients", "", nil, 401)
+	call(nil, "GET", "/api/v1/admin/clients?limit=5000", "", admin, 400)
+	call(nil, "GET", "/api/v1/admin/clients/"+client.ID, "", admin, 200)
+	call(nil, "GET", "/api/v1/admin/clients/nosuchclient", "", admin, 404)
+	call(nil, "GET", "/api/v1/admin/audit?order=oldest&limit=5", "", admin, 200)
+	call(nil, "GET", "/api/v1/admin/audit?since=yesterday", "", admin, 400)
+	call(nil, "PUT", "/api/v1/admin/policies", `{"cedar":"permit(principal, action, resource) when { nonsense };"}`, admin, 400)
+	call(nil, "PUT", "/api/v1/admin/policies", `{"cedar":""}`, admin, 200)
+	call(nil, "GET", "/api/v1/admin/policies", "", admin, 200)
+	call(nil, "GET", "/api/v1/admin/cas", "", admin, 200)
+	call(nil, "GET", "/api/v1/admin/mqtt/clients", "", admin, 200)
 
-	for _, c := range []struct {
-		path string
-		auth func(*http.Request)
-		want int
-	}{
-		{openapi.Path, nil, 200},
-		{"/.well-known/uma2-configuration", nil, 200},
-		{"/.well-known/authzen-configuration", nil, 200},
-		{"/api/v1/admin/clients", admin, 200},
-		{"/api/v1/admin/clients", nil, 401},
-		{"/api/v1/admin/clients?limit=5000", admin, 400},
-		{"/api/v1/admin/clients/nosuchclient", admin, 404},
-		{"/api/v1/admin/clients/" + created.ID, admin, 200},
-		{"/api/v1/admin/audit?order=oldest&limit=5", admin, 200},
-		{"/api/v1/admin/audit?since=yesterday", admin, 400},
-		{"/api/v1/admin/policies", admin, 200},
-		{"/api/v1/admin/cas", admin, 200},
-		{"/api/v1/admin/mqtt/clients", admin, 200},
-		{"/api/v1/households", nil, 401},
-	} {
-		resp, body := r.do(t, nil, "GET", c.path, c.auth)
-		if resp.StatusCode != c.want {
-			t.Errorf("GET %s: %d, want %d: %.300s", c.path, resp.StatusCode, c.want, body)
-			continue
-		}
-		check(httptest.NewRequest("GET", "https://localhost:8443"+c.path, nil), resp, body)
+	// A person signed in, with the session cookie.
+	call(person, "POST", "/api/v1/signin", `{"userName":"admin","password":"wrong"}`, nil, 401)
+	call(person, "POST", "/api/v1/signin", `{"userName":"admin","password":`+jsonQuote(pw)+`}`, nil, 200)
+	call(person, "GET", "/api/v1/sessions", "", nil, 200)
+	call(person, "GET", "/api/v1/grants", "", nil, 200)
+	call(person, "GET", "/api/v1/devices", "", nil, 200)
+	call(nil, "GET", "/api/v1/households", "", nil, 401)
+	home := call(person, "POST", "/api/v1/households", `{"name":"Home","timeZone":"Europe/Berlin"}`, nil, 201)
+	var hh struct {
+		ID string `json:"id"`
 	}
+	json.Unmarshal([]byte(home), &hh)
+	call(person, "POST", "/api/v1/households/"+hh.ID+"/rooms", `{"name":"Kitchen"}`, nil, 201)
+	call(person, "POST", "/api/v1/households/"+hh.ID+"/rules",
+		`{"effect":"deny","who":{"kind":"everyone"},"things":{"kind":"all"},"actions":["use"],"when":{"days":["mon"],"start":"20:00","end":"23:00"}}`, nil, 201)
+	call(person, "GET", "/api/v1/households", "", nil, 200)
+	call(person, "GET", "/api/v1/households/"+hh.ID, "", nil, 200)
+	call(person, "GET", "/api/v1/households/invitations", "", nil, 200)
+	call(person, "GET", "/api/v1/account/data", "", nil, 200)
 }
