@@ -113,11 +113,14 @@ func probePath(template string) string {
 	return template
 }
 
-// TestOpenAPIAnswers sends requests an administrator and a signed-in
-// person would, and checks the request bodies and the real answers,
-// successes and problems, against the served document's schemas.
-func TestOpenAPIAnswers(t *testing.T) {
-	r := serve(t)
+// answers checks requests and their answers against the served document.
+type answers struct {
+	r *running
+	v validator.Validator
+}
+
+func newAnswers(t *testing.T, r *running) *answers {
+	t.Helper()
 	doc, err := libopenapi.NewDocument(servedDocument(t, r))
 	if err != nil {
 		t.Fatal(err)
@@ -126,65 +129,83 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
+	return &answers{r: r, v: v}
+}
+
+// call sends the request (a body is JSON unless form is set), checks its
+// body (when it is to succeed) and its answer against the document, and
+// returns the answer's body.
+func (a *answers) call(t *testing.T, c *http.Client, method, path, body string, auth func(*http.Request), want int) string {
+	t.Helper()
+	return a.send(t, c, method, path, "application/json", body, auth, want)
+}
+
+func (a *answers) send(t *testing.T, c *http.Client, method, path, contentType, body string, auth func(*http.Request), want int) string {
+	t.Helper()
+	if c == nil {
+		c = a.r.client
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, a.r.base+path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if auth != nil {
+		auth(req)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Errorf("%s %s: %d, want %d: %.300s", method, path, resp.StatusCode, want, b)
+		return string(b)
+	}
+	// As the document names the server: the validator matches paths
+	// against it.
+	doc := func() *http.Request {
+		q := httptest.NewRequest(method, "https://localhost:8443"+path, strings.NewReader(body))
+		q.Header = req.Header.Clone()
+		return q
+	}
+	report := func(what string, errs []*liberrors.ValidationError) {
+		for _, e := range errs {
+			t.Errorf("%s %s (%d): %s: %s: %s", method, path, want, what, e.Message, e.Reason)
+			for _, se := range e.SchemaValidationErrors {
+				t.Errorf("  %s: %s", se.FieldPath, se.Reason)
+			}
+		}
+	}
+	if body != "" && want < 300 {
+		if ok, errs := a.v.GetRequestBodyValidator().ValidateRequestBody(doc()); !ok {
+			report("request", errs)
+		}
+	}
+	resp.Body = io.NopCloser(strings.NewReader(string(b)))
+	if ok, errs := a.v.ValidateHttpResponse(doc(), resp); !ok {
+		report("answer", errs)
+	}
+	return string(b)
+}
+
+// TestOpenAPIAnswers sends requests an administrator and a signed-in
+// person would, and checks the request bodies and the real answers,
+// successes and problems, against the served document's schemas.
+func TestOpenAPIAnswers(t *testing.T) {
+	r := serve(t)
+	a := newAnswers(t, r)
 	pw := adminPassword(t, r)
 	admin := basic("admin", pw)
 	person := r.browser()
-
-	// call sends the request, checks it and its answer against the
-	// document, and returns the answer's body.
 	call := func(c *http.Client, method, path, body string, auth func(*http.Request), want int) string {
 		t.Helper()
-		if c == nil {
-			c = r.client
-		}
-		var rd io.Reader
-		if body != "" {
-			rd = strings.NewReader(body)
-		}
-		req, _ := http.NewRequest(method, r.base+path, rd)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if auth != nil {
-			auth(req)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("%s %s: %d, want %d: %.300s", method, path, resp.StatusCode, want, b)
-			return string(b)
-		}
-		// As the document names the server: the validator matches paths
-		// against it.
-		doc := func() *http.Request {
-			q := httptest.NewRequest(method, "https://localhost:8443"+path, strings.NewReader(body))
-			q.Header = req.Header.Clone()
-			return q
-		}
-		report := func(what string, errs []*liberrors.ValidationError) {
-			for _, e := range errs {
-				t.Errorf("%s %s (%d): %s: %s: %s", method, path, want, what, e.Message, e.Reason)
-				for _, se := range e.SchemaValidationErrors {
-					t.Errorf("  %s: %s", se.FieldPath, se.Reason)
-				}
-			}
-		}
-		if body != "" && want < 300 {
-			if ok, errs := v.GetRequestBodyValidator().ValidateRequestBody(doc()); !ok {
-				report("request", errs)
-			}
-		}
-		resp.Body = io.NopCloser(strings.NewReader(string(b)))
-		if ok, errs := v.ValidateHttpResponse(doc(), resp); !ok {
-			report("answer", errs)
-		}
-		return string(b)
+		return a.call(t, c, method, path, body, auth, want)
 	}
-
 	call(nil, "GET", openapi.Path, "", nil, 200)
 	call(nil, "GET", "/.well-known/uma2-configuration", "", nil, 200)
 	call(nil, "GET", "/.well-known/authzen-configuration", "", nil, 200)
@@ -229,4 +250,26 @@ func TestOpenAPIAnswers(t *testing.T) {
 	call(person, "GET", "/api/v1/households/"+hh.ID, "", nil, 200)
 	call(person, "GET", "/api/v1/households/invitations", "", nil, 200)
 	call(person, "GET", "/api/v1/account/data", "", nil, 200)
+}
+
+// TestOpenAPIUMAProtection checks a resource server's calls to the UMA
+// protection API, with a PAT, against the served document.
+func TestOpenAPIUMAProtection(t *testing.T) {
+	w := newUMAWorld(t)
+	a := newAnswers(t, w.r)
+	pat := bearer(w.pat(t, w.music))
+	a.call(t, nil, "GET", "/uma/resource_set", "", nil, 401)
+	out := a.call(t, nil, "POST", "/uma/resource_set", `{"name":"Road trip","type":"https://music.example/playlist","resource_scopes":["read","play"],"owner":"alice"}`, pat, 201)
+	var res struct {
+		ID string `json:"_id"`
+	}
+	json.Unmarshal([]byte(out), &res)
+	a.call(t, nil, "GET", "/uma/resource_set", "", pat, 200)
+	a.call(t, nil, "GET", "/uma/resource_set/"+res.ID, "", pat, 200)
+	a.call(t, nil, "PUT", "/uma/resource_set/"+res.ID, `{"name":"Road trip","resource_scopes":["read","play","edit"]}`, pat, 200)
+	a.call(t, nil, "POST", "/uma/permission", `[{"resource_id":`+jsonQuote(res.ID)+`,"resource_scopes":["play"]}]`, pat, 201)
+	a.call(t, nil, "POST", "/uma/permission", `{"resource_id":"nosuchresource","resource_scopes":["play"]}`, pat, 400)
+	a.send(t, nil, "POST", "/uma/introspect", "application/x-www-form-urlencoded", "token=not-a-token", pat, 200)
+	a.call(t, nil, "DELETE", "/uma/resource_set/"+res.ID, "", pat, 204)
+	a.call(t, nil, "GET", "/uma/resource_set/"+res.ID, "", pat, 404)
 }
