@@ -9,10 +9,10 @@ import (
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/routes"
 )
 
-// AdminPrefix is where AdminHandler serves; mount it behind administrator
-// authentication.
+// AdminPrefix is where RegisterAdmin mounts the admin API.
 const AdminPrefix = "/api/v1/admin/mqtt/"
 
 // ClientInfo is one session as the admin API shows it.
@@ -70,26 +70,26 @@ func (b *Broker) Disconnect(clientID string) bool {
 	return true
 }
 
-// AdminHandler serves GET clients (the list) and DELETE clients/{id}
-// (disconnect and discard) under AdminPrefix, with RFC 9457 problems.
-func (b *Broker) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+AdminPrefix+"clients", func(w http.ResponseWriter, r *http.Request) {
+// RegisterAdmin mounts GET clients (the list) and DELETE clients/{id}
+// (disconnect and discard) under AdminPrefix on mux, each behind require
+// (administrator authentication), with RFC 9457 problems. Each route is
+// mounted on its own, so that the route table lists it.
+func (b *Broker) RegisterAdmin(mux routes.Mux, require func(http.Handler) http.Handler) {
+	mux.Handle("GET "+AdminPrefix+"clients", require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		clients := b.Clients()
 		if clients == nil {
 			clients = []ClientInfo{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"clients": clients})
-	})
-	mux.HandleFunc("DELETE "+AdminPrefix+"clients/{id}", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("DELETE "+AdminPrefix+"clients/{id}", require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !b.Disconnect(r.PathValue("id")) {
 			writeJSON(w, http.StatusNotFound, map[string]any{"type": "about:blank", "title": "Not Found", "status": http.StatusNotFound,
 				"detail": "no MQTT session with client identifier " + r.PathValue("id")})
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
-	})
-	return mux
+	})))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -18,6 +18,7 @@ import (
 	"github.com/thingid/thingid/internal/household"
 	"github.com/thingid/thingid/internal/httpstatus"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/openapi"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/uma"
@@ -57,13 +58,16 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := openapi.Register(mux); err != nil {
+		return nil, nil, err
+	}
 
 	u, err := p.mountComponents(mux, admins, tk, certs, hh, mqtt, reg, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if mqtt != nil {
-		mux.Handle(broker.AdminPrefix, admins.Require(mqtt.AdminHandler(), denyProblem))
+		mqtt.RegisterAdmin(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) })
 	}
 	return m.wrap(mux.ServeMux, log), u, nil
 }
