@@ -1,25 +1,17 @@
 package broker
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
-
-	"github.com/thingid/thingid/internal/mqttload"
+	"github.com/thingid/thingid/internal/mqttload/heldtest"
 )
 
 // BenchmarkHeldConnections measures what one held, idle, authenticated
@@ -49,7 +41,7 @@ func benchHeld(b *testing.B, listener string, n int) {
 		th := e.thing("M")
 		fmt.Fprintf(&creds, "%s %s\n", th.ID, e.thingToken(th))
 	}
-	env := []string{"THINGID_HOLD_ADDR=" + e.b.Addr(listener), "THINGID_HOLD_CREDS=" + filepath.Join(dir, "creds")}
+	env := []string{heldtest.EnvAddr + "=" + e.b.Addr(listener), heldtest.EnvCreds + "=" + filepath.Join(dir, "creds")}
 	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(creds.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -58,58 +50,18 @@ func benchHeld(b *testing.B, listener string, n int) {
 		if err := os.WriteFile(filepath.Join(dir, "ca.der"), ca, 0o600); err != nil {
 			b.Fatal(err)
 		}
-		env = append(env, "THINGID_HOLD_CA="+filepath.Join(dir, "ca.der"))
+		env = append(env, heldtest.EnvCA+"="+filepath.Join(dir, "ca.der"))
 	}
 	b.ResetTimer()
-	for range b.N {
-		before := settled()
-		child := exec.Command(os.Args[0], "-test.run=^TestHoldConnections$")
-		child.Env = append(os.Environ(), env...)
-		child.Stderr = os.Stderr
-		stdin, _ := child.StdinPipe()
-		stdout, _ := child.StdoutPipe()
-		if err := child.Start(); err != nil {
-			b.Fatal(err)
-		}
-		out := bufio.NewReader(stdout)
-		line, err := out.ReadString('\n')
-		if err != nil || line != "held "+strconv.Itoa(n)+"\n" {
-			b.Fatalf("the child held %q (%v), want %d connections", line, err, n)
-		}
+	o := heldtest.Options{N: n, Env: env, Ready: func() {
 		if got := e.b.server.Stats.Connected.Load(); got != int64(n) {
 			b.Fatalf("%d clients connected, want %d", got, n)
 		}
-		after := settled()
-		if p := os.Getenv("THINGID_HELD_PROFILE"); p != "" {
-			writeProfiles(b, p, listener)
-		}
-		stdin.Close() // the child closes its connections and exits
-		io.Copy(io.Discard, out)
-		if err := child.Wait(); err != nil {
-			b.Fatal(err)
-		}
-		per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
-		b.ReportMetric(per(after.HeapAlloc, before.HeapAlloc), "heap-B/conn")
-		b.ReportMetric(per(after.StackInuse, before.StackInuse), "stack-B/conn")
-		b.ReportMetric(per(after.HeapAlloc+after.StackInuse, before.HeapAlloc+before.StackInuse), "B/conn")
-		b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+	}}
+	if p := os.Getenv("THINGID_HELD_PROFILE"); p != "" {
+		o.Held = func() { writeProfiles(b, p, listener) }
 	}
-}
-
-type memState struct {
-	runtime.MemStats
-	goroutines int
-}
-
-// settled collects garbage (twice, so that stacks shrink to what is in use
-// and finalizers have run) and reads the memory statistics.
-func settled() memState {
-	var m memState
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m.MemStats)
-	m.goroutines = runtime.NumGoroutine()
-	return m
+	heldtest.Measure(b, o)
 }
 
 func writeProfiles(b *testing.B, dir, listener string) {
@@ -126,44 +78,9 @@ func writeProfiles(b *testing.B, dir, listener string) {
 }
 
 // TestHoldConnections is the child process of BenchmarkHeldConnections: it
-// connects with each credential, says how many it holds and keeps them
-// until its standard input closes. Run on its own, it does nothing.
-func TestHoldConnections(t *testing.T) {
-	addr := os.Getenv("THINGID_HOLD_ADDR")
-	if addr == "" {
-		t.Skip("the child process of BenchmarkHeldConnections")
-	}
-	raw, err := os.ReadFile(os.Getenv("THINGID_HOLD_CREDS"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var creds []mqttload.Credential
-	for line := range strings.Lines(string(raw)) {
-		id, tok, _ := strings.Cut(strings.TrimSpace(line), " ")
-		creds = append(creds, mqttload.Credential{ClientID: id, Username: "bench", Password: tok})
-	}
-	target := &mqttload.Target{Address: addr, Client: func(i int) mqttload.Credential { return creds[i] }}
-	if ca := os.Getenv("THINGID_HOLD_CA"); ca != "" {
-		der, err := os.ReadFile(ca)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := x509.NewCertPool()
-		pool.AddCert(cert)
-		target.TLS = &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	}
-	r := mqttload.Connect(context.Background(), target, len(creds), 16, nil)
-	defer r.Close()
-	if r.Failed > 0 {
-		t.Fatalf("%d of %d connections failed: %v", r.Failed, len(creds), r.FirstErr)
-	}
-	fmt.Printf("held %d\n", r.Opened)
-	io.Copy(io.Discard, os.Stdin)
-}
+// holds the connections until its standard input closes. Run on its own, it
+// does nothing.
+func TestHoldConnections(t *testing.T) { heldtest.Hold(t) }
 
 // A connection keeps nothing of its CONNECT packet: the core copies what it
 // keeps (client identifier, will) and the session holds the identity, never

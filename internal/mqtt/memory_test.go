@@ -1,26 +1,20 @@
 package mqtt
 
 import (
-	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"fmt"
-	"io"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/thingid/thingid/internal/mqttload"
+	"github.com/thingid/thingid/internal/mqttload/heldtest"
 )
 
 // BenchmarkHeldConnections measures what one held, idle connection costs
@@ -43,88 +37,21 @@ func BenchmarkHeldConnections(b *testing.B) {
 				if err := os.WriteFile(ca, der, 0o600); err != nil {
 					b.Fatal(err)
 				}
-				env = append(env, "THINGID_HOLD_CA="+ca)
+				env = append(env, heldtest.EnvCA+"="+ca)
 			}
 			const n = 2000
-			for range b.N {
-				before := settled()
-				child := exec.Command(os.Args[0], "-test.run=^TestHoldConnections$")
-				child.Env = append(os.Environ(), append(env, "THINGID_HOLD_ADDR="+addr, "THINGID_HOLD_N="+strconv.Itoa(n))...)
-				child.Stderr = os.Stderr
-				stdin, _ := child.StdinPipe()
-				stdout, _ := child.StdoutPipe()
-				if err := child.Start(); err != nil {
-					b.Fatal(err)
-				}
-				out := bufio.NewReader(stdout)
-				if line, err := out.ReadString('\n'); err != nil || line != fmt.Sprintf("held %d\n", n) {
-					b.Fatalf("the child held %q (%v), want %d", line, err, n)
-				}
-				eventually(b, "every connection is in", func() bool { return s.Stats.Connected.Load() == n })
-				after := settled()
-				stdin.Close()
-				io.Copy(io.Discard, out)
-				if err := child.Wait(); err != nil {
-					b.Fatal(err)
-				}
-				per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / n }
-				b.ReportMetric(per(after.HeapAlloc, before.HeapAlloc), "heap-B/conn")
-				b.ReportMetric(per(after.StackInuse, before.StackInuse), "stack-B/conn")
-				b.ReportMetric(per(after.HeapAlloc+after.StackInuse, before.HeapAlloc+before.StackInuse), "B/conn")
-				b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/conn")
-				eventually(b, "every connection is gone", func() bool { return s.Stats.Connected.Load() == 0 })
-			}
+			heldtest.Measure(b, heldtest.Options{N: n, Env: append(env, heldtest.EnvAddr+"="+addr, heldtest.EnvN+"="+strconv.Itoa(n)),
+				Ready: func() { eventually(b, "every connection is in", func() bool { return s.Stats.Connected.Load() == n }) },
+				Done: func() {
+					eventually(b, "every connection is gone", func() bool { return s.Stats.Connected.Load() == 0 })
+				},
+			})
 		})
 	}
 }
 
-type memState struct {
-	runtime.MemStats
-	goroutines int
-}
-
-// settled collects garbage twice (stacks shrink, finalizers run) and reads
-// the memory statistics.
-func settled() memState {
-	var m memState
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m.MemStats)
-	m.goroutines = runtime.NumGoroutine()
-	return m
-}
-
 // TestHoldConnections is the child process of BenchmarkHeldConnections.
-func TestHoldConnections(t *testing.T) {
-	addr := os.Getenv("THINGID_HOLD_ADDR")
-	if addr == "" {
-		t.Skip("the child process of BenchmarkHeldConnections")
-	}
-	n, _ := strconv.Atoi(os.Getenv("THINGID_HOLD_N"))
-	target := &mqttload.Target{Address: addr, Client: func(i int) mqttload.Credential {
-		return mqttload.Credential{ClientID: fmt.Sprint("held-", i)}
-	}}
-	if ca := os.Getenv("THINGID_HOLD_CA"); ca != "" {
-		der, err := os.ReadFile(ca)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := x509.NewCertPool()
-		pool.AddCert(cert)
-		target.TLS = &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	}
-	r := mqttload.Connect(context.Background(), target, n, 16, nil)
-	defer r.Close()
-	if r.Failed > 0 {
-		t.Fatalf("%d of %d connections failed: %v", r.Failed, n, r.FirstErr)
-	}
-	fmt.Printf("held %d\n", r.Opened)
-	io.Copy(io.Discard, os.Stdin)
-}
+func TestHoldConnections(t *testing.T) { heldtest.Hold(t) }
 
 // selfSigned is a certificate for localhost and its DER.
 func selfSigned(t testing.TB) (tls.Certificate, []byte) {
