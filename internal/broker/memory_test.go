@@ -34,7 +34,8 @@ func benchHeld(b *testing.B, listener string, n int) {
 	if os.Getenv("THINGID_HELD_PROFILE") != "" {
 		runtime.MemProfileRate = 1 // every allocation, not a sample
 	}
-	e := newEnv(b, nil)
+	// The child connects from one address: let it hold them all.
+	e := newEnv(b, func(o *Options) { o.Limits.ConnectionsPerAddress = n + 1 })
 	dir := b.TempDir()
 	var creds strings.Builder
 	for range n {
