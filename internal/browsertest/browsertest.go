@@ -46,7 +46,9 @@ func New(t testing.TB) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting Chromium: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	// A bound on the whole walk, so that a stuck page fails the test; a
+	// long walk (the console's) on a loaded machine takes over a minute.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
