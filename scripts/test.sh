@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs thingid's whole test suite on a fresh Debian machine: installs the real
 # peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
-# clients, OpenLDAP's clients, Redis, nginx, HAProxy, jq and python3 for the documents'
+# clients, OpenLDAP's clients, Redis, nginx, HAProxy, NATS, libcoap's coap-client, jq and python3 for the documents'
 # commands, Node.js and npm for the accessibility check's axe-core), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
 # PostgreSQL is stopped at the end when this script started it; --keep (the
@@ -26,6 +26,8 @@ command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # npm installs axe-core for the console's accessibility check.
