@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"errors"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -25,6 +27,20 @@ type Access struct {
 // certificate key of the handshake; §3.3: the PSK identity). A refusal is an
 // *Error: 400 for what is not a CWT, 401 for a CWT refused (§5.10.1.1).
 func (s *Server) AuthzInfo(ctx context.Context, token []byte, peer Identity) (*Access, error) {
+	a, err := s.authzInfo(ctx, token, peer)
+	s.metrics.count(endpointAuthzInfo, err)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Status < http.StatusInternalServerError {
+			s.log.Info("ace: token refused at authz-info", "reason", e.Description)
+		} else {
+			s.log.Error("ace: authz-info failed", "err", err)
+		}
+	}
+	return a, err
+}
+
+func (s *Server) authzInfo(ctx context.Context, token []byte, peer Identity) (*Access, error) {
 	c, err := s.verify(ctx, token, s.audience)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -137,7 +138,7 @@ func (s *Server) verify(ctx context.Context, raw []byte, audience string) (*clai
 	}
 	alg, key, ok, err := s.keys.PublicKey(ctx, string(kid))
 	if err != nil {
-		return nil, &Error{Code: "server_error", Description: "the signing keys could not be read", Status: 500, cause: err}
+		return nil, &Error{Code: "server_error", Description: "the signing keys could not be read", Status: http.StatusInternalServerError, cause: err}
 	}
 	if !ok {
 		return nil, unauthorized("the token's kid is not a key of this platform")
@@ -151,7 +152,7 @@ func (s *Server) verify(ctx context.Context, raw []byte, audience string) (*clai
 	}
 	verifier, err := cose.NewVerifier(ca, key)
 	if err != nil {
-		return nil, &Error{Code: "server_error", Description: "the signing key cannot verify", Status: 500, cause: err}
+		return nil, &Error{Code: "server_error", Description: "the signing key cannot verify", Status: http.StatusInternalServerError, cause: err}
 	}
 	if err := msg.Verify(nil, verifier); err != nil {
 		return nil, unauthorized("the token's signature does not verify")

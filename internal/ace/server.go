@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -44,7 +46,7 @@ type Revocations interface {
 	Leeway() time.Duration
 }
 
-// Options configure a Server; every field but Logger is required.
+// Options configure a Server; every field but Logger and Registerer is required.
 type Options struct {
 	// Issuer is the platform's issuer identifier, iss of every CWT.
 	Issuer string
@@ -56,6 +58,8 @@ type Options struct {
 	Revocations Revocations
 	AS          AuthorizationServer
 	Logger      *slog.Logger
+	// Registerer registers thingid_ace_requests_total; nil for none.
+	Registerer prometheus.Registerer
 }
 
 // Server is ACE's authorization server and resource server side.
@@ -65,6 +69,7 @@ type Server struct {
 	revocations      Revocations
 	as               AuthorizationServer
 	log              *slog.Logger
+	metrics          *metrics
 }
 
 // New returns a Server.
@@ -73,5 +78,5 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations and AS are required")
 	}
 	return &Server{issuer: o.Issuer, audience: o.Audience, keys: o.Keys, revocations: o.Revocations, as: o.AS,
-		log: cmp.Or(o.Logger, slog.Default())}, nil
+		log: cmp.Or(o.Logger, slog.Default()), metrics: newMetrics(o.Registerer)}, nil
 }

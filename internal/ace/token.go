@@ -178,8 +178,9 @@ func publicKey(k *cose.Key) (crypto.PublicKey, error) {
 // the CBOR answer and its HTTP status (see the package comment).
 func (s *Server) Token(ctx context.Context, body []byte, id Identity) ([]byte, int) {
 	resp, err := s.token(ctx, body, id)
+	s.metrics.count(endpointToken, err)
 	if err != nil {
-		return s.refuse("token", err)
+		return s.refuse(endpointToken, err)
 	}
 	return resp, http.StatusOK
 }
@@ -219,8 +220,9 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 // answer RFC 8628's parameters under their names.
 func (s *Server) DeviceAuthorization(ctx context.Context, body []byte, id Identity) ([]byte, int) {
 	resp, err := s.deviceAuthorization(ctx, body, id)
+	s.metrics.count(endpointDevice, err)
 	if err != nil {
-		return s.refuse("device_authorization", err)
+		return s.refuse(endpointDevice, err)
 	}
 	return resp, http.StatusOK
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/url"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/routes"
@@ -50,7 +52,7 @@ func aceError(err error) error {
 // mountACE serves ACE's token and device authorization endpoints on HTTPS
 // (internal/ace), for the broker's audience when the broker is on: the
 // resource server a constrained device reaches (CoAP maps onto its topics).
-func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, log *slog.Logger) error {
+func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
 	audience := p.Config.HTTP.PublicURL
 	if p.Config.MQTT.Enabled {
 		audience = p.Config.MQTT.Audience
@@ -58,7 +60,7 @@ func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, log
 	a, err := ace.New(ace.Options{
 		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
 		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
-		Logger: log.With("component", "ace"),
+		Logger: log.With("component", "ace"), Registerer: reg,
 	})
 	if err != nil {
 		return err

@@ -138,6 +138,10 @@ func TestAttackACEToken(t *testing.T) {
 			t.Errorf("%s: %d %v %q; want %d %v saying %q", c.name, status, code, desc, c.status, c.code, c.says)
 		}
 	}
+	// An operator sees the refusals by code.
+	if _, body := r.get(t, "/metrics", nil); !strings.Contains(body, `thingid_ace_requests_total{endpoint="token",result="invalid_scope"} 1`) {
+		t.Errorf("no ACE refusals in /metrics:\n%.3000s", body)
+	}
 	// Not ACE at all: a problem document naming the header.
 	var resp *http.Response
 	resp, err = th.client.Post(r.base+ace.PathToken, "application/json", strings.NewReader("{}"))
