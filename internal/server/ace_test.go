@@ -172,3 +172,41 @@ func TestACEDeviceFlow(t *testing.T) {
 		t.Fatalf("device authorization for a scope the thing may not have: %d %v", code, out)
 	}
 }
+
+// A constrained thermostat pairs with a person exactly as an HTTPS device
+// does: she allows it on /device, and its next poll gets a CWT for her, and
+// a refresh token that ACE refreshes into another CWT.
+func TestACEPairing(t *testing.T) {
+	w := newHomeWorld(t)
+	th := newACEThing(t, w.r)
+	_, out := postACE(t, w.r, th.client, ace.PathDeviceAuthorization, enc(t, map[int]any{24: th.th.ID, 9: "device"}))
+	dc, _ := out["device_code"].(string)
+	uc, _ := out["user_code"].(string)
+	if r := w.allow(t, "gran", uc); r.status != 200 {
+		t.Fatalf("gran allows: %d %.300s", r.status, r.body)
+	}
+	code, out := postACE(t, w.r, th.client, ace.PathToken, enc(t, map[any]any{33: "urn:ietf:params:oauth:grant-type:device_code", 24: th.th.ID, "device_code": dc}))
+	rt, _ := out[uint64(37)].(string)
+	if code != http.StatusOK || rt == "" {
+		t.Fatalf("the poll after pairing: %d %v", code, out)
+	}
+	if c := cwtClaims(t, out); c[uint64(2)] != w.gran.ID || c["thing"] != th.th.ID {
+		t.Fatalf("the paired token's claims: %v", c)
+	}
+	code, out = postACE(t, w.r, th.client, ace.PathToken, enc(t, map[int]any{33: 3, 24: th.th.ID, 37: rt}))
+	if code != http.StatusOK || cwtClaims(t, out)[uint64(2)] != w.gran.ID {
+		t.Fatalf("refreshing: %d %v", code, out)
+	}
+}
+
+// cwtClaims are the claims of the CWT in a token answer, unverified
+// (TestACETokenForAThing verifies one).
+func cwtClaims(t *testing.T, answer map[any]any) map[any]any {
+	t.Helper()
+	var msg cose.Sign1Message
+	tok, _ := answer[uint64(1)].([]byte)
+	must(t, "decoding the CWT", msg.UnmarshalCBOR(tok))
+	var c map[any]any
+	must(t, "decoding the claims", cbor.Unmarshal(msg.Payload, &c))
+	return c
+}
