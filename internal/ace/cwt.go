@@ -161,7 +161,10 @@ func (s *Server) verify(ctx context.Context, raw []byte, audience string) (*clai
 	if err := decMode.Unmarshal(msg.Payload, &c); err != nil {
 		return nil, unauthorized("the token's claims are not a CWT claims set: %v", err)
 	}
-	return &c, s.check(&c, audience)
+	if err := s.check(&c, audience); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 // check applies the claims' rules to a verified token.
