@@ -90,27 +90,33 @@ func (s *Server) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request
 	if !ok {
 		return
 	}
-	if !slices.Contains(c.GrantTypes, GrantDeviceCode) {
-		s.writeError(w, r, ErrUnauthorizedClient.WithDescription("the client may not use the device authorization grant"))
-		return
-	}
-	scopes, err := requestedScopes(form, c.Scopes)
+	resp, err := s.deviceAuthorization(r.Context(), c, form)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// deviceAuthorization starts the device flow of the authenticated client c.
+func (s *Server) deviceAuthorization(ctx context.Context, c *store.Client, form url.Values) (*deviceAuthResponse, error) {
+	if !slices.Contains(c.GrantTypes, GrantDeviceCode) {
+		return nil, ErrUnauthorizedClient.WithDescription("the client may not use the device authorization grant")
+	}
+	scopes, err := requestedScopes(form, c.Scopes)
+	if err != nil {
+		return nil, err
 	}
 	// RFC 8707 §2 (the device authorization request is an authorization
 	// request): the resources the tokens are for, checked like the token
 	// endpoint's; the token request may narrow them (§2.2).
 	resources, rerr := s.requestedResources(c, form[paramResource])
 	if rerr != nil {
-		s.writeError(w, r, rerr)
-		return
+		return nil, rerr
 	}
 	if c.ThingID != "" {
-		if err := s.activeSubjects(r.Context(), "", c.ThingID); err != nil {
-			s.writeError(w, r, thingRefusal(err))
-			return
+		if err := s.activeSubjects(ctx, "", c.ThingID); err != nil {
+			return nil, thingRefusal(err)
 		}
 	}
 	deviceCode := base64.RawURLEncoding.EncodeToString(randomBytes(32))
@@ -122,23 +128,22 @@ func (s *Server) serveDeviceAuthorization(w http.ResponseWriter, r *http.Request
 	}
 	for attempt := 0; ; attempt++ {
 		d.UserCode = newUserCode()
-		err = s.st.CreateDeviceCode(r.Context(), d)
+		err = s.st.CreateDeviceCode(ctx, d)
 		if !errors.Is(err, store.ErrConflict) || attempt == 4 {
 			break
 		}
 	}
 	if err != nil {
-		s.writeError(w, r, serverError(err))
-		return
+		return nil, serverError(err)
 	}
 	uc := formatUserCode(d.UserCode)
-	writeJSON(w, http.StatusOK, deviceAuthResponse{
+	return &deviceAuthResponse{
 		DeviceCode: deviceCode, UserCode: uc,
 		VerificationURI:         s.issuer + pathDevice,
 		VerificationURIComplete: s.issuer + pathDevice + "?user_code=" + url.QueryEscape(uc),
 		ExpiresIn:               int64(s.opts.DeviceCodeLifetime / time.Second),
 		Interval:                int64(s.opts.DeviceInterval / time.Second),
-	})
+	}, nil
 }
 
 // deviceCodeGrant is the token request of RFC 8628 §3.4–3.5.

@@ -96,19 +96,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (grantType string
 		return "", 0, nil, ferr
 	}
 	gt := form.Get("grant_type")
-	if gt == "" {
-		return "", 0, nil, ErrInvalidRequest.WithDescription("grant_type is required")
-	}
-	ext, isExt := s.opts.Extensions[gt]
-	if !slices.Contains(supportedGrantTypes, gt) && !isExt {
-		return gt, 0, nil, ErrUnsupportedGrantType.WithDescription("%q is not supported", gt)
-	}
-	c, x5t, err := s.clientAuth(r, form)
+	c, x5t, err := s.tokenClient(r, form)
 	if err != nil {
 		return gt, 0, nil, err
-	}
-	if !slices.Contains(c.GrantTypes, gt) {
-		return gt, 0, nil, ErrUnauthorizedClient.WithDescription("the client may not use %s", gt)
 	}
 	// RFC 9449 §5: a proof on any grant binds the tokens it yields (issue).
 	ctx, err := s.tokenDPoP(w, r)
@@ -120,33 +110,59 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (grantType string
 	ctx = withCertBinding(ctx, x5t)
 	// An extension grant decides its own audiences (a UMA RPT is for the
 	// resource servers of its permissions).
-	if isExt {
+	if ext, isExt := s.opts.Extensions[gt]; isExt {
 		status, body, err = s.extension(ctx, ext, c, form)
 		return gt, status, body, err
 	}
-	// RFC 8707 §2: the audiences of the access token.
-	res, rerr := s.requestedResources(c, form[paramResource])
-	if rerr != nil {
-		return gt, 0, nil, rerr
-	}
-	ctx = withResources(ctx, res)
-	var resp *tokenResponse
-	switch gt {
-	case GrantClientCredentials:
-		resp, err = s.clientCredentials(ctx, c, form)
-	case GrantDeviceCode:
-		resp, err = s.deviceCodeGrant(ctx, c, form)
-	case GrantRefreshToken:
-		resp, err = s.refreshGrant(ctx, c, form)
-	case GrantAuthorizationCode:
-		resp, err = s.authorizationCodeGrant(ctx, c, form)
-	case GrantJWTBearer:
-		resp, err = s.jwtBearerGrant(ctx, c, form)
-	}
+	resp, err := s.grant(ctx, c, form)
 	if err != nil {
 		return gt, 0, nil, err
 	}
 	return gt, http.StatusOK, resp, nil
+}
+
+// tokenClient checks the grant type of a token request and authenticates
+// its client, who must be allowed that grant type; x5t as clientAuth's.
+func (s *Server) tokenClient(r *http.Request, form url.Values) (c *store.Client, x5t string, err error) {
+	gt := form.Get("grant_type")
+	if gt == "" {
+		return nil, "", ErrInvalidRequest.WithDescription("grant_type is required")
+	}
+	if _, isExt := s.opts.Extensions[gt]; !slices.Contains(supportedGrantTypes, gt) && !isExt {
+		return nil, "", ErrUnsupportedGrantType.WithDescription("%q is not supported", gt)
+	}
+	c, x5t, err = s.clientAuth(r, form)
+	if err != nil {
+		return nil, "", err
+	}
+	if !slices.Contains(c.GrantTypes, gt) {
+		return nil, "", ErrUnauthorizedClient.WithDescription("the client may not use %s", gt)
+	}
+	return c, x5t, nil
+}
+
+// grant answers the token request of one of the built-in grant types for
+// the authenticated client c.
+func (s *Server) grant(ctx context.Context, c *store.Client, form url.Values) (*tokenResponse, error) {
+	// RFC 8707 §2: the audiences of the access token.
+	res, rerr := s.requestedResources(c, form[paramResource])
+	if rerr != nil {
+		return nil, rerr
+	}
+	ctx = withResources(ctx, res)
+	switch form.Get("grant_type") {
+	case GrantClientCredentials:
+		return s.clientCredentials(ctx, c, form)
+	case GrantDeviceCode:
+		return s.deviceCodeGrant(ctx, c, form)
+	case GrantRefreshToken:
+		return s.refreshGrant(ctx, c, form)
+	case GrantAuthorizationCode:
+		return s.authorizationCodeGrant(ctx, c, form)
+	case GrantJWTBearer:
+		return s.jwtBearerGrant(ctx, c, form)
+	}
+	return nil, ErrUnsupportedGrantType.WithDescription("%q is not supported", form.Get("grant_type"))
 }
 
 // requestedScopes parses the scope parameter (RFC 6749 §3.3) and checks it is
@@ -272,7 +288,7 @@ func (s *Server) issue(ctx context.Context, c *store.Client, g *store.Grant, sub
 		claims.Confirmation.JKT = jkt
 		tokenType = "DPoP"
 	}
-	at, err := s.opts.Tokens.AccessToken(claims)
+	at, err := signer(ctx, s.opts.Tokens)(claims)
 	if err != nil {
 		return nil, serverError(err)
 	}

@@ -53,6 +53,8 @@ func Register(mux routes.Mux) error {
 //     interaction endpoint (/uma/claims: pages a browser is redirected to,
 //     UMA Grant §3.3.2),
 //   - the AuthZEN Authorization API under /access/v1/,
+//   - ACE's token and device authorization endpoints under /ace/ (CBOR,
+//     RFC 9200; described so that their bodies and errors are on record),
 //   - the metadata of those two: /.well-known/uma2-configuration and
 //     /.well-known/authzen-configuration.
 //
@@ -60,7 +62,7 @@ func Register(mux routes.Mux) error {
 // /ServiceProviderConfig, /Schemas and /ResourceTypes), the OAuth endpoints
 // (/oauth2/, form-encoded, described by the RFC 8414 metadata), EST, pages.
 var (
-	prefixes = []string{"/api/v1/", "/uma/", "/access/v1/"}
+	prefixes = []string{"/api/v1/", "/uma/", "/access/v1/", "/ace/"}
 	exact    = []string{"/.well-known/uma2-configuration", "/.well-known/authzen-configuration"}
 	browser  = []string{"/uma/claims"}
 )

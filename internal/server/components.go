@@ -72,6 +72,9 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
+	if err := p.mountACE(mux, tk, srv, reg, log); err != nil {
+		return nil, err
+	}
 	ss := selfservice.Options{
 		Enabled:           r.Enabled,
 		Account:           &selfservice.Account{Sessions: sessions, Data: p.Store, Revoker: accountRevoker{srv, u}},

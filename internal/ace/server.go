@@ -1,0 +1,82 @@
+package ace
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// AuthorizationServer is the platform's authorization server (oauth.Server,
+// adapted in server): the same client authentication, grants, scopes,
+// audiences and device flow as its HTTPS endpoints, on a request's
+// parameters as the form would carry them. Its errors are *Error.
+type AuthorizationServer interface {
+	// Token answers a token request, the access token signed by sign.
+	Token(ctx context.Context, form url.Values, chain []*x509.Certificate, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
+	// DeviceAuthorization starts the device flow (RFC 8628 §3.1).
+	DeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*DeviceAnswer, error)
+}
+
+// Answer is a granted token request.
+type Answer struct {
+	AccessToken  []byte
+	RefreshToken string // "" unless the grant issues one
+	ExpiresIn    int64  // seconds
+	Scope        string // the granted scopes, space-separated
+}
+
+// DeviceAnswer is a device authorization response (RFC 8628 §3.2).
+type DeviceAnswer struct {
+	DeviceCode, UserCode, VerificationURI, VerificationURIComplete string
+	ExpiresIn, Interval                                            int64 // seconds
+}
+
+// Revocations is the deny set of access tokens (tokens.Verifier): a CWT is
+// refused when its grant is, exactly as a JWT of the same grant.
+type Revocations interface {
+	Revoked(gid string) bool
+	Leeway() time.Duration
+}
+
+// Options configure a Server; every field but Logger and Registerer is required.
+type Options struct {
+	// Issuer is the platform's issuer identifier, iss of every CWT.
+	Issuer string
+	// Audience is the resource server's: the CWTs the token endpoint issues
+	// are for it unless the request names another (audience, 5), and
+	// AuthzInfo accepts only CWTs for it.
+	Audience    string
+	Keys        Keys
+	Revocations Revocations
+	AS          AuthorizationServer
+	Logger      *slog.Logger
+	// Registerer registers thingid_ace_requests_total; nil for none.
+	Registerer prometheus.Registerer
+}
+
+// Server is ACE's authorization server and resource server side.
+type Server struct {
+	issuer, audience string
+	keys             Keys
+	revocations      Revocations
+	as               AuthorizationServer
+	log              *slog.Logger
+	metrics          *metrics
+}
+
+// New returns a Server.
+func New(o Options) (*Server, error) {
+	if o.Issuer == "" || o.Audience == "" || o.Keys == nil || o.Revocations == nil || o.AS == nil {
+		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations and AS are required")
+	}
+	return &Server{issuer: o.Issuer, audience: o.Audience, keys: o.Keys, revocations: o.Revocations, as: o.AS,
+		log: cmp.Or(o.Logger, slog.Default()), metrics: newMetrics(o.Registerer)}, nil
+}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/url"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/ace"
+	"github.com/thingid/thingid/internal/oauth"
+	"github.com/thingid/thingid/internal/routes"
+	"github.com/thingid/thingid/internal/tokens"
+)
+
+// aceAS adapts the authorization server to ace.AuthorizationServer: ACE's
+// requests run oauth's client authentication, grants and device flow, and
+// only the access token is ace's (a CWT).
+type aceAS struct{ srv *oauth.Server }
+
+func (a aceAS) Token(ctx context.Context, form url.Values, chain []*x509.Certificate, sign func(tokens.Claims) ([]byte, error)) (*ace.Answer, error) {
+	t, err := a.srv.ConstrainedToken(ctx, form, chain, func(c tokens.Claims) (string, error) {
+		b, err := sign(c)
+		return string(b), err
+	})
+	if err != nil {
+		return nil, aceError(err)
+	}
+	return &ace.Answer{AccessToken: []byte(t.AccessToken), RefreshToken: t.RefreshToken, ExpiresIn: t.ExpiresIn, Scope: t.Scope}, nil
+}
+
+func (a aceAS) DeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*ace.DeviceAnswer, error) {
+	d, err := a.srv.ConstrainedDeviceAuthorization(ctx, form, chain)
+	if err != nil {
+		return nil, aceError(err)
+	}
+	a2 := ace.DeviceAnswer(*d)
+	return &a2, nil
+}
+
+// aceError is an oauth error as ace's, with the same code and status.
+func aceError(err error) error {
+	var e *oauth.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	return ace.NewError(e.Status, e.Code, e.Description, errors.Unwrap(e))
+}
+
+// mountACE serves ACE's token and device authorization endpoints on HTTPS
+// (internal/ace), for the broker's audience when the broker is on: the
+// resource server a constrained device reaches (CoAP maps onto its topics).
+func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
+	audience := p.Config.HTTP.PublicURL
+	if p.Config.MQTT.Enabled {
+		audience = p.Config.MQTT.Audience
+	}
+	a, err := ace.New(ace.Options{
+		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
+		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
+		Logger: log.With("component", "ace"), Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	a.Register(mux)
+	return nil
+}
