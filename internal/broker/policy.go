@@ -269,7 +269,7 @@ func (h *auth) watchPolicies(e events.Event) {
 			return true
 		}
 		id := s.state.Load().id
-		if e.Kind == "policy" || e.ID == id.Thing || e.ID == id.user() || e.Details["thing"] == id.Thing ||
+		if e.Type == events.Resync || e.Kind == "policy" || e.ID == id.Thing || e.ID == id.user() || e.Details["thing"] == id.Thing ||
 			e.ID == v.publish.Household || e.ID == v.subscribe.Household {
 			wg.Go(func() { h.b.workers.run(func() { h.redecide(s, cl, false, false) }) })
 		}

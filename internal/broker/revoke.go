@@ -88,7 +88,7 @@ func relevant(e events.Event) bool {
 	switch e.Type {
 	case tokens.EventGrantRevoke, certauth.EventCertRevoke,
 		"thing.disable", "thing.delete", "thing.update", "user.disable", "user.delete",
-		"relationship.add", "relationship.remove", "group.update", "group.delete":
+		"relationship.add", "relationship.remove", "group.update", "group.delete", events.Resync:
 		return true
 	}
 	return false
@@ -136,6 +136,8 @@ func (h *auth) handle(ctx context.Context, e events.Event) {
 			if owner && (id.Thing == e.ID || (id.Kind == kindUser && id.Subject == e.Details["fromId"])) {
 				h.refresh(ctx, s)
 			}
+		case events.Resync:
+			h.refresh(ctx, s) // a disable or unlink may have been missed
 		case "group.update", "group.delete":
 			if id.Admin && id.user() != "" {
 				h.refresh(ctx, s) // an administrator may have been removed

@@ -166,3 +166,29 @@ func TestExpiryAndReauthentication(t *testing.T) {
 		t.Errorf("re-authentication as another thing: %+v", ar)
 	}
 }
+
+// A thing disabled while this node missed the event (its relay reconnected:
+// the store changed, no event came) is ended when the bus says events were
+// missed: every session is read again.
+func TestResyncEndsSessionsOfMissedChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	th, u := e.thing("T-100"), e.user("resync")
+	e.own(u, th)
+	gid := e.grant("paired-app", th.ID, u.ID)
+	tok := e.token(tokens.Claims{Subject: u.ID, ClientID: "paired-app", ThingID: th.ID, GrantID: gid})
+	c, _, err := e.connect5(e.dial("tls"), &paho.Connect{ClientID: th.ID, CleanStart: true, Password: []byte(tok), PasswordFlag: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := e.thing("T-100")
+	o := e.mustConnect5(other.ID, e.token(tokens.Claims{Subject: other.ID, ClientID: other.ID, ThingID: other.ID}))
+	if _, err := e.st.UpdateThing(context.Background(), th.ID, 0, func(x *store.Thing) error { x.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.bus.Publish(events.Event{Type: events.Resync, Local: true})
+	if rc := closed(t, c, start); rc != 0x87 {
+		t.Errorf("reason %#x", rc)
+	}
+	o.pub(t, "things/"+other.ID+"/telemetry", 1, "still connected")
+}

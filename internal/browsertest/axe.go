@@ -5,60 +5,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/thingid/thingid/internal/npmtest"
 )
 
 // AxeVersion is the axe-core release the accessibility checks run, pinned
 // so that a new release's rules do not change a test's verdict unasked.
 const AxeVersion = "4.14.1"
 
-// Axe returns the source of axe-core (Deque's accessibility engine), which
-// it installs with npm into the user's cache directory the first time.
-// Without npm the test is skipped, except in CI (CI=true), where that is a
-// failure; scripts/test.sh installs Debian's npm.
+// Axe returns the source of axe-core (Deque's accessibility engine),
+// installed with npm the first time (npmtest.Install: skipped without npm,
+// except in CI).
 func Axe(t testing.TB) string {
 	t.Helper()
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("npm is required in CI for the accessibility check: install Debian's npm package")
-		}
-		t.Skip("accessibility check skipped: npm not found (apt-get install npm to run it)")
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "thingid-test", "axe-core-"+AxeVersion)
-	file := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
-	if src, err := os.ReadFile(file); err == nil {
-		return string(src)
-	}
-	// Installed beside and renamed into place, so that tests running at once
-	// never read a half-installed copy.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "axe-install-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command(npm, "install", "--prefix", tmp, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", "axe-core@"+AxeVersion)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("installing axe-core %s with npm: %v\n%s", AxeVersion, err, out)
-	}
-	if err := os.Rename(tmp, dir); err != nil && !os.IsExist(err) {
-		if _, statErr := os.Stat(file); statErr != nil {
-			t.Fatalf("keeping axe-core in %s: %v", dir, err)
-		}
-	}
-	src, err := os.ReadFile(file)
+	modules := npmtest.Install(t, "axe-core", AxeVersion, "the accessibility check")
+	src, err := os.ReadFile(filepath.Join(modules, "axe-core", "axe.min.js"))
 	if err != nil {
 		t.Fatalf("reading axe-core: %v", err)
 	}

@@ -290,11 +290,15 @@ func TestRevokedEverywhereAtOnce(t *testing.T) {
 }
 
 // TestMissedEventsAreReloaded: a node that missed the event (another bus: a
-// relay that was reconnecting) refuses the certificate after its reload.
+// relay that was reconnecting) refuses the certificate after its reload, and
+// publishes the event it missed on its own bus for the broker.
 func TestMissedEventsAreReloaded(t *testing.T) {
 	e := newEnv(t)
 	_, dc := e.thing("SPK-M1")
-	lonely, err := New(t.Context(), Options{Store: e.st, Identity: e.ids, DeviceCA: e.dca, Log: quiet, ReloadInterval: 10 * time.Millisecond})
+	bus := events.New()
+	replayed := make(chan events.Event, 10)
+	bus.Subscribe(func(ev events.Event) { replayed <- ev })
+	lonely, err := New(t.Context(), Options{Store: e.st, Identity: e.ids, DeviceCA: e.dca, Bus: bus, Log: quiet, ReloadInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +311,14 @@ func TestMissedEventsAreReloaded(t *testing.T) {
 	}
 	for !errors.Is(verifyErr(lonely, t, dc), ErrRevoked) {
 		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case ev := <-replayed:
+		if ev.Type != EventCertRevoke || !ev.Local || ev.Details["fingerprint"] != dc.FingerprintSHA256 {
+			t.Errorf("published %+v, want the local cert.revoke of %s", ev, dc.FingerprintSHA256)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the missed revocation was not published on the node")
 	}
 }
 

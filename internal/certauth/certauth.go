@@ -110,6 +110,8 @@ type Checker struct {
 	deleted map[string]bool // manufacturer CAs deleted; guarded by caMu
 	revMu   sync.Mutex      // serializes reads of new revocations
 	lastSeq int64           // guarded by revMu
+	// revocationsRead: the first read is done (guarded by revMu).
+	revocationsRead bool
 
 	certificates *prometheus.CounterVec // thingid_certificates_total
 
@@ -186,8 +188,8 @@ func (c *Checker) onEvent(e events.Event) {
 		}
 	case EventCADelete:
 		c.removeCA(e.ID)
-	case EventCACreate:
-		c.poke()
+	case EventCACreate, events.Resync:
+		c.poke() // read the CAs and the revocations since the last read
 	}
 }
 

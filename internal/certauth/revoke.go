@@ -245,24 +245,44 @@ func (s *revokedSet) has(fp [32]byte) bool {
 // revocationPage is how many revocations one store read returns.
 const revocationPage = 1000
 
-// loadRevocations adds the revocations stored since the last call.
+// loadRevocations adds the revocations stored since the last call. After the
+// first call, a revocation this node had not heard of (its event was missed
+// while the node's relay reconnected) is published on this node alone as
+// the EventCertRevoke it missed, so that the doors holding connections (the
+// broker) end them too.
 func (c *Checker) loadRevocations(ctx context.Context) error {
+	missed, err := c.readRevocations(ctx)
+	for _, r := range missed {
+		c.opts.Bus.Publish(events.Event{Type: EventCertRevoke, Kind: string(store.KindThing), ID: r.ThingID, Local: true,
+			Details: map[string]string{"fingerprint": r.FingerprintSHA256}})
+	}
+	return err
+}
+
+// readRevocations adds the revocations stored since the last call and
+// returns those not heard of before (none on the first call).
+func (c *Checker) readRevocations(ctx context.Context) ([]*store.RevokedCert, error) {
 	c.revMu.Lock()
 	defer c.revMu.Unlock()
+	var missed []*store.RevokedCert
 	for {
 		page, err := c.opts.Store.ListRevokedCerts(ctx, c.lastSeq, revocationPage)
 		if err != nil {
-			return fmt.Errorf("certauth: read revocations: %w", err)
+			return missed, fmt.Errorf("certauth: read revocations: %w", err)
 		}
 		for _, r := range page {
 			if fp, ok := parseFingerprint(r.FingerprintSHA256); ok {
+				if c.revocationsRead && !c.revoked.has(fp) {
+					missed = append(missed, r)
+				}
 				c.revoked.add(fp)
 				c.crl.invalidate()
 			}
 			c.lastSeq = r.Seq
 		}
 		if len(page) < revocationPage {
-			return nil
+			c.revocationsRead = true
+			return missed, nil
 		}
 	}
 }

@@ -22,6 +22,13 @@ type Event struct {
 	Local bool
 }
 
+// Resync is published on a node, never carried to the others, when it may
+// have missed other nodes' events (its relay lost and regained its
+// connection). Whatever a subscriber keeps because events keep it current —
+// a deny set, a cache, compiled policies — it must read again from the store
+// (off the bus's goroutine). Kind and ID are empty.
+const Resync = "events.resync"
+
 // Bus delivers every published event to every subscriber, in order, synchronously.
 // Subscribers must return quickly (hand work to their own goroutine if needed).
 type Bus struct {

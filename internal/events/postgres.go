@@ -25,7 +25,8 @@ const (
 //
 // The guarantee is NOTIFY's: an event reaches only the nodes listening when it
 // is committed; a node reconnecting after a dropped connection misses the
-// events of that time.
+// events of that time, so once it listens again the relay publishes Resync
+// on bus.
 func StartRelay(ctx context.Context, bus *Bus, dsn string, log *slog.Logger) (*Relay, error) {
 	conn, err := listen(ctx, dsn)
 	if err != nil {
@@ -65,8 +66,8 @@ func (l *notifyLink) send(ctx context.Context, payloads [][]byte) (int, error) {
 }
 
 // receive delivers notifications until ctx ends, listening again after a
-// dropped connection.
-func (l *notifyLink) receive(ctx context.Context, deliver func(string)) {
+// dropped connection and then calling missed.
+func (l *notifyLink) receive(ctx context.Context, deliver func(string), missed func()) {
 	conn := l.listening
 	defer func() { closeConn(conn) }()
 	for {
@@ -77,12 +78,12 @@ func (l *notifyLink) receive(ctx context.Context, deliver func(string)) {
 			if ctx.Err() != nil {
 				return
 			}
-			// Events published while we reconnect are missed: see StartRelay.
 			l.log.Warn("lost PostgreSQL listening connection, reconnecting", "err", err)
 			if conn, err = l.connect(ctx, listen); err != nil {
 				return // ctx ended
 			}
 			l.log.Info("listening again on PostgreSQL")
+			missed() // events published meanwhile never reach us
 			continue
 		}
 		deliver(n.Payload)

@@ -151,6 +151,15 @@ func TestRelayReconnectsAfterConnectionLoss(t *testing.T) {
 	startRelay(t, b, logs.logger())
 	prefix := rand.Text()
 	onB := record(b, prefix)
+	resync := make(chan Event, 10)
+	b.Subscribe(func(e Event) {
+		if e.Type == Resync {
+			select {
+			case resync <- e:
+			default:
+			}
+		}
+	})
 
 	admin, err := pgx.Connect(t.Context(), dsn(t))
 	if err != nil {
@@ -173,6 +182,16 @@ func TestRelayReconnectsAfterConnectionLoss(t *testing.T) {
 		case e := <-onB.seen:
 			if !strings.Contains(logs.String(), "reconnecting") {
 				t.Errorf("event %s delivered but no reconnection logged:\n%s", e.ID, logs.String())
+			}
+			// The events of the gap are lost: B's subscribers are told to
+			// read the store again, and nothing carries that to A.
+			select {
+			case r := <-resync:
+				if !r.Local || r.Kind != "" || r.ID != "" {
+					t.Errorf("resync event %+v: want a local event without kind or ID", r)
+				}
+			case <-time.After(patience):
+				t.Fatalf("B listens again but published no %s; log:\n%s", Resync, logs.String())
 			}
 			return
 		case <-time.After(100 * time.Millisecond):

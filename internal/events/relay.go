@@ -61,8 +61,9 @@ type link interface {
 	// many it sent before an error.
 	send(ctx context.Context, payloads [][]byte) (int, error)
 	// receive calls deliver with the payloads of every process, this one's
-	// included, until ctx ends.
-	receive(ctx context.Context, deliver func(payload string))
+	// included, until ctx ends, and missed when payloads may have been lost
+	// (once delivery works again).
+	receive(ctx context.Context, deliver func(payload string), missed func())
 	// close releases the link once send and receive have returned.
 	close()
 }
@@ -100,7 +101,7 @@ func (r *Relay) start(ctx context.Context, l link) {
 	r.link = l
 	r.unsub = r.bus.subscribeLocal(r.enqueue)
 	var wg sync.WaitGroup
-	wg.Go(func() { l.receive(ctx, r.deliver) })
+	wg.Go(func() { l.receive(ctx, r.deliver, r.missed) })
 	wg.Go(func() { r.send(ctx) })
 	go func() {
 		wg.Wait()
@@ -226,6 +227,13 @@ func (r *Relay) sendBatch(ctx context.Context, payloads [][]byte) {
 }
 
 // deliver publishes a payload from another node on the local bus.
+// missed tells this node's subscribers to read again what events keep
+// current (Resync).
+func (r *Relay) missed() {
+	r.log.Warn("events of other nodes may have been missed; subscribers read the store again", "event", Resync)
+	r.bus.publish(Event{Type: Resync, Local: true}, false)
+}
+
 func (r *Relay) deliver(payload string) {
 	var w wire
 	if err := json.Unmarshal([]byte(payload), &w); err != nil || w.Node == "" || w.Type == "" {

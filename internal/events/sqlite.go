@@ -64,7 +64,9 @@ func (l *logLink) send(ctx context.Context, payloads [][]byte) (int, error) {
 	return len(payloads), nil
 }
 
-func (l *logLink) receive(ctx context.Context, deliver func(string)) {
+// receive never misses an event: the log keeps them, read after the last one
+// delivered.
+func (l *logLink) receive(ctx context.Context, deliver func(string), _ func()) {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	for {

@@ -117,6 +117,16 @@ func (c *cache[V]) delete(k [sha256.Size]byte) {
 	s.mu.Unlock()
 }
 
+// clear deletes every entry.
+func (c *cache[V]) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
 // dropGrant deletes every entry of grant gid.
 func (c *cache[V]) dropGrant(gid string) {
 	for i := range c.shards {

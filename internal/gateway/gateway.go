@@ -316,6 +316,8 @@ func (g *Gateway) event(e events.Event) {
 		}
 	case e.Kind == "thing" && e.ID != "":
 		g.models.delete(cacheKey("thing", e.ID))
+	case e.Type == events.Resync:
+		g.models.clear() // missed revocations come again as grant.revoke (tokens.Verifier)
 	}
 }
 

@@ -133,6 +133,11 @@ func (s *Service) forget(e events.Event) {
 	case e.Type == EventPlatform:
 		go s.reloadPlatform(e)
 		applied = false // reloadPlatform tells the watchers
+	case e.Type == events.Resync: // anything may have changed
+		clear(s.compiled)
+		clear(s.placed)
+		go s.reloadPlatform(e)
+		applied = false
 	case e.Kind == "household":
 		delete(s.compiled, e.ID)
 		clear(s.placed)

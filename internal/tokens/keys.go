@@ -142,7 +142,7 @@ func NewKeys(ctx context.Context, st KeyStore, cfg KeysConfig) (*Keys, error) {
 	k.unsubscribe = func() {}
 	if cfg.Bus != nil {
 		k.unsubscribe = cfg.Bus.Subscribe(func(e events.Event) {
-			if e.Type == EventRotate {
+			if e.Type == EventRotate || e.Type == events.Resync {
 				k.poke()
 			}
 		})

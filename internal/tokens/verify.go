@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -63,7 +64,11 @@ type Verifier struct {
 	log         *slog.Logger
 	deny        denySet
 	memo        memo
+	bus         *events.Bus
 	unsubscribe func()
+
+	mu      sync.Mutex
+	revoked RevokedGrants // set by LoadRevoked, read again on events.Resync
 }
 
 // NewVerifier returns a Verifier of the tokens signed with keys, and starts
@@ -80,10 +85,11 @@ func NewVerifier(keys *Keys, cfg VerifierConfig) (*Verifier, error) {
 		iss:         cfg.Issuer,
 		leeway:      cmp.Or(cfg.Leeway, defaultLeeway),
 		log:         cmp.Or(cfg.Log, slog.Default()),
+		bus:         cfg.Bus,
 		unsubscribe: func() {},
 	}
 	if cfg.Bus != nil {
-		v.unsubscribe = cfg.Bus.Subscribe(v.revoked)
+		v.unsubscribe = cfg.Bus.Subscribe(v.event)
 	}
 	return v, nil
 }
@@ -99,22 +105,77 @@ type RevokedGrants interface {
 // LoadRevoked refuses the tokens of every grant revoked within the longest
 // token lifetime, as the revocation events did on the nodes that saw them:
 // a node that starts missed those. Call it after NewVerifier, which follows
-// the events from then on, so that no revocation falls in between.
+// the events from then on, so that no revocation falls in between. When the
+// bus later says events were missed (events.Resync), src is read again and
+// each revocation not heard of is published on this node as the event it
+// missed, so that every door that follows revocations (the gateway's caches,
+// the broker's sessions) acts on it too.
 func (v *Verifier) LoadRevoked(ctx context.Context, src RevokedGrants) error {
-	now, life := v.keys.cfg.Now(), v.keys.cfg.MaxTokenLifetime+v.leeway
-	revoked, err := src.RevokedGrantsSince(ctx, now.Add(-life))
+	v.mu.Lock()
+	v.revoked = src
+	v.mu.Unlock()
+	revoked, err := v.readRevoked(ctx, src)
 	if err != nil {
-		return fmt.Errorf("tokens: read the grants revoked lately: %w", err)
+		return err
 	}
-	for gid, at := range revoked {
-		// Every token of the grant was issued before at, so expires by at + life.
-		v.deny.add(gid, at.Add(life), now)
+	now := v.keys.cfg.Now()
+	for gid, exp := range revoked {
+		v.deny.add(gid, exp.Add(v.leeway), now)
 	}
 	return nil
 }
 
-// revoked handles EventGrantRevoke (see its contract).
-func (v *Verifier) revoked(e events.Event) {
+// readRevoked returns the grants revoked within the longest token lifetime,
+// each with the latest exp its tokens can have.
+func (v *Verifier) readRevoked(ctx context.Context, src RevokedGrants) (map[string]time.Time, error) {
+	life := v.keys.cfg.MaxTokenLifetime
+	revoked, err := src.RevokedGrantsSince(ctx, v.keys.cfg.Now().Add(-life-v.leeway))
+	if err != nil {
+		return nil, fmt.Errorf("tokens: read the grants revoked lately: %w", err)
+	}
+	for gid, at := range revoked {
+		revoked[gid] = at.Add(life) // every token of the grant was issued before at
+	}
+	return revoked, nil
+}
+
+// replay publishes, on this node only, the revocations it missed (see
+// LoadRevoked).
+func (v *Verifier) replay() {
+	v.mu.Lock()
+	src := v.revoked
+	v.mu.Unlock()
+	if src == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	revoked, err := v.readRevoked(ctx, src)
+	if err != nil {
+		v.log.Error("tokens: events were missed and the revoked grants cannot be read; revocations of that time may be accepted until their tokens expire", "err", err)
+		return
+	}
+	now, n := v.keys.cfg.Now(), 0
+	for gid, exp := range revoked {
+		if v.deny.denied(gid, now) {
+			continue // heard of
+		}
+		n++
+		v.bus.Publish(events.Event{
+			Type: EventGrantRevoke, Kind: "grant", ID: gid, Local: true,
+			Details: map[string]string{"exp": strconv.FormatInt(exp.Unix(), 10)},
+		})
+	}
+	v.log.Info("tokens: read the revoked grants again after missed events", "missed", n, "revoked", len(revoked))
+}
+
+// event follows revocations (EventGrantRevoke, see its contract) and
+// events.Resync.
+func (v *Verifier) event(e events.Event) {
+	if e.Type == events.Resync {
+		go v.replay() // reads the store; subscribers return at once
+		return
+	}
 	if e.Type != EventGrantRevoke || e.ID == "" {
 		return
 	}

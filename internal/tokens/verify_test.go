@@ -362,3 +362,61 @@ func TestCertThumbprint(t *testing.T) {
 		t.Fatalf("thumbprint %q", got)
 	}
 }
+
+// revokedAt is a store of revoked grants (store.Grants' RevokedGrantsSince).
+type revokedAt map[string]time.Time
+
+func (r revokedAt) RevokedGrantsSince(_ context.Context, since time.Time) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for gid, at := range r {
+		if !at.Before(since) {
+			out[gid] = at
+		}
+	}
+	return out, nil
+}
+
+// A revocation whose event this node missed (its relay reconnected) is
+// refused once the bus says events were missed, and replayed on this node
+// alone for the other doors; one it heard of is not replayed.
+func TestResyncReplaysMissedRevocations(t *testing.T) {
+	e, clk, bus := newTestEnv(t)
+	src := revokedAt{"grant-heard": clk.Now()}
+	if err := e.v.LoadRevoked(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	c := accessClaims(clk.Now())
+	tok := e.accessToken(t, c)
+	verify := func() error {
+		_, err := e.v.Verify(context.Background(), bearerOf(tok), VerifyOptions{Audience: testAudience})
+		return err
+	}
+	src["grant-1"] = clk.Now() // revoked on another node; its event never came
+	if err := verify(); err != nil {
+		t.Fatalf("before the resync: %v", err)
+	}
+
+	replayed := make(chan events.Event, 10)
+	bus.Subscribe(func(ev events.Event) {
+		if ev.Type == EventGrantRevoke {
+			replayed <- ev
+		}
+	})
+	bus.Publish(events.Event{Type: events.Resync, Local: true})
+	select {
+	case ev := <-replayed:
+		if ev.ID != "grant-1" || !ev.Local || ev.Details["exp"] != strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10) {
+			t.Errorf("replayed %+v: want grant-1, local, exp an hour on", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no revocation replayed after the resync")
+	}
+	if err := verify(); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after the resync: %v, want revoked", err)
+	}
+	select {
+	case ev := <-replayed:
+		t.Errorf("replayed %s too, which this node had heard of", ev.ID)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
