@@ -209,3 +209,30 @@ receiving:
 			got, received, total, s.Stats.InflightDropped.Load())
 	}
 }
+
+// TestStalledSubscriberReleasesPublisher: a subscriber that acknowledged a
+// message and then stops holds a publisher up once, for at most stallAfter;
+// every PUBLISH is then acknowledged and what does not fit its window (twice
+// Config.Inflight while it counted as keeping up) is dropped and counted.
+func TestStalledSubscriberReleasesPublisher(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Inflight = 4 })
+	sub, _ := s.connect(t, packet.V5, "sub", nil)
+	sub.Subscribe(1, []packet.ReasonCode{1}, mqtttest.Sub("t", 1))
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("first")})
+	pub.Read()
+	sub.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: sub.Publication().PacketID})
+	sub.Send(&packet.Ping{})
+	sub.Read()
+
+	const n = 20
+	for i := range n {
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 2), Payload: []byte("x")})
+		if a, ok := pub.Read().(*packet.Ack); !ok || a.PacketID != uint16(i+2) {
+			t.Fatalf("message %d: no PUBACK", i)
+		}
+	}
+	if d := s.Stats.InflightDropped.Load(); d == 0 || d > n-4 {
+		t.Fatalf("%d of %d dropped for a subscriber that stopped acknowledging", d, n)
+	}
+}
