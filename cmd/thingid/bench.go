@@ -31,6 +31,7 @@ type benchMQTTFlags struct {
 	address, cafile, serverName, username, password string
 	tls, mint                                       bool
 	connections, concurrency, sourceIPs, brokerPID  int
+	rounds                                          int
 	publishers, subscribers, payload, window        int
 	qos                                             int
 	duration                                        time.Duration
@@ -50,7 +51,9 @@ scenario against a second broker without authentication, and prints both with ra
 1. --connections N: opens N connections (--concurrency at a time, from --source-ips
    loopback addresses 127.0.0.1, 127.0.0.2, ... to get past the ephemeral port range),
    measures CONNECT/CONNACK per second and, with --broker-pid, the broker's resident
-   memory per held connection; then closes them.
+   memory per held connection; then closes them. --rounds R connects the same N
+   clients R times (devices reconnecting with the tokens they hold) and reports the
+   last round.
 2. --publishers P --subscribers S: P clients publish to --topic ("%s": the client id)
    at --qos for --duration, S clients subscribe to --filter; counts messages per
    second received and, for QoS 1, messages acknowledged to publishers but not
@@ -75,6 +78,7 @@ or --username/--password for every client; or none.`,
 	fl.IntVar(&f.connections, "connections", 0, "connections to open and hold")
 	fl.IntVar(&f.concurrency, "concurrency", 64, "connections opened in parallel")
 	fl.IntVar(&f.sourceIPs, "source-ips", 1, "loopback source addresses to spread connections over (127.0.0.1..)")
+	fl.IntVar(&f.rounds, "rounds", 1, "times the same --connections connect (the last round is reported)")
 	fl.IntVar(&f.brokerPID, "broker-pid", 0, "process id of the broker, to report its resident memory")
 	fl.IntVar(&f.publishers, "publishers", 0, "publishing clients")
 	fl.IntVar(&f.subscribers, "subscribers", 1, "subscribing clients (with --publishers)")
@@ -92,6 +96,9 @@ or --username/--password for every client; or none.`,
 func runBenchMQTT(cmd *cobra.Command, g *globals, f benchMQTTFlags) error {
 	if f.qos != 0 && f.qos != 1 {
 		return fmt.Errorf("--qos: %d is not 0 or 1", f.qos)
+	}
+	if f.rounds < 1 {
+		return fmt.Errorf("--rounds: %d is less than 1", f.rounds)
 	}
 	if f.connections == 0 && f.publishers == 0 {
 		return errors.New("nothing to do: give --connections and/or --publishers")
@@ -173,10 +180,15 @@ func runScenario(cmd *cobra.Command, t *mqttload.Target, f benchMQTTFlags, pid i
 	if pid > 0 {
 		r.rssBefore, _ = mqttload.RSS(pid)
 	}
-	if f.connections > 0 {
-		bar := newBar(errw, f.connections, "connecting to "+name)
+	for round := 0; f.connections > 0 && round < f.rounds; round++ {
+		if r.connect != nil {
+			r.connect.Close() // the round before
+		}
+		bar := newBar(errw, f.connections, fmt.Sprintf("connecting to %s (round %d)", name, round+1))
 		r.connect = mqttload.Connect(ctx, t, f.connections, f.concurrency, func(n int) { bar.Set(n) })
 		bar.Finish()
+	}
+	if f.connections > 0 {
 		if pid > 0 {
 			time.Sleep(2 * time.Second) // let the broker settle
 			r.rssHeld, _ = mqttload.RSS(pid)

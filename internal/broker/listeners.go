@@ -155,27 +155,33 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 		if !l.track(conn) {
 			continue
 		}
-		go func() {
-			defer l.untrack(conn)
-			l.handle(conn, serveConn)
-		}()
+		go l.handle(conn, serveConn)
 	}
 }
 
-// handle runs one TCP connection until it ends.
+// handle runs one TCP connection until it ends. A TLS connection is served
+// on a goroutine of its own once the handshake is done: the handshake's
+// deep calls grow a stack to 16 KiB, which Go would shrink no further than
+// to 8 KiB while the connection waits, idle, for its next packet.
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
+	serve := func(c net.Conn) {
+		defer l.untrack(conn)
+		serveConn(&listenerConn{Conn: c, l: l})
+	}
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
-	if l.cfg.TLS != nil {
-		tc := tls.Server(conn, l.cfg.TLS)
-		if err := tc.Handshake(); err != nil {
-			l.log.Debug("mqtt: TLS handshake failed", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
-			conn.Close()
-			return
-		}
-		conn = tc
+	if l.cfg.TLS == nil {
+		serve(conn)
+		return
 	}
-	serveConn(&listenerConn{Conn: conn, l: l})
+	tc := tls.Server(conn, l.cfg.TLS)
+	if err := tc.Handshake(); err != nil {
+		l.log.Debug("mqtt: TLS handshake failed", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		l.untrack(conn)
+		return
+	}
+	go serve(tc)
 }
 
 // listenerConn is a connection with the listener that accepted it, for the

@@ -192,3 +192,40 @@ func TestResyncEndsSessionsOfMissedChanges(t *testing.T) {
 	}
 	o.pub(t, "things/"+other.ID+"/telemetry", 1, "still connected")
 }
+
+// A token the verifier remembers from an accepted CONNECT is refused at the
+// next CONNECT once its grant is revoked, whichever way this node learns
+// it: the revocation event alone (the deny set), or the stored grant alone
+// (an event this node missed).
+func TestRememberedTokenRevoked(t *testing.T) {
+	e := newEnv(t, nil)
+	// The deny set refuses the token (0x86 Bad User Name or Password); the
+	// stored grant, the identity (0x87 Not Authorized).
+	for by, want := range map[string]byte{"event": 0x86, "store": 0x87} {
+		t.Run(by, func(t *testing.T) {
+			th := e.thing("T-100")
+			gid := e.grant("client-"+th.ID, th.ID, "")
+			tok := e.token(tokens.Claims{Subject: "client-" + th.ID, ClientID: "client-" + th.ID, ThingID: th.ID, GrantID: gid})
+			cp := func() *paho.Connect {
+				return &paho.Connect{ClientID: th.ID, Password: []byte(tok), PasswordFlag: true}
+			}
+			for range 2 { // the second CONNECT is answered from the verifier's memo
+				if code, reason := e.connackCode("tcp", cp()); code != 0 {
+					t.Fatalf("before the revocation: %#x %s", code, reason)
+				}
+			}
+			switch by {
+			case "event":
+				e.bus.Publish(events.Event{Type: tokens.EventGrantRevoke, Kind: "grant", ID: gid,
+					Details: map[string]string{"exp": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)}})
+			case "store":
+				if err := e.st.RevokeGrant(context.Background(), gid, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if code, reason := e.connackCode("tcp", cp()); code != want {
+				t.Errorf("after the revocation (%s): %#x %s, want %#x", by, code, reason, want)
+			}
+		})
+	}
+}

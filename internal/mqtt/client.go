@@ -58,6 +58,11 @@ type Client struct {
 	pending  []*outbound
 	seq      uint64 // send order, to resend in it (§4.6)
 	nextID   uint16
+	// room is closed when the window falls below Config.Inflight again,
+	// for the publishers waiting for it (flow control, see deliver);
+	// lastAck is when the connected client last acknowledged a message.
+	room    chan struct{}
+	lastAck time.Time
 	// qos2 are the packet identifiers of QoS 2 messages from the client
 	// awaiting PUBREL: a PUBLISH repeating one is not routed again (§4.3.3).
 	qos2 map[uint16]struct{}
@@ -88,6 +93,9 @@ type batch struct {
 	recs []QueuedMessage
 	held []*Client
 	outs []*outbound
+	// rooms are the full windows of subscribers that keep up; the
+	// publisher waits for them before its acknowledgement (waitRoom).
+	rooms []<-chan struct{}
 }
 
 // commit stores the batch and lets its messages go; a failed write drops
@@ -158,6 +166,17 @@ func (cl *Client) ReplaceSession() { cl.replace = true }
 func (cl *Client) setConn(c *conn) {
 	cl.conn = c
 	cl.connected.Store(c)
+	cl.lastAck = time.Time{}
+	cl.freeRoom(c == nil)
+}
+
+// freeRoom lets the publishers waiting for the window go once it is below
+// Config.Inflight again, or at once. cl.mu is held.
+func (cl *Client) freeRoom(now bool) {
+	if cl.room != nil && (now || len(cl.inflight)+len(cl.pending) < cl.srv.cfg.Inflight) {
+		close(cl.room)
+		cl.room = nil
+	}
 }
 
 func (cl *Client) connection() *conn {
@@ -170,6 +189,14 @@ func (cl *Client) connection() *conn {
 // (a live publish, a retained message, a will): Auth.Deliver decides, then
 // QoS 0 goes to the connection's queue and QoS 1 and 2 to the session's
 // window, held while the client's Receive Maximum is used up or it is away.
+//
+// A full window (Config.Inflight) of a connected client that keeps up (it
+// acknowledged a message within stallAfter) is flow control, not loss: the
+// message is taken, up to twice the window, and the publisher waits for
+// room before its PUBACK or PUBREC (b.rooms, waitRoom), so that it sends no
+// faster than the subscriber acknowledges. A client away, stalled, or at
+// twice its window loses the message, counted in Stats.InflightDropped: a
+// subscriber that stops reading holds a publisher up for stallAfter once.
 func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int, b *batch) {
 	s := cl.srv
 	if !s.cfg.Auth.Deliver(cl, m.Topic) {
@@ -192,9 +219,18 @@ func (cl *Client) deliver(m *Message, qos byte, retain bool, subIDs []int, b *ba
 		}
 		return
 	}
-	if len(cl.inflight)+len(cl.pending) >= s.cfg.Inflight {
-		s.Stats.InflightDropped.Add(1)
-		return
+	if n := len(cl.inflight) + len(cl.pending); n >= s.cfg.Inflight {
+		keepsUp := cl.conn != nil && !cl.lastAck.IsZero() && time.Since(cl.lastAck) < stallAfter
+		if !keepsUp || n >= 2*s.cfg.Inflight {
+			s.Stats.InflightDropped.Add(1)
+			return
+		}
+		if m.From != cl.ID { // a client's own reader must not wait for its own acknowledgements
+			if cl.room == nil {
+				cl.room = make(chan struct{})
+			}
+			b.rooms = append(b.rooms, cl.room)
+		}
 	}
 	cl.seq++
 	o := &outbound{msg: m, qos: qos, retain: retain, subIDs: subIDs, seq: cl.seq}
@@ -347,7 +383,31 @@ func (cl *Client) acked(a *packet.Ack) {
 		return
 	}
 	cl.forget(o)
+	cl.lastAck = time.Now()
 	cl.release()
+	cl.freeRoom(false)
+}
+
+// stallAfter is how long a subscriber with a full window may go without
+// acknowledging anything before publishers stop waiting for it.
+const stallAfter = time.Second
+
+// waitRoom holds a publisher's reader, before its acknowledgement, until
+// the full windows its message went to have room again, for stallAfter at
+// most.
+func waitRoom(rooms []<-chan struct{}) {
+	if len(rooms) == 0 {
+		return
+	}
+	t := time.NewTimer(stallAfter)
+	defer t.Stop()
+	for _, r := range rooms {
+		select {
+		case <-r:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (cl *Client) stopTimers() {

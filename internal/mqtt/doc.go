@@ -40,7 +40,10 @@
 // resolved before Auth.Publish. QoS 1/2 messages to a client sit in
 // inflight (sent, by packet id) or pending (beyond the client's Receive
 // Maximum or while it is away), together at most Config.Inflight; more are
-// dropped and counted in Stats.InflightDropped. QoS 0 messages are dropped when
+// dropped and counted in Stats.InflightDropped, unless the client is
+// connected and keeps up: then the publisher's PUBACK or PUBREC waits until
+// the window has room (flow control; at most twice the window, and one
+// second per message). QoS 0 messages are dropped when
 // Config.Queue packets wait to be written. Inbound QoS 2 uses the method
 // that routes on PUBLISH and remembers the packet id until PUBREL, so a
 // replay is acknowledged and not routed again; more unreleased than

@@ -95,7 +95,7 @@ func (c *conn) publish(p *packet.Publish) bool {
 		cl.qos2[p.PacketID] = struct{}{}
 		cl.mu.Unlock()
 	}
-	s.publish(m)
+	waitRoom(s.publish(m))
 	// Never 0x10 No matching subscribers (§3.4.2.1 lets the server choose):
 	// it would tell any publisher whether someone listens on a topic.
 	c.ack(p, packet.Success)

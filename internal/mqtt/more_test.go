@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,5 +137,102 @@ func TestClientThatDoesNotRead(t *testing.T) {
 	}
 	if written == 1000 {
 		t.Fatal("the server read 1,000 PUBLISH packets while none of their PUBACKs could be written")
+	}
+}
+
+// TestFanInKeepsAcknowledged: publishers that do not wait for their
+// PUBACKs outrun a subscriber that acknowledges every message; the
+// subscriber's window (Config.Inflight) is flow control, so every message a
+// publisher got a PUBACK for reaches the subscriber and nothing is dropped.
+func TestFanInKeepsAcknowledged(t *testing.T) {
+	const publishers, perPublisher = 4, 500
+	s := newServer(t, func(c *Config) { c.Inflight = 8 })
+	sub, _ := s.connect(t, packet.V5, "sub", nil)
+	sub.Subscribe(1, []packet.ReasonCode{1}, mqtttest.Sub("t/+", 1))
+	receive := func() *packet.Publish {
+		p := sub.Publication()
+		sub.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+		return p
+	}
+	pubs := make([]*mqtttest.Conn, publishers)
+	for i := range pubs {
+		pubs[i], _ = s.connect(t, packet.V5, fmt.Sprintf("pub-%d", i), nil)
+	}
+	// The subscriber has acknowledged a message (the PINGRESP says the
+	// server read the PUBACK before it): it keeps up.
+	pubs[0].Send(&packet.Publish{QoS: 1, Topic: "t/0", PacketID: 1, Payload: []byte("first")})
+	pubs[0].Read()
+	receive()
+	sub.Send(&packet.Ping{})
+	sub.Read()
+
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	for i, p := range pubs {
+		wg.Go(func() {
+			for n := range perPublisher {
+				b, _ := packet.Append(nil, packet.V5, &packet.Publish{QoS: 1, Topic: fmt.Sprintf("t/%d", i), PacketID: uint16(n + 1), Payload: []byte("x")})
+				p.Write(b)
+			}
+		})
+		wg.Go(func() {
+			for range perPublisher {
+				if _, err := p.ReadRaw(); err != nil {
+					return
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	// Once every PUBACK is in, every message is routed: what was not
+	// dropped is on its way to the subscriber (before flow control, the
+	// last ones dropped make the subscriber's read time out instead).
+	const total = publishers * perPublisher
+	received := 0
+receiving:
+	for received < total {
+		select {
+		case <-done:
+			if received >= total-int(s.Stats.InflightDropped.Load()) {
+				break receiving
+			}
+		default:
+		}
+		receive()
+		received++
+	}
+	<-done
+	if got := acked.Load(); got != total || received != total {
+		t.Fatalf("%d messages acknowledged to publishers, %d received, want %d each (%d dropped)",
+			got, received, total, s.Stats.InflightDropped.Load())
+	}
+}
+
+// TestStalledSubscriberReleasesPublisher: a subscriber that acknowledged a
+// message and then stops holds a publisher up once, for at most stallAfter;
+// every PUBLISH is then acknowledged and what does not fit its window (twice
+// Config.Inflight while it counted as keeping up) is dropped and counted.
+func TestStalledSubscriberReleasesPublisher(t *testing.T) {
+	s := newServer(t, func(c *Config) { c.Inflight = 4 })
+	sub, _ := s.connect(t, packet.V5, "sub", nil)
+	sub.Subscribe(1, []packet.ReasonCode{1}, mqtttest.Sub("t", 1))
+	pub, _ := s.connect(t, packet.V5, "pub", nil)
+	pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: 1, Payload: []byte("first")})
+	pub.Read()
+	sub.Send(&packet.Ack{Kind: packet.PUBACK, PacketID: sub.Publication().PacketID})
+	sub.Send(&packet.Ping{})
+	sub.Read()
+
+	const n = 20
+	for i := range n {
+		pub.Send(&packet.Publish{QoS: 1, Topic: "t", PacketID: uint16(i + 2), Payload: []byte("x")})
+		if a, ok := pub.Read().(*packet.Ack); !ok || a.PacketID != uint16(i+2) {
+			t.Fatalf("message %d: no PUBACK", i)
+		}
+	}
+	if d := s.Stats.InflightDropped.Load(); d == 0 || d > n-4 {
+		t.Fatalf("%d of %d dropped for a subscriber that stopped acknowledging", d, n)
 	}
 }

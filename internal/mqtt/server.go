@@ -59,7 +59,9 @@ type Config struct {
 	ReceiveMaximum uint16
 	// Inflight is the most QoS 1 and 2 messages held for one session, sent
 	// and awaiting acknowledgement or waiting for the client's Receive
-	// Maximum; more are dropped and counted.
+	// Maximum; more are dropped and counted, except for a connected client
+	// that keeps up, which holds up to twice as many while the publishers
+	// wait for room (flow control, Client.deliver).
 	Inflight int
 	// Queue is the most packets waiting to be written to one connection; a
 	// QoS 0 message finding it full is dropped and counted.

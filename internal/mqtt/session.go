@@ -8,16 +8,18 @@ import (
 )
 
 // publish routes m to every subscriber (each delivery asks Auth.Deliver)
-// and keeps or clears it as the topic's retained message (§3.3.1.3).
-func (s *Server) publish(m *Message) {
+// and keeps or clears it as the topic's retained message (§3.3.1.3). It
+// returns the full windows a publisher waits for (waitRoom).
+func (s *Server) publish(m *Message) []<-chan struct{} {
 	if m.Retain {
 		s.retain(m)
 	}
-	s.routeOnly(m)
+	return s.routeOnly(m)
 }
 
-// routeOnly delivers m to its subscribers.
-func (s *Server) routeOnly(m *Message) {
+// routeOnly delivers m to its subscribers and returns the full windows a
+// publisher waits for.
+func (s *Server) routeOnly(m *Message) []<-chan struct{} {
 	ds := s.subs.Match(m.Topic, m.From, nil)
 	var b batch
 	for _, d := range ds {
@@ -29,6 +31,7 @@ func (s *Server) routeOnly(m *Message) {
 		cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs, &b)
 	}
 	b.commit(s)
+	return b.rooms
 }
 
 // scheduleWill publishes w for cl after delay (§3.1.3.2.2), unless a new

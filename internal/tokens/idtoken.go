@@ -37,7 +37,7 @@ func (v *Verifier) VerifyIDToken(ctx context.Context, raw string, opts IDTokenOp
 	if len(opts.Clients) == 0 {
 		return nil, errors.New("tokens: VerifyIDToken needs the clients whose ID tokens are accepted")
 	}
-	tok, err := v.parse(raw, typeIDToken, idTokenRequired)
+	tok, _, err := v.parse(raw, typeIDToken, idTokenRequired)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,7 @@ type Verifier struct {
 	leeway      time.Duration
 	log         *slog.Logger
 	deny        denySet
+	memo        memo
 	bus         *events.Bus
 	unsubscribe func()
 
@@ -214,15 +215,20 @@ func (v *Verifier) Inspect(ctx context.Context, raw string, opts VerifyOptions) 
 	if opts.Audience == "" {
 		return nil, errors.New("tokens: Verify needs the resource server's audience")
 	}
-	tok, err := v.parse(raw, typeAccessToken, accessTokenClaims, jwt.WithAudience(opts.Audience))
-	if err != nil {
-		return nil, err
+	now := v.keys.cfg.Now()
+	key := keyOf(raw, opts.Audience)
+	c, ok := v.memo.get(key, v.keys, now)
+	if !ok {
+		tok, kid, err := v.parse(raw, typeAccessToken, accessTokenClaims, jwt.WithAudience(opts.Audience))
+		if err != nil {
+			return nil, err
+		}
+		if c, err = claimsOf(tok); err != nil {
+			return nil, err
+		}
+		v.memo.put(key, kid, c, now)
 	}
-	c, err := claimsOf(tok)
-	if err != nil {
-		return nil, err
-	}
-	if v.deny.denied(c.GrantID, v.keys.cfg.Now()) {
+	if v.deny.denied(c.GrantID, now) {
 		return nil, ErrRevoked
 	}
 	return c, nil
@@ -280,14 +286,15 @@ func claimName(err error) string {
 }
 
 // parse checks raw's form, header (typ), signature, iss, times and required
-// claims, plus what more adds. A refused token is an *Error; an error
-// reading the keys is the server's.
-func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOption) (jwt.Token, error) {
+// claims, plus what more adds, and returns the token and the kid of the key
+// that signed it. A refused token is an *Error; an error reading the keys is
+// the server's.
+func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOption) (jwt.Token, string, error) {
 	if len(raw) > maxTokenSize {
-		return nil, ErrMalformed.with("too long")
+		return nil, "", ErrMalformed.with("too long")
 	}
 	if !isCompactJWS(raw) {
-		return nil, ErrMalformed.with("not a compact JWS")
+		return nil, "", ErrMalformed.with("not a compact JWS")
 	}
 	kp := &keyProvider{keys: v.keys, typ: typ}
 	opts := append([]jwt.ParseOption{
@@ -302,12 +309,12 @@ func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOp
 	}
 	tok, err := jwt.ParseString(raw, opts...)
 	if kp.err != nil {
-		return nil, kp.err
+		return nil, "", kp.err
 	}
 	if err != nil {
-		return nil, refusal(err)
+		return nil, "", refusal(err)
 	}
-	return tok, nil
+	return tok, kp.kid, nil
 }
 
 // keyProvider picks the key for a token from the published keys by kid, with
@@ -317,6 +324,7 @@ type keyProvider struct {
 	keys *Keys
 	typ  string // typeAccessToken or typeIDToken: neither passes for the other (RFC 8725 §3.11)
 	err  error  // the store failed: not the token's fault
+	kid  string // the key the token names
 }
 
 func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
@@ -335,6 +343,7 @@ func (p *keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.
 		return ErrType.with(fmt.Sprintf("typ %q, want %s", typ, p.typ))
 	}
 	kid, _ := h.KeyID()
+	p.kid = kid
 	if kid == "" {
 		return ErrUnknownKey.with("no kid")
 	}
