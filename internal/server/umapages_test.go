@@ -304,6 +304,15 @@ func TestSharingPages(t *testing.T) {
 		if r := w.carol.get("/account/shared"); !strings.Contains(r.body, `id="empty"`) {
 			t.Errorf("carol's shared page: %s", r.body)
 		}
+		// In German, as the browser asks.
+		req, _ := http.NewRequest("GET", bob.base+"/account/shared", nil)
+		req.Header.Set("Accept-Language", "de-DE, de;q=0.9, en;q=0.5")
+		de := bob.do(req)
+		for _, want := range []string{"<h1>Mit mir geteilt</h1>", "Sie dürfen", "als Mitglied von friends", "Road trip"} {
+			if de.status != 200 || !strings.Contains(de.body, want) {
+				t.Errorf("German shared page lacks %q: %d\n%s", want, de.status, de.body)
+			}
+		}
 	})
 
 	t.Run("focus on one resource", func(t *testing.T) {
