@@ -200,7 +200,7 @@ func TestUMAClientPlaysSharedPlaylist(t *testing.T) {
 		ID string `json:"id"`
 	}
 	if code := pl.jsonCall(t, frank, http.MethodPost, "/api/v1/uma/shares",
-		`{"resource_id":"`+ms.playlist+`","user":"olivia","scopes":["play"]}`, &shares); code != http.StatusCreated && code != http.StatusOK {
+		`{"resourceId":"`+ms.playlist+`","user":"olivia","scopes":["play"]}`, &shares); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("frank shares: %d", code)
 	}
 	if code, err := play(); err != nil || code != http.StatusOK {

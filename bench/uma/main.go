@@ -316,7 +316,7 @@ func (w *world) share() error {
 	if err := request(&alice, "POST", w.base+"/api/v1/signin", js, `{"userName":"alice","password":"`+password+`"}`, http.StatusOK, nil); err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
-	body, _ := json.Marshal(map[string]any{"resource_id": res.ID, "user": "bob", "scopes": []string{"telemetry"}})
+	body, _ := json.Marshal(map[string]any{"resourceId": res.ID, "user": "bob", "scopes": []string{"telemetry"}})
 	if err := request(&alice, "POST", w.base+"/api/v1/uma/shares", js, string(body), http.StatusCreated, nil); err != nil {
 		return fmt.Errorf("share: %w", err)
 	}

@@ -119,9 +119,9 @@ func (p *person) unlink(ctx context.Context, thingID string) error {
 // their decision.
 type umaRequest struct {
 	ID            string   `json:"id"`
-	ResourceID    string   `json:"resource_id"`
-	RequesterName string   `json:"requester_name"`
-	ClientID      string   `json:"client_id"`
+	ResourceID    string   `json:"resourceId"`
+	RequesterName string   `json:"requesterName"`
+	ClientID      string   `json:"clientId"`
 	Scopes        []string `json:"scopes"`
 }
 

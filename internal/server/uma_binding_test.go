@@ -61,7 +61,7 @@ func newBindingWorld(t *testing.T) *bindingWorld {
 		t.Fatalf("the gateway's address was not printed:\n%s", b.r.out)
 	}
 	alice := b.signin(t, "alice")
-	if code, out := b.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(b.playlist)+`,"user":"bob","scopes":["play"]}`); code != 201 {
+	if code, out := b.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resourceId":`+jsonQuote(b.playlist)+`,"user":"bob","scopes":["play"]}`); code != 201 {
 		t.Fatalf("alice shares: %d %v", code, out)
 	}
 	return b

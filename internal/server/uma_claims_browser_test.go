@@ -35,7 +35,7 @@ func TestUMAClaimsInteractionInBrowser(t *testing.T) {
 	cb := client.URL + "/uma/back"
 	frame := w.webClient(t, "Photo frame", cb)
 	alice := w.signin(t, "alice")
-	if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(w.playlist)+`,"user":"bob","scopes":["play"]}`); code != 201 {
+	if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resourceId":`+jsonQuote(w.playlist)+`,"user":"bob","scopes":["play"]}`); code != 201 {
 		t.Fatalf("alice shares: %d %v", code, out)
 	}
 	ticket := w.needInfoTicket(t, frame)

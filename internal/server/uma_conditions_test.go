@@ -39,7 +39,7 @@ func TestUMAShareConditions(t *testing.T) {
 	list := g.playlist(t, "Homework")
 	path := "/music/playlists/" + list
 	alice := g.signin(t, "alice")
-	code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", `{"resource_id":`+jsonQuote(list)+`,"user":"bob","scopes":["play"],"conditions":`+schoolHours+`}`)
+	code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", `{"resourceId":`+jsonQuote(list)+`,"user":"bob","scopes":["play"],"conditions":`+schoolHours+`}`)
 	if code != 201 || out["when"] != "from 07:00 to 20:00 on school days (Europe/Berlin)" {
 		t.Fatalf("share: %d %v", code, out)
 	}
@@ -148,7 +148,7 @@ func TestUMAShareConditionsBadInput(t *testing.T) {
 		{`{"firstDate":"2030-03-20","lastDate":"2030-03-19"}`, "conditions.lastDate"},
 		{`{"lastDate":"next sunday"}`, "conditions.lastDate"},
 	} {
-		body := `{"resource_id":` + jsonQuote(list) + `,"user":"bob","scopes":["play"],"conditions":` + tc.conditions + `}`
+		body := `{"resourceId":` + jsonQuote(list) + `,"user":"bob","scopes":["play"],"conditions":` + tc.conditions + `}`
 		code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", body)
 		if code != 400 || out["field"] != tc.field {
 			t.Errorf("%s: %d %v, want 400 naming %s", tc.conditions, code, out, tc.field)
@@ -159,7 +159,7 @@ func TestUMAShareConditionsBadInput(t *testing.T) {
 	}
 	// Another owner's share, or a missing one, is not found; bad conditions
 	// of one's own are refused as on creation.
-	code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", `{"resource_id":`+jsonQuote(list)+`,"user":"bob","scopes":["play"]}`)
+	code, out := g.call2(t, alice, "POST", "/api/v1/uma/shares", `{"resourceId":`+jsonQuote(list)+`,"user":"bob","scopes":["play"]}`)
 	if code != 201 || out["when"] != "always" {
 		t.Fatalf("share: %d %v", code, out)
 	}

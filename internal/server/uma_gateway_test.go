@@ -164,7 +164,7 @@ func (g *umaGateway) playlist(t *testing.T, name string) string {
 func (g *umaGateway) share(t *testing.T, resource string, scopes ...string) string {
 	t.Helper()
 	sc, _ := json.Marshal(scopes)
-	code, out := g.call2(t, g.signin(t, "alice"), "POST", "/api/v1/uma/shares", `{"resource_id":`+jsonQuote(resource)+`,"user":"bob","scopes":`+string(sc)+`}`)
+	code, out := g.call2(t, g.signin(t, "alice"), "POST", "/api/v1/uma/shares", `{"resourceId":`+jsonQuote(resource)+`,"user":"bob","scopes":`+string(sc)+`}`)
 	if code != 201 {
 		t.Fatalf("share: %d %v", code, out)
 	}

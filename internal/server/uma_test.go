@@ -268,6 +268,22 @@ func TestUMAFlowEndToEnd(t *testing.T) {
 	if code, out := w.call(t, bob, "GET", "/api/v1/uma/shared-with-me", nil, ""); code != 200 || len(out["shared"].([]any)) != 1 {
 		t.Fatalf("shared with bob: %d %v", code, out)
 	}
+	// thingid's own sharing API names its fields in camelCase like every
+	// /api/v1 API; the UMA protocol endpoints keep the specification's names.
+	for _, c := range []struct {
+		who        *http.Client
+		path, want string
+	}{
+		{alice, "/api/v1/uma/resources", `"resourceScopes"`},
+		{alice, "/api/v1/uma/shares", `"granteeName"`},
+		{alice, "/api/v1/uma/requests?status=approved", `"requesterName"`},
+		{bob, "/api/v1/uma/shared-with-me", `"resourceId"`},
+	} {
+		code, out := w.call(t, c.who, "GET", c.path, nil, "")
+		if k := snakeKey(out); code != 200 || k != "" || !strings.Contains(toJSON(out), c.want) {
+			t.Errorf("GET %s: %d, snake_case key %q, want %s in %v", c.path, code, k, c.want, out)
+		}
+	}
 
 	// A ticket reissued to app is app's alone, and another client's try
 	// does not use it up.
@@ -438,16 +454,21 @@ func TestUMAAttacks(t *testing.T) {
 	})
 	t.Run("owner shares what is not theirs", func(t *testing.T) {
 		bob := w.signin(t, "bob")
-		code, out := w.call(t, bob, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(resA)+`,"user":"carol","scopes":["read"]}`)
-		if code != 404 || out["field"] == nil && !strings.Contains(toJSON(out), "resource_id") {
+		code, out := w.call(t, bob, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resourceId":`+jsonQuote(resA)+`,"user":"carol","scopes":["read"]}`)
+		if code != 404 || out["field"] != "resourceId" {
 			t.Fatalf("%d %v", code, out)
 		}
 		alice := w.signin(t, "alice")
-		if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(resA)+`,"user":"carol","scopes":["fly"]}`); code != 400 {
+		if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resourceId":`+jsonQuote(resA)+`,"user":"carol","scopes":["fly"]}`); code != 400 {
 			t.Fatalf("unknown scope: %d %v", code, out)
 		}
-		if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(resA)+`,"user":"carol","scopes":["read"],"expires_at":"2001-01-01T00:00:00Z"}`); code != 400 {
+		if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resourceId":`+jsonQuote(resA)+`,"user":"carol","scopes":["read"],"expiresAt":"2001-01-01T00:00:00Z"}`); code != 400 || out["field"] != "expiresAt" {
 			t.Fatalf("past end date: %d %v", code, out)
+		}
+		// The names before the API became camelCase are not read: the
+		// error names the field as it is called now.
+		if code, out := w.call(t, alice, "POST", "/api/v1/uma/shares", jsonHdr(""), `{"resource_id":`+jsonQuote(resA)+`,"user":"carol","scopes":["read"]}`); code != 400 || out["field"] != "resourceId" {
+			t.Fatalf("snake_case resource_id: %d %v", code, out)
 		}
 	})
 	t.Run("bad registration bodies", func(t *testing.T) {
@@ -473,6 +494,29 @@ func TestUMAAttacks(t *testing.T) {
 			}
 		}
 	})
+}
+
+// snakeKey returns a key of the JSON value v that has an underscore, "" if
+// none has.
+func snakeKey(v any) string {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if strings.Contains(k, "_") {
+				return k
+			}
+			if k := snakeKey(x); k != "" {
+				return k
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if k := snakeKey(x); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }

@@ -41,7 +41,7 @@ func TestBrowserSharing(t *testing.T) {
 		chromedp.Click(chromedp.CSS(speaker+`input[name="kind"][value="user"]`)),
 		chromedp.SendKeys(chromedp.CSS(speaker+`input[name="grantee"]`), "bob"),
 		chromedp.Click(chromedp.CSS(speaker+`input[name="scope"][value="use"]`)),
-		chromedp.SetValue(chromedp.CSS(speaker+`input[name="expires_at"]`), tomorrow()),
+		chromedp.SetValue(chromedp.CSS(speaker+`input[name="expiresAt"]`), tomorrow()),
 		chromedp.Click(chromedp.CSS(speaker+`button[name="share"]`)))
 	if notice != "Shared." {
 		t.Errorf("notice after sharing: %q", notice)

@@ -193,8 +193,8 @@ func (p *pageClient) postFrom(origin, path string, form url.Values) pageResponse
 // share posts the share form with a fresh token.
 func (p *pageClient) share(resource, kind, grantee, expires string, scopes ...string) pageResponse {
 	p.t.Helper()
-	return p.post("/account/sharing/shares", url.Values{"csrf": {p.csrf()}, "resource_id": {resource}, "kind": {kind},
-		"grantee": {grantee}, "scope": scopes, "expires_at": {expires}})
+	return p.post("/account/sharing/shares", url.Values{"csrf": {p.csrf()}, "resourceId": {resource}, "kind": {kind},
+		"grantee": {grantee}, "scope": scopes, "expiresAt": {expires}})
 }
 
 // section is the part of the page about one resource or request.
@@ -229,7 +229,7 @@ func TestSharingPages(t *testing.T) {
 				t.Errorf("%s: %d %q", path, r.status, r.location)
 			}
 		}
-		if r := anon.post("/account/sharing/shares", url.Values{"resource_id": {w.playlist}}); r.status != 303 || !strings.HasPrefix(r.location, "/signin?") {
+		if r := anon.post("/account/sharing/shares", url.Values{"resourceId": {w.playlist}}); r.status != 303 || !strings.HasPrefix(r.location, "/signin?") {
 			t.Errorf("POST signed out: %d %q", r.status, r.location)
 		}
 	})
@@ -304,6 +304,15 @@ func TestSharingPages(t *testing.T) {
 		if r := w.carol.get("/account/shared"); !strings.Contains(r.body, `id="empty"`) {
 			t.Errorf("carol's shared page: %s", r.body)
 		}
+		// In German, as the browser asks.
+		req, _ := http.NewRequest("GET", bob.base+"/account/shared", nil)
+		req.Header.Set("Accept-Language", "de-DE, de;q=0.9, en;q=0.5")
+		de := bob.do(req)
+		for _, want := range []string{"<h1>Mit mir geteilt</h1>", "Sie dürfen", "als Mitglied von friends", "Road trip"} {
+			if de.status != 200 || !strings.Contains(de.body, want) {
+				t.Errorf("German shared page lacks %q: %d\n%s", want, de.status, de.body)
+			}
+		}
 	})
 
 	t.Run("focus on one resource", func(t *testing.T) {
@@ -314,7 +323,7 @@ func TestSharingPages(t *testing.T) {
 			t.Errorf("focused: %d %s", r.status, r.body)
 		}
 		// Sharing from the focused page comes back to it.
-		r = alice.post("/account/sharing/shares", url.Values{"csrf": {alice.csrf()}, "resource_id": {w.playlist}, "focus": {w.playlist},
+		r = alice.post("/account/sharing/shares", url.Values{"csrf": {alice.csrf()}, "resourceId": {w.playlist}, "focus": {w.playlist},
 			"kind": {"user"}, "grantee": {"carol"}, "scope": {"read"}})
 		back := "/account/sharing?" + url.Values{"done": {"shared"}, "resource": {w.playlist}}.Encode()
 		if r.status != 303 || r.location != back {
@@ -344,8 +353,8 @@ func TestSharingPages(t *testing.T) {
 			{"herself", "user", "alice", "", []string{"play"}, 400, "grantee", "You own this resource already."},
 			{"scope not of the resource", "user", "bob", "", []string{"fly"}, 400, "scopes", "The resource has no scope &#34;fly&#34;."},
 			{"no scope", "user", "bob", "", nil, 400, "scopes", "Name at least one scope of the resource"},
-			{"date in the past", "user", "bob", "2001-01-01", []string{"play"}, 400, "expires_at", "Must be in the future."},
-			{"not a date", "user", "bob", "next friday", []string{"play"}, 400, "expires_at", "Enter the end date as YYYY-MM-DD."},
+			{"date in the past", "user", "bob", "2001-01-01", []string{"play"}, 400, "expiresAt", "Must be in the future."},
+			{"not a date", "user", "bob", "next friday", []string{"play"}, 400, "expiresAt", "Enter the end date as YYYY-MM-DD."},
 		} {
 			r := alice.share(w.playlist, tc.kind, tc.grantee, tc.expires, tc.scopes...)
 			card := section(r.body, "data-resource", w.playlist)
@@ -419,7 +428,7 @@ func TestSharingPagesRequests(t *testing.T) {
 	if r.status != 400 || !strings.Contains(section(r.body, "data-request", bobAsks), "was not requested") {
 		t.Fatalf("approve edit: %d %s", r.status, r.body)
 	}
-	r = alice.post("/account/sharing/requests/"+bobAsks+"/approve", url.Values{"csrf": {alice.csrf()}, "scope": {"play"}, "expires_at": {tomorrow()}})
+	r = alice.post("/account/sharing/requests/"+bobAsks+"/approve", url.Values{"csrf": {alice.csrf()}, "scope": {"play"}, "expiresAt": {tomorrow()}})
 	if r.status != 303 || r.location != "/account/sharing?done=approved" {
 		t.Fatalf("approve: %d %q %s", r.status, r.location, r.body)
 	}
@@ -483,10 +492,10 @@ func TestSharingPagesAttacks(t *testing.T) {
 	t.Run("CSRF", func(t *testing.T) {
 		alice, carol := alice.in(t), carol.in(t)
 		form := func(token string) url.Values {
-			return url.Values{"csrf": {token}, "resource_id": {w.playlist}, "kind": {"user"}, "grantee": {"bob"}, "scope": {"play"}}
+			return url.Values{"csrf": {token}, "resourceId": {w.playlist}, "kind": {"user"}, "grantee": {"bob"}, "scope": {"play"}}
 		}
 		for name, r := range map[string]pageResponse{
-			"no token":            alice.post("/account/sharing/shares", url.Values{"resource_id": {w.playlist}, "kind": {"user"}, "grantee": {"bob"}, "scope": {"play"}}),
+			"no token":            alice.post("/account/sharing/shares", url.Values{"resourceId": {w.playlist}, "kind": {"user"}, "grantee": {"bob"}, "scope": {"play"}}),
 			"wrong token":         alice.post("/account/sharing/shares", form("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")),
 			"carol's token":       alice.post("/account/sharing/shares", form(carol.csrf())),
 			"from another site":   alice.postFrom("https://evil.example", "/account/sharing/shares", form(alice.csrf())),

@@ -116,8 +116,8 @@ func TestDepth(t *testing.T) {
 }
 
 func FuzzShareForm(f *testing.F) {
-	for _, s := range []string{"kind=user&grantee=bob&scope=play&expires_at=2030-01-31", "kind=group&grantee=friends", "kind=email&grantee=a%40b&expires_at=31.01.2030",
-		"kind=robot&grantee=x", "grantee=%20", "kind=user&grantee=bob&expires_at=0000-01-01", "kind=user&grantee=bob&expires_at=9999-12-31"} {
+	for _, s := range []string{"kind=user&grantee=bob&scope=play&expiresAt=2030-01-31", "kind=group&grantee=friends", "kind=email&grantee=a%40b&expiresAt=31.01.2030",
+		"kind=robot&grantee=x", "grantee=%20", "kind=user&grantee=bob&expiresAt=0000-01-01", "kind=user&grantee=bob&expiresAt=9999-12-31"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

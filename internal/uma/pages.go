@@ -285,11 +285,11 @@ func (s *Server) submitShare(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.formFailed(w, r, u, err, func(p *sharingPage) *pageForm {
 			for i := range p.Resources {
-				if c := &p.Resources[i]; c.ID == f.Get("resource_id") {
-					c.Form.Kind, c.Form.Grantee, c.Form.ExpiresAt = f.Get("kind"), f.Get("grantee"), f.Get("expires_at")
+				if c := &p.Resources[i]; c.ID == f.Get("resourceId") {
+					c.Form.Kind, c.Form.Grantee, c.Form.ExpiresAt = f.Get("kind"), f.Get("grantee"), f.Get("expiresAt")
 					c.Form.Scopes = checkboxes(c.Scopes, f["scope"])
 					c.Form.Zone, c.Form.Start, c.Form.End = f.Get("zone"), f.Get("start"), f.Get("end")
-					c.Form.FirstDate, c.Form.LastDate, c.Form.Days = f.Get("first_date"), f.Get("last_date"), checkboxes(weekDays, f["day"])
+					c.Form.FirstDate, c.Form.LastDate, c.Form.Days = f.Get("firstDate"), f.Get("lastDate"), checkboxes(weekDays, f["day"])
 					return &c.Form
 				}
 			}
@@ -321,7 +321,7 @@ func (s *Server) submitApprove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, id := r.PostForm, r.PathValue("id")
-	exp, err := parseEndDate(f.Get("expires_at"))
+	exp, err := parseEndDate(f.Get("expiresAt"))
 	if err == nil {
 		// Not nil: an empty list must not mean "all requested scopes".
 		d := decision{Scopes: append([]string{}, f["scope"]...), ExpiresAt: exp}
@@ -331,7 +331,7 @@ func (s *Server) submitApprove(w http.ResponseWriter, r *http.Request) {
 		s.formFailed(w, r, u, err, func(p *sharingPage) *pageForm {
 			for i := range p.Requests {
 				if c := &p.Requests[i]; c.ID == id {
-					c.Form.ExpiresAt, c.Form.Scopes = f.Get("expires_at"), checkboxes(c.Scopes, f["scope"])
+					c.Form.ExpiresAt, c.Form.Scopes = f.Get("expiresAt"), checkboxes(c.Scopes, f["scope"])
 					return &c.Form
 				}
 			}
@@ -389,8 +389,8 @@ func formField(field string) string {
 		return "grantee"
 	case field == "scopes", strings.HasPrefix(field, "scopes["):
 		return "scopes"
-	case field == "expires_at":
-		return "expires_at"
+	case field == "expiresAt":
+		return "expiresAt"
 	case strings.HasPrefix(field, "conditions."):
 		return "conditions"
 	}
@@ -398,7 +398,7 @@ func formField(field string) string {
 }
 
 // fieldLabels name the inputs of formField in the error summary.
-var fieldLabels = map[string]string{"grantee": "With whom", "scopes": "Scopes", "expires_at": "Until", "conditions": "When"}
+var fieldLabels = map[string]string{"grantee": "With whom", "scopes": "Scopes", "expiresAt": "Until", "conditions": "When"}
 
 // sentence capitalizes detail and ends it with a full stop.
 func sentence(detail string) string {
@@ -428,7 +428,7 @@ const maxGrantee = 256
 // checked scopes (scope, repeated) and an optional end date (expires_at,
 // YYYY-MM-DD). Errors name the input.
 func shareRequestFromForm(f url.Values) (ShareRequest, error) {
-	req := ShareRequest{ResourceID: f.Get("resource_id"), Scopes: f["scope"]}
+	req := ShareRequest{ResourceID: f.Get("resourceId"), Scopes: f["scope"]}
 	who := strings.TrimSpace(f.Get("grantee"))
 	switch {
 	case who == "":
@@ -447,11 +447,11 @@ func shareRequestFromForm(f url.Values) (ShareRequest, error) {
 		return req, refuse(http.StatusBadRequest, "kind", "choose whether you name a user, an e-mail address or a group")
 	}
 	c := Conditions{Zone: strings.TrimSpace(f.Get("zone")), Days: f["day"], Start: f.Get("start"), End: f.Get("end"),
-		FirstDate: f.Get("first_date"), LastDate: f.Get("last_date")}
+		FirstDate: f.Get("firstDate"), LastDate: f.Get("lastDate")}
 	if !c.when().IsZero() {
 		req.Conditions = &c
 	}
-	exp, err := parseEndDate(f.Get("expires_at"))
+	exp, err := parseEndDate(f.Get("expiresAt"))
 	req.ExpiresAt = exp
 	return req, err
 }
@@ -466,7 +466,7 @@ func parseEndDate(v string) (*time.Time, error) {
 	}
 	d, err := time.Parse(time.DateOnly, v)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "expires_at", "enter the end date as YYYY-MM-DD")
+		return nil, refuse(http.StatusBadRequest, "expiresAt", "enter the end date as YYYY-MM-DD")
 	}
 	end := d.Add(24*time.Hour - time.Second)
 	return &end, nil

@@ -55,9 +55,9 @@ type resourceView struct {
 	Name        string   `json:"name"`
 	Type        string   `json:"type,omitempty"`
 	Description string   `json:"description,omitempty"`
-	IconURI     string   `json:"icon_uri,omitempty"`
-	Scopes      []string `json:"resource_scopes"`
-	ServerID    string   `json:"resource_server,omitempty"`
+	IconURI     string   `json:"iconUri,omitempty"`
+	Scopes      []string `json:"resourceScopes"`
+	ServerID    string   `json:"resourceServer,omitempty"`
 	Owner       string   `json:"owner,omitempty"`
 }
 
@@ -67,11 +67,11 @@ func viewResource(r *store.UMAResource) resourceView {
 
 type shareView struct {
 	ID          string      `json:"id"`
-	ResourceID  string      `json:"resource_id"`
+	ResourceID  string      `json:"resourceId"`
 	Grantee     store.Ref   `json:"grantee"`
-	GranteeName string      `json:"grantee_name,omitempty"`
+	GranteeName string      `json:"granteeName,omitempty"`
 	Scopes      []string    `json:"scopes"`
-	ExpiresAt   *time.Time  `json:"expires_at,omitempty"`
+	ExpiresAt   *time.Time  `json:"expiresAt,omitempty"`
 	Conditions  *Conditions `json:"conditions,omitempty"`
 	// When is the conditions in words ("from 07:00 to 20:00 on school days
 	// (Europe/Berlin)"), "always" without any.
@@ -185,12 +185,12 @@ func (s *Server) apiShares(w http.ResponseWriter, r *http.Request, u *store.User
 // user (a user name), email (a verified e-mail address) and group (a group
 // id or display name).
 type ShareRequest struct {
-	ResourceID string     `json:"resource_id"`
+	ResourceID string     `json:"resourceId"`
 	User       string     `json:"user,omitempty"`
 	Email      string     `json:"email,omitempty"`
 	Group      string     `json:"group,omitempty"`
 	Scopes     []string   `json:"scopes"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	// Conditions limit the share to times of the week and dates.
 	Conditions *Conditions `json:"conditions,omitempty"`
 }
@@ -234,7 +234,7 @@ func (s *Server) share(ctx context.Context, u *store.User, req ShareRequest) (*s
 // newShare checks req, a share of one of u's resources, and returns the
 // share it makes, not stored yet.
 func (s *Server) newShare(ctx context.Context, u *store.User, req ShareRequest) (*store.UMAShare, error) {
-	res, err := s.ownResource(ctx, u.ID, req.ResourceID, "resource_id")
+	res, err := s.ownResource(ctx, u.ID, req.ResourceID, "resourceId")
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func (s *Server) newShare(ctx context.Context, u *store.User, req ShareRequest) 
 	var exp time.Time
 	if req.ExpiresAt != nil {
 		if exp = req.ExpiresAt.UTC(); !exp.After(s.now()) {
-			return nil, refuse(http.StatusBadRequest, "expires_at", "must be in the future")
+			return nil, refuse(http.StatusBadRequest, "expiresAt", "must be in the future")
 		}
 	}
 	grantee, err := s.grantee(ctx, req)
@@ -387,11 +387,11 @@ func (s *Server) RevokeShare(ctx context.Context, actor, owner, id string) error
 
 type requestView struct {
 	ID            string    `json:"id"`
-	ResourceID    string    `json:"resource_id"`
-	ResourceName  string    `json:"resource_name,omitempty"`
+	ResourceID    string    `json:"resourceId"`
+	ResourceName  string    `json:"resourceName,omitempty"`
 	Requester     string    `json:"requester"`
-	RequesterName string    `json:"requester_name,omitempty"`
-	ClientID      string    `json:"client_id"`
+	RequesterName string    `json:"requesterName,omitempty"`
+	ClientID      string    `json:"clientId"`
 	Scopes        []string  `json:"scopes"`
 	Status        string    `json:"status"`
 	Created       time.Time `json:"created"`
@@ -441,7 +441,7 @@ func (s *Server) apiRequests(w http.ResponseWriter, r *http.Request, u *store.Us
 // optional).
 type decision struct {
 	Scopes    []string   `json:"scopes,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // pendingOf loads a pending request for one of owner's resources. The

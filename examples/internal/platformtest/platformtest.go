@@ -366,9 +366,9 @@ func (p *Person) RevokeGrants(thingID string) error {
 // their decision (GET /api/v1/uma/requests).
 type Request struct {
 	ID            string   `json:"id"`
-	ResourceID    string   `json:"resource_id"`
-	RequesterName string   `json:"requester_name"`
-	ClientID      string   `json:"client_id"`
+	ResourceID    string   `json:"resourceId"`
+	RequesterName string   `json:"requesterName"`
+	ClientID      string   `json:"clientId"`
 	Scopes        []string `json:"scopes"`
 }
 
