@@ -19,9 +19,12 @@ import (
 // Passwords checks a user name and password under the rules of the web
 // sign-in (*authn.Sessions): the same verification, per-account back-off
 // and per-address throttling, counted together whichever door an attempt
-// came by, and the same one-time-password rule.
+// came by, and the same one-time-password rule; and ends web sessions
+// when a password changes, as /account/password does.
 type Passwords interface {
 	CheckPassword(ctx context.Context, client netip.Addr, door, userName, password string) (*store.User, time.Duration, error)
+	// EndUserSessions signs the user out of the web everywhere, audited.
+	EndUserSessions(ctx context.Context, actor, userID string) error
 }
 
 // principal is who a session is bound as.

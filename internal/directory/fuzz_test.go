@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -162,4 +163,41 @@ func FuzzDecodeSort(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodePasswordModify: any request value decodes or fails with a
+// framing error, never a panic; a decoded one names only its own fields.
+func FuzzDecodePasswordModify(f *testing.F) {
+	for _, r := range []*ldap.PasswordModifyRequest{
+		ldap.NewPasswordModifyRequest("uid=a,ou=people,dc=x", "old", "new"),
+		ldap.NewPasswordModifyRequest("", "old", "new"),
+		ldap.NewPasswordModifyRequest("", "", ""),
+	} {
+		f.Add(passwordModifyValue(r))
+	}
+	f.Add([]byte{0x30, 0x03, 0x82, 0x01, 0xff})
+	f.Add([]byte{0x30, 0x06, 0x82, 0x01, 'a', 0x80, 0x01, 'b'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodePasswordModify(b)
+		if err != nil {
+			if !errors.Is(err, errFraming) {
+				t.Fatalf("%x: an error that is not a framing error: %v", b, err)
+			}
+			return
+		}
+		if (r.old != "" && !r.hasOld) || (r.new != "" && !r.hasNew) {
+			t.Fatalf("%x: decoded %+v", b, r)
+		}
+	})
+}
+
+// passwordModifyValue is the request value go-ldap sends for r.
+func passwordModifyValue(r *ldap.PasswordModifyRequest) []byte {
+	p := ber.NewSequence("PasswdModifyRequestValue")
+	for tag, v := range []string{r.UserIdentity, r.OldPassword, r.NewPassword} {
+		if v != "" {
+			p.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, ber.Tag(tag), v, ""))
+		}
+	}
+	return p.Bytes()
 }

@@ -167,6 +167,8 @@ func (ss *session) extended(id int64, r *extendedRequest) bool {
 	switch r.oid {
 	case oidStartTLS:
 		return ss.startTLS(id)
+	case oidPasswordModify:
+		return ss.modifyPassword(ss.s.ctx, id, r.value)
 	case oidWhoAmI:
 		// RFC 4532 §2: no request value; the response's value is the
 		// authorization identity, empty when anonymous.
