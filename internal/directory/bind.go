@@ -35,6 +35,14 @@ type principal struct {
 	admin   bool
 }
 
+// actor names the principal in the audit log as the web and SCIM do.
+func (p *principal) actor() string {
+	if p.admin {
+		return "admin:" + p.userID
+	}
+	return "user:" + p.userID
+}
+
 // authzID is the principal's authorization identity (RFC 4513 §5.2.1.8).
 func (p *principal) authzID() string {
 	if p == nil {

@@ -20,6 +20,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(searchMessage(present("objectClass")))
 	f.Add(searchMessage(nested(present("cn"), 5)))
 	f.Add(envelope(7, startTLSRequest()))
+	f.Add(envelope(8, ber.NewString(ber.ClassApplication, ber.TypePrimitive, opDelRequest, "uid=alice,ou=people,dc=x", "DelRequest")))
 	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
 	f.Add([]byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -22,6 +22,7 @@ type Writer interface {
 	HashPassword(pw string, u *store.User) (string, error)
 	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
 	ResetPassword(ctx context.Context, actor, id, pw string) (*store.User, error)
+	Deleter
 }
 
 // passwordModify is a PasswdModifyRequestValue (RFC 3062 §2).
@@ -110,7 +111,7 @@ func (ss *session) modifyPassword(ctx context.Context, id int64, value []byte) b
 		}
 		target = u.ID
 	}
-	actor := "user:" + ss.who.userID
+	actor := ss.who.actor()
 	if target != ss.who.userID {
 		if !ss.who.admin {
 			return answer(resultInsufficientAccessRights, "userIdentity: only an administrator may change another user's password")

@@ -27,6 +27,7 @@ const (
 	resultBusy                         resultCode = 51
 	resultUnavailable                  resultCode = 52
 	resultUnwillingToPerform           resultCode = 53
+	resultNotAllowedOnNonLeaf          resultCode = 66
 	resultOther                        resultCode = 80
 )
 
