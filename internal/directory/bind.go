@@ -19,9 +19,12 @@ import (
 // Passwords checks a user name and password under the rules of the web
 // sign-in (*authn.Sessions): the same verification, per-account back-off
 // and per-address throttling, counted together whichever door an attempt
-// came by, and the same one-time-password rule.
+// came by, and the same one-time-password rule; and ends web sessions
+// when a password changes, as /account/password does.
 type Passwords interface {
 	CheckPassword(ctx context.Context, client netip.Addr, door, userName, password string) (*store.User, time.Duration, error)
+	// EndUserSessions signs the user out of the web everywhere, audited.
+	EndUserSessions(ctx context.Context, actor, userID string) error
 }
 
 // principal is who a session is bound as.
@@ -30,6 +33,14 @@ type principal struct {
 	userID  string // a user's binds
 	thingID string // a thing's binds (SASL EXTERNAL)
 	admin   bool
+}
+
+// actor names the principal in the audit log as the web and SCIM do.
+func (p *principal) actor() string {
+	if p.admin {
+		return "admin:" + p.userID
+	}
+	return "user:" + p.userID
 }
 
 // authzID is the principal's authorization identity (RFC 4513 §5.2.1.8).

@@ -56,6 +56,8 @@ type Options struct {
 	Store Store
 	// Passwords checks simple binds' passwords under sign-in's rules.
 	Passwords Passwords
+	// Writer changes passwords (Password Modify) through identity.
+	Writer Writer
 	// VerifyCertificate returns the id of the active thing a client
 	// certificate chain identifies (certauth), for SASL EXTERNAL.
 	VerifyCertificate func(ctx context.Context, chain []*x509.Certificate) (thingID string, err error)
@@ -94,8 +96,8 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("directory: base DN: empty")
 	case o.TLS == nil:
 		return nil, errors.New("directory: TLS is required")
-	case o.Store == nil || o.Passwords == nil || o.VerifyCertificate == nil || o.IsAdministrator == nil:
-		return nil, errors.New("directory: Store, Passwords, VerifyCertificate and IsAdministrator are required")
+	case o.Store == nil || o.Passwords == nil || o.Writer == nil || o.VerifyCertificate == nil || o.IsAdministrator == nil:
+		return nil, errors.New("directory: Store, Passwords, Writer, VerifyCertificate and IsAdministrator are required")
 	case o.Limits.MaxMessageBytes < 1024 || o.Limits.IdleTimeout <= 0 || o.Limits.ReadTimeout <= 0 || o.Limits.SizeLimit <= 0 || o.Limits.TimeLimit <= 0:
 		return nil, errors.New("directory: MaxMessageBytes must be at least 1024; IdleTimeout, ReadTimeout, SizeLimit and TimeLimit positive")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -19,6 +20,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(searchMessage(present("objectClass")))
 	f.Add(searchMessage(nested(present("cn"), 5)))
 	f.Add(envelope(7, startTLSRequest()))
+	f.Add(envelope(8, ber.NewString(ber.ClassApplication, ber.TypePrimitive, opDelRequest, "uid=alice,ou=people,dc=x", "DelRequest")))
 	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
 	f.Add([]byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -162,4 +164,41 @@ func FuzzDecodeSort(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodePasswordModify: any request value decodes or fails with a
+// framing error, never a panic; a decoded one names only its own fields.
+func FuzzDecodePasswordModify(f *testing.F) {
+	for _, r := range []*ldap.PasswordModifyRequest{
+		ldap.NewPasswordModifyRequest("uid=a,ou=people,dc=x", "old", "new"),
+		ldap.NewPasswordModifyRequest("", "old", "new"),
+		ldap.NewPasswordModifyRequest("", "", ""),
+	} {
+		f.Add(passwordModifyValue(r))
+	}
+	f.Add([]byte{0x30, 0x03, 0x82, 0x01, 0xff})
+	f.Add([]byte{0x30, 0x06, 0x82, 0x01, 'a', 0x80, 0x01, 'b'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodePasswordModify(b)
+		if err != nil {
+			if !errors.Is(err, errFraming) {
+				t.Fatalf("%x: an error that is not a framing error: %v", b, err)
+			}
+			return
+		}
+		if (r.old != "" && !r.hasOld) || (r.new != "" && !r.hasNew) {
+			t.Fatalf("%x: decoded %+v", b, r)
+		}
+	})
+}
+
+// passwordModifyValue is the request value go-ldap sends for r.
+func passwordModifyValue(r *ldap.PasswordModifyRequest) []byte {
+	p := ber.NewSequence("PasswdModifyRequestValue")
+	for tag, v := range []string{r.UserIdentity, r.OldPassword, r.NewPassword} {
+		if v != "" {
+			p.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, ber.Tag(tag), v, ""))
+		}
+	}
+	return p.Bytes()
 }

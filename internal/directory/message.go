@@ -36,7 +36,7 @@ const maxMessageID = 1<<31 - 1
 // message is one decoded LDAPMessage from a client.
 type message struct {
 	id       int64
-	op       any // *bindRequest, *searchRequest, *extendedRequest, unbindRequest, abandonRequest, unsupportedRequest
+	op       any // *bindRequest, *searchRequest, *extendedRequest, *delRequest, unbindRequest, abandonRequest, unsupportedRequest
 	controls []control
 }
 
@@ -88,8 +88,8 @@ type extendedRequest struct {
 type (
 	unbindRequest  struct{}
 	abandonRequest struct{ id int64 }
-	// unsupportedRequest is a write (add, modify, delete, modify DN,
-	// compare) that this version answers with unwillingToPerform; resp is
+	// unsupportedRequest is a write (add, modify, modify DN) or a
+	// compare that this version answers with unwillingToPerform; resp is
 	// the tag of its response.
 	unsupportedRequest struct{ resp int }
 )
@@ -151,7 +151,13 @@ func decodeOp(p *ber.Packet) (any, error) {
 		return abandonRequest{id: id}, nil
 	case opExtendedRequest:
 		return decodeExtended(p)
-	case opModifyRequest, opAddRequest, opDelRequest, opModDNRequest, opCompareRequest:
+	case opDelRequest:
+		dn, err := text(p, ber.ClassApplication, opDelRequest)
+		if err != nil {
+			return nil, fmt.Errorf("DelRequest: %w", err)
+		}
+		return &delRequest{dn: dn}, nil
+	case opModifyRequest, opAddRequest, opModDNRequest, opCompareRequest:
 		return unsupportedRequest{resp: int(p.Tag) + 1}, nil
 	}
 	return nil, fmt.Errorf("%w: operation %d is not a request", errFraming, p.Tag)

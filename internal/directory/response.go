@@ -17,6 +17,7 @@ const (
 	resultUnavailableCriticalExtension resultCode = 12
 	resultConfidentialityRequired      resultCode = 13
 	resultNoSuchAttribute              resultCode = 16
+	resultConstraintViolation          resultCode = 19
 	resultInappropriateMatching        resultCode = 18
 	resultNoSuchObject                 resultCode = 32
 	resultInvalidDNSyntax              resultCode = 34
@@ -26,6 +27,7 @@ const (
 	resultBusy                         resultCode = 51
 	resultUnavailable                  resultCode = 52
 	resultUnwillingToPerform           resultCode = 53
+	resultNotAllowedOnNonLeaf          resultCode = 66
 	resultOther                        resultCode = 80
 )
 

@@ -312,7 +312,7 @@ func (ss *session) rootDSE() entry {
 		{"subschemaSubentry", []string{subschemaDN}},
 		{"supportedLDAPVersion", []string{"3"}},
 		{"supportedControl", supportedControls},
-		{"supportedExtension", []string{oidStartTLS, oidWhoAmI}},
+		{"supportedExtension", []string{oidStartTLS, oidWhoAmI, oidPasswordModify}},
 		{"supportedSASLMechanisms", []string{"EXTERNAL"}},
 		{"vendorName", []string{"thingid"}},
 	}}

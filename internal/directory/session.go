@@ -116,9 +116,11 @@ func (ss *session) handle(m *message) bool {
 		return ss.search(ss.s.ctx, m.id, op, m.controls)
 	case *extendedRequest:
 		return ss.extended(m.id, op)
+	case *delRequest:
+		return ss.respond(m.id, ss.delete(ss.s.ctx, op))
 	case unsupportedRequest:
 		return ss.respond(m.id, resultOp(op.resp, result{code: resultUnwillingToPerform,
-			diagnostic: "this directory does not accept changes over LDAP yet; use SCIM"}))
+			diagnostic: "this directory does not accept this change over LDAP yet; use SCIM"}))
 	}
 	return false
 }
@@ -130,6 +132,8 @@ func responseTag(op any) int {
 		return opBindResponse
 	case *searchRequest:
 		return opSearchDone
+	case *delRequest:
+		return opDelResponse
 	case unsupportedRequest:
 		return op.resp
 	}
@@ -167,6 +171,8 @@ func (ss *session) extended(id int64, r *extendedRequest) bool {
 	switch r.oid {
 	case oidStartTLS:
 		return ss.startTLS(id)
+	case oidPasswordModify:
+		return ss.modifyPassword(ss.s.ctx, id, r.value)
 	case oidWhoAmI:
 		// RFC 4532 §2: no request value; the response's value is the
 		// authorization identity, empty when anonymous.
