@@ -77,7 +77,17 @@ type Config struct {
 	// live in memory only. Identity encodes session identities for it.
 	Store    Store
 	Identity IdentityCodec
-	Log      *slog.Logger
+	// Remote, when set, carries every message published here (authorized
+	// for its publisher) to the other nodes of a cluster, which Inject it;
+	// nil: a single node.
+	Remote Remote
+	Log    *slog.Logger
+}
+
+// Remote forwards the messages published on this server to the other
+// nodes of a cluster (Config.Remote).
+type Remote interface {
+	Forward(m *Message)
 }
 
 // Defaults of Config.

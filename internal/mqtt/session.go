@@ -8,8 +8,20 @@ import (
 )
 
 // publish routes m to every subscriber (each delivery asks Auth.Deliver)
-// and keeps or clears it as the topic's retained message (§3.3.1.3).
+// and keeps or clears it as the topic's retained message (§3.3.1.3); with
+// a Config.Remote, the other nodes get it too.
 func (s *Server) publish(m *Message) {
+	s.Inject(m)
+	if s.cfg.Remote != nil {
+		s.cfg.Remote.Forward(m)
+	}
+}
+
+// Inject routes a message another node of the cluster forwarded, as a
+// publish on this server: retained, and delivered to this server's
+// subscribers, each delivery asking Auth.Deliver. It is not forwarded
+// again.
+func (s *Server) Inject(m *Message) {
 	if m.Retain {
 		s.retain(m)
 	}
