@@ -85,9 +85,13 @@ type Config struct {
 }
 
 // Remote forwards the messages published on this server to the other
-// nodes of a cluster (Config.Remote).
+// nodes of a cluster (Config.Remote), and tells them which sessions
+// connected here: another node ends its session of that client
+// identifier (§3.1.4: one connection per client identifier), with
+// Disconnect.
 type Remote interface {
 	Forward(m *Message)
+	Attached(clientID string)
 }
 
 // Defaults of Config.

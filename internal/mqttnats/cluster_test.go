@@ -135,6 +135,7 @@ func (n *node) close() {
 type client struct {
 	*paho.Client
 	received chan *paho.Publish
+	gone     chan *paho.Disconnect // the server's DISCONNECT
 }
 
 func dial(t testing.TB, n *node, id, user string) *client {
@@ -143,14 +144,15 @@ func dial(t testing.TB, n *node, id, user string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{received: make(chan *paho.Publish, 100)}
+	c := &client{received: make(chan *paho.Publish, 100), gone: make(chan *paho.Disconnect, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
 		Conn: packets.NewThreadSafeConn(nc),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.received <- pr.Packet
 			return true, nil
 		}},
-		OnClientError: func(error) {},
+		OnServerDisconnect: func(d *paho.Disconnect) { c.gone <- d },
+		OnClientError:      func(error) {},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -280,5 +282,37 @@ func TestNodeDies(t *testing.T) {
 	for i := range 3 {
 		pubC.publish(t, &paho.Publish{Topic: "t/x", QoS: 0, Payload: []byte(strconv.Itoa(i))})
 		subB.expect(t, "t/x", strconv.Itoa(i))
+	}
+}
+
+// TestTakeoverAcrossNodes: a client identifier connecting on node b ends
+// its connection on node a (§3.1.4), which then routes nothing to it.
+func TestTakeoverAcrossNodes(t *testing.T) {
+	url := startNATS(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	first := dial(t, a, "dev1", "user")
+	first.subscribe(t, "cmd/#", 1)
+	second := dial(t, b, "dev1", "user")
+	select {
+	case d := <-first.gone:
+		if d.ReasonCode != byte(packet.SessionTakenOver) {
+			t.Fatalf("DISCONNECT reason 0x%02x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session on node a was not taken over")
+	}
+	eventually(t, "the session on node a ended", func() bool { return a.srv.Client("dev1") == nil })
+	second.subscribe(t, "cmd/#", 1)
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "cmd/x", QoS: 1, Payload: []byte("go")})
+	second.expect(t, "cmd/x", "go")
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not so: %s", what)
+		}
 	}
 }

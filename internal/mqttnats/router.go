@@ -19,8 +19,12 @@ import (
 	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
-// Prefix is the first token of every subject carrying an MQTT message.
-const Prefix = "thingid.mqtt"
+// Prefix begins every subject carrying an MQTT message; sessionSubject
+// carries the client identifiers that connected on a node.
+const (
+	Prefix         = "thingid.mqtt"
+	sessionSubject = "thingid.mqttsession"
+)
 
 // Headers of a forwarded message.
 const (
@@ -37,7 +41,7 @@ type Router struct {
 	nc   *nats.Conn
 	node string
 	log  *slog.Logger
-	sub  *nats.Subscription
+	subs []*nats.Subscription
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed.
 	Forwarded, Injected, Failed atomic.Int64
@@ -75,8 +79,20 @@ func (r *Router) Start(s *mqtt.Server) error {
 	if err != nil {
 		return fmt.Errorf("mqttnats: subscribing: %w", err)
 	}
-	r.sub = sub
-	// Forwarding starts only once the subscription is known to the server.
+	r.subs = append(r.subs, sub)
+	sub, err = r.nc.Subscribe(sessionSubject, func(msg *nats.Msg) {
+		if msg.Header.Get(hdrNode) == r.node {
+			return
+		}
+		// The client connected elsewhere: its session here ends, without
+		// its will (the session is not carried over).
+		s.Disconnect(string(msg.Data), packet.SessionTakenOver, "the client connected to another node", true)
+	})
+	if err != nil {
+		return fmt.Errorf("mqttnats: subscribing: %w", err)
+	}
+	r.subs = append(r.subs, sub)
+	// Forwarding starts only once the subscriptions are known to the server.
 	return r.nc.Flush()
 }
 
@@ -114,6 +130,17 @@ func (r *Router) Forward(m *mqtt.Message) {
 	r.Forwarded.Add(1)
 }
 
+// Attached tells the other nodes that clientID connected here.
+func (r *Router) Attached(clientID string) {
+	msg := nats.NewMsg(sessionSubject)
+	msg.Data = []byte(clientID)
+	msg.Header.Set(hdrNode, r.node)
+	if err := r.nc.PublishMsg(msg); err != nil {
+		r.Failed.Add(1)
+		r.log.Warn("mqtt cluster: announcing a session failed", "client", clientID, "err", err)
+	}
+}
+
 // decode is the message a NATS message forwards.
 func decode(msg *nats.Msg) (*mqtt.Message, error) {
 	topic, err := Topic(Prefix, msg.Subject)
@@ -144,8 +171,8 @@ func decode(msg *nats.Msg) (*mqtt.Message, error) {
 // Close stops injecting and closes the NATS connection, after sending what
 // was forwarded.
 func (r *Router) Close() {
-	if r.sub != nil {
-		r.sub.Unsubscribe()
+	for _, sub := range r.subs {
+		sub.Unsubscribe()
 	}
 	if err := r.nc.Flush(); err != nil {
 		r.log.Warn("mqtt cluster: flushing NATS failed", "err", err)
