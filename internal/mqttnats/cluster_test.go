@@ -144,7 +144,7 @@ func dial(t testing.TB, n *node, id, user string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{received: make(chan *paho.Publish, 100), gone: make(chan *paho.Disconnect, 1)}
+	c := &client{received: make(chan *paho.Publish, 1024), gone: make(chan *paho.Disconnect, 1)}
 	c.Client = paho.NewClient(paho.ClientConfig{
 		Conn: packets.NewThreadSafeConn(nc),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
