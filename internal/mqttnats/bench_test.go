@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
 
 // BenchmarkRouting publishes QoS 1 messages with paho on node a, to a
@@ -13,7 +15,7 @@ import (
 // forwarding) and on node b (cross: through nats-server), and reports
 // the messages per second delivered. Publishes overlap, 64 at a time.
 func BenchmarkRouting(b *testing.B) {
-	url := startNATS(b)
+	url := natstest.Start(b)
 	na, nb := startNode(b, url, "a"), startNode(b, url, "b")
 	for _, bc := range []struct {
 		name string

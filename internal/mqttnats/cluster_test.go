@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,44 +15,8 @@ import (
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
-
-// startNATS runs a real nats-server on a free port of 127.0.0.1 and
-// returns its URL.
-func startNATS(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		bin = "/usr/sbin/nats-server"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("nats-server is not installed; CI must run the cluster tests (scripts/test.sh installs it)")
-			}
-			t.Skip("nats-server is not installed (apt-get install nats-server): skipping the cluster tests")
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "nats://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server did not listen on %s", addr)
-		}
-	}
-}
 
 // auth admits everyone by user name and lets them publish and subscribe
 // to anything; at delivery, it denies topics under secret/ to the user
@@ -205,7 +167,7 @@ func (c *client) expectNone(t testing.TB, pub *client, marker string) {
 }
 
 func TestAcrossNodes(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	a, b := startNode(t, url, "a"), startNode(t, url, "b")
 	sub := dial(t, b, "sub", "user")
 	sub.subscribe(t, "home/+/temp", 2)
@@ -240,7 +202,7 @@ func TestAcrossNodes(t *testing.T) {
 // TestDeliveryRulesAcrossNodes: a message the subscriber's rules deny is
 // not delivered on its node, whatever the publisher's node allowed.
 func TestDeliveryRulesAcrossNodes(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	a, b := startNode(t, url, "a"), startNode(t, url, "b")
 	sub := dial(t, b, "sub", "restricted")
 	sub.subscribe(t, "#", 1)
@@ -250,7 +212,7 @@ func TestDeliveryRulesAcrossNodes(t *testing.T) {
 }
 
 func TestRetainedAcrossNodes(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	a, b := startNode(t, url, "a"), startNode(t, url, "b")
 	pub := dial(t, a, "pub", "user")
 	pub.publish(t, &paho.Publish{Topic: "state/door", QoS: 1, Retain: true, Payload: []byte("open")})
@@ -266,7 +228,7 @@ func TestRetainedAcrossNodes(t *testing.T) {
 
 // TestNodeDies: with one node closed abruptly, the others route on.
 func TestNodeDies(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	a, b, c := startNode(t, url, "a"), startNode(t, url, "b"), startNode(t, url, "c")
 	subB, subC := dial(t, b, "sb", "user"), dial(t, c, "sc", "user")
 	subB.subscribe(t, "t/#", 1)
@@ -288,7 +250,7 @@ func TestNodeDies(t *testing.T) {
 // TestTakeoverAcrossNodes: a client identifier connecting on node b ends
 // its connection on node a (§3.1.4), which then routes nothing to it.
 func TestTakeoverAcrossNodes(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t)
 	a, b := startNode(t, url, "a"), startNode(t, url, "b")
 	first := dial(t, a, "dev1", "user")
 	first.subscribe(t, "cmd/#", 1)
