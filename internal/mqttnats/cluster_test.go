@@ -12,6 +12,7 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -197,6 +198,13 @@ func TestAcrossNodes(t *testing.T) {
 	if a.router.Forwarded.Load() == 0 || b.router.Injected.Load() == 0 || a.router.Failed.Load()+b.router.Failed.Load() != 0 {
 		t.Fatalf("a forwarded %d, b injected %d, failed %d+%d", a.router.Forwarded.Load(), b.router.Injected.Load(), a.router.Failed.Load(), b.router.Failed.Load())
 	}
+	reg := prometheus.NewRegistry()
+	if err := a.router.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, reg, "thingid_mqtt_cluster_forwarded_total"); n != float64(a.router.Forwarded.Load()) {
+		t.Fatalf("thingid_mqtt_cluster_forwarded_total %v", n)
+	}
 }
 
 // TestDeliveryRulesAcrossNodes: a message the subscriber's rules deny is
@@ -268,6 +276,22 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 	pub := dial(t, a, "pub", "user")
 	pub.publish(t, &paho.Publish{Topic: "cmd/x", QoS: 1, Payload: []byte("go")})
 	second.expect(t, "cmd/x", "go")
+}
+
+// counter is the value of the counter name in reg.
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func eventually(t testing.TB, what string, cond func() bool) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -166,6 +167,24 @@ func decode(msg *nats.Msg) (*mqtt.Message, error) {
 		}
 	}
 	return m, nil
+}
+
+// Register registers the Router's counters with reg.
+func (r *Router) Register(reg prometheus.Registerer) error {
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Int64
+	}{
+		{"thingid_mqtt_cluster_forwarded_total", "MQTT messages published on this node and forwarded to the other nodes through NATS.", &r.Forwarded},
+		{"thingid_mqtt_cluster_injected_total", "MQTT messages other nodes forwarded, routed on this node.", &r.Injected},
+		{"thingid_mqtt_cluster_failed_total", "MQTT messages or session announcements that could not be forwarded, or arrived malformed.", &r.Failed},
+	} {
+		v := c.v
+		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
+			return fmt.Errorf("mqttnats: %w", err)
+		}
+	}
+	return nil
 }
 
 // Close stops injecting and closes the NATS connection, after sending what

@@ -60,7 +60,7 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		rules[i] = broker.Rule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe,
 			Deny: broker.Deny{Publish: r.Deny.Publish, Subscribe: r.Deny.Subscribe}}
 	}
-	cluster, err := dialCluster(c.Cluster, log)
+	cluster, err := dialCluster(c.Cluster, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 
 // dialCluster connects to the NATS of mqtt.cluster; nil (no error) when
 // none is configured: a single node.
-func dialCluster(c config.MQTTCluster, log *slog.Logger) (broker.Cluster, error) {
+func dialCluster(c config.MQTTCluster, reg prometheus.Registerer, log *slog.Logger) (broker.Cluster, error) {
 	if c.NATS.URL == "" {
 		return nil, nil
 	}
@@ -128,6 +128,12 @@ func dialCluster(c config.MQTTCluster, log *slog.Logger) (broker.Cluster, error)
 	r, err := mqttnats.Dial(c.NATS.URL, c.Node, log, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt.cluster.nats.url: %w", err)
+	}
+	if reg != nil {
+		if err := r.Register(reg); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	return r, nil
 }
