@@ -101,8 +101,11 @@ type Options struct {
 	// Connections is the process's accounting of connections, which every
 	// listener accepts through; nil: the broker's own.
 	Connections *netlimit.Limiter
-	Log         *slog.Logger
-	Now         func() time.Time // time.Now when nil
+	// Cluster, when set, joins this broker to the other nodes' (mqttnats):
+	// Start starts it, Close closes it; when Start fails, the caller does.
+	Cluster Cluster
+	Log     *slog.Logger
+	Now     func() time.Time // time.Now when nil
 }
 
 // Auditor appends audit records (store.Audit).
@@ -118,6 +121,7 @@ type Broker struct {
 	auth      *auth
 	store     *mqtt.Bolt
 	listeners map[string]*netListener
+	cluster   Cluster
 	metrics   *metrics
 	audit     *auditLog
 	resolver  *resolver
@@ -207,6 +211,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		ConnectTimeout:   l.ConnectTimeout,
 		Store:            b.store,
 		Identity:         b.auth,
+		Remote:           remote(opts.Cluster),
 		Log:              log,
 	})
 	if err != nil { // restoring the stored sessions; no listener yet
@@ -214,6 +219,13 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		return fail(fmt.Errorf("broker: restore sessions from %s: %w", opts.Dir, err))
 	}
 	b.auth.restore(ctx)
+	if opts.Cluster != nil {
+		if err := opts.Cluster.Start(b.server); err != nil {
+			b.stop()
+			return fail(err)
+		}
+		b.cluster = opts.Cluster
+	}
 	if opts.Metrics != nil {
 		if err := b.metrics.register(opts.Metrics, b.server); err != nil {
 			b.stop()
@@ -227,6 +239,23 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		log.Info("mqtt listening", "listener", name, "kind", nl.cfg.Kind, "address", nl.Address(), "tls", nl.cfg.TLS != nil, "anonymous", nl.cfg.Anonymous)
 	}
 	return b, nil
+}
+
+// Cluster carries messages between this node's broker and the other
+// nodes' (mqttnats.Router).
+type Cluster interface {
+	mqtt.Remote
+	Start(s *mqtt.Server) error
+	Close()
+}
+
+// remote is c as the core's Remote: nil, not a nil interface value, for a
+// single node.
+func remote(c Cluster) mqtt.Remote {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 func (b *Broker) closeListeners() {
@@ -251,6 +280,9 @@ func (b *Broker) Close() error {
 			nl.shutdown()
 		}
 		b.server.Close()
+		if b.cluster != nil { // after the server: its last wills go out
+			b.cluster.Close()
+		}
 		// Connections still in their TLS handshake are not the core's yet.
 		for _, nl := range b.listeners {
 			nl.drain()

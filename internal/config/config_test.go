@@ -120,6 +120,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.HTTP.Limits.Routes = []RouteLimits{{Path: "/a"}} }, "http.limits.routes[0].bodyTimeout"},
 		{func(c *Config) { c.Gateway.Limits.MaxBodyBytes = -1 }, "gateway.limits.maxBodyBytes"},
 		{func(c *Config) { c.MQTT.Limits.ConnectionsPerAddress = 0 }, "mqtt.limits.connectionsPerAddress"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.URL = "http://nats:4222" }, "mqtt.cluster.nats.url"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.URL = "nats://a:4222, tcp://b" }, "mqtt.cluster.nats.url"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.CAFile = "ca.pem" }, "mqtt.cluster.nats.url"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
 		{func(c *Config) {
 			c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.0/8", "haproxy.internal"}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,6 +33,26 @@ type MQTT struct {
 	Limits MQTTLimits `json:"limits"`
 	// Dir keeps retained messages and persistent sessions; empty: $home/mqtt.
 	Dir string `json:"dir"`
+	// Cluster joins the brokers of several nodes (docs/deployment.md).
+	Cluster MQTTCluster `json:"cluster"`
+}
+
+// MQTTCluster joins this node's broker to the other nodes' through NATS;
+// an empty NATS URL: a single node.
+type MQTTCluster struct {
+	NATS MQTTNATS `json:"nats"`
+	// Node names this node, unique in the cluster; empty: the host name.
+	Node string `json:"node"`
+}
+
+// MQTTNATS is the NATS server (or cluster) the nodes share.
+type MQTTNATS struct {
+	// URL is nats://host:port or tls://host:port; several, comma-separated.
+	URL string `json:"url"`
+	// CredentialsFile is a NATS .creds file (user JWT and NKey seed).
+	CredentialsFile string `json:"credentialsFile"`
+	// CAFile verifies the NATS server's certificate (PEM).
+	CAFile string `json:"caFile"`
 }
 
 // MQTTListener is an MQTT over TCP listener.
@@ -163,6 +184,9 @@ func (c *MQTT) validate(home string) error {
 			return fmt.Errorf("mqtt.rules[%d]: grants and denies nothing (give publish, subscribe or deny filters)", i)
 		}
 	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
 	l := c.Limits
 	switch {
 	case l.MaxPacketSize < 1<<10 || l.MaxPacketSize > 256<<20:
@@ -177,6 +201,28 @@ func (c *MQTT) validate(home string) error {
 		return fmt.Errorf("mqtt.limits.connectTimeout: must be between 1s and 1m")
 	case l.ConnectionsPerAddress < 1:
 		return fmt.Errorf("mqtt.limits.connectionsPerAddress: must be at least 1")
+	}
+	return nil
+}
+
+func (c *MQTTCluster) validate() error {
+	if c.NATS.URL == "" {
+		if c.NATS.CredentialsFile != "" || c.NATS.CAFile != "" {
+			return fmt.Errorf("mqtt.cluster.nats.url: required with credentialsFile or caFile")
+		}
+		return nil
+	}
+	for u := range strings.SplitSeq(c.NATS.URL, ",") {
+		if p, err := url.Parse(strings.TrimSpace(u)); err != nil || (p.Scheme != "nats" && p.Scheme != "tls") || p.Host == "" {
+			return fmt.Errorf("mqtt.cluster.nats.url: %q is not nats://host:port or tls://host:port", u)
+		}
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return fmt.Errorf("mqtt.cluster.node: required, the host name is unknown (%v)", err)
+		}
+		c.Node = h
 	}
 	return nil
 }

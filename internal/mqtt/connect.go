@@ -192,6 +192,9 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 			sess.resume()
 		}
 		sess.mu.Unlock()
+		if s.cfg.Remote != nil {
+			s.cfg.Remote.Attached(sess.ID)
+		}
 		return sess
 	}
 }

@@ -79,7 +79,21 @@ type Config struct {
 	// live in memory only. Identity encodes session identities for it.
 	Store    Store
 	Identity IdentityCodec
-	Log      *slog.Logger
+	// Remote, when set, carries every message published here (authorized
+	// for its publisher) to the other nodes of a cluster, which Inject it;
+	// nil: a single node.
+	Remote Remote
+	Log    *slog.Logger
+}
+
+// Remote forwards the messages published on this server to the other
+// nodes of a cluster (Config.Remote), and tells them which sessions
+// connected here: another node ends its session of that client
+// identifier (§3.1.4: one connection per client identifier), with
+// Disconnect.
+type Remote interface {
+	Forward(m *Message)
+	Attached(clientID string)
 }
 
 // Defaults of Config.

@@ -8,9 +8,25 @@ import (
 )
 
 // publish routes m to every subscriber (each delivery asks Auth.Deliver)
-// and keeps or clears it as the topic's retained message (§3.3.1.3). It
-// returns the full windows a publisher waits for (waitRoom).
+// and keeps or clears it as the topic's retained message (§3.3.1.3); with
+// a Config.Remote, the other nodes get it too. It returns the full windows
+// a publisher waits for (waitRoom).
 func (s *Server) publish(m *Message) []<-chan struct{} {
+	rooms := s.route(m)
+	if s.cfg.Remote != nil {
+		s.cfg.Remote.Forward(m)
+	}
+	return rooms
+}
+
+// Inject routes a message another node of the cluster forwarded, as a
+// publish on this server: retained, and delivered to this server's
+// subscribers, each delivery asking Auth.Deliver. It is not forwarded
+// again, and nobody waits for a full window.
+func (s *Server) Inject(m *Message) { s.route(m) }
+
+// route keeps or clears m as the retained message and delivers it.
+func (s *Server) route(m *Message) []<-chan struct{} {
 	if m.Retain {
 		s.retain(m)
 	}

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/mqttnats"
 	"github.com/thingid/thingid/internal/netlimit"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
@@ -57,6 +60,10 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		rules[i] = broker.Rule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe,
 			Deny: broker.Deny{Publish: r.Deny.Publish, Subscribe: r.Deny.Subscribe}}
 	}
+	cluster, err := dialCluster(c.Cluster, reg, log)
+	if err != nil {
+		return nil, err
+	}
 	b, err := broker.Start(ctx, broker.Options{
 		Listeners:         listeners,
 		Audience:          c.Audience,
@@ -83,8 +90,12 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		Metrics:         reg,
 		IsAdministrator: admins.IsAdministrator,
 		Policies:        hh,
+		Cluster:         cluster,
 	})
 	if err != nil {
+		if cluster != nil {
+			cluster.Close()
+		}
 		return nil, err
 	}
 	for _, l := range listeners {
@@ -99,6 +110,32 @@ func (p *Platform) startBroker(ctx context.Context, tk *tokenSet, certs *certaut
 		fmt.Fprintf(out, "MQTT broker (%s) on %s://%s%s\n", l.Name, scheme, b.Addr(l.Name), path)
 	}
 	return b, nil
+}
+
+// dialCluster connects to the NATS of mqtt.cluster; nil (no error) when
+// none is configured: a single node.
+func dialCluster(c config.MQTTCluster, reg prometheus.Registerer, log *slog.Logger) (broker.Cluster, error) {
+	if c.NATS.URL == "" {
+		return nil, nil
+	}
+	var opts []nats.Option
+	if c.NATS.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.NATS.CredentialsFile))
+	}
+	if c.NATS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.NATS.CAFile))
+	}
+	r, err := mqttnats.Dial(c.NATS.URL, c.Node, log, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.cluster.nats.url: %w", err)
+	}
+	if reg != nil {
+		if err := r.Register(reg); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // certificateThing is the id of the active thing a client certificate

@@ -41,47 +41,13 @@ func TestBrokerServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	addr, tk := serveBroker(t, ctx, p)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tk, cleanup, err := p.newTokens(ctx, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	certs, err := p.newCertAuth(ctx, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer certs.Close()
-	var out bytes.Buffer
-	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
-	reg := newRegistry()
-	conns, err := netlimit.New(netlimit.Options{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hh, err := p.newHouseholds(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := p.startBroker(ctx, tk, certs, reg, conns, admins, hh, log, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	_, addr, ok := strings.Cut(strings.TrimSpace(out.String()), "mqtts://")
-	if !ok {
-		t.Fatalf("no address printed: %q", out.String())
-	}
 	things, _, err := p.BenchTokens(ctx, 1, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := os.ReadFile(filepath.Join(cfg.Home, "pki", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
+	pool := platformCA(t, p)
 	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
@@ -127,4 +93,55 @@ func TestBrokerServed(t *testing.T) {
 	if _, err := c.Connect(cctx, &paho.Connect{ClientID: "someone-else", KeepAlive: 30, Password: []byte(things[0].Token), PasswordFlag: true}); err == nil {
 		t.Error("connected under another client identifier")
 	}
+}
+
+// serveBroker starts p's broker as thingid serve does and returns the
+// address of its TLS listener and the platform's tokens.
+func serveBroker(t *testing.T, ctx context.Context, p *Platform) (string, *tokenSet) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tk, cleanup, err := p.newTokens(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	certs, err := p.newCertAuth(ctx, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(certs.Close)
+	var out bytes.Buffer
+	admins := authn.NewAdmins(adminReader{p.Identity, p.Store}, p.TokenKey())
+	reg := newRegistry()
+	conns, err := netlimit.New(netlimit.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hh, err := p.newHouseholds(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.startBroker(ctx, tk, certs, reg, conns, admins, hh, log, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	_, addr, ok := strings.Cut(strings.TrimSpace(out.String()), "mqtts://")
+	if !ok {
+		t.Fatalf("no address printed: %q", out.String())
+	}
+	return addr, tk
+}
+
+// platformCA is a pool of p's platform CA, which its server certificate
+// chains to.
+func platformCA(t *testing.T, p *Platform) *x509.CertPool {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join(p.Config.Home, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return pool
 }

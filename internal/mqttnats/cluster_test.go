@@ -1,0 +1,304 @@
+package mqttnats
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
+)
+
+// auth admits everyone by user name and lets them publish and subscribe
+// to anything; at delivery, it denies topics under secret/ to the user
+// "restricted": the subscriber's rules.
+type auth struct{}
+
+func (auth) Connect(_ context.Context, c *mqtt.Client, pk *packet.Connect, _ any) error {
+	c.SetIdentity(pk.Username)
+	return nil
+}
+func (auth) Reauthenticate(context.Context, *mqtt.Client, *packet.Auth) error {
+	return &packet.Error{Code: packet.BadAuthenticationMethod}
+}
+func (auth) Continue(context.Context, *mqtt.Client, *packet.Auth) error {
+	return &packet.Error{Code: packet.BadAuthenticationMethod}
+}
+func (auth) Publish(*mqtt.Client, string) bool   { return true }
+func (auth) Subscribe(*mqtt.Client, string) bool { return true }
+func (auth) Deliver(c *mqtt.Client, topic string) bool {
+	return c.Identity() != "restricted" || !strings.HasPrefix(topic, "secret/")
+}
+
+// node is one MQTT server joined to NATS.
+type node struct {
+	srv    *mqtt.Server
+	router *Router
+	addr   string
+	ln     net.Listener
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+func startNode(t testing.TB, url, name string) *node {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	r, err := Dial(url, name, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mqtt.New(mqtt.Config{Auth: auth{}, Remote: r, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(srv); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{srv: srv, router: r, addr: ln.Addr().String(), ln: ln}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.wg.Add(1)
+			go func() { defer n.wg.Done(); srv.ServeConn(nc) }()
+		}
+	}()
+	t.Cleanup(n.close)
+	return n
+}
+
+func (n *node) close() {
+	n.once.Do(func() {
+		n.ln.Close()
+		n.router.Close()
+		n.srv.Close()
+		n.wg.Wait()
+	})
+}
+
+// client is a paho MQTT 5 client of a node, with what it receives.
+type client struct {
+	*paho.Client
+	received chan *paho.Publish
+	gone     chan *paho.Disconnect // the server's DISCONNECT
+}
+
+func dial(t testing.TB, n *node, id, user string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", n.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{received: make(chan *paho.Publish, 1024), gone: make(chan *paho.Disconnect, 1)}
+	c.Client = paho.NewClient(paho.ClientConfig{
+		Conn: packets.NewThreadSafeConn(nc),
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.received <- pr.Packet
+			return true, nil
+		}},
+		OnServerDisconnect: func(d *paho.Disconnect) { c.gone <- d },
+		OnClientError:      func(error) {},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: user}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func (c *client) subscribe(t testing.TB, filter string, qos byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *client) publish(t testing.TB, p *paho.Publish) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := c.Publish(ctx, p); err != nil || (r != nil && r.ReasonCode != 0) {
+		t.Fatalf("publish %s: %+v, %v", p.Topic, r, err)
+	}
+}
+
+// expect waits for the next message and checks its topic and payload.
+func (c *client) expect(t testing.TB, topic, payload string) *paho.Publish {
+	t.Helper()
+	select {
+	case p := <-c.received:
+		if p.Topic != topic || string(p.Payload) != payload {
+			t.Fatalf("received %q %q, want %q %q", p.Topic, p.Payload, topic, payload)
+		}
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%q not received", topic)
+		return nil
+	}
+}
+
+// expectNone checks that nothing arrived by the time a later message on
+// marker did: NATS keeps one publisher's order.
+func (c *client) expectNone(t testing.TB, pub *client, marker string) {
+	t.Helper()
+	pub.publish(t, &paho.Publish{Topic: marker, QoS: 1, Payload: []byte("marker")})
+	c.expect(t, marker, "marker")
+}
+
+func TestAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	sub := dial(t, b, "sub", "user")
+	sub.subscribe(t, "home/+/temp", 2)
+	sub.subscribe(t, "odd/#", 1)
+	pub := dial(t, a, "pub", "user")
+
+	// QoS and the message's properties cross; a wildcard matches.
+	pub.publish(t, &paho.Publish{Topic: "home/kitchen/temp", QoS: 1, Payload: []byte("21"), Properties: &paho.PublishProperties{
+		ContentType: "text/plain", User: paho.UserProperties{{Key: "trace", Value: "t1"}}}})
+	p := sub.expect(t, "home/kitchen/temp", "21")
+	if p.QoS != 1 || p.Properties.ContentType != "text/plain" || p.Properties.User.Get("trace") != "t1" {
+		t.Fatalf("delivered QoS %d %+v", p.QoS, p.Properties)
+	}
+	// Levels NATS subjects cannot hold as they are.
+	for _, topic := range []string{"odd/a.b", "odd/ * >", "odd//x/", "odd/%41"} {
+		pub.publish(t, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(topic)})
+		sub.expect(t, topic, topic)
+	}
+	// Delivered once, not looped back from NATS onto its own node.
+	local := dial(t, a, "local", "user")
+	local.subscribe(t, "home/#", 1)
+	pub.publish(t, &paho.Publish{Topic: "home/hall/temp", QoS: 1, Payload: []byte("19")})
+	local.expect(t, "home/hall/temp", "19")
+	sub.expect(t, "home/hall/temp", "19")
+	pub.publish(t, &paho.Publish{Topic: "home/marker", QoS: 1, Payload: []byte("m")})
+	local.expect(t, "home/marker", "m")
+	if a.router.Forwarded.Load() == 0 || b.router.Injected.Load() == 0 || a.router.Failed.Load()+b.router.Failed.Load() != 0 {
+		t.Fatalf("a forwarded %d, b injected %d, failed %d+%d", a.router.Forwarded.Load(), b.router.Injected.Load(), a.router.Failed.Load(), b.router.Failed.Load())
+	}
+	reg := prometheus.NewRegistry()
+	if err := a.router.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, reg, "thingid_mqtt_cluster_forwarded_total"); n != float64(a.router.Forwarded.Load()) {
+		t.Fatalf("thingid_mqtt_cluster_forwarded_total %v", n)
+	}
+}
+
+// TestDeliveryRulesAcrossNodes: a message the subscriber's rules deny is
+// not delivered on its node, whatever the publisher's node allowed.
+func TestDeliveryRulesAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	sub := dial(t, b, "sub", "restricted")
+	sub.subscribe(t, "#", 1)
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "secret/key", QoS: 1, Payload: []byte("k")})
+	sub.expectNone(t, pub, "open/marker")
+}
+
+func TestRetainedAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "state/door", QoS: 1, Retain: true, Payload: []byte("open")})
+	watch := dial(t, b, "watch", "user")
+	watch.subscribe(t, "state/marker", 1)
+	watch.expectNone(t, pub, "state/marker") // the retained message reached b
+	late := dial(t, b, "late", "user")
+	late.subscribe(t, "state/#", 1)
+	if p := late.expect(t, "state/door", "open"); !p.Retain {
+		t.Fatal("not delivered as retained")
+	}
+}
+
+// TestNodeDies: with one node closed abruptly, the others route on.
+func TestNodeDies(t *testing.T) {
+	url := natstest.Start(t)
+	a, b, c := startNode(t, url, "a"), startNode(t, url, "b"), startNode(t, url, "c")
+	subB, subC := dial(t, b, "sb", "user"), dial(t, c, "sc", "user")
+	subB.subscribe(t, "t/#", 1)
+	subC.subscribe(t, "t/#", 1)
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("1")})
+	subB.expect(t, "t/1", "1")
+	subC.expect(t, "t/1", "1")
+	c.close()
+	pub.publish(t, &paho.Publish{Topic: "t/2", QoS: 1, Payload: []byte("2")})
+	subB.expect(t, "t/2", "2")
+	pubC := dial(t, b, "pub2", "user")
+	for i := range 3 {
+		pubC.publish(t, &paho.Publish{Topic: "t/x", QoS: 0, Payload: []byte(strconv.Itoa(i))})
+		subB.expect(t, "t/x", strconv.Itoa(i))
+	}
+}
+
+// TestTakeoverAcrossNodes: a client identifier connecting on node b ends
+// its connection on node a (§3.1.4), which then routes nothing to it.
+func TestTakeoverAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	first := dial(t, a, "dev1", "user")
+	first.subscribe(t, "cmd/#", 1)
+	second := dial(t, b, "dev1", "user")
+	select {
+	case d := <-first.gone:
+		if d.ReasonCode != byte(packet.SessionTakenOver) {
+			t.Fatalf("DISCONNECT reason 0x%02x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session on node a was not taken over")
+	}
+	eventually(t, "the session on node a ended", func() bool { return a.srv.Client("dev1") == nil })
+	second.subscribe(t, "cmd/#", 1)
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "cmd/x", QoS: 1, Payload: []byte("go")})
+	second.expect(t, "cmd/x", "go")
+}
+
+// counter is the value of the counter name in reg.
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not so: %s", what)
+		}
+	}
+}
