@@ -3,7 +3,6 @@ package selfservice
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -58,17 +57,13 @@ func (h *Handler) requestEmailChange(u *store.User, to string) error {
 	tok := h.sign(purposeEmail, emailClaims{UserID: u.ID, From: from, To: to, Expires: now.Add(h.opts.VerificationTTL).Unix()})
 	link := h.baseURL + pathEmail + "/confirm?token=" + url.QueryEscape(tok)
 	h.background("address_change", func(ctx context.Context) {
-		body := fmt.Sprintf("Hello %s,\n\nto make this the e-mail address of your account %q, open this link within %s:\n\n%s\n\nIf you did not ask for this, ignore this e-mail: nothing changes.\n",
-			greeting(u), u.UserName, formatTTL(h.opts.VerificationTTL), link)
-		if err := h.mail(ctx, "address_change", to, "Confirm your new e-mail address", body); err != nil {
+		if err := h.mail(ctx, "address_change", to, u, mailData{Link: link, Within: h.opts.VerificationTTL}); err != nil {
 			h.log.Error("selfservice: mailing an address change link", "id", u.ID, "err", err)
 		}
 		if from == "" {
 			return
 		}
-		notice := fmt.Sprintf("Hello %s,\n\nsomeone signed in to your account %q asked to change its e-mail address from this one to %s. The change happens only when the link sent to the new address is opened.\n\nIf this was not you, change your password at once: %s\n",
-			greeting(u), u.UserName, to, h.baseURL+"/account/password")
-		if err := h.mail(ctx, "address_change_notice", from, "Your e-mail address is about to change", notice); err != nil {
+		if err := h.mail(ctx, "address_change_notice", from, u, mailData{To: to, Link: h.baseURL + "/account/password"}); err != nil {
 			h.log.Error("selfservice: mailing an address change notice", "id", u.ID, "err", err)
 		}
 	})

@@ -19,12 +19,26 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
-// mail composes and sends one message of a kind (the metric's label) and
-// counts it.
-func (h *Handler) mail(ctx context.Context, kind, to, subject, body string) error {
-	err := h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, subject, body, h.now()))
+// mailData is what an e-mail template is given: the user's name (display
+// name, else user name) and user name, the link to open and how long it
+// works, and for an address change the new address.
+type mailData struct {
+	Name, UserName, Link, To string
+	Within                   time.Duration
+}
+
+// mail renders the e-mail of a kind (its template and the metric's label)
+// for u in u's language, sends it to the address to and counts it.
+func (h *Handler) mail(ctx context.Context, kind, to string, u *store.User, d mailData) error {
+	d.Name, d.UserName = greeting(u), u.UserName
+	subject, body, err := h.kit.RenderMail(h.mails[kind], h.opts.Site.MailLanguage(u.Locale), d)
+	if err == nil {
+		err = h.mailer.Send(ctx, to, composeMail(h.mailFrom(), to, subject, body, h.now()))
+	}
 	result := "sent"
 	if err != nil {
 		result = "failed"

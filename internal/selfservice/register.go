@@ -124,13 +124,7 @@ func (h *Handler) sendVerification(ctx context.Context, u *store.User) error {
 	email := u.Emails[0].Value
 	tok := h.verifyToken(verifyClaims{UserID: u.ID, Email: email, Expires: time.Now().Add(h.opts.VerificationTTL).Unix()})
 	link := h.baseURL + "/register/verify?token=" + url.QueryEscape(tok)
-	name := u.DisplayName
-	if name == "" {
-		name = u.UserName
-	}
-	body := fmt.Sprintf("Hello %s,\n\nplease confirm the e-mail address of your new account %q by opening this link within %s:\n\n%s\n\nIf you did not create this account, ignore this e-mail.\n",
-		name, u.UserName, formatTTL(h.opts.VerificationTTL), link)
-	return h.mail(ctx, "verification", email, "Confirm your e-mail address", body)
+	return h.mail(ctx, "verification", email, u, mailData{Link: link, Within: h.opts.VerificationTTL})
 }
 
 func (h *Handler) mailFrom() string {

@@ -153,9 +153,7 @@ func (h *Handler) sendReset(ctx context.Context, actor string, u *store.User) er
 		return fmt.Errorf("storing the reset: %w", err)
 	}
 	link := h.baseURL + pathReset + "?token=" + b64.EncodeToString(tok)
-	body := fmt.Sprintf("Hello %s,\n\nsomeone, probably you, asked to reset the password of your account %q. To choose a new password, open this link within %s:\n\n%s\n\nThe link works once. If you did not ask for it, ignore this e-mail: your password stays as it is.\n",
-		greeting(u), u.UserName, formatTTL(h.opts.ResetTTL), link)
-	if err := h.mail(ctx, "password_reset", to, "Reset your password", body); err != nil {
+	if err := h.mail(ctx, "password_reset", to, u, mailData{Link: link, Within: h.opts.ResetTTL}); err != nil {
 		return fmt.Errorf("mailing the reset link: %w", err)
 	}
 	h.log.Info("selfservice: password reset link sent", "id", u.ID, "actor", actor)
@@ -227,9 +225,7 @@ func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) 
 	h.log.Info("selfservice: password reset", "id", u.ID)
 	if to := u.VerifiedEmail(); to != "" {
 		h.background("password_changed_notice", func(ctx context.Context) {
-			body := fmt.Sprintf("Hello %s,\n\nthe password of your account %q was just changed with a reset link, and every session of the account was ended.\n\nIf this was not you, ask for a reset link again at once:\n\n%s\n",
-				greeting(u), u.UserName, h.baseURL+pathForgot)
-			if err := h.mail(ctx, "password_changed_notice", to, "Your password was changed", body); err != nil {
+			if err := h.mail(ctx, "password_changed_notice", to, u, mailData{Link: h.baseURL + pathForgot}); err != nil {
 				h.log.Error("selfservice: mailing the password change notice", "id", u.ID, "err", err)
 			}
 		})

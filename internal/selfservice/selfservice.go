@@ -226,6 +226,7 @@ type Handler struct {
 	mailCount  *prometheus.CounterVec
 	mailer     Mailer
 	kit        ui.Kit
+	mails      map[string]*ui.Mail // by kind
 	pages      pages
 	csrf       *ui.CSRF
 	baseURL    string
@@ -248,6 +249,7 @@ func New(users Users, opts Options) *Handler {
 	}
 	h.kit = ui.Kit{AssetPrefix: assetPrefix, Log: h.log, Site: h.opts.Site}
 	h.pages = parsePages(h.kit)
+	h.mails = parseMails(h.kit)
 	if h.opts.Actor == "" {
 		h.opts.Actor = "selfservice"
 	}

@@ -230,12 +230,18 @@ func (s *Site) loadCatalogs(fsys fs.FS, dir, origin string) error {
 // verbs counts the %s a message takes.
 func verbs(msg string) int { return strings.Count(strings.ReplaceAll(msg, "%%", ""), "%s") }
 
-// checkOverrides parses every page the directory holds, so that a broken
-// one stops the start with its file and line.
+// checkOverrides parses every page and e-mail the directory holds, so that
+// a broken one stops the start with its file and line.
 func (s *Site) checkOverrides(dir string) error {
 	return fs.WalkDir(s.overrides, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if !d.IsDir() && path.Ext(p) == ".txt" {
+			if _, err := parseMail(s, "en", s.overrides, p); err != nil {
+				return fmt.Errorf("template %s: %w", filepath.Join(dir, p), err)
+			}
+			return nil
 		}
 		if d.IsDir() || path.Ext(p) != ".html" {
 			return nil
@@ -286,6 +292,9 @@ func (s *Site) Err() error {
 	_ = fs.WalkDir(s.overrides, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && path.Ext(p) == ".html" && p != "layout.html" && !s.used[p] {
 			errs = append(errs, fmt.Errorf("template %s replaces no page (pages are named COMPONENT/PAGE.html, like authn/signin.html)", p))
+		}
+		if err == nil && !d.IsDir() && path.Ext(p) == ".txt" && !s.used[p] {
+			errs = append(errs, fmt.Errorf("template %s replaces no e-mail (e-mails are named COMPONENT/NAME.txt, like selfservice/password_reset.txt)", p))
 		}
 		return nil
 	})

@@ -96,6 +96,11 @@ func TestCataloguesCoverThePages(t *testing.T) {
 	if err != nil || len(files) < 10 {
 		t.Fatalf("templates: %v %v", files, err)
 	}
+	mails, _ := filepath.Glob("../*/templates/mail/*.txt")
+	if len(mails) < 5 {
+		t.Fatalf("e-mail templates: %v", mails)
+	}
+	files = append(files, mails...)
 	files = append(files, "templates/layout.html")
 	literal := regexp.MustCompile(`\{\{-?\s*t\s+"((?:[^"\\]|\\.)*)"`)
 	de := defaultSite.catalogs["de"]
@@ -220,5 +225,29 @@ func TestOverrides(t *testing.T) {
 	rec := render(t, k, k.Page(testPage, "templates/p.html"), "emma", nil)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `<p id="c">Signed in as emma</p>`) || !strings.Contains(logs.String(), "authn/p.html") {
 		t.Errorf("failing override: %d %s\n%s", rec.Code, rec.Body, logs.String())
+	}
+}
+
+// A broken e-mail override refuses the start with its file and line; one
+// without a subject or body too; one that replaces no e-mail is reported.
+func TestMailOverridesChecked(t *testing.T) {
+	for name, c := range map[string]struct{ file, text, want string }{
+		"syntax":     {"selfservice/password_reset.txt", "{{define \"subject\"}}x{{end}}\n{{define \"body\"}}{{.Link{{end}}", "password_reset.txt:2"},
+		"no body":    {"selfservice/password_reset.txt", `{{define "subject"}}x{{end}}`, `defines no "body"`},
+		"no subject": {"selfservice/verification.txt", `{{define "body"}}x{{end}}`, `defines no "subject"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := NewSite(SiteOptions{Templates: writeFiles(t, map[string]string{c.file: c.text})})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %q", err, c.want)
+			}
+		})
+	}
+	s, err := NewSite(SiteOptions{Templates: writeFiles(t, map[string]string{"selfservice/welcome.txt": `{{define "subject"}}x{{end}}{{define "body"}}y{{end}}`})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "selfservice/welcome.txt replaces no e-mail") {
+		t.Fatalf("an override of no e-mail: %v", err)
 	}
 }
