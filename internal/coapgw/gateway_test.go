@@ -1,0 +1,231 @@
+package coapgw
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/secrets"
+	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/store/sqlite"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// env is a gateway on a real SQLite store, the real identity service, event
+// bus, platform CA and certauth Checker.
+type env struct {
+	t   *testing.T
+	dir string
+	ids *identity.Service
+	dca *pki.DeviceCA
+	gw  *Gateway
+}
+
+func newEnv(t *testing.T, tune func(*Options)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := secrets.LoadOrCreate(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dca, err := pki.Open(filepath.Join(dir, "pki"), key, pki.Import{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "thingid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	bus := events.New()
+	ids := identity.New(st, bus, password.Policy{})
+	certs, err := certauth.New(context.Background(), certauth.Options{Store: st, Identity: ids, DeviceCA: dca, Bus: bus, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(certs.Close)
+	opts := Options{
+		DTLSAddress: "127.0.0.1:0",
+		UDPAddress:  "127.0.0.1:0",
+		Certificate: selfSigned(t, "coap.test"),
+		Verifier:    certs,
+		Bus:         bus,
+		Log:         quiet,
+		Registerer:  prometheus.NewRegistry(),
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	gw, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	return &env{t: t, dir: dir, ids: ids, dca: dca, gw: gw}
+}
+
+// thing creates an active thing with a platform certificate, recorded on
+// the thing as the factory does, and returns it as a DTLS client presents it.
+func (e *env) thing(serial string) (*store.Thing, tls.Certificate) {
+	e.t.Helper()
+	ctx := context.Background()
+	th, err := e.ids.CreateThing(ctx, "test", &store.Thing{Manufacturer: "thingid", Model: "THERMO", SerialNumber: serial})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dc, err := e.dca.IssueDevice(th.ID, serial, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if th, err = e.ids.AddCertificate(ctx, "test", th.ID, store.CertRefOf(dc.Leaf)); err != nil {
+		e.t.Fatal(err)
+	}
+	return th, tls.Certificate{Certificate: dc.Chain, PrivateKey: dc.Key, Leaf: dc.Leaf}
+}
+
+// dial opens a DTLS session with go-coap's client, presenting cert.
+func (e *env) dial(cert tls.Certificate) (*udpClient.Conn, error) {
+	return dtls.Dial(e.gw.DTLSAddr().String(), &piondtls.Config{
+		Certificates:          []tls.Certificate{cert},
+		InsecureSkipVerify:    true, // the server's certificate is not what this test checks
+		ExtendedMasterSecret:  piondtls.RequireExtendedMasterSecret,
+		ConnectionIDGenerator: piondtls.OnlySendCIDGenerator(),
+	})
+}
+
+// selfSigned is a certificate with its key, for the server or a forger.
+func selfSigned(t *testing.T, cn string) tls.Certificate {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, SerialNumber: "SN-1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{cn},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+func TestCallHomeWithFactoryCertificate(t *testing.T) {
+	e := newEnv(t, nil)
+	th, cert := e.thing("TH-1")
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cc.Get(ctx, PathSelf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code() != codes.Content {
+		t.Fatalf("GET %s: %v, want 2.05", PathSelf, res.Code())
+	}
+	b, _ := io.ReadAll(res.Body())
+	var v selfView
+	if err := json.Unmarshal(b, &v); err != nil || v.ID != th.ID || v.SerialNumber != "TH-1" || v.Status != "active" {
+		t.Fatalf("call home %s: %+v %v, want thing %s", b, v, err, th.ID)
+	}
+}
+
+func TestUnknownCARefusedAtHandshake(t *testing.T) {
+	e := newEnv(t, nil)
+	if cc, err := e.dial(selfSigned(t, "forged")); err == nil {
+		// pion may report the refusal on first use rather than at Dial.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if res, err := cc.Get(ctx, PathSelf); err == nil {
+			t.Fatalf("a certificate of an unknown CA was answered: %v", res.Code())
+		}
+		cc.Close()
+	}
+}
+
+func TestDisabledThingRefusedAndSessionEnded(t *testing.T) {
+	e := newEnv(t, nil)
+	th, cert := e.thing("TH-2")
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := cc.Get(ctx, PathSelf); err != nil || res.Code() != codes.Content {
+		t.Fatalf("before disable: %v", err)
+	}
+	if _, err := e.ids.UpdateThing(ctx, "test", th.ID, 0, func(t *store.Thing) error { t.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The session is gone on the server: the next request gets no answer.
+	short, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	if res, err := cc.Get(short, PathSelf); err == nil {
+		t.Fatalf("disabled thing's session still answered: %v", res.Code())
+	}
+	// A new handshake with the same certificate is refused.
+	if cc2, err := e.dial(cert); err == nil {
+		defer cc2.Close()
+		if res, err := cc2.Get(short, PathSelf); err == nil {
+			t.Fatalf("disabled thing's new session answered: %v", res.Code())
+		}
+	}
+}
+
+func TestLoopbackUDPProvesNoIdentity(t *testing.T) {
+	e := newEnv(t, nil)
+	cc, err := udp.Dial(e.gw.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cc.Get(ctx, PathSelf)
+	if err != nil || res.Code() != codes.Unauthorized {
+		t.Fatalf("GET %s over plain UDP: %v %v, want 4.01", PathSelf, res, err)
+	}
+	if n, _ := res.BodySize(); n != 0 {
+		t.Errorf("an unauthenticated peer got %d bytes of body", n)
+	}
+}
+
+func TestUDPAddressMustBeLoopback(t *testing.T) {
+	_, err := New(Options{DTLSAddress: "127.0.0.1:0", UDPAddress: "0.0.0.0:5683", Certificate: selfSigned(t, "x"), Verifier: nil})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if err := loopbackOnly("0.0.0.0:5683"); err == nil {
+		t.Fatal("0.0.0.0 accepted as loopback")
+	}
+}
