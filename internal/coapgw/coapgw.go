@@ -76,8 +76,8 @@ type Resource struct {
 // required.
 type Options struct {
 	DTLSAddress string // "0.0.0.0:5684"
-	// UDPAddress serves CoAP without DTLS for local tools; it must be a
-	// loopback address. Empty: not served.
+	// UDPAddress serves CoAP without DTLS for local tools; a loopback
+	// address (config refuses any other). Empty: not served.
 	UDPAddress  string
 	Certificate tls.Certificate // the server's, as on HTTPS
 	Verifier    Verifier
@@ -117,11 +117,6 @@ var ErrTooManySessions = errors.New("coapgw: too many DTLS sessions")
 func New(opts Options) (*Gateway, error) {
 	if opts.DTLSAddress == "" || opts.Verifier == nil || len(opts.Certificate.Certificate) == 0 {
 		return nil, errors.New("coapgw: DTLSAddress, Certificate and Verifier are required")
-	}
-	if opts.UDPAddress != "" {
-		if err := loopbackOnly(opts.UDPAddress); err != nil {
-			return nil, err
-		}
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -190,18 +185,6 @@ func (g *Gateway) serve(run func() error) {
 			g.opts.Log.Error("coapgw: listener stopped", "err", err)
 		}
 	}()
-}
-
-// loopbackOnly refuses a plain UDP address that is not on loopback.
-func loopbackOnly(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("coapgw: UDP address %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("coapgw: UDP address %q is not a loopback address: CoAP without DTLS is for local tools only", addr)
-	}
-	return nil
 }
 
 // DTLSAddr is the DTLS listener's address.
