@@ -1,6 +1,7 @@
 package coapgw
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,11 +40,12 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a gateway on a real SQLite store, the real identity service, event
 // bus, platform CA and certauth Checker.
 type env struct {
-	t   *testing.T
-	dir string
-	ids *identity.Service
-	dca *pki.DeviceCA
-	gw  *Gateway
+	t     *testing.T
+	dir   string
+	ids   *identity.Service
+	dca   *pki.DeviceCA
+	certs *certauth.Checker
+	gw    *Gateway
 }
 
 func newEnv(t *testing.T, tune func(*Options)) *env {
@@ -85,7 +88,7 @@ func newEnv(t *testing.T, tune func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	return &env{t: t, dir: dir, ids: ids, dca: dca, gw: gw}
+	return &env{t: t, dir: dir, ids: ids, dca: dca, certs: certs, gw: gw}
 }
 
 // thing creates an active thing with a platform certificate, recorded on
@@ -217,5 +220,120 @@ func TestLoopbackUDPProvesNoIdentity(t *testing.T) {
 	}
 	if n, _ := res.BodySize(); n != 0 {
 		t.Errorf("an unauthenticated peer got %d bytes of body", n)
+	}
+}
+
+// callsHome is whether cc's GET /self is answered with 2.05 before ctx ends.
+func callsHome(ctx context.Context, cc *udpClient.Conn) bool {
+	res, err := cc.Get(ctx, PathSelf)
+	return err == nil && res.Code() == codes.Content
+}
+
+func TestRevokedCertificateEndsSession(t *testing.T) {
+	e := newEnv(t, nil)
+	th, cert := e.thing("TH-3")
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !callsHome(ctx, cc) {
+		t.Fatal("before revocation: no answer")
+	}
+	if _, err := e.certs.Revoke(ctx, "test", certauth.Revocation{ThingID: th.ID, Certificate: cert.Leaf, Reason: certauth.ReasonKeyCompromise}); err != nil {
+		t.Fatal(err)
+	}
+	// The server closed the session: the client hears its close_notify.
+	select {
+	case <-cc.Done():
+	case <-ctx.Done():
+		t.Fatal("the revoked certificate's session was not closed")
+	}
+	if cc2, err := e.dial(cert); err == nil {
+		defer cc2.Close()
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if callsHome(short, cc2) {
+			t.Fatal("a revoked certificate made a new session")
+		}
+	}
+}
+
+func TestMaxSessionsRefusesHandshake(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxSessions = 1 })
+	_, a := e.thing("TH-4")
+	_, b := e.thing("TH-5")
+	ca, err := e.dial(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !callsHome(ctx, ca) {
+		t.Fatal("first session: no answer")
+	}
+	if cb, err := e.dial(b); err == nil {
+		defer cb.Close()
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if callsHome(short, cb) {
+			t.Fatal("a session past MaxSessions was served")
+		}
+	}
+}
+
+func TestMalformedDatagramsLeaveGatewayServing(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, addr := range []string{e.gw.UDPAddr().String(), e.gw.DTLSAddr().String()} {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range [][]byte{
+			{},                                   // empty
+			{0x40},                               // header cut short
+			{0x4f, 0x01, 0, 1},                   // token length 15 (reserved)
+			{0x40, 0x01, 0, 1, 0xff},             // payload marker without payload
+			{0x40, 0x01, 0, 1, 0xdd, 0xff, 0xff}, // option length past the datagram
+			{0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, // DTLS record longer than sent
+			bytes.Repeat([]byte{0xff}, 2000),
+		} {
+			if _, err := c.Write(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	_, cert := e.thing("TH-6")
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !callsHome(ctx, cc) {
+		t.Fatal("after malformed datagrams: no answer")
+	}
+}
+
+func TestUnknownResourceAnswerNoLargerThanRequest(t *testing.T) {
+	e := newEnv(t, nil)
+	cc, err := udp.Dial(e.gw.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cc.Get(ctx, "/no/such/resource")
+	if err != nil || res.Code() != codes.NotFound {
+		t.Fatalf("GET unknown: %v %v, want 4.04", res, err)
+	}
+	if n, _ := res.BodySize(); n != 0 {
+		t.Errorf("an unknown resource answered %d bytes of body", n)
 	}
 }
