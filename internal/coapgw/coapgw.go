@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
@@ -87,6 +89,10 @@ type Options struct {
 	MaxSessions int
 	// HandshakeTimeout bounds one DTLS handshake.
 	HandshakeTimeout time.Duration
+	// HandshakesPerSecond and HandshakeBurst bound the new DTLS
+	// associations of one address; 0: 5 per second, bursts of 20.
+	HandshakesPerSecond float64
+	HandshakeBurst      int
 	// Resources are mounted besides the device API's.
 	Resources  []Resource
 	Log        *slog.Logger
@@ -127,6 +133,12 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 10000
 	}
+	if opts.HandshakesPerSecond <= 0 {
+		opts.HandshakesPerSecond = 5
+	}
+	if opts.HandshakeBurst <= 0 {
+		opts.HandshakeBurst = 20
+	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
@@ -155,7 +167,12 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.dtls = dtls.NewServer(options.WithMux(router), options.WithOnNewConn(g.onNewConn),
 		options.WithDTLSHandshakeTimeout(opts.HandshakeTimeout), options.WithErrors(g.transportError))
-	g.serve(func() error { return g.dtls.Serve(g.dtlsLn) })
+	limited := &handshakeLimit{Listener: g.dtlsLn, perSecond: rate.Limit(opts.HandshakesPerSecond), burst: opts.HandshakeBurst,
+		buckets: map[netip.Addr]*rate.Limiter{}, refused: func(a net.Addr) {
+			g.metrics.handshakes.WithLabelValues("rate_limited").Inc()
+			opts.Log.Info("coapgw: handshake rate exceeded", "remote", a.String())
+		}}
+	g.serve(func() error { return g.dtls.Serve(limited) })
 	if opts.UDPAddress != "" {
 		g.udpLn, err = coapnet.NewListenUDP("udp", opts.UDPAddress)
 		if err != nil {

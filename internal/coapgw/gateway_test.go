@@ -337,3 +337,28 @@ func TestUnknownResourceAnswerNoLargerThanRequest(t *testing.T) {
 		t.Errorf("an unknown resource answered %d bytes of body", n)
 	}
 }
+
+func TestHandshakeRatePerAddress(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.HandshakesPerSecond, o.HandshakeBurst = 0.001, 2 })
+	_, cert := e.thing("TH-7")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 2 {
+		cc, err := e.dial(cert)
+		if err != nil {
+			t.Fatalf("handshake %d within the burst: %v", i+1, err)
+		}
+		if !callsHome(ctx, cc) {
+			t.Fatalf("handshake %d within the burst: no answer", i+1)
+		}
+		cc.Close()
+	}
+	if cc, err := e.dial(cert); err == nil {
+		defer cc.Close()
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if callsHome(short, cc) {
+			t.Fatal("a handshake past the address's rate was served")
+		}
+	}
+}

@@ -12,7 +12,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_handshakes_total",
-			Help: "DTLS handshakes of the CoAP gateway by result (ok, refused, error, too_many_sessions)."}, []string{"result"}),
+			Help: "DTLS handshakes of the CoAP gateway by result (ok, refused, error, too_many_sessions, rate_limited)."}, []string{"result"}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "thingid_coap_sessions",
 			Help: "DTLS sessions the CoAP gateway holds."}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_sessions_ended_total",

@@ -25,13 +25,18 @@ type CoAPLimits struct {
 	MaxSessions int `json:"maxSessions"`
 	// HandshakeTimeout bounds one DTLS handshake.
 	HandshakeTimeout Duration `json:"handshakeTimeout"`
+	// HandshakesPerSecond and HandshakeBurst bound the new DTLS
+	// associations of one client address.
+	HandshakesPerSecond float64 `json:"handshakesPerSecond"`
+	HandshakeBurst      int     `json:"handshakeBurst"`
 }
 
 func defaultCoAP() CoAP {
 	return CoAP{
 		DTLSAddress: ":5684",
 		UDPAddress:  "127.0.0.1:5683",
-		Limits:      CoAPLimits{MaxSessions: 10000, HandshakeTimeout: Duration(10 * time.Second)},
+		Limits: CoAPLimits{MaxSessions: 10000, HandshakeTimeout: Duration(10 * time.Second),
+			HandshakesPerSecond: 5, HandshakeBurst: 20},
 	}
 }
 
@@ -57,6 +62,10 @@ func (c *CoAP) validate() error {
 		return fmt.Errorf("coap.limits.maxSessions: at least 1")
 	case time.Duration(c.Limits.HandshakeTimeout) < time.Second:
 		return fmt.Errorf("coap.limits.handshakeTimeout: at least 1s")
+	case !(c.Limits.HandshakesPerSecond > 0):
+		return fmt.Errorf("coap.limits.handshakesPerSecond: must be above 0")
+	case c.Limits.HandshakeBurst < 1:
+		return fmt.Errorf("coap.limits.handshakeBurst: at least 1")
 	}
 	return nil
 }

@@ -137,6 +137,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.UDPAddress = true, "[::]:5683" }, "coap.udpAddress"},
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.MaxSessions = true, 0 }, "coap.limits.maxSessions"},
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeTimeout = true, 0 }, "coap.limits.handshakeTimeout"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakesPerSecond = true, 0 }, "coap.limits.handshakesPerSecond"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeBurst = true, 0 }, "coap.limits.handshakeBurst"},
 	}
 	for _, tc := range cases {
 		c := Default()

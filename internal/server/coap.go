@@ -27,15 +27,17 @@ func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer,
 		return nil, err
 	}
 	gw, err := coapgw.New(coapgw.Options{
-		DTLSAddress:      c.DTLSAddress,
-		UDPAddress:       c.UDPAddress,
-		Certificate:      cert,
-		Verifier:         certs,
-		Bus:              p.Bus,
-		MaxSessions:      c.Limits.MaxSessions,
-		HandshakeTimeout: time.Duration(c.Limits.HandshakeTimeout),
-		Log:              log,
-		Registerer:       reg, // served at /metrics of the main listener
+		DTLSAddress:         c.DTLSAddress,
+		UDPAddress:          c.UDPAddress,
+		Certificate:         cert,
+		Verifier:            certs,
+		Bus:                 p.Bus,
+		MaxSessions:         c.Limits.MaxSessions,
+		HandshakeTimeout:    time.Duration(c.Limits.HandshakeTimeout),
+		HandshakesPerSecond: c.Limits.HandshakesPerSecond,
+		HandshakeBurst:      c.Limits.HandshakeBurst,
+		Log:                 log,
+		Registerer:          reg, // served at /metrics of the main listener
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coap: %w", err)
