@@ -40,7 +40,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a gateway on a real SQLite store, the real identity service, event
 // bus, platform CA and certauth Checker.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	ids   *identity.Service
 	dca   *pki.DeviceCA
@@ -48,7 +48,7 @@ type env struct {
 	gw    *Gateway
 }
 
-func newEnv(t *testing.T, tune func(*Options)) *env {
+func newEnv(t testing.TB, tune func(*Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	key, err := secrets.LoadOrCreate(dir, "")
@@ -121,7 +121,7 @@ func (e *env) dial(cert tls.Certificate) (*udpClient.Conn, error) {
 }
 
 // selfSigned is a certificate with its key, for the server or a forger.
-func selfSigned(t *testing.T, cn string) tls.Certificate {
+func selfSigned(t testing.TB, cn string) tls.Certificate {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
