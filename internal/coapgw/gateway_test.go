@@ -362,3 +362,34 @@ func TestHandshakeRatePerAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestUnlinkEndsSession(t *testing.T) {
+	e := newEnv(t, nil)
+	th, cert := e.thing("TH-8")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := e.ids.CreateUser(ctx, "test", &store.User{UserName: "owner"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}
+	if err := e.ids.AddRelationship(ctx, "test", owner); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if !callsHome(ctx, cc) {
+		t.Fatal("before unlink: no answer")
+	}
+	if err := e.ids.RemoveRelationship(ctx, "test", owner); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cc.Done():
+	case <-ctx.Done():
+		t.Fatal("the unlinked thing's session was not closed")
+	}
+}
