@@ -114,6 +114,7 @@ type Gateway struct {
 	udpLn     *coapnet.UDPConn
 	wg        sync.WaitGroup
 	stopEvent func()
+	closeOnce sync.Once
 }
 
 // ErrTooManySessions refuses a handshake past Options.MaxSessions.
@@ -215,8 +216,10 @@ func (g *Gateway) UDPAddr() net.Addr {
 	return g.udpLn.LocalAddr()
 }
 
-// Close stops the listeners and ends every session.
-func (g *Gateway) Close() {
+// Close stops the listeners and ends every session; later calls do nothing.
+func (g *Gateway) Close() { g.closeOnce.Do(g.close) }
+
+func (g *Gateway) close() {
 	if g.stopEvent != nil {
 		g.stopEvent()
 	}
@@ -228,8 +231,13 @@ func (g *Gateway) Close() {
 	}
 	g.wg.Wait()
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	open := make([]*Session, 0, len(g.sessions))
 	for _, s := range g.sessions {
+		open = append(open, s)
+	}
+	g.mu.Unlock()
+	// Outside the lock: a closing session removes itself.
+	for _, s := range open {
 		s.conn.Close()
 	}
 }

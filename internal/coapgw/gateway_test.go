@@ -393,3 +393,24 @@ func TestUnlinkEndsSession(t *testing.T) {
 		t.Fatal("the unlinked thing's session was not closed")
 	}
 }
+
+func TestCloseEndsOpenSessions(t *testing.T) {
+	e := newEnv(t, nil)
+	_, cert := e.thing("TH-9")
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !callsHome(ctx, cc) {
+		t.Fatal("no answer")
+	}
+	e.gw.Close()
+	select {
+	case <-cc.Done():
+	case <-ctx.Done():
+		t.Fatal("Close left the session open")
+	}
+}
