@@ -47,6 +47,7 @@ type Config struct {
 	UMA          UMA          `json:"uma"`
 	UI           UI           `json:"ui"`
 	LDAP         LDAP         `json:"ldap"`
+	CoAP         CoAP         `json:"coap"`
 }
 
 // UI is a manufacturer's brand on the pages people see, and their words.
@@ -400,6 +401,7 @@ func Default() Config {
 		Gateway: defaultGateway(),
 		UMA:     UMA{TicketLifetime: Duration(5 * time.Minute)},
 		LDAP:    defaultLDAP(),
+		CoAP:    defaultCoAP(),
 	}
 }
 
@@ -700,7 +702,10 @@ func (c *Config) Validate() error {
 	if err := c.Gateway.validate(c.Home); err != nil {
 		return err
 	}
-	return c.LDAP.validate()
+	if err := c.LDAP.validate(); err != nil {
+		return err
+	}
+	return c.CoAP.validate()
 }
 
 // Masked returns the configuration as YAML with secrets replaced by "******".

@@ -135,6 +135,13 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.MaxMessageBytes = true, 10 }, "ldap.limits.maxMessageBytes"},
 		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.IdleTimeout = true, 0 }, "ldap.limits.idleTimeout"},
 		{func(c *Config) { c.LDAP.Enabled, c.LDAP.Limits.ConnectionsPerAddress = true, -1 }, "ldap.limits.connectionsPerAddress"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.DTLSAddress = true, "5684" }, "coap.dtlsAddress"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.UDPAddress = true, "0.0.0.0:5683" }, "coap.udpAddress"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.UDPAddress = true, "[::]:5683" }, "coap.udpAddress"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.MaxSessions = true, 0 }, "coap.limits.maxSessions"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeTimeout = true, 0 }, "coap.limits.handshakeTimeout"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakesPerSecond = true, 0 }, "coap.limits.handshakesPerSecond"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeBurst = true, 0 }, "coap.limits.handshakeBurst"},
 	}
 	for _, tc := range cases {
 		c := Default()

@@ -219,6 +219,11 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer stopDirectory()
+	stopCoAP, err := p.startCoAP(certs, reg, log, out)
+	if err != nil {
+		return err
+	}
+	defer stopCoAP()
 	go p.purgeLoop(ctx, log)
 	srv := httpsServer("https", handler, tlsCert, cfg.HTTP.Limits, conns, log)
 	ln = limitListener(ln, srv, "https", cfg.HTTP.Limits, conns, nil)

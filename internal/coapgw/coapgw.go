@@ -1,0 +1,393 @@
+// Package coapgw is the CoAP gateway (RFC 7252, docs/coap.md): constrained
+// things reach the platform over DTLS 1.2 with their factory certificate,
+// decided by certauth exactly as mutual TLS on HTTPS decides it. A plain
+// UDP listener, bound to loopback only, serves local tools.
+//
+// The gateway's resources are a table (Resource): the device API is mounted
+// here, and other packages add theirs (ACE's /authz-info and /token) by
+// passing a Handler in Options.Resources.
+package coapgw
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/dtls"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// Verifier decides what a client certificate chain (leaf first) proves:
+// certauth.Checker.
+type Verifier interface {
+	Verify(ctx context.Context, chain []*x509.Certificate) (*certauth.Identity, error)
+}
+
+// Session is an authenticated DTLS session: the thing its certificate names.
+type Session struct {
+	Thing *store.Thing // as it was at the handshake
+	// Fingerprint is the lower-case hex SHA-256 of the certificate's DER,
+	// as certauth's revocation events name it.
+	Fingerprint string
+	conn        *udpClient.Conn
+	expiry      *time.Timer
+}
+
+// Handler serves one resource. s is nil for a request on the loopback UDP
+// listener, which proves no identity.
+type Handler interface {
+	ServeCoAP(w mux.ResponseWriter, r *mux.Message, s *Session)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w mux.ResponseWriter, r *mux.Message, s *Session)
+
+// ServeCoAP calls f.
+func (f HandlerFunc) ServeCoAP(w mux.ResponseWriter, r *mux.Message, s *Session) { f(w, r, s) }
+
+// Resource is one entry of the gateway's resource table.
+type Resource struct {
+	Path    string // "/self"
+	Handler Handler
+}
+
+// Options configures a Gateway. DTLSAddress, Certificate and Verifier are
+// required.
+type Options struct {
+	DTLSAddress string // "0.0.0.0:5684"
+	// UDPAddress serves CoAP without DTLS for local tools; a loopback
+	// address (config refuses any other). Empty: not served.
+	UDPAddress  string
+	Certificate tls.Certificate // the server's, as on HTTPS
+	Verifier    Verifier
+	Bus         *events.Bus // revocations end sessions; nil: none followed
+	// MaxSessions bounds the DTLS sessions held at once; a handshake past it
+	// is refused.
+	MaxSessions int
+	// HandshakeTimeout bounds one DTLS handshake.
+	HandshakeTimeout time.Duration
+	// HandshakesPerSecond and HandshakeBurst bound the new DTLS
+	// associations of one address; 0: 5 per second, bursts of 20.
+	HandshakesPerSecond float64
+	HandshakeBurst      int
+	// Resources are mounted besides the device API's.
+	Resources  []Resource
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Gateway serves CoAP; Close it when done.
+type Gateway struct {
+	opts    Options
+	metrics *metrics
+
+	mu       sync.Mutex
+	sessions map[*udpClient.Conn]*Session
+
+	dtls      *dtlsServer.Server
+	udp       *udpServer.Server
+	dtlsLn    *coapnet.DTLSListener
+	udpLn     *coapnet.UDPConn
+	wg        sync.WaitGroup
+	stopEvent func()
+	closeOnce sync.Once
+}
+
+// ErrTooManySessions refuses a handshake past Options.MaxSessions.
+var ErrTooManySessions = errors.New("coapgw: too many DTLS sessions")
+
+// New listens on the configured addresses and serves until Close.
+func New(opts Options) (*Gateway, error) {
+	if opts.DTLSAddress == "" || opts.Verifier == nil || len(opts.Certificate.Certificate) == 0 {
+		return nil, errors.New("coapgw: DTLSAddress, Certificate and Verifier are required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = 10000
+	}
+	if opts.HandshakesPerSecond <= 0 {
+		opts.HandshakesPerSecond = 5
+	}
+	if opts.HandshakeBurst <= 0 {
+		opts.HandshakeBurst = 20
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{opts: opts, metrics: m, sessions: map[*udpClient.Conn]*Session{}}
+	router, err := g.router()
+	if err != nil {
+		return nil, err
+	}
+	g.dtlsLn, err = coapnet.NewDTLSListener("udp", opts.DTLSAddress, &piondtls.Config{
+		Certificates:         []tls.Certificate{opts.Certificate},
+		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
+		ClientAuth:           piondtls.RequireAnyClientCert, // certauth decides, not the handshake
+		VerifyConnection:     g.verifyConnection,
+		// RFC 9146: a thing behind a NAT keeps its session when its
+		// address changes.
+		ConnectionIDGenerator: piondtls.RandomCIDGenerator(8),
+		// The cookie exchange (HelloVerifyRequest) is pion's default: a
+		// spoofed source gets one small answer and no state.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coapgw: DTLS on %s: %w", opts.DTLSAddress, err)
+	}
+	g.dtls = dtls.NewServer(options.WithMux(router), options.WithOnNewConn(g.onNewConn),
+		options.WithDTLSHandshakeTimeout(opts.HandshakeTimeout), options.WithErrors(g.transportError))
+	limited := &handshakeLimit{Listener: g.dtlsLn, perSecond: rate.Limit(opts.HandshakesPerSecond), burst: opts.HandshakeBurst,
+		buckets: map[netip.Addr]*rate.Limiter{}, refused: func(a net.Addr) {
+			g.metrics.handshakes.WithLabelValues("rate_limited").Inc()
+			opts.Log.Info("coapgw: handshake rate exceeded", "remote", a.String())
+		}}
+	g.serve(func() error { return g.dtls.Serve(limited) })
+	if opts.UDPAddress != "" {
+		g.udpLn, err = coapnet.NewListenUDP("udp", opts.UDPAddress)
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("coapgw: UDP on %s: %w", opts.UDPAddress, err)
+		}
+		g.udp = udp.NewServer(options.WithMux(router), options.WithErrors(g.transportError))
+		g.serve(func() error { return g.udp.Serve(g.udpLn) })
+	}
+	if opts.Bus != nil {
+		g.stopEvent = opts.Bus.Subscribe(g.onEvent)
+	}
+	return g, nil
+}
+
+// transportError logs what go-coap reports of a peer: failed handshakes,
+// unreadable datagrams.
+func (g *Gateway) transportError(err error) {
+	g.opts.Log.Debug("coapgw: transport", "err", err)
+}
+
+func (g *Gateway) serve(run func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := run(); err != nil {
+			g.opts.Log.Error("coapgw: listener stopped", "err", err)
+		}
+	}()
+}
+
+// DTLSAddr is the DTLS listener's address.
+func (g *Gateway) DTLSAddr() net.Addr { return g.dtlsLn.Addr() }
+
+// UDPAddr is the loopback UDP listener's address, nil when not served.
+func (g *Gateway) UDPAddr() net.Addr {
+	if g.udpLn == nil {
+		return nil
+	}
+	return g.udpLn.LocalAddr()
+}
+
+// Close stops the listeners and ends every session; later calls do nothing.
+func (g *Gateway) Close() { g.closeOnce.Do(g.close) }
+
+func (g *Gateway) close() {
+	if g.stopEvent != nil {
+		g.stopEvent()
+	}
+	if g.dtls != nil {
+		g.dtls.Stop()
+	}
+	if g.udp != nil {
+		g.udp.Stop()
+	}
+	g.wg.Wait()
+	g.mu.Lock()
+	open := make([]*Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		open = append(open, s)
+	}
+	g.mu.Unlock()
+	// Outside the lock: a closing session removes itself.
+	for _, s := range open {
+		s.conn.Close()
+	}
+}
+
+// identify is what a DTLS peer's certificate proves, as certauth decides.
+func (g *Gateway) identify(ctx context.Context, raw [][]byte) (*certauth.Identity, error) {
+	chain := make([]*x509.Certificate, 0, len(raw))
+	for _, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", certauth.ErrNoCertificate, err)
+		}
+		chain = append(chain, c)
+	}
+	return g.opts.Verifier.Verify(ctx, chain)
+}
+
+// verifyConnection refuses, during the handshake, a certificate certauth
+// refuses and a session past the bound.
+func (g *Gateway) verifyConnection(st *piondtls.State) error {
+	g.mu.Lock()
+	full := len(g.sessions) >= g.opts.MaxSessions
+	g.mu.Unlock()
+	if full {
+		g.metrics.handshakes.WithLabelValues("too_many_sessions").Inc()
+		return ErrTooManySessions
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.HandshakeTimeout)
+	defer cancel()
+	if _, err := g.identify(ctx, st.PeerCertificates); err != nil {
+		g.refused(err)
+		return err
+	}
+	return nil
+}
+
+func (g *Gateway) refused(err error) {
+	if certauth.Refused(err) {
+		g.metrics.handshakes.WithLabelValues("refused").Inc()
+		g.opts.Log.Info("coapgw: certificate refused", "err", err)
+		return
+	}
+	g.metrics.handshakes.WithLabelValues("error").Inc()
+	g.opts.Log.Error("coapgw: certificate check failed", "err", err)
+}
+
+// onNewConn records the session of a completed handshake.
+func (g *Gateway) onNewConn(cc *udpClient.Conn) {
+	dc, ok := cc.NetConn().(*piondtls.Conn)
+	if !ok {
+		cc.Close()
+		return
+	}
+	st, ok := dc.ConnectionState()
+	if !ok || len(st.PeerCertificates) == 0 {
+		cc.Close()
+		return
+	}
+	id, err := g.identify(cc.Context(), st.PeerCertificates)
+	if err != nil { // revoked or disabled between the check and now
+		g.refused(err)
+		cc.Close()
+		return
+	}
+	fp := sha256.Sum256(id.Leaf.Raw)
+	s := &Session{Thing: id.Thing, Fingerprint: hex.EncodeToString(fp[:]), conn: cc}
+	g.mu.Lock()
+	g.sessions[cc] = s
+	g.mu.Unlock()
+	// An expired certificate ends its session at its notAfter.
+	s.expiry = time.AfterFunc(id.Leaf.NotAfter.Sub(g.opts.Now()), func() { g.end(s, "certificate_expired") })
+	cc.AddOnClose(func() {
+		s.expiry.Stop()
+		g.mu.Lock()
+		delete(g.sessions, cc)
+		g.mu.Unlock()
+		g.metrics.sessions.Dec()
+	})
+	g.metrics.sessions.Inc()
+	g.metrics.handshakes.WithLabelValues("ok").Inc()
+	g.opts.Log.Info("coapgw: session", "thing", id.Thing.ID, "authority", id.Authority, "remote", cc.RemoteAddr().String())
+}
+
+func (g *Gateway) session(cc mux.Conn) *Session {
+	c, ok := cc.(*udpClient.Conn)
+	if !ok {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[c]
+}
+
+// end closes a session for reason.
+func (g *Gateway) end(s *Session, reason string) {
+	g.metrics.ended.WithLabelValues(reason).Inc()
+	g.opts.Log.Info("coapgw: session ended", "thing", s.Thing.ID, "reason", reason)
+	s.conn.Close()
+}
+
+// onEvent ends the sessions a revocation concerns: the thing disabled,
+// deleted or unlinked from its owner, its certificate revoked.
+func (g *Gateway) onEvent(e events.Event) {
+	var reason string
+	match := func(s *Session) bool { return s.Thing.ID == e.ID }
+	switch e.Type {
+	case "thing.disable", "thing.delete":
+		reason = "thing_disabled"
+	case "relationship.remove":
+		if e.Details["relation"] != string(store.RelOwner) || e.Details["fromKind"] != string(store.KindUser) {
+			return
+		}
+		reason = "owner_unlinked"
+	case certauth.EventCertRevoke:
+		reason = "certificate_revoked"
+		match = func(s *Session) bool { return s.Fingerprint == e.Details["fingerprint"] }
+	default:
+		return
+	}
+	g.mu.Lock()
+	var doomed []*Session
+	for _, s := range g.sessions {
+		if match(s) {
+			doomed = append(doomed, s)
+		}
+	}
+	g.mu.Unlock()
+	for _, s := range doomed {
+		g.end(s, reason)
+	}
+}
+
+// router is the resource table: the device API, then Options.Resources.
+func (g *Gateway) router() (*mux.Router, error) {
+	r := mux.NewRouter()
+	table := append([]Resource{{Path: PathSelf, Handler: HandlerFunc(serveSelf)}}, g.opts.Resources...)
+	for _, res := range table {
+		h := res.Handler
+		err := r.Handle(res.Path, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
+			g.metrics.requests.WithLabelValues(res.Path).Inc()
+			h.ServeCoAP(w, m, g.session(w.Conn()))
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("coapgw: resource %q: %w", res.Path, err)
+		}
+	}
+	r.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
+		g.metrics.requests.WithLabelValues("unknown").Inc()
+		// An empty 4.04: never larger than the request that asked.
+		_ = w.SetResponse(codes.NotFound, 0, nil)
+	}))
+	return r, nil
+}

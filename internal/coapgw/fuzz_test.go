@@ -1,0 +1,49 @@
+package coapgw
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/udp"
+)
+
+// FuzzDatagram sends arbitrary datagrams to the gateway's plain CoAP
+// listener (go-coap's parser, then the resource table and the handlers)
+// and checks that it still answers a well-formed request afterwards.
+func FuzzDatagram(f *testing.F) {
+	for _, seed := range [][]byte{
+		{0x40, 0x01, 0x00, 0x01, 0xb4, 's', 'e', 'l', 'f'},                 // CON GET /self
+		{0x40, 0x02, 0x00, 0x02, 0xb4, 's', 'e', 'l', 'f', 0xff, '{'},      // CON POST /self with a payload
+		{0x48, 0x01, 0x00, 0x03, 1, 2, 3, 4, 5, 6, 7, 8, 0xd1, 0x0e, 0x06}, // token and a Block2 option
+		{0x40, 0x01, 0x00, 0x04, 0xdd, 0xff, 0xff},                         // option length past the datagram
+		{0x4f, 0x01, 0x00, 0x05},                                           // reserved token length
+	} {
+		f.Add(seed)
+	}
+	e := newEnv(f, nil)
+	addr := e.gw.UDPAddr().String()
+	raw, err := net.Dial("udp", addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { raw.Close() })
+	cc, err := udp.Dial(addr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { cc.Close() })
+	f.Fuzz(func(t *testing.T, datagram []byte) {
+		if _, err := raw.Write(datagram); err != nil {
+			t.Skip(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := cc.Get(ctx, PathSelf)
+		if err != nil || res.Code() != codes.Unauthorized {
+			t.Fatalf("after %x: %v %v, want 4.01", datagram, res, err)
+		}
+	})
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/coapgw"
+)
+
+// startCoAP starts the CoAP gateway configured in coap (DTLS on the
+// platform's server certificate, things authenticated by certs, the loopback
+// UDP listener for local tools). stop closes the listeners and ends every
+// session.
+func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
+	c := p.Config.CoAP
+	if !c.Enabled {
+		return func() {}, nil
+	}
+	log = log.With("component", "coap")
+	cert, err := p.serverCertificate()
+	if err != nil {
+		return nil, err
+	}
+	gw, err := coapgw.New(coapgw.Options{
+		DTLSAddress:         c.DTLSAddress,
+		UDPAddress:          c.UDPAddress,
+		Certificate:         cert,
+		Verifier:            certs,
+		Bus:                 p.Bus,
+		MaxSessions:         c.Limits.MaxSessions,
+		HandshakeTimeout:    time.Duration(c.Limits.HandshakeTimeout),
+		HandshakesPerSecond: c.Limits.HandshakesPerSecond,
+		HandshakeBurst:      c.Limits.HandshakeBurst,
+		Log:                 log,
+		Registerer:          reg, // served at /metrics of the main listener
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coap: %w", err)
+	}
+	log.Info("CoAP serving", "dtls", gw.DTLSAddr().String(), "udp", fmt.Sprint(gw.UDPAddr()))
+	fmt.Fprintf(out, "thingid CoAP gateway is serving on coaps://%s\n", gw.DTLSAddr())
+	if a := gw.UDPAddr(); a != nil {
+		fmt.Fprintf(out, "thingid CoAP gateway (no DTLS, local tools) is serving on coap://%s\n", a)
+	}
+	return gw.Close, nil
+}
