@@ -52,8 +52,11 @@ type Session struct {
 	// Fingerprint is the lower-case hex SHA-256 of the certificate's DER,
 	// as certauth's revocation events name it.
 	Fingerprint string
-	conn        *udpClient.Conn
-	expiry      *time.Timer
+	// Chain is the client's certificate chain, leaf first, as certauth
+	// accepted it.
+	Chain  []*x509.Certificate
+	conn   *udpClient.Conn
+	expiry *time.Timer
 }
 
 // Handler serves one resource. s is nil for a request on the loopback UDP
@@ -243,16 +246,17 @@ func (g *Gateway) close() {
 }
 
 // identify is what a DTLS peer's certificate proves, as certauth decides.
-func (g *Gateway) identify(ctx context.Context, raw [][]byte) (*certauth.Identity, error) {
+func (g *Gateway) identify(ctx context.Context, raw [][]byte) (*certauth.Identity, []*x509.Certificate, error) {
 	chain := make([]*x509.Certificate, 0, len(raw))
 	for _, der := range raw {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", certauth.ErrNoCertificate, err)
+			return nil, nil, fmt.Errorf("%w: %v", certauth.ErrNoCertificate, err)
 		}
 		chain = append(chain, c)
 	}
-	return g.opts.Verifier.Verify(ctx, chain)
+	id, err := g.opts.Verifier.Verify(ctx, chain)
+	return id, chain, err
 }
 
 // verifyConnection refuses, during the handshake, a certificate certauth
@@ -267,7 +271,7 @@ func (g *Gateway) verifyConnection(st *piondtls.State) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.HandshakeTimeout)
 	defer cancel()
-	if _, err := g.identify(ctx, st.PeerCertificates); err != nil {
+	if _, _, err := g.identify(ctx, st.PeerCertificates); err != nil {
 		g.refused(err)
 		return err
 	}
@@ -296,14 +300,14 @@ func (g *Gateway) onNewConn(cc *udpClient.Conn) {
 		cc.Close()
 		return
 	}
-	id, err := g.identify(cc.Context(), st.PeerCertificates)
+	id, chain, err := g.identify(cc.Context(), st.PeerCertificates)
 	if err != nil { // revoked or disabled between the check and now
 		g.refused(err)
 		cc.Close()
 		return
 	}
 	fp := sha256.Sum256(id.Leaf.Raw)
-	s := &Session{Thing: id.Thing, Fingerprint: hex.EncodeToString(fp[:]), conn: cc}
+	s := &Session{Thing: id.Thing, Fingerprint: hex.EncodeToString(fp[:]), Chain: chain, conn: cc}
 	g.mu.Lock()
 	g.sessions[cc] = s
 	g.mu.Unlock()

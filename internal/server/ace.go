@@ -66,5 +66,6 @@ func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg
 		return err
 	}
 	a.Register(mux)
+	p.ace.Store(a)
 	return nil
 }

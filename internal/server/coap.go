@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
 )
@@ -36,6 +39,7 @@ func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer,
 		HandshakeTimeout:    time.Duration(c.Limits.HandshakeTimeout),
 		HandshakesPerSecond: c.Limits.HandshakesPerSecond,
 		HandshakeBurst:      c.Limits.HandshakeBurst,
+		Resources:           aceResources(p.ace.Load()),
 		Log:                 log,
 		Registerer:          reg, // served at /metrics of the main listener
 	})
@@ -48,4 +52,22 @@ func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer,
 		fmt.Fprintf(out, "thingid CoAP gateway (no DTLS, local tools) is serving on coap://%s\n", a)
 	}
 	return gw.Close, nil
+}
+
+// aceResources are ACE's token and device authorization endpoints
+// (internal/ace) on the CoAP gateway, at the same paths as on HTTPS, the
+// client being the thing of the DTLS session's certificate.
+func aceResources(a *ace.Server) []coapgw.Resource {
+	if a == nil {
+		return nil
+	}
+	endpoint := func(f func(context.Context, []byte, ace.Identity) ([]byte, int)) coapgw.Handler {
+		return coapgw.Endpoint(func(ctx context.Context, body []byte, chain []*x509.Certificate) ([]byte, int) {
+			return f(ctx, body, ace.Identity{Chain: chain})
+		})
+	}
+	return []coapgw.Resource{
+		{Path: ace.PathToken, Handler: endpoint(a.Token)},
+		{Path: ace.PathDeviceAuthorization, Handler: endpoint(a.DeviceAuthorization)},
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/console"
@@ -61,6 +62,9 @@ type Platform struct {
 	// oauthServer is the authorization server once Serve made it: the
 	// households revoke grants through it (householdGrants).
 	oauthServer atomic.Pointer[oauth.Server]
+	// ace is ACE's token endpoint once Serve made it: the CoAP gateway
+	// serves it too.
+	ace atomic.Pointer[ace.Server]
 	// table is the route table of the HTTPS listener once Serve built it.
 	table atomic.Pointer[routes.Table]
 	// draining: the node was told to stop; /readyz answers 503.
