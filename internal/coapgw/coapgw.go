@@ -96,6 +96,9 @@ type Options struct {
 	// associations of one address; 0: 5 per second, bursts of 20.
 	HandshakesPerSecond float64
 	HandshakeBurst      int
+	// Publisher takes what things post to /mqtt/TOPIC (the broker); nil:
+	// that resource is not served.
+	Publisher Publisher
 	// Resources are mounted besides the device API's.
 	Resources  []Resource
 	Log        *slog.Logger
@@ -377,7 +380,11 @@ func (g *Gateway) onEvent(e events.Event) {
 // router is the resource table: the device API, then Options.Resources.
 func (g *Gateway) router() (*mux.Router, error) {
 	r := mux.NewRouter()
-	table := append([]Resource{{Path: PathSelf, Handler: HandlerFunc(serveSelf)}}, g.opts.Resources...)
+	table := []Resource{{Path: PathSelf, Handler: HandlerFunc(serveSelf)}}
+	if g.opts.Publisher != nil {
+		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: publishHandler(g.opts.Publisher)})
+	}
+	table = append(table, g.opts.Resources...)
 	for _, res := range table {
 		h := res.Handler
 		err := r.Handle(res.Path, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {

@@ -19,6 +19,13 @@ func (s *Server) publish(m *Message) []<-chan struct{} {
 	return rooms
 }
 
+// Publish routes m as a PUBLISH of the client m.From that another door
+// (the CoAP gateway) authenticated and authorized: retained, delivered to
+// this server's subscribers (each delivery asking Auth.Deliver) and, with a
+// Config.Remote, forwarded to the other nodes. Nobody waits for a full
+// window.
+func (s *Server) Publish(m *Message) { s.publish(m) }
+
 // Inject routes a message another node of the cluster forwarded, as a
 // publish on this server: retained, and delivered to this server's
 // subscribers, each delivery asking Auth.Deliver. It is not forwarded

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/ace"
+	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
 )
@@ -19,7 +21,7 @@ import (
 // platform's server certificate, things authenticated by certs, the loopback
 // UDP listener for local tools). stop closes the listeners and ends every
 // session.
-func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
+func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.CoAP
 	if !c.Enabled {
 		return func() {}, nil
@@ -29,7 +31,12 @@ func (p *Platform) startCoAP(certs *certauth.Checker, reg prometheus.Registerer,
 	if err != nil {
 		return nil, err
 	}
+	var pub coapgw.Publisher
+	if mqtt != nil {
+		pub = coapPublisher{mqtt, log}
+	}
 	gw, err := coapgw.New(coapgw.Options{
+		Publisher:           pub,
 		DTLSAddress:         c.DTLSAddress,
 		UDPAddress:          c.UDPAddress,
 		Certificate:         cert,
@@ -70,4 +77,28 @@ func aceResources(a *ace.Server) []coapgw.Resource {
 		{Path: ace.PathToken, Handler: endpoint(a.Token)},
 		{Path: ace.PathDeviceAuthorization, Handler: endpoint(a.DeviceAuthorization)},
 	}
+}
+
+// coapPublisher publishes what things post over CoAP on the broker, under
+// the broker's topic rules for the thing, telling the gateway which
+// refusals are the thing's.
+type coapPublisher struct {
+	b   *broker.Broker
+	log *slog.Logger
+}
+
+func (c coapPublisher) PublishAsThing(ctx context.Context, thing, cert, topic string, payload []byte, qos byte, contentType string) error {
+	err := c.b.PublishAsThing(ctx, thing, cert, topic, payload, qos, contentType)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, broker.ErrTopic):
+		return fmt.Errorf("%w: %v", coapgw.ErrBadTopic, err)
+	case errors.Is(err, broker.ErrNotAllowed):
+		return fmt.Errorf("%w: %v", coapgw.ErrForbidden, err)
+	case errors.Is(err, broker.ErrInactive):
+		return fmt.Errorf("%w: %v", coapgw.ErrInactive, err)
+	}
+	c.log.Error("coap: publishing a thing's message on the broker failed", "thing", thing, "topic", topic, "err", err)
+	return err
 }

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,4 +139,63 @@ func (c *coapPlatform) chain(t *testing.T) []*x509.Certificate {
 		chain = append(chain, cert)
 	}
 	return chain
+}
+
+// A thing's telemetry posted over CoAP reaches a cloud service subscribed
+// over MQTT (mosquitto_sub), under the broker's topic rules for the thing:
+// a topic of another thing is refused with 4.03 and reaches nobody, a path
+// that is no topic name with 4.00.
+func TestCoAPTelemetryReachesMQTT(t *testing.T) {
+	sub, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mosquitto_sub is required in CI: apt-get install mosquitto-clients")
+		}
+		t.Skip("mosquitto_sub not installed (apt-get install mosquitto-clients)")
+	}
+	c := newCoAPPlatform(t, "COAP-TEL-1")
+	m := regexp.MustCompile(`MQTT broker \(tls\) on mqtts://127\.0\.0\.1:(\d+)`).FindStringSubmatch(c.r.out.String())
+	if m == nil {
+		t.Fatalf("no MQTT listener announced:\n%s", c.r.out.String())
+	}
+	_, service, err := c.r.p.BenchTokens(context.Background(), 0, slog.New(slog.DiscardHandler))
+	must(t, "minting the service's token", err)
+	other, err := c.r.p.Identity.CreateThing(context.Background(), "test", &store.Thing{Type: store.ThingDevice, SerialNumber: "COAP-TEL-2"})
+	must(t, "creating another thing", err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sub, "-h", "localhost", "-p", m[1], "--cafile", filepath.Join(c.r.p.Config.Home, "pki", "ca.crt"),
+		"-V", "mqttv5", "-i", service.ClientID, "-u", "svc", "-P", service.Token, "-q", "1", "-t", "things/+/telemetry", "-C", "1", "-F", "%t %p")
+	var got bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &got, &got
+	must(t, "starting mosquitto_sub", cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	// What another thing's topic gets: 4.03, and nothing for the service.
+	if out := c.client("/mqtt/things/"+other.ID+"/telemetry", "-m", "post", "-e", "forged"); !strings.Contains(out, "4.03") {
+		t.Fatalf("posting on another thing's topic: %s", out)
+	}
+	if out := c.client("/mqtt/things/+/telemetry", "-m", "post", "-e", "x"); !strings.Contains(out, "4.00") {
+		t.Fatalf("posting on a wildcard: %s", out)
+	}
+	// mosquitto_sub subscribes in its own time: post until it has a message.
+	topic := "things/" + c.th.ID + "/telemetry"
+	for i := 0; ; i++ {
+		if out := c.client("/mqtt/"+topic, "-m", "post", "-t", "50", "-e", `{"celsius":21.5}`); out != "" {
+			t.Fatalf("posting telemetry: %s", out)
+		}
+		select {
+		case err := <-done:
+			if err != nil || strings.TrimSpace(got.String()) != topic+` {"celsius":21.5}` {
+				t.Fatalf("mosquitto_sub: %v %q", err, got.String())
+			}
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		if i == 100 {
+			t.Fatalf("no telemetry reached mosquitto_sub: %q", got.String())
+		}
+	}
 }

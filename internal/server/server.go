@@ -223,7 +223,7 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	defer stopDirectory()
-	stopCoAP, err := p.startCoAP(certs, reg, log, out)
+	stopCoAP, err := p.startCoAP(certs, mqtt, reg, log, out)
 	if err != nil {
 		return err
 	}
