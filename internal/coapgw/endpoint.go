@@ -30,12 +30,8 @@ type EndpointFunc func(ctx context.Context, body []byte, chain []*x509.Certifica
 // (200 → 2.01 Created, RFC 9200 §5.8.2; 4xx → 4.xx; others → 5.00).
 func Endpoint(f EndpointFunc) Handler {
 	return HandlerFunc(func(w mux.ResponseWriter, r *mux.Message, s *Session) {
-		switch {
-		case s == nil:
-			_ = w.SetResponse(codes.Unauthorized, message.TextPlain, nil)
-			return
-		case r.Code() != codes.POST:
-			_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		body, ok := readPost(w, r, s, maxEndpointBody)
+		if !ok {
 			return
 		}
 		if cf, err := r.ContentFormat(); err == nil && cf != ACECBOR {
@@ -45,22 +41,36 @@ func Endpoint(f EndpointFunc) Handler {
 			_ = w.SetResponse(codes.BadOption, message.TextPlain, nil)
 			return
 		}
-		var body []byte
-		if r.Body() != nil {
-			b, err := io.ReadAll(io.LimitReader(r.Body(), maxEndpointBody+1))
-			if err != nil {
-				_ = w.SetResponse(codes.BadRequest, message.TextPlain, nil)
-				return
-			}
-			if len(b) > maxEndpointBody {
-				_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain, nil)
-				return
-			}
-			body = b
-		}
 		resp, status := f(r.Context(), body, s.Chain)
 		_ = w.SetResponse(coapCode(status), ACECBOR, bytes.NewReader(resp))
 	})
+}
+
+// readPost reads the body of a POST on a DTLS session, at most limit
+// bytes; otherwise it answers (4.01 without a session, 4.05 for another
+// method, 4.13 past limit, 4.00 for a body that cannot be read) and
+// reports false.
+func readPost(w mux.ResponseWriter, r *mux.Message, s *Session, limit int) ([]byte, bool) {
+	switch {
+	case s == nil:
+		_ = w.SetResponse(codes.Unauthorized, message.TextPlain, nil)
+		return nil, false
+	case r.Code() != codes.POST:
+		_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		return nil, false
+	case r.Body() == nil:
+		return nil, true
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body(), int64(limit)+1))
+	switch {
+	case err != nil:
+		_ = w.SetResponse(codes.BadRequest, message.TextPlain, nil)
+		return nil, false
+	case len(b) > limit:
+		_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain, nil)
+		return nil, false
+	}
+	return b, true
 }
 
 // coapCode is the CoAP response code of an HTTP status (RFC 8075 §7).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"strings"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -49,12 +48,8 @@ var contentTypes = map[message.MediaType]string{
 // maxPublish.
 func publishHandler(p Publisher) Handler {
 	return HandlerFunc(func(w mux.ResponseWriter, r *mux.Message, s *Session) {
-		switch {
-		case s == nil:
-			_ = w.SetResponse(codes.Unauthorized, message.TextPlain, nil)
-			return
-		case r.Code() != codes.POST:
-			_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		payload, ok := readPost(w, r, s, maxPublish)
+		if !ok {
 			return
 		}
 		path, err := r.Path()
@@ -63,17 +58,6 @@ func publishHandler(p Publisher) Handler {
 			return
 		}
 		topic := strings.TrimPrefix(strings.TrimPrefix(path, "/"), strings.TrimPrefix(PathMQTT, "/")+"/")
-		var payload []byte
-		if r.Body() != nil {
-			if payload, err = io.ReadAll(io.LimitReader(r.Body(), maxPublish+1)); err != nil {
-				_ = w.SetResponse(codes.BadRequest, message.TextPlain, nil)
-				return
-			}
-			if len(payload) > maxPublish {
-				_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain, nil)
-				return
-			}
-		}
 		qos := byte(0)
 		if r.Type() == message.Confirmable {
 			qos = 1
