@@ -215,6 +215,23 @@ func TestLoopbackUDPProvesNoIdentity(t *testing.T) {
 }
 
 // callsHome is whether cc's GET /self is answered with 2.05 before ctx ends.
+// open opens a DTLS session with cert that calls home, closed when t ends;
+// when names the moment in the failure.
+func (e *env) open(t *testing.T, cert tls.Certificate, when string) *udpClient.Conn {
+	t.Helper()
+	cc, err := e.dial(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !callsHome(ctx, cc) {
+		t.Fatal(when + ": no answer")
+	}
+	return cc
+}
+
 // servedAnew reports whether a new DTLS session with cert calls home within
 // two seconds; a handshake refused at Dial or at first use (pion may report
 // it there) is not served.
@@ -244,16 +261,9 @@ func callsHome(ctx context.Context, cc *udpClient.Conn) bool {
 func TestRevokedCertificateEndsSession(t *testing.T) {
 	e := newEnv(t, nil)
 	th, cert := e.thing("TH-3")
-	cc, err := e.dial(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := e.open(t, cert, "before revocation")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if !callsHome(ctx, cc) {
-		t.Fatal("before revocation: no answer")
-	}
 	if _, err := e.certs.Revoke(ctx, "test", certauth.Revocation{ThingID: th.ID, Certificate: cert.Leaf, Reason: certauth.ReasonKeyCompromise}); err != nil {
 		t.Fatal(err)
 	}
@@ -272,16 +282,7 @@ func TestMaxSessionsRefusesHandshake(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MaxSessions = 1 })
 	_, a := e.thing("TH-4")
 	_, b := e.thing("TH-5")
-	ca, err := e.dial(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if !callsHome(ctx, ca) {
-		t.Fatal("first session: no answer")
-	}
+	e.open(t, a, "first session")
 	if e.servedAnew(b) {
 		t.Fatal("a session past MaxSessions was served")
 	}
@@ -310,16 +311,7 @@ func TestMalformedDatagramsLeaveGatewayServing(t *testing.T) {
 		c.Close()
 	}
 	_, cert := e.thing("TH-6")
-	cc, err := e.dial(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if !callsHome(ctx, cc) {
-		t.Fatal("after malformed datagrams: no answer")
-	}
+	e.open(t, cert, "after malformed datagrams")
 }
 
 func TestUnknownResourceAnswerNoLargerThanRequest(t *testing.T) {
@@ -373,14 +365,7 @@ func TestUnlinkEndsSession(t *testing.T) {
 	if err := e.ids.AddRelationship(ctx, "test", owner); err != nil {
 		t.Fatal(err)
 	}
-	cc, err := e.dial(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if !callsHome(ctx, cc) {
-		t.Fatal("before unlink: no answer")
-	}
+	cc := e.open(t, cert, "before unlink")
 	if err := e.ids.RemoveRelationship(ctx, "test", owner); err != nil {
 		t.Fatal(err)
 	}
