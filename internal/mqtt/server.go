@@ -87,13 +87,18 @@ type Config struct {
 }
 
 // Remote forwards the messages published on this server to the other
-// nodes of a cluster (Config.Remote), and tells them which sessions
-// connected here: another node ends its session of that client
-// identifier (§3.1.4: one connection per client identifier), with
-// Disconnect.
+// nodes of a cluster (Config.Remote), and orders the connections of one
+// client identifier across them (§3.1.4: one connection per client
+// identifier).
 type Remote interface {
 	Forward(m *Message)
-	Attached(clientID string)
+	// Claim takes clientID for a connection accepted here, before its
+	// CONNACK, and tells the other nodes, which end an older session of
+	// clientID (Supersede). It returns the claim's place in one order of
+	// the whole cluster (a larger one is newer), not a clock's reading.
+	// clean is the new connection's Clean Start. An error refuses the
+	// connection (Server unavailable): it could not be ordered.
+	Claim(clientID string, clean bool) (uint64, error)
 }
 
 // Defaults of Config.
@@ -220,6 +225,38 @@ func (s *Server) Client(id string) *Client {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sessions[id]
+}
+
+// Supersede ends the session of id if its connection claimed the client
+// identifier before claim, which another node's connection made (§3.1.4);
+// a later claim leaves it. The session does not move, so it ends here,
+// and its will is published as when a connection on one server takes over
+// (§3.1.3.2.2): unless the new connection resumes (clean false) and the
+// will has a delay.
+func (s *Server) Supersede(id string, claim uint64, clean bool) {
+	cl := s.Client(id)
+	if cl == nil {
+		return
+	}
+	cl.mu.Lock()
+	if cl.claim >= claim {
+		cl.mu.Unlock()
+		return
+	}
+	cl.expiry = 0 // a delayed will goes when the session ends, at once
+	if !clean {
+		cl.will = nil // the will of a connection that ended already
+	}
+	c := cl.conn
+	cl.mu.Unlock()
+	if c == nil {
+		s.endSession(cl)
+		return
+	}
+	if !clean && c.willDelay > 0 {
+		c.dropWill.Store(true)
+	}
+	c.close(packet.SessionTakenOver, "the client connected to another node")
 }
 
 // Disconnect ends the connection of session id, if connected, with code

@@ -2,7 +2,9 @@ package mqttnats
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -104,6 +106,12 @@ type client struct {
 
 func dial(t testing.TB, n *node, id, user string) *client {
 	t.Helper()
+	return dialWith(t, n, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: user})
+}
+
+// dialWith connects with cp, which names the client and its session.
+func dialWith(t testing.TB, n *node, cp *paho.Connect) *client {
+	t.Helper()
 	nc, err := net.Dial("tcp", n.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +128,7 @@ func dial(t testing.TB, n *node, id, user string) *client {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: user}); err != nil {
+	if _, err := c.Connect(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
@@ -142,6 +150,19 @@ func (c *client) publish(t testing.TB, p *paho.Publish) {
 	defer cancel()
 	if r, err := c.Publish(ctx, p); err != nil || (r != nil && r.ReasonCode != 0) {
 		t.Fatalf("publish %s: %+v, %v", p.Topic, r, err)
+	}
+}
+
+// takenOver waits for the server's DISCONNECT Session taken over.
+func (c *client) takenOver(t testing.TB) {
+	t.Helper()
+	select {
+	case d := <-c.gone:
+		if d.ReasonCode != byte(packet.SessionTakenOver) {
+			t.Fatalf("DISCONNECT reason 0x%02x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session was not taken over")
 	}
 }
 
@@ -261,10 +282,24 @@ func TestNodeDies(t *testing.T) {
 func TestTakeoverAcrossNodes(t *testing.T) {
 	url := natstest.Start(t)
 	a, b := startNode(t, url, "a"), startNode(t, url, "b")
-	// Node a's announcement of the first connection must reach node b before
-	// the second connects there, or it ends the second one: the ordering of
-	// two connections milliseconds apart is not settled yet (see
-	// docs/deployment.md). The test hears the announcement as node b does.
+	first := dial(t, a, "dev1", "user")
+	first.subscribe(t, "cmd/#", 1)
+	second := dial(t, b, "dev1", "user")
+	first.takenOver(t)
+	eventually(t, "the session on node a ended", func() bool { return a.srv.Client("dev1") == nil })
+	second.subscribe(t, "cmd/#", 1)
+	pub := dial(t, a, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "cmd/x", QoS: 1, Payload: []byte("go")})
+	second.expect(t, "cmd/x", "go")
+}
+
+// TestLateAnnouncement: node a's announcement of a client's connection
+// reaching node b only after the client connected there again does not
+// end the newer connection. The test delivers it late by sending it
+// again, as NATS would have delivered it, once b holds the newer one.
+func TestLateAnnouncement(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -278,27 +313,44 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := dial(t, a, "dev1", "user")
-	if _, err := heard.NextMsg(10 * time.Second); err != nil {
-		t.Fatalf("node a did not announce the connection: %v", err)
+	announced, err := heard.NextMsg(10 * time.Second)
+	if err != nil || announced.Header.Get(hdrNode) != "a" {
+		t.Fatalf("node a's announcement: %v %v", announced, err)
 	}
-	first.subscribe(t, "cmd/#", 1)
 	second := dial(t, b, "dev1", "user")
-	select {
-	case d := <-first.gone:
-		if d.ReasonCode != byte(packet.SessionTakenOver) {
-			t.Fatalf("DISCONNECT reason 0x%02x, want 0x8E", d.ReasonCode)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the session on node a was not taken over")
-	}
+	first.takenOver(t)
 	eventually(t, "the session on node a ended", func() bool { return a.srv.Client("dev1") == nil })
+
+	// b handles announcements in order: once the one after the late one
+	// ended the connection it names, the late one was handled.
+	sync := dial(t, b, "sync", "user")
+	late := nats.NewMsg(sessionSubject)
+	late.Data, late.Header = announced.Data, announced.Header
+	after := nats.NewMsg(sessionSubject)
+	after.Data = []byte("sync")
+	after.Header.Set(hdrNode, "test")
+	after.Header.Set(hdrClaim, strconv.FormatUint(math.MaxUint64, 10))
+	for _, m := range []*nats.Msg{late, after} {
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync.takenOver(t)
+	select {
+	case d := <-second.gone:
+		t.Fatalf("the newer connection on node b ended: 0x%02x", d.ReasonCode)
+	default:
+	}
+	if c := b.srv.Client("dev1"); c == nil || c.Conn() == nil {
+		t.Fatal("node b lost the connection")
+	}
 	second.subscribe(t, "cmd/#", 1)
 	pub := dial(t, a, "pub", "user")
 	pub.publish(t, &paho.Publish{Topic: "cmd/x", QoS: 1, Payload: []byte("go")})
 	second.expect(t, "cmd/x", "go")
 }
 
-// counter is the value of the counter name in reg.
+// counter is the value// counter is the value of the counter name in reg.
 func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -319,6 +371,55 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not so: %s", what)
+		}
+	}
+}
+
+// TestWillOnTakeoverAcrossNodes: the will of a connection that another
+// node's takes over is published exactly when one server publishes it
+// (§3.1.3.2.2): unless the new connection resumes (Clean Start 0) and the
+// will has a delay. Each case runs on one node and across two.
+func TestWillOnTakeoverAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	watch := dial(t, a, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	pub := dial(t, a, "pub", "user")
+	for i, tc := range []struct {
+		delay     uint32
+		clean     bool
+		published bool
+	}{
+		{delay: 0, clean: true, published: true},
+		{delay: 0, clean: false, published: true},
+		{delay: 60, clean: true, published: true},
+		{delay: 60, clean: false, published: false},
+	} {
+		for _, second := range []*node{a, b} {
+			id := fmt.Sprintf("dev%d%s", i, second.router.node)
+			connect := func(clean bool, will *paho.WillMessage) *paho.Connect {
+				expiry := uint32(300)
+				cp := &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30, UsernameFlag: true, Username: "user",
+					Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}, WillMessage: will}
+				if will != nil {
+					cp.WillProperties = &paho.WillProperties{WillDelayInterval: &tc.delay}
+				}
+				return cp
+			}
+			before := a.srv.Stats.Connected.Load()
+			first := dialWith(t, a, connect(true, &paho.WillMessage{Topic: "will/" + id, QoS: 1, Payload: []byte("gone")}))
+			dialWith(t, second, connect(tc.clean, nil))
+			first.takenOver(t)
+			if second == a {
+				before++
+			}
+			// The will is decided as the connection's end is counted.
+			eventually(t, "the first connection ended", func() bool { return a.srv.Stats.Connected.Load() == before })
+			if tc.published {
+				watch.expect(t, "will/"+id, "gone")
+			} else {
+				watch.expectNone(t, pub, "will/marker")
+			}
 		}
 	}
 }

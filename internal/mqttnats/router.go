@@ -4,6 +4,7 @@
 package mqttnats
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/mqtt"
@@ -21,11 +23,18 @@ import (
 )
 
 // Prefix begins every subject carrying an MQTT message; sessionSubject
-// carries the client identifiers that connected on a node.
+// carries the client identifiers that connected on a node, each with its
+// claim: the sequence number the claims stream (JetStream) gave it.
 const (
 	Prefix         = "thingid.mqtt"
 	sessionSubject = "thingid.mqttsession"
+	claimSubject   = "thingid.mqttclaim"
+	claimStream    = "THINGID_MQTT_CLAIMS"
 )
+
+// requestTimeout bounds a request to JetStream: a connection waits for its
+// claim before its CONNACK.
+const requestTimeout = 5 * time.Second
 
 // Headers of a forwarded message.
 const (
@@ -35,17 +44,21 @@ const (
 	hdrFrom    = "Mqtt-From"
 	hdrExpires = "Mqtt-Expires" // Unix milliseconds
 	hdrProps   = "Mqtt-Props"   // JSON of the message's properties
+	hdrClaim   = "Thingid-Claim"
+	hdrClean   = "Mqtt-Clean-Start"
 )
 
 // Router is a node's mqtt.Remote on a NATS connection.
 type Router struct {
 	nc   *nats.Conn
+	js   jetstream.JetStream
 	node string
 	log  *slog.Logger
 	subs []*nats.Subscription
 	// Forwarded and Injected count messages sent to and taken from NATS;
-	// Failed, messages that could not be forwarded or were malformed.
-	Forwarded, Injected, Failed atomic.Int64
+	// Failed, messages that could not be forwarded or were malformed;
+	// Claims, the connections claimed here.
+	Forwarded, Injected, Failed, Claims atomic.Int64
 }
 
 // Dial connects to NATS at url with opts as node (unique in the cluster).
@@ -59,11 +72,28 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: connecting to %s: %w", url, err)
 	}
-	return &Router{nc: nc, node: node, log: log}, nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("mqttnats: %w", err)
+	}
+	return &Router{nc: nc, js: js, node: node, log: log}, nil
 }
 
-// Start injects into s every message the other nodes forward.
+// Start injects into s every message the other nodes forward, and ends
+// the sessions that newer connections elsewhere claimed. The NATS server
+// must run JetStream: one stream orders the claims.
 func (r *Router) Start(s *mqtt.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	// Only the sequence numbers matter; the stream keeps the last claim
+	// (on disk, so that they keep growing when NATS restarts).
+	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage,
+		Description: "thingid: the order of MQTT connections across nodes",
+	}); err != nil {
+		return fmt.Errorf("mqttnats: creating the stream %s (does the NATS server run JetStream?): %w", claimStream, err)
+	}
 	sub, err := r.nc.Subscribe(Prefix+".>", func(msg *nats.Msg) {
 		if msg.Header.Get(hdrNode) == r.node {
 			return // its own, already routed here
@@ -85,9 +115,13 @@ func (r *Router) Start(s *mqtt.Server) error {
 		if msg.Header.Get(hdrNode) == r.node {
 			return
 		}
-		// The client connected elsewhere: its session here ends, without
-		// its will (the session is not carried over).
-		s.Disconnect(string(msg.Data), packet.SessionTakenOver, "the client connected to another node", true)
+		claim, err := strconv.ParseUint(msg.Header.Get(hdrClaim), 10, 64)
+		if err != nil {
+			r.Failed.Add(1)
+			r.log.Warn("mqtt cluster: a session announcement without a claim", "node", msg.Header.Get(hdrNode), "err", err)
+			return
+		}
+		s.Supersede(string(msg.Data), claim, msg.Header.Get(hdrClean) == "1")
 	})
 	if err != nil {
 		return fmt.Errorf("mqttnats: subscribing: %w", err)
@@ -131,15 +165,33 @@ func (r *Router) Forward(m *mqtt.Message) {
 	r.Forwarded.Add(1)
 }
 
-// Attached tells the other nodes that clientID connected here.
-func (r *Router) Attached(clientID string) {
+// Claim orders a connection of clientID among the cluster's by the
+// sequence number the claims stream gives it, and announces it with that
+// number: a node where clientID has an older connection ends it
+// (Server.Supersede), one where it has a newer one ignores it, however
+// late it arrives.
+func (r *Router) Claim(clientID string, clean bool) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	ack, err := r.js.Publish(ctx, claimSubject, nil)
+	if err != nil {
+		r.Failed.Add(1)
+		return 0, fmt.Errorf("mqttnats: claiming %q: %w", clientID, err)
+	}
+	r.Claims.Add(1)
 	msg := nats.NewMsg(sessionSubject)
 	msg.Data = []byte(clientID)
 	msg.Header.Set(hdrNode, r.node)
+	msg.Header.Set(hdrClaim, strconv.FormatUint(ack.Sequence, 10))
+	if clean {
+		msg.Header.Set(hdrClean, "1")
+	}
 	if err := r.nc.PublishMsg(msg); err != nil {
+		// The claim stands: a later connection elsewhere still ends this one.
 		r.Failed.Add(1)
 		r.log.Warn("mqtt cluster: announcing a session failed", "client", clientID, "err", err)
 	}
+	return ack.Sequence, nil
 }
 
 // decode is the message a NATS message forwards.
@@ -177,7 +229,8 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 	}{
 		{"thingid_mqtt_cluster_forwarded_total", "MQTT messages published on this node and forwarded to the other nodes through NATS.", &r.Forwarded},
 		{"thingid_mqtt_cluster_injected_total", "MQTT messages other nodes forwarded, routed on this node.", &r.Injected},
-		{"thingid_mqtt_cluster_failed_total", "MQTT messages or session announcements that could not be forwarded, or arrived malformed.", &r.Failed},
+		{"thingid_mqtt_cluster_failed_total", "MQTT messages, claims or session announcements that could not be forwarded, or arrived malformed.", &r.Failed},
+		{"thingid_mqtt_cluster_claims_total", "MQTT connections claimed on this node in the cluster's order (JetStream).", &r.Claims},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
