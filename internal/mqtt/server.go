@@ -99,6 +99,11 @@ type Remote interface {
 	// clean is the new connection's Clean Start. An error refuses the
 	// connection (Server unavailable): it could not be ordered.
 	Claim(clientID string, clean bool) (uint64, error)
+	// Shared tells that the members here of shared subscription filter
+	// ($share/<group>/<filter>) changed (Server.Members says how many):
+	// the server leaves its messages to the Remote, which hands each to
+	// one server of the cluster with members (Server.DeliverShared).
+	Shared(filter string)
 }
 
 // Defaults of Config.

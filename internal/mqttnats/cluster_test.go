@@ -423,3 +423,77 @@ func TestWillOnTakeoverAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedAcrossNodes: the members of a shared subscription on two nodes
+// each get a share of the messages published on either node, and every
+// message reaches exactly one member of the group (§4.8.2).
+func TestSharedAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startNode(t, url, "a"), startNode(t, url, "b")
+	members := []*client{dial(t, a, "m1", "user"), dial(t, b, "m2", "user"), dial(t, b, "m3", "user")}
+	for _, m := range members {
+		m.subscribe(t, "$share/workers/jobs/#", 1)
+	}
+	other := dial(t, b, "other", "user") // another group gets its own copy
+	other.subscribe(t, "$share/audit/jobs/+", 1)
+	pubs := []*client{dial(t, a, "pa", "user"), dial(t, b, "pb", "user")}
+
+	// count collects n messages across members and fails on any payload
+	// delivered twice; it returns how many each member got.
+	count := func(members []*client, n int) []int {
+		t.Helper()
+		seen := map[string]bool{}
+		got := make([]int, len(members))
+		deadline := time.Now().Add(20 * time.Second)
+		for len(seen) < n {
+			for i, m := range members {
+				select {
+				case p := <-m.received:
+					if seen[string(p.Payload)] {
+						t.Fatalf("%s delivered twice", p.Payload)
+					}
+					seen[string(p.Payload)] = true
+					got[i]++
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			if len(seen) < n && time.Now().After(deadline) {
+				t.Fatalf("%d of %d messages delivered", len(seen), n)
+			}
+		}
+		return got
+	}
+	const n = 200
+	for i := range n {
+		pubs[i%2].publish(t, &paho.Publish{Topic: "jobs/" + strconv.Itoa(i%7), QoS: 1, Payload: []byte(strconv.Itoa(i))})
+	}
+	got := count(members, n)
+	if got[0] == 0 || got[1]+got[2] == 0 {
+		t.Fatalf("node a's member got %d, node b's %d and %d: not spread over the nodes", got[0], got[1], got[2])
+	}
+	count([]*client{other}, n)
+	// A last message, after which nothing more arrives for anyone.
+	pubs[0].publish(t, &paho.Publish{Topic: "jobs/last", QoS: 1, Payload: []byte("last")})
+	count(members, 1)
+	count([]*client{other}, 1)
+	for _, m := range members {
+		if len(m.received) > 0 {
+			t.Fatalf("a message delivered twice: %s", (<-m.received).Payload)
+		}
+	}
+	t.Logf("shares of %d messages: node a %d, node b %d and %d", n, got[0], got[1], got[2])
+
+	// Node a's member leaves: node a leaves the group, b's members get all.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := members[0].Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"$share/workers/jobs/#"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		pubs[0].publish(t, &paho.Publish{Topic: "jobs/x", QoS: 1, Payload: []byte("after" + strconv.Itoa(i))})
+	}
+	count(members[1:], 20)
+	if a.router.Failed.Load()+b.router.Failed.Load() != 0 {
+		t.Fatalf("failed: %d+%d", a.router.Failed.Load(), b.router.Failed.Load())
+	}
+}

@@ -5,12 +5,15 @@ package mqttnats
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +58,12 @@ type Router struct {
 	node string
 	log  *slog.Logger
 	subs []*nats.Subscription
+
+	mu  sync.Mutex
+	srv *mqtt.Server // once started
+	// shared are the queue subscriptions of this node's shared
+	// subscriptions, by $share filter; nil before Start.
+	shared map[string][]*nats.Subscription
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
 	// Claims, the connections claimed here.
@@ -77,7 +86,7 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 		nc.Close()
 		return nil, fmt.Errorf("mqttnats: %w", err)
 	}
-	return &Router{nc: nc, js: js, node: node, log: log}, nil
+	return &Router{nc: nc, js: js, node: node, log: log, shared: map[string][]*nats.Subscription{}}, nil
 }
 
 // Start injects into s every message the other nodes forward, and ends
@@ -127,8 +136,83 @@ func (r *Router) Start(s *mqtt.Server) error {
 		return fmt.Errorf("mqttnats: subscribing: %w", err)
 	}
 	r.subs = append(r.subs, sub)
+	r.mu.Lock()
+	r.srv = s
+	for filter := range r.shared { // the restored sessions'
+		if err := r.share(filter); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+	}
+	r.mu.Unlock()
 	// Forwarding starts only once the subscriptions are known to the server.
 	return r.nc.Flush()
+}
+
+// Shared joins this node to the NATS queue group of shared subscription
+// filter while the server has members of it, and leaves it after: NATS
+// gives each message to one node of the group, the node to one member.
+func (r *Router) Shared(filter string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		r.shared[filter] = nil // joined at Start
+		return
+	}
+	if err := r.share(filter); err != nil {
+		r.Failed.Add(1)
+		r.log.Error("mqtt cluster: a shared subscription's queue group", "filter", filter, "err", err)
+	}
+}
+
+// share subscribes to or unsubscribes from filter's queue group as the
+// server has members of it or not; r.mu is held.
+func (r *Router) share(filter string) error {
+	subs, joined := r.shared[filter], r.shared[filter] != nil
+	switch members := r.srv.Members(filter) > 0; {
+	case members && !joined:
+		// $share/<group>/<filter>: the filter names the subjects, the
+		// whole the queue group (hashed: a queue name is one token).
+		_, inner, _ := strings.Cut(filter[len("$share/"):], "/")
+		sum := sha256.Sum256([]byte(filter))
+		queue := "thingid-" + hex.EncodeToString(sum[:12])
+		for _, subject := range FilterSubjects(Prefix, inner) {
+			sub, err := r.nc.QueueSubscribe(subject, queue, func(msg *nats.Msg) { r.deliverShared(msg, filter) })
+			if err != nil {
+				for _, s := range subs {
+					s.Unsubscribe()
+				}
+				return fmt.Errorf("mqttnats: joining %s: %w", queue, err)
+			}
+			subs = append(subs, sub)
+		}
+		r.shared[filter] = subs
+	case !members:
+		for _, s := range subs {
+			s.Unsubscribe()
+		}
+		delete(r.shared, filter)
+	}
+	return nil
+}
+
+// deliverShared hands a message of shared subscription filter, from any
+// node, this one included, to a member here.
+func (r *Router) deliverShared(msg *nats.Msg, filter string) {
+	m, err := decode(msg)
+	if err != nil {
+		r.Failed.Add(1)
+		r.log.Warn("mqtt cluster: a message from NATS does not decode", "subject", msg.Subject, "node", msg.Header.Get(hdrNode), "err", err)
+		return
+	}
+	r.mu.Lock()
+	s := r.srv
+	r.mu.Unlock()
+	if !s.DeliverShared(m, filter) {
+		// The last member left as NATS gave this node the message.
+		r.Failed.Add(1)
+		r.log.Warn("mqtt cluster: a shared subscription's message found no member", "filter", filter, "topic", m.Topic)
+	}
 }
 
 // Forward publishes m to the other nodes; the server's own topics ($SYS)
@@ -243,6 +327,12 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 // Close stops injecting and closes the NATS connection, after sending what
 // was forwarded.
 func (r *Router) Close() {
+	r.mu.Lock()
+	for _, subs := range r.shared {
+		r.subs = append(r.subs, subs...)
+	}
+	r.shared = map[string][]*nats.Subscription{}
+	r.mu.Unlock()
 	for _, sub := range r.subs {
 		sub.Unsubscribe()
 	}
