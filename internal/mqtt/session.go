@@ -34,6 +34,11 @@ func (s *Server) Publish(m *Message) { s.publish(m) }
 // again, and nobody waits for a full window.
 func (s *Server) Inject(m *Message) { s.route(m) }
 
+// KeepRetained keeps m as its topic's retained message, or clears the
+// topic for an empty one, delivering it to nobody: for the retained
+// messages a node starting in a cluster takes from the others.
+func (s *Server) KeepRetained(m *Message) { s.retain(m) }
+
 // route keeps or clears m as the retained message and delivers it.
 func (s *Server) route(m *Message) []<-chan struct{} {
 	if m.Retain {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,12 +56,19 @@ type node struct {
 
 func startNode(t testing.TB, url, name string) *node {
 	t.Helper()
+	return startNodeWith(t, url, name, nil)
+}
+
+// startNodeWith starts a node keeping its sessions and retained messages
+// in store.
+func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	r, err := Dial(url, name, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := mqtt.New(mqtt.Config{Auth: auth{}, Remote: r, Log: log})
+	srv, err := mqtt.New(mqtt.Config{Auth: auth{}, Remote: r, Store: store, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +261,67 @@ func TestRetainedAcrossNodes(t *testing.T) {
 	late.subscribe(t, "state/#", 1)
 	if p := late.expect(t, "state/door", "open"); !p.Retain {
 		t.Fatal("not delivered as retained")
+	}
+}
+
+// TestRetainedForLateNodes: a node started after retained messages were
+// published, and cleared, has them as the cluster does; one from its own
+// store that the cluster cleared meanwhile goes.
+func TestRetainedForLateNodes(t *testing.T) {
+	url := natstest.Start(t)
+	a := startNode(t, url, "a")
+	pub := dial(t, a, "pub", "user")
+	for topic, payload := range map[string]string{"state/door": "open", "state/lamp": "on", "state/a.b c": "odd"} {
+		pub.publish(t, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte(payload)})
+	}
+	pub.publish(t, &paho.Publish{Topic: "state/door", QoS: 1, Retain: true, Payload: []byte("closed")})
+	pub.publish(t, &paho.Publish{Topic: "state/lamp", QoS: 1, Retain: true}) // cleared
+	b := startNode(t, url, "b")
+	if n := b.srv.Retained(); n != 2 {
+		t.Fatalf("node b started with %d retained messages, want 2", n)
+	}
+	late := dial(t, b, "late", "user")
+	late.subscribe(t, "state/door", 1)
+	if p := late.expect(t, "state/door", "closed"); !p.Retain {
+		t.Fatal("not delivered as retained")
+	}
+	late.subscribe(t, "state/a.b c", 1)
+	late.expect(t, "state/a.b c", "odd")
+
+	// Node c keeps retained messages in its store; while it is down, the
+	// cluster clears one and sets another.
+	dir := t.TempDir()
+	open := func() *mqtt.Bolt {
+		bolt, err := mqtt.OpenBolt(dir, "mqtt.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bolt.Close() })
+		return bolt
+	}
+	store := open()
+	c := startNodeWith(t, url, "c", store)
+	if n := c.srv.Retained(); n != 2 {
+		t.Fatalf("node c started with %d retained messages, want 2", n)
+	}
+	c.close()
+	store.Close()
+	pub.publish(t, &paho.Publish{Topic: "state/door", QoS: 1, Retain: true})
+	pub.publish(t, &paho.Publish{Topic: "state/fan", QoS: 1, Retain: true, Payload: []byte("slow")})
+	c = startNodeWith(t, url, "c", open())
+	watch := dial(t, c, "watch", "user")
+	watch.subscribe(t, "state/#", 1)
+	got := map[string]string{}
+	for range 2 {
+		select {
+		case p := <-watch.received:
+			got[p.Topic] = string(p.Payload)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("retained messages on node c: %v", got)
+		}
+	}
+	if want := map[string]string{"state/fan": "slow", "state/a.b c": "odd"}; !reflect.DeepEqual(got, want) || c.srv.Retained() != 2 {
+		t.Fatalf("node c restarted with %v (%d), want %v", got, c.srv.Retained(), want)
 	}
 }
 

@@ -33,6 +33,11 @@ const (
 	sessionSubject = "thingid.mqttsession"
 	claimSubject   = "thingid.mqttclaim"
 	claimStream    = "THINGID_MQTT_CLAIMS"
+	// retainedPrefix carries a copy of each retained message (or its
+	// clearing), which the retained stream keeps, the last per topic, for
+	// the nodes that start later.
+	retainedPrefix = "thingid.mqttretained"
+	retainedStream = "THINGID_MQTT_RETAINED"
 )
 
 // requestTimeout bounds a request to JetStream: a connection waits for its
@@ -64,6 +69,9 @@ type Router struct {
 	// shared are the queue subscriptions of this node's shared
 	// subscriptions, by $share filter; nil before Start.
 	shared map[string][]*nats.Subscription
+	// fresh are the topics whose retained message came live while Start
+	// loads the retained stream (nil otherwise): newer than the stream's.
+	fresh map[string]bool
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
 	// Claims, the connections claimed here.
@@ -103,15 +111,32 @@ func (r *Router) Start(s *mqtt.Server) error {
 	}); err != nil {
 		return fmt.Errorf("mqttnats: creating the stream %s (does the NATS server run JetStream?): %w", claimStream, err)
 	}
+	retained, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage,
+		Description: "thingid: the MQTT retained messages, the last one per topic",
+	})
+	if err != nil {
+		return fmt.Errorf("mqttnats: creating the stream %s: %w", retainedStream, err)
+	}
+	r.mu.Lock()
+	r.fresh = map[string]bool{}
+	r.mu.Unlock()
 	sub, err := r.nc.Subscribe(Prefix+".>", func(msg *nats.Msg) {
 		if msg.Header.Get(hdrNode) == r.node {
 			return // its own, already routed here
 		}
-		m, err := decode(msg)
+		m, err := decode(Prefix, msg)
 		if err != nil {
 			r.Failed.Add(1)
 			r.log.Warn("mqtt cluster: a message from NATS does not decode", "subject", msg.Subject, "node", msg.Header.Get(hdrNode), "err", err)
 			return
+		}
+		if m.Retain {
+			r.mu.Lock()
+			if r.fresh != nil {
+				r.fresh[m.Topic] = true
+			}
+			r.mu.Unlock()
 		}
 		r.Injected.Add(1)
 		s.Inject(m)
@@ -146,7 +171,65 @@ func (r *Router) Start(s *mqtt.Server) error {
 	}
 	r.mu.Unlock()
 	// Forwarding starts only once the subscriptions are known to the server.
-	return r.nc.Flush()
+	if err := r.nc.Flush(); err != nil {
+		return fmt.Errorf("mqttnats: %w", err)
+	}
+	return r.loadRetained(ctx, retained, s)
+}
+
+// loadRetained keeps the retained messages of the stream, the cluster's
+// latest for each topic, unless one came live meanwhile; a clearing there
+// clears the topic here (its messages restored from a node's own store
+// may be older).
+func (r *Router) loadRetained(ctx context.Context, stream jetstream.Stream, s *mqtt.Server) error {
+	defer func() {
+		r.mu.Lock()
+		r.fresh = nil
+		r.mu.Unlock()
+	}()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("mqttnats: the stream %s: %w", retainedStream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{retainedPrefix + ".>"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+	if err != nil {
+		return fmt.Errorf("mqttnats: reading the stream %s: %w", retainedStream, err)
+	}
+	// At least one message comes, the last of them with nothing pending.
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("mqttnats: reading the stream %s: %w", retainedStream, err)
+	}
+	defer it.Stop()
+	for {
+		jm, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("mqttnats: reading the stream %s: %w", retainedStream, err)
+		}
+		meta, err := jm.Metadata()
+		if err != nil {
+			return fmt.Errorf("mqttnats: reading the stream %s: %w", retainedStream, err)
+		}
+		if m, err := decode(retainedPrefix, &nats.Msg{Subject: jm.Subject(), Header: jm.Headers(), Data: jm.Data()}); err != nil {
+			r.Failed.Add(1)
+			r.log.Warn("mqtt cluster: a retained message from NATS does not decode", "subject", jm.Subject(), "err", err)
+		} else {
+			if !m.Expires.IsZero() && !time.Now().Before(m.Expires) {
+				m.Payload = nil // §3.3.2.3.3: expired, no longer kept
+			}
+			r.mu.Lock()
+			if !r.fresh[m.Topic] {
+				s.KeepRetained(m)
+			}
+			r.mu.Unlock()
+		}
+		if meta.NumPending == 0 {
+			return nil
+		}
+	}
 }
 
 // Shared joins this node to the NATS queue group of shared subscription
@@ -199,7 +282,7 @@ func (r *Router) share(filter string) error {
 // deliverShared hands a message of shared subscription filter, from any
 // node, this one included, to a member here.
 func (r *Router) deliverShared(msg *nats.Msg, filter string) {
-	m, err := decode(msg)
+	m, err := decode(Prefix, msg)
 	if err != nil {
 		r.Failed.Add(1)
 		r.log.Warn("mqtt cluster: a message from NATS does not decode", "subject", msg.Subject, "node", msg.Header.Get(hdrNode), "err", err)
@@ -241,7 +324,12 @@ func (r *Router) Forward(m *mqtt.Message) {
 		}
 		msg.Header.Set(hdrProps, string(p))
 	}
-	if err := r.nc.PublishMsg(msg); err != nil {
+	err := r.nc.PublishMsg(msg)
+	if err == nil && m.Retain {
+		// The same message for the retained stream: headers are shared.
+		err = r.nc.PublishMsg(&nats.Msg{Subject: Subject(retainedPrefix, m.Topic), Header: msg.Header, Data: msg.Data})
+	}
+	if err != nil {
 		r.Failed.Add(1)
 		r.log.Warn("mqtt cluster: forwarding failed", "topic", m.Topic, "err", err)
 		return
@@ -278,9 +366,9 @@ func (r *Router) Claim(clientID string, clean bool) (uint64, error) {
 	return ack.Sequence, nil
 }
 
-// decode is the message a NATS message forwards.
-func decode(msg *nats.Msg) (*mqtt.Message, error) {
-	topic, err := Topic(Prefix, msg.Subject)
+// decode is the message a NATS message under prefix forwards.
+func decode(prefix string, msg *nats.Msg) (*mqtt.Message, error) {
+	topic, err := Topic(prefix, msg.Subject)
 	if err != nil {
 		return nil, err
 	}
