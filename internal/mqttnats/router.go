@@ -1,6 +1,9 @@
 // Package mqttnats joins the MQTT servers of a cluster's nodes through
 // NATS: each node forwards what is published on it, and injects what the
-// other nodes forward into its own routing.
+// other nodes forward into its own routing; NATS queue groups share the
+// $share subscriptions, and JetStream orders the connections of a client
+// identifier and keeps the retained messages. It holds no session: the
+// core (internal/mqtt) does, and decides every delivery.
 package mqttnats
 
 import (
