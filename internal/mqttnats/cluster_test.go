@@ -60,20 +60,27 @@ func startNode(t testing.TB, url, name string) *node {
 }
 
 // startNodeWith starts a node keeping its sessions and retained messages
-// in store.
+// in store; without url, a single server, joined to nothing.
 func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	r, err := Dial(url, name, log)
+	cfg := mqtt.Config{Auth: auth{}, Store: store, Log: log}
+	var r *Router
+	if url != "" {
+		var err error
+		if r, err = Dial(url, name, log); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Remote = r
+	}
+	srv, err := mqtt.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := mqtt.New(mqtt.Config{Auth: auth{}, Remote: r, Store: store, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(srv); err != nil {
-		t.Fatal(err)
+	if r != nil {
+		if err := r.Start(srv); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -99,7 +106,9 @@ func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 func (n *node) close() {
 	n.once.Do(func() {
 		n.ln.Close()
-		n.router.Close()
+		if n.router != nil {
+			n.router.Close()
+		}
 		n.srv.Close()
 		n.wg.Wait()
 	})
