@@ -110,7 +110,9 @@ func (c *conn) connect() bool {
 
 	clean := pk.CleanStart || cl.replace
 	if s.cfg.Remote != nil {
-		if cl.claim, err = s.cfg.Remote.Claim(cl.ID, clean); err != nil {
+		cl.claim, err = s.claim(cl.ID, clean)
+		defer s.claimed(cl.ID)
+		if err != nil {
 			s.log.Warn("mqtt: the cluster did not order a connection", "client", cl.ID, "err", err)
 			c.refuse(packet.ServerUnavailable, "the cluster cannot take the client identifier now")
 			return false

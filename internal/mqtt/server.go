@@ -141,6 +141,10 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[string]*Client
 	conns    map[*conn]struct{}
+	// claiming are the client identifiers whose connections here wait
+	// between Remote.Claim and attaching, with the newest claim another
+	// node announced meanwhile, which the attached session then meets.
+	claiming map[string]*claiming
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -165,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cmp.Or(cfg.Log, slog.Default()),
 		sessions: map[string]*Client{},
 		conns:    map[*conn]struct{}{},
+		claiming: map[string]*claiming{},
 	}
 	if cfg.Store != nil {
 		if err := s.restore(); err != nil {
@@ -239,6 +244,11 @@ func (s *Server) Client(id string) *Client {
 // (§3.1.3.2.2): unless the new connection resumes (clean false) and the
 // will has a delay.
 func (s *Server) Supersede(id string, claim uint64, clean bool) {
+	s.mu.Lock()
+	if p := s.claiming[id]; p != nil && claim > p.newest {
+		p.newest, p.clean = claim, clean
+	}
+	s.mu.Unlock()
 	cl := s.Client(id)
 	if cl == nil {
 		return
@@ -262,6 +272,43 @@ func (s *Server) Supersede(id string, claim uint64, clean bool) {
 		c.dropWill.Store(true)
 	}
 	c.close(packet.SessionTakenOver, "the client connected to another node")
+}
+
+// claiming counts the connections of one client identifier between their
+// claim and their attaching, and keeps the newest claim announced meanwhile.
+type claiming struct {
+	n      int
+	newest uint64
+	clean  bool
+}
+
+// claim takes id for a connection through the Remote (Claim).
+func (s *Server) claim(id string, clean bool) (uint64, error) {
+	s.mu.Lock()
+	p := s.claiming[id]
+	if p == nil {
+		p = &claiming{}
+		s.claiming[id] = p
+	}
+	p.n++
+	s.mu.Unlock()
+	return s.cfg.Remote.Claim(id, clean)
+}
+
+// claimed ends the wait of a connection of id that claimed it; a newer
+// claim announced meanwhile, which found the session not attached yet,
+// ends it now.
+func (s *Server) claimed(id string) {
+	s.mu.Lock()
+	p := s.claiming[id]
+	if p.n--; p.n == 0 {
+		delete(s.claiming, id)
+	}
+	newest, clean := p.newest, p.clean
+	s.mu.Unlock()
+	if newest != 0 {
+		s.Supersede(id, newest, clean)
+	}
 }
 
 // Disconnect ends the connection of session id, if connected, with code
