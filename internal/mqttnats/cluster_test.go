@@ -575,3 +575,32 @@ func TestSharedAcrossNodes(t *testing.T) {
 		t.Fatalf("failed: %d+%d", a.router.Failed.Load(), b.router.Failed.Load())
 	}
 }
+
+// TestSharedRestored: a node that restores a persistent session with a
+// shared subscription from its store joins the group as it starts, and
+// keeps the group's messages for the session until its client returns.
+func TestSharedRestored(t *testing.T) {
+	url := natstest.Start(t)
+	a := startNode(t, url, "a")
+	bolt, err := mqtt.OpenBolt(t.TempDir(), "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() }) // after the node's
+	b := startNodeWith(t, url, "b", bolt)
+	expiry := uint32(300)
+	connect := func(clean bool) *paho.Connect {
+		return &paho.Connect{ClientID: "worker", CleanStart: clean, KeepAlive: 30, UsernameFlag: true, Username: "user",
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
+	}
+	w := dialWith(t, b, connect(true))
+	w.subscribe(t, "$share/g/jobs/+", 1)
+	b.close()
+	b = startNodeWith(t, url, "b", bolt)
+	pub := dial(t, a, "pub", "user")
+	// Published while the session is away: only the group node b joined
+	// as it started takes it (the client subscribes no more).
+	pub.publish(t, &paho.Publish{Topic: "jobs/1", QoS: 1, Payload: []byte("one")})
+	w = dialWith(t, b, connect(false))
+	w.expect(t, "jobs/1", "one")
+}
