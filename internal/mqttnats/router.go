@@ -208,7 +208,8 @@ func (r *Router) loadRetained(ctx context.Context, stream jetstream.Stream, s *m
 	}
 	defer it.Stop()
 	for {
-		jm, err := it.Next(jetstream.NextContext(ctx))
+		// Each message in time, however many there are.
+		jm, err := it.Next(jetstream.NextMaxWait(requestTimeout))
 		if err != nil {
 			return fmt.Errorf("mqttnats: reading the stream %s: %w", retainedStream, err)
 		}
