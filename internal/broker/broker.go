@@ -272,13 +272,19 @@ func (b *Broker) Addr(name string) string {
 	return ""
 }
 
+// StopAccepting closes every listener: new connections are refused, and
+// the connected stay until Close. Idempotent.
+func (b *Broker) StopAccepting() {
+	for _, nl := range b.listeners {
+		nl.shutdown()
+	}
+}
+
 // Close disconnects every client (MQTT 5: server shutting down), stops the
 // listeners and closes the persistence file.
 func (b *Broker) Close() error {
 	b.stopOnce.Do(func() {
-		for _, nl := range b.listeners {
-			nl.shutdown()
-		}
+		b.StopAccepting()
 		b.server.Close()
 		if b.cluster != nil { // after the server: its last wills go out
 			b.cluster.Close()
