@@ -69,7 +69,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	pg.Host = br.forward(pg.Host)
 	natsPort, redisPort := freePort(t, br.addr(1)), freePort(t, br.addr(1))
-	daemon(t, natsServer, "-a", br.addr(1), "-p", natsPort)
+	daemon(t, natsServer, "-a", br.addr(1), "-p", natsPort, "-js", "-sd", t.TempDir()) // JetStream: the MQTT claims and retained messages
 	daemon(t, redis, "--bind", br.addr(1), "--port", redisPort, "--save", "", "--appendonly", "no")
 	waitListening(t, br.addr(1)+":"+natsPort, br.addr(1)+":"+redisPort)
 
