@@ -31,6 +31,7 @@ import (
 type clusterNode struct {
 	name, netns, ip string
 	home            string
+	nats            *relay // the node's own way to NATS, for cutting it off
 	*instance
 }
 
@@ -67,7 +68,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg.Host = br.forward(pg.Host)
+	pg.Host = br.forward(pg.Host).addr
 	natsPort, redisPort := freePort(t, br.addr(1)), freePort(t, br.addr(1))
 	daemon(t, natsServer, "-a", br.addr(1), "-p", natsPort, "-js", "-sd", t.TempDir()) // JetStream: the MQTT claims and retained messages
 	daemon(t, redis, "--bind", br.addr(1), "--port", redisPort, "--save", "", "--appendonly", "no")
@@ -92,14 +93,13 @@ func startCluster(t *testing.T) *cluster {
 		"THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN=" + pg.String(),
 		"THINGID_MASTERKEY=" + base64.StdEncoding.EncodeToString(key),
 		"THINGID_HTTP_PUBLICURL=https://localhost:" + frontPort,
-		"THINGID_MQTT_CLUSTER_NATS_URL=nats://" + br.addr(1) + ":" + natsPort,
 		"THINGID_GATEWAY_THROTTLE_REDISURL=redis://" + br.addr(1) + ":" + redisPort,
 		"THINGID_CONNECTIONS_PROXYPROTOCOL_TRUSTED=" + proxy,
 		"THINGID_HTTP_DRAINDELAY=2s", "THINGID_HTTP_SHUTDOWNTIMEOUT=20s",
 	}
 	dir := t.TempDir()
 	for i, name := range []string{"a", "b", "c"} {
-		n := &clusterNode{name: name, ip: br.addr(11 + i)}
+		n := &clusterNode{name: name, ip: br.addr(11 + i), nats: br.forward(br.addr(1) + ":" + natsPort)}
 		n.netns = br.host(name, 11+i)
 		// The same base name everywhere: start's administrator password
 		// is derived from it, and the nodes share one administrator.
@@ -145,7 +145,7 @@ backend nodes
   default_backend brokers
 backend brokers
   balance roundrobin
-  option httpchk GET /readyz
+  option httpchk GET /readyz/mqtt
   http-check expect status 200
 %s`, c.front, servers.String(), c.mqttFront, brokers.String())), 0o600)
 	hp := daemon(t, haproxy, "-db", "-f", cfg)
@@ -159,6 +159,7 @@ func (c *cluster) run(t *testing.T, n *clusterNode) {
 	t.Helper()
 	n.instance = startIn(t, n.netns, n.home, n.ip+":8443", append([]string{
 		"THINGID_MQTT_CLUSTER_NODE=" + n.name,
+		"THINGID_MQTT_CLUSTER_NATS_URL=nats://" + n.nats.addr,
 		"THINGID_MQTT_TLS_ADDRESS=" + n.mqtt(),
 		"THINGID_GATEWAY_ADDRESS=" + n.gateway(),
 	}, c.env...)...)
@@ -252,8 +253,9 @@ func field(t *testing.T, out, name string) string {
 // mqttConn is a paho MQTT 5 client whose messages and end are channels.
 type mqttConn struct {
 	*paho.Client
-	msgs  chan *paho.Publish
-	ended chan struct{}
+	msgs   chan *paho.Publish
+	ended  chan struct{}
+	reason byte // the server's DISCONNECT reason, once ended by one
 }
 
 // dialMQTT connects client id with token to addr (a node, or HAProxy).
@@ -272,8 +274,11 @@ func (c *cluster) dialMQTT(t *testing.T, addr, id, token string) (*mqttConn, err
 			m.msgs <- p.Packet
 			return true, nil
 		}},
-		OnServerDisconnect: func(*paho.Disconnect) { end() },
-		OnClientError:      func(error) { end() },
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			m.reason = d.ReasonCode
+			end()
+		},
+		OnClientError: func(error) { end() },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -281,7 +286,10 @@ func (c *cluster) dialMQTT(t *testing.T, addr, id, token string) (*mqttConn, err
 		Username: id, UsernameFlag: true, Password: []byte(token), PasswordFlag: true})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connect %s: %v %v", id, err, ca)
+		if ca != nil {
+			return nil, fmt.Errorf("connect %s: CONNACK 0x%02X %q: %w", id, ca.ReasonCode, ca.Properties.ReasonString, err)
+		}
+		return nil, fmt.Errorf("connect %s: %w", id, err)
 	}
 	t.Cleanup(func() { m.Disconnect(&paho.Disconnect{}) })
 	return m, nil
@@ -366,6 +374,55 @@ func TestClusterOfThreeNodes(t *testing.T) {
 				}
 			}
 		}
+		// A shared subscription with a member on b and one on c: each
+		// message reaches exactly one of them.
+		var members []*mqttConn
+		for _, name := range []string{"b", "c"} {
+			m, err := c.dialMQTT(t, c.node(name).mqtt(), "share-"+name, token(sub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.subscribe(t, "$share/workers/cluster/jobs/#")
+			members = append(members, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+		const jobs = 40
+		for i := range jobs {
+			p.publish(t, "cluster/jobs/x", fmt.Sprintf("job %d", i), 1, false)
+		}
+		got := map[string]int{}
+		per := make([]int, len(members))
+		for deadline := time.After(10 * time.Second); len(got) < jobs; {
+			select {
+			case m := <-members[0].msgs:
+				got[string(m.Payload)]++
+				per[0]++
+			case m := <-members[1].msgs:
+				got[string(m.Payload)]++
+				per[1]++
+			case <-deadline:
+				t.Fatalf("the shared subscription received %d of %d messages", len(got), jobs)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // a duplicate would come now
+		for len(members[0].msgs)+len(members[1].msgs) > 0 {
+			select {
+			case m := <-members[0].msgs:
+				got[string(m.Payload)]++
+			case m := <-members[1].msgs:
+				got[string(m.Payload)]++
+			}
+		}
+		for job, n := range got {
+			if n != 1 {
+				t.Errorf("%s delivered %d times to the shared subscription, want once", job, n)
+			}
+		}
+		t.Logf("shared subscription: %d messages, %d to the member on b, %d to the member on c", jobs, per[0], per[1])
+		if per[0] == 0 || per[1] == 0 {
+			t.Errorf("the shared subscription's messages all went to one member: %v", per)
+		}
+
 		p.publish(t, "cluster/kept/t", "retained on a", 1, true)
 		time.Sleep(200 * time.Millisecond)
 		late, err := c.dialMQTT(t, c.node("c").mqtt(), "late-c", token(sub))
@@ -491,6 +548,82 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		p.publish(t, "cluster/kill/rejoined", "a rejoined", 1, false)
 		back.expect(t, "the subscriber on the restarted node a", "a rejoined")
+	}
+
+	t.Log("a node cut off from NATS hands its MQTT clients to the others")
+	{
+		a, b := c.node("a"), c.node("b")
+		p, err := c.dialMQTT(t, a.mqtt(), "pub-partition", pubToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subToken := token(sub)
+		s, err := c.dialMQTT(t, b.mqtt(), "sub-partition", subToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.subscribe(t, "cluster/partition/#")
+		time.Sleep(200 * time.Millisecond)
+		p.publish(t, "cluster/partition/t", "before the cut", 1, false)
+		s.expect(t, "the subscriber on b", "before the cut")
+
+		b.nats.cut() // b's packets to and from NATS stop, nothing is reset
+		cut := time.Now()
+		select {
+		case <-s.ended:
+		case <-time.After(30 * time.Second):
+			t.Fatal("node b kept its MQTT client 30 s after losing NATS: what a publisher on another node sends would silently not reach it")
+		}
+		t.Logf("node b cut off from NATS: its subscriber was told to go after %v (DISCONNECT 0x%02X)", time.Since(cut).Round(time.Millisecond), s.reason)
+		if s.reason != 0x9C {
+			t.Errorf("DISCONNECT 0x%02X, want 0x9C (use another server)", s.reason)
+		}
+		ready := func(path string) int {
+			resp, err := b.client.Get(b.url(path))
+			if err != nil {
+				t.Fatalf("%s on b: %v", path, err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := ready("/readyz"); code != http.StatusOK {
+			t.Errorf("/readyz on the cut-off node: %d, want 200 (PostgreSQL answers: it still serves HTTPS)", code)
+		}
+		if code := ready("/readyz/mqtt"); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz/mqtt on the cut-off node: %d, want 503", code)
+		}
+		if _, err := c.dialMQTT(t, b.mqtt(), "refused-partition", subToken); err == nil || !strings.Contains(err.Error(), "CONNACK 0x88") {
+			t.Errorf("a CONNECT to the cut-off node: %v, want CONNACK 0x88 (server unavailable)", err)
+		}
+		// Through HAProxy, which checks /readyz/mqtt, it gets a node that delivers.
+		var moved *mqttConn
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if moved, err = c.dialMQTT(t, c.mqttFront, "sub-partition", subToken); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the subscriber could not reconnect through HAProxy: %v", err)
+			}
+		}
+		moved.subscribe(t, "cluster/partition/#")
+		time.Sleep(200 * time.Millisecond)
+		p.publish(t, "cluster/partition/t", "during the cut", 1, false)
+		moved.expect(t, "the subscriber, moved through HAProxy", "during the cut")
+
+		b.nats.mend()
+		for deadline := time.Now().Add(30 * time.Second); ready("/readyz/mqtt") != http.StatusOK; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("node b did not take MQTT connections again 30 s after NATS was back")
+			}
+		}
+		back, err := c.dialMQTT(t, b.mqtt(), "back-partition", subToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back.subscribe(t, "cluster/partition/#")
+		time.Sleep(200 * time.Millisecond)
+		p.publish(t, "cluster/partition/t", "after mending", 1, false)
+		back.expect(t, "a subscriber on b once NATS is back", "after mending")
 	}
 
 	t.Log("rolling restart fails no token request")

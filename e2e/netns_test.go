@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -86,22 +85,81 @@ func (br *bridge) host(name string, last int) string {
 // veth is the bridge's end of host name's link.
 func (br *bridge) veth(name string) string { return "tid" + br.tag + name + "o" }
 
+// relay is a TCP forwarder from the bridge to a service of the test, which
+// a test can cut as a partition would: bytes stop flowing both ways and new
+// connections hang, without a reset, until it is mended.
+type relay struct {
+	addr string
+	mu   sync.Mutex
+	open chan struct{} // closed while bytes flow
+}
+
+// cut stops every byte; mend lets them flow again.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.open:
+		r.open = make(chan struct{})
+	default:
+	}
+}
+
+func (r *relay) mend() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.open:
+	default:
+		close(r.open)
+	}
+}
+
+// flowing waits until bytes may flow.
+func (r *relay) flowing() {
+	r.mu.Lock()
+	open := r.open
+	r.mu.Unlock()
+	<-open
+}
+
+// copy moves bytes from src to dst while the relay is not cut.
+func (r *relay) copy(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			r.flowing()
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 // forward relays TCP connections from the bridge's .1 to target (a
 // service of the test's loopback, such as the test PostgreSQL), until the
-// test ends, and returns the address the hosts use.
-func (br *bridge) forward(target string) string {
+// test ends.
+func (br *bridge) forward(target string) *relay {
 	br.t.Helper()
 	ln, err := net.Listen("tcp", br.addr(1)+":0")
 	if err != nil {
 		br.t.Fatal(err)
 	}
+	r := &relay{addr: ln.Addr().String(), open: make(chan struct{})}
+	close(r.open)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var open []net.Conn
+	var conns []net.Conn
 	br.t.Cleanup(func() {
 		ln.Close()
+		r.mend()
 		mu.Lock()
-		for _, c := range open {
+		for _, c := range conns {
 			c.Close()
 		}
 		mu.Unlock()
@@ -113,18 +171,21 @@ func (br *bridge) forward(target string) string {
 			if err != nil {
 				return
 			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "e2e: forward:", err)
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, in, out)
-			mu.Unlock()
-			wg.Go(func() { io.Copy(out, in); out.Close() })
-			wg.Go(func() { io.Copy(in, out); in.Close() })
+			wg.Go(func() {
+				r.flowing() // a cut link answers no new connection either
+				out, err := net.Dial("tcp", target)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "e2e: forward:", err)
+					in.Close()
+					return
+				}
+				mu.Lock()
+				conns = append(conns, in, out)
+				mu.Unlock()
+				wg.Go(func() { r.copy(out, in) })
+				r.copy(in, out)
+			})
 		}
 	})
-	return ln.Addr().String()
+	return r
 }

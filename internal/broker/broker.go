@@ -246,6 +246,8 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 type Cluster interface {
 	mqtt.Remote
 	Start(s *mqtt.Server) error
+	// Ready says why this node cannot take connections now, if it cannot.
+	Ready() error
 	Close()
 }
 
@@ -270,6 +272,15 @@ func (b *Broker) Addr(name string) string {
 		return nl.Address()
 	}
 	return ""
+}
+
+// Ready says why the broker cannot take connections now (its node is cut
+// off from the cluster), if it cannot.
+func (b *Broker) Ready() error {
+	if b.cluster == nil {
+		return nil
+	}
+	return b.cluster.Ready()
 }
 
 // StopAccepting closes every listener: new connections are refused, and

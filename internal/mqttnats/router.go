@@ -47,6 +47,15 @@ const (
 // claim before its CONNACK.
 const requestTimeout = 5 * time.Second
 
+// pingInterval is how often a node asks NATS whether it is still there;
+// after two unanswered pings the link counts as lost. nats.go's default
+// (two minutes) would leave a node cut off by a partition unaware of it
+// for four.
+const pingInterval = 2 * time.Second
+
+// errCutOff refuses what needs the cluster while NATS is unreachable.
+var errCutOff = errors.New("mqttnats: the cluster's NATS is unreachable from this node")
+
 // Headers of a forwarded message.
 const (
 	hdrNode    = "Thingid-Node"
@@ -87,7 +96,8 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 	if node == "" {
 		return nil, errors.New("mqttnats: a node name is required")
 	}
-	opts = append([]nats.Option{nats.Name("thingid " + node), nats.MaxReconnects(-1)}, opts...)
+	opts = append([]nats.Option{nats.Name("thingid " + node), nats.MaxReconnects(-1),
+		nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2)}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: connecting to %s: %w", url, err)
@@ -97,7 +107,43 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 		nc.Close()
 		return nil, fmt.Errorf("mqttnats: %w", err)
 	}
-	return &Router{nc: nc, js: js, node: node, log: log, shared: map[string][]*nats.Subscription{}}, nil
+	r := &Router{nc: nc, js: js, node: node, log: log, shared: map[string][]*nats.Subscription{}}
+	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { r.cutOff(err) })
+	nc.SetReconnectHandler(func(*nats.Conn) { r.log.Info("mqtt cluster: NATS reachable again; taking MQTT connections") })
+	return r, nil
+}
+
+// cutOff ends every MQTT connection of this node when it loses NATS: what
+// other nodes publish no longer reaches them, and a subscriber must not
+// take that silence for a quiet topic. They are told to connect again
+// elsewhere (MQTT 5 DISCONNECT 0x9C, use another server; a 3.1.1 client's
+// connection is closed), which the load balancer's check of /readyz/mqtt
+// (Ready) makes a node of the cluster that can deliver; new CONNECTs here
+// are refused (Claim) until NATS is back.
+func (r *Router) cutOff(err error) {
+	if r.nc.IsClosed() {
+		return // Close, not a lost link
+	}
+	r.log.Warn("mqtt cluster: NATS unreachable; ending this node's MQTT connections and refusing new ones until it is back", "err", err)
+	r.mu.Lock()
+	s := r.srv
+	r.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.Each(func(c *mqtt.Client) bool {
+		s.Disconnect(c.ID, packet.UseAnotherServer, "this node lost the cluster's messages: connect again", false)
+		return true
+	})
+}
+
+// Ready says whether this node can take MQTT connections: not while NATS
+// is unreachable.
+func (r *Router) Ready() error {
+	if !r.nc.IsConnected() {
+		return errCutOff
+	}
+	return nil
 }
 
 // Start injects into s every message the other nodes forward, and ends
@@ -347,6 +393,9 @@ func (r *Router) Forward(m *mqtt.Message) {
 // (Server.Supersede), one where it has a newer one ignores it, however
 // late it arrives.
 func (r *Router) Claim(clientID string, clean bool) (uint64, error) {
+	if err := r.Ready(); err != nil {
+		return 0, err // at once, not after requestTimeout
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	ack, err := r.js.Publish(ctx, claimSubject, nil)
