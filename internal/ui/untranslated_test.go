@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -244,9 +243,7 @@ func htmlText(flat string) []string {
 	}
 }
 
-var verb = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z%]`)
-
 // isWords reports whether s has a letter outside actions and format verbs.
 func isWords(s string) bool {
-	return strings.IndexFunc(verb.ReplaceAllString(strings.ReplaceAll(s, hole, " "), ""), unicode.IsLetter) >= 0
+	return strings.IndexFunc(verb.ReplaceAllString(strings.NewReplacer(hole, " ", "%%", "").Replace(s), ""), unicode.IsLetter) >= 0
 }
