@@ -87,8 +87,8 @@ func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff)
 		tr := c.kit.Translator(r)
 		// label is what the bars count, in words with the number's %s.
 		for _, s := range []struct{ name, title, label string }{
-			{SeriesTokens, "Access tokens issued", "%s tokens"},
-			{SeriesAuthFailures, "Authentication failures (sign-in, client authentication, MQTT login)", "%s failures"},
+			{name: SeriesTokens, title: "Access tokens issued", label: "%s tokens"},
+			{name: SeriesAuthFailures, title: "Authentication failures (sign-in, client authentication, MQTT login)", label: "%s failures"},
 		} {
 			day := h.PerMinute(s.name, now, historyMinutes)
 			p.Rates = append(p.Rates, rate{Title: s.title, Hour: sum(day[len(day)-60:]), Day: sum(day)})

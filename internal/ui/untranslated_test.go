@@ -2,9 +2,13 @@ package ui
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template/parse"
@@ -246,4 +250,95 @@ func htmlText(flat string) []string {
 // isWords reports whether s has a letter outside actions and format verbs.
 func isWords(s string) bool {
 	return strings.IndexFunc(verb.ReplaceAllString(strings.NewReplacer(hole, " ", "%%", "").Replace(s), ""), unicode.IsLetter) >= 0
+}
+
+// TestCataloguesCoverTheGoText: every English text the Go code of the page
+// packages hands to a page has a German translation. The text is found as
+// xgettext finds it, by where it stands: the source argument of a call
+// (ui.Msg, a Translator, tr, refuse, message, change), a field of a page's
+// literal (Title, Text, LinkText, Label, title, label), and the tables of
+// words (notices, fieldLabels, dayWords, sentences).
+func TestCataloguesCoverTheGoText(t *testing.T) {
+	calls := map[string][]int{"Msg": {0}, "tr": {0}, "refuse": {2}, "message": {3, 4}, "change": {0}}
+	fields := []string{"Title", "Text", "LinkText", "Label", "title", "label"}
+	tables := []string{"notices", "fieldLabels", "dayWords", "sentences"}
+	files, err := filepath.Glob("../*/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	de := defaultSite.catalogs["de"]
+	var missing []string
+	found := 0
+	check := func(f string, fset *token.FileSet, e ast.Expr) {
+		lit, ok := e.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return
+		}
+		src, err := strconv.Unquote(lit.Value)
+		if err != nil || !isWords(src) {
+			return
+		}
+		found++
+		if _, ok := de[src]; !ok {
+			missing = append(missing, fmt.Sprintf("%s: %q", fset.Position(lit.Pos()), src))
+		}
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") || !slices.Contains([]string{"household", "uma", "console", "policy"}, filepath.Base(filepath.Dir(f))) {
+			continue
+		}
+		fset := token.NewFileSet()
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				name := ""
+				switch fn := n.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
+				case *ast.SelectorExpr:
+					name = fn.Sel.Name
+				case *ast.CallExpr: // s.kit.Translator(r)("…")
+					if sel, ok := fn.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Translator" {
+						name = "tr"
+					}
+				}
+				for _, i := range calls[name] {
+					if i < len(n.Args) {
+						check(f, fset, n.Args[i])
+					}
+				}
+			case *ast.KeyValueExpr:
+				if id, ok := n.Key.(*ast.Ident); ok && slices.Contains(fields, id.Name) {
+					check(f, fset, n.Value)
+				}
+			case *ast.ValueSpec:
+				if len(n.Names) == 1 && slices.Contains(tables, n.Names[0].Name) && len(n.Values) == 1 {
+					ast.Inspect(n.Values[0], func(m ast.Node) bool {
+						if kv, ok := m.(*ast.KeyValueExpr); ok {
+							if _, isKey := kv.Key.(*ast.BasicLit); isKey {
+								check(f, fset, kv.Value)
+								return false
+							}
+						}
+						if e, ok := m.(ast.Expr); ok {
+							check(f, fset, e)
+						}
+						return true
+					})
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if found < 100 {
+		t.Errorf("only %d texts found in the Go code of the pages: is the test still looking in the right places?", found)
+	}
+	if len(missing) > 0 {
+		t.Errorf("messages/de.json lacks %d texts of the Go code:\n%s", len(missing), strings.Join(missing, "\n"))
+	}
 }
