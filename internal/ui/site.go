@@ -372,10 +372,15 @@ func (s *Site) translateAny(lang string, src any, args ...any) string {
 		}
 		return s.translateAny(lang, v.Src, v.Args...)
 	case string:
+		// Templates write %s for every argument: numbers too.
 		args = slices.Clone(args) // a Message's own arguments stay as they are
 		for i, a := range args {
-			if m, ok := a.(Message); ok {
-				args[i] = s.translateAny(lang, m)
+			switch a := a.(type) {
+			case Message:
+				args[i] = s.translateAny(lang, a)
+			case string:
+			default:
+				args[i] = fmt.Sprint(a)
 			}
 		}
 		return s.translate(lang, v, args...)
