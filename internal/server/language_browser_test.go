@@ -30,8 +30,8 @@ func TestBrowserPagesFollowTheLanguage(t *testing.T) {
 
 	// What a page says, in the words each language has for it.
 	type words struct{ lang, household, console string }
-	english := words{"en", "Rooms and things", "Groups, CAs, broker and gateway"}
-	german := words{"de", "Räume und Dinge", "Gruppen, CAs, Broker und Gateway"}
+	english := words{"en", "you are a guardian of this household", "Groups, CAs, broker and gateway"}
+	german := words{"de", "Ihre Rolle in diesem Haushalt ist Haushaltsvorstand", "Gruppen, CAs, Broker und Gateway"}
 	expect := func(tab context.Context, why string, want, not words) {
 		t.Helper()
 		for _, p := range []struct{ url, want, not string }{{household, want.household, not.household}, {w.r.base + "/admin", want.console, not.console}} {
