@@ -494,7 +494,7 @@ func (c *Console) changeFailed(w http.ResponseWriter, r *http.Request, err error
 	case errors.As(err, &re):
 		c.message(w, r, http.StatusBadRequest, "Not revoked", re.Error())
 	case errors.Is(err, store.ErrConflict):
-		c.message(w, r, http.StatusConflict, "Taken", "Another identity holds this name, address or serial number already: "+err.Error())
+		c.message(w, r, http.StatusConflict, "Taken", c.kit.Translator(r)("Another identity holds this name, address or serial number already: %s", err.Error()))
 	case errors.As(err, new(*identity.ValidationError)):
 		c.message(w, r, http.StatusBadRequest, "Not accepted", err.Error())
 	default:
