@@ -282,6 +282,8 @@ func (ss *session) visibleUsers() side {
 		return side{v: true, is: true}
 	case who.userID != "":
 		return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: who.userID}}
+	case who.service != "":
+		return side{v: who.reads[ouPeople], is: true}
 	}
 	return side{v: false, is: true}
 }
@@ -294,13 +296,15 @@ func (ss *session) visibleThings() side {
 		return side{v: true, is: true}
 	case who.userID != "":
 		return side{e: store.Compare{Field: "owners", Op: store.OpEq, Value: who.userID}}
+	case who.service != "":
+		return side{v: who.reads[ouDevices], is: true}
 	}
 	return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: ss.who.thingID}}
 }
 
 // visibleGroups: groups are the administrators'.
 func (ss *session) visibleGroups() side {
-	return side{v: ss.who.admin, is: true}
+	return side{v: ss.who.admin || ss.who.reads[ouGroups], is: true}
 }
 
 // rootDSE is the root DSE (RFC 4512 §5.1); all its attributes but
