@@ -120,4 +120,5 @@ func (c clientSecrets) CheckClientSecret(ctx context.Context, client netip.Addr,
 		return c.p.oauthServer.Load().ClientSecretValid(ctx, clientID, secret)
 	})
 }
+
 var _ directory.ClientSecrets = clientSecrets{}
