@@ -56,6 +56,40 @@ const (
 // argon2id verification and one audit record. door names where the attempt
 // came from in the audit record of a failure when it is not the web sign-in.
 func (s *Sessions) authenticate(ctx context.Context, client netip.Addr, door, name, pw string) attempt {
+	var u *store.User
+	a := s.throttled(ctx, client, accountKey(name), func() (bool, error) {
+		var err error
+		u, err = s.users.GetUserByName(ctx, name)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return false, fmt.Errorf("looking up the user: %w", err)
+		}
+		if u == nil || u.PasswordHash == "" {
+			password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
+			return false, nil
+		}
+		ok, _ := password.Verify(u.PasswordHash, pw)
+		// A locked or disabled account gets no session, and is told nothing
+		// else than a wrong password would be.
+		return ok && u.Status == store.StatusActive, nil
+	}, func() {
+		target := store.Ref{Kind: store.KindUser}
+		if u != nil {
+			target.ID = u.ID
+		}
+		s.auditFailure(ctx, client, door, target)
+	})
+	if a.err == nil {
+		a.user = u
+	}
+	return a
+}
+
+// throttled runs verify, the check of a credential of account acct from
+// client, under the brute-force rules: the address's bucket first, then
+// the account's back-off (an account that must wait is refused without
+// verify), then the failure counted (and failed called) or the account's
+// failures forgotten.
+func (s *Sessions) throttled(ctx context.Context, client netip.Addr, acct string, verify func() (bool, error), failed func()) attempt {
 	now := s.now()
 	wait, err := s.allowIP(ctx, client, now)
 	if err != nil {
@@ -64,7 +98,6 @@ func (s *Sessions) authenticate(ctx context.Context, client netip.Addr, door, na
 	if wait > 0 {
 		return attempt{err: ErrThrottled, retry: wait, result: resultThrottled}
 	}
-	acct := accountKey(name)
 	switch wait, err := s.accountWait(ctx, acct, now); {
 	case err != nil:
 		return attempt{err: err, result: resultError}
@@ -73,35 +106,13 @@ func (s *Sessions) authenticate(ctx context.Context, client netip.Addr, door, na
 		// or not; the attempt does not count as a failure.
 		return attempt{err: ErrSignInFailed, retry: wait, result: resultLocked}
 	}
-
-	u, err := s.users.GetUserByName(ctx, name)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return attempt{err: fmt.Errorf("looking up the user: %w", err), result: resultError}
-	}
-	ok := false
-	if u == nil || u.PasswordHash == "" {
-		password.Dummy(pw) // same cost as a wrong password: no user enumeration by timing
-	} else {
-		ok, _ = password.Verify(u.PasswordHash, pw)
-	}
-	// A locked or disabled account gets no session, and is told nothing else
-	// than a wrong password would be.
-	if ok && u.Status != store.StatusActive {
-		ok = false
+	ok, err := verify()
+	if err != nil {
+		return attempt{err: err, result: resultError}
 	}
 	if !ok {
 		retry, err := s.failed(ctx, acct, now)
-		var target store.Ref
-		if u != nil {
-			target = store.Ref{Kind: store.KindUser, ID: u.ID}
-		} else {
-			target = store.Ref{Kind: store.KindUser}
-		}
-		detail := map[string]string{"ip": addrString(client)}
-		if door != "" {
-			detail["door"] = door
-		}
-		s.audit(ctx, "anonymous", "session.signin-failed", target, detail)
+		failed()
 		if err != nil {
 			return attempt{err: fmt.Errorf("counting the failure: %w", err), result: resultError}
 		}
@@ -110,7 +121,30 @@ func (s *Sessions) authenticate(ctx context.Context, client netip.Addr, door, na
 	if err := s.succeeded(ctx, acct); err != nil {
 		return attempt{err: fmt.Errorf("resetting the failure count: %w", err), result: resultError}
 	}
-	return attempt{user: u, result: resultOK}
+	return attempt{result: resultOK}
+}
+
+// auditFailure records a failed attempt on target from client.
+func (s *Sessions) auditFailure(ctx context.Context, client netip.Addr, door string, target store.Ref) {
+	detail := map[string]string{"ip": addrString(client)}
+	if door != "" {
+		detail["door"] = door
+	}
+	s.audit(ctx, "anonymous", "session.signin-failed", target, detail)
+}
+
+// CheckSecret is CheckPassword for an account that is not a user: an OAuth
+// client binding to the directory as a service account with its secret.
+// verify checks the secret; the same per-address bucket as sign-in's and a
+// back-off per client (counted apart from any user's) apply, and a failure
+// is audited against the client. It returns nil, ErrSignInFailed,
+// ErrThrottled (with the wait) or verify's error.
+func (s *Sessions) CheckSecret(ctx context.Context, client netip.Addr, door, clientID string, verify func() (bool, error)) (time.Duration, error) {
+	// A user name holds no control character: NUL keeps the two apart.
+	a := s.throttled(ctx, client, "\x00client:"+clientID, verify, func() {
+		s.auditFailure(ctx, client, door, store.Ref{Kind: "client", ID: clientID})
+	})
+	return a.retry, a.err
 }
 
 // CheckPassword is the sign-in's check of a user name and password for

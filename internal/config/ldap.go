@@ -19,6 +19,11 @@ type LDAP struct {
 	// (ldap://); empty: not served.
 	StartTLSAddress string     `json:"startTLSAddress"`
 	Limits          LDAPLimits `json:"limits"`
+	// ServiceAccounts are the OAuth clients that may bind as
+	// cn=<client_id>,ou=services,<baseDN> with their secret, each with the
+	// ous it reads (people, devices, groups). A client not listed binds to
+	// nothing; by default none is.
+	ServiceAccounts map[string][]string `json:"serviceAccounts"`
 }
 
 // LDAPLimits bound what one LDAP client may cost.
@@ -73,6 +78,16 @@ func (c *LDAP) validate() error {
 	}
 	if _, port, _ := net.SplitHostPort(c.LDAPSAddress); port != "0" && c.LDAPSAddress != "" && c.LDAPSAddress == c.StartTLSAddress {
 		return fmt.Errorf("ldap.startTLSAddress: %q is ldap.ldapsAddress too", c.StartTLSAddress)
+	}
+	for id, ous := range c.ServiceAccounts {
+		if id == "" {
+			return fmt.Errorf("ldap.serviceAccounts: a client_id is empty")
+		}
+		for _, ou := range ous {
+			if ou != "people" && ou != "devices" && ou != "groups" {
+				return fmt.Errorf("ldap.serviceAccounts.%s: %q is not one of people, devices, groups", id, ou)
+			}
+		}
 	}
 	l := c.Limits
 	switch {

@@ -27,12 +27,24 @@ type Passwords interface {
 	EndUserSessions(ctx context.Context, actor, userID string) error
 }
 
+// ClientSecrets checks an OAuth client's secret for a service account's
+// bind, under the same throttling and back-off as a user's password
+// (authn.Sessions.CheckSecret with the token endpoint's check): nil,
+// authn.ErrSignInFailed, authn.ErrThrottled with the wait, or a failure.
+type ClientSecrets interface {
+	CheckClientSecret(ctx context.Context, client netip.Addr, clientID, secret string) (time.Duration, error)
+}
+
 // principal is who a session is bound as.
 type principal struct {
 	dn      string
 	userID  string // a user's binds
 	thingID string // a thing's binds (SASL EXTERNAL)
 	admin   bool
+	// service is the OAuth client of a service account's bind, reads
+	// the ous its configuration lets it read.
+	service string
+	reads   map[string]bool
 }
 
 // actor names the principal in the audit log as the web and SCIM do.
@@ -82,6 +94,9 @@ func (ss *session) bind(ctx context.Context, r *bindRequest) *ber.Packet {
 	if err != nil {
 		return answer(resultInvalidDNSyntax, err.Error())
 	}
+	if id, ok := ss.s.serviceAccount(dn); ok {
+		return ss.serviceBind(ctx, id, r.name, string(r.credentials))
+	}
 	n, err := ss.s.locate(dn)
 	person := err == nil && n.kind == "user"
 	if !person {
@@ -110,6 +125,52 @@ func (ss *session) bind(ctx context.Context, r *bindRequest) *ber.Packet {
 		return answer(resultOther, "the directory could not check the account; try again later")
 	}
 	ss.who = &principal{dn: ss.s.userDN(u.UserName), userID: u.ID, admin: admin}
+	return answer(resultSuccess, "")
+}
+
+// ouServices holds the service accounts' names; it has no entries of its own.
+const ouServices = "services"
+
+// serviceAccount returns the client id a bind DN cn=<client_id>,ou=services,<base> names.
+func (s *Server) serviceAccount(dn DN) (string, bool) {
+	rel, ok := dn.Under(s.base)
+	if !ok || len(rel) != 2 || len(rel[0]) != 1 || len(rel[1]) != 1 || rel[0][0].Type != "cn" ||
+		rel[1][0].Type != "ou" || !strings.EqualFold(rel[1][0].Value, ouServices) {
+		return "", false
+	}
+	return rel[0][0].Value, true
+}
+
+// serviceBind binds an application as its OAuth client, with the client's
+// secret, checked as the token endpoint checks it and throttled as users'
+// binds are. Only the clients ldap.serviceAccounts lists bind; a listed
+// client reads the ous it grants, and writes nothing.
+func (ss *session) serviceBind(ctx context.Context, clientID, name, secret string) *ber.Packet {
+	answer := func(code resultCode, why string) *ber.Packet {
+		return resultOp(opBindResponse, result{code: code, diagnostic: why})
+	}
+	ous, listed := ss.s.opts.ServiceAccounts[clientID]
+	if ss.s.opts.ClientSecrets == nil {
+		return answer(resultInvalidCredentials, "")
+	}
+	wait, err := ss.s.opts.ClientSecrets.CheckClientSecret(ctx, peer(ss.conn), clientID, secret)
+	if err == nil && !listed {
+		err = authn.ErrSignInFailed
+	}
+	switch {
+	case errors.Is(err, authn.ErrThrottled):
+		return answer(resultUnwillingToPerform, fmt.Sprintf("too many attempts from this network; retry in %s", wait.Round(time.Second)))
+	case errors.Is(err, authn.ErrSignInFailed):
+		return answer(resultInvalidCredentials, "")
+	case err != nil:
+		ss.log.Error("ldap: bind", "err", err)
+		return answer(resultOther, "the directory could not check the secret; try again later")
+	}
+	reads := map[string]bool{}
+	for _, ou := range ous {
+		reads[ou] = true
+	}
+	ss.who = &principal{dn: ss.s.under(ouServices, "cn", clientID), service: clientID, reads: reads}
 	return answer(resultSuccess, "")
 }
 

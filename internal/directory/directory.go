@@ -56,8 +56,15 @@ type Options struct {
 	Store Store
 	// Passwords checks simple binds' passwords under sign-in's rules.
 	Passwords Passwords
-	// Writer changes passwords (Password Modify) through identity.
+	// Writer changes identities through identity: Add, Modify, Modify
+	// DN, Delete and Password Modify.
 	Writer Writer
+	// ServiceAccounts are the OAuth clients that bind as
+	// cn=<client_id>,ou=services,<base>, each with the ous (people,
+	// devices, groups) it reads; ClientSecrets checks their secrets (nil
+	// when there are none).
+	ServiceAccounts map[string][]string
+	ClientSecrets   ClientSecrets
 	// VerifyCertificate returns the id of the active thing a client
 	// certificate chain identifies (certauth), for SASL EXTERNAL.
 	VerifyCertificate func(ctx context.Context, chain []*x509.Certificate) (thingID string, err error)
@@ -98,6 +105,8 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("directory: TLS is required")
 	case o.Store == nil || o.Passwords == nil || o.Writer == nil || o.VerifyCertificate == nil || o.IsAdministrator == nil:
 		return nil, errors.New("directory: Store, Passwords, Writer, VerifyCertificate and IsAdministrator are required")
+	case len(o.ServiceAccounts) > 0 && o.ClientSecrets == nil:
+		return nil, errors.New("directory: ServiceAccounts need ClientSecrets")
 	case o.Limits.MaxMessageBytes < 1024 || o.Limits.IdleTimeout <= 0 || o.Limits.ReadTimeout <= 0 || o.Limits.SizeLimit <= 0 || o.Limits.TimeLimit <= 0:
 		return nil, errors.New("directory: MaxMessageBytes must be at least 1024; IdleTimeout, ReadTimeout, SizeLimit and TimeLimit positive")
 	}

@@ -111,6 +111,9 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	}
 	e.sessions = authn.NewSessions(e.ids, e.st.(authn.SessionStore), nil, so)
 	o.Passwords = e.sessions
+	if o.ServiceAccounts != nil {
+		o.ClientSecrets = serviceSecrets{e.sessions}
+	}
 	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(envelope(8, ber.NewString(ber.ClassApplication, ber.TypePrimitive, opDelRequest, "uid=alice,ou=people,dc=x", "DelRequest")))
 	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
 	f.Add([]byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff})
+	for _, m := range writeMessages() {
+		f.Add(m)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const max = 8 << 10
 		msg, err := readMessage(bufio.NewReader(bytes.NewReader(b)), max)
@@ -201,4 +204,66 @@ func passwordModifyValue(r *ldap.PasswordModifyRequest) []byte {
 		}
 	}
 	return p.Bytes()
+}
+
+// writeMessages are an AddRequest, a ModifyRequest and a ModifyDNRequest
+// as OpenLDAP's clients encode them.
+func writeMessages() [][]byte {
+	str := func(v string) *ber.Packet {
+		return ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "")
+	}
+	attr := func(name string, vals ...string) *ber.Packet {
+		a := ber.NewSequence("")
+		a.AppendChild(str(name))
+		set := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "")
+		for _, v := range vals {
+			set.AppendChild(str(v))
+		}
+		a.AppendChild(set)
+		return a
+	}
+	add := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opAddRequest, nil, "")
+	add.AppendChild(str("uid=carol,ou=people,dc=x"))
+	list := ber.NewSequence("")
+	list.AppendChild(attr("objectClass", "inetOrgPerson"))
+	list.AppendChild(attr("cn", "Carol"))
+	add.AppendChild(list)
+
+	mod := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opModifyRequest, nil, "")
+	mod.AppendChild(str("cn=family,ou=groups,dc=x"))
+	changes := ber.NewSequence("")
+	ch := ber.NewSequence("")
+	ch.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, modAdd, ""))
+	ch.AppendChild(attr("member", "uid=carol,ou=people,dc=x"))
+	changes.AppendChild(ch)
+	mod.AppendChild(changes)
+
+	rdn := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opModDNRequest, nil, "")
+	rdn.AppendChild(str("uid=carol,ou=people,dc=x"))
+	rdn.AppendChild(str("uid=captain"))
+	rdn.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, true, ""))
+	rdn.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "ou=people,dc=x", ""))
+	return [][]byte{envelope(9, add), envelope(10, mod), envelope(11, rdn)}
+}
+
+// The seeds of FuzzDecodeMessage's writes decode to what they say.
+func TestDecodeWrites(t *testing.T) {
+	ms := writeMessages()
+	var ops []any
+	for _, b := range ms {
+		m, err := decodeMessage(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, m.op)
+	}
+	if a, ok := ops[0].(*addRequest); !ok || a.dn != "uid=carol,ou=people,dc=x" || len(a.attrs) != 2 || string(a.attrs[1].values[0]) != "Carol" {
+		t.Errorf("add: %+v", ops[0])
+	}
+	if m, ok := ops[1].(*modifyRequest); !ok || len(m.changes) != 1 || m.changes[0].op != modAdd || m.changes[0].attr.name != "member" {
+		t.Errorf("modify: %+v", ops[1])
+	}
+	if r, ok := ops[2].(*modDNRequest); !ok || r.newRDN != "uid=captain" || !r.deleteOldRDN || !r.hasNewSuperior || r.newSuperior != "ou=people,dc=x" {
+		t.Errorf("modify DN: %+v", ops[2])
+	}
 }

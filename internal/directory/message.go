@@ -36,7 +36,7 @@ const maxMessageID = 1<<31 - 1
 // message is one decoded LDAPMessage from a client.
 type message struct {
 	id       int64
-	op       any // *bindRequest, *searchRequest, *extendedRequest, *delRequest, unbindRequest, abandonRequest, unsupportedRequest
+	op       any // *bindRequest, *searchRequest, *extendedRequest, *addRequest, *modifyRequest, *modDNRequest, *delRequest, unbindRequest, abandonRequest, unsupportedRequest
 	controls []control
 }
 
@@ -88,9 +88,8 @@ type extendedRequest struct {
 type (
 	unbindRequest  struct{}
 	abandonRequest struct{ id int64 }
-	// unsupportedRequest is a write (add, modify, modify DN) or a
-	// compare that this version answers with unwillingToPerform; resp is
-	// the tag of its response.
+	// unsupportedRequest is a compare, which this version answers with
+	// unwillingToPerform; resp is the tag of its response.
 	unsupportedRequest struct{ resp int }
 )
 
@@ -157,7 +156,13 @@ func decodeOp(p *ber.Packet) (any, error) {
 			return nil, fmt.Errorf("DelRequest: %w", err)
 		}
 		return &delRequest{dn: dn}, nil
-	case opModifyRequest, opAddRequest, opModDNRequest, opCompareRequest:
+	case opAddRequest:
+		return decodeAdd(p)
+	case opModifyRequest:
+		return decodeModify(p)
+	case opModDNRequest:
+		return decodeModDN(p)
+	case opCompareRequest:
 		return unsupportedRequest{resp: int(p.Tag) + 1}, nil
 	}
 	return nil, fmt.Errorf("%w: operation %d is not a request", errFraming, p.Tag)

@@ -47,7 +47,12 @@ var resultNames = map[resultCode]string{
 	resultConfidentialityRequired: "confidentialityRequired", resultNoSuchObject: "noSuchObject",
 	resultInvalidDNSyntax: "invalidDNSyntax", resultInappropriateAuthentication: "inappropriateAuthentication",
 	resultInvalidCredentials: "invalidCredentials", resultInsufficientAccessRights: "insufficientAccessRights",
-	resultUnwillingToPerform: "unwillingToPerform",
+	resultUnwillingToPerform: "unwillingToPerform", resultNoSuchAttribute: "noSuchAttribute",
+	resultUndefinedAttributeType: "undefinedAttributeType", resultConstraintViolation: "constraintViolation",
+	resultAttributeOrValueExists: "attributeOrValueExists", resultInvalidAttributeSyntax: "invalidAttributeSyntax",
+	resultNamingViolation: "namingViolation", resultObjectClassViolation: "objectClassViolation",
+	resultNotAllowedOnNonLeaf: "notAllowedOnNonLeaf", resultNotAllowedOnRDN: "notAllowedOnRDN",
+	resultEntryAlreadyExists: "entryAlreadyExists",
 }
 
 func resultName(c resultCode) string {
@@ -92,6 +97,8 @@ func (ss *session) record(m *message, start time.Time) {
 		attrs = append(attrs, slog.String("base", r.base), slog.Int64("scope", r.scope), slog.String("filter", r.filter.String()), slog.Int("entries", op.entries))
 	case *extendedRequest:
 		attrs = append(attrs, slog.String("oid", r.oid))
+	case interface{ target() string }: // a write
+		attrs = append(attrs, slog.String("dn", r.target()))
 	}
 	ss.log.LogAttrs(ss.s.ctx, slog.LevelInfo, "ldap", attrs...)
 }

@@ -15,16 +15,6 @@ import (
 // oidPasswordModify is the Password Modify extended operation (RFC 3062).
 const oidPasswordModify = "1.3.6.1.4.1.4203.1.11.1"
 
-// Writer is what the directory changes identities through
-// (*identity.Service), so that the policy, the audit log and the events
-// apply as for SCIM and the web pages.
-type Writer interface {
-	HashPassword(pw string, u *store.User) (string, error)
-	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
-	ResetPassword(ctx context.Context, actor, id, pw string) (*store.User, error)
-	Deleter
-}
-
 // passwordModify is a PasswdModifyRequestValue (RFC 3062 §2).
 type passwordModify struct {
 	user, old, new string

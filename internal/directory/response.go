@@ -17,8 +17,11 @@ const (
 	resultUnavailableCriticalExtension resultCode = 12
 	resultConfidentialityRequired      resultCode = 13
 	resultNoSuchAttribute              resultCode = 16
-	resultConstraintViolation          resultCode = 19
+	resultUndefinedAttributeType       resultCode = 17
 	resultInappropriateMatching        resultCode = 18
+	resultConstraintViolation          resultCode = 19
+	resultAttributeOrValueExists       resultCode = 20
+	resultInvalidAttributeSyntax       resultCode = 21
 	resultNoSuchObject                 resultCode = 32
 	resultInvalidDNSyntax              resultCode = 34
 	resultInappropriateAuthentication  resultCode = 48
@@ -27,7 +30,11 @@ const (
 	resultBusy                         resultCode = 51
 	resultUnavailable                  resultCode = 52
 	resultUnwillingToPerform           resultCode = 53
+	resultNamingViolation              resultCode = 64
+	resultObjectClassViolation         resultCode = 65
 	resultNotAllowedOnNonLeaf          resultCode = 66
+	resultNotAllowedOnRDN              resultCode = 67
+	resultEntryAlreadyExists           resultCode = 68
 	resultOther                        resultCode = 80
 )
 

@@ -27,6 +27,7 @@ const (
 	synTime            = "1.3.6.1.4.1.1466.115.121.1.24"
 	synPrintable       = "1.3.6.1.4.1.1466.115.121.1.44"
 	synUUID            = "1.3.6.1.1.16.1"
+	synOctetString     = "1.3.6.1.4.1.1466.115.121.1.40"
 )
 
 // attributeType is one published attribute type.
@@ -70,6 +71,8 @@ var attributeTypes = []attributeType{
 	ci("2.5.4.13", "description"),
 	{oid: "2.5.4.5", names: []string{"serialNumber"}, equality: "caseIgnoreMatch", substr: "caseIgnoreSubstringsMatch", syntax: synPrintable},
 	{oid: "2.5.4.20", names: []string{"telephoneNumber"}, equality: "telephoneNumberMatch", substr: "telephoneNumberSubstringsMatch", syntax: synTelephone},
+	// Written (Add) and never read: a search returns no userPassword.
+	{oid: "2.5.4.35", names: []string{"userPassword"}, equality: "octetStringMatch", syntax: synOctetString},
 	dnValued("2.5.4.31", "member"),
 	dnValued("2.5.4.32", "owner"),
 	{oid: "0.9.2342.19200300.100.1.1", names: []string{"uid", "userid"}, equality: "caseIgnoreMatch", substr: "caseIgnoreSubstringsMatch", syntax: synDirectoryString},
@@ -118,7 +121,7 @@ var objectClasses = []objectClass{
 	{oid: "0.9.2342.19200300.100.4.13", name: "domain", sup: "top", kind: "STRUCTURAL", must: []string{"dc"}, may: []string{"description", "l", "o"}},
 	{oid: "2.5.6.4", name: "organization", sup: "top", kind: "STRUCTURAL", must: []string{"o"}, may: []string{"description", "l"}},
 	{oid: "2.5.6.5", name: "organizationalUnit", sup: "top", kind: "STRUCTURAL", must: []string{"ou"}, may: []string{"description", "l"}},
-	{oid: "2.5.6.6", name: "person", sup: "top", kind: "STRUCTURAL", must: []string{"sn", "cn"}, may: []string{"telephoneNumber", "description"}},
+	{oid: "2.5.6.6", name: "person", sup: "top", kind: "STRUCTURAL", must: []string{"sn", "cn"}, may: []string{"userPassword", "telephoneNumber", "description"}},
 	{oid: "2.5.6.7", name: "organizationalPerson", sup: "person", kind: "STRUCTURAL", may: []string{"l", "ou"}},
 	{oid: "2.16.840.1.113730.3.2.2", name: "inetOrgPerson", sup: "organizationalPerson", kind: "STRUCTURAL", may: []string{"displayName", "givenName", "mail", "preferredLanguage", "uid"}},
 	{oid: "2.5.6.14", name: "device", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"serialNumber", "owner", "ou", "o", "l", "description"}},
@@ -130,7 +133,7 @@ var objectClasses = []objectClass{
 var ldapSyntaxes = [][2]string{
 	{synDirectoryString, "Directory String"}, {synIA5String, "IA5 String"}, {synDN, "DN"},
 	{synOID, "OID"}, {synTelephone, "Telephone Number"}, {synTime, "Generalized Time"},
-	{synPrintable, "Printable String"}, {synUUID, "UUID"},
+	{synPrintable, "Printable String"}, {synUUID, "UUID"}, {synOctetString, "Octet String"},
 	{"1.3.6.1.4.1.1466.115.121.1.27", "INTEGER"}, {"1.3.6.1.4.1.1466.115.121.1.3", "Attribute Type Description"},
 	{"1.3.6.1.4.1.1466.115.121.1.37", "Object Class Description"}, {"1.3.6.1.4.1.1466.115.121.1.54", "LDAP Syntax Description"},
 }

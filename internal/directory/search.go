@@ -275,32 +275,38 @@ func (ss *session) stored(k *storedKind, visible side, list func(context.Context
 	}}
 }
 
-// visibleUsers: administrators see every person, a user itself, a thing none.
+// visibleUsers: administrators see every person, a user itself, a thing none,
+// a service account all when its configuration grants ou=people.
 func (ss *session) visibleUsers() side {
 	switch who := ss.who; {
 	case who.admin:
 		return side{v: true, is: true}
 	case who.userID != "":
 		return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: who.userID}}
+	case who.service != "":
+		return side{v: who.reads[ouPeople], is: true}
 	}
 	return side{v: false, is: true}
 }
 
 // visibleThings: administrators see every thing, a user the things it
-// owns, a thing itself.
+// owns, a thing itself, a service account all when granted ou=devices.
 func (ss *session) visibleThings() side {
 	switch who := ss.who; {
 	case who.admin:
 		return side{v: true, is: true}
 	case who.userID != "":
 		return side{e: store.Compare{Field: "owners", Op: store.OpEq, Value: who.userID}}
+	case who.service != "":
+		return side{v: who.reads[ouDevices], is: true}
 	}
 	return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: ss.who.thingID}}
 }
 
-// visibleGroups: groups are the administrators'.
+// visibleGroups: groups are the administrators', and service accounts'
+// granted ou=groups.
 func (ss *session) visibleGroups() side {
-	return side{v: ss.who.admin, is: true}
+	return side{v: ss.who.admin || ss.who.reads[ouGroups], is: true}
 }
 
 // rootDSE is the root DSE (RFC 4512 §5.1); all its attributes but

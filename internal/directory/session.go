@@ -116,11 +116,17 @@ func (ss *session) handle(m *message) bool {
 		return ss.search(ss.s.ctx, m.id, op, m.controls)
 	case *extendedRequest:
 		return ss.extended(m.id, op)
+	case *addRequest:
+		return ss.respond(m.id, ss.add(ss.s.ctx, op))
+	case *modifyRequest:
+		return ss.respond(m.id, ss.modify(ss.s.ctx, op))
+	case *modDNRequest:
+		return ss.respond(m.id, ss.modifyDN(ss.s.ctx, op))
 	case *delRequest:
 		return ss.respond(m.id, ss.delete(ss.s.ctx, op))
 	case unsupportedRequest:
 		return ss.respond(m.id, resultOp(op.resp, result{code: resultUnwillingToPerform,
-			diagnostic: "this directory does not accept this change over LDAP yet; use SCIM"}))
+			diagnostic: "this directory does not answer Compare; search with an equality filter instead"}))
 	}
 	return false
 }
@@ -132,6 +138,12 @@ func responseTag(op any) int {
 		return opBindResponse
 	case *searchRequest:
 		return opSearchDone
+	case *addRequest:
+		return opAddResponse
+	case *modifyRequest:
+		return opModifyResponse
+	case *modDNRequest:
+		return opModDNResponse
 	case *delRequest:
 		return opDelResponse
 	case unsupportedRequest:

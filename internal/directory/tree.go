@@ -191,6 +191,7 @@ func (s *Server) thingEntry(ctx context.Context, t *store.Thing) (entry, error) 
 		{"serialNumber", nonEmpty(t.SerialNumber)},
 		{"owner", owners},
 		{"l", nonEmpty(t.Location)},
+		{"description", nonEmpty(thingDescription(t))},
 		{"thingidMACAddress", t.MACAddresses},
 		{"thingidModel", nonEmpty(t.Model)},
 		{"thingidManufacturer", nonEmpty(t.Manufacturer)},

@@ -222,3 +222,23 @@ func (s *Server) assertionClient(ctx context.Context, formID, raw string) (*stor
 	}
 	return c, nil
 }
+
+// ClientSecretValid checks a client's secret as the token endpoint does
+// (the keyed hash, compared in constant time), for another door: the
+// directory's service-account binds. Only an enabled confidential client
+// that authenticates with a secret has one that can be valid.
+func (s *Server) ClientSecretValid(ctx context.Context, id, secret string) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	c, err := s.cachedClient(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	case c.Disabled || c.Type != store.ClientConfidential || !(allowsMethod(c, methodBasic) || allowsMethod(c, methodPost)):
+		return false, nil
+	}
+	return s.secretMatches(c, secret), nil
+}

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +60,8 @@ func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins,
 		Store:             p.Store,
 		Passwords:         sessions,
 		Writer:            p.Identity,
+		ServiceAccounts:   c.ServiceAccounts,
+		ClientSecrets:     clientSecrets{sessions, p},
 		VerifyCertificate: certificateThing(certs),
 		IsAdministrator:   admins.IsAdministrator,
 		Log:               log,
@@ -102,3 +106,19 @@ func (p *Platform) startDirectory(certs *certauth.Checker, admins *authn.Admins,
 	}
 	return stop, nil
 }
+
+// clientSecrets checks a service account's secret as the token endpoint
+// checks its client's, under sign-in's throttling: directory.ClientSecrets.
+type clientSecrets struct {
+	sessions *authn.Sessions
+	p        *Platform
+}
+
+func (c clientSecrets) CheckClientSecret(ctx context.Context, client netip.Addr, clientID, secret string) (time.Duration, error) {
+	return c.sessions.CheckSecret(ctx, client, "ldap", clientID, func() (bool, error) {
+		// Serve made the authorization server before the directory.
+		return c.p.oauthServer.Load().ClientSecretValid(ctx, clientID, secret)
+	})
+}
+
+var _ directory.ClientSecrets = clientSecrets{}

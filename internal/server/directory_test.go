@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -37,7 +41,14 @@ func ldapTool(t *testing.T, name string) string {
 // returns the listeners' URLs by scheme and the CA file clients trust.
 func directoryPlatform(t *testing.T) (*running, map[string]string, string) {
 	t.Helper()
-	r := serve(t, func(c *config.Config) {
+	return directoryPlatformWith(t, nil)
+}
+
+// directoryPlatformWith is directoryPlatform with before run on the opened
+// platform before it serves.
+func directoryPlatformWith(t *testing.T, before func(*Platform)) (*running, map[string]string, string) {
+	t.Helper()
+	r := serveWith(t, before, func(c *config.Config) {
 		c.LDAP.Enabled = true
 		c.LDAP.BaseDN = "dc=example,dc=org"
 		c.LDAP.LDAPSAddress = "127.0.0.1:0"
@@ -197,5 +208,104 @@ func TestDirectoryExternalBind(t *testing.T) {
 	}
 	if out, err := whoami(lampCert); err == nil || !strings.Contains(out, "identifies no active thing") {
 		t.Fatalf("a disabled thing bound: %s", out)
+	}
+}
+
+// An administrator's ldapadd and ldapmodify are in SCIM at once: one
+// store, nothing to synchronise.
+func TestDirectoryWritesVisibleInSCIM(t *testing.T) {
+	r, urls, ca := directoryPlatform(t)
+	pw := adminPassword(t, r)
+	admin := func(req *http.Request) { req.SetBasicAuth("admin", pw) }
+	ldif := func(name, body string) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "change.ldif")
+		os.WriteFile(f, []byte(body), 0o600)
+		out, err := ldapCommand(t, ca, name, nil, "-x", "-H", urls["ldaps"], "-D", "uid=admin,ou=people,dc=example,dc=org", "-w", pw, "-f", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	ldif("ldapadd", `dn: uid=dana,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+cn: Dana Scully
+sn: Scully
+mail: dana@example.org
+userPassword: the truth is out there somewhere
+`)
+	code, body := r.get(t, `/scim/v2/Users?filter=userName%20eq%20%22dana%22`, admin)
+	if code != 200 || !strings.Contains(body, `"displayName":"Dana Scully"`) || !strings.Contains(body, `"familyName":"Scully"`) {
+		t.Fatalf("dana in SCIM after ldapadd: %d %s", code, body)
+	}
+	ldif("ldapmodify", `dn: uid=dana,ou=people,dc=example,dc=org
+changetype: modify
+replace: telephoneNumber
+telephoneNumber: +1 202 555 0142
+`)
+	if code, body := r.get(t, `/scim/v2/Users?filter=userName%20eq%20%22dana%22`, admin); code != 200 || !strings.Contains(body, `"value":"+1 202 555 0142"`) {
+		t.Fatalf("dana in SCIM after ldapmodify: %d %s", code, body)
+	}
+}
+
+// An application binds as its OAuth client (cn=<client_id>,ou=services)
+// with the secret the token endpoint checks, and reads what
+// ldap.serviceAccounts grants it.
+func TestDirectoryServiceAccount(t *testing.T) {
+	var id, secret, other string
+	r, urls, ca := directoryPlatformWith(t, func(p *Platform) {
+		ctx := context.Background()
+		srv, cleanup, err := p.OAuthAdmin(ctx, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cleanup()
+		spec := oauth.ClientSpec{Name: "inventory", GrantTypes: []string{"client_credentials"}}
+		c, s, err := srv.CreateClient(ctx, "test", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, secret = c.ID, s
+		c2, _, err := srv.CreateClient(ctx, "test", oauth.ClientSpec{Name: "other", GrantTypes: []string{"client_credentials"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other = c2.ID
+		p.Config.LDAP.ServiceAccounts = map[string][]string{id: {"devices"}}
+		if _, err := p.Identity.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, SerialNumber: "INV-1"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	search := func(dn, pw, base string) (string, error) {
+		out, err := ldapCommand(t, ca, "ldapsearch", nil, "-x", "-LLL", "-H", urls["ldaps"], "-D", dn, "-w", pw, "-b", base, "(objectClass=*)", "serialNumber").CombinedOutput()
+		return string(out), err
+	}
+	dn := "cn=" + id + ",ou=services,dc=example,dc=org"
+	if out, err := search(dn, secret, "ou=devices,dc=example,dc=org"); err != nil || !strings.Contains(out, "serialNumber: INV-1") {
+		t.Fatalf("the service account reading devices: %v\n%s", err, out)
+	}
+	if out, err := search(dn, secret, "ou=people,dc=example,dc=org"); err != nil || strings.Contains(out, "uid=admin") {
+		t.Fatalf("the service account reading people: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ name, dn, pw string }{
+		{"a wrong secret", dn, secret + "x"},
+		{"a client not listed", "cn=" + other + ",ou=services,dc=example,dc=org", secret},
+		{"the administrator's password for the client", dn, adminPassword(t, r)},
+	} {
+		if out, err := search(tc.dn, tc.pw, "dc=example,dc=org"); exitCode(err) != 49 {
+			t.Errorf("%s: exit %d\n%s", tc.name, exitCode(err), out)
+		}
+	}
+	// The client's secret still works at the token endpoint.
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest("POST", r.base+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the client at the token endpoint: %d", resp.StatusCode)
 	}
 }
