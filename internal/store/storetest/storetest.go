@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateThings", testCreateThings},
 		{"Groups", testGroups},
 		{"Relationships", testRelationships},
+		{"Sets", testSets},
 		{"Audit", testAudit},
 		{"AuditQueries", testAuditQueries},
 		{"APITokens", testAPITokens},
