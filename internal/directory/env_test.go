@@ -97,7 +97,7 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	e.seed(t)
 	o := Options{BaseDN: base, TLS: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert},
 		Limits: defaultLimits(), Log: slog.New(slog.DiscardHandler),
-		Store: e.ids, Writer: e.ids, IsAdministrator: authn.NewAdmins(e.st, make([]byte, 32)).IsAdministrator,
+		Store: e.st, Writer: e.ids, IsAdministrator: authn.NewAdmins(e.st, make([]byte, 32)).IsAdministrator,
 		// Certificate binds are tested with the platform's certauth in
 		// internal/server (TestDirectoryExternalBind).
 		VerifyCertificate: func(context.Context, []*x509.Certificate) (string, error) {

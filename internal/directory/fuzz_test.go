@@ -89,7 +89,7 @@ func FuzzCompileFilter(f *testing.F) {
 	e := &testEnv{}
 	e.seed(f)
 	// Only the tree and the store are needed to compile.
-	srv := &Server{opts: Options{Store: e.ids}, base: mustDN(f, base)}
+	srv := &Server{opts: Options{Store: e.st}, base: mustDN(f, base)}
 	people, devices, groups := srv.kinds()
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {
