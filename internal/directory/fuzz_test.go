@@ -87,7 +87,7 @@ func FuzzCompileFilter(f *testing.F) {
 		f.Add(p.Bytes())
 	}
 	e := &testEnv{}
-	e.seed(f)
+	e.seed(f, openSQLite(f))
 	// Only the tree and the store are needed to compile.
 	srv := &Server{opts: Options{Store: e.st}, base: mustDN(f, base)}
 	people, devices, groups := srv.kinds()

@@ -154,8 +154,14 @@ func (e *testEnv) oracle(t *testing.T) map[string]map[string][]string {
 // the whole page, not a few per entry, and the values are those the
 // entries' own relationships give, in the same order.
 func TestReferencesReadPerPage(t *testing.T) {
+	for _, b := range stores {
+		t.Run(b.name, func(t *testing.T) { testReferencesReadPerPage(t, b.open) })
+	}
+}
+
+func testReferencesReadPerPage(t *testing.T, open opener) {
 	counting := &countingStore{}
-	e := newEnv(t, func(o *Options, _ *netlimit.Policy, _ *authn.SessionOptions) {
+	e := newEnvOn(t, open, func(o *Options, _ *netlimit.Policy, _ *authn.SessionOptions) {
 		counting.Store = o.Store
 		o.Store = counting
 	})
