@@ -276,6 +276,11 @@ type Query struct {
 	Descending bool
 	Offset     int // rows to skip
 	Limit      int // 0: no rows (only the total); negative: no limit
+	// NoTotal: the matches are not counted and List returns -1 for the
+	// total; the page is then one statement (the directory, which pages by
+	// keys and never says a total, reads a page of a million things without
+	// counting them each time).
+	NoTotal bool
 }
 
 // Users stores people.

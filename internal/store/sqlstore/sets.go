@@ -99,13 +99,7 @@ func (t *txn) RelationshipsOf(ctx context.Context, kind store.RelKind, end store
 }
 
 func (s *Store) RelationshipsOf(ctx context.Context, kind store.RelKind, end store.RelEnd, ends []store.Ref) ([]store.Relationship, error) {
-	var out []store.Relationship
-	err := s.read(ctx, func(t *txn) error {
-		var err error
-		out, err = t.RelationshipsOf(ctx, kind, end, ends)
-		return err
-	})
-	return out, err
+	return s.single().RelationshipsOf(ctx, kind, end, ends)
 }
 
 // sortRelationships orders rs as ListRelationships's ORDER BY does.

@@ -107,6 +107,17 @@ func testSets(t *testing.T, s store.Store) {
 	if !maps.Equal(gotGroups, groupNames) {
 		t.Fatalf("group names: got %v, want %v", gotGroups, groupNames)
 	}
+	// Without the total, the same page.
+	q := store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpSw, Value: "SET-"}, SortBy: "serialNumber", Offset: 1, Limit: 5}
+	counted, total, err := s.ListThings(ctx(t), q)
+	must(t, err)
+	q.NoTotal = true
+	uncounted, none1, err := s.ListThings(ctx(t), q)
+	must(t, err)
+	if total != 3 || none1 != -1 || len(uncounted) != 2 || !slices.EqualFunc(counted, uncounted, func(a, b *store.Thing) bool { return a.ID == b.ID }) {
+		t.Fatalf("NoTotal: %d things and total %d, want the %d counted ones and -1", len(uncounted), none1, len(counted))
+	}
+
 	none, err := s.UserNames(ctx(t), nil)
 	must(t, err)
 	if len(none) != 0 {
