@@ -97,14 +97,14 @@ func (s *Server) groupDN(name string) string    { return s.under(ouGroups, "cn",
 // a few queries: the relationships of its identities, and the names of
 // the users and groups at their other ends.
 type refs struct {
-	s     *Server
-	users map[string]string // userName by id
-	group map[string]string // displayName by id
+	s      *Server
+	users  map[string]string // userName by id
+	groups map[string]string // displayName by id
 }
 
 // links maps each of ids (of kind self) to the identities at the other end
-// of its relationships of kind, self being their end end; in the store's
-// order.
+// of its relationships of kind, where it is the end named end; in the
+// store's order.
 func (s *Server) links(ctx context.Context, kind store.RelKind, end store.RelEnd, self store.Kind, ids []string) (map[string][]store.Ref, error) {
 	ends := make([]store.Ref, len(ids))
 	for i, id := range ids {
@@ -125,17 +125,22 @@ func (s *Server) links(ctx context.Context, kind store.RelKind, end store.RelEnd
 	return out, nil
 }
 
-// names reads the names of the users and groups among the refs of lists.
+// names reads the names of the users and groups among the refs of lists,
+// each once.
 func (s *Server) names(ctx context.Context, lists ...map[string][]store.Ref) (*refs, error) {
 	ids := map[store.Kind][]string{}
+	seen := map[store.Ref]bool{}
 	for _, l := range lists {
 		for _, rs := range l {
 			for _, r := range rs {
-				ids[r.Kind] = append(ids[r.Kind], r.ID)
+				if !seen[r] {
+					seen[r] = true
+					ids[r.Kind] = append(ids[r.Kind], r.ID)
+				}
 			}
 		}
 	}
-	out := &refs{s: s, users: map[string]string{}, group: map[string]string{}}
+	out := &refs{s: s, users: map[string]string{}, groups: map[string]string{}}
 	var err error
 	if len(ids[store.KindUser]) > 0 {
 		if out.users, err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
@@ -143,7 +148,7 @@ func (s *Server) names(ctx context.Context, lists ...map[string][]store.Ref) (*r
 		}
 	}
 	if len(ids[store.KindGroup]) > 0 {
-		if out.group, err = s.opts.Store.GroupNames(ctx, ids[store.KindGroup]); err != nil {
+		if out.groups, err = s.opts.Store.GroupNames(ctx, ids[store.KindGroup]); err != nil {
 			return nil, err
 		}
 	}
@@ -160,7 +165,7 @@ func (n *refs) dns(rs []store.Ref) []string {
 				out = append(out, n.s.userDN(name))
 			}
 		case store.KindGroup:
-			if name, ok := n.group[r.ID]; ok {
+			if name, ok := n.groups[r.ID]; ok {
 				out = append(out, n.s.groupDN(name))
 			}
 		case store.KindThing:
