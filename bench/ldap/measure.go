@@ -59,7 +59,7 @@ func measure(t target, p params) map[string]figure {
 	ops := map[string]func() (figure, error){
 		// Binds on open connections: the password check, not TLS handshakes.
 		"bind": func() (figure, error) {
-			return timed(t, p.workers, max(p.ops/10, p.workers), nop, func(c *ldap.Conn, i int) error {
+			return timed(t, p.workers, max(p.binds, p.workers), nop, func(c *ldap.Conn, i int) error {
 				return c.Bind(t.userDN(i%p.bindUsers), benchPW)
 			})
 		},
