@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs thingid's whole test suite on a fresh Debian machine: installs the real
 # peers the tests talk to (Chromium, PostgreSQL, curl, openssl, mosquitto and its
-# clients, OpenLDAP's clients, Redis, nginx, HAProxy, NATS, libcoap's coap-client, jq and python3 for the documents'
+# clients, OpenLDAP's clients, Python's ldap3, Redis, nginx, HAProxy, NATS, libcoap's coap-client, jq and python3 for the documents'
 # commands, Node.js and npm for the accessibility check's axe-core), starts PostgreSQL
 # on loopback, then runs gofmt, go vet and go test -race on every package.
 # PostgreSQL is stopped at the end when this script started it; --keep (the
@@ -32,6 +32,8 @@ command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Python's ldap3, a client of the directory's tests (Debian's, in /usr/bin/python3's packages).
+python3 -c 'import ldap3' 2>/dev/null || /usr/bin/python3 -c 'import ldap3' 2>/dev/null || need+=(python3-ldap3)
 # npm installs axe-core for the console's accessibility check.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

@@ -12,8 +12,9 @@ import (
 	"github.com/thingid/thingid/internal/store"
 )
 
-func TestPasswordBind(t *testing.T) {
-	e := newEnv(t)
+func TestPasswordBind(t *testing.T) { onEachStore(t, testPasswordBind) }
+
+func testPasswordBind(t *testing.T, e *testEnv) {
 	out, code := e.run(t, "ldapwhoami", "-x", "-ZZ", "-H", "ldap://"+e.plain, "-D", aliceDN(), "-w", alicePassword)
 	if code != 0 || strings.TrimSpace(out) != "dn:"+aliceDN() {
 		t.Fatalf("ldapwhoami as alice: exit %d: %s", code, out)

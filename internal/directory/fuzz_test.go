@@ -90,9 +90,9 @@ func FuzzCompileFilter(f *testing.F) {
 		f.Add(p.Bytes())
 	}
 	e := &testEnv{}
-	e.seed(f)
+	e.seed(f, openSQLite(f))
 	// Only the tree and the store are needed to compile.
-	srv := &Server{opts: Options{Store: e.ids}, base: mustDN(f, base)}
+	srv := &Server{opts: Options{Store: e.st}, base: mustDN(f, base)}
 	people, devices, groups := srv.kinds()
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {

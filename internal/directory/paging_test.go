@@ -28,8 +28,9 @@ func pageOf(c *ldap.Conn, filter string, size uint32, cookie []byte) ([]string, 
 	return uids, ctl.Cookie, nil
 }
 
-func TestPagedResults(t *testing.T) {
-	e := newEnv(t)
+func TestPagedResults(t *testing.T) { onEachStore(t, testPagedResults) }
+
+func testPagedResults(t *testing.T, e *testEnv) {
 	c := e.bound(t, "uid=root,ou=people,"+base, rootPassword)
 	want := []string{e.alice.ID, e.bob.ID, e.root.ID, e.olga.ID}
 	slices.Sort(want) // entries come in id order
@@ -103,8 +104,9 @@ func TestPagingCookieAttacks(t *testing.T) {
 }
 
 // Paging never widens what a user sees.
-func TestPagingKeepsVisibility(t *testing.T) {
-	e := newEnv(t)
+func TestPagingKeepsVisibility(t *testing.T) { onEachStore(t, testPagingKeepsVisibility) }
+
+func testPagingKeepsVisibility(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
 	res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil), 1)
 	if err != nil || len(res.Entries) != 6 {

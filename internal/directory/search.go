@@ -271,7 +271,8 @@ func (ss *session) stored(k *storedKind, visible side, list func(context.Context
 		if where.is && !where.v {
 			return nil, nil
 		}
-		return list(ctx, store.Query{Filter: where.e, SortBy: o.by, Descending: o.desc, Offset: o.offset, Limit: max})
+		// LDAP never says how many entries match: no COUNT.
+		return list(ctx, store.Query{Filter: where.e, SortBy: o.by, Descending: o.desc, Offset: o.offset, Limit: max, NoTotal: true})
 	}}
 }
 

@@ -40,8 +40,9 @@ func orEmpty(vs []string) []string {
 
 // Every filter type, compiled to SQL on the store, as an administrator sees
 // the whole tree.
-func TestSearchFilters(t *testing.T) {
-	e := newEnv(t)
+func TestSearchFilters(t *testing.T) { onEachStore(t, testSearchFilters) }
+
+func testSearchFilters(t *testing.T, e *testEnv) {
 	c := e.bound(t, "uid=root,ou=people,"+base, rootPassword)
 	people, devices, groups := "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base
 	alice, bob, root, olga := aliceDN(), "uid=bob,"+people, "uid=root,"+people, "uid=olga,"+people
@@ -129,8 +130,9 @@ func TestSearchFilters(t *testing.T) {
 
 // A user searching the whole tree finds the containers, itself and its own
 // things: never another user, another user's thing or a group.
-func TestUserSearchSeesOwnOnly(t *testing.T) {
-	e := newEnv(t)
+func TestUserSearchSeesOwnOnly(t *testing.T) { onEachStore(t, testUserSearchSeesOwnOnly) }
+
+func testUserSearchSeesOwnOnly(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
 	want := sorted(base, "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base, aliceDN(), "cn="+e.speaker.ID+",ou=devices,"+base)
 	if got := dns(t, c, base, ldap.ScopeWholeSubtree, "(objectClass=*)"); !slices.Equal(got, want) {

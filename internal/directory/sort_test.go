@@ -16,8 +16,9 @@ func uidsOf(out string) []string {
 	return uids
 }
 
-func TestServerSideSorting(t *testing.T) {
-	e := newEnv(t)
+func TestServerSideSorting(t *testing.T) { onEachStore(t, testServerSideSorting) }
+
+func testServerSideSorting(t *testing.T, e *testEnv) {
 	search := func(extra ...string) (string, int) {
 		args := append([]string{"-x", "-LLL", "-H", "ldaps://" + e.ldaps, "-D", "uid=root,ou=people," + base, "-w", rootPassword, "-b", "ou=people," + base, "-s", "one"}, extra...)
 		return e.run(t, "ldapsearch", append(args, "(objectClass=*)", "uid")...)

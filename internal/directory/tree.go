@@ -3,7 +3,6 @@ package directory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -33,11 +32,13 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*store.User, error)
 	GetUserByName(ctx context.Context, userName string) (*store.User, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
-	GetGroup(ctx context.Context, id string) (*store.Group, error)
 	ListUsers(ctx context.Context, q store.Query) ([]*store.User, int, error)
 	ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error)
 	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
-	ListRelationships(ctx context.Context, f store.RelFilter) ([]store.Relationship, error)
+	// What a page of entries refers to, read for the whole page at once.
+	RelationshipsOf(ctx context.Context, kind store.RelKind, end store.RelEnd, ends []store.Ref) ([]store.Relationship, error)
+	UserNames(ctx context.Context, ids []string) (map[string]string, error)
+	GroupNames(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // node is what a DN names in the tree.
@@ -92,50 +93,87 @@ func (s *Server) userDN(userName string) string { return s.under(ouPeople, "uid"
 func (s *Server) thingDN(id string) string      { return s.under(ouDevices, "cn", id) }
 func (s *Server) groupDN(name string) string    { return s.under(ouGroups, "cn", name) }
 
-// refDN is the DN of the identity ref points at, "" when it is gone.
-func (s *Server) refDN(ctx context.Context, ref store.Ref) (string, error) {
-	switch ref.Kind {
-	case store.KindUser:
-		u, err := s.opts.Store.GetUser(ctx, ref.ID)
-		if err != nil {
-			return "", err
-		}
-		return s.userDN(u.UserName), nil
-	case store.KindThing:
-		return s.thingDN(ref.ID), nil
-	case store.KindGroup:
-		g, err := s.opts.Store.GetGroup(ctx, ref.ID)
-		if err != nil {
-			return "", err
-		}
-		return s.groupDN(g.DisplayName), nil
-	}
-	return "", fmt.Errorf("unknown kind %q", ref.Kind)
+// refs is what one page of entries refers to, read for the whole page in
+// a few queries: the relationships of its identities, and the names of
+// the users and groups at their other ends.
+type refs struct {
+	s      *Server
+	users  map[string]string // userName by id
+	groups map[string]string // displayName by id
 }
 
-// related returns the DNs at the other end of the relationships f selects:
-// the To side when from is true, else the From side.
-func (s *Server) related(ctx context.Context, f store.RelFilter, other func(store.Relationship) store.Ref) ([]string, error) {
-	rels, err := s.opts.Store.ListRelationships(ctx, f)
+// links maps each of ids (of kind self) to the identities at the other end
+// of its relationships of kind, where it is the end named end; in the
+// store's order.
+func (s *Server) links(ctx context.Context, kind store.RelKind, end store.RelEnd, self store.Kind, ids []string) (map[string][]store.Ref, error) {
+	ends := make([]store.Ref, len(ids))
+	for i, id := range ids {
+		ends[i] = store.Ref{Kind: self, ID: id}
+	}
+	rels, err := s.opts.Store.RelationshipsOf(ctx, kind, end, ends)
 	if err != nil {
 		return nil, err
 	}
-	var dns []string
+	out := make(map[string][]store.Ref, len(ids))
 	for _, r := range rels {
-		dn, err := s.refDN(ctx, other(r))
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted meanwhile
+		if end == store.EndFrom {
+			out[r.From.ID] = append(out[r.From.ID], r.To)
+		} else {
+			out[r.To.ID] = append(out[r.To.ID], r.From)
 		}
-		if err != nil {
-			return nil, err
-		}
-		dns = append(dns, dn)
 	}
-	return dns, nil
+	return out, nil
 }
 
-func from(r store.Relationship) store.Ref { return r.From }
-func to(r store.Relationship) store.Ref   { return r.To }
+// names reads the names of the users and groups among the refs of lists,
+// each once.
+func (s *Server) names(ctx context.Context, lists ...map[string][]store.Ref) (*refs, error) {
+	ids := map[store.Kind][]string{}
+	seen := map[store.Ref]bool{}
+	for _, l := range lists {
+		for _, rs := range l {
+			for _, r := range rs {
+				if !seen[r] {
+					seen[r] = true
+					ids[r.Kind] = append(ids[r.Kind], r.ID)
+				}
+			}
+		}
+	}
+	out := &refs{s: s, users: map[string]string{}, groups: map[string]string{}}
+	var err error
+	if len(ids[store.KindUser]) > 0 {
+		if out.users, err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
+			return nil, err
+		}
+	}
+	if len(ids[store.KindGroup]) > 0 {
+		if out.groups, err = s.opts.Store.GroupNames(ctx, ids[store.KindGroup]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// dns are the DNs of rs; identities deleted meanwhile are left out.
+func (n *refs) dns(rs []store.Ref) []string {
+	var out []string
+	for _, r := range rs {
+		switch r.Kind {
+		case store.KindUser:
+			if name, ok := n.users[r.ID]; ok {
+				out = append(out, n.s.userDN(name))
+			}
+		case store.KindGroup:
+			if name, ok := n.groups[r.ID]; ok {
+				out = append(out, n.s.groupDN(name))
+			}
+		case store.KindThing:
+			out = append(out, n.s.thingDN(r.ID))
+		}
+	}
+	return out
+}
 
 // generalizedTime is t in GeneralizedTime (RFC 4517 §3.3.13), UTC.
 func generalizedTime(t time.Time) string { return t.UTC().Format("20060102150405Z") }
@@ -150,12 +188,8 @@ func metaAttrs(m store.Meta) []attribute {
 	}
 }
 
-// userEntry is u as an inetOrgPerson.
-func (s *Server) userEntry(ctx context.Context, u *store.User) (entry, error) {
-	groups, err := s.related(ctx, store.RelFilter{Kind: store.RelMember, From: &store.Ref{Kind: store.KindUser, ID: u.ID}}, to)
-	if err != nil {
-		return entry{}, err
-	}
+// userEntry is u as an inetOrgPerson, member of groups.
+func (s *Server) userEntry(u *store.User, groups []string) entry {
 	cn := first(u.DisplayName, u.Name.Formatted, u.UserName)
 	e := entry{dn: s.userDN(u.UserName), id: u.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "person", "organizationalPerson", "inetOrgPerson"}},
@@ -170,20 +204,12 @@ func (s *Server) userEntry(ctx context.Context, u *store.User) (entry, error) {
 		{"memberOf", groups},
 	}}
 	e.attrs = append(e.attrs, metaAttrs(u.Meta)...)
-	return e, nil
+	return e
 }
 
-// thingEntry is t as a device with the thingidDevice class.
-func (s *Server) thingEntry(ctx context.Context, t *store.Thing) (entry, error) {
-	ref := &store.Ref{Kind: store.KindThing, ID: t.ID}
-	owners, err := s.related(ctx, store.RelFilter{Kind: store.RelOwner, To: ref}, from)
-	if err != nil {
-		return entry{}, err
-	}
-	groups, err := s.related(ctx, store.RelFilter{Kind: store.RelMember, From: ref}, to)
-	if err != nil {
-		return entry{}, err
-	}
+// thingEntry is t as a device with the thingidDevice class, owned by
+// owners and member of groups.
+func (s *Server) thingEntry(t *store.Thing, owners, groups []string) entry {
 	e := entry{dn: s.thingDN(t.ID), id: t.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "device", "thingidDevice"}},
 		{"cn", []string{t.ID}},
@@ -201,29 +227,18 @@ func (s *Server) thingEntry(ctx context.Context, t *store.Thing) (entry, error) 
 		{"memberOf", groups},
 	}}
 	e.attrs = append(e.attrs, metaAttrs(t.Meta)...)
-	return e, nil
+	return e
 }
 
-// groupEntry is g as a groupOfNames.
-func (s *Server) groupEntry(ctx context.Context, g *store.Group) (entry, error) {
-	var members []string
-	for _, m := range g.Members {
-		dn, err := s.refDN(ctx, m)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return entry{}, err
-		}
-		members = append(members, dn)
-	}
+// groupEntry is g as a groupOfNames with members.
+func (s *Server) groupEntry(g *store.Group, members []string) entry {
 	e := entry{dn: s.groupDN(g.DisplayName), id: g.ID, attrs: []attribute{
 		{"objectClass", []string{"top", "groupOfNames"}},
 		{"cn", []string{g.DisplayName}},
 		{"member", members},
 	}}
 	e.attrs = append(e.attrs, metaAttrs(g.Meta)...)
-	return e, nil
+	return e
 }
 
 // baseEntry is the naming context's own entry; its class follows the type
@@ -286,33 +301,77 @@ func values(mv []store.MultiValue) []string {
 	return out
 }
 
-// userList, thingList and groupList run a query and build the entries.
+// userList, thingList and groupList run a query and build the entries of
+// the page, with what they refer to read for the whole page.
 func (s *Server) userList(ctx context.Context, q store.Query) ([]entry, error) {
 	us, _, err := s.opts.Store.ListUsers(ctx, q)
-	return build(ctx, us, err, s.userEntry)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := s.links(ctx, store.RelMember, store.EndFrom, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }))
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.names(ctx, groups)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, len(us))
+	for i, u := range us {
+		out[i] = s.userEntry(u, n.dns(groups[u.ID]))
+	}
+	return out, nil
 }
 
 func (s *Server) thingList(ctx context.Context, q store.Query) ([]entry, error) {
 	ts, _, err := s.opts.Store.ListThings(ctx, q)
-	return build(ctx, ts, err, s.thingEntry)
+	if err != nil {
+		return nil, err
+	}
+	ids := idsOf(ts, func(t *store.Thing) string { return t.ID })
+	owners, err := s.links(ctx, store.RelOwner, store.EndTo, store.KindThing, ids)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := s.links(ctx, store.RelMember, store.EndFrom, store.KindThing, ids)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.names(ctx, owners, groups)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, len(ts))
+	for i, t := range ts {
+		out[i] = s.thingEntry(t, n.dns(owners[t.ID]), n.dns(groups[t.ID]))
+	}
+	return out, nil
 }
 
 func (s *Server) groupList(ctx context.Context, q store.Query) ([]entry, error) {
 	gs, _, err := s.opts.Store.ListGroups(ctx, q)
-	return build(ctx, gs, err, s.groupEntry)
-}
-
-func build[T any](ctx context.Context, items []T, err error, mk func(context.Context, T) (entry, error)) ([]entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]entry, 0, len(items))
-	for _, it := range items {
-		e, err := mk(ctx, it)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
+	members := make(map[string][]store.Ref, len(gs))
+	for _, g := range gs {
+		members[g.ID] = g.Members
+	}
+	n, err := s.names(ctx, members)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, len(gs))
+	for i, g := range gs {
+		out[i] = s.groupEntry(g, n.dns(g.Members))
 	}
 	return out, nil
+}
+
+func idsOf[T any](items []T, id func(T) string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = id(it)
+	}
+	return out
 }

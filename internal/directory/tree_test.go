@@ -63,8 +63,9 @@ func TestSubschemaWithLdapsearch(t *testing.T) {
 	}
 }
 
-func TestUserReadsOwnEntry(t *testing.T) {
-	e := newEnv(t)
+func TestUserReadsOwnEntry(t *testing.T) { onEachStore(t, testUserReadsOwnEntry) }
+
+func testUserReadsOwnEntry(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
 	got, err := readEntry(c, aliceDN(), "*", "+")
 	if err != nil || got == nil {
@@ -113,8 +114,9 @@ func TestUserReadsOwnEntry(t *testing.T) {
 
 // A user sees itself and its own things: another user's entry, another
 // user's thing and the groups do not exist for it.
-func TestUserCannotReadOthers(t *testing.T) {
-	e := newEnv(t)
+func TestUserCannotReadOthers(t *testing.T) { onEachStore(t, testUserCannotReadOthers) }
+
+func testUserCannotReadOthers(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
 	for _, dn := range []string{
 		"uid=bob,ou=people," + base,
@@ -135,8 +137,9 @@ func TestUserCannotReadOthers(t *testing.T) {
 	}
 }
 
-func TestAdministratorReadsEverything(t *testing.T) {
-	e := newEnv(t)
+func TestAdministratorReadsEverything(t *testing.T) { onEachStore(t, testAdministratorReadsEverything) }
+
+func testAdministratorReadsEverything(t *testing.T, e *testEnv) {
 	c := e.bound(t, "uid=root,ou=people,"+base, rootPassword)
 	bob, err := readEntry(c, "uid=bob,ou=people,"+base)
 	if err != nil || bob.GetAttributeValue("mail") != "bob@example.org" || bob.GetAttributeValue("sn") != "bob" {

@@ -699,7 +699,7 @@ func (ss *session) modifyThing(ctx context.Context, n node, mods []modification,
 	// The owners are checked first: a DN that names no person changes nothing.
 	var add, remove []store.Ref
 	if len(ownerMods) > 0 {
-		rels, err := ss.s.opts.Store.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &thing})
+		rels, err := ss.s.opts.Store.RelationshipsOf(ctx, store.RelOwner, store.EndTo, []store.Ref{thing})
 		if err != nil {
 			return err
 		}

@@ -121,32 +121,45 @@ func TestDirectoryServed(t *testing.T) {
 	}
 }
 
+// deviceWithCertificate creates a thing with a device certificate from the
+// platform's device CA and returns it with the files of the certificate
+// chain and of its key (PKCS #8), PEM.
+func deviceWithCertificate(t *testing.T, r *running, serial string) (th *store.Thing, certFile, keyFile string) {
+	t.Helper()
+	_, dca, err := r.p.PKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err = r.p.Identity.CreateThing(t.Context(), "test", &store.Thing{Type: store.ThingDevice, SerialNumber: serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := dca.IssueDevice(th.ID, serial, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(dc.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, dc.ChainPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return th, certFile, keyFile
+}
+
 // A thing binds as itself with its device certificate (SASL EXTERNAL,
 // through certauth): never as another thing, and not once disabled.
 func TestDirectoryExternalBind(t *testing.T) {
 	r, urls, ca := directoryPlatform(t)
 	ctx := context.Background()
-	_, dca, err := r.p.PKI()
-	if err != nil {
-		t.Fatal(err)
-	}
 	mk := func(serial string) (*store.Thing, []string) {
-		th, err := r.p.Identity.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, SerialNumber: serial})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dc, err := dca.IssueDevice(th.ID, serial, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(dc.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		os.WriteFile(certFile, dc.ChainPEM(), 0o600)
-		os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		th, certFile, keyFile := deviceWithCertificate(t, r, serial)
 		return th, []string{"LDAPTLS_CERT=" + certFile, "LDAPTLS_KEY=" + keyFile}
 	}
 	lamp, lampCert := mk("LAMP-1")

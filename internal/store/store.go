@@ -209,6 +209,14 @@ type Relationship struct {
 	Created time.Time
 }
 
+// RelEnd names one end of a relationship.
+type RelEnd string
+
+const (
+	EndFrom RelEnd = "from"
+	EndTo   RelEnd = "to"
+)
+
 // RelFilter selects relationships; zero fields match anything.
 type RelFilter struct {
 	Kind RelKind
@@ -268,6 +276,11 @@ type Query struct {
 	Descending bool
 	Offset     int // rows to skip
 	Limit      int // 0: no rows (only the total); negative: no limit
+	// NoTotal: the matches are not counted and List returns -1 for the
+	// total; the page is then one statement (the directory, which pages by
+	// keys and never says a total, reads a page of a million things without
+	// counting them each time).
+	NoTotal bool
 }
 
 // Users stores people.
@@ -288,6 +301,9 @@ type Users interface {
 	DeleteUser(ctx context.Context, id string, ifRevision int64) error
 	// ListUsers returns one page and the total number of matches.
 	ListUsers(ctx context.Context, q Query) ([]*User, int, error)
+	// UserNames maps each of ids that names a user to its userName, in one
+	// read for the whole set (ids of no user are left out).
+	UserNames(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // Things stores devices, services and gateways.
@@ -309,6 +325,9 @@ type Groups interface {
 	UpdateGroup(ctx context.Context, id string, ifRevision int64, fn func(*Group) error) (*Group, error)
 	DeleteGroup(ctx context.Context, id string, ifRevision int64) error
 	ListGroups(ctx context.Context, q Query) ([]*Group, int, error)
+	// GroupNames maps each of ids that names a group to its displayName,
+	// in one read for the whole set (ids of no group are left out).
+	GroupNames(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // Relationships stores edges between identities. Deleting an identity deletes its edges.
@@ -319,6 +338,10 @@ type Relationships interface {
 	// RemoveRelationship fails with ErrNotFound if the edge does not exist.
 	RemoveRelationship(ctx context.Context, r Relationship) error
 	ListRelationships(ctx context.Context, f RelFilter) ([]Relationship, error)
+	// RelationshipsOf lists the relationships of kind whose end (From or
+	// To) is one of ends, for a whole set of identities in one read, in the
+	// order ListRelationships lists them.
+	RelationshipsOf(ctx context.Context, kind RelKind, end RelEnd, ends []Ref) ([]Relationship, error)
 }
 
 // Audit is the append-only audit log: there is no way to change or delete a record.

@@ -88,17 +88,15 @@ func sortRefs(refs []store.Ref) []store.Ref {
 // loadMembers fills the Members of gs in a few queries.
 func (t *txn) loadMembers(ctx context.Context, gs []*store.Group) error {
 	byID := make(map[string]*store.Group, len(gs))
-	ids := make([]any, 0, len(gs))
+	ids := make([]string, 0, len(gs))
 	for _, g := range gs {
 		byID[g.ID] = g
 		ids = append(ids, g.ID)
 	}
-	for start := 0; start < len(ids); start += 500 {
-		part := ids[start:min(start+500, len(ids))]
-		in := strings.TrimSuffix(strings.TrimPrefix(t.placeholders(1, len(part), 2), "("), ")")
+	return t.inChunks(ids, 2, func(in string, args []any) error {
 		rows, err := collect(t.q.QueryContext(ctx, "SELECT to_id, from_kind, from_id FROM relationships WHERE kind = "+t.ph(1)+
 			" AND to_kind = 'group' AND to_id IN ("+in+") ORDER BY to_id, from_kind, from_id",
-			append([]any{string(store.RelMember)}, part...)...))
+			append([]any{string(store.RelMember)}, args...)...))
 		if err != nil {
 			return fmt.Errorf("group members: %w", err)
 		}
@@ -106,8 +104,8 @@ func (t *txn) loadMembers(ctx context.Context, gs []*store.Group) error {
 			g := byID[r[0]]
 			g.Members = append(g.Members, store.Ref{Kind: store.Kind(r[1]), ID: r[2]})
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (t *txn) getGroup(ctx context.Context, id string, lock bool) (*store.Group, error) {

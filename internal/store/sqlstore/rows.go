@@ -158,7 +158,7 @@ func (t *txn) deleteIdentity(ctx context.Context, kind store.Kind, id string, if
 // tables maps identity kinds to their tables.
 var tables = map[store.Kind]string{store.KindUser: "users", store.KindThing: "things", store.KindGroup: "groups"}
 
-// list runs the COUNT and the page query of q over k, calling scan for each row
+// list runs the COUNT (unless q.NoTotal) and the page query of q over k, calling scan for each row
 // of the page; columns are the SELECT list (table alias x).
 func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns string, scan func(*sql.Rows) error) (int, error) {
 	c := &compiler{f: t.flavor(), k: k}
@@ -171,9 +171,11 @@ func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns strin
 	if err != nil {
 		return 0, err
 	}
-	var total int
-	if err := t.q.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+k.table+" AS x WHERE "+where, c.args[:whereArgs]...).Scan(&total); err != nil {
-		return 0, fmt.Errorf("count %s: %w", k.table, err)
+	total := -1
+	if !q.NoTotal {
+		if err := t.q.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+k.table+" AS x WHERE "+where, c.args[:whereArgs]...).Scan(&total); err != nil {
+			return 0, fmt.Errorf("count %s: %w", k.table, err)
+		}
 	}
 	if q.Limit == 0 {
 		return total, nil

@@ -175,6 +175,15 @@ func (t *txn) ph(n int) string { return t.flavor().placeholder(n) }
 
 func (s *Store) single() *txn { return &txn{s: s, q: s.reads} }
 
+// readList runs a list of one kind: the COUNT and the page in one read
+// transaction, or without the COUNT one statement, a single read.
+func (s *Store) readList(ctx context.Context, q store.Query, fn func(t *txn) error) error {
+	if q.NoTotal {
+		return fn(s.single())
+	}
+	return s.read(ctx, fn)
+}
+
 func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateUser(ctx, u) })
 }
@@ -204,7 +213,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, ifRevision int64) err
 }
 
 func (s *Store) ListUsers(ctx context.Context, q store.Query) (us []*store.User, total int, err error) {
-	err = s.read(ctx, func(t *txn) error {
+	err = s.readList(ctx, q, func(t *txn) error {
 		us, total, err = t.ListUsers(ctx, q)
 		return err
 	})
@@ -240,7 +249,7 @@ func (s *Store) DeleteThing(ctx context.Context, id string, ifRevision int64) er
 }
 
 func (s *Store) ListThings(ctx context.Context, q store.Query) (ths []*store.Thing, total int, err error) {
-	err = s.read(ctx, func(t *txn) error {
+	err = s.readList(ctx, q, func(t *txn) error {
 		ths, total, err = t.ListThings(ctx, q)
 		return err
 	})

@@ -91,7 +91,25 @@ func (t *txn) CreateUser(ctx context.Context, u *store.User) error {
 		}
 		return fmt.Errorf("email %q: %w", u.PrimaryEmail(), store.ErrEmailTaken)
 	}
+	if err := t.setEmails(ctx, m.ID, u.Emails); err != nil {
+		return err
+	}
 	u.Meta = m
+	return nil
+}
+
+// setEmails replaces the user_emails rows of user id with its addresses,
+// lower-cased: the index of equality filters on emails.
+func (t *txn) setEmails(ctx context.Context, id string, emails []store.MultiValue) error {
+	if _, err := t.q.ExecContext(ctx, "DELETE FROM user_emails WHERE user_id = "+t.ph(1), id); err != nil {
+		return fmt.Errorf("user %s emails: %w", id, err)
+	}
+	for _, e := range emails {
+		if _, err := t.q.ExecContext(ctx, "INSERT INTO user_emails (value, user_id) VALUES ("+t.ph(1)+", "+t.ph(2)+") ON CONFLICT DO NOTHING",
+			strings.ToLower(e.Value), id); err != nil {
+			return fmt.Errorf("user %s emails: %w", id, err)
+		}
+	}
 	return nil
 }
 
@@ -170,8 +188,10 @@ func (t *txn) UpdateUser(ctx context.Context, id string, ifRevision int64, fn fu
 				}
 				return false, fmt.Errorf("update user %s: %w", id, err)
 			}
-			n, err := res.RowsAffected()
-			return n == 1, err
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return false, err
+			}
+			return true, t.setEmails(ctx, id, u.Emails)
 		})
 }
 

@@ -31,6 +31,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateThings", testCreateThings},
 		{"Groups", testGroups},
 		{"Relationships", testRelationships},
+		{"Sets", testSets},
+		{"EmailFilters", testEmailFilters},
 		{"Audit", testAudit},
 		{"AuditQueries", testAuditQueries},
 		{"APITokens", testAPITokens},
