@@ -350,6 +350,7 @@ type Tx interface {
 	UMA
 	Households
 	PasswordResets
+	FactoryBatches
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

@@ -24,6 +24,9 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CAFiles", testCAFiles},
 		{"ConcurrentCAFiles", testConcurrentCAFiles},
 		{"ExpiringCertificates", testExpiringCertificates},
+		{"FactoryBatches", testFactoryBatches},
+		{"FactoryBatchInTx", testFactoryBatchInTx},
+		{"ThingsByIssuer", testThingsByIssuer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
