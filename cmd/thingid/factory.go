@@ -21,8 +21,9 @@ func newFactory(g *globals) *cobra.Command {
 		Long: `Create --count things of --model (serials <model>-<index zero-padded to 6 digits>, one
 random locally administered MAC each), an ECDSA P-256 key and a certificate from the
 device issuing CA per device, and write DIR/<serial>/device.pem (certificate and
-issuing CA), DIR/<serial>/device.key (PKCS#8, 0600) and DIR/manifest.csv (thing id,
-serial, MAC, certificate SHA-256). With --csr-dir, sign one CSR per file instead:
+issuing CA), DIR/<serial>/device.key (PKCS#8, 0600), DIR/manifest.csv (thing id,
+serial, MAC, certificate SHA-256) and DIR/batch.id (the factory batch recorded with
+the things). With --csr-dir, sign one CSR per file instead:
 <serial>.csr or <serial>.pem, the file name being the serial number; no key is written.
 Devices in the manifest are done: running the same command again continues.`,
 		Args: cobra.NoArgs,
@@ -70,6 +71,7 @@ Devices in the manifest are done: running the same command again continues.`,
 				}
 				fmt.Fprintf(out, "%d devices in %s (%.0f/s): %d issued, %d already done, %d recovered, %d failed\n",
 					sum.Total, sum.Elapsed.Round(1e7), rate, sum.Issued, sum.Skipped, sum.Recovered, len(sum.Failed))
+				fmt.Fprintf(out, "factory batch %s (the admin console's /admin/batches)\n", sum.Batch)
 				for i, f := range sum.Failed {
 					if i == 20 {
 						fmt.Fprintf(out, "  ... and %d more\n", len(sum.Failed)-20)

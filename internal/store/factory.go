@@ -31,9 +31,11 @@ type FactoryBatch struct {
 // FactoryBatches stores factory batches and their things. Deleting a thing
 // takes it out of its batch; a batch is never deleted.
 type FactoryBatches interface {
-	// CreateFactoryBatch stores b (ErrConflict when its ID is taken) and
-	// sets its ID and Created when empty.
-	CreateFactoryBatch(ctx context.Context, b *FactoryBatch) error
+	// PutFactoryBatch stores b, setting its ID and Created when empty. When
+	// a batch with b's ID is stored, only its plan changes (Count,
+	// FirstSerial, LastSerial: a resumed run that makes more devices) and b
+	// is set to the stored batch.
+	PutFactoryBatch(ctx context.Context, b *FactoryBatch) error
 	GetFactoryBatch(ctx context.Context, id string) (*FactoryBatch, error)
 	// ListFactoryBatches returns one page of batches, newest first, and
 	// how many there are.

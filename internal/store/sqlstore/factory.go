@@ -27,26 +27,27 @@ func scanBatch(s scanner) (*store.FactoryBatch, error) {
 	return &b, nil
 }
 
-func (t *txn) CreateFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
+func (t *txn) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
 	if strings.TrimSpace(b.Model) == "" || b.Count < 0 || b.Validity < 0 {
-		return fmt.Errorf("create factory batch: model is required, count and validity must not be negative")
+		return fmt.Errorf("put factory batch: model is required, count and validity must not be negative")
 	}
 	x := *b
 	if x.ID == "" {
 		x.ID = newID()
 	}
-	x.Created, x.Issued = orNow(b.Created), 0
-	n, err := rowsAffected(t.q.ExecContext(ctx, "INSERT INTO factory_batches (id, created, actor, model, manufacturer, planned, "+
-		"first_serial, last_serial, ca_subject, ca_fingerprint, validity_seconds) VALUES "+t.placeholders(1, 11, 1)+" ON CONFLICT DO NOTHING",
+	x.Created = orNow(b.Created)
+	if _, err := t.q.ExecContext(ctx, "INSERT INTO factory_batches (id, created, actor, model, manufacturer, planned, "+
+		"first_serial, last_serial, ca_subject, ca_fingerprint, validity_seconds) VALUES "+t.placeholders(1, 11, 1)+
+		" ON CONFLICT (id) DO UPDATE SET planned = excluded.planned, first_serial = excluded.first_serial, last_serial = excluded.last_serial",
 		x.ID, t.flavor().timeArg(x.Created), x.Actor, x.Model, x.Manufacturer, x.Count, x.FirstSerial, x.LastSerial,
-		x.CASubject, x.CAFingerprint, int64(x.Validity/time.Second)))
+		x.CASubject, x.CAFingerprint, int64(x.Validity/time.Second)); err != nil {
+		return fmt.Errorf("put factory batch: %w", err)
+	}
+	stored, err := t.GetFactoryBatch(ctx, x.ID)
 	if err != nil {
-		return fmt.Errorf("create factory batch: %w", err)
+		return err
 	}
-	if n == 0 {
-		return fmt.Errorf("factory batch %q: %w", x.ID, store.ErrConflict)
-	}
-	*b = x
+	*b = *stored
 	return nil
 }
 
@@ -184,8 +185,8 @@ func (t *txn) CountThingsByIssuer(ctx context.Context, issuers []string) (map[st
 
 // The Store's own methods.
 
-func (s *Store) CreateFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
-	return s.withTx(ctx, func(t *txn) error { return t.CreateFactoryBatch(ctx, b) })
+func (s *Store) PutFactoryBatch(ctx context.Context, b *store.FactoryBatch) error {
+	return s.withTx(ctx, func(t *txn) error { return t.PutFactoryBatch(ctx, b) })
 }
 
 func (s *Store) GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error) {

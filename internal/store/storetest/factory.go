@@ -34,7 +34,7 @@ func testFactoryBatches(t *testing.T, s store.Store) {
 	old := &store.FactoryBatch{Created: base, Actor: "cli", Model: "SPK", Manufacturer: "Acme", Count: 3,
 		FirstSerial: "SPK-000001", LastSerial: "SPK-000003", CASubject: "CN=thingid device CA", CAFingerprint: fingerprint(7),
 		Validity: 43800 * time.Hour}
-	must(t, s.CreateFactoryBatch(ctx(t), old))
+	must(t, s.PutFactoryBatch(ctx(t), old))
 	if old.ID == "" || !old.Created.Equal(base) || old.Issued != 0 {
 		t.Fatalf("created: %+v", old)
 	}
@@ -43,20 +43,28 @@ func testFactoryBatches(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(got, old) {
 		t.Fatalf("GetFactoryBatch:\n got %+v\nwant %+v", got, old)
 	}
-	wantErr(t, s.CreateFactoryBatch(ctx(t), &store.FactoryBatch{ID: old.ID, Model: "X", Count: 1}), store.ErrConflict)
-	if err := s.CreateFactoryBatch(ctx(t), &store.FactoryBatch{Count: 1}); err == nil {
+	// Put again: only the plan changes.
+	again := &store.FactoryBatch{ID: old.ID, Created: base.Add(time.Minute), Actor: "other", Model: "X", Count: 5, FirstSerial: "SPK-000001", LastSerial: "SPK-000005"}
+	must(t, s.PutFactoryBatch(ctx(t), again))
+	want := *old
+	want.Count, want.LastSerial = 5, "SPK-000005"
+	if !reflect.DeepEqual(again, &want) {
+		t.Fatalf("put again:\n got %+v\nwant %+v", again, &want)
+	}
+	*old = want
+	if err := s.PutFactoryBatch(ctx(t), &store.FactoryBatch{Count: 1}); err == nil {
 		t.Error("a batch without a model was stored")
 	}
 	_, err = s.GetFactoryBatch(ctx(t), "missing")
 	wantErr(t, err, store.ErrNotFound)
 
 	newer := &store.FactoryBatch{Created: base.Add(time.Hour), Model: "LMP", Count: 2}
-	must(t, s.CreateFactoryBatch(ctx(t), newer))
-	if now := (&store.FactoryBatch{Model: "X", Count: 1}); s.CreateFactoryBatch(ctx(t), now) != nil || now.Created.IsZero() {
+	must(t, s.PutFactoryBatch(ctx(t), newer))
+	if now := (&store.FactoryBatch{Model: "X", Count: 1}); s.PutFactoryBatch(ctx(t), now) != nil || now.Created.IsZero() {
 		t.Fatalf("Created not set: %+v", now)
 	}
 	newest := &store.FactoryBatch{Created: base.Add(2 * time.Hour), Model: "TMP", Count: 1}
-	must(t, s.CreateFactoryBatch(ctx(t), newest))
+	must(t, s.PutFactoryBatch(ctx(t), newest))
 	page, total, err := s.ListFactoryBatches(ctx(t), 0, 2)
 	must(t, err)
 	if total != 4 || len(page) != 2 || page[0].ID != newest.ID || page[1].ID != newer.ID {
@@ -113,7 +121,7 @@ func testFactoryBatchInTx(t *testing.T, s store.Store) {
 		if _, err := tx.CreateThings(ctx(t), ts); err != nil {
 			return err
 		}
-		if err := tx.CreateFactoryBatch(ctx(t), b); err != nil {
+		if err := tx.PutFactoryBatch(ctx(t), b); err != nil {
 			return err
 		}
 		if err := tx.AddFactoryBatchThings(ctx(t), b.ID, []string{ts[0].ID, ts[1].ID}); err != nil {
