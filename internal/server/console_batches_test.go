@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/thingid/thingid/internal/browsertest"
+	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/factory"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -198,4 +202,54 @@ func TestConsoleManufacturerCAs(t *testing.T) {
 	if r.status != 200 || scriptTag.MatchString(r.body) {
 		t.Errorf("the CAs page: %d %.3000s", r.status, r.body)
 	}
+}
+
+// TestBrowserConsoleRevokesBatch plays the administrator in Chromium: a
+// device of a factory batch is connected to the broker; ada opens the
+// batch from the batches page, revokes every certificate of it for key
+// compromise through the confirmation page, and the broker ends the
+// device's connection. The pages are kept as screenshots.
+func TestBrowserConsoleRevokesBatch(t *testing.T) {
+	tab := browsertest.New(t)
+	shots := browsertest.NewScreenshots(t)
+	w := newConsoleWorld(t, func(c *config.Config) { c.MQTT.CertificateLogin = true })
+	b, things := issueBatchOn(t, w.r, "Cam", 3)
+	_, dropped := connectWithCertificate(t, w.r, things[1])
+
+	browserSignIn(t, tab, w.r.base, "/admin/batches", "ada")
+	shots.Take(t, tab, "batches")
+	must(t, "opening the batch", chromedp.Do(tab,
+		chromedp.Click(chromedp.CSS(`#batches a[href="/admin/batches/`+b.ID+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("things"))))
+	shots.Take(t, tab, "batch")
+	must(t, "revoking the batch", chromedp.Do(tab,
+		chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"),
+		chromedp.Click(chromedp.ID("revoke-batch")),
+		chromedp.WaitVisible(chromedp.ID("confirm"))))
+	shots.Take(t, tab, "confirm")
+	if notice := submitForm(t, tab, "confirming", chromedp.Click(chromedp.ID("confirm"))); !strings.HasPrefix(notice, "Every certificate of this batch is revoked.") {
+		t.Errorf("after revoking: %q", notice)
+	}
+	select {
+	case d := <-dropped:
+		t.Logf("the broker ended the device's connection (reason %#x)", d.ReasonCode)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device is still connected after its batch was revoked")
+	}
+	states, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("things")))
+	if err != nil || strings.Count(states, "revoked") != 3 {
+		t.Errorf("the batch's things after revoking: %q %v", states, err)
+	}
+	shots.Take(t, tab, "revoked")
+	must(t, "opening a thing of the batch", chromedp.Do(tab,
+		chromedp.Click(chromedp.CSS(`#things a[href="/admin/things/`+things[0].ID+`"]`)),
+		chromedp.WaitVisible(chromedp.ID("certificates"))))
+	cert, err := chromedp.Run(tab, chromedp.Text(chromedp.ID("certificates")))
+	if err != nil || !strings.Contains(cert, "revoked") {
+		t.Errorf("the thing's certificate: %q %v", cert, err)
+	}
+	must(t, "opening the CAs", chromedp.Do(tab,
+		chromedp.Click(chromedp.CSS(`nav a[href="/admin/cas"]`)),
+		chromedp.WaitVisible(chromedp.CSS("h1"))))
+	shots.Take(t, tab, "cas")
 }
