@@ -22,8 +22,8 @@ func newFactory(g *globals) *cobra.Command {
 random locally administered MAC each), an ECDSA P-256 key and a certificate from the
 device issuing CA per device, and write DIR/<serial>/device.pem (certificate and
 issuing CA), DIR/<serial>/device.key (PKCS#8, 0600), DIR/manifest.csv (thing id,
-serial, MAC, certificate SHA-256) and DIR/batch.id (the factory batch recorded with
-the things). With --csr-dir, sign one CSR per file instead:
+serial, MAC, certificate SHA-256) and DIR/batches.csv (the factory batch of each model
+made there, recorded with its things). With --csr-dir, sign one CSR per file instead:
 <serial>.csr or <serial>.pem, the file name being the serial number; no key is written.
 Devices in the manifest are done: running the same command again continues.`,
 		Args: cobra.NoArgs,

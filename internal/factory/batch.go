@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -17,49 +19,63 @@ import (
 	"github.com/thingid/thingid/internal/store"
 )
 
-// BatchFile in Options.Out names the factory batch the directory belongs to.
-const BatchFile = "batch.id"
+// BatchesFile in Options.Out names the factory batches made there, one per
+// manufacturer and model: runs of one model into one directory (resumed, or
+// with a bigger count) are one batch; another model there is another.
+const BatchesFile = "batches.csv"
 
-// openBatch returns the factory batch of opt.Out: the one its BatchFile
-// names, or a new one whose ID the file keeps from now on. The batch is
-// stored with its first things (Things.CreateBatchThings), so a run that
-// stores nothing leaves none. A resumed run must make the same model of the
-// same manufacturer.
+var batchesHeader = []string{"batch_id", "manufacturer", "model"}
+
+// openBatch returns the factory batch of opt's manufacturer and model in
+// opt.Out: the one BatchesFile names, or a new one whose ID the file keeps
+// from now on. The batch is stored with its first things
+// (Things.CreateBatchThings), so a run that stores nothing leaves none.
 func openBatch(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, devs []*device) (*store.FactoryBatch, error) {
-	path := filepath.Join(opt.Out, BatchFile)
+	path := filepath.Join(opt.Out, BatchesFile)
 	sum := sha256.Sum256(ca.Cert.Raw)
 	b := &store.FactoryBatch{Actor: opt.Actor, Model: opt.Model, Manufacturer: opt.Manufacturer, Count: len(devs),
 		FirstSerial: devs[0].serial, LastSerial: devs[len(devs)-1].serial,
 		CASubject: ca.Cert.Subject.String(), CAFingerprint: hex.EncodeToString(sum[:]), Validity: ca.Validity(opt.Lifetime)}
+	rows := [][]string{batchesHeader}
 	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b.ID = uuid.Must(uuid.NewV7()).String()
-		if err := atomicfile.Write(path, []byte(b.ID+"\n"), 0o644); err != nil {
-			return nil, fmt.Errorf("output directory: %w", err)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("output directory: %w", err)
+	default:
+		r := csv.NewReader(bytes.NewReader(raw))
+		r.FieldsPerRecord = len(batchesHeader)
+		if rows, err = r.ReadAll(); err != nil || len(rows) == 0 || !slices.Equal(rows[0], batchesHeader) {
+			return nil, fmt.Errorf("%s is not a list of factory batches (%v); use another output directory", path, err)
 		}
-		return b, nil
 	}
-	if err != nil {
+	for _, row := range rows[1:] {
+		if row[1] != opt.Manufacturer || row[2] != opt.Model {
+			continue
+		}
+		id, err := uuid.Parse(row[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: batch ID %q of model %q: %w", path, row[0], row[2], err)
+		}
+		b.ID = id.String()
+		stored, err := things.GetFactoryBatch(ctx, b.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return b, nil // the first run stored nothing
+		}
+		if err != nil {
+			return nil, err
+		}
+		// The plan may change (a bigger count makes more devices); what was
+		// recorded at the start stays.
+		stored.Count, stored.FirstSerial, stored.LastSerial = b.Count, b.FirstSerial, b.LastSerial
+		return stored, nil
+	}
+	b.ID = uuid.Must(uuid.NewV7()).String()
+	var out bytes.Buffer
+	w := csv.NewWriter(&out)
+	w.WriteAll(append(rows, []string{b.ID, opt.Manufacturer, opt.Model}))
+	if err := atomicfile.Write(path, out.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
-	id, err := uuid.ParseBytes(bytes.TrimSpace(raw))
-	if err != nil {
-		return nil, fmt.Errorf("%s does not hold a factory batch ID; use another output directory", path)
-	}
-	b.ID = id.String()
-	stored, err := things.GetFactoryBatch(ctx, b.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return b, nil // the first run stored nothing
-	}
-	if err != nil {
-		return nil, err
-	}
-	if stored.Model != b.Model || stored.Manufacturer != b.Manufacturer {
-		return nil, fmt.Errorf("%s holds factory batch %s of model %q by %q: run again with the same model and manufacturer, or use another output directory",
-			opt.Out, stored.ID, stored.Model, stored.Manufacturer)
-	}
-	// The plan may change (a bigger count makes more devices); what was
-	// recorded at the start stays.
-	stored.Count, stored.FirstSerial, stored.LastSerial = b.Count, b.FirstSerial, b.LastSerial
-	return stored, nil
+	return b, nil
 }

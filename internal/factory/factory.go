@@ -51,7 +51,7 @@ type Options struct {
 	Count int
 	// Out receives DIR/<serial>/device.pem (certificate + issuing CA),
 	// DIR/<serial>/device.key (PKCS#8, 0600; not with CSRDir), DIR/manifest.csv
-	// and DIR/batch.id (the factory batch the directory belongs to).
+	// and DIR/batches.csv (the factory batch of each model made there).
 	Out string
 	// CSRDir, when set, holds one PKCS#10 request per device named
 	// <serial>.csr or <serial>.pem: the file name is the serial number (the
@@ -76,7 +76,8 @@ type Options struct {
 
 // Summary of a run.
 type Summary struct {
-	// Batch is the ID of the factory batch (the same for every run of one Out).
+	// Batch is the ID of the factory batch (the same for every run of one
+	// model into one Out).
 	Batch string
 	Total int
 	// Issued in this run; Skipped were in the manifest already; Recovered had

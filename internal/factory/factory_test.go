@@ -337,8 +337,8 @@ func TestIssueKeepsKeysOutOfGit(t *testing.T) {
 }
 
 // A run is recorded as a factory batch with its things, in the
-// transactions that store them; resumed and extended runs of one output
-// directory are the same batch; another model is refused there.
+// transactions that store them; resumed and extended runs of one model into
+// one output directory are the same batch, another model there another one.
 func TestIssueRecordsBatch(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -379,21 +379,25 @@ func TestIssueRecordsBatch(t *testing.T) {
 	if b, _ = e.st.GetFactoryBatch(ctx, b.ID); b.Count != 35 || b.Issued != 35 || b.LastSerial != "CAM-000035" {
 		t.Errorf("extended batch %+v", b)
 	}
-	if _, total, _ := e.st.ListFactoryBatches(ctx, 0, 10); total != 1 {
-		t.Errorf("%d batches, want 1", total)
-	}
 	recs, err := e.st.ListAudit(ctx, store.AuditQuery{Target: &store.Ref{Kind: "batch", ID: b.ID}})
 	if err != nil || len(recs) != 2 || recs[0].Action != "factory.batch" || recs[1].Action != "factory.batch.extend" {
 		t.Errorf("audit: %+v %v", recs, err)
 	}
 
-	opts.Model = "LMP"
-	if _, err := Issue(ctx, e.ids, e.ca, opts); err == nil || !strings.Contains(err.Error(), b.ID) {
-		t.Errorf("another model in the batch's directory: %v", err)
+	opts.Model, opts.Count = "LMP", 2
+	sum, err = Issue(ctx, e.ids, e.ca, opts)
+	if err != nil || sum.Batch == b.ID || sum.Issued != 2 {
+		t.Fatalf("another model in the directory: %+v %v", sum, err)
 	}
-	os.WriteFile(filepath.Join(out, BatchFile), []byte("not an id\n"), 0o644)
-	opts.Model = "CAM"
-	if _, err := Issue(ctx, e.ids, e.ca, opts); err == nil || !strings.Contains(err.Error(), BatchFile) {
-		t.Errorf("a broken %s: %v", BatchFile, err)
+	if _, total, _ := e.st.ListFactoryBatches(ctx, 0, 10); total != 2 {
+		t.Errorf("%d batches, want 2", total)
+	}
+	if again, err := Issue(ctx, e.ids, e.ca, opts); err != nil || again.Batch != sum.Batch || again.Skipped != 2 {
+		t.Errorf("the second model again: %+v %v", again, err)
+	}
+
+	os.WriteFile(filepath.Join(out, BatchesFile), []byte("not,a\nbatch,list\n"), 0o644)
+	if _, err := Issue(ctx, e.ids, e.ca, opts); err == nil || !strings.Contains(err.Error(), BatchesFile) {
+		t.Errorf("a broken %s: %v", BatchesFile, err)
 	}
 }
