@@ -268,6 +268,10 @@ type Query struct {
 	Descending bool
 	Offset     int // rows to skip
 	Limit      int // 0: no rows (only the total); negative: no limit
+	// CountLimit > 0 bounds the counting: when more than CountLimit match,
+	// the total returned is CountLimit+1 ("more than CountLimit"), so that
+	// a search matching most of a million rows need not count them all.
+	CountLimit int
 }
 
 // Users stores people.

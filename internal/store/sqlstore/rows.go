@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -203,6 +204,9 @@ func (t *txn) listSQL(k *kindSQL, q store.Query, columns string) (listing, error
 		return listing{}, err
 	}
 	l := listing{count: "SELECT COUNT(*) FROM " + k.table + " AS x WHERE " + where, countArgs: c.args[:whereArgs]}
+	if q.CountLimit > 0 {
+		l.count = "SELECT COUNT(*) FROM (SELECT 1 FROM " + k.table + " AS x WHERE " + where + " LIMIT " + strconv.Itoa(q.CountLimit+1) + ") AS c"
+	}
 	limit := int64(q.Limit)
 	if limit < 0 {
 		limit = 1<<63 - 1 // no limit: both databases accept the largest BIGINT
