@@ -67,8 +67,20 @@ func freeAddr(t *testing.T) string {
 // variables, and waits until /readyz answers.
 func start(t *testing.T, home, addr string, env ...string) *instance {
 	t.Helper()
+	return startIn(t, "", home, addr, env...)
+}
+
+// startIn is start inside the network namespace netns (none if empty),
+// where the node is reached by its address and checked as "localhost",
+// the name its certificate carries.
+func startIn(t *testing.T, netns, home, addr string, env ...string) *instance {
+	t.Helper()
 	in := &instance{home: home, addr: addr, out: &bytes.Buffer{}}
 	in.cmd = exec.Command(binary, "serve", "--home", home, "--http-address", addr)
+	if netns != "" {
+		// ip netns exec replaces itself with thingid: the process is the node's.
+		in.cmd = exec.Command("ip", append([]string{"netns", "exec", netns}, in.cmd.Args...)...)
+	}
 	// Tests run in parallel: the broker and the gateway listen on free ports of their own.
 	in.cmd.Env = append(append(os.Environ(), "THINGID_LOG_FORMAT=json", "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0", "THINGID_GATEWAY_ADDRESS=127.0.0.1:0"), env...)
 	stdout, _ := in.cmd.StdoutPipe()
@@ -116,7 +128,11 @@ func start(t *testing.T, home, addr string, env ...string) *instance {
 	if err != nil || !pool.AppendCertsFromPEM(ca) {
 		t.Fatalf("platform CA not readable: %v", err)
 	}
-	in.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tc := &tls.Config{RootCAs: pool}
+	if netns != "" {
+		tc.ServerName = "localhost"
+	}
+	in.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	resp, err := in.client.Get(in.url("/readyz"))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/readyz: %v %v", resp, err)

@@ -26,6 +26,8 @@ command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# ip: the cluster test puts each node in a network namespace of its own.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 command -v jq >/dev/null 2>&1 || need+=(jq)

@@ -15,14 +15,16 @@ func newDemo(g *globals) *cobra.Command {
 or be empty; a temporary one by default) with its gateway and MQTT broker, put a
 demo cloud API behind the gateway, issue a factory batch of speakers, register a
 user, and walk the story one line per step: call home, pairing with the user code,
-cloud API call, MQTT telemetry, throttling, a friend's playlist shared (UMA),
+cloud API call, MQTT telemetry, a CoAP thermostat with a pre-shared key whose
+telemetry reaches the cloud service over MQTT, throttling, a friend's playlist
+shared (UMA),
 unlinking, the speaker locked out; then a household: the owner's child is invited,
 pairs the speaker in the kids' room, and outside her hours (07:00–20:00 on the
 household's clock, whose time zone the demo picks so that it is past 20:00 there)
 her stream is ended at the broker and her speaker refused at the gateway.
 
-The listeners take http.address, gateway.address and mqtt.tls.address from the
-configuration (file, THINGID_* variables, flags); a port that is taken is replaced
+The listeners take http.address, gateway.address, mqtt.tls.address and
+coap.dtlsAddress from the configuration (file, THINGID_* variables, flags); a port that is taken is replaced
 by a free one. The rest of the configuration is the defaults: the demo never opens
 another data directory or database. The platform's log goes to thingid.log in the
 data directory.
@@ -43,6 +45,7 @@ step succeeded, otherwise 1 with the step that failed.`,
 				HTTPAddress:    cfg.HTTP.Address,
 				GatewayAddress: cfg.Gateway.Address,
 				BrokerAddress:  cfg.MQTT.TLS.Address,
+				CoAPAddress:    cfg.CoAP.DTLSAddress,
 				Log:            cfg.Log,
 				Exit:           exit,
 				Out:            cmd.OutOrStdout(),

@@ -25,7 +25,10 @@ issuing CA), DIR/<serial>/device.key (PKCS#8, 0600), DIR/manifest.csv (thing id,
 serial, MAC, certificate SHA-256) and DIR/batches.csv (the factory batch of each model
 made there, recorded with its things). With --csr-dir, sign one CSR per file instead:
 <serial>.csr or <serial>.pem, the file name being the serial number; no key is written.
-Devices in the manifest are done: running the same command again continues.`,
+With --psk, every device also gets a DTLS pre-shared key for the CoAP gateway:
+DIR/<serial>/psk.identity and DIR/<serial>/psk.key (0600) are the only place the key
+is shown; the platform keeps it sealed. Devices in the manifest are done: running the
+same command again continues.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Out == "" {
@@ -44,6 +47,7 @@ Devices in the manifest are done: running the same command again continues.`,
 				}
 				var bar *progressbar.ProgressBar
 				opts.Actor = cliActor
+				opts.MasterKey = p.Key
 				opts.Progress = func(done, total int) {
 					if bar == nil {
 						bar = progressbar.NewOptions(total,
@@ -98,6 +102,37 @@ Devices in the manifest are done: running the same command again continues.`,
 	f.StringVar(&opts.CSRDir, "csr-dir", "", "sign the CSRs in this directory (<serial>.csr or <serial>.pem) instead of generating keys")
 	f.DurationVar(&opts.Lifetime, "lifetime", 0, "certificate lifetime (default 5 years: 43800h)")
 	f.IntVar(&opts.BatchSize, "batch", 0, "things per transaction (default 1000)")
-	cmd.AddCommand(issue)
+	f.BoolVar(&opts.PSK, "psk", false, "also give every device a DTLS pre-shared key (DIR/<serial>/psk.identity, psk.key)")
+	cmd.AddCommand(issue, newFactoryPSK(g))
+	return cmd
+}
+
+// newFactoryPSK is `thingid factory psk`: a new pre-shared key for one
+// thing, printed once.
+func newFactoryPSK(g *globals) *cobra.Command {
+	var thing string
+	cmd := &cobra.Command{
+		Use:   "psk",
+		Short: "Give one thing a new DTLS pre-shared key, replacing its key (whose sessions end); printed once",
+		Long: `Issue a new DTLS pre-shared key for the thing --thing names and print its PSK identity
+and key on two lines ("identity ..." and "key ..."). The key is shown only now: the
+platform keeps it sealed. A key the thing had is replaced: its identity is refused from
+now on and the CoAP sessions it holds end.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if thing == "" {
+				return errors.New("--thing is required")
+			}
+			return g.withPlatform(cmd, func(p *server.Platform) error {
+				in, err := factory.IssuePSK(cmd.Context(), p.Identity, p.Key, cliActor, thing)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "identity %s\nkey %s\n", in.Identity, in.Key)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&thing, "thing", "", "the thing's id (required)")
 	return cmd
 }

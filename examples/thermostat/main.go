@@ -9,6 +9,16 @@
 //	go run ./examples/thermostat --ca $THINGID_HOME/pki/ca.crt \
 //	    --cert factory/Thermo-2-000001/device.pem --key factory/Thermo-2-000001/device.key
 //
+// With --coap it is a constrained device instead: it speaks CoAP over DTLS
+// to the CoAP gateway, with its factory certificate or with the pre-shared
+// key of `thingid factory issue --psk`, and posts its telemetry to
+// /mqtt/things/<id>/telemetry, which the broker publishes as if it came
+// over MQTT:
+//
+//	go run ./examples/thermostat --coap coaps://127.0.0.1:5684 \
+//	    --psk-identity-file factory/Thermo-2-000001/psk.identity \
+//	    --psk-key-file factory/Thermo-2-000001/psk.key
+//
 // See docs/examples.md.
 package main
 
@@ -35,6 +45,9 @@ func main() {
 	flag.Float64Var(&cfg.temperature, "temperature", 17, "the room's temperature (°C) at start")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "how long to wait for any answer on the network")
 	flag.DurationVar(&cfg.retryFor, "retry-for", 2*time.Minute, "how long to retry a broker that stopped answering")
+	flag.StringVar(&cfg.coap.url, "coap", "", "the CoAP gateway (coaps://host:port): speak CoAP over DTLS instead of HTTPS and MQTT")
+	flag.StringVar(&cfg.coap.pskIdentity, "psk-identity-file", "", "with --coap: the file of the PSK identity (factory issue --psk: psk.identity); empty: the certificate")
+	flag.StringVar(&cfg.coap.pskKey, "psk-key-file", "", "with --coap: the file of the pre-shared key (psk.key)")
 	flag.Parse()
 	cli.Main("thermostat", func(ctx context.Context) error {
 		if err := cfg.check(); err != nil {
@@ -54,6 +67,10 @@ func (c config) check() error {
 	switch {
 	case c.interval <= 0 || c.timeout <= 0 || c.retryFor <= 0:
 		return fmt.Errorf("--interval, --timeout and --retry-for must be positive")
+	case (c.coap.pskIdentity == "") != (c.coap.pskKey == ""):
+		return fmt.Errorf("--psk-identity-file and --psk-key-file go together")
+	case c.coap.pskIdentity != "" && c.coap.url == "":
+		return fmt.Errorf("--psk-identity-file needs --coap: a pre-shared key is for the CoAP gateway")
 	case c.setpoint < minSetpoint || c.setpoint > maxSetpoint:
 		return fmt.Errorf("--setpoint %g: want %g to %g °C", c.setpoint, minSetpoint, maxSetpoint)
 	}

@@ -26,6 +26,7 @@ type config struct {
 	temperature       float64       // of the room at start
 	timeout           time.Duration // each wait on the network
 	retryFor          time.Duration // reconnecting to a broker that stopped answering
+	coap              coapMode      // url empty: MQTT
 }
 
 // Setpoints a thermostat accepts, in °C.
@@ -79,6 +80,9 @@ func parseSetpoint(payload []byte) (float64, error) {
 // things/<id>/telemetry and applies setpoints from
 // things/<id>/commands/setpoint.
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.coap.url != "" {
+		return runCoAP(ctx, cfg, out)
+	}
 	dev, err := sdk.New(sdk.Config{Server: cfg.server, CertFile: cfg.certFile, KeyFile: cfg.keyFile, RootCAs: cfg.roots, Timeout: cfg.timeout})
 	if err != nil {
 		return fmt.Errorf("the factory identity (--cert, --key): %w", err)

@@ -246,6 +246,8 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 type Cluster interface {
 	mqtt.Remote
 	Start(s *mqtt.Server) error
+	// Ready says why this node cannot take connections now, if it cannot.
+	Ready() error
 	Close()
 }
 
@@ -272,13 +274,28 @@ func (b *Broker) Addr(name string) string {
 	return ""
 }
 
+// Ready says why the broker cannot take connections now (its node is cut
+// off from the cluster), if it cannot.
+func (b *Broker) Ready() error {
+	if b.cluster == nil {
+		return nil
+	}
+	return b.cluster.Ready()
+}
+
+// StopAccepting closes every listener: new connections are refused, and
+// the connected stay until Close. Idempotent.
+func (b *Broker) StopAccepting() {
+	for _, nl := range b.listeners {
+		nl.shutdown()
+	}
+}
+
 // Close disconnects every client (MQTT 5: server shutting down), stops the
 // listeners and closes the persistence file.
 func (b *Broker) Close() error {
 	b.stopOnce.Do(func() {
-		for _, nl := range b.listeners {
-			nl.shutdown()
-		}
+		b.StopAccepting()
 		b.server.Close()
 		if b.cluster != nil { // after the server: its last wills go out
 			b.cluster.Close()

@@ -37,6 +37,7 @@ import (
 
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
+	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -46,17 +47,23 @@ type Verifier interface {
 	Verify(ctx context.Context, chain []*x509.Certificate) (*certauth.Identity, error)
 }
 
-// Session is an authenticated DTLS session: the thing its certificate names.
+// Session is an authenticated DTLS session: the thing its certificate or
+// its pre-shared key names.
 type Session struct {
 	Thing *store.Thing // as it was at the handshake
 	// Fingerprint is the lower-case hex SHA-256 of the certificate's DER,
-	// as certauth's revocation events name it.
+	// as certauth's revocation events name it; empty for a PSK session.
 	Fingerprint string
 	// Chain is the client's certificate chain, leaf first, as certauth
-	// accepted it.
-	Chain  []*x509.Certificate
-	conn   *udpClient.Conn
-	expiry *time.Timer
+	// accepted it; nil for a PSK session.
+	Chain []*x509.Certificate
+	// PSKIdentity is the PSK identity of a PSK session ("<thing id>.<key
+	// id>", internal/psk); empty for a certificate session.
+	PSKIdentity string
+	thingID     string // Thing's id, known before Thing is read
+	pskKeyID    string
+	conn        *udpClient.Conn
+	expiry      *time.Timer // nil for a PSK session
 }
 
 // Handler serves one resource. s is nil for a request on the loopback UDP
@@ -96,6 +103,9 @@ type Options struct {
 	// associations of one address; 0: 5 per second, bursts of 20.
 	HandshakesPerSecond float64
 	HandshakeBurst      int
+	// PSKs finds things' pre-shared keys (psk.Keys); nil: no PSK suite is
+	// offered.
+	PSKs PSKs
 	// Publisher takes what things post to /mqtt/TOPIC (the broker); nil:
 	// that resource is not served.
 	Publisher Publisher
@@ -158,8 +168,9 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.dtlsLn, err = coapnet.NewDTLSListener("udp", opts.DTLSAddress, &piondtls.Config{
+	cfg := &piondtls.Config{
 		Certificates:         []tls.Certificate{opts.Certificate},
+		CipherSuites:         g.cipherSuites(),
 		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
 		ClientAuth:           piondtls.RequireAnyClientCert, // certauth decides, not the handshake
 		VerifyConnection:     g.verifyConnection,
@@ -168,7 +179,11 @@ func New(opts Options) (*Gateway, error) {
 		ConnectionIDGenerator: piondtls.RandomCIDGenerator(8),
 		// The cookie exchange (HelloVerifyRequest) is pion's default: a
 		// spoofed source gets one small answer and no state.
-	})
+	}
+	if opts.PSKs != nil {
+		cfg.PSK = g.pskKey
+	}
+	g.dtlsLn, err = coapnet.NewDTLSListener("udp", opts.DTLSAddress, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("coapgw: DTLS on %s: %w", opts.DTLSAddress, err)
 	}
@@ -263,7 +278,8 @@ func (g *Gateway) identify(ctx context.Context, raw [][]byte) (*certauth.Identit
 }
 
 // verifyConnection refuses, during the handshake, a certificate certauth
-// refuses and a session past the bound.
+// refuses and a session past the bound. A PSK handshake's identity was
+// decided by the PSK callback.
 func (g *Gateway) verifyConnection(st *piondtls.State) error {
 	g.mu.Lock()
 	full := len(g.sessions) >= g.opts.MaxSessions
@@ -271,6 +287,9 @@ func (g *Gateway) verifyConnection(st *piondtls.State) error {
 	if full {
 		g.metrics.handshakes.WithLabelValues("too_many_sessions").Inc()
 		return ErrTooManySessions
+	}
+	if isPSK(st) {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.HandshakeTimeout)
 	defer cancel()
@@ -299,6 +318,10 @@ func (g *Gateway) onNewConn(cc *udpClient.Conn) {
 		return
 	}
 	st, ok := dc.ConnectionState()
+	if ok && isPSK(&st) {
+		g.pskSession(cc, st.IdentityHint)
+		return
+	}
 	if !ok || len(st.PeerCertificates) == 0 {
 		cc.Close()
 		return
@@ -310,22 +333,29 @@ func (g *Gateway) onNewConn(cc *udpClient.Conn) {
 		return
 	}
 	fp := sha256.Sum256(id.Leaf.Raw)
-	s := &Session{Thing: id.Thing, Fingerprint: hex.EncodeToString(fp[:]), Chain: chain, conn: cc}
-	g.mu.Lock()
-	g.sessions[cc] = s
-	g.mu.Unlock()
+	s := &Session{Thing: id.Thing, thingID: id.Thing.ID, Fingerprint: hex.EncodeToString(fp[:]), Chain: chain, conn: cc}
 	// An expired certificate ends its session at its notAfter.
 	s.expiry = time.AfterFunc(id.Leaf.NotAfter.Sub(g.opts.Now()), func() { g.end(s, "certificate_expired") })
-	cc.AddOnClose(func() {
-		s.expiry.Stop()
+	g.register(s)
+	g.metrics.handshakes.WithLabelValues("ok").Inc()
+	g.opts.Log.Info("coapgw: session", "thing", id.Thing.ID, "authority", id.Authority, "remote", cc.RemoteAddr().String())
+}
+
+// register records s until its connection closes.
+func (g *Gateway) register(s *Session) {
+	g.mu.Lock()
+	g.sessions[s.conn] = s
+	g.mu.Unlock()
+	s.conn.AddOnClose(func() {
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
 		g.mu.Lock()
-		delete(g.sessions, cc)
+		delete(g.sessions, s.conn)
 		g.mu.Unlock()
 		g.metrics.sessions.Dec()
 	})
 	g.metrics.sessions.Inc()
-	g.metrics.handshakes.WithLabelValues("ok").Inc()
-	g.opts.Log.Info("coapgw: session", "thing", id.Thing.ID, "authority", id.Authority, "remote", cc.RemoteAddr().String())
 }
 
 func (g *Gateway) session(cc mux.Conn) *Session {
@@ -341,15 +371,16 @@ func (g *Gateway) session(cc mux.Conn) *Session {
 // end closes a session for reason.
 func (g *Gateway) end(s *Session, reason string) {
 	g.metrics.ended.WithLabelValues(reason).Inc()
-	g.opts.Log.Info("coapgw: session ended", "thing", s.Thing.ID, "reason", reason)
+	g.opts.Log.Info("coapgw: session ended", "thing", s.thingID, "reason", reason)
 	s.conn.Close()
 }
 
 // onEvent ends the sessions a revocation concerns: the thing disabled,
-// deleted or unlinked from its owner, its certificate revoked.
+// deleted or unlinked from its owner, its certificate revoked, its
+// pre-shared key re-issued.
 func (g *Gateway) onEvent(e events.Event) {
 	var reason string
-	match := func(s *Session) bool { return s.Thing.ID == e.ID }
+	match := func(s *Session) bool { return s.thingID == e.ID }
 	switch e.Type {
 	case "thing.disable", "thing.delete":
 		reason = "thing_disabled"
@@ -358,6 +389,11 @@ func (g *Gateway) onEvent(e events.Event) {
 			return
 		}
 		reason = "owner_unlinked"
+	case identity.EventPSKReissue:
+		reason = "psk_reissued"
+		match = func(s *Session) bool {
+			return s.thingID == e.ID && s.PSKIdentity != "" && s.pskKeyID != e.Details["keyId"]
+		}
 	case certauth.EventCertRevoke:
 		reason = "certificate_revoked"
 		match = func(s *Session) bool { return s.Fingerprint == e.Details["fingerprint"] }

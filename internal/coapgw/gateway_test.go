@@ -30,6 +30,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/psk"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/sqlite"
@@ -40,12 +41,14 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a gateway on a real SQLite store, the real identity service, event
 // bus, platform CA and certauth Checker.
 type env struct {
-	t     testing.TB
-	dir   string
-	ids   *identity.Service
-	dca   *pki.DeviceCA
-	certs *certauth.Checker
-	gw    *Gateway
+	t      testing.TB
+	dir    string
+	st     store.Store
+	master secrets.Key
+	ids    *identity.Service
+	dca    *pki.DeviceCA
+	certs  *certauth.Checker
+	gw     *Gateway
 }
 
 func newEnv(t testing.TB, tune func(*Options)) *env {
@@ -76,6 +79,7 @@ func newEnv(t testing.TB, tune func(*Options)) *env {
 		UDPAddress:  "127.0.0.1:0",
 		Certificate: selfSigned(t, "coap.test"),
 		Verifier:    certs,
+		PSKs:        psk.NewKeys(st, key),
 		Bus:         bus,
 		Log:         quiet,
 		Registerer:  prometheus.NewRegistry(),
@@ -88,7 +92,7 @@ func newEnv(t testing.TB, tune func(*Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
-	return &env{t: t, dir: dir, ids: ids, dca: dca, certs: certs, gw: gw}
+	return &env{t: t, dir: dir, st: st, master: key, ids: ids, dca: dca, certs: certs, gw: gw}
 }
 
 // thing creates an active thing with a platform certificate, recorded on
@@ -235,8 +239,11 @@ func (e *env) open(t *testing.T, cert tls.Certificate, when string) *udpClient.C
 // servedAnew reports whether a new DTLS session with cert calls home within
 // two seconds; a handshake refused at Dial or at first use (pion may report
 // it there) is not served.
-func (e *env) servedAnew(cert tls.Certificate) bool {
-	cc, err := e.dial(cert)
+func (e *env) servedAnew(cert tls.Certificate) bool { return served(e.dial(cert)) }
+
+// served reports whether a new DTLS session (a dial's result) calls home
+// within two seconds.
+func served(cc *udpClient.Conn, err error) bool {
 	if err != nil {
 		return false
 	}

@@ -309,6 +309,9 @@ type messagePage struct {
 	Title, Text string
 }
 
+// message shows a page of title and text, English source text the template
+// translates (text that is not in the catalogue, like a service's error,
+// stays as it is).
 func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
 	c.kit.Render(w, r, status, c.pages.message, messagePage{Title: title, Text: text})
 }

@@ -84,14 +84,16 @@ func (c *Console) showDashboard(w http.ResponseWriter, r *http.Request, s staff)
 		}
 	}
 	if h := c.opts.History; h != nil {
+		tr := c.kit.Translator(r)
+		// label is what the bars count, in words with the number's %s.
 		for _, s := range []struct{ name, title, label string }{
-			{SeriesTokens, "Access tokens issued", "tokens"},
-			{SeriesAuthFailures, "Authentication failures (sign-in, client authentication, MQTT login)", "failures"},
+			{name: SeriesTokens, title: "Access tokens issued", label: "%s tokens"},
+			{name: SeriesAuthFailures, title: "Authentication failures (sign-in, client authentication, MQTT login)", label: "%s failures"},
 		} {
 			day := h.PerMinute(s.name, now, historyMinutes)
 			p.Rates = append(p.Rates, rate{Title: s.title, Hour: sum(day[len(day)-60:]), Day: sum(day)})
-			p.Charts = append(p.Charts, chart(s.title+", per minute, the last hour", s.label, day[len(day)-60:]),
-				chart(s.title+", per hour, the last day", s.label, perHour(day)))
+			p.Charts = append(p.Charts, chart(tr("%s, per minute, the last hour", tr(s.title)), s.label, day[len(day)-60:]),
+				chart(tr("%s, per hour, the last day", tr(s.title)), s.label, perHour(day)))
 		}
 	}
 	c.kit.Render(w, r, http.StatusOK, c.pages.dashboard, p)

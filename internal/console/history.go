@@ -134,7 +134,7 @@ func perHour(minutes []float64) []float64 {
 // Chart is a bar chart drawn as inline SVG by the template: no script, no
 // external asset, nothing the content policy must allow.
 type Chart struct {
-	Title, Label  string // Label: what a bar counts, for the text equivalent
+	Title, Label  string // Label: what a bar counts, for the text equivalent ("%s tokens")
 	Total         float64
 	Width, Height int
 	Bars          []Bar

@@ -172,8 +172,9 @@ type thingsPage struct {
 	Q     thingSearch
 	Error *searchError
 	Rows  []thingRow
-	// Total is how many match, or "more than N" past the count's bound.
+	// Total is how many match; More: more than Total (the count's bound).
 	Total                string
+	More                 bool
 	Searched, NoOwner    bool
 	PrevLink, NextLink   string
 	FirstShown, LastShow int
@@ -216,7 +217,7 @@ func (c *Console) showThings(w http.ResponseWriter, r *http.Request, s staff) {
 		p.Total = strconv.Itoa(total)
 	}
 	if total > sq.CountLimit {
-		p.Total = "more than " + strconv.Itoa(sq.CountLimit)
+		p.Total, p.More = strconv.Itoa(sq.CountLimit), true
 	}
 	for _, t := range things {
 		p.Rows = append(p.Rows, thingRow{Link: pathOf("things", t.ID), DisplayName: t.DisplayName, SerialNumber: t.SerialNumber,
@@ -513,7 +514,7 @@ func (c *Console) changeFailed(w http.ResponseWriter, r *http.Request, err error
 	case errors.As(err, &re):
 		c.message(w, r, http.StatusBadRequest, "Not revoked", re.Error())
 	case errors.Is(err, store.ErrConflict):
-		c.message(w, r, http.StatusConflict, "Taken", "Another identity holds this name, address or serial number already: "+err.Error())
+		c.message(w, r, http.StatusConflict, "Taken", c.kit.Translator(r)("Another identity holds this name, address or serial number already: %s", err.Error()))
 	case errors.As(err, new(*identity.ValidationError)):
 		c.message(w, r, http.StatusBadRequest, "Not accepted", err.Error())
 	default:

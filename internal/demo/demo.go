@@ -1,6 +1,7 @@
 // Package demo plays thingid's smart-speaker story end to end on a fresh
 // platform it runs in-process (`thingid demo`): factory, registration, call
-// home, pairing, cloud API through the gateway, MQTT telemetry, throttling,
+// home, pairing, cloud API through the gateway, MQTT telemetry, a CoAP
+// thermostat's telemetry (pre-shared key) reaching the cloud service, throttling,
 // a friend's playlist shared with the owner and taken back (UMA 2.0),
 // unlinking and the speaker locked out. The participants (the speaker of
 // examples/smart-speaker, the user and the friend, the cloud API and
@@ -34,6 +35,9 @@ type Options struct {
 	// its gateway and its MQTT broker (TLS) listen: a port of 0, or a port
 	// that is taken, is replaced by a free one.
 	HTTPAddress, GatewayAddress, BrokerAddress string
+	// CoAPAddress is where the CoAP gateway listens for DTLS (UDP); a port
+	// of 0, or one that is taken, is replaced by a free one.
+	CoAPAddress string
 	// Log configures the platform's log, written to thingid.log in Home.
 	Log config.Log
 	// Exit returns after the story; otherwise the platform keeps serving
@@ -76,7 +80,7 @@ func Run(ctx context.Context, opts Options) error {
 	for _, m := range pl.moved {
 		con.printf("  %s\n", m)
 	}
-	con.step(true, "platform", fmt.Sprintf("%s, gateway %s, MQTT broker %s; TLS from the platform CA %s", pl.URL, pl.GatewayURL, pl.BrokerURL, pl.CAFile))
+	con.step(true, "platform", fmt.Sprintf("%s, gateway %s, MQTT broker %s, CoAP gateway %s; TLS from the platform CA %s", pl.URL, pl.GatewayURL, pl.BrokerURL, pl.CoAPURL, pl.CAFile))
 
 	s := &story{con: con, log: log, ep: pl.endpoints, platform: pl.Platform, decision: "allow", musicClient: musicClient}
 	if err := s.walk(ctx, s.steps()); err != nil {

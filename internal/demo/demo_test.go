@@ -38,7 +38,7 @@ func (l *lockedBuffer) String() string {
 
 func loopbackOptions(home string, out io.Writer) Options {
 	return Options{Home: home, HTTPAddress: "127.0.0.1:0", GatewayAddress: "127.0.0.1:0", BrokerAddress: "127.0.0.1:0",
-		Log: config.Log{Level: "info", Format: "text"}, Exit: true, Out: out}
+		CoAPAddress: "127.0.0.1:0", Log: config.Log{Level: "info", Format: "text"}, Exit: true, Out: out}
 }
 
 // The whole story on a platform in this process: every step succeeds, in
@@ -67,6 +67,7 @@ func TestStory(t *testing.T) {
 	}
 	for _, line := range []string{"Go to https://localhost:", "after 5 calls the gateway answered 429", "bob was asked (request_submitted)",
 		`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it", "401 from the gateway",
+		"called home over CoAP on coaps://127.0.0.1:", "with its pre-shared key and posted to /mqtt/things/",
 		"emma registered", "the broker ended the kids' speaker's stream (MQTT 5 DISCONNECT 0x98: outside the allowed times: Emma may use the things in Kids' room from 07:00 to 20:00)",
 		"403 policy_denied: outside the allowed times", "the audit log holds the refusals (policy.deny, rule kids-speaker) at the doors broker, gateway", "Every step succeeded."} {
 		if !strings.Contains(got, line) {

@@ -37,6 +37,7 @@ type endpoints struct {
 	URL        string // the platform, its OAuth issuer
 	GatewayURL string
 	BrokerURL  string // mqtts://localhost:port
+	CoAPURL    string // coaps://127.0.0.1:port
 	CAFile     string // the platform CA that issued the TLS certificates
 	Roots      *x509.CertPool
 }
@@ -49,7 +50,7 @@ func (e endpoints) client() *http.Client {
 
 // platformConfig is the default configuration on home with the gateway on,
 // the listeners on the given addresses.
-func platformConfig(home, httpAddr, gatewayAddr, brokerAddr string, log config.Log) (config.Config, error) {
+func platformConfig(home, httpAddr, gatewayAddr, brokerAddr, coapAddr string, log config.Log) (config.Config, error) {
 	c := config.Default()
 	c.Home = home
 	c.Log = log
@@ -58,6 +59,9 @@ func platformConfig(home, httpAddr, gatewayAddr, brokerAddr string, log config.L
 	c.Gateway.Address = gatewayAddr
 	c.MQTT.Enabled, c.MQTT.TLS.Enabled = true, true
 	c.MQTT.TLS.Address = brokerAddr
+	c.CoAP.Enabled = true
+	c.CoAP.DTLSAddress = coapAddr
+	c.CoAP.UDPAddress = "" // the demo's thermostat speaks DTLS only
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
@@ -100,7 +104,13 @@ func startPlatform(ctx context.Context, opts Options, log *slog.Logger, prepare 
 		ln.Close()
 		return nil, err
 	}
-	cfg, err := platformConfig(opts.Home, ln.Addr().String(), gatewayAddr, brokerAddr, opts.Log)
+	coapAddr, n, err := freeUDP(opts.CoAPAddress)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s (coap.dtlsAddress): %w", opts.CoAPAddress, err)
+	}
+	note(n)
+	cfg, err := platformConfig(opts.Home, ln.Addr().String(), gatewayAddr, brokerAddr, coapAddr, opts.Log)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -132,9 +142,11 @@ func startPlatform(ctx context.Context, opts Options, log *slog.Logger, prepare 
 		return errors.Join(serveErr, p.Close())
 	})
 	_, brokerPort, _ := net.SplitHostPort(brokerAddr)
+	_, coapPort, _ := net.SplitHostPort(coapAddr)
 	pl := &platform{Platform: p, moved: moved, stop: stop, endpoints: endpoints{
 		URL: cfg.HTTP.PublicURL, GatewayURL: cfg.Gateway.PublicURL, BrokerURL: "mqtts://localhost:" + brokerPort,
-		CAFile: filepath.Join(cfg.Home, "pki", "ca.crt"),
+		CoAPURL: "coaps://127.0.0.1:" + coapPort,
+		CAFile:  filepath.Join(cfg.Home, "pki", "ca.crt"),
 	}}
 	if err := pl.waitReady(ctx, served, func() error { return serveErr }); err != nil {
 		stop()
@@ -215,4 +227,24 @@ func listen(addr string) (ln net.Listener, note string, err error) {
 		return nil, "", err
 	}
 	return ln, fmt.Sprintf("%s is in use (is thingid serve running?): using %s instead", addr, ln.Addr()), nil
+}
+
+// freeUDP is addr when its UDP port is free, or a free port of the same
+// host (noted) when it is taken; the socket is closed again for the
+// platform to take a moment later.
+func freeUDP(addr string) (string, string, error) {
+	c, err := net.ListenPacket("udp", addr)
+	note := ""
+	if err != nil {
+		host, _, serr := net.SplitHostPort(addr)
+		if serr != nil || !errors.Is(err, syscall.EADDRINUSE) {
+			return "", "", err
+		}
+		if c, err = net.ListenPacket("udp", net.JoinHostPort(host, "0")); err != nil {
+			return "", "", err
+		}
+		note = fmt.Sprintf("%s is in use (is thingid serve running?): using %s instead", addr, c.LocalAddr())
+	}
+	defer c.Close()
+	return c.LocalAddr().String(), note, nil
 }

@@ -133,6 +133,7 @@ func (s *story) steps() []step {
 		{"owner", s.owner},
 		{"cloud API", s.cloudAPICall},
 		{"telemetry", s.telemetry},
+		{"CoAP", s.coapThermostat},
 		{"throttling", s.throttling},
 		{"playlist asked", s.playlistAsked},
 		{"shared", s.shared},

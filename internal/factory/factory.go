@@ -29,6 +29,7 @@ import (
 
 	"github.com/thingid/thingid/internal/atomicfile"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -39,6 +40,7 @@ type Things interface {
 	CreateBatchThings(ctx context.Context, actor string, b *store.FactoryBatch, things []*store.Thing) ([]error, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
 	GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error)
+	SetThingPSKs(ctx context.Context, actor string, keys []*store.ThingPSK) error
 }
 
 // Options of a batch.
@@ -58,6 +60,12 @@ type Options struct {
 	// factory controls file names; a CSR subject is whatever the device put in).
 	// A CSR whose subject carries a different serialNumber is refused.
 	CSRDir string
+	// PSK gives every device of the run a DTLS pre-shared key too (the CoAP
+	// gateway's smallest devices): DIR/<serial>/psk.identity and
+	// DIR/<serial>/psk.key (0600) are the only place the key is shown; the
+	// store keeps it sealed with MasterKey.
+	PSK       bool
+	MasterKey secrets.Key
 	// Lifetime of the certificates; 0 is pki.DefaultDeviceLifetime.
 	Lifetime time.Duration
 	// Actor is recorded in the audit log.
@@ -121,6 +129,7 @@ type device struct {
 	csr    []byte // CSR mode
 	thing  *store.Thing
 	fp     string
+	psk    *store.ThingPSK // sealed, with Options.PSK
 	err    error
 	// recovered: already stored by an interrupted run, files on disk are its.
 	recovered bool
@@ -143,6 +152,9 @@ func Issue(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options) (S
 	}
 	if opt.Count < 0 {
 		return sum, fmt.Errorf("count must not be negative (got %d)", opt.Count)
+	}
+	if opt.PSK && opt.MasterKey == (secrets.Key{}) {
+		return sum, errors.New("pre-shared keys need the master key to seal them")
 	}
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 1000
@@ -339,6 +351,19 @@ feed:
 		}
 		create = retry
 	}
+	if opt.PSK {
+		var keys []*store.ThingPSK
+		for _, d := range batch {
+			if d.err == nil {
+				keys = append(keys, d.psk)
+			}
+		}
+		if len(keys) > 0 {
+			if err := things.SetThingPSKs(ctx, opt.Actor, keys); err != nil {
+				return fmt.Errorf("store pre-shared keys: %w", err)
+			}
+		}
+	}
 
 	var lines bytes.Buffer
 	w := csv.NewWriter(&lines)
@@ -388,6 +413,11 @@ func prepare(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, 
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("output directory: %w", err)
+	}
+	if opt.PSK {
+		if d.psk, err = newPSK(opt.MasterKey, id, dir); err != nil {
+			return err
+		}
 	}
 	if dc.Key != nil {
 		keyPEM, err := dc.KeyPEM()
@@ -448,6 +478,11 @@ func recoverDone(ctx context.Context, things Things, opt Options, d *device, dir
 	}
 	if t.SerialNumber != d.serial || t.Model != opt.Model || !slices.ContainsFunc(t.Certificates, func(c store.CertRef) bool { return c.FingerprintSHA256 == fp }) {
 		return false, fmt.Errorf("device %s: %s/device.pem names thing %s, which is another device or holds another certificate; move %s away and run again", d.serial, d.serial, id, dir)
+	}
+	if opt.PSK {
+		if d.psk, err = recoverPSK(opt.MasterKey, id, dir); err != nil {
+			return false, fmt.Errorf("device %s: %w", d.serial, err)
+		}
 	}
 	d.thing, d.fp, d.recovered = t, fp, true
 	if len(t.MACAddresses) == 0 {

@@ -28,9 +28,10 @@ import (
 )
 
 type env struct {
-	ids *identity.Service
-	st  store.Store
-	ca  *pki.DeviceCA
+	ids    *identity.Service
+	st     store.Store
+	ca     *pki.DeviceCA
+	master secrets.Key
 }
 
 func newEnv(t *testing.T) *env {
@@ -53,7 +54,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{ids: identity.New(st, nil, password.Policy{}), st: st, ca: ca}
+	return &env{ids: identity.New(st, nil, password.Policy{}), st: st, ca: ca, master: key}
 }
 
 func readManifest(t *testing.T, out string) [][]string {

@@ -224,14 +224,16 @@ func inviteeOf(inv *store.Invitation) inviteeView {
 }
 
 func (s *Service) writeDetails(w http.ResponseWriter, r *http.Request, u *store.User, id string, status int) error {
-	d, err := s.details(r.Context(), u, id)
+	d, err := s.details(r.Context(), u, id, policy.English)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, status, d)
 }
 
-func (s *Service) details(ctx context.Context, u *store.User, id string) (*details, error) {
+// details is household id as its member u sees it, the rules in the words
+// of tr.
+func (s *Service) details(ctx context.Context, u *store.User, id string, tr policy.Translate) (*details, error) {
 	v, err := s.load(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound(id)
@@ -255,7 +257,7 @@ func (s *Service) details(ctx context.Context, u *store.User, id string) (*detai
 		d.Things = append(d.Things, thingView(t))
 	}
 	for i := range v.policy.Rules {
-		d.Rules = append(d.Rules, ruleView{Rule: v.policy.Rules[i], Text: v.policy.Describe(&v.policy.Rules[i])})
+		d.Rules = append(d.Rules, ruleView{Rule: v.policy.Rules[i], Text: v.policy.DescribeIn(&v.policy.Rules[i], tr)})
 	}
 	if role == policy.Guardian {
 		invs, err := s.st.ListInvitations(ctx, store.InvitationFilter{HouseholdID: id})

@@ -26,12 +26,20 @@ type Error struct {
 	Status int
 	Field  string
 	Detail string
+	// format and args make Detail; the pages translate them.
+	format string
+	args   []any
 }
 
 func (e *Error) Error() string { return e.Detail }
 
+// In is Detail as a sentence in the language of tr (ui.Kit.Translator).
+func (e *Error) In(tr func(string, ...any) string) string { return sentence(tr(e.format, e.args...)) }
+
+// refuse is an Error; format is English page text too (the catalogues
+// translate it), so that the pages say what the API says.
 func refuse(status int, field, format string, args ...any) error {
-	return &Error{Status: status, Field: field, Detail: fmt.Sprintf(format, args...)}
+	return &Error{Status: status, Field: field, Detail: fmt.Sprintf(format, args...), format: format, args: args}
 }
 
 // notFound hides from non-members that a household exists at all.

@@ -102,6 +102,8 @@ type messagePage struct {
 	Title, Text, Link, LinkText string
 }
 
+// message shows a page of title and text, English source text the template
+// translates.
 func (s *Service) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
 	s.kit.Render(w, r, status, s.pages.message, messagePage{Title: title, Text: text, Link: pathPages, LinkText: "Your households"})
 }
@@ -192,8 +194,8 @@ func (p *pageState) Form(name string) *form { return p.forms[name] }
 // failed sets the error of a refused submission of form name: at its
 // input when field names one (fields maps the service's field names to
 // the form's inputs), else at the top of the page.
-func (p *pageState) failed(e *Error, name string, values url.Values, fields func(string) string) {
-	p.Error = sentence(e.Detail)
+func (p *pageState) failed(e *Error, tr func(string, ...any) string, name string, values url.Values, fields func(string) string) {
+	p.Error = e.In(tr)
 	input := ""
 	if fields != nil {
 		input = fields(e.Field)
@@ -271,7 +273,7 @@ func (s *Service) listFailed(w http.ResponseWriter, r *http.Request, u *store.Us
 		s.pageError(w, r, lerr)
 		return
 	}
-	p.failed(e, name, r.PostForm, fields)
+	p.failed(e, s.kit.Translator(r), name, r.PostForm, fields)
 	s.kit.Render(w, r, e.Status, s.pages.list, p)
 }
 
@@ -352,23 +354,25 @@ type thingOption struct {
 // option is a choice of a select or a checkbox: the value sent and the
 // words shown.
 type option struct {
-	Value, Label string
+	Value string
+	Label ui.Message
 }
 
 var actionLabels = []option{
-	{string(policy.Use), "use: stream, play, read"},
-	{string(policy.Configure), "configure"},
-	{string(policy.Pair), "pair: have it act for them"},
-	{string(policy.Publish), "publish over MQTT"},
-	{string(policy.Subscribe), "subscribe over MQTT"},
-	{string(policy.Gateway), "call APIs through the gateway"},
+	{string(policy.Use), ui.Msg("use: stream, play, read")},
+	{string(policy.Configure), ui.Msg("configure")},
+	{string(policy.Pair), ui.Msg("pair: have it act for them")},
+	{string(policy.Publish), ui.Msg("publish over MQTT")},
+	{string(policy.Subscribe), ui.Msg("subscribe over MQTT")},
+	{string(policy.Gateway), ui.Msg("call APIs through the gateway")},
 }
 
-var dayLabels = []option{{"mon", "Monday"}, {"tue", "Tuesday"}, {"wed", "Wednesday"}, {"thu", "Thursday"}, {"fri", "Friday"}, {"sat", "Saturday"}, {"sun", "Sunday"}}
+var dayLabels = []option{{"mon", ui.Msg("Monday")}, {"tue", ui.Msg("Tuesday")}, {"wed", ui.Msg("Wednesday")}, {"thu", ui.Msg("Thursday")},
+	{"fri", ui.Msg("Friday")}, {"sat", ui.Msg("Saturday")}, {"sun", ui.Msg("Sunday")}}
 
 func (s *Service) householdPage(w http.ResponseWriter, r *http.Request, u *store.User, id string) (*householdPage, error) {
 	ctx := r.Context()
-	d, err := s.details(ctx, u, id)
+	d, err := s.details(ctx, u, id, s.kit.Translator(r))
 	if err != nil {
 		return nil, err
 	}
@@ -398,22 +402,23 @@ func (s *Service) householdPage(w http.ResponseWriter, r *http.Request, u *store
 // the kinds of members; every thing, the rooms, the things, their models.
 func choices(d *details) (who, things []option) {
 	for _, m := range d.Members {
-		who = append(who, option{"member:" + m.UserID, m.Name + " (" + m.Role + ")"})
+		who = append(who, option{"member:" + m.UserID, ui.Msg("%s (%s)", m.Name, ui.Msg(m.Role))})
 	}
-	who = append(who, option{"dependants", "all dependants"}, option{"guests", "all guests"}, option{"guardians", "all guardians"}, option{"everyone", "every member"})
-	things = append(things, option{"all", "every thing of the household"})
+	who = append(who, option{"dependants", ui.Msg("all dependants")}, option{"guests", ui.Msg("all guests")},
+		option{"guardians", ui.Msg("all guardians")}, option{"everyone", ui.Msg("every member")})
+	things = append(things, option{"all", ui.Msg("every thing of the household")})
 	for _, rm := range d.Rooms {
-		things = append(things, option{"room:" + rm.ID, "the things in " + rm.Name})
+		things = append(things, option{"room:" + rm.ID, ui.Msg("the things in %s", rm.Name)})
 	}
 	var models []string
 	for _, t := range d.Things {
-		things = append(things, option{"thing:" + t.ID, t.Name})
+		things = append(things, option{"thing:" + t.ID, ui.Msg("%s", t.Name)})
 		if t.Model != "" && !slices.Contains(models, t.Model) {
 			models = append(models, t.Model)
 		}
 	}
 	for _, m := range models {
-		things = append(things, option{"model:" + m, "the things of model " + m})
+		things = append(things, option{"model:" + m, ui.Msg("the things of model %s", m)})
 	}
 	return who, things
 }
@@ -448,7 +453,7 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 	p, err := s.householdPage(w, r, u, id)
 	var e *Error
 	if errors.As(err, &e) {
-		s.message(w, r, e.Status, "Household not found", sentence(e.Detail))
+		s.message(w, r, e.Status, "Household not found", e.In(s.kit.Translator(r)))
 		return
 	}
 	if err != nil {
@@ -467,13 +472,13 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 		switch {
 		case errors.As(err, &e):
 			status = e.Status
-			p.failed(e, "preview", q, previewInput)
+			p.failed(e, s.kit.Translator(r), "preview", q, previewInput)
 		case err != nil:
 			s.pageError(w, r, err)
 			return
 		default:
 			p.forms = map[string]*form{"preview": {values: q}}
-			p.Preview = &decisionView{Allowed: d.Allowed, Rule: d.Rule, Reason: sentence(d.Reason), Local: d.Local.Format("Monday 2006-01-02 15:04 MST")}
+			p.Preview = &decisionView{Allowed: d.Allowed, Rule: d.Rule, Reason: sentence(d.Reason), Local: s.kit.Translator(r)(d.Local.Weekday().String()) + d.Local.Format(" 2006-01-02 15:04 MST")}
 		}
 	}
 	s.kit.Render(w, r, status, s.pages.household, p)
@@ -503,14 +508,14 @@ func (s *Service) failed(w http.ResponseWriter, r *http.Request, u *store.User, 
 	var le *Error
 	if errors.As(lerr, &le) {
 		// Not a household of the user's (any more): say only that.
-		s.message(w, r, le.Status, "Household not found", sentence(le.Detail))
+		s.message(w, r, le.Status, "Household not found", le.In(s.kit.Translator(r)))
 		return
 	}
 	if lerr != nil {
 		s.pageError(w, r, lerr)
 		return
 	}
-	p.failed(e, name, r.PostForm, fields)
+	p.failed(e, s.kit.Translator(r), name, r.PostForm, fields)
 	s.kit.Render(w, r, e.Status, s.pages.household, p)
 }
 

@@ -61,7 +61,7 @@ func (s *Service) HashPassword(pw string, u *store.User) (string, error) {
 // (events.Event.Local): nothing there can hold a token, session or
 // connection of an identity that did not exist, and a bulk import creates a
 // million.
-var localActions = map[string]bool{"user.create": true, "group.create": true, "thing.create": true, "user.password-reset-request": true}
+var localActions = map[string]bool{"user.create": true, "group.create": true, "thing.create": true, "user.password-reset-request": true, EventPSKIssue: true}
 
 // change is one audited modification, published once the transaction committed.
 type change struct {

@@ -50,6 +50,9 @@ type Client struct {
 	subs   map[string]topics.Subscription
 	ended  bool
 	stored bool // the Store holds the session
+	// claim is the cluster's order of the connection that attached last
+	// (Remote.Claim), 0 on a single node: Supersede compares it.
+	claim uint64
 
 	// Messages to the client at QoS 1 and 2: sent and unacknowledged, by
 	// packet identifier, and waiting for the client's Receive Maximum or

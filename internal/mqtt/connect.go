@@ -108,6 +108,17 @@ func (c *conn) connect() bool {
 		return false
 	}
 
+	clean := pk.CleanStart || cl.replace
+	if s.cfg.Remote != nil {
+		cl.claim, err = s.claim(cl.ID, clean)
+		defer s.claimed(cl.ID)
+		if err != nil {
+			s.log.Warn("mqtt: the cluster did not order a connection", "client", cl.ID, "err", err)
+			c.refuse(packet.ServerUnavailable, "the cluster cannot take the client identifier now")
+			return false
+		}
+	}
+
 	ack := &packet.Connack{}
 	if pk.Version == packet.V5 {
 		p := &ack.Props
@@ -131,7 +142,7 @@ func (c *conn) connect() bool {
 	// The listener's deadline for the CONNECT ends; keep-alive deadlines
 	// are set for each read (fill).
 	c.nc.SetDeadline(time.Time{})
-	c.client = s.attach(c, cl, pk.CleanStart || cl.replace, expiry, ack)
+	c.client = s.attach(c, cl, clean, expiry, ack)
 	if c.client == nil {
 		return false
 	}
@@ -181,6 +192,7 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 		sess.SetIdentity(cl.Identity())
 		sess.version.Store(cl.version.Load())
 		sess.expiry = expiry
+		sess.claim = cl.claim
 		sess.setConn(c)
 		ack.SessionPresent = old != nil
 		c.wmu.Lock()
@@ -192,9 +204,6 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 			sess.resume()
 		}
 		sess.mu.Unlock()
-		if s.cfg.Remote != nil {
-			s.cfg.Remote.Attached(sess.ID)
-		}
 		return sess
 	}
 }

@@ -213,7 +213,7 @@ func (c *conn) subscribe(p *packet.Subscribe) bool {
 		if ended {
 			return false
 		}
-		existed := s.subs.Subscribe(cl.ID, sub)
+		existed := s.subscribe(cl.ID, sub)
 		granted = append(granted, sub)
 		ack.Codes[i] = packet.ReasonCode(f.QoS)
 		// §3.3.1.3: retained messages go to a new subscription with Retain
@@ -260,7 +260,7 @@ func (c *conn) unsubscribe(p *packet.Unsubscribe) {
 		delete(cl.subs, f)
 		cl.nsubs.Store(int64(len(cl.subs)))
 		cl.mu.Unlock()
-		if !s.subs.Unsubscribe(cl.ID, f) {
+		if !s.unsubscribe(cl.ID, f) {
 			ack.Codes[i] = packet.NoSubscriptionExisted
 		}
 	}

@@ -87,13 +87,23 @@ type Config struct {
 }
 
 // Remote forwards the messages published on this server to the other
-// nodes of a cluster (Config.Remote), and tells them which sessions
-// connected here: another node ends its session of that client
-// identifier (§3.1.4: one connection per client identifier), with
-// Disconnect.
+// nodes of a cluster (Config.Remote), and orders the connections of one
+// client identifier across them (§3.1.4: one connection per client
+// identifier).
 type Remote interface {
 	Forward(m *Message)
-	Attached(clientID string)
+	// Claim takes clientID for a connection accepted here, before its
+	// CONNACK, and tells the other nodes, which end an older session of
+	// clientID (Supersede). It returns the claim's place in one order of
+	// the whole cluster (a larger one is newer), not a clock's reading.
+	// clean is the new connection's Clean Start. An error refuses the
+	// connection (Server unavailable): it could not be ordered.
+	Claim(clientID string, clean bool) (uint64, error)
+	// Shared tells that the members here of shared subscription filter
+	// ($share/<group>/<filter>) changed (Server.Members says how many):
+	// the server leaves its messages to the Remote, which hands each to
+	// one server of the cluster with members (Server.DeliverShared).
+	Shared(filter string)
 }
 
 // Defaults of Config.
@@ -131,6 +141,10 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[string]*Client
 	conns    map[*conn]struct{}
+	// claiming are the client identifiers whose connections here wait
+	// between Remote.Claim and attaching, with the newest claim another
+	// node announced meanwhile, which the attached session then meets.
+	claiming map[string]*claiming
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -155,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cmp.Or(cfg.Log, slog.Default()),
 		sessions: map[string]*Client{},
 		conns:    map[*conn]struct{}{},
+		claiming: map[string]*claiming{},
 	}
 	if cfg.Store != nil {
 		if err := s.restore(); err != nil {
@@ -220,6 +235,80 @@ func (s *Server) Client(id string) *Client {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sessions[id]
+}
+
+// Supersede ends the session of id if its connection claimed the client
+// identifier before claim, which another node's connection made (§3.1.4);
+// a later claim leaves it. The session does not move, so it ends here,
+// and its will is published as when a connection on one server takes over
+// (§3.1.3.2.2): unless the new connection resumes (clean false) and the
+// will has a delay.
+func (s *Server) Supersede(id string, claim uint64, clean bool) {
+	s.mu.Lock()
+	if p := s.claiming[id]; p != nil && claim > p.newest {
+		p.newest, p.clean = claim, clean
+	}
+	s.mu.Unlock()
+	cl := s.Client(id)
+	if cl == nil {
+		return
+	}
+	cl.mu.Lock()
+	if cl.claim >= claim {
+		cl.mu.Unlock()
+		return
+	}
+	cl.expiry = 0 // a delayed will goes when the session ends, at once
+	if !clean {
+		cl.will = nil // the will of a connection that ended already
+	}
+	c := cl.conn
+	cl.mu.Unlock()
+	if c == nil {
+		s.endSession(cl)
+		return
+	}
+	if !clean && c.willDelay > 0 {
+		c.dropWill.Store(true)
+	}
+	c.close(packet.SessionTakenOver, "the client connected to another node")
+}
+
+// claiming counts the connections of one client identifier between their
+// claim and their attaching, and keeps the newest claim announced meanwhile.
+type claiming struct {
+	n      int
+	newest uint64
+	clean  bool
+}
+
+// claim takes id for a connection through the Remote (Claim).
+func (s *Server) claim(id string, clean bool) (uint64, error) {
+	s.mu.Lock()
+	p := s.claiming[id]
+	if p == nil {
+		p = &claiming{}
+		s.claiming[id] = p
+	}
+	p.n++
+	s.mu.Unlock()
+	return s.cfg.Remote.Claim(id, clean)
+}
+
+// claimed ends the wait of a connection of id that claimed it; a newer
+// claim announced meanwhile, which found the session not attached yet,
+// ends it now.
+func (s *Server) claimed(id string) {
+	s.mu.Lock()
+	p := s.claiming[id]
+	if p.n--; p.n == 0 {
+		delete(s.claiming, id)
+	}
+	newest, clean := p.newest, p.clean
+	s.mu.Unlock()
+	if newest != 0 {
+		s.Supersede(id, newest, clean)
+	}
 }
 
 // Disconnect ends the connection of session id, if connected, with code

@@ -1,8 +1,10 @@
 package mqtt
 
 import (
+	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -32,6 +34,11 @@ func (s *Server) Publish(m *Message) { s.publish(m) }
 // again, and nobody waits for a full window.
 func (s *Server) Inject(m *Message) { s.route(m) }
 
+// KeepRetained keeps m as its topic's retained message, or clears the
+// topic for an empty one, delivering it to nobody: for the retained
+// messages a node starting in a cluster takes from the others.
+func (s *Server) KeepRetained(m *Message) { s.retain(m) }
+
 // route keeps or clears m as the retained message and delivers it.
 func (s *Server) route(m *Message) []<-chan struct{} {
 	if m.Retain {
@@ -41,9 +48,16 @@ func (s *Server) route(m *Message) []<-chan struct{} {
 }
 
 // routeOnly delivers m to its subscribers and returns the full windows a
-// publisher waits for.
+// publisher waits for. With a Remote, the shared subscriptions get the
+// messages it forwards through it (DeliverShared), except $ topics, which
+// stay here.
 func (s *Server) routeOnly(m *Message) []<-chan struct{} {
-	ds := s.subs.Match(m.Topic, m.From, nil)
+	var ds []topics.Delivery
+	if s.cfg.Remote != nil && !strings.HasPrefix(m.Topic, "$") {
+		ds = s.subs.MatchUnshared(m.Topic, m.From, nil)
+	} else {
+		ds = s.subs.Match(m.Topic, m.From, nil)
+	}
 	var b batch
 	for _, d := range ds {
 		cl := s.Client(d.ClientID)
@@ -55,6 +69,53 @@ func (s *Server) routeOnly(m *Message) []<-chan struct{} {
 	}
 	b.commit(s)
 	return b.rooms
+}
+
+// DeliverShared delivers m, published on any node of the cluster, to the
+// member of shared subscription filter ($share/<group>/<filter>) whose
+// turn it is here, asking Auth.Deliver; false when it has no member here
+// (any more). Nobody waits for a full window.
+func (s *Server) DeliverShared(m *Message, filter string) bool {
+	d, ok := s.subs.Pick(filter)
+	if !ok {
+		return false
+	}
+	cl := s.Client(d.ClientID)
+	if cl == nil {
+		return false
+	}
+	var b batch
+	cl.deliver(m, d.QoS, m.Retain && d.RetainAsPublished, d.SubscriptionIDs, &b)
+	b.commit(s)
+	return true
+}
+
+// Members is the number of this server's members of shared subscription
+// filter ($share/<group>/<filter>).
+func (s *Server) Members(filter string) int { return s.subs.Members(filter) }
+
+// subscribe adds a subscription to the tree, telling the Remote of a shared
+// one, and reports whether it replaced one.
+func (s *Server) subscribe(clientID string, sub topics.Subscription) bool {
+	existed := s.subs.Subscribe(clientID, sub)
+	s.sharedChanged(sub.Filter)
+	return existed
+}
+
+// unsubscribe removes a subscription from the tree, telling the Remote of
+// a shared one, and reports whether there was one.
+func (s *Server) unsubscribe(clientID, filter string) bool {
+	ok := s.subs.Unsubscribe(clientID, filter)
+	if ok {
+		s.sharedChanged(filter)
+	}
+	return ok
+}
+
+func (s *Server) sharedChanged(filter string) {
+	if inner, _ := topic.ShareFilter(filter); inner != filter && s.cfg.Remote != nil {
+		s.cfg.Remote.Shared(filter)
+	}
 }
 
 // scheduleWill publishes w for cl after delay (§3.1.3.2.2), unless a new
@@ -156,7 +217,7 @@ func (s *Server) endSession(cl *Client) {
 		}
 	}
 	for f := range subs {
-		s.subs.Unsubscribe(cl.ID, f)
+		s.unsubscribe(cl.ID, f)
 	}
 	if w != nil {
 		s.sendWill(cl, w)
@@ -278,7 +339,7 @@ func (s *Server) restore() error {
 		}
 		for _, sub := range snap.Subscriptions[r.ClientID] {
 			cl.subs[sub.Filter] = sub
-			s.subs.Subscribe(cl.ID, sub)
+			s.subscribe(cl.ID, sub)
 		}
 		cl.nsubs.Store(int64(len(cl.subs)))
 		for _, m := range snap.Messages[r.ClientID] {

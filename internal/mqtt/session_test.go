@@ -450,3 +450,46 @@ func TestPacketIDExhaustion(t *testing.T) {
 		t.Fatalf("identifier 7 holds %+v, want the newest message", o)
 	}
 }
+
+// elsewhere is a Remote whose claims interleave with another node's: while
+// a connection here claims its client identifier (ours), the other node's
+// announcement of its own claim (theirs) arrives, before the connection
+// attaches.
+type elsewhere struct {
+	srv          *Server
+	ours, theirs uint64
+}
+
+func (e *elsewhere) Forward(*Message) {}
+func (e *elsewhere) Shared(string)    {}
+func (e *elsewhere) Claim(id string, _ bool) (uint64, error) {
+	e.srv.Supersede(id, e.theirs, true)
+	return e.ours, nil
+}
+
+// TestClaimOvertaken: a newer claim announced while a connection waits
+// for its own ends it once attached (§3.1.4: the newest connection stays,
+// on the other node); an older one leaves it.
+func TestClaimOvertaken(t *testing.T) {
+	for _, tc := range []struct {
+		ours, theirs uint64
+		ended        bool
+	}{{ours: 1, theirs: 2, ended: true}, {ours: 3, theirs: 2, ended: false}} {
+		remote := &elsewhere{ours: tc.ours, theirs: tc.theirs}
+		s := newServer(t, func(c *Config) { c.Remote = remote })
+		remote.srv = s.Server
+		c, ack := s.connect(t, packet.V5, "dev", nil)
+		if ack.Code != packet.Success {
+			t.Fatalf("CONNACK 0x%02x", ack.Code)
+		}
+		if tc.ended {
+			c.Disconnected(packet.SessionTakenOver)
+			eventually(t, "the session ended", func() bool { return s.Client("dev") == nil })
+			continue
+		}
+		c.Send(&packet.Ping{})
+		if p, ok := c.Read().(*packet.Ping); !ok || !p.Response {
+			t.Fatal("the connection with the newer claim ended")
+		}
+	}
+}

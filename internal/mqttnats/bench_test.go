@@ -2,6 +2,9 @@ package mqttnats
 
 import (
 	"context"
+	"runtime"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +55,32 @@ func BenchmarkRouting(b *testing.B) {
 			for range cap(window) { // the last acknowledgements
 				window <- struct{}{}
 			}
+		})
+	}
+}
+
+// BenchmarkConnect connects and disconnects paho clients, each with a
+// client identifier of its own, 8 at a time, to a single server (single)
+// and to a node of a cluster (cluster: each CONNECT waits for its claim
+// from JetStream), and reports the CONNECTs per second.
+func BenchmarkConnect(b *testing.B) {
+	url := natstest.Start(b)
+	for _, bc := range []struct {
+		name string
+		to   *node
+	}{{"single", startNodeWith(b, "", "single", nil)}, {"cluster", startNode(b, url, "a")}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var seq atomic.Int64
+			b.SetParallelism(8 / runtime.GOMAXPROCS(0))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c := dial(b, bc.to, bc.name+strconv.FormatInt(seq.Add(1), 10), "user")
+					c.Disconnect(&paho.Disconnect{})
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "connect/s")
 		})
 	}
 }

@@ -25,22 +25,52 @@ func Subject(prefix, topic string) string {
 	b.WriteString(prefix)
 	for level := range strings.SplitSeq(topic, "/") {
 		b.WriteByte('.')
-		if level == "" {
-			b.WriteByte('%')
-			continue
-		}
-		for i := 0; i < len(level); i++ {
-			c := level[i]
-			if escaped(c) {
-				b.WriteByte('%')
-				b.WriteByte(hexDigits[c>>4])
-				b.WriteByte(hexDigits[c&15])
-				continue
-			}
-			b.WriteByte(c)
-		}
+		writeToken(&b, level)
 	}
 	return b.String()
+}
+
+// writeToken writes a topic level as a subject token.
+func writeToken(b *strings.Builder, level string) {
+	if level == "" {
+		b.WriteByte('%')
+		return
+	}
+	for i := 0; i < len(level); i++ {
+		c := level[i]
+		if escaped(c) {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+}
+
+// FilterSubjects are the subjects under prefix whose messages an MQTT
+// topic filter matches: '+' is '*', and a last '#' is '>' and, as it
+// matches its parent level too (§4.7.1.2), that level's subject as well.
+func FilterSubjects(prefix, filter string) []string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	parent := ""
+	for level := range strings.SplitSeq(filter, "/") {
+		switch level {
+		case "+":
+			b.WriteString(".*")
+		case "#":
+			parent = b.String()
+			b.WriteString(".>")
+		default:
+			b.WriteByte('.')
+			writeToken(&b, level)
+		}
+	}
+	if parent == "" || parent == prefix {
+		return []string{b.String()}
+	}
+	return []string{parent, b.String()}
 }
 
 var errSubject = errors.New("mqttnats: not a subject of an MQTT topic")

@@ -29,6 +29,22 @@ func TestSubject(t *testing.T) {
 	}
 }
 
+func TestFilterSubjects(t *testing.T) {
+	for filter, want := range map[string]string{
+		"a/b":     "mqtt.a.b",
+		"a/+/c":   "mqtt.a.*.c",
+		"#":       "mqtt.>",
+		"a/#":     "mqtt.a mqtt.a.>",
+		"+/a.b/#": "mqtt.*.a%2Eb mqtt.*.a%2Eb.>",
+		"/+":      "mqtt.%.*",
+		"*/>":     "mqtt.%2A.%3E",
+	} {
+		if got := strings.Join(FilterSubjects("mqtt", filter), " "); got != want {
+			t.Errorf("FilterSubjects(%q) = %q, want %q", filter, got, want)
+		}
+	}
+}
+
 // FuzzSubject: every topic maps to a valid NATS subject (tokens neither
 // empty nor wildcards nor holding a separator or whitespace) and back to
 // itself; every subject Topic accepts maps back to that subject.

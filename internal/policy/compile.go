@@ -86,7 +86,7 @@ func Compile(h *Household) (*Set, error) {
 			}
 		}
 		s.rules[id] = r.ID
-		s.texts[id] = nm.describe(r)
+		s.texts[id] = nm.describe(r, English)
 		s.minutes = append(s.minutes, w.boundaries()...)
 	}
 	slices.Sort(s.minutes)

@@ -20,7 +20,7 @@ type Conditions struct {
 	zone     *time.Location
 	policies *cedar.PolicySet
 	minutes  []int
-	text     string
+	when     When
 }
 
 // conditionsID is the one policy of compiled Conditions.
@@ -36,8 +36,7 @@ func CompileConditions(w When, zone *time.Location, field string) (*Conditions, 
 	if zone == nil {
 		zone = time.UTC
 	}
-	c := &Conditions{zone: zone, policies: cedar.NewPolicySet(), minutes: win.boundaries(),
-		text: strings.TrimPrefix(describeWhen(w), " ")}
+	c := &Conditions{zone: zone, policies: cedar.NewPolicySet(), minutes: win.boundaries(), when: w}
 	slices.Sort(c.minutes)
 	c.minutes = slices.Compact(c.minutes)
 	p := ast.Annotation("id", types.String(conditionsID)).Permit()
@@ -52,11 +51,15 @@ func CompileConditions(w When, zone *time.Location, field string) (*Conditions, 
 
 // Describe is the conditions as their owner reads them, e.g. "from 07:00 to
 // 20:00 on school days (Europe/Berlin)"; "always" when they limit nothing.
-func (c *Conditions) Describe() string {
-	if c.text == "" {
-		return "always"
+func (c *Conditions) Describe() string { return c.DescribeIn(English) }
+
+// DescribeIn is Describe in the language of tr.
+func (c *Conditions) DescribeIn(tr Translate) string {
+	text := strings.TrimPrefix(describeWhen(c.when, tr), " ")
+	if text == "" {
+		return tr("always")
 	}
-	return fmt.Sprintf("%s (%s)", c.text, c.zone)
+	return tr("%s (%s)", text, c.zone.String())
 }
 
 // Within decides whether the engine's clock, in c's zone, is inside c. The

@@ -135,7 +135,7 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 		d.Rule, d.Reason = s.rules[id], "outside the allowed times: "+s.texts[id]
 		return d, nil
 	}
-	d.Reason = fmt.Sprintf("no rule allows %s to %s %s", s.names.member(req.UserID), actionVerb(req.Action, nonEmpty(req.Scope)), s.names.thing(req.ThingID))
+	d.Reason = fmt.Sprintf("no rule allows %s to %s %s", s.names.member(req.UserID, English), actionVerb(req.Action, nonEmpty(req.Scope), English), s.names.thing(req.ThingID, English))
 	return d, nil
 }
 

@@ -15,12 +15,13 @@ import (
 	"github.com/thingid/thingid/internal/broker"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
+	"github.com/thingid/thingid/internal/psk"
 )
 
 // startCoAP starts the CoAP gateway configured in coap (DTLS on the
-// platform's server certificate, things authenticated by certs, the loopback
-// UDP listener for local tools). stop closes the listeners and ends every
-// session.
+// platform's server certificate, things authenticated by certs or by their
+// pre-shared keys, the loopback UDP listener for local tools). stop closes
+// the listeners and ends every session.
 func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg prometheus.Registerer, log *slog.Logger, out io.Writer) (stop func(), err error) {
 	c := p.Config.CoAP
 	if !c.Enabled {
@@ -41,6 +42,7 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 		UDPAddress:          c.UDPAddress,
 		Certificate:         cert,
 		Verifier:            certs,
+		PSKs:                psk.NewKeys(p.Store, p.Key),
 		Bus:                 p.Bus,
 		MaxSessions:         c.Limits.MaxSessions,
 		HandshakeTimeout:    time.Duration(c.Limits.HandshakeTimeout),

@@ -43,20 +43,38 @@ func (p *Platform) routes(tk *tokenSet, certs *certauth.Checker, reg *prometheus
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	unavailable := func(w http.ResponseWriter, reason string) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
+	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if p.draining.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "draining"})
+			unavailable(w, "draining")
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Store.Ping(ctx); err != nil {
 			log.Warn("not ready: store does not answer", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database does not answer"})
+			unavailable(w, "database does not answer")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	if mqtt != nil {
+		// The MQTT backend's check: a node cut off from the cluster's NATS
+		// serves HTTPS but must not take MQTT connections.
+		mux.HandleFunc("GET /readyz/mqtt", func(w http.ResponseWriter, r *http.Request) {
+			if p.draining.Load() {
+				unavailable(w, "draining")
+				return
+			}
+			if err := mqtt.Ready(); err != nil {
+				unavailable(w, "cut off from the cluster's NATS")
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		})
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := openapi.Register(mux); err != nil {
 		return nil, nil, err

@@ -250,9 +250,13 @@ func (p *Platform) Serve(ctx context.Context, ln net.Listener, log *slog.Logger,
 		return err
 	}
 	log.Info("shutting down", "timeout", time.Duration(cfg.HTTP.ShutdownTimeout).String())
-	// Every listener stops accepting now; MQTT 5 clients are told to go
-	// elsewhere (DISCONNECT 0x8B, server shutting down) while requests in
-	// flight on the HTTPS listeners finish.
+	// Every listener stops accepting now (the broker's before the HTTPS
+	// listener, so that no connection is taken once HTTPS refuses); MQTT 5
+	// clients are told to go elsewhere (DISCONNECT 0x8B, server shutting
+	// down) while requests in flight on the HTTPS listeners finish.
+	if mqtt != nil {
+		mqtt.StopAccepting()
+	}
 	var stopping sync.WaitGroup
 	stopping.Go(stopGateway)
 	if mqtt != nil {

@@ -355,6 +355,7 @@ type Tx interface {
 	Households
 	PasswordResets
 	FactoryBatches
+	ThingPSKs
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

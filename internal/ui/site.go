@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -227,8 +228,10 @@ func (s *Site) loadCatalogs(fsys fs.FS, dir, origin string) error {
 	return nil
 }
 
-// verbs counts the %s a message takes.
-func verbs(msg string) int { return strings.Count(strings.ReplaceAll(msg, "%%", ""), "%s") }
+var verb = regexp.MustCompile(`%(\[[0-9]+\])?[-+# 0-9.]*[a-zA-Z]`)
+
+// verbs counts the verbs (%s, %q, %[2]s) a message takes.
+func verbs(msg string) int { return len(verb.FindAllString(strings.ReplaceAll(msg, "%%", ""), -1)) }
 
 // checkOverrides parses every page and e-mail the directory holds, so that
 // a broken one stops the start with its file and line.
@@ -340,6 +343,54 @@ func (s *Site) SetLanguage(w http.ResponseWriter, lang string) bool {
 	http.SetCookie(w, &http.Cookie{Name: LanguageCookie, Value: t.String(), Path: "/", MaxAge: 400 * 24 * 3600,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	return true
+}
+
+// Message is page text composed in Go: English source text and the
+// arguments of its verbs, translated when a template prints it with
+// {{t .Message}}. Arguments that are Messages are translated too.
+type Message struct {
+	Src  string
+	Args []any
+}
+
+// Msg is the message src with args.
+func Msg(src string, args ...any) Message { return Message{Src: src, Args: args} }
+
+// String is the message in English.
+func (m Message) String() string { return defaultSite.translateAny("en", m) }
+
+// IsZero reports whether m is no message.
+func (m Message) IsZero() bool { return m.Src == "" }
+
+// translateAny translates src, a string (or a string type, like a role),
+// a Message or a fmt.Stringer, with args in place of its verbs.
+func (s *Site) translateAny(lang string, src any, args ...any) string {
+	switch v := src.(type) {
+	case Message:
+		if v.Src == "" {
+			return ""
+		}
+		return s.translateAny(lang, v.Src, v.Args...)
+	case string:
+		// Templates write %s for every argument: numbers too.
+		args = slices.Clone(args) // a Message's own arguments stay as they are
+		for i, a := range args {
+			switch a := a.(type) {
+			case Message:
+				args[i] = s.translateAny(lang, a)
+			case string:
+			default:
+				args[i] = fmt.Sprint(a)
+			}
+		}
+		return s.translate(lang, v, args...)
+	case fmt.Stringer:
+		return s.translateAny(lang, v.String(), args...)
+	}
+	if rv := reflect.ValueOf(src); rv.Kind() == reflect.String {
+		return s.translateAny(lang, rv.String(), args...)
+	}
+	return fmt.Sprint(src)
 }
 
 // translate is the catalogue's translation of src into lang, with args in

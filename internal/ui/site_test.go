@@ -251,3 +251,28 @@ func TestMailOverridesChecked(t *testing.T) {
 		t.Fatalf("an override of no e-mail: %v", err)
 	}
 }
+
+// Text composed in Go (ui.Msg) and numbers are translated and printed as a
+// template's {{t}} prints them; a string type (a role) is a source text.
+func TestMessages(t *testing.T) {
+	type role string
+	s := defaultSite
+	for _, c := range []struct {
+		src  any
+		args []any
+		want string
+	}{
+		{"Certificates expiring within %s days", []any{30}, "Zertifikate, die innerhalb von 30 Tagen ablaufen"},
+		{Msg("%s (%s)", "emma", Msg("guest")), nil, "emma (Gast)"},
+		{role("guardian"), nil, "Haushaltsvorstand"},
+		{Msg("the things in %s", "Küche"), nil, "die Dinge in Küche"},
+		{Message{}, nil, ""},
+	} {
+		if got := s.translateAny("de", c.src, c.args...); got != c.want {
+			t.Errorf("%v %v: %q, want %q", c.src, c.args, got, c.want)
+		}
+	}
+	if got := Msg("%s (%s)", "emma", Msg("guest")).String(); got != "emma (guest)" {
+		t.Errorf("English: %q", got)
+	}
+}

@@ -160,11 +160,18 @@ func exists(fsys fs.FS, name string) bool {
 func (s *Site) funcs(assetPrefix, lang string) template.FuncMap {
 	return template.FuncMap{
 		"asset": func(name string) string { return assetPrefix + name },
-		"t":     func(src string, args ...any) string { return s.translate(lang, src, args...) },
+		"t":     func(src any, args ...any) string { return s.translateAny(lang, src, args...) },
 		"brand": func() Brand { return s.brand },
 		"logo":  func() bool { return s.logo != nil },
 		"lang":  func() string { return lang },
 	}
+}
+
+// Translator is the catalogue's translation into r's language, for text a
+// component composes in Go before it reaches a template (a rule in words).
+func (k Kit) Translator(r *http.Request) func(src string, args ...any) string {
+	s, lang := k.site(), k.site().Language(r)
+	return func(src string, args ...any) string { return s.translate(lang, src, args...) }
 }
 
 // Render writes page p for the request r, in r's language (Site.Language).

@@ -146,10 +146,10 @@ func (s *Server) interactionRefused(w http.ResponseWriter, r *http.Request, stat
 	var fe *fieldError
 	if !errors.As(err, &fe) {
 		s.log.Error("uma: claims interaction", "path", r.URL.Path, "err", err)
-		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.claims, claimsView{Error: "Something went wrong on our side. Please try again later."})
+		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.claims, claimsView{Error: s.kit.Translator(r)("Something went wrong on our side. Please try again later.")})
 		return
 	}
-	s.kit.Render(w, r, status, s.pages.claims, claimsView{Error: "The application sent an invalid request: " + fe.Error() + "."})
+	s.kit.Render(w, r, status, s.pages.claims, claimsView{Error: s.kit.Translator(r)("The application sent an invalid request: %s.", fe.Error())})
 }
 
 // back sends the party to the client's validated claims redirection URI
@@ -257,7 +257,7 @@ func (s *Server) submitInteraction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
-		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: "The form expired or did not come from this site."})
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: s.kit.Translator(r)("The form expired or did not come from this site.")})
 		return
 	}
 	in, err := s.loadInteraction(ctx, r.PostForm)

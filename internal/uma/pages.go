@@ -207,7 +207,7 @@ func (s *Server) sharingPage(w http.ResponseWriter, r *http.Request, u *store.Us
 	if err != nil {
 		return nil, false, err
 	}
-	now := s.now()
+	now, tr := s.now(), s.kit.Translator(r)
 	clients := map[string]string{}
 	clientName := func(id string) string {
 		if _, ok := clients[id]; !ok {
@@ -228,7 +228,7 @@ func (s *Server) sharingPage(w http.ResponseWriter, r *http.Request, u *store.Us
 			c.Server = clientName(o.ServerID)
 		}
 		for _, sh := range o.Shares {
-			row := shareRow{ID: sh.ID, Who: sh.GranteeName, Group: sh.Grantee.Kind == store.KindGroup, Scopes: sh.Scopes, When: sh.When}
+			row := shareRow{ID: sh.ID, Who: sh.GranteeName, Group: sh.Grantee.Kind == store.KindGroup, Scopes: sh.Scopes, When: sh.whenIn(tr)}
 			if row.Who == "" {
 				row.Who = sh.Grantee.ID
 			}
@@ -265,7 +265,7 @@ func (s *Server) showSharing(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if !found {
 		// Someone else's resource and a missing one look alike.
-		status, p.Error = http.StatusNotFound, "No resource with this id is yours."
+		status, p.Error = http.StatusNotFound, s.kit.Translator(r)("No resource with this id is yours.")
 	}
 	p.Notice = notices[r.URL.Query().Get("done")]
 	s.kit.Render(w, r, status, s.pages.sharing, p)
@@ -371,11 +371,13 @@ func (s *Server) formFailed(w http.ResponseWriter, r *http.Request, u *store.Use
 		s.pageError(w, r, lerr)
 		return
 	}
-	p.Error = sentence(pe.detail)
+	tr := s.kit.Translator(r)
+	detail := tr(pe.detail)
+	p.Error = sentence(detail)
 	if field := formField(pe.field); field != "" && form != nil {
 		if pf := form(p); pf != nil {
 			pf.Errors = map[string]string{field: p.Error}
-			p.Error, p.ErrorAt = fieldLabels[field]+": "+strings.TrimSuffix(pe.detail, ".")+".", pf.ID+"-"+field
+			p.Error, p.ErrorAt = tr(fieldLabels[field])+": "+strings.TrimSuffix(detail, ".")+".", pf.ID+"-"+field
 		}
 	}
 	s.kit.Render(w, r, pe.status, s.pages.sharing, p)
@@ -494,7 +496,7 @@ func (s *Server) showShared(w http.ResponseWriter, r *http.Request) {
 	}
 	rows := make([]sharedRow, 0, len(entries))
 	for _, e := range entries {
-		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes, When: e.When,
+		row := sharedRow{Name: e.Resource.Name, Owner: e.Resource.Owner, Scopes: e.Scopes, When: e.whenIn(s.kit.Translator(r)),
 			Device: e.Resource.Type == ThingResourceType}
 		if e.Grantee.Kind == store.KindGroup {
 			row.Via = e.GranteeName

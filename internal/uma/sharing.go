@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/problem"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
@@ -77,6 +78,16 @@ type shareView struct {
 	// (Europe/Berlin)"), "always" without any.
 	When    string    `json:"when"`
 	Created time.Time `json:"created"`
+	// compiled are the conditions When describes, nil for none.
+	compiled *policy.Conditions
+}
+
+// whenIn is When in the language of tr (the pages').
+func (v shareView) whenIn(tr policy.Translate) string {
+	if v.compiled == nil {
+		return tr(v.When)
+	}
+	return v.compiled.DescribeIn(tr)
 }
 
 func (s *Server) viewShare(ctx context.Context, sh *store.UMAShare) shareView {
@@ -85,7 +96,7 @@ func (s *Server) viewShare(ctx context.Context, sh *store.UMAShare) shareView {
 		s.log.Error("uma: a share's stored conditions", "share", sh.ID, "err", err)
 		v.When = "never (its conditions cannot be read)"
 	} else if c != nil {
-		v.Conditions, v.When = c, compiled.Describe()
+		v.Conditions, v.When, v.compiled = c, compiled.Describe(), compiled
 	}
 	if !sh.ExpiresAt.IsZero() {
 		t := sh.ExpiresAt

@@ -202,7 +202,7 @@ func (s *Server) Register(mux routes.Mux) {
 	// The claims-interaction endpoint (interaction.go): pages, the decision
 	// refused cross-site.
 	cop := ui.CrossOrigin(s.issuer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: "Cross-site request refused."})
+		s.kit.Render(w, r, http.StatusForbidden, s.pages.claims, claimsView{Error: s.kit.Translator(r)("Cross-site request refused.")})
 	}))
 	mux.Handle("GET "+pathClaims, ui.SecurityHeaders(http.HandlerFunc(s.showInteraction)))
 	mux.Handle("POST "+pathClaims, ui.SecurityHeaders(cop.Handler(http.HandlerFunc(s.submitInteraction))))

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/factory"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/server"
 	"github.com/thingid/thingid/internal/store"
@@ -41,6 +42,8 @@ import (
 type Options struct {
 	// Broker starts the MQTT broker's TLS listener.
 	Broker bool
+	// CoAP starts the CoAP gateway's DTLS listener.
+	CoAP bool
 	// Routes, when not empty, is a gateway routes file (YAML): the gateway
 	// starts with it.
 	Routes string
@@ -65,6 +68,8 @@ type Platform struct {
 	CAFile string
 	// BrokerURL is mqtts://localhost:port with Options.Broker.
 	BrokerURL string
+	// CoAPURL is coaps://127.0.0.1:port with Options.CoAP.
+	CoAPURL string
 	// GatewayURL is https://localhost:port with Options.Routes or UMARoutes.
 	GatewayURL string
 	// ResourceServer is the trusted resource server of Options.UMARoutes.
@@ -87,6 +92,9 @@ func Start(t testing.TB, opts Options) *Platform {
 	cfg.HTTP.PublicURL = "https://" + ln.Addr().String()
 	cfg.MQTT.Enabled = opts.Broker
 	cfg.MQTT.TLS.Address = "127.0.0.1:0"
+	cfg.CoAP.Enabled = opts.CoAP
+	cfg.CoAP.DTLSAddress = "127.0.0.1:0"
+	cfg.CoAP.UDPAddress = ""
 	gateway := opts.Routes != "" || opts.UMARoutes != nil
 	cfg.Gateway.Enabled = gateway
 	cfg.Gateway.Address = "127.0.0.1:0"
@@ -147,6 +155,9 @@ func Start(t testing.TB, opts Options) *Platform {
 	})
 	if opts.Broker {
 		pl.BrokerURL = "mqtts://localhost:" + printedPort(t, out, `MQTT broker \(tls\) on mqtts://(\S+)`)
+	}
+	if opts.CoAP {
+		pl.CoAPURL = "coaps://127.0.0.1:" + printedPort(t, out, `CoAP gateway is serving on coaps://(\S+)`)
 	}
 	if gateway {
 		pl.GatewayURL = "https://localhost:" + printedPort(t, out, `thingid gateway is serving on https://(\S+) `)
@@ -243,6 +254,26 @@ func (pl *Platform) Device(t testing.TB, model, serial string, lifetime time.Dur
 		t.Fatal(err)
 	}
 	return th.ID, certFile, keyFile
+}
+
+// PSK issues the thing a DTLS pre-shared key as `thingid factory psk`
+// does and writes its identity and key in files, as `factory issue --psk`
+// does.
+func (pl *Platform) PSK(t testing.TB, thingID string) (identityFile, keyFile string) {
+	t.Helper()
+	in, err := factory.IssuePSK(context.Background(), pl.P.Identity, pl.P.Key, "test", thingID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	identityFile, keyFile = filepath.Join(dir, factory.PSKIdentityFile), filepath.Join(dir, factory.PSKKeyFile)
+	if err := os.WriteFile(identityFile, []byte(in.Identity+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(in.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return identityFile, keyFile
 }
 
 // User creates a person who can sign in, and returns the person's ID.

@@ -178,9 +178,19 @@ func (t *Tree) Len() int {
 // publisher (for No Local, §3.8.3.1: a subscription with it set never gets
 // its own client's messages) and returns out.
 func (t *Tree) Match(topic, publisher string, out []Delivery) []Delivery {
+	return t.match(topic, publisher, out, true)
+}
+
+// MatchUnshared is Match without the shared subscriptions, for a server
+// whose groups share messages with other servers' (Pick).
+func (t *Tree) MatchUnshared(topic, publisher string, out []Delivery) []Delivery {
+	return t.match(topic, publisher, out, false)
+}
+
+func (t *Tree) match(topic, publisher string, out []Delivery, shared bool) []Delivery {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	m := matcher{out: out, start: len(out), publisher: publisher}
+	m := matcher{out: out, start: len(out), publisher: publisher, shared: shared}
 	// §4.7.2: a filter starting with a wildcard does not match a topic
 	// starting with '$'.
 	sys := strings.HasPrefix(topic, "$")
@@ -219,6 +229,7 @@ type matcher struct {
 	out       []Delivery
 	start     int
 	publisher string
+	shared    bool           // shared subscriptions match too
 	index     map[string]int // client id → its own delivery, once there are many
 }
 
@@ -233,18 +244,66 @@ func (m *matcher) add(n *node) {
 		}
 		m.merge(id, s)
 	}
-	for _, g := range n.shared {
-		if len(g.order) == 0 {
-			continue
-		}
-		id := g.order[int(g.next.Add(1)-1)%len(g.order)]
-		s := g.members[id]
-		d := Delivery{ClientID: id, QoS: s.QoS, RetainAsPublished: s.RetainAsPublished, Shared: true}
-		if s.ID != 0 {
-			d.SubscriptionIDs = []int{s.ID}
-		}
-		m.out = append(m.out, d)
+	if !m.shared {
+		return
 	}
+	for _, g := range n.shared {
+		if d, ok := g.pick(); ok {
+			m.out = append(m.out, d)
+		}
+	}
+}
+
+// pick is the delivery to the group's member whose turn it is.
+func (g *group) pick() (Delivery, bool) {
+	if len(g.order) == 0 {
+		return Delivery{}, false
+	}
+	id := g.order[int(g.next.Add(1)-1)%len(g.order)]
+	s := g.members[id]
+	d := Delivery{ClientID: id, QoS: s.QoS, RetainAsPublished: s.RetainAsPublished, Shared: true}
+	if s.ID != 0 {
+		d.SubscriptionIDs = []int{s.ID}
+	}
+	return d, true
+}
+
+// group is shared subscription f ($share/<group>/<filter>), nil when it has
+// no member; t is read-locked.
+func (t *Tree) group(f string) *group {
+	share, filter := splitShared(f)
+	if share == "" {
+		return nil
+	}
+	n := &t.root
+	for level := range strings.SplitSeq(filter, "/") {
+		if n = n.children[level]; n == nil {
+			return nil
+		}
+	}
+	return n.shared[share]
+}
+
+// Members is the number of members of shared subscription f
+// ($share/<group>/<filter>).
+func (t *Tree) Members(f string) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if g := t.group(f); g != nil {
+		return len(g.members)
+	}
+	return 0
+}
+
+// Pick is the delivery of a message to the member of shared subscription f
+// whose turn it is; false when f has none.
+func (t *Tree) Pick(f string) (Delivery, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if g := t.group(f); g != nil {
+		return g.pick()
+	}
+	return Delivery{}, false
 }
 
 // merge folds s into clientID's delivery, adding one if it has none yet.

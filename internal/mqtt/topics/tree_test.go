@@ -141,6 +141,39 @@ func TestShared(t *testing.T) {
 	}
 }
 
+// TestSharedElsewhere: a server that shares its groups with other servers
+// matches without them, and picks a group's member when handed a message.
+func TestSharedElsewhere(t *testing.T) {
+	var tr Tree
+	tr.Subscribe("a", Subscription{Filter: "$share/g/x/+", QoS: 1, ID: 7})
+	tr.Subscribe("b", Subscription{Filter: "$share/g/x/+", QoS: 2})
+	tr.Subscribe("c", Subscription{Filter: "x/y"})
+	if ds := tr.MatchUnshared("x/y", "", nil); len(ds) != 1 || ds[0].ClientID != "c" {
+		t.Fatalf("MatchUnshared: %+v, want c's own only", ds)
+	}
+	picked := map[string]int{}
+	for range 4 {
+		d, ok := tr.Pick("$share/g/x/+")
+		if !ok || !d.Shared {
+			t.Fatalf("Pick: %+v %v", d, ok)
+		}
+		picked[d.ClientID]++
+	}
+	if want := map[string]int{"a": 2, "b": 2}; !reflect.DeepEqual(picked, want) {
+		t.Fatalf("picked %v, want %v", picked, want)
+	}
+	for f, want := range map[string]int{"$share/g/x/+": 2, "$share/h/x/+": 0, "$share/g/x": 0, "x/y": 0} {
+		if got := tr.Members(f); got != want {
+			t.Errorf("Members(%q) = %d, want %d", f, got, want)
+		}
+	}
+	tr.Unsubscribe("a", "$share/g/x/+")
+	tr.Unsubscribe("b", "$share/g/x/+")
+	if d, ok := tr.Pick("$share/g/x/+"); ok {
+		t.Fatalf("Pick from a group without members: %+v", d)
+	}
+}
+
 // TestSubscribeReplaces: §3.8.4, the same filter again replaces the
 // subscription and says it existed (for Retain Handling 1).
 func TestSubscribeReplaces(t *testing.T) {

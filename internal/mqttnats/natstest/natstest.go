@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// Start runs a real nats-server on a free port of 127.0.0.1 and
-// returns its URL.
+// Start runs a real nats-server with JetStream (stored in a temporary
+// directory) on a free port of 127.0.0.1 and returns its URL.
 func Start(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
@@ -30,7 +30,7 @@ func Start(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port)
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", t.TempDir())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

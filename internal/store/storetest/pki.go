@@ -27,6 +27,7 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FactoryBatches", testFactoryBatches},
 		{"FactoryBatchInTx", testFactoryBatchInTx},
 		{"ThingsByIssuer", testThingsByIssuer},
+		{"ThingPSKs", testThingPSKs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -1,0 +1,27 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// ThingPSK is a thing's DTLS pre-shared key (RFC 4279), sealed with the
+// master key: the store never holds the key in clear. KeyID names this key
+// in the thing's PSK identity and is new at every re-issue.
+type ThingPSK struct {
+	ThingID string
+	KeyID   string
+	Sealed  []byte
+	Created time.Time // now when zero
+}
+
+// ThingPSKs stores things' pre-shared keys, at most one per thing.
+// Deleting the thing deletes its key.
+type ThingPSKs interface {
+	// PutThingPSK stores k as its thing's key, replacing the one it had,
+	// and reports whether there was one. ErrNotFound when the thing does
+	// not exist.
+	PutThingPSK(ctx context.Context, k *ThingPSK) (replaced bool, err error)
+	// GetThingPSK returns the thing's key; ErrNotFound when it has none.
+	GetThingPSK(ctx context.Context, thingID string) (*ThingPSK, error)
+}
