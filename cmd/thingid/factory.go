@@ -21,8 +21,9 @@ func newFactory(g *globals) *cobra.Command {
 		Long: `Create --count things of --model (serials <model>-<index zero-padded to 6 digits>, one
 random locally administered MAC each), an ECDSA P-256 key and a certificate from the
 device issuing CA per device, and write DIR/<serial>/device.pem (certificate and
-issuing CA), DIR/<serial>/device.key (PKCS#8, 0600) and DIR/manifest.csv (thing id,
-serial, MAC, certificate SHA-256). With --csr-dir, sign one CSR per file instead:
+issuing CA), DIR/<serial>/device.key (PKCS#8, 0600), DIR/manifest.csv (thing id,
+serial, MAC, certificate SHA-256) and DIR/batches.csv (the factory batch of each model
+made there, recorded with its things). With --csr-dir, sign one CSR per file instead:
 <serial>.csr or <serial>.pem, the file name being the serial number; no key is written.
 With --psk, every device also gets a DTLS pre-shared key for the CoAP gateway:
 DIR/<serial>/psk.identity and DIR/<serial>/psk.key (0600) are the only place the key
@@ -74,6 +75,7 @@ same command again continues.`,
 				}
 				fmt.Fprintf(out, "%d devices in %s (%.0f/s): %d issued, %d already done, %d recovered, %d failed\n",
 					sum.Total, sum.Elapsed.Round(1e7), rate, sum.Issued, sum.Skipped, sum.Recovered, len(sum.Failed))
+				fmt.Fprintf(out, "factory batch %s (the admin console's /admin/batches)\n", sum.Batch)
 				for i, f := range sum.Failed {
 					if i == 20 {
 						fmt.Fprintf(out, "  ... and %d more\n", len(sum.Failed)-20)

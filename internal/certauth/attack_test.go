@@ -350,6 +350,38 @@ func TestRevokeWholeThing(t *testing.T) {
 	}
 }
 
+// Several revocations (a factory batch's things) are carried out together,
+// or, when one of them cannot be, none is.
+func TestRevokeSeveral(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	a, dcA := e.thing("SPK-S1")
+	b, dcB := e.thing("SPK-S2")
+	bare, err := e.ids.CreateThing(ctx, "test", &store.Thing{SerialNumber: "SPK-S3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *RevocationError
+	if _, err := e.c.Revoke(ctx, "test", Revocation{ThingID: a.ID, Reason: ReasonKeyCompromise}, Revocation{ThingID: bare.ID}); !errors.As(err, &re) {
+		t.Fatalf("with a thing without certificates: %v, want a RevocationError", err)
+	}
+	if err := verifyErr(e.c, t, dcA); err != nil {
+		t.Fatalf("a refused batch revoked %s: %v", a.SerialNumber, err)
+	}
+	done, err := e.c.Revoke(ctx, "test", Revocation{ThingID: a.ID, Reason: ReasonKeyCompromise}, Revocation{ThingID: b.ID, Reason: ReasonKeyCompromise})
+	if err != nil || len(done) != 2 {
+		t.Fatalf("Revoke: %d %v", len(done), err)
+	}
+	for _, dc := range []*pki.DeviceCert{dcA, dcB} {
+		if err := verifyErr(e.c, t, dc); !errors.Is(err, ErrRevoked) {
+			t.Errorf("Verify: %v, want ErrRevoked", err)
+		}
+	}
+	if done, err := e.c.Revoke(ctx, "test"); err != nil || len(done) != 0 {
+		t.Errorf("no revocation: %d %v", len(done), err)
+	}
+}
+
 func TestRevokeRefusesNonsense(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

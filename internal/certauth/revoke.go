@@ -93,17 +93,23 @@ func (e *RevocationError) Error() string { return e.Field + ": " + e.Reason }
 // Revoke records the revocations and their audit records in one transaction,
 // then refuses the certificates on this node at once and on every other one
 // through EventCertRevoke. It returns the certificates newly revoked:
-// revoking a revoked certificate again changes nothing.
-func (c *Checker) Revoke(ctx context.Context, actor string, r Revocation) ([]*store.RevokedCert, error) {
-	if _, ok := reasonNames[r.Reason]; !ok {
-		return nil, &RevocationError{"reason", r.Reason.String() + " cannot be used to revoke a device certificate"}
-	}
-	recs, err := c.revocations(ctx, r)
-	if err != nil {
-		return nil, err
+// revoking a revoked certificate again changes nothing. Several revocations
+// (a factory batch's things) are all carried out or, when one of them cannot
+// be, none.
+func (c *Checker) Revoke(ctx context.Context, actor string, rs ...Revocation) ([]*store.RevokedCert, error) {
+	var recs []*store.RevokedCert
+	for _, r := range rs {
+		if _, ok := reasonNames[r.Reason]; !ok {
+			return nil, &RevocationError{"reason", r.Reason.String() + " cannot be used to revoke a device certificate"}
+		}
+		rc, err := c.revocations(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rc...)
 	}
 	var done []*store.RevokedCert
-	err = c.opts.Store.WithTx(ctx, func(tx store.Tx) error {
+	err := c.opts.Store.WithTx(ctx, func(tx store.Tx) error {
 		done = done[:0]
 		for _, rc := range recs {
 			x := *rc

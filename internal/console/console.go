@@ -72,7 +72,7 @@ type Identities interface {
 // Certificates revokes things' certificates (*certauth.Checker: stored,
 // audited, refused on every node at once).
 type Certificates interface {
-	Revoke(ctx context.Context, actor string, r certauth.Revocation) ([]*store.RevokedCert, error)
+	Revoke(ctx context.Context, actor string, rs ...certauth.Revocation) ([]*store.RevokedCert, error)
 	// Revoked tells whether the certificate with thumbprint x5t (base64url
 	// SHA-256 of its DER) is revoked.
 	Revoked(x5t string) bool
@@ -109,8 +109,9 @@ type Connections interface {
 }
 
 // Store is what the console reads directly (store.Store): grants, where a
-// thing is placed, certificates expiring soon, the audit log (and the records of its own reads and
-// disconnects, which no service writes).
+// thing is placed, certificates expiring soon, factory batches and the
+// things of a CA, the audit log (and the records of its own reads,
+// disconnects and batch revocations, which no service writes).
 type Store interface {
 	ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error)
 	GetClient(ctx context.Context, id string) (*store.Client, error)
@@ -118,6 +119,10 @@ type Store interface {
 	ListExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.ThingCertificate, int, error)
 	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error)
 	AppendAudit(ctx context.Context, recs ...store.AuditRecord) error
+	GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error)
+	ListFactoryBatches(ctx context.Context, offset, limit int) ([]*store.FactoryBatch, int, error)
+	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*store.Thing, int, error)
+	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
 }
 
 // Options configures the console. Connections may be nil (no broker).
@@ -180,13 +185,15 @@ var templateFS embed.FS
 
 type pages struct {
 	message, confirm, dashboard, things, thing, users, user, audit, clients, platform *ui.Page
+	batches, batch, cas                                                               *ui.Page
 }
 
 func parsePages(kit ui.Kit) pages {
 	page := func(name string) *ui.Page { return kit.Page(templateFS, "templates/"+name, "templates/partials.html") }
 	return pages{message: page("message.html"), confirm: page("confirm.html"), dashboard: page("dashboard.html"),
 		things: page("things.html"), thing: page("thing.html"), users: page("users.html"), user: page("user.html"),
-		audit: page("audit.html"), clients: page("clients.html"), platform: page("platform.html")}
+		audit: page("audit.html"), clients: page("clients.html"), platform: page("platform.html"),
+		batches: page("batches.html"), batch: page("batch.html"), cas: page("cas.html")}
 }
 
 // staff is who is signed in to the console.
@@ -269,6 +276,10 @@ func (c *Console) Register(mux routes.Mux) {
 	mux.Handle("POST "+Path+"/clients/{id}/secret", change("Rotate this client's secret", c.submitRotateSecret))
 	mux.Handle("POST "+Path+"/clients/{id}/delete", change("Delete this client and revoke its grants", c.submitDeleteClient))
 	mux.Handle("GET "+Path+"/platform", read(c.showPlatform))
+	mux.Handle("GET "+Path+"/batches", read(c.showBatches))
+	mux.Handle("GET "+Path+"/batches/{id}", read(c.showBatch))
+	mux.Handle("POST "+Path+"/batches/{id}/revoke", change("Revoke every certificate of this batch", c.submitRevokeBatch))
+	mux.Handle("GET "+Path+"/cas", read(c.showCAs))
 	mux.Handle("GET "+assetPrefix, c.kit.Assets())
 }
 
@@ -362,6 +373,7 @@ var notices = map[string]string{
 	"reset":         "Every session ended; the next sign-in must choose a new password. A link to choose it was mailed to the user's verified address.",
 	"resetNoMail":   "Every session ended; the next sign-in must choose a new password. No link was mailed: the user has no verified e-mail address.",
 	"clientDeleted": "Client deleted; its grants are revoked.",
+	"batchRevoked":  "Every certificate of this batch is revoked. Connections that used them are closed.",
 }
 
 // base is what every console page shows around its content.

@@ -1,7 +1,9 @@
 // Package factory issues device identities in batches on the production line:
 // things through the identity service, keys and certificates through the
 // device CA of internal/pki, and a directory of per-device files with a manifest.
-// It never writes to the store except through identity, and never holds CA keys.
+// Each run is recorded as a factory batch, with its things, in the
+// transactions that store them. It never writes to the store except through
+// identity, and never holds CA keys.
 package factory
 
 import (
@@ -33,8 +35,11 @@ import (
 
 // Things is what the factory needs from identity.Service.
 type Things interface {
-	CreateThings(ctx context.Context, actor string, things []*store.Thing) ([]error, error)
+	// CreateBatchThings stores things as CreateThings does, in batch b,
+	// which it records with the first of them.
+	CreateBatchThings(ctx context.Context, actor string, b *store.FactoryBatch, things []*store.Thing) ([]error, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
+	GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error)
 	SetThingPSKs(ctx context.Context, actor string, keys []*store.ThingPSK) error
 }
 
@@ -47,7 +52,8 @@ type Options struct {
 	// of CSR files when given.
 	Count int
 	// Out receives DIR/<serial>/device.pem (certificate + issuing CA),
-	// DIR/<serial>/device.key (PKCS#8, 0600; not with CSRDir) and DIR/manifest.csv.
+	// DIR/<serial>/device.key (PKCS#8, 0600; not with CSRDir), DIR/manifest.csv
+	// and DIR/batches.csv (the factory batch of each model made there).
 	Out string
 	// CSRDir, when set, holds one PKCS#10 request per device named
 	// <serial>.csr or <serial>.pem: the file name is the serial number (the
@@ -78,6 +84,9 @@ type Options struct {
 
 // Summary of a run.
 type Summary struct {
+	// Batch is the ID of the factory batch (the same for every run of one
+	// model into one Out).
+	Batch string
 	Total int
 	// Issued in this run; Skipped were in the manifest already; Recovered had
 	// been stored by an interrupted run that did not get to write their
@@ -164,6 +173,11 @@ func Issue(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options) (S
 	if err := ignoreInGit(opt.Out); err != nil {
 		return sum, err
 	}
+	batch, err := openBatch(ctx, things, ca, opt, devs)
+	if err != nil {
+		return sum, err
+	}
+	sum.Batch = batch.ID
 	m, done, err := openManifest(filepath.Join(opt.Out, ManifestFile))
 	if err != nil {
 		return sum, err
@@ -185,8 +199,8 @@ func Issue(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options) (S
 			sum.Elapsed = time.Since(start)
 			return sum, err
 		}
-		batch := pending[i:min(i+opt.BatchSize, len(pending))]
-		if err := runBatch(ctx, things, ca, opt, batch, m, &sum); err != nil {
+		chunk := pending[i:min(i+opt.BatchSize, len(pending))]
+		if err := runBatch(ctx, things, ca, opt, batch, chunk, m, &sum); err != nil {
 			sum.Elapsed = time.Since(start)
 			return sum, err
 		}
@@ -263,7 +277,7 @@ func checkSerial(s string) error {
 // the certificate references, then the manifest lines (fsynced). A crash
 // between any two steps is repaired by the next run: files without a stored
 // thing are replaced, a stored thing without a manifest line is recovered.
-func runBatch(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, batch []*device, m *manifest, sum *Summary) error {
+func runBatch(ctx context.Context, things Things, ca *pki.DeviceCA, opt Options, fb *store.FactoryBatch, batch []*device, m *manifest, sum *Summary) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan *device)
@@ -318,7 +332,7 @@ feed:
 		for i, d := range create {
 			ts[i] = d.thing
 		}
-		errs, err := things.CreateThings(ctx, opt.Actor, ts)
+		errs, err := things.CreateBatchThings(ctx, opt.Actor, fb, ts)
 		if err != nil {
 			return fmt.Errorf("store things: %w", err)
 		}

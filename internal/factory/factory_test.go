@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
@@ -333,5 +334,71 @@ func TestIssueKeepsKeysOutOfGit(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(own, ".gitignore")); string(b) != "*.key\n" {
 		t.Errorf("the operator's .gitignore was replaced: %q", b)
+	}
+}
+
+// A run is recorded as a factory batch with its things, in the
+// transactions that store them; resumed and extended runs of one model into
+// one output directory are the same batch, another model there another one.
+func TestIssueRecordsBatch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	out := t.TempDir()
+	opts := Options{Model: "CAM", Manufacturer: "Acme", Count: 30, Out: out, Actor: "test", BatchSize: 8, Lifetime: 1000 * time.Hour}
+	sum, err := Issue(ctx, e.ids, e.ca, opts)
+	if err != nil || sum.Batch == "" {
+		t.Fatalf("%+v %v", sum, err)
+	}
+	b, err := e.st.GetFactoryBatch(ctx, sum.Batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Model != "CAM" || b.Manufacturer != "Acme" || b.Actor != "test" || b.Count != 30 || b.Issued != 30 ||
+		b.FirstSerial != "CAM-000001" || b.LastSerial != "CAM-000030" || b.Validity != 1000*time.Hour ||
+		b.CASubject != e.ca.Cert.Subject.String() || len(b.CAFingerprint) != 64 {
+		t.Fatalf("batch %+v", b)
+	}
+	things, total, err := e.st.ListFactoryBatchThings(ctx, b.ID, 0, 100)
+	if err != nil || total != 30 {
+		t.Fatalf("batch things: %d %v", total, err)
+	}
+	inManifest := map[string]bool{}
+	for _, row := range readManifest(t, out) {
+		inManifest[row[0]] = true
+	}
+	for _, th := range things {
+		if !inManifest[th.ID] {
+			t.Errorf("thing %s of the batch is not in the manifest", th.ID)
+		}
+	}
+
+	opts.Count = 35
+	sum, err = Issue(ctx, e.ids, e.ca, opts)
+	if err != nil || sum.Batch != b.ID || sum.Issued != 5 {
+		t.Fatalf("extended: %+v %v", sum, err)
+	}
+	if b, _ = e.st.GetFactoryBatch(ctx, b.ID); b.Count != 35 || b.Issued != 35 || b.LastSerial != "CAM-000035" {
+		t.Errorf("extended batch %+v", b)
+	}
+	recs, err := e.st.ListAudit(ctx, store.AuditQuery{Target: &store.Ref{Kind: "batch", ID: b.ID}})
+	if err != nil || len(recs) != 2 || recs[0].Action != "factory.batch" || recs[1].Action != "factory.batch.extend" {
+		t.Errorf("audit: %+v %v", recs, err)
+	}
+
+	opts.Model, opts.Count = "LMP", 2
+	sum, err = Issue(ctx, e.ids, e.ca, opts)
+	if err != nil || sum.Batch == b.ID || sum.Issued != 2 {
+		t.Fatalf("another model in the directory: %+v %v", sum, err)
+	}
+	if _, total, _ := e.st.ListFactoryBatches(ctx, 0, 10); total != 2 {
+		t.Errorf("%d batches, want 2", total)
+	}
+	if again, err := Issue(ctx, e.ids, e.ca, opts); err != nil || again.Batch != sum.Batch || again.Skipped != 2 {
+		t.Errorf("the second model again: %+v %v", again, err)
+	}
+
+	os.WriteFile(filepath.Join(out, BatchesFile), []byte("not,a\nbatch,list\n"), 0o644)
+	if _, err := Issue(ctx, e.ids, e.ca, opts); err == nil || !strings.Contains(err.Error(), BatchesFile) {
+		t.Errorf("a broken %s: %v", BatchesFile, err)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"regexp"
+	"strconv"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -26,11 +28,32 @@ func (s *Service) CreateThing(ctx context.Context, actor string, t *store.Thing)
 	return t, nil
 }
 
-// CreateThings is the factory path: it validates every thing and stores the valid
-// ones in one transaction. errs[i] is nil when things[i] was stored, a
-// *ValidationError or an error wrapping store.ErrConflict otherwise; err reports a
-// failure of the whole batch (nothing stored).
+// CreateThings is the bulk path (import, SCIM Bulk): it validates every
+// thing and stores the valid ones in one transaction. errs[i] is nil when
+// things[i] was stored, a *ValidationError or an error wrapping
+// store.ErrConflict otherwise; err reports a failure of the whole batch
+// (nothing stored).
 func (s *Service) CreateThings(ctx context.Context, actor string, things []*store.Thing) (errs []error, err error) {
+	return s.createThings(ctx, actor, nil, things)
+}
+
+// CreateBatchThings is CreateThings for the factory: the things stored
+// join batch b in the same transaction, which records b first when it is
+// not stored yet (audited as factory.batch; b's ID must be set, so that a
+// resumed run names the same batch).
+func (s *Service) CreateBatchThings(ctx context.Context, actor string, b *store.FactoryBatch, things []*store.Thing) (errs []error, err error) {
+	if b == nil || b.ID == "" {
+		return nil, errors.New("identity: a factory batch needs its ID")
+	}
+	return s.createThings(ctx, actor, b, things)
+}
+
+// GetFactoryBatch reads one factory batch.
+func (s *Service) GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error) {
+	return s.store.GetFactoryBatch(ctx, id)
+}
+
+func (s *Service) createThings(ctx context.Context, actor string, batch *store.FactoryBatch, things []*store.Thing) (errs []error, err error) {
 	errs = make([]error, len(things))
 	valid := make([]*store.Thing, 0, len(things))
 	index := make([]int, 0, len(things))
@@ -44,15 +67,31 @@ func (s *Service) CreateThings(ctx context.Context, actor string, things []*stor
 		return errs, nil
 	}
 	err = s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
+		var changes []change
+		var detail map[string]string
+		if batch != nil {
+			detail = map[string]string{"batch": batch.ID}
+			c, err := recordBatch(ctx, tx, batch)
+			if err != nil {
+				return nil, err
+			}
+			changes = append(changes, c...)
+		}
 		rowErrs, err := tx.CreateThings(ctx, valid)
 		if err != nil {
 			return nil, err
 		}
-		changes := make([]change, 0, len(valid))
+		stored := make([]string, 0, len(valid))
 		for j, e := range rowErrs {
 			errs[index[j]] = e
 			if e == nil {
-				changes = append(changes, change{action: "thing.create", target: store.Ref{Kind: store.KindThing, ID: valid[j].ID}})
+				stored = append(stored, valid[j].ID)
+				changes = append(changes, change{action: "thing.create", target: store.Ref{Kind: store.KindThing, ID: valid[j].ID}, detail: detail})
+			}
+		}
+		if batch != nil {
+			if err := tx.AddFactoryBatchThings(ctx, batch.ID, stored); err != nil {
+				return nil, err
 			}
 		}
 		return changes, nil
@@ -61,6 +100,31 @@ func (s *Service) CreateThings(ctx context.Context, actor string, things []*stor
 		return nil, err
 	}
 	return errs, nil
+}
+
+// KindBatch names factory batches in the audit log and events.
+const KindBatch store.Kind = "batch"
+
+// recordBatch stores b, or its new plan when a resumed run makes more
+// devices than it was started with.
+func recordBatch(ctx context.Context, tx store.Tx, b *store.FactoryBatch) ([]change, error) {
+	stored, err := tx.GetFactoryBatch(ctx, b.ID)
+	switch {
+	case err == nil && stored.Count == b.Count && stored.FirstSerial == b.FirstSerial && stored.LastSerial == b.LastSerial:
+		return nil, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	action := "factory.batch"
+	if err == nil {
+		action = "factory.batch.extend"
+	}
+	if err := tx.PutFactoryBatch(ctx, b); err != nil {
+		return nil, err
+	}
+	return []change{{action: action, target: store.Ref{Kind: KindBatch, ID: b.ID},
+		detail: map[string]string{"model": b.Model, "manufacturer": b.Manufacturer, "count": strconv.Itoa(b.Count),
+			"firstSerial": b.FirstSerial, "lastSerial": b.LastSerial}}}, nil
 }
 
 // UpdateThing applies fn to the stored thing and validates the result.

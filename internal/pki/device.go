@@ -249,7 +249,7 @@ func (d *DeviceCA) checkRequest(thingID, serial string, lifetime time.Duration) 
 	if lifetime < 0 {
 		return fmt.Errorf("device certificate: lifetime %v is negative", lifetime)
 	}
-	lifetime = d.lifetime(lifetime)
+	lifetime = d.Validity(lifetime)
 	if time.Now().Add(lifetime).After(d.Cert.NotAfter) {
 		return fmt.Errorf("device certificate: lifetime %v would outlive the device issuing CA (valid until %s)", lifetime, d.Cert.NotAfter.Format(time.DateOnly))
 	}
@@ -270,8 +270,9 @@ func isPrintableString(s string) bool {
 	return true
 }
 
-// lifetime is the validity of a certificate whose caller asked for lifetime.
-func (d *DeviceCA) lifetime(lifetime time.Duration) time.Duration {
+// Validity is the lifetime of a certificate whose caller asked for lifetime
+// (0: the CA's default).
+func (d *DeviceCA) Validity(lifetime time.Duration) time.Duration {
 	switch {
 	case lifetime != 0:
 		return lifetime
@@ -282,7 +283,7 @@ func (d *DeviceCA) lifetime(lifetime time.Duration) time.Duration {
 }
 
 func (d *DeviceCA) issue(pub crypto.PublicKey, thingID, serial string, lifetime time.Duration) (*DeviceCert, error) {
-	lifetime = d.lifetime(lifetime)
+	lifetime = d.Validity(lifetime)
 	uri, _ := url.Parse(ThingURIPrefix + thingID)
 	now := time.Now()
 	usage := x509.KeyUsageDigitalSignature

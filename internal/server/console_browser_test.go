@@ -152,7 +152,7 @@ func TestBrowserConsoleAccessibility(t *testing.T) {
 	browserSignIn(t, tab, w.r.base, "/admin", "ada")
 	for _, page := range []string{"/admin", "/admin/things", "/admin/things?model=Echo+3", "/admin/things?mac=zz",
 		"/admin/things/" + w.speaker.ID, "/admin/users?q=o", "/admin/users/" + w.olive.ID, "/admin/audit",
-		"/admin/audit?since=yesterday", "/admin/clients", "/admin/platform"} {
+		"/admin/audit?since=yesterday", "/admin/clients", "/admin/platform", "/admin/batches", "/admin/batches/" + w.batch.ID, "/admin/cas"} {
 		must(t, "opening "+page, chromedp.Do(tab, chromedp.Navigate(w.r.base+page), chromedp.WaitVisible(chromedp.CSS("nav"))))
 		browsertest.CheckAccessibility(t, tab, axe, page)
 	}

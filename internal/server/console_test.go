@@ -35,6 +35,7 @@ type consoleWorld struct {
 	r                     *running
 	ada, sam, nora, olive *store.User
 	speaker, lamp         *store.Thing
+	batch                 *store.FactoryBatch // holds the speaker and the lamp
 	grant                 *store.Grant
 	fingerprint           string
 }
@@ -66,6 +67,13 @@ func newConsoleWorld(t *testing.T, tweak ...func(*config.Config)) *consoleWorld 
 		}
 		if _, err := p.Identity.AddCertificate(ctx, "test", w.speaker.ID, store.CertRef{FingerprintSHA256: w.fingerprint,
 			Subject: "CN=" + xss, SerialNumber: "1f", NotAfter: time.Now().Add(24 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		w.batch = &store.FactoryBatch{Model: "Echo 3", Manufacturer: "Acme", Count: 2, Actor: xss, FirstSerial: "SN-0001", LastSerial: "SN-0002"}
+		if err := p.Store.PutFactoryBatch(ctx, w.batch); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Store.AddFactoryBatchThings(ctx, w.batch.ID, []string{w.speaker.ID, w.lamp.ID}); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Identity.AddRelationship(ctx, "test", store.Relationship{Kind: store.RelOwner,
@@ -133,6 +141,7 @@ func (w *consoleWorld) consolePosts(t *testing.T) []string {
 		path = strings.ReplaceAll(path, "/things/{id}", "/things/"+w.speaker.ID)
 		path = strings.ReplaceAll(path, "/users/{id}", "/users/"+w.nora.ID)
 		path = strings.ReplaceAll(path, "/clients/{id}", "/clients/"+w.grant.ClientID)
+		path = strings.ReplaceAll(path, "/batches/{id}", "/batches/"+w.batch.ID)
 		if strings.Contains(path, "{") {
 			t.Fatalf("console route %q has a path value the test does not fill in", rt.Pattern)
 		}
@@ -149,7 +158,8 @@ func (w *consoleWorld) consolePosts(t *testing.T) []string {
 func TestConsoleAccess(t *testing.T) {
 	w := newConsoleWorld(t)
 	pages := []string{"/admin", "/admin/things?serial=SN-0001", "/admin/things/" + w.speaker.ID, "/admin/users?q=o",
-		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/audit.csv", "/admin/clients", "/admin/platform"}
+		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/audit.csv", "/admin/clients", "/admin/platform",
+		"/admin/batches", "/admin/batches/" + w.batch.ID, "/admin/cas"}
 
 	nora := w.client(t, "nora")
 	leaks := func(body string) bool {
@@ -191,7 +201,7 @@ func TestConsoleAccess(t *testing.T) {
 	csrf := w.consoleToken(t, sam)
 	for _, p := range w.consolePosts(t) {
 		form := url.Values{"csrf": {csrf}, "confirm": {"yes"}, "fingerprint": {w.fingerprint}, "grant": {w.grant.ID},
-			"user": {w.olive.ID}, "userName": {"mallory"}, "password": {umaPW}}
+			"user": {w.olive.ID}, "userName": {"mallory"}, "password": {umaPW}, "reason": {"keyCompromise"}}
 		if r := sam.post(p, form); r.status != http.StatusForbidden || !strings.Contains(r.body, "Support staff can read the console but change nothing") {
 			t.Errorf("support staff POST %s: %d %.300s", p, r.status, r.body)
 		}
@@ -220,7 +230,7 @@ func TestConsoleCSRFOnEveryForm(t *testing.T) {
 	for _, p := range w.consolePosts(t) {
 		for name, token := range map[string]string{"none": "", "forged": "AAAA", "another session's": other} {
 			form := url.Values{"confirm": {"yes"}, "fingerprint": {w.fingerprint}, "grant": {w.grant.ID}, "user": {w.olive.ID},
-				"userName": {"mallory"}, "password": {umaPW}}
+				"userName": {"mallory"}, "password": {umaPW}, "reason": {"keyCompromise"}}
 			if token != "" {
 				form.Set("csrf", token)
 			}
@@ -251,6 +261,7 @@ func TestConsoleEscapesStoredXSS(t *testing.T) {
 	w := newConsoleWorld(t)
 	ada := w.client(t, "ada")
 	for _, p := range []string{"/admin/things?model=Echo+3", "/admin/things/" + w.speaker.ID, "/admin/users?q=o", "/admin/clients",
+		"/admin/batches", "/admin/batches/" + w.batch.ID,
 		"/admin/users/" + w.olive.ID, "/admin/audit", "/admin/things?owner=" + url.QueryEscape(xss)} {
 		r := ada.get(p)
 		if r.status != http.StatusOK || scriptTag.MatchString(r.body) {

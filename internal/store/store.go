@@ -281,6 +281,10 @@ type Query struct {
 	// keys and never says a total, reads a page of a million things without
 	// counting them each time).
 	NoTotal bool
+	// CountLimit > 0 bounds the counting: when more than CountLimit match,
+	// the total returned is CountLimit+1 ("more than CountLimit"), so that
+	// a search matching most of a million rows need not count them all.
+	CountLimit int
 }
 
 // Users stores people.
@@ -373,6 +377,7 @@ type Tx interface {
 	UMA
 	Households
 	PasswordResets
+	FactoryBatches
 	ThingPSKs
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,32 +162,20 @@ var tables = map[store.Kind]string{store.KindUser: "users", store.KindThing: "th
 // list runs the COUNT (unless q.NoTotal) and the page query of q over k, calling scan for each row
 // of the page; columns are the SELECT list (table alias x).
 func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns string, scan func(*sql.Rows) error) (int, error) {
-	c := &compiler{f: t.flavor(), k: k}
-	where, err := c.where(q.Filter)
-	if err != nil {
-		return 0, err
-	}
-	whereArgs := len(c.args) // the COUNT binds only these; ORDER BY may add more
-	order, err := c.orderBy(q)
+	l, err := t.listSQL(k, q, columns)
 	if err != nil {
 		return 0, err
 	}
 	total := -1
 	if !q.NoTotal {
-		if err := t.q.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+k.table+" AS x WHERE "+where, c.args[:whereArgs]...).Scan(&total); err != nil {
+		if err := t.q.QueryRowContext(ctx, l.count, l.countArgs...).Scan(&total); err != nil {
 			return 0, fmt.Errorf("count %s: %w", k.table, err)
 		}
 	}
 	if q.Limit == 0 {
 		return total, nil
 	}
-	limit := int64(q.Limit)
-	if limit < 0 {
-		limit = 1<<63 - 1 // no limit: both databases accept the largest BIGINT
-	}
-	query := "SELECT " + columns + " FROM " + k.table + " AS x WHERE " + where + " ORDER BY " + order +
-		" LIMIT " + c.arg(limit) + " OFFSET " + c.arg(int64(max(q.Offset, 0)))
-	rows, err := t.q.QueryContext(ctx, query, c.args...)
+	rows, err := t.q.QueryContext(ctx, l.query, l.args...)
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", k.table, err)
 	}
@@ -197,4 +186,35 @@ func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns strin
 		}
 	}
 	return total, rows.Err()
+}
+
+// listing is the SQL of a List call: the count of the matches and the page.
+type listing struct {
+	count, query    string
+	countArgs, args []any
+}
+
+func (t *txn) listSQL(k *kindSQL, q store.Query, columns string) (listing, error) {
+	c := &compiler{f: t.flavor(), k: k}
+	where, err := c.where(q.Filter)
+	if err != nil {
+		return listing{}, err
+	}
+	whereArgs := len(c.args) // the COUNT binds only these; ORDER BY may add more
+	order, err := c.orderBy(q)
+	if err != nil {
+		return listing{}, err
+	}
+	l := listing{count: "SELECT COUNT(*) FROM " + k.table + " AS x WHERE " + where, countArgs: c.args[:whereArgs]}
+	if q.CountLimit > 0 {
+		l.count = "SELECT COUNT(*) FROM (SELECT 1 FROM " + k.table + " AS x WHERE " + where + " LIMIT " + strconv.Itoa(q.CountLimit+1) + ") AS c"
+	}
+	limit := int64(q.Limit)
+	if limit < 0 {
+		limit = 1<<63 - 1 // no limit: both databases accept the largest BIGINT
+	}
+	l.query = "SELECT " + columns + " FROM " + k.table + " AS x WHERE " + where + " ORDER BY " + order +
+		" LIMIT " + c.arg(limit) + " OFFSET " + c.arg(int64(max(q.Offset, 0)))
+	l.args = c.args
+	return l, nil
 }

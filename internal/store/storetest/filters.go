@@ -292,6 +292,9 @@ func testSortAndPaging(t *testing.T, s store.Store) {
 		{"limit 0 is only the total", store.KindThing, store.Query{Filter: cmp("manufacturer", store.OpEq, "Acme"), Limit: 0}, "", 2},
 		{"filter, sort and page", store.KindThing, store.Query{Filter: cmp("manufacturer", store.OpEq, "Acme"), SortBy: "model", Descending: true, Limit: 1}, "t2", 2},
 		{"groups", store.KindGroup, store.Query{SortBy: "displayName", Limit: 10}, "g2 g1", 2},
+		{"count bounded: more than 1", store.KindThing, store.Query{SortBy: "serialNumber", Limit: 1, CountLimit: 1}, "t3", 2},
+		{"count bounded: exact below", store.KindThing, store.Query{Filter: cmp("manufacturer", store.OpEq, "Acme"), SortBy: "model", Limit: -1, CountLimit: 5}, "t1 t2", 2},
+		{"count bounded: exact at", store.KindUser, store.Query{SortBy: "userName", Limit: -1, CountLimit: 3}, "u1 u2 u3", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

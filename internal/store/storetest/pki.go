@@ -24,6 +24,9 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CAFiles", testCAFiles},
 		{"ConcurrentCAFiles", testConcurrentCAFiles},
 		{"ExpiringCertificates", testExpiringCertificates},
+		{"FactoryBatches", testFactoryBatches},
+		{"FactoryBatchInTx", testFactoryBatchInTx},
+		{"ThingsByIssuer", testThingsByIssuer},
 		{"ThingPSKs", testThingPSKs},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,34 @@
+-- Factory batches (issue 15): each run of `thingid factory issue` (resumed
+-- runs of one output directory are one batch) and the things it made,
+-- recorded in the transaction that stores the things. A batch is never
+-- deleted; deleting a thing takes it out of its batch. issued counts the
+-- things the batch made, planned the devices it was started with.
+CREATE TABLE factory_batches (
+	id               TEXT        NOT NULL PRIMARY KEY,
+	created          TIMESTAMPTZ NOT NULL,
+	actor            TEXT        NOT NULL DEFAULT '',
+	model            TEXT        NOT NULL,
+	manufacturer     TEXT        NOT NULL DEFAULT '',
+	planned          BIGINT      NOT NULL,
+	issued           BIGINT      NOT NULL DEFAULT 0,
+	first_serial     TEXT        NOT NULL DEFAULT '',
+	last_serial      TEXT        NOT NULL DEFAULT '',
+	ca_subject       TEXT        NOT NULL DEFAULT '',
+	ca_fingerprint   TEXT        NOT NULL DEFAULT '',
+	validity_seconds BIGINT      NOT NULL DEFAULT 0
+);
+CREATE INDEX factory_batches_created ON factory_batches (created, id);
+CREATE TABLE factory_batch_things (
+	batch_id TEXT NOT NULL REFERENCES factory_batches (id),
+	thing_id TEXT NOT NULL REFERENCES things (id) ON DELETE CASCADE,
+	PRIMARY KEY (batch_id, thing_id)
+);
+CREATE INDEX factory_batch_things_thing ON factory_batch_things (thing_id);
+
+-- The issuer of each certificate recorded on a thing, so that the console
+-- counts the things of a manufacturer CA by an index.
+ALTER TABLE thing_certificates ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+UPDATE thing_certificates AS tc SET issuer = c ->> 'issuer'
+	FROM things AS x, jsonb_array_elements(COALESCE(x.doc -> 'certificates', '[]'::jsonb)) AS c
+	WHERE x.id = tc.thing_id AND c ->> 'fingerprintSha256' = tc.fingerprint AND c ->> 'issuer' IS NOT NULL;
+CREATE INDEX thing_certificates_issuer ON thing_certificates (issuer, thing_id);
