@@ -130,6 +130,7 @@ type Server struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Client
+	taps     map[string]func(*Message) // by identifier (Tap)
 	conns    map[*conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup
