@@ -31,8 +31,15 @@ func (g *Gateway) blockwise() blockwiseOpts {
 	return blockwiseOpts{
 		enable:    options.WithBlockwise(true, blockwise.SZX1024, g.opts.BlockTimeout),
 		transfers: options.WithBlockwiseReceivingMessagesCacheMaxEntries(g.opts.BlockTransfers),
-		monitor:   options.WithRequestMonitor(udpClient.RequestMonitorFunc(g.limitBody)),
+		monitor:   options.WithRequestMonitor(udpClient.RequestMonitorFunc(g.monitor)),
 	}
+}
+
+// monitor sees every message a peer sends before go-coap handles it: a
+// Reset (resetSeen, observe.go) and the blocks of a request (limitBody).
+func (g *Gateway) monitor(cc *udpClient.Conn, req *pool.Message) (drop bool, err error) {
+	g.resetSeen(cc, req)
+	return g.limitBody(cc, req)
 }
 
 // limitBody answers 4.13 with Size1 (RFC 7959 §2.9.3, §4) to a block that

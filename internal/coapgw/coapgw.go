@@ -410,7 +410,7 @@ func (g *Gateway) onEvent(e events.Event) {
 // router is the resource table: the device API, then Options.Resources.
 func (g *Gateway) router() (*mux.Router, error) {
 	r := mux.NewRouter()
-	r.Use(g.ignoreResets)
+	r.Use(ignoreResets)
 	table := []Resource{{Path: PathSelf, Handler: HandlerFunc(serveSelf)}}
 	if g.opts.Publisher != nil || g.opts.Subscriber != nil {
 		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: g.mqttResource()})

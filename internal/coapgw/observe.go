@@ -6,12 +6,15 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,9 +38,10 @@ type Subscriber interface {
 
 // Bounds of observation.
 const (
-	// notifyQueue is how many messages wait for one observer while its
-	// last notification is unacknowledged; past it the oldest goes
-	// (RFC 7641 §4.5.2: only the newest state has to arrive).
+	// notifyQueue is how many messages wait for one observer's session
+	// while its last notification is unacknowledged, for each observer it
+	// may hold; past it the oldest goes (RFC 7641 §4.5.2: only the newest
+	// state has to arrive).
 	notifyQueue = 16
 	// notifyTimeout bounds the retransmissions of one confirmable
 	// notification; an observer that never acknowledges is removed
@@ -60,25 +64,33 @@ type observers struct {
 
 	mu        sync.Mutex
 	n         int
-	bySession map[*Session]map[string]*observer // token → observer
-	byMID     map[sentMID]*observer             // each observer's last notification
+	bySession map[*Session]*observed
 }
 
-// sentMID names a notification sent on a session.
-type sentMID struct {
-	s   *Session
-	mid int32
+// observed are the observations of one session. One sender writes their
+// notifications, one confirmable at a time (RFC 7252 §4.7: NSTART 1), so
+// that a Reset names the observer of the notification in flight.
+type observed struct {
+	byToken  map[string]*observer
+	queue    chan pending
+	done     chan struct{} // the session ended
+	inflight atomic.Pointer[observer]
+}
+
+// pending is a message on its way to an observer.
+type pending struct {
+	ob *observer
+	m  Message
 }
 
 type observer struct {
 	s     *Session
 	token message.Token
-	queue chan Message
-	done  chan struct{}
-	stop  func() // the broker's subscription
+	ready chan struct{} // closed once the registration's answer is out
+	done  chan struct{} // closed when removed
+	stop  func()        // the broker's subscription
 	once  sync.Once
 	seq   uint32 // the last Observe value sent; only the sender touches it
-	mid   int32  // the last notification's message ID, under observers.mu
 }
 
 type observeMetrics struct {
@@ -94,7 +106,7 @@ func newObservers(opts Options) (*observers, error) {
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_notifications_total",
 			Help: "CoAP notifications by result (sent, dropped: the observer's queue was full, unacknowledged: the observer was removed)."}, []string{"result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_observe_refused_total",
-			Help: "Observations refused, by reason (forbidden, bad_topic, inactive, session_limit, limit)."}, []string{"reason"}),
+			Help: "Observations refused, by reason (forbidden, bad_topic, inactive, session_limit, limit, session_ended)."}, []string{"reason"}),
 	}
 	if opts.Registerer != nil {
 		for _, c := range []prometheus.Collector{m.observers, m.notifications, m.refused} {
@@ -104,7 +116,7 @@ func newObservers(opts Options) (*observers, error) {
 		}
 	}
 	return &observers{sub: opts.Subscriber, max: opts.MaxObservers, perSession: opts.ObserversPerSession, log: opts.Log, metrics: m,
-		bySession: map[*Session]map[string]*observer{}, byMID: map[sentMID]*observer{}}, nil
+		bySession: map[*Session]*observed{}}, nil
 }
 
 // mqttResource serves /mqtt/TOPIC: POST publishes (publishHandler), GET
@@ -134,7 +146,7 @@ func (g *Gateway) mqttResource() Handler {
 // answered with an empty 2.05 carrying Observe, the retained messages
 // following as notifications; without Observe, or with Observe: 1 after
 // removing the token's observer, it answers the topic's retained message
-// (2.05, block-wise when large) or 4.04. 4.01 without a DTLS identity or
+// (2.05, block-wise when large) or 4.04 (an empty 2.05 for Observe: 1). 4.01 without a DTLS identity or
 // for a thing no longer active, 4.03 outside the thing's subscribe rules,
 // 4.00 for what is no topic, 4.29 past the session's observers, 5.03 past
 // the gateway's. s is a DTLS session (mqttResource answered 4.01 without).
@@ -147,30 +159,38 @@ func (o *observers) serve(w mux.ResponseWriter, r *mux.Message, s *Session) {
 	obs, err := r.Observe()
 	switch {
 	case errors.Is(err, message.ErrOptionNotFound):
-		o.retained(w, r, s, topic)
+		_ = o.retained(w, r, s, topic)
 	case err != nil:
 		_ = w.SetResponse(codes.BadOption, message.TextPlain, nil)
 	case obs == 0:
 		o.register(w, r, s, topic)
 	case obs == 1:
 		o.remove(o.find(s, r.Token()), "deregistered")
-		o.retained(w, r, s, topic)
+		if errors.Is(o.retained(w, r, s, topic), errNoneRetained) {
+			// As the registration answered: nothing yet.
+			_ = w.SetResponse(codes.Content, message.TextPlain, nil)
+		}
 	default:
 		_ = w.SetResponse(codes.BadRequest, message.TextPlain, bytes.NewReader([]byte("Observe is 0 (register) or 1 (deregister)")))
 	}
 }
 
-// retained answers the topic's retained message.
-func (o *observers) retained(w mux.ResponseWriter, r *mux.Message, s *Session, topic string) {
+// errNoneRetained: retained answered 4.04, nothing being retained.
+var errNoneRetained = errors.New("no retained message")
+
+// retained answers the topic's retained message, and says why it did not.
+func (o *observers) retained(w mux.ResponseWriter, r *mux.Message, s *Session, topic string) error {
 	m, ok, err := o.sub.RetainedAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic)
 	switch {
 	case err != nil:
 		o.refuse(w, err, topic)
+		return err
 	case !ok:
 		_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
-	default:
-		_ = w.SetResponse(codes.Content, formatOf(m.ContentType), bytes.NewReader(m.Payload))
+		return errNoneRetained
 	}
+	_ = w.SetResponse(codes.Content, formatOf(m.ContentType), bytes.NewReader(m.Payload))
+	return nil
 }
 
 // refuse answers a Subscriber's refusal.
@@ -194,9 +214,10 @@ func (o *observers) refuse(w mux.ResponseWriter, err error, topic string) {
 // register adds the observer of a GET with Observe: 0, replacing the one
 // of the same token (RFC 7641 §4.1).
 func (o *observers) register(w mux.ResponseWriter, r *mux.Message, s *Session, topic string) {
-	ob := &observer{s: s, token: append(message.Token(nil), r.Token()...), queue: make(chan Message, notifyQueue), done: make(chan struct{}), mid: -1}
+	ob := &observer{s: s, token: append(message.Token(nil), r.Token()...), ready: make(chan struct{}), done: make(chan struct{})}
 	o.remove(o.find(s, ob.token), "replaced")
-	if reason := o.reserve(ob); reason != "" {
+	mine, reason := o.reserve(ob)
+	if reason != "" {
 		o.metrics.refused.WithLabelValues(reason).Inc()
 		if reason == "session_limit" {
 			_ = w.SetResponse(codes.TooManyRequests, message.TextPlain, bytes.NewReader([]byte("too many observations on this session")))
@@ -205,54 +226,63 @@ func (o *observers) register(w mux.ResponseWriter, r *mux.Message, s *Session, t
 		}
 		return
 	}
-	stop, err := o.sub.SubscribeAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic, ob.enqueue(o.metrics))
+	stop, err := o.sub.SubscribeAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic, mine.enqueue(ob, o.metrics))
 	if err != nil {
 		o.remove(ob, "")
 		o.refuse(w, err, topic)
 		return
 	}
+	o.mu.Lock()
 	ob.stop = stop
-	select {
-	case <-ob.done: // the session ended meanwhile
+	removed := o.bySession[s] != mine || mine.byToken[string(ob.token)] != ob
+	o.mu.Unlock()
+	if removed { // the session ended meanwhile, or another request took the token
 		stop()
 		return
-	default:
 	}
 	ob.seq = 1
-	w.Message().SetObserve(ob.seq)
 	_ = w.SetResponse(codes.Content, message.TextPlain, nil)
+	w.Message().SetObserve(ob.seq) // after SetResponse, which resets the options
 	// Notifications follow the registration's answer, never overtake it.
-	if !responsewriter.AfterWrite(r.Context(), func() { go o.notify(ob) }) {
-		go o.notify(ob)
+	ready := func() { close(ob.ready) }
+	if !responsewriter.AfterWrite(r.Context(), ready) {
+		ready()
 	}
 }
 
-// reserve counts ob in, or names the bound it would pass.
-func (o *observers) reserve(ob *observer) string {
+// reserve counts ob in, or names the bound it would pass; the session's
+// sender starts with its first observer.
+func (o *observers) reserve(ob *observer) (*observed, string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	mine := o.bySession[ob.s]
 	switch {
-	case len(mine) >= o.perSession:
-		return "session_limit"
+	case ob.s.conn.Context().Err() != nil:
+		return nil, "session_ended" // its observers are gone already
+	case mine != nil && len(mine.byToken) >= o.perSession:
+		return nil, "session_limit"
 	case o.n >= o.max:
-		return "limit"
+		return nil, "limit"
 	}
 	if mine == nil {
-		mine = map[string]*observer{}
+		mine = &observed{byToken: map[string]*observer{}, queue: make(chan pending, notifyQueue*o.perSession), done: make(chan struct{})}
 		o.bySession[ob.s] = mine
 		ob.s.conn.AddOnClose(func() { o.endSession(ob.s) })
+		go o.notify(ob.s, mine)
 	}
-	mine[string(ob.token)] = ob
+	mine.byToken[string(ob.token)] = ob
 	o.n++
 	o.metrics.observers.Inc()
-	return ""
+	return mine, ""
 }
 
 func (o *observers) find(s *Session, token message.Token) *observer {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.bySession[s][string(token)]
+	if mine := o.bySession[s]; mine != nil {
+		return mine.byToken[string(token)]
+	}
+	return nil
 }
 
 // remove ends ob (nil: none) for reason ("" when not worth a log line).
@@ -261,18 +291,17 @@ func (o *observers) remove(ob *observer, reason string) {
 		return
 	}
 	o.mu.Lock()
-	mine := o.bySession[ob.s]
-	if mine[string(ob.token)] == ob {
-		delete(mine, string(ob.token))
-		delete(o.byMID, sentMID{ob.s, ob.mid})
+	if mine := o.bySession[ob.s]; mine != nil && mine.byToken[string(ob.token)] == ob {
+		delete(mine.byToken, string(ob.token))
 		o.n--
 		o.metrics.observers.Dec()
 	}
+	stop := ob.stop
 	o.mu.Unlock()
 	ob.once.Do(func() {
 		close(ob.done)
-		if ob.stop != nil {
-			ob.stop()
+		if stop != nil {
+			stop()
 		}
 	})
 	if reason != "" {
@@ -282,45 +311,56 @@ func (o *observers) remove(ob *observer, reason string) {
 
 // endSession removes the observers of a session that closed: ended by
 // the thing, idle, or revoked (the gateway closes the session of a
-// revoked certificate or a disabled or unlinked thing).
+// revoked certificate or a disabled or unlinked thing), and stops its
+// sender.
 func (o *observers) endSession(s *Session) {
 	o.mu.Lock()
-	var doomed []*observer
-	for _, ob := range o.bySession[s] {
-		doomed = append(doomed, ob)
-	}
-	o.mu.Unlock()
-	for _, ob := range doomed {
-		o.remove(ob, "session_ended")
-	}
-	o.mu.Lock()
+	mine := o.bySession[s]
 	delete(o.bySession, s)
+	var doomed []*observer
+	if mine != nil {
+		for _, ob := range mine.byToken {
+			doomed = append(doomed, ob)
+		}
+		clear(mine.byToken)
+		o.n -= len(doomed)
+		o.metrics.observers.Sub(float64(len(doomed)))
+	}
 	o.mu.Unlock()
+	if mine == nil {
+		return
+	}
+	close(mine.done)
+	for _, ob := range doomed {
+		o.remove(ob, "session_ended") // counted out above: this stops it
+	}
 }
 
-// reset removes the observer whose last notification a Reset answers
-// (RFC 7641 §3.6: the client forgot the observation).
-func (o *observers) reset(s *Session, mid int32) {
+// reset removes the observer whose notification is in flight on s, which
+// a Reset answered (RFC 7641 §3.6: the client forgot the observation).
+func (o *observers) reset(s *Session) {
 	o.mu.Lock()
-	ob := o.byMID[sentMID{s, mid}]
+	mine := o.bySession[s]
 	o.mu.Unlock()
-	o.remove(ob, "reset")
+	if mine != nil {
+		o.remove(mine.inflight.Load(), "reset")
+	}
 }
 
 // enqueue is ob's delivery function: it never blocks the publisher, and
-// drops the oldest waiting message for a full queue.
-func (ob *observer) enqueue(m *observeMetrics) func(Message) {
+// drops the session's oldest waiting message for a full queue.
+func (mine *observed) enqueue(ob *observer, m *observeMetrics) func(Message) {
 	return func(msg Message) {
 		for {
 			select {
 			case <-ob.done:
 				return
-			case ob.queue <- msg:
+			case mine.queue <- pending{ob, msg}:
 				return
 			default:
 			}
 			select {
-			case <-ob.queue:
+			case <-mine.queue:
 				m.notifications.WithLabelValues("dropped").Inc()
 			default:
 			}
@@ -328,22 +368,33 @@ func (ob *observer) enqueue(m *observeMetrics) func(Message) {
 	}
 }
 
-// notify sends ob's messages as confirmable notifications, one at a time
-// (RFC 7641 §4.5.1), until it is removed.
-func (o *observers) notify(ob *observer) {
+// notify is a session's sender: it writes the notifications of its
+// observers as confirmable messages, one at a time, until the session
+// ends.
+func (o *observers) notify(s *Session, mine *observed) {
 	for {
+		var p pending
 		select {
-		case <-ob.done:
+		case <-mine.done:
 			return
-		case m := <-ob.queue:
-			if err := o.send(ob, m); err != nil {
-				select {
-				case <-ob.done: // removed meanwhile: no failure of the thing's
-				default:
-					o.metrics.notifications.WithLabelValues("unacknowledged").Inc()
-					o.remove(ob, "unacknowledged")
-				}
-				return
+		case p = <-mine.queue:
+		}
+		select {
+		case <-p.ob.ready:
+		case <-p.ob.done:
+			continue
+		}
+		mine.inflight.Store(p.ob)
+		err := o.send(p.ob, p.m)
+		mine.inflight.Store(nil)
+		select {
+		case <-p.ob.done: // removed meanwhile (a Reset, deregistered)
+		case <-s.conn.Done(): // the session's end removes it
+		default:
+			if err != nil {
+				o.metrics.notifications.WithLabelValues("unacknowledged").Inc()
+				o.remove(p.ob, "unacknowledged")
+				continue
 			}
 			o.metrics.notifications.WithLabelValues("sent").Inc()
 		}
@@ -370,26 +421,28 @@ func (o *observers) send(ob *observer, m Message) error {
 	msg.SetContentFormat(formatOf(m.ContentType))
 	msg.SetBody(bytes.NewReader(m.Payload))
 	msg.SetType(message.Confirmable)
-	mid := cc.GetMessageID()
-	msg.SetMessageID(mid)
-	o.mu.Lock()
-	delete(o.byMID, sentMID{ob.s, ob.mid})
-	ob.mid = mid
-	o.byMID[sentMID{ob.s, mid}] = ob
-	o.mu.Unlock()
 	return cc.WriteMessage(msg)
 }
 
+// resetSeen removes the observer whose notification a Reset answers. It
+// runs in go-coap's request monitor (Gateway.monitor), before go-coap takes the
+// Reset as the answer to the notification in flight and lets its sender go
+// on to the next.
+func (g *Gateway) resetSeen(cc *udpClient.Conn, m *pool.Message) {
+	if m.Type() != message.Reset {
+		return
+	}
+	if s := g.session(cc); s != nil {
+		g.observers.reset(s)
+	}
+}
+
 // ignoreResets takes a Reset (RFC 7252 §4.2) out of the resource table:
-// one answering a notification removes its observer; none gets an answer.
-func (g *Gateway) ignoreResets(next mux.Handler) mux.Handler {
+// none gets an answer. (The request monitor saw it first: resetSeen.)
+func ignoreResets(next mux.Handler) mux.Handler {
 	return mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 		if r.Type() != message.Reset {
 			next.ServeCOAP(w, r)
-			return
-		}
-		if s := g.session(w.Conn()); s != nil {
-			g.observers.reset(s, r.MessageID())
 		}
 	})
 }
