@@ -64,7 +64,7 @@ var (
 	rounds    = flag.Int("rounds", 1, "measure every target this many times, interleaved, and keep the best")
 	libcoap   = flag.String("libcoap", "coap-server-openssl", "libcoap's server")
 	serveGwIn = flag.String("serve-gateway", "", "internal: serve the gateway with the files in this directory")
-	profile   = flag.String("cpuprofile", "", "write a CPU profile of the gateway (its child process) to this file")
+	profile   = flag.String("cpuprofile", "", "write a CPU profile of the gateway (its child process) during the throughput runs to this file")
 )
 
 // Files the parent writes into the working directory and the gateway child
@@ -112,7 +112,49 @@ func run() error {
 	if err := writeServerCertificate(dir); err != nil {
 		return err
 	}
-	gw, stopGw, err := startGateway(dir)
+	results := map[string]*result{"thingid": {}, "libcoap": {}}
+	// Throughput on fresh servers, every target every round, interleaved,
+	// best kept; then memory on fresh servers again, which neither the
+	// throughput runs grew nor left sessions to (libcoap keeps a closed
+	// one until its idle timeout).
+	err = withServers(dir, *profile, func(targets []*target, cert tls.Certificate) error {
+		for range *rounds {
+			for _, t := range targets {
+				if err := measureThroughput(t, cert, results[t.name]); err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = withServers(dir, "", func(targets []*target, cert tls.Certificate) error {
+		for _, t := range targets {
+			if err := measureMemory(t, cert, results[t.name]); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	g, l := results["thingid"], results["libcoap"]
+	fmt.Printf("%-36s %14s %14s %9s\n", "", "thingid", "libcoap", "ratio")
+	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, g.handshakes/l.handshakes)
+	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
+	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "KiB per idle DTLS session", g.perSession/1024, l.perSession/1024, g.perSession/l.perSession)
+	fmt.Printf("%-36s %14d %14d\n", "handshakes failed (tried again)", g.failed.Load(), l.failed.Load())
+	fmt.Printf("(%d clients, %s per run, best of %d rounds; %d idle sessions)\n", *workers, *dur, *rounds, *idle)
+	return nil
+}
+
+// withServers runs f with both servers started afresh (the gateway
+// profiled into profile unless ""), and stops them.
+func withServers(dir, profile string, f func([]*target, tls.Certificate) error) error {
+	gw, stopGw, err := startGateway(dir, profile)
 	if err != nil {
 		return err
 	}
@@ -126,43 +168,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	targets := []*target{gw, lib}
-	best := map[string]*result{}
-	for round := range *rounds {
-		for _, t := range targets {
-			r, err := measure(t, cert, round == 0)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
-			}
-			if b := best[t.name]; b == nil {
-				best[t.name] = r
-			} else {
-				// Memory is the first round's, before the process grew.
-				b.handshakes, b.requests = max(b.handshakes, r.handshakes), max(b.requests, r.requests)
-				b.failed.Add(r.failed.Load())
-			}
-		}
-	}
-	g, l := best[gw.name], best[lib.name]
-	fmt.Printf("%-36s %14s %14s %9s\n", "", gw.name, lib.name, "ratio")
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, g.handshakes/l.handshakes)
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
-	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "KiB per idle DTLS session", g.perSession/1024, l.perSession/1024, g.perSession/l.perSession)
-	fmt.Printf("%-36s %14d %14d\n", "handshakes failed (tried again)", g.failed.Load(), l.failed.Load())
-	fmt.Printf("(%d clients, %s per run, %d idle sessions, best of %d rounds; memory of the first)\n", *workers, *dur, *idle, *rounds)
-	return nil
+	return f([]*target{gw, lib}, cert)
 }
 
-// measure runs the throughput measurements against t and, with memory,
-// the memory one first, while the server has not grown for the others.
-func measure(t *target, cert tls.Certificate, memory bool) (*result, error) {
-	r := &result{}
-	if memory {
-		if err := measureMemory(t, cert, r); err != nil {
-			return nil, err
-		}
-		time.Sleep(time.Second) // the idle sessions wind down
-	}
+// measureThroughput measures handshakes and requests per second against
+// t, keeping in r the best of this run and those before.
+func measureThroughput(t *target, cert tls.Certificate, r *result) error {
 	n, err := loop(func(stop <-chan struct{}) (int, error) {
 		done := 0
 		for {
@@ -184,9 +195,9 @@ func measure(t *target, cert tls.Certificate, memory bool) (*result, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("handshakes: %w", err)
+		return fmt.Errorf("handshakes: %w", err)
 	}
-	r.handshakes = float64(n) / dur.Seconds()
+	r.handshakes = max(r.handshakes, float64(n)/dur.Seconds())
 
 	n, err = loop(func(stop <-chan struct{}) (int, error) {
 		cc, err := establish(t, cert, r)
@@ -208,10 +219,10 @@ func measure(t *target, cert tls.Certificate, memory bool) (*result, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("requests: %w", err)
+		return fmt.Errorf("requests: %w", err)
 	}
-	r.requests = float64(n) / dur.Seconds()
-	return r, nil
+	r.requests = max(r.requests, float64(n)/dur.Seconds())
+	return nil
 }
 
 // measureMemory opens -sessions idle sessions (establish), and sets r.perSession from the server's resident set before
@@ -351,12 +362,12 @@ func writeServerCertificate(dir string) error {
 
 // startGateway runs this program with -serve-gateway and waits for the
 // address it announces.
-func startGateway(dir string) (*target, func(), error) {
+func startGateway(dir, profile string) (*target, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(self, "-serve-gateway", dir, "-cpuprofile", *profile)
+	cmd := exec.Command(self, "-serve-gateway", dir, "-cpuprofile", profile)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -462,7 +473,7 @@ func serveGateway(dir string) error {
 		return err
 	}
 	defer certs.Close()
-	th, err := ids.CreateThing(ctx, "bench", &store.Thing{Manufacturer: "thingid", Model: "BENCH", SerialNumber: "COAP-BENCH-1"})
+	th, err := ids.CreateThing(ctx, "bench", &store.Thing{Manufacturer: "thingid", Model: "BENCH", SerialNumber: "COAP-BENCH-" + strconv.FormatInt(time.Now().UnixNano(), 36)}) // one per start
 	if err != nil {
 		return err
 	}
