@@ -144,9 +144,9 @@ func (g *Gateway) mqttResource() Handler {
 // serve answers GET /mqtt/TOPIC: with Observe: 0 it registers an observer
 // of TOPIC (a topic filter: its wildcards percent-encoded in a URI),
 // answered with an empty 2.05 carrying Observe, the retained messages
-// following as notifications; without Observe, or with Observe: 1 after
-// removing the token's observer, it answers the topic's retained message
-// (2.05, block-wise when large) or 4.04 (an empty 2.05 for Observe: 1). 4.01 without a DTLS identity or
+// following as notifications; with Observe: 1 it removes the token's
+// observer and answers an empty 2.05; without Observe it answers the
+// topic's retained message (2.05, block-wise when large) or 4.04. 4.01
 // for a thing no longer active, 4.03 outside the thing's subscribe rules,
 // 4.00 for what is no topic, 4.29 past the session's observers, 5.03 past
 // the gateway's. s is a DTLS session (mqttResource answered 4.01 without).
@@ -159,38 +159,31 @@ func (o *observers) serve(w mux.ResponseWriter, r *mux.Message, s *Session) {
 	obs, err := r.Observe()
 	switch {
 	case errors.Is(err, message.ErrOptionNotFound):
-		_ = o.retained(w, r, s, topic)
+		o.retained(w, r, s, topic)
 	case err != nil:
 		_ = w.SetResponse(codes.BadOption, message.TextPlain, nil)
 	case obs == 0:
 		o.register(w, r, s, topic)
 	case obs == 1:
 		o.remove(o.find(s, r.Token()), "deregistered")
-		if errors.Is(o.retained(w, r, s, topic), errNoneRetained) {
-			// As the registration answered: nothing yet.
-			_ = w.SetResponse(codes.Content, message.TextPlain, nil)
-		}
+		// Answered as the registration was: empty, whatever TOPIC is.
+		_ = w.SetResponse(codes.Content, message.TextPlain, nil)
 	default:
 		_ = w.SetResponse(codes.BadRequest, message.TextPlain, bytes.NewReader([]byte("Observe is 0 (register) or 1 (deregister)")))
 	}
 }
 
-// errNoneRetained: retained answered 4.04, nothing being retained.
-var errNoneRetained = errors.New("no retained message")
-
-// retained answers the topic's retained message, and says why it did not.
-func (o *observers) retained(w mux.ResponseWriter, r *mux.Message, s *Session, topic string) error {
+// retained answers the topic's retained message, 4.04 when none.
+func (o *observers) retained(w mux.ResponseWriter, r *mux.Message, s *Session, topic string) {
 	m, ok, err := o.sub.RetainedAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic)
 	switch {
 	case err != nil:
 		o.refuse(w, err, topic)
-		return err
 	case !ok:
 		_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
-		return errNoneRetained
+	default:
+		_ = w.SetResponse(codes.Content, formatOf(m.ContentType), bytes.NewReader(m.Payload))
 	}
-	_ = w.SetResponse(codes.Content, formatOf(m.ContentType), bytes.NewReader(m.Payload))
-	return nil
 }
 
 // refuse answers a Subscriber's refusal.
@@ -198,7 +191,7 @@ func (o *observers) refuse(w mux.ResponseWriter, err error, topic string) {
 	switch {
 	case errors.Is(err, ErrBadTopic):
 		o.metrics.refused.WithLabelValues("bad_topic").Inc()
-		_ = w.SetResponse(codes.BadRequest, message.TextPlain, bytes.NewReader([]byte("the path after /mqtt/ is not an MQTT topic filter")))
+		_ = w.SetResponse(codes.BadRequest, message.TextPlain, bytes.NewReader([]byte("the path after /mqtt/ is no MQTT topic: a name to read, a filter to observe")))
 	case errors.Is(err, ErrForbidden):
 		o.metrics.refused.WithLabelValues("forbidden").Inc()
 		_ = w.SetResponse(codes.Forbidden, message.TextPlain, bytes.NewReader([]byte("this thing may not subscribe to "+topic)))
