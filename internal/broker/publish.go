@@ -10,7 +10,7 @@ import (
 	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
-// Errors of PublishAsThing.
+// Errors of PublishAsThing, SubscribeAsThing and RetainedAsThing.
 var (
 	// ErrTopic: the topic is not a topic name (empty, a wildcard, too long).
 	ErrTopic = errors.New("not an MQTT topic name")
@@ -38,15 +38,15 @@ func (b *Broker) PublishAsThing(ctx context.Context, thing, cert, topicName stri
 	if qos > 1 {
 		qos = 1 // the message is whole on arrival; QoS 2's exchange buys nothing here
 	}
-	id := &Identity{Kind: kindThing, Thing: thing, Cert: cert, ClientIdentifier: "coap:" + thing}
-	if err := b.resolver.resolve(ctx, id); err != nil {
+	g, err := b.thingGrants(ctx, thing, cert)
+	if err != nil {
 		return err
 	}
-	if !compile(b.opts.Rules, id).canPublish(topicName) {
+	if !g.canPublish(topicName) {
 		b.metrics.denied.WithLabelValues("publish").Inc()
 		return fmt.Errorf("%w: %q", ErrNotAllowed, topicName)
 	}
-	m := &mqtt.Message{Topic: topicName, Payload: payload, QoS: qos, From: id.ClientIdentifier}
+	m := &mqtt.Message{Topic: topicName, Payload: payload, QoS: qos, From: gatewayClientID(thing)}
 	if contentType != "" {
 		m.Props = &packet.Properties{ContentType: contentType}
 		m.Props.Set(packet.PropContentType)

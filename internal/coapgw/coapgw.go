@@ -9,6 +9,7 @@
 package coapgw
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -109,6 +110,19 @@ type Options struct {
 	// Publisher takes what things post to /mqtt/TOPIC (the broker); nil:
 	// that resource is not served.
 	Publisher Publisher
+	// Subscriber lets things observe broker topics and read their retained
+	// messages (GET /mqtt/TOPIC, observe.go): the broker; nil: not served.
+	Subscriber Subscriber
+	// MaxObservers and ObserversPerSession bound the observations held in
+	// all and by one session; 0: 10000 and 8.
+	MaxObservers, ObserversPerSession int
+	// MaxBody bounds a request's body, block-wise transfers included
+	// (blockwise.go); 0: 256 KiB.
+	MaxBody int
+	// BlockTransfers bounds the unfinished block-wise request transfers of
+	// one session, BlockTimeout how long one may take; 0: 4 and 30s.
+	BlockTransfers int
+	BlockTimeout   time.Duration
 	// Resources are mounted besides the device API's.
 	Resources  []Resource
 	Log        *slog.Logger
@@ -123,6 +137,9 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	sessions map[*udpClient.Conn]*Session
+
+	observers   *observers         // observe.go
+	bodyRefused prometheus.Counter // blockwise.go
 
 	dtls      *dtlsServer.Server
 	udp       *udpServer.Server
@@ -159,11 +176,22 @@ func New(opts Options) (*Gateway, error) {
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 10 * time.Second
 	}
+	opts.MaxObservers = cmp.Or(max(opts.MaxObservers, 0), 10000)
+	opts.ObserversPerSession = cmp.Or(max(opts.ObserversPerSession, 0), 8)
+	opts.MaxBody = cmp.Or(max(opts.MaxBody, 0), 256<<10)
+	opts.BlockTransfers = cmp.Or(max(opts.BlockTransfers, 0), 4)
+	opts.BlockTimeout = cmp.Or(max(opts.BlockTimeout, 0), 30*time.Second)
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	g := &Gateway{opts: opts, metrics: m, sessions: map[*udpClient.Conn]*Session{}}
+	if g.observers, err = newObservers(opts); err != nil {
+		return nil, err
+	}
+	if g.bodyRefused, err = newBodyRefused(opts.Registerer); err != nil {
+		return nil, err
+	}
 	router, err := g.router()
 	if err != nil {
 		return nil, err
@@ -187,8 +215,10 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coapgw: DTLS on %s: %w", opts.DTLSAddress, err)
 	}
+	bw := g.blockwise()
 	g.dtls = dtls.NewServer(options.WithMux(router), options.WithOnNewConn(g.onNewConn),
-		options.WithDTLSHandshakeTimeout(opts.HandshakeTimeout), options.WithErrors(g.transportError))
+		options.WithDTLSHandshakeTimeout(opts.HandshakeTimeout), options.WithErrors(g.transportError),
+		bw.enable, bw.transfers, bw.monitor)
 	limited := &handshakeLimit{Listener: g.dtlsLn, perSecond: rate.Limit(opts.HandshakesPerSecond), burst: opts.HandshakeBurst,
 		buckets: map[netip.Addr]*rate.Limiter{}, refused: func(a net.Addr) {
 			g.metrics.handshakes.WithLabelValues("rate_limited").Inc()
@@ -201,7 +231,7 @@ func New(opts Options) (*Gateway, error) {
 			g.Close()
 			return nil, fmt.Errorf("coapgw: UDP on %s: %w", opts.UDPAddress, err)
 		}
-		g.udp = udp.NewServer(options.WithMux(router), options.WithErrors(g.transportError))
+		g.udp = udp.NewServer(options.WithMux(router), options.WithErrors(g.transportError), bw.enable, bw.transfers, bw.monitor)
 		g.serve(func() error { return g.udp.Serve(g.udpLn) })
 	}
 	if opts.Bus != nil {
@@ -416,9 +446,10 @@ func (g *Gateway) onEvent(e events.Event) {
 // router is the resource table: the device API, then Options.Resources.
 func (g *Gateway) router() (*mux.Router, error) {
 	r := mux.NewRouter()
+	r.Use(ignoreResets)
 	table := []Resource{{Path: PathSelf, Handler: HandlerFunc(serveSelf)}}
-	if g.opts.Publisher != nil {
-		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: publishHandler(g.opts.Publisher)})
+	if g.opts.Publisher != nil || g.opts.Subscriber != nil {
+		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: g.mqttResource()})
 	}
 	table = append(table, g.opts.Resources...)
 	for _, res := range table {

@@ -15,9 +15,6 @@ import (
 // body on the broker's topic TOPIC (the rest of the path).
 const PathMQTT = "/mqtt"
 
-// maxPublish bounds a posted message (block-wise transfers included).
-const maxPublish = 256 << 10
-
 // Refusals a Publisher returns (wrapped) for what the thing did wrong.
 var (
 	ErrBadTopic  = errors.New("not an MQTT topic name")
@@ -45,19 +42,18 @@ var contentTypes = map[message.MediaType]string{
 // publishHandler serves POST /mqtt/TOPIC: 2.04 Changed once published;
 // 4.00 for a path that is no topic name, 4.03 outside the thing's rules,
 // 4.01 without a DTLS identity or for a thing no longer active, 4.13 past
-// maxPublish.
-func publishHandler(p Publisher) Handler {
+// maxBody bytes.
+func publishHandler(p Publisher, maxBody int) Handler {
 	return HandlerFunc(func(w mux.ResponseWriter, r *mux.Message, s *Session) {
-		payload, ok := readPost(w, r, s, maxPublish)
+		payload, ok := readPost(w, r, s, maxBody)
 		if !ok {
 			return
 		}
-		path, err := r.Path()
+		topic, err := topicOf(r)
 		if err != nil {
 			_ = w.SetResponse(codes.BadOption, message.TextPlain, nil)
 			return
 		}
-		topic := strings.TrimPrefix(strings.TrimPrefix(path, "/"), strings.TrimPrefix(PathMQTT, "/")+"/")
 		qos := byte(0)
 		if r.Type() == message.Confirmable {
 			qos = 1
@@ -80,4 +76,13 @@ func publishHandler(p Publisher) Handler {
 			_ = w.SetResponse(codes.ServiceUnavailable, message.TextPlain, nil)
 		}
 	})
+}
+
+// topicOf is the broker topic a request to /mqtt/TOPIC names.
+func topicOf(r *mux.Message) (string, error) {
+	path, err := r.Path()
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(path, "/"), strings.TrimPrefix(PathMQTT, "/")+"/"), nil
 }

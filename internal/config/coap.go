@@ -29,6 +29,16 @@ type CoAPLimits struct {
 	// associations of one client address.
 	HandshakesPerSecond float64 `json:"handshakesPerSecond"`
 	HandshakeBurst      int     `json:"handshakeBurst"`
+	// MaxObservers and ObserversPerSession bound the observations of
+	// broker topics (GET /mqtt/TOPIC with Observe) in all and per session.
+	MaxObservers        int `json:"maxObservers"`
+	ObserversPerSession int `json:"observersPerSession"`
+	// MaxBody bounds a request's body, block-wise transfers included.
+	MaxBody int `json:"maxBody"`
+	// BlockTransfers bounds the unfinished block-wise request transfers of
+	// one session, BlockTimeout how long one may take.
+	BlockTransfers int      `json:"blockTransfers"`
+	BlockTimeout   Duration `json:"blockTimeout"`
 }
 
 func defaultCoAP() CoAP {
@@ -36,7 +46,8 @@ func defaultCoAP() CoAP {
 		DTLSAddress: ":5684",
 		UDPAddress:  "127.0.0.1:5683",
 		Limits: CoAPLimits{MaxSessions: 10000, HandshakeTimeout: Duration(10 * time.Second),
-			HandshakesPerSecond: 5, HandshakeBurst: 20},
+			HandshakesPerSecond: 5, HandshakeBurst: 20, MaxObservers: 10000, ObserversPerSession: 8,
+			MaxBody: 256 << 10, BlockTransfers: 4, BlockTimeout: Duration(30 * time.Second)},
 	}
 }
 
@@ -66,6 +77,16 @@ func (c *CoAP) validate() error {
 		return fmt.Errorf("coap.limits.handshakesPerSecond: must be above 0")
 	case c.Limits.HandshakeBurst < 1:
 		return fmt.Errorf("coap.limits.handshakeBurst: at least 1")
+	case c.Limits.MaxObservers < 1:
+		return fmt.Errorf("coap.limits.maxObservers: at least 1")
+	case c.Limits.ObserversPerSession < 1:
+		return fmt.Errorf("coap.limits.observersPerSession: at least 1")
+	case c.Limits.MaxBody < 1024:
+		return fmt.Errorf("coap.limits.maxBody: at least 1024 (one block)")
+	case c.Limits.BlockTransfers < 1:
+		return fmt.Errorf("coap.limits.blockTransfers: at least 1")
+	case time.Duration(c.Limits.BlockTimeout) < time.Second:
+		return fmt.Errorf("coap.limits.blockTimeout: at least 1s")
 	}
 	return nil
 }

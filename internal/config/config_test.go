@@ -142,6 +142,11 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeTimeout = true, 0 }, "coap.limits.handshakeTimeout"},
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakesPerSecond = true, 0 }, "coap.limits.handshakesPerSecond"},
 		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.HandshakeBurst = true, 0 }, "coap.limits.handshakeBurst"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.MaxObservers = true, 0 }, "coap.limits.maxObservers"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.ObserversPerSession = true, 0 }, "coap.limits.observersPerSession"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.MaxBody = true, 100 }, "coap.limits.maxBody"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.BlockTransfers = true, 0 }, "coap.limits.blockTransfers"},
+		{func(c *Config) { c.CoAP.Enabled, c.CoAP.Limits.BlockTimeout = true, 0 }, "coap.limits.blockTimeout"},
 	}
 	for _, tc := range cases {
 		c := Default()

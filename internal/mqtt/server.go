@@ -140,6 +140,7 @@ type Server struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Client
+	taps     map[string]func(*Message) // by identifier (Tap)
 	conns    map[*conn]struct{}
 	// claiming are the client identifiers whose connections here wait
 	// between Remote.Claim and attaching, with the newest claim another

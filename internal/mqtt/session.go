@@ -62,6 +62,9 @@ func (s *Server) routeOnly(m *Message) []<-chan struct{} {
 	for _, d := range ds {
 		cl := s.Client(d.ClientID)
 		if cl == nil {
+			if f := s.tap(d.ClientID); f != nil {
+				f(m)
+			}
 			continue
 		}
 		// §3.3.1.3: the RETAIN flag goes on only with Retain As Published.

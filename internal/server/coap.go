@@ -32,12 +32,21 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 	if err != nil {
 		return nil, err
 	}
-	var pub coapgw.Publisher
+	var (
+		pub coapgw.Publisher
+		sub coapgw.Subscriber
+	)
 	if mqtt != nil {
-		pub = coapPublisher{mqtt, log}
+		pub, sub = coapBroker{mqtt, log}, coapBroker{mqtt, log}
 	}
 	gw, err := coapgw.New(coapgw.Options{
 		Publisher:           pub,
+		Subscriber:          sub,
+		MaxObservers:        c.Limits.MaxObservers,
+		ObserversPerSession: c.Limits.ObserversPerSession,
+		MaxBody:             c.Limits.MaxBody,
+		BlockTransfers:      c.Limits.BlockTransfers,
+		BlockTimeout:        time.Duration(c.Limits.BlockTimeout),
 		DTLSAddress:         c.DTLSAddress,
 		UDPAddress:          c.UDPAddress,
 		Certificate:         cert,
@@ -81,16 +90,32 @@ func aceResources(a *ace.Server) []coapgw.Resource {
 	}
 }
 
-// coapPublisher publishes what things post over CoAP on the broker, under
-// the broker's topic rules for the thing, telling the gateway which
-// refusals are the thing's.
-type coapPublisher struct {
+// coapBroker is the broker as the CoAP gateway's Publisher and
+// Subscriber: what things post over CoAP is published, and what they
+// observe subscribed, under the broker's topic rules for the thing; it
+// tells the gateway which refusals are the thing's.
+type coapBroker struct {
 	b   *broker.Broker
 	log *slog.Logger
 }
 
-func (c coapPublisher) PublishAsThing(ctx context.Context, thing, cert, topic string, payload []byte, qos byte, contentType string) error {
-	err := c.b.PublishAsThing(ctx, thing, cert, topic, payload, qos, contentType)
+func (c coapBroker) PublishAsThing(ctx context.Context, thing, cert, topic string, payload []byte, qos byte, contentType string) error {
+	return c.refusal(c.b.PublishAsThing(ctx, thing, cert, topic, payload, qos, contentType), thing, topic)
+}
+
+func (c coapBroker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(coapgw.Message)) (func(), error) {
+	stop, err := c.b.SubscribeAsThing(ctx, thing, cert, filter, func(d broker.Delivered) { deliver(coapgw.Message(d)) })
+	return stop, c.refusal(err, thing, filter)
+}
+
+func (c coapBroker) RetainedAsThing(ctx context.Context, thing, cert, topic string) (coapgw.Message, bool, error) {
+	d, ok, err := c.b.RetainedAsThing(ctx, thing, cert, topic)
+	return coapgw.Message(d), ok, c.refusal(err, thing, topic)
+}
+
+// refusal is err as the gateway tells refusals apart; another error is
+// logged.
+func (c coapBroker) refusal(err error, thing, topic string) error {
 	switch {
 	case err == nil:
 		return nil
@@ -101,6 +126,6 @@ func (c coapPublisher) PublishAsThing(ctx context.Context, thing, cert, topic st
 	case errors.Is(err, broker.ErrInactive):
 		return fmt.Errorf("%w: %v", coapgw.ErrInactive, err)
 	}
-	c.log.Error("coap: publishing a thing's message on the broker failed", "thing", thing, "topic", topic, "err", err)
+	c.log.Error("coap: the broker failed a thing's request", "thing", thing, "topic", topic, "err", err)
 	return err
 }

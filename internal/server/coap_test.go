@@ -30,7 +30,7 @@ type coapPlatform struct {
 	certFile, keyFile string
 }
 
-func newCoAPPlatform(t *testing.T, serial string) *coapPlatform {
+func newCoAPPlatform(t *testing.T, serial string, tweak ...func(*config.Config)) *coapPlatform {
 	t.Helper()
 	tool, err := exec.LookPath("coap-client-openssl")
 	if err != nil {
@@ -39,11 +39,11 @@ func newCoAPPlatform(t *testing.T, serial string) *coapPlatform {
 		}
 		t.Skip("coap-client-openssl not installed (apt-get install libcoap3-bin)")
 	}
-	r := serve(t, func(c *config.Config) {
+	r := serve(t, append([]func(*config.Config){func(c *config.Config) {
 		c.CoAP.Enabled = true
 		c.CoAP.DTLSAddress = "127.0.0.1:0"
 		c.CoAP.UDPAddress = "127.0.0.1:0"
-	})
+	}}, tweak...)...)
 	m := regexp.MustCompile(`serving on coaps://(\S+)`).FindStringSubmatch(r.out.String())
 	if m == nil {
 		t.Fatalf("no CoAP listener announced:\n%s", r.out.String())

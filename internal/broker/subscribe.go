@@ -1,0 +1,94 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/thingid/thingid/internal/broker/topic"
+	"github.com/thingid/thingid/internal/mqtt"
+)
+
+// Delivered is a message as SubscribeAsThing and RetainedAsThing hand it
+// over: its topic, payload and MQTT 5 content type ("" when none).
+type Delivered struct {
+	Topic       string
+	Payload     []byte
+	ContentType string
+}
+
+// SubscribeAsThing subscribes a thing that another door authenticated
+// with its certificate (cert: the lower-case hex SHA-256 of its DER) to
+// filter, as an MQTT connection with that certificate would subscribe:
+// the thing is read from the store (ErrInactive when disabled or deleted),
+// its topic rules compiled (ErrNotAllowed when they refuse the filter), and
+// every message matching it, the retained ones first, goes to deliver if
+// the rules let the thing receive its topic (deny rules at delivery
+// included), whichever node of a cluster it was published on. deliver runs
+// on the publisher's path and must not block. A shared subscription
+// ($share/) is ErrTopic: a gateway's observer takes no turns in a group.
+// stop ends the subscription.
+func (b *Broker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(Delivered)) (stop func(), err error) {
+	if inner, _ := topic.ShareFilter(filter); inner != filter || !topic.ValidFilter(filter) {
+		return nil, fmt.Errorf("%w: %q", ErrTopic, filter)
+	}
+	g, err := b.thingGrants(ctx, thing, cert)
+	if err != nil {
+		return nil, err
+	}
+	if !g.canSubscribe(filter) {
+		b.metrics.denied.WithLabelValues("subscribe").Inc()
+		return nil, fmt.Errorf("%w: %q", ErrNotAllowed, filter)
+	}
+	return b.server.Tap(filter, func(m *mqtt.Message) {
+		if !g.canReceive(m.Topic) {
+			b.metrics.denied.WithLabelValues("deliver").Inc()
+			return
+		}
+		deliver(delivered(m))
+	}), nil
+}
+
+// RetainedAsThing is the retained message of topicName for a thing
+// authenticated as for SubscribeAsThing, if its rules let it subscribe to
+// and receive that topic; ok is false when none is retained.
+func (b *Broker) RetainedAsThing(ctx context.Context, thing, cert, topicName string) (m Delivered, ok bool, err error) {
+	if len(topicName) > maxTopic || !topic.ValidName(topicName) {
+		return m, false, fmt.Errorf("%w: %q", ErrTopic, topicName)
+	}
+	g, err := b.thingGrants(ctx, thing, cert)
+	if err != nil {
+		return m, false, err
+	}
+	if !g.canSubscribe(topicName) || !g.canReceive(topicName) {
+		b.metrics.denied.WithLabelValues("subscribe").Inc()
+		return m, false, fmt.Errorf("%w: %q", ErrNotAllowed, topicName)
+	}
+	r, ok := b.server.RetainedMessage(topicName)
+	if !ok {
+		return m, false, nil
+	}
+	return delivered(r), true, nil
+}
+
+// thingGrants are the topic rules of an active thing that another door
+// authenticated with its certificate, as a connection of that thing gets
+// them.
+func (b *Broker) thingGrants(ctx context.Context, thing, cert string) (*grants, error) {
+	id := &Identity{Kind: kindThing, Thing: thing, Cert: cert, ClientIdentifier: gatewayClientID(thing)}
+	if err := b.resolver.resolve(ctx, id); err != nil {
+		return nil, err
+	}
+	return compile(b.opts.Rules, id), nil
+}
+
+func delivered(m *mqtt.Message) Delivered {
+	d := Delivered{Topic: m.Topic, Payload: m.Payload}
+	if m.Props != nil {
+		d.ContentType = m.Props.ContentType
+	}
+	return d
+}
+
+// gatewayClientID is the client identifier a thing's messages through
+// another door carry (for No Local and the audit).
+func gatewayClientID(thing string) string { return "coap:" + thing }
