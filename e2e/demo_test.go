@@ -17,7 +17,8 @@ import (
 
 // demoEnv puts the demo's listeners on free ports, so that it runs next to
 // other tests (and a thingid serve on the default ports).
-var demoEnv = []string{"THINGID_HTTP_ADDRESS=127.0.0.1:0", "THINGID_GATEWAY_ADDRESS=127.0.0.1:0", "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0"}
+var demoEnv = []string{"THINGID_HTTP_ADDRESS=127.0.0.1:0", "THINGID_GATEWAY_ADDRESS=127.0.0.1:0", "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0",
+	"THINGID_COAP_DTLSADDRESS=127.0.0.1:0"}
 
 // `thingid demo --exit` plays the whole story and exits 0, every step ✓.
 func TestDemoExit(t *testing.T) {
@@ -32,8 +33,8 @@ func TestDemoExit(t *testing.T) {
 		t.Fatalf("thingid demo --exit: %v", err)
 	}
 	steps := regexp.MustCompile(`(?m)^✓ `).FindAll(out, -1)
-	if len(steps) != 29 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
-		t.Errorf("%d steps succeeded, want 29 and no failure", len(steps))
+	if len(steps) != 30 || strings.Contains(string(out), "✗") || !strings.Contains(string(out), "Every step succeeded.") {
+		t.Errorf("%d steps succeeded, want 30 and no failure", len(steps))
 	}
 	for _, say := range []string{`playing "Road trip" of bob`, "bob revoked the share", "stopped playing it",
 		"the broker ended the kids' speaker's stream (MQTT 5 DISCONNECT 0x98: outside the allowed times", "403 policy_denied: outside the allowed times",

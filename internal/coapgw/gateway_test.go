@@ -218,7 +218,21 @@ func TestLoopbackUDPProvesNoIdentity(t *testing.T) {
 	}
 }
 
-// callsHome is whether cc's GET /self is answered with 2.05 before ctx ends.
+// own makes a new user the owner of thing, and returns that relationship.
+func (e *env) own(t *testing.T, thing string) store.Relationship {
+	t.Helper()
+	ctx := context.Background()
+	u, err := e.ids.CreateUser(ctx, "test", &store.User{UserName: "owner"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: thing}}
+	if err := e.ids.AddRelationship(ctx, "test", owner); err != nil {
+		t.Fatal(err)
+	}
+	return owner
+}
+
 // open opens a DTLS session with cert that calls home, closed when t ends;
 // when names the moment in the failure.
 func (e *env) open(t *testing.T, cert tls.Certificate, when string) *udpClient.Conn {
@@ -260,6 +274,7 @@ func served(cc *udpClient.Conn, err error) bool {
 	return callsHome(ctx, cc)
 }
 
+// callsHome is whether cc's GET /self is answered with 2.05 before ctx ends.
 func callsHome(ctx context.Context, cc *udpClient.Conn) bool {
 	res, err := cc.Get(ctx, PathSelf)
 	return err == nil && res.Code() == codes.Content
@@ -364,14 +379,7 @@ func TestUnlinkEndsSession(t *testing.T) {
 	th, cert := e.thing("TH-8")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u, err := e.ids.CreateUser(ctx, "test", &store.User{UserName: "owner"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner := store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}
-	if err := e.ids.AddRelationship(ctx, "test", owner); err != nil {
-		t.Fatal(err)
-	}
+	owner := e.own(t, th.ID)
 	cc := e.open(t, cert, "before unlink")
 	if err := e.ids.RemoveRelationship(ctx, "test", owner); err != nil {
 		t.Fatal(err)

@@ -176,14 +176,7 @@ func TestPSKUnlinkEndsSession(t *testing.T) {
 	e := newEnv(t, nil)
 	th, in := e.pskThing("PSK-F")
 	ctx := context.Background()
-	u, err := e.ids.CreateUser(ctx, "test", &store.User{UserName: "owner"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner := store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}
-	if err := e.ids.AddRelationship(ctx, "test", owner); err != nil {
-		t.Fatal(err)
-	}
+	owner := e.own(t, th.ID)
 	cc := e.openPSK(t, in, "before unlink")
 	if err := e.ids.RemoveRelationship(ctx, "test", owner); err != nil {
 		t.Fatal(err)
