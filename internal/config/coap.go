@@ -43,7 +43,7 @@ type CoAPLimits struct {
 
 func defaultCoAP() CoAP {
 	return CoAP{
-		DTLSAddress: ":5684",
+		DTLSAddress: "127.0.0.1:5684", // loopback like every listener; devices on a network need it set
 		UDPAddress:  "127.0.0.1:5683",
 		Limits: CoAPLimits{MaxSessions: 10000, HandshakeTimeout: Duration(10 * time.Second),
 			HandshakesPerSecond: 5, HandshakeBurst: 20, MaxObservers: 10000, ObserversPerSession: 8,
