@@ -24,6 +24,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 )
 
 // clusterNode is one `thingid serve` of the cluster, in a network
@@ -59,7 +61,7 @@ func startCluster(t *testing.T) *cluster {
 	haproxy := tool(t, "haproxy", "haproxy")
 	natsServer := tool(t, "nats-server", "nats-server")
 	redis := tool(t, "redis-server", "redis-server")
-	dsn := postgresSchema(t)
+	dsn := pgtest.DSN(t)
 	br := newBridge(t)
 	c := &cluster{br: br}
 	proxy := br.alias(2)

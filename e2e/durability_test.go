@@ -3,20 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 )
 
 // Writers create users through SCIM as fast as they can while the server is
@@ -26,7 +22,7 @@ import (
 func TestKillDuringConcurrentSCIMWritesLosesNothing(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { killDuringWrites(t) })
 	t.Run("postgres", func(t *testing.T) {
-		killDuringWrites(t, "THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN="+postgresSchema(t))
+		killDuringWrites(t, "THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN="+pgtest.DSN(t))
 	})
 }
 
@@ -110,39 +106,4 @@ func createUser(ctx context.Context, in *instance, password, name string) (strin
 		return "", false
 	}
 	return out.ID, true
-}
-
-// postgresSchema creates an empty schema on the test PostgreSQL, dropped when
-// the test ends, and returns a DSN whose search_path selects it.
-func postgresSchema(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("THINGID_TEST_POSTGRES_DSN")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests (scripts/start-postgres.sh)")
-		}
-		t.Skip("THINGID_TEST_POSTGRES_DSN not set: run export THINGID_TEST_POSTGRES_DSN=$(scripts/start-postgres.sh) to test PostgreSQL")
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("THINGID_TEST_POSTGRES_DSN must be a postgres:// URL: %q", base)
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "e2e_" + strings.ToLower(rand.Text()[:12])
-	if _, err := db.Exec("CREATE SCHEMA " + name); err != nil { // the name is generated here
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP SCHEMA " + name + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-		db.Close()
-	})
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
 }

@@ -1,14 +1,10 @@
 package server
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,43 +16,9 @@ import (
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/pki"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 	"github.com/thingid/thingid/internal/tokens"
 )
-
-// postgresDSN creates an empty schema on the test PostgreSQL, dropped when
-// the test ends, and returns a DSN whose search_path selects it.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("THINGID_TEST_POSTGRES_DSN")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests (scripts/start-postgres.sh)")
-		}
-		t.Skip("THINGID_TEST_POSTGRES_DSN not set: run export THINGID_TEST_POSTGRES_DSN=$(scripts/start-postgres.sh) to test several nodes")
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "nodes_" + strings.ToLower(rand.Text()[:12])
-	if _, err := db.Exec("CREATE SCHEMA " + name); err != nil { // generated here
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		db.ExecContext(ctx, "DROP SCHEMA "+name+" CASCADE")
-		db.Close()
-	})
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // node opens a Platform of its own data directory on dsn with masterKey,
 // as every node of a cluster does.
@@ -81,7 +43,7 @@ func node(t *testing.T, dsn, masterKey string) *Platform {
 // and device CA, however many start at once on an empty database, and a
 // node that made a CA of its own is refused rather than run with it.
 func TestNodesShareTheCAs(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	nodes := []*Platform{node(t, dsn, key), node(t, dsn, key), node(t, dsn, key)}
 	type cas struct{ root, device []byte }
@@ -161,7 +123,7 @@ func readFile(t *testing.T, path string) string {
 // together: a client spreading them over two nodes gets no more than on one
 // (burst 5 and registration.attemptsPerMinute 2: 7 in a minute).
 func TestNodesCountRegistrationAttemptsTogether(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	cluster := func(c *config.Config) {
 		c.Storage.Type, c.Storage.Postgres.DSN, c.MasterKey = "postgres", dsn, key
@@ -189,7 +151,7 @@ func TestNodesCountRegistrationAttemptsTogether(t *testing.T) {
 // A node that starts after a grant was revoked (and so never saw the
 // revocation's event) refuses the grant's access tokens as the others do.
 func TestNodeStartedAfterARevocationRefusesItsTokens(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	quiet := slog.New(slog.DiscardHandler)
 	a := node(t, dsn, key)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/thingid/thingid/internal/config"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 )
 
 // Two nodes of one database, their brokers joined by mqtt.cluster.nats
@@ -22,7 +23,7 @@ import (
 // a service subscribed on node b, and the thing connecting on node b ends
 // its connection on node a.
 func TestBrokersAcrossNodes(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	url := natstest.Start(t)
 	key := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
 	ctx := t.Context()

@@ -8,5 +8,5 @@ import (
 )
 
 func TestAttack(t *testing.T) {
-	storetest.Attack(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.Attack(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }

@@ -2,101 +2,50 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/postgres"
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 	"github.com/thingid/thingid/internal/store/storetest"
 )
 
-// dsn returns the test server's DSN (scripts/start-postgres.sh prints one).
-func dsn(t testing.TB) string {
-	d := os.Getenv("THINGID_TEST_POSTGRES_DSN")
-	if d == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests (scripts/start-postgres.sh)")
-		}
-		t.Skip("THINGID_TEST_POSTGRES_DSN not set: run export THINGID_TEST_POSTGRES_DSN=$(scripts/start-postgres.sh) to test PostgreSQL")
-	}
-	return d
-}
-
-// schema creates a fresh schema, dropped when the test ends, and returns a DSN
-// whose search_path selects it: every test gets an isolated, empty database.
-func schema(t testing.TB) (string, *sql.DB) {
-	base := dsn(t)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec("CREATE SCHEMA " + name); err != nil { // name is generated here, not input
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-		admin.Close()
-	})
-	return withSearchPath(t, base, name), admin
-}
-
-func withSearchPath(t testing.TB, base, schema string) string {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return base + " search_path=" + schema
-}
-
-func open(t testing.TB) (store.Store, *sql.DB, string) {
-	d, admin := schema(t)
+// open opens the store on a fresh schema and returns it with the schema's DSN.
+func open(t testing.TB) (store.Store, string) {
+	d := pgtest.DSN(t)
 	s, err := postgres.Open(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, admin, d
+	return s, d
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.Run(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
 func TestOAuthConformance(t *testing.T) {
-	storetest.OAuth(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.OAuth(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
 func TestUMAConformance(t *testing.T) {
-	storetest.UMA(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.UMA(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
 func TestHouseholdConformance(t *testing.T) {
-	storetest.Households(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.Households(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
 // TestAuditIsAppendOnly goes around the store: even raw SQL cannot change or
 // delete an audit record.
 func TestAuditIsAppendOnly(t *testing.T) {
-	s, _, d := open(t)
+	s, d := open(t)
 	if err := s.AppendAudit(t.Context(), store.AuditRecord{Actor: "system", Action: "user.create"}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +68,7 @@ func TestAuditIsAppendOnly(t *testing.T) {
 // TestConcurrentOpen opens one schema from several nodes at once: the
 // migration runs once and nobody fails.
 func TestConcurrentOpen(t *testing.T) {
-	d, _ := schema(t)
+	d := pgtest.DSN(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
@@ -143,18 +92,18 @@ func TestConcurrentOpen(t *testing.T) {
 // BenchmarkCreateThings is the factory path: b.N things with one MAC each, in
 // batches of 2000. For the 1M figure: -bench CreateThings -benchtime 1000000x.
 func BenchmarkCreateThings(b *testing.B) {
-	s, _, _ := open(b)
+	s, _ := open(b)
 	storetest.BenchmarkCreateThings(b, s, 2000)
 }
 
 func TestPKIConformance(t *testing.T) {
-	storetest.PKI(t, func(t *testing.T) store.Store { s, _, _ := open(t); return s })
+	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
 
 // TestInvitationsUpgrade takes a schema back to migration 0012's
 // invitations and opens it again: 0015 keeps the invitation.
 func TestInvitationsUpgrade(t *testing.T) {
-	d, _ := schema(t)
+	d := pgtest.DSN(t)
 	storetest.InvitationsUpgrade(t, func(t *testing.T) store.Store {
 		s, err := postgres.Open(context.Background(), d)
 		if err != nil {
