@@ -224,7 +224,7 @@ func New(opts Options) (*Gateway, error) {
 			g.metrics.handshakes.WithLabelValues("rate_limited").Inc()
 			opts.Log.Info("coapgw: handshake rate exceeded", "remote", a.String())
 		}}
-	g.serve(func() error { return g.dtls.Serve(limited) })
+	g.serve(func() error { return g.dtls.Serve(wired{limited}) })
 	if opts.UDPAddress != "" {
 		g.udpLn, err = coapnet.NewListenUDP("udp", opts.UDPAddress)
 		if err != nil {
@@ -342,7 +342,7 @@ func (g *Gateway) refused(err error) {
 
 // onNewConn records the session of a completed handshake.
 func (g *Gateway) onNewConn(cc *udpClient.Conn) {
-	dc, ok := cc.NetConn().(*piondtls.Conn)
+	dc, ok := cc.NetConn().(*wire)
 	if !ok {
 		cc.Close()
 		return

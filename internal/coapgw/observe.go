@@ -343,14 +343,19 @@ func (o *observers) endSession(s *Session) {
 	}
 }
 
-// reset removes the observer whose notification is in flight on s, which
-// a Reset answered (RFC 7641 §3.6: the client forgot the observation).
-func (o *observers) reset(s *Session) {
+// reset removes the observer whose notification is in flight on s when a
+// Reset with message ID mid answers it (RFC 7641 §3.6: the client forgot
+// the observation): when mid is the one the notification, or its first
+// block, went out with. Another Reset is go-coap's to ignore.
+func (o *observers) reset(s *Session, w *wire, mid int32) {
 	o.mu.Lock()
 	mine := o.bySession[s]
 	o.mu.Unlock()
-	if mine != nil {
-		o.remove(mine.inflight.Load(), "reset")
+	if mine == nil {
+		return
+	}
+	if ob := mine.inflight.Load(); ob != nil && w.answers(mid, ob.token) {
+		o.remove(ob, "reset")
 	}
 }
 
@@ -476,8 +481,9 @@ func (g *Gateway) resetSeen(cc *udpClient.Conn, m *pool.Message) {
 	if m.Type() != message.Reset {
 		return
 	}
-	if s := g.session(cc); s != nil {
-		g.observers.reset(s)
+	w, ok := cc.NetConn().(*wire)
+	if s := g.session(cc); s != nil && ok {
+		g.observers.reset(s, w, m.MessageID())
 	}
 }
 

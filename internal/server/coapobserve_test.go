@@ -413,3 +413,40 @@ func TestCoAPObserverEndedWhenRulesNoLongerAllow(t *testing.T) {
 	default:
 	}
 }
+
+// A Reset removes the observer whose notification it answers, matched by
+// message ID (RFC 7252 §4.2, RFC 7641 §3.6): also when the notification is
+// larger than one block and goes out as its first Block2 block under a
+// message ID go-coap gives it (RFC 7959 §2.6). A Reset naming another
+// message ID removes nothing: the notification is sent again, and the
+// observation goes on. Tries to end an observation with a Reset that
+// answers nothing.
+func TestCoAPResetMatchedByMessageID(t *testing.T) {
+	c := newCoAPPlatform(t, "COAP-OBS-5")
+	svc := c.mqttService(t)
+	cmd := "things/" + c.th.ID + "/commands/firmware"
+	file := filepath.Join(t.TempDir(), "image.bin")
+	for _, size := range []int{10, 4800} {
+		raw := c.rawDTLS(t)
+		raw.write(t, message.Message{Token: []byte("obs"), Code: codes.GET, Type: message.Confirmable, MessageID: 1,
+			Options: pathOptions(t, "/mqtt/"+cmd).Add(message.Option{ID: message.Observe, Value: []byte{}})})
+		if m := raw.read(t); m.Code != codes.Content {
+			t.Fatalf("registration: %v", m.Code)
+		}
+		c.r.wantObservers(t, 1)
+		must(t, "writing the payload", os.WriteFile(file, bytes.Repeat([]byte("x"), size), 0o600))
+		svc.publish(t, "-t", cmd, "-f", file)
+		n := raw.read(t)
+		_, blockErr := n.Options.GetUint32(message.Block2)
+		if n.Type != message.Confirmable || (size > 1024) != (blockErr == nil) {
+			t.Fatalf("notification of %d bytes: %v %v (Block2: %v)", size, n.Type, n.Code, blockErr)
+		}
+		raw.write(t, message.Message{Code: codes.Empty, Type: message.Reset, MessageID: n.MessageID + 1000})
+		if again := raw.read(t); again.MessageID != n.MessageID {
+			t.Fatalf("after a Reset answering nothing: message %d, want the notification %d again", again.MessageID, n.MessageID)
+		}
+		c.r.wantObservers(t, 1)
+		raw.write(t, message.Message{Code: codes.Empty, Type: message.Reset, MessageID: n.MessageID})
+		c.r.wantObservers(t, 0)
+	}
+}
