@@ -20,7 +20,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -51,6 +50,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/thingid/thingid/bench/internal/loopback"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
 	"github.com/thingid/thingid/internal/identity"
@@ -237,10 +237,7 @@ func measureThroughput(t *target, c *creds, r *result) error {
 		*h.best = max(*h.best, float64(n)/dur.Seconds())
 	}
 
-	var (
-		cpu0   time.Duration
-		cpuErr error
-	)
+	var cpu0 time.Duration
 	n, err := loop(func(stop <-chan struct{}) (int, error) {
 		cc, err := establish(t, c, r)
 		if err != nil {
@@ -259,13 +256,13 @@ func measureThroughput(t *target, c *creds, r *result) error {
 			}
 			done++
 		}
-	}, func() { cpu0, cpuErr = cpuTime(t.pid) })
-	if err = cmp.Or(err, cpuErr); err != nil {
+	}, func() { cpu0 = loopback.CPUTime([]int{t.pid}) })
+	if err != nil {
 		return fmt.Errorf("requests: %w", err)
 	}
-	cpu1, err := cpuTime(t.pid)
-	if err != nil {
-		return err
+	cpu1 := loopback.CPUTime([]int{t.pid})
+	if cpu0 < 0 || cpu1 < 0 {
+		return fmt.Errorf("no CPU time in /proc/%d/stat", t.pid)
 	}
 	if perSecond := float64(n) / dur.Seconds(); perSecond > r.requests {
 		r.requests, r.cpuPerRequest = perSecond, (cpu1-cpu0).Seconds()/float64(n)
@@ -382,31 +379,6 @@ func get(cc *udpClient.Conn, path string) error {
 		return fmt.Errorf("GET %s: %v", path, res.Code())
 	}
 	return nil
-}
-
-// cpuTime is the CPU time a process has used, user and system (the 14th
-// and 15th fields of /proc/PID/stat, in clock ticks of 1/100 s, Linux's
-// USER_HZ).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may hold spaces: count after it.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	var ticks int64
-	for _, v := range f[11:13] { // utime, stime: fields 14 and 15, the 12th and 13th after the name
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // rss is a process's resident set in bytes.
