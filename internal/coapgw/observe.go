@@ -382,8 +382,8 @@ func (mine *observed) enqueue(ob *observer, m *observeMetrics) func(Message) {
 
 // ended is ob's end function: the broker no longer lets the thing
 // observe its topic. Its last notification is 4.03 (the rules refuse the
-// topic now) or 4.01 (the thing is no longer active), after the
-// notifications already waiting.
+// topic now) or 4.01 (the thing is no longer active); messages still
+// waiting for it are dropped once it is out.
 func (mine *observed) ended(ob *observer, why error) {
 	code := codes.Forbidden
 	if errors.Is(why, ErrInactive) {
