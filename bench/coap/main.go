@@ -1,7 +1,8 @@
 // Command coap measures the CoAP gateway against libcoap's own server,
 // coap-server-openssl (Debian libcoap3-bin), on loopback: DTLS 1.2
-// handshakes per second with certificates on both sides, confirmable
-// requests per second over established sessions, and the memory one idle
+// handshakes per second with certificates on both sides and with a
+// pre-shared key, confirmable requests per second over established
+// sessions and the server's CPU time per request, and the memory one idle
 // DTLS session costs the server. It prints each figure for both and the
 // ratio of the gateway's to libcoap's.
 //
@@ -9,8 +10,10 @@
 // alone and this process is only the client: the gateway is this program
 // with -serve-gateway (a SQLite store, the platform's device CA, certauth,
 // a thing with a device certificate), libcoap's server gets the same
-// server certificate and trusts the same platform CA. The client is go-coap
-// with pion/dtls, the same for both, presenting the thing's certificate;
+// server certificate and trusts the same platform CA, and takes the key
+// the gateway issued the thing as its pre-shared key (-k; libcoap takes any
+// identity with it). The client is go-coap with pion/dtls, the same for
+// both, presenting the thing's certificate (or its PSK identity and key);
 // it GETs /self of the gateway (the thing's identity as JSON, ~190 bytes)
 // and / of libcoap (its greeting, ~170 bytes).
 package main
@@ -47,11 +50,13 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/thingid/thingid/bench/internal/loopback"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/psk"
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/sqlite"
@@ -75,6 +80,8 @@ const (
 	platformCA = "ca.pem"    // by the child: the platform's root CA
 	thingCert  = "thing.pem" // by the child: leaf and device CA
 	thingKey   = "thing.key"
+	pskID      = "psk.identity" // by the child: the thing's PSK identity and key
+	pskKey     = "psk.key"
 )
 
 func main() {
@@ -98,9 +105,10 @@ type target struct {
 }
 
 type result struct {
-	handshakes, requests float64 // per second
-	perSession           float64 // bytes of RSS per idle session
-	failed               atomic.Int64
+	handshakes, pskHandshakes, requests float64 // per second
+	cpuPerRequest                       float64 // seconds of the server's CPU per request, in the run kept
+	perSession                          float64 // bytes of RSS per idle session
+	failed                              atomic.Int64
 }
 
 func run() error {
@@ -117,10 +125,10 @@ func run() error {
 	// best kept; then memory on fresh servers again, which neither the
 	// throughput runs grew nor left sessions to (libcoap keeps a closed
 	// one until its idle timeout).
-	err = withServers(dir, *profile, func(targets []*target, cert tls.Certificate) error {
+	err = withServers(dir, *profile, func(targets []*target, c *creds) error {
 		for range *rounds {
 			for _, t := range targets {
-				if err := measureThroughput(t, cert, results[t.name]); err != nil {
+				if err := measureThroughput(t, c, results[t.name]); err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
 				}
 			}
@@ -130,9 +138,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	err = withServers(dir, "", func(targets []*target, cert tls.Certificate) error {
+	err = withServers(dir, "", func(targets []*target, c *creds) error {
 		for _, t := range targets {
-			if err := measureMemory(t, cert, results[t.name]); err != nil {
+			if err := measureMemory(t, c, results[t.name]); err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 		}
@@ -144,7 +152,9 @@ func run() error {
 	g, l := results["thingid"], results["libcoap"]
 	fmt.Printf("%-36s %14s %14s %9s\n", "", "thingid", "libcoap", "ratio")
 	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, g.handshakes/l.handshakes)
+	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (PSK)", g.pskHandshakes, l.pskHandshakes, g.pskHandshakes/l.pskHandshakes)
 	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
+	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "server CPU µs per request", g.cpuPerRequest*1e6, l.cpuPerRequest*1e6, g.cpuPerRequest/l.cpuPerRequest)
 	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "KiB per idle DTLS session", g.perSession/1024, l.perSession/1024, g.perSession/l.perSession)
 	fmt.Printf("%-36s %14d %14d\n", "handshakes failed (tried again)", g.failed.Load(), l.failed.Load())
 	fmt.Printf("(%d clients, %s per run, best of %d rounds; %d idle sessions)\n", *workers, *dur, *rounds, *idle)
@@ -153,7 +163,7 @@ func run() error {
 
 // withServers runs f with both servers started afresh (the gateway
 // profiled into profile unless ""), and stops them.
-func withServers(dir, profile string, f func([]*target, tls.Certificate) error) error {
+func withServers(dir, profile string, f func([]*target, *creds) error) error {
 	gw, stopGw, err := startGateway(dir, profile)
 	if err != nil {
 		return err
@@ -164,43 +174,72 @@ func withServers(dir, profile string, f func([]*target, tls.Certificate) error) 
 		return err
 	}
 	defer stopLib()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, thingCert), filepath.Join(dir, thingKey))
+	c, err := loadCreds(dir)
 	if err != nil {
 		return err
 	}
-	return f([]*target{gw, lib}, cert)
+	return f([]*target{gw, lib}, c)
 }
 
-// measureThroughput measures handshakes and requests per second against
-// t, keeping in r the best of this run and those before.
-func measureThroughput(t *target, cert tls.Certificate, r *result) error {
-	n, err := loop(func(stop <-chan struct{}) (int, error) {
-		done := 0
-		for {
-			select {
-			case <-stop:
-				return done, nil
-			default:
-			}
-			cc, err := dial(t, cert)
-			if err == nil {
-				err = get(cc, t.path)
-				cc.Close()
-			}
-			if err != nil { // counted, not fatal: a server may drop some under load
-				r.failed.Add(1)
-				continue
-			}
-			done++
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("handshakes: %w", err)
-	}
-	r.handshakes = max(r.handshakes, float64(n)/dur.Seconds())
+// creds are the thing's: its certificate, its PSK identity and key.
+type creds struct {
+	cert          tls.Certificate
+	identity, key []byte
+}
 
-	n, err = loop(func(stop <-chan struct{}) (int, error) {
-		cc, err := establish(t, cert, r)
+func loadCreds(dir string) (*creds, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, thingCert), filepath.Join(dir, thingKey))
+	if err != nil {
+		return nil, err
+	}
+	id, err := os.ReadFile(filepath.Join(dir, pskID))
+	if err != nil {
+		return nil, err
+	}
+	key, err := os.ReadFile(filepath.Join(dir, pskKey))
+	if err != nil {
+		return nil, err
+	}
+	return &creds{cert: cert, identity: id, key: key}, nil
+}
+
+// measureThroughput measures handshakes (certificate, then PSK) and
+// requests per second against t, keeping in r the best of this run and
+// those before, with the server's CPU time per request of the run kept.
+func measureThroughput(t *target, c *creds, r *result) error {
+	for _, h := range []struct {
+		dial func(*target, *creds) (*udpClient.Conn, error)
+		best *float64
+	}{{dial, &r.handshakes}, {dialPSK, &r.pskHandshakes}} {
+		n, err := loop(func(stop <-chan struct{}) (int, error) {
+			done := 0
+			for {
+				select {
+				case <-stop:
+					return done, nil
+				default:
+				}
+				cc, err := h.dial(t, c)
+				if err == nil {
+					err = get(cc, t.path)
+					cc.Close()
+				}
+				if err != nil { // counted, not fatal: a server may drop some under load
+					r.failed.Add(1)
+					continue
+				}
+				done++
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("handshakes: %w", err)
+		}
+		*h.best = max(*h.best, float64(n)/dur.Seconds())
+	}
+
+	var cpu0 time.Duration
+	n, err := loop(func(stop <-chan struct{}) (int, error) {
+		cc, err := establish(t, c, r)
 		if err != nil {
 			return 0, err
 		}
@@ -217,17 +256,23 @@ func measureThroughput(t *target, cert tls.Certificate, r *result) error {
 			}
 			done++
 		}
-	})
+	}, func() { cpu0 = loopback.CPUTime([]int{t.pid}) })
 	if err != nil {
 		return fmt.Errorf("requests: %w", err)
 	}
-	r.requests = max(r.requests, float64(n)/dur.Seconds())
+	cpu1 := loopback.CPUTime([]int{t.pid})
+	if cpu0 < 0 || cpu1 < 0 {
+		return fmt.Errorf("no CPU time in /proc/%d/stat", t.pid)
+	}
+	if perSecond := float64(n) / dur.Seconds(); perSecond > r.requests {
+		r.requests, r.cpuPerRequest = perSecond, (cpu1-cpu0).Seconds()/float64(n)
+	}
 	return nil
 }
 
 // measureMemory opens -sessions idle sessions (establish), and sets r.perSession from the server's resident set before
 // and after.
-func measureMemory(t *target, cert tls.Certificate, r *result) error {
+func measureMemory(t *target, c *creds, r *result) error {
 	before, err := rss(t.pid)
 	if err != nil {
 		return err
@@ -239,7 +284,7 @@ func measureMemory(t *target, cert tls.Certificate, r *result) error {
 		}
 	}()
 	for range *idle {
-		cc, err := establish(t, cert, r)
+		cc, err := establish(t, c, r)
 		if err != nil {
 			return fmt.Errorf("idle sessions: %w", err)
 		}
@@ -254,8 +299,9 @@ func measureMemory(t *target, cert tls.Certificate, r *result) error {
 	return nil
 }
 
-// loop runs f in -c goroutines for -d and sums what they counted.
-func loop(f func(stop <-chan struct{}) (int, error)) (int, error) {
+// loop runs f in -c goroutines for -d and sums what they counted; started,
+// if given, runs once they all run.
+func loop(f func(stop <-chan struct{}) (int, error), started ...func()) (int, error) {
 	stop := make(chan struct{})
 	var (
 		wg    sync.WaitGroup
@@ -274,16 +320,30 @@ func loop(f func(stop <-chan struct{}) (int, error)) (int, error) {
 			}
 		}()
 	}
+	for _, fn := range started {
+		fn()
+	}
 	time.Sleep(*dur)
 	close(stop)
 	wg.Wait()
 	return int(total.Load()), first
 }
 
-func dial(t *target, cert tls.Certificate) (*udpClient.Conn, error) {
+func dial(t *target, c *creds) (*udpClient.Conn, error) {
 	return dtls.Dial(t.addr, &piondtls.Config{
-		Certificates:         []tls.Certificate{cert},
+		Certificates:         []tls.Certificate{c.cert},
 		InsecureSkipVerify:   true, // both servers present the same self-signed certificate
+		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
+	})
+}
+
+// dialPSK opens a session with the thing's PSK identity and key on RFC
+// 7252's mandatory suite.
+func dialPSK(t *target, c *creds) (*udpClient.Conn, error) {
+	return dtls.Dial(t.addr, &piondtls.Config{
+		PSK:                  func([]byte) ([]byte, error) { return c.key, nil },
+		PSKIdentityHint:      c.identity,
+		CipherSuites:         []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
 		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
 	})
 }
@@ -291,9 +351,9 @@ func dial(t *target, cert tls.Certificate) (*udpClient.Conn, error) {
 // establish opens a session that answers a request, trying again (up to
 // five times, each failure counted in r) where a server under load drops
 // a handshake.
-func establish(t *target, cert tls.Certificate, r *result) (*udpClient.Conn, error) {
+func establish(t *target, c *creds, r *result) (*udpClient.Conn, error) {
 	for i := 0; ; i++ {
-		cc, err := dial(t, cert)
+		cc, err := dial(t, c)
 		if err == nil {
 			if err = get(cc, t.path); err == nil {
 				return cc, nil
@@ -399,7 +459,11 @@ func startLibcoap(dir string) (*target, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(*libcoap, "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-v", "0",
+	c, err := loadCreds(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(*libcoap, "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-v", "0", "-k", string(c.key),
 		"-c", filepath.Join(dir, serverCert), "-j", filepath.Join(dir, serverKey), "-C", filepath.Join(dir, platformCA))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -407,13 +471,8 @@ func startLibcoap(dir string) (*target, func(), error) {
 	}
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	t := &target{name: "libcoap", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)), path: "/", pid: cmd.Process.Pid}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, thingCert), filepath.Join(dir, thingKey))
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
 	for i := 0; ; i++ {
-		cc, err := dial(t, cert)
+		cc, err := dial(t, c)
 		if err == nil {
 			err = get(cc, t.path)
 			cc.Close()
@@ -488,7 +547,14 @@ func serveGateway(dir string) error {
 	if err != nil {
 		return err
 	}
-	for name, b := range map[string][]byte{thingCert: dc.ChainPEM(), thingKey: keyPEM,
+	issued, row, err := psk.Issue(key, th.ID)
+	if err != nil {
+		return err
+	}
+	if err := ids.SetThingPSKs(ctx, "bench", []*store.ThingPSK{row}); err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{thingCert: dc.ChainPEM(), thingKey: keyPEM, pskID: []byte(issued.Identity), pskKey: []byte(issued.Key),
 		platformCA: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: dca.Root.Raw})} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err
@@ -499,7 +565,7 @@ func serveGateway(dir string) error {
 		return err
 	}
 	gw, err := coapgw.New(coapgw.Options{
-		DTLSAddress: "127.0.0.1:0", Certificate: server, Verifier: certs, Log: quiet,
+		DTLSAddress: "127.0.0.1:0", Certificate: server, Verifier: certs, PSKs: psk.NewKeys(st, key), Log: quiet,
 		// One client address makes every handshake here: the limits for
 		// an address under attack are not what is measured.
 		HandshakesPerSecond: 1e9, HandshakeBurst: 1 << 30, MaxSessions: 1 << 20,

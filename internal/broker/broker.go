@@ -126,6 +126,7 @@ type Broker struct {
 	audit     *auditLog
 	resolver  *resolver
 	workers   *workers
+	taps      thingTaps // subscriptions of things through other doors (thingtap.go)
 	stopOnce  sync.Once
 	stop      context.CancelFunc
 }

@@ -38,7 +38,7 @@ func (b *Broker) PublishAsThing(ctx context.Context, thing, cert, topicName stri
 	if qos > 1 {
 		qos = 1 // the message is whole on arrival; QoS 2's exchange buys nothing here
 	}
-	g, err := b.thingGrants(ctx, thing, cert)
+	_, g, err := b.thingGrants(ctx, thing, cert)
 	if err != nil {
 		return err
 	}

@@ -145,6 +145,7 @@ func (h *auth) handle(ctx context.Context, e events.Event) {
 		}
 		return true
 	})
+	h.b.recheckTaps(ctx, e)
 }
 
 // end closes a revoked session's connection (MQTT 5: DISCONNECT 0x87) and

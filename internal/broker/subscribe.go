@@ -26,12 +26,20 @@ type Delivered struct {
 // included), whichever node of a cluster it was published on. deliver runs
 // on the publisher's path and must not block. A shared subscription
 // ($share/) is ErrTopic: a gateway's observer takes no turns in a group.
-// stop ends the subscription.
-func (b *Broker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(Delivered)) (stop func(), err error) {
+//
+// The subscription follows the events that re-check an MQTT connection's
+// (revoke.go): a change of the thing (its model, its owner) recompiles its
+// rules, and when they no longer let it subscribe to filter, or the thing
+// is disabled, deleted or unlinked, or its certificate revoked, the
+// subscription ends and ended gets why (wrapping ErrNotAllowed or
+// ErrInactive; nil: not told), on the broker's event worker: it must
+// not block. stop ends the subscription; ended may still run once while
+// stop does.
+func (b *Broker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(Delivered), ended func(error)) (stop func(), err error) {
 	if inner, _ := topic.ShareFilter(filter); inner != filter || !topic.ValidFilter(filter) {
 		return nil, fmt.Errorf("%w: %q", ErrTopic, filter)
 	}
-	g, err := b.thingGrants(ctx, thing, cert)
+	id, g, err := b.thingGrants(ctx, thing, cert)
 	if err != nil {
 		return nil, err
 	}
@@ -39,13 +47,17 @@ func (b *Broker) SubscribeAsThing(ctx context.Context, thing, cert, filter strin
 		b.metrics.denied.WithLabelValues("subscribe").Inc()
 		return nil, fmt.Errorf("%w: %q", ErrNotAllowed, filter)
 	}
-	return b.server.Tap(filter, func(m *mqtt.Message) {
-		if !g.canReceive(m.Topic) {
+	t := &thingTap{id: id, filter: filter, ended: ended}
+	t.g.Store(g)
+	t.untap = b.server.Tap(filter, func(m *mqtt.Message) {
+		if !t.g.Load().canReceive(m.Topic) {
 			b.metrics.denied.WithLabelValues("deliver").Inc()
 			return
 		}
 		deliver(delivered(m))
-	}), nil
+	})
+	b.taps.add(t)
+	return func() { b.taps.remove(t) }, nil
 }
 
 // RetainedAsThing is the retained message of topicName for a thing
@@ -55,7 +67,7 @@ func (b *Broker) RetainedAsThing(ctx context.Context, thing, cert, topicName str
 	if len(topicName) > maxTopic || !topic.ValidName(topicName) {
 		return m, false, fmt.Errorf("%w: %q", ErrTopic, topicName)
 	}
-	g, err := b.thingGrants(ctx, thing, cert)
+	_, g, err := b.thingGrants(ctx, thing, cert)
 	if err != nil {
 		return m, false, err
 	}
@@ -73,12 +85,12 @@ func (b *Broker) RetainedAsThing(ctx context.Context, thing, cert, topicName str
 // thingGrants are the topic rules of an active thing that another door
 // authenticated with its certificate, as a connection of that thing gets
 // them.
-func (b *Broker) thingGrants(ctx context.Context, thing, cert string) (*grants, error) {
+func (b *Broker) thingGrants(ctx context.Context, thing, cert string) (*Identity, *grants, error) {
 	id := &Identity{Kind: kindThing, Thing: thing, Cert: cert, ClientIdentifier: gatewayClientID(thing)}
 	if err := b.resolver.resolve(ctx, id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return compile(b.opts.Rules, id), nil
+	return id, compile(b.opts.Rules, id), nil
 }
 
 func delivered(m *mqtt.Message) Delivered {

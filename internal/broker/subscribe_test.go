@@ -34,7 +34,7 @@ func TestSubscribeAsThing(t *testing.T) {
 	}
 
 	got := make(chan Delivered, 10)
-	stop, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"#", func(d Delivered) { got <- d })
+	stop, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"#", func(d Delivered) { got <- d }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSubscribeAsThing(t *testing.T) {
 	// A second subscription hears the next message on the same path the
 	// first would have: once it has, the stopped one got nothing.
 	witness := make(chan Delivered, 1)
-	stopWitness, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"setpoint", func(d Delivered) { witness <- d })
+	stopWitness, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"setpoint", func(d Delivered) { witness <- d }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestSubscribeAsThing(t *testing.T) {
 		{"things/#/x", ErrTopic},
 		{"", ErrTopic},
 	} {
-		if _, err := e.b.SubscribeAsThing(ctx, th.ID, "", c.filter, func(Delivered) {}); !errors.Is(err, c.want) {
+		if _, err := e.b.SubscribeAsThing(ctx, th.ID, "", c.filter, func(Delivered) {}, nil); !errors.Is(err, c.want) {
 			t.Errorf("filter %q: %v, want %v", c.filter, err, c.want)
 		}
 	}
@@ -113,7 +113,91 @@ func TestSubscribeAsThing(t *testing.T) {
 	if _, err := e.ids.UpdateThing(ctx, "test", th.ID, 0, func(x *store.Thing) error { x.Status = store.StatusDisabled; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"#", func(Delivered) {}); !errors.Is(err, ErrInactive) {
+	if _, err := e.b.SubscribeAsThing(ctx, th.ID, "", cmd+"#", func(Delivered) {}, nil); !errors.Is(err, ErrInactive) {
 		t.Errorf("a disabled thing: %v", err)
+	}
+}
+
+// A thing's subscription through another door is re-checked on the events
+// that re-check its MQTT connection: when a change of the thing takes a
+// filter out of its rules (its model, named by ${thing.model}), that
+// subscription ends with ErrNotAllowed and gets nothing more, while one
+// the rules still give goes on; unlinking the thing from its owner ends
+// what ${owner.id} gave, disabling it ends the rest (ErrInactive). A
+// stopped subscription hears of no event. Tries to keep receiving a
+// model's firmware after the thing stopped being that model.
+func TestSubscribeAsThingRecheckedOnChanges(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Rules = append(slices.Clone(testRules), Rule{Who: WhoThing, Subscribe: []string{"models/${thing.model}/#", "homes/${owner.id}/#"}})
+	})
+	ctx := context.Background()
+	th, u := e.thing("T-300"), e.user("owner-300")
+	e.own(u, th)
+	svc := e.mustConnect5("svc", e.token(tokens.Claims{Subject: "svc", ClientID: "svc", Scope: []string{"mqtt:pub:#"}}))
+	type sub struct {
+		got   chan Delivered
+		ended chan error
+		stop  func()
+	}
+	subscribe := func(filter string) *sub {
+		t.Helper()
+		s := &sub{got: make(chan Delivered, 10), ended: make(chan error, 1)}
+		var err error
+		s.stop, err = e.b.SubscribeAsThing(ctx, th.ID, "", filter, func(d Delivered) { s.got <- d }, func(err error) { s.ended <- err })
+		if err != nil {
+			t.Fatalf("subscribing to %s: %v", filter, err)
+		}
+		return s
+	}
+	endedWith := func(s *sub, want error) {
+		t.Helper()
+		select {
+		case err := <-s.ended:
+			if !errors.Is(err, want) {
+				t.Fatalf("ended with %v, want %v", err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the subscription did not end")
+		}
+	}
+	receives := func(s *sub, topic, payload string) {
+		t.Helper()
+		svc.pub(t, topic, 1, payload)
+		select {
+		case d := <-s.got:
+			if string(d.Payload) != payload {
+				t.Fatalf("got %q, want %q", d.Payload, payload)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing on %s", topic)
+		}
+	}
+	firmware, home, cmds, stopped := subscribe("models/T-300/firmware"), subscribe("homes/"+u.ID+"/#"), subscribe("things/"+th.ID+"/commands/#"), subscribe("models/T-300/#")
+	stopped.stop()
+	receives(firmware, "models/T-300/firmware", "v1")
+
+	if _, err := e.ids.UpdateThing(ctx, "test", th.ID, 0, func(x *store.Thing) error { x.Model = "T-301"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	endedWith(firmware, ErrNotAllowed)
+	svc.pub(t, "models/T-300/firmware", 1, "v2")
+	receives(cmds, "things/"+th.ID+"/commands/mode", "eco") // after v2 on the same path
+	select {
+	case d := <-firmware.got:
+		t.Fatalf("delivered after the subscription ended: %+v", d)
+	default:
+	}
+	receives(home, "homes/"+u.ID+"/scene", "night")
+
+	if err := e.ids.RemoveRelationship(ctx, "test", store.Relationship{Kind: store.RelOwner,
+		From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	endedWith(home, ErrInactive)
+	endedWith(cmds, ErrInactive) // an unlinked thing's subscriptions all end, as its connections do
+	select {
+	case err := <-stopped.ended:
+		t.Fatalf("a stopped subscription was told it ended: %v", err)
+	default:
 	}
 }

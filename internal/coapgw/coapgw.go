@@ -62,6 +62,7 @@ type Session struct {
 	// id>", internal/psk); empty for a certificate session.
 	PSKIdentity string
 	thingID     string // Thing's id, known before Thing is read
+	self        []byte // call home's answer (selfOf Thing)
 	pskKeyID    string
 	conn        *udpClient.Conn
 	expiry      *time.Timer // nil for a PSK session
@@ -135,7 +136,7 @@ type Gateway struct {
 	opts    Options
 	metrics *metrics
 
-	mu       sync.Mutex
+	mu       sync.RWMutex // every request reads sessions
 	sessions map[*udpClient.Conn]*Session
 
 	observers   *observers         // observe.go
@@ -224,7 +225,7 @@ func New(opts Options) (*Gateway, error) {
 			g.metrics.handshakes.WithLabelValues("rate_limited").Inc()
 			opts.Log.Info("coapgw: handshake rate exceeded", "remote", a.String())
 		}}
-	g.serve(func() error { return g.dtls.Serve(limited) })
+	g.serve(func() error { return g.dtls.Serve(wired{limited}) })
 	if opts.UDPAddress != "" {
 		g.udpLn, err = coapnet.NewListenUDP("udp", opts.UDPAddress)
 		if err != nil {
@@ -342,7 +343,7 @@ func (g *Gateway) refused(err error) {
 
 // onNewConn records the session of a completed handshake.
 func (g *Gateway) onNewConn(cc *udpClient.Conn) {
-	dc, ok := cc.NetConn().(*piondtls.Conn)
+	dc, ok := cc.NetConn().(*wire)
 	if !ok {
 		cc.Close()
 		return
@@ -363,7 +364,7 @@ func (g *Gateway) onNewConn(cc *udpClient.Conn) {
 		return
 	}
 	fp := sha256.Sum256(id.Leaf.Raw)
-	s := &Session{Thing: id.Thing, thingID: id.Thing.ID, Fingerprint: hex.EncodeToString(fp[:]), Chain: chain, conn: cc}
+	s := &Session{Thing: id.Thing, thingID: id.Thing.ID, self: selfOf(id.Thing), Fingerprint: hex.EncodeToString(fp[:]), Chain: chain, conn: cc}
 	// An expired certificate ends its session at its notAfter.
 	s.expiry = time.AfterFunc(id.Leaf.NotAfter.Sub(g.opts.Now()), func() { g.end(s, "certificate_expired") })
 	g.register(s)
@@ -393,8 +394,8 @@ func (g *Gateway) session(cc mux.Conn) *Session {
 	if !ok {
 		return nil
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	return g.sessions[c]
 }
 
@@ -453,17 +454,18 @@ func (g *Gateway) router() (*mux.Router, error) {
 	}
 	table = append(table, g.opts.Resources...)
 	for _, res := range table {
-		h := res.Handler
+		h, requests := res.Handler, g.metrics.requests.WithLabelValues(res.Path)
 		err := r.Handle(res.Path, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
-			g.metrics.requests.WithLabelValues(res.Path).Inc()
+			requests.Inc()
 			h.ServeCoAP(w, m, g.session(w.Conn()))
 		}))
 		if err != nil {
 			return nil, fmt.Errorf("coapgw: resource %q: %w", res.Path, err)
 		}
 	}
+	unknown := g.metrics.requests.WithLabelValues("unknown")
 	r.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
-		g.metrics.requests.WithLabelValues("unknown").Inc()
+		unknown.Inc()
 		// An empty 4.04: never larger than the request that asked.
 		_ = w.SetResponse(codes.NotFound, 0, nil)
 	}))

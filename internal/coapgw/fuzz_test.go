@@ -1,13 +1,16 @@
 package coapgw
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
 )
 
 // FuzzDatagram sends arbitrary datagrams to the gateway's plain CoAP
@@ -47,6 +50,32 @@ func FuzzDatagram(f *testing.F) {
 		res, err := cc.Get(ctx, PathSelf)
 		if err != nil || res.Code() != codes.Unauthorized {
 			t.Fatalf("after %x: %v %v, want 4.01", datagram, res, err)
+		}
+	})
+}
+
+// FuzzConfirmable reads the header of arbitrary datagrams as the wire notes
+// what the gateway writes: it never reads past one, and whatever go-coap
+// decodes as a confirmable message it reads with the same message ID and
+// token.
+func FuzzConfirmable(f *testing.F) {
+	for _, seed := range [][]byte{
+		{0x48, 0x45, 0x12, 0x34, 1, 2, 3, 4, 5, 6, 7, 8, 0x61, 0x05}, // CON 2.05 with a token and Observe
+		{0x40, 0x83, 0x00, 0x01},                                     // CON 4.03, no token
+		{0x60, 0x00, 0x00, 0x02},                                     // ACK
+		{0x4f, 0x45, 0x00, 0x03},                                     // reserved token length
+		{0x48, 0x45, 0x00, 0x04, 1, 2},                               // token past the datagram
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, datagram []byte) {
+		mid, token, ok := confirmable(datagram)
+		var m message.Message
+		if _, err := coder.DefaultCoder.Decode(datagram, &m); err != nil || m.Type != message.Confirmable {
+			return
+		}
+		if !ok || mid != m.MessageID || !bytes.Equal(token, m.Token) {
+			t.Fatalf("%x: read %v %d %x, go-coap decodes %d %x", datagram, ok, mid, token, m.MessageID, m.Token)
 		}
 	})
 }

@@ -30,9 +30,12 @@ type Message struct {
 // topic's retained message for it, under the broker's subscribe and
 // receive rules for that thing: the broker. deliver runs on the
 // publisher's path and must not block. Refusals wrap ErrBadTopic,
-// ErrForbidden and ErrInactive, as Publisher's do.
+// ErrForbidden and ErrInactive, as Publisher's do. The broker re-checks a
+// subscription when the thing or its rules change, and ends one they no
+// longer allow: ended gets why (wrapping ErrForbidden or ErrInactive); it
+// must not block.
 type Subscriber interface {
-	SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(Message)) (stop func(), err error)
+	SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(Message), ended func(error)) (stop func(), err error)
 	RetainedAsThing(ctx context.Context, thing, cert, topic string) (m Message, ok bool, err error)
 }
 
@@ -55,7 +58,9 @@ const (
 // GET /mqtt/TOPIC with Observe: 0 registers one, keyed by the session and
 // the request's token (§4.1), bounded per session and in all; Observe: 1
 // (§3.6), a Reset in answer to a notification (§3.6), an unacknowledged
-// notification (§4.5) and the session's end remove it.
+// notification (§4.5), the session's end, and the broker's refusal of its
+// subscription when the thing or its rules change (with an error
+// notification, §3.2) remove it.
 type observers struct {
 	sub             Subscriber
 	max, perSession int
@@ -71,22 +76,28 @@ type observers struct {
 // notifications, one confirmable at a time (RFC 7252 §4.7: NSTART 1), so
 // that a Reset names the observer of the notification in flight.
 type observed struct {
-	byToken  map[string]*observer
-	queue    chan pending
+	byToken map[string]*observer
+	queue   chan pending
+	// ends are the observations the broker ended, each waiting for its
+	// last notification; never dropped as queue's messages are.
+	ends     chan pending
 	done     chan struct{} // the session ended
 	inflight atomic.Pointer[observer]
 }
 
-// pending is a message on its way to an observer.
+// pending is a message on its way to an observer, or the error that ends
+// it (end: its code; RFC 7641 §3.2: a notification that is no 2.05 ends
+// the observation).
 type pending struct {
-	ob *observer
-	m  Message
+	ob  *observer
+	m   Message
+	end codes.Code
 }
 
 type observer struct {
 	s     *Session
 	token message.Token
-	ready chan struct{} // closed once the registration's answer is out
+	ready chan struct{} // closed once the registration's answer is out, or never will be
 	done  chan struct{} // closed when removed
 	stop  func()        // the broker's subscription
 	once  sync.Once
@@ -104,7 +115,7 @@ func newObservers(opts Options) (*observers, error) {
 		observers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "thingid_coap_observers",
 			Help: "Observations of broker topics (GET /mqtt/TOPIC with Observe) the CoAP gateway holds."}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_notifications_total",
-			Help: "CoAP notifications by result (sent, dropped: the observer's queue was full, unacknowledged: the observer was removed)."}, []string{"result"}),
+			Help: "CoAP notifications by result (sent, dropped: the observer's queue was full, unacknowledged: the observer was removed, ended: an error notification ended an observation the broker's rules no longer allow)."}, []string{"result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_observe_refused_total",
 			Help: "Observations refused, by reason (forbidden, bad_topic, inactive, session_limit, limit, session_ended)."}, []string{"reason"}),
 	}
@@ -219,7 +230,8 @@ func (o *observers) register(w mux.ResponseWriter, r *mux.Message, s *Session, t
 		}
 		return
 	}
-	stop, err := o.sub.SubscribeAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic, mine.enqueue(ob, o.metrics))
+	stop, err := o.sub.SubscribeAsThing(r.Context(), s.Thing.ID, s.Fingerprint, topic, mine.enqueue(ob, o.metrics),
+		func(why error) { mine.ended(ob, why) })
 	if err != nil {
 		o.remove(ob, "")
 		o.refuse(w, err, topic)
@@ -230,6 +242,7 @@ func (o *observers) register(w mux.ResponseWriter, r *mux.Message, s *Session, t
 	removed := o.bySession[s] != mine || mine.byToken[string(ob.token)] != ob
 	o.mu.Unlock()
 	if removed { // the session ended meanwhile, or another request took the token
+		close(ob.ready)
 		stop()
 		return
 	}
@@ -258,7 +271,8 @@ func (o *observers) reserve(ob *observer) (*observed, string) {
 		return nil, "limit"
 	}
 	if mine == nil {
-		mine = &observed{byToken: map[string]*observer{}, queue: make(chan pending, notifyQueue*o.perSession), done: make(chan struct{})}
+		mine = &observed{byToken: map[string]*observer{}, queue: make(chan pending, notifyQueue*o.perSession),
+			ends: make(chan pending, o.perSession), done: make(chan struct{})}
 		o.bySession[ob.s] = mine
 		ob.s.conn.AddOnClose(func() { o.endSession(ob.s) })
 		go o.notify(ob.s, mine)
@@ -329,14 +343,19 @@ func (o *observers) endSession(s *Session) {
 	}
 }
 
-// reset removes the observer whose notification is in flight on s, which
-// a Reset answered (RFC 7641 §3.6: the client forgot the observation).
-func (o *observers) reset(s *Session) {
+// reset removes the observer whose notification is in flight on s when a
+// Reset with message ID mid answers it (RFC 7641 §3.6: the client forgot
+// the observation): when mid is the one the notification, or its first
+// block, went out with. Another Reset is go-coap's to ignore.
+func (o *observers) reset(s *Session, w *wire, mid int32) {
 	o.mu.Lock()
 	mine := o.bySession[s]
 	o.mu.Unlock()
-	if mine != nil {
-		o.remove(mine.inflight.Load(), "reset")
+	if mine == nil {
+		return
+	}
+	if ob := mine.inflight.Load(); ob != nil && w.answers(mid, ob.token) {
+		o.remove(ob, "reset")
 	}
 }
 
@@ -348,7 +367,7 @@ func (mine *observed) enqueue(ob *observer, m *observeMetrics) func(Message) {
 			select {
 			case <-ob.done:
 				return
-			case mine.queue <- pending{ob, msg}:
+			case mine.queue <- pending{ob: ob, m: msg}:
 				return
 			default:
 			}
@@ -358,6 +377,21 @@ func (mine *observed) enqueue(ob *observer, m *observeMetrics) func(Message) {
 			default:
 			}
 		}
+	}
+}
+
+// ended is ob's end function: the broker no longer lets the thing
+// observe its topic. Its last notification is 4.03 (the rules refuse the
+// topic now) or 4.01 (the thing is no longer active); messages still
+// waiting for it are dropped once it is out.
+func (mine *observed) ended(ob *observer, why error) {
+	code := codes.Forbidden
+	if errors.Is(why, ErrInactive) {
+		code = codes.Unauthorized
+	}
+	select {
+	case mine.ends <- pending{ob: ob, end: code}:
+	default: // more ends waiting than observers held: this one was replaced
 	}
 }
 
@@ -371,14 +405,19 @@ func (o *observers) notify(s *Session, mine *observed) {
 		case <-mine.done:
 			return
 		case p = <-mine.queue:
+		case p = <-mine.ends:
 		}
 		select {
 		case <-p.ob.ready:
 		case <-p.ob.done:
 			continue
 		}
+		if p.end != 0 {
+			o.end(mine, p)
+			continue
+		}
 		mine.inflight.Store(p.ob)
-		err := o.send(p.ob, p.m)
+		err := o.send(p.ob, p.m, 0)
 		mine.inflight.Store(nil)
 		select {
 		case <-p.ob.done: // removed meanwhile (a Reset, deregistered)
@@ -394,7 +433,20 @@ func (o *observers) notify(s *Session, mine *observed) {
 	}
 }
 
-func (o *observers) send(ob *observer, m Message) error {
+// end sends the error notification that ends an observation the broker
+// ended, and removes it.
+func (o *observers) end(mine *observed, p pending) {
+	mine.inflight.Store(p.ob)
+	err := o.send(p.ob, p.m, p.end)
+	mine.inflight.Store(nil)
+	o.log.Info("coapgw: observation ended: the broker's rules no longer allow it", "thing", p.ob.s.thingID, "code", p.end.String(), "sent", err == nil)
+	o.metrics.notifications.WithLabelValues("ended").Inc()
+	o.remove(p.ob, "")
+}
+
+// send writes m to ob as a notification, or, with an end code, the error
+// that ends the observation (RFC 7641 §4.2: without Observe).
+func (o *observers) send(ob *observer, m Message, end codes.Code) error {
 	cc := ob.s.conn
 	ctx, cancel := context.WithTimeout(cc.Context(), notifyTimeout)
 	defer cancel()
@@ -407,13 +459,17 @@ func (o *observers) send(ob *observer, m Message) error {
 	}()
 	msg := cc.AcquireMessage(ctx)
 	defer cc.ReleaseMessage(msg)
+	msg.SetToken(ob.token)
+	msg.SetType(message.Confirmable)
+	if end != 0 {
+		msg.SetCode(end)
+		return cc.WriteMessage(msg)
+	}
 	ob.seq = (ob.seq + 1) & observeMask
 	msg.SetCode(codes.Content)
-	msg.SetToken(ob.token)
 	msg.SetObserve(ob.seq)
 	msg.SetContentFormat(formatOf(m.ContentType))
 	msg.SetBody(bytes.NewReader(m.Payload))
-	msg.SetType(message.Confirmable)
 	return cc.WriteMessage(msg)
 }
 
@@ -425,8 +481,9 @@ func (g *Gateway) resetSeen(cc *udpClient.Conn, m *pool.Message) {
 	if m.Type() != message.Reset {
 		return
 	}
-	if s := g.session(cc); s != nil {
-		g.observers.reset(s)
+	w, ok := cc.NetConn().(*wire)
+	if s := g.session(cc); s != nil && ok {
+		g.observers.reset(s, w, m.MessageID())
 	}
 }
 

@@ -110,7 +110,7 @@ func (g *Gateway) pskSession(cc *udpClient.Conn, identity []byte) {
 		return
 	}
 	g.mu.Lock()
-	s.Thing = th
+	s.Thing, s.self = th, selfOf(th)
 	g.mu.Unlock()
 	g.metrics.handshakes.WithLabelValues("ok").Inc()
 	g.opts.Log.Info("coapgw: session", "thing", th.ID, "psk", s.PSKIdentity, "remote", cc.RemoteAddr().String())

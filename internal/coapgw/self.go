@@ -7,6 +7,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
+
+	"github.com/thingid/thingid/internal/store"
 )
 
 // PathSelf is call home: the thing its session proves, the CoAP twin of
@@ -23,21 +25,22 @@ type selfView struct {
 }
 
 func serveSelf(w mux.ResponseWriter, r *mux.Message, s *Session) {
-	if s == nil {
+	switch {
+	case s == nil:
 		// Loopback UDP proves no identity; an empty answer, never larger
 		// than the request.
 		_ = w.SetResponse(codes.Unauthorized, message.TextPlain, nil)
-		return
-	}
-	if r.Code() != codes.GET {
+	case r.Code() != codes.GET:
 		_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
-		return
+	default:
+		_ = w.SetResponse(codes.Content, message.AppJSON, bytes.NewReader(s.self))
 	}
-	t := s.Thing
-	b, err := json.Marshal(selfView{ID: t.ID, DisplayName: t.DisplayName, SerialNumber: t.SerialNumber, Model: t.Model, Status: string(t.Status)})
-	if err != nil {
-		_ = w.SetResponse(codes.InternalServerError, message.TextPlain, nil)
-		return
-	}
-	_ = w.SetResponse(codes.Content, message.AppJSON, bytes.NewReader(b))
+}
+
+// selfOf is call home's answer for t, made once per session: the thing
+// as it was at the handshake, as Session.Thing is.
+func selfOf(t *store.Thing) []byte {
+	// Strings only: encoding cannot fail.
+	b, _ := json.Marshal(selfView{ID: t.ID, DisplayName: t.DisplayName, SerialNumber: t.SerialNumber, Model: t.Model, Status: string(t.Status)})
+	return b
 }

@@ -103,8 +103,9 @@ func (c coapBroker) PublishAsThing(ctx context.Context, thing, cert, topic strin
 	return c.refusal(c.b.PublishAsThing(ctx, thing, cert, topic, payload, qos, contentType), thing, topic)
 }
 
-func (c coapBroker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(coapgw.Message)) (func(), error) {
-	stop, err := c.b.SubscribeAsThing(ctx, thing, cert, filter, func(d broker.Delivered) { deliver(coapgw.Message(d)) })
+func (c coapBroker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(coapgw.Message), ended func(error)) (func(), error) {
+	stop, err := c.b.SubscribeAsThing(ctx, thing, cert, filter, func(d broker.Delivered) { deliver(coapgw.Message(d)) },
+		func(why error) { ended(c.refusal(why, thing, filter)) })
 	return stop, c.refusal(err, thing, filter)
 }
 

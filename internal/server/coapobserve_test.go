@@ -334,3 +334,119 @@ func TestCoAPBlockwiseFirmware(t *testing.T) {
 		t.Fatalf("GET a topic with nothing retained: %v %v", res, err)
 	}
 }
+
+// An observation is re-checked when the thing changes while its session
+// stays up: once the broker's rules no longer give the thing the observed
+// topic (here they name it by ${thing.model}, and the thing's model
+// changes), the observer gets a 4.03 notification without Observe (RFC
+// 7641 §3.2) and nothing more, while an observation the rules still give
+// goes on. Tries to keep receiving a model's commands after the thing
+// stopped being that model.
+func TestCoAPObserverEndedWhenRulesNoLongerAllow(t *testing.T) {
+	c := newCoAPPlatform(t, "COAP-OBS-4", func(cfg *config.Config) {
+		cfg.MQTT.Rules[0] = config.MQTTRule{Who: "thing", Publish: []string{"things/${thing.id}/#"},
+			Subscribe: []string{"things/${thing.id}/commands/${thing.model}/#", "things/${thing.id}/commands/all"}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	setModel := func(model string) {
+		t.Helper()
+		_, err := c.r.p.Identity.UpdateThing(ctx, "test", c.th.ID, 0, func(t *store.Thing) error { t.Model = model; return nil })
+		must(t, "changing the thing's model", err)
+	}
+	setModel("THERMO-A")
+	svc := c.mqttService(t)
+	cmd := "things/" + c.th.ID + "/commands/"
+	cc := c.dial(t)
+	observe := func(path string) chan *pool.Message {
+		got := make(chan *pool.Message, 16)
+		_, err := cc.Observe(ctx, path, func(m *pool.Message) {
+			b, _ := m.ReadBody()
+			_, err := m.Observe()
+			n := pool.NewMessage(ctx)
+			n.SetCode(m.Code())
+			n.SetBody(bytes.NewReader(b))
+			if err == nil {
+				n.SetObserve(0)
+			}
+			got <- n
+		})
+		must(t, "observing "+path, err)
+		return got
+	}
+	next := func(got chan *pool.Message) *pool.Message {
+		t.Helper()
+		for {
+			select {
+			case m := <-got:
+				if b, _ := m.ReadBody(); m.Code() != codes.Content || len(b) > 0 {
+					return m // not the registration's empty 2.05
+				}
+			case <-ctx.Done():
+				t.Fatal("no notification")
+				return nil
+			}
+		}
+	}
+	firmware, all := observe("/mqtt/"+cmd+"THERMO-A/firmware"), observe("/mqtt/"+cmd+"all")
+	c.r.wantObservers(t, 2)
+	svc.publish(t, "-t", cmd+"THERMO-A/firmware", "-m", "v1")
+	if m := next(firmware); m.Code() != codes.Content {
+		t.Fatalf("the model's command: %v", m.Code())
+	}
+
+	setModel("THERMO-B")
+	m := next(firmware)
+	if _, err := m.Observe(); m.Code() != codes.Forbidden || err == nil {
+		t.Fatalf("after the model changed: %v (Observe: %v), want 4.03 without Observe", m.Code(), err)
+	}
+	c.r.wantObservers(t, 1)
+	svc.publish(t, "-t", cmd+"THERMO-A/firmware", "-m", "v2")
+	svc.publish(t, "-t", cmd+"all", "-m", "reboot")
+	if m := next(all); m.Code() != codes.Content {
+		t.Fatalf("the observation the rules still give: %v", m.Code())
+	}
+	select {
+	case m := <-firmware:
+		b, _ := m.ReadBody()
+		t.Fatalf("a notification after the observation ended: %v %q", m.Code(), b)
+	default:
+	}
+}
+
+// A Reset removes the observer whose notification it answers, matched by
+// message ID (RFC 7252 §4.2, RFC 7641 §3.6): also when the notification is
+// larger than one block and goes out as its first Block2 block under a
+// message ID go-coap gives it (RFC 7959 §2.6). A Reset naming another
+// message ID removes nothing: the notification is sent again, and the
+// observation goes on. Tries to end an observation with a Reset that
+// answers nothing.
+func TestCoAPResetMatchedByMessageID(t *testing.T) {
+	c := newCoAPPlatform(t, "COAP-OBS-5")
+	svc := c.mqttService(t)
+	cmd := "things/" + c.th.ID + "/commands/firmware"
+	file := filepath.Join(t.TempDir(), "image.bin")
+	for _, size := range []int{10, 4800} {
+		raw := c.rawDTLS(t)
+		raw.write(t, message.Message{Token: []byte("obs"), Code: codes.GET, Type: message.Confirmable, MessageID: 1,
+			Options: pathOptions(t, "/mqtt/"+cmd).Add(message.Option{ID: message.Observe, Value: []byte{}})})
+		if m := raw.read(t); m.Code != codes.Content {
+			t.Fatalf("registration: %v", m.Code)
+		}
+		c.r.wantObservers(t, 1)
+		must(t, "writing the payload", os.WriteFile(file, bytes.Repeat([]byte("x"), size), 0o600))
+		svc.publish(t, "-t", cmd, "-f", file)
+		n := raw.read(t)
+		_, blockErr := n.Options.GetUint32(message.Block2)
+		if n.Type != message.Confirmable || (size > 1024) != (blockErr == nil) {
+			t.Fatalf("notification of %d bytes: %v %v (Block2: %v)", size, n.Type, n.Code, blockErr)
+		}
+		raw.write(t, message.Message{Code: codes.Empty, Type: message.Reset, MessageID: n.MessageID + 1000})
+		if again := raw.read(t); again.MessageID != n.MessageID {
+			t.Fatalf("after a Reset answering nothing: message %d, want the notification %d again", again.MessageID, n.MessageID)
+		}
+		c.r.wantObservers(t, 1)
+		raw.write(t, message.Message{Code: codes.Empty, Type: message.Reset, MessageID: n.MessageID})
+		c.r.wantObservers(t, 0)
+	}
+}
