@@ -82,27 +82,30 @@ echo "making $CONNECTIONS bench things..."
 bench --address 127.0.0.1:11901 --first $((CONNECTIONS - 1)) --connections 1 >/dev/null
 
 echo "== $CONNECTIONS connections held over $NODES nodes (one generator per node) =="
-start=$(date +%s.%N)
+start=$SECONDS
 for k in $(seq "$NODES"); do
 	bench --address 127.0.0.1:$((11900 + k)) --first $(((k - 1) * per)) --connections "$per" \
-		--concurrency 16 --source-ips 4 --broker-pid "${node_pid[k]}" --hold 30s >"$work/held$k.txt" 2>"$work/held$k.err" &
+		--concurrency 16 --source-ips 4 --broker-pid "${node_pid[k]}" --hold 30m >"$work/held$k.txt" 2>"$work/held$k.err" &
 	gen[k]=$!
 done
-# While they hold: the most connections established to the nodes at once.
-most=0
+# The generators hold their connections until every one is open (or no more
+# open for a minute), then measure their nodes' memory together (SIGUSR1).
+most=0 since=$SECONDS
 while kill -0 "${gen[@]}" 2>/dev/null; do
 	n=$(ss -Htn state established "( sport >= :11901 and sport <= :$((11900 + NODES)) )" | wc -l)
-	((n > most)) && most=$n
-	sleep 1
+	((n > most)) && most=$n since=$SECONDS
+	((n >= per * NODES || SECONDS - since > 60)) && break
+	sleep 2
 done
+kill -USR1 "${gen[@]}" 2>/dev/null || true
 failed=0
 for k in $(seq "$NODES"); do wait "${gen[k]}" || failed=1; done
 for k in $(seq "$NODES"); do
 	echo "-- node $k"
 	cat "$work/held$k.txt"
 done
-awk -v most="$most" '/connections opened/ {o += $3} /CONNECT\/s/ {r += $2} /RSS per connection/ {m += $5; n++}
-	END {printf "held at once: %d; opened: %d; aggregate CONNECT/s: %.0f; RSS per connection, mean of nodes: %.1f KiB\n", most, o, r, m / n}' \
+awk -v most="$most" -v secs="$((since - start))" '/connections opened/ {o += $3} /RSS per connection/ {m += $5; n++}
+	END {printf "held at once: %d, after %d s (%.0f CONNECTs/s over the cluster); opened: %d; RSS per connection, mean of nodes: %.1f KiB\n", most, secs, most / (secs > 0 ? secs : 1), o, m / (n > 0 ? n : 1)}' \
 	"$work"/held*.txt
 ((failed == 0)) || { echo "cluster.sh: a generator failed:" >&2; cat "$work"/held*.err >&2; exit 1; }
 

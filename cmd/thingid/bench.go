@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -52,8 +54,9 @@ scenario against a second broker without authentication, and prints both with ra
 1. --connections N: opens N connections (--concurrency at a time, from --source-ips
    loopback addresses 127.0.0.1, 127.0.0.2, ... to get past the ephemeral port range),
    measures CONNECT/CONNACK per second and, with --broker-pid, the broker's resident
-   memory per held connection (after --hold, so that other generators' connections
-   to other nodes are held at the same time); then closes them. --rounds R connects the same N
+   memory per held connection (after --hold, or SIGUSR1 during it, so that other
+   generators' connections to other nodes are held at the same time); then closes
+   them. --rounds R connects the same N
    clients R times (devices reconnecting with the tokens they hold) and reports the
    last round.
 2. --publishers P --subscribers S: P clients publish to --topic ("%s": the client id)
@@ -87,7 +90,7 @@ or --username/--password for every client; or none.`,
 	fl.IntVar(&f.sourceIPs, "source-ips", 1, "loopback source addresses to spread connections over (127.0.0.1..)")
 	fl.IntVar(&f.rounds, "rounds", 1, "times the same --connections connect (the last round is reported)")
 	fl.IntVar(&f.first, "first", 0, "with --mint-tokens: index of the first bench thing to log in as")
-	fl.DurationVar(&f.hold, "hold", 0, "how long to hold the connections before measuring the broker's memory and closing them")
+	fl.DurationVar(&f.hold, "hold", 0, "how long to hold the connections before measuring the broker's memory and closing them (SIGUSR1 ends it)")
 	fl.IntVar(&f.brokerPID, "broker-pid", 0, "process id of the broker, to report its resident memory")
 	fl.IntVar(&f.publishers, "publishers", 0, "publishing clients")
 	fl.IntVar(&f.subscribers, "subscribers", 1, "subscribing clients (with --publishers)")
@@ -204,7 +207,7 @@ func runScenario(cmd *cobra.Command, t *mqttload.Target, f benchMQTTFlags, pid i
 		bar.Finish()
 	}
 	if f.connections > 0 {
-		time.Sleep(f.hold)
+		holdConnections(ctx, f.hold)
 		if pid > 0 {
 			time.Sleep(2 * time.Second) // let the broker settle
 			r.rssHeld, _ = mqttload.RSS(pid)
@@ -338,3 +341,19 @@ func raiseFileLimit() {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// holdConnections waits for d, or until the process gets SIGUSR1: a script
+// running generators side by side ends their holds together.
+func holdConnections(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	select {
+	case <-time.After(d):
+	case <-usr1:
+	case <-ctx.Done():
+	}
+}
