@@ -84,20 +84,21 @@ bench --address 127.0.0.1:11901 --first $((CONNECTIONS - 1)) --connections 1 >/d
 echo "== $CONNECTIONS connections held over $NODES nodes (one generator per node) =="
 start=$SECONDS
 for k in $(seq "$NODES"); do
-	bench --address 127.0.0.1:$((11900 + k)) --first $(((k - 1) * per)) --connections "$per" \
+	# (not through bench(): $! must be thingid's own process, which SIGUSR1 reaches)
+	"$thingid" --home "$work/node1" bench mqtt --mint-tokens --address 127.0.0.1:$((11900 + k)) --first $(((k - 1) * per)) --connections "$per" \
 		--concurrency 16 --source-ips 4 --broker-pid "${node_pid[k]}" --hold 30m >"$work/held$k.txt" 2>"$work/held$k.err" &
 	gen[k]=$!
 done
-# The generators hold their connections until every one is open (or no more
-# open for a minute), then measure their nodes' memory together (SIGUSR1).
-most=0 since=$SECONDS
+# The generators hold their connections until every one has opened its own,
+# then measure their nodes' memory together (SIGUSR1 ends their --hold).
+most=0 since=$start
 while kill -0 "${gen[@]}" 2>/dev/null; do
 	n=$(ss -Htn state established "( sport >= :11901 and sport <= :$((11900 + NODES)) )" | wc -l)
 	((n > most)) && most=$n since=$SECONDS
-	((n >= per * NODES || SECONDS - since > 60)) && break
+	(($(cat "$work"/held*.err | grep -c 'holding ') == NODES)) && break
 	sleep 2
 done
-kill -USR1 "${gen[@]}" 2>/dev/null || true
+kill -USR1 "${gen[@]}" 2>/dev/null || true # (a generator that failed has ended)
 failed=0
 for k in $(seq "$NODES"); do wait "${gen[k]}" || failed=1; done
 for k in $(seq "$NODES"); do
@@ -107,7 +108,11 @@ done
 awk -v most="$most" -v secs="$((since - start))" '/connections opened/ {o += $3} /RSS per connection/ {m += $5; n++}
 	END {printf "held at once: %d, after %d s (%.0f CONNECTs/s over the cluster); opened: %d; RSS per connection, mean of nodes: %.1f KiB\n", most, secs, most / (secs > 0 ? secs : 1), o, m / (n > 0 ? n : 1)}' \
 	"$work"/held*.txt
-((failed == 0)) || { echo "cluster.sh: a generator failed:" >&2; cat "$work"/held*.err >&2; exit 1; }
+if ((failed != 0)); then
+	echo "cluster.sh: a generator failed; the end of each one's output and each node's log:" >&2
+	for f in "$work"/held*.err "$work"/node*.log; do echo "-- $f" >&2; tail -c 1500 "$f" | tr '\r' '\n' | tail -n 5 >&2; done
+	exit 1
+fi
 
 # The peer: mosquitto alone (A), and A bridged to B (every things/# message
 # forwarded at QoS 1 both ways).

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -124,6 +123,13 @@ func runBenchMQTT(cmd *cobra.Command, g *globals, f benchMQTTFlags) error {
 		return fmt.Errorf("--source-ips: %d is outside 1..254", f.sourceIPs)
 	}
 	raiseFileLimit()
+	// SIGUSR1 ends --hold; taken from the start, so that one arriving
+	// while connections are still being opened does not end the process.
+	release := make(chan os.Signal, 1)
+	if f.hold > 0 {
+		signal.Notify(release, syscall.SIGUSR1)
+		defer signal.Stop(release)
+	}
 	target := &mqttload.Target{Address: f.address, SubscriberAddress: f.subscribeAddress}
 	for i := range f.sourceIPs {
 		target.SourceIPs = append(target.SourceIPs, net.IPv4(127, 0, 0, byte(1+i)))
@@ -170,11 +176,11 @@ func runBenchMQTT(cmd *cobra.Command, g *globals, f benchMQTTFlags) error {
 		}
 	}
 	out := cmd.OutOrStdout()
-	res := runScenario(cmd, target, f, f.brokerPID, f.address)
+	res := runScenario(cmd, target, f, f.brokerPID, f.address, release)
 	var base *scenarioResult
 	if f.baseline != "" {
 		bt := &mqttload.Target{Address: f.baseline, SubscriberAddress: f.baselineSubscribe, SourceIPs: target.SourceIPs, Client: anonymous("bench"), Subscriber: anonymous("bench-sub")}
-		base = runScenario(cmd, bt, f, f.baselinePID, f.baseline)
+		base = runScenario(cmd, bt, f, f.baselinePID, f.baseline, release)
 	}
 	printSummary(out, f, res, base)
 	return res.err
@@ -191,7 +197,7 @@ type scenarioResult struct {
 	connections int
 }
 
-func runScenario(cmd *cobra.Command, t *mqttload.Target, f benchMQTTFlags, pid int, name string) *scenarioResult {
+func runScenario(cmd *cobra.Command, t *mqttload.Target, f benchMQTTFlags, pid int, name string, release <-chan os.Signal) *scenarioResult {
 	ctx := cmd.Context()
 	errw := cmd.ErrOrStderr()
 	r := &scenarioResult{name: name, connections: f.connections}
@@ -207,7 +213,14 @@ func runScenario(cmd *cobra.Command, t *mqttload.Target, f benchMQTTFlags, pid i
 		bar.Finish()
 	}
 	if f.connections > 0 {
-		holdConnections(ctx, f.hold)
+		if f.hold > 0 {
+			fmt.Fprintf(errw, "holding %d connections to %s\n", r.connect.Opened, name)
+			select {
+			case <-time.After(f.hold):
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
 		if pid > 0 {
 			time.Sleep(2 * time.Second) // let the broker settle
 			r.rssHeld, _ = mqttload.RSS(pid)
@@ -341,19 +354,3 @@ func raiseFileLimit() {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// holdConnections waits for d, or until the process gets SIGUSR1: a script
-// running generators side by side ends their holds together.
-func holdConnections(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	select {
-	case <-time.After(d):
-	case <-usr1:
-	case <-ctx.Done():
-	}
-}
