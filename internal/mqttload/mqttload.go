@@ -36,7 +36,7 @@ type Target struct {
 	// SubscriberAddress is where subscribers connect, when not to Address
 	// (another node of a cluster, or a bridged broker).
 	SubscriberAddress string
-	TLS     *tls.Config // nil: plain TCP
+	TLS               *tls.Config // nil: plain TCP
 	// SourceIPs are the local addresses connections come from, in turn: each
 	// gives its own ~28,000 ephemeral ports.
 	SourceIPs []net.IP
