@@ -13,21 +13,16 @@ N=${1:-200}
 PORT=55439
 work=$(mktemp -d /tmp/thingid-pgcost.XXXXXX)
 chmod 0755 "$work"
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+source "$(dirname "$0")/postgres.sh"
 cleanup() {
 	[[ -n ${serve:-} ]] && kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null
-	as_pg "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+	stop_postgres "$work"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 go build -o "$work/thingid" ./cmd/thingid
-mkdir "$work/pg"
-if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$work/pg"; fi
-as_pg "$bindir/initdb" -D "$work/pg" -U postgres --auth=trust >/dev/null
-as_pg "$bindir/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w start \
-	-o "-c listen_addresses=127.0.0.1 -p $PORT -k /tmp -c stats_fetch_consistency=none" >/dev/null
+own_postgres "$work" "$PORT"
 psql=(psql -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qtAX)
 
 export THINGID_STORAGE_TYPE=postgres THINGID_STORAGE_POSTGRES_DSN="postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"

@@ -33,7 +33,10 @@ type Credential struct {
 // Target is a broker and how to log in to it.
 type Target struct {
 	Address string
-	TLS     *tls.Config // nil: plain TCP
+	// SubscriberAddress is where subscribers connect, when not to Address
+	// (another node of a cluster, or a bridged broker).
+	SubscriberAddress string
+	TLS               *tls.Config // nil: plain TCP
 	// SourceIPs are the local addresses connections come from, in turn: each
 	// gives its own ~28,000 ephemeral ports.
 	SourceIPs []net.IP
@@ -44,12 +47,12 @@ type Target struct {
 }
 
 // dial connects, logs in and returns the connection ready for packets.
-func (t *Target) dial(ctx context.Context, i int, c Credential, keepAlive uint16) (net.Conn, error) {
+func (t *Target) dial(ctx context.Context, address string, i int, c Credential, keepAlive uint16) (net.Conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if len(t.SourceIPs) > 0 {
 		d.LocalAddr = &net.TCPAddr{IP: t.SourceIPs[i%len(t.SourceIPs)]}
 	}
-	conn, err := d.DialContext(ctx, "tcp", t.Address)
+	conn, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func Connect(ctx context.Context, t *Target, n, workers int, progress func(int))
 				if i >= n {
 					return
 				}
-				conn, err := t.dial(ctx, i, t.Client(i), 0)
+				conn, err := t.dial(ctx, t.Address, i, t.Client(i), 0)
 				mu.Lock()
 				if err != nil {
 					res.Failed++
@@ -190,7 +193,10 @@ type ThroughputOptions struct {
 	Subscribers int
 	QoS         byte
 	Duration    time.Duration
-	Payload     int // bytes, at least 16 (publisher index and sequence number)
+	Payload     int // bytes, at least 24 (publisher index, sequence number, time sent)
+	// Rate is the messages per second of each publisher; 0 publishes as
+	// fast as the broker takes them.
+	Rate int
 	// Window is how many QoS 1 messages a publisher keeps unacknowledged.
 	Window int
 	// Topic of publisher i: Topic with "%s" replaced by its client id.
@@ -208,6 +214,8 @@ type ThroughputResult struct {
 	Expected   int64 // what subscribers should have received (QoS 1: acked × subscribers)
 	Lost       int64 // QoS 1: expected - unique received
 	Elapsed    time.Duration
+	// Latency is from the publisher's write to the subscriber's read.
+	Latency latencies
 }
 
 // Rate is messages received per second by all subscribers together.
@@ -224,9 +232,12 @@ type subscriber struct {
 	received atomic.Int64
 	dups     atomic.Int64
 	last     []int64 // per publisher: the highest sequence number seen
+	latency  latencies
+	done     chan struct{} // closed when run returns
 }
 
 func (s *subscriber) run(qos byte) {
+	defer close(s.done)
 	r := bufio.NewReaderSize(s.conn, 64<<10)
 	w := bufio.NewWriterSize(s.conn, 16<<10)
 	for {
@@ -238,7 +249,8 @@ func (s *subscriber) run(qos byte) {
 		if !ok {
 			continue
 		}
-		if len(p.Payload) >= 16 {
+		if len(p.Payload) >= 24 {
+			s.latency.add(time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(p.Payload[16:])))))
 			pub, seq := int(binary.BigEndian.Uint64(p.Payload)), int64(binary.BigEndian.Uint64(p.Payload[8:]))
 			if pub < len(s.last) {
 				if seq <= s.last[pub] {
@@ -266,9 +278,7 @@ func (s *subscriber) run(qos byte) {
 // o.Duration, waits for deliveries to settle and counts. progress gets the
 // elapsed fraction and the messages received so far.
 func Throughput(ctx context.Context, t *Target, o ThroughputOptions, progress func(elapsed time.Duration, received int64)) (*ThroughputResult, error) {
-	if o.Payload < 16 {
-		o.Payload = 16
-	}
+	o.Payload = max(o.Payload, 24)
 	o.Window = max(o.Window, 1)
 	subs := make([]*subscriber, o.Subscribers)
 	defer func() {
@@ -279,7 +289,11 @@ func Throughput(ctx context.Context, t *Target, o ThroughputOptions, progress fu
 		}
 	}()
 	for j := range subs {
-		conn, err := t.dial(ctx, j, t.Subscriber(j), 0)
+		addr := t.SubscriberAddress
+		if addr == "" {
+			addr = t.Address
+		}
+		conn, err := t.dial(ctx, addr, j, t.Subscriber(j), 0)
 		if err != nil {
 			return nil, fmt.Errorf("subscriber %d: %w", j, err)
 		}
@@ -297,7 +311,7 @@ func Throughput(ctx context.Context, t *Target, o ThroughputOptions, progress fu
 			conn.Close()
 			return nil, fmt.Errorf("subscriber %d: subscription to %s refused", j, o.Filter)
 		}
-		subs[j] = &subscriber{conn: conn, last: make([]int64, o.Publishers)}
+		subs[j] = &subscriber{conn: conn, last: make([]int64, o.Publishers), done: make(chan struct{})}
 		for i := range subs[j].last {
 			subs[j].last[i] = -1
 		}
@@ -314,7 +328,7 @@ func Throughput(ctx context.Context, t *Target, o ThroughputOptions, progress fu
 	topics := make([]string, o.Publishers)
 	for i := range pubs {
 		cred := t.Client(i)
-		conn, err := t.dial(ctx, i+o.Subscribers, cred, 0)
+		conn, err := t.dial(ctx, t.Address, i+o.Subscribers, cred, 0)
 		if err != nil {
 			return nil, fmt.Errorf("publisher %d: %w", i, err)
 		}
@@ -369,9 +383,14 @@ run:
 			prev, still = n, 0
 		}
 	}
+	for _, s := range subs {
+		s.conn.Close()
+		<-s.done // its reader has stopped: its histogram is ours
+	}
 	res.Received = received()
 	var unique int64
 	for _, s := range subs {
+		res.Latency.merge(&s.latency)
 		res.Duplicates += s.dups.Load()
 		unique += s.received.Load() - s.dups.Load()
 	}
@@ -415,7 +434,17 @@ func publish(conn net.Conn, idx int, topic string, o ThroughputOptions, stop cha
 		close(readerDone)
 	}
 	var id uint16
+	start := time.Now()
 	for seq := int64(0); ; seq++ {
+		if o.Rate > 0 {
+			if wait := time.Until(start.Add(time.Duration(seq) * time.Second / time.Duration(o.Rate))); wait > 0 {
+				w.Flush() // what is due has gone before the pause
+				select {
+				case <-time.After(wait):
+				case <-stop:
+				}
+			}
+		}
 		select {
 		case <-stop:
 			w.Flush()
@@ -441,6 +470,7 @@ func publish(conn net.Conn, idx int, topic string, o ThroughputOptions, stop cha
 			}
 		}
 		binary.BigEndian.PutUint64(payload[8:], uint64(seq))
+		binary.BigEndian.PutUint64(payload[16:], uint64(time.Now().UnixNano()))
 		p := packets.NewControlPacket(packets.PUBLISH)
 		pc := p.Content.(*packets.Publish)
 		pc.Topic, pc.Payload, pc.QoS = topic, payload, o.QoS

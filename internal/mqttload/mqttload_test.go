@@ -56,6 +56,20 @@ func TestAgainstABroker(t *testing.T) {
 		if qos == 1 && (res.Lost != 0 || res.Expected != 2*res.Acked) {
 			t.Errorf("QoS 1: %+v", res)
 		}
+		if res.Latency.n != res.Received || res.Latency.Quantile(0.5) <= 0 {
+			t.Errorf("QoS %d: %d latencies of %d received, median %v", qos, res.Latency.n, res.Received, res.Latency.Quantile(0.5))
+		}
+	}
+	// Subscribers on another address (here the same broker), publishers
+	// paced: never more than the rate allows.
+	target.SubscriberAddress = ln.Addr().String()
+	res, err := Throughput(context.Background(), target, ThroughputOptions{Publishers: 2, Subscribers: 1, Rate: 50,
+		Duration: 200 * time.Millisecond, Topic: "t/%s", Filter: "t/#"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allowed := int64(2 * (50*res.Elapsed.Seconds() + 1)); res.Published == 0 || res.Published > allowed {
+		t.Errorf("paced at 50/s for %v: published %d, at most %d allowed", res.Elapsed, res.Published, allowed)
 	}
 	if _, err := RSS(1); err != nil {
 		t.Errorf("RSS of pid 1: %v", err)

@@ -39,7 +39,7 @@ const (
 // Options configure a Limiter.
 type Options struct {
 	// Max is the most connections all listeners together keep open; 0:
-	// DefaultMax(). More than the open-files limit allows is an error.
+	// DefaultMax(). More than HighestMax() is an error.
 	Max int
 	// Log receives refusals, at most one line per LogEvery; nil: slog.Default().
 	Log *slog.Logger
@@ -94,14 +94,13 @@ type Limiter struct {
 // New returns a Limiter; its error names connections.max when Max is more
 // than the open-files limit allows.
 func New(o Options) (*Limiter, error) {
-	limit := DefaultMax()
-	switch {
+	switch limit := HighestMax(); {
 	case o.Max < 0:
 		return nil, fmt.Errorf("connections.max: %d is negative", o.Max)
 	case o.Max > limit:
 		return nil, fmt.Errorf("connections.max: %d is more than the open-files limit allows (%d); raise the limit (ulimit -n, systemd LimitNOFILE=) or lower connections.max", o.Max, limit)
 	case o.Max == 0:
-		o.Max = limit
+		o.Max = DefaultMax()
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -147,6 +146,14 @@ func (l *Limiter) Max() int { return l.max }
 func DefaultMax() int {
 	n := openFilesLimit()
 	return max(64, n-max(256, n/4))
+}
+
+// HighestMax is the most connections.max may be: the open-files limit less
+// 256 descriptors for the process's own files and the database. Above the
+// default, what the gateway's upstream connections need is the operator's
+// to leave.
+func HighestMax() int {
+	return max(64, openFilesLimit()-256)
 }
 
 // Policy is one listener's rule.

@@ -235,12 +235,16 @@ func TestRefusalLogIsRateLimited(t *testing.T) {
 }
 
 func TestMaxAboveTheOpenFilesLimitIsRefused(t *testing.T) {
-	if _, err := New(Options{Max: DefaultMax() + 1}); err == nil || !strings.Contains(err.Error(), "connections.max") {
+	if _, err := New(Options{Max: HighestMax() + 1}); err == nil || !strings.Contains(err.Error(), "connections.max") {
 		t.Errorf("err = %v, want one naming connections.max", err)
 	}
 	l, err := New(Options{})
 	if err != nil || l.Max() != DefaultMax() || l.Max() >= openFilesLimit() {
 		t.Errorf("derived max %d (limit %d): %v", l.Max(), openFilesLimit(), err)
+	}
+	// An operator may give the gateway's share of descriptors to connections.
+	if l, err := New(Options{Max: HighestMax()}); err != nil || l.Max() < DefaultMax() || l.Max() >= openFilesLimit() {
+		t.Errorf("highest max %d (default %d, limit %d): %v", HighestMax(), DefaultMax(), openFilesLimit(), err)
 	}
 }
 
