@@ -114,6 +114,9 @@ type field struct {
 	// userName); one name for most.
 	names []string
 	kind  valueKind
+	// ignoreCase: the store field is a free attribute of a thing, which
+	// has no type of its own, and the attribute's matching ignores case.
+	ignoreCase bool
 }
 
 type valueKind int
@@ -161,6 +164,11 @@ func (k *storedKind) assert(ctx context.Context, f *filter) (cond, error) {
 		if fd.kind == fixedValue {
 			return constant(true), nil
 		}
+		if fd.ignoreCase {
+			// A free attribute is present when it is text and not empty
+			// (a number is not a description): greater than "" as a string.
+			return leafCond(store.Compare{Field: fd.names[0], Op: store.OpGt, Value: "", IgnoreCase: true}), nil
+		}
 		var e store.Expr
 		for _, n := range fd.names {
 			e = orExpr(e, store.Present{Field: n})
@@ -196,9 +204,9 @@ func (k *storedKind) assert(ctx context.Context, f *filter) (cond, error) {
 	}
 	mk := func(name string) store.Expr {
 		if f.kind == filterSubstrings {
-			return store.Substrings{Field: name, Initial: f.initial, Any: f.any, Final: f.final}
+			return store.Substrings{Field: name, Initial: f.initial, Any: f.any, Final: f.final, IgnoreCase: fd.ignoreCase}
 		}
-		return store.Compare{Field: name, Op: op(f.kind), Value: f.value}
+		return store.Compare{Field: name, Op: op(f.kind), Value: f.value, IgnoreCase: fd.ignoreCase}
 	}
 	return leafCond(firstOf(fd.names, mk)), nil
 }
@@ -296,6 +304,7 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		"displayname":            {names: []string{"displayName"}},
 		"serialnumber":           {names: []string{"serialNumber"}},
 		"l":                      {names: []string{"location"}},
+		"description":            {names: []string{store.AttributePrefix + "description"}, ignoreCase: true},
 		"owner":                  {names: []string{"owners"}, kind: dnValue},
 		"thingidmacaddress":      {names: []string{"macAddresses"}},
 		"thingidmodel":           {names: []string{"model"}},

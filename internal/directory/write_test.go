@@ -262,7 +262,7 @@ func TestModifyDeviceIsAtomic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if after.Location != before.Location || after.Attributes["description"] != nil || after.Meta.Revision != before.Meta.Revision {
+		if after.Location != before.Location || after.Attributes["description"] != before.Attributes["description"] || after.Meta.Revision != before.Meta.Revision {
 			t.Errorf("the speaker changed although its owner could not: %+v, was %+v", after, before)
 		}
 		rels, _ := e.ids.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}})

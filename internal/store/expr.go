@@ -26,6 +26,10 @@ type Compare struct {
 	Field string
 	Op    Op
 	Value any
+	// IgnoreCase makes a string comparison on a free attribute
+	// ("attributes.<name>", which has no type of its own) ignore case;
+	// catalog fields compare as their type says, whatever it is.
+	IgnoreCase bool
 }
 
 // Present is true when Field has a non-empty value (SCIM "pr").
@@ -40,6 +44,8 @@ type Substrings struct {
 	Initial string
 	Any     []string
 	Final   string
+	// IgnoreCase: as Compare's, for a free attribute.
+	IgnoreCase bool
 }
 
 // And is true when both sides are.
