@@ -261,7 +261,9 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 			return c.compare(name, cl, t, e.Op, e.Value)
 		}, func(key string) (string, error) {
 			return c.compareAttr(e.Field, key, e.Op, e.Value, e.IgnoreCase)
-		}, func(f string) store.Expr { return store.Compare{Field: f, Op: e.Op, Value: e.Value, IgnoreCase: e.IgnoreCase} })
+		}, func(f string) store.Expr {
+			return store.Compare{Field: f, Op: e.Op, Value: e.Value, IgnoreCase: e.IgnoreCase}
+		})
 	case store.Present:
 		return c.leaf(e.Field, el, func(_ string, cl col, t store.FieldType) (string, error) {
 			return present(cl, t), nil
