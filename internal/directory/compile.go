@@ -245,7 +245,7 @@ func op(k filterKind) store.Op {
 
 func (k *storedKind) isEqualityRule(attr, rule string) bool {
 	t := attributes[attr]
-	return t != nil && (strings.EqualFold(rule, t.equality) || rule == t.oid)
+	return t != nil && (strings.EqualFold(rule, equalityOf(t)) || rule == t.oid)
 }
 
 // objectClass is TRUE for the kind's classes, FALSE for others: a

@@ -196,7 +196,7 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		return nil, err
 	}
 	people, devices, groups := s.kinds()
-	constant := func(e entry) planStep { return planStep{schema: container{e}, constant: e} }
+	constant := constantStep
 	kinds := map[string]planStep{
 		ouPeople:  ss.stored(people, ss.visibleUsers(), s.userList),
 		ouDevices: ss.stored(devices, ss.visibleThings(), s.thingList),

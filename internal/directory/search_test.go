@@ -63,6 +63,7 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 		{"(mail=alice*)", sorted(alice)},
 		{"(cn=Alice*)", sorted(alice)},
 		{"(cn=bob)", sorted(bob)},
+		{"(cn:caseIgnoreMatch:=BOB)", sorted(bob)}, // cn's rule is its supertype name's
 		{"(sn=Liddell)", sorted(alice)},
 		{"(sn=bob)", sorted(bob)},
 		{"(givenName=*)", sorted(alice)},

@@ -124,16 +124,15 @@ func (ss *session) handle(m *message) bool {
 		return ss.respond(m.id, ss.modifyDN(ss.s.ctx, op))
 	case *delRequest:
 		return ss.respond(m.id, ss.delete(ss.s.ctx, op))
-	case unsupportedRequest:
-		return ss.respond(m.id, resultOp(op.resp, result{code: resultUnwillingToPerform,
-			diagnostic: "this directory does not answer Compare; search with an equality filter instead"}))
+	case *compareRequest:
+		return ss.respond(m.id, ss.compare(ss.s.ctx, op))
 	}
 	return false
 }
 
 // responseTag is the response operation's tag for a request.
 func responseTag(op any) int {
-	switch op := op.(type) {
+	switch op.(type) {
 	case *bindRequest:
 		return opBindResponse
 	case *searchRequest:
@@ -146,8 +145,8 @@ func responseTag(op any) int {
 		return opModDNResponse
 	case *delRequest:
 		return opDelResponse
-	case unsupportedRequest:
-		return op.resp
+	case *compareRequest:
+		return opCompareResponse
 	}
 	return opExtendedResponse
 }
