@@ -126,6 +126,7 @@ var objectClasses = []objectClass{
 	{oid: "2.16.840.1.113730.3.2.2", name: "inetOrgPerson", sup: "organizationalPerson", kind: "STRUCTURAL", may: []string{"displayName", "givenName", "mail", "preferredLanguage", "uid"}},
 	{oid: "2.5.6.14", name: "device", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"serialNumber", "owner", "ou", "o", "l", "description"}},
 	{oid: thingidArc + ".2.1", name: "thingidDevice", sup: "top", kind: "AUXILIARY", may: []string{"thingidMACAddress", "thingidModel", "thingidManufacturer", "thingidFirmwareVersion", "thingidStatus", "thingidThingType", "displayName"}, desc: "what thingid knows of a thing beyond RFC 4519's device"},
+	{oid: "2.5.6.11", name: "applicationProcess", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"ou", "l", "description"}},
 	{oid: "2.5.6.9", name: "groupOfNames", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"member", "description", "owner", "ou", "o"}},
 }
 

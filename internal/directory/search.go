@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -202,7 +203,18 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		ouDevices: ss.stored(devices, ss.visibleThings(), s.thingList),
 		ouGroups:  ss.stored(groups, ss.visibleGroups(), s.groupList),
 	}
-	ous := []string{ouPeople, ouDevices, ouGroups}
+	services := ss.visibleServices()
+	// below is what a subtree search of the container ou reads after it.
+	below := func(ou string) []planStep {
+		if ou != ouServices {
+			return []planStep{kinds[ou]}
+		}
+		var plan []planStep
+		for _, id := range services {
+			plan = append(plan, constant(s.serviceEntry(id)))
+		}
+		return plan
+	}
 	switch n.kind {
 	case "base":
 		var plan []planStep
@@ -212,14 +224,14 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		if scope == scopeBase {
 			return plan, nil
 		}
-		for _, ou := range ous {
+		for _, ou := range containers {
 			plan = append(plan, constant(s.ouEntry(ou)))
 		}
 		if scope == scopeOne {
 			return plan, nil
 		}
-		for _, ou := range ous {
-			plan = append(plan, kinds[ou])
+		for _, ou := range containers {
+			plan = append(plan, below(ou)...)
 		}
 		return plan, nil
 	case "ou":
@@ -227,9 +239,17 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		case scopeBase:
 			return []planStep{constant(s.ouEntry(n.ou))}, nil
 		case scopeSubtree:
-			return []planStep{constant(s.ouEntry(n.ou)), kinds[n.ou]}, nil
+			return append([]planStep{constant(s.ouEntry(n.ou))}, below(n.ou)...), nil
 		}
-		return []planStep{kinds[n.ou]}, nil
+		return below(n.ou), nil
+	case "service":
+		if !slices.Contains(services, n.name) {
+			return nil, errNoSuchObject
+		}
+		if scope == scopeOne || scope == scopeChildren {
+			return nil, nil
+		}
+		return []planStep{constant(s.serviceEntry(n.name))}, nil
 	}
 	// One stored entry: it must exist for the principal, whatever the
 	// filter, or the base is noSuchObject.
@@ -302,6 +322,18 @@ func (ss *session) visibleThings() side {
 		return side{v: who.reads[ouDevices], is: true}
 	}
 	return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: ss.who.thingID}}
+}
+
+// visibleServices are the service accounts the principal reads, in
+// order: administrators all, a service account itself.
+func (ss *session) visibleServices() []string {
+	switch who := ss.who; {
+	case who.admin:
+		return slices.Sorted(maps.Keys(ss.s.opts.ServiceAccounts))
+	case who.service != "":
+		return []string{who.service}
+	}
+	return nil
 }
 
 // visibleGroups: groups are the administrators', and service accounts'

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +19,22 @@ import (
 //	    cn=<thing id>               device + thingidDevice
 //	  ou=groups                     organizationalUnit
 //	    cn=<group displayName>      groupOfNames
+//	  ou=services                   organizationalUnit
+//	    cn=<client_id>              applicationProcess
 //
 // A thing is named by its id: neither its display name nor its serial
-// number is unique. Every entry's entryUUID is the SCIM id.
+// number is unique. Every stored entry's entryUUID is the SCIM id. The
+// service accounts are not stored: they are the OAuth clients
+// ldap.serviceAccounts lists.
 const (
-	ouPeople  = "people"
-	ouDevices = "devices"
-	ouGroups  = "groups"
+	ouPeople   = "people"
+	ouDevices  = "devices"
+	ouGroups   = "groups"
+	ouServices = "services"
 )
+
+// containers are the ous below the base, in the order searches return them.
+var containers = []string{ouPeople, ouDevices, ouGroups, ouServices}
 
 // Store is what the directory reads of the store (store.Store).
 type Store interface {
@@ -43,9 +52,9 @@ type Store interface {
 
 // node is what a DN names in the tree.
 type node struct {
-	kind string // "base", "ou", "user", "thing", "group"
+	kind string // "base", "ou", "user", "thing", "group", "service"
 	ou   string // for kind ou
-	name string // userName, thing id or group name
+	name string // userName, thing id, group name or client id
 }
 
 // locate says what dn names, or errNoSuchObject when nothing can be there.
@@ -66,18 +75,18 @@ func (s *Server) locate(dn DN) (node, error) {
 		return node{}, errNoSuchObject
 	}
 	ou := strings.ToLower(top[0].Value)
-	if ou != ouPeople && ou != ouDevices && ou != ouGroups {
+	if !slices.Contains(containers, ou) {
 		return node{}, errNoSuchObject
 	}
 	if len(rel) == 1 {
 		return node{kind: "ou", ou: ou}, nil
 	}
 	leaf := rel[0]
-	naming := map[string]string{ouPeople: "uid", ouDevices: "cn", ouGroups: "cn"}[ou]
+	naming := map[string]string{ouPeople: "uid", ouDevices: "cn", ouGroups: "cn", ouServices: "cn"}[ou]
 	if len(leaf) != 1 || leaf[0].Type != naming {
 		return node{}, errNoSuchObject
 	}
-	kind := map[string]string{ouPeople: "user", ouDevices: "thing", ouGroups: "group"}[ou]
+	kind := map[string]string{ouPeople: "user", ouDevices: "thing", ouGroups: "group", ouServices: "service"}[ou]
 	return node{kind: kind, name: leaf[0].Value}, nil
 }
 
@@ -256,7 +265,18 @@ func (s *Server) baseEntry() entry {
 	}}
 }
 
-// ouEntry is one of the three containers.
+// serviceEntry is the service account of an OAuth client: its ou
+// attribute lists the containers it reads.
+func (s *Server) serviceEntry(clientID string) entry {
+	return entry{dn: s.under(ouServices, "cn", clientID), attrs: []attribute{
+		{"objectClass", []string{"top", "applicationProcess"}},
+		{"cn", []string{clientID}},
+		{"ou", slices.Sorted(slices.Values(s.opts.ServiceAccounts[clientID]))},
+		{"subschemaSubentry", []string{subschemaDN}},
+	}}
+}
+
+// ouEntry is one of the containers.
 func (s *Server) ouEntry(ou string) entry {
 	return entry{dn: DN(append(DN{{{Type: "ou", Value: ou}}}, s.base...)).String(), attrs: []attribute{
 		{"objectClass", []string{"top", "organizationalUnit"}},

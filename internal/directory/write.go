@@ -238,6 +238,9 @@ func (ss *session) writeResult(dn string, err error) result {
 	return result{code: resultOther, diagnostic: "the entry could not be changed; try again later"}
 }
 
+// serviceReadOnly says why a service account's entry is not written.
+const serviceReadOnly = "a service account is an OAuth client listed in ldap.serviceAccounts: change the client with thingid clients, and the list in the configuration"
+
 // target locates the stored entry a write names, after checking that the
 // session is bound as a user (only users write).
 func (ss *session) target(dnText string) (node, DN, error) {
@@ -254,6 +257,8 @@ func (ss *session) target(dnText string) (node, DN, error) {
 		return node{}, nil, refuse(resultNoSuchObject, "entry: %s is not in this directory", dnText)
 	case n.kind == "base" || n.kind == "ou":
 		return node{}, nil, refuse(resultUnwillingToPerform, "entry: %s is one of the directory's containers, which do not change", dnText)
+	case n.kind == "service":
+		return node{}, nil, refuse(resultUnwillingToPerform, "entry: %s", serviceReadOnly)
 	}
 	return n, dn, nil
 }
@@ -289,6 +294,8 @@ func (ss *session) addEntry(ctx context.Context, r *addRequest) error {
 		return refuse(resultEntryAlreadyExists, "entry: %s exists already", r.dn)
 	case n.kind == "thing":
 		return refuse(resultUnwillingToPerform, "entry: a device's cn is the id the store gives it: register devices through SCIM or the factory, then change them here")
+	case n.kind == "service":
+		return refuse(resultUnwillingToPerform, "entry: %s", serviceReadOnly)
 	}
 	attrs, err := canonical(r.attrs)
 	if err != nil {
@@ -844,7 +851,7 @@ func (s *Server) resolve(ctx context.Context, attr, v string) (store.Ref, error)
 	n, err := s.locate(dn)
 	var r store.Ref
 	switch {
-	case err != nil || n.kind == "base" || n.kind == "ou":
+	case err != nil || n.kind == "base" || n.kind == "ou" || n.kind == "service":
 		return store.Ref{}, refuse(resultConstraintViolation, "%s: %s is not a person, device or group of this directory", attr, v)
 	case n.kind == "user":
 		var u *store.User
