@@ -211,6 +211,28 @@ var attributes = func() map[string]*attributeType {
 	return m
 }()
 
+// typeOf is the published type of an attribute named as the directory
+// names it (exact case) or as a client may (any case).
+func typeOf(name string) *attributeType {
+	if t, ok := attributesByName[name]; ok {
+		return t
+	}
+	return attributes[strings.ToLower(name)]
+}
+
+// attributesByName maps every name of a published type, as written in the
+// schema, to it: the names of the entries' attributes, found without
+// lower-casing them.
+var attributesByName = func() map[string]*attributeType {
+	m := map[string]*attributeType{}
+	for i := range attributeTypes {
+		for _, n := range attributeTypes[i].names {
+			m[n] = &attributeTypes[i]
+		}
+	}
+	return m
+}()
+
 // subschemaDN is the DN of the subschema entry (RFC 4512 §4.2).
 const subschemaDN = "cn=Subschema"
 

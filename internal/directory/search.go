@@ -106,10 +106,11 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	inPage, more := 0, false
+	sel := newSelection(r.attributes)
 	send := func(e entry) bool {
 		inPage++
 		state.sent++
-		return ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly))
+		return ss.sendEntry(id, e, sel, r.typesOnly)
 	}
 steps:
 	for ; state.step < len(plan); state.step++ {
@@ -174,7 +175,7 @@ steps:
 func (ss *session) sendConstant(id int64, r *searchRequest, e entry, done func(resultCode, string) bool) bool {
 	c, err := compileFilter(context.Background(), container{e}, r.filter)
 	if err == nil && c.isT && c.constT {
-		if !ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly)) {
+		if !ss.sendEntry(id, e, newSelection(r.attributes), r.typesOnly) {
 			return false
 		}
 	}
@@ -196,7 +197,7 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 	if err != nil {
 		return nil, err
 	}
-	people, devices, groups := s.kinds()
+	people, devices, groups := s.people, s.devices, s.groups
 	constant := constantStep
 	kinds := map[string]planStep{
 		ouPeople:  ss.stored(people, ss.visibleUsers(), s.userList),
@@ -357,27 +358,44 @@ func (ss *session) rootDSE() entry {
 	}}
 }
 
-// selectAttrs keeps the attributes asked for (RFC 4511 §4.5.1.8): none
-// listed, or "*", means every user attribute; "+" every operational one
-// (RFC 3673); "1.1" alone none; other names (or OIDs) those attributes.
-// Attributes without values are never sent.
-func selectAttrs(e entry, want []string) entry {
-	all := len(want) == 0 || slices.Contains(want, "*")
-	ops := slices.Contains(want, "+")
-	out := entry{dn: e.dn}
-	for _, a := range e.attrs {
-		if len(a.values) == 0 {
-			continue
-		}
-		t := attributes[strings.ToLower(a.name)]
-		operational := t != nil && t.operational
-		named := slices.ContainsFunc(want, func(w string) bool {
-			w = strings.ToLower(w)
-			return w == strings.ToLower(a.name) || (t != nil && attributes[w] == t)
-		})
-		if named || (all && !operational) || (ops && operational) {
-			out.attrs = append(out.attrs, a)
+// selection is the attributes a search asks for (RFC 4511 §4.5.1.8):
+// none listed, or "*", means every user attribute; "+" every operational
+// one (RFC 3673); "1.1" alone none; other names (or OIDs) those
+// attributes. Attributes without values are never sent. It is worked out
+// once per search, not per entry.
+type selection struct {
+	all, ops bool
+	types    map[*attributeType]bool // named types
+	names    map[string]bool         // named attributes the schema does not know, lower-cased
+}
+
+func newSelection(want []string) *selection {
+	sel := &selection{all: len(want) == 0, types: map[*attributeType]bool{}, names: map[string]bool{}}
+	for _, w := range want {
+		switch w = strings.ToLower(w); w {
+		case "*":
+			sel.all = true
+		case "+":
+			sel.ops = true
+		default:
+			if t := attributes[w]; t != nil {
+				sel.types[t] = true
+			} else {
+				sel.names[w] = true
+			}
 		}
 	}
-	return out
+	return sel
+}
+
+// keeps says whether a is sent.
+func (sel *selection) keeps(a attribute) bool {
+	if len(a.values) == 0 {
+		return false
+	}
+	t := typeOf(a.name)
+	if t == nil {
+		return sel.all || sel.names[strings.ToLower(a.name)]
+	}
+	return sel.types[t] || (sel.all && !t.operational) || (sel.ops && t.operational)
 }

@@ -85,12 +85,16 @@ func (ss *session) write(b []byte) bool {
 // respond sends one response operation for message id, with controls,
 // and notes what it says for the access log.
 func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bool {
-	if op.Tag == opSearchEntry {
-		ss.op.entries++
-	} else if code, ok := op.Children[0].Value.(int64); ok {
+	if code, ok := op.Children[0].Value.(int64); ok {
 		ss.op.result = resultCode(code)
 	}
 	return ss.write(envelope(id, op, controls...))
+}
+
+// sendEntry sends one SearchResultEntry with the attributes sel keeps.
+func (ss *session) sendEntry(id int64, e entry, sel *selection, typesOnly bool) bool {
+	ss.op.entries++
+	return ss.write(entryMessage(id, e, sel, typesOnly))
 }
 
 // handle serves one message; false ends the session.
