@@ -114,8 +114,8 @@ type field struct {
 	// userName); one name for most.
 	names []string
 	kind  valueKind
-	// ignoreCase: the store field is a free attribute of a thing, which
-	// has no type of its own, and the attribute's matching ignores case.
+	// ignoreCase: the attribute's matching ignores case where the store
+	// field compares exactly (a String, a free attribute of a thing).
 	ignoreCase bool
 }
 
@@ -164,7 +164,7 @@ func (k *storedKind) assert(ctx context.Context, f *filter) (cond, error) {
 		if fd.kind == fixedValue {
 			return constant(true), nil
 		}
-		if fd.ignoreCase {
+		if strings.HasPrefix(fd.names[0], store.AttributePrefix) {
 			// A free attribute is present when it is text and not empty
 			// (a number is not a description): greater than "" as a string.
 			return leafCond(store.Compare{Field: fd.names[0], Op: store.OpGt, Value: "", IgnoreCase: true}), nil
@@ -296,14 +296,14 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		"displayname":       {names: []string{"displayName"}},
 		"mail":              {names: []string{"emails"}},
 		"telephonenumber":   {names: []string{"phoneNumbers"}},
-		"preferredlanguage": {names: []string{"locale"}},
+		"preferredlanguage": {names: []string{"locale"}, ignoreCase: true},
 		"memberof":          {names: []string{"groups"}, kind: dnValue},
 	}), resolve: s.resolveGroup}
 	devices = &storedKind{s: s, catalog: store.ThingFields, classes: []string{"top", "device", "thingidDevice"}, fields: with(map[string]field{
 		"cn":                     {names: []string{"id"}},
 		"displayname":            {names: []string{"displayName"}},
 		"serialnumber":           {names: []string{"serialNumber"}},
-		"l":                      {names: []string{"location"}},
+		"l":                      {names: []string{"location"}, ignoreCase: true},
 		"description":            {names: []string{store.AttributePrefix + "description"}, ignoreCase: true},
 		"owner":                  {names: []string{"owners"}, kind: dnValue},
 		"thingidmacaddress":      {names: []string{"macAddresses"}},

@@ -77,6 +77,10 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 		{"(thingidModel=S1)", sorted(speaker)},
 		{"(thingidModel=s1)", nil}, // caseExactMatch
 		{"(l=kitchen)", sorted(speaker)},
+		{"(l=KITCHEN)", sorted(speaker)},
+		{"(l=KIT*)", sorted(speaker)},
+		{"(preferredLanguage=EN-gb)", sorted(alice)},
+		{"(serialNumber=spk-0001)", nil}, // exactly, on its index (docs/ldap.md)
 		{"(description=in the hall, by the DOOR_1 at 50%)", sorted(thermostat)},
 		{"(description~=IN THE HALL, BY THE DOOR_1 AT 50%)", sorted(thermostat)},
 		{"(description:caseIgnoreMatch:=in the hall, by the door_1 at 50%)", sorted(thermostat)},

@@ -26,9 +26,10 @@ type Compare struct {
 	Field string
 	Op    Op
 	Value any
-	// IgnoreCase makes a string comparison on a free attribute
-	// ("attributes.<name>", which has no type of its own) ignore case;
-	// catalog fields compare as their type says, whatever it is.
+	// IgnoreCase makes a string comparison ignore case on a field that
+	// otherwise compares exactly (String) and on a free attribute
+	// ("attributes.<name>", which has no type of its own). It costs the
+	// field's index, if it has one.
 	IgnoreCase bool
 }
 
@@ -44,7 +45,7 @@ type Substrings struct {
 	Initial string
 	Any     []string
 	Final   string
-	// IgnoreCase: as Compare's, for a free attribute.
+	// IgnoreCase: as Compare's.
 	IgnoreCase bool
 }
 

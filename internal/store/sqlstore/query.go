@@ -258,7 +258,7 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		return pre + sub.m.wrap(c.f, cond), nil
 	case store.Compare:
 		return c.leaf(e.Field, el, func(name string, cl col, t store.FieldType) (string, error) {
-			return c.compare(name, cl, t, e.Op, e.Value)
+			return c.compare(name, cl, folded(t, e.IgnoreCase), e.Op, e.Value)
 		}, func(key string) (string, error) {
 			return c.compareAttr(e.Field, key, e.Op, e.Value, e.IgnoreCase)
 		}, func(f string) store.Expr {
@@ -280,7 +280,7 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		}
 		return c.leaf(e.Field, el, func(name string, cl col, t store.FieldType) (string, error) {
 			lhs := cl.sql
-			switch t {
+			switch folded(t, e.IgnoreCase) {
 			case store.CIString:
 				pattern = strings.ToLower(pattern)
 				if !cl.lowered {
@@ -594,6 +594,15 @@ func (c *compiler) compareAttr(field, key string, op store.Op, v any, ignoreCase
 		return "NOT (" + cond + ")", nil
 	}
 	return cond, nil
+}
+
+// folded is the type a field of type t compares as: a String compared
+// ignoring case is a CIString.
+func folded(t store.FieldType, ignoreCase bool) store.FieldType {
+	if ignoreCase && t == store.String {
+		return store.CIString
+	}
+	return t
 }
 
 // foldAttr is the text of a free attribute val, lower-cased when ignoreCase.

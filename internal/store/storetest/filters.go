@@ -134,6 +134,10 @@ func testFilters(t *testing.T, s store.Store) {
 		{"attr ignoring case is still a string", store.KindThing, store.Compare{Field: "attributes.volume", Op: store.OpEq, Value: "LOUD", IgnoreCase: true}, "t3"},
 		{"substrings attribute case-sensitive", store.KindThing, subs("attributes.room_tag", "A", nil, ""), ""},
 		{"substrings attribute ignoring case", store.KindThing, store.Substrings{Field: "attributes.room_tag", Initial: "A", Final: "B", IgnoreCase: true}, "t1 t2"},
+		{"location eq ignoring case", store.KindThing, store.Compare{Field: "location", Op: store.OpEq, Value: "KITCHEN", IgnoreCase: true}, "t1"},
+		{"manufacturer co ignoring case", store.KindThing, store.Compare{Field: "manufacturer", Op: store.OpCo, Value: "CM", IgnoreCase: true}, "t1 t2"},
+		{"substrings location ignoring case", store.KindThing, store.Substrings{Field: "location", Initial: "HA", IgnoreCase: true}, "t2"},
+		{"ignoring case on a CIString field", store.KindUser, store.Compare{Field: "userName", Op: store.OpEq, Value: "ALICE", IgnoreCase: true}, "u1"},
 		{"substrings attribute ignoring case, literal underscore", store.KindThing, store.Substrings{Field: "attributes.room_tag", Any: []string{"_"}, IgnoreCase: true}, "t1"},
 		// Bool.
 		{"bool eq true", store.KindUser, cmp("emailVerified", store.OpEq, true), "u1"},
