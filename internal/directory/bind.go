@@ -94,10 +94,10 @@ func (ss *session) bind(ctx context.Context, r *bindRequest) *ber.Packet {
 	if err != nil {
 		return answer(resultInvalidDNSyntax, err.Error())
 	}
-	if id, ok := ss.s.serviceAccount(dn); ok {
-		return ss.serviceBind(ctx, id, r.name, string(r.credentials))
-	}
 	n, err := ss.s.locate(dn)
+	if err == nil && n.kind == "service" {
+		return ss.serviceBind(ctx, n.name, string(r.credentials))
+	}
 	person := err == nil && n.kind == "user"
 	if !person {
 		// Only people have passwords; any other name is checked as typed,
@@ -128,24 +128,11 @@ func (ss *session) bind(ctx context.Context, r *bindRequest) *ber.Packet {
 	return answer(resultSuccess, "")
 }
 
-// ouServices holds the service accounts' names; it has no entries of its own.
-const ouServices = "services"
-
-// serviceAccount returns the client id a bind DN cn=<client_id>,ou=services,<base> names.
-func (s *Server) serviceAccount(dn DN) (string, bool) {
-	rel, ok := dn.Under(s.base)
-	if !ok || len(rel) != 2 || len(rel[0]) != 1 || len(rel[1]) != 1 || rel[0][0].Type != "cn" ||
-		rel[1][0].Type != "ou" || !strings.EqualFold(rel[1][0].Value, ouServices) {
-		return "", false
-	}
-	return rel[0][0].Value, true
-}
-
 // serviceBind binds an application as its OAuth client, with the client's
 // secret, checked as the token endpoint checks it and throttled as users'
 // binds are. Only the clients ldap.serviceAccounts lists bind; a listed
 // client reads the ous it grants, and writes nothing.
-func (ss *session) serviceBind(ctx context.Context, clientID, name, secret string) *ber.Packet {
+func (ss *session) serviceBind(ctx context.Context, clientID, secret string) *ber.Packet {
 	answer := func(code resultCode, why string) *ber.Packet {
 		return resultOp(opBindResponse, result{code: code, diagnostic: why})
 	}

@@ -114,6 +114,9 @@ type field struct {
 	// userName); one name for most.
 	names []string
 	kind  valueKind
+	// ignoreCase: the attribute's matching ignores case where the store
+	// field compares exactly (a String, a free attribute of a thing).
+	ignoreCase bool
 }
 
 type valueKind int
@@ -161,6 +164,11 @@ func (k *storedKind) assert(ctx context.Context, f *filter) (cond, error) {
 		if fd.kind == fixedValue {
 			return constant(true), nil
 		}
+		if strings.HasPrefix(fd.names[0], store.AttributePrefix) {
+			// A free attribute is present when it is text and not empty
+			// (a number is not a description): greater than "" as a string.
+			return leafCond(store.Compare{Field: fd.names[0], Op: store.OpGt, Value: "", IgnoreCase: true}), nil
+		}
 		var e store.Expr
 		for _, n := range fd.names {
 			e = orExpr(e, store.Present{Field: n})
@@ -196,9 +204,9 @@ func (k *storedKind) assert(ctx context.Context, f *filter) (cond, error) {
 	}
 	mk := func(name string) store.Expr {
 		if f.kind == filterSubstrings {
-			return store.Substrings{Field: name, Initial: f.initial, Any: f.any, Final: f.final}
+			return store.Substrings{Field: name, Initial: f.initial, Any: f.any, Final: f.final, IgnoreCase: fd.ignoreCase}
 		}
-		return store.Compare{Field: name, Op: op(f.kind), Value: f.value}
+		return store.Compare{Field: name, Op: op(f.kind), Value: f.value, IgnoreCase: fd.ignoreCase}
 	}
 	return leafCond(firstOf(fd.names, mk)), nil
 }
@@ -237,7 +245,7 @@ func op(k filterKind) store.Op {
 
 func (k *storedKind) isEqualityRule(attr, rule string) bool {
 	t := attributes[attr]
-	return t != nil && (strings.EqualFold(rule, t.equality) || rule == t.oid)
+	return t != nil && (strings.EqualFold(rule, equalityOf(t)) || rule == t.oid)
 }
 
 // objectClass is TRUE for the kind's classes, FALSE for others: a
@@ -288,14 +296,15 @@ func (s *Server) kinds() (people, devices, groups *storedKind) {
 		"displayname":       {names: []string{"displayName"}},
 		"mail":              {names: []string{"emails"}},
 		"telephonenumber":   {names: []string{"phoneNumbers"}},
-		"preferredlanguage": {names: []string{"locale"}},
+		"preferredlanguage": {names: []string{"locale"}, ignoreCase: true},
 		"memberof":          {names: []string{"groups"}, kind: dnValue},
 	}), resolve: s.resolveGroup}
 	devices = &storedKind{s: s, catalog: store.ThingFields, classes: []string{"top", "device", "thingidDevice"}, fields: with(map[string]field{
 		"cn":                     {names: []string{"id"}},
 		"displayname":            {names: []string{"displayName"}},
 		"serialnumber":           {names: []string{"serialNumber"}},
-		"l":                      {names: []string{"location"}},
+		"l":                      {names: []string{"location"}, ignoreCase: true},
+		"description":            {names: []string{store.AttributePrefix + "description"}, ignoreCase: true},
 		"owner":                  {names: []string{"owners"}, kind: dnValue},
 		"thingidmacaddress":      {names: []string{"macAddresses"}},
 		"thingidmodel":           {names: []string{"model"}},

@@ -12,8 +12,8 @@ type delRequest struct{ dn string }
 func (r *delRequest) target() string { return r.dn }
 
 // delete serves a DelRequest: administrators delete people, devices and
-// groups through identity, as SCIM's DELETE does; the base and the three
-// ous are never leaves.
+// groups through identity, as SCIM's DELETE does; the base and the
+// ous are never leaves, and service accounts are not stored.
 func (ss *session) delete(ctx context.Context, r *delRequest) *ber.Packet {
 	return resultOp(opDelResponse, ss.writeResult(r.dn, ss.deleteEntry(ctx, r)))
 }
@@ -22,10 +22,12 @@ func (ss *session) deleteEntry(ctx context.Context, r *delRequest) error {
 	if ss.who == nil || !ss.who.admin {
 		return refuse(resultInsufficientAccessRights, "only an administrator may delete entries")
 	}
-	n, _, err := ss.target(r.dn)
-	if le, ok := err.(*ldapError); ok && le.code == resultUnwillingToPerform {
-		return refuse(resultNotAllowedOnNonLeaf, "entry: %s holds the directory's entries and is never deleted", r.dn)
+	if dn, err := ParseDN(r.dn); err == nil {
+		if n, err := ss.s.locate(dn); err == nil && (n.kind == "base" || n.kind == "ou") {
+			return refuse(resultNotAllowedOnNonLeaf, "entry: %s holds the directory's entries and is never deleted", r.dn)
+		}
 	}
+	n, _, err := ss.target(r.dn)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,8 @@ type Server struct {
 	base    DN
 	log     *slog.Logger
 	metrics *metrics
+	// people, devices and groups are the stored kinds, built once.
+	people, devices, groups *storedKind
 	// ctx ends when the server closes: the operations of every session.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,7 +120,9 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("directory: register metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{opts: o, base: base, log: o.Log, metrics: m, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
+	s := &Server{opts: o, base: base, log: o.Log, metrics: m, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	s.people, s.devices, s.groups = s.kinds()
+	return s, nil
 }
 
 // Serve accepts sessions on ln until it is closed or the server is. With

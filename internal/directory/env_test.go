@@ -227,8 +227,11 @@ func (e *testEnv) seed(t testing.TB, st store.Store) {
 		return created
 	}
 	e.speaker = thing(e.alice, store.Thing{DisplayName: "Kitchen speaker", SerialNumber: "SPK-0001", Manufacturer: "Acme", Model: "S1",
-		FirmwareVersion: "1.2.3", Location: "kitchen", MACAddresses: []string{"aa:bb:cc:dd:ee:01"}})
-	e.thermostat = thing(e.bob, store.Thing{DisplayName: "Thermostat", SerialNumber: "THM-0001"})
+		FirmwareVersion: "1.2.3", Location: "kitchen", MACAddresses: []string{"aa:bb:cc:dd:ee:01"},
+		// A description that is not text is not a description LDAP shows.
+		Attributes: map[string]any{"description": 42.0}})
+	e.thermostat = thing(e.bob, store.Thing{DisplayName: "Thermostat", SerialNumber: "THM-0001",
+		Attributes: map[string]any{"description": "In the Hall, by the door_1 at 50%"}})
 	if e.family, err = e.ids.CreateGroup(ctx, "test", &store.Group{DisplayName: "family",
 		Members: []store.Ref{{Kind: store.KindUser, ID: e.alice.ID}, {Kind: store.KindThing, ID: e.speaker.ID}}}); err != nil {
 		t.Fatal(err)

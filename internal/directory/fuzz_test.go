@@ -21,6 +21,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(searchMessage(nested(present("cn"), 5)))
 	f.Add(envelope(7, startTLSRequest()))
 	f.Add(envelope(8, ber.NewString(ber.ClassApplication, ber.TypePrimitive, opDelRequest, "uid=alice,ou=people,dc=x", "DelRequest")))
+	f.Add(envelope(9, compareRequestOp("uid=alice,ou=people,dc=x", "mail", "alice@example.org")))
 	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
 	f.Add([]byte{0x30, 0x84, 0xff, 0xff, 0xff, 0xff})
 	for _, m := range writeMessages() {
@@ -43,6 +44,17 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("filter %s deeper than the limit", s.filter)
 		}
 	})
+}
+
+// compareRequestOp is a CompareRequest as a client encodes it.
+func compareRequestOp(dn, attr, value string) *ber.Packet {
+	p := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opCompareRequest, nil, "CompareRequest")
+	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "entry"))
+	ava := ber.NewSequence("ava")
+	ava.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, attr, "attributeDesc"))
+	ava.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, value, "assertionValue"))
+	p.AppendChild(ava)
+	return p
 }
 
 func depth(f *filter) int {

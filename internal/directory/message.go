@@ -36,7 +36,7 @@ const maxMessageID = 1<<31 - 1
 // message is one decoded LDAPMessage from a client.
 type message struct {
 	id       int64
-	op       any // *bindRequest, *searchRequest, *extendedRequest, *addRequest, *modifyRequest, *modDNRequest, *delRequest, unbindRequest, abandonRequest, unsupportedRequest
+	op       any // *bindRequest, *searchRequest, *extendedRequest, *addRequest, *modifyRequest, *modDNRequest, *delRequest, *compareRequest, unbindRequest, abandonRequest
 	controls []control
 }
 
@@ -88,9 +88,6 @@ type extendedRequest struct {
 type (
 	unbindRequest  struct{}
 	abandonRequest struct{ id int64 }
-	// unsupportedRequest is a compare, which this version answers with
-	// unwillingToPerform; resp is the tag of its response.
-	unsupportedRequest struct{ resp int }
 )
 
 // decodeMessage decodes one LDAPMessage read by readMessage. Any error is
@@ -163,7 +160,7 @@ func decodeOp(p *ber.Packet) (any, error) {
 	case opModDNRequest:
 		return decodeModDN(p)
 	case opCompareRequest:
-		return unsupportedRequest{resp: int(p.Tag) + 1}, nil
+		return decodeCompare(p)
 	}
 	return nil, fmt.Errorf("%w: operation %d is not a request", errFraming, p.Tag)
 }

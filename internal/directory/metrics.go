@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "thingid_ldap_operations_total",
-			Help: "LDAP operations by operation (bind, search, extended, write) and result (success, invalidCredentials, ...).",
+			Help: "LDAP operations by operation (bind, search, compare, extended, write) and result (success, invalidCredentials, ...).",
 		}, []string{"op", "result"}),
 		entries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "thingid_ldap_entries_returned_total", Help: "Entries returned by LDAP searches.",
@@ -52,7 +52,7 @@ var resultNames = map[resultCode]string{
 	resultAttributeOrValueExists: "attributeOrValueExists", resultInvalidAttributeSyntax: "invalidAttributeSyntax",
 	resultNamingViolation: "namingViolation", resultObjectClassViolation: "objectClassViolation",
 	resultNotAllowedOnNonLeaf: "notAllowedOnNonLeaf", resultNotAllowedOnRDN: "notAllowedOnRDN",
-	resultEntryAlreadyExists: "entryAlreadyExists",
+	resultEntryAlreadyExists: "entryAlreadyExists", resultCompareTrue: "compareTrue", resultCompareFalse: "compareFalse",
 }
 
 func resultName(c resultCode) string {
@@ -71,6 +71,8 @@ func opName(op any) string {
 		return "search"
 	case *extendedRequest:
 		return "extended"
+	case *compareRequest:
+		return "compare"
 	}
 	return "write"
 }
@@ -97,6 +99,8 @@ func (ss *session) record(m *message, start time.Time) {
 		attrs = append(attrs, slog.String("base", r.base), slog.Int64("scope", r.scope), slog.String("filter", r.filter.String()), slog.Int("entries", op.entries))
 	case *extendedRequest:
 		attrs = append(attrs, slog.String("oid", r.oid))
+	case *compareRequest:
+		attrs = append(attrs, slog.String("dn", r.dn), slog.String("attr", r.attr))
 	case interface{ target() string }: // a write
 		attrs = append(attrs, slog.String("dn", r.target()))
 	}

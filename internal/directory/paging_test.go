@@ -56,8 +56,8 @@ func testPagedResults(t *testing.T, e *testEnv) {
 	}
 	// go-ldap's own paging, one entry a page, over the whole tree.
 	res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil), 1)
-	if err != nil || len(res.Entries) != 12 {
-		t.Fatalf("SearchWithPaging: %d entries, %v; want all 12", len(res.Entries), err)
+	if err != nil || len(res.Entries) != 13 {
+		t.Fatalf("SearchWithPaging: %d entries, %v; want all 13", len(res.Entries), err)
 	}
 	// ldapsearch's.
 	out, code := e.run(t, "ldapsearch", "-x", "-LLL", "-H", "ldaps://"+e.ldaps, "-D", "uid=root,ou=people,"+base, "-w", rootPassword,
@@ -109,7 +109,7 @@ func TestPagingKeepsVisibility(t *testing.T) { onEachStore(t, testPagingKeepsVis
 func testPagingKeepsVisibility(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
 	res, err := c.SearchWithPaging(ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil), 1)
-	if err != nil || len(res.Entries) != 6 {
-		t.Fatalf("alice's paged subtree: %d entries, %v; want the base, 3 containers, herself and her speaker", len(res.Entries), err)
+	if err != nil || len(res.Entries) != 7 {
+		t.Fatalf("alice's paged subtree: %d entries, %v; want the base, 4 containers, herself and her speaker", len(res.Entries), err)
 	}
 }

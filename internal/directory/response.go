@@ -108,23 +108,94 @@ type attribute struct {
 	values []string
 }
 
-// entryOp encodes e, with only the types when typesOnly.
-func entryOp(e entry, typesOnly bool) *ber.Packet {
-	p := ber.Encode(ber.ClassApplication, ber.TypeConstructed, opSearchEntry, nil, "SearchResultEntry")
-	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, e.dn, "objectName"))
-	list := ber.NewSequence("attributes")
-	for _, a := range e.attrs {
-		pa := ber.NewSequence("PartialAttribute")
-		pa.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a.name, "type"))
-		vals := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "vals")
+// entryMessage is the LDAPMessage of a SearchResultEntry for e with the
+// attributes sel keeps, only their types when typesOnly. It writes BER
+// directly into one buffer of the exact size: a page of entries is most of
+// what a search sends, and a tree of asn1-ber packets per value cost more
+// than the store's query.
+func entryMessage(id int64, e entry, sel *selection, typesOnly bool) []byte {
+	vals := func(a attribute) int {
+		n := 0
 		if !typesOnly {
 			for _, v := range a.values {
-				vals.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "value"))
+				n += tlvLen(len(v))
 			}
 		}
-		pa.AppendChild(vals)
-		list.AppendChild(pa)
+		return n
 	}
-	p.AppendChild(list)
-	return p
+	list := 0
+	for _, a := range e.attrs {
+		if sel.keeps(a) {
+			list += tlvLen(tlvLen(len(a.name)) + tlvLen(vals(a)))
+		}
+	}
+	op := tlvLen(len(e.dn)) + tlvLen(list)
+	msgID := intLen(id)
+	b := make([]byte, 0, tlvLen(2+msgID+tlvLen(op)))
+	b = appendHeader(b, tagSequence, 2+msgID+tlvLen(op))
+	b = appendHeader(b, 0x02, msgID) // INTEGER messageID
+	for i := msgID - 1; i >= 0; i-- {
+		b = append(b, byte(id>>(8*i)))
+	}
+	b = appendHeader(b, 0x60|opSearchEntry, op) // [APPLICATION 4] constructed
+	b = appendOctets(b, e.dn)
+	b = appendHeader(b, tagSequence, list)
+	for _, a := range e.attrs {
+		if !sel.keeps(a) {
+			continue
+		}
+		n := vals(a)
+		b = appendHeader(b, tagSequence, tlvLen(len(a.name))+tlvLen(n))
+		b = appendOctets(b, a.name)
+		b = appendHeader(b, 0x31, n) // SET OF
+		if !typesOnly {
+			for _, v := range a.values {
+				b = appendOctets(b, v)
+			}
+		}
+	}
+	return b
+}
+
+// tlvLen is the size of a BER element with n bytes of content.
+func tlvLen(n int) int { return 1 + lenLen(n) + n }
+
+// lenLen is the size of the definite length n.
+func lenLen(n int) int {
+	if n < 0x80 {
+		return 1
+	}
+	k := 1
+	for ; n > 0; n >>= 8 {
+		k++
+	}
+	return k
+}
+
+// intLen is the size of the INTEGER content of a messageID (0 .. maxInt).
+func intLen(v int64) int {
+	n := 1
+	for v > 0x7f {
+		v >>= 8
+		n++
+	}
+	return n
+}
+
+func appendHeader(b []byte, tag byte, n int) []byte {
+	b = append(b, tag)
+	k := lenLen(n)
+	if k == 1 {
+		return append(b, byte(n))
+	}
+	b = append(b, 0x80|byte(k-1))
+	for i := k - 2; i >= 0; i-- {
+		b = append(b, byte(n>>(8*i)))
+	}
+	return b
+}
+
+// appendOctets appends an OCTET STRING.
+func appendOctets(b []byte, s string) []byte {
+	return append(appendHeader(b, 0x04, len(s)), s...)
 }

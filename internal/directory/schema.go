@@ -126,6 +126,7 @@ var objectClasses = []objectClass{
 	{oid: "2.16.840.1.113730.3.2.2", name: "inetOrgPerson", sup: "organizationalPerson", kind: "STRUCTURAL", may: []string{"displayName", "givenName", "mail", "preferredLanguage", "uid"}},
 	{oid: "2.5.6.14", name: "device", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"serialNumber", "owner", "ou", "o", "l", "description"}},
 	{oid: thingidArc + ".2.1", name: "thingidDevice", sup: "top", kind: "AUXILIARY", may: []string{"thingidMACAddress", "thingidModel", "thingidManufacturer", "thingidFirmwareVersion", "thingidStatus", "thingidThingType", "displayName"}, desc: "what thingid knows of a thing beyond RFC 4519's device"},
+	{oid: "2.5.6.11", name: "applicationProcess", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"ou", "l", "description"}},
 	{oid: "2.5.6.9", name: "groupOfNames", sup: "top", kind: "STRUCTURAL", must: []string{"cn"}, may: []string{"member", "description", "owner", "ou", "o"}},
 }
 
@@ -206,6 +207,28 @@ var attributes = func() map[string]*attributeType {
 			m[strings.ToLower(n)] = &attributeTypes[i]
 		}
 		m[attributeTypes[i].oid] = &attributeTypes[i]
+	}
+	return m
+}()
+
+// typeOf is the published type of an attribute named as the directory
+// names it (exact case) or as a client may (any case).
+func typeOf(name string) *attributeType {
+	if t, ok := attributesByName[name]; ok {
+		return t
+	}
+	return attributes[strings.ToLower(name)]
+}
+
+// attributesByName maps every name of a published type, as written in the
+// schema, to it: the names of the entries' attributes, found without
+// lower-casing them.
+var attributesByName = func() map[string]*attributeType {
+	m := map[string]*attributeType{}
+	for i := range attributeTypes {
+		for _, n := range attributeTypes[i].names {
+			m[n] = &attributeTypes[i]
+		}
 	}
 	return m
 }()

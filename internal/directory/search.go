@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -105,10 +106,11 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	inPage, more := 0, false
+	sel := newSelection(r.attributes)
 	send := func(e entry) bool {
 		inPage++
 		state.sent++
-		return ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly))
+		return ss.sendEntry(id, e, sel, r.typesOnly)
 	}
 steps:
 	for ; state.step < len(plan); state.step++ {
@@ -173,7 +175,7 @@ steps:
 func (ss *session) sendConstant(id int64, r *searchRequest, e entry, done func(resultCode, string) bool) bool {
 	c, err := compileFilter(context.Background(), container{e}, r.filter)
 	if err == nil && c.isT && c.constT {
-		if !ss.respond(id, entryOp(selectAttrs(e, r.attributes), r.typesOnly)) {
+		if !ss.sendEntry(id, e, newSelection(r.attributes), r.typesOnly) {
 			return false
 		}
 	}
@@ -195,14 +197,25 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 	if err != nil {
 		return nil, err
 	}
-	people, devices, groups := s.kinds()
-	constant := func(e entry) planStep { return planStep{schema: container{e}, constant: e} }
+	people, devices, groups := s.people, s.devices, s.groups
+	constant := constantStep
 	kinds := map[string]planStep{
 		ouPeople:  ss.stored(people, ss.visibleUsers(), s.userList),
 		ouDevices: ss.stored(devices, ss.visibleThings(), s.thingList),
 		ouGroups:  ss.stored(groups, ss.visibleGroups(), s.groupList),
 	}
-	ous := []string{ouPeople, ouDevices, ouGroups}
+	services := ss.visibleServices()
+	// below is what a subtree search of the container ou reads after it.
+	below := func(ou string) []planStep {
+		if ou != ouServices {
+			return []planStep{kinds[ou]}
+		}
+		var plan []planStep
+		for _, id := range services {
+			plan = append(plan, constant(s.serviceEntry(id)))
+		}
+		return plan
+	}
 	switch n.kind {
 	case "base":
 		var plan []planStep
@@ -212,14 +225,14 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		if scope == scopeBase {
 			return plan, nil
 		}
-		for _, ou := range ous {
+		for _, ou := range containers {
 			plan = append(plan, constant(s.ouEntry(ou)))
 		}
 		if scope == scopeOne {
 			return plan, nil
 		}
-		for _, ou := range ous {
-			plan = append(plan, kinds[ou])
+		for _, ou := range containers {
+			plan = append(plan, below(ou)...)
 		}
 		return plan, nil
 	case "ou":
@@ -227,9 +240,17 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 		case scopeBase:
 			return []planStep{constant(s.ouEntry(n.ou))}, nil
 		case scopeSubtree:
-			return []planStep{constant(s.ouEntry(n.ou)), kinds[n.ou]}, nil
+			return append([]planStep{constant(s.ouEntry(n.ou))}, below(n.ou)...), nil
 		}
-		return []planStep{kinds[n.ou]}, nil
+		return below(n.ou), nil
+	case "service":
+		if !slices.Contains(services, n.name) {
+			return nil, errNoSuchObject
+		}
+		if scope == scopeOne || scope == scopeChildren {
+			return nil, nil
+		}
+		return []planStep{constant(s.serviceEntry(n.name))}, nil
 	}
 	// One stored entry: it must exist for the principal, whatever the
 	// filter, or the base is noSuchObject.
@@ -304,6 +325,18 @@ func (ss *session) visibleThings() side {
 	return side{e: store.Compare{Field: "id", Op: store.OpEq, Value: ss.who.thingID}}
 }
 
+// visibleServices are the service accounts the principal reads, in
+// order: administrators all, a service account itself.
+func (ss *session) visibleServices() []string {
+	switch who := ss.who; {
+	case who.admin:
+		return slices.Sorted(maps.Keys(ss.s.opts.ServiceAccounts))
+	case who.service != "":
+		return []string{who.service}
+	}
+	return nil
+}
+
 // visibleGroups: groups are the administrators', and service accounts'
 // granted ou=groups.
 func (ss *session) visibleGroups() side {
@@ -325,27 +358,44 @@ func (ss *session) rootDSE() entry {
 	}}
 }
 
-// selectAttrs keeps the attributes asked for (RFC 4511 §4.5.1.8): none
-// listed, or "*", means every user attribute; "+" every operational one
-// (RFC 3673); "1.1" alone none; other names (or OIDs) those attributes.
-// Attributes without values are never sent.
-func selectAttrs(e entry, want []string) entry {
-	all := len(want) == 0 || slices.Contains(want, "*")
-	ops := slices.Contains(want, "+")
-	out := entry{dn: e.dn}
-	for _, a := range e.attrs {
-		if len(a.values) == 0 {
-			continue
-		}
-		t := attributes[strings.ToLower(a.name)]
-		operational := t != nil && t.operational
-		named := slices.ContainsFunc(want, func(w string) bool {
-			w = strings.ToLower(w)
-			return w == strings.ToLower(a.name) || (t != nil && attributes[w] == t)
-		})
-		if named || (all && !operational) || (ops && operational) {
-			out.attrs = append(out.attrs, a)
+// selection is the attributes a search asks for (RFC 4511 §4.5.1.8):
+// none listed, or "*", means every user attribute; "+" every operational
+// one (RFC 3673); "1.1" alone none; other names (or OIDs) those
+// attributes. Attributes without values are never sent. It is worked out
+// once per search, not per entry.
+type selection struct {
+	all, ops bool
+	types    map[*attributeType]bool // named types
+	names    map[string]bool         // named attributes the schema does not know, lower-cased
+}
+
+func newSelection(want []string) *selection {
+	sel := &selection{all: len(want) == 0, types: map[*attributeType]bool{}, names: map[string]bool{}}
+	for _, w := range want {
+		switch w = strings.ToLower(w); w {
+		case "*":
+			sel.all = true
+		case "+":
+			sel.ops = true
+		default:
+			if t := attributes[w]; t != nil {
+				sel.types[t] = true
+			} else {
+				sel.names[w] = true
+			}
 		}
 	}
-	return out
+	return sel
+}
+
+// keeps says whether a is sent.
+func (sel *selection) keeps(a attribute) bool {
+	if len(a.values) == 0 {
+		return false
+	}
+	t := typeOf(a.name)
+	if t == nil {
+		return sel.all || sel.names[strings.ToLower(a.name)]
+	}
+	return sel.types[t] || (sel.all && !t.operational) || (sel.ops && t.operational)
 }

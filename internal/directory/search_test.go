@@ -44,7 +44,7 @@ func TestSearchFilters(t *testing.T) { onEachStore(t, testSearchFilters) }
 
 func testSearchFilters(t *testing.T, e *testEnv) {
 	c := e.bound(t, "uid=root,ou=people,"+base, rootPassword)
-	people, devices, groups := "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base
+	people, devices, groups, services := "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base, "ou=services,"+base
 	alice, bob, root, olga := aliceDN(), "uid=bob,"+people, "uid=root,"+people, "uid=olga,"+people
 	speaker, thermostat := "cn="+e.speaker.ID+","+devices, "cn="+e.thermostat.ID+","+devices
 	family, admins := "cn=family,"+groups, "cn=administrators,"+groups
@@ -63,6 +63,7 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 		{"(mail=alice*)", sorted(alice)},
 		{"(cn=Alice*)", sorted(alice)},
 		{"(cn=bob)", sorted(bob)},
+		{"(cn:caseIgnoreMatch:=BOB)", sorted(bob)}, // cn's rule is its supertype name's
 		{"(sn=Liddell)", sorted(alice)},
 		{"(sn=bob)", sorted(bob)},
 		{"(givenName=*)", sorted(alice)},
@@ -76,6 +77,24 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 		{"(thingidModel=S1)", sorted(speaker)},
 		{"(thingidModel=s1)", nil}, // caseExactMatch
 		{"(l=kitchen)", sorted(speaker)},
+		{"(l=KITCHEN)", sorted(speaker)},
+		{"(l=KIT*)", sorted(speaker)},
+		{"(preferredLanguage=EN-gb)", sorted(alice)},
+		{"(serialNumber=spk-0001)", nil}, // exactly, on its index (docs/ldap.md)
+		{"(description=in the hall, by the DOOR_1 at 50%)", sorted(thermostat)},
+		{"(description~=IN THE HALL, BY THE DOOR_1 AT 50%)", sorted(thermostat)},
+		{"(description:caseIgnoreMatch:=in the hall, by the door_1 at 50%)", sorted(thermostat)},
+		{"(description=in the hall)", nil},
+		{"(description=IN THE*)", sorted(thermostat)},
+		{"(description=*hall*DOOR*)", sorted(thermostat)},
+		{"(description=*door\\5f1*50\\25)", sorted(thermostat)},
+		{"(description=*door?1*)", nil},
+		{"(description=*%*)", sorted(thermostat)},
+		{"(description=*_*)", sorted(thermostat)},
+		{"(description=42)", nil}, // a number is no description
+		{"(description=*)", sorted(thermostat)},
+		{"(&(objectClass=device)(!(description=*)))", sorted(speaker)},
+		{"(description>=in)", sorted(thermostat)},
 		{"(thingidStatus=active)", sorted(speaker, thermostat)},
 		{"(owner=" + alice + ")", sorted(speaker)},
 		{"(owner=uid=nobody," + people + ")", nil},
@@ -88,7 +107,7 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 		{"(&(objectClass=inetOrgPerson)(createTimestamp<=20000101000000Z))", nil},
 		{"(&(objectClass=inetOrgPerson)(!(uid=alice))(!(uid=root)))", sorted(bob, olga)},
 		{"(&(objectClass=groupOfNames)(cn=*))", sorted(family, admins)},
-		{"(objectClass=organizationalUnit)", sorted(people, devices, groups)},
+		{"(objectClass=organizationalUnit)", sorted(people, devices, groups, services)},
 		{"(ou=people)", sorted(people)},
 		{"(objectClass=domain)", sorted(base)},
 		// Undefined stays undefined under not (RFC 4511 §4.5.1.7).
@@ -104,8 +123,8 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 	} {
 		got := dns(t, c, base, ldap.ScopeWholeSubtree, tc.filter)
 		if tc.filter == "(&)" { // the absolute true filter (RFC 4526): everything
-			if len(got) != 12 {
-				t.Errorf("(&) found %d entries, want all 12: %v", len(got), got)
+			if len(got) != 13 {
+				t.Errorf("(&) found %d entries, want all 13: %v", len(got), got)
 			}
 			continue
 		}
@@ -117,7 +136,7 @@ func testSearchFilters(t *testing.T, e *testEnv) {
 	if got := dns(t, c, people, ldap.ScopeSingleLevel, "(objectClass=*)"); !slices.Equal(got, sorted(alice, bob, root, olga)) {
 		t.Errorf("one level under people: %v", got)
 	}
-	if got := dns(t, c, base, ldap.ScopeSingleLevel, "(objectClass=*)"); !slices.Equal(got, sorted(people, devices, groups)) {
+	if got := dns(t, c, base, ldap.ScopeSingleLevel, "(objectClass=*)"); !slices.Equal(got, sorted(people, devices, groups, services)) {
 		t.Errorf("one level under the base: %v", got)
 	}
 	if got := dns(t, c, alice, ldap.ScopeSingleLevel, "(objectClass=*)"); len(got) != 0 {
@@ -134,7 +153,7 @@ func TestUserSearchSeesOwnOnly(t *testing.T) { onEachStore(t, testUserSearchSees
 
 func testUserSearchSeesOwnOnly(t *testing.T, e *testEnv) {
 	c := e.bound(t, aliceDN(), alicePassword)
-	want := sorted(base, "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base, aliceDN(), "cn="+e.speaker.ID+",ou=devices,"+base)
+	want := sorted(base, "ou=people,"+base, "ou=devices,"+base, "ou=groups,"+base, "ou=services,"+base, aliceDN(), "cn="+e.speaker.ID+",ou=devices,"+base)
 	if got := dns(t, c, base, ldap.ScopeWholeSubtree, "(objectClass=*)"); !slices.Equal(got, want) {
 		t.Errorf("alice's subtree search:\n got %v\nwant %v", got, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,8 +77,8 @@ func TestServiceAccount(t *testing.T) {
 		t.Errorf("a service account's Delete: %v, want insufficientAccessRights", err)
 	}
 	// A listed client with nothing to read sees nothing stored.
-	if n := count(e.bound(t, serviceDN("nothing"), serviceSecret), base); n != 4 { // the base and the three ous
-		t.Errorf("entries seen by a service account without ous: %d, want the four containers", n)
+	if n := count(e.bound(t, serviceDN("nothing"), serviceSecret), base); n != 6 { // the base, the four ous, itself
+		t.Errorf("entries seen by a service account without ous: %d, want the base, the four ous and itself", n)
 	}
 	for _, tc := range []struct{ name, dn, secret string }{
 		{"a wrong secret", serviceDN("inventory"), "guess"},
@@ -109,5 +110,76 @@ func TestServiceAccountThrottled(t *testing.T) {
 	var le *ldap.Error
 	if !errors.As(err, &le) || le.ResultCode != ldap.LDAPResultUnwillingToPerform || !strings.Contains(le.Err.Error(), "too many attempts") {
 		t.Fatalf("the right secret past the address's attempts: %v, want unwillingToPerform", err)
+	}
+}
+
+// The service accounts are entries under ou=services: administrators read
+// them all, a service account itself, nobody else; they change only with
+// the configuration, never over LDAP.
+func TestServiceEntries(t *testing.T) {
+	e := newEnv(t, withServiceAccounts(map[string][]string{"inventory": {"devices", "groups"}, "nothing": nil}))
+	root := e.bound(t, rootDN, rootPassword)
+	alice := e.bound(t, aliceDN(), alicePassword)
+	inventory := e.bound(t, serviceDN("inventory"), serviceSecret)
+	services := "ou=services," + base
+	for _, tc := range []struct {
+		name   string
+		c      *ldap.Conn
+		filter string
+		want   []string
+	}{
+		{"an administrator", root, "(objectClass=*)", sorted(serviceDN("inventory"), serviceDN("nothing"))},
+		{"an administrator, by cn", root, "(cn=INVENTORY)", sorted(serviceDN("inventory"))},
+		{"an administrator, by what it reads", root, "(&(objectClass=applicationProcess)(ou=groups))", sorted(serviceDN("inventory"))},
+		{"an administrator, not", root, "(!(cn=inventory))", sorted(serviceDN("nothing"))},
+		{"a service account", inventory, "(objectClass=*)", sorted(serviceDN("inventory"))},
+		{"a user", alice, "(objectClass=*)", sorted()},
+	} {
+		if got := orEmpty(dns(t, tc.c, services, ldap.ScopeSingleLevel, tc.filter)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s searches %s under ou=services: %v, want %v", tc.name, tc.filter, got, tc.want)
+		}
+	}
+	own, err := readEntry(inventory, serviceDN("inventory"), "*")
+	if err != nil || own == nil || !slices.Equal(own.GetAttributeValues("ou"), []string{"devices", "groups"}) ||
+		!slices.Equal(own.GetAttributeValues("objectClass"), []string{"top", "applicationProcess"}) {
+		t.Errorf("the service account's own entry: %v %v", own, err)
+	}
+	if ok, err := root.Compare(serviceDN("inventory"), "ou", "Devices"); err != nil || !ok {
+		t.Errorf("an administrator compares what inventory reads: %v %v", ok, err)
+	}
+	// Another service account, or one that does not exist, is not there
+	// for a service account or a user: the same answer.
+	for _, c := range []*ldap.Conn{inventory, alice} {
+		for _, dn := range []string{serviceDN("nothing"), serviceDN("stranger")} {
+			if _, err := readEntry(c, dn); !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				t.Errorf("reading %s: %v, want noSuchObject", dn, err)
+			}
+			if _, err := c.Compare(dn, "cn", "x"); !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				t.Errorf("comparing %s: %v, want noSuchObject", dn, err)
+			}
+		}
+	}
+	// An administrator changes none of them over LDAP.
+	m := ldap.NewModifyRequest(serviceDN("inventory"), nil)
+	m.Add("ou", []string{"people"})
+	add := ldap.NewAddRequest(serviceDN("new"), nil)
+	add.Attribute("objectClass", []string{"applicationProcess"})
+	add.Attribute("cn", []string{"new"})
+	member := ldap.NewModifyRequest(e.srv.groupDN("family"), nil)
+	member.Add("member", []string{serviceDN("inventory")})
+	for name, err := range map[string]error{
+		"Modify":    root.Modify(m),
+		"Add":       root.Add(add),
+		"Delete":    root.Del(ldap.NewDelRequest(serviceDN("inventory"), nil)),
+		"Modify DN": root.ModifyDN(ldap.NewModifyDNRequest(serviceDN("inventory"), "cn=renamed", true, "")),
+		"as member": root.Modify(member),
+	} {
+		want := uint16(ldap.LDAPResultUnwillingToPerform)
+		if name == "as member" {
+			want = ldap.LDAPResultConstraintViolation
+		}
+		if !ldap.IsErrorWithCode(err, want) {
+			t.Errorf("%s of a service account's entry: %v, want %d", name, err, want)
+		}
 	}
 }

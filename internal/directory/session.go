@@ -85,12 +85,16 @@ func (ss *session) write(b []byte) bool {
 // respond sends one response operation for message id, with controls,
 // and notes what it says for the access log.
 func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bool {
-	if op.Tag == opSearchEntry {
-		ss.op.entries++
-	} else if code, ok := op.Children[0].Value.(int64); ok {
+	if code, ok := op.Children[0].Value.(int64); ok {
 		ss.op.result = resultCode(code)
 	}
 	return ss.write(envelope(id, op, controls...))
+}
+
+// sendEntry sends one SearchResultEntry with the attributes sel keeps.
+func (ss *session) sendEntry(id int64, e entry, sel *selection, typesOnly bool) bool {
+	ss.op.entries++
+	return ss.write(entryMessage(id, e, sel, typesOnly))
 }
 
 // handle serves one message; false ends the session.
@@ -124,16 +128,15 @@ func (ss *session) handle(m *message) bool {
 		return ss.respond(m.id, ss.modifyDN(ss.s.ctx, op))
 	case *delRequest:
 		return ss.respond(m.id, ss.delete(ss.s.ctx, op))
-	case unsupportedRequest:
-		return ss.respond(m.id, resultOp(op.resp, result{code: resultUnwillingToPerform,
-			diagnostic: "this directory does not answer Compare; search with an equality filter instead"}))
+	case *compareRequest:
+		return ss.respond(m.id, ss.compare(ss.s.ctx, op))
 	}
 	return false
 }
 
 // responseTag is the response operation's tag for a request.
 func responseTag(op any) int {
-	switch op := op.(type) {
+	switch op.(type) {
 	case *bindRequest:
 		return opBindResponse
 	case *searchRequest:
@@ -146,8 +149,8 @@ func responseTag(op any) int {
 		return opModDNResponse
 	case *delRequest:
 		return opDelResponse
-	case unsupportedRequest:
-		return op.resp
+	case *compareRequest:
+		return opCompareResponse
 	}
 	return opExtendedResponse
 }

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +19,22 @@ import (
 //	    cn=<thing id>               device + thingidDevice
 //	  ou=groups                     organizationalUnit
 //	    cn=<group displayName>      groupOfNames
+//	  ou=services                   organizationalUnit
+//	    cn=<client_id>              applicationProcess
 //
 // A thing is named by its id: neither its display name nor its serial
-// number is unique. Every entry's entryUUID is the SCIM id.
+// number is unique. Every stored entry's entryUUID is the SCIM id. The
+// service accounts are not stored: they are the OAuth clients
+// ldap.serviceAccounts lists.
 const (
-	ouPeople  = "people"
-	ouDevices = "devices"
-	ouGroups  = "groups"
+	ouPeople   = "people"
+	ouDevices  = "devices"
+	ouGroups   = "groups"
+	ouServices = "services"
 )
+
+// containers are the ous below the base, in the order searches return them.
+var containers = []string{ouPeople, ouDevices, ouGroups, ouServices}
 
 // Store is what the directory reads of the store (store.Store).
 type Store interface {
@@ -36,16 +45,16 @@ type Store interface {
 	ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error)
 	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
 	// What a page of entries refers to, read for the whole page at once.
-	RelationshipsOf(ctx context.Context, kind store.RelKind, end store.RelEnd, ends []store.Ref) ([]store.Relationship, error)
+	Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error)
 	UserNames(ctx context.Context, ids []string) (map[string]string, error)
 	GroupNames(ctx context.Context, ids []string) (map[string]string, error)
 }
 
 // node is what a DN names in the tree.
 type node struct {
-	kind string // "base", "ou", "user", "thing", "group"
+	kind string // "base", "ou", "user", "thing", "group", "service"
 	ou   string // for kind ou
-	name string // userName, thing id or group name
+	name string // userName, thing id, group name or client id
 }
 
 // locate says what dn names, or errNoSuchObject when nothing can be there.
@@ -66,18 +75,18 @@ func (s *Server) locate(dn DN) (node, error) {
 		return node{}, errNoSuchObject
 	}
 	ou := strings.ToLower(top[0].Value)
-	if ou != ouPeople && ou != ouDevices && ou != ouGroups {
+	if !slices.Contains(containers, ou) {
 		return node{}, errNoSuchObject
 	}
 	if len(rel) == 1 {
 		return node{kind: "ou", ou: ou}, nil
 	}
 	leaf := rel[0]
-	naming := map[string]string{ouPeople: "uid", ouDevices: "cn", ouGroups: "cn"}[ou]
+	naming := map[string]string{ouPeople: "uid", ouDevices: "cn", ouGroups: "cn", ouServices: "cn"}[ou]
 	if len(leaf) != 1 || leaf[0].Type != naming {
 		return node{}, errNoSuchObject
 	}
-	kind := map[string]string{ouPeople: "user", ouDevices: "thing", ouGroups: "group"}[ou]
+	kind := map[string]string{ouPeople: "user", ouDevices: "thing", ouGroups: "group", ouServices: "service"}[ou]
 	return node{kind: kind, name: leaf[0].Value}, nil
 }
 
@@ -93,86 +102,77 @@ func (s *Server) userDN(userName string) string { return s.under(ouPeople, "uid"
 func (s *Server) thingDN(id string) string      { return s.under(ouDevices, "cn", id) }
 func (s *Server) groupDN(name string) string    { return s.under(ouGroups, "cn", name) }
 
-// refs is what one page of entries refers to, read for the whole page in
-// a few queries: the relationships of its identities, and the names of
-// the users and groups at their other ends.
-type refs struct {
-	s      *Server
-	users  map[string]string // userName by id
-	groups map[string]string // displayName by id
+// refDN is the DN of the identity r named name (a user's userName, a
+// group's displayName); "" when it has none.
+func (s *Server) refDN(r store.Ref, name string) string {
+	switch {
+	case r.Kind == store.KindThing:
+		return s.thingDN(r.ID)
+	case name == "":
+		return ""
+	case r.Kind == store.KindUser:
+		return s.userDN(name)
+	case r.Kind == store.KindGroup:
+		return s.groupDN(name)
+	}
+	return ""
 }
 
-// links maps each of ids (of kind self) to the identities at the other end
-// of its relationships of kind, where it is the end named end; in the
-// store's order.
-func (s *Server) links(ctx context.Context, kind store.RelKind, end store.RelEnd, self store.Kind, ids []string) (map[string][]store.Ref, error) {
-	ends := make([]store.Ref, len(ids))
-	for i, id := range ids {
-		ends[i] = store.Ref{Kind: self, ID: id}
-	}
-	rels, err := s.opts.Store.RelationshipsOf(ctx, kind, end, ends)
+// related reads what a page of identities of kind self refers to, in one
+// statement: for each spec, the DNs at the other ends by the id of the
+// identity of the page.
+func (s *Server) related(ctx context.Context, self store.Kind, ids []string, specs ...store.RelSpec) ([]map[string][]string, error) {
+	rels, err := s.opts.Store.Related(ctx, self, ids, specs)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]store.Ref, len(ids))
+	out := make([]map[string][]string, len(specs))
+	for i := range out {
+		out[i] = map[string][]string{}
+	}
 	for _, r := range rels {
-		if end == store.EndFrom {
-			out[r.From.ID] = append(out[r.From.ID], r.To)
-		} else {
-			out[r.To.ID] = append(out[r.To.ID], r.From)
+		if dn := s.refDN(r.Other, r.Name); dn != "" {
+			out[r.Spec][r.Self] = append(out[r.Spec][r.Self], dn)
 		}
 	}
 	return out, nil
 }
 
-// names reads the names of the users and groups among the refs of lists,
-// each once.
-func (s *Server) names(ctx context.Context, lists ...map[string][]store.Ref) (*refs, error) {
+// memberDNs are the DNs of a page of groups' members, by group id, with
+// the names of the users and groups among them read once for the page;
+// identities deleted meanwhile are left out.
+func (s *Server) memberDNs(ctx context.Context, gs []*store.Group) (map[string][]string, error) {
 	ids := map[store.Kind][]string{}
 	seen := map[store.Ref]bool{}
-	for _, l := range lists {
-		for _, rs := range l {
-			for _, r := range rs {
-				if !seen[r] {
-					seen[r] = true
-					ids[r.Kind] = append(ids[r.Kind], r.ID)
-				}
+	for _, g := range gs {
+		for _, r := range g.Members {
+			if !seen[r] {
+				seen[r] = true
+				ids[r.Kind] = append(ids[r.Kind], r.ID)
 			}
 		}
 	}
-	out := &refs{s: s, users: map[string]string{}, groups: map[string]string{}}
+	names := map[store.Kind]map[string]string{}
 	var err error
 	if len(ids[store.KindUser]) > 0 {
-		if out.users, err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
+		if names[store.KindUser], err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
 			return nil, err
 		}
 	}
 	if len(ids[store.KindGroup]) > 0 {
-		if out.groups, err = s.opts.Store.GroupNames(ctx, ids[store.KindGroup]); err != nil {
+		if names[store.KindGroup], err = s.opts.Store.GroupNames(ctx, ids[store.KindGroup]); err != nil {
 			return nil, err
 		}
 	}
-	return out, nil
-}
-
-// dns are the DNs of rs; identities deleted meanwhile are left out.
-func (n *refs) dns(rs []store.Ref) []string {
-	var out []string
-	for _, r := range rs {
-		switch r.Kind {
-		case store.KindUser:
-			if name, ok := n.users[r.ID]; ok {
-				out = append(out, n.s.userDN(name))
+	out := make(map[string][]string, len(gs))
+	for _, g := range gs {
+		for _, r := range g.Members {
+			if dn := s.refDN(r, names[r.Kind][r.ID]); dn != "" {
+				out[g.ID] = append(out[g.ID], dn)
 			}
-		case store.KindGroup:
-			if name, ok := n.groups[r.ID]; ok {
-				out = append(out, n.s.groupDN(name))
-			}
-		case store.KindThing:
-			out = append(out, n.s.thingDN(r.ID))
 		}
 	}
-	return out
+	return out, nil
 }
 
 // generalizedTime is t in GeneralizedTime (RFC 4517 §3.3.13), UTC.
@@ -256,7 +256,18 @@ func (s *Server) baseEntry() entry {
 	}}
 }
 
-// ouEntry is one of the three containers.
+// serviceEntry is the service account of an OAuth client: its ou
+// attribute lists the containers it reads.
+func (s *Server) serviceEntry(clientID string) entry {
+	return entry{dn: s.under(ouServices, "cn", clientID), attrs: []attribute{
+		{"objectClass", []string{"top", "applicationProcess"}},
+		{"cn", []string{clientID}},
+		{"ou", slices.Sorted(slices.Values(s.opts.ServiceAccounts[clientID]))},
+		{"subschemaSubentry", []string{subschemaDN}},
+	}}
+}
+
+// ouEntry is one of the containers.
 func (s *Server) ouEntry(ou string) entry {
 	return entry{dn: DN(append(DN{{{Type: "ou", Value: ou}}}, s.base...)).String(), attrs: []attribute{
 		{"objectClass", []string{"top", "organizationalUnit"}},
@@ -301,49 +312,42 @@ func values(mv []store.MultiValue) []string {
 	return out
 }
 
+// What a person's and a device's entries refer to.
+var (
+	groupsOf = store.RelSpec{Kind: store.RelMember, End: store.EndFrom}
+	ownersOf = store.RelSpec{Kind: store.RelOwner, End: store.EndTo}
+)
+
 // userList, thingList and groupList run a query and build the entries of
 // the page, with what they refer to read for the whole page.
 func (s *Server) userList(ctx context.Context, q store.Query) ([]entry, error) {
 	us, _, err := s.opts.Store.ListUsers(ctx, q)
-	if err != nil {
+	if err != nil || len(us) == 0 {
 		return nil, err
 	}
-	groups, err := s.links(ctx, store.RelMember, store.EndFrom, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }))
-	if err != nil {
-		return nil, err
-	}
-	n, err := s.names(ctx, groups)
+	refs, err := s.related(ctx, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }), groupsOf)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]entry, len(us))
 	for i, u := range us {
-		out[i] = s.userEntry(u, n.dns(groups[u.ID]))
+		out[i] = s.userEntry(u, refs[0][u.ID])
 	}
 	return out, nil
 }
 
 func (s *Server) thingList(ctx context.Context, q store.Query) ([]entry, error) {
 	ts, _, err := s.opts.Store.ListThings(ctx, q)
-	if err != nil {
+	if err != nil || len(ts) == 0 {
 		return nil, err
 	}
-	ids := idsOf(ts, func(t *store.Thing) string { return t.ID })
-	owners, err := s.links(ctx, store.RelOwner, store.EndTo, store.KindThing, ids)
-	if err != nil {
-		return nil, err
-	}
-	groups, err := s.links(ctx, store.RelMember, store.EndFrom, store.KindThing, ids)
-	if err != nil {
-		return nil, err
-	}
-	n, err := s.names(ctx, owners, groups)
+	refs, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), ownersOf, groupsOf)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]entry, len(ts))
 	for i, t := range ts {
-		out[i] = s.thingEntry(t, n.dns(owners[t.ID]), n.dns(groups[t.ID]))
+		out[i] = s.thingEntry(t, refs[0][t.ID], refs[1][t.ID])
 	}
 	return out, nil
 }
@@ -353,17 +357,13 @@ func (s *Server) groupList(ctx context.Context, q store.Query) ([]entry, error) 
 	if err != nil {
 		return nil, err
 	}
-	members := make(map[string][]store.Ref, len(gs))
-	for _, g := range gs {
-		members[g.ID] = g.Members
-	}
-	n, err := s.names(ctx, members)
+	members, err := s.memberDNs(ctx, gs)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]entry, len(gs))
 	for i, g := range gs {
-		out[i] = s.groupEntry(g, n.dns(g.Members))
+		out[i] = s.groupEntry(g, members[g.ID])
 	}
 	return out, nil
 }

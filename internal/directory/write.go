@@ -23,12 +23,12 @@ type Writer interface {
 	UpdateUser(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.User) error) (*store.User, error)
 	ResetPassword(ctx context.Context, actor, id, pw string) (*store.User, error)
 	DeleteUser(ctx context.Context, actor, id string, ifRevision int64) error
-	UpdateThing(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, error)
 	DeleteThing(ctx context.Context, actor, id string, ifRevision int64) error
 	CreateGroup(ctx context.Context, actor string, g *store.Group) (*store.Group, error)
 	UpdateGroup(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.Group) error) (*store.Group, error)
 	DeleteGroup(ctx context.Context, actor, id string, ifRevision int64) error
-	// WithTx changes relationships (a device's owners) in one transaction.
+	// WithTx changes a device, its attributes and its owners, in one
+	// transaction.
 	WithTx(ctx context.Context, actor string, fn func(tx *identity.Tx) error) error
 }
 
@@ -238,6 +238,9 @@ func (ss *session) writeResult(dn string, err error) result {
 	return result{code: resultOther, diagnostic: "the entry could not be changed; try again later"}
 }
 
+// serviceReadOnly says why a service account's entry is not written.
+const serviceReadOnly = "a service account is an OAuth client listed in ldap.serviceAccounts: change the client with thingid clients, and the list in the configuration"
+
 // target locates the stored entry a write names, after checking that the
 // session is bound as a user (only users write).
 func (ss *session) target(dnText string) (node, DN, error) {
@@ -254,6 +257,8 @@ func (ss *session) target(dnText string) (node, DN, error) {
 		return node{}, nil, refuse(resultNoSuchObject, "entry: %s is not in this directory", dnText)
 	case n.kind == "base" || n.kind == "ou":
 		return node{}, nil, refuse(resultUnwillingToPerform, "entry: %s is one of the directory's containers, which do not change", dnText)
+	case n.kind == "service":
+		return node{}, nil, refuse(resultUnwillingToPerform, "entry: %s", serviceReadOnly)
 	}
 	return n, dn, nil
 }
@@ -289,6 +294,8 @@ func (ss *session) addEntry(ctx context.Context, r *addRequest) error {
 		return refuse(resultEntryAlreadyExists, "entry: %s exists already", r.dn)
 	case n.kind == "thing":
 		return refuse(resultUnwillingToPerform, "entry: a device's cn is the id the store gives it: register devices through SCIM or the factory, then change them here")
+	case n.kind == "service":
+		return refuse(resultUnwillingToPerform, "entry: %s", serviceReadOnly)
 	}
 	attrs, err := canonical(r.attrs)
 	if err != nil {
@@ -678,11 +685,11 @@ func (ss *session) modifyUser(ctx context.Context, n node, mods []modification, 
 	return err
 }
 
+// modifyThing changes a device's attributes and owners in one
+// transaction: either every change of the request is made, audited and
+// published, or none is.
 func (ss *session) modifyThing(ctx context.Context, n node, mods []modification, vals [][]string) error {
 	thing := store.Ref{Kind: store.KindThing, ID: n.name}
-	if _, err := ss.s.opts.Store.GetThing(ctx, n.name); err != nil {
-		return err
-	}
 	var attrMods, ownerMods []int
 	for i, m := range mods {
 		switch _, ok := thingAttrs[m.attr.name]; {
@@ -696,41 +703,18 @@ func (ss *session) modifyThing(ctx context.Context, n node, mods []modification,
 			return notKept(m.attr.name, "a device", thingWritable)
 		}
 	}
-	// The owners are checked first: a DN that names no person changes nothing.
-	var add, remove []store.Ref
-	if len(ownerMods) > 0 {
-		rels, err := ss.s.opts.Store.RelationshipsOf(ctx, store.RelOwner, store.EndTo, []store.Ref{thing})
+	// The owners' DNs are resolved first: a DN that names no person
+	// changes nothing.
+	ownerIDs := make([][]string, len(mods))
+	for _, i := range ownerMods {
+		ids, err := ss.s.owners(ctx, vals[i])
 		if err != nil {
 			return err
 		}
-		var cur []string
-		for _, r := range rels {
-			cur = append(cur, r.From.ID)
-		}
-		owners := cur
-		for _, i := range ownerMods {
-			ids, err := ss.s.owners(ctx, vals[i])
-			if err != nil {
-				return err
-			}
-			if owners, err = apply(mods[i], ids, owners, false, func(a, b string) bool { return a == b }); err != nil {
-				return err
-			}
-		}
-		for _, id := range owners {
-			if !slices.Contains(cur, id) {
-				add = append(add, store.Ref{Kind: store.KindUser, ID: id})
-			}
-		}
-		for _, id := range cur {
-			if !slices.Contains(owners, id) {
-				remove = append(remove, store.Ref{Kind: store.KindUser, ID: id})
-			}
-		}
+		ownerIDs[i] = ids
 	}
-	actor := ss.who.actor()
-	if len(attrMods) > 0 {
-		_, err := ss.s.opts.Writer.UpdateThing(ctx, actor, n.name, 0, func(t *store.Thing) error {
+	return ss.s.opts.Writer.WithTx(ctx, ss.who.actor(), func(tx *identity.Tx) error {
+		_, err := tx.UpdateThing(ctx, n.name, 0, func(t *store.Thing) error {
 			for _, i := range attrMods {
 				f := thingAttrs[mods[i].attr.name]
 				out, err := apply(mods[i], vals[i], f.get(t), f.single, strings.EqualFold)
@@ -741,23 +725,40 @@ func (ss *session) modifyThing(ctx context.Context, n node, mods []modification,
 			}
 			return nil
 		})
+		if err != nil || len(ownerMods) == 0 {
+			return err
+		}
+		rels, err := tx.Store.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &thing})
 		if err != nil {
 			return err
 		}
-	}
-	if len(add)+len(remove) == 0 {
-		return nil
-	}
-	// identity checks each edge as it does for SCIM (an owner is a user).
-	return ss.s.opts.Writer.WithTx(ctx, actor, func(tx *identity.Tx) error {
-		for _, u := range remove {
-			if err := tx.RemoveRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: u, To: thing}); err != nil {
+		var cur []string
+		for _, r := range rels {
+			cur = append(cur, r.From.ID)
+		}
+		owners := cur
+		for _, i := range ownerMods {
+			if owners, err = apply(mods[i], ownerIDs[i], owners, false, func(a, b string) bool { return a == b }); err != nil {
 				return err
 			}
 		}
-		for _, u := range add {
-			if err := tx.AddRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: u, To: thing}); err != nil {
-				return err
+		// identity checks each edge as it does for SCIM (an owner is a user).
+		for _, id := range cur {
+			if !slices.Contains(owners, id) {
+				if err := tx.RemoveRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: id}, To: thing}); err != nil {
+					return err
+				}
+			}
+		}
+		for _, id := range owners {
+			if !slices.Contains(cur, id) {
+				err := tx.AddRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: id}, To: thing})
+				if errors.Is(err, store.ErrNotFound) {
+					return refuse(resultConstraintViolation, "owner: a person named was deleted meanwhile; nothing changed")
+				}
+				if err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -850,7 +851,7 @@ func (s *Server) resolve(ctx context.Context, attr, v string) (store.Ref, error)
 	n, err := s.locate(dn)
 	var r store.Ref
 	switch {
-	case err != nil || n.kind == "base" || n.kind == "ou":
+	case err != nil || n.kind == "base" || n.kind == "ou" || n.kind == "service":
 		return store.Ref{}, refuse(resultConstraintViolation, "%s: %s is not a person, device or group of this directory", attr, v)
 	case n.kind == "user":
 		var u *store.User

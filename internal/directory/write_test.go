@@ -12,6 +12,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -217,6 +218,61 @@ func TestModifyDevice(t *testing.T) {
 			t.Errorf("add %s %q: %v, want code %d saying %q", tc.attr, tc.value, err, tc.code, tc.says)
 		}
 	}
+}
+
+// ownerGone is the real identity service, but bob is deleted as a Modify's
+// transaction begins: the owner part of the change fails in the store, as
+// it would when an administrator deletes the owner at that moment.
+type ownerGone struct {
+	Writer
+	gone func() error
+}
+
+func (w ownerGone) WithTx(ctx context.Context, actor string, fn func(tx *identity.Tx) error) error {
+	if err := w.gone(); err != nil {
+		return err
+	}
+	return w.Writer.WithTx(ctx, actor, fn)
+}
+
+// A device's Modify is one transaction: when its owner part fails, its
+// attribute changes are not made either, and nothing is audited.
+func TestModifyDeviceIsAtomic(t *testing.T) {
+	onEachStore(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		e.srv.opts.Writer = ownerGone{Writer: e.ids, gone: func() error { return e.ids.DeleteUser(ctx, "test", e.bob.ID, 0) }}
+		c := e.bound(t, rootDN, rootPassword)
+		before, err := e.ids.GetThing(ctx, e.speaker.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		speaker := store.AuditQuery{Target: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}}
+		audited, err := e.st.ListAudit(ctx, speaker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := ldap.NewModifyRequest(e.srv.thingDN(e.speaker.ID), nil)
+		m.Replace("l", []string{"the attic"})
+		m.Add("description", []string{"moved"})
+		m.Add("owner", []string{"uid=bob,ou=people," + base})
+		if err := c.Modify(m); !ldap.IsErrorWithCode(err, ldap.LDAPResultConstraintViolation) || !strings.Contains(err.Error(), "owner: ") {
+			t.Fatalf("a Modify whose owner was deleted meanwhile: %v, want constraintViolation naming owner", err)
+		}
+		after, err := e.ids.GetThing(ctx, e.speaker.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Location != before.Location || after.Attributes["description"] != before.Attributes["description"] || after.Meta.Revision != before.Meta.Revision {
+			t.Errorf("the speaker changed although its owner could not: %+v, was %+v", after, before)
+		}
+		rels, _ := e.ids.ListRelationships(ctx, store.RelFilter{Kind: store.RelOwner, To: &store.Ref{Kind: store.KindThing, ID: e.speaker.ID}})
+		if len(rels) != 1 || rels[0].From.ID != e.alice.ID {
+			t.Errorf("the speaker's owners: %+v, want alice alone", rels)
+		}
+		if now, _ := e.st.ListAudit(ctx, speaker); len(now) != len(audited) {
+			t.Errorf("%d audit records of the speaker, %d before: audited although nothing changed", len(now), len(audited))
+		}
+	})
 }
 
 // TestWriteAttacks tries to break each rule of who may write what; each

@@ -131,26 +131,45 @@ func recordBatch(ctx context.Context, tx store.Tx, b *store.FactoryBatch) ([]cha
 func (s *Service) UpdateThing(ctx context.Context, actor, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, error) {
 	var out *store.Thing
 	err := s.write(ctx, actor, func(tx store.Tx) ([]change, error) {
-		var before store.Status
-		t, err := tx.UpdateThing(ctx, id, ifRevision, func(t *store.Thing) error {
-			before = t.Status
-			if err := fn(t); err != nil {
-				return err
-			}
-			return normalizeThing(t)
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = t
-		ref := store.Ref{Kind: store.KindThing, ID: id}
-		changes := []change{{action: "thing.update", target: ref}}
-		if ev := statusChange(store.KindThing, before, t.Status); ev != "" {
-			changes = append(changes, change{action: ev, target: ref})
-		}
-		return changes, nil
+		var changes []change
+		var err error
+		out, changes, err = updateThing(ctx, tx, id, ifRevision, fn)
+		return changes, err
 	})
 	return out, err
+}
+
+// UpdateThing is Service.UpdateThing inside the transaction: the thing
+// changes with whatever else the transaction changes, or not at all.
+func (t *Tx) UpdateThing(ctx context.Context, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, error) {
+	out, changes, err := updateThing(ctx, t.Store, id, ifRevision, fn)
+	if err != nil {
+		return nil, err
+	}
+	t.changes = append(t.changes, changes...)
+	return out, nil
+}
+
+// updateThing applies fn to the thing in tx, validates the result and
+// returns the changes to audit and publish.
+func updateThing(ctx context.Context, tx store.Tx, id string, ifRevision int64, fn func(*store.Thing) error) (*store.Thing, []change, error) {
+	var before store.Status
+	t, err := tx.UpdateThing(ctx, id, ifRevision, func(t *store.Thing) error {
+		before = t.Status
+		if err := fn(t); err != nil {
+			return err
+		}
+		return normalizeThing(t)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ref := store.Ref{Kind: store.KindThing, ID: id}
+	changes := []change{{action: "thing.update", target: ref}}
+	if ev := statusChange(store.KindThing, before, t.Status); ev != "" {
+		changes = append(changes, change{action: ev, target: ref})
+	}
+	return t, changes, nil
 }
 
 // DeleteThing removes a thing and its relationships.

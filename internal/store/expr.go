@@ -26,6 +26,11 @@ type Compare struct {
 	Field string
 	Op    Op
 	Value any
+	// IgnoreCase makes a string comparison ignore case on a field that
+	// otherwise compares exactly (String) and on a free attribute
+	// ("attributes.<name>", which has no type of its own). It costs the
+	// field's index, if it has one.
+	IgnoreCase bool
 }
 
 // Present is true when Field has a non-empty value (SCIM "pr").
@@ -40,6 +45,8 @@ type Substrings struct {
 	Initial string
 	Any     []string
 	Final   string
+	// IgnoreCase: as Compare's.
+	IgnoreCase bool
 }
 
 // And is true when both sides are.

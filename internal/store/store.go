@@ -342,10 +342,30 @@ type Relationships interface {
 	// RemoveRelationship fails with ErrNotFound if the edge does not exist.
 	RemoveRelationship(ctx context.Context, r Relationship) error
 	ListRelationships(ctx context.Context, f RelFilter) ([]Relationship, error)
-	// RelationshipsOf lists the relationships of kind whose end (From or
-	// To) is one of ends, for a whole set of identities in one read, in the
-	// order ListRelationships lists them.
-	RelationshipsOf(ctx context.Context, kind RelKind, end RelEnd, ends []Ref) ([]Relationship, error)
+	// Related lists, for a whole set of identities of kind self in one
+	// statement, the relationships each spec selects, with the name of the
+	// identity at their other end: what a page of directory entries refers
+	// to. The results of each spec come in the order ListRelationships
+	// lists them, spec after spec.
+	Related(ctx context.Context, self Kind, ids []string, specs []RelSpec) ([]Related, error)
+}
+
+// RelSpec selects relationships of a set of identities: those of Kind
+// whose End is one of them.
+type RelSpec struct {
+	Kind RelKind
+	End  RelEnd
+}
+
+// Related is one relationship found by Relationships.Related: Spec is the
+// index of the spec that selected it, Self the id at the spec's end, Other
+// the identity at the other end and Name its name (a user's userName, a
+// group's displayName, a thing's id).
+type Related struct {
+	Spec  int
+	Self  string
+	Other Ref
+	Name  string
 }
 
 // Audit is the append-only audit log: there is no way to change or delete a record.

@@ -60,6 +60,12 @@ func Open(path string) (store.Store, error) {
 	// lower-cased on both sides.
 	common.Add("_pragma", "case_sensitive_like(1)")
 	common.Add("_pragma", "cache_size(-32768)") // 32 MiB per connection
+	// Reads map the file (up to 1 GiB of address space, shared by every
+	// connection through the OS's page cache) instead of copying each
+	// page a connection's own cache misses: an indexed lookup in a large
+	// store (the directory's search by serial number or mail over 100,000
+	// entries) costs about a third less CPU (docs/performance.md).
+	common.Add("_pragma", "mmap_size(1073741824)")
 
 	w := url.Values{}
 	for k, v := range common {

@@ -258,10 +258,12 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		return pre + sub.m.wrap(c.f, cond), nil
 	case store.Compare:
 		return c.leaf(e.Field, el, func(name string, cl col, t store.FieldType) (string, error) {
-			return c.compare(name, cl, t, e.Op, e.Value)
+			return c.compare(name, cl, folded(t, e.IgnoreCase), e.Op, e.Value)
 		}, func(key string) (string, error) {
-			return c.compareAttr(e.Field, key, e.Op, e.Value)
-		}, func(f string) store.Expr { return store.Compare{Field: f, Op: e.Op, Value: e.Value} })
+			return c.compareAttr(e.Field, key, e.Op, e.Value, e.IgnoreCase)
+		}, func(f string) store.Expr {
+			return store.Compare{Field: f, Op: e.Op, Value: e.Value, IgnoreCase: e.IgnoreCase}
+		})
 	case store.Present:
 		return c.leaf(e.Field, el, func(_ string, cl col, t store.FieldType) (string, error) {
 			return present(cl, t), nil
@@ -278,7 +280,7 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 		}
 		return c.leaf(e.Field, el, func(name string, cl col, t store.FieldType) (string, error) {
 			lhs := cl.sql
-			switch t {
+			switch folded(t, e.IgnoreCase) {
 			case store.CIString:
 				pattern = strings.ToLower(pattern)
 				if !cl.lowered {
@@ -297,9 +299,14 @@ func (c *compiler) expr(e store.Expr, el *element) (string, error) {
 			if err := checkText(e.Field, key); err != nil {
 				return "", err
 			}
-			return c.f.attr(c.arg(key), jsonString, func(val string) string { return val + " LIKE " + c.arg(pattern) + ` ESCAPE '\'` }), nil
+			if e.IgnoreCase {
+				pattern = strings.ToLower(pattern)
+			}
+			return c.f.attr(c.arg(key), jsonString, func(val string) string {
+				return c.foldAttr(val, e.IgnoreCase) + " LIKE " + c.arg(pattern) + ` ESCAPE '\'`
+			}), nil
 		}, func(f string) store.Expr {
-			return store.Substrings{Field: f, Initial: e.Initial, Any: e.Any, Final: e.Final}
+			return store.Substrings{Field: f, Initial: e.Initial, Any: e.Any, Final: e.Final, IgnoreCase: e.IgnoreCase}
 		})
 	case nil:
 		return "", fmt.Errorf("empty filter operand: %w", store.ErrInvalidQuery)
@@ -539,8 +546,9 @@ func escapeLike(s string) string { return likeEscaper.Replace(s) }
 
 // compareAttr compiles a comparison on a free attribute of a thing: the Go
 // type of the value decides whether it compares as a string, number or bool,
-// and only attributes of that JSON type can match.
-func (c *compiler) compareAttr(field, key string, op store.Op, v any) (string, error) {
+// and only attributes of that JSON type can match. A string compares
+// ignoring case when ignoreCase.
+func (c *compiler) compareAttr(field, key string, op store.Op, v any, ignoreCase bool) (string, error) {
 	if !validOp(op) {
 		return "", invalid(field, "unknown operator %q", op)
 	}
@@ -563,7 +571,10 @@ func (c *compiler) compareAttr(field, key string, op store.Op, v any) (string, e
 		if err := checkText(field, v); err != nil {
 			return "", err
 		}
-		cond = c.f.attr(keyPH, jsonString, func(val string) string { return c.stringOp(val, op, v) })
+		if ignoreCase {
+			v = strings.ToLower(v)
+		}
+		cond = c.f.attr(keyPH, jsonString, func(val string) string { return c.stringOp(c.foldAttr(val, ignoreCase), op, v) })
 	case bool:
 		if op != store.OpEq {
 			return "", invalid(field, "operator %q does not apply to a boolean", op)
@@ -583,6 +594,23 @@ func (c *compiler) compareAttr(field, key string, op store.Op, v any) (string, e
 		return "NOT (" + cond + ")", nil
 	}
 	return cond, nil
+}
+
+// folded is the type a field of type t compares as: a String compared
+// ignoring case is a CIString.
+func folded(t store.FieldType, ignoreCase bool) store.FieldType {
+	if ignoreCase && t == store.String {
+		return store.CIString
+	}
+	return t
+}
+
+// foldAttr is the text of a free attribute val, lower-cased when ignoreCase.
+func (c *compiler) foldAttr(val string, ignoreCase bool) string {
+	if ignoreCase {
+		return c.f.lower(val)
+	}
+	return val
 }
 
 func number(v any) (float64, bool) {

@@ -63,50 +63,94 @@ func (s *Store) GroupNames(ctx context.Context, ids []string) (map[string]string
 	return s.single().GroupNames(ctx, ids)
 }
 
-func (t *txn) RelationshipsOf(ctx context.Context, kind store.RelKind, end store.RelEnd, ends []store.Ref) ([]store.Relationship, error) {
-	if end != store.EndFrom && end != store.EndTo {
-		return nil, fmt.Errorf("relationships of: end %q is neither %q nor %q: %w", end, store.EndFrom, store.EndTo, store.ErrInvalidQuery)
+// Related reads, for each chunk of ids, one statement: a branch per spec,
+// each joined to the users and groups that name its other end.
+func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error) {
+	type found struct {
+		store.Related
+		rel store.Relationship
 	}
-	byKind := map[store.Kind][]string{}
-	for _, r := range ends {
-		byKind[r.Kind] = append(byKind[r.Kind], r.ID)
+	var out []found
+	for _, sp := range specs {
+		if sp.End != store.EndFrom && sp.End != store.EndTo {
+			return nil, fmt.Errorf("related: end %q is neither %q nor %q: %w", sp.End, store.EndFrom, store.EndTo, store.ErrInvalidQuery)
+		}
 	}
-	var out []store.Relationship
-	for k, ids := range byKind {
-		err := t.inChunks(ids, 3, func(in string, args []any) error {
-			rows, err := t.q.QueryContext(ctx, "SELECT kind, from_kind, from_id, to_kind, to_id, created FROM relationships WHERE kind = "+t.ph(1)+
-				" AND "+string(end)+"_kind = "+t.ph(2)+" AND "+string(end)+"_id IN ("+in+")",
-				append([]any{string(kind), string(k)}, args...)...)
-			if err != nil {
-				return fmt.Errorf("relationships of: %w", err)
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	for start := 0; start < len(ids); start += setChunk {
+		part := ids[start:min(start+setChunk, len(ids))]
+		// $1 is self's kind, $2.. the specs' relationship kinds, then the ids.
+		args := []any{string(self)}
+		for _, sp := range specs {
+			args = append(args, string(sp.Kind))
+		}
+		in := make([]string, len(part))
+		for i, id := range part {
+			in[i] = t.ph(len(args) + 1)
+			args = append(args, id)
+		}
+		var q strings.Builder
+		for i, sp := range specs {
+			end, other := string(sp.End), "to"
+			if sp.End == store.EndTo {
+				other = "from"
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var r store.Relationship
-				if err := rows.Scan(&r.Kind, &r.From.Kind, &r.From.ID, &r.To.Kind, &r.To.ID, timeCol{&r.Created}); err != nil {
-					return err
-				}
-				out = append(out, r)
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
 			}
-			return rows.Err()
-		})
+			fmt.Fprintf(&q, "SELECT %d, r.kind, r.from_kind, r.from_id, r.to_kind, r.to_id, r.created, COALESCE(u.user_name, g.display_name, '')"+
+				" FROM relationships AS r"+
+				" LEFT JOIN users AS u ON r.%[2]s_kind = 'user' AND u.id = r.%[2]s_id"+
+				" LEFT JOIN groups AS g ON r.%[2]s_kind = 'group' AND g.id = r.%[2]s_id"+
+				" WHERE r.kind = %[3]s AND r.%[4]s_kind = %[5]s AND r.%[4]s_id IN (%[6]s)",
+				i, other, t.ph(2+i), end, t.ph(1), strings.Join(in, ", "))
+		}
+		rows, err := t.q.QueryContext(ctx, q.String(), args...)
 		if err != nil {
+			return nil, fmt.Errorf("related: %w", err)
+		}
+		for rows.Next() {
+			var f found
+			r := &f.rel
+			if err := rows.Scan(&f.Spec, &r.Kind, &r.From.Kind, &r.From.ID, &r.To.Kind, &r.To.ID, timeCol{&r.Created}, &f.Name); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			f.Self, f.Other = r.From.ID, r.To
+			if specs[f.Spec].End == store.EndTo {
+				f.Self, f.Other = r.To.ID, r.From
+			}
+			if f.Other.Kind == store.KindThing {
+				f.Name = f.Other.ID
+			}
+			out = append(out, f)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
-	sortRelationships(out)
-	return out, nil
-}
-
-func (s *Store) RelationshipsOf(ctx context.Context, kind store.RelKind, end store.RelEnd, ends []store.Ref) ([]store.Relationship, error) {
-	return s.single().RelationshipsOf(ctx, kind, end, ends)
-}
-
-// sortRelationships orders rs as ListRelationships's ORDER BY does.
-func sortRelationships(rs []store.Relationship) {
-	slices.SortFunc(rs, func(a, b store.Relationship) int {
-		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Kind, b.Kind),
-			cmp.Compare(a.From.Kind, b.From.Kind), cmp.Compare(a.From.ID, b.From.ID),
-			cmp.Compare(a.To.Kind, b.To.Kind), cmp.Compare(a.To.ID, b.To.ID))
+	slices.SortStableFunc(out, func(a, b found) int {
+		return cmp.Or(cmp.Compare(a.Spec, b.Spec), compareRelationships(a.rel, b.rel))
 	})
+	rel := make([]store.Related, len(out))
+	for i, f := range out {
+		rel[i] = f.Related
+	}
+	return rel, nil
+}
+
+func (s *Store) Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error) {
+	return s.single().Related(ctx, self, ids, specs)
+}
+
+// compareRelationships orders relationships as ListRelationships's ORDER BY does.
+func compareRelationships(a, b store.Relationship) int {
+	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Kind, b.Kind),
+		cmp.Compare(a.From.Kind, b.From.Kind), cmp.Compare(a.From.ID, b.From.ID),
+		cmp.Compare(a.To.Kind, b.To.Kind), cmp.Compare(a.To.ID, b.To.ID))
 }

@@ -127,6 +127,18 @@ func testFilters(t *testing.T, s store.Store) {
 		{"substrings case-sensitive", store.KindThing, subs("manufacturer", "ac", nil, ""), ""},
 		{"substrings multi-valued", store.KindUser, subs("emails", "alice@", nil, ".EXAMPLE"), "u1"},
 		{"substrings attribute", store.KindThing, subs("attributes.room_tag", "a", nil, "b"), "t1 t2"},
+		// A free attribute compared ignoring case (LDAP's description).
+		{"attr eq case-sensitive", store.KindThing, cmp("attributes.color", store.OpEq, "RED"), ""},
+		{"attr eq ignoring case", store.KindThing, store.Compare{Field: "attributes.color", Op: store.OpEq, Value: "RED", IgnoreCase: true}, "t1"},
+		{"attr sw ignoring case", store.KindThing, store.Compare{Field: "attributes.color", Op: store.OpSw, Value: "WH", IgnoreCase: true}, "t2"},
+		{"attr ignoring case is still a string", store.KindThing, store.Compare{Field: "attributes.volume", Op: store.OpEq, Value: "LOUD", IgnoreCase: true}, "t3"},
+		{"substrings attribute case-sensitive", store.KindThing, subs("attributes.room_tag", "A", nil, ""), ""},
+		{"substrings attribute ignoring case", store.KindThing, store.Substrings{Field: "attributes.room_tag", Initial: "A", Final: "B", IgnoreCase: true}, "t1 t2"},
+		{"location eq ignoring case", store.KindThing, store.Compare{Field: "location", Op: store.OpEq, Value: "KITCHEN", IgnoreCase: true}, "t1"},
+		{"manufacturer co ignoring case", store.KindThing, store.Compare{Field: "manufacturer", Op: store.OpCo, Value: "CM", IgnoreCase: true}, "t1 t2"},
+		{"substrings location ignoring case", store.KindThing, store.Substrings{Field: "location", Initial: "HA", IgnoreCase: true}, "t2"},
+		{"ignoring case on a CIString field", store.KindUser, store.Compare{Field: "userName", Op: store.OpEq, Value: "ALICE", IgnoreCase: true}, "u1"},
+		{"substrings attribute ignoring case, literal underscore", store.KindThing, store.Substrings{Field: "attributes.room_tag", Any: []string{"_"}, IgnoreCase: true}, "t1"},
 		// Bool.
 		{"bool eq true", store.KindUser, cmp("emailVerified", store.OpEq, true), "u1"},
 		{"bool eq false", store.KindUser, cmp("emailVerified", store.OpEq, false), "u2 u3"},

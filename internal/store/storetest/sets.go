@@ -68,33 +68,61 @@ func testSets(t *testing.T, s store.Store) {
 			return !slices.Contains(ends, e)
 		})
 	}
+	nameOf := func(r store.Ref) string {
+		switch r.Kind {
+		case store.KindUser:
+			return names[r.ID]
+		case store.KindGroup:
+			return groupNames[r.ID]
+		}
+		return r.ID
+	}
+	// The relationships one at a time, as Related reports them for specs.
+	want := func(self []store.Ref, specs []store.RelSpec) []store.Related {
+		var out []store.Related
+		for i, sp := range specs {
+			for _, r := range oneAtATime(sp.Kind, sp.End, self) {
+				rel := store.Related{Spec: i, Self: r.From.ID, Other: r.To}
+				if sp.End == store.EndTo {
+					rel.Self, rel.Other = r.To.ID, r.From
+				}
+				rel.Name = nameOf(rel.Other)
+				out = append(out, rel)
+			}
+		}
+		return out
+	}
+	owners := store.RelSpec{Kind: store.RelOwner, End: store.EndTo}
+	groupsOf := store.RelSpec{Kind: store.RelMember, End: store.EndFrom}
+	membersOf := store.RelSpec{Kind: store.RelMember, End: store.EndTo}
 	tests := []struct {
-		name string
-		kind store.RelKind
-		end  store.RelEnd
-		ends []store.Ref
-		n    int
+		name  string
+		self  []store.Ref
+		specs []store.RelSpec
+		n     int
 	}{
-		{"groups of users", store.RelMember, store.EndFrom, padded(users), 5},
-		{"members of groups", store.RelMember, store.EndTo, groups, 6},
-		{"owners of things", store.RelOwner, store.EndTo, padded(things), 3},
-		{"groups of things and users", store.RelMember, store.EndFrom, append(slices.Clone(things), users[1]), 3},
-		{"owners of one thing", store.RelOwner, store.EndTo, things[1:2], 1},
-		{"none", store.RelOwner, store.EndTo, nil, 0},
+		{"groups of users", padded(users), []store.RelSpec{groupsOf}, 5},
+		{"members of groups", groups, []store.RelSpec{membersOf}, 6},
+		{"owners and groups of things", padded(things), []store.RelSpec{owners, groupsOf}, 4},
+		{"groups and owners of things", things, []store.RelSpec{groupsOf, owners}, 4},
+		{"owners of one thing", things[1:2], []store.RelSpec{owners}, 1},
+		{"no specs", things, nil, 0},
+		{"none", nil, []store.RelSpec{owners}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.RelationshipsOf(ctx(t), tt.kind, tt.end, tt.ends)
+			kind := store.KindThing
+			if len(tt.self) > 0 {
+				kind = tt.self[0].Kind
+			}
+			got, err := s.Related(ctx(t), kind, ids(tt.self), tt.specs)
 			must(t, err)
-			want := oneAtATime(tt.kind, tt.end, tt.ends)
-			if len(got) != tt.n || !slices.EqualFunc(got, want, func(a, b store.Relationship) bool {
-				return a.Kind == b.Kind && a.From == b.From && a.To == b.To && a.Created.Equal(b.Created)
-			}) {
-				t.Fatalf("got %d %+v\nwant %d %+v", len(got), got, tt.n, want)
+			if w := want(tt.self, tt.specs); len(got) != tt.n || !slices.Equal(got, w) {
+				t.Fatalf("got %d %+v\nwant %d %+v", len(got), got, tt.n, w)
 			}
 		})
 	}
-	_, err := s.RelationshipsOf(ctx(t), store.RelOwner, "sideways", things)
+	_, err := s.Related(ctx(t), store.KindThing, ids(things), []store.RelSpec{{Kind: store.RelOwner, End: "sideways"}})
 	wantErr(t, err, store.ErrInvalidQuery)
 
 	gotUsers, err := s.UserNames(ctx(t), ids(padded(users)))
