@@ -46,35 +46,39 @@ func (s *Server) fetch(shared SharedStore, clientID string) *Client {
 }
 
 // Enqueue gives the session clientID holds here a QoS 1 or 2 message
-// another node stored for it (SharedStore): asked to Auth.Deliver and
-// counted against Config.Inflight like a delivery, sent when the client's
-// Receive Maximum allows. kept is called with the message's place in the
-// session (the Seq of Store.DeleteMessage once delivered), under the
-// session's lock, before it can be sent; false when the session does not
-// take it (the store discards it).
-func (s *Server) Enqueue(clientID string, r MessageRecord, kept func(seq uint64)) bool {
+// another node stored for it (SharedStore): asked to Auth.Deliver, sent
+// when the client's Receive Maximum allows. kept is called with the
+// message's place in the session (the Seq of Store.DeleteMessage once
+// delivered), under the session's lock, before it can be sent. false: the
+// session does not take it (the store discards it), or, with room, not
+// yet: its window (Config.Inflight) is full, and room is closed when it
+// may have room again (or the client left or returned); the message waits
+// in the store meanwhile.
+func (s *Server) Enqueue(clientID string, r MessageRecord, kept func(seq uint64)) (ok bool, room <-chan struct{}) {
 	cl := s.Client(clientID)
 	if cl == nil {
-		return false
+		return false, nil
 	}
 	if !s.cfg.Auth.Deliver(cl, r.Message.Topic) {
 		s.Stats.DeniedDeliver.Add(1)
-		return false
+		return false, nil
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.ended || !cl.stored {
-		return false
+		return false, nil
 	}
 	if len(cl.inflight)+len(cl.pending) >= s.cfg.Inflight {
-		s.Stats.InflightDropped.Add(1)
-		return false
+		if cl.room == nil {
+			cl.room = make(chan struct{})
+		}
+		return false, cl.room
 	}
 	cl.seq++
 	kept(cl.seq)
 	cl.pending = append(cl.pending, &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq})
 	cl.release()
-	return true
+	return true, nil
 }
 
 // queuedElsewhere says whether the node that published m stored it for
