@@ -240,4 +240,3 @@ func TestSessionRecordRefused(t *testing.T) {
 		t.Fatalf("failed %v, want 4", got)
 	}
 }
-
