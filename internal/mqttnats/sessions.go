@@ -332,12 +332,12 @@ func decodeRecord(h nats.Header, data []byte) (mqtt.MessageRecord, error) {
 // (Fetch), and the retained messages from their stream (Start).
 func (s *Sessions) Load() (*mqtt.Snapshot, error) { return &mqtt.Snapshot{}, nil }
 
-// Fetch reads clientID's session from the bucket and holds it here.
+// Fetch reads clientID's session from the bucket and, when there is one,
+// holds it here.
 func (s *Sessions) Fetch(clientID string) (*mqtt.SessionRecord, []topics.Subscription, error) {
-	h := s.hold(clientID)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	e, err := s.kv.Get(ctx, h.key)
+	e, err := s.kv.Get(ctx, sessionKey(clientID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil, nil
 	}
@@ -349,8 +349,9 @@ func (s *Sessions) Fetch(clientID string) (*mqtt.SessionRecord, []topics.Subscri
 		return nil, nil, fmt.Errorf("mqttnats: session %q in the bucket: %w", clientID, err)
 	}
 	if v.Record.ClientID != clientID {
-		return nil, nil, fmt.Errorf("mqttnats: the bucket's key %s holds %q, not %q", h.key, v.Record.ClientID, clientID)
+		return nil, nil, fmt.Errorf("mqttnats: the bucket's key %s holds %q, not %q", e.Key(), v.Record.ClientID, clientID)
 	}
+	h := s.hold(clientID)
 	h.mu.Lock()
 	h.rev, h.entry = e.Revision(), v
 	h.mu.Unlock()

@@ -240,3 +240,22 @@ func TestSessionRecordRefused(t *testing.T) {
 		t.Fatalf("failed %v, want 4", got)
 	}
 }
+
+// FuzzDecodeRecord: whatever a queue's record carries, decoding it
+// returns a message with a valid topic and a granted QoS within the
+// message's, or an error; never a panic.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add("t/x", "1", "1", "1", []byte("p"))
+	f.Add("t/+", "2", "1", "3,4", []byte{})
+	f.Add("", "x", "", ",", []byte(nil))
+	f.Fuzz(func(t *testing.T, topic, qos, granted, subIDs string, data []byte) {
+		h := nats.Header{hdrTopic: {topic}, hdrQoS: {qos}, hdrGranted: {granted}, hdrSubIDs: {subIDs}}
+		r, err := decodeRecord(h, data)
+		if err != nil {
+			return
+		}
+		if r.Message.Topic != topic || r.QoS < 1 || r.QoS > r.Message.QoS {
+			t.Fatalf("decoded %+v from %q %q %q", r, topic, qos, granted)
+		}
+	})
+}
