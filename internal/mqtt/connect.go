@@ -85,23 +85,22 @@ func (c *conn) connect() bool {
 	old := s.sessions[cl.ID]
 	s.mu.RUnlock()
 	// In a cluster, the session may live in the store, made or last held
-	// by another node: read before Auth decides whether cl may take it.
+	// by another node: read before Auth decides whether cl may take it,
+	// clean start or not (§3.1.4: whose it is decides as on one server).
 	shared, _ := s.cfg.Store.(SharedStore)
 	var fetched *Client
-	if old == nil && shared != nil && !pk.CleanStart {
-		old = s.fetch(shared, cl.ID)
+	if old == nil && shared != nil {
+		old = s.fetch(shared, cl.ID, pk.CleanStart)
 		fetched = old
+		defer func() {
+			if c.client == nil {
+				shared.Release(cl.ID) // refused: the session stays whoever's it was
+			}
+		}()
 	}
 	var oldIdentity any
 	if old != nil {
 		oldIdentity = old.Identity()
-	}
-	if took := fetched; took != nil {
-		defer func() {
-			if c.client != took {
-				shared.Release(cl.ID) // refused, or cleaned
-			}
-		}()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
 	err = s.cfg.Auth.Connect(ctx, cl, pk, oldIdentity)

@@ -16,8 +16,11 @@ import (
 type SharedStore interface {
 	Store
 	// Fetch reads clientID's session (nil when the cluster has none), with
-	// its subscriptions, for a connection that resumes it here.
-	Fetch(clientID string) (*SessionRecord, []topics.Subscription, error)
+	// its subscriptions, for a connection that resumes it here; for one
+	// with Clean Start (clean), only for Auth to see whose it is (no
+	// subscriptions needed, and it may come from what the node already
+	// knows rather than from a request).
+	Fetch(clientID string, clean bool) (*SessionRecord, []topics.Subscription, error)
 	// Release says this server holds clientID's session no longer: another
 	// node took it, or a connection that fetched it was refused. The
 	// session stays in the store.
@@ -26,8 +29,8 @@ type SharedStore interface {
 
 // fetch is clientID's session from a SharedStore, built but not yet in
 // the server (attach adds it), or nil: none, or expired (then deleted).
-func (s *Server) fetch(shared SharedStore, clientID string) *Client {
-	r, subs, err := shared.Fetch(clientID)
+func (s *Server) fetch(shared SharedStore, clientID string, clean bool) *Client {
+	r, subs, err := shared.Fetch(clientID, clean)
 	if err != nil {
 		s.log.Warn("mqtt: reading a session from the cluster failed; starting a new one", "client", clientID, "err", err)
 		return nil

@@ -333,8 +333,19 @@ func decodeRecord(h nats.Header, data []byte) (mqtt.MessageRecord, error) {
 func (s *Sessions) Load() (*mqtt.Snapshot, error) { return &mqtt.Snapshot{}, nil }
 
 // Fetch reads clientID's session from the bucket and, when there is one,
-// holds it here.
-func (s *Sessions) Fetch(clientID string) (*mqtt.SessionRecord, []topics.Subscription, error) {
+// holds it here. For a clean start, the mirror's copy says whose it is,
+// without a request: a clean start deletes it anyway, and most CONNECTs
+// start clean.
+func (s *Sessions) Fetch(clientID string, clean bool) (*mqtt.SessionRecord, []topics.Subscription, error) {
+	if clean {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if v := s.known[sessionKey(clientID)]; v != nil && v.Record.ClientID == clientID {
+			r := v.Record
+			return &r, nil, nil
+		}
+		return nil, nil, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	e, err := s.kv.Get(ctx, sessionKey(clientID))
