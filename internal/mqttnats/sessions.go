@@ -609,8 +609,9 @@ func (s *Sessions) deleteDelivered() {
 }
 
 // DeleteSession deletes the session from the bucket and its queue, unless
-// a newer connection's node holds it; a session never stored (the mirror
-// does not know it) costs nothing.
+// a newer connection's node wrote it since this node did; a session this
+// node does not hold is deleted as a clean start here asks (its claim is
+// the newest), and one the mirror does not know costs nothing.
 func (s *Sessions) DeleteSession(clientID string) error {
 	s.mu.Lock()
 	h := s.held[clientID]
@@ -622,12 +623,15 @@ func (s *Sessions) DeleteSession(clientID string) error {
 	if h != nil {
 		claim, rev = h.release()
 	}
-	if (h == nil || rev == 0) && !known {
+	switch {
+	case h != nil && rev == 0:
+		return nil // it never wrote the session: what is there is another's
+	case h == nil && !known:
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if h != nil && rev != 0 {
+	if h != nil {
 		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 			cur, gerr := s.kv.Get(ctx, key)
 			if gerr != nil {

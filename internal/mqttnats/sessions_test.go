@@ -1,6 +1,7 @@
 package mqttnats
 
 import (
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/topics"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
 
@@ -258,4 +260,32 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decoded %+v from %q %q %q", r, topic, qos, granted)
 		}
 	})
+}
+
+// TestStaleNodeCannotOverwrite: a node that has not heard yet that its
+// client moved (the announcement is late) can neither overwrite the newer
+// node's record of the session nor delete it: the claims order writers.
+func TestStaleNodeCannotOverwrite(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startSessionNode(t, url, "a", 0), startSessionNode(t, url, "b", 0)
+	stale, fresh := a.router.sessions, b.router.sessions
+	if err := fresh.PutSession(&mqtt.SessionRecord{ClientID: "dev", Expiry: time.Hour, Claim: 5}, []topics.Subscription{{Filter: "new/#", QoS: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	err := stale.PutSession(&mqtt.SessionRecord{ClientID: "dev", Expiry: time.Hour, Claim: 3}, []topics.Subscription{{Filter: "old/#", QoS: 1}})
+	if !errors.Is(err, errSuperseded) {
+		t.Fatalf("the older claim's write: %v, want errSuperseded", err)
+	}
+	eventually(t, "node a's mirror has node b's record", func() bool {
+		stale.mu.Lock()
+		defer stale.mu.Unlock()
+		return stale.known[sessionKey("dev")] != nil
+	})
+	if err := stale.DeleteSession("dev"); err != nil {
+		t.Fatal(err)
+	}
+	r, subs, err := fresh.Fetch("dev", false)
+	if err != nil || r == nil || r.Claim != 5 || len(subs) != 1 || subs[0].Filter != "new/#" {
+		t.Fatalf("node b's session after node a's stale writes: %+v %+v %v", r, subs, err)
+	}
 }
