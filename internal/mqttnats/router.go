@@ -497,6 +497,11 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 			return fmt.Errorf("mqttnats: %w", err)
 		}
 	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingid_mqtt_cluster_sessions_held",
+		Help: "Persistent MQTT sessions of the cluster this node holds (connected here, or away since), each reading its queue from JetStream."},
+		func() float64 { return float64(r.heldSessions()) })); err != nil {
+		return fmt.Errorf("mqttnats: %w", err)
+	}
 	return nil
 }
 

@@ -138,6 +138,20 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 	return s, nil
 }
 
+// heldSessions is the number of sessions this node holds, 0 when it keeps
+// no sessions in the cluster.
+func (r *Router) heldSessions() int {
+	r.mu.Lock()
+	s := r.sessions
+	r.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
 // sessionKey is a client identifier's key in the bucket and token of its
 // queue's subject: any identifier, in the characters both allow.
 func sessionKey(clientID string) string {

@@ -199,7 +199,13 @@ func TestSessionQueueFull(t *testing.T) {
 	if got := counter(t, reg, "thingid_mqtt_cluster_session_queue_dropped_total"); got != 2 {
 		t.Fatalf("dropped %v, want 2", got)
 	}
+	if got := counter(t, reg, "thingid_mqtt_cluster_sessions_held"); got != 0 {
+		t.Fatalf("node b holds %v sessions before the client comes", got)
+	}
 	sub = persistent(t, b, "sub", false)
+	if got := counter(t, reg, "thingid_mqtt_cluster_sessions_held"); got != 1 {
+		t.Fatalf("node b holds %v sessions, want 1", got)
+	}
 	for i := range 6 {
 		sub.expect(t, "t/x", strconv.Itoa(i))
 	}
