@@ -2,8 +2,9 @@
 // NATS: each node forwards what is published on it, and injects what the
 // other nodes forward into its own routing; NATS queue groups share the
 // $share subscriptions, and JetStream orders the connections of a client
-// identifier and keeps the retained messages. It holds no session: the
-// core (internal/mqtt) does, and decides every delivery.
+// identifier and keeps the retained messages and the persistent sessions
+// (sessions.go), which the core (internal/mqtt) resumes on any node. The
+// core decides every delivery.
 package mqttnats
 
 import (
