@@ -149,7 +149,13 @@ func (r *Router) heldSessions() int {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.held)
+	n := 0
+	for _, h := range s.held {
+		if !h.isReleased() {
+			n++
+		}
+	}
+	return n
 }
 
 // sessionKey is a client identifier's key in the bucket and token of its
@@ -388,7 +394,7 @@ func (s *Sessions) hold(clientID string) *held {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.held[clientID]
-	if h == nil {
+	if h == nil || h.isReleased() {
 		h = &held{clientID: clientID, key: sessionKey(clientID), mine: map[string]bool{}, seqs: map[uint64]uint64{}, stop: make(chan struct{})}
 		s.held[clientID] = h
 	}
@@ -398,30 +404,43 @@ func (s *Sessions) hold(clientID string) *held {
 // PutSession writes the session with subs added, and starts delivering
 // its queue here.
 func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
-	h := s.hold(r.ClientID)
+	return s.change(r.ClientID, func(h *held) error {
+		h.entry.Record = *r
+		for _, sub := range subs {
+			h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(o topics.Subscription) bool { return o.Filter == sub.Filter })
+			h.entry.Subs = append(h.entry.Subs, sub)
+		}
+		if err := s.write(h); err != nil {
+			return err
+		}
+		if h.cons == nil {
+			return s.consume(h)
+		}
+		return nil
+	})
+}
+
+// change applies f to clientID's held session, under its lock. A write
+// that a newer connection's node superseded stops its delivery here; the
+// session stays known as superseded, so that this node's copy, until the
+// newer claim's announcement ends it, deletes nothing (DeleteSession).
+func (s *Sessions) change(clientID string, f func(h *held) error) error {
+	h := s.hold(clientID)
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.entry.Record = *r
-	for _, sub := range subs {
-		h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(o topics.Subscription) bool { return o.Filter == sub.Filter })
-		h.entry.Subs = append(h.entry.Subs, sub)
+	err := f(h)
+	h.mu.Unlock()
+	if errors.Is(err, errSuperseded) {
+		h.release()
 	}
-	if err := s.write(h); err != nil {
-		return err
-	}
-	if h.cons == nil {
-		return s.consume(h)
-	}
-	return nil
+	return err
 }
 
 // DeleteSubscriptions writes the session without filters.
 func (s *Sessions) DeleteSubscriptions(clientID string, filters []string) error {
-	h := s.hold(clientID)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(sub topics.Subscription) bool { return slices.Contains(filters, sub.Filter) })
-	return s.write(h)
+	return s.change(clientID, func(h *held) error {
+		h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(sub topics.Subscription) bool { return slices.Contains(filters, sub.Filter) })
+		return s.write(h)
+	})
 }
 
 // write stores h's entry in the bucket unless a newer connection's node
@@ -678,6 +697,12 @@ func (s *Sessions) Release(clientID string) {
 	if h != nil {
 		h.release()
 	}
+}
+
+func (h *held) isReleased() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.released
 }
 
 // release stops delivering h's queue here, and returns the claim and the

@@ -282,6 +282,9 @@ func TestStaleNodeCannotOverwrite(t *testing.T) {
 	if !errors.Is(err, errSuperseded) {
 		t.Fatalf("the older claim's write: %v, want errSuperseded", err)
 	}
+	if n := a.router.heldSessions(); n != 0 {
+		t.Fatalf("node a still holds %d sessions after its write was superseded", n)
+	}
 	eventually(t, "node a's mirror has node b's record", func() bool {
 		stale.mu.Lock()
 		defer stale.mu.Unlock()
