@@ -258,11 +258,21 @@ type mqttConn struct {
 	msgs   chan *paho.Publish
 	ended  chan struct{}
 	reason byte // the server's DISCONNECT reason, once ended by one
+	ack    *paho.Connack
 }
 
 // dialMQTT connects client id with token to addr (a node, or HAProxy).
 func (c *cluster) dialMQTT(t *testing.T, addr, id, token string) (*mqttConn, error) {
 	t.Helper()
+	return c.dialMQTTWith(t, addr, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+		Username: id, UsernameFlag: true, Password: []byte(token), PasswordFlag: true})
+}
+
+// dialMQTTWith connects with cp (its client identifier, token and session)
+// to addr; the CONNACK is the connection's ack.
+func (c *cluster) dialMQTTWith(t *testing.T, addr string, cp *paho.Connect) (*mqttConn, error) {
+	t.Helper()
+	id := cp.ClientID
 	conn, err := tls.Dial("tcp", addr, c.tls)
 	if err != nil {
 		return nil, err
@@ -284,8 +294,8 @@ func (c *cluster) dialMQTT(t *testing.T, addr, id, token string) (*mqttConn, err
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ca, err := m.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
-		Username: id, UsernameFlag: true, Password: []byte(token), PasswordFlag: true})
+	ca, err := m.Connect(ctx, cp)
+	m.ack = ca
 	if err != nil {
 		conn.Close()
 		if ca != nil {
@@ -507,10 +517,106 @@ func TestClusterOfThreeNodes(t *testing.T) {
 			subs = append(subs, s)
 		}
 		a := c.node("a")
+		// A subscriber with a persistent session on node a, under QoS 1
+		// load from node c: node a dies halfway.
+		expiry := uint32(600)
+		session := func(addr string, clean bool) (*mqttConn, error) {
+			return c.dialMQTTWith(t, addr, &paho.Connect{ClientID: "persistent-sub", KeepAlive: 30, CleanStart: clean,
+				Username: "persistent-sub", UsernameFlag: true, Password: []byte(subToken), PasswordFlag: true,
+				Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+		}
+		ps, err := session(a.mqtt(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps.subscribe(t, "cluster/persist/#")
+		const total = 400
+		var acked []string
+		killed := make(chan struct{})
+		published := make(chan struct{})
+		go func() {
+			defer close(published)
+			for i := range total {
+				if i == total/2 {
+					<-killed
+				}
+				payload := fmt.Sprintf("m%03d", i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := p.Publish(ctx, &paho.Publish{Topic: "cluster/persist/load", Payload: []byte(payload), QoS: 1})
+				cancel()
+				if err == nil && (r == nil || r.ReasonCode < 0x80) {
+					acked = append(acked, payload)
+				}
+			}
+		}()
+		received := map[string]int{}
+		take := func(m *mqttConn, until <-chan struct{}) {
+			for {
+				select {
+				case msg := <-m.msgs:
+					received[string(msg.Payload)]++
+				case <-until:
+					return
+				}
+			}
+		}
+		// Some delivered on a, before the kill.
+		deadline := time.After(30 * time.Second)
+	before:
+		for len(received) < total/4 {
+			select {
+			case msg := <-ps.msgs:
+				received[string(msg.Payload)]++
+			case <-deadline:
+				break before
+			}
+		}
 		if err := a.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		a.cmd.Wait()
+		close(killed)
+		take(ps, ps.ended)
+		var resumed *mqttConn
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if resumed, err = session(c.mqttFront, false); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the persistent subscriber could not reconnect through HAProxy after node a died: %v", err)
+			}
+		}
+		if !resumed.ack.SessionPresent {
+			t.Fatal("the persistent session was not present on the node HAProxy chose after node a died")
+		}
+		<-published
+		waitAll := time.After(30 * time.Second)
+		for missing := len(acked); missing > 0; {
+			select {
+			case msg := <-resumed.msgs:
+				received[string(msg.Payload)]++
+			case <-waitAll:
+				var lost []string
+				for _, m := range acked {
+					if received[m] == 0 {
+						lost = append(lost, m)
+					}
+				}
+				t.Fatalf("%d of %d acknowledged QoS 1 messages lost for the persistent session after node a was killed: %v", len(lost), len(acked), lost)
+			}
+			missing = 0
+			for _, m := range acked {
+				if received[m] == 0 {
+					missing++
+				}
+			}
+		}
+		duplicates := 0
+		for _, n := range received {
+			duplicates += n - 1
+		}
+		t.Logf("persistent session through a SIGKILL: %d of %d QoS 1 messages acknowledged to the publisher, every one received, %d duplicates (QoS 1 allows them)", len(acked), total, duplicates)
+
 		moved := 0
 		for i, s := range subs {
 			select {

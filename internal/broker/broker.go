@@ -203,6 +203,15 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	ctx, b.stop = context.WithCancel(ctx)
 	b.audit = newAuditLog(ctx, opts.Audit, log, b.metrics)
 	b.auth = &auth{b: b, ctx: ctx}
+	// A cluster's nodes keep the persistent sessions together, so that a
+	// client resumes its session on any of them.
+	sessions := mqtt.Store(b.store)
+	if opts.Cluster != nil {
+		if sessions, err = opts.Cluster.Sessions(l.Inflight, l.SessionExpiry); err != nil {
+			b.stop()
+			return fail(err)
+		}
+	}
 	b.server, err = mqtt.New(mqtt.Config{
 		Auth:             b.auth,
 		MaxPacketSize:    l.MaxPacketSize,
@@ -210,7 +219,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		Queue:            l.Queue,
 		MaxSessionExpiry: l.SessionExpiry,
 		ConnectTimeout:   l.ConnectTimeout,
-		Store:            b.store,
+		Store:            sessions,
 		Identity:         b.auth,
 		Remote:           remote(opts.Cluster),
 		Log:              log,
@@ -246,6 +255,10 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 // nodes' (mqttnats.Router).
 type Cluster interface {
 	mqtt.Remote
+	// Sessions is the store of the cluster's persistent sessions, for the
+	// server that Start then joins: inflight bounds a session's queue,
+	// expiry how long a message waits in it.
+	Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore, error)
 	Start(s *mqtt.Server) error
 	// Ready says why this node cannot take connections now, if it cannot.
 	Ready() error

@@ -25,6 +25,10 @@ type Message struct {
 	Props   *packet.Properties
 	From    string    // the publisher's client identifier, for No Local
 	Expires time.Time // from the Message Expiry Interval; zero for never
+	// QueuedFor, on a message another node of a cluster forwarded, are the
+	// persistent sessions (client identifiers) that node stored it for in
+	// the SharedStore: they get it from there (Enqueue), not from Inject.
+	QueuedFor []string
 }
 
 // Client is one MQTT session: connected, or kept for a client that will

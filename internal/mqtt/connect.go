@@ -84,6 +84,20 @@ func (c *conn) connect() bool {
 	s.mu.RLock()
 	old := s.sessions[cl.ID]
 	s.mu.RUnlock()
+	// In a cluster, the session may live in the store, made or last held
+	// by another node: read before Auth decides whether cl may take it,
+	// clean start or not (§3.1.4: whose it is decides as on one server).
+	shared, _ := s.cfg.Store.(SharedStore)
+	var fetched *Client
+	if old == nil && shared != nil {
+		old = s.fetch(shared, cl.ID, pk.CleanStart)
+		fetched = old
+		defer func() {
+			if c.client == nil {
+				shared.Release(cl.ID) // refused: the session stays whoever's it was
+			}
+		}()
+	}
 	var oldIdentity any
 	if old != nil {
 		oldIdentity = old.Identity()
@@ -142,7 +156,17 @@ func (c *conn) connect() bool {
 	// The listener's deadline for the CONNECT ends; keep-alive deadlines
 	// are set for each read (fill).
 	c.nc.SetDeadline(time.Time{})
-	c.client = s.attach(c, cl, clean, expiry, ack)
+	if shared != nil && clean && s.Client(cl.ID) == nil {
+		// A session another node held, or one nobody holds since its node
+		// ended: clean start discards it (§3.1.2.4) across the cluster.
+		if err := shared.DeleteSession(cl.ID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+		}
+	}
+	if clean {
+		fetched = nil
+	}
+	c.client = s.attach(c, cl, fetched, clean, expiry, ack)
 	if c.client == nil {
 		return false
 	}
@@ -152,9 +176,10 @@ func (c *conn) connect() bool {
 
 // attach makes cl's session the connection's: a new one, or the one its
 // client identifier has (taken over from a connection still open, §3.1.4),
-// which a clean start ends first. The CONNACK and the resent messages are
-// queued under the session's lock, so no delivery overtakes them.
-func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, ack *packet.Connack) *Client {
+// which a clean start ends first, or the one fetched from a SharedStore.
+// The CONNACK and the resent messages are queued under the session's
+// lock, so no delivery overtakes them.
+func (s *Server) attach(c *conn, cl, fetched *Client, clean bool, expiry time.Duration, ack *packet.Connack) *Client {
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -163,6 +188,12 @@ func (s *Server) attach(c *conn, cl *Client, clean bool, expiry time.Duration, a
 			return nil
 		}
 		old := s.sessions[cl.ID]
+		if old == nil && fetched != nil {
+			s.mu.Unlock()
+			s.adopt(fetched)
+			fetched = nil
+			continue
+		}
 		if old != nil && clean {
 			s.mu.Unlock()
 			s.takeOver(old)

@@ -46,6 +46,10 @@ type SessionRecord struct {
 	Version  byte
 	Expiry   time.Duration
 	Away     time.Time // when its connection ended; zero while connected
+	// Claim is the cluster's order of the connection that attached last
+	// (Remote.Claim), 0 on a single node: a SharedStore keeps the newest
+	// connection's writes.
+	Claim uint64 `json:",omitempty"`
 }
 
 // QueuedMessage is a MessageRecord for a session.

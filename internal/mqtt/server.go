@@ -260,6 +260,12 @@ func (s *Server) Supersede(id string, claim uint64, clean bool) {
 		return
 	}
 	cl.expiry = 0 // a delayed will goes when the session ends, at once
+	if shared, ok := s.cfg.Store.(SharedStore); ok && cl.stored {
+		// The session moves, in the store, to the newer connection's node:
+		// it ends here without being deleted there.
+		cl.stored = false
+		shared.Release(id)
+	}
 	if !clean {
 		cl.will = nil // the will of a connection that ended already
 	}

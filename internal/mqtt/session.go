@@ -60,6 +60,9 @@ func (s *Server) routeOnly(m *Message) []<-chan struct{} {
 	}
 	var b batch
 	for _, d := range ds {
+		if queuedElsewhere(m, d.ClientID) {
+			continue
+		}
 		cl := s.Client(d.ClientID)
 		if cl == nil {
 			if f := s.tap(d.ClientID); f != nil {
@@ -270,7 +273,7 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 		}
 		return
 	}
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away}
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away, Claim: cl.claim}
 	if s.cfg.Identity != nil {
 		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
 	}
@@ -292,7 +295,7 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
 	cl.mu.Lock()
 	stored := cl.stored && !cl.ended
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry}
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Claim: cl.claim}
 	cl.mu.Unlock()
 	if !stored {
 		return
@@ -323,48 +326,16 @@ func (s *Server) restore() error {
 	for _, m := range snap.Retained {
 		s.retained.Set(m.Topic, m)
 	}
-	now := time.Now()
 	var expired []*Client
 	for _, r := range snap.Sessions {
-		cl := &Client{ID: r.ClientID, srv: s, expiry: r.Expiry, stored: true, subs: map[string]topics.Subscription{}}
-		cl.version.Store(uint32(r.Version))
-		if s.cfg.Identity != nil && r.Identity != nil {
-			id, err := s.cfg.Identity.DecodeIdentity(r.Identity)
-			if err != nil {
-				// Nothing could say who may read it: it ends, with its messages.
-				s.log.Warn("mqtt: stored session without a readable identity discarded", "client", r.ClientID, "err", err)
-				s.sessions[cl.ID] = cl
-				s.Stats.Sessions.Add(1)
-				expired = append(expired, cl)
-				continue
+		cl, left := s.revive(&r, snap.Subscriptions[r.ClientID], snap.Messages[r.ClientID])
+		if cl == nil {
+			if err := s.cfg.Store.DeleteSession(r.ClientID); err != nil {
+				s.log.Error("mqtt: deleting a session failed", "client", r.ClientID, "err", err)
 			}
-			cl.SetIdentity(id)
+			continue
 		}
-		for _, sub := range snap.Subscriptions[r.ClientID] {
-			cl.subs[sub.Filter] = sub
-			s.subscribe(cl.ID, sub)
-		}
-		cl.nsubs.Store(int64(len(cl.subs)))
-		for _, m := range snap.Messages[r.ClientID] {
-			o := &outbound{msg: m.Message, qos: m.QoS, retain: m.Retain, subIDs: m.SubIDs, seq: m.Seq, id: m.PacketID, released: m.Released}
-			cl.seq = max(cl.seq, m.Seq)
-			if o.id != 0 {
-				if cl.inflight == nil {
-					cl.inflight = map[uint16]*outbound{}
-				}
-				cl.inflight[o.id] = o
-				cl.nextID = max(cl.nextID, o.id)
-			} else {
-				cl.pending = append(cl.pending, o)
-			}
-		}
-		s.sessions[cl.ID] = cl
-		s.Stats.Sessions.Add(1)
-		away := r.Away
-		if away.IsZero() {
-			away = now // connected when the process ended
-		}
-		left := r.Expiry - now.Sub(away)
+		s.adopt(cl)
 		if left <= 0 {
 			expired = append(expired, cl)
 			continue
@@ -375,6 +346,18 @@ func (s *Server) restore() error {
 		s.endSession(cl)
 	}
 	return nil
+}
+
+// adopt makes a revived session the server's: in the sessions, its
+// subscriptions in the tree.
+func (s *Server) adopt(cl *Client) {
+	s.mu.Lock()
+	s.sessions[cl.ID] = cl
+	s.mu.Unlock()
+	s.Stats.Sessions.Add(1)
+	for _, sub := range cl.subs {
+		s.subscribe(cl.ID, sub)
+	}
 }
 
 // dropExpired removes a retained message whose expiry passed, unless a

@@ -17,17 +17,24 @@ import (
 // subscriber on node a (single: the core alone, the Remote only
 // forwarding) and on node b (cross: through nats-server), and reports
 // the messages per second delivered. Publishes overlap, 64 at a time.
+// The persistent cases do the same between nodes that keep sessions in
+// the cluster, to a subscriber with a persistent session: each message
+// stored in JetStream before its PUBACK, and deleted once delivered.
 func BenchmarkRouting(b *testing.B) {
 	url := natstest.Start(b)
 	na, nb := startNode(b, url, "a"), startNode(b, url, "b")
+	sa, sb := startSessionNode(b, url, "sa", 0), startSessionNode(b, url, "sb", 0)
 	for _, bc := range []struct {
-		name string
-		to   *node
-	}{{"single", na}, {"cross", nb}} {
+		name     string
+		from, to *node
+	}{{"single", na, na}, {"persistent-single", sa, sa}, {"cross", na, nb}, {"persistent-cross", sa, sb}} {
 		b.Run(bc.name, func(b *testing.B) {
 			sub := dial(b, bc.to, "sub-"+bc.name, "user")
+			if bc.to.router.sessions != nil {
+				sub = persistent(b, bc.to, "sub-"+bc.name, true)
+			}
 			sub.subscribe(b, "bench/"+bc.name, 1)
-			pub := dial(b, na, "pub-"+bc.name, "user")
+			pub := dial(b, bc.from, "pub-"+bc.name, "user")
 			payload := make([]byte, 64)
 			done := make(chan struct{})
 			go func() {
@@ -62,13 +69,16 @@ func BenchmarkRouting(b *testing.B) {
 // BenchmarkConnect connects and disconnects paho clients, each with a
 // client identifier of its own, 8 at a time, to a single server (single)
 // and to a node of a cluster (cluster: each CONNECT waits for its claim
-// from JetStream), and reports the CONNECTs per second.
+// from JetStream), and reports the CONNECTs per second. persistent: to a
+// node keeping sessions in the cluster, clients that do not start clean
+// and keep their session for an hour (read from the bucket, written at
+// CONNECT and again when the client leaves, its queue read).
 func BenchmarkConnect(b *testing.B) {
 	url := natstest.Start(b)
 	for _, bc := range []struct {
 		name string
 		to   *node
-	}{{"single", startNodeWith(b, "", "single", nil)}, {"cluster", startNode(b, url, "a")}} {
+	}{{"single", startNodeWith(b, "", "single", nil)}, {"cluster", startNode(b, url, "a")}, {"persistent", startSessionNode(b, url, "p", 0)}} {
 		b.Run(bc.name, func(b *testing.B) {
 			var seq atomic.Int64
 			b.SetParallelism(8 / runtime.GOMAXPROCS(0))
@@ -76,7 +86,13 @@ func BenchmarkConnect(b *testing.B) {
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					c := dial(b, bc.to, bc.name+strconv.FormatInt(seq.Add(1), 10), "user")
+					id := bc.name + strconv.FormatInt(seq.Add(1), 10)
+					var c *client
+					if bc.to.router != nil && bc.to.router.sessions != nil {
+						c = persistent(b, bc.to, id, false)
+					} else {
+						c = dial(b, bc.to, id, "user")
+					}
 					c.Disconnect(&paho.Disconnect{})
 				}
 			})

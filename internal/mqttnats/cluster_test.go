@@ -1,6 +1,7 @@
 package mqttnats
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -63,8 +64,16 @@ func startNode(t testing.TB, url, name string) *node {
 // in store; without url, a single server, joined to nothing.
 func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 	t.Helper()
+	return launch(t, url, name, mqtt.Config{Store: store}, false)
+}
+
+// launch starts a node with cfg (its Auth, Remote and Log set here); with
+// sessions, it keeps them in the cluster (Router.Sessions), as a node of
+// thingid does.
+func launch(t testing.TB, url, name string, cfg mqtt.Config, sessions bool) *node {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	cfg := mqtt.Config{Auth: auth{}, Store: store, Log: log}
+	cfg.Auth, cfg.Log = auth{}, log
 	var r *Router
 	if url != "" {
 		var err error
@@ -72,6 +81,11 @@ func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 			t.Fatal(err)
 		}
 		cfg.Remote = r
+		if sessions {
+			if cfg.Store, err = r.Sessions(cmp.Or(cfg.Inflight, mqtt.DefaultInflight), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	srv, err := mqtt.New(cfg)
 	if err != nil {
@@ -119,6 +133,7 @@ type client struct {
 	*paho.Client
 	received chan *paho.Publish
 	gone     chan *paho.Disconnect // the server's DISCONNECT
+	ack      *paho.Connack
 }
 
 func dial(t testing.TB, n *node, id, user string) *client {
@@ -145,9 +160,11 @@ func dialWith(t testing.TB, n *node, cp *paho.Connect) *client {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Connect(ctx, cp); err != nil {
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.ack = ack
 	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
 	return c
 }
@@ -437,6 +454,9 @@ func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
+			if g := mf.GetMetric()[0].GetGauge(); g != nil {
+				return g.GetValue()
+			}
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}

@@ -2,8 +2,9 @@
 // NATS: each node forwards what is published on it, and injects what the
 // other nodes forward into its own routing; NATS queue groups share the
 // $share subscriptions, and JetStream orders the connections of a client
-// identifier and keeps the retained messages. It holds no session: the
-// core (internal/mqtt) does, and decides every delivery.
+// identifier and keeps the retained messages and the persistent sessions
+// (sessions.go), which the core (internal/mqtt) resumes on any node. The
+// core decides every delivery.
 package mqttnats
 
 import (
@@ -84,10 +85,15 @@ type Router struct {
 	// fresh are the topics whose retained message came live while Start
 	// loads the retained stream (nil otherwise): newer than the stream's.
 	fresh map[string]bool
+	// sessions keep the persistent sessions in JetStream (Sessions); nil
+	// when the server keeps its own.
+	sessions *Sessions
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
-	// Claims, the connections claimed here.
-	Forwarded, Injected, Failed, Claims atomic.Int64
+	// Claims, the connections claimed here; Queued, messages stored for
+	// persistent sessions other nodes hold or nobody does, and
+	// QueueDropped, those a session's full queue refused or that failed.
+	Forwarded, Injected, Failed, Claims, Queued, QueueDropped atomic.Int64
 }
 
 // Dial connects to NATS at url with opts as node (unique in the cluster).
@@ -219,6 +225,11 @@ func (r *Router) Start(s *mqtt.Server) error {
 		}
 	}
 	r.mu.Unlock()
+	if r.sessions != nil {
+		if err := r.sessions.start(s); err != nil {
+			return err
+		}
+	}
 	// Forwarding starts only once the subscriptions are known to the server.
 	if err := r.nc.Flush(); err != nil {
 		return fmt.Errorf("mqttnats: %w", err)
@@ -354,7 +365,37 @@ func (r *Router) Forward(m *mqtt.Message) {
 	if strings.HasPrefix(m.Topic, "$") {
 		return
 	}
-	msg := nats.NewMsg(Subject(Prefix, m.Topic))
+	msg, err := r.encode(Subject(Prefix, m.Topic), m)
+	if err != nil {
+		r.Failed.Add(1)
+		r.log.Error("mqtt cluster: encoding properties failed", "topic", m.Topic, "err", err)
+		return
+	}
+	if r.sessions != nil && m.QoS > 0 {
+		// Stored for the persistent sessions first: the publisher's
+		// acknowledgement waits for it.
+		if ids := r.sessions.queue(m); len(ids) > 0 {
+			b, _ := json.Marshal(ids)
+			msg.Header.Set(hdrQueuedFor, string(b))
+		}
+	}
+	err = r.nc.PublishMsg(msg)
+	if err == nil && m.Retain {
+		// The same message for the retained stream: headers are shared.
+		err = r.nc.PublishMsg(&nats.Msg{Subject: Subject(retainedPrefix, m.Topic), Header: msg.Header, Data: msg.Data})
+	}
+	if err != nil {
+		r.Failed.Add(1)
+		r.log.Warn("mqtt cluster: forwarding failed", "topic", m.Topic, "err", err)
+		return
+	}
+	r.Forwarded.Add(1)
+}
+
+// encode is m as a NATS message on subject, with its QoS, retain flag,
+// publisher, expiry and properties in headers.
+func (r *Router) encode(subject string, m *mqtt.Message) (*nats.Msg, error) {
+	msg := nats.NewMsg(subject)
 	msg.Data = m.Payload
 	msg.Header.Set(hdrNode, r.node)
 	msg.Header.Set(hdrQoS, strconv.Itoa(int(m.QoS)))
@@ -368,23 +409,11 @@ func (r *Router) Forward(m *mqtt.Message) {
 	if m.Props != nil {
 		p, err := json.Marshal(m.Props)
 		if err != nil {
-			r.Failed.Add(1)
-			r.log.Error("mqtt cluster: encoding properties failed", "topic", m.Topic, "err", err)
-			return
+			return nil, err
 		}
 		msg.Header.Set(hdrProps, string(p))
 	}
-	err := r.nc.PublishMsg(msg)
-	if err == nil && m.Retain {
-		// The same message for the retained stream: headers are shared.
-		err = r.nc.PublishMsg(&nats.Msg{Subject: Subject(retainedPrefix, m.Topic), Header: msg.Header, Data: msg.Data})
-	}
-	if err != nil {
-		r.Failed.Add(1)
-		r.log.Warn("mqtt cluster: forwarding failed", "topic", m.Topic, "err", err)
-		return
-	}
-	r.Forwarded.Add(1)
+	return msg, nil
 }
 
 // Claim orders a connection of clientID among the cluster's by the
@@ -443,6 +472,11 @@ func decode(prefix string, msg *nats.Msg) (*mqtt.Message, error) {
 			return nil, fmt.Errorf("header %s: %w", hdrProps, err)
 		}
 	}
+	if q := msg.Header.Get(hdrQueuedFor); q != "" {
+		if err := json.Unmarshal([]byte(q), &m.QueuedFor); err != nil {
+			return nil, fmt.Errorf("header %s: %w", hdrQueuedFor, err)
+		}
+	}
 	return m, nil
 }
 
@@ -456,11 +490,18 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_injected_total", "MQTT messages other nodes forwarded, routed on this node.", &r.Injected},
 		{"thingid_mqtt_cluster_failed_total", "MQTT messages, claims or session announcements that could not be forwarded, or arrived malformed.", &r.Failed},
 		{"thingid_mqtt_cluster_claims_total", "MQTT connections claimed on this node in the cluster's order (JetStream).", &r.Claims},
+		{"thingid_mqtt_cluster_session_queued_total", "MQTT QoS 1 and 2 messages published on this node and stored (JetStream) for persistent sessions another node holds, or none.", &r.Queued},
+		{"thingid_mqtt_cluster_session_queue_dropped_total", "MQTT messages not stored for a persistent session: its queue was full (mqtt.limits.inflight) or JetStream failed.", &r.QueueDropped},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
 			return fmt.Errorf("mqttnats: %w", err)
 		}
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingid_mqtt_cluster_sessions_held",
+		Help: "Persistent MQTT sessions of the cluster this node holds (connected here, or away since), each reading its queue from JetStream."},
+		func() float64 { return float64(r.heldSessions()) })); err != nil {
+		return fmt.Errorf("mqttnats: %w", err)
 	}
 	return nil
 }
@@ -476,6 +517,12 @@ func (r *Router) Close() {
 	r.mu.Unlock()
 	for _, sub := range r.subs {
 		sub.Unsubscribe()
+	}
+	r.mu.Lock()
+	sessions := r.sessions
+	r.mu.Unlock()
+	if sessions != nil {
+		sessions.close()
 	}
 	if err := r.nc.Flush(); err != nil {
 		r.log.Warn("mqtt cluster: flushing NATS failed", "err", err)

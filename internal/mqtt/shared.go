@@ -1,0 +1,136 @@
+package mqtt
+
+import (
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/topics"
+)
+
+// SharedStore is a Store the nodes of a cluster share (mqttnats.Sessions):
+// a persistent session lives in it rather than in one node, so that its
+// client resumes it on any node. A node holds a session while its client
+// is connected there or since it left; the Remote's claims decide which
+// node, and another node's newer connection takes the session away
+// (Supersede) without deleting it. Messages other nodes queue for a
+// session held here reach it through Server.Enqueue, already stored.
+type SharedStore interface {
+	Store
+	// Fetch reads clientID's session (nil when the cluster has none), with
+	// its subscriptions, for a connection that resumes it here; for one
+	// with Clean Start (clean), only for Auth to see whose it is (no
+	// subscriptions needed, and it may come from what the node already
+	// knows rather than from a request).
+	Fetch(clientID string, clean bool) (*SessionRecord, []topics.Subscription, error)
+	// Release says this server holds clientID's session no longer: another
+	// node took it, or a connection that fetched it was refused. The
+	// session stays in the store.
+	Release(clientID string)
+}
+
+// fetch is clientID's session from a SharedStore, built but not yet in
+// the server (attach adds it), or nil: none, or expired (then deleted).
+func (s *Server) fetch(shared SharedStore, clientID string, clean bool) *Client {
+	r, subs, err := shared.Fetch(clientID, clean)
+	if err != nil {
+		s.log.Warn("mqtt: reading a session from the cluster failed; starting a new one", "client", clientID, "err", err)
+		return nil
+	}
+	if r == nil {
+		return nil
+	}
+	cl, left := s.revive(r, subs, nil)
+	if cl == nil || left <= 0 {
+		if err := shared.DeleteSession(clientID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", clientID, "err", err)
+		}
+		return nil
+	}
+	return cl
+}
+
+// Enqueue gives the session clientID holds here a QoS 1 or 2 message
+// another node stored for it (SharedStore): asked to Auth.Deliver, sent
+// when the client's Receive Maximum allows. kept is called with the
+// message's place in the session (the Seq of Store.DeleteMessage once
+// delivered), under the session's lock, before it can be sent. false: the
+// session does not take it (the store discards it), or, with room, not
+// yet: its window (Config.Inflight) is full, and room is closed when it
+// may have room again (or the client left or returned); the message waits
+// in the store meanwhile.
+func (s *Server) Enqueue(clientID string, r MessageRecord, kept func(seq uint64)) (ok bool, room <-chan struct{}) {
+	cl := s.Client(clientID)
+	if cl == nil {
+		return false, nil
+	}
+	if !s.cfg.Auth.Deliver(cl, r.Message.Topic) {
+		s.Stats.DeniedDeliver.Add(1)
+		return false, nil
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.ended || !cl.stored {
+		return false, nil
+	}
+	if len(cl.inflight)+len(cl.pending) >= s.cfg.Inflight {
+		if cl.room == nil {
+			cl.room = make(chan struct{})
+		}
+		return false, cl.room
+	}
+	cl.seq++
+	kept(cl.seq)
+	cl.pending = append(cl.pending, &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq})
+	cl.release()
+	return true, nil
+}
+
+// queuedElsewhere says whether the node that published m stored it for
+// clientID's session already (Message.QueuedFor), which then comes through
+// Enqueue, not through this copy.
+func queuedElsewhere(m *Message, clientID string) bool {
+	for _, id := range m.QueuedFor {
+		if id == clientID {
+			return true
+		}
+	}
+	return false
+}
+
+// revive builds a stored session from its records, not yet in the server:
+// nil when its identity cannot be read; left is how long it has before it
+// expires.
+func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []MessageRecord) (cl *Client, left time.Duration) {
+	cl = &Client{ID: r.ClientID, srv: s, expiry: r.Expiry, stored: true, claim: r.Claim, subs: map[string]topics.Subscription{}}
+	cl.version.Store(uint32(r.Version))
+	if s.cfg.Identity != nil && r.Identity != nil {
+		id, err := s.cfg.Identity.DecodeIdentity(r.Identity)
+		if err != nil {
+			// Nothing could say who may read it: it ends, with its messages.
+			s.log.Warn("mqtt: stored session without a readable identity discarded", "client", r.ClientID, "err", err)
+			return nil, 0
+		}
+		cl.SetIdentity(id)
+	}
+	for _, sub := range subs {
+		cl.subs[sub.Filter] = sub
+	}
+	cl.nsubs.Store(int64(len(cl.subs)))
+	for _, m := range msgs {
+		o := &outbound{msg: m.Message, qos: m.QoS, retain: m.Retain, subIDs: m.SubIDs, seq: m.Seq, id: m.PacketID, released: m.Released}
+		cl.seq = max(cl.seq, m.Seq)
+		if o.id != 0 {
+			if cl.inflight == nil {
+				cl.inflight = map[uint16]*outbound{}
+			}
+			cl.inflight[o.id] = o
+			cl.nextID = max(cl.nextID, o.id)
+		} else {
+			cl.pending = append(cl.pending, o)
+		}
+	}
+	away := r.Away
+	if away.IsZero() {
+		away = time.Now() // connected when its node ended
+	}
+	return cl, r.Expiry - time.Since(away)
+}
