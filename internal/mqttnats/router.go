@@ -1,6 +1,7 @@
 // Package mqttnats joins the MQTT servers of a cluster's nodes through
-// NATS: each node forwards what is published on it, and injects what the
-// other nodes forward into its own routing; NATS queue groups share the
+// NATS: each node forwards what is published on it, and injects into its
+// own routing what the other nodes forward to the subjects its
+// subscriptions need (interest.go); NATS queue groups share the
 // $share subscriptions, and JetStream orders the connections of a client
 // identifier and keeps the retained messages. It holds no session: the
 // core (internal/mqtt) does, and decides every delivery.
@@ -75,6 +76,7 @@ type Router struct {
 	node string
 	log  *slog.Logger
 	subs []*nats.Subscription
+	in   *interest // this node's subscriptions' subjects
 
 	mu  sync.Mutex
 	srv *mqtt.Server // once started
@@ -107,7 +109,7 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 		nc.Close()
 		return nil, fmt.Errorf("mqttnats: %w", err)
 	}
-	r := &Router{nc: nc, js: js, node: node, log: log, shared: map[string][]*nats.Subscription{}}
+	r := &Router{nc: nc, js: js, node: node, log: log, in: newInterest(), shared: map[string][]*nats.Subscription{}}
 	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { r.cutOff(err) })
 	nc.SetReconnectHandler(func(*nats.Conn) { r.log.Info("mqtt cluster: NATS reachable again; taking MQTT connections") })
 	return r, nil
@@ -170,31 +172,10 @@ func (r *Router) Start(s *mqtt.Server) error {
 	r.mu.Lock()
 	r.fresh = map[string]bool{}
 	r.mu.Unlock()
-	sub, err := r.nc.Subscribe(Prefix+".>", func(msg *nats.Msg) {
-		if msg.Header.Get(hdrNode) == r.node {
-			return // its own, already routed here
-		}
-		m, err := decode(Prefix, msg)
-		if err != nil {
-			r.Failed.Add(1)
-			r.log.Warn("mqtt cluster: a message from NATS does not decode", "subject", msg.Subject, "node", msg.Header.Get(hdrNode), "err", err)
-			return
-		}
-		if m.Retain {
-			r.mu.Lock()
-			if r.fresh != nil {
-				r.fresh[m.Topic] = true
-			}
-			r.mu.Unlock()
-		}
-		r.Injected.Add(1)
-		s.Inject(m)
-	})
-	if err != nil {
+	if err := r.startInterest(s); err != nil {
 		return fmt.Errorf("mqttnats: subscribing: %w", err)
 	}
-	r.subs = append(r.subs, sub)
-	sub, err = r.nc.Subscribe(sessionSubject, func(msg *nats.Msg) {
+	sub, err := r.nc.Subscribe(sessionSubject, func(msg *nats.Msg) {
 		if msg.Header.Get(hdrNode) == r.node {
 			return
 		}
@@ -357,6 +338,7 @@ func (r *Router) Forward(m *mqtt.Message) {
 	msg := nats.NewMsg(Subject(Prefix, m.Topic))
 	msg.Data = m.Payload
 	msg.Header.Set(hdrNode, r.node)
+	msg.Header.Set(hdrMsg, r.in.nextID())
 	msg.Header.Set(hdrQoS, strconv.Itoa(int(m.QoS)))
 	if m.Retain {
 		msg.Header.Set(hdrRetain, "1")
@@ -456,11 +438,15 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_injected_total", "MQTT messages other nodes forwarded, routed on this node.", &r.Injected},
 		{"thingid_mqtt_cluster_failed_total", "MQTT messages, claims or session announcements that could not be forwarded, or arrived malformed.", &r.Failed},
 		{"thingid_mqtt_cluster_claims_total", "MQTT connections claimed on this node in the cluster's order (JetStream).", &r.Claims},
+		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
 			return fmt.Errorf("mqttnats: %w", err)
 		}
+	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingid_mqtt_cluster_subjects", Help: "NATS subjects this node subscribes to for its MQTT subscriptions (not shared ones): what other nodes' messages reach it for."}, func() float64 { return float64(r.Subjects()) })); err != nil {
+		return fmt.Errorf("mqttnats: %w", err)
 	}
 	return nil
 }
@@ -468,6 +454,7 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 // Close stops injecting and closes the NATS connection, after sending what
 // was forwarded.
 func (r *Router) Close() {
+	r.stopInterest()
 	r.mu.Lock()
 	for _, subs := range r.shared {
 		r.subs = append(r.subs, subs...)
