@@ -63,14 +63,22 @@ func startNode(t testing.TB, url, name string) *node {
 // in store; without url, a single server, joined to nothing.
 func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	cfg := mqtt.Config{Auth: auth{}, Store: store, Log: log}
 	var r *Router
 	if url != "" {
 		var err error
-		if r, err = Dial(url, name, log); err != nil {
+		if r, err = Dial(url, name, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return serveNode(t, r, store)
+}
+
+// serveNode starts a node's server, joined to the cluster through r
+// unless it is nil, and serves MQTT on a port of its own.
+func serveNode(t testing.TB, r *Router, store mqtt.Store) *node {
+	t.Helper()
+	cfg := mqtt.Config{Auth: auth{}, Store: store, Log: slog.New(slog.DiscardHandler)}
+	if r != nil {
 		cfg.Remote = r
 	}
 	srv, err := mqtt.New(cfg)

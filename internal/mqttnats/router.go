@@ -86,6 +86,9 @@ type Router struct {
 	// fresh are the topics whose retained message came live while Start
 	// loads the retained stream (nil otherwise): newer than the stream's.
 	fresh map[string]bool
+	// Replicas is how many NATS servers keep each JetStream stream, set
+	// before Start; 0 is 1.
+	Replicas int
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
 	// Claims, the connections claimed here.
@@ -154,16 +157,17 @@ func (r *Router) Ready() error {
 func (r *Router) Start(s *mqtt.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	replicas := max(r.Replicas, 1)
 	// Only the sequence numbers matter; the stream keeps the last claim
 	// (on disk, so that they keep growing when NATS restarts).
 	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage,
+		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		Description: "thingid: the order of MQTT connections across nodes",
 	}); err != nil {
 		return fmt.Errorf("mqttnats: creating the stream %s (does the NATS server run JetStream?): %w", claimStream, err)
 	}
 	retained, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage,
+		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		Description: "thingid: the MQTT retained messages, the last one per topic",
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,11 +128,15 @@ func (s *Server) Kill() {
 	}
 }
 
-// Restart starts a killed server again, on its ports and its store.
+// Restart starts a killed server again, on its ports and its store; a
+// server of a cluster, until it knows the JetStream leader again.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Kill()
 	s.start(t)
+	if slices.Contains(s.args, "--cluster_name") {
+		s.waitJetStream(t)
+	}
 }
 
 // Get decodes the JSON of a monitoring endpoint (path "/varz", "/subsz"…)

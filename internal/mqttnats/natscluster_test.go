@@ -1,0 +1,210 @@
+package mqttnats
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
+)
+
+// startClusterNode starts a node connected to the first of servers, and
+// to the next ones in order when it loses one, keeping the streams on
+// three NATS servers.
+func startClusterNode(t testing.TB, name string, servers ...*natstest.Server) *node {
+	t.Helper()
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL
+	}
+	r, err := Dial(strings.Join(urls, ","), name, slog.New(slog.DiscardHandler), nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Replicas = 3
+	return serveNode(t, r, nil)
+}
+
+// connectWithin connects client id to n, trying again while the node
+// refuses it (Server unavailable: no claim yet), for at most 30 s, and
+// says how long it took.
+func connectWithin(t *testing.T, n *node, id string) (*client, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		nc, err := net.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(nc), OnClientError: func(error) {}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ack, err := pc.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: "user"})
+		cancel()
+		nc.Close()
+		if err == nil {
+			pc.Disconnect(&paho.Disconnect{})
+			return dial(t, n, id, "user"), time.Since(start)
+		}
+		if ack == nil || ack.ReasonCode != byte(packet.ServerUnavailable) || time.Since(start) > 30*time.Second {
+			t.Fatalf("connecting %s: %+v, %v", id, ack, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// shares publishes n messages on pub's node to shared subscription
+// $share/g/jobs/+ and checks that each reaches one of its members, once:
+// n arrive, and none more by the time a later message on x/1/t, which
+// the members subscribe to, did (the shared messages come on NATS
+// subscriptions of their own, so that marks the end less surely).
+func shares(t *testing.T, pub *client, n int, members ...*client) {
+	t.Helper()
+	for range n {
+		pub.publish(t, &paho.Publish{Topic: "jobs/1", QoS: 1, Payload: []byte("job")})
+	}
+	got := make([]int, len(members))
+	take := func(i int, p *paho.Publish) {
+		if p.Topic != "jobs/1" {
+			t.Fatalf("member %d got %q", i, p.Topic)
+		}
+		got[i]++
+	}
+	for total := 0; total < n; total++ {
+		cases := make([]reflect.SelectCase, len(members)+1)
+		for i, m := range members {
+			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.received)}
+		}
+		cases[len(members)] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(time.After(10 * time.Second))}
+		i, v, _ := reflect.Select(cases)
+		if i == len(members) {
+			t.Fatalf("%d of %d shared messages arrived: %v", total, n, got)
+		}
+		take(i, v.Interface().(*paho.Publish))
+	}
+	pub.publish(t, &paho.Publish{Topic: "x/1/t", QoS: 1, Payload: []byte("marker")})
+	for i, m := range members {
+		for p := range m.received {
+			if p.Topic == "x/1/t" {
+				break
+			}
+			take(i, p)
+		}
+	}
+	total := 0
+	for _, g := range got {
+		total += g
+	}
+	if total != n {
+		t.Fatalf("%d shared messages delivered (%v), want %d", total, got, n)
+	}
+	t.Logf("shared: %v", got)
+}
+
+// TestNATSCluster: three nodes, each on a NATS server of its own of a NATS
+// cluster of three (routes, JetStream streams with three replicas), route
+// messages, wildcards and shared subscriptions across the NATS servers,
+// and order a client identifier's connections; when the NATS server
+// leading the claims stream is killed, its node reconnects to the next of
+// its list and the cluster goes on, the claims stream (after electing a
+// leader) included; the server restarts and rejoins.
+func TestNATSCluster(t *testing.T) {
+	ns := natstest.Cluster(t, 3)
+	nodes := []*node{
+		startClusterNode(t, "a", ns[0], ns[1], ns[2]),
+		startClusterNode(t, "b", ns[1], ns[2], ns[0]),
+		startClusterNode(t, "c", ns[2], ns[0], ns[1]),
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	for i, n := range nodes {
+		if got := n.router.nc.ConnectedUrl(); got != ns[i].URL {
+			t.Fatalf("node %d on %s, want %s", i, got, ns[i].URL)
+		}
+	}
+	leader := -1
+	for _, name := range []string{claimStream, retainedStream} {
+		s, err := a.router.js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Fatalf("stream %s: %d replicas, cluster %+v", name, info.Config.Replicas, info.Cluster)
+		}
+		if name == claimStream {
+			leader = int(info.Cluster.Leader[1] - '1') // n1, n2, n3
+		}
+	}
+
+	sb, sc := dial(t, b, "sb", "user"), dial(t, c, "sc", "user")
+	sb.subscribe(t, "x/+/t", 1)
+	sc.subscribe(t, "x/#", 2)
+	pub := dial(t, a, "pub", "user")
+	for _, qos := range []byte{0, 1, 2} {
+		pub.publish(t, &paho.Publish{Topic: "x/1/t", QoS: qos, Payload: []byte{'0' + qos}})
+		sb.expect(t, "x/1/t", string('0'+qos))
+		sc.expect(t, "x/1/t", string('0'+qos))
+	}
+	var members []*client
+	for i, n := range nodes[1:] {
+		m := dial(t, n, "m"+string('1'+byte(i)), "user")
+		m.subscribe(t, "$share/g/jobs/+", 1)
+		m.subscribe(t, "x/1/t", 1)
+		members = append(members, m)
+	}
+	shares(t, pub, 40, members...)
+	// A client identifier on node a, then on node c: a's connection ends.
+	d1 := dial(t, a, "dev", "user")
+	dial(t, c, "dev", "user")
+	d1.takenOver(t)
+
+	// The NATS server leading the claims stream dies: its node's clients
+	// are told to go elsewhere while the node reconnects to the next
+	// server of its list.
+	victim, live, other := nodes[leader], nodes[(leader+1)%3], nodes[(leader+2)%3]
+	vs := dial(t, victim, "vs", "user")
+	vs.subscribe(t, "x/+/t", 1)
+	held := dial(t, other, "held", "user")
+	pub = dial(t, live, "pub2", "user")
+	ns[leader].Kill()
+	select {
+	case d := <-vs.gone:
+		if d.ReasonCode != byte(packet.UseAnotherServer) {
+			t.Fatalf("DISCONNECT 0x%02x, want 0x9C", d.ReasonCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node of the killed NATS server did not tell its clients")
+	}
+	eventually(t, "the node reconnected to the next NATS server", func() bool {
+		return victim.router.Ready() == nil && victim.router.nc.ConnectedUrl() == ns[(leader+1)%3].URL
+	})
+	// The claims stream has two of its three servers: a client identifier
+	// connects once they elect a leader, and takes over its connection on
+	// another node.
+	_, took := connectWithin(t, victim, "held")
+	held.takenOver(t)
+	t.Logf("NATS server n%d (the claims stream's leader) killed; the first claim after it took %v", leader+1, took)
+	vs = dial(t, victim, "vs", "user")
+	vs.subscribe(t, "x/+/t", 1)
+	vs.subscribe(t, "$share/g/jobs/+", 1)
+	pub.publish(t, &paho.Publish{Topic: "x/2/t", QoS: 1, Payload: []byte("after")})
+	vs.expect(t, "x/2/t", "after")
+	shares(t, pub, 20, vs, members[0], members[1])
+
+	// The server comes back and rejoins; a node started on it routes.
+	ns[leader].Restart(t)
+	late := startClusterNode(t, "late", ns[leader], ns[(leader+1)%3])
+	sl := dial(t, late, "sl", "user")
+	sl.subscribe(t, "x/#", 1)
+	pub.publish(t, &paho.Publish{Topic: "x/3/t", QoS: 1, Payload: []byte("rejoined")})
+	sl.expect(t, "x/3/t", "rejoined")
+	vs.expect(t, "x/3/t", "rejoined")
+}
