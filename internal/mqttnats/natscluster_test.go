@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +208,63 @@ func TestNATSCluster(t *testing.T) {
 	pub.publish(t, &paho.Publish{Topic: "x/3/t", QoS: 1, Payload: []byte("rejoined")})
 	sl.expect(t, "x/3/t", "rejoined")
 	vs.expect(t, "x/3/t", "rejoined")
+}
+
+// TestSubscribeAcrossNATSServers: a node's new subscription is on its own
+// NATS server before SUBACK: a message published at once after it on a
+// node of the same NATS server never misses it. It reaches the other NATS
+// servers one route hop later. A publisher told of the subscription
+// through the cluster itself (the subscriber publishes "ready" after its
+// SUBACK) never misses it either: the route carries the subscription
+// before the "ready". One told sooner, by some other way (here: the test,
+// at once), can, within that hop; the test counts how often, for
+// docs/deployment.md. Each round subscribes a new filter on node b and
+// publishes on node a, then once more until something arrives.
+func TestSubscribeAcrossNATSServers(t *testing.T) {
+	ns := natstest.Cluster(t, 3)
+	a := startClusterNode(t, "a", ns[0], ns[1])
+	b := startClusterNode(t, "b", ns[1], ns[0])
+	b1 := startClusterNode(t, "b1", ns[0], ns[1]) // a's NATS server
+	pub := dial(t, a, "pub", "user")
+	pub.subscribe(t, "ready/#", 1)
+	const n = 200
+	for _, c := range []struct {
+		name string
+		on   *node
+		told string
+	}{{"same NATS server", b1, "at once"}, {"another NATS server", b, "through the cluster"}, {"another NATS server", b, "at once"}} {
+		sub := dial(t, c.on, "sub", "user")
+		missed := 0
+		for i := range n {
+			topic := "gap/" + strconv.Itoa(i)
+			sub.subscribe(t, topic, 1)
+			if c.told == "through the cluster" {
+				sub.publish(t, &paho.Publish{Topic: "ready/" + topic, QoS: 1, Payload: []byte("ready")})
+				pub.expect(t, "ready/"+topic, "ready")
+			}
+			pub.publish(t, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("first")})
+			var p *paho.Publish
+			for p == nil {
+				select {
+				case p = <-sub.received:
+				case <-time.After(50 * time.Millisecond):
+					pub.publish(t, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("again")})
+				}
+			}
+			if string(p.Payload) != "first" {
+				missed++
+			}
+			unsubscribe(t, sub, topic)
+			for len(sub.received) > 0 {
+				<-sub.received
+			}
+		}
+		t.Logf("subscriber on %s, publisher told %s: %d of %d messages missed the new subscription", c.name, c.told, missed, n)
+		if c.told == "through the cluster" || c.on == b1 {
+			if missed > 0 {
+				t.Errorf("subscriber on %s, publisher told %s: %d messages missed the subscription", c.name, c.told, missed)
+			}
+		}
+		sub.Disconnect(&paho.Disconnect{})
+	}
 }

@@ -39,7 +39,7 @@ func Start(t testing.TB) string {
 // test ends.
 func Run(t testing.TB) *Server {
 	t.Helper()
-	s := newServer(t, "", nil)
+	s := newServer(t, "", freeAddrs(t, 2), nil)
 	s.start(t)
 	return s
 }
@@ -48,13 +48,14 @@ func Run(t testing.TB) *Server {
 // clustered JetStream, and waits until it has a JetStream leader.
 func Cluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	addrs := freeAddrs(t, 3*n) // a route's, a client's and a monitor's each
 	routes := make([]string, n)
 	for i := range routes {
-		routes[i] = "nats-route://" + freeAddr(t)
+		routes[i] = "nats-route://" + addrs[3*i+2]
 	}
 	servers := make([]*Server, n)
 	for i := range servers {
-		servers[i] = newServer(t, "n"+strconv.Itoa(i+1), []string{
+		servers[i] = newServer(t, "n"+strconv.Itoa(i+1), addrs[3*i:3*i+2], []string{
 			"--cluster_name", "thingid", "--cluster", strings.Replace(routes[i], "nats-route", "nats", 1),
 			"--routes", strings.Join(append(append([]string(nil), routes[:i]...), routes[i+1:]...), ","),
 		})
@@ -66,7 +67,9 @@ func Cluster(t testing.TB, n int) []*Server {
 	return servers
 }
 
-func newServer(t testing.TB, name string, extra []string) *Server {
+// newServer is a server on addrs (the client's, the monitor's) with extra
+// arguments, not started.
+func newServer(t testing.TB, name string, addrs []string, extra []string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
@@ -78,7 +81,7 @@ func newServer(t testing.TB, name string, extra []string) *Server {
 			t.Skip("nats-server is not installed (apt-get install nats-server): skipping the cluster tests")
 		}
 	}
-	addr, monitor := freeAddr(t), freeAddr(t)
+	addr, monitor := addrs[0], addrs[1]
 	host, port, _ := net.SplitHostPort(addr)
 	_, mport, _ := net.SplitHostPort(monitor)
 	args := []string{"-a", host, "-p", port, "-m", mport, "-js", "-sd", t.TempDir()}
@@ -90,15 +93,19 @@ func newServer(t testing.TB, name string, extra []string) *Server {
 	return s
 }
 
-// freeAddr is a port of 127.0.0.1 free a moment ago.
-func freeAddr(t testing.TB) string {
+// freeAddrs are n different ports of 127.0.0.1, free a moment ago.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 func (s *Server) start(t testing.TB) {
