@@ -146,3 +146,25 @@ func BenchmarkNATSTraffic(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInterestSubscriptions subscribes b.N filters as the default
+// rules give things, things/<id>/commands/# (two subjects each), on one
+// node, as taps, and reports what the NATS server holds for them: its
+// subscriptions and its resident memory (/varz) per filter.
+func BenchmarkInterestSubscriptions(b *testing.B) {
+	srv := natstest.Run(b)
+	n := startNode(b, srv.URL, "a")
+	var before, after struct {
+		Mem  int64 `json:"mem"`
+		Subs int64 `json:"subscriptions"`
+	}
+	srv.Get(b, "/varz", &before)
+	b.ResetTimer()
+	for i := range b.N {
+		defer n.srv.Tap("things/"+strconv.Itoa(i)+"/commands/#", func(*mqtt.Message) {})()
+	}
+	b.StopTimer()
+	srv.Get(b, "/varz", &after)
+	b.ReportMetric(float64(after.Subs-before.Subs)/float64(b.N), "nats-subs/op")
+	b.ReportMetric(float64(after.Mem-before.Mem)/float64(b.N), "nats-rss-bytes/op")
+}
