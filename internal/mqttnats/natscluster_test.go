@@ -93,11 +93,15 @@ func shares(t *testing.T, pub *client, n int, members ...*client) {
 	}
 	pub.publish(t, &paho.Publish{Topic: "x/1/t", QoS: 1, Payload: []byte("marker")})
 	for i, m := range members {
-		for p := range m.received {
-			if p.Topic == "x/1/t" {
-				break
+		for marked := false; !marked; {
+			select {
+			case p := <-m.received:
+				if marked = p.Topic == "x/1/t"; !marked {
+					take(i, p)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("member %d did not get the marker", i)
 			}
-			take(i, p)
 		}
 	}
 	total := 0
@@ -154,14 +158,14 @@ func TestNATSCluster(t *testing.T) {
 		sb.expect(t, "x/1/t", string('0'+qos))
 		sc.expect(t, "x/1/t", string('0'+qos))
 	}
-	var members []*client
+	members := map[*node]*client{}
 	for i, n := range nodes[1:] {
 		m := dial(t, n, "m"+string('1'+byte(i)), "user")
 		m.subscribe(t, "$share/g/jobs/+", 1)
 		m.subscribe(t, "x/1/t", 1)
-		members = append(members, m)
+		members[n] = m
 	}
-	shares(t, pub, 40, members...)
+	shares(t, pub, 40, members[b], members[c])
 	// A client identifier on node a, then on node c: a's connection ends.
 	d1 := dial(t, a, "dev", "user")
 	dial(t, c, "dev", "user")
@@ -198,16 +202,52 @@ func TestNATSCluster(t *testing.T) {
 	vs.subscribe(t, "$share/g/jobs/+", 1)
 	pub.publish(t, &paho.Publish{Topic: "x/2/t", QoS: 1, Payload: []byte("after")})
 	vs.expect(t, "x/2/t", "after")
-	shares(t, pub, 20, vs, members[0], members[1])
+	delete(members, victim) // told to go elsewhere with the rest
+	group := []*client{vs}
+	for _, m := range members {
+		group = append(group, m)
+	}
+	shares(t, pub, 20, group...)
 
-	// The server comes back and rejoins; a node started on it routes.
+	// The server comes back and rejoins; once the streams have their three
+	// replicas current again, a node started on it routes.
 	ns[leader].Restart(t)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if streamsCurrent(t, live.router) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the streams have not three current replicas 30 s after the NATS server restarted")
+		}
+	}
 	late := startClusterNode(t, "late", ns[leader], ns[(leader+1)%3])
 	sl := dial(t, late, "sl", "user")
 	sl.subscribe(t, "x/#", 1)
 	pub.publish(t, &paho.Publish{Topic: "x/3/t", QoS: 1, Payload: []byte("rejoined")})
 	sl.expect(t, "x/3/t", "rejoined")
 	vs.expect(t, "x/3/t", "rejoined")
+}
+
+// streamsCurrent says whether the cluster's streams have a leader and
+// two replicas, both current.
+func streamsCurrent(t *testing.T, r *Router) bool {
+	t.Helper()
+	for _, name := range []string{claimStream, retainedStream} {
+		s, err := r.js.Stream(t.Context(), name)
+		if err != nil {
+			return false
+		}
+		info := s.CachedInfo()
+		if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, p := range info.Cluster.Replicas {
+			if !p.Current || p.Offline {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // TestSubscribeAcrossNATSServers: a node's new subscription is on its own

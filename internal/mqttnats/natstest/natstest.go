@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +25,7 @@ type Server struct {
 	bin     string
 	args    []string
 	cmd     *exec.Cmd
+	size    int // of its cluster, 0 for none
 }
 
 // Start runs a real nats-server on a free port of 127.0.0.1 and returns
@@ -45,7 +45,8 @@ func Run(t testing.TB) *Server {
 }
 
 // Cluster runs n nats-servers joined by routes into one NATS cluster with
-// clustered JetStream, and waits until it has a JetStream leader.
+// clustered JetStream, and waits until each knows the n of them and their
+// JetStream leader.
 func Cluster(t testing.TB, n int) []*Server {
 	t.Helper()
 	addrs := freeAddrs(t, 3*n) // a route's, a client's and a monitor's each
@@ -59,6 +60,7 @@ func Cluster(t testing.TB, n int) []*Server {
 			"--cluster_name", "thingid", "--cluster", strings.Replace(routes[i], "nats-route", "nats", 1),
 			"--routes", strings.Join(append(append([]string(nil), routes[:i]...), routes[i+1:]...), ","),
 		})
+		servers[i].size = n
 		servers[i].start(t)
 	}
 	for _, s := range servers {
@@ -141,7 +143,7 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Kill()
 	s.start(t)
-	if slices.Contains(s.args, "--cluster_name") {
+	if s.size > 0 {
 		s.waitJetStream(t)
 	}
 }
@@ -180,7 +182,7 @@ func (s *Server) Varz(t testing.TB) Varz {
 }
 
 // waitJetStream waits until the server knows its cluster's JetStream
-// leader.
+// group, all of it, and its leader.
 func (s *Server) waitJetStream(t testing.TB) {
 	t.Helper()
 	var last string
@@ -188,6 +190,7 @@ func (s *Server) waitJetStream(t testing.TB) {
 		var jsz struct {
 			Meta *struct {
 				Leader string `json:"leader"`
+				Size   int    `json:"cluster_size"`
 			} `json:"meta_cluster"`
 		}
 		res, err := http.Get(s.Monitor + "/jsz")
@@ -197,10 +200,10 @@ func (s *Server) waitJetStream(t testing.TB) {
 		}
 		err = json.NewDecoder(res.Body).Decode(&jsz)
 		res.Body.Close()
-		if err == nil && jsz.Meta != nil && jsz.Meta.Leader != "" {
+		if err == nil && jsz.Meta != nil && jsz.Meta.Leader != "" && jsz.Meta.Size == s.size {
 			return
 		}
 		last = fmt.Sprint(err)
 	}
-	t.Fatalf("nats-server %s: no JetStream leader after 30 s (%s)", s.URL, last)
+	t.Fatalf("nats-server %s: no JetStream group of %d with a leader after 30 s (%s)", s.URL, s.size, last)
 }
