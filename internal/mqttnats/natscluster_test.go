@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats.go"
 
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
@@ -306,5 +307,25 @@ func TestSubscribeAcrossNATSServers(t *testing.T) {
 			}
 		}
 		sub.Disconnect(&paho.Disconnect{})
+	}
+}
+
+// TestReplicasWithoutCluster: asking for more replicas than the NATS
+// servers there are refuses the start, saying so.
+func TestReplicasWithoutCluster(t *testing.T) {
+	url := natstest.Start(t)
+	r, err := Dial(url, "a", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.Replicas = 3
+	srv, err := mqtt.New(mqtt.Config{Auth: auth{}, Remote: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := r.Start(srv); err == nil || !strings.Contains(err.Error(), "3 replicas") || !strings.Contains(err.Error(), "mqtt.cluster.nats.replicas") {
+		t.Fatalf("Start with 3 replicas on one NATS server: %v", err)
 	}
 }

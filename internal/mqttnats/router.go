@@ -164,7 +164,7 @@ func (r *Router) Start(s *mqtt.Server) error {
 		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		Description: "thingid: the order of MQTT connections across nodes",
 	}); err != nil {
-		return fmt.Errorf("mqttnats: creating the stream %s (does the NATS server run JetStream?): %w", claimStream, err)
+		return fmt.Errorf("mqttnats: creating the stream %s with %d replicas (does the NATS server run JetStream, on as many servers as mqtt.cluster.nats.replicas?): %w", claimStream, replicas, err)
 	}
 	retained, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage, Replicas: replicas,
