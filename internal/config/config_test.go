@@ -123,6 +123,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.MQTT.Cluster.NATS.URL = "http://nats:4222" }, "mqtt.cluster.nats.url"},
 		{func(c *Config) { c.MQTT.Cluster.NATS.URL = "nats://a:4222, tcp://b" }, "mqtt.cluster.nats.url"},
 		{func(c *Config) { c.MQTT.Cluster.NATS.CAFile = "ca.pem" }, "mqtt.cluster.nats.url"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.Replicas = 0 }, "mqtt.cluster.nats.replicas"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.Replicas = 7 }, "mqtt.cluster.nats.replicas"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
 		{func(c *Config) {
 			c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.0/8", "haproxy.internal"}

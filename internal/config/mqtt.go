@@ -53,6 +53,9 @@ type MQTTNATS struct {
 	CredentialsFile string `json:"credentialsFile"`
 	// CAFile verifies the NATS server's certificate (PEM).
 	CAFile string `json:"caFile"`
+	// Replicas is how many NATS servers keep each JetStream stream (the
+	// claims and the retained messages): 1, or 3 (or 5) on a NATS cluster.
+	Replicas int `json:"replicas"`
 }
 
 // MQTTListener is an MQTT over TCP listener.
@@ -127,6 +130,7 @@ func defaultMQTT() MQTT {
 
 			ConnectionsPerAddress: 1000,
 		},
+		Cluster: MQTTCluster{NATS: MQTTNATS{Replicas: 1}},
 	}
 }
 
@@ -206,6 +210,10 @@ func (c *MQTT) validate(home string) error {
 }
 
 func (c *MQTTCluster) validate() error {
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		// JetStream's limit; an even number adds a copy and no tolerance.
+		return fmt.Errorf("mqtt.cluster.nats.replicas: must be between 1 and 5, not %d", c.NATS.Replicas)
+	}
 	if c.NATS.URL == "" {
 		if c.NATS.CredentialsFile != "" || c.NATS.CAFile != "" {
 			return fmt.Errorf("mqtt.cluster.nats.url: required with credentialsFile or caFile")

@@ -104,6 +104,11 @@ type Remote interface {
 	// the server leaves its messages to the Remote, which hands each to
 	// one server of the cluster with members (Server.DeliverShared).
 	Shared(filter string)
+	// Interest tells that this server's subscriptions to filter, not
+	// shared, changed (Server.Subscribers says how many): the messages of
+	// other nodes that it matches must reach this server, and need not
+	// when it has none. Called before SUBACK.
+	Interest(filter string)
 }
 
 // Defaults of Config.

@@ -100,28 +100,39 @@ func (s *Server) DeliverShared(m *Message, filter string) bool {
 // filter ($share/<group>/<filter>).
 func (s *Server) Members(filter string) int { return s.subs.Members(filter) }
 
-// subscribe adds a subscription to the tree, telling the Remote of a shared
-// one, and reports whether it replaced one.
+// Subscribers is the number of this server's subscriptions to filter, not
+// shared, sessions' and taps', online or not.
+func (s *Server) Subscribers(filter string) int { return s.subs.Subscribers(filter) }
+
+// subscribe adds a subscription to the tree, telling the Remote, and
+// reports whether it replaced one.
 func (s *Server) subscribe(clientID string, sub topics.Subscription) bool {
 	existed := s.subs.Subscribe(clientID, sub)
-	s.sharedChanged(sub.Filter)
+	s.filterChanged(sub.Filter)
 	return existed
 }
 
-// unsubscribe removes a subscription from the tree, telling the Remote of
-// a shared one, and reports whether there was one.
+// unsubscribe removes a subscription from the tree, telling the Remote,
+// and reports whether there was one.
 func (s *Server) unsubscribe(clientID, filter string) bool {
 	ok := s.subs.Unsubscribe(clientID, filter)
 	if ok {
-		s.sharedChanged(filter)
+		s.filterChanged(filter)
 	}
 	return ok
 }
 
-func (s *Server) sharedChanged(filter string) {
-	if inner, _ := topic.ShareFilter(filter); inner != filter && s.cfg.Remote != nil {
-		s.cfg.Remote.Shared(filter)
+// filterChanged tells the Remote that the subscriptions to filter changed:
+// a shared one's members, or another's interest.
+func (s *Server) filterChanged(filter string) {
+	if s.cfg.Remote == nil {
+		return
 	}
+	if inner, _ := topic.ShareFilter(filter); inner != filter {
+		s.cfg.Remote.Shared(filter)
+		return
+	}
+	s.cfg.Remote.Interest(filter)
 }
 
 // scheduleWill publishes w for cl after delay (§3.1.3.2.2), unless a new

@@ -462,6 +462,7 @@ type elsewhere struct {
 
 func (e *elsewhere) Forward(*Message) {}
 func (e *elsewhere) Shared(string)    {}
+func (e *elsewhere) Interest(string)  {}
 func (e *elsewhere) Claim(id string, _ bool) (uint64, error) {
 	e.srv.Supersede(id, e.theirs, true)
 	return e.ours, nil

@@ -29,7 +29,7 @@ func (s *Server) Tap(filter string, f func(*Message)) (stop func()) {
 	}
 	s.taps[id] = f
 	s.mu.Unlock()
-	s.subs.Subscribe(id, topics.Subscription{Filter: filter, QoS: 1})
+	s.subscribe(id, topics.Subscription{Filter: filter, QoS: 1})
 	now := time.Now()
 	s.retained.Match(filter, func(_ string, m *Message) {
 		if m.Expires.IsZero() || now.Before(m.Expires) {
@@ -37,7 +37,7 @@ func (s *Server) Tap(filter string, f func(*Message)) (stop func()) {
 		}
 	})
 	return func() {
-		s.subs.Unsubscribe(id, filter)
+		s.unsubscribe(id, filter)
 		s.mu.Lock()
 		delete(s.taps, id)
 		s.mu.Unlock()

@@ -2,6 +2,7 @@ package mqttnats
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
 
@@ -99,4 +101,86 @@ func BenchmarkConnect(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "connect/s")
 		})
 	}
+}
+
+// BenchmarkNATSTraffic publishes on the first node of a cluster and
+// reports what nats-server carried per published message (its /varz):
+// messages and bytes to the nodes (out), from them (in). Patterns:
+// telemetry, each message to tele/<device>/up and one subscriber of
+// tele/# on the second node (the cloud service); commands, each message
+// to cmd/<device>, each device subscribed to its own on one of the nodes
+// (100 per node). Modes: interest, this router; everywhere, instead of
+// those subscribers a tap on '#' on each node, whose one subject
+// (thingid.mqtt.>) is what every node subscribed to before the router
+// subscribed by interest: the traffic of that design.
+func BenchmarkNATSTraffic(b *testing.B) {
+	for _, nodes := range []int{3, 6} {
+		for _, pattern := range []string{"telemetry", "commands"} {
+			for _, mode := range []string{"interest", "everywhere"} {
+				b.Run(fmt.Sprintf("nodes=%d/%s/%s", nodes, pattern, mode), func(b *testing.B) {
+					srv := natstest.Run(b)
+					ns := make([]*node, nodes)
+					for i := range ns {
+						ns[i] = startNode(b, srv.URL, "n"+strconv.Itoa(i))
+					}
+					var got atomic.Int64
+					count := func(*mqtt.Message) { got.Add(1) }
+					topicOf := func(i int) string { return "tele/" + strconv.Itoa(i%1000) + "/up" }
+					if pattern == "commands" {
+						topicOf = func(i int) string { return "cmd/" + strconv.Itoa(i%(100*nodes)) }
+					}
+					switch {
+					case mode == "everywhere":
+						for i, n := range ns {
+							f := func(*mqtt.Message) {}
+							if i == 1 {
+								f = count
+							}
+							defer n.srv.Tap("#", f)()
+						}
+					case pattern == "telemetry":
+						defer ns[1].srv.Tap("tele/#", count)()
+					default:
+						for d := range 100 * nodes {
+							defer ns[d%nodes].srv.Tap("cmd/"+strconv.Itoa(d), count)()
+						}
+					}
+					payload := make([]byte, 64)
+					before := srv.Varz(b)
+					b.ResetTimer()
+					for i := range b.N {
+						ns[0].srv.Publish(&mqtt.Message{Topic: topicOf(i), Payload: payload, QoS: 1, From: "device"})
+					}
+					eventually(b, "every message delivered", func() bool { return got.Load() == int64(b.N) })
+					b.StopTimer()
+					after := srv.Varz(b)
+					b.ReportMetric(float64(after.OutMsgs-before.OutMsgs)/float64(b.N), "out-msgs/op")
+					b.ReportMetric(float64(after.OutBytes-before.OutBytes)/float64(b.N), "out-bytes/op")
+					b.ReportMetric(float64(after.InBytes-before.InBytes)/float64(b.N), "in-bytes/op")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkInterestSubscriptions subscribes b.N filters as the default
+// rules give things, things/<id>/commands/# (two subjects each), on one
+// node, as taps, and reports what the NATS server holds for them: its
+// subscriptions and its resident memory (/varz) per filter.
+func BenchmarkInterestSubscriptions(b *testing.B) {
+	srv := natstest.Run(b)
+	n := startNode(b, srv.URL, "a")
+	var before, after struct {
+		Mem  int64 `json:"mem"`
+		Subs int64 `json:"subscriptions"`
+	}
+	srv.Get(b, "/varz", &before)
+	b.ResetTimer()
+	for i := range b.N {
+		defer n.srv.Tap("things/"+strconv.Itoa(i)+"/commands/#", func(*mqtt.Message) {})()
+	}
+	b.StopTimer()
+	srv.Get(b, "/varz", &after)
+	b.ReportMetric(float64(after.Subs-before.Subs)/float64(b.N), "nats-subs/op")
+	b.ReportMetric(float64(after.Mem-before.Mem)/float64(b.N), "nats-rss-bytes/op")
 }

@@ -67,21 +67,31 @@ func startNodeWith(t testing.TB, url, name string, store mqtt.Store) *node {
 	return launch(t, url, name, mqtt.Config{Store: store}, false)
 }
 
-// launch starts a node with cfg (its Auth, Remote and Log set here); with
-// sessions, it keeps them in the cluster (Router.Sessions), as a node of
-// thingid does.
+// launch starts a node with cfg, joined to the cluster at url unless it is
+// empty; with sessions, it keeps them in the cluster (Router.Sessions), as
+// a node of thingid does.
 func launch(t testing.TB, url, name string, cfg mqtt.Config, sessions bool) *node {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	cfg.Auth, cfg.Log = auth{}, log
 	var r *Router
 	if url != "" {
 		var err error
-		if r, err = Dial(url, name, log); err != nil {
+		if r, err = Dial(url, name, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	return serveNode(t, r, cfg, sessions)
+}
+
+// serveNode starts a node's server with cfg (its Auth, Remote and Log set
+// here), joined to the cluster through r unless it is nil, and serves MQTT
+// on a port of its own.
+func serveNode(t testing.TB, r *Router, cfg mqtt.Config, sessions bool) *node {
+	t.Helper()
+	cfg.Auth, cfg.Log = auth{}, slog.New(slog.DiscardHandler)
+	if r != nil {
 		cfg.Remote = r
 		if sessions {
+			var err error
 			if cfg.Store, err = r.Sessions(cmp.Or(cfg.Inflight, mqtt.DefaultInflight), time.Hour); err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 // Package mqttnats joins the MQTT servers of a cluster's nodes through
-// NATS: each node forwards what is published on it, and injects what the
-// other nodes forward into its own routing; NATS queue groups share the
+// NATS: each node forwards what is published on it, and injects into its
+// own routing what the other nodes forward to the subjects its
+// subscriptions need (interest.go); NATS queue groups share the
 // $share subscriptions, and JetStream orders the connections of a client
 // identifier and keeps the retained messages and the persistent sessions
 // (sessions.go), which the core (internal/mqtt) resumes on any node. The
@@ -76,6 +77,7 @@ type Router struct {
 	node string
 	log  *slog.Logger
 	subs []*nats.Subscription
+	in   *interest // this node's subscriptions' subjects
 
 	mu  sync.Mutex
 	srv *mqtt.Server // once started
@@ -88,6 +90,9 @@ type Router struct {
 	// sessions keep the persistent sessions in JetStream (Sessions); nil
 	// when the server keeps its own.
 	sessions *Sessions
+	// Replicas is how many NATS servers keep each JetStream stream and the
+	// sessions' bucket, set before Sessions and Start; 0 is 1.
+	Replicas int
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
 	// Claims, the connections claimed here; Queued, messages stored for
@@ -113,7 +118,7 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 		nc.Close()
 		return nil, fmt.Errorf("mqttnats: %w", err)
 	}
-	r := &Router{nc: nc, js: js, node: node, log: log, shared: map[string][]*nats.Subscription{}}
+	r := &Router{nc: nc, js: js, node: node, log: log, in: newInterest(), shared: map[string][]*nats.Subscription{}}
 	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { r.cutOff(err) })
 	nc.SetReconnectHandler(func(*nats.Conn) { r.log.Info("mqtt cluster: NATS reachable again; taking MQTT connections") })
 	return r, nil
@@ -158,16 +163,17 @@ func (r *Router) Ready() error {
 func (r *Router) Start(s *mqtt.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	replicas := max(r.Replicas, 1)
 	// Only the sequence numbers matter; the stream keeps the last claim
 	// (on disk, so that they keep growing when NATS restarts).
 	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage,
+		Name: claimStream, Subjects: []string{claimSubject}, MaxMsgs: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		Description: "thingid: the order of MQTT connections across nodes",
 	}); err != nil {
-		return fmt.Errorf("mqttnats: creating the stream %s (does the NATS server run JetStream?): %w", claimStream, err)
+		return fmt.Errorf("mqttnats: creating the stream %s with %d replicas (does the NATS server run JetStream, on as many servers as mqtt.cluster.nats.replicas?): %w", claimStream, replicas, err)
 	}
 	retained, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage,
+		Name: retainedStream, Subjects: []string{retainedPrefix + ".>"}, MaxMsgsPerSubject: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 		Description: "thingid: the MQTT retained messages, the last one per topic",
 	})
 	if err != nil {
@@ -176,31 +182,10 @@ func (r *Router) Start(s *mqtt.Server) error {
 	r.mu.Lock()
 	r.fresh = map[string]bool{}
 	r.mu.Unlock()
-	sub, err := r.nc.Subscribe(Prefix+".>", func(msg *nats.Msg) {
-		if msg.Header.Get(hdrNode) == r.node {
-			return // its own, already routed here
-		}
-		m, err := decode(Prefix, msg)
-		if err != nil {
-			r.Failed.Add(1)
-			r.log.Warn("mqtt cluster: a message from NATS does not decode", "subject", msg.Subject, "node", msg.Header.Get(hdrNode), "err", err)
-			return
-		}
-		if m.Retain {
-			r.mu.Lock()
-			if r.fresh != nil {
-				r.fresh[m.Topic] = true
-			}
-			r.mu.Unlock()
-		}
-		r.Injected.Add(1)
-		s.Inject(m)
-	})
-	if err != nil {
+	if err := r.startInterest(s); err != nil {
 		return fmt.Errorf("mqttnats: subscribing: %w", err)
 	}
-	r.subs = append(r.subs, sub)
-	sub, err = r.nc.Subscribe(sessionSubject, func(msg *nats.Msg) {
+	sub, err := r.nc.Subscribe(sessionSubject, func(msg *nats.Msg) {
 		if msg.Header.Get(hdrNode) == r.node {
 			return
 		}
@@ -398,6 +383,7 @@ func (r *Router) encode(subject string, m *mqtt.Message) (*nats.Msg, error) {
 	msg := nats.NewMsg(subject)
 	msg.Data = m.Payload
 	msg.Header.Set(hdrNode, r.node)
+	msg.Header.Set(hdrMsg, r.in.nextID())
 	msg.Header.Set(hdrQoS, strconv.Itoa(int(m.QoS)))
 	if m.Retain {
 		msg.Header.Set(hdrRetain, "1")
@@ -492,6 +478,7 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_claims_total", "MQTT connections claimed on this node in the cluster's order (JetStream).", &r.Claims},
 		{"thingid_mqtt_cluster_session_queued_total", "MQTT QoS 1 and 2 messages published on this node and stored (JetStream) for persistent sessions another node holds, or none.", &r.Queued},
 		{"thingid_mqtt_cluster_session_queue_dropped_total", "MQTT messages not stored for a persistent session: its queue was full (mqtt.limits.inflight) or JetStream failed.", &r.QueueDropped},
+		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
@@ -503,12 +490,16 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		func() float64 { return float64(r.heldSessions()) })); err != nil {
 		return fmt.Errorf("mqttnats: %w", err)
 	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingid_mqtt_cluster_subjects", Help: "NATS subjects this node subscribes to for its MQTT subscriptions (not shared ones): what other nodes' messages reach it for."}, func() float64 { return float64(r.Subjects()) })); err != nil {
+		return fmt.Errorf("mqttnats: %w", err)
+	}
 	return nil
 }
 
 // Close stops injecting and closes the NATS connection, after sending what
 // was forwarded.
 func (r *Router) Close() {
+	r.stopInterest()
 	r.mu.Lock()
 	for _, subs := range r.shared {
 		r.subs = append(r.subs, subs...)

@@ -108,14 +108,14 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: sessionBucket, Storage: jetstream.FileStorage, History: 1,
+		Bucket: sessionBucket, Storage: jetstream.FileStorage, History: 1, Replicas: max(r.Replicas, 1),
 		Description: "thingid: the MQTT persistent sessions and their subscriptions",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", sessionBucket, err)
 	}
 	queue, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: queueStream, Subjects: []string{queuePrefix + ".*"}, Storage: jetstream.FileStorage,
+		Name: queueStream, Subjects: []string{queuePrefix + ".*"}, Storage: jetstream.FileStorage, Replicas: max(r.Replicas, 1),
 		// Twice the session's window (the window, and as many delivered
 		// whose deletion is on its way): beyond it a publish is refused,
 		// and the message counted as dropped for that session.

@@ -295,6 +295,19 @@ func (t *Tree) Members(f string) int {
 	return 0
 }
 
+// Subscribers is the number of subscriptions to f, not shared.
+func (t *Tree) Subscribers(f string) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := &t.root
+	for level := range strings.SplitSeq(f, "/") {
+		if n = n.children[level]; n == nil {
+			return 0
+		}
+	}
+	return len(n.subs)
+}
+
 // Pick is the delivery of a message to the member of shared subscription f
 // whose turn it is; false when f has none.
 func (t *Tree) Pick(f string) (Delivery, bool) {

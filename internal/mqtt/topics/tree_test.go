@@ -167,6 +167,12 @@ func TestSharedElsewhere(t *testing.T) {
 			t.Errorf("Members(%q) = %d, want %d", f, got, want)
 		}
 	}
+	tr.Subscribe("d", Subscription{Filter: "x/y"})
+	for f, want := range map[string]int{"x/y": 2, "x/+": 0, "x": 0, "x/y/z": 0} {
+		if got := tr.Subscribers(f); got != want {
+			t.Errorf("Subscribers(%q) = %d, want %d", f, got, want)
+		}
+	}
 	tr.Unsubscribe("a", "$share/g/x/+")
 	tr.Unsubscribe("b", "$share/g/x/+")
 	if d, ok := tr.Pick("$share/g/x/+"); ok {

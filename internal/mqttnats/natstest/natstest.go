@@ -1,17 +1,77 @@
-// Package natstest starts a real nats-server for tests.
+// Package natstest starts real nats-server processes for tests: one, or a
+// cluster of them joined by routes, with JetStream.
 package natstest
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// Start runs a real nats-server with JetStream (stored in a temporary
-// directory) on a free port of 127.0.0.1 and returns its URL.
+// Server is one nats-server process with JetStream (stored in a temporary
+// directory) and its monitoring port.
+type Server struct {
+	// URL is the client URL, nats://127.0.0.1:port.
+	URL string
+	// Monitor is the base of the monitoring endpoints (/varz, /subsz, /jsz).
+	Monitor string
+	bin     string
+	args    []string
+	cmd     *exec.Cmd
+	size    int // of its cluster, 0 for none
+}
+
+// Start runs a real nats-server on a free port of 127.0.0.1 and returns
+// its URL.
 func Start(t testing.TB) string {
+	t.Helper()
+	return Run(t).URL
+}
+
+// Run runs a real nats-server on free ports of 127.0.0.1, stopped when the
+// test ends.
+func Run(t testing.TB) *Server {
+	t.Helper()
+	s := newServer(t, "", freeAddrs(t, 2), nil)
+	s.start(t)
+	return s
+}
+
+// Cluster runs n nats-servers joined by routes into one NATS cluster with
+// clustered JetStream, and waits until each knows the n of them and their
+// JetStream leader.
+func Cluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	addrs := freeAddrs(t, 3*n) // a route's, a client's and a monitor's each
+	routes := make([]string, n)
+	for i := range routes {
+		routes[i] = "nats-route://" + addrs[3*i+2]
+	}
+	servers := make([]*Server, n)
+	for i := range servers {
+		servers[i] = newServer(t, "n"+strconv.Itoa(i+1), addrs[3*i:3*i+2], []string{
+			"--cluster_name", "thingid", "--cluster", strings.Replace(routes[i], "nats-route", "nats", 1),
+			"--routes", strings.Join(append(append([]string(nil), routes[:i]...), routes[i+1:]...), ","),
+		})
+		servers[i].size = n
+		servers[i].start(t)
+	}
+	for _, s := range servers {
+		s.waitJetStream(t)
+	}
+	return servers
+}
+
+// newServer is a server on addrs (the client's, the monitor's) with extra
+// arguments, not started.
+func newServer(t testing.TB, name string, addrs []string, extra []string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
@@ -23,25 +83,127 @@ func Start(t testing.TB) string {
 			t.Skip("nats-server is not installed (apt-get install nats-server): skipping the cluster tests")
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	addr, monitor := addrs[0], addrs[1]
+	host, port, _ := net.SplitHostPort(addr)
+	_, mport, _ := net.SplitHostPort(monitor)
+	args := []string{"-a", host, "-p", port, "-m", mport, "-js", "-sd", t.TempDir()}
+	if name != "" {
+		args = append(args, "-n", name)
+	}
+	s := &Server{URL: "nats://" + addr, Monitor: "http://" + monitor, bin: bin, args: append(args, extra...)}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// freeAddrs are n different ports of 127.0.0.1, free a moment ago.
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+	}
+	return addrs
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command(s.bin, s.args...)
+	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := strings.TrimPrefix(s.URL, "nats://")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return "nats://" + addr
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nats-server did not listen on %s", addr)
 		}
 	}
+}
+
+// Kill ends the server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart starts a killed server again, on its ports and its store; a
+// server of a cluster, until it knows the JetStream leader again.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	s.start(t)
+	if s.size > 0 {
+		s.waitJetStream(t)
+	}
+}
+
+// Get decodes the JSON of a monitoring endpoint (path "/varz", "/subsz"…)
+// into v.
+func (s *Server) Get(t testing.TB, path string, v any) {
+	t.Helper()
+	res, err := http.Get(s.Monitor + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("nats-server %s: %s", path, res.Status)
+	}
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatalf("nats-server %s: %v", path, err)
+	}
+}
+
+// Varz is what /varz says of the messages the server carried.
+type Varz struct {
+	InMsgs   int64 `json:"in_msgs"`
+	OutMsgs  int64 `json:"out_msgs"`
+	InBytes  int64 `json:"in_bytes"`
+	OutBytes int64 `json:"out_bytes"`
+}
+
+// Varz is the server's message counters now.
+func (s *Server) Varz(t testing.TB) Varz {
+	t.Helper()
+	var v Varz
+	s.Get(t, "/varz", &v)
+	return v
+}
+
+// waitJetStream waits until the server knows its cluster's JetStream
+// group, all of it, and its leader.
+func (s *Server) waitJetStream(t testing.TB) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var jsz struct {
+			Meta *struct {
+				Leader string `json:"leader"`
+				Size   int    `json:"cluster_size"`
+			} `json:"meta_cluster"`
+		}
+		res, err := http.Get(s.Monitor + "/jsz")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		err = json.NewDecoder(res.Body).Decode(&jsz)
+		res.Body.Close()
+		if err == nil && jsz.Meta != nil && jsz.Meta.Leader != "" && jsz.Meta.Size == s.size {
+			return
+		}
+		last = fmt.Sprint(err)
+	}
+	t.Fatalf("nats-server %s: no JetStream group of %d with a leader after 30 s (%s)", s.URL, s.size, last)
 }
