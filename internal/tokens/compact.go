@@ -25,11 +25,14 @@ import (
 // library alone: jwx's generic parsing and validation cost as much as the
 // ES256 verification (issue 16: a first MQTT CONNECT over TCP). The rules are
 // those of the jwx path, which ID tokens still take (parse), and a
-// differential test holds the two together; where this path differs it is
-// stricter, never wider: base64url must be canonical (RFC 7515 §2 with
-// RFC 4648 §3.5), a JSON object must not repeat a member name (RFC 7515
-// §5.2 step 4, RFC 7519 §7.2 step 11 allow refusing it), and a NumericDate
-// must be a non-negative integer, as the platform writes it (jwx also takes
+// differential test holds the two together (TestLeanMatchesJWX,
+// FuzzLeanMatchesJWX); where this path differs it is stricter, never wider:
+// base64url must be canonical (RFC 7515 §2 with RFC 4648 §3.5); a JSON
+// object must not repeat a member name (RFC 7515 §4 and RFC 7519 §4 let a
+// parser refuse it; jwx takes the last) nor be followed by anything (jwx
+// ignores what follows the claims); a registered string claim must not be
+// null (jwx reads a null sub as empty); and a NumericDate must be a
+// non-negative integer, as the platform writes it (jwx also takes
 // fractions, exponents, negative numbers and strings).
 
 // b64url is RFC 7515 §2's base64url without padding, refusing non-zero
