@@ -285,7 +285,8 @@ func claimName(err error) string {
 // parse checks raw's form, header (typ), signature, iss, times and required
 // claims, plus what more adds, and returns the token and the kid of the key
 // that signed it. A refused token is an *Error; an error reading the keys is
-// the server's.
+// the server's. It is jwx's path, which ID tokens take; access tokens take
+// the lean one (compact.go), which the tests hold to this one.
 func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOption) (jwt.Token, string, error) {
 	if len(raw) > maxTokenSize {
 		return nil, "", ErrMalformed.with("too long")
@@ -315,8 +316,8 @@ func (v *Verifier) parse(raw, typ string, required []string, more ...jwt.ParseOp
 }
 
 // keyProvider picks the key for a token from the published keys by kid, with
-// the algorithm of that key. It also enforces the header rules, which only it
-// sees.
+// the algorithm of that key. It also enforces the header rules (headerKey,
+// the lean path's too), which only it sees.
 type keyProvider struct {
 	keys *Keys
 	typ  string // typeAccessToken or typeIDToken: neither passes for the other (RFC 8725 §3.11)
