@@ -24,13 +24,18 @@ import (
 // the heap and goroutine profiles taken while the connections are held.
 //
 //	go test -run '^$' -bench HeldConnections -benchtime 1x ./internal/broker/
+//
+// tls-classic-hello is TLS with a client that offers no post-quantum key
+// share (heldtest.EnvClassicHello), as most devices do: a smaller
+// ClientHello, which crypto/tls's buffers keep the size of.
 func BenchmarkHeldConnections(b *testing.B) {
 	for _, listener := range []string{"tcp", "tls"} {
 		b.Run(listener, func(b *testing.B) { benchHeld(b, listener, 2000) })
 	}
+	b.Run("tls-classic-hello", func(b *testing.B) { benchHeld(b, "tls", 2000, heldtest.EnvClassicHello+"=1") })
 }
 
-func benchHeld(b *testing.B, listener string, n int) {
+func benchHeld(b *testing.B, listener string, n int, childEnv ...string) {
 	if os.Getenv("THINGID_HELD_PROFILE") != "" {
 		runtime.MemProfileRate = 1 // every allocation, not a sample
 	}
@@ -42,7 +47,7 @@ func benchHeld(b *testing.B, listener string, n int) {
 		th := e.thing("M")
 		fmt.Fprintf(&creds, "%s %s\n", th.ID, e.thingToken(th))
 	}
-	env := []string{heldtest.EnvAddr + "=" + e.b.Addr(listener), heldtest.EnvCreds + "=" + filepath.Join(dir, "creds")}
+	env := append([]string{heldtest.EnvAddr + "=" + e.b.Addr(listener), heldtest.EnvCreds + "=" + filepath.Join(dir, "creds")}, childEnv...)
 	if err := os.WriteFile(filepath.Join(dir, "creds"), []byte(creds.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -62,3 +62,38 @@ func FuzzParsePermissions(f *testing.F) {
 		}
 	})
 }
+
+// go test -run '^$' -fuzz FuzzLeanMatchesJWX ./internal/tokens/
+//
+// Claims signed by the platform's key, so that the fuzzer reaches the
+// claims' parsing: the lean path never accepts what jwx refuses, accepts
+// with jwx's claims, and where it refuses what jwx accepted, it is for the
+// claims' form (ErrMalformed), never another rule.
+func FuzzLeanMatchesJWX(f *testing.F) {
+	clk := newClock()
+	e := newEnv(f, &memStore{}, masterKey(), nil, clk, ES256)
+	now := clk.Now()
+	sk := e.keys.current().signing
+	header := jsonOf(f, map[string]any{"alg": sk.alg.String(), "kid": sk.kid, "typ": "at+jwt"})
+	good := jsonOf(f, with(wireClaims(now), "thing", "thing-1", "cnf", map[string]any{"jkt": "k"}))
+	for _, seed := range []string{
+		string(good), `{}`, `[]`, `null`, string(good) + `{}`, `{"iss":1}`, `{"exp":1.5}`, `{"aud":["a",null]}`,
+		`{"sub":"a","sub":"b"}`, `{"permissions":[{"resource_id":"r"}]}`, `{"cnf":null}`, `{"\u0069ss":"x"}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		tok := platformSigned(t, e, header, []byte(payload))
+		lean, ref := compare(context.Background(), e.v, tok)
+		switch {
+		case lean.err == nil && !lean.sameAs(ref):
+			t.Fatalf("%q:\n lean %s\n jwx  %s", payload, lean, ref)
+		case lean.err != nil && !errors.As(lean.err, new(*Error)):
+			t.Fatalf("%q: %v is not a refusal", payload, lean.err)
+		case lean.err != nil && ref.err == nil && !errors.Is(lean.err, ErrMalformed):
+			t.Fatalf("%q: jwx accepted, lean refused for %v", payload, lean.err)
+		case lean.err != nil && ref.err != nil && !errors.Is(lean.err, ErrMalformed) && !lean.sameAs(ref):
+			t.Fatalf("%q: refused for another reason:\n lean %s\n jwx  %s", payload, lean, ref)
+		}
+	})
+}

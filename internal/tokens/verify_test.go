@@ -204,6 +204,30 @@ func TestVerifyRefuses(t *testing.T) {
 			cases = append(cases, tc{"HS256 with the " + n.alg.String() + " public key as " + enc, n, forged(t, hdr(n, "alg", "HS256"), good, hs256(secret)), ErrAlgorithm})
 		}
 	}
+	// What jwx accepted and the lean path refuses (compact.go): a member
+	// twice, whichever value a reader would take; data after the claims; a
+	// null sub; another encoding of the same signature; and a token the
+	// size of a denial of service.
+	goodJSON := string(must(json.Marshal(good)))
+	hdrJSON := string(must(json.Marshal(hdr(esN))))
+	for name, tok := range map[string]string{
+		"iss twice":               platformSigned(t, es, []byte(hdrJSON), []byte(goodJSON[:len(goodJSON)-1]+`,"iss":"https://evil.example.com"}`)),
+		"sub twice":               platformSigned(t, es, []byte(hdrJSON), []byte(`{"sub":"admin",`+goodJSON[1:])),
+		"typ twice":               platformSigned(t, es, []byte(`{"typ":"JWT",`+hdrJSON[1:]), []byte(goodJSON)),
+		"data after the claims":   platformSigned(t, es, []byte(hdrJSON), []byte(goodJSON+`{"sub":"admin"}`)),
+		"null sub":                platformSigned(t, es, []byte(hdrJSON), must(json.Marshal(with(good, "sub", json.RawMessage("null"))))),
+		"exp as a string":         platformSigned(t, es, []byte(hdrJSON), must(json.Marshal(with(good, "exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10))))),
+		"non-canonical signature": nonCanonical(signed(t, esN.alg, esN.priv, hdr(esN), good)),
+	} {
+		cases = append(cases, tc{name, esN, tok, ErrMalformed})
+	}
+	valid := signed(t, esN.alg, esN.priv, hdr(esN), good)
+	cases = append(cases,
+		tc{"padded signature", esN, valid + "==", ErrMalformed},
+		tc{"huge token", esN, valid[:strings.LastIndexByte(valid, '.')] + strings.Repeat("A", 1<<20), ErrMalformed},
+		tc{"x5u header", esN, signed(t, esN.alg, esN.priv, hdr(esN, "x5u", "https://evil.example/cert"), good), ErrHeader},
+		tc{"x5c header", esN, forged(t, hdr(esN, "x5c", []string{"AA"}), good, nil), ErrHeader},
+	)
 	// An ID token is not an access token (RFC 9068 §4 step 1, RFC 8725 §3.11).
 	id, err := es.is.IDToken(IDClaims{Subject: "user-1", Audience: []string{testAudience}, ExpiresAt: now.Add(time.Minute)})
 	if err != nil {
@@ -230,6 +254,14 @@ func TestVerifyRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nonCanonical sets the unused low bits of a token's last base64url
+// character: the same signature bytes, another encoding (RFC 4648 §3.5).
+func nonCanonical(tok string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	return tok[:len(tok)-1] + string(alphabet[last^1])
 }
 
 func TestVerifyRoundTrip(t *testing.T) {

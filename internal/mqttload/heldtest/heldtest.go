@@ -27,6 +27,12 @@ const (
 	EnvN     = "THINGID_HOLD_N"     // anonymous connections held-0, held-1, …
 	EnvCreds = "THINGID_HOLD_CREDS" // or a file of "clientID token" lines
 	EnvCA    = "THINGID_HOLD_CA"    // a DER certificate to trust: TLS
+	// EnvClassicHello, when set, makes the TLS client offer X25519 and
+	// P-256 only, as most devices' TLS stacks do (mbedTLS, OpenSSL 3.0):
+	// Go's own ClientHello carries a 1.2 KiB post-quantum key share
+	// (X25519MLKEM768), and crypto/tls keeps the buffers it grew to read
+	// it for the connection's life.
+	EnvClassicHello = "THINGID_HOLD_CLASSIC_HELLO"
 )
 
 // Options of one measurement.
@@ -136,6 +142,9 @@ func Hold(t *testing.T) {
 		pool := x509.NewCertPool()
 		pool.AddCert(cert)
 		target.TLS = &tls.Config{RootCAs: pool, ServerName: "localhost"}
+		if os.Getenv(EnvClassicHello) != "" {
+			target.TLS.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+		}
 	}
 	r := mqttload.Connect(context.Background(), target, len(creds), 16, nil)
 	defer r.Close()
