@@ -28,7 +28,7 @@ type Set struct {
 	untimed  *cedar.PolicySet
 	entities cedar.EntityMap
 	rules    map[cedar.PolicyID]string // policy → the rule's id
-	texts    map[cedar.PolicyID]text // policy → the rule as a guardian reads it
+	texts    map[cedar.PolicyID]text   // policy → the rule as a guardian reads it
 	names    names
 	// minutes are the local minutes of the day (sorted, 0 to 1439) at which
 	// a rule's window opens or closes, or its days or dates change (0,
