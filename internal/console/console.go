@@ -122,6 +122,7 @@ type Store interface {
 	GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error)
 	ListFactoryBatches(ctx context.Context, offset, limit int) ([]*store.FactoryBatch, int, error)
 	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*store.Thing, int, error)
+	ThingFactoryBatches(ctx context.Context, thingID string) ([]*store.FactoryBatch, error)
 	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
 }
 

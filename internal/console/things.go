@@ -273,6 +273,7 @@ type thingPage struct {
 	Attributes  []attrRow
 	Owners      []ownerRow
 	Household   string
+	Batches     []batchRow
 	Certs       []certRow
 	Grants      []grantRow
 	Connections []connRow
@@ -322,6 +323,14 @@ func (c *Console) showThing(w http.ResponseWriter, r *http.Request, s staff) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		c.pageError(w, r, err)
 		return
+	}
+	batches, err := c.opts.Store.ThingFactoryBatches(ctx, t.ID)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	for _, b := range batches {
+		p.Batches = append(p.Batches, batchRowOf(b))
 	}
 	for _, cr := range t.Certificates {
 		p.Certs = append(p.Certs, certRow{Fingerprint: cr.FingerprintSHA256, Serial: cr.SerialNumber, Subject: cr.Subject,

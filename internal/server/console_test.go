@@ -304,7 +304,8 @@ func TestConsoleThings(t *testing.T) {
 
 	page := "/admin/things/" + w.speaker.ID
 	r := ada.get(page)
-	for _, want := range []string{"SN-0001", "olivia", w.fingerprint, w.grant.ID, "Not connected.", "test.xss", "Echo 3"} {
+	for _, want := range []string{"SN-0001", "olivia", w.fingerprint, w.grant.ID, "Not connected.", "test.xss", "Echo 3",
+		`<td id="batches"><a href="/admin/batches/` + w.batch.ID + `">Acme Echo 3 · `} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the thing's page lacks %q", want)
 		}

@@ -46,6 +46,9 @@ type FactoryBatches interface {
 	// ListFactoryBatchThings returns one page of the batch's things by
 	// serial number, and how many there are.
 	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*Thing, int, error)
+	// ThingFactoryBatches returns the batches that made the thing, oldest
+	// first (none for a thing no factory run made).
+	ThingFactoryBatches(ctx context.Context, thingID string) ([]*FactoryBatch, error)
 	// CountThingsByIssuer counts, for each issuer DN, the things holding
 	// a certificate (Thing.Certificates) whose issuer it is.
 	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)

@@ -171,6 +171,24 @@ func (t *txn) ListFactoryBatchThings(ctx context.Context, batchID string, offset
 	return out, total, rows.Err()
 }
 
+func (t *txn) ThingFactoryBatches(ctx context.Context, thingID string) ([]*store.FactoryBatch, error) {
+	rows, err := t.q.QueryContext(ctx, "SELECT "+batchColumns+" FROM factory_batches AS b JOIN factory_batch_things AS bt ON bt.batch_id = b.id"+
+		" WHERE bt.thing_id = "+t.ph(1)+" ORDER BY b.created, b.id", thingID)
+	if err != nil {
+		return nil, fmt.Errorf("a thing's factory batches: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.FactoryBatch
+	for rows.Next() {
+		b, err := scanBatch(rows)
+		if err != nil {
+			return nil, fmt.Errorf("a thing's factory batches: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 func (t *txn) CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error) {
 	out := make(map[string]int, len(issuers))
 	for _, iss := range issuers {
@@ -211,6 +229,14 @@ func (s *Store) ListFactoryBatchThings(ctx context.Context, batchID string, offs
 		return err
 	})
 	return ths, total, err
+}
+
+func (s *Store) ThingFactoryBatches(ctx context.Context, thingID string) (bs []*store.FactoryBatch, err error) {
+	err = s.read(ctx, func(t *txn) error {
+		bs, err = t.ThingFactoryBatches(ctx, thingID)
+		return err
+	})
+	return bs, err
 }
 
 func (s *Store) CountThingsByIssuer(ctx context.Context, issuers []string) (n map[string]int, err error) {

@@ -88,6 +88,21 @@ func testFactoryBatches(t *testing.T, s store.Store) {
 		t.Errorf("issued %d, want 3", got.Issued)
 	}
 	wantErr(t, s.AddFactoryBatchThings(ctx(t), "missing", ids), store.ErrNotFound)
+	must(t, s.AddFactoryBatchThings(ctx(t), newest.ID, ids[2:])) // a thing of two batches
+	for i, want := range [][]string{{old.ID}, {old.ID}, {old.ID, newest.ID}} {
+		bs, err := s.ThingFactoryBatches(ctx(t), ids[i])
+		must(t, err)
+		var got []string
+		for _, b := range bs {
+			got = append(got, b.ID)
+		}
+		if !reflect.DeepEqual(got, want) || bs[0].Model != "SPK" {
+			t.Errorf("the batches of thing %d: %v, want %v", i, got, want)
+		}
+	}
+	if bs, err := s.ThingFactoryBatches(ctx(t), "no-such-thing"); err != nil || len(bs) != 0 {
+		t.Errorf("the batches of no thing: %v %v", bs, err)
+	}
 	wantErr(t, s.AddFactoryBatchThings(ctx(t), newer.ID, []string{"no-such-thing"}), store.ErrNotFound)
 
 	things, total, err := s.ListFactoryBatchThings(ctx(t), old.ID, 1, 5)
