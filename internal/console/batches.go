@@ -59,8 +59,8 @@ func (c *Console) showBatches(w http.ResponseWriter, r *http.Request, s staff) {
 // page reads the page parameter; a bad one is answered with a 400 naming it.
 func (c *Console) page(w http.ResponseWriter, r *http.Request) (int, bool) {
 	page, err := pageParam(r.URL.Query())
-	if se, ok := errors.AsType[*searchError](err); ok {
-		c.message(w, r, http.StatusBadRequest, "Not accepted", se.Error())
+	if fe, ok := errors.AsType[*fieldError](err); ok {
+		c.message(w, r, http.StatusBadRequest, "Not accepted", fe)
 		return 0, false
 	}
 	return page, true

@@ -400,7 +400,7 @@ func (s *Site) translateAny(lang string, src any, args ...any) string {
 		args = slices.Clone(args) // a Message's own arguments stay as they are
 		for i, a := range args {
 			switch a := a.(type) {
-			case Message:
+			case Message, error:
 				args[i] = s.translateAny(lang, a)
 			case string:
 			default:
