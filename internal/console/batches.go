@@ -219,11 +219,7 @@ func (c *Console) showCAs(w http.ResponseWriter, r *http.Request, s staff) {
 		c.pageError(w, r, err)
 		return
 	}
-	subjects := make([]string, len(cas))
-	for i, ca := range cas {
-		subjects[i] = ca.Subject
-	}
-	counts, err := c.opts.Store.CountThingsByIssuer(ctx, subjects)
+	counts, err := c.opts.Store.CountThingsOfCAs(ctx, cas)
 	if err != nil {
 		c.pageError(w, r, err)
 		return
@@ -232,7 +228,7 @@ func (c *Console) showCAs(w http.ResponseWriter, r *http.Request, s staff) {
 	now := c.opts.Now()
 	for _, ca := range cas {
 		row := caRow{Name: ca.Name, Subject: ca.Subject, Fingerprint: ca.FingerprintSHA256, NotAfter: formatTime(ca.NotAfter),
-			Things: counts[ca.Subject], Expired: now.After(ca.NotAfter),
+			Things: counts[ca.ID], Expired: now.After(ca.NotAfter),
 			Provisions: strings.TrimSpace(ca.Template.Manufacturer + " " + ca.Template.Model)}
 		if cert, err := x509.ParseCertificate(ca.Certificate); err == nil {
 			row.NotBefore = formatTime(cert.NotBefore)

@@ -123,7 +123,7 @@ type Store interface {
 	ListFactoryBatches(ctx context.Context, offset, limit int) ([]*store.FactoryBatch, int, error)
 	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*store.Thing, int, error)
 	ThingFactoryBatches(ctx context.Context, thingID string) ([]*store.FactoryBatch, error)
-	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
+	CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (map[string]int, error)
 }
 
 // Options configures the console. Connections may be nil (no broker).

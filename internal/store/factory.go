@@ -49,7 +49,8 @@ type FactoryBatches interface {
 	// ThingFactoryBatches returns the batches that made the thing, oldest
 	// first (none for a thing no factory run made).
 	ThingFactoryBatches(ctx context.Context, thingID string) ([]*FactoryBatch, error)
-	// CountThingsByIssuer counts, for each issuer DN, the things holding
-	// a certificate (Thing.Certificates) whose issuer it is.
-	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
+	// CountThingsOfCAs counts, for each CA by its ID, the things holding a
+	// certificate (Thing.Certificates) the CA issued (its issuer is the
+	// CA's subject) or that chained to it (CertRef.CA), each thing once.
+	CountThingsOfCAs(ctx context.Context, cas []*ManufacturerCA) (map[string]int, error)
 }

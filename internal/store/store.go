@@ -194,6 +194,10 @@ type CertRef struct {
 	// that revoking every certificate of a thing can list them in a CRL.
 	SerialNumber string    `json:"serialNumber,omitempty"`
 	NotAfter     time.Time `json:"notAfter,omitzero"`
+	// CA is the ID of the manufacturer CA the certificate chained to when
+	// the platform accepted it (through an intermediate, perhaps); "" for
+	// the platform's own certificates and those recorded otherwise.
+	CA string `json:"ca,omitempty"`
 }
 
 // CertRefOf records cert.

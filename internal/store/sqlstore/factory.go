@@ -189,14 +189,15 @@ func (t *txn) ThingFactoryBatches(ctx context.Context, thingID string) ([]*store
 	return out, rows.Err()
 }
 
-func (t *txn) CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error) {
-	out := make(map[string]int, len(issuers))
-	for _, iss := range issuers {
+func (t *txn) CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (map[string]int, error) {
+	out := make(map[string]int, len(cas))
+	for _, ca := range cas {
 		var n int
-		if err := t.q.QueryRowContext(ctx, "SELECT count(DISTINCT thing_id) FROM thing_certificates WHERE issuer = "+t.ph(1), iss).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count things by issuer: %w", err)
+		if err := t.q.QueryRowContext(ctx, "SELECT count(DISTINCT thing_id) FROM thing_certificates WHERE issuer = "+t.ph(1)+
+			" OR ca_id = "+t.ph(2), ca.Subject, ca.ID).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count the things of a CA: %w", err)
 		}
-		out[iss] = n
+		out[ca.ID] = n
 	}
 	return out, nil
 }
@@ -239,9 +240,9 @@ func (s *Store) ThingFactoryBatches(ctx context.Context, thingID string) (bs []*
 	return bs, err
 }
 
-func (s *Store) CountThingsByIssuer(ctx context.Context, issuers []string) (n map[string]int, err error) {
+func (s *Store) CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (n map[string]int, err error) {
 	err = s.read(ctx, func(t *txn) error {
-		n, err = t.CountThingsByIssuer(ctx, issuers)
+		n, err = t.CountThingsOfCAs(ctx, cas)
 		return err
 	})
 	return n, err

@@ -219,8 +219,8 @@ func (t *txn) insertCertificates(ctx context.Context, id string, certs []store.C
 		if c.NotAfter.IsZero() || c.FingerprintSHA256 == "" {
 			continue
 		}
-		if _, err := t.q.ExecContext(ctx, "INSERT INTO thing_certificates (thing_id, fingerprint, not_after, issuer) VALUES "+
-			t.placeholders(1, 4, 1)+" ON CONFLICT DO NOTHING", id, c.FingerprintSHA256, t.flavor().timeArg(c.NotAfter), c.Issuer); err != nil {
+		if _, err := t.q.ExecContext(ctx, "INSERT INTO thing_certificates (thing_id, fingerprint, not_after, issuer, ca_id) VALUES "+
+			t.placeholders(1, 5, 1)+" ON CONFLICT DO NOTHING", id, c.FingerprintSHA256, t.flavor().timeArg(c.NotAfter), c.Issuer, c.CA); err != nil {
 			return fmt.Errorf("thing %s: certificate %s: %w", id, c.FingerprintSHA256, err)
 		}
 	}
