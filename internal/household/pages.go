@@ -467,7 +467,8 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 		d, err := s.Preview(r.Context(), u, id, req)
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
-			err = refuse(http.StatusBadRequest, previewField(fe.Field), "%s", fe.Reason)
+			_, src, args := fe.Refusal()
+			err = refuse(http.StatusBadRequest, previewField(fe.Field), src, args...)
 		}
 		switch {
 		case errors.As(err, &e):

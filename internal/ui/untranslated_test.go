@@ -262,7 +262,7 @@ func isWords(s string) bool {
 func TestCataloguesCoverTheGoText(t *testing.T) {
 	calls := map[string][]int{"Msg": {0}, "tr": {0}, "refuse": {2}, "message": {3, 4}, "change": {0}, "explain": {0},
 		// The validators' refusals a page shows (ui.Refusal).
-		"invalid": {1}, "invalidField": {1}, "advise": {1}, "bad": {1}, "refused": {1}}
+		"invalid": {1}, "invalidField": {1}, "advise": {1}, "bad": {1}, "refused": {1}, "fieldErr": {1}}
 	fields := []string{"Title", "Text", "LinkText", "Label", "title", "label"}
 	tables := []string{"notices", "fieldLabels", "dayWords", "sentences"}
 	files, err := filepath.Glob("../*/*.go")
