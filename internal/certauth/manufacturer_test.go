@@ -296,7 +296,7 @@ func TestManufacturerIntermediates(t *testing.T) {
 	ctx := t.Context()
 	byURI := acme
 	byURI.SerialFrom = SerialFromURI
-	_, root, rootKey := e.manufacturer("Acme", byURI)
+	ca, root, rootKey := e.manufacturer("Acme", byURI)
 	inter, interKey := newCA(t, pkix.Name{CommonName: "Acme plant 7"}, root, rootKey, 0)
 	leaf, _ := issue(t, leafTmpl("", "urn:acme:dev:7-0042"), inter, interKey)
 	if _, err := e.checker().Verify(ctx, []*x509.Certificate{leaf}); !errors.Is(err, ErrUnknownCA) {
@@ -305,6 +305,14 @@ func TestManufacturerIntermediates(t *testing.T) {
 	id, err := e.c.Verify(ctx, []*x509.Certificate{leaf, inter})
 	if err != nil || id.Thing.SerialNumber != "urn:acme:dev:7-0042" {
 		t.Fatalf("Verify: %v %+v", err, id)
+	}
+	// The certificate records the CA it chained to, so the CA's things
+	// count it although the plant's intermediate issued it.
+	if c := id.Thing.Certificates; len(c) != 1 || c[0].CA != ca.ID || c[0].Issuer != inter.Subject.String() {
+		t.Fatalf("recorded %+v, want the intermediate's certificate with CA %s", c, ca.ID)
+	}
+	if n, err := e.st.CountThingsOfCAs(ctx, []*store.ManufacturerCA{ca}); err != nil || n[ca.ID] != 1 {
+		t.Fatalf("the CA's things: %v %v, want 1", n, err)
 	}
 	if _, err := e.c.Verify(ctx, []*x509.Certificate{inter, root}); !errors.Is(err, ErrNotClientCert) {
 		t.Fatalf("intermediate as the leaf: %v", err)

@@ -78,7 +78,7 @@ func (c *Checker) provision(ctx context.Context, ca *manufacturerCA, leaf *x509.
 		Model:        tmpl.Model,
 		SerialNumber: serial,
 		Attributes:   maps.Clone(tmpl.Attributes),
-		Certificates: []store.CertRef{store.CertRefOf(leaf)},
+		Certificates: []store.CertRef{certRefOf(ca, leaf)},
 	}
 	created, err := c.opts.Identity.CreateThing(ctx, provisioner(ca), t)
 	var invalid *identity.ValidationError
@@ -106,7 +106,15 @@ func (c *Checker) renew(ctx context.Context, ca *manufacturerCA, t *store.Thing,
 	if !same {
 		return nil, fmt.Errorf("%w: thing %s (%s %s %q) holds no certificate from %q", ErrWrongAuthority, t.ID, t.Manufacturer, t.Model, t.SerialNumber, issuer)
 	}
-	return c.opts.Identity.AddCertificate(ctx, provisioner(ca), t.ID, store.CertRefOf(leaf))
+	return c.opts.Identity.AddCertificate(ctx, provisioner(ca), t.ID, certRefOf(ca, leaf))
+}
+
+// certRefOf records leaf as accepted through ca, whose things it counts
+// with on the console even when an intermediate of ca issued it.
+func certRefOf(ca *manufacturerCA, leaf *x509.Certificate) store.CertRef {
+	ref := store.CertRefOf(leaf)
+	ref.CA = ca.ID
+	return ref
 }
 
 // provisioner is the actor of the changes provisioning makes.

@@ -25,7 +25,8 @@ func (c *Console) readAudit(r *http.Request, s staff, q audit.Query) (audit.Page
 type auditPage struct {
 	base
 	Actor, Action, Subject, SubjectKind, Since, Until string
-	ErrorField, Error                                 string
+	ErrorField                                        string
+	Error                                             error
 	Rows                                              []auditRow
 	NextLink, CSVLink                                 string
 }
@@ -48,7 +49,7 @@ func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, s staff) {
 	q, err := c.auditQuery(v)
 	var fe *audit.FieldError
 	if errors.As(err, &fe) {
-		p.ErrorField, p.Error = fe.Field, fe.Error()
+		p.ErrorField, p.Error = fe.Field, fe
 		c.kit.Render(w, r, http.StatusBadRequest, c.pages.audit, p)
 		return
 	}
@@ -58,7 +59,7 @@ func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, s staff) {
 	}
 	page, err := c.readAudit(r, s, q)
 	if errors.Is(err, store.ErrInvalidQuery) {
-		p.Error = err.Error()
+		p.Error = err
 		c.kit.Render(w, r, http.StatusBadRequest, c.pages.audit, p)
 		return
 	}
@@ -87,7 +88,7 @@ func (c *Console) exportAudit(w http.ResponseWriter, r *http.Request, s staff) {
 	q, err := audit.ParseQuery(v, c.opts.CursorKey)
 	var fe *audit.FieldError
 	if errors.As(err, &fe) {
-		c.message(w, r, http.StatusBadRequest, "Export not possible", fe.Error())
+		c.message(w, r, http.StatusBadRequest, "Export not possible", fe)
 		return
 	}
 	if err != nil {

@@ -59,8 +59,8 @@ func (c *Console) showBatches(w http.ResponseWriter, r *http.Request, s staff) {
 // page reads the page parameter; a bad one is answered with a 400 naming it.
 func (c *Console) page(w http.ResponseWriter, r *http.Request) (int, bool) {
 	page, err := pageParam(r.URL.Query())
-	if se, ok := errors.AsType[*searchError](err); ok {
-		c.message(w, r, http.StatusBadRequest, "Not accepted", se.Error())
+	if fe, ok := errors.AsType[*fieldError](err); ok {
+		c.message(w, r, http.StatusBadRequest, "Not accepted", fe)
 		return 0, false
 	}
 	return page, true
@@ -219,11 +219,7 @@ func (c *Console) showCAs(w http.ResponseWriter, r *http.Request, s staff) {
 		c.pageError(w, r, err)
 		return
 	}
-	subjects := make([]string, len(cas))
-	for i, ca := range cas {
-		subjects[i] = ca.Subject
-	}
-	counts, err := c.opts.Store.CountThingsByIssuer(ctx, subjects)
+	counts, err := c.opts.Store.CountThingsOfCAs(ctx, cas)
 	if err != nil {
 		c.pageError(w, r, err)
 		return
@@ -232,7 +228,7 @@ func (c *Console) showCAs(w http.ResponseWriter, r *http.Request, s staff) {
 	now := c.opts.Now()
 	for _, ca := range cas {
 		row := caRow{Name: ca.Name, Subject: ca.Subject, Fingerprint: ca.FingerprintSHA256, NotAfter: formatTime(ca.NotAfter),
-			Things: counts[ca.Subject], Expired: now.After(ca.NotAfter),
+			Things: counts[ca.ID], Expired: now.After(ca.NotAfter),
 			Provisions: strings.TrimSpace(ca.Template.Manufacturer + " " + ca.Template.Model)}
 		if cert, err := x509.ParseCertificate(ca.Certificate); err == nil {
 			row.NotBefore = formatTime(cert.NotBefore)

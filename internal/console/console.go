@@ -122,7 +122,8 @@ type Store interface {
 	GetFactoryBatch(ctx context.Context, id string) (*store.FactoryBatch, error)
 	ListFactoryBatches(ctx context.Context, offset, limit int) ([]*store.FactoryBatch, int, error)
 	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*store.Thing, int, error)
-	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
+	ThingFactoryBatches(ctx context.Context, thingID string) ([]*store.FactoryBatch, error)
+	CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (map[string]int, error)
 }
 
 // Options configures the console. Connections may be nil (no broker).
@@ -306,13 +307,14 @@ func (c *Console) signedIn(w http.ResponseWriter, r *http.Request) (staff, bool)
 }
 
 type messagePage struct {
-	Title, Text string
+	Title string
+	Text  any // English source text, a ui.Message or an error (a ui.Refusal is translated)
 }
 
-// message shows a page of title and text, English source text the template
-// translates (text that is not in the catalogue, like a service's error,
-// stays as it is).
-func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+// message shows a page of title and text: English source text the template
+// translates, a ui.Message, or an error (a ui.Refusal in the reader's
+// language, any other as it is).
+func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, title string, text any) {
 	c.kit.Render(w, r, status, c.pages.message, messagePage{Title: title, Text: text})
 }
 

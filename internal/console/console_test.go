@@ -56,7 +56,7 @@ func TestParseThingSearch(t *testing.T) {
 		"model":  {"model": {strings.Repeat("m", maxSearchText+1)}},
 	} {
 		_, err := parseThingSearch(v)
-		if se, ok := err.(*searchError); !ok || se.Field != field {
+		if fe, ok := err.(*fieldError); !ok || fe.Field != field {
 			t.Errorf("%v: %v, want an error about %s", v, err, field)
 		}
 	}

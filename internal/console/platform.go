@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // ClientSpec is an OAuth client to register, as the admin API and the CLI
@@ -18,14 +19,9 @@ type ClientSpec struct {
 	GrantTypes, Scopes     []string
 }
 
-// FieldError is a refused input naming its field.
-type FieldError struct{ Field, Reason string }
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
 // Clients manages OAuth clients (the authorization server's registry: the
 // same validation and audit as the admin API and `thingid clients`). A
-// refused spec is a *FieldError.
+// refused spec is a ui.Refusal naming the field (oauth.ClientError).
 type Clients interface {
 	ListClients(ctx context.Context, offset, limit int) ([]*store.Client, int, error)
 	CreateClient(ctx context.Context, actor string, spec ClientSpec) (*store.Client, string, error)
@@ -66,7 +62,10 @@ type clientsPage struct {
 	Rows               []clientRow
 	Total              int
 	PrevLink, NextLink string
-	New                struct{ Name, Type, AuthMethod, RedirectURIs, GrantTypes, Scopes, Error, Field string }
+	New                struct {
+		Name, Type, AuthMethod, RedirectURIs, GrantTypes, Scopes string
+		Error                                                    error
+	}
 	// Secret is shown once, on the page that answers create or rotate.
 	Secret, SecretClient string
 }
@@ -103,12 +102,11 @@ func (c *Console) submitCreateClient(w http.ResponseWriter, r *http.Request, s s
 		RedirectURIs: strings.Fields(f.Get("redirectURIs")), GrantTypes: strings.Fields(f.Get("grantTypes")), Scopes: strings.Fields(f.Get("scopes"))}
 	p := clientsPage{base: c.base(w, r, s)}
 	cl, secret, err := c.opts.Clients.CreateClient(r.Context(), s.actor(), spec)
-	var fe *FieldError
-	switch {
-	case errors.As(err, &fe):
+	switch rf, refused := errors.AsType[ui.Refusal](err); {
+	case refused:
 		p.New.Name, p.New.Type, p.New.AuthMethod = f.Get("name"), f.Get("type"), f.Get("authMethod")
 		p.New.RedirectURIs, p.New.GrantTypes, p.New.Scopes = f.Get("redirectURIs"), f.Get("grantTypes"), f.Get("scopes")
-		p.New.Error, p.New.Field = fe.Error(), fe.Field
+		p.New.Error = rf
 		c.renderClients(w, r, p, http.StatusBadRequest)
 		return
 	case err != nil:
@@ -125,9 +123,8 @@ func (c *Console) submitCreateClient(w http.ResponseWriter, r *http.Request, s s
 func (c *Console) submitRotateSecret(w http.ResponseWriter, r *http.Request, s staff) {
 	id := r.PathValue("id")
 	secret, err := c.opts.Clients.RotateSecret(r.Context(), s.actor(), id)
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		c.message(w, r, http.StatusBadRequest, "No secret to rotate", fe.Error())
+	if rf, ok := errors.AsType[ui.Refusal](err); ok {
+		c.message(w, r, http.StatusBadRequest, "No secret to rotate", rf)
 		return
 	}
 	if c.changeFailed(w, r, err) {

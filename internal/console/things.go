@@ -17,12 +17,33 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
-// searchError is a bad search field, shown at the field.
-type searchError struct{ Field, Reason string }
+// fieldError is a refused input of a console form, named as the form
+// names it (shown at the field), its reason English source text with the
+// arguments of its verbs, which the page translates (ui.Refusal).
+type fieldError struct {
+	Field string
+	src   string
+	args  []any
+}
 
-func (e *searchError) Error() string { return e.Field + ": " + e.Reason }
+// refused is the refusal of field for the reason format.
+func refused(field, format string, args ...any) *fieldError {
+	return &fieldError{Field: field, src: format, args: args}
+}
+
+// refusedAt is a deeper validator's refusal rf shown at the form's field.
+func refusedAt(field string, rf ui.Refusal) *fieldError {
+	_, src, args := rf.Refusal()
+	return &fieldError{Field: field, src: src, args: args}
+}
+
+func (e *fieldError) Error() string { return e.Field + ": " + fmt.Sprintf(e.src, e.args...) }
+
+// Refusal is the reason's source text and arguments (ui.Refusal).
+func (e *fieldError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
 
 // maxSearchText bounds a search field, in bytes.
 const maxSearchText = 256
@@ -49,13 +70,13 @@ func parseThingSearch(v url.Values) (thingSearch, error) {
 		Model: strings.TrimSpace(v.Get("model")), Owner: strings.TrimSpace(v.Get("owner")), Status: v.Get("status")}
 	for name, s := range map[string]string{"serial": q.Serial, "mac": q.MAC, "model": q.Model, "owner": q.Owner} {
 		if len(s) > maxSearchText {
-			return q, &searchError{name, fmt.Sprintf("at most %d characters", maxSearchText)}
+			return q, refused(name, "at most %d characters", maxSearchText)
 		}
 	}
 	switch store.Status(q.Status) {
 	case "", store.StatusActive, store.StatusDisabled:
 	default:
-		return q, &searchError{"status", "choose active or disabled"}
+		return q, refused("status", "choose active or disabled")
 	}
 	page, err := pageParam(v)
 	if err != nil {
@@ -73,7 +94,7 @@ func pageParam(v url.Values) (int, error) {
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 1 || n > 1_000_000 {
-		return 0, &searchError{"page", "a page number from 1"}
+		return 0, refused("page", "a page number from 1")
 	}
 	return n, nil
 }
@@ -109,7 +130,7 @@ func (c *Console) thingQuery(r *http.Request, q thingSearch) (sq store.Query, fo
 	var mac string
 	if q.MAC != "" {
 		if mac, err = normalizeMAC(q.MAC); err != nil {
-			return sq, false, &searchError{"mac", err.Error()}
+			return sq, false, err
 		}
 	}
 	var owner string
@@ -153,7 +174,7 @@ func normalizeMAC(s string) (string, error) {
 	}, strings.ToLower(s))
 	b, err := hex.DecodeString(hexits)
 	if err != nil || (len(b) != 6 && len(b) != 8) {
-		return "", errors.New("not a MAC address (six or eight bytes in hexadecimal, for example 00:1a:2b:3c:4d:5e)")
+		return "", refused("mac", "not a MAC address (six or eight bytes in hexadecimal, for example 00:1a:2b:3c:4d:5e)")
 	}
 	parts := make([]string, len(b))
 	for i, x := range b {
@@ -170,7 +191,7 @@ type thingRow struct {
 type thingsPage struct {
 	base
 	Q     thingSearch
-	Error *searchError
+	Error *fieldError
 	Rows  []thingRow
 	// Total is how many match; More: more than Total (the count's bound).
 	Total                string
@@ -209,6 +230,12 @@ func (c *Console) showThings(w http.ResponseWriter, r *http.Request, s staff) {
 		return
 	}
 	things, total, err := c.opts.Identities.ListThings(r.Context(), sq)
+	if qe, ok := errors.AsType[*store.QueryError](err); ok {
+		// Text no column holds (a NUL, broken UTF-8), refused by the store.
+		p.Error = refusedAt(searchInputs[qe.Field], qe)
+		c.kit.Render(w, r, http.StatusBadRequest, c.pages.things, p)
+		return
+	}
 	if err != nil {
 		c.pageError(w, r, err)
 		return
@@ -226,6 +253,9 @@ func (c *Console) showThings(w http.ResponseWriter, r *http.Request, s staff) {
 	p.PrevLink, p.NextLink, p.FirstShown, p.LastShow = pager(Path+"/things", q.values(), q.Page, len(things), total)
 	c.kit.Render(w, r, http.StatusOK, c.pages.things, p)
 }
+
+// searchInputs are the inputs of the things search by the store's fields.
+var searchInputs = map[string]string{"serialNumber": "serial", "macAddresses": "mac", "model": "model", "owners": "owner", "status": "status"}
 
 // pager returns the links to the pages around page and the rows shown.
 func pager(path string, v url.Values, page, rows, total int) (prev, next string, first, last int) {
@@ -273,6 +303,7 @@ type thingPage struct {
 	Attributes  []attrRow
 	Owners      []ownerRow
 	Household   string
+	Batches     []batchRow
 	Certs       []certRow
 	Grants      []grantRow
 	Connections []connRow
@@ -322,6 +353,14 @@ func (c *Console) showThing(w http.ResponseWriter, r *http.Request, s staff) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		c.pageError(w, r, err)
 		return
+	}
+	batches, err := c.opts.Store.ThingFactoryBatches(ctx, t.ID)
+	if err != nil {
+		c.pageError(w, r, err)
+		return
+	}
+	for _, b := range batches {
+		p.Batches = append(p.Batches, batchRowOf(b))
 	}
 	for _, cr := range t.Certificates {
 		p.Certs = append(p.Certs, certRow{Fingerprint: cr.FingerprintSHA256, Serial: cr.SerialNumber, Subject: cr.Subject,
@@ -512,11 +551,11 @@ func (c *Console) changeFailed(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, store.ErrStale):
 		c.message(w, r, http.StatusConflict, "Changed meanwhile", "Someone changed it meanwhile. Open the page again and retry.")
 	case errors.As(err, &re):
-		c.message(w, r, http.StatusBadRequest, "Not revoked", re.Error())
+		c.message(w, r, http.StatusBadRequest, "Not revoked", re)
 	case errors.Is(err, store.ErrConflict):
-		c.message(w, r, http.StatusConflict, "Taken", c.kit.Translator(r)("Another identity holds this name, address or serial number already: %s", err.Error()))
+		c.message(w, r, http.StatusConflict, "Taken", ui.Msg("Another identity holds this name, address or serial number already: %s", err))
 	case errors.As(err, new(*identity.ValidationError)):
-		c.message(w, r, http.StatusBadRequest, "Not accepted", err.Error())
+		c.message(w, r, http.StatusBadRequest, "Not accepted", err)
 	default:
 		c.pageError(w, r, err)
 	}

@@ -18,14 +18,17 @@ type userRow struct {
 type usersPage struct {
 	base
 	Query, Status        string
-	Error                *searchError
+	Error                *fieldError
 	Rows                 []userRow
 	Total                int
 	Searched             bool
 	PrevLink, NextLink   string
 	FirstShown, LastShow int
 	// The create form, again after a refusal.
-	New struct{ UserName, DisplayName, Email, Error string }
+	New struct {
+		UserName, DisplayName, Email string
+		Error                        error
+	}
 }
 
 // userFilter selects users whose user name, display name or e-mail address
@@ -52,9 +55,9 @@ func (c *Console) renderUsers(w http.ResponseWriter, r *http.Request, s staff, p
 	switch {
 	case errors.As(err, &p.Error):
 	case len(p.Query) > maxSearchText:
-		p.Error = &searchError{"q", "at most 256 characters"}
+		p.Error = refused("q", "at most %d characters", maxSearchText)
 	case p.Status != "" && p.Status != string(store.StatusActive) && p.Status != string(store.StatusDisabled):
-		p.Error = &searchError{"status", "choose active or disabled"}
+		p.Error = refused("status", "choose active or disabled")
 	}
 	if p.Error != nil {
 		c.kit.Render(w, r, http.StatusBadRequest, c.pages.users, p)
@@ -64,6 +67,12 @@ func (c *Console) renderUsers(w http.ResponseWriter, r *http.Request, s staff, p
 	if p.Searched {
 		users, total, err := c.opts.Identities.ListUsers(r.Context(), store.Query{Filter: userFilter(p.Query, p.Status),
 			SortBy: "userName", Offset: (page - 1) * pageSize, Limit: pageSize})
+		if qe, ok := errors.AsType[*store.QueryError](err); ok {
+			// Text no column holds (a NUL, broken UTF-8), refused by the store.
+			p.Error = refusedAt("q", qe)
+			c.kit.Render(w, r, http.StatusBadRequest, c.pages.users, p)
+			return
+		}
 		if err != nil {
 			c.pageError(w, r, err)
 			return
@@ -102,10 +111,8 @@ func (c *Console) submitCreateUser(w http.ResponseWriter, r *http.Request, s sta
 	p := usersPage{base: c.base(w, r, s)}
 	p.New.UserName, p.New.DisplayName, p.New.Email = f.Get("userName"), f.Get("displayName"), f.Get("email")
 	switch {
-	case errors.Is(err, store.ErrConflict):
-		p.New.Error = "userName: another user has this user name."
-	case errors.As(err, new(*identity.ValidationError)):
-		p.New.Error = err.Error()
+	case errors.Is(err, store.ErrConflict), errors.As(err, new(*identity.ValidationError)):
+		p.New.Error = err // a store.ConflictError or identity.ValidationError: translated on the page
 	default:
 		c.pageError(w, r, err)
 		return

@@ -479,7 +479,8 @@ func (s *Service) apiPreview(w http.ResponseWriter, r *http.Request, u *store.Us
 	d, err := s.Preview(r.Context(), u, r.PathValue("id"), policy.Request{UserID: in.UserID, ThingID: in.ThingID, Action: in.Action, Scope: in.Scope})
 	var fe *policy.FieldError
 	if errors.As(err, &fe) {
-		return refuse(http.StatusBadRequest, previewField(fe.Field), "%s", fe.Reason)
+		_, src, args := fe.Refusal()
+		return refuse(http.StatusBadRequest, previewField(fe.Field), src, args...)
 	}
 	if err != nil {
 		return err

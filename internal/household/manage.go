@@ -548,7 +548,8 @@ func (s *Service) changeRules(ctx context.Context, u *store.User, id, action str
 		if err := v.policy.CheckRules(rules); err != nil {
 			var fe *policy.FieldError
 			if errors.As(err, &fe) {
-				return refuse(http.StatusBadRequest, fe.Field, "%s", fe.Reason)
+				_, src, args := fe.Refusal()
+				return refuse(http.StatusBadRequest, fe.Field, src, args...)
 			}
 			return err
 		}

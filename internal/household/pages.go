@@ -467,7 +467,8 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 		d, err := s.Preview(r.Context(), u, id, req)
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
-			err = refuse(http.StatusBadRequest, previewField(fe.Field), "%s", fe.Reason)
+			_, src, args := fe.Refusal()
+			err = refuse(http.StatusBadRequest, previewField(fe.Field), src, args...)
 		}
 		switch {
 		case errors.As(err, &e):
@@ -478,7 +479,7 @@ func (s *Service) showHousehold(w http.ResponseWriter, r *http.Request, u *store
 			return
 		default:
 			p.forms = map[string]*form{"preview": {values: q}}
-			p.Preview = &decisionView{Allowed: d.Allowed, Rule: d.Rule, Reason: sentence(d.Reason), Local: s.kit.Translator(r)(d.Local.Weekday().String()) + d.Local.Format(" 2006-01-02 15:04 MST")}
+			p.Preview = &decisionView{Allowed: d.Allowed, Rule: d.Rule, Reason: sentence(d.ReasonIn(s.kit.Translator(r))), Local: s.kit.Translator(r)(d.Local.Weekday().String()) + d.Local.Format(" 2006-01-02 15:04 MST")}
 		}
 	}
 	s.kit.Render(w, r, status, s.pages.household, p)

@@ -6,6 +6,7 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,16 +15,29 @@ import (
 	"github.com/thingid/thingid/internal/store"
 )
 
-// ValidationError names the field that is wrong and why.
+// ValidationError names the field that is wrong and why. Reason is
+// English (the APIs' answer); a page translates it from its source text
+// (Refusal).
 type ValidationError struct {
 	Field  string
 	Reason string
+	src    string
+	args   []any
 }
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
+// Refusal is the reason's English source text and the arguments of its
+// verbs (ui.Refusal).
+func (e *ValidationError) Refusal() (field, src string, args []any) {
+	if e.src == "" {
+		return e.Field, e.Reason, nil
+	}
+	return e.Field, e.src, e.args
+}
+
 func invalid(field, format string, args ...any) error {
-	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
 }
 
 // PasswordPolicy checks a new password; userInputs are words the password must not
@@ -52,7 +66,11 @@ func (s *Service) HashPassword(pw string, u *store.User) (string, error) {
 		inputs = append(inputs, e.Value)
 	}
 	if err := s.policy.Check(pw, inputs...); err != nil {
-		return "", &ValidationError{Field: "password", Reason: err.Error()}
+		ve := &ValidationError{Field: "password", Reason: err.Error()}
+		if pe, ok := errors.AsType[*password.PolicyError](err); ok {
+			_, ve.src, ve.args = pe.Refusal()
+		}
+		return "", ve
 	}
 	return password.Hash(pw)
 }

@@ -48,16 +48,24 @@ type ClientSpec struct {
 	ThingID string `json:"thing_id,omitempty"`
 }
 
-// ClientError names the field of a ClientSpec that is wrong and why.
+// ClientError names the field of a ClientSpec that is wrong and why:
+// Reason in English (the admin API's answer), and its source text for a
+// page to translate (Refusal).
 type ClientError struct {
 	Field  string
 	Reason string
+	src    string
+	args   []any
 }
 
 func (e *ClientError) Error() string { return e.Field + ": " + e.Reason }
 
+// Refusal is the reason's English source text and the arguments of its
+// verbs (ui.Refusal).
+func (e *ClientError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
+
 func invalidField(field, format string, args ...any) error {
-	return &ClientError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &ClientError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
 }
 
 // clientView is a client as the admin API shows it: never a secret hash.
@@ -255,8 +263,8 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 		return nil, invalidField("redirect_uris", "at most %d", maxListItems)
 	}
 	for i, u := range spec.RedirectURIs {
-		if err := checkRedirectURI(u); err != nil {
-			return nil, invalidField(fmt.Sprintf("redirect_uris[%d]", i), "%v", err)
+		if err := checkRedirectURI(fmt.Sprintf("redirect_uris[%d]", i), u); err != nil {
+			return nil, err
 		}
 	}
 	c.RedirectURIs = slices.Clone(spec.RedirectURIs)
@@ -321,26 +329,27 @@ func (s *Server) validateClient(ctx context.Context, spec ClientSpec) (*store.Cl
 	return c, nil
 }
 
-// checkRedirectURI: absolute, no fragment (RFC 6749 §3.1.2), https, or http
-// on a loopback IP literal for native apps (RFC 8252 §7.3, §8.3).
-func checkRedirectURI(raw string) error {
+// checkRedirectURI refuses field, the redirect URI raw, unless it is
+// absolute, without a fragment (RFC 6749 §3.1.2), and https, or http on a
+// loopback IP literal for native apps (RFC 8252 §7.3, §8.3).
+func checkRedirectURI(field, raw string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
-		return errors.New("must be an absolute URL")
+		return invalidField(field, "must be an absolute URL")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return errors.New("must not have a fragment (RFC 6749 §3.1.2)")
+		return invalidField(field, "must not have a fragment (RFC 6749 §3.1.2)")
 	case u.User != nil:
-		return errors.New("must not carry user information")
+		return invalidField(field, "must not carry user information")
 	case u.Scheme == "https":
 		return nil
 	case u.Scheme == "http":
 		if a, err := netip.ParseAddr(u.Hostname()); err == nil && a.IsLoopback() {
 			return nil
 		}
-		return errors.New("http is allowed only on a loopback IP literal such as 127.0.0.1 (RFC 8252 §7.3)")
+		return invalidField(field, "http is allowed only on a loopback IP literal such as 127.0.0.1 (RFC 8252 §7.3)")
 	default:
-		return errors.New("must use https")
+		return invalidField(field, "must use https")
 	}
 }
 

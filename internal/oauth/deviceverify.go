@@ -112,7 +112,7 @@ func (s *Server) pageRequest(w http.ResponseWriter, r *http.Request) (*store.Use
 			wait := since.Add(s.opts.UserCodeWindow).Sub(now)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			s.message(w, r, http.StatusTooManyRequests, "Too many wrong codes",
-				"Too many codes were wrong. Wait "+strconv.Itoa(int(wait/time.Minute)+1)+" minutes and try again with the code your device shows.")
+				s.kit.Translator(r)("Too many codes were wrong. Wait %d minutes and try again with the code your device shows.", int(wait/time.Minute)+1))
 			return nil, nil, false
 		}
 	}

@@ -65,11 +65,25 @@ const (
 type PolicyError struct {
 	Rule   Rule
 	Advice string
+	src    string
+	args   []any
 }
 
 func (e *PolicyError) Error() string { return e.Advice }
 
-const passphraseHint = "a passphrase of several unrelated words works well"
+// Refusal is the advice's English source text and the arguments of its
+// verbs, for a page to translate (ui.Refusal); it names no field.
+func (e *PolicyError) Refusal() (field, src string, args []any) {
+	if e.src == "" {
+		return "", e.Advice, nil
+	}
+	return "", e.src, e.args
+}
+
+// advise is the refusal of rule, advising format.
+func advise(rule Rule, format string, args ...any) *PolicyError {
+	return &PolicyError{Rule: rule, Advice: fmt.Sprintf(format, args...), src: format, args: args}
+}
 
 // Check returns a *PolicyError when pw must not be used as a new password.
 // userInputs are words the password must not be built from: the user name, the
@@ -83,18 +97,18 @@ func (p Policy) Check(pw string, userInputs ...string) error {
 		maxLen = DefaultMaxLength
 	}
 	if !utf8.ValidString(pw) {
-		return &PolicyError{RuleEncoding, "use text only: the password is not valid UTF-8"}
+		return advise(RuleEncoding, "use text only: the password is not valid UTF-8")
 	}
 	// SP 800-63B rev. 4 §3.1.1.2: normalize Unicode (NFKC) and count each code
 	// point as one character.
 	folded := strings.ToLower(norm.NFKC.String(pw))
 	n := utf8.RuneCountInString(folded)
 	if n < minLen {
-		return &PolicyError{RuleTooShort, fmt.Sprintf("use at least %d characters; %s", minLen, passphraseHint)}
+		return advise(RuleTooShort, "use at least %d characters; a passphrase of several unrelated words works well", minLen)
 	}
 	// Rejected rather than truncated: §3.1.1.2 requires verifying the whole password.
 	if n > maxLen {
-		return &PolicyError{RuleTooLong, fmt.Sprintf("use at most %d characters", maxLen)}
+		return advise(RuleTooLong, "use at most %d characters", maxLen)
 	}
 	// Very short passwords (a lowered MinLength) cannot have minSurprising
 	// unpredictable characters; ask for half of them.
@@ -104,13 +118,13 @@ func (p Policy) Check(pw string, userInputs ...string) error {
 	// listed password padded with digits or symbols ("password1234567!").
 	core := strings.TrimFunc(folded, func(r rune) bool { return !unicode.IsLetter(r) })
 	if blocklist[folded] || (core != "" && blocklist[core] && surprising(strings.Replace(folded, core, "", 1)) < need) {
-		return &PolicyError{RuleCommon, "this password is on a list of common or breached passwords; choose another one: " + passphraseHint}
+		return advise(RuleCommon, "this password is on a list of common or breached passwords; choose another one: a passphrase of several unrelated words works well")
 	}
 
 	// §3.1.1.2 lists context-specific words, such as the user name, and derivatives.
 	for _, in := range contextWords(userInputs) {
 		if strings.Contains(folded, in) && surprising(strings.ReplaceAll(folded, in, "")) < need {
-			return &PolicyError{RuleUserInput, "do not build the password from your user name or e-mail address; " + passphraseHint}
+			return advise(RuleUserInput, "do not build the password from your user name or e-mail address; a passphrase of several unrelated words works well")
 		}
 	}
 
@@ -119,7 +133,7 @@ func (p Policy) Check(pw string, userInputs ...string) error {
 	// repeated character inside an otherwise good password, which would be a
 	// composition rule §3.1.1.2 prohibits.
 	if periodic(folded) || surprising(folded) < need {
-		return &PolicyError{RulePredictable, `avoid repeated characters, sequences and keyboard patterns such as "aaaa", "1234" or "qwerty"; ` + passphraseHint}
+		return advise(RulePredictable, `avoid repeated characters, sequences and keyboard patterns such as "aaaa", "1234" or "qwerty"; a passphrase of several unrelated words works well`)
 	}
 	return nil
 }

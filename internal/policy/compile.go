@@ -28,7 +28,7 @@ type Set struct {
 	untimed  *cedar.PolicySet
 	entities cedar.EntityMap
 	rules    map[cedar.PolicyID]string // policy → the rule's id
-	texts    map[cedar.PolicyID]string // policy → the rule as a guardian reads it
+	texts    map[cedar.PolicyID]text   // policy → the rule as a guardian reads it
 	names    names
 	// minutes are the local minutes of the day (sorted, 0 to 1439) at which
 	// a rule's window opens or closes, or its days or dates change (0,
@@ -49,7 +49,7 @@ func Compile(h *Household) (*Set, error) {
 		untimed:   cedar.NewPolicySet(),
 		entities:  entitiesOf(h),
 		rules:     map[cedar.PolicyID]string{},
-		texts:     map[cedar.PolicyID]string{},
+		texts:     map[cedar.PolicyID]text{},
 		names:     nm,
 	}
 	hh := uid(typeHousehold, h.ID)
@@ -59,7 +59,7 @@ func Compile(h *Household) (*Set, error) {
 	if err := add(s.policies, guardiansID, guardians); err != nil {
 		return nil, err
 	}
-	s.texts[guardiansID] = "guardians may do everything with the household's things"
+	s.texts[guardiansID] = func(tr Translate) string { return tr("guardians may do everything with the household's things") }
 	if len(h.Rules) > MaxRules {
 		return nil, fieldErr("rules", "at most %d rules", MaxRules)
 	}
@@ -86,7 +86,8 @@ func Compile(h *Household) (*Set, error) {
 			}
 		}
 		s.rules[id] = r.ID
-		s.texts[id] = nm.describe(r, English)
+		rule := *r
+		s.texts[id] = func(tr Translate) string { return nm.describe(&rule, tr) }
 		s.minutes = append(s.minutes, w.boundaries()...)
 	}
 	slices.Sort(s.minutes)

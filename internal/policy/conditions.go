@@ -80,9 +80,9 @@ func (e *Engine) Within(c *Conditions) Decision {
 	decision, _ := cedar.Authorize(c.policies, cedar.EntityMap{}, req)
 	d := Decision{Allowed: decision == cedar.Allow, Rule: string(conditionsID), Local: now, Until: nextChange(now, c.minutes, false)}
 	if d.Allowed {
-		d.Reason = "within the share's times: " + c.Describe()
+		d.explain("within the share's times: %s", c.DescribeIn)
 	} else {
-		d.Reason = "outside the share's times: " + c.Describe()
+		d.explain("outside the share's times: %s", c.DescribeIn)
 	}
 	return d
 }

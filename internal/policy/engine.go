@@ -7,7 +7,6 @@
 package policy
 
 import (
-	"fmt"
 	"iter"
 	"log/slog"
 	"slices"
@@ -40,8 +39,10 @@ type Decision struct {
 	// administrator's policy; "" when no rule applied (refused by default).
 	Rule string
 	// Reason says what decided, e.g. "outside the allowed times: Emma may
-	// use the things in Kids' room from 07:00 to 20:00 on school days".
+	// use the things in Kids' room from 07:00 to 20:00 on school days"
+	// (ReasonIn says it in another language).
 	Reason string
+	why    text
 	// Local is the household's clock when deciding.
 	Local time.Time
 	// Household is the household the thing belongs to, whose rules took
@@ -113,7 +114,8 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 	for _, fail := range diag.Errors {
 		if p := all.get(fail.PolicyID); p != nil && p.Effect() == cedar.Forbid {
 			e.log.Warn("policy: a forbid policy failed to evaluate; refusing", "policy", fail.PolicyID, "error", fail.Message)
-			d.Rule, d.Reason = ruleOf(s, fail.PolicyID), "a deny rule could not be evaluated: "+textOf(s, platform, fail.PolicyID)
+			d.Rule = ruleOf(s, fail.PolicyID)
+			d.explain("a deny rule could not be evaluated: %s", textOf(s, platform, fail.PolicyID))
 			return d, nil
 		}
 	}
@@ -122,9 +124,9 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 		d.Allowed = decision == cedar.Allow
 		d.Rule = ruleOf(s, decider)
 		if d.Allowed {
-			d.Reason = "allowed: " + textOf(s, platform, decider)
+			d.explain("allowed: %s", textOf(s, platform, decider))
 		} else {
-			d.Reason = "denied: " + textOf(s, platform, decider)
+			d.explain("denied: %s", textOf(s, platform, decider))
 		}
 		return d, nil
 	}
@@ -132,11 +134,34 @@ func (e *Engine) Decide(s *Set, req Request) (Decision, error) {
 	// time, that rule is the reason a guardian wants to read.
 	if _, diag := cedar.Authorize(s.untimed, s.entities, cr); len(diag.Reasons) > 0 {
 		id := diag.Reasons[0].PolicyID
-		d.Rule, d.Reason = s.rules[id], "outside the allowed times: "+s.texts[id]
+		d.Rule = s.rules[id]
+		d.explain("outside the allowed times: %s", s.texts[id])
 		return d, nil
 	}
-	d.Reason = fmt.Sprintf("no rule allows %s to %s %s", s.names.member(req.UserID, English), actionVerb(req.Action, nonEmpty(req.Scope), English), s.names.thing(req.ThingID, English))
+	d.why = func(tr Translate) string {
+		return tr("no rule allows %s to %s %s", s.names.member(req.UserID, tr), actionVerb(req.Action, nonEmpty(req.Scope), tr), s.names.thing(req.ThingID, tr))
+	}
+	d.Reason = d.why(English)
 	return d, nil
+}
+
+// text is what a guardian reads of a policy, in the language of tr.
+type text func(tr Translate) string
+
+// explain sets the decision's reason: format (English source text with
+// one %s) around what the policy says.
+func (d *Decision) explain(format string, policy text) {
+	d.why = func(tr Translate) string { return tr(format, policy(tr)) }
+	d.Reason = d.why(English)
+}
+
+// ReasonIn is Reason in the language of tr, for a page; the APIs answer
+// Reason.
+func (d Decision) ReasonIn(tr Translate) string {
+	if d.why == nil {
+		return d.Reason
+	}
+	return d.why(tr)
 }
 
 // until is the earliest time after now (in s's zone) at which a decision
@@ -194,11 +219,14 @@ func ruleOf(s *Set, id cedar.PolicyID) string {
 	return string(id) // platform policies are "platform:<id>" already
 }
 
-func textOf(s *Set, p *Platform, id cedar.PolicyID) string {
+func textOf(s *Set, p *Platform, id cedar.PolicyID) text {
 	if t, ok := s.texts[id]; ok {
 		return t
 	}
-	return p.texts[id]
+	if t, ok := p.texts[id]; ok {
+		return t
+	}
+	return func(Translate) string { return string(id) }
 }
 
 // localRecord is the household's wall clock as the schema's Local type.

@@ -28,7 +28,7 @@ const (
 // from 1) and @reason("…"), the words a guardian reads when it decides.
 type Platform struct {
 	set   *cedar.PolicySet
-	texts map[cedar.PolicyID]string
+	texts map[cedar.PolicyID]text
 	// clocked: a policy reads the local time, in ways the engine does not
 	// analyse, so decisions may change at any minute.
 	clocked bool
@@ -79,7 +79,7 @@ func ParsePlatform(src []byte) (*Platform, error) {
 	if len(list) > MaxPlatformPolicies {
 		return nil, PolicyErrors{{Reason: fmt.Sprintf("the policy set has %d policies, more than %d", len(list), MaxPlatformPolicies)}}
 	}
-	p := &Platform{set: cedar.NewPolicySet(), texts: map[cedar.PolicyID]string{}}
+	p := &Platform{set: cedar.NewPolicySet(), texts: map[cedar.PolicyID]text{}}
 	var errs PolicyErrors
 	for i, pol := range list {
 		pos := pol.Position()
@@ -113,9 +113,10 @@ func ParsePlatform(src []byte) (*Platform, error) {
 			}
 			continue
 		}
-		text := fmt.Sprintf("platform policy %s (line %d)", name, pos.Line)
+		line := pos.Line
+		text := func(tr Translate) string { return tr("platform policy %s (line %d)", name, line) }
 		if v, ok := pol.Annotations()["reason"]; ok {
-			text = string(v)
+			text = func(Translate) string { return string(v) } // the administrator's words
 		}
 		p.set.Add(id, pol)
 		p.texts[id] = text

@@ -124,16 +124,24 @@ func (w When) IsZero() bool {
 	return len(w.Days) == 0 && w.Start == "" && w.End == "" && w.FirstDate == "" && w.LastDate == ""
 }
 
-// FieldError says which input of a rule (or of a request) is wrong and why.
+// FieldError says which input of a rule (or of a request) is wrong and why:
+// Reason in English (the APIs' answer), and its source text for a page
+// to translate (Refusal).
 type FieldError struct {
 	Field  string // JSON path, e.g. "rules[2].when.start"
 	Reason string
+	src    string
+	args   []any
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
+// Refusal is the reason's English source text and the arguments of its
+// verbs (ui.Refusal).
+func (e *FieldError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
+
 func fieldErr(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
 }
 
 // dayNames are ISO 8601 weekdays: dayNames[0] is Monday (1).

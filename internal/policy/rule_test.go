@@ -137,7 +137,7 @@ func TestCompileStaleReferences(t *testing.T) {
 			t.Errorf("%+v allowed: %s", req, d.Reason)
 		}
 	}
-	if got := s.texts["rule:gone-member"]; got != "a former member may use every thing of the household" {
+	if got := s.texts["rule:gone-member"](English); got != "a former member may use every thing of the household" {
 		t.Errorf("rendered %q", got)
 	}
 }

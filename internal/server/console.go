@@ -119,7 +119,8 @@ func (bc brokerConnections) Connections() []console.Connection {
 func (bc brokerConnections) Disconnect(clientID string) bool { return bc.b.Disconnect(clientID) }
 
 // consoleClients is the authorization server's client registry as the
-// console calls it: its spec, and refusals naming the field.
+// console calls it: its spec, and its refusals (oauth.ClientError, a
+// ui.Refusal naming the field).
 type consoleClients struct{ srv *oauth.Server }
 
 func (c consoleClients) ListClients(ctx context.Context, offset, limit int) ([]*store.Client, int, error) {
@@ -129,25 +130,15 @@ func (c consoleClients) ListClients(ctx context.Context, offset, limit int) ([]*
 func (c consoleClients) CreateClient(ctx context.Context, actor string, spec console.ClientSpec) (*store.Client, string, error) {
 	cl, secret, err := c.srv.CreateClient(ctx, actor, oauth.ClientSpec{Name: spec.Name, Type: store.ClientType(spec.Type),
 		TokenEndpointAuthMethod: spec.AuthMethod, RedirectURIs: spec.RedirectURIs, GrantTypes: spec.GrantTypes, Scopes: spec.Scopes})
-	return cl, secret, fieldError(err)
+	return cl, secret, err
 }
 
 func (c consoleClients) RotateSecret(ctx context.Context, actor, id string) (string, error) {
-	secret, err := c.srv.RotateSecret(ctx, actor, id)
-	return secret, fieldError(err)
+	return c.srv.RotateSecret(ctx, actor, id)
 }
 
 func (c consoleClients) DeleteClient(ctx context.Context, actor, id string) error {
 	return c.srv.DeleteClient(ctx, actor, id)
-}
-
-// fieldError turns the authorization server's refusal of a client into the
-// console's.
-func fieldError(err error) error {
-	if ce, ok := errors.AsType[*oauth.ClientError](err); ok {
-		return &console.FieldError{Field: ce.Field, Reason: ce.Reason}
-	}
-	return err
 }
 
 // gatewayRoutes shows the routes of the gateway once it started.

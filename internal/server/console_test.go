@@ -304,7 +304,8 @@ func TestConsoleThings(t *testing.T) {
 
 	page := "/admin/things/" + w.speaker.ID
 	r := ada.get(page)
-	for _, want := range []string{"SN-0001", "olivia", w.fingerprint, w.grant.ID, "Not connected.", "test.xss", "Echo 3"} {
+	for _, want := range []string{"SN-0001", "olivia", w.fingerprint, w.grant.ID, "Not connected.", "test.xss", "Echo 3",
+		`<td id="batches"><a href="/admin/batches/` + w.batch.ID + `">Acme Echo 3 · `} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("the thing's page lacks %q", want)
 		}
@@ -383,7 +384,7 @@ func TestConsoleUsers(t *testing.T) {
 	}
 	csrf := ada.formToken("/admin/users")
 	r := ada.post("/admin/users", url.Values{"csrf": {csrf}, "userName": {"nora"}})
-	if r.status != 400 || !strings.Contains(r.body, "userName: another user has this user name") {
+	if r.status != 400 || !strings.Contains(r.body, `id="create-error">userName: &#34;nora&#34; is taken already`) {
 		t.Errorf("a taken user name: %d %.1500s", r.status, r.body)
 	}
 	r = ada.post("/admin/users", url.Values{"csrf": {csrf}, "userName": {"pat"}, "password": {"short"}})
@@ -687,5 +688,75 @@ func TestConsoleDisconnect(t *testing.T) {
 	recs, err := w.r.p.Store.ListAudit(context.Background(), store.AuditQuery{Action: store.TextMatch{Value: "mqtt.disconnect"}})
 	if err != nil || len(recs) != 1 || recs[0].Actor != "admin:"+w.ada.ID || recs[0].Target.ID != w.speaker.ID {
 		t.Fatalf("audit: %+v %v", recs, err)
+	}
+}
+
+// TestConsoleRefusalsInGerman: what the validators beneath the console
+// refuse (the store's filters, identity's conflicts and checks, the
+// password policy, the authorization server's client rules, the audit
+// query) reaches a German page in German, at the field it names, and a
+// search the store refuses is a 400 at its field, not a 500; the JSON APIs
+// keep answering in English.
+func TestConsoleRefusalsInGerman(t *testing.T) {
+	w := newConsoleWorld(t)
+	ada := w.client(t, "ada")
+	de := func(method, path string, form url.Values) pageResponse {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, w.r.base+path, body)
+		req.Header.Set("Accept-Language", "de")
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		return ada.do(req)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/admin/things?serial=%00", `id="search-error">serial: der Wert enthält ein NUL-Zeichen`},
+		{"/admin/things?model=%FF", `id="search-error">model: der Wert ist kein gültiges UTF-8`},
+		{"/admin/things?mac=zz", `id="search-error">mac: keine MAC-Adresse`},
+		{"/admin/things?status=gone", `id="search-error">status: wählen Sie active oder disabled`},
+		{"/admin/users?q=a%00", `id="search-error">q: der Wert enthält ein NUL-Zeichen`},
+		{"/admin/audit?since=yesterday", `id="filter-error">since: &#34;yesterday&#34; ist keine Zeit nach RFC 3339`},
+	} {
+		if r := de("GET", tc.path, nil); r.status != 400 || !strings.Contains(r.body, tc.want) {
+			t.Errorf("GET %s: %d, want 400 with %q: %.3000s", tc.path, r.status, tc.want, r.body)
+		}
+	}
+	csrf := ada.formToken("/admin/users")
+	for _, tc := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{"/admin/users", url.Values{"userName": {"nora"}}, `id="create-error">userName: &#34;nora&#34; ist bereits vergeben`},
+		{"/admin/users", url.Values{"userName": {"pat"}, "password": {"short"}}, `id="create-error">password: verwenden Sie mindestens`},
+		{"/admin/users", url.Values{"userName": {"pat\u0007"}}, `id="create-error">userName: darf keine Steuerzeichen enthalten`},
+		{"/admin/clients", url.Values{"name": {"Backend"}, "grantTypes": {"client_credentials"}, "redirectURIs": {"http://evil.example/cb"}},
+			`id="create-error">redirect_uris[0]: http ist nur mit einer Loopback-IP-Adresse`},
+		{"/admin/clients", url.Values{"name": {"Backend"}, "grantTypes": {"client_credentials"}, "scopes": {"profile profile"}},
+			`id="create-error">scopes[1]: &#34;profile&#34; ist doppelt aufgeführt`},
+	} {
+		tc.form.Set("csrf", csrf)
+		if r := de("POST", tc.path, tc.form); r.status != 400 || !strings.Contains(r.body, tc.want) {
+			t.Errorf("POST %s %v: %d, want 400 with %q: %.3000s", tc.path, tc.form, r.status, tc.want, r.body)
+		}
+	}
+	// The admin API answers the same refusal in English, whatever the
+	// browser's language.
+	req, _ := http.NewRequest("POST", w.r.base+"/api/v1/admin/clients", strings.NewReader(`{"client_name":"Backend","grant_types":["client_credentials"],"redirect_uris":["http://evil.example/cb"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept-Language", "de")
+	req.SetBasicAuth("admin", adminPassword(t, w.r))
+	resp, err := w.r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "http is allowed only on a loopback IP literal") {
+		t.Errorf("the admin API's refusal: %d %s", resp.StatusCode, b)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -102,6 +103,18 @@ func TestHouseholdPages(t *testing.T) {
 	w.clock.set(time.Date(2025, 3, 17, 20, 30, 0, 0, berlin))
 	if r := mum.get(ask); !strings.Contains(r.body, "<strong>No.</strong> Outside the allowed times: "+words) {
 		t.Fatalf("preview at 20:30: %.6000s", r.body)
+	}
+	// The reason in the reader's language, the rule in it too.
+	req, _ := http.NewRequest("GET", mum.base+ask, nil)
+	req.Header.Set("Accept-Language", "de")
+	if r := mum.do(req); !strings.Contains(r.body, "<strong>Nein.</strong> Außerhalb der erlaubten Zeiten: Emma darf die Dinge in Kids&#39; room") {
+		t.Fatalf("preview in German: %.6000s", r.body)
+	}
+	// And what the policy engine refuses of the question.
+	req, _ = http.NewRequest("GET", mum.base+page+"?preview=1&user="+w.emma.ID+"&thing="+w.speaker.ID+"&action=fly", nil)
+	req.Header.Set("Accept-Language", "de")
+	if r := mum.do(req); r.status != 400 || !strings.Contains(r.body, "&#34;fly&#34; ist keine von use, configure, pair") {
+		t.Fatalf("a wrong action in German: %d %.6000s", r.status, r.body)
 	}
 	if r := mum.get(page + "?preview=1&user=" + w.emma.ID + "&thing=" + w.speaker.ID + "&action=fly"); r.status != 400 || !strings.Contains(r.body, `href="#preview-action"`) {
 		t.Fatalf("preview of a wrong action: %d %.3000s", r.status, r.body)

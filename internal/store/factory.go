@@ -46,7 +46,11 @@ type FactoryBatches interface {
 	// ListFactoryBatchThings returns one page of the batch's things by
 	// serial number, and how many there are.
 	ListFactoryBatchThings(ctx context.Context, batchID string, offset, limit int) ([]*Thing, int, error)
-	// CountThingsByIssuer counts, for each issuer DN, the things holding
-	// a certificate (Thing.Certificates) whose issuer it is.
-	CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error)
+	// ThingFactoryBatches returns the batches that made the thing, oldest
+	// first (none for a thing no factory run made).
+	ThingFactoryBatches(ctx context.Context, thingID string) ([]*FactoryBatch, error)
+	// CountThingsOfCAs counts, for each CA by its ID, the things holding a
+	// certificate (Thing.Certificates) the CA issued (its issuer is the
+	// CA's subject) or that chained to it (CertRef.CA), each thing once.
+	CountThingsOfCAs(ctx context.Context, cas []*ManufacturerCA) (map[string]int, error)
 }

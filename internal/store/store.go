@@ -34,6 +34,52 @@ var (
 	ErrInvalidQuery = errors.New("invalid query")
 )
 
+// QueryError is an ErrInvalidQuery naming the field of the filter or sort
+// and why, the reason kept as its English source text and arguments so
+// that a page can translate it (ui.Refusal); Error() is the English.
+type QueryError struct {
+	Field  string
+	format string
+	args   []any
+}
+
+// InvalidQuery is the ErrInvalidQuery of field, for the reason format.
+func InvalidQuery(field, format string, args ...any) *QueryError {
+	return &QueryError{Field: field, format: format, args: args}
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("field %q: %s: %v", e.Field, fmt.Sprintf(e.format, e.args...), ErrInvalidQuery)
+}
+
+func (e *QueryError) Unwrap() error { return ErrInvalidQuery }
+
+// Refusal is the reason's source text and arguments (ui.Refusal).
+func (e *QueryError) Refusal() (field, src string, args []any) { return e.Field, e.format, e.args }
+
+// ConflictError is an ErrConflict on a value people choose (a user name,
+// a serial number, a MAC address, a group's name): the field and the
+// value taken, for a page to say in its reader's language (ui.Refusal).
+// Error() is the backend's English, unchanged.
+type ConflictError struct {
+	Field, Value string
+	err          error // wraps ErrConflict
+}
+
+// Conflict is err (which wraps ErrConflict) about field's value.
+func Conflict(field, value string, err error) *ConflictError {
+	return &ConflictError{Field: field, Value: value, err: err}
+}
+
+func (e *ConflictError) Error() string { return e.err.Error() }
+
+func (e *ConflictError) Unwrap() error { return e.err }
+
+// Refusal says that the value is taken (ui.Refusal).
+func (e *ConflictError) Refusal() (field, src string, args []any) {
+	return e.Field, "%q is taken already", []any{e.Value}
+}
+
 // Status of a user or thing.
 type Status string
 
@@ -148,6 +194,10 @@ type CertRef struct {
 	// that revoking every certificate of a thing can list them in a CRL.
 	SerialNumber string    `json:"serialNumber,omitempty"`
 	NotAfter     time.Time `json:"notAfter,omitzero"`
+	// CA is the ID of the manufacturer CA the certificate chained to when
+	// the platform accepted it (through an intermediate, perhaps); "" for
+	// the platform's own certificates and those recorded otherwise.
+	CA string `json:"ca,omitempty"`
 }
 
 // CertRefOf records cert.

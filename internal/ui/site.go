@@ -362,8 +362,20 @@ func (m Message) String() string { return defaultSite.translateAny("en", m) }
 // IsZero reports whether m is no message.
 func (m Message) IsZero() bool { return m.Src == "" }
 
+// Refusal is a refused input whose reason keeps its English source text
+// and the arguments of its verbs: the validators' errors (identity's,
+// the authorization server's clients', the store's filters', a password
+// policy's, a taken name) implement it without importing ui, so that a
+// page says them in its reader's language ({{t .Err}}) while the APIs
+// answer Error() in English. field is "" when the reason names none.
+type Refusal interface {
+	error
+	Refusal() (field, src string, args []any)
+}
+
 // translateAny translates src, a string (or a string type, like a role),
-// a Message or a fmt.Stringer, with args in place of its verbs.
+// a Message, an error (a Refusal in the language, any other in English)
+// or a fmt.Stringer, with args in place of its verbs.
 func (s *Site) translateAny(lang string, src any, args ...any) string {
 	switch v := src.(type) {
 	case Message:
@@ -371,12 +383,24 @@ func (s *Site) translateAny(lang string, src any, args ...any) string {
 			return ""
 		}
 		return s.translateAny(lang, v.Src, v.Args...)
+	case error:
+		rf, ok := errors.AsType[Refusal](v)
+		if !ok {
+			return v.Error()
+		}
+		field, reason, rargs := rf.Refusal()
+		// The validator's own verbs (%d, %q) with its own arguments.
+		reason = s.translate(lang, reason, rargs...)
+		if field == "" {
+			return reason
+		}
+		return field + ": " + reason
 	case string:
 		// Templates write %s for every argument: numbers too.
 		args = slices.Clone(args) // a Message's own arguments stay as they are
 		for i, a := range args {
 			switch a := a.(type) {
-			case Message:
+			case Message, error:
 				args[i] = s.translateAny(lang, a)
 			case string:
 			default:

@@ -171,14 +171,33 @@ func (t *txn) ListFactoryBatchThings(ctx context.Context, batchID string, offset
 	return out, total, rows.Err()
 }
 
-func (t *txn) CountThingsByIssuer(ctx context.Context, issuers []string) (map[string]int, error) {
-	out := make(map[string]int, len(issuers))
-	for _, iss := range issuers {
-		var n int
-		if err := t.q.QueryRowContext(ctx, "SELECT count(DISTINCT thing_id) FROM thing_certificates WHERE issuer = "+t.ph(1), iss).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count things by issuer: %w", err)
+func (t *txn) ThingFactoryBatches(ctx context.Context, thingID string) ([]*store.FactoryBatch, error) {
+	rows, err := t.q.QueryContext(ctx, "SELECT "+batchColumns+" FROM factory_batches AS b JOIN factory_batch_things AS bt ON bt.batch_id = b.id"+
+		" WHERE bt.thing_id = "+t.ph(1)+" ORDER BY b.created, b.id", thingID)
+	if err != nil {
+		return nil, fmt.Errorf("a thing's factory batches: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.FactoryBatch
+	for rows.Next() {
+		b, err := scanBatch(rows)
+		if err != nil {
+			return nil, fmt.Errorf("a thing's factory batches: %w", err)
 		}
-		out[iss] = n
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (map[string]int, error) {
+	out := make(map[string]int, len(cas))
+	for _, ca := range cas {
+		var n int
+		if err := t.q.QueryRowContext(ctx, "SELECT count(DISTINCT thing_id) FROM thing_certificates WHERE issuer = "+t.ph(1)+
+			" OR ca_id = "+t.ph(2), ca.Subject, ca.ID).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count the things of a CA: %w", err)
+		}
+		out[ca.ID] = n
 	}
 	return out, nil
 }
@@ -213,9 +232,17 @@ func (s *Store) ListFactoryBatchThings(ctx context.Context, batchID string, offs
 	return ths, total, err
 }
 
-func (s *Store) CountThingsByIssuer(ctx context.Context, issuers []string) (n map[string]int, err error) {
+func (s *Store) ThingFactoryBatches(ctx context.Context, thingID string) (bs []*store.FactoryBatch, err error) {
 	err = s.read(ctx, func(t *txn) error {
-		n, err = t.CountThingsByIssuer(ctx, issuers)
+		bs, err = t.ThingFactoryBatches(ctx, thingID)
+		return err
+	})
+	return bs, err
+}
+
+func (s *Store) CountThingsOfCAs(ctx context.Context, cas []*store.ManufacturerCA) (n map[string]int, err error) {
+	err = s.read(ctx, func(t *txn) error {
+		n, err = t.CountThingsOfCAs(ctx, cas)
 		return err
 	})
 	return n, err

@@ -40,7 +40,7 @@ func (t *txn) CreateGroup(ctx context.Context, g *store.Group) error {
 		} else if ok {
 			return fmt.Errorf("group id %q: %w", m.ID, store.ErrConflict)
 		}
-		return fmt.Errorf("group displayName %q: %w", g.DisplayName, store.ErrConflict)
+		return store.Conflict("displayName", g.DisplayName, fmt.Errorf("group displayName %q: %w", g.DisplayName, store.ErrConflict))
 	}
 	members, err := t.setMembers(ctx, m.ID, nil, g.Members)
 	if err != nil {
@@ -146,7 +146,7 @@ func (t *txn) UpdateGroup(ctx context.Context, id string, ifRevision int64, fn f
 				g.DisplayName, strings.ToLower(g.DisplayName), g.ExternalID, f.timeArg(g.Modified), g.Revision, id, prev)
 			if err != nil {
 				if t.s.cfg.IsUniqueViolation(err) {
-					return false, fmt.Errorf("group displayName %q: %w", g.DisplayName, store.ErrConflict)
+					return false, store.Conflict("displayName", g.DisplayName, fmt.Errorf("group displayName %q: %w", g.DisplayName, store.ErrConflict))
 				}
 				return false, fmt.Errorf("update group %s: %w", id, err)
 			}

@@ -191,9 +191,7 @@ func (c *compiler) arg(v any) string {
 	return c.f.placeholder(len(c.args))
 }
 
-func invalid(field, format string, a ...any) error {
-	return fmt.Errorf("field %q: %s: %w", field, fmt.Sprintf(format, a...), store.ErrInvalidQuery)
-}
+func invalid(field, format string, a ...any) error { return store.InvalidQuery(field, format, a...) }
 
 // element is the scope inside an Any: the sub-fields of one multi-valued field.
 type element struct {

@@ -219,8 +219,8 @@ func (t *txn) insertCertificates(ctx context.Context, id string, certs []store.C
 		if c.NotAfter.IsZero() || c.FingerprintSHA256 == "" {
 			continue
 		}
-		if _, err := t.q.ExecContext(ctx, "INSERT INTO thing_certificates (thing_id, fingerprint, not_after, issuer) VALUES "+
-			t.placeholders(1, 4, 1)+" ON CONFLICT DO NOTHING", id, c.FingerprintSHA256, t.flavor().timeArg(c.NotAfter), c.Issuer); err != nil {
+		if _, err := t.q.ExecContext(ctx, "INSERT INTO thing_certificates (thing_id, fingerprint, not_after, issuer, ca_id) VALUES "+
+			t.placeholders(1, 5, 1)+" ON CONFLICT DO NOTHING", id, c.FingerprintSHA256, t.flavor().timeArg(c.NotAfter), c.Issuer, c.CA); err != nil {
 			return fmt.Errorf("thing %s: certificate %s: %w", id, c.FingerprintSHA256, err)
 		}
 	}
@@ -237,8 +237,8 @@ func (t *txn) thingConflict(ctx context.Context, r *thingRow) (conflict, err err
 			return fmt.Errorf("thing id %q: %w", r.meta.ID, store.ErrConflict), nil
 		}
 	}
-	return fmt.Errorf("serialNumber %q of manufacturer %q model %q: %w",
-		r.th.SerialNumber, r.th.Manufacturer, r.th.Model, store.ErrConflict), nil
+	return store.Conflict("serialNumber", r.th.SerialNumber, fmt.Errorf("serialNumber %q of manufacturer %q model %q: %w",
+		r.th.SerialNumber, r.th.Manufacturer, r.th.Model, store.ErrConflict)), nil
 }
 
 // insertMACs stores the MACs of freshly inserted things and takes back every
@@ -282,7 +282,7 @@ func (t *txn) insertMACs(ctx context.Context, prepare func(string) (*sql.Stmt, e
 				return fmt.Errorf("create things: undo %s: %w", r.meta.ID, err)
 			}
 			r.inserted = false
-			r.conflictErr = fmt.Errorf("macAddresses %q: %w", m, store.ErrConflict)
+			r.conflictErr = store.Conflict("macAddresses", m, fmt.Errorf("macAddresses %q: %w", m, store.ErrConflict))
 			break
 		}
 	}
@@ -358,8 +358,8 @@ func (t *txn) UpdateThing(ctx context.Context, id string, ifRevision int64, fn f
 				r.attrs, r.doc, id, prev)
 			if err != nil {
 				if t.s.cfg.IsUniqueViolation(err) {
-					return false, fmt.Errorf("serialNumber %q of manufacturer %q model %q: %w",
-						th.SerialNumber, th.Manufacturer, th.Model, store.ErrConflict)
+					return false, store.Conflict("serialNumber", th.SerialNumber, fmt.Errorf("serialNumber %q of manufacturer %q model %q: %w",
+						th.SerialNumber, th.Manufacturer, th.Model, store.ErrConflict))
 				}
 				return false, fmt.Errorf("update thing %s: %w", id, err)
 			}
@@ -397,7 +397,7 @@ func (t *txn) replaceMACs(ctx context.Context, id string, old, next []string) er
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return fmt.Errorf("macAddresses %q: %w", m, store.ErrConflict)
+			return store.Conflict("macAddresses", m, fmt.Errorf("macAddresses %q: %w", m, store.ErrConflict))
 		}
 	}
 	return nil

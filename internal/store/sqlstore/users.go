@@ -85,7 +85,7 @@ func (t *txn) CreateUser(ctx context.Context, u *store.User) error {
 			return fmt.Errorf("user id %q: %w", m.ID, store.ErrConflict)
 		}
 		if _, err := t.GetUserByName(ctx, u.UserName); err == nil {
-			return fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict)
+			return store.Conflict("userName", u.UserName, fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict))
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -184,7 +184,7 @@ func (t *txn) UpdateUser(ctx context.Context, id string, ifRevision int64, fn fu
 					if strings.Contains(err.Error(), "verified_email") {
 						return false, fmt.Errorf("email %q: %w", u.PrimaryEmail(), store.ErrEmailTaken)
 					}
-					return false, fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict)
+					return false, store.Conflict("userName", u.UserName, fmt.Errorf("userName %q: %w", u.UserName, store.ErrConflict))
 				}
 				return false, fmt.Errorf("update user %s: %w", id, err)
 			}

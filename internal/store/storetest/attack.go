@@ -86,10 +86,11 @@ func attackValues(t *testing.T, s store.Store) {
 	// driver error (PostgreSQL) or a LIKE cut short at the NUL (SQLite).
 	for _, v := range []string{"\x00", "a\x00b", "%\x00", "\xff\xfe", "ok\xc3"} {
 		for _, op := range []store.Op{store.OpEq, store.OpCo, store.OpGt} {
-			if _, err := countUsers(t, s, store.Compare{Field: "userName", Op: op, Value: v}); !errors.Is(err, store.ErrInvalidQuery) {
-				t.Errorf("userName %s %q: %v, want ErrInvalidQuery", op, v, err)
+			_, err := countUsers(t, s, store.Compare{Field: "userName", Op: op, Value: v})
+			if qe, ok := errors.AsType[*store.QueryError](err); !ok || qe.Field != "userName" || !errors.Is(err, store.ErrInvalidQuery) {
+				t.Errorf("userName %s %q: %v, want a QueryError naming userName", op, v, err)
 			}
-			_, _, err := s.ListThings(ctx(t), store.Query{Filter: store.Compare{Field: "attributes.room", Op: op, Value: v}})
+			_, _, err = s.ListThings(ctx(t), store.Query{Filter: store.Compare{Field: "attributes.room", Op: op, Value: v}})
 			if op != store.OpCo && !errors.Is(err, store.ErrInvalidQuery) {
 				t.Errorf("attributes.room %s %q: %v, want ErrInvalidQuery", op, v, err)
 			}
@@ -219,7 +220,12 @@ func attackUpdateCannotMove(t *testing.T, s store.Store) {
 	// Case variants of a name are the same name.
 	_, err = s.UpdateUser(ctx(t), b.ID, 0, func(u *store.User) error { u.UserName = "ALICE"; return nil })
 	wantErr(t, err, store.ErrConflict)
-	wantErr(t, s.CreateUser(ctx(t), &store.User{UserName: "Bob"}), store.ErrConflict)
+	err = s.CreateUser(ctx(t), &store.User{UserName: "Bob"})
+	wantErr(t, err, store.ErrConflict)
+	// The conflict names the field and the value taken, for a page to say.
+	if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != "userName" || ce.Value != "Bob" {
+		t.Errorf("a taken user name: %#v, want a ConflictError on userName", err)
+	}
 }
 
 // attackRelationshipKinds: an end must exist as the kind the edge names.

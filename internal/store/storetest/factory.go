@@ -88,6 +88,21 @@ func testFactoryBatches(t *testing.T, s store.Store) {
 		t.Errorf("issued %d, want 3", got.Issued)
 	}
 	wantErr(t, s.AddFactoryBatchThings(ctx(t), "missing", ids), store.ErrNotFound)
+	must(t, s.AddFactoryBatchThings(ctx(t), newest.ID, ids[2:])) // a thing of two batches
+	for i, want := range [][]string{{old.ID}, {old.ID}, {old.ID, newest.ID}} {
+		bs, err := s.ThingFactoryBatches(ctx(t), ids[i])
+		must(t, err)
+		var got []string
+		for _, b := range bs {
+			got = append(got, b.ID)
+		}
+		if !reflect.DeepEqual(got, want) || bs[0].Model != "SPK" {
+			t.Errorf("the batches of thing %d: %v, want %v", i, got, want)
+		}
+	}
+	if bs, err := s.ThingFactoryBatches(ctx(t), "no-such-thing"); err != nil || len(bs) != 0 {
+		t.Errorf("the batches of no thing: %v %v", bs, err)
+	}
 	wantErr(t, s.AddFactoryBatchThings(ctx(t), newer.ID, []string{"no-such-thing"}), store.ErrNotFound)
 
 	things, total, err := s.ListFactoryBatchThings(ctx(t), old.ID, 1, 5)
@@ -137,35 +152,46 @@ func testFactoryBatchInTx(t *testing.T, s store.Store) {
 	}
 }
 
-// testThingsByIssuer: things are counted by the issuers of the
-// certificates recorded on them, each thing once.
-func testThingsByIssuer(t *testing.T, s store.Store) {
-	cert := func(i int, issuer string) store.CertRef {
-		return store.CertRef{FingerprintSHA256: fingerprint(i), Issuer: issuer, NotAfter: base.Add(time.Hour)}
+// testThingsOfCAs: a CA's things are those holding a certificate it
+// issued (by the issuer) or that chained to it (CertRef.CA, a certificate
+// of an intermediate), each thing once.
+func testThingsOfCAs(t *testing.T, s store.Store) {
+	cert := func(i int, issuer, ca string) store.CertRef {
+		return store.CertRef{FingerprintSHA256: fingerprint(i), Issuer: issuer, CA: ca, NotAfter: base.Add(time.Hour)}
 	}
 	mk := func(serial string, certs ...store.CertRef) *store.Thing {
 		th := &store.Thing{Type: store.ThingDevice, Model: "M", SerialNumber: serial, Certificates: certs}
 		must(t, s.CreateThing(ctx(t), th))
 		return th
 	}
-	mk("1", cert(1, "CN=Acme CA"), cert(2, "CN=Acme CA")) // renewed: one thing
-	two := mk("2", cert(3, "CN=Acme CA"))
-	mk("3", cert(4, "CN=Other CA"))
+	acme := &store.ManufacturerCA{ID: "acme", Subject: "CN=Acme CA"}
+	other := &store.ManufacturerCA{ID: "other", Subject: "CN=Other CA"}
+	nobody := &store.ManufacturerCA{ID: "nobody", Subject: "CN=Nobody"}
+	mk("1", cert(1, "CN=Acme CA", ""), cert(2, "CN=Acme CA", "acme")) // renewed: one thing
+	two := mk("2", cert(3, "CN=Acme CA", ""))
+	mk("3", cert(4, "CN=Other CA", ""))
 	mk("4")
-	n, err := s.CountThingsByIssuer(ctx(t), []string{"CN=Acme CA", "CN=Other CA", "CN=Nobody"})
+	mk("5", cert(6, "CN=Acme Intermediate 7", "acme")) // from an intermediate
+	got, err := s.CountThingsOfCAs(ctx(t), []*store.ManufacturerCA{acme, other, nobody})
 	must(t, err)
-	if want := map[string]int{"CN=Acme CA": 2, "CN=Other CA": 1, "CN=Nobody": 0}; !reflect.DeepEqual(n, want) {
-		t.Fatalf("counts %v, want %v", n, want)
+	if want := map[string]int{"acme": 3, "other": 1, "nobody": 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
 	}
-	// A certificate added later is counted from its issuer too.
+	// A certificate added later is counted too; the one replaced no more.
 	_, err = s.UpdateThing(ctx(t), two.ID, 0, func(th *store.Thing) error {
-		th.Certificates = []store.CertRef{cert(5, "CN=Other CA")}
+		th.Certificates = []store.CertRef{cert(5, "CN=Other Intermediate", "other")}
 		return nil
 	})
 	must(t, err)
-	n, err = s.CountThingsByIssuer(ctx(t), []string{"CN=Acme CA", "CN=Other CA"})
+	got, err = s.CountThingsOfCAs(ctx(t), []*store.ManufacturerCA{acme, other})
 	must(t, err)
-	if n["CN=Acme CA"] != 1 || n["CN=Other CA"] != 2 {
-		t.Fatalf("after an update: %v", n)
+	if got["acme"] != 2 || got["other"] != 2 {
+		t.Fatalf("after an update: %v", got)
+	}
+	// The CA a certificate chained to is kept with the thing.
+	th, err := s.GetThing(ctx(t), two.ID)
+	must(t, err)
+	if len(th.Certificates) != 1 || th.Certificates[0].CA != "other" {
+		t.Fatalf("the certificate read back: %+v", th.Certificates)
 	}
 }

@@ -26,7 +26,7 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExpiringCertificates", testExpiringCertificates},
 		{"FactoryBatches", testFactoryBatches},
 		{"FactoryBatchInTx", testFactoryBatchInTx},
-		{"ThingsByIssuer", testThingsByIssuer},
+		{"ThingsOfCAs", testThingsOfCAs},
 		{"ThingPSKs", testThingPSKs},
 	}
 	for _, tt := range tests {

@@ -281,10 +281,20 @@ func testThingUniqueness(t *testing.T, s store.Store) {
 	// An update to a taken serial or MAC conflicts.
 	th := newThing("SN-9")
 	must(t, s.CreateThing(ctx(t), th))
+	// The conflict names the field and the value taken, for a page to say.
+	taken := func(err error, field, value string) {
+		t.Helper()
+		wantErr(t, err, store.ErrConflict)
+		if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != field || ce.Value != value {
+			t.Errorf("%#v, want a ConflictError on %s %q", err, field, value)
+		}
+	}
+	taken(s.CreateThing(ctx(t), newThing("SN-1")), "serialNumber", "SN-1")
+	taken(s.CreateThing(ctx(t), newThing("SN-6", "00:00:00:00:00:01")), "macAddresses", "00:00:00:00:00:01")
 	_, err := s.UpdateThing(ctx(t), th.ID, 0, func(th *store.Thing) error { th.SerialNumber = "SN-1"; return nil })
-	wantErr(t, err, store.ErrConflict)
+	taken(err, "serialNumber", "SN-1")
 	_, err = s.UpdateThing(ctx(t), th.ID, 0, func(th *store.Thing) error { th.MACAddresses = []string{"00:00:00:00:00:01"}; return nil })
-	wantErr(t, err, store.ErrConflict)
+	taken(err, "macAddresses", "00:00:00:00:00:01")
 	got, err := s.GetThing(ctx(t), th.ID)
 	must(t, err)
 	if got.Revision != 1 || got.SerialNumber != "SN-9" || len(got.MACAddresses) != 0 {
