@@ -30,7 +30,7 @@ type fieldProblem struct {
 func writeProblem(w http.ResponseWriter, status int, detail string, fields ...fieldError) {
 	p := problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
 	for _, f := range fields {
-		p.Errors = append(p.Errors, fieldProblem{Field: f.Field, Pointer: "/" + f.Field, Detail: f.Detail})
+		p.Errors = append(p.Errors, fieldProblem{Field: f.Field, Pointer: "/" + f.Field, Detail: fmt.Sprint(f.Detail)})
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

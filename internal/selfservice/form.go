@@ -11,12 +11,15 @@ import (
 type formField struct {
 	Name, Label, Type, Autocomplete, Hint string
 	Required                              bool
-	Value, Error, DescribedBy             string
+	Value, DescribedBy                    string
+	Error                                 any // a fieldError's Detail
 }
 
-// summaryItem is one line of the error summary at the top of the form.
+// summaryItem is one line of the error summary at the top of the form: the
+// field's label (or name) and the error, each translated on the page.
 type summaryItem struct {
-	Field, Text string
+	Field, Label string
+	Text         any
 }
 
 // formPage is a page with at most one form: its title, what it says before
@@ -75,7 +78,7 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int,
 	if formError != "" {
 		page.Summary = append(page.Summary, summaryItem{Text: formError})
 	}
-	byField := map[string]string{}
+	byField := map[string]any{}
 	for _, e := range errs {
 		byField[e.Field] = e.Detail
 	}
@@ -89,13 +92,13 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int,
 		if msg, ok := byField[f.Name]; ok {
 			f.Error = msg
 			f.DescribedBy = strings.TrimSpace(f.DescribedBy + " " + f.Name + "-error")
-			page.Summary = append(page.Summary, summaryItem{Field: f.Name, Text: f.Label + ": " + msg})
+			page.Summary = append(page.Summary, summaryItem{Field: f.Name, Label: f.Label, Text: msg})
 			placed[f.Name] = true
 		}
 	}
 	for _, e := range errs {
 		if !placed[e.Field] { // a rule on a field the form does not show
-			page.Summary = append(page.Summary, summaryItem{Text: e.Field + ": " + e.Detail})
+			page.Summary = append(page.Summary, summaryItem{Label: e.Field, Text: e.Detail})
 		}
 	}
 	h.render(w, r, status, h.pages.form, page)

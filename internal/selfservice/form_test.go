@@ -162,3 +162,27 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		t.Errorf("tampered token: %d, want 403", resp.StatusCode)
 	}
 }
+
+// A password policy's advice, with its arguments, is said in the page's
+// language, next to the field and in the summary; the API says it in English.
+func TestFormRefusalInTheReadersLanguage(t *testing.T) {
+	e := newEnv(t, testOptions())
+	tok := e.formToken(t)
+	resp, page := e.postForm(t, registrationForm(tok, "erin", "kurz", "kurz"), "Accept-Language", "de")
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("short password: %d, want 422:\n%s", resp.StatusCode, page)
+	}
+	if !regexp.MustCompile(`id="password-error">.*verwenden Sie mindestens \d+ Zeichen`).MatchString(page) {
+		t.Errorf("the advice next to the password field is not in German:\n%s", page)
+	}
+	if !regexp.MustCompile(`<a href="#password">Passwort: verwenden Sie mindestens \d+ Zeichen`).MatchString(page) {
+		t.Errorf("the summary does not say label and advice in German:\n%s", page)
+	}
+	if strings.Contains(page, "use at least") {
+		t.Error("English advice on a German page")
+	}
+	resp, body := e.postJSON(t, `{"userName":"erin","email":"erin@example.org","password":"kurz"}`, "Accept-Language", "de")
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "use at least") {
+		t.Errorf("API: %d %s, want 422 with the English advice", resp.StatusCode, body)
+	}
+}

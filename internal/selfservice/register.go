@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // maxBody bounds form and JSON bodies: four fields of at most 256 characters fit
@@ -26,10 +27,26 @@ type registration struct {
 }
 
 // fieldError says what is wrong with one input field, named as in the form and
-// the JSON body.
+// the JSON body. Detail is a string, or a validator's reason: pages
+// translate either, the API answers in English.
 type fieldError struct {
 	Field  string
-	Detail string
+	Detail any
+}
+
+// reason is a validator's refusal without its field, which the page shows
+// beside the field: the page translates it ({{t}} takes a ui.Refusal, its
+// verbs with its own arguments), the API writes Error(), the English.
+type reason struct{ r ui.Refusal }
+
+func (e reason) Error() string {
+	_, src, args := e.r.Refusal()
+	return fmt.Sprintf(src, args...)
+}
+
+func (e reason) Refusal() (field, src string, args []any) {
+	_, src, args = e.r.Refusal()
+	return "", src, args
 }
 
 // inputError is a registration refused because of what the user entered.
@@ -41,7 +58,7 @@ type inputError struct {
 func (e *inputError) Error() string {
 	parts := make([]string, len(e.fields))
 	for i, f := range e.fields {
-		parts[i] = f.Field + ": " + f.Detail
+		parts[i] = f.Field + ": " + fmt.Sprint(f.Detail)
 	}
 	return strings.Join(parts, "; ")
 }
@@ -93,7 +110,7 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 		if !ok {
 			field = ve.Field
 		}
-		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, ve.Reason}}}
+		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, reason{ve}}}}
 	case errors.Is(err, store.ErrEmailTaken):
 		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
 	case errors.Is(err, store.ErrConflict):

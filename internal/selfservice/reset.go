@@ -210,7 +210,7 @@ func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) 
 	}
 	pw, err := h.users.HashPassword(newPassword, u)
 	if ve := (*identity.ValidationError)(nil); errors.As(err, &ve) {
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", ve.Reason}}}
+		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", reason{ve}}}}
 	}
 	if err != nil {
 		return err
