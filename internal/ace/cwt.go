@@ -174,7 +174,8 @@ func (s *Server) check(c *claims, audience string) error {
 	case c.Iss != s.issuer:
 		return unauthorized("iss (1) is not this platform's")
 	case !slices.Contains(c.Aud, audience):
-		return unauthorized("aud (3) does not name this resource server (%s)", audience)
+		// RFC 9200 §5.10.1.1: a token for another resource server is 4.03.
+		return failure(http.StatusForbidden, "invalid_token", "aud (3) does not name this resource server (%s)", audience)
 	case c.Exp == 0 || !now.Before(time.Unix(c.Exp, 0).Add(leeway)):
 		return unauthorized("the token has expired (exp, 4)")
 	case c.Iat == 0 || time.Unix(c.Iat, 0).After(now.Add(leeway)):

@@ -163,7 +163,7 @@ func TestAttackAuthzInfo(t *testing.T) {
 
 	c = w.claims()
 	c.Audience = []string{"https://other.example.com"}
-	wantRefused(t, w, "wrong audience", w.sign(t, c, &confirmation{Key: ck}), holder, http.StatusUnauthorized)
+	wantRefused(t, w, "wrong audience", w.sign(t, c, &confirmation{Key: ck}), holder, http.StatusForbidden)
 
 	wantRefused(t, w, "no cnf", w.sign(t, w.claims(), nil), holder, http.StatusUnauthorized)
 

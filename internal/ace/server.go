@@ -3,7 +3,6 @@ package ace
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -17,12 +16,13 @@ import (
 // AuthorizationServer is the platform's authorization server (oauth.Server,
 // adapted in server): the same client authentication, grants, scopes,
 // audiences and device flow as its HTTPS endpoints, on a request's
-// parameters as the form would carry them. Its errors are *Error.
+// parameters as the form would carry them, the client authenticated by
+// what id proved. Its errors are *Error.
 type AuthorizationServer interface {
 	// Token answers a token request, the access token signed by sign.
-	Token(ctx context.Context, form url.Values, chain []*x509.Certificate, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
+	Token(ctx context.Context, form url.Values, id Identity, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
 	// DeviceAuthorization starts the device flow (RFC 8628 §3.1).
-	DeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*DeviceAnswer, error)
+	DeviceAuthorization(ctx context.Context, form url.Values, id Identity) (*DeviceAnswer, error)
 }
 
 // Answer is a granted token request.

@@ -124,7 +124,10 @@ type Options struct {
 	BlockTransfers int
 	BlockTimeout   time.Duration
 	// Resources are mounted besides the device API's.
-	Resources  []Resource
+	Resources []Resource
+	// AuthzInfo verifies the access tokens posted to /authz-info (authz.go);
+	// nil: that resource is not served.
+	AuthzInfo  AuthzInfoFunc
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -138,6 +141,7 @@ type Gateway struct {
 	mu       sync.Mutex
 	sessions map[*udpClient.Conn]*Session
 
+	tokens      heldTokens         // authz.go
 	observers   *observers         // observe.go
 	bodyRefused prometheus.Counter // blockwise.go
 
@@ -424,6 +428,9 @@ func (g *Gateway) onEvent(e events.Event) {
 		match = func(s *Session) bool {
 			return s.thingID == e.ID && s.PSKIdentity != "" && s.pskKeyID != e.Details["keyId"]
 		}
+	case EventTokenRevoke:
+		g.onTokenRevoke(e)
+		return
 	case certauth.EventCertRevoke:
 		reason = "certificate_revoked"
 		match = func(s *Session) bool { return s.Fingerprint == e.Details["fingerprint"] }
@@ -451,12 +458,19 @@ func (g *Gateway) router() (*mux.Router, error) {
 	if g.opts.Publisher != nil || g.opts.Subscriber != nil {
 		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: g.mqttResource()})
 	}
+	if g.opts.AuthzInfo != nil {
+		table = append(table, Resource{Path: PathAuthzInfo, Handler: g.authzInfo(g.opts.AuthzInfo)})
+	}
 	table = append(table, g.opts.Resources...)
 	for _, res := range table {
 		h := res.Handler
 		err := r.Handle(res.Path, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
 			g.metrics.requests.WithLabelValues(res.Path).Inc()
-			h.ServeCoAP(w, m, g.session(w.Conn()))
+			s := g.session(w.Conn())
+			if s != nil {
+				m.SetContext(g.tokens.withScopes(m.Context(), s))
+			}
+			h.ServeCoAP(w, m, s)
 		}))
 		if err != nil {
 			return nil, fmt.Errorf("coapgw: resource %q: %w", res.Path, err)
