@@ -1,0 +1,237 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	piondtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	"github.com/veraison/go-cose"
+
+	"github.com/thingid/thingid/internal/ace"
+	"github.com/thingid/thingid/internal/coapgw"
+	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/psk"
+	"github.com/thingid/thingid/internal/store"
+)
+
+// fleetScope is a broker scope no thing's own rules grant: a token with it
+// lets a thing publish there once posted to the gateway's /authz-info.
+const fleetScope = "mqtt:pub:fleet/#"
+
+// coapACE is a platform with the CoAP gateway on, things allowed to ask for
+// fleetScope, and go-coap clients over pion's DTLS.
+type coapACE struct {
+	t    *testing.T
+	r    *running
+	addr string
+}
+
+func newCoAPACE(t *testing.T) *coapACE {
+	t.Helper()
+	r := serve(t, func(c *config.Config) {
+		c.CoAP.Enabled = true
+		c.CoAP.DTLSAddress = "127.0.0.1:0"
+		c.CoAP.UDPAddress = "127.0.0.1:0"
+		c.OAuth.ThingScopes = append(c.OAuth.ThingScopes, fleetScope)
+	})
+	m := regexp.MustCompile(`serving on coaps://(\S+)`).FindStringSubmatch(r.out.String())
+	if m == nil {
+		t.Fatalf("no CoAP listener announced:\n%s", r.out.String())
+	}
+	return &coapACE{t: t, r: r, addr: m[1]}
+}
+
+// certThing is a thing with a platform certificate, as its DTLS client presents it.
+func (c *coapACE) certThing(serial string) (*store.Thing, tls.Certificate) {
+	c.t.Helper()
+	ctx := context.Background()
+	th, err := c.r.p.Identity.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, SerialNumber: serial})
+	must(c.t, "creating the thing", err)
+	_, dca, err := c.r.p.PKI()
+	must(c.t, "opening the device CA", err)
+	dc, err := dca.IssueDevice(th.ID, serial, time.Hour)
+	must(c.t, "issuing the certificate", err)
+	return th, tls.Certificate{Certificate: dc.Chain, PrivateKey: dc.Key, Leaf: dc.Leaf}
+}
+
+// pskThing is a thing with a pre-shared key, as `thingid factory issue --psk` makes it.
+func (c *coapACE) pskThing(serial string) (*store.Thing, psk.Issued) {
+	c.t.Helper()
+	ctx := context.Background()
+	th, err := c.r.p.Identity.CreateThing(ctx, "test", &store.Thing{Type: store.ThingDevice, SerialNumber: serial})
+	must(c.t, "creating the thing", err)
+	in, row, err := psk.Issue(c.r.p.Key, th.ID)
+	must(c.t, "issuing the key", err)
+	must(c.t, "storing the key", c.r.p.Identity.SetThingPSKs(ctx, "test", []*store.ThingPSK{row}))
+	return th, in
+}
+
+// dialCert and dialPSK open a DTLS session, closed when the test ends.
+func (c *coapACE) dialCert(cert tls.Certificate) *udpClient.Conn {
+	c.t.Helper()
+	return c.dial(&piondtls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret})
+}
+
+func (c *coapACE) dialPSK(in psk.Issued) *udpClient.Conn {
+	c.t.Helper()
+	return c.dial(&piondtls.Config{
+		PSK:                  func([]byte) ([]byte, error) { return []byte(in.Key), nil },
+		PSKIdentityHint:      []byte(in.Identity),
+		CipherSuites:         []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
+		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
+	})
+}
+
+func (c *coapACE) dial(cfg *piondtls.Config) *udpClient.Conn {
+	c.t.Helper()
+	cc, err := dtls.Dial(c.addr, cfg)
+	must(c.t, "opening a DTLS session", err)
+	c.t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// post sends body to path on cc and returns the answer's code and body.
+func post(t *testing.T, cc *udpClient.Conn, path string, cf message.MediaType, body []byte) (codes.Code, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cc.Post(ctx, path, cf, bytes.NewReader(body))
+	must(t, "posting "+path, err)
+	b, _ := res.ReadBody()
+	return res.Code(), b
+}
+
+// token asks the gateway's /ace/token on cc for a CWT with scope for client.
+func token(t *testing.T, cc *udpClient.Conn, client, scope string) []byte {
+	t.Helper()
+	code, b := post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: client, 9: scope}))
+	var out map[any]any
+	must(t, "decoding the answer", cbor.Unmarshal(b, &out))
+	tok, _ := out[uint64(1)].([]byte)
+	if code != codes.Created || len(tok) == 0 {
+		t.Fatalf("token over CoAP: %v %v", code, out)
+	}
+	return tok
+}
+
+// cnf is the confirmation claim of a CWT, read without verifying it.
+func cnf(t *testing.T, tok []byte) map[any]any {
+	t.Helper()
+	var m cose.Sign1Message
+	must(t, "decoding the CWT", m.UnmarshalCBOR(tok))
+	var claims map[any]any
+	must(t, "decoding the claims", cbor.Unmarshal(m.Payload, &claims))
+	c, _ := claims[uint64(8)].(map[any]any)
+	return c
+}
+
+// byteString is the token as RFC 9200 §5.10.1 posts it: a CBOR byte string.
+func byteString(t *testing.T, tok []byte) []byte { return enc(t, tok) }
+
+// A PSK thing is a first-class ACE client: its token request is
+// authenticated by its DTLS session's key, the CWT is bound to its PSK
+// identity (cnf kid, RFC 9202 §3.3), and the gateway accepts it at
+// /authz-info from a session of that key only.
+func TestACEWithPSKOverCoAP(t *testing.T) {
+	c := newCoAPACE(t)
+	th, in := c.pskThing("ACE-PSK-1")
+	cc := c.dialPSK(in)
+	tok := token(t, cc, th.ID, "device")
+	if kid, _ := cnf(t, tok)[uint64(3)].([]byte); string(kid) != in.Identity {
+		t.Fatalf("cnf of a PSK session's token: %v; want kid %q", cnf(t, tok), in.Identity)
+	}
+	if code, b := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Fatalf("authz-info on the token's own PSK session: %v %s", code, b)
+	}
+
+	// Another thing's client_id over this PSK session.
+	other, otherKey := c.pskThing("ACE-PSK-2")
+	if code, b := post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: other.ID})); code != codes.Unauthorized || !bytes.Contains(b, []byte("another thing")) {
+		t.Errorf("a token for another thing over my PSK: %v %x", code, b)
+	}
+	// A registered client cannot be authenticated by a thing's PSK.
+	if code, _ := post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: "thingid-console"})); code != codes.Unauthorized {
+		t.Errorf("a registered client's token over a thing's PSK: %v", code)
+	}
+
+	// The token replayed by clients not holding its key: another thing's
+	// PSK session, a certificate session.
+	if code, _ := post(t, c.dialPSK(otherKey), coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Unauthorized {
+		t.Errorf("the PSK token posted by another PSK thing: %v; want 4.01", code)
+	}
+	_, cert := c.certThing("ACE-CERT-1")
+	if code, _ := post(t, c.dialCert(cert), coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Unauthorized {
+		t.Errorf("the PSK token posted over a certificate session: %v; want 4.01", code)
+	}
+	// A new session of the same key holds it: that is possession.
+	if code, b := post(t, c.dialPSK(in), coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Errorf("the token on a new session of its key: %v %s", code, b)
+	}
+}
+
+// A token posted to /authz-info grants its scope on that session, besides
+// the thing's own broker rules, and only there.
+func TestAuthzInfoGrantsItsScope(t *testing.T) {
+	c := newCoAPACE(t)
+	th, cert := c.certThing("ACE-SCOPE-1")
+	cc := c.dialCert(cert)
+	tok := token(t, cc, th.ID, fleetScope)
+	if code, _ := post(t, cc, "/mqtt/fleet/thermostats", message.TextPlain, []byte("21.5")); code != codes.Forbidden {
+		t.Fatalf("a topic outside the thing's rules before its token: %v", code)
+	}
+	if code, b := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Fatalf("authz-info: %v %s", code, b)
+	}
+	if code, _ := post(t, cc, "/mqtt/fleet/thermostats", message.TextPlain, []byte("21.5")); code != codes.Changed {
+		t.Fatalf("the token's scope on its session: %v", code)
+	}
+	if code, _ := post(t, cc, "/mqtt/things/"+th.ID+"/telemetry", message.TextPlain, []byte("21.5")); code != codes.Changed {
+		t.Fatalf("the thing's own rules with a token: %v", code)
+	}
+	// Another session of the same thing has not posted it.
+	if code, _ := post(t, c.dialCert(cert), "/mqtt/fleet/thermostats", message.TextPlain, []byte("21.5")); code != codes.Forbidden {
+		t.Errorf("the scope on a session that posted no token: %v", code)
+	}
+}
+
+// Tokens /authz-info refuses, with RFC 9200 §5.10.1.1's codes.
+func TestAttackAuthzInfoOverCoAP(t *testing.T) {
+	c := newCoAPACE(t)
+	th, cert := c.certThing("ACE-ATTACK-1")
+	cc := c.dialCert(cert)
+	for name, body := range map[string][]byte{
+		"no token":                 nil,
+		"not CBOR":                 []byte("hello"),
+		"a truncated string":       {0x58, 0x20, 0x01},
+		"a byte string of garbage": enc(t, []byte("garbage")),
+	} {
+		if code, _ := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, body); code != codes.BadRequest {
+			t.Errorf("%s: %v; want 4.00", name, code)
+		}
+	}
+	// A CWT for another audience: 4.03.
+	code, b := post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: th.ID, 5: c.r.p.Config.HTTP.PublicURL}))
+	var out map[any]any
+	must(t, "decoding the answer", cbor.Unmarshal(b, &out))
+	if tok, _ := out[uint64(1)].([]byte); code != codes.Created || len(tok) == 0 {
+		t.Fatalf("a token for the platform's own audience: %v %v", code, out)
+	} else if code, _ := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Forbidden {
+		t.Errorf("a token for another audience: %v; want 4.03", code)
+	}
+	// A token of this thing's key, posted by another thing: 4.01.
+	tok := token(t, cc, th.ID, fleetScope)
+	_, otherCert := c.certThing("ACE-ATTACK-2")
+	if code, _ := post(t, c.dialCert(otherCert), coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Unauthorized {
+		t.Errorf("a token posted by a client not holding its key: %v; want 4.01", code)
+	}
+}
