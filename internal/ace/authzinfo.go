@@ -18,6 +18,7 @@ type Access struct {
 	Scopes    []string
 	ExpiresAt time.Time
 	ID        []byte // cti
+	GrantID   string // gid: revoking the grant revokes the token
 }
 
 // AuthzInfo is the resource server's /authz-info (RFC 9200 §5.10.1): it
@@ -58,7 +59,7 @@ func (s *Server) authzInfo(ctx context.Context, token []byte, peer Identity) (*A
 	if c.Scope != "" {
 		scopes = strings.Split(c.Scope, " ")
 	}
-	return &Access{Subject: c.Sub, ThingID: c.Thing, Scopes: scopes, ExpiresAt: time.Unix(c.Exp, 0), ID: c.Cti}, nil
+	return &Access{Subject: c.Sub, ThingID: c.Thing, Scopes: scopes, ExpiresAt: time.Unix(c.Exp, 0), ID: c.Cti, GrantID: c.Gid}, nil
 }
 
 // unwrapToken is the COSE message of a token posted to /authz-info: the

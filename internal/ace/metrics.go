@@ -12,6 +12,7 @@ const (
 	endpointToken     = "token"
 	endpointDevice    = "device_authorization"
 	endpointAuthzInfo = "authz_info"
+	endpointRevoke    = "revoke"
 )
 
 // results bound the result label: "ok", a code of these, or "other".
@@ -26,9 +27,9 @@ type metrics struct{ answers *prometheus.CounterVec }
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{answers: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "thingid_ace_requests_total",
-		Help: "ACE answers by endpoint (token, device_authorization, authz_info) and result (ok, or the error code).",
+		Help: "ACE answers by endpoint (token, device_authorization, authz_info, revoke) and result (ok, or the error code).",
 	}, []string{"endpoint", "result"})}
-	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo} {
+	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo, endpointRevoke} {
 		m.answers.WithLabelValues(e, "ok")
 	}
 	if reg != nil {

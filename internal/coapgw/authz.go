@@ -14,21 +14,13 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/events"
 )
 
 // PathAuthzInfo is the resource server's authz-info resource (RFC 9200
 // §5.10.1), where a client posts its access token.
 const PathAuthzInfo = "/authz-info"
-
-// EventTokenRevoke is the event of an access token (a CWT) revoked by its
-// cti, the contract between its publisher (internal/ace) and the gateway:
-//
-//	events.Event{Type: "cwt.revoke", Kind: "token", ID: "<hex of the cti>",
-//		Details: map[string]string{"exp": "<the token's exp, unix seconds>"}}
-//
-// Every session holding that token ends as the event arrives.
-const EventTokenRevoke = "cwt.revoke"
 
 // maxTokensPerSession bounds the tokens one session holds (RFC 9200
 // §5.10.1: the resource server bounds what it stores); a new one replaces
@@ -39,6 +31,7 @@ const maxTokensPerSession = 4
 // for a session's client.
 type Token struct {
 	ID        []byte   // cti
+	GrantID   string   // its grant: revoking the grant revokes it
 	Scopes    []string // what it grants besides the thing's own rules
 	ExpiresAt time.Time
 }
@@ -172,27 +165,32 @@ func (h *heldTokens) drop(s *Session) {
 	delete(h.held, s)
 }
 
-// holding are the sessions that hold the token of cti.
-func (h *heldTokens) holding(cti []byte) []*Session {
+// holding are the sessions that hold a token match accepts.
+func (h *heldTokens) holding(match func(*Token) bool) []*Session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []*Session
 	for s, ts := range h.held {
-		if slices.ContainsFunc(ts, func(t *held) bool { return bytes.Equal(t.ID, cti) }) {
+		if slices.ContainsFunc(ts, func(t *held) bool { return match(&t.Token) }) {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// onTokenRevoke ends the sessions holding a token revoked by its cti.
+// onTokenRevoke ends the sessions holding a token revoked on its own (by
+// its cti, ace.EventRevoke) or with its grant (tokens.EventGrantRevoke).
 func (g *Gateway) onTokenRevoke(e events.Event) {
-	cti, err := hex.DecodeString(e.ID)
-	if err != nil || len(cti) == 0 {
-		g.opts.Log.Error("coapgw: a token revocation names no cti", "id", e.ID)
-		return
+	match := func(t *Token) bool { return t.GrantID == e.ID }
+	if e.Type == ace.EventRevoke {
+		cti, err := hex.DecodeString(e.ID)
+		if err != nil || len(cti) == 0 {
+			g.opts.Log.Error("coapgw: a token revocation names no cti", "id", e.ID)
+			return
+		}
+		match = func(t *Token) bool { return bytes.Equal(t.ID, cti) }
 	}
-	for _, s := range g.tokens.holding(cti) {
+	for _, s := range g.tokens.holding(match) {
 		g.end(s, "token_revoked")
 	}
 }

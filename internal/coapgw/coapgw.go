@@ -36,10 +36,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // Verifier decides what a client certificate chain (leaf first) proves:
@@ -411,7 +413,7 @@ func (g *Gateway) end(s *Session, reason string) {
 
 // onEvent ends the sessions a revocation concerns: the thing disabled,
 // deleted or unlinked from its owner, its certificate revoked, its
-// pre-shared key re-issued.
+// pre-shared key re-issued, a token it posted to /authz-info revoked.
 func (g *Gateway) onEvent(e events.Event) {
 	var reason string
 	match := func(s *Session) bool { return s.thingID == e.ID }
@@ -428,7 +430,7 @@ func (g *Gateway) onEvent(e events.Event) {
 		match = func(s *Session) bool {
 			return s.thingID == e.ID && s.PSKIdentity != "" && s.pskKeyID != e.Details["keyId"]
 		}
-	case EventTokenRevoke:
+	case ace.EventRevoke, tokens.EventGrantRevoke:
 		g.onTokenRevoke(e)
 		return
 	case certauth.EventCertRevoke:

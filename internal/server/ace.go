@@ -52,7 +52,7 @@ func aceError(err error) error {
 	return ace.NewError(e.Status, e.Code, e.Description, errors.Unwrap(e))
 }
 
-// mountACE serves ACE's token and device authorization endpoints on HTTPS
+// mountACE serves ACE's token, device authorization and revocation endpoints on HTTPS
 // (internal/ace), for the broker's audience when the broker is on: the
 // resource server a constrained device reaches (CoAP maps onto its topics).
 func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
@@ -63,6 +63,9 @@ func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg
 	a, err := ace.New(ace.Options{
 		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
 		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
+		// It follows the revocations of CWTs on the platform's bus for the
+		// platform's life.
+		Revoked: p.Store, Bus: p.Bus,
 		Logger: log.With("component", "ace"), Registerer: reg,
 	})
 	if err != nil {

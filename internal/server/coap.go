@@ -72,7 +72,7 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 	return gw.Close, nil
 }
 
-// aceResources are ACE's token and device authorization endpoints
+// aceResources are ACE's token, device authorization and revocation endpoints
 // (internal/ace) on the CoAP gateway, at the same paths as on HTTPS, the
 // client being the thing of the DTLS session's certificate or pre-shared key.
 func aceResources(a *ace.Server) []coapgw.Resource {
@@ -87,6 +87,7 @@ func aceResources(a *ace.Server) []coapgw.Resource {
 	return []coapgw.Resource{
 		{Path: ace.PathToken, Handler: endpoint(a.Token)},
 		{Path: ace.PathDeviceAuthorization, Handler: endpoint(a.DeviceAuthorization)},
+		{Path: ace.PathRevoke, Handler: endpoint(a.Revoke)},
 	}
 }
 
@@ -101,7 +102,7 @@ func aceAuthzInfo(a *ace.Server) coapgw.AuthzInfoFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &coapgw.Token{ID: acc.ID, Scopes: acc.Scopes, ExpiresAt: acc.ExpiresAt}, nil
+		return &coapgw.Token{ID: acc.ID, GrantID: acc.GrantID, Scopes: acc.Scopes, ExpiresAt: acc.ExpiresAt}, nil
 	}
 }
 
