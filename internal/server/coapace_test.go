@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/coapgw"
 	"github.com/thingid/thingid/internal/config"
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/psk"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // fleetScope is a broker scope no thing's own rules grant: a token with it
@@ -233,5 +236,68 @@ func TestAttackAuthzInfoOverCoAP(t *testing.T) {
 	_, otherCert := c.certThing("ACE-ATTACK-2")
 	if code, _ := post(t, c.dialCert(otherCert), coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Unauthorized {
 		t.Errorf("a token posted by a client not holding its key: %v; want 4.01", code)
+	}
+}
+
+// Revoking a CWT by its cti, from a session of its key, ends the session
+// holding it as the event arrives; the next request on that thing's new
+// session is refused its scope, and the token is refused at /authz-info.
+func TestRevokedCWTEndsItsSession(t *testing.T) {
+	c := newCoAPACE(t)
+	th, cert := c.certThing("ACE-REVOKE-1")
+	holder := c.dialCert(cert)
+	tok := token(t, holder, th.ID, fleetScope)
+	if code, b := post(t, holder, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Fatalf("authz-info: %v %s", code, b)
+	}
+	if code, _ := post(t, holder, "/mqtt/fleet/thermostats", message.TextPlain, []byte("1")); code != codes.Changed {
+		t.Fatalf("the token's scope: %v", code)
+	}
+	// Another thing cannot revoke it.
+	_, otherCert := c.certThing("ACE-REVOKE-2")
+	if code, _ := post(t, c.dialCert(otherCert), ace.PathRevoke, coapgw.ACECBOR, enc(t, map[int]any{11: tok})); code != codes.Unauthorized {
+		t.Fatalf("a revocation by a client not holding the key: %v", code)
+	}
+	if code, _ := post(t, holder, "/mqtt/fleet/thermostats", message.TextPlain, []byte("2")); code != codes.Changed {
+		t.Fatalf("after a refused revocation: %v", code)
+	}
+	// The thing revokes it from another session of its key.
+	if code, b := post(t, c.dialCert(cert), ace.PathRevoke, coapgw.ACECBOR, enc(t, map[int]any{11: tok})); code != codes.Created {
+		t.Fatalf("revoke: %v %x", code, b)
+	}
+	waitEnded(t, holder, "the session holding the revoked token")
+	next := c.dialCert(cert)
+	if code, _ := post(t, next, "/mqtt/fleet/thermostats", message.TextPlain, []byte("3")); code != codes.Forbidden {
+		t.Errorf("the scope of a revoked token on the next session: %v", code)
+	}
+	if code, _ := post(t, next, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Unauthorized {
+		t.Errorf("the revoked token posted again: %v; want 4.01", code)
+	}
+}
+
+// Revoking a token's grant (tokens.EventGrantRevoke, as oauth publishes it
+// when a grant is revoked) ends the PSK session holding one of its CWTs.
+func TestRevokedGrantEndsTheSessionOfItsCWT(t *testing.T) {
+	c := newCoAPACE(t)
+	th, in := c.pskThing("ACE-REVOKE-3")
+	cc := c.dialPSK(in)
+	tok := token(t, cc, th.ID, fleetScope)
+	if code, b := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Fatalf("authz-info: %v %s", code, b)
+	}
+	acc, err := c.r.p.ace.Load().AuthzInfo(context.Background(), tok, ace.Identity{PSK: []byte(in.Identity)})
+	must(t, "reading the token", err)
+	c.r.p.Bus.Publish(events.Event{Type: tokens.EventGrantRevoke, Kind: "grant", ID: acc.GrantID, Time: time.Now(),
+		Details: map[string]string{"exp": strconv.FormatInt(acc.ExpiresAt.Unix(), 10)}})
+	waitEnded(t, cc, "the PSK session holding a CWT of the revoked grant")
+}
+
+// waitEnded fails t unless the gateway ends cc's session.
+func waitEnded(t *testing.T, cc *udpClient.Conn, what string) {
+	t.Helper()
+	select {
+	case <-cc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal(what + " was not ended")
 	}
 }
