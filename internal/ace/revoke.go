@@ -26,8 +26,8 @@ import (
 //	}
 const EventRevoke = "cwt.revoke"
 
-// paramToken is the token parameter of a revocation request (RFC 9200
-// Figure 16's abbreviation of RFC 7662's token).
+// paramToken is the token parameter of a revocation or introspection
+// request (RFC 9200 Figure 16's abbreviation of RFC 7662's token).
 const paramToken = 11
 
 // RevokedStore keeps the CWTs revoked by cti (the store), so that a
@@ -141,7 +141,7 @@ func (s *Server) Revoke(ctx context.Context, body []byte, id Identity) ([]byte, 
 }
 
 func (s *Server) revoke(ctx context.Context, body []byte, id Identity) error {
-	tok, perr := parseRevocation(body)
+	tok, perr := parseTokenParam(body)
 	if perr != nil {
 		return perr
 	}
@@ -161,8 +161,9 @@ func (s *Server) revoke(ctx context.Context, body []byte, id Identity) error {
 	return nil
 }
 
-// parseRevocation is the token of a revocation request: {11: bstr}.
-func parseRevocation(b []byte) ([]byte, *Error) {
+// parseTokenParam is the token of a revocation or introspection request:
+// {11: bstr}.
+func parseTokenParam(b []byte) ([]byte, *Error) {
 	if len(b) > maxMessage {
 		return nil, invalidRequest("the request is larger than %d bytes", maxMessage)
 	}

@@ -135,7 +135,7 @@ func FuzzRevocationRequest(f *testing.F) {
 	f.Add([]byte{0xa1, 0x0b, 0x61, 0x78})
 	f.Add([]byte{0xa2, 0x0b, 0x40, 0x0b, 0x40})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tok, err := parseRevocation(b)
+		tok, err := parseTokenParam(b)
 		if err != nil {
 			if err.Status != http.StatusBadRequest || err.Description == "" {
 				t.Fatalf("refusal %+v", err)
@@ -162,4 +162,40 @@ func FuzzAuthzInfoPayload(f *testing.F) {
 			t.Fatalf("a token longer than its payload")
 		}
 	})
+}
+
+// Introspection answers the claims to the token's holder only, and active
+// false for a token refused or not held, revoked ones included.
+func TestIntrospect(t *testing.T) {
+	w := newWorld(t)
+	key, ck := client(t)
+	holder := Identity{PublicKey: key.Public()}
+	tok := w.sign(t, w.claims(), &confirmation{Key: ck})
+	ask := func(body []byte, id Identity) (map[any]any, int) {
+		t.Helper()
+		b, status := w.srv.Introspect(context.Background(), body, id)
+		var out map[any]any
+		if err := cbor.Unmarshal(b, &out); err != nil {
+			t.Fatalf("answer %x: %v", b, err)
+		}
+		return out, status
+	}
+	out, status := ask(revocation(t, tok), holder)
+	if status != http.StatusOK || out[uint64(paramActive)] != true || out[uint64(paramScope)] != "telemetry:write commands:read" ||
+		out[uint64(claimSub)] != "thing-1" || len(out[uint64(claimCti)].([]byte)) != 16 || out[uint64(claimCnf)] == nil {
+		t.Fatalf("introspection by the holder: %d %v", status, out)
+	}
+	thief, _ := client(t)
+	if out, _ := ask(revocation(t, tok), Identity{PublicKey: thief.Public()}); len(out) != 1 || out[uint64(paramActive)] != false {
+		t.Errorf("introspection by a client not holding the key: %v", out)
+	}
+	if _, status := w.srv.Revoke(context.Background(), revocation(t, tok), holder); status != http.StatusOK {
+		t.Fatal("revoke")
+	}
+	if out, _ := ask(revocation(t, tok), holder); len(out) != 1 || out[uint64(paramActive)] != false {
+		t.Errorf("introspection of a revoked token: %v", out)
+	}
+	if out, status := ask([]byte{0xa0}, holder); status != http.StatusBadRequest || !bytes.Contains([]byte(out[uint64(paramErrorDesc)].(string)), []byte("token (11)")) {
+		t.Errorf("no token: %d %v", status, out)
+	}
 }

@@ -72,9 +72,10 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 	return gw.Close, nil
 }
 
-// aceResources are ACE's token, device authorization and revocation endpoints
-// (internal/ace) on the CoAP gateway, at the same paths as on HTTPS, the
-// client being the thing of the DTLS session's certificate or pre-shared key.
+// aceResources are ACE's token, device authorization, revocation and
+// introspection endpoints (internal/ace) on the CoAP gateway, at the same
+// paths as on HTTPS, the client being the thing of the DTLS session's
+// certificate or pre-shared key.
 func aceResources(a *ace.Server) []coapgw.Resource {
 	if a == nil {
 		return nil
@@ -88,6 +89,7 @@ func aceResources(a *ace.Server) []coapgw.Resource {
 		{Path: ace.PathToken, Handler: endpoint(a.Token)},
 		{Path: ace.PathDeviceAuthorization, Handler: endpoint(a.DeviceAuthorization)},
 		{Path: ace.PathRevoke, Handler: endpoint(a.Revoke)},
+		{Path: ace.PathIntrospect, Handler: endpoint(a.Introspect)},
 	}
 }
 
