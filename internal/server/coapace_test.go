@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,5 +303,35 @@ func waitEnded(t *testing.T, cc *udpClient.Conn, what string) {
 	case <-cc.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal(what + " was not ended")
+	}
+}
+
+// libcoap's client posts a CWT to /authz-info as a file (-f): accepted on
+// the certificate session of its key, refused with 4.01 and the reason on
+// a PSK session, which does not hold it.
+func TestAuthzInfoWithLibcoap(t *testing.T) {
+	c := newCoAPPlatform(t, "COAP-AUTHZ-1")
+	dir := t.TempDir()
+	req, answer, cwt := filepath.Join(dir, "req.cbor"), filepath.Join(dir, "answer.cbor"), filepath.Join(dir, "token.cwt")
+	must(t, "writing the request", os.WriteFile(req, enc(t, map[int]any{33: 2, 24: c.th.ID}), 0o600))
+	printed := c.client(ace.PathToken, "-m", "post", "-t", "19", "-f", req, "-o", answer)
+	b, _ := os.ReadFile(answer)
+	var out map[any]any
+	must(t, "decoding the answer "+printed, cbor.Unmarshal(b, &out))
+	tok, _ := out[uint64(1)].([]byte)
+	must(t, "writing the token", os.WriteFile(cwt, tok, 0o600))
+	if printed := c.client(coapgw.PathAuthzInfo, "-m", "post", "-t", "19", "-f", cwt); strings.Contains(printed, "4.") || strings.Contains(printed, "5.") {
+		t.Fatalf("authz-info over the token's certificate session: %s", printed)
+	}
+
+	in, row, err := psk.Issue(c.r.p.Key, c.th.ID)
+	must(t, "issuing a key", err)
+	must(t, "storing the key", c.r.p.Identity.SetThingPSKs(context.Background(), "test", []*store.ThingPSK{row}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	refused, _ := exec.CommandContext(ctx, c.tool, "-B", "5", "-u", in.Identity, "-k", in.Key, "-m", "post", "-t", "19", "-f", cwt,
+		"coaps://"+c.addr+coapgw.PathAuthzInfo).CombinedOutput()
+	if !strings.Contains(string(refused), "4.01") || !strings.Contains(string(refused), "did not prove") {
+		t.Fatalf("a certificate-bound token over a PSK session: %s", refused)
 	}
 }
