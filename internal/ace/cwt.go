@@ -121,7 +121,7 @@ func (s *Server) sign(c tokens.Claims, cnf *confirmation) ([]byte, error) {
 // verify checks a CWT's signature with the published key its protected kid
 // names, in that key's own algorithm (an alg header naming another is
 // refused, RFC 8725 §3.1's rule for JWTs), and its claims: iss, aud
-// containing audience, exp and iat within the leeway, cti, gid and cnf
+// containing audience (any when ""), exp and iat within the leeway, cti, gid and cnf
 // present, its grant not revoked. A refusal is an *Error.
 func (s *Server) verify(ctx context.Context, raw []byte, audience string) (*claims, error) {
 	// RFC 9200 §5.10.1.1: a token that is not even a CWT is 4.00.
@@ -173,8 +173,9 @@ func (s *Server) check(c *claims, audience string) error {
 	switch {
 	case c.Iss != s.issuer:
 		return unauthorized("iss (1) is not this platform's")
-	case !slices.Contains(c.Aud, audience):
-		return unauthorized("aud (3) does not name this resource server (%s)", audience)
+	case audience != "" && !slices.Contains(c.Aud, audience):
+		// RFC 9200 §5.10.1.1: a token for another resource server is 4.03.
+		return failure(http.StatusForbidden, "invalid_token", "aud (3) does not name this resource server (%s)", audience)
 	case c.Exp == 0 || !now.Before(time.Unix(c.Exp, 0).Add(leeway)):
 		return unauthorized("the token has expired (exp, 4)")
 	case c.Iat == 0 || time.Unix(c.Iat, 0).After(now.Add(leeway)):
@@ -185,6 +186,8 @@ func (s *Server) check(c *claims, audience string) error {
 		return unauthorized("cnf (8) must hold a COSE_Key (1) or a kid (3) (RFC 8747 §3.1)")
 	case s.revocations.Revoked(c.Gid):
 		return unauthorized("the token's grant has been revoked")
+	case s.ctis.revoked(c.Cti, now):
+		return unauthorized("the token has been revoked (cti, 7)")
 	}
 	return nil
 }

@@ -60,10 +60,11 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(v.Close)
 	// AuthzInfo needs no authorization server.
-	w.srv, err = New(Options{Issuer: testIssuer, Audience: testAudience, Keys: w.keys, Revocations: v, AS: noAS{}, Logger: log})
+	w.srv, err = New(Options{Issuer: testIssuer, Audience: testAudience, Keys: w.keys, Revocations: v, AS: noAS{}, Revoked: st, Bus: w.bus, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(w.srv.Close)
 	return w
 }
 
@@ -163,7 +164,7 @@ func TestAttackAuthzInfo(t *testing.T) {
 
 	c = w.claims()
 	c.Audience = []string{"https://other.example.com"}
-	wantRefused(t, w, "wrong audience", w.sign(t, c, &confirmation{Key: ck}), holder, http.StatusUnauthorized)
+	wantRefused(t, w, "wrong audience", w.sign(t, c, &confirmation{Key: ck}), holder, http.StatusForbidden)
 
 	wantRefused(t, w, "no cnf", w.sign(t, w.claims(), nil), holder, http.StatusUnauthorized)
 

@@ -19,6 +19,9 @@ func (e *Error) Error() string { return e.Code + ": " + e.Description }
 
 func (e *Error) Unwrap() error { return e.cause }
 
+// StatusCode is the HTTP status of the refusal (CoAP's by RFC 8075's mapping).
+func (e *Error) StatusCode() int { return e.Status }
+
 // errorCodes are the abbreviations of error codes (RFC 9200 §8.4, Figure
 // 10); other codes (RFC 8628's) travel as text.
 var errorCodes = map[string]int{

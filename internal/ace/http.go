@@ -14,13 +14,18 @@ import (
 const (
 	PathToken               = "/ace/token"
 	PathDeviceAuthorization = "/ace/device_authorization"
+	PathRevoke              = "/ace/revoke"
+	PathIntrospect          = "/ace/introspect"
 )
 
-// Register mounts the token and device authorization endpoints on HTTPS; the
+// Register mounts the token, device authorization, revocation and
+// introspection endpoints on HTTPS; the
 // client's identity is the certificate chain of its mutual TLS connection.
 func (s *Server) Register(mux routes.Mux) {
 	mux.Handle("POST "+PathToken, s.endpoint(s.Token))
 	mux.Handle("POST "+PathDeviceAuthorization, s.endpoint(s.DeviceAuthorization))
+	mux.Handle("POST "+PathRevoke, s.endpoint(s.Revoke))
+	mux.Handle("POST "+PathIntrospect, s.endpoint(s.Introspect))
 }
 
 // endpoint serves one ACE function over HTTPS. What is not an ACE request

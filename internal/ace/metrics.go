@@ -9,9 +9,11 @@ import (
 
 // Endpoints, the label of thingid_ace_requests_total.
 const (
-	endpointToken     = "token"
-	endpointDevice    = "device_authorization"
-	endpointAuthzInfo = "authz_info"
+	endpointToken      = "token"
+	endpointDevice     = "device_authorization"
+	endpointAuthzInfo  = "authz_info"
+	endpointRevoke     = "revoke"
+	endpointIntrospect = "introspect"
 )
 
 // results bound the result label: "ok", a code of these, or "other".
@@ -26,9 +28,9 @@ type metrics struct{ answers *prometheus.CounterVec }
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{answers: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "thingid_ace_requests_total",
-		Help: "ACE answers by endpoint (token, device_authorization, authz_info) and result (ok, or the error code).",
+		Help: "ACE answers by endpoint (token, device_authorization, authz_info, revoke, introspect) and result (ok, or the error code).",
 	}, []string{"endpoint", "result"})}
-	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo} {
+	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo, endpointRevoke, endpointIntrospect} {
 		m.answers.WithLabelValues(e, "ok")
 	}
 	if reg != nil {

@@ -3,26 +3,28 @@ package ace
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
 // AuthorizationServer is the platform's authorization server (oauth.Server,
 // adapted in server): the same client authentication, grants, scopes,
 // audiences and device flow as its HTTPS endpoints, on a request's
-// parameters as the form would carry them. Its errors are *Error.
+// parameters as the form would carry them, the client authenticated by
+// what id proved. Its errors are *Error.
 type AuthorizationServer interface {
 	// Token answers a token request, the access token signed by sign.
-	Token(ctx context.Context, form url.Values, chain []*x509.Certificate, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
+	Token(ctx context.Context, form url.Values, id Identity, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
 	// DeviceAuthorization starts the device flow (RFC 8628 §3.1).
-	DeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*DeviceAnswer, error)
+	DeviceAuthorization(ctx context.Context, form url.Values, id Identity) (*DeviceAnswer, error)
 }
 
 // Answer is a granted token request.
@@ -57,7 +59,12 @@ type Options struct {
 	Keys        Keys
 	Revocations Revocations
 	AS          AuthorizationServer
-	Logger      *slog.Logger
+	// Revoked keeps the CWTs revoked by cti (the store) and Bus carries
+	// their revocations (EventRevoke) between the nodes and to the doors
+	// that hold tokens.
+	Revoked RevokedStore
+	Bus     *events.Bus
+	Logger  *slog.Logger
 	// Registerer registers thingid_ace_requests_total; nil for none.
 	Registerer prometheus.Registerer
 }
@@ -68,15 +75,31 @@ type Server struct {
 	keys             Keys
 	revocations      Revocations
 	as               AuthorizationServer
+	revoked          RevokedStore
+	bus              *events.Bus
+	ctis             revokedCTIs
+	stop             func()
 	log              *slog.Logger
 	metrics          *metrics
 }
 
-// New returns a Server.
+// New returns a Server following the revocations of CWTs until Close.
 func New(o Options) (*Server, error) {
-	if o.Issuer == "" || o.Audience == "" || o.Keys == nil || o.Revocations == nil || o.AS == nil {
-		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations and AS are required")
+	if o.Issuer == "" || o.Audience == "" || o.Keys == nil || o.Revocations == nil || o.AS == nil || o.Revoked == nil || o.Bus == nil {
+		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations, AS, Revoked and Bus are required")
 	}
-	return &Server{issuer: o.Issuer, audience: o.Audience, keys: o.Keys, revocations: o.Revocations, as: o.AS,
-		log: cmp.Or(o.Logger, slog.Default()), metrics: newMetrics(o.Registerer)}, nil
+	s := &Server{issuer: o.Issuer, audience: o.Audience, keys: o.Keys, revocations: o.Revocations, as: o.AS,
+		revoked: o.Revoked, bus: o.Bus, ctis: revokedCTIs{until: map[string]time.Time{}},
+		log: cmp.Or(o.Logger, slog.Default()), metrics: newMetrics(o.Registerer)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stop, err := s.follow(ctx, o.Bus)
+	if err != nil {
+		return nil, fmt.Errorf("ace: reading the revoked CWTs: %w", err)
+	}
+	s.stop = stop
+	return s, nil
 }
+
+// Close stops following revocations.
+func (s *Server) Close() { s.stop() }

@@ -19,12 +19,15 @@ import (
 
 // Identity is who the client proved to be on its connection: the
 // certificate chain of mutual TLS or DTLS (leaf first), a raw public key
-// (RFC 7250), or the PSK identity of a DTLS session. Its key is the one a
-// token is bound to when the request names none (req_cnf).
+// (RFC 7250), or the PSK identity of a DTLS session and the thing its key
+// is for (the gateway's PSK callback decided). Its key is the one a token
+// is bound to when the request names none (req_cnf): a PSK session's tokens
+// name its PSK identity as cnf's kid (RFC 9202 §3.3).
 type Identity struct {
 	Chain     []*x509.Certificate
 	PublicKey crypto.PublicKey // a raw public key, when Chain is empty
 	PSK       []byte
+	PSKThing  string
 }
 
 // key is the identity's public key, nil for a PSK.
@@ -200,7 +203,7 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 	if req.form.Get("resource") == "" {
 		req.form.Set("resource", s.audience)
 	}
-	a, err := s.as.Token(ctx, req.form, id.Chain, func(c tokens.Claims) ([]byte, error) { return s.sign(c, cnf) })
+	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) { return s.sign(c, cnf) })
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +238,7 @@ func (s *Server) deviceAuthorization(ctx context.Context, body []byte, id Identi
 	if req.form.Get("resource") == "" {
 		req.form.Set("resource", s.audience)
 	}
-	d, err := s.as.DeviceAuthorization(ctx, req.form, id.Chain)
+	d, err := s.as.DeviceAuthorization(ctx, req.form, id)
 	if err != nil {
 		return nil, err
 	}

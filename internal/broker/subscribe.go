@@ -82,11 +82,25 @@ func (b *Broker) RetainedAsThing(ctx context.Context, thing, cert, topicName str
 	return delivered(r), true, nil
 }
 
+type scopesKey struct{}
+
+// WithScopes is ctx carrying the scopes of access tokens another door
+// accepted for the thing it authenticated (the CoAP gateway's /authz-info):
+// the *AsThing calls add their mqtt:pub: and mqtt:sub: scopes to the
+// thing's rules, as a token's on an MQTT connection; deny rules still apply.
+func WithScopes(ctx context.Context, scopes []string) context.Context {
+	if len(scopes) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, scopesKey{}, scopes)
+}
+
 // thingGrants are the topic rules of an active thing that another door
 // authenticated with its certificate, as a connection of that thing gets
-// them.
+// them, with the scopes of ctx (WithScopes).
 func (b *Broker) thingGrants(ctx context.Context, thing, cert string) (*Identity, *grants, error) {
-	id := &Identity{Kind: kindThing, Thing: thing, Cert: cert, ClientIdentifier: gatewayClientID(thing)}
+	scopes, _ := ctx.Value(scopesKey{}).([]string)
+	id := &Identity{Kind: kindThing, Thing: thing, Cert: cert, ClientIdentifier: gatewayClientID(thing), Scopes: scopes}
 	if err := b.resolver.resolve(ctx, id); err != nil {
 		return nil, nil, err
 	}

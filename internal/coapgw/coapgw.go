@@ -36,10 +36,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/tokens"
 )
 
 // Verifier decides what a client certificate chain (leaf first) proves:
@@ -125,7 +127,10 @@ type Options struct {
 	BlockTransfers int
 	BlockTimeout   time.Duration
 	// Resources are mounted besides the device API's.
-	Resources  []Resource
+	Resources []Resource
+	// AuthzInfo verifies the access tokens posted to /authz-info (authz.go);
+	// nil: that resource is not served.
+	AuthzInfo  AuthzInfoFunc
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -139,6 +144,7 @@ type Gateway struct {
 	mu       sync.RWMutex // every request reads sessions
 	sessions map[*udpClient.Conn]*Session
 
+	tokens      heldTokens         // authz.go
 	observers   *observers         // observe.go
 	bodyRefused prometheus.Counter // blockwise.go
 
@@ -408,7 +414,7 @@ func (g *Gateway) end(s *Session, reason string) {
 
 // onEvent ends the sessions a revocation concerns: the thing disabled,
 // deleted or unlinked from its owner, its certificate revoked, its
-// pre-shared key re-issued.
+// pre-shared key re-issued, a token it posted to /authz-info revoked.
 func (g *Gateway) onEvent(e events.Event) {
 	var reason string
 	match := func(s *Session) bool { return s.thingID == e.ID }
@@ -425,6 +431,9 @@ func (g *Gateway) onEvent(e events.Event) {
 		match = func(s *Session) bool {
 			return s.thingID == e.ID && s.PSKIdentity != "" && s.pskKeyID != e.Details["keyId"]
 		}
+	case ace.EventRevoke, tokens.EventGrantRevoke:
+		g.onTokenRevoke(e)
+		return
 	case certauth.EventCertRevoke:
 		reason = "certificate_revoked"
 		match = func(s *Session) bool { return s.Fingerprint == e.Details["fingerprint"] }
@@ -452,12 +461,19 @@ func (g *Gateway) router() (*mux.Router, error) {
 	if g.opts.Publisher != nil || g.opts.Subscriber != nil {
 		table = append(table, Resource{Path: PathMQTT + "/{topic:.+}", Handler: g.mqttResource()})
 	}
+	if g.opts.AuthzInfo != nil {
+		table = append(table, Resource{Path: PathAuthzInfo, Handler: g.authzInfo(g.opts.AuthzInfo)})
+	}
 	table = append(table, g.opts.Resources...)
 	for _, res := range table {
 		h, requests := res.Handler, g.metrics.requests.WithLabelValues(res.Path)
 		err := r.Handle(res.Path, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
 			requests.Inc()
-			h.ServeCoAP(w, m, g.session(w.Conn()))
+			s := g.session(w.Conn())
+			if s != nil {
+				m.SetContext(g.tokens.withScopes(m.Context(), s))
+			}
+			h.ServeCoAP(w, m, s)
 		}))
 		if err != nil {
 			return nil, fmt.Errorf("coapgw: resource %q: %w", res.Path, err)

@@ -3,7 +3,6 @@ package coapgw
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -19,10 +18,11 @@ const ACECBOR message.MediaType = 19
 // maxEndpointBody bounds what an Endpoint reads of a request.
 const maxEndpointBody = 16 << 10
 
-// EndpointFunc answers a request body from the DTLS session's verified
-// certificate chain (leaf first) with a body and an HTTP status, as ACE's
-// token and device authorization endpoints do (internal/ace).
-type EndpointFunc func(ctx context.Context, body []byte, chain []*x509.Certificate) ([]byte, int)
+// EndpointFunc answers a request body from the client of a DTLS session
+// (its certificate chain, or its PSK identity and the thing that names)
+// with a body and an HTTP status, as ACE's token and device authorization
+// endpoints do (internal/ace).
+type EndpointFunc func(ctx context.Context, body []byte, s *Session) ([]byte, int)
 
 // Endpoint serves f as a POST resource of application/ace+cbor on DTLS
 // sessions: a request without a session (loopback UDP) is 4.01, another
@@ -41,7 +41,7 @@ func Endpoint(f EndpointFunc) Handler {
 			_ = w.SetResponse(codes.BadOption, message.TextPlain, nil)
 			return
 		}
-		resp, status := f(r.Context(), body, s.Chain)
+		resp, status := f(r.Context(), body, s)
 		_ = w.SetResponse(coapCode(status), ACECBOR, bytes.NewReader(resp))
 	})
 }

@@ -16,7 +16,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "thingid_coap_sessions",
 			Help: "DTLS sessions the CoAP gateway holds."}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_sessions_ended_total",
-			Help: "DTLS sessions the CoAP gateway ended, by reason (thing_disabled, owner_unlinked, certificate_revoked, certificate_expired)."}, []string{"reason"}),
+			Help: "DTLS sessions the CoAP gateway ended, by reason (thing_disabled, owner_unlinked, certificate_revoked, certificate_expired, psk_reissued, token_revoked, token_expired)."}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingid_coap_requests_total",
 			Help: "CoAP requests by resource."}, []string{"resource"}),
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -43,23 +44,54 @@ func signer(ctx context.Context, is *tokens.Issuer) Signer {
 	return is.AccessToken
 }
 
+// Proof is what a constrained client proved on its connection: the
+// certificate chain of mutual TLS or DTLS (leaf first), or the thing whose
+// pre-shared key made its DTLS session (the CoAP gateway's PSK callback
+// decided that: the key was the thing's current one and the thing active).
+type Proof struct {
+	Chain    []*x509.Certificate
+	PSKThing string
+}
+
+type pskThingKey struct{}
+
 // constrainedRequest carries what client authentication reads of a request:
-// the certificate chain the client proved (mutual TLS or DTLS), no headers.
-func constrainedRequest(ctx context.Context, chain []*x509.Certificate) *http.Request {
+// the certificate chain the client proved, or the thing of its pre-shared
+// key (a context value only this file sets), no headers.
+func constrainedRequest(ctx context.Context, proof Proof) *http.Request {
+	if proof.PSKThing != "" {
+		ctx = context.WithValue(ctx, pskThingKey{}, proof.PSKThing)
+	}
 	r := (&http.Request{Method: http.MethodPost, Header: http.Header{}}).WithContext(ctx)
-	if len(chain) > 0 {
-		r.TLS = &tls.ConnectionState{PeerCertificates: chain}
+	if len(proof.Chain) > 0 {
+		r.TLS = &tls.ConnectionState{PeerCertificates: proof.Chain}
 	}
 	return r
 }
 
+// pskClient authenticates c by the pre-shared key of the DTLS session, when
+// the request came with one: only the client of the thing the key is for.
+// ok is false when the request proved no pre-shared key.
+func pskClient(r *http.Request, c *store.Client) (ok bool, err error) {
+	thing, _ := r.Context().Value(pskThingKey{}).(string)
+	switch {
+	case thing == "":
+		return false, nil
+	case !isThingClient(c):
+		return true, ErrInvalidClient.WithDescription("a DTLS pre-shared key authenticates the client of its thing only, not a registered client")
+	case c.ThingID != thing:
+		return true, ErrInvalidClient.WithDescription("the DTLS pre-shared key belongs to another thing than client_id")
+	}
+	return true, nil
+}
+
 // ConstrainedToken answers a token request of form from the client that
-// proved chain (nil for none), signing its access token with sign. Extension
+// proved proof (empty for nothing), signing its access token with sign. Extension
 // grants (UMA) are not served: their tokens are JWTs for HTTP resource
 // servers. Errors are *Error; a server error wraps its cause.
-func (s *Server) ConstrainedToken(ctx context.Context, form url.Values, chain []*x509.Certificate, sign Signer) (*TokenAnswer, error) {
+func (s *Server) ConstrainedToken(ctx context.Context, form url.Values, proof Proof, sign Signer) (*TokenAnswer, error) {
 	gt := form.Get("grant_type")
-	resp, err := s.constrainedToken(ctx, form, chain, sign)
+	resp, err := s.constrainedToken(ctx, form, proof, sign)
 	if err != nil {
 		s.metrics.token(s.grantLabel(gt), errorCode(err))
 		return nil, asError(err)
@@ -68,9 +100,9 @@ func (s *Server) ConstrainedToken(ctx context.Context, form url.Values, chain []
 	return &TokenAnswer{AccessToken: resp.AccessToken, RefreshToken: resp.RefreshToken, ExpiresIn: resp.ExpiresIn, Scope: resp.Scope}, nil
 }
 
-func (s *Server) constrainedToken(ctx context.Context, form url.Values, chain []*x509.Certificate, sign Signer) (*tokenResponse, error) {
+func (s *Server) constrainedToken(ctx context.Context, form url.Values, proof Proof, sign Signer) (*tokenResponse, error) {
 	ctx = s.cache.forRequest(ctx)
-	c, _, err := s.tokenClient(constrainedRequest(ctx, chain), form)
+	c, _, err := s.tokenClient(constrainedRequest(ctx, proof), form)
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +113,9 @@ func (s *Server) constrainedToken(ctx context.Context, form url.Values, chain []
 }
 
 // ConstrainedDeviceAuthorization starts the device flow (RFC 8628 §3.1) for
-// the client of form that proved chain (nil for none). Errors are *Error.
-func (s *Server) ConstrainedDeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*DeviceAnswer, error) {
-	c, _, err := s.clientAuth(constrainedRequest(ctx, chain), form)
+// the client of form that proved proof (empty for nothing). Errors are *Error.
+func (s *Server) ConstrainedDeviceAuthorization(ctx context.Context, form url.Values, proof Proof) (*DeviceAnswer, error) {
+	c, _, err := s.clientAuth(constrainedRequest(ctx, proof), form)
 	if err == nil {
 		var d *deviceAuthResponse
 		if d, err = s.deviceAuthorization(ctx, c, form); err == nil {

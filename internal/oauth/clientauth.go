@@ -109,6 +109,12 @@ func (s *Server) clientAuth(r *http.Request, form url.Values) (*store.Client, st
 		if err != nil {
 			return nil, "", err
 		}
+		if ok, err := pskClient(r, c); ok {
+			if err != nil {
+				return nil, "", err
+			}
+			return c, "", nil
+		}
 		if chain := peerCertificates(r); chain != nil && (allowsMethod(c, methodTLSClientAuth) || allowsMethod(c, methodSelfSignedTLS)) {
 			x5t, err := s.certificateClient(ctx, c, chain)
 			if err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -20,8 +19,8 @@ import (
 // only the access token is ace's (a CWT).
 type aceAS struct{ srv *oauth.Server }
 
-func (a aceAS) Token(ctx context.Context, form url.Values, chain []*x509.Certificate, sign func(tokens.Claims) ([]byte, error)) (*ace.Answer, error) {
-	t, err := a.srv.ConstrainedToken(ctx, form, chain, func(c tokens.Claims) (string, error) {
+func (a aceAS) Token(ctx context.Context, form url.Values, id ace.Identity, sign func(tokens.Claims) ([]byte, error)) (*ace.Answer, error) {
+	t, err := a.srv.ConstrainedToken(ctx, form, proof(id), func(c tokens.Claims) (string, error) {
 		b, err := sign(c)
 		return string(b), err
 	})
@@ -31,14 +30,18 @@ func (a aceAS) Token(ctx context.Context, form url.Values, chain []*x509.Certifi
 	return &ace.Answer{AccessToken: []byte(t.AccessToken), RefreshToken: t.RefreshToken, ExpiresIn: t.ExpiresIn, Scope: t.Scope}, nil
 }
 
-func (a aceAS) DeviceAuthorization(ctx context.Context, form url.Values, chain []*x509.Certificate) (*ace.DeviceAnswer, error) {
-	d, err := a.srv.ConstrainedDeviceAuthorization(ctx, form, chain)
+func (a aceAS) DeviceAuthorization(ctx context.Context, form url.Values, id ace.Identity) (*ace.DeviceAnswer, error) {
+	d, err := a.srv.ConstrainedDeviceAuthorization(ctx, form, proof(id))
 	if err != nil {
 		return nil, aceError(err)
 	}
 	a2 := ace.DeviceAnswer(*d)
 	return &a2, nil
 }
+
+// proof is what oauth's client authentication reads of an ACE client's
+// identity. A raw public key proves no client: only a registered key could.
+func proof(id ace.Identity) oauth.Proof { return oauth.Proof{Chain: id.Chain, PSKThing: id.PSKThing} }
 
 // aceError is an oauth error as ace's, with the same code and status.
 func aceError(err error) error {
@@ -49,7 +52,7 @@ func aceError(err error) error {
 	return ace.NewError(e.Status, e.Code, e.Description, errors.Unwrap(e))
 }
 
-// mountACE serves ACE's token and device authorization endpoints on HTTPS
+// mountACE serves ACE's token, device authorization and revocation endpoints on HTTPS
 // (internal/ace), for the broker's audience when the broker is on: the
 // resource server a constrained device reaches (CoAP maps onto its topics).
 func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
@@ -60,6 +63,9 @@ func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg
 	a, err := ace.New(ace.Options{
 		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
 		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
+		// It follows the revocations of CWTs on the platform's bus for the
+		// platform's life.
+		Revoked: p.Store, Bus: p.Bus,
 		Logger: log.With("component", "ace"), Registerer: reg,
 	})
 	if err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +57,7 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 		HandshakesPerSecond: c.Limits.HandshakesPerSecond,
 		HandshakeBurst:      c.Limits.HandshakeBurst,
 		Resources:           aceResources(p.ace.Load()),
+		AuthzInfo:           aceAuthzInfo(p.ace.Load()),
 		Log:                 log,
 		Registerer:          reg, // served at /metrics of the main listener
 	})
@@ -72,22 +72,48 @@ func (p *Platform) startCoAP(certs *certauth.Checker, mqtt *broker.Broker, reg p
 	return gw.Close, nil
 }
 
-// aceResources are ACE's token and device authorization endpoints
-// (internal/ace) on the CoAP gateway, at the same paths as on HTTPS, the
-// client being the thing of the DTLS session's certificate.
+// aceResources are ACE's token, device authorization, revocation and
+// introspection endpoints (internal/ace) on the CoAP gateway, at the same
+// paths as on HTTPS, the client being the thing of the DTLS session's
+// certificate or pre-shared key.
 func aceResources(a *ace.Server) []coapgw.Resource {
 	if a == nil {
 		return nil
 	}
 	endpoint := func(f func(context.Context, []byte, ace.Identity) ([]byte, int)) coapgw.Handler {
-		return coapgw.Endpoint(func(ctx context.Context, body []byte, chain []*x509.Certificate) ([]byte, int) {
-			return f(ctx, body, ace.Identity{Chain: chain})
+		return coapgw.Endpoint(func(ctx context.Context, body []byte, s *coapgw.Session) ([]byte, int) {
+			return f(ctx, body, aceIdentity(s))
 		})
 	}
 	return []coapgw.Resource{
 		{Path: ace.PathToken, Handler: endpoint(a.Token)},
 		{Path: ace.PathDeviceAuthorization, Handler: endpoint(a.DeviceAuthorization)},
+		{Path: ace.PathRevoke, Handler: endpoint(a.Revoke)},
+		{Path: ace.PathIntrospect, Handler: endpoint(a.Introspect)},
 	}
+}
+
+// aceAuthzInfo is the gateway's /authz-info on ACE's resource server: a
+// token is accepted for the session that proved its cnf key.
+func aceAuthzInfo(a *ace.Server) coapgw.AuthzInfoFunc {
+	if a == nil {
+		return nil
+	}
+	return func(ctx context.Context, token []byte, s *coapgw.Session) (*coapgw.Token, error) {
+		acc, err := a.AuthzInfo(ctx, token, aceIdentity(s))
+		if err != nil {
+			return nil, err
+		}
+		return &coapgw.Token{ID: acc.ID, GrantID: acc.GrantID, Scopes: acc.Scopes, ExpiresAt: acc.ExpiresAt}, nil
+	}
+}
+
+// aceIdentity is what a DTLS session's client proved, as ACE reads it.
+func aceIdentity(s *coapgw.Session) ace.Identity {
+	if s.PSKIdentity != "" {
+		return ace.Identity{PSK: []byte(s.PSKIdentity), PSKThing: s.ThingID()}
+	}
+	return ace.Identity{Chain: s.Chain}
 }
 
 // coapBroker is the broker as the CoAP gateway's Publisher and
@@ -100,18 +126,24 @@ type coapBroker struct {
 }
 
 func (c coapBroker) PublishAsThing(ctx context.Context, thing, cert, topic string, payload []byte, qos byte, contentType string) error {
-	return c.refusal(c.b.PublishAsThing(ctx, thing, cert, topic, payload, qos, contentType), thing, topic)
+	return c.refusal(c.b.PublishAsThing(tokenScopes(ctx), thing, cert, topic, payload, qos, contentType), thing, topic)
 }
 
 func (c coapBroker) SubscribeAsThing(ctx context.Context, thing, cert, filter string, deliver func(coapgw.Message), ended func(error)) (func(), error) {
-	stop, err := c.b.SubscribeAsThing(ctx, thing, cert, filter, func(d broker.Delivered) { deliver(coapgw.Message(d)) },
+	stop, err := c.b.SubscribeAsThing(tokenScopes(ctx), thing, cert, filter, func(d broker.Delivered) { deliver(coapgw.Message(d)) },
 		func(why error) { ended(c.refusal(why, thing, filter)) })
 	return stop, c.refusal(err, thing, filter)
 }
 
 func (c coapBroker) RetainedAsThing(ctx context.Context, thing, cert, topic string) (coapgw.Message, bool, error) {
-	d, ok, err := c.b.RetainedAsThing(ctx, thing, cert, topic)
+	d, ok, err := c.b.RetainedAsThing(tokenScopes(ctx), thing, cert, topic)
 	return coapgw.Message(d), ok, c.refusal(err, thing, topic)
+}
+
+// tokenScopes carries the scopes of the tokens the thing posted to the
+// gateway's /authz-info to the broker, which grants them besides its rules.
+func tokenScopes(ctx context.Context) context.Context {
+	return broker.WithScopes(ctx, coapgw.TokenScopes(ctx))
 }
 
 // refusal is err as the gateway tells refusals apart; another error is

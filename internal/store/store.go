@@ -449,6 +449,7 @@ type Tx interface {
 	PasswordResets
 	FactoryBatches
 	ThingPSKs
+	RevokedCWTs
 }
 
 // Store is a backend. Calls made on the Store directly run in their own transaction.

@@ -12,7 +12,7 @@ const failureRetention = 24 * time.Hour
 
 // PurgeExpired deletes what expired before `before`: sessions, authorization
 // codes, device codes, replay records, refresh tokens, UMA tickets and
-// persisted claims tokens, password resets, old failure counters, and on SQLite the event log's old events.
+// persisted claims tokens, password resets, revoked CWTs past their exp, old failure counters, and on SQLite the event log's old events.
 func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	err := s.withTx(ctx, func(t *txn) error {
@@ -30,6 +30,7 @@ func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, erro
 			{"uma_tickets", "expires_at < ", before},
 			{"uma_pcts", "expires_at < ", before},
 			{"password_resets", "expires_at < ", before},
+			{"revoked_cwts", "expires_at < ", before},
 			{"oauth_failures", "since < ", before.Add(-failureRetention)},
 			{"event_log", "created < ", before.Add(-eventRetention)},
 		} {

@@ -28,6 +28,7 @@ func PKI(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FactoryBatchInTx", testFactoryBatchInTx},
 		{"ThingsOfCAs", testThingsOfCAs},
 		{"ThingPSKs", testThingPSKs},
+		{"RevokedCWTs", testRevokedCWTs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

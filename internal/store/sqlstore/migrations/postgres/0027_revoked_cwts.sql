@@ -1,0 +1,8 @@
+-- CWTs revoked one by one, by their cti (issue 19, ACE): refused by every
+-- node until their exp, after which PurgeExpired deletes the row.
+CREATE TABLE revoked_cwts (
+	cti        BYTEA       NOT NULL PRIMARY KEY,
+	expires_at TIMESTAMPTZ NOT NULL,
+	revoked    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX revoked_cwts_expires ON revoked_cwts (expires_at);
