@@ -14,6 +14,7 @@ import (
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // ErrPasswordChangeRequired: the user signed in with a one-time password
@@ -85,7 +86,8 @@ type changeFailure struct {
 	status int
 	field  string
 	detail string
-	retry  int // seconds, for Retry-After
+	page   ui.Refusal // what the page says instead of detail, in its language
+	retry  int        // seconds, for Retry-After
 }
 
 // changePassword verifies current, hashes next through the identity service's
@@ -115,7 +117,8 @@ func (s *Sessions) changePassword(w http.ResponseWriter, r *http.Request, sess *
 	}
 	hash, err := s.users.HashPassword(next, u)
 	if ve := (*identity.ValidationError)(nil); errors.As(err, &ve) {
-		return &changeFailure{status: http.StatusUnprocessableEntity, field: "newPassword", detail: "newPassword: " + ve.Reason}
+		return &changeFailure{status: http.StatusUnprocessableEntity, field: "newPassword", detail: "newPassword: " + ve.Reason,
+			page: ui.ReasonOnly(ve)}
 	}
 	if err != nil {
 		return s.changeError(err)
@@ -190,9 +193,10 @@ func (s *Sessions) passwordJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 type passwordForm struct {
-	CSRF, ReturnTo, UserName, Error string
-	Field                           string // the input at fault
-	Required                        bool   // MustChangePassword
+	CSRF, ReturnTo, UserName string
+	Error                    any    // a string or a ui.Refusal, translated on the page
+	Field                    string // the input at fault
+	Required                 bool   // MustChangePassword
 }
 
 // showPassword is GET /account/password.
@@ -226,6 +230,9 @@ func (s *Sessions) submitPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	if f := s.changePassword(w, r, sess, u, r.PostForm.Get("currentPassword"), r.PostForm.Get("newPassword")); f != nil {
 		p.Error, p.Field = f.detail, f.field
+		if f.page != nil {
+			p.Error = f.page
+		}
 		s.renderPassword(w, r, f.status, p)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -160,6 +161,12 @@ func TestMustChangePasswordConfinesTheSession(t *testing.T) {
 		"csrf": {tok}, "currentPassword": {alicePassword}, "newPassword": {"short"}})
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, `id="newPassword" name="newPassword" type="password" autocomplete="new-password" required aria-invalid="true"`) {
 		t.Fatalf("weak password: %d\n%s", resp.StatusCode, page)
+	}
+	// The policy's advice, with its arguments, in the page's language.
+	resp, page = e.postForm(t, c, "/account/password", url.Values{
+		"csrf": {tok}, "currentPassword": {alicePassword}, "newPassword": {"short"}}, "Accept-Language", "de")
+	if resp.StatusCode != http.StatusUnprocessableEntity || !regexp.MustCompile(`<h2 id="summary-title">verwenden Sie mindestens \d+ Zeichen`).MatchString(page) {
+		t.Fatalf("weak password in German: %d\n%s", resp.StatusCode, page)
 	}
 	resp, page = e.postForm(t, c, "/account/password", url.Values{
 		"csrf": {tok}, "currentPassword": {alicePassword}, "newPassword": {"alice's very own passphrase"},

@@ -34,21 +34,6 @@ type fieldError struct {
 	Detail any
 }
 
-// reason is a validator's refusal without its field, which the page shows
-// beside the field: the page translates it ({{t}} takes a ui.Refusal, its
-// verbs with its own arguments), the API writes Error(), the English.
-type reason struct{ r ui.Refusal }
-
-func (e reason) Error() string {
-	_, src, args := e.r.Refusal()
-	return fmt.Sprintf(src, args...)
-}
-
-func (e reason) Refusal() (field, src string, args []any) {
-	_, src, args = e.r.Refusal()
-	return "", src, args
-}
-
 // inputError is a registration refused because of what the user entered.
 type inputError struct {
 	status int
@@ -110,7 +95,7 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 		if !ok {
 			field = ve.Field
 		}
-		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, reason{ve}}}}
+		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, ui.ReasonOnly(ve)}}}
 	case errors.Is(err, store.ErrEmailTaken):
 		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
 	case errors.Is(err, store.ErrConflict):

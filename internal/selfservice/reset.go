@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/store"
+	"github.com/thingid/thingid/internal/ui"
 )
 
 // Password recovery (OWASP Forgot Password Cheat Sheet): a user names the
@@ -210,7 +211,7 @@ func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) 
 	}
 	pw, err := h.users.HashPassword(newPassword, u)
 	if ve := (*identity.ValidationError)(nil); errors.As(err, &ve) {
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", reason{ve}}}}
+		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", ui.ReasonOnly(ve)}}}
 	}
 	if err != nil {
 		return err

@@ -373,6 +373,23 @@ type Refusal interface {
 	Refusal() (field, src string, args []any)
 }
 
+// ReasonOnly is r without its field, for a page that shows the reason
+// beside the field it names (or under a heading of its own): {{t}}
+// translates it as r, and its Error() is r's reason in English.
+func ReasonOnly(r Refusal) Refusal { return reasonOnly{r} }
+
+type reasonOnly struct{ r Refusal }
+
+func (e reasonOnly) Error() string {
+	_, src, args := e.r.Refusal()
+	return fmt.Sprintf(src, args...)
+}
+
+func (e reasonOnly) Refusal() (field, src string, args []any) {
+	_, src, args = e.r.Refusal()
+	return "", src, args
+}
+
 // translateAny translates src, a string (or a string type, like a role),
 // a Message, an error (a Refusal in the language, any other in English)
 // or a fmt.Stringer, with args in place of its verbs.
