@@ -70,6 +70,7 @@ var (
 	libcoap   = flag.String("libcoap", "coap-server-openssl", "libcoap's server")
 	serveGwIn = flag.String("serve-gateway", "", "internal: serve the gateway with the files in this directory")
 	profile   = flag.String("cpuprofile", "", "write a CPU profile of the gateway (its child process) during the throughput runs to this file")
+	onlyReqs  = flag.Bool("requests-only", false, "measure confirmable requests only: no handshake runs, no memory (to profile the request path)")
 )
 
 // Files the parent writes into the working directory and the gateway child
@@ -138,6 +139,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	g, l := results["thingid"], results["libcoap"]
+	if *onlyReqs {
+		printRequests(g, l)
+		return nil
+	}
 	err = withServers(dir, "", func(targets []*target, c *creds) error {
 		for _, t := range targets {
 			if err := measureMemory(t, c, results[t.name]); err != nil {
@@ -149,16 +155,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	g, l := results["thingid"], results["libcoap"]
 	fmt.Printf("%-36s %14s %14s %9s\n", "", "thingid", "libcoap", "ratio")
 	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, g.handshakes/l.handshakes)
 	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (PSK)", g.pskHandshakes, l.pskHandshakes, g.pskHandshakes/l.pskHandshakes)
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
-	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "server CPU µs per request", g.cpuPerRequest*1e6, l.cpuPerRequest*1e6, g.cpuPerRequest/l.cpuPerRequest)
+	printRequests(g, l)
 	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "KiB per idle DTLS session", g.perSession/1024, l.perSession/1024, g.perSession/l.perSession)
 	fmt.Printf("%-36s %14d %14d\n", "handshakes failed (tried again)", g.failed.Load(), l.failed.Load())
 	fmt.Printf("(%d clients, %s per run, best of %d rounds; %d idle sessions)\n", *workers, *dur, *rounds, *idle)
 	return nil
+}
+
+// printRequests prints the figures of the confirmable requests runs.
+func printRequests(g, l *result) {
+	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
+	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "server CPU µs per request", g.cpuPerRequest*1e6, l.cpuPerRequest*1e6, g.cpuPerRequest/l.cpuPerRequest)
 }
 
 // withServers runs f with both servers started afresh (the gateway
@@ -211,6 +221,9 @@ func measureThroughput(t *target, c *creds, r *result) error {
 		dial func(*target, *creds) (*udpClient.Conn, error)
 		best *float64
 	}{{dial, &r.handshakes}, {dialPSK, &r.pskHandshakes}} {
+		if *onlyReqs {
+			break
+		}
 		n, err := loop(func(stop <-chan struct{}) (int, error) {
 			done := 0
 			for {
