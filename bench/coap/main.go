@@ -71,6 +71,7 @@ var (
 	libcoap   = flag.String("libcoap", "coap-server-openssl", "libcoap's server")
 	serveGwIn = flag.String("serve-gateway", "", "internal: serve the gateway with the files in this directory")
 	profile   = flag.String("cpuprofile", "", "write a CPU profile of the gateway (its child process) during the throughput runs to this file")
+	gwEnv     = flag.String("gateway-env", "", "environment variables for the gateway child only, space-separated (\"GOGC=400\"): the runtime's tuning is a deployment's choice")
 	only      = flag.String("only", "", "measure one thing only, to profile it: requests, certificates or psk (handshakes); no memory")
 )
 
@@ -478,6 +479,7 @@ func startGateway(dir, profile string) (*target, func(), error) {
 		return nil, nil, err
 	}
 	cmd := exec.Command(self, "-serve-gateway", dir, "-cpuprofile", profile)
+	cmd.Env = append(os.Environ(), strings.Fields(*gwEnv)...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
