@@ -12,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/psk"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -309,4 +310,21 @@ func TestPSKChangeDuringHandshakeRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPSKResyncDuringHandshakeRefused: a node that may have missed events
+// (events.Resync) between a key's lookup and its session's recording
+// cannot tell whether its thing changed: the session is closed, and the
+// next handshake, read afresh, is served.
+func TestPSKResyncDuringHandshakeRefused(t *testing.T) {
+	keys := &countedKeys{}
+	bus := events.New()
+	e := newEnv(t, func(o *Options) { keys.PSKs, o.PSKs, o.Bus = o.PSKs, keys, bus })
+	_, in := e.pskThing("PSK-RESYNC")
+	change := func() { bus.Publish(events.Event{Type: events.Resync, Local: true}) }
+	keys.change.Store(&change)
+	if served(e.dialPSK(in.Identity, in.Key)) {
+		t.Fatal("a resync between the key's lookup and the session: the session was served")
+	}
+	e.openPSK(t, in, "the next handshake")
 }
