@@ -53,6 +53,7 @@ import (
 	"github.com/thingid/thingid/bench/internal/loopback"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/coapgw"
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/password"
 	"github.com/thingid/thingid/internal/pki"
@@ -70,6 +71,8 @@ var (
 	libcoap   = flag.String("libcoap", "coap-server-openssl", "libcoap's server")
 	serveGwIn = flag.String("serve-gateway", "", "internal: serve the gateway with the files in this directory")
 	profile   = flag.String("cpuprofile", "", "write a CPU profile of the gateway (its child process) during the throughput runs to this file")
+	gwEnv     = flag.String("gateway-env", "", "environment variables for the gateway child only, space-separated (\"GOGC=400\"): the runtime's tuning is a deployment's choice")
+	only      = flag.String("only", "", "measure one thing only, to profile it: requests, certificates or psk (handshakes); no memory")
 )
 
 // Files the parent writes into the working directory and the gateway child
@@ -105,10 +108,24 @@ type target struct {
 }
 
 type result struct {
-	handshakes, pskHandshakes, requests float64 // per second
-	cpuPerRequest                       float64 // seconds of the server's CPU per request, in the run kept
+	handshakes, pskHandshakes, requests figure
 	perSession                          float64 // bytes of RSS per idle session
 	failed                              atomic.Int64
+}
+
+// figure is the best run of one measure: operations per second, and the
+// server's CPU time per operation in that run.
+type figure struct {
+	perSecond float64
+	cpu       float64 // seconds
+}
+
+// keep keeps the run of n operations that took the server cpu, if it is
+// the best yet.
+func (f *figure) keep(n int, cpu time.Duration) {
+	if perSecond := float64(n) / dur.Seconds(); perSecond > f.perSecond {
+		f.perSecond, f.cpu = perSecond, cpu.Seconds()/float64(n)
+	}
 }
 
 func run() error {
@@ -138,6 +155,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	g, l := results["thingid"], results["libcoap"]
+	if *only != "" {
+		printThroughput(g, l)
+		return nil
+	}
 	err = withServers(dir, "", func(targets []*target, c *creds) error {
 		for _, t := range targets {
 			if err := measureMemory(t, c, results[t.name]); err != nil {
@@ -149,16 +171,31 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	g, l := results["thingid"], results["libcoap"]
-	fmt.Printf("%-36s %14s %14s %9s\n", "", "thingid", "libcoap", "ratio")
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, g.handshakes/l.handshakes)
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "DTLS handshakes/s (PSK)", g.pskHandshakes, l.pskHandshakes, g.pskHandshakes/l.pskHandshakes)
-	fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", "confirmable requests/s (sessions)", g.requests, l.requests, g.requests/l.requests)
-	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "server CPU µs per request", g.cpuPerRequest*1e6, l.cpuPerRequest*1e6, g.cpuPerRequest/l.cpuPerRequest)
+	printThroughput(g, l)
 	fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "KiB per idle DTLS session", g.perSession/1024, l.perSession/1024, g.perSession/l.perSession)
 	fmt.Printf("%-36s %14d %14d\n", "handshakes failed (tried again)", g.failed.Load(), l.failed.Load())
 	fmt.Printf("(%d clients, %s per run, best of %d rounds; %d idle sessions)\n", *workers, *dur, *rounds, *idle)
 	return nil
+}
+
+// printThroughput prints the figures of the throughput runs.
+func printThroughput(g, l *result) {
+	fmt.Printf("%-36s %14s %14s %9s\n", "", "thingid", "libcoap", "ratio")
+	for _, f := range []struct {
+		what  string
+		g, l  figure
+		shown bool
+	}{
+		{"DTLS handshakes/s (certificates)", g.handshakes, l.handshakes, *only == "" || *only == "certificates"},
+		{"DTLS handshakes/s (PSK)", g.pskHandshakes, l.pskHandshakes, *only == "" || *only == "psk"},
+		{"confirmable requests/s (sessions)", g.requests, l.requests, *only == "" || *only == "requests"},
+	} {
+		if !f.shown {
+			continue
+		}
+		fmt.Printf("%-36s %14.0f %14.0f %8.2fx\n", f.what, f.g.perSecond, f.l.perSecond, f.g.perSecond/f.l.perSecond)
+		fmt.Printf("%-36s %14.1f %14.1f %8.2fx\n", "  server CPU µs each", f.g.cpu*1e6, f.l.cpu*1e6, f.g.cpu/f.l.cpu)
+	}
 }
 
 // withServers runs f with both servers started afresh (the gateway
@@ -209,8 +246,13 @@ func loadCreds(dir string) (*creds, error) {
 func measureThroughput(t *target, c *creds, r *result) error {
 	for _, h := range []struct {
 		dial func(*target, *creds) (*udpClient.Conn, error)
-		best *float64
-	}{{dial, &r.handshakes}, {dialPSK, &r.pskHandshakes}} {
+		best *figure
+		name string
+	}{{dial, &r.handshakes, "certificates"}, {dialPSK, &r.pskHandshakes, "psk"}} {
+		if *only != "" && *only != h.name {
+			continue
+		}
+		var cpu0 time.Duration
 		n, err := loop(func(stop <-chan struct{}) (int, error) {
 			done := 0
 			for {
@@ -230,13 +272,18 @@ func measureThroughput(t *target, c *creds, r *result) error {
 				}
 				done++
 			}
-		})
+		}, func() { cpu0 = loopback.CPUTime([]int{t.pid}) })
 		if err != nil {
 			return fmt.Errorf("handshakes: %w", err)
 		}
-		*h.best = max(*h.best, float64(n)/dur.Seconds())
+		if err := keep(h.best, t, n, cpu0); err != nil {
+			return err
+		}
 	}
 
+	if *only != "" && *only != "requests" {
+		return nil
+	}
 	var cpu0 time.Duration
 	n, err := loop(func(stop <-chan struct{}) (int, error) {
 		cc, err := establish(t, c, r)
@@ -260,13 +307,17 @@ func measureThroughput(t *target, c *creds, r *result) error {
 	if err != nil {
 		return fmt.Errorf("requests: %w", err)
 	}
+	return keep(&r.requests, t, n, cpu0)
+}
+
+// keep keeps in f a run of n operations of t, begun when t's server had
+// used cpu0 of CPU time.
+func keep(f *figure, t *target, n int, cpu0 time.Duration) error {
 	cpu1 := loopback.CPUTime([]int{t.pid})
 	if cpu0 < 0 || cpu1 < 0 {
 		return fmt.Errorf("no CPU time in /proc/%d/stat", t.pid)
 	}
-	if perSecond := float64(n) / dur.Seconds(); perSecond > r.requests {
-		r.requests, r.cpuPerRequest = perSecond, (cpu1-cpu0).Seconds()/float64(n)
-	}
+	f.keep(n, cpu1-cpu0)
 	return nil
 }
 
@@ -428,6 +479,7 @@ func startGateway(dir, profile string) (*target, func(), error) {
 		return nil, nil, err
 	}
 	cmd := exec.Command(self, "-serve-gateway", dir, "-cpuprofile", profile)
+	cmd.Env = append(os.Environ(), strings.Fields(*gwEnv)...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -526,8 +578,11 @@ func serveGateway(dir string) error {
 		return err
 	}
 	defer st.Close()
-	ids := identity.New(st, nil, password.Policy{})
-	certs, err := certauth.New(ctx, certauth.Options{Store: st, Identity: ids, DeviceCA: dca, Log: quiet})
+	// The event bus as the server has it: the gateway follows revocations,
+	// and a PSK session takes what its handshake's lookup found (psk.go).
+	bus := events.New()
+	ids := identity.New(st, bus, password.Policy{})
+	certs, err := certauth.New(ctx, certauth.Options{Store: st, Identity: ids, DeviceCA: dca, Bus: bus, Log: quiet})
 	if err != nil {
 		return err
 	}
@@ -565,7 +620,7 @@ func serveGateway(dir string) error {
 		return err
 	}
 	gw, err := coapgw.New(coapgw.Options{
-		DTLSAddress: "127.0.0.1:0", Certificate: server, Verifier: certs, PSKs: psk.NewKeys(st, key), Log: quiet,
+		DTLSAddress: "127.0.0.1:0", Certificate: server, Verifier: certs, PSKs: psk.NewKeys(st, key), Bus: bus, Log: quiet,
 		// One client address makes every handshake here: the limits for
 		// an address under attack are not what is measured.
 		HandshakesPerSecond: 1e9, HandshakeBurst: 1 << 30, MaxSessions: 1 << 20,

@@ -145,6 +145,7 @@ type Gateway struct {
 	sessions map[*udpClient.Conn]*Session
 
 	tokens      heldTokens         // authz.go
+	pskFound    pskLookups         // psk.go
 	observers   *observers         // observe.go
 	bodyRefused prometheus.Counter // blockwise.go
 
@@ -437,9 +438,15 @@ func (g *Gateway) onEvent(e events.Event) {
 	case certauth.EventCertRevoke:
 		reason = "certificate_revoked"
 		match = func(s *Session) bool { return s.Fingerprint == e.Details["fingerprint"] }
+	case events.Resync:
+		g.pskFound.changed("") // events may have been missed: every PSK handshake in flight is closed
+		return
 	default:
 		return
 	}
+	// Counted before the sessions are looked at: a PSK session recorded
+	// after this look finds the count changed (pskSession).
+	g.pskFound.changed(e.ID)
 	g.mu.Lock()
 	var doomed []*Session
 	for _, s := range g.sessions {

@@ -4,7 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	piondtls "github.com/pion/dtls/v3"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -59,13 +64,25 @@ func isPSK(st *piondtls.State) bool { return slices.Contains(pskSuites, st.Ciphe
 // decrypt it drops). An identity refused gets a random key rather than an
 // alert, so its handshake fails exactly as a wrong key's does: a client
 // learns nothing of which identities exist or which things are disabled.
+//
+// What it found (the thing, never the key) is kept for the session the
+// handshake makes (pskSession), with the count of its thing's changes
+// taken before the store was read.
 func (g *Gateway) pskKey(identity []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.HandshakeTimeout)
 	defer cancel()
-	_, key, err := g.opts.PSKs.Key(ctx, identity)
+	var seen uint64
+	if id, err := psk.ParseIdentity(identity); err == nil {
+		seen = g.pskFound.changes(id.ThingID)
+	}
+	th, key, err := g.opts.PSKs.Key(ctx, identity)
 	if err == nil {
+		if g.opts.Bus != nil { // without events, no change would show
+			g.pskFound.put(string(identity), pskLookup{thing: th, seen: seen, at: g.opts.Now()})
+		}
 		return key, nil
 	}
+	g.pskFound.forget(string(identity))
 	g.pskRefused(identity, err)
 	if !errors.Is(err, psk.ErrRefused) {
 		return nil, err
@@ -90,10 +107,18 @@ func (g *Gateway) pskRefused(identity []byte, err error) {
 	g.opts.Log.Error("coapgw: PSK check failed", "identity", string(identity), "err", err)
 }
 
+// errChangedInHandshake refuses a PSK session whose thing had an event
+// that ends sessions (disabled, deleted, unlinked, its key re-issued)
+// after its key was looked up, before the session was recorded: no
+// session existed for the event to end. The thing handshakes again.
+var errChangedInHandshake = errors.New("the thing changed during the handshake")
+
 // pskSession records the session of a completed PSK handshake. It is
-// registered before its key is looked up again, so that an event from now
-// on (the thing disabled, its key re-issued) finds it, and one that came
-// before shows in what the store answers.
+// registered first, so that an event from now on (the thing disabled, its
+// key re-issued) finds it; an event that came after the PSK callback read
+// the store, and before that, shows in the thing's count of changes, and
+// the session is closed. Without a lookup to go by (none kept: no event
+// bus, too many handshakes at once), the store is read again.
 func (g *Gateway) pskSession(cc *udpClient.Conn, identity []byte) {
 	id, err := psk.ParseIdentity(identity)
 	if err != nil {
@@ -103,7 +128,7 @@ func (g *Gateway) pskSession(cc *udpClient.Conn, identity []byte) {
 	}
 	s := &Session{PSKIdentity: id.String(), thingID: id.ThingID, pskKeyID: id.KeyID, conn: cc}
 	g.register(s)
-	th, _, err := g.opts.PSKs.Key(cc.Context(), identity)
+	th, err := g.pskThing(cc.Context(), id, identity)
 	if err != nil {
 		g.pskRefused(identity, err)
 		cc.Close()
@@ -114,4 +139,93 @@ func (g *Gateway) pskSession(cc *udpClient.Conn, identity []byte) {
 	g.mu.Unlock()
 	g.metrics.handshakes.WithLabelValues("ok").Inc()
 	g.opts.Log.Info("coapgw: session", "thing", th.ID, "psk", s.PSKIdentity, "remote", cc.RemoteAddr().String())
+}
+
+// pskThing is the thing of a completed PSK handshake: what its callback
+// found, unless the thing changed since; the store's answer when nothing
+// was kept.
+func (g *Gateway) pskThing(ctx context.Context, id psk.Identity, identity []byte) (*store.Thing, error) {
+	found, ok := g.pskFound.get(string(identity), g.opts.Now().Add(-g.opts.HandshakeTimeout))
+	if !ok {
+		th, _, err := g.opts.PSKs.Key(ctx, identity)
+		return th, err
+	}
+	if found.seen != g.pskFound.changes(id.ThingID) {
+		return nil, fmt.Errorf("%w: %s: %w", psk.ErrRefused, id.ThingID, errChangedInHandshake)
+	}
+	return found.thing, nil
+}
+
+// pskLookups are the PSK callback's findings, by identity, for the
+// sessions their handshakes make, and the count of each thing's changes
+// that end sessions (onEvent). Counts are kept in buckets by thing id: a
+// count bumped for another thing of the bucket closes a session that did
+// not need closing, never keeps one that did.
+type pskLookups struct {
+	mu    sync.Mutex
+	found map[string]pskLookup
+
+	counts [changeBuckets]atomic.Uint64
+}
+
+// pskLookup is what the PSK callback found for an identity.
+type pskLookup struct {
+	thing *store.Thing
+	seen  uint64    // the thing's count of changes before the store was read
+	at    time.Time // when
+}
+
+const (
+	// changeBuckets hold the things' counts of changes.
+	changeBuckets = 1024
+	// maxPSKLookups bounds the findings kept; past it they start afresh
+	// (the sessions of the handshakes in flight read the store again).
+	maxPSKLookups = 4096
+)
+
+func (l *pskLookups) put(identity string, f pskLookup) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.found == nil || len(l.found) >= maxPSKLookups {
+		l.found = map[string]pskLookup{}
+	}
+	l.found[identity] = f
+}
+
+func (l *pskLookups) forget(identity string) {
+	l.mu.Lock()
+	delete(l.found, identity)
+	l.mu.Unlock()
+}
+
+// get is the finding of identity made after notBefore. Another handshake
+// with the same identity may have made it: a lookup of the same identity
+// that found its key current, with no change of the thing since, is as
+// good as this handshake's own.
+func (l *pskLookups) get(identity string, notBefore time.Time) (pskLookup, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.found[identity]
+	return f, ok && !f.at.Before(notBefore)
+}
+
+func (l *pskLookups) bucket(thingID string) *atomic.Uint64 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(thingID))
+	return &l.counts[h.Sum32()%changeBuckets]
+}
+
+// changes is the thing's count of changes.
+func (l *pskLookups) changes(thingID string) uint64 { return l.bucket(thingID).Load() }
+
+// changed counts a change of the thing that ends its sessions; "" counts
+// one for every thing (the events may have missed some).
+func (l *pskLookups) changed(thingID string) {
+	if thingID != "" {
+		l.bucket(thingID).Add(1)
+		return
+	}
+	for i := range l.counts {
+		l.counts[i].Add(1)
+	}
 }

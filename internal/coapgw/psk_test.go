@@ -3,6 +3,8 @@ package coapgw
 import (
 	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/dtls"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/psk"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -212,4 +215,116 @@ func TestCoAPClientPSK(t *testing.T) {
 	if out, _ := runCoAPClient(t, "-u", in.Identity, "-k", in.Key, "-m", "get", url); strings.Contains(out, `"id"`) {
 		t.Fatalf("a re-issued key was answered:\n%s", out)
 	}
+}
+
+// countedKeys is psk.Keys that counts its lookups and makes change once,
+// after the first lookup that finds a key: inside the PSK callback, after
+// the store was read and before the handshake's session is recorded.
+type countedKeys struct {
+	PSKs
+	lookups atomic.Int32
+	once    sync.Once
+	change  atomic.Pointer[func()] // set while handshakes may run
+}
+
+func (k *countedKeys) Key(ctx context.Context, identity []byte) (*store.Thing, []byte, error) {
+	k.lookups.Add(1)
+	th, key, err := k.PSKs.Key(ctx, identity)
+	if change := k.change.Load(); err == nil && change != nil {
+		k.once.Do(*change)
+	}
+	return th, key, err
+}
+
+// TestPSKKeyReadOncePerHandshake: the thing and key the PSK callback
+// found make the session; the store is not read again.
+func TestPSKKeyReadOncePerHandshake(t *testing.T) {
+	keys := &countedKeys{}
+	e := newEnv(t, func(o *Options) { keys.PSKs = o.PSKs; o.PSKs = keys })
+	th, in := e.pskThing("PSK-ONCE")
+	cc := e.openPSK(t, in, "PSK session")
+	if n := keys.lookups.Load(); n != 1 {
+		t.Fatalf("%d lookups of the key for one handshake, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cc.Get(ctx, PathSelf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := res.ReadBody(); !strings.Contains(string(body), `"id":"`+th.ID+`"`) {
+		t.Fatalf("call home: %s", body)
+	}
+}
+
+// TestPSKChangeDuringHandshakeRefused: the thing disabled, its key
+// re-issued or its owner unlinked after the PSK callback found its key and
+// before the session is recorded — when no session exists for the event to
+// end — closes the session that handshake makes, with or without an event
+// bus. Its next handshake decides afresh.
+func TestPSKChangeDuringHandshakeRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noBus       bool
+		change      func(e *env, th *store.Thing, owner store.Relationship) error
+		servedAfter bool // whether the key makes a session afterwards
+	}{
+		{name: "disabled", change: func(e *env, th *store.Thing, _ store.Relationship) error {
+			_, err := e.ids.UpdateThing(context.Background(), "test", th.ID, 0, func(t *store.Thing) error { t.Status = store.StatusDisabled; return nil })
+			return err
+		}},
+		{name: "disabled, no event bus", noBus: true, change: func(e *env, th *store.Thing, _ store.Relationship) error {
+			_, err := e.ids.UpdateThing(context.Background(), "test", th.ID, 0, func(t *store.Thing) error { t.Status = store.StatusDisabled; return nil })
+			return err
+		}},
+		{name: "key re-issued", change: func(e *env, th *store.Thing, _ store.Relationship) error {
+			e.issuePSK(th.ID)
+			return nil
+		}},
+		{name: "owner unlinked", servedAfter: true, change: func(e *env, _ *store.Thing, owner store.Relationship) error {
+			return e.ids.RemoveRelationship(context.Background(), "test", owner)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := &countedKeys{}
+			e := newEnv(t, func(o *Options) {
+				keys.PSKs = o.PSKs
+				o.PSKs = keys
+				if tc.noBus {
+					o.Bus = nil
+				}
+			})
+			th, in := e.pskThing("PSK-MID")
+			owner := e.own(t, th.ID)
+			changed := make(chan error, 1)
+			change := func() { changed <- tc.change(e, th, owner) }
+			keys.change.Store(&change)
+			if served(e.dialPSK(in.Identity, in.Key)) {
+				t.Fatalf("%s between the key's lookup and the session: the session was served", tc.name)
+			}
+			if err := <-changed; err != nil {
+				t.Fatal(err)
+			}
+			if again := served(e.dialPSK(in.Identity, in.Key)); again != tc.servedAfter {
+				t.Fatalf("the next handshake served: %v, want %v", again, tc.servedAfter)
+			}
+		})
+	}
+}
+
+// TestPSKResyncDuringHandshakeRefused: a node that may have missed events
+// (events.Resync) between a key's lookup and its session's recording
+// cannot tell whether its thing changed: the session is closed, and the
+// next handshake, read afresh, is served.
+func TestPSKResyncDuringHandshakeRefused(t *testing.T) {
+	keys := &countedKeys{}
+	bus := events.New()
+	e := newEnv(t, func(o *Options) { keys.PSKs, o.PSKs, o.Bus = o.PSKs, keys, bus })
+	_, in := e.pskThing("PSK-RESYNC")
+	change := func() { bus.Publish(events.Event{Type: events.Resync, Local: true}) }
+	keys.change.Store(&change)
+	if served(e.dialPSK(in.Identity, in.Key)) {
+		t.Fatal("a resync between the key's lookup and the session: the session was served")
+	}
+	e.openPSK(t, in, "the next handshake")
 }
