@@ -44,7 +44,8 @@ func parseObject(data []byte) (object, error) {
 	}
 	// data[start:end] is valid JSON: what follows cannot fail but is
 	// checked all the same, so that no input can make it read out of bounds.
-	o := make(object, 0, 16)
+	// A member has a colon after its name; colons in values only overcount.
+	o := make(object, 0, min(bytes.Count(data[start:end], []byte{':'}), 32))
 	i := skipSpace(data, start+1)
 	for i < end && data[i] == '"' {
 		nameEnd, ok := valueEnd(data, i)
