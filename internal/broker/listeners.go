@@ -164,14 +164,10 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 // deep calls grow a stack to 16 KiB, which Go would shrink no further than
 // to 8 KiB while the connection waits, idle, for its next packet.
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
-	serve := func(c net.Conn) {
-		defer l.untrack(conn)
-		serveConn(&listenerConn{Conn: c, l: l})
-	}
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
 	if l.cfg.TLS == nil {
-		serve(conn)
+		serveConn(l.served(conn, conn))
 		return
 	}
 	tc := tls.Server(conn, l.cfg.TLS)
@@ -181,14 +177,31 @@ func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 		l.untrack(conn)
 		return
 	}
-	go serve(tc)
+	// The core answers the CONNECT on this goroutine, whose stack the
+	// handshake grew, and serves the connection on one that starts small.
+	serveConn(l.served(tc, conn))
+}
+
+// served is c, tracked as raw, for the core: closing it untracks raw.
+func (l *netListener) served(c, raw net.Conn) *listenerConn {
+	return &listenerConn{Conn: c, l: l, raw: raw}
 }
 
 // listenerConn is a connection with the listener that accepted it, for the
-// listener's settings at CONNECT, the admin API and the audit log.
+// listener's settings at CONNECT, the admin API and the audit log. The
+// core closes it when the connection ends, which is when the listener
+// stops tracking it (the core's ServeConn returns after the CONNECT).
 type listenerConn struct {
 	net.Conn
-	l *netListener
+	l      *netListener
+	raw    net.Conn // as tracked: the TCP connection under TLS or WebSocket
+	closed sync.Once
+}
+
+func (c *listenerConn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(func() { c.l.untrack(c.raw) })
+	return err
 }
 
 // ConnectionState is the TLS state of the connection, if it has one.
@@ -224,9 +237,8 @@ func (l *netListener) serveWebSocket(serveConn func(net.Conn)) {
 		if !l.track(raw) {
 			return
 		}
-		defer l.untrack(raw)
 		raw.SetDeadline(time.Now().Add(l.timeout))
-		serveConn(&listenerConn{Conn: mqtt.WebSocket(c), l: l})
+		serveConn(l.served(mqtt.WebSocket(c), raw))
 	})
 	l.http.Handler = mux
 	var err error

@@ -62,12 +62,9 @@ type conn struct {
 	aliasesOut map[string]uint16 // under wmu: aliases follow the write order
 }
 
-// serve runs the connection: the CONNECT, then each packet in turn.
+// serve reads and handles each packet after the CONNECT in turn, until
+// the connection ends.
 func (c *conn) serve() {
-	defer c.end()
-	if !c.connect() {
-		return
-	}
 	for {
 		c.waitBacklog()
 		h, body, err := c.next()

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,10 +39,7 @@ func FuzzConnection(f *testing.F) {
 		}
 		client, server := net.Pipe()
 		done := make(chan struct{})
-		go func() {
-			s.ServeConn(server)
-			close(done)
-		}()
+		go s.ServeConn(&closeNotifier{Conn: server, closed: done})
 		go io.Copy(io.Discard, client)
 		connect, _ := packet.Append(nil, v, &packet.Connect{Version: v, CleanStart: true, ClientID: "f"})
 		client.SetWriteDeadline(time.Now().Add(time.Second))
@@ -54,4 +52,16 @@ func FuzzConnection(f *testing.F) {
 		}
 		s.Close()
 	})
+}
+
+// closeNotifier closes closed when the server closes the connection.
+type closeNotifier struct {
+	net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *closeNotifier) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }

@@ -185,9 +185,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ServeConn serves one client connection until it ends; the caller has
-// accepted it (and finished any TLS handshake) and set a deadline for the
-// CONNECT. It closes nc.
+// ServeConn serves one client connection; the caller has accepted it (and
+// finished any TLS handshake) and set a deadline for the CONNECT. It reads
+// and answers the CONNECT on the calling goroutine and returns; a
+// connection whose CONNECT is accepted is then served by a goroutine of its
+// own. nc is closed when the connection ends (Close waits for that).
+//
+// The goroutine is new for memory: decoding and authenticating a CONNECT
+// (and a TLS handshake before it) grow the caller's stack to 4 KiB or more,
+// and Go keeps a grown stack while its goroutine lives, so an idle
+// connection kept it; the new one starts at the runtime's smallest stack,
+// which waiting for the next packet fits in (issue 16).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc}
 	c.drained = sync.NewCond(&c.wmu)
@@ -200,13 +208,24 @@ func (s *Server) ServeConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.wg.Done()
+	if !c.connect() {
+		c.finish()
+		return
+	}
+	go func() {
+		defer c.finish()
+		c.serve()
 	}()
-	c.serve()
+}
+
+// finish ends the connection once its reader has stopped.
+func (c *conn) finish() {
+	c.end()
+	s := c.srv
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // Close ends every connection (MQTT 5: Server shutting down) and waits for

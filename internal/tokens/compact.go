@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -59,7 +57,7 @@ func (v *Verifier) verifyAccess(ctx context.Context, raw, aud string) (*Claims, 
 	}
 	// jwx refuses white space before the header's object; so does this path,
 	// and after it too.
-	h, err := members(header)
+	h, err := parseObject(header)
 	if err == nil && (header[0] != '{' || header[len(header)-1] != '}') {
 		err = errors.New("white space around the object")
 	}
@@ -67,12 +65,15 @@ func (v *Verifier) verifyAccess(ctx context.Context, raw, aud string) (*Claims, 
 		return nil, "", ErrMalformed.with("header: " + err.Error())
 	}
 	var hdr jwsHeader
-	for name, dst := range map[string]*string{"alg": &hdr.Alg, "kid": &hdr.Kid, "typ": &hdr.Typ} {
-		if val, ok := h[name]; ok && !stringValue(val, dst) {
-			return nil, "", ErrMalformed.with("header: " + name + " must be a string")
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"alg", &hdr.Alg}, {"kid", &hdr.Kid}, {"typ", &hdr.Typ}} {
+		if val, ok := h.get(f.name); ok && !stringValue(val, f.dst) {
+			return nil, "", ErrMalformed.with("header: " + f.name + " must be a string")
 		}
 	}
-	pk, err := v.keys.headerKey(ctx, slices.Collect(maps.Keys(h)), hdr, typeAccessToken)
+	pk, err := v.keys.headerKey(ctx, h.names(), hdr, typeAccessToken)
 	if err != nil {
 		return nil, "", err
 	}
@@ -145,26 +146,32 @@ func verifySignature(pk publicKey, input string, sig []byte) bool {
 // claims' types, iat, exp and nbf with the leeway, iss, aud, the required
 // claims, then the private claims' types.
 func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
-	m, err := members(payload)
+	m, err := parseObject(payload)
 	if err != nil {
 		return nil, ErrMalformed.with("claims: " + err.Error())
 	}
 	c := &Claims{}
-	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.ID} {
-		if val, ok := m[name]; ok && !stringValue(val, dst) {
-			return nil, ErrMalformed.with(name + " must be a string")
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"iss", &c.Issuer}, {"sub", &c.Subject}, {"jti", &c.ID}} {
+		if val, ok := m.get(f.name); ok && !stringValue(val, f.dst) {
+			return nil, ErrMalformed.with(f.name + " must be a string")
 		}
 	}
-	if val, ok := m["aud"]; ok {
+	if val, ok := m.get("aud"); ok {
 		if c.Audience, ok = audienceValue(val); !ok {
 			return nil, ErrMalformed.with("aud must be a string or an array of strings")
 		}
 	}
 	var nbf time.Time
-	for name, dst := range map[string]*time.Time{"iat": &c.IssuedAt, "exp": &c.ExpiresAt, "nbf": &nbf} {
-		if val, ok := m[name]; ok {
-			if *dst, ok = numericDate(val); !ok {
-				return nil, ErrMalformed.with(name + " must be a non-negative integer")
+	for _, f := range [...]struct {
+		name string
+		dst  *time.Time
+	}{{"iat", &c.IssuedAt}, {"exp", &c.ExpiresAt}, {"nbf", &nbf}} {
+		if val, ok := m.get(f.name); ok {
+			if *f.dst, ok = numericDate(val); !ok {
+				return nil, ErrMalformed.with(f.name + " must be a non-negative integer")
 			}
 		}
 	}
@@ -172,11 +179,11 @@ func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
 	// leeway on each side.
 	now := v.keys.cfg.Now().Truncate(time.Second)
 	switch {
-	case has(m, "iat") && now.Before(c.IssuedAt.Add(-v.leeway)):
+	case m.has("iat") && now.Before(c.IssuedAt.Add(-v.leeway)):
 		return nil, ErrIssuedAt
-	case has(m, "exp") && !now.Before(c.ExpiresAt.Add(v.leeway)):
+	case m.has("exp") && !now.Before(c.ExpiresAt.Add(v.leeway)):
 		return nil, ErrExpired
-	case has(m, "nbf") && now.Before(nbf.Add(-v.leeway)):
+	case m.has("nbf") && now.Before(nbf.Add(-v.leeway)):
 		return nil, ErrNotYetValid
 	case c.Issuer != v.iss:
 		return nil, ErrIssuer // RFC 9068 §4 step 3: exactly
@@ -184,25 +191,28 @@ func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
 		return nil, ErrAudience
 	}
 	for _, name := range accessTokenClaims {
-		if !has(m, name) {
+		if !m.has(name) {
 			return nil, ErrMissing.with(name)
 		}
 	}
 	var scope string
-	for name, dst := range map[string]*string{"client_id": &c.ClientID, "gid": &c.GrantID, "scope": &scope, "thing": &c.ThingID} {
-		if val, ok := m[name]; ok && (!stringValue(val, dst) || *dst == "") {
-			return nil, ErrMalformed.with(name + " must be a non-empty string")
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"client_id", &c.ClientID}, {"gid", &c.GrantID}, {"scope", &scope}, {"thing", &c.ThingID}} {
+		if val, ok := m.get(f.name); ok && (!stringValue(val, f.dst) || *f.dst == "") {
+			return nil, ErrMalformed.with(f.name + " must be a non-empty string")
 		}
 	}
 	c.Scope = strings.Fields(scope)
-	if val, ok := m["auth_time"]; ok {
+	if val, ok := m.get("auth_time"); ok {
 		var at float64
 		if json.Unmarshal(val, &at) != nil || val[0] == 'n' {
 			return nil, ErrMalformed.with("auth_time must be a number")
 		}
 		c.AuthTime = time.Unix(int64(at), 0)
 	}
-	if val, ok := m["cnf"]; ok {
+	if val, ok := m.get("cnf"); ok {
 		var cnf map[string]any
 		if json.Unmarshal(val, &cnf) != nil || cnf == nil {
 			return nil, ErrMalformed.with("cnf must be an object")
@@ -211,7 +221,7 @@ func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
 		c.Confirmation.X5TS256, _ = cnf["x5t#S256"].(string)
 		c.Confirmation.JKT, _ = cnf["jkt"].(string)
 	}
-	if val, ok := m["permissions"]; ok {
+	if val, ok := m.get("permissions"); ok {
 		// UMA RPTs: kept as JSON for internal/uma to read, compacted.
 		var perms []any
 		if json.Unmarshal(val, &perms) != nil || perms == nil {
@@ -222,71 +232,26 @@ func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
 	return c, nil
 }
 
-// members splits a JSON object into its members by exact name (encoding/json
-// would match struct fields case-insensitively, so "ISS" could stand for
-// iss), refusing a name that comes twice and anything after the object.
-func members(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
+// stringValue decodes a JSON string (not null) into dst.
+func stringValue(val []byte, dst *string) bool {
+	s, ok := stringOf(val)
+	if ok {
+		*dst = s
 	}
-	m := make(map[string]json.RawMessage, 16)
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("not a JSON object")
-		}
-		name := t.(string) // the decoder yields only strings as member names
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("member %q twice", name)
-		}
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, fmt.Errorf("not a JSON object")
-		}
-		m[name] = val
-	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the JSON object")
-	}
-	return m, nil
-}
-
-func has(m map[string]json.RawMessage, name string) bool {
-	_, ok := m[name]
 	return ok
 }
 
-// stringValue decodes a JSON string (not null) into dst.
-func stringValue(val json.RawMessage, dst *string) bool {
-	return val[0] == '"' && json.Unmarshal(val, dst) == nil
-}
-
 // audienceValue decodes aud (RFC 7519 §4.1.3): one string or an array of them.
-func audienceValue(val json.RawMessage) ([]string, bool) {
-	var one string
-	if stringValue(val, &one) {
+func audienceValue(val []byte) ([]string, bool) {
+	if one, ok := stringOf(val); ok {
 		return []string{one}, true
 	}
-	var raws []json.RawMessage
-	if val[0] != '[' || json.Unmarshal(val, &raws) != nil {
-		return nil, false
-	}
-	many := make([]string, len(raws))
-	for i, r := range raws {
-		if !stringValue(r, &many[i]) {
-			return nil, false
-		}
-	}
-	return many, true
+	return stringsOf(val)
 }
 
 // numericDate decodes a NumericDate (RFC 7519 §2) as the platform writes
 // it: whole seconds, not negative.
-func numericDate(val json.RawMessage) (time.Time, bool) {
+func numericDate(val []byte) (time.Time, bool) {
 	if bytes.IndexFunc(val, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
 		return time.Time{}, false
 	}

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,5 +102,35 @@ func TestMemoForgetsExpired(t *testing.T) {
 	}
 	if keyOf(string(make([]byte, maxTokenSize+1)), "a") != (memoKey{}) {
 		t.Fatal("a token longer than any issued is hashed")
+	}
+}
+
+// TestMemoOneByteOff: a token remembered as valid does not vouch for one
+// that differs from it in a single byte anywhere (header, claims or
+// signature): each takes the full path and is refused.
+func TestMemoOneByteOff(t *testing.T) {
+	e, clk, _ := newTestEnv(t)
+	tok := e.accessToken(t, accessClaims(clk.Now()))
+	verify := func(raw string) error {
+		_, err := e.v.Verify(context.Background(), bearerOf(raw), VerifyOptions{Audience: testAudience})
+		return err
+	}
+	if err := verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	first, second := strings.IndexByte(tok, '.'), strings.LastIndexByte(tok, '.')
+	for _, i := range []int{0, first / 2, first - 1, first + 1, (first + second) / 2, second - 1, second + 1, len(tok) - 2} {
+		b := []byte(tok)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		if err := verify(string(b)); err == nil {
+			t.Errorf("byte %d changed (%q): accepted", i, b[i])
+		}
+	}
+	if err := verify(tok); err != nil {
+		t.Errorf("the token itself after the others: %v", err)
 	}
 }
