@@ -75,8 +75,10 @@ type Client struct {
 	qos2 map[uint16]struct{}
 
 	will        *packet.Will // of the connection that ended, until sent
+	willAt      time.Time    // when will is due
 	willTimer   *time.Timer
 	expiryTimer *time.Timer
+	away        time.Time // when the connection ended; zero while connected
 }
 
 // outbound is a message on its way to one client at QoS 1 or 2.

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
@@ -50,6 +51,13 @@ type SessionRecord struct {
 	// (Remote.Claim), 0 on a single node: a SharedStore keeps the newest
 	// connection's writes.
 	Claim uint64 `json:",omitempty"`
+	// Will is the will the session would leave: its connection's, while
+	// connected, or the one waiting for its delay since it left. WillDelay
+	// counts from Away, or, while connected, from the end of the node that
+	// held it: whoever holds the session next publishes it then
+	// (§3.1.3.2.2), or when the session ends.
+	Will      *packet.Will  `json:",omitempty"`
+	WillDelay time.Duration `json:",omitempty"`
 }
 
 // QueuedMessage is a MessageRecord for a session.

@@ -133,6 +133,10 @@ type Stats struct {
 	DeniedPublish   atomic.Int64
 	DeniedSubscribe atomic.Int64
 	DeniedDeliver   atomic.Int64
+	// WillsWithheld are wills not published because their session's
+	// record could not be written without them (takeWill): in a cluster,
+	// another node holds the session now, or the store is unreachable.
+	WillsWithheld atomic.Int64
 }
 
 // Server is an MQTT 3.1.1 and 5.0 server.

@@ -145,7 +145,7 @@ func (s *Server) scheduleWill(cl *Client, w *packet.Will, delay time.Duration) {
 		s.sendWill(cl, w)
 		return
 	}
-	cl.will = w
+	cl.will, cl.willAt = w, time.Now().Add(delay)
 	if cl.willTimer != nil {
 		cl.willTimer.Stop()
 	}
@@ -161,9 +161,46 @@ func (s *Server) scheduleWill(cl *Client, w *packet.Will, delay time.Duration) {
 	cl.mu.Unlock()
 }
 
-// sendWill publishes a will as its client's message, if Auth lets the
-// client publish to its topic now.
+// sendWill publishes a will as its client's message (publishWill), once
+// a stored session's record no longer holds it (takeWill).
 func (s *Server) sendWill(cl *Client, w *packet.Will) {
+	cl.mu.Lock()
+	var r *SessionRecord
+	if cl.stored && !cl.ended {
+		r = cl.recordLocked()
+	}
+	cl.mu.Unlock()
+	if s.takeWill(r) {
+		s.publishWill(cl, w)
+	}
+}
+
+// takeWill writes a stored session's record r without its will before the
+// will is published, and says whether this server may publish it. In a
+// cluster, several nodes may think they hold a session for a moment (one
+// cut off from NATS, another that took the session over from it); the
+// SharedStore keeps one writer's record, and only that one publishes: at
+// most once rather than twice when a node dies between the write and the
+// publish. nil: a session the Store does not hold.
+//
+// The record is written whether it has the will or not: while its client
+// is connected, the record holds the connection's will (recordLocked).
+func (s *Server) takeWill(r *SessionRecord) bool {
+	if r == nil {
+		return true
+	}
+	r.Will, r.WillDelay = nil, 0
+	if err := s.cfg.Store.PutSession(r, nil); err != nil {
+		s.Stats.WillsWithheld.Add(1)
+		s.log.Warn("mqtt: a will not published: its session's record could not be written", "client", r.ClientID, "err", err)
+		return false
+	}
+	return true
+}
+
+// publishWill publishes a will as its client's message, if Auth lets the
+// client publish to its topic now.
+func (s *Server) publishWill(cl *Client, w *packet.Will) {
 	if !s.cfg.Auth.Publish(cl, w.Topic) {
 		s.Stats.DeniedPublish.Add(1)
 		return
@@ -218,6 +255,10 @@ func (s *Server) endSession(cl *Client) {
 		cl.mu.Unlock()
 		return
 	}
+	var r *SessionRecord
+	if cl.stored && cl.will != nil {
+		r = cl.recordLocked()
+	}
 	cl.ended = true
 	cl.stopTimersLocked()
 	w := cl.will
@@ -228,6 +269,9 @@ func (s *Server) endSession(cl *Client) {
 	stored := cl.stored
 	cl.stored = false
 	cl.mu.Unlock()
+	if w != nil && !s.takeWill(r) {
+		w = nil
+	}
 	if stored {
 		if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
 			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
@@ -237,7 +281,7 @@ func (s *Server) endSession(cl *Client) {
 		s.unsubscribe(cl.ID, f)
 	}
 	if w != nil {
-		s.sendWill(cl, w)
+		s.publishWill(cl, w)
 	}
 }
 
@@ -284,10 +328,8 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 		}
 		return
 	}
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away, Claim: cl.claim}
-	if s.cfg.Identity != nil {
-		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
-	}
+	cl.away = away
+	r := cl.recordLocked()
 	var subs []topics.Subscription
 	if !cl.stored { // its subscriptions so far, once
 		for _, sub := range cl.subs {
@@ -301,18 +343,31 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 	}
 }
 
+// recordLocked is cl's record for the Store, with the will it would
+// leave; cl.mu is held.
+func (cl *Client) recordLocked() *SessionRecord {
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: cl.away, Claim: cl.claim}
+	if codec := cl.srv.cfg.Identity; codec != nil {
+		r.Identity = codec.EncodeIdentity(cl.Identity())
+	}
+	switch c := cl.conn; {
+	case c != nil && c.will != nil:
+		r.Will, r.WillDelay = c.will, min(c.willDelay, cl.expiry)
+	case cl.will != nil:
+		r.Will, r.WillDelay = cl.will, max(cl.willAt.Sub(cl.away), 0)
+	}
+	return r
+}
+
 // storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an
 // UNSUBSCRIBE's, for a stored session.
 func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
 	cl.mu.Lock()
 	stored := cl.stored && !cl.ended
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Claim: cl.claim}
+	r := cl.recordLocked()
 	cl.mu.Unlock()
 	if !stored {
 		return
-	}
-	if s.cfg.Identity != nil {
-		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
 	}
 	var err error
 	if len(added) > 0 {
@@ -351,12 +406,25 @@ func (s *Server) restore() error {
 			expired = append(expired, cl)
 			continue
 		}
-		cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+		s.keepAway(cl, left)
 	}
 	for _, cl := range expired {
-		s.endSession(cl)
+		s.endSession(cl) // its will, if it has one, goes now
 	}
 	return nil
+}
+
+// keepAway keeps a revived session until its client returns: it expires
+// after left, and its will goes when due (WillDelay) or as it ends.
+func (s *Server) keepAway(cl *Client, left time.Duration) {
+	cl.mu.Lock()
+	w := cl.will
+	cl.will = nil
+	cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+	cl.mu.Unlock()
+	if w != nil {
+		s.scheduleWill(cl, w, min(time.Until(cl.willAt), left))
+	}
 }
 
 // adopt makes a revived session the server's: in the sessions, its

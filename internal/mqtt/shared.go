@@ -3,6 +3,7 @@ package mqtt
 import (
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
@@ -128,9 +129,46 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 			cl.pending = append(cl.pending, o)
 		}
 	}
-	away := r.Away
-	if away.IsZero() {
-		away = time.Now() // connected when its node ended
+	cl.away = r.Away
+	if cl.away.IsZero() {
+		cl.away = time.Now() // connected when its node ended
 	}
-	return cl, r.Expiry - time.Since(away)
+	if r.Will != nil {
+		cl.will, cl.willAt = r.Will, cl.away.Add(r.WillDelay)
+	}
+	return cl, r.Expiry - time.Since(cl.away)
+}
+
+// Adopt makes a session of the cluster this server's while its client is
+// away: one whose node ended (mqttnats, after the SharedStore gave this
+// node the session's record). It is kept as a session restored from a
+// Store is: its will goes when due, under its own identity's rules, and
+// it expires when its expiry interval ends, unless its client returns
+// first. A copy the server still had of it gives way.
+func (s *Server) Adopt(r *SessionRecord, subs []topics.Subscription) {
+	cl, left := s.revive(r, subs, nil)
+	if cl == nil {
+		if err := s.cfg.Store.DeleteSession(r.ClientID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", r.ClientID, "err", err)
+		}
+		return
+	}
+	if old := s.Client(r.ClientID); old != nil {
+		old.mu.Lock()
+		old.stored, old.will, old.expiry = false, nil, 0
+		c := old.conn
+		old.mu.Unlock()
+		if c != nil {
+			c.dropWill.Store(true)
+			c.close(packet.SessionTakenOver, "the session moved")
+		} else {
+			s.endSession(old)
+		}
+	}
+	s.adopt(cl)
+	if left <= 0 {
+		s.endSession(cl)
+		return
+	}
+	s.keepAway(cl, left)
 }

@@ -57,7 +57,9 @@ type Sessions struct {
 	r        *Router
 	kv       jetstream.KeyValue
 	stream   jetstream.Stream
-	instance string // this process's, in the records it stores
+	nodes    jetstream.KeyValue // the processes' liveness keys (orphans.go)
+	ttl      time.Duration      // of a liveness key
+	instance string             // this process's, in the records it stores
 
 	// mirror holds every persistent session's subscriptions in the
 	// cluster, from the bucket: what a message published here is stored
@@ -66,8 +68,9 @@ type Sessions struct {
 
 	mu      sync.Mutex
 	srv     *mqtt.Server
-	known   map[string]*sessionEntry // the bucket's, by key
-	held    map[string]*held         // by client identifier
+	known   map[string]*sessionEntry   // the bucket's, by key
+	holders map[string]map[string]bool // the keys of known, by Holder
+	held    map[string]*held           // by client identifier
 	watcher jetstream.KeyWatcher
 
 	next    atomic.Uint64 // record numbers of this process
@@ -79,6 +82,9 @@ type Sessions struct {
 type sessionEntry struct {
 	Record mqtt.SessionRecord
 	Subs   []topics.Subscription
+	// Holder is the process (Sessions.instance) that wrote it last, whose
+	// liveness key says whether it still holds it (orphans.go).
+	Holder string `json:",omitempty"`
 }
 
 // held is a session this node holds: its bucket revision, and the reader
@@ -126,10 +132,18 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the stream %s (nats-server 2.9 or later): %w", queueStream, err)
 	}
+	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
+	nodes, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: nodesBucket, Storage: jetstream.FileStorage, History: 1, TTL: ttl, Replicas: max(r.Replicas, 1),
+		Description: "thingid: the liveness keys of the processes holding MQTT persistent sessions",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", nodesBucket, err)
+	}
 	b := make([]byte, 8)
 	rand.Read(b)
-	s := &Sessions{r: r, kv: kv, stream: queue, instance: hex.EncodeToString(b),
-		known: map[string]*sessionEntry{}, held: map[string]*held{},
+	s := &Sessions{r: r, kv: kv, stream: queue, nodes: nodes, ttl: ttl, instance: hex.EncodeToString(b),
+		known: map[string]*sessionEntry{}, holders: map[string]map[string]bool{}, held: map[string]*held{},
 		deletes: make(chan uint64, 4096), done: make(chan struct{})}
 	r.mu.Lock()
 	r.sessions = s
@@ -175,12 +189,16 @@ func (s *Sessions) start(srv *mqtt.Server) error {
 		return fmt.Errorf("mqttnats: watching the bucket %s: %w", sessionBucket, err)
 	}
 	s.watcher = w
+	if err := s.beat(); err != nil {
+		return err
+	}
 	timeout := time.After(requestTimeout)
 	for {
 		select {
 		case e := <-w.Updates():
 			if e == nil { // every present key read
 				go s.follow()
+				go s.watchNodes()
 				return nil
 			}
 			s.mirrorEntry(e)
@@ -212,8 +230,18 @@ func (s *Sessions) mirrorEntry(e jetstream.KeyValueEntry) {
 	}
 	s.mu.Lock()
 	prev := s.known[e.Key()]
+	if prev != nil {
+		delete(s.holders[prev.Holder], e.Key())
+		if len(s.holders[prev.Holder]) == 0 {
+			delete(s.holders, prev.Holder)
+		}
+	}
 	if next != nil {
 		s.known[e.Key()] = next
+		if s.holders[next.Holder] == nil {
+			s.holders[next.Holder] = map[string]bool{}
+		}
+		s.holders[next.Holder][e.Key()] = true
 	} else {
 		delete(s.known, e.Key())
 	}
@@ -402,7 +430,8 @@ func (s *Sessions) hold(clientID string) *held {
 }
 
 // PutSession writes the session with subs added, and starts delivering
-// its queue here.
+// its queue here once its client is connected here (a session adopted
+// from an ended node leaves its queue in the stream for its client).
 func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
 	return s.change(r.ClientID, func(h *held) error {
 		h.entry.Record = *r
@@ -413,7 +442,7 @@ func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription)
 		if err := s.write(h); err != nil {
 			return err
 		}
-		if h.cons == nil {
+		if h.cons == nil && r.Away.IsZero() {
 			return s.consume(h)
 		}
 		return nil
@@ -446,6 +475,7 @@ func (s *Sessions) DeleteSubscriptions(clientID string, filters []string) error 
 // write stores h's entry in the bucket unless a newer connection's node
 // wrote it since h's revision: the claims order the writers. h.mu is held.
 func (s *Sessions) write(h *held) error {
+	h.entry.Holder = s.instance
 	data, err := json.Marshal(&h.entry)
 	if err != nil {
 		return fmt.Errorf("mqttnats: %w", err)
@@ -725,10 +755,16 @@ func (h *held) release() (claim, rev uint64) {
 func (s *Sessions) PutRetained(*mqtt.Message) error { return nil }
 func (s *Sessions) DeleteRetained(string) error     { return nil }
 
-// close stops following the bucket and reading the queues.
+// close stops following the bucket and reading the queues, and deletes
+// this process's liveness key: the sessions it held are the others' now.
 func (s *Sessions) close() {
 	if s.watcher != nil {
 		s.watcher.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		if err := s.nodes.Delete(ctx, s.instance); err != nil {
+			s.r.log.Warn("mqtt cluster: deleting this node's liveness key failed; its sessions move when it expires", "err", err)
+		}
+		cancel()
 	}
 	s.mu.Lock()
 	all := s.held
