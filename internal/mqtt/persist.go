@@ -58,6 +58,11 @@ type SessionRecord struct {
 	// (§3.1.3.2.2), or when the session ends.
 	Will      *packet.Will  `json:",omitempty"`
 	WillDelay time.Duration `json:",omitempty"`
+	// Received are the packet identifiers of QoS 2 messages from the
+	// client, routed and acknowledged with PUBREC, whose PUBREL has not
+	// come: a PUBLISH repeating one, on whichever node the session resumes,
+	// is acknowledged again and not routed again (§4.3.3).
+	Received []uint16 `json:",omitempty"`
 }
 
 // QueuedMessage is a MessageRecord for a session.

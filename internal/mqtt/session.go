@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -356,7 +358,26 @@ func (cl *Client) recordLocked() *SessionRecord {
 	case cl.will != nil:
 		r.Will, r.WillDelay = cl.will, max(cl.willAt.Sub(cl.away), 0)
 	}
+	if len(cl.qos2) > 0 {
+		r.Received = slices.Sorted(maps.Keys(cl.qos2))
+	}
 	return r
+}
+
+// storeReceived rewrites a stored session's record once the QoS 2 messages
+// its client sent and the server acknowledged (PUBREC) changed: before
+// the PUBREC of a new one, after the PUBCOMP of one released.
+func (s *Server) storeReceived(cl *Client) {
+	cl.mu.Lock()
+	stored := cl.stored && !cl.ended
+	r := cl.recordLocked()
+	cl.mu.Unlock()
+	if !stored {
+		return
+	}
+	if err := s.cfg.Store.PutSession(r, nil); err != nil {
+		s.log.Error("mqtt: storing a session's QoS 2 state failed", "client", cl.ID, "err", err)
+	}
 }
 
 // storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an

@@ -136,6 +136,12 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 	if r.Will != nil {
 		cl.will, cl.willAt = r.Will, cl.away.Add(r.WillDelay)
 	}
+	for _, id := range r.Received {
+		if cl.qos2 == nil {
+			cl.qos2 = map[uint16]struct{}{}
+		}
+		cl.qos2[id] = struct{}{}
+	}
 	return cl, r.Expiry - time.Since(cl.away)
 }
 
