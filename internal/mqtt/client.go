@@ -65,6 +65,9 @@ type Client struct {
 	pending  []*outbound
 	seq      uint64 // send order, to resend in it (§4.6)
 	nextID   uint16
+	// reserved are the packet identifiers of QoS 2 messages a SharedStore
+	// will give back (SessionRecord.Sending), not to be used meanwhile.
+	reserved map[uint16]struct{}
 	// room is closed when the window falls below Config.Inflight again,
 	// for the publishers waiting for it (flow control, see deliver);
 	// lastAck is when the connected client last acknowledged a message.
@@ -269,7 +272,9 @@ func (cl *Client) send(o *outbound) {
 		if cl.nextID == 0 {
 			cl.nextID = 1
 		}
-		if _, used := cl.inflight[cl.nextID]; !used {
+		_, used := cl.inflight[cl.nextID]
+		_, kept := cl.reserved[cl.nextID]
+		if !used && !kept {
 			break
 		}
 	}

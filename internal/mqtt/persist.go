@@ -63,6 +63,11 @@ type SessionRecord struct {
 	// come: a PUBLISH repeating one, on whichever node the session resumes,
 	// is acknowledged again and not routed again (§4.3.3).
 	Received []uint16 `json:",omitempty"`
+	// Sending are the packet identifiers of QoS 2 messages sent to the
+	// client and not completed, which a SharedStore gives back later
+	// (Server.Enqueue, with their PacketID and Released): not reused
+	// before then.
+	Sending []uint16 `json:",omitempty"`
 }
 
 // QueuedMessage is a MessageRecord for a session.

@@ -80,9 +80,42 @@ func (s *Server) Enqueue(clientID string, r MessageRecord, kept func(seq uint64)
 	}
 	cl.seq++
 	kept(cl.seq)
-	cl.pending = append(cl.pending, &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq})
+	o := &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq}
+	if r.PacketID != 0 && cl.resumeSent(o, r) {
+		return true, nil
+	}
+	cl.pending = append(cl.pending, o)
 	cl.release()
 	return true, nil
+}
+
+// resumeSent takes back o, a QoS 2 message sent before under r.PacketID
+// (by this node or one that ended), as the client knows it: in flight
+// under that identifier, resent now if the client is connected (§4.4:
+// PUBREL if it was released, else PUBLISH with DUP), so that it is not
+// delivered twice (§4.3.3). false: the identifier is used by another
+// message meanwhile, and o is sent anew. cl.mu is held.
+func (cl *Client) resumeSent(o *outbound, r MessageRecord) bool {
+	delete(cl.reserved, r.PacketID)
+	if _, used := cl.inflight[r.PacketID]; used {
+		return false
+	}
+	if cl.inflight == nil {
+		cl.inflight = map[uint16]*outbound{}
+	}
+	o.id, o.released = r.PacketID, r.Released
+	cl.inflight[o.id] = o
+	switch {
+	case cl.conn == nil:
+	case o.released:
+		cl.conn.send(&packet.Ack{Kind: packet.PUBREL, PacketID: o.id})
+	default:
+		if _, never := cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, true); never {
+			cl.forget(o)
+			cl.srv.Stats.Dropped.Add(1)
+		}
+	}
+	return true
 }
 
 // queuedElsewhere says whether the node that published m stored it for
@@ -141,6 +174,12 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 			cl.qos2 = map[uint16]struct{}{}
 		}
 		cl.qos2[id] = struct{}{}
+	}
+	for _, id := range r.Sending {
+		if cl.reserved == nil {
+			cl.reserved = map[uint16]struct{}{}
+		}
+		cl.reserved[id] = struct{}{}
 	}
 	return cl, r.Expiry - time.Since(cl.away)
 }

@@ -85,6 +85,17 @@ type sessionEntry struct {
 	// Holder is the process (Sessions.instance) that wrote it last, whose
 	// liveness key says whether it still holds it (orphans.go).
 	Holder string `json:",omitempty"`
+	// Sent are the QoS 2 messages of the queue sent to the client and not
+	// completed, by stream sequence: the node that resumes the session
+	// sends them under the same packet identifier, or their PUBREL
+	// (§4.3.3), rather than anew.
+	Sent map[uint64]sentState `json:",omitempty"`
+}
+
+// sentState is a QoS 2 message's state towards the client.
+type sentState struct {
+	ID       uint16
+	Released bool `json:",omitempty"` // PUBREC received, PUBREL sent
 }
 
 // held is a session this node holds: its bucket revision, and the reader
@@ -414,7 +425,11 @@ func (s *Sessions) Fetch(clientID string, clean bool) (*mqtt.SessionRecord, []to
 	h.mu.Lock()
 	h.rev, h.entry = e.Revision(), v
 	h.mu.Unlock()
-	return &v.Record, v.Subs, nil
+	r := v.Record
+	for _, st := range v.Sent {
+		r.Sending = append(r.Sending, st.ID)
+	}
+	return &r, v.Subs, nil
 }
 
 // hold is clientID's held session, made if it is not held yet.
@@ -553,6 +568,11 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 		s.deletes <- seq
 		return
 	}
+	h.mu.Lock()
+	if st, ok := h.entry.Sent[seq]; ok && r.QoS == 2 {
+		r.PacketID, r.Released = st.ID, st.Released
+	}
+	h.mu.Unlock()
 	kept := func(n uint64) {
 		h.mu.Lock()
 		h.seqs[n] = seq
@@ -579,7 +599,7 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 
 // PutMessages stores messages for sessions held here, before the server
 // acknowledges their publisher; rewriting one stored already (a QoS 2
-// message's state) changes nothing: a resumed QoS 2 message is sent anew.
+// message sent, or released) writes its state in the session's record.
 func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	type put struct {
 		h   *held
@@ -591,13 +611,16 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	for _, q := range ms {
 		h := s.hold(q.ClientID)
 		h.mu.Lock()
-		_, stored := h.seqs[q.Seq]
+		sseq, stored := h.seqs[q.Seq]
 		id := s.instance + "." + strconv.FormatUint(s.next.Add(1), 10)
 		if !stored {
 			h.mine[id] = true
 		}
 		h.mu.Unlock()
 		if stored {
+			if q.QoS == 2 && q.PacketID != 0 {
+				err = cmp.Or(err, s.changeSent(h, sseq, &sentState{ID: q.PacketID, Released: q.Released}))
+			}
 			continue
 		}
 		msg, e := s.record(q, id)
@@ -644,11 +667,35 @@ func (s *Sessions) DeleteMessage(clientID string, seq uint64) error {
 	h.mu.Lock()
 	sseq, ok := h.seqs[seq]
 	delete(h.seqs, seq)
+	_, sent := h.entry.Sent[sseq]
 	h.mu.Unlock()
-	if ok {
-		s.deletes <- sseq
+	if !ok {
+		return nil
+	}
+	s.deletes <- sseq
+	if sent {
+		return s.changeSent(h, sseq, nil)
 	}
 	return nil
+}
+
+// changeSent writes the state of the QoS 2 message at stream sequence
+// sseq in h's record, or removes it (nil) once completed.
+func (s *Sessions) changeSent(h *held, sseq uint64, st *sentState) error {
+	return s.change(h.clientID, func(h *held) error {
+		if h.rev == 0 {
+			return nil // not this node's to write (any more)
+		}
+		if st == nil {
+			delete(h.entry.Sent, sseq)
+		} else {
+			if h.entry.Sent == nil {
+				h.entry.Sent = map[uint64]sentState{}
+			}
+			h.entry.Sent[sseq] = *st
+		}
+		return s.write(h)
+	})
 }
 
 // deleteDelivered deletes, one by one, the messages delivered: a client's
