@@ -260,3 +260,26 @@ func TestWillToMosquittoSub(t *testing.T) {
 		t.Fatalf("mosquitto_sub printed %q", got)
 	}
 }
+
+// TestSharedOfEndedNode: a persistent session's shared subscription
+// (§4.8.2) whose node died is joined again by the node that takes the
+// session over: what the group gets while its client is away is queued
+// for it, and reaches it on the node where it returns.
+func TestSharedOfEndedNode(t *testing.T) {
+	url := natstest.Start(t)
+	a, b, c := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second), startLiveNode(t, url, "c", time.Second)
+	sub := persistent(t, a, "worker", true)
+	sub.subscribe(t, "$share/g/jobs/#", 1)
+	sub.leave(t, a, "worker")
+	a.crash()
+	eventually(t, "a node took the session", func() bool { return holderOf(t, "worker", b, c) != nil })
+	adopter := holderOf(t, "worker", b, c)
+	eventually(t, "the adopter joined the group", func() bool { return adopter.srv.Members("$share/g/jobs/#") == 1 })
+	pub := dial(t, b, "pub", "user")
+	pub.publish(t, &paho.Publish{Topic: "jobs/1", QoS: 1, Payload: []byte("job")})
+	back := persistent(t, c, "worker", false)
+	if !back.ack.SessionPresent {
+		t.Fatal("session not present after its node died")
+	}
+	back.expect(t, "jobs/1", "job")
+}
