@@ -3,6 +3,7 @@ package mqtt
 import (
 	"time"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -166,8 +167,13 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 	if cl.away.IsZero() {
 		cl.away = time.Now() // connected when its node ended
 	}
-	if r.Will != nil {
-		cl.will, cl.willAt = r.Will, cl.away.Add(r.WillDelay)
+	switch w := r.Will; {
+	case w == nil:
+	case w.QoS > 2 || !topic.ValidName(w.Topic):
+		// No node stores such a will (CONNECT refuses it): a damaged record.
+		s.log.Warn("mqtt: a stored session's will is no message to publish; dropped", "client", r.ClientID, "topic", w.Topic, "qos", w.QoS)
+	default:
+		cl.will, cl.willAt = w, cl.away.Add(r.WillDelay)
 	}
 	for _, id := range r.Received {
 		if cl.qos2 == nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,13 +41,35 @@ func (s *Sessions) beat() error {
 	return nil
 }
 
-// watchNodes renews the liveness key and, every other time, takes the
-// sessions of processes whose keys expired, until the sessions close or
-// the NATS connection does.
+// watchNodes renews the liveness key every quarter NodeTTL and, in a loop
+// of its own (taking many sessions must not delay a renewal), takes the
+// sessions of processes whose keys expired every half, until the
+// sessions close or the NATS connection does.
 func (s *Sessions) watchNodes() {
-	tick := time.NewTicker(s.ttl / 4)
+	var alive atomic.Bool // the last renewal went through
+	alive.Store(true)
+	go s.every(s.ttl/2, func() {
+		if alive.Load() {
+			s.adoptOrphans()
+		}
+	})
+	s.every(s.ttl/4, func() {
+		err := s.beat()
+		alive.Store(err == nil)
+		if err != nil {
+			// Cut off: another node may take this one's sessions, and this
+			// one takes none.
+			s.r.log.Warn("mqtt cluster: renewing this node's liveness key failed", "err", err)
+		}
+	})
+}
+
+// every runs f every d until the sessions close or the NATS connection
+// does.
+func (s *Sessions) every(d time.Duration, f func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
-	for n := 0; ; n++ {
+	for {
 		select {
 		case <-s.done:
 			return
@@ -54,15 +78,7 @@ func (s *Sessions) watchNodes() {
 		if s.r.nc.IsClosed() {
 			return
 		}
-		if err := s.beat(); err != nil {
-			// Cut off: another node may take this one's sessions, and this
-			// one takes none.
-			s.r.log.Warn("mqtt cluster: renewing this node's liveness key failed", "err", err)
-			continue
-		}
-		if n%2 == 1 {
-			s.adoptOrphans()
-		}
+		f()
 	}
 }
 
@@ -90,6 +106,9 @@ func (s *Sessions) adoptOrphans() {
 			keys = append(keys, k)
 		}
 		s.mu.Unlock()
+		// In an order of this node's: nodes racing for the same sessions
+		// mostly meet ones another already took, which costs one read.
+		rand.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 		for _, k := range keys {
 			s.adopt(k, holder)
 		}
