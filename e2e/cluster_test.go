@@ -530,6 +530,23 @@ func TestClusterOfThreeNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		ps.subscribe(t, "cluster/persist/#")
+		// A device on node a with a will and a persistent session, and a
+		// watcher of wills on node b: once a's liveness key expires,
+		// another node takes the session and publishes the will, once.
+		willWatch, err := c.dialMQTT(t, c.node("b").mqtt(), "will-watch", subToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		willWatch.subscribe(t, "cluster/will/#")
+		willing, err := c.dialMQTTWith(t, a.mqtt(), &paho.Connect{ClientID: "will-on-a", KeepAlive: 30, CleanStart: true,
+			Username: "will-on-a", UsernameFlag: true, Password: []byte(pubToken), PasswordFlag: true,
+			Properties:  &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+			WillMessage: &paho.WillMessage{Topic: "cluster/will/a", QoS: 1, Payload: []byte("a died")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		willing.publish(t, "cluster/will-sync", "x", 1, false) // acknowledged once its record is written
+
 		const total = 400
 		var acked []string
 		killed := make(chan struct{})
@@ -656,6 +673,20 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		p.publish(t, "cluster/kill/rejoined", "a rejoined", 1, false)
 		back.expect(t, "the subscriber on the restarted node a", "a rejoined")
+
+		select {
+		case m := <-willWatch.msgs:
+			if string(m.Payload) != "a died" {
+				t.Fatalf("the will watcher received %q", m.Payload)
+			}
+		case <-time.After(45 * time.Second): // the liveness key's 15 s, and the takeover's
+			t.Fatal("the will of a client of the killed node a was not published")
+		}
+		p.publish(t, "cluster/will/marker", "marker", 1, false)
+		if m := willWatch.expect(t, "the will watcher", "marker"); m == nil || len(willWatch.msgs) > 0 {
+			t.Fatal("the will was published twice")
+		}
+		t.Log("the will of a client of the killed node: published once by another node")
 	}
 
 	t.Log("a node cut off from NATS hands its MQTT clients to the others")
