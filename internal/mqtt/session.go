@@ -439,12 +439,12 @@ func (s *Server) restore() error {
 // after left, and its will goes when due (WillDelay) or as it ends.
 func (s *Server) keepAway(cl *Client, left time.Duration) {
 	cl.mu.Lock()
-	w := cl.will
+	w, due := cl.will, time.Until(cl.willAt)
 	cl.will = nil
 	cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
 	cl.mu.Unlock()
 	if w != nil {
-		s.scheduleWill(cl, w, min(time.Until(cl.willAt), left))
+		s.scheduleWill(cl, w, min(due, left))
 	}
 }
 
