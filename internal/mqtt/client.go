@@ -43,6 +43,9 @@ type Client struct {
 	version   atomic.Uint32
 	connected atomic.Pointer[conn]
 	nsubs     atomic.Int64
+	// revived: the identity is a Store record's, not set by Auth since
+	// (SetIdentity), so not checked since (Reviver).
+	revived atomic.Bool
 
 	// replace: Auth.Connect asked for the identifier's session to be ended
 	// rather than resumed (ReplaceSession).
@@ -142,7 +145,10 @@ func (cl *Client) Identity() any {
 }
 
 // SetIdentity replaces the client's identity (after a re-authentication).
-func (cl *Client) SetIdentity(id any) { cl.identity.Store(&id) }
+func (cl *Client) SetIdentity(id any) {
+	cl.identity.Store(&id)
+	cl.revived.Store(false)
+}
 
 // Version is the protocol version of the client's last connection.
 func (cl *Client) Version() packet.Version { return packet.Version(cl.version.Load()) }

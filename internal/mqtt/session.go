@@ -203,6 +203,10 @@ func (s *Server) takeWill(r *SessionRecord) bool {
 // publishWill publishes a will as its client's message, if Auth lets the
 // client publish to its topic now.
 func (s *Server) publishWill(cl *Client, w *packet.Will) {
+	if rv, ok := s.cfg.Auth.(Reviver); ok && cl.revived.Load() && !rv.Revive(cl) {
+		s.Stats.DeniedPublish.Add(1)
+		return
+	}
 	if !s.cfg.Auth.Publish(cl, w.Topic) {
 		s.Stats.DeniedPublish.Add(1)
 		return

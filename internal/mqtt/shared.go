@@ -145,6 +145,7 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 			return nil, 0
 		}
 		cl.SetIdentity(id)
+		cl.revived.Store(true)
 	}
 	for _, sub := range subs {
 		cl.subs[sub.Filter] = sub
@@ -188,6 +189,16 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 		cl.reserved[id] = struct{}{}
 	}
 	return cl, r.Expiry - time.Since(cl.away)
+}
+
+// Reviver is an Auth that checks again, against what decides identities
+// now, the identity of a session built from a Store's record without its
+// client (restored at start, or adopted from an ended node), before that
+// session's will is published: false refuses the will. The identity may
+// have been disabled, deleted or unlinked while no server held the
+// session, which no event told anyone holding it.
+type Reviver interface {
+	Revive(c *Client) bool
 }
 
 // Adopt makes a session of the cluster this server's while its client is
