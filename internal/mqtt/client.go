@@ -57,6 +57,9 @@ type Client struct {
 	subs   map[string]topics.Subscription
 	ended  bool
 	stored bool // the Store holds the session
+	// willKept: the Store holds the will of the connection, of a session
+	// it does not hold otherwise (WillStore).
+	willKept bool
 	// claim is the cluster's order of the connection that attached last
 	// (Remote.Claim), 0 on a single node: Supersede compares it.
 	claim uint64

@@ -171,7 +171,13 @@ func (s *Server) sendWill(cl *Client, w *packet.Will) {
 	if cl.stored && !cl.ended {
 		r = cl.recordLocked()
 	}
+	kept := cl.willKept
+	cl.willKept = false
 	cl.mu.Unlock()
+	if kept && !s.cfg.Store.(WillStore).TakeWill(cl.ID) {
+		s.Stats.WillsWithheld.Add(1)
+		return
+	}
 	if s.takeWill(r) {
 		s.publishWill(cl, w)
 	}
@@ -272,9 +278,12 @@ func (s *Server) endSession(cl *Client) {
 	subs := cl.subs
 	cl.subs, cl.inflight, cl.pending, cl.qos2 = nil, nil, nil, nil
 	cl.nsubs.Store(0)
-	stored := cl.stored
-	cl.stored = false
+	stored, kept := cl.stored, cl.willKept
+	cl.stored, cl.willKept = false, false
 	cl.mu.Unlock()
+	if kept { // the client disconnected normally, or the session was discarded
+		s.cfg.Store.(WillStore).DropWill(cl.ID)
+	}
 	if w != nil && !s.takeWill(r) {
 		w = nil
 	}
@@ -326,11 +335,26 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 	if cl.expiry == 0 {
 		stored := cl.stored
 		cl.stored = false
+		ws, lone := s.cfg.Store.(WillStore)
+		var r *SessionRecord
+		if lone && cl.conn != nil && cl.conn.will != nil {
+			r = cl.recordLocked()
+		}
+		kept := cl.willKept
+		cl.willKept = r != nil
 		cl.mu.Unlock()
 		if stored {
 			if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
 				s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
 			}
+		}
+		switch {
+		case r != nil:
+			if err := ws.PutWill(r); err != nil {
+				s.log.Error("mqtt: storing a will failed", "client", cl.ID, "err", err)
+			}
+		case kept: // the connection before this one had a will, this one none
+			ws.DropWill(cl.ID)
 		}
 		return
 	}

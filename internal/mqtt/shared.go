@@ -29,6 +29,31 @@ type SharedStore interface {
 	Release(clientID string)
 }
 
+// WillStore is a SharedStore that also keeps, while its client is
+// connected, the will of a connection whose session ends with it (Session
+// Expiry Interval 0), which no session record holds: so that when the
+// node dies, another node publishes it (§3.1.3.2.2: the connection ended
+// without DISCONNECT 0x00).
+type WillStore interface {
+	// PutWill keeps r.Will (r as a session's record would be).
+	PutWill(r *SessionRecord) error
+	// TakeWill removes the will before this server publishes it; false:
+	// another node took it (this one was deemed ended), or the store
+	// cannot say, and this server does not publish it.
+	TakeWill(clientID string) bool
+	// DropWill removes the will, which is not published.
+	DropWill(clientID string)
+}
+
+// PublishWill publishes the will a WillStore kept for a connection of a
+// node that ended, as its owner's publish (Reviver, Auth.Publish).
+func (s *Server) PublishWill(r *SessionRecord) {
+	cl, _ := s.revive(r, nil, nil)
+	if cl != nil && cl.will != nil {
+		s.publishWill(cl, cl.will)
+	}
+}
+
 // fetch is clientID's session from a SharedStore, built but not yet in
 // the server (attach adds it), or nil: none, or expired (then deleted).
 func (s *Server) fetch(shared SharedStore, clientID string, clean bool) *Client {

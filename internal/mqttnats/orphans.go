@@ -82,9 +82,14 @@ func (s *Sessions) every(d time.Duration, f func()) {
 	}
 }
 
-// adoptOrphans tries to take the sessions of every holder whose liveness
-// key is gone.
+// adoptOrphans publishes the kept wills (wills.go) and tries to take the
+// sessions of every process whose liveness key is gone.
 func (s *Sessions) adoptOrphans() {
+	for _, instance := range s.registered() {
+		if s.ended(instance) {
+			s.adoptWills(instance)
+		}
+	}
 	s.mu.Lock()
 	var holders []string
 	for h := range s.holders {
@@ -94,11 +99,8 @@ func (s *Sessions) adoptOrphans() {
 	}
 	s.mu.Unlock()
 	for _, holder := range holders {
-		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-		_, err := s.nodes.Get(ctx, holder)
-		cancel()
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // alive, or NATS did not say
+		if !s.ended(holder) {
+			continue
 		}
 		s.mu.Lock()
 		keys := make([]string, 0, len(s.holders[holder]))
@@ -113,6 +115,15 @@ func (s *Sessions) adoptOrphans() {
 			s.adopt(k, holder)
 		}
 	}
+}
+
+// ended says whether process instance's liveness key is gone: false when
+// it is there, or NATS did not say.
+func (s *Sessions) ended(instance string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	_, err := s.nodes.Get(ctx, instance)
+	return errors.Is(err, jetstream.ErrKeyNotFound)
 }
 
 // adopt takes the session under key from holder, which ended: its record

@@ -283,3 +283,51 @@ func TestSharedOfEndedNode(t *testing.T) {
 	}
 	back.expect(t, "jobs/1", "job")
 }
+
+// TestWillWithoutSessionOfEndedNode: the will of a connection whose
+// session ends with it (Session Expiry Interval 0) on a node that died is
+// published once by another node; one whose client disconnected normally
+// before is not, nor the will of a client whose identity may not publish
+// to its topic.
+func TestWillWithoutSessionOfEndedNode(t *testing.T) {
+	url := natstest.Start(t)
+	a, b, c := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second), startLiveNode(t, url, "c", time.Second)
+	watch := dial(t, b, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	watch.subscribe(t, "secret/#", 1)
+	for _, w := range []struct{ id, user, topic string }{{"dev", "user", "will/dev"}, {"left", "user", "will/left"}, {"spy", "restricted", "secret/spy"}} {
+		cl := withWill(t, a, w.id, w.user, w.topic, 0, 0)
+		cl.publish(t, &paho.Publish{Topic: "sync", QoS: 1}) // acknowledged once its will is kept
+		if w.id == "left" {
+			cl.Disconnect(&paho.Disconnect{})
+			eventually(t, "the session ended", func() bool { return a.srv.Client("left") == nil })
+		}
+	}
+	eventually(t, "the normal disconnection dropped its will", func() bool {
+		keys, err := b.router.sessions.wills.ListKeys(context.Background())
+		if err != nil {
+			return false
+		}
+		n := 0
+		for k := range keys.Keys() {
+			if strings.Contains(k, ".") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	a.crash()
+	watch.expect(t, "will/dev", "gone dev")
+	pub := dial(t, c, "pub", "user")
+	watch.expectNone(t, pub, "will/marker")
+	if got := b.router.AdoptedWills.Load() + c.router.AdoptedWills.Load(); got != 2 {
+		t.Fatalf("%d wills taken over, want 2", got)
+	}
+	if got := b.srv.Stats.DeniedPublish.Load() + c.srv.Stats.DeniedPublish.Load(); got != 1 {
+		t.Fatalf("%d wills refused, want the restricted one's", got)
+	}
+	eventually(t, "node a's registration is gone", func() bool {
+		_, err := b.router.sessions.wills.Get(context.Background(), a.router.sessions.instance)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+}

@@ -102,8 +102,10 @@ type Router struct {
 	// Claims, the connections claimed here; Queued, messages stored for
 	// persistent sessions other nodes hold or nobody does, and
 	// QueueDropped, those a session's full queue refused or that failed;
-	// Adopted, the sessions of ended nodes this node took (orphans.go).
-	Forwarded, Injected, Failed, Claims, Queued, QueueDropped, Adopted atomic.Int64
+	// Adopted, the sessions of ended nodes this node took (orphans.go), and
+	// AdoptedWills, the wills of their connections without sessions it
+	// published (wills.go).
+	Forwarded, Injected, Failed, Claims, Queued, QueueDropped, Adopted, AdoptedWills atomic.Int64
 }
 
 // Dial connects to NATS at url with opts as node (unique in the cluster).
@@ -498,6 +500,7 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_session_queued_total", "MQTT QoS 1 and 2 messages published on this node and stored (JetStream) for persistent sessions another node holds, or none.", &r.Queued},
 		{"thingid_mqtt_cluster_session_queue_dropped_total", "MQTT messages not stored for a persistent session: its queue was full (mqtt.limits.inflight) or JetStream failed.", &r.QueueDropped},
 		{"thingid_mqtt_cluster_sessions_adopted_total", "Persistent MQTT sessions whose node ended (its liveness key expired) that this node took over, to publish their wills and expire them unless their clients return.", &r.Adopted},
+		{"thingid_mqtt_cluster_wills_adopted_total", "MQTT wills of connections without persistent sessions on nodes that ended, published by this node.", &r.AdoptedWills},
 		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
 	} {
 		v := c.v

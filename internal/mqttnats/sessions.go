@@ -58,6 +58,7 @@ type Sessions struct {
 	kv       jetstream.KeyValue
 	stream   jetstream.Stream
 	nodes    jetstream.KeyValue // the processes' liveness keys (orphans.go)
+	wills    jetstream.KeyValue // the wills of connections without sessions (wills.go)
 	ttl      time.Duration      // of a liveness key
 	instance string             // this process's, in the records it stores
 
@@ -71,7 +72,10 @@ type Sessions struct {
 	known   map[string]*sessionEntry   // the bucket's, by key
 	holders map[string]map[string]bool // the keys of known, by Holder
 	held    map[string]*held           // by client identifier
-	watcher jetstream.KeyWatcher
+	// willRevs are the revisions of the wills kept here, by client
+	// identifier (wills.go).
+	willRevs map[string]uint64
+	watcher  jetstream.KeyWatcher
 
 	next    atomic.Uint64 // record numbers of this process
 	deletes chan uint64   // stream sequences of delivered messages
@@ -151,10 +155,17 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", nodesBucket, err)
 	}
+	wills, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: willsBucket, Storage: jetstream.FileStorage, History: 1, Replicas: max(r.Replicas, 1),
+		Description: "thingid: the wills of MQTT connections whose sessions end with them, while connected",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", willsBucket, err)
+	}
 	b := make([]byte, 8)
 	rand.Read(b)
-	s := &Sessions{r: r, kv: kv, stream: queue, nodes: nodes, ttl: ttl, instance: hex.EncodeToString(b),
-		known: map[string]*sessionEntry{}, holders: map[string]map[string]bool{}, held: map[string]*held{},
+	s := &Sessions{r: r, kv: kv, stream: queue, nodes: nodes, wills: wills, ttl: ttl, instance: hex.EncodeToString(b),
+		known: map[string]*sessionEntry{}, holders: map[string]map[string]bool{}, held: map[string]*held{}, willRevs: map[string]uint64{},
 		deletes: make(chan uint64, 4096), done: make(chan struct{})}
 	r.mu.Lock()
 	r.sessions = s
@@ -201,6 +212,11 @@ func (s *Sessions) start(srv *mqtt.Server) error {
 	}
 	s.watcher = w
 	if err := s.beat(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := s.register(ctx); err != nil {
 		return err
 	}
 	timeout := time.After(requestTimeout)
@@ -810,6 +826,11 @@ func (s *Sessions) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		if err := s.nodes.Delete(ctx, s.instance); err != nil {
 			s.r.log.Warn("mqtt cluster: deleting this node's liveness key failed; its sessions move when it expires", "err", err)
+		}
+		// The server published its connections' wills as it closed (or
+		// the nodes taking over will): the registration goes.
+		if err := s.wills.Delete(ctx, s.instance); err != nil {
+			s.r.log.Warn("mqtt cluster: deleting this node's registration failed", "err", err)
 		}
 		cancel()
 	}
