@@ -2,6 +2,7 @@ package mqttnats
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -330,4 +331,35 @@ func TestWillWithoutSessionOfEndedNode(t *testing.T) {
 		_, err := b.router.sessions.wills.Get(context.Background(), a.router.sessions.instance)
 		return errors.Is(err, jetstream.ErrKeyNotFound)
 	})
+}
+
+// TestNewerRecordEndsCopy: a node that missed the announcement of a newer
+// claim to a session it holds (cut off from NATS while another node took
+// it over) ends its copy when the newer record reaches its watch of the
+// bucket, without deleting the record.
+func TestNewerRecordEndsCopy(t *testing.T) {
+	url := natstest.Start(t)
+	a := startLiveNode(t, url, "a", time.Hour)
+	sub := persistent(t, a, "dev", true)
+	sub.subscribe(t, "t/#", 1)
+	sub.leave(t, a, "dev")
+	s := a.router.sessions
+	ctx := context.Background()
+	e, err := s.kv.Get(ctx, sessionKey("dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v sessionEntry
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		t.Fatal(err)
+	}
+	v.Record.Claim, v.Holder = v.Record.Claim+1000, "another"
+	data, _ := json.Marshal(&v)
+	if _, err := s.kv.Update(ctx, sessionKey("dev"), data, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node a ended its copy", func() bool { return a.srv.Client("dev") == nil })
+	if cur, err := s.kv.Get(ctx, sessionKey("dev")); err != nil || cur.Revision() != e.Revision()+1 {
+		t.Fatalf("the newer record after node a's copy ended: %v %v", cur, err)
+	}
 }

@@ -256,6 +256,7 @@ func (s *Sessions) mirrorEntry(e jetstream.KeyValueEntry) {
 		}
 	}
 	s.mu.Lock()
+	srv := s.srv
 	prev := s.known[e.Key()]
 	if prev != nil {
 		delete(s.holders[prev.Holder], e.Key())
@@ -286,6 +287,13 @@ func (s *Sessions) mirrorEntry(e jetstream.KeyValueEntry) {
 				s.mirror.Unsubscribe(prev.Record.ClientID, sub.Filter)
 			}
 		}
+	}
+	// A newer claim's record from another process ends this node's copy
+	// of the session, as the claim's announcement does: for a node that
+	// missed the announcement (cut off from NATS while another node took
+	// its sessions), which would otherwise store messages for its copy.
+	if next != nil && next.Holder != "" && next.Holder != s.instance && srv != nil {
+		srv.Supersede(next.Record.ClientID, next.Record.Claim, false)
 	}
 }
 
