@@ -140,6 +140,7 @@ func TestKill9KeepsWill(t *testing.T) {
 	defer store.Close()
 	second := newServer(t, func(c *Config) { c.Store, c.Identity = store, stringIdentity{} })
 	second.auth.setGrants(topics.Grants{Allow: []string{"#"}})
+	second.StartWills()
 	eventually(t, "the will is queued for the watcher", func() bool { return second.Client("watch").Queued() == 1 })
 	watch, _ = second.connect(t, packet.V5, "watch", persistent(600))
 	if p := watch.Publication(); p.Topic != "will/dev" || string(p.Payload) != "gone" {

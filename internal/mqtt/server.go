@@ -155,8 +155,10 @@ type Server struct {
 	// between Remote.Claim and attaching, with the newest claim another
 	// node announced meanwhile, which the attached session then meets.
 	claiming map[string]*claiming
-	closed   bool
-	wg       sync.WaitGroup
+	// restoredWills wait for StartWills.
+	restoredWills []restoredWill
+	closed        bool
+	wg            sync.WaitGroup
 }
 
 // New returns a server; serve connections with ServeConn.

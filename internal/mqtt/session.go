@@ -451,6 +451,12 @@ func (s *Server) restore() error {
 			continue
 		}
 		s.adopt(cl)
+		// Auth is not asked about a will before StartWills: it may not be
+		// ready while New runs.
+		if cl.will != nil {
+			s.restoredWills = append(s.restoredWills, restoredWill{cl, cl.will})
+			cl.will = nil
+		}
 		if left <= 0 {
 			expired = append(expired, cl)
 			continue
@@ -458,9 +464,40 @@ func (s *Server) restore() error {
 		s.keepAway(cl, left)
 	}
 	for _, cl := range expired {
-		s.endSession(cl) // its will, if it has one, goes now
+		s.endSession(cl)
 	}
 	return nil
+}
+
+// restoredWill is the will of a session restored from the Store, until
+// StartWills.
+type restoredWill struct {
+	cl *Client
+	w  *packet.Will
+}
+
+// StartWills publishes the wills of the sessions restored from the Store
+// that ended since (expired), and schedules those of the others (after
+// their delays, counted from when their clients left, or from New for a
+// client connected when its server ended): call it once Auth may be asked
+// and before serving connections.
+func (s *Server) StartWills() {
+	s.mu.Lock()
+	wills := s.restoredWills
+	s.restoredWills = nil
+	s.mu.Unlock()
+	for _, rw := range wills {
+		cl := rw.cl
+		cl.mu.Lock()
+		ended, back, due := cl.ended, cl.conn != nil, time.Until(cl.willAt)
+		cl.mu.Unlock()
+		switch {
+		case ended:
+			s.publishWill(cl, rw.w)
+		case !back: // a client that came back cancelled it
+			s.scheduleWill(cl, rw.w, due)
+		}
+	}
 }
 
 // keepAway keeps a revived session until its client returns: it expires
