@@ -345,14 +345,17 @@ func TestNewerRecordEndsCopy(t *testing.T) {
 	sub.leave(t, a, "dev")
 	s := a.router.sessions
 	ctx := context.Background()
-	e, err := s.kv.Get(ctx, sessionKey("dev"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v sessionEntry
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		t.Fatal(err)
-	}
+	var (
+		e jetstream.KeyValueEntry
+		v sessionEntry
+	)
+	eventually(t, "the record says the client left", func() bool { // written after the connection ended
+		var err error
+		if e, err = s.kv.Get(ctx, sessionKey("dev")); err != nil {
+			return false
+		}
+		return json.Unmarshal(e.Value(), &v) == nil && !v.Record.Away.IsZero()
+	})
 	v.Record.Claim, v.Holder = v.Record.Claim+1000, "another"
 	data, _ := json.Marshal(&v)
 	if _, err := s.kv.Update(ctx, sessionKey("dev"), data, e.Revision()); err != nil {
