@@ -530,6 +530,32 @@ func TestClusterOfThreeNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		ps.subscribe(t, "cluster/persist/#")
+		// A device on node a with a will and a persistent session, and a
+		// watcher of wills on node b: once a's liveness key expires,
+		// another node takes the session and publishes the will, once.
+		willWatch, err := c.dialMQTT(t, c.node("b").mqtt(), "will-watch", subToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		willWatch.subscribe(t, "cluster/will/#")
+		willing, err := c.dialMQTTWith(t, a.mqtt(), &paho.Connect{ClientID: "will-on-a", KeepAlive: 30, CleanStart: true,
+			Username: "will-on-a", UsernameFlag: true, Password: []byte(pubToken), PasswordFlag: true,
+			Properties:  &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+			WillMessage: &paho.WillMessage{Topic: "cluster/will/a", QoS: 1, Payload: []byte("a died")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		willing.publish(t, "cluster/will-sync", "x", 1, false) // acknowledged once its record is written
+		// And one whose session ends with its connection (no expiry): its
+		// will is kept apart while it is connected.
+		cleanWill, err := c.dialMQTTWith(t, a.mqtt(), &paho.Connect{ClientID: "clean-will-on-a", KeepAlive: 30, CleanStart: true,
+			Username: "clean-will-on-a", UsernameFlag: true, Password: []byte(pubToken), PasswordFlag: true,
+			WillMessage: &paho.WillMessage{Topic: "cluster/will/a-clean", QoS: 1, Payload: []byte("a died too")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cleanWill.publish(t, "cluster/will-sync", "x", 1, false)
+
 		const total = 400
 		var acked []string
 		killed := make(chan struct{})
@@ -656,6 +682,24 @@ func TestClusterOfThreeNodes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		p.publish(t, "cluster/kill/rejoined", "a rejoined", 1, false)
 		back.expect(t, "the subscriber on the restarted node a", "a rejoined")
+
+		wills := map[string]bool{"a died": true, "a died too": true}
+		for timeout := time.After(45 * time.Second); len(wills) > 0; { // the liveness key's 15 s, and the takeover's
+			select {
+			case m := <-willWatch.msgs:
+				if !wills[string(m.Payload)] {
+					t.Fatalf("the will watcher received %q, twice or never a will", m.Payload)
+				}
+				delete(wills, string(m.Payload))
+			case <-timeout:
+				t.Fatalf("the wills of clients of the killed node a were not published: %v", wills)
+			}
+		}
+		p.publish(t, "cluster/will/marker", "marker", 1, false)
+		if m := willWatch.expect(t, "the will watcher", "marker"); m == nil || len(willWatch.msgs) > 0 {
+			t.Fatal("a will was published twice")
+		}
+		t.Log("the wills of clients of the killed node, with a persistent session and without: published once by another node")
 	}
 
 	t.Log("a node cut off from NATS hands its MQTT clients to the others")

@@ -229,6 +229,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		return fail(fmt.Errorf("broker: restore sessions from %s: %w", opts.Dir, err))
 	}
 	b.auth.restore(ctx)
+	b.server.StartWills()
 	if opts.Cluster != nil {
 		if err := opts.Cluster.Start(b.server); err != nil {
 			b.stop()

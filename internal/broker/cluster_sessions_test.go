@@ -1,12 +1,15 @@
 package broker
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/thingid/thingid/internal/mqttnats"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
+	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -58,4 +61,66 @@ func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
 		t.Error("alice's session is not present on another node")
 	}
 	c.Disconnect(&paho.Disconnect{})
+}
+
+// A thing disabled while no node hears of it for its session (here in the
+// store alone, as when its node is down) publishes no will when another
+// node takes its session over: the identity the session's record carries
+// is read again from the store before the will goes. An enabled one's
+// will goes, from the other node.
+func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	cluster := func(node string) Cluster {
+		r, err := mqttnats.Dial(url, node, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.NodeTTL = time.Second
+		return r
+	}
+	var tlsB Listener
+	e := newEnv(t, func(o *Options) {
+		o.Cluster = cluster("a")
+		tlsB = o.Listeners[0]
+		tlsB.TLS = tlsB.TLS.Clone()
+	})
+	other := *e
+	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
+	other.start()
+
+	owner := e.user("owner")
+	kept, disabled := e.thing("W"), e.thing("W")
+	e.own(owner, kept)
+	e.own(owner, disabled)
+	watch, _, err := other.connect5(other.dial("tls"), &paho.Connect{ClientID: "watch", CleanStart: true,
+		Password: []byte(e.token(tokens.Claims{Subject: owner.ID, ClientID: "app"})), PasswordFlag: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, th := range []*store.Thing{kept, disabled} {
+		if code := watch.sub(t, "things/"+th.ID+"/status", 1); code != 1 {
+			t.Fatalf("subscribe: %#x", code)
+		}
+	}
+	expiry, delay := uint32(3600), uint32(1)
+	for _, th := range []*store.Thing{kept, disabled} {
+		c, _, err := e.connect5(e.dial("tls"), &paho.Connect{ClientID: th.ID, CleanStart: true, Password: []byte(e.thingToken(th)), PasswordFlag: true,
+			Properties:     &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+			WillMessage:    &paho.WillMessage{Topic: "things/" + th.ID + "/status", QoS: 1, Payload: []byte("offline")},
+			WillProperties: &paho.WillProperties{WillDelayInterval: &delay}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.pub(t, "things/"+th.ID+"/telemetry", 1, "up") // answered once its record is written
+	}
+	if _, err := e.st.UpdateThing(context.Background(), disabled.ID, 0, func(x *store.Thing) error { x.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Close() // node a ends: its sessions, wills waiting, are node b's to take
+	watch.expect(t, "things/"+kept.ID+"/status")
+	time.Sleep(2 * time.Second) // past the delay of the other's will
+	watch.none(t, "things/"+disabled.ID+"/status")
+	if n := other.b.server.Stats.DeniedPublish.Load(); n != 1 {
+		t.Fatalf("node b refused %d wills, want the disabled thing's", n)
+	}
 }

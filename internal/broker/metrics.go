@@ -59,6 +59,7 @@ func (m *metrics) register(reg prometheus.Registerer, s *mqtt.Server) error {
 		counter("thingid_mqtt_messages_sent_total", "MQTT PUBLISH packets sent to clients.", &s.Stats.Sent),
 		counter("thingid_mqtt_messages_dropped_total", "MQTT messages dropped because a client's write queue was full.", &s.Stats.Dropped),
 		counter("thingid_mqtt_inflight_dropped_total", "MQTT QoS 1 and 2 messages dropped because a session held too many.", &s.Stats.InflightDropped),
+		counter("thingid_mqtt_wills_withheld_total", "MQTT wills not published because their session's record could not be written without them: another node holds the session now, or the store failed.", &s.Stats.WillsWithheld),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

@@ -57,6 +57,24 @@ func (h *auth) DecodeIdentity(b []byte) (any, error) {
 	return s, nil
 }
 
+// Revive reads again, before the core publishes its will, the identity of
+// a session a record gave (DecodeIdentity): restored at start, or taken
+// over from an ended node of a cluster, its thing or user may have been
+// disabled, deleted or unlinked while no broker held the session, which
+// no event told the broker holding it now. Only an identity that still
+// stands publishes the will, under its rules of now.
+func (h *auth) Revive(cl *mqtt.Client) bool {
+	s, _ := live(cl)
+	if s == nil {
+		return false
+	}
+	if err := h.resolveAgain(h.ctx, s); err != nil {
+		h.b.log.Info("mqtt: a will not published: its session's identity no longer stands", "client", cl.ID, "err", err)
+		return false
+	}
+	return true
+}
+
 // restore reads the identities of the restored sessions again from the
 // store, in the background, so that a thing disabled while the broker was
 // down loses its session.
@@ -83,3 +101,5 @@ func (h *auth) restore(ctx context.Context) {
 		}
 	}()
 }
+
+var _ mqtt.Reviver = (*auth)(nil)

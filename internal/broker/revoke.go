@@ -183,19 +183,27 @@ func (h *auth) endWith(s *session, label string, code packet.ReasonCode, reason 
 // refresh reads the identity again and recompiles its grants; an identity
 // that is no longer active ends.
 func (h *auth) refresh(ctx context.Context, s *session) {
+	if err := h.resolveAgain(ctx, s); err != nil {
+		if errors.Is(err, errInactive) || errors.Is(err, errForeignGrant) {
+			h.end(s, "inactive")
+		} else {
+			h.b.log.Error("mqtt: refreshing an identity failed; its grants stay as they were", "client", s.state.Load().id.ClientIdentifier, "err", err)
+		}
+	}
+}
+
+// resolveAgain reads s's identity again from the store and compiles its
+// grants anew; errInactive or errForeignGrant: it no longer stands.
+func (h *auth) resolveAgain(ctx context.Context, s *session) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cur := s.state.Load()
 	id := *cur.id
 	id.Owned = nil
 	if err := h.b.resolver.resolve(ctx, &id); err != nil {
-		if errors.Is(err, errInactive) || errors.Is(err, errForeignGrant) {
-			h.end(s, "inactive")
-		} else {
-			h.b.log.Error("mqtt: refreshing an identity failed; its grants stay as they were", "client", id.ClientIdentifier, "err", err)
-		}
-		return
+		return err
 	}
 	// A re-authentication meanwhile resolved it later still: keep that one.
 	s.state.CompareAndSwap(cur, &sessionState{id: &id, g: compile(h.b.opts.Rules, &id)})
+	return nil
 }

@@ -43,6 +43,9 @@ type Client struct {
 	version   atomic.Uint32
 	connected atomic.Pointer[conn]
 	nsubs     atomic.Int64
+	// revived: the identity is a Store record's, not set by Auth since
+	// (SetIdentity), so not checked since (Reviver).
+	revived atomic.Bool
 
 	// replace: Auth.Connect asked for the identifier's session to be ended
 	// rather than resumed (ReplaceSession).
@@ -54,6 +57,9 @@ type Client struct {
 	subs   map[string]topics.Subscription
 	ended  bool
 	stored bool // the Store holds the session
+	// willKept: the Store holds the will of the connection, of a session
+	// it does not hold otherwise (WillStore).
+	willKept bool
 	// claim is the cluster's order of the connection that attached last
 	// (Remote.Claim), 0 on a single node: Supersede compares it.
 	claim uint64
@@ -65,6 +71,9 @@ type Client struct {
 	pending  []*outbound
 	seq      uint64 // send order, to resend in it (§4.6)
 	nextID   uint16
+	// reserved are the packet identifiers of QoS 2 messages a SharedStore
+	// will give back (SessionRecord.Sending), not to be used meanwhile.
+	reserved map[uint16]struct{}
 	// room is closed when the window falls below Config.Inflight again,
 	// for the publishers waiting for it (flow control, see deliver);
 	// lastAck is when the connected client last acknowledged a message.
@@ -75,8 +84,10 @@ type Client struct {
 	qos2 map[uint16]struct{}
 
 	will        *packet.Will // of the connection that ended, until sent
+	willAt      time.Time    // when will is due
 	willTimer   *time.Timer
 	expiryTimer *time.Timer
+	away        time.Time // when the connection ended; zero while connected
 }
 
 // outbound is a message on its way to one client at QoS 1 or 2.
@@ -137,7 +148,10 @@ func (cl *Client) Identity() any {
 }
 
 // SetIdentity replaces the client's identity (after a re-authentication).
-func (cl *Client) SetIdentity(id any) { cl.identity.Store(&id) }
+func (cl *Client) SetIdentity(id any) {
+	cl.identity.Store(&id)
+	cl.revived.Store(false)
+}
 
 // Version is the protocol version of the client's last connection.
 func (cl *Client) Version() packet.Version { return packet.Version(cl.version.Load()) }
@@ -267,7 +281,9 @@ func (cl *Client) send(o *outbound) {
 		if cl.nextID == 0 {
 			cl.nextID = 1
 		}
-		if _, used := cl.inflight[cl.nextID]; !used {
+		_, used := cl.inflight[cl.nextID]
+		_, kept := cl.reserved[cl.nextID]
+		if !used && !kept {
 			break
 		}
 	}

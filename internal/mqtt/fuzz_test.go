@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -65,3 +67,40 @@ func (c *closeNotifier) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.Conn.Close()
 }
+
+// FuzzAdoptRecord: whatever a session record in a store carries (a
+// cluster's bucket is JSON any node wrote), adopting it never panics, and
+// a will it keeps is one the server can publish: a topic name and a QoS.
+func FuzzAdoptRecord(f *testing.F) {
+	f.Add([]byte(`{"ClientID":"dev","Version":5,"Expiry":60000000000,"Will":{"QoS":1,"Topic":"will/dev","Payload":"Z29uZQ=="},"WillDelay":1000000000,"Received":[1,2],"Sending":[3]}`))
+	f.Add([]byte(`{"ClientID":"dev","Expiry":1,"Will":{"QoS":7,"Topic":"a/+"}}`))
+	f.Add([]byte(`{"ClientID":"","Away":"2000-01-01T00:00:00Z","Will":{"Topic":""},"Received":[0]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r SessionRecord
+		if json.Unmarshal(data, &r) != nil {
+			return
+		}
+		s, err := New(Config{Auth: &testAuth{grants: topics.Grants{Allow: []string{"#"}}}, Log: slog.New(slog.DiscardHandler), Store: nopStore{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		cl, _ := s.revive(&r, nil, nil)
+		if cl != nil && cl.will != nil && (cl.will.QoS > 2 || !topic.ValidName(cl.will.Topic)) {
+			t.Fatalf("kept the will %+v", cl.will)
+		}
+		s.Adopt(&r, nil)
+	})
+}
+
+// nopStore stores nothing.
+type nopStore struct{}
+
+func (nopStore) Load() (*Snapshot, error)                               { return &Snapshot{}, nil }
+func (nopStore) PutSession(*SessionRecord, []topics.Subscription) error { return nil }
+func (nopStore) DeleteSubscriptions(string, []string) error             { return nil }
+func (nopStore) DeleteSession(string) error                             { return nil }
+func (nopStore) PutMessages([]QueuedMessage) error                      { return nil }
+func (nopStore) DeleteMessage(string, uint64) error                     { return nil }
+func (nopStore) PutRetained(*Message) error                             { return nil }
+func (nopStore) DeleteRetained(string) error                            { return nil }

@@ -96,6 +96,9 @@ func (c *conn) publish(p *packet.Publish) bool {
 		cl.mu.Unlock()
 	}
 	waitRoom(s.publish(m))
+	if p.QoS == 2 {
+		s.storeReceived(cl)
+	}
 	// Never 0x10 No matching subscribers (§3.4.2.1 lets the server choose):
 	// it would tell any publisher whether someone listens on a topic.
 	c.ack(p, packet.Success)
@@ -166,7 +169,9 @@ func (c *conn) pubrel(p *packet.Ack) bool {
 	delete(cl.qos2, p.PacketID)
 	cl.mu.Unlock()
 	code := packet.Success
-	if !ok {
+	if ok {
+		c.srv.storeReceived(cl)
+	} else {
 		code = packet.PacketIdentifierNotFound
 	}
 	c.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, Code: code})

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
@@ -50,6 +51,23 @@ type SessionRecord struct {
 	// (Remote.Claim), 0 on a single node: a SharedStore keeps the newest
 	// connection's writes.
 	Claim uint64 `json:",omitempty"`
+	// Will is the will the session would leave: its connection's, while
+	// connected, or the one waiting for its delay since it left. WillDelay
+	// counts from Away, or, while connected, from the end of the node that
+	// held it: whoever holds the session next publishes it then
+	// (§3.1.3.2.2), or when the session ends.
+	Will      *packet.Will  `json:",omitempty"`
+	WillDelay time.Duration `json:",omitempty"`
+	// Received are the packet identifiers of QoS 2 messages from the
+	// client, routed and acknowledged with PUBREC, whose PUBREL has not
+	// come: a PUBLISH repeating one, on whichever node the session resumes,
+	// is acknowledged again and not routed again (§4.3.3).
+	Received []uint16 `json:",omitempty"`
+	// Sending are the packet identifiers of QoS 2 messages sent to the
+	// client and not completed, which a SharedStore gives back later
+	// (Server.Enqueue, with their PacketID and Released): not reused
+	// before then.
+	Sending []uint16 `json:",omitempty"`
 }
 
 // QueuedMessage is a MessageRecord for a session.

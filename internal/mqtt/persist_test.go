@@ -99,6 +99,55 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	})
 }
 
+// TestKill9KeepsWill: the will of a client connected with a persistent
+// session when the server process is killed with SIGKILL is published
+// after the restart, once its delay passed (§3.1.3.2.2: the connection
+// ended without DISCONNECT), to a persistent subscriber stored before.
+func TestKill9KeepsWill(t *testing.T) {
+	dir := t.TempDir()
+	child := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
+	child.Env = append(os.Environ(), "THINGID_MQTT_CHILD_DIR="+dir)
+	child.Stderr = os.Stderr
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &server{addr: strings.TrimSpace(line)}
+	watch, _ := first.connect(t, packet.V5, "watch", persistent(600))
+	watch.Subscribe(1, []packet.ReasonCode{1}, sub("will/#", 1))
+	watch.Send(&packet.Disconnect{})
+	watch.Closed()
+	dev, _ := first.connect(t, packet.V5, "dev", func(c *packet.Connect) {
+		persistent(600)(c)
+		c.Will = &packet.Will{Topic: "will/dev", QoS: 1, Payload: []byte("gone")}
+		c.Will.Props.WillDelay = 1
+		c.Will.Props.Set(packet.PropWillDelay)
+	})
+	dev.Send(&packet.Ping{}) // answered once dev's record, with its will, is written
+	dev.Read()
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+
+	store, err := OpenBolt(dir, "mqtt.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	second := newServer(t, func(c *Config) { c.Store, c.Identity = store, stringIdentity{} })
+	second.auth.setGrants(topics.Grants{Allow: []string{"#"}})
+	second.StartWills()
+	eventually(t, "the will is queued for the watcher", func() bool { return second.Client("watch").Queued() == 1 })
+	watch, _ = second.connect(t, packet.V5, "watch", persistent(600))
+	if p := watch.Publication(); p.Topic != "will/dev" || string(p.Payload) != "gone" {
+		t.Fatalf("received %+v, want dev's will", p)
+	}
+}
+
 // TestServeChild is the server process TestKill9KeepsAcknowledged kills.
 func TestServeChild(t *testing.T) {
 	dir := os.Getenv("THINGID_MQTT_CHILD_DIR")

@@ -133,6 +133,10 @@ type Stats struct {
 	DeniedPublish   atomic.Int64
 	DeniedSubscribe atomic.Int64
 	DeniedDeliver   atomic.Int64
+	// WillsWithheld are wills not published because their session's
+	// record could not be written without them (takeWill): in a cluster,
+	// another node holds the session now, or the store is unreachable.
+	WillsWithheld atomic.Int64
 }
 
 // Server is an MQTT 3.1.1 and 5.0 server.
@@ -151,8 +155,10 @@ type Server struct {
 	// between Remote.Claim and attaching, with the newest claim another
 	// node announced meanwhile, which the attached session then meets.
 	claiming map[string]*claiming
-	closed   bool
-	wg       sync.WaitGroup
+	// restoredWills wait for StartWills.
+	restoredWills []restoredWill
+	closed        bool
+	wg            sync.WaitGroup
 }
 
 // New returns a server; serve connections with ServeConn.

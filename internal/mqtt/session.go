@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,7 +147,7 @@ func (s *Server) scheduleWill(cl *Client, w *packet.Will, delay time.Duration) {
 		s.sendWill(cl, w)
 		return
 	}
-	cl.will = w
+	cl.will, cl.willAt = w, time.Now().Add(delay)
 	if cl.willTimer != nil {
 		cl.willTimer.Stop()
 	}
@@ -161,9 +163,56 @@ func (s *Server) scheduleWill(cl *Client, w *packet.Will, delay time.Duration) {
 	cl.mu.Unlock()
 }
 
-// sendWill publishes a will as its client's message, if Auth lets the
-// client publish to its topic now.
+// sendWill publishes a will as its client's message (publishWill), once
+// a stored session's record no longer holds it (takeWill).
 func (s *Server) sendWill(cl *Client, w *packet.Will) {
+	cl.mu.Lock()
+	var r *SessionRecord
+	if cl.stored && !cl.ended {
+		r = cl.recordLocked()
+	}
+	kept := cl.willKept
+	cl.willKept = false
+	cl.mu.Unlock()
+	if kept && !s.cfg.Store.(WillStore).TakeWill(cl.ID) {
+		s.Stats.WillsWithheld.Add(1)
+		return
+	}
+	if s.takeWill(r) {
+		s.publishWill(cl, w)
+	}
+}
+
+// takeWill writes a stored session's record r without its will before the
+// will is published, and says whether this server may publish it. In a
+// cluster, several nodes may think they hold a session for a moment (one
+// cut off from NATS, another that took the session over from it); the
+// SharedStore keeps one writer's record, and only that one publishes: at
+// most once rather than twice when a node dies between the write and the
+// publish. nil: a session the Store does not hold.
+//
+// The record is written whether it has the will or not: while its client
+// is connected, the record holds the connection's will (recordLocked).
+func (s *Server) takeWill(r *SessionRecord) bool {
+	if r == nil {
+		return true
+	}
+	r.Will, r.WillDelay = nil, 0
+	if err := s.cfg.Store.PutSession(r, nil); err != nil {
+		s.Stats.WillsWithheld.Add(1)
+		s.log.Warn("mqtt: a will not published: its session's record could not be written", "client", r.ClientID, "err", err)
+		return false
+	}
+	return true
+}
+
+// publishWill publishes a will as its client's message, if Auth lets the
+// client publish to its topic now.
+func (s *Server) publishWill(cl *Client, w *packet.Will) {
+	if rv, ok := s.cfg.Auth.(Reviver); ok && cl.revived.Load() && !rv.Revive(cl) {
+		s.Stats.DeniedPublish.Add(1)
+		return
+	}
 	if !s.cfg.Auth.Publish(cl, w.Topic) {
 		s.Stats.DeniedPublish.Add(1)
 		return
@@ -218,6 +267,10 @@ func (s *Server) endSession(cl *Client) {
 		cl.mu.Unlock()
 		return
 	}
+	var r *SessionRecord
+	if cl.stored && cl.will != nil {
+		r = cl.recordLocked()
+	}
 	cl.ended = true
 	cl.stopTimersLocked()
 	w := cl.will
@@ -225,9 +278,15 @@ func (s *Server) endSession(cl *Client) {
 	subs := cl.subs
 	cl.subs, cl.inflight, cl.pending, cl.qos2 = nil, nil, nil, nil
 	cl.nsubs.Store(0)
-	stored := cl.stored
-	cl.stored = false
+	stored, kept := cl.stored, cl.willKept
+	cl.stored, cl.willKept = false, false
 	cl.mu.Unlock()
+	if kept { // the client disconnected normally, or the session was discarded
+		s.cfg.Store.(WillStore).DropWill(cl.ID)
+	}
+	if w != nil && !s.takeWill(r) {
+		w = nil
+	}
 	if stored {
 		if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
 			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
@@ -237,7 +296,7 @@ func (s *Server) endSession(cl *Client) {
 		s.unsubscribe(cl.ID, f)
 	}
 	if w != nil {
-		s.sendWill(cl, w)
+		s.publishWill(cl, w)
 	}
 }
 
@@ -276,18 +335,31 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 	if cl.expiry == 0 {
 		stored := cl.stored
 		cl.stored = false
+		ws, lone := s.cfg.Store.(WillStore)
+		var r *SessionRecord
+		if lone && cl.conn != nil && cl.conn.will != nil {
+			r = cl.recordLocked()
+		}
+		kept := cl.willKept
+		cl.willKept = r != nil
 		cl.mu.Unlock()
 		if stored {
 			if err := s.cfg.Store.DeleteSession(cl.ID); err != nil {
 				s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
 			}
 		}
+		switch {
+		case r != nil:
+			if err := ws.PutWill(r); err != nil {
+				s.log.Error("mqtt: storing a will failed", "client", cl.ID, "err", err)
+			}
+		case kept: // the connection before this one had a will, this one none
+			ws.DropWill(cl.ID)
+		}
 		return
 	}
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: away, Claim: cl.claim}
-	if s.cfg.Identity != nil {
-		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
-	}
+	cl.away = away
+	r := cl.recordLocked()
 	var subs []topics.Subscription
 	if !cl.stored { // its subscriptions so far, once
 		for _, sub := range cl.subs {
@@ -301,18 +373,50 @@ func (s *Server) saveSession(cl *Client, away time.Time) {
 	}
 }
 
+// recordLocked is cl's record for the Store, with the will it would
+// leave; cl.mu is held.
+func (cl *Client) recordLocked() *SessionRecord {
+	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Away: cl.away, Claim: cl.claim}
+	if codec := cl.srv.cfg.Identity; codec != nil {
+		r.Identity = codec.EncodeIdentity(cl.Identity())
+	}
+	switch c := cl.conn; {
+	case c != nil && c.will != nil:
+		r.Will, r.WillDelay = c.will, min(c.willDelay, cl.expiry)
+	case cl.will != nil:
+		r.Will, r.WillDelay = cl.will, max(cl.willAt.Sub(cl.away), 0)
+	}
+	if len(cl.qos2) > 0 {
+		r.Received = slices.Sorted(maps.Keys(cl.qos2))
+	}
+	return r
+}
+
+// storeReceived rewrites a stored session's record once the QoS 2 messages
+// its client sent and the server acknowledged (PUBREC) changed: before
+// the PUBREC of a new one, after the PUBCOMP of one released.
+func (s *Server) storeReceived(cl *Client) {
+	cl.mu.Lock()
+	stored := cl.stored && !cl.ended
+	r := cl.recordLocked()
+	cl.mu.Unlock()
+	if !stored {
+		return
+	}
+	if err := s.cfg.Store.PutSession(r, nil); err != nil {
+		s.log.Error("mqtt: storing a session's QoS 2 state failed", "client", cl.ID, "err", err)
+	}
+}
+
 // storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an
 // UNSUBSCRIBE's, for a stored session.
 func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
 	cl.mu.Lock()
 	stored := cl.stored && !cl.ended
-	r := &SessionRecord{ClientID: cl.ID, Version: byte(cl.Version()), Expiry: cl.expiry, Claim: cl.claim}
+	r := cl.recordLocked()
 	cl.mu.Unlock()
 	if !stored {
 		return
-	}
-	if s.cfg.Identity != nil {
-		r.Identity = s.cfg.Identity.EncodeIdentity(cl.Identity())
 	}
 	var err error
 	if len(added) > 0 {
@@ -347,16 +451,66 @@ func (s *Server) restore() error {
 			continue
 		}
 		s.adopt(cl)
+		// Auth is not asked about a will before StartWills: it may not be
+		// ready while New runs.
+		if cl.will != nil {
+			s.restoredWills = append(s.restoredWills, restoredWill{cl, cl.will})
+			cl.will = nil
+		}
 		if left <= 0 {
 			expired = append(expired, cl)
 			continue
 		}
-		cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+		s.keepAway(cl, left)
 	}
 	for _, cl := range expired {
 		s.endSession(cl)
 	}
 	return nil
+}
+
+// restoredWill is the will of a session restored from the Store, until
+// StartWills.
+type restoredWill struct {
+	cl *Client
+	w  *packet.Will
+}
+
+// StartWills publishes the wills of the sessions restored from the Store
+// that ended since (expired), and schedules those of the others (after
+// their delays, counted from when their clients left, or from New for a
+// client connected when its server ended): call it once Auth may be asked
+// and before serving connections.
+func (s *Server) StartWills() {
+	s.mu.Lock()
+	wills := s.restoredWills
+	s.restoredWills = nil
+	s.mu.Unlock()
+	for _, rw := range wills {
+		cl := rw.cl
+		cl.mu.Lock()
+		ended, back, due := cl.ended, cl.conn != nil, time.Until(cl.willAt)
+		cl.mu.Unlock()
+		switch {
+		case ended:
+			s.publishWill(cl, rw.w)
+		case !back: // a client that came back cancelled it
+			s.scheduleWill(cl, rw.w, due)
+		}
+	}
+}
+
+// keepAway keeps a revived session until its client returns: it expires
+// after left, and its will goes when due (WillDelay) or as it ends.
+func (s *Server) keepAway(cl *Client, left time.Duration) {
+	cl.mu.Lock()
+	w, due := cl.will, time.Until(cl.willAt)
+	cl.will = nil
+	cl.expiryTimer = time.AfterFunc(left, func() { s.expire(cl) })
+	cl.mu.Unlock()
+	if w != nil {
+		s.scheduleWill(cl, w, min(due, left))
+	}
 }
 
 // adopt makes a revived session the server's: in the sessions, its

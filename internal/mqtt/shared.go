@@ -3,6 +3,8 @@ package mqtt
 import (
 	"time"
 
+	"github.com/thingid/thingid/internal/broker/topic"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
 
@@ -25,6 +27,31 @@ type SharedStore interface {
 	// node took it, or a connection that fetched it was refused. The
 	// session stays in the store.
 	Release(clientID string)
+}
+
+// WillStore is a SharedStore that also keeps, while its client is
+// connected, the will of a connection whose session ends with it (Session
+// Expiry Interval 0), which no session record holds: so that when the
+// node dies, another node publishes it (§3.1.3.2.2: the connection ended
+// without DISCONNECT 0x00).
+type WillStore interface {
+	// PutWill keeps r.Will (r as a session's record would be).
+	PutWill(r *SessionRecord) error
+	// TakeWill removes the will before this server publishes it; false:
+	// another node took it (this one was deemed ended), or the store
+	// cannot say, and this server does not publish it.
+	TakeWill(clientID string) bool
+	// DropWill removes the will, which is not published.
+	DropWill(clientID string)
+}
+
+// PublishWill publishes the will a WillStore kept for a connection of a
+// node that ended, as its owner's publish (Reviver, Auth.Publish).
+func (s *Server) PublishWill(r *SessionRecord) {
+	cl, _ := s.revive(r, nil, nil)
+	if cl != nil && cl.will != nil {
+		s.publishWill(cl, cl.will)
+	}
 }
 
 // fetch is clientID's session from a SharedStore, built but not yet in
@@ -79,9 +106,42 @@ func (s *Server) Enqueue(clientID string, r MessageRecord, kept func(seq uint64)
 	}
 	cl.seq++
 	kept(cl.seq)
-	cl.pending = append(cl.pending, &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq})
+	o := &outbound{msg: r.Message, qos: r.QoS, retain: r.Retain, subIDs: r.SubIDs, seq: cl.seq}
+	if r.PacketID != 0 && cl.resumeSent(o, r) {
+		return true, nil
+	}
+	cl.pending = append(cl.pending, o)
 	cl.release()
 	return true, nil
+}
+
+// resumeSent takes back o, a QoS 2 message sent before under r.PacketID
+// (by this node or one that ended), as the client knows it: in flight
+// under that identifier, resent now if the client is connected (§4.4:
+// PUBREL if it was released, else PUBLISH with DUP), so that it is not
+// delivered twice (§4.3.3). false: the identifier is used by another
+// message meanwhile, and o is sent anew. cl.mu is held.
+func (cl *Client) resumeSent(o *outbound, r MessageRecord) bool {
+	delete(cl.reserved, r.PacketID)
+	if _, used := cl.inflight[r.PacketID]; used {
+		return false
+	}
+	if cl.inflight == nil {
+		cl.inflight = map[uint16]*outbound{}
+	}
+	o.id, o.released = r.PacketID, r.Released
+	cl.inflight[o.id] = o
+	switch {
+	case cl.conn == nil:
+	case o.released:
+		cl.conn.send(&packet.Ack{Kind: packet.PUBREL, PacketID: o.id})
+	default:
+		if _, never := cl.conn.sendPublish(o.msg, o.qos, o.id, o.retain, o.subIDs, true); never {
+			cl.forget(o)
+			cl.srv.Stats.Dropped.Add(1)
+		}
+	}
+	return true
 }
 
 // queuedElsewhere says whether the node that published m stored it for
@@ -110,6 +170,7 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 			return nil, 0
 		}
 		cl.SetIdentity(id)
+		cl.revived.Store(true)
 	}
 	for _, sub := range subs {
 		cl.subs[sub.Filter] = sub
@@ -128,9 +189,73 @@ func (s *Server) revive(r *SessionRecord, subs []topics.Subscription, msgs []Mes
 			cl.pending = append(cl.pending, o)
 		}
 	}
-	away := r.Away
-	if away.IsZero() {
-		away = time.Now() // connected when its node ended
+	cl.away = r.Away
+	if cl.away.IsZero() {
+		cl.away = time.Now() // connected when its node ended
 	}
-	return cl, r.Expiry - time.Since(away)
+	switch w := r.Will; {
+	case w == nil:
+	case w.QoS > 2 || !topic.ValidName(w.Topic):
+		// No node stores such a will (CONNECT refuses it): a damaged record.
+		s.log.Warn("mqtt: a stored session's will is no message to publish; dropped", "client", r.ClientID, "topic", w.Topic, "qos", w.QoS)
+	default:
+		cl.will, cl.willAt = w, cl.away.Add(r.WillDelay)
+	}
+	for _, id := range r.Received {
+		if cl.qos2 == nil {
+			cl.qos2 = map[uint16]struct{}{}
+		}
+		cl.qos2[id] = struct{}{}
+	}
+	for _, id := range r.Sending {
+		if cl.reserved == nil {
+			cl.reserved = map[uint16]struct{}{}
+		}
+		cl.reserved[id] = struct{}{}
+	}
+	return cl, r.Expiry - time.Since(cl.away)
+}
+
+// Reviver is an Auth that checks again, against what decides identities
+// now, the identity of a session built from a Store's record without its
+// client (restored at start, or adopted from an ended node), before that
+// session's will is published: false refuses the will. The identity may
+// have been disabled, deleted or unlinked while no server held the
+// session, which no event told anyone holding it.
+type Reviver interface {
+	Revive(c *Client) bool
+}
+
+// Adopt makes a session of the cluster this server's while its client is
+// away: one whose node ended (mqttnats, after the SharedStore gave this
+// node the session's record). It is kept as a session restored from a
+// Store is: its will goes when due, under its own identity's rules, and
+// it expires when its expiry interval ends, unless its client returns
+// first. A copy the server still had of it gives way.
+func (s *Server) Adopt(r *SessionRecord, subs []topics.Subscription) {
+	cl, left := s.revive(r, subs, nil)
+	if cl == nil {
+		if err := s.cfg.Store.DeleteSession(r.ClientID); err != nil {
+			s.log.Error("mqtt: deleting a session failed", "client", r.ClientID, "err", err)
+		}
+		return
+	}
+	if old := s.Client(r.ClientID); old != nil {
+		old.mu.Lock()
+		old.stored, old.will, old.expiry = false, nil, 0
+		c := old.conn
+		old.mu.Unlock()
+		if c != nil {
+			c.dropWill.Store(true)
+			c.close(packet.SessionTakenOver, "the session moved")
+		} else {
+			s.endSession(old)
+		}
+	}
+	s.adopt(cl)
+	if left <= 0 {
+		s.endSession(cl)
+		return
+	}
+	s.keepAway(cl, left)
 }

@@ -24,9 +24,9 @@ import (
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
 
-// auth admits everyone by user name and lets them publish and subscribe
-// to anything; at delivery, it denies topics under secret/ to the user
-// "restricted": the subscriber's rules.
+// auth admits everyone by user name and lets them subscribe to anything;
+// it denies topics under secret/ to the user "restricted", at delivery
+// (the subscriber's rules) and for its publishes (wills included).
 type auth struct{}
 
 func (auth) Connect(_ context.Context, c *mqtt.Client, pk *packet.Connect, _ any) error {
@@ -39,7 +39,9 @@ func (auth) Reauthenticate(context.Context, *mqtt.Client, *packet.Auth) error {
 func (auth) Continue(context.Context, *mqtt.Client, *packet.Auth) error {
 	return &packet.Error{Code: packet.BadAuthenticationMethod}
 }
-func (auth) Publish(*mqtt.Client, string) bool   { return true }
+func (auth) Publish(c *mqtt.Client, topic string) bool {
+	return c.Identity() != "restricted" || !strings.HasPrefix(topic, "secret/")
+}
 func (auth) Subscribe(*mqtt.Client, string) bool { return true }
 func (auth) Deliver(c *mqtt.Client, topic string) bool {
 	return c.Identity() != "restricted" || !strings.HasPrefix(topic, "secret/")

@@ -93,12 +93,19 @@ type Router struct {
 	// Replicas is how many NATS servers keep each JetStream stream and the
 	// sessions' bucket, set before Sessions and Start; 0 is 1.
 	Replicas int
+	// NodeTTL is how long a node's liveness key outlives its last renewal
+	// (orphans.go), set before Sessions; 0 is DefaultNodeTTL. The sessions
+	// a node held are taken over by another that long after it died.
+	NodeTTL time.Duration
 	// Forwarded and Injected count messages sent to and taken from NATS;
 	// Failed, messages that could not be forwarded or were malformed;
 	// Claims, the connections claimed here; Queued, messages stored for
 	// persistent sessions other nodes hold or nobody does, and
-	// QueueDropped, those a session's full queue refused or that failed.
-	Forwarded, Injected, Failed, Claims, Queued, QueueDropped atomic.Int64
+	// QueueDropped, those a session's full queue refused or that failed;
+	// Adopted, the sessions of ended nodes this node took (orphans.go), and
+	// AdoptedWills, the wills of their connections without sessions it
+	// published (wills.go).
+	Forwarded, Injected, Failed, Claims, Queued, QueueDropped, Adopted, AdoptedWills atomic.Int64
 }
 
 // Dial connects to NATS at url with opts as node (unique in the cluster).
@@ -413,16 +420,31 @@ func (r *Router) Claim(clientID string, clean bool) (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	claim, err := r.nextClaim(ctx, clientID)
+	if err != nil {
+		return 0, err
+	}
+	r.Claims.Add(1)
+	r.announce(clientID, claim, clean)
+	return claim, nil
+}
+
+// nextClaim is a new place in the cluster's order of connections.
+func (r *Router) nextClaim(ctx context.Context, clientID string) (uint64, error) {
 	ack, err := r.js.Publish(ctx, claimSubject, nil)
 	if err != nil {
 		r.Failed.Add(1)
 		return 0, fmt.Errorf("mqttnats: claiming %q: %w", clientID, err)
 	}
-	r.Claims.Add(1)
+	return ack.Sequence, nil
+}
+
+// announce tells the other nodes that claim holds clientID's session now.
+func (r *Router) announce(clientID string, claim uint64, clean bool) {
 	msg := nats.NewMsg(sessionSubject)
 	msg.Data = []byte(clientID)
 	msg.Header.Set(hdrNode, r.node)
-	msg.Header.Set(hdrClaim, strconv.FormatUint(ack.Sequence, 10))
+	msg.Header.Set(hdrClaim, strconv.FormatUint(claim, 10))
 	if clean {
 		msg.Header.Set(hdrClean, "1")
 	}
@@ -431,7 +453,6 @@ func (r *Router) Claim(clientID string, clean bool) (uint64, error) {
 		r.Failed.Add(1)
 		r.log.Warn("mqtt cluster: announcing a session failed", "client", clientID, "err", err)
 	}
-	return ack.Sequence, nil
 }
 
 // decode is the message a NATS message under prefix forwards.
@@ -478,6 +499,8 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_claims_total", "MQTT connections claimed on this node in the cluster's order (JetStream).", &r.Claims},
 		{"thingid_mqtt_cluster_session_queued_total", "MQTT QoS 1 and 2 messages published on this node and stored (JetStream) for persistent sessions another node holds, or none.", &r.Queued},
 		{"thingid_mqtt_cluster_session_queue_dropped_total", "MQTT messages not stored for a persistent session: its queue was full (mqtt.limits.inflight) or JetStream failed.", &r.QueueDropped},
+		{"thingid_mqtt_cluster_sessions_adopted_total", "Persistent MQTT sessions whose node ended (its liveness key expired) that this node took over, to publish their wills and expire them unless their clients return.", &r.Adopted},
+		{"thingid_mqtt_cluster_wills_adopted_total", "MQTT wills of connections without persistent sessions on nodes that ended, published by this node.", &r.AdoptedWills},
 		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
 	} {
 		v := c.v

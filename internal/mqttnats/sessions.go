@@ -57,7 +57,10 @@ type Sessions struct {
 	r        *Router
 	kv       jetstream.KeyValue
 	stream   jetstream.Stream
-	instance string // this process's, in the records it stores
+	nodes    jetstream.KeyValue // the processes' liveness keys (orphans.go)
+	wills    jetstream.KeyValue // the wills of connections without sessions (wills.go)
+	ttl      time.Duration      // of a liveness key
+	instance string             // this process's, in the records it stores
 
 	// mirror holds every persistent session's subscriptions in the
 	// cluster, from the bucket: what a message published here is stored
@@ -66,9 +69,13 @@ type Sessions struct {
 
 	mu      sync.Mutex
 	srv     *mqtt.Server
-	known   map[string]*sessionEntry // the bucket's, by key
-	held    map[string]*held         // by client identifier
-	watcher jetstream.KeyWatcher
+	known   map[string]*sessionEntry   // the bucket's, by key
+	holders map[string]map[string]bool // the keys of known, by Holder
+	held    map[string]*held           // by client identifier
+	// willRevs are the revisions of the wills kept here, by client
+	// identifier (wills.go).
+	willRevs map[string]uint64
+	watcher  jetstream.KeyWatcher
 
 	next    atomic.Uint64 // record numbers of this process
 	deletes chan uint64   // stream sequences of delivered messages
@@ -79,6 +86,20 @@ type Sessions struct {
 type sessionEntry struct {
 	Record mqtt.SessionRecord
 	Subs   []topics.Subscription
+	// Holder is the process (Sessions.instance) that wrote it last, whose
+	// liveness key says whether it still holds it (orphans.go).
+	Holder string `json:",omitempty"`
+	// Sent are the QoS 2 messages of the queue sent to the client and not
+	// completed, by stream sequence: the node that resumes the session
+	// sends them under the same packet identifier, or their PUBREL
+	// (§4.3.3), rather than anew.
+	Sent map[uint64]sentState `json:",omitempty"`
+}
+
+// sentState is a QoS 2 message's state towards the client.
+type sentState struct {
+	ID       uint16
+	Released bool `json:",omitempty"` // PUBREC received, PUBREL sent
 }
 
 // held is a session this node holds: its bucket revision, and the reader
@@ -126,10 +147,25 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the stream %s (nats-server 2.9 or later): %w", queueStream, err)
 	}
+	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
+	nodes, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: nodesBucket, Storage: jetstream.FileStorage, History: 1, TTL: ttl, Replicas: max(r.Replicas, 1),
+		Description: "thingid: the liveness keys of the processes holding MQTT persistent sessions",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", nodesBucket, err)
+	}
+	wills, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: willsBucket, Storage: jetstream.FileStorage, History: 1, Replicas: max(r.Replicas, 1),
+		Description: "thingid: the wills of MQTT connections whose sessions end with them, while connected",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqttnats: creating the bucket %s: %w", willsBucket, err)
+	}
 	b := make([]byte, 8)
 	rand.Read(b)
-	s := &Sessions{r: r, kv: kv, stream: queue, instance: hex.EncodeToString(b),
-		known: map[string]*sessionEntry{}, held: map[string]*held{},
+	s := &Sessions{r: r, kv: kv, stream: queue, nodes: nodes, wills: wills, ttl: ttl, instance: hex.EncodeToString(b),
+		known: map[string]*sessionEntry{}, holders: map[string]map[string]bool{}, held: map[string]*held{}, willRevs: map[string]uint64{},
 		deletes: make(chan uint64, 4096), done: make(chan struct{})}
 	r.mu.Lock()
 	r.sessions = s
@@ -175,12 +211,21 @@ func (s *Sessions) start(srv *mqtt.Server) error {
 		return fmt.Errorf("mqttnats: watching the bucket %s: %w", sessionBucket, err)
 	}
 	s.watcher = w
+	if err := s.beat(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := s.register(ctx); err != nil {
+		return err
+	}
 	timeout := time.After(requestTimeout)
 	for {
 		select {
 		case e := <-w.Updates():
 			if e == nil { // every present key read
 				go s.follow()
+				go s.watchNodes()
 				return nil
 			}
 			s.mirrorEntry(e)
@@ -211,9 +256,20 @@ func (s *Sessions) mirrorEntry(e jetstream.KeyValueEntry) {
 		}
 	}
 	s.mu.Lock()
+	srv := s.srv
 	prev := s.known[e.Key()]
+	if prev != nil {
+		delete(s.holders[prev.Holder], e.Key())
+		if len(s.holders[prev.Holder]) == 0 {
+			delete(s.holders, prev.Holder)
+		}
+	}
 	if next != nil {
 		s.known[e.Key()] = next
+		if s.holders[next.Holder] == nil {
+			s.holders[next.Holder] = map[string]bool{}
+		}
+		s.holders[next.Holder][e.Key()] = true
 	} else {
 		delete(s.known, e.Key())
 	}
@@ -231,6 +287,13 @@ func (s *Sessions) mirrorEntry(e jetstream.KeyValueEntry) {
 				s.mirror.Unsubscribe(prev.Record.ClientID, sub.Filter)
 			}
 		}
+	}
+	// A newer claim's record from another process ends this node's copy
+	// of the session, as the claim's announcement does: for a node that
+	// missed the announcement (cut off from NATS while another node took
+	// its sessions), which would otherwise store messages for its copy.
+	if next != nil && next.Holder != "" && next.Holder != s.instance && srv != nil {
+		srv.Supersede(next.Record.ClientID, next.Record.Claim, false)
 	}
 }
 
@@ -386,7 +449,11 @@ func (s *Sessions) Fetch(clientID string, clean bool) (*mqtt.SessionRecord, []to
 	h.mu.Lock()
 	h.rev, h.entry = e.Revision(), v
 	h.mu.Unlock()
-	return &v.Record, v.Subs, nil
+	r := v.Record
+	for _, st := range v.Sent {
+		r.Sending = append(r.Sending, st.ID)
+	}
+	return &r, v.Subs, nil
 }
 
 // hold is clientID's held session, made if it is not held yet.
@@ -402,7 +469,8 @@ func (s *Sessions) hold(clientID string) *held {
 }
 
 // PutSession writes the session with subs added, and starts delivering
-// its queue here.
+// its queue here once its client is connected here (a session adopted
+// from an ended node leaves its queue in the stream for its client).
 func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
 	return s.change(r.ClientID, func(h *held) error {
 		h.entry.Record = *r
@@ -413,7 +481,7 @@ func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription)
 		if err := s.write(h); err != nil {
 			return err
 		}
-		if h.cons == nil {
+		if h.cons == nil && r.Away.IsZero() {
 			return s.consume(h)
 		}
 		return nil
@@ -446,6 +514,7 @@ func (s *Sessions) DeleteSubscriptions(clientID string, filters []string) error 
 // write stores h's entry in the bucket unless a newer connection's node
 // wrote it since h's revision: the claims order the writers. h.mu is held.
 func (s *Sessions) write(h *held) error {
+	h.entry.Holder = s.instance
 	data, err := json.Marshal(&h.entry)
 	if err != nil {
 		return fmt.Errorf("mqttnats: %w", err)
@@ -523,6 +592,11 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 		s.deletes <- seq
 		return
 	}
+	h.mu.Lock()
+	if st, ok := h.entry.Sent[seq]; ok && r.QoS == 2 {
+		r.PacketID, r.Released = st.ID, st.Released
+	}
+	h.mu.Unlock()
 	kept := func(n uint64) {
 		h.mu.Lock()
 		h.seqs[n] = seq
@@ -549,7 +623,7 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 
 // PutMessages stores messages for sessions held here, before the server
 // acknowledges their publisher; rewriting one stored already (a QoS 2
-// message's state) changes nothing: a resumed QoS 2 message is sent anew.
+// message sent, or released) writes its state in the session's record.
 func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	type put struct {
 		h   *held
@@ -561,13 +635,16 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	for _, q := range ms {
 		h := s.hold(q.ClientID)
 		h.mu.Lock()
-		_, stored := h.seqs[q.Seq]
+		sseq, stored := h.seqs[q.Seq]
 		id := s.instance + "." + strconv.FormatUint(s.next.Add(1), 10)
 		if !stored {
 			h.mine[id] = true
 		}
 		h.mu.Unlock()
 		if stored {
+			if q.QoS == 2 && q.PacketID != 0 {
+				err = cmp.Or(err, s.changeSent(h, sseq, &sentState{ID: q.PacketID, Released: q.Released}))
+			}
 			continue
 		}
 		msg, e := s.record(q, id)
@@ -614,11 +691,35 @@ func (s *Sessions) DeleteMessage(clientID string, seq uint64) error {
 	h.mu.Lock()
 	sseq, ok := h.seqs[seq]
 	delete(h.seqs, seq)
+	_, sent := h.entry.Sent[sseq]
 	h.mu.Unlock()
-	if ok {
-		s.deletes <- sseq
+	if !ok {
+		return nil
+	}
+	s.deletes <- sseq
+	if sent {
+		return s.changeSent(h, sseq, nil)
 	}
 	return nil
+}
+
+// changeSent writes the state of the QoS 2 message at stream sequence
+// sseq in h's record, or removes it (nil) once completed.
+func (s *Sessions) changeSent(h *held, sseq uint64, st *sentState) error {
+	return s.change(h.clientID, func(h *held) error {
+		if h.rev == 0 {
+			return nil // not this node's to write (any more)
+		}
+		if st == nil {
+			delete(h.entry.Sent, sseq)
+		} else {
+			if h.entry.Sent == nil {
+				h.entry.Sent = map[uint64]sentState{}
+			}
+			h.entry.Sent[sseq] = *st
+		}
+		return s.write(h)
+	})
 }
 
 // deleteDelivered deletes, one by one, the messages delivered: a client's
@@ -725,10 +826,21 @@ func (h *held) release() (claim, rev uint64) {
 func (s *Sessions) PutRetained(*mqtt.Message) error { return nil }
 func (s *Sessions) DeleteRetained(string) error     { return nil }
 
-// close stops following the bucket and reading the queues.
+// close stops following the bucket and reading the queues, and deletes
+// this process's liveness key: the sessions it held are the others' now.
 func (s *Sessions) close() {
 	if s.watcher != nil {
 		s.watcher.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		if err := s.nodes.Delete(ctx, s.instance); err != nil {
+			s.r.log.Warn("mqtt cluster: deleting this node's liveness key failed; its sessions move when it expires", "err", err)
+		}
+		// The server published its connections' wills as it closed (or
+		// the nodes taking over will): the registration goes.
+		if err := s.wills.Delete(ctx, s.instance); err != nil {
+			s.r.log.Warn("mqtt cluster: deleting this node's registration failed", "err", err)
+		}
+		cancel()
 	}
 	s.mu.Lock()
 	all := s.held

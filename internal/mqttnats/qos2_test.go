@@ -1,0 +1,158 @@
+package mqttnats
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/thingid/thingid/internal/mqtt"
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
+)
+
+// raw is an MQTT 5 client on thingid's own codec, for what paho does for
+// its user: resending a QoS 2 PUBLISH and its PUBREL after a reconnection.
+type raw struct {
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+// rawDial connects id to n with a persistent session, resumed unless
+// clean, and returns the CONNACK.
+func rawDial(t testing.TB, n *node, id string, clean bool) (*raw, *packet.Connack) {
+	t.Helper()
+	nc, err := net.Dial("tcp", n.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c := &raw{nc: nc, r: bufio.NewReader(nc)}
+	cp := &packet.Connect{Version: packet.V5, CleanStart: clean, KeepAlive: 30, ClientID: id, UsernameFlag: true, Username: "user"}
+	cp.Props.SessionExpiry = 3600
+	cp.Props.Set(packet.PropSessionExpiry)
+	c.send(t, cp)
+	ack, ok := c.next(t).(*packet.Connack)
+	if !ok || ack.Code != packet.Success {
+		t.Fatalf("CONNACK: %+v", ack)
+	}
+	return c, ack
+}
+
+func (c *raw) send(t testing.TB, p packet.Packet) {
+	t.Helper()
+	b, err := packet.Append(nil, packet.V5, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *raw) next(t testing.TB) packet.Packet {
+	t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	h, err := packet.ReadHeader(c.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, h.Remaining)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		t.Fatal(err)
+	}
+	p, err := packet.Decode(packet.V5, h, body, mqtt.DefaultMaxPacketSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// expectAck reads the next packet, which must be the acknowledgement kind
+// of packet id with code.
+func (c *raw) expectAck(t testing.TB, kind packet.Type, id uint16, code packet.ReasonCode) {
+	t.Helper()
+	a, ok := c.next(t).(*packet.Ack)
+	if !ok || a.Kind != kind || a.PacketID != id || a.Code != code {
+		t.Fatalf("got %+v, want %v %d with 0x%02x", a, kind, id, code)
+	}
+}
+
+// TestQoS2PublisherAcrossNodeDeath: a QoS 2 message that node a routed
+// and acknowledged with PUBREC, before the publisher's PUBREL, is not
+// routed again when the publisher, resuming its session on node b after
+// a died, sends the PUBLISH again (its PUBREC lost) and then the PUBREL,
+// which b completes (§4.3.3): the subscriber gets it once.
+func TestQoS2PublisherAcrossNodeDeath(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second)
+	sub := dial(t, b, "sub", "user")
+	sub.subscribe(t, "t/#", 2)
+	pub, _ := rawDial(t, a, "pub", true)
+	publish := &packet.Publish{QoS: 2, Topic: "t/x", PacketID: 7, Payload: []byte("once")}
+	pub.send(t, publish)
+	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
+	sub.expect(t, "t/x", "once")
+	a.crash()
+	pub, ack := rawDial(t, b, "pub", false)
+	if !ack.SessionPresent {
+		t.Fatal("the publisher's session is not present on node b")
+	}
+	publish.Dup = true
+	pub.send(t, publish)
+	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
+	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	marker := dial(t, b, "marker", "user")
+	sub.expectNone(t, marker, "t/marker")
+}
+
+// TestQoS2SubscriberAcrossNodeDeath: of two QoS 2 messages node a sent a
+// persistent subscriber, one it released (PUBREC came, PUBREL sent) and
+// one the subscriber had not acknowledged, when a dies; the subscriber,
+// resuming on node b, gets the PUBREL of the first and the second again
+// as a duplicate under its packet identifier, never the first again nor
+// either anew (§4.3.3, §4.4).
+func TestQoS2SubscriberAcrossNodeDeath(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second)
+	sub, _ := rawDial(t, a, "sub", true)
+	s := &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: "t/#", QoS: 2}}}
+	sub.send(t, s)
+	if ack, ok := sub.next(t).(*packet.SubAck); !ok || ack.Codes[0] != 2 {
+		t.Fatalf("SUBACK: %+v", ack)
+	}
+	pub := dial(t, b, "pub", "user")
+	got := map[string]*packet.Publish{}
+	for _, body := range []string{"first", "second"} {
+		pub.publish(t, &paho.Publish{Topic: "t/x", QoS: 2, Payload: []byte(body)})
+		p, ok := sub.next(t).(*packet.Publish)
+		if !ok || string(p.Payload) != body || p.QoS != 2 {
+			t.Fatalf("got %+v, want %s at QoS 2", p, body)
+		}
+		got[body] = p
+	}
+	sub.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: got["first"].PacketID})
+	sub.expectAck(t, packet.PUBREL, got["first"].PacketID, packet.Success)
+	a.crash()
+	sub, ack := rawDial(t, b, "sub", false)
+	if !ack.SessionPresent {
+		t.Fatal("the subscriber's session is not present on node b")
+	}
+	sub.expectAck(t, packet.PUBREL, got["first"].PacketID, packet.Success)
+	p, ok := sub.next(t).(*packet.Publish)
+	if !ok || string(p.Payload) != "second" || !p.Dup || p.PacketID != got["second"].PacketID {
+		t.Fatalf("got %+v, want the second message again with DUP and packet identifier %d", p, got["second"].PacketID)
+	}
+	sub.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: got["first"].PacketID})
+	sub.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+	sub.expectAck(t, packet.PUBREL, p.PacketID, packet.Success)
+	sub.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+	pub.publish(t, &paho.Publish{Topic: "t/marker", QoS: 1, Payload: []byte("marker")})
+	if m, ok := sub.next(t).(*packet.Publish); !ok || m.Topic != "t/marker" {
+		t.Fatalf("got %+v, want the marker", m)
+	}
+}
