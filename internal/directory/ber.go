@@ -2,17 +2,22 @@ package directory
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
 )
 
-// The framing of LDAP messages is thingid's own, before any byte reaches
-// asn1-ber: one LDAPMessage is read whole, within Limits.MaxMessageBytes,
-// and its shape (definite lengths only, nesting depth, number of elements)
-// is checked by walkBER before asn1-ber builds packets from it. asn1-ber's
-// own bounds are process-wide variables shared with every other user of
-// the module, so they are left alone.
+// The framing and decoding of LDAP messages are thingid's own: one
+// LDAPMessage is read whole, within Limits.MaxMessageBytes, its shape
+// (definite lengths only, nesting depth, number of elements) is checked
+// by walkBER, and decodeBER builds asn1-ber packets from it, which the
+// decoders of the operations read. asn1-ber only encodes responses: its
+// decoder re-encodes every element into its parent's Data (a sixth of an
+// equality search's CPU went there), and its bounds are process-wide
+// variables shared with every other user of the module.
 
 // errFraming: the byte stream is not a sequence of LDAP messages; the
 // session cannot go on (RFC 4511 §4.1.1: Notice of Disconnection, protocolError).
@@ -128,6 +133,39 @@ func walkBER(b []byte) error {
 		depth++
 		ends[depth] = pos + length
 	}
+}
+
+// decodeBER decodes b, one BER element, into the packet tree the
+// decoders read: each element's class, type and tag, its children when it
+// is constructed, and its content octets as Data (sharing b's memory).
+// Universal types are not interpreted: the decoders check the tags they
+// expect and read the content themselves.
+func decodeBER(b []byte) (*ber.Packet, error) {
+	if err := walkBER(b); err != nil {
+		return nil, err
+	}
+	p, _ := element(b)
+	return p, nil
+}
+
+// element decodes the element at the start of b, which walkBER accepted
+// (so its lengths fit and it nests at most maxDepth deep), and returns
+// the bytes after it.
+func element(b []byte) (*ber.Packet, []byte) {
+	tag, n, length, _ := header(b)
+	content := b[n : n+length]
+	p := &ber.Packet{
+		Identifier: ber.Identifier{ClassType: ber.Class(tag & 0xc0), TagType: ber.Type(tag & 0x20), Tag: ber.Tag(tag & 0x1f)},
+		Data:       bytes.NewBuffer(content),
+	}
+	if p.TagType == ber.TypeConstructed {
+		for rest := content; len(rest) > 0; {
+			var child *ber.Packet
+			child, rest = element(rest)
+			p.Children = append(p.Children, child)
+		}
+	}
+	return p, b[n+length:]
 }
 
 // header decodes the identifier and length octets at the start of b.

@@ -118,10 +118,28 @@ func (s *Server) refDN(r store.Ref, name string) string {
 	return ""
 }
 
+// pageBound is the context of the reads that complete a page: what its
+// entries refer to. Their work is bounded by the page (indexed lookups by
+// the ids just read), not by the search's filter, so once started they
+// run past the search's time limit, which is checked before: a context
+// that can end costs the pure-Go SQLite driver and database/sql a
+// goroutine each per statement, about as much CPU as an equality
+// search's own lookup (docs/performance.md).
+func pageBound(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 // related reads what a page of identities of kind self refers to, in one
 // statement: for each spec, the DNs at the other ends by the id of the
 // identity of the page.
 func (s *Server) related(ctx context.Context, self store.Kind, ids []string, specs ...store.RelSpec) ([]map[string][]string, error) {
+	ctx, err := pageBound(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rels, err := s.opts.Store.Related(ctx, self, ids, specs)
 	if err != nil {
 		return nil, err
@@ -153,7 +171,10 @@ func (s *Server) memberDNs(ctx context.Context, gs []*store.Group) (map[string][
 		}
 	}
 	names := map[store.Kind]map[string]string{}
-	var err error
+	ctx, err := pageBound(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if len(ids[store.KindUser]) > 0 {
 		if names[store.KindUser], err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
 			return nil, err
