@@ -340,47 +340,69 @@ var (
 )
 
 // userList, thingList and groupList run a query and build the entries of
-// the page, with what they refer to read for the whole page.
-func (s *Server) userList(ctx context.Context, q store.Query) ([]entry, error) {
+// the page, with what they refer to read for the whole page when sel
+// wants it (memberOf is operational: most searches do not).
+func (s *Server) userList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	us, _, err := s.opts.Store.ListUsers(ctx, q)
 	if err != nil || len(us) == 0 {
 		return nil, err
 	}
-	refs, err := s.related(ctx, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }), groupsOf)
-	if err != nil {
-		return nil, err
+	groups := map[string][]string{}
+	if sel.wants("memberOf") {
+		refs, err := s.related(ctx, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }), groupsOf)
+		if err != nil {
+			return nil, err
+		}
+		groups = refs[0]
 	}
 	out := make([]entry, len(us))
 	for i, u := range us {
-		out[i] = s.userEntry(u, refs[0][u.ID])
+		out[i] = s.userEntry(u, groups[u.ID])
 	}
 	return out, nil
 }
 
-func (s *Server) thingList(ctx context.Context, q store.Query) ([]entry, error) {
+func (s *Server) thingList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	ts, _, err := s.opts.Store.ListThings(ctx, q)
 	if err != nil || len(ts) == 0 {
 		return nil, err
 	}
-	refs, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), ownersOf, groupsOf)
-	if err != nil {
-		return nil, err
+	var specs []store.RelSpec
+	for _, want := range []struct {
+		attr string
+		spec store.RelSpec
+	}{{"owner", ownersOf}, {"memberOf", groupsOf}} {
+		if sel.wants(want.attr) {
+			specs = append(specs, want.spec)
+		}
+	}
+	refs := map[store.RelSpec]map[string][]string{}
+	if len(specs) > 0 {
+		found, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), specs...)
+		if err != nil {
+			return nil, err
+		}
+		for i, sp := range specs {
+			refs[sp] = found[i]
+		}
 	}
 	out := make([]entry, len(ts))
 	for i, t := range ts {
-		out[i] = s.thingEntry(t, refs[0][t.ID], refs[1][t.ID])
+		out[i] = s.thingEntry(t, refs[ownersOf][t.ID], refs[groupsOf][t.ID])
 	}
 	return out, nil
 }
 
-func (s *Server) groupList(ctx context.Context, q store.Query) ([]entry, error) {
+func (s *Server) groupList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	gs, _, err := s.opts.Store.ListGroups(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.memberDNs(ctx, gs)
-	if err != nil {
-		return nil, err
+	var members map[string][]string
+	if len(gs) > 0 && sel.wants("member") {
+		if members, err = s.memberDNs(ctx, gs); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]entry, len(gs))
 	for i, g := range gs {
