@@ -95,6 +95,12 @@ func unexpected(err error) error {
 // maxElements elements in all. It never recurses: the depth is counted on
 // an explicit stack of the ends of open constructed elements.
 func walkBER(b []byte) error {
+	_, err := countBER(b)
+	return err
+}
+
+// countBER is walkBER that also says how many elements b has.
+func countBER(b []byte) (int, error) {
 	var ends [maxDepth + 1]int
 	depth, elements, pos := 0, 0, 0
 	ends[0] = len(b)
@@ -104,31 +110,31 @@ func walkBER(b []byte) error {
 		}
 		if pos == ends[depth] && depth == 0 {
 			if elements == 0 {
-				return fmt.Errorf("%w: empty", errFraming)
+				return 0, fmt.Errorf("%w: empty", errFraming)
 			}
-			return nil
+			return elements, nil
 		}
 		if depth == 0 && elements > 0 {
-			return fmt.Errorf("%w: bytes after the message", errFraming)
+			return 0, fmt.Errorf("%w: bytes after the message", errFraming)
 		}
 		elements++
 		if elements > maxElements {
-			return fmt.Errorf("%w: more than %d elements", errFraming, maxElements)
+			return 0, fmt.Errorf("%w: more than %d elements", errFraming, maxElements)
 		}
 		tag, hdr, length, err := header(b[pos:ends[depth]])
 		if err != nil {
-			return err
+			return 0, err
 		}
 		pos += hdr
 		if length > ends[depth]-pos {
-			return fmt.Errorf("%w: an element longer than what contains it", errFraming)
+			return 0, fmt.Errorf("%w: an element longer than what contains it", errFraming)
 		}
 		if tag&0x20 == 0 { // primitive
 			pos += length
 			continue
 		}
 		if depth == maxDepth {
-			return fmt.Errorf("%w: nested more than %d deep", errFraming, maxDepth)
+			return 0, fmt.Errorf("%w: nested more than %d deep", errFraming, maxDepth)
 		}
 		depth++
 		ends[depth] = pos + length
@@ -141,27 +147,38 @@ func walkBER(b []byte) error {
 // Universal types are not interpreted: the decoders check the tags they
 // expect and read the content themselves.
 func decodeBER(b []byte) (*ber.Packet, error) {
-	if err := walkBER(b); err != nil {
+	n, err := countBER(b)
+	if err != nil {
 		return nil, err
 	}
-	p, _ := element(b)
+	// The packets and their buffers in two allocations, not two each.
+	a := &packets{ps: make([]ber.Packet, n), bufs: make([]bytes.Buffer, n)}
+	p, _ := a.element(b)
 	return p, nil
 }
 
-// element decodes the element at the start of b, which walkBER accepted
+// packets holds the packets of one message, taken in order.
+type packets struct {
+	ps   []ber.Packet
+	bufs []bytes.Buffer
+	used int
+}
+
+// element decodes the element at the start of b, which countBER accepted
 // (so its lengths fit and it nests at most maxDepth deep), and returns
 // the bytes after it.
-func element(b []byte) (*ber.Packet, []byte) {
+func (a *packets) element(b []byte) (*ber.Packet, []byte) {
 	tag, n, length, _ := header(b)
 	content := b[n : n+length]
-	p := &ber.Packet{
-		Identifier: ber.Identifier{ClassType: ber.Class(tag & 0xc0), TagType: ber.Type(tag & 0x20), Tag: ber.Tag(tag & 0x1f)},
-		Data:       bytes.NewBuffer(content),
-	}
+	p, buf := &a.ps[a.used], &a.bufs[a.used]
+	a.used++
+	*buf = *bytes.NewBuffer(content)
+	p.Identifier = ber.Identifier{ClassType: ber.Class(tag & 0xc0), TagType: ber.Type(tag & 0x20), Tag: ber.Tag(tag & 0x1f)}
+	p.Data = buf
 	if p.TagType == ber.TypeConstructed {
 		for rest := content; len(rest) > 0; {
 			var child *ber.Packet
-			child, rest = element(rest)
+			child, rest = a.element(rest)
 			p.Children = append(p.Children, child)
 		}
 	}

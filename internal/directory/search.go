@@ -38,7 +38,7 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 		}
 	}
 	done := func(code resultCode, why string) bool {
-		return ss.respond(id, resultOp(opSearchDone, result{code: code, diagnostic: why}))
+		return ss.respondResult(id, opSearchDone, result{code: code, diagnostic: why})
 	}
 	base, err := ParseDN(r.base)
 	if err != nil {
@@ -167,6 +167,8 @@ steps:
 		doneControls = append(doneControls, pagedResponse(""))
 	case more:
 		return ss.respond(id, resultOp(opSearchDone, result{code: resultSizeLimitExceeded}), doneControls...)
+	case len(doneControls) == 0:
+		return done(resultSuccess, "")
 	}
 	return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), doneControls...)
 }

@@ -109,6 +109,12 @@ func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bo
 	return ss.write(envelope(id, op, controls...))
 }
 
+// respondResult sends a response operation op that is an LDAPResult alone.
+func (ss *session) respondResult(id int64, op int, r result) bool {
+	ss.op.result = r.code
+	return ss.write(resultMessage(id, op, r))
+}
+
 // sendEntry sends one SearchResultEntry with the attributes sel keeps.
 func (ss *session) sendEntry(id int64, e entry, sel *selection, typesOnly bool) bool {
 	ss.op.entries++
