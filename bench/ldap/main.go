@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ const (
 type params struct {
 	people, devices, bindUsers int
 	ops, binds, workers        int
+	rounds                     int
 	only                       string
 	measure                    map[string]bool // nil: every measurement
 }
@@ -52,6 +54,7 @@ func main() {
 	flag.IntVar(&p.ops, "ops", 2000, "searches per measurement")
 	flag.IntVar(&p.binds, "binds", 20, "binds measured (each checks an argon2id hash: a few a second)")
 	flag.IntVar(&p.workers, "c", 4, "concurrent client connections")
+	flag.IntVar(&p.rounds, "rounds", 1, "rounds of measurements, the servers taking turns (slapd first every other round); the ratios compare medians")
 	flag.StringVar(&p.only, "only", "", "measure only thingid or only slapd")
 	which := flag.String("measure", "", "comma-separated measurements to take (bind, eq_serial, eq_mail, substring_serial, paged_scan); default all")
 	slapd := flag.String("slapd", "/usr/sbin/slapd", "slapd binary (Debian slapd)")
@@ -125,13 +128,23 @@ func run(p params, slapdBin, cpuprofile string) error {
 		defer stop()
 		targets = append(targets, sl)
 	}
-	figures := map[string]map[string]figure{}
-	for _, t := range targets {
-		figures[t.name] = measure(t, p)
+	// On a shared machine the load moves between one server's turn and the
+	// other's: rounds in alternating order, and medians, even that out.
+	rounds := map[string]map[string][]figure{}
+	for r := range max(p.rounds, 1) {
+		for i := range targets {
+			t := targets[(i+r)%len(targets)]
+			if rounds[t.name] == nil {
+				rounds[t.name] = map[string][]figure{}
+			}
+			for name, f := range measure(t, p) {
+				rounds[t.name][name] = append(rounds[t.name][name], f)
+			}
+		}
 	}
 	if len(targets) == 2 {
 		for _, m := range measurements {
-			a, b := figures["thingid"][m.name], figures["slapd"][m.name]
+			a, b := median(rounds["thingid"][m.name]), median(rounds["slapd"][m.name])
 			if b.rate > 0 && a.cpu > 0 {
 				fmt.Printf("ldap_%s_ratio %.2f thingid/slapd (server CPU per operation: %.2f slapd/thingid)\n", m.name, a.rate/b.rate, float64(b.cpu)/float64(a.cpu))
 			}
@@ -183,4 +196,18 @@ func timed(t target, workers, n int, bind func(*ldap.Conn) error, op func(c *lda
 	}
 	el, used := time.Since(start), loopback.CPUTime([]int{t.pid})-cpu
 	return figure{rate: float64(n) / el.Seconds(), cpu: used / time.Duration(n)}, first
+}
+
+// median is the median rate and the median CPU time of fs (each apart).
+func median(fs []figure) figure {
+	if len(fs) == 0 {
+		return figure{}
+	}
+	rates, cpus := make([]float64, len(fs)), make([]time.Duration, len(fs))
+	for i, f := range fs {
+		rates[i], cpus[i] = f.rate, f.cpu
+	}
+	slices.Sort(rates)
+	slices.Sort(cpus)
+	return figure{rate: rates[len(fs)/2], cpu: cpus[len(fs)/2]}
 }

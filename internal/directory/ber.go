@@ -2,17 +2,22 @@ package directory
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
 )
 
-// The framing of LDAP messages is thingid's own, before any byte reaches
-// asn1-ber: one LDAPMessage is read whole, within Limits.MaxMessageBytes,
-// and its shape (definite lengths only, nesting depth, number of elements)
-// is checked by walkBER before asn1-ber builds packets from it. asn1-ber's
-// own bounds are process-wide variables shared with every other user of
-// the module, so they are left alone.
+// The framing and decoding of LDAP messages are thingid's own: one
+// LDAPMessage is read whole, within Limits.MaxMessageBytes, its shape
+// (definite lengths only, nesting depth, number of elements) is checked
+// by walkBER, and decodeBER builds asn1-ber packets from it, which the
+// decoders of the operations read. asn1-ber only encodes responses: its
+// decoder re-encodes every element into its parent's Data (a sixth of an
+// equality search's CPU went there), and its bounds are process-wide
+// variables shared with every other user of the module.
 
 // errFraming: the byte stream is not a sequence of LDAP messages; the
 // session cannot go on (RFC 4511 §4.1.1: Notice of Disconnection, protocolError).
@@ -90,6 +95,12 @@ func unexpected(err error) error {
 // maxElements elements in all. It never recurses: the depth is counted on
 // an explicit stack of the ends of open constructed elements.
 func walkBER(b []byte) error {
+	_, err := countBER(b)
+	return err
+}
+
+// countBER is walkBER that also says how many elements b has.
+func countBER(b []byte) (int, error) {
 	var ends [maxDepth + 1]int
 	depth, elements, pos := 0, 0, 0
 	ends[0] = len(b)
@@ -99,35 +110,79 @@ func walkBER(b []byte) error {
 		}
 		if pos == ends[depth] && depth == 0 {
 			if elements == 0 {
-				return fmt.Errorf("%w: empty", errFraming)
+				return 0, fmt.Errorf("%w: empty", errFraming)
 			}
-			return nil
+			return elements, nil
 		}
 		if depth == 0 && elements > 0 {
-			return fmt.Errorf("%w: bytes after the message", errFraming)
+			return 0, fmt.Errorf("%w: bytes after the message", errFraming)
 		}
 		elements++
 		if elements > maxElements {
-			return fmt.Errorf("%w: more than %d elements", errFraming, maxElements)
+			return 0, fmt.Errorf("%w: more than %d elements", errFraming, maxElements)
 		}
 		tag, hdr, length, err := header(b[pos:ends[depth]])
 		if err != nil {
-			return err
+			return 0, err
 		}
 		pos += hdr
 		if length > ends[depth]-pos {
-			return fmt.Errorf("%w: an element longer than what contains it", errFraming)
+			return 0, fmt.Errorf("%w: an element longer than what contains it", errFraming)
 		}
 		if tag&0x20 == 0 { // primitive
 			pos += length
 			continue
 		}
 		if depth == maxDepth {
-			return fmt.Errorf("%w: nested more than %d deep", errFraming, maxDepth)
+			return 0, fmt.Errorf("%w: nested more than %d deep", errFraming, maxDepth)
 		}
 		depth++
 		ends[depth] = pos + length
 	}
+}
+
+// decodeBER decodes b, one BER element, into the packet tree the
+// decoders read: each element's class, type and tag, its children when it
+// is constructed, and its content octets as Data (sharing b's memory).
+// Universal types are not interpreted: the decoders check the tags they
+// expect and read the content themselves.
+func decodeBER(b []byte) (*ber.Packet, error) {
+	n, err := countBER(b)
+	if err != nil {
+		return nil, err
+	}
+	// The packets and their buffers in two allocations, not two each.
+	a := &packets{ps: make([]ber.Packet, n), bufs: make([]bytes.Buffer, n)}
+	p, _ := a.element(b)
+	return p, nil
+}
+
+// packets holds the packets of one message, taken in order.
+type packets struct {
+	ps   []ber.Packet
+	bufs []bytes.Buffer
+	used int
+}
+
+// element decodes the element at the start of b, which countBER accepted
+// (so its lengths fit and it nests at most maxDepth deep), and returns
+// the bytes after it.
+func (a *packets) element(b []byte) (*ber.Packet, []byte) {
+	tag, n, length, _ := header(b)
+	content := b[n : n+length]
+	p, buf := &a.ps[a.used], &a.bufs[a.used]
+	a.used++
+	*buf = *bytes.NewBuffer(content)
+	p.Identifier = ber.Identifier{ClassType: ber.Class(tag & 0xc0), TagType: ber.Type(tag & 0x20), Tag: ber.Tag(tag & 0x1f)}
+	p.Data = buf
+	if p.TagType == ber.TypeConstructed {
+		for rest := content; len(rest) > 0; {
+			var child *ber.Packet
+			child, rest = a.element(rest)
+			p.Children = append(p.Children, child)
+		}
+	}
+	return p, b[n+length:]
 }
 
 // header decodes the identifier and length octets at the start of b.

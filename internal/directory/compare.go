@@ -80,7 +80,9 @@ func (ss *session) compare(ctx context.Context, r *compareRequest) *ber.Packet {
 	case dn.Equal(DN{{{Type: "cn", Value: "subschema"}}}):
 		step = constantStep(subschema())
 	default:
-		plan, err := ss.plan(ctx, dn, scopeBase)
+		// The assertion is decided by the store: no attribute is read
+		// ("1.1", RFC 4511 §4.5.1.8).
+		plan, err := ss.plan(ctx, dn, scopeBase, newSelection([]string{"1.1"}))
 		switch {
 		case errors.Is(err, errNoSuchObject), errors.Is(err, store.ErrNotFound):
 			return answer(resultNoSuchObject, "")

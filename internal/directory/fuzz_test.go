@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -277,5 +278,47 @@ func TestDecodeWrites(t *testing.T) {
 	}
 	if r, ok := ops[2].(*modDNRequest); !ok || r.newRDN != "uid=captain" || !r.deleteOldRDN || !r.hasNewSuperior || r.newSuperior != "ou=people,dc=x" {
 		t.Errorf("modify DN: %+v", ops[2])
+	}
+}
+
+// FuzzDecodeBER: the decoder never panics, accepts only what walkBER
+// accepts, and builds the tree asn1-ber's decoder builds from the same
+// bytes: the same identifiers and children, and for primitive elements the
+// same content.
+func FuzzDecodeBER(f *testing.F) {
+	f.Add(searchMessage(present("objectClass")))
+	f.Add(searchMessage(nested(present("cn"), 5)))
+	f.Add(envelope(9, compareRequestOp("uid=alice,ou=people,dc=x", "mail", "alice@example.org")))
+	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x05})
+	f.Add([]byte{0x30, 0x80, 0x00, 0x00})
+	for _, m := range writeMessages() {
+		f.Add(m)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeBER(b)
+		if (err == nil) != (walkBER(b) == nil) {
+			t.Fatalf("decodeBER: %v, walkBER disagrees", err)
+		}
+		if err != nil {
+			return
+		}
+		want, err := ber.DecodePacketErr(b)
+		if err != nil {
+			return // asn1-ber also checks the content of universal strings and times, which LDAP does not use
+		}
+		samePacket(t, p, want, "message")
+	})
+}
+
+func samePacket(t *testing.T, got, want *ber.Packet, at string) {
+	t.Helper()
+	if got.Identifier != want.Identifier || len(got.Children) != len(want.Children) {
+		t.Fatalf("%s: %+v with %d children, asn1-ber %+v with %d", at, got.Identifier, len(got.Children), want.Identifier, len(want.Children))
+	}
+	if got.TagType == ber.TypePrimitive && !bytes.Equal(got.Data.Bytes(), want.Data.Bytes()) {
+		t.Fatalf("%s: content %x, asn1-ber %x", at, got.Data.Bytes(), want.Data.Bytes())
+	}
+	for i := range got.Children {
+		samePacket(t, got.Children[i], want.Children[i], fmt.Sprintf("%s/%d", at, i))
 	}
 }

@@ -93,12 +93,9 @@ type (
 // decodeMessage decodes one LDAPMessage read by readMessage. Any error is
 // a protocol error that ends the session (RFC 4511 §4.1.1).
 func decodeMessage(b []byte) (*message, error) {
-	if err := walkBER(b); err != nil {
-		return nil, err
-	}
-	p, err := ber.DecodePacketErr(b)
+	p, err := decodeBER(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errFraming, err)
+		return nil, err
 	}
 	if len(p.Children) < 2 || len(p.Children) > 3 {
 		return nil, fmt.Errorf("%w: an LDAPMessage has a messageID, an operation and perhaps controls", errFraming)

@@ -37,10 +37,10 @@ type pagedControl struct {
 // decodePaged decodes the control's value: SEQUENCE { size INTEGER, cookie OCTET STRING }.
 func decodePaged(c control) (pagedControl, error) {
 	bad := errors.New("the paged results control's value is not a size and a cookie")
-	if !c.hasValue || walkBER(c.value) != nil {
+	if !c.hasValue {
 		return pagedControl{}, bad
 	}
-	p, err := ber.DecodePacketErr(c.value)
+	p, err := decodeBER(c.value)
 	if err != nil || p.Tag != ber.TagSequence || len(p.Children) != 2 {
 		return pagedControl{}, bad
 	}

@@ -27,12 +27,9 @@ func decodePasswordModify(b []byte) (*passwordModify, error) {
 	if len(b) == 0 {
 		return &passwordModify{}, nil
 	}
-	if err := walkBER(b); err != nil {
-		return nil, err
-	}
-	p, err := ber.DecodePacketErr(b)
+	p, err := decodeBER(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errFraming, err)
+		return nil, err
 	}
 	if p.ClassType != ber.ClassUniversal || p.Tag != ber.TagSequence || p.TagType != ber.TypeConstructed || len(p.Children) > 3 {
 		return nil, fmt.Errorf("%w: PasswdModifyRequestValue is a SEQUENCE of at most three fields", errFraming)

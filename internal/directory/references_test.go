@@ -207,3 +207,56 @@ func testReferencesReadPerPage(t *testing.T, open opener) {
 		}
 	}
 }
+
+// What an entry refers to is read only when the search asks for the
+// attribute: memberOf is operational, so a search for the user attributes
+// of people reads none, one of devices only their owners.
+func TestReferencesReadWhenWanted(t *testing.T) {
+	counting := &countingStore{}
+	e := newEnv(t, func(o *Options, _ *netlimit.Policy, _ *authn.SessionOptions) {
+		counting.Store = o.Store
+		o.Store = counting
+	})
+	e.crowd(t, 4)
+	want := e.oracle(t)
+	c := e.bound(t, "uid=root,ou=people,"+base, rootPassword)
+	for _, tc := range []struct {
+		ou, class string
+		attrs     []string
+		reads     int64
+		refs      []string // the attributes of references sent, with the oracle's values
+	}{
+		{"people", "inetOrgPerson", nil, 0, nil},
+		{"people", "inetOrgPerson", []string{"cn", "mail"}, 0, nil},
+		{"people", "inetOrgPerson", []string{"*", "+"}, 1, []string{"memberOf"}},
+		{"devices", "device", nil, 1, []string{"owner"}},
+		{"devices", "device", []string{"cn", "serialNumber"}, 0, nil},
+		{"devices", "device", []string{"owner", "memberOf"}, 1, []string{"owner", "memberOf"}},
+		{"groups", "groupOfNames", []string{"cn"}, 0, nil},
+		{"groups", "groupOfNames", nil, 1, []string{"member"}},
+	} {
+		counting.refReads.Store(0)
+		res, err := c.Search(ldap.NewSearchRequest("ou="+tc.ou+","+base, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+			"(objectClass="+tc.class+")", tc.attrs, nil))
+		if err != nil || len(res.Entries) == 0 {
+			t.Fatalf("%s %q: %v, %d entries", tc.ou, tc.attrs, err, len(res.Entries))
+		}
+		if n := counting.refReads.Load(); n != tc.reads {
+			t.Errorf("%s %q: %d reads of what entries refer to, want %d", tc.ou, tc.attrs, n, tc.reads)
+		}
+		for _, en := range res.Entries {
+			for _, name := range []string{"memberOf", "owner", "member"} {
+				got := en.GetAttributeValues(name)
+				if !slices.Contains(tc.refs, name) {
+					if len(got) > 0 {
+						t.Errorf("%s %q: %s sent %s", tc.ou, tc.attrs, en.DN, name)
+					}
+					continue
+				}
+				if !slices.Equal(got, want[en.DN][name]) {
+					t.Errorf("%s %q: %s %s: got %q, want %q", tc.ou, tc.attrs, en.DN, name, got, want[en.DN][name])
+				}
+			}
+		}
+	}
+}

@@ -130,13 +130,10 @@ func entryMessage(id int64, e entry, sel *selection, typesOnly bool) []byte {
 		}
 	}
 	op := tlvLen(len(e.dn)) + tlvLen(list)
-	msgID := intLen(id)
-	b := make([]byte, 0, tlvLen(2+msgID+tlvLen(op)))
-	b = appendHeader(b, tagSequence, 2+msgID+tlvLen(op))
-	b = appendHeader(b, 0x02, msgID) // INTEGER messageID
-	for i := msgID - 1; i >= 0; i-- {
-		b = append(b, byte(id>>(8*i)))
-	}
+	msgID := tlvLen(intLen(id))
+	b := make([]byte, 0, tlvLen(msgID+tlvLen(op)))
+	b = appendHeader(b, tagSequence, msgID+tlvLen(op))
+	b = appendInt(b, 0x02, id)                  // INTEGER messageID
 	b = appendHeader(b, 0x60|opSearchEntry, op) // [APPLICATION 4] constructed
 	b = appendOctets(b, e.dn)
 	b = appendHeader(b, tagSequence, list)
@@ -155,6 +152,21 @@ func entryMessage(id int64, e entry, sel *selection, typesOnly bool) []byte {
 		}
 	}
 	return b
+}
+
+// resultMessage is the LDAPMessage of a response operation op that is an
+// LDAPResult alone, without controls (a SearchResultDone most often),
+// written as entryMessage writes entries.
+func resultMessage(id int64, op int, r result) []byte {
+	msgID := tlvLen(intLen(id))
+	body := tlvLen(intLen(int64(r.code))) + tlvLen(len(r.matchedDN)) + tlvLen(len(r.diagnostic))
+	b := make([]byte, 0, tlvLen(msgID+tlvLen(body)))
+	b = appendHeader(b, tagSequence, msgID+tlvLen(body))
+	b = appendInt(b, 0x02, id)
+	b = appendHeader(b, 0x60|byte(op), body)
+	b = appendInt(b, 0x0a, int64(r.code)) // ENUMERATED resultCode
+	b = appendOctets(b, r.matchedDN)
+	return appendOctets(b, r.diagnostic)
 }
 
 // tlvLen is the size of a BER element with n bytes of content.
@@ -191,6 +203,16 @@ func appendHeader(b []byte, tag byte, n int) []byte {
 	b = append(b, 0x80|byte(k-1))
 	for i := k - 2; i >= 0; i-- {
 		b = append(b, byte(n>>(8*i)))
+	}
+	return b
+}
+
+// appendInt appends an INTEGER or ENUMERATED (tag) of v, 0 .. maxInt.
+func appendInt(b []byte, tag byte, v int64) []byte {
+	n := intLen(v)
+	b = appendHeader(b, tag, n)
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, byte(v>>(8*i)))
 	}
 	return b
 }

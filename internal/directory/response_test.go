@@ -69,3 +69,20 @@ func FuzzEntryMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResultMessage: a result written straight as BER is the message
+// asn1-ber encodes from the same fields.
+func FuzzResultMessage(f *testing.F) {
+	f.Add(int64(1), int64(0), "", "")
+	f.Add(int64(maxMessageID), int64(resultOther), "dc=x", strings.Repeat("why ", 100))
+	f.Fuzz(func(t *testing.T, id, code int64, matched, why string) {
+		if id < 0 || id > maxMessageID || code < 0 || code > maxMessageID {
+			return
+		}
+		r := result{code: resultCode(code), matchedDN: matched, diagnostic: why}
+		got := resultMessage(id, opSearchDone, r)
+		if want := envelope(id, resultOp(opSearchDone, r)); !bytes.Equal(got, want) {
+			t.Fatalf("%x\nwant %x", got, want)
+		}
+	})
+}

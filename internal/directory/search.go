@@ -38,7 +38,7 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 		}
 	}
 	done := func(code resultCode, why string) bool {
-		return ss.respond(id, resultOp(opSearchDone, result{code: code, diagnostic: why}))
+		return ss.respondResult(id, opSearchDone, result{code: code, diagnostic: why})
 	}
 	base, err := ParseDN(r.base)
 	if err != nil {
@@ -67,7 +67,8 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 			return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), pagedResponse(""))
 		}
 	}
-	plan, err := ss.plan(ctx, base, r.scope)
+	sel := newSelection(r.attributes)
+	plan, err := ss.plan(ctx, base, r.scope, sel)
 	switch {
 	case errors.Is(err, errNoSuchObject), errors.Is(err, store.ErrNotFound):
 		// What the principal may not see does not exist for it.
@@ -106,7 +107,6 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	inPage, more := 0, false
-	sel := newSelection(r.attributes)
 	send := func(e entry) bool {
 		inPage++
 		state.sent++
@@ -167,6 +167,8 @@ steps:
 		doneControls = append(doneControls, pagedResponse(""))
 	case more:
 		return ss.respond(id, resultOp(opSearchDone, result{code: resultSizeLimitExceeded}), doneControls...)
+	case len(doneControls) == 0:
+		return done(resultSuccess, "")
 	}
 	return ss.respond(id, resultOp(opSearchDone, result{code: resultSuccess}), doneControls...)
 }
@@ -190,8 +192,9 @@ type planStep struct {
 	query    func(ctx context.Context, filter side, max int, o order) ([]entry, error)
 }
 
-// plan is what a search of base with scope reads, in order.
-func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, error) {
+// plan is what a search of base with scope reads, in order; the stored
+// entries have the attributes sel wants (and perhaps others).
+func (ss *session) plan(ctx context.Context, base DN, scope int64, sel *selection) ([]planStep, error) {
 	s := ss.s
 	n, err := s.locate(base)
 	if err != nil {
@@ -200,9 +203,9 @@ func (ss *session) plan(ctx context.Context, base DN, scope int64) ([]planStep, 
 	people, devices, groups := s.people, s.devices, s.groups
 	constant := constantStep
 	kinds := map[string]planStep{
-		ouPeople:  ss.stored(people, ss.visibleUsers(), s.userList),
-		ouDevices: ss.stored(devices, ss.visibleThings(), s.thingList),
-		ouGroups:  ss.stored(groups, ss.visibleGroups(), s.groupList),
+		ouPeople:  ss.stored(people, ss.visibleUsers(), sel, s.userList),
+		ouDevices: ss.stored(devices, ss.visibleThings(), sel, s.thingList),
+		ouGroups:  ss.stored(groups, ss.visibleGroups(), sel, s.groupList),
 	}
 	services := ss.visibleServices()
 	// below is what a subtree search of the container ou reads after it.
@@ -285,15 +288,15 @@ func named(n node) store.Expr {
 }
 
 // stored is the plan step of a stored kind: the filter and the principal's
-// visibility, at most max entries, in id order.
-func (ss *session) stored(k *storedKind, visible side, list func(context.Context, store.Query) ([]entry, error)) planStep {
+// visibility, at most max entries, in id order, with what sel wants.
+func (ss *session) stored(k *storedKind, visible side, sel *selection, list func(context.Context, store.Query, *selection) ([]entry, error)) planStep {
 	return planStep{schema: k, query: func(ctx context.Context, filter side, max int, o order) ([]entry, error) {
 		where := and(visible, filter)
 		if where.is && !where.v {
 			return nil, nil
 		}
 		// LDAP never says how many entries match: no COUNT.
-		return list(ctx, store.Query{Filter: where.e, SortBy: o.by, Descending: o.desc, Offset: o.offset, Limit: max, NoTotal: true})
+		return list(ctx, store.Query{Filter: where.e, SortBy: o.by, Descending: o.desc, Offset: o.offset, Limit: max, NoTotal: true}, sel)
 	}}
 }
 
@@ -389,13 +392,14 @@ func newSelection(want []string) *selection {
 }
 
 // keeps says whether a is sent.
-func (sel *selection) keeps(a attribute) bool {
-	if len(a.values) == 0 {
-		return false
-	}
-	t := typeOf(a.name)
+func (sel *selection) keeps(a attribute) bool { return len(a.values) > 0 && sel.wants(a.name) }
+
+// wants says whether the attribute named name is sent when it has values:
+// what an entry refers to is read only then.
+func (sel *selection) wants(name string) bool {
+	t := typeOf(name)
 	if t == nil {
-		return sel.all || sel.names[strings.ToLower(a.name)]
+		return sel.all || sel.names[strings.ToLower(name)]
 	}
 	return sel.types[t] || (sel.all && !t.operational) || (sel.ops && t.operational)
 }

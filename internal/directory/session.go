@@ -18,8 +18,12 @@ type session struct {
 	s    *Server
 	conn net.Conn
 	r    *bufio.Reader
-	tls  bool       // the connection is TLS (LDAPS or after StartTLS)
-	who  *principal // nil: anonymous
+	// w holds an operation's responses until it is answered (flush): a
+	// search's entry and its SearchResultDone leave in one TLS record and
+	// one system call, a page of entries in a few.
+	w   *bufio.Writer
+	tls bool       // the connection is TLS (LDAPS or after StartTLS)
+	who *principal // nil: anonymous
 	// pages are the paged searches this session may continue, by cookie.
 	pages   map[string]*pageState
 	pageSeq uint64
@@ -41,12 +45,13 @@ func (ss *session) serve() {
 		}
 		ss.conn = tc
 	}
-	ss.r = bufio.NewReader(ss.conn)
+	ss.r, ss.w = bufio.NewReader(ss.conn), bufio.NewWriter(ss.conn)
 	for {
 		ss.conn.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		if _, err := ss.r.Peek(1); err != nil {
 			if isTimeout(err) {
 				ss.write(noticeOfDisconnection(resultUnavailable, "idle for too long"))
+				ss.flush()
 			}
 			return
 		}
@@ -55,7 +60,7 @@ func (ss *session) serve() {
 		if err == nil {
 			var m *message
 			if m, err = decodeMessage(b); err == nil {
-				if !ss.handle(m) {
+				if ok := ss.handle(m); !ss.flush() || !ok {
 					return
 				}
 				continue
@@ -64,6 +69,7 @@ func (ss *session) serve() {
 		if errors.Is(err, errFraming) {
 			ss.log.Info("ldap: protocol error, session ended", "err", err)
 			ss.write(noticeOfDisconnection(resultProtocolError, err.Error()))
+			ss.flush()
 		}
 		return
 	}
@@ -74,12 +80,24 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// write sends one encoded message within the read timeout; false when the
-// connection failed.
+// write queues one encoded message, sending what is queued first when it
+// does not fit, within the read timeout; false when the connection failed.
 func (ss *session) write(b []byte) bool {
-	ss.conn.SetWriteDeadline(time.Now().Add(ss.s.opts.Limits.ReadTimeout))
-	_, err := ss.conn.Write(b)
+	if len(b) > ss.w.Available() {
+		ss.conn.SetWriteDeadline(time.Now().Add(ss.s.opts.Limits.ReadTimeout))
+	}
+	_, err := ss.w.Write(b)
 	return err == nil
+}
+
+// flush sends what is queued within the read timeout; false when the
+// connection failed.
+func (ss *session) flush() bool {
+	if ss.w.Buffered() == 0 {
+		return ss.w.Flush() == nil // the error of an earlier write, if any
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(ss.s.opts.Limits.ReadTimeout))
+	return ss.w.Flush() == nil
 }
 
 // respond sends one response operation for message id, with controls,
@@ -89,6 +107,12 @@ func (ss *session) respond(id int64, op *ber.Packet, controls ...*ber.Packet) bo
 		ss.op.result = resultCode(code)
 	}
 	return ss.write(envelope(id, op, controls...))
+}
+
+// respondResult sends a response operation op that is an LDAPResult alone.
+func (ss *session) respondResult(id int64, op int, r result) bool {
+	ss.op.result = r.code
+	return ss.write(resultMessage(id, op, r))
 }
 
 // sendEntry sends one SearchResultEntry with the attributes sel keeps.
@@ -213,7 +237,8 @@ func (ss *session) startTLS(id int64) bool {
 		ss.write(noticeOfDisconnection(resultProtocolError, "data sent after the StartTLS request"))
 		return false
 	}
-	if !ss.respond(id, extendedResponse(result{code: resultSuccess}, oidStartTLS, nil)) {
+	// The answer goes out in clear text before the handshake starts.
+	if !ss.respond(id, extendedResponse(result{code: resultSuccess}, oidStartTLS, nil)) || !ss.flush() {
 		return false
 	}
 	tc := tls.Server(ss.conn, ss.s.opts.TLS)
@@ -223,6 +248,6 @@ func (ss *session) startTLS(id int64) bool {
 		return false
 	}
 	ss.conn.SetDeadline(time.Time{})
-	ss.conn, ss.r, ss.tls = tc, bufio.NewReader(tc), true
+	ss.conn, ss.r, ss.w, ss.tls = tc, bufio.NewReader(tc), bufio.NewWriter(tc), true
 	return true
 }

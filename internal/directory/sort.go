@@ -29,10 +29,10 @@ type sortKey struct {
 // orderingRule [0] OPTIONAL, reverseOrder [1] BOOLEAN DEFAULT FALSE }.
 func decodeSort(c control) ([]sortKey, error) {
 	bad := errors.New("the sort control's value is not a list of sort keys")
-	if !c.hasValue || walkBER(c.value) != nil {
+	if !c.hasValue {
 		return nil, bad
 	}
-	p, err := ber.DecodePacketErr(c.value)
+	p, err := decodeBER(c.value)
 	if err != nil || p.Tag != ber.TagSequence || p.TagType != ber.TypeConstructed || len(p.Children) == 0 {
 		return nil, bad
 	}

@@ -118,10 +118,28 @@ func (s *Server) refDN(r store.Ref, name string) string {
 	return ""
 }
 
+// pageBound is the context of the reads that complete a page: what its
+// entries refer to. Their work is bounded by the page (indexed lookups by
+// the ids just read), not by the search's filter, so once started they
+// run past the search's time limit, which is checked before: a context
+// that can end costs the pure-Go SQLite driver and database/sql a
+// goroutine each per statement, about as much CPU as an equality
+// search's own lookup (docs/performance.md).
+func pageBound(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 // related reads what a page of identities of kind self refers to, in one
 // statement: for each spec, the DNs at the other ends by the id of the
 // identity of the page.
 func (s *Server) related(ctx context.Context, self store.Kind, ids []string, specs ...store.RelSpec) ([]map[string][]string, error) {
+	ctx, err := pageBound(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rels, err := s.opts.Store.Related(ctx, self, ids, specs)
 	if err != nil {
 		return nil, err
@@ -153,7 +171,10 @@ func (s *Server) memberDNs(ctx context.Context, gs []*store.Group) (map[string][
 		}
 	}
 	names := map[store.Kind]map[string]string{}
-	var err error
+	ctx, err := pageBound(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if len(ids[store.KindUser]) > 0 {
 		if names[store.KindUser], err = s.opts.Store.UserNames(ctx, ids[store.KindUser]); err != nil {
 			return nil, err
@@ -319,47 +340,69 @@ var (
 )
 
 // userList, thingList and groupList run a query and build the entries of
-// the page, with what they refer to read for the whole page.
-func (s *Server) userList(ctx context.Context, q store.Query) ([]entry, error) {
+// the page, with what they refer to read for the whole page when sel
+// wants it (memberOf is operational: most searches do not).
+func (s *Server) userList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	us, _, err := s.opts.Store.ListUsers(ctx, q)
 	if err != nil || len(us) == 0 {
 		return nil, err
 	}
-	refs, err := s.related(ctx, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }), groupsOf)
-	if err != nil {
-		return nil, err
+	groups := map[string][]string{}
+	if sel.wants("memberOf") {
+		refs, err := s.related(ctx, store.KindUser, idsOf(us, func(u *store.User) string { return u.ID }), groupsOf)
+		if err != nil {
+			return nil, err
+		}
+		groups = refs[0]
 	}
 	out := make([]entry, len(us))
 	for i, u := range us {
-		out[i] = s.userEntry(u, refs[0][u.ID])
+		out[i] = s.userEntry(u, groups[u.ID])
 	}
 	return out, nil
 }
 
-func (s *Server) thingList(ctx context.Context, q store.Query) ([]entry, error) {
+func (s *Server) thingList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	ts, _, err := s.opts.Store.ListThings(ctx, q)
 	if err != nil || len(ts) == 0 {
 		return nil, err
 	}
-	refs, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), ownersOf, groupsOf)
-	if err != nil {
-		return nil, err
+	var specs []store.RelSpec
+	for _, want := range []struct {
+		attr string
+		spec store.RelSpec
+	}{{"owner", ownersOf}, {"memberOf", groupsOf}} {
+		if sel.wants(want.attr) {
+			specs = append(specs, want.spec)
+		}
+	}
+	refs := map[store.RelSpec]map[string][]string{}
+	if len(specs) > 0 {
+		found, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), specs...)
+		if err != nil {
+			return nil, err
+		}
+		for i, sp := range specs {
+			refs[sp] = found[i]
+		}
 	}
 	out := make([]entry, len(ts))
 	for i, t := range ts {
-		out[i] = s.thingEntry(t, refs[0][t.ID], refs[1][t.ID])
+		out[i] = s.thingEntry(t, refs[ownersOf][t.ID], refs[groupsOf][t.ID])
 	}
 	return out, nil
 }
 
-func (s *Server) groupList(ctx context.Context, q store.Query) ([]entry, error) {
+func (s *Server) groupList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
 	gs, _, err := s.opts.Store.ListGroups(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.memberDNs(ctx, gs)
-	if err != nil {
-		return nil, err
+	var members map[string][]string
+	if len(gs) > 0 && sel.wants("member") {
+		if members, err = s.memberDNs(ctx, gs); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]entry, len(gs))
 	for i, g := range gs {

@@ -310,3 +310,29 @@ func TestInvitationsUpgrade(t *testing.T) {
 		}
 	})
 }
+
+// An equality on the serial number alone, in id order as the directory's
+// and SCIM's pages are, is one seek in things_serial_number that gives the
+// matches in order: no skip-scan of another index, no sort.
+func TestSerialLookupPlan(t *testing.T) {
+	st, _ := open(t)
+	ctx := context.Background()
+	things := make([]*store.Thing, 50)
+	for i := range things {
+		things[i] = &store.Thing{Type: store.ThingDevice, Model: fmt.Sprintf("M%d", i%5), SerialNumber: fmt.Sprintf("SN-%05d", i), Status: store.StatusActive}
+	}
+	if _, err := st.CreateThings(ctx, things); err != nil {
+		t.Fatal(err)
+	}
+	ex := st.(interface {
+		ExplainThings(ctx context.Context, q store.Query) (count, page string, err error)
+	})
+	_, page, err := ex.ExplainThings(ctx, store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpEq, Value: "SN-00007"},
+		SortBy: "id", Limit: 2, NoTotal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page, "USING INDEX things_serial_number (serial_number=?)") || strings.Contains(page, "TEMP B-TREE") {
+		t.Errorf("the page's plan is not one ordered seek in things_serial_number:\n%s", page)
+	}
+}

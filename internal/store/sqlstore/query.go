@@ -655,6 +655,11 @@ func (c *compiler) orderBy(q store.Query) (string, error) {
 		case store.Bool:
 			key = "COALESCE(" + key + ", FALSE)"
 		}
+		if name == "id" {
+			// Unique: no tie to break, and a repeated term made SQLite sort
+			// what an index on (<column>, id) gives in order.
+			return key + dir, nil
+		}
 		return key + dir + ", x.id", nil
 	}
 	if c.k.attributes && strings.HasPrefix(lower, strings.ToLower(store.AttributePrefix)) && len(q.SortBy) > len(store.AttributePrefix) {
