@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // The types thingid decides on (AuthZEN §5: a subject and a resource are a
@@ -29,16 +30,10 @@ const (
 	PermitOnFirstPermit = "permit_on_first_permit"
 )
 
-// FieldError is a malformed request: the member at fault (a JSON path such
-// as "evaluations[2].action.name") and why.
-type FieldError struct {
-	Field, Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-func bad(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+// bad is a malformed request: the member at fault (a JSON path such as
+// "evaluations[2].action.name") and why.
+func bad(field, format string, args ...any) *refusal.FieldError {
+	return refusal.New(field, format, args...)
 }
 
 // tuple is the 4-tuple of an evaluation as sent: nil members are absent.

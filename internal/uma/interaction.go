@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -85,7 +86,7 @@ type interaction struct {
 }
 
 // loadInteraction parses q and validates the client and where the party goes
-// back to. A *fieldError says what is wrong with the request.
+// back to. A *refusal.FieldError says what is wrong with the request.
 func (s *Server) loadInteraction(ctx context.Context, q url.Values) (*interaction, error) {
 	req, err := parseInteraction(q)
 	if err != nil {
@@ -143,7 +144,7 @@ type claimsView struct {
 
 // interactionRefused shows why a request cannot go back to the client.
 func (s *Server) interactionRefused(w http.ResponseWriter, r *http.Request, status int, err error) {
-	var fe *fieldError
+	var fe *refusal.FieldError
 	if !errors.As(err, &fe) {
 		s.log.Error("uma: claims interaction", "path", r.URL.Path, "err", err)
 		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.claims, claimsView{Error: s.kit.Translator(r)("Something went wrong on our side. Please try again later.")})

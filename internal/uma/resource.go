@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -41,13 +42,9 @@ type Description struct {
 	Owner       string   `json:"owner,omitempty"`
 }
 
-// fieldError is a refused field of a request body.
-type fieldError struct{ field, msg string }
-
-func (e *fieldError) Error() string { return e.field + ": " + e.msg }
-
+// badField is the refusal of a field of a request body.
 func badField(field, format string, args ...any) error {
-	return &fieldError{field, fmt.Sprintf(format, args...)}
+	return refusal.New(field, format, args...)
 }
 
 // readJSON reads one JSON value of at most maxBody bytes into v; a syntax or
@@ -172,7 +169,7 @@ func ValidScope(s string) bool {
 }
 
 func (s *Server) fieldProblem(w http.ResponseWriter, r *http.Request, err error) {
-	var fe *fieldError
+	var fe *refusal.FieldError
 	if errors.As(err, &fe) {
 		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_request", fe.Error()))
 		return
