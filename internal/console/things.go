@@ -21,7 +21,8 @@ import (
 )
 
 // refused is the refusal of a console form's input field, named as the
-// form names it (shown at the field), for the reason format.
+// form names it (shown at the field), for the reason format; the
+// catalogues' test finds the page text of its calls by this name.
 func refused(field, format string, args ...any) *refusal.FieldError {
 	return refusal.New(field, format, args...)
 }
