@@ -114,7 +114,7 @@ func auditFilter(values map[string]*string, now time.Time) (audit.Filter, error)
 	}
 	f, err := audit.ParseFilter(v)
 	if fe := (*audit.FieldError)(nil); errors.As(err, &fe) {
-		return f, fmt.Errorf("%s: %s", flagOf[fe.Field], fe.Reason)
+		return f, fmt.Errorf("%s: %s", flagOf[fe.Field], fe.Reason())
 	}
 	return f, err
 }

@@ -98,7 +98,7 @@ func explainCAErr(err error) error {
 		"template.model": "--model", "template.serialFrom": "--serial-from", "template.thingType": "--thing-type", "template.attributes": "--attributes"}
 	var ce *certauth.CAError
 	if errors.As(err, &ce) && flags[ce.Field] != "" {
-		return fmt.Errorf("%s: %s", flags[ce.Field], ce.Reason)
+		return fmt.Errorf("%s: %s", flags[ce.Field], ce.Reason())
 	}
 	return explainStoreErr(err, "this CA certificate", "thingid cas list")
 }
@@ -180,7 +180,7 @@ is POST /api/v1/admin/revocations).`,
 				done, err := c.Revoke(cmd.Context(), cliActor, r)
 				var re *certauth.RevocationError
 				if errors.As(err, &re) {
-					return fmt.Errorf("--%s: %s", map[string]string{"thingId": "thing", "fingerprint": "fingerprint", "reason": "reason"}[re.Field], re.Reason)
+					return fmt.Errorf("--%s: %s", map[string]string{"thingId": "thing", "fingerprint": "fingerprint", "reason": "reason"}[re.Field], re.Reason())
 				}
 				if err != nil {
 					return explainStoreErr(err, "thing "+r.ThingID, listDevices)

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -38,23 +38,12 @@ const (
 // maxText bounds a text filter, in characters.
 const maxText = 256
 
-// FieldError is a bad parameter of a query: Field names it. Reason is
-// English (the API's answer); a page translates its source text (Refusal).
-type FieldError struct {
-	Field  string
-	Reason string
-	src    string
-	args   []any
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// Refusal is the reason's English source text and the arguments of its
-// verbs (ui.Refusal).
-func (e *FieldError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
+// FieldError is a bad parameter of a query: Field names it. Error() is
+// English (the API's answer); a page translates it (ui.Refusal).
+type FieldError struct{ refusal.FieldError }
 
 func bad(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
+	return &FieldError{refusal.FieldError{Field: field, Src: format, Args: args}}
 }
 
 // ParseFilter reads a Filter from query parameters (actor, action, subject,

@@ -117,8 +117,8 @@ func (s *Sessions) changePassword(w http.ResponseWriter, r *http.Request, sess *
 	}
 	hash, err := s.users.HashPassword(next, u)
 	if ve := (*identity.ValidationError)(nil); errors.As(err, &ve) {
-		return &changeFailure{status: http.StatusUnprocessableEntity, field: "newPassword", detail: "newPassword: " + ve.Reason,
-			page: ui.ReasonOnly(ve)}
+		return &changeFailure{status: http.StatusUnprocessableEntity, field: "newPassword", detail: "newPassword: " + ve.Reason(),
+			page: ve.At("")}
 	}
 	if err != nil {
 		return s.changeError(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/thingid/thingid/internal/dpop"
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -216,7 +217,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	var fe *FieldError
+	var fe *refusal.FieldError
 	var pe *policy.FieldError
 	switch {
 	case errors.As(err, &fe):

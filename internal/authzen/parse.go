@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // The types thingid decides on (AuthZEN §5: a subject and a resource are a
@@ -28,18 +29,6 @@ const (
 	DenyOnFirstDeny     = "deny_on_first_deny"
 	PermitOnFirstPermit = "permit_on_first_permit"
 )
-
-// FieldError is a malformed request: the member at fault (a JSON path such
-// as "evaluations[2].action.name") and why.
-type FieldError struct {
-	Field, Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-func bad(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
-}
 
 // tuple is the 4-tuple of an evaluation as sent: nil members are absent.
 // The context is read as raw JSON and never looked into: the decision's
@@ -70,7 +59,9 @@ type batch struct {
 	Options     json.RawMessage   `json:"options"`
 }
 
-// ParseEvaluation reads an Access Evaluation request (AuthZEN §6.1).
+// ParseEvaluation reads an Access Evaluation request (AuthZEN §6.1). A
+// malformed one is a *refusal.FieldError naming the member at fault (a JSON
+// path such as "evaluations[2].action.name").
 func ParseEvaluation(body []byte) (policy.Request, error) {
 	var t tuple
 	if err := decodeObject(body, &t, ""); err != nil {
@@ -100,7 +91,7 @@ func ParseEvaluations(body []byte) ([]policy.Request, string, error) {
 			case ExecuteAll, DenyOnFirstDeny, PermitOnFirstPermit:
 				semantic = *opts.Semantic
 			default:
-				return nil, "", bad("options.evaluations_semantic", "%q is not one of execute_all, deny_on_first_deny, permit_on_first_permit", clip(*opts.Semantic))
+				return nil, "", refusal.New("options.evaluations_semantic", "%q is not one of execute_all, deny_on_first_deny, permit_on_first_permit", clip(*opts.Semantic))
 			}
 		}
 	}
@@ -112,10 +103,10 @@ func ParseEvaluations(body []byte) ([]policy.Request, string, error) {
 		return []policy.Request{r}, semantic, nil
 	}
 	if len(b.Evaluations) == 0 {
-		return nil, "", bad("evaluations", "an empty array asks nothing; send at least one evaluation or leave evaluations out")
+		return nil, "", refusal.New("evaluations", "an empty array asks nothing; send at least one evaluation or leave evaluations out")
 	}
 	if len(b.Evaluations) > MaxEvaluations {
-		return nil, "", bad("evaluations", "at most %d evaluations in one request", MaxEvaluations)
+		return nil, "", refusal.New("evaluations", "at most %d evaluations in one request", MaxEvaluations)
 	}
 	out := make([]policy.Request, len(b.Evaluations))
 	for i, raw := range b.Evaluations {
@@ -152,14 +143,14 @@ func (t *tuple) request(prefix string) (policy.Request, error) {
 		return policy.Request{}, err
 	}
 	if t.Action == nil {
-		return policy.Request{}, bad(prefix+"action", "missing: an object with a name")
+		return policy.Request{}, refusal.New(prefix+"action", "missing: an object with a name")
 	}
 	if t.Action.Name == nil || *t.Action.Name == "" {
-		return policy.Request{}, bad(prefix+"action.name", "missing")
+		return policy.Request{}, refusal.New(prefix+"action.name", "missing")
 	}
 	name := policy.Action(*t.Action.Name)
 	if !name.Valid() {
-		return policy.Request{}, bad(prefix+"action.name", "%q is not one of use, configure, pair, mqtt.publish, mqtt.subscribe, gateway", clip(string(name)))
+		return policy.Request{}, refusal.New(prefix+"action.name", "%q is not one of use, configure, pair, mqtt.publish, mqtt.subscribe, gateway", clip(string(name)))
 	}
 	r := policy.Request{UserID: *t.Subject.ID, ThingID: *t.Resource.ID, Action: name}
 	if len(t.Action.Properties) > 0 && !isNull(t.Action.Properties) {
@@ -171,13 +162,13 @@ func (t *tuple) request(prefix string) (policy.Request, error) {
 		}
 		if props.Scope != nil {
 			if name != policy.Gateway {
-				return policy.Request{}, bad(prefix+"action.properties.scope", "only the gateway action takes a scope")
+				return policy.Request{}, refusal.New(prefix+"action.properties.scope", "only the gateway action takes a scope")
 			}
 			r.Scope = *props.Scope
 		}
 	}
 	if len(t.Context) > 0 && !isNull(t.Context) && !isObject(t.Context) {
-		return policy.Request{}, bad(prefix+"context", "must be a JSON object")
+		return policy.Request{}, refusal.New(prefix+"context", "must be a JSON object")
 	}
 	return r, nil
 }
@@ -187,15 +178,15 @@ func (t *tuple) request(prefix string) (policy.Request, error) {
 func (e *entity) check(field, typ string) error {
 	switch {
 	case e == nil:
-		return bad(field, "missing: an object with type and id")
+		return refusal.New(field, "missing: an object with type and id")
 	case e.Type == nil || *e.Type == "":
-		return bad(field+".type", "missing")
+		return refusal.New(field+".type", "missing")
 	case *e.Type != typ:
-		return bad(field+".type", "thingid decides for %s type %q, not %q", strings.TrimPrefix(field[strings.LastIndex(field, ".")+1:], "."), typ, clip(*e.Type))
+		return refusal.New(field+".type", "thingid decides for %s type %q, not %q", strings.TrimPrefix(field[strings.LastIndex(field, ".")+1:], "."), typ, clip(*e.Type))
 	case e.ID == nil || *e.ID == "":
-		return bad(field+".id", "missing")
+		return refusal.New(field+".id", "missing")
 	case len(e.Properties) > 0 && !isNull(e.Properties) && !isObject(e.Properties):
-		return bad(field+".properties", "must be a JSON object")
+		return refusal.New(field+".properties", "must be a JSON object")
 	}
 	return nil
 }
@@ -208,7 +199,7 @@ func decodeObject(data []byte, v any, prefix string) error {
 		field = "body"
 	}
 	if !isObject(data) {
-		return bad(field, "must be a JSON object")
+		return refusal.New(field, "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	err := dec.Decode(v)
@@ -216,13 +207,13 @@ func decodeObject(data []byte, v any, prefix string) error {
 	switch {
 	case err == nil:
 		if dec.More() {
-			return bad(field, "must hold exactly one JSON object")
+			return refusal.New(field, "must hold exactly one JSON object")
 		}
 		return nil
 	case errors.As(err, &te) && te.Field != "":
-		return bad(prefix+te.Field, "must be a JSON %s", jsonKind(te.Type.Kind().String()))
+		return refusal.New(prefix+te.Field, "must be a JSON %s", jsonKind(te.Type.Kind().String()))
 	}
-	return bad(field, "not valid JSON: %v", err)
+	return refusal.New(field, "not valid JSON: %v", err)
 }
 
 func isObject(b []byte) bool {

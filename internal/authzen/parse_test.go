@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/thingid/thingid/internal/policy"
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 func TestParseEvaluationsDefaults(t *testing.T) {
@@ -32,7 +33,7 @@ func TestParseEvaluationsDefaults(t *testing.T) {
 	}
 }
 
-// FuzzParse: any body is a list of requests or a FieldError, never a panic,
+// FuzzParse: any body is a list of requests or a refusal.FieldError, never a panic,
 // and what parses names a user, a thing and an action of the schema.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"subject":{"type":"user","id":"u"},"resource":{"type":"thing","id":"t"},"action":{"name":"use"},"context":{"time":"x"}}`))
@@ -40,7 +41,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"evaluations":[{"subject":null,"resource":{"type":"thing","id":"t"}}],"options":null}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		check := func(reqs []policy.Request, err error) {
-			var fe *FieldError
+			var fe *refusal.FieldError
 			if err != nil {
 				if !errors.As(err, &fe) || fe.Field == "" {
 					t.Fatalf("not a field error: %v", err)

@@ -173,7 +173,7 @@ func (q *revocationRequest) revocation() (Revocation, error) {
 	if q.Certificate != "" {
 		cert, err := pki.ParseLeafPEM([]byte(q.Certificate))
 		if err != nil {
-			return rv, &RevocationError{"certificate", err.Error()}
+			return rv, invalidRevocation("certificate", "%v", err)
 		}
 		rv.Certificate = cert
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -35,9 +36,11 @@ type CASpec struct {
 }
 
 // CAError is a CASpec that cannot be registered; Field names what is wrong.
-type CAError struct{ Field, Reason string }
+type CAError struct{ refusal.FieldError }
 
-func (e *CAError) Error() string { return e.Field + ": " + e.Reason }
+func invalidCA(field, format string, args ...any) error {
+	return &CAError{refusal.FieldError{Field: field, Src: format, Args: args}}
+}
 
 const (
 	maxCAName        = 200
@@ -51,22 +54,22 @@ const (
 func (s *CASpec) check(dca *pki.DeviceCA) (*x509.Certificate, error) {
 	s.Name = strings.TrimSpace(s.Name)
 	if s.Name == "" || utf8.RuneCountInString(s.Name) > maxCAName || !utf8.ValidString(s.Name) {
-		return nil, &CAError{"name", fmt.Sprintf("is required: 1 to %d characters", maxCAName)}
+		return nil, invalidCA("name", "is required: 1 to %d characters", maxCAName)
 	}
 	cert, err := pki.ParseCertificatePEM([]byte(s.Certificate))
 	if err != nil {
-		return nil, &CAError{"certificate", err.Error()}
+		return nil, invalidCA("certificate", "%v", err)
 	}
 	switch {
 	case !cert.BasicConstraintsValid || !cert.IsCA:
-		return nil, &CAError{"certificate", fmt.Sprintf("%q is not a CA certificate (basicConstraints cA is not set)", cert.Subject)}
+		return nil, invalidCA("certificate", "%q is not a CA certificate (basicConstraints cA is not set)", cert.Subject)
 	case cert.KeyUsage&x509.KeyUsageCertSign == 0:
-		return nil, &CAError{"certificate", fmt.Sprintf("%q lacks the keyCertSign key usage", cert.Subject)}
+		return nil, invalidCA("certificate", "%q lacks the keyCertSign key usage", cert.Subject)
 	case cert.Equal(dca.Root) || cert.Equal(dca.Cert):
-		return nil, &CAError{"certificate", "is the platform's own CA: its device certificates are accepted already"}
+		return nil, invalidCA("certificate", "is the platform's own CA: its device certificates are accepted already")
 	}
 	if err := pki.CheckPublicKey(cert.PublicKey); err != nil {
-		return nil, &CAError{"certificate", err.Error()}
+		return nil, invalidCA("certificate", "%v", err)
 	}
 	if err := checkTemplate(&s.Template); err != nil {
 		return nil, err
@@ -80,26 +83,26 @@ func checkTemplate(t *store.ProvisioningTemplate) error {
 	for _, f := range []struct{ name, value string }{{"template.manufacturer", t.Manufacturer}, {"template.model", t.Model}} {
 		// Manufacturer, model and serial are the key the thing is found by.
 		if f.value == "" || utf8.RuneCountInString(f.value) > maxTemplateText || !utf8.ValidString(f.value) {
-			return &CAError{f.name, fmt.Sprintf("is required: 1 to %d characters", maxTemplateText)}
+			return invalidCA(f.name, "is required: 1 to %d characters", maxTemplateText)
 		}
 	}
 	switch t.SerialFrom {
 	case SerialFromSerialNumber, SerialFromCommonName, SerialFromDNSName, SerialFromURI, SerialFromEmail:
 	default:
-		return &CAError{"template.serialFrom", fmt.Sprintf("%q is not one of serialNumber, commonName, dnsName, uri, email", t.SerialFrom)}
+		return invalidCA("template.serialFrom", "%q is not one of serialNumber, commonName, dnsName, uri, email", t.SerialFrom)
 	}
 	switch t.ThingType {
 	case "":
 		t.ThingType = store.ThingDevice
 	case store.ThingDevice, store.ThingService, store.ThingGateway:
 	default:
-		return &CAError{"template.thingType", fmt.Sprintf("%q is not one of device, service, gateway", t.ThingType)}
+		return invalidCA("template.thingType", "%q is not one of device, service, gateway", t.ThingType)
 	}
 	if len(t.Attributes) > maxTemplateAttrs {
-		return &CAError{"template.attributes", fmt.Sprintf("at most %d attributes", maxTemplateAttrs)}
+		return invalidCA("template.attributes", "at most %d attributes", maxTemplateAttrs)
 	}
 	if b, err := json.Marshal(t.Attributes); err != nil || len(b) > maxTemplateJSON {
-		return &CAError{"template.attributes", fmt.Sprintf("must be JSON values of at most %d bytes in all", maxTemplateJSON)}
+		return invalidCA("template.attributes", "must be JSON values of at most %d bytes in all", maxTemplateJSON)
 	}
 	return nil
 }

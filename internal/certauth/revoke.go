@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -86,9 +87,11 @@ type Revocation struct {
 
 // RevocationError is a Revocation that cannot be carried out as given; Field
 // names what is wrong.
-type RevocationError struct{ Field, Reason string }
+type RevocationError struct{ refusal.FieldError }
 
-func (e *RevocationError) Error() string { return e.Field + ": " + e.Reason }
+func invalidRevocation(field, format string, args ...any) error {
+	return &RevocationError{refusal.FieldError{Field: field, Src: format, Args: args}}
+}
 
 // Revoke records the revocations and their audit records in one transaction,
 // then refuses the certificates on this node at once and on every other one
@@ -100,7 +103,7 @@ func (c *Checker) Revoke(ctx context.Context, actor string, rs ...Revocation) ([
 	var recs []*store.RevokedCert
 	for _, r := range rs {
 		if _, ok := reasonNames[r.Reason]; !ok {
-			return nil, &RevocationError{"reason", r.Reason.String() + " cannot be used to revoke a device certificate"}
+			return nil, invalidRevocation("reason", "%s cannot be used to revoke a device certificate", r.Reason)
 		}
 		rc, err := c.revocations(ctx, r)
 		if err != nil {
@@ -153,7 +156,7 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 		rc.FingerprintSHA256 = hex.EncodeToString(sum[:])
 		if r.Fingerprint != "" {
 			if fp, ok := parseFingerprint(r.Fingerprint); !ok || fp != sum {
-				return nil, &RevocationError{"fingerprint", "is not the SHA-256 of the certificate given; give one or the other"}
+				return nil, invalidRevocation("fingerprint", "is not the SHA-256 of the certificate given; give one or the other")
 			}
 		}
 		rc.SerialNumber = r.Certificate.SerialNumber.Text(16)
@@ -163,7 +166,7 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 		if rc.Authority == AuthorityPlatform {
 			id, ok := pki.ThingID(r.Certificate)
 			if ok && r.ThingID != "" && r.ThingID != id {
-				return nil, &RevocationError{"thingId", fmt.Sprintf("the certificate was issued to thing %s, not %s", id, r.ThingID)}
+				return nil, invalidRevocation("thingId", "the certificate was issued to thing %s, not %s", id, r.ThingID)
 			}
 			rc.ThingID = id
 		}
@@ -171,7 +174,7 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 	case r.Fingerprint != "":
 		fp, ok := parseFingerprint(r.Fingerprint)
 		if !ok {
-			return nil, &RevocationError{"fingerprint", "must be a SHA-256 in hex: 64 hex digits, colons allowed"}
+			return nil, invalidRevocation("fingerprint", "must be a SHA-256 in hex: 64 hex digits, colons allowed")
 		}
 		rc := base
 		rc.FingerprintSHA256 = hex.EncodeToString(fp[:])
@@ -182,7 +185,7 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 			return nil, err
 		}
 		if len(t.Certificates) == 0 {
-			return nil, &RevocationError{"thingId", fmt.Sprintf("thing %s has no certificates recorded; give the certificate or its fingerprint", t.ID)}
+			return nil, invalidRevocation("thingId", "thing %s has no certificates recorded; give the certificate or its fingerprint", t.ID)
 		}
 		var out []*store.RevokedCert
 		for _, ref := range t.Certificates {
@@ -195,7 +198,7 @@ func (c *Checker) revocations(ctx context.Context, r Revocation) ([]*store.Revok
 		}
 		return out, nil
 	}
-	return nil, &RevocationError{"thingId", "give a thing, a certificate or a fingerprint to revoke"}
+	return nil, invalidRevocation("thingId", "give a thing, a certificate or a fingerprint to revoke")
 }
 
 // authorityOf says which known CA signed c: AuthorityPlatform, a manufacturer

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/certauth"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -59,7 +60,7 @@ func (c *Console) showBatches(w http.ResponseWriter, r *http.Request, s staff) {
 // page reads the page parameter; a bad one is answered with a 400 naming it.
 func (c *Console) page(w http.ResponseWriter, r *http.Request) (int, bool) {
 	page, err := pageParam(r.URL.Query())
-	if fe, ok := errors.AsType[*fieldError](err); ok {
+	if fe, ok := errors.AsType[*refusal.FieldError](err); ok {
 		c.message(w, r, http.StatusBadRequest, "Not accepted", fe)
 		return 0, false
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 func TestCSVCellsDisarmFormulas(t *testing.T) {
@@ -56,7 +58,7 @@ func TestParseThingSearch(t *testing.T) {
 		"model":  {"model": {strings.Repeat("m", maxSearchText+1)}},
 	} {
 		_, err := parseThingSearch(v)
-		if fe, ok := err.(*fieldError); !ok || fe.Field != field {
+		if fe, ok := err.(*refusal.FieldError); !ok || fe.Field != field {
 			t.Errorf("%v: %v, want an error about %s", v, err, field)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,34 +15,17 @@ import (
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
 
-// fieldError is a refused input of a console form, named as the form
-// names it (shown at the field), its reason English source text with the
-// arguments of its verbs, which the page translates (ui.Refusal).
-type fieldError struct {
-	Field string
-	src   string
-	args  []any
+// refused is the refusal of a console form's input field, named as the
+// form names it (shown at the field), for the reason format; the
+// catalogues' test finds the page text of its calls by this name.
+func refused(field, format string, args ...any) *refusal.FieldError {
+	return refusal.New(field, format, args...)
 }
-
-// refused is the refusal of field for the reason format.
-func refused(field, format string, args ...any) *fieldError {
-	return &fieldError{Field: field, src: format, args: args}
-}
-
-// refusedAt is a deeper validator's refusal rf shown at the form's field.
-func refusedAt(field string, rf ui.Refusal) *fieldError {
-	_, src, args := rf.Refusal()
-	return &fieldError{Field: field, src: src, args: args}
-}
-
-func (e *fieldError) Error() string { return e.Field + ": " + fmt.Sprintf(e.src, e.args...) }
-
-// Refusal is the reason's source text and arguments (ui.Refusal).
-func (e *fieldError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
 
 // maxSearchText bounds a search field, in bytes.
 const maxSearchText = 256
@@ -191,7 +173,7 @@ type thingRow struct {
 type thingsPage struct {
 	base
 	Q     thingSearch
-	Error *fieldError
+	Error *refusal.FieldError
 	Rows  []thingRow
 	// Total is how many match; More: more than Total (the count's bound).
 	Total                string
@@ -232,7 +214,7 @@ func (c *Console) showThings(w http.ResponseWriter, r *http.Request, s staff) {
 	things, total, err := c.opts.Identities.ListThings(r.Context(), sq)
 	if qe, ok := errors.AsType[*store.QueryError](err); ok {
 		// Text no column holds (a NUL, broken UTF-8), refused by the store.
-		p.Error = refusedAt(searchInputs[qe.Field], qe)
+		p.Error = qe.At(searchInputs[qe.Field])
 		c.kit.Render(w, r, http.StatusBadRequest, c.pages.things, p)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -18,7 +19,7 @@ type userRow struct {
 type usersPage struct {
 	base
 	Query, Status        string
-	Error                *fieldError
+	Error                *refusal.FieldError
 	Rows                 []userRow
 	Total                int
 	Searched             bool
@@ -69,7 +70,7 @@ func (c *Console) renderUsers(w http.ResponseWriter, r *http.Request, s staff, p
 			SortBy: "userName", Offset: (page - 1) * pageSize, Limit: pageSize})
 		if qe, ok := errors.AsType[*store.QueryError](err); ok {
 			// Text no column holds (a NUL, broken UTF-8), refused by the store.
-			p.Error = refusedAt("q", qe)
+			p.Error = qe.At("q")
 			c.kit.Render(w, r, http.StatusBadRequest, c.pages.users, p)
 			return
 		}

@@ -202,7 +202,7 @@ type conflict struct {
 
 func serviceError(line int64, err error) *RowError {
 	if ve, ok := errors.AsType[*identity.ValidationError](err); ok {
-		return &RowError{Line: line, Field: ve.Field, Reason: ve.Reason}
+		return &RowError{Line: line, Field: ve.Field, Reason: ve.Reason()}
 	}
 	return &RowError{Line: line, Reason: err.Error()}
 }

@@ -158,7 +158,7 @@ func (ss *session) passwordResult(id int64, err error) bool {
 	switch {
 	case err == nil:
 	case errors.As(err, &ve):
-		r = result{code: resultConstraintViolation, diagnostic: "newPasswd: " + ve.Reason}
+		r = result{code: resultConstraintViolation, diagnostic: "newPasswd: " + ve.Reason()}
 	case errors.Is(err, errPasswordMoved):
 		r = result{code: resultUnwillingToPerform, diagnostic: "the password was changed meanwhile; bind again with the new one"}
 	case errors.Is(err, store.ErrNotFound):

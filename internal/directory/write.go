@@ -226,7 +226,7 @@ func (ss *session) writeResult(dn string, err error) result {
 		if n, ok := ldapNames[field]; ok {
 			field = n
 		}
-		return result{code: resultConstraintViolation, diagnostic: field + ": " + ve.Reason}
+		return result{code: resultConstraintViolation, diagnostic: field + ": " + ve.Reason()}
 	case errors.Is(err, store.ErrEmailTaken):
 		return result{code: resultConstraintViolation, diagnostic: "mail: another user has verified this address"}
 	case errors.Is(err, store.ErrConflict):

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -53,8 +54,8 @@ func (s *Server) apiCreateToken(w http.ResponseWriter, r *http.Request) {
 		ttl = time.Duration(*req.ExpiresIn) * time.Second
 	}
 	tok, err := s.CreateToken(r.Context(), s.opts.Actor(r), r.PathValue("id"), ttl)
-	var re *RequestError
-	var rf *refusal
+	var re *refusal.FieldError
+	var rf *failure
 	switch {
 	case err == nil:
 		w.Header().Set("Content-Type", "application/json")
@@ -66,7 +67,7 @@ func (s *Server) apiCreateToken(w http.ResponseWriter, r *http.Request) {
 		if re.Field == "serialNumber" {
 			status = http.StatusConflict // the thing's state, not the request, is wrong
 		}
-		problem.Write(w, status, re.Field, re.Reason)
+		problem.Write(w, status, re.Field, re.Reason())
 	case errors.Is(err, store.ErrNotFound):
 		problem.Write(w, http.StatusNotFound, "", "no such thing")
 	case errors.As(err, &rf):

@@ -20,6 +20,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -172,9 +173,9 @@ func (s *Server) issue(ctx context.Context, actor, thingID string, csr *x509.Cer
 			return err
 		}
 		if err := enrollable(th); err != nil {
-			var re *RequestError
+			var re *refusal.FieldError
 			if errors.As(err, &re) {
-				return refuse(http.StatusConflict, "%s", re.Reason)
+				return refuse(http.StatusConflict, "%s", re.Reason())
 			}
 			return err
 		}

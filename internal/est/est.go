@@ -18,6 +18,7 @@ import (
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
 	"github.com/thingid/thingid/internal/pki"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 )
@@ -124,42 +125,34 @@ func (s *Server) serveCACerts(w http.ResponseWriter, r *http.Request) {
 // certsOnlyType is the media type of a certs-only answer (RFC 7030 §4.1.3, §4.2.3; RFC 8551 §3.2.2).
 const certsOnlyType = "application/pkcs7-mime; smime-type=certs-only"
 
-// RequestError is a bad request: Field names what is wrong, Reason why.
-type RequestError struct {
-	Field  string
-	Reason string
-}
-
-func (e *RequestError) Error() string { return e.Field + ": " + e.Reason }
-
-// refusal is an EST error: RFC 7030 §4.2.3 lets the body be plain text for a
+// failure is an EST error: RFC 7030 §4.2.3 lets the body be plain text for a
 // person to read; it names the problem and what to do.
-type refusal struct {
+type failure struct {
 	status int
 	msg    string
 	// challenge: a 401 that lists the HTTP authentication schemes accepted.
 	challenge bool
 }
 
-func (e *refusal) Error() string { return e.msg }
+func (e *failure) Error() string { return e.msg }
 
-func refuse(status int, format string, args ...any) *refusal {
-	return &refusal{status: status, msg: fmt.Sprintf(format, args...)}
+func refuse(status int, format string, args ...any) *failure {
+	return &failure{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
 // unauthorized is a 401 asking for HTTP credentials (RFC 7030 §3.2.3).
-func unauthorized(format string, args ...any) *refusal {
+func unauthorized(format string, args ...any) *failure {
 	e := refuse(http.StatusUnauthorized, format, args...)
 	e.challenge = true
 	return e
 }
 
-// fail answers an error: a refusal as it says, a certificate refusal of
+// fail answers an error: a failure as it says, a certificate refusal of
 // certauth as 401 (403 for a disabled thing), anything else as a 500 that is
 // logged and not explained. It returns the status answered.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) int {
-	var rf *refusal
-	var re *RequestError
+	var rf *failure
+	var re *refusal.FieldError
 	switch {
 	case errors.As(err, &rf):
 	case errors.As(err, &re):

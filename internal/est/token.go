@@ -10,11 +10,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -79,14 +79,14 @@ func (s *Server) CreateToken(ctx context.Context, actor, thingID string, ttl tim
 		ttl = DefaultTokenLifetime
 	}
 	if ttl < time.Minute || ttl > MaxTokenLifetime {
-		return nil, &RequestError{Field: "expiresIn", Reason: lifetimeRange}
+		return nil, refusal.New("expiresIn", lifetimeRange)
 	}
 	th, err := s.opts.Identity.GetThing(ctx, thingID)
 	if err != nil {
 		return nil, err
 	}
 	if len(th.ID) > maxThingIDLen {
-		return nil, &RequestError{Field: "id", Reason: fmt.Sprintf("thing ids of more than %d characters cannot be enrolled", maxThingIDLen)}
+		return nil, refusal.New("id", "thing ids of more than %d characters cannot be enrolled", maxThingIDLen)
 	}
 	if err := enrollable(th); err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func enrollable(th *store.Thing) error {
 		return refuse(http.StatusForbidden, "thing %s is disabled; an administrator must enable it before it can enroll", th.ID)
 	}
 	if th.SerialNumber == "" {
-		return &RequestError{Field: "serialNumber", Reason: fmt.Sprintf("thing %s has no serial number, which its certificate must carry; set one first", th.ID)}
+		return refusal.New("serialNumber", "thing %s has no serial number, which its certificate must carry; set one first", th.ID)
 	}
 	return nil
 }

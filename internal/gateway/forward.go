@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // forwardAuth is the endpoint a web server asks before serving a request
@@ -30,7 +32,7 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	o, err := readOriginal(g.opts.ForwardAuthProxy, r, g.opts.ForwardAuthPath)
 	if err != nil {
-		var he *headerError
+		var he *refusal.FieldError
 		if !errors.As(err, &he) {
 			g.log.Error("gateway: forward-auth", "err", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/thingid/thingid/internal/dpop/dpoptest"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/tokens"
 )
 
@@ -290,7 +291,7 @@ func FuzzReadOriginal(f *testing.F) {
 			}
 			o, err := readOriginal(k, r, forwardPath)
 			if err != nil {
-				var he *headerError
+				var he *refusal.FieldError
 				if !errors.As(err, &he) {
 					t.Fatalf("%s: not a header's error: %v", k, err)
 				}

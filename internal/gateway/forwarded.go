@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // Forwarding headers are how a proxy tells what it saw of a request: the
@@ -97,13 +99,6 @@ func (g *Gateway) admit(r *http.Request, x *exchange) {
 	}
 }
 
-// headerError is a bad forwarding header: the answer names it.
-type headerError struct {
-	name, problem string
-}
-
-func (e *headerError) Error() string { return e.name + ": " + e.problem }
-
 // original is the request a proxy asks the forward-auth endpoint about.
 type original struct {
 	method, uri, host, proto string
@@ -111,7 +106,8 @@ type original struct {
 }
 
 // readOriginal reads the original request from the headers of kind k; path
-// is the forward-auth path (Envoy's path_prefix). r is a trusted proxy's.
+// is the forward-auth path (Envoy's path_prefix). r is a trusted proxy's. A
+// bad forwarding header is a *refusal.FieldError naming it, for the answer.
 func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 	set, ok := headerSets[k]
 	if !ok {
@@ -125,20 +121,20 @@ func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 		return o, err
 	}
 	if !validMethod(o.method) {
-		return o, &headerError{first(set.method, "the method"), "not an HTTP method"}
+		return o, refusal.New(first(set.method, "the method"), "not an HTTP method")
 	}
 	if set.uri == "" {
 		// Envoy's ext_authz asks path_prefix + the original path and query.
 		uri, ok := strings.CutPrefix(r.RequestURI, path)
 		if !ok || !strings.HasPrefix(uri, "/") {
-			return o, &headerError{"the path", "Envoy's ext_authz asks for " + path + " followed by the original path (set path_prefix: " + path + ")"}
+			return o, refusal.New("the path", "Envoy's ext_authz asks for %s followed by the original path (set path_prefix: %s)", path, path)
 		}
 		o.uri = uri
 	} else if o.uri, err = required(r.Header, set.uri); err != nil {
 		return o, err
 	}
 	if u, err := url.ParseRequestURI(o.uri); err != nil || u.Host != "" || !strings.HasPrefix(o.uri, "/") {
-		return o, &headerError{first(set.uri, "the path"), "must be a path with an optional query"}
+		return o, refusal.New(first(set.uri, "the path"), "must be a path with an optional query")
 	}
 	if set.host == "" {
 		o.host = r.Host
@@ -146,13 +142,13 @@ func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 		return o, err
 	}
 	if !httpguts.ValidHostHeader(o.host) || strings.Contains(o.host, ",") {
-		return o, &headerError{first(set.host, "Host"), "not a host"}
+		return o, refusal.New(first(set.host, "Host"), "not a host")
 	}
 	if o.proto, err = required(r.Header, set.proto); err != nil {
 		return o, err
 	}
 	if o.proto = strings.ToLower(o.proto); o.proto != "https" && o.proto != "http" {
-		return o, &headerError{set.proto, "must be http or https"}
+		return o, refusal.New(set.proto, "must be http or https")
 	}
 	for _, f := range []struct {
 		names      []string
@@ -169,7 +165,7 @@ func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 			if v, err := single(r.Header, name); err != nil {
 				return o, err
 			} else if v != "" && v != f.read {
-				return o, &headerError{name, fmt.Sprintf("differs from %s, where gateway.forwardAuthProxy %s describes the request: the proxy passed on a header the client chose (see docs/gateway.md)", f.from, k)}
+				return o, refusal.New(name, "differs from %s, where gateway.forwardAuthProxy %s describes the request: the proxy passed on a header the client chose (see docs/gateway.md)", f.from, k)
 			}
 		}
 	}
@@ -184,7 +180,7 @@ func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 		if v, err := single(r.Header, name); err != nil {
 			return o, err
 		} else if v != "" {
-			return o, &headerError{name, fmt.Sprintf("gateway.forwardAuthProxy %s passes the client certificate in %s: the proxy passed on a header the client chose", k, set.cert)}
+			return o, refusal.New(name, "gateway.forwardAuthProxy %s passes the client certificate in %s: the proxy passed on a header the client chose", k, set.cert)
 		}
 	}
 	if raw == "" {
@@ -196,7 +192,7 @@ func readOriginal(k ProxyKind, r *http.Request, path string) (original, error) {
 		o.certs, err = parseCertChain(raw)
 	}
 	if err != nil {
-		return o, &headerError{set.cert, err.Error()}
+		return o, refusal.New(set.cert, "%v", err)
 	}
 	return o, nil
 }
@@ -211,13 +207,13 @@ func single(h http.Header, name string) (string, error) {
 	case 1:
 		return vs[0], nil
 	}
-	return "", &headerError{name, fmt.Sprintf("sent %d times", len(vs))}
+	return "", refusal.New(name, "sent %d times", len(vs))
 }
 
 func required(h http.Header, name string) (string, error) {
 	v, err := single(h, name)
 	if err == nil && v == "" {
-		err = &headerError{name, "missing"}
+		err = refusal.New(name, "missing")
 	}
 	return v, err
 }

@@ -140,7 +140,7 @@ func (s *Service) Create(ctx context.Context, u *store.User, name, zone string) 
 		if err := tx.CreateGroup(ctx, g); err != nil {
 			var ve *identity.ValidationError
 			if errors.As(err, &ve) {
-				return refuse(http.StatusBadRequest, "name", "%s", ve.Reason)
+				return refuse(http.StatusBadRequest, "name", "%s", ve.Reason())
 			}
 			if errors.Is(err, store.ErrConflict) {
 				return refuse(http.StatusConflict, "name", "a group or household is named %q already; choose another name", clip(name))

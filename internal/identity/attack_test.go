@@ -101,7 +101,7 @@ func TestAttackDeepAttributes(t *testing.T) {
 		t.Errorf("%d levels: %v", maxAttrDepth, err)
 	}
 	var ve *ValidationError
-	if _, err := s.CreateThing(ctx, "test", &store.Thing{SerialNumber: "SN-1", Attributes: map[string]any{"a": deep(maxAttrDepth + 1)}}); !errors.As(err, &ve) || ve.Field != "attributes" || !strings.Contains(ve.Reason, `"a"`) {
+	if _, err := s.CreateThing(ctx, "test", &store.Thing{SerialNumber: "SN-1", Attributes: map[string]any{"a": deep(maxAttrDepth + 1)}}); !errors.As(err, &ve) || ve.Field != "attributes" || !strings.Contains(ve.Reason(), `"a"`) {
 		t.Errorf("%d levels: %v, want an attributes error naming a", maxAttrDepth+1, err)
 	}
 	errs, err := s.CreateThings(ctx, "test", []*store.Thing{{SerialNumber: "SN-2", Attributes: map[string]any{"a": deep(1200)}}})

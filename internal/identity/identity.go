@@ -7,37 +7,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/password"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
-// ValidationError names the field that is wrong and why. Reason is
-// English (the APIs' answer); a page translates it from its source text
-// (Refusal).
-type ValidationError struct {
-	Field  string
-	Reason string
-	src    string
-	args   []any
-}
-
-func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
-
-// Refusal is the reason's English source text and the arguments of its
-// verbs (ui.Refusal).
-func (e *ValidationError) Refusal() (field, src string, args []any) {
-	if e.src == "" {
-		return e.Field, e.Reason, nil
-	}
-	return e.Field, e.src, e.args
-}
+// ValidationError names the field that is wrong and why: Error() in
+// English (the APIs' answer), which a page translates (ui.Refusal).
+type ValidationError struct{ refusal.FieldError }
 
 func invalid(field, format string, args ...any) error {
-	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
+	return &ValidationError{refusal.FieldError{Field: field, Src: format, Args: args}}
 }
 
 // PasswordPolicy checks a new password; userInputs are words the password must not
@@ -66,11 +49,10 @@ func (s *Service) HashPassword(pw string, u *store.User) (string, error) {
 		inputs = append(inputs, e.Value)
 	}
 	if err := s.policy.Check(pw, inputs...); err != nil {
-		ve := &ValidationError{Field: "password", Reason: err.Error()}
 		if pe, ok := errors.AsType[*password.PolicyError](err); ok {
-			_, ve.src, ve.args = pe.Refusal()
+			return "", invalid("password", pe.Src, pe.Args...)
 		}
-		return "", ve
+		return "", invalid("password", "%s", err.Error())
 	}
 	return password.Hash(pw)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -49,23 +50,12 @@ type ClientSpec struct {
 }
 
 // ClientError names the field of a ClientSpec that is wrong and why:
-// Reason in English (the admin API's answer), and its source text for a
-// page to translate (Refusal).
-type ClientError struct {
-	Field  string
-	Reason string
-	src    string
-	args   []any
-}
-
-func (e *ClientError) Error() string { return e.Field + ": " + e.Reason }
-
-// Refusal is the reason's English source text and the arguments of its
-// verbs (ui.Refusal).
-func (e *ClientError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
+// Error() in English (the admin API's answer), which a page translates
+// (ui.Refusal).
+type ClientError struct{ refusal.FieldError }
 
 func invalidField(field, format string, args ...any) error {
-	return &ClientError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
+	return &ClientError{refusal.FieldError{Field: field, Src: format, Args: args}}
 }
 
 // clientView is a client as the admin API shows it: never a secret hash.

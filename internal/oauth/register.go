@@ -225,7 +225,7 @@ func registrationError(err error) error {
 	if strings.HasPrefix(field, "scopes") {
 		field = "scope" + strings.TrimPrefix(field, "scopes")
 	}
-	msg := fmt.Sprintf("%s: %s", field, ce.Reason)
+	msg := fmt.Sprintf("%s: %s", field, ce.Reason())
 	if strings.HasPrefix(field, "redirect_uris") {
 		return ErrInvalidRedirectURI.WithDescription("%s", msg)
 	}

@@ -2,13 +2,14 @@ package password
 
 import (
 	_ "embed"
-	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // Defaults of Policy after NIST SP 800-63B rev. 4 §3.1.1.2: at least 15 characters
@@ -61,28 +62,15 @@ const (
 )
 
 // PolicyError says which rule a password broke; its message tells the user what
-// to do instead.
+// to do instead, and names no field (a page translates it, ui.Refusal).
 type PolicyError struct {
-	Rule   Rule
-	Advice string
-	src    string
-	args   []any
-}
-
-func (e *PolicyError) Error() string { return e.Advice }
-
-// Refusal is the advice's English source text and the arguments of its
-// verbs, for a page to translate (ui.Refusal); it names no field.
-func (e *PolicyError) Refusal() (field, src string, args []any) {
-	if e.src == "" {
-		return "", e.Advice, nil
-	}
-	return "", e.src, e.args
+	Rule Rule
+	refusal.FieldError
 }
 
 // advise is the refusal of rule, advising format.
 func advise(rule Rule, format string, args ...any) *PolicyError {
-	return &PolicyError{Rule: rule, Advice: fmt.Sprintf(format, args...), src: format, args: args}
+	return &PolicyError{Rule: rule, FieldError: refusal.FieldError{Src: format, Args: args}}
 }
 
 // Check returns a *PolicyError when pw must not be used as a new password.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // Role is what a member is in a household.
@@ -125,23 +127,12 @@ func (w When) IsZero() bool {
 }
 
 // FieldError says which input of a rule (or of a request) is wrong and why:
-// Reason in English (the APIs' answer), and its source text for a page
-// to translate (Refusal).
-type FieldError struct {
-	Field  string // JSON path, e.g. "rules[2].when.start"
-	Reason string
-	src    string
-	args   []any
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// Refusal is the reason's English source text and the arguments of its
-// verbs (ui.Refusal).
-func (e *FieldError) Refusal() (field, src string, args []any) { return e.Field, e.src, e.args }
+// Field is its JSON path, e.g. "rules[2].when.start"; Error() is English
+// (the APIs' answer), which a page translates (ui.Refusal).
+type FieldError struct{ refusal.FieldError }
 
 func fieldErr(field, format string, args ...any) *FieldError {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...), src: format, args: args}
+	return &FieldError{refusal.FieldError{Field: field, Src: format, Args: args}}
 }
 
 // dayNames are ISO 8601 weekdays: dayNames[0] is Monday (1).

@@ -100,7 +100,7 @@ func toError(err error, log *slog.Logger, r *http.Request) *Error {
 		if f, ok := identityFields[field]; ok {
 			field = f
 		}
-		return badValue("%s: %s", field, ve.Reason)
+		return badValue("%s: %s", field, ve.Reason())
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, typeTooLarge, "request body exceeds %d bytes", mbe.Limit)
 	case errors.Is(err, store.ErrNotFound):

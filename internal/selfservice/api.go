@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // problem is an RFC 9457 problem details object; Errors extends it with one
@@ -27,10 +29,10 @@ type fieldProblem struct {
 	Detail  string `json:"detail"`
 }
 
-func writeProblem(w http.ResponseWriter, status int, detail string, fields ...fieldError) {
+func writeProblem(w http.ResponseWriter, status int, detail string, fields ...*refusal.FieldError) {
 	p := problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
 	for _, f := range fields {
-		p.Errors = append(p.Errors, fieldProblem{Field: f.Field, Pointer: "/" + f.Field, Detail: fmt.Sprint(f.Detail)})
+		p.Errors = append(p.Errors, fieldProblem{Field: f.Field, Pointer: "/" + f.Field, Detail: f.Reason()})
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -94,7 +96,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // of whose fields are strings), whose members are named in members ("email
 // and password"). On failure it returns the HTTP status and what to tell the
 // client.
-func decodeJSON(body io.Reader, v any, members string) (status int, detail string, fields []fieldError) {
+func decodeJSON(body io.Reader, v any, members string) (status int, detail string, fields []*refusal.FieldError) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -114,7 +116,7 @@ func decodeJSON(body io.Reader, v any, members string) (status int, detail strin
 	case errors.Is(err, io.EOF):
 		return http.StatusBadRequest, "the body is empty; send a JSON object with " + members, nil
 	case errors.As(err, &ute) && ute.Field != "":
-		return http.StatusBadRequest, "the body has a member of the wrong type", []fieldError{{ute.Field, "must be a string"}}
+		return http.StatusBadRequest, "the body has a member of the wrong type", []*refusal.FieldError{refusal.New(ute.Field, "must be a string")}
 	case errors.As(err, &ute):
 		return http.StatusBadRequest, "the body must be a JSON object with " + members, nil
 	}
@@ -123,7 +125,7 @@ func decodeJSON(body io.Reader, v any, members string) (status int, detail strin
 		if n, uerr := strconv.Unquote(name); uerr == nil {
 			name = n
 		}
-		return http.StatusBadRequest, "the body has a member this API does not know", []fieldError{{name, "is not a member of this request; use " + members}}
+		return http.StatusBadRequest, "the body has a member this API does not know", []*refusal.FieldError{refusal.New(name, "is not a member of this request; use %s", members)}
 	}
 	return http.StatusBadRequest, "the body is not valid JSON: " + err.Error(), nil
 }

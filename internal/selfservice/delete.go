@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/authn"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -33,11 +34,11 @@ const (
 	pathDeleted = "/account/deleted"
 )
 
-// refusal is a deletion refused because of the account's place in the
+// blocked is a deletion refused because of the account's place in the
 // platform; Reason says what to do.
-type refusal struct{ Reason string }
+type blocked struct{ Reason string }
 
-func (e *refusal) Error() string { return e.Reason }
+func (e *blocked) Error() string { return e.Reason }
 
 // blockers returns why u may not delete the account now (nil: nothing), and
 // the households that go with it.
@@ -99,14 +100,14 @@ func (h *Handler) blockers(ctx context.Context, u *store.User) (reasons []string
 	return reasons, alone, nil
 }
 
-// deleteAccount deletes u as described above; a *refusal says why not.
+// deleteAccount deletes u as described above; a *blocked says why not.
 func (h *Handler) deleteAccount(ctx context.Context, u *store.User) error {
 	reasons, alone, err := h.blockers(ctx, u)
 	if err != nil {
 		return err
 	}
 	if len(reasons) > 0 {
-		return &refusal{strings.Join(reasons, " ")}
+		return &blocked{strings.Join(reasons, " ")}
 	}
 	actor := "user:" + u.ID
 	d, rev := h.opts.Account.Data, h.opts.Account.Revoker
@@ -154,7 +155,7 @@ func (h *Handler) deleteAccount(ctx context.Context, u *store.User) error {
 // naming the field password, with Retry-After set when the account must wait.
 func (h *Handler) reauthenticate(w http.ResponseWriter, r *http.Request, u *store.User, pw string) error {
 	if pw == "" {
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"password", "enter your password to confirm"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("password", "enter your password to confirm")}}
 	}
 	wait, err := h.opts.Account.Sessions.Reauthenticate(r, u, pw)
 	if wait > 0 {
@@ -162,9 +163,9 @@ func (h *Handler) reauthenticate(w http.ResponseWriter, r *http.Request, u *stor
 	}
 	switch {
 	case errors.Is(err, authn.ErrTooManyAttempts):
-		return &inputError{http.StatusTooManyRequests, []fieldError{{"password", "too many wrong passwords; wait a while before you try again"}}}
+		return &inputError{http.StatusTooManyRequests, []*refusal.FieldError{refusal.New("password", "too many wrong passwords; wait a while before you try again")}}
 	case errors.Is(err, authn.ErrWrongPassword):
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"password", "the password is wrong"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("password", "the password is wrong")}}
 	}
 	return err
 }
@@ -214,7 +215,7 @@ func (h *Handler) submitDelete(w http.ResponseWriter, r *http.Request, u *store.
 		err = h.deleteAccount(r.Context(), u)
 	}
 	var ie *inputError
-	var ref *refusal
+	var ref *blocked
 	switch {
 	case errors.As(err, &ie):
 		h.renderPage(w, r, ie.status, p, nil, ie.fields, "")
@@ -246,7 +247,7 @@ func (h *Handler) deleteJSON(w http.ResponseWriter, r *http.Request, u *store.Us
 		err = h.deleteAccount(r.Context(), u)
 	}
 	var ie *inputError
-	var ref *refusal
+	var ref *blocked
 	switch {
 	case errors.As(err, &ie):
 		writeProblem(w, ie.status, "the account was not deleted; see errors", ie.fields...)

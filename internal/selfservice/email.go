@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -42,11 +43,11 @@ func (h *Handler) requestEmailChange(u *store.User, to string) error {
 	a, err := mail.ParseAddress(to)
 	switch {
 	case to == "":
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"email", "enter the new e-mail address"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("email", "enter the new e-mail address")}}
 	case err != nil || a.Name != "" || a.Address != to || len(to) > 254:
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"email", "enter an e-mail address like name@example.org"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("email", "enter an e-mail address like name@example.org")}}
 	case strings.EqualFold(to, u.VerifiedEmail()):
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"email", "this is your confirmed address already"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("email", "this is your confirmed address already")}}
 	}
 	if !h.allowMail("user:"+u.ID, mailKey(to)) {
 		h.mailCount.WithLabelValues("address_change", "throttled").Inc()

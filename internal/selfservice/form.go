@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // formField is one input of the registration form.
@@ -12,7 +14,7 @@ type formField struct {
 	Name, Label, Type, Autocomplete, Hint string
 	Required                              bool
 	Value, DescribedBy                    string
-	Error                                 any // a fieldError's Detail
+	Error                                 any // an input's refusal, without its field
 }
 
 // summaryItem is one line of the error summary at the top of the form: the
@@ -64,7 +66,7 @@ func (h *Handler) showForm(w http.ResponseWriter, r *http.Request) {
 // renderForm shows the registration form with what the user typed (never
 // the password), an error next to each wrong field and a summary linking to
 // them.
-func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int, reg registration, errs []fieldError, formError string) {
+func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int, reg registration, errs []*refusal.FieldError, formError string) {
 	page := formPage{Title: "Create an account", Action: "/register", Submit: "Create account", Fields: formFields(),
 		Links: []link{{Href: "/signin", Text: "Sign in to an account you have"}}}
 	h.renderPage(w, r, status, page, map[string]string{"userName": reg.UserName, "email": reg.Email, "displayName": reg.DisplayName}, errs, formError)
@@ -73,14 +75,14 @@ func (h *Handler) renderForm(w http.ResponseWriter, r *http.Request, status int,
 // renderPage fills page's fields with values, puts each error next to its
 // field and in the summary, with formError first, and renders it with a
 // fresh CSRF token.
-func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, page formPage, values map[string]string, errs []fieldError, formError string) {
+func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, page formPage, values map[string]string, errs []*refusal.FieldError, formError string) {
 	page.CSRF = h.csrfToken(w, r)
 	if formError != "" {
 		page.Summary = append(page.Summary, summaryItem{Text: formError})
 	}
-	byField := map[string]any{}
+	byField := map[string]*refusal.FieldError{}
 	for _, e := range errs {
-		byField[e.Field] = e.Detail
+		byField[e.Field] = e.At("")
 	}
 	placed := map[string]bool{}
 	for i := range page.Fields {
@@ -98,7 +100,7 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int,
 	}
 	for _, e := range errs {
 		if !placed[e.Field] { // a rule on a field the form does not show
-			page.Summary = append(page.Summary, summaryItem{Label: e.Field, Text: e.Detail})
+			page.Summary = append(page.Summary, summaryItem{Label: e.Field, Text: e.At("")})
 		}
 	}
 	h.render(w, r, status, h.pages.form, page)
@@ -121,7 +123,7 @@ func (h *Handler) submitForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if reg.Password != "" && reg.Password != r.PostForm.Get("passwordConfirm") {
 		h.renderForm(w, r, http.StatusUnprocessableEntity, reg,
-			[]fieldError{{"passwordConfirm", "the passwords do not match; type the same password in both fields"}}, "")
+			[]*refusal.FieldError{refusal.New("passwordConfirm", "the passwords do not match; type the same password in both fields")}, "")
 		return
 	}
 	_, err := h.register(r.Context(), reg)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
-	"github.com/thingid/thingid/internal/ui"
 )
 
 // maxBody bounds form and JSON bodies: four fields of at most 256 characters fit
@@ -26,24 +26,18 @@ type registration struct {
 	Password    string `json:"password"`
 }
 
-// fieldError says what is wrong with one input field, named as in the form and
-// the JSON body. Detail is a string, or a validator's reason: pages
-// translate either, the API answers in English.
-type fieldError struct {
-	Field  string
-	Detail any
-}
-
-// inputError is a registration refused because of what the user entered.
+// inputError is a registration refused because of what the user entered:
+// a refusal per input field, named as in the form and the JSON body, which
+// pages translate while the API answers in English.
 type inputError struct {
 	status int
-	fields []fieldError
+	fields []*refusal.FieldError
 }
 
 func (e *inputError) Error() string {
 	parts := make([]string, len(e.fields))
 	for i, f := range e.fields {
-		parts[i] = f.Field + ": " + fmt.Sprint(f.Detail)
+		parts[i] = f.Error()
 	}
 	return strings.Join(parts, "; ")
 }
@@ -59,16 +53,16 @@ var identityFields = map[string]string{
 // register creates the user and sends the verification e-mail. Errors caused
 // by the input are *inputError; anything else is the server's fault.
 func (h *Handler) register(ctx context.Context, reg registration) (*store.User, error) {
-	var missing []fieldError
+	var missing []*refusal.FieldError
 	if strings.TrimSpace(reg.UserName) == "" {
-		missing = append(missing, fieldError{"userName", "enter a user name"})
+		missing = append(missing, refusal.New("userName", "enter a user name"))
 	}
 	if strings.TrimSpace(reg.Email) == "" {
-		missing = append(missing, fieldError{"email", "enter your e-mail address"})
+		missing = append(missing, refusal.New("email", "enter your e-mail address"))
 	}
 	// The identity service stores a user without a password when given "".
 	if reg.Password == "" {
-		missing = append(missing, fieldError{"password", "enter a password"})
+		missing = append(missing, refusal.New("password", "enter a password"))
 	}
 	if len(missing) > 0 {
 		return nil, &inputError{http.StatusUnprocessableEntity, missing}
@@ -78,7 +72,7 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 	// verified: only the link sent to the address verifies it (verify.go).
 	switch _, err := h.users.GetUserByVerifiedEmail(ctx, reg.Email); {
 	case err == nil:
-		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
+		return nil, &inputError{http.StatusConflict, []*refusal.FieldError{refusal.New("email", emailUnavailable)}}
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("looking up the e-mail address: %w", err)
 	}
@@ -95,12 +89,12 @@ func (h *Handler) register(ctx context.Context, reg registration) (*store.User, 
 		if !ok {
 			field = ve.Field
 		}
-		return nil, &inputError{http.StatusUnprocessableEntity, []fieldError{{field, ui.ReasonOnly(ve)}}}
+		return nil, &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{ve.At(field)}}
 	case errors.Is(err, store.ErrEmailTaken):
-		return nil, &inputError{http.StatusConflict, []fieldError{{"email", emailUnavailable}}}
+		return nil, &inputError{http.StatusConflict, []*refusal.FieldError{refusal.New("email", emailUnavailable)}}
 	case errors.Is(err, store.ErrConflict):
 		// User names are unique case-insensitively in the store.
-		return nil, &inputError{http.StatusConflict, []fieldError{{"userName", "this user name is taken; choose another one"}}}
+		return nil, &inputError{http.StatusConflict, []*refusal.FieldError{refusal.New("userName", "this user name is taken; choose another one")}}
 	case err != nil:
 		return nil, fmt.Errorf("creating user: %w", err)
 	}

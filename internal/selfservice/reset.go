@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/thingid/thingid/internal/identity"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
-	"github.com/thingid/thingid/internal/ui"
 )
 
 // Password recovery (OWASP Forgot Password Cheat Sheet): a user names the
@@ -203,7 +203,7 @@ func (h *Handler) liveReset(ctx context.Context, token string) ([]byte, *store.U
 // newPassword) or errResetLink.
 func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) error {
 	if newPassword == "" {
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", "enter a new password"}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{refusal.New("newPassword", "enter a new password")}}
 	}
 	hash, u, err := h.liveReset(ctx, token)
 	if err != nil {
@@ -211,7 +211,7 @@ func (h *Handler) resetPassword(ctx context.Context, token, newPassword string) 
 	}
 	pw, err := h.users.HashPassword(newPassword, u)
 	if ve := (*identity.ValidationError)(nil); errors.As(err, &ve) {
-		return &inputError{http.StatusUnprocessableEntity, []fieldError{{"newPassword", ui.ReasonOnly(ve)}}}
+		return &inputError{http.StatusUnprocessableEntity, []*refusal.FieldError{ve.At("newPassword")}}
 	}
 	if err != nil {
 		return err
@@ -262,7 +262,7 @@ func (h *Handler) submitForgot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if account == "" {
-		h.renderPage(w, r, http.StatusUnprocessableEntity, h.forgotPage(), values, []fieldError{{"account", "enter your user name or e-mail address"}}, "")
+		h.renderPage(w, r, http.StatusUnprocessableEntity, h.forgotPage(), values, []*refusal.FieldError{refusal.New("account", "enter your user name or e-mail address")}, "")
 		return
 	}
 	h.forgot(account)
@@ -320,7 +320,7 @@ func (h *Handler) submitReset(w http.ResponseWriter, r *http.Request) {
 	}
 	if pw != "" && pw != r.PostForm.Get("passwordConfirm") {
 		h.renderPage(w, r, http.StatusUnprocessableEntity, page, nil,
-			[]fieldError{{"passwordConfirm", "the passwords do not match; type the same password in both fields"}}, "")
+			[]*refusal.FieldError{refusal.New("passwordConfirm", "the passwords do not match; type the same password in both fields")}, "")
 		return
 	}
 	err := h.resetPassword(r.Context(), token, pw)
@@ -357,7 +357,7 @@ func (h *Handler) forgotJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.Account) == "" {
-		writeProblem(w, http.StatusUnprocessableEntity, "name the account", fieldError{"account", "enter a user name or an e-mail address"})
+		writeProblem(w, http.StatusUnprocessableEntity, "name the account", refusal.New("account", "enter a user name or an e-mail address"))
 		return
 	}
 	h.forgot(strings.TrimSpace(req.Account))
@@ -383,7 +383,7 @@ func (h *Handler) resetJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	if errors.Is(err, errResetLink) {
 		writeProblem(w, http.StatusBadRequest, "the reset token is not valid: used already, expired or incomplete; ask for a new link",
-			fieldError{"token", "is not a valid reset token"})
+			refusal.New("token", "is not a valid reset token"))
 		return
 	}
 	if err != nil {

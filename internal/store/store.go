@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 // Sentinel errors every backend returns (wrapped with detail) so callers can use errors.Is.
@@ -35,50 +37,37 @@ var (
 )
 
 // QueryError is an ErrInvalidQuery naming the field of the filter or sort
-// and why, the reason kept as its English source text and arguments so
-// that a page can translate it (ui.Refusal); Error() is the English.
-type QueryError struct {
-	Field  string
-	format string
-	args   []any
-}
+// and why (a refusal a page translates, ui.Refusal).
+type QueryError struct{ refusal.FieldError }
 
 // InvalidQuery is the ErrInvalidQuery of field, for the reason format.
 func InvalidQuery(field, format string, args ...any) *QueryError {
-	return &QueryError{Field: field, format: format, args: args}
+	return &QueryError{refusal.FieldError{Field: field, Src: format, Args: args}}
 }
 
 func (e *QueryError) Error() string {
-	return fmt.Sprintf("field %q: %s: %v", e.Field, fmt.Sprintf(e.format, e.args...), ErrInvalidQuery)
+	return fmt.Sprintf("field %q: %s: %v", e.Field, e.Reason(), ErrInvalidQuery)
 }
 
 func (e *QueryError) Unwrap() error { return ErrInvalidQuery }
 
-// Refusal is the reason's source text and arguments (ui.Refusal).
-func (e *QueryError) Refusal() (field, src string, args []any) { return e.Field, e.format, e.args }
-
 // ConflictError is an ErrConflict on a value people choose (a user name,
-// a serial number, a MAC address, a group's name): the field and the
-// value taken, for a page to say in its reader's language (ui.Refusal).
-// Error() is the backend's English, unchanged.
+// a serial number, a MAC address, a group's name): its refusal says that
+// the field's value is taken, for a page to say in its reader's language
+// (ui.Refusal). Error() is the backend's English, unchanged.
 type ConflictError struct {
-	Field, Value string
-	err          error // wraps ErrConflict
+	refusal.FieldError
+	err error // wraps ErrConflict
 }
 
 // Conflict is err (which wraps ErrConflict) about field's value.
 func Conflict(field, value string, err error) *ConflictError {
-	return &ConflictError{Field: field, Value: value, err: err}
+	return &ConflictError{refusal.FieldError{Field: field, Src: "%q is taken already", Args: []any{value}}, err}
 }
 
 func (e *ConflictError) Error() string { return e.err.Error() }
 
 func (e *ConflictError) Unwrap() error { return e.err }
-
-// Refusal says that the value is taken (ui.Refusal).
-func (e *ConflictError) Refusal() (field, src string, args []any) {
-	return e.Field, "%q is taken already", []any{e.Value}
-}
 
 // Status of a user or thing.
 type Status string

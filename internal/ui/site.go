@@ -363,31 +363,15 @@ func (m Message) String() string { return defaultSite.translateAny("en", m) }
 func (m Message) IsZero() bool { return m.Src == "" }
 
 // Refusal is a refused input whose reason keeps its English source text
-// and the arguments of its verbs: the validators' errors (identity's,
-// the authorization server's clients', the store's filters', a password
-// policy's, a taken name) implement it without importing ui, so that a
-// page says them in its reader's language ({{t .Err}}) while the APIs
-// answer Error() in English. field is "" when the reason names none.
+// and the arguments of its verbs: the validators' errors (a
+// refusal.FieldError, alone or in a type of identity, the authorization
+// server's clients, the store's filters and conflicts, a password policy)
+// implement it without importing ui, so that a page says them in its
+// reader's language ({{t .Err}}) while the APIs answer Error() in
+// English. field is "" when the reason names none.
 type Refusal interface {
 	error
 	Refusal() (field, src string, args []any)
-}
-
-// ReasonOnly is r without its field, for a page that shows the reason
-// beside the field it names (or under a heading of its own): {{t}}
-// translates it as r, and its Error() is r's reason in English.
-func ReasonOnly(r Refusal) Refusal { return reasonOnly{r} }
-
-type reasonOnly struct{ r Refusal }
-
-func (e reasonOnly) Error() string {
-	_, src, args := e.r.Refusal()
-	return fmt.Sprintf(src, args...)
-}
-
-func (e reasonOnly) Refusal() (field, src string, args []any) {
-	_, src, args = e.r.Refusal()
-	return "", src, args
 }
 
 // translateAny translates src, a string (or a string type, like a role),

@@ -2,6 +2,8 @@ package ui
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/thingid/thingid/internal/refusal"
 )
 
 var testPage = fstest.MapFS{"templates/p.html": {Data: []byte(
@@ -252,8 +256,12 @@ func TestMailOverridesChecked(t *testing.T) {
 	}
 }
 
+// ownRefusal is a package's own refusal type, as identity.ValidationError.
+type ownRefusal struct{ refusal.FieldError }
+
 // Text composed in Go (ui.Msg) and numbers are translated and printed as a
-// template's {{t}} prints them; a string type (a role) is a source text.
+// template's {{t}} prints them; a string type (a role) is a source text;
+// a refusal is said in the language, any other error in English.
 func TestMessages(t *testing.T) {
 	type role string
 	s := defaultSite
@@ -267,6 +275,11 @@ func TestMessages(t *testing.T) {
 		{role("guardian"), nil, "Haushaltsvorstand"},
 		{Msg("the things in %s", "Küche"), nil, "die Dinge in Küche"},
 		{Message{}, nil, ""},
+		// A validator's refusal, bare or in a package's own type, wrapped.
+		{refusal.New("name", "at most %d characters", 64), nil, "name: höchstens 64 Zeichen"},
+		{refusal.New("name", "at most %d characters", 64).At(""), nil, "höchstens 64 Zeichen"},
+		{fmt.Errorf("saving: %w", &ownRefusal{*refusal.New("serialNumber", "missing")}), nil, "serialNumber: fehlt"},
+		{errors.New("not a refusal"), nil, "not a refusal"},
 	} {
 		if got := s.translateAny("de", c.src, c.args...); got != c.want {
 			t.Errorf("%v %v: %q, want %q", c.src, c.args, got, c.want)

@@ -66,7 +66,7 @@ func (c Conditions) check() (json.RawMessage, error) {
 	if _, err := policy.CompileConditions(c.when(), loc, "conditions"); err != nil {
 		var fe *policy.FieldError
 		if errors.As(err, &fe) {
-			return nil, refuse(http.StatusBadRequest, fe.Field, fe.Reason)
+			return nil, refuse(http.StatusBadRequest, fe.Field, fe.Reason())
 		}
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
 )
@@ -63,15 +64,15 @@ func parseInteraction(q url.Values) (*interactionRequest, error) {
 	} {
 		switch v := q[p.name]; {
 		case len(v) > 1:
-			return nil, badField(p.name, "appears more than once")
+			return nil, refusal.New(p.name, "appears more than once")
 		case len(v) == 1 && len(v[0]) > p.max:
-			return nil, badField(p.name, "longer than %d bytes", p.max)
+			return nil, refusal.New(p.name, "longer than %d bytes", p.max)
 		case len(v) == 1:
 			*p.dst = v[0]
 		}
 	}
 	if req.ClientID == "" {
-		return nil, badField("client_id", "is required")
+		return nil, refusal.New("client_id", "is required")
 	}
 	return &req, nil
 }
@@ -85,7 +86,7 @@ type interaction struct {
 }
 
 // loadInteraction parses q and validates the client and where the party goes
-// back to. A *fieldError says what is wrong with the request.
+// back to. A *refusal.FieldError says what is wrong with the request.
 func (s *Server) loadInteraction(ctx context.Context, q url.Values) (*interaction, error) {
 	req, err := parseInteraction(q)
 	if err != nil {
@@ -94,13 +95,13 @@ func (s *Server) loadInteraction(ctx context.Context, q url.Values) (*interactio
 	c, err := s.st.GetClient(ctx, req.ClientID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, badField("client_id", "no such application")
+		return nil, refusal.New("client_id", "no such application")
 	case err != nil:
 		return nil, err
 	case c.Disabled:
-		return nil, badField("client_id", "the application is disabled")
+		return nil, refusal.New("client_id", "the application is disabled")
 	case !slices.Contains(c.GrantTypes, GrantType):
-		return nil, badField("client_id", "the application is not registered for the UMA grant")
+		return nil, refusal.New("client_id", "the application is not registered for the UMA grant")
 	}
 	in := &interaction{interactionRequest: *req, client: c}
 	switch {
@@ -109,9 +110,9 @@ func (s *Server) loadInteraction(ctx context.Context, q url.Values) (*interactio
 	case req.RedirectURI == "" && len(c.RedirectURIs) == 1:
 		in.redirect = c.RedirectURIs[0]
 	case req.RedirectURI == "":
-		return nil, badField("claims_redirect_uri", "is required: the application has not registered exactly one redirect URI")
+		return nil, refusal.New("claims_redirect_uri", "is required: the application has not registered exactly one redirect URI")
 	default:
-		return nil, badField("claims_redirect_uri", "is not one of the application's registered redirect URIs")
+		return nil, refusal.New("claims_redirect_uri", "is not one of the application's registered redirect URIs")
 	}
 	return in, nil
 }
@@ -143,7 +144,7 @@ type claimsView struct {
 
 // interactionRefused shows why a request cannot go back to the client.
 func (s *Server) interactionRefused(w http.ResponseWriter, r *http.Request, status int, err error) {
-	var fe *fieldError
+	var fe *refusal.FieldError
 	if !errors.As(err, &fe) {
 		s.log.Error("uma: claims interaction", "path", r.URL.Path, "err", err)
 		s.kit.Render(w, r, http.StatusInternalServerError, s.pages.claims, claimsView{Error: s.kit.Translator(r)("Something went wrong on our side. Please try again later.")})
@@ -253,7 +254,7 @@ func (s *Server) submitInteraction(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxInteractionForm)
 	if err := r.ParseForm(); err != nil {
-		s.interactionRefused(w, r, http.StatusBadRequest, badField("body", "the form could not be read"))
+		s.interactionRefused(w, r, http.StatusBadRequest, refusal.New("body", "the form could not be read"))
 		return
 	}
 	if !s.csrf.Valid(r, r.PostForm.Get("csrf")) {
@@ -272,7 +273,7 @@ func (s *Server) submitInteraction(w http.ResponseWriter, r *http.Request) {
 	}
 	decision := r.PostForm.Get("decision")
 	if decision != "allow" && decision != "deny" {
-		s.interactionRefused(w, r, http.StatusBadRequest, badField("decision", "choose Continue or Cancel"))
+		s.interactionRefused(w, r, http.StatusBadRequest, refusal.New("decision", "choose Continue or Cancel"))
 		return
 	}
 	t, err := s.ticket(ctx, in.Ticket, in.client.ID, true)

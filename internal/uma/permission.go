@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -32,7 +33,7 @@ type permissionRequest struct {
 func ParsePermissions(r io.Reader) ([]store.UMAPermission, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
 	if err != nil || len(b) > maxBody {
-		return nil, badField("body", "unreadable or larger than %d bytes", maxBody)
+		return nil, refusal.New("body", "unreadable or larger than %d bytes", maxBody)
 	}
 	var reqs []permissionRequest
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
@@ -46,23 +47,23 @@ func ParsePermissions(r io.Reader) ([]store.UMAPermission, error) {
 		return nil, err
 	}
 	if len(reqs) == 0 || len(reqs) > maxPermissions {
-		return nil, badField("body", "1 to %d permissions", maxPermissions)
+		return nil, refusal.New("body", "1 to %d permissions", maxPermissions)
 	}
 	out := make([]store.UMAPermission, 0, len(reqs))
 	for i, p := range reqs {
 		at := func(f string) string { return fmt.Sprintf("[%d].%s", i, f) }
 		if p.ResourceID == "" || len(p.ResourceID) > maxOwner {
-			return nil, badField(at("resource_id"), "is required (at most %d bytes)", maxOwner)
+			return nil, refusal.New(at("resource_id"), "is required (at most %d bytes)", maxOwner)
 		}
 		if p.Scopes == nil {
-			return nil, badField(at("resource_scopes"), "is required")
+			return nil, refusal.New(at("resource_scopes"), "is required")
 		}
 		if len(p.Scopes) > maxScopes {
-			return nil, badField(at("resource_scopes"), "at most %d scopes", maxScopes)
+			return nil, refusal.New(at("resource_scopes"), "at most %d scopes", maxScopes)
 		}
 		for j, sc := range p.Scopes {
 			if !ValidScope(sc) {
-				return nil, badField(at(fmt.Sprintf("resource_scopes[%d]", j)), "not a scope")
+				return nil, refusal.New(at(fmt.Sprintf("resource_scopes[%d]", j)), "not a scope")
 			}
 		}
 		out = append(out, store.UMAPermission{ResourceID: p.ResourceID, Scopes: dedupe(p.Scopes)})

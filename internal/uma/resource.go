@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/store"
 )
 
@@ -41,38 +42,29 @@ type Description struct {
 	Owner       string   `json:"owner,omitempty"`
 }
 
-// fieldError is a refused field of a request body.
-type fieldError struct{ field, msg string }
-
-func (e *fieldError) Error() string { return e.field + ": " + e.msg }
-
-func badField(field, format string, args ...any) error {
-	return &fieldError{field, fmt.Sprintf(format, args...)}
-}
-
 // readJSON reads one JSON value of at most maxBody bytes into v; a syntax or
 // type error names the field.
 func readJSON(r io.Reader, v any) error {
 	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
 	if err != nil {
-		return badField("body", "could not be read")
+		return refusal.New("body", "could not be read")
 	}
 	if len(b) > maxBody {
-		return badField("body", "larger than %d bytes", maxBody)
+		return refusal.New("body", "larger than %d bytes", maxBody)
 	}
 	if depth(b) > maxDepth {
-		return badField("body", "nested deeper than %d levels", maxDepth)
+		return refusal.New("body", "nested deeper than %d levels", maxDepth)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return badField(te.Field, "must be %s", jsonKind(te.Type.Kind().String()))
+			return refusal.New(te.Field, "must be %s", jsonKind(te.Type.Kind().String()))
 		}
-		return badField("body", "not valid JSON: %v", err)
+		return refusal.New("body", "not valid JSON: %v", err)
 	}
 	if dec.More() {
-		return badField("body", "has data after the JSON value")
+		return refusal.New("body", "has data after the JSON value")
 	}
 	return nil
 }
@@ -127,19 +119,19 @@ func ParseDescription(r io.Reader) (*Description, error) {
 
 func (d *Description) check() error {
 	if d.Scopes == nil {
-		return badField("resource_scopes", "is required (Federated Authorization §3.1)")
+		return refusal.New("resource_scopes", "is required (Federated Authorization §3.1)")
 	}
 	if len(d.Scopes) == 0 || len(d.Scopes) > maxScopes {
 		// A resource without scopes could never be shared.
-		return badField("resource_scopes", "1 to %d scopes", maxScopes)
+		return refusal.New("resource_scopes", "1 to %d scopes", maxScopes)
 	}
 	for i, sc := range d.Scopes {
 		if !ValidScope(sc) {
-			return badField(fmt.Sprintf("resource_scopes[%d]", i), "not a scope: 1 to %d printable characters without spaces, quotes or backslashes", maxScope)
+			return refusal.New(fmt.Sprintf("resource_scopes[%d]", i), "not a scope: 1 to %d printable characters without spaces, quotes or backslashes", maxScope)
 		}
 		for _, o := range d.Scopes[:i] {
 			if o == sc {
-				return badField(fmt.Sprintf("resource_scopes[%d]", i), "%q is listed twice", sc)
+				return refusal.New(fmt.Sprintf("resource_scopes[%d]", i), "%q is listed twice", sc)
 			}
 		}
 	}
@@ -148,20 +140,20 @@ func (d *Description) check() error {
 		max     int
 	}{{"name", d.Name, maxName}, {"type", d.Type, maxURI}, {"description", d.Description, maxDescription}, {"owner", d.Owner, maxOwner}} {
 		if len(f.v) > f.max {
-			return badField(f.name, "longer than %d bytes", f.max)
+			return refusal.New(f.name, "longer than %d bytes", f.max)
 		}
 		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
-			return badField(f.name, "contains control characters or invalid UTF-8")
+			return refusal.New(f.name, "contains control characters or invalid UTF-8")
 		}
 	}
 	if d.IconURI != "" {
 		u, err := url.Parse(d.IconURI)
 		if len(d.IconURI) > maxURI || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return badField("icon_uri", "must be an absolute http(s) URL of at most %d bytes", maxURI)
+			return refusal.New("icon_uri", "must be an absolute http(s) URL of at most %d bytes", maxURI)
 		}
 	}
 	if strings.HasPrefix(d.ID, thingPrefix) {
-		return badField("_id", "ids starting with %q are thingid's own", thingPrefix)
+		return refusal.New("_id", "ids starting with %q are thingid's own", thingPrefix)
 	}
 	return nil
 }
@@ -172,7 +164,7 @@ func ValidScope(s string) bool {
 }
 
 func (s *Server) fieldProblem(w http.ResponseWriter, r *http.Request, err error) {
-	var fe *fieldError
+	var fe *refusal.FieldError
 	if errors.As(err, &fe) {
 		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_request", fe.Error()))
 		return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingid/thingid/internal/policy"
 	"github.com/thingid/thingid/internal/problem"
+	"github.com/thingid/thingid/internal/refusal"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/ui"
@@ -116,9 +117,9 @@ func (s *Server) viewShare(ctx context.Context, sh *store.UMAShare) shareView {
 }
 
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
-	var fe *fieldError
+	var fe *refusal.FieldError
 	if errors.As(err, &fe) {
-		problem.Write(w, http.StatusBadRequest, fe.field, fe.Error())
+		problem.Write(w, http.StatusBadRequest, fe.Field, fe.Error())
 		return
 	}
 	var pe *problemError

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/thingid/thingid/internal/store"
@@ -223,7 +224,7 @@ func attackUpdateCannotMove(t *testing.T, s store.Store) {
 	err = s.CreateUser(ctx(t), &store.User{UserName: "Bob"})
 	wantErr(t, err, store.ErrConflict)
 	// The conflict names the field and the value taken, for a page to say.
-	if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != "userName" || ce.Value != "Bob" {
+	if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != "userName" || !slices.Equal(ce.Args, []any{"Bob"}) {
 		t.Errorf("a taken user name: %#v, want a ConflictError on userName", err)
 	}
 }

@@ -285,7 +285,7 @@ func testThingUniqueness(t *testing.T, s store.Store) {
 	taken := func(err error, field, value string) {
 		t.Helper()
 		wantErr(t, err, store.ErrConflict)
-		if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != field || ce.Value != value {
+		if ce, ok := errors.AsType[*store.ConflictError](err); !ok || ce.Field != field || !slices.Equal(ce.Args, []any{value}) {
 			t.Errorf("%#v, want a ConflictError on %s %q", err, field, value)
 		}
 	}
