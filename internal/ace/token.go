@@ -28,6 +28,9 @@ type Identity struct {
 	PublicKey crypto.PublicKey // a raw public key, when Chain is empty
 	PSK       []byte
 	PSKThing  string
+	// Authorization is the HTTP Authorization header of an HTTPS request
+	// (a resource server's Basic credentials at introspection).
+	Authorization string
 }
 
 // key is the identity's public key, nil for a PSK.
@@ -203,9 +206,23 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 	if req.form.Get("resource") == "" {
 		req.form.Set("resource", s.audience)
 	}
-	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) { return s.sign(c, cnf) })
+	var issued *claims
+	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) {
+		b, cl, err := s.issue(c, cnf)
+		issued = cl
+		return b, err
+	})
 	if err != nil {
 		return nil, err
+	}
+	// A CWT the audit log does not record is not handed out: the log is
+	// where an administrator finds it to revoke it.
+	if issued == nil {
+		return nil, &Error{Code: "server_error", Description: "internal error", Status: http.StatusInternalServerError,
+			cause: errors.New("ace: the authorization server answered a token it did not have signed")}
+	}
+	if err := s.auditIssue(ctx, issued); err != nil {
+		return nil, &Error{Code: "server_error", Description: "the token could not be recorded", Status: http.StatusInternalServerError, cause: err}
 	}
 	// RFC 9200 §5.8.2; token_type is left out: the default, PoP (§5.8.4.2).
 	out := map[int]any{paramAccessToken: a.AccessToken, paramExpiresIn: a.ExpiresIn, paramACEProfile: profileCoAPDTLS}
