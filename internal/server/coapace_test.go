@@ -44,7 +44,13 @@ type coapACE struct {
 
 func newCoAPACE(t *testing.T) *coapACE {
 	t.Helper()
-	r := serve(t, func(c *config.Config) {
+	return newCoAPACEWith(t, nil)
+}
+
+// newCoAPACEWith is newCoAPACE with before run on the platform before it serves.
+func newCoAPACEWith(t *testing.T, before func(*Platform)) *coapACE {
+	t.Helper()
+	r := serveWith(t, before, func(c *config.Config) {
 		c.CoAP.Enabled = true
 		c.CoAP.DTLSAddress = "127.0.0.1:0"
 		c.CoAP.UDPAddress = "127.0.0.1:0"
