@@ -13,19 +13,19 @@ import (
 // RegisterAdmin mounts the administrators' API of a thing's CWTs behind
 // admin; actor names the administrator of a request in the audit log:
 //
-//	GET    /api/v1/admin/things/{id}/cwts        the unexpired CWTs issued to the thing
-//	DELETE /api/v1/admin/things/{id}/cwts/{cti}  revoke one by its cti (hex): 204
+//	GET    /api/v1/admin/things/{thingId}/cwts        the unexpired CWTs issued to the thing
+//	DELETE /api/v1/admin/things/{thingId}/cwts/{cti}  revoke one by its cti (hex): 204
 func (s *Server) RegisterAdmin(mux routes.Mux, admin func(http.Handler) http.Handler, actor func(*http.Request) string) {
-	mux.Handle("GET /api/v1/admin/things/{id}/cwts", admin(http.HandlerFunc(s.apiListCWTs)))
-	mux.Handle("DELETE /api/v1/admin/things/{id}/cwts/{cti}", admin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /api/v1/admin/things/{thingId}/cwts", admin(http.HandlerFunc(s.apiListCWTs)))
+	mux.Handle("DELETE /api/v1/admin/things/{thingId}/cwts/{cti}", admin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.apiRevokeCWT(w, r, actor(r))
 	})))
 }
 
 func (s *Server) apiListCWTs(w http.ResponseWriter, r *http.Request) {
-	list, err := s.IssuedCWTs(r.Context(), r.PathValue("id"))
+	list, err := s.IssuedCWTs(r.Context(), r.PathValue("thingId"))
 	if err != nil {
-		s.log.Error("ace: listing a thing's CWTs", "thing", r.PathValue("id"), "err", err)
+		s.log.Error("ace: listing a thing's CWTs", "thing", r.PathValue("thingId"), "err", err)
 		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 		return
 	}
@@ -42,11 +42,11 @@ func (s *Server) apiRevokeCWT(w http.ResponseWriter, r *http.Request, actor stri
 		problem.Write(w, http.StatusBadRequest, "cti", err.Error())
 		return
 	}
-	switch err := s.RevokeIssued(r.Context(), actor, r.PathValue("id"), cti); {
+	switch err := s.RevokeIssued(r.Context(), actor, r.PathValue("thingId"), cti); {
 	case errors.Is(err, ErrNotIssued):
 		problem.Write(w, http.StatusNotFound, "cti", err.Error())
 	case err != nil:
-		s.log.Error("ace: an administrator's revocation failed", "thing", r.PathValue("id"), "err", err)
+		s.log.Error("ace: an administrator's revocation failed", "thing", r.PathValue("thingId"), "err", err)
 		problem.Write(w, http.StatusInternalServerError, "", "internal error")
 	default:
 		w.WriteHeader(http.StatusNoContent)
