@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -45,6 +46,7 @@ func (id Identity) key() crypto.PublicKey {
 type tokenRequest struct {
 	form url.Values
 	cnf  *confirmation // req_cnf, nil when absent
+	aif  bool          // scope (9) came as AIF: answer it so
 }
 
 // grantTypes names the abbreviated grant types (RFC 9200 Figure 11) served.
@@ -95,8 +97,17 @@ func parseRequest(b []byte) (*tokenRequest, *Error) {
 	}
 	if raw, ok := m[uint64(paramScope)]; ok {
 		var v string
-		if err := decMode.Unmarshal(raw, &v); err != nil {
-			return nil, invalidRequest("scope (9) must be a text string of space-separated scopes (AIF byte strings are not served)")
+		var aif []byte
+		switch {
+		case decMode.Unmarshal(raw, &v) == nil:
+		case decMode.Unmarshal(raw, &aif) == nil:
+			scopes, err := parseAIF(aif)
+			if err != nil {
+				return nil, err
+			}
+			v, req.aif = strings.Join(scopes, " "), true
+		default:
+			return nil, invalidRequest("scope (9) must be a text string of space-separated scopes or a byte string holding an AIF scope (RFC 9237)")
 		}
 		req.form.Set("scope", v)
 	}
@@ -226,7 +237,14 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 	}
 	// RFC 9200 §5.8.2; token_type is left out: the default, PoP (§5.8.4.2).
 	out := map[int]any{paramAccessToken: a.AccessToken, paramExpiresIn: a.ExpiresIn, paramACEProfile: profileCoAPDTLS}
-	if a.Scope != "" {
+	switch {
+	case a.Scope != "" && req.aif:
+		aif, err := aifOf(strings.Fields(a.Scope))
+		if err != nil {
+			return nil, err
+		}
+		out[paramScope] = aif
+	case a.Scope != "":
 		out[paramScope] = a.Scope
 	}
 	if a.RefreshToken != "" {
