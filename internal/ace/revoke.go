@@ -137,8 +137,9 @@ func revocationEvent(cti []byte, exp time.Time, actor string, local bool) events
 // a map with the token under 11): a CWT this platform signed, not expired,
 // revoked by its cti from its presenter, who must hold its cnf key as at
 // /authz-info (any audience: a client revokes what it holds wherever it is
-// for). The revocation is stored and published (EventRevoke): every node
-// refuses the token at once, and the gateway ends the sessions holding it.
+// for). The revocation is stored with its audit record and published
+// (EventRevoke): every node refuses the token at once, and the gateway ends
+// the sessions holding it.
 func (s *Server) Revoke(ctx context.Context, body []byte, id Identity) ([]byte, int) {
 	err := s.revoke(ctx, body, id)
 	s.metrics.count(endpointRevoke, err)
