@@ -90,6 +90,12 @@ func (s *Server) IssuedCWTs(ctx context.Context, thingID string) ([]Issued, erro
 // administrator), as its holder would at /ace/revoke: stored, audited and
 // published. ErrNotIssued when thingID has no unexpired CWT of that cti.
 func (s *Server) RevokeIssued(ctx context.Context, actor, thingID string, cti []byte) error {
+	err := s.revokeIssued(ctx, actor, thingID, cti)
+	s.metrics.count(endpointAdminRevoke, err)
+	return err
+}
+
+func (s *Server) revokeIssued(ctx context.Context, actor, thingID string, cti []byte) error {
 	var found *Issued
 	err := s.issued(ctx, thingID, func(i Issued) bool {
 		if bytes.Equal(i.CTI, cti) {

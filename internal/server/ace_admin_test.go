@@ -240,6 +240,8 @@ func TestAdminRevokesACWT(t *testing.T) {
 	if l := list(); len(l) != 1 || l[0]["revoked"] != true {
 		t.Errorf("the list after the revocation: %v", l)
 	}
+	a.r.wantMetrics(t, `thingid_ace_requests_total{endpoint="admin_revoke",result="ok"} 1`,
+		`thingid_ace_requests_total{endpoint="admin_revoke",result="other"} 2`)
 
 	issued := a.auditRecords(t, ace.ActionIssue, th.ID)
 	if len(issued) != 1 || issued[0].Actor != "client:"+th.ID || detail(t, issued[0])["cti"] != id || detail(t, issued[0])["thing"] != th.ID {
