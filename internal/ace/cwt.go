@@ -24,22 +24,26 @@ type Keys interface {
 	Signer() (kid, alg string, key crypto.Signer)
 	PublicKey(ctx context.Context, kid string) (alg string, key crypto.PublicKey, ok bool, err error)
 	Now() time.Time
+	// MaxTokenLifetime bounds exp-iat of every token signed.
+	MaxTokenLifetime() time.Duration
 }
 
 // claims is the CWT claims set (RFC 8392 §3, §4): the registered claims by
 // their keys, scope (RFC 9200 §5.9.2), cnf (RFC 8747 §3.1), and, as JWTs
-// carry them, the grant (gid, the unit of revocation) and the thing.
+// carry them, the grant (gid, the unit of revocation), the thing and the
+// client (client_id, which introspection answers under 24, RFC 9200 §5.9.2).
 type claims struct {
-	Iss   string        `cbor:"1,keyasint"`
-	Sub   string        `cbor:"2,keyasint"`
-	Aud   audience      `cbor:"3,keyasint"`
-	Exp   int64         `cbor:"4,keyasint"`
-	Iat   int64         `cbor:"6,keyasint"`
-	Cti   []byte        `cbor:"7,keyasint"`
-	Cnf   *confirmation `cbor:"8,keyasint"`
-	Scope string        `cbor:"9,keyasint,omitempty"`
-	Gid   string        `cbor:"gid"`
-	Thing string        `cbor:"thing,omitempty"`
+	Iss    string        `cbor:"1,keyasint"`
+	Sub    string        `cbor:"2,keyasint"`
+	Aud    audience      `cbor:"3,keyasint"`
+	Exp    int64         `cbor:"4,keyasint"`
+	Iat    int64         `cbor:"6,keyasint"`
+	Cti    []byte        `cbor:"7,keyasint"`
+	Cnf    *confirmation `cbor:"8,keyasint"`
+	Scope  string        `cbor:"9,keyasint,omitempty"`
+	Gid    string        `cbor:"gid"`
+	Thing  string        `cbor:"thing,omitempty"`
+	Client string        `cbor:"client_id,omitempty"`
 }
 
 // confirmation is cnf (RFC 8747 §3.1): the client's public key as a COSE_Key
@@ -90,32 +94,40 @@ func coseAlgorithm(alg string) (cose.Algorithm, error) {
 // sign makes a CWT of c bound to cnf: a COSE_Sign1 message (RFC 9052 §4.2,
 // tag 18) with alg and kid in the protected header.
 func (s *Server) sign(c tokens.Claims, cnf *confirmation) ([]byte, error) {
+	b, _, err := s.issue(c, cnf)
+	return b, err
+}
+
+// issue is sign that also returns the CWT's claims.
+func (s *Server) issue(c tokens.Claims, cnf *confirmation) ([]byte, *claims, error) {
 	kid, alg, key := s.keys.Signer()
 	ca, err := coseAlgorithm(alg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cti := make([]byte, 16)
 	_, _ = rand.Read(cti)
-	payload, err := encMode.Marshal(claims{
+	cl := &claims{
 		Iss: s.issuer, Sub: c.Subject, Aud: c.Audience, Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(),
-		Cti: cti, Cnf: cnf, Scope: strings.Join(c.Scope, " "), Gid: c.GrantID, Thing: c.ThingID,
-	})
+		Cti: cti, Cnf: cnf, Scope: strings.Join(c.Scope, " "), Gid: c.GrantID, Thing: c.ThingID, Client: c.ClientID,
+	}
+	payload, err := encMode.Marshal(cl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	signer, err := cose.NewSigner(ca, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	msg := cose.NewSign1Message()
 	msg.Headers.Protected.SetAlgorithm(ca)
 	msg.Headers.Protected[cose.HeaderLabelKeyID] = []byte(kid)
 	msg.Payload = payload
 	if err := msg.Sign(rand.Reader, nil, signer); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return msg.MarshalCBOR()
+	b, err := msg.MarshalCBOR()
+	return b, cl, err
 }
 
 // verify checks a CWT's signature with the published key its protected kid

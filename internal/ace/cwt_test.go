@@ -18,6 +18,7 @@ import (
 
 	"github.com/thingid/thingid/internal/events"
 	"github.com/thingid/thingid/internal/secrets"
+	"github.com/thingid/thingid/internal/store"
 	"github.com/thingid/thingid/internal/store/sqlite"
 	"github.com/thingid/thingid/internal/tokens"
 )
@@ -31,6 +32,7 @@ const (
 // verifier's deny set following a real event bus.
 type world struct {
 	srv  *Server
+	st   store.Store
 	keys *tokens.Keys
 	bus  *events.Bus
 	now  time.Time
@@ -43,7 +45,7 @@ func newWorld(t testing.TB) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	w := &world{bus: events.New(), now: time.Now().Truncate(time.Second)}
+	w := &world{bus: events.New(), now: time.Now().Truncate(time.Second), st: st}
 	mk, err := secrets.LoadOrCreate(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(v.Close)
 	// AuthzInfo needs no authorization server.
-	w.srv, err = New(Options{Issuer: testIssuer, Audience: testAudience, Keys: w.keys, Revocations: v, AS: noAS{}, Revoked: st, Bus: w.bus, Logger: log})
+	w.srv, err = New(Options{Issuer: testIssuer, Audience: testAudience, Keys: w.keys, Revocations: v, AS: noAS{}, Store: st, Bus: w.bus, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

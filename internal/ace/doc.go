@@ -6,9 +6,15 @@
 // gets which scopes (that is the authorization server's, reached through
 // AuthorizationServer) nor keep a revocation list of its own (Revocations).
 //
-// It serves no transport of its own but HTTPS (Register: POST /ace/token and
-// POST /ace/device_authorization, application/ace+cbor, the client's
-// identity from mutual TLS). A CoAP gateway mounts the same functions:
+// It records every CWT it issues and every revocation by cti in the audit
+// log, which is also the list of a thing's CWTs an administrator revokes
+// from (IssuedCWTs, RevokeIssued).
+//
+// It serves no transport of its own but HTTPS (Register: POST /ace/token,
+// /ace/device_authorization, /ace/revoke and /ace/introspect,
+// application/ace+cbor, the client's identity from mutual TLS, and RFC
+// 7662's form at /ace/introspect; RegisterAdmin: a thing's CWTs for
+// administrators). A CoAP gateway mounts the same functions:
 //
 //	resp, status := srv.Token(ctx, payload, ace.Identity{Chain: dtlsChain})
 //	resp, status := srv.DeviceAuthorization(ctx, payload, identity)

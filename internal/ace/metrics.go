@@ -14,6 +14,9 @@ const (
 	endpointAuthzInfo  = "authz_info"
 	endpointRevoke     = "revoke"
 	endpointIntrospect = "introspect"
+	// endpointAdminRevoke counts administrators' revocations (RevokeIssued:
+	// the admin API and the console).
+	endpointAdminRevoke = "admin_revoke"
 )
 
 // results bound the result label: "ok", a code of these, or "other".
@@ -28,9 +31,9 @@ type metrics struct{ answers *prometheus.CounterVec }
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{answers: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "thingid_ace_requests_total",
-		Help: "ACE answers by endpoint (token, device_authorization, authz_info, revoke, introspect) and result (ok, or the error code).",
+		Help: "ACE answers by endpoint (token, device_authorization, authz_info, revoke, introspect, admin_revoke) and result (ok, or the error code).",
 	}, []string{"endpoint", "result"})}
-	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo, endpointRevoke, endpointIntrospect} {
+	for _, e := range []string{endpointToken, endpointDevice, endpointAuthzInfo, endpointRevoke, endpointIntrospect, endpointAdminRevoke} {
 		m.answers.WithLabelValues(e, "ok")
 	}
 	if reg != nil {

@@ -1,9 +1,12 @@
 package ace
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -30,11 +33,16 @@ const EventRevoke = "cwt.revoke"
 // request (RFC 9200 Figure 16's abbreviation of RFC 7662's token).
 const paramToken = 11
 
-// RevokedStore keeps the CWTs revoked by cti (the store), so that a
-// revocation outlives a restart and reaches a node that missed its event.
-type RevokedStore interface {
-	RevokeCWT(ctx context.Context, r *store.RevokedCWT) error
+// Store keeps what outlives a request (store.Store): the CWTs revoked by
+// cti, so that a revocation outlives a restart and reaches a node that
+// missed its event, each stored with its audit record in one transaction;
+// and the audit records of the CWTs issued, which are where an
+// administrator finds a thing's CWTs (issued.go).
+type Store interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	ListRevokedCWTs(ctx context.Context, now time.Time) ([]store.RevokedCWT, error)
+	AppendAudit(ctx context.Context, recs ...store.AuditRecord) error
+	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditRecord, error)
 }
 
 // revokedCTIs are the ctis refused until their token's exp, following
@@ -107,7 +115,7 @@ func (s *Server) onEvent(e events.Event) {
 // reload reads the revocations of the store and returns those not known.
 func (s *Server) reload(ctx context.Context) ([]store.RevokedCWT, error) {
 	now := s.keys.Now()
-	list, err := s.revoked.ListRevokedCWTs(ctx, now)
+	list, err := s.st.ListRevokedCWTs(ctx, now)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +137,9 @@ func revocationEvent(cti []byte, exp time.Time, actor string, local bool) events
 // a map with the token under 11): a CWT this platform signed, not expired,
 // revoked by its cti from its presenter, who must hold its cnf key as at
 // /authz-info (any audience: a client revokes what it holds wherever it is
-// for). The revocation is stored and published (EventRevoke): every node
-// refuses the token at once, and the gateway ends the sessions holding it.
+// for). The revocation is stored with its audit record and published
+// (EventRevoke): every node refuses the token at once, and the gateway ends
+// the sessions holding it.
 func (s *Server) Revoke(ctx context.Context, body []byte, id Identity) ([]byte, int) {
 	err := s.revoke(ctx, body, id)
 	s.metrics.count(endpointRevoke, err)
@@ -141,7 +150,7 @@ func (s *Server) Revoke(ctx context.Context, body []byte, id Identity) ([]byte, 
 }
 
 func (s *Server) revoke(ctx context.Context, body []byte, id Identity) error {
-	tok, perr := parseTokenParam(body)
+	tok, _, perr := parseTokenParam(body)
 	if perr != nil {
 		return perr
 	}
@@ -152,32 +161,65 @@ func (s *Server) revoke(ctx context.Context, body []byte, id Identity) error {
 	if err := held(c.Cnf, id); err != nil {
 		return err
 	}
-	exp := time.Unix(c.Exp, 0).Add(s.revocations.Leeway())
-	if err := s.revoked.RevokeCWT(ctx, &store.RevokedCWT{CTI: c.Cti, ExpiresAt: exp}); err != nil {
+	client := cmp.Or(c.Client, c.Sub)
+	return s.revokeCTI(ctx, "client:"+client, c.Cti, time.Unix(c.Exp, 0), cwtRecord{
+		CTI: hex.EncodeToString(c.Cti), Exp: c.Exp, Client: client, Thing: c.Thing, By: "holder",
+	})
+}
+
+// revokeCTI stores the revocation of cti, refused until exp and the leeway,
+// with its audit record (cwt.revoke by actor, about the token's thing or
+// client) in one transaction, and publishes it (EventRevoke): every node
+// refuses the token at once, and the gateway ends the sessions holding it.
+func (s *Server) revokeCTI(ctx context.Context, actor string, cti []byte, exp time.Time, rec cwtRecord) error {
+	until := exp.Add(s.revocations.Leeway())
+	detail, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.RevokeCWT(ctx, &store.RevokedCWT{CTI: cti, ExpiresAt: until}); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, store.AuditRecord{Time: s.keys.Now().UTC(), Actor: actor, Action: ActionRevoke,
+			Target: rec.subject(), Detail: detail})
+	})
+	if err != nil {
 		return &Error{Code: "server_error", Description: "the revocation could not be stored", Status: http.StatusInternalServerError, cause: err}
 	}
-	s.bus.Publish(revocationEvent(c.Cti, exp, "client:"+c.Sub, false))
-	s.log.Info("ace: CWT revoked", "cti", hex.EncodeToString(c.Cti), "sub", c.Sub)
+	s.bus.Publish(revocationEvent(cti, until, actor, false))
+	s.log.Info("ace: CWT revoked", "cti", rec.CTI, "thing", rec.Thing, "client", rec.Client, "actor", actor)
 	return nil
 }
 
-// parseTokenParam is the token of a revocation or introspection request:
-// {11: bstr}.
-func parseTokenParam(b []byte) ([]byte, *Error) {
+// parseTokenParam is the token of a revocation or introspection request,
+// {11: bstr}, and the client's credentials when it sends them (client_id
+// (24), client_secret (25), text), as a form.
+func parseTokenParam(b []byte) ([]byte, url.Values, *Error) {
 	if len(b) > maxMessage {
-		return nil, invalidRequest("the request is larger than %d bytes", maxMessage)
+		return nil, nil, invalidRequest("the request is larger than %d bytes", maxMessage)
 	}
 	var m map[any]cbor.RawMessage
 	if err := decMode.Unmarshal(b, &m); err != nil {
-		return nil, invalidRequest("the request is not a CBOR map with the token under 11: %v", err)
+		return nil, nil, invalidRequest("the request is not a CBOR map with the token under 11: %v", err)
 	}
 	raw, ok := m[uint64(paramToken)]
 	if !ok {
-		return nil, invalidRequest("token (11) is required")
+		return nil, nil, invalidRequest("token (11) is required")
 	}
 	var tok []byte
 	if err := decMode.Unmarshal(raw, &tok); err != nil || len(tok) == 0 {
-		return nil, invalidRequest("token (11) must be the CWT as a byte string")
+		return nil, nil, invalidRequest("token (11) must be the CWT as a byte string")
 	}
-	return tok, nil
+	form := url.Values{}
+	for key, name := range map[uint64]string{paramClientID: "client_id", paramClientSecret: "client_secret"} {
+		if raw, ok := m[key]; ok {
+			var v string
+			if err := decMode.Unmarshal(raw, &v); err != nil || v == "" {
+				return nil, nil, invalidRequest("%s (%d) must be a non-empty text string", name, key)
+			}
+			form.Set(name, v)
+		}
+	}
+	return tok, form, nil
 }

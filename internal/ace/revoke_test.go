@@ -55,7 +55,7 @@ func TestRevokeByCTI(t *testing.T) {
 
 	// A new server on the same store (a restart, another node) refuses it.
 	again, err := New(Options{Issuer: testIssuer, Audience: testAudience, Keys: w.keys, Revocations: w.srv.revocations,
-		AS: noAS{}, Revoked: w.srv.revoked, Bus: events.New(), Logger: slog.New(slog.DiscardHandler)})
+		AS: noAS{}, Store: w.st, Bus: events.New(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestRevokedAfterResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another node stored it; its event never came.
-	if err := w.srv.revoked.RevokeCWT(context.Background(), &store.RevokedCWT{CTI: a.ID, ExpiresAt: a.ExpiresAt}); err != nil {
+	if err := w.st.RevokeCWT(context.Background(), &store.RevokedCWT{CTI: a.ID, ExpiresAt: a.ExpiresAt}); err != nil {
 		t.Fatal(err)
 	}
 	published := make(chan events.Event, 1)
@@ -135,7 +135,7 @@ func FuzzRevocationRequest(f *testing.F) {
 	f.Add([]byte{0xa1, 0x0b, 0x61, 0x78})
 	f.Add([]byte{0xa2, 0x0b, 0x40, 0x0b, 0x40})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tok, err := parseTokenParam(b)
+		tok, _, err := parseTokenParam(b)
 		if err != nil {
 			if err.Status != http.StatusBadRequest || err.Description == "" {
 				t.Fatalf("refusal %+v", err)

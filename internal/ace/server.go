@@ -25,6 +25,12 @@ type AuthorizationServer interface {
 	Token(ctx context.Context, form url.Values, id Identity, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
 	// DeviceAuthorization starts the device flow (RFC 8628 §3.1).
 	DeviceAuthorization(ctx context.Context, form url.Values, id Identity) (*DeviceAnswer, error)
+	// ResourceServer authenticates the client of an introspection request
+	// (client_id and client_secret in form, or what id proved) as the token
+	// endpoint authenticates its clients, and returns the audiences whose
+	// tokens it may introspect (RFC 9200 §5.9.1); an *Error (invalid_client,
+	// 401) when it did not authenticate or is no resource server.
+	ResourceServer(ctx context.Context, form url.Values, id Identity) (clientID string, audiences []string, err error)
 }
 
 // Answer is a granted token request.
@@ -59,12 +65,12 @@ type Options struct {
 	Keys        Keys
 	Revocations Revocations
 	AS          AuthorizationServer
-	// Revoked keeps the CWTs revoked by cti (the store) and Bus carries
-	// their revocations (EventRevoke) between the nodes and to the doors
-	// that hold tokens.
-	Revoked RevokedStore
-	Bus     *events.Bus
-	Logger  *slog.Logger
+	// Store keeps the CWTs revoked by cti and the audit records of CWTs
+	// issued and revoked; Bus carries revocations (EventRevoke) between the
+	// nodes and to the doors that hold tokens.
+	Store  Store
+	Bus    *events.Bus
+	Logger *slog.Logger
 	// Registerer registers thingid_ace_requests_total; nil for none.
 	Registerer prometheus.Registerer
 }
@@ -75,7 +81,7 @@ type Server struct {
 	keys             Keys
 	revocations      Revocations
 	as               AuthorizationServer
-	revoked          RevokedStore
+	st               Store
 	bus              *events.Bus
 	ctis             revokedCTIs
 	stop             func()
@@ -85,11 +91,11 @@ type Server struct {
 
 // New returns a Server following the revocations of CWTs until Close.
 func New(o Options) (*Server, error) {
-	if o.Issuer == "" || o.Audience == "" || o.Keys == nil || o.Revocations == nil || o.AS == nil || o.Revoked == nil || o.Bus == nil {
-		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations, AS, Revoked and Bus are required")
+	if o.Issuer == "" || o.Audience == "" || o.Keys == nil || o.Revocations == nil || o.AS == nil || o.Store == nil || o.Bus == nil {
+		return nil, errors.New("ace: Issuer, Audience, Keys, Revocations, AS, Store and Bus are required")
 	}
 	s := &Server{issuer: o.Issuer, audience: o.Audience, keys: o.Keys, revocations: o.Revocations, as: o.AS,
-		revoked: o.Revoked, bus: o.Bus, ctis: revokedCTIs{until: map[string]time.Time{}},
+		st: o.Store, bus: o.Bus, ctis: revokedCTIs{until: map[string]time.Time{}},
 		log: cmp.Or(o.Logger, slog.Default()), metrics: newMetrics(o.Registerer)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

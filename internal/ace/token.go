@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -28,6 +29,9 @@ type Identity struct {
 	PublicKey crypto.PublicKey // a raw public key, when Chain is empty
 	PSK       []byte
 	PSKThing  string
+	// Authorization is the HTTP Authorization header of an HTTPS request
+	// (a resource server's Basic credentials at introspection).
+	Authorization string
 }
 
 // key is the identity's public key, nil for a PSK.
@@ -42,6 +46,7 @@ func (id Identity) key() crypto.PublicKey {
 type tokenRequest struct {
 	form url.Values
 	cnf  *confirmation // req_cnf, nil when absent
+	aif  bool          // scope (9) came as AIF: answer it so
 }
 
 // grantTypes names the abbreviated grant types (RFC 9200 Figure 11) served.
@@ -92,8 +97,17 @@ func parseRequest(b []byte) (*tokenRequest, *Error) {
 	}
 	if raw, ok := m[uint64(paramScope)]; ok {
 		var v string
-		if err := decMode.Unmarshal(raw, &v); err != nil {
-			return nil, invalidRequest("scope (9) must be a text string of space-separated scopes (AIF byte strings are not served)")
+		var aif []byte
+		switch {
+		case decMode.Unmarshal(raw, &v) == nil:
+		case decMode.Unmarshal(raw, &aif) == nil:
+			scopes, err := parseAIF(aif)
+			if err != nil {
+				return nil, err
+			}
+			v, req.aif = strings.Join(scopes, " "), true
+		default:
+			return nil, invalidRequest("scope (9) must be a text string of space-separated scopes or a byte string holding an AIF scope (RFC 9237)")
 		}
 		req.form.Set("scope", v)
 	}
@@ -203,13 +217,34 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 	if req.form.Get("resource") == "" {
 		req.form.Set("resource", s.audience)
 	}
-	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) { return s.sign(c, cnf) })
+	var issued *claims
+	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) {
+		b, cl, err := s.issue(c, cnf)
+		issued = cl
+		return b, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	// A CWT the audit log does not record is not handed out: the log is
+	// where an administrator finds it to revoke it.
+	if issued == nil {
+		return nil, &Error{Code: "server_error", Description: "internal error", Status: http.StatusInternalServerError,
+			cause: errors.New("ace: the authorization server answered a token it did not have signed")}
+	}
+	if err := s.auditIssue(ctx, issued); err != nil {
+		return nil, &Error{Code: "server_error", Description: "the token could not be recorded", Status: http.StatusInternalServerError, cause: err}
+	}
 	// RFC 9200 §5.8.2; token_type is left out: the default, PoP (§5.8.4.2).
 	out := map[int]any{paramAccessToken: a.AccessToken, paramExpiresIn: a.ExpiresIn, paramACEProfile: profileCoAPDTLS}
-	if a.Scope != "" {
+	switch {
+	case a.Scope != "" && req.aif:
+		aif, err := aifOf(strings.Fields(a.Scope))
+		if err != nil {
+			return nil, err
+		}
+		out[paramScope] = aif
+	case a.Scope != "":
 		out[paramScope] = a.Scope
 	}
 	if a.RefreshToken != "" {

@@ -154,6 +154,10 @@ type OAuth struct {
 	// ScopeDescriptions say in words what a scope lets a client do, shown on
 	// the consent pages; they replace or add to the built-in descriptions.
 	ScopeDescriptions map[string]string `json:"scopeDescriptions"`
+	// ResourceServers are the registered confidential clients that are
+	// resource servers of ACE's CWTs, each with the audiences whose tokens
+	// it may introspect at /ace/introspect (RFC 9200 §5.9).
+	ResourceServers map[string][]string `json:"resourceServers"`
 }
 
 // ClientRegistration limits dynamic client registration (RFC 7591). The
@@ -667,6 +671,19 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("oauth.scopeDescriptions.%s: empty; say what the scope lets a client do", sc)
 		case len(text) > 200:
 			return fmt.Errorf("oauth.scopeDescriptions.%s: longer than 200 characters", sc)
+		}
+	}
+	for client, auds := range c.OAuth.ResourceServers {
+		if client == "" || strings.TrimSpace(client) != client {
+			return fmt.Errorf("oauth.resourceServers: %q is not a client id", client)
+		}
+		if len(auds) == 0 {
+			return fmt.Errorf("oauth.resourceServers.%s: name the audiences whose tokens it may introspect", client)
+		}
+		for i, a := range auds {
+			if u, err := url.Parse(a); err != nil || !u.IsAbs() || u.Fragment != "" {
+				return fmt.Errorf("oauth.resourceServers.%s[%d]: %q is not an absolute URI without a fragment (an audience, RFC 8707)", client, i, a)
+			}
 		}
 	}
 	for i, sc := range c.OAuth.Registration.AllowedScopes {

@@ -297,6 +297,9 @@ func TestScopeDescriptionsValidated(t *testing.T) {
 		"oauth:\n  scopeDescriptions:\n    speaker:play: \"  \"\n":                "oauth.scopeDescriptions.speaker:play: empty",
 		"oauth:\n  scopeDescriptions:\n    \"a b\": Two scopes\n":                 `"a b" is not a scope name`,
 		"oauth:\n  scopeDescriptions:\n    x: " + strings.Repeat("y", 201) + "\n": "longer than 200",
+		"oauth:\n  resourceServers:\n    edge-rs: [urn:thingid:mqtt]\n":           "",
+		"oauth:\n  resourceServers:\n    edge-rs: []\n":                           "oauth.resourceServers.edge-rs: name the audiences",
+		"oauth:\n  resourceServers:\n    edge-rs: [not-a-uri]\n":                  `oauth.resourceServers.edge-rs[0]: "not-a-uri" is not an absolute URI`,
 	} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {

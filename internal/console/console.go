@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/store"
@@ -85,6 +86,14 @@ type Grants interface {
 	Unlink(ctx context.Context, actor, userID, thingID string) error
 }
 
+// CWTs lists and revokes the CWTs (ACE's access tokens) issued to a thing
+// (*ace.Server: a revocation is stored, audited and published, so that the
+// CoAP gateway ends the sessions holding the token at once).
+type CWTs interface {
+	IssuedCWTs(ctx context.Context, thingID string) ([]ace.Issued, error)
+	RevokeIssued(ctx context.Context, actor, thingID string, cti []byte) error
+}
+
 // PasswordResets mails a user a link to choose a new password (the
 // self-service's forgot-password mail); ErrNoVerifiedAddress when the user
 // has none.
@@ -138,6 +147,7 @@ type Options struct {
 	Identities   Identities
 	Certificates Certificates
 	Grants       Grants
+	CWTs         CWTs // nil: ACE is off
 	Connections  Connections
 	Resets       PasswordResets // nil: no mail is sent on a forced reset
 	Store        Store
@@ -262,6 +272,7 @@ func (c *Console) Register(mux routes.Mux) {
 	mux.Handle("POST "+Path+"/things/{id}/certificates/revoke", change("Revoke this certificate", c.submitRevokeCert))
 	mux.Handle("POST "+Path+"/things/{id}/grants/revoke", change("Revoke this grant", c.submitRevokeThingGrant))
 	mux.Handle("POST "+Path+"/things/{id}/disconnect", change("Disconnect this MQTT session", c.submitDisconnect))
+	mux.Handle("POST "+Path+"/things/{id}/cwts/revoke", change("Revoke this CWT", c.submitRevokeCWT))
 	mux.Handle("GET "+Path+"/users", read(c.showUsers))
 	mux.Handle("POST "+Path+"/users", change("", c.submitCreateUser))
 	mux.Handle("GET "+Path+"/users/{id}", read(c.showUser))
@@ -376,6 +387,7 @@ var notices = map[string]string{
 	"resetNoMail":   "Every session ended; the next sign-in must choose a new password. No link was mailed: the user has no verified e-mail address.",
 	"clientDeleted": "Client deleted; its grants are revoked.",
 	"batchRevoked":  "Every certificate of this batch is revoked. Connections that used them are closed.",
+	"cwtRevoked":    "CWT revoked. Every node refuses it, and the CoAP sessions holding it are closed.",
 }
 
 // base is what every console page shows around its content.

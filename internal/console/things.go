@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingid/thingid/internal/ace"
 	"github.com/thingid/thingid/internal/audit"
 	"github.com/thingid/thingid/internal/certauth"
 	"github.com/thingid/thingid/internal/identity"
@@ -268,6 +269,11 @@ type grantRow struct {
 	ID, User, UserLink, UserID, Client, Scopes, Created, LastUsed, Revoked string
 }
 
+type cwtRow struct {
+	CTI, Client, Audience, Scope, Issued, Expires string
+	Revoked                                       bool
+}
+
 type connRow struct {
 	ClientID, Remote, Listener string
 	Connected                  bool
@@ -288,6 +294,8 @@ type thingPage struct {
 	Batches     []batchRow
 	Certs       []certRow
 	Grants      []grantRow
+	ACEOff      bool
+	CWTs        []cwtRow
 	Connections []connRow
 	BrokerOff   bool
 	LastSeen    string
@@ -355,6 +363,19 @@ func (c *Console) showThing(w http.ResponseWriter, r *http.Request, s staff) {
 	}
 	var lastSeen time.Time
 	p.Grants, lastSeen = c.grantRows(r, gs, func(g *store.Grant) bool { return g.ThingID == t.ID })
+	if c.opts.CWTs == nil {
+		p.ACEOff = true
+	} else {
+		cwts, err := c.opts.CWTs.IssuedCWTs(ctx, t.ID)
+		if err != nil {
+			c.pageError(w, r, err)
+			return
+		}
+		for _, i := range cwts {
+			p.CWTs = append(p.CWTs, cwtRow{CTI: i.CTIHex, Client: i.Client, Audience: strings.Join(i.Audience, " "), Scope: i.Scope,
+				Issued: formatTime(i.IssuedAt), Expires: formatTime(i.ExpiresAt), Revoked: i.Revoked})
+		}
+	}
 	if c.opts.Connections == nil {
 		p.BrokerOff = true
 	} else {
@@ -519,6 +540,24 @@ func (c *Console) submitDisconnect(w http.ResponseWriter, r *http.Request, s sta
 		return
 	}
 	done(w, r, pathOf("things", id), "disconnected")
+}
+
+// submitRevokeCWT is POST .../cwts/revoke with the cti (hex) of a CWT
+// issued to this thing and not expired.
+func (c *Console) submitRevokeCWT(w http.ResponseWriter, r *http.Request, s staff) {
+	id := r.PathValue("id")
+	cti, err := ace.ParseCTI(r.PostForm.Get("cti"))
+	if err == nil && c.opts.CWTs != nil {
+		err = c.opts.CWTs.RevokeIssued(r.Context(), s.actor(), id, cti)
+	}
+	switch {
+	case err == nil && c.opts.CWTs != nil:
+		done(w, r, pathOf("things", id), "cwtRevoked")
+	case cti == nil || errors.Is(err, ace.ErrNotIssued) || c.opts.CWTs == nil:
+		c.message(w, r, http.StatusBadRequest, "No such CWT", "cti: this thing has no unexpired CWT with this cti.")
+	default:
+		c.pageError(w, r, err)
+	}
 }
 
 // changeFailed answers a failed change and reports whether there was one:

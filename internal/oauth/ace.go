@@ -51,6 +51,9 @@ func signer(ctx context.Context, is *tokens.Issuer) Signer {
 type Proof struct {
 	Chain    []*x509.Certificate
 	PSKThing string
+	// Authorization is the HTTP Authorization header of an HTTPS request:
+	// a client's Basic credentials (client_secret_basic).
+	Authorization string
 }
 
 type pskThingKey struct{}
@@ -63,6 +66,9 @@ func constrainedRequest(ctx context.Context, proof Proof) *http.Request {
 		ctx = context.WithValue(ctx, pskThingKey{}, proof.PSKThing)
 	}
 	r := (&http.Request{Method: http.MethodPost, Header: http.Header{}}).WithContext(ctx)
+	if proof.Authorization != "" {
+		r.Header.Set("Authorization", proof.Authorization)
+	}
 	if len(proof.Chain) > 0 {
 		r.TLS = &tls.ConnectionState{PeerCertificates: proof.Chain}
 	}
@@ -124,6 +130,21 @@ func (s *Server) ConstrainedDeviceAuthorization(ctx context.Context, form url.Va
 		}
 	}
 	return nil, asError(err)
+}
+
+// ConstrainedResourceServer authenticates the client of an ACE
+// introspection request (form and proof) as the token endpoint does, and
+// returns its id: a registered confidential client, never a thing's or a
+// public one, as at /oauth2/introspect (RFC 7662 §2.1). Errors are *Error.
+func (s *Server) ConstrainedResourceServer(ctx context.Context, form url.Values, proof Proof) (string, error) {
+	c, _, err := s.clientAuth(constrainedRequest(ctx, proof), form)
+	if err != nil {
+		return "", asError(err)
+	}
+	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
+		return "", ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect")
+	}
+	return c.ID, nil
 }
 
 // asError is err as the *Error it answers; the cause of a server error stays

@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/thingid/thingid/internal/ace"
+	"github.com/thingid/thingid/internal/authn"
 	"github.com/thingid/thingid/internal/oauth"
 	"github.com/thingid/thingid/internal/routes"
 	"github.com/thingid/thingid/internal/tokens"
@@ -17,7 +20,11 @@ import (
 // aceAS adapts the authorization server to ace.AuthorizationServer: ACE's
 // requests run oauth's client authentication, grants and device flow, and
 // only the access token is ace's (a CWT).
-type aceAS struct{ srv *oauth.Server }
+type aceAS struct {
+	srv *oauth.Server
+	// resourceServers are oauth.resourceServers: client id → audiences.
+	resourceServers map[string][]string
+}
 
 func (a aceAS) Token(ctx context.Context, form url.Values, id ace.Identity, sign func(tokens.Claims) ([]byte, error)) (*ace.Answer, error) {
 	t, err := a.srv.ConstrainedToken(ctx, form, proof(id), func(c tokens.Claims) (string, error) {
@@ -39,6 +46,23 @@ func (a aceAS) DeviceAuthorization(ctx context.Context, form url.Values, id ace.
 	return &a2, nil
 }
 
+// ResourceServer authenticates an introspecting client through oauth and
+// gives it the audiences oauth.resourceServers lists for it.
+func (a aceAS) ResourceServer(ctx context.Context, form url.Values, id ace.Identity) (string, []string, error) {
+	p := proof(id)
+	p.Authorization = id.Authorization
+	client, err := a.srv.ConstrainedResourceServer(ctx, form, p)
+	if err != nil {
+		return "", nil, aceError(err)
+	}
+	auds := a.resourceServers[client]
+	if len(auds) == 0 {
+		return "", nil, ace.NewError(http.StatusUnauthorized, "invalid_client",
+			fmt.Sprintf("client %q is not a resource server of CWTs (oauth.resourceServers)", client), nil)
+	}
+	return client, auds, nil
+}
+
 // proof is what oauth's client authentication reads of an ACE client's
 // identity. A raw public key proves no client: only a registered key could.
 func proof(id ace.Identity) oauth.Proof { return oauth.Proof{Chain: id.Chain, PSKThing: id.PSKThing} }
@@ -52,26 +76,29 @@ func aceError(err error) error {
 	return ace.NewError(e.Status, e.Code, e.Description, errors.Unwrap(e))
 }
 
-// mountACE serves ACE's token, device authorization and revocation endpoints on HTTPS
-// (internal/ace), for the broker's audience when the broker is on: the
-// resource server a constrained device reaches (CoAP maps onto its topics).
-func (p *Platform) mountACE(mux routes.Mux, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
+// mountACE serves ACE's token, device authorization, revocation and
+// introspection endpoints on HTTPS (internal/ace), for the broker's
+// audience when the broker is on: the resource server a constrained device
+// reaches (CoAP maps onto its topics); and the administrators' API of a
+// thing's CWTs behind admin.
+func (p *Platform) mountACE(mux routes.Mux, admin func(http.Handler) http.Handler, tk *tokenSet, srv *oauth.Server, reg prometheus.Registerer, log *slog.Logger) error {
 	audience := p.Config.HTTP.PublicURL
 	if p.Config.MQTT.Enabled {
 		audience = p.Config.MQTT.Audience
 	}
 	a, err := ace.New(ace.Options{
 		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
-		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
+		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv, p.Config.OAuth.ResourceServers},
 		// It follows the revocations of CWTs on the platform's bus for the
 		// platform's life.
-		Revoked: p.Store, Bus: p.Bus,
+		Store: p.Store, Bus: p.Bus,
 		Logger: log.With("component", "ace"), Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	a.Register(mux)
+	a.RegisterAdmin(mux, admin, authn.Actor)
 	p.ace.Store(a)
 	return nil
 }

@@ -19,6 +19,8 @@ var authorizationReaders = map[string]string{
 	"internal/oauth/clientauth.go":    "client authentication at the token endpoint (RFC 6749 §2.3.1)",
 	"internal/oauth/register.go":      "the registration token of dynamic registration (RFC 7591 §3.1)",
 	"internal/oauth/thingsession.go":  "thing sessions (ThingSession scheme)",
+	"internal/ace/http.go":            "a resource server's Basic credentials at ACE introspection (RFC 9200 §5.9.1), handed to oauth's client authentication",
+	"internal/oauth/ace.go":           "sets those Basic credentials on the request oauth's client authentication reads",
 	"internal/oauth/userinfo.go":      "only to tell another scheme from no token, after tokens.FromRequest",
 	"internal/gateway/oauth2.go":      "only to tell another scheme from no token, after tokens.FromRequest",
 	"internal/gateway/proxy.go":       "removes the header before proxying",

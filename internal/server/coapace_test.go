@@ -44,7 +44,13 @@ type coapACE struct {
 
 func newCoAPACE(t *testing.T) *coapACE {
 	t.Helper()
-	r := serve(t, func(c *config.Config) {
+	return newCoAPACEWith(t, nil)
+}
+
+// newCoAPACEWith is newCoAPACE with before run on the platform before it serves.
+func newCoAPACEWith(t *testing.T, before func(*Platform)) *coapACE {
+	t.Helper()
+	r := serveWith(t, before, func(c *config.Config) {
 		c.CoAP.Enabled = true
 		c.CoAP.DTLSAddress = "127.0.0.1:0"
 		c.CoAP.UDPAddress = "127.0.0.1:0"
@@ -333,5 +339,45 @@ func TestAuthzInfoWithLibcoap(t *testing.T) {
 		"coaps://"+c.addr+coapgw.PathAuthzInfo).CombinedOutput()
 	if !strings.Contains(string(refused), "4.01") || !strings.Contains(string(refused), "did not prove") {
 		t.Fatalf("a certificate-bound token over a PSK session: %s", refused)
+	}
+}
+
+// An AIF scope (RFC 9237) at the token endpoint is the text scopes of the
+// gateway's resources it names, decided as those are: POST on
+// /mqtt/fleet/# is mqtt:pub:fleet/#, granted and answered as AIF, and the
+// gateway enforces it once the token is posted; GET on it (a subscription
+// no rule gives the thing) is refused by name.
+func TestAIFScopeOverCoAP(t *testing.T) {
+	c := newCoAPACE(t)
+	th, cert := c.certThing("ACE-AIF-1")
+	cc := c.dialCert(cert)
+	aif := func(methods int) []byte { return enc(t, []any{[]any{"/mqtt/fleet/#", methods}}) }
+	code, b := post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: th.ID, 9: aif(2)}))
+	var out map[any]any
+	must(t, "decoding the answer", cbor.Unmarshal(b, &out))
+	tok, _ := out[uint64(1)].([]byte)
+	if granted, _ := out[uint64(9)].([]byte); code != codes.Created || len(tok) == 0 || !bytes.Equal(granted, aif(2)) {
+		t.Fatalf("a token for an AIF scope: %v %v", code, out)
+	}
+	if code, _ := post(t, cc, "/mqtt/fleet/thermostats", message.TextPlain, []byte("1")); code != codes.Forbidden {
+		t.Fatalf("before the token: %v", code)
+	}
+	if code, b := post(t, cc, coapgw.PathAuthzInfo, coapgw.ACECBOR, byteString(t, tok)); code != codes.Created {
+		t.Fatalf("authz-info: %v %s", code, b)
+	}
+	if code, _ := post(t, cc, "/mqtt/fleet/thermostats", message.TextPlain, []byte("1")); code != codes.Changed {
+		t.Fatalf("POST under the AIF scope: %v", code)
+	}
+	code, b = post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: th.ID, 9: aif(3)}))
+	out = nil
+	must(t, "decoding the refusal", cbor.Unmarshal(b, &out))
+	if desc, _ := out[uint64(31)].(string); code != codes.BadRequest || out[uint64(30)] != uint64(6) || !strings.Contains(desc, "mqtt:sub:fleet/#") {
+		t.Errorf("GET on a topic the thing may not observe: %v %v; want invalid_scope (6) naming mqtt:sub:fleet/#", code, out)
+	}
+	code, b = post(t, cc, ace.PathToken, coapgw.ACECBOR, enc(t, map[int]any{33: 2, 24: th.ID, 9: enc(t, []any{[]any{"/self", 1}})}))
+	out = nil
+	must(t, "decoding the refusal", cbor.Unmarshal(b, &out))
+	if desc, _ := out[uint64(31)].(string); code != codes.BadRequest || !strings.Contains(desc, `"/self" is not a resource of this gateway`) {
+		t.Errorf("an AIF scope of another resource: %v %v", code, out)
 	}
 }

@@ -72,7 +72,7 @@ func (p *Platform) mountComponents(mux routes.Mux, admins *authn.Admins, tk *tok
 	})
 	srv.Register(mux)
 	u.Register(mux)
-	if err := p.mountACE(mux, tk, srv, reg, log); err != nil {
+	if err := p.mountACE(mux, func(h http.Handler) http.Handler { return admins.Require(h, denyProblem) }, tk, srv, reg, log); err != nil {
 		return nil, err
 	}
 	ss := selfservice.Options{

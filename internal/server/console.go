@@ -47,6 +47,9 @@ func (p *Platform) mountConsole(mux routes.Mux, sessions *authn.Sessions, admins
 			o.TopicRules = append(o.TopicRules, console.TopicRule{Who: r.Who, Publish: r.Publish, Subscribe: r.Subscribe})
 		}
 	}
+	if a := p.ace.Load(); a != nil { // mounted before the console
+		o.CWTs = a
+	}
 	if p.Config.Gateway.Enabled {
 		o.Gateway = gatewayRoutes{&p.gateway}
 	}
