@@ -38,6 +38,10 @@ type conn struct {
 	// session over (set under the session's lock): the will is this
 	// connection's publish, checked as who it was, not as who took over.
 	leftAs any
+	// sessionEnds: the connection that took the session over ends it (a
+	// clean start, §3.1.4), so the will goes at once whatever its delay
+	// (set under the session's lock with leftAs).
+	sessionEnds bool
 	// noProblemInfo: the client sent Request Problem Information 0
 	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
 	// CONNACK and DISCONNECT.
@@ -428,8 +432,9 @@ func (c *conn) end() {
 	if cl.conn != c {
 		// Taken over: a new connection to the session exists already, so a
 		// delayed will is not sent (§3.1.3.2.2); one without delay is, and
-		// any will once the session ended (a clean start took it over).
-		ended := cl.ended
+		// any will of a session a clean start ends (§3.1.4), whether its
+		// end ran already or not.
+		ended := cl.ended || c.sessionEnds
 		as := &Client{ID: cl.ID, srv: s}
 		as.SetIdentity(c.leftAs)
 		as.version.Store(uint32(c.version))
