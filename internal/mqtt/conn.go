@@ -39,8 +39,8 @@ type conn struct {
 	// connection's publish, checked as who it was, not as who took over.
 	leftAs any
 	// sessionEnds: the connection that took the session over ends it (a
-	// clean start, §3.1.4), so the will goes at once whatever its delay
-	// (set under the session's lock with leftAs).
+	// clean start, §3.1.4), so the will goes with the session's end
+	// whatever its delay (set under the session's lock with leftAs).
 	sessionEnds bool
 	// noProblemInfo: the client sent Request Problem Information 0
 	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
@@ -430,11 +430,18 @@ func (c *conn) end() {
 	}
 	cl.mu.Lock()
 	if cl.conn != c {
+		if will != nil && c.sessionEnds && !cl.ended {
+			// A clean start took the session over and ends it next
+			// (attach): the session's end publishes the will (§3.1.4),
+			// as it does when this end runs after it.
+			cl.will = will
+			cl.mu.Unlock()
+			return
+		}
 		// Taken over: a new connection to the session exists already, so a
 		// delayed will is not sent (§3.1.3.2.2); one without delay is, and
-		// any will of a session a clean start ends (§3.1.4), whether its
-		// end ran already or not.
-		ended := cl.ended || c.sessionEnds
+		// any will once the session ended (a clean start took it over).
+		ended := cl.ended
 		as := &Client{ID: cl.ID, srv: s}
 		as.SetIdentity(c.leftAs)
 		as.version.Store(uint32(c.version))
