@@ -424,11 +424,13 @@ func (c *conn) end() {
 	}
 	s := c.srv
 	s.Stats.Connected.Add(-1)
+	cl.mu.Lock()
+	// dropWill is set under the session's lock, with the expiry and the
+	// will of the session it goes with (Supersede, Disconnect, Adopt).
 	will := c.will
 	if c.normalExit || c.dropWill.Load() {
 		will = nil
 	}
-	cl.mu.Lock()
 	if cl.conn != c {
 		if will != nil && c.sessionEnds && !cl.ended {
 			// A clean start took the session over and ends it next
