@@ -200,12 +200,6 @@ func (cl *Client) freeRoom(now bool) {
 	}
 }
 
-func (cl *Client) connection() *conn {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.conn
-}
-
 // deliver is the one way a message reaches a client, whatever brought it
 // (a live publish, a retained message, a will): Auth.Deliver decides, then
 // QoS 0 goes to the connection's queue and QoS 1 and 2 to the session's

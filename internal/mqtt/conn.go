@@ -38,6 +38,10 @@ type conn struct {
 	// session over (set under the session's lock): the will is this
 	// connection's publish, checked as who it was, not as who took over.
 	leftAs any
+	// sessionEnds: the connection that took the session over ends it (a
+	// clean start, §3.1.4), so the will goes with the session's end
+	// whatever its delay (set under the session's lock with leftAs).
+	sessionEnds bool
 	// noProblemInfo: the client sent Request Problem Information 0
 	// (§3.1.2.11.7): no Reason String or User Property except on PUBLISH,
 	// CONNACK and DISCONNECT.
@@ -420,12 +424,22 @@ func (c *conn) end() {
 	}
 	s := c.srv
 	s.Stats.Connected.Add(-1)
+	cl.mu.Lock()
+	// dropWill is set under the session's lock, with the expiry and the
+	// will of the session it goes with (Supersede, Disconnect, Adopt).
 	will := c.will
 	if c.normalExit || c.dropWill.Load() {
 		will = nil
 	}
-	cl.mu.Lock()
 	if cl.conn != c {
+		if will != nil && c.sessionEnds && !cl.ended {
+			// A clean start took the session over and ends it next
+			// (attach): the session's end publishes the will (§3.1.4),
+			// as it does when this end runs after it.
+			cl.will = will
+			cl.mu.Unlock()
+			return
+		}
 		// Taken over: a new connection to the session exists already, so a
 		// delayed will is not sent (§3.1.3.2.2); one without delay is, and
 		// any will once the session ended (a clean start took it over).

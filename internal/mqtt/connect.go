@@ -196,7 +196,7 @@ func (s *Server) attach(c *conn, cl, fetched *Client, clean bool, expiry time.Du
 		}
 		if old != nil && clean {
 			s.mu.Unlock()
-			s.takeOver(old)
+			s.takeOver(old, true)
 			s.endSession(old)
 			continue
 		}
@@ -209,7 +209,7 @@ func (s *Server) attach(c *conn, cl, fetched *Client, clean bool, expiry time.Du
 		}
 		s.mu.Unlock()
 		if old != nil {
-			s.takeOver(old)
+			s.takeOver(old, false)
 		}
 		sess.mu.Lock()
 		if sess.ended {
@@ -240,12 +240,14 @@ func (s *Server) attach(c *conn, cl, fetched *Client, clean bool, expiry time.Du
 }
 
 // takeOver ends the connection a session has, if any (§3.1.4: DISCONNECT
-// 0x8E for MQTT 5), and detaches it.
-func (s *Server) takeOver(cl *Client) {
+// 0x8E for MQTT 5), and detaches it. ends: the session ends with it (a
+// clean start), which the connection's end learns here, with the detaching:
+// it may run before the session's end does.
+func (s *Server) takeOver(cl *Client, ends bool) {
 	cl.mu.Lock()
 	prev := cl.conn
 	if prev != nil {
-		prev.leftAs = cl.Identity()
+		prev.leftAs, prev.sessionEnds = cl.Identity(), ends
 	}
 	cl.setConn(nil)
 	cl.mu.Unlock()

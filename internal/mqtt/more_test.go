@@ -49,7 +49,10 @@ func TestRequestProblemInformation(t *testing.T) {
 	out := &packet.Ack{Kind: packet.PUBACK, PacketID: 1, Code: packet.NotAuthorized}
 	out.Props.ReasonString = "why"
 	out.Props.Set(packet.PropReasonString)
-	conn := s.Client("c").connection()
+	cl := s.Client("c")
+	cl.mu.Lock()
+	conn := cl.conn
+	cl.mu.Unlock()
 	conn.send(out)
 	if a := c.Read().(*packet.Ack); a.Props.Has(packet.PropReasonString) {
 		t.Fatalf("%+v", a)

@@ -300,13 +300,15 @@ func (s *Server) Supersede(id string, claim uint64, clean bool) {
 		cl.will = nil // the will of a connection that ended already
 	}
 	c := cl.conn
+	if c != nil && !clean && c.willDelay > 0 {
+		// Under the lock: the connection's end reads it there, with the
+		// expiry set above (a delayed will is not sent: resumed elsewhere).
+		c.dropWill.Store(true)
+	}
 	cl.mu.Unlock()
 	if c == nil {
 		s.endSession(cl)
 		return
-	}
-	if !clean && c.willDelay > 0 {
-		c.dropWill.Store(true)
 	}
 	c.close(packet.SessionTakenOver, "the client connected to another node")
 }
@@ -357,14 +359,17 @@ func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, di
 	if cl == nil {
 		return
 	}
+	cl.mu.Lock()
 	if discard {
-		cl.mu.Lock()
 		cl.expiry = 0
 		cl.will = nil
-		cl.mu.Unlock()
 	}
-	if c := cl.connection(); c != nil {
-		c.dropWill.Store(discard)
+	c := cl.conn
+	if c != nil {
+		c.dropWill.Store(discard) // under the lock, as its end reads it
+	}
+	cl.mu.Unlock()
+	if c != nil {
 		c.close(code, reason)
 	} else if discard {
 		s.endSession(cl)

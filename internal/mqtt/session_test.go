@@ -1,11 +1,15 @@
 package mqtt
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/thingid/thingid/internal/mqtt/mqtttest"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
@@ -111,6 +115,151 @@ func TestTakeover(t *testing.T) {
 	old, _ := s.connect(t, packet.V311, "v3", nil)
 	s.connect(t, packet.V311, "v3", nil)
 	old.Closed()
+}
+
+// TestTakeoverOvertaken: the taken-over connection's end runs between
+// the takeover detaching it and the session's end (the order a loaded
+// machine found now and then, issue 16). A clean start ends the session,
+// so the will goes whatever its delay; a resumed session keeps it from a
+// delayed will (§3.1.4, §3.1.3.2.2). The new connection gets the session
+// once: one session, one connection counted.
+func TestTakeoverOvertaken(t *testing.T) {
+	s := newServer(t, nil)
+	watcher, _ := s.connect(t, packet.V5, "w", nil)
+	watcher.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	for _, tc := range []struct {
+		clean, published bool
+	}{{clean: true, published: true}, {clean: false, published: false}} {
+		id := fmt.Sprintf("dev-clean-%v", tc.clean)
+		first, held := s.connectHeld(t, id, func(c *packet.Connect) {
+			persistent(60)(c)
+			c.Will = &packet.Will{Topic: "will/" + id, Payload: []byte("gone")}
+			c.Will.Props.WillDelay = 60
+			c.Will.Props.Set(packet.PropWillDelay)
+		})
+		_, ack := s.connect(t, packet.V5, id, func(c *packet.Connect) {
+			persistent(60)(c)
+			c.CleanStart = tc.clean
+		})
+		if err := held.err(); err != nil {
+			t.Fatal(err)
+		}
+		if !held.released.Load() {
+			t.Fatal("the takeover did not wait for the connection's writer: the order was not forced")
+		}
+		if p, ok := first.Read().(*packet.Ping); !ok || !p.Response {
+			t.Fatalf("got %+v, want the PINGRESP held", p)
+		}
+		first.Disconnected(packet.SessionTakenOver)
+		if ack.SessionPresent == tc.clean {
+			t.Fatalf("clean start %v: session present %v", tc.clean, ack.SessionPresent)
+		}
+		if !tc.published {
+			// Nothing before a marker published after the takeover.
+			pub, _ := s.connect(t, packet.V5, "pub", nil)
+			pub.Send(&packet.Publish{Topic: "will/marker", Payload: []byte("marker")})
+		}
+		want := map[bool]string{true: "will/" + id, false: "will/marker"}[tc.published]
+		if p := watcher.Publication(); p.Topic != want {
+			t.Fatalf("clean start %v: got %s, want %s", tc.clean, p.Topic, want)
+		}
+	}
+	if n, c := s.Stats.Sessions.Load(), s.Stats.Connected.Load(); n != 4 || c != 4 {
+		t.Fatalf("%d sessions, %d connections; want 4 of each (w, pub, and each id once)", n, c)
+	}
+}
+
+// connectHeld connects id over a heldConn and returns once the server's
+// writer is held writing the PINGRESP to a PINGREQ.
+func (s *server) connectHeld(t *testing.T, id string, mod func(*packet.Connect)) (*mqtttest.Conn, *heldConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	h := &heldConn{s: s.Server, held: make(chan struct{}), release: make(chan struct{})}
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		h.Conn = nc
+		s.ServeConn(h)
+	}()
+	c := mqtttest.Dial(t, ln.Addr().String(), packet.V5)
+	pk := &packet.Connect{CleanStart: true, ClientID: id, KeepAlive: 30,
+		UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("ok")}
+	mod(pk)
+	c.Connect(pk)
+	h.armed.Store(true)
+	c.Send(&packet.Ping{})
+	<-h.held
+	return c, h
+}
+
+// heldConn holds the server's next Write once armed, so that a takeover
+// meanwhile finds the connection's writer running and sets the write
+// deadline (shutdown) after queueing its DISCONNECT; the writer, held, sets
+// none. There, on the goroutine taking the session over, it lets the write
+// go and waits for the connection's end, which the closing after the
+// DISCONNECT's write starts.
+type heldConn struct {
+	net.Conn
+	s        *Server
+	armed    atomic.Bool   // the next Write is held
+	held     chan struct{} // closed once a Write is held
+	release  chan struct{} // closed to let it go
+	released atomic.Bool
+	failed   atomic.Pointer[string]
+}
+
+func (h *heldConn) Write(b []byte) (int, error) {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.held)
+		<-h.release
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *heldConn) SetWriteDeadline(d time.Time) error {
+	select {
+	case <-h.held:
+		if h.released.CompareAndSwap(false, true) {
+			close(h.release)
+			h.waitEnd()
+		}
+	default:
+	}
+	return h.Conn.SetWriteDeadline(d)
+}
+
+// waitEnd waits until the server dropped the connection (finish, after
+// end), for 10 s at most.
+func (h *heldConn) waitEnd() {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		h.s.mu.RLock()
+		open := false
+		for c := range h.s.conns {
+			open = open || c.nc == h
+		}
+		h.s.mu.RUnlock()
+		if !open {
+			return
+		}
+		if time.Now().After(deadline) {
+			msg := "the taken-over connection did not end while the takeover waited"
+			h.failed.Store(&msg)
+			return
+		}
+	}
+}
+
+func (h *heldConn) err() error {
+	if msg := h.failed.Load(); msg != nil {
+		return errors.New(*msg)
+	}
+	return nil
 }
 
 // TestWill: sent when the connection ends without DISCONNECT, or with

@@ -244,9 +244,11 @@ func (s *Server) Adopt(r *SessionRecord, subs []topics.Subscription) {
 		old.mu.Lock()
 		old.stored, old.will, old.expiry = false, nil, 0
 		c := old.conn
+		if c != nil {
+			c.dropWill.Store(true) // under the lock, as its end reads it
+		}
 		old.mu.Unlock()
 		if c != nil {
-			c.dropWill.Store(true)
 			c.close(packet.SessionTakenOver, "the session moved")
 		} else {
 			s.endSession(old)
