@@ -105,6 +105,20 @@ func TestAttackThingClientIDMosquitto(t *testing.T) {
 	}
 }
 
+// watch connects an app of user's reading thing's topics.
+func (e *env) watch(t *testing.T, user *store.User, thing string) *client5 {
+	t.Helper()
+	w, _, err := e.connect5(e.dial("tls"), &paho.Connect{ClientID: "watcher", CleanStart: true,
+		Password: []byte(e.token(tokens.Claims{Subject: user.ID, ClientID: "app"})), PasswordFlag: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := w.sub(t, "things/"+thing+"/#", 1); rc != 1 {
+		t.Fatalf("watcher subscribe: %#x", rc)
+	}
+	return w
+}
+
 // preFix plays the directory of a broker before thing ids were reserved:
 // while hide is set it knows no thing, so checkClientID lets anyone use a
 // thing's id and a squatter's session can be made as it was then.
@@ -141,12 +155,24 @@ func TestThingReclaimsSquattedSession(t *testing.T) {
 					Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
 			}
 			dir.hide.Store(true)
-			squatter, _, err := e.connect5(e.dial("tls"), persistent(e.token(tokens.Claims{Subject: alice.ID, ClientID: "app"})))
+			willTopic := "things/" + th.ID + "/commands/squatter-will"
+			squat := persistent(e.token(tokens.Claims{Subject: alice.ID, ClientID: "app", Scope: []string{"mqtt:pub:" + willTopic}}))
+			squat.WillMessage = &paho.WillMessage{Topic: willTopic, QoS: 1, Payload: []byte("gone")}
+			squatter, _, err := e.connect5(e.dial("tls"), squat)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rc := squatter.sub(t, "things/"+th.ID+"/#", 1); rc != 1 {
 				t.Fatalf("squatter subscribe: %#x", rc)
+			}
+			var watcher *client5
+			if !away {
+				// An app of the owner's, reading the thing's topics, sees
+				// what the squatter may publish there, and whether its will
+				// goes out when the thing takes the identifier back.
+				watcher = e.watch(t, alice, th.ID)
+				squatter.pub(t, willTopic, 1, "alive")
+				watcher.expect(t, willTopic)
 			}
 			dir.hide.Store(false)
 			if away {
@@ -169,10 +195,28 @@ func TestThingReclaimsSquattedSession(t *testing.T) {
 					t.Error("the squatter's connection did not end")
 				}
 			}
-			// Nothing of the squatter's subscription is left to deliver.
+			// Nothing of the squatter's subscription is left to deliver, and
+			// its will went with its session: the watcher has the device's
+			// telemetry, published after the takeover, and no will before it.
 			device.pub(t, "things/"+th.ID+"/telemetry", 1, "private")
-			if n := e.b.server.Subscriptions(); n != 0 {
-				t.Errorf("%d subscriptions left from the squatter", n)
+			left := e.b.server.Subscriptions()
+			if watcher != nil {
+				watcher.expect(t, "things/"+th.ID+"/telemetry")
+				watcher.mu.Lock()
+				wills := 0
+				for _, m := range watcher.got {
+					if m.Topic == willTopic && string(m.Payload) == "gone" {
+						wills++
+					}
+				}
+				watcher.mu.Unlock()
+				if wills != 0 {
+					t.Error("the squatter's will was published when the thing took its identifier back")
+				}
+				left-- // the watcher's
+			}
+			if left != 0 {
+				t.Errorf("%d subscriptions left from the squatter", left)
 			}
 			device.Disconnect(&paho.Disconnect{})
 
