@@ -66,7 +66,7 @@ func parseAIF(b []byte) ([]string, *Error) {
 // aifOf is the AIF scope of the granted text scopes, for the answer to a
 // request that asked in AIF: each mqtt:pub:/mqtt:sub: scope as its path's
 // methods, in the order first granted; other scopes have no AIF form and
-// are left out (the CWT carries them all as text).
+// are left out (the CWT then carries them all as text).
 func aifOf(scopes []string) ([]byte, error) {
 	var entries []aifEntry
 	at := map[string]int{}
@@ -92,6 +92,11 @@ func aifOf(scopes []string) ([]byte, error) {
 		return nil, fmt.Errorf("ace: encoding an AIF scope: %w", err)
 	}
 	return b, nil
+}
+
+// noAIF tells a scope that has no AIF form (not mqtt:pub: or mqtt:sub:).
+func noAIF(scope string) bool {
+	return !strings.HasPrefix(scope, "mqtt:pub:") && !strings.HasPrefix(scope, "mqtt:sub:")
 }
 
 // invalidScope refuses a scope (RFC 6749 §5.2).

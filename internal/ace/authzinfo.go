@@ -55,11 +55,7 @@ func (s *Server) authzInfo(ctx context.Context, token []byte, peer Identity) (*A
 	if err := held(c.Cnf, peer); err != nil {
 		return nil, err
 	}
-	var scopes []string
-	if c.Scope != "" {
-		scopes = strings.Split(c.Scope, " ")
-	}
-	return &Access{Subject: c.Sub, ThingID: c.Thing, Scopes: scopes, ExpiresAt: time.Unix(c.Exp, 0), ID: c.Cti, GrantID: c.Gid}, nil
+	return &Access{Subject: c.Sub, ThingID: c.Thing, Scopes: strings.Fields(c.Scope.Text), ExpiresAt: time.Unix(c.Exp, 0), ID: c.Cti, GrantID: c.Gid}, nil
 }
 
 // unwrapToken is the COSE message of a token posted to /authz-info: the

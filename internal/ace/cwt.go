@@ -40,10 +40,50 @@ type claims struct {
 	Iat    int64         `cbor:"6,keyasint"`
 	Cti    []byte        `cbor:"7,keyasint"`
 	Cnf    *confirmation `cbor:"8,keyasint"`
-	Scope  string        `cbor:"9,keyasint,omitempty"`
+	Scope  scopeClaim    `cbor:"9,keyasint,omitzero"`
 	Gid    string        `cbor:"gid"`
 	Thing  string        `cbor:"thing,omitempty"`
 	Client string        `cbor:"client_id,omitempty"`
+}
+
+// scopeClaim is scope (9): the granted scopes in the form the token request
+// asked them (RFC 9200 §5.8.4.2, RFC 9237 §3): a text string of
+// space-separated scopes, or a byte string holding their AIF scope.
+type scopeClaim struct {
+	Text string // the scopes, space-separated, whatever the form
+	AIF  bool   // carried as AIF
+}
+
+func (s scopeClaim) MarshalCBOR() ([]byte, error) {
+	if !s.AIF {
+		return encMode.Marshal(s.Text)
+	}
+	b, err := aifOf(strings.Fields(s.Text))
+	if err != nil {
+		return nil, err
+	}
+	return encMode.Marshal(b)
+}
+
+// UnmarshalCBOR reads either form; an AIF scope is read by the token
+// endpoint's parser, so a CWT grants through AIF only what a request could
+// have asked for.
+func (s *scopeClaim) UnmarshalCBOR(b []byte) error {
+	var text string
+	if err := decMode.Unmarshal(b, &text); err == nil {
+		*s = scopeClaim{Text: text}
+		return nil
+	}
+	var raw []byte
+	if err := decMode.Unmarshal(b, &raw); err != nil {
+		return errors.New("scope (9) must be a text string or a byte string holding an AIF scope")
+	}
+	scopes, perr := parseAIF(raw)
+	if perr != nil {
+		return errors.New(perr.Description)
+	}
+	*s = scopeClaim{Text: strings.Join(scopes, " "), AIF: true}
+	return nil
 }
 
 // confirmation is cnf (RFC 8747 §3.1): the client's public key as a COSE_Key
@@ -94,12 +134,13 @@ func coseAlgorithm(alg string) (cose.Algorithm, error) {
 // sign makes a CWT of c bound to cnf: a COSE_Sign1 message (RFC 9052 §4.2,
 // tag 18) with alg and kid in the protected header.
 func (s *Server) sign(c tokens.Claims, cnf *confirmation) ([]byte, error) {
-	b, _, err := s.issue(c, cnf)
+	b, _, err := s.issue(c, cnf, false)
 	return b, err
 }
 
-// issue is sign that also returns the CWT's claims.
-func (s *Server) issue(c tokens.Claims, cnf *confirmation) ([]byte, *claims, error) {
+// issue is sign that also returns the CWT's claims; aif carries the scopes
+// as AIF when they all have that form (a request that asked in AIF).
+func (s *Server) issue(c tokens.Claims, cnf *confirmation, aif bool) ([]byte, *claims, error) {
 	kid, alg, key := s.keys.Signer()
 	ca, err := coseAlgorithm(alg)
 	if err != nil {
@@ -109,7 +150,7 @@ func (s *Server) issue(c tokens.Claims, cnf *confirmation) ([]byte, *claims, err
 	_, _ = rand.Read(cti)
 	cl := &claims{
 		Iss: s.issuer, Sub: c.Subject, Aud: c.Audience, Exp: c.ExpiresAt.Unix(), Iat: c.IssuedAt.Unix(),
-		Cti: cti, Cnf: cnf, Scope: strings.Join(c.Scope, " "), Gid: c.GrantID, Thing: c.ThingID, Client: c.ClientID,
+		Cti: cti, Cnf: cnf, Scope: scopeClaim{Text: strings.Join(c.Scope, " "), AIF: aif && len(c.Scope) > 0 && !slices.ContainsFunc(c.Scope, noAIF)}, Gid: c.GrantID, Thing: c.ThingID, Client: c.ClientID,
 	}
 	payload, err := encMode.Marshal(cl)
 	if err != nil {
@@ -207,4 +248,6 @@ func (s *Server) check(c *claims, audience string) error {
 var (
 	_ cbor.Marshaler   = audience(nil)
 	_ cbor.Unmarshaler = (*audience)(nil)
+	_ cbor.Marshaler   = scopeClaim{}
+	_ cbor.Unmarshaler = (*scopeClaim)(nil)
 )

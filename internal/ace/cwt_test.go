@@ -3,6 +3,7 @@ package ace
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -205,7 +206,7 @@ func TestAuthzInfoFollowsRotation(t *testing.T) {
 }
 
 // resign signs a token's message again with key under kid, after change.
-func resign(t *testing.T, tok []byte, change func(*cose.Sign1Message), key *ecdsa.PrivateKey, kid []byte) []byte {
+func resign(t *testing.T, tok []byte, change func(*cose.Sign1Message), key crypto.Signer, kid []byte) []byte {
 	t.Helper()
 	var m cose.Sign1Message
 	if err := m.UnmarshalCBOR(tok); err != nil {

@@ -111,8 +111,8 @@ func (c *claims) cbor() map[any]any {
 		paramActive: true, claimIss: c.Iss, claimSub: c.Sub, claimAud: c.Aud, claimExp: c.Exp, claimIat: c.Iat,
 		claimCti: c.Cti, claimCnf: c.Cnf, paramACEProfile: profileCoAPDTLS, "gid": c.Gid,
 	}
-	if c.Scope != "" {
-		out[paramScope] = c.Scope
+	if c.Scope.Text != "" {
+		out[paramScope] = c.Scope // in the token's own form, text or AIF
 	}
 	if c.Thing != "" {
 		out["thing"] = c.Thing
@@ -153,7 +153,7 @@ func (c *claims) json() introspectionJSON {
 		return introspectionJSON{}
 	}
 	return introspectionJSON{Active: true, Issuer: c.Iss, Subject: c.Sub, Audience: c.Aud, ExpiresAt: c.Exp, IssuedAt: c.Iat,
-		CTI: base64.RawURLEncoding.EncodeToString(c.Cti), Cnf: c.Cnf.json(), Scope: c.Scope, ClientID: c.Client,
+		CTI: base64.RawURLEncoding.EncodeToString(c.Cti), Cnf: c.Cnf.json(), Scope: c.Scope.Text, ClientID: c.Client,
 		TokenType: "PoP", ACEProfile: "coap_dtls", GrantID: c.Gid, Thing: c.Thing}
 }
 

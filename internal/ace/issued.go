@@ -50,7 +50,7 @@ func (r cwtRecord) subject() store.Ref {
 // auditIssue records the CWT of c just signed, by its client.
 func (s *Server) auditIssue(ctx context.Context, c *claims) error {
 	rec := cwtRecord{CTI: hex.EncodeToString(c.Cti), Exp: c.Exp, Client: c.Client, Thing: c.Thing, Subject: c.Sub,
-		Audience: c.Aud, Scope: c.Scope, Grant: c.Gid}
+		Audience: c.Aud, Scope: c.Scope.Text, Grant: c.Gid}
 	detail, err := json.Marshal(rec)
 	if err != nil {
 		return err

@@ -21,7 +21,7 @@ import (
 func (w *world) issue(t *testing.T, c tokens.Claims, cnf *confirmation) ([]byte, *claims) {
 	t.Helper()
 	c.ClientID = "client-1"
-	b, cl, err := w.srv.issue(c, cnf)
+	b, cl, err := w.srv.issue(c, cnf, false)
 	if err != nil {
 		t.Fatal(err)
 	}

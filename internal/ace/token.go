@@ -219,7 +219,7 @@ func (s *Server) token(ctx context.Context, body []byte, id Identity) ([]byte, e
 	}
 	var issued *claims
 	a, err := s.as.Token(ctx, req.form, id, func(c tokens.Claims) ([]byte, error) {
-		b, cl, err := s.issue(c, cnf)
+		b, cl, err := s.issue(c, cnf, req.aif)
 		issued = cl
 		return b, err
 	})

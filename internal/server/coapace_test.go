@@ -137,14 +137,20 @@ func token(t *testing.T, cc *udpClient.Conn, client, scope string) []byte {
 	return tok
 }
 
-// cnf is the confirmation claim of a CWT, read without verifying it.
-func cnf(t *testing.T, tok []byte) map[any]any {
+// claimsOf is the claims of a CWT, read without verifying it.
+func claimsOf(t *testing.T, tok []byte) map[any]any {
 	t.Helper()
 	var m cose.Sign1Message
 	must(t, "decoding the CWT", m.UnmarshalCBOR(tok))
 	var claims map[any]any
 	must(t, "decoding the claims", cbor.Unmarshal(m.Payload, &claims))
-	c, _ := claims[uint64(8)].(map[any]any)
+	return claims
+}
+
+// cnf is the confirmation claim of a CWT, read without verifying it.
+func cnf(t *testing.T, tok []byte) map[any]any {
+	t.Helper()
+	c, _ := claimsOf(t, tok)[uint64(8)].(map[any]any)
 	return c
 }
 
@@ -358,6 +364,17 @@ func TestAIFScopeOverCoAP(t *testing.T) {
 	tok, _ := out[uint64(1)].([]byte)
 	if granted, _ := out[uint64(9)].([]byte); code != codes.Created || len(tok) == 0 || !bytes.Equal(granted, aif(2)) {
 		t.Fatalf("a token for an AIF scope: %v %v", code, out)
+	}
+	// The CWT carries the scope as it was asked (RFC 9200 §5.8.4.2), and
+	// introspection answers it so.
+	if claim, _ := claimsOf(t, tok)[uint64(9)].([]byte); !bytes.Equal(claim, aif(2)) {
+		t.Errorf("the CWT's scope (9): %#v; want the AIF %x", claimsOf(t, tok)[uint64(9)], aif(2))
+	}
+	code, b = post(t, cc, ace.PathIntrospect, coapgw.ACECBOR, enc(t, map[int]any{11: tok}))
+	out = nil
+	must(t, "decoding the introspection", cbor.Unmarshal(b, &out))
+	if scope, _ := out[uint64(9)].([]byte); code != codes.Created || out[uint64(10)] != true || !bytes.Equal(scope, aif(2)) {
+		t.Errorf("introspection of the AIF token by its holder: %v %v", code, out)
 	}
 	if code, _ := post(t, cc, "/mqtt/fleet/thermostats", message.TextPlain, []byte("1")); code != codes.Forbidden {
 		t.Fatalf("before the token: %v", code)
