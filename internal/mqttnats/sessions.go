@@ -788,6 +788,48 @@ func (s *Sessions) DeleteSession(clientID string) error {
 	return nil
 }
 
+// Discard deletes, for a clean start here, clientID's session that this
+// node does not hold, and returns its record as deleted: compare-and-set
+// on the revision read, so that a will taken from the record meanwhile
+// (its holder's delay ending, a node taking an ended one's session) is
+// not published again. One the mirror does not know costs nothing, as in
+// DeleteSession; one this node holds is DeleteSession's. A record comes
+// with an error when its queue could not be deleted: the session ended.
+func (s *Sessions) Discard(clientID string) (*mqtt.SessionRecord, error) {
+	key := sessionKey(clientID)
+	s.mu.Lock()
+	h := s.held[clientID]
+	_, known := s.known[key]
+	s.mu.Unlock()
+	if h != nil || !known {
+		return nil, s.DeleteSession(clientID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	for range 3 {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mqttnats: reading session %q: %w", clientID, err)
+		}
+		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+			continue // written meanwhile: read again
+		}
+		var r *mqtt.SessionRecord // nil: deleted, with nothing to publish of it
+		var v sessionEntry
+		if json.Unmarshal(e.Value(), &v) == nil && v.Record.ClientID == clientID {
+			r = &v.Record
+		}
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+"."+key)); err != nil {
+			return r, fmt.Errorf("mqttnats: deleting the queue of session %q: %w", clientID, err)
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("mqttnats: deleting session %q: written again at each try", clientID)
+}
+
 // Release stops holding the session here: its queue is another node's to
 // deliver now.
 func (s *Sessions) Release(clientID string) {
