@@ -535,8 +535,11 @@ func (s *Sessions) write(h *held) error {
 		// Another node wrote: the newer claim stands.
 		cur, gerr := s.kv.Get(ctx, h.key)
 		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound) && h.rev != 0:
+			// A clean start on another node deleted the record this node
+			// wrote (Discard), and took its will: the session ended.
+			return errSuperseded
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
-			h.rev = 0
 			continue
 		case gerr != nil:
 			return fmt.Errorf("mqttnats: writing session %q: %w", h.clientID, err)
