@@ -796,16 +796,20 @@ func (s *Sessions) DeleteSession(clientID string) error {
 // on the revision read, so that a will taken from the record meanwhile
 // (its holder's delay ending, a node taking an ended one's session) is
 // not published again. One the mirror does not know costs nothing, as in
-// DeleteSession; one this node holds is DeleteSession's. A record comes
-// with an error when its queue could not be deleted: the session ended.
+// DeleteSession, unless this node fetched it (a CONNECT with Clean Start 0
+// that Auth made replace the session). A record comes with an error when
+// its queue could not be deleted: the session ended.
 func (s *Sessions) Discard(clientID string) (*mqtt.SessionRecord, error) {
 	key := sessionKey(clientID)
 	s.mu.Lock()
 	h := s.held[clientID]
+	delete(s.held, clientID)
 	_, known := s.known[key]
 	s.mu.Unlock()
-	if h != nil || !known {
-		return nil, s.DeleteSession(clientID)
+	if h != nil {
+		h.release()
+	} else if !known {
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
