@@ -306,7 +306,8 @@ func (s *Server) Supersede(id string, claim uint64, clean bool) {
 	c := cl.conn
 	if c != nil && (recorded || !clean && c.willDelay > 0) {
 		// Under the lock: the connection's end reads it there, with the
-		// expiry set above (a delayed will is not sent: resumed elsewhere).
+		// expiry set above (a delayed will is not sent: resumed elsewhere;
+		// nor a recorded one: the clean start's node sends it).
 		c.dropWill.Store(true)
 	}
 	cl.mu.Unlock()
