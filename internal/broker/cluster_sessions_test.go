@@ -124,3 +124,71 @@ func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
 		t.Fatalf("node b refused %d wills, want the disabled thing's", n)
 	}
 }
+
+// A thing taking its client identifier back, on node b, from another
+// identity's session node a holds discards that session with its will
+// (TestThingReclaimsSquattedSession, across nodes): the clean start's node,
+// which publishes the will of the session it ends, refuses the revoked
+// identity's, and node a leaves the will to it.
+func TestAttackSquatterWillAcrossNodes(t *testing.T) {
+	url := natstest.Start(t)
+	cluster := func(node string) Cluster {
+		r, err := mqttnats.Dial(url, node, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	dir := &preFix{}
+	var tlsB Listener
+	e := newEnv(t, func(o *Options) {
+		dir.Directory = o.Directory
+		o.Directory = dir
+		o.Cluster = cluster("a")
+		tlsB = o.Listeners[0]
+		tlsB.TLS = tlsB.TLS.Clone()
+	})
+	other := *e
+	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
+	other.start()
+
+	th, alice := e.thing("T-200"), e.user("alice")
+	e.own(alice, th)
+	watcher := e.watch(t, alice, th.ID)
+	expiry := uint32(604800)
+	willTopic := "things/" + th.ID + "/commands/squatter-will"
+	dir.hide.Store(true)
+	squatter, _, err := e.connect5(e.dial("tls"), &paho.Connect{ClientID: th.ID, PasswordFlag: true,
+		Password:    []byte(e.token(tokens.Claims{Subject: alice.ID, ClientID: "app", Scope: []string{"mqtt:pub:" + willTopic}})),
+		Properties:  &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+		WillMessage: &paho.WillMessage{Topic: willTopic, QoS: 1, Payload: []byte("gone")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatter.pub(t, willTopic, 1, "alive") // answered once its record is written
+	watcher.expect(t, willTopic)
+	dir.hide.Store(false)
+
+	device, ca, err := other.connect5(other.dial("tls"), &paho.Connect{ClientID: th.ID, PasswordFlag: true,
+		Password: []byte(e.thingToken(th)), Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	if err != nil || ca.SessionPresent {
+		t.Fatalf("the thing on node b: %v %+v", err, ca)
+	}
+	select {
+	case <-squatter.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the squatter's connection on node a did not end")
+	}
+	if n := other.b.server.Stats.DeniedPublish.Load(); n != 1 {
+		t.Fatalf("node b refused %d wills, want the squatter's", n)
+	}
+	device.pub(t, "things/"+th.ID+"/telemetry", 1, "up")
+	watcher.expect(t, "things/"+th.ID+"/telemetry")
+	watcher.mu.Lock()
+	defer watcher.mu.Unlock()
+	for _, m := range watcher.got {
+		if m.Topic == willTopic && string(m.Payload) == "gone" {
+			t.Fatal("the squatter's will was published when the thing took its identifier back on another node")
+		}
+	}
+}

@@ -158,9 +158,16 @@ func (c *conn) connect() bool {
 	c.nc.SetDeadline(time.Time{})
 	if shared != nil && clean && s.Client(cl.ID) == nil {
 		// A session another node held, or one nobody holds since its node
-		// ended: clean start discards it (§3.1.2.4) across the cluster.
-		if err := shared.DeleteSession(cl.ID); err != nil {
+		// ended: clean start discards it (§3.1.2.4) across the cluster,
+		// and its will goes as it ends (§3.1.4): its holder, told of the
+		// clean start, leaves the will to this node (Supersede), and a
+		// dead one cannot publish it.
+		r, err := shared.Discard(cl.ID)
+		if err != nil {
 			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
+		}
+		if r != nil && r.Will != nil {
+			s.publishDiscardedWill(r, fetched)
 		}
 	}
 	if clean {

@@ -273,7 +273,8 @@ func (s *Server) Client(id string) *Client {
 // a later claim leaves it. The session does not move, so it ends here,
 // and its will is published as when a connection on one server takes over
 // (§3.1.3.2.2): unless the new connection resumes (clean false) and the
-// will has a delay.
+// will has a delay, or, for a session in a SharedStore, starts clean: the
+// new connection's node publishes the will of the record it deletes.
 func (s *Server) Supersede(id string, claim uint64, clean bool) {
 	s.mu.Lock()
 	if p := s.claiming[id]; p != nil && claim > p.newest {
@@ -290,19 +291,23 @@ func (s *Server) Supersede(id string, claim uint64, clean bool) {
 		return
 	}
 	cl.expiry = 0 // a delayed will goes when the session ends, at once
+	recorded := false
 	if shared, ok := s.cfg.Store.(SharedStore); ok && cl.stored {
 		// The session moves, in the store, to the newer connection's node:
-		// it ends here without being deleted there.
-		cl.stored = false
+		// it ends here without being deleted there. A clean start there
+		// deletes the record, and publishes the will it holds (Discard):
+		// not here too.
+		cl.stored, recorded = false, clean
 		shared.Release(id)
 	}
-	if !clean {
-		cl.will = nil // the will of a connection that ended already
+	if !clean || recorded {
+		cl.will = nil // the will of a connection that ended already, or the record's
 	}
 	c := cl.conn
-	if c != nil && !clean && c.willDelay > 0 {
+	if c != nil && (recorded || !clean && c.willDelay > 0) {
 		// Under the lock: the connection's end reads it there, with the
-		// expiry set above (a delayed will is not sent: resumed elsewhere).
+		// expiry set above (a delayed will is not sent: resumed elsewhere;
+		// nor a recorded one: the clean start's node sends it).
 		c.dropWill.Store(true)
 	}
 	cl.mu.Unlock()

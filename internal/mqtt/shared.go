@@ -27,6 +27,15 @@ type SharedStore interface {
 	// node took it, or a connection that fetched it was refused. The
 	// session stays in the store.
 	Release(clientID string)
+	// Discard deletes clientID's session for a clean start here, when this
+	// server holds it not (another node does, or none since its node
+	// ended), and returns its record as it deleted it: the session ends
+	// there, and this server publishes the will the record still had
+	// (§3.1.4). The deletion is compare-and-set on the record it read, so
+	// that of this server and one taking the will from the record
+	// (takeWill), one publishes it; nil: no record, or not this server's
+	// to publish.
+	Discard(clientID string) (*SessionRecord, error)
 }
 
 // WillStore is a SharedStore that also keeps, while its client is
@@ -52,6 +61,24 @@ func (s *Server) PublishWill(r *SessionRecord) {
 	if cl != nil && cl.will != nil {
 		s.publishWill(cl, cl.will)
 	}
+}
+
+// publishDiscardedWill publishes the will of r, the record of a session
+// a clean start here ended (SharedStore.Discard), at once (the session
+// ended, whatever the will's delay, §3.1.3.2.2), as its owner's publish:
+// as the identity Auth was shown at the CONNECT (old, the session fetched
+// then, nil if none), which Auth may have revoked (a thing taking its
+// client identifier back), or else the record's, read again (Reviver).
+func (s *Server) publishDiscardedWill(r *SessionRecord, old *Client) {
+	cl, _ := s.revive(r, nil, nil)
+	if cl == nil || cl.will == nil {
+		return
+	}
+	as := cl
+	if old != nil {
+		as = old
+	}
+	s.publishWill(as, cl.will)
 }
 
 // fetch is clientID's session from a SharedStore, built but not yet in

@@ -160,6 +160,47 @@ func TestWillCancelledByReturn(t *testing.T) {
 	}
 }
 
+// TestCleanStartEndsSessionOfEndedNode: a client whose node died
+// connecting with Clean Start 1 to another node, before any node took its
+// session, ends that session (§3.1.4), and the will goes then, once,
+// whatever its delay (§3.1.3.2.2); so does the will of a session whose
+// node is alive, which its holder leaves to the clean start's node. One
+// that resumes its session (Clean Start 0) within the delay sends none.
+func TestCleanStartEndsSessionOfEndedNode(t *testing.T) {
+	url := natstest.Start(t)
+	// Liveness keys that outlive the test: nobody takes a's sessions.
+	a, b, c := startLiveNode(t, url, "a", time.Hour), startLiveNode(t, url, "b", time.Hour), startLiveNode(t, url, "c", time.Hour)
+	watch := dial(t, b, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	for _, id := range []string{"orphan", "resumed"} {
+		withWill(t, a, id, "user", "will/"+id, 3600, 3600)
+		recorded(t, c, id)
+	}
+	withWill(t, b, "held", "user", "will/held", 3600, 3600)
+	recorded(t, c, "held")
+	a.crash()
+	pub := dial(t, b, "pub", "user")
+
+	if back := persistent(t, c, "orphan", true); back.ack.SessionPresent {
+		t.Fatal("session present on a clean start")
+	}
+	watch.expect(t, "will/orphan", "gone orphan")
+	watch.expectNone(t, pub, "will/marker")
+
+	if back := persistent(t, c, "resumed", false); !back.ack.SessionPresent {
+		t.Fatal("session not present after its node died")
+	}
+	watch.expectNone(t, pub, "will/marker")
+
+	persistent(t, c, "held", true)
+	watch.expect(t, "will/held", "gone held")
+	eventually(t, "b let the session go", func() bool { return b.srv.Client("held") == nil })
+	watch.expectNone(t, pub, "will/marker")
+	if got := b.srv.Stats.WillsWithheld.Load() + c.srv.Stats.WillsWithheld.Load(); got != 0 {
+		t.Fatalf("%d wills withheld", got)
+	}
+}
+
 // TestOrphanExpires: a session whose node died, and whose client never
 // comes back, expires on the node that took it: its record and its queue
 // of messages are deleted.

@@ -535,8 +535,11 @@ func (s *Sessions) write(h *held) error {
 		// Another node wrote: the newer claim stands.
 		cur, gerr := s.kv.Get(ctx, h.key)
 		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound) && h.rev != 0:
+			// A clean start on another node deleted the record this node
+			// wrote (Discard), and took its will: the session ended.
+			return errSuperseded
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
-			h.rev = 0
 			continue
 		case gerr != nil:
 			return fmt.Errorf("mqttnats: writing session %q: %w", h.clientID, err)
@@ -786,6 +789,52 @@ func (s *Sessions) DeleteSession(clientID string) error {
 		return fmt.Errorf("mqttnats: deleting the queue of session %q: %w", clientID, err)
 	}
 	return nil
+}
+
+// Discard deletes, for a clean start here, clientID's session that this
+// node does not hold, and returns its record as deleted: compare-and-set
+// on the revision read, so that a will taken from the record meanwhile
+// (its holder's delay ending, a node taking an ended one's session) is
+// not published again. One the mirror does not know costs nothing, as in
+// DeleteSession, unless this node fetched it (a CONNECT with Clean Start 0
+// that Auth made replace the session). A record comes with an error when
+// its queue could not be deleted: the session ended.
+func (s *Sessions) Discard(clientID string) (*mqtt.SessionRecord, error) {
+	key := sessionKey(clientID)
+	s.mu.Lock()
+	h := s.held[clientID]
+	delete(s.held, clientID)
+	_, known := s.known[key]
+	s.mu.Unlock()
+	if h != nil {
+		h.release()
+	} else if !known {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	for range 3 {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mqttnats: reading session %q: %w", clientID, err)
+		}
+		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+			continue // written meanwhile: read again
+		}
+		var r *mqtt.SessionRecord // nil: deleted, with nothing to publish of it
+		var v sessionEntry
+		if json.Unmarshal(e.Value(), &v) == nil && v.Record.ClientID == clientID {
+			r = &v.Record
+		}
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+"."+key)); err != nil {
+			return r, fmt.Errorf("mqttnats: deleting the queue of session %q: %w", clientID, err)
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("mqttnats: deleting session %q: written again at each try", clientID)
 }
 
 // Release stops holding the session here: its queue is another node's to
