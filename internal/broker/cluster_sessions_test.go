@@ -13,20 +13,29 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
+// natsCluster starts a nats-server and returns what joins a node to it,
+// with nodeTTL for its liveness key (0: the default).
+func natsCluster(t *testing.T, nodeTTL time.Duration) func(node string) Cluster {
+	url := natstest.Start(t)
+	return func(node string) Cluster {
+		r, err := mqttnats.Dial(url, node, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodeTTL > 0 {
+			r.NodeTTL = nodeTTL
+		}
+		return r
+	}
+}
+
 // No identity can resume another identity's persistent session on another
 // node of a cluster by naming its client id: the node reads the session
 // from the cluster before the broker decides, so the owner check sees the
 // identity stored with it (session_owner, 0x85), and its owner resumes it
 // there.
 func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
-	url := natstest.Start(t)
-	cluster := func(node string) Cluster {
-		r, err := mqttnats.Dial(url, node, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	cluster := natsCluster(t, 0)
 	var tlsB Listener // node b's TLS listener, its configuration its own
 	e := newEnv(t, func(o *Options) {
 		o.Cluster = cluster("a")
@@ -69,15 +78,7 @@ func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
 // is read again from the store before the will goes. An enabled one's
 // will goes, from the other node.
 func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
-	url := natstest.Start(t)
-	cluster := func(node string) Cluster {
-		r, err := mqttnats.Dial(url, node, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.NodeTTL = time.Second
-		return r
-	}
+	cluster := natsCluster(t, time.Second)
 	var tlsB Listener
 	e := newEnv(t, func(o *Options) {
 		o.Cluster = cluster("a")
@@ -131,14 +132,7 @@ func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
 // which publishes the will of the session it ends, refuses the revoked
 // identity's, and node a leaves the will to it.
 func TestAttackSquatterWillAcrossNodes(t *testing.T) {
-	url := natstest.Start(t)
-	cluster := func(node string) Cluster {
-		r, err := mqttnats.Dial(url, node, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	cluster := natsCluster(t, 0)
 	dir := &preFix{}
 	var tlsB Listener
 	e := newEnv(t, func(o *Options) {
