@@ -13,11 +13,13 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// natsCluster starts a nats-server and returns what joins a node to it,
-// with nodeTTL for its liveness key (0: the default).
-func natsCluster(t *testing.T, nodeTTL time.Duration) func(node string) Cluster {
+// twoNodes starts a nats-server and two brokers joined through it, with
+// nodeTTL for their liveness keys (0: the default): e on node a, tuned by
+// tune, and other on node b, with the same store and keys and a broker,
+// data directory and TLS listener of its own.
+func twoNodes(t *testing.T, nodeTTL time.Duration, tune func(*Options)) (e, other *env) {
 	url := natstest.Start(t)
-	return func(node string) Cluster {
+	cluster := func(node string) Cluster {
 		r, err := mqttnats.Dial(url, node, quiet)
 		if err != nil {
 			t.Fatal(err)
@@ -27,6 +29,19 @@ func natsCluster(t *testing.T, nodeTTL time.Duration) func(node string) Cluster 
 		}
 		return r
 	}
+	var tlsB Listener
+	e = newEnv(t, func(o *Options) {
+		if tune != nil {
+			tune(o)
+		}
+		o.Cluster = cluster("a")
+		tlsB = o.Listeners[0]
+		tlsB.TLS = tlsB.TLS.Clone()
+	})
+	b := *e
+	b.opts.Dir, b.opts.Cluster, b.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
+	b.start()
+	return e, &b
 }
 
 // No identity can resume another identity's persistent session on another
@@ -35,16 +50,7 @@ func natsCluster(t *testing.T, nodeTTL time.Duration) func(node string) Cluster 
 // identity stored with it (session_owner, 0x85), and its owner resumes it
 // there.
 func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
-	cluster := natsCluster(t, 0)
-	var tlsB Listener // node b's TLS listener, its configuration its own
-	e := newEnv(t, func(o *Options) {
-		o.Cluster = cluster("a")
-		tlsB = o.Listeners[0]
-		tlsB.TLS = tlsB.TLS.Clone()
-	})
-	other := *e // node b: the same store and keys, a broker of its own
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	e, other := twoNodes(t, 0, nil)
 
 	alice, bob := e.user("alice"), e.user("bob")
 	expiry := uint32(3600)
@@ -78,16 +84,7 @@ func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
 // is read again from the store before the will goes. An enabled one's
 // will goes, from the other node.
 func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
-	cluster := natsCluster(t, time.Second)
-	var tlsB Listener
-	e := newEnv(t, func(o *Options) {
-		o.Cluster = cluster("a")
-		tlsB = o.Listeners[0]
-		tlsB.TLS = tlsB.TLS.Clone()
-	})
-	other := *e
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	e, other := twoNodes(t, time.Second, nil)
 
 	owner := e.user("owner")
 	kept, disabled := e.thing("W"), e.thing("W")
@@ -132,19 +129,8 @@ func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
 // which publishes the will of the session it ends, refuses the revoked
 // identity's, and node a leaves the will to it.
 func TestAttackSquatterWillAcrossNodes(t *testing.T) {
-	cluster := natsCluster(t, 0)
 	dir := &preFix{}
-	var tlsB Listener
-	e := newEnv(t, func(o *Options) {
-		dir.Directory = o.Directory
-		o.Directory = dir
-		o.Cluster = cluster("a")
-		tlsB = o.Listeners[0]
-		tlsB.TLS = tlsB.TLS.Clone()
-	})
-	other := *e
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	e, other := twoNodes(t, 0, func(o *Options) { dir.Directory, o.Directory = o.Directory, dir })
 
 	th, alice := e.thing("T-200"), e.user("alice")
 	e.own(alice, th)
