@@ -13,29 +13,44 @@ import (
 	"github.com/thingid/thingid/internal/tokens"
 )
 
-// No identity can resume another identity's persistent session on another
-// node of a cluster by naming its client id: the node reads the session
-// from the cluster before the broker decides, so the owner check sees the
-// identity stored with it (session_owner, 0x85), and its owner resumes it
-// there.
-func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
+// twoNodes starts a nats-server and two brokers joined through it, with
+// nodeTTL for their liveness keys (0: the default): e on node a, tuned by
+// tune, and other on node b, with the same store and keys and a broker,
+// data directory and TLS listener of its own.
+func twoNodes(t *testing.T, nodeTTL time.Duration, tune func(*Options)) (e, other *env) {
 	url := natstest.Start(t)
 	cluster := func(node string) Cluster {
 		r, err := mqttnats.Dial(url, node, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if nodeTTL > 0 {
+			r.NodeTTL = nodeTTL
+		}
 		return r
 	}
-	var tlsB Listener // node b's TLS listener, its configuration its own
-	e := newEnv(t, func(o *Options) {
+	var tlsB Listener
+	e = newEnv(t, func(o *Options) {
+		if tune != nil {
+			tune(o)
+		}
 		o.Cluster = cluster("a")
 		tlsB = o.Listeners[0]
 		tlsB.TLS = tlsB.TLS.Clone()
 	})
-	other := *e // node b: the same store and keys, a broker of its own
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	b := *e
+	b.opts.Dir, b.opts.Cluster, b.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
+	b.start()
+	return e, &b
+}
+
+// No identity can resume another identity's persistent session on another
+// node of a cluster by naming its client id: the node reads the session
+// from the cluster before the broker decides, so the owner check sees the
+// identity stored with it (session_owner, 0x85), and its owner resumes it
+// there.
+func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
+	e, other := twoNodes(t, 0, nil)
 
 	alice, bob := e.user("alice"), e.user("bob")
 	expiry := uint32(3600)
@@ -69,24 +84,7 @@ func TestAttackSessionTakeoverAcrossNodes(t *testing.T) {
 // is read again from the store before the will goes. An enabled one's
 // will goes, from the other node.
 func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
-	url := natstest.Start(t)
-	cluster := func(node string) Cluster {
-		r, err := mqttnats.Dial(url, node, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.NodeTTL = time.Second
-		return r
-	}
-	var tlsB Listener
-	e := newEnv(t, func(o *Options) {
-		o.Cluster = cluster("a")
-		tlsB = o.Listeners[0]
-		tlsB.TLS = tlsB.TLS.Clone()
-	})
-	other := *e
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	e, other := twoNodes(t, time.Second, nil)
 
 	owner := e.user("owner")
 	kept, disabled := e.thing("W"), e.thing("W")
@@ -131,26 +129,8 @@ func TestAttackWillOfDisabledThingAcrossNodes(t *testing.T) {
 // which publishes the will of the session it ends, refuses the revoked
 // identity's, and node a leaves the will to it.
 func TestAttackSquatterWillAcrossNodes(t *testing.T) {
-	url := natstest.Start(t)
-	cluster := func(node string) Cluster {
-		r, err := mqttnats.Dial(url, node, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 	dir := &preFix{}
-	var tlsB Listener
-	e := newEnv(t, func(o *Options) {
-		dir.Directory = o.Directory
-		o.Directory = dir
-		o.Cluster = cluster("a")
-		tlsB = o.Listeners[0]
-		tlsB.TLS = tlsB.TLS.Clone()
-	})
-	other := *e
-	other.opts.Dir, other.opts.Cluster, other.opts.Listeners = t.TempDir(), cluster("b"), []Listener{tlsB}
-	other.start()
+	e, other := twoNodes(t, 0, func(o *Options) { dir.Directory, o.Directory = o.Directory, dir })
 
 	th, alice := e.thing("T-200"), e.user("alice")
 	e.own(alice, th)

@@ -29,19 +29,7 @@ func (stringIdentity) DecodeIdentity(b []byte) (any, error) { return string(b), 
 // on the same directory.
 func TestKill9KeepsAcknowledged(t *testing.T) {
 	dir := t.TempDir()
-	child := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
-	child.Env = append(os.Environ(), "THINGID_MQTT_CHILD_DIR="+dir)
-	child.Stderr = os.Stderr
-	stdout, _ := child.StdoutPipe()
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Process.Kill()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := &server{addr: strings.TrimSpace(line)}
+	first, kill := serveChild(t, dir)
 
 	c, _ := first.connect(t, packet.V5, "keeper", persistent(600))
 	c.Subscribe(1, []packet.ReasonCode{1, 2}, sub("q1/#", 1), sub("q2/#", 2))
@@ -58,14 +46,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	}
 	pub.Send(&packet.Publish{QoS: 1, Retain: true, Topic: "state", PacketID: 99, Payload: []byte("on")})
 	pub.Read()
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
-
-	store, err := OpenBolt(dir, "mqtt.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := kill()
 	second := newServer(t, func(c *Config) { c.Store, c.Identity = store, stringIdentity{} })
 	c, ack := second.connect(t, packet.V5, "keeper", persistent(600))
 	if !ack.SessionPresent {
@@ -105,19 +86,7 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 // ended without DISCONNECT), to a persistent subscriber stored before.
 func TestKill9KeepsWill(t *testing.T) {
 	dir := t.TempDir()
-	child := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
-	child.Env = append(os.Environ(), "THINGID_MQTT_CHILD_DIR="+dir)
-	child.Stderr = os.Stderr
-	stdout, _ := child.StdoutPipe()
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Process.Kill()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := &server{addr: strings.TrimSpace(line)}
+	first, kill := serveChild(t, dir)
 	watch, _ := first.connect(t, packet.V5, "watch", persistent(600))
 	watch.Subscribe(1, []packet.ReasonCode{1}, sub("will/#", 1))
 	watch.Send(&packet.Disconnect{})
@@ -130,14 +99,7 @@ func TestKill9KeepsWill(t *testing.T) {
 	})
 	dev.Send(&packet.Ping{}) // answered once dev's record, with its will, is written
 	dev.Read()
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
-
-	store, err := OpenBolt(dir, "mqtt.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := kill()
 	second := newServer(t, func(c *Config) { c.Store, c.Identity = store, stringIdentity{} })
 	second.auth.setGrants(topics.Grants{Allow: []string{"#"}})
 	second.StartWills()
@@ -145,6 +107,35 @@ func TestKill9KeepsWill(t *testing.T) {
 	watch, _ = second.connect(t, packet.V5, "watch", persistent(600))
 	if p := watch.Publication(); p.Topic != "will/dev" || string(p.Payload) != "gone" {
 		t.Fatalf("received %+v, want dev's will", p)
+	}
+}
+
+// serveChild starts a server process (TestServeChild) on dir and returns
+// it, and kill: it ends the process with SIGKILL and opens its store
+// (closed when the test ends).
+func serveChild(t *testing.T, dir string) (first *server, kill func() *Bolt) {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
+	child.Env = append(os.Environ(), "THINGID_MQTT_CHILD_DIR="+dir)
+	child.Stderr = os.Stderr
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server{addr: strings.TrimSpace(line)}, func() *Bolt {
+		child.Process.Signal(syscall.SIGKILL)
+		child.Wait()
+		store, err := OpenBolt(dir, "mqtt.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return store
 	}
 }
 

@@ -392,15 +392,23 @@ func (cl *Client) recordLocked() *SessionRecord {
 	return r
 }
 
+// storedRecord is the record of a stored session that has not ended, nil
+// for any other.
+func (cl *Client) storedRecord() *SessionRecord {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if !cl.stored || cl.ended {
+		return nil
+	}
+	return cl.recordLocked()
+}
+
 // storeReceived rewrites a stored session's record once the QoS 2 messages
 // its client sent and the server acknowledged (PUBREC) changed: before
 // the PUBREC of a new one, after the PUBCOMP of one released.
 func (s *Server) storeReceived(cl *Client) {
-	cl.mu.Lock()
-	stored := cl.stored && !cl.ended
-	r := cl.recordLocked()
-	cl.mu.Unlock()
-	if !stored {
+	r := cl.storedRecord()
+	if r == nil {
 		return
 	}
 	if err := s.cfg.Store.PutSession(r, nil); err != nil {
@@ -411,11 +419,8 @@ func (s *Server) storeReceived(cl *Client) {
 // storeSubscriptions writes a SUBSCRIBE's granted filters, or removes an
 // UNSUBSCRIBE's, for a stored session.
 func (s *Server) storeSubscriptions(cl *Client, added []topics.Subscription, removed []string) {
-	cl.mu.Lock()
-	stored := cl.stored && !cl.ended
-	r := cl.recordLocked()
-	cl.mu.Unlock()
-	if !stored {
+	r := cl.storedRecord()
+	if r == nil {
 		return
 	}
 	var err error
