@@ -106,6 +106,20 @@ func collect(r io.Reader) *lines {
 	return l
 }
 
+// drained waits until the reader has ended and every line is in l: a
+// process's last lines may still be in the scanner when it has exited.
+func (l *lines) drained() {
+	for {
+		l.mu.Lock()
+		ended, more := l.ended, l.more
+		l.mu.Unlock()
+		if ended {
+			return
+		}
+		<-more
+	}
+}
+
 func (l *lines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -195,6 +209,7 @@ func (p *process) exit(t *testing.T, timeout time.Duration, what string) error {
 	t.Helper()
 	select {
 	case <-p.done:
+		p.out.drained()
 		return p.err
 	case <-time.After(timeout):
 		t.Fatalf("%s did not end within %s; its output:\n%s", what, timeout, p.out)
