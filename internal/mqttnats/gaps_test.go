@@ -1,0 +1,97 @@
+package mqttnats
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqttnats/natstest"
+)
+
+// leaveWithWill connects id as user to n with a session of expiry
+// seconds and a will on topic an hour after its connection ends, then
+// drops the connection without DISCONNECT (a lost network), and waits
+// until the bucket says the client left with its will pending.
+func leaveWithWill(t testing.TB, n *node, id, user, topic string, expiry uint32) {
+	t.Helper()
+	cp := &packet.Connect{Version: packet.V5, CleanStart: true, KeepAlive: 30, ClientID: id, UsernameFlag: true, Username: user,
+		Will: &packet.Will{QoS: 1, Topic: topic, Payload: []byte("gone " + id)}}
+	cp.Props.SessionExpiry = expiry
+	cp.Props.Set(packet.PropSessionExpiry)
+	cp.Will.Props.WillDelay = 3600
+	cp.Will.Props.Set(packet.PropWillDelay)
+	c, _ := rawConnect(t, n, cp)
+	c.nc.Close()
+	s := n.router.sessions
+	eventually(t, id+" away with its will in the bucket", func() bool {
+		e, err := s.kv.Get(context.Background(), sessionKey(id))
+		var v sessionEntry
+		return err == nil && json.Unmarshal(e.Value(), &v) == nil && !v.Record.Away.IsZero() && v.Record.Will != nil
+	})
+}
+
+// TestExpiredSessionOfEndedNodeSendsWill: a session whose node died after
+// its client left, and that expired before any node took it, is found
+// expired by the node its client connects to next; the session ends there
+// and its will goes (§3.1.3.2.2: at the latest when the session ends),
+// once, as its owner's publish: the one whose owner may not publish to
+// its topic is refused. Resumed (Clean Start 0) and started clean.
+func TestExpiredSessionOfEndedNodeSendsWill(t *testing.T) {
+	url := natstest.Start(t)
+	// Liveness keys that outlive the test: nobody takes a's sessions.
+	a, b := startLiveNode(t, url, "a", time.Hour), startLiveNode(t, url, "b", time.Hour)
+	watch := dial(t, b, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	watch.subscribe(t, "secret/#", 1)
+	const expiry = 4
+	for _, c := range []struct{ id, user, topic string }{{"resumed", "user", "will/resumed"}, {"clean", "user", "will/clean"}, {"spy", "restricted", "secret/spy"}} {
+		leaveWithWill(t, a, c.id, c.user, c.topic, expiry)
+	}
+	a.crash() // within the sessions' expiry: a published none of the wills
+	time.Sleep(expiry * time.Second)
+	pub := dial(t, b, "pub", "user")
+
+	if back := persistent(t, b, "resumed", false); back.ack.SessionPresent {
+		t.Fatal("an expired session present")
+	}
+	watch.expect(t, "will/resumed", "gone resumed")
+	persistent(t, b, "clean", true)
+	watch.expect(t, "will/clean", "gone clean")
+	dialWith(t, b, persistentConnect("spy", "restricted", false))
+	watch.expectNone(t, pub, "will/marker")
+	if got := b.srv.Stats.DeniedPublish.Load(); got != 1 {
+		t.Fatalf("%d wills refused, want the restricted one's", got)
+	}
+}
+
+// TestCleanStartBeforeCopyHasRecord: a clean start on node b whose copy
+// of the bucket has not received the session node a wrote (here: b's
+// watch of the bucket stopped before) still ends that session, decided on
+// the bucket's current state, and its will, which its holder a leaves to
+// the clean start's node, goes once.
+func TestCleanStartBeforeCopyHasRecord(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startLiveNode(t, url, "a", time.Hour), startLiveNode(t, url, "b", time.Hour)
+	watch := dial(t, a, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	if err := b.router.sessions.watcher.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	withWill(t, a, "dev", "user", "will/dev", 3600, 3600)
+	recorded(t, a, "dev")
+	b.router.sessions.mu.Lock()
+	_, seen := b.router.sessions.known[sessionKey("dev")]
+	b.router.sessions.mu.Unlock()
+	if seen {
+		t.Fatal("b's copy of the bucket has the session: the test tests nothing")
+	}
+	if back := persistent(t, b, "dev", true); back.ack.SessionPresent {
+		t.Fatal("session present on a clean start")
+	}
+	watch.expect(t, "will/dev", "gone dev")
+	eventually(t, "a let the session go", func() bool { return a.srv.Client("dev") == nil })
+	pub := dial(t, a, "pub", "user")
+	watch.expectNone(t, pub, "will/marker")
+}
