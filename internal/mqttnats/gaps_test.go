@@ -3,9 +3,14 @@ package mqttnats
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
@@ -94,4 +99,55 @@ func TestCleanStartBeforeCopyHasRecord(t *testing.T) {
 	eventually(t, "a let the session go", func() bool { return a.srv.Client("dev") == nil })
 	pub := dial(t, a, "pub", "user")
 	watch.expectNone(t, pub, "will/marker")
+}
+
+// TestUnheldRecordOfEarlierVersion: records written by a node of an
+// earlier version name no holder, and no liveness key says whether that
+// node still runs. One whose client left and whose expiry interval and a
+// NodeTTL passed since is ended by a node of this version, with its will,
+// once; one not expired that long, and one whose client is connected
+// there, stay: that node may be running (a rolling upgrade).
+func TestUnheldRecordOfEarlierVersion(t *testing.T) {
+	url := natstest.Start(t)
+	// Liveness keys that outlive the test: the nodes scan only when the
+	// test says, and a NodeTTL is an hour.
+	b, c := startLiveNode(t, url, "b", time.Hour), startLiveNode(t, url, "c", time.Hour)
+	watch := dial(t, b, "watch", "user")
+	watch.subscribe(t, "will/#", 1)
+	s := b.router.sessions
+	for _, r := range []struct {
+		id   string
+		away time.Time
+	}{{"ended", time.Now().Add(-2 * time.Hour)}, {"recent", time.Now().Add(-30 * time.Minute)}, {"connected", time.Time{}}} {
+		v := sessionEntry{Record: mqtt.SessionRecord{ClientID: r.id, Identity: []byte("user"), Version: 5, Expiry: time.Minute, Away: r.away,
+			Will: &packet.Will{QoS: 1, Topic: "will/" + r.id, Payload: []byte("gone " + r.id)}}}
+		data, err := json.Marshal(&v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.kv.Create(context.Background(), sessionKey(r.id), data); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []*node{b, c} {
+			recorded(t, n, r.id)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range []*node{b, c} {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.router.sessions.adoptOrphans() }()
+	}
+	wg.Wait()
+	watch.expect(t, "will/ended", "gone ended")
+	pub := dial(t, c, "pub", "user")
+	watch.expectNone(t, pub, "will/marker")
+	eventually(t, "the ended session's record is deleted", func() bool {
+		_, err := s.kv.Get(context.Background(), sessionKey("ended"))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	for _, id := range []string{"recent", "connected"} {
+		if _, err := s.kv.Get(context.Background(), sessionKey(id)); err != nil {
+			t.Fatalf("%s's record: %v", id, err)
+		}
+	}
 }
