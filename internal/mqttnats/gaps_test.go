@@ -42,7 +42,8 @@ func leaveWithWill(t testing.TB, n *node, id, user, topic string, expiry uint32)
 // expired by the node its client connects to next; the session ends there
 // and its will goes (§3.1.3.2.2: at the latest when the session ends),
 // once, as its owner's publish: the one whose owner may not publish to
-// its topic is refused. Resumed (Clean Start 0) and started clean.
+// its topic is refused, and so is the one whose owner, read again, is
+// disabled. Resumed (Clean Start 0) and started clean.
 func TestExpiredSessionOfEndedNodeSendsWill(t *testing.T) {
 	url := natstest.Start(t)
 	// Liveness keys that outlive the test: nobody takes a's sessions.
@@ -51,7 +52,7 @@ func TestExpiredSessionOfEndedNodeSendsWill(t *testing.T) {
 	watch.subscribe(t, "will/#", 1)
 	watch.subscribe(t, "secret/#", 1)
 	const expiry = 4
-	for _, c := range []struct{ id, user, topic string }{{"resumed", "user", "will/resumed"}, {"clean", "user", "will/clean"}, {"spy", "restricted", "secret/spy"}} {
+	for _, c := range []struct{ id, user, topic string }{{"resumed", "user", "will/resumed"}, {"clean", "user", "will/clean"}, {"spy", "restricted", "secret/spy"}, {"off", "disabled", "will/off"}} {
 		leaveWithWill(t, a, c.id, c.user, c.topic, expiry)
 	}
 	a.crash() // within the sessions' expiry: a published none of the wills
@@ -65,9 +66,10 @@ func TestExpiredSessionOfEndedNodeSendsWill(t *testing.T) {
 	persistent(t, b, "clean", true)
 	watch.expect(t, "will/clean", "gone clean")
 	dialWith(t, b, persistentConnect("spy", "restricted", false))
+	dialWith(t, b, persistentConnect("off", "user", true))
 	watch.expectNone(t, pub, "will/marker")
-	if got := b.srv.Stats.DeniedPublish.Load(); got != 1 {
-		t.Fatalf("%d wills refused, want the restricted one's", got)
+	if got := b.srv.Stats.DeniedPublish.Load(); got != 2 {
+		t.Fatalf("%d wills refused, want the restricted and the disabled ones'", got)
 	}
 }
 
