@@ -51,11 +51,19 @@ func TestExpiredSessionOfEndedNodeSendsWill(t *testing.T) {
 	watch := dial(t, b, "watch", "user")
 	watch.subscribe(t, "will/#", 1)
 	watch.subscribe(t, "secret/#", 1)
-	const expiry = 4
-	for _, c := range []struct{ id, user, topic string }{{"resumed", "user", "will/resumed"}, {"clean", "user", "will/clean"}, {"spy", "restricted", "secret/spy"}, {"off", "disabled", "will/off"}} {
+	const expiry = 8
+	clients := []struct{ id, user, topic string }{{"resumed", "user", "will/resumed"}, {"clean", "user", "will/clean"}, {"spy", "restricted", "secret/spy"}, {"off", "disabled", "will/off"}}
+	for _, c := range clients {
 		leaveWithWill(t, a, c.id, c.user, c.topic, expiry)
 	}
-	a.crash() // within the sessions' expiry: a published none of the wills
+	a.crash()
+	for _, c := range clients { // a died within the sessions' expiry, their wills kept
+		e, err := b.router.sessions.kv.Get(context.Background(), sessionKey(c.id))
+		var v sessionEntry
+		if err != nil || json.Unmarshal(e.Value(), &v) != nil || v.Record.Will == nil {
+			t.Fatalf("%s's session ended on node a before it died (%v): the test tests nothing", c.id, err)
+		}
+	}
 	time.Sleep(expiry * time.Second)
 	pub := dial(t, b, "pub", "user")
 
