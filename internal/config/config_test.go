@@ -125,6 +125,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{func(c *Config) { c.MQTT.Cluster.NATS.CAFile = "ca.pem" }, "mqtt.cluster.nats.url"},
 		{func(c *Config) { c.MQTT.Cluster.NATS.Replicas = 0 }, "mqtt.cluster.nats.replicas"},
 		{func(c *Config) { c.MQTT.Cluster.NATS.Replicas = 7 }, "mqtt.cluster.nats.replicas"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.NodeTTL = Duration(time.Second) }, "mqtt.cluster.nats.nodeTTL"},
+		{func(c *Config) { c.MQTT.Cluster.NATS.NodeTTL = Duration(time.Hour) }, "mqtt.cluster.nats.nodeTTL"},
 		{func(c *Config) { c.Connections.Max = -1 }, "connections.max"},
 		{func(c *Config) {
 			c.Connections.ProxyProtocol.Trusted = []string{"10.0.0.0/8", "haproxy.internal"}

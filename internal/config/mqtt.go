@@ -56,6 +56,10 @@ type MQTTNATS struct {
 	// Replicas is how many NATS servers keep each JetStream stream (the
 	// claims and the retained messages): 1, or 3 (or 5) on a NATS cluster.
 	Replicas int `json:"replicas"`
+	// NodeTTL is how long a node's liveness key outlives its last renewal:
+	// the persistent sessions of a node that died move to another node
+	// between one and one and a half of it later (mqttnats.Router.NodeTTL).
+	NodeTTL Duration `json:"nodeTTL"`
 }
 
 // MQTTListener is an MQTT over TCP listener.
@@ -130,7 +134,7 @@ func defaultMQTT() MQTT {
 
 			ConnectionsPerAddress: 1000,
 		},
-		Cluster: MQTTCluster{NATS: MQTTNATS{Replicas: 1}},
+		Cluster: MQTTCluster{NATS: MQTTNATS{Replicas: 1, NodeTTL: Duration(15 * time.Second)}},
 	}
 }
 
@@ -213,6 +217,12 @@ func (c *MQTTCluster) validate() error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		// JetStream's limit; an even number adds a copy and no tolerance.
 		return fmt.Errorf("mqtt.cluster.nats.replicas: must be between 1 and 5, not %d", c.NATS.Replicas)
+	}
+	if c.NATS.NodeTTL < Duration(6*time.Second) || c.NATS.NodeTTL > Duration(10*time.Minute) {
+		// Below 6 s a node cut off from NATS, which notices within 5.5 s
+		// and then ends its MQTT connections, could see its sessions taken
+		// while its clients are still connected to it.
+		return fmt.Errorf("mqtt.cluster.nats.nodeTTL: must be between 6s and 10m, not %s", time.Duration(c.NATS.NodeTTL))
 	}
 	if c.NATS.URL == "" {
 		if c.NATS.CredentialsFile != "" || c.NATS.CAFile != "" {

@@ -162,13 +162,7 @@ func (c *conn) connect() bool {
 		// and its will goes as it ends (§3.1.4): its holder, told of the
 		// clean start, leaves the will to this node (Supersede), and a
 		// dead one cannot publish it.
-		r, err := shared.Discard(cl.ID)
-		if err != nil {
-			s.log.Error("mqtt: deleting a session failed", "client", cl.ID, "err", err)
-		}
-		if r != nil && r.Will != nil {
-			s.publishDiscardedWill(r, fetched)
-		}
+		s.discard(shared, cl.ID, fetched)
 	}
 	if clean {
 		fetched = nil

@@ -63,13 +63,22 @@ func (s *Server) PublishWill(r *SessionRecord) {
 	}
 }
 
-// publishDiscardedWill publishes the will of r, the record of a session
-// a clean start here ended (SharedStore.Discard), at once (the session
-// ended, whatever the will's delay, §3.1.3.2.2), as its owner's publish:
-// as the identity Auth was shown at the CONNECT (old, the session fetched
-// then, nil if none), which Auth may have revoked (a thing taking its
-// client identifier back), or else the record's, read again (Reviver).
-func (s *Server) publishDiscardedWill(r *SessionRecord, old *Client) {
+// discard ends clientID's session, which no connection here holds, for a
+// clean start here or because it expired while no server held it (its
+// node ended before a node took it): SharedStore.Discard deletes it, and
+// the will its record still had is published at once, whatever its delay,
+// since the session ended (§3.1.3.2.2, §3.1.4). It goes as its owner's
+// publish: as the identity Auth was shown at the CONNECT (old, the session
+// fetched then, nil if none), which Auth may have revoked (a thing taking
+// its client identifier back), or else the record's, read again (Reviver).
+func (s *Server) discard(shared SharedStore, clientID string, old *Client) {
+	r, err := shared.Discard(clientID)
+	if err != nil {
+		s.log.Error("mqtt: deleting a session failed", "client", clientID, "err", err)
+	}
+	if r == nil || r.Will == nil {
+		return
+	}
 	cl, _ := s.revive(r, nil, nil)
 	if cl == nil || cl.will == nil {
 		return
@@ -93,10 +102,17 @@ func (s *Server) fetch(shared SharedStore, clientID string, clean bool) *Client 
 		return nil
 	}
 	cl, left := s.revive(r, subs, nil)
-	if cl == nil || left <= 0 {
+	switch {
+	case cl == nil: // nobody can say whose it is: no will goes either
 		if err := shared.DeleteSession(clientID); err != nil {
 			s.log.Error("mqtt: deleting a session failed", "client", clientID, "err", err)
 		}
+		return nil
+	case left <= 0:
+		// It expired while no server held it: it ends now, and its will
+		// goes, once (Discard is compare-and-set: of this server and
+		// another ending it meanwhile, one publishes).
+		s.discard(shared, clientID, nil)
 		return nil
 	}
 	return cl

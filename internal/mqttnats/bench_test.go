@@ -74,13 +74,16 @@ func BenchmarkRouting(b *testing.B) {
 // from JetStream), and reports the CONNECTs per second. persistent: to a
 // node keeping sessions in the cluster, clients that do not start clean
 // and keep their session for an hour (read from the bucket, written at
-// CONNECT and again when the client leaves, its queue read).
+// CONNECT and again when the client leaves, its queue read); clean: to a
+// node keeping sessions in the cluster, clients starting clean without a
+// session (the bucket read once the claim is had, for a session to end).
 func BenchmarkConnect(b *testing.B) {
 	url := natstest.Start(b)
+	sessions := startSessionNode(b, url, "p", 0)
 	for _, bc := range []struct {
 		name string
 		to   *node
-	}{{"single", startNodeWith(b, "", "single", nil)}, {"cluster", startNode(b, url, "a")}, {"persistent", startSessionNode(b, url, "p", 0)}} {
+	}{{"single", startNodeWith(b, "", "single", nil)}, {"cluster", startNode(b, url, "a")}, {"persistent", sessions}, {"clean", sessions}} {
 		b.Run(bc.name, func(b *testing.B) {
 			var seq atomic.Int64
 			b.SetParallelism(8 / runtime.GOMAXPROCS(0))
@@ -90,7 +93,7 @@ func BenchmarkConnect(b *testing.B) {
 				for pb.Next() {
 					id := bc.name + strconv.FormatInt(seq.Add(1), 10)
 					var c *client
-					if bc.to.router != nil && bc.to.router.sessions != nil {
+					if bc.name == "persistent" {
 						c = persistent(b, bc.to, id, false)
 					} else {
 						c = dial(b, bc.to, id, "user")

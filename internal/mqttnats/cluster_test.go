@@ -26,8 +26,12 @@ import (
 
 // auth admits everyone by user name and lets them subscribe to anything;
 // it denies topics under secret/ to the user "restricted", at delivery
-// (the subscriber's rules) and for its publishes (wills included).
+// (the subscriber's rules) and for its publishes (wills included). Read
+// again for a session built from a record (mqtt.Reviver), the user
+// "disabled" is refused: disabled while no node held its session.
 type auth struct{}
+
+func (auth) Revive(c *mqtt.Client) bool { return c.Identity() != "disabled" }
 
 func (auth) Connect(_ context.Context, c *mqtt.Client, pk *packet.Connect, _ any) error {
 	c.SetIdentity(pk.Username)

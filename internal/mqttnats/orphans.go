@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/thingid/thingid/internal/mqtt"
 )
 
 // A persistent session whose node died (kill -9, a lost machine) is
@@ -83,7 +85,8 @@ func (s *Sessions) every(d time.Duration, f func()) {
 }
 
 // adoptOrphans publishes the kept wills (wills.go) and tries to take the
-// sessions of every process whose liveness key is gone.
+// sessions of every process whose liveness key is gone, and those of an
+// earlier version's nodes that ended long ago (expiredLongAgo).
 func (s *Sessions) adoptOrphans() {
 	for _, instance := range s.registered() {
 		if s.ended(instance) {
@@ -91,13 +94,21 @@ func (s *Sessions) adoptOrphans() {
 		}
 	}
 	s.mu.Lock()
-	var holders []string
+	var holders, unheld []string
 	for h := range s.holders {
 		if h != "" && h != s.instance {
 			holders = append(holders, h)
 		}
 	}
+	for k := range s.holders[""] {
+		if e := s.known[k]; e != nil && s.expiredLongAgo(&e.Record) {
+			unheld = append(unheld, k)
+		}
+	}
 	s.mu.Unlock()
+	for _, k := range unheld {
+		s.adopt(k, "")
+	}
 	for _, holder := range holders {
 		if !s.ended(holder) {
 			continue
@@ -115,6 +126,18 @@ func (s *Sessions) adoptOrphans() {
 			s.adopt(k, holder)
 		}
 	}
+}
+
+// expiredLongAgo says whether r, a record written by a node of an
+// earlier version (which names no holder and renews no liveness key, so
+// nothing says whether it is still running), ended a NodeTTL ago or more:
+// its client left, and its expiry interval and a NodeTTL have passed
+// since. A running node of that version holding it would have ended it
+// and deleted it at its expiry; one whose client is connected (no time
+// left) is never taken. Such a record is taken as an ended node's is, and
+// ends at once, with its will (Server.Adopt).
+func (s *Sessions) expiredLongAgo(r *mqtt.SessionRecord) bool {
+	return !r.Away.IsZero() && time.Since(r.Away) > r.Expiry+s.ttl
 }
 
 // ended says whether process instance's liveness key is gone: false when

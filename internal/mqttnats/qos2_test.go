@@ -25,15 +25,21 @@ type raw struct {
 // clean, and returns the CONNACK.
 func rawDial(t testing.TB, n *node, id string, clean bool) (*raw, *packet.Connack) {
 	t.Helper()
+	cp := &packet.Connect{Version: packet.V5, CleanStart: clean, KeepAlive: 30, ClientID: id, UsernameFlag: true, Username: "user"}
+	cp.Props.SessionExpiry = 3600
+	cp.Props.Set(packet.PropSessionExpiry)
+	return rawConnect(t, n, cp)
+}
+
+// rawConnect sends cp to n and returns the CONNACK, which must accept it.
+func rawConnect(t testing.TB, n *node, cp *packet.Connect) (*raw, *packet.Connack) {
+	t.Helper()
 	nc, err := net.Dial("tcp", n.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
 	c := &raw{nc: nc, r: bufio.NewReader(nc)}
-	cp := &packet.Connect{Version: packet.V5, CleanStart: clean, KeepAlive: 30, ClientID: id, UsernameFlag: true, Username: "user"}
-	cp.Props.SessionExpiry = 3600
-	cp.Props.Set(packet.PropSessionExpiry)
 	c.send(t, cp)
 	ack, ok := c.next(t).(*packet.Connack)
 	if !ok || ack.Code != packet.Success {

@@ -791,25 +791,24 @@ func (s *Sessions) DeleteSession(clientID string) error {
 	return nil
 }
 
-// Discard deletes, for a clean start here, clientID's session that this
-// node does not hold, and returns its record as deleted: compare-and-set
-// on the revision read, so that a will taken from the record meanwhile
-// (its holder's delay ending, a node taking an ended one's session) is
-// not published again. One the mirror does not know costs nothing, as in
-// DeleteSession, unless this node fetched it (a CONNECT with Clean Start 0
-// that Auth made replace the session). A record comes with an error when
-// its queue could not be deleted: the session ended.
+// Discard deletes clientID's session, which this node does not hold (a
+// clean start here, or one that expired while no node held it), and
+// returns its record as deleted: compare-and-set on the revision read, so
+// that a will taken from the record meanwhile (its holder's delay ending,
+// a node taking an ended one's session) is not published again. It reads
+// the bucket, not the mirror: a record another node wrote milliseconds
+// before may not have reached this node's copy yet, and its holder,
+// superseded by the clean start, leaves its will to this node. A record
+// comes with an error when its queue could not be deleted: the session
+// ended.
 func (s *Sessions) Discard(clientID string) (*mqtt.SessionRecord, error) {
 	key := sessionKey(clientID)
 	s.mu.Lock()
 	h := s.held[clientID]
 	delete(s.held, clientID)
-	_, known := s.known[key]
 	s.mu.Unlock()
 	if h != nil {
 		h.release()
-	} else if !known {
-		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()

@@ -40,9 +40,15 @@ func (n *node) crash() {
 // connection (MQTT 5 Session Expiry Interval), resumed unless clean.
 func persistent(t testing.TB, n *node, id string, clean bool) *client {
 	t.Helper()
+	return dialWith(t, n, persistentConnect(id, "user", clean))
+}
+
+// persistentConnect is the CONNECT of id as user with a session of an
+// hour, resumed unless clean.
+func persistentConnect(id, user string, clean bool) *paho.Connect {
 	expiry := uint32(3600)
-	return dialWith(t, n, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30, UsernameFlag: true, Username: "user",
-		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	return &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30, UsernameFlag: true, Username: user,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
 }
 
 // leave disconnects c normally, keeping its session, and waits for its

@@ -129,7 +129,7 @@ func dialCluster(c config.MQTTCluster, reg prometheus.Registerer, log *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("mqtt.cluster.nats.url: %w", err)
 	}
-	r.Replicas = c.NATS.Replicas
+	r.Replicas, r.NodeTTL = c.NATS.Replicas, time.Duration(c.NATS.NodeTTL)
 	if reg != nil {
 		if err := r.Register(reg); err != nil {
 			r.Close()
