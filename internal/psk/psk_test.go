@@ -98,6 +98,48 @@ func TestKeyRefusals(t *testing.T) {
 	}
 }
 
+// thingReads counts the whole things read from the store.
+type thingReads struct {
+	psk.Reader
+	n int
+}
+
+func (r *thingReads) GetThing(ctx context.Context, id string) (*store.Thing, error) {
+	r.n++
+	return r.Reader.GetThing(ctx, id)
+}
+
+// TestKeptThingFollowsItsRevision: the thing a handshake gets is read once
+// and kept, and never outlives a change: a renamed thing comes back
+// renamed, a disabled one is refused.
+func TestKeptThingFollowsItsRevision(t *testing.T) {
+	st, master, a, _ := setup(t)
+	in := issue(t, st, master, a.ID)
+	reads := &thingReads{Reader: st}
+	keys := psk.NewKeys(reads, master)
+	ctx := context.Background()
+	for range 3 {
+		if th, _, err := keys.Key(ctx, []byte(in.Identity)); err != nil || th.DisplayName != "a" {
+			t.Fatalf("Key: %v, %v", th, err)
+		}
+	}
+	if reads.n != 1 {
+		t.Fatalf("three handshakes read the whole thing %d times, want once", reads.n)
+	}
+	if _, err := st.UpdateThing(ctx, a.ID, 0, func(th *store.Thing) error { th.DisplayName = "renamed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if th, _, err := keys.Key(ctx, []byte(in.Identity)); err != nil || th.DisplayName != "renamed" {
+		t.Fatalf("after a rename: %v, %v", th, err)
+	}
+	if _, err := st.UpdateThing(ctx, a.ID, 0, func(th *store.Thing) error { th.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := keys.Key(ctx, []byte(in.Identity)); !errors.Is(err, psk.ErrRefused) {
+		t.Fatalf("disabled after its thing was kept: %v, want ErrRefused", err)
+	}
+}
+
 // TestSealedKeyBoundToItsThing: a sealed key copied onto another thing's
 // row (someone writing the database) does not open there.
 func TestSealedKeyBoundToItsThing(t *testing.T) {
