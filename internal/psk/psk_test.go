@@ -13,7 +13,7 @@ import (
 	"github.com/thingid/thingid/internal/store/sqlite"
 )
 
-func setup(t *testing.T) (store.Store, secrets.Key, *store.Thing, *store.Thing) {
+func setup(t testing.TB) (store.Store, secrets.Key, *store.Thing, *store.Thing) {
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "thingid.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func setup(t *testing.T) (store.Store, secrets.Key, *store.Thing, *store.Thing) 
 	return st, master, a, b
 }
 
-func issue(t *testing.T, st store.Store, master secrets.Key, thingID string) psk.Issued {
+func issue(t testing.TB, st store.Store, master secrets.Key, thingID string) psk.Issued {
 	t.Helper()
 	in, row, err := psk.Issue(master, thingID)
 	if err != nil {
