@@ -105,8 +105,18 @@ func (b *blockConn) block(token string, num int64, last bool, size1 uint32) (cod
 		}
 	}
 	b.mid++
-	msg := message.Message{Token: message.Token(token), Options: opts, Code: codes.POST, Type: message.Confirmable, MessageID: b.mid,
-		Payload: bytes.Repeat([]byte{'b'}, 1024)}
+	b.write(message.Message{Token: message.Token(token), Options: opts, Code: codes.POST, Type: message.Confirmable, MessageID: b.mid,
+		Payload: bytes.Repeat([]byte{'b'}, 1024)})
+	res := b.read(token)
+	if res == nil {
+		b.t.Fatalf("block %d of %q: no answer", num, token)
+	}
+	return res.Code, res.Options
+}
+
+// write sends msg as one datagram.
+func (b *blockConn) write(msg message.Message) {
+	b.t.Helper()
 	out := make([]byte, 2048)
 	k, err := coder.DefaultCoder.Encode(msg, out)
 	if err != nil {
@@ -115,21 +125,31 @@ func (b *blockConn) block(token string, num int64, last bool, size1 uint32) (cod
 	if _, err := b.c.Write(out[:k]); err != nil {
 		b.t.Fatal(err)
 	}
-	if err := b.c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+}
+
+// read is the next message carrying token, nil when none comes within
+// ten seconds.
+func (b *blockConn) read(token string) *message.Message { return b.readWithin(token, 10*time.Second) }
+
+// readWithin is the next message carrying token, nil when none comes
+// within d.
+func (b *blockConn) readWithin(token string, d time.Duration) *message.Message {
+	b.t.Helper()
+	if err := b.c.SetReadDeadline(time.Now().Add(d)); err != nil {
 		b.t.Fatal(err)
 	}
 	in := make([]byte, 2048)
 	for {
-		k, err = b.c.Read(in)
+		k, err := b.c.Read(in)
 		if err != nil {
-			b.t.Fatalf("block %d of %q: no answer: %v", num, token, err)
+			return nil
 		}
 		res := message.Message{Options: make(message.Options, 0, 16)}
 		if _, err := coder.DefaultCoder.Decode(in[:k], &res); err != nil {
 			b.t.Fatal(err)
 		}
 		if string(res.Token) == token {
-			return res.Code, res.Options
+			return &res
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/thingid/thingid/internal/secrets"
 	"github.com/thingid/thingid/internal/store"
@@ -125,15 +126,25 @@ func label(id Identity) string { return "thing-psk:" + id.String() }
 // Reader is what Keys reads: the store.
 type Reader interface {
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
-	GetThingPSK(ctx context.Context, thingID string) (*store.ThingPSK, error)
+	GetThingPSKState(ctx context.Context, thingID string) (*store.ThingPSKState, error)
 }
 
+// maxThings bounds the things Keys keeps; past it they start afresh.
+const maxThings = 4096
+
 // Keys finds the key of a PSK identity in the store. It keeps no key: each
-// handshake reads the thing (it must be active) and its sealed key and opens
-// it, so a disabled thing or a re-issued key counts from its commit on.
+// handshake reads the thing's status and its sealed key in one statement
+// (store.ThingPSKState) and opens the key, so a disabled thing or a
+// re-issued key counts from its commit on. The rest of the thing, which
+// the handshake does not decide on, is kept between handshakes while its
+// revision stays the same: reading and decoding the whole thing cost five
+// times the key's row.
 type Keys struct {
 	store  Reader
 	master secrets.Key
+
+	mu     sync.Mutex
+	things map[string]*store.Thing // by id, as last read
 }
 
 // NewKeys reads keys from r and opens them with master.
@@ -142,35 +153,65 @@ func NewKeys(r Reader, master secrets.Key) *Keys { return &Keys{store: r, master
 // Key returns the thing an identity names and its key in clear, or an error
 // wrapping ErrRefused when the identity is malformed, names no thing's
 // current key, or the thing is not active. Other errors are the store's.
+// The thing may be shared with other callers: it must not be modified.
 func (k *Keys) Key(ctx context.Context, identity []byte) (*store.Thing, []byte, error) {
 	id, err := ParseIdentity(identity)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := k.store.GetThing(ctx, id.ThingID)
+	st, err := k.store.GetThingPSKState(ctx, id.ThingID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, fmt.Errorf("%w: thing %s does not exist", ErrRefused, id.ThingID)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if t.Status != store.StatusActive {
-		return nil, nil, fmt.Errorf("%w: thing %s is %s", ErrRefused, t.ID, t.Status)
+	if st.Status != store.StatusActive {
+		return nil, nil, fmt.Errorf("%w: thing %s is %s", ErrRefused, id.ThingID, st.Status)
 	}
-	row, err := k.store.GetThingPSK(ctx, id.ThingID)
-	if errors.Is(err, store.ErrNotFound) {
+	if st.Key == nil {
 		return nil, nil, fmt.Errorf("%w: thing %s has no pre-shared key", ErrRefused, id.ThingID)
 	}
-	if err != nil {
-		return nil, nil, err
-	}
 	// Key ids are no secret (the identity travels in clear).
-	if row.KeyID != id.KeyID {
+	if st.Key.KeyID != id.KeyID {
 		return nil, nil, fmt.Errorf("%w: key %s of thing %s was replaced", ErrRefused, id.KeyID, id.ThingID)
 	}
-	key, err := k.master.Open(row.Sealed, label(id))
+	key, err := k.master.Open(st.Key.Sealed, label(id))
 	if err != nil {
 		return nil, nil, fmt.Errorf("PSK of thing %s: %w", id.ThingID, err)
 	}
+	t, err := k.thing(ctx, id.ThingID, st.Revision)
+	if err != nil {
+		return nil, nil, err
+	}
 	return t, key, nil
+}
+
+// thing is the thing at revision: the one kept, or else the store's. A
+// thing read from the store may be newer than the state (changed in
+// between), so its status is judged again.
+func (k *Keys) thing(ctx context.Context, id string, revision int64) (*store.Thing, error) {
+	k.mu.Lock()
+	t, ok := k.things[id]
+	k.mu.Unlock()
+	if ok && t.Revision == revision {
+		return t, nil
+	}
+	t, err := k.store.GetThing(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: thing %s does not exist", ErrRefused, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.Status != store.StatusActive {
+		return nil, fmt.Errorf("%w: thing %s is %s", ErrRefused, id, t.Status)
+	}
+	k.mu.Lock()
+	if k.things == nil || len(k.things) >= maxThings {
+		k.things = map[string]*store.Thing{}
+	}
+	k.things[id] = t
+	k.mu.Unlock()
+	return t, nil
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/thingid/thingid/internal/store/sqlite"
 )
 
-func setup(t *testing.T) (store.Store, secrets.Key, *store.Thing, *store.Thing) {
+func setup(t testing.TB) (store.Store, secrets.Key, *store.Thing, *store.Thing) {
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "thingid.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func setup(t *testing.T) (store.Store, secrets.Key, *store.Thing, *store.Thing) 
 	return st, master, a, b
 }
 
-func issue(t *testing.T, st store.Store, master secrets.Key, thingID string) psk.Issued {
+func issue(t testing.TB, st store.Store, master secrets.Key, thingID string) psk.Issued {
 	t.Helper()
 	in, row, err := psk.Issue(master, thingID)
 	if err != nil {
@@ -95,6 +95,48 @@ func TestKeyRefusals(t *testing.T) {
 	}
 	if _, _, err := keys.Key(ctx, []byte(cur.Identity)); !errors.Is(err, psk.ErrRefused) {
 		t.Fatalf("disabled thing: %v", err)
+	}
+}
+
+// thingReads counts the whole things read from the store.
+type thingReads struct {
+	psk.Reader
+	n int
+}
+
+func (r *thingReads) GetThing(ctx context.Context, id string) (*store.Thing, error) {
+	r.n++
+	return r.Reader.GetThing(ctx, id)
+}
+
+// TestKeptThingFollowsItsRevision: the thing a handshake gets is read once
+// and kept, and never outlives a change: a renamed thing comes back
+// renamed, a disabled one is refused.
+func TestKeptThingFollowsItsRevision(t *testing.T) {
+	st, master, a, _ := setup(t)
+	in := issue(t, st, master, a.ID)
+	reads := &thingReads{Reader: st}
+	keys := psk.NewKeys(reads, master)
+	ctx := context.Background()
+	for range 3 {
+		if th, _, err := keys.Key(ctx, []byte(in.Identity)); err != nil || th.DisplayName != "a" {
+			t.Fatalf("Key: %v, %v", th, err)
+		}
+	}
+	if reads.n != 1 {
+		t.Fatalf("three handshakes read the whole thing %d times, want once", reads.n)
+	}
+	if _, err := st.UpdateThing(ctx, a.ID, 0, func(th *store.Thing) error { th.DisplayName = "renamed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if th, _, err := keys.Key(ctx, []byte(in.Identity)); err != nil || th.DisplayName != "renamed" {
+		t.Fatalf("after a rename: %v, %v", th, err)
+	}
+	if _, err := st.UpdateThing(ctx, a.ID, 0, func(th *store.Thing) error { th.Status = store.StatusDisabled; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := keys.Key(ctx, []byte(in.Identity)); !errors.Is(err, psk.ErrRefused) {
+		t.Fatalf("disabled after its thing was kept: %v, want ErrRefused", err)
 	}
 }
 

@@ -15,6 +15,16 @@ type ThingPSK struct {
 	Created time.Time // now when zero
 }
 
+// ThingPSKState is what a PSK handshake decides on, read in one statement:
+// the thing's status and revision, and its key. A handshake needs no more
+// of the thing than these; the revision says whether a copy of the thing
+// read before is still the thing as it is now.
+type ThingPSKState struct {
+	Status   Status
+	Revision int64     // the thing's
+	Key      *ThingPSK // nil when the thing has no key
+}
+
 // ThingPSKs stores things' pre-shared keys, at most one per thing.
 // Deleting the thing deletes its key.
 type ThingPSKs interface {
@@ -24,4 +34,7 @@ type ThingPSKs interface {
 	PutThingPSK(ctx context.Context, k *ThingPSK) (replaced bool, err error)
 	// GetThingPSK returns the thing's key; ErrNotFound when it has none.
 	GetThingPSK(ctx context.Context, thingID string) (*ThingPSK, error)
+	// GetThingPSKState returns the thing's status, revision and key (nil
+	// when it has none); ErrNotFound when the thing does not exist.
+	GetThingPSKState(ctx context.Context, thingID string) (*ThingPSKState, error)
 }

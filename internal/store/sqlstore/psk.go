@@ -50,6 +50,28 @@ func (t *txn) GetThingPSK(ctx context.Context, thingID string) (*store.ThingPSK,
 	return &k, nil
 }
 
+func (t *txn) GetThingPSKState(ctx context.Context, thingID string) (*store.ThingPSKState, error) {
+	var (
+		st    store.ThingPSKState
+		keyID sql.NullString
+		k     store.ThingPSK
+	)
+	err := t.q.QueryRowContext(ctx, "SELECT x.status, x.revision, p.key_id, p.sealed, p.created FROM things AS x "+
+		"LEFT JOIN thing_psks AS p ON p.thing_id = x.id WHERE x.id = "+t.ph(1), thingID).
+		Scan(&st.Status, &st.Revision, &keyID, &k.Sealed, timeCol{&k.Created})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("thing %s: %w", thingID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read PSK state of thing %s: %w", thingID, err)
+	}
+	if keyID.Valid {
+		k.ThingID, k.KeyID = thingID, keyID.String
+		st.Key = &k
+	}
+	return &st, nil
+}
+
 // The Store's own methods: writes in a write transaction, reads on the reader pool.
 
 func (s *Store) PutThingPSK(ctx context.Context, k *store.ThingPSK) (replaced bool, err error) {
@@ -59,4 +81,8 @@ func (s *Store) PutThingPSK(ctx context.Context, k *store.ThingPSK) (replaced bo
 
 func (s *Store) GetThingPSK(ctx context.Context, thingID string) (*store.ThingPSK, error) {
 	return s.single().GetThingPSK(ctx, thingID)
+}
+
+func (s *Store) GetThingPSKState(ctx context.Context, thingID string) (*store.ThingPSKState, error) {
+	return s.single().GetThingPSKState(ctx, thingID)
 }

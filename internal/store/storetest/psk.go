@@ -20,6 +20,11 @@ func testThingPSKs(t *testing.T, s store.Store) {
 
 	_, err := s.GetThingPSK(ctx(t), a.ID)
 	wantErr(t, err, store.ErrNotFound)
+	state, err := s.GetThingPSKState(ctx(t), a.ID)
+	must(t, err)
+	if state.Key != nil || state.Status != a.Status || state.Revision != a.Revision {
+		t.Fatalf("GetThingPSKState of a thing without a key: %+v, want status %q at revision %d, no key", state, a.Status, a.Revision)
+	}
 	k := &store.ThingPSK{ThingID: a.ID, KeyID: "0011223344556677", Sealed: []byte("sealed-1")}
 	replaced, err := s.PutThingPSK(ctx(t), k)
 	must(t, err)
@@ -34,6 +39,22 @@ func testThingPSKs(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(got, k) {
 		t.Fatalf("GetThingPSK:\n got %+v\nwant %+v", got, k)
 	}
+
+	state, err = s.GetThingPSKState(ctx(t), a.ID)
+	must(t, err)
+	if !reflect.DeepEqual(state.Key, k) {
+		t.Fatalf("GetThingPSKState's key:\n got %+v\nwant %+v", state.Key, k)
+	}
+	// The state follows the thing: disabled, its revision moves.
+	a, err = s.UpdateThing(ctx(t), a.ID, 0, func(th *store.Thing) error { th.Status = store.StatusDisabled; return nil })
+	must(t, err)
+	state, err = s.GetThingPSKState(ctx(t), a.ID)
+	must(t, err)
+	if state.Status != store.StatusDisabled || state.Revision != a.Revision || state.Key == nil {
+		t.Fatalf("GetThingPSKState of the disabled thing: %+v, want disabled at revision %d with its key", state, a.Revision)
+	}
+	_, err = s.GetThingPSKState(ctx(t), "missing")
+	wantErr(t, err, store.ErrNotFound)
 
 	// A re-issue replaces the key; the other thing's is its own.
 	_, err = s.PutThingPSK(ctx(t), &store.ThingPSK{ThingID: b.ID, KeyID: "b0", Sealed: []byte("sealed-b")})
@@ -53,6 +74,11 @@ func testThingPSKs(t *testing.T, s store.Store) {
 	must(t, err)
 	if got.KeyID != "b0" {
 		t.Fatalf("b's key changed with a's: %+v", got)
+	}
+	state, err = s.GetThingPSKState(ctx(t), a.ID)
+	must(t, err)
+	if state.Key == nil || state.Key.KeyID != k2.KeyID || !bytes.Equal(state.Key.Sealed, k2.Sealed) {
+		t.Fatalf("GetThingPSKState after re-issue: %+v", state.Key)
 	}
 
 	// Bad input names what is missing; a key of no thing is ErrNotFound.
@@ -99,5 +125,7 @@ func testThingPSKs(t *testing.T, s store.Store) {
 	// Deleting the thing deletes its key.
 	must(t, s.DeleteThing(ctx(t), a.ID, 0))
 	_, err = s.GetThingPSK(ctx(t), a.ID)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetThingPSKState(ctx(t), a.ID)
 	wantErr(t, err, store.ErrNotFound)
 }
