@@ -138,3 +138,20 @@ func TestInvitationsUpgrade(t *testing.T) {
 		}
 	})
 }
+
+// Standing, on every first CONNECT of the broker, finds the grant, the
+// thing and the user each by its primary key: three index scans, no
+// sequential scan.
+func TestStandingPlan(t *testing.T) {
+	st, _ := open(t)
+	plan := storetest.StandingPlan(t, st)
+	for _, index := range []string{"oauth_grants_pkey on oauth_grants g", "things_pkey on things x", "users_pkey on users u"} {
+		if !strings.Contains(plan, "Index Scan using "+index) {
+			t.Errorf("the plan has no index scan using %s:\n%s", index, plan)
+		}
+	}
+	t.Logf("plan:\n%s", plan)
+	if strings.Contains(plan, "Seq Scan") {
+		t.Errorf("the plan scans a table:\n%s", plan)
+	}
+}
