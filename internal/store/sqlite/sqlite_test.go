@@ -110,6 +110,11 @@ func BenchmarkCreateThings(b *testing.B) {
 	storetest.BenchmarkCreateThings(b, s, 2000)
 }
 
+func BenchmarkStanding(b *testing.B) {
+	s, _ := open(b)
+	storetest.BenchmarkStanding(b, s)
+}
+
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
