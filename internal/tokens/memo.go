@@ -42,13 +42,8 @@ func keyOf(raw, audience string) memoKey {
 	if len(raw) > maxTokenSize {
 		return memoKey{}
 	}
-	h := sha256.New()
-	h.Write([]byte(audience))
-	h.Write([]byte{0})
-	h.Write([]byte(raw))
-	var k memoKey
-	h.Sum(k[:0])
-	return k
+	in := make([]byte, 0, len(audience)+1+len(raw))
+	return sha256.Sum256(append(append(append(in, audience...), 0), raw...))
 }
 
 // get returns a copy of the claims of a token verified before, if it has not
