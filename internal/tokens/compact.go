@@ -36,22 +36,21 @@ import (
 // trailing bits so that one token has one encoding.
 var b64url = base64.RawURLEncoding.Strict()
 
-// verifyAccess checks raw, a compact JWS, as an access token for aud and
-// returns its claims and the kid that signed it. A refused token is an
-// *Error; an error reading the keys is the server's.
-func (v *Verifier) verifyAccess(ctx context.Context, raw, aud string) (*Claims, string, error) {
-	if len(raw) > maxTokenSize {
+// verifyAccess checks in, a compact JWS (nil: too long, keyOf's), as an
+// access token for aud and returns its claims and the kid that signed it.
+// A refused token is an *Error; an error reading the keys is the server's.
+func (v *Verifier) verifyAccess(ctx context.Context, in []byte, aud string) (*Claims, string, error) {
+	if in == nil || len(in) > maxTokenSize {
 		return nil, "", ErrMalformed.with("too long")
 	}
-	if !isCompactJWS(raw) {
+	if !isCompactJWS(in) {
 		return nil, "", ErrMalformed.with("not a compact JWS")
 	}
-	i := strings.IndexByte(raw, '.')
-	j := i + 1 + strings.IndexByte(raw[i+1:], '.')
-	// One copy of the token, whose first two parts are the signing input,
-	// and one buffer for the three parts decoded: a first CONNECT
-	// allocates in proportion to its token.
-	in := []byte(raw)
+	i := bytes.IndexByte(in, '.')
+	j := i + 1 + bytes.IndexByte(in[i+1:], '.')
+	// The first two parts are the signing input; the three parts are
+	// decoded into one buffer: a first CONNECT allocates in proportion to
+	// its token.
 	dec := make([]byte, b64url.DecodedLen(len(in)))
 	header, dec, err1 := decodePart(dec, in[:i])
 	payload, dec, err2 := decodePart(dec, in[i+1:j])

@@ -103,7 +103,7 @@ func (o outcome) sameAs(p outcome) bool {
 
 // compare runs both paths on raw.
 func compare(ctx context.Context, v *Verifier, raw string) (lean, ref outcome) {
-	c, _, err := v.verifyAccess(ctx, raw, testAudience)
+	c, _, err := v.verifyAccess(ctx, []byte(raw), testAudience)
 	lean = outcome{c, err}
 	c, err = v.jwxAccess(raw, testAudience)
 	return lean, outcome{c, err}
