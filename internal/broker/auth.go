@@ -81,19 +81,24 @@ func (h *auth) client(s *session) *mqtt.Client {
 // a *packet.Error, which the core answers in the CONNACK (MQTT 3.1.1: the
 // nearest return code).
 func (h *auth) Connect(ctx context.Context, cl *mqtt.Client, pk *packet.Connect, old any) error {
-	var id *Identity
-	var v *verdict
-	var r *refusal
-	var s, squatter *session
+	// What the worker decides, in one variable the closure shares (one
+	// allocation per CONNECT rather than one for each).
+	var w struct {
+		id          *Identity
+		v           *verdict
+		r           *refusal
+		s, squatter *session
+	}
 	h.b.workers.run(func() {
-		if id, r = h.authenticate(ctx, cl, pk); r != nil {
+		if w.id, w.r = h.authenticate(ctx, cl, pk); w.r != nil {
 			return
 		}
-		s = newSession(id, h.b.opts.Rules)
-		if squatter, r = h.admit(pk, s, old); r == nil && h.governed(id) {
-			v, r = h.admitPolicy(ctx, cl, id, pk.Will != nil, 0, "mqtt.connect.deny")
+		w.s = newSession(w.id, h.b.opts.Rules)
+		if w.squatter, w.r = h.admit(pk, w.s, old); w.r == nil && h.governed(w.id) {
+			w.v, w.r = h.admitPolicy(ctx, cl, w.id, pk.Will != nil, 0, "mqtt.connect.deny")
 		}
 	})
+	id, v, r, s, squatter := w.id, w.v, w.r, w.s, w.squatter
 	if r != nil {
 		h.b.metrics.authFailures.WithLabelValues(r.label).Inc()
 		if r.label != "policy" { // audited with its rule

@@ -110,7 +110,7 @@ func checkTemplate(f string) error {
 // value, or with a value that is not one plain level (empty, or holding '/',
 // '+', '#' or NUL), makes the filter grant nothing: an identity never gets
 // more than the rule names because of what its attributes contain.
-func expand(f string, values map[string][]string) []string {
+func expand(f string, values func(name string) []string) []string {
 	out := []string{""}
 	rest := f
 	for {
@@ -122,7 +122,7 @@ func expand(f string, values map[string][]string) []string {
 		if j < 0 {
 			return nil
 		}
-		vals := values[rest[i+2:i+j]]
+		vals := values(rest[i+2 : i+j])
 		var next []string
 		for _, prefix := range out {
 			for _, v := range vals {
@@ -140,6 +140,31 @@ func expand(f string, values map[string][]string) []string {
 	return slices.DeleteFunc(out, func(s string) bool { return !validFilter(s) })
 }
 
+// identityValues are the placeholders' values of one identity, looked up
+// by name without building a map on every CONNECT.
+type identityValues struct {
+	one   [5]string // thing.id, thing.model, owner.id, client.id, sub
+	owned []string  // owned.thing.id
+}
+
+func (v *identityValues) of(name string) []string {
+	switch name {
+	case "thing.id":
+		return v.one[0:1]
+	case "thing.model":
+		return v.one[1:2]
+	case "owner.id":
+		return v.one[2:3]
+	case "client.id":
+		return v.one[3:4]
+	case "sub":
+		return v.one[4:5]
+	case "owned.thing.id":
+		return v.owned
+	}
+	return nil
+}
+
 // grants are the topic filters one identity may and may not publish to
 // and subscribe to, compiled once at CONNECT (and after the identity
 // changed): the core asks for every delivery, so checks must not touch the
@@ -151,14 +176,11 @@ type grants struct {
 
 // compile resolves the rules and the token's mqtt: scopes for id.
 func compile(rules []Rule, id *Identity) *grants {
-	values := map[string][]string{
-		"thing.id": {id.Thing}, "thing.model": {id.Model}, "owner.id": {id.Owner},
-		"client.id": {id.ClientIdentifier}, "sub": {id.Subject}, "owned.thing.id": id.Owned,
-	}
+	values := identityValues{one: [...]string{id.Thing, id.Model, id.Owner, id.ClientIdentifier, id.Subject}, owned: id.Owned}
 	g := &grants{}
 	add := func(to *[]string, fs []string) {
 		for _, f := range fs {
-			*to = append(*to, expand(f, values)...)
+			*to = append(*to, expand(f, values.of)...)
 		}
 	}
 	for _, r := range rules {

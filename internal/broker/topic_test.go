@@ -3,6 +3,7 @@ package broker
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/topics"
@@ -85,6 +86,25 @@ func TestValidFilterAndTopic(t *testing.T) {
 	}
 }
 
+// FuzzValidFilter holds validFilter, which reads a filter level by level,
+// to the rule read off its levels split: '+' and '#' alone in their level,
+// '#' the last.
+func FuzzValidFilter(f *testing.F) {
+	for _, s := range []string{"a/b", "a/+/b", "a/#", "#", "/", "a//b", "", "a/#/b", "a+", "+a/b", "a\x00b", "\xff", "#/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := s != "" && len(s) <= 65535 && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+		levels := strings.Split(s, "/")
+		for i, l := range levels {
+			want = want && !(strings.ContainsAny(l, "+#") && len(l) > 1) && !(l == "#" && i != len(levels)-1)
+		}
+		if got := validFilter(s); got != want {
+			t.Fatalf("validFilter(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
 func TestShareFilter(t *testing.T) {
 	for in, want := range map[string]string{
 		"$share/g/things/+/telemetry": "things/+/telemetry",
@@ -124,7 +144,7 @@ func TestExpand(t *testing.T) {
 		{"${thing.id}-${thing.id}", []string{"t1-t1"}},
 	}
 	for _, tc := range cases {
-		got := expand(tc.f, values)
+		got := expand(tc.f, func(name string) []string { return values[name] })
 		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 			t.Errorf("expand(%q) = %q, want %q", tc.f, got, tc.want)
 		}
@@ -236,7 +256,7 @@ func FuzzRuleTemplate(f *testing.F) {
 		for name := range placeholders {
 			values[name] = []string{value, "v"}
 		}
-		for _, got := range expand(tmpl, values) {
+		for _, got := range expand(tmpl, func(name string) []string { return values[name] }) {
 			if !validFilter(got) {
 				t.Fatalf("expand(%q) gave invalid filter %q", tmpl, got)
 			}

@@ -1,6 +1,9 @@
 package broker
 
-import "runtime"
+import (
+	"runtime"
+	"sync"
+)
 
 // workers run authentication (token verification and store reads) on a
 // few long-lived goroutines. The deep call chains grow the stacks of the
@@ -9,15 +12,25 @@ import "runtime"
 // bound how many CONNECTs are verified at once, so a flood of them queues
 // instead of swamping the store.
 type workers struct {
-	jobs chan func()
+	jobs chan *job
 }
 
+// job is one function for a worker and the signal that it returned; jobs
+// are reused, as every CONNECT runs one.
+type job struct {
+	f    func()
+	done chan struct{} // one buffered signal
+}
+
+var jobPool = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
+
 func newWorkers() *workers {
-	w := &workers{jobs: make(chan func())}
+	w := &workers{jobs: make(chan *job)}
 	for range max(16, 4*runtime.GOMAXPROCS(0)) {
 		go func() {
-			for f := range w.jobs {
-				f()
+			for j := range w.jobs {
+				j.f()
+				j.done <- struct{}{}
 			}
 		}()
 	}
@@ -26,12 +39,12 @@ func newWorkers() *workers {
 
 // run runs f on a worker and waits for it.
 func (w *workers) run(f func()) {
-	done := make(chan struct{})
-	w.jobs <- func() {
-		defer close(done)
-		f()
-	}
-	<-done
+	j := jobPool.Get().(*job)
+	j.f = f
+	w.jobs <- j
+	<-j.done
+	j.f = nil
+	jobPool.Put(j)
 }
 
 // stop ends the workers once their jobs are done; run must not be called after.

@@ -209,6 +209,44 @@ type Grants interface {
 	// (the first revocation's time): what a node that starts, and so missed
 	// the revocation events, must refuse the access tokens of.
 	RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error)
+	// Standing reads, in one statement, what a credential stands on: the
+	// grant, the thing and the user of k. An empty id is not read; an id of
+	// nothing stored is reported not Found, never as ErrNotFound.
+	Standing(ctx context.Context, k StandingKeys) (Standing, error)
+}
+
+// StandingKeys names what Grants.Standing reads; "" is not read.
+type StandingKeys struct {
+	Grant, Thing, User string
+}
+
+// Standing is what a resource server checks, on every use of a credential,
+// of the grant, the thing and the user it names (the broker at each
+// CONNECT): whether each is stored, and the little it needs of each.
+type Standing struct {
+	Grant GrantStanding
+	Thing ThingStanding
+	User  UserStanding
+}
+
+// GrantStanding is a grant's part of a Standing: revoked or not, and whose.
+type GrantStanding struct {
+	Found            bool
+	ClientID, UserID string
+	RevokedAt        time.Time // zero while valid
+}
+
+// ThingStanding is a thing's part of a Standing.
+type ThingStanding struct {
+	Found  bool
+	Status Status
+	Model  string
+}
+
+// UserStanding is a user's part of a Standing.
+type UserStanding struct {
+	Found  bool
+	Status Status
 }
 
 // RefreshTokens stores refresh tokens.

@@ -79,7 +79,7 @@ func BenchmarkAccessPaths(b *testing.B) {
 		e := newEnv(b, &memStore{}, masterKey(), nil, clk, alg)
 		for name, verify := range map[string]func(string) error{
 			"lean": func(tok string) error {
-				_, _, err := e.v.verifyAccess(context.Background(), tok, testAudience)
+				_, _, err := e.v.verifyAccess(context.Background(), []byte(tok), testAudience)
 				return err
 			},
 			"jwx": func(tok string) error { _, err := e.v.jwxAccess(tok, testAudience); return err },

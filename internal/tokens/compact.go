@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,21 +36,25 @@ import (
 // trailing bits so that one token has one encoding.
 var b64url = base64.RawURLEncoding.Strict()
 
-// verifyAccess checks raw, a compact JWS, as an access token for aud and
-// returns its claims and the kid that signed it. A refused token is an
-// *Error; an error reading the keys is the server's.
-func (v *Verifier) verifyAccess(ctx context.Context, raw, aud string) (*Claims, string, error) {
-	if len(raw) > maxTokenSize {
+// verifyAccess checks in, a compact JWS (nil: too long, keyOf's), as an
+// access token for aud and returns its claims and the kid that signed it.
+// A refused token is an *Error; an error reading the keys is the server's.
+func (v *Verifier) verifyAccess(ctx context.Context, in []byte, aud string) (*Claims, string, error) {
+	if in == nil || len(in) > maxTokenSize {
 		return nil, "", ErrMalformed.with("too long")
 	}
-	if !isCompactJWS(raw) {
+	if !isCompactJWS(in) {
 		return nil, "", ErrMalformed.with("not a compact JWS")
 	}
-	i := strings.IndexByte(raw, '.')
-	j := i + 1 + strings.IndexByte(raw[i+1:], '.')
-	header, err1 := b64url.DecodeString(raw[:i])
-	payload, err2 := b64url.DecodeString(raw[i+1 : j])
-	sig, err3 := b64url.DecodeString(raw[j+1:])
+	i := bytes.IndexByte(in, '.')
+	j := i + 1 + bytes.IndexByte(in[i+1:], '.')
+	// The first two parts are the signing input; the three parts are
+	// decoded into one buffer: a first CONNECT allocates in proportion to
+	// its token.
+	dec := make([]byte, b64url.DecodedLen(len(in)))
+	header, dec, err1 := decodePart(dec, in[:i])
+	payload, dec, err2 := decodePart(dec, in[i+1:j])
+	sig, _, err3 := decodePart(dec, in[j+1:])
 	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, "", ErrMalformed.with("not base64url")
 	}
@@ -77,7 +80,7 @@ func (v *Verifier) verifyAccess(ctx context.Context, raw, aud string) (*Claims, 
 	if err != nil {
 		return nil, "", err
 	}
-	if !verifySignature(pk, raw[:j], sig) {
+	if !verifySignature(pk, in[:j], sig) {
 		return nil, "", ErrSignature
 	}
 	c, err := v.accessClaims(payload, aud)
@@ -123,22 +126,51 @@ func (k *Keys) headerKey(ctx context.Context, names []string, h jwsHeader, typ s
 // verifySignature checks sig over the JWS signing input with pk and its one
 // algorithm: ES256 as R || S of 32 bytes each (RFC 7518 §3.4), EdDSA
 // (RFC 8037 §3.1), RS256 (RFC 7518 §3.3).
-func verifySignature(pk publicKey, input string, sig []byte) bool {
+func verifySignature(pk publicKey, input, sig []byte) bool {
 	switch key := pk.key.(type) {
 	case *ecdsa.PublicKey:
 		if len(sig) != 64 {
 			return false
 		}
-		digest := sha256.Sum256([]byte(input))
-		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(key, digest[:], r, s)
+		digest := sha256.Sum256(input)
+		return ecdsa.VerifyASN1(key, digest[:], asn1Signature(sig))
 	case ed25519.PublicKey:
-		return ed25519.Verify(key, []byte(input), sig)
+		return ed25519.Verify(key, input, sig)
 	case *rsa.PublicKey:
-		digest := sha256.Sum256([]byte(input))
+		digest := sha256.Sum256(input)
 		return rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], sig) == nil
 	}
 	return false
+}
+
+// decodePart decodes one base64url part of a compact JWS into the start of
+// dst and returns it (its capacity its length, so that nothing appended to
+// it runs into the next part) and the rest of dst.
+func decodePart(dst, src []byte) (part, rest []byte, err error) {
+	n, err := b64url.Decode(dst, src)
+	return dst[:n:n], dst[n:], err
+}
+
+// asn1Signature is an ES256 signature, R || S of 32 bytes each (RFC 7518
+// §3.4), as the DER SEQUENCE of two INTEGERs that crypto/ecdsa verifies
+// (RFC 3279 §2.2.3; ecdsa.Verify builds the same from math/big integers):
+// each the shortest big-endian form of a non-negative number, a zero byte
+// before one whose top bit is set. A zero R or S stays zero (02 01 00),
+// which the verification refuses.
+func asn1Signature(rs []byte) []byte {
+	integer := func(out, n []byte) []byte {
+		for len(n) > 1 && n[0] == 0 {
+			n = n[1:]
+		}
+		if n[0]&0x80 != 0 {
+			return append(append(out, 0x02, byte(len(n)+1), 0), n...)
+		}
+		return append(append(out, 0x02, byte(len(n))), n...)
+	}
+	// At most 2 + 2 × (2 + 33) bytes, so every length fits in one byte.
+	body := integer(integer(make([]byte, 2, 72), rs[:32]), rs[32:])
+	body[0], body[1] = 0x30, byte(len(body)-2)
+	return body
 }
 
 // accessClaims decodes and checks a verified payload in the jwx path's

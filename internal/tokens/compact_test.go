@@ -1,11 +1,15 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
+	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +103,7 @@ func (o outcome) sameAs(p outcome) bool {
 
 // compare runs both paths on raw.
 func compare(ctx context.Context, v *Verifier, raw string) (lean, ref outcome) {
-	c, _, err := v.verifyAccess(ctx, raw, testAudience)
+	c, _, err := v.verifyAccess(ctx, []byte(raw), testAudience)
 	lean = outcome{c, err}
 	c, err = v.jwxAccess(raw, testAudience)
 	return lean, outcome{c, err}
@@ -352,4 +356,43 @@ func TestLeanMatchesJWX(t *testing.T) {
 			t.Logf("%d cases, %d accepted by both; jwx also accepted %q", len(cases), accepted, wider)
 		})
 	}
+}
+
+// asn1Reference is the DER that ecdsa.Verify builds from R and S as
+// math/big integers, which asn1Signature must equal.
+func asn1Reference(rs []byte) []byte {
+	der, err := asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(rs[:32]), new(big.Int).SetBytes(rs[32:])})
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// TestASN1Signature: the edges of DER's integers (zero, leading zero
+// bytes, the top bit set) in R and in S.
+func TestASN1Signature(t *testing.T) {
+	edges := [][]byte{make([]byte, 32), bytes.Repeat([]byte{0xff}, 32), append(make([]byte, 31), 1), append(make([]byte, 31), 0x80),
+		append([]byte{0x80}, make([]byte, 31)...), append([]byte{0, 0x7f}, bytes.Repeat([]byte{0xff}, 30)...), append([]byte{0, 0x80}, make([]byte, 30)...)}
+	for _, r := range edges {
+		for _, s := range edges {
+			rs := append(slices.Clone(r), s...)
+			if got, want := asn1Signature(rs), asn1Reference(rs); !bytes.Equal(got, want) {
+				t.Errorf("R %x S %x:\n got %x\nwant %x", r, s, got, want)
+			}
+		}
+	}
+}
+
+// FuzzASN1Signature holds asn1Signature to encoding/asn1 on any R and S.
+func FuzzASN1Signature(f *testing.F) {
+	f.Add(make([]byte, 64))
+	f.Add(bytes.Repeat([]byte{0x80}, 64))
+	f.Fuzz(func(t *testing.T, rs []byte) {
+		if len(rs) != 64 {
+			return
+		}
+		if got, want := asn1Signature(rs), asn1Reference(rs); !bytes.Equal(got, want) {
+			t.Fatalf("%x:\n got %x\nwant %x", rs, got, want)
+		}
+	})
 }

@@ -37,18 +37,17 @@ type memoEntry struct {
 	since time.Time
 }
 
-// keyOf is the zero key, never remembered, for a token too long to be ours.
-func keyOf(raw, audience string) memoKey {
+// keyOf returns the memo's key of raw for audience, the hash of the
+// audience, a zero byte and raw, and raw's bytes within what it hashed,
+// which verifyAccess reads: a new token is copied once. A token too long
+// to be ours has the zero key, never remembered, and no bytes.
+func keyOf(raw, audience string) (memoKey, []byte) {
 	if len(raw) > maxTokenSize {
-		return memoKey{}
+		return memoKey{}, nil
 	}
-	h := sha256.New()
-	h.Write([]byte(audience))
-	h.Write([]byte{0})
-	h.Write([]byte(raw))
-	var k memoKey
-	h.Sum(k[:0])
-	return k
+	in := make([]byte, 0, len(audience)+1+len(raw))
+	in = append(append(append(in, audience...), 0), raw...)
+	return sha256.Sum256(in), in[len(audience)+1:]
 }
 
 // get returns a copy of the claims of a token verified before, if it has not

@@ -86,21 +86,25 @@ func TestMemoForgetsExpired(t *testing.T) {
 
 	var m memo
 	now := time.Now()
+	key := func(raw, aud string) memoKey {
+		k, _ := keyOf(raw, aud)
+		return k
+	}
 	short, long := &Claims{ExpiresAt: now.Add(time.Minute)}, &Claims{ExpiresAt: now.Add(time.Hour)}
 	for i := range memoSize {
-		m.put(keyOf(string(rune(i)), "a"), "kid", short, now)
+		m.put(key(string(rune(i)), "a"), "kid", short, now)
 	}
-	m.put(keyOf("last", "a"), "kid", long, now.Add(2*time.Minute))
+	m.put(key("last", "a"), "kid", long, now.Add(2*time.Minute))
 	if len(m.entries) != 1 {
 		t.Fatalf("%d entries after the expired were forgotten, want 1", len(m.entries))
 	}
 	for i := range 2 * memoSize {
-		m.put(keyOf(string(rune(i)), "b"), "kid", long, now)
+		m.put(key(string(rune(i)), "b"), "kid", long, now)
 	}
 	if len(m.entries) > memoSize {
 		t.Fatalf("%d entries, bound %d", len(m.entries), memoSize)
 	}
-	if keyOf(string(make([]byte, maxTokenSize+1)), "a") != (memoKey{}) {
+	if k, in := keyOf(string(make([]byte, maxTokenSize+1)), "a"); k != (memoKey{}) || in != nil {
 		t.Fatal("a token longer than any issued is hashed")
 	}
 }

@@ -215,12 +215,12 @@ func (v *Verifier) Inspect(ctx context.Context, raw string, opts VerifyOptions) 
 		return nil, errors.New("tokens: Verify needs the resource server's audience")
 	}
 	now := v.keys.cfg.Now()
-	key := keyOf(raw, opts.Audience)
+	key, in := keyOf(raw, opts.Audience)
 	c, ok := v.memo.get(key, v.keys, now)
 	if !ok {
 		var kid string
 		var err error
-		if c, kid, err = v.verifyAccess(ctx, raw, opts.Audience); err != nil {
+		if c, kid, err = v.verifyAccess(ctx, in, opts.Audience); err != nil {
 			return nil, err
 		}
 		v.memo.put(key, kid, c, now)
@@ -233,7 +233,7 @@ func (v *Verifier) Inspect(ctx context.Context, raw string, opts VerifyOptions) 
 
 // isCompactJWS checks the shape of RFC 7515 §7.1 (three base64url parts),
 // which shuts out the JSON serialization, JWE and unsigned claims.
-func isCompactJWS(raw string) bool {
+func isCompactJWS[T string | []byte](raw T) bool {
 	dots := 0
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; {

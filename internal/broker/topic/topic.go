@@ -27,12 +27,12 @@ func ValidFilter(f string) bool {
 	if f == "" || len(f) > 65535 || !utf8.ValidString(f) || strings.ContainsRune(f, 0) {
 		return false
 	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.ContainsAny(l, "+#") && len(l) > 1 {
-			return false
-		}
-		if l == "#" && i != len(levels)-1 {
+	// Level by level without splitting: the broker checks every filter it
+	// compiles for a CONNECT.
+	for rest, more := f, true; more; {
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
+		if strings.ContainsAny(level, "+#") && len(level) > 1 || level == "#" && more {
 			return false
 		}
 	}

@@ -124,9 +124,8 @@ func (d *decoder) connect() (*Connect, error) {
 	case name != protocolName:
 		return nil, malformed("CONNECT: protocol name %q is not MQTT", name)
 	}
-	partial := &Connect{Version: c.Version}
 	if err := d.connectBody(c); err != nil {
-		return partial, err
+		return &Connect{Version: c.Version}, err
 	}
 	return c, nil
 }

@@ -40,6 +40,16 @@ func (d *decoder) uint16(field string) (uint16, error) {
 	return binary.BigEndian.Uint16(d.b[d.off-2:]), nil
 }
 
+// length reads the length before a string or binary field, naming the
+// field only when it fails (not on every field of every packet).
+func (d *decoder) length(field string) (int, error) {
+	if d.left() < 2 {
+		return 0, d.short(field + " length")
+	}
+	d.off += 2
+	return int(binary.BigEndian.Uint16(d.b[d.off-2:])), nil
+}
+
 func (d *decoder) uint32(field string) (uint32, error) {
 	if d.left() < 4 {
 		return 0, d.short(field)
@@ -67,29 +77,29 @@ func (d *decoder) varint(field string) (int, error) {
 
 // binary is Binary Data (MQTT 5 §1.5.6), copied out of the body.
 func (d *decoder) binary(field string) ([]byte, error) {
-	n, err := d.uint16(field + " length")
+	n, err := d.length(field)
 	if err != nil {
 		return nil, err
 	}
-	if d.left() < int(n) {
+	if d.left() < n {
 		return nil, d.short(field)
 	}
-	d.off += int(n)
-	return append([]byte{}, d.b[d.off-int(n):d.off]...), nil
+	d.off += n
+	return append([]byte{}, d.b[d.off-n:d.off]...), nil
 }
 
 // string is a UTF-8 Encoded String (MQTT 5 §1.5.4, 3.1.1 §1.5.3): ill-formed
 // UTF-8, the encoding of a surrogate and U+0000 make the packet malformed.
 func (d *decoder) string(field string) (string, error) {
-	n, err := d.uint16(field + " length")
+	n, err := d.length(field)
 	if err != nil {
 		return "", err
 	}
-	if d.left() < int(n) {
+	if d.left() < n {
 		return "", d.short(field)
 	}
-	raw := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
+	raw := d.b[d.off : d.off+n]
+	d.off += n
 	if err := checkUTF8(raw); err != nil {
 		return "", malformed("%s: %s %s", d.t, field, err.Reason)
 	}

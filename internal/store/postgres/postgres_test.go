@@ -96,6 +96,11 @@ func BenchmarkCreateThings(b *testing.B) {
 	storetest.BenchmarkCreateThings(b, s, 2000)
 }
 
+func BenchmarkStanding(b *testing.B) {
+	s, _ := open(b)
+	storetest.BenchmarkStanding(b, s)
+}
+
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
@@ -137,4 +142,21 @@ func TestInvitationsUpgrade(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Standing, on every first CONNECT of the broker, finds the grant, the
+// thing and the user each by its primary key: three index scans, no
+// sequential scan.
+func TestStandingPlan(t *testing.T) {
+	st, _ := open(t)
+	plan := storetest.StandingPlan(t, st)
+	for _, index := range []string{"oauth_grants_pkey on oauth_grants g", "things_pkey on things x", "users_pkey on users u"} {
+		if !strings.Contains(plan, "Index Scan using "+index) {
+			t.Errorf("the plan has no index scan using %s:\n%s", index, plan)
+		}
+	}
+	t.Logf("plan:\n%s", plan)
+	if strings.Contains(plan, "Seq Scan") {
+		t.Errorf("the plan scans a table:\n%s", plan)
+	}
 }

@@ -110,6 +110,11 @@ func BenchmarkCreateThings(b *testing.B) {
 	storetest.BenchmarkCreateThings(b, s, 2000)
 }
 
+func BenchmarkStanding(b *testing.B) {
+	s, _ := open(b)
+	storetest.BenchmarkStanding(b, s)
+}
+
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }
@@ -334,5 +339,26 @@ func TestSerialLookupPlan(t *testing.T) {
 	}
 	if !strings.Contains(page, "USING INDEX things_serial_number (serial_number=?)") || strings.Contains(page, "TEMP B-TREE") {
 		t.Errorf("the page's plan is not one ordered seek in things_serial_number:\n%s", page)
+	}
+}
+
+// Standing, on every first CONNECT of the broker, finds the grant, the
+// thing and the user each by its primary key: three seeks, no scan of a table.
+func TestStandingPlan(t *testing.T) {
+	st, _ := open(t)
+	plan := storetest.StandingPlan(t, st)
+	for _, step := range []string{
+		"SEARCH g USING INDEX sqlite_autoindex_oauth_grants_1 (id=?)",
+		"SEARCH x USING INDEX sqlite_autoindex_things_1 (id=?)",
+		"SEARCH u USING INDEX sqlite_autoindex_users_1 (id=?)",
+	} {
+		if !strings.Contains(plan, step) {
+			t.Errorf("the plan has no %q:\n%s", step, plan)
+		}
+	}
+	for _, line := range strings.Split(plan, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "SCAN") && line != "SCAN CONSTANT ROW" && line != "SCAN k" || strings.Contains(line, "TEMP B-TREE") {
+			t.Errorf("the plan scans a table (%s):\n%s", line, plan)
+		}
 	}
 }

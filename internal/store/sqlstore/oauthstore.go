@@ -115,6 +115,10 @@ func (s *Store) ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.G
 	return s.single().ListGrants(ctx, f)
 }
 
+func (s *Store) Standing(ctx context.Context, k store.StandingKeys) (store.Standing, error) {
+	return s.single().Standing(ctx, k)
+}
+
 func (s *Store) RevokedGrantsSince(ctx context.Context, since time.Time) (map[string]time.Time, error) {
 	return s.single().RevokedGrantsSince(ctx, since)
 }

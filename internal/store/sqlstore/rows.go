@@ -25,6 +25,27 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func now() time.Time { return normTime(time.Now()) }
 
+// joinedCol scans a NOT NULL text column of a LEFT JOINed table: NULL says
+// the join found no row.
+type joinedCol struct {
+	found *bool
+	s     *string
+}
+
+func (c joinedCol) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*c.found, *c.s = false, ""
+	case string:
+		*c.found, *c.s = true, v
+	case []byte:
+		*c.found, *c.s = true, string(v)
+	default:
+		return fmt.Errorf("text column: unexpected %T", src)
+	}
+	return nil
+}
+
 // timeCol scans a time column of either flavor: INTEGER microseconds (SQLite)
 // or TIMESTAMPTZ (PostgreSQL); NULL is the zero time.
 type timeCol struct{ t *time.Time }

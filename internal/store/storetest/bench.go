@@ -34,3 +34,34 @@ func BenchmarkCreateThings(b *testing.B, s store.Store, batch int) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkStanding reads what a first MQTT CONNECT stands on: the grant
+// and the thing in one statement (Standing), against the two reads it
+// replaced (GetGrant, GetThing).
+func BenchmarkStanding(b *testing.B, s store.Store) {
+	th := &store.Thing{Type: store.ThingDevice, Model: "M", Status: store.StatusActive}
+	if err := s.CreateThing(b.Context(), th); err != nil {
+		b.Fatal(err)
+	}
+	g := &store.Grant{ClientID: "c", ThingID: th.ID}
+	if err := s.CreateGrant(b.Context(), g); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("one-statement", func(b *testing.B) {
+		for b.Loop() {
+			if st, err := s.Standing(b.Context(), store.StandingKeys{Grant: g.ID, Thing: th.ID}); err != nil || !st.Thing.Found {
+				b.Fatal(st, err)
+			}
+		}
+	})
+	b.Run("two-reads", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.GetGrant(b.Context(), g.ID); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.GetThing(b.Context(), th.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ func OAuth(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Clients", testClients},
 		{"Grants", testGrants},
+		{"Standing", testStanding},
 		{"RefreshTokens", testRefreshTokens},
 		{"ConcurrentRefresh", testConcurrentRefresh},
 		{"AuthCodes", testAuthCodes},
@@ -502,6 +504,126 @@ func testGrants(t *testing.T, s store.Store) {
 	if !got.LastUsed.Equal(at) {
 		t.Fatalf("LastUsed %v, want %v", got.LastUsed, at)
 	}
+}
+
+// testStanding: Standing reads what GetGrant, GetThing and GetUser would
+// say of the same ids, in one call; what is missing (or not asked, "") is
+// not Found and not an error, and ids are data, never SQL.
+func testStanding(t *testing.T, s store.Store) {
+	u := &store.User{UserName: "alice", Status: store.StatusActive}
+	must(t, s.CreateUser(ctx(t), u))
+	th := newThing("SN-ST")
+	must(t, s.CreateThing(ctx(t), th))
+	g := &store.Grant{UserID: u.ID, ClientID: "c1", ThingID: th.ID, Scopes: []string{"mqtt"}}
+	must(t, s.CreateGrant(ctx(t), g))
+	standing := func(k store.StandingKeys) store.Standing {
+		t.Helper()
+		st, err := s.Standing(ctx(t), k)
+		must(t, err)
+		return st
+	}
+	want := store.Standing{
+		Grant: store.GrantStanding{Found: true, ClientID: "c1", UserID: u.ID},
+		Thing: store.ThingStanding{Found: true, Status: store.StatusActive, Model: "S1"},
+		User:  store.UserStanding{Found: true, Status: store.StatusActive},
+	}
+	if got := standing(store.StandingKeys{Grant: g.ID, Thing: th.ID, User: u.ID}); got != want {
+		t.Fatalf("Standing:\n got %+v\nwant %+v", got, want)
+	}
+	// Each part alone, the others not asked.
+	for _, c := range []struct {
+		k    store.StandingKeys
+		want store.Standing
+	}{
+		{store.StandingKeys{Grant: g.ID}, store.Standing{Grant: want.Grant}},
+		{store.StandingKeys{Thing: th.ID}, store.Standing{Thing: want.Thing}},
+		{store.StandingKeys{User: u.ID}, store.Standing{User: want.User}},
+		{store.StandingKeys{}, store.Standing{}},
+		// Missing ids, and ids that would be SQL if they were pasted in.
+		{store.StandingKeys{Grant: "missing", Thing: th.ID}, store.Standing{Thing: want.Thing}},
+		{store.StandingKeys{Grant: g.ID, Thing: "missing", User: "missing"}, store.Standing{Grant: want.Grant}},
+		{store.StandingKeys{Grant: "' OR '1'='1", Thing: "x' OR 1=1 --", User: `u" OR "1"="1`}, store.Standing{}},
+		// A thing's id is not a user's, nor a grant's.
+		{store.StandingKeys{Grant: th.ID, Thing: u.ID, User: g.ID}, store.Standing{}},
+	} {
+		if got := standing(c.k); got != c.want {
+			t.Errorf("Standing(%+v):\n got %+v\nwant %+v", c.k, got, c.want)
+		}
+	}
+
+	// What changes is read as it is now: revoked, disabled, deleted.
+	at := base.Add(time.Hour)
+	must(t, s.RevokeGrant(ctx(t), g.ID, at))
+	_, err := s.UpdateThing(ctx(t), th.ID, 0, func(th *store.Thing) error {
+		th.Status, th.Model = store.StatusDisabled, "S2"
+		return nil
+	})
+	must(t, err)
+	_, err = s.UpdateUser(ctx(t), u.ID, 0, func(u *store.User) error {
+		u.Status = store.StatusDisabled
+		return nil
+	})
+	must(t, err)
+	got := standing(store.StandingKeys{Grant: g.ID, Thing: th.ID, User: u.ID})
+	if !got.Grant.Found || !got.Grant.RevokedAt.Equal(at) || got.Thing != (store.ThingStanding{Found: true, Status: store.StatusDisabled, Model: "S2"}) ||
+		got.User != (store.UserStanding{Found: true, Status: store.StatusDisabled}) {
+		t.Fatalf("after revoking and disabling: %+v", got)
+	}
+	if stored, err := s.GetGrant(ctx(t), g.ID); err != nil || !stored.RevokedAt.Equal(got.Grant.RevokedAt) {
+		t.Fatalf("GetGrant says revoked at %v (%v), Standing %v", stored, err, got.Grant.RevokedAt)
+	}
+	must(t, s.DeleteThing(ctx(t), th.ID, 0))
+	must(t, s.DeleteUser(ctx(t), u.ID, 0))
+	got = standing(store.StandingKeys{Grant: g.ID, Thing: th.ID, User: u.ID})
+	if got.Thing.Found || got.User.Found || !got.Grant.Found {
+		t.Fatalf("after deleting the thing and the user: %+v", got)
+	}
+
+	// Inside a transaction, Standing sees the transaction's own writes.
+	err = s.WithTx(ctx(t), func(tx store.Tx) error {
+		th2 := newThing("SN-ST2")
+		if err := tx.CreateThing(ctx(t), th2); err != nil {
+			return err
+		}
+		st, err := tx.Standing(ctx(t), store.StandingKeys{Thing: th2.ID})
+		if err != nil {
+			return err
+		}
+		if !st.Thing.Found {
+			return fmt.Errorf("a thing created in the transaction is not found: %+v", st)
+		}
+		return nil
+	})
+	must(t, err)
+}
+
+// StandingPlan stores a few hundred users, things and grants and returns
+// the backend's plan of a Standing of one of each, for the backends' tests
+// to read (ExplainStanding, which the SQL store has).
+func StandingPlan(t *testing.T, s store.Store) string {
+	t.Helper()
+	things := make([]*store.Thing, 300)
+	for i := range things {
+		things[i] = newThing(fmt.Sprintf("SN-%05d", i))
+	}
+	_, err := s.CreateThings(ctx(t), things)
+	must(t, err)
+	var g *store.Grant
+	for i, th := range things {
+		u := &store.User{UserName: fmt.Sprintf("user-%d", i), Status: store.StatusActive}
+		must(t, s.CreateUser(ctx(t), u))
+		g = &store.Grant{ClientID: "c", UserID: u.ID, ThingID: th.ID}
+		must(t, s.CreateGrant(ctx(t), g))
+	}
+	ex, ok := s.(interface {
+		ExplainStanding(ctx context.Context, k store.StandingKeys) (string, error)
+	})
+	if !ok {
+		t.Fatalf("%T cannot explain its plans", s)
+	}
+	plan, err := ex.ExplainStanding(ctx(t), store.StandingKeys{Grant: g.ID, Thing: g.ThingID, User: g.UserID})
+	must(t, err)
+	return plan
 }
 
 func testRefreshTokens(t *testing.T, s store.Store) {
