@@ -162,7 +162,8 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 // handle runs one TCP connection until it ends. A TLS connection is served
 // on a goroutine of its own once the handshake is done: the handshake's
 // deep calls grow a stack to 16 KiB, which Go would shrink no further than
-// to 8 KiB while the connection waits, idle, for its next packet.
+// to 8 KiB while the connection waits, idle, for its next packet; its
+// reader waits for the socket outside crypto/tls (mqtt.TLSConn).
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
@@ -170,7 +171,7 @@ func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 		serveConn(l.served(conn, conn))
 		return
 	}
-	tc := tls.Server(conn, l.cfg.TLS)
+	tc := mqtt.TLSServer(conn, l.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		l.log.Debug("mqtt: TLS handshake failed", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
