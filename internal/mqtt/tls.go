@@ -35,7 +35,9 @@ type TLSConn struct {
 // TLSServer returns a TLS server connection over raw with cfg, as
 // tls.Server does.
 func TLSServer(raw net.Conn, cfg *tls.Config) *TLSConn {
-	c := &TLSConn{rec: records{Conn: raw}}
+	// Before the first record nothing is held: even the handshake's first
+	// read may wait outside crypto/tls.
+	c := &TLSConn{rec: records{Conn: raw}, drained: true}
 	c.Conn = tls.Server(&c.rec, cfg)
 	return c
 }
