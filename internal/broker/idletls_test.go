@@ -19,7 +19,7 @@ func readersWaitingOutsideTLS() int {
 	n := runtime.Stack(buf, true)
 	count := 0
 	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "mqtt.(*conn).serve") && strings.Contains(g, "mqtt.(*records).wait") && !strings.Contains(g, "crypto/tls") {
+		if strings.Contains(g, "mqtt.(*conn).waitAndRun") && strings.Contains(g, "mqtt.(*records).wait") && !strings.Contains(g, "crypto/tls") {
 			count++
 		}
 	}

@@ -213,6 +213,24 @@ func (c *listenerConn) ConnectionState() tls.ConnectionState {
 	return tls.ConnectionState{}
 }
 
+// ReadNow and WaitReadable are the TLS connection's (mqtt.TLSConn), so
+// that the core's reader of an idle TLS connection waits outside
+// crypto/tls; over TCP and WebSocket ReadNow is Read and there is nothing
+// to wait for apart.
+func (c *listenerConn) ReadNow(p []byte) (int, error) {
+	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+		return r.ReadNow(p)
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *listenerConn) WaitReadable() error {
+	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+		return r.WaitReadable()
+	}
+	return nil
+}
+
 // listenerOf is the listener that accepted conn (from the core's Client.Conn).
 func listenerOf(conn net.Conn) *netListener {
 	if lc, ok := conn.(*listenerConn); ok {

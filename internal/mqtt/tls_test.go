@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/thingid/thingid/internal/mqtt/mqtttest"
+	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
 // tlsPair is a TLSConn on a real TCP connection and the Go client talking
@@ -299,8 +303,8 @@ func TestTLSConnWaitEnds(t *testing.T) {
 
 // A KeyUpdate from the client (OpenSSL's s_client sends one for its "K"
 // command, asking for the server's) reaches a reader waiting outside
-// crypto/tls, which handles it and reads on with the new keys, and
-// answers with its own.
+// crypto/tls, which handles it, waits again and reads on with the new
+// keys, and answers with its own.
 func TestTLSConnKeyUpdate(t *testing.T) {
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
@@ -327,6 +331,15 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	cmd := exec.Command(openssl, "s_client", "-connect", ln.Addr().String(), "-tls1_3", "-no_ign_eof")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	keyUpdated := make(chan struct{})
+	go func() {
+		for s := bufio.NewScanner(stderr); s.Scan(); {
+			if s.Text() == "KEYUPDATE" {
+				close(keyUpdated)
+			}
+		}
+	}()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -352,10 +365,13 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	}
 	done := p.parked(t)
 	io.WriteString(stdin, "K\n") // a KeyUpdate, update_requested
-	// The reader wakes for it, handles it and waits in crypto/tls for the
-	// next record (s_client would take a line written with "K" for part
-	// of the command).
-	waitReader(t, done, "in crypto/tls after the KeyUpdate", func(g string) bool { return strings.Contains(g, "crypto/tls.(*Conn).readRecordOrCCS") })
+	// s_client says KEYUPDATE once it sent it; a line written with the "K"
+	// would be taken for part of the command.
+	select {
+	case <-keyUpdated:
+	case <-time.After(10 * time.Second):
+		t.Fatal("s_client sent no KeyUpdate")
+	}
 	io.WriteString(stdin, "two\n")
 	r := <-done
 	if r.err != nil {
@@ -448,3 +464,78 @@ func (readerConn) RemoteAddr() net.Addr             { return nil }
 func (readerConn) SetDeadline(time.Time) error      { return nil }
 func (readerConn) SetReadDeadline(time.Time) error  { return nil }
 func (readerConn) SetWriteDeadline(time.Time) error { return nil }
+
+// An idle TLS connection's reader keeps the smallest stack also after it
+// read packets through crypto/tls, which grows a stack to 4 KiB that Go
+// would not shrink while the reader waits: a new goroutine takes the idle
+// connection over. 200 connections, each sends a PINGREQ and a PUBLISH
+// after its CONNECT and then nothing; their goroutines' stacks, after a
+// collection, take less than 3 KiB each (4 KiB and more when the reader
+// that read the packets waits on).
+func TestIdleTLSReadersStaySmall(t *testing.T) {
+	s := newServer(t, nil)
+	cert, der := selfSigned(t)
+	addr := s.listen(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	roots := x509.NewCertPool()
+	leaf, _ := x509.ParseCertificate(der)
+	roots.AddCert(leaf)
+	stacks := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.StackInuse
+	}
+	const n = 200
+	before := stacks()
+	for i := range n {
+		nc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := mqtttest.New(t, nc, packet.V5)
+		if ack := c.Connect(&packet.Connect{CleanStart: true, ClientID: fmt.Sprint("idle-", i), KeepAlive: 60,
+			UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("ok")}); ack.Code != 0 {
+			t.Fatalf("CONNACK %#x", ack.Code)
+		}
+		c.Send(&packet.Ping{})
+		if p, ok := c.Read().(*packet.Ping); !ok || !p.Response {
+			t.Fatal("no PINGRESP")
+		}
+		c.Send(&packet.Publish{QoS: 1, PacketID: 1, Topic: "idle/" + fmt.Sprint(i), Payload: []byte("21")})
+		if _, ok := c.Read().(*packet.Ack); !ok {
+			t.Fatal("no PUBACK")
+		}
+	}
+	if !waitFor(func() bool { return waitingReaders() == n }) {
+		t.Fatalf("%d readers wait outside crypto/tls, want %d", waitingReaders(), n)
+	}
+	per := float64(stacks()-before) / n
+	t.Logf("%.0f bytes of stack per idle TLS connection", per)
+	if per >= 3<<10 {
+		t.Fatalf("%.0f bytes of stack per idle TLS connection, want less than 3 KiB", per)
+	}
+}
+
+// waitingReaders counts the connections' readers waiting outside crypto/tls.
+func waitingReaders() int {
+	buf := make([]byte, 8<<20)
+	n := runtime.Stack(buf, true)
+	count := 0
+	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, "mqtt.(*conn).waitAndRun") && strings.Contains(g, "mqtt.(*records).wait") && !strings.Contains(g, "crypto/tls") {
+			count++
+		}
+	}
+	return count
+}
+
+// waitFor waits up to 5 s for cond.
+func waitFor(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
