@@ -177,7 +177,7 @@ func waitParked(t *testing.T, done <-chan readResult) {
 	})
 }
 
-// waitReader waits until the stack of the read behind done is as is says.
+// waitReader waits until the stack of the read behind done passes is.
 func waitReader(t *testing.T, done <-chan readResult, what string, is func(stack string) bool) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
