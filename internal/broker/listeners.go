@@ -162,7 +162,8 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 // handle runs one TCP connection until it ends. A TLS connection is served
 // on a goroutine of its own once the handshake is done: the handshake's
 // deep calls grow a stack to 16 KiB, which Go would shrink no further than
-// to 8 KiB while the connection waits, idle, for its next packet.
+// to 8 KiB while the connection waits, idle, for its next packet; its
+// reader waits for the socket outside crypto/tls (mqtt.TLSConn).
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
@@ -170,7 +171,7 @@ func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 		serveConn(l.served(conn, conn))
 		return
 	}
-	tc := tls.Server(conn, l.cfg.TLS)
+	tc := mqtt.TLSServer(conn, l.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		l.log.Debug("mqtt: TLS handshake failed", "listener", l.cfg.Name, "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
@@ -210,6 +211,24 @@ func (c *listenerConn) ConnectionState() tls.ConnectionState {
 		return cs.ConnectionState()
 	}
 	return tls.ConnectionState{}
+}
+
+// ReadNow and WaitReadable are the TLS connection's (mqtt.TLSConn), so
+// that the core's reader of an idle TLS connection waits outside
+// crypto/tls; over TCP and WebSocket ReadNow is Read and there is nothing
+// to wait for apart.
+func (c *listenerConn) ReadNow(p []byte) (int, error) {
+	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+		return r.ReadNow(p)
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *listenerConn) WaitReadable() error {
+	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+		return r.WaitReadable()
+	}
+	return nil
 }
 
 // listenerOf is the listener that accepted conn (from the core's Client.Conn).

@@ -50,9 +50,10 @@ type conn struct {
 	authing       bool   // a re-authentication awaits the client's AUTH 0x18
 
 	// reading
-	small [16]byte
-	rbuf  *[]byte // pooled; nil while idle
-	roff  int     // the start of what is not consumed yet
+	served bool // run serves the connection: read may return ErrWouldWait
+	small  [16]byte
+	rbuf   *[]byte // pooled; nil while idle
+	roff   int     // the start of what is not consumed yet
 
 	// writing
 	wmu        sync.Mutex
@@ -67,22 +68,57 @@ type conn struct {
 }
 
 // serve reads and handles each packet after the CONNECT in turn, until
-// the connection ends.
-func (c *conn) serve() {
+// the connection ends (false), or until a read would wait for the socket
+// of a connection that can wait for it apart (nowReader; true: run hands
+// the connection to a new goroutine, which waits with a small stack).
+func (c *conn) serve() (idle bool) {
 	for {
 		c.waitBacklog()
 		h, body, err := c.next()
+		if err == ErrWouldWait {
+			return true
+		}
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
 		p, err := packet.Decode(c.version, h, body, c.srv.cfg.MaxPacketSize)
 		if err != nil {
 			c.fail(err)
-			return
+			return false
 		}
 		if !c.handle(p) {
-			return
+			return false
+		}
+	}
+}
+
+// nowReader is a connection that reads without waiting for its socket and
+// waits for it apart (TLSConn: crypto/tls's reads are deep, the wait is
+// not).
+type nowReader interface {
+	// ReadNow reads what needs no wait for the socket, or returns ErrWouldWait.
+	ReadNow(p []byte) (int, error)
+	// WaitReadable waits until the socket is readable (or the read deadline).
+	WaitReadable() error
+}
+
+// read reads into p: through ReadNow for a nowReader, which, once the
+// connection is served (run), returns ErrWouldWait for serve to hand the
+// connection on; before (the CONNECT, on the goroutine that accepted it),
+// read waits for the socket itself.
+func (c *conn) read(p []byte) (int, error) {
+	r, ok := c.nc.(nowReader)
+	if !ok {
+		return c.nc.Read(p)
+	}
+	for {
+		n, err := r.ReadNow(p)
+		if err != ErrWouldWait || c.served {
+			return n, err
+		}
+		if err := r.WaitReadable(); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -191,7 +227,7 @@ func (c *conn) fill() error {
 			packet.PutBuffer(c.rbuf)
 			c.rbuf = nil
 		}
-		n, err := c.nc.Read(c.small[:])
+		n, err := c.read(c.small[:])
 		if n > 0 {
 			c.rbuf, c.roff = packet.GetBuffer(4096), 0
 			*c.rbuf = append(*c.rbuf, c.small[:n]...)
@@ -202,7 +238,7 @@ func (c *conn) fill() error {
 		c.grow(cap(*c.rbuf)) // move the partial packet to the front
 	}
 	b := *c.rbuf
-	n, err := c.nc.Read(b[len(b):cap(b)])
+	n, err := c.read(b[len(b):cap(b)])
 	*c.rbuf = b[:len(b)+n]
 	if n > 0 {
 		return nil

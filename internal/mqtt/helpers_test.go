@@ -160,7 +160,7 @@ func (s *server) listen(t testing.TB, tc *tls.Config) string {
 			go func() {
 				defer wg.Done()
 				if tc != nil {
-					c := tls.Server(nc, tc)
+					c := TLSServer(nc, tc)
 					if c.Handshake() != nil {
 						nc.Close()
 						return

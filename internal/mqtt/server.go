@@ -218,10 +218,34 @@ func (s *Server) ServeConn(nc net.Conn) {
 		c.finish()
 		return
 	}
-	go func() {
-		defer c.finish()
-		c.serve()
-	}()
+	go c.run()
+}
+
+// run serves the connection on a goroutine of its own until it ends. A
+// goroutine that read through crypto/tls keeps the 4 KiB stack that took
+// (Go shrinks a stack only while less than a quarter of it, minus 800
+// bytes, is in use, which no waiting reader is), so when a TLS connection
+// has nothing more to read it hands the connection to a new goroutine,
+// which starts at the smallest stack and waits for the socket outside
+// crypto/tls (TLSConn.WaitReadable) before it reads again.
+func (c *conn) run() {
+	c.served = true
+	if c.serve() {
+		go c.waitAndRun()
+		return
+	}
+	c.finish()
+}
+
+// waitAndRun waits until an idle connection's socket is readable, then
+// serves it (run).
+func (c *conn) waitAndRun() {
+	if err := c.nc.(nowReader).WaitReadable(); err != nil {
+		c.readFailed(err)
+		c.finish()
+		return
+	}
+	c.run()
 }
 
 // finish ends the connection once its reader has stopped.

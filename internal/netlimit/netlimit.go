@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -528,6 +529,31 @@ func (c *proxiedConn) Read(p []byte) (int, error) {
 		c.buffered = nil
 	}
 	return c.Conn.Read(p)
+}
+
+// SyscallConn is the socket (syscall.Conn), for a reader that waits until
+// it is readable (mqtt.TLSConn): an error while bytes read with the
+// header are buffered here, which such a wait would not see. Once they are
+// read, none are buffered again.
+func (c *proxiedConn) SyscallConn() (syscall.RawConn, error) {
+	if c.buffered != nil && c.buffered.Buffered() > 0 {
+		return nil, errBuffered
+	}
+	return syscallConn(c.Conn)
+}
+
+var errBuffered = errors.New("netlimit: bytes are buffered above the socket")
+
+// SyscallConn is the socket (syscall.Conn), for a reader that waits until
+// it is readable (mqtt.TLSConn); nothing is buffered here.
+func (c *conn) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }
+
+func syscallConn(c net.Conn) (syscall.RawConn, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("netlimit: the connection has no socket")
+	}
+	return sc.SyscallConn()
 }
 
 // CloseWrite half-closes, for HTTPRefusal's linger.
