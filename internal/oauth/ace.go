@@ -141,8 +141,8 @@ func (s *Server) ConstrainedIntrospector(ctx context.Context, form url.Values, p
 	if err != nil {
 		return "", asError(err)
 	}
-	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
-		return "", ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect")
+	if err := refuseIntrospector(c); err != nil {
+		return "", err
 	}
 	return c.ID, nil
 }

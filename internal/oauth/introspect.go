@@ -49,10 +49,8 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
-		// RFC 7662 §2.3: a caller that is not authorized gets 401. Resource
-		// servers introspect; devices do not.
-		s.writeError(w, r, ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect"))
+	if err := refuseIntrospector(c); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	tok := form.Get("token")
@@ -69,6 +67,17 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.introspection(resp)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// refuseIntrospector is the refusal of a client that may not introspect at
+// all, at either door: a public client or a thing (RFC 7662 §2.3: a caller
+// that is not authorized gets 401; resource servers introspect, devices do
+// not). Nil for a confidential client.
+func refuseIntrospector(c *store.Client) *Error {
+	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
+		return ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect")
+	}
+	return nil
 }
 
 var (
