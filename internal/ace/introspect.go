@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 )
 
 // Abbreviations of the introspection response (RFC 9200 §5.9.2, Figure 16).
@@ -28,16 +27,18 @@ const (
 // signed, unexpired and not revoked (by cti or grant), and active (10)
 // true, to
 //
-//   - a resource server: a client that authenticates as at the token
-//     endpoint (client_id (24) and client_secret (25), or HTTP Basic) and
-//     that the authorization server names a resource server, for a token
-//     whose aud is one of its audiences;
+//   - a client that authenticates as at the token endpoint (client_id (24)
+//     and client_secret (25), or HTTP Basic), for a token the authorization
+//     server's rule (AuthorizationServer.Disclose) lets it see: issued to
+//     it, or of an audience it is a resource server of (the answer's aud
+//     then only those audiences);
 //   - the token's holder: a client without credentials that proved the
 //     token's cnf key on its connection.
 //
 // Every other token is active false (10), so that a client learns nothing
 // of tokens neither for it nor held by it. A client that proved nothing, or
-// whose credentials fail, is refused (invalid_client, 401).
+// whose credentials fail, or that may not introspect at all (public, a
+// thing), is refused (invalid_client, 401).
 func (s *Server) Introspect(ctx context.Context, body []byte, id Identity) ([]byte, int) {
 	c, err := s.introspectCBOR(ctx, body, id)
 	s.metrics.count(endpointIntrospect, err)
@@ -63,7 +64,7 @@ func (s *Server) introspectCBOR(ctx context.Context, body []byte, id Identity) (
 // the token is not active for it; an error is a refusal of the caller.
 func (s *Server) introspect(ctx context.Context, tok []byte, form url.Values, id Identity) (*claims, error) {
 	if form.Get("client_id") != "" || form.Get("client_secret") != "" || id.Authorization != "" {
-		client, audiences, err := s.as.ResourceServer(ctx, form, id)
+		client, err := s.as.Introspector(ctx, form, id)
 		if err != nil {
 			return nil, err
 		}
@@ -74,10 +75,13 @@ func (s *Server) introspect(ctx context.Context, tok []byte, form url.Values, id
 		if err != nil {
 			return nil, err
 		}
-		if !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(audiences, a) }) {
-			s.log.Info("ace: a resource server introspected a token of another audience", "client", client, "aud", []string(c.Aud))
+		aud, ok := s.as.Disclose(client, c.Client, c.Aud)
+		if !ok {
+			s.log.Info("ace: a client introspected a CWT neither issued to it nor of an audience it is a resource server of (oauth.resourceServers); answered inactive",
+				"client", client, "token_client", c.Client, "aud", []string(c.Aud))
 			return nil, nil
 		}
+		c.Aud = aud
 		return c, nil
 	}
 	if id.PSK == nil && id.key() == nil {

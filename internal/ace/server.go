@@ -25,12 +25,18 @@ type AuthorizationServer interface {
 	Token(ctx context.Context, form url.Values, id Identity, sign func(tokens.Claims) ([]byte, error)) (*Answer, error)
 	// DeviceAuthorization starts the device flow (RFC 8628 §3.1).
 	DeviceAuthorization(ctx context.Context, form url.Values, id Identity) (*DeviceAnswer, error)
-	// ResourceServer authenticates the client of an introspection request
+	// Introspector authenticates the client of an introspection request
 	// (client_id and client_secret in form, or what id proved) as the token
-	// endpoint authenticates its clients, and returns the audiences whose
-	// tokens it may introspect (RFC 9200 §5.9.1); an *Error (invalid_client,
-	// 401) when it did not authenticate or is no resource server.
-	ResourceServer(ctx context.Context, form url.Values, id Identity) (clientID string, audiences []string, err error)
+	// endpoint authenticates its clients (RFC 9200 §5.9.1), and returns its
+	// id; an *Error (invalid_client, 401) when it did not authenticate or
+	// may not introspect at all (a public client, a thing).
+	Introspector(ctx context.Context, form url.Values, id Identity) (clientID string, err error)
+	// Disclose is the introspection rule the platform's HTTPS endpoint
+	// follows too: the audiences client caller may learn of an active token
+	// issued to tokenClient for aud, false when the token is to be answered
+	// inactive to it (neither its own nor of an audience it is a resource
+	// server of).
+	Disclose(caller, tokenClient string, aud []string) ([]string, bool)
 }
 
 // Answer is a granted token request.

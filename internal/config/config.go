@@ -155,8 +155,9 @@ type OAuth struct {
 	// the consent pages; they replace or add to the built-in descriptions.
 	ScopeDescriptions map[string]string `json:"scopeDescriptions"`
 	// ResourceServers are the registered confidential clients that are
-	// resource servers of ACE's CWTs, each with the audiences whose tokens
-	// it may introspect at /ace/introspect (RFC 9200 §5.9).
+	// resource servers, each with the audiences whose access tokens (JWTs
+	// at /oauth2/introspect, ACE's CWTs at /ace/introspect, RFC 9200 §5.9)
+	// it may introspect though they were issued to other clients.
 	ResourceServers map[string][]string `json:"resourceServers"`
 }
 

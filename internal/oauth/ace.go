@@ -132,19 +132,27 @@ func (s *Server) ConstrainedDeviceAuthorization(ctx context.Context, form url.Va
 	return nil, asError(err)
 }
 
-// ConstrainedResourceServer authenticates the client of an ACE
+// ConstrainedIntrospector authenticates the client of an ACE
 // introspection request (form and proof) as the token endpoint does, and
 // returns its id: a registered confidential client, never a thing's or a
 // public one, as at /oauth2/introspect (RFC 7662 §2.1). Errors are *Error.
-func (s *Server) ConstrainedResourceServer(ctx context.Context, form url.Values, proof Proof) (string, error) {
+func (s *Server) ConstrainedIntrospector(ctx context.Context, form url.Values, proof Proof) (string, error) {
 	c, _, err := s.clientAuth(constrainedRequest(ctx, proof), form)
 	if err != nil {
 		return "", asError(err)
 	}
-	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
-		return "", ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect")
+	if err := refuseIntrospector(c); err != nil {
+		return "", err
 	}
 	return c.ID, nil
+}
+
+// Disclose is /oauth2/introspect's rule (ResourceServers.Disclose on
+// oauth.resourceServers) for ACE's introspection of a CWT: the audiences
+// client caller may learn of a token issued to tokenClient for aud, false
+// when it may learn nothing.
+func (s *Server) Disclose(caller, tokenClient string, aud []string) ([]string, bool) {
+	return s.opts.ResourceServers.Disclose(caller, tokenClient, aud)
 }
 
 // asError is err as the *Error it answers; the cause of a server error stays

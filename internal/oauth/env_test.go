@@ -54,6 +54,9 @@ type env struct {
 	alice, bob *store.User
 	speaker    *store.Thing
 	adminToken string
+	// resourceServers are the server's oauth.resourceServers, which
+	// resourceServer fills.
+	resourceServers ResourceServers
 
 	mu     sync.Mutex
 	events []events.Event
@@ -68,7 +71,7 @@ func newEnv(t testing.TB, tweak ...func(*Options)) *env {
 		t.Fatalf("opening the SQLite store: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{st: st, dbPath: dbPath, bus: events.New()}
+	e := &env{st: st, dbPath: dbPath, bus: events.New(), resourceServers: ResourceServers{}}
 	e.bus.Subscribe(func(ev events.Event) {
 		e.mu.Lock()
 		e.events = append(e.events, ev)
@@ -140,8 +143,9 @@ func newEnv(t testing.TB, tweak ...func(*Options)) *env {
 				problem.Write(w, http.StatusUnauthorized, "", "administrator credentials required")
 			})
 		},
-		Scopes:         []string{"openid", "offline_access", "speaker:play", "speaker:admin", "telemetry:write"},
-		DeviceInterval: time.Second,
+		Scopes:          []string{"openid", "offline_access", "speaker:play", "speaker:admin", "telemetry:write"},
+		DeviceInterval:  time.Second,
+		ResourceServers: e.resourceServers,
 	}
 	for _, f := range tweak {
 		f(&opts)

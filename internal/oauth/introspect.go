@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/thingid/thingid/internal/store"
@@ -36,8 +37,9 @@ type introspection struct {
 }
 
 // serveIntrospect is RFC 7662. Any authenticated confidential client may
-// introspect: resource servers are registered as clients. Public clients
-// are refused, else anyone holding a client_id could probe tokens (§4).
+// ask; public clients are refused, else anyone holding a client_id could
+// probe tokens (§4). What it learns is decided per token: an access token
+// by ResourceServers.Disclose, a refresh token only by its own client.
 //
 // A refresh token is active only to the client it was issued to (it is
 // meant for that client and this server alone, RFC 6749 §1.5); looking it up
@@ -47,10 +49,8 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
-		// RFC 7662 §2.3: a caller that is not authorized gets 401. Resource
-		// servers introspect; devices do not.
-		s.writeError(w, r, ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect"))
+	if err := refuseIntrospector(c); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	tok := form.Get("token")
@@ -65,15 +65,69 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.metrics.introspection(resp)
 	writeJSON(w, http.StatusOK, resp)
 }
 
-var inactive = &introspection{Active: false}
+// refuseIntrospector is the refusal of a client that may not introspect at
+// all, at either door: a public client or a thing (RFC 7662 §2.3: a caller
+// that is not authorized gets 401; resource servers introspect, devices do
+// not). Nil for a confidential client.
+func refuseIntrospector(c *store.Client) *Error {
+	if c.Type != store.ClientConfidential || c.TokenEndpointAuthMethod == methodNone || isThingClient(c) {
+		return ErrInvalidClient.WithDescription("introspection needs a registered confidential client; public clients and devices may not introspect")
+	}
+	return nil
+}
 
-// introspect returns what the token says when it is an active access token:
-// valid signature and claims, grant neither revoked (asked of the store too,
-// so that a revocation on another node counts before its event arrives) nor
-// belonging to a disabled user or thing.
+var (
+	inactive = &introspection{Active: false}
+	// withheld answers a live token that the caller may not learn of: on
+	// the wire exactly inactive's (RFC 7662 §2.2), so that a client cannot
+	// tell someone else's live token from garbage; a pointer of its own
+	// only for the metrics.
+	withheld = &introspection{Active: false}
+)
+
+// ResourceServers are oauth.resourceServers: each client id with the
+// audiences (RFC 8707 resources) whose access tokens it may introspect.
+type ResourceServers map[string][]string
+
+// Disclose is the rule of both introspection doors, /oauth2/introspect and
+// ACE's /ace/introspect: what client caller may learn of the audiences of
+// an active access token issued to client tokenClient for aud, and false
+// when it may learn nothing of the token (it is answered as inactive).
+// RFC 7662 §4 asks which resource servers may learn about a token, and RFC
+// 9701 §4 has the server identify, authenticate and authorize a resource
+// server before it answers; so
+//
+//   - the client the token was issued to learns all of it;
+//   - a client listed for one of the token's audiences (a resource server)
+//     learns it with aud cut to the audiences it is listed for: which other
+//     resources take the token is none of its business (RFC 9701 §9, data
+//     minimization);
+//   - any other client learns nothing.
+func (rs ResourceServers) Disclose(caller, tokenClient string, aud []string) ([]string, bool) {
+	if caller == "" {
+		return nil, false
+	}
+	if caller == tokenClient {
+		return aud, true
+	}
+	var shown []string
+	for _, a := range aud {
+		if slices.Contains(rs[caller], a) {
+			shown = append(shown, a)
+		}
+	}
+	return shown, shown != nil
+}
+
+// introspect returns what the token says when it is an active access token
+// that caller may learn of (ResourceServers.Disclose): valid signature and
+// claims, grant neither revoked (asked of the store too, so that a
+// revocation on another node counts before its event arrives) nor belonging
+// to a disabled user or thing.
 func (s *Server) introspect(ctx context.Context, caller *store.Client, tok string) (*introspection, error) {
 	if strings.HasPrefix(tok, refreshPrefix) {
 		return s.introspectRefresh(ctx, caller, tok)
@@ -86,13 +140,19 @@ func (s *Server) introspect(ctx context.Context, caller *store.Client, tok strin
 		}
 		return nil, serverError(err)
 	}
+	aud, ok := s.opts.ResourceServers.Disclose(caller.ID, claims.ClientID, claims.Audience)
+	if !ok {
+		s.log.Info("oauth: a client introspected an access token neither issued to it nor of an audience it is a resource server of (oauth.resourceServers); answered inactive",
+			"client", caller.ID, "token_client", claims.ClientID, "aud", claims.Audience)
+		return withheld, nil
+	}
 	if _, live, err := s.liveGrant(ctx, claims.GrantID); !live || err != nil {
 		return inactive, err
 	}
 	resp := &introspection{
 		Active: true, Scope: strings.Join(claims.Scope, " "), ClientID: claims.ClientID, Subject: claims.Subject,
 		ExpiresAt: claims.ExpiresAt.Unix(), IssuedAt: claims.IssuedAt.Unix(), Issuer: claims.Issuer,
-		Audience: claims.Audience, ID: claims.ID, TokenType: "Bearer", Cnf: claims.Confirmation, GrantID: claims.GrantID,
+		Audience: aud, ID: claims.ID, TokenType: "Bearer", Cnf: claims.Confirmation, GrantID: claims.GrantID,
 	}
 	if claims.Confirmation != nil && claims.Confirmation.JKT != "" {
 		// RFC 9449 §6.2: a DPoP-bound token is introspected as token_type DPoP.
@@ -112,7 +172,9 @@ func (s *Server) introspectRefresh(ctx context.Context, caller *store.Client, to
 		return inactive, nil
 	case err != nil:
 		return nil, serverError(err)
-	case rt.ClientID != caller.ID || !rt.UsedAt.IsZero():
+	case rt.ClientID != caller.ID:
+		return withheld, nil
+	case !rt.UsedAt.IsZero():
 		return inactive, nil
 	}
 	g, live, err := s.liveGrant(ctx, rt.GrantID)

@@ -1,11 +1,18 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/thingid/thingid/internal/dpop/dpoptest"
 )
 
 // introspectAs posts an introspection request with the given authentication.
@@ -18,9 +25,11 @@ func (e *env) introspectAs(t testing.TB, token string, form url.Values, header .
 	return e.post(t, e.srv.Client(), "/oauth2/introspect", form, header...)
 }
 
-// resourceServer registers the confidential client an API introspects with.
-func (e *env) resourceServer(t testing.TB) (id, secret string) {
+// resourceServer registers the confidential client an API introspects
+// with, a resource server of audiences (oauth.resourceServers).
+func (e *env) resourceServer(t testing.TB, audiences ...string) (id, secret string) {
 	c, secret := e.client(t, ClientSpec{Name: "speaker API", GrantTypes: []string{GrantClientCredentials}})
+	e.resourceServers[c.ID] = audiences
 	return c.ID, secret
 }
 
@@ -57,7 +66,7 @@ func wantInactive(t testing.TB, what string, m map[string]any) {
 
 func TestIntrospectActiveAccessToken(t *testing.T) {
 	e := newEnv(t)
-	rsID, rsSecret := e.resourceServer(t)
+	rsID, rsSecret := e.resourceServer(t, e.srv.URL)
 	c := e.speakerClient(t)
 	tr := e.pair(t, c)
 
@@ -92,7 +101,7 @@ func TestIntrospectActiveAccessToken(t *testing.T) {
 
 func TestIntrospectRefusesUnauthenticatedCallers(t *testing.T) {
 	e := newEnv(t)
-	rsID, _ := e.resourceServer(t)
+	rsID, _ := e.resourceServer(t, e.srv.URL)
 	c := e.speakerClient(t)
 	tr := e.pair(t, c)
 	cases := []struct {
@@ -127,7 +136,7 @@ func TestIntrospectRefusesUnauthenticatedCallers(t *testing.T) {
 
 func TestIntrospectInactiveTokens(t *testing.T) {
 	e := newEnv(t)
-	rsID, rsSecret := e.resourceServer(t)
+	rsID, rsSecret := e.resourceServer(t, e.srv.URL)
 	auth := basic(rsID, rsSecret)
 	c := e.speakerClient(t)
 	tr := e.pair(t, c)
@@ -170,7 +179,7 @@ func TestIntrospectInactiveTokens(t *testing.T) {
 
 func TestIntrospectRevokedToken(t *testing.T) {
 	e := newEnv(t)
-	rsID, rsSecret := e.resourceServer(t)
+	rsID, rsSecret := e.resourceServer(t, e.srv.URL)
 	c := e.speakerClient(t)
 	tr := e.pair(t, c)
 	if m := e.introspected(t, tr.AccessToken, nil, basic(rsID, rsSecret)...); m["active"] != true {
@@ -217,7 +226,7 @@ func TestIntrospectOwnRefreshToken(t *testing.T) {
 	if m["active"] != true || m["sub"] != e.alice.ID || m["client_id"] != c.ID || m["scope"] != "speaker:play offline_access" {
 		t.Fatalf("own refresh token: %v", m)
 	}
-	rsID, rsSecret := e.resourceServer(t)
+	rsID, rsSecret := e.resourceServer(t, e.srv.URL)
 	wantInactive(t, "another client's refresh token", e.introspected(t, tr.RefreshToken, nil, basic(rsID, rsSecret)...))
 	old := tr.RefreshToken
 	resp, body = e.tokenRequest(t, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {old}}, basic(c.ID, secret)...)
@@ -230,4 +239,126 @@ func TestIntrospectOwnRefreshToken(t *testing.T) {
 	}
 	disable(t, e.ids, e.alice.ID)
 	wantInactive(t, "refresh token of a disabled user", e.introspected(t, tr.RefreshToken, nil, basic(c.ID, secret)...))
+}
+
+// TestAttackIntrospectOthersTokens: an access token is described only to
+// the client it was issued to, with all its audiences, and to a resource
+// server of one of its audiences (oauth.resourceServers), with only those;
+// every other authenticated client gets exactly {"active":false}, as for a
+// token that does not exist (RFC 7662 §2.2, §4; RFC 9701 §4). Tokens come
+// from golang.org/x/oauth2's client credentials, one DPoP-bound.
+func TestAttackIntrospectOthersTokens(t *testing.T) {
+	e := newEnv(t, withPlatformResources)
+	spec := ClientSpec{GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}}
+	spec.Name = "backend"
+	backend, backendSecret := e.client(t, spec)
+	spec.Name = "another backend"
+	other, otherSecret := e.client(t, spec)
+	mqttRS, mqttSecret := e.resourceServer(t, mqttResource)
+	gatewayRS, gatewaySecret := e.resourceServer(t, gatewayResource)
+	tokenOf := func(ctx context.Context, resources ...string) string {
+		t.Helper()
+		cc := clientcredentials.Config{ClientID: backend.ID, ClientSecret: backendSecret, TokenURL: e.srv.URL + PathToken,
+			EndpointParams: url.Values{"resource": resources}, AuthStyle: oauth2.AuthStyleInHeader}
+		tok, err := cc.Token(ctx)
+		if err != nil {
+			t.Fatalf("client credentials for %v: %v", resources, err)
+		}
+		return tok.AccessToken
+	}
+	forGateway := tokenOf(e.ctx(), gatewayResource)
+	forBoth := tokenOf(e.ctx(), gatewayResource, mqttResource)
+	holder := dpoptest.NewHolder(t)
+	bound := tokenOf(e.dpopCtx(t, holder), mqttResource)
+
+	backendAuth, otherAuth := basic(backend.ID, backendSecret), basic(other.ID, otherSecret)
+	mqttAuth, gatewayAuth := basic(mqttRS, mqttSecret), basic(gatewayRS, gatewaySecret)
+	cases := []struct {
+		name  string
+		token string
+		auth  []string
+		aud   []string // nil: inactive to this caller
+	}{
+		{"its own client", forBoth, backendAuth, []string{gatewayResource, mqttResource}},
+		{"another confidential client", forBoth, otherAuth, nil},
+		{"another confidential client, the DPoP-bound token", bound, otherAuth, nil},
+		{"the resource server of the token's audience", forGateway, gatewayAuth, []string{gatewayResource}},
+		{"a resource server of another audience", forGateway, mqttAuth, nil},
+		{"a resource server of one of two audiences", forBoth, mqttAuth, []string{mqttResource}},
+		{"its own client, the DPoP-bound token", bound, backendAuth, []string{mqttResource}},
+		{"the resource server of the DPoP-bound token", bound, mqttAuth, []string{mqttResource}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := e.introspected(t, tc.token, nil, tc.auth...)
+			if tc.aud == nil {
+				wantInactive(t, tc.name, m)
+				return
+			}
+			var aud []string
+			for _, a := range m["aud"].([]any) {
+				aud = append(aud, a.(string))
+			}
+			if m["active"] != true || m["client_id"] != backend.ID || m["scope"] != "telemetry:write" || !slices.Equal(aud, tc.aud) {
+				t.Fatalf("%v, want active with aud %v", m, tc.aud)
+			}
+			if tc.token == bound {
+				// RFC 9449 §6.2: the resource server learns the key to check.
+				if cnf, _ := m["cnf"].(map[string]any); m["token_type"] != "DPoP" || cnf["jkt"] != holder.JKT {
+					t.Fatalf("DPoP-bound token: %v", m)
+				}
+			}
+		})
+	}
+
+	// Public clients and devices may not introspect, not even their own
+	// tokens: they are refused before any token is looked at.
+	sp := e.speakerClient(t)
+	own := e.pair(t, sp)
+	resp, body := e.introspectAs(t, own.AccessToken, url.Values{"client_id": {sp.ID}})
+	if resp.StatusCode != http.StatusUnauthorized || oauthError(t, body) != "invalid_client" {
+		t.Fatalf("a public client introspecting its own token: %d %s", resp.StatusCode, body)
+	}
+
+	// Revoked: inactive to everyone, its own client and its resource servers too.
+	if resp, body := e.post(t, e.srv.Client(), "/oauth2/revoke", url.Values{"token": {forBoth}, "token_type_hint": {"access_token"}}, backendAuth...); resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
+	}
+	for name, auth := range map[string][]string{"its own client": backendAuth, "a resource server of its audience": mqttAuth, "another client": otherAuth} {
+		wantInactive(t, "revoked, to "+name, e.introspected(t, forBoth, nil, auth...))
+	}
+}
+
+// TestDiscloseRule is the rule both introspection doors follow, case by case.
+func TestDiscloseRule(t *testing.T) {
+	const a, b, c = "urn:a", "urn:b", "urn:c"
+	rs := ResourceServers{"rs-a": {a}, "rs-ac": {a, c}}
+	cases := []struct {
+		name                string
+		caller, tokenClient string
+		aud                 []string
+		shown               []string
+		ok                  bool
+	}{
+		{"its own client sees every audience", "app", "app", []string{a, b}, []string{a, b}, true},
+		{"its own client, though also a resource server", "rs-a", "rs-a", []string{b}, []string{b}, true},
+		{"a resource server sees its audience only", "rs-a", "app", []string{a, b}, []string{a}, true},
+		{"a resource server of two sees both, in the token's order", "rs-ac", "app", []string{c, b, a}, []string{c, a}, true},
+		{"a resource server of another audience", "rs-a", "app", []string{b}, nil, false},
+		{"a client that is no resource server", "other", "app", []string{a}, nil, false},
+		{"a token without a client", "other", "", []string{a}, nil, false},
+		{"no caller", "", "", []string{a}, nil, false},
+		{"a token without audience", "rs-a", "app", nil, nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			shown, ok := rs.Disclose(tc.caller, tc.tokenClient, tc.aud)
+			if ok != tc.ok || !slices.Equal(shown, tc.shown) {
+				t.Fatalf("Disclose(%q, %q, %v) = %v, %v; want %v, %v", tc.caller, tc.tokenClient, tc.aud, shown, ok, tc.shown, tc.ok)
+			}
+		})
+	}
+	if _, ok := ResourceServers(nil).Disclose("rs-a", "app", []string{a}); ok {
+		t.Fatal("no resource servers configured: another client's token disclosed")
+	}
 }

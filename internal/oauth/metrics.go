@@ -10,8 +10,9 @@ import (
 // value is one the server chose: a client's grant_type or error code never
 // becomes one, so the series stay bounded.
 type metrics struct {
-	tokens   *prometheus.CounterVec
-	consents *prometheus.CounterVec
+	tokens         *prometheus.CounterVec
+	consents       *prometheus.CounterVec
+	introspections *prometheus.CounterVec
 }
 
 // tokenResults are the result labels of the token endpoint besides
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, grants []string) *metrics {
 			Name: "thingid_consent_decisions_total",
 			Help: "Consent decisions people made, by flow (authorize, device) and decision (allow, deny).",
 		}, []string{"flow", "decision"}),
+		introspections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "thingid_oauth_introspections_total",
+			Help: "Answers of /oauth2/introspect by result: active, inactive, or withheld (a live token the caller may not learn of, answered inactive: probing, or a resource server missing from oauth.resourceServers).",
+		}, []string{"result"}),
 	}
 	for _, gt := range grants {
 		m.tokens.WithLabelValues(gt, "issued")
@@ -51,8 +56,11 @@ func newMetrics(reg prometheus.Registerer, grants []string) *metrics {
 		m.consents.WithLabelValues(flow, "allow")
 		m.consents.WithLabelValues(flow, "deny")
 	}
+	for _, result := range []string{"active", "inactive", "withheld"} {
+		m.introspections.WithLabelValues(result)
+	}
 	if reg != nil {
-		reg.MustRegister(m.tokens, m.consents)
+		reg.MustRegister(m.tokens, m.consents, m.introspections)
 	}
 	return m
 }
@@ -77,6 +85,18 @@ func (m *metrics) consent(flow string, allow bool) {
 		decision = "allow"
 	}
 	m.consents.WithLabelValues(flow, decision).Inc()
+}
+
+// introspection counts one answer of the introspection endpoint.
+func (m *metrics) introspection(resp *introspection) {
+	result := "inactive"
+	switch {
+	case resp.Active:
+		result = "active"
+	case resp == withheld:
+		result = "withheld"
+	}
+	m.introspections.WithLabelValues(result).Inc()
 }
 
 // grantLabel is the grant label of a token request: a grant type this

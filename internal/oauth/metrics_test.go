@@ -171,3 +171,30 @@ thingid_consent_decisions_total{decision="deny",flow="device"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestIntrospectionMetrics: an operator tells probing (or a resource server
+// missing from oauth.resourceServers after an upgrade) from tokens that are
+// simply dead: withheld counts live tokens answered inactive to a caller
+// that may not learn of them.
+func TestIntrospectionMetrics(t *testing.T) {
+	e, reg := metricsEnv(t)
+	c, secret := e.client(t, ClientSpec{Name: "backend", GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"telemetry:write"}})
+	other, otherSecret := e.client(t, ClientSpec{Name: "another backend", GrantTypes: []string{GrantClientCredentials}})
+	tok, err := (&clientcredentials.Config{ClientID: c.ID, ClientSecret: secret, TokenURL: e.srv.URL + PathToken}).Token(e.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.introspected(t, tok.AccessToken, nil, basic(c.ID, secret)...)
+	e.introspected(t, tok.AccessToken, nil, basic(other.ID, otherSecret)...)
+	e.introspected(t, "not-a-token", nil, basic(other.ID, otherSecret)...)
+	err = testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP thingid_oauth_introspections_total Answers of /oauth2/introspect by result: active, inactive, or withheld (a live token the caller may not learn of, answered inactive: probing, or a resource server missing from oauth.resourceServers).
+# TYPE thingid_oauth_introspections_total counter
+thingid_oauth_introspections_total{result="active"} 1
+thingid_oauth_introspections_total{result="inactive"} 1
+thingid_oauth_introspections_total{result="withheld"} 1
+`), "thingid_oauth_introspections_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -192,9 +192,17 @@ func TestTLSClientAuthRefusals(t *testing.T) {
 	})
 
 	t.Run("devices may not introspect", func(t *testing.T) {
-		resp, body := e.post(t, e.withCert(e.deviceCert(t, e.speaker)), "/oauth2/introspect", url.Values{"client_id": {e.speaker.ID}, "token": {"x"}})
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("a thing introspected: %d %s", resp.StatusCode, body)
+		// Not even the token issued to it: a device is refused before any
+		// token is looked at.
+		device := e.withCert(e.deviceCert(t, e.speaker))
+		resp, body := e.tokenFor(t, device, e.speaker.ID)
+		var tr tokenResponse
+		if err := json.Unmarshal([]byte(body), &tr); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("the device's token: %d %s", resp.StatusCode, body)
+		}
+		resp, body = e.post(t, device, "/oauth2/introspect", url.Values{"client_id": {e.speaker.ID}, "token": {tr.AccessToken}})
+		if resp.StatusCode != http.StatusUnauthorized || oauthError(t, body) != "invalid_client" || strings.Contains(body, "active") {
+			t.Fatalf("a thing introspected its own token: %d %s", resp.StatusCode, body)
 		}
 	})
 }

@@ -133,6 +133,10 @@ type Options struct {
 	// Households decide whether a thing may act for a user (pairing and
 	// tokens); nil: no household has a say.
 	Households Households
+	// ResourceServers are oauth.resourceServers: the clients that may
+	// introspect the access tokens of audiences not issued to them
+	// (ResourceServers.Disclose); nil: every client only its own tokens.
+	ResourceServers ResourceServers
 
 	AccessTokenLifetime  time.Duration // default 10 min
 	RefreshTokenLifetime time.Duration // default 30 days

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -20,11 +19,7 @@ import (
 // aceAS adapts the authorization server to ace.AuthorizationServer: ACE's
 // requests run oauth's client authentication, grants and device flow, and
 // only the access token is ace's (a CWT).
-type aceAS struct {
-	srv *oauth.Server
-	// resourceServers are oauth.resourceServers: client id → audiences.
-	resourceServers map[string][]string
-}
+type aceAS struct{ srv *oauth.Server }
 
 func (a aceAS) Token(ctx context.Context, form url.Values, id ace.Identity, sign func(tokens.Claims) ([]byte, error)) (*ace.Answer, error) {
 	t, err := a.srv.ConstrainedToken(ctx, form, proof(id), func(c tokens.Claims) (string, error) {
@@ -46,21 +41,17 @@ func (a aceAS) DeviceAuthorization(ctx context.Context, form url.Values, id ace.
 	return &a2, nil
 }
 
-// ResourceServer authenticates an introspecting client through oauth and
-// gives it the audiences oauth.resourceServers lists for it.
-func (a aceAS) ResourceServer(ctx context.Context, form url.Values, id ace.Identity) (string, []string, error) {
+// Introspector authenticates an introspecting client through oauth.
+func (a aceAS) Introspector(ctx context.Context, form url.Values, id ace.Identity) (string, error) {
 	p := proof(id)
 	p.Authorization = id.Authorization
-	client, err := a.srv.ConstrainedResourceServer(ctx, form, p)
-	if err != nil {
-		return "", nil, aceError(err)
-	}
-	auds := a.resourceServers[client]
-	if len(auds) == 0 {
-		return "", nil, ace.NewError(http.StatusUnauthorized, "invalid_client",
-			fmt.Sprintf("client %q is not a resource server of CWTs (oauth.resourceServers)", client), nil)
-	}
-	return client, auds, nil
+	client, err := a.srv.ConstrainedIntrospector(ctx, form, p)
+	return client, aceError(err)
+}
+
+// Disclose is oauth's introspection rule on oauth.resourceServers.
+func (a aceAS) Disclose(caller, tokenClient string, aud []string) ([]string, bool) {
+	return a.srv.Disclose(caller, tokenClient, aud)
 }
 
 // proof is what oauth's client authentication reads of an ACE client's
@@ -88,7 +79,7 @@ func (p *Platform) mountACE(mux routes.Mux, admin func(http.Handler) http.Handle
 	}
 	a, err := ace.New(ace.Options{
 		Issuer: p.Config.HTTP.PublicURL, Audience: audience,
-		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv, p.Config.OAuth.ResourceServers},
+		Keys: tk.keys, Revocations: tk.verifier, AS: aceAS{srv},
 		// It follows the revocations of CWTs on the platform's bus for the
 		// platform's life.
 		Store: p.Store, Bus: p.Bus,

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -85,20 +84,7 @@ func cti(t *testing.T, tok []byte) []byte {
 // introspectJSON asks /ace/introspect as RFC 7662 does: a form, a JSON answer.
 func (a *aceAdmin) introspectJSON(t *testing.T, form url.Values, auth func(*http.Request)) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", a.r.base+ace.PathIntrospect, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if auth != nil {
-		auth(req)
-	}
-	resp, err := a.r.client.Do(req)
-	must(t, "introspecting", err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(b, &out); err != nil || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("introspection answer %d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
-	}
-	return resp.StatusCode, out
+	return introspectAt(t, a.r, ace.PathIntrospect, form, auth)
 }
 
 // A resource server registered as a client introspects the CWTs of its
@@ -132,14 +118,21 @@ func TestACEIntrospectionByResourceServers(t *testing.T) {
 		t.Fatalf("the resource server's introspection in CBOR over CoAP: %v %v", code2, m)
 	}
 
-	// Attacks.
-	if code, out := a.introspectJSON(t, form, basic(a.elsewhere.id, a.elsewhere.secret)); code != http.StatusOK || len(out) != 1 || out["active"] != false {
-		t.Errorf("a resource server of another audience: %d %v; want only active false", code, out)
+	// Attacks. A client that authenticates but is neither the token's
+	// client nor a resource server of its audience learns what it would of
+	// a token that does not exist (oauth.Server.Disclose, the rule of
+	// /oauth2/introspect too).
+	for name, auth := range map[string]func(*http.Request){
+		"a resource server of another audience": basic(a.elsewhere.id, a.elsewhere.secret),
+		"a client that is no resource server":   basic(a.plain.id, a.plain.secret),
+	} {
+		if code, out := a.introspectJSON(t, form, auth); code != http.StatusOK || len(out) != 1 || out["active"] != false {
+			t.Errorf("%s: %d %v; want only active false", name, code, out)
+		}
 	}
 	for name, auth := range map[string]func(*http.Request){
-		"a client that is no resource server": basic(a.plain.id, a.plain.secret),
-		"a wrong secret":                      basic(a.edge.id, a.elsewhere.secret),
-		"no credentials":                      nil,
+		"a wrong secret": basic(a.edge.id, a.elsewhere.secret),
+		"no credentials": nil,
 	} {
 		if code, out := a.introspectJSON(t, form, auth); code != http.StatusUnauthorized || out["error"] != "invalid_client" || out["active"] != nil {
 			t.Errorf("%s: %d %v; want 401 invalid_client", name, code, out)

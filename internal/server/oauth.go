@@ -119,6 +119,7 @@ func (p *Platform) newOAuth(tk *tokenSet, certs oauth.Certificates, sessions *au
 		DPoPNonces:              c.DPoPNonces,
 		ThingScopes:             c.ThingScopes,
 		ScopeDescriptions:       c.ScopeDescriptions,
+		ResourceServers:         oauth.ResourceServers(c.ResourceServers),
 		Certificates:            certs,
 		IDTokenAlg:              c.SigningAlgorithm,
 		AccessTokenLifetime:     time.Duration(c.AccessTokenLifetime),
