@@ -90,8 +90,8 @@ func newRelSQL(sp store.RelSpec) (relSQL, error) {
 	return q, nil
 }
 
-// named gives a Related whose other end is a thing that thing's id as its
-// name (things have no other).
+// named names a thing at the other end of r by its id, which is what
+// names it in the directory (a thing has no name column to join).
 func named(r store.Related) store.Related {
 	if r.Other.Kind == store.KindThing {
 		r.Name = r.Other.ID
