@@ -90,6 +90,9 @@ func (ss *session) record(m *message, start time.Time) {
 	ss.s.metrics.ops.WithLabelValues(name, resultName(op.result)).Inc()
 	ss.s.metrics.entries.Add(float64(op.entries))
 	ss.s.metrics.duration.WithLabelValues(name).Observe(d.Seconds())
+	if !ss.log.Enabled(ss.s.ctx, slog.LevelInfo) {
+		return // the access log is off: the line is not even built
+	}
 	attrs := []slog.Attr{slog.String("op", name), slog.Int64("msgid", m.id), slog.String("result", resultName(op.result)),
 		slog.Duration("duration", d), slog.String("who", ss.who.authzID())}
 	switch r := m.op.(type) {

@@ -21,6 +21,9 @@ import (
 type countingStore struct {
 	Store
 	refReads atomic.Int64
+	// pageSpecs counts what pages of devices read of what they refer to
+	// in the page's own statement (ListThingsWith's specs).
+	pageSpecs atomic.Int64
 }
 
 func (c *countingStore) count() { c.refReads.Add(1) }
@@ -33,6 +36,11 @@ func (c *countingStore) GetUser(ctx context.Context, id string) (*store.User, er
 func (c *countingStore) Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error) {
 	c.count()
 	return c.Store.Related(ctx, self, ids, specs)
+}
+
+func (c *countingStore) ListThingsWith(ctx context.Context, q store.Query, specs []store.RelSpec) ([]*store.Thing, []store.Related, error) {
+	c.pageSpecs.Add(int64(len(specs)))
+	return c.Store.ListThingsWith(ctx, q, specs)
 }
 
 func (c *countingStore) UserNames(ctx context.Context, ids []string) (map[string]string, error) {
@@ -210,7 +218,8 @@ func testReferencesReadPerPage(t *testing.T, open opener) {
 
 // What an entry refers to is read only when the search asks for the
 // attribute: memberOf is operational, so a search for the user attributes
-// of people reads none, one of devices only their owners.
+// of people reads none, one of devices only their owners (in the page's
+// own statement).
 func TestReferencesReadWhenWanted(t *testing.T) {
 	counting := &countingStore{}
 	e := newEnv(t, func(o *Options, _ *netlimit.Policy, _ *authn.SessionOptions) {
@@ -223,19 +232,21 @@ func TestReferencesReadWhenWanted(t *testing.T) {
 	for _, tc := range []struct {
 		ou, class string
 		attrs     []string
-		reads     int64
+		reads     int64    // statements of their own
+		pageSpecs int64    // kinds of references read with a page of devices
 		refs      []string // the attributes of references sent, with the oracle's values
 	}{
-		{"people", "inetOrgPerson", nil, 0, nil},
-		{"people", "inetOrgPerson", []string{"cn", "mail"}, 0, nil},
-		{"people", "inetOrgPerson", []string{"*", "+"}, 1, []string{"memberOf"}},
-		{"devices", "device", nil, 1, []string{"owner"}},
-		{"devices", "device", []string{"cn", "serialNumber"}, 0, nil},
-		{"devices", "device", []string{"owner", "memberOf"}, 1, []string{"owner", "memberOf"}},
-		{"groups", "groupOfNames", []string{"cn"}, 0, nil},
-		{"groups", "groupOfNames", nil, 1, []string{"member"}},
+		{"people", "inetOrgPerson", nil, 0, 0, nil},
+		{"people", "inetOrgPerson", []string{"cn", "mail"}, 0, 0, nil},
+		{"people", "inetOrgPerson", []string{"*", "+"}, 1, 0, []string{"memberOf"}},
+		{"devices", "device", nil, 0, 1, []string{"owner"}},
+		{"devices", "device", []string{"cn", "serialNumber"}, 0, 0, nil},
+		{"devices", "device", []string{"owner", "memberOf"}, 0, 2, []string{"owner", "memberOf"}},
+		{"groups", "groupOfNames", []string{"cn"}, 0, 0, nil},
+		{"groups", "groupOfNames", nil, 1, 0, []string{"member"}},
 	} {
 		counting.refReads.Store(0)
+		counting.pageSpecs.Store(0)
 		res, err := c.Search(ldap.NewSearchRequest("ou="+tc.ou+","+base, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
 			"(objectClass="+tc.class+")", tc.attrs, nil))
 		if err != nil || len(res.Entries) == 0 {
@@ -243,6 +254,9 @@ func TestReferencesReadWhenWanted(t *testing.T) {
 		}
 		if n := counting.refReads.Load(); n != tc.reads {
 			t.Errorf("%s %q: %d reads of what entries refer to, want %d", tc.ou, tc.attrs, n, tc.reads)
+		}
+		if n := counting.pageSpecs.Load(); n != tc.pageSpecs {
+			t.Errorf("%s %q: %d kinds of references read with the page, want %d", tc.ou, tc.attrs, n, tc.pageSpecs)
 		}
 		for _, en := range res.Entries {
 			for _, name := range []string{"memberOf", "owner", "member"} {

@@ -57,7 +57,10 @@ func (ss *session) search(ctx context.Context, id int64, r *searchRequest, contr
 		}
 		return ss.sendConstant(id, r, subschema(), done)
 	}
-	state := &pageState{search: searchKey(r, sortKeys)}
+	state := &pageState{}
+	if page != nil { // only a paged search is named, for its cookies
+		state.search = searchKey(r, sortKeys)
+	}
 	if page != nil && page.cookie != "" {
 		var ok bool
 		if state, ok = ss.resume(page.cookie, state.search); !ok {

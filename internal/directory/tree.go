@@ -42,7 +42,7 @@ type Store interface {
 	GetUserByName(ctx context.Context, userName string) (*store.User, error)
 	GetThing(ctx context.Context, id string) (*store.Thing, error)
 	ListUsers(ctx context.Context, q store.Query) ([]*store.User, int, error)
-	ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error)
+	ListThingsWith(ctx context.Context, q store.Query, specs []store.RelSpec) ([]*store.Thing, []store.Related, error)
 	ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error)
 	// What a page of entries refers to, read for the whole page at once.
 	Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error)
@@ -144,6 +144,12 @@ func (s *Server) related(ctx context.Context, self store.Kind, ids []string, spe
 	if err != nil {
 		return nil, err
 	}
+	return s.refDNs(rels, specs), nil
+}
+
+// refDNs are the DNs rels name, for each of specs by the id of the
+// identity that refers to them.
+func (s *Server) refDNs(rels []store.Related, specs []store.RelSpec) []map[string][]string {
 	out := make([]map[string][]string, len(specs))
 	for i := range out {
 		out[i] = map[string][]string{}
@@ -153,7 +159,7 @@ func (s *Server) related(ctx context.Context, self store.Kind, ids []string, spe
 			out[r.Spec][r.Self] = append(out[r.Spec][r.Self], dn)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // memberDNs are the DNs of a page of groups' members, by group id, with
@@ -362,11 +368,9 @@ func (s *Server) userList(ctx context.Context, q store.Query, sel *selection) ([
 	return out, nil
 }
 
+// thingList reads a page of things and what it refers to in one statement
+// (a search of devices asks for their owners, which are not operational).
 func (s *Server) thingList(ctx context.Context, q store.Query, sel *selection) ([]entry, error) {
-	ts, _, err := s.opts.Store.ListThings(ctx, q)
-	if err != nil || len(ts) == 0 {
-		return nil, err
-	}
 	var specs []store.RelSpec
 	for _, want := range []struct {
 		attr string
@@ -376,15 +380,13 @@ func (s *Server) thingList(ctx context.Context, q store.Query, sel *selection) (
 			specs = append(specs, want.spec)
 		}
 	}
+	ts, rels, err := s.opts.Store.ListThingsWith(ctx, q, specs)
+	if err != nil || len(ts) == 0 {
+		return nil, err
+	}
 	refs := map[store.RelSpec]map[string][]string{}
-	if len(specs) > 0 {
-		found, err := s.related(ctx, store.KindThing, idsOf(ts, func(t *store.Thing) string { return t.ID }), specs...)
-		if err != nil {
-			return nil, err
-		}
-		for i, sp := range specs {
-			refs[sp] = found[i]
-		}
+	for i, found := range s.refDNs(rels, specs) {
+		refs[specs[i]] = found
 	}
 	out := make([]entry, len(ts))
 	for i, t := range ts {

@@ -359,6 +359,12 @@ type Things interface {
 	UpdateThing(ctx context.Context, id string, ifRevision int64, fn func(*Thing) error) (*Thing, error)
 	DeleteThing(ctx context.Context, id string, ifRevision int64) error
 	ListThings(ctx context.Context, q Query) ([]*Thing, int, error)
+	// ListThingsWith returns the page of ListThings, uncounted (as with
+	// Query.NoTotal), and in the same statement what specs select of each
+	// thing on it, as Related finds them: thing by thing in the page's
+	// order, then spec by spec, each spec's in ListRelationships's order.
+	// A page of directory entries is then one read.
+	ListThingsWith(ctx context.Context, q Query, specs []RelSpec) ([]*Thing, []Related, error)
 }
 
 // Groups stores groups and their members.

@@ -115,6 +115,13 @@ func BenchmarkStanding(b *testing.B) {
 	storetest.BenchmarkStanding(b, s)
 }
 
+// BenchmarkThingPage: a directory search's page of one device and its
+// owner, in two statements or in one (docs/performance.md).
+func BenchmarkThingPage(b *testing.B) {
+	s, _ := open(b)
+	storetest.BenchmarkThingPage(b, s, 20_000)
+}
+
 func TestPKIConformance(t *testing.T) {
 	storetest.PKI(t, func(t *testing.T) store.Store { s, _ := open(t); return s })
 }

@@ -14,7 +14,7 @@ import (
 // to see that searches use their indexes.
 func (s *Store) ExplainThings(ctx context.Context, q store.Query) (count, page string, err error) {
 	t := s.single()
-	l, err := t.listSQL(thingKind, q, thingColumns)
+	l, err := t.listSQL(thingKind, q, thingColumns, relatedOf{})
 	if err != nil {
 		return "", "", err
 	}

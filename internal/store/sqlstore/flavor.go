@@ -120,6 +120,25 @@ func (f Flavor) jsonBool(col string, path ...string) string {
 	return "json_extract(" + col + ", '$." + strings.Join(path, ".") + "')"
 }
 
+// jsonObjects returns SQL aggregating the rows of a query into one JSON
+// array of objects of the given keys and values ('[]' when there are none),
+// in no particular order.
+func (f Flavor) jsonObjects(keysAndValues ...string) string {
+	if f == Postgres {
+		return "COALESCE(json_agg(json_build_object(" + strings.Join(keysAndValues, ", ") + ")), '[]')"
+	}
+	return "json_group_array(json_object(" + strings.Join(keysAndValues, ", ") + "))"
+}
+
+// micros returns SQL reading time column col as microseconds since the Unix
+// epoch (how SQLite stores it).
+func (f Flavor) micros(col string) string {
+	if f == Postgres {
+		return "(EXTRACT(EPOCH FROM " + col + ") * 1000000)::bigint"
+	}
+	return col
+}
+
 // jsonElements returns the FROM item iterating the elements of the JSON array
 // at key of column col, aliased e, and the SQL of an element's sub-field.
 func (f Flavor) jsonElements(col, key string) (from string, sub func(name string, t store.FieldType) string) {

@@ -164,7 +164,7 @@ func (t *txn) DeleteGroup(ctx context.Context, id string, ifRevision int64) erro
 
 func (t *txn) ListGroups(ctx context.Context, q store.Query) ([]*store.Group, int, error) {
 	var gs []*store.Group
-	total, err := t.list(ctx, groupKind, q, groupColumns, func(rows *sql.Rows) error {
+	total, err := t.list(ctx, groupKind, q, groupColumns, relatedOf{}, func(rows *sql.Rows) error {
 		g, err := scanGroup(rows)
 		if err == nil {
 			gs = append(gs, g)

@@ -181,9 +181,9 @@ func (t *txn) deleteIdentity(ctx context.Context, kind store.Kind, id string, if
 var tables = map[store.Kind]string{store.KindUser: "users", store.KindThing: "things", store.KindGroup: "groups"}
 
 // list runs the COUNT (unless q.NoTotal) and the page query of q over k, calling scan for each row
-// of the page; columns are the SELECT list (table alias x).
-func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns string, scan func(*sql.Rows) error) (int, error) {
-	l, err := t.listSQL(k, q, columns)
+// of the page; columns are the SELECT list (table alias x), followed by those of with.
+func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns string, with relatedOf, scan func(*sql.Rows) error) (int, error) {
+	l, err := t.listSQL(k, q, columns, with)
 	if err != nil {
 		return 0, err
 	}
@@ -215,7 +215,7 @@ type listing struct {
 	countArgs, args []any
 }
 
-func (t *txn) listSQL(k *kindSQL, q store.Query, columns string) (listing, error) {
+func (t *txn) listSQL(k *kindSQL, q store.Query, columns string, with relatedOf) (listing, error) {
 	c := &compiler{f: t.flavor(), k: k}
 	where, err := c.where(q.Filter)
 	if err != nil {
@@ -226,6 +226,11 @@ func (t *txn) listSQL(k *kindSQL, q store.Query, columns string) (listing, error
 	if err != nil {
 		return listing{}, err
 	}
+	more, err := with.columns(c)
+	if err != nil {
+		return listing{}, err
+	}
+	columns += more
 	l := listing{count: "SELECT COUNT(*) FROM " + k.table + " AS x WHERE " + where, countArgs: c.args[:whereArgs]}
 	if q.CountLimit > 0 {
 		l.count = "SELECT COUNT(*) FROM (SELECT 1 FROM " + k.table + " AS x WHERE " + where + " LIMIT " + strconv.Itoa(q.CountLimit+1) + ") AS c"

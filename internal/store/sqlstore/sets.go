@@ -3,8 +3,10 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/thingid/thingid/internal/store"
@@ -63,6 +65,40 @@ func (s *Store) GroupNames(ctx context.Context, ids []string) (map[string]string
 	return s.single().GroupNames(ctx, ids)
 }
 
+// relSQL is the SQL of what a spec selects of the identities at its end:
+// the relationships joined to the users and groups that name their other
+// end (r, u and g), with the name's expression.
+type relSQL struct {
+	end, other string // columns' prefixes: "from" or "to"
+	from, name string
+}
+
+func newRelSQL(sp store.RelSpec) (relSQL, error) {
+	q := relSQL{end: string(sp.End), other: "to"}
+	switch sp.End {
+	case store.EndFrom:
+	case store.EndTo:
+		q.other = "from"
+	default:
+		return relSQL{}, fmt.Errorf("related: end %q is neither %q nor %q: %w", sp.End, store.EndFrom, store.EndTo, store.ErrInvalidQuery)
+	}
+	o := "r." + q.other
+	q.from = " FROM relationships AS r" +
+		" LEFT JOIN users AS u ON " + o + "_kind = 'user' AND u.id = " + o + "_id" +
+		" LEFT JOIN groups AS g ON " + o + "_kind = 'group' AND g.id = " + o + "_id"
+	q.name = "COALESCE(u.user_name, g.display_name, '')"
+	return q, nil
+}
+
+// named names a thing at the other end of r by its id, which is what
+// names it in the directory (a thing has no name column to join).
+func named(r store.Related) store.Related {
+	if r.Other.Kind == store.KindThing {
+		r.Name = r.Other.ID
+	}
+	return r
+}
+
 // Related reads, for each chunk of ids, one statement: a branch per spec,
 // each joined to the users and groups that name its other end.
 func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error) {
@@ -70,15 +106,17 @@ func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs 
 		store.Related
 		rel store.Relationship
 	}
-	var out []found
-	for _, sp := range specs {
-		if sp.End != store.EndFrom && sp.End != store.EndTo {
-			return nil, fmt.Errorf("related: end %q is neither %q nor %q: %w", sp.End, store.EndFrom, store.EndTo, store.ErrInvalidQuery)
+	sqls := make([]relSQL, len(specs))
+	for i, sp := range specs {
+		var err error
+		if sqls[i], err = newRelSQL(sp); err != nil {
+			return nil, err
 		}
 	}
 	if len(specs) == 0 {
 		return nil, nil
 	}
+	var out []found
 	for start := 0; start < len(ids); start += setChunk {
 		part := ids[start:min(start+setChunk, len(ids))]
 		// $1 is self's kind, $2.. the specs' relationship kinds, then the ids.
@@ -92,20 +130,12 @@ func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs 
 			args = append(args, id)
 		}
 		var q strings.Builder
-		for i, sp := range specs {
-			end, other := string(sp.End), "to"
-			if sp.End == store.EndTo {
-				other = "from"
-			}
+		for i, rs := range sqls {
 			if i > 0 {
 				q.WriteString(" UNION ALL ")
 			}
-			fmt.Fprintf(&q, "SELECT %d, r.kind, r.from_kind, r.from_id, r.to_kind, r.to_id, r.created, COALESCE(u.user_name, g.display_name, '')"+
-				" FROM relationships AS r"+
-				" LEFT JOIN users AS u ON r.%[2]s_kind = 'user' AND u.id = r.%[2]s_id"+
-				" LEFT JOIN groups AS g ON r.%[2]s_kind = 'group' AND g.id = r.%[2]s_id"+
-				" WHERE r.kind = %[3]s AND r.%[4]s_kind = %[5]s AND r.%[4]s_id IN (%[6]s)",
-				i, other, t.ph(2+i), end, t.ph(1), strings.Join(in, ", "))
+			q.WriteString("SELECT " + strconv.Itoa(i) + ", r.kind, r.from_kind, r.from_id, r.to_kind, r.to_id, r.created, " + rs.name + rs.from +
+				" WHERE r.kind = " + t.ph(2+i) + " AND r." + rs.end + "_kind = " + t.ph(1) + " AND r." + rs.end + "_id IN (" + strings.Join(in, ", ") + ")")
 		}
 		rows, err := t.q.QueryContext(ctx, q.String(), args...)
 		if err != nil {
@@ -122,9 +152,7 @@ func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs 
 			if specs[f.Spec].End == store.EndTo {
 				f.Self, f.Other = r.To.ID, r.From
 			}
-			if f.Other.Kind == store.KindThing {
-				f.Name = f.Other.ID
-			}
+			f.Related = named(f.Related)
 			out = append(out, f)
 		}
 		if err := rows.Close(); err != nil {
@@ -142,6 +170,60 @@ func (t *txn) Related(ctx context.Context, self store.Kind, ids []string, specs 
 		rel[i] = f.Related
 	}
 	return rel, nil
+}
+
+// relatedOf is what a list reads of each identity of kind self besides its
+// columns: what specs select of it, in the same statement (none without
+// specs).
+type relatedOf struct {
+	self  store.Kind
+	specs []store.RelSpec
+}
+
+// columns returns the SELECT list items reading, for the row x, what each
+// spec selects: a correlated subquery aggregating the other ends, their
+// names and the relationships' times into a JSON array (decode reads it).
+// The aggregate is not ordered in SQL: SQLite sorts an ordered aggregate
+// in a temporary table for every row, which cost as much as a second
+// statement; decode sorts the few elements.
+func (w relatedOf) columns(c *compiler) (string, error) {
+	var b strings.Builder
+	for _, sp := range w.specs {
+		rs, err := newRelSQL(sp)
+		if err != nil {
+			return "", err
+		}
+		o := "r." + rs.other
+		b.WriteString(", (SELECT " + c.f.jsonObjects("'k'", o+"_kind", "'i'", o+"_id", "'n'", rs.name, "'c'", c.f.micros("r.created")) + rs.from +
+			" WHERE r.kind = " + c.arg(string(sp.Kind)) + " AND r." + rs.end + "_kind = " + c.arg(string(w.self)) +
+			" AND r." + rs.end + "_id = x.id)")
+	}
+	return b.String(), nil
+}
+
+// relEnd is an element of what columns aggregates.
+type relEnd struct {
+	Kind    store.Kind `json:"k"`
+	ID      string     `json:"i"`
+	Name    string     `json:"n"`
+	Created int64      `json:"c"`
+}
+
+// decode appends to out what spec i selected of the identity self, read as
+// columns wrote it, in ListRelationships's order: by time, then (the kind
+// and self's end being the same) by the other end.
+func (w relatedOf) decode(out []store.Related, i int, self string, col []byte) ([]store.Related, error) {
+	var ends []relEnd
+	if err := json.Unmarshal(col, &ends); err != nil {
+		return nil, fmt.Errorf("related of %s %s: %w", w.self, self, err)
+	}
+	slices.SortFunc(ends, func(a, b relEnd) int {
+		return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	for _, e := range ends {
+		out = append(out, named(store.Related{Spec: i, Self: self, Other: store.Ref{Kind: e.Kind, ID: e.ID}, Name: e.Name}))
+	}
+	return out, nil
 }
 
 func (s *Store) Related(ctx context.Context, self store.Kind, ids []string, specs []store.RelSpec) ([]store.Related, error) {

@@ -256,6 +256,10 @@ func (s *Store) ListThings(ctx context.Context, q store.Query) (ths []*store.Thi
 	return ths, total, err
 }
 
+func (s *Store) ListThingsWith(ctx context.Context, q store.Query, specs []store.RelSpec) ([]*store.Thing, []store.Related, error) {
+	return s.single().ListThingsWith(ctx, q, specs)
+}
+
 func (s *Store) CreateGroup(ctx context.Context, g *store.Group) error {
 	return s.withTx(ctx, func(t *txn) error { return t.CreateGroup(ctx, g) })
 }

@@ -30,14 +30,15 @@ const (
 	thingCols = 15
 )
 
-func scanThing(s scanner) (*store.Thing, error) {
+// scanThing reads thingColumns, and into more the columns after them.
+func scanThing(s scanner, more ...any) (*store.Thing, error) {
 	var (
 		th         store.Thing
 		attrs, doc []byte
 	)
-	if err := s.Scan(&th.ID, &th.ExternalID, &th.DisplayName, &th.Type, &th.Manufacturer, &th.Model, &th.SerialNumber,
+	if err := s.Scan(append([]any{&th.ID, &th.ExternalID, &th.DisplayName, &th.Type, &th.Manufacturer, &th.Model, &th.SerialNumber,
 		&th.FirmwareVersion, &th.Location, &th.Status, timeCol{&th.Created}, timeCol{&th.Modified}, &th.Revision,
-		&attrs, &doc); err != nil {
+		&attrs, &doc}, more...)...); err != nil {
 		return nil, err
 	}
 	var d thingDoc
@@ -408,16 +409,42 @@ func (t *txn) DeleteThing(ctx context.Context, id string, ifRevision int64) erro
 }
 
 func (t *txn) ListThings(ctx context.Context, q store.Query) ([]*store.Thing, int, error) {
-	var ths []*store.Thing
-	total, err := t.list(ctx, thingKind, q, thingColumns, func(rows *sql.Rows) error {
-		th, err := scanThing(rows)
-		if err == nil {
-			ths = append(ths, th)
+	ths, _, total, err := t.listThings(ctx, q, relatedOf{})
+	return ths, total, err
+}
+
+func (t *txn) ListThingsWith(ctx context.Context, q store.Query, specs []store.RelSpec) ([]*store.Thing, []store.Related, error) {
+	q.NoTotal = true
+	ths, rel, _, err := t.listThings(ctx, q, relatedOf{self: store.KindThing, specs: specs})
+	return ths, rel, err
+}
+
+// listThings lists the things of q with what with reads of each.
+func (t *txn) listThings(ctx context.Context, q store.Query, with relatedOf) ([]*store.Thing, []store.Related, int, error) {
+	var (
+		ths []*store.Thing
+		rel []store.Related
+	)
+	cols := make([][]byte, len(with.specs))
+	more := make([]any, len(cols))
+	for i := range cols {
+		more[i] = &cols[i]
+	}
+	total, err := t.list(ctx, thingKind, q, thingColumns, with, func(rows *sql.Rows) error {
+		th, err := scanThing(rows, more...)
+		if err != nil {
+			return err
 		}
-		return err
+		ths = append(ths, th)
+		for i, col := range cols {
+			if rel, err = with.decode(rel, i, th.ID, col); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	return ths, total, nil
+	return ths, rel, total, nil
 }

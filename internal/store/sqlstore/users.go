@@ -201,7 +201,7 @@ func (t *txn) DeleteUser(ctx context.Context, id string, ifRevision int64) error
 
 func (t *txn) ListUsers(ctx context.Context, q store.Query) ([]*store.User, int, error) {
 	var us []*store.User
-	total, err := t.list(ctx, userKind, q, userColumns, func(rows *sql.Rows) error {
+	total, err := t.list(ctx, userKind, q, userColumns, relatedOf{}, func(rows *sql.Rows) error {
 		u, err := scanUser(rows)
 		if err == nil {
 			us = append(us, u)

@@ -1,8 +1,11 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/thingid/thingid/internal/store"
 )
@@ -64,4 +67,82 @@ func BenchmarkStanding(b *testing.B, s store.Store) {
 			}
 		}
 	})
+}
+
+// BenchmarkThingPage reads a page of one thing found by serial number, with
+// its owner's name, as a directory search does: the page and the owners in
+// two statements (ListThings, then Related) and in one (ListThingsWith),
+// each b.N iteration 100 reads of one way, the two taking turns so that
+// both see the same load. It reports the process's CPU time per read of
+// each: on a shared machine the CPU is the steadier figure.
+func BenchmarkThingPage(b *testing.B, s store.Store, n int) {
+	ctx := b.Context()
+	things := make([]*store.Thing, n)
+	for i := range things {
+		things[i] = newThing(fmt.Sprintf("SN%08d", i))
+	}
+	if _, err := s.CreateThings(ctx, things); err != nil {
+		b.Fatal(err)
+	}
+	for i, th := range things {
+		u := &store.User{UserName: fmt.Sprintf("owner-%d", i)}
+		if err := s.CreateUser(ctx, u); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.AddRelationship(ctx, store.Relationship{Kind: store.RelOwner, From: store.Ref{Kind: store.KindUser, ID: u.ID}, To: store.Ref{Kind: store.KindThing, ID: th.ID}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	owners := []store.RelSpec{{Kind: store.RelOwner, End: store.EndTo}}
+	reads := []struct {
+		unit string
+		read func(q store.Query) ([]*store.Thing, []store.Related, error)
+	}{
+		{"two-statements-cpu-µs/op", func(q store.Query) ([]*store.Thing, []store.Related, error) {
+			ths, _, err := s.ListThings(ctx, q)
+			if err != nil || len(ths) == 0 {
+				return ths, nil, err
+			}
+			// as the directory read them: past the time limit, without
+			// the driver's goroutines of a read that can be interrupted
+			rel, err := s.Related(context.WithoutCancel(ctx), store.KindThing, []string{ths[0].ID}, owners)
+			return ths, rel, err
+		}},
+		{"one-statement-cpu-µs/op", func(q store.Query) ([]*store.Thing, []store.Related, error) {
+			return s.ListThingsWith(ctx, q, owners)
+		}},
+	}
+	const turn = 100
+	cpu := make([]time.Duration, len(reads))
+	count := make([]int, len(reads))
+	for i := 0; b.Loop(); i++ {
+		r := i / turn % len(reads)
+		start := processCPU(b)
+		for j := range turn {
+			q := store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpEq, Value: things[(i*turn+j)%n].SerialNumber}, SortBy: "id", Limit: 2, NoTotal: true}
+			ths, rel, err := reads[r].read(q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(ths) != 1 || len(rel) != 1 {
+				b.Fatalf("%d things and %d owners, want 1 and 1", len(ths), len(rel))
+			}
+		}
+		cpu[r] += processCPU(b) - start
+		count[r] += turn
+	}
+	for r, read := range reads {
+		if count[r] > 0 {
+			b.ReportMetric(float64(cpu[r].Microseconds())/float64(count[r]), read.unit)
+		}
+	}
+}
+
+// processCPU is the process's CPU time so far (user and system).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

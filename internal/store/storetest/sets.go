@@ -125,6 +125,41 @@ func testSets(t *testing.T, s store.Store) {
 	_, err := s.Related(ctx(t), store.KindThing, ids(things), []store.RelSpec{{Kind: store.RelOwner, End: "sideways"}})
 	wantErr(t, err, store.ErrInvalidQuery)
 
+	// A page with what it refers to in one read: the page of ListThings,
+	// and thing by thing what Related says of it.
+	for _, tt := range []struct {
+		name  string
+		q     store.Query
+		specs []store.RelSpec
+	}{
+		{"owners and groups", store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpSw, Value: "SET-"}, SortBy: "serialNumber", Limit: 10}, []store.RelSpec{owners, groupsOf}},
+		{"groups and owners, second page", store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpSw, Value: "SET-"}, SortBy: "serialNumber", Descending: true, Offset: 1, Limit: 2}, []store.RelSpec{groupsOf, owners}},
+		{"owners of one", store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpEq, Value: "SET-2"}, Limit: 10}, []store.RelSpec{owners}},
+		{"no specs", store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpSw, Value: "SET-"}, Limit: 10}, nil},
+		{"no things", store.Query{Filter: store.Compare{Field: "serialNumber", Op: store.OpEq, Value: "SET-none"}, Limit: 10}, []store.RelSpec{owners}},
+	} {
+		t.Run("with "+tt.name, func(t *testing.T) {
+			page, _, err := s.ListThings(ctx(t), tt.q)
+			must(t, err)
+			var w []store.Related
+			for _, th := range page {
+				for i, sp := range tt.specs {
+					for _, r := range want([]store.Ref{{Kind: store.KindThing, ID: th.ID}}, []store.RelSpec{sp}) {
+						r.Spec = i
+						w = append(w, r)
+					}
+				}
+			}
+			got, rel, err := s.ListThingsWith(ctx(t), tt.q, tt.specs)
+			must(t, err)
+			if !slices.EqualFunc(got, page, func(a, b *store.Thing) bool { return a.ID == b.ID && a.SerialNumber == b.SerialNumber }) || !slices.Equal(rel, w) {
+				t.Fatalf("got %d things %+v\nwant %d, %+v", len(got), rel, len(page), w)
+			}
+		})
+	}
+	_, _, err = s.ListThingsWith(ctx(t), store.Query{Limit: 1}, []store.RelSpec{{Kind: store.RelOwner, End: "sideways"}})
+	wantErr(t, err, store.ErrInvalidQuery)
+
 	gotUsers, err := s.UserNames(ctx(t), ids(padded(users)))
 	must(t, err)
 	if !maps.Equal(gotUsers, names) {
