@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,25 +10,13 @@ import (
 	"github.com/thingid/thingid/internal/store"
 )
 
-// readersWaitingOutsideTLS counts the connections' readers that wait for
-// their socket outside crypto/tls (mqtt.TLSConn), with the shallow stack.
-func readersWaitingOutsideTLS() int {
-	buf := make([]byte, 4<<20)
-	n := runtime.Stack(buf, true)
-	count := 0
-	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "mqtt.(*conn).waitAndRun") && strings.Contains(g, "mqtt.(*records).wait") && !strings.Contains(g, "crypto/tls") {
-			count++
-		}
-	}
-	return count
-}
-
+// waitReaders waits until want connections' readers wait for their socket
+// outside crypto/tls.
 func waitReaders(t *testing.T, want int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); readersWaitingOutsideTLS() != want; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); mqtttest.ReadersWaitingOutsideTLS() != want; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d readers wait outside crypto/tls, want %d", readersWaitingOutsideTLS(), want)
+			t.Fatalf("%d readers wait outside crypto/tls, want %d", mqtttest.ReadersWaitingOutsideTLS(), want)
 		}
 	}
 }

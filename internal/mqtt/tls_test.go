@@ -507,27 +507,14 @@ func TestIdleTLSReadersStaySmall(t *testing.T) {
 			t.Fatal("no PUBACK")
 		}
 	}
-	if !waitFor(func() bool { return waitingReaders() == n }) {
-		t.Fatalf("%d readers wait outside crypto/tls, want %d", waitingReaders(), n)
+	if !waitFor(func() bool { return mqtttest.ReadersWaitingOutsideTLS() == n }) {
+		t.Fatalf("%d readers wait outside crypto/tls, want %d", mqtttest.ReadersWaitingOutsideTLS(), n)
 	}
 	per := float64(stacks()-before) / n
 	t.Logf("%.0f bytes of stack per idle TLS connection", per)
 	if per >= 3<<10 {
 		t.Fatalf("%.0f bytes of stack per idle TLS connection, want less than 3 KiB", per)
 	}
-}
-
-// waitingReaders counts the connections' readers waiting outside crypto/tls.
-func waitingReaders() int {
-	buf := make([]byte, 8<<20)
-	n := runtime.Stack(buf, true)
-	count := 0
-	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "mqtt.(*conn).waitAndRun") && strings.Contains(g, "mqtt.(*records).wait") && !strings.Contains(g, "crypto/tls") {
-			count++
-		}
-	}
-	return count
 }
 
 // waitFor waits up to 5 s for cond.
