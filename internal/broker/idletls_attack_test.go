@@ -104,7 +104,8 @@ func TestAttackIdleTLSRecords(t *testing.T) {
 }
 
 // Many idle TLS connections woken at once are each read and wait again,
-// each on one goroutine; once they end, none is left.
+// each on one goroutine; the server's shutdown ends those waiting (MQTT 5:
+// DISCONNECT 0x8B), and none is left.
 func TestIdleTLSConnectionsWakeTogether(t *testing.T) {
 	const n = 40
 	e := newEnv(t, nil)
@@ -131,8 +132,9 @@ func TestIdleTLSConnectionsWakeTogether(t *testing.T) {
 	if got := servedConns(); got != n {
 		t.Fatalf("%d goroutines serve %d connections", got, n)
 	}
+	e.b.Close() // waits for every connection to end
 	for _, c := range conns {
-		c.Send(&packet.Disconnect{})
+		c.Disconnected(packet.ServerShuttingDown)
 	}
 	waitServed(t, 0)
 	waitReaders(t, 0)
