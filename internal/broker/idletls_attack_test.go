@@ -69,7 +69,7 @@ func serverClosed(t *testing.T, raw net.Conn) {
 // whose reader waits outside crypto/tls, each end the connection and its
 // goroutine: a record cut short and a silence after it end at 1.5 times
 // the keep-alive (the reader waits inside the record, in crypto/tls),
-// the rest at once. No length a header announces is allocated ahead.
+// the rest at once.
 func TestAttackIdleTLSRecords(t *testing.T) {
 	e := newEnv(t, nil)
 	waitServed(t, 0)
