@@ -38,10 +38,9 @@ func waitServed(t *testing.T, want int) {
 	}
 }
 
-// idleTLS connects a thing over TLS (keep-alive 1 s) and returns the TCP
-// connection under it, for bytes that are not the TLS client's, once its
-// reader waits outside crypto/tls.
-func (e *env) idleTLS(t *testing.T) (net.Conn, *mqtttest.Conn) {
+// idleTLS connects a thing over TLS with keepAlive (seconds) and returns
+// the TCP connection under it, for bytes that are not the TLS client's.
+func (e *env) idleTLS(t *testing.T, keepAlive uint16) (net.Conn, *mqtttest.Conn) {
 	t.Helper()
 	raw, err := net.Dial("tcp", e.b.Addr("tls"))
 	if err != nil {
@@ -49,7 +48,7 @@ func (e *env) idleTLS(t *testing.T) (net.Conn, *mqtttest.Conn) {
 	}
 	th := e.thing("M")
 	c := mqtttest.New(t, tls.Client(raw, &tls.Config{RootCAs: e.pool, ServerName: "localhost"}), packet.V5)
-	c.Connect(&packet.Connect{ClientID: th.ID, CleanStart: true, KeepAlive: 1, PasswordFlag: true, Password: []byte(e.thingToken(th))})
+	c.Connect(&packet.Connect{ClientID: th.ID, CleanStart: true, KeepAlive: keepAlive, PasswordFlag: true, Password: []byte(e.thingToken(th))})
 	return raw, c
 }
 
@@ -88,7 +87,7 @@ func TestAttackIdleTLSRecords(t *testing.T) {
 		{"an alert in the clear", "\x15\x03\x03\x00\x02\x02\x28", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, _ := e.idleTLS(t)
+			raw, _ := e.idleTLS(t, 1)
 			waitReaders(t, 1)
 			if _, err := raw.Write([]byte(tc.bytes)); err != nil {
 				t.Fatal(err)
@@ -112,7 +111,7 @@ func TestIdleTLSConnectionsWakeTogether(t *testing.T) {
 	waitServed(t, 0)
 	conns := make([]*mqtttest.Conn, n)
 	for i := range conns {
-		_, conns[i] = e.idleTLS(t)
+		_, conns[i] = e.idleTLS(t, 60) // none may time out while the others connect
 	}
 	waitReaders(t, n)
 	start := make(chan struct{})

@@ -544,6 +544,9 @@ func TestIdleTLSReadersStaySmall(t *testing.T) {
 	}
 	per := float64(stacks()-before) / n
 	t.Logf("%.0f bytes of stack per idle TLS connection", per)
+	if raceDetector {
+		return // the readers wait outside crypto/tls; their size is measured without the detector
+	}
 	if per >= 3<<10 {
 		t.Fatalf("%.0f bytes of stack per idle TLS connection, want less than 3 KiB", per)
 	}
