@@ -51,9 +51,13 @@ type conn struct {
 
 	// reading
 	served bool // run serves the connection: read may return ErrWouldWait
-	small  [16]byte
-	rbuf   *[]byte // pooled; nil while idle
-	roff   int     // the start of what is not consumed yet
+	// timed: the read deadline runs for the packet being read, set at the
+	// first read after the last whole packet (§3.1.2.10 counts packets,
+	// so bytes trickling in do not extend it).
+	timed bool
+	small [16]byte
+	rbuf  *[]byte // pooled; nil while idle
+	roff  int     // the start of what is not consumed yet
 
 	// writing
 	wmu        sync.Mutex
@@ -190,6 +194,7 @@ func (c *conn) next() (packet.Header, []byte, error) {
 				hl := h.Size() - h.Remaining
 				if len(buf) >= h.Size() {
 					c.roff += h.Size()
+					c.timed = false
 					return h, buf[hl:h.Size()], nil
 				}
 				c.grow(h.Size())
@@ -219,8 +224,9 @@ func (c *conn) grow(n int) {
 // and blocks on the connection's small array, so that an idle connection
 // holds no buffer.
 func (c *conn) fill() error {
-	if c.keepAlive > 0 {
+	if c.keepAlive > 0 && !c.timed {
 		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // §3.1.2.10
+		c.timed = true
 	}
 	if c.rbuf == nil || c.roff == len(*c.rbuf) {
 		if c.rbuf != nil {

@@ -130,6 +130,33 @@ func TestServerKeepAlive(t *testing.T) {
 	}
 }
 
+// TestAttackTrickledPacketKeepsNoConnection: keep-alive counts whole
+// packets (§3.1.2.10). A client that announces a PUBLISH and sends its
+// bytes one at a time, each well within 1.5 keep-alive periods of the
+// last, is ended as one that sent nothing: a byte is not a packet.
+func TestAttackTrickledPacketKeepsNoConnection(t *testing.T) {
+	s := newServer(t, nil)
+	c, _ := s.connect(t, packet.V5, "trickle", func(c *packet.Connect) { c.KeepAlive = 1 })
+	c.Write([]byte{0x30, 100}) // a QoS 0 PUBLISH of 100 bytes, to come
+	stop := make(chan struct{})
+	trickled := make(chan struct{})
+	go func() {
+		defer close(trickled)
+		for range 100 { // at most 40 s; the server must end it long before
+			select {
+			case <-stop:
+				return
+			case <-time.After(400 * time.Millisecond):
+			}
+			if _, err := c.NC.Write([]byte{0}); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-trickled }()
+	c.Disconnected(packet.KeepAliveTimeout)
+}
+
 func inflight(cl *Client) int {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()

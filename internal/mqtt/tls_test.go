@@ -301,11 +301,10 @@ func TestTLSConnWaitEnds(t *testing.T) {
 	}
 }
 
-// A KeyUpdate from the client (OpenSSL's s_client sends one for its "K"
-// command, asking for the server's) reaches a reader waiting outside
-// crypto/tls, which handles it, waits again and reads on with the new
-// keys, and answers with its own.
-func TestTLSConnKeyUpdate(t *testing.T) {
+// sClient is OpenSSL's s_client, with args, connected to a TLSConn with
+// cfg: its standard input, and the lines of its output and of its errors.
+func sClient(t *testing.T, cfg *tls.Config, args ...string) (sc *TLSConn, stdin io.WriteCloser, stdout, stderr <-chan string) {
+	t.Helper()
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -314,6 +313,7 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 		t.Skip("openssl is not installed")
 	}
 	cert, _ := selfSigned(t)
+	cfg.Certificates = []tls.Certificate{cert}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -326,39 +326,61 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 			close(accepted)
 			return
 		}
-		accepted <- TLSServer(nc, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+		accepted <- TLSServer(nc, cfg)
 	}()
-	cmd := exec.Command(openssl, "s_client", "-connect", ln.Addr().String(), "-tls1_3", "-no_ign_eof")
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	stderr, _ := cmd.StderrPipe()
-	keyUpdated := make(chan struct{})
-	go func() {
-		for s := bufio.NewScanner(stderr); s.Scan(); {
-			if s.Text() == "KEYUPDATE" {
-				close(keyUpdated)
+	cmd := exec.Command(openssl, append([]string{"s_client", "-connect", ln.Addr().String(), "-no_ign_eof"}, args...)...)
+	stdin, _ = cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	errs, _ := cmd.StderrPipe()
+	lines := func(r io.Reader) <-chan string {
+		ch := make(chan string, 64)
+		go func() {
+			for s := bufio.NewScanner(r); s.Scan(); {
+				ch <- s.Text()
 			}
-		}
-	}()
+			close(ch)
+		}()
+		return ch
+	}
+	stdout, stderr = lines(out), lines(errs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
-	sc := <-accepted
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	sc = <-accepted
 	if sc == nil {
 		t.Fatal("no connection")
 	}
-	defer sc.Close()
-	p := &tlsPair{server: sc}
-	echoed := make(chan string, 8)
-	go func() {
-		for s := bufio.NewScanner(stdout); s.Scan(); {
-			if strings.HasPrefix(s.Text(), "echo ") {
-				echoed <- s.Text()
+	t.Cleanup(func() { sc.Close() })
+	return sc, stdin, stdout, stderr
+}
+
+// waitLine waits for a line of lines that starts with prefix.
+func waitLine(t *testing.T, lines <-chan string, prefix string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("s_client said no line starting with %q", prefix)
 			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("s_client said no line starting with %q in 10 s", prefix)
 		}
-		close(echoed)
-	}()
+	}
+}
+
+// A KeyUpdate from the client (OpenSSL's s_client sends one for its "K"
+// command, asking for the server's) reaches a reader waiting outside
+// crypto/tls, which handles it, waits again and reads on with the new
+// keys, and answers with its own.
+func TestTLSConnKeyUpdate(t *testing.T) {
+	sc, stdin, stdout, stderr := sClient(t, &tls.Config{MinVersion: tls.VersionTLS13}, "-tls1_3")
+	p := &tlsPair{server: sc}
 	io.WriteString(stdin, "one\n")
 	if got := string(p.readAll(t, 4)); got != "one\n" {
 		t.Fatalf("read %q", got)
@@ -367,11 +389,7 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	io.WriteString(stdin, "K\n") // a KeyUpdate, update_requested
 	// s_client says KEYUPDATE once it sent it; a line written with the "K"
 	// would be taken for part of the command.
-	select {
-	case <-keyUpdated:
-	case <-time.After(10 * time.Second):
-		t.Fatal("s_client sent no KeyUpdate")
-	}
+	waitLine(t, stderr, "KEYUPDATE")
 	io.WriteString(stdin, "two\n")
 	r := <-done
 	if r.err != nil {
@@ -382,13 +400,27 @@ func TestTLSConnKeyUpdate(t *testing.T) {
 	}
 	// The client reads the answer with the server's new keys.
 	sc.Write([]byte("echo two\n"))
-	select {
-	case got := <-echoed:
-		if got != "echo two" {
-			t.Fatalf("the client read %q", got)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the client read nothing after the KeyUpdate")
+	if got := waitLine(t, stdout, "echo "); got != "echo two" {
+		t.Fatalf("the client read %q", got)
+	}
+}
+
+// A TLS 1.2 client's renegotiation (s_client's "R": a ClientHello after
+// the handshake, encrypted) reaches a reader waiting outside crypto/tls,
+// which refuses it: the read fails (the MQTT core then ends the
+// connection).
+func TestTLSConnRenegotiationRefused(t *testing.T) {
+	sc, stdin, _, stderr := sClient(t, &tls.Config{MaxVersion: tls.VersionTLS12}, "-tls1_2")
+	p := &tlsPair{server: sc}
+	io.WriteString(stdin, "one\n")
+	if got := string(p.readAll(t, 4)); got != "one\n" {
+		t.Fatalf("read %q", got)
+	}
+	done := p.parked(t)
+	io.WriteString(stdin, "R\n")
+	waitLine(t, stderr, "RENEGOTIATING")
+	if r := <-done; r.err == nil || errors.Is(r.err, ErrWouldWait) || r.data != "" {
+		t.Fatalf("after a renegotiation: %q, %v; want an error", r.data, r.err)
 	}
 }
 
@@ -512,6 +544,9 @@ func TestIdleTLSReadersStaySmall(t *testing.T) {
 	}
 	per := float64(stacks()-before) / n
 	t.Logf("%.0f bytes of stack per idle TLS connection", per)
+	if raceDetector {
+		return // the readers wait outside crypto/tls; their size is measured without the detector
+	}
 	if per >= 3<<10 {
 		t.Fatalf("%.0f bytes of stack per idle TLS connection, want less than 3 KiB", per)
 	}
