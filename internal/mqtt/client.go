@@ -29,6 +29,10 @@ type Message struct {
 	// persistent sessions (client identifiers) that node stored it for in
 	// the SharedStore: they get it from there (Enqueue), not from Inject.
 	QueuedFor []string
+	// Exchange names a QoS 2 message of a stored session's client across
+	// its attempts on a cluster's nodes (Repeats), empty for any other.
+	// Never stored: it lives for the message's routing.
+	Exchange string `json:"-"`
 }
 
 // Client is one MQTT session: connected, or kept for a client that will

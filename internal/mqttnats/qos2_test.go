@@ -2,8 +2,11 @@ package mqttnats
 
 import (
 	"bufio"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
+	"github.com/thingid/thingid/internal/mqtt/topics"
 	"github.com/thingid/thingid/internal/mqttnats/natstest"
 )
 
@@ -160,5 +164,103 @@ func TestQoS2SubscriberAcrossNodeDeath(t *testing.T) {
 	pub.publish(t, &paho.Publish{Topic: "t/marker", QoS: 1, Payload: []byte("marker")})
 	if m, ok := sub.next(t).(*packet.Publish); !ok || m.Topic != "t/marker" {
 		t.Fatalf("got %+v, want the marker", m)
+	}
+}
+
+// dying is a node's store whose write of a publisher's QoS 2 packet
+// identifier never stands: the node dies after routing the message and
+// before that write, the one order the record cannot tell.
+type dying struct {
+	*Sessions
+	routed chan struct{} // closed when the write is reached
+	dead   chan struct{} // closed by the test once the node is dead
+	once   sync.Once
+}
+
+func (d *dying) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
+	if r.ClientID == "pub" && len(r.Received) > 0 {
+		d.once.Do(func() { close(d.routed) })
+		<-d.dead
+		return errors.New("the node died before this write")
+	}
+	return d.Sessions.PutSession(r, subs)
+}
+
+// startDyingNode starts a live node whose store is d's.
+func startDyingNode(t testing.TB, url, name string) (*node, *dying) {
+	t.Helper()
+	r, err := Dial(url, name, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.NodeTTL = time.Second
+	store, err := r.Sessions(mqtt.DefaultInflight, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dying{Sessions: store.(*Sessions), routed: make(chan struct{}), dead: make(chan struct{})}
+	return serveNode(t, r, mqtt.Config{Identity: names{}, Store: d}, false), d
+}
+
+// TestQoS2RoutedOnceAcrossNodeDeath: node a routes a persistent
+// publisher's QoS 2 message (delivered live to subscribers on nodes b and
+// c, stored for an offline persistent session) and dies before writing
+// its packet identifier in the publisher's record, so no PUBREC comes;
+// the publisher, resuming on node b, sends the PUBLISH again (§4.4), and
+// b routes it: each subscriber still gets it exactly once.
+func TestQoS2RoutedOnceAcrossNodeDeath(t *testing.T) {
+	url := natstest.Start(t)
+	a, d := startDyingNode(t, url, "a")
+	b, c := startLiveNode(t, url, "b", time.Second), startLiveNode(t, url, "c", time.Second)
+	away := persistent(t, c, "away", true)
+	away.subscribe(t, "t/#", 2)
+	away.leave(t, c, "away")
+	onB, onC := dial(t, b, "onB", "user"), dial(t, c, "onC", "user")
+	onB.subscribe(t, "t/#", 2)
+	onC.subscribe(t, "t/#", 2)
+	pub, _ := rawDial(t, a, "pub", true)
+	publish := &packet.Publish{QoS: 2, Topic: "t/x", PacketID: 7, Payload: []byte("once")}
+	pub.send(t, publish)
+	<-d.routed
+	onB.expect(t, "t/x", "once")
+	onC.expect(t, "t/x", "once")
+	pub.nc.Close()
+	a.router.nc.Close()
+	close(d.dead)
+	a.crash()
+
+	pub, ack := rawDial(t, b, "pub", false)
+	if !ack.SessionPresent {
+		t.Fatal("the publisher's session is not present on node b")
+	}
+	publish.Dup = true
+	pub.send(t, publish)
+	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
+	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	marker := dial(t, b, "marker", "user")
+	onB.expectNone(t, marker, "t/marker")
+	onC.expectNone(t, marker, "t/marker")
+	away = persistent(t, c, "away", false)
+	away.expect(t, "t/x", "once")
+	away.expect(t, "t/marker", "marker")
+	away.expect(t, "t/marker", "marker")
+}
+
+// TestQoS2PacketIDReusedAfterCompletion: a persistent publisher's next
+// QoS 2 message under the packet identifier of one it completed (PUBCOMP)
+// is a new message, delivered, not taken for the first sent again.
+func TestQoS2PacketIDReusedAfterCompletion(t *testing.T) {
+	url := natstest.Start(t)
+	a, b := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second)
+	sub := dial(t, b, "sub", "user")
+	sub.subscribe(t, "t/#", 2)
+	pub, _ := rawDial(t, a, "pub", true)
+	for _, body := range []string{"first", "second"} {
+		pub.send(t, &packet.Publish{QoS: 2, Topic: "t/x", PacketID: 7, Payload: []byte(body)})
+		pub.expectAck(t, packet.PUBREC, 7, packet.Success)
+		pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+		pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+		sub.expect(t, "t/x", body)
 	}
 }

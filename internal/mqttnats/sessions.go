@@ -94,6 +94,9 @@ type sessionEntry struct {
 	// sends them under the same packet identifier, or their PUBREL
 	// (§4.3.3), rather than anew.
 	Sent map[uint64]sentState `json:",omitempty"`
+	// Epoch names, with a packet identifier, the QoS 2 messages the client
+	// sends (exchange.go): random, new when a write completes one.
+	Epoch string `json:",omitempty"`
 }
 
 // sentState is a QoS 2 message's state towards the client.
@@ -128,6 +131,8 @@ type held struct {
 func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
+	r.repeats.setWindow(repeatWindow(ttl))
 	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: sessionBucket, Storage: jetstream.FileStorage, History: 1, Replicas: max(r.Replicas, 1),
 		Description: "thingid: the MQTT persistent sessions and their subscriptions",
@@ -141,13 +146,14 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 		// whose deletion is on its way): beyond it a publish is refused,
 		// and the message counted as dropped for that session.
 		MaxMsgsPerSubject: 2 * int64(inflight), Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
-		MaxAge:      expiry,
+		MaxAge: expiry,
+		// The copies of a QoS 2 message sent again (exchange.go).
+		Duplicates:  min(repeatWindow(ttl), expiry),
 		Description: "thingid: the MQTT QoS 1 and 2 messages queued for persistent sessions",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the stream %s (nats-server 2.9 or later): %w", queueStream, err)
 	}
-	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
 	nodes, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: nodesBucket, Storage: jetstream.FileStorage, History: 1, TTL: ttl, Replicas: max(r.Replicas, 1),
 		Description: "thingid: the liveness keys of the processes holding MQTT persistent sessions",
@@ -315,6 +321,9 @@ func (s *Sessions) queue(m *mqtt.Message) []string {
 		msg, err := s.record(mqtt.QueuedMessage{ClientID: d.ClientID, MessageRecord: mqtt.MessageRecord{
 			QoS: qos, Retain: m.Retain && d.RetainAsPublished, SubIDs: d.SubscriptionIDs, Message: m}}, "")
 		if err == nil {
+			if m.Exchange != "" {
+				msg.Header.Set(nats.MsgIdHdr, m.Exchange+"."+sessionKey(d.ClientID))
+			}
 			var f jetstream.PubAckFuture
 			if f, err = s.r.js.PublishMsgAsync(msg); err == nil {
 				ids = append(ids, d.ClientID)
@@ -473,6 +482,7 @@ func (s *Sessions) hold(clientID string) *held {
 // from an ended node leaves its queue in the stream for its client).
 func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
 	return s.change(r.ClientID, func(h *held) error {
+		renewEpoch(h, r)
 		h.entry.Record = *r
 		for _, sub := range subs {
 			h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(o topics.Subscription) bool { return o.Filter == sub.Filter })

@@ -1,0 +1,151 @@
+package mqttnats
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/thingid/thingid/internal/mqtt"
+)
+
+// A QoS 2 message of a persistent session's client is routed once across
+// a node's death. Its node routes it (live over NATS, stored for the
+// persistent sessions it matches), then writes its packet identifier in
+// the session's record, then sends the PUBREC; a node dying between the
+// routing and the write has the client send the PUBLISH again to another
+// node, which finds no identifier in the record. Both attempts name the
+// message alike: the session's epoch, which the record keeps and which
+// changes only when a write removes a packet identifier from it (a
+// completed exchange), and the packet identifier (Message.Exchange). A
+// reuse of the identifier after its PUBCOMP comes under a new epoch.
+//
+// With that name, JetStream drops the second copy stored for a session
+// (the header Nats-Msg-Id, within the stream's Duplicates window), and a
+// node drops a live copy of a name it took within repeatWindow: the other
+// nodes, and the node receiving the second attempt, if it had the first
+// delivered (Router.Repeated).
+
+// hdrExchange carries Message.Exchange.
+const hdrExchange = "Thingid-Exchange"
+
+// repeatWindow is how long a node remembers the exchanges it took, and
+// JetStream the stored copies' names: the client sends the PUBLISH again
+// as soon as it is connected to another node, which it tries when it
+// notices the death (at once for a reset connection, within one and a
+// half keep-alives otherwise); twice nodeTTL covers the sessions' move to
+// another node (orphans.go) too.
+func repeatWindow(nodeTTL time.Duration) time.Duration {
+	return max(2*time.Minute, 2*nodeTTL)
+}
+
+// maxRepeats bounds the exchanges a node remembers: about 100 bytes each,
+// 13 MiB at most; past it, the oldest go first, so above about a thousand
+// such messages a second the window is shorter than repeatWindow.
+const maxRepeats = 1 << 17
+
+// repeats are the exchanges a node took live from the others, oldest
+// first, for window.
+type repeats struct {
+	mu     sync.Mutex
+	window time.Duration
+	at     map[string]time.Time
+	order  []string
+	// Dropped counts the second attempts dropped here.
+	Dropped atomic.Int64
+}
+
+func newRepeats(window time.Duration) *repeats {
+	return &repeats{window: window, at: map[string]time.Time{}}
+}
+
+// setWindow makes the window d, for a NodeTTL set after Dial.
+func (rs *repeats) setWindow(d time.Duration) {
+	rs.mu.Lock()
+	rs.window = d
+	rs.mu.Unlock()
+}
+
+// seen reports whether exchange was taken within the window, and takes
+// it if not.
+func (rs *repeats) seen(exchange string) bool {
+	now := time.Now()
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.hasLocked(exchange, now) {
+		return true
+	}
+	rs.at[exchange] = now
+	rs.order = append(rs.order, exchange)
+	return false
+}
+
+// has reports whether exchange was taken within the window.
+func (rs *repeats) has(exchange string) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.hasLocked(exchange, time.Now())
+}
+
+// hasLocked forgets the exchanges out of the window or beyond
+// maxRepeats, and reports whether exchange is among the rest.
+func (rs *repeats) hasLocked(exchange string, now time.Time) bool {
+	for len(rs.order) > 0 && (len(rs.order) >= maxRepeats || now.Sub(rs.at[rs.order[0]]) > rs.window) {
+		delete(rs.at, rs.order[0])
+		rs.order = rs.order[1:]
+	}
+	_, ok := rs.at[exchange]
+	return ok
+}
+
+// Repeated names m, a persistent session's QoS 2 message, by the session's
+// epoch and packetID, and reports whether this node took it live already:
+// the client sends it again after the node that routed it died (the
+// core's mqtt.Repeats).
+func (r *Router) Repeated(m *mqtt.Message, packetID uint16) bool {
+	r.mu.Lock()
+	s := r.sessions
+	r.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	epoch := s.epoch(m.From)
+	if epoch == "" {
+		return false
+	}
+	m.Exchange = epoch + "." + strconv.Itoa(int(packetID))
+	if r.repeats.has(m.Exchange) {
+		r.repeats.Dropped.Add(1)
+		r.log.Info("mqtt cluster: a QoS 2 message sent again after its node died was delivered already; acknowledged, not routed again", "client", m.From, "packet", packetID)
+		return true
+	}
+	return false
+}
+
+// epoch is the epoch of clientID's session held here, "" for none.
+func (s *Sessions) epoch(clientID string) string {
+	s.mu.Lock()
+	h := s.held[clientID]
+	s.mu.Unlock()
+	if h == nil {
+		return ""
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.entry.Epoch
+}
+
+// renewEpoch gives h's entry a new epoch when it has none or when next,
+// the record to write, completes one of its QoS 2 exchanges. h.mu is
+// held.
+func renewEpoch(h *held, next *mqtt.SessionRecord) {
+	completed := slices.ContainsFunc(h.entry.Record.Received, func(id uint16) bool { return !slices.Contains(next.Received, id) })
+	if h.entry.Epoch == "" || completed {
+		var b [8]byte
+		rand.Read(b[:])
+		h.entry.Epoch = hex.EncodeToString(b[:])
+	}
+}
