@@ -2,6 +2,7 @@ package mqttnats
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/thingid/thingid/internal/mqtt"
 	"github.com/thingid/thingid/internal/mqtt/packet"
@@ -262,5 +264,63 @@ func TestQoS2PacketIDReusedAfterCompletion(t *testing.T) {
 		pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
 		pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
 		sub.expect(t, "t/x", body)
+	}
+}
+
+// TestQoS2RoutedOnceSessionsMoved: the persistent subscribers of a QoS 2
+// message that node a routed, connected to a, resume on node b after a
+// died before writing the publisher's packet identifier, and so does the
+// publisher, which sends the PUBLISH again to b. The subscriber that
+// completed the message on a does not get it again, and the one that had
+// not acknowledged it gets it again as a duplicate (§4.3.3) and no other
+// copy: b's own routing of it finds their copies stored already.
+func TestQoS2RoutedOnceSessionsMoved(t *testing.T) {
+	url := natstest.Start(t)
+	a, d := startDyingNode(t, url, "a")
+	b := startLiveNode(t, url, "b", time.Second)
+	done := persistent(t, a, "done", true)
+	done.subscribe(t, "t/#", 2)
+	open, _ := rawDial(t, a, "open", true)
+	open.send(t, &packet.Subscribe{PacketID: 1, Filters: []packet.Subscription{{Filter: "t/#", QoS: 2}}})
+	if ack, ok := open.next(t).(*packet.SubAck); !ok || ack.Codes[0] != 2 {
+		t.Fatalf("SUBACK: %+v", ack)
+	}
+	pub, _ := rawDial(t, a, "pub", true)
+	publish := &packet.Publish{QoS: 2, Topic: "t/x", PacketID: 7, Payload: []byte("once")}
+	pub.send(t, publish)
+	<-d.routed
+	done.expect(t, "t/x", "once")
+	first, ok := open.next(t).(*packet.Publish)
+	if !ok || string(first.Payload) != "once" {
+		t.Fatalf("got %+v, want the message", first)
+	}
+	eventually(t, "the completed message left the queue", func() bool {
+		_, err := a.router.sessions.stream.GetLastMsgForSubject(context.Background(), queuePrefix+"."+sessionKey("done"))
+		return errors.Is(err, jetstream.ErrMsgNotFound)
+	})
+	pub.nc.Close()
+	a.router.nc.Close()
+	close(d.dead)
+	a.crash()
+
+	done = persistent(t, b, "done", false)
+	open, _ = rawDial(t, b, "open", false)
+	again, ok := open.next(t).(*packet.Publish)
+	if !ok || string(again.Payload) != "once" || !again.Dup || again.PacketID != first.PacketID {
+		t.Fatalf("got %+v, want the message again with DUP and packet identifier %d", again, first.PacketID)
+	}
+	open.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: again.PacketID})
+	open.expectAck(t, packet.PUBREL, again.PacketID, packet.Success)
+	open.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: again.PacketID})
+	pub, _ = rawDial(t, b, "pub", false)
+	publish.Dup = true
+	pub.send(t, publish)
+	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
+	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	marker := dial(t, b, "marker", "user")
+	done.expectNone(t, marker, "t/marker")
+	if m, ok := open.next(t).(*packet.Publish); !ok || m.Topic != "t/marker" {
+		t.Fatalf("got %+v, want the marker", m)
 	}
 }

@@ -321,9 +321,6 @@ func (s *Sessions) queue(m *mqtt.Message) []string {
 		msg, err := s.record(mqtt.QueuedMessage{ClientID: d.ClientID, MessageRecord: mqtt.MessageRecord{
 			QoS: qos, Retain: m.Retain && d.RetainAsPublished, SubIDs: d.SubscriptionIDs, Message: m}}, "")
 		if err == nil {
-			if m.Exchange != "" {
-				msg.Header.Set(nats.MsgIdHdr, m.Exchange+"."+sessionKey(d.ClientID))
-			}
 			var f jetstream.PubAckFuture
 			if f, err = s.r.js.PublishMsgAsync(msg); err == nil {
 				ids = append(ids, d.ClientID)
@@ -388,6 +385,11 @@ func (s *Sessions) record(q mqtt.QueuedMessage, id string) (*nats.Msg, error) {
 	}
 	if id != "" {
 		msg.Header.Set(hdrRecord, id)
+	}
+	if q.Message.Exchange != "" {
+		// Stored once for the session, whichever node stores it
+		// (exchange.go).
+		msg.Header.Set(nats.MsgIdHdr, q.Message.Exchange+"."+sessionKey(q.ClientID))
 	}
 	return msg, nil
 }
@@ -637,15 +639,19 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 // PutMessages stores messages for sessions held here, before the server
 // acknowledges their publisher; rewriting one stored already (a QoS 2
 // message sent, or released) writes its state in the session's record.
+// Those the stream had under the same exchange (exchange.go) come back as
+// mqtt.StoredBefore.
 func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	type put struct {
-		h   *held
-		seq uint64
+		h     *held
+		seq   uint64
+		i     int    // in ms
+		owner string // hdrRecord
 	}
 	var puts []put
 	var futures []jetstream.PubAckFuture
 	var err error
-	for _, q := range ms {
+	for i, q := range ms {
 		h := s.hold(q.ClientID)
 		h.mu.Lock()
 		sseq, stored := h.seqs[q.Seq]
@@ -669,16 +675,24 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 			err = e
 			break
 		}
-		puts = append(puts, put{h: h, seq: q.Seq})
+		puts = append(puts, put{h: h, seq: q.Seq, i: i, owner: id})
 		futures = append(futures, f)
 	}
 	acks, errs := s.await(futures)
 	for _, e := range errs {
 		err = cmp.Or(err, e)
 	}
+	var before mqtt.StoredBefore
 	for i, p := range puts {
 		switch {
 		case errs[i] != nil:
+		case acks[i].Duplicate:
+			// Not stored again: the stream's is the first attempt's, another
+			// process's record (or delivered and deleted already).
+			p.h.mu.Lock()
+			delete(p.h.mine, p.owner)
+			p.h.mu.Unlock()
+			before = append(before, p.i)
 		case err != nil:
 			s.deletes <- acks[i].Sequence // the batch fails whole
 		default:
@@ -687,8 +701,12 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 			p.h.mu.Unlock()
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return fmt.Errorf("mqttnats: queueing messages: %w", err)
+	case before != nil:
+		s.r.repeats.Dropped.Add(int64(len(before)))
+		return before
 	}
 	return nil
 }
