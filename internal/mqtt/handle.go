@@ -97,7 +97,7 @@ func (c *conn) publish(p *packet.Publish) bool {
 		stored := cl.stored
 		cl.mu.Unlock()
 		if r, ok := s.cfg.Remote.(Repeats); ok && stored {
-			repeated = r.Repeated(m, p.PacketID)
+			repeated = r.Repeated(m, p.PacketID, p.Dup)
 		}
 	}
 	if !repeated {

@@ -117,10 +117,10 @@ type Remote interface {
 // identifier (so before its PUBREC): the other nodes got it then.
 type Repeats interface {
 	// Repeated names m, the QoS 2 message its publisher (m.From) sent under
-	// packetID, across the attempts (Message.Exchange), and reports whether
-	// this node had it delivered already: then it is acknowledged, not
-	// routed again.
-	Repeated(m *Message, packetID uint16) bool
+	// packetID, with the DUP flag dup, across the attempts
+	// (Message.Exchange), and reports whether this node had it delivered
+	// already: then it is acknowledged, not routed again.
+	Repeated(m *Message, packetID uint16, dup bool) bool
 }
 
 // Defaults of Config.

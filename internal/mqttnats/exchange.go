@@ -105,14 +105,14 @@ func (rs *repeats) hasLocked(exchange string, now time.Time) bool {
 // epoch and packetID, and reports whether this node took it live already:
 // the client sends it again after the node that routed it died (the
 // core's mqtt.Repeats).
-func (r *Router) Repeated(m *mqtt.Message, packetID uint16) bool {
+func (r *Router) Repeated(m *mqtt.Message, packetID uint16, dup bool) bool {
 	r.mu.Lock()
 	s := r.sessions
 	r.mu.Unlock()
 	if s == nil {
 		return false
 	}
-	epoch := s.epoch(m.From)
+	epoch := s.epoch(m.From, dup)
 	if epoch == "" {
 		return false
 	}
@@ -125,8 +125,14 @@ func (r *Router) Repeated(m *mqtt.Message, packetID uint16) bool {
 	return false
 }
 
-// epoch is the epoch of clientID's session held here, "" for none.
-func (s *Sessions) epoch(clientID string) string {
+// epoch is the epoch naming a QoS 2 message of clientID's session held
+// here, "" for none. A message sent again (dup) before the first new one
+// since this node resumed the session was first sent to the node before,
+// which died taking it: under the epoch the record had then, which this
+// node read. Its client may have completed other exchanges here since,
+// their PUBREL sent again before the PUBLISH (§4.4 orders each kind
+// alone), changing the record's.
+func (s *Sessions) epoch(clientID string, dup bool) string {
 	s.mu.Lock()
 	h := s.held[clientID]
 	s.mu.Unlock()
@@ -135,6 +141,12 @@ func (s *Sessions) epoch(clientID string) string {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	switch {
+	case dup && h.resumed != "":
+		return h.resumed
+	case !dup:
+		h.resumed = "" // the client sent what it had to send again
+	}
 	return h.entry.Epoch
 }
 

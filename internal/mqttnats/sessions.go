@@ -113,6 +113,7 @@ type held struct {
 	mu       sync.Mutex
 	rev      uint64 // the bucket's revision this node read or wrote last; 0: none
 	entry    sessionEntry
+	resumed  string // the epoch when this node resumed it (exchange.go)
 	cons     jetstream.ConsumeContext
 	released bool
 	stop     chan struct{} // closed when released
@@ -458,7 +459,7 @@ func (s *Sessions) Fetch(clientID string, clean bool) (*mqtt.SessionRecord, []to
 	}
 	h := s.hold(clientID)
 	h.mu.Lock()
-	h.rev, h.entry = e.Revision(), v
+	h.rev, h.entry, h.resumed = e.Revision(), v, v.Epoch
 	h.mu.Unlock()
 	r := v.Record
 	for _, st := range v.Sent {
