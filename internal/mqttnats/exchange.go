@@ -78,6 +78,9 @@ func (rs *repeats) seen(exchange string) bool {
 	if rs.hasLocked(exchange, now) {
 		return true
 	}
+	if len(rs.order) == maxRepeats {
+		rs.forgetOldest()
+	}
 	rs.at[exchange] = now
 	rs.order = append(rs.order, exchange)
 	return false
@@ -90,15 +93,19 @@ func (rs *repeats) has(exchange string) bool {
 	return rs.hasLocked(exchange, time.Now())
 }
 
-// hasLocked forgets the exchanges out of the window or beyond
-// maxRepeats, and reports whether exchange is among the rest.
+// hasLocked forgets the exchanges out of the window, and reports whether
+// exchange is among the rest.
 func (rs *repeats) hasLocked(exchange string, now time.Time) bool {
-	for len(rs.order) > 0 && (len(rs.order) >= maxRepeats || now.Sub(rs.at[rs.order[0]]) > rs.window) {
-		delete(rs.at, rs.order[0])
-		rs.order = rs.order[1:]
+	for len(rs.order) > 0 && now.Sub(rs.at[rs.order[0]]) > rs.window {
+		rs.forgetOldest()
 	}
 	_, ok := rs.at[exchange]
 	return ok
+}
+
+func (rs *repeats) forgetOldest() {
+	delete(rs.at, rs.order[0])
+	rs.order = rs.order[1:]
 }
 
 // Repeated names m, a persistent session's QoS 2 message, by the session's
