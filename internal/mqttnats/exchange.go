@@ -42,9 +42,10 @@ func repeatWindow(nodeTTL time.Duration) time.Duration {
 	return max(2*time.Minute, 2*nodeTTL)
 }
 
-// maxRepeats bounds the exchanges a node remembers: about 100 bytes each,
-// 13 MiB at most; past it, the oldest go first, so above about a thousand
-// such messages a second the window is shorter than repeatWindow.
+// maxRepeats bounds the exchanges a node remembers: about 150 bytes each
+// (measured, with the map and the order), under 20 MiB; past it, the
+// oldest go first, so above about a thousand such messages a second taken
+// live by one node, its window is shorter than repeatWindow.
 const maxRepeats = 1 << 17
 
 // repeats are the exchanges a node took live from the others, oldest
