@@ -262,19 +262,26 @@ func TestQoS2RoutedOnceAcrossNodeDeath(t *testing.T) {
 
 // TestQoS2PacketIDReusedAfterCompletion: a persistent publisher's next
 // QoS 2 message under the packet identifier of one it completed (PUBCOMP)
-// is a new message, delivered, not taken for the first sent again.
+// is a new message, delivered, not taken for the first sent again; so is
+// another persistent publisher's under the same packet identifier, even
+// sent as a duplicate.
 func TestQoS2PacketIDReusedAfterCompletion(t *testing.T) {
 	url := natstest.Start(t)
 	a, b := startLiveNode(t, url, "a", time.Second), startLiveNode(t, url, "b", time.Second)
 	sub := dial(t, b, "sub", "user")
 	sub.subscribe(t, "t/#", 2)
 	pub, _ := rawDial(t, a, "pub", true)
-	for _, body := range []string{"first", "second"} {
-		pub.send(t, &packet.Publish{QoS: 2, Topic: "t/x", PacketID: 7, Payload: []byte(body)})
-		pub.expectAck(t, packet.PUBREC, 7, packet.Success)
-		pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-		pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
-		sub.expect(t, "t/x", body)
+	other, _ := rawDial(t, a, "other", true)
+	for _, m := range []struct {
+		c    *raw
+		body string
+		dup  bool
+	}{{pub, "first", false}, {pub, "second", false}, {other, "other", true}} {
+		m.c.send(t, &packet.Publish{QoS: 2, Dup: m.dup, Topic: "t/x", PacketID: 7, Payload: []byte(m.body)})
+		m.c.expectAck(t, packet.PUBREC, 7, packet.Success)
+		m.c.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+		m.c.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+		sub.expect(t, "t/x", m.body)
 	}
 }
 

@@ -470,7 +470,8 @@ func decode(prefix string, msg *nats.Msg) (*mqtt.Message, error) {
 	if err != nil || qos < 0 || qos > 2 {
 		return nil, fmt.Errorf("header %s: %q is no QoS", hdrQoS, msg.Header.Get(hdrQoS))
 	}
-	m := &mqtt.Message{Topic: topic, Payload: msg.Data, QoS: byte(qos), Retain: msg.Header.Get(hdrRetain) == "1", From: msg.Header.Get(hdrFrom)}
+	m := &mqtt.Message{Topic: topic, Payload: msg.Data, QoS: byte(qos), Retain: msg.Header.Get(hdrRetain) == "1", From: msg.Header.Get(hdrFrom),
+		Exchange: msg.Header.Get(hdrExchange)}
 	if e := msg.Header.Get(hdrExpires); e != "" {
 		ms, err := strconv.ParseInt(e, 10, 64)
 		if err != nil {
