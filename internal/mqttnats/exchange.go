@@ -23,11 +23,15 @@ import (
 // completed exchange), and the packet identifier (Message.Exchange). A
 // reuse of the identifier after its PUBCOMP comes under a new epoch.
 //
-// With that name, JetStream drops the second copy stored for a session
-// (the header Nats-Msg-Id, within the stream's Duplicates window), and a
-// node drops a live copy of a name it took within repeatWindow: the other
-// nodes, and the node receiving the second attempt, if it had the first
-// delivered (Router.Repeated).
+// (A PUBLISH sent again, with DUP, is named with the epoch the record had
+// when its node resumed the session: Sessions.epoch.)
+//
+// With that name, JetStream stores one copy per session (the header
+// Nats-Msg-Id, within the stream's Duplicates window), which a node
+// storing the message for a session it holds learns (mqtt.StoredBefore),
+// and a node drops a live copy of a name it took within repeatWindow: the
+// other nodes, and the node receiving the second attempt, if it had the
+// first delivered (Router.Repeated).
 
 // hdrExchange carries Message.Exchange.
 const hdrExchange = "Thingid-Exchange"
@@ -55,7 +59,7 @@ type repeats struct {
 	window time.Duration
 	at     map[string]time.Time
 	order  []string
-	// Dropped counts the second attempts dropped here.
+	// Dropped counts the second attempts dropped here, live or stored.
 	Dropped atomic.Int64
 }
 

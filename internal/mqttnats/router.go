@@ -508,7 +508,7 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_sessions_adopted_total", "Persistent MQTT sessions whose node ended (its liveness key expired) that this node took over, to publish their wills and expire them unless their clients return.", &r.Adopted},
 		{"thingid_mqtt_cluster_wills_adopted_total", "MQTT wills of connections without persistent sessions on nodes that ended, published by this node.", &r.AdoptedWills},
 		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
-		{"thingid_mqtt_cluster_qos2_repeats_total", "MQTT QoS 2 messages a publisher sent again after the node that routed them died, which this node had delivered already: dropped.", &r.repeats.Dropped},
+		{"thingid_mqtt_cluster_qos2_repeats_total", "Copies of MQTT QoS 2 messages a publisher sent again after the node that routed them died, dropped here: delivered live here, or stored for a session, already.", &r.repeats.Dropped},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {
