@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"cmp"
+	"errors"
 	"net"
 	"slices"
 	"sync"
@@ -29,6 +30,10 @@ type Message struct {
 	// persistent sessions (client identifiers) that node stored it for in
 	// the SharedStore: they get it from there (Enqueue), not from Inject.
 	QueuedFor []string
+	// Exchange names a QoS 2 message of a stored session's client across
+	// its attempts on a cluster's nodes (Repeats), empty for any other.
+	// Never stored: it lives for the message's routing.
+	Exchange string `json:"-"`
 }
 
 // Client is one MQTT session: connected, or kept for a client that will
@@ -123,16 +128,23 @@ func (b *batch) commit(s *Server) {
 		return
 	}
 	err := s.cfg.Store.PutMessages(b.recs)
-	if err != nil {
+	var before StoredBefore
+	if errors.As(err, &before) {
+		err = nil
+	} else if err != nil {
 		s.log.Error("mqtt: storing queued messages failed", "messages", len(b.recs), "err", err)
 	}
 	for i, cl := range b.held {
 		o := b.outs[i]
 		cl.mu.Lock()
 		o.unstored = false
-		if err != nil {
+		switch {
+		case err != nil:
 			cl.pending = slices.DeleteFunc(cl.pending, func(p *outbound) bool { return p == o })
 			s.Stats.Dropped.Add(1)
+		case slices.Contains(before, i):
+			// Its first attempt is the session's already (Repeats).
+			cl.pending = slices.DeleteFunc(cl.pending, func(p *outbound) bool { return p == o })
 		}
 		cl.release()
 		cl.mu.Unlock()

@@ -87,15 +87,22 @@ func (c *conn) publish(p *packet.Publish) bool {
 			m.Expires = time.Now().Add(time.Duration(p.Props.MessageExpiry) * time.Second)
 		}
 	}
+	repeated := false
 	if p.QoS == 2 {
 		cl.mu.Lock()
 		if cl.qos2 == nil {
 			cl.qos2 = map[uint16]struct{}{}
 		}
 		cl.qos2[p.PacketID] = struct{}{}
+		stored := cl.stored
 		cl.mu.Unlock()
+		if r, ok := s.cfg.Remote.(Repeats); ok && stored {
+			repeated = r.Repeated(m, p.PacketID, p.Dup)
+		}
 	}
-	waitRoom(s.publish(m))
+	if !repeated {
+		waitRoom(s.publish(m))
+	}
 	if p.QoS == 2 {
 		s.storeReceived(cl)
 	}

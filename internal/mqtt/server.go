@@ -111,6 +111,18 @@ type Remote interface {
 	Interest(filter string)
 }
 
+// Repeats is a Remote that recognizes a QoS 2 message which a client
+// with a stored session sends again, to this node, after the node it
+// sent it to first routed it and died before recording its packet
+// identifier (so before its PUBREC): the other nodes got it then.
+type Repeats interface {
+	// Repeated names m, the QoS 2 message its publisher (m.From) sent under
+	// packetID, with the DUP flag dup, across the attempts
+	// (Message.Exchange), and reports whether this node had it delivered
+	// already: then it is acknowledged, not routed again.
+	Repeated(m *Message, packetID uint16, dup bool) bool
+}
+
 // Defaults of Config.
 const (
 	DefaultMaxPacketSize  = 256 << 10

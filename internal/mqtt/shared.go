@@ -1,12 +1,24 @@
 package mqtt
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/thingid/thingid/internal/broker/topic"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/mqtt/topics"
 )
+
+// StoredBefore is what a SharedStore's PutMessages returns when it had
+// some of the messages stored already, under their Message.Exchange: the
+// first attempt of a QoS 2 message its publisher sent again after the
+// node that routed it died (Repeats). Those, by index in the batch, are
+// not delivered again; the others are stored.
+type StoredBefore []int
+
+func (b StoredBefore) Error() string {
+	return fmt.Sprintf("mqtt: %d of the messages stored before, under the same exchange", len(b))
+}
 
 // SharedStore is a Store the nodes of a cluster share (mqttnats.Sessions):
 // a persistent session lives in it rather than in one node, so that its

@@ -207,6 +207,10 @@ func (r *Router) receive(msg *nats.Msg, s *mqtt.Server) {
 	if strings.HasPrefix(msg.Subject, retainedPrefix+".") {
 		prefix = retainedPrefix
 	}
+	if id := msg.Header.Get(hdrExchange); id != "" && prefix == Prefix && r.repeats.seen(id) {
+		r.repeats.Dropped.Add(1) // sent again after its node died (exchange.go)
+		return
+	}
 	m, err := decode(prefix, msg)
 	if err != nil {
 		r.Failed.Add(1)

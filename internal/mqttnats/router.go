@@ -78,6 +78,8 @@ type Router struct {
 	log  *slog.Logger
 	subs []*nats.Subscription
 	in   *interest // this node's subscriptions' subjects
+	// repeats are the QoS 2 exchanges taken live here (exchange.go).
+	repeats *repeats
 
 	mu  sync.Mutex
 	srv *mqtt.Server // once started
@@ -125,7 +127,7 @@ func Dial(url, node string, log *slog.Logger, opts ...nats.Option) (*Router, err
 		nc.Close()
 		return nil, fmt.Errorf("mqttnats: %w", err)
 	}
-	r := &Router{nc: nc, js: js, node: node, log: log, in: newInterest(), shared: map[string][]*nats.Subscription{}}
+	r := &Router{nc: nc, js: js, node: node, log: log, in: newInterest(), shared: map[string][]*nats.Subscription{}, repeats: newRepeats(repeatWindow(DefaultNodeTTL))}
 	nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { r.cutOff(err) })
 	nc.SetReconnectHandler(func(*nats.Conn) { r.log.Info("mqtt cluster: NATS reachable again; taking MQTT connections") })
 	return r, nil
@@ -396,6 +398,9 @@ func (r *Router) encode(subject string, m *mqtt.Message) (*nats.Msg, error) {
 		msg.Header.Set(hdrRetain, "1")
 	}
 	msg.Header.Set(hdrFrom, m.From)
+	if m.Exchange != "" {
+		msg.Header.Set(hdrExchange, m.Exchange)
+	}
 	if !m.Expires.IsZero() {
 		msg.Header.Set(hdrExpires, strconv.FormatInt(m.Expires.UnixMilli(), 10))
 	}
@@ -465,7 +470,8 @@ func decode(prefix string, msg *nats.Msg) (*mqtt.Message, error) {
 	if err != nil || qos < 0 || qos > 2 {
 		return nil, fmt.Errorf("header %s: %q is no QoS", hdrQoS, msg.Header.Get(hdrQoS))
 	}
-	m := &mqtt.Message{Topic: topic, Payload: msg.Data, QoS: byte(qos), Retain: msg.Header.Get(hdrRetain) == "1", From: msg.Header.Get(hdrFrom)}
+	m := &mqtt.Message{Topic: topic, Payload: msg.Data, QoS: byte(qos), Retain: msg.Header.Get(hdrRetain) == "1", From: msg.Header.Get(hdrFrom),
+		Exchange: msg.Header.Get(hdrExchange)}
 	if e := msg.Header.Get(hdrExpires); e != "" {
 		ms, err := strconv.ParseInt(e, 10, 64)
 		if err != nil {
@@ -502,6 +508,7 @@ func (r *Router) Register(reg prometheus.Registerer) error {
 		{"thingid_mqtt_cluster_sessions_adopted_total", "Persistent MQTT sessions whose node ended (its liveness key expired) that this node took over, to publish their wills and expire them unless their clients return.", &r.Adopted},
 		{"thingid_mqtt_cluster_wills_adopted_total", "MQTT wills of connections without persistent sessions on nodes that ended, published by this node.", &r.AdoptedWills},
 		{"thingid_mqtt_cluster_duplicates_total", "Copies of one MQTT message that NATS sent this node for overlapping filters, dropped.", &r.in.Duplicates},
+		{"thingid_mqtt_cluster_qos2_repeats_total", "Copies of MQTT QoS 2 messages a publisher sent again after the node that routed them died, dropped here: delivered live here, or stored for a session, already.", &r.repeats.Dropped},
 	} {
 		v := c.v
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(v.Load()) })); err != nil {

@@ -94,6 +94,9 @@ type sessionEntry struct {
 	// sends them under the same packet identifier, or their PUBREL
 	// (§4.3.3), rather than anew.
 	Sent map[uint64]sentState `json:",omitempty"`
+	// Epoch names, with a packet identifier, the QoS 2 messages the client
+	// sends (exchange.go): random, new when a write completes one.
+	Epoch string `json:",omitempty"`
 }
 
 // sentState is a QoS 2 message's state towards the client.
@@ -110,6 +113,7 @@ type held struct {
 	mu       sync.Mutex
 	rev      uint64 // the bucket's revision this node read or wrote last; 0: none
 	entry    sessionEntry
+	resumed  string // the epoch when this node resumed it (exchange.go)
 	cons     jetstream.ConsumeContext
 	released bool
 	stop     chan struct{} // closed when released
@@ -128,6 +132,8 @@ type held struct {
 func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
+	r.repeats.setWindow(repeatWindow(ttl))
 	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: sessionBucket, Storage: jetstream.FileStorage, History: 1, Replicas: max(r.Replicas, 1),
 		Description: "thingid: the MQTT persistent sessions and their subscriptions",
@@ -141,13 +147,14 @@ func (r *Router) Sessions(inflight int, expiry time.Duration) (mqtt.SharedStore,
 		// whose deletion is on its way): beyond it a publish is refused,
 		// and the message counted as dropped for that session.
 		MaxMsgsPerSubject: 2 * int64(inflight), Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
-		MaxAge:      expiry,
+		MaxAge: expiry,
+		// The copies of a QoS 2 message sent again (exchange.go).
+		Duplicates:  min(repeatWindow(ttl), expiry),
 		Description: "thingid: the MQTT QoS 1 and 2 messages queued for persistent sessions",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqttnats: creating the stream %s (nats-server 2.9 or later): %w", queueStream, err)
 	}
-	ttl := cmp.Or(r.NodeTTL, DefaultNodeTTL)
 	nodes, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: nodesBucket, Storage: jetstream.FileStorage, History: 1, TTL: ttl, Replicas: max(r.Replicas, 1),
 		Description: "thingid: the liveness keys of the processes holding MQTT persistent sessions",
@@ -380,6 +387,11 @@ func (s *Sessions) record(q mqtt.QueuedMessage, id string) (*nats.Msg, error) {
 	if id != "" {
 		msg.Header.Set(hdrRecord, id)
 	}
+	if q.Message.Exchange != "" {
+		// Stored once for the session, whichever node stores it
+		// (exchange.go).
+		msg.Header.Set(nats.MsgIdHdr, q.Message.Exchange+"."+sessionKey(q.ClientID))
+	}
 	return msg, nil
 }
 
@@ -447,7 +459,7 @@ func (s *Sessions) Fetch(clientID string, clean bool) (*mqtt.SessionRecord, []to
 	}
 	h := s.hold(clientID)
 	h.mu.Lock()
-	h.rev, h.entry = e.Revision(), v
+	h.rev, h.entry, h.resumed = e.Revision(), v, v.Epoch
 	h.mu.Unlock()
 	r := v.Record
 	for _, st := range v.Sent {
@@ -473,6 +485,7 @@ func (s *Sessions) hold(clientID string) *held {
 // from an ended node leaves its queue in the stream for its client).
 func (s *Sessions) PutSession(r *mqtt.SessionRecord, subs []topics.Subscription) error {
 	return s.change(r.ClientID, func(h *held) error {
+		renewEpoch(h, r)
 		h.entry.Record = *r
 		for _, sub := range subs {
 			h.entry.Subs = slices.DeleteFunc(h.entry.Subs, func(o topics.Subscription) bool { return o.Filter == sub.Filter })
@@ -627,15 +640,19 @@ func (s *Sessions) take(h *held, jm jetstream.Msg) {
 // PutMessages stores messages for sessions held here, before the server
 // acknowledges their publisher; rewriting one stored already (a QoS 2
 // message sent, or released) writes its state in the session's record.
+// Those the stream had under the same exchange (exchange.go) come back as
+// mqtt.StoredBefore.
 func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 	type put struct {
-		h   *held
-		seq uint64
+		h     *held
+		seq   uint64
+		i     int    // in ms
+		owner string // hdrRecord
 	}
 	var puts []put
 	var futures []jetstream.PubAckFuture
 	var err error
-	for _, q := range ms {
+	for i, q := range ms {
 		h := s.hold(q.ClientID)
 		h.mu.Lock()
 		sseq, stored := h.seqs[q.Seq]
@@ -659,16 +676,24 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 			err = e
 			break
 		}
-		puts = append(puts, put{h: h, seq: q.Seq})
+		puts = append(puts, put{h: h, seq: q.Seq, i: i, owner: id})
 		futures = append(futures, f)
 	}
 	acks, errs := s.await(futures)
 	for _, e := range errs {
 		err = cmp.Or(err, e)
 	}
+	var before mqtt.StoredBefore
 	for i, p := range puts {
 		switch {
 		case errs[i] != nil:
+		case acks[i].Duplicate:
+			// Not stored again: the stream's is the first attempt's, another
+			// process's record (or delivered and deleted already).
+			p.h.mu.Lock()
+			delete(p.h.mine, p.owner)
+			p.h.mu.Unlock()
+			before = append(before, p.i)
 		case err != nil:
 			s.deletes <- acks[i].Sequence // the batch fails whole
 		default:
@@ -677,8 +702,12 @@ func (s *Sessions) PutMessages(ms []mqtt.QueuedMessage) error {
 			p.h.mu.Unlock()
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return fmt.Errorf("mqttnats: queueing messages: %w", err)
+	case before != nil:
+		s.r.repeats.Dropped.Add(int64(len(before)))
+		return before
 	}
 	return nil
 }
