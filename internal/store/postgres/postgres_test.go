@@ -144,6 +144,24 @@ func TestInvitationsUpgrade(t *testing.T) {
 	})
 }
 
+// TestNewerNode: a node of the next version migrated the schema and wrote
+// through it; this version opens it, applies nothing and works.
+func TestNewerNode(t *testing.T) {
+	d := pgtest.DSN(t)
+	db, err := sql.Open("pgx", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	storetest.NewerNode(t, func(t *testing.T) store.Store {
+		s, err := postgres.Open(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, db)
+}
+
 // Standing, on every first CONNECT of the broker, finds the grant, the
 // thing and the user each by its primary key: three index scans, no
 // sequential scan.

@@ -323,6 +323,24 @@ func TestInvitationsUpgrade(t *testing.T) {
 	})
 }
 
+// TestNewerNode: a node of the next version migrated the file and wrote
+// through its schema; this version opens it, applies nothing and works.
+func TestNewerNode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "thingid.db")
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	storetest.NewerNode(t, func(t *testing.T) store.Store {
+		s, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, db)
+}
+
 // An equality on the serial number alone, in id order as the directory's
 // and SCIM's pages are, is one seek in things_serial_number that gives the
 // matches in order: no skip-scan of another index, no sort.

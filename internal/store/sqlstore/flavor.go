@@ -30,6 +30,14 @@ const (
 // agree with the Go-lowered unique columns.
 const LowerFunc = "thingid_lower"
 
+// migrationsFS holds each flavor's migrations, NNNN_name.sql, applied in
+// order. Within a release they only expand the schema (new tables, nullable
+// columns or columns with a DEFAULT, indexes added or replaced under the same
+// name): nodes of the previous version keep running on it during a rolling
+// upgrade. Dropping, renaming, changing a type or adding NOT NULL to an
+// existing column waits for a later release; TestMigrationsExpandOnly
+// refuses it above 0030 (docs/architecture.md, Storage).
+//
 //go:embed migrations
 var migrationsFS embed.FS
 
