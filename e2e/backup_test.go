@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the admin connection that creates and drops the test's database
+)
+
+// needTools skips the test when a tool is missing, or fails it in CI.
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required in CI", tool)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+// freshDatabase creates an empty database of the test's own on the server
+// THINGID_TEST_POSTGRES_DSN names, dropped when the test ends, and returns
+// its DSN with the admin connection (pg_dump dumps a whole database; a
+// schema of pgtest's would need search_path, which libpq does not take in a URL).
+func freshDatabase(t *testing.T) (string, string, *sql.DB) {
+	t.Helper()
+	base := os.Getenv("THINGID_TEST_POSTGRES_DSN")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests")
+		}
+		t.Skip("THINGID_TEST_POSTGRES_DSN not set")
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		t.Fatalf("THINGID_TEST_POSTGRES_DSN must be a postgres:// URL here: %v", err)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "backup_" + strings.ToLower(rand.Text()[:12])
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil { // name is generated here
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+		admin.Close()
+	})
+	u.Path = "/" + name
+	return u.String(), name, admin
+}
+
+// emptyHome is a new data directory named "node" (start derives the
+// administrator's password from the name: every node of the test has the same).
+func emptyHome(t *testing.T) string {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), "node")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}
+
+// run runs a command and fails the test with its output when it fails.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// stopNode ends a node as systemd does (SIGTERM) and waits for it.
+func stopNode(t *testing.T, in *instance) {
+	t.Helper()
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	if err := in.cmd.Wait(); err != nil {
+		t.Fatalf("the node did not stop cleanly: %v\n%s", err, in.out)
+	}
+}
+
+// The backup and restore of docs/deployment.md, run as written: pg_dump of a
+// serving node's database, the database lost and created again, pg_restore,
+// and a node with a fresh data directory and the same master key. The
+// platform CA comes back from the database, the device's certificate still
+// authenticates, its token still verifies, the user still signs in; what
+// happened after the backup is gone, a revocation included.
+func TestBackupRestorePostgres(t *testing.T) {
+	needTools(t, "pg_dump", "pg_restore", "curl")
+	dsn, dbName, admin := freshDatabase(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	env := []string{"THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN=" + dsn,
+		"THINGID_MASTERKEY=" + base64.StdEncoding.EncodeToString(key)}
+
+	// The restored node answers on the same address: the issuer of the
+	// tokens (http.publicURL) is derived from it.
+	home, addr := emptyHome(t), freeAddr(t)
+	in := start(t, home, addr, env...)
+	const password = "a passphrase kept across the restore"
+	if out, errOut, err := thingid(t, env, password+"\n", "--home", home, "users", "create", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("users create: %v %s %s", err, out, errOut)
+	}
+	batch := filepath.Join(t.TempDir(), "batch")
+	if out, errOut, err := thingid(t, env, "", "--home", home, "factory", "issue", "--model", "S1", "--manufacturer", "Acme", "--count", "1", "--out", batch); err != nil {
+		t.Fatalf("factory issue: %v\n%s\n%s", err, out, errOut)
+	}
+	f, err := os.Open(filepath.Join(batch, "manifest.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("manifest: %d rows, %v", len(rows), err)
+	}
+	thing, serial := rows[1][0], rows[1][1]
+
+	out, errOut, err := thingid(t, env, "", "--home", home, "clients", "create", "--name", "reader",
+		"--grant-type", "client_credentials", "--scope", "telemetry:read")
+	if err != nil {
+		t.Fatalf("clients create: %v %s", err, errOut)
+	}
+	client := regexp.MustCompile(`client_id: (\S+)`).FindStringSubmatch(out)
+	secret := regexp.MustCompile(`client_secret: (\S+)`).FindStringSubmatch(out)
+	if client == nil || secret == nil {
+		t.Fatalf("clients create printed no credentials:\n%s", out)
+	}
+
+	// curl to a node whose data directory is home, trusting its platform CA;
+	// the last argument is the path.
+	call := func(in *instance, home string, args ...string) string {
+		_, port, _ := net.SplitHostPort(in.addr)
+		args[len(args)-1] = "https://localhost:" + port + args[len(args)-1]
+		return run(t, "curl", append([]string{"-sS", "--cacert", filepath.Join(home, "pki", "ca.crt")}, args...)...)
+	}
+	// asClient calls as the OAuth client, asDevice over mutual TLS with the
+	// device's certificate.
+	asClient := func(in *instance, home string, args ...string) string {
+		return call(in, home, append([]string{"-u", client[1] + ":" + secret[1]}, args...)...)
+	}
+	asDevice := func(in *instance, home, path string) string {
+		dir := filepath.Join(batch, serial)
+		return call(in, home, "--cert", filepath.Join(dir, "device.pem"), "--key", filepath.Join(dir, "device.key"), path)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	body := asClient(in, home, "--data-urlencode", "grant_type=client_credentials", "/oauth2/token")
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("client credentials token: %s", body)
+	}
+	active := func(in *instance, home string) string {
+		return asClient(in, home, "--data-urlencode", "token="+tok.AccessToken, "/oauth2/introspect")
+	}
+	revoke := func(in *instance, home string) {
+		asClient(in, home, "--data-urlencode", "token="+tok.AccessToken, "/oauth2/revoke")
+	}
+	if body := active(in, home); !strings.Contains(body, `"active":true`) {
+		t.Fatalf("introspection before the backup: %s", body)
+	}
+	if body := asDevice(in, home, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
+		t.Fatalf("the device's certificate before the backup: %s", body)
+	}
+
+	// The backup, the node serving; then what happens after it: a user, and
+	// the device's token revoked.
+	dump := filepath.Join(t.TempDir(), "thingid.dump")
+	run(t, "pg_dump", "--format=custom", "--file="+dump, dsn)
+	if list := run(t, "pg_restore", "--list", dump); !strings.Contains(list, "TABLE DATA public pki_ca_files") || !strings.Contains(list, "TABLE DATA public oauth_signing_keys") {
+		t.Fatalf("the dump lacks the CAs or the signing keys:\n%s", list)
+	}
+	if _, errOut, err := thingid(t, env, password+"\n", "--home", home, "users", "create", "bob", "--password-stdin"); err != nil {
+		t.Fatalf("users create bob: %v %s", err, errOut)
+	}
+	revoke(in, home)
+	if body := active(in, home); !strings.Contains(body, `"active":false`) {
+		t.Fatalf("introspection after the revocation: %s", body)
+	}
+	caBefore, err := os.ReadFile(filepath.Join(home, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The database is lost with the node; an empty one of the same name, the restore.
+	stopNode(t, in)
+	if _, err := admin.Exec("DROP DATABASE " + dbName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE DATABASE " + dbName); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "pg_restore", "--exit-on-error", "--no-owner", "--dbname="+dsn, dump)
+
+	home2 := emptyHome(t)
+	in2 := start(t, home2, addr, env...)
+	caAfter, err := os.ReadFile(filepath.Join(home2, "pki", "ca.crt"))
+	if err != nil || !bytes.Equal(caBefore, caAfter) {
+		t.Fatalf("the restored node's platform CA is not the backed-up one (%v)", err)
+	}
+	if body := asDevice(in2, home2, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
+		t.Errorf("the device's certificate after the restore: %s", body)
+	}
+	// The revocation came after the backup: the token is live again, until
+	// it expires or is revoked again (docs/deployment.md says so).
+	if body := active(in2, home2); !strings.Contains(body, `"active":true`) {
+		t.Errorf("the token revoked after the backup, after the restore: %s (want active again, as documented)", body)
+	}
+	revoke(in2, home2)
+	if body := active(in2, home2); !strings.Contains(body, `"active":false`) {
+		t.Errorf("revoked again after the restore: %s", body)
+	}
+	signin := func(user string) int {
+		raw, _ := json.Marshal(map[string]string{"userName": user, "password": password})
+		resp, err := in2.client.Post(in2.url("/api/v1/signin"), "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := signin("alice"); code != 200 {
+		t.Errorf("alice signs in after the restore: %d", code)
+	}
+	if code := signin("bob"); code != 401 {
+		t.Errorf("bob, created after the backup, signs in after the restore: %d, want 401", code)
+	}
+}
