@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the admin connection that creates and drops the test's database
 )
@@ -182,8 +183,23 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Fatalf("the device's certificate before the backup: %s", body)
 	}
 
-	// The backup, the node serving; then what happens after it: a user, and
-	// the device's token revoked.
+	// The audit trail kept outside the database, as docs/deployment.md
+	// recommends: what to do again after a restore.
+	trailFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	trailOut, err := os.Create(trailFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trailOut.Close()
+	follow := exec.Command(binary, "--home", home, "audit", "--follow", "--json", "--limit", "0", "--interval", "100ms")
+	follow.Env, follow.Stdout = append(os.Environ(), env...), trailOut
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+
+	// The backup, the node serving; then what happens after it: a user
+	// created, the client's token revoked, the device disabled.
 	dump := filepath.Join(t.TempDir(), "thingid.dump")
 	run(t, "pg_dump", "--format=custom", "--file="+dump, dsn)
 	if list := run(t, "pg_restore", "--list", dump); !strings.Contains(list, "TABLE DATA public pki_ca_files") || !strings.Contains(list, "TABLE DATA public oauth_signing_keys") {
@@ -196,6 +212,26 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if body := active(in, home); !strings.Contains(body, `"active":false`) {
 		t.Fatalf("introspection after the revocation: %s", body)
 	}
+	disable := func(home string) {
+		if out, errOut, err := thingid(t, env, "", "--home", home, "devices", "disable", thing); err != nil || !strings.Contains(out, "disabled") {
+			t.Fatalf("devices disable: %v %s %s", err, out, errOut)
+		}
+	}
+	disable(home)
+	if body := asDevice(in, home, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
+		t.Fatalf("a disabled device called home: %s", body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if trail, _ := os.ReadFile(trailFile); bytes.Contains(trail, []byte(`"thing.update","subject":{"kind":"thing","id":"`+thing+`"}`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			trail, _ := os.ReadFile(trailFile)
+			t.Fatalf("the audit trail kept outside the database has not the device disabled after 10 s:\n%s", trail)
+		}
+	}
+	follow.Process.Signal(syscall.SIGTERM)
+	follow.Wait()
 	caBefore, err := os.ReadFile(filepath.Join(home, "pki", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +239,9 @@ func TestBackupRestorePostgres(t *testing.T) {
 
 	// The database is lost with the node; an empty one of the same name, the restore.
 	stopNode(t, in)
+	if !strings.Contains(in.out.String(), `"msg":"oauth: grant revoked"`) {
+		t.Errorf("the node's log does not record the revocation:\n%s", in.out)
+	}
 	if _, err := admin.Exec("DROP DATABASE " + dbName); err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +256,14 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if err != nil || !bytes.Equal(caBefore, caAfter) {
 		t.Fatalf("the restored node's platform CA is not the backed-up one (%v)", err)
 	}
+	// The device was disabled after the backup: it calls home again, until
+	// it is disabled again (from the audit trail kept outside).
 	if body := asDevice(in2, home2, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
 		t.Errorf("the device's certificate after the restore: %s", body)
+	}
+	disable(home2)
+	if body := asDevice(in2, home2, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
+		t.Errorf("the device disabled again after the restore called home: %s", body)
 	}
 	// The revocation came after the backup: the token is live again, until
 	// it expires or is revoked again (docs/deployment.md says so).
