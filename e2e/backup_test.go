@@ -250,6 +250,15 @@ func TestBackupRestorePostgres(t *testing.T) {
 	}
 	run(t, "pg_restore", "--exit-on-error", "--no-owner", "--dbname="+dsn, dump)
 
+	// Without the master key the backup is of no use: the CAs and the
+	// signing keys in it do not open.
+	otherKey := make([]byte, 32)
+	rand.Read(otherKey)
+	wrong := append(env[:2:2], "THINGID_MASTERKEY="+base64.StdEncoding.EncodeToString(otherKey), "THINGID_MQTT_TLS_ADDRESS=127.0.0.1:0", "THINGID_GATEWAY_ADDRESS=127.0.0.1:0")
+	if out, errOut, err := thingid(t, wrong, "", "--home", emptyHome(t), "serve", "--http-address", freeAddr(t)); err == nil || !strings.Contains(errOut, "every node of one database needs the same masterKey") {
+		t.Fatalf("a node with another master key on the restored database: %v\n%s\n%s", err, out, errOut)
+	}
+
 	home2 := emptyHome(t)
 	in2 := start(t, home2, addr, env...)
 	caAfter, err := os.ReadFile(filepath.Join(home2, "pki", "ca.crt"))
