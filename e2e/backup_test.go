@@ -36,9 +36,9 @@ func needTools(t *testing.T, tools ...string) {
 
 // freshDatabase creates an empty database of the test's own on the server
 // THINGID_TEST_POSTGRES_DSN names, dropped when the test ends, and returns
-// its DSN with the admin connection (pg_dump dumps a whole database; a
+// its DSN and name (pg_dump dumps a whole database; a
 // schema of pgtest's would need search_path, which libpq does not take in a URL).
-func freshDatabase(t *testing.T) (string, string, *sql.DB) {
+func freshDatabase(t *testing.T) (string, string) {
 	t.Helper()
 	base := os.Getenv("THINGID_TEST_POSTGRES_DSN")
 	if base == "" {
@@ -66,7 +66,7 @@ func freshDatabase(t *testing.T) (string, string, *sql.DB) {
 		admin.Close()
 	})
 	u.Path = "/" + name
-	return u.String(), name, admin
+	return u.String(), name
 }
 
 // emptyHome is a new data directory named "node" (start derives the
@@ -106,8 +106,8 @@ func stopNode(t *testing.T, in *instance) {
 // authenticates, its token still verifies, the user still signs in; what
 // happened after the backup is gone, a revocation included.
 func TestBackupRestorePostgres(t *testing.T) {
-	needTools(t, "pg_dump", "pg_restore", "curl")
-	dsn, dbName, admin := freshDatabase(t)
+	needTools(t, "pg_dump", "pg_restore", "psql", "curl")
+	dsn, dbName := freshDatabase(t)
 	key := make([]byte, 32)
 	rand.Read(key)
 	env := []string{"THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN=" + dsn,
@@ -242,12 +242,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if !strings.Contains(in.out.String(), `"msg":"oauth: grant revoked"`) {
 		t.Errorf("the node's log does not record the revocation:\n%s", in.out)
 	}
-	if _, err := admin.Exec("DROP DATABASE " + dbName); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE DATABASE " + dbName); err != nil {
-		t.Fatal(err)
-	}
+	run(t, "psql", "-v", "ON_ERROR_STOP=1", os.Getenv("THINGID_TEST_POSTGRES_DSN"), "-c", "DROP DATABASE "+dbName, "-c", "CREATE DATABASE "+dbName)
 	run(t, "pg_restore", "--exit-on-error", "--no-owner", "--dbname="+dsn, dump)
 
 	// Without the master key the backup is of no use: the CAs and the
