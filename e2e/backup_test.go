@@ -103,8 +103,10 @@ func stopNode(t *testing.T, in *instance) {
 // serving node's database, the database lost and created again, pg_restore,
 // and a node with a fresh data directory and the same master key. The
 // platform CA comes back from the database, the device's certificate still
-// authenticates, its token still verifies, the user still signs in; what
-// happened after the backup is gone, a revocation included.
+// authenticates, a token still verifies, the user still signs in. What
+// happened after the backup is gone: a user created is not there, and a
+// token revoked, a device disabled, a certificate revoked are live again
+// until done again from the audit trail kept outside the database.
 func TestBackupRestorePostgres(t *testing.T) {
 	needTools(t, "pg_dump", "pg_restore", "psql", "curl")
 	dsn, dbName := freshDatabase(t)
@@ -122,7 +124,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Fatalf("users create: %v %s %s", err, out, errOut)
 	}
 	batch := filepath.Join(t.TempDir(), "batch")
-	if out, errOut, err := thingid(t, env, "", "--home", home, "factory", "issue", "--model", "S1", "--manufacturer", "Acme", "--count", "1", "--out", batch); err != nil {
+	if out, errOut, err := thingid(t, env, "", "--home", home, "factory", "issue", "--model", "S1", "--manufacturer", "Acme", "--count", "2", "--out", batch); err != nil {
 		t.Fatalf("factory issue: %v\n%s\n%s", err, out, errOut)
 	}
 	f, err := os.Open(filepath.Join(batch, "manifest.csv"))
@@ -131,10 +133,12 @@ func TestBackupRestorePostgres(t *testing.T) {
 	}
 	rows, err := csv.NewReader(f).ReadAll()
 	f.Close()
-	if err != nil || len(rows) != 2 {
+	if err != nil || len(rows) != 3 {
 		t.Fatalf("manifest: %d rows, %v", len(rows), err)
 	}
-	thing, serial := rows[1][0], rows[1][1]
+	// The first device is disabled after the backup, the second's
+	// certificate revoked.
+	thing, serial, revoked := rows[1][0], rows[1][1], rows[2]
 
 	out, errOut, err := thingid(t, env, "", "--home", home, "clients", "create", "--name", "reader",
 		"--grant-type", "client_credentials", "--scope", "telemetry:read")
@@ -159,9 +163,26 @@ func TestBackupRestorePostgres(t *testing.T) {
 	asClient := func(in *instance, home string, args ...string) string {
 		return call(in, home, append([]string{"-u", client[1] + ":" + secret[1]}, args...)...)
 	}
-	asDevice := func(in *instance, home, path string) string {
+	asDeviceOf := func(in *instance, home, serial, path string) string {
 		dir := filepath.Join(batch, serial)
 		return call(in, home, "--cert", filepath.Join(dir, "device.pem"), "--key", filepath.Join(dir, "device.key"), path)
+	}
+	asDevice := func(in *instance, home, path string) string {
+		return asDeviceOf(in, home, serial, path)
+	}
+	// refusedSoon waits until the revoked device's call home is refused: the
+	// CLI's revocation reaches the node as an event.
+	refusedSoon := func(in *instance, home string) {
+		for deadline := time.Now().Add(10 * time.Second); strings.Contains(asDeviceOf(in, home, revoked[1], "/api/v1/things/self"), `"thingId"`); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("a revoked certificate still calls home after 10 s")
+			}
+		}
+	}
+	revokeCert := func(home string) {
+		if out, errOut, err := thingid(t, env, "", "--home", home, "certs", "revoke", "--thing", revoked[0], "--reason", "keyCompromise"); err != nil || !strings.Contains(out, "revoked") {
+			t.Fatalf("certs revoke: %v %s %s", err, out, errOut)
+		}
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
@@ -191,7 +212,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer trailOut.Close()
-	follow := exec.Command(binary, "--home", home, "audit", "--follow", "--json", "--limit", "0", "--interval", "100ms")
+	follow := exec.Command(binary, "--home", emptyHome(t), "audit", "--follow", "--json", "--limit", "0", "--interval", "100ms")
 	follow.Env, follow.Stdout = append(os.Environ(), env...), trailOut
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
@@ -199,7 +220,8 @@ func TestBackupRestorePostgres(t *testing.T) {
 	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
 
 	// The backup, the node serving; then what happens after it: a user
-	// created, the client's token revoked, the device disabled.
+	// created, the client's token revoked, a device disabled, another's
+	// certificate revoked.
 	dump := filepath.Join(t.TempDir(), "thingid.dump")
 	run(t, "pg_dump", "--format=custom", "--file="+dump, dsn)
 	if list := run(t, "pg_restore", "--list", dump); !strings.Contains(list, "TABLE DATA public pki_ca_files") || !strings.Contains(list, "TABLE DATA public oauth_signing_keys") {
@@ -221,13 +243,16 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if body := asDevice(in, home, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
 		t.Fatalf("a disabled device called home: %s", body)
 	}
+	revokeCert(home)
+	refusedSoon(in, home)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if trail, _ := os.ReadFile(trailFile); bytes.Contains(trail, []byte(`"thing.update","subject":{"kind":"thing","id":"`+thing+`"}`)) {
+		trail, _ := os.ReadFile(trailFile)
+		if bytes.Contains(trail, []byte(`"thing.update","subject":{"kind":"thing","id":"`+thing+`"}`)) && bytes.Contains(trail, []byte(`"cert.revoke"`)) {
 			break
 		}
 		if time.Now().After(deadline) {
 			trail, _ := os.ReadFile(trailFile)
-			t.Fatalf("the audit trail kept outside the database has not the device disabled after 10 s:\n%s", trail)
+			t.Fatalf("the audit trail kept outside the database lacks the device disabled or the certificate revoked after 10 s:\n%s", trail)
 		}
 	}
 	follow.Process.Signal(syscall.SIGTERM)
@@ -265,7 +290,12 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if body := asDevice(in2, home2, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
 		t.Errorf("the device's certificate after the restore: %s", body)
 	}
+	if body := asDeviceOf(in2, home2, revoked[1], "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+revoked[0]+`"`) {
+		t.Errorf("the certificate revoked after the backup, after the restore: %s (want accepted again, as documented)", body)
+	}
 	disable(home2)
+	revokeCert(home2)
+	refusedSoon(in2, home2)
 	if body := asDevice(in2, home2, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
 		t.Errorf("the device disabled again after the restore called home: %s", body)
 	}
