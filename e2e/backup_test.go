@@ -2,23 +2,31 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the admin connection that creates and drops the test's database
+
+	"github.com/thingid/thingid/internal/store/postgres/pgtest"
 )
 
 // needTools skips the test when a tool is missing, or fails it in CI.
@@ -90,6 +98,55 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// issueDevices issues n devices with the factory CLI into home and returns
+// the batch's directory and its manifest (a header, then one row per device:
+// thing id, serial number, ...).
+func issueDevices(t *testing.T, env []string, home string, n int) (string, [][]string) {
+	t.Helper()
+	batch := filepath.Join(t.TempDir(), "batch")
+	if out, errOut, err := thingid(t, env, "", "--home", home, "factory", "issue", "--model", "S1", "--manufacturer", "Acme", "--count", strconv.Itoa(n), "--out", batch); err != nil {
+		t.Fatalf("factory issue: %v\n%s\n%s", err, out, errOut)
+	}
+	f, err := os.Open(filepath.Join(batch, "manifest.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) != n+1 {
+		t.Fatalf("manifest: %d rows, %v", len(rows), err)
+	}
+	return batch, rows
+}
+
+// curlTo runs curl against a node whose data directory is home, trusting
+// its platform CA; the last argument is the path.
+func curlTo(t *testing.T, in *instance, home string, args ...string) string {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(in.addr)
+	args[len(args)-1] = "https://localhost:" + port + args[len(args)-1]
+	return run(t, "curl", append([]string{"-sS", "--cacert", filepath.Join(home, "pki", "ca.crt")}, args...)...)
+}
+
+// callHome is the device serial of batch calling home over mutual TLS.
+func callHome(t *testing.T, in *instance, home, batch, serial string) string {
+	t.Helper()
+	dir := filepath.Join(batch, serial)
+	return curlTo(t, in, home, "--cert", filepath.Join(dir, "device.pem"), "--key", filepath.Join(dir, "device.key"), "/api/v1/things/self")
+}
+
+// signIn signs user in with password and returns the status.
+func signIn(t *testing.T, in *instance, user, password string) int {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]string{"userName": user, "password": password})
+	resp, err := in.client.Post(in.url("/api/v1/signin"), "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // stopNode ends a node as systemd does (SIGTERM) and waits for it.
 func stopNode(t *testing.T, in *instance) {
 	t.Helper()
@@ -123,19 +180,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if out, errOut, err := thingid(t, env, password+"\n", "--home", home, "users", "create", "alice", "--password-stdin"); err != nil {
 		t.Fatalf("users create: %v %s %s", err, out, errOut)
 	}
-	batch := filepath.Join(t.TempDir(), "batch")
-	if out, errOut, err := thingid(t, env, "", "--home", home, "factory", "issue", "--model", "S1", "--manufacturer", "Acme", "--count", "2", "--out", batch); err != nil {
-		t.Fatalf("factory issue: %v\n%s\n%s", err, out, errOut)
-	}
-	f, err := os.Open(filepath.Join(batch, "manifest.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(f).ReadAll()
-	f.Close()
-	if err != nil || len(rows) != 3 {
-		t.Fatalf("manifest: %d rows, %v", len(rows), err)
-	}
+	batch, rows := issueDevices(t, env, home, 2)
 	// The first device is disabled after the backup, the second's
 	// certificate revoked.
 	thing, serial, revoked := rows[1][0], rows[1][1], rows[2]
@@ -151,29 +196,14 @@ func TestBackupRestorePostgres(t *testing.T) {
 		t.Fatalf("clients create printed no credentials:\n%s", out)
 	}
 
-	// curl to a node whose data directory is home, trusting its platform CA;
-	// the last argument is the path.
-	call := func(in *instance, home string, args ...string) string {
-		_, port, _ := net.SplitHostPort(in.addr)
-		args[len(args)-1] = "https://localhost:" + port + args[len(args)-1]
-		return run(t, "curl", append([]string{"-sS", "--cacert", filepath.Join(home, "pki", "ca.crt")}, args...)...)
-	}
-	// asClient calls as the OAuth client, asDevice over mutual TLS with the
-	// device's certificate.
+	// asClient calls as the OAuth client.
 	asClient := func(in *instance, home string, args ...string) string {
-		return call(in, home, append([]string{"-u", client[1] + ":" + secret[1]}, args...)...)
-	}
-	asDeviceOf := func(in *instance, home, serial, path string) string {
-		dir := filepath.Join(batch, serial)
-		return call(in, home, "--cert", filepath.Join(dir, "device.pem"), "--key", filepath.Join(dir, "device.key"), path)
-	}
-	asDevice := func(in *instance, home, path string) string {
-		return asDeviceOf(in, home, serial, path)
+		return curlTo(t, in, home, append([]string{"-u", client[1] + ":" + secret[1]}, args...)...)
 	}
 	// refusedSoon waits until the revoked device's call home is refused: the
 	// CLI's revocation reaches the node as an event.
 	refusedSoon := func(in *instance, home string) {
-		for deadline := time.Now().Add(10 * time.Second); strings.Contains(asDeviceOf(in, home, revoked[1], "/api/v1/things/self"), `"thingId"`); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(10 * time.Second); strings.Contains(callHome(t, in, home, batch, revoked[1]), `"thingId"`); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("a revoked certificate still calls home after 10 s")
 			}
@@ -200,7 +230,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if body := active(in, home); !strings.Contains(body, `"active":true`) {
 		t.Fatalf("introspection before the backup: %s", body)
 	}
-	if body := asDevice(in, home, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
+	if body := callHome(t, in, home, batch, serial); !strings.Contains(body, `"thingId":"`+thing+`"`) {
 		t.Fatalf("the device's certificate before the backup: %s", body)
 	}
 
@@ -240,7 +270,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 		}
 	}
 	disable(home)
-	if body := asDevice(in, home, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
+	if body := callHome(t, in, home, batch, serial); strings.Contains(body, `"thingId"`) {
 		t.Fatalf("a disabled device called home: %s", body)
 	}
 	revokeCert(home)
@@ -287,16 +317,16 @@ func TestBackupRestorePostgres(t *testing.T) {
 	}
 	// The device was disabled after the backup: it calls home again, until
 	// it is disabled again (from the audit trail kept outside).
-	if body := asDevice(in2, home2, "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+thing+`"`) {
+	if body := callHome(t, in2, home2, batch, serial); !strings.Contains(body, `"thingId":"`+thing+`"`) {
 		t.Errorf("the device's certificate after the restore: %s", body)
 	}
-	if body := asDeviceOf(in2, home2, revoked[1], "/api/v1/things/self"); !strings.Contains(body, `"thingId":"`+revoked[0]+`"`) {
+	if body := callHome(t, in2, home2, batch, revoked[1]); !strings.Contains(body, `"thingId":"`+revoked[0]+`"`) {
 		t.Errorf("the certificate revoked after the backup, after the restore: %s (want accepted again, as documented)", body)
 	}
 	disable(home2)
 	revokeCert(home2)
 	refusedSoon(in2, home2)
-	if body := asDevice(in2, home2, "/api/v1/things/self"); strings.Contains(body, `"thingId"`) {
+	if body := callHome(t, in2, home2, batch, serial); strings.Contains(body, `"thingId"`) {
 		t.Errorf("the device disabled again after the restore called home: %s", body)
 	}
 	// The revocation came after the backup: the token is live again, until
@@ -308,19 +338,117 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if body := active(in2, home2); !strings.Contains(body, `"active":false`) {
 		t.Errorf("revoked again after the restore: %s", body)
 	}
-	signin := func(user string) int {
-		raw, _ := json.Marshal(map[string]string{"userName": user, "password": password})
-		resp, err := in2.client.Post(in2.url("/api/v1/signin"), "application/json", bytes.NewReader(raw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := signin("alice"); code != 200 {
+	if code := signIn(t, in2, "alice", password); code != 200 {
 		t.Errorf("alice signs in after the restore: %d", code)
 	}
-	if code := signin("bob"); code != 401 {
+	if code := signIn(t, in2, "bob", password); code != 401 {
 		t.Errorf("bob, created after the backup, signs in after the restore: %d, want 401", code)
+	}
+}
+
+// `thingid backup` on a single SQLite node while SCIM writes commit: the
+// copy, used as the data directory of a new server, has every user
+// acknowledged before the backup began, the same CA, a device certificate
+// that still calls home and a user who still signs in. The running server
+// holds the broker's sessions file, which the backup says it left out; once
+// the server is stopped, a backup has it.
+func TestBackupSQLiteWhileServing(t *testing.T) {
+	needTools(t, "curl", "cp")
+	home, addr := emptyHome(t), freeAddr(t)
+	in := start(t, home, addr)
+	const password = "a passphrase kept across the restore"
+	if out, errOut, err := thingid(t, nil, password+"\n", "--home", home, "users", "create", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("users create: %v %s %s", err, out, errOut)
+	}
+	batch, rows := issueDevices(t, nil, home, 1)
+	serial := rows[1][1]
+
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				name := fmt.Sprintf("w%d-%05d", w, i)
+				if _, ok := createUser(ctx, in, in.adminPassword(t), name); !ok {
+					return
+				}
+				mu.Lock()
+				acked = append(acked, name)
+				mu.Unlock()
+			}
+		})
+	}
+	for n := 0; n < 100; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n = len(acked)
+		mu.Unlock()
+	}
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	backup := filepath.Join(t.TempDir(), "backup")
+	out, errOut, err := thingid(t, nil, "", "--home", home, "backup", "--out", backup)
+	mu.Lock()
+	during := len(acked)
+	mu.Unlock()
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("thingid backup: %v\n%s\n%s", err, out, errOut)
+	}
+	if during == before {
+		t.Error("no write was acknowledged while the backup ran: it proves nothing about a serving node")
+	}
+	for _, want := range []string{"thingid.db: snapshot", "master.key: copied", "pki: ", "mqtt/mqtt-sessions.db: not copied: the running server holds it"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the backup's report lacks %q:\n%s", want, out)
+		}
+	}
+	if _, errOut, err := thingid(t, nil, "", "--home", home, "backup", "--out", backup); err == nil || !strings.Contains(errOut, "--out "+backup) {
+		t.Errorf("a backup into an existing directory: %v %s", err, errOut)
+	}
+	stopNode(t, in)
+	out, errOut, err = thingid(t, nil, "", "--home", home, "backup", "--out", filepath.Join(t.TempDir(), "stopped"))
+	if err != nil || !strings.Contains(out, "mqtt/mqtt-sessions.db: copied") {
+		t.Errorf("a backup of the stopped server: %v\n%s\n%s", err, out, errOut)
+	}
+
+	// The restore, as docs/deployment.md says: the copy is the data directory.
+	home2 := filepath.Join(t.TempDir(), filepath.Base(home))
+	run(t, "cp", "-a", backup, home2)
+	in2 := start(t, home2, freeAddr(t))
+	caBefore, _ := os.ReadFile(filepath.Join(home, "pki", "ca.crt"))
+	if caAfter, err := os.ReadFile(filepath.Join(home2, "pki", "ca.crt")); err != nil || !bytes.Equal(caBefore, caAfter) {
+		t.Fatalf("the restored platform CA is not the backed-up one (%v)", err)
+	}
+	if body := callHome(t, in2, home2, batch, serial); !strings.Contains(body, `"thingId":"`+rows[1][0]+`"`) {
+		t.Errorf("the device's certificate after the restore: %s", body)
+	}
+	if code := signIn(t, in2, "alice", password); code != 200 {
+		t.Errorf("alice signs in after the restore: %d", code)
+	}
+	code, list := in2.scim(t, "GET", `/Users?filter=userName%20sw%20%22w%22&count=0`, nil)
+	total, _ := list["totalResults"].(float64)
+	if code != 200 || int(total) < before || int(total) > len(acked) {
+		t.Errorf("the restored store has %v writers' users (status %d): want at least the %d acknowledged before the backup, at most the %d acknowledged in all", list["totalResults"], code, before, len(acked))
+	}
+	t.Logf("users acknowledged: %d before the backup, %d when it ended, %d in all; %v in the restored store", before, during, len(acked), total)
+}
+
+// On PostgreSQL `thingid backup` refuses, naming pg_dump, and leaves no
+// directory behind.
+func TestBackupRefusedOnPostgres(t *testing.T) {
+	env := []string{"THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN=" + pgtest.DSN(t)}
+	out := filepath.Join(t.TempDir(), "backup")
+	_, errOut, err := thingid(t, env, "", "--home", emptyHome(t), "backup", "--out", out)
+	if err == nil || !strings.Contains(errOut, "pg_dump") {
+		t.Errorf("thingid backup on PostgreSQL: %v %s", err, errOut)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused backup left %s behind: %v", out, err)
 	}
 }
