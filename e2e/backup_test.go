@@ -147,6 +147,30 @@ func signIn(t *testing.T, in *instance, user, password string) int {
 	return resp.StatusCode
 }
 
+// deploymentBlocks returns the two ```sh blocks of docs/deployment.md that
+// it leaves to test (their skip reason names it): backing up, restoring.
+func deploymentBlocks(t *testing.T, test string) (string, string) {
+	t.Helper()
+	text, err := os.ReadFile("../docs/deployment.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := parseDoc(string(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, s := range steps {
+		if strings.Contains(s.opts["reason"], test) {
+			blocks = append(blocks, s.script)
+		}
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("docs/deployment.md has %d blocks left to %s, want 2 (backing up, restoring)", len(blocks), test)
+	}
+	return blocks[0], blocks[1]
+}
+
 // stopNode ends a node as systemd does (SIGTERM) and waits for it.
 func stopNode(t *testing.T, in *instance) {
 	t.Helper()
@@ -156,7 +180,8 @@ func stopNode(t *testing.T, in *instance) {
 	}
 }
 
-// The backup and restore of docs/deployment.md, run as written: pg_dump of a
+// The backup and restore of docs/deployment.md, its blocks run as written
+// (with the test's database name): pg_dump of a
 // serving node's database, the database lost and created again, pg_restore,
 // and a node with a fresh data directory and the same master key. The
 // platform CA comes back from the database, the device's certificate still
@@ -252,8 +277,19 @@ func TestBackupRestorePostgres(t *testing.T) {
 	// The backup, the node serving; then what happens after it: a user
 	// created, the client's token revoked, a device disabled, another's
 	// certificate revoked.
-	dump := filepath.Join(t.TempDir(), "thingid.dump")
-	run(t, "pg_dump", "--format=custom", "--file="+dump, dsn)
+	backupBlock, restoreBlock := deploymentBlocks(t, "TestBackupRestorePostgres")
+	work := t.TempDir()
+	dump := filepath.Join(work, "thingid.dump")
+	shell := func(script string) {
+		t.Helper()
+		sh := exec.Command("bash", "-e", "-o", "pipefail", "-c", script)
+		sh.Dir = work
+		sh.Env = append(os.Environ(), "DSN="+dsn, "ADMIN_DSN="+os.Getenv("THINGID_TEST_POSTGRES_DSN"))
+		if out, err := sh.CombinedOutput(); err != nil {
+			t.Fatalf("docs/deployment.md's block:\n%s\n%v\n%s", script, err, out)
+		}
+	}
+	shell(backupBlock)
 	if list := run(t, "pg_restore", "--list", dump); !strings.Contains(list, "TABLE DATA public pki_ca_files") || !strings.Contains(list, "TABLE DATA public oauth_signing_keys") {
 		t.Fatalf("the dump lacks the CAs or the signing keys:\n%s", list)
 	}
@@ -297,8 +333,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if !strings.Contains(in.out.String(), `"msg":"oauth: grant revoked"`) {
 		t.Errorf("the node's log does not record the revocation:\n%s", in.out)
 	}
-	run(t, "psql", "-v", "ON_ERROR_STOP=1", os.Getenv("THINGID_TEST_POSTGRES_DSN"), "-c", "DROP DATABASE "+dbName, "-c", "CREATE DATABASE "+dbName)
-	run(t, "pg_restore", "--exit-on-error", "--no-owner", "--dbname="+dsn, dump)
+	shell(strings.ReplaceAll(restoreBlock, "DATABASE thingid", "DATABASE "+dbName)) // the test's own database
 
 	// Without the master key the backup is of no use: the CAs and the
 	// signing keys in it do not open.
