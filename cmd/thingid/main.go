@@ -54,7 +54,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.home, "home", "", "data directory (overrides home / THINGID_HOME)")
 	f.BoolVar(&g.init, "init", false, "create a new platform in the --home directory if it does not exist")
 	f.StringVar(&g.logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
-	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g), newClients(g), newFactory(g), newCAs(g), newCerts(g), newAudit(g), newBench(g), newDemo(g), newVersion())
+	root.AddCommand(newServe(g), newConfigCmd(g), newUsers(g), newDevices(g), newAdmin(g), newClients(g), newFactory(g), newCAs(g), newCerts(g), newAudit(g), newBackup(g), newBench(g), newDemo(g), newVersion())
 	root.Version = version()
 	root.SetVersionTemplate("thingid {{.Version}}\n")
 	refuseUnknownSubcommands(root)

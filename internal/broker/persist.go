@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/thingid/thingid/internal/mqtt"
 )
@@ -19,4 +20,11 @@ func openPersistence(dir string) (*mqtt.Bolt, error) {
 		return nil, fmt.Errorf("mqtt.dir: %w", err)
 	}
 	return st, nil
+}
+
+// CopySessions copies the retained messages and persistent sessions of
+// mqtt.dir into a file of the same name in dstDir when no broker has them
+// open (mqtt.ErrBoltHeld otherwise).
+func CopySessions(dir, dstDir string) error {
+	return mqtt.CopyBolt(filepath.Join(dir, sessionsFile), filepath.Join(dstDir, sessionsFile))
 }

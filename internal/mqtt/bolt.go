@@ -215,3 +215,22 @@ func (b *Bolt) Load() (*Snapshot, error) {
 }
 
 var _ Store = (*Bolt)(nil)
+
+// ErrBoltHeld is CopyBolt's answer when a running broker holds the file.
+var ErrBoltHeld = errors.New("held by the running broker")
+
+// CopyBolt writes a consistent copy of the bbolt file at path into the new
+// file dst (0600), in one read transaction. A broker holds its file locked
+// while it runs, so this copies only a file no broker has open: ErrBoltHeld
+// otherwise, found within a fraction of a second.
+func CopyBolt(path, dst string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return fmt.Errorf("%s: %w", path, ErrBoltHeld)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error { return tx.CopyFile(dst, 0o600) })
+}

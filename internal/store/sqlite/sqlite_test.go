@@ -387,3 +387,102 @@ func TestStandingPlan(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot taken while writers commit holds a prefix of their commits:
+// every user the copy has was acknowledged, and every user acknowledged
+// before the snapshot began is in it.
+func TestSnapshotWhileWriting(t *testing.T) {
+	s, _ := open(t)
+	snap := s.(interface {
+		Snapshot(context.Context, string) error
+	})
+	ctx := context.Background()
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{}
+		stop  = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("w%d-%05d", w, i)
+				if err := s.CreateUser(ctx, &store.User{UserName: name}); err != nil {
+					t.Errorf("create %s: %v", name, err)
+					return
+				}
+				mu.Lock()
+				acked[name] = true
+				mu.Unlock()
+			}
+		})
+	}
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	before := make([]string, 0, len(acked))
+	for name := range acked {
+		before = append(before, name)
+	}
+	mu.Unlock()
+	path := filepath.Join(t.TempDir(), "copy.db")
+	if err := snap.Snapshot(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if err := snap.Snapshot(ctx, path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a snapshot into an existing file: %v", err)
+	}
+
+	c, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatalf("the snapshot does not open as a store: %v", err)
+	}
+	defer c.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var check string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check of the snapshot: %q %v", check, err)
+	}
+	rows, err := db.Query("SELECT user_name FROM users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCopy := map[string]bool{}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		inCopy[name] = true
+	}
+	rows.Close()
+	for _, name := range before {
+		if !inCopy[name] {
+			t.Errorf("%s, acknowledged before the snapshot, is not in it", name)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name := range inCopy {
+		if !acked[name] {
+			t.Errorf("%s is in the snapshot but was never acknowledged", name)
+		}
+	}
+	t.Logf("%d users acknowledged before the snapshot, %d in it, %d in all", len(before), len(inCopy), len(acked))
+}
