@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,41 +38,6 @@ func needTools(t *testing.T, tools ...string) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-}
-
-// freshDatabase creates an empty database of the test's own on the server
-// THINGID_TEST_POSTGRES_DSN names, dropped when the test ends, and returns
-// its DSN and name (pg_dump dumps a whole database; a
-// schema of pgtest's would need search_path, which libpq does not take in a URL).
-func freshDatabase(t *testing.T) (string, string) {
-	t.Helper()
-	base := os.Getenv("THINGID_TEST_POSTGRES_DSN")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("THINGID_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("THINGID_TEST_POSTGRES_DSN not set")
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("THINGID_TEST_POSTGRES_DSN must be a postgres:// URL here: %v", err)
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := "backup_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil { // name is generated here
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-		admin.Close()
-	})
-	u.Path = "/" + name
-	return u.String(), name
 }
 
 // emptyHome is a new data directory named "node" (start derives the
@@ -191,7 +154,7 @@ func stopNode(t *testing.T, in *instance) {
 // until done again from the audit trail kept outside the database.
 func TestBackupRestorePostgres(t *testing.T) {
 	needTools(t, "pg_dump", "pg_restore", "psql", "curl")
-	dsn, dbName := freshDatabase(t)
+	dsn, dbName := pgtest.Database(t)
 	key := make([]byte, 32)
 	rand.Read(key)
 	env := []string{"THINGID_STORAGE_TYPE=postgres", "THINGID_STORAGE_POSTGRES_DSN=" + dsn,
