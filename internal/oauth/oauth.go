@@ -309,15 +309,13 @@ func (s *Server) counterName(kind, v string) string {
 	return "oauth-" + kind + ":" + hex.EncodeToString(keyedHash(s.counterKey, kind, v)[:16])
 }
 
-// revokeGrant revokes a grant (its refresh tokens go with it) and publishes
-// grant.revoke per the tokens.EventGrantRevoke contract: exp is the latest
-// possible expiry of an access token issued for it until now.
+// revokeGrant revokes a grant (its refresh tokens go with it) for the
+// token endpoint's replay rules and RFC 7009, audited and published as
+// revokeAudited does; a grant missing or revoked already is left as it is.
 func (s *Server) revokeGrant(ctx context.Context, actor, grantID, reason string) error {
-	now := s.now()
-	if err := s.st.RevokeGrant(ctx, grantID, now); err != nil {
+	if err := s.revokeAudited(ctx, actor, "", grantID, reason); err != nil && !errors.Is(err, errNoGrant) {
 		return err
 	}
-	s.publishRevoke(actor, grantID, reason, now)
 	return nil
 }
 

@@ -67,16 +67,6 @@ func (s *Server) revokeToken(ctx context.Context, c *store.Client, tok, hint str
 }
 
 func (s *Server) revokeGrantOf(ctx context.Context, actor, grantID string) error {
-	g, err := s.st.GetGrant(ctx, grantID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return serverError(err)
-	}
-	if !g.RevokedAt.IsZero() {
-		return nil
-	}
 	if err := s.revokeGrant(ctx, actor, grantID, "revoked by the client (RFC 7009)"); err != nil {
 		return serverError(err)
 	}
