@@ -12,7 +12,9 @@ import (
 // comparison no index holds) keeps the caller's time limit.
 func TestSeeks(t *testing.T) {
 	serial := store.Compare{Field: "serialNumber", Op: store.OpEq, Value: "SN-1"}
-	page := func(f store.Expr) store.Query { return store.Query{Filter: f, SortBy: "id", Limit: 1000, NoTotal: true} }
+	page := func(f store.Expr) store.Query {
+		return store.Query{Filter: f, SortBy: "id", Limit: 1000, NoTotal: true}
+	}
 	for _, tc := range []struct {
 		name string
 		k    *kindSQL
