@@ -66,12 +66,14 @@ func newKind(table string, catalog map[string]store.Field, cols map[string]func(
 }
 
 func column(name string) func(Flavor) col {
-	return func(Flavor) col { return col{sql: "x." + name} }
+	c := col{sql: "x." + name} // once, not per filter compiled
+	return func(Flavor) col { return c }
 }
 
 // seekColumn is a column whose equality seeks an index in id order.
 func seekColumn(name string, lowered bool) func(Flavor) col {
-	return func(Flavor) col { return col{sql: "x." + name, lowered: lowered, seek: true} }
+	c := col{sql: "x." + name, lowered: lowered, seek: true}
+	return func(Flavor) col { return c }
 }
 
 func docText(path ...string) func(Flavor) col {
