@@ -22,6 +22,10 @@ type col struct {
 	// lowered: the column holds the value lower-cased by Go, so a
 	// case-insensitive comparison needs no SQL lower() and can use its index.
 	lowered bool
+	// seek: the column is unique, or an index on (column, id) holds its
+	// rows in id order, so an equality on it read in id order stops after
+	// a page's rows (see seeks).
+	seek bool
 }
 
 // multi is the SQL of one multi-valued field.
@@ -62,11 +66,14 @@ func newKind(table string, catalog map[string]store.Field, cols map[string]func(
 }
 
 func column(name string) func(Flavor) col {
-	return func(Flavor) col { return col{sql: "x." + name} }
+	c := col{sql: "x." + name} // once, not per filter compiled
+	return func(Flavor) col { return c }
 }
 
-func loweredColumn(name string) func(Flavor) col {
-	return func(Flavor) col { return col{sql: "x." + name, lowered: true} }
+// seekColumn is a column whose equality seeks an index in id order.
+func seekColumn(name string, lowered bool) func(Flavor) col {
+	c := col{sql: "x." + name, lowered: lowered, seek: true}
+	return func(Flavor) col { return c }
 }
 
 func docText(path ...string) func(Flavor) col {
@@ -119,7 +126,7 @@ func edges(kind store.RelKind, self, selfKind, other string, otherKind store.Kin
 }
 
 var commonCols = map[string]func(Flavor) col{
-	"id":                column("id"),
+	"id":                seekColumn("id", false),
 	"externalId":        column("external_id"),
 	"meta.created":      column("created"),
 	"meta.lastModified": column("modified"),
@@ -133,7 +140,7 @@ func withCommon(m map[string]func(Flavor) col) map[string]func(Flavor) col {
 }
 
 var userKind = newKind("users", store.UserFields, withCommon(map[string]func(Flavor) col{
-	"userName":             loweredColumn("user_name_lower"),
+	"userName":             seekColumn("user_name_lower", true),
 	"displayName":          column("display_name"),
 	"name.formatted":       docText("name", "formatted"),
 	"name.familyName":      docText("name", "familyName"),
@@ -156,7 +163,7 @@ var thingKind = newKind("things", store.ThingFields, withCommon(map[string]func(
 	"thingType":       column("thing_type"),
 	"manufacturer":    column("manufacturer"),
 	"model":           column("model"),
-	"serialNumber":    column("serial_number"),
+	"serialNumber":    seekColumn("serial_number", false), // things_serial_number (serial_number, id)
 	"firmwareVersion": column("firmware_version"),
 	"location":        column("location"),
 	"status":          column("status"),
@@ -174,7 +181,7 @@ var thingKind = newKind("things", store.ThingFields, withCommon(map[string]func(
 }, true)
 
 var groupKind = newKind("groups", store.GroupFields, withCommon(map[string]func(Flavor) col{
-	"displayName": loweredColumn("display_name_lower"),
+	"displayName": seekColumn("display_name_lower", true),
 }), map[string]multi{
 	"members": edges(store.RelMember, "to", "group", "from", ""),
 }, false)
@@ -623,6 +630,32 @@ func number(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+// seeks says whether the page of q reads no more rows than its limit
+// through an index, whatever the data: an equality on a seek column (with
+// nothing else to check), in id order from the first match. Such a page
+// needs no interruption.
+func (k *kindSQL) seeks(f Flavor, q store.Query) bool {
+	if q.Limit <= 0 || q.Offset > 0 || !strings.EqualFold(q.SortBy, "id") {
+		return false
+	}
+	e := q.Filter
+	if p, ok := e.(*store.Compare); ok {
+		e = *p
+	}
+	cmp, ok := e.(store.Compare)
+	if _, isString := cmp.Value.(string); !ok || !isString || cmp.Op != store.OpEq {
+		return false
+	}
+	name, ok := k.byLower[strings.ToLower(cmp.Field)]
+	if !ok || k.catalog[name].Multi {
+		return false
+	}
+	cl := k.cols[name](f)
+	// Compared ignoring case, a column not lower-cased is compared as
+	// lower(column), which no index holds.
+	return cl.seek && (cl.lowered || folded(k.catalog[name].Type, cmp.IgnoreCase) != store.CIString)
 }
 
 // orderBy compiles the sort of q; ties (and the default order) by creation

@@ -196,6 +196,17 @@ func (t *txn) list(ctx context.Context, k *kindSQL, q store.Query, columns strin
 	if q.Limit == 0 {
 		return total, nil
 	}
+	if k.seeks(t.flavor(), q) {
+		// At most Limit+1 rows, found through an index: nothing to
+		// interrupt. A context that can end costs every statement a
+		// goroutine or two (the SQLite driver's watch to interrupt it,
+		// database/sql's to close its rows, pgx's context watcher); one
+		// that has ended still stops the page before it starts.
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("list %s: %w", k.table, err)
+		}
+		ctx = context.WithoutCancel(ctx)
+	}
 	rows, err := t.q.QueryContext(ctx, l.query, l.args...)
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", k.table, err)

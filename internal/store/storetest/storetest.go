@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Groups", testGroups},
 		{"Relationships", testRelationships},
 		{"Sets", testSets},
+		{"TimeLimit", testTimeLimit},
 		{"EmailFilters", testEmailFilters},
 		{"Audit", testAudit},
 		{"AuditQueries", testAuditQueries},
