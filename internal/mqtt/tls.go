@@ -68,6 +68,11 @@ func (c *TLSConn) ReadNow(p []byte) (int, error) {
 // connection offers no socket to wait on (ReadNow then waits in crypto/tls).
 func (c *TLSConn) WaitReadable() error { return c.rec.wait() }
 
+// Socket is the socket under the connection, once ReadNow has used it
+// (nil before, or when the raw connection offers none): the one it found
+// empty when it said ErrWouldWait.
+func (c *TLSConn) Socket() syscall.RawConn { return c.rec.raw }
+
 // Read reads application data, waiting for the socket outside crypto/tls.
 func (c *TLSConn) Read(p []byte) (int, error) {
 	for {
