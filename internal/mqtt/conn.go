@@ -58,9 +58,9 @@ type conn struct {
 	timed    bool
 	deadline time.Time
 	parked   parkState
-	small [16]byte
-	rbuf  *[]byte // pooled; nil while idle
-	roff  int     // the start of what is not consumed yet
+	small    [16]byte
+	rbuf     *[]byte // pooled; nil while idle
+	roff     int     // the start of what is not consumed yet
 
 	// writing
 	wmu        sync.Mutex
