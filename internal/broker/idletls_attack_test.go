@@ -15,25 +15,11 @@ import (
 	"github.com/thingid/thingid/internal/mqtt/packet"
 )
 
-// servedConns counts the goroutines that serve connections after their
-// CONNECT, reading or waiting to read: none for a parked connection.
-func servedConns() int {
-	buf := make([]byte, 4<<20)
-	n := runtime.Stack(buf, true)
-	count := 0
-	for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "mqtt.(*conn).run(") || strings.Contains(g, "mqtt.(*conn).waitAndRun(") {
-			count++
-		}
-	}
-	return count
-}
-
 func waitServed(t *testing.T, want int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); servedConns() != want; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); mqtttest.Serving() != want; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections served, want %d", servedConns(), want)
+			t.Fatalf("%d connections served, want %d", mqtttest.Serving(), want)
 		}
 	}
 }
@@ -132,7 +118,7 @@ func TestIdleTLSConnectionsWakeTogether(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		want = n // each waits on a goroutine of its own
 	}
-	if got := servedConns(); got != want {
+	if got := mqtttest.Serving(); got != want {
 		t.Fatalf("%d goroutines serve %d parked connections, want %d", got, n, want)
 	}
 	e.b.Close() // waits for every connection to end
