@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingid/thingid/internal/mqtt/mqtttest"
 	"github.com/thingid/thingid/internal/mqtt/packet"
 	"github.com/thingid/thingid/internal/store"
@@ -27,10 +29,15 @@ func (e *env) waitReaders(t *testing.T, want int64) {
 // its client stays silent past 1.5 times the keep-alive, as a reader
 // waiting in crypto/tls would.
 func TestIdleTLSConnectionWaitsOutsideCryptoTLS(t *testing.T) {
-	e := newEnv(t, nil)
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *Options) { o.Metrics = reg })
 	th := e.thing("M")
 	device := e.mustConnect5(th.ID, e.thingToken(th))
-	e.waitReaders(t, 1)
+	for deadline := time.Now().Add(10 * time.Second); gauge(t, reg, "thingid_mqtt_connections_parked") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("thingid_mqtt_connections_parked %v, want 1", gauge(t, reg, "thingid_mqtt_connections_parked"))
+		}
+	}
 	if rc := device.sub(t, "things/"+th.ID+"/commands/#", 1); rc > 1 {
 		t.Fatalf("SUBACK %#x", rc)
 	}

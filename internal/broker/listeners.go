@@ -163,8 +163,9 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 // handle runs one TCP connection until it ends. A TLS connection is served
 // on a goroutine of its own once the handshake is done: the handshake's
 // deep calls grow a stack to 16 KiB, which Go would shrink no further than
-// to 8 KiB while the connection waits, idle, for its next packet; its
-// reader waits for the socket outside crypto/tls (mqtt.TLSConn).
+// to 8 KiB while the connection waits, idle, for its next packet. An idle
+// connection, plain (mqtt.Plain) or TLS (mqtt.TLSConn), is parked by the
+// core outside crypto/tls, without a goroutine.
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))

@@ -217,13 +217,14 @@ func New(cfg Config) (*Server, error) {
 // finished any TLS handshake) and set a deadline for the CONNECT. It reads
 // and answers the CONNECT on the calling goroutine and returns; a
 // connection whose CONNECT is accepted is then served by a goroutine of its
-// own. nc is closed when the connection ends (Close waits for that).
+// own (run) while it has something to read, and parked when idle. nc is
+// closed when the connection ends (Close waits for that). A nowReader (a
+// TLSConn, or a plain connection wrapped by Plain) can be parked; any
+// other nc is read by a goroutine that waits in its Read.
 //
 // The goroutine is new for memory: decoding and authenticating a CONNECT
 // (and a TLS handshake before it) grow the caller's stack to 4 KiB or more,
-// and Go keeps a grown stack while its goroutine lives, so an idle
-// connection kept it; the new one starts at the runtime's smallest stack,
-// which waiting for the next packet fits in (issue 16).
+// and Go keeps a grown stack while its goroutine lives (issue 16).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc}
 	c.drained = sync.NewCond(&c.wmu)

@@ -16,10 +16,10 @@ import (
 // with.
 //
 // ReadNow reads what crypto/tls can return without waiting for the
-// socket, and says ErrWouldWait otherwise; WaitReadable then waits for the
-// socket through syscall.RawConn, outside crypto/tls, on a goroutine that
-// need not have read (the MQTT core's reader hands an idle connection to a
-// new goroutine, Server.ServeConn). ReadNow knows that crypto/tls would
+// socket, and says ErrWouldWait otherwise; the MQTT core then parks the
+// connection (Server.ServeConn: on Linux in its epoll set, without a
+// goroutine; elsewhere WaitReadable waits for the socket through
+// syscall.RawConn, outside crypto/tls, on a new goroutine). ReadNow knows that crypto/tls would
 // wait because crypto/tls asks records, under it, for more bytes at a
 // record's boundary with nothing read ahead: records then answers with a
 // temporary error, which crypto/tls returns without failing the
