@@ -369,13 +369,19 @@ func (c *conn) flush() {
 			}
 			return
 		}
-		closing := c.closing
-		c.wmu.Unlock()
-		if !closing {
-			// A client that stops reading ends like one that stops sending
-			// (the reader may be held by waitBacklog meanwhile).
-			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+		timeout := c.writeTimeout()
+		if c.closing {
+			timeout = closeWriteTimeout
 		}
+		c.wmu.Unlock()
+		// A client that stops reading ends like one that stops sending
+		// (the reader may be held by waitBacklog meanwhile). Set before
+		// every write, the last ones of a closing connection too: the
+		// deadline of an earlier write may have passed (shutdown sets one
+		// as well, but maybe after this write began), and a TLS write it
+		// fails has used a record's sequence number, so that the
+		// close_notify alert after it reaches the client as a bad record.
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := c.nc.Write(*b)
 		packet.PutBuffer(b)
 		if err != nil {
@@ -427,8 +433,11 @@ func (c *conn) shutdown() {
 		return
 	}
 	// A client that stops reading must not hold the writer for ever.
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.nc.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 }
+
+// closeWriteTimeout bounds the writes of a closing connection.
+const closeWriteTimeout = 5 * time.Second
 
 func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {

@@ -3,6 +3,7 @@
 package mqtt
 
 import (
+	"container/heap"
 	"errors"
 	"net"
 	"os"
@@ -19,11 +20,12 @@ import (
 // epoll instance may watch the same one.
 //
 // A parked connection ends in one of three ways, whichever comes first
-// (parker.take decides, under mu): its socket becomes readable (run
-// serves it again), its keep-alive deadline passes (a timer, which holds
-// no goroutine until it fires), or the server closes it (closeNow: a
-// revocation, a takeover, the shutdown). The last two end it as a wait
-// for the socket ending with that error would.
+// (the one that removes it from conns, under mu): its socket becomes
+// readable (run serves it again), its keep-alive deadline passes (the
+// parker keeps the parked connections in a heap by deadline and wakes
+// for the earliest: no timer per connection), or the server closes it
+// (closeNow: a revocation, a takeover, the shutdown). The last two end it
+// as a wait for the socket ending with that error would.
 //
 // The socket is registered level-triggered with EPOLLONESHOT: bytes that
 // arrived between ReadNow's ErrWouldWait and the registration are
@@ -36,10 +38,14 @@ import (
 // with its last reference.
 type parker struct {
 	epfd int
-	stop [2]int // a pipe whose read end is in the set: written to stop wait
+	// A pipe whose read end is in the set, written to wake wait: to stop,
+	// or for a deadline earlier than the one it waits for.
+	wake [2]int
 
 	mu      sync.Mutex
-	conns   map[uint64]*conn // parked, by park number (never 0: 0 is stop)
+	conns   map[uint64]*conn // parked, by park number (never 0: 0 is wake)
+	due     deadlines        // the parked connections with a keep-alive deadline
+	waiting time.Time        // the deadline wait waits for, zero for none
 	last    uint64
 	stopped bool // park refuses: closing, or epoll_wait failed
 
@@ -48,15 +54,42 @@ type parker struct {
 }
 
 // parkState is a conn's part in its server's parker, set as it parks
-// (registered, by its reader) and under parker.mu (id, timer).
+// (registered, by its reader) and under parker.mu (id, due).
 type parkState struct {
 	id         uint64 // the park number while parked, 0 otherwise
 	registered bool   // the socket is in the epoll set: park re-arms it
-	timer      *time.Timer
+	due        int    // 1 + its index in parker.due, 0 when not there
+}
+
+// deadlines is a heap (container/heap) of parked connections by
+// keep-alive deadline (conn.deadline, which their readers set before
+// they parked and set again only once woken).
+type deadlines []*conn
+
+func (d deadlines) Len() int           { return len(d) }
+func (d deadlines) Less(i, j int) bool { return d[i].deadline.Before(d[j].deadline) }
+func (d deadlines) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].parked.due, d[j].parked.due = i+1, j+1
+}
+
+func (d *deadlines) Push(x any) {
+	c := x.(*conn)
+	*d = append(*d, c)
+	c.parked.due = len(*d)
+}
+
+func (d *deadlines) Pop() any {
+	old := *d
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*d = old[:len(old)-1]
+	c.parked.due = 0
+	return c
 }
 
 // socketReader is a nowReader that says which socket it found empty when
-// ReadNow answered ErrWouldWait (TLSConn, PlainConn).
+// ReadNow answered ErrWouldWait (TLSConn, Plain).
 type socketReader interface {
 	Socket() syscall.RawConn
 }
@@ -68,12 +101,12 @@ func newParker() (*parker, error) {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	p := &parker{epfd: epfd, conns: map[uint64]*conn{}, done: make(chan struct{})}
-	if err := syscall.Pipe2(p.stop[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	if err := syscall.Pipe2(p.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
 		syscall.Close(epfd)
 		return nil, os.NewSyscallError("pipe2", err)
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // data 0: stop
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.stop[0], &ev); err != nil {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN} // data 0: wake
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
 		p.closeFDs()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
@@ -83,8 +116,8 @@ func newParker() (*parker, error) {
 
 func (p *parker) closeFDs() {
 	syscall.Close(p.epfd)
-	syscall.Close(p.stop[0])
-	syscall.Close(p.stop[1])
+	syscall.Close(p.wake[0])
+	syscall.Close(p.wake[1])
 }
 
 // close stops wait and releases the epoll instance. The server calls it
@@ -95,19 +128,34 @@ func (p *parker) close() {
 		p.mu.Lock()
 		p.stopped = true
 		p.mu.Unlock()
-		syscall.Write(p.stop[1], []byte{1})
+		syscall.Write(p.wake[1], wakeByte)
 		<-p.done
 		p.closeFDs()
 	})
 }
 
-// wait reads the epoll set's events until close, and serves each parked
-// connection that became readable on a new goroutine.
+// wait reads the epoll set's events until close, serves each parked
+// connection that became readable on a new goroutine, and ends the parks
+// whose keep-alive deadline passed.
 func (p *parker) wait() {
 	defer close(p.done)
 	var events [128]syscall.EpollEvent
 	for {
-		n, err := syscall.EpollWait(p.epfd, events[:], -1)
+		p.mu.Lock()
+		if p.stopped {
+			p.mu.Unlock()
+			return
+		}
+		timeout := -1
+		p.waiting = time.Time{}
+		if len(p.due) > 0 {
+			p.waiting = p.due[0].deadline
+			// In whole milliseconds, rounded up: woken early, wait would
+			// find nothing due and wait again.
+			timeout = int(max(0, (time.Until(p.waiting)+time.Millisecond-1)/time.Millisecond))
+		}
+		p.mu.Unlock()
+		n, err := syscall.EpollWait(p.epfd, events[:], timeout)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -120,7 +168,8 @@ func (p *parker) wait() {
 		for _, ev := range events[:n] {
 			id := eventID(&ev)
 			if id == 0 {
-				return
+				p.drain()
+				continue
 			}
 			// Readable, its end, an error or a hang-up: the reader finds
 			// out which.
@@ -129,6 +178,38 @@ func (p *parker) wait() {
 				go c.run()
 			}
 		}
+		p.expire()
+	}
+}
+
+var wakeByte = []byte{1}
+
+// drain reads what was written to the wake pipe.
+func (p *parker) drain() {
+	var b [64]byte
+	for {
+		if n, err := syscall.Read(p.wake[0], b[:]); n <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// expire ends the parks whose keep-alive deadline passed, as a wait for
+// the socket ends at the read deadline.
+func (p *parker) expire() {
+	now := time.Now()
+	var ended []*conn
+	p.mu.Lock()
+	for len(p.due) > 0 && !p.due[0].deadline.After(now) {
+		c := heap.Pop(&p.due).(*conn)
+		delete(p.conns, c.parked.id)
+		c.parked.id = 0
+		ended = append(ended, c)
+	}
+	p.mu.Unlock()
+	for _, c := range ended {
+		c.unparked()
+		go c.woke(os.ErrDeadlineExceeded)
 	}
 }
 
@@ -139,8 +220,9 @@ func (p *parker) fail(err error) {
 	conns := p.conns
 	p.conns = map[uint64]*conn{}
 	for _, c := range conns {
-		c.parked.id = 0
+		c.parked.id, c.parked.due = 0, 0
 	}
+	p.due = nil
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.unparked()
@@ -166,6 +248,9 @@ func (p *parker) take(id uint64) *conn {
 	if c != nil {
 		delete(p.conns, id)
 		c.parked.id = 0
+		if c.parked.due > 0 {
+			heap.Remove(&p.due, c.parked.due-1)
+		}
 	}
 	return c
 }
@@ -202,16 +287,19 @@ func (c *conn) park() {
 	c.parked.id = id
 	p.conns[id] = c
 	c.srv.Stats.Parked.Add(1)
+	earlier := false
 	if !c.deadline.IsZero() {
-		// Armed under mu, as expire reads the park there: a deadline
-		// past already ends the park as soon as it is made.
-		if c.parked.timer == nil {
-			c.parked.timer = time.AfterFunc(time.Until(c.deadline), func() { p.expire(c) })
-		} else {
-			c.parked.timer.Reset(time.Until(c.deadline))
+		heap.Push(&p.due, c)
+		// wait waits for a later deadline, or none: it must wake for this
+		// one (at once if it passed already).
+		if earlier = p.waiting.IsZero() || c.deadline.Before(p.waiting); earlier {
+			p.waiting = c.deadline
 		}
 	}
 	p.mu.Unlock()
+	if earlier {
+		syscall.Write(p.wake[1], wakeByte) // EAGAIN: a full pipe wakes it too
+	}
 
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 	setEventID(&ev, id)
@@ -229,25 +317,6 @@ func (c *conn) park() {
 	}
 }
 
-// expire ends c's park at its keep-alive deadline, as a wait for the
-// socket ends at the read deadline. A timer of an earlier park that fires
-// late finds c not parked, or parked before its deadline, and does
-// nothing.
-func (p *parker) expire(c *conn) {
-	p.mu.Lock()
-	if c.parked.id == 0 || time.Now().Before(c.deadline) {
-		p.mu.Unlock()
-		return
-	}
-	id := c.parked.id
-	p.mu.Unlock()
-	if p.take(id) == nil {
-		return
-	}
-	c.unparked()
-	c.woke(os.ErrDeadlineExceeded)
-}
-
 // closedParked ends c's park, if it is parked, after the server closed c (its
 // socket leaves the epoll set with it): as a wait ends when its
 // connection is closed.
@@ -263,10 +332,5 @@ func (c *conn) closedParked() {
 	go c.woke(net.ErrClosed)
 }
 
-// unparked is the end of a park, once take returned c.
-func (c *conn) unparked() {
-	if c.parked.timer != nil {
-		c.parked.timer.Stop()
-	}
-	c.srv.Stats.Parked.Add(-1)
-}
+// unparked counts the end of a park, once it was taken.
+func (c *conn) unparked() { c.srv.Stats.Parked.Add(-1) }

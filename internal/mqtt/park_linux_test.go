@@ -147,16 +147,23 @@ func TestParkFindsBytesThatCameBefore(t *testing.T) {
 
 // A parked connection's keep-alive ends it as a reader's would: 1.5
 // times the keep alive after its last packet, DISCONNECT 0x8D for MQTT 5,
-// a plain close for 3.1.1.
+// a plain close for 3.1.1; also when it parks after a connection whose
+// deadline is later (the parker, waiting for that one, wakes for the
+// earlier), and without ending the later one.
 func TestParkedKeepAliveTimeout(t *testing.T) {
 	s := newServer(t, nil)
+	s.connect(t, packet.V5, "later", func(c *packet.Connect) { c.KeepAlive = 600 })
+	s.waitParked(t, 1)
 	c5, _ := s.connect(t, packet.V5, "ka5", func(c *packet.Connect) { c.KeepAlive = 1 })
 	c3, _ := s.connect(t, packet.V311, "ka3", func(c *packet.Connect) { c.KeepAlive = 1 })
-	s.waitParked(t, 2)
+	s.waitParked(t, 3)
 	c5.Disconnected(packet.KeepAliveTimeout)
 	c3.Closed()
-	s.waitParked(t, 0)
+	s.waitParked(t, 1)
 	eventually(t, "the sessions ended", func() bool { return s.Client("ka5") == nil && s.Client("ka3") == nil })
+	if s.Client("later") == nil {
+		t.Fatal("the connection with the later deadline ended too")
+	}
 }
 
 // Parked connections the server closes end as connections with a reader
