@@ -26,9 +26,9 @@
 // only while bytes are arriving. Once nothing is left to read (ReadNow says
 // ErrWouldWait: TLSConn, Plain), the reader parks the connection and ends
 // (park_linux.go): its socket goes into the server's epoll set, and one
-// goroutine for all of them starts a new reader when it is readable; a
-// timer ends the park at the keep-alive deadline, and closing the
-// connection ends it too. Elsewhere than Linux a parked connection waits
+// goroutine for all of them starts a new reader when it is readable, or
+// ends the park at the keep-alive deadline (a heap of them, no timer per
+// connection); closing the connection ends it too. Elsewhere than Linux a parked connection waits
 // on a goroutine of its own. Packets to a client are encoded at once, by
 // whichever goroutine sends them, into a pooled buffer under the
 // connection's write lock; a writer goroutine runs only while that buffer
