@@ -53,8 +53,8 @@ type conn struct {
 	served bool // run serves the connection: read may return ErrWouldWait
 	// timed: the read deadline runs for the packet being read, set at the
 	// first read after the last whole packet (§3.1.2.10 counts packets,
-	// so bytes trickling in do not extend it), to deadline (a parked
-	// connection's timer ends the park there).
+	// so bytes trickling in do not extend it), to deadline (where the
+	// parker ends a parked connection's park).
 	timed    bool
 	deadline time.Time
 	parked   parkState
