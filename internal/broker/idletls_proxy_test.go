@@ -60,14 +60,14 @@ func TestIdleTLSBehindProxyHeader(t *testing.T) {
 			if cl := e.b.server.Client(th.ID); cl == nil || cl.Conn().RemoteAddr().String() != "192.0.2.7:4711" {
 				t.Fatalf("the broker sees the client as %v", cl.Conn().RemoteAddr())
 			}
-			waitReaders(t, 1)
+			e.waitReaders(t, 1)
 			c.Send(&packet.Publish{Topic: "things/" + th.ID + "/telemetry", QoS: 1, PacketID: 1, Payload: []byte("21")})
 			if ack, ok := c.Read().(*packet.Ack); !ok || ack.Kind != packet.PUBACK || ack.Code > 1 {
 				t.Fatalf("after the wait: %+v", ack)
 			}
-			waitReaders(t, 1)
+			e.waitReaders(t, 1)
 			c.Send(&packet.Disconnect{})
-			waitReaders(t, 0)
+			e.waitReaders(t, 0)
 		})
 	}
 }

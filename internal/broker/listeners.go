@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -162,13 +163,14 @@ func (l *netListener) serve(serveConn func(net.Conn)) {
 // handle runs one TCP connection until it ends. A TLS connection is served
 // on a goroutine of its own once the handshake is done: the handshake's
 // deep calls grow a stack to 16 KiB, which Go would shrink no further than
-// to 8 KiB while the connection waits, idle, for its next packet; its
-// reader waits for the socket outside crypto/tls (mqtt.TLSConn).
+// to 8 KiB while the connection waits, idle, for its next packet. An idle
+// connection, plain (mqtt.Plain) or TLS (mqtt.TLSConn), is parked by the
+// core outside crypto/tls, without a goroutine.
 func (l *netListener) handle(conn net.Conn, serveConn func(net.Conn)) {
 	// Until CONNECT is accepted; the core then sets keep-alive deadlines.
 	conn.SetDeadline(time.Now().Add(l.timeout))
 	if l.cfg.TLS == nil {
-		serveConn(l.served(conn, conn))
+		serveConn(l.served(mqtt.Plain(conn), conn))
 		return
 	}
 	tc := mqtt.TLSServer(conn, l.cfg.TLS)
@@ -213,20 +215,27 @@ func (c *listenerConn) ConnectionState() tls.ConnectionState {
 	return tls.ConnectionState{}
 }
 
-// ReadNow and WaitReadable are the TLS connection's (mqtt.TLSConn), so
-// that the core's reader of an idle TLS connection waits outside
-// crypto/tls; over TCP and WebSocket ReadNow is Read and there is nothing
-// to wait for apart.
+// ReadNow, WaitReadable and Socket are the connection's under it
+// (mqtt.TLSConn, mqtt.Plain), so that the core parks an idle connection
+// outside crypto/tls and without a goroutine; over WebSocket ReadNow is
+// Read, which never says mqtt.ErrWouldWait, and there is no socket.
 func (c *listenerConn) ReadNow(p []byte) (int, error) {
-	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+	if r, ok := c.Conn.(interface{ ReadNow([]byte) (int, error) }); ok {
 		return r.ReadNow(p)
 	}
 	return c.Conn.Read(p)
 }
 
 func (c *listenerConn) WaitReadable() error {
-	if r, ok := c.Conn.(*mqtt.TLSConn); ok {
+	if r, ok := c.Conn.(interface{ WaitReadable() error }); ok {
 		return r.WaitReadable()
+	}
+	return nil
+}
+
+func (c *listenerConn) Socket() syscall.RawConn {
+	if r, ok := c.Conn.(interface{ Socket() syscall.RawConn }); ok {
+		return r.Socket()
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ func (m *metrics) register(reg prometheus.Registerer, s *mqtt.Server) error {
 	for _, c := range []prometheus.Collector{
 		m.authFailures, m.denied, m.closed, m.auditDropped,
 		gauge("thingid_mqtt_connections", "MQTT clients connected.", s.Stats.Connected.Load),
+		gauge("thingid_mqtt_connections_parked", "MQTT connections idle until their next packet, held without a reader (on Linux without a goroutine).", s.Stats.Parked.Load),
 		gauge("thingid_mqtt_subscriptions", "MQTT subscriptions.", func() int64 { return int64(s.Subscriptions()) }),
 		gauge("thingid_mqtt_retained_messages", "MQTT retained messages.", func() int64 { return int64(s.Retained()) }),
 		gauge("thingid_mqtt_inflight_messages", "MQTT QoS 1 and 2 messages awaiting acknowledgement, in all sessions.", func() int64 {

@@ -53,11 +53,14 @@ type conn struct {
 	served bool // run serves the connection: read may return ErrWouldWait
 	// timed: the read deadline runs for the packet being read, set at the
 	// first read after the last whole packet (§3.1.2.10 counts packets,
-	// so bytes trickling in do not extend it).
-	timed bool
-	small [16]byte
-	rbuf  *[]byte // pooled; nil while idle
-	roff  int     // the start of what is not consumed yet
+	// so bytes trickling in do not extend it), to deadline (where the
+	// parker ends a parked connection's park).
+	timed    bool
+	deadline time.Time
+	parked   parkState
+	small    [16]byte
+	rbuf     *[]byte // pooled; nil while idle
+	roff     int     // the start of what is not consumed yet
 
 	// writing
 	wmu        sync.Mutex
@@ -73,8 +76,8 @@ type conn struct {
 
 // serve reads and handles each packet after the CONNECT in turn, until
 // the connection ends (false), or until a read would wait for the socket
-// of a connection that can wait for it apart (nowReader; true: run hands
-// the connection to a new goroutine, which waits with a small stack).
+// of a connection that can wait for it apart (nowReader; true: run parks
+// the connection, and its reader ends).
 func (c *conn) serve() (idle bool) {
 	for {
 		c.waitBacklog()
@@ -97,34 +100,23 @@ func (c *conn) serve() (idle bool) {
 	}
 }
 
-// nowReader is a connection that reads without waiting for its socket and
-// waits for it apart (TLSConn: crypto/tls's reads are deep, the wait is
-// not).
+// nowReader is a connection that reads without waiting for its socket, so
+// that an idle one can be parked (TLSConn, Plain): with nothing to read it
+// says ErrWouldWait, and holds no byte above the socket then.
 type nowReader interface {
 	// ReadNow reads what needs no wait for the socket, or returns ErrWouldWait.
 	ReadNow(p []byte) (int, error)
-	// WaitReadable waits until the socket is readable (or the read deadline).
-	WaitReadable() error
 }
 
-// read reads into p: through ReadNow for a nowReader, which, once the
-// connection is served (run), returns ErrWouldWait for serve to hand the
-// connection on; before (the CONNECT, on the goroutine that accepted it),
-// read waits for the socket itself.
+// read reads into p: through ReadNow for a nowReader once the connection
+// is served (run), which returns ErrWouldWait for serve to park the
+// connection; before (the CONNECT, on the goroutine that accepted it),
+// read waits for the socket.
 func (c *conn) read(p []byte) (int, error) {
-	r, ok := c.nc.(nowReader)
-	if !ok {
-		return c.nc.Read(p)
+	if r, ok := c.nc.(nowReader); ok && c.served {
+		return r.ReadNow(p)
 	}
-	for {
-		n, err := r.ReadNow(p)
-		if err != ErrWouldWait || c.served {
-			return n, err
-		}
-		if err := r.WaitReadable(); err != nil {
-			return 0, err
-		}
-	}
+	return c.nc.Read(p)
 }
 
 // waitBacklog holds the reader while more than Config.Queue packets wait
@@ -225,7 +217,8 @@ func (c *conn) grow(n int) {
 // holds no buffer.
 func (c *conn) fill() error {
 	if c.keepAlive > 0 && !c.timed {
-		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // §3.1.2.10
+		c.deadline = time.Now().Add(c.keepAlive * 3 / 2) // §3.1.2.10
+		c.nc.SetReadDeadline(c.deadline)
 		c.timed = true
 	}
 	if c.rbuf == nil || c.roff == len(*c.rbuf) {
@@ -376,13 +369,19 @@ func (c *conn) flush() {
 			}
 			return
 		}
-		closing := c.closing
-		c.wmu.Unlock()
-		if !closing {
-			// A client that stops reading ends like one that stops sending
-			// (the reader may be held by waitBacklog meanwhile).
-			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+		timeout := c.writeTimeout()
+		if c.closing {
+			timeout = closeWriteTimeout
 		}
+		c.wmu.Unlock()
+		// A client that stops reading ends like one that stops sending
+		// (the reader may be held by waitBacklog meanwhile). Set before
+		// every write, the last ones of a closing connection too: the
+		// deadline of an earlier write may have passed (shutdown sets one
+		// as well, but maybe after this write began), and a TLS write it
+		// fails has used a record's sequence number, so that the
+		// close_notify alert after it reaches the client as a bad record.
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := c.nc.Write(*b)
 		packet.PutBuffer(b)
 		if err != nil {
@@ -434,8 +433,11 @@ func (c *conn) shutdown() {
 		return
 	}
 	// A client that stops reading must not hold the writer for ever.
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.nc.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 }
+
+// closeWriteTimeout bounds the writes of a closing connection.
+const closeWriteTimeout = 5 * time.Second
 
 func (c *conn) closeNow() {
 	c.closeOnce.Do(func() {
@@ -448,6 +450,7 @@ func (c *conn) closeNow() {
 		}
 		c.wmu.Unlock()
 		c.nc.Close()
+		c.closedParked()
 	})
 }
 

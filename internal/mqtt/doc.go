@@ -21,14 +21,21 @@
 // plain close for MQTT 3.1.1, which never gets DISCONNECT from a server.
 // Properties are one struct with a presence bitmask (Set, Has).
 //
-// Connections (conn.go). One goroutine per connection, the reader: it
-// blocks on a 16-byte array while idle and takes a pooled buffer only while
-// bytes are arriving. Packets to a client are encoded at once, by whichever
-// goroutine sends them, into a pooled buffer under the connection's write
-// lock; a writer goroutine runs only while that buffer is not empty. So an
-// idle connection is one small stack and a few hundred bytes of heap.
-// Keep-alive is a read deadline of 1.5 times the keep alive, set before
-// each read; Config.MaxKeepAlive is announced as Server Keep Alive.
+// Connections (conn.go). A reader goroutine per connection while it has
+// bytes to read: it reads into a 16-byte array and takes a pooled buffer
+// only while bytes are arriving. Once nothing is left to read (ReadNow says
+// ErrWouldWait: TLSConn, Plain), the reader parks the connection and ends
+// (park_linux.go): its socket goes into the server's epoll set, and one
+// goroutine for all of them starts a new reader when it is readable, or
+// ends the park at the keep-alive deadline (a heap of them, no timer per
+// connection); closing the connection ends it too. Elsewhere than Linux a parked connection waits
+// on a goroutine of its own. Packets to a client are encoded at once, by
+// whichever goroutine sends them, into a pooled buffer under the
+// connection's write lock; a writer goroutine runs only while that buffer
+// is not empty. So an idle connection holds no goroutine and a few
+// hundred bytes of heap of the core's (crypto/tls keeps more over TLS).
+// Keep-alive is a read deadline of 1.5 times the keep alive, counting
+// whole packets; Config.MaxKeepAlive is announced as Server Keep Alive.
 //
 // Sessions (client.go, session.go). A Client is a session, connected or
 // away; Server.sessions maps client identifiers to them. Lock order:

@@ -166,6 +166,8 @@ func (s *server) listen(t testing.TB, tc *tls.Config) string {
 						return
 					}
 					nc = c
+				} else {
+					nc = Plain(nc) // parked when idle, as the broker's
 				}
 				s.ServeConn(nc)
 			}()

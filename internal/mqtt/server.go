@@ -145,6 +145,10 @@ type Stats struct {
 	DeniedPublish   atomic.Int64
 	DeniedSubscribe atomic.Int64
 	DeniedDeliver   atomic.Int64
+	// Parked are the idle connections held without a reader: on Linux in
+	// the server's epoll set, with no goroutine; elsewhere each waiting
+	// for its socket on a goroutine of its own.
+	Parked atomic.Int64
 	// WillsWithheld are wills not published because their session's
 	// record could not be written without them (takeWill): in a cluster,
 	// another node holds the session now, or the store is unreachable.
@@ -171,6 +175,7 @@ type Server struct {
 	restoredWills []restoredWill
 	closed        bool
 	wg            sync.WaitGroup
+	parker        *parker // the idle connections (nil where there is no epoll)
 }
 
 // New returns a server; serve connections with ServeConn.
@@ -200,6 +205,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("mqtt: restoring sessions: %w", err)
 		}
 	}
+	p, err := newParker()
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: the idle connections' poller: %w", err)
+	}
+	s.parker = p
 	return s, nil
 }
 
@@ -207,13 +217,14 @@ func New(cfg Config) (*Server, error) {
 // finished any TLS handshake) and set a deadline for the CONNECT. It reads
 // and answers the CONNECT on the calling goroutine and returns; a
 // connection whose CONNECT is accepted is then served by a goroutine of its
-// own. nc is closed when the connection ends (Close waits for that).
+// own (run) while it has something to read, and parked when idle. nc is
+// closed when the connection ends (Close waits for that). A nowReader (a
+// TLSConn, or a plain connection wrapped by Plain) can be parked; any
+// other nc is read by a goroutine that waits in its Read.
 //
 // The goroutine is new for memory: decoding and authenticating a CONNECT
 // (and a TLS handshake before it) grow the caller's stack to 4 KiB or more,
-// and Go keeps a grown stack while its goroutine lives, so an idle
-// connection kept it; the new one starts at the runtime's smallest stack,
-// which waiting for the next packet fits in (issue 16).
+// and Go keeps a grown stack while its goroutine lives (issue 16).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc}
 	c.drained = sync.NewCond(&c.wmu)
@@ -233,26 +244,27 @@ func (s *Server) ServeConn(nc net.Conn) {
 	go c.run()
 }
 
-// run serves the connection on a goroutine of its own until it ends. A
-// goroutine that read through crypto/tls keeps the 4 KiB stack that took
-// (Go shrinks a stack only while less than a quarter of it, minus 800
-// bytes, is in use, which no waiting reader is), so when a TLS connection
-// has nothing more to read it hands the connection to a new goroutine,
-// which starts at the smallest stack and waits for the socket outside
-// crypto/tls (TLSConn.WaitReadable) before it reads again.
+// run serves the connection on a goroutine of its own until it ends, or
+// until it has nothing more to read (a nowReader: TLSConn, Plain): then
+// it parks the connection and returns. On Linux a parked connection holds
+// no goroutine (parker: one epoll set per server); a new reader starts
+// once its socket is readable, with the smallest stack. A reader that
+// waited on would keep its stack, and one that read through crypto/tls
+// keeps 4 KiB (Go shrinks a stack only while less than a quarter of it,
+// minus 800 bytes, is in use, which no waiting reader is).
 func (c *conn) run() {
 	c.served = true
 	if c.serve() {
-		go c.waitAndRun()
+		c.park()
 		return
 	}
 	c.finish()
 }
 
-// waitAndRun waits until an idle connection's socket is readable, then
-// serves it (run).
-func (c *conn) waitAndRun() {
-	if err := c.nc.(nowReader).WaitReadable(); err != nil {
+// woke ends a park: the socket is readable (err nil: serve it), or the
+// wait failed as a read would (the keep-alive deadline, closed).
+func (c *conn) woke(err error) {
+	if err != nil {
 		c.readFailed(err)
 		c.finish()
 		return
@@ -284,6 +296,7 @@ func (s *Server) Close() {
 		c.close(packet.ServerShuttingDown, "the server is shutting down")
 	}
 	s.wg.Wait()
+	s.parker.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, cl := range s.sessions {

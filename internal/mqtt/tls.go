@@ -16,10 +16,10 @@ import (
 // with.
 //
 // ReadNow reads what crypto/tls can return without waiting for the
-// socket, and says ErrWouldWait otherwise; WaitReadable then waits for the
-// socket through syscall.RawConn, outside crypto/tls, on a goroutine that
-// need not have read (the MQTT core's reader hands an idle connection to a
-// new goroutine, Server.ServeConn). ReadNow knows that crypto/tls would
+// socket, and says ErrWouldWait otherwise; the MQTT core then parks the
+// connection (Server.ServeConn: on Linux in its epoll set, without a
+// goroutine; elsewhere WaitReadable waits for the socket through
+// syscall.RawConn, outside crypto/tls, on a new goroutine). ReadNow knows that crypto/tls would
 // wait because crypto/tls asks records, under it, for more bytes at a
 // record's boundary with nothing read ahead: records then answers with a
 // temporary error, which crypto/tls returns without failing the
@@ -67,6 +67,11 @@ func (c *TLSConn) ReadNow(p []byte) (int, error) {
 // record is partly read or bytes are read ahead, or when the raw
 // connection offers no socket to wait on (ReadNow then waits in crypto/tls).
 func (c *TLSConn) WaitReadable() error { return c.rec.wait() }
+
+// Socket is the socket under the connection, once ReadNow has used it
+// (nil before, or when the raw connection offers none): the one it found
+// empty when it said ErrWouldWait.
+func (c *TLSConn) Socket() syscall.RawConn { return c.rec.raw }
 
 // Read reads application data, waiting for the socket outside crypto/tls.
 func (c *TLSConn) Read(p []byte) (int, error) {

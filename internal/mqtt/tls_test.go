@@ -539,8 +539,8 @@ func TestIdleTLSReadersStaySmall(t *testing.T) {
 			t.Fatal("no PUBACK")
 		}
 	}
-	if !waitFor(func() bool { return mqtttest.ReadersWaitingOutsideTLS() == n }) {
-		t.Fatalf("%d readers wait outside crypto/tls, want %d", mqtttest.ReadersWaitingOutsideTLS(), n)
+	if !waitFor(func() bool { return s.Stats.Parked.Load() == n }) {
+		t.Fatalf("%d idle connections parked outside crypto/tls, want %d", s.Stats.Parked.Load(), n)
 	}
 	per := float64(stacks()-before) / n
 	t.Logf("%.0f bytes of stack per idle TLS connection", per)

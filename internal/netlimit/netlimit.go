@@ -545,8 +545,17 @@ func (c *proxiedConn) SyscallConn() (syscall.RawConn, error) {
 var errBuffered = errors.New("netlimit: bytes are buffered above the socket")
 
 // SyscallConn is the socket (syscall.Conn), for a reader that waits until
-// it is readable (mqtt.TLSConn); nothing is buffered here.
-func (c *conn) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }
+// it is readable or reads it directly (mqtt.TLSConn, mqtt.Plain): an error
+// until the first bytes were read here, which Read checks for a PROXY
+// header; nothing is buffered here.
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	if c.checkHeader {
+		return nil, errUnchecked
+	}
+	return syscallConn(c.Conn)
+}
+
+var errUnchecked = errors.New("netlimit: the connection's first bytes are not read yet")
 
 func syscallConn(c net.Conn) (syscall.RawConn, error) {
 	sc, ok := c.(syscall.Conn)

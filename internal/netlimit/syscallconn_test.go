@@ -52,3 +52,36 @@ func TestSyscallConnOnlyWithNothingBuffered(t *testing.T) {
 		t.Fatal("a pipe has no socket")
 	}
 }
+
+// A connection whose first bytes the PROXY header check has not read yet
+// offers no socket: a reader of the socket itself (mqtt.Plain) would read
+// them past the check.
+func TestSyscallConnOnlyAfterTheHeaderCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	c := &conn{Conn: server, checkHeader: true}
+	if _, err := c.SyscallConn(); err == nil {
+		t.Fatal("the socket offered before the first bytes were checked")
+	}
+	client.Write([]byte("MQTT"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "MQTT" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if _, err := c.SyscallConn(); err != nil {
+		t.Fatalf("the first bytes checked: %v", err)
+	}
+}
