@@ -5,6 +5,7 @@ package natstest
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -95,17 +96,37 @@ func newServer(t testing.TB, name string, addrs []string, extra []string) *Serve
 	return s
 }
 
-// freeAddrs are n different ports of 127.0.0.1, free a moment ago.
+// freeAddrs are n different ports of 127.0.0.1, free a moment ago, taken
+// below the range the kernel gives clients' sockets
+// (ip_local_port_range): a port from that range, free when it is chosen,
+// can be taken by any connection the test process (or another) opens
+// before nats-server binds it, or binds it again after Restart.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
+	const first = 10000
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		port := 0 // the kernel's choice, when no room is left below the range
+		if low-first > 1000 && tries < 1000 {
+			port = first + rand.IntN(low-first)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil && port == 0 {
 			t.Fatal(err)
 		}
+		if err != nil {
+			continue // taken
+		}
 		defer ln.Close()
-		addrs[i] = ln.Addr().String()
+		addrs = append(addrs, ln.Addr().String())
 	}
 	return addrs
 }
