@@ -134,6 +134,14 @@ func freeAddrs(t testing.TB, n int) []string {
 func (s *Server) start(t testing.TB) {
 	t.Helper()
 	s.cmd = exec.Command(s.bin, s.args...)
+	// Its output goes to a file of the test's (a file: no goroutine copies
+	// it), read when the server does not come up.
+	out, err := os.CreateTemp(t.TempDir(), "nats-server-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	s.cmd.Stdout, s.cmd.Stderr = out, out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +152,8 @@ func (s *Server) start(t testing.TB) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nats-server did not listen on %s", addr)
+			log, _ := os.ReadFile(out.Name())
+			t.Fatalf("nats-server did not listen on %s within 10 s; its output:\n%s", addr, log)
 		}
 	}
 }
