@@ -32,9 +32,10 @@ type memoKey [sha256.Size]byte
 type memoEntry struct {
 	claims *Claims
 	kid    string
-	// since is when it was verified: a clock set back before it (nbf and
-	// iat were checked against that time) takes the full path again.
-	since time.Time
+	// since is when it was verified (Unix nanoseconds): a clock set back
+	// before it (nbf and iat were checked against that time) takes the
+	// full path again.
+	since int64
 }
 
 // keyOf returns the memo's key of raw for audience, the hash of the
@@ -62,7 +63,7 @@ func (m *memo) get(k memoKey, keys *Keys, now time.Time) (*Claims, bool) {
 	if !ok {
 		return nil, false
 	}
-	if now.Before(e.since) {
+	if now.UnixNano() < e.since {
 		return nil, false
 	}
 	if !now.Before(e.claims.ExpiresAt) {
@@ -104,7 +105,7 @@ func (m *memo) put(k memoKey, kid string, c *Claims, now time.Time) {
 			delete(m.entries, key)
 		}
 	}
-	m.entries[k] = memoEntry{claims: c.clone(), kid: kid, since: now}
+	m.entries[k] = memoEntry{claims: c.clone(), kid: kid, since: now.UnixNano()}
 }
 
 // clone copies c so that no caller shares the remembered claims.
