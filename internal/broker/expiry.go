@@ -2,6 +2,7 @@ package broker
 
 import (
 	"container/heap"
+	"math"
 	"sync"
 	"time"
 )
@@ -35,7 +36,12 @@ func (e *expiries) arm(s *session, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.remove(s)
-	at := time.Since(e.base) + d
+	at := time.Since(e.base)
+	if d > math.MaxInt64-at {
+		at = math.MaxInt64 // a certificate valid until 9999: never, not at once
+	} else {
+		at += d
+	}
 	heap.Push(&e.due, expiry{at: at, s: s, seq: s.armed})
 	if e.due[0].s != s {
 		return

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -18,8 +19,9 @@ func TestExpiries(t *testing.T) {
 		e.arm(s, -time.Second) // expired already: ended at once
 		now = append(now, s)
 	}
-	disarmed, rearmed, waiting := &session{}, &session{}, &session{}
+	disarmed, rearmed, waiting, never := &session{}, &session{}, &session{}, &session{}
 	e.arm(waiting, later)
+	e.arm(never, math.MaxInt64) // at.Sub(now) of a far expiry saturates
 	e.arm(disarmed, 0)
 	e.disarm(disarmed)
 	e.arm(rearmed, 0)
@@ -45,17 +47,18 @@ func TestExpiries(t *testing.T) {
 			t.Error("a session due was not ended")
 		}
 	}
-	for name, s := range map[string]*session{"disarmed": disarmed, "armed again for later": rearmed, "armed for later": waiting} {
+	for name, s := range map[string]*session{"disarmed": disarmed, "armed again for later": rearmed, "armed for later": waiting, "armed for the longest duration": never} {
 		if got[s] {
 			t.Errorf("the session %s was ended", name)
 		}
 	}
-	if len(e.due) != 2 {
-		t.Errorf("%d sessions wait in the heap, want the 2 armed for later", len(e.due))
+	if len(e.due) != 3 {
+		t.Errorf("%d sessions wait in the heap, want the 3 armed for later", len(e.due))
 	}
 	e.disarm(rearmed)
 	e.disarm(waiting)
-	if len(e.due) != 0 || rearmed.pos != 0 || waiting.pos != 0 {
+	e.disarm(never)
+	if len(e.due) != 0 || rearmed.pos != 0 || waiting.pos != 0 || never.pos != 0 {
 		t.Error("disarmed sessions are still in the heap")
 	}
 }
