@@ -86,7 +86,9 @@ func (e *expiries) fire() {
 		current := x.s.armed == x.seq && x.s.pos == 0
 		e.mu.Unlock()
 		if current {
-			e.end(x.s)
+			// Each on its own goroutine, as each timer's was: ending one
+			// may wait for room in a slow reader's write buffer.
+			go e.end(x.s)
 		}
 	}
 }
