@@ -15,9 +15,10 @@ import (
 // the session's lock held, so nothing here calls back into the server; what
 // must (ending a connection) runs after the answer.
 type auth struct {
-	b      *Broker
-	ctx    context.Context
-	events *eventQueue
+	b        *Broker
+	ctx      context.Context
+	events   *eventQueue
+	expiries *expiries
 }
 
 // session is what the broker knows of one MQTT session, connected or kept
@@ -37,8 +38,13 @@ type session struct {
 	deciding sync.Mutex
 
 	mu          sync.Mutex
-	timer       *time.Timer // ends the connection when the token expires
 	policyTimer *time.Timer // decides the policy verdict again when its time is up
+
+	// pos and armed are the session's place in the broker's expiries
+	// (under their lock): 1 + its index in the heap, 0 when out of it,
+	// and how often it was armed or disarmed.
+	pos   int32
+	armed uint32
 }
 
 // sessionState is swapped whole when the identity is refreshed or re-authenticates.
@@ -112,7 +118,7 @@ func (h *auth) Connect(ctx context.Context, cl *mqtt.Client, pk *packet.Connect,
 	case prev != nil && prev.revoked.Load():
 		cl.ReplaceSession() // being discarded: nothing of it is handed over
 	case prev != nil:
-		prev.disarm()
+		h.disarm(prev)
 	}
 	if conn := cl.Conn(); conn != nil {
 		s.listener, s.remote = listenerOf(conn).cfg.Name, conn.RemoteAddr().String()
@@ -195,35 +201,32 @@ func (h *auth) Deliver(cl *mqtt.Client, topic string) bool {
 	return false
 }
 
-// arm ends the connection when its token (or certificate) expires. Each
-// session has one runtime timer: Go keeps them in a per-P heap, so arming,
-// re-arming and stopping cost O(log n) at 100,000 connections.
+// arm ends the connection when its token (or certificate) expires, at
+// at (none when zero), instead of when it was armed for before.
 func (h *auth) arm(s *session, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
 	if at.IsZero() {
+		h.expiries.disarm(s)
 		return
 	}
-	s.timer = time.AfterFunc(at.Sub(h.b.opts.Now()), func() {
-		if cl := h.client(s); cl != nil && cl.Conn() != nil && !s.revoked.Load() {
-			h.b.metrics.closed.WithLabelValues("expired").Inc()
-			h.b.server.Disconnect(cl.ID, packet.MaximumConnectTime, "the token expired", false)
-		}
-	})
+	h.expiries.arm(s, at.Sub(h.b.opts.Now()))
 }
 
-func (s *session) disarm() {
+// expire ends s's connection: its token expired.
+func (h *auth) expire(s *session) {
+	if cl := h.client(s); cl != nil && cl.Conn() != nil && !s.revoked.Load() {
+		h.b.metrics.closed.WithLabelValues("expired").Inc()
+		h.b.server.Disconnect(cl.ID, packet.MaximumConnectTime, "the token expired", false)
+	}
+}
+
+// disarm stops s's timers: its expiry and its policy verdict's.
+func (h *auth) disarm(s *session) {
+	h.expiries.disarm(s)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range []**time.Timer{&s.timer, &s.policyTimer} {
-		if *t != nil {
-			(*t).Stop()
-			*t = nil
-		}
+	if s.policyTimer != nil {
+		s.policyTimer.Stop()
+		s.policyTimer = nil
 	}
 }
 

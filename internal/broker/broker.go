@@ -203,6 +203,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	ctx, b.stop = context.WithCancel(ctx)
 	b.audit = newAuditLog(ctx, opts.Audit, log, b.metrics)
 	b.auth = &auth{b: b, ctx: ctx}
+	b.auth.expiries = newExpiries(b.auth.expire)
 	// A cluster's nodes keep the persistent sessions together, so that a
 	// client resumes its session on any of them.
 	sessions := mqtt.Store(b.store)

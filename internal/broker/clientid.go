@@ -53,7 +53,7 @@ func (h *auth) reclaim(cl *mqtt.Client, old *session, thing string) {
 	if !old.revoked.CompareAndSwap(false, true) {
 		return
 	}
-	old.disarm()
+	h.disarm(old)
 	cl.ReplaceSession()
 	h.b.metrics.closed.WithLabelValues("client_id_reclaimed").Inc()
 	h.b.log.Warn("mqtt: a thing reclaimed its client identifier: another identity's session under it is discarded",

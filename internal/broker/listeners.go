@@ -120,7 +120,9 @@ func newListener(cfg Listener, timeout time.Duration, conns *netlimit.Limiter, p
 	l := &netListener{cfg: cfg, ln: conns.Listen(ln, p), timeout: timeout, log: log}
 	if cfg.Kind == ListenerWebSocket {
 		l.http = &http.Server{
-			TLSConfig:         cfg.TLS,
+			// A copy: net/http adds its protocols to the config it serves
+			// with, which another listener may be handshaking with.
+			TLSConfig:         cfg.TLS.Clone(),
 			ReadHeaderTimeout: timeout,
 			MaxHeaderBytes:    16 << 10, // an upgrade request: a token at most
 			IdleTimeout:       timeout,

@@ -164,7 +164,7 @@ func (h *auth) endWith(s *session, label string, code packet.ReasonCode, reason 
 	if !s.revoked.CompareAndSwap(false, true) {
 		return
 	}
-	s.disarm()
+	h.disarm(s)
 	cid := s.state.Load().id.ClientIdentifier
 	h.b.metrics.closed.WithLabelValues(label).Inc()
 	h.b.log.Info("mqtt: session ended", "client", cid, "reason", label)

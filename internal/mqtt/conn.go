@@ -64,11 +64,11 @@ type conn struct {
 
 	// writing
 	wmu        sync.Mutex
-	drained    *sync.Cond // on wmu: the writer took the buffer, or closing
-	wbuf       *[]byte    // encoded packets not yet written
-	queued     int        // packets in wbuf
-	writing    bool       // a writer goroutine runs
-	closing    bool       // close once wbuf is written
+	drained    sync.Cond // on wmu: the writer took the buffer, or closing
+	wbuf       *[]byte   // encoded packets not yet written
+	queued     int       // packets in wbuf
+	writing    bool      // a writer goroutine runs
+	closing    bool      // close once wbuf is written
 	closed     bool
 	closeOnce  sync.Once
 	aliasesOut map[string]uint16 // under wmu: aliases follow the write order

@@ -227,7 +227,7 @@ func New(cfg Config) (*Server, error) {
 // and Go keeps a grown stack while its goroutine lives (issue 16).
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc}
-	c.drained = sync.NewCond(&c.wmu)
+	c.drained.L = &c.wmu
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

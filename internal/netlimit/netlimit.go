@@ -349,8 +349,7 @@ func (ln *listener) admitConn(c net.Conn) net.Conn {
 		return nil
 	}
 	ln.l.open.WithLabelValues(ln.p.Name).Inc()
-	return &conn{Conn: c, l: ln.l, listener: ln.p.Name, checkHeader: !ok || !ln.l.proxy(peer),
-		release: func() { ln.release(key) }}
+	return &conn{Conn: c, ln: ln, key: key, checkHeader: !ok || !ln.l.proxy(peer)}
 }
 
 // admit counts a new connection from key, or says why not.
@@ -484,11 +483,11 @@ func addressKey(a net.Addr) (key netip.Prefix, peer netip.Addr, ok bool) {
 // header: its peer claims to speak for another address and is not believed.
 type conn struct {
 	net.Conn
-	once    sync.Once
-	release func()
-
-	l           *Limiter
-	listener    string
+	once sync.Once
+	// ln and key are the listener and the address prefix counted (no
+	// closure per connection: issue 16).
+	ln          *listener
+	key         netip.Prefix
 	checkHeader bool // until the first Read
 }
 
@@ -498,7 +497,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.checkHeader = false
 		if startsWithProxyHeader(p[:n]) {
 			err := headerError("sent by %s, which is not in connections.proxyProtocol.trusted", c.RemoteAddr())
-			c.l.reject(c, c.listener, err)
+			c.ln.l.reject(c, c.ln.p.Name, err)
 			return 0, err
 		}
 	}
@@ -575,7 +574,7 @@ func (c *proxiedConn) CloseWrite() error {
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() { c.ln.release(c.key) })
 	return err
 }
 

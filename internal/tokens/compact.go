@@ -87,7 +87,9 @@ func (v *Verifier) verifyAccess(ctx context.Context, in []byte, aud string) (*Cl
 	if err != nil {
 		return nil, "", err
 	}
-	return c, hdr.Kid, nil
+	// The key's own kid, not the token's copy: the memo keeps it with
+	// every token it remembers (issue 16).
+	return c, pk.kid, nil
 }
 
 // headerKey applies the header rules of every token the platform verifies
@@ -221,6 +223,12 @@ func (v *Verifier) accessClaims(payload []byte, aud string) (*Claims, error) {
 		return nil, ErrIssuer // RFC 9068 §4 step 3: exactly
 	case !slices.Contains(c.Audience, aud):
 		return nil, ErrAudience
+	}
+	// Equal to what was checked: the verifier's strings, not a copy per
+	// token (the memo keeps the claims of every token it remembers).
+	c.Issuer = v.iss
+	if len(c.Audience) == 1 {
+		c.Audience[0] = aud
 	}
 	for _, name := range accessTokenClaims {
 		if !m.has(name) {

@@ -8,7 +8,8 @@ import (
 )
 
 // memoSize bounds the tokens a Verifier remembers as verified: about
-// 0.45 KiB each (the claims and the map entry, measured), under 4 MiB in all.
+// 0.4 KiB each (the claims and the map entry, measured), and the token's
+// own strings (sub, client_id, jti, gid, ...), under 4 MiB in all.
 const memoSize = 8192
 
 // memo remembers the access tokens a Verifier found valid, so that a token
@@ -32,9 +33,10 @@ type memoKey [sha256.Size]byte
 type memoEntry struct {
 	claims *Claims
 	kid    string
-	// since is when it was verified: a clock set back before it (nbf and
-	// iat were checked against that time) takes the full path again.
-	since time.Time
+	// since is when it was verified (Unix nanoseconds): a clock set back
+	// before it (nbf and iat were checked against that time) takes the
+	// full path again.
+	since int64
 }
 
 // keyOf returns the memo's key of raw for audience, the hash of the
@@ -62,7 +64,7 @@ func (m *memo) get(k memoKey, keys *Keys, now time.Time) (*Claims, bool) {
 	if !ok {
 		return nil, false
 	}
-	if now.Before(e.since) {
+	if now.UnixNano() < e.since {
 		return nil, false
 	}
 	if !now.Before(e.claims.ExpiresAt) {
@@ -104,7 +106,7 @@ func (m *memo) put(k memoKey, kid string, c *Claims, now time.Time) {
 			delete(m.entries, key)
 		}
 	}
-	m.entries[k] = memoEntry{claims: c.clone(), kid: kid, since: now}
+	m.entries[k] = memoEntry{claims: c.clone(), kid: kid, since: now.UnixNano()}
 }
 
 // clone copies c so that no caller shares the remembered claims.
