@@ -160,6 +160,10 @@ func (v *Verifier) replay() {
 			continue // heard of
 		}
 		n++
+		// Refused here first: the bus calls its subscribers in no order,
+		// and one acting on the event (a client told its session ended)
+		// must not meet a verifier that has not heard it yet.
+		v.deny.add(gid, exp.Add(v.leeway), now)
 		v.bus.Publish(events.Event{
 			Type: EventGrantRevoke, Kind: "grant", ID: gid, Local: true,
 			Details: map[string]string{"exp": strconv.FormatInt(exp.Unix(), 10)},
