@@ -208,3 +208,8 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 	}
 }
+
+// willOn sets a CONNECT's will: payload "x" on topic.
+func willOn(topic string) func(*packet.Connect) {
+	return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }
+}

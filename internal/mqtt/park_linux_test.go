@@ -175,13 +175,10 @@ func TestParkedConnectionsEnd(t *testing.T) {
 	s := newServer(t, nil)
 	w, _ := s.connect(t, packet.V5, "w", nil)
 	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
-	withWill := func(topic string) func(*packet.Connect) {
-		return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }
-	}
-	revoked, _ := s.connect(t, packet.V5, "revoked", withWill("will/revoked"))
-	kicked, _ := s.connect(t, packet.V5, "kicked", withWill("will/kicked"))
+	revoked, _ := s.connect(t, packet.V5, "revoked", willOn("will/revoked"))
+	kicked, _ := s.connect(t, packet.V5, "kicked", willOn("will/kicked"))
 	old, _ := s.connect(t, packet.V5, "taken", nil)
-	half, _ := s.connect(t, packet.V5, "half", withWill("will/half"))
+	half, _ := s.connect(t, packet.V5, "half", willOn("will/half"))
 	s.waitParked(t, 5)
 
 	s.Disconnect("revoked", packet.NotAuthorized, "revoked", true)

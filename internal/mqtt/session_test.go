@@ -502,13 +502,10 @@ func TestRevokedWill(t *testing.T) {
 	s := newServer(t, nil)
 	w, _ := s.connect(t, packet.V5, "w", nil)
 	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
-	withWill := func(topic string) func(*packet.Connect) {
-		return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }
-	}
-	revoked, _ := s.connect(t, packet.V5, "revoked", withWill("will/revoked"))
+	revoked, _ := s.connect(t, packet.V5, "revoked", willOn("will/revoked"))
 	s.Disconnect("revoked", packet.NotAuthorized, "revoked", true)
 	revoked.Disconnected(packet.NotAuthorized)
-	kicked, _ := s.connect(t, packet.V5, "kicked", withWill("will/kicked"))
+	kicked, _ := s.connect(t, packet.V5, "kicked", willOn("will/kicked"))
 	s.Disconnect("kicked", packet.AdministrativeAction, "", false)
 	kicked.Disconnected(packet.AdministrativeAction)
 	if p := w.Publication(); p.Topic != "will/kicked" {

@@ -12,21 +12,7 @@ import (
 // byte read from it is buffered above it: a trusted proxy's connection
 // whose first bytes came with the PROXY header gets it once they are read.
 func TestSyscallConnOnlyWithNothingBuffered(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	_, server := tcpPair(t)
 	// As admitProxied reads the header: here the client's first bytes
 	// came with it.
 	br := bufio.NewReader(strings.NewReader("PROXY UNKNOWN\r\nhello"))
@@ -57,21 +43,7 @@ func TestSyscallConnOnlyWithNothingBuffered(t *testing.T) {
 // offers no socket: a reader of the socket itself (mqtt.Plain) would read
 // them past the check.
 func TestSyscallConnOnlyAfterTheHeaderCheck(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	c := &conn{Conn: server, checkHeader: true}
 	if _, err := c.SyscallConn(); err == nil {
 		t.Fatal("the socket offered before the first bytes were checked")
@@ -84,4 +56,26 @@ func TestSyscallConnOnlyAfterTheHeaderCheck(t *testing.T) {
 	if _, err := c.SyscallConn(); err != nil {
 		t.Fatalf("the first bytes checked: %v", err)
 	}
+}
+
+// tcpPair is both ends of a TCP connection on 127.0.0.1, closed when the
+// test ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
