@@ -55,6 +55,26 @@ func rawConnect(t testing.TB, n *node, cp *packet.Connect) (*raw, *packet.Connac
 	return c, ack
 }
 
+// resume connects id to n again without a clean start: its session must
+// be there.
+func resume(t testing.TB, n *node, id string) *raw {
+	t.Helper()
+	c, ack := rawDial(t, n, id, false)
+	if !ack.SessionPresent {
+		t.Fatalf("the session of %q is not present on the node it resumed on", id)
+	}
+	return c
+}
+
+// publishQoS2 sends p (QoS 2) and completes it: PUBREC, PUBREL, PUBCOMP.
+func (c *raw) publishQoS2(t testing.TB, p *packet.Publish) {
+	t.Helper()
+	c.send(t, p)
+	c.expectAck(t, packet.PUBREC, p.PacketID, packet.Success)
+	c.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: p.PacketID})
+	c.expectAck(t, packet.PUBCOMP, p.PacketID, packet.Success)
+}
+
 func (c *raw) send(t testing.TB, p packet.Packet) {
 	t.Helper()
 	b, err := packet.Append(nil, packet.V5, p)
@@ -110,15 +130,9 @@ func TestQoS2PublisherAcrossNodeDeath(t *testing.T) {
 	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
 	sub.expect(t, "t/x", "once")
 	a.crash()
-	pub, ack := rawDial(t, b, "pub", false)
-	if !ack.SessionPresent {
-		t.Fatal("the publisher's session is not present on node b")
-	}
+	pub = resume(t, b, "pub")
 	publish.Dup = true
-	pub.send(t, publish)
-	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
-	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	pub.publishQoS2(t, publish)
 	marker := dial(t, b, "marker", "user")
 	sub.expectNone(t, marker, "t/marker")
 }
@@ -151,10 +165,7 @@ func TestQoS2SubscriberAcrossNodeDeath(t *testing.T) {
 	sub.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: got["first"].PacketID})
 	sub.expectAck(t, packet.PUBREL, got["first"].PacketID, packet.Success)
 	a.crash()
-	sub, ack := rawDial(t, b, "sub", false)
-	if !ack.SessionPresent {
-		t.Fatal("the subscriber's session is not present on node b")
-	}
+	sub = resume(t, b, "sub")
 	sub.expectAck(t, packet.PUBREL, got["first"].PacketID, packet.Success)
 	p, ok := sub.next(t).(*packet.Publish)
 	if !ok || string(p.Payload) != "second" || !p.Dup || p.PacketID != got["second"].PacketID {
@@ -237,19 +248,13 @@ func TestQoS2RoutedOnceAcrossNodeDeath(t *testing.T) {
 	close(d.dead)
 	a.crash()
 
-	pub, ack := rawDial(t, b, "pub", false)
-	if !ack.SessionPresent {
-		t.Fatal("the publisher's session is not present on node b")
-	}
+	pub = resume(t, b, "pub")
 	// The PUBREL completes the first message, changing the record; the
 	// PUBLISH sent again is still the second's first attempt.
 	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 6})
 	pub.expectAck(t, packet.PUBCOMP, 6, packet.Success)
 	publish.Dup = true
-	pub.send(t, publish)
-	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
-	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	pub.publishQoS2(t, publish)
 	marker := dial(t, b, "marker", "user")
 	onB.expectNone(t, marker, "t/marker")
 	onC.expectNone(t, marker, "t/marker")
@@ -277,10 +282,7 @@ func TestQoS2PacketIDReusedAfterCompletion(t *testing.T) {
 		body string
 		dup  bool
 	}{{pub, "first", false}, {pub, "second", false}, {other, "other", true}} {
-		m.c.send(t, &packet.Publish{QoS: 2, Dup: m.dup, Topic: "t/x", PacketID: 7, Payload: []byte(m.body)})
-		m.c.expectAck(t, packet.PUBREC, 7, packet.Success)
-		m.c.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-		m.c.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+		m.c.publishQoS2(t, &packet.Publish{QoS: 2, Dup: m.dup, Topic: "t/x", PacketID: 7, Payload: []byte(m.body)})
 		sub.expect(t, "t/x", m.body)
 	}
 }
@@ -332,10 +334,7 @@ func TestQoS2RoutedOnceSessionsMoved(t *testing.T) {
 	open.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: again.PacketID})
 	pub, _ = rawDial(t, b, "pub", false)
 	publish.Dup = true
-	pub.send(t, publish)
-	pub.expectAck(t, packet.PUBREC, 7, packet.Success)
-	pub.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 7})
-	pub.expectAck(t, packet.PUBCOMP, 7, packet.Success)
+	pub.publishQoS2(t, publish)
 	marker := dial(t, b, "marker", "user")
 	done.expectNone(t, marker, "t/marker")
 	if m, ok := open.next(t).(*packet.Publish); !ok || m.Topic != "t/marker" {
