@@ -213,7 +213,8 @@ func TestAPIFiltersAndPages(t *testing.T) {
 		t.Fatalf("poll after an append: %d %+v", code, l3)
 	}
 	// A cursor with other filters, or altered, is a 400 naming cursor.
-	for _, q := range []string{"action=uma.*&cursor=" + l.Next, "cursor=" + l.Next, "action=thing.*&cursor=" + l.Next[:len(l.Next)-1] + "A"} {
+	altered := l.Next[:4] + map[bool]string{true: "B", false: "A"}[l.Next[4] == 'A'] + l.Next[5:]
+	for _, q := range []string{"action=uma.*&cursor=" + l.Next, "cursor=" + l.Next, "action=thing.*&cursor=" + altered} {
 		if code, _, p := e.get("root", q); code != 400 || p.Field != ParamCursor || !strings.Contains(p.Detail, "start again without cursor") {
 			t.Errorf("%s: %d %+v", q, code, p)
 		}

@@ -391,12 +391,15 @@ func TestRevokeRefusesNonsense(t *testing.T) {
 	}
 	th, dc := e.thing("SPK-N1")
 	other, _ := e.thing("SPK-N2")
+	// Another certificate's fingerprint: the real one with its first digit changed, so
+	// it never equals the real one whatever the real one begins with.
+	flipped := map[bool]string{true: "1", false: "0"}[dc.FingerprintSHA256[0] == '0'] + dc.FingerprintSHA256[1:]
 	var re *RevocationError
 	for name, r := range map[string]Revocation{
 		"nothing named":            {},
 		"fingerprint not hex":      {Fingerprint: "zz"},
 		"fingerprint too short":    {Fingerprint: "abcd"},
-		"fingerprint of another":   {Certificate: dc.Leaf, Fingerprint: "00" + dc.FingerprintSHA256[2:]},
+		"fingerprint of another":   {Certificate: dc.Leaf, Fingerprint: flipped},
 		"certificate of another":   {Certificate: dc.Leaf, ThingID: other.ID},
 		"no certificates recorded": {ThingID: bare.ID},
 		"certificateHold":          {Fingerprint: dc.FingerprintSHA256, Reason: 6},
