@@ -213,9 +213,9 @@ func (h *auth) arm(s *session, at time.Time) {
 
 // expire ends s's connection: its token expired.
 func (h *auth) expire(s *session) {
-	if cl := h.client(s); cl != nil && cl.Conn() != nil && !s.revoked.Load() {
+	if cl := h.client(s); cl != nil && cl.Conn() != nil && !s.revoked.Load() &&
+		h.b.server.DisconnectIdentity(cl.ID, s, packet.MaximumConnectTime, "the token expired", false) {
 		h.b.metrics.closed.WithLabelValues("expired").Inc()
-		h.b.server.Disconnect(cl.ID, packet.MaximumConnectTime, "the token expired", false)
 	}
 }
 

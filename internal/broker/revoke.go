@@ -169,9 +169,7 @@ func (h *auth) endWith(s *session, label string, code packet.ReasonCode, reason 
 	h.b.metrics.closed.WithLabelValues(label).Inc()
 	h.b.log.Info("mqtt: session ended", "client", cid, "reason", label)
 	discard := func() {
-		if cl := h.b.server.Client(cid); cl != nil && sessionOf(cl) == s {
-			h.b.server.Disconnect(cid, code, reason, true)
-		}
+		h.b.server.DisconnectIdentity(cid, s, code, reason, true)
 	}
 	if async {
 		go discard()

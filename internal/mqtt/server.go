@@ -409,11 +409,29 @@ func (s *Server) claimed(id string) {
 // discard is set, ends the session without publishing its will: for
 // revocations.
 func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, discard bool) {
+	s.disconnect(id, nil, code, reason, discard)
+}
+
+// DisconnectIdentity is Disconnect when session id still has identity (as
+// Client.Identity returns it): what the caller decided about one identity
+// (its token expired, its grant was revoked) does not end a connection
+// that has taken the client identifier over since as another. A takeover
+// changes the session's identity and connection together. Identities are
+// compared with ==. It reports whether the session had identity.
+func (s *Server) DisconnectIdentity(id string, identity any, code packet.ReasonCode, reason string, discard bool) bool {
+	return s.disconnect(id, &identity, code, reason, discard)
+}
+
+func (s *Server) disconnect(id string, identity *any, code packet.ReasonCode, reason string, discard bool) bool {
 	cl := s.Client(id)
 	if cl == nil {
-		return
+		return false
 	}
 	cl.mu.Lock()
+	if identity != nil && cl.Identity() != *identity {
+		cl.mu.Unlock()
+		return false
+	}
 	if discard {
 		cl.expiry = 0
 		cl.will = nil
@@ -428,4 +446,5 @@ func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, di
 	} else if discard {
 		s.endSession(cl)
 	}
+	return true
 }

@@ -513,6 +513,38 @@ func TestRevokedWill(t *testing.T) {
 	}
 }
 
+// TestDisconnectIdentity: what the server decided about the identity a
+// session had (its token expired, its grant was revoked) does not end the
+// connection that took the client identifier over since as another
+// identity, nor discard its session or its will; the identity it has now
+// is ended.
+func TestDisconnectIdentity(t *testing.T) {
+	s := newServer(t, nil)
+	w, _ := s.connect(t, packet.V5, "w", nil)
+	w.Subscribe(1, []packet.ReasonCode{0}, sub("will/#", 0))
+	old, _ := s.connect(t, packet.V5, "id", nil)
+	first, second := s.Client("id").Identity(), new(int)
+	s.auth.setOnConnect(func(c *Client) { c.SetIdentity(second) })
+	c, _ := s.connect(t, packet.V5, "id", willOn("will/id"))
+	old.Disconnected(packet.SessionTakenOver)
+	for _, discard := range []bool{false, true} {
+		if s.DisconnectIdentity("id", first, packet.MaximumConnectTime, "the token expired", discard) {
+			t.Errorf("discard %v: the identity before the takeover was ended", discard)
+		}
+	}
+	c.Send(&packet.Ping{})
+	if got := c.Read(); got.Type() != packet.PINGRESP {
+		t.Fatalf("the connection that took over: %+v", got)
+	}
+	if !s.DisconnectIdentity("id", second, packet.MaximumConnectTime, "the token expired", false) {
+		t.Error("the identity connected now was not ended")
+	}
+	c.Disconnected(packet.MaximumConnectTime)
+	if p := w.Publication(); p.Topic != "will/id" {
+		t.Fatalf("got %s; want the will kept through the refused discard", p.Topic)
+	}
+}
+
 // TestReplaceSession: Auth can have a client identifier's session ended
 // rather than resumed: the new connection starts clean, Session Present 0.
 func TestReplaceSession(t *testing.T) {
