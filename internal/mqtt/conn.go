@@ -54,7 +54,8 @@ type conn struct {
 	// timed: the read deadline runs for the packet being read, set at the
 	// first read after the last whole packet (§3.1.2.10 counts packets,
 	// so bytes trickling in do not extend it), to deadline (where the
-	// parker ends a parked connection's park).
+	// parker ends a parked connection's park). Without keep-alive only a
+	// packet begun has one (Config.PacketWait).
 	timed    bool
 	deadline time.Time
 	parked   parkState
@@ -142,7 +143,11 @@ func (c *conn) readFailed(err error) {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && c.connected {
-		c.close(packet.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
+		if c.keepAlive > 0 {
+			c.close(packet.KeepAliveTimeout, "no packet within 1.5 times the keep alive")
+		} else {
+			c.close(packet.UnspecifiedError, "a packet not completed within "+c.srv.cfg.PacketWait.String())
+		}
 		return
 	}
 	c.closeNow()
@@ -189,7 +194,10 @@ func (c *conn) next() (packet.Header, []byte, error) {
 					c.timed = false
 					return h, buf[hl:h.Size()], nil
 				}
-				c.grow(h.Size())
+				// Room for twice what came, up to the packet: the buffer
+				// grows with the bytes received, not with what a header
+				// announces (5 bytes would hold the Maximum Packet Size).
+				c.grow(min(h.Size(), 2*len(buf)))
 			case err != io.ErrUnexpectedEOF:
 				return h, nil, err
 			}
@@ -216,10 +224,20 @@ func (c *conn) grow(n int) {
 // and blocks on the connection's small array, so that an idle connection
 // holds no buffer.
 func (c *conn) fill() error {
-	if c.keepAlive > 0 && !c.timed {
-		c.deadline = time.Now().Add(c.keepAlive * 3 / 2) // §3.1.2.10
-		c.nc.SetReadDeadline(c.deadline)
-		c.timed = true
+	if !c.timed {
+		switch {
+		case c.keepAlive > 0:
+			c.setDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // §3.1.2.10
+		case !c.served:
+			// The CONNECT: the listener's deadline runs.
+		case c.rbuf != nil && c.roff < len(*c.rbuf):
+			// No keep-alive: an idle connection may wait as long as it
+			// likes, a packet begun may not hold its buffer longer.
+			c.setDeadline(time.Now().Add(c.srv.cfg.PacketWait))
+		case !c.deadline.IsZero():
+			c.deadline = time.Time{}
+			c.nc.SetReadDeadline(c.deadline)
+		}
 	}
 	if c.rbuf == nil || c.roff == len(*c.rbuf) {
 		if c.rbuf != nil {
@@ -243,6 +261,13 @@ func (c *conn) fill() error {
 		return nil
 	}
 	return err
+}
+
+// setDeadline sets the read deadline of the packet being read.
+func (c *conn) setDeadline(t time.Time) {
+	c.deadline = t
+	c.nc.SetReadDeadline(t)
+	c.timed = true
 }
 
 // send queues p for writing; false when the connection is closing.

@@ -75,6 +75,10 @@ type Config struct {
 	TopicAliasMaximum uint16
 	// ConnectTimeout bounds authenticating one CONNECT.
 	ConnectTimeout time.Duration
+	// PacketWait bounds how long a client without keep-alive may take to
+	// send the rest of a packet it began (with keep-alive, 1.5 keep-alive
+	// periods bound it, §3.1.2.10).
+	PacketWait time.Duration
 	// Store keeps persistent sessions and retained messages; nil: they
 	// live in memory only. Identity encodes session identities for it.
 	Store    Store
@@ -132,6 +136,7 @@ const (
 	DefaultSessionExpiry  = 7 * 24 * time.Hour
 	DefaultTopicAliases   = 64
 	DefaultConnectTimeout = 10 * time.Second
+	DefaultPacketWait     = time.Minute
 )
 
 // Stats are the server's counters, for metrics.
@@ -190,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxSessionExpiry = cmp.Or(cfg.MaxSessionExpiry, DefaultSessionExpiry)
 	cfg.TopicAliasMaximum = cmp.Or(cfg.TopicAliasMaximum, DefaultTopicAliases)
 	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout)
+	cfg.PacketWait = cmp.Or(cfg.PacketWait, DefaultPacketWait)
 	if cfg.MaxPacketSize < 64 || cfg.MaxPacketSize > packet.MaxRemaining || cfg.Inflight < 1 || cfg.Inflight > math.MaxUint16 || cfg.Queue < 1 {
 		return nil, errors.New("mqtt: limits out of range")
 	}

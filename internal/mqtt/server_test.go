@@ -1,6 +1,10 @@
 package mqtt
 
 import (
+	"bytes"
+	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,6 +159,81 @@ func TestAttackTrickledPacketKeepsNoConnection(t *testing.T) {
 	}()
 	defer func() { close(stop); <-trickled }()
 	c.Disconnected(packet.KeepAliveTimeout)
+}
+
+// TestAttackUnfinishedPacketWithoutKeepAlive: a client without keep-alive
+// may stay idle as long as it likes, but a packet it begins must be
+// finished within Config.PacketWait, or the connection ends (MQTT 5:
+// DISCONNECT 0x80 saying so), whether the connection waits parked or not.
+func TestAttackUnfinishedPacketWithoutKeepAlive(t *testing.T) {
+	const wait = 400 * time.Millisecond
+	s := newServer(t, func(c *Config) { c.PacketWait = wait })
+	noKeepAlive := func(c *packet.Connect) { c.KeepAlive = 0 }
+	for _, v := range []packet.Version{packet.V5, packet.V311} {
+		c, _ := s.connect(t, v, "idle", noKeepAlive)
+		c.Send(&packet.Ping{}) // a whole packet, then longer than the wait idle
+		if got := c.Read(); got.Type() != packet.PINGRESP {
+			t.Fatalf("v%d: %+v", v, got)
+		}
+		time.Sleep(3 * wait)
+		c.Send(&packet.Ping{})
+		if got := c.Read(); got.Type() != packet.PINGRESP {
+			t.Fatalf("v%d: an idle connection without keep-alive was ended: %+v", v, got)
+		}
+
+		c.Write([]byte{0x30, 0x80, 0xD0, 0x0F, 0x00, 0x01, 't'}) // a PUBLISH of 256,000 bytes, begun
+		start := time.Now()
+		if v == packet.V5 {
+			if d := c.Disconnected(packet.UnspecifiedError); !strings.Contains(d.Props.ReasonString, "not completed") {
+				t.Errorf("reason %q", d.Props.ReasonString)
+			}
+		} else {
+			c.Closed()
+		}
+		if took := time.Since(start); took < wait {
+			t.Errorf("v%d: ended after %v, before the wait", v, took)
+		}
+	}
+}
+
+// TestAnnouncedPacketGrowsWithItsBytes: the read buffer grows with the
+// bytes that came, not to the size a header announces: 7 bytes of a
+// PUBLISH announcing 256,000 hold no buffer of that size (a client could
+// pin the Maximum Packet Size with 5 bytes). The whole packet, sent in
+// pieces, is read intact.
+func TestAnnouncedPacketGrowsWithItsBytes(t *testing.T) {
+	s := newServer(t, nil)
+	head := []byte{0x30, 0x80, 0xD0, 0x0F, 0x00, 0x01, 't'}
+	read := func(parts ...[]byte) (*conn, packet.Header, []byte, error) {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close() })
+		go func() {
+			for _, p := range parts {
+				client.Write(p)
+			}
+			client.Close()
+		}()
+		c := &conn{srv: s.Server, nc: server, version: packet.V5}
+		h, body, err := c.next()
+		return c, h, body, err
+	}
+	c, _, _, err := read(head)
+	if err == nil {
+		t.Fatal("a packet read from 7 bytes")
+	}
+	if n := cap(*c.rbuf); n > 8<<10 {
+		t.Errorf("7 bytes of an announced 256,000 hold a buffer of %d bytes", n)
+	}
+	payload := bytes.Repeat([]byte("0123456789"), 25_600)[:256_000-3]
+	var parts [][]byte
+	for rest := append(slices.Clone(head), payload...); len(rest) > 0; {
+		n := min(len(rest), 3000)
+		parts, rest = append(parts, rest[:n]), rest[n:]
+	}
+	_, h, body, err := read(parts...)
+	if err != nil || h.Remaining != 256_000 || !bytes.Equal(body[3:], payload) {
+		t.Fatalf("the whole packet: %+v, %d bytes, %v", h, len(body), err)
+	}
 }
 
 func inflight(cl *Client) int {
