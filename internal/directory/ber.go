@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 )
@@ -75,10 +76,20 @@ func readMessage(r *bufio.Reader, max int) ([]byte, error) {
 	if length > max-len(head) {
 		return nil, fmt.Errorf("%w: %d bytes, more than the %d a message may have", errFraming, length+len(head), max)
 	}
-	msg := make([]byte, len(head)+length)
-	copy(msg, head)
-	if _, err := io.ReadFull(r, msg[len(head):]); err != nil {
-		return nil, unexpected(err)
+	// The buffer grows with the bytes received, to twice what came, not to
+	// the length announced: a few bytes would otherwise hold max for the
+	// read timeout.
+	total := len(head) + length
+	msg := append(make([]byte, 0, min(total, 4<<10)), head...)
+	for len(msg) < total {
+		if len(msg) == cap(msg) {
+			msg = slices.Grow(msg, min(total, 2*len(msg))-len(msg))
+		}
+		n, err := r.Read(msg[len(msg):min(cap(msg), total)])
+		msg = msg[:len(msg)+n]
+		if err != nil && len(msg) < total {
+			return nil, unexpected(err)
+		}
 	}
 	return msg, nil
 }
