@@ -226,10 +226,12 @@ func (c *conn) grow(n int) {
 func (c *conn) fill() error {
 	if !c.timed {
 		switch {
+		case !c.served:
+			// The CONNECT, and the AUTH exchange before its CONNACK: the
+			// listener's deadline runs, whatever keep-alive the CONNECT
+			// asked for (§4.12; connect).
 		case c.keepAlive > 0:
 			c.setDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // §3.1.2.10
-		case !c.served:
-			// The CONNECT: the listener's deadline runs.
 		case c.rbuf != nil && c.roff < len(*c.rbuf):
 			// No keep-alive: an idle connection may wait as long as it
 			// likes, a packet begun may not hold its buffer longer.
