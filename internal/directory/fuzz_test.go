@@ -6,11 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"runtime"
-	"slices"
 	"testing"
-	"testing/iotest"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -49,30 +45,6 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("filter %s deeper than the limit", s.filter)
 		}
 	})
-}
-
-// TestAnnouncedMessageGrowsWithItsBytes: a message's buffer grows with the
-// bytes that come, not to the length its header announces (a few bytes
-// would hold MaxMessageBytes for the read timeout); a whole message read
-// in small pieces is intact.
-func TestAnnouncedMessageGrowsWithItsBytes(t *testing.T) {
-	const max = 4 << 20
-	head := []byte{0x30, 0x83, 0x3f, 0xff, 0xf0} // a SEQUENCE of 4,194,288 bytes, announced
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	_, err := readMessage(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), bytes.NewReader(make([]byte, 100))), 16), max)
-	runtime.ReadMemStats(&after)
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("a message cut short: %v", err)
-	}
-	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
-		t.Errorf("105 bytes of an announced 4 MiB allocated %d bytes", n)
-	}
-	whole := append(slices.Clone(head), bytes.Repeat([]byte{7}, 0x3ffff0)...)
-	msg, err := readMessage(bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(whole)), 16), max)
-	if err != nil || !bytes.Equal(msg, whole) {
-		t.Fatalf("the whole message: %d bytes, %v", len(msg), err)
-	}
 }
 
 // compareRequestOp is a CompareRequest as a client encodes it.

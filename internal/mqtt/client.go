@@ -61,6 +61,10 @@ type Client struct {
 	expiry time.Duration // how long the session outlives its connection
 	subs   map[string]topics.Subscription
 	ended  bool
+	// ending: its end is decided (discarded, or its expiry passed or was
+	// 0 when its connection ended) and follows once the lock is released
+	// (endSession); attach ends it rather than resume it meanwhile.
+	ending bool
 	stored bool // the Store holds the session
 	// willKept: the Store holds the will of the connection, of a session
 	// it does not hold otherwise (WillStore).

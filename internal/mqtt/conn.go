@@ -527,6 +527,7 @@ func (c *conn) end() {
 	}
 	cl.setConn(nil)
 	expiry := cl.expiry
+	cl.ending = cl.ending || expiry == 0
 	cl.mu.Unlock()
 	if will != nil {
 		s.scheduleWill(cl, will, min(c.willDelay, expiry))

@@ -116,7 +116,10 @@ func (c *conn) connect() bool {
 	if err != nil {
 		var pe *packet.Error
 		if !errors.As(err, &pe) {
-			pe = &packet.Error{Code: packet.ServerUnavailable, Reason: err.Error()}
+			// Not the client's doing (a store unreachable, a read that
+			// failed): logged here, never told the client in detail.
+			s.log.Warn("mqtt: CONNECT not decided", "client", cl.ID, "err", err)
+			pe = &packet.Error{Code: packet.ServerUnavailable, Reason: "the server could not decide on the connection; try again later"}
 		}
 		c.refuse(pe.Code, pe.Reason)
 		return false
@@ -213,10 +216,14 @@ func (s *Server) attach(c *conn, cl, fetched *Client, clean bool, expiry time.Du
 			s.takeOver(old, false)
 		}
 		sess.mu.Lock()
-		if sess.ended {
+		if sess.ended || sess.ending {
 			// It expired (or was discarded) since it was looked up: start
-			// again, without it.
+			// again, without it, once its end is done.
+			ending := !sess.ended
 			sess.mu.Unlock()
+			if ending {
+				s.endSession(sess)
+			}
 			continue
 		}
 		sess.stopTimersLocked() // §3.1.3.2.2: a new connection stops the will

@@ -36,10 +36,15 @@
 // hundred bytes of heap of the core's (crypto/tls keeps more over TLS).
 // Keep-alive is a read deadline of 1.5 times the keep alive, counting
 // whole packets; Config.MaxKeepAlive is announced as Server Keep Alive.
+// Without keep-alive a packet begun must be finished within
+// Config.PacketWait; the read buffer grows with the bytes that arrive.
 //
 // Sessions (client.go, session.go). A Client is a session, connected or
 // away; Server.sessions maps client identifiers to them. Lock order:
-// Server.mu, then Client.mu, then conn.wmu. Auth is asked with Client.mu
+// Server.mu, then Client.mu, then conn.wmu. A session's end is decided
+// under its lock (Client.ending) and done after it (endSession); a
+// connection resuming the session meanwhile finishes that end and starts
+// a session of its own, so it is never attached to one being ended. Auth is asked with Client.mu
 // held (resume), so what Auth may read of a Client is atomic and Auth must
 // never call back into the Server. Every message reaches a client through
 // Client.deliver, which asks Auth.Deliver: live, retained, will and resumed

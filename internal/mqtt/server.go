@@ -423,7 +423,8 @@ func (s *Server) Disconnect(id string, code packet.ReasonCode, reason string, di
 // (its token expired, its grant was revoked) does not end a connection
 // that has taken the client identifier over since as another. A takeover
 // changes the session's identity and connection together. Identities are
-// compared with ==. It reports whether the session had identity.
+// compared with ==, so they must be of comparable types (a pointer, as the
+// broker's). It reports whether the session had identity.
 func (s *Server) DisconnectIdentity(id string, identity any, code packet.ReasonCode, reason string, discard bool) bool {
 	return s.disconnect(id, &identity, code, reason, discard)
 }
@@ -445,6 +446,8 @@ func (s *Server) disconnect(id string, identity *any, code packet.ReasonCode, re
 	c := cl.conn
 	if c != nil {
 		c.dropWill.Store(discard) // under the lock, as its end reads it
+	} else if discard {
+		cl.ending = true
 	}
 	cl.mu.Unlock()
 	if c != nil {

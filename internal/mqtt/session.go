@@ -246,6 +246,7 @@ func withoutWillDelay(p *packet.Properties) *packet.Properties {
 func (s *Server) expire(cl *Client) {
 	cl.mu.Lock()
 	away := cl.conn == nil
+	cl.ending = cl.ending || away
 	cl.mu.Unlock()
 	if away {
 		s.endSession(cl)

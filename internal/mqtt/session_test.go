@@ -545,6 +545,30 @@ func TestDisconnectIdentity(t *testing.T) {
 	}
 }
 
+// TestResumeRacingSessionEnd: a connection whose session has no expiry
+// ends while another connection resumes that session (Clean Start 0):
+// whichever comes first, the new connection ends up with a live session
+// of its own, never attached to the one being ended.
+func TestResumeRacingSessionEnd(t *testing.T) {
+	s := newServer(t, nil)
+	for round := range 100 {
+		id := fmt.Sprint("end-", round)
+		old, _ := s.connect(t, packet.V5, id, nil) // session expiry 0
+		c := s.dial(t, packet.V5)
+		go old.NC.Close()
+		c.Connect(&packet.Connect{Version: packet.V5, ClientID: id, KeepAlive: 30,
+			UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("ok")})
+		c.Send(&packet.Ping{})
+		if got := c.Read(); got.Type() != packet.PINGRESP {
+			t.Fatalf("round %d: %+v", round, got)
+		}
+		if cl := s.Client(id); cl == nil || cl.Conn() == nil {
+			t.Fatalf("round %d: the connection that resumed has no live session", round)
+		}
+		c.NC.Close()
+	}
+}
+
 // TestReplaceSession: Auth can have a client identifier's session ended
 // rather than resumed: the new connection starts clean, Session Present 0.
 func TestReplaceSession(t *testing.T) {

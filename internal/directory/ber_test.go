@@ -10,7 +10,7 @@ import (
 	"testing/iotest"
 )
 
-// Review 10: readMessage grows the buffer of an LDAPMessage with the
+// Attacks on readMessage: it grows the buffer of an LDAPMessage with the
 // bytes received, not to the length its header announces.
 
 // lengthMessage is an LDAPMessage of total bytes in all (its tag, a length
@@ -52,13 +52,13 @@ var readers = map[string]func([]byte) *bufio.Reader{
 	},
 }
 
-// TestReview10ReadMessageLengths: messages of every length form, at the
+// TestAttackReadMessageLengths: messages of every length form, at the
 // limit and around each growth of the buffer, arriving whole, a byte at a
 // time, in halves or with the end of stream, are read intact and no
 // further: the message after one is read next, and the end of stream
 // right after one is no error. One byte over the limit is a framing
 // error.
-func TestReview10ReadMessageLengths(t *testing.T) {
+func TestAttackReadMessageLengths(t *testing.T) {
 	const max = 64 << 10
 	totals := []int{2, 129, 130, 4095, 4096, 4097, 5000, 8191, 8192, 8193, 12288, 16383, 16384, 16385, 32769, 40000, max - 1, max}
 	for _, total := range totals {
@@ -94,10 +94,10 @@ func TestReview10ReadMessageLengths(t *testing.T) {
 	}
 }
 
-// TestReview10ReadMessageCutShort: a message whose stream ends early, in
+// TestAttackReadMessageCutShort: a message whose stream ends early, in
 // its header, at each growth of the buffer or one byte before its end, is
 // io.ErrUnexpectedEOF, whatever way its bytes arrived.
-func TestReview10ReadMessageCutShort(t *testing.T) {
+func TestAttackReadMessageCutShort(t *testing.T) {
 	const max = 64 << 10
 	for _, width := range []int{2, 3, 4} {
 		m := lengthMessage(t, max, width)
@@ -135,11 +135,11 @@ func (f *failAfter) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestReview10AnnouncedLengthHoldsLittle: a header announcing the largest
+// TestAttackAnnouncedLengthHoldsLittle: a header announcing the largest
 // message allocates with what arrives (at most a few times the bytes
 // received), never the announced length: six bytes, or 100 KiB, of an
 // announced 16 MiB.
-func TestReview10AnnouncedLengthHoldsLittle(t *testing.T) {
+func TestAttackAnnouncedLengthHoldsLittle(t *testing.T) {
 	const max = 16 << 20
 	head := []byte{tagSequence, 0x84, 0x00, 0xFF, 0xFF, 0xFA} // 16 MiB in all
 	stalled := errors.New("the client stopped sending")
