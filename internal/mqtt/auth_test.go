@@ -73,22 +73,12 @@ func TestEnhancedAuth(t *testing.T) {
 // same user, who may publish there).
 func TestTakenOverWillCheckedAsItsIdentity(t *testing.T) {
 	s := newServer(t, nil)
-	expiry := func(pk *packet.Connect) {
-		pk.Props.SessionExpiry = 60
-		pk.Props.Set(packet.PropSessionExpiry)
-	}
+	expiry := withExpiry(60)
 	c, _ := s.connect(t, packet.V5, "w", func(pk *packet.Connect) {
 		expiry(pk)
 		pk.Will = &packet.Will{Topic: "t", Payload: []byte("will")}
 	})
-	a := &packet.Auth{Code: packet.ReAuthenticate}
-	a.Props.AuthMethod, a.Props.AuthData = "m", []byte("narrow")
-	a.Props.Set(packet.PropAuthMethod)
-	a.Props.Set(packet.PropAuthData)
-	c.Send(a)
-	if got, ok := c.Read().(*packet.Auth); !ok || got.Code != packet.Success {
-		t.Fatalf("re-authentication: %+v", got)
-	}
+	reauthenticate(t, c, "narrow")
 	s.connect(t, packet.V5, "w", func(pk *packet.Connect) {
 		expiry(pk)
 		pk.CleanStart = false

@@ -52,10 +52,7 @@ func TestAttackDisconnectIdentityRacesTakeover(t *testing.T) {
 	}
 	for round := range rounds {
 		id := fmt.Sprint("race-", round)
-		expiry := func(pk *packet.Connect) {
-			pk.Props.SessionExpiry = 60
-			pk.Props.Set(packet.PropSessionExpiry)
-		}
+		expiry := withExpiry(60)
 		old, _ := s.connect(t, packet.V5, id, expiry)
 		tag := new(int)
 		taker := tk.dial(t, s, tag)
@@ -112,10 +109,7 @@ func TestAttackStaleDiscardOfAwaySession(t *testing.T) {
 	stale := narrowed{"user"} // testAuth lets "user" take a narrowed session over
 	w, _ := s.connect(t, packet.V5, "watch", nil)
 	w.Subscribe(1, []packet.ReasonCode{1}, mqtttest.Sub("will/#", 1))
-	expiry := func(pk *packet.Connect) {
-		pk.Props.SessionExpiry = 60
-		pk.Props.Set(packet.PropSessionExpiry)
-	}
+	expiry := withExpiry(60)
 	old := tk.dial(t, s, stale)
 	pk := &packet.Connect{CleanStart: true, ClientID: "away", KeepAlive: 30,
 		UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("ok")}
@@ -175,14 +169,7 @@ func TestAttackStaleDiscardOfAwaySession(t *testing.T) {
 func TestAttackDisconnectIdentityAfterReauth(t *testing.T) {
 	s := newServer(t, nil)
 	c, _ := s.connect(t, packet.V5, "reauth", nil)
-	a := &packet.Auth{Code: packet.ReAuthenticate}
-	a.Props.AuthMethod, a.Props.AuthData = "m", []byte("narrow")
-	a.Props.Set(packet.PropAuthMethod)
-	a.Props.Set(packet.PropAuthData)
-	c.Send(a)
-	if got, ok := c.Read().(*packet.Auth); !ok || got.Code != packet.Success {
-		t.Fatalf("re-authentication: %+v", got)
-	}
+	reauthenticate(t, c, "narrow")
 	for _, discard := range []bool{true, false} {
 		if s.DisconnectIdentity("reauth", "user", packet.NotAuthorized, "revoked", discard) {
 			t.Fatalf("discard %v: the identity before the re-authentication was ended", discard)

@@ -17,8 +17,29 @@ import (
 func persistent(expiry uint32) func(*packet.Connect) {
 	return func(c *packet.Connect) {
 		c.CleanStart = false
+		withExpiry(expiry)(c)
+	}
+}
+
+// withExpiry sets a CONNECT's Session Expiry Interval, in seconds.
+func withExpiry(expiry uint32) func(*packet.Connect) {
+	return func(c *packet.Connect) {
 		c.Props.SessionExpiry = expiry
 		c.Props.Set(packet.PropSessionExpiry)
+	}
+}
+
+// reauthenticate re-authenticates c with testAuth's data ("ok", "narrow")
+// and expects AUTH Success.
+func reauthenticate(t *testing.T, c *mqtttest.Conn, data string) {
+	t.Helper()
+	a := &packet.Auth{Code: packet.ReAuthenticate}
+	a.Props.AuthMethod, a.Props.AuthData = "m", []byte(data)
+	a.Props.Set(packet.PropAuthMethod)
+	a.Props.Set(packet.PropAuthData)
+	c.Send(a)
+	if got, ok := c.Read().(*packet.Auth); !ok || got.Code != packet.Success {
+		t.Fatalf("re-authentication: %+v", got)
 	}
 }
 
