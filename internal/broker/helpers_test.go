@@ -286,6 +286,17 @@ func (e *env) connackCode(listener string, cp *paho.Connect) (byte, string) {
 	return ca.ReasonCode, reason
 }
 
+// connected fails the test if the broker has ended c's connection; what
+// says which connection, and why it should not have been.
+func (c *client5) connected(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case d := <-c.disconnected:
+		t.Fatalf("%s was ended: %#x", what, d.ReasonCode)
+	default:
+	}
+}
+
 func (c *client5) sub(t testing.TB, filter string, qos byte) byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

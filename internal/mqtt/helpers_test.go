@@ -209,6 +209,28 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// trickle writes one byte to c every interval, n times at most, until the
+// connection fails or stop is called; stop waits for it.
+func trickle(c *mqtttest.Conn, every time.Duration, n int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for range n {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := c.NC.Write([]byte{'x'}); err != nil {
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
 // willOn sets a CONNECT's will: payload "x" on topic.
 func willOn(topic string) func(*packet.Connect) {
 	return func(pk *packet.Connect) { pk.Will = &packet.Will{Topic: topic, Payload: []byte("x")} }

@@ -21,24 +21,7 @@ func TestAttackParkedTrickleKeepsItsDeadline(t *testing.T) {
 	c, _ := s.connect(t, packet.V5, "trickle", func(c *packet.Connect) { c.KeepAlive = 1 })
 	c.Write([]byte{0x30, 0xC8, 0x01}) // PUBLISH, 200 bytes to come
 	s.waitParked(t, 1)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for range 200 {
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			if _, err := c.NC.Write([]byte{0}); err != nil {
-				return
-			}
-		}
-	}()
-	defer wg.Wait()
-	defer close(stop)
+	defer trickle(c, 200*time.Millisecond, 200)()
 	c.Disconnected(packet.KeepAliveTimeout)
 	s.waitParked(t, 0)
 }

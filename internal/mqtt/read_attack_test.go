@@ -118,26 +118,10 @@ func TestAttackTrickleDoesNotExtendPacketWait(t *testing.T) {
 				c := connectNoKeepAlive(t, dial, v, fmt.Sprint("trickle-", name, v))
 				start := time.Now()
 				c.Write(begun)
-				stop := make(chan struct{})
-				var wg sync.WaitGroup
-				wg.Go(func() {
-					tick := time.NewTicker(wait / 8)
-					defer tick.Stop()
-					for range 64 { // 8 waits' worth, far less than the packet
-						select {
-						case <-stop:
-							return
-						case <-tick.C:
-						}
-						if _, err := c.NC.Write([]byte{'x'}); err != nil {
-							return
-						}
-					}
-				})
+				stop := trickle(c, wait/8, 64) // 8 waits' worth, far less than the packet
 				endedForPacketWait(t, c)
 				took := time.Since(start)
-				close(stop)
-				wg.Wait()
+				stop()
 				if took < wait || took > 6*wait { // the trickle goes on for 8 waits
 					t.Errorf("a trickled packet ended after %v; want its packet wait, %v, from its first byte", took, wait)
 				}

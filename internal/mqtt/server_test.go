@@ -141,23 +141,8 @@ func TestServerKeepAlive(t *testing.T) {
 func TestAttackTrickledPacketKeepsNoConnection(t *testing.T) {
 	s := newServer(t, nil)
 	c, _ := s.connect(t, packet.V5, "trickle", func(c *packet.Connect) { c.KeepAlive = 1 })
-	c.Write([]byte{0x30, 100}) // a QoS 0 PUBLISH of 100 bytes, to come
-	stop := make(chan struct{})
-	trickled := make(chan struct{})
-	go func() {
-		defer close(trickled)
-		for range 100 { // at most 40 s; the server must end it long before
-			select {
-			case <-stop:
-				return
-			case <-time.After(400 * time.Millisecond):
-			}
-			if _, err := c.NC.Write([]byte{0}); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-trickled }()
+	c.Write([]byte{0x30, 100})                    // a QoS 0 PUBLISH of 100 bytes, to come
+	defer trickle(c, 400*time.Millisecond, 100)() // at most 40 s; the server must end it long before
 	c.Disconnected(packet.KeepAliveTimeout)
 }
 
