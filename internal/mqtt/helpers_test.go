@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -28,7 +29,14 @@ type testAuth struct {
 // "nonce", the client must answer "nonce:ok".
 const challengeMethod = "CHALLENGE"
 
+// storeDown is the user name whose CONNECT testAuth cannot decide: it
+// fails as an unreachable store would, with an error naming an address.
+const storeDown = "store-down"
+
 func (a *testAuth) Connect(_ context.Context, c *Client, pk *packet.Connect, old any) error {
+	if pk.Username == storeDown {
+		return errors.New("identity: dial tcp 10.1.2.3:5432: connection refused")
+	}
 	if pk.Props.AuthMethod == challengeMethod {
 		c.SetIdentity(pk.Username)
 		return &Challenge{Data: []byte("nonce")}

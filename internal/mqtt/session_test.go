@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -503,6 +504,20 @@ func TestRefusedWill(t *testing.T) {
 	if got := w.Read(); got.Type() != packet.PINGRESP {
 		t.Fatalf("a refused client's will was published: %+v", got)
 	}
+}
+
+// TestConnectUndecided: a CONNECT that Auth cannot decide (its store is
+// unreachable) is refused with 0x88 and a reason that tells the client
+// nothing of the server's inside (the error is logged).
+func TestConnectUndecided(t *testing.T) {
+	s := newServer(t, nil)
+	c := s.dial(t, packet.V5)
+	c.Send(&packet.Connect{Version: packet.V5, ClientID: "c", CleanStart: true, UsernameFlag: true, Username: storeDown})
+	a, ok := c.Read().(*packet.Connack)
+	if !ok || a.Code != packet.ServerUnavailable || strings.Contains(a.Props.ReasonString, "10.1.2.3") || a.Props.ReasonString == "" {
+		t.Fatalf("CONNACK %+v", a)
+	}
+	c.Closed()
 }
 
 // TestConnDuringConnect: Auth sees the connection of the client it decides
